@@ -1,0 +1,652 @@
+"""``Client`` and ``AsyncClient``: the same methods, sync and async, over one pure core.
+
+Only the I/O loops are written twice; building requests, parsing, pricing and bookkeeping are
+:class:`~computekit._core.Core`'s, shared by both.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import Any
+
+from ._constants import MAX_SSE_EVENT_BYTES, NOT_GIVEN, NotGiven
+from ._core import Core, Target, call_options, normalise_messages, now
+from ._exceptions import APIConnectionError, ProviderError
+from ._retry import RetryPolicy
+from ._sse import SSEDecoder, SSETooLarge
+from ._transport import AsyncTransport, SyncTransport
+from ._types import Attempt, Chunk, Completion, Embeddings, Message
+from .adapters._base import CompleteRequest, HTTPRequest, HTTPResponse, StreamDecoder
+from .ledger import Ledger
+
+__all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
+
+Messages = Sequence[Message | Mapping[str, Any]]
+ModelSpec = str | Sequence[str]
+
+
+def _complete_options(
+    max_tokens: int | NotGiven,
+    temperature: float | NotGiven,
+    top_p: float | NotGiven,
+    stop: str | list[str] | NotGiven,
+    tools: list[dict[str, Any]] | NotGiven,
+    tool_choice: Any,
+    response_format: Any,
+    seed: int | NotGiven,
+    service_tier: str | NotGiven,
+    user: str | NotGiven,
+    extra_body: Mapping[str, Any] | NotGiven,
+) -> dict[str, Any]:
+    opts = call_options(
+        max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, tools=tools,
+        tool_choice=tool_choice, response_format=response_format, seed=seed, service_tier=service_tier, user=user,
+    )
+    if extra_body is not NOT_GIVEN:
+        opts["extra"] = dict(extra_body)
+    return opts
+
+
+def _decode_stream_error(target: Target, why: str) -> APIConnectionError:
+    return APIConnectionError(why, provider=target.provider, model=target.model)
+
+
+class _StreamState:
+    """What a stream has done so far: shared by :class:`Stream` and :class:`AsyncStream` (pure)."""
+
+    def __init__(self, core: Core, targets: list[Target], messages: list[dict[str, Any]], options: dict[str, Any],
+                 tags: Mapping[str, str] | None) -> None:
+        self.core = core
+        self.targets = targets
+        self.messages = messages
+        self.options = options
+        self.tags = tags
+        self.attempts: list[Attempt] = []
+        self.result: Completion | None = None
+        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
+
+    def request(self, target: Target) -> tuple[CompleteRequest, HTTPRequest]:
+        creq = self.core.complete_request(target, self.messages, self.options, stream=True)
+        return creq, target.adapter.build_complete(creq)
+
+    def chunks(self, target: Target, decoder: StreamDecoder, data: bytes) -> list[Chunk]:
+        try:
+            events = self.sse.feed(data)
+        except SSETooLarge as e:
+            raise _decode_stream_error(target, str(e)) from e
+        out: list[Chunk] = []
+        for ev in events:
+            out.extend(decoder.feed(ev))
+        return out
+
+    def close(self, target: Target, decoder: StreamDecoder) -> list[Chunk]:
+        events, cut = self.sse.close()
+        out: list[Chunk] = []
+        for ev in events:
+            out.extend(decoder.feed(ev))
+        if cut or not decoder.done:
+            raise _decode_stream_error(target, "the stream ended before its last event")
+        return out
+
+
+class Stream(AbstractContextManager["Stream"]):
+    """A streamed completion: iterate for :class:`Chunk` objects; ``result`` once it is exhausted.
+
+    Use it as a context manager so the connection is released even if you stop early.
+    """
+
+    def __init__(self, client: Client, state: _StreamState) -> None:
+        self._client = client
+        self._state = state
+        self._iter: Iterator[Chunk] | None = None
+
+    @property
+    def result(self) -> Completion:
+        """The final completion, with usage, cost and attempts.
+
+        Raises:
+            RuntimeError: The stream has not been read to its end yet.
+        """
+        if self._state.result is None:
+            raise RuntimeError("the stream is not finished: iterate it to the end first")
+        return self._state.result
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every attempt so far."""
+        return self._state.attempts
+
+    def __iter__(self) -> Iterator[Chunk]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    def __next__(self) -> Chunk:
+        return next(iter(self))
+
+    def _run(self) -> Iterator[Chunk]:
+        st = self._state
+        core = st.core
+        for i, target in enumerate(st.targets):
+            creq, http = st.request(target)
+            decoder = target.adapter.stream_decoder(creq)
+            started_any = False
+            try:
+                for attempt in core.retry.retrying():
+                    with attempt:
+                        started, t0 = now(), time.perf_counter()
+                        cm = self._client._transport.stream(http, target.provider, target.model)
+                        try:
+                            head, body = cm.__enter__()
+                            if head.status >= 400:
+                                raise target.adapter.map_error(head, target.model)
+                        except ProviderError as e:
+                            cm.__exit__(None, None, None)
+                            core.failed("stream", target, e, started, t0, st.attempts, st.tags)
+                            raise
+                try:
+                    for data in body:
+                        for chunk in st.chunks(target, decoder, data):
+                            started_any = True
+                            yield chunk
+                    yield from st.close(target, decoder)
+                except ProviderError as e:
+                    core.failed("stream", target, e, started, t0, st.attempts, st.tags)
+                    raise
+                finally:
+                    cm.__exit__(None, None, None)
+                result = decoder.result()
+                core.succeeded("stream", target, result, started, t0, st.attempts, st.tags)
+                st.result = result
+                return
+            except ProviderError as e:
+                # A stream falls back only while nothing has reached the caller.
+                if started_any or i == len(st.targets) - 1 or not core.falls_back(e):
+                    raise
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
+        if self._iter is not None and hasattr(self._iter, "close"):
+            self._iter.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
+    """The async twin of :class:`Stream`: ``async for chunk in stream``."""
+
+    def __init__(self, client: AsyncClient, state: _StreamState) -> None:
+        self._client = client
+        self._state = state
+        self._iter: AsyncIterator[Chunk] | None = None
+
+    @property
+    def result(self) -> Completion:
+        """The final completion (see :attr:`Stream.result`).
+
+        Raises:
+            RuntimeError: The stream has not been read to its end yet.
+        """
+        if self._state.result is None:
+            raise RuntimeError("the stream is not finished: iterate it to the end first")
+        return self._state.result
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every attempt so far."""
+        return self._state.attempts
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    async def __anext__(self) -> Chunk:
+        return await self.__aiter__().__anext__()
+
+    async def _run(self) -> AsyncIterator[Chunk]:
+        st = self._state
+        core = st.core
+        for i, target in enumerate(st.targets):
+            creq, http = st.request(target)
+            decoder = target.adapter.stream_decoder(creq)
+            started_any = False
+            try:
+                async for attempt in core.retry.aretrying():
+                    with attempt:
+                        started, t0 = now(), time.perf_counter()
+                        cm = self._client._transport.stream(http, target.provider, target.model)
+                        try:
+                            head, body = await cm.__aenter__()
+                            if head.status >= 400:
+                                raise target.adapter.map_error(head, target.model)
+                        except ProviderError as e:
+                            await cm.__aexit__(None, None, None)
+                            core.failed("stream", target, e, started, t0, st.attempts, st.tags)
+                            raise
+                try:
+                    async for data in body:
+                        for chunk in st.chunks(target, decoder, data):
+                            started_any = True
+                            yield chunk
+                    for chunk in st.close(target, decoder):
+                        yield chunk
+                except ProviderError as e:
+                    core.failed("stream", target, e, started, t0, st.attempts, st.tags)
+                    raise
+                finally:
+                    await cm.__aexit__(None, None, None)
+                result = decoder.result()
+                core.succeeded("stream", target, result, started, t0, st.attempts, st.tags)
+                st.result = result
+                return
+            except ProviderError as e:
+                if started_any or i == len(st.targets) - 1 or not core.falls_back(e):
+                    raise
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection."""
+        if self._iter is not None and hasattr(self._iter, "aclose"):
+            await self._iter.aclose()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _BaseClient:
+    def __init__(
+        self,
+        config: str | os.PathLike[str] | Mapping[str, Any] | None | NotGiven = NOT_GIVEN,
+        *,
+        ledger: Ledger | str | Mapping[str, Any] | None = None,
+        retry_policy: RetryPolicy | None = None,
+        **settings: Any,
+    ) -> None:
+        self._core = Core(config, ledger=ledger, retry_policy=retry_policy, **settings)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The cost ledger: every attempt of every call made through this client's settings."""
+        return self._core.ledger
+
+    @property
+    def settings(self) -> Any:
+        """The validated settings (keys shown masked)."""
+        return self._core.settings
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(providers={sorted(self._core.settings.providers)}, ledger={self._core._ledger!r})"
+
+
+class Client(_BaseClient):
+    """A computekit client: configuration, pooled connections, the retry loop and the ledger.
+
+    Args:
+        config: Path to a ``computekit.toml``, a mapping of the same shape, ``None`` for no file; not given:
+            ``$COMPUTEKIT_CONFIG``, else ``./computekit.toml`` when present.
+        ledger: A ledger object to use instead of the configured one.
+        retry_policy: A retry policy (tests inject one whose sleep does not sleep).
+        **settings: Settings shaped like the file (``providers={...}``, ``retry={...}``, ``ledger="none"``),
+            merged over it.
+
+    Raises:
+        ConfigError: The configuration is invalid; the message names the key.
+    """
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str] | Mapping[str, Any] | None | NotGiven = NOT_GIVEN,
+        *,
+        ledger: Ledger | str | Mapping[str, Any] | None = None,
+        retry_policy: RetryPolicy | None = None,
+        http_client: Any = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(config, ledger=ledger, retry_policy=retry_policy, **settings)
+        self._transport = SyncTransport(self._core.settings.timeout, http_client)
+
+    def _send(self, verb: str, targets: list[Target], build: Any, parse: Any, tags: Mapping[str, str] | None) -> Any:
+        core = self._core
+        attempts: list[Attempt] = []
+        for i, target in enumerate(targets):
+            req = build(target)
+            http = target.adapter.build_complete(req) if isinstance(req, CompleteRequest) else target.adapter.build_embed(req)
+            try:
+                for attempt in core.retry.retrying():
+                    with attempt:
+                        started, t0 = now(), time.perf_counter()
+                        try:
+                            resp: HTTPResponse = self._transport.send(http, target.provider, target.model)
+                            if resp.status >= 400:
+                                raise target.adapter.map_error(resp, target.model)
+                            result = parse(target, req, resp)
+                        except ProviderError as e:
+                            core.failed(verb, target, e, started, t0, attempts, tags)
+                            raise
+                        core.succeeded(verb, target, result, started, t0, attempts, tags)
+                        return result
+            except ProviderError as e:
+                if i == len(targets) - 1 or not core.falls_back(e):
+                    raise
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def complete(
+        self,
+        model: ModelSpec,
+        prompt: str | NotGiven = NOT_GIVEN,
+        *,
+        messages: Messages | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        temperature: float | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
+        tool_choice: Any = NOT_GIVEN,
+        response_format: Any = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        service_tier: str | NotGiven = NOT_GIVEN,
+        user: str | NotGiven = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> Completion:
+        """Generate a completion.
+
+        Args:
+            model: ``"provider:model"``, a list of them (tried in order), or a route name from the config.
+            prompt: A string: sent as one user message (after ``messages``, when both are given).
+            messages: The conversation: dicts or :class:`Message` objects.
+            max_tokens: Upper bound on generated tokens.
+            temperature: Sampling temperature.
+            top_p: Nucleus sampling.
+            stop: Stop sequence(s).
+            tools: Tool (function) definitions, in OpenAI's shape or ``{"name", "description", "parameters"}``.
+            tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a specific tool.
+            response_format: E.g. ``{"type": "json_object"}`` or a JSON schema.
+            seed: Sampling seed, where supported.
+            service_tier: The provider's service tier (it changes the price; the result reports the tier used).
+            user: An end-user id for the provider's abuse monitoring.
+            extra_body: Provider-specific body fields, sent as they are.
+            tags: Labels stored with every attempt in the ledger.
+            base_url: Send this call to another base URL (a configured key goes only to its own host).
+            api_key: A key for this call only.
+
+        Returns:
+            The completion, with usage, cost and every attempt.
+
+        Raises:
+            InvalidRequestError: The arguments are wrong (nothing was sent).
+            ConfigError: The provider is unknown or has no key (nothing was sent).
+            UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
+            ProviderError: The provider failed after retries; a subclass says how.
+        """
+        core = self._core
+        msgs = normalise_messages(prompt, messages)
+        opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
+                                 service_tier, user, extra_body)
+        targets = core.targets(model, base_url=base_url, api_key=api_key)
+        result: Completion = self._send(
+            "complete",
+            targets,
+            lambda t: core.complete_request(t, msgs, opts, stream=False),
+            lambda t, req, resp: t.adapter.parse_complete(req, resp),
+            tags,
+        )
+        return result
+
+    def stream(
+        self,
+        model: ModelSpec,
+        prompt: str | NotGiven = NOT_GIVEN,
+        *,
+        messages: Messages | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        temperature: float | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
+        tool_choice: Any = NOT_GIVEN,
+        response_format: Any = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        service_tier: str | NotGiven = NOT_GIVEN,
+        user: str | NotGiven = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> Stream:
+        """Stream a completion: the same arguments as :meth:`complete`; nothing is sent until you iterate.
+
+        Returns:
+            A :class:`Stream`; its ``result`` (usage and cost included) is ready once it is exhausted.
+
+        Raises:
+            InvalidRequestError: The arguments are wrong (nothing was sent).
+            ConfigError: The provider is unknown or has no key (nothing was sent).
+            UnsupportedCapabilityError: The provider cannot stream (nothing was sent).
+            ProviderError: While iterating: the provider failed, before or during the stream.
+        """
+        core = self._core
+        msgs = normalise_messages(prompt, messages)
+        opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
+                                 service_tier, user, extra_body)
+        targets = core.targets(model, base_url=base_url, api_key=api_key)
+        for t in targets:  # fail before anything is sent when a target cannot stream
+            core.complete_request(t, msgs, opts, stream=True)
+        return Stream(self, _StreamState(core, targets, msgs, opts, tags))
+
+    def embed(
+        self,
+        model: ModelSpec,
+        inputs: str | Sequence[str],
+        *,
+        dimensions: int | NotGiven = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> Embeddings:
+        """Embed one string or a list of strings.
+
+        Returns:
+            One vector per input, in order, with usage and cost.
+
+        Raises:
+            InvalidRequestError: The inputs are not strings (nothing was sent).
+            UnsupportedCapabilityError: The provider has no embeddings API (nothing was sent).
+            ProviderError: The provider failed after retries.
+        """
+        core = self._core
+        opts = call_options(dimensions=dimensions)
+        if extra_body is not NOT_GIVEN:
+            opts["extra"] = dict(extra_body)
+        targets = core.targets(model, base_url=base_url, api_key=api_key)
+        result: Embeddings = self._send(
+            "embed",
+            targets,
+            lambda t: core.embed_request(t, inputs, opts),
+            lambda t, req, resp: t.adapter.parse_embed(req, resp),
+            tags,
+        )
+        return result
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(_BaseClient):
+    """The async twin of :class:`Client`: the same constructor and the same methods, awaited."""
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str] | Mapping[str, Any] | None | NotGiven = NOT_GIVEN,
+        *,
+        ledger: Ledger | str | Mapping[str, Any] | None = None,
+        retry_policy: RetryPolicy | None = None,
+        http_client: Any = None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(config, ledger=ledger, retry_policy=retry_policy, **settings)
+        self._transport = AsyncTransport(self._core.settings.timeout, http_client)
+
+    async def _send(
+        self, verb: str, targets: list[Target], build: Any, parse: Any, tags: Mapping[str, str] | None
+    ) -> Any:
+        core = self._core
+        attempts: list[Attempt] = []
+        for i, target in enumerate(targets):
+            req = build(target)
+            http = target.adapter.build_complete(req) if isinstance(req, CompleteRequest) else target.adapter.build_embed(req)
+            try:
+                async for attempt in core.retry.aretrying():
+                    with attempt:
+                        started, t0 = now(), time.perf_counter()
+                        try:
+                            resp: HTTPResponse = await self._transport.send(http, target.provider, target.model)
+                            if resp.status >= 400:
+                                raise target.adapter.map_error(resp, target.model)
+                            result = parse(target, req, resp)
+                        except ProviderError as e:
+                            core.failed(verb, target, e, started, t0, attempts, tags)
+                            raise
+                        core.succeeded(verb, target, result, started, t0, attempts, tags)
+                        return result
+            except ProviderError as e:
+                if i == len(targets) - 1 or not core.falls_back(e):
+                    raise
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def complete(
+        self,
+        model: ModelSpec,
+        prompt: str | NotGiven = NOT_GIVEN,
+        *,
+        messages: Messages | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        temperature: float | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
+        tool_choice: Any = NOT_GIVEN,
+        response_format: Any = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        service_tier: str | NotGiven = NOT_GIVEN,
+        user: str | NotGiven = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> Completion:
+        """Generate a completion (see :meth:`Client.complete`).
+
+        Raises:
+            InvalidRequestError: The arguments are wrong (nothing was sent).
+            ConfigError: The provider is unknown or has no key (nothing was sent).
+            UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
+            ProviderError: The provider failed after retries; a subclass says how.
+        """
+        core = self._core
+        msgs = normalise_messages(prompt, messages)
+        opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
+                                 service_tier, user, extra_body)
+        targets = core.targets(model, base_url=base_url, api_key=api_key)
+        result: Completion = await self._send(
+            "complete",
+            targets,
+            lambda t: core.complete_request(t, msgs, opts, stream=False),
+            lambda t, req, resp: t.adapter.parse_complete(req, resp),
+            tags,
+        )
+        return result
+
+    def stream(
+        self,
+        model: ModelSpec,
+        prompt: str | NotGiven = NOT_GIVEN,
+        *,
+        messages: Messages | NotGiven = NOT_GIVEN,
+        max_tokens: int | NotGiven = NOT_GIVEN,
+        temperature: float | NotGiven = NOT_GIVEN,
+        top_p: float | NotGiven = NOT_GIVEN,
+        stop: str | list[str] | NotGiven = NOT_GIVEN,
+        tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
+        tool_choice: Any = NOT_GIVEN,
+        response_format: Any = NOT_GIVEN,
+        seed: int | NotGiven = NOT_GIVEN,
+        service_tier: str | NotGiven = NOT_GIVEN,
+        user: str | NotGiven = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> AsyncStream:
+        """Stream a completion (see :meth:`Client.stream`): ``async with client.stream(...) as s``.
+
+        Raises:
+            InvalidRequestError: The arguments are wrong (nothing was sent).
+            ConfigError: The provider is unknown or has no key (nothing was sent).
+            UnsupportedCapabilityError: The provider cannot stream (nothing was sent).
+            ProviderError: While iterating: the provider failed, before or during the stream.
+        """
+        core = self._core
+        msgs = normalise_messages(prompt, messages)
+        opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
+                                 service_tier, user, extra_body)
+        targets = core.targets(model, base_url=base_url, api_key=api_key)
+        for t in targets:
+            core.complete_request(t, msgs, opts, stream=True)
+        return AsyncStream(self, _StreamState(core, targets, msgs, opts, tags))
+
+    async def embed(
+        self,
+        model: ModelSpec,
+        inputs: str | Sequence[str],
+        *,
+        dimensions: int | NotGiven = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> Embeddings:
+        """Embed one string or a list of strings (see :meth:`Client.embed`).
+
+        Raises:
+            InvalidRequestError: The inputs are not strings (nothing was sent).
+            UnsupportedCapabilityError: The provider has no embeddings API (nothing was sent).
+            ProviderError: The provider failed after retries.
+        """
+        core = self._core
+        opts = call_options(dimensions=dimensions)
+        if extra_body is not NOT_GIVEN:
+            opts["extra"] = dict(extra_body)
+        targets = core.targets(model, base_url=base_url, api_key=api_key)
+        result: Embeddings = await self._send(
+            "embed",
+            targets,
+            lambda t: core.embed_request(t, inputs, opts),
+            lambda t, req, resp: t.adapter.parse_embed(req, resp),
+            tags,
+        )
+        return result
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,225 @@
+"""Settings: ``computekit.toml`` (or ``$COMPUTEKIT_CONFIG``) + keyword arguments + env vars -> one object.
+
+The file and ``Client(**kwargs)`` have the same shape; keyword arguments are merged over the file, key by key.
+Any mistake is a :class:`~computekit.ConfigError` that names the key (``providers.openai.timeout``) and what is
+wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from ._constants import (
+    CONFIG_ENV,
+    CONFIG_FILENAME,
+    DEFAULT_BACKOFF_INITIAL_S,
+    DEFAULT_BACKOFF_MAX_S,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_AFTER_CAP_S,
+    DEFAULT_TIMEOUT_S,
+    LEDGER_ENV,
+    NOT_GIVEN,
+    NotGiven,
+)
+from ._exceptions import ConfigError
+
+__all__ = [
+    "BudgetConfig",
+    "LedgerConfig",
+    "ProviderConfig",
+    "RetryConfig",
+    "RouteConfig",
+    "Settings",
+    "load_settings",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(_Section):
+    """One provider: a built-in adapter by name, or any name with ``adapter = "openai-compatible"``."""
+
+    adapter: str | None = Field(None, description="Adapter to use; defaults to the provider's own name.")
+    base_url: str | None = Field(None, description="API base URL; defaults to the adapter's (or profile's).")
+    api_key: SecretStr | None = Field(None, description="The key itself. Prefer api_key_env or the default env var.")
+    api_key_env: str | None = Field(None, description="Environment variable that holds the key.")
+    timeout: float | None = Field(None, gt=0, description="Read timeout in seconds for this provider.")
+    api_version: str | None = Field(None, description="API version (Azure OpenAI: e.g. 2024-10-21).")
+    organization: str | None = Field(None, description="OpenAI organization id, sent as a header.")
+    project: str | None = Field(None, description="OpenAI project id, sent as a header.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every request.")
+    deployments: dict[str, str] = Field(
+        default_factory=dict, description="Azure OpenAI: model name -> deployment name."
+    )
+
+
+class RouteConfig(_Section):
+    """A named route: targets tried in order (fallback), or chosen by a strategy."""
+
+    targets: list[str] = Field(min_length=1, description="Model ids, 'provider:model'.")
+    strategy: Literal["ordered", "cheapest", "fastest", "weighted"] = "ordered"
+
+    @field_validator("targets")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        for t in v:
+            if ":" not in t:
+                raise ValueError(f"{t!r} is not a model id: write 'provider:model'")
+        return v
+
+
+class RetryConfig(_Section):
+    """The retry loop for one request on one target."""
+
+    max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0, le=20, description="Retries after the first try.")
+    backoff_initial: float = Field(DEFAULT_BACKOFF_INITIAL_S, ge=0, description="First backoff, seconds.")
+    backoff_max: float = Field(DEFAULT_BACKOFF_MAX_S, ge=0, description="Largest backoff, seconds.")
+    retry_after_cap: float = Field(
+        DEFAULT_RETRY_AFTER_CAP_S, ge=0, description="Longest Retry-After honoured inside a call, seconds."
+    )
+
+
+class LedgerConfig(_Section):
+    """Where every attempt is recorded: ``sqlite:///path.db``, or ``none`` to turn the ledger off."""
+
+    url: str | None = Field(None, description="sqlite:///path, or 'none'. Default: a per-user data directory.")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v is None or v == "none" or v.startswith("sqlite:///") or v == "sqlite://:memory:":
+            return v
+        raise ValueError(f"{v!r}: use 'sqlite:///path/to/ledger.db' or 'none'")
+
+
+class BudgetConfig(_Section):
+    """A spending limit (enforced from the budgets release on; stored and validated today)."""
+
+    limit_usd: Decimal | None = Field(None, ge=0)
+    period: Literal["day", "week", "month", "total"] = "day"
+
+
+class Settings(_Section):
+    """Every setting computekit reads, validated."""
+
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    retry: RetryConfig = Field(default_factory=RetryConfig)  # type: ignore[arg-type]
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)  # type: ignore[arg-type]
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)  # type: ignore[arg-type]
+    prices: dict[str, dict[str, Decimal]] = Field(
+        default_factory=dict, description='Price overrides: "provider:model" = { input_mtok = "0.15", ... }.'
+    )
+    timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="Default read timeout, seconds.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("ledger"), str):
+            data = {**data, "ledger": {"url": data["ledger"]}}
+        if isinstance(data, dict) and isinstance(data.get("retry"), int):
+            data = {**data, "retry": {"max_retries": data["retry"]}}
+        return data
+
+    @field_validator("prices")
+    @classmethod
+    def _price_keys(cls, v: dict[str, dict[str, Decimal]]) -> dict[str, dict[str, Decimal]]:
+        for key, prices in v.items():
+            if ":" not in key:
+                raise ValueError(f"{key!r}: price keys are 'provider:model' or 'provider:hardware'")
+            for name, price in prices.items():
+                if price < 0:
+                    raise ValueError(f"{key}.{name}: a price cannot be negative")
+        return v
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _find_file(config: str | os.PathLike[str] | None | NotGiven) -> Path | None:
+    if config is None:
+        return None  # explicitly no file
+    if config is not NOT_GIVEN:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        return path
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"${CONFIG_ENV} points to {env!r}, which does not exist")
+        return path
+    local = Path.cwd() / CONFIG_FILENAME
+    return local if local.is_file() else None
+
+
+def _explain(e: ValidationError, origin: str) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling against the configuration reference)"
+        lines.append(f"  {loc}: {msg}")
+    return f"invalid configuration in {origin}:\n" + "\n".join(lines)
+
+
+def load_settings(
+    config: str | os.PathLike[str] | Mapping[str, Any] | None | NotGiven = NOT_GIVEN,
+    **overrides: Any,
+) -> Settings:
+    """Read the config file (if any), merge keyword arguments over it and validate.
+
+    Args:
+        config: A path to a TOML file, a mapping of the same shape, ``None`` for no file at all, or not given:
+            then ``$COMPUTEKIT_CONFIG``, else ``./computekit.toml`` when present.
+        **overrides: Settings with the file's shape, merged over it (``providers={...}``, ``retry={...}``).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: The file cannot be read or parsed, or a setting is invalid. The message names the key.
+    """
+    data: dict[str, Any] = {}
+    origin = "keyword arguments"
+    if isinstance(config, Mapping):
+        data = dict(config)
+    else:
+        path = _find_file(config)
+        if path is not None:
+            origin = str(path)
+            try:
+                data = tomllib.loads(path.read_text("utf-8"))
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"{path}: not valid TOML: {e}") from e
+            except OSError as e:
+                raise ConfigError(f"{path}: cannot be read: {e}") from e
+    if overrides:
+        data = _merge(data, overrides)
+        if origin != "keyword arguments":
+            origin += " + keyword arguments"
+    env_ledger = os.environ.get(LEDGER_ENV)
+    if env_ledger and "ledger" not in overrides:
+        data["ledger"] = {"url": env_ledger}
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_explain(e, origin)) from None

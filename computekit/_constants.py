@@ -1,0 +1,51 @@
+"""Named defaults and the "not given" sentinel.
+
+Every default the SDK applies lives here, so that a reader (and the configuration reference) can find it in
+one place, and so that "the caller did not pass this" is never confused with "the caller passed None".
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final, Literal, TypeAlias
+
+
+class _NotGiven(enum.Enum):
+    """Marks an argument the caller did not pass (distinct from an explicit ``None``)."""
+
+    NOT_GIVEN = enum.auto()
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+
+NOT_GIVEN: Final = _NotGiven.NOT_GIVEN
+NotGiven: TypeAlias = Literal[_NotGiven.NOT_GIVEN]
+
+DEFAULT_MAX_RETRIES: Final = 2
+"""Retries of one request on one target, after the first try (so 3 tries in all)."""
+
+DEFAULT_TIMEOUT_S: Final = 600.0
+"""Read timeout for one HTTP exchange; generation can be slow, so this matches the vendor SDKs."""
+
+DEFAULT_CONNECT_TIMEOUT_S: Final = 5.0
+"""Connect timeout: a host that does not accept a connection in 5 s is down for our purposes."""
+
+DEFAULT_BACKOFF_INITIAL_S: Final = 0.5
+DEFAULT_BACKOFF_MAX_S: Final = 8.0
+DEFAULT_RETRY_AFTER_CAP_S: Final = 60.0
+"""A server may ask us to wait longer than this; we do not sleep that long inside one call."""
+
+DEFAULT_MAX_CONNECTIONS: Final = 1000
+DEFAULT_MAX_KEEPALIVE: Final = 100
+
+MAX_SSE_EVENT_BYTES: Final = 4 * 1024 * 1024
+"""An SSE event larger than this is a broken or hostile server: refuse it instead of buffering forever."""
+
+CONFIG_ENV: Final = "COMPUTEKIT_CONFIG"
+LEDGER_ENV: Final = "COMPUTEKIT_LEDGER"
+CONFIG_FILENAME: Final = "computekit.toml"
+CURRENCY: Final = "USD"

@@ -1,0 +1,346 @@
+"""The pure core shared by :class:`Client` and :class:`AsyncClient`: resolving targets, building requests,
+finishing results (pricing, attempts) and writing the ledger. No network I/O happens here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+
+from ._config import Settings, load_settings
+from ._constants import NOT_GIVEN, NotGiven
+from ._exceptions import (
+    BadRequestError,
+    ConfigError,
+    InvalidRequestError,
+    ProviderError,
+)
+from ._retry import RetryPolicy
+from ._types import Attempt, Completion, Cost, Embeddings, Message, Usage
+from .adapters._base import Adapter, CompleteRequest, EmbedRequest, ProviderSettings, env_key
+from .adapters._registry import adapter_class
+from .ledger import Ledger, LedgerRow, open_ledger
+from .pricing import PriceBook
+
+__all__ = ["Core", "Target"]
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One resolved target: the adapter that serves it and the model id at the provider."""
+
+    adapter: Adapter
+    model: str
+
+    @property
+    def provider(self) -> str:
+        return self.adapter.provider
+
+
+def split_model_id(model_id: str) -> tuple[str, str]:
+    """``"provider:model"`` -> ``("provider", "model")``, split at the first colon.
+
+    Raises:
+        InvalidRequestError: There is no colon, or either side is empty.
+    """
+    provider, sep, model = model_id.partition(":")
+    if not sep or not provider or not model:
+        raise InvalidRequestError(
+            f"{model_id!r} is not a model id: write 'provider:model' (e.g. 'openai:gpt-4o-mini'), "
+            "or name a route defined under [routes] in computekit.toml"
+        )
+    return provider, model
+
+
+def _host(url: str | None) -> str:
+    return (urlsplit(url).hostname or "") if url else ""
+
+
+def normalise_messages(
+    prompt: str | None | NotGiven, messages: Sequence[Message | Mapping[str, Any]] | None | NotGiven
+) -> list[dict[str, Any]]:
+    """A prompt and/or messages -> a list of plain message dicts.
+
+    Raises:
+        InvalidRequestError: Neither was given, or a message has no valid role.
+    """
+    out: list[dict[str, Any]] = []
+    if messages is not NOT_GIVEN and messages is not None:
+        if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+            raise InvalidRequestError("messages must be a list of messages (dicts or computekit.Message)")
+        for i, m in enumerate(messages):
+            if isinstance(m, Message):
+                out.append(m.model_dump(exclude_none=True))
+                continue
+            if not isinstance(m, Mapping):
+                raise InvalidRequestError(f"messages[{i}] must be a dict or computekit.Message, not {type(m).__name__}")
+            role = m.get("role")
+            if role not in _ROLES:
+                raise InvalidRequestError(
+                    f"messages[{i}] has role {role!r}; use one of {', '.join(sorted(_ROLES))}"
+                )
+            out.append(m if isinstance(m, dict) else dict(m))
+    if prompt is not NOT_GIVEN and prompt is not None:
+        if not isinstance(prompt, str):
+            raise InvalidRequestError(f"prompt must be a str, not {type(prompt).__name__}")
+        out.append({"role": "user", "content": prompt})
+    if not out:
+        raise InvalidRequestError("nothing to send: pass a prompt string or messages=[...]")
+    return out
+
+
+def flatten_prompt(messages: list[dict[str, Any]]) -> str:
+    """Messages -> one prompt, for text-completion endpoints."""
+    texts = []
+    for m in messages:
+        c = m.get("content")
+        if isinstance(c, list):
+            c = "".join(p.get("text", "") for p in c if isinstance(p, Mapping))
+        if c:
+            texts.append(str(c))
+    return "\n\n".join(texts)
+
+
+class Core:
+    """Settings, adapters, prices, ledger and the bookkeeping of every attempt."""
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str] | Mapping[str, Any] | None | NotGiven = NOT_GIVEN,
+        *,
+        ledger: Ledger | str | Mapping[str, Any] | None = None,
+        retry_policy: RetryPolicy | None = None,
+        **settings: Any,
+    ) -> None:
+        # ``ledger=`` is a Ledger object, or the setting itself ("sqlite:///...", "none", {"url": ...}).
+        if ledger is not None and not isinstance(ledger, Ledger):
+            settings["ledger"] = ledger
+            ledger = None
+        self.settings: Settings = load_settings(config, **settings)
+        self.prices = PriceBook(self.settings.prices)
+        self.retry = retry_policy or RetryPolicy(self.settings.retry)
+        self._ledger = ledger
+        self._adapters: dict[str, Adapter] = {}
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------------------- ledger
+
+    @property
+    def ledger(self) -> Ledger:
+        """The cost ledger (opened on first use)."""
+        if self._ledger is None:
+            with self._lock:
+                if self._ledger is None:
+                    self._ledger = open_ledger(self.settings.ledger.url)
+        return self._ledger
+
+    # ----------------------------------------------------------------------------------------- resolution
+
+    def provider_settings(self, provider: str, *, base_url: str | None = None, api_key: str | None = None) -> tuple[
+        type[Adapter], ProviderSettings
+    ]:
+        """The adapter class and resolved settings for ``provider``, with optional per-call overrides.
+
+        A per-call ``base_url`` on another host than the configured one gets no configured key: only a key
+        passed with it, so a key is never sent to a host it was not meant for.
+        """
+        conf = self.settings.providers.get(provider)
+        cls = adapter_class(conf.adapter if conf and conf.adapter else provider)
+        default_url, env_vars, _ = cls.defaults_for(provider)
+        if conf and conf.api_key_env:
+            env_vars = (conf.api_key_env,)
+        configured_url = (conf.base_url if conf else None) or default_url
+        key: SecretStr | None = conf.api_key if conf and conf.api_key else env_key(env_vars)
+        url = configured_url
+        if base_url is not None:
+            url = base_url
+            if _host(base_url) != _host(configured_url):
+                key = None
+        if api_key is not None:
+            key = SecretStr(api_key)
+        if not url:
+            raise ConfigError(f"provider {provider!r} has no base_url: set [providers.{provider}] base_url")
+        return cls, ProviderSettings(
+            name=provider,
+            base_url=url,
+            api_key=key,
+            timeout=(conf.timeout if conf and conf.timeout else None) or self.settings.timeout,
+            api_version=conf.api_version if conf else None,
+            organization=conf.organization if conf else None,
+            project=conf.project if conf else None,
+            headers=dict(conf.headers) if conf else {},
+            deployments=dict(conf.deployments) if conf else {},
+        )
+
+    def adapter(self, provider: str, *, base_url: str | None = None, api_key: str | None = None) -> Adapter:
+        """The adapter for ``provider`` (cached when no per-call override is given)."""
+        if base_url is None and api_key is None:
+            cached = self._adapters.get(provider)
+            if cached is not None:
+                return cached
+        cls, ps = self.provider_settings(provider, base_url=base_url, api_key=api_key)
+        adapter = cls(ps)
+        if base_url is None and api_key is None:
+            with self._lock:
+                self._adapters[provider] = adapter
+        return adapter
+
+    def targets(
+        self, model: str | Sequence[str], *, base_url: str | None = None, api_key: str | None = None
+    ) -> list[Target]:
+        """A model id, a list of them (fallback order) or a route name -> targets in the order to try."""
+        if isinstance(model, str):
+            route = self.settings.routes.get(model)
+            ids = route.targets if route is not None else [model]
+        else:
+            ids = list(model)
+            if not ids:
+                raise InvalidRequestError("the list of targets is empty")
+        out = []
+        for mid in ids:
+            provider, name = split_model_id(mid)
+            out.append(Target(self.adapter(provider, base_url=base_url, api_key=api_key), name))
+        return out
+
+    # ----------------------------------------------------------------------------------------- requests
+
+    def complete_request(
+        self,
+        target: Target,
+        messages: list[dict[str, Any]],
+        options: dict[str, Any],
+        *,
+        stream: bool,
+    ) -> CompleteRequest:
+        adapter = target.adapter
+        caps = adapter.capabilities
+        if not caps.complete:
+            raise adapter.unsupported("complete")
+        if stream and not caps.stream:
+            raise adapter.unsupported("stream")
+        if options.get("tools") and not caps.tools:
+            raise adapter.unsupported("tools")
+        req = CompleteRequest(model=target.model, messages=messages, stream=stream, **options)
+        if adapter.uses_text_endpoint(target.model):
+            req.prompt = flatten_prompt(messages)
+            req.messages = []
+        return req
+
+    @staticmethod
+    def embed_request(target: Target, inputs: str | Sequence[str], options: dict[str, Any]) -> EmbedRequest:
+        if not target.adapter.capabilities.embed:
+            raise target.adapter.unsupported("embed")
+        items = [inputs] if isinstance(inputs, str) else list(inputs)
+        if not items or not all(isinstance(i, str) for i in items):
+            raise InvalidRequestError("embed() takes a string or a non-empty list of strings")
+        return EmbedRequest(model=target.model, inputs=items, **options)
+
+    # ----------------------------------------------------------------------------------------- bookkeeping
+
+    def price(self, target: Target, result: Completion | Embeddings, when: dt.datetime) -> Cost:
+        """The cost of a successful result, from what the provider reported."""
+        if not result._usage_reported:
+            return Cost.unknown(f"{target.provider} reported no usage for this call")
+        return self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
+
+    def succeeded(
+        self,
+        verb: str,
+        target: Target,
+        result: Completion | Embeddings,
+        started: dt.datetime,
+        t0: float,
+        attempts: list[Attempt],
+        tags: Mapping[str, str] | None,
+    ) -> None:
+        """Price ``result``, record its attempt, and give it the whole attempt list."""
+        latency = time.perf_counter() - t0
+        result.cost = self.price(target, result, started)
+        attempt = Attempt(
+            provider=target.provider,
+            model=target.model,
+            outcome="success",
+            latency_s=latency,
+            cost=result.cost,
+            request_id=result.request_id,
+            started_at=started,
+        )
+        attempts.append(attempt)
+        result.attempts = attempts
+        self.record(verb, attempt, result.usage, tags)
+
+    def failed(
+        self,
+        verb: str,
+        target: Target,
+        error: ProviderError,
+        started: dt.datetime,
+        t0: float,
+        attempts: list[Attempt],
+        tags: Mapping[str, str] | None,
+    ) -> None:
+        """Record a failed attempt."""
+        attempt = Attempt(
+            provider=target.provider,
+            model=target.model,
+            outcome="error",
+            error=str(error),
+            error_type=type(error).__name__,
+            status=error.status,
+            latency_s=time.perf_counter() - t0,
+            cost=target.adapter.error_cost(error),
+            request_id=error.request_id,
+            started_at=started,
+        )
+        attempts.append(attempt)
+        self.record(verb, attempt, Usage(), tags)
+
+    def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None) -> None:
+        cost = attempt.cost
+        self.ledger.record(
+            LedgerRow(
+                ts=attempt.started_at,
+                verb=verb,
+                provider=attempt.provider,
+                model=attempt.model,
+                outcome=attempt.outcome,
+                latency_ms=attempt.latency_s * 1000,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_input_tokens=usage.cached_input_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                gpu_seconds=usage.gpu_seconds,
+                cost=cost.total if cost is not None else None,
+                estimated=cost.estimated if cost is not None else False,
+                price_source=str(cost.price_source) if cost is not None and cost.price_source else None,
+                request_id=attempt.request_id,
+                error_type=attempt.error_type,
+                status=attempt.status,
+                tags=dict(tags) if tags else {},
+            )
+        )
+
+    @staticmethod
+    def falls_back(error: ProviderError) -> bool:
+        """Whether the next target is worth trying after ``error`` (a bad request fails everywhere)."""
+        return not isinstance(error, BadRequestError)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def call_options(**given: Any) -> dict[str, Any]:
+    """Keyword arguments that were actually passed (sentinel-free)."""
+    return {k: v for k, v in given.items() if v is not NOT_GIVEN}

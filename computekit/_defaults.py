@@ -1,0 +1,73 @@
+"""Module-level verbs (``ck.complete`` ...) on lazily created default clients."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ._client import AsyncClient, AsyncStream, Client, Stream
+from ._types import Completion, Embeddings
+
+__all__ = ["acomplete", "aembed", "astream", "complete", "embed", "stream"]
+
+_lock = threading.Lock()
+_sync: Client | None = None
+_async: AsyncClient | None = None
+
+
+def default_client() -> Client:
+    """The client behind ``ck.complete()`` and friends (zero config: env vars and ./computekit.toml)."""
+    global _sync
+    if _sync is None:
+        with _lock:
+            if _sync is None:
+                _sync = Client()
+    return _sync
+
+
+def default_async_client() -> AsyncClient:
+    """The client behind ``ck.acomplete()`` and friends."""
+    global _async
+    if _async is None:
+        with _lock:
+            if _async is None:
+                _async = AsyncClient()
+    return _async
+
+
+def complete(model: Any, prompt: Any = None, /, **kwargs: Any) -> Completion:
+    """:meth:`Client.complete` on the default client."""
+    if prompt is not None:
+        kwargs["prompt"] = prompt
+    return default_client().complete(model, **kwargs)
+
+
+def stream(model: Any, prompt: Any = None, /, **kwargs: Any) -> Stream:
+    """:meth:`Client.stream` on the default client."""
+    if prompt is not None:
+        kwargs["prompt"] = prompt
+    return default_client().stream(model, **kwargs)
+
+
+def embed(model: Any, inputs: Any, /, **kwargs: Any) -> Embeddings:
+    """:meth:`Client.embed` on the default client."""
+    return default_client().embed(model, inputs, **kwargs)
+
+
+async def acomplete(model: Any, prompt: Any = None, /, **kwargs: Any) -> Completion:
+    """:meth:`AsyncClient.complete` on the default async client."""
+    if prompt is not None:
+        kwargs["prompt"] = prompt
+    return await default_async_client().complete(model, **kwargs)
+
+
+def astream(model: Any, prompt: Any = None, /, **kwargs: Any) -> AsyncStream:
+    """:meth:`AsyncClient.stream` on the default async client."""
+    if prompt is not None:
+        kwargs["prompt"] = prompt
+    return default_async_client().stream(model, **kwargs)
+
+
+async def aembed(model: Any, inputs: Any, /, **kwargs: Any) -> Embeddings:
+    """:meth:`AsyncClient.embed` on the default async client."""
+    return await default_async_client().embed(model, inputs, **kwargs)

@@ -1,0 +1,209 @@
+"""The error tree. Every error computekit raises is a :class:`ComputeKitError`.
+
+::
+
+    ComputeKitError
+    ├── ConfigError                    bad config file / keyword / missing key (names what to fix)
+    │   └── MissingAPIKeyError         no key for a provider: names the env var to set
+    ├── InvalidRequestError            the call's own arguments are wrong (raised before any HTTP)
+    ├── UnsupportedCapabilityError     the provider has no such verb or feature (raised before any HTTP)
+    ├── BudgetExceededError            a budget refused the call (raised before any HTTP)
+    └── ProviderError                  anything that came from, or failed on the way to, a provider
+        ├── APIStatusError             the provider answered with an error status
+        │   ├── BadRequestError                400 / 422
+        │   │   ├── ContextWindowExceededError prompt + output too long for the model
+        │   │   └── ContentFilteredError       refused by the provider's content filter
+        │   ├── AuthenticationError            401
+        │   ├── PermissionDeniedError          403
+        │   ├── NotFoundError                  404 (unknown model, deployment, job ...)
+        │   ├── ConflictError                  409
+        │   ├── RateLimitError                 429
+        │   └── ServerError                    5xx
+        │       └── OverloadedError            529 / "overloaded"
+        ├── APITimeoutError            no answer in time (connect, read, or the total deadline)
+        ├── APIConnectionError         could not connect, or the connection broke
+        └── MalformedResponseError     a 2xx whose body is not what the API documents
+
+Every :class:`ProviderError` keeps its facts: ``provider``, ``model``, ``status``, ``headers`` (lowercased
+names), ``body`` and ``request_id``. None of them ever holds a credential: request headers are never kept,
+and messages are built from the response only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ComputeKitError",
+    "ConfigError",
+    "ConflictError",
+    "ContentFilteredError",
+    "ContextWindowExceededError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "MissingAPIKeyError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "ProviderError",
+    "RateLimitError",
+    "ServerError",
+    "UnsupportedCapabilityError",
+]
+
+_BODY_IN_MESSAGE = 500  # characters of the body shown in str(error); the full body stays on .body
+
+
+class ComputeKitError(Exception):
+    """Base class of every error computekit raises."""
+
+
+class ConfigError(ComputeKitError):
+    """The configuration (file, environment or keyword arguments) is invalid; the message says what to fix."""
+
+
+class MissingAPIKeyError(ConfigError):
+    """No API key was found for a provider.
+
+    Attributes:
+        provider: The provider that needs a key.
+        env_vars: The environment variables that would have been read, in order.
+    """
+
+    def __init__(self, provider: str, env_vars: tuple[str, ...]) -> None:
+        self.provider = provider
+        self.env_vars = env_vars
+        where = " or ".join(env_vars) if env_vars else f"providers.{provider}.api_key_env"
+        super().__init__(
+            f"no API key for provider {provider!r}: set {where}, or pass api_key= "
+            f"(in Client(providers={{{provider!r}: {{'api_key': ...}}}}) or computekit.toml)"
+        )
+
+
+class InvalidRequestError(ComputeKitError, ValueError):
+    """The arguments of a call are wrong (a bad message, an unknown model id form); nothing was sent."""
+
+
+class UnsupportedCapabilityError(ComputeKitError):
+    """The provider (or model) does not offer what was asked; raised before any HTTP is sent."""
+
+    def __init__(self, message: str, *, provider: str | None = None, capability: str | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.capability = capability
+
+
+class BudgetExceededError(ComputeKitError):
+    """A budget refused the call before anything was sent."""
+
+
+class ProviderError(ComputeKitError):
+    """An error from a provider, or on the way to it.
+
+    Attributes:
+        provider: The provider name (``"openai"``, ``"together"`` ...).
+        model: The model asked for, if any.
+        status: The HTTP status, or ``None`` when no response arrived.
+        headers: The response headers, names lowercased.
+        body: The response body: parsed JSON when it was JSON, else text.
+        request_id: The provider's request id, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
+        self.body = body
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        where = f"{self.provider}:{self.model}" if self.model else self.provider
+        parts = [f"[{where}]"]
+        if self.status is not None:
+            parts.append(str(self.status))
+        parts.append(self.message)
+        if self.request_id:
+            parts.append(f"(request id {self.request_id})")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, status={self.status!r}, "
+            f"request_id={self.request_id!r}, message={self.message[:_BODY_IN_MESSAGE]!r})"
+        )
+
+
+class APIStatusError(ProviderError):
+    """The provider answered with an error status."""
+
+
+class BadRequestError(APIStatusError):
+    """The request was refused as invalid (400/422): retrying or falling back will not help."""
+
+
+class ContextWindowExceededError(BadRequestError):
+    """The prompt (plus the requested output) does not fit the model's context window."""
+
+
+class ContentFilteredError(BadRequestError):
+    """The provider's content filter refused the prompt or the output."""
+
+
+class AuthenticationError(APIStatusError):
+    """The key was refused (401)."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """The key may not use this resource (403)."""
+
+
+class NotFoundError(APIStatusError):
+    """The model, deployment or object does not exist (404)."""
+
+
+class ConflictError(APIStatusError):
+    """The request conflicts with the resource's state (409)."""
+
+
+class RateLimitError(APIStatusError):
+    """Too many requests or tokens (429); see ``headers`` for ``retry-after``."""
+
+
+class ServerError(APIStatusError):
+    """The provider failed (5xx)."""
+
+
+class OverloadedError(ServerError):
+    """The provider is overloaded (529, or an ``overloaded_error``)."""
+
+
+class APITimeoutError(ProviderError):
+    """No answer in time: connect, read, or the total deadline."""
+
+
+class APIConnectionError(ProviderError):
+    """The connection could not be made, or broke before the answer was complete."""
+
+
+class MalformedResponseError(ProviderError):
+    """A successful status whose body is not what the API documents (not JSON, wrong shape, cut short)."""

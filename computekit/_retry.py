@@ -1,0 +1,125 @@
+"""The one retry loop: which errors are retried, and how long to wait (pure decisions; tenacity runs them).
+
+Retried: 408, 429, 5xx and 529 responses, connection failures and timeouts. A server's ``x-should-retry``
+header overrides the status either way. Waits honour ``retry-after-ms`` then ``Retry-After`` (seconds or an
+HTTP date) up to a cap, and otherwise back off exponentially with full jitter. A server that asks for more than
+the cap is not retried inside the call: the error is raised at once (routing falls back to another target).
+Sleep and clock are injectable, so tests never sleep.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._config import RetryConfig
+from ._exceptions import APIConnectionError, APIStatusError, APITimeoutError
+
+if TYPE_CHECKING:
+    import tenacity
+
+__all__ = ["RetryPolicy", "retry_after_seconds"]
+
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+
+
+def retry_after_seconds(headers: dict[str, str], now: Callable[[], float] = time.time) -> float | None:
+    """The wait a server asked for, in seconds; ``None`` when absent or not a sane value.
+
+    ``retry-after-ms`` wins over ``retry-after``; the latter is seconds or an HTTP date. Negative, infinite,
+    NaN and unparseable values are ignored (the caller backs off instead).
+    """
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            v = float(ms) / 1000
+        except ValueError:
+            v = math.nan
+        if math.isfinite(v) and v >= 0:
+            return v
+    ra = headers.get("retry-after")
+    if ra is None:
+        return None
+    try:
+        v = float(ra)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(ra)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        v = when.timestamp() - now()
+        return max(v, 0.0)
+    return v if math.isfinite(v) and v >= 0 else None
+
+
+@dataclass
+class RetryPolicy:
+    """When to retry and how long to wait. ``sleep``/``asleep``/``rng``/``now`` are injectable for tests."""
+
+    config: RetryConfig
+    sleep: Callable[[float], None] = time.sleep
+    asleep: Callable[[float], Awaitable[None]] | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    now: Callable[[], float] = time.time
+
+    def should_retry(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is worth another try on the same target."""
+        if isinstance(exc, APIStatusError):
+            hint = exc.headers.get("x-should-retry")
+            if hint == "true":
+                return True
+            if hint == "false":
+                return False
+            if exc.status not in _RETRY_STATUSES and not (exc.status is not None and exc.status >= 500):
+                return False
+            wait = retry_after_seconds(exc.headers, self.now)
+            # Asked to wait longer than we will inside a call: give up here; routing can fall back.
+            return wait is None or wait <= self.config.retry_after_cap
+        return isinstance(exc, APITimeoutError | APIConnectionError)
+
+    def wait_for(self, exc: BaseException | None, attempt: int) -> float:
+        """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
+        if isinstance(exc, APIStatusError):
+            wait = retry_after_seconds(exc.headers, self.now)
+            if wait is not None and wait <= self.config.retry_after_cap:
+                return wait
+        ceiling = min(self.config.backoff_max, self.config.backoff_initial * (2 ** (attempt - 1)))
+        return self.rng.uniform(0, ceiling)
+
+    # tenacity glue ---------------------------------------------------------------------------------
+
+    def _kwargs(self) -> dict[str, Any]:
+        import tenacity
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return self.wait_for(exc, state.attempt_number)
+
+        return {
+            "stop": tenacity.stop_after_attempt(self.config.max_retries + 1),
+            "retry": tenacity.retry_if_exception(self.should_retry),
+            "wait": wait,
+            "reraise": True,
+        }
+
+    def retrying(self) -> tenacity.Retrying:
+        """A tenacity loop for one request (sync)."""
+        import tenacity
+
+        return tenacity.Retrying(sleep=self.sleep, **self._kwargs())
+
+    def aretrying(self) -> tenacity.AsyncRetrying:
+        """A tenacity loop for one request (async)."""
+        import asyncio
+
+        import tenacity
+
+        return tenacity.AsyncRetrying(sleep=self.asleep or asyncio.sleep, **self._kwargs())

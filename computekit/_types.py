@@ -1,0 +1,333 @@
+"""The public data types: messages in, results out, and what every call used and cost."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from ._constants import CURRENCY
+
+__all__ = [
+    "Attempt",
+    "Chunk",
+    "Completion",
+    "ContentPart",
+    "Cost",
+    "CostLine",
+    "Embeddings",
+    "ImagePart",
+    "Message",
+    "PriceSource",
+    "TextPart",
+    "ToolCall",
+    "Usage",
+]
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True)
+
+
+# --------------------------------------------------------------------------------------------- messages
+
+
+class TextPart(_Model):
+    """A text part of a multi-part message."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImagePart(_Model):
+    """An image part of a multi-part message: an ``https:`` or ``data:`` URL."""
+
+    type: Literal["image_url"] = "image_url"
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class ToolCall(_Model):
+    """A call the model asks the application to make.
+
+    Attributes:
+        id: The provider's id for this call; send it back in the tool result's ``tool_call_id``.
+        name: The tool (function) name.
+        arguments: The arguments as the model wrote them (a JSON string; it may be invalid JSON).
+    """
+
+    id: str
+    name: str
+    arguments: str = ""
+
+    def parsed_arguments(self) -> Any:
+        """The arguments decoded from JSON.
+
+        Raises:
+            ValueError: The model wrote arguments that are not valid JSON.
+        """
+        return json.loads(self.arguments) if self.arguments else {}
+
+
+class Message(_Model):
+    """One chat message.
+
+    ``content`` is a string or a list of parts (text, images). An assistant message may carry ``tool_calls``;
+    a ``tool`` message answers one of them with ``tool_call_id``.
+    """
+
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The text of the message, parts joined."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+# --------------------------------------------------------------------------------------------- usage & cost
+
+
+class Usage(_Model):
+    """What a call used, as the provider reported it.
+
+    Token counts follow one convention whatever the provider: ``input_tokens`` counts **all** input tokens,
+    including ``cached_input_tokens`` and ``cache_write_tokens``; ``output_tokens`` counts all output tokens,
+    including ``reasoning_tokens``. Adapters convert providers that count otherwise.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    requests: int = 1
+    gpu_seconds: Decimal | None = None
+    hardware: str | None = None
+    images: int | None = None
+    units: dict[str, Decimal] = Field(default_factory=dict)
+    """Other billed units the provider reported (search units, credits, characters ...)."""
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        units = dict(self.units)
+        for k, v in other.units.items():
+            units[k] = units.get(k, Decimal(0)) + v
+        gpu: Decimal | None
+        if self.gpu_seconds is None and other.gpu_seconds is None:
+            gpu = None
+        else:
+            gpu = (self.gpu_seconds or Decimal(0)) + (other.gpu_seconds or Decimal(0))
+        images = None if self.images is None and other.images is None else (self.images or 0) + (other.images or 0)
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            input_audio_tokens=self.input_audio_tokens + other.input_audio_tokens,
+            output_audio_tokens=self.output_audio_tokens + other.output_audio_tokens,
+            requests=self.requests + other.requests,
+            gpu_seconds=gpu,
+            hardware=self.hardware or other.hardware,
+            images=images,
+            units=units,
+        )
+
+
+class PriceSource(_Model):
+    """Which price table priced a call, and how current it is.
+
+    Attributes:
+        table: The table's name (``"genai-prices"``, ``"computekit:tokens"``, ``"config"`` ...).
+        version: The table's version, when it has one (the genai-prices package version).
+        as_of: The date the table's prices were last checked or took effect.
+        url: Where the prices were read from.
+    """
+
+    table: str
+    version: str | None = None
+    as_of: dt.date | None = None
+    url: str | None = None
+
+    def __str__(self) -> str:
+        out = self.table + (f" {self.version}" if self.version else "")
+        return out + (f" (as of {self.as_of.isoformat()})" if self.as_of else "")
+
+
+class CostLine(_Model):
+    """One charge: ``quantity`` units at ``unit_price`` each (``amount = quantity * unit_price``)."""
+
+    item: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    amount: Decimal
+
+
+class Cost(_Model):
+    """What a call cost.
+
+    Attributes:
+        total: The total in ``currency``; ``None`` when it could not be priced (never 0 for "unknown").
+        currency: Always ``"USD"`` today.
+        lines: One line per charge (input tokens, cached input, output ...).
+        price_source: Which table priced it, and its date.
+        estimated: True when the provider reported no billable quantity and computekit estimated one.
+        reason: Why ``total`` is ``None``, when it is.
+    """
+
+    total: Decimal | None
+    currency: str = CURRENCY
+    lines: list[CostLine] = Field(default_factory=list)
+    price_source: PriceSource | None = None
+    estimated: bool = False
+    reason: str | None = None
+
+    @classmethod
+    def unknown(cls, reason: str) -> Cost:
+        """A cost that could not be computed, with the reason."""
+        return cls(total=None, reason=reason)
+
+    def __str__(self) -> str:
+        if self.total is None:
+            return f"unpriced ({self.reason})" if self.reason else "unpriced"
+        return f"${self.total:f}" + (" (estimated)" if self.estimated else "")
+
+
+def sum_costs(costs: list[Cost | None]) -> Decimal | None:
+    """The sum of known totals; ``None`` when any is unknown (a partial sum would understate spend)."""
+    total = Decimal(0)
+    for c in costs:
+        if c is None or c.total is None:
+            return None
+        total += c.total
+    return total
+
+
+# --------------------------------------------------------------------------------------------- attempts
+
+
+class Attempt(_Model):
+    """One try of one request on one target: successes, failures and fallbacks all get one.
+
+    Attributes:
+        provider: The provider tried.
+        model: The model tried.
+        outcome: ``"success"`` or ``"error"``.
+        error: The error's type and message (never a secret), when it failed.
+        error_type: The error class name, when it failed.
+        status: The HTTP status, when one arrived.
+        latency_s: Seconds from sending to the full answer (or the failure).
+        cost: What this attempt cost; ``None`` when nothing was billed or it could not be priced.
+        request_id: The provider's request id.
+        started_at: When the attempt started (UTC).
+    """
+
+    provider: str
+    model: str
+    outcome: Literal["success", "error"]
+    error: str | None = None
+    error_type: str | None = None
+    status: int | None = None
+    latency_s: float = 0.0
+    cost: Cost | None = None
+    request_id: str | None = None
+    started_at: dt.datetime
+
+    @property
+    def target(self) -> str:
+        """``provider:model``."""
+        return f"{self.provider}:{self.model}"
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+class _Result(_Model):
+    provider: str
+    model: str
+    usage: Usage = Field(default_factory=Usage)
+    cost: Cost = Field(default_factory=lambda: Cost.unknown("not priced yet"))
+    attempts: list[Attempt] = Field(default_factory=list)
+    request_id: str | None = None
+    raw: Any = Field(default=None, repr=False)
+    """The provider's own response (parsed JSON)."""
+    _usage_reported: bool = PrivateAttr(default=True)
+
+    @property
+    def target(self) -> str:
+        """``provider:model`` of the target that answered."""
+        return f"{self.provider}:{self.model}"
+
+
+class Completion(_Result):
+    """The result of ``complete()``.
+
+    Attributes:
+        text: The generated text (empty when the model only called tools).
+        message: The assistant message, ready to append to a conversation.
+        tool_calls: The tool calls the model made.
+        finish_reason: Normalised: ``stop``, ``length``, ``tool_calls``, ``content_filter``, or the
+            provider's own word.
+        id: The provider's id for the completion.
+        service_tier: The tier that served the call (it changes the price), when reported.
+        response_model: The exact model version that answered, when reported.
+    """
+
+    text: str = ""
+    message: Message = Field(default_factory=lambda: Message(role="assistant", content=""))
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    finish_reason: str | None = None
+    id: str | None = None
+    service_tier: str | None = None
+    response_model: str | None = None
+
+
+class Chunk(_Model):
+    """One piece of a streamed completion.
+
+    Attributes:
+        text: The new text in this chunk.
+        tool_calls: Tool-call fragments: ``index``, and ``id``/``name``/``arguments`` as they arrive.
+        finish_reason: Set on the chunk that ends a choice.
+        usage: Set on the last chunk when the provider reports usage there.
+    """
+
+    text: str = ""
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    raw: Any = Field(default=None, repr=False)
+
+
+class Embeddings(_Result):
+    """The result of ``embed()``: one vector per input, in input order."""
+
+    vectors: list[list[float]] = Field(default_factory=list, repr=False)
+
+    @property
+    def dimensions(self) -> int:
+        """Length of each vector (0 when there are none)."""
+        return len(self.vectors[0]) if self.vectors else 0

@@ -1,0 +1,378 @@
+"""The adapter contract.
+
+An adapter **translates**: a normalised request into an :class:`HTTPRequest`, and an :class:`HTTPResponse` (or
+a stream of server-sent events) into computekit's types. It never does I/O, never retries, never sleeps and never
+routes — the client does those once, for every provider, sync and async. That is what keeps the sync and async
+paths one core: both call the same adapter methods and differ only in how bytes move.
+
+A third-party package adds a provider by subclassing :class:`Adapter` and registering the class under the
+``computekit.adapters`` entry-point group::
+
+    [project.entry-points."computekit.adapters"]
+    myhost = "my_package.adapter:MyHostAdapter"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from pydantic import SecretStr
+
+from .._exceptions import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    MalformedResponseError,
+    MissingAPIKeyError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+    UnsupportedCapabilityError,
+)
+from .._types import Chunk, Completion, Cost, Embeddings, Usage
+from ..pricing import PriceRef
+
+__all__ = [
+    "Adapter",
+    "Capabilities",
+    "CompleteRequest",
+    "EmbedRequest",
+    "HTTPRequest",
+    "HTTPResponse",
+    "ProviderSettings",
+    "SSEEvent",
+    "StreamDecoder",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an adapter can do; the client, CLI and router ask this instead of knowing providers."""
+
+    complete: bool = False
+    stream: bool = False
+    tools: bool = False
+    json_mode: bool = False
+    embed: bool = False
+    text_completion: bool = False
+    predict: bool = False
+    finetune: bool = False
+    bills_failed_requests: bool = False
+    """Whether an error response is billed (none of the token APIs bill them)."""
+
+    def names(self) -> list[str]:
+        """The names of the capabilities that are on."""
+        return [f.name for f in fields(self) if f.name != "bills_failed_requests" and getattr(self, f.name)]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """A provider's resolved settings: what an adapter is built from.
+
+    ``api_key`` is a :class:`~pydantic.SecretStr`: its value is read only where a header is built.
+    """
+
+    name: str
+    base_url: str
+    api_key: SecretStr | None
+    timeout: float
+    api_version: str | None = None
+    organization: str | None = None
+    project: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    deployments: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        key = "SecretStr('**********')" if self.api_key is not None else "None"
+        return f"ProviderSettings(name={self.name!r}, base_url={self.base_url!r}, api_key={key})"
+
+
+@dataclass(slots=True)
+class HTTPRequest:
+    """One HTTP request, described (the client sends it)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    json: Any = None
+    content: bytes | None = None
+    stream: bool = False
+    timeout: float | None = None
+
+    def body(self) -> bytes | None:
+        """The encoded body."""
+        if self.content is not None:
+            return self.content
+        if self.json is None:
+            return None
+        return json.dumps(self.json, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def __repr__(self) -> str:
+        # Headers hold credentials: never shown.
+        return f"HTTPRequest({self.method} {self.url})"
+
+
+@dataclass(slots=True)
+class HTTPResponse:
+    """One HTTP response, read in full. ``headers`` names are lowercase."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    url: str = ""
+
+    def json(self) -> Any:
+        """The body parsed as JSON.
+
+        Raises:
+            ValueError: The body is not JSON.
+        """
+        return json.loads(self.content)
+
+    def body_for_error(self) -> Any:
+        """The body as JSON when it parses, else as text."""
+        try:
+            return json.loads(self.content)
+        except ValueError:
+            return self.content.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One server-sent event."""
+
+    data: str
+    event: str | None = None
+    id: str | None = None
+
+
+@dataclass(slots=True)
+class CompleteRequest:
+    """A ``complete()`` call, normalised. ``messages`` are plain dicts in computekit's message shape."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    response_format: Any = None
+    seed: int | None = None
+    service_tier: str | None = None
+    user: str | None = None
+    stream: bool = False
+    prompt: str | None = None
+    """For the legacy text-completion endpoint: the raw prompt (``messages`` is then empty)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Provider-specific body fields, passed through as they are."""
+
+
+@dataclass(slots=True)
+class EmbedRequest:
+    """An ``embed()`` call, normalised."""
+
+    model: str
+    inputs: list[str]
+    dimensions: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StreamDecoder(ABC):
+    """Turns one response's server-sent events into chunks, then into the final completion."""
+
+    done: bool = False
+
+    @abstractmethod
+    def feed(self, event: SSEEvent) -> list[Chunk]:
+        """Decode one event into zero or more chunks.
+
+        Raises:
+            ProviderError: The event is an error event (raised typed, mid-stream).
+        """
+
+    @abstractmethod
+    def result(self) -> Completion:
+        """The completion assembled from everything fed so far (usage included when the provider sent it)."""
+
+
+_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: BadRequestError,
+    429: RateLimitError,
+    529: OverloadedError,
+}
+
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "x-amzn-requestid", "cf-ray")
+
+
+class Adapter(ABC):
+    """Base class of every provider adapter. Subclasses set the class attributes and implement the verbs."""
+
+    name: ClassVar[str]
+    """The adapter's registry name (``openai``)."""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    key_env_vars: ClassVar[tuple[str, ...]] = ()
+    """Environment variables read for the key, in order."""
+    default_base_url: ClassVar[str | None] = None
+    requires_key: ClassVar[bool] = True
+    table_provider: ClassVar[str | None] = None
+    """The provider id in genai-prices, when it prices this provider's models."""
+    docs_url: ClassVar[str | None] = None
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.settings = settings
+        self.provider = settings.name
+
+    # ----------------------------------------------------------------------------------------- construction
+
+    @classmethod
+    def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
+        """Base URL, key env vars and whether a key is needed, for a provider served by this adapter."""
+        return cls.default_base_url, cls.key_env_vars, cls.requires_key
+
+    def require_key(self) -> str:
+        """The key's value, for building an auth header.
+
+        Raises:
+            MissingAPIKeyError: No key was configured and none is in the environment.
+        """
+        if self.settings.api_key is None:
+            _, env_vars, _ = self.defaults_for(self.provider)
+            raise MissingAPIKeyError(self.provider, env_vars)
+        return self.settings.api_key.get_secret_value()
+
+    def unsupported(self, capability: str) -> UnsupportedCapabilityError:
+        """The error for a verb this adapter does not offer."""
+        return UnsupportedCapabilityError(
+            f"{self.provider} does not support {capability}; capabilities: {', '.join(self.capabilities.names())}",
+            provider=self.provider,
+            capability=capability,
+        )
+
+    # ----------------------------------------------------------------------------------------- verbs
+
+    def build_complete(self, req: CompleteRequest) -> HTTPRequest:
+        """Translate a ``complete()`` call into an HTTP request."""
+        raise self.unsupported("complete")
+
+    def parse_complete(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
+        """Translate a successful response into a :class:`Completion` (usage set, cost not)."""
+        raise self.unsupported("complete")
+
+    def uses_text_endpoint(self, model: str) -> bool:
+        """Whether ``model`` is served by a text-completion (prompt in, text out) endpoint."""
+        return False
+
+    def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
+        """A decoder for one streamed response."""
+        raise self.unsupported("stream")
+
+    def build_embed(self, req: EmbedRequest) -> HTTPRequest:
+        """Translate an ``embed()`` call into an HTTP request."""
+        raise self.unsupported("embed")
+
+    def parse_embed(self, req: EmbedRequest, resp: HTTPResponse) -> Embeddings:
+        """Translate a successful response into :class:`Embeddings` (usage set, cost not)."""
+        raise self.unsupported("embed")
+
+    def usage(self, raw: Mapping[str, Any] | None) -> Usage:
+        """Translate the provider's usage object into :class:`Usage`."""
+        return Usage()
+
+    # ----------------------------------------------------------------------------------------- pricing
+
+    def price_ref(self, model: str, result: Completion | Embeddings | None = None) -> PriceRef:
+        """What the price tables should look up for ``model`` (and, once known, the result)."""
+        return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider)
+
+    def error_cost(self, error: ProviderError) -> Cost | None:
+        """What a failed attempt cost: 0 for an error response the provider does not bill, else unknown."""
+        if isinstance(error, APIStatusError) and not self.capabilities.bills_failed_requests:
+            return Cost(total=_ZERO_COST, reason="error response: not billed")
+        return None
+
+    # ----------------------------------------------------------------------------------------- errors
+
+    def request_id(self, headers: Mapping[str, str]) -> str | None:
+        """The provider's request id from response headers."""
+        for h in _REQUEST_ID_HEADERS:
+            v = headers.get(h)
+            if v:
+                return v
+        return None
+
+    def error_message(self, body: Any) -> str:
+        """The human message from an error body."""
+        if isinstance(body, dict):
+            err = body.get("error", body)
+            if isinstance(err, dict):
+                msg = err.get("message") or err.get("detail") or err.get("title")
+                if msg:
+                    return str(msg)
+            elif isinstance(err, str):
+                return err
+            for k in ("message", "detail", "title"):
+                if body.get(k):
+                    return str(body[k])
+        text = body if isinstance(body, str) else json.dumps(body)
+        return text[:500] or "(empty body)"
+
+    def classify_error(self, status: int, body: Any) -> type[APIStatusError] | None:
+        """A more precise error type from the body (context window, content filter ...), or ``None``."""
+        return None
+
+    def map_error(self, resp: HTTPResponse, model: str | None) -> ProviderError:
+        """Translate an error response into a typed error that keeps its facts."""
+        body = resp.body_for_error()
+        cls = self.classify_error(resp.status, body) or _STATUS_ERRORS.get(resp.status)
+        if cls is None:
+            cls = ServerError if resp.status >= 500 else APIStatusError
+        return cls(
+            self.error_message(body),
+            provider=self.provider,
+            model=model,
+            status=resp.status,
+            headers=resp.headers,
+            body=body,
+            request_id=self.request_id(resp.headers),
+        )
+
+    def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
+        """The error for a 2xx response whose body is not what the API documents."""
+        return MalformedResponseError(
+            f"malformed response: {why}",
+            provider=self.provider,
+            model=model,
+            status=resp.status,
+            headers=resp.headers,
+            body=resp.body_for_error(),
+            request_id=self.request_id(resp.headers),
+        )
+
+
+_ZERO_COST = Decimal(0)
+
+
+def env_key(env_vars: Sequence[str]) -> SecretStr | None:
+    """The first non-empty key among ``env_vars``."""
+    for var in env_vars:
+        v = os.environ.get(var)
+        if v:
+            return SecretStr(v)
+    return None

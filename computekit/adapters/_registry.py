@@ -1,0 +1,82 @@
+"""The adapter registry: provider name -> adapter class, imported on first use.
+
+Built-in providers are one line each below. Third-party packages register under the ``computekit.adapters``
+entry-point group; they are looked up only when a name is not built in, so ``import computekit`` reads no
+entry points.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from importlib.metadata import entry_points
+from typing import Final
+
+from .._exceptions import ConfigError
+from ._base import Adapter
+
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "adapter_class", "available"]
+
+ENTRY_POINT_GROUP: Final = "computekit.adapters"
+
+_OPENAI_COMPATIBLE = "computekit.adapters.openai_compatible:OpenAICompatibleAdapter"
+
+BUILTIN: Final[dict[str, str]] = {
+    "openai": "computekit.adapters.openai:OpenAIAdapter",
+    "azure": "computekit.adapters.azure:AzureOpenAIAdapter",
+    "openai-compatible": _OPENAI_COMPATIBLE,
+    # OpenAI-compatible hosts with a built-in profile (see openai_compatible.PROFILES).
+    "together": _OPENAI_COMPATIBLE,
+    "groq": _OPENAI_COMPATIBLE,
+    "fireworks": _OPENAI_COMPATIBLE,
+    "deepseek": _OPENAI_COMPATIBLE,
+    "huggingface": _OPENAI_COMPATIBLE,
+    "baseten": _OPENAI_COMPATIBLE,
+    "gooseai": _OPENAI_COMPATIBLE,
+    "vllm": _OPENAI_COMPATIBLE,
+    "ollama": _OPENAI_COMPATIBLE,
+    "llamacpp": _OPENAI_COMPATIBLE,
+}
+
+_loaded: dict[str, type[Adapter]] = {}
+_lock = threading.Lock()
+
+
+def _import(path: str) -> type[Adapter]:
+    module, _, attr = path.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise ConfigError(f"{path} is not a computekit Adapter subclass")
+    return cls
+
+
+def _plugins() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available() -> dict[str, str]:
+    """Every adapter name known: built-in and installed plugins (``name -> "module:Class"``)."""
+    return {**_plugins(), **BUILTIN}
+
+
+def adapter_class(name: str) -> type[Adapter]:
+    """The adapter class registered as ``name``.
+
+    Raises:
+        ConfigError: No adapter has that name (the message lists the known ones).
+    """
+    try:
+        return _loaded[name]
+    except KeyError:
+        pass
+    path = BUILTIN.get(name) or _plugins().get(name)
+    if path is None:
+        known = ", ".join(sorted(available()))
+        raise ConfigError(
+            f"unknown provider {name!r}. Known: {known}. For another OpenAI-compatible host, add "
+            f'[providers.{name}] adapter = "openai-compatible" and base_url = "..." to computekit.toml'
+        )
+    cls = _import(path)
+    with _lock:
+        _loaded[name] = cls
+    return cls

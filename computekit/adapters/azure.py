@@ -1,0 +1,54 @@
+"""Azure OpenAI: OpenAI's wire format on a deployment URL, with an ``api-key`` header and an ``api-version``.
+
+``azure:gpt-4o-mini`` calls the deployment named in ``[providers.azure] deployments = {"gpt-4o-mini" = "..."}``,
+or a deployment with the model's own name when none is mapped. The base URL is the resource endpoint
+(``https://RESOURCE.openai.azure.com``), from ``base_url`` or ``$AZURE_OPENAI_ENDPOINT``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Final
+
+from .._exceptions import ConfigError
+from ._base import Capabilities
+from .openai import OpenAIWire
+
+__all__ = ["AzureOpenAIAdapter"]
+
+DEFAULT_API_VERSION: Final = "2024-10-21"
+"""The newest generally-available data-plane API version when this adapter was written."""
+
+
+class AzureOpenAIAdapter(OpenAIWire):
+    """Azure OpenAI (``azure:`` models). Keys: ``AZURE_OPENAI_API_KEY``; endpoint: ``AZURE_OPENAI_ENDPOINT``."""
+
+    name = "azure"
+    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True)
+    key_env_vars = ("AZURE_OPENAI_API_KEY",)
+    default_base_url = None
+    table_provider = "azure"
+    docs_url = "https://learn.microsoft.com/azure/ai-services/openai/reference"
+
+    @classmethod
+    def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
+        return os.environ.get("AZURE_OPENAI_ENDPOINT"), cls.key_env_vars, True
+
+    def deployment(self, model: str) -> str:
+        """The deployment that serves ``model``."""
+        return self.settings.deployments.get(model, model)
+
+    def endpoint(self, path: str, model: str) -> str:
+        base = self.settings.base_url.rstrip("/")
+        if not base:
+            raise ConfigError("azure: set base_url (https://RESOURCE.openai.azure.com) or $AZURE_OPENAI_ENDPOINT")
+        if not base.endswith("/openai"):
+            base += "/openai"
+        version = self.settings.api_version or DEFAULT_API_VERSION
+        return f"{base}/deployments/{self.deployment(model)}/{path}?api-version={version}"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"api-key": self.require_key()}
+
+    def request_id(self, headers: Any) -> str | None:
+        return headers.get("apim-request-id") or headers.get("x-request-id") or super().request_id(headers)

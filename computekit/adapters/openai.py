@@ -1,0 +1,391 @@
+"""OpenAI: chat completions (tools, JSON mode, streaming with usage), embeddings, legacy text completions.
+
+The hot path speaks the wire format directly over computekit's pooled HTTP client and parses each response
+once, straight into computekit's types: the official SDK costs several milliseconds of CPU per call
+(see benchmarks/). The wire handling is kept honest by the real recordings in ``shared/conformance`` and by
+validating authored cassettes against OpenAI's OpenAPI description.
+
+:class:`OpenAIWire` holds the wire format; ``azure`` and ``openai-compatible`` reuse it with their own URLs,
+auth and quirks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from .._exceptions import (
+    APIStatusError,
+    ContentFilteredError,
+    ContextWindowExceededError,
+    OverloadedError,
+)
+from .._types import Chunk, Completion, Embeddings, Message, ToolCall, Usage
+from ..pricing import PriceRef
+from ._base import (
+    Adapter,
+    Capabilities,
+    CompleteRequest,
+    EmbedRequest,
+    HTTPRequest,
+    HTTPResponse,
+    SSEEvent,
+    StreamDecoder,
+)
+
+__all__ = ["OpenAIAdapter", "OpenAIWire"]
+
+# Provider words for the same ending, normalised so that callers can branch on one vocabulary.
+_FINISH = {"eos": "stop", "stop_sequence": "stop", "end_turn": "stop", "max_tokens": "length", "function_call": "tool_calls"}
+
+# The legacy /completions endpoint serves only these model families.
+_TEXT_MODELS = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
+
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+_FILTER_CODES = frozenset({"content_filter", "content_policy_violation", "ResponsibleAIPolicyViolation"})
+
+
+
+def _finish(reason: str | None) -> str | None:
+    return _FINISH.get(reason, reason) if reason else reason
+
+
+def _wire_tool_call(tc: Mapping[str, Any]) -> dict[str, Any]:
+    if "function" in tc:  # already in OpenAI's shape
+        return dict(tc)
+    return {"id": tc["id"], "type": "function", "function": {"name": tc["name"], "arguments": tc.get("arguments", "")}}
+
+
+def _wire_part(part: Mapping[str, Any]) -> dict[str, Any]:
+    if part.get("type") == "image_url" and "url" in part:
+        image: dict[str, Any] = {"url": part["url"]}
+        if part.get("detail"):
+            image["detail"] = part["detail"]
+        return {"type": "image_url", "image_url": image}
+    return dict(part)
+
+
+def wire_message(m: Mapping[str, Any]) -> dict[str, Any]:
+    """computekit's message shape -> OpenAI's. Plain text messages pass through untouched (the common case)."""
+    content = m.get("content")
+    if isinstance(content, str) and "tool_calls" not in m and len(m) <= 3:
+        return m if isinstance(m, dict) else dict(m)
+    out: dict[str, Any] = {"role": m["role"]}
+    if isinstance(content, list):
+        out["content"] = [_wire_part(p) for p in content]
+    else:
+        out["content"] = content
+    for k in ("name", "tool_call_id"):
+        if m.get(k) is not None:
+            out[k] = m[k]
+    if m.get("tool_calls"):
+        out["tool_calls"] = [_wire_tool_call(tc) for tc in m["tool_calls"]]
+    return out
+
+
+def wire_tool(t: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool in OpenAI's shape; ``{"name", "description", "parameters"}`` is accepted as shorthand."""
+    if t.get("type") == "function" or "function" in t:
+        return dict(t)
+    return {"type": "function", "function": dict(t)}
+
+
+def _tool_calls(raw: list[dict[str, Any]] | None) -> list[ToolCall]:
+    if not raw:
+        return []
+    out = []
+    for tc in raw:
+        fn = tc.get("function") or {}
+        out.append(ToolCall(id=tc.get("id") or "", name=fn.get("name") or "", arguments=fn.get("arguments") or ""))
+    return out
+
+
+class OpenAIWire(Adapter):
+    """The OpenAI wire format: shared by ``openai``, ``azure`` and ``openai-compatible``."""
+
+    include_stream_usage: ClassVar[bool] = True
+
+    # ----------------------------------------------------------------------------------------- URLs & auth
+
+    def endpoint(self, path: str, model: str) -> str:
+        """The full URL of ``path`` (``chat/completions``, ``embeddings`` ...) for ``model``."""
+        return f"{self.settings.base_url.rstrip('/')}/{path}"
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that carry the credential (built per request; never stored or logged)."""
+        if self.settings.api_key is None and not self.requires_key_for(self.provider):
+            return {}
+        return {"authorization": f"Bearer {self.require_key()}"}
+
+    def requires_key_for(self, provider: str) -> bool:
+        return self.defaults_for(provider)[2]
+
+    def headers(self) -> dict[str, str]:
+        h = {"content-type": "application/json", "accept": "application/json"}
+        h.update(self.settings.headers)
+        h.update(self.auth_headers())
+        return h
+
+    def uses_text_endpoint(self, model: str) -> bool:
+        """Whether ``model`` is served by the legacy text-completion endpoint."""
+        return model.startswith(_TEXT_MODELS)
+
+    # ----------------------------------------------------------------------------------------- complete
+
+    def _common_body(self, req: CompleteRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": req.model}
+        if req.max_tokens is not None:
+            body["max_tokens"] = req.max_tokens
+        for name in ("temperature", "top_p", "stop", "seed", "user", "service_tier"):
+            v = getattr(req, name)
+            if v is not None:
+                body[name] = v
+        return body
+
+    def build_complete(self, req: CompleteRequest) -> HTTPRequest:
+        text = req.prompt is not None
+        body = self._common_body(req)
+        if text:
+            body["prompt"] = req.prompt
+            path = self.text_path(req.model)
+        else:
+            body["messages"] = [wire_message(m) for m in req.messages]
+            if req.tools:
+                body["tools"] = [wire_tool(t) for t in req.tools]
+            if req.tool_choice is not None:
+                body["tool_choice"] = req.tool_choice
+            if req.response_format is not None:
+                body["response_format"] = req.response_format
+            path = "chat/completions"
+        if req.stream:
+            body["stream"] = True
+            if self.include_stream_usage:
+                body["stream_options"] = {"include_usage": True}
+        if req.extra:
+            body.update(req.extra)
+        return HTTPRequest("POST", self.endpoint(path, req.model), self.headers(), json=body, stream=req.stream)
+
+    def text_path(self, model: str) -> str:
+        """Path of the legacy text-completion endpoint."""
+        return "completions"
+
+    def parse_complete(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
+        try:
+            data = resp.json()
+        except ValueError:
+            raise self.malformed(resp, req.model, "body is not JSON") from None
+        if not isinstance(data, dict):
+            raise self.malformed(resp, req.model, "body is not a JSON object")
+        if "error" in data and "choices" not in data:  # some compatible servers answer errors with 200
+            raise self.map_error(HTTPResponse(400, resp.headers, resp.content, resp.url), req.model)
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise self.malformed(resp, req.model, "no choices in the response")
+        choice = choices[0]
+        if req.prompt is not None:
+            text = choice.get("text") or ""
+            calls: list[ToolCall] = []
+            message = Message(role="assistant", content=text)
+        else:
+            msg = choice.get("message")
+            if not isinstance(msg, dict):
+                raise self.malformed(resp, req.model, "choice has no message")
+            text = msg.get("content") or ""
+            calls = _tool_calls(msg.get("tool_calls"))
+            message = Message(role="assistant", content=text, tool_calls=calls or None)
+        raw_usage = data.get("usage")
+        result = Completion(
+            provider=self.provider,
+            model=req.model,
+            text=text,
+            message=message,
+            tool_calls=calls,
+            finish_reason=_finish(choice.get("finish_reason")),
+            id=data.get("id"),
+            service_tier=data.get("service_tier"),
+            response_model=data.get("model"),
+            usage=self.usage(raw_usage),
+            request_id=self.request_id(resp.headers),
+            raw=data,
+        )
+        result._usage_reported = isinstance(raw_usage, dict)
+        return result
+
+    def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
+        return _ChatStream(self, req)
+
+    # ----------------------------------------------------------------------------------------- embed
+
+    def build_embed(self, req: EmbedRequest) -> HTTPRequest:
+        body: dict[str, Any] = {"model": req.model, "input": req.inputs, "encoding_format": "float"}
+        if req.dimensions is not None:
+            body["dimensions"] = req.dimensions
+        body.update(req.extra)
+        return HTTPRequest("POST", self.endpoint("embeddings", req.model), self.headers(), json=body)
+
+    def parse_embed(self, req: EmbedRequest, resp: HTTPResponse) -> Embeddings:
+        try:
+            data = resp.json()
+            items = sorted(data["data"], key=lambda d: d.get("index", 0))
+            vectors = [list(d["embedding"]) for d in items]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise self.malformed(resp, req.model, "not an embeddings list") from None
+        raw_usage = data.get("usage")
+        result = Embeddings(
+            provider=self.provider,
+            model=req.model,
+            vectors=vectors,
+            usage=self.usage(raw_usage),
+            request_id=self.request_id(resp.headers),
+            raw=data,
+        )
+        result._usage_reported = isinstance(raw_usage, dict)
+        return result
+
+    # ----------------------------------------------------------------------------------------- usage & price
+
+    def usage(self, raw: Mapping[str, Any] | None) -> Usage:
+        if not raw:
+            return Usage()
+        pd = raw.get("prompt_tokens_details") or {}
+        cd = raw.get("completion_tokens_details") or {}
+        cached = pd.get("cached_tokens")
+        if cached is None:
+            cached = raw.get("prompt_cache_hit_tokens")  # DeepSeek's older field
+        return Usage(
+            input_tokens=raw.get("prompt_tokens") or 0,
+            output_tokens=raw.get("completion_tokens") or 0,
+            cached_input_tokens=cached or 0,
+            reasoning_tokens=cd.get("reasoning_tokens") or 0,
+            input_audio_tokens=pd.get("audio_tokens") or 0,
+            output_audio_tokens=cd.get("audio_tokens") or 0,
+        )
+
+    def price_ref(self, model: str, result: Completion | Embeddings | None = None) -> PriceRef:
+        ctx: tuple[tuple[str, str], ...] = ()
+        if isinstance(result, Completion) and result.service_tier and result.service_tier != "default":
+            ctx = (("service_tier", result.service_tier),)
+        priced_model = (result.raw or {}).get("model") if result is not None and isinstance(result.raw, dict) else None
+        return PriceRef(
+            provider=self.provider,
+            model=priced_model or model,
+            table_provider=self.table_provider,
+            context=ctx,
+        )
+
+    # ----------------------------------------------------------------------------------------- errors
+
+    def classify_error(self, status: int, body: Any) -> type[APIStatusError] | None:
+        err = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(err, dict):
+            return None
+        code = err.get("code") or err.get("type") or ""
+        if code in _CONTEXT_CODES:
+            return ContextWindowExceededError
+        if code in _FILTER_CODES:
+            return ContentFilteredError
+        if err.get("type") == "overloaded_error":
+            return OverloadedError
+        return None
+
+
+class _ChatStream(StreamDecoder):
+    """Chat (and text) completion chunks -> Chunk, accumulating the final Completion."""
+
+    def __init__(self, adapter: OpenAIWire, req: CompleteRequest) -> None:
+        self.adapter = adapter
+        self.req = req
+        self.text: list[str] = []
+        self.calls: dict[int, dict[str, str]] = {}
+        self.finish: str | None = None
+        self.raw_usage: dict[str, Any] | None = None
+        self.meta: dict[str, Any] = {}
+        self.done = False
+
+    def feed(self, event: SSEEvent) -> list[Chunk]:
+        if event.data == "[DONE]":
+            self.done = True
+            return []
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            raise self.adapter.malformed(
+                HTTPResponse(200, {}, event.data.encode()), self.req.model, "stream event is not JSON"
+            ) from None
+        if not isinstance(data, dict):
+            raise self.adapter.malformed(HTTPResponse(200, {}, event.data.encode()), self.req.model, "bad event")
+        if "error" in data:
+            raise self.adapter.map_error(HTTPResponse(500, {}, event.data.encode()), self.req.model)
+        for k in ("id", "model", "service_tier"):
+            if data.get(k):
+                self.meta[k] = data[k]
+        chunk = Chunk(raw=data)
+        if isinstance(data.get("usage"), dict):
+            self.raw_usage = data["usage"]
+            chunk.usage = self.adapter.usage(self.raw_usage)
+        choices = data.get("choices") or []
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta") or {}
+            piece = delta.get("content") if "delta" in choice else choice.get("text")
+            if piece:
+                self.text.append(piece)
+                chunk.text = piece
+            for tc in delta.get("tool_calls") or []:
+                idx = tc.get("index", 0)
+                acc = self.calls.setdefault(idx, {"id": "", "name": "", "arguments": ""})
+                fn = tc.get("function") or {}
+                if tc.get("id"):
+                    acc["id"] = tc["id"]
+                if fn.get("name"):
+                    acc["name"] += fn["name"]
+                if fn.get("arguments"):
+                    acc["arguments"] += fn["arguments"]
+                chunk.tool_calls.append({"index": idx, "id": tc.get("id"), "name": fn.get("name"),
+                                         "arguments": fn.get("arguments")})
+            if choice.get("finish_reason"):
+                self.finish = _finish(choice["finish_reason"])
+                chunk.finish_reason = self.finish
+        return [chunk]
+
+    def result(self) -> Completion:
+        text = "".join(self.text)
+        calls = [ToolCall(**self.calls[i]) for i in sorted(self.calls)]
+        raw = {**self.meta, "usage": self.raw_usage}
+        result = Completion(
+            provider=self.adapter.provider,
+            model=self.req.model,
+            text=text,
+            message=Message(role="assistant", content=text, tool_calls=calls or None),
+            tool_calls=calls,
+            finish_reason=self.finish,
+            id=self.meta.get("id"),
+            service_tier=self.meta.get("service_tier"),
+            response_model=self.meta.get("model"),
+            usage=self.adapter.usage(self.raw_usage),
+            raw=raw,
+        )
+        result._usage_reported = self.raw_usage is not None
+        return result
+
+
+class OpenAIAdapter(OpenAIWire):
+    """OpenAI's own API (``openai:`` models). Keys: ``OPENAI_API_KEY``."""
+
+    name = "openai"
+    capabilities = Capabilities(
+        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True, finetune=False
+    )
+    key_env_vars = ("OPENAI_API_KEY",)
+    default_base_url = "https://api.openai.com/v1"
+    table_provider = "openai"
+    docs_url = "https://platform.openai.com/docs/api-reference"
+
+    def headers(self) -> dict[str, str]:
+        h = super().headers()
+        if self.settings.organization:
+            h["openai-organization"] = self.settings.organization
+        if self.settings.project:
+            h["openai-project"] = self.settings.project
+        return h

@@ -1,0 +1,174 @@
+"""The ledger's row and report types, and the interface every backend implements."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["GroupBy", "Ledger", "LedgerRow", "Report", "ReportRow"]
+
+GroupBy = Literal["provider", "model", "target", "verb", "day", "outcome"]
+GROUP_KEYS: tuple[str, ...] = ("provider", "model", "target", "verb", "day", "outcome")
+
+
+@dataclass(slots=True)
+class LedgerRow:
+    """One attempt, as recorded. ``cost`` is ``None`` when it could not be priced."""
+
+    ts: dt.datetime
+    verb: str
+    provider: str
+    model: str
+    outcome: str
+    latency_ms: float
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    gpu_seconds: Decimal | None = None
+    cost: Decimal | None = None
+    currency: str = "USD"
+    estimated: bool = False
+    price_source: str | None = None
+    request_id: str | None = None
+    error_type: str | None = None
+    status: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ts"] = self.ts.isoformat()
+        d["cost"] = None if self.cost is None else str(self.cost)
+        d["gpu_seconds"] = None if self.gpu_seconds is None else str(self.gpu_seconds)
+        return d
+
+
+@dataclass(slots=True)
+class ReportRow:
+    """One group of a report."""
+
+    key: str
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal
+    unpriced: int
+    """Successful attempts whose cost is unknown: ``cost`` leaves them out, so it is a lower bound when > 0."""
+
+
+@dataclass(slots=True)
+class Report:
+    """Rows grouped by one key, and the exact total."""
+
+    group_by: str
+    rows: list[ReportRow]
+    total: Decimal
+    unpriced: int
+
+    _COLUMNS = ("key", "calls", "errors", "input_tokens", "output_tokens", "cost", "unpriced")
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Rows as plain dicts (cost as a decimal string, so nothing is rounded)."""
+        return [
+            {"key": r.key, "calls": r.calls, "errors": r.errors, "input_tokens": r.input_tokens,
+             "output_tokens": r.output_tokens, "cost": str(r.cost), "unpriced": r.unpriced}
+            for r in self.rows
+        ]
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The report as CSV (header + one line per group + a total line); written to ``path`` when given."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow((self.group_by, *self._COLUMNS[1:]))
+        for rec in self.to_records():
+            w.writerow([rec[c] for c in self._COLUMNS])
+        w.writerow(["TOTAL", sum(r.calls for r in self.rows), sum(r.errors for r in self.rows),
+                    sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows),
+                    str(self.total), self.unpriced])
+        text = buf.getvalue()
+        if path is not None:
+            Path(path).write_text(text, "utf-8")
+        return text
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The report as JSON (``group_by``, ``rows``, ``total``); written to ``path`` when given."""
+        text = json.dumps(
+            {"group_by": self.group_by, "rows": self.to_records(), "total": str(self.total),
+             "unpriced": self.unpriced, "currency": "USD"},
+            indent=2,
+        )
+        if path is not None:
+            Path(path).write_text(text, "utf-8")
+        return text
+
+
+class Ledger(ABC):
+    """Where every attempt is recorded."""
+
+    @abstractmethod
+    def record(self, row: LedgerRow) -> None:
+        """Append one attempt (committed before returning)."""
+
+    @abstractmethod
+    def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
+        """The recorded attempts in time order, optionally within ``[since, until)``."""
+
+    def report(
+        self,
+        group_by: GroupBy = "provider",
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> Report:
+        """Spend grouped by ``group_by``, with an exact Decimal total.
+
+        Raises:
+            ValueError: ``group_by`` is not one of provider, model, target, verb, day, outcome.
+        """
+        if group_by not in GROUP_KEYS:
+            raise ValueError(f"group_by must be one of {', '.join(GROUP_KEYS)}, not {group_by!r}")
+        return build_report(self.rows(since=since, until=until), group_by)
+
+    def close(self) -> None:  # noqa: B027  (optional for backends)
+        """Release the backend's resources."""
+
+
+def _key(row: LedgerRow, group_by: str) -> str:
+    if group_by == "day":
+        return row.ts.date().isoformat()
+    if group_by == "target":
+        return f"{row.provider}:{row.model}"
+    return str(getattr(row, group_by))
+
+
+def build_report(rows: Sequence[LedgerRow], group_by: str) -> Report:
+    """Group rows (pure; shared by every backend)."""
+    groups: dict[str, ReportRow] = {}
+    for row in rows:
+        k = _key(row, group_by)
+        g = groups.get(k)
+        if g is None:
+            g = groups[k] = ReportRow(k, 0, 0, 0, 0, Decimal(0), 0)
+        g.calls += 1
+        if row.outcome != "success":
+            g.errors += 1
+        g.input_tokens += row.input_tokens
+        g.output_tokens += row.output_tokens
+        if row.cost is not None:
+            g.cost += row.cost
+        elif row.outcome == "success":
+            g.unpriced += 1
+    ordered = sorted(groups.values(), key=lambda r: (-r.cost, r.key))
+    total = sum((r.cost for r in ordered), Decimal(0))
+    return Report(group_by=group_by, rows=ordered, total=total, unpriced=sum(r.unpriced for r in ordered))

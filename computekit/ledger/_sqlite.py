@@ -1,0 +1,170 @@
+"""The embedded ledger: one SQLite file in WAL mode, a versioned schema, one short transaction per attempt."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+from ._base import Ledger, LedgerRow
+
+__all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5000
+"""How long a writer waits for another process's transaction before failing."""
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        verb TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        latency_ms REAL NOT NULL,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+        reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+        gpu_seconds TEXT,
+        cost TEXT,            -- exact decimal as text, NULL = could not be priced
+        currency TEXT NOT NULL DEFAULT 'USD',
+        estimated INTEGER NOT NULL DEFAULT 0,
+        price_source TEXT,
+        request_id TEXT,
+        error_type TEXT,
+        status INTEGER,
+        tags TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX attempts_ts ON attempts (ts);
+    """,
+}
+
+_COLUMNS = (
+    "ts, verb, provider, model, outcome, latency_ms, input_tokens, output_tokens, cached_input_tokens, "
+    "cache_write_tokens, reasoning_tokens, gpu_seconds, cost, currency, estimated, price_source, request_id, "
+    "error_type, status, tags"
+)
+_INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///path`` -> path (``sqlite://:memory:`` -> ``:memory:``)."""
+    if url == "sqlite://:memory:":
+        return ":memory:"
+    return url.removeprefix("sqlite:///")
+
+
+class SQLiteLedger(Ledger):
+    """A ledger in one SQLite file, shared safely by threads and processes.
+
+    Args:
+        path: The database file (created with its folder), or ``":memory:"``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # One connection per ledger, guarded by a lock: sqlite3 connections are not safe to share unguarded,
+        # and opening one per call would cost more than the insert.
+        self._conn = sqlite3.connect(
+            Path(self.path).expanduser() if self.path != ":memory:" else ":memory:",
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        self._lock = threading.Lock()
+        self._setup()
+
+    def _setup(self) -> None:
+        c = self._conn
+        c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if self.path != ":memory:":
+            c.execute("PRAGMA journal_mode = WAL")
+        # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the newest commits.
+        c.execute("PRAGMA synchronous = NORMAL")
+        with self._lock:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                row = c.execute("SELECT MAX(version) FROM schema_version").fetchone()
+                current = row[0] or 0
+                if current > SCHEMA_VERSION:
+                    raise RuntimeError(
+                        f"ledger {self.path} has schema v{current}, newer than this computekit (v{SCHEMA_VERSION})"
+                    )
+                for v in range(current + 1, SCHEMA_VERSION + 1):
+                    for stmt in _MIGRATIONS[v].split(";"):
+                        if stmt.strip():
+                            c.execute(stmt)
+                    c.execute("INSERT INTO schema_version (version) VALUES (?)", (v,))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    def record(self, row: LedgerRow) -> None:
+        values = (
+            row.ts.isoformat(),
+            row.verb,
+            row.provider,
+            row.model,
+            row.outcome,
+            row.latency_ms,
+            row.input_tokens,
+            row.output_tokens,
+            row.cached_input_tokens,
+            row.cache_write_tokens,
+            row.reasoning_tokens,
+            None if row.gpu_seconds is None else str(row.gpu_seconds),
+            None if row.cost is None else str(row.cost),
+            row.currency,
+            int(row.estimated),
+            row.price_source,
+            row.request_id,
+            row.error_type,
+            row.status,
+            json.dumps(row.tags) if row.tags else "{}",
+        )
+        with self._lock:
+            self._conn.execute(_INSERT, values)  # autocommit: one short write transaction
+
+    def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
+        sql = f"SELECT id, {_COLUMNS} FROM attempts"
+        where, args = [], []
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since.isoformat())
+        if until is not None:
+            where.append("ts < ?")
+            args.append(until.isoformat())
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts, id"
+        with self._lock:
+            fetched = self._conn.execute(sql, args).fetchall()
+        return [
+            LedgerRow(
+                id=r[0], ts=dt.datetime.fromisoformat(r[1]), verb=r[2], provider=r[3], model=r[4], outcome=r[5],
+                latency_ms=r[6], input_tokens=r[7], output_tokens=r[8], cached_input_tokens=r[9],
+                cache_write_tokens=r[10], reasoning_tokens=r[11],
+                gpu_seconds=None if r[12] is None else Decimal(r[12]),
+                cost=None if r[13] is None else Decimal(r[13]), currency=r[14], estimated=bool(r[15]),
+                price_source=r[16], request_id=r[17], error_type=r[18], status=r[19], tags=json.loads(r[20]),
+            )
+            for r in fetched
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteLedger({self.path!r})"

@@ -1,0 +1,314 @@
+"""Price lookup: config overrides, then computekit's own dated tables, then genai-prices.
+
+Everything here is pure and offline: no network at import or at pricing time. Rates are resolved once per
+(provider, model, day, price context) and cached; pricing one call is then a handful of Decimal operations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import tomllib
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from .._types import Cost, CostLine, PriceSource, Usage
+
+__all__ = ["PriceBook", "PriceRef", "TokenRates", "UnknownPriceWarning"]
+
+log = logging.getLogger("computekit.pricing")
+
+_MTOK = Decimal(1_000_000)
+_ZERO = Decimal(0)
+# genai-prices price keys computekit knows how to apply to its Usage fields.
+_TOKEN_KEYS = (
+    "input_mtok",
+    "output_mtok",
+    "cache_read_mtok",
+    "cache_write_mtok",
+    "input_audio_mtok",
+    "output_audio_mtok",
+    "output_reasoning_mtok",
+)
+
+
+_SELF_HOSTED = PriceSource(table="self-hosted")
+
+
+class UnknownPriceWarning(UserWarning):
+    """A model has no known price: its cost is ``None``. Add it under ``[prices]`` in the config."""
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRef:
+    """What to price: asked of the adapter, so pricing never needs to know a provider.
+
+    Attributes:
+        provider: computekit provider name (config override keys are ``provider:model``).
+        model: The model id as the provider reported it (or as requested).
+        table_provider: The provider id in genai-prices, or ``None`` when genai-prices does not cover it.
+        context: Request facts that select a price variant, e.g. ``(("service_tier", "priority"),)``.
+    """
+
+    provider: str
+    model: str
+    table_provider: str | None = None
+    context: tuple[tuple[str, str], ...] = ()
+    metered: bool = True
+    """False for a self-hosted server: no per-call charge unless config prices it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Tiered:
+    """A cliff-tiered price: every token pays the tier reached by the total input tokens."""
+
+    base: Decimal
+    tiers: tuple[tuple[int, Decimal], ...]
+
+    def at(self, total_input: int) -> Decimal:
+        for start, price in reversed(self.tiers):
+            if total_input > start:
+                return price
+        return self.base
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRates:
+    """Per-1M-token rates for one model on one day, and where they came from."""
+
+    prices: Mapping[str, Decimal | _Tiered]
+    source: PriceSource
+    per_request: Decimal | None = None
+    extra_units: Mapping[str, tuple[Decimal, int]] = field(default_factory=dict)
+    """Other priced units: usage key -> (price, per) (web searches, rerank searches ...)."""
+
+    def rate(self, key: str, total_input: int) -> Decimal | None:
+        p = self.prices.get(key)
+        if p is None:
+            return None
+        return p.at(total_input) if isinstance(p, _Tiered) else p
+
+    def cost(self, usage: Usage) -> Cost:
+        """Price ``usage``: one line per charge, amounts exact."""
+        lines: list[CostLine] = []
+        total_in = usage.input_tokens
+
+        def add(item: str, qty: int | Decimal, key: str, fallback: str | None = None) -> None:
+            if not qty:
+                return
+            rate = self.rate(key, total_in)
+            if rate is None and fallback is not None:
+                rate = self.rate(fallback, total_in)
+            if rate is None:
+                raise _MissingRate(key)
+            q = Decimal(qty)
+            lines.append(CostLine(item=item, quantity=q, unit="token", unit_price=rate / _MTOK, amount=q * rate / _MTOK))
+
+        audio_in = usage.input_audio_tokens if "input_audio_mtok" in self.prices else 0
+        audio_out = usage.output_audio_tokens if "output_audio_mtok" in self.prices else 0
+        reasoning = usage.reasoning_tokens if "output_reasoning_mtok" in self.prices else 0
+        uncached = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens - audio_in
+        add("input", max(uncached, 0), "input_mtok")
+        add("cached input", usage.cached_input_tokens, "cache_read_mtok", "input_mtok")
+        add("cache write", usage.cache_write_tokens, "cache_write_mtok", "input_mtok")
+        add("input audio", audio_in, "input_audio_mtok")
+        add("output", max(usage.output_tokens - reasoning - audio_out, 0), "output_mtok")
+        add("reasoning", reasoning, "output_reasoning_mtok")
+        add("output audio", audio_out, "output_audio_mtok")
+        if self.per_request is not None and usage.requests:
+            q = Decimal(usage.requests)
+            lines.append(
+                CostLine(item="request", quantity=q, unit="request", unit_price=self.per_request,
+                         amount=q * self.per_request)
+            )
+        for key, qty in usage.units.items():
+            if key in self.extra_units and qty:
+                price, per = self.extra_units[key]
+                unit_price = price / per
+                lines.append(CostLine(item=key, quantity=qty, unit=key, unit_price=unit_price, amount=qty * unit_price))
+        total = sum((line.amount for line in lines), _ZERO)
+        return Cost(total=total, lines=lines, price_source=self.source)
+
+
+class _MissingRate(Exception):
+    pass
+
+
+def _decimal(v: Any) -> Decimal:
+    return v if isinstance(v, Decimal) else Decimal(str(v))
+
+
+@cache
+def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None]:
+    raw = tomllib.loads(resources.files(__package__).joinpath("data/tokens.toml").read_text("utf-8"))
+    meta = raw.get("meta", {})
+    out: dict[tuple[str, str], TokenRates] = {}
+    for m in raw.get("models", []):
+        prices = {k: _decimal(m[k]) for k in _TOKEN_KEYS if k in m}
+        per_request = _decimal(m["per_request"]) if "per_request" in m else None
+        as_of = m.get("as_of")
+        source = PriceSource(
+            table=str(meta.get("name", "computekit:tokens")),
+            as_of=dt.date.fromisoformat(str(as_of)) if as_of else None,
+            url=m.get("source"),
+        )
+        out[(m["provider"], m["model"])] = TokenRates(prices=prices, source=source, per_request=per_request)
+    table_date = meta.get("as_of")
+    return out, (dt.date.fromisoformat(str(table_date)) if table_date else None)
+
+
+def _match_own(provider: str, model: str) -> TokenRates | None:
+    tables, _ = _own_tables()
+    hit = tables.get((provider, model))
+    if hit is not None:
+        return hit
+    # Dated snapshots: the longest listed model that prefixes this id at a "-" boundary.
+    best: tuple[int, TokenRates] | None = None
+    for (p, m), rates in tables.items():
+        if p == provider and model.startswith(m + "-") and (best is None or len(m) > best[0]):
+            best = (len(m), rates)
+    return best[1] if best else None
+
+
+@cache
+def _genai_source() -> PriceSource:
+    from importlib.metadata import version
+
+    import genai_prices.data as gp_data
+
+    # The table's date: the newest price change it records that is already in force (genai-prices also
+    # carries announced future changes, applied from their own dates).
+    today = dt.datetime.now(dt.UTC).date()
+    newest: dt.date | None = None
+    for provider in gp_data.providers:
+        for model in provider.models:
+            prices = model.prices if isinstance(model.prices, list) else []
+            for cp in prices:
+                start = getattr(cp.constraint, "start_date", None)
+                if isinstance(start, dt.date) and start <= today and (newest is None or start > newest):
+                    newest = start
+    return PriceSource(
+        table="genai-prices",
+        version=version("genai-prices"),
+        as_of=newest,
+        url="https://github.com/pydantic/genai-prices",
+    )
+
+
+def _genai_rates(ref: PriceRef, day: dt.date) -> TokenRates | None:
+    from genai_prices import data_snapshot
+    from genai_prices.types import TieredPrices
+    from genai_prices.units import _get_registry
+
+    snapshot = data_snapshot.get_snapshot()
+    try:
+        provider, model = snapshot.find_provider_model(ref.model, None, ref.table_provider, None)
+    except LookupError:
+        return None
+    when = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
+    mp = model.get_prices(when, dict(ref.context) if ref.context else None)
+    prices: dict[str, Decimal | _Tiered] = {}
+    extra: dict[str, tuple[Decimal, int]] = {}
+    registry = _get_registry()
+    for key, value in vars(mp).items():
+        if value is None or key.startswith("_"):
+            continue
+        price: Decimal | _Tiered
+        if isinstance(value, TieredPrices):
+            price = _Tiered(value.base, tuple((t.start, t.price) for t in value.tiers))
+        else:
+            price = _decimal(value)
+        if key in _TOKEN_KEYS:
+            prices[key] = price
+        elif key == "requests_kcount" and isinstance(price, Decimal):
+            continue  # handled below as a per-request line
+        elif isinstance(price, Decimal):
+            try:
+                unit = registry.unit_for_price_key(key)
+            except KeyError:
+                continue
+            extra[unit.usage_key] = (price, unit.per)
+    per_request = getattr(mp, "requests_kcount", None)
+    source = _genai_source().model_copy(update={"url": (provider.pricing_urls or [None])[0] or _genai_source().url})
+    return TokenRates(
+        prices=prices,
+        source=source,
+        per_request=_decimal(per_request) / 1000 if per_request is not None else None,
+        extra_units=extra,
+    )
+
+
+class PriceBook:
+    """Prices calls: config overrides first, then computekit's tables, then genai-prices.
+
+    Args:
+        overrides: ``{"provider:model": {"input_mtok": "0.15", "output_mtok": "0.60", ...}}`` from config.
+    """
+
+    def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self._overrides: dict[str, TokenRates] = {}
+        for key, prices in (overrides or {}).items():
+            token_prices = {k: _decimal(v) for k, v in prices.items() if k in _TOKEN_KEYS}
+            per_request = prices.get("per_request")
+            if token_prices or per_request is not None:
+                self._overrides[key] = TokenRates(
+                    prices=token_prices,
+                    source=PriceSource(table="config", as_of=None),
+                    per_request=_decimal(per_request) if per_request is not None else None,
+                )
+        self._cache: dict[tuple[PriceRef, dt.date], TokenRates | None] = {}
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def rates(self, ref: PriceRef, when: dt.datetime | None = None) -> TokenRates | None:
+        """The token rates that apply to ``ref`` on the day of ``when`` (default: today), or ``None``."""
+        day = (when or dt.datetime.now(dt.UTC)).date()
+        key = (ref, day)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        found = (
+            self._overrides.get(f"{ref.provider}:{ref.model}")
+            or _match_own(ref.provider, ref.model)
+            or (_genai_rates(ref, day) if ref.table_provider else None)
+        )
+        with self._lock:
+            self._cache[key] = found
+        return found
+
+    def token_cost(self, ref: PriceRef, usage: Usage, when: dt.datetime | None = None) -> Cost:
+        """The cost of ``usage`` on ``ref``; ``Cost.total`` is ``None`` (never 0) when no price is known."""
+        rates = self.rates(ref, when)
+        if rates is None and not ref.metered:
+            return Cost(total=_ZERO, price_source=_SELF_HOSTED, reason="self-hosted server: no per-call charge")
+        if rates is None:
+            self._warn_once(ref)
+            return Cost.unknown(f"no price known for {ref.provider}:{ref.model}")
+        try:
+            return rates.cost(usage)
+        except _MissingRate as e:
+            return Cost.unknown(f"{ref.provider}:{ref.model} has no {e.args[0]} price")
+
+    def _warn_once(self, ref: PriceRef) -> None:
+        target = f"{ref.provider}:{ref.model}"
+        if target in self._warned:
+            return
+        self._warned.add(target)
+        warnings.warn(
+            f"no price known for {target}: its cost is None. Add it to computekit.toml, e.g. "
+            f'[prices] "{target}" = {{ input_mtok = "...", output_mtok = "..." }}',
+            UnknownPriceWarning,
+            stacklevel=4,
+        )
+
+
+def table_date() -> dt.date | None:
+    """The date of computekit's own token table."""
+    return _own_tables()[1]
