@@ -19,7 +19,7 @@ from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
 from ._transport import AsyncTransport, SyncTransport
 from ._types import Attempt, Chunk, Completion, Embeddings, Message
-from .adapters._base import CompleteRequest, HTTPRequest, HTTPResponse, StreamDecoder
+from .adapters._base import CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, StreamDecoder
 from .ledger import Ledger
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
@@ -48,6 +48,12 @@ def _complete_options(
     if extra_body is not NOT_GIVEN:
         opts["extra"] = dict(extra_body)
     return opts
+
+
+def _build_http(target: Target, req: CompleteRequest | EmbedRequest) -> HTTPRequest:
+    if isinstance(req, CompleteRequest):
+        return target.adapter.build_complete(req)
+    return target.adapter.build_embed(req)
 
 
 def _decode_stream_error(target: Target, why: str) -> APIConnectionError:
@@ -260,7 +266,7 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
 class _BaseClient:
     def __init__(
         self,
-        config: str | os.PathLike[str] | Mapping[str, Any] | None | NotGiven = NOT_GIVEN,
+        config: str | os.PathLike[str] | Mapping[str, Any] | NotGiven | None = NOT_GIVEN,
         *,
         ledger: Ledger | str | Mapping[str, Any] | None = None,
         retry_policy: RetryPolicy | None = None,
@@ -279,7 +285,8 @@ class _BaseClient:
         return self._core.settings
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(providers={sorted(self._core.settings.providers)}, ledger={self._core._ledger!r})"
+        providers = sorted(self._core.settings.providers)
+        return f"{type(self).__name__}(providers={providers}, ledger={self._core._ledger!r})"
 
 
 class Client(_BaseClient):
@@ -299,7 +306,7 @@ class Client(_BaseClient):
 
     def __init__(
         self,
-        config: str | os.PathLike[str] | Mapping[str, Any] | None | NotGiven = NOT_GIVEN,
+        config: str | os.PathLike[str] | Mapping[str, Any] | NotGiven | None = NOT_GIVEN,
         *,
         ledger: Ledger | str | Mapping[str, Any] | None = None,
         retry_policy: RetryPolicy | None = None,
@@ -314,7 +321,7 @@ class Client(_BaseClient):
         attempts: list[Attempt] = []
         for i, target in enumerate(targets):
             req = build(target)
-            http = target.adapter.build_complete(req) if isinstance(req, CompleteRequest) else target.adapter.build_embed(req)
+            http = _build_http(target, req)
             try:
                 for attempt in core.retry.retrying():
                     with attempt:
@@ -491,7 +498,7 @@ class AsyncClient(_BaseClient):
 
     def __init__(
         self,
-        config: str | os.PathLike[str] | Mapping[str, Any] | None | NotGiven = NOT_GIVEN,
+        config: str | os.PathLike[str] | Mapping[str, Any] | NotGiven | None = NOT_GIVEN,
         *,
         ledger: Ledger | str | Mapping[str, Any] | None = None,
         retry_policy: RetryPolicy | None = None,
@@ -508,7 +515,7 @@ class AsyncClient(_BaseClient):
         attempts: list[Attempt] = []
         for i, target in enumerate(targets):
             req = build(target)
-            http = target.adapter.build_complete(req) if isinstance(req, CompleteRequest) else target.adapter.build_embed(req)
+            http = _build_http(target, req)
             try:
                 async for attempt in core.retry.aretrying():
                     with attempt:

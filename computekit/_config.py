@@ -42,7 +42,7 @@ __all__ = [
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ProviderConfig(_Section):
@@ -113,9 +113,9 @@ class Settings(_Section):
 
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
-    retry: RetryConfig = Field(default_factory=RetryConfig)  # type: ignore[arg-type]
-    ledger: LedgerConfig = Field(default_factory=LedgerConfig)  # type: ignore[arg-type]
-    budget: BudgetConfig = Field(default_factory=BudgetConfig)  # type: ignore[arg-type]
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
     prices: dict[str, dict[str, Decimal]] = Field(
         default_factory=dict, description='Price overrides: "provider:model" = { input_mtok = "0.15", ... }.'
     )
@@ -152,7 +152,7 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _find_file(config: str | os.PathLike[str] | None | NotGiven) -> Path | None:
+def _find_file(config: str | os.PathLike[str] | NotGiven | None) -> Path | None:
     if config is None:
         return None  # explicitly no file
     if config is not NOT_GIVEN:
@@ -182,7 +182,7 @@ def _explain(e: ValidationError, origin: str) -> str:
 
 
 def load_settings(
-    config: str | os.PathLike[str] | Mapping[str, Any] | None | NotGiven = NOT_GIVEN,
+    config: str | os.PathLike[str] | Mapping[str, Any] | NotGiven | None = NOT_GIVEN,
     **overrides: Any,
 ) -> Settings:
     """Read the config file (if any), merge keyword arguments over it and validate.

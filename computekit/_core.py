@@ -67,7 +67,7 @@ def _host(url: str | None) -> str:
 
 
 def normalise_messages(
-    prompt: str | None | NotGiven, messages: Sequence[Message | Mapping[str, Any]] | None | NotGiven
+    prompt: str | NotGiven | None, messages: Sequence[Message | Mapping[str, Any]] | NotGiven | None
 ) -> list[dict[str, Any]]:
     """A prompt and/or messages -> a list of plain message dicts.
 
@@ -116,7 +116,7 @@ class Core:
 
     def __init__(
         self,
-        config: str | os.PathLike[str] | Mapping[str, Any] | None | NotGiven = NOT_GIVEN,
+        config: str | os.PathLike[str] | Mapping[str, Any] | NotGiven | None = NOT_GIVEN,
         *,
         ledger: Ledger | str | Mapping[str, Any] | None = None,
         retry_policy: RetryPolicy | None = None,
@@ -180,6 +180,7 @@ class Core:
             project=conf.project if conf else None,
             headers=dict(conf.headers) if conf else {},
             deployments=dict(conf.deployments) if conf else {},
+            key_env_vars=env_vars,
         )
 
     def adapter(self, provider: str, *, base_url: str | None = None, api_key: str | None = None) -> Adapter:

@@ -10,7 +10,6 @@ Sleep and clock are injectable, so tests never sleep.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import math
 import random
 import time
@@ -49,6 +48,8 @@ def retry_after_seconds(headers: dict[str, str], now: Callable[[], float] = time
     try:
         v = float(ra)
     except ValueError:
+        import email.utils
+
         try:
             when = email.utils.parsedate_to_datetime(ra)
         except (TypeError, ValueError, IndexError):

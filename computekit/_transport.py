@@ -26,6 +26,10 @@ def _timeout(req: HTTPRequest, default: float) -> httpx.Timeout:
     return httpx.Timeout(req.timeout or default, connect=DEFAULT_CONNECT_TIMEOUT_S)
 
 
+def _kwargs(req: HTTPRequest, default_timeout: float) -> dict[str, Any]:
+    return {"headers": req.headers, "content": req.body(), "timeout": _timeout(req, default_timeout)}
+
+
 def _limits() -> httpx.Limits:
     import httpx
 
@@ -83,14 +87,16 @@ class SyncTransport:
         """
         try:
             r = self.client.request(
-                req.method, req.url, headers=req.headers, content=req.body(), timeout=_timeout(req, self._default_timeout)
+                req.method, req.url, **_kwargs(req, self._default_timeout)
             )
             return _head(r, r.content)
         except _errors() as e:
             raise _convert(e, provider, model) from e
 
     @contextlib.contextmanager
-    def stream(self, req: HTTPRequest, provider: str, model: str | None) -> Iterator[tuple[HTTPResponse, Iterator[bytes]]]:
+    def stream(
+        self, req: HTTPRequest, provider: str, model: str | None
+    ) -> Iterator[tuple[HTTPResponse, Iterator[bytes]]]:
         """Open a streamed response: its head (the full body when the status is an error) and its bytes.
 
         Raises:
@@ -99,7 +105,7 @@ class SyncTransport:
         """
         try:
             with self.client.stream(
-                req.method, req.url, headers=req.headers, content=req.body(), timeout=_timeout(req, self._default_timeout)
+                req.method, req.url, **_kwargs(req, self._default_timeout)
             ) as r:
                 if r.status_code >= 400:
                     yield _head(r, r.read()), iter(())
@@ -141,7 +147,7 @@ class AsyncTransport:
         """Send ``req`` and read the whole response (see :meth:`SyncTransport.send`)."""
         try:
             r = await self.client.request(
-                req.method, req.url, headers=req.headers, content=req.body(), timeout=_timeout(req, self._default_timeout)
+                req.method, req.url, **_kwargs(req, self._default_timeout)
             )
             return _head(r, r.content)
         except _errors() as e:
@@ -154,7 +160,7 @@ class AsyncTransport:
         """Open a streamed response (see :meth:`SyncTransport.stream`)."""
         try:
             async with self.client.stream(
-                req.method, req.url, headers=req.headers, content=req.body(), timeout=_timeout(req, self._default_timeout)
+                req.method, req.url, **_kwargs(req, self._default_timeout)
             ) as r:
                 if r.status_code >= 400:
                     yield _head(r, await r.aread()), _empty()

@@ -31,7 +31,8 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True)
+    # defer_build: schemas are built on first use, not at import (import time is a feature of this SDK).
+    model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------------------------- messages

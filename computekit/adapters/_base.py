@@ -91,6 +91,8 @@ class ProviderSettings:
     project: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     deployments: Mapping[str, str] = field(default_factory=dict)
+    key_env_vars: tuple[str, ...] | None = None
+    """The env vars the key was looked up in (``api_key_env`` when configured); ``None``: the adapter's."""
 
     def __repr__(self) -> str:
         key = "SecretStr('**********')" if self.api_key is not None else "None"
@@ -253,7 +255,9 @@ class Adapter(ABC):
             MissingAPIKeyError: No key was configured and none is in the environment.
         """
         if self.settings.api_key is None:
-            _, env_vars, _ = self.defaults_for(self.provider)
+            env_vars = self.settings.key_env_vars
+            if env_vars is None:
+                _, env_vars, _ = self.defaults_for(self.provider)
             raise MissingAPIKeyError(self.provider, env_vars)
         return self.settings.api_key.get_secret_value()
 
@@ -337,9 +341,19 @@ class Adapter(ABC):
         """A more precise error type from the body (context window, content filter ...), or ``None``."""
         return None
 
+    def redact(self, value: Any) -> Any:
+        """``value`` (str, or dicts/lists of them) with the configured key's value masked.
+
+        A server may echo the credential back (in an error body or header); errors keep what the server said,
+        but never the key.
+        """
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key is not None else ""
+        return _scrub(value, key) if len(key) >= _MIN_REDACTED_KEY else value
+
     def map_error(self, resp: HTTPResponse, model: str | None) -> ProviderError:
-        """Translate an error response into a typed error that keeps its facts."""
-        body = resp.body_for_error()
+        """Translate an error response into a typed error that keeps its facts (never the key)."""
+        body = self.redact(resp.body_for_error())
+        headers = self.redact(dict(resp.headers))
         cls = self.classify_error(resp.status, body) or _STATUS_ERRORS.get(resp.status)
         if cls is None:
             cls = ServerError if resp.status >= 500 else APIStatusError
@@ -348,25 +362,39 @@ class Adapter(ABC):
             provider=self.provider,
             model=model,
             status=resp.status,
-            headers=resp.headers,
+            headers=headers,
             body=body,
-            request_id=self.request_id(resp.headers),
+            request_id=self.request_id(headers),
         )
 
     def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
         """The error for a 2xx response whose body is not what the API documents."""
+        headers = self.redact(dict(resp.headers))
         return MalformedResponseError(
             f"malformed response: {why}",
             provider=self.provider,
             model=model,
             status=resp.status,
-            headers=resp.headers,
-            body=resp.body_for_error(),
-            request_id=self.request_id(resp.headers),
+            headers=headers,
+            body=self.redact(resp.body_for_error()),
+            request_id=self.request_id(headers),
         )
 
 
 _ZERO_COST = Decimal(0)
+_MIN_REDACTED_KEY = 8
+"""Shorter "keys" (placeholders for local servers) are not secrets, and masking them would mangle messages."""
+_MASK = "**********"
+
+
+def _scrub(value: Any, secret: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(secret, _MASK)
+    if isinstance(value, dict):
+        return {k: _scrub(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secret) for v in value]
+    return value
 
 
 def env_key(env_vars: Sequence[str]) -> SecretStr | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import threading
-from importlib.metadata import entry_points
 from typing import Final
 
 from .._exceptions import ConfigError
@@ -51,6 +50,8 @@ def _import(path: str) -> type[Adapter]:
 
 
 def _plugins() -> dict[str, str]:
+    from importlib.metadata import entry_points  # only when a name is not built in
+
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

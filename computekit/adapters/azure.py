@@ -24,7 +24,9 @@ class AzureOpenAIAdapter(OpenAIWire):
     """Azure OpenAI (``azure:`` models). Keys: ``AZURE_OPENAI_API_KEY``; endpoint: ``AZURE_OPENAI_ENDPOINT``."""
 
     name = "azure"
-    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True)
+    capabilities = Capabilities(
+        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True
+    )
     key_env_vars = ("AZURE_OPENAI_API_KEY",)
     default_base_url = None
     table_provider = "azure"

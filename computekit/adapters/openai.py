@@ -37,7 +37,13 @@ from ._base import (
 __all__ = ["OpenAIAdapter", "OpenAIWire"]
 
 # Provider words for the same ending, normalised so that callers can branch on one vocabulary.
-_FINISH = {"eos": "stop", "stop_sequence": "stop", "end_turn": "stop", "max_tokens": "length", "function_call": "tool_calls"}
+_FINISH = {
+    "eos": "stop",
+    "stop_sequence": "stop",
+    "end_turn": "stop",
+    "max_tokens": "length",
+    "function_call": "tool_calls",
+}
 
 # The legacy /completions endpoint serves only these model families.
 _TEXT_MODELS = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")

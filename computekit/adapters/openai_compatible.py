@@ -65,7 +65,9 @@ class OpenAICompatibleAdapter(OpenAIWire):
     """Any server that speaks OpenAI's chat-completions wire format."""
 
     name = "openai-compatible"
-    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True)
+    capabilities = Capabilities(
+        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True
+    )
     requires_key = False
 
     @property

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ._base import GroupBy, Ledger, LedgerRow, Report, ReportRow
 from ._null import NullLedger
-from ._sqlite import SQLiteLedger, path_from_url
+
+if TYPE_CHECKING:
+    from ._sqlite import SQLiteLedger
 
 __all__ = [
     "GroupBy",
@@ -30,8 +33,18 @@ def default_ledger_path() -> Path:
 
 def open_ledger(url: str | None) -> Ledger:
     """The ledger for a ``ledger.url`` setting: ``None`` -> the per-user default, ``"none"`` -> off."""
+    from ._sqlite import SQLiteLedger, path_from_url  # sqlite3 loads with the first ledger, not at import
+
     if url == "none":
         return NullLedger()
     if url is None:
         return SQLiteLedger(default_ledger_path())
     return SQLiteLedger(path_from_url(url))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SQLiteLedger":
+        from ._sqlite import SQLiteLedger
+
+        return SQLiteLedger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import json
@@ -88,6 +87,8 @@ class Report:
 
     def to_csv(self, path: str | Path | None = None) -> str:
         """The report as CSV (header + one line per group + a total line); written to ``path`` when given."""
+        import csv
+
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow((self.group_by, *self._COLUMNS[1:]))

@@ -9,13 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import tomllib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from .._types import Cost, CostLine, PriceSource, Usage
@@ -108,7 +106,8 @@ class TokenRates:
             if rate is None:
                 raise _MissingRate(key)
             q = Decimal(qty)
-            lines.append(CostLine(item=item, quantity=q, unit="token", unit_price=rate / _MTOK, amount=q * rate / _MTOK))
+            unit_price = rate / _MTOK
+            lines.append(CostLine(item=item, quantity=q, unit="token", unit_price=unit_price, amount=q * unit_price))
 
         audio_in = usage.input_audio_tokens if "input_audio_mtok" in self.prices else 0
         audio_out = usage.output_audio_tokens if "output_audio_mtok" in self.prices else 0
@@ -146,6 +145,9 @@ def _decimal(v: Any) -> Decimal:
 
 @cache
 def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None]:
+    import tomllib
+    from importlib import resources
+
     raw = tomllib.loads(resources.files(__package__).joinpath("data/tokens.toml").read_text("utf-8"))
     meta = raw.get("meta", {})
     out: dict[tuple[str, str], TokenRates] = {}
@@ -235,7 +237,8 @@ def _genai_rates(ref: PriceRef, day: dt.date) -> TokenRates | None:
                 continue
             extra[unit.usage_key] = (price, unit.per)
     per_request = getattr(mp, "requests_kcount", None)
-    source = _genai_source().model_copy(update={"url": (provider.pricing_urls or [None])[0] or _genai_source().url})
+    urls = provider.pricing_urls or []
+    source = _genai_source().model_copy(update={"url": urls[0] if urls else _genai_source().url})
     return TokenRates(
         prices=prices,
         source=source,
