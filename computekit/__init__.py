@@ -47,6 +47,7 @@ from ._types import (
     ToolCall,
     Usage,
 )
+from .pricing import UnknownPriceWarning
 
 __version__ = "0.1.0"
 
@@ -87,6 +88,7 @@ __all__ = [
     "Stream",
     "TextPart",
     "ToolCall",
+    "UnknownPriceWarning",
     "UnsupportedCapabilityError",
     "Usage",
     "__version__",

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from ._constants import MAX_SSE_EVENT_BYTES, NOT_GIVEN, NotGiven
 from ._core import Core, Target, call_options, normalise_messages, now
-from ._exceptions import APIConnectionError, ProviderError
+from ._exceptions import APIConnectionError, MissingAPIKeyError, ProviderError
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
 from ._transport import AsyncTransport, SyncTransport
@@ -24,6 +25,7 @@ from .ledger import Ledger
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
 
+_T = TypeVar("_T")
 Messages = Sequence[Message | Mapping[str, Any]]
 ModelSpec = str | Sequence[str]
 
@@ -54,6 +56,21 @@ def _build_http(target: Target, req: CompleteRequest | EmbedRequest) -> HTTPRequ
     if isinstance(req, CompleteRequest):
         return target.adapter.build_complete(req)
     return target.adapter.build_embed(req)
+
+
+def _build_both(build: Callable[[Target], Any], target: Target) -> tuple[Any, HTTPRequest]:
+    req = build(target)
+    return req, _build_http(target, req)
+
+
+def _build_or_skip(targets: list[Target], i: int, make: Callable[[], _T]) -> _T | None:
+    """Build target ``i``'s request; ``None`` when it has no key and another target remains (nothing was sent)."""
+    try:
+        return make()
+    except MissingAPIKeyError:
+        if i == len(targets) - 1:
+            raise
+        return None
 
 
 def _decode_stream_error(target: Target, why: str) -> APIConnectionError:
@@ -137,7 +154,10 @@ class Stream(AbstractContextManager["Stream"]):
         st = self._state
         core = st.core
         for i, target in enumerate(st.targets):
-            creq, http = st.request(target)
+            built = _build_or_skip(st.targets, i, partial(st.request, target))
+            if built is None:
+                continue
+            creq, http = built
             decoder = target.adapter.stream_decoder(creq)
             started_any = False
             try:
@@ -218,7 +238,10 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
         st = self._state
         core = st.core
         for i, target in enumerate(st.targets):
-            creq, http = st.request(target)
+            built = _build_or_skip(st.targets, i, partial(st.request, target))
+            if built is None:
+                continue
+            creq, http = built
             decoder = target.adapter.stream_decoder(creq)
             started_any = False
             try:
@@ -320,8 +343,10 @@ class Client(_BaseClient):
         core = self._core
         attempts: list[Attempt] = []
         for i, target in enumerate(targets):
-            req = build(target)
-            http = _build_http(target, req)
+            built = _build_or_skip(targets, i, partial(_build_both, build, target))
+            if built is None:
+                continue
+            req, http = built
             try:
                 for attempt in core.retry.retrying():
                     with attempt:
@@ -514,8 +539,10 @@ class AsyncClient(_BaseClient):
         core = self._core
         attempts: list[Attempt] = []
         for i, target in enumerate(targets):
-            req = build(target)
-            http = _build_http(target, req)
+            built = _build_or_skip(targets, i, partial(_build_both, build, target))
+            if built is None:
+                continue
+            req, http = built
             try:
                 async for attempt in core.retry.aretrying():
                     with attempt:

@@ -66,7 +66,9 @@ class RouteConfig(_Section):
     """A named route: targets tried in order (fallback), or chosen by a strategy."""
 
     targets: list[str] = Field(min_length=1, description="Model ids, 'provider:model'.")
-    strategy: Literal["ordered", "cheapest", "fastest", "weighted"] = "ordered"
+    strategy: Literal["ordered"] = Field(
+        "ordered", description="How targets are chosen. This release tries them in order (fallback)."
+    )
 
     @field_validator("targets")
     @classmethod
@@ -102,10 +104,17 @@ class LedgerConfig(_Section):
 
 
 class BudgetConfig(_Section):
-    """A spending limit (enforced from the budgets release on; stored and validated today)."""
+    """A spending limit. Not enforced in this release, so setting one is refused rather than silently ignored."""
 
     limit_usd: Decimal | None = Field(None, ge=0)
     period: Literal["day", "week", "month", "total"] = "day"
+
+    @field_validator("limit_usd")
+    @classmethod
+    def _not_yet(cls, v: Decimal | None) -> Decimal | None:
+        if v is not None:
+            raise ValueError("budgets are not enforced in this computekit release: remove [budget] limit_usd")
+        return v
 
 
 class Settings(_Section):

@@ -266,6 +266,7 @@ class Core:
     ) -> None:
         """Price ``result``, record its attempt, and give it the whole attempt list."""
         latency = time.perf_counter() - t0
+        result.request_id = target.adapter.redact(result.request_id)  # a header a server could abuse
         result.cost = self.price(target, result, started)
         attempt = Attempt(
             provider=target.provider,

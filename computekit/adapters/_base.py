@@ -228,7 +228,8 @@ class Adapter(ABC):
 
     name: ClassVar[str]
     """The adapter's registry name (``openai``)."""
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    capabilities: Capabilities = Capabilities()
+    """What this adapter can do. An adapter serving several providers may narrow it per provider."""
     key_env_vars: ClassVar[tuple[str, ...]] = ()
     """Environment variables read for the key, in order."""
     default_base_url: ClassVar[str | None] = None
@@ -240,8 +241,14 @@ class Adapter(ABC):
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
         self.provider = settings.name
+        self.capabilities = self.capabilities_for(settings.name)
 
     # ----------------------------------------------------------------------------------------- construction
+
+    @classmethod
+    def capabilities_for(cls, provider: str) -> Capabilities:
+        """What this adapter can do for ``provider`` (without building it)."""
+        return cls.capabilities
 
     @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:

@@ -263,6 +263,7 @@ class OpenAIWire(Adapter):
             input_tokens=raw.get("prompt_tokens") or 0,
             output_tokens=raw.get("completion_tokens") or 0,
             cached_input_tokens=cached or 0,
+            cache_write_tokens=pd.get("cache_write_tokens") or 0,  # billed by newer models (OpenAPI 2.3)
             reasoning_tokens=cd.get("reasoning_tokens") or 0,
             input_audio_tokens=pd.get("audio_tokens") or 0,
             output_audio_tokens=cd.get("audio_tokens") or 0,

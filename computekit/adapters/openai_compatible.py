@@ -23,6 +23,9 @@ from .openai import OpenAIWire
 __all__ = ["PROFILES", "OpenAICompatibleAdapter", "Profile"]
 
 
+_ALL = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True)
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     """Where a known OpenAI-compatible host lives and how it is keyed and priced."""
@@ -35,23 +38,34 @@ class Profile:
     """False for self-hosted servers: no per-call charge (a config price still applies)."""
     text_only_engines: bool = False
     """GooseAI: text completions at ``engines/{engine}/completions``, no chat endpoint."""
+    capabilities: Capabilities = _ALL
     docs_url: str | None = None
+
+
+# What the hosted APIs offer on their OpenAI-compatible endpoints (each host's API reference).
+_CHAT_ONLY = Capabilities(complete=True, stream=True, tools=True, json_mode=True)
+_CHAT_AND_EMBED = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True)
+_TEXT_ONLY = Capabilities(complete=True, stream=True, text_completion=True)
 
 
 PROFILES: Final[dict[str, Profile]] = {
     "together": Profile("https://api.together.xyz/v1", ("TOGETHER_API_KEY",), "together",
+                        capabilities=_CHAT_AND_EMBED,
                         docs_url="https://docs.together.ai/reference"),
-    "groq": Profile("https://api.groq.com/openai/v1", ("GROQ_API_KEY",), "groq",
+    "groq": Profile("https://api.groq.com/openai/v1", ("GROQ_API_KEY",), "groq", capabilities=_CHAT_ONLY,
                     docs_url="https://console.groq.com/docs/api-reference"),
     "fireworks": Profile("https://api.fireworks.ai/inference/v1", ("FIREWORKS_API_KEY",), "fireworks",
+                         capabilities=_CHAT_AND_EMBED,
                          docs_url="https://docs.fireworks.ai/api-reference"),
-    "deepseek": Profile("https://api.deepseek.com/v1", ("DEEPSEEK_API_KEY",), "deepseek",
+    "deepseek": Profile("https://api.deepseek.com/v1", ("DEEPSEEK_API_KEY",), "deepseek", capabilities=_CHAT_ONLY,
                         docs_url="https://api-docs.deepseek.com"),
     "huggingface": Profile("https://router.huggingface.co/v1", ("HF_TOKEN", "HUGGINGFACE_API_KEY"), None,
+                           capabilities=_CHAT_ONLY,
                            docs_url="https://huggingface.co/docs/inference-providers"),
-    "baseten": Profile("https://inference.baseten.co/v1", ("BASETEN_API_KEY",), "baseten",
+    "baseten": Profile("https://inference.baseten.co/v1", ("BASETEN_API_KEY",), "baseten", capabilities=_CHAT_ONLY,
                        docs_url="https://docs.baseten.co/development/model-apis/overview"),
     "gooseai": Profile("https://api.goose.ai/v1", ("GOOSEAI_API_KEY",), None, text_only_engines=True,
+                       capabilities=_TEXT_ONLY,
                        docs_url="https://goose.ai/docs/api"),
     "vllm": Profile("http://localhost:8000/v1", requires_key=False, metered=False),
     "ollama": Profile("http://localhost:11434/v1", requires_key=False, metered=False),
@@ -65,15 +79,17 @@ class OpenAICompatibleAdapter(OpenAIWire):
     """Any server that speaks OpenAI's chat-completions wire format."""
 
     name = "openai-compatible"
-    capabilities = Capabilities(
-        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True
-    )
+    capabilities = _ALL
     requires_key = False
 
     @property
     def profile(self) -> Profile:
         """This provider's profile (a generic one for a configured host)."""
         return PROFILES.get(self.provider, _GENERIC)
+
+    @classmethod
+    def capabilities_for(cls, provider: str) -> Capabilities:
+        return PROFILES.get(provider, _GENERIC).capabilities
 
     @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:

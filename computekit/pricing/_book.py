@@ -1,7 +1,7 @@
 """Price lookup: config overrides, then computekit's own dated tables, then genai-prices.
 
 Everything here is pure and offline: no network at import or at pricing time. Rates are resolved once per
-(provider, model, day, price context) and cached; pricing one call is then a handful of Decimal operations.
+(provider, model, half hour, price context) and cached; pricing one call is then a handful of Decimal operations.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ _TOKEN_KEYS = (
 
 
 _SELF_HOSTED = PriceSource(table="self-hosted")
+_CACHE_MAX = 4096
 
 
 class UnknownPriceWarning(UserWarning):
@@ -165,12 +166,12 @@ def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None]:
     return out, (dt.date.fromisoformat(str(table_date)) if table_date else None)
 
 
-def _match_own(provider: str, model: str) -> TokenRates | None:
-    tables, _ = _own_tables()
+def _match(tables: Mapping[tuple[str, str], TokenRates], provider: str, model: str) -> TokenRates | None:
+    """The entry for ``model``, or for the longest listed id that prefixes it at a "-" boundary (so a dated
+    snapshot such as ``gpt-4o-mini-2024-07-18``, which providers report, matches ``gpt-4o-mini``)."""
     hit = tables.get((provider, model))
     if hit is not None:
         return hit
-    # Dated snapshots: the longest listed model that prefixes this id at a "-" boundary.
     best: tuple[int, TokenRates] | None = None
     for (p, m), rates in tables.items():
         if p == provider and model.startswith(m + "-") and (best is None or len(m) > best[0]):
@@ -203,7 +204,7 @@ def _genai_source() -> PriceSource:
     )
 
 
-def _genai_rates(ref: PriceRef, day: dt.date) -> TokenRates | None:
+def _genai_rates(ref: PriceRef, when: dt.datetime) -> TokenRates | None:
     from genai_prices import data_snapshot
     from genai_prices.types import TieredPrices
     from genai_prices.units import _get_registry
@@ -213,7 +214,6 @@ def _genai_rates(ref: PriceRef, day: dt.date) -> TokenRates | None:
         provider, model = snapshot.find_provider_model(ref.model, None, ref.table_provider, None)
     except LookupError:
         return None
-    when = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
     mp = model.get_prices(when, dict(ref.context) if ref.context else None)
     prices: dict[str, Decimal | _Tiered] = {}
     extra: dict[str, tuple[Decimal, int]] = {}
@@ -255,34 +255,41 @@ class PriceBook:
     """
 
     def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self._overrides: dict[str, TokenRates] = {}
+        self._overrides: dict[tuple[str, str], TokenRates] = {}
         for key, prices in (overrides or {}).items():
             token_prices = {k: _decimal(v) for k, v in prices.items() if k in _TOKEN_KEYS}
             per_request = prices.get("per_request")
             if token_prices or per_request is not None:
-                self._overrides[key] = TokenRates(
+                provider, _, model = key.partition(":")
+                self._overrides[(provider, model)] = TokenRates(
                     prices=token_prices,
                     source=PriceSource(table="config", as_of=None),
                     per_request=_decimal(per_request) if per_request is not None else None,
                 )
-        self._cache: dict[tuple[PriceRef, dt.date], TokenRates | None] = {}
+        self._cache: dict[tuple[PriceRef, dt.datetime], TokenRates | None] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
     def rates(self, ref: PriceRef, when: dt.datetime | None = None) -> TokenRates | None:
-        """The token rates that apply to ``ref`` on the day of ``when`` (default: today), or ``None``."""
-        day = (when or dt.datetime.now(dt.UTC)).date()
-        key = (ref, day)
+        """The token rates that apply to ``ref`` at ``when`` (default: now), or ``None``."""
+        at = when or dt.datetime.now(dt.UTC)
+        at = at.astimezone(dt.UTC) if at.tzinfo else at.replace(tzinfo=dt.UTC)
+        # Prices can change with the time of day (DeepSeek's off-peak window): genai-prices' windows start and
+        # end on the half hour, so rates are resolved (and cached) per half hour, not per day.
+        slot = at.replace(minute=at.minute - at.minute % 30, second=0, microsecond=0)
+        key = (ref, slot)
         try:
             return self._cache[key]
         except KeyError:
             pass
         found = (
-            self._overrides.get(f"{ref.provider}:{ref.model}")
-            or _match_own(ref.provider, ref.model)
-            or (_genai_rates(ref, day) if ref.table_provider else None)
+            _match(self._overrides, ref.provider, ref.model)
+            or _match(_own_tables()[0], ref.provider, ref.model)
+            or (_genai_rates(ref, slot) if ref.table_provider else None)
         )
         with self._lock:
+            if len(self._cache) >= _CACHE_MAX:  # a long-running process moves through time slots: stay bounded
+                self._cache.clear()
             self._cache[key] = found
         return found
 

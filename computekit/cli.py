@@ -1,0 +1,635 @@
+"""The ``computekit`` command.
+
+::
+
+    computekit complete openai:gpt-4o-mini "Write a haiku about GPUs" [--stream] [--json]
+    computekit providers [--json]           every adapter, its capabilities, key env vars and whether it is set up
+    computekit prices openai:gpt-4o-mini    the per-1M-token rates that apply today, and their source
+    computekit report --by model            spend from the ledger (table, csv or json)
+    computekit demo                         offline: recorded calls, their exact costs, and a ledger report
+
+Nothing here knows a provider: names, capabilities, key variables and URLs are all asked of the adapter registry.
+A computekit error prints one red line (never a key) and exits with status 2. ``import computekit`` does not
+import this module, typer or rich.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from ._exceptions import ComputeKitError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ._client import Client
+    from ._core import Core
+    from ._types import Attempt, Completion, Cost, Embeddings
+    from .ledger import Report
+    from .pricing import TokenRates
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="computekit",
+    help="Call hosted ML compute through one interface, and know what every call cost.",
+    no_args_is_help=True,
+    add_completion=False,
+    # A crash must never print local variables: they can hold settings with keys.
+    pretty_exceptions_show_locals=False,
+)
+
+EXIT_ERROR = 2
+"""Exit status for a computekit error (bad config, missing key, provider failure)."""
+EXIT_UNKNOWN = 1
+"""Exit status of ``prices`` when no price is known."""
+
+_MTOK = Decimal(1_000_000)
+_PIPE_WIDTH = 132
+_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+_RATE_NAMES = {
+    "input_mtok": "input",
+    "cache_read_mtok": "cached input",
+    "cache_write_mtok": "cache write",
+    "output_mtok": "output",
+    "input_audio_mtok": "input audio",
+    "output_audio_mtok": "output audio",
+    "output_reasoning_mtok": "reasoning",
+}
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="A computekit.toml (default: $COMPUTEKIT_CONFIG, else ./computekit.toml)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+# --------------------------------------------------------------------------------------------- output helpers
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _PIPE_WIDTH  # piped or captured: no terminal to fit, so do not squeeze tables to 80
+    return console
+
+
+_extra_secrets: list[str] = []
+
+
+def _redact(text: str) -> str:
+    """Hide any key value that found its way into ``text`` (env keys and keys from the loaded config)."""
+    secrets = [v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 8]
+    secrets += [s for s in _extra_secrets if len(s) >= 8]
+    for s in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(s, "****")
+    return text
+
+
+def _remember_keys(core: Core) -> None:
+    for conf in core.settings.providers.values():
+        if conf.api_key is not None:
+            _extra_secrets.append(conf.api_key.get_secret_value())
+
+
+def _fail(message: str) -> NoReturn:
+    """Print one red line on stderr and exit with status 2."""
+    from rich.markup import escape
+
+    line = " ".join(_redact(message).split())
+    _console(stderr=True).print(f"[bold red]error:[/] [red]{escape(line)}[/]")
+    raise typer.Exit(EXIT_ERROR)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn a computekit error into one red line and exit status 2 (no traceback)."""
+    try:
+        with warnings.catch_warnings():
+            from .pricing import UnknownPriceWarning
+
+            # An unknown price is shown in the cost line, with how to add one; no Python warning on top.
+            warnings.simplefilter("ignore", UnknownPriceWarning)
+            yield
+    except ComputeKitError as e:
+        _fail(f"{type(e).__name__}: {e}")
+
+
+def _money(d: Decimal) -> str:
+    """An exact decimal, without trailing zeros beyond the cents: ``0.0000021``, ``1.50``."""
+    s = format(d, "f")
+    if "." in s:
+        whole, frac = s.split(".")
+        frac = frac.rstrip("0")
+        s = f"{whole}.{frac.ljust(2, '0')}"
+    else:
+        s += ".00"
+    return "$" + s
+
+
+def _per_mtok(rate: Decimal) -> str:
+    return f"{_money(rate)}/1M tokens"
+
+
+def cost_lines(cost: Cost | None, *, target: str | None = None) -> list[str]:
+    """A cost as text: the total (or why it is unknown), one line per charge, and the price source."""
+    if cost is None:
+        return ["cost: unknown (not reported)"]
+    if cost.total is None:
+        out = [f"cost: unpriced — {cost.reason or 'no price known'} (cost is None, not $0)"]
+        if target:
+            out.append(f'  add a price in computekit.toml: [prices] "{target}" = '
+                       '{ input_mtok = "...", output_mtok = "..." }')
+        return out
+    head = f"cost: {_money(cost.total)} {cost.currency}" + (" (estimated)" if cost.estimated else "")
+    if cost.reason and not cost.lines:
+        head += f" — {cost.reason}"
+    out = [head]
+    for line in cost.lines:
+        q = format(line.quantity.normalize(), "f") if line.quantity == line.quantity.to_integral() else str(
+            line.quantity
+        )
+        if line.unit == "token":
+            price = _per_mtok(line.unit_price * _MTOK)
+            unit = "token " if line.quantity == 1 else "tokens"
+            out.append(f"  {line.item:<12} {q:>8} {unit} x {price} = {_money(line.amount)}")
+        else:
+            out.append(f"  {line.item:<12} {q:>8} {line.unit} x {_money(line.unit_price)} = {_money(line.amount)}")
+    if cost.price_source is not None:
+        src = str(cost.price_source)
+        if cost.price_source.url:
+            src += f" — {cost.price_source.url}"
+        out.append(f"  price source: {src}")
+    return out
+
+
+def _print_cost(console: Console, cost: Cost | None, *, target: str | None = None) -> None:
+    from rich.text import Text
+
+    for i, line in enumerate(cost_lines(cost, target=target)):
+        unpriced = cost is not None and cost.total is None
+        style = ("bold yellow" if unpriced else "bold green") if i == 0 else "dim"
+        console.print(Text(line, style=style))
+
+
+def _unpriced_key(result: Completion | Embeddings) -> str:
+    """The ``[prices]`` key that would price ``result`` (the model id the provider reported)."""
+    raw_model = result.raw.get("model") if isinstance(result.raw, dict) else None
+    return f"{result.provider}:{raw_model or result.model}"
+
+
+def _client(config: Path | None) -> Client:
+    from ._client import Client
+
+    client = Client(config) if config is not None else Client()
+    _remember_keys(client._core)
+    return client
+
+
+def _core(config: Path | None) -> Core:
+    from ._core import Core
+
+    core = Core(config) if config is not None else Core()
+    _remember_keys(core)
+    return core
+
+
+# --------------------------------------------------------------------------------------------- complete
+
+
+@app.command()
+def complete(
+    model: Annotated[str, typer.Argument(help="provider:model, a route name from the config.")],
+    prompt: Annotated[str, typer.Argument(help="The prompt, sent as one user message.")],
+    stream: Annotated[bool, typer.Option("--stream", help="Print the text as it arrives.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the whole Completion as JSON.")] = False,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Upper bound on output tokens.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Generate a completion and print it, then what it cost."""
+    from ._constants import NOT_GIVEN
+
+    with _errors():
+        client = _client(config)
+        try:
+            mt: Any = max_tokens if max_tokens is not None else NOT_GIVEN
+            if stream:
+                with client.stream(model, prompt, max_tokens=mt) as s:
+                    for chunk in s:
+                        if chunk.text and not json_out:
+                            sys.stdout.write(chunk.text)
+                            sys.stdout.flush()
+                    result = s.result
+                if not json_out:
+                    sys.stdout.write("\n")
+            else:
+                result = client.complete(model, prompt, max_tokens=mt)
+                if not json_out:
+                    typer.echo(result.text)
+        finally:
+            client.close()
+    if json_out:
+        typer.echo(result.model_dump_json(exclude={"raw"}, indent=2))
+        return
+    console = _console()
+    for call in result.tool_calls:
+        console.print(f"tool call: {call.name}({call.arguments})", markup=False)
+    _print_attempts(console, result.attempts)
+    _print_cost(console, result.cost, target=_unpriced_key(result))
+
+
+def _print_attempts(console: Console, attempts: list[Attempt]) -> None:
+    if len(attempts) <= 1:
+        return
+    from rich.text import Text
+
+    console.print(Text(f"attempts: {len(attempts)}", style="bold"))
+    for i, a in enumerate(attempts, 1):
+        if a.outcome == "success":
+            what = "success"
+        else:
+            what = f"{a.error_type or 'error'}" + (f" {a.status}" if a.status is not None else "")
+        cost = "unpriced" if a.cost is None or a.cost.total is None else _money(a.cost.total)
+        note = f" ({a.cost.reason})" if a.cost is not None and a.cost.reason and a.outcome != "success" else ""
+        console.print(Text(f"  {i}. {a.target}: {what}, cost {cost}{note}", style="dim"))
+
+
+# --------------------------------------------------------------------------------------------- providers
+
+
+def _provider_row(core: Core, name: str) -> dict[str, Any]:
+    from .adapters import adapter_class
+
+    conf = core.settings.providers.get(name)
+    row: dict[str, Any] = {"name": name}
+    try:
+        cls = adapter_class(conf.adapter if conf and conf.adapter else name)
+    except (ComputeKitError, ImportError, AttributeError) as e:
+        return {**row, "adapter": None, "capabilities": [], "key_env_vars": [], "base_url": None,
+                "requires_key": None, "configured": False, "status": f"broken: {_redact(str(e))}"}
+    _, env_vars, requires_key = cls.defaults_for(name)
+    if conf and conf.api_key_env:
+        env_vars = (conf.api_key_env,)
+    row.update(adapter=cls.name, capabilities=cls.capabilities.names(), key_env_vars=list(env_vars),
+               requires_key=requires_key, docs_url=cls.docs_url)
+    try:
+        _, ps = core.provider_settings(name)
+    except ComputeKitError:
+        return {**row, "base_url": None, "configured": False, "status": f"no: set providers.{name}.base_url"}
+    row["base_url"] = ps.base_url
+    if ps.api_key is not None:
+        found = next((v for v in env_vars if os.environ.get(v)), None)
+        where = "api_key in config" if conf and conf.api_key else f"key from ${found}" if found else "key set"
+        return {**row, "configured": True, "status": f"yes ({where})"}
+    if not requires_key:
+        return {**row, "configured": True, "status": "yes (no key needed)"}
+    need = " or ".join(f"${v}" for v in env_vars) or f"providers.{name}.api_key"
+    return {**row, "configured": False, "status": f"no: set {need}"}
+
+
+@app.command()
+def providers(json_out: JsonOption = False, config: ConfigOption = None) -> None:
+    """Every provider computekit can call: capabilities, key variables, base URL, and whether it is set up."""
+    from .adapters import available
+
+    with _errors():
+        core = _core(config)
+        names = sorted({*available(), *core.settings.providers})
+        rows = [_provider_row(core, n) for n in names]
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title="computekit providers", title_justify="left")
+    table.add_column("provider", no_wrap=True, style="bold")
+    table.add_column("adapter", no_wrap=True)
+    table.add_column("capabilities", min_width=24)
+    table.add_column("key env var(s)", no_wrap=True)
+    table.add_column("base URL", overflow="fold")
+    table.add_column("configured", min_width=20, overflow="fold")
+    for r in rows:
+        configured = r["status"]
+        style = "green" if r["configured"] else "yellow"
+        table.add_row(
+            r["name"], r["adapter"] or "?", ", ".join(r["capabilities"]) or "—",
+            "\n".join(r["key_env_vars"]) or "—",
+            r["base_url"] or "—", f"[{style}]{_escape(configured)}[/]",
+        )
+    _console().print(table)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+# --------------------------------------------------------------------------------------------- prices
+
+
+def _rates_json(rates: TokenRates, total_input: int = 0) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in rates.prices:
+        value = rates.rate(key, total_input)
+        out[key] = None if value is None else str(value)
+    return out
+
+
+@app.command()
+def prices(
+    model: Annotated[str, typer.Argument(help="provider:model, e.g. openai:gpt-4o-mini.")],
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """The per-1M-token rates that apply to MODEL today, and where they come from (exit 1 when unknown)."""
+    from ._core import split_model_id
+    from .adapters import ProviderSettings, adapter_class
+
+    with _errors():
+        core = _core(config)
+        provider, name = split_model_id(model)
+        conf = core.settings.providers.get(provider)
+        cls = adapter_class(conf.adapter if conf and conf.adapter else provider)
+        # Pricing needs no key or URL: an adapter built without them still says what to look up.
+        adapter = cls(ProviderSettings(name=provider, base_url="", api_key=None, timeout=core.settings.timeout))
+        ref = adapter.price_ref(name)
+        rates = core.prices.rates(ref)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    if rates is None:
+        self_hosted = not ref.metered
+        if json_out:
+            import json
+
+            typer.echo(json.dumps({"model": model, "date": today, "known": self_hosted, "self_hosted": self_hosted,
+                                   "rates": {}, "source": None}, indent=2))
+        elif self_hosted:
+            typer.echo(f"{model}: self-hosted server, no per-call charge (a [prices] entry in the config applies)")
+        else:
+            console = _console()
+            console.print(f"[bold yellow]no price known for {_escape(model)}[/] on {today}.")
+            console.print("Its calls get cost None (unpriced), never $0. Add its price to computekit.toml:",
+                          markup=False)
+            console.print(f'\n  [prices]\n  "{model}" = {{ input_mtok = "0.50", output_mtok = "1.50" }}   '
+                          "# USD per 1M tokens\n", markup=False)
+        if not self_hosted:
+            raise typer.Exit(EXIT_UNKNOWN)
+        return
+    if json_out:
+        import json
+
+        typer.echo(json.dumps({
+            "model": model, "date": today, "known": True, "self_hosted": False,
+            "rates": _rates_json(rates),
+            "tiers": {k: [[start, str(p)] for start, p in v.tiers] for k, v in rates.prices.items()
+                      if not isinstance(v, Decimal)},
+            "per_request": None if rates.per_request is None else str(rates.per_request),
+            "extra_units": {k: {"price": str(p), "per": per} for k, (p, per) in rates.extra_units.items()},
+            "source": rates.source.model_dump(mode="json"),
+        }, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{model} — rates on {today} (USD)", title_justify="left")
+    table.add_column("charge", no_wrap=True)
+    table.add_column("price", justify="right", no_wrap=True)
+    for key, value in rates.prices.items():
+        label = _RATE_NAMES.get(key, key)
+        if isinstance(value, Decimal):
+            table.add_row(label, _per_mtok(value))
+        else:
+            tiers = "; ".join(f"above {start:,} input tokens: {_per_mtok(p)}" for start, p in value.tiers)
+            table.add_row(label, f"{_per_mtok(value.base)} ({tiers})")
+    if rates.per_request is not None:
+        table.add_row("request", f"{_money(rates.per_request)}/request")
+    for unit, (price, per) in rates.extra_units.items():
+        table.add_row(unit.replace("_", " "), f"{_money(price)} per {per:,}")
+    console = _console()
+    console.print(table)
+    src = rates.source
+    console.print(f"source: {src}" + (f" — {src.url}" if src.url else ""), markup=False)
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+class GroupByChoice(StrEnum):
+    """How ``report`` groups the ledger."""
+
+    provider = "provider"
+    model = "model"
+    target = "target"
+    verb = "verb"
+    day = "day"
+    outcome = "outcome"
+
+
+class FormatChoice(StrEnum):
+    """How ``report`` prints."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _when(value: str | None, option: str, *, end: bool) -> dt.datetime | None:
+    """``YYYY-MM-DD`` or an ISO datetime -> an aware UTC datetime (a bare ``--until`` date includes that day)."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = dt.date.fromisoformat(value)
+            when = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+            return when + dt.timedelta(days=1) if end else when
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option}: {value!r} is not a date (YYYY-MM-DD) or an ISO datetime")
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def print_report(console: Console, report: Report, *, title: str) -> None:
+    """A ledger report as a table, with the exact total."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_footer=True)
+    rows = report.rows
+    table.add_column(report.group_by, footer="TOTAL", no_wrap=True)
+    table.add_column("calls", justify="right", footer=str(sum(r.calls for r in rows)))
+    table.add_column("errors", justify="right", footer=str(sum(r.errors for r in rows)))
+    table.add_column("input tok", justify="right", footer=f"{sum(r.input_tokens for r in rows):,}")
+    table.add_column("output tok", justify="right", footer=f"{sum(r.output_tokens for r in rows):,}")
+    total = _money(report.total) if not report.unpriced else f"≥ {_money(report.total)}"
+    table.add_column("cost (USD)", justify="right", footer=total, no_wrap=True)
+    table.add_column("unpriced", justify="right", footer=str(report.unpriced))
+    for r in rows:
+        # A group with unpriced calls costs at least its priced part: never show it as a plain $0.
+        cost = _money(r.cost) if not r.unpriced else f"≥ {_money(r.cost)}" if r.cost else "unpriced"
+        table.add_row(_escape(r.key), str(r.calls), str(r.errors), f"{r.input_tokens:,}", f"{r.output_tokens:,}",
+                      cost, str(r.unpriced) if r.unpriced else "")
+    console.print(table)
+    line = f"total: {_money(report.total)} USD"
+    if report.unpriced:
+        line += (f" + {report.unpriced} unpriced call{'s' if report.unpriced != 1 else ''} not included "
+                 "(the real total is higher)")
+    console.print(line, markup=False, style="bold")
+
+
+@app.command()
+def report(
+    by: Annotated[GroupByChoice, typer.Option("--by", help="Group rows by this.")] = GroupByChoice.provider,
+    fmt: Annotated[FormatChoice, typer.Option("--format", "-f", help="Output format.")] = FormatChoice.table,
+    since: Annotated[str | None, typer.Option(help="From this date (YYYY-MM-DD, UTC) or ISO datetime.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Up to this date, included (YYYY-MM-DD, UTC), or before an ISO datetime.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Spend recorded in the configured ledger, grouped (every attempt: fallbacks and failures too)."""
+    start = _when(since, "--since", end=False)
+    stop = _when(until, "--until", end=True)
+    from .ledger import default_ledger_path
+    from .ledger._base import build_report
+    from .ledger._sqlite import path_from_url
+
+    with _errors():
+        client = _client(config)
+        url = client.settings.ledger.url
+        path = default_ledger_path() if url is None else Path(path_from_url(url)) if url.startswith("sqlite") else None
+        if path is not None and str(path) != ":memory:" and not path.expanduser().exists():
+            # Reading must not create a ledger file: nothing recorded yet is an empty report.
+            rep, where = build_report([], by.value), f"{path} (not created yet)"
+        else:
+            ledger = client.ledger
+            rep = ledger.report(by.value, since=start, until=stop)
+            where = repr(ledger)
+            ledger.close()
+    if fmt is FormatChoice.csv:
+        sys.stdout.write(rep.to_csv())
+    elif fmt is FormatChoice.json:
+        typer.echo(rep.to_json())
+    elif not rep.rows:
+        typer.echo(f"no calls recorded in {where}" + (" for that period" if start or stop else ""))
+    else:
+        print_report(_console(), rep, title=f"spend by {by.value} — {where}")
+
+
+# --------------------------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    ledger: Annotated[
+        str | None,
+        typer.Option(help="Also record the demo's attempts in this ledger (sqlite:///path). Default: a throwaway one."),
+    ] = None,
+) -> None:
+    """Offline tour: recorded calls replayed through the real client, each with its exact cost, then a report.
+
+    Needs no key and no network: the responses come from recordings shipped with computekit.
+    """
+    import tempfile
+
+    from rich.rule import Rule
+    from rich.text import Text
+
+    from . import _demo
+
+    console = _console()
+    rec = _demo.load_recordings()
+    console.print(Rule("computekit demo"))
+    console.print(Text(
+        "Responses below are REPLAYED from recordings shipped with computekit (computekit/_demo/recordings.json). "
+        "They were authored from the providers' API docs, not captured live: no key is used and nothing is sent "
+        "over the network. Everything else is real: requests are built, retried, parsed and priced by computekit, "
+        "and every attempt is written to a ledger.",
+        style="bold cyan",
+    ))
+    with tempfile.TemporaryDirectory(prefix="computekit-demo-") as tmp:
+        url = ledger or f"sqlite:///{Path(tmp) / 'demo-ledger.db'}"
+        started = dt.datetime.now(dt.UTC)
+        with _errors():
+            client, replayer = _demo.replay_client(url, rec)
+            try:
+                total = len(rec["scenarios"])
+                for i, sc in enumerate(rec["scenarios"], 1):
+                    _demo_scenario(console, client, replayer, sc, i, total)
+                rep = client.ledger.report("target", since=started)
+            finally:
+                client.close()
+                client.ledger.close()
+        console.print()
+        where = "a throwaway ledger (deleted now)" if ledger is None else ledger
+        print_report(console, rep, title=f"ledger report, by target — {where}")
+    console.print(Text("(replayed from computekit's shipped recordings; prices from today's tables)", style="dim"))
+
+
+def _demo_scenario(console: Console, client: Client, replayer: Any, sc: dict[str, Any], i: int, n: int) -> None:
+    from rich.rule import Rule
+    from rich.text import Text
+
+    from . import _demo
+
+    console.print()
+    title = _escape(f"{i}/{n} replayed · {sc['title']} · {sc['model']}")
+    console.print(Rule(title, align="left", style="cyan"))
+    console.print(Text(sc["note"], style="italic"))
+    args = sc.get("args") or {}
+    if "prompt" in args:
+        console.print(Text(f"> {args['prompt']}", style="bold"))
+    elif "inputs" in args:
+        console.print(Text(f"> embed {args['inputs']!r}", style="bold"))
+    streamed: list[str] = []
+
+    def on_chunk(chunk: Any) -> None:
+        if chunk.text:
+            streamed.append(chunk.text)
+            console.print(chunk.text, end="", markup=False, highlight=False)
+
+    result = _demo.run_scenario(client, replayer, sc, on_chunk=on_chunk)
+    from ._types import Completion
+
+    if isinstance(result, Completion):
+        if streamed:
+            console.print()
+            console.print(Text(f"({len(streamed)} chunks streamed; usage came with the last event)", style="dim"))
+        elif result.text:
+            console.print(result.text, markup=False)
+        for call in result.tool_calls:
+            console.print(Text(f"tool call: {call.name}({call.arguments})", style="magenta"))
+        detail = f"finish_reason={result.finish_reason}"
+        if result.response_model and result.response_model != result.model:
+            detail += f", answered by {result.response_model}"
+    else:
+        detail = f"{len(result.vectors)} vectors x {result.dimensions} dimensions"
+    u = result.usage
+    console.print(Text(f"usage: {u.input_tokens} input + {u.output_tokens} output tokens; {detail}", style="dim"))
+    _print_attempts(console, result.attempts)
+    _print_cost(console, result.cost, target=_unpriced_key(result))
+
+
+# --------------------------------------------------------------------------------------------- entry point
+
+
+def main() -> None:
+    """The ``computekit`` console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
