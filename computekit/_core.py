@@ -62,8 +62,16 @@ def split_model_id(model_id: str) -> tuple[str, str]:
     return provider, model
 
 
-def _host(url: str | None) -> str:
-    return (urlsplit(url).hostname or "") if url else ""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str | None) -> tuple[str, str, int | None]:
+    """Scheme, host and port: a key goes only to the exact origin it was configured for."""
+    if not url:
+        return ("", "", None)
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return (scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme))
 
 
 def normalise_messages(
@@ -164,7 +172,7 @@ class Core:
         url = configured_url
         if base_url is not None:
             url = base_url
-            if _host(base_url) != _host(configured_url):
+            if _origin(base_url) != _origin(configured_url):
                 key = None
         if api_key is not None:
             key = SecretStr(api_key)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,11 @@ FILTERED_HEADERS = [
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's config or writes the per-user ledger."""
     monkeypatch.setenv("COMPUTEKIT_LEDGER", f"sqlite:///{tmp_path / 'ledger.db'}")
     monkeypatch.delenv("COMPUTEKIT_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
-    yield
 
 
 def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:

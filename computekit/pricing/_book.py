@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from .._types import Cost, CostLine, PriceSource, Usage
@@ -315,10 +317,23 @@ class PriceBook:
             f"no price known for {target}: its cost is None. Add it to computekit.toml, e.g. "
             f'[prices] "{target}" = {{ input_mtok = "...", output_mtok = "..." }}',
             UnknownPriceWarning,
-            stacklevel=4,
+            stacklevel=_caller_stacklevel(),
         )
 
 
 def table_date() -> dt.date | None:
     """The date of computekit's own token table."""
     return _own_tables()[1]
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel that points a warning at the first frame outside computekit (the user's call)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

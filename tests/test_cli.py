@@ -1,0 +1,481 @@
+"""The ``computekit`` command, run in-process with typer's CliRunner.
+
+``complete`` talks real HTTP to a scripted server on 127.0.0.1 (the only host the test network allows), pointed
+at by a computekit.toml; everything else needs no network at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from computekit import Usage
+from computekit.adapters import ProviderSettings, adapter_class
+from computekit.cli import _money, app
+from computekit.pricing import PriceBook, PriceRef
+from computekit.pricing._book import _Tiered
+
+KEY = "sk-cli-test-secret-0123456789abcdef"
+
+runner = CliRunner()
+
+# pytest-recording blocks the network for every test; this module's scripted server lives on loopback only.
+pytestmark = pytest.mark.block_network(allowed_hosts=[r"127\.0\.0\.1"])
+
+
+# --------------------------------------------------------------------------------------------- loopback server
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0}}
+
+
+def _chat(text: str, prompt: int = 11, completion: int = 7) -> dict[str, Any]:
+    return {"id": "chatcmpl-cli1", "object": "chat.completion", "created": 1795581600,
+            "model": "gpt-4o-mini-2024-07-18", "service_tier": "default",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                         "logprobs": None, "finish_reason": "stop"}],
+            "usage": _usage(prompt, completion)}
+
+
+def _sse(pieces: list[str], prompt: int = 9, completion: int = 3) -> bytes:
+    base = {"id": "chatcmpl-cli2", "object": "chat.completion.chunk", "created": 1795581600,
+            "model": "gpt-4o-mini-2024-07-18", "service_tier": "default"}
+    events: list[dict[str, Any]] = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}],
+                                     "usage": None}]
+    events += [{**base, "choices": [{"index": 0, "delta": {"content": p}}], "usage": None} for p in pieces]
+    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": None})
+    events.append({**base, "choices": [], "usage": _usage(prompt, completion)})
+    out = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    return out + b"data: [DONE]\n\n"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+
+
+@dataclass
+class Loopback:
+    """A scripted OpenAI-shaped server on 127.0.0.1: each request gets the next reply (the last repeats)."""
+
+    url: str
+    replies: list[Reply] = field(default_factory=list)
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def reply_json(self, body: Any, status: int = 200) -> None:
+        self.replies.append(Reply(status, json.dumps(body).encode()))
+
+
+@pytest.fixture
+def loopback() -> Iterator[Loopback]:
+    state: Loopback
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = json.loads(self.rfile.read(length) or b"null")
+            state.seen.append({"path": self.path, "body": body, "auth": self.headers.get("authorization")})
+            reply = state.replies[min(len(state.seen) - 1, len(state.replies) - 1)]
+            self.send_response(reply.status)
+            for k, v in reply.headers.items():
+                self.send_header(k, v)
+            self.send_header("content-length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state = Loopback(url=f"http://127.0.0.1:{server.server_address[1]}/v1")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def config(tmp_path: Path, loopback: Loopback, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A computekit.toml that sends openai: calls to the loopback server, keyed from $OPENAI_API_KEY."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    path = tmp_path / "loopback.toml"
+    path.write_text(f'[providers.openai]\nbase_url = "{loopback.url}"\n\n[retry]\nmax_retries = 0\n', "utf-8")
+    return path
+
+
+def _invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+# --------------------------------------------------------------------------------------------- import cost
+
+
+def test_import_computekit_loads_no_cli_or_http_libraries() -> None:
+    code = (
+        "import computekit, sys; "
+        "heavy = [m for m in ('typer', 'rich', 'httpx', 'openai') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_help_lists_the_commands() -> None:
+    result = _invoke("--help")
+    assert result.exit_code == 0
+    for cmd in ("complete", "providers", "prices", "report", "demo"):
+        assert cmd in result.output
+
+
+def test_main_is_the_console_script() -> None:
+    text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text("utf-8")
+    assert 'computekit = "computekit.cli:main"' in text
+
+
+# --------------------------------------------------------------------------------------------- complete
+
+
+def test_complete_prints_text_then_cost(config: Path, loopback: Loopback) -> None:
+    loopback.reply_json(_chat("GPUs hum in the dark"))
+    result = _invoke("complete", "openai:gpt-4o-mini", "haiku please", "--max-tokens", "20", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "GPUs hum in the dark"
+    assert lines[1].startswith("cost: $")
+    assert "price source: genai-prices" in result.stdout
+    assert "input" in result.stdout
+    assert "output" in result.stdout
+    # What was sent: the prompt as one user message, max_tokens, the key from the environment.
+    sent = loopback.seen[0]
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["body"]["messages"] == [{"role": "user", "content": "haiku please"}]
+    assert sent["body"]["max_tokens"] == 20
+    assert sent["auth"] == f"Bearer {KEY}"
+    assert KEY not in result.output
+
+
+def test_complete_json_is_the_completion(config: Path, loopback: Loopback) -> None:
+    loopback.reply_json(_chat("hello", prompt=11, completion=7))
+    result = _invoke("complete", "openai:gpt-4o-mini", "hi", "--json", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["text"] == "hello"
+    assert data["provider"] == "openai"
+    assert data["model"] == "gpt-4o-mini"
+    assert "raw" not in data
+    assert data["usage"]["input_tokens"] == 11
+    assert data["usage"]["output_tokens"] == 7
+    rates = PriceBook().rates(PriceRef("openai", "gpt-4o-mini-2024-07-18", "openai"))
+    assert rates is not None
+    expected = rates.cost(_usage_of(11, 7)).total
+    assert Decimal(data["cost"]["total"]) == expected
+    assert len(data["attempts"]) == 1
+    assert data["attempts"][0]["outcome"] == "success"
+
+
+def _usage_of(prompt: int, completion: int) -> Usage:
+    return Usage(input_tokens=prompt, output_tokens=completion)
+
+
+def test_complete_stream_prints_chunks_then_cost(config: Path, loopback: Loopback) -> None:
+    loopback.replies.append(Reply(200, _sse(["Hel", "lo", " world"]), {"content-type": "text/event-stream"}))
+    result = _invoke("complete", "openai:gpt-4o-mini", "hi", "--stream", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Hello world"
+    assert lines[1].startswith("cost: $")
+    assert loopback.seen[0]["body"]["stream"] is True
+
+
+def test_complete_stream_json(config: Path, loopback: Loopback) -> None:
+    loopback.replies.append(Reply(200, _sse(["a", "b"], 9, 3), {"content-type": "text/event-stream"}))
+    result = _invoke("complete", "openai:gpt-4o-mini", "hi", "--stream", "--json", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["text"] == "ab"
+    assert data["usage"]["input_tokens"] == 9
+    assert Decimal(data["cost"]["total"]) > 0
+
+
+def test_complete_reads_config_from_env(config: Path, loopback: Loopback, monkeypatch: pytest.MonkeyPatch) -> None:
+    loopback.reply_json(_chat("from env config"))
+    monkeypatch.setenv("COMPUTEKIT_CONFIG", str(config))
+    result = _invoke("complete", "openai:gpt-4o-mini", "hi")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("from env config\n")
+
+
+def test_complete_unpriced_model_says_unpriced_not_zero(config: Path, loopback: Loopback) -> None:
+    body = _chat("hi")
+    body["model"] = "acme/unlisted-model-1"
+    loopback.reply_json(body)
+    result = _invoke("complete", "openai:acme/unlisted-model-1", "hi", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert "unpriced" in result.stdout
+    assert "$0.00" not in result.stdout
+    assert '[prices] "openai:acme/unlisted-model-1"' in result.stdout
+    assert "Warning" not in result.output  # shown in the cost line, not as a Python warning
+
+
+def test_provider_error_is_one_red_line_exit_2_and_never_the_key(config: Path, loopback: Loopback) -> None:
+    # A hostile (or careless) server echoes the key back in its error message.
+    loopback.replies.append(Reply(401, json.dumps(
+        {"error": {"message": f"Incorrect API key provided: {KEY}", "type": "invalid_request_error",
+                   "code": "invalid_api_key"}}).encode()))
+    result = _invoke("complete", "openai:gpt-4o-mini", "hi", "--config", str(config))
+    assert result.exit_code == 2
+    assert KEY not in result.output
+    assert result.stdout == ""
+    err = result.stderr.strip()
+    assert err.startswith("error: AuthenticationError")
+    assert "401" in err
+    assert "\n" not in err
+    assert "Traceback" not in result.output
+
+
+def test_missing_key_exit_2_names_the_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = _invoke("complete", "openai:gpt-4o-mini", "hi")
+    assert result.exit_code == 2
+    assert "OPENAI_API_KEY" in result.stderr
+    assert "MissingAPIKeyError" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["complete", "no-colon-model", "hi"], "provider:model"),
+        (["complete", "nosuchprovider:m", "hi"], "unknown provider"),
+        (["complete", "openai:gpt-4o-mini", "hi", "--config", "does-not-exist.toml"], "does not exist"),
+        (["report", "--since", "yesterday"], "--since"),
+        (["prices", "nosuchprovider:m"], "unknown provider"),
+    ],
+)
+def test_errors_exit_2_with_a_message(args: list[str], needle: str) -> None:
+    result = _invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_invalid_config_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[providers.openai]\ntimeout = -1\nbogus = 1\n", "utf-8")
+    result = _invoke("providers", "--config", str(bad))
+    assert result.exit_code == 2
+    assert "providers.openai.timeout" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------------------------- providers
+
+
+def test_providers_table_lists_adapters_with_capabilities() -> None:
+    result = _invoke("providers")
+    assert result.exit_code == 0, result.output
+    for name in ("openai", "azure", "together", "ollama"):
+        assert name in result.stdout
+        for cap in adapter_class(name).capabilities.names():
+            assert cap in result.stdout
+    assert "OPENAI_API_KEY" in result.stdout
+    assert "TOGETHER_API_KEY" in result.stdout
+
+
+def test_providers_json_is_asked_of_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from computekit.adapters import available
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    result = _invoke("providers", "--json")
+    assert result.exit_code == 0, result.output
+    assert KEY not in result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert set(available()) <= set(rows)
+    for name in ("openai", "azure", "together", "ollama"):
+        cls = adapter_class(name)
+        url, env_vars, requires_key = cls.defaults_for(name)
+        assert rows[name]["capabilities"] == cls.capabilities.names()
+        assert rows[name]["key_env_vars"] == list(env_vars)
+        assert rows[name]["requires_key"] == requires_key
+        assert rows[name]["adapter"] == cls.name
+        if url:
+            assert rows[name]["base_url"] == url
+    assert rows["openai"]["configured"] is True
+    assert "OPENAI_API_KEY" in rows["openai"]["status"]
+    assert rows["together"]["configured"] is False
+    assert rows["ollama"]["configured"] is True  # a local server needs no key
+
+
+def test_providers_include_configured_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MYHOST_KEY", "myhost-key-123456789")
+    conf = tmp_path / "c.toml"
+    conf.write_text('[providers.myhost]\nadapter = "openai-compatible"\nbase_url = "https://llm.example.com/v1"\n'
+                    'api_key_env = "MYHOST_KEY"\n', "utf-8")
+    result = _invoke("providers", "--json", "--config", str(conf))
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["myhost"]["adapter"] == "openai-compatible"
+    assert rows["myhost"]["base_url"] == "https://llm.example.com/v1"
+    assert rows["myhost"]["key_env_vars"] == ["MYHOST_KEY"]
+    assert rows["myhost"]["configured"] is True
+    assert "myhost-key-123456789" not in result.output
+
+
+# --------------------------------------------------------------------------------------------- prices
+
+
+def _openai_rates(model: str) -> Any:
+    cls = adapter_class("openai")
+    adapter = cls(ProviderSettings(name="openai", base_url="", api_key=None, timeout=10))
+    return PriceBook().rates(adapter.price_ref(model))
+
+
+def test_prices_json_equals_the_price_book() -> None:
+    rates = _openai_rates("gpt-4o-mini")
+    assert rates is not None
+    result = _invoke("prices", "openai:gpt-4o-mini", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["known"] is True
+    assert {k: Decimal(v) for k, v in data["rates"].items()} == {
+        k: (v.base if isinstance(v, _Tiered) else v) for k, v in rates.prices.items()
+    }
+    assert data["source"]["table"] == rates.source.table
+    assert data["source"]["as_of"] == (rates.source.as_of.isoformat() if rates.source.as_of else None)
+
+
+def test_prices_table_shows_the_rates_and_source() -> None:
+    rates = _openai_rates("gpt-4o-mini")
+    assert rates is not None
+    result = _invoke("prices", "openai:gpt-4o-mini")
+    assert result.exit_code == 0, result.output
+    for value in rates.prices.values():
+        if isinstance(value, Decimal):
+            assert f"{_money(value)}/1M tokens" in result.stdout
+    assert str(rates.source) in result.stdout
+
+
+def test_prices_unknown_model_exits_1_with_how_to_add_one() -> None:
+    result = _invoke("prices", "openai:acme-unlisted-model-9")
+    assert result.exit_code == 1
+    assert "no price known" in result.stdout
+    assert "[prices]" in result.stdout
+    assert '"openai:acme-unlisted-model-9"' in result.stdout
+
+
+def test_prices_from_config_override(tmp_path: Path) -> None:
+    conf = tmp_path / "p.toml"
+    conf.write_text('[prices]\n"openai:my-ft" = { input_mtok = "1.25", output_mtok = "5" }\n', "utf-8")
+    result = _invoke("prices", "openai:my-ft", "--json", "--config", str(conf))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["rates"] == {"input_mtok": "1.25", "output_mtok": "5"}
+    assert data["source"]["table"] == "config"
+
+
+def test_prices_self_hosted_is_not_unknown() -> None:
+    result = _invoke("prices", "ollama:llama3.2")
+    assert result.exit_code == 0
+    assert "self-hosted" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+@pytest.fixture
+def spent(config: Path, loopback: Loopback) -> Path:
+    """Two successful calls and one failed one, through the CLI, into the test's ledger."""
+    loopback.reply_json(_chat("one", 11, 7))
+    assert _invoke("complete", "openai:gpt-4o-mini", "a", "--config", str(config)).exit_code == 0
+    loopback.replies.clear()
+    loopback.reply_json(_chat("two", 20, 10))
+    assert _invoke("complete", "openai:gpt-4o-mini", "b", "--config", str(config)).exit_code == 0
+    loopback.replies.clear()
+    loopback.reply_json({"error": {"message": "bad", "type": "invalid_request_error"}}, status=400)
+    assert _invoke("complete", "openai:gpt-4o-mini", "c", "--config", str(config)).exit_code == 2
+    return config
+
+
+def _expected_total() -> Decimal:
+    rates = PriceBook().rates(PriceRef("openai", "gpt-4o-mini-2024-07-18", "openai"))
+    assert rates is not None
+    a, b = rates.cost(_usage_of(11, 7)).total, rates.cost(_usage_of(20, 10)).total
+    assert a is not None
+    assert b is not None
+    return a + b
+
+
+def test_report_csv_parses(spent: Path) -> None:
+    result = _invoke("report", "--by", "model", "--format", "csv", "--config", str(spent))
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows[0]["model"] == "gpt-4o-mini"
+    assert rows[0]["calls"] == "3"
+    assert rows[0]["errors"] == "1"
+    assert rows[-1]["model"] == "TOTAL"
+    assert Decimal(rows[-1]["cost"]) == _expected_total()
+
+
+def test_report_json_parses(spent: Path) -> None:
+    result = _invoke("report", "--by", "outcome", "--format", "json", "--config", str(spent))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["group_by"] == "outcome"
+    assert Decimal(data["total"]) == _expected_total()
+    by_key = {r["key"]: r for r in data["rows"]}
+    assert by_key["success"]["calls"] == 2
+    assert by_key["error"]["calls"] == 1
+
+
+def test_report_table_shows_the_total(spent: Path) -> None:
+    result = _invoke("report", "--config", str(spent))
+    assert result.exit_code == 0, result.output
+    assert "openai" in result.stdout
+    assert f"total: {_money(_expected_total())} USD" in result.stdout
+
+
+def test_report_since_until(spent: Path) -> None:
+    result = _invoke("report", "--format", "json", "--since", "2000-01-01", "--until", "2000-12-31",
+                     "--config", str(spent))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == []
+    result = _invoke("report", "--format", "json", "--since", "2000-01-01", "--config", str(spent))
+    assert Decimal(json.loads(result.stdout)["total"]) == _expected_total()
+
+
+def test_report_empty_ledger() -> None:
+    result = _invoke("report")
+    assert result.exit_code == 0, result.output
+    assert "no calls recorded" in result.stdout
+
+
+def test_report_does_not_create_a_ledger(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"  # where conftest points COMPUTEKIT_LEDGER
+    result = _invoke("report", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == []
+    assert not db.exists()

@@ -1,0 +1,107 @@
+"""The public surface: ``computekit.__all__`` is pinned, and every name in it is importable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import computekit as ck
+
+EXPECTED = sorted([
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AsyncStream",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "Chunk",
+    "Client",
+    "Completion",
+    "ComputeKitError",
+    "ConfigError",
+    "ConflictError",
+    "ContentFilteredError",
+    "ContextWindowExceededError",
+    "Cost",
+    "CostLine",
+    "Embeddings",
+    "ImagePart",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "Message",
+    "MissingAPIKeyError",
+    "NOT_GIVEN",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "PriceSource",
+    "ProviderError",
+    "RateLimitError",
+    "ServerError",
+    "Stream",
+    "TextPart",
+    "ToolCall",
+    "UnknownPriceWarning",
+    "UnsupportedCapabilityError",
+    "Usage",
+    "__version__",
+    "acomplete",
+    "aembed",
+    "astream",
+    "complete",
+    "embed",
+    "stream",
+])
+
+
+def test_all_is_pinned() -> None:
+    assert sorted(ck.__all__) == EXPECTED
+    assert len(set(ck.__all__)) == len(ck.__all__), "duplicate names in __all__"
+
+
+def test_every_public_name_is_importable() -> None:
+    ns: dict[str, object] = {}
+    exec("from computekit import *", ns)  # noqa: S102  (the star import is the point of the test)
+    for name in EXPECTED:
+        assert getattr(ck, name) is not None, name
+        if name != "__version__":
+            assert ns[name] is getattr(ck, name), name
+
+
+def test_version_matches_distribution_metadata() -> None:
+    from importlib.metadata import version
+
+    assert ck.__version__ == version("computekit")
+
+
+def test_error_tree_shape() -> None:
+    assert issubclass(ck.MissingAPIKeyError, ck.ConfigError)
+    assert issubclass(ck.InvalidRequestError, ValueError)
+    for cls in (ck.ConfigError, ck.InvalidRequestError, ck.UnsupportedCapabilityError, ck.BudgetExceededError,
+                ck.ProviderError):
+        assert issubclass(cls, ck.ComputeKitError)
+    for cls in (ck.BadRequestError, ck.AuthenticationError, ck.PermissionDeniedError, ck.NotFoundError,
+                ck.ConflictError, ck.RateLimitError, ck.ServerError):
+        assert issubclass(cls, ck.APIStatusError)
+    assert issubclass(ck.ContextWindowExceededError, ck.BadRequestError)
+    assert issubclass(ck.ContentFilteredError, ck.BadRequestError)
+    assert issubclass(ck.OverloadedError, ck.ServerError)
+    for cls in (ck.APIStatusError, ck.APITimeoutError, ck.APIConnectionError, ck.MalformedResponseError):
+        assert issubclass(cls, ck.ProviderError)
+    assert not issubclass(ck.APITimeoutError, ck.APIConnectionError)
+    assert issubclass(ck.UnknownPriceWarning, UserWarning)
+
+
+def test_import_is_lazy() -> None:
+    """``import computekit`` loads no HTTP client, price table, vendor SDK or adapter module."""
+    code = (
+        "import sys, computekit\n"
+        "heavy = ['httpx', 'genai_prices', 'openai', 'cohere', 'replicate', 'tenacity', 'rich', 'typer',\n"
+        "         'computekit.adapters.openai']\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
