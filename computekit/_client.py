@@ -105,6 +105,12 @@ class _StreamState:
             out.extend(decoder.feed(ev))
         return out
 
+    def finish(self, target: Target, decoder: StreamDecoder, head: HTTPResponse) -> Completion:
+        result = decoder.result()
+        # The decoder sees only events; the request id is in the response head.
+        result.request_id = result.request_id or target.adapter.request_id(head.headers)
+        return result
+
     def close(self, target: Target, decoder: StreamDecoder) -> list[Chunk]:
         events, cut = self.sse.close()
         out: list[Chunk] = []
@@ -184,7 +190,7 @@ class Stream(AbstractContextManager["Stream"]):
                     raise
                 finally:
                     cm.__exit__(None, None, None)
-                result = decoder.result()
+                result = st.finish(target, decoder, head)
                 core.succeeded("stream", target, result, started, t0, st.attempts, st.tags)
                 st.result = result
                 return
@@ -269,7 +275,7 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                     raise
                 finally:
                     await cm.__aexit__(None, None, None)
-                result = decoder.result()
+                result = st.finish(target, decoder, head)
                 core.succeeded("stream", target, result, started, t0, st.attempts, st.tags)
                 st.result = result
                 return
