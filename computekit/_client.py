@@ -18,7 +18,7 @@ from ._core import Core, Target, call_options, normalise_messages, now
 from ._exceptions import APIConnectionError, MissingAPIKeyError, ProviderError
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
-from ._transport import AsyncTransport, SyncTransport
+from ._transport import async_transport, sync_transport
 from ._types import Attempt, Chunk, Completion, Embeddings, Message
 from .adapters._base import CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, StreamDecoder
 from .ledger import Ledger
@@ -343,7 +343,7 @@ class Client(_BaseClient):
         **settings: Any,
     ) -> None:
         super().__init__(config, ledger=ledger, retry_policy=retry_policy, **settings)
-        self._transport = SyncTransport(self._core.settings.timeout, http_client)
+        self._transport = sync_transport(self._core.settings.timeout, http_client)
 
     def _send(self, verb: str, targets: list[Target], build: Any, parse: Any, tags: Mapping[str, str] | None) -> Any:
         core = self._core
@@ -353,20 +353,32 @@ class Client(_BaseClient):
             if built is None:
                 continue
             req, http = built
+
+            def once(target: Target = target, req: Any = req, http: HTTPRequest = http) -> Any:
+                started, t0 = now(), time.perf_counter()
+                try:
+                    resp = self._transport.send(http, target.provider, target.model)
+                    if resp.status >= 400:
+                        raise target.adapter.map_error(resp, target.model)
+                    result = parse(target, req, resp)
+                except ProviderError as e:
+                    core.failed(verb, target, e, started, t0, attempts, tags)
+                    raise
+                core.succeeded(verb, target, result, started, t0, attempts, tags)
+                return result
+
             try:
-                for attempt in core.retry.retrying():
+                # The first try runs outside tenacity (most calls need no retry, and building the loop costs
+                # more than the rest of computekit's overhead); retries run in the one tenacity loop.
+                try:
+                    return once()
+                except ProviderError as e:
+                    if not core.retry.retries_after(e):
+                        raise
+                    core.retry.sleep(core.retry.wait_for(e, 1))
+                for attempt in core.retry.retrying(done=1):
                     with attempt:
-                        started, t0 = now(), time.perf_counter()
-                        try:
-                            resp: HTTPResponse = self._transport.send(http, target.provider, target.model)
-                            if resp.status >= 400:
-                                raise target.adapter.map_error(resp, target.model)
-                            result = parse(target, req, resp)
-                        except ProviderError as e:
-                            core.failed(verb, target, e, started, t0, attempts, tags)
-                            raise
-                        core.succeeded(verb, target, result, started, t0, attempts, tags)
-                        return result
+                        return once()
             except ProviderError as e:
                 if i == len(targets) - 1 or not core.falls_back(e):
                     raise
@@ -537,7 +549,7 @@ class AsyncClient(_BaseClient):
         **settings: Any,
     ) -> None:
         super().__init__(config, ledger=ledger, retry_policy=retry_policy, **settings)
-        self._transport = AsyncTransport(self._core.settings.timeout, http_client)
+        self._transport = async_transport(self._core.settings.timeout, http_client)
 
     async def _send(
         self, verb: str, targets: list[Target], build: Any, parse: Any, tags: Mapping[str, str] | None
@@ -549,20 +561,30 @@ class AsyncClient(_BaseClient):
             if built is None:
                 continue
             req, http = built
+
+            async def once(target: Target = target, req: Any = req, http: HTTPRequest = http) -> Any:
+                started, t0 = now(), time.perf_counter()
+                try:
+                    resp = await self._transport.send(http, target.provider, target.model)
+                    if resp.status >= 400:
+                        raise target.adapter.map_error(resp, target.model)
+                    result = parse(target, req, resp)
+                except ProviderError as e:
+                    core.failed(verb, target, e, started, t0, attempts, tags)
+                    raise
+                core.succeeded(verb, target, result, started, t0, attempts, tags)
+                return result
+
             try:
-                async for attempt in core.retry.aretrying():
+                try:  # first try outside tenacity, as in Client._send
+                    return await once()
+                except ProviderError as e:
+                    if not core.retry.retries_after(e):
+                        raise
+                    await core.retry.async_sleep(core.retry.wait_for(e, 1))
+                async for attempt in core.retry.aretrying(done=1):
                     with attempt:
-                        started, t0 = now(), time.perf_counter()
-                        try:
-                            resp: HTTPResponse = await self._transport.send(http, target.provider, target.model)
-                            if resp.status >= 400:
-                                raise target.adapter.map_error(resp, target.model)
-                            result = parse(target, req, resp)
-                        except ProviderError as e:
-                            core.failed(verb, target, e, started, t0, attempts, tags)
-                            raise
-                        core.succeeded(verb, target, result, started, t0, attempts, tags)
-                        return result
+                        return await once()
             except ProviderError as e:
                 if i == len(targets) - 1 or not core.falls_back(e):
                     raise

@@ -97,30 +97,41 @@ class RetryPolicy:
 
     # tenacity glue ---------------------------------------------------------------------------------
 
-    def _kwargs(self) -> dict[str, Any]:
+    def retries_after(self, exc: BaseException) -> bool:
+        """Whether a first try that raised ``exc`` gets any retry at all."""
+        return self.config.max_retries > 0 and self.should_retry(exc)
+
+    def _kwargs(self, done: int) -> dict[str, Any]:
         import tenacity
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return self.wait_for(exc, state.attempt_number)
+            return self.wait_for(exc, state.attempt_number + done)
 
         return {
-            "stop": tenacity.stop_after_attempt(self.config.max_retries + 1),
+            "stop": tenacity.stop_after_attempt(self.config.max_retries + 1 - done),
             "retry": tenacity.retry_if_exception(self.should_retry),
             "wait": wait,
             "reraise": True,
         }
 
-    def retrying(self) -> tenacity.Retrying:
-        """A tenacity loop for one request (sync)."""
+    def retrying(self, done: int = 0) -> tenacity.Retrying:
+        """A tenacity loop for one request (sync), after ``done`` tries already made."""
         import tenacity
 
-        return tenacity.Retrying(sleep=self.sleep, **self._kwargs())
+        return tenacity.Retrying(sleep=self.sleep, **self._kwargs(done))
 
-    def aretrying(self) -> tenacity.AsyncRetrying:
-        """A tenacity loop for one request (async)."""
-        import asyncio
-
+    def aretrying(self, done: int = 0) -> tenacity.AsyncRetrying:
+        """A tenacity loop for one request (async), after ``done`` tries already made."""
         import tenacity
 
-        return tenacity.AsyncRetrying(sleep=self.asleep or asyncio.sleep, **self._kwargs())
+        return tenacity.AsyncRetrying(sleep=self.async_sleep, **self._kwargs(done))
+
+    async def async_sleep(self, seconds: float) -> None:
+        """The injected async sleep, else :func:`asyncio.sleep`."""
+        if self.asleep is not None:
+            await self.asleep(seconds)
+        else:
+            import asyncio
+
+            await asyncio.sleep(seconds)

@@ -1,82 +1,172 @@
-"""The only I/O: HTTP over pooled httpx clients, written once sync and once async with the same method names.
+"""The only I/O: HTTP, written once sync and once async with the same method names (``send``, ``stream``,
+``close``). Everything else (building requests, parsing, pricing, deciding to retry) is shared, pure code.
 
-Everything else (building requests, parsing, pricing, deciding to retry) is shared, pure code. httpx is imported
-on the first request, not with ``import computekit``.
+Default transports are urllib3 (sync) and aiohttp (async): pooled, keep-alive clients whose per-request CPU is a
+fraction of httpx's, which is what lets computekit add pricing and a ledger and still beat the vendor SDKs on
+the call path (see benchmarks/). Passing ``http_client=`` an ``httpx.Client`` / ``httpx.AsyncClient`` uses
+httpx instead (custom transports, mocks, proxies with auth ...). Neither library retries or follows redirects
+here: computekit's loop is the only retry loop. Every client library is imported on first use.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._constants import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE
 from ._exceptions import APIConnectionError, APITimeoutError, ProviderError
 from .adapters._base import HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
+    import asyncio
+    import ssl
+
+    import aiohttp
     import httpx
+    import urllib3
 
-__all__ = ["AsyncTransport", "SyncTransport"]
+__all__ = ["AsyncTransport", "SyncTransport", "async_transport", "sync_transport"]
 
-
-def _timeout(req: HTTPRequest, default: float) -> httpx.Timeout:
-    import httpx
-
-    return httpx.Timeout(req.timeout or default, connect=DEFAULT_CONNECT_TIMEOUT_S)
+_USER_AGENT = "computekit/0.1.0"
+_READ_SIZE = 65536
 
 
-def _kwargs(req: HTTPRequest, default_timeout: float) -> dict[str, Any]:
-    return {"headers": req.headers, "content": req.body(), "timeout": _timeout(req, default_timeout)}
+class SyncTransport(Protocol):
+    """Blocking HTTP: what :class:`~computekit.Client` needs."""
+
+    def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse: ...
+
+    def stream(
+        self, req: HTTPRequest, provider: str, model: str | None
+    ) -> contextlib.AbstractContextManager[tuple[HTTPResponse, Iterator[bytes]]]: ...
+
+    def close(self) -> None: ...
 
 
-def _limits() -> httpx.Limits:
-    import httpx
+class AsyncTransport(Protocol):
+    """Non-blocking HTTP: what :class:`~computekit.AsyncClient` needs."""
 
-    return httpx.Limits(max_connections=DEFAULT_MAX_CONNECTIONS, max_keepalive_connections=DEFAULT_MAX_KEEPALIVE)
+    async def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse: ...
+
+    def stream(
+        self, req: HTTPRequest, provider: str, model: str | None
+    ) -> contextlib.AbstractAsyncContextManager[tuple[HTTPResponse, AsyncIterator[bytes]]]: ...
+
+    async def close(self) -> None: ...
 
 
-def _convert(e: Exception, provider: str, model: str | None) -> ProviderError:
-    """httpx's exceptions -> computekit's (the message never includes request headers)."""
-    import httpx
+def sync_transport(default_timeout: float, http_client: Any = None) -> SyncTransport:
+    """The sync transport: httpx when an ``httpx.Client`` is given, else urllib3."""
+    if http_client is not None:
+        return HttpxSyncTransport(default_timeout, http_client)
+    return Urllib3Transport(default_timeout)
 
-    if isinstance(e, httpx.TimeoutException):
-        kind = type(e).__name__
-        return APITimeoutError(f"timed out ({kind})", provider=provider, model=model)
+
+def async_transport(default_timeout: float, http_client: Any = None) -> AsyncTransport:
+    """The async transport: httpx when an ``httpx.AsyncClient`` is given, else aiohttp."""
+    if http_client is not None:
+        return HttpxAsyncTransport(default_timeout, http_client)
+    return AiohttpTransport(default_timeout)
+
+
+def _timeout_error(kind: str, provider: str, model: str | None) -> APITimeoutError:
+    return APITimeoutError(f"timed out ({kind})", provider=provider, model=model)
+
+
+def _connection_error(e: BaseException, provider: str, model: str | None) -> APIConnectionError:
+    # The message names the failure only: never the request (its headers hold the key).
     return APIConnectionError(f"connection failed: {type(e).__name__}: {e}", provider=provider, model=model)
 
 
-def _head(r: httpx.Response, content: bytes = b"") -> HTTPResponse:
-    # httpx.Headers lookups are case-insensitive, but a plain dict with lowercase keys is what the rest
-    # of computekit (and the error objects) keep.
-    return HTTPResponse(
-        status=r.status_code,
-        headers={k.lower(): v for k, v in r.headers.items()},
-        content=content,
-        url=str(r.url),
-    )
+def _headers(req: HTTPRequest) -> dict[str, str]:
+    if "user-agent" in req.headers:
+        return req.headers
+    return {**req.headers, "user-agent": _USER_AGENT}
 
 
-def _errors() -> tuple[type[Exception], ...]:
-    import httpx
+@cache
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context for every connection: building one (and loading CA certificates) costs ~50 ms."""
+    import ssl
 
-    return (httpx.TransportError, httpx.StreamError)
+    try:
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:  # pragma: no cover - certifi comes with httpx
+        return ssl.create_default_context()
 
 
-class SyncTransport:
-    """Blocking HTTP over one pooled :class:`httpx.Client`."""
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment (``HTTP(S)_PROXY``, ``NO_PROXY``) sets for ``url``'s origin, if any."""
+    scheme, _, rest = url.partition("://")
+    netloc = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return _env_proxy_for(scheme.lower(), netloc.lower())
 
-    def __init__(self, default_timeout: float, client: Any = None) -> None:
+
+@cache
+def _env_proxy_for(scheme: str, netloc: str) -> str | None:
+    # Cached per origin: reading the environment and parsing NO_PROXY per request is measurable.
+    import urllib.request
+
+    host = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
+    proxy = urllib.request.getproxies().get(scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        return proxy
+    return None
+
+
+# ============================================================================================= urllib3 (sync)
+
+
+class Urllib3Transport:
+    """Blocking HTTP over urllib3 connection pools (one per origin), honouring ``HTTP(S)_PROXY``/``NO_PROXY``."""
+
+    def __init__(self, default_timeout: float) -> None:
         self._default_timeout = default_timeout
-        self._client: httpx.Client | None = client
+        self._direct: urllib3.PoolManager | None = None
+        self._proxies: dict[str, urllib3.ProxyManager] = {}
 
-    @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            import httpx
+    def _pool(self, url: str) -> urllib3.PoolManager:
+        import urllib3
 
-            self._client = httpx.Client(limits=_limits(), timeout=self._default_timeout)
-        return self._client
+        proxy = _env_proxy(url)
+        if proxy:
+            pm = self._proxies.get(proxy)
+            if pm is None:
+                pm = self._proxies[proxy] = urllib3.ProxyManager(
+                    proxy, maxsize=DEFAULT_MAX_KEEPALIVE, ssl_context=_ssl_context(), retries=False
+                )
+            return pm
+        if self._direct is None:
+            self._direct = urllib3.PoolManager(
+                maxsize=DEFAULT_MAX_KEEPALIVE, ssl_context=_ssl_context(), retries=False
+            )
+        return self._direct
+
+    def _timeout(self, req: HTTPRequest) -> urllib3.Timeout:
+        import urllib3
+
+        return urllib3.Timeout(connect=DEFAULT_CONNECT_TIMEOUT_S, read=req.timeout or self._default_timeout)
+
+    def _request(self, req: HTTPRequest, *, stream: bool) -> urllib3.BaseHTTPResponse:
+        return self._pool(req.url).request(
+            req.method,
+            req.url,
+            body=req.body(),
+            headers=_headers(req),
+            timeout=self._timeout(req),
+            retries=False,
+            redirect=False,
+            preload_content=not stream,
+        )
+
+    @staticmethod
+    def _head(r: urllib3.BaseHTTPResponse, url: str, content: bytes = b"") -> HTTPResponse:
+        return HTTPResponse(status=r.status, headers={k.lower(): v for k, v in r.headers.items()}, content=content,
+                            url=url)
 
     def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:
         """Send ``req`` and read the whole response.
@@ -85,13 +175,15 @@ class SyncTransport:
             APITimeoutError: Connect or read timed out.
             APIConnectionError: The connection failed or broke.
         """
+        import urllib3.exceptions as ux
+
         try:
-            r = self.client.request(
-                req.method, req.url, **_kwargs(req, self._default_timeout)
-            )
-            return _head(r, r.content)
-        except _errors() as e:
-            raise _convert(e, provider, model) from e
+            r = self._request(req, stream=False)
+            return self._head(r, req.url, r.data)
+        except ux.TimeoutError as e:
+            raise _timeout_error(type(e).__name__, provider, model) from e
+        except (ux.HTTPError, OSError) as e:
+            raise _connection_error(e, provider, model) from e
 
     @contextlib.contextmanager
     def stream(
@@ -103,85 +195,271 @@ class SyncTransport:
             APITimeoutError: Connect or read timed out.
             APIConnectionError: The connection failed or broke.
         """
+        import urllib3.exceptions as ux
+
         try:
-            with self.client.stream(
-                req.method, req.url, **_kwargs(req, self._default_timeout)
-            ) as r:
-                if r.status_code >= 400:
-                    yield _head(r, r.read()), iter(())
-                    return
+            r = self._request(req, stream=True)
+        except ux.TimeoutError as e:
+            raise _timeout_error(type(e).__name__, provider, model) from e
+        except (ux.HTTPError, OSError) as e:
+            raise _connection_error(e, provider, model) from e
 
-                def chunks() -> Iterator[bytes]:
-                    try:
-                        yield from r.iter_bytes()
-                    except _errors() as e:
-                        raise _convert(e, provider, model) from e
+        done = False
 
-                yield _head(r), chunks()
-        except _errors() as e:
-            raise _convert(e, provider, model) from e
+        def chunks() -> Iterator[bytes]:
+            nonlocal done
+            try:
+                # (getattr: under vcrpy the response is a stand-in without urllib3's chunked reader)
+                if getattr(r, "chunked", False) and r.supports_chunked_reads():  # type: ignore[attr-defined]
+                    yield from r.read_chunked(None, decode_content=True)
+                else:
+                    # read1 returns what has arrived (an SSE event at a time), not a full 64 KiB buffer.
+                    while data := r.read1(_READ_SIZE):
+                        yield data
+                done = True
+            except ux.TimeoutError as e:
+                raise _timeout_error(type(e).__name__, provider, model) from e
+            except (ux.HTTPError, OSError) as e:
+                raise _connection_error(e, provider, model) from e
+
+        try:
+            if r.status >= 400:
+                head = self._head(r, req.url, r.read())
+                done = True
+                yield head, iter(())
+            else:
+                yield self._head(r, req.url), chunks()
+        finally:
+            if not done:  # left early: unread bytes would poison the next request on this connection
+                r.close()
+            r.release_conn()
 
     def close(self) -> None:
         """Close pooled connections."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._direct is not None:
+            self._direct.clear()
+            self._direct = None
+        for pm in self._proxies.values():
+            pm.clear()
+        self._proxies.clear()
 
 
-class AsyncTransport:
-    """Non-blocking HTTP over one pooled :class:`httpx.AsyncClient`."""
+# ============================================================================================= aiohttp (async)
 
-    def __init__(self, default_timeout: float, client: Any = None) -> None:
+
+class AiohttpTransport:
+    """Non-blocking HTTP over one pooled aiohttp session per event loop (proxies from the environment)."""
+
+    def __init__(self, default_timeout: float) -> None:
         self._default_timeout = default_timeout
-        self._client: httpx.AsyncClient | None = client
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            import httpx
+    def _client(self) -> aiohttp.ClientSession:
+        import asyncio
 
-            self._client = httpx.AsyncClient(limits=_limits(), timeout=self._default_timeout)
-        return self._client
+        loop = asyncio.get_running_loop()
+        # A session belongs to the loop that made it; a client used from another loop (tests, asyncio.run
+        # called twice) gets its own session there.
+        if self._session is None or self._loop is not loop or self._session.closed:
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(limit=DEFAULT_MAX_CONNECTIONS, limit_per_host=0, ssl=_ssl_context())
+            # trust_env=False: aiohttp would then read ~/.netrc and the proxy settings in a worker thread on
+            # every request (two thread hops per call). Proxies are resolved once per origin instead, and no
+            # cookie outlives the response that set it.
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
+            )
+            self._loop = loop
+        return self._session
+
+    def _timeout(self, req: HTTPRequest) -> aiohttp.ClientTimeout:
+        import aiohttp
+
+        return aiohttp.ClientTimeout(total=None, connect=DEFAULT_CONNECT_TIMEOUT_S,
+                                     sock_read=req.timeout or self._default_timeout)
+
+    @staticmethod
+    def _head(r: aiohttp.ClientResponse, url: str, content: bytes = b"") -> HTTPResponse:
+        return HTTPResponse(status=r.status, headers={k.lower(): v for k, v in r.headers.items()}, content=content,
+                            url=url)
+
+    def _open(self, req: HTTPRequest) -> Any:
+        return self._client().request(
+            req.method, req.url, data=req.body(), headers=_headers(req), timeout=self._timeout(req),
+            allow_redirects=False, proxy=_env_proxy(req.url),
+        )
 
     async def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:
-        """Send ``req`` and read the whole response (see :meth:`SyncTransport.send`)."""
+        """Send ``req`` and read the whole response (see :meth:`Urllib3Transport.send`)."""
+        import aiohttp
+
         try:
-            r = await self.client.request(
-                req.method, req.url, **_kwargs(req, self._default_timeout)
-            )
-            return _head(r, r.content)
-        except _errors() as e:
-            raise _convert(e, provider, model) from e
+            async with self._open(req) as r:
+                return self._head(r, req.url, await r.read())
+        except (TimeoutError, aiohttp.ServerTimeoutError) as e:
+            raise _timeout_error(type(e).__name__, provider, model) from e
+        except (aiohttp.ClientError, OSError) as e:
+            raise _connection_error(e, provider, model) from e
 
     @contextlib.asynccontextmanager
     async def stream(
         self, req: HTTPRequest, provider: str, model: str | None
     ) -> AsyncIterator[tuple[HTTPResponse, AsyncIterator[bytes]]]:
-        """Open a streamed response (see :meth:`SyncTransport.stream`)."""
+        """Open a streamed response (see :meth:`Urllib3Transport.stream`)."""
+        import aiohttp
+
         try:
-            async with self.client.stream(
-                req.method, req.url, **_kwargs(req, self._default_timeout)
-            ) as r:
+            cm = self._open(req)
+            r = await cm.__aenter__()
+        except (TimeoutError, aiohttp.ServerTimeoutError) as e:
+            raise _timeout_error(type(e).__name__, provider, model) from e
+        except (aiohttp.ClientError, OSError) as e:
+            raise _connection_error(e, provider, model) from e
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for data in r.content.iter_any():
+                    yield data
+            except (TimeoutError, aiohttp.ServerTimeoutError) as e:
+                raise _timeout_error(type(e).__name__, provider, model) from e
+            except (aiohttp.ClientError, OSError) as e:
+                raise _connection_error(e, provider, model) from e
+
+        try:
+            if r.status >= 400:
+                yield self._head(r, req.url, await r.read()), _empty()
+            else:
+                yield self._head(r, req.url), chunks()
+        finally:
+            await cm.__aexit__(None, None, None)
+
+    async def close(self) -> None:
+        """Close pooled connections."""
+        if self._session is not None and not self._session.closed:
+            with contextlib.suppress(RuntimeError):  # its loop may be gone already
+                await self._session.close()
+        self._session = None
+
+
+# ============================================================================================= httpx (injected)
+
+
+def _httpx_timeout(req: HTTPRequest, default: float) -> httpx.Timeout:
+    import httpx
+
+    return httpx.Timeout(req.timeout or default, connect=DEFAULT_CONNECT_TIMEOUT_S)
+
+
+def _httpx_kwargs(req: HTTPRequest, default_timeout: float) -> dict[str, Any]:
+    return {"headers": _headers(req), "content": req.body(), "timeout": _httpx_timeout(req, default_timeout)}
+
+
+def _httpx_convert(e: Exception, provider: str, model: str | None) -> ProviderError:
+    import httpx
+
+    if isinstance(e, httpx.TimeoutException):
+        return _timeout_error(type(e).__name__, provider, model)
+    return _connection_error(e, provider, model)
+
+
+def _httpx_head(r: httpx.Response, content: bytes = b"") -> HTTPResponse:
+    return HTTPResponse(
+        status=r.status_code,
+        headers={k.lower(): v for k, v in r.headers.items()},
+        content=content,
+        url=str(r.url),
+    )
+
+
+def _httpx_errors() -> tuple[type[Exception], ...]:
+    import httpx
+
+    return (httpx.TransportError, httpx.StreamError)
+
+
+class HttpxSyncTransport:
+    """Blocking HTTP over a caller-supplied :class:`httpx.Client`."""
+
+    def __init__(self, default_timeout: float, client: httpx.Client) -> None:
+        self._default_timeout = default_timeout
+        self.client = client
+
+    def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:
+        """Send ``req`` and read the whole response (see :meth:`Urllib3Transport.send`)."""
+        try:
+            r = self.client.request(req.method, req.url, **_httpx_kwargs(req, self._default_timeout))
+            return _httpx_head(r, r.content)
+        except _httpx_errors() as e:
+            raise _httpx_convert(e, provider, model) from e
+
+    @contextlib.contextmanager
+    def stream(
+        self, req: HTTPRequest, provider: str, model: str | None
+    ) -> Iterator[tuple[HTTPResponse, Iterator[bytes]]]:
+        """Open a streamed response (see :meth:`Urllib3Transport.stream`)."""
+        try:
+            with self.client.stream(req.method, req.url, **_httpx_kwargs(req, self._default_timeout)) as r:
                 if r.status_code >= 400:
-                    yield _head(r, await r.aread()), _empty()
+                    yield _httpx_head(r, r.read()), iter(())
+                    return
+
+                def chunks() -> Iterator[bytes]:
+                    try:
+                        yield from r.iter_bytes()
+                    except _httpx_errors() as e:
+                        raise _httpx_convert(e, provider, model) from e
+
+                yield _httpx_head(r), chunks()
+        except _httpx_errors() as e:
+            raise _httpx_convert(e, provider, model) from e
+
+    def close(self) -> None:
+        """Close the client's pooled connections."""
+        self.client.close()
+
+
+class HttpxAsyncTransport:
+    """Non-blocking HTTP over a caller-supplied :class:`httpx.AsyncClient`."""
+
+    def __init__(self, default_timeout: float, client: httpx.AsyncClient) -> None:
+        self._default_timeout = default_timeout
+        self.client = client
+
+    async def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:
+        """Send ``req`` and read the whole response (see :meth:`Urllib3Transport.send`)."""
+        try:
+            r = await self.client.request(req.method, req.url, **_httpx_kwargs(req, self._default_timeout))
+            return _httpx_head(r, r.content)
+        except _httpx_errors() as e:
+            raise _httpx_convert(e, provider, model) from e
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, req: HTTPRequest, provider: str, model: str | None
+    ) -> AsyncIterator[tuple[HTTPResponse, AsyncIterator[bytes]]]:
+        """Open a streamed response (see :meth:`Urllib3Transport.stream`)."""
+        try:
+            async with self.client.stream(req.method, req.url, **_httpx_kwargs(req, self._default_timeout)) as r:
+                if r.status_code >= 400:
+                    yield _httpx_head(r, await r.aread()), _empty()
                     return
 
                 async def chunks() -> AsyncIterator[bytes]:
                     try:
                         async for b in r.aiter_bytes():
                             yield b
-                    except _errors() as e:
-                        raise _convert(e, provider, model) from e
+                    except _httpx_errors() as e:
+                        raise _httpx_convert(e, provider, model) from e
 
-                yield _head(r), chunks()
-        except _errors() as e:
-            raise _convert(e, provider, model) from e
+                yield _httpx_head(r), chunks()
+        except _httpx_errors() as e:
+            raise _httpx_convert(e, provider, model) from e
 
     async def close(self) -> None:
-        """Close pooled connections."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the client's pooled connections."""
+        await self.client.aclose()
 
 
 async def _empty() -> AsyncIterator[bytes]:
