@@ -81,7 +81,8 @@ def _connection_error(e: BaseException, provider: str, model: str | None) -> API
 
 
 def _headers(req: HTTPRequest) -> dict[str, str]:
-    if "user-agent" in req.headers:
+    # Case-insensitive: a caller's ``User-Agent`` (provider ``headers``) must replace ours, not come second.
+    if any(k.lower() == "user-agent" for k in req.headers):
         return req.headers
     return {**req.headers, "user-agent": _USER_AGENT}
 
@@ -119,6 +120,15 @@ def _env_proxy_for(scheme: str, netloc: str) -> str | None:
 
 
 # ============================================================================================= urllib3 (sync)
+
+
+def _urllib3_error(e: Exception, provider: str, model: str | None) -> ProviderError:
+    import urllib3.exceptions as ux
+
+    # urllib3 2 makes NewConnectionError (refused, unresolvable) a ConnectTimeoutError: it is not a timeout.
+    if isinstance(e, (ux.TimeoutError, TimeoutError)) and not isinstance(e, ux.NewConnectionError):
+        return _timeout_error(type(e).__name__, provider, model)
+    return _connection_error(e, provider, model)
 
 
 class Urllib3Transport:
@@ -165,8 +175,7 @@ class Urllib3Transport:
 
     @staticmethod
     def _head(r: urllib3.BaseHTTPResponse, url: str, content: bytes = b"") -> HTTPResponse:
-        return HTTPResponse(status=r.status, headers={k.lower(): v for k, v in r.headers.items()}, content=content,
-                            url=url)
+        return HTTPResponse(status=r.status, headers=r.headers, content=content, url=url)
 
     def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:
         """Send ``req`` and read the whole response.
@@ -180,10 +189,8 @@ class Urllib3Transport:
         try:
             r = self._request(req, stream=False)
             return self._head(r, req.url, r.data)
-        except ux.TimeoutError as e:
-            raise _timeout_error(type(e).__name__, provider, model) from e
         except (ux.HTTPError, OSError) as e:
-            raise _connection_error(e, provider, model) from e
+            raise _urllib3_error(e, provider, model) from e
 
     @contextlib.contextmanager
     def stream(
@@ -199,10 +206,8 @@ class Urllib3Transport:
 
         try:
             r = self._request(req, stream=True)
-        except ux.TimeoutError as e:
-            raise _timeout_error(type(e).__name__, provider, model) from e
         except (ux.HTTPError, OSError) as e:
-            raise _connection_error(e, provider, model) from e
+            raise _urllib3_error(e, provider, model) from e
 
         done = False
 
@@ -217,10 +222,8 @@ class Urllib3Transport:
                     while data := r.read1(_READ_SIZE):
                         yield data
                 done = True
-            except ux.TimeoutError as e:
-                raise _timeout_error(type(e).__name__, provider, model) from e
             except (ux.HTTPError, OSError) as e:
-                raise _connection_error(e, provider, model) from e
+                raise _urllib3_error(e, provider, model) from e
 
         try:
             if r.status >= 400:
@@ -255,7 +258,7 @@ class AiohttpTransport:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
+    async def _client(self) -> aiohttp.ClientSession:
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -264,6 +267,10 @@ class AiohttpTransport:
         if self._session is None or self._loop is not loop or self._session.closed:
             import aiohttp
 
+            if self._session is not None and self._loop is not None and self._loop.is_closed():
+                # Its loop is gone (asyncio.run returned), so closing it touches no loop; left open, it would be
+                # reported ("Unclosed client session", "Unclosed connector") when collected.
+                await self._session.close()
             connector = aiohttp.TCPConnector(limit=DEFAULT_MAX_CONNECTIONS, limit_per_host=0, ssl=_ssl_context())
             # trust_env=False: aiohttp would then read ~/.netrc and the proxy settings in a worker thread on
             # every request (two thread hops per call). Proxies are resolved once per origin instead, and no
@@ -282,11 +289,10 @@ class AiohttpTransport:
 
     @staticmethod
     def _head(r: aiohttp.ClientResponse, url: str, content: bytes = b"") -> HTTPResponse:
-        return HTTPResponse(status=r.status, headers={k.lower(): v for k, v in r.headers.items()}, content=content,
-                            url=url)
+        return HTTPResponse(status=r.status, headers=r.headers, content=content, url=url)
 
-    def _open(self, req: HTTPRequest) -> Any:
-        return self._client().request(
+    async def _open(self, req: HTTPRequest) -> Any:
+        return (await self._client()).request(
             req.method, req.url, data=req.body(), headers=_headers(req), timeout=self._timeout(req),
             allow_redirects=False, proxy=_env_proxy(req.url),
         )
@@ -296,7 +302,7 @@ class AiohttpTransport:
         import aiohttp
 
         try:
-            async with self._open(req) as r:
+            async with await self._open(req) as r:
                 return self._head(r, req.url, await r.read())
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
             raise _timeout_error(type(e).__name__, provider, model) from e
@@ -311,7 +317,7 @@ class AiohttpTransport:
         import aiohttp
 
         try:
-            cm = self._open(req)
+            cm = await self._open(req)
             r = await cm.__aenter__()
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
             raise _timeout_error(type(e).__name__, provider, model) from e

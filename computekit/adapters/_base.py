@@ -126,7 +126,11 @@ class HTTPRequest:
 
 @dataclass(slots=True)
 class HTTPResponse:
-    """One HTTP response, read in full. ``headers`` names are lowercase."""
+    """One HTTP response, read in full.
+
+    ``headers`` is looked up with lowercase names: a plain dict of lowercase names, or the HTTP library's own
+    case-insensitive mapping (copying it on every response would cost more than parsing the body).
+    """
 
     status: int
     headers: Mapping[str, str]
@@ -360,7 +364,7 @@ class Adapter(ABC):
     def map_error(self, resp: HTTPResponse, model: str | None) -> ProviderError:
         """Translate an error response into a typed error that keeps its facts (never the key)."""
         body = self.redact(resp.body_for_error())
-        headers = self.redact(dict(resp.headers))
+        headers = self.redact({k.lower(): v for k, v in resp.headers.items()})
         cls = self.classify_error(resp.status, body) or _STATUS_ERRORS.get(resp.status)
         if cls is None:
             cls = ServerError if resp.status >= 500 else APIStatusError
@@ -376,7 +380,7 @@ class Adapter(ABC):
 
     def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
         """The error for a 2xx response whose body is not what the API documents."""
-        headers = self.redact(dict(resp.headers))
+        headers = self.redact({k.lower(): v for k, v in resp.headers.items()})
         return MalformedResponseError(
             f"malformed response: {why}",
             provider=self.provider,
