@@ -18,6 +18,7 @@ from ._core import Core, Target, call_options, normalise_messages, now
 from ._exceptions import APIConnectionError, MissingAPIKeyError, ProviderError
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
+from ._transport import ERROR_STATUS as _ERROR_STATUS
 from ._transport import async_transport, sync_transport
 from ._types import Attempt, Chunk, Completion, Embeddings, Message
 from .adapters._base import CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, StreamDecoder
@@ -53,9 +54,10 @@ def _complete_options(
 
 
 def _build_http(target: Target, req: CompleteRequest | EmbedRequest) -> HTTPRequest:
-    if isinstance(req, CompleteRequest):
-        return target.adapter.build_complete(req)
-    return target.adapter.build_embed(req)
+    http = target.adapter.build_complete(req) if isinstance(req, CompleteRequest) else target.adapter.build_embed(req)
+    if http.timeout is None:  # the provider's own timeout, set here so that no adapter can forget it
+        http.timeout = target.adapter.settings.timeout
+    return http
 
 
 def _build_both(build: Callable[[Target], Any], target: Target) -> tuple[Any, HTTPRequest]:
@@ -93,7 +95,7 @@ class _StreamState:
 
     def request(self, target: Target) -> tuple[CompleteRequest, HTTPRequest]:
         creq = self.core.complete_request(target, self.messages, self.options, stream=True)
-        return creq, target.adapter.build_complete(creq)
+        return creq, _build_http(target, creq)
 
     def chunks(self, target: Target, decoder: StreamDecoder, data: bytes) -> list[Chunk]:
         try:
@@ -173,7 +175,7 @@ class Stream(AbstractContextManager["Stream"]):
                         cm = self._client._transport.stream(http, target.provider, target.model)
                         try:
                             head, body = cm.__enter__()
-                            if head.status >= 400:
+                            if head.status >= _ERROR_STATUS:
                                 raise target.adapter.map_error(head, target.model)
                         except ProviderError as e:
                             cm.__exit__(None, None, None)
@@ -257,7 +259,7 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                         cm = self._client._transport.stream(http, target.provider, target.model)
                         try:
                             head, body = await cm.__aenter__()
-                            if head.status >= 400:
+                            if head.status >= _ERROR_STATUS:
                                 raise target.adapter.map_error(head, target.model)
                         except ProviderError as e:
                             await cm.__aexit__(None, None, None)
@@ -358,7 +360,7 @@ class Client(_BaseClient):
                 started, t0 = now(), time.perf_counter()
                 try:
                     resp = self._transport.send(http, target.provider, target.model)
-                    if resp.status >= 400:
+                    if resp.status >= _ERROR_STATUS:
                         raise target.adapter.map_error(resp, target.model)
                     result = parse(target, req, resp)
                 except ProviderError as e:
@@ -566,7 +568,7 @@ class AsyncClient(_BaseClient):
                 started, t0 = now(), time.perf_counter()
                 try:
                     resp = await self._transport.send(http, target.provider, target.model)
-                    if resp.status >= 400:
+                    if resp.status >= _ERROR_STATUS:
                         raise target.adapter.map_error(resp, target.model)
                     result = parse(target, req, resp)
                 except ProviderError as e:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncTransport", "SyncTransport", "async_transport", "sync_transport"]
 
 _USER_AGENT = "computekit/0.1.0"
+ERROR_STATUS = 300
+"""Statuses from here up are errors: redirects are not followed (a POST must not be replayed elsewhere)."""
 _READ_SIZE = 65536
 
 
@@ -100,16 +102,23 @@ def _ssl_context() -> ssl.SSLContext:
         return ssl.create_default_context()
 
 
-def _env_proxy(url: str) -> str | None:
-    """The proxy the environment (``HTTP(S)_PROXY``, ``NO_PROXY``) sets for ``url``'s origin, if any."""
+def _env_proxy(url: str, seen: dict[tuple[str, str], str | None]) -> str | None:
+    """The proxy the environment (``HTTP(S)_PROXY``, ``NO_PROXY``) sets for ``url``'s origin, if any.
+
+    Read once per origin per client (``seen`` is the client's): reading the environment and parsing NO_PROXY
+    per request is measurable. A process-wide cache would hand a new client the proxy decision of an old one
+    made under another environment; httpx likewise reads it when a client is made.
+    """
     scheme, _, rest = url.partition("://")
-    netloc = rest.split("/", 1)[0].rsplit("@", 1)[-1]
-    return _env_proxy_for(scheme.lower(), netloc.lower())
+    key = (scheme.lower(), rest.split("/", 1)[0].rsplit("@", 1)[-1].lower())
+    try:
+        return seen[key]
+    except KeyError:
+        proxy = seen[key] = _env_proxy_for(*key)
+        return proxy
 
 
-@cache
 def _env_proxy_for(scheme: str, netloc: str) -> str | None:
-    # Cached per origin: reading the environment and parsing NO_PROXY per request is measurable.
     import urllib.request
 
     host = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
@@ -136,13 +145,14 @@ class Urllib3Transport:
 
     def __init__(self, default_timeout: float) -> None:
         self._default_timeout = default_timeout
+        self._proxy_for: dict[tuple[str, str], str | None] = {}
         self._direct: urllib3.PoolManager | None = None
         self._proxies: dict[str, urllib3.ProxyManager] = {}
 
     def _pool(self, url: str) -> urllib3.PoolManager:
         import urllib3
 
-        proxy = _env_proxy(url)
+        proxy = _env_proxy(url, self._proxy_for)
         if proxy:
             pm = self._proxies.get(proxy)
             if pm is None:
@@ -226,7 +236,7 @@ class Urllib3Transport:
                 raise _urllib3_error(e, provider, model) from e
 
         try:
-            if r.status >= 400:
+            if r.status >= ERROR_STATUS:
                 head = self._head(r, req.url, r.read())
                 done = True
                 yield head, iter(())
@@ -255,6 +265,7 @@ class AiohttpTransport:
 
     def __init__(self, default_timeout: float) -> None:
         self._default_timeout = default_timeout
+        self._proxy_for: dict[tuple[str, str], str | None] = {}
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -294,7 +305,7 @@ class AiohttpTransport:
     async def _open(self, req: HTTPRequest) -> Any:
         return (await self._client()).request(
             req.method, req.url, data=req.body(), headers=_headers(req), timeout=self._timeout(req),
-            allow_redirects=False, proxy=_env_proxy(req.url),
+            allow_redirects=False, proxy=_env_proxy(req.url, self._proxy_for),
         )
 
     async def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:
@@ -334,7 +345,7 @@ class AiohttpTransport:
                 raise _connection_error(e, provider, model) from e
 
         try:
-            if r.status >= 400:
+            if r.status >= ERROR_STATUS:
                 yield self._head(r, req.url, await r.read()), _empty()
             else:
                 yield self._head(r, req.url), chunks()
@@ -407,7 +418,7 @@ class HttpxSyncTransport:
         """Open a streamed response (see :meth:`Urllib3Transport.stream`)."""
         try:
             with self.client.stream(req.method, req.url, **_httpx_kwargs(req, self._default_timeout)) as r:
-                if r.status_code >= 400:
+                if r.status_code >= ERROR_STATUS:
                     yield _httpx_head(r, r.read()), iter(())
                     return
 
@@ -448,7 +459,7 @@ class HttpxAsyncTransport:
         """Open a streamed response (see :meth:`Urllib3Transport.stream`)."""
         try:
             async with self.client.stream(req.method, req.url, **_httpx_kwargs(req, self._default_timeout)) as r:
-                if r.status_code >= 400:
+                if r.status_code >= ERROR_STATUS:
                     yield _httpx_head(r, await r.aread()), _empty()
                     return
 

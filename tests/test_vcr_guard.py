@@ -1,7 +1,8 @@
 """vcrpy really intercepts every HTTP stack in use, so no cassette test can silently reach the network.
 
-Each stack (plain httpx sync/async, plain httpx2 sync/async, the official ``openai`` SDK on httpx2 sync/async, and
-computekit's own transport) must replay a unique marker from cassettes/test_vcr_guard/ with the network blocked;
+Each stack (plain httpx sync/async, plain httpx2 sync/async, plain urllib3 (sync) and aiohttp (async): the libraries
+computekit's default transports use, the official ``openai`` SDK on httpx2 sync/async, and computekit's own
+transport) must replay a unique marker from cassettes/test_vcr_guard/ with the network blocked;
 and a request that is not in the cassette must raise vcrpy's ``CannotOverwriteExistingCassetteException``. If a
 stack bypassed vcrpy, the first kind of test would fail (blocked socket, or an ``.invalid`` host) and the second
 would not see vcrpy's exception.
@@ -12,15 +13,18 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import aiohttp
 import httpx
 import httpx2
 import openai
 import pytest
+import urllib3
 from vcr.errors import CannotOverwriteExistingCassetteException
 
 import computekit as ck
 from computekit._config import RetryConfig
 from computekit._retry import RetryPolicy
+from computekit._transport import AiohttpTransport, Urllib3Transport
 
 GUARD = "https://vcr-guard.invalid"
 NOT_RECORDED = "https://vcr-guard.invalid/not-in-the-cassette"
@@ -105,6 +109,42 @@ async def test_httpx2_async_bypass_is_caught() -> None:
             await client.get(NOT_RECORDED)
 
 
+# ------------------------------------------------------------------------------------------------ urllib3 / aiohttp
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("plain_urllib3_aiohttp.yaml")
+def test_urllib3_sync_replays() -> None:
+    with urllib3.PoolManager(retries=False) as pool:
+        r = pool.request("GET", f"{GUARD}/urllib3/sync")
+    assert r.status == 200
+    assert r.json() == {"marker": "ck-vcr-guard-urllib3-sync-7b3d2e"}
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("plain_urllib3_aiohttp.yaml")
+async def test_aiohttp_async_replays() -> None:
+    async with aiohttp.ClientSession() as session, session.get(f"{GUARD}/aiohttp/async") as r:
+        assert r.status == 200
+        body = await r.json()
+    assert body == {"marker": "ck-vcr-guard-aiohttp-async-e5190f"}
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("plain_urllib3_aiohttp.yaml")
+def test_urllib3_sync_bypass_is_caught() -> None:
+    with urllib3.PoolManager(retries=False) as pool, pytest.raises(CannotOverwriteExistingCassetteException):
+        pool.request("GET", NOT_RECORDED)
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("plain_urllib3_aiohttp.yaml")
+async def test_aiohttp_async_bypass_is_caught() -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(CannotOverwriteExistingCassetteException):
+            await session.get(NOT_RECORDED)
+
+
 # ------------------------------------------------------------------------------------------------ openai SDK
 
 
@@ -149,9 +189,12 @@ async def test_openai_sdk_async_bypass_is_caught() -> None:
 
 
 def _ck(cls: type[Any]) -> Any:
-    return cls(
+    client = cls(
         config=None, providers={"openai": {"api_key": KEY}}, retry_policy=RetryPolicy(RetryConfig(max_retries=0))
     )
+    # The default transports: the urllib3 / aiohttp stacks guarded above.
+    assert isinstance(client._transport, AiohttpTransport if cls is ck.AsyncClient else Urllib3Transport)
+    return client
 
 
 @pytest.mark.vcr
