@@ -6,10 +6,12 @@ Only the I/O loops are written twice; building requests, parsing, pricing and bo
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -53,6 +55,55 @@ def _complete_options(
     return opts
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One call, planned (pure): the targets in order, how to build each one's request and parse its answer."""
+
+    verb: str
+    targets: list[Target]
+    build: Callable[[Target], Any]
+    parse: Callable[[Target, Any, HTTPResponse], Any]
+    tags: Mapping[str, str] | None
+
+
+def _complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, messages: Messages | NotGiven,
+                   opts: dict[str, Any], tags: Mapping[str, str] | None, base_url: str | None,
+                   api_key: str | None) -> _Plan:
+    msgs = normalise_messages(prompt, messages)
+    return _Plan(
+        "complete",
+        core.targets(model, base_url=base_url, api_key=api_key),
+        lambda t: core.complete_request(t, msgs, opts, stream=False),
+        lambda t, req, resp: t.adapter.parse_complete(req, resp),
+        tags,
+    )
+
+
+def _stream_state(core: Core, model: ModelSpec, prompt: str | NotGiven, messages: Messages | NotGiven,
+                  opts: dict[str, Any], tags: Mapping[str, str] | None, base_url: str | None,
+                  api_key: str | None) -> _StreamState:
+    msgs = normalise_messages(prompt, messages)
+    targets = core.targets(model, base_url=base_url, api_key=api_key)
+    for t in targets:  # fail before anything is sent when a target cannot stream
+        core.complete_request(t, msgs, opts, stream=True)
+    return _StreamState(core, targets, msgs, opts, tags)
+
+
+def _embed_plan(core: Core, model: ModelSpec, inputs: str | Sequence[str], dimensions: int | NotGiven,
+                extra_body: Mapping[str, Any] | NotGiven, tags: Mapping[str, str] | None, base_url: str | None,
+                api_key: str | None) -> _Plan:
+    opts = call_options(dimensions=dimensions)
+    if extra_body is not NOT_GIVEN:
+        opts["extra"] = dict(extra_body)
+    return _Plan(
+        "embed",
+        core.targets(model, base_url=base_url, api_key=api_key),
+        lambda t: core.embed_request(t, inputs, opts),
+        lambda t, req, resp: t.adapter.parse_embed(req, resp),
+        tags,
+    )
+
+
 def _build_http(target: Target, req: CompleteRequest | EmbedRequest) -> HTTPRequest:
     http = target.adapter.build_complete(req) if isinstance(req, CompleteRequest) else target.adapter.build_embed(req)
     if http.timeout is None:  # the provider's own timeout, set here so that no adapter can forget it
@@ -94,6 +145,7 @@ class _StreamState:
         self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
 
     def request(self, target: Target) -> tuple[CompleteRequest, HTTPRequest]:
+        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)  # a fallback target starts with a clean decoder
         creq = self.core.complete_request(target, self.messages, self.options, stream=True)
         return creq, _build_http(target, creq)
 
@@ -112,6 +164,11 @@ class _StreamState:
         # The decoder sees only events; the request id is in the response head.
         result.request_id = result.request_id or target.adapter.request_id(head.headers)
         return result
+
+    def cancel(self, target: Target, decoder: StreamDecoder, started: dt.datetime, t0: float) -> None:
+        partial_result = decoder.result()
+        usage = partial_result.usage if partial_result._usage_reported else None
+        self.core.canceled("stream", target, usage, started, t0, self.attempts, self.tags)
 
     def close(self, target: Target, decoder: StreamDecoder) -> list[Chunk]:
         events, cut = self.sse.close()
@@ -189,6 +246,9 @@ class Stream(AbstractContextManager["Stream"]):
                     yield from st.close(target, decoder)
                 except ProviderError as e:
                     core.failed("stream", target, e, started, t0, st.attempts, st.tags)
+                    raise
+                except GeneratorExit:  # the caller stopped reading: still a billed attempt
+                    st.cancel(target, decoder, started, t0)
                     raise
                 finally:
                     cm.__exit__(None, None, None)
@@ -275,6 +335,9 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                 except ProviderError as e:
                     core.failed("stream", target, e, started, t0, st.attempts, st.tags)
                     raise
+                except GeneratorExit:  # the caller stopped reading: still a billed attempt
+                    st.cancel(target, decoder, started, t0)
+                    raise
                 finally:
                     await cm.__aexit__(None, None, None)
                 result = st.finish(target, decoder, head)
@@ -347,11 +410,11 @@ class Client(_BaseClient):
         super().__init__(config, ledger=ledger, retry_policy=retry_policy, **settings)
         self._transport = sync_transport(self._core.settings.timeout, http_client)
 
-    def _send(self, verb: str, targets: list[Target], build: Any, parse: Any, tags: Mapping[str, str] | None) -> Any:
-        core = self._core
+    def _send(self, plan: _Plan) -> Any:
+        core, targets, verb, parse, tags = self._core, plan.targets, plan.verb, plan.parse, plan.tags
         attempts: list[Attempt] = []
         for i, target in enumerate(targets):
-            built = _build_or_skip(targets, i, partial(_build_both, build, target))
+            built = _build_or_skip(targets, i, partial(_build_both, plan.build, target))
             if built is None:
                 continue
             req, http = built
@@ -437,17 +500,10 @@ class Client(_BaseClient):
             UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
             ProviderError: The provider failed after retries; a subclass says how.
         """
-        core = self._core
-        msgs = normalise_messages(prompt, messages)
         opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body)
-        targets = core.targets(model, base_url=base_url, api_key=api_key)
         result: Completion = self._send(
-            "complete",
-            targets,
-            lambda t: core.complete_request(t, msgs, opts, stream=False),
-            lambda t, req, resp: t.adapter.parse_complete(req, resp),
-            tags,
+            _complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
         )
         return result
 
@@ -483,14 +539,9 @@ class Client(_BaseClient):
             UnsupportedCapabilityError: The provider cannot stream (nothing was sent).
             ProviderError: While iterating: the provider failed, before or during the stream.
         """
-        core = self._core
-        msgs = normalise_messages(prompt, messages)
         opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body)
-        targets = core.targets(model, base_url=base_url, api_key=api_key)
-        for t in targets:  # fail before anything is sent when a target cannot stream
-            core.complete_request(t, msgs, opts, stream=True)
-        return Stream(self, _StreamState(core, targets, msgs, opts, tags))
+        return Stream(self, _stream_state(self._core, model, prompt, messages, opts, tags, base_url, api_key))
 
     def embed(
         self,
@@ -513,17 +564,8 @@ class Client(_BaseClient):
             UnsupportedCapabilityError: The provider has no embeddings API (nothing was sent).
             ProviderError: The provider failed after retries.
         """
-        core = self._core
-        opts = call_options(dimensions=dimensions)
-        if extra_body is not NOT_GIVEN:
-            opts["extra"] = dict(extra_body)
-        targets = core.targets(model, base_url=base_url, api_key=api_key)
         result: Embeddings = self._send(
-            "embed",
-            targets,
-            lambda t: core.embed_request(t, inputs, opts),
-            lambda t, req, resp: t.adapter.parse_embed(req, resp),
-            tags,
+            _embed_plan(self._core, model, inputs, dimensions, extra_body, tags, base_url, api_key)
         )
         return result
 
@@ -553,13 +595,11 @@ class AsyncClient(_BaseClient):
         super().__init__(config, ledger=ledger, retry_policy=retry_policy, **settings)
         self._transport = async_transport(self._core.settings.timeout, http_client)
 
-    async def _send(
-        self, verb: str, targets: list[Target], build: Any, parse: Any, tags: Mapping[str, str] | None
-    ) -> Any:
-        core = self._core
+    async def _send(self, plan: _Plan) -> Any:
+        core, targets, verb, parse, tags = self._core, plan.targets, plan.verb, plan.parse, plan.tags
         attempts: list[Attempt] = []
         for i, target in enumerate(targets):
-            built = _build_or_skip(targets, i, partial(_build_both, build, target))
+            built = _build_or_skip(targets, i, partial(_build_both, plan.build, target))
             if built is None:
                 continue
             req, http = built
@@ -621,17 +661,10 @@ class AsyncClient(_BaseClient):
             UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
             ProviderError: The provider failed after retries; a subclass says how.
         """
-        core = self._core
-        msgs = normalise_messages(prompt, messages)
         opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body)
-        targets = core.targets(model, base_url=base_url, api_key=api_key)
         result: Completion = await self._send(
-            "complete",
-            targets,
-            lambda t: core.complete_request(t, msgs, opts, stream=False),
-            lambda t, req, resp: t.adapter.parse_complete(req, resp),
-            tags,
+            _complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
         )
         return result
 
@@ -664,14 +697,9 @@ class AsyncClient(_BaseClient):
             UnsupportedCapabilityError: The provider cannot stream (nothing was sent).
             ProviderError: While iterating: the provider failed, before or during the stream.
         """
-        core = self._core
-        msgs = normalise_messages(prompt, messages)
         opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body)
-        targets = core.targets(model, base_url=base_url, api_key=api_key)
-        for t in targets:
-            core.complete_request(t, msgs, opts, stream=True)
-        return AsyncStream(self, _StreamState(core, targets, msgs, opts, tags))
+        return AsyncStream(self, _stream_state(self._core, model, prompt, messages, opts, tags, base_url, api_key))
 
     async def embed(
         self,
@@ -691,17 +719,8 @@ class AsyncClient(_BaseClient):
             UnsupportedCapabilityError: The provider has no embeddings API (nothing was sent).
             ProviderError: The provider failed after retries.
         """
-        core = self._core
-        opts = call_options(dimensions=dimensions)
-        if extra_body is not NOT_GIVEN:
-            opts["extra"] = dict(extra_body)
-        targets = core.targets(model, base_url=base_url, api_key=api_key)
         result: Embeddings = await self._send(
-            "embed",
-            targets,
-            lambda t: core.embed_request(t, inputs, opts),
-            lambda t, req, resp: t.adapter.parse_embed(req, resp),
-            tags,
+            _embed_plan(self._core, model, inputs, dimensions, extra_body, tags, base_url, api_key)
         )
         return result
 

@@ -315,6 +315,35 @@ class Core:
         attempts.append(attempt)
         self.record(verb, attempt, Usage(), tags)
 
+    def canceled(
+        self,
+        verb: str,
+        target: Target,
+        usage: Usage | None,
+        started: dt.datetime,
+        t0: float,
+        attempts: list[Attempt],
+        tags: Mapping[str, str] | None,
+    ) -> None:
+        """Record a stream the caller closed early: it was billed, but its usage (and so its cost) is unknown
+        unless the provider already sent it."""
+        cost = (
+            self.prices.token_cost(target.adapter.price_ref(target.model), usage, started)
+            if usage is not None
+            else Cost.unknown("stream closed by the caller before the provider reported usage")
+        )
+        attempt = Attempt(
+            provider=target.provider,
+            model=target.model,
+            outcome="canceled",
+            error="stream closed by the caller before its end",
+            latency_s=time.perf_counter() - t0,
+            cost=cost,
+            started_at=started,
+        )
+        attempts.append(attempt)
+        self.record(verb, attempt, usage or Usage(), tags)
+
     def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None) -> None:
         cost = attempt.cost
         self.ledger.record(

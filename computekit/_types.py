@@ -236,7 +236,8 @@ class Attempt(_Model):
     Attributes:
         provider: The provider tried.
         model: The model tried.
-        outcome: ``"success"`` or ``"error"``.
+        outcome: ``"success"``, ``"error"``, or ``"canceled"`` (a stream the caller closed before its end:
+            the provider billed what it generated, but reported no usage, so its cost is unknown).
         error: The error's type and message (never a secret), when it failed.
         error_type: The error class name, when it failed.
         status: The HTTP status, when one arrived.
@@ -248,7 +249,7 @@ class Attempt(_Model):
 
     provider: str
     model: str
-    outcome: Literal["success", "error"]
+    outcome: Literal["success", "error", "canceled"]
     error: str | None = None
     error_type: str | None = None
     status: int | None = None

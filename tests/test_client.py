@@ -733,3 +733,25 @@ async def test_target_without_a_key_is_skipped_when_another_remains(
     with pytest.raises(ck.MissingAPIKeyError, match="TOGETHER_API_KEY"):
         await _complete(client, is_async, "together:m", "hi")
     assert server.hits == 1
+
+
+@both
+async def test_stream_closed_early_is_recorded_as_canceled(is_async: bool) -> None:
+    """A stream the caller stops reading was still billed: its attempt reaches the ledger, unpriced."""
+    body = sse(*chat_chunks(["a", "b", "c"], usage=usage_json(3, 3)))
+    client = make_client(Server([stream_response(body, split=1)]), is_async=is_async)
+    if is_async:
+        async with client.stream(f"openai:{MODEL}", "hi") as s:
+            async for _ in s:
+                break
+    else:
+        with client.stream(f"openai:{MODEL}", "hi") as s:
+            for _ in s:
+                break
+    assert [a.outcome for a in s.attempts] == ["canceled"]
+    assert s.attempts[0].cost is not None and s.attempts[0].cost.total is None
+    rows = client.ledger.rows()
+    assert [(r.verb, r.outcome, r.cost) for r in rows] == [("stream", "canceled", None)]
+    assert client.ledger.report().unpriced == 1
+    with pytest.raises(RuntimeError):
+        _ = s.result

@@ -620,7 +620,7 @@ async def test_redirect_is_not_followed(serve: Any, is_async: bool) -> None:
     srv = serve(handler)
     client = make(is_async, srv.url)
     try:
-        with pytest.raises(ck.ProviderError) as ei:
+        with pytest.raises(ck.APIStatusError) as ei:
             await complete(client, is_async)
     finally:
         await close(client, is_async)

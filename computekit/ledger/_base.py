@@ -63,7 +63,8 @@ class ReportRow:
     output_tokens: int
     cost: Decimal
     unpriced: int
-    """Successful attempts whose cost is unknown: ``cost`` leaves them out, so it is a lower bound when > 0."""
+    """Attempts whose cost is unknown (unpriced models, timeouts that may have been billed, canceled streams):
+    ``cost`` leaves them out, so it is a lower bound when > 0."""
 
 
 @dataclass(slots=True)
@@ -162,13 +163,13 @@ def build_report(rows: Sequence[LedgerRow], group_by: str) -> Report:
         if g is None:
             g = groups[k] = ReportRow(k, 0, 0, 0, 0, Decimal(0), 0)
         g.calls += 1
-        if row.outcome != "success":
+        if row.outcome == "error":
             g.errors += 1
         g.input_tokens += row.input_tokens
         g.output_tokens += row.output_tokens
         if row.cost is not None:
             g.cost += row.cost
-        elif row.outcome == "success":
+        else:  # could not be priced (a known-free error is recorded as 0, not None)
             g.unpriced += 1
     ordered = sorted(groups.values(), key=lambda r: (-r.cost, r.key))
     total = sum((r.cost for r in ordered), Decimal(0))
