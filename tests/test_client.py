@@ -749,7 +749,8 @@ async def test_stream_closed_early_is_recorded_as_canceled(is_async: bool) -> No
             for _ in s:
                 break
     assert [a.outcome for a in s.attempts] == ["canceled"]
-    assert s.attempts[0].cost is not None and s.attempts[0].cost.total is None
+    assert s.attempts[0].cost is not None
+    assert s.attempts[0].cost.total is None
     rows = client.ledger.rows()
     assert [(r.verb, r.outcome, r.cost) for r in rows] == [("stream", "canceled", None)]
     assert client.ledger.report().unpriced == 1
