@@ -24,6 +24,7 @@ BUILTIN: Final[dict[str, str]] = {
     "openai": "computekit.adapters.openai:OpenAIAdapter",
     "azure": "computekit.adapters.azure:AzureOpenAIAdapter",
     "openai-compatible": _OPENAI_COMPATIBLE,
+    "anthropic": "computekit.adapters.anthropic:AnthropicAdapter",
     "ai21": "computekit.adapters.ai21:AI21Adapter",
     "mistral": "computekit.adapters.mistral:MistralAdapter",
     # OpenAI-compatible hosts with a built-in profile (see openai_compatible.PROFILES).

@@ -1,0 +1,592 @@
+"""Anthropic: the Messages API (text, tool use, extended thinking, prompt caching, streaming).
+
+Wire handling is written here, against Anthropic's documented JSON and SSE formats, instead of going through the
+official ``anthropic`` SDK:
+
+- the adapter contract is sans-IO (build an :class:`HTTPRequest`, parse an :class:`HTTPResponse` or SSE events),
+  and computekit's own transports do the I/O, the retries (with the SDK's retries off there would be nothing left
+  for the SDK to do but JSON shaping) and the streaming;
+- importing the ``anthropic`` SDK costs far more than this module (it pulls in its pydantic models for the
+  whole API surface), and "fast to import, cheap per call" is a design principle;
+- cassettes are recorded and replayed by vcrpy on computekit's own transports, the same way for every
+  provider, so no SDK-specific recording set-up is needed (and no second HTTP stack is patched);
+- the wire handling is kept honest by the real recordings in ``shared/conformance/anthropic`` and by validating
+  the authored cassettes against Anthropic's OpenAPI description.
+
+Translations (computekit's shape -> Anthropic's):
+
+- ``system`` / ``developer`` messages move to the top-level ``system`` field;
+- tools in OpenAI's shape (``{"type": "function", "function": {...}}``) or computekit's shorthand
+  (``{"name", "description", "parameters"}``) become ``{"name", "description", "input_schema"}``;
+  Anthropic-native tools (``input_schema``, or server tools with their own ``type``) pass unchanged;
+- an assistant message with ``tool_calls`` becomes ``text`` + ``tool_use`` blocks, and consecutive ``tool``
+  messages (``tool_call_id`` + content) become one ``user`` message of ``tool_result`` blocks;
+- ``max_tokens`` is required by Anthropic: when the call does not give one, :data:`DEFAULT_MAX_TOKENS` is sent
+  (raised above an extended-thinking ``budget_tokens`` when one is set).
+
+Usage: Anthropic's ``input_tokens`` **excludes** ``cache_creation_input_tokens`` and ``cache_read_input_tokens``;
+computekit's :class:`~computekit.Usage` counts all input, so ``input_tokens = input + cache_creation + cache_read``,
+``cached_input_tokens = cache_read`` and ``cache_write_tokens = cache_creation``. Thinking tokens are billed as
+output and are already in ``output_tokens`` (Anthropic does not report them apart, so ``reasoning_tokens`` stays 0).
+Server-side web searches are carried as ``usage.units["web_searches"]`` (priced per thousand by genai-prices).
+
+JSON mode is off: the Messages API has no ``response_format`` (structured output is done with a forced tool call),
+so a ``response_format`` is refused before anything is sent rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from .._exceptions import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ContextWindowExceededError,
+    InvalidRequestError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+)
+from .._types import Chunk, Completion, Embeddings, Message, ToolCall, Usage
+from ..pricing import PriceRef
+from ._base import (
+    Adapter,
+    Capabilities,
+    CompleteRequest,
+    HTTPRequest,
+    HTTPResponse,
+    SSEEvent,
+    StreamDecoder,
+)
+
+__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter"]
+
+DEFAULT_MAX_TOKENS: Final = 4096
+"""``max_tokens`` sent when the call gives none (Anthropic requires it; every current model allows at least this)."""
+
+ANTHROPIC_VERSION: Final = "2023-06-01"
+"""The ``anthropic-version`` header (the Messages API's only version); ``api_version`` in settings overrides it."""
+
+_FINISH: Final = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# Anthropic's error types -> computekit's error classes (https://docs.anthropic.com/en/api/errors).
+_ERROR_TYPES: Final[dict[str, type[APIStatusError]]] = {
+    "invalid_request_error": BadRequestError,
+    "request_too_large": BadRequestError,
+    "authentication_error": AuthenticationError,
+    "permission_error": PermissionDeniedError,
+    "not_found_error": NotFoundError,
+    "rate_limit_error": RateLimitError,
+    "api_error": ServerError,
+    "timeout_error": ServerError,
+    "overloaded_error": OverloadedError,
+}
+
+# The HTTP status Anthropic documents for each error type: an ``error`` event inside a 200 stream carries none.
+_ERROR_STATUS: Final = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+_CONTEXT_PHRASES: Final = ("prompt is too long", "input is too long", "context window", "exceeds the context")
+
+_SYSTEM_ROLES: Final = frozenset({"system", "developer"})
+
+
+def _finish(reason: str | None) -> str | None:
+    return _FINISH.get(reason, reason) if reason else reason
+
+
+# --------------------------------------------------------------------------------------------- request side
+
+
+def _image_block(url: str) -> dict[str, Any]:
+    if url.startswith("data:"):
+        head, _, data = url.partition(",")
+        media_type = head[5:].split(";")[0] or "image/png"
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _wire_part(part: Any) -> Any:
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    if not isinstance(part, Mapping):
+        return part
+    if part.get("type") == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, Mapping) else (image if isinstance(image, str) else part.get("url"))
+        if isinstance(url, str):
+            return _image_block(url)
+    return dict(part)  # text parts and Anthropic-native blocks (cache_control, documents ...) pass as they are
+
+
+def _wire_content(content: Any) -> Any:
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        return [_wire_part(p) for p in content]
+    return content
+
+
+def _tool_use_block(tc: Mapping[str, Any]) -> dict[str, Any]:
+    fn = tc.get("function")
+    if isinstance(fn, Mapping):  # OpenAI's shape
+        name, arguments = fn.get("name", ""), fn.get("arguments", "")
+    else:
+        name, arguments = tc.get("name", ""), tc.get("arguments", "")
+    if isinstance(arguments, str):
+        try:
+            args = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            raise InvalidRequestError(
+                f"tool call {tc.get('id')!r} has arguments that are not JSON; Anthropic needs a JSON object"
+            ) from None
+    else:
+        args = arguments
+    return {"type": "tool_use", "id": tc.get("id", ""), "name": name, "input": args}
+
+
+def _assistant_message(m: Mapping[str, Any]) -> dict[str, Any]:
+    content = m.get("content")
+    calls = m.get("tool_calls")
+    if not calls:
+        return {"role": "assistant", "content": _wire_content(content)}
+    blocks: list[Any] = []
+    if isinstance(content, list):
+        blocks.extend(_wire_part(p) for p in content)
+    elif content:
+        blocks.append({"type": "text", "text": content})
+    blocks.extend(_tool_use_block(tc) for tc in calls)
+    return {"role": "assistant", "content": blocks}
+
+
+def _tool_result(m: Mapping[str, Any]) -> dict[str, Any]:
+    if not m.get("tool_call_id"):
+        raise InvalidRequestError("a tool message needs the tool_call_id of the call it answers")
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m["tool_call_id"]}
+    content = m.get("content")
+    if content is not None and content != "":
+        block["content"] = _wire_content(content)
+    if m.get("is_error"):
+        block["is_error"] = True
+    return block
+
+
+def wire_messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
+    """computekit's messages -> Anthropic's ``system`` (``None`` when absent) and ``messages``."""
+    system: list[Any] = []
+    out: list[dict[str, Any]] = []
+    pending_results: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if pending_results:
+            out.append({"role": "user", "content": list(pending_results)})
+            pending_results.clear()
+
+    for m in messages:
+        role = m.get("role")
+        if role in _SYSTEM_ROLES:
+            system.append(m.get("content"))
+            continue
+        if role == "tool":
+            pending_results.append(_tool_result(m))
+            continue
+        flush()
+        if role == "assistant":
+            out.append(_assistant_message(m))
+        else:
+            out.append({"role": "user", "content": _wire_content(m.get("content"))})
+    flush()
+    return _system(system), out
+
+
+def _system(parts: list[Any]) -> Any:
+    if not parts:
+        return None
+    if all(isinstance(p, str) for p in parts):
+        return "\n\n".join(p for p in parts if p)
+    blocks: list[Any] = []
+    for p in parts:
+        if isinstance(p, list):
+            blocks.extend(_wire_part(x) for x in p)
+        elif p:
+            blocks.append({"type": "text", "text": p})
+    return blocks
+
+
+def wire_tool(t: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool in Anthropic's shape; OpenAI's shape and ``{"name", "description", "parameters"}`` are converted."""
+    if "input_schema" in t or ("type" in t and t["type"] not in ("function", "custom") and "function" not in t):
+        return dict(t)  # Anthropic-native, or a server tool (web_search_..., bash_...)
+    fn = t.get("function") if isinstance(t.get("function"), Mapping) else t
+    assert isinstance(fn, Mapping)
+    out: dict[str, Any] = {"name": fn["name"]}
+    if fn.get("description"):
+        out["description"] = fn["description"]
+    out["input_schema"] = fn.get("parameters") or {"type": "object", "properties": {}}
+    if t.get("cache_control") is not None:
+        out["cache_control"] = t["cache_control"]
+    return out
+
+
+def wire_tool_choice(choice: Any) -> Any:
+    """OpenAI-style ``tool_choice`` -> Anthropic's (``auto``/``required``/``none``/a named function)."""
+    if isinstance(choice, str):
+        return {"auto": {"type": "auto"}, "required": {"type": "any"}, "any": {"type": "any"},
+                "none": {"type": "none"}}.get(choice, {"type": "tool", "name": choice})
+    if isinstance(choice, Mapping):
+        fn = choice.get("function")
+        if choice.get("type") == "function" and isinstance(fn, Mapping):
+            return {"type": "tool", "name": fn["name"]}
+        return dict(choice)
+    return choice
+
+
+# --------------------------------------------------------------------------------------------- response side
+
+
+def _tool_call(block: Mapping[str, Any]) -> ToolCall:
+    args = block.get("input")
+    return ToolCall(
+        id=block.get("id") or "",
+        name=block.get("name") or "",
+        arguments=json.dumps(args if args is not None else {}, ensure_ascii=False),
+    )
+
+
+def _usage(raw: Mapping[str, Any] | None) -> Usage:
+    if not raw:
+        return Usage()
+    plain = raw.get("input_tokens") or 0
+    write = raw.get("cache_creation_input_tokens") or 0
+    read = raw.get("cache_read_input_tokens") or 0
+    units: dict[str, Decimal] = {}
+    tools = raw.get("server_tool_use")
+    if isinstance(tools, Mapping) and tools.get("web_search_requests"):
+        units["web_searches"] = Decimal(tools["web_search_requests"])
+    return Usage(
+        input_tokens=plain + write + read,
+        output_tokens=raw.get("output_tokens") or 0,
+        cached_input_tokens=read,
+        cache_write_tokens=write,
+        units=units,
+    )
+
+
+class AnthropicAdapter(Adapter):
+    """Anthropic's Messages API (``anthropic:`` models). Key: ``ANTHROPIC_API_KEY``."""
+
+    name = "anthropic"
+    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=False, embed=False)
+    key_env_vars = ("ANTHROPIC_API_KEY",)
+    default_base_url = "https://api.anthropic.com/v1"
+    table_provider = "anthropic"
+    docs_url = "https://docs.anthropic.com/en/api/messages"
+
+    # ----------------------------------------------------------------------------------------- URLs & auth
+
+    def endpoint(self, path: str) -> str:
+        """The full URL of ``path`` (``messages``)."""
+        return f"{self.settings.base_url.rstrip('/')}/{path}"
+
+    def headers(self) -> dict[str, str]:
+        """Request headers, the credential included (built per request; never stored or logged)."""
+        h = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "anthropic-version": self.settings.api_version or ANTHROPIC_VERSION,
+        }
+        h.update(self.settings.headers)
+        h["x-api-key"] = self.require_key()
+        return h
+
+    # ----------------------------------------------------------------------------------------- complete
+
+    def build_complete(self, req: CompleteRequest) -> HTTPRequest:
+        if req.response_format is not None:
+            raise self.unsupported("json_mode")
+        if req.seed is not None:
+            raise InvalidRequestError("Anthropic's Messages API has no seed parameter")
+        system, messages = wire_messages(req.messages)
+        body: dict[str, Any] = {"model": req.model, "max_tokens": self._max_tokens(req), "messages": messages}
+        if system:
+            body["system"] = system
+        if req.temperature is not None:
+            body["temperature"] = req.temperature
+        if req.top_p is not None:
+            body["top_p"] = req.top_p
+        if req.stop is not None:
+            body["stop_sequences"] = [req.stop] if isinstance(req.stop, str) else list(req.stop)
+        if req.tools:
+            body["tools"] = [wire_tool(t) for t in req.tools]
+        if req.tool_choice is not None:
+            body["tool_choice"] = wire_tool_choice(req.tool_choice)
+        if req.service_tier is not None:
+            body["service_tier"] = req.service_tier
+        if req.user is not None:
+            body["metadata"] = {"user_id": req.user}
+        if req.stream:
+            body["stream"] = True
+        if req.extra:
+            body.update(req.extra)
+        return HTTPRequest("POST", self.endpoint("messages"), self.headers(), json=body, stream=req.stream)
+
+    @staticmethod
+    def _max_tokens(req: CompleteRequest) -> int:
+        if req.max_tokens is not None:
+            return req.max_tokens
+        thinking = req.extra.get("thinking")
+        budget = thinking.get("budget_tokens") if isinstance(thinking, Mapping) else None
+        if isinstance(budget, int) and budget >= DEFAULT_MAX_TOKENS:
+            return budget + DEFAULT_MAX_TOKENS  # max_tokens must exceed the thinking budget
+        return DEFAULT_MAX_TOKENS
+
+    def parse_complete(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
+        try:
+            data = resp.json()
+        except ValueError:
+            raise self.malformed(resp, req.model, "body is not JSON") from None
+        if not isinstance(data, dict):
+            raise self.malformed(resp, req.model, "body is not a JSON object")
+        if data.get("type") == "error":
+            raise self.map_error(
+                HTTPResponse(_error_status(data), resp.headers, resp.content, resp.url), req.model
+            )
+        content = data.get("content")
+        if not isinstance(content, list):
+            raise self.malformed(resp, req.model, "no content blocks in the response")
+        text = "".join(b.get("text") or "" for b in content if isinstance(b, dict) and b.get("type") == "text")
+        calls = [_tool_call(b) for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
+        raw_usage = data.get("usage")
+        result = Completion(
+            provider=self.provider,
+            model=req.model,
+            text=text,
+            message=Message(role="assistant", content=text, tool_calls=calls or None),
+            tool_calls=calls,
+            finish_reason=_finish(data.get("stop_reason")),
+            id=data.get("id"),
+            service_tier=raw_usage.get("service_tier") if isinstance(raw_usage, dict) else None,
+            response_model=data.get("model"),
+            usage=self.usage(raw_usage),
+            request_id=self.request_id(resp.headers),
+            raw=data,
+        )
+        result._usage_reported = isinstance(raw_usage, dict)
+        return result
+
+    def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
+        return _MessageStream(self, req)
+
+    # ----------------------------------------------------------------------------------------- usage
+
+    def usage(self, raw: Mapping[str, Any] | None) -> Usage:
+        return _usage(raw)
+
+    def price_ref(self, model: str, result: Completion | Embeddings | None = None) -> PriceRef:
+        """Priced as the exact model that answered (``claude-sonnet-4-5-20250929``) when the response names it."""
+        answered = result.response_model if isinstance(result, Completion) else None
+        return PriceRef(provider=self.provider, model=answered or model, table_provider=self.table_provider)
+
+    # ----------------------------------------------------------------------------------------- errors
+
+    def classify_error(self, status: int, body: Any) -> type[APIStatusError] | None:
+        err = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(err, dict):
+            return OverloadedError if status == 529 else None
+        kind = err.get("type") or ""
+        if kind == "invalid_request_error":
+            msg = str(err.get("message") or "").lower()
+            if any(p in msg for p in _CONTEXT_PHRASES):
+                return ContextWindowExceededError
+        return _ERROR_TYPES.get(kind) or (OverloadedError if status == 529 else None)
+
+    def map_error(self, resp: HTTPResponse, model: str | None) -> ProviderError:
+        err = super().map_error(resp, model)
+        if err.request_id is None and isinstance(err.body, dict) and isinstance(err.body.get("request_id"), str):
+            err.request_id = err.body["request_id"]
+        return err
+
+
+def _error_status(data: Mapping[str, Any]) -> int:
+    err = data.get("error")
+    kind = err.get("type") if isinstance(err, Mapping) else None
+    return _ERROR_STATUS.get(kind or "", 500)
+
+
+class _MessageStream(StreamDecoder):
+    """Anthropic's stream events -> Chunk, assembling the final message (the same shape as a non-streamed one)."""
+
+    def __init__(self, adapter: AnthropicAdapter, req: CompleteRequest) -> None:
+        self.adapter = adapter
+        self.req = req
+        self.message: dict[str, Any] = {}
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.partial_json: dict[int, list[str]] = {}
+        self.tool_index: dict[int, int] = {}
+        self.text: list[str] = []
+        self.raw_usage: dict[str, Any] | None = None
+        self.stop_reason: str | None = None
+        self.stop_sequence: str | None = None
+        self.done = False
+
+    def _bad(self, event: SSEEvent, why: str) -> ProviderError:
+        return self.adapter.malformed(HTTPResponse(200, {}, event.data.encode()), self.req.model, why)
+
+    def feed(self, event: SSEEvent) -> list[Chunk]:
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            raise self._bad(event, "stream event is not JSON") from None
+        if not isinstance(data, dict):
+            raise self._bad(event, "stream event is not a JSON object")
+        kind = data.get("type") or event.event
+        if kind == "ping":
+            return []
+        if kind == "error":
+            raise self.adapter.map_error(
+                HTTPResponse(_error_status(data), {}, event.data.encode()), self.req.model
+            )
+        if kind == "message_start":
+            msg = data.get("message")
+            if not isinstance(msg, dict):
+                raise self._bad(event, "message_start without a message")
+            self.message = {k: v for k, v in msg.items() if k not in ("content", "usage")}
+            if isinstance(msg.get("usage"), dict):
+                self.raw_usage = dict(msg["usage"])
+            return []
+        if kind == "content_block_start":
+            return self._block_start(data)
+        if kind == "content_block_delta":
+            return self._block_delta(data)
+        if kind == "content_block_stop":
+            self._block_stop(data)
+            return []
+        if kind == "message_delta":
+            return self._message_delta(data)
+        if kind == "message_stop":
+            self.done = True
+            return []
+        return []  # new event types are ignored, as Anthropic's versioning policy asks
+
+    def _block_start(self, data: dict[str, Any]) -> list[Chunk]:
+        idx = data.get("index", len(self.blocks))
+        block = dict(data.get("content_block") or {})
+        self.blocks[idx] = block
+        chunk = Chunk(raw=data)
+        if block.get("type") == "tool_use":
+            n = self.tool_index[idx] = len(self.tool_index)
+            self.partial_json[idx] = []
+            chunk.tool_calls.append({"index": n, "id": block.get("id"), "name": block.get("name"), "arguments": None})
+        elif block.get("type") == "text" and block.get("text"):
+            self.text.append(block["text"])
+            chunk.text = block["text"]
+        return [chunk]
+
+    def _block_delta(self, data: dict[str, Any]) -> list[Chunk]:
+        idx = data.get("index", 0)
+        delta = data.get("delta") or {}
+        block = self.blocks.setdefault(idx, {"type": "text", "text": ""})
+        chunk = Chunk(raw=data)
+        dtype = delta.get("type")
+        if dtype == "text_delta":
+            piece = delta.get("text") or ""
+            block["text"] = (block.get("text") or "") + piece
+            self.text.append(piece)
+            chunk.text = piece
+        elif dtype == "input_json_delta":
+            piece = delta.get("partial_json") or ""
+            self.partial_json.setdefault(idx, []).append(piece)
+            if piece:
+                n = self.tool_index.setdefault(idx, len(self.tool_index))
+                chunk.tool_calls.append({"index": n, "id": None, "name": None, "arguments": piece})
+        elif dtype == "thinking_delta":
+            block["thinking"] = (block.get("thinking") or "") + (delta.get("thinking") or "")
+        elif dtype == "signature_delta":
+            block["signature"] = (block.get("signature") or "") + (delta.get("signature") or "")
+        elif dtype == "citations_delta":
+            block.setdefault("citations", []).append(delta.get("citation"))
+        return [chunk]
+
+    def _block_stop(self, data: dict[str, Any]) -> None:
+        idx = data.get("index", 0)
+        block = self.blocks.get(idx)
+        if block is not None and block.get("type") == "tool_use" and idx in self.partial_json:
+            text = "".join(self.partial_json[idx])
+            try:
+                block["input"] = json.loads(text) if text.strip() else {}
+            except ValueError:
+                block["input"] = text  # kept as the model wrote it; ToolCall.arguments carries the same text
+
+    def _message_delta(self, data: dict[str, Any]) -> list[Chunk]:
+        delta = data.get("delta") or {}
+        chunk = Chunk(raw=data)
+        if delta.get("stop_reason"):
+            self.stop_reason = delta["stop_reason"]
+            chunk.finish_reason = _finish(self.stop_reason)
+        self.stop_sequence = delta.get("stop_sequence")
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            # Cumulative counts: message_delta's non-null fields replace message_start's.
+            merged = dict(self.raw_usage or {})
+            merged.update({k: v for k, v in usage.items() if v is not None})
+            self.raw_usage = merged
+            chunk.usage = self.adapter.usage(merged)
+        return [chunk]
+
+    def _calls(self) -> list[ToolCall]:
+        calls = []
+        for idx in sorted(self.tool_index, key=lambda i: self.tool_index[i]):
+            block = self.blocks.get(idx, {})
+            args = "".join(self.partial_json.get(idx, [])) or "{}"
+            calls.append(ToolCall(id=block.get("id") or "", name=block.get("name") or "", arguments=args))
+        return calls
+
+    def result(self) -> Completion:
+        text = "".join(self.text)
+        calls = self._calls()
+        raw = {
+            **self.message,
+            "content": [self.blocks[i] for i in sorted(self.blocks)],
+            "stop_reason": self.stop_reason,
+            "stop_sequence": self.stop_sequence,
+            "usage": self.raw_usage,
+        }
+        result = Completion(
+            provider=self.adapter.provider,
+            model=self.req.model,
+            text=text,
+            message=Message(role="assistant", content=text, tool_calls=calls or None),
+            tool_calls=calls,
+            finish_reason=_finish(self.stop_reason),
+            id=self.message.get("id"),
+            service_tier=(self.raw_usage or {}).get("service_tier"),
+            response_model=self.message.get("model"),
+            usage=self.adapter.usage(self.raw_usage),
+            raw=raw,
+        )
+        result._usage_reported = self.raw_usage is not None
+        return result
