@@ -25,6 +25,7 @@ BUILTIN: Final[dict[str, str]] = {
     "azure": "computekit.adapters.azure:AzureOpenAIAdapter",
     "openai-compatible": _OPENAI_COMPATIBLE,
     "anthropic": "computekit.adapters.anthropic:AnthropicAdapter",
+    "cohere": "computekit.adapters.cohere:CohereAdapter",
     "ai21": "computekit.adapters.ai21:AI21Adapter",
     "mistral": "computekit.adapters.mistral:MistralAdapter",
     # OpenAI-compatible hosts with a built-in profile (see openai_compatible.PROFILES).
