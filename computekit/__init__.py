@@ -9,7 +9,7 @@
 
 from ._client import AsyncClient, AsyncStream, Client, Stream
 from ._constants import NOT_GIVEN
-from ._defaults import acomplete, aembed, astream, complete, embed, stream
+from ._defaults import acomplete, aembed, arerank, astream, complete, embed, rerank, stream
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -43,6 +43,8 @@ from ._types import (
     ImagePart,
     Message,
     PriceSource,
+    RerankHit,
+    Reranking,
     TextPart,
     ToolCall,
     Usage,
@@ -84,6 +86,8 @@ __all__ = [
     "PriceSource",
     "ProviderError",
     "RateLimitError",
+    "RerankHit",
+    "Reranking",
     "ServerError",
     "Stream",
     "TextPart",
@@ -94,8 +98,10 @@ __all__ = [
     "__version__",
     "acomplete",
     "aembed",
+    "arerank",
     "astream",
     "complete",
     "embed",
+    "rerank",
     "stream",
 ]

@@ -22,8 +22,8 @@ from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
 from ._transport import ERROR_STATUS as _ERROR_STATUS
 from ._transport import async_transport, sync_transport
-from ._types import Attempt, Chunk, Completion, Embeddings, Message
-from .adapters._base import CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, StreamDecoder
+from ._types import Attempt, Chunk, Completion, Embeddings, Message, Reranking
+from .adapters._base import CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, RerankRequest, StreamDecoder
 from .ledger import Ledger
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
@@ -104,8 +104,29 @@ def _embed_plan(core: Core, model: ModelSpec, inputs: str | Sequence[str], dimen
     )
 
 
-def _build_http(target: Target, req: CompleteRequest | EmbedRequest) -> HTTPRequest:
-    http = target.adapter.build_complete(req) if isinstance(req, CompleteRequest) else target.adapter.build_embed(req)
+def _rerank_plan(core: Core, model: ModelSpec, query: str, documents: Sequence[str], top_n: int | NotGiven,
+                 extra_body: Mapping[str, Any] | NotGiven, tags: Mapping[str, str] | None, base_url: str | None,
+                 api_key: str | None) -> _Plan:
+    opts = call_options(top_n=top_n)
+    if extra_body is not NOT_GIVEN:
+        opts["extra"] = dict(extra_body)
+    return _Plan(
+        "rerank",
+        core.targets(model, base_url=base_url, api_key=api_key),
+        lambda t: core.rerank_request(t, query, documents, opts),
+        lambda t, req, resp: t.adapter.parse_rerank(req, resp),
+        tags,
+    )
+
+
+def _build_http(target: Target, req: CompleteRequest | EmbedRequest | RerankRequest) -> HTTPRequest:
+    adapter = target.adapter
+    if isinstance(req, CompleteRequest):
+        http = adapter.build_complete(req)
+    elif isinstance(req, EmbedRequest):
+        http = adapter.build_embed(req)
+    else:
+        http = adapter.build_rerank(req)
     if http.timeout is None:  # the provider's own timeout, set here so that no adapter can forget it
         http.timeout = target.adapter.settings.timeout
     return http
@@ -569,6 +590,44 @@ class Client(_BaseClient):
         )
         return result
 
+    def rerank(
+        self,
+        model: ModelSpec,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | NotGiven = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> Reranking:
+        """Order ``documents`` by relevance to ``query`` (Cohere ``rerank-*`` models).
+
+        Args:
+            model: ``"provider:model"``, a list of them (tried in order), or a route name.
+            query: What the documents are ranked against.
+            documents: The candidate texts.
+            top_n: Return only the best ``top_n`` hits.
+            extra_body: Provider-specific body fields, sent as they are.
+            tags: Labels stored with every attempt in the ledger.
+            base_url: Send this call to another base URL (a configured key goes only to its own origin).
+            api_key: A key for this call only.
+
+        Returns:
+            Hits, most relevant first, with the billed search units and their cost (``None`` unless a price
+            for the model's search units is known, e.g. from ``[prices]``).
+
+        Raises:
+            InvalidRequestError: The query or documents are not strings (nothing was sent).
+            UnsupportedCapabilityError: The provider has no rerank API (nothing was sent).
+            ProviderError: The provider failed after retries.
+        """
+        result: Reranking = self._send(
+            _rerank_plan(self._core, model, query, documents, top_n, extra_body, tags, base_url, api_key)
+        )
+        return result
+
     def close(self) -> None:
         """Close pooled connections."""
         self._transport.close()
@@ -721,6 +780,44 @@ class AsyncClient(_BaseClient):
         """
         result: Embeddings = await self._send(
             _embed_plan(self._core, model, inputs, dimensions, extra_body, tags, base_url, api_key)
+        )
+        return result
+
+    async def rerank(
+        self,
+        model: ModelSpec,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | NotGiven = NOT_GIVEN,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+    ) -> Reranking:
+        """Order ``documents`` by relevance to ``query`` (Cohere ``rerank-*`` models).
+
+        Args:
+            model: ``"provider:model"``, a list of them (tried in order), or a route name.
+            query: What the documents are ranked against.
+            documents: The candidate texts.
+            top_n: Return only the best ``top_n`` hits.
+            extra_body: Provider-specific body fields, sent as they are.
+            tags: Labels stored with every attempt in the ledger.
+            base_url: Send this call to another base URL (a configured key goes only to its own origin).
+            api_key: A key for this call only.
+
+        Returns:
+            Hits, most relevant first, with the billed search units and their cost (``None`` unless a price
+            for the model's search units is known, e.g. from ``[prices]``).
+
+        Raises:
+            InvalidRequestError: The query or documents are not strings (nothing was sent).
+            UnsupportedCapabilityError: The provider has no rerank API (nothing was sent).
+            ProviderError: The provider failed after retries.
+        """
+        result: Reranking = await self._send(
+            _rerank_plan(self._core, model, query, documents, top_n, extra_body, tags, base_url, api_key)
         )
         return result
 

@@ -24,8 +24,8 @@ from ._exceptions import (
     ProviderError,
 )
 from ._retry import RetryPolicy
-from ._types import Attempt, Completion, Cost, Embeddings, Message, Usage
-from .adapters._base import Adapter, CompleteRequest, EmbedRequest, ProviderSettings, env_key
+from ._types import Attempt, Cost, Message, Result, Usage
+from .adapters._base import Adapter, CompleteRequest, EmbedRequest, ProviderSettings, RerankRequest, env_key
 from .adapters._registry import adapter_class
 from .ledger import Ledger, LedgerRow, open_ledger
 from .pricing import PriceBook
@@ -254,9 +254,22 @@ class Core:
             raise InvalidRequestError("embed() takes a string or a non-empty list of strings")
         return EmbedRequest(model=target.model, inputs=items, **options)
 
+    @staticmethod
+    def rerank_request(
+        target: Target, query: str, documents: Sequence[str], options: dict[str, Any]
+    ) -> RerankRequest:
+        if not target.adapter.capabilities.rerank:
+            raise target.adapter.unsupported("rerank")
+        if not isinstance(query, str) or not query:
+            raise InvalidRequestError("rerank() needs a non-empty query string")
+        docs = list(documents) if not isinstance(documents, str) else None
+        if not docs or not all(isinstance(d, str) for d in docs):
+            raise InvalidRequestError("rerank() takes a non-empty list of document strings")
+        return RerankRequest(model=target.model, query=query, documents=docs, **options)
+
     # ----------------------------------------------------------------------------------------- bookkeeping
 
-    def price(self, target: Target, result: Completion | Embeddings, when: dt.datetime) -> Cost:
+    def price(self, target: Target, result: Result, when: dt.datetime) -> Cost:
         """The cost of a successful result, from what the provider reported."""
         if not result._usage_reported:
             return Cost.unknown(f"{target.provider} reported no usage for this call")
@@ -266,7 +279,7 @@ class Core:
         self,
         verb: str,
         target: Target,
-        result: Completion | Embeddings,
+        result: Result,
         started: dt.datetime,
         t0: float,
         attempts: list[Attempt],

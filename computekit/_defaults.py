@@ -6,9 +6,9 @@ import threading
 from typing import Any
 
 from ._client import AsyncClient, AsyncStream, Client, Stream
-from ._types import Completion, Embeddings
+from ._types import Completion, Embeddings, Reranking
 
-__all__ = ["acomplete", "aembed", "astream", "complete", "embed", "stream"]
+__all__ = ["acomplete", "aembed", "arerank", "astream", "complete", "embed", "rerank", "stream"]
 
 _lock = threading.Lock()
 _sync: Client | None = None
@@ -71,3 +71,13 @@ def astream(model: Any, prompt: Any = None, /, **kwargs: Any) -> AsyncStream:
 async def aembed(model: Any, inputs: Any, /, **kwargs: Any) -> Embeddings:
     """:meth:`AsyncClient.embed` on the default async client."""
     return await default_async_client().embed(model, inputs, **kwargs)
+
+
+def rerank(model: Any, query: str, documents: Any, /, **kwargs: Any) -> Reranking:
+    """:meth:`Client.rerank` on the default client."""
+    return default_client().rerank(model, query, documents, **kwargs)
+
+
+async def arerank(model: Any, query: str, documents: Any, /, **kwargs: Any) -> Reranking:
+    """:meth:`AsyncClient.rerank` on the default async client."""
+    return await default_async_client().rerank(model, query, documents, **kwargs)

@@ -22,6 +22,8 @@ __all__ = [
     "ImagePart",
     "Message",
     "PriceSource",
+    "RerankHit",
+    "Reranking",
     "TextPart",
     "ToolCall",
     "Usage",
@@ -324,6 +326,20 @@ class Chunk(_Model):
     raw: Any = Field(default=None, repr=False)
 
 
+class RerankHit(_Model):
+    """One reranked document: its position in the input, its relevance, and the document when returned."""
+
+    index: int
+    relevance_score: float
+    document: Any = None
+
+
+class Reranking(_Result):
+    """The result of ``rerank()``: hits, most relevant first."""
+
+    results: list[RerankHit] = Field(default_factory=list)
+
+
 class Embeddings(_Result):
     """The result of ``embed()``: one vector per input, in input order."""
 
@@ -333,3 +349,7 @@ class Embeddings(_Result):
     def dimensions(self) -> int:
         """Length of each vector (0 when there are none)."""
         return len(self.vectors[0]) if self.vectors else 0
+
+
+Result = Completion | Embeddings | Reranking
+"""Any verb's result: what an adapter is asked to price."""

@@ -40,6 +40,8 @@ EXPECTED = sorted([
     "PriceSource",
     "ProviderError",
     "RateLimitError",
+    "RerankHit",
+    "Reranking",
     "ServerError",
     "Stream",
     "TextPart",
@@ -50,9 +52,11 @@ EXPECTED = sorted([
     "__version__",
     "acomplete",
     "aembed",
+    "arerank",
     "astream",
     "complete",
     "embed",
+    "rerank",
     "stream",
 ])
 

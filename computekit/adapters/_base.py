@@ -39,7 +39,7 @@ from .._exceptions import (
     ServerError,
     UnsupportedCapabilityError,
 )
-from .._types import Chunk, Completion, Cost, Embeddings, Usage
+from .._types import Chunk, Completion, Cost, Embeddings, Reranking, Result, Usage
 from ..pricing import PriceRef
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "HTTPRequest",
     "HTTPResponse",
     "ProviderSettings",
+    "RerankRequest",
     "SSEEvent",
     "StreamDecoder",
 ]
@@ -65,6 +66,7 @@ class Capabilities:
     json_mode: bool = False
     embed: bool = False
     text_completion: bool = False
+    rerank: bool = False
     predict: bool = False
     finetune: bool = False
     bills_failed_requests: bool = False
@@ -195,6 +197,17 @@ class EmbedRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class RerankRequest:
+    """A ``rerank()`` call, normalised."""
+
+    model: str
+    query: str
+    documents: list[str]
+    top_n: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class StreamDecoder(ABC):
     """Turns one response's server-sent events into chunks, then into the final completion."""
 
@@ -306,13 +319,21 @@ class Adapter(ABC):
         """Translate a successful response into :class:`Embeddings` (usage set, cost not)."""
         raise self.unsupported("embed")
 
+    def build_rerank(self, req: RerankRequest) -> HTTPRequest:
+        """Translate a ``rerank()`` call into an HTTP request."""
+        raise self.unsupported("rerank")
+
+    def parse_rerank(self, req: RerankRequest, resp: HTTPResponse) -> Reranking:
+        """Translate a successful response into :class:`Reranking` (usage set, cost not)."""
+        raise self.unsupported("rerank")
+
     def usage(self, raw: Mapping[str, Any] | None) -> Usage:
         """Translate the provider's usage object into :class:`Usage`."""
         return Usage()
 
     # ----------------------------------------------------------------------------------------- pricing
 
-    def price_ref(self, model: str, result: Completion | Embeddings | None = None) -> PriceRef:
+    def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         """What the price tables should look up for ``model`` (and, once known, the result)."""
         return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider)
 

@@ -54,7 +54,7 @@ from .._exceptions import (
     RateLimitError,
     ServerError,
 )
-from .._types import Chunk, Completion, Embeddings, Message, ToolCall, Usage
+from .._types import Chunk, Completion, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
@@ -406,7 +406,7 @@ class AnthropicAdapter(Adapter):
     def usage(self, raw: Mapping[str, Any] | None) -> Usage:
         return _usage(raw)
 
-    def price_ref(self, model: str, result: Completion | Embeddings | None = None) -> PriceRef:
+    def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         """Priced as the exact model that answered (``claude-sonnet-4-5-20250929``) when the response names it."""
         answered = result.response_model if isinstance(result, Completion) else None
         return PriceRef(provider=self.provider, model=answered or model, table_provider=self.table_provider)

@@ -33,8 +33,6 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from .._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -43,7 +41,7 @@ from .._exceptions import (
     ProviderError,
     ServerError,
 )
-from .._types import Chunk, Completion, Embeddings, Message, ToolCall, Usage, _Result
+from .._types import Chunk, Completion, Embeddings, Message, RerankHit, Reranking, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
@@ -52,11 +50,12 @@ from ._base import (
     EmbedRequest,
     HTTPRequest,
     HTTPResponse,
+    RerankRequest,
     SSEEvent,
     StreamDecoder,
 )
 
-__all__ = ["CohereAdapter", "RerankHit", "Reranking", "V1ChatStream", "to_sdk"]
+__all__ = ["CohereAdapter", "V1ChatStream", "to_sdk"]
 
 # Cohere's finish reasons (v1 and v2) -> computekit's vocabulary; anything else is kept lower-cased.
 _FINISH = {
@@ -168,22 +167,6 @@ def _response_format(rf: Any) -> Any:
 # --------------------------------------------------------------------------------------------- results
 
 
-class RerankHit(BaseModel):
-    """One reranked document: its position in the input and its relevance."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    index: int
-    relevance_score: float
-    document: Any = None
-
-
-class Reranking(_Result):
-    """The result of a rerank call: hits, most relevant first."""
-
-    results: list[RerankHit] = []
-
-
 def _content_text(content: Any) -> str:
     """The text of a v2 message's content: text blocks only (``thinking`` blocks are kept in ``raw``)."""
     if isinstance(content, str):
@@ -237,7 +220,7 @@ class CohereAdapter(Adapter):
     """Cohere's API (``cohere:`` models). Keys: ``CO_API_KEY``, then ``COHERE_API_KEY``."""
 
     name = "cohere"
-    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True)
+    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, rerank=True)
     key_env_vars = ("CO_API_KEY", "COHERE_API_KEY")
     default_base_url = "https://api.cohere.com"
     table_provider = "cohere"
@@ -363,25 +346,18 @@ class CohereAdapter(Adapter):
 
     # ----------------------------------------------------------------------------------------- rerank
 
-    def build_rerank(
-        self,
-        model: str,
-        query: str,
-        documents: list[str],
-        *,
-        top_n: int | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> HTTPRequest:
+    def build_rerank(self, req: RerankRequest) -> HTTPRequest:
         """``POST {base}/v2/rerank``: ``documents`` ordered by relevance to ``query``."""
-        body: dict[str, Any] = {"model": model, "query": query, "documents": list(documents)}
-        if top_n is not None:
-            body["top_n"] = top_n
-        if extra:
-            body.update(extra)
+        body: dict[str, Any] = {"model": req.model, "query": req.query, "documents": list(req.documents)}
+        if req.top_n is not None:
+            body["top_n"] = req.top_n
+        if req.extra:
+            body.update(req.extra)
         return HTTPRequest("POST", self.endpoint("v2/rerank"), self.headers(), json=body)
 
-    def parse_rerank(self, model: str, resp: HTTPResponse) -> Reranking:
+    def parse_rerank(self, req: RerankRequest, resp: HTTPResponse) -> Reranking:
         """A rerank response -> :class:`Reranking` (``usage.units["search_units"]``; cost not set)."""
+        model = req.model
         data = self._json_object(resp, model)
         results = data.get("results")
         if not isinstance(results, list):
@@ -473,7 +449,7 @@ class CohereAdapter(Adapter):
 
     # ----------------------------------------------------------------------------------------- pricing
 
-    def price_ref(self, model: str, result: Completion | Embeddings | None = None) -> PriceRef:
+    def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         # Cohere responses do not name the model: the requested id is the priced one.
         return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider)
 

@@ -21,7 +21,7 @@ from .._exceptions import (
     ContextWindowExceededError,
     OverloadedError,
 )
-from .._types import Chunk, Completion, Embeddings, Message, ToolCall, Usage
+from .._types import Chunk, Completion, Embeddings, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
@@ -269,7 +269,7 @@ class OpenAIWire(Adapter):
             output_audio_tokens=cd.get("audio_tokens") or 0,
         )
 
-    def price_ref(self, model: str, result: Completion | Embeddings | None = None) -> PriceRef:
+    def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         ctx: tuple[tuple[str, str], ...] = ()
         if isinstance(result, Completion) and result.service_tier and result.service_tier != "default":
             ctx = (("service_tier", result.service_tier),)

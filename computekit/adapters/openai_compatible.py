@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from .._types import Completion, Embeddings
+from .._types import Result
 from ..pricing import PriceRef
 from ._base import Capabilities, CompleteRequest, HTTPRequest
 from .openai import OpenAIWire
@@ -108,7 +108,7 @@ class OpenAICompatibleAdapter(OpenAIWire):
             http.json.pop("model", None)  # the engine is in the URL
         return http
 
-    def price_ref(self, model: str, result: Completion | Embeddings | None = None) -> PriceRef:
+    def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         ref = super().price_ref(model, result)
         p = self.profile
         return PriceRef(

@@ -130,7 +130,11 @@ class TokenRates:
                          amount=q * self.per_request)
             )
         for key, qty in usage.units.items():
-            if key in self.extra_units and qty:
+            if not qty:
+                continue
+            if key not in self.extra_units:  # billed, but no price for it: the total would understate spend
+                raise _MissingRate(key)
+            else:
                 price, per = self.extra_units[key]
                 unit_price = price / per
                 lines.append(CostLine(item=key, quantity=qty, unit=key, unit_price=unit_price, amount=qty * unit_price))
@@ -254,6 +258,8 @@ class PriceBook:
 
     Args:
         overrides: ``{"provider:model": {"input_mtok": "0.15", "output_mtok": "0.60", ...}}`` from config.
+            Token prices are per 1M tokens (``*_mtok``), ``per_request`` is per request, and any other key is
+            the price of one unit of that name in ``Usage.units`` (``search_units = "0.002"``).
     """
 
     def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
@@ -261,13 +267,14 @@ class PriceBook:
         for key, prices in (overrides or {}).items():
             token_prices = {k: _decimal(v) for k, v in prices.items() if k in _TOKEN_KEYS}
             per_request = prices.get("per_request")
-            if token_prices or per_request is not None:
-                provider, _, model = key.partition(":")
-                self._overrides[(provider, model)] = TokenRates(
-                    prices=token_prices,
-                    source=PriceSource(table="config", as_of=None),
-                    per_request=_decimal(per_request) if per_request is not None else None,
-                )
+            units = {k: (_decimal(v), 1) for k, v in prices.items() if k not in _TOKEN_KEYS and k != "per_request"}
+            provider, _, model = key.partition(":")
+            self._overrides[(provider, model)] = TokenRates(
+                prices=token_prices,
+                source=PriceSource(table="config", as_of=None),
+                per_request=_decimal(per_request) if per_request is not None else None,
+                extra_units=units,
+            )
         self._cache: dict[tuple[PriceRef, dt.datetime], TokenRates | None] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()

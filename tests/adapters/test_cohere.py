@@ -27,7 +27,14 @@ from conftest import CASSETTES, real_key
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
 import computekit as ck
-from computekit.adapters._base import CompleteRequest, EmbedRequest, HTTPResponse, ProviderSettings, SSEEvent
+from computekit.adapters._base import (
+    CompleteRequest,
+    EmbedRequest,
+    HTTPResponse,
+    ProviderSettings,
+    RerankRequest,
+    SSEEvent,
+)
 from computekit.adapters.cohere import CohereAdapter, to_sdk
 from computekit.pricing import PriceBook
 from computekit.pricing._book import UnknownPriceWarning
@@ -313,12 +320,13 @@ def test_malformed_bodies() -> None:
 
 def test_rerank_pure_and_unpriced() -> None:
     a = adapter()
-    http = a.build_rerank("rerank-v3.5", "q", ["a", "b"], top_n=1)
+    req = RerankRequest(model="rerank-v3.5", query="q", documents=["a", "b"], top_n=1)
+    http = a.build_rerank(req)
     assert (http.url, http.json) == ("https://api.cohere.com/v2/rerank",
                                      {"model": "rerank-v3.5", "query": "q", "documents": ["a", "b"], "top_n": 1})
     body = {"id": "x", "results": [{"index": 1, "relevance_score": 0.9}],
             "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}}
-    r = a.parse_rerank("rerank-v3.5", HTTPResponse(200, {}, json.dumps(body).encode()))
+    r = a.parse_rerank(req, HTTPResponse(200, {}, json.dumps(body).encode()))
     assert r.results[0].index == 1
     assert r.usage.units == {"search_units": Decimal(1)}
     with warnings.catch_warnings():

@@ -35,8 +35,9 @@ from computekit._config import RetryConfig
 from computekit._exceptions import NotFoundError
 from computekit._retry import RetryPolicy
 from computekit._sse import SSEDecoder
-from computekit.adapters._base import CompleteRequest, EmbedRequest, HTTPResponse, ProviderSettings
-from computekit.adapters.cohere import CohereAdapter, Reranking, to_sdk
+from computekit._types import Reranking
+from computekit.adapters._base import CompleteRequest, EmbedRequest, HTTPResponse, ProviderSettings, RerankRequest
+from computekit.adapters.cohere import CohereAdapter, to_sdk
 from computekit.pricing import PriceBook
 from computekit.pricing._book import UnknownPriceWarning
 
@@ -418,11 +419,12 @@ def test_rerank(ex: Exchange | None) -> None:
     a = adapter()
     data = ex.json()
     body = ex.request_body
-    http = a.build_rerank(body["model"], body["query"], body["documents"], top_n=body["top_n"])
+    req = RerankRequest(model=body["model"], query=body["query"], documents=body["documents"], top_n=body["top_n"])
+    http = a.build_rerank(req)
     assert http.url == ex.uri
     assert http.json == _strip_none(body)
 
-    result = a.parse_rerank(body["model"], response(ex))
+    result = a.parse_rerank(req, response(ex))
     assert isinstance(result, Reranking)
     assert [(h.index, h.relevance_score) for h in result.results] == [
         (r["index"], r["relevance_score"]) for r in data["results"]
