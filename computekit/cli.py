@@ -284,8 +284,8 @@ def _provider_row(core: Core, name: str) -> dict[str, Any]:
     _, env_vars, requires_key = cls.defaults_for(name)
     if conf and conf.api_key_env:
         env_vars = (conf.api_key_env,)
-    row.update(adapter=cls.name, capabilities=cls.capabilities.names(), key_env_vars=list(env_vars),
-               requires_key=requires_key, docs_url=cls.docs_url)
+    row.update(adapter=cls.name, capabilities=cls.capabilities_for(name).names(), key_env_vars=list(env_vars),
+               requires_key=requires_key, docs_url=cls.docs_url, pricing=cls.pricing_for(name))
     try:
         _, ps = core.provider_settings(name)
     except ComputeKitError:
@@ -302,10 +302,19 @@ def _provider_row(core: Core, name: str) -> dict[str, Any]:
 
 
 @app.command()
-def providers(json_out: JsonOption = False, config: ConfigOption = None) -> None:
+def providers(
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the built-in providers as the docs' Markdown table.")
+    ] = False,
+) -> None:
     """Every provider computekit can call: capabilities, key variables, base URL, and whether it is set up."""
     from .adapters import available
 
+    if markdown:
+        typer.echo(providers_markdown(), nl=False)
+        return
     with _errors():
         core = _core(config)
         names = sorted({*available(), *core.settings.providers})
@@ -333,6 +342,28 @@ def providers(json_out: JsonOption = False, config: ConfigOption = None) -> None
             r["base_url"] or "—", f"[{style}]{_escape(configured)}[/]",
         )
     _console().print(table)
+
+
+def providers_markdown() -> str:
+    """The built-in (and installed plugin) providers as a Markdown table, from the registry alone: what each
+    adapter says of itself, independent of config and keys. ``docs/providers/index.md`` holds this table, and
+    a test keeps the two equal."""
+    from .adapters import adapter_class, available
+
+    lines = [
+        "| provider | adapter | capabilities | key env var(s) | default base URL | prices from |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in sorted(available()):
+        cls = adapter_class(name)
+        url, env_vars, requires_key = cls.defaults_for(name)
+        keys = ", ".join(f"`{v}`" for v in env_vars) or ("none needed" if not requires_key else "`api_key`")
+        caps = ", ".join(cls.capabilities_for(name).names())
+        lines.append(
+            f"| `{name}` | {cls.name} | {caps} | {keys} | {f'`{url}`' if url else 'set `base_url`'} | "
+            f"{cls.pricing_for(name)} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _escape(text: str) -> str:

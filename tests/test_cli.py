@@ -318,7 +318,8 @@ def test_providers_json_is_asked_of_the_registry(monkeypatch: pytest.MonkeyPatch
     for name in ("openai", "azure", "together", "ollama"):
         cls = adapter_class(name)
         url, env_vars, requires_key = cls.defaults_for(name)
-        assert rows[name]["capabilities"] == cls.capabilities.names()
+        assert rows[name]["capabilities"] == cls.capabilities_for(name).names()
+        assert rows[name]["pricing"] == cls.pricing_for(name)
         assert rows[name]["key_env_vars"] == list(env_vars)
         assert rows[name]["requires_key"] == requires_key
         assert rows[name]["adapter"] == cls.name

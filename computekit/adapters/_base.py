@@ -268,6 +268,13 @@ class Adapter(ABC):
         return cls.capabilities
 
     @classmethod
+    def pricing_for(cls, provider: str) -> str:
+        """Where ``provider``'s prices come from, in words (for the docs and the CLI)."""
+        if cls.table_provider:
+            return f"genai-prices (`{cls.table_provider}`)"
+        return "config `[prices]` only"
+
+    @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
         """Base URL, key env vars and whether a key is needed, for a provider served by this adapter."""
         return cls.default_base_url, cls.key_env_vars, cls.requires_key

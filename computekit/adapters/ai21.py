@@ -62,6 +62,10 @@ class AI21Adapter(OpenAIWire):
     include_stream_usage = False  # AI21 sends usage in the last chunk without being asked
     docs_url = "https://docs.ai21.com/reference/jamba-1-6-api-ref"
 
+    @classmethod
+    def pricing_for(cls, provider: str) -> str:
+        return "computekit's `tokens.toml` (AI21's pricing page)"
+
     # ----------------------------------------------------------------------------------------- complete
 
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:

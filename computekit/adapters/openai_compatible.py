@@ -92,6 +92,13 @@ class OpenAICompatibleAdapter(OpenAIWire):
         return PROFILES.get(provider, _GENERIC).capabilities
 
     @classmethod
+    def pricing_for(cls, provider: str) -> str:
+        p = PROFILES.get(provider, _GENERIC)
+        if not p.metered:
+            return "self-hosted: $0 (config `[prices]` to charge)"
+        return f"genai-prices (`{p.table_provider}`)" if p.table_provider else "config `[prices]` only"
+
+    @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
         p = PROFILES.get(provider, _GENERIC)
         return p.base_url or None, p.key_env_vars, p.requires_key
