@@ -283,6 +283,9 @@ def _usage(raw: Mapping[str, Any] | None) -> Usage:
     plain = raw.get("input_tokens") or 0
     write = raw.get("cache_creation_input_tokens") or 0
     read = raw.get("cache_read_input_tokens") or 0
+    # The cache writes' split by lifetime: 1-hour writes cost more than 5-minute ones.
+    split = raw.get("cache_creation")
+    write_1h = (split.get("ephemeral_1h_input_tokens") or 0) if isinstance(split, Mapping) else 0
     units: dict[str, Decimal] = {}
     tools = raw.get("server_tool_use")
     if isinstance(tools, Mapping) and tools.get("web_search_requests"):
@@ -292,6 +295,7 @@ def _usage(raw: Mapping[str, Any] | None) -> Usage:
         output_tokens=raw.get("output_tokens") or 0,
         cached_input_tokens=read,
         cache_write_tokens=write,
+        cache_write_1h_tokens=write_1h,
         units=units,
     )
 

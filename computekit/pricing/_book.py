@@ -32,6 +32,7 @@ _TOKEN_KEYS = (
     "output_mtok",
     "cache_read_mtok",
     "cache_write_mtok",
+    "cache_write_1h_mtok",
     "input_audio_mtok",
     "output_audio_mtok",
     "output_reasoning_mtok",
@@ -118,7 +119,8 @@ class TokenRates:
         uncached = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens - audio_in
         add("input", max(uncached, 0), "input_mtok")
         add("cached input", usage.cached_input_tokens, "cache_read_mtok", "input_mtok")
-        add("cache write", usage.cache_write_tokens, "cache_write_mtok", "input_mtok")
+        add("cache write", usage.cache_write_tokens - usage.cache_write_1h_tokens, "cache_write_mtok", "input_mtok")
+        add("cache write (1h)", usage.cache_write_1h_tokens, "cache_write_1h_mtok")
         add("input audio", audio_in, "input_audio_mtok")
         add("output", max(usage.output_tokens - reasoning - audio_out, 0), "output_mtok")
         add("reasoning", reasoning, "output_reasoning_mtok")

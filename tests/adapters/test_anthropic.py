@@ -497,3 +497,27 @@ def test_spec_validation_is_not_vacuous() -> None:
     assert schema_errors("ErrorResponse", {"type": "error", "error": {"type": "overloaded_error"}, "request_id": None})
     assert schema_errors("MessageStreamEvent", {"type": "content_block_delta", "index": 0,
                                                 "delta": {"type": "text_delta"}})
+
+
+def test_one_hour_cache_writes_are_priced_at_their_own_rate() -> None:
+    """``cache_creation.ephemeral_1h_input_tokens`` is a part of the cache writes with a dearer rate."""
+    from computekit.pricing import PriceBook
+
+    a = _adapter()
+    raw = {"input_tokens": 10, "output_tokens": 20, "cache_creation_input_tokens": 3000,
+           "cache_read_input_tokens": 0,
+           "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000}}
+    usage = a.usage(raw)
+    assert (usage.cache_write_tokens, usage.cache_write_1h_tokens) == (3000, 2000)
+    model = "claude-sonnet-4-5-20250929"
+    when = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
+    cost = PriceBook().token_cost(a.price_ref(model), usage, when)
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=3010, output_tokens=20, cache_write_tokens=3000, cache_write_1h_tokens=2000),
+        model, provider_id="anthropic", genai_request_timestamp=when,
+    ).total_price
+    assert cost.total == expected
+    lines = {line.item: line for line in cost.lines}
+    assert lines["cache write"].quantity == 1000
+    assert lines["cache write (1h)"].quantity == 2000
+    assert lines["cache write (1h)"].unit_price > lines["cache write"].unit_price
