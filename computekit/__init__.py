@@ -11,6 +11,7 @@ from ._client import AsyncClient, AsyncStream, Client, Stream
 from ._constants import NOT_GIVEN
 from ._defaults import acomplete, aembed, arerank, astream, complete, embed, rerank, stream
 from ._exceptions import (
+    AllTargetsFailedError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -58,6 +59,7 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AllTargetsFailedError",
     "AsyncClient",
     "AsyncStream",
     "Attempt",

@@ -9,14 +9,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+from ._config import RouteConfig
 from ._constants import MAX_SSE_EVENT_BYTES, NOT_GIVEN, NotGiven
-from ._core import Core, Target, call_options, normalise_messages, now
+from ._core import Core, Run, Target, call_options, normalise_messages, now
 from ._exceptions import APIConnectionError, MissingAPIKeyError, ProviderError
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
@@ -25,6 +27,7 @@ from ._transport import async_transport, sync_transport
 from ._types import Attempt, Chunk, Completion, Embeddings, Message, Reranking
 from .adapters._base import CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, RerankRequest, StreamDecoder
 from .ledger import Ledger
+from .routing import Router
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
 
@@ -64,6 +67,7 @@ class _Plan:
     build: Callable[[Target], Any]
     parse: Callable[[Target, Any, HTTPResponse], Any]
     tags: Mapping[str, str] | None
+    route: RouteConfig | None = None
 
 
 def _complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, messages: Messages | NotGiven,
@@ -76,6 +80,7 @@ def _complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, message
         lambda t: core.complete_request(t, msgs, opts, stream=False),
         lambda t, req, resp: t.adapter.parse_complete(req, resp),
         tags,
+        core.route(model),
     )
 
 
@@ -86,7 +91,7 @@ def _stream_state(core: Core, model: ModelSpec, prompt: str | NotGiven, messages
     targets = core.targets(model, base_url=base_url, api_key=api_key)
     for t in targets:  # fail before anything is sent when a target cannot stream
         core.complete_request(t, msgs, opts, stream=True)
-    return _StreamState(core, targets, msgs, opts, tags)
+    return _StreamState(core, targets, msgs, opts, tags, core.route(model))
 
 
 def _embed_plan(core: Core, model: ModelSpec, inputs: str | Sequence[str], dimensions: int | NotGiven,
@@ -101,6 +106,7 @@ def _embed_plan(core: Core, model: ModelSpec, inputs: str | Sequence[str], dimen
         lambda t: core.embed_request(t, inputs, opts),
         lambda t, req, resp: t.adapter.parse_embed(req, resp),
         tags,
+        core.route(model),
     )
 
 
@@ -116,6 +122,7 @@ def _rerank_plan(core: Core, model: ModelSpec, query: str, documents: Sequence[s
         lambda t: core.rerank_request(t, query, documents, opts),
         lambda t, req, resp: t.adapter.parse_rerank(req, resp),
         tags,
+        core.route(model),
     )
 
 
@@ -129,6 +136,10 @@ def _build_http(target: Target, req: CompleteRequest | EmbedRequest | RerankRequ
         http = adapter.build_rerank(req)
     if http.timeout is None:  # the provider's own timeout, set here so that no adapter can forget it
         http.timeout = target.adapter.settings.timeout
+    header = target.adapter.settings.idempotency_header
+    if header and header not in http.headers:
+        # One key per request, built once and reused by its retries: the host bills a retried POST once.
+        http.headers[header] = uuid.uuid4().hex
     return http
 
 
@@ -137,14 +148,27 @@ def _build_both(build: Callable[[Target], Any], target: Target) -> tuple[Any, HT
     return req, _build_http(target, req)
 
 
-def _build_or_skip(targets: list[Target], i: int, make: Callable[[], _T]) -> _T | None:
-    """Build target ``i``'s request; ``None`` when it has no key and another target remains (nothing was sent)."""
+def _build_or_skip(run: Run, make: Callable[[], _T]) -> _T | None:
+    """Build a target's request; ``None`` when it has no key and another target remains (nothing was sent)."""
     try:
         return make()
     except MissingAPIKeyError:
-        if i == len(targets) - 1:
+        if not run.has_more():
             raise
         return None
+
+
+def _has_idempotency_key(target: Target, http: HTTPRequest) -> bool:
+    header = target.adapter.settings.idempotency_header
+    return bool(header) and header in http.headers
+
+
+def _bound(http: HTTPRequest, target: Target, run: Run) -> None:
+    """Fit one try into the call's deadline (raises when it has passed)."""
+    left = run.check_deadline(target)
+    if left is not None:
+        http.timeout = min(http.timeout or left, left)
+        http.total_timeout = left
 
 
 def _decode_stream_error(target: Target, why: str) -> APIConnectionError:
@@ -155,9 +179,9 @@ class _StreamState:
     """What a stream has done so far: shared by :class:`Stream` and :class:`AsyncStream` (pure)."""
 
     def __init__(self, core: Core, targets: list[Target], messages: list[dict[str, Any]], options: dict[str, Any],
-                 tags: Mapping[str, str] | None) -> None:
+                 tags: Mapping[str, str] | None, route: RouteConfig | None = None) -> None:
         self.core = core
-        self.targets = targets
+        self.run = Run(core, targets, route, lambda t: core.complete_request(t, messages, options, stream=True))
         self.messages = messages
         self.options = options
         self.tags = tags
@@ -238,17 +262,21 @@ class Stream(AbstractContextManager["Stream"]):
 
     def _run(self) -> Iterator[Chunk]:
         st = self._state
-        core = st.core
-        for i, target in enumerate(st.targets):
-            built = _build_or_skip(st.targets, i, partial(st.request, target))
+        core, run = st.core, st.run
+        while (target := run.next()) is not None:
+            built = _build_or_skip(run, partial(st.request, target))
             if built is None:
                 continue
             creq, http = built
             decoder = target.adapter.stream_decoder(creq)
             started_any = False
+            first_byte: float | None = None
             try:
-                for attempt in core.retry.retrying():
+                for attempt in core.retry.retrying(
+                    idempotent=_has_idempotency_key(target, http), remaining=run.remaining_fn()
+                ):
                     with attempt:
+                        _bound(http, target, run)
                         started, t0 = now(), time.perf_counter()
                         cm = self._client._transport.stream(http, target.provider, target.model)
                         try:
@@ -262,6 +290,8 @@ class Stream(AbstractContextManager["Stream"]):
                 try:
                     for data in body:
                         for chunk in st.chunks(target, decoder, data):
+                            if first_byte is None:
+                                first_byte = time.perf_counter() - t0
                             started_any = True
                             yield chunk
                     yield from st.close(target, decoder)
@@ -274,13 +304,14 @@ class Stream(AbstractContextManager["Stream"]):
                 finally:
                     cm.__exit__(None, None, None)
                 result = st.finish(target, decoder, head)
-                core.succeeded("stream", target, result, started, t0, st.attempts, st.tags)
+                core.succeeded("stream", target, result, started, t0, st.attempts, st.tags, first_byte)
                 st.result = result
                 return
             except ProviderError as e:
-                # A stream falls back only while nothing has reached the caller.
-                if started_any or i == len(st.targets) - 1 or not core.falls_back(e):
+                if started_any:  # a stream falls back only while nothing has reached the caller
                     raise
+                run.failed(target, e)
+        raise run.exhausted(st.attempts)
 
     def close(self) -> None:
         """Stop reading and release the connection."""
@@ -325,17 +356,21 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
 
     async def _run(self) -> AsyncIterator[Chunk]:
         st = self._state
-        core = st.core
-        for i, target in enumerate(st.targets):
-            built = _build_or_skip(st.targets, i, partial(st.request, target))
+        core, run = st.core, st.run
+        while (target := run.next()) is not None:
+            built = _build_or_skip(run, partial(st.request, target))
             if built is None:
                 continue
             creq, http = built
             decoder = target.adapter.stream_decoder(creq)
             started_any = False
+            first_byte: float | None = None
             try:
-                async for attempt in core.retry.aretrying():
+                async for attempt in core.retry.aretrying(
+                    idempotent=_has_idempotency_key(target, http), remaining=run.remaining_fn()
+                ):
                     with attempt:
+                        _bound(http, target, run)
                         started, t0 = now(), time.perf_counter()
                         cm = self._client._transport.stream(http, target.provider, target.model)
                         try:
@@ -349,6 +384,8 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                 try:
                     async for data in body:
                         for chunk in st.chunks(target, decoder, data):
+                            if first_byte is None:
+                                first_byte = time.perf_counter() - t0
                             started_any = True
                             yield chunk
                     for chunk in st.close(target, decoder):
@@ -362,12 +399,14 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                 finally:
                     await cm.__aexit__(None, None, None)
                 result = st.finish(target, decoder, head)
-                core.succeeded("stream", target, result, started, t0, st.attempts, st.tags)
+                core.succeeded("stream", target, result, started, t0, st.attempts, st.tags, first_byte)
                 st.result = result
                 return
             except ProviderError as e:
-                if started_any or i == len(st.targets) - 1 or not core.falls_back(e):
+                if started_any:
                     raise
+                run.failed(target, e)
+        raise run.exhausted(st.attempts)
 
     async def aclose(self) -> None:
         """Stop reading and release the connection."""
@@ -385,9 +424,10 @@ class _BaseClient:
         *,
         ledger: Ledger | str | Mapping[str, Any] | None = None,
         retry_policy: RetryPolicy | None = None,
+        router: Router | None = None,
         **settings: Any,
     ) -> None:
-        self._core = Core(config, ledger=ledger, retry_policy=retry_policy, **settings)
+        self._core = Core(config, ledger=ledger, retry_policy=retry_policy, router=router, **settings)
 
     @property
     def ledger(self) -> Ledger:
@@ -412,6 +452,7 @@ class Client(_BaseClient):
             ``$COMPUTEKIT_CONFIG``, else ``./computekit.toml`` when present.
         ledger: A ledger object to use instead of the configured one.
         retry_policy: A retry policy (tests inject one whose sleep does not sleep).
+        router: Routing state (cooldowns, latency) with an injectable clock; one per client by default.
         **settings: Settings shaped like the file (``providers={...}``, ``retry={...}``, ``ledger="none"``),
             merged over it.
 
@@ -425,22 +466,26 @@ class Client(_BaseClient):
         *,
         ledger: Ledger | str | Mapping[str, Any] | None = None,
         retry_policy: RetryPolicy | None = None,
+        router: Router | None = None,
         http_client: Any = None,
         **settings: Any,
     ) -> None:
-        super().__init__(config, ledger=ledger, retry_policy=retry_policy, **settings)
+        super().__init__(config, ledger=ledger, retry_policy=retry_policy, router=router, **settings)
         self._transport = sync_transport(self._core.settings.timeout, http_client)
 
     def _send(self, plan: _Plan) -> Any:
-        core, targets, verb, parse, tags = self._core, plan.targets, plan.verb, plan.parse, plan.tags
+        core, verb, parse, tags = self._core, plan.verb, plan.parse, plan.tags
+        run = Run(core, plan.targets, plan.route, plan.build)
         attempts: list[Attempt] = []
-        for i, target in enumerate(targets):
-            built = _build_or_skip(targets, i, partial(_build_both, plan.build, target))
+        while (target := run.next()) is not None:
+            built = _build_or_skip(run, partial(_build_both, plan.build, target))
             if built is None:
                 continue
             req, http = built
+            idempotent = _has_idempotency_key(target, http)
 
             def once(target: Target = target, req: Any = req, http: HTTPRequest = http) -> Any:
+                _bound(http, target, run)
                 started, t0 = now(), time.perf_counter()
                 try:
                     resp = self._transport.send(http, target.provider, target.model)
@@ -459,16 +504,16 @@ class Client(_BaseClient):
                 try:
                     return once()
                 except ProviderError as e:
-                    if not core.retry.retries_after(e):
+                    wait = core.retry.first_wait(e, idempotent=idempotent, remaining=run.remaining_fn())
+                    if wait is None:
                         raise
-                    core.retry.sleep(core.retry.wait_for(e, 1))
-                for attempt in core.retry.retrying(done=1):
+                    core.retry.sleep(wait)
+                for attempt in core.retry.retrying(done=1, idempotent=idempotent, remaining=run.remaining_fn()):
                     with attempt:
                         return once()
             except ProviderError as e:
-                if i == len(targets) - 1 or not core.falls_back(e):
-                    raise
-        raise AssertionError("unreachable: the loop returns or raises")
+                run.failed(target, e)
+        raise run.exhausted(attempts)
 
     def complete(
         self,
@@ -648,22 +693,26 @@ class AsyncClient(_BaseClient):
         *,
         ledger: Ledger | str | Mapping[str, Any] | None = None,
         retry_policy: RetryPolicy | None = None,
+        router: Router | None = None,
         http_client: Any = None,
         **settings: Any,
     ) -> None:
-        super().__init__(config, ledger=ledger, retry_policy=retry_policy, **settings)
+        super().__init__(config, ledger=ledger, retry_policy=retry_policy, router=router, **settings)
         self._transport = async_transport(self._core.settings.timeout, http_client)
 
     async def _send(self, plan: _Plan) -> Any:
-        core, targets, verb, parse, tags = self._core, plan.targets, plan.verb, plan.parse, plan.tags
+        core, verb, parse, tags = self._core, plan.verb, plan.parse, plan.tags
+        run = Run(core, plan.targets, plan.route, plan.build)
         attempts: list[Attempt] = []
-        for i, target in enumerate(targets):
-            built = _build_or_skip(targets, i, partial(_build_both, plan.build, target))
+        while (target := run.next()) is not None:
+            built = _build_or_skip(run, partial(_build_both, plan.build, target))
             if built is None:
                 continue
             req, http = built
+            idempotent = _has_idempotency_key(target, http)
 
             async def once(target: Target = target, req: Any = req, http: HTTPRequest = http) -> Any:
+                _bound(http, target, run)
                 started, t0 = now(), time.perf_counter()
                 try:
                     resp = await self._transport.send(http, target.provider, target.model)
@@ -680,16 +729,18 @@ class AsyncClient(_BaseClient):
                 try:  # first try outside tenacity, as in Client._send
                     return await once()
                 except ProviderError as e:
-                    if not core.retry.retries_after(e):
+                    wait = core.retry.first_wait(e, idempotent=idempotent, remaining=run.remaining_fn())
+                    if wait is None:
                         raise
-                    await core.retry.async_sleep(core.retry.wait_for(e, 1))
-                async for attempt in core.retry.aretrying(done=1):
+                    await core.retry.async_sleep(wait)
+                async for attempt in core.retry.aretrying(
+                    done=1, idempotent=idempotent, remaining=run.remaining_fn()
+                ):
                     with attempt:
                         return await once()
             except ProviderError as e:
-                if i == len(targets) - 1 or not core.falls_back(e):
-                    raise
-        raise AssertionError("unreachable: the loop returns or raises")
+                run.failed(target, e)
+        raise run.exhausted(attempts)
 
     async def complete(
         self,

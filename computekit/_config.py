@@ -21,6 +21,9 @@ from ._constants import (
     CONFIG_FILENAME,
     DEFAULT_BACKOFF_INITIAL_S,
     DEFAULT_BACKOFF_MAX_S,
+    DEFAULT_COOLDOWN_S,
+    DEFAULT_FAILURE_WINDOW_S,
+    DEFAULT_FAILURES_TO_COOL,
     DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_AFTER_CAP_S,
     DEFAULT_TIMEOUT_S,
@@ -36,6 +39,7 @@ __all__ = [
     "ProviderConfig",
     "RetryConfig",
     "RouteConfig",
+    "RoutingConfig",
     "Settings",
     "load_settings",
 ]
@@ -60,15 +64,32 @@ class ProviderConfig(_Section):
     deployments: dict[str, str] = Field(
         default_factory=dict, description="Azure OpenAI: model name -> deployment name."
     )
+    idempotency_header: str | None = Field(
+        None,
+        description="Header in which the host accepts an idempotency key (e.g. 'Idempotency-Key'): one key per "
+        "request, the same on its retries, so a retried POST is not billed twice.",
+    )
 
 
 class RouteConfig(_Section):
     """A named route: targets tried in order (fallback), or chosen by a strategy."""
 
     targets: list[str] = Field(min_length=1, description="Model ids, 'provider:model'.")
-    strategy: Literal["ordered"] = Field(
-        "ordered", description="How targets are chosen. This release tries them in order (fallback)."
+    strategy: Literal["ordered", "cheapest", "fastest", "weighted"] = Field(
+        "ordered",
+        description="ordered: as listed; cheapest: by this request's estimated cost; fastest: by observed "
+        "latency; weighted: first target drawn by weight, the rest as listed.",
     )
+    weights: list[float] | None = Field(None, description="For 'weighted': one weight per target.")
+
+    @model_validator(mode="after")
+    def _weights(self) -> RouteConfig:
+        if self.weights is not None:
+            if self.strategy != "weighted":
+                raise ValueError("weights are only used with strategy = 'weighted'")
+            if len(self.weights) != len(self.targets) or any(w < 0 for w in self.weights) or not any(self.weights):
+                raise ValueError("weights: one non-negative weight per target, not all zero")
+        return self
 
     @field_validator("targets")
     @classmethod
@@ -87,6 +108,24 @@ class RetryConfig(_Section):
     backoff_max: float = Field(DEFAULT_BACKOFF_MAX_S, ge=0, description="Largest backoff, seconds.")
     retry_after_cap: float = Field(
         DEFAULT_RETRY_AFTER_CAP_S, ge=0, description="Longest Retry-After honoured inside a call, seconds."
+    )
+
+
+class RoutingConfig(_Section):
+    """Cooldowns of failing targets, the total deadline of a call, and fallback choices."""
+
+    cooldown_s: float = Field(DEFAULT_COOLDOWN_S, ge=0, description="How long a failing target is skipped.")
+    failure_window_s: float = Field(
+        DEFAULT_FAILURE_WINDOW_S, gt=0, description="Window in which failures are counted, seconds."
+    )
+    failures_to_cool: int = Field(
+        DEFAULT_FAILURES_TO_COOL, ge=1, description="Failures within the window that cool a target down."
+    )
+    deadline_s: float | None = Field(
+        None, gt=0, description="Total time one call may take, retries, sleeps and fallbacks included."
+    )
+    on_content_filter: Literal["raise", "fallback"] = Field(
+        "raise", description="Whether a content-filter refusal falls back to the next target."
     )
 
 
@@ -123,6 +162,7 @@ class Settings(_Section):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     prices: dict[str, dict[str, Decimal]] = Field(

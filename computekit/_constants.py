@@ -39,6 +39,12 @@ DEFAULT_BACKOFF_MAX_S: Final = 8.0
 DEFAULT_RETRY_AFTER_CAP_S: Final = 60.0
 """A server may ask us to wait longer than this; we do not sleep that long inside one call."""
 
+DEFAULT_COOLDOWN_S: Final = 30.0
+"""How long a target that keeps failing (or refuses the key) is skipped by routing."""
+DEFAULT_FAILURE_WINDOW_S: Final = 60.0
+DEFAULT_FAILURES_TO_COOL: Final = 3
+"""Failed calls (after their retries) within the window that cool a target down."""
+
 DEFAULT_MAX_CONNECTIONS: Final = 1000
 DEFAULT_MAX_KEEPALIVE: Final = 100
 

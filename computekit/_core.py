@@ -5,20 +5,24 @@ finishing results (pricing, attempts) and writing the ledger. No network I/O hap
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from ._config import Settings, load_settings
+from ._config import RouteConfig, Settings, load_settings
 from ._constants import NOT_GIVEN, NotGiven
 from ._exceptions import (
-    BadRequestError,
+    AllTargetsFailedError,
+    APITimeoutError,
     ConfigError,
     InvalidRequestError,
     ProviderError,
@@ -29,10 +33,12 @@ from .adapters._base import Adapter, CompleteRequest, EmbedRequest, ProviderSett
 from .adapters._registry import adapter_class
 from .ledger import Ledger, LedgerRow, open_ledger
 from .pricing import PriceBook
+from .routing import Action, Router
 
 __all__ = ["Core", "Target"]
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_MTOK = Decimal(1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,7 @@ class Core:
         *,
         ledger: Ledger | str | Mapping[str, Any] | None = None,
         retry_policy: RetryPolicy | None = None,
+        router: Router | None = None,
         **settings: Any,
     ) -> None:
         # ``ledger=`` is a Ledger object, or the setting itself ("sqlite:///...", "none", {"url": ...}).
@@ -137,6 +144,7 @@ class Core:
         self.settings: Settings = load_settings(config, **settings)
         self.prices = PriceBook(self.settings.prices)
         self.retry = retry_policy or RetryPolicy(self.settings.retry)
+        self.router = router or Router(self.settings.routing)
         self._ledger = ledger
         self._adapters: dict[str, Adapter] = {}
         self._lock = threading.Lock()
@@ -188,6 +196,7 @@ class Core:
             project=conf.project if conf else None,
             headers=dict(conf.headers) if conf else {},
             deployments=dict(conf.deployments) if conf else {},
+            idempotency_header=conf.idempotency_header if conf else None,
             key_env_vars=env_vars,
         )
 
@@ -207,7 +216,7 @@ class Core:
     def targets(
         self, model: str | Sequence[str], *, base_url: str | None = None, api_key: str | None = None
     ) -> list[Target]:
-        """A model id, a list of them (fallback order) or a route name -> targets in the order to try."""
+        """A model id, a list of them (fallback order) or a route name -> targets, as listed."""
         if isinstance(model, str):
             route = self.settings.routes.get(model)
             ids = route.targets if route is not None else [model]
@@ -220,6 +229,30 @@ class Core:
             provider, name = split_model_id(mid)
             out.append(Target(self.adapter(provider, base_url=base_url, api_key=api_key), name))
         return out
+
+    def route(self, model: str | Sequence[str]) -> RouteConfig | None:
+        """The named route ``model`` refers to, if it is one."""
+        return self.settings.routes.get(model) if isinstance(model, str) else None
+
+    def estimate(self, target: Target, req: Any) -> Decimal | None:
+        """A request's likely cost on ``target`` before sending it, for the ``cheapest`` strategy: prompt
+        tokens estimated at four characters a token, plus ``max_tokens`` of output when given."""
+        rates = self.prices.rates(target.adapter.price_ref(target.model))
+        if rates is None:
+            self.prices.warn_unknown(target.adapter.price_ref(target.model))
+            return None
+        messages = getattr(req, "messages", None) or []
+        prompt_tokens = len(json.dumps(messages, default=str)) // 4 + len(getattr(req, "prompt", None) or "") // 4
+        rate_in = rates.rate("input_mtok", prompt_tokens)
+        rate_out = rates.rate("output_mtok", prompt_tokens)
+        if rate_in is None:
+            return None
+        max_tokens = getattr(req, "max_tokens", None) or 0
+        return (Decimal(prompt_tokens) * rate_in + Decimal(max_tokens) * (rate_out or Decimal(0))) / _MTOK
+
+    def context_window(self, target: Target) -> int | None:
+        """``target``'s context window in tokens, when the price tables know it."""
+        return self.prices.context_window(target.adapter.price_ref(target.model))
 
     # ----------------------------------------------------------------------------------------- requests
 
@@ -284,9 +317,12 @@ class Core:
         t0: float,
         attempts: list[Attempt],
         tags: Mapping[str, str] | None,
+        first_byte_s: float | None = None,
     ) -> None:
-        """Price ``result``, record its attempt, and give it the whole attempt list."""
+        """Price ``result``, record its attempt, give it the whole attempt list, and tell the router how long
+        it took (``first_byte_s``, the time to the first chunk, for a stream)."""
         latency = time.perf_counter() - t0
+        self.router.succeeded(target, latency if first_byte_s is None else first_byte_s)
         result.request_id = target.adapter.redact(result.request_id)  # a header a server could abuse
         result.cost = self.price(target, result, started)
         attempt = Attempt(
@@ -383,10 +419,6 @@ class Core:
             )
         )
 
-    @staticmethod
-    def falls_back(error: ProviderError) -> bool:
-        """Whether the next target is worth trying after ``error`` (a bad request fails everywhere)."""
-        return not isinstance(error, BadRequestError)
 
 
 def now() -> dt.datetime:
@@ -396,3 +428,102 @@ def now() -> dt.datetime:
 def call_options(**given: Any) -> dict[str, Any]:
     """Keyword arguments that were actually passed (sentinel-free)."""
     return {k: v for k, v in given.items() if v is not NOT_GIVEN}
+
+
+@dataclass
+class Run:
+    """One call's way through its targets: order, deadline, fallback decisions and the errors met (pure
+    bookkeeping, shared by the sync and async clients).
+
+    Args:
+        core: The client's core (router, prices, settings).
+        targets: The targets as listed.
+        route: The named route they come from, for its strategy.
+        first_request: Builds a target's request, for the ``cheapest`` estimate.
+    """
+
+    core: Core
+    targets: list[Target]
+    route: RouteConfig | None = None
+    first_request: Any = None
+    errors: list[ProviderError] = field(default_factory=list)
+    deadline: float | None = None
+    min_context: int | None = None
+    _pos: int = 0
+
+    def __post_init__(self) -> None:
+        limit = self.core.router.config.deadline_s
+        self.deadline = self.core.router.clock() + limit if limit else None
+        strategy = self.route.strategy if self.route else "ordered"
+        estimate = None
+        if strategy == "cheapest" and self.first_request is not None:
+            build = self.first_request
+            estimate = lambda t: self.core.estimate(t, build(t))  # noqa: E731
+        self.targets = self.core.router.order(
+            self.targets, strategy, estimate=estimate, weights=self.route.weights if self.route else None
+        )
+
+    def _eligible(self, target: Target) -> bool:
+        if self.min_context is None:
+            return True
+        window = self.core.context_window(target)  # a context-window failure falls back only to a larger one
+        return window is not None and window > self.min_context
+
+    def next(self) -> Target | None:
+        """The next target worth trying, or ``None`` when none is left."""
+        while self._pos < len(self.targets):
+            target = self.targets[self._pos]
+            self._pos += 1
+            if self._eligible(target):
+                return target
+        return None
+
+    def has_more(self) -> bool:
+        """Whether a target is left after the current one."""
+        return any(self._eligible(t) for t in self.targets[self._pos :])
+
+    def remaining(self) -> float:
+        """Seconds left before the call's total deadline (infinite without one)."""
+        return math.inf if self.deadline is None else self.deadline - self.core.router.clock()
+
+    def remaining_fn(self) -> Any:
+        """:meth:`remaining`, or ``None`` when there is no deadline (retry loops then skip the check)."""
+        return None if self.deadline is None else self.remaining
+
+    def check_deadline(self, target: Target) -> float | None:
+        """Seconds left, or ``None`` without a deadline.
+
+        Raises:
+            APITimeoutError: The call's total deadline has passed.
+        """
+        if self.deadline is None:
+            return None
+        left = self.remaining()
+        if left <= 0:
+            raise APITimeoutError(
+                f"the call's total deadline ({self.core.router.config.deadline_s} s) passed",
+                provider=target.provider,
+                model=target.model,
+            )
+        return left
+
+    def failed(self, target: Target, error: ProviderError) -> None:
+        """A target's last try failed: tell the router, and raise when the plan must stop here."""
+        self.errors.append(error)
+        action = self.core.router.failed(target, error, self.core.retry.config.retry_after_cap)
+        if action is Action.RAISE or (isinstance(error, APITimeoutError) and self.remaining() <= 0):
+            raise error
+        if action is Action.LARGER_CONTEXT:
+            window = self.core.context_window(target)
+            if window is None:
+                raise error  # nothing to compare with: no target is known to be larger
+            self.min_context = max(window, self.min_context or 0)
+
+    def exhausted(self, attempts: list[Attempt]) -> Exception:
+        """The error to raise when no target is left: the one error, or all of them grouped."""
+        if len(self.errors) == 1:
+            return self.errors[0]
+        if not self.errors:
+            return InvalidRequestError("no target could be tried (all need larger context windows)")
+        tried = ", ".join(sorted({f"{e.provider}:{e.model}" for e in self.errors}))
+        return AllTargetsFailedError(f"all {len(self.errors)} targets failed ({tried})", self.errors, attempts)

@@ -8,6 +8,8 @@
     ├── InvalidRequestError            the call's own arguments are wrong (raised before any HTTP)
     ├── UnsupportedCapabilityError     the provider has no such verb or feature (raised before any HTTP)
     ├── BudgetExceededError            a budget refused the call (raised before any HTTP)
+    ├── AllTargetsFailedError          every target of a fallback plan failed (also an ExceptionGroup of
+    │                                  each target's last error; ``attempts`` lists every try)
     └── ProviderError                  anything that came from, or failed on the way to, a provider
         ├── APIStatusError             the provider answered with an error status
         │   ├── BadRequestError                400 / 422
@@ -31,13 +33,14 @@ and messages are built from the response only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
 
 __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AllTargetsFailedError",
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
@@ -102,6 +105,27 @@ class UnsupportedCapabilityError(ComputeKitError):
 
 class BudgetExceededError(ComputeKitError):
     """A budget refused the call before anything was sent."""
+
+
+class AllTargetsFailedError(ExceptionGroup, ComputeKitError):
+    """Every target of a call failed. Its ``exceptions`` are each target's last error, in the order tried;
+    ``attempts`` lists every try (retries included), so nothing that was billed is lost.
+
+    Catch it as a whole (``except ck.AllTargetsFailedError``) or by kind (``except* ck.RateLimitError``).
+    """
+
+    attempts: list[Any]
+
+    def __new__(cls, message: str, exceptions: Sequence[Exception], attempts: Sequence[Any] = ()) -> Self:
+        self = super().__new__(cls, message, exceptions)
+        self.attempts = list(attempts)
+        return self
+
+    def __init__(self, message: str, exceptions: Sequence[Exception], attempts: Sequence[Any] = ()) -> None:
+        super().__init__(message, exceptions)
+
+    def derive(self, excs: Sequence[Exception]) -> AllTargetsFailedError:  # type: ignore[override]
+        return AllTargetsFailedError(self.message, excs, self.attempts)
 
 
 class ProviderError(ComputeKitError):

@@ -71,14 +71,20 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random)
     now: Callable[[], float] = time.time
 
-    def should_retry(self, exc: BaseException) -> bool:
-        """Whether ``exc`` is worth another try on the same target."""
+    def should_retry(self, exc: BaseException, idempotent: bool = False) -> bool:
+        """Whether ``exc`` is worth another try on the same target.
+
+        A 409 (the server saw a conflicting request, typically our own earlier try) is retried only when the
+        request carries an idempotency key, so that the retry cannot be billed twice.
+        """
         if isinstance(exc, APIStatusError):
             hint = exc.headers.get("x-should-retry")
             if hint == "true":
                 return True
             if hint == "false":
                 return False
+            if exc.status == 409:
+                return idempotent
             if exc.status not in _RETRY_STATUSES and not (exc.status is not None and exc.status >= 500):
                 return False
             wait = retry_after_seconds(exc.headers, self.now)
@@ -97,35 +103,63 @@ class RetryPolicy:
 
     # tenacity glue ---------------------------------------------------------------------------------
 
-    def retries_after(self, exc: BaseException) -> bool:
-        """Whether a first try that raised ``exc`` gets any retry at all."""
-        return self.config.max_retries > 0 and self.should_retry(exc)
+    def first_wait(
+        self, exc: BaseException, *, idempotent: bool = False, remaining: Callable[[], float] | None = None
+    ) -> float | None:
+        """The wait before the second try after a first try that raised ``exc``; ``None``: no retry at all
+        (not retryable, no retries configured, or the wait would overrun the call's deadline)."""
+        if self.config.max_retries < 1 or not self.should_retry(exc, idempotent):
+            return None
+        wait = self.wait_for(exc, 1)
+        if remaining is not None and wait >= remaining():
+            return None
+        return wait
 
-    def _kwargs(self, done: int) -> dict[str, Any]:
+    def _kwargs(self, done: int, idempotent: bool, remaining: Callable[[], float] | None) -> dict[str, Any]:
         import tenacity
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             return self.wait_for(exc, state.attempt_number + done)
 
+        stop: Any = tenacity.stop_after_attempt(self.config.max_retries + 1 - done)
+        if remaining is not None:
+            # tenacity computes the wait before asking ``stop``: give up rather than sleep past the deadline.
+            left = remaining
+
+            class _PastDeadline(tenacity.stop.stop_base):
+                def __call__(self, state: tenacity.RetryCallState) -> bool:
+                    return (state.upcoming_sleep or 0) >= left()
+
+            stop = tenacity.stop_any(stop, _PastDeadline())
         return {
-            "stop": tenacity.stop_after_attempt(self.config.max_retries + 1 - done),
-            "retry": tenacity.retry_if_exception(self.should_retry),
+            "stop": stop,
+            "retry": tenacity.retry_if_exception(lambda e: self.should_retry(e, idempotent)),
             "wait": wait,
             "reraise": True,
         }
 
-    def retrying(self, done: int = 0) -> tenacity.Retrying:
-        """A tenacity loop for one request (sync), after ``done`` tries already made."""
+    def retrying(
+        self, done: int = 0, *, idempotent: bool = False, remaining: Callable[[], float] | None = None
+    ) -> tenacity.Retrying:
+        """A tenacity loop for one request (sync), after ``done`` tries already made.
+
+        Args:
+            done: Tries already made outside the loop.
+            idempotent: The request carries an idempotency key (a 409 may then be retried).
+            remaining: Seconds left before the call's deadline; a wait that would overrun it ends the loop.
+        """
         import tenacity
 
-        return tenacity.Retrying(sleep=self.sleep, **self._kwargs(done))
+        return tenacity.Retrying(sleep=self.sleep, **self._kwargs(done, idempotent, remaining))
 
-    def aretrying(self, done: int = 0) -> tenacity.AsyncRetrying:
-        """A tenacity loop for one request (async), after ``done`` tries already made."""
+    def aretrying(
+        self, done: int = 0, *, idempotent: bool = False, remaining: Callable[[], float] | None = None
+    ) -> tenacity.AsyncRetrying:
+        """A tenacity loop for one request (async), after ``done`` tries already made (see :meth:`retrying`)."""
         import tenacity
 
-        return tenacity.AsyncRetrying(sleep=self.async_sleep, **self._kwargs(done))
+        return tenacity.AsyncRetrying(sleep=self.async_sleep, **self._kwargs(done, idempotent, remaining))
 
     async def async_sleep(self, seconds: float) -> None:
         """The injected async sleep, else :func:`asyncio.sleep`."""

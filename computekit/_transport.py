@@ -11,6 +11,7 @@ here: computekit's loop is the only retry loop. Every client library is imported
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
@@ -197,8 +198,25 @@ class Urllib3Transport:
         import urllib3.exceptions as ux
 
         try:
-            r = self._request(req, stream=False)
-            return self._head(r, req.url, r.data)
+            if req.total_timeout is None:
+                r = self._request(req, stream=False)
+                return self._head(r, req.url, r.data)
+            # A deadline: read in pieces and check the clock, since a server that drips bytes never trips
+            # the per-read timeout.
+            give_up = time.monotonic() + req.total_timeout
+            r = self._request(req, stream=True)
+            parts, done = [], False
+            try:
+                while data := r.read1(_READ_SIZE):
+                    parts.append(data)
+                    if time.monotonic() > give_up:
+                        raise _timeout_error("total deadline", provider, model)
+                done = True
+            finally:
+                if not done:  # unread bytes would poison the next request on this connection
+                    r.close()
+                r.release_conn()
+            return self._head(r, req.url, b"".join(parts))
         except (ux.HTTPError, OSError) as e:
             raise _urllib3_error(e, provider, model) from e
 
@@ -295,7 +313,7 @@ class AiohttpTransport:
     def _timeout(self, req: HTTPRequest) -> aiohttp.ClientTimeout:
         import aiohttp
 
-        return aiohttp.ClientTimeout(total=None, connect=DEFAULT_CONNECT_TIMEOUT_S,
+        return aiohttp.ClientTimeout(total=req.total_timeout, connect=DEFAULT_CONNECT_TIMEOUT_S,
                                      sock_read=req.timeout or self._default_timeout)
 
     @staticmethod
@@ -406,8 +424,17 @@ class HttpxSyncTransport:
     def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:
         """Send ``req`` and read the whole response (see :meth:`Urllib3Transport.send`)."""
         try:
-            r = self.client.request(req.method, req.url, **_httpx_kwargs(req, self._default_timeout))
-            return _httpx_head(r, r.content)
+            if req.total_timeout is None:
+                r = self.client.request(req.method, req.url, **_httpx_kwargs(req, self._default_timeout))
+                return _httpx_head(r, r.content)
+            give_up = time.monotonic() + req.total_timeout  # httpx has no total timeout: check between reads
+            with self.client.stream(req.method, req.url, **_httpx_kwargs(req, self._default_timeout)) as r:
+                parts = []
+                for data in r.iter_bytes():
+                    parts.append(data)
+                    if time.monotonic() > give_up:
+                        raise _timeout_error("total deadline", provider, model)
+                return _httpx_head(r, b"".join(parts))
         except _httpx_errors() as e:
             raise _httpx_convert(e, provider, model) from e
 
@@ -446,9 +473,17 @@ class HttpxAsyncTransport:
 
     async def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:
         """Send ``req`` and read the whole response (see :meth:`Urllib3Transport.send`)."""
+        import asyncio
+
         try:
-            r = await self.client.request(req.method, req.url, **_httpx_kwargs(req, self._default_timeout))
+            coro = self.client.request(req.method, req.url, **_httpx_kwargs(req, self._default_timeout))
+            if req.total_timeout is None:
+                r = await coro
+            else:
+                r = await asyncio.wait_for(coro, req.total_timeout)  # httpx has no total timeout
             return _httpx_head(r, r.content)
+        except TimeoutError as e:
+            raise _timeout_error("total deadline", provider, model) from e
         except _httpx_errors() as e:
             raise _httpx_convert(e, provider, model) from e
 

@@ -337,15 +337,19 @@ async def test_route_from_config(is_async: bool) -> None:
 
 
 @both
-async def test_all_targets_fail_raises_the_last_error(is_async: bool) -> None:
+async def test_all_targets_fail_raises_one_grouped_error(is_async: bool) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         import json
 
         return error(503) if json.loads(request.content)["model"] == "gpt-4o" else error(429, "slow")
 
     client = make_client(Server([handler]), is_async=is_async, retry={"max_retries": 0})
-    with pytest.raises(ck.RateLimitError):
+    with pytest.raises(ck.AllTargetsFailedError) as ei:
         await _complete(client, is_async, ["openai:gpt-4o", f"openai:{MODEL}"], "hi")
+    assert [type(e) for e in ei.value.exceptions] == [ck.ServerError, ck.RateLimitError]
+    assert [(a.model, a.error_type) for a in ei.value.attempts] == [
+        ("gpt-4o", "ServerError"), (MODEL, "RateLimitError")]
+    assert isinstance(ei.value, ck.ComputeKitError)
     assert [row.error_type for row in client.ledger.rows()] == ["ServerError", "RateLimitError"]
 
 

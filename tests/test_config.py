@@ -146,8 +146,9 @@ def test_ledger_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         ({"routes": {"chat": {"targets": ["gpt-4o"]}}}, "routes.chat.targets", "provider:model"),
         ({"routes": {"chat": {"targets": []}}}, "routes.chat.targets", "at least 1"),
         ({"routes": {"chat": {"targets": ["a:b"], "strategy": "random"}}}, "routes.chat.strategy", "ordered"),
-        # Not built yet: refused rather than silently ignored.
-        ({"routes": {"chat": {"targets": ["a:b"], "strategy": "cheapest"}}}, "routes.chat.strategy", "ordered"),
+        ({"routes": {"chat": {"targets": ["a:b"], "weights": [1.0]}}}, "routes.chat", "weighted"),
+        ({"routes": {"chat": {"targets": ["a:b", "c:d"], "strategy": "weighted", "weights": [1.0]}}},
+         "routes.chat", "one non-negative weight per target"),
         ({"budget": {"limit_usd": "5.00"}}, "budget.limit_usd", "not enforced"),
         ({"ledger": "postgres://db"}, "ledger.url", "sqlite:///"),
         ({"budget": {"period": "hour"}}, "budget.period", "day"),

@@ -159,13 +159,17 @@ def test_per_call_base_url_host_rule(base_url: str, keeps_key: bool) -> None:
     assert ps2.api_key.get_secret_value() == "sk-given-123456"
 
 
-def test_falls_back() -> None:
-    assert Core.falls_back(ck.ServerError("x", provider="p", status=500))
-    assert Core.falls_back(ck.RateLimitError("x", provider="p", status=429))
-    assert Core.falls_back(ck.AuthenticationError("x", provider="p", status=401))
-    assert Core.falls_back(ck.APIConnectionError("x", provider="p"))
-    assert not Core.falls_back(ck.BadRequestError("x", provider="p", status=400))
-    assert not Core.falls_back(ck.ContextWindowExceededError("x", provider="p", status=400))
+def test_what_each_error_means_for_the_plan() -> None:
+    from computekit.routing import Action
+
+    router = _core().router
+    assert router.action(ck.ServerError("x", provider="p", status=500)) is Action.FALLBACK
+    assert router.action(ck.RateLimitError("x", provider="p", status=429)) is Action.FALLBACK
+    assert router.action(ck.AuthenticationError("x", provider="p", status=401)) is Action.FALLBACK
+    assert router.action(ck.APIConnectionError("x", provider="p")) is Action.FALLBACK
+    assert router.action(ck.BadRequestError("x", provider="p", status=400)) is Action.RAISE
+    assert router.action(ck.ContextWindowExceededError("x", provider="p", status=400)) is Action.LARGER_CONTEXT
+    assert router.action(ck.ContentFilteredError("x", provider="p", status=400)) is Action.RAISE
 
 
 def test_complete_request_for_text_models() -> None:

@@ -207,9 +207,10 @@ def test_canary_key_never_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture
     r = client.complete("openai:ok-model", "hi")
     texts += [repr(r), r.model_dump_json(), repr(r.attempts)]
 
-    # The server did receive the key: the test would prove nothing otherwise.
+    # The server did receive the key: the test would prove nothing otherwise. (gpt-4o-mini, cooled down by
+    # its 401s, is skipped by the last fallback list: 5 requests.)
     assert all(seen.auth == f"Bearer {CANARY}" for seen in server.seen)
-    assert server.hits >= 6
+    assert server.hits >= 5
 
     for e in errors:
         texts += [str(e), repr(e), json.dumps(e.body, default=str), json.dumps(e.headers), str(e.request_id)]
@@ -221,7 +222,7 @@ def test_canary_key_never_leaks(tmp_path: Path, caplog: pytest.LogCaptureFixture
             assert CANARY not in a.model_dump_json()
 
     rows = client.ledger.rows()
-    assert len(rows) >= 6
+    assert len(rows) >= 5
     for row in rows:
         assert CANARY not in json.dumps(row.as_dict(), default=str)
     client.ledger.close()

@@ -11,6 +11,7 @@ EXPECTED = sorted([
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AllTargetsFailedError",
     "AsyncClient",
     "AsyncStream",
     "Attempt",

@@ -93,6 +93,7 @@ class ProviderSettings:
     project: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     deployments: Mapping[str, str] = field(default_factory=dict)
+    idempotency_header: str | None = None
     key_env_vars: tuple[str, ...] | None = None
     """The env vars the key was looked up in (``api_key_env`` when configured); ``None``: the adapter's."""
 
@@ -112,6 +113,8 @@ class HTTPRequest:
     content: bytes | None = None
     stream: bool = False
     timeout: float | None = None
+    total_timeout: float | None = None
+    """Seconds the whole exchange may take (the call's deadline): bounds a server that drips bytes."""
 
     def body(self) -> bytes | None:
         """The encoded body."""

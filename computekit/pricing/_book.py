@@ -317,6 +317,22 @@ class PriceBook:
         except _MissingRate as e:
             return Cost.unknown(f"{ref.provider}:{ref.model} has no {e.args[0]} price")
 
+    def context_window(self, ref: PriceRef) -> int | None:
+        """The model's context window in tokens, when genai-prices knows it."""
+        if not ref.table_provider:
+            return None
+        from genai_prices import data_snapshot
+
+        try:
+            _, model = data_snapshot.get_snapshot().find_provider_model(ref.model, None, ref.table_provider, None)
+        except LookupError:
+            return None
+        return model.context_window
+
+    def warn_unknown(self, ref: PriceRef) -> None:
+        """Warn (once per model) that ``ref`` has no price."""
+        self._warn_once(ref)
+
     def _warn_once(self, ref: PriceRef) -> None:
         target = f"{ref.provider}:{ref.model}"
         if target in self._warned:
