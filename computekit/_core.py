@@ -525,5 +525,5 @@ class Run:
             return self.errors[0]
         if not self.errors:
             return InvalidRequestError("no target could be tried (all need larger context windows)")
-        tried = ", ".join(sorted({f"{e.provider}:{e.model}" for e in self.errors}))
+        tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))  # in the order tried
         return AllTargetsFailedError(f"all {len(self.errors)} targets failed ({tried})", self.errors, attempts)

@@ -26,13 +26,15 @@ if TYPE_CHECKING:
 __all__ = ["RetryPolicy", "retry_after_seconds"]
 
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
+_MAX_SANE_RETRY_AFTER_S = 86_400.0
+"""A server asking for more than a day is broken (a year-9999 date, a typo): treat it as no answer, and back off."""
 
 
 def retry_after_seconds(headers: dict[str, str], now: Callable[[], float] = time.time) -> float | None:
     """The wait a server asked for, in seconds; ``None`` when absent or not a sane value.
 
     ``retry-after-ms`` wins over ``retry-after``; the latter is seconds or an HTTP date. Negative, infinite,
-    NaN and unparseable values are ignored (the caller backs off instead).
+    NaN, unparseable and absurd values (more than a day) are ignored (the caller backs off instead).
     """
     ms = headers.get("retry-after-ms")
     if ms is not None:
@@ -40,7 +42,7 @@ def retry_after_seconds(headers: dict[str, str], now: Callable[[], float] = time
             v = float(ms) / 1000
         except ValueError:
             v = math.nan
-        if math.isfinite(v) and v >= 0:
+        if math.isfinite(v) and 0 <= v <= _MAX_SANE_RETRY_AFTER_S:
             return v
     ra = headers.get("retry-after")
     if ra is None:
@@ -56,9 +58,8 @@ def retry_after_seconds(headers: dict[str, str], now: Callable[[], float] = time
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
-        v = when.timestamp() - now()
-        return max(v, 0.0)
-    return v if math.isfinite(v) and v >= 0 else None
+        v = max(when.timestamp() - now(), 0.0)
+    return v if math.isfinite(v) and 0 <= v <= _MAX_SANE_RETRY_AFTER_S else None
 
 
 @dataclass
