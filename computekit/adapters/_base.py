@@ -282,6 +282,10 @@ class Adapter(ABC):
         """Base URL, key env vars and whether a key is needed, for a provider served by this adapter."""
         return cls.default_base_url, cls.key_env_vars, cls.requires_key
 
+    def url(self, path: str) -> str:
+        """``{base_url}/{path}``."""
+        return f"{self.settings.base_url.rstrip('/')}/{path}"
+
     def require_key(self) -> str:
         """The key's value, for building an auth header.
 

@@ -312,10 +312,6 @@ class AnthropicAdapter(Adapter):
 
     # ----------------------------------------------------------------------------------------- URLs & auth
 
-    def endpoint(self, path: str) -> str:
-        """The full URL of ``path`` (``messages``)."""
-        return f"{self.settings.base_url.rstrip('/')}/{path}"
-
     def headers(self) -> dict[str, str]:
         """Request headers, the credential included (built per request; never stored or logged)."""
         h = {
@@ -356,7 +352,7 @@ class AnthropicAdapter(Adapter):
             body["stream"] = True
         if req.extra:
             body.update(req.extra)
-        return HTTPRequest("POST", self.endpoint("messages"), self.headers(), json=body, stream=req.stream)
+        return HTTPRequest("POST", self.url("messages"), self.headers(), json=body, stream=req.stream)
 
     @staticmethod
     def _max_tokens(req: CompleteRequest) -> int:

@@ -54,6 +54,7 @@ from ._base import (
     SSEEvent,
     StreamDecoder,
 )
+from .openai import wire_part
 
 __all__ = ["CohereAdapter", "V1ChatStream", "to_sdk"]
 
@@ -107,15 +108,6 @@ def billed_usage(billed: Mapping[str, Any] | None) -> Usage:
 # --------------------------------------------------------------------------------------------- request side
 
 
-def _wire_part(part: Mapping[str, Any]) -> dict[str, Any]:
-    if part.get("type") == "image_url" and "url" in part:
-        image: dict[str, Any] = {"url": part["url"]}
-        if part.get("detail"):
-            image["detail"] = part["detail"]
-        return {"type": "image_url", "image_url": image}
-    return dict(part)
-
-
 def _wire_tool_call(tc: Any) -> dict[str, Any]:
     if not isinstance(tc, Mapping):
         tc = tc.model_dump()
@@ -135,7 +127,7 @@ def wire_message(m: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"role": role}
     content = m.get("content")
     if isinstance(content, list):
-        out["content"] = [_wire_part(p) for p in content]
+        out["content"] = [wire_part(p) for p in content]
     elif content is not None and (content != "" or not m.get("tool_calls")):
         out["content"] = content
     if role == "assistant":
@@ -228,10 +220,6 @@ class CohereAdapter(Adapter):
 
     # ----------------------------------------------------------------------------------------- URLs & auth
 
-    def endpoint(self, path: str) -> str:
-        """``{base}/{path}`` (``v2/chat``, ``v2/embed``, ``v2/rerank``)."""
-        return f"{self.settings.base_url.rstrip('/')}/{path}"
-
     def headers(self) -> dict[str, str]:
         h = {"content-type": "application/json", "accept": "application/json"}
         h.update(self.settings.headers)
@@ -268,7 +256,7 @@ class CohereAdapter(Adapter):
             body["stream"] = True
         if req.extra:
             body.update(req.extra)
-        return HTTPRequest("POST", self.endpoint("v2/chat"), self.headers(), json=body, stream=req.stream)
+        return HTTPRequest("POST", self.url("v2/chat"), self.headers(), json=body, stream=req.stream)
 
     def _json_object(self, resp: HTTPResponse, model: str) -> dict[str, Any]:
         try:
@@ -323,7 +311,7 @@ class CohereAdapter(Adapter):
         if req.dimensions is not None:
             body["output_dimension"] = req.dimensions
         body.update(req.extra)
-        return HTTPRequest("POST", self.endpoint("v2/embed"), self.headers(), json=body)
+        return HTTPRequest("POST", self.url("v2/embed"), self.headers(), json=body)
 
     def parse_embed(self, req: EmbedRequest, resp: HTTPResponse) -> Embeddings:
         data = self._json_object(resp, req.model)
@@ -353,7 +341,7 @@ class CohereAdapter(Adapter):
             body["top_n"] = req.top_n
         if req.extra:
             body.update(req.extra)
-        return HTTPRequest("POST", self.endpoint("v2/rerank"), self.headers(), json=body)
+        return HTTPRequest("POST", self.url("v2/rerank"), self.headers(), json=body)
 
     def parse_rerank(self, req: RerankRequest, resp: HTTPResponse) -> Reranking:
         """A rerank response -> :class:`Reranking` (``usage.units["search_units"]``; cost not set)."""

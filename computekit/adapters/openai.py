@@ -63,7 +63,8 @@ def _wire_tool_call(tc: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": tc["id"], "type": "function", "function": {"name": tc["name"], "arguments": tc.get("arguments", "")}}
 
 
-def _wire_part(part: Mapping[str, Any]) -> dict[str, Any]:
+def wire_part(part: Mapping[str, Any]) -> dict[str, Any]:
+    """A computekit content part in OpenAI's shape (images as ``{"type": "image_url", "image_url": {...}}``)."""
     if part.get("type") == "image_url" and "url" in part:
         image: dict[str, Any] = {"url": part["url"]}
         if part.get("detail"):
@@ -79,7 +80,7 @@ def wire_message(m: Mapping[str, Any]) -> dict[str, Any]:
         return m if isinstance(m, dict) else dict(m)
     out: dict[str, Any] = {"role": m["role"]}
     if isinstance(content, list):
-        out["content"] = [_wire_part(p) for p in content]
+        out["content"] = [wire_part(p) for p in content]
     else:
         out["content"] = content
     for k in ("name", "tool_call_id"):
@@ -116,7 +117,7 @@ class OpenAIWire(Adapter):
 
     def endpoint(self, path: str, model: str) -> str:
         """The full URL of ``path`` (``chat/completions``, ``embeddings`` ...) for ``model``."""
-        return f"{self.settings.base_url.rstrip('/')}/{path}"
+        return self.url(path)
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that carry the credential (built per request; never stored or logged)."""
