@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -81,6 +81,24 @@ def _timeout_error(kind: str, provider: str, model: str | None) -> APITimeoutErr
 def _connection_error(e: BaseException, provider: str, model: str | None) -> APIConnectionError:
     # The message names the failure only: never the request (its headers hold the key).
     return APIConnectionError(f"connection failed: {type(e).__name__}: {e}", provider=provider, model=model)
+
+
+def _watch(req: HTTPRequest, provider: str, model: str | None) -> Callable[[], None]:
+    """A check to run while reading: raises once the request's total deadline has passed. Per-read timeouts
+    cannot bound a server that drips bytes; the clock can."""
+    if req.total_timeout is None:
+        return _no_check
+    give_up = time.monotonic() + req.total_timeout
+
+    def check() -> None:
+        if time.monotonic() > give_up:
+            raise _timeout_error("total deadline", provider, model)
+
+    return check
+
+
+def _no_check() -> None:
+    return None
 
 
 def _headers(req: HTTPRequest) -> dict[str, str]:
@@ -201,16 +219,14 @@ class Urllib3Transport:
             if req.total_timeout is None:
                 r = self._request(req, stream=False)
                 return self._head(r, req.url, r.data)
-            # A deadline: read in pieces and check the clock, since a server that drips bytes never trips
-            # the per-read timeout.
-            give_up = time.monotonic() + req.total_timeout
+            # A deadline: read in pieces and check the clock between them.
+            check = _watch(req, provider, model)
             r = self._request(req, stream=True)
             parts, done = [], False
             try:
                 while data := r.read1(_READ_SIZE):
                     parts.append(data)
-                    if time.monotonic() > give_up:
-                        raise _timeout_error("total deadline", provider, model)
+                    check()
                 done = True
             finally:
                 if not done:  # unread bytes would poison the next request on this connection
@@ -232,6 +248,7 @@ class Urllib3Transport:
         """
         import urllib3.exceptions as ux
 
+        check = _watch(req, provider, model)
         try:
             r = self._request(req, stream=True)
         except (ux.HTTPError, OSError) as e:
@@ -244,11 +261,13 @@ class Urllib3Transport:
             try:
                 # (getattr: under vcrpy the response is a stand-in without urllib3's chunked reader)
                 if getattr(r, "chunked", False) and r.supports_chunked_reads():  # type: ignore[attr-defined]
-                    yield from r.read_chunked(None, decode_content=True)
+                    pieces: Iterator[bytes] = r.read_chunked(None, decode_content=True)
                 else:
                     # read1 returns what has arrived (an SSE event at a time), not a full 64 KiB buffer.
-                    while data := r.read1(_READ_SIZE):
-                        yield data
+                    pieces = iter(lambda: r.read1(_READ_SIZE), b"")
+                for data in pieces:
+                    check()
+                    yield data
                 done = True
             except (ux.HTTPError, OSError) as e:
                 raise _urllib3_error(e, provider, model) from e
@@ -427,13 +446,12 @@ class HttpxSyncTransport:
             if req.total_timeout is None:
                 r = self.client.request(req.method, req.url, **_httpx_kwargs(req, self._default_timeout))
                 return _httpx_head(r, r.content)
-            give_up = time.monotonic() + req.total_timeout  # httpx has no total timeout: check between reads
+            check = _watch(req, provider, model)  # httpx has no total timeout: check between reads
             with self.client.stream(req.method, req.url, **_httpx_kwargs(req, self._default_timeout)) as r:
                 parts = []
                 for data in r.iter_bytes():
                     parts.append(data)
-                    if time.monotonic() > give_up:
-                        raise _timeout_error("total deadline", provider, model)
+                    check()
                 return _httpx_head(r, b"".join(parts))
         except _httpx_errors() as e:
             raise _httpx_convert(e, provider, model) from e
@@ -443,6 +461,7 @@ class HttpxSyncTransport:
         self, req: HTTPRequest, provider: str, model: str | None
     ) -> Iterator[tuple[HTTPResponse, Iterator[bytes]]]:
         """Open a streamed response (see :meth:`Urllib3Transport.stream`)."""
+        check = _watch(req, provider, model)
         try:
             with self.client.stream(req.method, req.url, **_httpx_kwargs(req, self._default_timeout)) as r:
                 if r.status_code >= ERROR_STATUS:
@@ -451,7 +470,9 @@ class HttpxSyncTransport:
 
                 def chunks() -> Iterator[bytes]:
                     try:
-                        yield from r.iter_bytes()
+                        for data in r.iter_bytes():
+                            check()
+                            yield data
                     except _httpx_errors() as e:
                         raise _httpx_convert(e, provider, model) from e
 
@@ -492,6 +513,7 @@ class HttpxAsyncTransport:
         self, req: HTTPRequest, provider: str, model: str | None
     ) -> AsyncIterator[tuple[HTTPResponse, AsyncIterator[bytes]]]:
         """Open a streamed response (see :meth:`Urllib3Transport.stream`)."""
+        check = _watch(req, provider, model)
         try:
             async with self.client.stream(req.method, req.url, **_httpx_kwargs(req, self._default_timeout)) as r:
                 if r.status_code >= ERROR_STATUS:
@@ -501,6 +523,7 @@ class HttpxAsyncTransport:
                 async def chunks() -> AsyncIterator[bytes]:
                     try:
                         async for b in r.aiter_bytes():
+                            check()
                             yield b
                     except _httpx_errors() as e:
                         raise _httpx_convert(e, provider, model) from e

@@ -8,8 +8,8 @@ result, else in the ledger), the server's hit count and the waits the retry loop
 Backoff is made deterministic by :class:`fault_server.MaxJitter` (full jitter at its ceiling): with the default
 ``backoff_initial=0.5`` the waits are 0.5, 1.0, 2.0 ...
 
-Cases that need the routing layer (3, 6, 8's cool-down/fallback part, 12, 13, 20, 21, 23, 25, 26) are not here
-yet; 24 belongs to the ledger issue.
+The routing cases (3, 6, 8's cool-down/fallback part, 12, 13, 20, 21, 23, 25) are in ``test_routing_faults.py``.
+24 belongs to the ledger issue; 26 (polling 5xx during predict/finetune) waits for those verbs.
 """
 
 from __future__ import annotations
