@@ -9,7 +9,18 @@
 
 from ._client import AsyncClient, AsyncStream, Client, Stream
 from ._constants import NOT_GIVEN
-from ._defaults import acomplete, aembed, arerank, astream, complete, embed, rerank, stream
+from ._defaults import (
+    acomplete,
+    aembed,
+    apredict,
+    arerank,
+    astream,
+    complete,
+    embed,
+    predict,
+    rerank,
+    stream,
+)
 from ._exceptions import (
     AllTargetsFailedError,
     APIConnectionError,
@@ -29,6 +40,8 @@ from ._exceptions import (
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
+    PredictionFailedError,
+    PredictionTimeoutError,
     ProviderError,
     RateLimitError,
     ServerError,
@@ -43,6 +56,7 @@ from ._types import (
     Embeddings,
     ImagePart,
     Message,
+    Prediction,
     PriceSource,
     RerankHit,
     Reranking,
@@ -85,6 +99,9 @@ __all__ = [
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
+    "Prediction",
+    "PredictionFailedError",
+    "PredictionTimeoutError",
     "PriceSource",
     "ProviderError",
     "RateLimitError",
@@ -100,10 +117,12 @@ __all__ = [
     "__version__",
     "acomplete",
     "aembed",
+    "apredict",
     "arerank",
     "astream",
     "complete",
     "embed",
+    "predict",
     "rerank",
     "stream",
 ]

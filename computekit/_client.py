@@ -17,15 +17,36 @@ from functools import partial
 from typing import Any, TypeVar
 
 from ._config import RouteConfig
-from ._constants import MAX_SSE_EVENT_BYTES, NOT_GIVEN, NotGiven
+from ._constants import (
+    DEFAULT_POLL_INTERVAL_S,
+    MAX_POLL_INTERVAL_S,
+    MAX_SSE_EVENT_BYTES,
+    NOT_GIVEN,
+    NotGiven,
+)
 from ._core import Core, Run, Target, call_options, normalise_messages, now
-from ._exceptions import APIConnectionError, MissingAPIKeyError, ProviderError
+from ._exceptions import (
+    APIConnectionError,
+    InvalidRequestError,
+    MissingAPIKeyError,
+    PredictionFailedError,
+    PredictionTimeoutError,
+    ProviderError,
+)
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
 from ._transport import ERROR_STATUS as _ERROR_STATUS
 from ._transport import async_transport, sync_transport
-from ._types import Attempt, Chunk, Completion, Embeddings, Message, Reranking
-from .adapters._base import CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, RerankRequest, StreamDecoder
+from ._types import Attempt, Chunk, Completion, Embeddings, Message, Prediction, Reranking
+from .adapters._base import (
+    CompleteRequest,
+    EmbedRequest,
+    HTTPRequest,
+    HTTPResponse,
+    PredictRequest,
+    RerankRequest,
+    StreamDecoder,
+)
 from .ledger import Ledger
 from .routing import Router
 
@@ -68,6 +89,8 @@ class _Plan:
     parse: Callable[[Target, Any, HTTPResponse], Any]
     tags: Mapping[str, str] | None
     route: RouteConfig | None = None
+    record: bool = True
+    """Whether attempts go to the ledger (polls of a prediction are not billed: they do not)."""
 
 
 def _complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, messages: Messages | NotGiven,
@@ -126,12 +149,74 @@ def _rerank_plan(core: Core, model: ModelSpec, query: str, documents: Sequence[s
     )
 
 
-def _build_http(target: Target, req: CompleteRequest | EmbedRequest | RerankRequest) -> HTTPRequest:
+def _predict_plan(core: Core, model: ModelSpec, input: Mapping[str, Any], wait: bool, hardware: str | None,
+                  webhook: str | None, extra_body: Mapping[str, Any] | NotGiven,
+                  tags: Mapping[str, str] | None) -> _Plan:
+    if not isinstance(input, Mapping):
+        raise InvalidRequestError("predict() takes the model's input as a dict, e.g. {'prompt': '...'}")
+    extra = dict(extra_body) if extra_body is not NOT_GIVEN else {}
+
+    def build(t: Target) -> PredictRequest:
+        if not t.adapter.capabilities.predict:
+            raise t.adapter.unsupported("predict")
+        return PredictRequest(model=t.model, input=dict(input), wait=wait, hardware=hardware, webhook=webhook,
+                              extra=extra)
+
+    def parse(t: Target, req: PredictRequest, resp: HTTPResponse) -> Prediction:
+        pred = t.adapter.parse_prediction(t.model, resp)
+        pred.usage.hardware, pred._hardware_assumed = core.hardware(t, req.hardware)
+        return pred
+
+    return _Plan("predict", core.targets(model), build, parse, tags, core.route(model))
+
+
+def _lifecycle_plan(core: Core, prediction: Prediction, action: str) -> _Plan:
+    """A poll (``get``) or ``cancel`` of a prediction: its own target, not billed, not recorded."""
+    target = Target(core.adapter(prediction.provider), prediction.model)
+
+    def build(t: Target) -> HTTPRequest:
+        return t.adapter.build_get(prediction) if action == "get" else t.adapter.build_cancel(prediction)
+
+    def parse(t: Target, req: HTTPRequest, resp: HTTPResponse) -> Prediction:
+        fresh = t.adapter.parse_prediction(t.model, resp)
+        fresh.usage.hardware = prediction.usage.hardware
+        fresh._hardware_assumed = prediction._hardware_assumed
+        fresh._client, fresh._recorded, fresh._tags = prediction._client, prediction._recorded, prediction._tags
+        fresh.attempts = prediction.attempts
+        return fresh
+
+    return _Plan(f"predict.{action}", [target], build, parse, None, record=False)
+
+
+def _timed_out(prediction: Prediction, timeout: float | None) -> PredictionTimeoutError:
+    err = PredictionTimeoutError(
+        f"prediction {prediction.id} did not finish in {timeout} s (status {prediction.status})",
+        provider=prediction.provider, model=prediction.model, request_id=prediction.id,
+    )
+    err.prediction = prediction
+    return err
+
+
+def _failed(prediction: Prediction) -> PredictionFailedError:
+    err = PredictionFailedError(
+        f"prediction {prediction.id} failed: {prediction.error}",
+        provider=prediction.provider, model=prediction.model, body=prediction.raw, request_id=prediction.id,
+    )
+    err.prediction = prediction
+    return err
+
+
+def _build_http(target: Target, req: CompleteRequest | EmbedRequest | RerankRequest | PredictRequest | HTTPRequest
+                ) -> HTTPRequest:
     adapter = target.adapter
-    if isinstance(req, CompleteRequest):
+    if isinstance(req, HTTPRequest):
+        http = req
+    elif isinstance(req, CompleteRequest):
         http = adapter.build_complete(req)
     elif isinstance(req, EmbedRequest):
         http = adapter.build_embed(req)
+    elif isinstance(req, PredictRequest):
+        http = adapter.build_predict(req)
     else:
         http = adapter.build_rerank(req)
     if http.timeout is None:  # the provider's own timeout, set here so that no adapter can forget it
@@ -434,6 +519,10 @@ class _BaseClient:
         """The cost ledger: every attempt of every call made through this client's settings."""
         return self._core.ledger
 
+    def _ended(self, prediction: Prediction) -> None:
+        target = Target(self._core.adapter(prediction.provider), prediction.model)
+        self._core.prediction_ended(target, prediction, prediction._tags)
+
     @property
     def settings(self) -> Any:
         """The validated settings (keys shown masked)."""
@@ -493,9 +582,9 @@ class Client(_BaseClient):
                         raise target.adapter.map_error(resp, target.model)
                     result = parse(target, req, resp)
                 except ProviderError as e:
-                    core.failed(verb, target, e, started, t0, attempts, tags)
+                    core.failed(verb, target, e, started, t0, attempts, tags, record=plan.record)
                     raise
-                core.succeeded(verb, target, result, started, t0, attempts, tags)
+                core.succeeded(verb, target, result, started, t0, attempts, tags, record=plan.record)
                 return result
 
             try:
@@ -673,6 +762,94 @@ class Client(_BaseClient):
         )
         return result
 
+    def predict(
+        self,
+        model: ModelSpec,
+        input: Mapping[str, Any],
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+        hardware: str | None = None,
+        webhook: str | None = None,
+        cancel_on_timeout: bool = True,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+    ) -> Prediction:
+        """Run a model on a serverless GPU host (``replicate:owner/name[:version]``, ``replicate:deployments/...``).
+
+        Args:
+            model: ``"provider:model"``.
+            input: The model's input.
+            wait: Wait for the run to end (the host's sync mode first, then polling); ``False`` returns at once:
+                call ``wait()``, ``refresh()`` or ``cancel()`` on the prediction later.
+            timeout: Seconds to wait; when they pass, the remote run is canceled (unless ``cancel_on_timeout``
+                is False) and :class:`PredictionTimeoutError` is raised.
+            poll_interval: Seconds between polls (default: 0.5 s, growing to 5 s).
+            hardware: The hardware SKU the model runs on (e.g. ``"gpu-a100-large"``): prices its GPU-seconds.
+                Default: config ``[providers.NAME] hardware = {{MODEL = SKU}}``; else the cost is ``None``.
+            webhook: A URL the host calls when the run ends.
+            cancel_on_timeout: Cancel the remote run when ``timeout`` passes (so nothing keeps billing).
+            extra_body: Host-specific body fields, sent as they are.
+            tags: Labels stored with the run in the ledger.
+
+        Returns:
+            The prediction: status, output, logs, GPU-seconds, cost (once it has ended).
+
+        Raises:
+            InvalidRequestError: ``input`` is not a dict (nothing was sent).
+            UnsupportedCapabilityError: The provider does not run predictions (nothing was sent).
+            PredictionFailedError: The run failed on the host (its cost is in the ledger).
+            PredictionTimeoutError: ``timeout`` passed first.
+            ProviderError: The host failed after retries.
+        """
+        plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags)
+        prediction: Prediction = self._send(plan)
+        prediction._client = self
+        prediction._tags = tags
+        if wait:
+            return self._wait(prediction, timeout, poll_interval, cancel_on_timeout)
+        if prediction.done:
+            self._ended(prediction)
+        return prediction
+
+    def _refresh(self, prediction: Prediction) -> Prediction:
+        fresh: Prediction = self._send(_lifecycle_plan(self._core, prediction, "get"))
+        if fresh.done:
+            self._ended(fresh)
+        return fresh
+
+    def _cancel(self, prediction: Prediction) -> Prediction:
+        fresh: Prediction = self._send(_lifecycle_plan(self._core, prediction, "cancel"))
+        if fresh.done:
+            self._ended(fresh)
+        return fresh
+
+    def _wait(
+        self,
+        prediction: Prediction,
+        timeout: float | None,
+        poll_interval: float | None,
+        cancel_on_timeout: bool = True,
+    ) -> Prediction:
+        clock = self._core.router.clock
+        give_up = None if timeout is None else clock() + timeout
+        interval = poll_interval or DEFAULT_POLL_INTERVAL_S
+        while not prediction.done:
+            if give_up is not None and clock() >= give_up:
+                if cancel_on_timeout:
+                    prediction = self._cancel(prediction)
+                raise _timed_out(prediction, timeout)
+            pause = interval if give_up is None else min(interval, max(give_up - clock(), 0))
+            self._core.retry.sleep(pause)
+            prediction = self._refresh(prediction)
+            if poll_interval is None:
+                interval = min(interval * 1.5, MAX_POLL_INTERVAL_S)
+        self._ended(prediction)
+        if prediction.status == "failed":
+            raise _failed(prediction)
+        return prediction
+
     def close(self) -> None:
         """Close pooled connections."""
         self._transport.close()
@@ -720,9 +897,9 @@ class AsyncClient(_BaseClient):
                         raise target.adapter.map_error(resp, target.model)
                     result = parse(target, req, resp)
                 except ProviderError as e:
-                    core.failed(verb, target, e, started, t0, attempts, tags)
+                    core.failed(verb, target, e, started, t0, attempts, tags, record=plan.record)
                     raise
-                core.succeeded(verb, target, result, started, t0, attempts, tags)
+                core.succeeded(verb, target, result, started, t0, attempts, tags, record=plan.record)
                 return result
 
             try:
@@ -871,6 +1048,94 @@ class AsyncClient(_BaseClient):
             _rerank_plan(self._core, model, query, documents, top_n, extra_body, tags, base_url, api_key)
         )
         return result
+
+    async def predict(
+        self,
+        model: ModelSpec,
+        input: Mapping[str, Any],
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+        hardware: str | None = None,
+        webhook: str | None = None,
+        cancel_on_timeout: bool = True,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+    ) -> Prediction:
+        """Run a model on a serverless GPU host (``replicate:owner/name[:version]``, ``replicate:deployments/...``).
+
+        Args:
+            model: ``"provider:model"``.
+            input: The model's input.
+            wait: Wait for the run to end (the host's sync mode first, then polling); ``False`` returns at once:
+                call ``wait()``, ``refresh()`` or ``cancel()`` on the prediction later.
+            timeout: Seconds to wait; when they pass, the remote run is canceled (unless ``cancel_on_timeout``
+                is False) and :class:`PredictionTimeoutError` is raised.
+            poll_interval: Seconds between polls (default: 0.5 s, growing to 5 s).
+            hardware: The hardware SKU the model runs on (e.g. ``"gpu-a100-large"``): prices its GPU-seconds.
+                Default: config ``[providers.NAME] hardware = {{MODEL = SKU}}``; else the cost is ``None``.
+            webhook: A URL the host calls when the run ends.
+            cancel_on_timeout: Cancel the remote run when ``timeout`` passes (so nothing keeps billing).
+            extra_body: Host-specific body fields, sent as they are.
+            tags: Labels stored with the run in the ledger.
+
+        Returns:
+            The prediction: status, output, logs, GPU-seconds, cost (once it has ended).
+
+        Raises:
+            InvalidRequestError: ``input`` is not a dict (nothing was sent).
+            UnsupportedCapabilityError: The provider does not run predictions (nothing was sent).
+            PredictionFailedError: The run failed on the host (its cost is in the ledger).
+            PredictionTimeoutError: ``timeout`` passed first.
+            ProviderError: The host failed after retries.
+        """
+        plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags)
+        prediction: Prediction = await self._send(plan)
+        prediction._client = self
+        prediction._tags = tags
+        if wait:
+            return await self._wait(prediction, timeout, poll_interval, cancel_on_timeout)
+        if prediction.done:
+            self._ended(prediction)
+        return prediction
+
+    async def _refresh(self, prediction: Prediction) -> Prediction:
+        fresh: Prediction = await self._send(_lifecycle_plan(self._core, prediction, "get"))
+        if fresh.done:
+            self._ended(fresh)
+        return fresh
+
+    async def _cancel(self, prediction: Prediction) -> Prediction:
+        fresh: Prediction = await self._send(_lifecycle_plan(self._core, prediction, "cancel"))
+        if fresh.done:
+            self._ended(fresh)
+        return fresh
+
+    async def _wait(
+        self,
+        prediction: Prediction,
+        timeout: float | None,
+        poll_interval: float | None,
+        cancel_on_timeout: bool = True,
+    ) -> Prediction:
+        clock = self._core.router.clock
+        give_up = None if timeout is None else clock() + timeout
+        interval = poll_interval or DEFAULT_POLL_INTERVAL_S
+        while not prediction.done:
+            if give_up is not None and clock() >= give_up:
+                if cancel_on_timeout:
+                    prediction = await self._cancel(prediction)
+                raise _timed_out(prediction, timeout)
+            pause = interval if give_up is None else min(interval, max(give_up - clock(), 0))
+            await self._core.retry.async_sleep(pause)
+            prediction = await self._refresh(prediction)
+            if poll_interval is None:
+                interval = min(interval * 1.5, MAX_POLL_INTERVAL_S)
+        self._ended(prediction)
+        if prediction.status == "failed":
+            raise _failed(prediction)
+        return prediction
 
     async def aclose(self) -> None:
         """Close pooled connections."""

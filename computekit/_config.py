@@ -64,6 +64,12 @@ class ProviderConfig(_Section):
     deployments: dict[str, str] = Field(
         default_factory=dict, description="Azure OpenAI: model name -> deployment name."
     )
+    hardware: dict[str, str] = Field(
+        default_factory=dict, description="predict(): model -> hardware SKU it runs on (prices its GPU-seconds)."
+    )
+    default_hardware: str | None = Field(
+        None, description="predict(): hardware assumed when a model has none; such costs are marked estimated."
+    )
     idempotency_header: str | None = Field(
         None,
         description="Header in which the host accepts an idempotency key (e.g. 'Idempotency-Key'): one key per "

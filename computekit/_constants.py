@@ -45,6 +45,10 @@ DEFAULT_FAILURE_WINDOW_S: Final = 60.0
 DEFAULT_FAILURES_TO_COOL: Final = 3
 """Failed calls (after their retries) within the window that cool a target down."""
 
+DEFAULT_POLL_INTERVAL_S: Final = 0.5
+"""First pause between polls of a running prediction; it grows by half each poll up to the maximum."""
+MAX_POLL_INTERVAL_S: Final = 5.0
+
 DEFAULT_MAX_CONNECTIONS: Final = 1000
 DEFAULT_MAX_KEEPALIVE: Final = 100
 

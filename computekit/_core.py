@@ -28,7 +28,7 @@ from ._exceptions import (
     ProviderError,
 )
 from ._retry import RetryPolicy
-from ._types import Attempt, Cost, Message, Result, Usage
+from ._types import Attempt, Cost, Message, Prediction, Result, Usage
 from .adapters._base import Adapter, CompleteRequest, EmbedRequest, ProviderSettings, RerankRequest, env_key
 from .adapters._registry import adapter_class
 from .ledger import Ledger, LedgerRow, open_ledger
@@ -250,6 +250,19 @@ class Core:
         max_tokens = getattr(req, "max_tokens", None) or 0
         return (Decimal(prompt_tokens) * rate_in + Decimal(max_tokens) * (rate_out or Decimal(0))) / _MTOK
 
+    def hardware(self, target: Target, asked: str | None) -> tuple[str | None, bool]:
+        """The hardware a prediction runs on, and whether that is an assumption: ``hardware=``, else the model's
+        entry in config, else the provider's configured default (an estimate) — never a guess."""
+        if asked:
+            return asked, False
+        conf = self.settings.providers.get(target.provider)
+        if conf is not None:
+            if target.model in conf.hardware:
+                return conf.hardware[target.model], False
+            if conf.default_hardware:
+                return conf.default_hardware, True
+        return None, False
+
     def context_window(self, target: Target) -> int | None:
         """``target``'s context window in tokens, when the price tables know it."""
         return self.prices.context_window(target.adapter.price_ref(target.model))
@@ -304,6 +317,11 @@ class Core:
 
     def price(self, target: Target, result: Result, when: dt.datetime) -> Cost:
         """The cost of a successful result, from what the provider reported."""
+        if isinstance(result, Prediction):
+            if not result.done:
+                return Cost.unknown("the run has not finished: its cost is known when it ends")
+            return self.prices.gpu_cost(target.provider, result.usage.hardware, result.usage.gpu_seconds,
+                                        estimated=result._hardware_assumed)
         if not result._usage_reported:
             return Cost.unknown(f"{target.provider} reported no usage for this call")
         return self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
@@ -318,6 +336,7 @@ class Core:
         attempts: list[Attempt],
         tags: Mapping[str, str] | None,
         first_byte_s: float | None = None,
+        record: bool = True,
     ) -> None:
         """Price ``result``, record its attempt, give it the whole attempt list, and tell the router how long
         it took (``first_byte_s``, the time to the first chunk, for a stream)."""
@@ -336,7 +355,10 @@ class Core:
         )
         attempts.append(attempt)
         result.attempts = attempts
-        self.record(verb, attempt, result.usage, tags)
+        # A prediction still running is recorded when it ends (once, with its GPU time and cost).
+        # A prediction is recorded when it ends (once, with its GPU time and cost): see prediction_ended.
+        if record and not isinstance(result, Prediction):
+            self.record(verb, attempt, result.usage, tags)
 
     def failed(
         self,
@@ -347,6 +369,7 @@ class Core:
         t0: float,
         attempts: list[Attempt],
         tags: Mapping[str, str] | None,
+        record: bool = True,
     ) -> None:
         """Record a failed attempt."""
         attempt = Attempt(
@@ -362,7 +385,8 @@ class Core:
             started_at=started,
         )
         attempts.append(attempt)
-        self.record(verb, attempt, Usage(), tags)
+        if record:
+            self.record(verb, attempt, Usage(), tags)
 
     def canceled(
         self,
@@ -392,6 +416,24 @@ class Core:
         )
         attempts.append(attempt)
         self.record(verb, attempt, usage or Usage(), tags)
+
+    def prediction_ended(self, target: Target, prediction: Prediction, tags: Mapping[str, str] | None) -> None:
+        """Price a finished prediction from its reported GPU time and record it in the ledger, once."""
+        if prediction._recorded:
+            return
+        prediction.cost = self.price(target, prediction, now())
+        prediction._recorded = True
+        # The attempt that started the run now gets its outcome and cost (polls are not billed attempts).
+        attempt = prediction.attempts[-1] if prediction.attempts else Attempt(
+            provider=target.provider, model=target.model, outcome="success", started_at=now()
+        )
+        if prediction.status != "succeeded":
+            attempt.outcome = "error"
+            attempt.error = f"prediction {prediction.status}: {prediction.error or ''}".strip()
+            attempt.error_type = "PredictionFailedError" if prediction.status == "failed" else "PredictionCanceled"
+        attempt.cost = prediction.cost
+        attempt.request_id = attempt.request_id or prediction.id
+        self.record("predict", attempt, prediction.usage, tags)
 
     def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None) -> None:
         cost = attempt.cost

@@ -6,9 +6,11 @@ import threading
 from typing import Any
 
 from ._client import AsyncClient, AsyncStream, Client, Stream
-from ._types import Completion, Embeddings, Reranking
+from ._types import Completion, Embeddings, Prediction, Reranking
 
-__all__ = ["acomplete", "aembed", "arerank", "astream", "complete", "embed", "rerank", "stream"]
+__all__ = [
+    "acomplete", "aembed", "apredict", "arerank", "astream", "complete", "embed", "predict", "rerank", "stream",
+]
 
 _lock = threading.Lock()
 _sync: Client | None = None
@@ -81,3 +83,13 @@ def rerank(model: Any, query: str, documents: Any, /, **kwargs: Any) -> Rerankin
 async def arerank(model: Any, query: str, documents: Any, /, **kwargs: Any) -> Reranking:
     """:meth:`AsyncClient.rerank` on the default async client."""
     return await default_async_client().rerank(model, query, documents, **kwargs)
+
+
+def predict(model: Any, input: Any, /, **kwargs: Any) -> Prediction:
+    """:meth:`Client.predict` on the default client."""
+    return default_client().predict(model, input, **kwargs)
+
+
+async def apredict(model: Any, input: Any, /, **kwargs: Any) -> Prediction:
+    """:meth:`AsyncClient.predict` on the default async client."""
+    return await default_async_client().predict(model, input, **kwargs)

@@ -22,7 +22,9 @@
         │   ├── RateLimitError                 429
         │   └── ServerError                    5xx
         │       └── OverloadedError            529 / "overloaded"
+        ├── PredictionFailedError      a prediction ran and failed (``.prediction``: its logs, error, cost)
         ├── APITimeoutError            no answer in time (connect, read, or the total deadline)
+        │   └── PredictionTimeoutError a prediction did not finish in time (``.prediction``; it was canceled)
         ├── APIConnectionError         could not connect, or the connection broke
         └── MalformedResponseError     a 2xx whose body is not what the API documents
 
@@ -55,6 +57,8 @@ __all__ = [
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
+    "PredictionFailedError",
+    "PredictionTimeoutError",
     "ProviderError",
     "RateLimitError",
     "ServerError",
@@ -223,6 +227,20 @@ class OverloadedError(ServerError):
 
 class APITimeoutError(ProviderError):
     """No answer in time: connect, read, or the total deadline."""
+
+
+class PredictionFailedError(ProviderError):
+    """A prediction ran and failed on the host. ``prediction`` carries its error, logs and cost (the GPU time was
+    billed all the same)."""
+
+    prediction: Any = None
+
+
+class PredictionTimeoutError(APITimeoutError):
+    """A prediction did not finish within ``timeout``. ``prediction`` is its last state (canceled on the host,
+    unless ``cancel_on_timeout=False``)."""
+
+    prediction: Any = None
 
 
 class APIConnectionError(ProviderError):

@@ -21,6 +21,8 @@ __all__ = [
     "Embeddings",
     "ImagePart",
     "Message",
+    "Prediction",
+    "PredictionStatus",
     "PriceSource",
     "RerankHit",
     "Reranking",
@@ -354,5 +356,85 @@ class Embeddings(_Result):
         return len(self.vectors[0]) if self.vectors else 0
 
 
-Result = Completion | Embeddings | Reranking
+PredictionStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+_TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+
+
+class Prediction(_Result):
+    """A run of a model on a serverless GPU host (``predict()``).
+
+    ``status`` is normalised across hosts: ``queued | running | succeeded | failed | canceled``. The cost comes
+    from what the host reports (GPU-seconds x the hardware's per-second price) once the run has finished.
+
+    Attributes:
+        id: The host's id for the prediction.
+        status: Normalised status.
+        output: The model's output (file URLs, text pieces, JSON ...), once there is one.
+        logs: The run's logs so far.
+        error: The host's error message, when it failed.
+        metrics: The host's metrics (``predict_time`` ...).
+        urls: The host's own URLs (get, cancel, stream ...).
+    """
+
+    id: str
+    status: PredictionStatus
+    output: Any = None
+    logs: str = ""
+    error: Any = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    urls: dict[str, str] = Field(default_factory=dict)
+    _client: Any = PrivateAttr(default=None)
+    _recorded: bool = PrivateAttr(default=False)
+    _hardware_assumed: bool = PrivateAttr(default=False)
+    _tags: Any = PrivateAttr(default=None)
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended (succeeded, failed or canceled)."""
+        return self.status in _TERMINAL
+
+    def _bound_client(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("this prediction is not attached to a client (it was built by hand)")
+        return self._client
+
+    def refresh(self) -> Prediction:
+        """Fetch the latest state from the host (sync clients).
+
+        Raises:
+            ProviderError: The host failed after retries.
+        """
+        return self._bound_client()._refresh(self)  # type: ignore[no-any-return]
+
+    def wait(self, timeout: float | None = None, poll_interval: float | None = None) -> Prediction:
+        """Poll until the run ends; on timeout the remote run is canceled (so nothing keeps billing).
+
+        Raises:
+            PredictionFailedError: The run failed (its GPU time was still billed, and is in the ledger).
+            PredictionTimeoutError: ``timeout`` passed first.
+        """
+        return self._bound_client()._wait(self, timeout, poll_interval)  # type: ignore[no-any-return]
+
+    def cancel(self) -> Prediction:
+        """Cancel the run on the host.
+
+        Raises:
+            ProviderError: The host refused or failed.
+        """
+        return self._bound_client()._cancel(self)  # type: ignore[no-any-return]
+
+    async def async_refresh(self) -> Prediction:
+        """:meth:`refresh` for async clients."""
+        return await self._bound_client()._refresh(self)  # type: ignore[no-any-return]
+
+    async def async_wait(self, timeout: float | None = None, poll_interval: float | None = None) -> Prediction:
+        """:meth:`wait` for async clients."""
+        return await self._bound_client()._wait(self, timeout, poll_interval)  # type: ignore[no-any-return]
+
+    async def async_cancel(self) -> Prediction:
+        """:meth:`cancel` for async clients."""
+        return await self._bound_client()._cancel(self)  # type: ignore[no-any-return]
+
+
+Result = Completion | Embeddings | Reranking | Prediction
 """Any verb's result: what an adapter is asked to price."""

@@ -39,7 +39,7 @@ from .._exceptions import (
     ServerError,
     UnsupportedCapabilityError,
 )
-from .._types import Chunk, Completion, Cost, Embeddings, Reranking, Result, Usage
+from .._types import Chunk, Completion, Cost, Embeddings, Prediction, Reranking, Result, Usage
 from ..pricing import PriceRef
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "EmbedRequest",
     "HTTPRequest",
     "HTTPResponse",
+    "PredictRequest",
     "ProviderSettings",
     "RerankRequest",
     "SSEEvent",
@@ -211,6 +212,19 @@ class RerankRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class PredictRequest:
+    """A ``predict()`` call, normalised."""
+
+    model: str
+    input: dict[str, Any]
+    wait: bool = True
+    """Ask the host to hold the request open until the run ends, where it can (Replicate ``Prefer: wait``)."""
+    hardware: str | None = None
+    webhook: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class StreamDecoder(ABC):
     """Turns one response's server-sent events into chunks, then into the final completion."""
 
@@ -340,6 +354,22 @@ class Adapter(ABC):
     def parse_rerank(self, req: RerankRequest, resp: HTTPResponse) -> Reranking:
         """Translate a successful response into :class:`Reranking` (usage set, cost not)."""
         raise self.unsupported("rerank")
+
+    def build_predict(self, req: PredictRequest) -> HTTPRequest:
+        """Translate a ``predict()`` call into the request that starts the run."""
+        raise self.unsupported("predict")
+
+    def parse_prediction(self, model: str, resp: HTTPResponse) -> Prediction:
+        """Translate the host's answer (create, get or cancel) into a :class:`Prediction`."""
+        raise self.unsupported("predict")
+
+    def build_get(self, prediction: Prediction) -> HTTPRequest:
+        """The request that fetches a prediction's latest state (a GET: safe to retry)."""
+        raise self.unsupported("predict")
+
+    def build_cancel(self, prediction: Prediction) -> HTTPRequest:
+        """The request that cancels a running prediction."""
+        raise self.unsupported("predict")
 
     def usage(self, raw: Mapping[str, Any] | None) -> Usage:
         """Translate the provider's usage object into :class:`Usage`."""

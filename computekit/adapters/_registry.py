@@ -28,6 +28,7 @@ BUILTIN: Final[dict[str, str]] = {
     "cohere": "computekit.adapters.cohere:CohereAdapter",
     "ai21": "computekit.adapters.ai21:AI21Adapter",
     "mistral": "computekit.adapters.mistral:MistralAdapter",
+    "replicate": "computekit.adapters.replicate:ReplicateAdapter",
     # OpenAI-compatible hosts with a built-in profile (see openai_compatible.PROFILES).
     "together": _OPENAI_COMPATIBLE,
     "groq": _OPENAI_COMPATIBLE,

@@ -266,10 +266,15 @@ class PriceBook:
 
     def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._overrides: dict[tuple[str, str], TokenRates] = {}
+        self._per_second: dict[tuple[str, str], tuple[Decimal, PriceSource]] = {}
         for key, prices in (overrides or {}).items():
+            if "per_second" in prices:
+                provider, _, sku = key.partition(":")
+                self._per_second[(provider, sku)] = (_decimal(prices["per_second"]), PriceSource(table="config"))
             token_prices = {k: _decimal(v) for k, v in prices.items() if k in _TOKEN_KEYS}
             per_request = prices.get("per_request")
-            units = {k: (_decimal(v), 1) for k, v in prices.items() if k not in _TOKEN_KEYS and k != "per_request"}
+            units = {k: (_decimal(v), 1) for k, v in prices.items()
+                     if k not in _TOKEN_KEYS and k not in ("per_request", "per_second")}
             provider, _, model = key.partition(":")
             self._overrides[(provider, model)] = TokenRates(
                 prices=token_prices,
@@ -317,6 +322,37 @@ class PriceBook:
         except _MissingRate as e:
             return Cost.unknown(f"{ref.provider}:{ref.model} has no {e.args[0]} price")
 
+    def per_second(self, provider: str, hardware: str) -> tuple[Decimal, PriceSource] | None:
+        """The per-second price of ``hardware`` on ``provider`` (config first, then computekit's GPU table)."""
+        count, sku = _multi_gpu(hardware)
+        found = self._per_second.get((provider, hardware))
+        if found is None:
+            base = self._per_second.get((provider, sku)) or _gpu_table().get((provider, sku))
+            if base is None:
+                return None
+            found = (base[0] * count, base[1])
+        return found
+
+    def gpu_cost(self, provider: str, hardware: str | None, seconds: Decimal | None, *,
+                 estimated: bool = False) -> Cost:
+        """The cost of ``seconds`` of ``hardware`` on ``provider``; ``None`` (never a guessed SKU) when the
+        hardware or its price is unknown, or the host reported no run time."""
+        if seconds is None:
+            return Cost.unknown(f"{provider} reported no run time")
+        if not hardware:
+            return Cost.unknown(
+                f"unknown {provider} hardware: pass hardware= to predict(), or set it for the model in config"
+            )
+        found = self.per_second(provider, hardware)
+        if found is None:
+            return Cost.unknown(
+                f"no per-second price for {provider}:{hardware}: add "
+                f'[prices] "{provider}:{hardware}" = {{ per_second = "..." }}'
+            )
+        price, source = found
+        line = CostLine(item=hardware, quantity=seconds, unit="second", unit_price=price, amount=seconds * price)
+        return Cost(total=line.amount, lines=[line], price_source=source, estimated=estimated)
+
     def context_window(self, ref: PriceRef) -> int | None:
         """The model's context window in tokens, when genai-prices knows it."""
         if not ref.table_provider:
@@ -344,6 +380,30 @@ class PriceBook:
             UnknownPriceWarning,
             stacklevel=_caller_stacklevel(),
         )
+
+
+@cache
+def _gpu_table() -> dict[tuple[str, str], tuple[Decimal, PriceSource]]:
+    import tomllib
+    from importlib import resources
+
+    raw = tomllib.loads(resources.files(__package__).joinpath("data/gpu.toml").read_text("utf-8"))
+    name = str(raw.get("meta", {}).get("name", "computekit:gpu"))
+    out: dict[tuple[str, str], tuple[Decimal, PriceSource]] = {}
+    for h in raw.get("hardware", []):
+        as_of = h.get("as_of")
+        source = PriceSource(table=name, as_of=dt.date.fromisoformat(str(as_of)) if as_of else None,
+                             url=h.get("source"))
+        out[(h["provider"], h["sku"])] = (_decimal(h["per_second"]), source)
+    return out
+
+
+def _multi_gpu(sku: str) -> tuple[int, str]:
+    """``"2x-gpu-a100-large"`` -> ``(2, "gpu-a100-large")``; a plain SKU -> ``(1, sku)``."""
+    head, sep, rest = sku.partition("x-")
+    if sep and head.isdigit() and rest:
+        return int(head), rest
+    return 1, sku
 
 
 def table_date() -> dt.date | None:
