@@ -252,6 +252,53 @@ def complete(
     _print_cost(console, result.cost, target=_unpriced_key(result))
 
 
+def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs -> a dict; values are JSON when they parse (numbers, booleans, lists), else text."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r}: write -i key=value")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="provider:model, e.g. replicate:black-forest-labs/flux-schnell.")],
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="An input, key=value (repeat).")] = None,
+    hardware: Annotated[str | None, typer.Option("--hardware", help="The hardware SKU (prices the run).")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Start the run and return at once.")] = False,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0, help="Seconds to wait (then cancel).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the whole Prediction as JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run a model on a serverless GPU host and print its output, then what it cost."""
+    payload = _parse_inputs(inputs or [])
+    with _errors():
+        client = _client(config)
+        try:
+            p = client.predict(model, payload, wait=not no_wait, timeout=timeout, hardware=hardware)
+        finally:
+            client.close()
+    if json_out:
+        typer.echo(p.model_dump_json(exclude={"raw"}, indent=2))
+        return
+    console = _console()
+    console.print(f"{p.id}: {p.status}", markup=False)
+    if p.output is not None:
+        console.print(p.output if isinstance(p.output, str) else repr(p.output), markup=False)
+    if p.usage.gpu_seconds is not None:
+        console.print(f"gpu-seconds: {p.usage.gpu_seconds} on {p.usage.hardware or 'unknown hardware'}", markup=False)
+    if p.done:
+        _print_cost(console, p.cost, target=None)
+
+
 def _print_attempts(console: Console, attempts: list[Attempt]) -> None:
     if len(attempts) <= 1:
         return

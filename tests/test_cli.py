@@ -480,3 +480,36 @@ def test_report_does_not_create_a_ledger(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"] == []
     assert not db.exists()
+
+
+# --------------------------------------------------------------------------------------------- predict
+
+
+def test_predict_runs_and_prints_output_and_gpu_cost(tmp_path: Path, loopback: Loopback,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from decimal import Decimal
+
+    from computekit.pricing import PriceBook
+
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_test_0123456789abcdefghij")
+    path = tmp_path / "replicate.toml"
+    path.write_text(f'[providers.replicate]\nbase_url = "{loopback.url}"\n', "utf-8")
+    loopback.reply_json({"id": "p1", "status": "succeeded", "output": "a red bicycle.png", "logs": "",
+                         "metrics": {"predict_time": 2.5}, "urls": {}}, status=201)
+    result = _invoke("predict", "replicate:acme/bikes", "-i", "prompt=a red bicycle", "-i", "steps=4",
+                     "--hardware", "gpu-t4", "--config", str(path))
+    assert result.exit_code == 0, result.output
+    assert loopback.seen[0]["path"] == "/v1/models/acme/bikes/predictions"
+    assert loopback.seen[0]["body"] == {"input": {"prompt": "a red bicycle", "steps": 4}}
+    assert "p1: succeeded" in result.output
+    assert "a red bicycle.png" in result.output
+    expected = PriceBook().gpu_cost("replicate", "gpu-t4", Decimal("2.5")).total
+    assert expected is not None
+    assert f"${expected:f}" in result.output
+    assert "r8_test" not in result.output
+
+
+def test_predict_input_must_be_key_value() -> None:
+    result = runner.invoke(app, ["predict", "replicate:acme/bikes", "-i", "no-equals-sign"])
+    assert result.exit_code == 2
+    assert "key=value" in result.output
