@@ -354,7 +354,8 @@ class Core:
             started_at=started,
         )
         attempts.append(attempt)
-        result.attempts = attempts
+        if record:  # a poll or cancel (not recorded) keeps the attempts of the call that started the run
+            result.attempts = attempts
         # A prediction still running is recorded when it ends (once, with its GPU time and cost).
         # A prediction is recorded when it ends (once, with its GPU time and cost): see prediction_ended.
         if record and not isinstance(result, Prediction):

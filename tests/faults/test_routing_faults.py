@@ -1,4 +1,4 @@
-"""The routing part of the fault catalogue of issue 6 (cases 3, 6, 8's fallback part, 12, 13, 20, 21, 23, 25),
+"""The routing part of the fault catalogue of issue 6 (cases 3, 6, 8's fallback part, 12, 13, 20, 21, 23, 25, 26),
 driven through the public API against the loopback fault server.
 
 Two servers stand in for two providers: ``openai`` points at server A, and ``backup`` (an ``openai-compatible``
@@ -7,7 +7,7 @@ The retry loop's sleep records its waits and never sleeps; the router's clock is
 hand. Only cases 12 and 13 use real time, because a deadline against a slow server is the point there (each is
 bounded to about a second or two).
 
-Case 26 (predict / fine-tune polling) does not apply yet: those verbs have not landed.
+Case 26 covers predict() polling (Replicate); fine-tune polling comes with the fine-tuning issue.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -573,3 +574,57 @@ async def test_case_25_when_the_unknown_priced_target_answers_its_cost_is_none(
                                                                                      None)
     assert waits.waits == []
 
+
+
+# ============================================================================================= 26: 5xx on a poll
+
+
+def _prediction(status: str, code: int = 200, **extra: Any) -> Callable[..., bool]:
+    """A Replicate prediction whose URLs point back at the server answering (built when the request arrives)."""
+
+    def behave(srv_: FaultServer, req: Request, sock: Any) -> bool:
+        body = {"id": "pf26", "model": "acme/upscaler", "version": "v26", "input": {"x": 1}, "logs": "",
+                "output": None, "data_removed": False, "error": None, "status": status,
+                "created_at": "2026-11-20T10:00:00Z",
+                "urls": {"get": f"{srv_.url}/predictions/pf26", "cancel": f"{srv_.url}/predictions/pf26/cancel",
+                         "web": "https://replicate.com/p/pf26"}, **extra}
+        return Reply(code, body)(srv_, req, sock)
+
+    return behave
+
+
+@both
+async def test_case_26_a_5xx_on_a_prediction_poll_is_retried(faults: Any, waits: Waits, is_async: bool,
+                                                             tmp_path: Path) -> None:
+    a = faults([
+        _prediction("starting", 201),
+        error(503, "upstream unavailable"),
+        error(502, "bad gateway"),
+        _prediction("succeeded", output=["ok"], metrics={"predict_time": 2.0}),
+    ])
+    clock = Clock()
+    router = Router(RoutingConfig(), clock=clock)
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, retry_policy=policy(waits, max_retries=2), router=router,
+                 providers={"replicate": {"base_url": a.url, "api_key": "r8_fault0123456789abcdef"}},
+                 ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        p = await run(client.predict("replicate:acme/upscaler", {"x": 1}, hardware="gpu-t4", poll_interval=1.0))
+    finally:
+        await close(client)
+    assert p.status == "succeeded"
+    assert p.output == ["ok"]
+    assert [(r.method, r.path) for r in a.requests] == [
+        ("POST", "/v1/models/acme/upscaler/predictions"),
+        ("GET", "/v1/predictions/pf26"), ("GET", "/v1/predictions/pf26"), ("GET", "/v1/predictions/pf26"),
+    ]
+    assert a.requests[0].headers["prefer"] == "wait=60"
+    assert waits.waits[0] == 1.0
+    assert len(waits.waits) == 3
+    from computekit.pricing import PriceBook
+
+    found = PriceBook().per_second("replicate", "gpu-t4")
+    assert found is not None
+    assert p.cost.total == Decimal("2.0") * found[0]
+    [row] = client.ledger.rows()  # polls are not billed attempts: one row, the run's
+    assert (row.verb, row.outcome, row.cost) == ("predict", "success", p.cost.total)

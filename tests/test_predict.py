@@ -1,0 +1,598 @@
+"""``predict()``: the lifecycle of a run on a serverless GPU host (Replicate), sync and async, never sleeping.
+
+HTTP goes to an ``httpx.MockTransport`` server that answers by method and path. The retry loop's sleep and the
+poll loop's sleep are one injected fake that records each wait and moves the router's fake clock by it, so a
+``timeout`` passes on that clock, not on the wall. Prices are read from ``PriceBook`` (computekit's ``gpu.toml``),
+never copied into this file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from _support import Server
+
+import computekit as ck
+from computekit import _defaults
+from computekit._config import RetryConfig, RoutingConfig
+from computekit._exceptions import (
+    AuthenticationError,
+    InvalidRequestError,
+    PredictionFailedError,
+    PredictionTimeoutError,
+    ServerError,
+    UnsupportedCapabilityError,
+)
+from computekit._retry import RetryPolicy
+from computekit.pricing import PriceBook
+from computekit.routing import Router
+
+TOKEN = "r8_test0123456789abcdefghijklmn"
+BASE = "https://api.replicate.com/v1"
+MODEL = "replicate:acme/upscaler"
+PID = "p0k3m4ne2srj20cj9x1a"
+GET_URL = f"{BASE}/predictions/{PID}"
+# The host's own cancel URL, on purpose not the one computekit would build: the request must go where urls say.
+CANCEL_URL = f"https://cancel.replicate.test/v1/predictions/{PID}/cancel"
+
+both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+
+
+def price(sku: str) -> Decimal:
+    found = PriceBook().per_second("replicate", sku)
+    assert found is not None, f"gpu.toml has no replicate {sku}"
+    return found[0]
+
+
+# ------------------------------------------------------------------------------------------------ fakes
+
+
+class Clock:
+    """The router's fake monotonic clock; only :class:`Sleeps` moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Sleeps:
+    """The injected sleep (retries and polls): records each wait and advances the fake clock by it."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.clock.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self(seconds)
+
+
+class MaxJitter(random.Random):
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def pred(status: str, *, output: Any = None, error: str | None = None, logs: str = "",
+         predict_time: float | None = None, pid: str = PID) -> dict[str, Any]:
+    """A Replicate prediction object (shape of the OpenAPI ``schemas_prediction_response``)."""
+    body: dict[str, Any] = {
+        "id": pid,
+        "model": "acme/upscaler",
+        "version": "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa",
+        "input": {"image": "https://example.com/in.png"},
+        "logs": logs,
+        "output": output,
+        "data_removed": False,
+        "error": error,
+        "status": status,
+        "created_at": "2026-11-20T10:00:00.000Z",
+        "urls": {"get": GET_URL, "cancel": CANCEL_URL, "web": f"https://replicate.com/p/{pid}"},
+    }
+    if predict_time is not None:
+        body["metrics"] = {"predict_time": predict_time, "total_time": predict_time + 0.2}
+    return body
+
+
+def resp(body: dict[str, Any], status: int = 200) -> httpx.Response:
+    return httpx.Response(status, json=body)
+
+
+class Host:
+    """A scripted Replicate: creates answer ``create``; GETs answer ``polls`` in order (the last repeats); cancels
+    answer ``cancel``. Every request is kept in ``server.seen``."""
+
+    def __init__(self, create: httpx.Response, polls: list[httpx.Response] | None = None,
+                 cancel: httpx.Response | None = None) -> None:
+        self.create, self.polls, self.cancel = create, list(polls or []), cancel
+        self.server = Server([self.answer])
+        self._polled = 0
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            r = self.polls[min(self._polled, len(self.polls) - 1)]
+            self._polled += 1
+            return r
+        if request.url.path.endswith("/cancel"):
+            assert self.cancel is not None, "unexpected cancel"
+            return self.cancel
+        return self.create
+
+    def requests(self, method: str | None = None, ending: str = "") -> list[Any]:
+        return [s for s in self.server.seen if (method is None or s.method == method) and s.url.endswith(ending)]
+
+    @property
+    def gets(self) -> list[Any]:
+        return self.requests("GET")
+
+    @property
+    def cancels(self) -> list[Any]:
+        return self.requests("POST", "/cancel")
+
+
+def make(is_async: bool, server: Callable[[httpx.Request], httpx.Response], *, replicate: dict[str, Any] | None = None,
+         max_retries: int = 2) -> tuple[Any, Sleeps, Clock]:
+    clock = Clock()
+    sleeps = Sleeps(clock)
+    retry = RetryPolicy(RetryConfig(max_retries=max_retries), sleep=sleeps, asleep=sleeps.asleep, rng=MaxJitter())
+    conf = {"api_key": TOKEN, **(replicate or {})}
+    kwargs: dict[str, Any] = {"config": None, "providers": {"replicate": conf, "openai": {"api_key": "sk-x" * 6}},
+                              "retry_policy": retry, "router": Router(RoutingConfig(), clock=clock)}
+    transport = httpx.MockTransport(server)
+    if is_async:
+        return ck.AsyncClient(http_client=httpx.AsyncClient(transport=transport), **kwargs), sleeps, clock
+    return ck.Client(http_client=httpx.Client(transport=transport), **kwargs), sleeps, clock
+
+
+async def run(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def wait(p: ck.Prediction, is_async: bool, **kwargs: Any) -> ck.Prediction:
+    return await p.async_wait(**kwargs) if is_async else p.wait(**kwargs)
+
+
+async def cancel(p: ck.Prediction, is_async: bool) -> ck.Prediction:
+    return await p.async_cancel() if is_async else p.cancel()
+
+
+async def refresh(p: ck.Prediction, is_async: bool) -> ck.Prediction:
+    return await p.async_refresh() if is_async else p.refresh()
+
+
+def rows(client: Any) -> list[Any]:
+    return list(client.ledger.rows())
+
+
+# ------------------------------------------------------------------------------------------------ success
+
+
+@both
+async def test_success_after_polls_waits_grow_and_one_ledger_row(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [
+        resp(pred("processing")),
+        resp(pred("processing", logs="step 1/2\n")),
+        resp(pred("succeeded", output=["https://replicate.delivery/out.png"], logs="step 1/2\nstep 2/2\n",
+                  predict_time=3.5)),
+    ])
+    client, sleeps, clock = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"image": "https://example.com/in.png"}, hardware="gpu-a40-large",
+                                 tags={"job": "42"}))
+
+    assert p.status == "succeeded"
+    assert p.done
+    assert p.output == ["https://replicate.delivery/out.png"]
+    assert p.logs == "step 1/2\nstep 2/2\n"
+    assert p.urls["get"] == GET_URL
+    assert p.usage.gpu_seconds == Decimal("3.5")
+    assert p.usage.hardware == "gpu-a40-large"
+    expected = Decimal("3.5") * price("gpu-a40-large")
+    assert p.cost.total == expected
+    assert p.cost.estimated is False
+    assert p.cost.lines[0].unit == "second"
+    assert p.cost.lines[0].quantity == Decimal("3.5")
+    # one create, three polls of the host's get URL, with waits of 0.5 s growing by 1.5x
+    assert [s.method for s in host.server.seen] == ["POST", "GET", "GET", "GET"]
+    assert all(s.url == GET_URL for s in host.gets)
+    assert sleeps.waits == [0.5, 0.75, 1.125]
+    assert clock.now == 1000.0 + 0.5 + 0.75 + 1.125
+    # the prediction keeps the attempt that started it (polls are not billed attempts)
+    assert len(p.attempts) == 1
+    assert p.attempts[0].request_id == PID
+    [row] = rows(client)
+    assert (row.verb, row.provider, row.model, row.outcome) == ("predict", "replicate", "acme/upscaler", "success")
+    assert row.cost == expected
+    assert row.gpu_seconds == Decimal("3.5")
+    assert row.estimated is False
+    assert row.request_id == PID
+    assert row.tags == {"job": "42"}
+    assert row.ts == p.attempts[0].started_at
+
+
+@both
+async def test_poll_waits_grow_by_half_up_to_five_seconds(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing"))] * 9 + [
+        resp(pred("succeeded", output="done", predict_time=40.0))])
+    client, sleeps, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-t4"))
+    assert p.status == "succeeded"
+    assert sleeps.waits == [0.5, 0.75, 1.125, 1.6875, 2.53125, 3.796875, 5.0, 5.0, 5.0, 5.0]
+    assert len(host.gets) == 10
+
+
+@both
+async def test_a_fixed_poll_interval_does_not_grow(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing"))] * 3 + [
+        resp(pred("succeeded", predict_time=1.0))])
+    client, sleeps, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-t4", poll_interval=2.0))
+    assert p.status == "succeeded"
+    assert sleeps.waits == [2.0, 2.0, 2.0, 2.0]
+
+
+@both
+async def test_a_create_that_already_finished_is_not_polled(is_async: bool) -> None:
+    host = Host(resp(pred("succeeded", output="hi", predict_time=0.25), 201),
+                [resp(pred("succeeded", output="hi", predict_time=0.25))])
+    client, sleeps, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-l40s"))
+    assert p.output == "hi"
+    assert host.server.hits == 1
+    assert sleeps.waits == []
+    assert p.cost.total == Decimal("0.25") * price("gpu-l40s")
+    assert len(rows(client)) == 1
+    # refreshing an ended prediction does not record it twice
+    again = await refresh(p, is_async)
+    assert again.status == "succeeded"
+    assert len(host.gets) == 1
+    assert len(rows(client)) == 1
+
+
+# ------------------------------------------------------------------------------------------------ failure
+
+
+@both
+async def test_failure_raises_with_the_prediction_and_its_cost_is_in_the_ledger(is_async: bool) -> None:
+    logs = "loading weights\nCUDA out of memory\n"
+    host = Host(resp(pred("starting"), 201), [
+        resp(pred("processing")),
+        resp(pred("failed", error="CUDA out of memory", logs=logs, predict_time=1.25)),
+    ])
+    client, _, _ = make(is_async, host.server)
+    with pytest.raises(PredictionFailedError) as info:
+        await run(client.predict(MODEL, {"x": 1}, hardware="gpu-a100-large"))
+    err = info.value
+    assert "CUDA out of memory" in str(err)
+    assert err.provider == "replicate"
+    assert err.model == "acme/upscaler"
+    p = err.prediction
+    assert isinstance(p, ck.Prediction)
+    assert (p.status, p.error, p.logs) == ("failed", "CUDA out of memory", logs)
+    expected = Decimal("1.25") * price("gpu-a100-large")
+    assert p.cost.total == expected
+    [row] = rows(client)
+    assert (row.verb, row.outcome, row.error_type) == ("predict", "error", "PredictionFailedError")
+    assert row.cost == expected
+    assert row.gpu_seconds == Decimal("1.25")
+
+
+# ------------------------------------------------------------------------------------------------ cancel
+
+
+@both
+async def test_cancel_goes_to_the_hosts_cancel_url(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing"))],
+                cancel=resp(pred("canceled", predict_time=0.4)))
+    client, sleeps, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, wait=False, hardware="gpu-a40-small"))
+    assert p.status == "queued"
+    assert not p.done
+    assert p.cost is not None
+    assert p.cost.total is None
+    assert rows(client) == []
+    running = await refresh(p, is_async)
+    assert running.status == "running"
+    done = await cancel(running, is_async)
+    assert done.status == "canceled"
+    assert done.done
+    assert [(s.method, s.url) for s in host.cancels] == [("POST", CANCEL_URL)]
+    assert host.cancels[0].auth == f"Bearer {TOKEN}"
+    assert sleeps.waits == []
+    expected = Decimal("0.4") * price("gpu-a40-small")
+    assert done.cost.total == expected
+    [row] = rows(client)
+    assert (row.verb, row.outcome, row.error_type, row.cost) == ("predict", "error", "PredictionCanceled", expected)
+
+
+@both
+async def test_aborted_is_canceled(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("aborted"))])
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-t4"))
+    assert p.status == "canceled"
+    assert p.cost.total is None
+    assert "no run time" in (p.cost.reason or "")
+
+
+# ------------------------------------------------------------------------------------------------ timeout
+
+
+@both
+async def test_timeout_cancels_the_remote_run(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing"))],
+                cancel=resp(pred("canceled", predict_time=2.75)))
+    client, sleeps, clock = make(is_async, host.server)
+    with pytest.raises(PredictionTimeoutError) as info:
+        await run(client.predict(MODEL, {"x": 1}, timeout=3.0, hardware="gpu-t4"))
+    p = info.value.prediction
+    assert p.status == "canceled"
+    assert [s.url for s in host.cancels] == [CANCEL_URL]
+    # polls until the timeout passed on the fake clock, the last wait cut to what was left
+    assert sleeps.waits == [0.5, 0.75, 1.125, 0.625]
+    assert clock.now == 1003.0
+    assert len(host.gets) == 4
+    assert p.cost.total == Decimal("2.75") * price("gpu-t4")
+    [row] = rows(client)
+    assert row.error_type == "PredictionCanceled"
+    assert row.cost == p.cost.total
+
+
+@both
+async def test_timeout_without_cancel_leaves_the_run_alone(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing"))])
+    client, sleeps, _ = make(is_async, host.server)
+    with pytest.raises(PredictionTimeoutError) as info:
+        await run(client.predict(MODEL, {"x": 1}, timeout=1.0, cancel_on_timeout=False, hardware="gpu-t4"))
+    assert info.value.prediction.status == "running"
+    assert host.cancels == []
+    assert sum(sleeps.waits) == 1.0
+    assert rows(client) == []  # still running: nothing billed is known yet
+
+
+@both
+async def test_wait_false_returns_at_once_then_wait(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing")),
+                                             resp(pred("succeeded", output=[1, 2], predict_time=2.0))])
+    client, sleeps, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, wait=False, hardware="gpu-h100"))
+    assert p.status == "queued"
+    assert host.server.hits == 1
+    assert sleeps.waits == []
+    assert "prefer" not in host.server.seen[0].headers
+    done = await wait(p, is_async, poll_interval=1.0)
+    assert done.status == "succeeded"
+    assert done.output == [1, 2]
+    assert sleeps.waits == [1.0, 1.0]
+    assert done.cost.total == Decimal("2.0") * price("gpu-h100")
+    assert len(rows(client)) == 1
+
+
+@both
+async def test_wait_with_a_timeout_on_a_prediction(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing"))],
+                cancel=resp(pred("canceled", predict_time=0.5)))
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, wait=False, hardware="gpu-t4"))
+    with pytest.raises(PredictionTimeoutError) as info:
+        await wait(p, is_async, timeout=0.5)
+    assert info.value.prediction.status == "canceled"
+    assert len(host.cancels) == 1
+
+
+# ------------------------------------------------------------------------------------------------ retries
+
+
+@both
+async def test_a_5xx_on_a_poll_is_retried(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [
+        httpx.Response(503, json={"detail": "upstream unavailable", "status": 503}),
+        httpx.Response(502, json={"detail": "bad gateway", "status": 502}),
+        resp(pred("succeeded", output="ok", predict_time=1.5)),
+    ])
+    client, sleeps, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-t4"))
+    assert p.status == "succeeded"
+    assert len(host.gets) == 3
+    # one poll wait, then the two retry backoffs (GETs are idempotent)
+    assert sleeps.waits[0] == 0.5
+    assert len(sleeps.waits) == 3
+    [row] = rows(client)  # failed polls are not billed attempts
+    assert row.outcome == "success"
+    assert row.cost == Decimal("1.5") * price("gpu-t4")
+
+
+@both
+async def test_a_poll_that_keeps_failing_raises_the_server_error(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [httpx.Response(500, json={"detail": "boom", "status": 500})])
+    client, _, _ = make(is_async, host.server, max_retries=1)
+    with pytest.raises(ServerError) as info:
+        await run(client.predict(MODEL, {"x": 1}, hardware="gpu-t4"))
+    assert info.value.status == 500
+    assert len(host.gets) == 2
+    assert rows(client) == []
+
+
+@both
+async def test_a_401_is_typed(is_async: bool) -> None:
+    body = {"title": "Unauthenticated", "detail": "You did not pass a valid authentication token", "status": 401}
+    host = Host(httpx.Response(401, json=body, headers={"content-type": "application/problem+json"}))
+    client, _, _ = make(is_async, host.server)
+    with pytest.raises(AuthenticationError) as info:
+        await run(client.predict(MODEL, {"x": 1}))
+    assert info.value.status == 401
+    assert info.value.body == body
+    assert "valid authentication token" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------------ hardware & cost
+
+
+@both
+async def test_unknown_hardware_has_no_cost_and_says_why(is_async: bool) -> None:
+    host = Host(resp(pred("succeeded", predict_time=10.0), 201))
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}))
+    assert p.usage.hardware is None
+    assert p.cost.total is None  # never a guessed A100
+    assert "unknown replicate hardware" in (p.cost.reason or "")
+    assert "hardware=" in (p.cost.reason or "")
+    [row] = rows(client)
+    assert row.cost is None
+    assert row.gpu_seconds == Decimal("10.0")
+
+
+@both
+async def test_a_sku_without_a_price_has_no_cost(is_async: bool) -> None:
+    host = Host(resp(pred("succeeded", predict_time=10.0), 201))
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-made-up"))
+    assert p.cost.total is None
+    assert "replicate:gpu-made-up" in (p.cost.reason or "")
+
+
+@both
+async def test_config_hardware_prices_the_model(is_async: bool) -> None:
+    host = Host(resp(pred("succeeded", predict_time=8.0), 201))
+    client, _, _ = make(is_async, host.server, replicate={"hardware": {"acme/upscaler": "gpu-l40s"},
+                                                          "default_hardware": "gpu-t4"})
+    p = await run(client.predict(MODEL, {"x": 1}))
+    assert p.usage.hardware == "gpu-l40s"
+    assert p.cost.total == Decimal("8.0") * price("gpu-l40s")
+    assert p.cost.estimated is False
+    # hardware= wins over config
+    p2 = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-h100"))
+    assert p2.cost.total == Decimal("8.0") * price("gpu-h100")
+
+
+@both
+async def test_default_hardware_is_an_estimate(is_async: bool) -> None:
+    host = Host(resp(pred("succeeded", predict_time=8.0), 201))
+    client, _, _ = make(is_async, host.server, replicate={"default_hardware": "gpu-a40-large"})
+    p = await run(client.predict(MODEL, {"x": 1}))
+    assert p.usage.hardware == "gpu-a40-large"
+    assert p.cost.total == Decimal("8.0") * price("gpu-a40-large")
+    assert p.cost.estimated is True
+    [row] = rows(client)
+    assert row.estimated is True
+
+
+@both
+async def test_default_hardware_estimate_survives_polling(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("succeeded", predict_time=2.0))])
+    client, _, _ = make(is_async, host.server, replicate={"default_hardware": "gpu-t4"})
+    p = await run(client.predict(MODEL, {"x": 1}))
+    assert p.usage.hardware == "gpu-t4"
+    assert p.cost.estimated is True
+
+
+@both
+async def test_a_two_gpu_sku_costs_twice_the_single_price(is_async: bool) -> None:
+    host = Host(resp(pred("succeeded", predict_time=6.0), 201))
+    client, _, _ = make(is_async, host.server)
+    one = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-a100-large"))
+    two = await run(client.predict(MODEL, {"x": 1}, hardware="2x-gpu-a100-large"))
+    assert two.cost.total == 2 * one.cost.total == Decimal("6.0") * 2 * price("gpu-a100-large")
+
+
+# ------------------------------------------------------------------------------------------------ requests
+
+
+@both
+@pytest.mark.parametrize(("model", "path", "version"), [
+    ("replicate:acme/upscaler", "/v1/models/acme/upscaler/predictions", None),
+    ("replicate:acme/upscaler:5c7d5dc6dd8b", "/v1/predictions", "5c7d5dc6dd8b"),
+    ("replicate:deployments/acme/upscaler-prod", "/v1/deployments/acme/upscaler-prod/predictions", None),
+], ids=["model", "version", "deployment"])
+async def test_model_id_forms(is_async: bool, model: str, path: str, version: str | None) -> None:
+    host = Host(resp(pred("starting"), 201))
+    client, _, _ = make(is_async, host.server)
+    await run(client.predict(model, {"prompt": "a cat"}, wait=False, webhook="https://example.com/hook"))
+    [seen] = host.server.seen
+    assert seen.method == "POST"
+    assert seen.url == "https://api.replicate.com" + path
+    expected: dict[str, Any] = {"input": {"prompt": "a cat"}, "webhook": "https://example.com/hook"}
+    if version:
+        expected["version"] = version
+    assert seen.body == expected
+
+
+@both
+async def test_wait_true_asks_for_the_sync_mode(is_async: bool) -> None:
+    host = Host(resp(pred("succeeded", predict_time=1.0), 201))
+    client, _, _ = make(is_async, host.server)
+    await run(client.predict(MODEL, {"x": 1}, extra_body={"cancel_after": "5m"}))
+    [seen] = host.server.seen
+    assert seen.headers["prefer"] == "wait=60"
+    assert seen.body == {"input": {"x": 1}, "cancel_after": "5m"}
+
+
+@both
+async def test_the_key_comes_from_replicate_api_token(is_async: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_fromenv0123456789abcdefgh")
+    host = Host(resp(pred("succeeded", predict_time=1.0), 201))
+    transport = httpx.MockTransport(host.server)
+    if is_async:
+        client: Any = ck.AsyncClient(config=None, http_client=httpx.AsyncClient(transport=transport))
+    else:
+        client = ck.Client(config=None, http_client=httpx.Client(transport=transport))
+    await run(client.predict(MODEL, {"x": 1}))
+    assert host.server.seen[0].auth == "Bearer r8_fromenv0123456789abcdefgh"
+
+
+@both
+@pytest.mark.parametrize("bad", [["a", "b"], "a prompt", None, 3])
+async def test_input_that_is_not_a_dict_is_refused_before_sending(is_async: bool, bad: Any) -> None:
+    host = Host(resp(pred("starting"), 201))
+    client, _, _ = make(is_async, host.server)
+    with pytest.raises(InvalidRequestError, match="dict"):
+        await run(client.predict(MODEL, bad))
+    assert host.server.hits == 0
+
+
+@both
+async def test_a_provider_without_predict_is_refused_before_sending(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201))
+    client, _, _ = make(is_async, host.server)
+    with pytest.raises(UnsupportedCapabilityError) as info:
+        await run(client.predict("openai:gpt-4o-mini", {"prompt": "hi"}))
+    assert info.value.capability == "predict"
+    assert host.server.hits == 0
+
+
+def test_a_prediction_built_by_hand_cannot_poll() -> None:
+    p = ck.Prediction(provider="replicate", model="a/b", id="x", status="running")
+    with pytest.raises(RuntimeError, match="not attached"):
+        p.refresh()
+
+
+# ------------------------------------------------------------------------------------------------ module level
+
+
+def test_module_level_predict_uses_the_default_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = Host(resp(pred("succeeded", output="sync", predict_time=1.0), 201))
+    client, _, _ = make(False, host.server)
+    monkeypatch.setattr(_defaults, "_sync", client)
+    p = ck.predict(MODEL, {"x": 1}, hardware="gpu-t4")
+    assert p.output == "sync"
+    assert p.cost.total == price("gpu-t4")
+    assert host.server.hits == 1
+    assert len(rows(client)) == 1
+
+
+async def test_module_level_apredict_uses_the_default_async_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    host = Host(resp(pred("succeeded", output="async", predict_time=1.0), 201))
+    client, _, _ = make(True, host.server)
+    monkeypatch.setattr(_defaults, "_async", client)
+    p = await ck.apredict(MODEL, {"x": 1})
+    assert p.output == "async"
+    assert host.server.hits == 1
