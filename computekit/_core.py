@@ -320,8 +320,11 @@ class Core:
         if isinstance(result, Prediction):
             if not result.done:
                 return Cost.unknown("the run has not finished: its cost is known when it ends")
+            if result.usage.gpu_seconds is None and result.usage.units:
+                # Billed per output (images, credits, billable units): priced per unit, by model.
+                return self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
             return self.prices.gpu_cost(target.provider, result.usage.hardware, result.usage.gpu_seconds,
-                                        estimated=result._hardware_assumed)
+                                        estimated=result._hardware_assumed or result._wall_time)
         if not result._usage_reported:
             return Cost.unknown(f"{target.provider} reported no usage for this call")
         return self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
@@ -342,6 +345,9 @@ class Core:
         it took (``first_byte_s``, the time to the first chunk, for a stream)."""
         latency = time.perf_counter() - t0
         self.router.succeeded(target, latency if first_byte_s is None else first_byte_s)
+        if isinstance(result, Prediction) and result._wall_time and result.usage.gpu_seconds is None:
+            # The host reports no run time: the measured time of the call stands in for it (an estimate).
+            result.usage.gpu_seconds = Decimal(str(round(latency, 6)))
         result.request_id = target.adapter.redact(result.request_id)  # a header a server could abuse
         result.cost = self.price(target, result, started)
         attempt = Attempt(

@@ -387,6 +387,9 @@ class Prediction(_Result):
     _recorded: bool = PrivateAttr(default=False)
     _hardware_assumed: bool = PrivateAttr(default=False)
     _tags: Any = PrivateAttr(default=None)
+    _wall_time: bool = PrivateAttr(default=False)
+    """Set by an adapter whose host bills instance time but reports none: the call's measured time is used
+    (and the cost is marked estimated)."""
 
     @property
     def done(self) -> bool:

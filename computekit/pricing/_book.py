@@ -157,21 +157,28 @@ def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None]:
     import tomllib
     from importlib import resources
 
-    raw = tomllib.loads(resources.files(__package__).joinpath("data/tokens.toml").read_text("utf-8"))
-    meta = raw.get("meta", {})
     out: dict[tuple[str, str], TokenRates] = {}
-    for m in raw.get("models", []):
-        prices = {k: _decimal(m[k]) for k in _TOKEN_KEYS if k in m}
-        per_request = _decimal(m["per_request"]) if "per_request" in m else None
-        as_of = m.get("as_of")
-        source = PriceSource(
-            table=str(meta.get("name", "computekit:tokens")),
-            as_of=dt.date.fromisoformat(str(as_of)) if as_of else None,
-            url=m.get("source"),
-        )
-        out[(m["provider"], m["model"])] = TokenRates(prices=prices, source=source, per_request=per_request)
-    table_date = meta.get("as_of")
-    return out, (dt.date.fromisoformat(str(table_date)) if table_date else None)
+    table_date: dt.date | None = None
+    # tokens.toml: per-token prices; units.toml: prices per unit of output (image, credit ...) for predictions.
+    for filename in ("data/tokens.toml", "data/units.toml"):
+        raw = tomllib.loads(resources.files(__package__).joinpath(filename).read_text("utf-8"))
+        meta = raw.get("meta", {})
+        for m in raw.get("models", []):
+            prices = {k: _decimal(m[k]) for k in _TOKEN_KEYS if k in m}
+            per_request = _decimal(m["per_request"]) if "per_request" in m else None
+            units = {name: (_decimal(price), 1) for name, price in (m.get("units") or {}).items()}
+            as_of = m.get("as_of")
+            source = PriceSource(
+                table=str(meta.get("name", "computekit:tokens")),
+                as_of=dt.date.fromisoformat(str(as_of)) if as_of else None,
+                url=m.get("source"),
+            )
+            out[(m["provider"], m["model"])] = TokenRates(
+                prices=prices, source=source, per_request=per_request, extra_units=units
+            )
+        if filename == "data/tokens.toml" and meta.get("as_of"):
+            table_date = dt.date.fromisoformat(str(meta["as_of"]))
+    return out, table_date
 
 
 def _match(tables: Mapping[tuple[str, str], TokenRates], provider: str, model: str) -> TokenRates | None:
