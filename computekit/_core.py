@@ -10,7 +10,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -469,7 +469,6 @@ class Core:
         )
 
 
-
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -498,7 +497,7 @@ class Run:
     errors: list[ProviderError] = field(default_factory=list)
     deadline: float | None = None
     min_context: int | None = None
-    _pos: int = 0
+    _pos: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         limit = self.core.router.config.deadline_s
@@ -507,7 +506,10 @@ class Run:
         estimate = None
         if strategy == "cheapest" and self.first_request is not None:
             build = self.first_request
-            estimate = lambda t: self.core.estimate(t, build(t))  # noqa: E731
+
+            def estimate(t: Target) -> Decimal | None:
+                return self.core.estimate(t, build(t))
+
         self.targets = self.core.router.order(
             self.targets, strategy, estimate=estimate, weights=self.route.weights if self.route else None
         )
@@ -535,7 +537,7 @@ class Run:
         """Seconds left before the call's total deadline (infinite without one)."""
         return math.inf if self.deadline is None else self.deadline - self.core.router.clock()
 
-    def remaining_fn(self) -> Any:
+    def remaining_fn(self) -> Callable[[], float] | None:
         """:meth:`remaining`, or ``None`` when there is no deadline (retry loops then skip the check)."""
         return None if self.deadline is None else self.remaining
 

@@ -124,12 +124,9 @@ class Router:
             order = sorted(range(len(targets)), key=lambda i: (costs[i] is None, costs[i] or Decimal(0), i))
             return [targets[i] for i in order]
         if strategy == "fastest":
-            lat = [self._states.get(_key(t)) for t in targets]
             # Never-measured targets go after measured ones, in their listed order.
-            order = sorted(
-                range(len(targets)),
-                key=lambda i: (lat[i] is None or lat[i].latency is None, (lat[i].latency if lat[i] else 0) or 0, i),  # type: ignore[union-attr]
-            )
+            lat = [self.latency(t) for t in targets]
+            order = sorted(range(len(targets)), key=lambda i: (lat[i] is None, lat[i] or 0.0, i))
             return [targets[i] for i in order]
         if strategy == "weighted" and targets:
             w = list(weights) if weights else [1.0] * len(targets)
