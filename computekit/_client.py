@@ -1063,25 +1063,7 @@ class AsyncClient(_BaseClient):
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
     ) -> Prediction:
-        """Run a model on a serverless GPU host (``replicate:owner/name[:version]``, ``replicate:deployments/...``).
-
-        Args:
-            model: ``"provider:model"``.
-            input: The model's input.
-            wait: Wait for the run to end (the host's sync mode first, then polling); ``False`` returns at once:
-                call ``wait()``, ``refresh()`` or ``cancel()`` on the prediction later.
-            timeout: Seconds to wait; when they pass, the remote run is canceled (unless ``cancel_on_timeout``
-                is False) and :class:`PredictionTimeoutError` is raised.
-            poll_interval: Seconds between polls (default: 0.5 s, growing to 5 s).
-            hardware: The hardware SKU the model runs on (e.g. ``"gpu-a100-large"``): prices its GPU-seconds.
-                Default: config ``[providers.NAME] hardware = {{MODEL = SKU}}``; else the cost is ``None``.
-            webhook: A URL the host calls when the run ends.
-            cancel_on_timeout: Cancel the remote run when ``timeout`` passes (so nothing keeps billing).
-            extra_body: Host-specific body fields, sent as they are.
-            tags: Labels stored with the run in the ledger.
-
-        Returns:
-            The prediction: status, output, logs, GPU-seconds, cost (once it has ended).
+        """Run a model on a serverless GPU host (see :meth:`Client.predict`).
 
         Raises:
             InvalidRequestError: ``input`` is not a dict (nothing was sent).
