@@ -40,6 +40,10 @@ BUILTIN: Final[dict[str, str]] = {
     "vllm": _OPENAI_COMPATIBLE,
     "ollama": _OPENAI_COMPATIBLE,
     "llamacpp": _OPENAI_COMPATIBLE,
+    "runpod": "computekit.adapters.runpod:RunPodAdapter",
+    "baseten-dedicated": "computekit.adapters.baseten_dedicated:BasetenDedicatedAdapter",
+    "fal": "computekit.adapters.fal:FalAdapter",
+    "stability": "computekit.adapters.stability:StabilityAdapter",
 }
 
 _loaded: dict[str, type[Adapter]] = {}

@@ -153,16 +153,20 @@ def _decimal(v: Any) -> Decimal:
 
 
 @cache
-def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None]:
+def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None, dict[tuple[str, str], TokenRates]]:
+    """computekit's token table (matched by model family), its date, and its per-unit table (matched exactly:
+    per-output prices differ between close variants, e.g. ``sd3.5-large`` and ``sd3.5-large-turbo``)."""
     import tomllib
     from importlib import resources
 
-    out: dict[tuple[str, str], TokenRates] = {}
+    tokens: dict[tuple[str, str], TokenRates] = {}
+    units_table: dict[tuple[str, str], TokenRates] = {}
     table_date: dt.date | None = None
     # tokens.toml: per-token prices; units.toml: prices per unit of output (image, credit ...) for predictions.
     for filename in ("data/tokens.toml", "data/units.toml"):
         raw = tomllib.loads(resources.files(__package__).joinpath(filename).read_text("utf-8"))
         meta = raw.get("meta", {})
+        out = tokens if filename == "data/tokens.toml" else units_table
         for m in raw.get("models", []):
             prices = {k: _decimal(m[k]) for k in _TOKEN_KEYS if k in m}
             per_request = _decimal(m["per_request"]) if "per_request" in m else None
@@ -178,7 +182,7 @@ def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None]:
             )
         if filename == "data/tokens.toml" and meta.get("as_of"):
             table_date = dt.date.fromisoformat(str(meta["as_of"]))
-    return out, table_date
+    return tokens, table_date, units_table
 
 
 def _match(tables: Mapping[tuple[str, str], TokenRates], provider: str, model: str) -> TokenRates | None:
@@ -307,6 +311,7 @@ class PriceBook:
             pass
         found = (
             _match(self._overrides, ref.provider, ref.model)
+            or _own_tables()[2].get((ref.provider, ref.model))
             or _match(_own_tables()[0], ref.provider, ref.model)
             or (_genai_rates(ref, slot) if ref.table_provider else None)
         )
