@@ -350,7 +350,7 @@ class PriceBook:
         """The cost of ``seconds`` of ``hardware`` on ``provider``; ``None`` (never a guessed SKU) when the
         hardware or its price is unknown, or the host reported no run time."""
         if seconds is None:
-            return Cost.unknown(f"{provider} reported no run time")
+            return Cost.unknown(f"{provider} reported no run time (nor billed units)")
         if not hardware:
             return Cost.unknown(
                 f"unknown {provider} hardware: pass hardware= to predict(), or set it for the model in config"
