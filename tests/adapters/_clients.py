@@ -19,16 +19,21 @@ MATCH_ON = ["method", "scheme", "host", "port", "path", "query", "body"]
 
 
 class Sleeps:
-    """A retry sleep that records the waits instead of sleeping."""
+    """Retry and poll sleeps: recorded, moving a fake clock (``clock`` is a router clock), never sleeping."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
         self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        self.now += seconds
 
     async def asleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
+        self(seconds)
 
 
 def policy(sleeps: Sleeps, max_retries: int = 2) -> RetryPolicy:

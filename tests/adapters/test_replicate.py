@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from _clients import MATCH_ON, MODES, call, close
+from _clients import MATCH_ON, MODES, Sleeps, call, close
 
 import computekit as ck
 from computekit._config import RetryConfig, RoutingConfig
@@ -52,23 +52,6 @@ def _every_interaction_played(request: pytest.FixtureRequest) -> Any:
 def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
-
-class Sleeps:
-    """Poll and retry sleeps: recorded, moving a fake clock, never sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self(seconds)
 
 
 def client_for(mode: str, sleeps: Sleeps) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from _clients import MATCH_ON, MODES, call, close
+from _clients import MATCH_ON, MODES, Sleeps, call, close
 
 import computekit as ck
 from computekit._config import RetryConfig, RoutingConfig
@@ -69,23 +69,6 @@ def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-class Sleeps:
-    """Poll and retry sleeps: recorded, moving a fake clock, never sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self(seconds)
-
 
 class MaxJitter(random.Random):
     def uniform(self, a: float, b: float) -> float:
@@ -121,7 +104,7 @@ async def run(value: Any) -> Any:
 @pytest.mark.vcr
 @pytest.mark.default_cassette("runsync_success.yaml")
 async def test_runsync_success(mode: str) -> None:
-    sleeps = Sleeps()
+    sleeps = Sleeps(start=1000.0)
     client = client_for(mode, sleeps)
     p = await call(client, "predict", "runpod:sdxl7x2k9q4m1p", {"prompt": "a lighthouse at dusk", "seed": 46578},
                    hardware=SKU)
@@ -149,7 +132,7 @@ async def test_runsync_success(mode: str) -> None:
 @pytest.mark.vcr
 @pytest.mark.default_cassette("run_and_poll.yaml")
 async def test_async_run_then_polls_to_completed(mode: str) -> None:
-    sleeps = Sleeps()
+    sleeps = Sleeps(start=1000.0)
     client = client_for(mode, sleeps)
     p = await call(client, "predict", "runpod:vllm5q8r2t6y0w", {"prompt": "Hello, world!"}, wait=False,
                    webhook="https://example.com/runpod-hook", hardware="AMPERE_80")
@@ -171,7 +154,7 @@ async def test_async_run_then_polls_to_completed(mode: str) -> None:
 @pytest.mark.vcr
 @pytest.mark.default_cassette("failed.yaml")
 async def test_failed_job_raises_with_its_error_and_is_billed(mode: str) -> None:
-    client = client_for(mode, Sleeps())
+    client = client_for(mode, Sleeps(start=1000.0))
     with pytest.raises(PredictionFailedError) as info:
         await call(client, "predict", "runpod:upsc4l3r9b2n7m", {"image": "https://example.com/in.png", "scale": 8},
                    hardware=SKU)
@@ -189,7 +172,7 @@ async def test_failed_job_raises_with_its_error_and_is_billed(mode: str) -> None
 @pytest.mark.vcr
 @pytest.mark.default_cassette("cancel.yaml")
 async def test_cancel(mode: str) -> None:
-    sleeps = Sleeps()
+    sleeps = Sleeps(start=1000.0)
     client = client_for(mode, sleeps)
     p = await call(client, "predict", "runpod:vid3o0g3n8k2w5", {"prompt": "a long video"}, wait=False,
                    extra_body={"policy": {"executionTimeout": 600000}}, hardware=SKU)
@@ -265,7 +248,7 @@ def ok(body: dict[str, Any]) -> httpx.Response:
 
 async def test_timeout_cancels_the_remote_job(mode: str) -> None:
     host = Host(ok(job("IN_PROGRESS")), [ok(job("IN_PROGRESS"))], cancel=ok(job("CANCELLED")))
-    sleeps = Sleeps()
+    sleeps = Sleeps(start=1000.0)
     client = client_for(mode, sleeps, transport=httpx.MockTransport(host))
     with pytest.raises(PredictionTimeoutError) as info:
         await run(client.predict("runpod:ep1", {"x": 1}, timeout=2.0, hardware=SKU))
@@ -287,7 +270,7 @@ async def test_a_5xx_on_a_poll_is_retried(mode: str) -> None:
         httpx.Response(502, text="bad gateway"),
         ok(job("COMPLETED", execution_ms=4200, output={"ok": True})),
     ])
-    sleeps = Sleeps()
+    sleeps = Sleeps(start=1000.0)
     client = client_for(mode, sleeps, transport=httpx.MockTransport(host), max_retries=2)
     p = await run(client.predict("runpod:ep1", {"x": 1}, hardware=SKU))
     await close(client)
@@ -303,7 +286,7 @@ async def test_a_5xx_on_a_poll_is_retried(mode: str) -> None:
 
 async def test_a_poll_that_keeps_failing_raises_the_server_error(mode: str) -> None:
     host = Host(ok(job("IN_QUEUE")), [httpx.Response(500, json={"error": "boom"})])
-    client = client_for(mode, Sleeps(), transport=httpx.MockTransport(host), max_retries=1)
+    client = client_for(mode, Sleeps(start=1000.0), transport=httpx.MockTransport(host), max_retries=1)
     with pytest.raises(ServerError) as info:
         await run(client.predict("runpod:ep1", {"x": 1}, hardware=SKU))
     await close(client)
@@ -313,7 +296,7 @@ async def test_a_poll_that_keeps_failing_raises_the_server_error(mode: str) -> N
 
 async def test_timed_out_is_a_failure(mode: str) -> None:
     host = Host(ok(job("TIMED_OUT")))
-    client = client_for(mode, Sleeps(), transport=httpx.MockTransport(host))
+    client = client_for(mode, Sleeps(start=1000.0), transport=httpx.MockTransport(host))
     with pytest.raises(PredictionFailedError) as info:
         await run(client.predict("runpod:ep1", {"x": 1}, hardware=SKU))
     await close(client)
@@ -326,7 +309,7 @@ async def test_timed_out_is_a_failure(mode: str) -> None:
 
 async def test_unknown_hardware_has_no_cost(mode: str) -> None:
     host = Host(ok(job("COMPLETED", execution_ms=10_000)))
-    client = client_for(mode, Sleeps(), transport=httpx.MockTransport(host))
+    client = client_for(mode, Sleeps(start=1000.0), transport=httpx.MockTransport(host))
     p = await run(client.predict("runpod:ep1", {"x": 1}))
     await close(client)
     assert p.usage.gpu_seconds == Decimal(10)
@@ -340,7 +323,7 @@ async def test_unknown_hardware_has_no_cost(mode: str) -> None:
 
 async def test_a_gpu_type_without_a_price_has_no_cost(mode: str) -> None:
     host = Host(ok(job("COMPLETED", execution_ms=1000)))
-    client = client_for(mode, Sleeps(), transport=httpx.MockTransport(host))
+    client = client_for(mode, Sleeps(start=1000.0), transport=httpx.MockTransport(host))
     p = await run(client.predict("runpod:ep1", {"x": 1}, hardware="HOPPER_141"))
     await close(client)
     assert p.cost.total is None
@@ -349,7 +332,8 @@ async def test_a_gpu_type_without_a_price_has_no_cost(mode: str) -> None:
 
 async def test_config_hardware_for_the_endpoint(mode: str) -> None:
     host = Host(ok(job("COMPLETED", execution_ms=8000)))
-    client = client_for(mode, Sleeps(), transport=httpx.MockTransport(host), runpod={"hardware": {"ep1": SKU}})
+    client = client_for(mode, Sleeps(start=1000.0), transport=httpx.MockTransport(host),
+                        runpod={"hardware": {"ep1": SKU}})
     p = await run(client.predict("runpod:ep1", {"x": 1}))
     await close(client)
     assert p.usage.hardware == SKU
@@ -362,7 +346,7 @@ async def test_config_hardware_for_the_endpoint(mode: str) -> None:
 
 async def test_requests_sent(mode: str) -> None:
     host = Host(ok(job("IN_QUEUE")))
-    client = client_for(mode, Sleeps(), transport=httpx.MockTransport(host))
+    client = client_for(mode, Sleeps(start=1000.0), transport=httpx.MockTransport(host))
     await run(client.predict("runpod:ep1", {"prompt": "a cat"}, wait=False, webhook="https://example.com/h",
                              extra_body={"policy": {"ttl": 60000}}))
     with pytest.raises(PredictionTimeoutError):  # IN_QUEUE after /runsync, and no time left to poll
