@@ -46,6 +46,7 @@ from ._exceptions import (
     RateLimitError,
     ServerError,
     UnsupportedCapabilityError,
+    WebhookVerificationError,
 )
 from ._types import (
     Attempt,
@@ -114,6 +115,7 @@ __all__ = [
     "UnknownPriceWarning",
     "UnsupportedCapabilityError",
     "Usage",
+    "WebhookVerificationError",
     "__version__",
     "acomplete",
     "aembed",

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from ._config import RouteConfig
 from ._constants import (
     DEFAULT_POLL_INTERVAL_S,
+    MAX_DOWNLOAD_REDIRECTS,
     MAX_POLL_INTERVAL_S,
     MAX_SSE_EVENT_BYTES,
     NOT_GIVEN,
@@ -850,6 +851,30 @@ class Client(_BaseClient):
             raise _failed(prediction)
         return prediction
 
+    def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
+        """GET an output file: no credential (the URL is pre-signed), redirects followed, size bounded.
+
+        Raises:
+            APIStatusError: The host answered with an error status (``NotFoundError`` for 404 ...).
+            APITimeoutError, APIConnectionError: The download timed out or broke.
+            MalformedResponseError: The file is larger than ``MAX_DOWNLOAD_BYTES``, or redirects loop.
+        """
+        from . import _outputs
+
+        for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            req = _outputs.download_request(url, self._core.settings.timeout)
+            with self._transport.stream(req, provider, model) as (head, chunks):
+                target = _outputs.redirect_to(head, url, provider, model)
+                if target is None:
+                    if head.status >= _ERROR_STATUS:
+                        raise _outputs.status_error(head, url, provider, model)
+                    sink = _outputs.Sink(head, url, provider, model)
+                    for data in chunks:
+                        sink.add(data)
+                    return sink.content()
+            url = target
+        raise _outputs.too_many_redirects(url, provider, model)
+
     def close(self) -> None:
         """Close pooled connections."""
         self._transport.close()
@@ -1118,6 +1143,24 @@ class AsyncClient(_BaseClient):
         if prediction.status == "failed":
             raise _failed(prediction)
         return prediction
+
+    async def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
+        """:meth:`Client._download`, awaited."""
+        from . import _outputs
+
+        for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            req = _outputs.download_request(url, self._core.settings.timeout)
+            async with self._transport.stream(req, provider, model) as (head, chunks):
+                target = _outputs.redirect_to(head, url, provider, model)
+                if target is None:
+                    if head.status >= _ERROR_STATUS:
+                        raise _outputs.status_error(head, url, provider, model)
+                    sink = _outputs.Sink(head, url, provider, model)
+                    async for data in chunks:
+                        sink.add(data)
+                    return sink.content()
+            url = target
+        raise _outputs.too_many_redirects(url, provider, model)
 
     async def aclose(self) -> None:
         """Close pooled connections."""

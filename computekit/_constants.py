@@ -55,6 +55,14 @@ DEFAULT_MAX_KEEPALIVE: Final = 100
 MAX_SSE_EVENT_BYTES: Final = 4 * 1024 * 1024
 """An SSE event larger than this is a broken or hostile server: refuse it instead of buffering forever."""
 
+MAX_DOWNLOAD_BYTES: Final = 512 * 1024 * 1024
+"""``Prediction.save()`` refuses an output file larger than this (512 MiB) instead of filling memory and disk."""
+MAX_DOWNLOAD_REDIRECTS: Final = 5
+"""Redirects an output download follows (a CDN may redirect; the download carries no credential)."""
+
+WEBHOOK_TOLERANCE_S: Final = 300
+"""How far a webhook's timestamp may be from the clock before it is refused as a replay (5 minutes)."""
+
 CONFIG_ENV: Final = "COMPUTEKIT_CONFIG"
 LEDGER_ENV: Final = "COMPUTEKIT_LEDGER"
 CONFIG_FILENAME: Final = "computekit.toml"

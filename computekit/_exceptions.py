@@ -10,6 +10,7 @@
     ├── BudgetExceededError            a budget refused the call (raised before any HTTP)
     ├── AllTargetsFailedError          every target of a fallback plan failed (also an ExceptionGroup of
     │                                  each target's last error; ``attempts`` lists every try)
+    ├── WebhookVerificationError       a webhook's signature, timestamp or headers do not check out
     └── ProviderError                  anything that came from, or failed on the way to, a provider
         ├── APIStatusError             the provider answered with an error status
         │   ├── BadRequestError                400 / 422
@@ -63,6 +64,7 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "UnsupportedCapabilityError",
+    "WebhookVerificationError",
 ]
 
 _BODY_IN_MESSAGE = 500  # characters of the body shown in str(error); the full body stays on .body
@@ -109,6 +111,11 @@ class UnsupportedCapabilityError(ComputeKitError):
 
 class BudgetExceededError(ComputeKitError):
     """A budget refused the call before anything was sent."""
+
+
+class WebhookVerificationError(ComputeKitError):
+    """A webhook could not be verified (``computekit.webhooks``): a header is missing, the timestamp is too old,
+    or no signature matches. Answer the request with a 4xx and do not act on its body."""
 
 
 class AllTargetsFailedError(ExceptionGroup, ComputeKitError):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -437,6 +439,29 @@ class Prediction(_Result):
     async def async_cancel(self) -> Prediction:
         """:meth:`cancel` for async clients."""
         return await self._bound_client()._cancel(self)  # type: ignore[no-any-return]
+
+    def save(self, directory: str | os.PathLike[str]) -> list[Path]:
+        """Download every file in ``output`` into ``directory`` (created if needed); return the written paths.
+
+        Files are the ``http(s)`` URLs in ``output`` (a URL, or URLs anywhere in its lists and dicts) and its
+        ``data:`` URIs. Each is named after the last part of its URL path (``out-0.png``); a repeated name gets a
+        numeric suffix (``out-0-1.png``); an existing file of that name is replaced. The download is a plain GET
+        **without the provider's key** (output URLs are pre-signed), bounded by ``MAX_DOWNLOAD_BYTES`` (512 MiB).
+
+        Raises:
+            InvalidRequestError: ``output`` holds no file URL.
+            MalformedResponseError: A file name would leave ``directory``, or a file is over the size limit.
+            ProviderError: A download failed (``NotFoundError`` for an expired URL ...).
+        """
+        from . import _outputs
+
+        return _outputs.save(self, directory)
+
+    async def async_save(self, directory: str | os.PathLike[str]) -> list[Path]:
+        """:meth:`save` for async clients."""
+        from . import _outputs
+
+        return await _outputs.async_save(self, directory)
 
 
 Result = Completion | Embeddings | Reranking | Prediction

@@ -5,6 +5,7 @@
     computekit complete openai:gpt-4o-mini "Write a haiku about GPUs" [--stream] [--json]
     computekit providers [--json]           every adapter, its capabilities, key env vars and whether it is set up
     computekit prices openai:gpt-4o-mini    the per-1M-token rates that apply today, and their source
+    computekit predict replicate:owner/name -i prompt=... [--no-wait] [--save DIR]
     computekit report --by model            spend from the ledger (table, csv or json)
     computekit demo                         offline: recorded calls, their exact costs, and a ledger report
 
@@ -276,23 +277,34 @@ def predict(
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Start the run and return at once.")] = False,
     timeout: Annotated[float | None, typer.Option("--timeout", min=0, help="Seconds to wait (then cancel).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the whole Prediction as JSON.")] = False,
+    save: Annotated[Path | None, typer.Option("--save", help="Download the output files into this directory.",
+                                              file_okay=False)] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run a model on a serverless GPU host and print its output, then what it cost."""
     payload = _parse_inputs(inputs or [])
+    if save is not None and no_wait:
+        raise typer.BadParameter("--save needs the run's output: drop --no-wait", param_hint="--save")
+    saved: list[Path] = []
     with _errors():
         client = _client(config)
         try:
             p = client.predict(model, payload, wait=not no_wait, timeout=timeout, hardware=hardware)
+            if save is not None:
+                saved = p.save(save)
         finally:
             client.close()
     if json_out:
         typer.echo(p.model_dump_json(exclude={"raw"}, indent=2))
+        for path in saved:  # stdout stays one JSON document
+            _console(stderr=True).print(f"saved {path}", markup=False)
         return
     console = _console()
     console.print(f"{p.id}: {p.status}", markup=False)
     if p.output is not None:
         console.print(p.output if isinstance(p.output, str) else repr(p.output), markup=False)
+    for path in saved:
+        console.print(f"saved {path}", markup=False)
     if p.usage.gpu_seconds is not None:
         console.print(f"gpu-seconds: {p.usage.gpu_seconds} on {p.usage.hardware or 'unknown hardware'}", markup=False)
     if p.done:

@@ -34,7 +34,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 # Key-shaped strings a server might echo back (in a body, an error message, x-request-id ...).
 _KEY_SHAPES = re.compile(
-    rb"(?:sk|rk|pk)[-_][A-Za-z0-9_\-]{16,}|r8_[A-Za-z0-9]{20,}|gsk_[A-Za-z0-9]{20,}|Bearer [A-Za-z0-9._\-]{16,}"
+    rb"(?:sk|rk|pk)[-_][A-Za-z0-9_\-]{16,}|r8_[A-Za-z0-9]{20,}|gsk_[A-Za-z0-9]{20,}|hf_[A-Za-z0-9]{20,}"
+    rb"|Bearer [A-Za-z0-9._\-]{16,}"
 )
 _MASK = b"REDACTED"
 

@@ -101,6 +101,16 @@ def loopback() -> Iterator[Loopback]:
             self.end_headers()
             self.wfile.write(reply.body)
 
+        def do_GET(self) -> None:  # output file downloads (predict --save)
+            state.seen.append({"path": self.path, "body": None, "auth": self.headers.get("authorization")})
+            reply = state.replies[min(len(state.seen) - 1, len(state.replies) - 1)]
+            self.send_response(reply.status)
+            for k, v in reply.headers.items():
+                self.send_header(k, v)
+            self.send_header("content-length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
@@ -513,3 +523,48 @@ def test_predict_input_must_be_key_value() -> None:
     result = runner.invoke(app, ["predict", "replicate:acme/bikes", "-i", "no-equals-sign"])
     assert result.exit_code == 2
     assert "key=value" in result.output
+
+
+def test_predict_save_downloads_outputs_without_the_key_and_prints_paths(
+        tmp_path: Path, loopback: Loopback, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "r8_test_0123456789abcdefghij"
+    monkeypatch.setenv("REPLICATE_API_TOKEN", token)
+    path = tmp_path / "replicate.toml"
+    path.write_text(f'[providers.replicate]\nbase_url = "{loopback.url}"\n', "utf-8")
+    files = loopback.url.removesuffix("/v1") + "/files"
+    loopback.reply_json({"id": "p2", "status": "succeeded", "logs": "", "metrics": {"predict_time": 1.0},
+                         "output": [f"{files}/out-0.png?sig=abc", f"{files}/out-1.png"], "urls": {}}, status=201)
+    loopback.replies.append(Reply(200, b"first", {"content-type": "image/png"}))
+    loopback.replies.append(Reply(200, b"second", {"content-type": "image/png"}))
+    out = tmp_path / "outputs"
+
+    result = _invoke("predict", "replicate:acme/bikes", "-i", "prompt=a red bicycle", "--save", str(out),
+                     "--config", str(path))
+
+    assert result.exit_code == 0, result.output
+    assert [s["path"] for s in loopback.seen] == ["/v1/models/acme/bikes/predictions", "/files/out-0.png?sig=abc",
+                                                  "/files/out-1.png"]
+    assert loopback.seen[0]["auth"] == f"Bearer {token}"
+    assert [s["auth"] for s in loopback.seen[1:]] == [None, None]
+    assert (out / "out-0.png").read_bytes() == b"first"
+    assert (out / "out-1.png").read_bytes() == b"second"
+    assert f"saved {out / 'out-0.png'}" in result.output
+    assert f"saved {out / 'out-1.png'}" in result.output
+
+
+def test_predict_save_with_nothing_to_save_fails_cleanly(tmp_path: Path, loopback: Loopback,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_test_0123456789abcdefghij")
+    path = tmp_path / "replicate.toml"
+    path.write_text(f'[providers.replicate]\nbase_url = "{loopback.url}"\n', "utf-8")
+    loopback.reply_json({"id": "p3", "status": "succeeded", "output": "just text", "logs": "", "urls": {}},
+                        status=201)
+    result = _invoke("predict", "replicate:acme/bikes", "--save", str(tmp_path / "o"), "--config", str(path))
+    assert result.exit_code == 2
+    assert "no file URLs" in result.output
+
+
+def test_predict_save_needs_wait() -> None:
+    result = runner.invoke(app, ["predict", "replicate:acme/bikes", "--no-wait", "--save", "out"])
+    assert result.exit_code == 2
+    assert "--no-wait" in result.output

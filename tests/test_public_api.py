@@ -53,6 +53,7 @@ EXPECTED = sorted([
     "UnknownPriceWarning",
     "UnsupportedCapabilityError",
     "Usage",
+    "WebhookVerificationError",
     "__version__",
     "acomplete",
     "aembed",
@@ -103,6 +104,8 @@ def test_error_tree_shape() -> None:
         assert issubclass(cls, ck.ProviderError)
     assert not issubclass(ck.APITimeoutError, ck.APIConnectionError)
     assert issubclass(ck.UnknownPriceWarning, UserWarning)
+    assert issubclass(ck.WebhookVerificationError, ck.ComputeKitError)
+    assert not issubclass(ck.WebhookVerificationError, ck.ProviderError)
 
 
 def test_import_is_lazy() -> None:
@@ -110,7 +113,7 @@ def test_import_is_lazy() -> None:
     code = (
         "import sys, computekit\n"
         "heavy = ['httpx', 'genai_prices', 'openai', 'cohere', 'replicate', 'tenacity', 'rich', 'typer',\n"
-        "         'computekit.adapters.openai']\n"
+        "         'computekit.adapters.openai', 'computekit.webhooks', 'computekit._outputs']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

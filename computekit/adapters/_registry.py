@@ -44,6 +44,7 @@ BUILTIN: Final[dict[str, str]] = {
     "baseten-dedicated": "computekit.adapters.baseten_dedicated:BasetenDedicatedAdapter",
     "fal": "computekit.adapters.fal:FalAdapter",
     "stability": "computekit.adapters.stability:StabilityAdapter",
+    "hf-endpoint": "computekit.adapters.hf_endpoint:HFEndpointAdapter",
 }
 
 _loaded: dict[str, type[Adapter]] = {}
