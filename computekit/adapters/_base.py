@@ -296,6 +296,20 @@ class Adapter(ABC):
         """Base URL, key env vars and whether a key is needed, for a provider served by this adapter."""
         return cls.default_base_url, cls.key_env_vars, cls.requires_key
 
+    auth_scheme: ClassVar[str] = "Bearer"
+    """How the key is sent: ``Authorization: {auth_scheme} KEY``."""
+
+    def headers(self) -> dict[str, str]:
+        """JSON request headers: configured extra headers, then the credential (built per request, never kept)."""
+        h = {"content-type": "application/json", "accept": "application/json"}
+        h.update(self.settings.headers)
+        h.update(self.auth_headers())
+        return h
+
+    def auth_headers(self) -> dict[str, str]:
+        """The header that carries the key."""
+        return {"authorization": f"{self.auth_scheme} {self.require_key()}"}
+
     def url(self, path: str) -> str:
         """``{base_url}/{path}``."""
         return f"{self.settings.base_url.rstrip('/')}/{path}"

@@ -50,6 +50,7 @@ class BasetenDedicatedAdapter(Adapter):
     """
 
     name = "baseten-dedicated"
+    auth_scheme = "Api-Key"
     capabilities = Capabilities(predict=True)
     key_env_vars = ("BASETEN_API_KEY",)
     default_base_url = f"https://model-{_MODEL_HOST}.api.baseten.co"
@@ -58,12 +59,6 @@ class BasetenDedicatedAdapter(Adapter):
     @classmethod
     def pricing_for(cls, provider: str) -> str:
         return "config `[prices]` per second of the instance x the call's measured time (estimated)"
-
-    def headers(self) -> dict[str, str]:
-        h = {"content-type": "application/json", "accept": "application/json"}
-        h.update(self.settings.headers)
-        h["authorization"] = f"Api-Key {self.require_key()}"
-        return h
 
     def predict_url(self, model: str) -> str:
         """``model`` (``MODEL_ID[/environments/NAME | /deployment/ID | /development]``) -> its ``/predict`` URL.

@@ -220,12 +220,6 @@ class CohereAdapter(Adapter):
 
     # ----------------------------------------------------------------------------------------- URLs & auth
 
-    def headers(self) -> dict[str, str]:
-        h = {"content-type": "application/json", "accept": "application/json"}
-        h.update(self.settings.headers)
-        h["authorization"] = f"Bearer {self.require_key()}"
-        return h
-
     # ----------------------------------------------------------------------------------------- complete
 
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:

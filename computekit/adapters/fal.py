@@ -41,6 +41,7 @@ class FalAdapter(Adapter):
     """fal.ai (``fal:`` apps) through its queue API. Key: ``FAL_KEY``."""
 
     name = "fal"
+    auth_scheme = "Key"
     capabilities = Capabilities(predict=True)
     key_env_vars = ("FAL_KEY",)
     default_base_url = "https://queue.fal.run"
@@ -55,7 +56,7 @@ class FalAdapter(Adapter):
         if json_body:
             h["content-type"] = "application/json"
         h.update(self.settings.headers)
-        h["authorization"] = f"Key {self.require_key()}"
+        h.update(self.auth_headers())
         return h
 
     # ----------------------------------------------------------------------------------------- requests

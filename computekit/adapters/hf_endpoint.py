@@ -63,12 +63,6 @@ class HFEndpointAdapter(Adapter):
             "time (estimated)"
         )
 
-    def headers(self) -> dict[str, str]:
-        h = {"content-type": "application/json", "accept": "application/json"}
-        h.update(self.settings.headers)
-        h["authorization"] = f"Bearer {self.require_key()}"
-        return h
-
     def endpoint_url(self, model: str) -> str:
         """The URL of the endpoint ``model`` names (a URL itself, or a name configured in ``deployments`` or
         ``base_url``).

@@ -128,12 +128,6 @@ class OpenAIWire(Adapter):
     def requires_key_for(self, provider: str) -> bool:
         return self.defaults_for(provider)[2]
 
-    def headers(self) -> dict[str, str]:
-        h = {"content-type": "application/json", "accept": "application/json"}
-        h.update(self.settings.headers)
-        h.update(self.auth_headers())
-        return h
-
     def uses_text_endpoint(self, model: str) -> bool:
         """Whether ``model`` is served by the legacy text-completion endpoint."""
         return model.startswith(_TEXT_MODELS)

@@ -45,12 +45,6 @@ class ReplicateAdapter(Adapter):
     def pricing_for(cls, provider: str) -> str:
         return "computekit's `gpu.toml` (Replicate's pricing page) x `metrics.predict_time`"
 
-    def headers(self) -> dict[str, str]:
-        h = {"content-type": "application/json", "accept": "application/json"}
-        h.update(self.settings.headers)
-        h["authorization"] = f"Bearer {self.require_key()}"
-        return h
-
     def build_predict(self, req: PredictRequest) -> HTTPRequest:
         body: dict[str, Any] = {"input": dict(req.input)}
         if req.webhook:

@@ -53,12 +53,6 @@ class RunPodAdapter(Adapter):
     def pricing_for(cls, provider: str) -> str:
         return "config `[prices]` per second of the endpoint's GPU x `executionTime`"
 
-    def headers(self) -> dict[str, str]:
-        h = {"content-type": "application/json", "accept": "application/json"}
-        h.update(self.settings.headers)
-        h["authorization"] = f"Bearer {self.require_key()}"
-        return h
-
     def _endpoint_url(self, endpoint: str, op: str) -> str:
         return self.url(f"{endpoint}/{op}")
 
