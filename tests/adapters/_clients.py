@@ -6,6 +6,7 @@ import inspect
 from typing import Any
 
 import httpx
+import pytest
 
 import computekit as ck
 from computekit._config import RetryConfig
@@ -86,3 +87,33 @@ async def close(client: ck.Client | ck.AsyncClient) -> None:
         await client.aclose()
     else:
         client.close()
+
+
+# ------------------------------------------------------------------------------------------------ shared fixtures
+# Test modules import these by name (``from _clients import every_interaction_played, mode, vcr_config``):
+# pytest registers a fixture wherever its function is a module global.
+
+
+@pytest.fixture(scope="module")
+def vcr_config(vcr_config: dict[str, Any]) -> dict[str, Any]:
+    """The suite's vcr settings, matching requests on their JSON body too: a cassette pins what is sent."""
+    return {**vcr_config, "match_on": MATCH_ON}
+
+
+@pytest.fixture(autouse=True)
+def every_interaction_played(request: pytest.FixtureRequest) -> Any:
+    """Each cassette test consumes its whole cassette: nothing recorded goes unused, nothing bypasses vcrpy."""
+    if request.node.get_closest_marker("vcr") is None:
+        yield
+        return
+    vcr = request.getfixturevalue("vcr")
+    yield
+    assert vcr is not None
+    assert vcr.play_count == len(vcr.data)
+    assert vcr.all_played
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each public call runs sync and async."""
+    return str(request.param)

@@ -26,7 +26,17 @@ from typing import Any
 import genai_prices
 import pytest
 import yaml
-from _clients import MATCH_ON, MODES, Sleeps, call, close, make_client, policy, stream
+from _clients import (  # noqa: F401  (shared fixtures, registered by name)
+    Sleeps,
+    call,
+    close,
+    every_interaction_played,
+    make_client,
+    mode,
+    policy,
+    stream,
+    vcr_config,
+)
 from conftest import CASSETTES, ROOT, real_key
 
 import computekit as ck
@@ -34,27 +44,6 @@ from computekit.adapters.anthropic import DEFAULT_MAX_TOKENS
 
 KEY = real_key("ANTHROPIC_API_KEY", "test-anthropic-placeholder-key")
 HERE = CASSETTES / "test_anthropic"
-
-
-@pytest.fixture(scope="module")
-def vcr_config(vcr_config: dict[str, Any]) -> dict[str, Any]:
-    return {**vcr_config, "match_on": MATCH_ON}
-
-
-@pytest.fixture(autouse=True)
-def _every_interaction_played(request: pytest.FixtureRequest) -> Any:
-    """Each cassette test consumes its whole cassette: nothing recorded goes unused."""
-    yield
-    if request.node.get_closest_marker("vcr") is None:
-        return
-    cassette = request.getfixturevalue("vcr")
-    assert cassette.play_count == len(cassette.data)
-    assert cassette.all_played
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def client_for(mode: str, **kwargs: Any) -> ck.Client | ck.AsyncClient:

@@ -14,7 +14,7 @@ from typing import Any
 
 import genai_prices
 import pytest
-from _clients import MATCH_ON, MODES, Seen, Sleeps, call, close, make_client, policy
+from _clients import Seen, Sleeps, call, close, make_client, mode, policy, vcr_config  # noqa: F401  (shared fixtures, registered by name)
 from conftest import real_key
 
 import computekit as ck
@@ -24,21 +24,11 @@ ENDPOINT = real_key("AZURE_OPENAI_ENDPOINT", "https://example-resource.openai.az
 API_VERSION = "2024-10-21"
 
 
-@pytest.fixture(scope="module")
-def vcr_config(vcr_config: dict[str, Any]) -> dict[str, Any]:
-    return {**vcr_config, "match_on": MATCH_ON}
-
-
 @pytest.fixture(autouse=True)
 def _every_interaction_played(vcr: Any) -> Any:
     yield
     assert vcr is not None
     assert vcr.all_played
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def client_for(mode: str, seen: Seen, **kwargs: Any) -> ck.Client | ck.AsyncClient:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from _clients import MATCH_ON, MODES, Sleeps, call, close
+from _clients import Sleeps, call, close, every_interaction_played, mode, vcr_config  # noqa: F401  (shared fixtures, registered by name)
 
 import computekit as ck
 from computekit._config import RetryConfig, RoutingConfig
@@ -42,28 +42,6 @@ def per_second(sku: str) -> Decimal:
     found = PriceBook(PRICES).per_second("baseten-dedicated", sku)
     assert found is not None
     return found[0]
-
-
-@pytest.fixture(scope="module")
-def vcr_config(vcr_config: dict[str, Any]) -> dict[str, Any]:
-    return {**vcr_config, "match_on": MATCH_ON}
-
-
-@pytest.fixture(autouse=True)
-def _every_interaction_played(request: pytest.FixtureRequest) -> Any:
-    if request.node.get_closest_marker("vcr") is None:
-        yield
-        return
-    vcr = request.getfixturevalue("vcr")
-    yield
-    assert vcr.play_count == len(vcr.data)
-    assert vcr.all_played
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
 
 
 def client_for(mode: str, sleeps: Sleeps, *, transport: httpx.MockTransport | None = None,

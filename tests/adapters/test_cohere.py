@@ -22,7 +22,17 @@ from typing import Any
 import genai_prices
 import pytest
 import yaml
-from _clients import MATCH_ON, MODES, Sleeps, call, close, make_client, policy, stream
+from _clients import (  # noqa: F401  (shared fixtures, registered by name)
+    Sleeps,
+    call,
+    close,
+    every_interaction_played,
+    make_client,
+    mode,
+    policy,
+    stream,
+    vcr_config,
+)
 from conftest import CASSETTES, real_key
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
@@ -41,27 +51,6 @@ from computekit.pricing._book import UnknownPriceWarning
 
 KEY = real_key("CO_API_KEY", "co-test-placeholder")
 MODEL = "command-a-03-2025"
-
-
-@pytest.fixture(scope="module")
-def vcr_config(vcr_config: dict[str, Any]) -> dict[str, Any]:
-    return {**vcr_config, "match_on": MATCH_ON}
-
-
-@pytest.fixture(autouse=True)
-def _every_interaction_played(request: pytest.FixtureRequest) -> Any:
-    """Each vcr test consumes its whole cassette: nothing recorded goes unused, nothing bypasses vcrpy."""
-    yield
-    if request.node.get_closest_marker("vcr") is None:
-        return
-    cassette = request.getfixturevalue("vcr")
-    assert cassette.play_count == len(cassette.data)
-    assert cassette.all_played
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def client_for(mode: str, **kwargs: Any) -> ck.Client | ck.AsyncClient:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from _clients import MATCH_ON, MODES, Sleeps, call, close
+from _clients import Sleeps, call, close, every_interaction_played, mode, vcr_config  # noqa: F401  (shared fixtures, registered by name)
 
 import computekit as ck
 from computekit._config import RetryConfig, RoutingConfig
@@ -32,28 +32,6 @@ BASE = f"https://queue.fal.run/fal-ai/flux/requests/{RID}"
 UNIT_PRICE = "0.003"
 """The unit price the tests configure for the app (config ``[prices]``, not a computekit table)."""
 PRICES = {MODEL: {"billable_units": UNIT_PRICE}}
-
-
-@pytest.fixture(scope="module")
-def vcr_config(vcr_config: dict[str, Any]) -> dict[str, Any]:
-    return {**vcr_config, "match_on": MATCH_ON}
-
-
-@pytest.fixture(autouse=True)
-def _every_interaction_played(request: pytest.FixtureRequest) -> Any:
-    if request.node.get_closest_marker("vcr") is None:
-        yield
-        return
-    vcr = request.getfixturevalue("vcr")
-    yield
-    assert vcr.play_count == len(vcr.data)
-    assert vcr.all_played
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
 
 
 def client_for(mode: str, sleeps: Sleeps, *, max_retries: int = 0, prices: dict[str, Any] | None = None) -> Any:

@@ -21,7 +21,17 @@ from typing import Any
 import genai_prices
 import pytest
 import yaml
-from _clients import MATCH_ON, MODES, Sleeps, call, close, make_client, policy, stream
+from _clients import (  # noqa: F401  (shared fixtures, registered by name)
+    Sleeps,
+    call,
+    close,
+    every_interaction_played,
+    make_client,
+    mode,
+    policy,
+    stream,
+    vcr_config,
+)
 from conftest import CASSETTES, real_key
 from pydantic import SecretStr
 
@@ -30,29 +40,6 @@ from computekit.adapters._base import CompleteRequest, HTTPResponse, ProviderSet
 from computekit.adapters.mistral import MistralAdapter
 
 KEY = real_key("MISTRAL_API_KEY", "mistral-test-placeholder")
-
-
-@pytest.fixture(scope="module")
-def vcr_config(vcr_config: dict[str, Any]) -> dict[str, Any]:
-    return {**vcr_config, "match_on": MATCH_ON}
-
-
-@pytest.fixture(autouse=True)
-def _every_interaction_played(request: pytest.FixtureRequest) -> Any:
-    """Each cassette test consumes its whole cassette: nothing recorded goes unused, nothing bypasses vcrpy."""
-    if request.node.get_closest_marker("vcr") is None:
-        yield
-        return
-    vcr = request.getfixturevalue("vcr")
-    yield
-    assert vcr is not None
-    assert vcr.play_count == len(vcr.data)
-    assert vcr.all_played
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def client_for(mode: str, **kwargs: Any) -> ck.Client | ck.AsyncClient:

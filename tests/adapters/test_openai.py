@@ -17,17 +17,12 @@ from typing import Any
 
 import genai_prices
 import pytest
-from _clients import MATCH_ON, MODES, Sleeps, call, close, make_client, policy, stream
+from _clients import Sleeps, call, close, make_client, mode, policy, stream, vcr_config  # noqa: F401  (shared fixtures, registered by name)
 from conftest import real_key
 
 import computekit as ck
 
 KEY = real_key("OPENAI_API_KEY", "sk-test-placeholder")
-
-
-@pytest.fixture(scope="module")
-def vcr_config(vcr_config: dict[str, Any]) -> dict[str, Any]:
-    return {**vcr_config, "match_on": MATCH_ON}
 
 
 @pytest.fixture(autouse=True)
@@ -37,11 +32,6 @@ def _every_interaction_played(vcr: Any) -> Any:
     assert vcr is not None
     assert vcr.play_count == len(vcr.data)
     assert vcr.all_played
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def client_for(mode: str, **kwargs: Any) -> ck.Client | ck.AsyncClient:

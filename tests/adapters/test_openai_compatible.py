@@ -12,16 +12,11 @@ from typing import Any
 
 import genai_prices
 import pytest
-from _clients import MATCH_ON, MODES, Seen, call, close, make_client
+from _clients import Seen, call, close, make_client, mode, vcr_config  # noqa: F401  (shared fixtures, registered by name)
 from conftest import real_key
 
 import computekit as ck
 from computekit.pricing import UnknownPriceWarning
-
-
-@pytest.fixture(scope="module")
-def vcr_config(vcr_config: dict[str, Any]) -> dict[str, Any]:
-    return {**vcr_config, "match_on": MATCH_ON}
 
 
 @pytest.fixture(autouse=True)
@@ -29,11 +24,6 @@ def _every_interaction_played(vcr: Any) -> Any:
     yield
     assert vcr is not None
     assert vcr.all_played
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def genai_total(result: ck.Completion, table: str) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from _clients import MATCH_ON, MODES, Sleeps, call, close
+from _clients import Sleeps, call, close, every_interaction_played, mode, vcr_config  # noqa: F401  (shared fixtures, registered by name)
 
 import computekit as ck
 from computekit._config import RetryConfig, RoutingConfig
@@ -30,28 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CASSETTES = ROOT / "cassettes"
 # The real key when recording, else a placeholder (not imported from conftest: tests/faults has one too).
 KEY = os.environ.get("REPLICATE_API_TOKEN") or "r8_placeholder0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def vcr_config(vcr_config: dict[str, Any]) -> dict[str, Any]:
-    return {**vcr_config, "match_on": MATCH_ON}
-
-
-@pytest.fixture(autouse=True)
-def _every_interaction_played(request: pytest.FixtureRequest) -> Any:
-    if request.node.get_closest_marker("vcr") is None:
-        yield
-        return
-    vcr = request.getfixturevalue("vcr")
-    yield
-    assert vcr.play_count == len(vcr.data)
-    assert vcr.all_played
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
 
 
 def client_for(mode: str, sleeps: Sleeps) -> Any:

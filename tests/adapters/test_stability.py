@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _clients import MODES, call, close
+from _clients import call, close, every_interaction_played, mode  # noqa: F401  (shared fixtures, registered by name)
 
 import computekit as ck
 from computekit._config import RetryConfig
@@ -40,22 +40,6 @@ PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEh
 @pytest.fixture(scope="module")
 def vcr_config(vcr_config: dict[str, Any]) -> dict[str, Any]:
     return {**vcr_config, "match_on": ["method", "scheme", "host", "port", "path", "query"]}
-
-
-@pytest.fixture(autouse=True)
-def _every_interaction_played(request: pytest.FixtureRequest) -> Any:
-    if request.node.get_closest_marker("vcr") is None:
-        yield
-        return
-    vcr = request.getfixturevalue("vcr")
-    yield
-    assert vcr.play_count == len(vcr.data)
-    assert vcr.all_played
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 class NoSleep:
