@@ -296,3 +296,49 @@ def test_as_dict_is_json_ready() -> None:
     assert d["cost"] == "0.000004500"
     assert d["gpu_seconds"] == "1.5"
     assert d["ts"] == T0.isoformat()
+
+
+def test_once_key_writes_a_row_at_most_once_across_connections(tmp_path: Path) -> None:
+    """A finished job reported by two processes (two connections here) is one row; plain rows are unaffected."""
+    a = SQLiteLedger(tmp_path / "l.db")
+    b = SQLiteLedger(tmp_path / "l.db")
+    try:
+        a.record(_row(verb="finetune", once_key="finetune:openai:ftjob-1", cost=Decimal("1.5")))
+        b.record(_row(verb="finetune", once_key="finetune:openai:ftjob-1", cost=Decimal("1.5")))
+        a.record(_row())
+        a.record(_row())
+        rows = b.rows()
+        assert [r.once_key for r in rows].count("finetune:openai:ftjob-1") == 1
+        assert sum(1 for r in rows if r.once_key is None) == 2
+    finally:
+        a.close()
+        b.close()
+
+
+def test_v1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
+    """A ledger written by schema v1 (no once_key column) opens, keeps its rows and gains the column."""
+    p = tmp_path / "v1.db"
+    con = sqlite3.connect(p)
+    con.executescript(
+        "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);"
+        "CREATE TABLE attempts (id INTEGER PRIMARY KEY, ts TEXT NOT NULL, verb TEXT NOT NULL, provider TEXT NOT NULL,"
+        " model TEXT NOT NULL, outcome TEXT NOT NULL, latency_ms REAL NOT NULL,"
+        " input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,"
+        " cached_input_tokens INTEGER NOT NULL DEFAULT 0,"
+        " cache_write_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0, gpu_seconds TEXT,"
+        " cost TEXT, currency TEXT NOT NULL DEFAULT 'USD', estimated INTEGER NOT NULL DEFAULT 0, price_source TEXT,"
+        " request_id TEXT, error_type TEXT, status INTEGER, tags TEXT NOT NULL DEFAULT '{}');"
+        f"INSERT INTO attempts (ts, verb, provider, model, outcome, latency_ms, cost) VALUES"
+        f" ('{T0.isoformat()}', 'complete', 'openai', 'gpt-4o-mini', 'success', 1.0, '0.25');"
+    )
+    con.commit()
+    con.close()
+    lg = SQLiteLedger(p)
+    try:
+        (row,) = lg.rows()
+        assert row.cost == Decimal("0.25")
+        assert row.once_key is None
+        lg.record(_row(once_key="k"))
+        assert {r.once_key for r in lg.rows()} == {None, "k"}
+    finally:
+        lg.close()

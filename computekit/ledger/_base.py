@@ -42,6 +42,9 @@ class LedgerRow:
     error_type: str | None = None
     status: int | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    once_key: str | None = None
+    """Set on a row that must be written at most once (a finished job's cost): a second row with the same key is
+    dropped by the ledger, even from another process."""
     id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:

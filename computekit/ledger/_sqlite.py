@@ -13,7 +13,7 @@ from ._base import Ledger, LedgerRow
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5000
 """How long a writer waits for another process's transaction before failing."""
 
@@ -44,14 +44,20 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX attempts_ts ON attempts (ts);
     """,
+    # v2: rows that must be written once however often they are reported (a finished fine-tune's cost, seen by
+    # wait() in two processes). NULLs are distinct in a UNIQUE index, so ordinary attempts are unaffected.
+    2: """
+    ALTER TABLE attempts ADD COLUMN once_key TEXT;
+    CREATE UNIQUE INDEX attempts_once_key ON attempts (once_key);
+    """,
 }
 
 _COLUMNS = (
     "ts, verb, provider, model, outcome, latency_ms, input_tokens, output_tokens, cached_input_tokens, "
     "cache_write_tokens, reasoning_tokens, gpu_seconds, cost, currency, estimated, price_source, request_id, "
-    "error_type, status, tags"
+    "error_type, status, tags, once_key"
 )
-_INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+_INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 21)}) ON CONFLICT (once_key) DO NOTHING"
 
 
 def path_from_url(url: str) -> str:
@@ -132,6 +138,7 @@ class SQLiteLedger(Ledger):
             row.error_type,
             row.status,
             json.dumps(row.tags) if row.tags else "{}",
+            row.once_key,
         )
         with self._lock:
             self._conn.execute(_INSERT, values)  # autocommit: one short write transaction
@@ -157,7 +164,8 @@ class SQLiteLedger(Ledger):
                 cache_write_tokens=r[10], reasoning_tokens=r[11],
                 gpu_seconds=None if r[12] is None else Decimal(r[12]),
                 cost=None if r[13] is None else Decimal(r[13]), currency=r[14], estimated=bool(r[15]),
-                price_source=r[16], request_id=r[17], error_type=r[18], status=r[19], tags=json.loads(r[20]),
+                price_source=r[16], request_id=r[17], error_type=r[18], status=r[19],
+                tags=json.loads(r[20]), once_key=r[21],
             )
             for r in fetched
         ]
