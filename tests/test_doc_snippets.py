@@ -1,4 +1,4 @@
-"""The Python on the Home, Quickstart and Concepts pages runs as written.
+"""The Python on the Home, Quickstart and Concepts pages, and in the README, runs as written.
 
 Each page's ```python blocks are run in order, as one script, in a fresh process (so the module-level default
 client starts from nothing, as for a reader). A ``computekit.toml`` in its working directory points the providers
@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["index.md", "quickstart.md", "concepts.md"]
+PAGES = ["index.md", "quickstart.md", "concepts.md", "../README.md"]
 # The providers the pages call, served by the loopback server, and their key variables.
 PROVIDERS = {"openai": "OPENAI_API_KEY", "groq": "GROQ_API_KEY", "together": "TOGETHER_API_KEY",
              "huggingface": "HF_TOKEN"}
