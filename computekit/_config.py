@@ -151,8 +151,8 @@ class LedgerConfig(_Section):
 class BudgetConfig(_Section):
     """A spending limit. Not enforced in this release, so setting one is refused rather than silently ignored."""
 
-    limit_usd: Decimal | None = Field(None, ge=0)
-    period: Literal["day", "week", "month", "total"] = "day"
+    limit_usd: Decimal | None = Field(None, ge=0, description="The spending limit, in USD.")
+    period: Literal["day", "week", "month", "total"] = Field("day", description="The period the limit applies to.")
 
     @field_validator("limit_usd")
     @classmethod
@@ -165,12 +165,21 @@ class BudgetConfig(_Section):
 class Settings(_Section):
     """Every setting computekit reads, validated."""
 
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
-    routes: dict[str, RouteConfig] = Field(default_factory=dict)
-    retry: RetryConfig = Field(default_factory=RetryConfig)
-    routing: RoutingConfig = Field(default_factory=RoutingConfig)
-    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
-    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    providers: dict[str, ProviderConfig] = Field(
+        default_factory=dict, description="Provider settings, by provider name. A built-in provider needs none."
+    )
+    routes: dict[str, RouteConfig] = Field(
+        default_factory=dict, description="Named routes, by route name: pass the name where a model id goes."
+    )
+    retry: RetryConfig = Field(
+        default_factory=RetryConfig, description="The retry loop. 'retry = 3' is short for 'retry.max_retries = 3'."
+    )
+    routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Cooldowns, deadline, fallback choices.")
+    ledger: LedgerConfig = Field(
+        default_factory=LedgerConfig,
+        description="Where attempts are recorded. 'ledger = \"none\"' is short for 'ledger.url = \"none\"'.",
+    )
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="A spending limit.")
     prices: dict[str, dict[str, Decimal]] = Field(
         default_factory=dict, description='Price overrides: "provider:model" = { input_mtok = "0.15", ... }.'
     )

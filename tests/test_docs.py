@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import computekit as ck
+from computekit import _config, _docgen
+from computekit._constants import DEFAULT_MAX_RETRIES
 from computekit.cli import providers_markdown
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 
 
 def test_providers_table_matches_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,3 +30,80 @@ def test_providers_table_matches_the_registry(monkeypatch: pytest.MonkeyPatch) -
     assert table == expected, "docs/providers/index.md is stale: paste `computekit providers --markdown`\n" + expected
     for row in expected.splitlines()[2:]:
         assert row.count("|") == 7
+
+
+# ------------------------------------------------------------------------------------------------ generated references
+
+
+@pytest.mark.parametrize("page", sorted(_docgen.PAGES))
+def test_generated_reference_is_current(page: str) -> None:
+    committed = (DOCS / page).read_text("utf-8")
+    assert committed == _docgen.PAGES[page](), f"docs/{page} is stale: run `python -m computekit._docgen`"
+
+
+def test_every_setting_has_a_description() -> None:
+    assert _docgen.undocumented_settings() == [], "add Field(description=...) to these settings"
+
+
+def test_configuration_reference_lists_every_key() -> None:
+    """Every field of every settings table appears, with its default, in the committed page."""
+    page = (DOCS / "reference" / "configuration.md").read_text("utf-8")
+    for model in (_config.Settings, _config.ProviderConfig, _config.RouteConfig, _config.RetryConfig,
+                  _config.RoutingConfig, _config.LedgerConfig, _config.BudgetConfig):
+        for name in model.model_fields:
+            assert f"| `{name}` |" in page, f"{model.__name__}.{name} is missing"
+    assert f"| `max_retries` | integer, ≥ 0, ≤ 20 | `{DEFAULT_MAX_RETRIES}` |" in page
+
+
+def test_price_keys_are_described() -> None:
+    from computekit.pricing._book import _TOKEN_KEYS
+
+    assert set(_docgen.PRICE_KEYS) == set(_TOKEN_KEYS)
+
+
+def test_cli_reference_lists_every_command_and_option() -> None:
+    import typer.main
+
+    from computekit.cli import app
+
+    page = (DOCS / "reference" / "cli.md").read_text("utf-8")
+    group = typer.main.get_command(app)
+    commands = getattr(group, "commands", {})
+    assert len(commands) >= 6
+    for name, cmd in commands.items():
+        section = page.split(f"## `{name}`", 1)[1].split("\n## ", 1)[0]
+        for param in cmd.params:
+            opt = param.opts[0]
+            assert (f"`{opt}`" if opt.startswith("-") else f"`{opt.upper()}`") in section, f"{name} {opt}"
+
+
+def test_docgen_check_mode_reports_stale_pages(tmp_path: Path) -> None:
+    assert sorted(_docgen.write_pages(tmp_path, check=True)) == sorted(_docgen.PAGES)  # nothing there yet
+    assert not (tmp_path / "reference").exists()  # --check writes nothing
+    assert sorted(_docgen.write_pages(tmp_path)) == sorted(_docgen.PAGES)
+    assert _docgen.write_pages(tmp_path, check=True) == []
+
+
+# ------------------------------------------------------------------------------------------------ the site
+
+
+def test_site_builds_strictly_and_documents_every_public_name(tmp_path: Path) -> None:
+    """``mkdocs build --strict`` passes, and the API reference has an entry for every name in ``__all__``
+    (the two without one are explained on the page)."""
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    site = tmp_path / "site"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"), "-d", str(site)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (site / "api" / "index.html").read_text("utf-8")
+    ids = set(re.findall(r'id="computekit\.([A-Za-z_]+)"', html))
+    api_page = (DOCS / "api.md").read_text("utf-8")
+    no_entry = {"__version__", "NOT_GIVEN"}
+    for name in no_entry:
+        assert f"`ck.{name}`" in api_page, f"api.md must explain {name}"
+    missing = [n for n in ck.__all__ if n not in ids and n not in no_entry]
+    assert missing == [], f"public names without an API reference entry: {missing}"
