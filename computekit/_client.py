@@ -26,6 +26,7 @@ from ._constants import (
     NotGiven,
 )
 from ._core import Core, Run, Target, call_options, normalise_messages, now
+from ._finetune_client import AsyncFineTuning, FineTuning
 from ._exceptions import (
     APIConnectionError,
     InvalidRequestError,
@@ -534,7 +535,7 @@ class _BaseClient:
         return f"{type(self).__name__}(providers={providers}, ledger={self._core._ledger!r})"
 
 
-class Client(_BaseClient):
+class Client(_BaseClient, FineTuning):
     """A computekit client: configuration, pooled connections, the retry loop and the ledger.
 
     Args:
@@ -886,7 +887,7 @@ class Client(_BaseClient):
         self.close()
 
 
-class AsyncClient(_BaseClient):
+class AsyncClient(_BaseClient, AsyncFineTuning):
     """The async twin of :class:`Client`: the same constructor and the same methods, awaited."""
 
     def __init__(

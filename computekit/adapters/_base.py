@@ -39,7 +39,19 @@ from .._exceptions import (
     ServerError,
     UnsupportedCapabilityError,
 )
-from .._types import Chunk, Completion, Cost, Embeddings, Prediction, Reranking, Result, Usage
+from .._types import (
+    Chunk,
+    Completion,
+    Cost,
+    Embeddings,
+    FineTuneCheckpoint,
+    FineTuneEvent,
+    FineTuneJob,
+    Prediction,
+    Reranking,
+    Result,
+    Usage,
+)
 from ..pricing import PriceRef
 
 __all__ = [
@@ -47,6 +59,9 @@ __all__ = [
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",
+    "FineTuneBilling",
+    "FineTuneRequest",
+    "FineTuneSpec",
     "HTTPRequest",
     "HTTPResponse",
     "PredictRequest",
@@ -54,6 +69,7 @@ __all__ = [
     "RerankRequest",
     "SSEEvent",
     "StreamDecoder",
+    "TrainingFile",
 ]
 
 
@@ -225,6 +241,71 @@ class PredictRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class FineTuneSpec:
+    """How a provider takes fine-tuning data for a model: what computekit checks before anything is uploaded."""
+
+    data: str = "chat"
+    """``"chat"``: JSONL of ``{"messages": [...]}`` examples (``"preference"`` examples for DPO), validated and
+    uploaded by computekit; ``"url"``: a file the trainer fetches itself (Replicate), passed as it is."""
+    methods: tuple[str, ...] = ("supervised",)
+    """Training methods offered (``supervised``, ``dpo``)."""
+    encoding: str | None = None
+    """The tiktoken encoding that counts the model's tokens (``o200k_base``); ``None``: estimated from length."""
+    max_example_tokens: int | None = None
+    """The longest example the provider accepts, when the price table does not say."""
+    provider_estimate: bool = False
+    """Whether the provider prices a job before launch (Together's estimate endpoint, Mistral's dry run)."""
+    min_examples: int = 1
+    """The fewest training examples the provider accepts (OpenAI: 10)."""
+
+
+@dataclass(slots=True)
+class TrainingFile:
+    """Fine-tuning data, validated and serialised (or a remote file passed through)."""
+
+    filename: str
+    content: bytes = b""
+    examples: int = 0
+    tokens: int = 0
+    """Tokens in one pass over the data (one epoch), as counted by ``counted_by``."""
+    counted_by: str = ""
+    url: str | None = None
+    """A file the trainer fetches itself: nothing is uploaded."""
+    input_key: str | None = None
+    """Where a remote file goes in the trainer's input (Replicate: ``train_data`` unless named)."""
+    ref: str | None = None
+    """The provider's id for the uploaded file, once uploaded."""
+
+
+@dataclass(slots=True)
+class FineTuneRequest:
+    """A ``finetune()`` call, normalised."""
+
+    model: str
+    training: TrainingFile
+    validation: TrainingFile | None = None
+    epochs: int | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    suffix: str | None = None
+    method: str = "supervised"
+    destination: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FineTuneBilling:
+    """What a provider reported that a job's cost comes from (any may be missing)."""
+
+    trained_tokens: int | None = None
+    gpu_seconds: Decimal | None = None
+    hours: Decimal | None = None
+    reported_total: Decimal | None = None
+    """The provider's own figure for the job's price, in USD."""
+    reported_as: str = ""
+    """Where the provider's figure was read (``total_price``, ``metadata.cost``)."""
+
+
 class StreamDecoder(ABC):
     """Turns one response's server-sent events into chunks, then into the final completion."""
 
@@ -329,11 +410,19 @@ class Adapter(ABC):
 
     def unsupported(self, capability: str) -> UnsupportedCapabilityError:
         """The error for a verb this adapter does not offer."""
+        why = self.unsupported_reason(capability)
         return UnsupportedCapabilityError(
-            f"{self.provider} does not support {capability}; capabilities: {', '.join(self.capabilities.names())}",
+            (f"{self.provider} does not support {capability}" + (f": {why}" if why else "")
+             + f"; capabilities: {', '.join(self.capabilities.names()) or 'none'}"),
             provider=self.provider,
             capability=capability,
         )
+
+    def unsupported_reason(self, capability: str) -> str | None:
+        """Why this provider lacks ``capability``, when there is more to say (a retired API ...)."""
+        if capability == "finetune":
+            return f"{self.provider} offers no fine-tuning API"
+        return None
 
     # ----------------------------------------------------------------------------------------- verbs
 
@@ -388,6 +477,71 @@ class Adapter(ABC):
     def usage(self, raw: Mapping[str, Any] | None) -> Usage:
         """Translate the provider's usage object into :class:`Usage`."""
         return Usage()
+
+    # ----------------------------------------------------------------------------------------- fine-tuning
+    # The order of a launch: build_uploads/parse_upload for each file, build_finetune_estimate (where offered),
+    # build_finetune/parse_finetune; then build_finetune_get/cancel/events/checkpoints while it runs.
+
+    def finetune_spec(self, model: str) -> FineTuneSpec:
+        """How fine-tuning data for ``model`` is checked and counted."""
+        raise self.unsupported("finetune")
+
+    def default_epochs(self, model: str, examples: int) -> int | None:
+        """The epochs the provider runs when none are asked for (its documented default), for the estimate."""
+        return None
+
+    def build_uploads(self, req: FineTuneRequest, file: TrainingFile, purpose: str) -> list[HTTPRequest]:
+        """The requests that upload ``file`` (``purpose``: ``training`` or ``validation``), in order; the last
+        one's answer names it. Empty when nothing is uploaded (a remote file)."""
+        raise self.unsupported("finetune")
+
+    def parse_upload(self, req: FineTuneRequest, file: TrainingFile, resp: HTTPResponse) -> str:
+        """The provider's id for an uploaded file, from the last upload request's answer."""
+        raise self.unsupported("finetune")
+
+    def build_finetune_estimate(self, req: FineTuneRequest) -> HTTPRequest | None:
+        """A request that prices the job before launch (files uploaded), or ``None`` where there is none."""
+        return None
+
+    def parse_finetune_estimate(self, req: FineTuneRequest, resp: HTTPResponse) -> FineTuneBilling:
+        """The provider's pre-launch estimate."""
+        return FineTuneBilling()
+
+    def build_finetune(self, req: FineTuneRequest) -> HTTPRequest:
+        """The request that launches the job (files uploaded: ``req.training.ref``)."""
+        raise self.unsupported("finetune")
+
+    def parse_finetune(self, model: str, resp: HTTPResponse) -> FineTuneJob:
+        """A job object (create, get or cancel answer) -> :class:`FineTuneJob` (cost not set)."""
+        raise self.unsupported("finetune")
+
+    def build_finetune_get(self, job: FineTuneJob) -> HTTPRequest:
+        """The request that fetches a job's latest state (a GET: safe to retry)."""
+        raise self.unsupported("finetune")
+
+    def build_finetune_cancel(self, job: FineTuneJob) -> HTTPRequest:
+        """The request that cancels a job."""
+        raise self.unsupported("finetune")
+
+    def build_finetune_events(self, job: FineTuneJob, limit: int) -> HTTPRequest | None:
+        """The request that lists a job's latest events (``None``: they come with the job itself)."""
+        return None
+
+    def parse_finetune_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
+        """A job's events, oldest first (``resp`` is ``None`` when they come with the job: read ``job.raw``)."""
+        return []
+
+    def build_finetune_checkpoints(self, job: FineTuneJob) -> HTTPRequest | None:
+        """The request that lists a job's checkpoints (``None``: none offered, or they come with the job)."""
+        return None
+
+    def parse_finetune_checkpoints(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneCheckpoint]:
+        """A job's checkpoints (``resp`` is ``None`` when they come with the job: read ``job.raw``)."""
+        return []
+
+    def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
+        """What the provider reported that the job's cost comes from."""
+        return FineTuneBilling(trained_tokens=job.trained_tokens)
 
     # ----------------------------------------------------------------------------------------- pricing
 
