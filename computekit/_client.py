@@ -26,7 +26,6 @@ from ._constants import (
     NotGiven,
 )
 from ._core import Core, Run, Target, call_options, normalise_messages, now
-from ._finetune_client import AsyncFineTuning, FineTuning
 from ._exceptions import (
     APIConnectionError,
     InvalidRequestError,
@@ -35,6 +34,7 @@ from ._exceptions import (
     PredictionTimeoutError,
     ProviderError,
 )
+from ._finetune_client import AsyncFineTuning, FineTuning
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
 from ._transport import ERROR_STATUS as _ERROR_STATUS

@@ -119,7 +119,7 @@ def _bundled_file(name: str) -> bytes | None:
 def _spec_from_file(name: str, raw: bytes) -> dict[str, Any] | None:
     """tiktoken's own constructor for ``name`` (its regex and special tokens), fed the bundled file after checking
     it against the SHA-256 tiktoken expects."""
-    from tiktoken_ext import openai_public
+    from tiktoken_ext import openai_public  # type: ignore[import-untyped]
 
     ctor = getattr(openai_public, name, None)
     if ctor is None:
@@ -248,12 +248,14 @@ def _read_examples(data: Any, source: str) -> list[tuple[int, Any]]:
                     continue  # blank lines (a trailing newline) carry no example
                 try:
                     out.append((n, json.loads(text)))
-                except ValueError as e:
+                except json.JSONDecodeError as e:
                     raise _refuse(str(path), n, f"not valid JSON ({e.msg} at column {e.colno})") from None
         return out
     if isinstance(data, Sequence) and not isinstance(data, bytes | bytearray):
         return [(i, ex) for i, ex in enumerate(data, 1)]
-    raise InvalidRequestError(f"{source} must be a path to a JSONL file or a list of examples, not {type(data).__name__}")
+    raise InvalidRequestError(
+        f"{source} must be a path to a JSONL file or a list of examples, not {type(data).__name__}"
+    )
 
 
 def load_training(data: Any, spec: FineTuneSpec, method: str, max_example_tokens: int | None,
@@ -456,6 +458,7 @@ def prepare(core: Core, model: str, training_file: Any, *, validation_file: Any 
     req = FineTuneRequest(model=target.model, training=training, validation=validation, epochs=epochs,
                           hyperparameters=dict(hyperparameters or {}), suffix=suffix, method=method,
                           destination=destination, extra=dict(extra or {}))
+    adapter.check_finetune(req)
     return Launch(target, req, estimate(core.prices, adapter, req), spec)
 
 

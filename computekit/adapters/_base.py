@@ -70,6 +70,9 @@ __all__ = [
     "SSEEvent",
     "StreamDecoder",
     "TrainingFile",
+    "multipart",
+    "obj",
+    "unix_time",
 ]
 
 
@@ -486,6 +489,17 @@ class Adapter(ABC):
         """How fine-tuning data for ``model`` is checked and counted."""
         raise self.unsupported("finetune")
 
+    def check_finetune(self, req: FineTuneRequest) -> None:
+        """Refuse a request this provider cannot launch, before anything is sent (a missing destination ...).
+
+        Raises:
+            InvalidRequestError: The request lacks what the provider needs.
+        """
+        if req.destination is not None:
+            from .._exceptions import InvalidRequestError
+
+            raise InvalidRequestError(f"destination= is not used by {self.provider}: the job names its own model")
+
     def default_epochs(self, model: str, examples: int) -> int | None:
         """The epochs the provider runs when none are asked for (its documented default), for the estimate."""
         return None
@@ -639,6 +653,47 @@ def _scrub(value: Any, secret: str) -> Any:
     if isinstance(value, list):
         return [_scrub(v, secret) for v in value]
     return value
+
+
+def multipart(fields: Mapping[str, str], file_field: str, file: TrainingFile,
+              content_type: str = "application/jsonl") -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body (text fields, then the file) and its content type. The boundary is derived
+    from the content, so the same upload is the same bytes (recorded cassettes match it)."""
+    import hashlib
+
+    boundary = "computekit-" + hashlib.sha256(file.content).hexdigest()[:24]
+    out: list[bytes] = []
+    for name, value in fields.items():
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    out.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{file.filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n".encode()
+    )
+    out.append(file.content)
+    out.append(f"\r\n--{boundary}--\r\n".encode())
+    return b"".join(out), f"multipart/form-data; boundary={boundary}"
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (provider fields that may be missing or null)."""
+    return value if isinstance(value, dict) else {}
+
+
+def unix_time(value: Any) -> Any:
+    """A Unix timestamp (seconds) or an ISO-8601 string -> an aware UTC datetime; anything else -> ``None``."""
+    import datetime as dt
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    if isinstance(value, str) and value:
+        try:
+            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return None
 
 
 def env_key(env_vars: Sequence[str]) -> SecretStr | None:

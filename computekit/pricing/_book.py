@@ -392,8 +392,8 @@ class PriceBook:
     def training(self, provider: str, model: str) -> TrainingRates | None:
         """The fine-tuning rates of ``model`` on ``provider``: config ``[prices]`` first (``training_mtok``,
         ``training_hour``), then computekit's ``training.toml``; ``None`` when neither knows the model."""
-        table = _best_prefix(_training_table(), provider, model)
-        over = _best_prefix(self._training, provider, model)
+        table: TrainingRates | None = _best_prefix(_training_table(), provider, model)
+        over: dict[str, Decimal] | None = _best_prefix(self._training, provider, model)
         if over is None:
             return table
         return TrainingRates(
