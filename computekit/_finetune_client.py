@@ -196,7 +196,7 @@ class FineTuning:
         adapter = target.adapter
         http = adapter.build_finetune_events(job, limit)
         if http is None:
-            source = self._ft_refresh(job) if job.id else job
+            source = self._ft_refresh(job) if job.id and not job.done else job  # they come with the job
             return adapter.parse_finetune_events(source, None)[-limit:]
         events: list[FineTuneEvent] = self._send(_step("finetune.events", target, http,
                                                        lambda r: adapter.parse_finetune_events(job, r)))
@@ -372,7 +372,7 @@ class AsyncFineTuning:
         adapter = target.adapter
         http = adapter.build_finetune_events(job, limit)
         if http is None:
-            source = await self._ft_refresh(job) if job.id else job
+            source = await self._ft_refresh(job) if job.id and not job.done else job
             return adapter.parse_finetune_events(source, None)[-limit:]
         events: list[FineTuneEvent] = await self._send(_step("finetune.events", target, http,
                                                              lambda r: adapter.parse_finetune_events(job, r)))

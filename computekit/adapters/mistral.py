@@ -267,6 +267,12 @@ class MistralAdapter(OpenAIWire):
     def build_finetune_cancel(self, job: FineTuneJob) -> HTTPRequest:
         return HTTPRequest("POST", self.url(f"fine_tuning/jobs/{job.id}/cancel"), self.headers())
 
+    def build_finetune_events(self, job: FineTuneJob, limit: int) -> HTTPRequest | None:
+        return None  # events come with the job itself
+
+    def build_finetune_checkpoints(self, job: FineTuneJob) -> HTTPRequest | None:
+        return None  # so do checkpoints
+
     def parse_finetune_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
         raw = job.raw if isinstance(job.raw, dict) else {}
         return [FineTuneEvent(message=str(e.get("name") or ""), created_at=unix_time(e.get("created_at")),

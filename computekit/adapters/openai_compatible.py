@@ -194,6 +194,9 @@ class OpenAICompatibleAdapter(OpenAIWire):
     def parse_finetune_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
         return self._ft().parse_events(job, resp)
 
+    def build_finetune_checkpoints(self, job: FineTuneJob) -> HTTPRequest | None:
+        return None  # neither host lists checkpoints apart from the job's events
+
     def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
         return self._ft().billing(job)
 
