@@ -34,6 +34,7 @@ from ._exceptions import (
     PredictionTimeoutError,
     ProviderError,
 )
+from ._finetune_client import AsyncFineTuning, FineTuning
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
 from ._transport import ERROR_STATUS as _ERROR_STATUS
@@ -534,7 +535,7 @@ class _BaseClient:
         return f"{type(self).__name__}(providers={providers}, ledger={self._core._ledger!r})"
 
 
-class Client(_BaseClient):
+class Client(_BaseClient, FineTuning):
     """A computekit client: configuration, pooled connections, the retry loop and the ledger.
 
     Args:
@@ -886,7 +887,7 @@ class Client(_BaseClient):
         self.close()
 
 
-class AsyncClient(_BaseClient):
+class AsyncClient(_BaseClient, AsyncFineTuning):
     """The async twin of :class:`Client`: the same constructor and the same methods, awaited."""
 
     def __init__(

@@ -49,6 +49,15 @@ DEFAULT_POLL_INTERVAL_S: Final = 0.5
 """First pause between polls of a running prediction; it grows by half each poll up to the maximum."""
 MAX_POLL_INTERVAL_S: Final = 5.0
 
+DEFAULT_FINETUNE_POLL_INTERVAL_S: Final = 5.0
+"""First pause between polls of a fine-tuning job (jobs take minutes to hours); it grows by half each poll."""
+MAX_FINETUNE_POLL_INTERVAL_S: Final = 60.0
+DEFAULT_FINETUNE_EVENTS: Final = 20
+"""Events ``FineTuneJob.events()`` returns when no ``limit`` is given."""
+CHARS_PER_TOKEN_ESTIMATE: Final = 4
+"""Training tokens are estimated at four characters a token when no tokenizer for the model is available offline
+(OpenAI's rule of thumb for English text); such estimates say so in their cost line."""
+
 DEFAULT_MAX_CONNECTIONS: Final = 1000
 DEFAULT_MAX_KEEPALIVE: Final = 100
 

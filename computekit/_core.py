@@ -28,7 +28,7 @@ from ._exceptions import (
     ProviderError,
 )
 from ._retry import RetryPolicy
-from ._types import Attempt, Cost, Message, Prediction, Result, Usage
+from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Message, Prediction, Reranking, Result, Usage
 from .adapters._base import Adapter, CompleteRequest, EmbedRequest, ProviderSettings, RerankRequest, env_key
 from .adapters._registry import adapter_class
 from .ledger import Ledger, LedgerRow, open_ledger
@@ -37,6 +37,7 @@ from .routing import Action, Router
 
 __all__ = ["Core", "Target"]
 
+_PRICED_RESULTS = (Completion, Embeddings, Reranking, Prediction)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _MTOK = Decimal(1_000_000)
 
@@ -345,6 +346,14 @@ class Core:
         it took (``first_byte_s``, the time to the first chunk, for a stream)."""
         latency = time.perf_counter() - t0
         self.router.succeeded(target, latency if first_byte_s is None else first_byte_s)
+        if not isinstance(result, _PRICED_RESULTS):
+            # A fine-tuning step (an upload, the job, its events): not billed by itself; the job's cost is priced
+            # and recorded once, when it ends (finetune_ended).
+            attempts.append(Attempt(provider=target.provider, model=target.model, outcome="success",
+                                    latency_s=latency, started_at=started))
+            if isinstance(result, FineTuneJob) and record:
+                result.attempts = attempts
+            return
         if isinstance(result, Prediction) and result._wall_time and result.usage.gpu_seconds is None:
             # The host reports no run time: the measured time of the call stands in for it (an estimate).
             result.usage.gpu_seconds = Decimal(str(round(latency, 6)))
@@ -442,7 +451,45 @@ class Core:
         attempt.request_id = attempt.request_id or prediction.id
         self.record("predict", attempt, prediction.usage, tags)
 
-    def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None) -> None:
+    def finetune_estimate(self, model: str, training_file: Any, **options: Any) -> Cost:
+        """What a ``finetune()`` call would cost, before anything is sent (pure: reads the training file, no HTTP):
+        the estimate a budget reserves. ``options`` are ``finetune()``'s (``epochs``, ``method`` ...).
+
+        Raises:
+            InvalidRequestError: The arguments are wrong.
+            TrainingDataError: The data is refused.
+            UnsupportedCapabilityError: The provider has no fine-tuning API.
+        """
+        from ._finetune import prepare
+
+        return prepare(self, model, training_file, **options).estimate
+
+    def finetune_ended(self, target: Target, job: FineTuneJob, tags: Mapping[str, str] | None) -> None:
+        """Price a job that has ended from what the provider reported, and write it to the ledger once (keyed by
+        provider and job id, so another process or a second ``wait()`` does not write it again)."""
+        if job._recorded or not job.done or job.id is None:
+            return
+        from ._finetune import actual_cost
+
+        hardware, assumed = self.hardware(target, None)
+        job.cost = actual_cost(self.prices, target.adapter, job, hardware)
+        if assumed and job.cost.total is not None:
+            job.cost.estimated = True
+        job._recorded = True
+        bill = target.adapter.finetune_billing(job)
+        attempt = Attempt(provider=target.provider, model=job.base_model, outcome="success",
+                          cost=job.cost, request_id=job.id, started_at=job.created_at or now())
+        if job.finished_at is not None and job.created_at is not None:
+            attempt.latency_s = (job.finished_at - job.created_at).total_seconds()
+        if job.status != "succeeded":
+            attempt.outcome = "error"
+            attempt.error = f"fine-tuning job {job.status}: {job.error or ''}".strip()
+            attempt.error_type = "FineTuneFailedError" if job.status == "failed" else "FineTuneCanceled"
+        usage = Usage(input_tokens=bill.trained_tokens or 0, gpu_seconds=bill.gpu_seconds, hardware=hardware)
+        self.record("finetune", attempt, usage, tags, once_key=f"finetune:{target.provider}:{job.id}")
+
+    def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None,
+               once_key: str | None = None) -> None:
         cost = attempt.cost
         self.ledger.record(
             LedgerRow(
@@ -465,6 +512,7 @@ class Core:
                 error_type=attempt.error_type,
                 status=attempt.status,
                 tags=dict(tags) if tags else {},
+                once_key=once_key,
             )
         )
 

@@ -6,10 +6,11 @@ import threading
 from typing import Any
 
 from ._client import AsyncClient, AsyncStream, Client, Stream
-from ._types import Completion, Embeddings, Prediction, Reranking
+from ._types import Completion, Embeddings, FineTuneJob, Prediction, Reranking
 
 __all__ = [
-    "acomplete", "aembed", "apredict", "arerank", "astream", "complete", "embed", "predict", "rerank", "stream",
+    "acomplete", "aembed", "afinetune", "apredict", "arerank", "astream", "complete", "embed", "finetune", "predict",
+    "rerank", "stream",
 ]
 
 _lock = threading.Lock()
@@ -93,3 +94,13 @@ def predict(model: Any, input: Any, /, **kwargs: Any) -> Prediction:
 async def apredict(model: Any, input: Any, /, **kwargs: Any) -> Prediction:
     """:meth:`AsyncClient.predict` on the default async client."""
     return await default_async_client().predict(model, input, **kwargs)
+
+
+def finetune(model: Any, /, **kwargs: Any) -> FineTuneJob:
+    """:meth:`Client.finetune` on the default client."""
+    return default_client().finetune(model, **kwargs)
+
+
+async def afinetune(model: Any, /, **kwargs: Any) -> FineTuneJob:
+    """:meth:`AsyncClient.finetune` on the default async client."""
+    return await default_async_client().finetune(model, **kwargs)

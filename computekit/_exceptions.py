@@ -6,6 +6,7 @@
     ├── ConfigError                    bad config file / keyword / missing key (names what to fix)
     │   └── MissingAPIKeyError         no key for a provider: names the env var to set
     ├── InvalidRequestError            the call's own arguments are wrong (raised before any HTTP)
+    │   └── TrainingDataError          a fine-tuning file is refused (``line``: where, and what is wrong)
     ├── UnsupportedCapabilityError     the provider has no such verb or feature (raised before any HTTP)
     ├── BudgetExceededError            a budget refused the call (raised before any HTTP)
     ├── AllTargetsFailedError          every target of a fallback plan failed (also an ExceptionGroup of
@@ -24,8 +25,10 @@
         │   └── ServerError                    5xx
         │       └── OverloadedError            529 / "overloaded"
         ├── PredictionFailedError      a prediction ran and failed (``.prediction``: its logs, error, cost)
+        ├── FineTuneFailedError        a fine-tuning job failed (``.job``; ``body`` is the provider's error object)
         ├── APITimeoutError            no answer in time (connect, read, or the total deadline)
-        │   └── PredictionTimeoutError a prediction did not finish in time (``.prediction``; it was canceled)
+        │   ├── PredictionTimeoutError a prediction did not finish in time (``.prediction``; it was canceled)
+        │   └── FineTuneTimeoutError   ``wait(timeout=)`` passed before a job ended (``.job``; not canceled)
         ├── APIConnectionError         could not connect, or the connection broke
         └── MalformedResponseError     a 2xx whose body is not what the API documents
 
@@ -52,6 +55,8 @@ __all__ = [
     "ConflictError",
     "ContentFilteredError",
     "ContextWindowExceededError",
+    "FineTuneFailedError",
+    "FineTuneTimeoutError",
     "InvalidRequestError",
     "MalformedResponseError",
     "MissingAPIKeyError",
@@ -63,6 +68,7 @@ __all__ = [
     "ProviderError",
     "RateLimitError",
     "ServerError",
+    "TrainingDataError",
     "UnsupportedCapabilityError",
     "WebhookVerificationError",
 ]
@@ -98,6 +104,21 @@ class MissingAPIKeyError(ConfigError):
 
 class InvalidRequestError(ComputeKitError, ValueError):
     """The arguments of a call are wrong (a bad message, an unknown model id form); nothing was sent."""
+
+
+class TrainingDataError(InvalidRequestError):
+    """Fine-tuning data was refused before anything was uploaded.
+
+    Attributes:
+        line: The 1-based line (JSONL) or example number that is wrong, when one is.
+        source: The file (or ``"examples"`` for a list) the data came from.
+    """
+
+    def __init__(self, message: str, *, line: int | None = None, source: str | None = None) -> None:
+        where = f"{source or 'training data'}" + (f", line {line}" if line is not None else "")
+        super().__init__(f"{where}: {message}")
+        self.line = line
+        self.source = source
 
 
 class UnsupportedCapabilityError(ComputeKitError):
@@ -241,6 +262,20 @@ class PredictionFailedError(ProviderError):
     billed all the same)."""
 
     prediction: Any = None
+
+
+class FineTuneFailedError(ProviderError):
+    """A fine-tuning job ended ``failed``. ``job`` is its last state (its cost, if any was billed, is in the ledger);
+    ``body`` is the provider's error object (code, message, param ...)."""
+
+    job: Any = None
+
+
+class FineTuneTimeoutError(APITimeoutError):
+    """``wait(timeout=)`` passed before the job ended. ``job`` is its last state; the job keeps running (training
+    is not canceled on a client-side timeout: call ``job.cancel()`` to stop it)."""
+
+    job: Any = None
 
 
 class PredictionTimeoutError(APITimeoutError):

@@ -21,6 +21,10 @@ __all__ = [
     "Cost",
     "CostLine",
     "Embeddings",
+    "FineTuneCheckpoint",
+    "FineTuneEvent",
+    "FineTuneJob",
+    "FineTuneStatus",
     "ImagePart",
     "Message",
     "Prediction",
@@ -462,6 +466,221 @@ class Prediction(_Result):
         from . import _outputs
 
         return await _outputs.async_save(self, directory)
+
+
+# --------------------------------------------------------------------------------------------- fine-tuning
+
+
+FineTuneStatus = Literal["validating", "queued", "running", "succeeded", "failed", "canceled"]
+
+
+class FineTuneEvent(_Model):
+    """One event of a fine-tuning job (a log line, or a metrics report).
+
+    Attributes:
+        id: The provider's event id, when it has one.
+        created_at: When it happened (UTC), when reported.
+        level: ``info``, ``warn``, ``error`` ... as the provider says.
+        message: The event's text.
+        type: ``message`` or ``metrics`` (OpenAI), or the provider's own word.
+        data: The event's data (for a metrics event: ``step``, ``train_loss`` ...).
+    """
+
+    id: str | None = None
+    created_at: dt.datetime | None = None
+    level: str | None = None
+    message: str = ""
+    type: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class FineTuneCheckpoint(_Model):
+    """A checkpoint a job saved along the way (where the provider offers them).
+
+    Attributes:
+        id: The provider's checkpoint id.
+        step: The training step it was taken at.
+        model: The checkpoint as a computekit model id (``openai:ft:...:ckpt-step-10``), usable in ``complete()``.
+        metrics: The metrics reported with it.
+        created_at: When it was saved (UTC).
+    """
+
+    id: str
+    step: int | None = None
+    model: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created_at: dt.datetime | None = None
+
+
+class FineTuneJob(_Model):
+    """A fine-tuning job (``finetune()``), normalised across providers.
+
+    ``status`` is one of ``validating | queued | running | succeeded | failed | canceled``. ``estimate`` is what
+    computekit expected the job to cost before it was launched (``estimated=True``); ``cost`` is the actual cost,
+    known once the job has ended and the provider reported its billable quantity (trained tokens, GPU-seconds or
+    its own price); until then it is unknown (``total=None``), never 0.
+
+    Attributes:
+        id: The provider's job id (``None`` for a dry run: nothing was launched).
+        provider: The provider running the job.
+        base_model: The model being fine-tuned, as the provider names it.
+        status: Normalised status.
+        fine_tuned_model: The new model as a computekit model id (``openai:ft:gpt-4o-mini-...``), usable as-is in
+            ``complete()`` once the job has succeeded.
+        estimate: The cost expected before launch.
+        cost: The actual cost (``total=None`` until known).
+        trained_tokens: Tokens the provider reports it trained on (all epochs), when it reports them.
+        epochs: The number of epochs, when known.
+        hyperparameters: The hyperparameters the provider reports.
+        training_file: The provider's id (or URL) of the training data.
+        validation_file: The provider's id of the validation data, if any.
+        error: The provider's error object, when the job failed.
+        metrics: The latest training metrics seen (step, loss ...).
+        created_at: When the job was created (UTC).
+        finished_at: When it ended (UTC).
+        dry_run: True for ``finetune(..., dry_run=True)``: validated and estimated, nothing uploaded or launched.
+        raw: The provider's own job object.
+    """
+
+    id: str | None = None
+    provider: str
+    base_model: str
+    status: FineTuneStatus
+    fine_tuned_model: str | None = None
+    estimate: Cost | None = None
+    cost: Cost = Field(default_factory=lambda: Cost.unknown("the job has not ended: its cost is known when it ends"))
+    trained_tokens: int | None = None
+    epochs: int | float | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    training_file: str | None = None
+    validation_file: str | None = None
+    error: Any = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    dry_run: bool = False
+    attempts: list[Attempt] = Field(default_factory=list)
+    request_id: str | None = None
+    raw: Any = Field(default=None, repr=False)
+    _client: Any = PrivateAttr(default=None)
+    _recorded: bool = PrivateAttr(default=False)
+    _tags: Any = PrivateAttr(default=None)
+
+    @property
+    def done(self) -> bool:
+        """Whether the job has ended (succeeded, failed or canceled)."""
+        return self.status in _TERMINAL
+
+    @property
+    def target(self) -> str:
+        """``provider:base_model``."""
+        return f"{self.provider}:{self.base_model}"
+
+    def _bound_client(self) -> Any:
+        if self.dry_run:
+            from ._exceptions import InvalidRequestError
+
+            raise InvalidRequestError("this job is a dry run: nothing was launched (call finetune() without dry_run)")
+        if self._client is None:
+            raise RuntimeError("this job is not attached to a client: use FineTuneJob.attach(id, client=...)")
+        return self._client
+
+    @classmethod
+    def attach(cls, job_id: str, *, client: Any = None) -> FineTuneJob:
+        """Re-attach to a job started elsewhere (another process, yesterday): fetch its state.
+
+        Args:
+            job_id: ``"provider:job-id"`` (``"openai:ftjob-abc123"``).
+            client: The :class:`~computekit.Client` to follow it with (default: the module-level client).
+
+        Raises:
+            InvalidRequestError: ``job_id`` is not ``provider:id``.
+            UnsupportedCapabilityError: The provider has no fine-tuning API.
+            ProviderError: The provider failed (``NotFoundError`` for an unknown job).
+        """
+        if client is None:
+            from ._defaults import default_client
+
+            client = default_client()
+        return client._ft_attach(job_id)  # type: ignore[no-any-return]
+
+    @classmethod
+    async def async_attach(cls, job_id: str, *, client: Any = None) -> FineTuneJob:
+        """:meth:`attach` with an :class:`~computekit.AsyncClient` (default: the module-level async client)."""
+        if client is None:
+            from ._defaults import default_async_client
+
+            client = default_async_client()
+        return await client._ft_attach(job_id)  # type: ignore[no-any-return]
+
+    def refresh(self) -> FineTuneJob:
+        """Fetch the job's latest state (sync clients); a job that has ended is priced and recorded once.
+
+        Raises:
+            ProviderError: The provider failed after retries.
+        """
+        return self._bound_client()._ft_refresh(self)  # type: ignore[no-any-return]
+
+    def wait(self, timeout: float | None = None, poll_interval: float | None = None,
+             progress: bool = False) -> FineTuneJob:
+        """Poll until the job ends; its actual cost is then written to the ledger, once.
+
+        Args:
+            timeout: Seconds to wait; the job keeps running when they pass.
+            poll_interval: Seconds between polls (default: 5 s, growing to 60 s).
+            progress: Show a progress bar with the latest metrics (on a terminal only).
+
+        Raises:
+            FineTuneFailedError: The job failed (``body`` is the provider's error object).
+            FineTuneTimeoutError: ``timeout`` passed first (the job was not canceled).
+            ProviderError: The provider failed after retries.
+        """
+        return self._bound_client()._ft_wait(self, timeout, poll_interval, progress)  # type: ignore[no-any-return]
+
+    def cancel(self) -> FineTuneJob:
+        """Cancel the job.
+
+        Raises:
+            ProviderError: The provider refused or failed.
+        """
+        return self._bound_client()._ft_cancel(self)  # type: ignore[no-any-return]
+
+    def events(self, limit: int = 20) -> list[FineTuneEvent]:
+        """The job's latest events, oldest first.
+
+        Raises:
+            ProviderError: The provider failed after retries.
+        """
+        return self._bound_client()._ft_events(self, limit)  # type: ignore[no-any-return]
+
+    def checkpoints(self) -> list[FineTuneCheckpoint]:
+        """The checkpoints the job saved (empty where the provider offers none).
+
+        Raises:
+            ProviderError: The provider failed after retries.
+        """
+        return self._bound_client()._ft_checkpoints(self)  # type: ignore[no-any-return]
+
+    async def async_refresh(self) -> FineTuneJob:
+        """:meth:`refresh` for async clients."""
+        return await self._bound_client()._ft_refresh(self)  # type: ignore[no-any-return]
+
+    async def async_wait(self, timeout: float | None = None, poll_interval: float | None = None,
+                         progress: bool = False) -> FineTuneJob:
+        """:meth:`wait` for async clients."""
+        return await self._bound_client()._ft_wait(self, timeout, poll_interval, progress)  # type: ignore[no-any-return]
+
+    async def async_cancel(self) -> FineTuneJob:
+        """:meth:`cancel` for async clients."""
+        return await self._bound_client()._ft_cancel(self)  # type: ignore[no-any-return]
+
+    async def async_events(self, limit: int = 20) -> list[FineTuneEvent]:
+        """:meth:`events` for async clients."""
+        return await self._bound_client()._ft_events(self, limit)  # type: ignore[no-any-return]
+
+    async def async_checkpoints(self) -> list[FineTuneCheckpoint]:
+        """:meth:`checkpoints` for async clients."""
+        return await self._bound_client()._ft_checkpoints(self)  # type: ignore[no-any-return]
 
 
 Result = Completion | Embeddings | Reranking | Prediction

@@ -7,6 +7,7 @@
     computekit prices openai:gpt-4o-mini    the per-1M-token rates that apply today, and their source
     computekit predict replicate:owner/name -i prompt=... [--no-wait] [--save DIR]
     computekit report --by model            spend from the ledger (table, csv or json)
+    computekit finetune estimate|create|status|events|cancel|wait    fine-tuning jobs, with their cost
     computekit demo                         offline: recorded calls, their exact costs, and a ledger report
 
 Nothing here knows a provider: names, capabilities, key variables and URLs are all asked of the adapter registry.
@@ -711,6 +712,161 @@ def _demo_scenario(console: Console, client: Client, replayer: Any, sc: dict[str
     console.print(Text(f"usage: {u.input_tokens} input + {u.output_tokens} output tokens; {detail}", style="dim"))
     _print_attempts(console, result.attempts)
     _print_cost(console, result.cost, target=_unpriced_key(result))
+
+
+# --------------------------------------------------------------------------------------------- finetune
+
+finetune_app = typer.Typer(
+    name="finetune",
+    help="Fine-tuning jobs: estimate before launch, launch, follow, cancel; with the actual cost at the end.",
+    no_args_is_help=True,
+)
+app.add_typer(finetune_app, name="finetune")
+
+JobArgument = Annotated[str, typer.Argument(help="provider:job-id, e.g. openai:ftjob-abc123.")]
+
+
+def _print_job(console: Console, job: Any) -> None:
+    from rich.text import Text
+
+    console.print(Text(f"{job.provider}:{job.id or '(dry run)'}  {job.status}", style="bold"))
+    console.print(f"base model: {job.base_model}", markup=False)
+    if job.fine_tuned_model:
+        console.print(f"fine-tuned model: {job.fine_tuned_model}", markup=False)
+    if job.trained_tokens is not None:
+        console.print(f"trained tokens: {job.trained_tokens}", markup=False)
+    if job.error:
+        console.print(Text(f"error: {job.error}", style="red"))
+    if job.estimate is not None:
+        console.print(Text("estimate:", style="bold"))
+        _print_cost(console, job.estimate)
+    if job.done and not job.dry_run:
+        console.print(Text("actual:", style="bold"))
+        _print_cost(console, job.cost)
+
+
+def _ft_options(epochs: int | None, hyper: list[str] | None) -> dict[str, Any]:
+    return {"epochs": epochs, "hyperparameters": _parse_inputs(hyper or []) or None}
+
+
+EpochsOption = Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs (default: the provider's).")]
+HyperOption = Annotated[list[str] | None, typer.Option("--hyper", "-p", help="A hyperparameter, key=value (repeat).")]
+TrainingArgument = Annotated[str, typer.Argument(help="Training data: a JSONL file (or a URL for Replicate).")]
+
+
+@finetune_app.command("estimate")
+def finetune_estimate(
+    model: Annotated[str, typer.Argument(help="provider:base-model, e.g. openai:gpt-4o-mini-2024-07-18.")],
+    training_file: TrainingArgument,
+    epochs: EpochsOption = None,
+    hyper: HyperOption = None,
+    method: Annotated[str, typer.Option("--method", help="supervised or dpo.")] = "supervised",
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Check the training data and print what the job would cost (nothing is uploaded or launched)."""
+    with _errors():
+        client = _client(config)
+        try:
+            job = client.finetune(model, training_file=training_file, method=method, dry_run=True,
+                                  **_ft_options(epochs, hyper))
+        finally:
+            client.close()
+    if json_out:
+        typer.echo(job.model_dump_json(exclude={"raw"}, indent=2))
+        return
+    console = _console()
+    console.print(f"{job.metrics.get('examples')} examples, {job.metrics.get('tokens_per_epoch')} tokens an epoch",
+                  markup=False)
+    _print_cost(console, job.estimate)
+
+
+@finetune_app.command("create")
+def finetune_create(
+    model: Annotated[str, typer.Argument(help="provider:base-model.")],
+    training_file: TrainingArgument,
+    validation_file: Annotated[str | None, typer.Option("--validation", help="Validation data.")] = None,
+    epochs: EpochsOption = None,
+    hyper: HyperOption = None,
+    suffix: Annotated[str | None, typer.Option("--suffix", help="A name part for the new model.")] = None,
+    method: Annotated[str, typer.Option("--method", help="supervised or dpo.")] = "supervised",
+    destination: Annotated[str | None, typer.Option("--destination", help="Replicate: owner/name to push to.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the job to end (progress on a terminal).")] = False,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Launch a fine-tuning job; print its id, its estimate, and (with --wait) how it ended and what it cost."""
+    with _errors():
+        client = _client(config)
+        try:
+            job = client.finetune(model, training_file=training_file, validation_file=validation_file,
+                                  suffix=suffix, method=method, destination=destination, wait=wait, progress=wait,
+                                  **_ft_options(epochs, hyper))
+        finally:
+            client.close()
+    if json_out:
+        typer.echo(job.model_dump_json(exclude={"raw"}, indent=2))
+        return
+    _print_job(_console(), job)
+
+
+def _job_command(job_id: str, config: Path | None, action: str, **kwargs: Any) -> Any:
+    from ._types import FineTuneJob
+
+    with _errors():
+        client = _client(config)
+        try:
+            job = FineTuneJob.attach(job_id, client=client)
+            if action == "events":
+                return job.events(**kwargs)
+            if action == "cancel":
+                return job.cancel()
+            if action == "wait":
+                return job.wait(progress=True, **kwargs)
+            return job
+        finally:
+            client.close()
+
+
+@finetune_app.command("status")
+def finetune_status(job_id: JobArgument, json_out: JsonOption = False, config: ConfigOption = None) -> None:
+    """A job's status, model and (once it has ended) its actual cost."""
+    job = _job_command(job_id, config, "status")
+    if json_out:
+        typer.echo(job.model_dump_json(exclude={"raw"}, indent=2))
+        return
+    _print_job(_console(), job)
+
+
+@finetune_app.command("events")
+def finetune_events(
+    job_id: JobArgument,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many of the latest events.")] = 20,
+    config: ConfigOption = None,
+) -> None:
+    """A job's latest events, oldest first."""
+    events = _job_command(job_id, config, "events", limit=limit)
+    console = _console()
+    for ev in events:
+        when = ev.created_at.strftime("%Y-%m-%d %H:%M:%S") if ev.created_at else ""
+        console.print(f"{when} {ev.level or ''} {ev.message}".strip(), markup=False)
+
+
+@finetune_app.command("cancel")
+def finetune_cancel(job_id: JobArgument, config: ConfigOption = None) -> None:
+    """Cancel a job."""
+    _print_job(_console(), _job_command(job_id, config, "cancel"))
+
+
+@finetune_app.command("wait")
+def finetune_wait(
+    job_id: JobArgument,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0, help="Seconds to wait (job keeps running).")]
+    = None,
+    config: ConfigOption = None,
+) -> None:
+    """Wait for a job to end (a progress bar on a terminal), then print how it ended and what it cost."""
+    _print_job(_console(), _job_command(job_id, config, "wait", timeout=timeout))
 
 
 # --------------------------------------------------------------------------------------------- entry point

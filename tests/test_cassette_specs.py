@@ -239,3 +239,36 @@ def test_secret_patterns_catch_real_shapes() -> None:
     for s in samples:
         assert any(p.search(s) for p in SECRET_PATTERNS), s
     assert not any(p.search("sk-test-placeholder") for p in SECRET_PATTERNS)
+
+
+# ------------------------------------------------------------------------------------------------ fine-tuning
+# cassettes/test_finetune_providers/: Azure's bodies are OpenAI's shapes (files, fine-tuning jobs) and are checked
+# against the spec; the other hosts' (Together, Mistral, Fireworks) are outside it and only get the marker and
+# secret checks.
+
+FINETUNE = CASSETTES / "test_finetune_providers"
+FINETUNE_SCHEMAS = {"/openai/files": "OpenAIFile", "/openai/fine_tuning/jobs": "FineTuningJob"}
+
+
+def _finetune_schema(path: str) -> str:
+    for prefix, name in FINETUNE_SCHEMAS.items():
+        if path.startswith(prefix):
+            return name
+    raise AssertionError(f"no schema known for {path}")
+
+
+def test_azure_fine_tuning_bodies_match_openapi_schemas(spec: dict[str, Any]) -> None:
+    checked = 0
+    for path in sorted(FINETUNE.glob("test_azure_*.yaml")):
+        for inter in _load(path)["interactions"]:
+            name = _finetune_schema(urlsplit(inter["request"]["uri"]).path)
+            found = errors(spec, name, json.loads(inter["response"]["body"]["string"]))
+            assert not found, f"{path.name} {name}:\n" + "\n".join(found)
+            checked += 1
+    assert checked == 3
+    assert errors(spec, "FineTuningJob", {"object": "fine_tuning.job", "id": "x"})  # not vacuous
+
+
+@pytest.mark.parametrize("path", sorted(FINETUNE.glob("*.yaml")), ids=lambda p: p.name)
+def test_finetune_cassettes_are_marked_and_hold_no_secrets(path: Path) -> None:
+    test_marker_and_no_secrets(path)

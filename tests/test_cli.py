@@ -568,3 +568,80 @@ def test_predict_save_needs_wait() -> None:
     result = runner.invoke(app, ["predict", "replicate:acme/bikes", "--no-wait", "--save", "out"])
     assert result.exit_code == 2
     assert "--no-wait" in result.output
+
+
+# --------------------------------------------------------------------------------------------- finetune
+
+
+def _ft_job(status: str, **extra: Any) -> dict[str, Any]:
+    return {"object": "fine_tuning.job", "id": "ftjob-cli", "model": "gpt-4o-mini-2024-07-18",
+            "created_at": 1_764_000_000, "finished_at": None, "fine_tuned_model": None, "status": status,
+            "training_file": "file-cli", "validation_file": None, "hyperparameters": {"n_epochs": 3},
+            "trained_tokens": None, "error": {}, **extra}
+
+
+def _ft_rows(n: int = 10) -> str:
+    return "".join(json.dumps({"messages": [{"role": "user", "content": f"Say {i}"},
+                                            {"role": "assistant", "content": str(i)}]}) + "\n" for i in range(n))
+
+
+def test_finetune_estimate_prints_the_cost_and_sends_nothing(config: Path, loopback: Loopback,
+                                                             tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    data.write_text(_ft_rows(), "utf-8")
+    result = _invoke("finetune", "estimate", "openai:gpt-4o-mini-2024-07-18", str(data), "--epochs", "2",
+                     "-c", str(config))
+    assert result.exit_code == 0, result.output
+    assert "10 examples" in result.output
+    assert "(estimated)" in result.output
+    assert "x 2 epochs" in result.output
+    assert "computekit:training" in result.output
+    assert loopback.seen == []
+
+
+def test_finetune_create_refuses_bad_data_with_the_line(config: Path, loopback: Loopback, tmp_path: Path) -> None:
+    data = tmp_path / "bad.jsonl"
+    data.write_text(_ft_rows(3) + '{"messages": [{"role": "user", "content": "no answer"}]}\n' + _ft_rows(8), "utf-8")
+    result = runner.invoke(app, ["finetune", "create", "openai:gpt-4o-mini-2024-07-18", str(data), "-c", str(config)])
+    assert result.exit_code == 2
+    assert "TrainingDataError" in result.output
+    assert "line 4" in result.output
+    assert loopback.seen == []
+
+
+def test_finetune_status_events_cancel_wait(config: Path, loopback: Loopback) -> None:
+    loopback.reply_json(_ft_job("succeeded", trained_tokens=3000, finished_at=1_764_000_600,
+                                fine_tuned_model="ft:gpt-4o-mini-2024-07-18:org::cli"))
+    result = _invoke("finetune", "status", "openai:ftjob-cli", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.output
+    assert "openai:ft:gpt-4o-mini-2024-07-18:org::cli" in result.output
+    assert "trained tokens" in result.output
+    assert "actual:" in result.output
+    assert loopback.seen[-1]["path"] == "/v1/fine_tuning/jobs/ftjob-cli"
+
+    loopback.replies[:] = [Reply(200, json.dumps(_ft_job("running")).encode()),
+                           Reply(200, json.dumps({"object": "list", "has_more": False, "data": [
+                               {"id": "ev1", "created_at": 1_764_000_100, "level": "info",
+                                "message": "Fine-tuning job started", "type": "message", "data": {}}]}).encode())]
+    loopback.seen.clear()
+    result = _invoke("finetune", "events", "openai:ftjob-cli", "--limit", "5", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    assert "Fine-tuning job started" in result.output
+    assert loopback.seen[-1]["path"] == "/v1/fine_tuning/jobs/ftjob-cli/events?limit=5"
+
+    loopback.replies[:] = [Reply(200, json.dumps(_ft_job("running")).encode()),
+                           Reply(200, json.dumps(_ft_job("cancelled")).encode())]
+    loopback.seen.clear()
+    result = _invoke("finetune", "cancel", "openai:ftjob-cli", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    assert "canceled" in result.output
+    assert loopback.seen[-1]["path"] == "/v1/fine_tuning/jobs/ftjob-cli/cancel"
+
+    loopback.replies[:] = [Reply(200, json.dumps(_ft_job("failed", error={"code": "x", "message": "bad file"})
+                                                 ).encode())]
+    loopback.seen.clear()
+    result = runner.invoke(app, ["finetune", "wait", "openai:ftjob-cli", "-c", str(config)])
+    assert result.exit_code == 2
+    assert "FineTuneFailedError" in result.output
+    assert "bad file" in result.output

@@ -39,7 +39,19 @@ from .._exceptions import (
     ServerError,
     UnsupportedCapabilityError,
 )
-from .._types import Chunk, Completion, Cost, Embeddings, Prediction, Reranking, Result, Usage
+from .._types import (
+    Chunk,
+    Completion,
+    Cost,
+    Embeddings,
+    FineTuneCheckpoint,
+    FineTuneEvent,
+    FineTuneJob,
+    Prediction,
+    Reranking,
+    Result,
+    Usage,
+)
 from ..pricing import PriceRef
 
 __all__ = [
@@ -47,6 +59,9 @@ __all__ = [
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",
+    "FineTuneBilling",
+    "FineTuneRequest",
+    "FineTuneSpec",
     "HTTPRequest",
     "HTTPResponse",
     "PredictRequest",
@@ -54,6 +69,10 @@ __all__ = [
     "RerankRequest",
     "SSEEvent",
     "StreamDecoder",
+    "TrainingFile",
+    "multipart",
+    "obj",
+    "unix_time",
 ]
 
 
@@ -225,6 +244,71 @@ class PredictRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class FineTuneSpec:
+    """How a provider takes fine-tuning data for a model: what computekit checks before anything is uploaded."""
+
+    data: str = "chat"
+    """``"chat"``: JSONL of ``{"messages": [...]}`` examples (``"preference"`` examples for DPO), validated and
+    uploaded by computekit; ``"url"``: a file the trainer fetches itself (Replicate), passed as it is."""
+    methods: tuple[str, ...] = ("supervised",)
+    """Training methods offered (``supervised``, ``dpo``)."""
+    encoding: str | None = None
+    """The tiktoken encoding that counts the model's tokens (``o200k_base``); ``None``: estimated from length."""
+    max_example_tokens: int | None = None
+    """The longest example the provider accepts, when the price table does not say."""
+    provider_estimate: bool = False
+    """Whether the provider prices a job before launch (Together's estimate endpoint, Mistral's dry run)."""
+    min_examples: int = 1
+    """The fewest training examples the provider accepts (OpenAI: 10)."""
+
+
+@dataclass(slots=True)
+class TrainingFile:
+    """Fine-tuning data, validated and serialised (or a remote file passed through)."""
+
+    filename: str
+    content: bytes = b""
+    examples: int = 0
+    tokens: int = 0
+    """Tokens in one pass over the data (one epoch), as counted by ``counted_by``."""
+    counted_by: str = ""
+    url: str | None = None
+    """A file the trainer fetches itself: nothing is uploaded."""
+    input_key: str | None = None
+    """Where a remote file goes in the trainer's input (Replicate: ``train_data`` unless named)."""
+    ref: str | None = None
+    """The provider's id for the uploaded file, once uploaded."""
+
+
+@dataclass(slots=True)
+class FineTuneRequest:
+    """A ``finetune()`` call, normalised."""
+
+    model: str
+    training: TrainingFile
+    validation: TrainingFile | None = None
+    epochs: int | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    suffix: str | None = None
+    method: str = "supervised"
+    destination: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FineTuneBilling:
+    """What a provider reported that a job's cost comes from (any may be missing)."""
+
+    trained_tokens: int | None = None
+    gpu_seconds: Decimal | None = None
+    hours: Decimal | None = None
+    reported_total: Decimal | None = None
+    """The provider's own figure for the job's price, in USD."""
+    reported_as: str = ""
+    """Where the provider's figure was read (``total_price``, ``metadata.cost``)."""
+
+
 class StreamDecoder(ABC):
     """Turns one response's server-sent events into chunks, then into the final completion."""
 
@@ -329,11 +413,19 @@ class Adapter(ABC):
 
     def unsupported(self, capability: str) -> UnsupportedCapabilityError:
         """The error for a verb this adapter does not offer."""
+        why = self.unsupported_reason(capability)
         return UnsupportedCapabilityError(
-            f"{self.provider} does not support {capability}; capabilities: {', '.join(self.capabilities.names())}",
+            (f"{self.provider} does not support {capability}" + (f": {why}" if why else "")
+             + f"; capabilities: {', '.join(self.capabilities.names()) or 'none'}"),
             provider=self.provider,
             capability=capability,
         )
+
+    def unsupported_reason(self, capability: str) -> str | None:
+        """Why this provider lacks ``capability``, when there is more to say (a retired API ...)."""
+        if capability == "finetune":
+            return f"{self.provider} offers no fine-tuning API"
+        return None
 
     # ----------------------------------------------------------------------------------------- verbs
 
@@ -388,6 +480,82 @@ class Adapter(ABC):
     def usage(self, raw: Mapping[str, Any] | None) -> Usage:
         """Translate the provider's usage object into :class:`Usage`."""
         return Usage()
+
+    # ----------------------------------------------------------------------------------------- fine-tuning
+    # The order of a launch: build_uploads/parse_upload for each file, build_finetune_estimate (where offered),
+    # build_finetune/parse_finetune; then build_finetune_get/cancel/events/checkpoints while it runs.
+
+    def finetune_spec(self, model: str) -> FineTuneSpec:
+        """How fine-tuning data for ``model`` is checked and counted."""
+        raise self.unsupported("finetune")
+
+    def check_finetune(self, req: FineTuneRequest) -> None:
+        """Refuse a request this provider cannot launch, before anything is sent (a missing destination ...).
+
+        Raises:
+            InvalidRequestError: The request lacks what the provider needs.
+        """
+        if req.destination is not None:
+            from .._exceptions import InvalidRequestError
+
+            raise InvalidRequestError(f"destination= is not used by {self.provider}: the job names its own model")
+
+    def default_epochs(self, model: str, examples: int) -> int | None:
+        """The epochs the provider runs when none are asked for (its documented default), for the estimate."""
+        return None
+
+    def build_uploads(self, req: FineTuneRequest, file: TrainingFile, purpose: str) -> list[HTTPRequest]:
+        """The requests that upload ``file`` (``purpose``: ``training`` or ``validation``), in order; the last
+        one's answer names it. Empty when nothing is uploaded (a remote file)."""
+        raise self.unsupported("finetune")
+
+    def parse_upload(self, req: FineTuneRequest, file: TrainingFile, resp: HTTPResponse) -> str:
+        """The provider's id for an uploaded file, from the last upload request's answer."""
+        raise self.unsupported("finetune")
+
+    def build_finetune_estimate(self, req: FineTuneRequest) -> HTTPRequest | None:
+        """A request that prices the job before launch (files uploaded), or ``None`` where there is none."""
+        return None
+
+    def parse_finetune_estimate(self, req: FineTuneRequest, resp: HTTPResponse) -> FineTuneBilling:
+        """The provider's pre-launch estimate."""
+        return FineTuneBilling()
+
+    def build_finetune(self, req: FineTuneRequest) -> HTTPRequest:
+        """The request that launches the job (files uploaded: ``req.training.ref``)."""
+        raise self.unsupported("finetune")
+
+    def parse_finetune(self, model: str, resp: HTTPResponse) -> FineTuneJob:
+        """A job object (create, get or cancel answer) -> :class:`FineTuneJob` (cost not set)."""
+        raise self.unsupported("finetune")
+
+    def build_finetune_get(self, job: FineTuneJob) -> HTTPRequest:
+        """The request that fetches a job's latest state (a GET: safe to retry)."""
+        raise self.unsupported("finetune")
+
+    def build_finetune_cancel(self, job: FineTuneJob) -> HTTPRequest:
+        """The request that cancels a job."""
+        raise self.unsupported("finetune")
+
+    def build_finetune_events(self, job: FineTuneJob, limit: int) -> HTTPRequest | None:
+        """The request that lists a job's latest events (``None``: they come with the job itself)."""
+        return None
+
+    def parse_finetune_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
+        """A job's events, oldest first (``resp`` is ``None`` when they come with the job: read ``job.raw``)."""
+        return []
+
+    def build_finetune_checkpoints(self, job: FineTuneJob) -> HTTPRequest | None:
+        """The request that lists a job's checkpoints (``None``: none offered, or they come with the job)."""
+        return None
+
+    def parse_finetune_checkpoints(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneCheckpoint]:
+        """A job's checkpoints (``resp`` is ``None`` when they come with the job: read ``job.raw``)."""
+        return []
+
+    def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
+        """What the provider reported that the job's cost comes from."""
+        return FineTuneBilling(trained_tokens=job.trained_tokens)
 
     # ----------------------------------------------------------------------------------------- pricing
 
@@ -485,6 +653,47 @@ def _scrub(value: Any, secret: str) -> Any:
     if isinstance(value, list):
         return [_scrub(v, secret) for v in value]
     return value
+
+
+def multipart(fields: Mapping[str, str], file_field: str, file: TrainingFile,
+              content_type: str = "application/jsonl") -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body (text fields, then the file) and its content type. The boundary is derived
+    from the content, so the same upload is the same bytes (recorded cassettes match it)."""
+    import hashlib
+
+    boundary = "computekit-" + hashlib.sha256(file.content).hexdigest()[:24]
+    out: list[bytes] = []
+    for name, value in fields.items():
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    out.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{file.filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n".encode()
+    )
+    out.append(file.content)
+    out.append(f"\r\n--{boundary}--\r\n".encode())
+    return b"".join(out), f"multipart/form-data; boundary={boundary}"
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (provider fields that may be missing or null)."""
+    return value if isinstance(value, dict) else {}
+
+
+def unix_time(value: Any) -> Any:
+    """A Unix timestamp (seconds) or an ISO-8601 string -> an aware UTC datetime; anything else -> ``None``."""
+    import datetime as dt
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    if isinstance(value, str) and value:
+        try:
+            when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return None
 
 
 def env_key(env_vars: Sequence[str]) -> SecretStr | None:

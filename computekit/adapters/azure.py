@@ -3,6 +3,10 @@
 ``azure:gpt-4o-mini`` calls the deployment named in ``[providers.azure] deployments = {"gpt-4o-mini" = "..."}``,
 or a deployment with the model's own name when none is mapped. The base URL is the resource endpoint
 (``https://RESOURCE.openai.azure.com``), from ``base_url`` or ``$AZURE_OPENAI_ENDPOINT``.
+
+Fine-tuning uses OpenAI's shape on the resource (``/openai/files``, ``/openai/fine_tuning/jobs``, with the
+``api-version``). The fine-tuned model (``gpt-4o-mini-2024-07-18.ft-...``) must be deployed before it answers, and
+a deployed fine-tuned model bills hourly hosting on top of its tokens, whether it is used or not.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class AzureOpenAIAdapter(OpenAIWire):
 
     name = "azure"
     capabilities = Capabilities(
-        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True
+        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True, finetune=True
     )
     key_env_vars = ("AZURE_OPENAI_API_KEY",)
     default_base_url = None
@@ -48,6 +52,16 @@ class AzureOpenAIAdapter(OpenAIWire):
             base += "/openai"
         version = self.settings.api_version or DEFAULT_API_VERSION
         return f"{base}/deployments/{self.deployment(model)}/{path}?api-version={version}"
+
+    def finetune_url(self, path: str, query: str = "") -> str:
+        """Fine-tuning and files live on the resource, not a deployment: ``{endpoint}/openai/{path}``."""
+        base = self.settings.base_url.rstrip("/")
+        if not base:
+            raise ConfigError("azure: set base_url (https://RESOURCE.openai.azure.com) or $AZURE_OPENAI_ENDPOINT")
+        if not base.endswith("/openai"):
+            base += "/openai"
+        version = self.settings.api_version or DEFAULT_API_VERSION
+        return f"{base}/{path}?api-version={version}" + (f"&{query}" if query else "")
 
     def auth_headers(self) -> dict[str, str]:
         return {"api-key": self.require_key()}

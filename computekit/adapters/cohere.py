@@ -222,6 +222,12 @@ class CohereAdapter(Adapter):
 
     # ----------------------------------------------------------------------------------------- complete
 
+    def unsupported_reason(self, capability: str) -> str | None:
+        if capability == "finetune":
+            return ("Cohere retired its fine-tuning API on 2025-09-15; fine-tune an open model elsewhere "
+                    "(e.g. together:, fireworks:) or an OpenAI model (openai:)")
+        return super().unsupported_reason(capability)
+
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
         body: dict[str, Any] = {"model": req.model, "messages": [wire_message(m) for m in req.messages]}
         if req.tools:

@@ -17,9 +17,11 @@ Mistral's API (``https://api.mistral.ai/v1``) is a close relative of OpenAI's wi
 - errors: ``{"object": "error", "message": ..., "type": ..., "code": ...}`` (``message`` is an object for 422
   validation errors), or the gateway's ``{"message": "Unauthorized", "request_id": ...}``.
 
-Fine-tuning (``/v1/fine_tuning/jobs``, with ``/v1/files`` for training data) lands with the finetune issue: it will
-be new ``build_finetune`` / ``parse_finetune`` methods here next to the chat ones, sharing :meth:`endpoint`,
-:meth:`headers`, :meth:`map_error` and the request-id lookup; nothing in the chat path assumes chat-only.
+Fine-tuning: ``/v1/files`` (multipart, ``purpose=fine-tune``) then ``/v1/fine_tuning/jobs`` with
+``auto_start: true``. Before launch, the same body is posted with ``?dry_run=true``: Mistral answers with its own
+estimate (``cost``, ``train_tokens``), which becomes the job's estimate. The finished job reports its price in
+``metadata.cost`` (with ``cost_currency``): that is the actual cost. Events and checkpoints come with the job
+(``GET /v1/fine_tuning/jobs/{id}``). Mistral's tokenizer is not tiktoken: the local count is an estimate by length.
 """
 
 from __future__ import annotations
@@ -27,18 +29,24 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .._exceptions import APIStatusError, ContextWindowExceededError, InvalidRequestError, ProviderError
-from .._types import Chunk, Completion
+from .._types import Chunk, Completion, FineTuneCheckpoint, FineTuneEvent, FineTuneJob, FineTuneStatus
 from ._base import (
     Capabilities,
     CompleteRequest,
     EmbedRequest,
+    FineTuneBilling,
+    FineTuneRequest,
+    FineTuneSpec,
     HTTPRequest,
     HTTPResponse,
     SSEEvent,
     StreamDecoder,
+    obj,
+    unix_time,
 )
 from .openai import OpenAIWire, _ChatStream
 
@@ -49,6 +57,13 @@ _FINISH = {"model_length": "length"}
 _REQUEST_ID_HEADERS = ("x-kong-request-id", "mistral-correlation-id")
 # A content list (reasoning chunks) in a response body: only then is the body rewritten before parsing.
 _CONTENT_LIST = re.compile(rb'"content"\s*:\s*\[')
+# Mistral's job statuses (API reference, JobOut.status) -> computekit's. VALIDATED waits for a start (auto_start
+# false): queued.
+_FT_STATUS: dict[str, FineTuneStatus] = {
+    "QUEUED": "queued", "VALIDATING": "validating", "VALIDATED": "queued", "STARTED": "running",
+    "RUNNING": "running", "CANCELLATION_REQUESTED": "running", "SUCCESS": "succeeded", "FAILED": "failed",
+    "FAILED_VALIDATION": "failed", "CANCELLED": "canceled",
+}
 _CONTEXT_WORDS = ("too large for model", "maximum context length", "context length")
 
 
@@ -77,7 +92,7 @@ class MistralAdapter(OpenAIWire):
     """Mistral La Plateforme (``mistral:`` models). Keys: ``MISTRAL_API_KEY``."""
 
     name = "mistral"
-    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True)
+    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, finetune=True)
     key_env_vars = ("MISTRAL_API_KEY",)
     default_base_url = "https://api.mistral.ai/v1"
     table_provider = "mistral"
@@ -169,6 +184,132 @@ class MistralAdapter(OpenAIWire):
         if error.request_id is None and isinstance(error.body, dict) and isinstance(error.body.get("request_id"), str):
             error.request_id = error.body["request_id"]  # the gateway's 401/429 bodies carry it
         return error
+
+
+
+    # ----------------------------------------------------------------------------------------- fine-tuning
+
+    def finetune_spec(self, model: str) -> FineTuneSpec:
+        return FineTuneSpec(data="chat", methods=("supervised",), encoding=None, provider_estimate=True)
+
+    def build_uploads(self, req: FineTuneRequest, file: Any, purpose: str) -> list[HTTPRequest]:
+        from ._base import multipart
+
+        body, ctype = multipart({"purpose": "fine-tune"}, "file", file)
+        headers = {k: v for k, v in self.headers().items() if k != "content-type"}
+        headers["content-type"] = ctype
+        return [HTTPRequest("POST", self.url("files"), headers, content=body)]
+
+    def parse_upload(self, req: FineTuneRequest, file: Any, resp: HTTPResponse) -> str:
+        data = self._ft_json(resp, req.model)
+        if not isinstance(data.get("id"), str):
+            raise self.malformed(resp, req.model, "the uploaded file has no id")
+        return str(data["id"])
+
+    def _job_body(self, req: FineTuneRequest) -> dict[str, Any]:
+        hyper = dict(req.hyperparameters)
+        if req.epochs is not None:
+            hyper["epochs"] = req.epochs
+        body: dict[str, Any] = {
+            "model": req.model,
+            "training_files": [{"file_id": req.training.ref, "weight": 1}],
+            "hyperparameters": hyper,
+            "auto_start": True,
+        }
+        if req.validation is not None:
+            body["validation_files"] = [req.validation.ref]
+        if req.suffix:
+            body["suffix"] = req.suffix
+        body.update(req.extra)
+        return body
+
+    def build_finetune_estimate(self, req: FineTuneRequest) -> HTTPRequest | None:
+        return HTTPRequest("POST", self.url("fine_tuning/jobs") + "?dry_run=true", self.headers(),
+                           json=self._job_body(req))
+
+    def parse_finetune_estimate(self, req: FineTuneRequest, resp: HTTPResponse) -> FineTuneBilling:
+        data = self._ft_json(resp, req.model)
+        return FineTuneBilling(trained_tokens=data.get("train_tokens"),
+                               reported_total=_usd(data.get("cost"), data.get("cost_currency")),
+                               reported_as="dry run cost")
+
+    def build_finetune(self, req: FineTuneRequest) -> HTTPRequest:
+        return HTTPRequest("POST", self.url("fine_tuning/jobs"), self.headers(), json=self._job_body(req))
+
+    def parse_finetune(self, model: str, resp: HTTPResponse) -> FineTuneJob:
+        data = self._ft_json(resp, model)
+        status = _FT_STATUS.get(str(data.get("status")))
+        if not isinstance(data.get("id"), str) or status is None:
+            raise self.malformed(resp, model, f"not a fine-tuning job (status {data.get('status')!r})")
+        hyper = obj(data.get("hyperparameters"))
+        files = data.get("training_files") or []
+        error = None
+        if status == "failed":  # the reason is in the last error event, when there is one
+            errs = [e for e in data.get("events") or [] if isinstance(e, dict) and e.get("data", {}).get("error")]
+            error = errs[-1]["data"] if errs else {"message": f"job ended {data.get('status')}"}
+        ckpts = [c for c in data.get("checkpoints") or [] if isinstance(c, dict)]
+        metrics = dict(ckpts[-1].get("metrics") or {}, step=ckpts[-1].get("step_number")) if ckpts else {}
+        return FineTuneJob(
+            id=data["id"], provider=self.provider, base_model=str(data.get("model") or model), status=status,
+            fine_tuned_model=f"{self.provider}:{data['fine_tuned_model']}" if data.get("fine_tuned_model") else None,
+            trained_tokens=data.get("trained_tokens") if isinstance(data.get("trained_tokens"), int) else None,
+            epochs=hyper.get("epochs"), hyperparameters=dict(hyper),
+            training_file=(files[0] if isinstance(files[0], str) else files[0].get("file_id")) if files else None,
+            validation_file=(data.get("validation_files") or [None])[0], error=error, metrics=metrics,
+            created_at=unix_time(data.get("created_at")),
+            finished_at=unix_time(data.get("modified_at")) if status in ("succeeded", "failed", "canceled") else None,
+            request_id=self.request_id(resp.headers), raw=data,
+        )
+
+    def build_finetune_get(self, job: FineTuneJob) -> HTTPRequest:
+        return HTTPRequest("GET", self.url(f"fine_tuning/jobs/{job.id}"), self.headers())
+
+    def build_finetune_cancel(self, job: FineTuneJob) -> HTTPRequest:
+        return HTTPRequest("POST", self.url(f"fine_tuning/jobs/{job.id}/cancel"), self.headers())
+
+    def build_finetune_events(self, job: FineTuneJob, limit: int) -> HTTPRequest | None:
+        return None  # events come with the job itself
+
+    def build_finetune_checkpoints(self, job: FineTuneJob) -> HTTPRequest | None:
+        return None  # so do checkpoints
+
+    def parse_finetune_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
+        raw = job.raw if isinstance(job.raw, dict) else {}
+        return [FineTuneEvent(message=str(e.get("name") or ""), created_at=unix_time(e.get("created_at")),
+                              type="message", data=obj(e.get("data")))
+                for e in raw.get("events") or [] if isinstance(e, dict)]
+
+    def parse_finetune_checkpoints(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneCheckpoint]:
+        raw = job.raw if isinstance(job.raw, dict) else {}
+        return [FineTuneCheckpoint(id=f"{job.id}:{c.get('step_number')}", step=c.get("step_number"),
+                                   metrics=c.get("metrics") or {}, created_at=unix_time(c.get("created_at")))
+                for c in raw.get("checkpoints") or [] if isinstance(c, dict)]
+
+    def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
+        meta = (job.raw or {}).get("metadata") if isinstance(job.raw, dict) else None
+        meta = meta if isinstance(meta, dict) else {}
+        return FineTuneBilling(trained_tokens=job.trained_tokens,
+                               reported_total=_usd(meta.get("cost"), meta.get("cost_currency")),
+                               reported_as="metadata.cost")
+
+    def _ft_json(self, resp: HTTPResponse, model: str) -> dict[str, Any]:
+        try:
+            data = resp.json()
+        except ValueError:
+            raise self.malformed(resp, model, "body is not JSON") from None
+        if not isinstance(data, dict):
+            raise self.malformed(resp, model, "body is not a JSON object")
+        return data
+
+
+def _usd(amount: Any, currency: Any) -> Decimal | None:
+    """Mistral's reported cost, when it is in USD (another currency is not converted: no rate is known)."""
+    if amount is None or isinstance(amount, bool) or (currency and str(currency).upper() != "USD"):
+        return None
+    try:
+        return Decimal(str(amount))
+    except InvalidOperation:
+        return None
 
 
 class _MistralStream(_ChatStream):

@@ -21,17 +21,36 @@ from .._exceptions import (
     ContextWindowExceededError,
     OverloadedError,
 )
-from .._types import Chunk, Completion, Embeddings, Message, Result, ToolCall, Usage
+from .._types import (
+    Chunk,
+    Completion,
+    Embeddings,
+    FineTuneCheckpoint,
+    FineTuneEvent,
+    FineTuneJob,
+    FineTuneStatus,
+    Message,
+    Result,
+    ToolCall,
+    Usage,
+)
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
     Capabilities,
     CompleteRequest,
     EmbedRequest,
+    FineTuneBilling,
+    FineTuneRequest,
+    FineTuneSpec,
     HTTPRequest,
     HTTPResponse,
     SSEEvent,
     StreamDecoder,
+    TrainingFile,
+    multipart,
+    obj,
+    unix_time,
 )
 
 __all__ = ["OpenAIAdapter", "OpenAIWire"]
@@ -51,6 +70,27 @@ _TEXT_MODELS = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation", "ResponsibleAIPolicyViolation"})
 
+
+
+# Fine-tuning job statuses -> computekit's (OpenAI's API reference, FineTuningJob.status; Azure uses the same words).
+_FT_STATUS: dict[str, FineTuneStatus] = {
+    "validating_files": "validating",
+    "queued": "queued",
+    "running": "running",
+    "pausing": "running",
+    "paused": "queued",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "canceled",
+    "canceled": "canceled",
+}
+# The tokenizer of each fine-tunable family (tiktoken's model table): newer families count with o200k_base.
+_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+OPENAI_MIN_EXAMPLES = 10
+"""OpenAI refuses a training file with fewer than 10 examples."""
+# OpenAI's documented default when n_epochs is "auto": 3 epochs, raised so that small files are seen at least 100
+# times in all (at most 25 epochs), lowered so that big ones are seen at most 25,000 times (at least 1 epoch).
+_TARGET_EPOCHS, _MIN_EXAMPLES_SEEN, _MAX_EXAMPLES_SEEN, _MAX_AUTO_EPOCHS = 3, 100, 25_000, 25
 
 
 def _finish(reason: str | None) -> str | None:
@@ -276,6 +316,149 @@ class OpenAIWire(Adapter):
             context=ctx,
         )
 
+    # ----------------------------------------------------------------------------------------- fine-tuning
+    # Files API (multipart upload) + fine_tuning/jobs: OpenAI's and Azure OpenAI's shape (Azure changes the URL).
+
+    def finetune_url(self, path: str, query: str = "") -> str:
+        """The URL of a fine-tuning or files endpoint (``query`` without its ``?``)."""
+        return self.url(path) + (f"?{query}" if query else "")
+
+    def finetune_spec(self, model: str) -> FineTuneSpec:
+        family = model.removeprefix("ft:")
+        encoding = "o200k_base" if family.startswith(_O200K_PREFIXES) else "cl100k_base"
+        return FineTuneSpec(data="chat", methods=("supervised", "dpo"), encoding=encoding,
+                            min_examples=OPENAI_MIN_EXAMPLES)
+
+    def default_epochs(self, model: str, examples: int) -> int | None:
+        if examples <= 0:
+            return None
+        if examples * _TARGET_EPOCHS < _MIN_EXAMPLES_SEEN:
+            return min(_MAX_AUTO_EPOCHS, _MIN_EXAMPLES_SEEN // examples)
+        if examples * _TARGET_EPOCHS > _MAX_EXAMPLES_SEEN:
+            return max(1, _MAX_EXAMPLES_SEEN // examples)
+        return _TARGET_EPOCHS
+
+    def build_uploads(self, req: FineTuneRequest, file: TrainingFile, purpose: str) -> list[HTTPRequest]:
+        body, ctype = multipart({"purpose": "fine-tune"}, "file", file)
+        headers = {k: v for k, v in self.headers().items() if k != "content-type"}
+        headers["content-type"] = ctype
+        return [HTTPRequest("POST", self.finetune_url("files"), headers, content=body)]
+
+    def parse_upload(self, req: FineTuneRequest, file: TrainingFile, resp: HTTPResponse) -> str:
+        data = self._ft_json(resp, req.model)
+        if not isinstance(data.get("id"), str):
+            raise self.malformed(resp, req.model, "the uploaded file has no id")
+        return str(data["id"])
+
+    def build_finetune(self, req: FineTuneRequest) -> HTTPRequest:
+        body: dict[str, Any] = {"model": req.model, "training_file": req.training.ref}
+        if req.validation is not None:
+            body["validation_file"] = req.validation.ref
+        if req.suffix:
+            body["suffix"] = req.suffix
+        hyper = dict(req.hyperparameters)
+        if req.epochs is not None:
+            hyper["n_epochs"] = req.epochs
+        if hyper or req.method != "supervised":  # only then: a bare job is what OpenAI's own SDKs send
+            body["method"] = {"type": req.method, req.method: {"hyperparameters": hyper}}
+        body.update(req.extra)
+        return HTTPRequest("POST", self.finetune_url("fine_tuning/jobs"), self.headers(), json=body)
+
+    def _ft_json(self, resp: HTTPResponse, model: str) -> dict[str, Any]:
+        try:
+            data = resp.json()
+        except ValueError:
+            raise self.malformed(resp, model, "body is not JSON") from None
+        if not isinstance(data, dict):
+            raise self.malformed(resp, model, "body is not a JSON object")
+        return data
+
+    def fine_tuned_id(self, name: str) -> str:
+        """A fine-tuned model's name -> the computekit model id that calls it."""
+        return f"{self.provider}:{name}"
+
+    def parse_finetune(self, model: str, resp: HTTPResponse) -> FineTuneJob:
+        data = self._ft_json(resp, model)
+        if data.get("error") and "id" not in data:  # an error object answered with 200
+            raise self.map_error(HTTPResponse(400, resp.headers, resp.content, resp.url), model)
+        status = _FT_STATUS.get(str(data.get("status")))
+        if not isinstance(data.get("id"), str) or status is None:
+            raise self.malformed(resp, model, f"not a fine-tuning job (status {data.get('status')!r})")
+        method = obj(data.get("method"))
+        kind = method.get("type") or "supervised"
+        hyper = ((method.get(kind) or {}).get("hyperparameters") or data.get("hyperparameters") or {})
+        epochs = hyper.get("n_epochs")
+        error = data.get("error") or None  # OpenAI sends {} when there is none
+        metrics = obj(data.get("usage_metrics"))
+        return FineTuneJob(
+            id=data["id"],
+            provider=self.provider,
+            base_model=str(data.get("model") or model),
+            status=status,
+            fine_tuned_model=self.fine_tuned_id(data["fine_tuned_model"]) if data.get("fine_tuned_model") else None,
+            trained_tokens=data.get("trained_tokens") if isinstance(data.get("trained_tokens"), int) else None,
+            epochs=epochs if isinstance(epochs, int) else None,
+            hyperparameters=dict(hyper),
+            training_file=data.get("training_file"),
+            validation_file=data.get("validation_file"),
+            error=error,
+            metrics=dict(metrics or {}),
+            created_at=unix_time(data.get("created_at")),
+            finished_at=unix_time(data.get("finished_at")),
+            request_id=self.request_id(resp.headers),
+            raw=data,
+        )
+
+    def build_finetune_get(self, job: FineTuneJob) -> HTTPRequest:
+        return HTTPRequest("GET", self.finetune_url(f"fine_tuning/jobs/{job.id}"), self.headers())
+
+    def build_finetune_cancel(self, job: FineTuneJob) -> HTTPRequest:
+        return HTTPRequest("POST", self.finetune_url(f"fine_tuning/jobs/{job.id}/cancel"), self.headers())
+
+    def build_finetune_events(self, job: FineTuneJob, limit: int) -> HTTPRequest | None:
+        return HTTPRequest("GET", self.finetune_url(f"fine_tuning/jobs/{job.id}/events", f"limit={limit}"),
+                           self.headers())
+
+    def parse_finetune_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
+        if resp is None:
+            return []
+        data = self._ft_json(resp, job.base_model)
+        items = data.get("data")
+        if not isinstance(items, list):
+            raise self.malformed(resp, job.base_model, "not an event list")
+        out = [
+            FineTuneEvent(id=e.get("id"), created_at=unix_time(e.get("created_at")), level=e.get("level"),
+                          message=str(e.get("message") or ""), type=e.get("type"),
+                          data=obj(e.get("data")))
+            for e in items if isinstance(e, dict)
+        ]
+        return out[::-1]  # OpenAI lists the newest first
+
+    def build_finetune_checkpoints(self, job: FineTuneJob) -> HTTPRequest | None:
+        return HTTPRequest("GET", self.finetune_url(f"fine_tuning/jobs/{job.id}/checkpoints"), self.headers())
+
+    def parse_finetune_checkpoints(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneCheckpoint]:
+        if resp is None:
+            return []
+        data = self._ft_json(resp, job.base_model)
+        items = data.get("data")
+        if not isinstance(items, list):
+            raise self.malformed(resp, job.base_model, "not a checkpoint list")
+        out = [
+            FineTuneCheckpoint(
+                id=str(c.get("id")), step=c.get("step_number"),
+                model=self.fine_tuned_id(c["fine_tuned_model_checkpoint"])
+                if c.get("fine_tuned_model_checkpoint") else None,
+                metrics=obj(c.get("metrics")),
+                created_at=unix_time(c.get("created_at")),
+            )
+            for c in items if isinstance(c, dict)
+        ]
+        return sorted(out, key=lambda c: c.step or 0)
+
+    def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
+        return FineTuneBilling(trained_tokens=job.trained_tokens)
+
     # ----------------------------------------------------------------------------------------- errors
 
     def classify_error(self, status: int, body: Any) -> type[APIStatusError] | None:
@@ -377,7 +560,7 @@ class OpenAIAdapter(OpenAIWire):
 
     name = "openai"
     capabilities = Capabilities(
-        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True, finetune=False
+        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True, finetune=True
     )
     key_env_vars = ("OPENAI_API_KEY",)
     default_base_url = "https://api.openai.com/v1"

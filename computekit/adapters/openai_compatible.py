@@ -12,12 +12,28 @@ your own in config::
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
-from typing import Final
+from decimal import Decimal
+from typing import Any, Final
 
-from .._types import Result
+from .._exceptions import ConfigError
+from .._types import FineTuneEvent, FineTuneJob, FineTuneStatus, Result
 from ..pricing import PriceRef
-from ._base import Capabilities, CompleteRequest, HTTPRequest
+from ._base import (
+    Capabilities,
+    CompleteRequest,
+    FineTuneBilling,
+    FineTuneRequest,
+    FineTuneSpec,
+    HTTPRequest,
+    HTTPResponse,
+    TrainingFile,
+    multipart,
+    obj,
+    unix_time,
+)
 from .openai import OpenAIWire
 
 __all__ = ["PROFILES", "OpenAICompatibleAdapter", "Profile"]
@@ -40,23 +56,27 @@ class Profile:
     """GooseAI: text completions at ``engines/{engine}/completions``, no chat endpoint."""
     capabilities: Capabilities = _ALL
     docs_url: str | None = None
+    finetune: str | None = None
+    """The host's own fine-tuning API (``"together"``, ``"fireworks"``): see the sections below."""
 
 
 # What the hosted APIs offer on their OpenAI-compatible endpoints (each host's API reference).
 _CHAT_ONLY = Capabilities(complete=True, stream=True, tools=True, json_mode=True)
 _CHAT_AND_EMBED = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True)
+_CHAT_EMBED_FINETUNE = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True,
+                                    finetune=True)
 _TEXT_ONLY = Capabilities(complete=True, stream=True, text_completion=True)
 
 
 PROFILES: Final[dict[str, Profile]] = {
     "together": Profile("https://api.together.xyz/v1", ("TOGETHER_API_KEY",), "together",
-                        capabilities=_CHAT_AND_EMBED,
-                        docs_url="https://docs.together.ai/reference"),
+                        capabilities=_CHAT_EMBED_FINETUNE,
+                        docs_url="https://docs.together.ai/reference", finetune="together"),
     "groq": Profile("https://api.groq.com/openai/v1", ("GROQ_API_KEY",), "groq", capabilities=_CHAT_ONLY,
                     docs_url="https://console.groq.com/docs/api-reference"),
     "fireworks": Profile("https://api.fireworks.ai/inference/v1", ("FIREWORKS_API_KEY",), "fireworks",
-                         capabilities=_CHAT_AND_EMBED,
-                         docs_url="https://docs.fireworks.ai/api-reference"),
+                         capabilities=_CHAT_EMBED_FINETUNE,
+                         docs_url="https://docs.fireworks.ai/api-reference", finetune="fireworks"),
     "deepseek": Profile("https://api.deepseek.com/v1", ("DEEPSEEK_API_KEY",), "deepseek", capabilities=_CHAT_ONLY,
                         docs_url="https://api-docs.deepseek.com"),
     "huggingface": Profile("https://router.huggingface.co/v1", ("HF_TOKEN", "HUGGINGFACE_API_KEY"), None,
@@ -125,3 +145,310 @@ class OpenAICompatibleAdapter(OpenAIWire):
             context=ref.context,
             metered=p.metered,
         )
+
+    # ----------------------------------------------------------------------------------------- fine-tuning
+    # A hosted profile with its own fine-tuning API translates through its dialect below; the others have none
+    # (their capabilities say so, and finetune() refuses them before any HTTP).
+
+    def _ft(self) -> _TogetherFineTune | _FireworksFineTune:
+        kind = self.profile.finetune
+        if kind == "together":
+            return _TogetherFineTune(self)
+        if kind == "fireworks":
+            return _FireworksFineTune(self)
+        raise self.unsupported("finetune")
+
+    def finetune_spec(self, model: str) -> FineTuneSpec:
+        return self._ft().spec(model)
+
+    def default_epochs(self, model: str, examples: int) -> int | None:
+        return self._ft().default_epochs
+
+    def build_uploads(self, req: FineTuneRequest, file: TrainingFile, purpose: str) -> list[HTTPRequest]:
+        return self._ft().build_uploads(req, file, purpose)
+
+    def parse_upload(self, req: FineTuneRequest, file: TrainingFile, resp: HTTPResponse) -> str:
+        return self._ft().parse_upload(req, file, resp)
+
+    def build_finetune_estimate(self, req: FineTuneRequest) -> HTTPRequest | None:
+        return self._ft().build_estimate(req)
+
+    def parse_finetune_estimate(self, req: FineTuneRequest, resp: HTTPResponse) -> FineTuneBilling:
+        return self._ft().parse_estimate(req, resp)
+
+    def build_finetune(self, req: FineTuneRequest) -> HTTPRequest:
+        return self._ft().build(req)
+
+    def parse_finetune(self, model: str, resp: HTTPResponse) -> FineTuneJob:
+        return self._ft().parse(model, resp)
+
+    def build_finetune_get(self, job: FineTuneJob) -> HTTPRequest:
+        return self._ft().build_get(job)
+
+    def build_finetune_cancel(self, job: FineTuneJob) -> HTTPRequest:
+        return self._ft().build_cancel(job)
+
+    def build_finetune_events(self, job: FineTuneJob, limit: int) -> HTTPRequest | None:
+        return self._ft().build_events(job, limit)
+
+    def parse_finetune_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
+        return self._ft().parse_events(job, resp)
+
+    def build_finetune_checkpoints(self, job: FineTuneJob) -> HTTPRequest | None:
+        return None  # neither host lists checkpoints apart from the job's events
+
+    def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
+        return self._ft().billing(job)
+
+
+def _json(adapter: OpenAICompatibleAdapter, resp: HTTPResponse, model: str) -> dict[str, Any]:
+    try:
+        data = resp.json()
+    except ValueError:
+        raise adapter.malformed(resp, model, "body is not JSON") from None
+    if not isinstance(data, dict):
+        raise adapter.malformed(resp, model, "body is not a JSON object")
+    return data
+
+
+def _upload_headers(adapter: OpenAICompatibleAdapter, content_type: str) -> dict[str, str]:
+    headers = {k: v for k, v in adapter.headers().items() if k != "content-type"}
+    headers["content-type"] = content_type
+    return headers
+
+
+# ------------------------------------------------------------------------------------------------- Together
+# https://docs.together.ai/reference (Fine-tuning, Files). Files: POST /files/upload (multipart); jobs: /fine-tunes;
+# a pre-launch price from POST /fine-tunes/estimate-price (USD); the job's own price in ``total_price``, which
+# Together counts in nano-dollars (its SDK divides by 1e9), with ``token_count`` the tokens it billed.
+
+_TOGETHER_STATUS: dict[str, FineTuneStatus] = {
+    "pending": "queued", "queued": "queued", "running": "running", "compressing": "running",
+    "uploading": "running", "cancel_requested": "running", "cancelled": "canceled", "error": "failed",
+    "user_error": "failed", "completed": "succeeded",
+}
+_NANO = Decimal(1_000_000_000)
+TOGETHER_DEFAULT_EPOCHS: Final = 1
+"""Together runs one epoch when ``n_epochs`` is not given (its API reference)."""
+
+
+class _TogetherFineTune:
+    default_epochs = TOGETHER_DEFAULT_EPOCHS
+
+    def __init__(self, adapter: OpenAICompatibleAdapter) -> None:
+        self.a = adapter
+
+    def spec(self, model: str) -> FineTuneSpec:
+        return FineTuneSpec(data="chat", methods=("supervised", "dpo"), encoding=None, provider_estimate=True)
+
+    def build_uploads(self, req: FineTuneRequest, file: TrainingFile, purpose: str) -> list[HTTPRequest]:
+        body, ctype = multipart({"purpose": "fine-tune", "file_name": file.filename, "file_type": "jsonl"},
+                                "file", file)
+        return [HTTPRequest("POST", self.a.url("files/upload"), _upload_headers(self.a, ctype), content=body)]
+
+    def parse_upload(self, req: FineTuneRequest, file: TrainingFile, resp: HTTPResponse) -> str:
+        data = _json(self.a, resp, req.model)
+        if not isinstance(data.get("id"), str):
+            raise self.a.malformed(resp, req.model, "the uploaded file has no id")
+        return str(data["id"])
+
+    def _method(self, req: FineTuneRequest) -> dict[str, Any]:
+        return {"method": "dpo" if req.method == "dpo" else "sft"}
+
+    def build_estimate(self, req: FineTuneRequest) -> HTTPRequest | None:
+        body: dict[str, Any] = {"training_file": req.training.ref, "model": req.model,
+                                "n_epochs": req.epochs or TOGETHER_DEFAULT_EPOCHS,
+                                "training_method": self._method(req)}
+        if req.validation is not None:
+            body["validation_file"] = req.validation.ref
+        return HTTPRequest("POST", self.a.url("fine-tunes/estimate-price"), self.a.headers(), json=body)
+
+    def parse_estimate(self, req: FineTuneRequest, resp: HTTPResponse) -> FineTuneBilling:
+        data = _json(self.a, resp, req.model)
+        price = data.get("estimated_total_price")
+        tokens = data.get("estimated_train_token_count")
+        return FineTuneBilling(
+            trained_tokens=int(tokens) if isinstance(tokens, int | float) else None,
+            reported_total=Decimal(str(price)) if isinstance(price, int | float) else None,
+            reported_as="estimate-price",
+        )
+
+    def build(self, req: FineTuneRequest) -> HTTPRequest:
+        body: dict[str, Any] = {"training_file": req.training.ref, "model": req.model,
+                                "training_method": self._method(req)}
+        if req.epochs is not None:
+            body["n_epochs"] = req.epochs
+        if req.validation is not None:
+            body["validation_file"] = req.validation.ref
+        if req.suffix:
+            body["suffix"] = req.suffix
+        body.update(req.hyperparameters)
+        body.update(req.extra)
+        return HTTPRequest("POST", self.a.url("fine-tunes"), self.a.headers(), json=body)
+
+    def parse(self, model: str, resp: HTTPResponse) -> FineTuneJob:
+        data = _json(self.a, resp, model)
+        status = _TOGETHER_STATUS.get(str(data.get("status")))
+        if not isinstance(data.get("id"), str) or status is None:
+            raise self.a.malformed(resp, model, f"not a fine-tuning job (status {data.get('status')!r})")
+        output = data.get("output_name") or data.get("model_output_name")
+        tokens = data.get("token_count")
+        error = None
+        if status == "failed":
+            errs = [e for e in data.get("events") or [] if isinstance(e, dict) and e.get("level") == "error"]
+            error = {"message": errs[-1].get("message")} if errs else {"message": f"job ended {data.get('status')}"}
+        return FineTuneJob(
+            id=data["id"], provider=self.a.provider, base_model=str(data.get("model") or model), status=status,
+            fine_tuned_model=f"{self.a.provider}:{output}" if output and status == "succeeded" else None,
+            trained_tokens=int(tokens) if isinstance(tokens, int | float) else None,
+            epochs=data.get("n_epochs"), training_file=data.get("training_file"),
+            validation_file=data.get("validation_file") or None, error=error,
+            created_at=unix_time(data.get("created_at")),
+            finished_at=unix_time(data.get("updated_at")) if status in ("succeeded", "failed", "canceled") else None,
+            request_id=self.a.request_id(resp.headers), raw=data,
+        )
+
+    def build_get(self, job: FineTuneJob) -> HTTPRequest:
+        return HTTPRequest("GET", self.a.url(f"fine-tunes/{job.id}"), self.a.headers())
+
+    def build_cancel(self, job: FineTuneJob) -> HTTPRequest:
+        return HTTPRequest("POST", self.a.url(f"fine-tunes/{job.id}/cancel"), self.a.headers())
+
+    def build_events(self, job: FineTuneJob, limit: int) -> HTTPRequest | None:
+        return HTTPRequest("GET", self.a.url(f"fine-tunes/{job.id}/events"), self.a.headers())
+
+    def parse_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
+        data = _json(self.a, resp, job.base_model) if resp is not None else (job.raw or {})
+        items = data.get("data") if resp is not None else data.get("events")
+        return [FineTuneEvent(message=str(e.get("message") or ""), created_at=unix_time(e.get("created_at")),
+                              level=e.get("level"), type=e.get("type"),
+                              data={k: e[k] for k in ("step", "checkpoint_path", "model_path") if e.get(k)})
+                for e in items or [] if isinstance(e, dict)]
+
+    def billing(self, job: FineTuneJob) -> FineTuneBilling:
+        raw = job.raw if isinstance(job.raw, dict) else {}
+        price = raw.get("total_price")
+        total = Decimal(str(price)) / _NANO if isinstance(price, int | float) and price else None
+        return FineTuneBilling(trained_tokens=job.trained_tokens, reported_total=total,
+                               reported_as="total_price")
+
+
+# ------------------------------------------------------------------------------------------------- Fireworks
+# https://docs.fireworks.ai/api-reference (Datasets, Supervised Fine-tuning Jobs), on https://api.fireworks.ai/v1,
+# under an account: [providers.fireworks] organization = "<account id>", or $FIREWORKS_ACCOUNT_ID. Data goes into a
+# dataset (create the record, then upload the file into it); the job reads it by name. Fireworks reports no price
+# and no trained-token count on a job: its cost stays None (see the billing dashboard), never 0.
+
+_FIREWORKS_STATUS: dict[str, FineTuneStatus] = {
+    "JOB_STATE_CREATING": "queued", "JOB_STATE_PENDING": "queued", "JOB_STATE_RE_QUEUEING": "queued",
+    "JOB_STATE_IDLE": "queued", "JOB_STATE_VALIDATING": "validating", "JOB_STATE_CREATING_INPUT_DATASET": "validating",
+    "JOB_STATE_RUNNING": "running", "JOB_STATE_WRITING_RESULTS": "running", "JOB_STATE_CANCELLING": "running",
+    "JOB_STATE_COMPLETED": "succeeded", "JOB_STATE_EARLY_STOPPED": "succeeded", "JOB_STATE_FAILED": "failed",
+    "JOB_STATE_EXPIRED": "failed", "JOB_STATE_CANCELLED": "canceled", "JOB_STATE_DELETING": "canceled",
+}
+FIREWORKS_DEFAULT_EPOCHS: Final = 1
+FIREWORKS_ACCOUNT_ENV: Final = "FIREWORKS_ACCOUNT_ID"
+
+
+class _FireworksFineTune:
+    default_epochs = FIREWORKS_DEFAULT_EPOCHS
+
+    def __init__(self, adapter: OpenAICompatibleAdapter) -> None:
+        self.a = adapter
+
+    def spec(self, model: str) -> FineTuneSpec:
+        return FineTuneSpec(data="chat", methods=("supervised",), encoding=None)
+
+    @property
+    def account(self) -> str:
+        account = self.a.settings.organization or os.environ.get(FIREWORKS_ACCOUNT_ENV)
+        if not account:
+            raise ConfigError(
+                f"fireworks fine-tuning runs under an account: set [providers.fireworks] organization = "
+                f'"<account id>", or ${FIREWORKS_ACCOUNT_ENV}'
+            )
+        return account
+
+    def url(self, path: str) -> str:
+        base = self.a.settings.base_url.rstrip("/").removesuffix("/inference/v1").removesuffix("/v1")
+        return f"{base}/v1/accounts/{self.account}/{path}"
+
+    @staticmethod
+    def dataset_id(file: TrainingFile) -> str:
+        """A dataset id named after the content: uploading the same data again reuses the same name."""
+        return "ck-" + hashlib.sha256(file.content).hexdigest()[:20]
+
+    def build_uploads(self, req: FineTuneRequest, file: TrainingFile, purpose: str) -> list[HTTPRequest]:
+        did = self.dataset_id(file)
+        create = HTTPRequest("POST", self.url("datasets"), self.a.headers(),
+                             json={"datasetId": did, "dataset": {"userUploaded": {},
+                                                                 "exampleCount": str(file.examples)}})
+        body, ctype = multipart({}, "file", file)
+        upload = HTTPRequest("POST", self.url(f"datasets/{did}:upload"), _upload_headers(self.a, ctype),
+                             content=body)
+        return [create, upload]
+
+    def parse_upload(self, req: FineTuneRequest, file: TrainingFile, resp: HTTPResponse) -> str:
+        _json(self.a, resp, req.model)
+        return f"accounts/{self.account}/datasets/{self.dataset_id(file)}"
+
+    def build_estimate(self, req: FineTuneRequest) -> HTTPRequest | None:
+        return None
+
+    def parse_estimate(self, req: FineTuneRequest, resp: HTTPResponse) -> FineTuneBilling:
+        return FineTuneBilling()
+
+    def build(self, req: FineTuneRequest) -> HTTPRequest:
+        base = req.model if "/" in req.model else f"accounts/fireworks/models/{req.model}"
+        body: dict[str, Any] = {"dataset": req.training.ref, "baseModel": base}
+        if req.epochs is not None:
+            body["epochs"] = req.epochs
+        if req.validation is not None:
+            body["evaluationDataset"] = req.validation.ref
+        if req.suffix:
+            body["displayName"] = req.suffix
+        body.update(req.hyperparameters)
+        body.update(req.extra)
+        return HTTPRequest("POST", self.url("supervisedFineTuningJobs"), self.a.headers(), json=body)
+
+    def parse(self, model: str, resp: HTTPResponse) -> FineTuneJob:
+        data = _json(self.a, resp, model)
+        status = _FIREWORKS_STATUS.get(str(data.get("state")))
+        name = data.get("name")
+        if not isinstance(name, str) or status is None:
+            raise self.a.malformed(resp, model, f"not a fine-tuning job (state {data.get('state')!r})")
+        output = data.get("outputModel")
+        progress = obj(data.get("jobProgress"))
+        st = obj(data.get("status"))
+        return FineTuneJob(
+            id=name.rsplit("/", 1)[-1], provider=self.a.provider,
+            base_model=str(data.get("baseModel") or model).removeprefix("accounts/fireworks/models/"),
+            status=status,
+            fine_tuned_model=f"{self.a.provider}:{output}" if output and status == "succeeded" else None,
+            epochs=data.get("epochs"), training_file=data.get("dataset"),
+            validation_file=data.get("evaluationDataset") or None,
+            error=st if status == "failed" else None,
+            metrics={k: v for k, v in progress.items() if k in ("percent", "epoch")},
+            created_at=unix_time(data.get("createTime")), finished_at=unix_time(data.get("completedTime")),
+            request_id=self.a.request_id(resp.headers), raw=data,
+        )
+
+    def build_get(self, job: FineTuneJob) -> HTTPRequest:
+        return HTTPRequest("GET", self.url(f"supervisedFineTuningJobs/{job.id}"), self.a.headers())
+
+    def build_cancel(self, job: FineTuneJob) -> HTTPRequest:
+        return HTTPRequest("POST", self.url(f"supervisedFineTuningJobs/{job.id}:cancel"), self.a.headers(), json={})
+
+    def build_events(self, job: FineTuneJob, limit: int) -> HTTPRequest | None:
+        return None
+
+    def parse_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
+        raw = job.raw if isinstance(job.raw, dict) else {}
+        st = obj(raw.get("status"))
+        if not st.get("message"):
+            return []
+        return [FineTuneEvent(message=str(st["message"]), level=str(st.get("code") or ""),
+                              created_at=unix_time(raw.get("updateTime")), type="status")]
+
+    def billing(self, job: FineTuneJob) -> FineTuneBilling:
+        return FineTuneBilling()

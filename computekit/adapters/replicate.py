@@ -13,8 +13,21 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Final
 
-from .._types import Prediction, PredictionStatus, Usage
-from ._base import Adapter, Capabilities, HTTPRequest, HTTPResponse, PredictRequest
+from .._exceptions import InvalidRequestError
+from .._types import FineTuneEvent, FineTuneJob, Prediction, PredictionStatus, Usage
+from ._base import (
+    Adapter,
+    Capabilities,
+    FineTuneBilling,
+    FineTuneRequest,
+    FineTuneSpec,
+    HTTPRequest,
+    HTTPResponse,
+    PredictRequest,
+    TrainingFile,
+    obj,
+    unix_time,
+)
 
 __all__ = ["ReplicateAdapter"]
 
@@ -28,6 +41,9 @@ _STATUS: Final[dict[str, PredictionStatus]] = {
     "aborted": "canceled",
 }
 
+TRAINING_INPUT_KEY: Final = "train_data"
+"""The trainer input a training file's URL goes to unless named (Replicate's HTTP API reference example)."""
+
 SYNC_WAIT_S: Final = 60
 """How long Replicate may hold a create request open (``Prefer: wait=N``; Replicate's maximum is 60)."""
 
@@ -36,7 +52,7 @@ class ReplicateAdapter(Adapter):
     """Replicate (``replicate:`` models). Key: ``REPLICATE_API_TOKEN``."""
 
     name = "replicate"
-    capabilities = Capabilities(predict=True)
+    capabilities = Capabilities(predict=True, finetune=True)
     key_env_vars = ("REPLICATE_API_TOKEN",)
     default_base_url = "https://api.replicate.com/v1"
     docs_url = "https://replicate.com/docs/reference/http"
@@ -106,3 +122,74 @@ class ReplicateAdapter(Adapter):
     def build_cancel(self, prediction: Prediction) -> HTTPRequest:
         url = prediction.urls.get("cancel") or self.url(f"predictions/{prediction.id}/cancel")
         return HTTPRequest("POST", url, self.headers())
+
+    # ========================================================================================= trainings
+    # Fine-tuning on Replicate is a *training*: POST /models/{owner}/{name}/versions/{version}/trainings with the
+    # trainer's input and a ``destination`` model the new version is pushed to; GET /trainings/{id},
+    # POST /trainings/{id}/cancel. The trainer fetches its data itself (``training_file`` is a URL, sent under
+    # ``train_data`` unless named: ``{"input_images": url}``). Cost = ``metrics.predict_time`` x the per-second
+    # price of the training hardware (from config ``[providers.replicate] hardware``, as for predictions).
+
+    def finetune_spec(self, model: str) -> FineTuneSpec:
+        return FineTuneSpec(data="url", methods=("supervised",))
+
+    def check_finetune(self, req: FineTuneRequest) -> None:
+        if ":" not in req.model:
+            raise InvalidRequestError(
+                f"replicate trainings start from a model version: write 'replicate:{req.model}:<version id>'"
+            )
+        if not req.destination:
+            raise InvalidRequestError(
+                "replicate trainings push the trained version to a model of yours: pass destination='owner/name'"
+            )
+
+    def build_uploads(self, req: FineTuneRequest, file: TrainingFile, purpose: str) -> list[HTTPRequest]:
+        return []  # the trainer fetches the file from its URL
+
+    def build_finetune(self, req: FineTuneRequest) -> HTTPRequest:
+        name, version = req.model.split(":", 1)
+        data = req.training
+        body: dict[str, Any] = {
+            "input": {data.input_key or TRAINING_INPUT_KEY: data.url, **req.hyperparameters},
+            "destination": req.destination,
+        }
+        body.update(req.extra)
+        return HTTPRequest("POST", self.url(f"models/{name}/versions/{version}/trainings"), self.headers(),
+                           json=body)
+
+    def parse_finetune(self, model: str, resp: HTTPResponse) -> FineTuneJob:
+        try:
+            data = resp.json()
+        except ValueError:
+            raise self.malformed(resp, model, "body is not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise self.malformed(resp, model, "not a training object")
+        status = _STATUS.get(str(data.get("status")))
+        if status is None:
+            raise self.malformed(resp, model, f"unknown training status {data.get('status')!r}")
+        output = obj(data.get("output"))
+        metrics = obj(data.get("metrics"))
+        version = data.get("version")
+        base = model or (f"{data.get('model')}:{version}" if version else str(data.get("model")))
+        inp = obj(data.get("input"))
+        return FineTuneJob(
+            id=data["id"], provider=self.provider, base_model=base, status=status,
+            fine_tuned_model=f"{self.provider}:{output['version']}" if output.get("version") else None,
+            hyperparameters=dict(inp), error={"message": data["error"]} if data.get("error") else None,
+            metrics=dict(metrics), created_at=unix_time(data.get("created_at")),
+            finished_at=unix_time(data.get("completed_at")), request_id=self.request_id(resp.headers), raw=data,
+        )
+
+    def build_finetune_get(self, job: FineTuneJob) -> HTTPRequest:
+        return HTTPRequest("GET", self.url(f"trainings/{job.id}"), self.headers())
+
+    def build_finetune_cancel(self, job: FineTuneJob) -> HTTPRequest:
+        return HTTPRequest("POST", self.url(f"trainings/{job.id}/cancel"), self.headers())
+
+    def parse_finetune_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
+        logs = (job.raw or {}).get("logs") if isinstance(job.raw, dict) else None
+        return [FineTuneEvent(message=line, type="log") for line in str(logs or "").splitlines() if line.strip()]
+
+    def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
+        seconds = job.metrics.get("predict_time")
+        return FineTuneBilling(gpu_seconds=Decimal(str(seconds)) if isinstance(seconds, int | float) else None)

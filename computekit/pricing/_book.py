@@ -20,7 +20,7 @@ from typing import Any
 
 from .._types import Cost, CostLine, PriceSource, Usage
 
-__all__ = ["PriceBook", "PriceRef", "TokenRates", "UnknownPriceWarning"]
+__all__ = ["PriceBook", "PriceRef", "TokenRates", "TrainingRates", "UnknownPriceWarning"]
 
 log = logging.getLogger("computekit.pricing")
 
@@ -38,6 +38,9 @@ _TOKEN_KEYS = (
     "output_reasoning_mtok",
 )
 
+
+_TRAINING_KEYS = ("training_mtok", "training_hour")
+"""Config price keys for fine-tuning: per 1M trained tokens, per hour of training."""
 
 _SELF_HOSTED = PriceSource(table="self-hosted")
 _CACHE_MAX = 4096
@@ -142,6 +145,23 @@ class TokenRates:
                 lines.append(CostLine(item=key, quantity=qty, unit=key, unit_price=unit_price, amount=qty * unit_price))
         total = sum((line.amount for line in lines), _ZERO)
         return Cost(total=total, lines=lines, price_source=self.source)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingRates:
+    """What fine-tuning a base model costs, and the longest example it accepts.
+
+    Attributes:
+        per_mtok: USD per 1M trained tokens, or ``None`` when the model is not billed per token.
+        per_hour: USD per hour of training (reinforcement fine-tuning), or ``None``.
+        max_example_tokens: The longest training example the provider accepts for the model, when known.
+        source: Where the price was read, and its date.
+    """
+
+    per_mtok: Decimal | None
+    per_hour: Decimal | None
+    max_example_tokens: int | None
+    source: PriceSource
 
 
 class _MissingRate(Exception):
@@ -278,14 +298,18 @@ class PriceBook:
     def __init__(self, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._overrides: dict[tuple[str, str], TokenRates] = {}
         self._per_second: dict[tuple[str, str], tuple[Decimal, PriceSource]] = {}
+        self._training: dict[tuple[str, str], dict[str, Decimal]] = {}
         for key, prices in (overrides or {}).items():
             if "per_second" in prices:
                 provider, _, sku = key.partition(":")
                 self._per_second[(provider, sku)] = (_decimal(prices["per_second"]), PriceSource(table="config"))
             token_prices = {k: _decimal(v) for k, v in prices.items() if k in _TOKEN_KEYS}
             per_request = prices.get("per_request")
+            if any(k in prices for k in _TRAINING_KEYS):
+                provider, _, model = key.partition(":")
+                self._training[(provider, model)] = {k: _decimal(prices[k]) for k in _TRAINING_KEYS if k in prices}
             units = {k: (_decimal(v), 1) for k, v in prices.items()
-                     if k not in _TOKEN_KEYS and k not in ("per_request", "per_second")}
+                     if k not in _TOKEN_KEYS and k not in ("per_request", "per_second", *_TRAINING_KEYS)}
             provider, _, model = key.partition(":")
             self._overrides[(provider, model)] = TokenRates(
                 prices=token_prices,
@@ -365,6 +389,20 @@ class PriceBook:
         line = CostLine(item=hardware, quantity=seconds, unit="second", unit_price=price, amount=seconds * price)
         return Cost(total=line.amount, lines=[line], price_source=source, estimated=estimated)
 
+    def training(self, provider: str, model: str) -> TrainingRates | None:
+        """The fine-tuning rates of ``model`` on ``provider``: config ``[prices]`` first (``training_mtok``,
+        ``training_hour``), then computekit's ``training.toml``; ``None`` when neither knows the model."""
+        table: TrainingRates | None = _best_prefix(_training_table(), provider, model)
+        over: dict[str, Decimal] | None = _best_prefix(self._training, provider, model)
+        if over is None:
+            return table
+        return TrainingRates(
+            per_mtok=over.get("training_mtok"),
+            per_hour=over.get("training_hour"),
+            max_example_tokens=table.max_example_tokens if table is not None else None,
+            source=PriceSource(table="config"),
+        )
+
     def context_window(self, ref: PriceRef) -> int | None:
         """The model's context window in tokens, when genai-prices knows it."""
         if not ref.table_provider:
@@ -407,6 +445,38 @@ def _gpu_table() -> dict[tuple[str, str], tuple[Decimal, PriceSource]]:
         source = PriceSource(table=name, as_of=dt.date.fromisoformat(str(as_of)) if as_of else None,
                              url=h.get("source"))
         out[(h["provider"], h["sku"])] = (_decimal(h["per_second"]), source)
+    return out
+
+
+def _best_prefix(table: Mapping[tuple[str, str], Any], provider: str, model: str) -> Any:
+    """``table``'s entry for ``model``: exact, else the longest listed id that prefixes it at a "-" boundary."""
+    hit = table.get((provider, model))
+    if hit is not None:
+        return hit
+    best: tuple[int, Any] | None = None
+    for (p, m), value in table.items():
+        if p == provider and model.startswith(m + "-") and (best is None or len(m) > best[0]):
+            best = (len(m), value)
+    return best[1] if best else None
+
+
+@cache
+def _training_table() -> dict[tuple[str, str], TrainingRates]:
+    import tomllib
+    from importlib import resources
+
+    raw = tomllib.loads(resources.files(__package__).joinpath("data/training.toml").read_text("utf-8"))
+    name = str(raw.get("meta", {}).get("name", "computekit:training"))
+    out: dict[tuple[str, str], TrainingRates] = {}
+    for m in raw.get("models", []):
+        as_of = m.get("as_of")
+        out[(m["provider"], m["model"])] = TrainingRates(
+            per_mtok=_decimal(m["training_mtok"]) if "training_mtok" in m else None,
+            per_hour=_decimal(m["training_hour"]) if "training_hour" in m else None,
+            max_example_tokens=int(m["max_example_tokens"]) if "max_example_tokens" in m else None,
+            source=PriceSource(table=name, as_of=dt.date.fromisoformat(str(as_of)) if as_of else None,
+                               url=m.get("source")),
+        )
     return out
 
 

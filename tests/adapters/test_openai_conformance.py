@@ -55,7 +55,7 @@ FOLDERS = ("openai", "openai-compatible")
 
 # Files computekit cannot replay yet, each with the reason. A file listed here must only hold exchanges on the
 # unsupported endpoints below (so a chat recording cannot hide in this list).
-FINETUNE_REASON = "finetune() lands with the fine-tuning issue"
+FINETUNE_REASON = "fine-tuning: exercised by test_finetune_conformance"
 UNSUPPORTED: dict[str, str] = {
     "openai/files-upload-fine-tune-multipart.yaml": (
         f"POST /v1/files (training-file upload, multipart): {FINETUNE_REASON}; the SDK has no files verb yet"

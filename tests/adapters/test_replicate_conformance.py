@@ -36,7 +36,7 @@ from computekit.routing import Router
 pytestmark = pytest.mark.conformance
 
 FOLDER = "replicate"
-TRAININGS = "trainings land with the fine-tuning issue"
+TRAININGS = "trainings (fine-tuning): exercised by test_finetune_conformance"
 UNSUPPORTED: dict[str, str] = {
     "replicate/trainings-cancel.yaml": TRAININGS,
     "replicate/trainings-create-invalid-destination-404.yaml": TRAININGS,

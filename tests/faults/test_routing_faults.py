@@ -7,7 +7,8 @@ The retry loop's sleep records its waits and never sleeps; the router's clock is
 hand. Only cases 12 and 13 use real time, because a deadline against a slow server is the point there (each is
 bounded to about a second or two).
 
-Case 26 covers predict() polling (Replicate); fine-tune polling comes with the fine-tuning issue.
+Case 26 covers both kinds of polling: predict() (a Replicate prediction) and finetune() (an OpenAI job's status
+during ``wait()``); a 5xx on a poll is retried (GETs are idempotent), with the attempts counted.
 """
 
 from __future__ import annotations
@@ -628,3 +629,55 @@ async def test_case_26_a_5xx_on_a_prediction_poll_is_retried(faults: Any, waits:
     assert p.cost.total == Decimal("2.0") * found[0]
     [row] = client.ledger.rows()  # polls are not billed attempts: one row, the run's
     assert (row.verb, row.outcome, row.cost) == ("predict", "success", p.cost.total)
+
+
+def _ft_job(status: str, **extra: Any) -> Reply:
+    """An OpenAI fine-tuning job object."""
+    return Reply(200, {"object": "fine_tuning.job", "id": "ftjob-f26", "model": "gpt-4o-mini-2024-07-18",
+                       "created_at": 1_764_000_000, "finished_at": None, "fine_tuned_model": None,
+                       "status": status, "training_file": "file-f26", "validation_file": None,
+                       "hyperparameters": {"n_epochs": 3}, "trained_tokens": None, "error": {}, **extra})
+
+
+@both
+async def test_case_26_a_5xx_on_a_fine_tuning_status_poll_is_retried(faults: Any, waits: Waits, is_async: bool,
+                                                                      tmp_path: Path) -> None:
+    """The fine-tune half of case 26: a job status GET that answers 503 then 502 during ``wait()`` is retried
+    (GETs are idempotent), the wait goes on, and the job's cost is written once when it ends."""
+    a = faults([
+        _ft_job("running"),  # the re-attach
+        error(503, "upstream unavailable"),
+        error(502, "bad gateway"),
+        _ft_job("succeeded", finished_at=1_764_000_600, trained_tokens=4000,
+                fine_tuned_model="ft:gpt-4o-mini-2024-07-18:org::f26"),
+    ])
+    clock = Clock()
+    router = Router(RoutingConfig(), clock=clock)
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, retry_policy=policy(waits, max_retries=2), router=router,
+                 providers={"openai": {"base_url": a.url, "api_key": KEY}},
+                 ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        if is_async:
+            job = await ck.FineTuneJob.async_attach("openai:ftjob-f26", client=client)
+            done = await job.async_wait(poll_interval=30.0)
+        else:
+            job = ck.FineTuneJob.attach("openai:ftjob-f26", client=client)
+            done = job.wait(poll_interval=30.0)
+    finally:
+        await close(client)
+    assert job.status == "running"
+    assert done.status == "succeeded"
+    assert done.fine_tuned_model == "openai:ft:gpt-4o-mini-2024-07-18:org::f26"
+    assert [(r.method, r.path) for r in a.requests] == [("GET", "/v1/fine_tuning/jobs/ftjob-f26")] * 4
+    assert waits.waits[0] == 30.0  # the poll pause, then the retry loop's two backoff waits
+    assert len(waits.waits) == 3
+    from computekit.pricing import PriceBook
+
+    rates = PriceBook().training("openai", "gpt-4o-mini-2024-07-18")
+    assert rates is not None
+    assert rates.per_mtok is not None
+    assert done.cost.total == Decimal(4000) * rates.per_mtok / Decimal(1_000_000)
+    [row] = client.ledger.rows()  # the retried polls are not billed attempts: one row, the job's
+    assert (row.verb, row.outcome, row.cost, row.once_key) == ("finetune", "success", done.cost.total,
+                                                               "finetune:openai:ftjob-f26")
