@@ -35,7 +35,11 @@ from .ledger import Ledger, LedgerRow, open_ledger
 from .pricing import PriceBook
 from .routing import Action, Router
 
-__all__ = ["Core", "Target"]
+__all__ = ["ROW_TAPS", "Core", "Target"]
+
+ROW_TAPS: list[Callable[[LedgerRow], None]] = []
+"""Called with every ledger row as it is recorded, whichever client and ledger (``"none"`` included) wrote it:
+how ``computekit.testing`` sums the spend of a test. Empty unless a test installs one."""
 
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _MTOK = Decimal(1_000_000)
@@ -445,7 +449,7 @@ class Core:
     def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None) -> None:
         cost = attempt.cost
         self.ledger.record(
-            LedgerRow(
+            row := LedgerRow(
                 ts=attempt.started_at,
                 verb=verb,
                 provider=attempt.provider,
@@ -467,6 +471,8 @@ class Core:
                 tags=dict(tags) if tags else {},
             )
         )
+        for tap in ROW_TAPS:  # empty outside tests: computekit.testing's spend fixture listens here
+            tap(row)
 
 
 def now() -> dt.datetime:
