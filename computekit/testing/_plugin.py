@@ -253,7 +253,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         if r.recorded:
             notes.append("recorded live")
         note = f"  ({', '.join(notes)})" if notes else ""
-        tr.write_line(f"${total:<14} {r.calls:>3} call(s)  {node}{note}")
+        cost = f"${total}" + (" + unknown" if r.unpriced else "")
+        tr.write_line(f"{cost:<18} {r.calls:>3} call(s)  {node}{note}")
     if len(spent) > _SUMMARY_LINES:
         tr.write_line(f"... and {len(spent) - _SUMMARY_LINES} more test(s) with calls")
     calls = sum(r.calls for r in results.values())
