@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar
+from typing import Any
 
 from .. import _exceptions
 from .._exceptions import APIStatusError
@@ -32,11 +32,12 @@ class FakeAdapter(OpenAIWire, ReplicateAdapter):
 
     name = "fake"
     capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, predict=True)
-    key_env_vars: ClassVar[tuple[str, ...]] = ()
+    # (ReplicateAdapter, whose predictions wire this reuses, narrows these two to str: the fake has neither.)
+    key_env_vars = ()  # type: ignore[assignment]
     default_base_url = "inproc://fake"
     requires_key = False
     table_provider = None
-    docs_url = None
+    docs_url = None  # type: ignore[assignment]
 
     @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:

@@ -325,9 +325,7 @@ class FakeProvider:
             item = self._next(call)
         while callable(item) and not isinstance(item, type):
             item = item(call)
-        if isinstance(item, Fail) or isinstance(item, ProviderError) or (
-            isinstance(item, type) and issubclass(item, ProviderError)
-        ):
+        if isinstance(item, Fail | ProviderError) or (isinstance(item, type) and issubclass(item, ProviderError)):
             return self._fail(_as_fail(item), provider, asked)
         if verb == "predict":
             return self._predict(item if isinstance(item, Run) else Run(output=item))

@@ -148,7 +148,7 @@ def _adapter_key_vars() -> frozenset[str]:
     for provider in available():
         try:
             names.update(adapter_class(provider).defaults_for(provider)[1])
-        except Exception:  # noqa: S112, BLE001 - a broken third-party plugin must not stop the filters
+        except Exception:  # noqa: S112 - a broken third-party plugin must not stop the filters
             continue
     return frozenset(names)
 
@@ -158,9 +158,9 @@ def env_secrets() -> list[str]:
     out = []
     known = _adapter_key_vars()
     for name, value in os.environ.items():
-        if name in known and len(value) >= _MIN_SECRET:
-            out.append(value)
-        elif _KEY_ENV_NAME.search(name.upper()) and len(value) >= _MIN_GENERIC_ENV:
+        if (name in known and len(value) >= _MIN_SECRET) or (
+            _KEY_ENV_NAME.search(name.upper()) and len(value) >= _MIN_GENERIC_ENV
+        ):
             out.append(value)
     return out
 

@@ -217,7 +217,8 @@ def computekit_spend(request: pytest.FixtureRequest) -> Spend:
     ``.calls`` (ledger rows), ``.total`` (a ``Decimal``, USD), ``.unpriced``, and
     ``.assert_cost(max_usd=..., min_usd=...)``.
     """
-    return request.node.stash[_SPEND]
+    spend: Spend = request.node.stash[_SPEND]
+    return spend
 
 
 @pytest.fixture

@@ -42,8 +42,11 @@ def test_replies_in_order_with_scripted_usage_and_named_price(fake: FakeProvider
     assert (r1.text, r2.text) == ("first", "second")
     assert (r2.usage.input_tokens, r2.usage.output_tokens) == (120, 30)
     assert r2.cost.total == priced(r2.usage) == Decimal("0.0000360")
-    assert r1.cost.total == priced(r1.usage) and r1.usage.input_tokens > 0 and r1.usage.output_tokens > 0
-    assert r1.provider == "fake" and r1.model == "small"
+    assert r1.cost.total == priced(r1.usage)
+    assert r1.usage.input_tokens > 0
+    assert r1.usage.output_tokens > 0
+    assert r1.provider == "fake"
+    assert r1.model == "small"
     assert [call_.prompt for call_ in fake.calls] == ["hello there", "again"]
 
 
@@ -60,7 +63,8 @@ def test_config_prices_win_over_the_stated_price(fake: FakeProvider, mode: str) 
     r = call(client(fake, mode, prices={"fake:m": {"input_mtok": "1", "output_mtok": "2"}}), "complete", "fake:m",
              "hi")
     assert r.cost.total == Decimal(1000) * 1 / MTOK + Decimal(1000) * 2 / MTOK
-    assert r.cost.price_source is not None and r.cost.price_source.table == "config"
+    assert r.cost.price_source is not None
+    assert r.cost.price_source.table == "config"
 
 
 @both
@@ -103,7 +107,8 @@ def test_rate_limit_is_retried_after_its_retry_after(fake: FakeProvider, mode: s
     assert sleeps.waits == [7.0]
     assert [(a.outcome, a.error_type, a.status) for a in r.attempts] == [
         ("error", "RateLimitError", 429), ("success", None, None)]
-    assert r.attempts[0].cost is not None and r.attempts[0].cost.total == 0  # an error response is not billed
+    assert r.attempts[0].cost is not None
+    assert r.attempts[0].cost.total == 0
 
 
 @both
@@ -199,7 +204,8 @@ def test_embeddings_are_deterministic_and_priced(fake: FakeProvider, mode: str) 
     c = client(fake, mode)
     e1 = call(c, "embed", "fake:emb", ["alpha", "beta"])
     e2 = call(c, "embed", "fake:emb", "alpha", dimensions=4)
-    assert len(e1.vectors) == 2 and len(e1.vectors[0]) == 8
+    assert len(e1.vectors) == 2
+    assert len(e1.vectors[0]) == 8
     assert e2.vectors[0] == e1.vectors[0][:4]
     assert e1.cost.total == e1.usage.input_tokens * PRICE_IN / MTOK
     assert call(c, "complete", "fake:m", "hi").text == "not consumed by embed"

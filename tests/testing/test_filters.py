@@ -73,7 +73,8 @@ def test_key_shaped_strings_are_masked_in_bodies_headers_and_urls(kind: str) -> 
     assert key.encode() not in resp["body"]["string"]
     assert key not in resp["headers"]["x-debug"][0]
     req = sc.request(_request(f"https://h.example/v1/x?q=1&k2={key}", body=f"k={key}".encode()))
-    assert key not in req.uri and key.encode() not in req.body
+    assert key not in req.uri
+    assert key.encode() not in req.body
 
 
 def test_signed_urls_in_outputs_lose_their_signatures_but_keep_their_paths() -> None:
@@ -87,8 +88,10 @@ def test_signed_urls_in_outputs_lose_their_signatures_but_keep_their_paths() -> 
     body = Scrubber().response(_response(json.dumps(output).encode()))["body"]["string"].decode()
     urls = json.loads(body)["output"]
     assert urls[0] == f"https://replicate.delivery/xezq/abc/out-0.webp?signature={MASK}&expires=1700000000"
-    assert "deadbeefcafe" not in urls[1] and "AKIAXXXX" not in urls[1]
-    assert urls[2].endswith(f"signature={MASK}") and "owner=me" in urls[2]
+    assert "deadbeefcafe" not in urls[1]
+    assert "AKIAXXXX" not in urls[1]
+    assert urls[2].endswith(f"signature={MASK}")
+    assert "owner=me" in urls[2]
     assert scan({"responses": [_response(body.encode())]}) == []
 
 
@@ -116,9 +119,11 @@ def test_masked_requests_still_replay_with_another_key(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
-    assert hits == [1] and live == replayed == {"ok": True}
+    assert hits == [1]
+    assert live == replayed == {"ok": True}
     text = Path(path).read_text()
-    assert "recording-key-0001" not in text and f"key={MASK}&page=2" in text
+    assert "recording-key-0001" not in text
+    assert f"key={MASK}&page=2" in text
 
 
 def test_cassette_config_runs_the_users_hooks_first_and_survives_deepcopy() -> None:
@@ -129,7 +134,8 @@ def test_cassette_config_runs_the_users_hooks_first_and_survives_deepcopy() -> N
         return request
 
     config = cassette_config(before_record_request=mine, match_on=["method"])
-    assert config["match_on"] == ["method"] and config["decode_compressed_response"] is True
+    assert config["match_on"] == ["method"]
+    assert config["decode_compressed_response"] is True
     copied = copy.deepcopy(config)
     for hook in copied["before_record_request"]:
         hook(_request(headers={"authorization": "Bearer token-123456789"}))
@@ -177,12 +183,17 @@ def test_scanning_persister_refuses_to_write_a_leaky_cassette(tmp_path: Path) ->
     persister = ScanningPersister(FilesystemPersister, sc)
     with pytest.raises(LeakedSecretError) as e:
         persister.save_cassette(path, leaky, serializer=vcr.serializers.yamlserializer)
-    assert not path.exists() and not persister.saved
-    assert "'password'" in str(e.value) and "hunter2" not in str(e.value)
-    assert "filter_fields" in str(e.value) and e.value.path == str(path)
+    assert not path.exists()
+    assert not persister.saved
+    assert "'password'" in str(e.value)
+    assert "hunter2" not in str(e.value)
+    assert "filter_fields" in str(e.value)
+    assert e.value.path == str(path)
     clean = {"requests": [_request()], "responses": [sc.response(_response(b'{"password": "hunter2hunter2"}'))]}
     persister.save_cassette(path, clean, serializer=vcr.serializers.yamlserializer)
-    assert path.exists() and persister.saved and "hunter2" not in path.read_text()
+    assert path.exists()
+    assert persister.saved
+    assert "hunter2" not in path.read_text()
 
 
 # --------------------------------------------------------------------------------------------- helpers

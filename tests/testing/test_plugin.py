@@ -165,7 +165,8 @@ def test_records_once_then_replays_offline_with_the_same_usage_and_cost(
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     live = app.runpytest_subprocess(*PLUGIN, "--record-mode=once", "--block-network")
     live.assert_outcomes(passed=4)
-    assert "computekit spend" in live.stdout.str() and "recorded live" in live.stdout.str()
+    assert "computekit spend" in live.stdout.str()
+    assert "recorded live" in live.stdout.str()
 
     folder = app.path / "recorded" / "test_app"  # computekit_cassette_dir / test module
     cassettes = sorted(p.name for p in folder.glob("*.yaml"))
@@ -173,11 +174,12 @@ def test_records_once_then_replays_offline_with_the_same_usage_and_cost(
                          "test_sync_urllib3.yaml"]
     for path in folder.glob("*.yaml"):
         text = path.read_text()
-        assert CANARY not in text and ORG not in text, path.name
-        assert "set-cookie" not in text.lower() and "authorization" not in text.lower(), path.name
+        for secret in (CANARY, ORG, "set-cookie", "authorization"):
+            assert secret.lower() not in text.lower(), (path.name, secret)
         assert "1200" in text, path.name  # the recorded usage is there
     sync_text = (folder / "test_sync_urllib3.yaml").read_text()
-    assert "signature=REDACTED" in sync_text and "f00dfeedbeef1234" not in sync_text
+    assert "signature=REDACTED" in sync_text
+    assert "f00dfeedbeef1234" not in sync_text
 
     # Replay: no server, the real key gone, the network blocked.
     monkeypatch.setenv("CK_OUT", str(app.path / "replay.jsonl"))
@@ -219,12 +221,14 @@ def test_filtered():
     result = app.runpytest_subprocess(*PLUGIN, "--record-mode=once")
     result.assert_outcomes(passed=2, errors=1)  # test_leaky ran, then its cassette was refused at teardown
     out = result.stdout.str()
-    assert "LeakedSecretError" in out and "did not write the cassette" in out
+    assert "LeakedSecretError" in out
+    assert "did not write the cassette" in out
     assert "response 1 header 'x-session-token': a header named like a credential" in out
     assert token not in out
     assert not list(app.path.rglob("test_leaky.yaml"))
     named = app.path / "elsewhere" / "test_leak" / "named.yaml"
-    assert named.exists() and token not in named.read_text()
+    assert named.exists()
+    assert token not in named.read_text()
 
 
 FAKE_TESTS = '''
