@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from _fakes import Sleeps, both, call, client, stream
@@ -269,3 +270,12 @@ def test_every_attempt_reaches_the_ledger_and_the_spend(fake: FakeProvider) -> N
         r = client(fake, "sync", ledger="sqlite:///ledger.db").complete("fake:m", "hi")
     assert [c.outcome for c in spend.calls] == ["error", "success"]
     assert spend.total == r.cost.total
+
+
+def test_the_docs_example_runs() -> None:
+    """docs/testing-your-app.md's FakeProvider example, run as written."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "testing-your-app.md").read_text("utf-8")
+    code = page.split("## FakeProvider: fully offline unit tests")[1].split("```python")[1].split("```")[0]
+    namespace: dict[str, object] = {}
+    exec(compile(code, "testing-your-app.md", "exec"), namespace)  # noqa: S102 - our own docs
+    namespace["test_falls_back_on_rate_limit"]()  # type: ignore[operator]
