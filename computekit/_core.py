@@ -35,7 +35,11 @@ from .ledger import Ledger, LedgerRow, open_ledger
 from .pricing import PriceBook
 from .routing import Action, Router
 
-__all__ = ["Core", "Target"]
+__all__ = ["ROW_TAPS", "Core", "Target"]
+
+ROW_TAPS: list[Callable[[LedgerRow], None]] = []
+"""Called with every ledger row as it is recorded, whichever client and ledger (``"none"`` included) wrote it:
+how ``computekit.testing`` sums the spend of a test. Empty unless a test installs one."""
 
 _PRICED_RESULTS = (Completion, Embeddings, Reranking, Prediction)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -492,7 +496,7 @@ class Core:
                once_key: str | None = None) -> None:
         cost = attempt.cost
         self.ledger.record(
-            LedgerRow(
+            row := LedgerRow(
                 ts=attempt.started_at,
                 verb=verb,
                 provider=attempt.provider,
@@ -515,6 +519,8 @@ class Core:
                 once_key=once_key,
             )
         )
+        for tap in ROW_TAPS:  # empty outside tests: computekit.testing's spend fixture listens here
+            tap(row)
 
 
 def now() -> dt.datetime:

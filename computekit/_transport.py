@@ -6,6 +6,9 @@ fraction of httpx's, which is what lets computekit add pricing and a ledger and 
 the call path (see benchmarks/). Passing ``http_client=`` an ``httpx.Client`` / ``httpx.AsyncClient`` uses
 httpx instead (custom transports, mocks, proxies with auth ...). Neither library retries or follows redirects
 here: computekit's loop is the only retry loop. Every client library is imported on first use.
+
+Every transport hands ``inproc://`` URLs to :mod:`computekit._inprocess` (in-process servers such as
+``computekit.testing.FakeProvider``) before touching the network: one string comparison per request.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import _inprocess
 from ._constants import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE
 from ._exceptions import APIConnectionError, APITimeoutError, ProviderError
 from .adapters._base import HTTPRequest, HTTPResponse
@@ -213,6 +217,8 @@ class Urllib3Transport:
             APITimeoutError: Connect or read timed out.
             APIConnectionError: The connection failed or broke.
         """
+        if req.url.startswith(_inprocess.SCHEME):
+            return _inprocess.send(req, provider, model)
         import urllib3.exceptions as ux
 
         try:
@@ -246,6 +252,10 @@ class Urllib3Transport:
             APITimeoutError: Connect or read timed out.
             APIConnectionError: The connection failed or broke.
         """
+        if req.url.startswith(_inprocess.SCHEME):
+            with _inprocess.stream(req, provider, model) as opened:
+                yield opened
+            return
         import urllib3.exceptions as ux
 
         check = _watch(req, provider, model)
@@ -347,6 +357,8 @@ class AiohttpTransport:
 
     async def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:
         """Send ``req`` and read the whole response (see :meth:`Urllib3Transport.send`)."""
+        if req.url.startswith(_inprocess.SCHEME):
+            return await _inprocess.asend(req, provider, model)
         import aiohttp
 
         try:
@@ -362,6 +374,10 @@ class AiohttpTransport:
         self, req: HTTPRequest, provider: str, model: str | None
     ) -> AsyncIterator[tuple[HTTPResponse, AsyncIterator[bytes]]]:
         """Open a streamed response (see :meth:`Urllib3Transport.stream`)."""
+        if req.url.startswith(_inprocess.SCHEME):
+            async with _inprocess.astream(req, provider, model) as opened:
+                yield opened
+            return
         import aiohttp
 
         try:
@@ -442,6 +458,8 @@ class HttpxSyncTransport:
 
     def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:
         """Send ``req`` and read the whole response (see :meth:`Urllib3Transport.send`)."""
+        if req.url.startswith(_inprocess.SCHEME):
+            return _inprocess.send(req, provider, model)
         try:
             if req.total_timeout is None:
                 r = self.client.request(req.method, req.url, **_httpx_kwargs(req, self._default_timeout))
@@ -461,6 +479,10 @@ class HttpxSyncTransport:
         self, req: HTTPRequest, provider: str, model: str | None
     ) -> Iterator[tuple[HTTPResponse, Iterator[bytes]]]:
         """Open a streamed response (see :meth:`Urllib3Transport.stream`)."""
+        if req.url.startswith(_inprocess.SCHEME):
+            with _inprocess.stream(req, provider, model) as opened:
+                yield opened
+            return
         check = _watch(req, provider, model)
         try:
             with self.client.stream(req.method, req.url, **_httpx_kwargs(req, self._default_timeout)) as r:
@@ -494,6 +516,8 @@ class HttpxAsyncTransport:
 
     async def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:
         """Send ``req`` and read the whole response (see :meth:`Urllib3Transport.send`)."""
+        if req.url.startswith(_inprocess.SCHEME):
+            return await _inprocess.asend(req, provider, model)
         import asyncio
 
         try:
@@ -513,6 +537,10 @@ class HttpxAsyncTransport:
         self, req: HTTPRequest, provider: str, model: str | None
     ) -> AsyncIterator[tuple[HTTPResponse, AsyncIterator[bytes]]]:
         """Open a streamed response (see :meth:`Urllib3Transport.stream`)."""
+        if req.url.startswith(_inprocess.SCHEME):
+            async with _inprocess.astream(req, provider, model) as opened:
+                yield opened
+            return
         check = _watch(req, provider, model)
         try:
             async with self.client.stream(req.method, req.url, **_httpx_kwargs(req, self._default_timeout)) as r:

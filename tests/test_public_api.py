@@ -126,3 +126,35 @@ def test_import_is_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+TESTING_EXPECTED = sorted([
+    "Fail",
+    "FakeCall",
+    "FakeProvider",
+    "LeakedSecretError",
+    "Reply",
+    "Run",
+    "ScriptExhaustedError",
+    "Scrubber",
+    "Spend",
+    "cassette_config",
+    "scan",
+])
+
+
+def test_testing_all_is_pinned() -> None:
+    """``computekit.testing`` is its own public door (not re-exported by ``computekit``)."""
+    import computekit.testing as ckt
+
+    assert sorted(ckt.__all__) == TESTING_EXPECTED
+    for name in ckt.__all__:
+        assert getattr(ckt, name) is not None
+    assert not set(ckt.__all__) & set(ck.__all__)
+
+
+def test_import_does_not_load_the_testing_tools() -> None:
+    code = ("import sys, computekit\n"
+            "print(any(m.startswith('computekit.testing') or m in ('vcr', 'pytest') for m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

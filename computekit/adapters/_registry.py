@@ -45,6 +45,8 @@ BUILTIN: Final[dict[str, str]] = {
     "fal": "computekit.adapters.fal:FalAdapter",
     "stability": "computekit.adapters.stability:StabilityAdapter",
     "hf-endpoint": "computekit.adapters.hf_endpoint:HFEndpointAdapter",
+    # In-process fake for offline tests (computekit.testing.FakeProvider).
+    "fake": "computekit.adapters.fake:FakeAdapter",
 }
 
 _loaded: dict[str, type[Adapter]] = {}

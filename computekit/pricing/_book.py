@@ -67,6 +67,9 @@ class PriceRef:
     context: tuple[tuple[str, str], ...] = ()
     metered: bool = True
     """False for a self-hosted server: no per-call charge unless config prices it."""
+    reported: tuple[tuple[str, Decimal], ...] = ()
+    """Prices the provider itself stated with the response (``input_mtok``, ``output_mtok`` ... per 1M tokens,
+    any other key per unit): used when config has none, before any table (e.g. ``computekit.testing``'s fake)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,18 @@ class TrainingRates:
 
 class _MissingRate(Exception):
     pass
+
+
+def _reported_rates(ref: PriceRef) -> TokenRates:
+    """Rates from the prices a provider stated with its response."""
+    prices = dict(ref.reported)
+    per_request = prices.pop("per_request", None)
+    return TokenRates(
+        prices={k: v for k, v in prices.items() if k in _TOKEN_KEYS},
+        source=PriceSource(table=f"{ref.provider} (stated with the response)"),
+        per_request=per_request,
+        extra_units={k: (v, 1) for k, v in prices.items() if k not in _TOKEN_KEYS},
+    )
 
 
 def _decimal(v: Any) -> Decimal:
@@ -335,6 +350,7 @@ class PriceBook:
             pass
         found = (
             _match(self._overrides, ref.provider, ref.model)
+            or (_reported_rates(ref) if ref.reported else None)
             or _own_tables()[2].get((ref.provider, ref.model))
             or _match(_own_tables()[0], ref.provider, ref.model)
             or (_genai_rates(ref, slot) if ref.table_provider else None)

@@ -1,0 +1,508 @@
+"""Keeping secrets out of cassettes: filters that run as each interaction is recorded, and a scan that refuses
+to write a cassette in which anything still looks like a secret.
+
+The filters (a :class:`Scrubber`, plugged into vcrpy as ``before_record_request`` / ``before_record_response``)
+
+- drop credential headers (``authorization``, ``x-api-key``, ``api-key``, ``x-goog-api-key``, cookies, OpenAI
+  organization and project ids ...) — after noting the key each one carried;
+- mask secret query-string parameters (``key``, ``api_key``, ``token`` ...) and the signatures of signed URLs
+  (S3, GCS, CloudFront, Replicate file URLs ...) wherever a URL appears, bodies included;
+- mask secret-named JSON fields (``api_key``, ``client_secret``, ``password`` ...);
+- mask every key the test used (noted from the request headers), the values of the key env vars of every
+  provider (and of any ``*_API_KEY`` / ``*_TOKEN`` / ``*_SECRET`` variable), and key-shaped strings
+  (``sk-…``, ``r8_…``, ``gsk_…``, ``hf_…``, ``AIza…``, JWTs, ``Bearer …``).
+
+Filters run on requests both when recording and when matching, so masked requests still match on replay.
+The scan (:func:`scan`, run by :class:`ScanningPersister` as the cassette is written) looks again — for the same
+things, and for headers and JSON fields *named* like credentials that no filter knew — and raises
+:class:`LeakedSecretError` instead of writing. Its messages never show the value they found.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+from urllib.parse import quote, quote_plus, urlsplit
+
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "MASK",
+    "SECRET_FIELDS",
+    "SECRET_QUERY_PARAMS",
+    "Finding",
+    "LeakedSecretError",
+    "ScanningPersister",
+    "Scrubber",
+    "cassette_config",
+    "scan",
+]
+
+MASK = "REDACTED"
+_MASK_B = MASK.encode()
+
+CREDENTIAL_HEADERS: tuple[str, ...] = (
+    "authorization",
+    "proxy-authorization",
+    "api-key",
+    "x-api-key",
+    "x-goog-api-key",
+    "x-auth-token",
+    "ocp-apim-subscription-key",
+    "cookie",
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+)
+"""Headers that carry a credential or an account's identity: dropped from requests and responses."""
+
+SECRET_QUERY_PARAMS: tuple[str, ...] = (
+    "key",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_token",
+    "token",
+    "auth",
+    "sig",
+    "signature",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "x-goog-signature",
+    "x-goog-credential",
+    "key-pair-id",
+    "policy",
+)
+"""Query-string parameters whose values are masked, in request URLs and in every URL found in a body (signed
+URLs: S3 and GCS presigned URLs, CloudFront, Azure SAS ``sig``, Replicate's signed file URLs)."""
+
+SECRET_FIELDS: tuple[str, ...] = (
+    "api_key",
+    "apikey",
+    "api_token",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "secret",
+    "password",
+    "private_key",
+)
+"""JSON fields whose string values are masked in request and response bodies."""
+
+# Key-shaped strings, by the prefixes providers give their keys (and the shapes of tokens in general).
+_KEY_SHAPES = re.compile(
+    rb"(?<![A-Za-z0-9])(?:"
+    rb"(?:sk|rk|pk)[-_][A-Za-z0-9_\-]{16,}"  # OpenAI, Anthropic (sk-ant-), DeepSeek, Stability ...
+    rb"|r8_[A-Za-z0-9]{20,}"  # Replicate
+    rb"|gsk_[A-Za-z0-9]{20,}"  # Groq
+    rb"|hf_[A-Za-z0-9]{20,}"  # Hugging Face
+    rb"|fw_[A-Za-z0-9]{16,}"  # Fireworks
+    rb"|rpa_[A-Za-z0-9]{20,}"  # RunPod
+    rb"|(?:xai|pplx|nvapi)-[A-Za-z0-9_\-]{20,}"
+    rb"|AIza[0-9A-Za-z_\-]{35}"  # Google API keys
+    rb"|AKIA[0-9A-Z]{16}"  # AWS access key ids
+    rb"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"
+    rb"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"  # JWTs
+    rb")"
+    rb"|(?<=Bearer )[A-Za-z0-9._~+/=\-]{16,}"
+)
+
+_SIGNED_PARAM = re.compile(
+    rb"(?i)([?&](?:" + b"|".join(re.escape(p.encode()) for p in SECRET_QUERY_PARAMS) + rb")=)([^&\s\"'<>\\]+)"
+)
+
+# Env vars that hold keys, beyond the adapters' own: *_API_KEY, *_API_TOKEN, *_TOKEN, *_SECRET, *_KEY.
+_KEY_ENV_NAME = re.compile(r"(?:API_?KEY|API_?TOKEN|_TOKEN|_SECRET|_KEY)$")
+_MIN_SECRET = 8
+"""Shorter values are not secrets (a placeholder, a flag) and masking them would mangle the recording."""
+_MIN_GENERIC_ENV = 12
+
+# For the scan: names that say "credential" (header names split at "-", JSON field names at "_"/"-").
+_SECRET_NAME_PARTS = frozenset({
+    "key", "apikey", "token", "secret", "auth", "authorization", "signature", "cookie", "session", "password",
+    "passwd", "credential", "credentials",
+})
+_DEFAULT_ALLOW = frozenset({
+    "idempotency-key",  # computekit's own per-request key (a random id, not a credential)
+    "next_page_token", "page_token", "next_token", "pagination_token",
+    "eos_token", "bos_token", "pad_token", "unk_token", "sep_token", "cls_token", "mask_token",
+})
+_JSON_FIELD = re.compile(rb'"([A-Za-z0-9_\-]{1,64})"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_SCHEMES = ("bearer ", "token ", "key ", "api-key ", "basic ")
+
+
+@cache
+def _adapter_key_vars() -> frozenset[str]:
+    """The key env vars of every registered provider."""
+    from ..adapters import adapter_class, available
+
+    names: set[str] = set()
+    for provider in available():
+        try:
+            names.update(adapter_class(provider).defaults_for(provider)[1])
+        except Exception:  # noqa: S112 - a broken third-party plugin must not stop the filters
+            continue
+    return frozenset(names)
+
+
+def env_secrets() -> list[str]:
+    """The values of the key env vars that are set: what a real recording would send."""
+    out = []
+    known = _adapter_key_vars()
+    for name, value in os.environ.items():
+        if (name in known and len(value) >= _MIN_SECRET) or (
+            _KEY_ENV_NAME.search(name.upper()) and len(value) >= _MIN_GENERIC_ENV
+        ):
+            out.append(value)
+    return out
+
+
+def _forms(secret: str) -> list[bytes]:
+    """A secret as it may appear: literal, and URL-encoded."""
+    return list(dict.fromkeys(s.encode() for s in (secret, quote(secret, safe=""), quote_plus(secret))))
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something that still looks like a secret: where (``"response 1 header 'x-token'"``) and what kind. Never
+    the value."""
+
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+class LeakedSecretError(AssertionError):
+    """A cassette was not written because something in it still looks like a secret after filtering.
+
+    Attributes:
+        path: The cassette that was not written.
+        findings: What was found, and where (never the values).
+    """
+
+    def __init__(self, path: str, findings: Sequence[Finding]) -> None:
+        self.path = path
+        self.findings = list(findings)
+        lines = "\n".join(f"  - {f}" for f in self.findings)
+        super().__init__(
+            f"computekit.testing did not write the cassette {path}: {len(self.findings)} thing(s) still look like "
+            f"secrets after filtering:\n{lines}\n"
+            "Filter them — @pytest.mark.computekit_cassette(filter_headers=[...], filter_query=[...], "
+            "filter_fields=[...]) or the computekit_filter_* ini options — or, if they are not secrets, allow "
+            "them by name (allow=[...])."
+        )
+
+
+class Scrubber:
+    """The filters of one cassette (or one test module): vcrpy hooks, plus the keys noted along the way.
+
+    Args:
+        headers: More header names to drop (beyond :data:`CREDENTIAL_HEADERS`).
+        query: More query parameters to mask (beyond :data:`SECRET_QUERY_PARAMS`).
+        fields: More JSON fields to mask (beyond :data:`SECRET_FIELDS`).
+        secrets: Literal values to mask wherever they appear (beyond the noted keys and the env vars).
+        allow: Header or field names the scan must not report (they are not secrets).
+    """
+
+    def __init__(
+        self,
+        *,
+        headers: Iterable[str] = (),
+        query: Iterable[str] = (),
+        fields: Iterable[str] = (),
+        secrets: Iterable[str] = (),
+        allow: Iterable[str] = (),
+    ) -> None:
+        self.headers = frozenset(h.lower() for h in (*CREDENTIAL_HEADERS, *headers))
+        self.query = frozenset(q.lower() for q in (*SECRET_QUERY_PARAMS, *query))
+        self.fields = frozenset(f.lower() for f in (*SECRET_FIELDS, *fields))
+        self.allow = frozenset(a.lower() for a in allow) | _DEFAULT_ALLOW
+        self._secrets: set[str] = {s for s in secrets if len(s) >= _MIN_SECRET}
+        self._lock = threading.Lock()
+        extra_params = sorted(self.query - set(SECRET_QUERY_PARAMS))
+        self._signed = _SIGNED_PARAM if not extra_params else re.compile(
+            rb"(?i)([?&](?:" + b"|".join(re.escape(p.encode()) for p in sorted(self.query)) + rb")=)([^&\s\"'<>\\]+)"
+        )
+        self._field = re.compile(
+            rb'("(?:' + b"|".join(re.escape(f.encode()) for f in sorted(self.fields)) + rb')"\s*:\s*")'
+            rb'((?:[^"\\]|\\.)*)(")',
+            re.IGNORECASE,
+        )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Scrubber:
+        # pytest-recording deep-copies vcr_config for each test: the copy must be this scrubber, whose noted
+        # keys the scan of the cassette needs.
+        return self
+
+    # ----------------------------------------------------------------------------------------- secrets
+
+    def note(self, value: str) -> None:
+        """Remember a secret (a key seen in a request) so that it is masked wherever it appears."""
+        v = value.strip()
+        low = v.lower()
+        for scheme in _SCHEMES:
+            if low.startswith(scheme):
+                v = v[len(scheme):].strip()
+                if scheme == "basic ":
+                    try:
+                        for part in base64.b64decode(v, validate=True).decode().split(":", 1):
+                            self.note(part)
+                    except (binascii.Error, UnicodeDecodeError):
+                        pass
+                break
+        if len(v) >= _MIN_SECRET and v != MASK:
+            with self._lock:
+                self._secrets.add(v)
+
+    def secrets(self) -> list[str]:
+        """Every literal to mask: noted keys, given ones and the key env vars' values, longest first."""
+        with self._lock:
+            found = set(self._secrets)
+        found.update(env_secrets())
+        return sorted(found, key=len, reverse=True)
+
+    # ----------------------------------------------------------------------------------------- masking
+
+    def mask(self, data: bytes) -> bytes:
+        """``data`` with every known secret, key-shaped string, signed-URL parameter and secret field masked."""
+        for secret in self.secrets():
+            for form in _forms(secret):
+                data = data.replace(form, _MASK_B)
+        data = _KEY_SHAPES.sub(_MASK_B, data)
+        data = self._signed.sub(rb"\1" + _MASK_B, data)
+        return self._field.sub(rb"\1" + _MASK_B + rb"\3", data)
+
+    def mask_text(self, text: str) -> str:
+        """:meth:`mask` for a ``str``."""
+        return self.mask(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
+
+    def _mask_body(self, body: Any) -> Any:
+        if isinstance(body, bytes):
+            return self.mask(body)
+        if isinstance(body, str):
+            return self.mask_text(body)
+        return body
+
+    # ----------------------------------------------------------------------------------------- vcrpy hooks
+
+    def request(self, request: Any) -> Any:
+        """vcrpy ``before_record_request``: note and drop credential headers, mask the URL and the body."""
+        for name in list(request.headers):
+            if name.lower() in self.headers:
+                self.note(str(request.headers[name]))
+                del request.headers[name]
+        query = urlsplit(request.uri).query
+        for pair in query.split("&") if query else ():
+            name, _, value = pair.partition("=")
+            if name.lower() in self.query and value:
+                self.note(_unquote(value))
+        body = getattr(request, "_body", None)  # the stored bytes (``body`` may wrap them in a file object)
+        if isinstance(body, bytes | str):
+            raw = body.encode() if isinstance(body, str) else body
+            for m in _JSON_FIELD.finditer(raw):
+                if m.group(1).decode().lower() in self.fields:
+                    self.note(m.group(2).decode("utf-8", "replace"))
+        for name in list(request.headers):
+            request.headers[name] = self.mask_text(str(request.headers[name]))
+        request.uri = self.mask_text(request.uri)
+        if isinstance(body, bytes | str):
+            request.body = self._mask_body(body)
+        return request
+
+    def response(self, response: dict[str, Any]) -> dict[str, Any]:
+        """vcrpy ``before_record_response``: drop credential headers, mask the other headers and the body."""
+        headers = response.get("headers") or {}
+        for name in list(headers):
+            if name.lower() in self.headers:
+                del headers[name]
+                continue
+            values = headers[name] if isinstance(headers[name], list) else [headers[name]]
+            headers[name] = [self.mask_text(str(v)) for v in values]
+        body = response.get("body")
+        if isinstance(body, dict) and "string" in body:
+            body["string"] = self._mask_body(body["string"])
+        return response
+
+    # ----------------------------------------------------------------------------------------- the scan
+
+    def scan(self, cassette: Mapping[str, Any]) -> list[Finding]:
+        """What still looks like a secret in a cassette's ``{"requests": [...], "responses": [...]}``."""
+        return scan(cassette, self)
+
+
+def _unquote(value: str) -> str:
+    from urllib.parse import unquote_plus
+
+    return unquote_plus(value)
+
+
+def _name_says_secret(name: str, allow: frozenset[str]) -> bool:
+    low = name.lower()
+    if low in allow:
+        return False
+    parts = set(re.split(r"[-_.]", low))
+    return bool(parts & _SECRET_NAME_PARTS) or "apikey" in low or "secret" in low or "password" in low
+
+
+def _value_is_masked(value: str) -> bool:
+    return MASK in value or len(value.strip()) < _MIN_SECRET
+
+
+def _scan_blob(where: str, data: bytes, scrubber: Scrubber, out: list[Finding]) -> None:
+    for secret in scrubber.secrets():
+        if any(form in data for form in _forms(secret)):
+            out.append(Finding(where, f"a key this test used or an env var holds ({len(secret)} chars)"))
+            break
+    for m in _KEY_SHAPES.finditer(data):
+        if _MASK_B not in m.group(0):
+            out.append(Finding(where, f"a key-shaped string ({m.group(0)[:3].decode(errors='replace')}…, "
+                                      f"{len(m.group(0))} chars)"))
+            break
+    for m in scrubber._signed.finditer(data):
+        if m.group(2) != _MASK_B:
+            param = m.group(1).decode(errors="replace").strip("?&=")
+            out.append(Finding(where, f"an unmasked {param!r} URL parameter (a signed URL or a key)"))
+            break
+    for m in _JSON_FIELD.finditer(data):
+        name, value = m.group(1).decode(), m.group(2).decode("utf-8", "replace")
+        if _name_says_secret(name, scrubber.allow) and not _value_is_masked(value) and not value.isdigit():
+            out.append(Finding(where, f"a JSON field named like a credential: {name!r} ({len(value)} chars)"))
+
+
+def _as_bytes(body: Any) -> bytes:
+    if isinstance(body, dict):
+        body = body.get("string")
+    if isinstance(body, str):
+        return body.encode("utf-8", "surrogateescape")
+    return body if isinstance(body, bytes) else b""
+
+
+def _header_items(headers: Any) -> list[tuple[str, str]]:
+    out = []
+    for name in list(headers or {}):
+        values = headers[name]
+        for v in values if isinstance(values, list) else [values]:
+            out.append((str(name), str(v)))
+    return out
+
+
+def scan(cassette: Mapping[str, Any], scrubber: Scrubber | None = None) -> list[Finding]:
+    """What in ``cassette`` (``{"requests": [...], "responses": [...]}`` as vcrpy saves it) still looks like a
+    secret: credential headers, known keys (noted by ``scrubber``, or in env vars), key-shaped strings, unmasked
+    signed-URL parameters, and headers or JSON fields named like credentials.
+
+    Returns:
+        The findings, without the values found.
+    """
+    sc = scrubber or Scrubber()
+    out: list[Finding] = []
+    pairs: list[tuple[str, Any, Any, Any]] = []
+    for i, r in enumerate(cassette.get("requests") or [], 1):
+        body = getattr(r, "_body", None)
+        pairs.append((f"request {i}", getattr(r, "headers", {}), getattr(r, "uri", ""), body))
+    for i, r in enumerate(cassette.get("responses") or [], 1):
+        pairs.append((f"response {i}", r.get("headers"), "", r.get("body")))
+    for where, headers, uri, body in pairs:
+        for name, value in _header_items(headers):
+            at = f"{where} header {name.lower()!r}"
+            if name.lower() in sc.headers and not _value_is_masked(value):
+                out.append(Finding(at, "a credential header was kept"))
+            elif _name_says_secret(name, sc.allow) and not _value_is_masked(value):
+                out.append(Finding(at, f"a header named like a credential ({len(value)} chars)"))
+            else:
+                _scan_blob(at, value.encode("utf-8", "surrogateescape"), sc, out)
+        if uri:
+            _scan_blob(f"{where} URL", str(uri).encode("utf-8", "surrogateescape"), sc, out)
+        data = _as_bytes(body)
+        if data:
+            _scan_blob(f"{where} body", data, sc, out)
+    return list(dict.fromkeys(out))
+
+
+class ScanningPersister:
+    """A vcrpy persister that scans a cassette before handing it to ``inner`` to write, and refuses (raises
+    :class:`LeakedSecretError`, writing nothing) when anything still looks like a secret.
+
+    Args:
+        inner: The persister that writes (vcrpy's ``FilesystemPersister``, pytest-recording's own ...).
+        scrubber: The filters that ran on the cassette (their noted keys are scanned for too).
+    """
+
+    def __init__(self, inner: Any, scrubber: Scrubber) -> None:
+        self.inner = inner
+        self.scrubber = scrubber
+        self.saved = False
+        """Whether a cassette was written (the test recorded live calls)."""
+
+    def load_cassette(self, cassette_path: Any, serializer: Any) -> Any:
+        return self.inner.load_cassette(cassette_path, serializer)
+
+    def save_cassette(self, cassette_path: Any, cassette_dict: Mapping[str, Any], serializer: Any) -> None:
+        findings = scan(cassette_dict, self.scrubber)
+        if findings:
+            raise LeakedSecretError(str(cassette_path), findings)
+        self.inner.save_cassette(cassette_path, cassette_dict, serializer=serializer)
+        self.saved = True
+
+
+def hooks_of(config: Mapping[str, Any], key: str) -> list[Callable[..., Any]]:
+    """A vcrpy hook setting (one function or several) as a list."""
+    value = config.get(key)
+    if value is None:
+        return []
+    if callable(value):
+        return [value]
+    return list(value)
+
+
+def scrubber_in(config: Mapping[str, Any]) -> Scrubber | None:
+    """The :class:`Scrubber` whose hooks ``config`` already holds (from :func:`cassette_config`), if any."""
+    for hook in hooks_of(config, "before_record_request"):
+        owner = getattr(hook, "__self__", None)
+        if isinstance(owner, Scrubber):
+            return owner
+    return None
+
+
+def cassette_config(
+    *,
+    filter_headers: Iterable[str] = (),
+    filter_query: Iterable[str] = (),
+    filter_fields: Iterable[str] = (),
+    secrets: Iterable[str] = (),
+    allow: Iterable[str] = (),
+    **vcr_options: Any,
+) -> dict[str, Any]:
+    """vcrpy settings that keep secrets out of cassettes: return it from your ``vcr_config`` fixture to filter
+    (and, under the computekit pytest plugin, scan) every ``@pytest.mark.vcr`` cassette, not only the
+    ``computekit_cassette`` ones.
+
+    Args:
+        filter_headers: More header names to drop.
+        filter_query: More query parameters to mask.
+        filter_fields: More JSON fields to mask.
+        secrets: Literal values to mask.
+        allow: Header or field names the scan must not report.
+        **vcr_options: Other ``vcr.use_cassette`` options (``match_on`` ...), passed through.
+
+    Returns:
+        ``before_record_request``, ``before_record_response`` and ``decode_compressed_response=True``, merged
+        with ``vcr_options``.
+    """
+    sc = Scrubber(headers=filter_headers, query=filter_query, fields=filter_fields, secrets=secrets, allow=allow)
+    return {
+        "decode_compressed_response": True,
+        **vcr_options,
+        "before_record_request": [*hooks_of(vcr_options, "before_record_request"), sc.request],
+        "before_record_response": [*hooks_of(vcr_options, "before_record_response"), sc.response],
+    }
