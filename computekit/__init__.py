@@ -7,7 +7,7 @@
     print(r.text, r.cost.total)
 """
 
-from ._client import AsyncClient, AsyncStream, Client, Stream
+from ._client import AsyncClient, AsyncPredictionStream, AsyncStream, Client, PredictionStream, Stream
 from ._constants import NOT_GIVEN
 from ._defaults import (
     acomplete,
@@ -34,6 +34,7 @@ from ._exceptions import (
     ConflictError,
     ContentFilteredError,
     ContextWindowExceededError,
+    InputValidationError,
     InvalidRequestError,
     MalformedResponseError,
     MissingAPIKeyError,
@@ -76,6 +77,7 @@ __all__ = [
     "APITimeoutError",
     "AllTargetsFailedError",
     "AsyncClient",
+    "AsyncPredictionStream",
     "AsyncStream",
     "Attempt",
     "AuthenticationError",
@@ -93,6 +95,7 @@ __all__ = [
     "CostLine",
     "Embeddings",
     "ImagePart",
+    "InputValidationError",
     "InvalidRequestError",
     "MalformedResponseError",
     "Message",
@@ -102,6 +105,7 @@ __all__ = [
     "PermissionDeniedError",
     "Prediction",
     "PredictionFailedError",
+    "PredictionStream",
     "PredictionTimeoutError",
     "PriceSource",
     "ProviderError",

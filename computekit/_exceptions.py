@@ -6,6 +6,7 @@
     ├── ConfigError                    bad config file / keyword / missing key (names what to fix)
     │   └── MissingAPIKeyError         no key for a provider: names the env var to set
     ├── InvalidRequestError            the call's own arguments are wrong (raised before any HTTP)
+    │   └── InputValidationError       predict() input does not match the model's published schema
     ├── UnsupportedCapabilityError     the provider has no such verb or feature (raised before any HTTP)
     ├── BudgetExceededError            a budget refused the call (raised before any HTTP)
     ├── AllTargetsFailedError          every target of a fallback plan failed (also an ExceptionGroup of
@@ -52,6 +53,7 @@ __all__ = [
     "ConflictError",
     "ContentFilteredError",
     "ContextWindowExceededError",
+    "InputValidationError",
     "InvalidRequestError",
     "MalformedResponseError",
     "MissingAPIKeyError",
@@ -98,6 +100,26 @@ class MissingAPIKeyError(ConfigError):
 
 class InvalidRequestError(ComputeKitError, ValueError):
     """The arguments of a call are wrong (a bad message, an unknown model id form); nothing was sent."""
+
+
+class InputValidationError(InvalidRequestError):
+    """``predict()`` input does not match the schema the host publishes for the model (Replicate versions carry
+    one); nothing was sent and nothing was billed.
+
+    Attributes:
+        field: The first input field at fault (``"num_outputs"``, ``"size[1]"``), or ``None`` for the input itself.
+        problems: Every problem found, as ``(field, message)`` pairs.
+        provider: The host.
+        model: The model whose schema refused the input.
+    """
+
+    def __init__(self, message: str, *, field: str | None, problems: Sequence[tuple[str, str]] = (),
+                 provider: str | None = None, model: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.problems = list(problems)
+        self.provider = provider
+        self.model = model
 
 
 class UnsupportedCapabilityError(ComputeKitError):
@@ -149,7 +171,12 @@ class ProviderError(ComputeKitError):
         headers: The response headers, names lowercased.
         body: The response body: parsed JSON when it was JSON, else text.
         request_id: The provider's request id, when it sent one.
+        request_sent: Whether the request may have reached the provider. ``False`` only when it surely did not
+            (connection refused, DNS failure, connect timeout): a request that starts billed work (a prediction)
+            is retried only then, so that one call never runs two billed jobs.
     """
+
+    request_sent: bool = True
 
     def __init__(
         self,

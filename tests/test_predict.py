@@ -108,17 +108,29 @@ def resp(body: dict[str, Any], status: int = 200) -> httpx.Response:
     return httpx.Response(status, json=body)
 
 
+MODEL_INFO: dict[str, Any] = {"url": "https://replicate.com/acme/upscaler", "owner": "acme", "name": "upscaler",
+                              "visibility": "public", "latest_version": None}
+"""A model with no published version (so no input schema): what the metadata lookup answers by default."""
+
+
 class Host:
-    """A scripted Replicate: creates answer ``create``; GETs answer ``polls`` in order (the last repeats); cancels
-    answer ``cancel``. Every request is kept in ``server.seen``."""
+    """A scripted Replicate: creates answer ``create``; GETs of predictions answer ``polls`` in order (the last
+    repeats); cancels answer ``cancel``; model / version / deployment lookups answer ``meta`` (by path, else the
+    model above). Predictions traffic is kept in ``server.seen``, lookups in ``lookups``."""
 
     def __init__(self, create: httpx.Response, polls: list[httpx.Response] | None = None,
-                 cancel: httpx.Response | None = None) -> None:
+                 cancel: httpx.Response | None = None, meta: dict[str, httpx.Response] | None = None) -> None:
         self.create, self.polls, self.cancel = create, list(polls or []), cancel
+        self.meta = dict(meta or {})
         self.server = Server([self.answer])
+        self.lookups: list[Any] = []
         self._polled = 0
 
     def answer(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and path.startswith(("/v1/models/", "/v1/deployments/")):
+            self.lookups.append(self.server.seen.pop())
+            return self.meta.get(path) or httpx.Response(200, json=MODEL_INFO)
         if request.method == "GET":
             r = self.polls[min(self._polled, len(self.polls) - 1)]
             self._polled += 1
