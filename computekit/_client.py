@@ -270,7 +270,7 @@ def _create_timed_out(e: APITimeoutError, timeout: float | None) -> PredictionTi
         "have started on the host, and with no id known it could not be canceled",
         provider=e.provider, model=e.model, request_id=e.request_id,
     )
-    err.request_sent = e.request_sent
+    err.maybe_processed = e.maybe_processed
     return err
 
 
@@ -367,7 +367,7 @@ def _bound(http: HTTPRequest, target: Target, run: Run, deadline: float | None =
         if mine <= 0:
             err = APITimeoutError("the call's timeout passed before this request was sent",
                                   provider=target.provider, model=target.model)
-            err.request_sent = False
+            err.maybe_processed = False
             raise err
         left = mine if left is None else min(left, mine)
     if left is not None:

@@ -171,12 +171,13 @@ class ProviderError(ComputeKitError):
         headers: The response headers, names lowercased.
         body: The response body: parsed JSON when it was JSON, else text.
         request_id: The provider's request id, when it sent one.
-        request_sent: Whether the request may have reached the provider. ``False`` only when it surely did not
-            (connection refused, DNS failure, connect timeout): a request that starts billed work (a prediction)
-            is retried only then, so that one call never runs two billed jobs.
+        maybe_processed: Whether the provider may have acted on the request. ``False`` only when it surely did
+            not: no connection was made (refused, DNS failure, connect timeout), or the provider answered that it
+            refused the request (429, or an endpoint still scaling up). A request that starts billed work (a
+            prediction) is retried only then, so that one call never runs two billed jobs.
     """
 
-    request_sent: bool = True
+    maybe_processed: bool = True
 
     def __init__(
         self,

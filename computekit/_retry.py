@@ -2,11 +2,13 @@
 
 Retried: 408, 429, 5xx and 529 responses, connection failures and timeouts. A server's ``x-should-retry``
 header overrides the status either way. A request that starts billed work (a prediction's create) without an
-idempotency key is sent *at most once*: it is retried only when the host surely never ran it (a 408 or 429
-refusal, a connection that was never made); a 5xx, a reset or a read timeout may have started a job, so they
-are not retried. Waits honour ``retry-after-ms`` then ``Retry-After`` (seconds or an
-HTTP date) up to a cap, and otherwise back off exponentially with full jitter. A server that asks for more than
-the cap is not retried inside the call: the error is raised at once (routing falls back to another target).
+idempotency key is sent *at most once*: it is retried only when the host surely never acted on it (a refusal
+such as a 429, a connection that was never made: ``ProviderError.maybe_processed`` is False); a 5xx, a reset or
+a read timeout may have started a job, so they are not retried.
+
+Waits honour ``retry-after-ms`` then ``Retry-After`` (seconds or an HTTP date) up to a cap, and otherwise back off
+exponentially with full jitter. A server that asks for more than the cap is not retried inside the call: the error
+is raised at once (routing falls back to another target).
 Sleep and clock are injectable, so tests never sleep.
 """
 
@@ -29,8 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["RetryPolicy", "retry_after_seconds"]
 
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
-_REFUSED_STATUSES = frozenset({408, 429})
-"""Statuses that say the server did not act on the request: safe to resend even when it starts billed work."""
 _MAX_SANE_RETRY_AFTER_S = 86_400.0
 """A server asking for more than a day is broken (a year-9999 date, a typo): treat it as no answer, and back off."""
 
@@ -84,7 +84,8 @@ class RetryPolicy:
         request carries an idempotency key, so that the retry cannot be billed twice.
 
         ``at_most_once``: the request starts billed work and carries no idempotency key (a prediction's create):
-        retried only when the host surely did not act on it (408, 429, a connection never made).
+        retried only when the host surely did not act on it (``maybe_processed`` is False: a refusal such as a
+        429, a connection never made).
         """
         if isinstance(exc, APIStatusError):
             hint = exc.headers.get("x-should-retry")
@@ -94,7 +95,7 @@ class RetryPolicy:
                 return False
             if exc.status == 409:
                 return idempotent
-            if at_most_once and exc.status not in _REFUSED_STATUSES:
+            if at_most_once and exc.maybe_processed:
                 return False  # a 5xx may come from a proxy after the host accepted (and started) the job
             if exc.status not in _RETRY_STATUSES and not (exc.status is not None and exc.status >= 500):
                 return False
@@ -103,7 +104,7 @@ class RetryPolicy:
             return wait is None or wait <= self.config.retry_after_cap
         if not isinstance(exc, APITimeoutError | APIConnectionError):
             return False
-        return not (at_most_once and exc.request_sent)
+        return not (at_most_once and exc.maybe_processed)
 
     def wait_for(self, exc: BaseException | None, attempt: int) -> float:
         """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""

@@ -76,7 +76,7 @@ def async_transport(default_timeout: float, http_client: Any = None) -> AsyncTra
 
 def _timeout_error(kind: str, provider: str, model: str | None, *, sent: bool = True) -> APITimeoutError:
     err = APITimeoutError(f"timed out ({kind})", provider=provider, model=model)
-    err.request_sent = sent
+    err.maybe_processed = sent
     return err
 
 
@@ -86,7 +86,7 @@ def _connection_error(e: BaseException, provider: str, model: str | None, *, sen
     err = APIConnectionError(f"connection failed: {type(e).__name__}: {e}", provider=provider, model=model)
     # ``sent=False``: no connection was made (refused, DNS, connect timeout), so the host never saw the request
     # and even a request that starts billed work may be sent again.
-    err.request_sent = sent
+    err.maybe_processed = sent
     return err
 
 

@@ -289,6 +289,8 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     529: OverloadedError,
 }
 
+_REFUSED_STATUSES = frozenset({408, 429})
+
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "x-amzn-requestid", "cf-ray")
 
 
@@ -520,7 +522,7 @@ class Adapter(ABC):
         cls = self.classify_error(resp.status, body) or _STATUS_ERRORS.get(resp.status)
         if cls is None:
             cls = ServerError if resp.status >= 500 else APIStatusError
-        return cls(
+        err = cls(
             self.error_message(body),
             provider=self.provider,
             model=model,
@@ -529,6 +531,13 @@ class Adapter(ABC):
             body=body,
             request_id=self.request_id(headers),
         )
+        err.maybe_processed = not self.refused(resp.status, body)
+        return err
+
+    def refused(self, status: int, body: Any) -> bool:
+        """Whether an error answer says the host did not act on the request at all (so even a request that
+        starts billed work may be sent again): a 408 or 429 by default."""
+        return status in _REFUSED_STATUSES
 
     def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
         """The error for a 2xx response whose body is not what the API documents."""
