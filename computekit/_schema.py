@@ -211,9 +211,6 @@ class _Checker:
     def object(self, schema: Mapping[str, Any], value: Mapping[str, Any], path: str, depth: int) -> None:
         props = schema.get("properties")
         props = props if isinstance(props, Mapping) else {}
-        for name in schema.get("required") or []:
-            if name not in value:
-                self.fail(_join(path, name), "is required")
         extra = schema.get("additionalProperties", None)
         for name, item in value.items():
             sub_path = _join(path, str(name))
@@ -223,6 +220,10 @@ class _Checker:
                 self.check(extra, item, sub_path, depth + 1)
             elif extra is False or (extra is None and self.closed and props):
                 self.fail(sub_path, _unknown(str(name), list(props)))
+        # After the names given: a misspelt name is the likelier cause of a "missing" one, and is named first.
+        for name in schema.get("required") or []:
+            if name not in value:
+                self.fail(_join(path, name), "is required")
 
 
 def _unknown(name: str, known: list[str]) -> str:

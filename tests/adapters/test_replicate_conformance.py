@@ -245,7 +245,8 @@ def test_recorded_sse_becomes_output_pieces_until_done() -> None:
     # The recorded text, from its output events: the "\n" of multi-line data included, nothing after "done".
     expected = [ev.data for ev in events if ev.event == "output"]
     assert pieces == expected
-    assert done_at == len(events) - 1 and events[done_at].event == "done"
+    assert done_at == len(events) - 1
+    assert events[done_at].event == "done"
     text = "".join(pieces)
     assert text.startswith("Sure, here's a joke about OpenTelemetry:\n\nWhy did the OpenTelemetry agent go to therapy?")
     assert text.endswith("Is there anything else I can assist you with?")
@@ -386,7 +387,8 @@ async def test_replay_run_poll_until_succeeded(mode: str, tmp_path: Path) -> Non
 
 
 async def test_replay_create_then_get_succeeded(mode: str, tmp_path: Path) -> None:
-    exchanges = pick("replicate/predictions-create.yaml", 1, 2) + pick("replicate/predictions-get-succeeded.yaml", 0, 1)
+    exchanges = (pick("replicate/predictions-create.yaml", 1, 2)
+                 + pick("replicate/predictions-get-succeeded.yaml", 0, 1))
     create, final = exchanges[0], exchanges[-1].json()
     client, sleeps = client_for(mode, f"sqlite:///{tmp_path / 'l.db'}")
     with cassette(tmp_path, exchanges) as cass:
@@ -497,8 +499,8 @@ async def test_replay_stream(mode: str, tmp_path: Path) -> None:
     final = {**raw, "status": "succeeded", "output": [ev.data for ev in _sse_events(stream.content)
                                                         if ev.event == "output"],
              "metrics": {"predict_time": 1.52, "total_time": 1.9}}
-    final_ex = Exchange(file="authored", index=0, format="vcrpy", method="GET", uri=raw["urls"]["get"], request_headers={},
-                        request_body=None, status=200, headers={"content-type": "application/json"},
+    final_ex = Exchange(file="authored", index=0, format="vcrpy", method="GET", uri=raw["urls"]["get"],
+                        request_headers={}, request_body=None, status=200, headers={"content-type": "application/json"},
                         content=json.dumps(final).encode())
     client, sleeps = client_for(mode, f"sqlite:///{tmp_path / 'l.db'}")
     with cassette(tmp_path, [create, stream, final_ex]) as cass:

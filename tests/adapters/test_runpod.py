@@ -438,13 +438,17 @@ async def test_a_failed_stream_raises_with_the_jobs_cost(mode: str) -> None:
     client = client_for(mode, sleeps, transport=httpx.MockTransport(host))
     p = await run(client.predict("runpod:ep1", {"x": 1}, wait=False, hardware=SKU))
     got: list[Any] = []
-    with pytest.raises(PredictionFailedError) as info:
+
+    async def read() -> None:
         if mode == "async":
             async for piece in p.async_stream():
                 got.append(piece)
         else:
             for piece in p.stream():
                 got.append(piece)
+
+    with pytest.raises(PredictionFailedError) as info:
+        await read()
     await close(client)
     assert got == ["half"]
     assert info.value.prediction.cost.total == Decimal("0.7") * per_second(SKU)
