@@ -7,7 +7,7 @@
     print(r.text, r.cost.total)
 """
 
-from ._client import AsyncClient, AsyncStream, Client, Stream
+from ._client import AsyncClient, AsyncPredictionStream, AsyncStream, Client, PredictionStream, Stream
 from ._constants import NOT_GIVEN
 from ._defaults import (
     acomplete,
@@ -38,6 +38,7 @@ from ._exceptions import (
     ContextWindowExceededError,
     FineTuneFailedError,
     FineTuneTimeoutError,
+    InputValidationError,
     InvalidRequestError,
     MalformedResponseError,
     MissingAPIKeyError,
@@ -84,6 +85,7 @@ __all__ = [
     "APITimeoutError",
     "AllTargetsFailedError",
     "AsyncClient",
+    "AsyncPredictionStream",
     "AsyncStream",
     "Attempt",
     "AuthenticationError",
@@ -106,6 +108,7 @@ __all__ = [
     "FineTuneJob",
     "FineTuneTimeoutError",
     "ImagePart",
+    "InputValidationError",
     "InvalidRequestError",
     "MalformedResponseError",
     "Message",
@@ -115,6 +118,7 @@ __all__ = [
     "PermissionDeniedError",
     "Prediction",
     "PredictionFailedError",
+    "PredictionStream",
     "PredictionTimeoutError",
     "PriceSource",
     "ProviderError",

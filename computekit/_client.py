@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._config import RouteConfig
 from ._constants import (
@@ -28,6 +28,7 @@ from ._constants import (
 from ._core import Core, Run, Target, call_options, normalise_messages, now
 from ._exceptions import (
     APIConnectionError,
+    APITimeoutError,
     InvalidRequestError,
     MissingAPIKeyError,
     PredictionFailedError,
@@ -45,14 +46,19 @@ from .adapters._base import (
     EmbedRequest,
     HTTPRequest,
     HTTPResponse,
+    ModelInfo,
     PredictRequest,
     RerankRequest,
     StreamDecoder,
+    StreamUpdate,
 )
 from .ledger import Ledger
 from .routing import Router
 
-__all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["AsyncClient", "AsyncPredictionStream", "AsyncStream", "Client", "PredictionStream", "Stream"]
 
 _T = TypeVar("_T")
 Messages = Sequence[Message | Mapping[str, Any]]
@@ -93,6 +99,11 @@ class _Plan:
     route: RouteConfig | None = None
     record: bool = True
     """Whether attempts go to the ledger (polls of a prediction are not billed: they do not)."""
+    at_most_once: bool = False
+    """The request starts billed work (a prediction's create): without an idempotency key it is resent only when
+    the host surely never saw it, so that one call never runs (and bills) two jobs."""
+    deadline: float | None = None
+    """When the call's own ``timeout=`` runs out (router clock): bounds every request it sends."""
 
 
 def _complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, messages: Messages | NotGiven,
@@ -153,7 +164,7 @@ def _rerank_plan(core: Core, model: ModelSpec, query: str, documents: Sequence[s
 
 def _predict_plan(core: Core, model: ModelSpec, input: Mapping[str, Any], wait: bool, hardware: str | None,
                   webhook: str | None, extra_body: Mapping[str, Any] | NotGiven,
-                  tags: Mapping[str, str] | None) -> _Plan:
+                  tags: Mapping[str, str] | None, validate: bool = True, deadline: float | None = None) -> _Plan:
     if not isinstance(input, Mapping):
         raise InvalidRequestError("predict() takes the model's input as a dict, e.g. {'prompt': '...'}")
     extra = dict(extra_body) if extra_body is not NOT_GIVEN else {}
@@ -161,15 +172,114 @@ def _predict_plan(core: Core, model: ModelSpec, input: Mapping[str, Any], wait: 
     def build(t: Target) -> PredictRequest:
         if not t.adapter.capabilities.predict:
             raise t.adapter.unsupported("predict")
+        if validate:  # against the schema the host published (looked up before): refused here, nothing sent
+            core.check_input(t, input)
+        left = None if deadline is None else max(deadline - core.router.clock(), 0.0)
         return PredictRequest(model=t.model, input=dict(input), wait=wait, hardware=hardware, webhook=webhook,
-                              extra=extra)
+                              extra=extra, timeout=left)
 
     def parse(t: Target, req: PredictRequest, resp: HTTPResponse) -> Prediction:
         pred = t.adapter.parse_prediction(t.model, resp)
         pred.usage.hardware, pred._hardware_assumed = core.hardware(t, req.hardware)
         return pred
 
-    return _Plan("predict", core.targets(model), build, parse, tags, core.route(model))
+    return _Plan("predict", core.targets(model), build, parse, tags, core.route(model), at_most_once=True,
+                 deadline=deadline)
+
+
+_MAX_LOOKUPS = 4
+"""Lookups one target may need before a run (a deployment, then its version): a bound, not a budget."""
+
+
+def _lookups(core: Core, targets: list[Target]) -> list[Target]:
+    """The targets whose adapter can run predictions (lookups are made for those only)."""
+    del core  # the adapters say what they can do
+    return [t for t in targets if t.adapter.capabilities.predict]
+
+
+def _build_or_none(make: Callable[[], HTTPRequest | None]) -> HTTPRequest | None:
+    """A lookup request, or ``None`` when the target has no key (its create then says so, or falls back)."""
+    try:
+        return make()
+    except MissingAPIKeyError:
+        return None
+
+
+class _Waiting:
+    """One wait for a prediction to end (pure, shared by both clients): when to give up, how long to pause
+    before the next poll, and the progress display."""
+
+    def __init__(self, core: Core, prediction: Prediction, timeout: float | None, poll_interval: float | None,
+                 progress: bool | Console, deadline: float | None) -> None:
+        self.clock = core.router.clock
+        self.give_up = deadline if deadline is not None else (None if timeout is None else self.clock() + timeout)
+        self.fixed = poll_interval is not None
+        self.interval = poll_interval or DEFAULT_POLL_INTERVAL_S
+        self.adapter = core.adapter(prediction.provider)
+        self.display: Any = None
+        if progress is not False:
+            from ._progress import PredictionProgress
+
+            self.display = PredictionProgress(progress, self.clock, f"{prediction.provider}:{prediction.model}")
+
+    def show(self, prediction: Prediction) -> None:
+        if self.display is not None:
+            self.display.update(prediction)
+
+    def timed_out(self) -> bool:
+        return self.give_up is not None and self.clock() >= self.give_up
+
+    def pause(self, prediction: Prediction) -> float | None:
+        """Seconds to sleep before the next poll; ``None``: poll at once (the host says the result is ready)."""
+        if self.adapter.poll_now(prediction):
+            return None
+        pause = self.interval if self.give_up is None else min(self.interval, max(self.give_up - self.clock(), 0))
+        if not self.fixed:
+            self.interval = min(self.interval * 1.5, MAX_POLL_INTERVAL_S)
+        return pause
+
+    def close(self, prediction: Prediction) -> None:
+        if self.display is not None:
+            self.display.close(prediction)
+
+
+def _lookup_plan(core: Core, target: Target, req: HTTPRequest, deadline: float | None) -> _Plan:
+    """One model lookup (input schema, hardware): a GET, not billed, not recorded."""
+
+    def parse(t: Target, _: HTTPRequest, resp: HTTPResponse) -> ModelInfo:
+        return t.adapter.parse_model_info(t.model, core.model_info(t), resp)
+
+    return _Plan("predict.lookup", [target], lambda t: req, parse, None, record=False, deadline=deadline)
+
+
+def _stream_poll_plan(core: Core, prediction: Prediction) -> _Plan:
+    """One poll of a polled prediction stream (RunPod ``/stream``): a GET, not billed, not recorded."""
+    target = Target(core.adapter(prediction.provider), prediction.model)
+
+    def parse(t: Target, _: HTTPRequest, resp: HTTPResponse) -> StreamUpdate:
+        return t.adapter.parse_stream_poll(prediction, resp)
+
+    return _Plan("predict.stream", [target], lambda t: t.adapter.build_prediction_stream(prediction), parse, None,
+                 record=False)
+
+
+def _create_timed_out(e: APITimeoutError, timeout: float | None) -> PredictionTimeoutError:
+    if isinstance(e, PredictionTimeoutError):
+        return e
+    err = PredictionTimeoutError(
+        f"the request that starts the run did not answer within timeout={timeout} s ({e.message}); the run may "
+        "have started on the host, and with no id known it could not be canceled",
+        provider=e.provider, model=e.model, request_id=e.request_id,
+    )
+    err.maybe_processed = e.maybe_processed
+    return err
+
+
+def _note_not_retried(core: Core, e: ProviderError, idempotent: bool) -> None:
+    """Say why a failed create was not retried when any other request would have been."""
+    if core.retry.should_retry(e, idempotent) and not core.retry.should_retry(e, idempotent, at_most_once=True):
+        e.add_note("not retried: the request may have started a billed run on the host, and it carries no "
+                   "idempotency key (set idempotency_header for a host that honours one)")
 
 
 def _lifecycle_plan(core: Core, prediction: Prediction, action: str) -> _Plan:
@@ -250,9 +360,17 @@ def _has_idempotency_key(target: Target, http: HTTPRequest) -> bool:
     return bool(header) and header in http.headers
 
 
-def _bound(http: HTTPRequest, target: Target, run: Run) -> None:
-    """Fit one try into the call's deadline (raises when it has passed)."""
+def _bound(http: HTTPRequest, target: Target, run: Run, deadline: float | None = None) -> None:
+    """Fit one try into the call's deadline and its own ``timeout=`` (raises when either has passed)."""
     left = run.check_deadline(target)
+    if deadline is not None:
+        mine = deadline - run.core.router.clock()
+        if mine <= 0:
+            err = APITimeoutError("the call's timeout passed before this request was sent",
+                                  provider=target.provider, model=target.model)
+            err.maybe_processed = False
+            raise err
+        left = mine if left is None else min(left, mine)
     if left is not None:
         http.timeout = min(http.timeout or left, left)
         http.total_timeout = left
@@ -504,6 +622,227 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
         await self.aclose()
 
 
+class _PredictionStreamState:
+    """A prediction's output stream so far (pure, shared by :class:`PredictionStream` and its async twin)."""
+
+    def __init__(self, core: Core, prediction: Prediction, poll_interval: float | None) -> None:
+        self.core = core
+        self.prediction = prediction
+        self.target = Target(core.adapter(prediction.provider), prediction.model)
+        adapter = self.target.adapter
+        if not adapter.capabilities.predict_stream:
+            raise adapter.unsupported("predict_stream")
+        # Raises (before any HTTP) when this prediction cannot stream, e.g. a Replicate model with no urls.stream.
+        self.http = None if prediction.done else _build_http(self.target, adapter.build_prediction_stream(prediction))
+        self.poll_interval = poll_interval or DEFAULT_POLL_INTERVAL_S
+        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
+        self.logs = prediction.logs
+        self.error: Any = None
+        self.done = prediction.done
+        self.result: Prediction | None = None
+
+    def ended_output(self) -> list[Any]:
+        """What a prediction that had already ended streams: its output as it is (nothing is sent)."""
+        out = self.prediction.output
+        if out is None:
+            return []
+        return list(out) if isinstance(out, list) else [out]
+
+    def feed(self, data: bytes) -> list[Any]:
+        try:
+            events = self.sse.feed(data)
+        except SSETooLarge as e:
+            raise _decode_stream_error(self.target, str(e)) from e
+        out: list[Any] = []
+        for ev in events:
+            if self.done:
+                break
+            out.extend(self.apply(self.target.adapter.parse_stream_event(self.prediction, ev)))
+        return out
+
+    def close(self) -> list[Any]:
+        events, _ = self.sse.close()
+        out: list[Any] = []
+        for ev in events:
+            if not self.done:
+                out.extend(self.apply(self.target.adapter.parse_stream_event(self.prediction, ev)))
+        return out
+
+    def apply(self, update: StreamUpdate) -> list[Any]:
+        self.logs += update.logs
+        if update.error is not None:
+            self.error = update.error
+        if update.done:
+            self.done = True
+        return list(update.output)
+
+
+class PredictionStream(AbstractContextManager["PredictionStream"]):
+    """A prediction's output as the host streams it (``p.stream()``): iterate for the pieces (text, for language
+    models); once it is exhausted, ``result`` is the ended prediction, priced and in the ledger.
+
+    Server-sent streams (Replicate ``urls.stream``) are read as they arrive; polled ones (RunPod ``/stream``) are
+    fetched every ``poll_interval``. When the stream ends, the prediction's final state is fetched once.
+    """
+
+    def __init__(self, client: Client, state: _PredictionStreamState) -> None:
+        self._client = client
+        self._state = state
+        self._iter: Iterator[Any] | None = None
+
+    @property
+    def result(self) -> Prediction:
+        """The ended prediction, with its cost.
+
+        Raises:
+            RuntimeError: The stream has not been read to its end yet.
+        """
+        if self._state.result is None:
+            raise RuntimeError("the stream is not finished: iterate it to the end first")
+        return self._state.result
+
+    @property
+    def logs(self) -> str:
+        """The run's logs so far (streamed ``logs`` events)."""
+        return self._state.logs
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    def __next__(self) -> Any:
+        return next(iter(self))
+
+    def _run(self) -> Iterator[Any]:
+        st, client = self._state, self._client
+        core, target = st.core, st.target
+        if st.http is None:
+            yield from st.ended_output()
+        elif st.http.stream:
+            cm: Any = None
+            for attempt in core.retry.retrying(idempotent=True):  # opening is a GET: safe to retry
+                with attempt:
+                    cm = client._transport.stream(st.http, target.provider, target.model)
+                    try:
+                        head, body = cm.__enter__()
+                        if head.status >= _ERROR_STATUS:
+                            raise target.adapter.map_error(head, target.model)
+                    except ProviderError:
+                        cm.__exit__(None, None, None)
+                        raise
+            try:
+                for data in body:
+                    yield from st.feed(data)
+                    if st.done:
+                        break
+                else:
+                    yield from st.close()
+            finally:
+                cm.__exit__(None, None, None)
+        else:
+            while True:
+                update: StreamUpdate = client._send(_stream_poll_plan(core, st.prediction))
+                yield from st.apply(update)
+                if st.done:
+                    break
+                core.retry.sleep(st.poll_interval)
+        # The stream has ended (or was cut): the run's final state, priced and recorded once.
+        final = st.prediction if st.prediction.done else client._refresh(st.prediction)
+        st.result = client._wait(final, None, None)
+
+    def close(self) -> None:
+        """Stop reading and release the connection (the run goes on: ``cancel()`` stops it)."""
+        if self._iter is not None and hasattr(self._iter, "close"):
+            self._iter.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncPredictionStream(AbstractAsyncContextManager["AsyncPredictionStream"]):
+    """The async twin of :class:`PredictionStream`: ``async for piece in p.async_stream()``."""
+
+    def __init__(self, client: AsyncClient, state: _PredictionStreamState) -> None:
+        self._client = client
+        self._state = state
+        self._iter: AsyncIterator[Any] | None = None
+
+    @property
+    def result(self) -> Prediction:
+        """The ended prediction (see :attr:`PredictionStream.result`).
+
+        Raises:
+            RuntimeError: The stream has not been read to its end yet.
+        """
+        if self._state.result is None:
+            raise RuntimeError("the stream is not finished: iterate it to the end first")
+        return self._state.result
+
+    @property
+    def logs(self) -> str:
+        """The run's logs so far."""
+        return self._state.logs
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    async def __anext__(self) -> Any:
+        return await self.__aiter__().__anext__()
+
+    async def _run(self) -> AsyncIterator[Any]:
+        st, client = self._state, self._client
+        core, target = st.core, st.target
+        if st.http is None:
+            for piece in st.ended_output():
+                yield piece
+        elif st.http.stream:
+            cm: Any = None
+            async for attempt in core.retry.aretrying(idempotent=True):
+                with attempt:
+                    cm = client._transport.stream(st.http, target.provider, target.model)
+                    try:
+                        head, body = await cm.__aenter__()
+                        if head.status >= _ERROR_STATUS:
+                            raise target.adapter.map_error(head, target.model)
+                    except ProviderError:
+                        await cm.__aexit__(None, None, None)
+                        raise
+            try:
+                ended = False
+                async for data in body:
+                    for piece in st.feed(data):
+                        yield piece
+                    if st.done:
+                        ended = True
+                        break
+                if not ended:
+                    for piece in st.close():
+                        yield piece
+            finally:
+                await cm.__aexit__(None, None, None)
+        else:
+            while True:
+                update: StreamUpdate = await client._send(_stream_poll_plan(core, st.prediction))
+                for piece in st.apply(update):
+                    yield piece
+                if st.done:
+                    break
+                await core.retry.async_sleep(st.poll_interval)
+        final = st.prediction if st.prediction.done else await client._refresh(st.prediction)
+        st.result = await client._wait(final, None, None)
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection (the run goes on)."""
+        if self._iter is not None and hasattr(self._iter, "aclose"):
+            await self._iter.aclose()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 class _BaseClient:
     def __init__(
         self,
@@ -574,9 +913,11 @@ class Client(_BaseClient, FineTuning):
                 continue
             req, http = built
             idempotent = _has_idempotency_key(target, http)
+            at_most_once = plan.at_most_once and not idempotent
 
-            def once(target: Target = target, req: Any = req, http: HTTPRequest = http) -> Any:
-                _bound(http, target, run)
+            def once(target: Target = target, req: Any = req, http: HTTPRequest = http,
+                     idempotent: bool = idempotent, at_most_once: bool = at_most_once) -> Any:
+                _bound(http, target, run, plan.deadline)
                 started, t0 = now(), time.perf_counter()
                 try:
                     resp = self._transport.send(http, target.provider, target.model)
@@ -585,6 +926,8 @@ class Client(_BaseClient, FineTuning):
                     result = parse(target, req, resp)
                 except ProviderError as e:
                     core.failed(verb, target, e, started, t0, attempts, tags, record=plan.record)
+                    if at_most_once:
+                        _note_not_retried(core, e, idempotent)
                     raise
                 core.succeeded(verb, target, result, started, t0, attempts, tags, record=plan.record)
                 return result
@@ -595,11 +938,13 @@ class Client(_BaseClient, FineTuning):
                 try:
                     return once()
                 except ProviderError as e:
-                    wait = core.retry.first_wait(e, idempotent=idempotent, remaining=run.remaining_fn())
+                    wait = core.retry.first_wait(e, idempotent=idempotent, remaining=run.remaining_fn(),
+                                                 at_most_once=at_most_once)
                     if wait is None:
                         raise
                     core.retry.sleep(wait)
-                for attempt in core.retry.retrying(done=1, idempotent=idempotent, remaining=run.remaining_fn()):
+                for attempt in core.retry.retrying(done=1, idempotent=idempotent, remaining=run.remaining_fn(),
+                                                   at_most_once=at_most_once):
                     with attempt:
                         return once()
             except ProviderError as e:
@@ -775,6 +1120,8 @@ class Client(_BaseClient, FineTuning):
         hardware: str | None = None,
         webhook: str | None = None,
         cancel_on_timeout: bool = True,
+        validate: bool = True,
+        progress: bool | Console = False,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
     ) -> Prediction:
@@ -784,14 +1131,21 @@ class Client(_BaseClient, FineTuning):
             model: ``"provider:model"``.
             input: The model's input.
             wait: Wait for the run to end (the host's sync mode first, then polling); ``False`` returns at once:
-                call ``wait()``, ``refresh()`` or ``cancel()`` on the prediction later.
-            timeout: Seconds to wait; when they pass, the remote run is canceled (unless ``cancel_on_timeout``
-                is False) and :class:`PredictionTimeoutError` is raised.
+                call ``wait()``, ``refresh()``, ``stream()`` or ``cancel()`` on the prediction later.
+            timeout: Seconds the whole call may take, the request that starts the run included; when they pass,
+                the remote run is canceled (unless ``cancel_on_timeout`` is False) and
+                :class:`PredictionTimeoutError` is raised.
             poll_interval: Seconds between polls (default: 0.5 s, growing to 5 s).
             hardware: The hardware SKU the model runs on (e.g. ``"gpu-a100-large"``): prices its GPU-seconds.
-                Default: config ``[providers.NAME] hardware = {{MODEL = SKU}}``; else the cost is ``None``.
+                Default: config ``[providers.NAME] hardware = {{MODEL = SKU}}``, then what the host reports (a
+                Replicate deployment's configuration), then ``default_hardware`` (an estimate); else the cost is
+                ``None``.
             webhook: A URL the host calls when the run ends.
             cancel_on_timeout: Cancel the remote run when ``timeout`` passes (so nothing keeps billing).
+            validate: Check ``input`` against the schema the host publishes for the model (Replicate: the
+                version's OpenAPI ``Input``; fetched once per client) before anything is created.
+            progress: Show the run's status, elapsed time and latest log line while waiting: ``True`` draws on
+                the terminal (stderr), or pass a ``rich.console.Console``.
             extra_body: Host-specific body fields, sent as they are.
             tags: Labels stored with the run in the ledger.
 
@@ -800,20 +1154,41 @@ class Client(_BaseClient, FineTuning):
 
         Raises:
             InvalidRequestError: ``input`` is not a dict (nothing was sent).
+            InputValidationError: ``input`` does not match the model's schema (no run was created).
             UnsupportedCapabilityError: The provider does not run predictions (nothing was sent).
             PredictionFailedError: The run failed on the host (its cost is in the ledger).
             PredictionTimeoutError: ``timeout`` passed first.
-            ProviderError: The host failed after retries.
+            ProviderError: The host failed after retries (a request that starts a run is retried only when the
+                host surely never saw it).
         """
-        plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags)
-        prediction: Prediction = self._send(plan)
+        deadline = None if timeout is None else self._core.router.clock() + timeout
+        plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags, validate, deadline)
+        self._prepare(plan.targets, validate=validate, hardware=hardware, deadline=deadline)
+        try:
+            prediction: Prediction = self._send(plan)
+        except APITimeoutError as e:
+            if timeout is None:
+                raise
+            raise _create_timed_out(e, timeout) from e
         prediction._client = self
         prediction._tags = tags
         if wait:
-            return self._wait(prediction, timeout, poll_interval, cancel_on_timeout)
+            return self._wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
         if prediction.done:
             self._ended(prediction)
         return prediction
+
+    def _prepare(self, targets: list[Target], *, validate: bool, hardware: str | None,
+                 deadline: float | None) -> None:
+        """Learn what each target's host publishes about its model (input schema, hardware): GETs, cached."""
+        core = self._core
+        for t in _lookups(core, targets):
+            need_hw = core.needs_hardware(t, hardware)
+            for _ in range(_MAX_LOOKUPS):
+                req = _build_or_none(partial(core.model_info_request, t, schema=validate, hardware=need_hw))
+                if req is None:
+                    break
+                core.add_model_info(t, self._send(_lookup_plan(core, t, req, deadline)))
 
     def _refresh(self, prediction: Prediction) -> Prediction:
         fresh: Prediction = self._send(_lifecycle_plan(self._core, prediction, "get"))
@@ -823,6 +1198,8 @@ class Client(_BaseClient, FineTuning):
 
     def _cancel(self, prediction: Prediction) -> Prediction:
         fresh: Prediction = self._send(_lifecycle_plan(self._core, prediction, "cancel"))
+        if fresh.done and self._core.adapter(fresh.provider).needs_final_state(fresh):
+            fresh = self._send(_lifecycle_plan(self._core, fresh, "get"))  # its billed run time
         if fresh.done:
             self._ended(fresh)
         return fresh
@@ -833,24 +1210,30 @@ class Client(_BaseClient, FineTuning):
         timeout: float | None,
         poll_interval: float | None,
         cancel_on_timeout: bool = True,
+        progress: bool | Console = False,
+        deadline: float | None = None,
     ) -> Prediction:
-        clock = self._core.router.clock
-        give_up = None if timeout is None else clock() + timeout
-        interval = poll_interval or DEFAULT_POLL_INTERVAL_S
-        while not prediction.done:
-            if give_up is not None and clock() >= give_up:
-                if cancel_on_timeout:
-                    prediction = self._cancel(prediction)
-                raise _timed_out(prediction, timeout)
-            pause = interval if give_up is None else min(interval, max(give_up - clock(), 0))
-            self._core.retry.sleep(pause)
-            prediction = self._refresh(prediction)
-            if poll_interval is None:
-                interval = min(interval * 1.5, MAX_POLL_INTERVAL_S)
-        self._ended(prediction)
+        waiting = _Waiting(self._core, prediction, timeout, poll_interval, progress, deadline)
+        try:
+            while not prediction.done:
+                waiting.show(prediction)
+                if waiting.timed_out():
+                    if cancel_on_timeout:
+                        prediction = self._cancel(prediction)
+                    raise _timed_out(prediction, timeout)
+                pause = waiting.pause(prediction)
+                if pause is not None:
+                    self._core.retry.sleep(pause)
+                prediction = self._refresh(prediction)
+            self._ended(prediction)
+        finally:
+            waiting.close(prediction)
         if prediction.status == "failed":
             raise _failed(prediction)
         return prediction
+
+    def _stream(self, prediction: Prediction, poll_interval: float | None = None) -> PredictionStream:
+        return PredictionStream(self, _PredictionStreamState(self._core, prediction, poll_interval))
 
     def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
         """GET an output file: no credential (the URL is pre-signed), redirects followed, size bounded.
@@ -913,9 +1296,11 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
                 continue
             req, http = built
             idempotent = _has_idempotency_key(target, http)
+            at_most_once = plan.at_most_once and not idempotent
 
-            async def once(target: Target = target, req: Any = req, http: HTTPRequest = http) -> Any:
-                _bound(http, target, run)
+            async def once(target: Target = target, req: Any = req, http: HTTPRequest = http,
+                     idempotent: bool = idempotent, at_most_once: bool = at_most_once) -> Any:
+                _bound(http, target, run, plan.deadline)
                 started, t0 = now(), time.perf_counter()
                 try:
                     resp = await self._transport.send(http, target.provider, target.model)
@@ -924,6 +1309,8 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
                     result = parse(target, req, resp)
                 except ProviderError as e:
                     core.failed(verb, target, e, started, t0, attempts, tags, record=plan.record)
+                    if at_most_once:
+                        _note_not_retried(core, e, idempotent)
                     raise
                 core.succeeded(verb, target, result, started, t0, attempts, tags, record=plan.record)
                 return result
@@ -932,12 +1319,13 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
                 try:  # first try outside tenacity, as in Client._send
                     return await once()
                 except ProviderError as e:
-                    wait = core.retry.first_wait(e, idempotent=idempotent, remaining=run.remaining_fn())
+                    wait = core.retry.first_wait(e, idempotent=idempotent, remaining=run.remaining_fn(),
+                                                 at_most_once=at_most_once)
                     if wait is None:
                         raise
                     await core.retry.async_sleep(wait)
                 async for attempt in core.retry.aretrying(
-                    done=1, idempotent=idempotent, remaining=run.remaining_fn()
+                    done=1, idempotent=idempotent, remaining=run.remaining_fn(), at_most_once=at_most_once
                 ):
                     with attempt:
                         return await once()
@@ -1086,6 +1474,8 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         hardware: str | None = None,
         webhook: str | None = None,
         cancel_on_timeout: bool = True,
+        validate: bool = True,
+        progress: bool | Console = False,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
     ) -> Prediction:
@@ -1093,20 +1483,40 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
 
         Raises:
             InvalidRequestError: ``input`` is not a dict (nothing was sent).
+            InputValidationError: ``input`` does not match the model's schema (no run was created).
             UnsupportedCapabilityError: The provider does not run predictions (nothing was sent).
             PredictionFailedError: The run failed on the host (its cost is in the ledger).
             PredictionTimeoutError: ``timeout`` passed first.
             ProviderError: The host failed after retries.
         """
-        plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags)
-        prediction: Prediction = await self._send(plan)
+        deadline = None if timeout is None else self._core.router.clock() + timeout
+        plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags, validate, deadline)
+        await self._prepare(plan.targets, validate=validate, hardware=hardware, deadline=deadline)
+        try:
+            prediction: Prediction = await self._send(plan)
+        except APITimeoutError as e:
+            if timeout is None:
+                raise
+            raise _create_timed_out(e, timeout) from e
         prediction._client = self
         prediction._tags = tags
         if wait:
-            return await self._wait(prediction, timeout, poll_interval, cancel_on_timeout)
+            return await self._wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
         if prediction.done:
             self._ended(prediction)
         return prediction
+
+    async def _prepare(self, targets: list[Target], *, validate: bool, hardware: str | None,
+                       deadline: float | None) -> None:
+        """:meth:`Client._prepare`, awaited."""
+        core = self._core
+        for t in _lookups(core, targets):
+            need_hw = core.needs_hardware(t, hardware)
+            for _ in range(_MAX_LOOKUPS):
+                req = _build_or_none(partial(core.model_info_request, t, schema=validate, hardware=need_hw))
+                if req is None:
+                    break
+                core.add_model_info(t, await self._send(_lookup_plan(core, t, req, deadline)))
 
     async def _refresh(self, prediction: Prediction) -> Prediction:
         fresh: Prediction = await self._send(_lifecycle_plan(self._core, prediction, "get"))
@@ -1116,6 +1526,8 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
 
     async def _cancel(self, prediction: Prediction) -> Prediction:
         fresh: Prediction = await self._send(_lifecycle_plan(self._core, prediction, "cancel"))
+        if fresh.done and self._core.adapter(fresh.provider).needs_final_state(fresh):
+            fresh = await self._send(_lifecycle_plan(self._core, fresh, "get"))  # its billed run time
         if fresh.done:
             self._ended(fresh)
         return fresh
@@ -1126,24 +1538,30 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         timeout: float | None,
         poll_interval: float | None,
         cancel_on_timeout: bool = True,
+        progress: bool | Console = False,
+        deadline: float | None = None,
     ) -> Prediction:
-        clock = self._core.router.clock
-        give_up = None if timeout is None else clock() + timeout
-        interval = poll_interval or DEFAULT_POLL_INTERVAL_S
-        while not prediction.done:
-            if give_up is not None and clock() >= give_up:
-                if cancel_on_timeout:
-                    prediction = await self._cancel(prediction)
-                raise _timed_out(prediction, timeout)
-            pause = interval if give_up is None else min(interval, max(give_up - clock(), 0))
-            await self._core.retry.async_sleep(pause)
-            prediction = await self._refresh(prediction)
-            if poll_interval is None:
-                interval = min(interval * 1.5, MAX_POLL_INTERVAL_S)
-        self._ended(prediction)
+        waiting = _Waiting(self._core, prediction, timeout, poll_interval, progress, deadline)
+        try:
+            while not prediction.done:
+                waiting.show(prediction)
+                if waiting.timed_out():
+                    if cancel_on_timeout:
+                        prediction = await self._cancel(prediction)
+                    raise _timed_out(prediction, timeout)
+                pause = waiting.pause(prediction)
+                if pause is not None:
+                    await self._core.retry.async_sleep(pause)
+                prediction = await self._refresh(prediction)
+            self._ended(prediction)
+        finally:
+            waiting.close(prediction)
         if prediction.status == "failed":
             raise _failed(prediction)
         return prediction
+
+    def _stream(self, prediction: Prediction, poll_interval: float | None = None) -> AsyncPredictionStream:
+        return AsyncPredictionStream(self, _PredictionStreamState(self._core, prediction, poll_interval))
 
     async def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
         """:meth:`Client._download`, awaited."""

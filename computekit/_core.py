@@ -29,7 +29,17 @@ from ._exceptions import (
 )
 from ._retry import RetryPolicy
 from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Message, Prediction, Reranking, Result, Usage
-from .adapters._base import Adapter, CompleteRequest, EmbedRequest, ProviderSettings, RerankRequest, env_key
+from .adapters._base import (
+    Adapter,
+    CompleteRequest,
+    EmbedRequest,
+    HTTPRequest,
+    ModelInfo,
+    ProviderSettings,
+    RerankRequest,
+    StreamUpdate,
+    env_key,
+)
 from .adapters._registry import adapter_class
 from .ledger import Ledger, LedgerRow, open_ledger
 from .pricing import PriceBook
@@ -153,6 +163,8 @@ class Core:
         self._ledger = ledger
         self._adapters: dict[str, Adapter] = {}
         self._lock = threading.Lock()
+        self._model_info: dict[tuple[str, str], ModelInfo] = {}
+        """What hosts published about models (input schemas, hardware), looked up once per client."""
 
     # ----------------------------------------------------------------------------------------- ledger
 
@@ -257,16 +269,52 @@ class Core:
 
     def hardware(self, target: Target, asked: str | None) -> tuple[str | None, bool]:
         """The hardware a prediction runs on, and whether that is an assumption: ``hardware=``, else the model's
-        entry in config, else the provider's configured default (an estimate) — never a guess."""
+        entry in config, else what the host reported (a deployment's configuration), else the provider's
+        configured default (an estimate) — never a guess."""
         if asked:
             return asked, False
         conf = self.settings.providers.get(target.provider)
-        if conf is not None:
-            if target.model in conf.hardware:
-                return conf.hardware[target.model], False
-            if conf.default_hardware:
-                return conf.default_hardware, True
+        if conf is not None and target.model in conf.hardware:
+            return conf.hardware[target.model], False
+        info = self.model_info(target)
+        if info is not None and info.hardware:
+            return info.hardware, False
+        if conf is not None and conf.default_hardware:
+            return conf.default_hardware, True
         return None, False
+
+    def needs_hardware(self, target: Target, asked: str | None) -> bool:
+        """Whether the hardware must be asked of the host: neither ``hardware=`` nor config names it."""
+        conf = self.settings.providers.get(target.provider)
+        return not asked and not (conf is not None and target.model in conf.hardware)
+
+    # ----------------------------------------------------------------------------------------- model lookups
+
+    def model_info(self, target: Target) -> ModelInfo | None:
+        """What the host published about ``target``'s model so far (cached per client)."""
+        return self._model_info.get((target.provider, target.model))
+
+    def model_info_request(self, target: Target, *, schema: bool, hardware: bool) -> HTTPRequest | None:
+        """The next lookup the adapter needs for ``target`` (``None``: all known, or nothing published)."""
+        return target.adapter.model_info_request(target.model, self.model_info(target), schema=schema,
+                                                 hardware=hardware)
+
+    def add_model_info(self, target: Target, info: ModelInfo) -> None:
+        with self._lock:
+            self._model_info[(target.provider, target.model)] = info
+
+    def check_input(self, target: Target, value: Mapping[str, Any]) -> None:
+        """Check ``value`` against the model's published input schema, when one was found.
+
+        Raises:
+            InputValidationError: The input does not match (nothing is sent).
+        """
+        info = self.model_info(target)
+        if info is None or info.input_schema is None:
+            return
+        from ._schema import check_input
+
+        check_input(info.input_schema, value, root=info.schema_root, provider=target.provider, model=target.model)
 
     def context_window(self, target: Target) -> int | None:
         """``target``'s context window in tokens, when the price tables know it."""
@@ -325,9 +373,11 @@ class Core:
         if isinstance(result, Prediction):
             if not result.done:
                 return Cost.unknown("the run has not finished: its cost is known when it ends")
-            if result.usage.gpu_seconds is None and result.usage.units:
-                # Billed per output (images, credits, billable units): priced per unit, by model.
-                return self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
+            ref = target.adapter.price_ref(target.model, result)
+            if result.usage.units and (result.usage.gpu_seconds is None or self.prices.prices_units(ref, result.usage)):
+                # Billed per output or per token (images, credits, billable units, an official model's tokens):
+                # priced per unit, by model, rather than by run time.
+                return self.prices.token_cost(ref, result.usage, when)
             return self.prices.gpu_cost(target.provider, result.usage.hardware, result.usage.gpu_seconds,
                                         estimated=result._hardware_assumed or result._wall_time)
         if not result._usage_reported:
@@ -350,6 +400,8 @@ class Core:
         it took (``first_byte_s``, the time to the first chunk, for a stream)."""
         latency = time.perf_counter() - t0
         self.router.succeeded(target, latency if first_byte_s is None else first_byte_s)
+        if isinstance(result, ModelInfo | StreamUpdate):  # a lookup or a stream poll: nothing billed, not an attempt
+            return
         if not isinstance(result, _PRICED_RESULTS):
             # A fine-tuning step (an upload, the job, its events): not billed by itself; the job's cost is priced
             # and recorded once, when it ends (finetune_ended).

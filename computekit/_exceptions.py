@@ -7,6 +7,7 @@
     │   └── MissingAPIKeyError         no key for a provider: names the env var to set
     ├── InvalidRequestError            the call's own arguments are wrong (raised before any HTTP)
     │   └── TrainingDataError          a fine-tuning file is refused (``line``: where, and what is wrong)
+    │   └── InputValidationError       predict() input does not match the model's published schema
     ├── UnsupportedCapabilityError     the provider has no such verb or feature (raised before any HTTP)
     ├── BudgetExceededError            a budget refused the call (raised before any HTTP)
     ├── AllTargetsFailedError          every target of a fallback plan failed (also an ExceptionGroup of
@@ -57,6 +58,7 @@ __all__ = [
     "ContextWindowExceededError",
     "FineTuneFailedError",
     "FineTuneTimeoutError",
+    "InputValidationError",
     "InvalidRequestError",
     "MalformedResponseError",
     "MissingAPIKeyError",
@@ -119,6 +121,24 @@ class TrainingDataError(InvalidRequestError):
         super().__init__(f"{where}: {message}")
         self.line = line
         self.source = source
+class InputValidationError(InvalidRequestError):
+    """``predict()`` input does not match the schema the host publishes for the model (Replicate versions carry
+    one); nothing was sent and nothing was billed.
+
+    Attributes:
+        field: The first input field at fault (``"num_outputs"``, ``"size[1]"``), or ``None`` for the input itself.
+        problems: Every problem found, as ``(field, message)`` pairs.
+        provider: The host.
+        model: The model whose schema refused the input.
+    """
+
+    def __init__(self, message: str, *, field: str | None, problems: Sequence[tuple[str, str]] = (),
+                 provider: str | None = None, model: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.problems = list(problems)
+        self.provider = provider
+        self.model = model
 
 
 class UnsupportedCapabilityError(ComputeKitError):
@@ -170,7 +190,13 @@ class ProviderError(ComputeKitError):
         headers: The response headers, names lowercased.
         body: The response body: parsed JSON when it was JSON, else text.
         request_id: The provider's request id, when it sent one.
+        maybe_processed: Whether the provider may have acted on the request. ``False`` only when it surely did
+            not: no connection was made (refused, DNS failure, connect timeout), or the provider answered that it
+            refused the request (429, or an endpoint still scaling up). A request that starts billed work (a
+            prediction) is retried only then, so that one call never runs two billed jobs.
     """
+
+    maybe_processed: bool = True
 
     def __init__(
         self,

@@ -1,9 +1,14 @@
 """The one retry loop: which errors are retried, and how long to wait (pure decisions; tenacity runs them).
 
 Retried: 408, 429, 5xx and 529 responses, connection failures and timeouts. A server's ``x-should-retry``
-header overrides the status either way. Waits honour ``retry-after-ms`` then ``Retry-After`` (seconds or an
-HTTP date) up to a cap, and otherwise back off exponentially with full jitter. A server that asks for more than
-the cap is not retried inside the call: the error is raised at once (routing falls back to another target).
+header overrides the status either way. A request that starts billed work (a prediction's create) without an
+idempotency key is sent *at most once*: it is retried only when the host surely never acted on it (a refusal
+such as a 429, a connection that was never made: ``ProviderError.maybe_processed`` is False); a 5xx, a reset or
+a read timeout may have started a job, so they are not retried.
+
+Waits honour ``retry-after-ms`` then ``Retry-After`` (seconds or an HTTP date) up to a cap, and otherwise back off
+exponentially with full jitter. A server that asks for more than the cap is not retried inside the call: the error
+is raised at once (routing falls back to another target).
 Sleep and clock are injectable, so tests never sleep.
 """
 
@@ -72,11 +77,15 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random)
     now: Callable[[], float] = time.time
 
-    def should_retry(self, exc: BaseException, idempotent: bool = False) -> bool:
+    def should_retry(self, exc: BaseException, idempotent: bool = False, at_most_once: bool = False) -> bool:
         """Whether ``exc`` is worth another try on the same target.
 
         A 409 (the server saw a conflicting request, typically our own earlier try) is retried only when the
         request carries an idempotency key, so that the retry cannot be billed twice.
+
+        ``at_most_once``: the request starts billed work and carries no idempotency key (a prediction's create):
+        retried only when the host surely did not act on it (``maybe_processed`` is False: a refusal such as a
+        429, a connection never made).
         """
         if isinstance(exc, APIStatusError):
             hint = exc.headers.get("x-should-retry")
@@ -86,12 +95,16 @@ class RetryPolicy:
                 return False
             if exc.status == 409:
                 return idempotent
+            if at_most_once and exc.maybe_processed:
+                return False  # a 5xx may come from a proxy after the host accepted (and started) the job
             if exc.status not in _RETRY_STATUSES and not (exc.status is not None and exc.status >= 500):
                 return False
             wait = retry_after_seconds(exc.headers, self.now)
             # Asked to wait longer than we will inside a call: give up here; routing can fall back.
             return wait is None or wait <= self.config.retry_after_cap
-        return isinstance(exc, APITimeoutError | APIConnectionError)
+        if not isinstance(exc, APITimeoutError | APIConnectionError):
+            return False
+        return not (at_most_once and exc.maybe_processed)
 
     def wait_for(self, exc: BaseException | None, attempt: int) -> float:
         """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
@@ -105,18 +118,20 @@ class RetryPolicy:
     # tenacity glue ---------------------------------------------------------------------------------
 
     def first_wait(
-        self, exc: BaseException, *, idempotent: bool = False, remaining: Callable[[], float] | None = None
+        self, exc: BaseException, *, idempotent: bool = False, remaining: Callable[[], float] | None = None,
+        at_most_once: bool = False,
     ) -> float | None:
         """The wait before the second try after a first try that raised ``exc``; ``None``: no retry at all
         (not retryable, no retries configured, or the wait would overrun the call's deadline)."""
-        if self.config.max_retries < 1 or not self.should_retry(exc, idempotent):
+        if self.config.max_retries < 1 or not self.should_retry(exc, idempotent, at_most_once):
             return None
         wait = self.wait_for(exc, 1)
         if remaining is not None and wait >= remaining():
             return None
         return wait
 
-    def _kwargs(self, done: int, idempotent: bool, remaining: Callable[[], float] | None) -> dict[str, Any]:
+    def _kwargs(self, done: int, idempotent: bool, remaining: Callable[[], float] | None,
+                at_most_once: bool = False) -> dict[str, Any]:
         import tenacity
 
         def wait(state: tenacity.RetryCallState) -> float:
@@ -135,13 +150,14 @@ class RetryPolicy:
             stop = tenacity.stop_any(stop, _PastDeadline())
         return {
             "stop": stop,
-            "retry": tenacity.retry_if_exception(lambda e: self.should_retry(e, idempotent)),
+            "retry": tenacity.retry_if_exception(lambda e: self.should_retry(e, idempotent, at_most_once)),
             "wait": wait,
             "reraise": True,
         }
 
     def retrying(
-        self, done: int = 0, *, idempotent: bool = False, remaining: Callable[[], float] | None = None
+        self, done: int = 0, *, idempotent: bool = False, remaining: Callable[[], float] | None = None,
+        at_most_once: bool = False,
     ) -> tenacity.Retrying:
         """A tenacity loop for one request (sync), after ``done`` tries already made.
 
@@ -149,18 +165,21 @@ class RetryPolicy:
             done: Tries already made outside the loop.
             idempotent: The request carries an idempotency key (a 409 may then be retried).
             remaining: Seconds left before the call's deadline; a wait that would overrun it ends the loop.
+            at_most_once: The request starts billed work without an idempotency key (see :meth:`should_retry`).
         """
         import tenacity
 
-        return tenacity.Retrying(sleep=self.sleep, **self._kwargs(done, idempotent, remaining))
+        return tenacity.Retrying(sleep=self.sleep, **self._kwargs(done, idempotent, remaining, at_most_once))
 
     def aretrying(
-        self, done: int = 0, *, idempotent: bool = False, remaining: Callable[[], float] | None = None
+        self, done: int = 0, *, idempotent: bool = False, remaining: Callable[[], float] | None = None,
+        at_most_once: bool = False,
     ) -> tenacity.AsyncRetrying:
         """A tenacity loop for one request (async), after ``done`` tries already made (see :meth:`retrying`)."""
         import tenacity
 
-        return tenacity.AsyncRetrying(sleep=self.async_sleep, **self._kwargs(done, idempotent, remaining))
+        return tenacity.AsyncRetrying(sleep=self.async_sleep,
+                                      **self._kwargs(done, idempotent, remaining, at_most_once))
 
     async def async_sleep(self, seconds: float) -> None:
         """The injected async sleep, else :func:`asyncio.sleep`."""

@@ -78,13 +78,20 @@ def async_transport(default_timeout: float, http_client: Any = None) -> AsyncTra
     return AiohttpTransport(default_timeout)
 
 
-def _timeout_error(kind: str, provider: str, model: str | None) -> APITimeoutError:
-    return APITimeoutError(f"timed out ({kind})", provider=provider, model=model)
+def _timeout_error(kind: str, provider: str, model: str | None, *, sent: bool = True) -> APITimeoutError:
+    err = APITimeoutError(f"timed out ({kind})", provider=provider, model=model)
+    err.maybe_processed = sent
+    return err
 
 
-def _connection_error(e: BaseException, provider: str, model: str | None) -> APIConnectionError:
+def _connection_error(e: BaseException, provider: str, model: str | None, *, sent: bool = True
+                      ) -> APIConnectionError:
     # The message names the failure only: never the request (its headers hold the key).
-    return APIConnectionError(f"connection failed: {type(e).__name__}: {e}", provider=provider, model=model)
+    err = APIConnectionError(f"connection failed: {type(e).__name__}: {e}", provider=provider, model=model)
+    # ``sent=False``: no connection was made (refused, DNS, connect timeout), so the host never saw the request
+    # and even a request that starts billed work may be sent again.
+    err.maybe_processed = sent
+    return err
 
 
 def _watch(req: HTTPRequest, provider: str, model: str | None) -> Callable[[], None]:
@@ -158,9 +165,11 @@ def _urllib3_error(e: Exception, provider: str, model: str | None) -> ProviderEr
     import urllib3.exceptions as ux
 
     # urllib3 2 makes NewConnectionError (refused, unresolvable) a ConnectTimeoutError: it is not a timeout.
+    # Both mean no connection was made: the request was never sent.
+    sent = not isinstance(e, ux.ConnectTimeoutError)
     if isinstance(e, (ux.TimeoutError, TimeoutError)) and not isinstance(e, ux.NewConnectionError):
-        return _timeout_error(type(e).__name__, provider, model)
-    return _connection_error(e, provider, model)
+        return _timeout_error(type(e).__name__, provider, model, sent=sent)
+    return _connection_error(e, provider, model, sent=sent)
 
 
 class Urllib3Transport:
@@ -307,6 +316,13 @@ class Urllib3Transport:
 # ============================================================================================= aiohttp (async)
 
 
+def _aiohttp_sent(e: BaseException) -> bool:
+    """Whether the request may have reached the server: not when no connection was made."""
+    import aiohttp
+
+    return not isinstance(e, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+
+
 class AiohttpTransport:
     """Non-blocking HTTP over one pooled aiohttp session per event loop (proxies from the environment)."""
 
@@ -365,9 +381,9 @@ class AiohttpTransport:
             async with await self._open(req) as r:
                 return self._head(r, req.url, await r.read())
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise _timeout_error(type(e).__name__, provider, model) from e
+            raise _timeout_error(type(e).__name__, provider, model, sent=_aiohttp_sent(e)) from e
         except (aiohttp.ClientError, OSError) as e:
-            raise _connection_error(e, provider, model) from e
+            raise _connection_error(e, provider, model, sent=_aiohttp_sent(e)) from e
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -384,9 +400,9 @@ class AiohttpTransport:
             cm = await self._open(req)
             r = await cm.__aenter__()
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise _timeout_error(type(e).__name__, provider, model) from e
+            raise _timeout_error(type(e).__name__, provider, model, sent=_aiohttp_sent(e)) from e
         except (aiohttp.ClientError, OSError) as e:
-            raise _connection_error(e, provider, model) from e
+            raise _connection_error(e, provider, model, sent=_aiohttp_sent(e)) from e
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
@@ -429,9 +445,10 @@ def _httpx_kwargs(req: HTTPRequest, default_timeout: float) -> dict[str, Any]:
 def _httpx_convert(e: Exception, provider: str, model: str | None) -> ProviderError:
     import httpx
 
+    sent = not isinstance(e, httpx.ConnectError | httpx.ConnectTimeout)  # no connection: never sent
     if isinstance(e, httpx.TimeoutException):
-        return _timeout_error(type(e).__name__, provider, model)
-    return _connection_error(e, provider, model)
+        return _timeout_error(type(e).__name__, provider, model, sent=sent)
+    return _connection_error(e, provider, model, sent=sent)
 
 
 def _httpx_head(r: httpx.Response, content: bytes = b"") -> HTTPResponse:

@@ -415,14 +415,36 @@ class Prediction(_Result):
         """
         return self._bound_client()._refresh(self)  # type: ignore[no-any-return]
 
-    def wait(self, timeout: float | None = None, poll_interval: float | None = None) -> Prediction:
+    def wait(self, timeout: float | None = None, poll_interval: float | None = None, progress: Any = False
+             ) -> Prediction:
         """Poll until the run ends; on timeout the remote run is canceled (so nothing keeps billing).
+
+        Args:
+            timeout: Seconds to wait.
+            poll_interval: Seconds between polls (default: 0.5 s, growing to 5 s).
+            progress: Show status, elapsed time and the latest log line: ``True`` (on stderr) or a
+                ``rich.console.Console``.
 
         Raises:
             PredictionFailedError: The run failed (its GPU time was still billed, and is in the ledger).
             PredictionTimeoutError: ``timeout`` passed first.
         """
-        return self._bound_client()._wait(self, timeout, poll_interval)  # type: ignore[no-any-return]
+        return self._bound_client()._wait(  # type: ignore[no-any-return]
+            self, timeout, poll_interval, progress=progress)
+
+    def stream(self, poll_interval: float | None = None) -> Any:
+        """The run's output as the host streams it, piece by piece (sync clients); a
+        :class:`~computekit.PredictionStream` whose ``result`` is the ended, priced prediction.
+
+        Args:
+            poll_interval: Seconds between polls of a polled stream (RunPod); default 0.5 s.
+
+        Raises:
+            UnsupportedCapabilityError: The host, or this model, does not stream (raised before any request).
+            PredictionFailedError: While iterating: the run failed (its cost is in the ledger).
+            ProviderError: While iterating: the host failed.
+        """
+        return self._bound_client()._stream(self, poll_interval)
 
     def cancel(self) -> Prediction:
         """Cancel the run on the host.
@@ -436,9 +458,16 @@ class Prediction(_Result):
         """:meth:`refresh` for async clients."""
         return await self._bound_client()._refresh(self)  # type: ignore[no-any-return]
 
-    async def async_wait(self, timeout: float | None = None, poll_interval: float | None = None) -> Prediction:
+    async def async_wait(self, timeout: float | None = None, poll_interval: float | None = None,
+                         progress: Any = False) -> Prediction:
         """:meth:`wait` for async clients."""
-        return await self._bound_client()._wait(self, timeout, poll_interval)  # type: ignore[no-any-return]
+        return await self._bound_client()._wait(  # type: ignore[no-any-return]
+            self, timeout, poll_interval, progress=progress)
+
+    def async_stream(self, poll_interval: float | None = None) -> Any:
+        """:meth:`stream` for async clients: ``async for piece in p.async_stream()``, an
+        :class:`~computekit.AsyncPredictionStream`."""
+        return self._bound_client()._stream(self, poll_interval)
 
     async def async_cancel(self) -> Prediction:
         """:meth:`cancel` for async clients."""

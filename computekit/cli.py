@@ -254,6 +254,11 @@ def complete(
     _print_cost(console, result.cost, target=_unpriced_key(result))
 
 
+def _stdout_is_terminal() -> bool:
+    """Whether a person is watching: the progress line is drawn only then (on stderr; stdout keeps the output)."""
+    return sys.stdout.isatty()
+
+
 def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` pairs -> a dict; values are JSON when they parse (numbers, booleans, lists), else text."""
     import json
@@ -280,6 +285,10 @@ def predict(
     json_out: Annotated[bool, typer.Option("--json", help="Print the whole Prediction as JSON.")] = False,
     save: Annotated[Path | None, typer.Option("--save", help="Download the output files into this directory.",
                                               file_okay=False)] = None,
+    validate: Annotated[bool, typer.Option("--validate/--no-validate",
+                                           help="Check the input against the model's schema first.")] = True,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
+                                                  help="Show status while waiting (default: on a terminal).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run a model on a serverless GPU host and print its output, then what it cost."""
@@ -290,7 +299,9 @@ def predict(
     with _errors():
         client = _client(config)
         try:
-            p = client.predict(model, payload, wait=not no_wait, timeout=timeout, hardware=hardware)
+            show = _stdout_is_terminal() if progress is None else progress
+            p = client.predict(model, payload, wait=not no_wait, timeout=timeout, hardware=hardware,
+                               validate=validate, progress=show and not no_wait)
             if save is not None:
                 saved = p.save(save)
         finally:

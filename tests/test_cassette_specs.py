@@ -272,3 +272,126 @@ def test_azure_fine_tuning_bodies_match_openapi_schemas(spec: dict[str, Any]) ->
 @pytest.mark.parametrize("path", sorted(FINETUNE.glob("*.yaml")), ids=lambda p: p.name)
 def test_finetune_cassettes_are_marked_and_hold_no_secrets(path: Path) -> None:
     test_marker_and_no_secrets(path)
+
+
+# ------------------------------------------------------------------------------------------------ Replicate
+# Every authored Replicate interaction (cassettes/test_replicate*/) against ``../shared/specs/replicate-openapi.json``
+# by endpoint: prediction requests and responses, model / version / deployment lookups, and the server-sent
+# events of ``urls.stream`` (whose event names are Replicate's documented ones).
+
+REPLICATE_API = "https://api.replicate.com/v1/"
+REPLICATE_EVENTS = {"output", "logs", "error", "done"}
+
+
+def replicate_spec_path() -> Path:
+    return spec_path().with_name("replicate-openapi.json")
+
+
+def replicate_cassettes() -> list[Path]:
+    return sorted(p for folder in sorted(CASSETTES.glob("test_replicate*")) for p in folder.glob("*.yaml"))
+
+
+@cache
+def _replicate_schemas() -> dict[str, Any]:
+    doc = json.loads(replicate_spec_path().read_text("utf-8"))
+    return {"components": {"schemas": _nullable(doc["components"]["schemas"])}}
+
+
+@cache
+def _replicate_validator(name: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator({"$ref": f"#/components/schemas/{name}", **_replicate_schemas()})
+
+
+def replicate_errors(name: str, instance: Any) -> list[str]:
+    assert name in _replicate_schemas()["components"]["schemas"], f"{name} is not in the Replicate spec"
+    return [f"{'/'.join(str(p) for p in e.absolute_path)}: {e.message[:300]}"
+            for e in _replicate_validator(name).iter_errors(instance)]
+
+
+@pytest.fixture(scope="session")
+def replicate_spec() -> None:
+    if not replicate_spec_path().is_file():
+        msg = f"Replicate OpenAPI description not found at {replicate_spec_path()}: set COMPUTEKIT_SPECS_DIR"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def replicate_response_schema(method: str, path: str) -> str:
+    """The spec's response schema for a Replicate endpoint (paths as in the spec's ``paths``)."""
+    parts = path.removeprefix("/v1/").strip("/").split("/")
+    if method == "POST" and (parts[-1] == "predictions" or parts[-1] == "cancel"):
+        return "schemas_prediction_response"
+    if method == "GET" and parts[0] == "predictions":
+        return "schemas_prediction_response"
+    if method == "GET" and parts[0] == "deployments" and len(parts) == 3:
+        return "schemas_deployment_response"
+    if method == "GET" and parts[0] == "models" and len(parts) == 3:
+        return "schemas_model_response"
+    if method == "GET" and parts[0] == "models" and len(parts) == 5 and parts[3] == "versions":
+        return "schemas_version_response"
+    raise AssertionError(f"no Replicate schema known for {method} {path}")
+
+
+def _replicate_interactions() -> list[Any]:
+    return [pytest.param(path, i, id=f"{path.parent.name}/{path.name}#{i}")
+            for path in replicate_cassettes() for i, _ in enumerate(_load(path)["interactions"])]
+
+
+def test_replicate_cassettes_exist() -> None:
+    names = {p.name for p in replicate_cassettes()}
+    assert {"invalid_input.yaml", "deployment_hardware.yaml", "official_tokens.yaml", "stream.yaml"} <= names
+
+
+@pytest.mark.parametrize(("path", "index"), _replicate_interactions())
+def test_replicate_interaction_matches_the_spec(replicate_spec: None, path: Path, index: int) -> None:
+    inter = _load(path)["interactions"][index]
+    req, resp = inter["request"], inter["response"]
+    status = resp["status"]["code"]
+    headers = {k.lower(): v[0] if isinstance(v, list) else v for k, v in resp["headers"].items()}
+    body = resp["body"]["string"]
+    if headers.get("content-type", "").startswith("text/event-stream"):
+        # The stream URL comes from a prediction's urls.stream (checked below); its events are Replicate's.
+        events = [blk for blk in body.split("\n\n") if blk.strip()]
+        names = [line.split(": ", 1)[1] for ev in events for line in ev.splitlines() if line.startswith("event:")]
+        assert set(names) <= REPLICATE_EVENTS, names
+        assert names[-1] == "done"
+        return
+    assert req["uri"].startswith(REPLICATE_API)
+    if req["body"]:
+        sent = json.loads(req["body"])
+        name = "schemas_version_prediction_request" if "version" in sent else "schemas_prediction_request"
+        assert not replicate_errors(name, sent)
+    data = json.loads(body)
+    if status >= 400:
+        assert set(data) >= {"title", "detail", "status"}
+        return
+    name = replicate_response_schema(req["method"], urlsplit(req["uri"]).path)
+    assert not replicate_errors(name, data), name
+    if name == "schemas_version_response" or (name == "schemas_model_response" and data.get("latest_version")):
+        version = data if name == "schemas_version_response" else data["latest_version"]
+        # computekit reads the input schema from here: it must be the OpenAPI document Cog publishes
+        assert isinstance(version["openapi_schema"]["components"]["schemas"]["Input"]["properties"], dict)
+    if name == "schemas_deployment_response":
+        assert isinstance(data["current_release"]["configuration"]["hardware"], str)
+
+
+def test_replicate_stream_urls_point_at_the_recorded_stream(replicate_spec: None) -> None:
+    for path in replicate_cassettes():
+        inters = _load(path)["interactions"]
+        streams = {i["request"]["uri"] for i in inters if i["request"]["uri"].startswith("https://stream.")}
+        if not streams:
+            continue
+        advertised = {json.loads(i["response"]["body"]["string"])["urls"].get("stream") for i in inters
+                      if "/predictions" in i["request"]["uri"] and not i["request"]["uri"].startswith("https://stream.")}
+        assert streams <= advertised, path.name
+
+
+def test_replicate_validation_is_not_vacuous(replicate_spec: None) -> None:
+    assert replicate_errors("schemas_deployment_response", {"current_release": {"configuration": {"hardware": 3}}})
+    assert replicate_errors("schemas_model_response", {"visibility": "secret"})
+    assert replicate_errors("schemas_version_response", {"openapi_schema": "not an object"})
+    assert replicate_errors("schemas_version_response", {"id": "v", "openapi_schema": None}) == []  # nullable
+    assert replicate_errors("schemas_prediction_request", {"input": "x"})

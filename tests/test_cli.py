@@ -507,7 +507,7 @@ def test_predict_runs_and_prints_output_and_gpu_cost(tmp_path: Path, loopback: L
     loopback.reply_json({"id": "p1", "status": "succeeded", "output": "a red bicycle.png", "logs": "",
                          "metrics": {"predict_time": 2.5}, "urls": {}}, status=201)
     result = _invoke("predict", "replicate:acme/bikes", "-i", "prompt=a red bicycle", "-i", "steps=4",
-                     "--hardware", "gpu-t4", "--config", str(path))
+                     "--hardware", "gpu-t4", "--no-validate", "--config", str(path))
     assert result.exit_code == 0, result.output
     assert loopback.seen[0]["path"] == "/v1/models/acme/bikes/predictions"
     assert loopback.seen[0]["body"] == {"input": {"prompt": "a red bicycle", "steps": 4}}
@@ -517,6 +517,33 @@ def test_predict_runs_and_prints_output_and_gpu_cost(tmp_path: Path, loopback: L
     assert expected is not None
     assert f"${expected:f}" in result.output
     assert "r8_test" not in result.output
+
+
+def test_predict_checks_the_input_and_shows_progress_on_a_terminal(tmp_path: Path, loopback: Loopback,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from computekit import cli
+
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "r8_test_0123456789abcdefghij")
+    monkeypatch.setattr(cli, "_stdout_is_terminal", lambda: True)
+    path = tmp_path / "replicate.toml"
+    path.write_text(f'[providers.replicate]\nbase_url = "{loopback.url}"\n', "utf-8")
+    schema = {"components": {"schemas": {"Input": {"type": "object", "properties": {
+        "prompt": {"type": "string"}, "steps": {"type": "integer", "minimum": 1, "maximum": 8}}}}}}
+    loopback.reply_json({"owner": "acme", "name": "bikes", "latest_version": {"id": "v1", "openapi_schema": schema}})
+    bad = _invoke("predict", "replicate:acme/bikes", "-i", "prompt=a red bicycle", "-i", "step=4",
+                  "--config", str(path))
+    assert bad.exit_code != 0
+    assert "did you mean 'steps'?" in bad.output
+    assert [s["path"] for s in loopback.seen] == ["/v1/models/acme/bikes"]  # checked, nothing created
+    loopback.replies.append(loopback.replies[0])  # a new process: the schema is looked up again
+    loopback.reply_json({"id": "p9", "status": "succeeded", "output": "ok.png", "logs": "step 4/4\n",
+                         "metrics": {"predict_time": 2.0}, "urls": {}}, status=201)
+    good = _invoke("predict", "replicate:acme/bikes", "-i", "prompt=a red bicycle", "-i", "steps=4",
+                   "--hardware", "gpu-t4", "--config", str(path))
+    assert good.exit_code == 0, good.output
+    assert [s["path"] for s in loopback.seen][1:] == ["/v1/models/acme/bikes", "/v1/models/acme/bikes/predictions"]
+    # the progress line (drawn on stderr) ends with the run's status and cost
+    assert "replicate:acme/bikes  succeeded" in good.output
 
 
 def test_predict_input_must_be_key_value() -> None:
@@ -539,7 +566,7 @@ def test_predict_save_downloads_outputs_without_the_key_and_prints_paths(
     out = tmp_path / "outputs"
 
     result = _invoke("predict", "replicate:acme/bikes", "-i", "prompt=a red bicycle", "--save", str(out),
-                     "--config", str(path))
+                     "--no-validate", "--config", str(path))
 
     assert result.exit_code == 0, result.output
     assert [s["path"] for s in loopback.seen] == ["/v1/models/acme/bikes/predictions", "/files/out-0.png?sig=abc",
@@ -559,7 +586,8 @@ def test_predict_save_with_nothing_to_save_fails_cleanly(tmp_path: Path, loopbac
     path.write_text(f'[providers.replicate]\nbase_url = "{loopback.url}"\n', "utf-8")
     loopback.reply_json({"id": "p3", "status": "succeeded", "output": "just text", "logs": "", "urls": {}},
                         status=201)
-    result = _invoke("predict", "replicate:acme/bikes", "--save", str(tmp_path / "o"), "--config", str(path))
+    result = _invoke("predict", "replicate:acme/bikes", "--save", str(tmp_path / "o"), "--no-validate",
+                     "--config", str(path))
     assert result.exit_code == 2
     assert "no file URLs" in result.output
 

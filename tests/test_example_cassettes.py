@@ -81,7 +81,7 @@ def _schema_name(host: str, path: str, status: int) -> str | None:
     if host == "api.anthropic.com":
         return "ErrorResponse" if status >= 400 else "Message"
     if host == "api.replicate.com":
-        return "schemas_prediction_response"
+        return "schemas_version_response" if "/versions/" in path else "schemas_prediction_response"
     return None
 
 
@@ -144,8 +144,8 @@ def test_validation_is_not_vacuous() -> None:
     assert schema_errors(SPEC_FILES["api.replicate.com"], "schemas_prediction_response",
                          {"id": "x", "status": "starting"})
     good = json.loads(yaml.safe_load((CASSETTES / "replicate_image.yaml").read_text("utf-8"))
-                      ["interactions"][0]["response"]["body"]["string"])
+                      ["interactions"][1]["response"]["body"]["string"])
     assert schema_errors(SPEC_FILES["api.replicate.com"], "schemas_prediction_response", good) == []
     assert schema_errors(SPEC_FILES["api.replicate.com"], "schemas_prediction_response", {**good, "status": "done"})
     assert re.fullmatch(r"[0-9a-f]{64}", json.loads(yaml.safe_load(
-        (CASSETTES / "replicate_image.yaml").read_text("utf-8"))["interactions"][0]["request"]["body"])["version"])
+        (CASSETTES / "replicate_image.yaml").read_text("utf-8"))["interactions"][1]["request"]["body"])["version"])

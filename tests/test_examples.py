@@ -123,7 +123,8 @@ def test_stream_to_terminal(tmp_path: Path) -> None:
 
 def test_replicate_image(tmp_path: Path) -> None:
     out = run("replicate_image", tmp_path, "--replay")
-    create, download = interactions("replicate_image")
+    lookup, create, download = interactions("replicate_image")
+    assert "/versions/" in lookup["request"]["uri"]  # the input was checked against the version's schema first
     prediction = json.loads(create["response"]["body"]["string"])
     seconds = Decimal(str(prediction["metrics"]["predict_time"]))
     found = PriceBook().per_second("replicate", "gpu-l40s")

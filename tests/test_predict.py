@@ -108,17 +108,29 @@ def resp(body: dict[str, Any], status: int = 200) -> httpx.Response:
     return httpx.Response(status, json=body)
 
 
+MODEL_INFO: dict[str, Any] = {"url": "https://replicate.com/acme/upscaler", "owner": "acme", "name": "upscaler",
+                              "visibility": "public", "latest_version": None}
+"""A model with no published version (so no input schema): what the metadata lookup answers by default."""
+
+
 class Host:
-    """A scripted Replicate: creates answer ``create``; GETs answer ``polls`` in order (the last repeats); cancels
-    answer ``cancel``. Every request is kept in ``server.seen``."""
+    """A scripted Replicate: creates answer ``create``; GETs of predictions answer ``polls`` in order (the last
+    repeats); cancels answer ``cancel``; model / version / deployment lookups answer ``meta`` (by path, else the
+    model above). Predictions traffic is kept in ``server.seen``, lookups in ``lookups``."""
 
     def __init__(self, create: httpx.Response, polls: list[httpx.Response] | None = None,
-                 cancel: httpx.Response | None = None) -> None:
+                 cancel: httpx.Response | None = None, meta: dict[str, httpx.Response] | None = None) -> None:
         self.create, self.polls, self.cancel = create, list(polls or []), cancel
+        self.meta = dict(meta or {})
         self.server = Server([self.answer])
+        self.lookups: list[Any] = []
         self._polled = 0
 
     def answer(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "GET" and path.startswith(("/v1/models/", "/v1/deployments/")):
+            self.lookups.append(self.server.seen.pop())
+            return self.meta.get(path) or httpx.Response(200, json=MODEL_INFO)
         if request.method == "GET":
             r = self.polls[min(self._polled, len(self.polls) - 1)]
             self._polled += 1
@@ -596,3 +608,393 @@ async def test_module_level_apredict_uses_the_default_async_client(monkeypatch: 
     p = await ck.apredict(MODEL, {"x": 1})
     assert p.output == "async"
     assert host.server.hits == 1
+
+
+# ------------------------------------------------------------------------------------------------ input schemas
+
+SCHEMA_MODEL: dict[str, Any] = {**MODEL_INFO, "latest_version": {"id": "v1", "openapi_schema": {
+    "openapi": "3.0.2",
+    "components": {"schemas": {
+        "Input": {"type": "object", "required": ["image"], "properties": {
+            "image": {"type": "string", "format": "uri"},
+            "scale": {"type": "number", "minimum": 1, "maximum": 8, "default": 4},
+            "mode": {"allOf": [{"$ref": "#/components/schemas/mode"}], "default": "fast"},
+            "tiles": {"type": "array", "items": {"type": "integer"}, "maxItems": 2},
+        }},
+        "mode": {"enum": ["fast", "best"], "type": "string"},
+    }},
+}}}
+
+
+def schema_host(create: httpx.Response | None = None, **kwargs: Any) -> Host:
+    meta = {"/v1/models/acme/upscaler": httpx.Response(200, json=SCHEMA_MODEL)}
+    return Host(create or resp(pred("succeeded", predict_time=1.0), 201), meta=meta, **kwargs)
+
+
+@both
+@pytest.mark.parametrize(("bad", "field", "says"), [
+    ({"imag": "https://x/in.png"}, "imag", "is not an input of this model; did you mean 'image'?"),
+    ({"image": "https://x/in.png", "scale": "2"}, "scale", "must be a number, not a string '2'"),
+    ({"image": "https://x/in.png", "scale": 9}, "scale", "9 is above the maximum 8"),
+    ({"image": "https://x/in.png", "mode": "slow"}, "mode", "'slow' is not one of 'fast', 'best'"),
+    ({"image": "https://x/in.png", "tiles": [1, True]}, "tiles[1]", "must be an integer, not a boolean True"),
+    ({"scale": 2}, "image", "is required"),
+], ids=["unknown-name", "type", "maximum", "enum", "item-type", "required"])
+async def test_bad_input_is_refused_naming_the_field_and_nothing_is_created(
+    is_async: bool, bad: dict[str, Any], field: str, says: str
+) -> None:
+    host = schema_host()
+    client, sleeps, _ = make(is_async, host.server)
+    with pytest.raises(ck.InputValidationError) as info:
+        await run(client.predict(MODEL, bad, hardware="gpu-t4"))
+    assert info.value.field == field
+    assert f"{field}: {says}" in str(info.value)
+    assert "validate=False" in str(info.value)  # says how to skip the check
+    assert isinstance(info.value, InvalidRequestError)
+    assert [s.url for s in host.lookups] == [f"{BASE}/models/acme/upscaler"]
+    assert host.server.seen == []  # no create: nothing ran, nothing billed
+    assert rows(client) == []
+    assert sleeps.waits == []
+
+
+@both
+async def test_schemas_are_looked_up_once_per_client(is_async: bool) -> None:
+    host = schema_host()
+    client, _, _ = make(is_async, host.server)
+    for scale in (2, 3):
+        p = await run(client.predict(MODEL, {"image": "https://x/in.png", "scale": scale}, hardware="gpu-t4"))
+        assert p.status == "succeeded"
+    assert len(host.lookups) == 1
+    assert host.lookups[0].auth == f"Bearer {TOKEN}"
+    assert len(host.requests("POST")) == 2
+    # another client looks it up again (the cache is the client's)
+    other, _, _ = make(is_async, host.server)
+    await run(other.predict(MODEL, {"image": "https://x/in.png"}, hardware="gpu-t4"))
+    assert len(host.lookups) == 2
+
+
+@both
+async def test_validate_false_skips_the_lookup_and_the_check(is_async: bool) -> None:
+    host = schema_host()
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"imag": "anything"}, validate=False, hardware="gpu-t4"))
+    assert p.status == "succeeded"
+    assert host.lookups == []
+    assert host.server.seen[0].body == {"input": {"imag": "anything"}}
+
+
+@both
+async def test_a_version_id_looks_up_that_version(is_async: bool) -> None:
+    version = SCHEMA_MODEL["latest_version"]
+    host = Host(resp(pred("succeeded", predict_time=1.0), 201),
+                meta={"/v1/models/acme/upscaler/versions/v1": httpx.Response(200, json=version)})
+    client, _, _ = make(is_async, host.server)
+    with pytest.raises(ck.InputValidationError):
+        await run(client.predict(MODEL + ":v1", {"image": "x", "scale": 0}))
+    assert [s.url for s in host.lookups] == [f"{BASE}/models/acme/upscaler/versions/v1"]
+
+
+@both
+async def test_a_model_without_a_published_schema_is_not_checked(is_async: bool) -> None:
+    host = Host(resp(pred("succeeded", predict_time=1.0), 201))  # latest_version: null
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"anything": 1}, hardware="gpu-t4"))
+    assert p.status == "succeeded"
+    assert len(host.lookups) == 1
+
+
+# ------------------------------------------------------------------------------------------------ deployments
+
+DEPLOYMENT = "replicate:deployments/acme/upscaler-prod"
+
+
+def deployment(hardware: str | None) -> dict[str, Any]:
+    config = {"min_instances": 0, "max_instances": 1, **({"hardware": hardware} if hardware else {})}
+    return {"owner": "acme", "name": "upscaler-prod", "current_release": {
+        "number": 1, "model": "acme/upscaler", "version": "v1", "configuration": config}}
+
+
+def deployment_host(hardware: str | None) -> Host:
+    return Host(resp(pred("succeeded", predict_time=4.0), 201),
+                meta={"/v1/deployments/acme/upscaler-prod": httpx.Response(200, json=deployment(hardware))})
+
+
+@both
+async def test_a_deployment_is_priced_on_its_configured_hardware(is_async: bool) -> None:
+    host = deployment_host("gpu-a100-large")
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(DEPLOYMENT, {"image": "x"}, validate=False))
+    p2 = await run(client.predict(DEPLOYMENT, {"image": "y"}, validate=False))
+    assert [s.url for s in host.lookups] == [f"{BASE}/deployments/acme/upscaler-prod"]  # cached per client
+    assert p.usage.hardware == p2.usage.hardware == "gpu-a100-large"
+    assert p.cost.total == Decimal("4.0") * price("gpu-a100-large")
+    assert p.cost.estimated is False
+
+
+@both
+async def test_hardware_given_or_configured_needs_no_deployment_lookup(is_async: bool) -> None:
+    host = deployment_host("gpu-a100-large")
+    client, _, _ = make(is_async, host.server,
+                        replicate={"hardware": {"deployments/acme/upscaler-prod": "gpu-l40s"}})
+    p = await run(client.predict(DEPLOYMENT, {"image": "x"}, validate=False))
+    q = await run(client.predict(DEPLOYMENT, {"image": "x"}, validate=False, hardware="gpu-t4"))
+    assert host.lookups == []
+    assert (p.usage.hardware, q.usage.hardware) == ("gpu-l40s", "gpu-t4")
+
+
+@both
+async def test_a_deployment_that_names_no_hardware_has_no_cost(is_async: bool) -> None:
+    host = deployment_host(None)
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(DEPLOYMENT, {"image": "x"}, validate=False))
+    assert len(host.lookups) == 1
+    assert p.usage.hardware is None
+    assert p.cost.total is None  # never a guessed A100
+    assert "unknown replicate hardware" in (p.cost.reason or "")
+
+
+@both
+async def test_the_deployment_configuration_wins_over_the_default_estimate(is_async: bool) -> None:
+    host = deployment_host("gpu-l40s")
+    client, _, _ = make(is_async, host.server, replicate={"default_hardware": "gpu-t4"})
+    p = await run(client.predict(DEPLOYMENT, {"image": "x"}, validate=False))
+    assert (p.usage.hardware, p.cost.estimated) == ("gpu-l40s", False)
+
+
+@both
+async def test_a_deployment_schema_is_its_versions(is_async: bool) -> None:
+    host = Host(resp(pred("succeeded", predict_time=1.0), 201), meta={
+        "/v1/deployments/acme/upscaler-prod": httpx.Response(200, json=deployment("gpu-t4")),
+        "/v1/models/acme/upscaler/versions/v1": httpx.Response(200, json=SCHEMA_MODEL["latest_version"]),
+    })
+    client, _, _ = make(is_async, host.server)
+    with pytest.raises(ck.InputValidationError) as info:
+        await run(client.predict(DEPLOYMENT, {"image": "x", "mode": "slow"}))
+    assert info.value.field == "mode"
+    assert [s.url.removeprefix(BASE) for s in host.lookups] == ["/deployments/acme/upscaler-prod",
+                                                                "/models/acme/upscaler/versions/v1"]
+    assert host.server.seen == []
+
+
+# ------------------------------------------------------------------------------------------------ per-unit prices
+
+
+def tokens(inp: int, out: int, predict_time: float = 3.0) -> dict[str, Any]:
+    body = pred("succeeded", output=["hi"], predict_time=predict_time)
+    body["metrics"].update({"input_token_count": inp, "output_token_count": out})
+    return body
+
+
+@both
+async def test_a_configured_per_token_price_wins_over_run_time(is_async: bool) -> None:
+    host = Host(resp(tokens(1000, 500), 201))
+    clock = Clock()
+    sleeps = Sleeps(clock)
+    retry = RetryPolicy(RetryConfig(max_retries=0), sleep=sleeps, asleep=sleeps.asleep)
+    cls = ck.AsyncClient if is_async else ck.Client
+    transport = httpx.MockTransport(host.server)
+    http = httpx.AsyncClient(transport=transport) if is_async else httpx.Client(transport=transport)
+    prices = {"replicate:acme/upscaler": {"input_token_count": "0.000001", "output_token_count": "0.000004"}}
+    client = cls(config=None, providers={"replicate": {"api_key": TOKEN}}, prices=prices, retry_policy=retry,
+                 router=Router(RoutingConfig(), clock=clock), http_client=http)
+    p = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-h100", validate=False))
+    book = PriceBook(prices)
+    from computekit.pricing import PriceRef
+
+    rates = book.rates(PriceRef(provider="replicate", model="acme/upscaler"))
+    assert rates is not None
+    expected = 1000 * rates.extra_units["input_token_count"][0] + 500 * rates.extra_units["output_token_count"][0]
+    assert p.cost.total == expected
+    assert all(line.unit != "second" for line in p.cost.lines)
+
+
+@both
+async def test_tokens_without_a_unit_price_fall_back_to_run_time(is_async: bool) -> None:
+    # a community language model reports tokens too, but bills run time: no unit price, so GPU-seconds
+    host = Host(resp(tokens(10, 20, predict_time=3.0), 201))
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-t4", validate=False))
+    assert p.usage.units == {"input_token_count": Decimal(10), "output_token_count": Decimal(20)}
+    assert p.cost.total == Decimal("3.0") * price("gpu-t4")
+
+
+@both
+async def test_an_unpriced_model_with_tokens_and_no_hardware_has_no_cost(is_async: bool) -> None:
+    host = Host(resp(tokens(10, 20), 201))
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, validate=False))
+    assert p.cost.total is None  # never a guess
+
+
+# ------------------------------------------------------------------------------------------------ streaming
+
+STREAM_URL = "https://stream.replicate.test/v1/files/abc"
+
+
+def sse_body(*events: tuple[str, str]) -> bytes:
+    return b"".join(f"event: {name}\ndata: {data}\n\n".encode() for name, data in events)
+
+
+async def read_stream(p: ck.Prediction, is_async: bool, got: list[Any]) -> Any:
+    if is_async:
+        async with p.async_stream() as s:
+            async for piece in s:
+                got.append(piece)
+        return s
+    with p.stream() as s:
+        for piece in s:
+            got.append(piece)
+    return s
+
+
+@both
+async def test_an_error_event_ends_the_stream_and_raises_with_the_cost(is_async: bool) -> None:
+    started = pred("starting")
+    started["urls"]["stream"] = STREAM_URL
+
+    def stream_or_host(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == STREAM_URL:
+            return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                                  content=sse_body(("output", "Once"), ("logs", "oom"), ("error", "CUDA OOM"),
+                                                   ("output", "never read")))
+        return host.answer(request)
+
+    host = Host(resp(started, 201), [resp(pred("failed", error="CUDA OOM", logs="oom\n", predict_time=0.8))])
+    host.server.replies = [stream_or_host]
+    client, sleeps, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, wait=False, validate=False, hardware="gpu-t4"))
+    got: list[Any] = []
+    with pytest.raises(PredictionFailedError) as info:
+        await read_stream(p, is_async, got)
+    assert got == ["Once"]
+    assert info.value.prediction.cost.total == Decimal("0.8") * price("gpu-t4")
+    stream_req = [s for s in host.server.seen if s.url == STREAM_URL]
+    assert len(stream_req) == 1
+    assert stream_req[0].headers["accept"] == "text/event-stream"
+    assert stream_req[0].auth == f"Bearer {TOKEN}"
+    assert len(host.gets) == 2  # the stream, then the final state once (no poll interval waited)
+    assert sleeps.waits == []
+    [row] = rows(client)
+    assert row.error_type == "PredictionFailedError"
+
+
+@both
+async def test_a_model_that_does_not_stream_is_refused_before_any_request(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201))  # no urls.stream
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, wait=False, validate=False))
+    before = host.server.hits
+    with pytest.raises(UnsupportedCapabilityError) as info:
+        p.async_stream() if is_async else p.stream()
+    assert "urls.stream" in str(info.value)
+    assert host.server.hits == before
+
+
+@both
+@pytest.mark.parametrize("provider", ["fal", "baseten-dedicated", "stability", "hf-endpoint"])
+async def test_hosts_without_streaming_refuse_before_any_request(is_async: bool, provider: str) -> None:
+    hits: list[Any] = []
+    client, _, _ = make(is_async, lambda r: hits.append(r) or httpx.Response(500))
+    p = ck.Prediction(provider=provider, model="some/model", id="r1", status="running")
+    p._client = client
+    with pytest.raises(UnsupportedCapabilityError) as info:
+        p.async_stream() if is_async else p.stream()
+    assert info.value.capability is not None
+    assert "predict_stream" in info.value.capability
+    assert hits == []
+
+
+@both
+async def test_streaming_an_ended_prediction_yields_its_output_without_a_request(is_async: bool) -> None:
+    done = pred("succeeded", output=["a", "b"], predict_time=1.0)
+    done["urls"]["stream"] = STREAM_URL
+    host = Host(resp(done, 201))
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4"))
+    got: list[Any] = []
+    s = await read_stream(p, is_async, got)
+    assert got == ["a", "b"]
+    assert host.server.hits == 1
+    assert s.result.cost.total == price("gpu-t4")
+    assert len(rows(client)) == 1
+
+
+# ------------------------------------------------------------------------------------------------ progress
+
+
+def recording_console() -> Any:
+    import io
+
+    from rich.console import Console
+
+    return Console(record=True, file=io.StringIO(), force_terminal=True, width=120)
+
+
+@both
+async def test_progress_shows_status_elapsed_and_the_latest_log_line(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [
+        resp(pred("processing", logs="loading\n")),
+        resp(pred("processing", logs="loading\n 50%|#####     | 2/4\r 75%|#######   | 3/4\n")),
+        resp(pred("succeeded", output="ok", logs="done\n", predict_time=1.5)),
+    ])
+    client, _, _ = make(is_async, host.server)
+    console = recording_console()
+    p = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-t4", validate=False, progress=console))
+    text = console.export_text()
+    assert "replicate:acme/upscaler  queued  0.0s" in text
+    assert "replicate:acme/upscaler  running  0.5s  loading" in text
+    assert "running  1.2s  75%|#######   | 3/4" in text  # the last frame of a \r progress bar
+    final = f"replicate:acme/upscaler  succeeded  2.4s  ${p.cost.total:f}"
+    assert text.rstrip().endswith(final)
+
+
+@both
+async def test_progress_on_wait_and_on_a_timeout(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing"))],
+                cancel=resp(pred("canceled", predict_time=0.5)))
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, wait=False, hardware="gpu-t4", validate=False))
+    console = recording_console()
+    with pytest.raises(PredictionTimeoutError):
+        await (p.async_wait(timeout=1.0, progress=console) if is_async else run(p.wait(timeout=1.0,
+                                                                                        progress=console)))
+    text = console.export_text()
+    assert "running" in text
+    assert text.rstrip().endswith(f"canceled  1.0s  ${Decimal('0.5') * price('gpu-t4'):f}")
+
+
+def test_progress_line_is_pure_and_short() -> None:
+    from computekit._progress import describe, last_log_line
+
+    p = ck.Prediction(provider="runpod", model="ep1", id="j", status="running", logs="x" * 500 + "\n")
+    line = describe(p, 3.25)
+    assert line.startswith("runpod:ep1  running  3.2s  ")
+    assert len(last_log_line(p.logs)) == 80
+    assert last_log_line("\n\n") == ""
+
+
+# ------------------------------------------------------------------------------------------------ timeout
+
+
+@both
+async def test_timeout_caps_how_long_replicate_holds_the_create(is_async: bool) -> None:
+    host = Host(resp(pred("succeeded", predict_time=1.0), 201))
+    client, _, _ = make(is_async, host.server)
+    await run(client.predict(MODEL, {"x": 1}, timeout=12.7, validate=False))
+    await run(client.predict(MODEL, {"x": 1}, timeout=300, validate=False))
+    await run(client.predict(MODEL, {"x": 1}, timeout=0.2, validate=False))
+    assert [s.headers["prefer"] for s in host.server.seen] == ["wait=12", "wait=60", "wait=1"]
+
+
+@both
+async def test_a_create_that_times_out_raises_the_prediction_timeout(is_async: bool) -> None:
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    server = Server([slow])
+    client, sleeps, _ = make(is_async, server)
+    with pytest.raises(PredictionTimeoutError) as info:
+        await run(client.predict(MODEL, {"x": 1}, timeout=5.0, validate=False))
+    assert info.value.prediction is None
+    assert server.hits == 1  # a read timeout on a create is not retried (the job may be running)
+    assert sleeps.waits == []

@@ -64,11 +64,13 @@ __all__ = [
     "FineTuneSpec",
     "HTTPRequest",
     "HTTPResponse",
+    "ModelInfo",
     "PredictRequest",
     "ProviderSettings",
     "RerankRequest",
     "SSEEvent",
     "StreamDecoder",
+    "StreamUpdate",
     "TrainingFile",
     "multipart",
     "obj",
@@ -88,6 +90,8 @@ class Capabilities:
     text_completion: bool = False
     rerank: bool = False
     predict: bool = False
+    predict_stream: bool = False
+    """``Prediction.stream()``: the host streams a run's output while it runs."""
     finetune: bool = False
     bills_failed_requests: bool = False
     """Whether an error response is billed (none of the token APIs bill them)."""
@@ -242,6 +246,37 @@ class PredictRequest:
     hardware: str | None = None
     webhook: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+    """The call's ``timeout=``: a host's sync mode must not hold the create request longer."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What a host publishes about a model, looked up once per client (:meth:`Adapter.model_info_request`).
+
+    Attributes:
+        input_schema: The JSON schema of the model's input (checked before a run is created), if published.
+        schema_root: The document ``$ref`` in ``input_schema`` resolve against (an OpenAPI document).
+        hardware: The hardware SKU the model runs on, when the host reports it (a deployment's configuration).
+        state: The adapter's own notes between lookups (which ones were made, ids learnt on the way).
+    """
+
+    input_schema: Mapping[str, Any] | None = None
+    schema_root: Mapping[str, Any] | None = None
+    hardware: str | None = None
+    state: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StreamUpdate:
+    """What one piece of a prediction's stream said (an SSE event, or one poll of a polled stream)."""
+
+    output: list[Any] = field(default_factory=list)
+    """Output pieces, in order (text for language models; whatever the model yields otherwise)."""
+    logs: str = ""
+    done: bool = False
+    """The stream has ended: the run finished, failed or was canceled."""
+    error: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +372,8 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     429: RateLimitError,
     529: OverloadedError,
 }
+
+_REFUSED_STATUSES = frozenset({408, 429})
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "x-amzn-requestid", "cf-ray")
 
@@ -477,6 +514,44 @@ class Adapter(ABC):
         """The request that cancels a running prediction."""
         raise self.unsupported("predict")
 
+    def poll_now(self, prediction: Prediction) -> bool:
+        """Whether the next poll should go out at once, without the poll interval: the run has ended on the host
+        and one more request fetches its result (fal's response URL after ``COMPLETED``)."""
+        return False
+
+    def needs_final_state(self, prediction: Prediction) -> bool:
+        """Whether an ended prediction lacks the usage the host reports on its status (RunPod's cancel answer
+        carries no ``executionTime``): the client then fetches its state once more, so that it is priced."""
+        return False
+
+    def model_info_request(self, model: str, info: ModelInfo | None, *, schema: bool,
+                           hardware: bool) -> HTTPRequest | None:
+        """The next GET that learns what is asked about ``model`` (its input ``schema``, its ``hardware``), given
+        what earlier lookups found (``info``); ``None`` when nothing more can be learnt. Hosts that publish
+        nothing keep this default."""
+        return None
+
+    def parse_model_info(self, model: str, info: ModelInfo | None, resp: HTTPResponse) -> ModelInfo:
+        """Fold the answer to :meth:`model_info_request` into ``info``."""
+        raise self.unsupported("model lookups")
+
+    def build_prediction_stream(self, prediction: Prediction) -> HTTPRequest:
+        """The request that streams a running prediction's output: ``stream=True`` for server-sent events (fed
+        to :meth:`parse_stream_event`), else a GET the client repeats until done (:meth:`parse_stream_poll`).
+
+        Raises:
+            UnsupportedCapabilityError: The host (or this model) does not stream.
+        """
+        raise self.unsupported("predict_stream")
+
+    def parse_stream_event(self, prediction: Prediction, event: SSEEvent) -> StreamUpdate:
+        """Translate one server-sent event of a prediction's stream."""
+        raise self.unsupported("predict_stream")
+
+    def parse_stream_poll(self, prediction: Prediction, resp: HTTPResponse) -> StreamUpdate:
+        """Translate one answer of a polled prediction stream."""
+        raise self.unsupported("predict_stream")
+
     def usage(self, raw: Mapping[str, Any] | None) -> Usage:
         """Translate the provider's usage object into :class:`Usage`."""
         return Usage()
@@ -615,7 +690,7 @@ class Adapter(ABC):
         cls = self.classify_error(resp.status, body) or _STATUS_ERRORS.get(resp.status)
         if cls is None:
             cls = ServerError if resp.status >= 500 else APIStatusError
-        return cls(
+        err = cls(
             self.error_message(body),
             provider=self.provider,
             model=model,
@@ -624,6 +699,13 @@ class Adapter(ABC):
             body=body,
             request_id=self.request_id(headers),
         )
+        err.maybe_processed = not self.refused(resp.status, body)
+        return err
+
+    def refused(self, status: int, body: Any) -> bool:
+        """Whether an error answer says the host did not act on the request at all (so even a request that
+        starts billed work may be sent again): a 408 or 429 by default."""
+        return status in _REFUSED_STATUSES
 
     def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
         """The error for a 2xx response whose body is not what the API documents."""

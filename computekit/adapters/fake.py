@@ -20,7 +20,7 @@ from .. import _exceptions
 from .._exceptions import APIStatusError
 from .._types import Prediction, Result
 from ..pricing import PriceRef
-from ._base import Capabilities, HTTPResponse
+from ._base import Capabilities, HTTPRequest, HTTPResponse, ModelInfo
 from .openai import OpenAIWire
 from .replicate import ReplicateAdapter
 
@@ -51,6 +51,10 @@ class FakeAdapter(OpenAIWire, ReplicateAdapter):
 
     def uses_text_endpoint(self, model: str) -> bool:
         return False
+
+    def model_info_request(self, model: str, info: ModelInfo | None, *, schema: bool,
+                           hardware: bool) -> HTTPRequest | None:
+        return None  # the fake publishes no input schema and no hardware: Replicate's lookups don't apply
 
     def parse_prediction(self, model: str, resp: HTTPResponse) -> Prediction:
         pred = super().parse_prediction(model, resp)

@@ -78,6 +78,11 @@ class FalAdapter(Adapter):
             url += "?logs=1"
         return HTTPRequest("GET", url, self.headers())
 
+    def poll_now(self, prediction: Prediction) -> bool:
+        # COMPLETED on fal's side: the result is waiting at the response URL, so fetch it now, not a poll later.
+        return not prediction.done and bool(prediction.urls.get("response")) and (
+            prediction.urls.get("get") == prediction.urls.get("response"))
+
     def build_cancel(self, prediction: Prediction) -> HTTPRequest:
         url = prediction.urls.get("cancel")
         if not url:

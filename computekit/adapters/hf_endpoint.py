@@ -140,6 +140,10 @@ class HFEndpointAdapter(Adapter):
 
     # ----------------------------------------------------------------------------------------- errors
 
+    def refused(self, status: int, body: Any) -> bool:
+        # A 503 while scaled to zero or initializing: no replica took the request, so it did not run.
+        return status == _UNAVAILABLE or super().refused(status, body)
+
     def classify_error(self, status: int, body: Any) -> type[APIStatusError] | None:
         if status == _UNAVAILABLE:
             return OverloadedError  # scaled to zero or initializing: a replica is starting (retryable)

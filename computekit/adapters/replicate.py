@@ -5,16 +5,25 @@ The adapter speaks Replicate's HTTP API directly (no I/O here: computekit's tran
 that, which also keeps vcrpy recording uniform); its shapes are checked against Replicate's OpenAPI description
 and the real recordings in ``shared/conformance/replicate``. Cost = ``metrics.predict_time`` x the per-second
 price of the hardware the model runs on, which Replicate does not put in the prediction: it comes from
-``predict(hardware=...)`` or config, never from a guess.
+``predict(hardware=...)``, config, or a deployment's configuration (``GET /v1/deployments/{owner}/{name}``),
+never from a guess. Official models bill per token or per output instead: their ``metrics.input_token_count`` /
+``output_token_count`` go to ``Usage.units`` and are priced from computekit's ``units.toml`` when it lists the model.
+
+Before a run is created the input is checked against the version's OpenAPI ``Input`` schema (``GET`` of the
+version, or of the model for its latest version, or of a deployment then its version; once per client), and
+``Prediction.stream()`` reads ``urls.stream`` (server-sent ``output`` / ``logs`` / ``error`` / ``done`` events).
 """
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from .._exceptions import InvalidRequestError
 from .._types import FineTuneEvent, FineTuneJob, Prediction, PredictionStatus, Usage
+from ..pricing import PriceRef
 from ._base import (
     Adapter,
     Capabilities,
@@ -23,7 +32,10 @@ from ._base import (
     FineTuneSpec,
     HTTPRequest,
     HTTPResponse,
+    ModelInfo,
     PredictRequest,
+    SSEEvent,
+    StreamUpdate,
     TrainingFile,
     obj,
     unix_time,
@@ -47,19 +59,36 @@ TRAINING_INPUT_KEY: Final = "train_data"
 SYNC_WAIT_S: Final = 60
 """How long Replicate may hold a create request open (``Prefer: wait=N``; Replicate's maximum is 60)."""
 
+_UNIT_METRICS: Final = ("input_token_count", "output_token_count")
+"""Metrics that official models are billed on (priced per unit from ``units.toml``)."""
+
+
+def _openapi_input(doc: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The ``Input`` schema of a version's OpenAPI document, and the document (its ``$ref`` root)."""
+    if not isinstance(doc, dict):
+        return None, None
+    schemas = (doc.get("components") or {}).get("schemas") or {}
+    found = schemas.get("Input") if isinstance(schemas, dict) else None
+    return (found, doc) if isinstance(found, dict) else (None, None)
+
 
 class ReplicateAdapter(Adapter):
     """Replicate (``replicate:`` models). Key: ``REPLICATE_API_TOKEN``."""
 
     name = "replicate"
-    capabilities = Capabilities(predict=True, finetune=True)
+    capabilities = Capabilities(predict=True, predict_stream=True, finetune=True)
     key_env_vars = ("REPLICATE_API_TOKEN",)
     default_base_url = "https://api.replicate.com/v1"
     docs_url = "https://replicate.com/docs/reference/http"
 
     @classmethod
     def pricing_for(cls, provider: str) -> str:
-        return "computekit's `gpu.toml` (Replicate's pricing page) x `metrics.predict_time`"
+        return ("computekit's `gpu.toml` (Replicate's pricing page) x `metrics.predict_time`; official models per "
+                "token from `units.toml`")
+
+    def price_ref(self, model: str, result: Any = None) -> PriceRef:
+        # Per-unit prices are the model's, whatever version ran: "owner/name:version" is priced as "owner/name".
+        return PriceRef(provider=self.provider, model=model.split(":", 1)[0], table_provider=None)
 
     def build_predict(self, req: PredictRequest) -> HTTPRequest:
         body: dict[str, Any] = {"input": dict(req.input)}
@@ -76,7 +105,10 @@ class ReplicateAdapter(Adapter):
             url = self.url(f"models/{model}/predictions")
         headers = self.headers()
         if req.wait:
-            headers["prefer"] = f"wait={SYNC_WAIT_S}"
+            hold = SYNC_WAIT_S
+            if req.timeout is not None:  # never hold the create longer than the call may take
+                hold = max(1, min(SYNC_WAIT_S, math.floor(req.timeout)))
+            headers["prefer"] = f"wait={hold}"
         return HTTPRequest("POST", url, headers, json=body)
 
     def parse_prediction(self, model: str, resp: HTTPResponse) -> Prediction:
@@ -93,8 +125,8 @@ class ReplicateAdapter(Adapter):
         metrics: dict[str, Any] = raw_metrics if isinstance(raw_metrics, dict) else {}
         seconds = metrics.get("predict_time")
         units: dict[str, Decimal] = {}
-        for key in ("input_token_count", "output_token_count"):
-            if isinstance(metrics.get(key), int | float):
+        for key in _UNIT_METRICS:
+            if isinstance(metrics.get(key), int | float) and not isinstance(metrics.get(key), bool):
                 units[key] = Decimal(str(metrics[key]))
         return Prediction(
             provider=self.provider,
@@ -114,6 +146,82 @@ class ReplicateAdapter(Adapter):
             request_id=self.request_id(resp.headers),
             raw=data,
         )
+
+    # ------------------------------------------------------------------------------------- model lookups
+
+    def model_info_request(self, model: str, info: ModelInfo | None, *, schema: bool,
+                           hardware: bool) -> HTTPRequest | None:
+        state = info.state if info is not None else {}
+        if model.startswith("deployments/"):
+            # The deployment names its hardware and the version it runs (whose schema checks the input).
+            if "deployment" not in state and (schema or hardware):
+                return HTTPRequest("GET", self.url(model), self.headers())
+            if schema and "schema" not in state and state.get("model") and state.get("version"):
+                return HTTPRequest("GET", self.url(f"models/{state['model']}/versions/{state['version']}"),
+                                   self.headers())
+            return None
+        if not schema or "schema" in state:
+            return None  # Replicate reports no hardware for a model: it comes from hardware= or config
+        if ":" in model:
+            name, version = model.split(":", 1)
+            return HTTPRequest("GET", self.url(f"models/{name}/versions/{version}"), self.headers())
+        return HTTPRequest("GET", self.url(f"models/{model}"), self.headers())  # its latest_version's schema
+
+    def parse_model_info(self, model: str, info: ModelInfo | None, resp: HTTPResponse) -> ModelInfo:
+        try:
+            data = resp.json()
+        except ValueError:
+            raise self.malformed(resp, model, "body is not JSON") from None
+        if not isinstance(data, dict):
+            raise self.malformed(resp, model, "body is not a JSON object")
+        state = dict(info.state) if info is not None else {}
+        found_schema, root = (info.input_schema, info.schema_root) if info is not None else (None, None)
+        hw = info.hardware if info is not None else None
+        path = urlsplit(resp.url).path
+        if "/deployments/" in path:
+            release: dict[str, Any] = data["current_release"] if isinstance(data.get("current_release"), dict) else {}
+            config: dict[str, Any] = (release["configuration"] if isinstance(release.get("configuration"), dict)
+                                      else {})
+            state["deployment"] = True
+            if isinstance(release.get("model"), str) and isinstance(release.get("version"), str):
+                state["model"], state["version"] = release["model"], release["version"]
+            if isinstance(config.get("hardware"), str) and config["hardware"]:
+                hw = config["hardware"]
+        else:
+            version = data if "/versions/" in path else data.get("latest_version")
+            state["schema"] = True
+            found_schema, root = _openapi_input(version.get("openapi_schema") if isinstance(version, dict) else None)
+            if isinstance(data.get("is_official"), bool):
+                state["is_official"] = data["is_official"]
+        return ModelInfo(input_schema=found_schema, schema_root=root, hardware=hw, state=state)
+
+    # ------------------------------------------------------------------------------------- streaming
+
+    def build_prediction_stream(self, prediction: Prediction) -> HTTPRequest:
+        url = prediction.urls.get("stream")
+        if not url:
+            raise self.unsupported("predict_stream (this model's prediction has no urls.stream: it does not "
+                                   "stream its output)")
+        headers = self.headers()
+        headers["accept"] = "text/event-stream"
+        headers["cache-control"] = "no-store"
+        headers.pop("content-type", None)
+        return HTTPRequest("GET", url, headers, stream=True)
+
+    def parse_stream_event(self, prediction: Prediction, event: SSEEvent) -> StreamUpdate:
+        # https://replicate.com/docs/topics/predictions/streaming: output, logs, error, done.
+        kind = event.event or "output"
+        if kind == "output":
+            return StreamUpdate(output=[event.data])
+        if kind == "logs":
+            return StreamUpdate(logs=event.data + "\n")
+        if kind == "error":
+            return StreamUpdate(error=event.data or "the prediction failed", done=True)
+        if kind == "done":
+            return StreamUpdate(done=True)
+        return StreamUpdate()  # an event kind Replicate may add later: nothing to show
+
+    # ------------------------------------------------------------------------------------- lifecycle
 
     def build_get(self, prediction: Prediction) -> HTTPRequest:
         url = prediction.urls.get("get") or self.url(f"predictions/{prediction.id}")

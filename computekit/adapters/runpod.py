@@ -2,11 +2,11 @@
 RunPod reports.
 
 The adapter speaks RunPod's queue-based endpoint API directly (``/run``, ``/runsync``, ``/status/{id}``,
-``/cancel/{id}``; https://docs.runpod.io/serverless/endpoints/operation-reference); no I/O here: computekit's
-transports and its one retry loop do that. Cost = ``executionTime`` (milliseconds) / 1000 x the per-second price
-of the endpoint's GPU type, which RunPod does not put in the job: it comes from ``predict(hardware=...)`` or
-config (``[providers.runpod] hardware = {ENDPOINT_ID = "..."}`` with a ``[prices] "runpod:SKU"`` price), never
-from a guess.
+``/cancel/{id}``, ``/stream/{id}``; https://docs.runpod.io/serverless/endpoints/operation-reference); no I/O
+here: computekit's transports and its one retry loop do that. Cost = ``executionTime`` (milliseconds) / 1000 x the
+per-second price of the endpoint's GPU type, which RunPod does not put in the job: it comes from
+``predict(hardware=...)`` or config (``[providers.runpod] hardware = {ENDPOINT_ID = "..."}`` with a
+``[prices] "runpod:SKU"`` price), never from a guess.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from .._types import Prediction, PredictionStatus, Usage
-from ._base import Adapter, Capabilities, HTTPRequest, HTTPResponse, PredictRequest
+from ._base import Adapter, Capabilities, HTTPRequest, HTTPResponse, PredictRequest, StreamUpdate
 
 __all__ = ["RunPodAdapter"]
 
@@ -44,7 +44,7 @@ class RunPodAdapter(Adapter):
     """RunPod Serverless (``runpod:ENDPOINT_ID``). Key: ``RUNPOD_API_KEY``."""
 
     name = "runpod"
-    capabilities = Capabilities(predict=True)
+    capabilities = Capabilities(predict=True, predict_stream=True)
     key_env_vars = ("RUNPOD_API_KEY",)
     default_base_url = "https://api.runpod.ai/v2"
     docs_url = "https://docs.runpod.io/serverless/endpoints/operation-reference"
@@ -61,7 +61,10 @@ class RunPodAdapter(Adapter):
         if req.webhook:
             body["webhook"] = req.webhook
         body.update(req.extra)  # policy, s3Config ...
-        if req.wait:
+        # A timeout shorter than RunPod's hold would cut /runsync off before it says the job's id, leaving a job
+        # that runs (and bills) with nothing to cancel: submit with /run then, and poll.
+        fits = req.timeout is None or req.timeout >= SYNC_WAIT_S + _SYNC_READ_MARGIN_S
+        if req.wait and fits:
             # /runsync holds the request up to 90 s, then answers with the job's id and state (then we poll).
             timeout = max(self.settings.timeout, SYNC_WAIT_S + _SYNC_READ_MARGIN_S)
             return HTTPRequest("POST", self._endpoint_url(req.model, "runsync"), self.headers(), json=body,
@@ -103,6 +106,33 @@ class RunPodAdapter(Adapter):
             request_id=self.request_id(resp.headers) or job_id,
             raw=data,
         )
+
+    def needs_final_state(self, prediction: Prediction) -> bool:
+        # The cancel answer is {"id", "status": "CANCELLED"}: a job canceled while running was billed for its
+        # executionTime, which only /status reports.
+        return prediction.status == "canceled" and prediction.usage.gpu_seconds is None
+
+    def build_prediction_stream(self, prediction: Prediction) -> HTTPRequest:
+        url = prediction.urls.get("stream") or self._endpoint_url(prediction.model, f"stream/{prediction.id}")
+        return HTTPRequest("GET", url, self.headers())
+
+    def parse_stream_poll(self, prediction: Prediction, resp: HTTPResponse) -> StreamUpdate:
+        # GET /stream/{id}: {"status": "IN_PROGRESS", "stream": [{"output": ...}, ...]}, the pieces the handler
+        # yielded since the last call (https://docs.runpod.io/serverless/endpoints/operation-reference).
+        try:
+            data = resp.json()
+        except ValueError:
+            raise self.malformed(resp, prediction.model, "body is not JSON") from None
+        if not isinstance(data, dict):
+            raise self.malformed(resp, prediction.model, "not a stream object")
+        status = _STATUS.get(str(data.get("status")))
+        if status is None:
+            raise self.malformed(resp, prediction.model, f"unknown job status {data.get('status')!r}")
+        pieces = [item.get("output") for item in data.get("stream") or [] if isinstance(item, dict)]
+        error, _ = _error(data.get("error"))
+        if status == "failed" and error is None:
+            error = f"the job ended {data.get('status')}"
+        return StreamUpdate(output=pieces, done=status in ("succeeded", "failed", "canceled"), error=error)
 
     def build_get(self, prediction: Prediction) -> HTTPRequest:
         url = prediction.urls.get("get") or self._endpoint_url(prediction.model, f"status/{prediction.id}")

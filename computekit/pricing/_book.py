@@ -205,7 +205,8 @@ def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None, di
         for m in raw.get("models", []):
             prices = {k: _decimal(m[k]) for k in _TOKEN_KEYS if k in m}
             per_request = _decimal(m["per_request"]) if "per_request" in m else None
-            units = {name: (_decimal(price), 1) for name, price in (m.get("units") or {}).items()}
+            per = int(m.get("units_per", 1))  # e.g. 1000000: the unit prices are per million (tokens)
+            units = {name: (_decimal(price), per) for name, price in (m.get("units") or {}).items()}
             as_of = m.get("as_of")
             source = PriceSource(
                 table=str(meta.get("name", "computekit:tokens")),
@@ -373,6 +374,12 @@ class PriceBook:
             return rates.cost(usage)
         except _MissingRate as e:
             return Cost.unknown(f"{ref.provider}:{ref.model} has no {e.args[0]} price")
+
+    def prices_units(self, ref: PriceRef, usage: Usage, when: dt.datetime | None = None) -> bool:
+        """Whether a per-unit price is known for one of the units ``usage`` reports on ``ref`` (a model billed
+        per token or per output rather than by run time)."""
+        rates = self.rates(ref, when)
+        return rates is not None and any(k in rates.extra_units for k in usage.units)
 
     def per_second(self, provider: str, hardware: str) -> tuple[Decimal, PriceSource] | None:
         """The per-second price of ``hardware`` on ``provider`` (config first, then computekit's GPU table)."""

@@ -73,8 +73,9 @@ async def test_submit_poll_and_fetch_the_result(mode: str) -> None:
     assert p.cost.price_source.table == "config"
     [line] = p.cost.lines
     assert (line.item, line.quantity, line.unit_price) == ("billable_units", Decimal(1), unit_price())
-    # three polls: IN_PROGRESS, COMPLETED (the result is not in hand yet), then the result itself
-    assert sleeps.waits == [0.5, 0.75, 1.125]
+    # three polls: IN_PROGRESS, COMPLETED (the result is not in hand yet), then the result itself, fetched at
+    # once: no poll interval is waited once fal says COMPLETED
+    assert sleeps.waits == [0.5, 0.75]
     [row] = client.ledger.rows()
     assert (row.verb, row.provider, row.model, row.outcome, row.cost) == ("predict", "fal", APP, "success",
                                                                            p.cost.total)
@@ -109,9 +110,9 @@ async def test_a_5xx_on_a_poll_is_retried(mode: str) -> None:
     assert p.status == "succeeded"
     assert p.usage.units == {"billable_units": Decimal("1.5")}
     assert p.cost.total == Decimal("1.5") * unit_price()
-    # poll wait, the retry's backoff after the 503 (the retried GET says COMPLETED), poll wait, then the result
-    assert len(sleeps.waits) == 3
-    assert (sleeps.waits[0], sleeps.waits[2]) == (0.5, 0.75)
+    # poll wait, the retry's backoff after the 503 (the retried GET says COMPLETED), then the result at once
+    assert len(sleeps.waits) == 2
+    assert sleeps.waits[0] == 0.5
     assert 0 < sleeps.waits[1] < 0.5
     [row] = client.ledger.rows()  # the failed poll is not a billed attempt
     assert row.outcome == "success"

@@ -91,7 +91,7 @@ async def test_deployment_cancel(mode: str) -> None:
     sleeps = Sleeps()
     client = client_for(mode, sleeps)
     p = await call(client, "predict", "replicate:deployments/acme/chat-prod", {"prompt": "hello"}, wait=False,
-                   hardware="2x-gpu-a100-large")
+                   hardware="2x-gpu-a100-large", validate=False)
     assert p.status == "queued"
     done = await (p.async_cancel() if mode == "async" else _sync(p.cancel()))
     await close(client)
@@ -109,7 +109,8 @@ async def _sync(value: Any) -> Any:
 async def test_auth_error(mode: str) -> None:
     client = client_for(mode, Sleeps())
     with pytest.raises(AuthenticationError) as info:
-        await call(client, "predict", "replicate:black-forest-labs/flux-schnell", {"prompt": "a watercolor fox"})
+        await call(client, "predict", "replicate:black-forest-labs/flux-schnell", {"prompt": "a watercolor fox"},
+                   validate=False)
     await close(client)
     assert info.value.status == 401
     assert info.value.body["detail"] == "You did not pass a valid authentication token"
@@ -169,7 +170,7 @@ def _interactions() -> list[Any]:
 
 
 def test_there_are_cassettes() -> None:
-    assert len(_interactions()) == 7
+    assert len(_interactions()) == 18
 
 
 @pytest.mark.parametrize(("path", "index"), _interactions())
@@ -178,8 +179,10 @@ def test_cassette_matches_replicate_spec(spec: dict[str, Any], path: Path, index
     assert text.startswith("# AUTHORED: written from ") or text.startswith("# RECORDED: "), path.name
     inter = yaml.safe_load(text)["interactions"][index]
     req, resp = inter["request"], inter["response"]
-    assert req["uri"].startswith("https://api.replicate.com/v1/")
+    assert req["uri"].startswith(("https://api.replicate.com/v1/", "https://stream.replicate.com/"))
     assert "authorization" not in {k.lower() for k in req["headers"]}
+    if req["method"] == "GET" and not req["uri"].startswith("https://api.replicate.com/v1/predictions/"):
+        return  # model, version and deployment lookups and streams: validated in tests/test_cassette_specs.py
     if req["body"]:
         body = json.loads(req["body"])
         name = "schemas_version_prediction_request" if "version" in body else "schemas_prediction_request"
@@ -202,3 +205,126 @@ def test_spec_validation_is_not_vacuous(spec: dict[str, Any]) -> None:
     assert schema_errors("schemas_prediction_response", good) == []
     assert schema_errors("schemas_prediction_response", {**good, "status": "done"})
     assert schema_errors("schemas_prediction_response", {**good, "error": 3})
+
+
+# ------------------------------------------------------------------------------------------------ input schemas
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("invalid_input.yaml")
+async def test_input_checked_against_the_schema_before_anything_is_created(mode: str) -> None:
+    sleeps = Sleeps()
+    client = client_for(mode, sleeps)
+    model = "replicate:black-forest-labs/flux-schnell"
+    with pytest.raises(ck.InputValidationError) as info:
+        await call(client, "predict", model, {"prompt": "a fox", "num_output": 2})
+    err = info.value
+    assert isinstance(err, ck.InvalidRequestError)
+    assert err.field == "num_output"
+    assert "did you mean 'num_outputs'?" in str(err)
+    assert (err.provider, err.model) == ("replicate", "black-forest-labs/flux-schnell")
+    # the schema is cached per client: the second check sends nothing (the cassette holds one lookup)
+    with pytest.raises(ck.InputValidationError) as info:
+        await call(client, "predict", model, {"prompt": 3, "num_outputs": 9, "aspect_ratio": "5:3",
+                                              "go_fast": "yes"})
+    await close(client)
+    fields = [f for f, _ in info.value.problems]
+    assert fields == ["prompt", "num_outputs", "aspect_ratio", "go_fast"]
+    msg = str(info.value)
+    assert "prompt: must be a string, not an integer 3" in msg
+    assert "num_outputs: 9 is above the maximum 4" in msg
+    assert "aspect_ratio: '5:3' is not one of" in msg
+    assert "go_fast: must be true or false" in msg
+    assert client.ledger.rows() == []  # nothing ran, nothing was billed
+    assert sleeps.waits == []
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("run_and_poll.yaml")
+async def test_valid_input_passes_the_schema_and_runs(mode: str) -> None:
+    # run_and_poll.yaml starts with the model lookup: validation is on by default
+    sleeps = Sleeps()
+    client = client_for(mode, sleeps)
+    p = await call(client, "predict", "replicate:black-forest-labs/flux-schnell", {"prompt": "a watercolor fox"},
+                   hardware="gpu-h100")
+    await close(client)
+    assert p.status == "succeeded"
+
+
+# ------------------------------------------------------------------------------------------------ deployments
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("deployment_hardware.yaml")
+async def test_a_deployment_is_priced_on_the_hardware_its_configuration_names(mode: str) -> None:
+    client = client_for(mode, Sleeps())
+    p = await call(client, "predict", "replicate:deployments/acme/flux-prod",
+                   {"prompt": "a red bicycle", "lora_scale": 0.8})
+    await close(client)
+    assert p.status == "succeeded"
+    assert p.usage.hardware == "gpu-l40s"  # from current_release.configuration.hardware, not a guess
+    assert p.cost.estimated is False
+    assert p.cost.total == Decimal("2.5") * per_second("gpu-l40s")
+    [row] = client.ledger.rows()
+    assert row.cost == p.cost.total
+
+
+# ------------------------------------------------------------------------------------------------ official models
+
+
+def per_token(model: str, unit: str) -> Decimal:
+    from computekit.pricing import PriceRef
+
+    rates = PriceBook().rates(PriceRef(provider="replicate", model=model))
+    assert rates is not None, f"units.toml has no replicate {model}"
+    price, per = rates.extra_units[unit]
+    return price / per
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("official_tokens.yaml")
+async def test_an_official_language_model_is_priced_per_token(mode: str) -> None:
+    client = client_for(mode, Sleeps())
+    # hardware= is ignored for pricing: the model bills per token, not per second
+    p = await call(client, "predict", "replicate:meta/meta-llama-3-70b-instruct",
+                   {"prompt": "How many sisters do Tina's siblings have?", "max_tokens": 64}, hardware="gpu-h100")
+    await close(client)
+    model = "meta/meta-llama-3-70b-instruct"
+    assert p.usage.units == {"input_token_count": Decimal(26), "output_token_count": Decimal(84)}
+    expected = 26 * per_token(model, "input_token_count") + 84 * per_token(model, "output_token_count")
+    assert p.cost.total == expected
+    assert [(line.item, line.quantity) for line in p.cost.lines] == [("input_token_count", 26),
+                                                                      ("output_token_count", 84)]
+    assert p.cost.price_source is not None
+    assert p.cost.price_source.url == "https://replicate.com/meta/meta-llama-3-70b-instruct"
+    [row] = client.ledger.rows()
+    assert row.cost == expected
+
+
+# ------------------------------------------------------------------------------------------------ streaming
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("stream.yaml")
+async def test_stream_yields_output_pieces_then_the_priced_prediction(mode: str) -> None:
+    sleeps = Sleeps()
+    client = client_for(mode, sleeps)
+    p = await call(client, "predict", "replicate:meta/meta-llama-3-8b-instruct",
+                   {"prompt": "Say hi in three words", "max_tokens": 16}, wait=False, validate=False)
+    if mode == "async":
+        async with p.async_stream() as s:
+            pieces = [piece async for piece in s]
+    else:
+        with p.stream() as s:
+            pieces = list(s)
+    await close(client)
+    assert pieces == ["Hi", " there", ",\nfriend"]  # multi-line data joined with "\n", as SSE says
+    assert s.logs == "generating 4 tokens\n"
+    done = s.result
+    assert done.status == "succeeded"
+    expected = (12 * per_token("meta/meta-llama-3-8b-instruct", "input_token_count")
+                + 4 * per_token("meta/meta-llama-3-8b-instruct", "output_token_count"))
+    assert done.cost.total == expected
+    assert sleeps.waits == []  # the done event ends the stream: the final state is fetched at once
+    [row] = client.ledger.rows()
+    assert (row.outcome, row.cost) == ("success", expected)

@@ -44,12 +44,8 @@ UNSUPPORTED: dict[str, str] = {
     "replicate/trainings-get.yaml": TRAININGS,
 }
 
-# Exchanges inside exercised files that computekit does not make, with the reason.
-METADATA = (
-    "model/version metadata the replicate SDK reads before creating; computekit sends the version id in the body "
-    "and reads no metadata (input schemas are checked in a later step of issue 4)"
-)
-STREAM = "the urls.stream SSE endpoint: streaming output is not built in step 1 of issue 4 (predict() only)"
+# Exchanges inside exercised files that computekit does not make, with the reason (none left: the model and
+# version lookups feed input validation, and the urls.stream SSE feeds Prediction.stream()).
 
 # Replicate's documented status words (OpenAPI schemas_prediction_response.status) -> computekit's.
 STATUS = {"starting": "queued", "processing": "running", "succeeded": "succeeded", "failed": "failed",
@@ -64,8 +60,12 @@ MODES = ("sync", "async")
 def kind(ex: Exchange) -> str | None:
     """What an exchange exercises, or ``None`` when computekit does not make that request."""
     path = ex.path
+    if ex.method == "GET" and ex.is_sse:
+        return "stream"
     if not ex.host.endswith("api.replicate.com"):
         return None
+    if ex.method == "GET" and path.startswith("/v1/models/"):
+        return "lookup"  # the model (its latest version) or the version: its input schema
     if ex.method == "POST" and path.endswith("/cancel") and path.startswith("/v1/predictions/"):
         return "cancel"
     if ex.method == "POST" and path.endswith("/predictions"):
@@ -76,10 +76,6 @@ def kind(ex: Exchange) -> str | None:
 
 
 def skip_reason(ex: Exchange) -> str:
-    if not ex.host.endswith("api.replicate.com") and ex.is_sse:
-        return STREAM
-    if ex.method == "GET" and ex.path.startswith("/v1/models/"):
-        return METADATA
     raise AssertionError(f"{ex.id}: not exercised and no reason known")
 
 
@@ -97,7 +93,7 @@ def adapter() -> ReplicateAdapter:
 
 
 def http_response(ex: Exchange) -> HTTPResponse:
-    return HTTPResponse(status=ex.status, headers=ex.headers, content=ex.content)
+    return HTTPResponse(status=ex.status, headers=ex.headers, content=ex.content, url=ex.uri)
 
 
 def per_second(sku: str = HARDWARE) -> Decimal:
@@ -151,9 +147,9 @@ def test_counts() -> None:
     assert done | set(UNSUPPORTED) == set(ALL_FILES)
     kinds = [kind(ex) for ex in exercised()]
     assert (kinds.count("create"), kinds.count("get"), kinds.count("cancel"), kinds.count("error")) == (7, 13, 1, 1)
+    assert (kinds.count("lookup"), kinds.count("stream")) == (5, 1)
     skipped = [ex for rel in done for ex in load(rel) if kind(ex) is None]
-    assert sorted(skip_reason(ex) == STREAM for ex in skipped).count(True) == 1
-    assert len(skipped) == 6
+    assert skipped == []
 
 
 # ------------------------------------------------------------------------------------------------ adapter level
@@ -219,7 +215,85 @@ def test_sse_exchange_is_the_stream_url_of_its_prediction() -> None:
     p = adapter().parse_prediction("meta/llama-2-70b-chat", http_response(create))
     assert p.urls["stream"] == stream.uri
     assert stream.is_sse
-    assert skip_reason(stream) == STREAM
+    req = adapter().build_prediction_stream(p)
+    assert (req.method, req.url, req.stream) == ("GET", stream.uri, True)
+    assert req.headers["accept"] == "text/event-stream"
+
+
+def _sse_events(body: bytes) -> list[Any]:
+    from computekit._sse import SSEDecoder
+
+    decoder = SSEDecoder(1 << 20)
+    events = decoder.feed(body)
+    last, _ = decoder.close()
+    return events + last
+
+
+def test_recorded_sse_becomes_output_pieces_until_done() -> None:
+    require_conformance_dir()
+    create, stream = load("replicate/predictions-stream-sse.yaml")
+    p = adapter().parse_prediction("meta/llama-2-70b-chat", http_response(create))
+    events = _sse_events(stream.content)
+    pieces: list[Any] = []
+    done_at = None
+    for i, ev in enumerate(events):
+        update = adapter().parse_stream_event(p, ev)
+        pieces += update.output
+        if update.done:
+            done_at = i
+            break
+    # The recorded text, from its output events: the "\n" of multi-line data included, nothing after "done".
+    expected = [ev.data for ev in events if ev.event == "output"]
+    assert pieces == expected
+    assert done_at == len(events) - 1
+    assert events[done_at].event == "done"
+    text = "".join(pieces)
+    assert text.startswith("Sure, here's a joke about OpenTelemetry:\n\nWhy did the OpenTelemetry agent go to therapy?")
+    assert text.endswith("Is there anything else I can assist you with?")
+
+
+@pytest.mark.parametrize("ex", _params("lookup"))
+def test_parse_model_info_reads_the_recorded_input_schema(ex: Exchange | None) -> None:
+    assert ex is not None
+    raw = ex.json()
+    version = raw if "/versions/" in ex.path else raw["latest_version"]
+    info = adapter().parse_model_info("stability-ai/sdxl", None, http_response(ex))
+    assert info.input_schema == version["openapi_schema"]["components"]["schemas"]["Input"]
+    assert info.schema_root == version["openapi_schema"]
+    assert info.state["schema"] is True
+    assert info.hardware is None  # Replicate reports no hardware for a model or version
+
+
+def _sdxl_schema() -> tuple[Any, Any]:
+    [ex] = [e for e in load("replicate/predictions-create.yaml") if "/versions/" in e.path]
+    info = adapter().parse_model_info("stability-ai/sdxl", None, http_response(ex))
+    return info.input_schema, info.schema_root
+
+
+def test_recorded_inputs_pass_the_recorded_schema() -> None:
+    require_conformance_dir()
+    from computekit._schema import problems
+
+    schema, root = _sdxl_schema()
+    sent = [ex.request_body["input"] for rel in ALL_FILES for ex in load(rel)
+            if kind(ex) == "create" and ex.request_body.get("version", "").startswith("39ed52f2")]
+    assert len(sent) == 4
+    for value in sent:
+        assert problems(schema, value, root=root) == []
+
+
+def test_the_recorded_schema_refuses_bad_input() -> None:
+    require_conformance_dir()
+    from computekit._schema import check_input
+
+    schema, root = _sdxl_schema()
+    with pytest.raises(ck.InputValidationError) as info:
+        check_input(schema, {"prompt": "a corgi", "widht": 512, "num_outputs": 5, "refine": "sharpen",
+                             "guidance_scale": "high"}, root=root, provider="replicate", model="stability-ai/sdxl")
+    assert [f for f, _ in info.value.problems] == ["widht", "num_outputs", "refine", "guidance_scale"]
+    assert "did you mean 'width'?" in str(info.value)
+    assert "5 is above the maximum 4" in str(info.value)
+    assert "'sharpen' is not one of 'no_refiner', 'expert_ensemble_refiner', 'base_image_refiner'" in str(info.value)
 
 
 # ------------------------------------------------------------------------------------------------ client level
@@ -297,7 +371,7 @@ async def test_replay_run_poll_until_succeeded(mode: str, tmp_path: Path) -> Non
     with cassette(tmp_path, exchanges) as cass:
         p = await run(client.predict("replicate:" + model_id(create), create.request_body["input"], hardware=HARDWARE))
         assert cass.all_played
-        assert cass.play_count == len(exchanges) == 12
+        assert cass.play_count == len(exchanges) == 13  # the version lookup (the input checked), create, 11 polls
     await close(client)
     assert p.status == "succeeded"
     assert final["status"] == "succeeded"
@@ -313,7 +387,8 @@ async def test_replay_run_poll_until_succeeded(mode: str, tmp_path: Path) -> Non
 
 
 async def test_replay_create_then_get_succeeded(mode: str, tmp_path: Path) -> None:
-    exchanges = pick("replicate/predictions-create.yaml", 1) + pick("replicate/predictions-get-succeeded.yaml", 0, 1)
+    exchanges = (pick("replicate/predictions-create.yaml", 1, 2)
+                 + pick("replicate/predictions-get-succeeded.yaml", 0, 1))
     create, final = exchanges[0], exchanges[-1].json()
     client, sleeps = client_for(mode, f"sqlite:///{tmp_path / 'l.db'}")
     with cassette(tmp_path, exchanges) as cass:
@@ -330,7 +405,7 @@ async def test_replay_create_then_get_succeeded(mode: str, tmp_path: Path) -> No
 
 
 async def test_replay_cancel(mode: str, tmp_path: Path) -> None:
-    exchanges = pick("replicate/predictions-cancel.yaml", 3, 4)
+    exchanges = pick("replicate/predictions-cancel.yaml", 3, 4, 2)  # the version lookup: the input is checked
     create, final = exchanges[0], exchanges[1].json()
     client, _ = client_for(mode, f"sqlite:///{tmp_path / 'l.db'}")
     with cassette(tmp_path, exchanges) as cass:
@@ -360,7 +435,9 @@ async def test_replay_create_without_waiting(mode: str, tmp_path: Path, rel: str
     raw = create.json()
     client, sleeps = client_for(mode, "none")
     with cassette(tmp_path, [create]) as cass:
-        p = await run(client.predict("replicate:" + model_id(create), create.request_body["input"], wait=False))
+        # validate=False: not every recording holds the model lookup (those that do replay it above)
+        p = await run(client.predict("replicate:" + model_id(create), create.request_body["input"], wait=False,
+                                     validate=False))
         assert cass.all_played
     await close(client)
     assert (p.id, p.status, p.output) == (raw["id"], STATUS[raw["status"]], raw.get("output"))
@@ -370,18 +447,22 @@ async def test_replay_create_without_waiting(mode: str, tmp_path: Path, rel: str
     assert p.cost.total is None
 
 
-async def test_replay_blocking_create_sends_prefer_wait_and_keeps_the_partial_output(mode: str,
-                                                                                      tmp_path: Path) -> None:
+async def test_replay_blocking_create_sends_prefer_wait_and_keeps_the_partial_output(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     [create] = pick("replicate/models-predictions-create-blocking.yaml", 0)
     assert create.request_headers["prefer"] == "wait"
     raw = create.json()
     client, sleeps = client_for(mode, "none")
     sent: list[Any] = []
     with cassette(tmp_path, [create], sent) as cass:
-        # the hold ended with the run still processing; a zero timeout stops before any poll (none is recorded)
+        # the hold ended with the run still processing; the wait gives up before any poll (none is recorded)
+        from computekit import _client
+
+        monkeypatch.setattr(_client._Waiting, "timed_out", lambda self: True)
         with pytest.raises(ck.PredictionTimeoutError) as info:
-            await run(client.predict("replicate:" + model_id(create), create.request_body["input"], timeout=0,
-                                     cancel_on_timeout=False))
+            await run(client.predict("replicate:" + model_id(create), create.request_body["input"],
+                                     cancel_on_timeout=False, validate=False))
         assert cass.all_played
     await close(client)
     live = [{k.lower(): v for k, v in r.headers.items()} for r in sent if r.headers]  # not the cassette's own
@@ -400,7 +481,7 @@ async def test_replay_401(mode: str, tmp_path: Path) -> None:
     client, _ = client_for(mode, f"sqlite:///{tmp_path / 'l.db'}")
     with cassette(tmp_path, [ex]) as cass:
         with pytest.raises(AuthenticationError) as info:
-            await run(client.predict("replicate:" + model_id(ex), ex.request_body["input"]))
+            await run(client.predict("replicate:" + model_id(ex), ex.request_body["input"], validate=False))
         assert cass.all_played
     await close(client)
     assert info.value.status == 401
@@ -408,3 +489,32 @@ async def test_replay_401(mode: str, tmp_path: Path) -> None:
     assert "You did not pass a valid authentication token" in str(info.value)
     [row] = client.ledger.rows()
     assert (row.outcome, row.status, row.error_type) == ("error", 401, "AuthenticationError")
+
+
+async def test_replay_stream(mode: str, tmp_path: Path) -> None:
+    create, stream = load("replicate/predictions-stream-sse.yaml")
+    raw = create.json()
+    # The recording ends at the stream's "done" event; the prediction's final state after it is AUTHORED here
+    # (a succeeded prediction of the same id, shaped like the recorded ones), so that the run can be priced.
+    final = {**raw, "status": "succeeded", "output": [ev.data for ev in _sse_events(stream.content)
+                                                        if ev.event == "output"],
+             "metrics": {"predict_time": 1.52, "total_time": 1.9}}
+    final_ex = Exchange(file="authored", index=0, format="vcrpy", method="GET", uri=raw["urls"]["get"],
+                        request_headers={}, request_body=None, status=200, headers={"content-type": "application/json"},
+                        content=json.dumps(final).encode())
+    client, sleeps = client_for(mode, f"sqlite:///{tmp_path / 'l.db'}")
+    with cassette(tmp_path, [create, stream, final_ex]) as cass:
+        p = await run(client.predict("replicate:" + model_id(create), create.request_body["input"], wait=False,
+                                     validate=False, hardware=HARDWARE))
+        if mode == "async":
+            s = p.async_stream()
+            pieces = [piece async for piece in s]
+        else:
+            s = p.stream()
+            pieces = list(s)
+        assert cass.all_played
+    await close(client)
+    assert "".join(pieces) == "".join(final["output"])
+    assert sleeps.waits == []
+    assert s.result.cost.total == Decimal("1.52") * per_second()
+    assert len(client.ledger.rows()) == 1

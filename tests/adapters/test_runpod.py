@@ -158,17 +158,33 @@ async def test_cancel(mode: str) -> None:
     done = await (p.async_cancel() if mode == "async" else run(p.cancel()))
     await close(client)
     assert done.status == "canceled"
-    # RunPod's cancel answer carries no executionTime: the cost is unknown, and says why (never 0)
-    assert done.cost.total is None
-    assert "runpod reported no run time" in (done.cost.reason or "")
+    # RunPod's cancel answer carries no executionTime; the job's status does (it ran 4.21 s before the cancel,
+    # and that time was billed): computekit fetches it once, so the canceled run is priced
+    assert done.usage.gpu_seconds == Decimal("4.21")
+    expected = Decimal("4.21") * per_second(SKU)
+    assert done.cost.total == expected
     assert sleeps.waits == []
     [row] = client.ledger.rows()
-    assert (row.outcome, row.error_type, row.cost) == ("error", "PredictionCanceled", None)
+    assert (row.outcome, row.error_type, row.cost) == ("error", "PredictionCanceled", expected)
+
+
+async def test_a_job_canceled_in_the_queue_has_no_run_time(mode: str) -> None:
+    host = Host(ok(job("IN_QUEUE")), [ok(job("CANCELLED"))], cancel=ok(job("CANCELLED")))
+    client = client_for(mode, Sleeps(start=1000.0), transport=httpx.MockTransport(host))
+    p = await run(client.predict("runpod:ep1", {"x": 1}, wait=False, hardware=SKU))
+    done = await (p.async_cancel() if mode == "async" else run(p.cancel()))
+    await close(client)
+    assert len(host.cancels) == 1
+    assert len(host.gets) == 1  # one status fetch for the run time, not a loop
+    assert done.status == "canceled"
+    assert done.cost.total is None  # never ran, reports no executionTime: unknown, never 0
+    assert "runpod reported no run time" in (done.cost.reason or "")
 
 
 def test_cassettes_are_marked_and_hold_no_key() -> None:
     paths = sorted(CASSETTES.glob("*.yaml"))
-    assert [p.name for p in paths] == ["cancel.yaml", "failed.yaml", "run_and_poll.yaml", "runsync_success.yaml"]
+    assert [p.name for p in paths] == ["cancel.yaml", "failed.yaml", "run_and_poll.yaml", "runsync_success.yaml",
+                                       "stream.yaml"]
     for path in paths:
         text = path.read_text("utf-8")
         assert text.startswith("# AUTHORED: written from ")
@@ -177,7 +193,11 @@ def test_cassettes_are_marked_and_hold_no_key() -> None:
             assert inter["request"]["uri"].startswith(BASE + "/")
             assert "authorization" not in {k.lower() for k in inter["request"]["headers"]}
             data = json.loads(inter["response"]["body"]["string"])
-            assert set(data) >= {"id", "status"}
+            if "/stream/" in inter["request"]["uri"]:  # /stream answers {status, stream: [{output}]}
+                assert set(data) == {"status", "stream"}
+                assert all(set(item) == {"output"} for item in data["stream"])
+            else:
+                assert set(data) >= {"id", "status"}
 
 
 # ------------------------------------------------------------------------------------------------ lifecycle
@@ -225,7 +245,9 @@ def ok(body: dict[str, Any]) -> httpx.Response:
 
 
 async def test_timeout_cancels_the_remote_job(mode: str) -> None:
-    host = Host(ok(job("IN_PROGRESS")), [ok(job("IN_PROGRESS"))], cancel=ok(job("CANCELLED")))
+    host = Host(ok(job("IN_PROGRESS")), [ok(job("IN_PROGRESS")), ok(job("IN_PROGRESS")), ok(job("IN_PROGRESS")),
+                                         ok(job("CANCELLED", execution_ms=1900))],
+                cancel=ok(job("CANCELLED")))
     sleeps = Sleeps(start=1000.0)
     client = client_for(mode, sleeps, transport=httpx.MockTransport(host))
     with pytest.raises(PredictionTimeoutError) as info:
@@ -233,11 +255,14 @@ async def test_timeout_cancels_the_remote_job(mode: str) -> None:
     await close(client)
     p = info.value.prediction
     assert p.status == "canceled"
+    # a 2 s timeout is shorter than RunPod's /runsync hold: submitted with /run, so the job's id came back at once
+    assert str(host.seen[0].url) == f"{BASE}/ep1/run"
     assert [(r.method, str(r.url)) for r in host.cancels] == [("POST", f"{BASE}/ep1/cancel/job-1-u1")]
     assert host.cancels[0].headers["authorization"] == f"Bearer {KEY}"
     assert sleeps.waits == [0.5, 0.75, 0.75]  # the last wait cut to what was left of the 2 s
     assert sleeps.now == 1002.0
-    assert len(host.gets) == 3
+    assert len(host.gets) == 4  # three polls, then the status that gives the canceled job's run time
+    assert p.cost.total == Decimal("1.9") * per_second(SKU)
     [row] = client.ledger.rows()
     assert row.error_type == "PredictionCanceled"
 
@@ -323,14 +348,16 @@ async def test_config_hardware_for_the_endpoint(mode: str) -> None:
 
 
 async def test_requests_sent(mode: str) -> None:
-    host = Host(ok(job("IN_QUEUE")))
+    host = Host(ok(job("IN_QUEUE")), [ok(job("IN_QUEUE"))])
     client = client_for(mode, Sleeps(start=1000.0), transport=httpx.MockTransport(host))
     await run(client.predict("runpod:ep1", {"prompt": "a cat"}, wait=False, webhook="https://example.com/h",
                              extra_body={"policy": {"ttl": 60000}}))
-    with pytest.raises(PredictionTimeoutError):  # IN_QUEUE after /runsync, and no time left to poll
+    with pytest.raises(PredictionTimeoutError):  # a timeout longer than RunPod's hold: /runsync, then polls
+        await run(client.predict("runpod:ep1", {"prompt": "a cat"}, timeout=120, cancel_on_timeout=False))
+    with pytest.raises(PredictionTimeoutError):  # timeout=0: no time to send anything
         await run(client.predict("runpod:ep1", {"prompt": "a cat"}, timeout=0, cancel_on_timeout=False))
     await close(client)
-    run_req, sync_req = host.seen
+    run_req, sync_req = [r for r in host.seen if r.method == "POST"]
     assert (run_req.method, str(run_req.url)) == ("POST", f"{BASE}/ep1/run")
     assert json.loads(run_req.content) == {"input": {"prompt": "a cat"}, "webhook": "https://example.com/h",
                                            "policy": {"ttl": 60000}}
@@ -366,3 +393,64 @@ def test_a_non_job_body_is_malformed() -> None:
     for body in (b"[]", b"not json", b'{"id": "j", "status": "DONE"}'):
         with pytest.raises(MalformedResponseError):
             adapter.parse_prediction("ep1", HTTPResponse(200, {}, body))
+
+
+# ------------------------------------------------------------------------------------------------ streaming
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("stream.yaml")
+async def test_stream_polls_the_stream_endpoint_then_prices_the_job(mode: str) -> None:
+    sleeps = Sleeps(start=1000.0)
+    client = client_for(mode, sleeps)
+    p = await call(client, "predict", "runpod:llm7s2t4r6e8am", {"prompt": "Count to three"}, wait=False,
+                   hardware=SKU)
+    if mode == "async":
+        s = p.async_stream(poll_interval=0.25)
+        pieces = [piece async for piece in s]
+    else:
+        s = p.stream(poll_interval=0.25)
+        pieces = list(s)
+    await close(client)
+    assert pieces == [{"text": "one"}, {"text": " two"}, {"text": " three"}]
+    assert sleeps.waits == [0.25]  # one pause between the two /stream polls; none after COMPLETED
+    done = s.result
+    assert done.status == "succeeded"
+    assert done.cost.total == Decimal("2.15") * per_second(SKU)
+    [row] = client.ledger.rows()
+    assert row.cost == done.cost.total
+
+
+async def test_a_failed_stream_raises_with_the_jobs_cost(mode: str) -> None:
+    stream_answers = [ok({"status": "IN_PROGRESS", "stream": [{"output": "half"}]}),
+                      ok({"status": "FAILED", "stream": [], "error": "boom"})]
+    seen: list[httpx.Request] = []
+
+    def host(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if "/stream/" in request.url.path:
+            return stream_answers[min(len([r for r in seen if "/stream/" in r.url.path]) - 1, 1)]
+        if "/status/" in request.url.path:
+            return ok(job("FAILED", execution_ms=700, error="boom"))
+        return ok(job("IN_QUEUE"))
+
+    sleeps = Sleeps(start=1000.0)
+    client = client_for(mode, sleeps, transport=httpx.MockTransport(host))
+    p = await run(client.predict("runpod:ep1", {"x": 1}, wait=False, hardware=SKU))
+    got: list[Any] = []
+
+    async def read() -> None:
+        if mode == "async":
+            async for piece in p.async_stream():
+                got.append(piece)
+        else:
+            for piece in p.stream():
+                got.append(piece)
+
+    with pytest.raises(PredictionFailedError) as info:
+        await read()
+    await close(client)
+    assert got == ["half"]
+    assert info.value.prediction.cost.total == Decimal("0.7") * per_second(SKU)
+    assert [r.url.path.split("/")[3] for r in seen] == ["run", "stream", "stream", "status"]
+    assert sleeps.waits == [0.5]

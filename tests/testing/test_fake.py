@@ -229,6 +229,11 @@ def test_failed_prediction_is_typed_and_billed(mode: str) -> None:
     with FakeProvider([Run(status="failed", error="CUDA out of memory", units={"images": 1})],
                       price={"images": "0.003"}) as f, pytest.raises(ck.PredictionFailedError, match="CUDA") as e:
         call(client(f, mode), "predict", "fake:owner/model", {"prompt": "x"})
+    # The failed run still reported its billed units: they are priced (no hardware price is needed for them).
+    assert e.value.prediction.cost.total == Decimal("0.003")
+    with FakeProvider([Run(status="failed", error="CUDA out of memory")], price={"images": "0.003"}) as f, \
+            pytest.raises(ck.PredictionFailedError) as e:
+        call(client(f, mode), "predict", "fake:owner/model", {"prompt": "x"})
     assert e.value.prediction.cost.total is None  # GPU time reported but no hardware price named
     with FakeProvider([Run(output="img", gpu_seconds=None, units={"images": 2})], price={"images": "0.003"}) as f:
         p = call(client(f, mode), "predict", "fake:owner/model", {"prompt": "x"})

@@ -1,0 +1,223 @@
+"""Faults on the requests of ``predict()``, against the loopback fault server, sync and async, default transports.
+
+The request that creates a run starts billed GPU work. Without an idempotency key it is sent *at most once*: a
+5xx, a reset or a read timeout after the request went out may each have started a job, so none is retried (that
+could run, and bill, the job twice); a connection that was never made (refused) or a refusal (429) is retried as
+usual. Polls, lookups and cancels are GETs or idempotent, and keep the normal retries. ``timeout=`` bounds the
+create too. Every test asserts the server's hit count (the attempts that reached it) and the waits the retry loop
+asked for (recorded, never slept).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fault_server import (
+    FaultServer,
+    Hang,
+    Reply,
+    Request,
+    Reset,
+    Waits,
+    close,
+    error,
+    policy,
+    run,
+    unused_port,
+)
+
+import computekit as ck
+from computekit.pricing import PriceBook
+
+MODEL = "replicate:acme/upscaler"
+KEY = "r8_fault0123456789abcdefghij"
+BACKOFF = [0.5, 1.0, 2.0]  # MaxJitter waits for tries 1, 2, 3 with the default backoff settings
+
+both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+
+
+def prediction(status: str, code: int = 200, **extra: Any) -> Callable[..., bool]:
+    """A Replicate prediction whose URLs point back at the server answering (built when the request arrives)."""
+
+    def behave(srv: FaultServer, req: Request, sock: Any) -> bool:
+        body = {"id": "pf01", "model": "acme/upscaler", "version": "v1", "input": {"x": 1}, "logs": "",
+                "output": None, "data_removed": False, "error": None, "status": status,
+                "created_at": "2026-11-20T10:00:00Z",
+                "urls": {"get": f"{srv.url}/predictions/pf01", "cancel": f"{srv.url}/predictions/pf01/cancel",
+                         "web": "https://replicate.com/p/pf01"}, **extra}
+        return Reply(code, body)(srv, req, sock)
+
+    return behave
+
+
+def succeeded() -> Callable[..., bool]:
+    return prediction("succeeded", 201, output=["ok"], metrics={"predict_time": 2.0})
+
+
+def client_for(is_async: bool, base_url: str, waits: Waits, tmp_path: Path, **replicate: Any) -> Any:
+    cls = ck.AsyncClient if is_async else ck.Client
+    return cls(config=None, retry_policy=policy(waits, max_retries=2),
+               providers={"replicate": {"base_url": base_url, "api_key": KEY, **replicate}},
+               ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+def per_second(sku: str) -> Decimal:
+    found = PriceBook().per_second("replicate", sku)
+    assert found is not None
+    return found[0]
+
+
+def creates(srv: FaultServer) -> list[Request]:
+    return [r for r in srv.requests if r.method == "POST" and r.path.endswith("/predictions")]
+
+
+def ledger(client: Any) -> list[tuple[str, int | None, str | None]]:
+    return [(row.outcome, row.status, row.error_type) for row in client.ledger.rows()]
+
+
+# ============================================================================================= the create
+
+
+@both
+async def test_a_reset_on_the_create_is_not_retried(faults: Any, waits: Waits, is_async: bool,
+                                                    tmp_path: Path) -> None:
+    srv = faults([Reset(), succeeded()])
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    try:
+        with pytest.raises(ck.APIConnectionError) as info:
+            await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4"))
+    finally:
+        await close(client)
+    assert srv.hits == 1  # one create reached the host: a second could have run a second, billed job
+    assert waits.waits == []
+    assert info.value.maybe_processed is True
+    assert any("not retried" in note for note in info.value.__notes__)
+    assert ledger(client) == [("error", None, "APIConnectionError")]
+
+
+@both
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_a_5xx_on_the_create_is_not_retried(faults: Any, waits: Waits, is_async: bool, tmp_path: Path,
+                                                  status: int) -> None:
+    srv = faults([error(status), succeeded()])
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    try:
+        with pytest.raises(ck.ServerError) as info:
+            await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4"))
+    finally:
+        await close(client)
+    assert info.value.status == status
+    assert srv.hits == 1
+    assert waits.waits == []
+    assert ledger(client) == [("error", status, "ServerError")]
+
+
+@both
+async def test_a_refused_connection_is_retried(waits: Waits, is_async: bool, tmp_path: Path) -> None:
+    client = client_for(is_async, f"http://127.0.0.1:{unused_port()}/v1", waits, tmp_path)
+    try:
+        with pytest.raises(ck.APIConnectionError) as info:
+            await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4"))
+    finally:
+        await close(client)
+    assert info.value.maybe_processed is False  # no connection was made: the host never saw the request
+    assert waits.waits == BACKOFF[:2]  # so it is sent again, like any request: 1 + max_retries tries
+    assert ledger(client) == [("error", None, "APIConnectionError")] * 3
+
+
+@both
+async def test_a_429_on_the_create_is_retried(faults: Any, waits: Waits, is_async: bool, tmp_path: Path) -> None:
+    srv = faults([error(429, headers={"retry-after": "1"}), succeeded()])
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    try:
+        p = await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4"))
+    finally:
+        await close(client)
+    assert p.status == "succeeded"
+    assert len(creates(srv)) == 2  # a 429 is a refusal: nothing ran
+    assert waits.waits == [1.0]
+    assert [a.outcome for a in p.attempts] == ["error", "success"]
+    assert p.cost.total == Decimal("2.0") * per_second("gpu-t4")
+
+
+@both
+async def test_with_an_idempotency_key_a_reset_create_is_retried_with_the_same_key(
+    faults: Any, waits: Waits, is_async: bool, tmp_path: Path
+) -> None:
+    srv = faults([Reset(), succeeded()])
+    client = client_for(is_async, srv.url, waits, tmp_path, idempotency_header="Idempotency-Key")
+    try:
+        p = await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4"))
+    finally:
+        await close(client)
+    assert p.status == "succeeded"
+    assert srv.hits == 2
+    keys = {r.headers["idempotency-key"] for r in srv.requests}
+    assert len(keys) == 1  # the host sees one key and runs the job once
+    assert waits.waits == BACKOFF[:1]
+
+
+@both
+async def test_timeout_bounds_the_create(faults: Any, waits: Waits, is_async: bool, tmp_path: Path) -> None:
+    srv = faults(Hang(3.0))
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ck.PredictionTimeoutError) as info:
+            await run(client.predict(MODEL, {"x": 1}, validate=False, timeout=0.4))
+    finally:
+        await close(client)
+    assert time.monotonic() - t0 < 2.5  # bounded by timeout=, not by the provider's 600 s read timeout
+    assert info.value.prediction is None  # no id came back: nothing to cancel
+    assert "may have started" in str(info.value)
+    assert srv.hits == 1  # a read timeout is not retried either
+    assert waits.waits == []
+    assert srv.requests[0].headers["prefer"] == "wait=1"  # the host is not asked to hold it longer than that
+
+
+# ============================================================================================= idempotent requests
+
+
+@both
+async def test_a_reset_on_a_poll_is_retried(faults: Any, waits: Waits, is_async: bool, tmp_path: Path) -> None:
+    srv = faults([prediction("starting", 201), Reset(),
+                  prediction("succeeded", output=["ok"], metrics={"predict_time": 2.0})])
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    try:
+        p = await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4", poll_interval=1.0))
+    finally:
+        await close(client)
+    assert p.status == "succeeded"
+    assert [r.method for r in srv.requests] == ["POST", "GET", "GET"]
+    # The poll interval, then one retry backoff; aiohttp itself resends an idempotent request whose reused
+    # keep-alive connection was reset (RFC 9112 9.3.1), before computekit's loop sees the error.
+    assert waits.waits == [1.0] + ([] if is_async else BACKOFF[:1])
+    [row] = client.ledger.rows()
+    assert (row.outcome, row.cost) == ("success", Decimal("2.0") * per_second("gpu-t4"))
+
+
+@both
+async def test_a_reset_on_the_schema_lookup_is_retried(faults: Any, waits: Waits, is_async: bool,
+                                                       tmp_path: Path) -> None:
+    model = {"owner": "acme", "name": "upscaler", "latest_version": {"id": "v1", "openapi_schema": {
+        "components": {"schemas": {"Input": {"type": "object", "properties": {"x": {"type": "integer"}}}}}}}}
+    srv = faults([Reset(), Reply(200, model), succeeded()])
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    try:
+        p = await run(client.predict(MODEL, {"x": 1}, hardware="gpu-t4"))
+        with pytest.raises(ck.InputValidationError):  # the schema is cached: no lookup, no create
+            await run(client.predict(MODEL, {"x": "one"}))
+    finally:
+        await close(client)
+    assert p.status == "succeeded"
+    assert [(r.method, r.path) for r in srv.requests] == [
+        ("GET", "/v1/models/acme/upscaler"), ("GET", "/v1/models/acme/upscaler"),
+        ("POST", "/v1/models/acme/upscaler/predictions"),
+    ]
+    assert waits.waits == ([] if is_async else BACKOFF[:1])  # (aiohttp resends a reset GET itself, see above)
+    assert len(client.ledger.rows()) == 1  # lookups are not billed: only the run is in the ledger
