@@ -25,7 +25,7 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import Core, Run, Target, call_options, normalise_messages, now
+from ._core import Core, Run, Target, call_options, check_tags, normalise_messages, now
 from ._exceptions import (
     APIConnectionError,
     InvalidRequestError,
@@ -92,6 +92,9 @@ class _Plan:
     route: RouteConfig | None = None
     record: bool = True
     """Whether attempts go to the ledger (polls of a prediction are not billed: they do not)."""
+
+    def __post_init__(self) -> None:
+        check_tags(self.tags)  # bad tags fail before any HTTP, for every verb
 
 
 def _complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, messages: Messages | NotGiven,
@@ -270,7 +273,7 @@ class _StreamState:
         self.run = Run(core, targets, route, lambda t: core.complete_request(t, messages, options, stream=True))
         self.messages = messages
         self.options = options
-        self.tags = tags
+        self.tags = check_tags(tags)
         self.attempts: list[Attempt] = []
         self.result: Completion | None = None
         self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)

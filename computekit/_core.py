@@ -27,6 +27,7 @@ from ._exceptions import (
     InvalidRequestError,
     ProviderError,
 )
+from ._otel import attempt_span
 from ._retry import RetryPolicy
 from ._types import Attempt, Cost, Message, Prediction, Result, Usage
 from .adapters._base import Adapter, CompleteRequest, EmbedRequest, ProviderSettings, RerankRequest, env_key
@@ -365,7 +366,7 @@ class Core:
         # A prediction still running is recorded when it ends (once, with its GPU time and cost).
         # A prediction is recorded when it ends (once, with its GPU time and cost): see prediction_ended.
         if record and not isinstance(result, Prediction):
-            self.record(verb, attempt, result.usage, tags)
+            self.record(verb, attempt, result.usage, tags, result)
 
     def failed(
         self,
@@ -440,9 +441,10 @@ class Core:
             attempt.error_type = "PredictionFailedError" if prediction.status == "failed" else "PredictionCanceled"
         attempt.cost = prediction.cost
         attempt.request_id = attempt.request_id or prediction.id
-        self.record("predict", attempt, prediction.usage, tags)
+        self.record("predict", attempt, prediction.usage, tags, prediction)
 
-    def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None) -> None:
+    def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None,
+               result: Result | None = None) -> None:
         cost = attempt.cost
         self.ledger.record(
             LedgerRow(
@@ -467,10 +469,32 @@ class Core:
                 tags=dict(tags) if tags else {},
             )
         )
+        attempt_span(verb, attempt, usage, tags, result)  # OpenTelemetry, when the app configured it
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """``tags`` if they can be stored and grouped on (``report(by="tag:NAME")``): a mapping of non-empty string
+    names to string values.
+
+    Raises:
+        InvalidRequestError: ``tags`` is not such a mapping (raised before any HTTP).
+    """
+    if tags is None:
+        return None
+    if not isinstance(tags, Mapping):
+        raise InvalidRequestError(f"tags must be a dict of strings, e.g. tags={{'feature': 'search'}}, "
+                                  f"not {type(tags).__name__}")
+    for name, value in tags.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidRequestError(f"tag names must be non-empty strings, not {name!r}")
+        if not isinstance(value, str):
+            raise InvalidRequestError(f"tag {name!r} must have a string value (reports group on it), "
+                                      f"not {type(value).__name__}: write str(value)")
+    return tags
 
 
 def call_options(**given: Any) -> dict[str, Any]:

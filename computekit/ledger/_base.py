@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-__all__ = ["GroupBy", "Ledger", "LedgerRow", "Report", "ReportRow"]
+# Reports live in _report (pure, over rows()); re-exported here, where they were first defined.
+from ._report import GROUP_KEYS, Calls, GroupBy, Report, ReportRow, build_report, check_group_by, utc
 
-GroupBy = Literal["provider", "model", "target", "verb", "day", "outcome"]
-GROUP_KEYS: tuple[str, ...] = ("provider", "model", "target", "verb", "day", "outcome")
+__all__ = ["GROUP_KEYS", "Calls", "GroupBy", "Ledger", "LedgerRow", "Report", "ReportRow", "build_report"]
 
 
 @dataclass(slots=True)
@@ -55,69 +51,6 @@ class LedgerRow:
         return d
 
 
-@dataclass(slots=True)
-class ReportRow:
-    """One group of a report."""
-
-    key: str
-    calls: int
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cost: Decimal
-    unpriced: int
-    """Attempts whose cost is unknown (unpriced models, timeouts that may have been billed, canceled streams):
-    ``cost`` leaves them out, so it is a lower bound when > 0."""
-
-
-@dataclass(slots=True)
-class Report:
-    """Rows grouped by one key, and the exact total."""
-
-    group_by: str
-    rows: list[ReportRow]
-    total: Decimal
-    unpriced: int
-
-    _COLUMNS = ("key", "calls", "errors", "input_tokens", "output_tokens", "cost", "unpriced")
-
-    def to_records(self) -> list[dict[str, Any]]:
-        """Rows as plain dicts (cost as a decimal string, so nothing is rounded)."""
-        return [
-            {"key": r.key, "calls": r.calls, "errors": r.errors, "input_tokens": r.input_tokens,
-             "output_tokens": r.output_tokens, "cost": str(r.cost), "unpriced": r.unpriced}
-            for r in self.rows
-        ]
-
-    def to_csv(self, path: str | Path | None = None) -> str:
-        """The report as CSV (header + one line per group + a total line); written to ``path`` when given."""
-        import csv
-
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow((self.group_by, *self._COLUMNS[1:]))
-        for rec in self.to_records():
-            w.writerow([rec[c] for c in self._COLUMNS])
-        w.writerow(["TOTAL", sum(r.calls for r in self.rows), sum(r.errors for r in self.rows),
-                    sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows),
-                    str(self.total), self.unpriced])
-        text = buf.getvalue()
-        if path is not None:
-            Path(path).write_text(text, "utf-8")
-        return text
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        """The report as JSON (``group_by``, ``rows``, ``total``); written to ``path`` when given."""
-        text = json.dumps(
-            {"group_by": self.group_by, "rows": self.to_records(), "total": str(self.total),
-             "unpriced": self.unpriced, "currency": "USD"},
-            indent=2,
-        )
-        if path is not None:
-            Path(path).write_text(text, "utf-8")
-        return text
-
-
 class Ledger(ABC):
     """Where every attempt is recorded."""
 
@@ -131,49 +64,37 @@ class Ledger(ABC):
 
     def report(
         self,
-        group_by: GroupBy = "provider",
+        by: GroupBy | str = "provider",
         *,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
+        group_by: GroupBy | str | None = None,
     ) -> Report:
-        """Spend grouped by ``group_by``, with an exact Decimal total.
+        """Spend grouped by ``by``, with an exact Decimal total; unpriced attempts are counted apart, never as 0.
+
+        Args:
+            by: ``provider``, ``model``, ``target`` (``provider:model``), ``verb``, ``day`` (UTC), ``outcome``, or
+                ``tag:NAME`` (the value of the tag ``NAME``; attempts without it form the group ``(none)``).
+            since: From this time, included (a naive datetime is UTC).
+            until: Up to this time, excluded.
+            group_by: The same as ``by`` (its name in computekit 0.1).
 
         Raises:
-            ValueError: ``group_by`` is not one of provider, model, target, verb, day, outcome.
+            ValueError: ``by`` is not one of the above, or ``by`` and ``group_by`` disagree.
         """
-        if group_by not in GROUP_KEYS:
-            raise ValueError(f"group_by must be one of {', '.join(GROUP_KEYS)}, not {group_by!r}")
-        return build_report(self.rows(since=since, until=until), group_by)
+        if group_by is not None:
+            if by not in ("provider", group_by):
+                raise ValueError(f"pass by= or group_by=, not both ({by!r} and {group_by!r})")
+            by = group_by
+        check_group_by(by)  # before reading the rows
+        since, until = utc(since), utc(until)
+        return build_report(self.rows(since=since, until=until), by, since=since, until=until)
+
+    def calls(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Calls:
+        """The individual attempts of a period (the calls view), with the same exports as a report."""
+        since, until = utc(since), utc(until)
+        return Calls(self.rows(since=since, until=until), since=since, until=until)
 
     def close(self) -> None:  # noqa: B027  (optional for backends)
         """Release the backend's resources."""
 
-
-def _key(row: LedgerRow, group_by: str) -> str:
-    if group_by == "day":
-        return row.ts.date().isoformat()
-    if group_by == "target":
-        return f"{row.provider}:{row.model}"
-    return str(getattr(row, group_by))
-
-
-def build_report(rows: Sequence[LedgerRow], group_by: str) -> Report:
-    """Group rows (pure; shared by every backend)."""
-    groups: dict[str, ReportRow] = {}
-    for row in rows:
-        k = _key(row, group_by)
-        g = groups.get(k)
-        if g is None:
-            g = groups[k] = ReportRow(k, 0, 0, 0, 0, Decimal(0), 0)
-        g.calls += 1
-        if row.outcome == "error":
-            g.errors += 1
-        g.input_tokens += row.input_tokens
-        g.output_tokens += row.output_tokens
-        if row.cost is not None:
-            g.cost += row.cost
-        else:  # could not be priced (a known-free error is recorded as 0, not None)
-            g.unpriced += 1
-    ordered = sorted(groups.values(), key=lambda r: (-r.cost, r.key))
-    total = sum((r.cost for r in ordered), Decimal(0))
-    return Report(group_by=group_by, rows=ordered, total=total, unpriced=sum(r.unpriced for r in ordered))
