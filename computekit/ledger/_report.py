@@ -117,7 +117,7 @@ class Report:
 
     Attributes:
         group_by: What the rows are grouped by (``provider``, ``day``, ``tag:customer`` ...).
-        rows: One row per group, the most expensive first.
+        rows: One row per group, the most expensive first (by ``day``: oldest first).
         total: The exact sum of the priced attempts.
         unpriced: How many attempts could not be priced (left out of ``total``: it is then a lower bound).
         since: The start of the period (included), when one was given.
@@ -231,7 +231,10 @@ def build_report(
             g.cost += row.cost
         else:  # could not be priced (a known-free error is recorded as 0, not None)
             g.unpriced += 1
-    ordered = sorted(groups.values(), key=lambda r: (-r.cost, r.key))
+    if group_by == "day":  # a day report reads in time order
+        ordered = sorted(groups.values(), key=lambda r: r.key)
+    else:
+        ordered = sorted(groups.values(), key=lambda r: (-r.cost, r.key))
     total = sum((r.cost for r in ordered), Decimal(0))
     return Report(group_by=group_by, rows=ordered, total=total, unpriced=sum(r.unpriced for r in ordered),
                   since=since, until=until)
