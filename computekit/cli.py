@@ -603,9 +603,9 @@ def print_calls(console: Console, calls: Calls, *, title: str) -> None:
 
 def _check_plotting() -> None:
     """Fail before reading the ledger when a chart is asked for and matplotlib is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec("matplotlib") is None:
+    try:
+        import matplotlib  # noqa: F401  (drawn with right after)
+    except ImportError:
         _fail("--plot and --html need matplotlib: pip install 'computekit[plot]'")
 
 

@@ -145,7 +145,7 @@ def test_report_window(ledger: SQLiteLedger) -> None:
 
 
 def test_invalid_group_by(ledger: SQLiteLedger) -> None:
-    with pytest.raises(ValueError, match="group by must be one of .*tag:NAME"):
+    with pytest.raises(ValueError, match=r"group by must be one of .*tag:NAME"):
         ledger.report("colour")  # type: ignore[arg-type]
 
 
