@@ -37,6 +37,7 @@ ROWS = [
     _row(NEXT, "anthropic", None),  # unpriced: not in the stack, labelled
     _row(NEXT, "mistral", "0.0001"),
     _row(D4, "openai", "0.2", tags={"customer": "<script>alert(1)</script>"}),
+    _row(D4, "in-house", None),  # a provider no table prices: no series of $0, counted as unpriced
 ]
 DAYS = [dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3), dt.date(2026, 3, 4)]
 STACKS = {
@@ -61,7 +62,8 @@ def test_daily_cost_stacks_each_provider_per_utc_day() -> None:
     assert data.days == DAYS  # contiguous: a day without calls is still a bar (of 0)
     assert data.providers == ["anthropic", "openai", "mistral"]  # the biggest spender at the bottom
     assert data.cost == STACKS
-    assert data.unpriced == [0, 1, 0, 0]
+    assert data.unpriced == [0, 1, 0, 1]
+    assert data.unpriced_by_provider == {"anthropic": 1, "in-house": 1}
     assert data.totals == [Decimal("0.875"), Decimal("1.0001"), Decimal(0), Decimal("0.2")]
     assert data.total == Decimal("2.0751")
     assert all(isinstance(v, Decimal) for stack in data.cost.values() for v in stack)
@@ -69,7 +71,8 @@ def test_daily_cost_stacks_each_provider_per_utc_day() -> None:
 
 def test_daily_cost_of_nothing() -> None:
     data = daily_cost([])
-    assert (data.days, data.providers, data.cost, data.unpriced, data.total) == ([], [], {}, [], Decimal(0))
+    assert (data.days, data.providers, data.cost, data.unpriced, data.unpriced_by_provider, data.total) == (
+        [], [], {}, [], {}, Decimal(0))
 
 
 # --------------------------------------------------------------------------------------------- figure
@@ -91,8 +94,9 @@ def test_figure_has_one_stacked_series_per_provider() -> None:
     # The legend reads top to bottom like the stacks.
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mistral", "openai", "anthropic"]
     assert [t.get_text() for t in ax.get_xticklabels()] == [d.isoformat() for d in DAYS]
-    assert [t.get_text() for t in ax.texts] == ["+1 unpriced"]  # over 03-02, never drawn as $0
-    assert "total $2.0751 + 1 unpriced call (not included)" in ax.get_title(loc="left")
+    assert [t.get_text() for t in ax.texts] == ["+1\nunpriced"] * 2  # over 03-02 and 03-04, never drawn as $0
+    assert [t.xy for t in ax.texts] == [(1, pytest.approx(1.0001)), (3, pytest.approx(0.2))]  # on top of the stack
+    assert "total $2.0751 + 2 unpriced calls, not included (anthropic 1, in-house 1)" in ax.get_title(loc="left")
     assert ax.get_ylabel() == "cost (USD)"
 
 
@@ -103,6 +107,20 @@ def test_long_periods_label_every_nth_day() -> None:
     assert len(ax.containers[0].patches) == 60
     assert 8 <= len(labels) <= 16
     assert labels[0] == "2026-03-01"
+
+
+@pytest.mark.parametrize("cost", ["0.185", "0.0000375", "42", "1234.5"])
+def test_y_ticks_read_exactly(cost: str) -> None:
+    [ax] = figure(daily_cost([_row(D1, "openai", cost)])).axes
+    fmt = ax.yaxis.get_major_formatter()
+    ticks = [t for t in ax.get_yticks() if t >= 0]
+    assert len(ticks) >= 3
+    for t in ticks:
+        label = fmt(t)
+        assert label.startswith("$")
+        # A tick at 0.025 reads $0.025, not $0.03; every label has the same number of decimals.
+        assert Decimal(label[1:].replace(",", "")) == Decimal(f"{t:.8f}").normalize()
+    assert len({len(fmt(t).split(".")[1]) for t in ticks}) == 1
 
 
 def test_empty_figure_says_so() -> None:
@@ -166,14 +184,14 @@ def test_html_report_has_the_chart_and_the_tables(tmp_path: Path) -> None:
     assert "<script" not in page
     # The grouped table, with exact costs and the unpriced call shown as such.
     assert "<h2>Spend by tag:customer</h2>" in page
-    assert "<td>(none)</td><td>6</td><td>0</td>" in page
+    assert "<td>(none)</td><td>7</td><td>0</td>" in page
     assert "≥ $1.8751" in page  # the untagged group: priced part of 6 calls, 1 of them unpriced
     assert "<td>$0.20</td>" in page
-    assert "1 unpriced call not included" in page
+    assert "2 unpriced calls not included" in page
     # The daily table: one column per provider, every day.
     assert "<th>day</th><th>anthropic</th><th>openai</th><th>mistral</th><th>total</th><th>unpriced</th>" in page
     assert "<tr><td>2026-03-02</td><td>$1.00</td><td>$0.00</td><td>$0.0001</td><td>$1.0001</td><td>1</td></tr>" in page
-    assert "<td>2026-03-03</td>" in page
+    assert "<tr><td>2026-03-03</td><td>$0.00</td><td>$0.00</td><td>$0.00</td><td>$0.00</td><td></td></tr>" in page
     assert "from 2026-03-01 00:00 UTC" in page
     # A tag value is shown, escaped.
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

@@ -49,15 +49,17 @@ class DailyCost:
 
     Attributes:
         days: Every day from the first attempt's to the last one's (days without calls included, at 0).
-        providers: The providers, the biggest spender first (the bottom of each stack).
+        providers: The providers with a priced attempt, the biggest spender first (the bottom of each stack).
         cost: Provider -> its exact cost on each day of ``days``.
         unpriced: Attempts on each day that could not be priced (left out of ``cost``).
+        unpriced_by_provider: Provider -> its attempts that could not be priced, over the whole period.
     """
 
     days: list[dt.date]
     providers: list[str]
     cost: dict[str, list[Decimal]]
     unpriced: list[int]
+    unpriced_by_provider: dict[str, int]
 
     @property
     def totals(self) -> list[Decimal]:
@@ -74,24 +76,24 @@ def daily_cost(rows: Iterable[LedgerRow]) -> DailyCost:
     """Group attempts by UTC day and provider (pure)."""
     by_day: dict[dt.date, dict[str, Decimal]] = {}
     unpriced: dict[dt.date, int] = {}
+    unpriced_by_provider: dict[str, int] = {}
     spent: dict[str, Decimal] = {}
     for row in rows:
         day = day_of(row)
         cell = by_day.setdefault(day, {})
-        cell.setdefault(row.provider, Decimal(0))
-        spent.setdefault(row.provider, Decimal(0))
         if row.cost is None:
             unpriced[day] = unpriced.get(day, 0) + 1
+            unpriced_by_provider[row.provider] = unpriced_by_provider.get(row.provider, 0) + 1
         else:
-            cell[row.provider] += row.cost
-            spent[row.provider] += row.cost
+            cell[row.provider] = cell.get(row.provider, Decimal(0)) + row.cost
+            spent[row.provider] = spent.get(row.provider, Decimal(0)) + row.cost
     if not by_day:
-        return DailyCost([], [], {}, [])
+        return DailyCost([], [], {}, [], {})
     first, last = min(by_day), max(by_day)
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     providers = sorted(spent, key=lambda p: (-spent[p], p))
     cost = {p: [by_day.get(d, {}).get(p, Decimal(0)) for d in days] for p in providers}
-    return DailyCost(days, providers, cost, [unpriced.get(d, 0) for d in days])
+    return DailyCost(days, providers, cost, [unpriced.get(d, 0) for d in days], unpriced_by_provider)
 
 
 def _matplotlib() -> None:
@@ -101,13 +103,14 @@ def _matplotlib() -> None:
         raise ImportError(f"plots need matplotlib, which is not installed: {_PLOT_HINT}") from e
 
 
-def _tick_decimals(top: float) -> int:
-    """Enough decimals on the y axis for the tallest bar (costs per call are often fractions of a cent)."""
-    if top >= 10:
-        return 0
-    if top <= 0 or top >= 1:
-        return 2
-    return max(2, min(8, 1 - math.floor(math.log10(top))))
+def _decimals(values: Iterable[float]) -> int:
+    """Decimals enough to write every y tick exactly (at least cents, at most 8: costs per call are often
+    fractions of a cent, and ticks at 0.025 must not read 0.03)."""
+    most = 2
+    for v in values:
+        frac = f"{abs(v):.8f}".split(".")[1].rstrip("0")
+        most = max(most, len(frac))
+    return most
 
 
 def figure(data: DailyCost, *, title: str | None = None) -> Any:
@@ -128,7 +131,8 @@ def figure(data: DailyCost, *, title: str | None = None) -> Any:
     unpriced = sum(data.unpriced)
     sub = f"total {usd(data.total)}"
     if unpriced:
-        sub += f" + {unpriced} unpriced call{'s' if unpriced != 1 else ''} (not included)"
+        who = ", ".join(f"{p} {n}" for p, n in sorted(data.unpriced_by_provider.items(), key=lambda kv: -kv[1]))
+        sub += f" + {unpriced} unpriced call{'s' if unpriced != 1 else ''}, not included ({who})"
     ax.set_title(f"{heading}\n{sub}", loc="left", fontsize=10)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
@@ -146,13 +150,13 @@ def figure(data: DailyCost, *, title: str | None = None) -> Any:
     top = max(bottom)
     for i, count in enumerate(data.unpriced):
         if count:
-            ax.annotate(f"+{count} unpriced", (i, bottom[i]), xytext=(0, 3), textcoords="offset points",
+            ax.annotate(f"+{count}\nunpriced", (i, bottom[i]), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=7, color="0.3")
     step = max(1, math.ceil(n / _MAX_TICKS))
     ax.set_xticks(x[::step], [d.isoformat() for d in data.days[::step]], rotation=45, ha="right", fontsize=8)
     ax.set_xlim(-0.6, n - 0.4)
     ax.set_ylim(0, top * 1.12 if top > 0 else 1)
-    decimals = _tick_decimals(top)
+    decimals = _decimals(ax.get_yticks())
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"${v:,.{decimals}f}"))
     ax.set_ylabel("cost (USD)")
     ax.grid(axis="y", color="0.9", zorder=0)
