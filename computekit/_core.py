@@ -27,7 +27,7 @@ from ._exceptions import (
     InvalidRequestError,
     ProviderError,
 )
-from ._otel import attempt_span
+from ._otel import attempt_span, note_response
 from ._retry import RetryPolicy
 from ._types import Attempt, Cost, Message, Prediction, Result, Usage
 from .adapters._base import Adapter, CompleteRequest, EmbedRequest, ProviderSettings, RerankRequest, env_key
@@ -360,13 +360,14 @@ class Core:
             request_id=result.request_id,
             started_at=started,
         )
+        note_response(attempt, result)  # for its OpenTelemetry span
         attempts.append(attempt)
         if record:  # a poll or cancel (not recorded) keeps the attempts of the call that started the run
             result.attempts = attempts
         # A prediction still running is recorded when it ends (once, with its GPU time and cost).
         # A prediction is recorded when it ends (once, with its GPU time and cost): see prediction_ended.
         if record and not isinstance(result, Prediction):
-            self.record(verb, attempt, result.usage, tags, result)
+            self.record(verb, attempt, result.usage, tags)
 
     def failed(
         self,
@@ -439,12 +440,12 @@ class Core:
             attempt.outcome = "error"
             attempt.error = f"prediction {prediction.status}: {prediction.error or ''}".strip()
             attempt.error_type = "PredictionFailedError" if prediction.status == "failed" else "PredictionCanceled"
+        note_response(attempt, prediction)
         attempt.cost = prediction.cost
         attempt.request_id = attempt.request_id or prediction.id
-        self.record("predict", attempt, prediction.usage, tags, prediction)
+        self.record("predict", attempt, prediction.usage, tags)
 
-    def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None,
-               result: Result | None = None) -> None:
+    def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None) -> None:
         cost = attempt.cost
         self.ledger.record(
             LedgerRow(
@@ -469,11 +470,16 @@ class Core:
                 tags=dict(tags) if tags else {},
             )
         )
-        attempt_span(verb, attempt, usage, tags, result)  # OpenTelemetry, when the app configured it
+        attempt_span(verb, attempt, usage, tags)  # OpenTelemetry, when the application configured it
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def call_options(**given: Any) -> dict[str, Any]:
+    """Keyword arguments that were actually passed (sentinel-free)."""
+    return {k: v for k, v in given.items() if v is not NOT_GIVEN}
 
 
 def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
@@ -495,11 +501,6 @@ def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
             raise InvalidRequestError(f"tag {name!r} must have a string value (reports group on it), "
                                       f"not {type(value).__name__}: write str(value)")
     return tags
-
-
-def call_options(**given: Any) -> dict[str, Any]:
-    """Keyword arguments that were actually passed (sentinel-free)."""
-    return {k: v for k, v in given.items() if v is not NOT_GIVEN}
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._types import Attempt, Result, Usage
 
-__all__ = ["INSTRUMENTATION_NAME", "OPERATION_NAMES", "attempt_span"]
+__all__ = ["INSTRUMENTATION_NAME", "OPERATION_NAMES", "attempt_span", "note_response", "span_attributes"]
 
 INSTRUMENTATION_NAME = "computekit"
 """The instrumentation scope of computekit's spans."""
@@ -64,29 +64,25 @@ def _ns(when: dt.datetime) -> int:
     return int(when.timestamp() * 1_000_000_000)
 
 
-def attempt_span(
-    verb: str,
-    attempt: Attempt,
-    usage: Usage,
-    tags: Mapping[str, str] | None = None,
-    result: Result | None = None,
-) -> None:
+def note_response(attempt: Attempt, result: Result) -> None:
+    """Keep the response's id and model on ``attempt`` (private), for its span: the ledger row has no room for
+    them, and the span is written where the row is."""
+    response_id = getattr(result, "id", None)
+    attempt._response_id = str(response_id) if response_id else None
+    attempt._response_model = getattr(result, "response_model", None)
+
+
+def attempt_span(verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None = None) -> None:
     """Emit one span for ``attempt`` when tracing is configured; a no-op otherwise. Never raises: telemetry
     must not break a call whose money is already spent."""
     tracer = _tracer()
     if tracer is None:
         return
     with contextlib.suppress(Exception):  # a broken exporter or SDK must not fail the call
-        _emit(tracer, verb, attempt, usage, tags, result)
+        _emit(tracer, verb, attempt, usage, tags)
 
 
-def span_attributes(
-    verb: str,
-    attempt: Attempt,
-    usage: Usage,
-    tags: Mapping[str, str] | None = None,
-    result: Result | None = None,
-) -> dict[str, Any]:
+def span_attributes(verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The attributes of an attempt's span (pure)."""
     operation = OPERATION_NAMES.get(verb, verb)
     attrs: dict[str, Any] = {
@@ -98,16 +94,14 @@ def span_attributes(
         "computekit.outcome": attempt.outcome,
         "computekit.latency_ms": attempt.latency_s * 1000,
     }
-    response_model = getattr(result, "response_model", None)
-    if response_model:
-        attrs["gen_ai.response.model"] = response_model
-    response_id = getattr(result, "id", None)
-    if response_id:
-        attrs["gen_ai.response.id"] = str(response_id)
+    if attempt._response_model:
+        attrs["gen_ai.response.model"] = attempt._response_model
+    if attempt._response_id:
+        attrs["gen_ai.response.id"] = attempt._response_id
     if attempt.request_id:
         attrs["computekit.request_id"] = attempt.request_id
     has_tokens = bool(usage.input_tokens or usage.output_tokens)
-    if has_tokens or (result is not None and verb != "predict"):  # a success reports its usage, even 0
+    if has_tokens or (attempt.outcome == "success" and verb != "predict"):  # a success reports usage, even 0
         attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
         attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
     if usage.cached_input_tokens:
@@ -134,17 +128,10 @@ def span_attributes(
     return attrs
 
 
-def _emit(
-    tracer: Any,
-    verb: str,
-    attempt: Attempt,
-    usage: Usage,
-    tags: Mapping[str, str] | None,
-    result: Result | None,
-) -> None:
+def _emit(tracer: Any, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None) -> None:
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
-    attrs = span_attributes(verb, attempt, usage, tags, result)
+    attrs = span_attributes(verb, attempt, usage, tags)
     start = _ns(attempt.started_at)
     end = start + max(int(attempt.latency_s * 1_000_000_000), 0)
     span = tracer.start_span(

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from computekit.ledger import Calls, LedgerRow, SQLiteLedger, daily_cost, plot_daily_cost
-from computekit.ledger._plot import figure, html_report
+from computekit.ledger import Calls, LedgerRow, SQLiteLedger
+from computekit.ledger._plot import daily_cost, figure, html_report, plot_daily_cost
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 D1 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

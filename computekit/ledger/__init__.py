@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._base import Calls, GroupBy, Ledger, LedgerRow, Report, ReportRow
+from ._base import GroupBy, Ledger, LedgerRow, Report, ReportRow
 from ._null import NullLedger
+from ._report import Calls
 
 if TYPE_CHECKING:
-    from ._plot import DailyCost, daily_cost, plot_daily_cost
     from ._sqlite import SQLiteLedger
 
 __all__ = [
     "Calls",
-    "DailyCost",
     "GroupBy",
     "Ledger",
     "LedgerRow",
@@ -22,10 +21,8 @@ __all__ = [
     "Report",
     "ReportRow",
     "SQLiteLedger",
-    "daily_cost",
     "default_ledger_path",
     "open_ledger",
-    "plot_daily_cost",
 ]
 
 
@@ -52,8 +49,4 @@ def __getattr__(name: str) -> Any:
         from ._sqlite import SQLiteLedger
 
         return SQLiteLedger
-    if name in ("DailyCost", "daily_cost", "plot_daily_cost"):  # the chart's module loads with its first use
-        from . import _plot
-
-        return getattr(_plot, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

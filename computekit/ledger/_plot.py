@@ -19,7 +19,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._report import Calls, Report, day_of
+from ._base import Report
+from ._report import Calls, day_of
 
 if TYPE_CHECKING:
     from ._base import LedgerRow

@@ -11,31 +11,19 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+
+from ._base import GROUP_KEYS, Report, build_report
 
 if TYPE_CHECKING:
     from ._base import LedgerRow
+    from ._plot import DailyCost
 
-__all__ = [
-    "GROUP_KEYS",
-    "TAG_PREFIX",
-    "UNTAGGED",
-    "Calls",
-    "GroupBy",
-    "Report",
-    "ReportRow",
-    "build_report",
-    "check_group_by",
-    "utc",
-]
+__all__ = ["TAG_PREFIX", "UNTAGGED", "Calls", "check_group_by", "group_key", "pandas", "utc"]
 
-GroupBy = Literal["provider", "model", "target", "verb", "day", "outcome"]
-"""The built-in keys; ``"tag:NAME"`` groups by the value of the tag ``NAME``."""
-GROUP_KEYS: tuple[str, ...] = ("provider", "model", "target", "verb", "day", "outcome")
 TAG_PREFIX = "tag:"
 UNTAGGED = "(none)"
 """The key of the group of attempts that do not carry the tag a report groups by."""
@@ -52,7 +40,7 @@ def check_group_by(by: str) -> str:
     if by in GROUP_KEYS or (isinstance(by, str) and by.startswith(TAG_PREFIX) and len(by) > len(TAG_PREFIX)):
         return by
     raise ValueError(
-        f"group by must be one of {', '.join(GROUP_KEYS)} or tag:NAME (e.g. 'tag:customer'), not {by!r}"
+        f"group_by must be one of {', '.join(GROUP_KEYS)} or tag:NAME (e.g. 'tag:customer'), not {by!r}"
     )
 
 
@@ -81,7 +69,12 @@ def group_key(row: LedgerRow, by: str) -> str:
     return str(getattr(row, by))
 
 
-def _pandas() -> Any:
+def pandas() -> Any:
+    """The pandas module, imported on first use.
+
+    Raises:
+        ImportError: pandas is not installed, with the extra to install.
+    """
     import importlib
 
     try:
@@ -94,150 +87,6 @@ def _write(text: str, path: str | Path | None) -> str:
     if path is not None:
         Path(path).write_text(text, "utf-8")
     return text
-
-
-@dataclass(slots=True)
-class ReportRow:
-    """One group of a report."""
-
-    key: str
-    calls: int
-    errors: int
-    input_tokens: int
-    output_tokens: int
-    cost: Decimal
-    unpriced: int
-    """Attempts whose cost is unknown (unpriced models, timeouts that may have been billed, canceled streams):
-    ``cost`` leaves them out, so it is a lower bound when > 0."""
-
-
-@dataclass(slots=True)
-class Report:
-    """Rows grouped by one key, and the exact total.
-
-    Attributes:
-        group_by: What the rows are grouped by (``provider``, ``day``, ``tag:customer`` ...).
-        rows: One row per group, the most expensive first (by ``day``: oldest first).
-        total: The exact sum of the priced attempts.
-        unpriced: How many attempts could not be priced (left out of ``total``: it is then a lower bound).
-        since: The start of the period (included), when one was given.
-        until: The end of the period (excluded), when one was given.
-    """
-
-    group_by: str
-    rows: list[ReportRow]
-    total: Decimal
-    unpriced: int
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-
-    _COLUMNS = ("key", "calls", "errors", "input_tokens", "output_tokens", "cost", "unpriced")
-
-    @property
-    def calls(self) -> int:
-        """How many attempts the report covers."""
-        return sum(r.calls for r in self.rows)
-
-    def to_records(self) -> list[dict[str, Any]]:
-        """Rows as plain dicts (cost as a decimal string, so nothing is rounded)."""
-        return [
-            {"key": r.key, "calls": r.calls, "errors": r.errors, "input_tokens": r.input_tokens,
-             "output_tokens": r.output_tokens, "cost": str(r.cost), "unpriced": r.unpriced}
-            for r in self.rows
-        ]
-
-    def to_csv(self, path: str | Path | None = None) -> str:
-        """The report as CSV (header + one line per group + a total line); written to ``path`` when given."""
-        import csv
-
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow((self.group_by, *self._COLUMNS[1:]))
-        for rec in self.to_records():
-            w.writerow([rec[c] for c in self._COLUMNS])
-        w.writerow(["TOTAL", self.calls, sum(r.errors for r in self.rows),
-                    sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows),
-                    str(self.total), self.unpriced])
-        return _write(buf.getvalue(), path)
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        """The report as JSON (``group_by``, ``rows``, ``total``, ``unpriced``, ``currency`` and the period);
-        written to ``path`` when given. Costs are decimal strings."""
-        text = json.dumps(
-            {"group_by": self.group_by, "rows": self.to_records(), "total": str(self.total),
-             "unpriced": self.unpriced, "currency": "USD",
-             "since": self.since.isoformat() if self.since else None,
-             "until": self.until.isoformat() if self.until else None},
-            indent=2,
-        )
-        return _write(text, path)
-
-    @classmethod
-    def from_json(cls, text: str) -> Report:
-        """A report back from :meth:`to_json`'s text, with its exact decimals."""
-        data = json.loads(text)
-        return cls(
-            group_by=data["group_by"],
-            rows=[ReportRow(r["key"], r["calls"], r["errors"], r["input_tokens"], r["output_tokens"],
-                            Decimal(r["cost"]), r["unpriced"]) for r in data["rows"]],
-            total=Decimal(data["total"]),
-            unpriced=data["unpriced"],
-            since=dt.datetime.fromisoformat(data["since"]) if data.get("since") else None,
-            until=dt.datetime.fromisoformat(data["until"]) if data.get("until") else None,
-        )
-
-    def to_dataframe(self) -> Any:
-        """The rows as a ``pandas.DataFrame`` (one column per field, the first named after ``group_by``).
-        ``cost`` holds the exact ``Decimal`` objects; use ``df["cost"].astype(float)`` to plot.
-
-        Raises:
-            ImportError: pandas is not installed (``pip install 'computekit[pandas]'``).
-        """
-        pd = _pandas()
-        records = [
-            {self.group_by: r.key, "calls": r.calls, "errors": r.errors, "input_tokens": r.input_tokens,
-             "output_tokens": r.output_tokens, "cost": r.cost, "unpriced": r.unpriced}
-            for r in self.rows
-        ]
-        columns = [self.group_by, *self._COLUMNS[1:]]
-        return pd.DataFrame.from_records(records, columns=columns)
-
-
-def build_report(
-    rows: Iterable[LedgerRow],
-    group_by: str,
-    *,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-) -> Report:
-    """Group rows (pure; shared by every backend).
-
-    Raises:
-        ValueError: ``group_by`` is not a way to group (see :func:`check_group_by`).
-    """
-    check_group_by(group_by)
-    groups: dict[str, ReportRow] = {}
-    for row in rows:
-        k = group_key(row, group_by)
-        g = groups.get(k)
-        if g is None:
-            g = groups[k] = ReportRow(k, 0, 0, 0, 0, Decimal(0), 0)
-        g.calls += 1
-        if row.outcome == "error":
-            g.errors += 1
-        g.input_tokens += row.input_tokens
-        g.output_tokens += row.output_tokens
-        if row.cost is not None:
-            g.cost += row.cost
-        else:  # could not be priced (a known-free error is recorded as 0, not None)
-            g.unpriced += 1
-    if group_by == "day":  # a day report reads in time order
-        ordered = sorted(groups.values(), key=lambda r: r.key)
-    else:
-        ordered = sorted(groups.values(), key=lambda r: (-r.cost, r.key))
-    total = sum((r.cost for r in ordered), Decimal(0))
-    return Report(group_by=group_by, rows=ordered, total=total, unpriced=sum(r.unpriced for r in ordered),
-                  since=since, until=until)
 
 
 _CALL_COLUMNS = (
@@ -325,7 +174,7 @@ class Calls:
         Raises:
             ImportError: pandas is not installed (``pip install 'computekit[pandas]'``).
         """
-        pd = _pandas()
+        pd = pandas()
         records = []
         for r in self.rows:
             records.append({c: getattr(r, c) for c in _CALL_COLUMNS})
@@ -335,6 +184,12 @@ class Calls:
         df["cost"] = pd.Series([r.cost for r in self.rows], dtype=object)
         df["gpu_seconds"] = pd.Series([r.gpu_seconds for r in self.rows], dtype=object)
         return df
+
+    def daily_cost(self) -> DailyCost:
+        """The exact numbers behind :meth:`plot`: cost per UTC day and provider, and unpriced attempts per day."""
+        from ._plot import daily_cost
+
+        return daily_cost(self.rows)
 
     def plot(self, path: str | Path | None = None, *, title: str | None = None) -> Any:
         """Cost per day, stacked by provider, as a matplotlib ``Figure``; saved to ``path`` when given (the
