@@ -1,4 +1,4 @@
-"""``examples/sample_ledger.py``: the sample the docs' chart is drawn from. It is deterministic, priced from the
+"""``docs/img/sample_ledger.py``: the sample the docs' chart is drawn from. It is deterministic, priced from the
 price tables (an unpriced model stays unpriced), and the documented command draws the chart from it."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from computekit.cli import app
 from computekit.ledger import SQLiteLedger
 from computekit.pricing import PriceBook, PriceRef, UnknownPriceWarning
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample_ledger.py"
+EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "img" / "sample_ledger.py"
 
 
 def _example() -> ModuleType:

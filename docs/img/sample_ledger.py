@@ -4,7 +4,7 @@ The attempts are **synthetic** (no call is made): their token counts are drawn f
 priced with computekit's own price tables, exactly as a real call's usage would be. A few are errors (not billed:
 cost 0) and a few are on a model no table prices (cost unknown: counted as unpriced, never as 0).
 
-    python examples/sample_ledger.py /tmp/sample-ledger.db
+    python docs/img/sample_ledger.py /tmp/sample-ledger.db
     COMPUTEKIT_LEDGER=sqlite:////tmp/sample-ledger.db computekit report --by tag:feature
     COMPUTEKIT_LEDGER=sqlite:////tmp/sample-ledger.db computekit report --plot cost.png --html report.html
 
@@ -88,5 +88,5 @@ def main(path: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python examples/sample_ledger.py NEW_LEDGER.db")
+        sys.exit("usage: python docs/img/sample_ledger.py NEW_LEDGER.db")
     main(sys.argv[1])
