@@ -37,8 +37,9 @@ OPERATION_NAMES: dict[str, str] = {"complete": "chat", "stream": "chat", "embed"
 ``predict``) keep their own name, as the convention allows."""
 
 _PROVIDER_ENV = "OTEL_PYTHON_TRACER_PROVIDER"
-_tracers: dict[int, Any] = {}
-"""Tracer per tracer provider (by id): a provider configured later gets its own."""
+_cached: tuple[Any, Any] | None = None
+"""``(tracer provider, its tracer)``: a provider configured later (or a new one) gets its own tracer. The provider
+is held, not its id: an id can be reused by a new provider once the old one is gone."""
 
 
 def _tracer() -> Any | None:
@@ -52,11 +53,14 @@ def _tracer() -> Any | None:
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None  # the API's default: nothing configured, spans would go nowhere
-    tracer = _tracers.get(id(provider))
-    if tracer is None:
-        from . import __version__
+    global _cached
+    cached = _cached
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    from . import __version__
 
-        tracer = _tracers[id(provider)] = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
+    tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
+    _cached = (provider, tracer)
     return tracer
 
 

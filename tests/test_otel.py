@@ -257,3 +257,20 @@ async def test_a_prediction_span_has_its_gpu_time_and_no_token_counts(
     assert attrs["computekit.cost_usd_exact"] == str(p.cost.total)
     assert not [k for k in attrs if k.startswith("gen_ai.usage")]
     assert "r8_" not in repr(attrs)
+
+
+def test_a_new_provider_never_gets_the_tracer_of_an_old_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A provider freed and a new one at the same address look the same by id(): make every id equal.
+    monkeypatch.setattr(_otel, "id", lambda obj: 1, raising=False)
+    exporters = []
+    client = make_client(Server([ok(chat_json())]))
+    for _ in range(2):
+        _reset_global_provider(monkeypatch)
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        exporters.append(exporter)
+        client.complete(f"openai:{MODEL}", "hi")
+        provider.shutdown()
+    assert [len(e.get_finished_spans()) for e in exporters] == [1, 1]
