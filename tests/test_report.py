@@ -88,6 +88,11 @@ def test_group_by_another_tag_of_the_same_rows(ledger: Ledger) -> None:
     assert rep.total == TOTAL  # the same money, however it is grouped
 
 
+def test_a_tag_value_stored_as_a_number_groups_as_its_text() -> None:
+    rows = [_row(MIDNIGHT, tags={"n": 7}), _row(MIDNIGHT, tags={"n": "7"}), _row(MIDNIGHT)]  # type: ignore[dict-item]
+    assert {r.key: r.calls for r in build_report(rows, "tag:n").rows} == {"7": 2, UNTAGGED: 1}
+
+
 def test_day_is_the_utc_day_across_midnight(ledger: Ledger) -> None:
     rep = ledger.report(by="day")
     assert [r.key for r in rep.rows] == ["2026-03-01", "2026-03-02"]  # oldest first

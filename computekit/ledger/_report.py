@@ -65,7 +65,8 @@ def group_key(row: LedgerRow, by: str) -> str:
     if by == "target":
         return f"{row.provider}:{row.model}"
     if by.startswith(TAG_PREFIX):
-        return row.tags.get(by[len(TAG_PREFIX):], UNTAGGED)
+        value = row.tags.get(by[len(TAG_PREFIX):])
+        return UNTAGGED if value is None else str(value)  # str(): a row written by an older computekit
     return str(getattr(row, by))
 
 
