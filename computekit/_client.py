@@ -25,7 +25,7 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import Core, Run, Target, call_options, normalise_messages, now
+from ._core import Core, Run, Target, call_options, check_tags, normalise_messages, now
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -104,6 +104,9 @@ class _Plan:
     the host surely never saw it, so that one call never runs (and bills) two jobs."""
     deadline: float | None = None
     """When the call's own ``timeout=`` runs out (router clock): bounds every request it sends."""
+
+    def __post_init__(self) -> None:
+        check_tags(self.tags)  # bad tags fail before any HTTP, for every verb
 
 
 def _complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, messages: Messages | NotGiven,
@@ -389,7 +392,7 @@ class _StreamState:
         self.run = Run(core, targets, route, lambda t: core.complete_request(t, messages, options, stream=True))
         self.messages = messages
         self.options = options
-        self.tags = tags
+        self.tags = check_tags(tags)
         self.attempts: list[Attempt] = []
         self.result: Completion | None = None
         self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)

@@ -27,6 +27,7 @@ from ._exceptions import (
     InvalidRequestError,
     ProviderError,
 )
+from ._otel import attempt_span, note_response
 from ._retry import RetryPolicy
 from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Message, Prediction, Reranking, Result, Usage
 from .adapters._base import (
@@ -424,6 +425,7 @@ class Core:
             request_id=result.request_id,
             started_at=started,
         )
+        note_response(attempt, result)  # for its OpenTelemetry span
         attempts.append(attempt)
         if record:  # a poll or cancel (not recorded) keeps the attempts of the call that started the run
             result.attempts = attempts
@@ -503,6 +505,7 @@ class Core:
             attempt.outcome = "error"
             attempt.error = f"prediction {prediction.status}: {prediction.error or ''}".strip()
             attempt.error_type = "PredictionFailedError" if prediction.status == "failed" else "PredictionCanceled"
+        note_response(attempt, prediction)
         attempt.cost = prediction.cost
         attempt.request_id = attempt.request_id or prediction.id
         self.record("predict", attempt, prediction.usage, tags)
@@ -573,6 +576,7 @@ class Core:
         )
         for tap in ROW_TAPS:  # empty outside tests: computekit.testing's spend fixture listens here
             tap(row)
+        attempt_span(verb, attempt, usage, tags)  # OpenTelemetry, when the application configured it
 
 
 def now() -> dt.datetime:
@@ -582,6 +586,27 @@ def now() -> dt.datetime:
 def call_options(**given: Any) -> dict[str, Any]:
     """Keyword arguments that were actually passed (sentinel-free)."""
     return {k: v for k, v in given.items() if v is not NOT_GIVEN}
+
+
+def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """``tags`` if they can be stored and grouped on (``report(by="tag:NAME")``): a mapping of non-empty string
+    names to string values.
+
+    Raises:
+        InvalidRequestError: ``tags`` is not such a mapping (raised before any HTTP).
+    """
+    if tags is None:
+        return None
+    if not isinstance(tags, Mapping):
+        raise InvalidRequestError(f"tags must be a dict of strings, e.g. tags={{'feature': 'search'}}, "
+                                  f"not {type(tags).__name__}")
+    for name, value in tags.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidRequestError(f"tag names must be non-empty strings, not {name!r}")
+        if not isinstance(value, str):
+            raise InvalidRequestError(f"tag {name!r} must have a string value (reports group on it), "
+                                      f"not {type(value).__name__}: write str(value)")
+    return tags
 
 
 @dataclass

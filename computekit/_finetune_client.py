@@ -19,7 +19,7 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import Target, split_model_id
+from ._core import Target, check_tags, split_model_id
 from ._types import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 from .adapters._base import HTTPRequest, HTTPResponse
 
@@ -127,6 +127,7 @@ class FineTuning:
             FineTuneTimeoutError: With ``wait``: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries (``NotFoundError`` for an unknown base model ...).
         """
+        tags = check_tags(tags)  # refused before any upload, like every verb's tags
         launch = _finetune.prepare(
             self._core, model, training_file, validation_file=validation_file, epochs=epochs,
             hyperparameters=hyperparameters, suffix=suffix, method=method, destination=destination,
@@ -303,6 +304,7 @@ class AsyncFineTuning:
             FineTuneTimeoutError: With ``wait``: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries (``NotFoundError`` for an unknown base model ...).
         """
+        tags = check_tags(tags)  # refused before any upload, like every verb's tags
         launch = _finetune.prepare(
             self._core, model, training_file, validation_file=validation_file, epochs=epochs,
             hyperparameters=hyperparameters, suffix=suffix, method=method, destination=destination,

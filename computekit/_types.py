@@ -270,6 +270,10 @@ class Attempt(_Model):
     cost: Cost | None = None
     request_id: str | None = None
     started_at: dt.datetime
+    _response_id: str | None = PrivateAttr(default=None)
+    """The response's own id (a completion's, a prediction's), for the attempt's OpenTelemetry span."""
+    _response_model: str | None = PrivateAttr(default=None)
+    """The exact model that answered, for the attempt's OpenTelemetry span."""
 
     @property
     def target(self) -> str:

@@ -6,7 +6,7 @@
     computekit providers [--json]           every adapter, its capabilities, key env vars and whether it is set up
     computekit prices openai:gpt-4o-mini    the per-1M-token rates that apply today, and their source
     computekit predict replicate:owner/name -i prompt=... [--no-wait] [--save DIR]
-    computekit report --by model            spend from the ledger (table, csv or json)
+    computekit report --by model            spend from the ledger (table, csv or json; --calls, --plot, --html)
     computekit finetune estimate|create|status|events|cancel|wait    fine-tuning jobs, with their cost
     computekit demo                         offline: recorded calls, their exact costs, and a ledger report
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ._client import Client
     from ._core import Core
     from ._types import Attempt, Completion, Cost, Embeddings
-    from .ledger import Report
+    from .ledger import Calls, Report
     from .pricing import TokenRates
 
 __all__ = ["app", "main"]
@@ -531,17 +531,6 @@ def prices(
 # --------------------------------------------------------------------------------------------- report
 
 
-class GroupByChoice(StrEnum):
-    """How ``report`` groups the ledger."""
-
-    provider = "provider"
-    model = "model"
-    target = "target"
-    verb = "verb"
-    day = "day"
-    outcome = "outcome"
-
-
 class FormatChoice(StrEnum):
     """How ``report`` prints."""
 
@@ -592,43 +581,120 @@ def print_report(console: Console, report: Report, *, title: str) -> None:
     console.print(line, markup=False, style="bold")
 
 
+def print_calls(console: Console, calls: Calls, *, title: str) -> None:
+    """The calls view as a table: one line per attempt, oldest first, with the exact total."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_footer=True)
+    tokens_in = sum(r.input_tokens for r in calls.rows)
+    tokens_out = sum(r.output_tokens for r in calls.rows)
+    total = _money(calls.total) if not calls.unpriced else f"≥ {_money(calls.total)}"
+    table.add_column("time (UTC)", footer="TOTAL", no_wrap=True)
+    table.add_column("verb", no_wrap=True)
+    table.add_column("target", footer=f"{len(calls)} calls", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("tokens in → out", justify="right", footer=f"{tokens_in:,} → {tokens_out:,}", no_wrap=True)
+    table.add_column("cost (USD)", justify="right", footer=total, no_wrap=True)
+    table.add_column("tags", overflow="fold")  # the one column that gives way on a narrow terminal (one tag a line)
+    for r in calls.rows:
+        outcome = r.outcome
+        if r.outcome == "error":
+            outcome = (r.error_type or "error").removesuffix("Error") + (f" {r.status}" if r.status else "")
+        cost = "unpriced" if r.cost is None else _money(r.cost) + (" (est.)" if r.estimated else "")
+        tags = " ".join(f"{k}={v}" for k, v in sorted(r.tags.items()))
+        table.add_row(r.ts.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), r.verb,
+                      _escape(f"{r.provider}:{r.model}"), _escape(outcome),
+                      f"{r.input_tokens:,} → {r.output_tokens:,}", cost, _escape(tags))
+    console.print(table)
+    line = f"total: {_money(calls.total)} USD"
+    if calls.unpriced:
+        line += (f" + {calls.unpriced} unpriced call{'s' if calls.unpriced != 1 else ''} not included "
+                 "(the real total is higher)")
+    console.print(line, markup=False, style="bold")
+
+
+def _check_plotting() -> None:
+    """Fail before reading the ledger when a chart is asked for and matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401  (drawn with right after)
+    except ImportError:
+        _fail("--plot and --html need matplotlib: pip install 'computekit[plot]'")
+
+
 @app.command()
 def report(
-    by: Annotated[GroupByChoice, typer.Option("--by", help="Group rows by this.")] = GroupByChoice.provider,
+    by: Annotated[
+        str, typer.Option("--by", help="Group by provider, model, target, verb, day (UTC), outcome or tag:NAME.")
+    ] = "provider",
     fmt: Annotated[FormatChoice, typer.Option("--format", "-f", help="Output format.")] = FormatChoice.table,
     since: Annotated[str | None, typer.Option(help="From this date (YYYY-MM-DD, UTC) or ISO datetime.")] = None,
     until: Annotated[
         str | None, typer.Option(help="Up to this date, included (YYYY-MM-DD, UTC), or before an ISO datetime.")
     ] = None,
+    calls: Annotated[bool, typer.Option("--calls", help="List each attempt instead of groups.")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", dir_okay=False,
+                     help="Also write the cost per day, stacked by provider, to this image (.png, .svg, .pdf). "
+                          "Needs computekit[plot]."),
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", dir_okay=False,
+                     help="Also write a self-contained HTML report (the chart and the tables). "
+                          "Needs computekit[plot]."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Spend recorded in the configured ledger, grouped (every attempt: fallbacks and failures too)."""
+    from .ledger import Calls
+    from .ledger._report import check_group_by
+
+    try:
+        check_group_by(by)
+    except ValueError as e:
+        _fail(f"--by: {e}")
     start = _when(since, "--since", end=False)
     stop = _when(until, "--until", end=True)
+    if plot is not None or html is not None:
+        _check_plotting()
     from .ledger import default_ledger_path
     from .ledger._base import build_report
     from .ledger._sqlite import path_from_url
 
+    need_rows = calls or plot is not None or html is not None
     with _errors():
         client = _client(config)
         url = client.settings.ledger.url
         path = default_ledger_path() if url is None else Path(path_from_url(url)) if url.startswith("sqlite") else None
         if path is not None and str(path) != ":memory:" and not path.expanduser().exists():
             # Reading must not create a ledger file: nothing recorded yet is an empty report.
-            rep, where = build_report([], by.value), f"{path} (not created yet)"
+            rep = build_report([], by, since=start, until=stop)
+            view = Calls([], since=start, until=stop)
+            where = f"{path} (not created yet)"
         else:
             ledger = client.ledger
-            rep = ledger.report(by.value, since=start, until=stop)
+            rep = ledger.report(by, since=start, until=stop)
+            view = ledger.calls(since=start, until=stop) if need_rows else Calls([], since=start, until=stop)
             where = repr(ledger)
             ledger.close()
+    if plot is not None:
+        view.plot(plot)
+        _console(stderr=True).print(f"wrote the cost chart to {plot}", markup=False)
+    if html is not None:
+        view.to_html(html, by=by)
+        _console(stderr=True).print(f"wrote the HTML report to {html}", markup=False)
+    out: Report | Calls = view if calls else rep
     if fmt is FormatChoice.csv:
-        sys.stdout.write(rep.to_csv())
+        sys.stdout.write(out.to_csv())
     elif fmt is FormatChoice.json:
-        typer.echo(rep.to_json())
+        typer.echo(out.to_json())
     elif not rep.rows:
         typer.echo(f"no calls recorded in {where}" + (" for that period" if start or stop else ""))
+    elif calls:
+        print_calls(_console(), view, title=f"calls — {where}")
     else:
-        print_report(_console(), rep, title=f"spend by {by.value} — {where}")
+        print_report(_console(), rep, title=f"spend by {by} — {where}")
 
 
 # --------------------------------------------------------------------------------------------- demo

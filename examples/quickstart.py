@@ -57,7 +57,7 @@ def main() -> None:
         print(f"\n{r.usage.input_tokens} in / {r.usage.output_tokens} out -> {r.cost}  [{r.cost.price_source}]")
         for line in r.cost.lines:
             print(f"  {line.item}: {line.quantity} x ${line.unit_price:f} = ${line.amount:f}")
-        print("\nledger report:\n" + client.ledger.report(group_by="target").to_csv())
+        print("\nledger report:\n" + client.ledger.report(by="target").to_csv())
     print("(live call)" if live else "(offline: authored response, no network)")
 
 

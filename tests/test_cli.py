@@ -492,6 +492,160 @@ def test_report_does_not_create_a_ledger(tmp_path: Path) -> None:
     assert not db.exists()
 
 
+# ------------------------------------------------------------------------------ report: tags, calls, plot, html
+
+_MIDNIGHT = "2026-03-02T00:00:00+00:00"
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> list[Any]:
+    """Attempts written straight into the test's ledger (conftest points COMPUTEKIT_LEDGER at it)."""
+    import datetime as dt
+
+    from computekit.ledger import LedgerRow, SQLiteLedger
+
+    midnight = dt.datetime.fromisoformat(_MIDNIGHT)
+
+    def row(ts: dt.datetime, provider: str, cost: str | None, **kw: Any) -> LedgerRow:
+        fields: dict[str, Any] = {"outcome": "success", "input_tokens": 100, "output_tokens": 20, **kw}
+        return LedgerRow(ts=ts, verb="complete", provider=provider, model=f"{provider}-m", latency_ms=3.0,
+                         cost=None if cost is None else Decimal(cost), **fields)
+
+    rows = [
+        row(midnight - dt.timedelta(seconds=1), "openai", "0.000123", tags={"customer": "acme"}),
+        row(midnight, "anthropic", "0.5", tags={"customer": "acme"}),
+        row(midnight + dt.timedelta(hours=5), "anthropic", None, tags={"customer": "globex"}),
+        row(midnight + dt.timedelta(days=2), "openai", "0.25", outcome="error", error_type="ServerError",
+            status=500),
+    ]
+    lg = SQLiteLedger(tmp_path / "ledger.db")
+    for r in rows:
+        lg.record(r)
+    lg.close()
+    return rows
+
+
+def test_report_by_tag(recorded: list[Any]) -> None:
+    result = _invoke("report", "--by", "tag:customer", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["group_by"] == "tag:customer"
+    assert {r["key"]: (r["calls"], r["cost"], r["unpriced"]) for r in data["rows"]} == {
+        "acme": (2, "0.500123", 0), "globex": (1, "0", 1), "(none)": (1, "0.25", 0)}
+    assert Decimal(data["total"]) == Decimal("0.750123")
+
+
+def test_report_by_tag_table_marks_unpriced_groups(recorded: list[Any]) -> None:
+    result = _invoke("report", "--by", "tag:customer")
+    assert result.exit_code == 0, result.output
+    assert "tag:customer" in result.stdout
+    assert "globex" in result.stdout
+    assert "unpriced" in result.stdout
+    assert "total: $0.750123 USD + 1 unpriced call not included" in result.stdout
+
+
+def test_report_by_day_splits_at_utc_midnight(recorded: list[Any]) -> None:
+    result = _invoke("report", "--by", "day", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["day"], r["calls"], r["cost"]) for r in rows] == [
+        ("2026-03-01", "1", "0.000123"), ("2026-03-02", "2", "0.5"), ("2026-03-04", "1", "0.25"),
+        ("TOTAL", "4", "0.750123")]
+
+
+def test_report_period_selects_attempts(recorded: list[Any]) -> None:
+    result = _invoke("report", "--since", "2026-03-02", "--until", "2026-03-02", "--format", "json")
+    data = json.loads(result.stdout)
+    assert Decimal(data["total"]) == Decimal("0.5")
+    assert data["unpriced"] == 1
+    result = _invoke("report", "--calls", "--since", _MIDNIGHT, "--format", "json")  # an ISO datetime: to the second
+    assert [c["ts"] for c in json.loads(result.stdout)["calls"]] == [_MIDNIGHT, "2026-03-02T05:00:00+00:00",
+                                                                     "2026-03-04T00:00:00+00:00"]
+
+
+@pytest.mark.parametrize("by", ["tag:", "colour", "tag"])
+def test_report_bad_group_by_is_one_red_line(by: str) -> None:
+    result = _invoke("report", "--by", by)
+    assert result.exit_code == 2
+    assert "--by" in result.stderr
+    assert "tag:NAME" in result.stderr
+
+
+def test_report_calls_json_lists_each_attempt(recorded: list[Any]) -> None:
+    result = _invoke("report", "--calls", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [(c["provider"], c["outcome"], c["cost"], c["tags"]) for c in data["calls"]] == [
+        ("openai", "success", "0.000123", {"customer": "acme"}), ("anthropic", "success", "0.5", {"customer": "acme"}),
+        ("anthropic", "success", None, {"customer": "globex"}), ("openai", "error", "0.25", {})]
+    assert Decimal(data["total"]) == Decimal("0.750123")
+    assert data["unpriced"] == 1
+
+
+def test_report_calls_csv(recorded: list[Any]) -> None:
+    result = _invoke("report", "--calls", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["cost"] for r in rows] == ["0.000123", "0.5", "", "0.25"]
+    assert rows[3]["error_type"] == "ServerError"
+    assert rows[3]["status"] == "500"
+
+
+def test_report_calls_table(recorded: list[Any]) -> None:
+    result = _invoke("report", "--calls")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "2026-03-01 23:59:59" in out
+    assert "anthropic:anthropic-m" in out
+    assert "Server 500" in out
+    assert "customer=globex" in out
+    assert "100 → 20" in out
+    assert "4 calls" in out
+    assert "total: $0.750123 USD + 1 unpriced call not included" in out
+
+
+def test_report_plot_writes_the_chart(recorded: list[Any], tmp_path: Path) -> None:
+    out = tmp_path / "cost.png"
+    result = _invoke("report", "--plot", str(out))
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 10_000
+    assert f"wrote the cost chart to {out}" in result.stderr
+    assert "spend by provider" in result.stdout  # the report is printed as well
+
+
+def test_report_plot_and_html_leave_csv_output_clean(recorded: list[Any], tmp_path: Path) -> None:
+    html = tmp_path / "report.html"
+    result = _invoke("report", "--by", "model", "--format", "csv", "--html", str(html), "--plot",
+                     str(tmp_path / "c.svg"))
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))  # nothing but the CSV on stdout
+    assert rows[-1]["model"] == "TOTAL"
+    page = html.read_text("utf-8")
+    assert 'src="data:image/png;base64,' in page
+    assert "<h2>Spend by model</h2>" in page
+    assert "<td>anthropic-m</td>" in page
+    assert "<svg" in (tmp_path / "c.svg").read_text("utf-8")
+
+
+def test_report_plot_without_matplotlib(recorded: list[Any], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = _invoke("report", "--plot", str(tmp_path / "c.png"))
+    assert result.exit_code == 2
+    assert "computekit[plot]" in result.stderr
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_report_plot_of_a_ledger_not_created_yet(tmp_path: Path) -> None:
+    out = tmp_path / "cost.png"
+    result = _invoke("report", "--plot", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "no calls recorded" in result.stdout
+    assert not (tmp_path / "ledger.db").exists()
+
+
 # --------------------------------------------------------------------------------------------- predict
 
 

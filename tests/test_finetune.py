@@ -369,6 +369,17 @@ async def test_too_few_examples_and_too_long_examples_are_refused(mode: str, tmp
     assert host.seen == []
 
 
+async def test_bad_tags_are_refused_before_any_upload(mode: str, tmp_path: Path) -> None:
+    host = launch_host()
+    c = client(mode, host, tmp_path)
+    try:
+        with pytest.raises(ck.InvalidRequestError, match="tag 'team' must have a string value"):
+            await run(c.finetune(MODEL, training_file=examples(12), tags={"team": 7}))
+    finally:
+        await close(c)
+    assert host.seen == []
+
+
 async def test_dry_run_validates_and_estimates_without_any_http(mode: str, tmp_path: Path) -> None:
     rows = examples(20)
     host = launch_host()

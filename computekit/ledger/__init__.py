@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._base import GroupBy, Ledger, LedgerRow, Report, ReportRow
 from ._null import NullLedger
+from ._report import Calls
 
 if TYPE_CHECKING:
     from ._sqlite import SQLiteLedger
 
 __all__ = [
+    "Calls",
     "GroupBy",
     "Ledger",
     "LedgerRow",

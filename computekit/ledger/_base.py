@@ -14,6 +14,11 @@ from typing import Any, Literal
 
 __all__ = ["GroupBy", "Ledger", "LedgerRow", "Report", "ReportRow"]
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._report import Calls  # the calls view and the group keys live in _report, with the other report code
+
 GroupBy = Literal["provider", "model", "target", "verb", "day", "outcome"]
 GROUP_KEYS: tuple[str, ...] = ("provider", "model", "target", "verb", "day", "outcome")
 
@@ -72,14 +77,30 @@ class ReportRow:
 
 @dataclass(slots=True)
 class Report:
-    """Rows grouped by one key, and the exact total."""
+    """Rows grouped by one key, and the exact total.
+
+    Attributes:
+        group_by: What the rows are grouped by (``provider``, ``day``, ``tag:customer`` ...).
+        rows: One row per group, the most expensive first (by ``day``: oldest first).
+        total: The exact sum of the priced attempts.
+        unpriced: How many attempts could not be priced (left out of ``total``: it is then a lower bound).
+        since: The start of the period (included), when one was given.
+        until: The end of the period (excluded), when one was given.
+    """
 
     group_by: str
     rows: list[ReportRow]
     total: Decimal
     unpriced: int
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
 
     _COLUMNS = ("key", "calls", "errors", "input_tokens", "output_tokens", "cost", "unpriced")
+
+    @property
+    def calls(self) -> int:
+        """How many attempts the report covers."""
+        return sum(r.calls for r in self.rows)
 
     def to_records(self) -> list[dict[str, Any]]:
         """Rows as plain dicts (cost as a decimal string, so nothing is rounded)."""
@@ -107,15 +128,48 @@ class Report:
         return text
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """The report as JSON (``group_by``, ``rows``, ``total``); written to ``path`` when given."""
+        """The report as JSON (``group_by``, ``rows``, ``total``, ``unpriced``, ``currency`` and the period);
+        written to ``path`` when given. Costs are decimal strings."""
         text = json.dumps(
             {"group_by": self.group_by, "rows": self.to_records(), "total": str(self.total),
-             "unpriced": self.unpriced, "currency": "USD"},
+             "unpriced": self.unpriced, "currency": "USD",
+             "since": self.since.isoformat() if self.since else None,
+             "until": self.until.isoformat() if self.until else None},
             indent=2,
         )
         if path is not None:
             Path(path).write_text(text, "utf-8")
         return text
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        """A report back from :meth:`to_json`'s text, with its exact decimals."""
+        data = json.loads(text)
+        return cls(
+            group_by=data["group_by"],
+            rows=[ReportRow(r["key"], r["calls"], r["errors"], r["input_tokens"], r["output_tokens"],
+                            Decimal(r["cost"]), r["unpriced"]) for r in data["rows"]],
+            total=Decimal(data["total"]),
+            unpriced=data["unpriced"],
+            since=dt.datetime.fromisoformat(data["since"]) if data.get("since") else None,
+            until=dt.datetime.fromisoformat(data["until"]) if data.get("until") else None,
+        )
+
+    def to_dataframe(self) -> Any:
+        """The rows as a ``pandas.DataFrame`` (one column per field, the first named after ``group_by``).
+        ``cost`` holds the exact ``Decimal`` objects; use ``df["cost"].astype(float)`` to plot.
+
+        Raises:
+            ImportError: pandas is not installed (``pip install 'computekit[pandas]'``).
+        """
+        from ._report import pandas
+
+        records = [
+            {self.group_by: r.key, "calls": r.calls, "errors": r.errors, "input_tokens": r.input_tokens,
+             "output_tokens": r.output_tokens, "cost": r.cost, "unpriced": r.unpriced}
+            for r in self.rows
+        ]
+        return pandas().DataFrame.from_records(records, columns=[self.group_by, *self._COLUMNS[1:]])
 
 
 class Ledger(ABC):
@@ -131,37 +185,63 @@ class Ledger(ABC):
 
     def report(
         self,
-        group_by: GroupBy = "provider",
+        by: GroupBy | str = "provider",
         *,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
+        group_by: GroupBy | str | None = None,
     ) -> Report:
-        """Spend grouped by ``group_by``, with an exact Decimal total.
+        """Spend grouped by ``by``, with an exact Decimal total; unpriced attempts are counted apart, never as 0.
+
+        Args:
+            by: ``provider``, ``model``, ``target`` (``provider:model``), ``verb``, ``day`` (UTC), ``outcome``, or
+                ``tag:NAME`` (the value of the tag ``NAME``; attempts without it form the group ``(none)``).
+            since: From this time, included (a naive datetime is UTC).
+            until: Up to this time, excluded.
+            group_by: The same as ``by`` (its name in computekit 0.1).
 
         Raises:
-            ValueError: ``group_by`` is not one of provider, model, target, verb, day, outcome.
+            ValueError: ``by`` is not one of the above, or ``by`` and ``group_by`` disagree.
         """
-        if group_by not in GROUP_KEYS:
-            raise ValueError(f"group_by must be one of {', '.join(GROUP_KEYS)}, not {group_by!r}")
-        return build_report(self.rows(since=since, until=until), group_by)
+        from ._report import check_group_by, utc
+
+        if group_by is not None:
+            if by not in ("provider", group_by):
+                raise ValueError(f"pass by= or group_by=, not both ({by!r} and {group_by!r})")
+            by = group_by
+        check_group_by(by)  # before reading the rows
+        since, until = utc(since), utc(until)
+        return build_report(self.rows(since=since, until=until), by, since=since, until=until)
+
+    def calls(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Calls:
+        """The individual attempts of a period (the calls view), with the same exports as a report."""
+        from ._report import Calls, utc
+
+        since, until = utc(since), utc(until)
+        return Calls(self.rows(since=since, until=until), since=since, until=until)
 
     def close(self) -> None:  # noqa: B027  (optional for backends)
         """Release the backend's resources."""
 
 
-def _key(row: LedgerRow, group_by: str) -> str:
-    if group_by == "day":
-        return row.ts.date().isoformat()
-    if group_by == "target":
-        return f"{row.provider}:{row.model}"
-    return str(getattr(row, group_by))
+def build_report(
+    rows: Sequence[LedgerRow],
+    group_by: str,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Report:
+    """Group rows (pure; shared by every backend).
 
+    Raises:
+        ValueError: ``group_by`` is not a way to group (see ``Ledger.report``).
+    """
+    from ._report import check_group_by, group_key
 
-def build_report(rows: Sequence[LedgerRow], group_by: str) -> Report:
-    """Group rows (pure; shared by every backend)."""
+    check_group_by(group_by)
     groups: dict[str, ReportRow] = {}
     for row in rows:
-        k = _key(row, group_by)
+        k = group_key(row, group_by)
         g = groups.get(k)
         if g is None:
             g = groups[k] = ReportRow(k, 0, 0, 0, 0, Decimal(0), 0)
@@ -174,6 +254,10 @@ def build_report(rows: Sequence[LedgerRow], group_by: str) -> Report:
             g.cost += row.cost
         else:  # could not be priced (a known-free error is recorded as 0, not None)
             g.unpriced += 1
-    ordered = sorted(groups.values(), key=lambda r: (-r.cost, r.key))
+    if group_by == "day":  # a day report reads in time order
+        ordered = sorted(groups.values(), key=lambda r: r.key)
+    else:
+        ordered = sorted(groups.values(), key=lambda r: (-r.cost, r.key))
     total = sum((r.cost for r in ordered), Decimal(0))
-    return Report(group_by=group_by, rows=ordered, total=total, unpriced=sum(r.unpriced for r in ordered))
+    return Report(group_by=group_by, rows=ordered, total=total, unpriced=sum(r.unpriced for r in ordered),
+                  since=since, until=until)

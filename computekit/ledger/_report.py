@@ -1,0 +1,217 @@
+"""Reports over the ledger: spend grouped by a key (provider, model, day, a tag ...), and the calls view of
+individual attempts, with CSV, JSON and pandas exports.
+
+Everything here is pure and works from :meth:`Ledger.rows`, so every backend gets the same reports. Money stays
+``Decimal`` end to end: exports write it as a decimal string (nothing rounded), and an attempt that could not be
+priced is counted as *unpriced*, never as 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._base import GROUP_KEYS, Report, build_report
+
+if TYPE_CHECKING:
+    from ._base import LedgerRow
+    from ._plot import DailyCost
+
+__all__ = ["TAG_PREFIX", "UNTAGGED", "Calls", "check_group_by", "group_key", "pandas", "utc"]
+
+TAG_PREFIX = "tag:"
+UNTAGGED = "(none)"
+"""The key of the group of attempts that do not carry the tag a report groups by."""
+
+_PANDAS_HINT = "pip install 'computekit[pandas]' (or pip install pandas)"
+
+
+def check_group_by(by: str) -> str:
+    """``by`` if it names a way to group.
+
+    Raises:
+        ValueError: ``by`` is not one of provider, model, target, verb, day, outcome or ``tag:NAME``.
+    """
+    if by in GROUP_KEYS or (isinstance(by, str) and by.startswith(TAG_PREFIX) and len(by) > len(TAG_PREFIX)):
+        return by
+    raise ValueError(
+        f"group_by must be one of {', '.join(GROUP_KEYS)} or tag:NAME (e.g. 'tag:customer'), not {by!r}"
+    )
+
+
+def utc(when: dt.datetime | None) -> dt.datetime | None:
+    """``when`` in UTC (a naive datetime is taken as UTC), so that it compares right with recorded times."""
+    if when is None:
+        return None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def day_of(row: LedgerRow) -> dt.date:
+    """The UTC day of an attempt."""
+    ts = utc(row.ts)
+    assert ts is not None
+    return ts.date()
+
+
+def group_key(row: LedgerRow, by: str) -> str:
+    """The group ``row`` falls in."""
+    if by == "day":
+        return day_of(row).isoformat()
+    if by == "target":
+        return f"{row.provider}:{row.model}"
+    if by.startswith(TAG_PREFIX):
+        value = row.tags.get(by[len(TAG_PREFIX):])
+        return UNTAGGED if value is None else str(value)  # str(): a row written by an older computekit
+    return str(getattr(row, by))
+
+
+def pandas() -> Any:
+    """The pandas module, imported on first use.
+
+    Raises:
+        ImportError: pandas is not installed, with the extra to install.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module("pandas")  # typed as a module: pandas ships no stubs
+    except ImportError as e:
+        raise ImportError(f"to_dataframe() needs pandas, which is not installed: {_PANDAS_HINT}") from e
+
+
+def _write(text: str, path: str | Path | None) -> str:
+    if path is not None:
+        Path(path).write_text(text, "utf-8")
+    return text
+
+
+_CALL_COLUMNS = (
+    "id", "ts", "verb", "provider", "model", "outcome", "status", "error_type", "latency_ms", "input_tokens",
+    "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "gpu_seconds", "cost",
+    "currency", "estimated", "price_source", "request_id", "tags",
+)
+
+
+@dataclass(slots=True)
+class Calls:
+    """The calls view: every recorded attempt of a period, one row each, in time order.
+
+    Attributes:
+        rows: The attempts (:class:`LedgerRow`), oldest first.
+        since: The start of the period (included), when one was given.
+        until: The end of the period (excluded), when one was given.
+    """
+
+    rows: list[LedgerRow]
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    COLUMNS = _CALL_COLUMNS
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def total(self) -> Decimal:
+        """The exact sum of the priced attempts."""
+        return sum((r.cost for r in self.rows if r.cost is not None), Decimal(0))
+
+    @property
+    def unpriced(self) -> int:
+        """How many attempts could not be priced (left out of :attr:`total`)."""
+        return sum(1 for r in self.rows if r.cost is None)
+
+    def report(self, by: str = "provider") -> Report:
+        """These attempts grouped by ``by`` (see :meth:`Ledger.report`).
+
+        Raises:
+            ValueError: ``by`` is not a way to group.
+        """
+        return build_report(self.rows, by, since=self.since, until=self.until)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One dict per attempt: times as ISO strings, ``cost`` and ``gpu_seconds`` as decimal strings (``None``
+        when unknown, never 0), ``tags`` as a dict."""
+        out = []
+        for r in self.rows:
+            d = r.as_dict()
+            out.append({c: d[c] for c in _CALL_COLUMNS})
+        return out
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The attempts as CSV, one line each (an unknown cost is an empty cell; ``tags`` is a JSON object);
+        written to ``path`` when given."""
+        import csv
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(_CALL_COLUMNS)
+        for rec in self.to_records():
+            rec["tags"] = json.dumps(rec["tags"], ensure_ascii=False, sort_keys=True)
+            rec["estimated"] = "true" if rec["estimated"] else "false"
+            w.writerow(["" if rec[c] is None else rec[c] for c in _CALL_COLUMNS])
+        return _write(buf.getvalue(), path)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The attempts as JSON (``calls``, ``total``, ``unpriced``, ``currency`` and the period); written to
+        ``path`` when given."""
+        text = json.dumps(
+            {"calls": self.to_records(), "total": str(self.total), "unpriced": self.unpriced, "currency": "USD",
+             "since": self.since.isoformat() if self.since else None,
+             "until": self.until.isoformat() if self.until else None},
+            indent=2, ensure_ascii=False,
+        )
+        return _write(text, path)
+
+    def to_dataframe(self) -> Any:
+        """The attempts as a ``pandas.DataFrame``: ``ts`` as UTC datetimes, ``cost`` and ``gpu_seconds`` as
+        exact ``Decimal`` objects (``None`` when unknown), ``tags`` as dicts.
+
+        Raises:
+            ImportError: pandas is not installed (``pip install 'computekit[pandas]'``).
+        """
+        pd = pandas()
+        records = []
+        for r in self.rows:
+            records.append({c: getattr(r, c) for c in _CALL_COLUMNS})
+        df = pd.DataFrame.from_records(records, columns=list(_CALL_COLUMNS))
+        df["ts"] = pd.to_datetime(df["ts"], utc=True)
+        # pandas would turn a missing cost into NaN in a numeric column; object keeps Decimal and None apart.
+        df["cost"] = pd.Series([r.cost for r in self.rows], dtype=object)
+        df["gpu_seconds"] = pd.Series([r.gpu_seconds for r in self.rows], dtype=object)
+        return df
+
+    def daily_cost(self) -> DailyCost:
+        """The exact numbers behind :meth:`plot`: cost per UTC day and provider, and unpriced attempts per day."""
+        from ._plot import daily_cost
+
+        return daily_cost(self.rows)
+
+    def plot(self, path: str | Path | None = None, *, title: str | None = None) -> Any:
+        """Cost per day, stacked by provider, as a matplotlib ``Figure``; saved to ``path`` when given (the
+        format follows the suffix: ``.png``, ``.svg``, ``.pdf``).
+
+        Raises:
+            ImportError: matplotlib is not installed (``pip install 'computekit[plot]'``).
+        """
+        from ._plot import plot_daily_cost
+
+        return plot_daily_cost(self.rows, path, title=title)
+
+    def to_html(self, path: str | Path | None = None, *, by: str = "provider", title: str | None = None) -> str:
+        """A self-contained HTML report: the cost-per-day chart (an embedded PNG), the spend grouped by ``by``
+        and the daily totals; written to ``path`` when given.
+
+        Raises:
+            ImportError: matplotlib is not installed (``pip install 'computekit[plot]'``).
+            ValueError: ``by`` is not a way to group.
+        """
+        from ._plot import html_report
+
+        return html_report(self, path, by=by, title=title)
+
