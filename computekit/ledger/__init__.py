@@ -10,12 +10,10 @@ from ._budgets import Charge
 from ._null import NullLedger
 
 if TYPE_CHECKING:
-    from ._buffered import BufferedLedger
     from ._postgres import PostgresLedger
     from ._sqlite import SQLiteLedger
 
 __all__ = [
-    "BufferedLedger",
     "Charge",
     "GroupBy",
     "Ledger",
@@ -43,20 +41,13 @@ def open_ledger(url: str | None, *, buffered: bool = False) -> Ledger:
     call path (not for a ledger that enforces budgets)."""
     if url == "none":
         return NullLedger()
-    ledger: Ledger
     if url is not None and url.startswith(("postgresql://", "postgres://")):
         from ._postgres import PostgresLedger  # psycopg loads with the first PostgreSQL ledger
 
-        ledger = PostgresLedger(url)
-    else:
-        from ._sqlite import SQLiteLedger, path_from_url  # sqlite3 loads with the first ledger, not at import
+        return PostgresLedger(url, buffered=buffered)
+    from ._sqlite import SQLiteLedger, path_from_url  # sqlite3 loads with the first ledger, not at import
 
-        ledger = SQLiteLedger(default_ledger_path() if url is None else path_from_url(url))
-    if buffered:
-        from ._buffered import BufferedLedger
-
-        ledger = BufferedLedger(ledger)
-    return ledger
+    return SQLiteLedger(default_ledger_path() if url is None else path_from_url(url), buffered=buffered)
 
 
 def __getattr__(name: str) -> Any:
@@ -68,8 +59,4 @@ def __getattr__(name: str) -> Any:
         from ._postgres import PostgresLedger
 
         return PostgresLedger
-    if name == "BufferedLedger":
-        from ._buffered import BufferedLedger
-
-        return BufferedLedger
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

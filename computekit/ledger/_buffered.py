@@ -11,45 +11,50 @@ most the rows not yet committed, never a committed one.
 from __future__ import annotations
 
 import atexit
-import datetime as dt
 import logging
 import queue
 import threading
 import weakref
-from collections.abc import Sequence
-from decimal import Decimal
+from collections.abc import Callable
 
 from .._constants import LEDGER_BATCH_MAX, LEDGER_QUEUE_MAX
-from ._base import Ledger, LedgerRow
-from ._budgets import Charge
+from ._base import LedgerRow
 
-__all__ = ["BufferedLedger"]
+__all__ = ["BatchWriter"]
 
 log = logging.getLogger("computekit.ledger")
 
 _WRITE_TRIES = 3
 
 
-class BufferedLedger(Ledger):
-    """Wraps a ledger so that :meth:`record` returns at once and a writer thread commits rows in batches.
+class BatchWriter:
+    """A writer thread that commits queued rows in batches through ``write_many`` (a backend's direct,
+    one-transaction write).
 
     Args:
-        inner: The ledger the rows are written to.
-        max_queue: Rows held before :meth:`record` waits.
+        write_many: Writes a list of rows in one transaction.
+        max_queue: Rows held before :meth:`put` waits.
         max_batch: Rows committed in one transaction at most.
     """
 
-    def __init__(self, inner: Ledger, *, max_queue: int = LEDGER_QUEUE_MAX, max_batch: int = LEDGER_BATCH_MAX) -> None:
-        self.inner = inner
+    def __init__(self, write_many: Callable[[list[LedgerRow]], None], *, max_queue: int = LEDGER_QUEUE_MAX,
+                 max_batch: int = LEDGER_BATCH_MAX) -> None:
+        self._write_many = write_many
         self._queue: queue.Queue[LedgerRow | None] = queue.Queue(max_queue)
         self._max_batch = max_batch
-        self._closed = False
+        self.closed = False
         self._thread = threading.Thread(target=self._drain, name="computekit-ledger-writer", daemon=True)
         self._thread.start()
         # At exit, write what is queued: the writer is a daemon thread, still running while atexit handlers run.
         ref = weakref.ref(self)
-        self._atexit = lambda: (lg := ref()) is not None and lg.close()
-        atexit.register(self._atexit)
+
+        def at_exit() -> None:
+            writer = ref()
+            if writer is not None:
+                writer.close()
+
+        self._atexit = at_exit
+        atexit.register(at_exit)
 
     def _drain(self) -> None:
         q = self._queue
@@ -78,57 +83,30 @@ class BufferedLedger(Ledger):
     def _write(self, batch: list[LedgerRow]) -> None:
         for attempt in range(_WRITE_TRIES):
             try:
-                self.inner.record_many(batch)
+                self._write_many(batch)
                 return
             except Exception:  # a locked or full disk must not kill the writer: retry, then say so
                 if attempt == _WRITE_TRIES - 1:
                     log.exception("computekit ledger: %d rows could not be written", len(batch))
 
-    def record(self, row: LedgerRow) -> None:
-        if self._closed:
-            self.inner.record(row)  # after close(): write through
-            return
+    def put(self, row: LedgerRow) -> bool:
+        """Queue ``row``; ``False`` when the writer is closed (write it yourself)."""
+        if self.closed:
+            return False
         self._queue.put(row)
-
-    def record_many(self, rows: Sequence[LedgerRow]) -> None:
-        for row in rows:
-            self.record(row)
+        return True
 
     def flush(self) -> None:
-        """Wait until every row recorded so far is committed."""
+        """Wait until every row queued so far is committed."""
         if self._thread.is_alive():
             self._queue.join()
 
-    def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
-        self.flush()
-        return self.inner.rows(since=since, until=until)
-
-    def reserve(self, charges: Sequence[Charge], *, now: dt.datetime, ttl_s: float) -> str:
-        self.flush()  # spend must include every row recorded before
-        return self.inner.reserve(charges, now=now, ttl_s=ttl_s)
-
-    def settle(self, reservation: str, row: LedgerRow | None) -> None:
-        self.inner.settle(reservation, row)
-
-    def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
-        self.flush()
-        return self.inner.budget_usage(charge, now=now)
-
     def close(self) -> None:
-        """Write what is queued, stop the writer and close the ledger under it."""
-        if self._closed:
+        """Write what is queued and stop the thread."""
+        if self.closed:
             return
-        self._closed = True
+        self.closed = True
         atexit.unregister(self._atexit)
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> object:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)  # e.g. ``path`` of a SQLite ledger
-
-    def __repr__(self) -> str:
-        return repr(self.inner)

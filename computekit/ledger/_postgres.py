@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import ConfigError
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, fits, refusal
+from ._buffered import BatchWriter
 
 if TYPE_CHECKING:
     import psycopg
@@ -98,19 +99,21 @@ class PostgresLedger(Ledger):
 
     Args:
         url: A libpq connection URL (``postgresql://user:password@host:5432/db``).
+        buffered: Commit recorded rows in batches from a writer thread (see :class:`SQLiteLedger`).
 
     Raises:
         ConfigError: psycopg is not installed, or the server cannot be reached (the message never shows the
             password).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, buffered: bool = False) -> None:
         self.url = url
         self._psycopg = _import_psycopg()
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         with self._lock:
             self._setup(self._connection())
+        self._writer = BatchWriter(self._record_many) if buffered else None
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The open connection (reconnecting once it has broken). Call with ``self._lock`` held."""
@@ -141,7 +144,7 @@ class PostgresLedger(Ledger):
             for v in range(current + 1, SCHEMA_VERSION + 1):
                 for stmt in _MIGRATIONS[v].split(";"):
                     if stmt.strip():
-                        c.execute(stmt)  # type: ignore[call-overload]  # a constant of this module
+                        c.execute(stmt)  # a constant of this module
                 c.execute("INSERT INTO computekit_schema_version (version) VALUES (%s)", (v,))
 
     @contextmanager
@@ -163,14 +166,27 @@ class PostgresLedger(Ledger):
         )
 
     def record(self, row: LedgerRow) -> None:
+        if self._writer is not None and self._writer.put(row):
+            return
         values = self._values(row)
         with self._lock:
             self._connection().execute(_INSERT, values)  # autocommit: one short transaction
 
     def record_many(self, rows: Sequence[LedgerRow]) -> None:
+        if self._writer is not None and not self._writer.closed:
+            for row in rows:
+                self._writer.put(row)
+            return
+        self._record_many(list(rows))
+
+    def _record_many(self, rows: list[LedgerRow]) -> None:
         values = [self._values(r) for r in rows]
         with self._tx() as c, c.cursor() as cur:
             cur.executemany(_INSERT, values)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
 
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
         sql = f"SELECT id, {_COLUMNS} FROM computekit_attempts"
@@ -185,8 +201,9 @@ class PostgresLedger(Ledger):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY ts, id"
+        self.flush()
         with self._lock:
-            fetched = self._connection().execute(sql, args).fetchall()  # type: ignore[call-overload]
+            fetched = self._connection().execute(sql, args).fetchall()
         return [
             LedgerRow(
                 id=r[0], ts=r[1], verb=r[2], provider=r[3], model=r[4], outcome=r[5], latency_ms=r[6],
@@ -203,6 +220,7 @@ class PostgresLedger(Ledger):
     def reserve(self, charges: Sequence[Charge], *, now: dt.datetime, ttl_s: float) -> str:
         rid = uuid.uuid4().hex
         expires = now + dt.timedelta(seconds=ttl_s)
+        self.flush()  # spend includes every row recorded before
         with self._tx() as c:
             self._lock_budgets(c, charges)
             c.execute("DELETE FROM computekit_reservations WHERE expires <= %s", (now,))
@@ -225,6 +243,7 @@ class PostgresLedger(Ledger):
                 c.execute(_INSERT, values)
 
     def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
+        self.flush()
         with self._tx() as c:
             c.execute("DELETE FROM computekit_reservations WHERE expires <= %s", (now,))
             return self._usage(c, charge)
@@ -262,11 +281,13 @@ class PostgresLedger(Ledger):
             + " AND ".join(where)
             + "), (SELECT COALESCE(SUM(amount), 0) FROM computekit_reservations WHERE budget = %s)"
         )
-        row = c.execute(sql, [*args, charge.key]).fetchone()  # type: ignore[call-overload]
+        row = c.execute(sql, [*args, charge.key]).fetchone()
         assert row is not None
         return Decimal(row[0]), Decimal(row[1])
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

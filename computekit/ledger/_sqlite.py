@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, counted, covers, fits, refusal
+from ._buffered import BatchWriter
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
@@ -123,9 +124,12 @@ class SQLiteLedger(Ledger):
 
     Args:
         path: The database file (created with its folder), or ``":memory:"``.
+        buffered: Commit recorded rows in batches from a writer thread, off the caller's path (reads, budget
+            reservations, ``flush()``, ``close()`` and interpreter exit wait for it). Rows whose process is
+            killed before their batch commits are lost; committed rows never are.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, buffered: bool = False) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -139,6 +143,7 @@ class SQLiteLedger(Ledger):
         )
         self._lock = threading.Lock()
         self._setup()
+        self._writer = BatchWriter(self._record_many) if buffered else None
 
     def _setup(self) -> None:
         c = self._conn
@@ -168,14 +173,27 @@ class SQLiteLedger(Ledger):
                 raise
 
     def record(self, row: LedgerRow) -> None:
+        if self._writer is not None and self._writer.put(row):
+            return
         values = _values(row)
         with self._lock:
             self._conn.execute(_INSERT, values)  # autocommit: one short write transaction
 
     def record_many(self, rows: Sequence[LedgerRow]) -> None:
+        if self._writer is not None and not self._writer.closed:
+            for row in rows:
+                self._writer.put(row)
+            return
+        self._record_many(list(rows))
+
+    def _record_many(self, rows: list[LedgerRow]) -> None:
         values = [_values(r) for r in rows]
         with self._lock, self._write():
             self._conn.executemany(_INSERT, values)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -195,6 +213,7 @@ class SQLiteLedger(Ledger):
     def reserve(self, charges: Sequence[Charge], *, now: dt.datetime, ttl_s: float) -> str:
         rid = uuid.uuid4().hex
         expires = (now + dt.timedelta(seconds=ttl_s)).isoformat()
+        self.flush()  # spend includes every row recorded before
         with self._lock, self._write() as c:
             c.execute("DELETE FROM reservations WHERE expires <= ?", (now.isoformat(),))
             for charge in charges:
@@ -215,6 +234,7 @@ class SQLiteLedger(Ledger):
                 c.execute(_INSERT, values)
 
     def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
+        self.flush()
         with self._lock, self._write() as c:
             c.execute("DELETE FROM reservations WHERE expires <= ?", (now.isoformat(),))
             return self._usage(c, charge)
@@ -241,7 +261,8 @@ class SQLiteLedger(Ledger):
             if dt.datetime.fromisoformat(ts) < charge.start:
                 continue
             if covers(charge, provider, model, json.loads(tags) if charge.tags else None):
-                spent += counted(None if cost is None else Decimal(cost), None if reserved is None else Decimal(reserved))
+                spent += counted(None if cost is None else Decimal(cost),
+                                 None if reserved is None else Decimal(reserved))
         c.execute(
             "INSERT INTO budget_totals (budget, period_start, upto_id, spent) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (budget) DO UPDATE SET period_start = excluded.period_start, upto_id = excluded.upto_id, "
@@ -266,6 +287,7 @@ class SQLiteLedger(Ledger):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY ts, id"
+        self.flush()
         with self._lock:
             fetched = self._conn.execute(sql, args).fetchall()
         return [
@@ -282,6 +304,8 @@ class SQLiteLedger(Ledger):
         ]
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         with self._lock:
             self._conn.close()
 
