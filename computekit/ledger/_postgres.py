@@ -50,7 +50,7 @@ _MIGRATIONS: dict[int, str] = {
         cache_write_tokens BIGINT NOT NULL DEFAULT 0,
         reasoning_tokens BIGINT NOT NULL DEFAULT 0,
         gpu_seconds NUMERIC,
-        cost NUMERIC,              -- exact; NULL = could not be priced
+        cost NUMERIC,              -- exact, NULL = could not be priced
         currency TEXT NOT NULL DEFAULT 'USD',
         estimated BOOLEAN NOT NULL DEFAULT FALSE,
         price_source TEXT,
