@@ -72,6 +72,31 @@ def kill_self_mid_batch(url: str, committed: int, queued: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def reserve_many(url: str, n: int, amount: str, limit: str, start: Any = None) -> int:
+    """Try ``n`` reservations of ``amount`` against a daily budget of ``limit``; how many were granted."""
+    import computekit as ck
+    from computekit.ledger import Charge, open_ledger
+    from computekit.ledger._budgets import period_start
+
+    now = dt.datetime.now(dt.UTC)
+    charge = Charge(name="default", limit=Decimal(limit), period="day", start=period_start("day", now),
+                    amount=Decimal(amount), target="openai:gpt-4o-mini")
+    ledger = open_ledger(url)
+    try:
+        if start is not None:
+            start.wait()
+        granted = 0
+        for _ in range(n):
+            try:
+                ledger.reserve([charge], now=now, ttl_s=60)
+                granted += 1
+            except ck.BudgetExceededError:
+                pass
+        return granted
+    finally:
+        ledger.close()
+
+
 def budget_calls(ledger_url: str, base_url: str, n: int, limit: str, max_tokens: int, start: Any = None,
                  ) -> tuple[int, int, list[str]]:
     """``n`` concurrent async completions through the public API under one budget: (answered, refused,

@@ -12,7 +12,8 @@ Where the server comes from, in order:
 3. Else the PostgreSQL tests are skipped, except in CI (``CI=true``), where a missing server is a failure.
 
 Each test gets its own schema (``search_path`` in the URL), dropped when it ends, so tests never see each other's
-rows. Import the fixtures into a test module with ``from _postgres import postgres_url  # noqa: F401``.
+rows. ``ledger_url`` gives each test a fresh ledger on both backends (SQLite, PostgreSQL). The fixtures are
+registered in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -136,3 +137,11 @@ def postgres_url(postgres_dsn: str) -> Iterator[str]:
     yield f"{postgres_dsn}{sep}options={quote(f'-csearch_path={schema}')}"
     with psycopg.connect(postgres_dsn, autocommit=True) as c:
         c.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh ledger's URL on each backend: a SQLite file, and a schema on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'l.db'}"
+    return str(request.getfixturevalue("postgres_url"))

@@ -95,4 +95,4 @@ def real_key(env: str, placeholder: str) -> str:
 
 
 # PostgreSQL for the ledger and budget tests: one server per session (see tests/_postgres.py).
-from _postgres import postgres_dsn, postgres_url  # noqa: E402, F401
+from _postgres import ledger_url, postgres_dsn, postgres_url  # noqa: E402, F401

@@ -31,14 +31,6 @@ def _row(**kw: object) -> LedgerRow:
     return LedgerRow(**base)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh ledger's URL on each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'l.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
 def ledger(ledger_url: str) -> Iterator[Ledger]:
     lg = open_ledger(ledger_url)
