@@ -59,7 +59,7 @@ def _unavailable(why: str) -> None:
 class _Throwaway:
     """A PostgreSQL cluster in a temporary directory, on loopback."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False) -> None:
         initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
         if not initdb or not pg_ctl:
             raise FileNotFoundError("initdb / pg_ctl not found")
@@ -76,7 +76,8 @@ class _Throwaway:
             self.prefix = ["runuser", "-u", "postgres", "--"]
         self._run([initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync",
                    "--locale=C"])
-        opts = f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c max_connections=200"
+        # fsync off by default: the tests kill clients, never the server, and run faster without it.
+        opts = f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync={'on' if fsync else 'off'} -c max_connections=200"
         self._run([pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.dir / "log"), "-w",
                    "-t", str(_START_TIMEOUT_S), "start"])
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
