@@ -71,6 +71,9 @@ LEDGER_QUEUE_MAX: Final = 10_000
 """Rows the background ledger writer holds before ``record()`` waits for it (memory stays bounded)."""
 LEDGER_BATCH_MAX: Final = 500
 """Rows the background ledger writer commits in one transaction at most."""
+LEDGER_LINGER_S: Final = 0.1
+"""How long the background ledger writer lets a batch build before committing it (a process killed with SIGKILL
+loses at most this much of its newest rows; reads, ``flush()``, ``close()`` and exit do not wait for it)."""
 
 CONFIG_ENV: Final = "COMPUTEKIT_CONFIG"
 LEDGER_ENV: Final = "COMPUTEKIT_LEDGER"
