@@ -1,11 +1,12 @@
 """Ledger writes off the call path: a background thread commits recorded rows in batches.
 
 Used when no budget is configured (a budget needs its reserve and settle to be synchronous). ``record()`` puts the
-row on a bounded queue and returns; one writer thread waits ``LEDGER_LINGER_S`` after a first row, then takes what
-is queued (up to ``LEDGER_BATCH_MAX`` rows) and commits it in one transaction. Reads (``rows()``, ``report()``) flush first, so they see every row recorded before
-them. ``flush()`` and ``close()`` wait for the queue to be written; so does interpreter exit (``atexit``), so a
-normal exit loses nothing. A full queue makes ``record()`` wait (memory stays bounded); a killed process loses at
-most the rows not yet committed, never a committed one.
+row on a bounded queue and returns; one writer thread waits ``LEDGER_LINGER_S`` after a first row, then takes
+what is queued (up to ``LEDGER_BATCH_MAX`` rows) and commits it in one transaction. Reads (``rows()``,
+``report()``) flush first, so they see every row recorded before them. ``flush()`` and ``close()`` wait for the
+queue to be written; so does interpreter exit (``atexit``), so a normal exit loses nothing. A full queue makes
+``record()`` wait (memory stays bounded); a killed process loses at most the rows not yet committed, never a
+committed one.
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ class BatchWriter:
                     log.exception("computekit ledger: %d rows could not be written", len(batch))
 
     def put(self, row: LedgerRow) -> bool:
-        """Queue ``row``; ``False`` when the writer is closed (write it yourself)."""
-        if self.closed:
+        """Queue ``row``; ``False`` when the writer is closed, or gone (a forked child): write it yourself."""
+        if self.closed or not self._thread.is_alive():
             return False
         self._queue.put(row)
         return True

@@ -173,10 +173,10 @@ class PostgresLedger(Ledger):
             self._connection().execute(_INSERT, values)  # autocommit: one short transaction
 
     def record_many(self, rows: Sequence[LedgerRow]) -> None:
-        if self._writer is not None and not self._writer.closed:
-            for row in rows:
-                self._writer.put(row)
-            return
+        if self._writer is not None:
+            rows = [row for row in rows if not self._writer.put(row)]  # what the writer could not take
+            if not rows:
+                return
         self._record_many(list(rows))
 
     def _record_many(self, rows: list[LedgerRow]) -> None:
