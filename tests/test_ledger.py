@@ -525,3 +525,25 @@ def test_a_process_killed_with_rows_queued_keeps_its_committed_rows(ledger_url: 
         assert len([i for i in ids if i and i.startswith("w2-")]) == 120
     finally:
         lg.close()
+
+
+def test_a_forked_child_writes_through(tmp_path: Path) -> None:
+    """A child forked after the writer thread started has no writer: its rows are written at once, not lost."""
+    import os
+
+    lg = SQLiteLedger(tmp_path / "fork.db", buffered=True)
+    lg.record(_row(request_id="parent"))
+    lg.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            child = SQLiteLedger(tmp_path / "fork.db", buffered=True)
+            child._writer = lg._writer  # the parent's writer, whose thread does not exist here
+            child.record(_row(request_id="child"))
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    try:
+        assert {r.request_id for r in lg.rows()} == {"parent", "child"}
+    finally:
+        lg.close()
