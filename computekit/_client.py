@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._budget import Reservation
 from ._config import RouteConfig
 from ._constants import (
     DEFAULT_POLL_INTERVAL_S,
@@ -29,6 +30,7 @@ from ._core import Core, Run, Target, call_options, check_tags, normalise_messag
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
+    BudgetExceededError,
     InvalidRequestError,
     MissingAPIKeyError,
     PredictionFailedError,
@@ -418,10 +420,11 @@ class _StreamState:
         result.request_id = result.request_id or target.adapter.request_id(head.headers)
         return result
 
-    def cancel(self, target: Target, decoder: StreamDecoder, started: dt.datetime, t0: float) -> None:
+    def cancel(self, target: Target, decoder: StreamDecoder, started: dt.datetime, t0: float,
+               reservation: Reservation | None = None) -> None:
         partial_result = decoder.result()
         usage = partial_result.usage if partial_result._usage_reported else None
-        self.core.canceled("stream", target, usage, started, t0, self.attempts, self.tags)
+        self.core.canceled("stream", target, usage, started, t0, self.attempts, self.tags, reservation)
 
     def close(self, target: Target, decoder: StreamDecoder) -> list[Chunk]:
         events, cut = self.sse.close()
@@ -485,6 +488,7 @@ class Stream(AbstractContextManager["Stream"]):
                 ):
                     with attempt:
                         _bound(http, target, run)
+                        held = core.reserve(target, creq, st.tags)  # budgets: before any HTTP
                         started, t0 = now(), time.perf_counter()
                         cm = self._client._transport.stream(http, target.provider, target.model)
                         try:
@@ -493,7 +497,10 @@ class Stream(AbstractContextManager["Stream"]):
                                 raise target.adapter.map_error(head, target.model)
                         except ProviderError as e:
                             cm.__exit__(None, None, None)
-                            core.failed("stream", target, e, started, t0, st.attempts, st.tags)
+                            core.failed("stream", target, e, started, t0, st.attempts, st.tags, reservation=held)
+                            raise
+                        except BaseException:
+                            core.release(held)
                             raise
                 try:
                     for data in body:
@@ -504,21 +511,27 @@ class Stream(AbstractContextManager["Stream"]):
                             yield chunk
                     yield from st.close(target, decoder)
                 except ProviderError as e:
-                    core.failed("stream", target, e, started, t0, st.attempts, st.tags)
+                    core.failed("stream", target, e, started, t0, st.attempts, st.tags, reservation=held)
                     raise
                 except GeneratorExit:  # the caller stopped reading: still a billed attempt
-                    st.cancel(target, decoder, started, t0)
+                    st.cancel(target, decoder, started, t0, held)
+                    raise
+                except BaseException:
+                    core.release(held)
                     raise
                 finally:
                     cm.__exit__(None, None, None)
                 result = st.finish(target, decoder, head)
-                core.succeeded("stream", target, result, started, t0, st.attempts, st.tags, first_byte)
+                core.succeeded("stream", target, result, started, t0, st.attempts, st.tags, first_byte,
+                               reservation=held)
                 st.result = result
                 return
             except ProviderError as e:
                 if started_any:  # a stream falls back only while nothing has reached the caller
                     raise
                 run.failed(target, e)
+            except BudgetExceededError as e:
+                run.refused(target, e)  # nothing was sent: the next target may fit
         raise run.exhausted(st.attempts)
 
     def close(self) -> None:
@@ -579,6 +592,7 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                 ):
                     with attempt:
                         _bound(http, target, run)
+                        held = core.reserve(target, creq, st.tags)  # budgets: before any HTTP
                         started, t0 = now(), time.perf_counter()
                         cm = self._client._transport.stream(http, target.provider, target.model)
                         try:
@@ -587,7 +601,10 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                                 raise target.adapter.map_error(head, target.model)
                         except ProviderError as e:
                             await cm.__aexit__(None, None, None)
-                            core.failed("stream", target, e, started, t0, st.attempts, st.tags)
+                            core.failed("stream", target, e, started, t0, st.attempts, st.tags, reservation=held)
+                            raise
+                        except BaseException:
+                            core.release(held)
                             raise
                 try:
                     async for data in body:
@@ -599,21 +616,27 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                     for chunk in st.close(target, decoder):
                         yield chunk
                 except ProviderError as e:
-                    core.failed("stream", target, e, started, t0, st.attempts, st.tags)
+                    core.failed("stream", target, e, started, t0, st.attempts, st.tags, reservation=held)
                     raise
                 except GeneratorExit:  # the caller stopped reading: still a billed attempt
-                    st.cancel(target, decoder, started, t0)
+                    st.cancel(target, decoder, started, t0, held)
+                    raise
+                except BaseException:
+                    core.release(held)
                     raise
                 finally:
                     await cm.__aexit__(None, None, None)
                 result = st.finish(target, decoder, head)
-                core.succeeded("stream", target, result, started, t0, st.attempts, st.tags, first_byte)
+                core.succeeded("stream", target, result, started, t0, st.attempts, st.tags, first_byte,
+                               reservation=held)
                 st.result = result
                 return
             except ProviderError as e:
                 if started_any:
                     raise
                 run.failed(target, e)
+            except BudgetExceededError as e:
+                run.refused(target, e)
         raise run.exhausted(st.attempts)
 
     async def aclose(self) -> None:
@@ -921,6 +944,7 @@ class Client(_BaseClient, FineTuning):
             def once(target: Target = target, req: Any = req, http: HTTPRequest = http,
                      idempotent: bool = idempotent, at_most_once: bool = at_most_once) -> Any:
                 _bound(http, target, run, plan.deadline)
+                held = core.reserve(target, req, tags) if plan.record else None  # budgets: before any HTTP
                 started, t0 = now(), time.perf_counter()
                 try:
                     resp = self._transport.send(http, target.provider, target.model)
@@ -928,11 +952,16 @@ class Client(_BaseClient, FineTuning):
                         raise target.adapter.map_error(resp, target.model)
                     result = parse(target, req, resp)
                 except ProviderError as e:
-                    core.failed(verb, target, e, started, t0, attempts, tags, record=plan.record)
+                    core.failed(verb, target, e, started, t0, attempts, tags, record=plan.record,
+                                reservation=held)
                     if at_most_once:
                         _note_not_retried(core, e, idempotent)
                     raise
-                core.succeeded(verb, target, result, started, t0, attempts, tags, record=plan.record)
+                except BaseException:
+                    core.release(held)
+                    raise
+                core.succeeded(verb, target, result, started, t0, attempts, tags, record=plan.record,
+                               reservation=held)
                 return result
 
             try:
@@ -952,6 +981,8 @@ class Client(_BaseClient, FineTuning):
                         return once()
             except ProviderError as e:
                 run.failed(target, e)
+            except BudgetExceededError as e:
+                run.refused(target, e)  # nothing was sent: the next target may fit
         raise run.exhausted(attempts)
 
     def complete(
@@ -1263,8 +1294,9 @@ class Client(_BaseClient, FineTuning):
         raise _outputs.too_many_redirects(url, provider, model)
 
     def close(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections, and write what the ledger still holds."""
         self._transport.close()
+        self._core.flush()
 
     def __enter__(self) -> Client:
         return self
@@ -1304,6 +1336,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
             async def once(target: Target = target, req: Any = req, http: HTTPRequest = http,
                      idempotent: bool = idempotent, at_most_once: bool = at_most_once) -> Any:
                 _bound(http, target, run, plan.deadline)
+                held = core.reserve(target, req, tags) if plan.record else None  # budgets: before any HTTP
                 started, t0 = now(), time.perf_counter()
                 try:
                     resp = await self._transport.send(http, target.provider, target.model)
@@ -1311,11 +1344,16 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
                         raise target.adapter.map_error(resp, target.model)
                     result = parse(target, req, resp)
                 except ProviderError as e:
-                    core.failed(verb, target, e, started, t0, attempts, tags, record=plan.record)
+                    core.failed(verb, target, e, started, t0, attempts, tags, record=plan.record,
+                                reservation=held)
                     if at_most_once:
                         _note_not_retried(core, e, idempotent)
                     raise
-                core.succeeded(verb, target, result, started, t0, attempts, tags, record=plan.record)
+                except BaseException:
+                    core.release(held)
+                    raise
+                core.succeeded(verb, target, result, started, t0, attempts, tags, record=plan.record,
+                               reservation=held)
                 return result
 
             try:
@@ -1334,6 +1372,8 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
                         return await once()
             except ProviderError as e:
                 run.failed(target, e)
+            except BudgetExceededError as e:
+                run.refused(target, e)  # nothing was sent: the next target may fit
         raise run.exhausted(attempts)
 
     async def complete(
@@ -1585,8 +1625,9 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         raise _outputs.too_many_redirects(url, provider, model)
 
     async def aclose(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections, and write what the ledger still holds."""
         await self._transport.close()
+        self._core.flush()
 
     async def __aenter__(self) -> AsyncClient:
         return self

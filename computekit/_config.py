@@ -21,6 +21,7 @@ from ._constants import (
     CONFIG_FILENAME,
     DEFAULT_BACKOFF_INITIAL_S,
     DEFAULT_BACKOFF_MAX_S,
+    DEFAULT_BUDGET_NAME,
     DEFAULT_COOLDOWN_S,
     DEFAULT_FAILURE_WINDOW_S,
     DEFAULT_FAILURES_TO_COOL,
@@ -74,6 +75,16 @@ class ProviderConfig(_Section):
         None,
         description="Header in which the host accepts an idempotency key (e.g. 'Idempotency-Key'): one key per "
         "request, the same on its retries, so a retried POST is not billed twice.",
+    )
+    max_output_tokens: dict[str, int] = Field(
+        default_factory=dict,
+        description="Budgets: model -> the most tokens it can generate, reserved when a call sets no max_tokens.",
+    )
+    max_seconds: float | None = Field(
+        None, gt=0, description="Budgets: the longest a prediction can bill, seconds (its worst case)."
+    )
+    max_units: int | None = Field(
+        None, gt=0, description="Budgets: the most billed units (images, credits) one prediction can produce."
     )
 
 
@@ -138,28 +149,38 @@ class RoutingConfig(_Section):
 class LedgerConfig(_Section):
     """Where every attempt is recorded: ``sqlite:///path.db``, or ``none`` to turn the ledger off."""
 
-    url: str | None = Field(None, description="sqlite:///path, or 'none'. Default: a per-user data directory.")
+    url: str | None = Field(
+        None, description="sqlite:///path, postgresql://..., or 'none'. Default: a per-user data directory."
+    )
 
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str | None) -> str | None:
         if v is None or v == "none" or v.startswith("sqlite:///") or v == "sqlite://:memory:":
             return v
-        raise ValueError(f"{v!r}: use 'sqlite:///path/to/ledger.db' or 'none'")
+        if v.startswith(("postgresql://", "postgres://")):
+            return v
+        raise ValueError(f"{v!r}: use 'sqlite:///path/to/ledger.db', 'postgresql://user@host/db' or 'none'")
 
 
 class BudgetConfig(_Section):
-    """A spending limit. Not enforced in this release, so setting one is refused rather than silently ignored."""
+    """A spending limit, enforced before each attempt is sent: its worst-case cost is reserved, and the call is
+    refused with :class:`~computekit.BudgetExceededError` when it does not fit (see ``docs/budgets.md``)."""
 
-    limit_usd: Decimal | None = Field(None, ge=0, description="The spending limit, in USD.")
-    period: Literal["day", "week", "month", "total"] = Field("day", description="The period the limit applies to.")
-
-    @field_validator("limit_usd")
-    @classmethod
-    def _not_yet(cls, v: Decimal | None) -> Decimal | None:
-        if v is not None:
-            raise ValueError("budgets are not enforced in this computekit release: remove [budget] limit_usd")
-        return v
+    limit_usd: Decimal | None = Field(None, ge=0, description="The limit in USD; no limit when not set.")
+    period: Literal["day", "week", "month", "total"] = Field(
+        "day", description="The UTC calendar period the limit applies to (weeks start on Monday)."
+    )
+    provider: str | None = Field(None, description="Count only calls to this provider.")
+    model: str | None = Field(
+        None, description="Count only calls to this model: 'provider:model', or a model name on any provider."
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Count only calls whose tags include all of these."
+    )
+    unknown_price: Literal["refuse", "allow"] = Field(
+        "refuse", description="A call this budget covers whose worst-case cost is unknown: refuse it, or allow it."
+    )
 
 
 class Settings(_Section):
@@ -179,7 +200,12 @@ class Settings(_Section):
         default_factory=LedgerConfig,
         description="Where attempts are recorded. 'ledger = \"none\"' is short for 'ledger.url = \"none\"'.",
     )
-    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="A spending limit.")
+    budget: BudgetConfig = Field(
+        default_factory=BudgetConfig, description="A spending limit, enforced as the budget named 'default'."
+    )
+    budgets: dict[str, BudgetConfig] = Field(
+        default_factory=dict, description="Named budgets, all enforced together (with [budget], named 'default')."
+    )
     prices: dict[str, dict[str, Decimal]] = Field(
         default_factory=dict, description='Price overrides: "provider:model" = { input_mtok = "0.15", ... }.'
     )
@@ -193,6 +219,23 @@ class Settings(_Section):
         if isinstance(data, dict) and isinstance(data.get("retry"), int):
             data = {**data, "retry": {"max_retries": data["retry"]}}
         return data
+
+    @model_validator(mode="after")
+    def _budgets(self) -> Settings:
+        for name, b in self.budgets.items():
+            if b.limit_usd is None:
+                raise ValueError(f"budgets.{name}: set limit_usd")
+        if self.budget.limit_usd is not None and DEFAULT_BUDGET_NAME in self.budgets:
+            raise ValueError(f"[budget] is the budget named {DEFAULT_BUDGET_NAME!r}: rename budgets.default")
+        if self.active_budgets() and self.ledger.url == "none":
+            raise ValueError("a budget needs a ledger to count spend in: remove ledger = 'none' or the budget")
+        return self
+
+    def active_budgets(self) -> dict[str, BudgetConfig]:
+        """Every budget with a limit, by name (``[budget]`` is named ``"default"``)."""
+        out = {DEFAULT_BUDGET_NAME: self.budget} if self.budget.limit_usd is not None else {}
+        out.update(self.budgets)
+        return out
 
     @field_validator("prices")
     @classmethod

@@ -72,6 +72,18 @@ MAX_DOWNLOAD_REDIRECTS: Final = 5
 WEBHOOK_TOLERANCE_S: Final = 300
 """How far a webhook's timestamp may be from the clock before it is refused as a replay (5 minutes)."""
 
+DEFAULT_BUDGET_NAME: Final = "default"
+"""The name of the budget written as ``[budget]`` (``[budgets.NAME]`` names the others)."""
+RESERVATION_TTL_S: Final = 3600.0
+"""How long a budget reservation counts when it is never settled (its process died mid-call): an hour."""
+LEDGER_QUEUE_MAX: Final = 10_000
+"""Rows the background ledger writer holds before ``record()`` waits for it (memory stays bounded)."""
+LEDGER_BATCH_MAX: Final = 500
+"""Rows the background ledger writer commits in one transaction at most."""
+LEDGER_LINGER_S: Final = 0.1
+"""How long the background ledger writer lets a batch build before committing it (a process killed with SIGKILL
+loses at most this much of its newest rows; reads, ``flush()``, ``close()`` and exit do not wait for it)."""
+
 CONFIG_ENV: Final = "COMPUTEKIT_CONFIG"
 LEDGER_ENV: Final = "COMPUTEKIT_LEDGER"
 CONFIG_FILENAME: Final = "computekit.toml"

@@ -18,11 +18,13 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from ._budget import Reservation, charges
 from ._config import RouteConfig, Settings, load_settings
-from ._constants import NOT_GIVEN, NotGiven
+from ._constants import NOT_GIVEN, RESERVATION_TTL_S, NotGiven
 from ._exceptions import (
     AllTargetsFailedError,
     APITimeoutError,
+    BudgetExceededError,
     ConfigError,
     InvalidRequestError,
     ProviderError,
@@ -166,6 +168,8 @@ class Core:
         self._lock = threading.Lock()
         self._model_info: dict[tuple[str, str], ModelInfo] = {}
         """What hosts published about models (input schemas, hardware), looked up once per client."""
+        self.budgets = self.settings.active_budgets()
+        self._held: dict[str, Reservation] = {}  # prediction id -> its reservation, settled when the run ends
 
     # ----------------------------------------------------------------------------------------- ledger
 
@@ -175,8 +179,38 @@ class Core:
         if self._ledger is None:
             with self._lock:
                 if self._ledger is None:
-                    self._ledger = open_ledger(self.settings.ledger.url)
+                    # Without a budget, rows are committed in batches by a writer thread, off the call path; a
+                    # budget needs its reserve and settle done before and after each attempt.
+                    self._ledger = open_ledger(self.settings.ledger.url, buffered=not self.budgets)
         return self._ledger
+
+    # ----------------------------------------------------------------------------------------- budgets
+
+    def reserve(self, target: Target, req: Any, tags: Mapping[str, str] | None) -> Reservation | None:
+        """Reserve an attempt's worst-case cost in every budget that covers it, before it is sent (``None``: no
+        budget covers it).
+
+        Raises:
+            BudgetExceededError: It does not fit in a budget, or its worst case is unknown (nothing was sent).
+        """
+        if not self.budgets:
+            return None
+        wanted = charges(self, self.budgets, target, req, tags, now())
+        if not wanted:
+            return None
+        rid = self.ledger.reserve(wanted, now=now(), ttl_s=RESERVATION_TTL_S)
+        amounts = [c.amount for c in wanted if c.amount is not None]
+        return Reservation(rid, max(amounts) if amounts else None)
+
+    def flush(self) -> None:
+        """Write every row recorded so far (the ledger may batch them off the call path)."""
+        if self._ledger is not None:
+            self._ledger.flush()
+
+    def release(self, reservation: Reservation | None) -> None:
+        """Drop the reservation of an attempt that ended without a ledger row (canceled, or never sent)."""
+        if reservation is not None:
+            self.ledger.release(reservation.id)
 
     # ----------------------------------------------------------------------------------------- resolution
 
@@ -396,9 +430,11 @@ class Core:
         tags: Mapping[str, str] | None,
         first_byte_s: float | None = None,
         record: bool = True,
+        reservation: Reservation | None = None,
     ) -> None:
-        """Price ``result``, record its attempt, give it the whole attempt list, and tell the router how long
-        it took (``first_byte_s``, the time to the first chunk, for a stream)."""
+        """Price ``result``, record its attempt (settling its budget reservation), give it the whole attempt
+        list, and tell the router how long it took (``first_byte_s``, the time to the first chunk, for a
+        stream)."""
         latency = time.perf_counter() - t0
         self.router.succeeded(target, latency if first_byte_s is None else first_byte_s)
         if isinstance(result, ModelInfo | StreamUpdate):  # a lookup or a stream poll: nothing billed, not an attempt
@@ -432,7 +468,12 @@ class Core:
         # A prediction still running is recorded when it ends (once, with its GPU time and cost).
         # A prediction is recorded when it ends (once, with its GPU time and cost): see prediction_ended.
         if record and not isinstance(result, Prediction):
-            self.record(verb, attempt, result.usage, tags)
+            self.record(verb, attempt, result.usage, tags, reservation)
+        elif reservation is not None:
+            if isinstance(result, Prediction) and result.id and not result._recorded:
+                self._held[result.id] = reservation  # held until the run ends and is priced
+            else:
+                self.release(reservation)
 
     def failed(
         self,
@@ -444,8 +485,9 @@ class Core:
         attempts: list[Attempt],
         tags: Mapping[str, str] | None,
         record: bool = True,
+        reservation: Reservation | None = None,
     ) -> None:
-        """Record a failed attempt."""
+        """Record a failed attempt (settling its reservation: an error of unknown cost keeps its worst case)."""
         attempt = Attempt(
             provider=target.provider,
             model=target.model,
@@ -460,7 +502,9 @@ class Core:
         )
         attempts.append(attempt)
         if record:
-            self.record(verb, attempt, Usage(), tags)
+            self.record(verb, attempt, Usage(), tags, reservation)
+        else:
+            self.release(reservation)
 
     def canceled(
         self,
@@ -471,6 +515,7 @@ class Core:
         t0: float,
         attempts: list[Attempt],
         tags: Mapping[str, str] | None,
+        reservation: Reservation | None = None,
     ) -> None:
         """Record a stream the caller closed early: it was billed, but its usage (and so its cost) is unknown
         unless the provider already sent it."""
@@ -489,7 +534,7 @@ class Core:
             started_at=started,
         )
         attempts.append(attempt)
-        self.record(verb, attempt, usage or Usage(), tags)
+        self.record(verb, attempt, usage or Usage(), tags, reservation)
 
     def prediction_ended(self, target: Target, prediction: Prediction, tags: Mapping[str, str] | None) -> None:
         """Price a finished prediction from its reported GPU time and record it in the ledger, once."""
@@ -508,7 +553,8 @@ class Core:
         note_response(attempt, prediction)
         attempt.cost = prediction.cost
         attempt.request_id = attempt.request_id or prediction.id
-        self.record("predict", attempt, prediction.usage, tags)
+        held = self._held.pop(prediction.id, None) if prediction.id else None
+        self.record("predict", attempt, prediction.usage, tags, held)
 
     def finetune_estimate(self, model: str, training_file: Any, **options: Any) -> Cost:
         """What a ``finetune()`` call would cost, before anything is sent (pure: reads the training file, no HTTP):
@@ -548,32 +594,36 @@ class Core:
         self.record("finetune", attempt, usage, tags, once_key=f"finetune:{target.provider}:{job.id}")
 
     def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None,
-               once_key: str | None = None) -> None:
+               reservation: Reservation | None = None, once_key: str | None = None) -> None:
+        """Write an attempt's row; under a budget, settle its reservation with it (one transaction)."""
         cost = attempt.cost
-        self.ledger.record(
-            row := LedgerRow(
-                ts=attempt.started_at,
-                verb=verb,
-                provider=attempt.provider,
-                model=attempt.model,
-                outcome=attempt.outcome,
-                latency_ms=attempt.latency_s * 1000,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cached_input_tokens=usage.cached_input_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-                gpu_seconds=usage.gpu_seconds,
-                cost=cost.total if cost is not None else None,
-                estimated=cost.estimated if cost is not None else False,
-                price_source=str(cost.price_source) if cost is not None and cost.price_source else None,
-                request_id=attempt.request_id,
-                error_type=attempt.error_type,
-                status=attempt.status,
-                tags=dict(tags) if tags else {},
-                once_key=once_key,
-            )
+        row = LedgerRow(
+            ts=attempt.started_at,
+            verb=verb,
+            provider=attempt.provider,
+            model=attempt.model,
+            outcome=attempt.outcome,
+            latency_ms=attempt.latency_s * 1000,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            gpu_seconds=usage.gpu_seconds,
+            cost=cost.total if cost is not None else None,
+            estimated=cost.estimated if cost is not None else False,
+            price_source=str(cost.price_source) if cost is not None and cost.price_source else None,
+            request_id=attempt.request_id,
+            error_type=attempt.error_type,
+            status=attempt.status,
+            tags=dict(tags) if tags else {},
+            reserved=reservation.amount if reservation is not None else None,
+            once_key=once_key,
         )
+        if reservation is not None:
+            self.ledger.settle(reservation.id, row)
+        else:
+            self.ledger.record(row)
         for tap in ROW_TAPS:  # empty outside tests: computekit.testing's spend fixture listens here
             tap(row)
         attempt_span(verb, attempt, usage, tags)  # OpenTelemetry, when the application configured it
@@ -626,6 +676,7 @@ class Run:
     route: RouteConfig | None = None
     first_request: Any = None
     errors: list[ProviderError] = field(default_factory=list)
+    refusals: list[BudgetExceededError] = field(default_factory=list)
     deadline: float | None = None
     min_context: int | None = None
     _pos: int = field(default=0, init=False)
@@ -701,11 +752,25 @@ class Run:
                 raise error  # nothing to compare with: no target is known to be larger
             self.min_context = max(window, self.min_context or 0)
 
+    def refused(self, target: Target, error: BudgetExceededError) -> None:
+        """A budget refused ``target`` before anything was sent: the next target (perhaps a cheaper one) is
+        tried; the refused target is not cooled down (it did not fail)."""
+        self.refusals.append(error)
+
     def exhausted(self, attempts: list[Attempt]) -> Exception:
-        """The error to raise when no target is left: the one error, or all of them grouped."""
-        if len(self.errors) == 1:
+        """The error to raise when no target is left: the one error, or all of them grouped (a budget's
+        refusal, when every target was refused)."""
+        if self.refusals and not self.errors:
+            return self.refusals[0]
+        if len(self.errors) == 1 and not self.refusals:
             return self.errors[0]
         if not self.errors:
             return InvalidRequestError("no target could be tried (all need larger context windows)")
+        if self.refusals:
+            tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))
+            return AllTargetsFailedError(
+                f"{len(self.errors)} targets failed ({tried}) and {len(self.refusals)} were refused by a budget",
+                [*self.errors, *self.refusals], attempts,
+            )
         tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))  # in the order tried
         return AllTargetsFailedError(f"all {len(self.errors)} targets failed ({tried})", self.errors, attempts)

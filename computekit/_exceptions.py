@@ -9,7 +9,9 @@
     │   └── TrainingDataError          a fine-tuning file is refused (``line``: where, and what is wrong)
     │   └── InputValidationError       predict() input does not match the model's published schema
     ├── UnsupportedCapabilityError     the provider has no such verb or feature (raised before any HTTP)
-    ├── BudgetExceededError            a budget refused the call (raised before any HTTP)
+    ├── BudgetExceededError            a budget refused an attempt: its worst-case cost does not fit, or is
+    │                                  unknown (raised before any HTTP; names the budget, limit, spent,
+    │                                  reserved and the request's reservation)
     ├── AllTargetsFailedError          every target of a fallback plan failed (also an ExceptionGroup of
     │                                  each target's last error; ``attempts`` lists every try)
     ├── WebhookVerificationError       a webhook's signature, timestamp or headers do not check out
@@ -41,6 +43,7 @@ and messages are built from the response only.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Self
 
 __all__ = [
@@ -151,7 +154,48 @@ class UnsupportedCapabilityError(ComputeKitError):
 
 
 class BudgetExceededError(ComputeKitError):
-    """A budget refused the call before anything was sent."""
+    """A budget refused an attempt before anything was sent: its worst-case cost does not fit in what is left,
+    or it is unknown (under ``unknown_price = "refuse"``).
+
+    Attributes:
+        budget: The budget's name (``"default"`` for ``[budget]``).
+        limit: Its limit in USD.
+        period: ``"day"``, ``"week"``, ``"month"`` or ``"total"``.
+        spent: What the calls it covers have cost so far this period (an attempt of unknown cost that may have
+            been billed counts its reservation).
+        reserved: What calls in flight hold (their worst cases, until they settle).
+        requested: This attempt's worst-case cost, or ``None`` when it could not be priced.
+        provider: The target refused.
+        model: Its model.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        budget: str,
+        limit: Decimal,
+        period: str,
+        spent: Decimal,
+        reserved: Decimal,
+        requested: Decimal | None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.limit = limit
+        self.period = period
+        self.spent = spent
+        self.reserved = reserved
+        self.requested = requested
+        self.provider = provider
+        self.model = model
+
+    @property
+    def remaining(self) -> Decimal:
+        """What is left of the limit once spend and reservations are counted (never below 0)."""
+        return max(self.limit - self.spent - self.reserved, Decimal(0))
 
 
 class WebhookVerificationError(ComputeKitError):

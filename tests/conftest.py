@@ -44,3 +44,7 @@ def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
 def real_key(env: str, placeholder: str) -> str:
     """The real key when recording (set in the environment), else a placeholder for replay."""
     return os.environ.get(env) or placeholder
+
+
+# PostgreSQL for the ledger and budget tests: one server per session (see tests/_postgres.py).
+from _postgres import ledger_url, postgres_dsn, postgres_url  # noqa: E402, F401

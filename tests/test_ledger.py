@@ -1,4 +1,6 @@
-"""The cost ledger: exact round trips, reports, exports, WAL, concurrency, and the ``none`` ledger."""
+"""The cost ledger: exact round trips, reports, exports, concurrency, budgets' reserve and settle, durability, and
+the ``none`` ledger. The tests taking ``ledger`` or ``ledger_url`` run against both backends, SQLite and a real
+PostgreSQL server (``tests/_postgres.py``); the ``sqlite_ledger`` ones check the file itself."""
 
 from __future__ import annotations
 
@@ -8,12 +10,13 @@ import io
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from computekit.ledger import LedgerRow, NullLedger, SQLiteLedger, open_ledger
+from computekit.ledger import Ledger, LedgerRow, NullLedger, SQLiteLedger, open_ledger
 from computekit.ledger._sqlite import SCHEMA_VERSION, path_from_url
 
 T0 = dt.datetime(2026, 3, 1, 23, 59, 58, 123456, tzinfo=dt.UTC)
@@ -29,13 +32,20 @@ def _row(**kw: object) -> LedgerRow:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> SQLiteLedger:
-    lg = SQLiteLedger(tmp_path / "l.db")
-    yield lg  # type: ignore[misc]
+def ledger(ledger_url: str) -> Iterator[Ledger]:
+    lg = open_ledger(ledger_url)
+    yield lg
     lg.close()
 
 
-def test_row_round_trips_exactly(ledger: SQLiteLedger) -> None:
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path) -> Iterator[SQLiteLedger]:
+    lg = SQLiteLedger(tmp_path / "l.db")
+    yield lg
+    lg.close()
+
+
+def test_row_round_trips_exactly(ledger: Ledger) -> None:
     row = _row(
         cached_input_tokens=3, cache_write_tokens=2, reasoning_tokens=1,
         gpu_seconds=Decimal("2.300000000000000000001"),
@@ -54,7 +64,7 @@ def test_row_round_trips_exactly(ledger: SQLiteLedger) -> None:
     assert back.ts == T0
 
 
-def test_error_row_round_trips(ledger: SQLiteLedger) -> None:
+def test_error_row_round_trips(ledger: Ledger) -> None:
     row = _row(outcome="error", cost=None, error_type="RateLimitError", status=429, input_tokens=0, output_tokens=0)
     ledger.record(row)
     [back] = ledger.rows()
@@ -63,7 +73,8 @@ def test_error_row_round_trips(ledger: SQLiteLedger) -> None:
     assert back.cost is None
 
 
-def test_cost_is_stored_as_text(ledger: SQLiteLedger, tmp_path: Path) -> None:
+def test_cost_is_stored_as_text(sqlite_ledger: SQLiteLedger, tmp_path: Path) -> None:
+    ledger = sqlite_ledger
     ledger.record(_row(cost=Decimal("0.1")))
     ledger.record(_row(cost=None))
     con = sqlite3.connect(tmp_path / "l.db")
@@ -74,7 +85,7 @@ def test_cost_is_stored_as_text(ledger: SQLiteLedger, tmp_path: Path) -> None:
     assert values == [("0.1", "text"), (None, "null")]
 
 
-def test_rows_are_in_time_order_and_filterable(ledger: SQLiteLedger) -> None:
+def test_rows_are_in_time_order_and_filterable(ledger: Ledger) -> None:
     times = [T0 + dt.timedelta(hours=h) for h in (5, 1, 3)]
     for t in times:
         ledger.record(_row(ts=t))
@@ -84,7 +95,7 @@ def test_rows_are_in_time_order_and_filterable(ledger: SQLiteLedger) -> None:
     assert ledger.rows(since=T0 + dt.timedelta(hours=3), until=T0 + dt.timedelta(hours=5)) == ledger.rows()[1:2]
 
 
-def _fill(ledger: SQLiteLedger) -> None:
+def _fill(ledger: Ledger) -> None:
     d1 = T0
     d2 = T0 + dt.timedelta(days=1)
     ledger.record(_row(ts=d1, provider="openai", model="gpt-4o-mini", cost=Decimal("0.10")))
@@ -109,7 +120,7 @@ def _fill(ledger: SQLiteLedger) -> None:
         ("outcome", {"success": (4, 0, "0.40", 1), "error": (2, 2, "0", 1)}),
     ],
 )
-def test_report_group_by(ledger: SQLiteLedger, group_by: str, expected: dict[str, tuple]) -> None:
+def test_report_group_by(ledger: Ledger, group_by: str, expected: dict[str, tuple]) -> None:
     _fill(ledger)
     rep = ledger.report(group_by)  # type: ignore[arg-type]
     assert rep.group_by == group_by
@@ -125,39 +136,39 @@ def test_report_group_by(ledger: SQLiteLedger, group_by: str, expected: dict[str
     assert order == sorted(order, reverse=group_by != "day")  # type: ignore[type-var]
 
 
-def test_report_token_sums(ledger: SQLiteLedger) -> None:
+def test_report_token_sums(ledger: Ledger) -> None:
     _fill(ledger)
     rows = {r.key: r for r in ledger.report("provider").rows}
     assert (rows["openai"].input_tokens, rows["openai"].output_tokens) == (20, 10)
     assert (rows["together"].input_tokens, rows["together"].output_tokens) == (20, 10)
 
 
-def test_report_total_is_exact(ledger: SQLiteLedger) -> None:
+def test_report_total_is_exact(ledger: Ledger) -> None:
     for _ in range(10):
         ledger.record(_row(cost=Decimal("0.1")))
     assert ledger.report().total == Decimal("1.0")
 
 
-def test_report_window(ledger: SQLiteLedger) -> None:
+def test_report_window(ledger: Ledger) -> None:
     _fill(ledger)
     rep = ledger.report("day", since=T0 + dt.timedelta(hours=1))
     assert [r.key for r in rep.rows] == ["2026-03-02"]
     assert rep.total == Decimal("0.30")
 
 
-def test_invalid_group_by(ledger: SQLiteLedger) -> None:
+def test_invalid_group_by(ledger: Ledger) -> None:
     with pytest.raises(ValueError, match="group_by must be one of"):
         ledger.report("colour")  # type: ignore[arg-type]
 
 
-def test_empty_report(ledger: SQLiteLedger) -> None:
+def test_empty_report(ledger: Ledger) -> None:
     rep = ledger.report()
     assert rep.rows == []
     assert rep.total == Decimal(0)
     assert rep.unpriced == 0
 
 
-def test_to_csv_round_trip(ledger: SQLiteLedger, tmp_path: Path) -> None:
+def test_to_csv_round_trip(ledger: Ledger, tmp_path: Path) -> None:
     _fill(ledger)
     rep = ledger.report("provider")
     out = tmp_path / "r.csv"
@@ -176,7 +187,7 @@ def test_to_csv_round_trip(ledger: SQLiteLedger, tmp_path: Path) -> None:
     assert sum(Decimal(b["cost"]) for b in body) == Decimal(lines[-1][5])
 
 
-def test_to_json_round_trip(ledger: SQLiteLedger, tmp_path: Path) -> None:
+def test_to_json_round_trip(ledger: Ledger, tmp_path: Path) -> None:
     _fill(ledger)
     rep = ledger.report("model")
     out = tmp_path / "r.json"
@@ -191,7 +202,8 @@ def test_to_json_round_trip(ledger: SQLiteLedger, tmp_path: Path) -> None:
     assert all(isinstance(r["cost"], str) for r in data["rows"])  # exact decimals, never floats
 
 
-def test_wal_mode(ledger: SQLiteLedger, tmp_path: Path) -> None:
+def test_wal_mode(sqlite_ledger: SQLiteLedger, tmp_path: Path) -> None:
+    ledger = sqlite_ledger
     ledger.record(_row())
     con = sqlite3.connect(tmp_path / "l.db")
     try:
@@ -201,7 +213,7 @@ def test_wal_mode(ledger: SQLiteLedger, tmp_path: Path) -> None:
         con.close()
 
 
-def test_concurrent_writes_from_threads(ledger: SQLiteLedger) -> None:
+def test_concurrent_writes_from_threads(ledger: Ledger) -> None:
     n_threads, per_thread = 8, 50
     barrier = threading.Barrier(n_threads)
     errors: list[BaseException] = []
@@ -227,10 +239,10 @@ def test_concurrent_writes_from_threads(ledger: SQLiteLedger) -> None:
         (Decimal(f"0.00{i}{j}") for i in range(n_threads) for j in range(per_thread)), Decimal(0))
 
 
-def test_two_ledgers_on_one_file(tmp_path: Path) -> None:
-    """Two connections (as two processes would have) share one file."""
-    a = SQLiteLedger(tmp_path / "shared.db")
-    b = SQLiteLedger(tmp_path / "shared.db")
+def test_two_ledgers_on_one_store(ledger_url: str) -> None:
+    """Two connections (as two processes would have) share one ledger."""
+    a = open_ledger(ledger_url)
+    b = open_ledger(ledger_url)
     try:
         a.record(_row(request_id="a"))
         b.record(_row(request_id="b"))
@@ -299,10 +311,10 @@ def test_as_dict_is_json_ready() -> None:
     assert d["ts"] == T0.isoformat()
 
 
-def test_once_key_writes_a_row_at_most_once_across_connections(tmp_path: Path) -> None:
+def test_once_key_writes_a_row_at_most_once_across_connections(ledger_url: str) -> None:
     """A finished job reported by two processes (two connections here) is one row; plain rows are unaffected."""
-    a = SQLiteLedger(tmp_path / "l.db")
-    b = SQLiteLedger(tmp_path / "l.db")
+    a = open_ledger(ledger_url)
+    b = open_ledger(ledger_url)
     try:
         a.record(_row(verb="finetune", once_key="finetune:openai:ftjob-1", cost=Decimal("1.5")))
         b.record(_row(verb="finetune", once_key="finetune:openai:ftjob-1", cost=Decimal("1.5")))
@@ -341,5 +353,198 @@ def test_v1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
         assert row.once_key is None
         lg.record(_row(once_key="k"))
         assert {r.once_key for r in lg.rows()} == {None, "k"}
+    finally:
+        lg.close()
+
+
+# ============================================================================================= batches, buffering
+
+
+def test_record_many_commits_all_rows(ledger: Ledger) -> None:
+    ledger.record_many([_row(request_id=f"r{i}", cost=Decimal(f"0.{i}1")) for i in range(5)])
+    assert [r.request_id for r in ledger.rows()] == [f"r{i}" for i in range(5)]
+    assert ledger.report().total == sum((Decimal(f"0.{i}1") for i in range(5)), Decimal(0))
+
+
+def test_reserved_round_trips(ledger: Ledger) -> None:
+    ledger.record(_row(cost=None, outcome="error", reserved=Decimal("0.000123")))
+    [back] = ledger.rows()
+    assert back.reserved == Decimal("0.000123")
+    assert back.as_dict()["reserved"] == "0.000123"
+
+
+def test_buffered_ledger_rows_are_read_after_a_flush(ledger_url: str) -> None:
+    lg = open_ledger(ledger_url, buffered=True)
+    try:
+        for i in range(300):
+            lg.record(_row(request_id=f"b{i}"))
+        # rows() flushes first: every row recorded before it is there.
+        assert [r.request_id for r in lg.rows()] == [f"b{i}" for i in range(300)]
+        lg.record(_row(request_id="last"))
+        other = open_ledger(ledger_url)  # another connection sees it once flushed
+        try:
+            lg.flush()
+            assert other.rows()[-1].request_id == "last"
+        finally:
+            other.close()
+    finally:
+        lg.close()
+
+
+def test_buffered_ledger_close_writes_everything_and_then_writes_through(ledger_url: str) -> None:
+    lg = open_ledger(ledger_url, buffered=True)
+    for i in range(50):
+        lg.record(_row(request_id=f"c{i}"))
+    lg.close()
+    lg.record  # noqa: B018  (still usable as an object)
+    other = open_ledger(ledger_url)
+    try:
+        assert len(other.rows()) == 50
+    finally:
+        other.close()
+
+
+def test_buffered_writes_are_flushed_at_interpreter_exit(tmp_path: Path) -> None:
+    """A script that records and exits normally (no close, no flush) loses no row."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "exit.db"
+    code = (
+        "import datetime as dt\n"
+        "from decimal import Decimal\n"
+        "from computekit.ledger import LedgerRow, open_ledger\n"
+        f"lg = open_ledger('sqlite:///{db}', buffered=True)\n"
+        "for i in range(2000):\n"
+        "    lg.record(LedgerRow(ts=dt.datetime.now(dt.UTC), verb='complete', provider='p', model='m',"
+        " outcome='success', latency_ms=1.0, cost=Decimal('0.001')))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    lg = SQLiteLedger(db)
+    try:
+        assert len(lg.rows()) == 2000
+        assert lg.report().total == Decimal("2.000")
+    finally:
+        lg.close()
+
+
+# ============================================================================================= many processes
+
+
+def test_four_processes_times_fifty_rows(ledger_url: str) -> None:
+    """4 processes x 50 rows, each row its own transaction, started together: every row present, total exact."""
+    from _ledger_workers import in_processes, row_cost, write_rows
+
+    open_ledger(ledger_url).close()  # the schema exists before the race (the race itself is tested below)
+    assert in_processes(write_rows, [(ledger_url, w, 50) for w in range(4)]) == [50] * 4
+    lg = open_ledger(ledger_url)
+    try:
+        rows = lg.rows()
+        assert len(rows) == 200
+        assert {r.request_id for r in rows} == {f"w{w}-{j}" for w in range(4) for j in range(50)}
+        expected = sum((row_cost(w, j) for w in range(4) for j in range(50)), Decimal(0))
+        assert lg.report().total == expected
+        assert sum(r.cost for r in rows if r.cost is not None) == expected
+    finally:
+        lg.close()
+
+
+def test_processes_opening_a_new_ledger_together_migrate_once(ledger_url: str) -> None:
+    from _ledger_workers import in_processes, write_rows
+
+    assert in_processes(write_rows, [(ledger_url, w, 5) for w in range(4)], together=False) == [5] * 4
+    lg = open_ledger(ledger_url)
+    try:
+        assert len(lg.rows()) == 20
+    finally:
+        lg.close()
+
+
+# ============================================================================================= durability
+
+
+def test_a_writer_killed_mid_batch_loses_no_committed_row(ledger_url: str) -> None:
+    """SIGKILL while a writer commits batch after batch: the ledger opens cleanly, every batch it reported
+    committed is there whole, and no batch is there in part."""
+    import multiprocessing as mp
+    import os
+    import signal
+
+    from _ledger_workers import write_batches_until_killed
+
+    open_ledger(ledger_url).close()
+    batch = 100
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=write_batches_until_killed, args=(ledger_url, batch, child))
+    proc.start()
+    committed = 0
+    try:
+        while committed < 5 * batch:  # several batches in, and the next one under way
+            assert parent.poll(60), "the writer reported nothing"
+            committed = parent.recv()
+    finally:
+        assert proc.pid is not None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(30)
+    assert proc.exitcode == -signal.SIGKILL
+    lg = open_ledger(ledger_url)
+    try:
+        rows = lg.rows()
+        assert len(rows) >= committed
+        assert len(rows) % batch == 0  # a batch is one transaction: whole or absent
+        assert {r.request_id for r in rows} >= {f"w1-{j}" for j in range(committed)}
+        lg.record(_row(request_id="after"))  # and it takes writes
+        assert lg.rows()[-1].request_id == "after" or any(r.request_id == "after" for r in lg.rows())
+    finally:
+        lg.close()
+    if ledger_url.startswith("sqlite:///"):
+        con = sqlite3.connect(path_from_url(ledger_url))
+        try:
+            assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            con.close()
+
+
+def test_a_process_killed_with_rows_queued_keeps_its_committed_rows(ledger_url: str) -> None:
+    """Rows a buffered writer had not committed yet die with the process; the committed ones do not."""
+    import multiprocessing as mp
+    import signal
+
+    from _ledger_workers import kill_self_mid_batch
+
+    open_ledger(ledger_url).close()
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=kill_self_mid_batch, args=(ledger_url, 120, 5000))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == -signal.SIGKILL
+    lg = open_ledger(ledger_url)
+    try:
+        ids = [r.request_id for r in lg.rows()]
+        assert {f"w2-{j}" for j in range(120)} <= set(ids)
+        assert len([i for i in ids if i and i.startswith("w2-")]) == 120
+    finally:
+        lg.close()
+
+
+def test_a_forked_child_writes_through(tmp_path: Path) -> None:
+    """A child forked after the writer thread started has no writer: its rows are written at once, not lost."""
+    import os
+
+    lg = SQLiteLedger(tmp_path / "fork.db", buffered=True)
+    lg.record(_row(request_id="parent"))
+    lg.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            child = SQLiteLedger(tmp_path / "fork.db", buffered=True)
+            child._writer = lg._writer  # the parent's writer, whose thread does not exist here
+            child.record(_row(request_id="child"))
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    try:
+        assert {r.request_id for r in lg.rows()} == {"parent", "child"}
     finally:
         lg.close()

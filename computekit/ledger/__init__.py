@@ -6,18 +6,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._base import GroupBy, Ledger, LedgerRow, Report, ReportRow
+from ._budgets import Charge
 from ._null import NullLedger
 from ._report import Calls
 
 if TYPE_CHECKING:
+    from ._postgres import PostgresLedger
     from ._sqlite import SQLiteLedger
 
 __all__ = [
     "Calls",
+    "Charge",
     "GroupBy",
     "Ledger",
     "LedgerRow",
     "NullLedger",
+    "PostgresLedger",
     "Report",
     "ReportRow",
     "SQLiteLedger",
@@ -33,15 +37,19 @@ def default_ledger_path() -> Path:
     return Path(platformdirs.user_data_dir("computekit", appauthor=False)) / "ledger.db"
 
 
-def open_ledger(url: str | None) -> Ledger:
-    """The ledger for a ``ledger.url`` setting: ``None`` -> the per-user default, ``"none"`` -> off."""
-    from ._sqlite import SQLiteLedger, path_from_url  # sqlite3 loads with the first ledger, not at import
-
+def open_ledger(url: str | None, *, buffered: bool = False) -> Ledger:
+    """The ledger for a ``ledger.url`` setting: ``None`` -> the per-user default, ``"none"`` -> off,
+    ``postgresql://...`` -> PostgreSQL. ``buffered``: rows are committed in batches by a writer thread, off the
+    call path (not for a ledger that enforces budgets)."""
     if url == "none":
         return NullLedger()
-    if url is None:
-        return SQLiteLedger(default_ledger_path())
-    return SQLiteLedger(path_from_url(url))
+    if url is not None and url.startswith(("postgresql://", "postgres://")):
+        from ._postgres import PostgresLedger  # psycopg loads with the first PostgreSQL ledger
+
+        return PostgresLedger(url, buffered=buffered)
+    from ._sqlite import SQLiteLedger, path_from_url  # sqlite3 loads with the first ledger, not at import
+
+    return SQLiteLedger(default_ledger_path() if url is None else path_from_url(url), buffered=buffered)
 
 
 def __getattr__(name: str) -> Any:
@@ -49,4 +57,8 @@ def __getattr__(name: str) -> Any:
         from ._sqlite import SQLiteLedger
 
         return SQLiteLedger
+    if name == "PostgresLedger":
+        from ._postgres import PostgresLedger
+
+        return PostgresLedger
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from .._exceptions import ConfigError
+from ._budgets import Charge
+
 __all__ = ["GroupBy", "Ledger", "LedgerRow", "Report", "ReportRow"]
 
 from typing import TYPE_CHECKING
@@ -50,6 +53,9 @@ class LedgerRow:
     once_key: str | None = None
     """Set on a row that must be written at most once (a finished job's cost): a second row with the same key is
     dropped by the ledger, even from another process."""
+    reserved: Decimal | None = None
+    """The worst case this attempt reserved under a budget (``None``: no budget covered it). When ``cost`` is
+    unknown, budgets count this amount: the attempt may have been billed up to it."""
     id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -57,6 +63,7 @@ class LedgerRow:
         d["ts"] = self.ts.isoformat()
         d["cost"] = None if self.cost is None else str(self.cost)
         d["gpu_seconds"] = None if self.gpu_seconds is None else str(self.gpu_seconds)
+        d["reserved"] = None if self.reserved is None else str(self.reserved)
         return d
 
 
@@ -173,11 +180,21 @@ class Report:
 
 
 class Ledger(ABC):
-    """Where every attempt is recorded."""
+    """Where every attempt is recorded, and where budgets are enforced.
+
+    A backend implements :meth:`record` and :meth:`rows`; one that can enforce budgets also implements
+    :meth:`reserve`, :meth:`settle` and :meth:`budget_usage`, each atomic across threads and processes that share
+    the ledger.
+    """
 
     @abstractmethod
     def record(self, row: LedgerRow) -> None:
         """Append one attempt (committed before returning)."""
+
+    def record_many(self, rows: Sequence[LedgerRow]) -> None:
+        """Append several attempts; a backend commits them in one transaction (all or none)."""
+        for row in rows:
+            self.record(row)
 
     @abstractmethod
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
@@ -219,6 +236,45 @@ class Ledger(ABC):
 
         since, until = utc(since), utc(until)
         return Calls(self.rows(since=since, until=until), since=since, until=until)
+
+    # ----------------------------------------------------------------------------------------- budgets
+
+    def reserve(self, charges: Sequence[Charge], *, now: dt.datetime, ttl_s: float) -> str:
+        """Reserve each charge's amount against its budget, all or none, atomically; the reservation counts until
+        it is settled or ``ttl_s`` passes (its process died).
+
+        Returns:
+            The reservation's id, for :meth:`settle`.
+
+        Raises:
+            BudgetExceededError: A charge does not fit in what its budget has left, or its amount is unknown.
+            ConfigError: This ledger cannot enforce budgets.
+        """
+        raise ConfigError(f"{type(self).__name__} cannot enforce budgets: use a SQLite or PostgreSQL ledger")
+
+    def settle(self, reservation: str, row: LedgerRow | None) -> None:
+        """Drop a reservation and record the attempt it covered (``row``; ``None``: nothing to record), in one
+        transaction, so a budget never counts both or neither.
+
+        Raises:
+            ConfigError: This ledger cannot enforce budgets.
+        """
+        raise ConfigError(f"{type(self).__name__} cannot enforce budgets: use a SQLite or PostgreSQL ledger")
+
+    def release(self, reservation: str) -> None:
+        """Drop a reservation whose attempt was never sent or recorded."""
+        self.settle(reservation, None)
+
+    def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
+        """``(spent, reserved)`` of ``charge``'s budget in its current period.
+
+        Raises:
+            ConfigError: This ledger cannot enforce budgets.
+        """
+        raise ConfigError(f"{type(self).__name__} cannot enforce budgets: use a SQLite or PostgreSQL ledger")
+
+    def flush(self) -> None:  # noqa: B027  (only buffered backends have anything to flush)
+        """Write every row recorded so far (a no-op for backends that write at once)."""
 
     def close(self) -> None:  # noqa: B027  (optional for backends)
         """Release the backend's resources."""

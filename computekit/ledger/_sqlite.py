@@ -6,14 +6,19 @@ import datetime as dt
 import json
 import sqlite3
 import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
 from ._base import Ledger, LedgerRow
+from ._budgets import Charge, counted, covers, fits, refusal
+from ._buffered import BatchWriter
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 5000
 """How long a writer waits for another process's transaction before failing."""
 
@@ -50,14 +55,61 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE attempts ADD COLUMN once_key TEXT;
     CREATE UNIQUE INDEX attempts_once_key ON attempts (once_key);
     """,
+    # v3: budgets. An attempt keeps the worst case it reserved (counted when its cost is unknown); reservations
+    # of attempts in flight; and each budget's running total, so that a reservation reads only the rows written
+    # since the last one (ids grow in commit order: every write takes the one write lock).
+    3: """
+    ALTER TABLE attempts ADD COLUMN reserved TEXT;
+    CREATE TABLE reservations (
+        id TEXT NOT NULL,
+        budget TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        expires TEXT NOT NULL
+    );
+    CREATE INDEX reservations_id ON reservations (id);
+    CREATE INDEX reservations_budget ON reservations (budget);
+    CREATE TABLE budget_totals (
+        budget TEXT PRIMARY KEY,
+        period_start TEXT NOT NULL,
+        upto_id INTEGER NOT NULL,
+        spent TEXT NOT NULL
+    );
+    """,
 }
 
 _COLUMNS = (
     "ts, verb, provider, model, outcome, latency_ms, input_tokens, output_tokens, cached_input_tokens, "
     "cache_write_tokens, reasoning_tokens, gpu_seconds, cost, currency, estimated, price_source, request_id, "
-    "error_type, status, tags, once_key"
+    "error_type, status, tags, once_key, reserved"
 )
-_INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 21)}) ON CONFLICT (once_key) DO NOTHING"
+_INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 22)}) ON CONFLICT (once_key) DO NOTHING"
+
+
+def _values(row: LedgerRow) -> tuple[object, ...]:
+    return (
+        row.ts.isoformat(),
+        row.verb,
+        row.provider,
+        row.model,
+        row.outcome,
+        row.latency_ms,
+        row.input_tokens,
+        row.output_tokens,
+        row.cached_input_tokens,
+        row.cache_write_tokens,
+        row.reasoning_tokens,
+        None if row.gpu_seconds is None else str(row.gpu_seconds),
+        None if row.cost is None else str(row.cost),
+        row.currency,
+        int(row.estimated),
+        row.price_source,
+        row.request_id,
+        row.error_type,
+        row.status,
+        json.dumps(row.tags) if row.tags else "{}",
+        row.once_key,
+        None if row.reserved is None else str(row.reserved),
+    )
 
 
 def path_from_url(url: str) -> str:
@@ -72,9 +124,12 @@ class SQLiteLedger(Ledger):
 
     Args:
         path: The database file (created with its folder), or ``":memory:"``.
+        buffered: Commit recorded rows in batches from a writer thread, off the caller's path (reads, budget
+            reservations, ``flush()``, ``close()`` and interpreter exit wait for it). Rows whose process is
+            killed before their batch commits are lost; committed rows never are.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, buffered: bool = False) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +143,7 @@ class SQLiteLedger(Ledger):
         )
         self._lock = threading.Lock()
         self._setup()
+        self._writer = BatchWriter(self._record_many) if buffered else None
 
     def _setup(self) -> None:
         c = self._conn
@@ -117,31 +173,107 @@ class SQLiteLedger(Ledger):
                 raise
 
     def record(self, row: LedgerRow) -> None:
-        values = (
-            row.ts.isoformat(),
-            row.verb,
-            row.provider,
-            row.model,
-            row.outcome,
-            row.latency_ms,
-            row.input_tokens,
-            row.output_tokens,
-            row.cached_input_tokens,
-            row.cache_write_tokens,
-            row.reasoning_tokens,
-            None if row.gpu_seconds is None else str(row.gpu_seconds),
-            None if row.cost is None else str(row.cost),
-            row.currency,
-            int(row.estimated),
-            row.price_source,
-            row.request_id,
-            row.error_type,
-            row.status,
-            json.dumps(row.tags) if row.tags else "{}",
-            row.once_key,
-        )
+        if self._writer is not None and self._writer.put(row):
+            return
+        values = _values(row)
         with self._lock:
             self._conn.execute(_INSERT, values)  # autocommit: one short write transaction
+
+    def record_many(self, rows: Sequence[LedgerRow]) -> None:
+        if self._writer is not None:
+            rows = [row for row in rows if not self._writer.put(row)]  # what the writer could not take
+            if not rows:
+                return
+        self._record_many(list(rows))
+
+    def _record_many(self, rows: list[LedgerRow]) -> None:
+        values = [_values(r) for r in rows]
+        with self._lock, self._write():
+            self._conn.executemany(_INSERT, values)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (``BEGIN IMMEDIATE``): it waits for other writers up to the busy
+        timeout, and no one writes between its reads and its writes. Call with ``self._lock`` held."""
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    # ----------------------------------------------------------------------------------------- budgets
+
+    def reserve(self, charges: Sequence[Charge], *, now: dt.datetime, ttl_s: float) -> str:
+        rid = uuid.uuid4().hex
+        expires = (now + dt.timedelta(seconds=ttl_s)).isoformat()
+        self.flush()  # spend includes every row recorded before
+        with self._lock, self._write() as c:
+            c.execute("DELETE FROM reservations WHERE expires <= ?", (now.isoformat(),))
+            for charge in charges:
+                spent, reserved = self._usage(c, charge)
+                if not fits(charge, spent, reserved):
+                    raise refusal(charge, spent, reserved)  # rolls back: nothing reserved
+            c.executemany(
+                "INSERT INTO reservations (id, budget, amount, expires) VALUES (?, ?, ?, ?)",
+                [(rid, ch.key, str(ch.amount), expires) for ch in charges],
+            )
+        return rid
+
+    def settle(self, reservation: str, row: LedgerRow | None) -> None:
+        values = None if row is None else _values(row)
+        with self._lock, self._write() as c:
+            c.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
+            if values is not None:
+                c.execute(_INSERT, values)
+
+    def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
+        self.flush()
+        with self._lock, self._write() as c:
+            c.execute("DELETE FROM reservations WHERE expires <= ?", (now.isoformat(),))
+            return self._usage(c, charge)
+
+    def _usage(self, c: sqlite3.Connection, charge: Charge) -> tuple[Decimal, Decimal]:
+        """Spent and reserved for ``charge``'s budget (inside a write transaction). The budget's running total is
+        brought up to date with the rows written since it was last read, then saved."""
+        start = charge.start.isoformat()
+        saved = c.execute(
+            "SELECT period_start, upto_id, spent FROM budget_totals WHERE budget = ?", (charge.key,)
+        ).fetchone()
+        if saved is not None and saved[0] == start:
+            spent, new = Decimal(saved[2]), c.execute(
+                "SELECT id, ts, provider, model, tags, cost, reserved FROM attempts WHERE id > ?", (saved[1],)
+            ).fetchall()
+            upto = saved[1]
+        else:  # a new period, or a budget not seen before: count its period from the start
+            spent, new = Decimal(0), c.execute(
+                "SELECT id, ts, provider, model, tags, cost, reserved FROM attempts WHERE ts >= ?", (start,)
+            ).fetchall()
+            upto = c.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()[0]
+        for rid, ts, provider, model, tags, cost, reserved in new:
+            upto = max(upto, rid)
+            if dt.datetime.fromisoformat(ts) < charge.start:
+                continue
+            if covers(charge, provider, model, json.loads(tags) if charge.tags else None):
+                spent += counted(None if cost is None else Decimal(cost),
+                                 None if reserved is None else Decimal(reserved))
+        c.execute(
+            "INSERT INTO budget_totals (budget, period_start, upto_id, spent) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (budget) DO UPDATE SET period_start = excluded.period_start, upto_id = excluded.upto_id, "
+            "spent = excluded.spent",
+            (charge.key, start, upto, str(spent)),
+        )
+        reserved_total = sum(
+            (Decimal(a) for (a,) in c.execute("SELECT amount FROM reservations WHERE budget = ?", (charge.key,))),
+            Decimal(0),
+        )
+        return spent, reserved_total
 
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
         sql = f"SELECT id, {_COLUMNS} FROM attempts"
@@ -155,6 +287,7 @@ class SQLiteLedger(Ledger):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY ts, id"
+        self.flush()
         with self._lock:
             fetched = self._conn.execute(sql, args).fetchall()
         return [
@@ -165,12 +298,14 @@ class SQLiteLedger(Ledger):
                 gpu_seconds=None if r[12] is None else Decimal(r[12]),
                 cost=None if r[13] is None else Decimal(r[13]), currency=r[14], estimated=bool(r[15]),
                 price_source=r[16], request_id=r[17], error_type=r[18], status=r[19],
-                tags=json.loads(r[20]), once_key=r[21],
+                tags=json.loads(r[20]), once_key=r[21], reserved=None if r[22] is None else Decimal(r[22]),
             )
             for r in fetched
         ]
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         with self._lock:
             self._conn.close()
 

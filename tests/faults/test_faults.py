@@ -9,8 +9,8 @@ Backoff is made deterministic by :class:`fault_server.MaxJitter` (full jitter at
 ``backoff_initial=0.5`` the waits are 0.5, 1.0, 2.0 ...
 
 The routing cases (3, 6, 8's cool-down/fallback part, 12, 13, 20, 21, 23, 25) are in ``test_routing_faults.py``.
-24 belongs to the ledger issue; 26 (a 5xx while polling a prediction or a fine-tuning job) is in
-``test_routing_faults.py``.
+24 (the budget race) is in ``test_budget_faults.py``; 26 (a 5xx while polling a prediction or a fine-tuning job) is
+in ``test_routing_faults.py``.
 """
 
 from __future__ import annotations

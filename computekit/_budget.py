@@ -1,0 +1,162 @@
+"""Budgets, the pure part: which budgets cover an attempt, and the attempt's worst-case cost.
+
+Shared by the sync and async clients: before each attempt is sent, :meth:`Core.reserve <computekit._core.Core>`
+asks :func:`charges` what to reserve and the ledger reserves it atomically (or refuses); after it, the attempt's
+row settles the reservation. See ``docs/budgets.md``.
+
+The worst case of an attempt:
+
+- ``complete`` / ``stream``: the prompt's tokens, bounded by its size in UTF-8 bytes (a token is at least one
+  byte, so this is never below the real count; capped at the model's context window), priced at the highest
+  input-side rate (cache writes can cost more than input), plus ``max_tokens`` at the highest output-side rate.
+  Without ``max_tokens``: ``[providers.NAME] max_output_tokens`` for the model, else the model's context window
+  (genai-prices: no answer can be longer), else :data:`FALLBACK_OUTPUT_TOKENS`.
+- ``embed``: the inputs' tokens, bounded the same way.
+- ``predict``: ``[providers.NAME] max_seconds`` x the hardware's per-second price, and/or ``max_units`` x the
+  model's highest per-unit price; unknown without them.
+- any other request that defines ``worst_case_cost(prices) -> Decimal | None`` (the hook for fine-tuning: its
+  request returns its pure estimate there).
+- ``rerank``: unknown (billed search units have no bound computekit can read off the request yet).
+
+An unknown worst case is refused by a budget with ``unknown_price = "refuse"`` (the default), and reserved as 0
+under ``"allow"``. A self-hosted server with no price reserves 0 (its price is known: nothing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final
+
+from ._config import BudgetConfig
+from .adapters._base import CompleteRequest, EmbedRequest, PredictRequest
+from .ledger._budgets import Charge, covers, period_start
+
+if TYPE_CHECKING:
+    from ._core import Core, Target
+
+__all__ = ["FALLBACK_OUTPUT_TOKENS", "Reservation", "charges", "worst_case"]
+
+FALLBACK_OUTPUT_TOKENS: Final = 32_768
+"""Output tokens reserved for a call without ``max_tokens`` on a model whose maximum output and context window
+are both unknown. Pass ``max_tokens`` (or set ``max_output_tokens``) to reserve what the call can really cost."""
+
+_MTOK = Decimal(1_000_000)
+_INPUT_KEYS = ("input_mtok", "cache_write_mtok", "cache_write_1h_mtok", "input_audio_mtok")
+_OUTPUT_KEYS = ("output_mtok", "output_reasoning_mtok", "output_audio_mtok")
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A reservation held by one attempt: its id in the ledger and the worst case it reserved (``None``: the
+    worst case is unknown and a budget allowed it)."""
+
+    id: str
+    amount: Decimal | None
+
+
+def _input_bound(req: Any) -> int:
+    """Tokens the request's input can be at most: its text's size in UTF-8 bytes."""
+    parts: list[Any] = []
+    for name in ("messages", "prompt", "tools", "inputs", "response_format"):
+        value = getattr(req, name, None)
+        if value:
+            parts.append(value)
+    return len(json.dumps(parts, default=str, ensure_ascii=False).encode())
+
+
+def _highest(rates: Any, keys: tuple[str, ...], total_input: int) -> Decimal | None:
+    found = [r for k in keys if (r := rates.rate(k, total_input)) is not None]
+    return max(found) if found else None
+
+
+def _token_worst_case(core: Core, target: Target, req: CompleteRequest | EmbedRequest) -> Decimal | None:
+    ref = target.adapter.price_ref(target.model)
+    rates = core.prices.rates(ref)
+    if rates is None:
+        return None if ref.metered else Decimal(0)
+    window = core.context_window(target)
+    tokens_in = _input_bound(req)
+    if window:
+        tokens_in = min(tokens_in, window)
+    rate_in = _highest(rates, _INPUT_KEYS, tokens_in)
+    if rate_in is None:
+        return None
+    total = Decimal(tokens_in) * rate_in
+    if isinstance(req, CompleteRequest):
+        conf = core.settings.providers.get(target.provider)
+        tokens_out = (
+            req.max_tokens
+            or (conf.max_output_tokens.get(target.model) if conf else None)
+            or window
+            or FALLBACK_OUTPUT_TOKENS
+        )
+        rate_out = _highest(rates, _OUTPUT_KEYS, tokens_in)
+        if rate_out is None:
+            return None
+        total += Decimal(tokens_out) * rate_out
+    total /= _MTOK
+    if rates.per_request is not None:
+        total += rates.per_request
+    return total
+
+
+def _predict_worst_case(core: Core, target: Target, req: PredictRequest) -> Decimal | None:
+    conf = core.settings.providers.get(target.provider)
+    if conf is None:
+        return None
+    candidates: list[Decimal] = []
+    hardware, _ = core.hardware(target, req.hardware)
+    if hardware and conf.max_seconds:
+        found = core.prices.per_second(target.provider, hardware)
+        if found is not None:
+            candidates.append(Decimal(str(conf.max_seconds)) * found[0])
+    if conf.max_units:
+        rates = core.prices.rates(target.adapter.price_ref(target.model))
+        if rates is not None and rates.extra_units:
+            unit = max(price / per for price, per in rates.extra_units.values())
+            candidates.append(unit * conf.max_units)
+    return max(candidates) if candidates else None
+
+
+def worst_case(core: Core, target: Target, req: Any) -> Decimal | None:
+    """The most ``req`` can cost on ``target`` (USD), or ``None`` when that cannot be bounded or priced."""
+    hook = getattr(req, "worst_case_cost", None)
+    if callable(hook):  # e.g. a fine-tuning request: its pure estimate
+        result = hook(core.prices)
+        return None if result is None else Decimal(result)
+    if isinstance(req, CompleteRequest | EmbedRequest):
+        return _token_worst_case(core, target, req)
+    if isinstance(req, PredictRequest):
+        return _predict_worst_case(core, target, req)
+    return None
+
+
+def charges(
+    core: Core,
+    budgets: Mapping[str, BudgetConfig],
+    target: Target,
+    req: Any,
+    tags: Mapping[str, str] | None,
+    at: dt.datetime,
+) -> list[Charge]:
+    """What an attempt on ``target`` asks of each budget that covers it (none: no reservation)."""
+    label = f"{target.provider}:{target.model}"
+    scoped = [
+        Charge(name=name, limit=b.limit_usd, period=b.period, start=period_start(b.period, at), amount=None,
+               target=label, provider=b.provider, model=b.model, tags=tuple(sorted(b.tags.items())))
+        for name, b in budgets.items()
+        if b.limit_usd is not None
+    ]
+    scoped = [c for c in scoped if covers(c, target.provider, target.model, tags)]
+    if not scoped:
+        return []
+    amount = worst_case(core, target, req)
+    out = []
+    for c in scoped:
+        allow = budgets[c.name].unknown_price == "allow"
+        out.append(replace(c, amount=amount if amount is not None else (Decimal(0) if allow else None)))
+    return out

@@ -1,0 +1,605 @@
+"""Budgets: the ledger's reserve and settle on both backends (atomic across threads and processes), the worst case
+of each kind of request, and enforcement through the public API against a loopback server (nothing is sent when a
+budget refuses). The 50-concurrent-calls race is fault case 24, in ``tests/faults/test_budget_faults.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import warnings
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import computekit as ck
+from computekit._budget import FALLBACK_OUTPUT_TOKENS, worst_case
+from computekit.adapters._base import CompleteRequest, EmbedRequest, PredictRequest, RerankRequest
+from computekit.ledger import Charge, Ledger, LedgerRow, open_ledger
+from computekit.ledger._budgets import counted, period_start
+
+NOW = dt.datetime(2026, 3, 4, 15, 30, tzinfo=dt.UTC)  # a Wednesday
+DAY = period_start("day", NOW)
+KEY = "sk-budget-0123456789abcdef"
+
+
+def charge(amount: str | None, limit: str = "1", **kw: Any) -> Charge:
+    base: dict[str, Any] = {"name": "default", "limit": Decimal(limit), "period": "day", "start": DAY,
+                            "amount": None if amount is None else Decimal(amount), "target": "openai:gpt-4o-mini"}
+    base.update(kw)
+    return Charge(**base)
+
+
+def row(cost: str | None, *, ts: dt.datetime = NOW, reserved: str | None = None, **kw: Any) -> LedgerRow:
+    base: dict[str, Any] = {"ts": ts, "verb": "complete", "provider": "openai", "model": "gpt-4o-mini",
+                            "outcome": "success", "latency_ms": 1.0, "cost": None if cost is None else Decimal(cost),
+                            "reserved": None if reserved is None else Decimal(reserved)}
+    base.update(kw)
+    return LedgerRow(**base)
+
+
+@pytest.fixture
+def ledger(ledger_url: str) -> Iterator[Ledger]:
+    lg = open_ledger(ledger_url)
+    yield lg
+    lg.close()
+
+
+# ============================================================================================= periods
+
+
+@pytest.mark.parametrize(
+    ("period", "start"),
+    [
+        ("day", dt.datetime(2026, 3, 4, tzinfo=dt.UTC)),
+        ("week", dt.datetime(2026, 3, 2, tzinfo=dt.UTC)),  # the Monday
+        ("month", dt.datetime(2026, 3, 1, tzinfo=dt.UTC)),
+        ("total", dt.datetime(1970, 1, 1, tzinfo=dt.UTC)),
+    ],
+)
+def test_period_start(period: str, start: dt.datetime) -> None:
+    assert period_start(period, NOW) == start
+    # Periods are UTC: 01:00 in UTC+2 is still the previous UTC day.
+    local = dt.datetime(2026, 3, 5, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert period_start("day", local) == dt.datetime(2026, 3, 4, tzinfo=dt.UTC)
+
+
+def test_counted_uses_the_reservation_only_when_the_cost_is_unknown() -> None:
+    assert counted(Decimal("0.2"), Decimal("0.5")) == Decimal("0.2")
+    assert counted(None, Decimal("0.5")) == Decimal("0.5")
+    assert counted(None, None) == 0
+
+
+# ============================================================================================= reserve / settle
+
+
+def test_reservations_fill_the_budget_then_refuse_with_the_figures(ledger: Ledger) -> None:
+    ledger.record(row("0.25"))
+    ids = [ledger.reserve([charge("0.25")], now=NOW, ttl_s=60) for _ in range(3)]
+    assert len(set(ids)) == 3
+    with pytest.raises(ck.BudgetExceededError) as info:
+        ledger.reserve([charge("0.01")], now=NOW, ttl_s=60)
+    e = info.value
+    assert (e.budget, e.limit, e.period) == ("default", Decimal("1"), "day")
+    assert (e.spent, e.reserved, e.requested) == (Decimal("0.25"), Decimal("0.75"), Decimal("0.01"))
+    assert e.remaining == 0
+    assert (e.provider, e.model) == ("openai", "gpt-4o-mini")
+    assert "nothing was sent" in str(e)
+    assert ledger.budget_usage(charge("0"), now=NOW) == (Decimal("0.25"), Decimal("0.75"))
+
+
+def test_settle_replaces_the_reservation_with_the_row_and_release_frees_it(ledger: Ledger) -> None:
+    a = ledger.reserve([charge("0.5")], now=NOW, ttl_s=60)
+    b = ledger.reserve([charge("0.5")], now=NOW, ttl_s=60)
+    ledger.settle(a, row("0.125", reserved="0.5"))
+    assert ledger.budget_usage(charge("0"), now=NOW) == (Decimal("0.125"), Decimal("0.5"))
+    ledger.release(b)
+    assert ledger.budget_usage(charge("0"), now=NOW) == (Decimal("0.125"), Decimal(0))
+    assert ledger.reserve([charge("0.875")], now=NOW, ttl_s=60)  # exactly what is left fits
+    with pytest.raises(ck.BudgetExceededError):
+        ledger.reserve([charge("0.000001")], now=NOW, ttl_s=60)
+
+
+def test_an_attempt_of_unknown_cost_counts_what_it_reserved(ledger: Ledger) -> None:
+    rid = ledger.reserve([charge("0.4")], now=NOW, ttl_s=60)
+    ledger.settle(rid, row(None, outcome="error", error_type="APITimeoutError", reserved="0.4"))
+    assert ledger.budget_usage(charge("0"), now=NOW) == (Decimal("0.4"), Decimal(0))
+    [r] = ledger.rows()
+    assert r.cost is None
+    assert r.reserved == Decimal("0.4")
+
+
+def test_an_unknown_amount_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(ck.BudgetExceededError) as info:
+        ledger.reserve([charge(None)], now=NOW, ttl_s=60)
+    assert info.value.requested is None
+    assert "price is unknown" in str(info.value)
+    assert "unknown_price = 'allow'" in str(info.value)
+
+
+def test_a_refusal_reserves_nothing_in_any_budget(ledger: Ledger) -> None:
+    roomy, tight = charge("0.5", name="roomy", limit="10"), charge("0.5", name="tight", limit="0.4")
+    with pytest.raises(ck.BudgetExceededError) as info:
+        ledger.reserve([roomy, tight], now=NOW, ttl_s=60)
+    assert info.value.budget == "tight"
+    assert ledger.budget_usage(roomy, now=NOW) == (Decimal(0), Decimal(0))
+
+
+def test_expired_reservations_stop_counting(ledger: Ledger) -> None:
+    ledger.reserve([charge("0.9")], now=NOW, ttl_s=60)
+    with pytest.raises(ck.BudgetExceededError):
+        ledger.reserve([charge("0.2")], now=NOW + dt.timedelta(seconds=59), ttl_s=60)
+    ledger.reserve([charge("0.2")], now=NOW + dt.timedelta(seconds=61), ttl_s=60)  # its process died
+
+
+def test_only_the_current_period_counts(ledger: Ledger) -> None:
+    ledger.record(row("0.9", ts=DAY - dt.timedelta(seconds=1)))  # yesterday
+    ledger.record(row("0.5", ts=DAY))
+    assert ledger.budget_usage(charge("0"), now=NOW)[0] == Decimal("0.5")
+    # The next day starts from zero; the running total moves on with it.
+    tomorrow = charge("0", start=DAY + dt.timedelta(days=1))
+    assert ledger.budget_usage(tomorrow, now=NOW + dt.timedelta(days=1))[0] == 0
+    ledger.record(row("0.25", ts=NOW + dt.timedelta(days=1)))
+    assert ledger.budget_usage(tomorrow, now=NOW + dt.timedelta(days=1))[0] == Decimal("0.25")
+    total = charge("0", period="total", start=period_start("total", NOW))
+    assert ledger.budget_usage(total, now=NOW)[0] == Decimal("1.65")
+
+
+def test_running_totals_follow_rows_from_other_connections(ledger_url: str) -> None:
+    a, b = open_ledger(ledger_url), open_ledger(ledger_url)
+    try:
+        a.record(row("0.1"))
+        assert a.budget_usage(charge("0"), now=NOW)[0] == Decimal("0.1")
+        b.record(row("0.2"))
+        b.record_many([row("0.3"), row(None, reserved="0.05")])
+        assert a.budget_usage(charge("0"), now=NOW)[0] == Decimal("0.65")
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize(
+    ("scope", "counted_ids"),
+    [
+        ({"provider": "openai"}, {"a", "b", "t"}),
+        ({"model": "gpt-4o-mini"}, {"a", "c", "t"}),  # a model name on any provider
+        ({"model": "openai:gpt-4o-mini"}, {"a", "t"}),
+        ({"tags": (("team", "search"),)}, {"t"}),
+        ({"provider": "openai", "tags": (("team", "ads"),)}, set()),
+    ],
+)
+def test_scopes_count_only_their_calls(ledger: Ledger, scope: dict[str, Any], counted_ids: set[str]) -> None:
+    costs = {"a": "0.001", "b": "0.01", "c": "0.1", "t": "1"}
+    ledger.record(row(costs["a"], request_id="a"))
+    ledger.record(row(costs["b"], request_id="b", model="gpt-4o"))
+    ledger.record(row(costs["c"], request_id="c", provider="azure"))
+    ledger.record(row(costs["t"], request_id="t", tags={"team": "search", "customer": "acme"}))
+    spent, _ = ledger.budget_usage(charge("0", limit="100", **scope), now=NOW)
+    assert spent == sum((Decimal(costs[i]) for i in counted_ids), Decimal(0))
+
+
+def test_a_budget_is_keyed_by_its_scope_not_its_limit() -> None:
+    assert charge("1", limit="5").key == charge("2", limit="7").key
+    assert charge("1").key != charge("1", provider="openai").key
+    assert charge("1").key != charge("1", period="week").key
+    assert charge("1").key != charge("1", name="other").key
+
+
+def test_threads_race_for_the_last_reservations(ledger_url: str) -> None:
+    """16 threads on two connections (as two processes would have) ask for 0.1 each of a 1.0 budget: 10 get it."""
+    ledgers = [open_ledger(ledger_url), open_ledger(ledger_url)]
+    barrier = threading.Barrier(16)
+    got: list[str] = []
+    refused: list[ck.BudgetExceededError] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        barrier.wait()
+        try:
+            rid = ledgers[i % 2].reserve([charge("0.1")], now=NOW, ttl_s=60)
+        except ck.BudgetExceededError as e:
+            with lock:
+                refused.append(e)
+        else:
+            with lock:
+                got.append(rid)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert (len(got), len(refused)) == (10, 6)
+        assert ledgers[0].budget_usage(charge("0"), now=NOW) == (Decimal(0), Decimal("1.0"))
+    finally:
+        for lg in ledgers:
+            lg.close()
+
+
+def test_processes_race_for_the_last_reservations(ledger_url: str) -> None:
+    """4 processes x 8 reservations of 0.1 against 1.0: exactly 10 in all."""
+    from _ledger_workers import in_processes, reserve_many
+
+    open_ledger(ledger_url).close()
+    assert sum(in_processes(reserve_many, [(ledger_url, 8, "0.1", "1.0")] * 4)) == 10
+
+
+def test_a_ledger_that_cannot_enforce_budgets_says_so() -> None:
+    from computekit.ledger import NullLedger
+
+    with pytest.raises(ck.ConfigError, match="cannot enforce budgets"):
+        NullLedger().reserve([charge("0.1")], now=NOW, ttl_s=60)
+
+
+# ============================================================================================= worst cases
+
+
+def _core(**settings: Any) -> Any:
+    from computekit._core import Core
+
+    return Core(None, ledger="none", **settings)
+
+
+def _rates(core: Any, target: Any) -> Any:
+    return core.prices.rates(target.adapter.price_ref(target.model))
+
+
+def _bytes(messages: list[dict[str, Any]]) -> int:
+    return len(json.dumps([messages], ensure_ascii=False).encode())
+
+
+def test_worst_case_of_a_completion_is_its_prompt_bound_plus_max_tokens() -> None:
+    core = _core()
+    [t] = core.targets("openai:gpt-4o-mini")
+    msgs = [{"role": "user", "content": "héllo"}]
+    rates = _rates(core, t)
+    expected = (Decimal(_bytes(msgs)) * rates.rate("input_mtok", 0) + 100 * rates.rate("output_mtok", 0)) / 10**6
+    assert worst_case(core, t, CompleteRequest(model=t.model, messages=msgs, max_tokens=100)) == expected
+
+
+def test_without_max_tokens_a_completion_reserves_the_configured_maximum_then_the_context_window() -> None:
+    msgs = [{"role": "user", "content": "hi"}]
+    core = _core(providers={"openai": {"max_output_tokens": {"gpt-4o-mini": 16384}}})
+    [t] = core.targets("openai:gpt-4o-mini")
+    rates = _rates(core, t)
+    req = CompleteRequest(model=t.model, messages=msgs)
+    out = rates.rate("output_mtok", 0)
+    base = Decimal(_bytes(msgs)) * rates.rate("input_mtok", 0)
+    assert worst_case(core, t, req) == (base + 16384 * out) / 10**6
+    plain = _core()
+    window = plain.context_window(t)
+    assert window
+    assert window > 16384
+    assert worst_case(plain, plain.targets("openai:gpt-4o-mini")[0], req) == (base + window * out) / 10**6
+
+
+def test_without_a_context_window_the_fallback_output_is_reserved() -> None:
+    core = _core(prices={"acme:m": {"input_mtok": "1", "output_mtok": "2"}},
+                 providers={"acme": {"adapter": "openai-compatible", "base_url": "http://127.0.0.1:9/v1"}})
+    [t] = core.targets("acme:m")
+    msgs = [{"role": "user", "content": "hi"}]
+    expected = (Decimal(_bytes(msgs)) * 1 + FALLBACK_OUTPUT_TOKENS * 2) / Decimal(10**6)
+    assert worst_case(core, t, CompleteRequest(model="m", messages=msgs)) == expected
+
+
+def test_the_highest_input_side_rate_is_reserved() -> None:
+    """A cache write can cost more than plain input (Anthropic: 1.25x): the worst case pays it."""
+    core = _core(prices={"acme:m": {"input_mtok": "1", "cache_write_mtok": "1.25", "output_mtok": "2"}},
+                 providers={"acme": {"adapter": "openai-compatible", "base_url": "http://127.0.0.1:9/v1"}})
+    [t] = core.targets("acme:m")
+    msgs = [{"role": "user", "content": "hi"}]
+    expected = (Decimal(_bytes(msgs)) * Decimal("1.25") + 10 * 2) / Decimal(10**6)
+    assert worst_case(core, t, CompleteRequest(model="m", messages=msgs, max_tokens=10)) == expected
+
+
+def test_worst_case_unknown_or_free() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ck.UnknownPriceWarning)
+        core = _core(providers={"acme": {"adapter": "openai-compatible", "base_url": "http://127.0.0.1:9/v1"}})
+        msgs = [{"role": "user", "content": "hi"}]
+        [unknown] = core.targets("acme:mystery")
+        assert worst_case(core, unknown, CompleteRequest(model="mystery", messages=msgs, max_tokens=5)) is None
+        [local] = core.targets("vllm:my-model")  # a self-hosted server: its price is known, nothing
+        assert worst_case(core, local, CompleteRequest(model="my-model", messages=msgs, max_tokens=5)) == 0
+        [cohere] = core.targets("cohere:rerank-v3.5")
+        assert worst_case(core, cohere, RerankRequest(model="rerank-v3.5", query="q", documents=["d"])) is None
+
+
+def test_worst_case_of_embeddings() -> None:
+    core = _core()
+    [t] = core.targets("openai:text-embedding-3-small")
+    inputs = ["a", "bb"]
+    expected = Decimal(len(json.dumps([inputs]).encode())) * _rates(core, t).rate("input_mtok", 0) / 10**6
+    assert worst_case(core, t, EmbedRequest(model=t.model, inputs=inputs)) == expected
+
+
+def test_worst_case_of_a_prediction_needs_max_seconds_or_max_units() -> None:
+    hardware = "gpu-a100-large"
+    plain = _core()
+    [t] = plain.targets("replicate:owner/model")
+    req = PredictRequest(model="owner/model", input={}, hardware=hardware)
+    assert worst_case(plain, t, req) is None
+    core = _core(providers={"replicate": {"max_seconds": 30}})
+    [t] = core.targets("replicate:owner/model")
+    per_second = core.prices.per_second("replicate", hardware)
+    assert per_second is not None
+    assert worst_case(core, t, req) == 30 * per_second[0]
+
+
+def test_a_request_can_bring_its_own_worst_case() -> None:
+    """The hook a fine-tuning request uses: ``worst_case_cost(prices)``."""
+    core = _core()
+    [t] = core.targets("openai:gpt-4o-mini")
+
+    class Job:
+        def worst_case_cost(self, prices: Any) -> Decimal:
+            assert prices is core.prices
+            return Decimal("12.5")
+
+    assert worst_case(core, t, Job()) == Decimal("12.5")
+
+
+# ============================================================================================= through the client
+
+
+def _answer(prompt_tokens: int, completion_tokens: int, model: str = "gpt-4o-mini-2024-07-18") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-b", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+class Server:
+    """A loopback OpenAI-compatible server: answers chat completions, counts hits (or fails on demand)."""
+
+    def __init__(self, status: int = 200, body: dict[str, Any] | None = None, delay: float = 0.0) -> None:
+        import http.server
+
+        self.hits = 0
+        self.status = status
+        self.body = body or _answer(12, 5)
+        self.delay = delay
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                outer.hits += 1
+                if outer.delay:
+                    import time
+
+                    time.sleep(outer.delay)
+                data = json.dumps(outer.body if outer.status < 400 else
+                                  {"error": {"message": "boom", "type": "server_error"}}).encode()
+                self.send_response(outer.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    srv = Server()
+    yield srv
+    srv.close()
+
+
+def _client(is_async: bool, url: str, ledger_url: str, budget: dict[str, Any] | None = None, **settings: Any) -> Any:
+    cls = ck.AsyncClient if is_async else ck.Client
+    providers = settings.pop("providers", {})
+    providers.setdefault("openai", {})
+    providers["openai"] = {"base_url": url, "api_key": KEY, **providers["openai"]}
+    if budget is not None:
+        settings["budget"] = budget
+    return cls(config=None, ledger=ledger_url, providers=providers, retry={"max_retries": 0}, **settings)
+
+
+async def _call(client: Any, *args: Any, **kwargs: Any) -> Any:
+    out = client.complete(*args, **kwargs)
+    return await out if isinstance(client, ck.AsyncClient) else out
+
+
+def _reservation(client: Any, model: str = "openai:gpt-4o-mini", max_tokens: int = 5) -> Decimal:
+    core = client._core
+    [t] = core.targets(model)
+    req = core.complete_request(t, [{"role": "user", "content": "hi"}], {"max_tokens": max_tokens}, stream=False)
+    r = worst_case(core, t, req)
+    assert r is not None
+    return r
+
+
+both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+
+
+@both
+async def test_a_call_that_does_not_fit_is_refused_before_any_http(server: Server, ledger_url: str,
+                                                                   is_async: bool) -> None:
+    client = _client(is_async, server.url, ledger_url, {"limit_usd": "0.000001"})
+    with pytest.raises(ck.BudgetExceededError) as info:
+        await _call(client, "openai:gpt-4o-mini", "hi", max_tokens=5)
+    assert server.hits == 0
+    assert info.value.requested == _reservation(client)
+    assert info.value.limit == Decimal("0.000001")
+    assert client.ledger.rows() == []
+    client.ledger.close()
+
+
+@both
+async def test_a_call_settles_to_its_actual_cost(server: Server, ledger_url: str, is_async: bool) -> None:
+    client = _client(is_async, server.url, ledger_url, {"limit_usd": "1"})
+    r = await _call(client, "openai:gpt-4o-mini", "hi", max_tokens=5)
+    assert server.hits == 1
+    [row_] = client.ledger.rows()
+    assert row_.cost == r.cost.total
+    assert row_.reserved == _reservation(client)
+    assert r.cost.total < row_.reserved
+    ch = charge("0", start=period_start("day", ck_now()))
+    assert client.ledger.budget_usage(ch, now=ck_now()) == (r.cost.total, Decimal(0))
+    client.ledger.close()
+
+
+def ck_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@both
+async def test_an_error_that_is_not_billed_frees_its_reservation(ledger_url: str, is_async: bool) -> None:
+    srv = Server(status=500)
+    try:
+        client = _client(is_async, srv.url, ledger_url, {"limit_usd": "1"})
+        with pytest.raises(ck.ServerError):
+            await _call(client, "openai:gpt-4o-mini", "hi", max_tokens=5)
+        [row_] = client.ledger.rows()
+        assert (row_.outcome, row_.cost) == ("error", Decimal(0))
+        assert client.ledger.budget_usage(charge("0", start=period_start("day", ck_now())), now=ck_now()) == (0, 0)
+        client.ledger.close()
+    finally:
+        srv.close()
+
+
+@both
+async def test_a_timeout_keeps_its_worst_case_counted(ledger_url: str, is_async: bool) -> None:
+    """A timed-out request may have been billed: its row's cost is unknown, and the budget counts its
+    reservation."""
+    srv = Server(delay=1.0)
+    try:
+        client = _client(is_async, srv.url, ledger_url, {"limit_usd": "1"},
+                         providers={"openai": {"timeout": 0.2}})
+        with pytest.raises(ck.APITimeoutError):
+            await _call(client, "openai:gpt-4o-mini", "hi", max_tokens=5)
+        [row_] = client.ledger.rows()
+        assert row_.cost is None
+        assert row_.reserved == _reservation(client)
+        spent, reserved = client.ledger.budget_usage(charge("0", start=period_start("day", ck_now())), now=ck_now())
+        assert (spent, reserved) == (_reservation(client), 0)
+        client.ledger.close()
+    finally:
+        srv.close()
+
+
+@both
+async def test_an_unknown_price_is_refused_by_default_and_allowed_on_request(server: Server, ledger_url: str,
+                                                                             is_async: bool) -> None:
+    providers = {"acme": {"adapter": "openai-compatible", "base_url": server.url, "api_key": KEY}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ck.UnknownPriceWarning)
+        strict = _client(is_async, server.url, ledger_url, {"limit_usd": "100"}, providers=dict(providers))
+        with pytest.raises(ck.BudgetExceededError, match="price is unknown"):
+            await _call(strict, "acme:mystery", "hi", max_tokens=5)
+        assert server.hits == 0
+        strict.ledger.close()
+        lax = _client(is_async, server.url, ledger_url, {"limit_usd": "100", "unknown_price": "allow"},
+                      providers=dict(providers))
+        r = await _call(lax, "acme:mystery", "hi", max_tokens=5)
+        assert server.hits == 1
+        assert r.cost.total is None
+        lax.ledger.close()
+
+
+@both
+async def test_a_scoped_budget_leaves_other_calls_alone(server: Server, ledger_url: str, is_async: bool) -> None:
+    client = _client(is_async, server.url, ledger_url, None,
+                     budgets={"acme": {"limit_usd": "0.000001", "tags": {"customer": "acme"}}})
+    await _call(client, "openai:gpt-4o-mini", "hi", max_tokens=5, tags={"customer": "globex"})
+    with pytest.raises(ck.BudgetExceededError) as info:
+        await _call(client, "openai:gpt-4o-mini", "hi", max_tokens=5, tags={"customer": "acme"})
+    assert info.value.budget == "acme"
+    assert server.hits == 1
+    client.ledger.close()
+
+
+@both
+async def test_the_tightest_of_several_budgets_refuses(server: Server, ledger_url: str, is_async: bool) -> None:
+    r = _reservation(_client(is_async, server.url, "sqlite://:memory:", None))
+    client = _client(is_async, server.url, ledger_url, {"limit_usd": "10"},
+                     budgets={"openai-daily": {"limit_usd": str(r * 2), "provider": "openai"},
+                              "monthly": {"limit_usd": "100", "period": "month"}})
+    await _call(client, "openai:gpt-4o-mini", "hi", max_tokens=5)
+    await _call(client, "openai:gpt-4o-mini", "hi", max_tokens=5)  # settled below its worst case: fits again
+    srv_hits = server.hits
+    big = _reservation(client, max_tokens=10_000)
+    with pytest.raises(ck.BudgetExceededError) as info:
+        await _call(client, "openai:gpt-4o-mini", "hi", max_tokens=10_000)
+    assert info.value.budget == "openai-daily"
+    assert info.value.requested == big
+    assert server.hits == srv_hits
+    client.ledger.close()
+
+
+@both
+async def test_a_refused_target_falls_back_to_a_cheaper_one_without_sending(server: Server, ledger_url: str,
+                                                                           is_async: bool) -> None:
+    """The expensive target's worst case does not fit; the next target's does, and it answers. The refused target
+    gets no request and is not cooled down."""
+    backup = Server(body=_answer(12, 5, model="gpt-4o-mini"))
+    try:
+        providers = {"backup": {"adapter": "openai-compatible", "base_url": backup.url, "api_key": KEY}}
+        probe = _client(is_async, server.url, "sqlite://:memory:", None)
+        expensive, cheap = _reservation(probe, "openai:gpt-4o", 1000), _reservation(probe, "openai:gpt-4o-mini", 1000)
+        assert cheap < expensive
+        prices = {"backup:gpt-4o-mini": {k: str(v) for k, v in _rates(probe._core, probe._core.targets(
+            "openai:gpt-4o-mini")[0]).prices.items()}}
+        client = _client(is_async, server.url, ledger_url, {"limit_usd": str(cheap)}, providers=providers,
+                         prices=prices)
+        r = await _call(client, ["openai:gpt-4o", "backup:gpt-4o-mini"], "hi", max_tokens=1000)
+        assert r.provider == "backup"
+        assert (server.hits, backup.hits) == (0, 1)
+        assert [a.provider for a in r.attempts] == ["backup"]
+        assert not client._core.router.cooling(client._core.targets("openai:gpt-4o")[0])
+        # Nothing fits any more: every target refused -> the first refusal, typed.
+        client2 = _client(is_async, server.url, ledger_url, {"limit_usd": "0.0000001"}, providers=providers,
+                          prices=prices)
+        with pytest.raises(ck.BudgetExceededError) as info:
+            await _call(client2, ["openai:gpt-4o", "backup:gpt-4o-mini"], "hi", max_tokens=1000)
+        assert info.value.model == "gpt-4o"
+        assert (server.hits, backup.hits) == (0, 1)
+        client.ledger.close()
+        client2.ledger.close()
+    finally:
+        backup.close()
+
+
+def test_a_budget_needs_a_ledger() -> None:
+    with pytest.raises(ck.ConfigError, match="a budget needs a ledger"):
+        ck.Client(config=None, ledger="none", budget={"limit_usd": "1"})
+
+
+def test_budget_config_forms(tmp_path: Path) -> None:
+    p = tmp_path / "computekit.toml"
+    p.write_text(
+        '[budget]\nlimit_usd = "5.00"\nperiod = "week"\n\n'
+        '[budgets.acme]\nlimit_usd = "1"\ntags = { customer = "acme" }\nunknown_price = "allow"\n\n'
+        '[budgets.gpt4o]\nlimit_usd = "20"\nperiod = "month"\nmodel = "openai:gpt-4o"\n'
+    )
+    s = ck.Client(config=p).settings
+    active = s.active_budgets()
+    assert list(active) == ["default", "acme", "gpt4o"]
+    assert (active["default"].limit_usd, active["default"].period) == (Decimal("5.00"), "week")
+    assert active["acme"].tags == {"customer": "acme"}
+    assert active["acme"].unknown_price == "allow"
+    assert active["default"].unknown_price == "refuse"
+    assert active["gpt4o"].model == "openai:gpt-4o"
+    assert ck.Client(config=None, ledger="none").settings.active_budgets() == {}
