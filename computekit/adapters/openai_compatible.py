@@ -223,7 +223,7 @@ def _upload_headers(adapter: OpenAICompatibleAdapter, content_type: str) -> dict
 # ------------------------------------------------------------------------------------------------- Together
 # https://docs.together.ai/reference (Fine-tuning, Files). Files: POST /files/upload (multipart); jobs: /fine-tunes;
 # a pre-launch price from POST /fine-tunes/estimate-price (USD); the job's own price in ``total_price``, with
-# ``token_count`` the tokens it billed (training x epochs + validation x evals, docs.together.ai/docs/fine-tuning-pricing).
+# ``token_count`` the tokens it billed (training x epochs + validation x evals: docs.together.ai fine-tuning-pricing).
 # ``total_price`` is in nano-dollars: checked 2026-11-26 in togethercomputer/together-python, whose CLI prints a job's
 # price as ``finetune_price_to_dollars(total_price)`` (src/together/cli/api/finetune.py, ``list``) and whose
 # ``finetune_price_to_dollars`` is ``price / NANODOLLAR`` (1e9; src/together/utils/tools.py, "Convert fine-tune
