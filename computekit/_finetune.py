@@ -18,6 +18,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 _MTOK = Decimal(1_000_000)
+# The estimate's token line; actual_cost() reads the count back from it when a host reports no billed quantity.
+_TOKENS_ITEM = "training tokens: {tokens} x {epochs} epochs ({counted_by})"
+_TOKENS_RE = re.compile(r"^training tokens: (\d+) x (\d+) epochs ")
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id", "weight", "function_call",
                            "refusal"})
@@ -311,7 +315,11 @@ def estimate(prices: PriceBook, adapter: Adapter, req: FineTuneRequest) -> Cost:
     provider, model, t = adapter.provider, req.model, req.training
     if t.url is not None:
         return Cost.unknown(f"{provider} trains on GPU time from a remote file: the cost is known when the job ends")
-    rates = prices.training(provider, model)
+    priced_as = adapter.training_price_model(req)
+    if priced_as is None:
+        return Cost.unknown(f"{provider} bills this {req.method} job ({model}) at a rate computekit's tables do not "
+                            "hold: the provider's own estimate comes at launch")
+    rates = prices.training(provider, priced_as)
     if rates is None:
         return Cost.unknown(
             f'no training price known for {provider}:{model}: add [prices] "{provider}:{model}" = '
@@ -325,8 +333,8 @@ def estimate(prices: PriceBook, adapter: Adapter, req: FineTuneRequest) -> Cost:
         return Cost.unknown(f"{provider} documents no default epochs for {model}: pass epochs=")
     tokens = Decimal(t.tokens * epochs)
     unit = rates.per_mtok / _MTOK
-    line = CostLine(item=f"training tokens: {t.tokens} x {epochs} epochs ({t.counted_by})", quantity=tokens,
-                    unit="token", unit_price=unit, amount=tokens * unit)
+    line = CostLine(item=_TOKENS_ITEM.format(tokens=t.tokens, epochs=epochs, counted_by=t.counted_by),
+                    quantity=tokens, unit="token", unit_price=unit, amount=tokens * unit)
     return Cost(total=line.amount, lines=[line], price_source=rates.source, estimated=True)
 
 
@@ -384,12 +392,48 @@ def actual_cost(prices: PriceBook, adapter: Adapter, job: FineTuneJob, hardware:
         lines = [CostLine(item=f"reported by {provider} ({bill.reported_as})", quantity=Decimal(1), unit="job",
                           unit_price=total, amount=total)]
         lines += [ln.model_copy(update={"item": f"{ln.item} [computed, not added]"}) for ln in computed]
+        if bill.estimated:  # the host's own estimate, not a bill: keep the launch count's figure beside it
+            lines += [ln.model_copy(update={"item": f"{ln.item} [computed, not added]"})
+                      for ln in _from_launch_count(prices, provider, job).lines]
+            return Cost(total=total, lines=lines, price_source=PriceSource(table=f"{provider} (estimate)"),
+                        estimated=True, reason=bill.estimated)
         return Cost(total=total, lines=lines, price_source=PriceSource(table=f"{provider} (reported)"))
     if computed and not why:
         return Cost(total=sum((ln.amount for ln in computed), Decimal(0)), lines=computed, price_source=source)
     if why:
         return Cost(total=None, lines=computed, reason="; ".join(why))
+    if bill.estimated:
+        return _from_launch_count(prices, provider, job, bill.estimated)
     return Cost.unknown(f"{provider} reported no billable quantity for this {job.status} job")
+
+
+def _launch_count(job: FineTuneJob) -> tuple[int, int] | None:
+    """Tokens per epoch and epochs that the launch's estimate counted (``None`` for a job attached without one)."""
+    for ln in job.estimate.lines if job.estimate is not None else []:
+        m = _TOKENS_RE.match(ln.item)
+        if m and ln.unit == "token":
+            return int(m[1]), int(m[2])
+    return None
+
+
+def _from_launch_count(prices: PriceBook, provider: str, job: FineTuneJob, why: str = "") -> Cost:
+    """The cost of a job whose host reports no billed quantity: the tokens computekit counted at launch x the
+    epochs the job reports (else those of the estimate) x the training price. Always ``estimated=True``;
+    ``None`` (never 0) when the count or the price is unknown."""
+    count = _launch_count(job)
+    if count is None:
+        return Cost.unknown(f"{why}; no launch count to price (the job was attached without its estimate)")
+    tokens, est_epochs = count
+    epochs = job.epochs if isinstance(job.epochs, int) and not isinstance(job.epochs, bool) and job.epochs > 0 \
+        else est_epochs
+    rates = prices.training(provider, job.base_model)
+    if rates is None or rates.per_mtok is None:
+        return Cost.unknown(f'{why}; no training price known for {provider}:{job.base_model} (add [prices] '
+                            f'"{provider}:{job.base_model}" = {{ training_mtok = "..." }})')
+    q, unit = Decimal(tokens * epochs), rates.per_mtok / _MTOK
+    line = CostLine(item=f"training tokens counted at launch: {tokens} x {epochs} epochs (estimated)", quantity=q,
+                    unit="token", unit_price=unit, amount=q * unit)
+    return Cost(total=line.amount, lines=[line], price_source=rates.source, estimated=True, reason=why or None)
 
 
 # --------------------------------------------------------------------------------------------- launch plan

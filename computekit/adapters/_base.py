@@ -342,6 +342,10 @@ class FineTuneBilling:
     """The provider's own figure for the job's price, in USD."""
     reported_as: str = ""
     """Where the provider's figure was read (``total_price``, ``metadata.cost``)."""
+    estimated: str | None = None
+    """Why this is not a billed figure, when it is not (the host reports no billed quantity): the actual cost is
+    then marked estimated. With no figure and no quantity at all, it is priced from the tokens counted at launch
+    x the job's epochs."""
 
 
 class StreamDecoder(ABC):
@@ -578,6 +582,11 @@ class Adapter(ABC):
     def default_epochs(self, model: str, examples: int) -> int | None:
         """The epochs the provider runs when none are asked for (its documented default), for the estimate."""
         return None
+
+    def training_price_model(self, req: FineTuneRequest) -> str | None:
+        """The model id whose training price (``training.toml`` / ``[prices]``) applies to ``req``; ``None`` when
+        the tables do not price this kind of job (a method or training type the provider bills at another rate)."""
+        return req.model
 
     def build_uploads(self, req: FineTuneRequest, file: TrainingFile, purpose: str) -> list[HTTPRequest]:
         """The requests that upload ``file`` (``purpose``: ``training`` or ``validation``), in order; the last

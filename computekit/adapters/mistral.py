@@ -192,6 +192,9 @@ class MistralAdapter(OpenAIWire):
     def finetune_spec(self, model: str) -> FineTuneSpec:
         return FineTuneSpec(data="chat", methods=("supervised",), encoding=None, provider_estimate=True)
 
+    def default_epochs(self, model: str, examples: int) -> int | None:
+        return None  # not OpenAI's auto rule (inherited from OpenAIWire): Mistral documents no default to estimate with
+
     def build_uploads(self, req: FineTuneRequest, file: Any, purpose: str) -> list[HTTPRequest]:
         from ._base import multipart
 

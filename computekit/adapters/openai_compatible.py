@@ -164,6 +164,9 @@ class OpenAICompatibleAdapter(OpenAIWire):
     def default_epochs(self, model: str, examples: int) -> int | None:
         return self._ft().default_epochs
 
+    def training_price_model(self, req: FineTuneRequest) -> str | None:
+        return self._ft().price_model(req)
+
     def build_uploads(self, req: FineTuneRequest, file: TrainingFile, purpose: str) -> list[HTTPRequest]:
         return self._ft().build_uploads(req, file, purpose)
 
@@ -219,8 +222,14 @@ def _upload_headers(adapter: OpenAICompatibleAdapter, content_type: str) -> dict
 
 # ------------------------------------------------------------------------------------------------- Together
 # https://docs.together.ai/reference (Fine-tuning, Files). Files: POST /files/upload (multipart); jobs: /fine-tunes;
-# a pre-launch price from POST /fine-tunes/estimate-price (USD); the job's own price in ``total_price``, which
-# Together counts in nano-dollars (its SDK divides by 1e9), with ``token_count`` the tokens it billed.
+# a pre-launch price from POST /fine-tunes/estimate-price (USD); the job's own price in ``total_price``, with
+# ``token_count`` the tokens it billed (training x epochs + validation x evals: docs.together.ai fine-tuning-pricing).
+# ``total_price`` is in nano-dollars: checked 2026-11-26 in togethercomputer/together-python, whose CLI prints a job's
+# price as ``finetune_price_to_dollars(total_price)`` (src/together/cli/api/finetune.py, ``list``) and whose
+# ``finetune_price_to_dollars`` is ``price / NANODOLLAR`` (1e9; src/together/utils/tools.py, "Convert fine-tune
+# nano-dollar price to dollars"). estimate-price's ``estimated_total_price`` is read as USD, as documented.
+# The local estimate (dry_run) uses the supervised-LoRA rates in training.toml, Together's default job; DPO and full
+# fine-tuning are billed at other rates, so their local estimate is None until Together's own at launch.
 
 _TOGETHER_STATUS: dict[str, FineTuneStatus] = {
     "pending": "queued", "queued": "queued", "running": "running", "compressing": "running",
@@ -240,6 +249,14 @@ class _TogetherFineTune:
 
     def spec(self, model: str) -> FineTuneSpec:
         return FineTuneSpec(data="chat", methods=("supervised", "dpo"), encoding=None, provider_estimate=True)
+
+    @staticmethod
+    def price_model(req: FineTuneRequest) -> str | None:
+        """The tables hold Together's supervised LoRA rates: a DPO or full fine-tuning job is not priced there."""
+        opts = {**req.hyperparameters, **req.extra}
+        ttype = opts.get("training_type")
+        full = (isinstance(ttype, dict) and str(ttype.get("type", "")).lower() == "full") or opts.get("lora") is False
+        return None if req.method != "supervised" or full else req.model
 
     def build_uploads(self, req: FineTuneRequest, file: TrainingFile, purpose: str) -> list[HTTPRequest]:
         body, ctype = multipart({"purpose": "fine-tune", "file_name": file.filename, "file_type": "jsonl"},
@@ -336,8 +353,14 @@ class _TogetherFineTune:
 # ------------------------------------------------------------------------------------------------- Fireworks
 # https://docs.fireworks.ai/api-reference (Datasets, Supervised Fine-tuning Jobs), on https://api.fireworks.ai/v1,
 # under an account: [providers.fireworks] organization = "<account id>", or $FIREWORKS_ACCOUNT_ID. Data goes into a
-# dataset (create the record, then upload the file into it); the job reads it by name. Fireworks reports no price
-# and no trained-token count on a job: its cost stays None (see the billing dashboard), never 0.
+# dataset (create the record, then upload the file into it); the job reads it by name.
+# Cost: Fireworks bills supervised fine-tuning per token of the dataset x epochs (fireworks.ai/pricing), but a job
+# reports no billed quantity. ``jobProgress`` (gatewayJobProgress: "Progress of a job, e.g. RLOR, EVJ, BIJ") has
+# ``inputTokens`` "Total number of input tokens processed", a field shared with batch-inference and evaluation jobs
+# and not documented as the trained (billed) tokens: it is kept in ``metrics``, not priced. Newer API versions add
+# ``estimatedCost`` (google.type.Money: units + nanos) "The estimated cost of the job": when present it is the total,
+# marked estimated. Otherwise the cost is computekit's launch count x the job's epochs x training.toml's rate, also
+# marked estimated; None (never 0) when either is unknown.
 
 _FIREWORKS_STATUS: dict[str, FineTuneStatus] = {
     "JOB_STATE_CREATING": "queued", "JOB_STATE_PENDING": "queued", "JOB_STATE_RE_QUEUEING": "queued",
@@ -348,6 +371,8 @@ _FIREWORKS_STATUS: dict[str, FineTuneStatus] = {
 }
 FIREWORKS_DEFAULT_EPOCHS: Final = 1
 FIREWORKS_ACCOUNT_ENV: Final = "FIREWORKS_ACCOUNT_ID"
+_FIREWORKS_METRICS = ("percent", "epoch", "inputTokens", "outputTokens")
+_FIREWORKS_NO_BILL = "fireworks reports no billed quantity on the job"
 
 
 class _FireworksFineTune:
@@ -358,6 +383,10 @@ class _FireworksFineTune:
 
     def spec(self, model: str) -> FineTuneSpec:
         return FineTuneSpec(data="chat", methods=("supervised",), encoding=None)
+
+    @staticmethod
+    def price_model(req: FineTuneRequest) -> str | None:
+        return req.model.removeprefix("accounts/fireworks/models/")
 
     @property
     def account(self) -> str:
@@ -428,7 +457,7 @@ class _FireworksFineTune:
             epochs=data.get("epochs"), training_file=data.get("dataset"),
             validation_file=data.get("evaluationDataset") or None,
             error=st if status == "failed" else None,
-            metrics={k: v for k, v in progress.items() if k in ("percent", "epoch")},
+            metrics={k: v for k, v in progress.items() if k in _FIREWORKS_METRICS},
             created_at=unix_time(data.get("createTime")), finished_at=unix_time(data.get("completedTime")),
             request_id=self.a.request_id(resp.headers), raw=data,
         )
@@ -451,4 +480,22 @@ class _FireworksFineTune:
                               created_at=unix_time(raw.get("updateTime")), type="status")]
 
     def billing(self, job: FineTuneJob) -> FineTuneBilling:
-        return FineTuneBilling()
+        raw = job.raw if isinstance(job.raw, dict) else {}
+        money = obj(raw.get("estimatedCost"))
+        total = _money_usd(money)
+        if total is not None:
+            return FineTuneBilling(reported_total=total, reported_as="estimatedCost",
+                                   estimated=f"{_FIREWORKS_NO_BILL}: its estimatedCost is an estimate")
+        return FineTuneBilling(estimated=_FIREWORKS_NO_BILL)
+
+
+def _money_usd(money: dict[str, Any]) -> Decimal | None:
+    """A google.type.Money in USD (``units`` is an int64 string, ``nanos`` 1e-9 units); ``None`` when absent, not
+    USD, or zero (an unset Money is all zeros: never read as $0)."""
+    if not money or str(money.get("currencyCode") or "USD") != "USD":
+        return None
+    try:
+        total = Decimal(str(money.get("units") or 0)) + Decimal(int(money.get("nanos") or 0)) / _NANO
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return total if total > 0 else None
