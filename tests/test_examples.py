@@ -224,8 +224,8 @@ def test_budget_batch(tmp_path: Path) -> None:
     for _, what, rest in lines:
         if what != "refused":
             continue
-        found = re.fullmatch(r"worst case (\S+) USD > remaining (\S+) USD \(spent (\S+) \+ reserved (\S+) of (\S+) USD\)",
-                             rest)
+        found = re.fullmatch(
+            r"worst case (\S+) USD > remaining (\S+) USD \(spent (\S+) \+ reserved (\S+) of (\S+) USD\)", rest)
         assert found is not None, rest
         requested, remaining, spent_then, reserved, limit_then = map(Decimal, found.groups())
         assert (spent_then, reserved, limit_then) == (spent, 0, limit)
