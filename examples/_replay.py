@@ -24,7 +24,7 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,13 +53,19 @@ class Session:
     """Keyword arguments for ``ck.Client`` / ``ck.AsyncClient``: no config file and an in-memory ledger when
     replaying; nothing (your config, your ledger) when live."""
 
+    args: argparse.Namespace = field(default_factory=argparse.Namespace)
+    """The command line, with the example's own options (``--plot`` ...) when it adds some."""
+
     @property
     def replay(self) -> bool:
         return self.mode == "replay"
 
 
-def _parse(argv: Sequence[str] | None, description: str | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description)
+def _parse(argv: Sequence[str] | None, description: str | None,
+           options: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if options is not None:
+        options(parser)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--replay", action="store_true", help="offline: replay the example's cassette")
     group.add_argument("--record", action="store_true", help="live, and rewrite the example's cassette")
@@ -137,7 +143,12 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def session(
-    name: str, key_env: Sequence[str], *, argv: Sequence[str] | None = None, description: str | None = None
+    name: str,
+    key_env: Sequence[str],
+    *,
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> Iterator[Session]:
     """The example's session: replayed, live, or recording, from its command-line flags.
 
@@ -146,8 +157,9 @@ def session(
         key_env: The environment variables holding the keys the example needs (live and record modes).
         argv: The command-line arguments (default: ``sys.argv[1:]``).
         description: The example's one-line description, for ``--help``.
+        options: Adds the example's own command-line options to the parser (they land in ``Session.args``).
     """
-    args = _parse(argv, description)
+    args = _parse(argv, description, options)
     cassette = CASSETTES / f"{name}.yaml"
     if args.replay:
         try:
@@ -160,7 +172,7 @@ def session(
             _network_blocked(),
             vcr.VCR(record_mode="none", match_on=MATCH_ON).use_cassette(str(cassette)) as played,
         ):
-            yield Session(name, "replay", {"config": None, "ledger": "sqlite://:memory:"})
+            yield Session(name, "replay", {"config": None, "ledger": "sqlite://:memory:"}, args)
             unplayed = len(played.data) - played.play_count
             if unplayed or not played.all_played:
                 raise SystemExit(f"{cassette.name}: {unplayed} recorded exchange(s) were not played")
@@ -175,8 +187,8 @@ def session(
         recorder = vcr.VCR(record_mode="all", match_on=MATCH_ON, filter_headers=FILTERED_HEADERS,
                            before_record_response=_scrub_response, decode_compressed_response=True)
         with recorder.use_cassette(str(cassette)):
-            yield Session(name, "record", {})
+            yield Session(name, "record", {}, args)
         print(f"(recorded to {cassette}: mark its first line '# RECORDED: <date>' and check it before committing)")
         return
-    yield Session(name, "live", {})
+    yield Session(name, "live", {}, args)
 

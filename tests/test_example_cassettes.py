@@ -1,9 +1,9 @@
 """The examples' cassettes are marked, keyless, and shaped like the real APIs.
 
-Every response body to OpenAI, Anthropic or Replicate in ``examples/cassettes/`` is validated against that
-provider's OpenAPI description in ``../shared/specs/`` (the same specs the adapters' cassettes are checked
-against). Mistral publishes no spec in that folder; its body follows Mistral's API reference and is parsed by the
-example's test.
+Every response body to OpenAI (chat completions, files, fine-tuning jobs), Anthropic or Replicate in
+``examples/cassettes/`` is validated against that provider's OpenAPI description in ``../shared/specs/`` (the same
+specs the adapters' cassettes are checked against). Mistral publishes no spec in that folder; its body follows
+Mistral's API reference and is parsed by the example's test.
 """
 
 from __future__ import annotations
@@ -77,7 +77,13 @@ def _interactions() -> list[Any]:
 def _schema_name(host: str, path: str, status: int) -> str | None:
     """The schema a response body must match, or ``None`` for a host with no spec (Mistral, file downloads)."""
     if host == "api.openai.com":
-        return "ErrorResponse" if status >= 400 else "CreateChatCompletionResponse"
+        if status >= 400:
+            return "ErrorResponse"
+        if path.startswith("/v1/files"):
+            return "OpenAIFile"
+        if path.startswith("/v1/fine_tuning/jobs"):
+            return "FineTuningJob"
+        return "CreateChatCompletionResponse"
     if host == "api.anthropic.com":
         return "ErrorResponse" if status >= 400 else "Message"
     if host == "api.replicate.com":
@@ -86,8 +92,8 @@ def _schema_name(host: str, path: str, status: int) -> str | None:
 
 
 def test_there_are_example_cassettes() -> None:
-    assert len(cassettes()) >= 4
-    assert len(_interactions()) >= 7
+    assert len(cassettes()) >= 7
+    assert len(_interactions()) >= 19
 
 
 @pytest.mark.parametrize("path", cassettes(), ids=lambda p: p.name)
@@ -143,6 +149,8 @@ def test_validation_is_not_vacuous() -> None:
                          {"type": "error", "error": {"type": "overloaded_error"}, "request_id": None})
     assert schema_errors(SPEC_FILES["api.replicate.com"], "schemas_prediction_response",
                          {"id": "x", "status": "starting"})
+    assert schema_errors(SPEC_FILES["api.openai.com"], "FineTuningJob", {"object": "fine_tuning.job", "id": "x"})
+    assert schema_errors(SPEC_FILES["api.openai.com"], "OpenAIFile", {"object": "file", "id": "file-x"})
     good = json.loads(yaml.safe_load((CASSETTES / "replicate_image.yaml").read_text("utf-8"))
                       ["interactions"][1]["response"]["body"]["string"])
     assert schema_errors(SPEC_FILES["api.replicate.com"], "schemas_prediction_response", good) == []

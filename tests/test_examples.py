@@ -7,6 +7,7 @@ the price tables (never a copied constant). The cassettes themselves are checked
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -74,7 +75,8 @@ def printed_cost(out: str) -> Decimal:
 
 def test_gallery_lists_every_example() -> None:
     names = example_names()
-    assert {"chat_fallback", "stream_to_terminal", "replicate_image", "fastapi_app", "quickstart"} <= set(names)
+    assert {"chat_fallback", "stream_to_terminal", "replicate_image", "fastapi_app", "quickstart", "budget_batch",
+            "finetune", "daily_report"} <= set(names)
     readme = (EXAMPLES / "README.md").read_text("utf-8")
     page = (ROOT / "docs" / "examples.md").read_text("utf-8")
     for name in names:
@@ -182,6 +184,127 @@ def test_quickstart(tmp_path: Path) -> None:
     assert found is not None, out
     usage = Usage(input_tokens=int(found.group(1)), output_tokens=int(found.group(2)))
     assert Decimal(found.group(3)) == token_cost("openai", "gpt-4o-mini-2024-07-18", usage)
+
+
+def openai_usage(inter: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
+    body = json.loads(inter["response"]["body"]["string"])
+    u = body["usage"]
+    return body, Usage(input_tokens=u["prompt_tokens"], output_tokens=u["completion_tokens"])
+
+
+def anthropic_usage(inter: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
+    body = json.loads(inter["response"]["body"]["string"])
+    u = body["usage"]
+    return body, Usage(input_tokens=u["input_tokens"] + u["cache_creation_input_tokens"] + u["cache_read_input_tokens"],
+                       output_tokens=u["output_tokens"])
+
+
+def test_budget_batch(tmp_path: Path) -> None:
+    out = run("budget_batch", tmp_path, "--replay")
+    answered = interactions("budget_batch")  # only the calls the budget let through reach the server
+    costs = []
+    for inter in answered:
+        body, usage = openai_usage(inter)
+        costs.append(token_cost("openai", body["model"], usage))
+        assert body["choices"][0]["message"]["content"] in out
+    lines = re.findall(r"^(\d)\. (answered|refused) +(.*)$", out, re.MULTILINE)
+    assert [n for n, _, _ in lines] == [str(i) for i in range(1, 7)]
+    assert [what for _, what, _ in lines] == ["answered"] * len(answered) + ["refused"] * (6 - len(answered))
+    assert 0 < len(answered) < 6  # the budget affords some of the batch, not all of it
+    printed = [Decimal(re.search(r"cost: (\S+) USD", rest).group(1))  # type: ignore[union-attr]
+               for _, what, rest in lines if what == "answered"]
+    assert printed == costs
+    spent = sum(costs, Decimal(0))
+    spent_line = re.search(r"^spent: (\S+) USD of (\S+) USD today$", out, re.MULTILINE)
+    assert spent_line is not None, out
+    limit = Decimal(spent_line.group(2))
+    assert Decimal(spent_line.group(1)) == spent <= limit
+    # Each refusal: the worst case (200 output tokens at least, from the price table) did not fit what was left.
+    output_only = token_cost("openai", "gpt-4o-mini", Usage(input_tokens=0, output_tokens=200))
+    for _, what, rest in lines:
+        if what != "refused":
+            continue
+        found = re.fullmatch(
+            r"worst case (\S+) USD > remaining (\S+) USD \(spent (\S+) \+ reserved (\S+) of (\S+) USD\)", rest)
+        assert found is not None, rest
+        requested, remaining, spent_then, reserved, limit_then = map(Decimal, found.groups())
+        assert (spent_then, reserved, limit_then) == (spent, 0, limit)
+        assert remaining == limit - spent
+        assert requested > remaining
+        assert requested > output_only
+        assert requested > max(costs)  # the worst case, not what the call would have cost
+    assert re.search(rf"^  descriptions +{len(answered)} calls .* {spent} USD$", out, re.MULTILINE), out
+
+
+def test_finetune(tmp_path: Path) -> None:
+    from computekit._finetune import _Counter, count_example_tokens
+
+    # Record every sleep: replaying, wait() must poll at the example's 10 ms, never the 5 s default.
+    prelude = ("import atexit, time\n_sleeps = []\n_real = time.sleep\n"
+               "def _sleep(s):\n    _sleeps.append(s)\n    _real(min(s, 0.05))\n"
+               "time.sleep = _sleep\natexit.register(lambda: print('sleeps:', _sleeps))")
+    out = run("finetune", tmp_path, "--replay", prelude=prelude)
+    upload, create, *polls, chat = interactions("finetune")
+    assert "/v1/files" in upload["request"]["uri"]
+    assert create["request"]["uri"].endswith("/v1/fine_tuning/jobs")
+    assert len(polls) == 2  # the cassette stays short: running, then succeeded
+    assert re.search(r"^sleeps: \[0\.01, 0\.01\]$", out, re.MULTILINE), out
+    done = json.loads(polls[-1]["response"]["body"]["string"])
+    assert done["status"] == "succeeded"
+    rates = PriceBook().training("openai", done["model"])
+    assert rates is not None
+    assert rates.per_mtok is not None
+    per_token = rates.per_mtok / Decimal(1_000_000)
+    rows = [json.loads(line) for line in (EXAMPLES / "data" / "support_tone.jsonl").read_text("utf-8").splitlines()]
+    count = _Counter("o200k_base")
+    tokens = sum(count_example_tokens(r, count) for r in rows)
+    epochs = json.loads(create["request"]["body"])["method"]["supervised"]["hyperparameters"]["n_epochs"]
+    estimate = tokens * epochs * per_token
+    actual = done["trained_tokens"] * per_token
+    assert re.search(rf"^estimate: {estimate} USD ", out, re.MULTILINE), out
+    assert f"trained tokens: {done['trained_tokens']}" in out
+    assert f"actual: {actual} USD  vs estimate {estimate} USD" in out
+    assert f"succeeded: openai:{done['fine_tuned_model']}" in out
+    body, usage = openai_usage(chat)
+    assert body["model"] == done["fine_tuned_model"]
+    assert json.loads(chat["request"]["body"])["model"] == done["fine_tuned_model"]
+    assert body["choices"][0]["message"]["content"] in out
+    # The new model is priced at its fine-tuned rates, above the base model's.
+    assert printed_cost(out) == token_cost("openai", body["model"], usage) > token_cost("openai", done["model"], usage)
+
+
+def test_daily_report(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = run("daily_report", tmp_path, "--replay", "--plot", "out.png", "--html", "report.html")
+    calls = []
+    for inter in interactions("daily_report"):
+        if "anthropic" in inter["request"]["uri"]:
+            body, usage = anthropic_usage(inter)
+            calls.append(("anthropic", token_cost("anthropic", body["model"], usage)))
+        else:
+            body, usage = openai_usage(inter)
+            calls.append(("openai", token_cost("openai", body["model"], usage)))
+    printed = re.findall(r"^(\w+):\S+ +feature=(\w+) +cost: (\S+) USD$", out, re.MULTILINE)
+    assert [(p, Decimal(c)) for p, _, c in printed] == calls
+    total = sum((c for _, c in calls), Decimal(0))
+    by_day = out.split("spend by day (UTC):\n", 1)[1].split("\n\n", 1)[0]
+    now = dt.datetime.now(dt.UTC)
+    today = {now.date().isoformat(), (now - dt.timedelta(minutes=5)).date().isoformat()}  # run just before midnight
+    day_rows = re.findall(r"^  (\S+)  (\d+) calls  (\S+) USD$", by_day, re.MULTILINE)
+    assert len(day_rows) == 1
+    assert day_rows[0][0] in today
+    assert (int(day_rows[0][1]), Decimal(day_rows[0][2])) == (len(calls), total)
+    by_feature = out.split("spend by feature:\n", 1)[1].split("\n\n", 1)[0]
+    for feature in {f for _, f, _ in printed}:
+        expected = sum((Decimal(c) for _, f, c in printed if f == feature), Decimal(0))
+        assert re.search(rf"^  {feature} +2 calls  {expected} USD$", by_feature, re.MULTILINE), by_feature
+    assert by_day.count(f"total: {total} USD") == by_feature.count(f"total: {total} USD") == 1
+    png = (tmp_path / "out.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) > 1000
+    html = (tmp_path / "report.html").read_text("utf-8")
+    assert "data:image/png;base64," in html
+    assert f"total ${total.normalize():f}" in html  # the page writes the same exact total, without trailing zeros
 
 
 # ------------------------------------------------------------------------------------------------ the replay helper
