@@ -218,8 +218,11 @@ class _Waiting:
                  progress: bool | Console, deadline: float | None) -> None:
         self.clock = core.router.clock
         self.give_up = deadline if deadline is not None else (None if timeout is None else self.clock() + timeout)
+        if poll_interval is not None and not poll_interval >= 0:
+            raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
         self.fixed = poll_interval is not None
-        self.interval = poll_interval or DEFAULT_POLL_INTERVAL_S
+        # None is "not given"; 0 is a real interval (a replayed test that must not sleep).
+        self.interval = DEFAULT_POLL_INTERVAL_S if poll_interval is None else poll_interval
         self.adapter = core.adapter(prediction.provider)
         self.display: Any = None
         if progress is not False:
@@ -660,7 +663,7 @@ class _PredictionStreamState:
             raise adapter.unsupported("predict_stream")
         # Raises (before any HTTP) when this prediction cannot stream, e.g. a Replicate model with no urls.stream.
         self.http = None if prediction.done else _build_http(self.target, adapter.build_prediction_stream(prediction))
-        self.poll_interval = poll_interval or DEFAULT_POLL_INTERVAL_S
+        self.poll_interval = DEFAULT_POLL_INTERVAL_S if poll_interval is None else poll_interval
         self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
         self.logs = prediction.logs
         self.error: Any = None

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -43,6 +44,39 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 class _Model(BaseModel):
     # defer_build: schemas are built on first use, not at import (import time is a feature of this SDK).
     model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True, defer_build=True)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _adopt(obj: _M, fresh: Any) -> _M:
+    """Make ``obj`` (the job the user holds) the latest state ``fresh``, in place, and return it: after
+    ``p.wait()`` or ``job.refresh()``, ``p.status`` is current without rebinding ``p``."""
+    if isinstance(fresh, type(obj)) and fresh is not obj:
+        for name in type(obj).model_fields:
+            setattr(obj, name, getattr(fresh, name))
+        if fresh.__pydantic_private__ is not None:
+            obj.__pydantic_private__ = dict(fresh.__pydantic_private__)
+    return obj
+
+
+def _adopting(obj: _M, call: Callable[[], Any], attr: str) -> _M:
+    """Run a lifecycle call and adopt its answer; an error that carries the last state (``attr``) is adopted
+    too before it is raised, so the object the user holds is never staler than the exception."""
+    try:
+        return _adopt(obj, call())
+    except Exception as e:
+        _adopt(obj, getattr(e, attr, None))
+        raise
+
+
+async def _async_adopting(obj: _M, call: Callable[[], Awaitable[Any]], attr: str) -> _M:
+    """:func:`_adopting` for async clients."""
+    try:
+        return _adopt(obj, await call())
+    except Exception as e:
+        _adopt(obj, getattr(e, attr, None))
+        raise
 
 
 # --------------------------------------------------------------------------------------------- messages
@@ -417,7 +451,7 @@ class Prediction(_Result):
         Raises:
             ProviderError: The host failed after retries.
         """
-        return self._bound_client()._refresh(self)  # type: ignore[no-any-return]
+        return _adopting(self, lambda: self._bound_client()._refresh(self), "prediction")
 
     def wait(self, timeout: float | None = None, poll_interval: float | None = None, progress: Any = False
              ) -> Prediction:
@@ -433,8 +467,8 @@ class Prediction(_Result):
             PredictionFailedError: The run failed (its GPU time was still billed, and is in the ledger).
             PredictionTimeoutError: ``timeout`` passed first.
         """
-        return self._bound_client()._wait(  # type: ignore[no-any-return]
-            self, timeout, poll_interval, progress=progress)
+        return _adopting(self, lambda: self._bound_client()._wait(self, timeout, poll_interval, progress=progress),
+                         "prediction")
 
     def stream(self, poll_interval: float | None = None) -> Any:
         """The run's output as the host streams it, piece by piece (sync clients); a
@@ -456,17 +490,17 @@ class Prediction(_Result):
         Raises:
             ProviderError: The host refused or failed.
         """
-        return self._bound_client()._cancel(self)  # type: ignore[no-any-return]
+        return _adopting(self, lambda: self._bound_client()._cancel(self), "prediction")
 
     async def async_refresh(self) -> Prediction:
         """:meth:`refresh` for async clients."""
-        return await self._bound_client()._refresh(self)  # type: ignore[no-any-return]
+        return await _async_adopting(self, lambda: self._bound_client()._refresh(self), "prediction")
 
     async def async_wait(self, timeout: float | None = None, poll_interval: float | None = None,
                          progress: Any = False) -> Prediction:
         """:meth:`wait` for async clients."""
-        return await self._bound_client()._wait(  # type: ignore[no-any-return]
-            self, timeout, poll_interval, progress=progress)
+        return await _async_adopting(
+            self, lambda: self._bound_client()._wait(self, timeout, poll_interval, progress=progress), "prediction")
 
     def async_stream(self, poll_interval: float | None = None) -> Any:
         """:meth:`stream` for async clients: ``async for piece in p.async_stream()``, an
@@ -475,7 +509,7 @@ class Prediction(_Result):
 
     async def async_cancel(self) -> Prediction:
         """:meth:`cancel` for async clients."""
-        return await self._bound_client()._cancel(self)  # type: ignore[no-any-return]
+        return await _async_adopting(self, lambda: self._bound_client()._cancel(self), "prediction")
 
     def save(self, directory: str | os.PathLike[str]) -> list[Path]:
         """Download every file in ``output`` into ``directory`` (created if needed); return the written paths.
@@ -652,7 +686,7 @@ class FineTuneJob(_Model):
         Raises:
             ProviderError: The provider failed after retries.
         """
-        return self._bound_client()._ft_refresh(self)  # type: ignore[no-any-return]
+        return _adopting(self, lambda: self._bound_client()._ft_refresh(self), "job")
 
     def wait(self, timeout: float | None = None, poll_interval: float | None = None,
              progress: bool = False) -> FineTuneJob:
@@ -668,7 +702,7 @@ class FineTuneJob(_Model):
             FineTuneTimeoutError: ``timeout`` passed first (the job was not canceled).
             ProviderError: The provider failed after retries.
         """
-        return self._bound_client()._ft_wait(self, timeout, poll_interval, progress)  # type: ignore[no-any-return]
+        return _adopting(self, lambda: self._bound_client()._ft_wait(self, timeout, poll_interval, progress), "job")
 
     def cancel(self) -> FineTuneJob:
         """Cancel the job.
@@ -676,7 +710,7 @@ class FineTuneJob(_Model):
         Raises:
             ProviderError: The provider refused or failed.
         """
-        return self._bound_client()._ft_cancel(self)  # type: ignore[no-any-return]
+        return _adopting(self, lambda: self._bound_client()._ft_cancel(self), "job")
 
     def events(self, limit: int = 20) -> list[FineTuneEvent]:
         """The job's latest events, oldest first.
@@ -696,16 +730,17 @@ class FineTuneJob(_Model):
 
     async def async_refresh(self) -> FineTuneJob:
         """:meth:`refresh` for async clients."""
-        return await self._bound_client()._ft_refresh(self)  # type: ignore[no-any-return]
+        return await _async_adopting(self, lambda: self._bound_client()._ft_refresh(self), "job")
 
     async def async_wait(self, timeout: float | None = None, poll_interval: float | None = None,
                          progress: bool = False) -> FineTuneJob:
         """:meth:`wait` for async clients."""
-        return await self._bound_client()._ft_wait(self, timeout, poll_interval, progress)  # type: ignore[no-any-return]
+        return await _async_adopting(
+            self, lambda: self._bound_client()._ft_wait(self, timeout, poll_interval, progress), "job")
 
     async def async_cancel(self) -> FineTuneJob:
         """:meth:`cancel` for async clients."""
-        return await self._bound_client()._ft_cancel(self)  # type: ignore[no-any-return]
+        return await _async_adopting(self, lambda: self._bound_client()._ft_cancel(self), "job")
 
     async def async_events(self, limit: int = 20) -> list[FineTuneEvent]:
         """:meth:`events` for async clients."""

@@ -232,6 +232,9 @@ async def test_reattach_a_running_job_then_follow_it(mode: str, tmp_path: Path) 
         done = await job_call(job, "refresh")
         assert done.status == "succeeded"
         assert len(c.ledger.rows()) == 1
+        assert done is job  # the job the caller holds is updated in place
+        assert job.status == "succeeded"
+        assert job.fine_tuned_model is not None
     finally:
         await close(c)
 

@@ -387,6 +387,20 @@ async def test_wait_false_returns_at_once_then_wait(is_async: bool) -> None:
     assert sleeps.waits == [1.0, 1.0]
     assert done.cost.total == Decimal("2.0") * price("gpu-h100")
     assert len(rows(client)) == 1
+    # The prediction the caller holds is the one that was waited on: updated in place, no rebinding needed.
+    assert done is p
+    assert (p.status, p.output, p.cost.total) == ("succeeded", [1, 2], done.cost.total)
+
+
+@both
+async def test_a_held_prediction_is_updated_even_when_wait_raises(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("failed", error="CUDA out of memory", predict_time=1.0))])
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, wait=False, hardware="gpu-h100"))
+    with pytest.raises(PredictionFailedError) as info:
+        await wait(p, is_async, poll_interval=1.0)
+    assert (p.status, p.error) == ("failed", "CUDA out of memory")
+    assert p.cost.total == info.value.prediction.cost.total == Decimal("1.0") * price("gpu-h100")
 
 
 @both
@@ -998,3 +1012,17 @@ async def test_a_create_that_times_out_raises_the_prediction_timeout(is_async: b
     assert info.value.prediction is None
     assert server.hits == 1  # a read timeout on a create is not retried (the job may be running)
     assert sleeps.waits == []
+
+
+@both
+async def test_a_zero_poll_interval_polls_without_waiting_and_a_negative_one_is_refused(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing")),
+                                             resp(pred("succeeded", output=[1], predict_time=1.0))])
+    client, sleeps, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, wait=False, hardware="gpu-h100"))
+    await wait(p, is_async, poll_interval=0)
+    assert p.status == "succeeded"
+    assert sleeps.waits == [0, 0]  # 0 is a real interval, not "use the default"
+    with pytest.raises(ck.InvalidRequestError, match="poll_interval"):
+        await wait(p, is_async, poll_interval=-1)
+
