@@ -106,6 +106,8 @@ class PostgresLedger(Ledger):
             password).
     """
 
+    blocking_io = True  # every statement is a round trip to the server
+
     def __init__(self, url: str, *, buffered: bool = False) -> None:
         self.url = url
         self._psycopg = _import_psycopg()
