@@ -5,10 +5,20 @@
 ``?options=-csearch_path%3Dmyschema`` to the URL to choose one). Money is ``NUMERIC`` (exact), times are
 ``timestamptz``, tags are ``jsonb``.
 
-A budget reservation takes a transaction-level advisory lock per budget (in a fixed order, so two reservations
-never deadlock), then reads spend and reservations in one statement (one snapshot) and inserts its own: two
-processes can never both take the last dollar. Settling drops the reservation and inserts the attempt's row in
-one transaction.
+Budgets keep a running total per budget (``computekit_budget_totals``: the budget's scope, the start of the period
+it counts, and what that period spent), so that a reservation and its settlement cost the same however many rows
+the period holds:
+
+- Every write of an attempt (``record``, ``record_many``, ``settle``) adds the row's cost to the totals of the
+  budgets whose scope and period cover it, in the transaction that inserts the row. It takes the totals table in
+  ``ROW EXCLUSIVE`` mode, then locks the matching total rows in budget order (two writers never deadlock).
+- A reservation locks its budgets' total rows (``SELECT ... FOR UPDATE``, in budget order), reads what they spent
+  and what is reserved in flight, and inserts its own reservation: two processes can never both take the last
+  dollar, and a settle of the same budget waits for it (and it for the settle).
+- A total that does not exist yet, or counts an earlier period, is (re)computed from the rows of the period once,
+  in its own transaction, under ``SHARE ROW EXCLUSIVE`` on the totals table: this waits for every writer that may
+  have inserted a row the sum cannot see yet, and holds new writers until the total exists, so no row is counted
+  twice or missed.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError
 from ._base import Ledger, LedgerRow
-from ._budgets import Charge, fits, refusal
+from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter
 
 if TYPE_CHECKING:
@@ -31,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATION_LOCK = 0x636B6C6564676572  # "ckledger": one process migrates at a time
 
 _MIGRATIONS: dict[int, str] = {
@@ -71,6 +81,19 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX computekit_reservations_id ON computekit_reservations (id);
     CREATE INDEX computekit_reservations_budget ON computekit_reservations (budget);
     """,
+    # v2: each budget's running total (reserve + settle no longer sum the period's rows), with its scope so that
+    # a writer can tell which totals a row counts in.
+    2: """
+    CREATE TABLE computekit_budget_totals (
+        budget TEXT PRIMARY KEY,
+        period_start TIMESTAMPTZ NOT NULL,
+        provider TEXT,
+        model TEXT,
+        tags JSONB NOT NULL DEFAULT '{}',
+        spent NUMERIC NOT NULL
+    );
+    CREATE INDEX computekit_reservations_expires ON computekit_reservations (expires);
+    """,
 }
 
 _COLUMNS = (
@@ -80,8 +103,17 @@ _COLUMNS = (
 )
 _INSERT = (
     f"INSERT INTO computekit_attempts ({_COLUMNS}) VALUES ({', '.join(['%s'] * 22)}) "
-    "ON CONFLICT (once_key) DO NOTHING"
+    "ON CONFLICT (once_key) DO NOTHING RETURNING id"
 )
+# Taken by every writer of attempts before it reads the totals: conflicts with _REFRESH_LOCK only.
+_WRITER_LOCK = "LOCK TABLE computekit_budget_totals IN ROW EXCLUSIVE MODE"
+# Taken to (re)compute a total: waits for the writers in flight, holds new ones (and other refreshes) off.
+_REFRESH_LOCK = "LOCK TABLE computekit_budget_totals IN SHARE ROW EXCLUSIVE MODE"
+_REFRESH_TRIES = 3
+
+
+def _aware(ts: dt.datetime) -> dt.datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)  # a naive time is UTC, as when stored
 
 
 def _import_psycopg() -> Any:
@@ -170,9 +202,8 @@ class PostgresLedger(Ledger):
     def record(self, row: LedgerRow) -> None:
         if self._writer is not None and self._writer.put(row):
             return
-        values = self._values(row)
-        with self._lock:
-            self._connection().execute(_INSERT, values)  # autocommit: one short transaction
+        with self._tx() as c:
+            self._insert(c, [row])
 
     def record_many(self, rows: Sequence[LedgerRow]) -> None:
         if self._writer is not None:
@@ -182,9 +213,53 @@ class PostgresLedger(Ledger):
         self._record_many(list(rows))
 
     def _record_many(self, rows: list[LedgerRow]) -> None:
+        with self._tx() as c:
+            self._insert(c, rows)
+
+    def _insert(self, c: psycopg.Connection[Any], rows: Sequence[LedgerRow]) -> None:
+        """Insert attempts and add them to the running totals that count them (inside a transaction)."""
         values = [self._values(r) for r in rows]
-        with self._tx() as c, c.cursor() as cur:
-            cur.executemany(_INSERT, values)
+        inserted: list[LedgerRow] = []
+        with c.cursor() as cur:
+            if len(values) == 1:
+                cur.execute(_INSERT, values[0])
+                if cur.fetchone() is not None:  # none: a second row with the same once_key, dropped
+                    inserted.append(rows[0])
+            else:
+                cur.executemany(_INSERT, values, returning=True)
+                for row in rows:
+                    if cur.fetchone() is not None:
+                        inserted.append(row)
+                    cur.nextset()
+        if inserted:
+            self._add_to_totals(c, inserted)
+
+    @staticmethod
+    def _add_to_totals(c: psycopg.Connection[Any], rows: Sequence[LedgerRow]) -> None:
+        with c.cursor() as cur:
+            cur.execute(_WRITER_LOCK)
+            budgets = cur.execute(
+                "SELECT budget, period_start, provider, model, tags FROM computekit_budget_totals"
+            ).fetchall()
+        adds: dict[str, Decimal] = {}
+        for key, start, provider, model, tags in budgets:
+            scope = Charge(name=key, limit=Decimal(0), period="", start=start, amount=None, provider=provider,
+                           model=model, tags=tuple(sorted(tags.items())))
+            for row in rows:
+                if _aware(row.ts) >= start and covers(scope, row.provider, row.model, row.tags):
+                    adds[key] = adds.get(key, Decimal(0)) + counted(row.cost, row.reserved)
+        # (A total's period and scope change only under _REFRESH_LOCK, which waits for this transaction.)
+        keys = sorted(k for k, v in adds.items() if v)
+        if not keys:
+            return
+        if len(keys) > 1:  # lock them in budget order first: two writers never wait for each other in a cycle
+            c.execute("SELECT budget FROM computekit_budget_totals WHERE budget = ANY(%s) ORDER BY budget "
+                      "FOR UPDATE", (keys,))
+        c.execute(
+            "UPDATE computekit_budget_totals AS t SET spent = t.spent + v.amount "
+            "FROM unnest(%s::text[], %s::numeric[]) AS v(budget, amount) WHERE t.budget = v.budget",
+            (keys, [adds[k] for k in keys]),
+        )
 
     def flush(self) -> None:
         if self._writer is not None:
@@ -223,43 +298,88 @@ class PostgresLedger(Ledger):
         rid = uuid.uuid4().hex
         expires = now + dt.timedelta(seconds=ttl_s)
         self.flush()  # spend includes every row recorded before
-        with self._tx() as c:
-            self._lock_budgets(c, charges)
-            c.execute("DELETE FROM computekit_reservations WHERE expires <= %s", (now,))
-            for charge in charges:
-                spent, reserved = self._usage(c, charge)
-                if not fits(charge, spent, reserved):
-                    raise refusal(charge, spent, reserved)  # rolls back: nothing reserved
-            with c.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO computekit_reservations (id, budget, amount, expires) VALUES (%s, %s, %s, %s)",
-                    [(rid, ch.key, ch.amount, expires) for ch in charges],
-                )
-        return rid
+        for _ in range(_REFRESH_TRIES):
+            with self._tx() as c:
+                usage = self._locked_usage(c, charges, now)
+                if isinstance(usage, dict):
+                    for charge in charges:
+                        spent, reserved = usage[charge.key]
+                        if not fits(charge, spent, reserved):
+                            raise refusal(charge, spent, reserved)  # rolls back: nothing reserved
+                    with c.cursor() as cur:
+                        cur.executemany(
+                            "INSERT INTO computekit_reservations (id, budget, amount, expires) "
+                            "VALUES (%s, %s, %s, %s)",
+                            [(rid, ch.key, ch.amount, expires) for ch in charges],
+                        )
+                    return rid
+            self._refresh(usage)  # outside the transaction above: it gave up its locks
+        raise RuntimeError("budget totals kept changing period while reserving")  # pragma: no cover
 
     def settle(self, reservation: str, row: LedgerRow | None) -> None:
-        values = None if row is None else self._values(row)
         with self._tx() as c:
+            if row is not None:
+                self._insert(c, [row])
             c.execute("DELETE FROM computekit_reservations WHERE id = %s", (reservation,))
-            if values is not None:
-                c.execute(_INSERT, values)
 
     def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
         self.flush()
+        for _ in range(_REFRESH_TRIES):
+            with self._tx() as c:
+                usage = self._locked_usage(c, [charge], now)
+                if isinstance(usage, dict):
+                    return usage[charge.key]
+            self._refresh(usage)
+        raise RuntimeError("budget totals kept changing period while reading")  # pragma: no cover
+
+    @staticmethod
+    def _locked_usage(c: psycopg.Connection[Any], charges: Sequence[Charge],
+                      now: dt.datetime) -> dict[str, tuple[Decimal, Decimal]] | list[Charge]:
+        """Spent and reserved per budget key, with the budgets' totals locked (in budget order) until the
+        transaction ends; or the charges whose total is missing or counts another period (the caller ends this
+        transaction, then :meth:`_refresh` computes them: that needs a table lock that waits for writers, who may
+        be waiting for the rows locked here)."""
+        wanted = {ch.key: ch for ch in charges}
+        keys = sorted(wanted)
+        totals = {key: (start, spent) for key, start, spent in c.execute(
+            "SELECT budget, period_start, spent FROM computekit_budget_totals WHERE budget = ANY(%s) "
+            "ORDER BY budget FOR UPDATE", (keys,)).fetchall()}
+        stale = [wanted[k] for k in keys if k not in totals or totals[k][0] != wanted[k].start]
+        if stale:
+            return stale
+        # Expired reservations (their process died) are dropped on the way; one locked by another transaction is
+        # skipped (it drops it), never waited for.
+        reserved = dict(c.execute(
+            "WITH gone AS (DELETE FROM computekit_reservations WHERE ctid IN (SELECT ctid FROM "
+            "computekit_reservations WHERE expires <= %s FOR UPDATE SKIP LOCKED)) "
+            "SELECT budget, SUM(amount) FROM computekit_reservations WHERE budget = ANY(%s) AND expires > %s "
+            "GROUP BY budget", (now, keys, now)).fetchall())
+        return {k: (Decimal(totals[k][1]), Decimal(reserved.get(k, 0))) for k in keys}
+
+    def _refresh(self, charges: Sequence[Charge]) -> None:
+        """(Re)compute the running totals of ``charges`` from the rows of their period: once per budget and
+        period. The table lock waits for every writer in flight (so the sum sees their rows) and holds new ones
+        until the totals are written (so they add their rows to them)."""
+        from psycopg.types.json import Jsonb
+
         with self._tx() as c:
-            c.execute("DELETE FROM computekit_reservations WHERE expires <= %s", (now,))
-            return self._usage(c, charge)
+            c.execute(_REFRESH_LOCK)
+            current = dict(c.execute("SELECT budget, period_start FROM computekit_budget_totals "
+                                     "WHERE budget = ANY(%s)", ([ch.key for ch in charges],)).fetchall())
+            for ch in sorted(charges, key=lambda ch: ch.key):
+                if current.get(ch.key) == ch.start:
+                    continue  # another process computed it meanwhile
+                c.execute(
+                    "INSERT INTO computekit_budget_totals (budget, period_start, provider, model, tags, spent) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (budget) DO UPDATE SET "
+                    "period_start = excluded.period_start, provider = excluded.provider, "
+                    "model = excluded.model, tags = excluded.tags, spent = excluded.spent",
+                    (ch.key, ch.start, ch.provider, ch.model, Jsonb(dict(ch.tags)), self._period_spent(c, ch)),
+                )
 
     @staticmethod
-    def _lock_budgets(c: psycopg.Connection[Any], charges: Sequence[Charge]) -> None:
-        # One lock per budget, taken in sorted order (no deadlock), held until the transaction ends.
-        for key in sorted({ch.key for ch in charges}):
-            c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
-
-    @staticmethod
-    def _usage(c: psycopg.Connection[Any], charge: Charge) -> tuple[Decimal, Decimal]:
-        """Spent and reserved, read in one statement (one snapshot: a settle that commits in between is seen
-        either as its reservation or as its row, never as neither)."""
+    def _period_spent(c: psycopg.Connection[Any], charge: Charge) -> Decimal:
+        """What ``charge``'s budget spent in its period, summed from the rows (the slow path: once a period)."""
         from psycopg.types.json import Jsonb
 
         where = ["ts >= %s"]
@@ -278,14 +398,12 @@ class PostgresLedger(Ledger):
         if charge.tags:
             where.append("tags @> %s")
             args.append(Jsonb(dict(charge.tags)))
-        sql = (
-            "SELECT (SELECT COALESCE(SUM(COALESCE(cost, reserved, 0)), 0) FROM computekit_attempts WHERE "
-            + " AND ".join(where)
-            + "), (SELECT COALESCE(SUM(amount), 0) FROM computekit_reservations WHERE budget = %s)"
-        )
-        row = c.execute(sql, [*args, charge.key]).fetchone()
+        row = c.execute(
+            "SELECT COALESCE(SUM(COALESCE(cost, reserved, 0)), 0) FROM computekit_attempts WHERE "
+            + " AND ".join(where), args,
+        ).fetchone()
         assert row is not None
-        return Decimal(row[0]), Decimal(row[1])
+        return Decimal(row[0])
 
     def close(self) -> None:
         if self._writer is not None:
