@@ -703,3 +703,76 @@ def test_budget_config_forms(tmp_path: Path) -> None:
     assert active["default"].unknown_price == "refuse"
     assert active["gpt4o"].model == "openai:gpt-4o"
     assert ck.Client(config=None, ledger="none").settings.active_budgets() == {}
+
+
+# ============================================================================================= async, remote ledger
+
+
+class _Watched:
+    """A SQLite ledger that notes the thread of each reserve and settle, and can say it is remote."""
+
+    def __init__(self, path: Path, *, remote: bool) -> None:
+        from computekit.ledger import SQLiteLedger
+
+        outer = self
+
+        class Watched(SQLiteLedger):
+            blocking_io = remote
+
+            def reserve(self, charges: Any, *, now: dt.datetime, ttl_s: float) -> str:
+                outer.threads.append(("reserve", threading.current_thread()))
+                outer.entered.set()
+                assert outer.go.wait(10)
+                return super().reserve(charges, now=now, ttl_s=ttl_s)
+
+            def settle(self, reservation: str, row: LedgerRow | None) -> None:
+                outer.threads.append(("settle" if row is not None else "release", threading.current_thread()))
+                super().settle(reservation, row)
+
+        self.threads: list[tuple[str, threading.Thread]] = []
+        self.entered, self.go = threading.Event(), threading.Event()
+        self.go.set()
+        self.ledger = Watched(path)
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
+async def test_async_reservations_leave_the_event_loop_only_for_a_remote_ledger(server: Server, tmp_path: Path,
+                                                                                remote: bool) -> None:
+    watched = _Watched(tmp_path / "w.db", remote=remote)
+    client = ck.AsyncClient(config=None, ledger=watched.ledger, budget={"limit_usd": "1"}, retry={"max_retries": 0},
+                            providers={"openai": {"base_url": server.url, "api_key": KEY}})
+    loop_thread = threading.current_thread()
+    r = await client.complete("openai:gpt-4o-mini", "hi", max_tokens=5)
+    assert [name for name, _ in watched.threads] == ["reserve", "settle"]
+    off_loop = [t is not loop_thread for _, t in watched.threads]
+    assert off_loop == [remote, remote]
+    assert client.ledger.budget_usage(charge("0", start=period_start("day", ck_now())), now=ck_now()) == (
+        r.cost.total, Decimal(0))
+    await client.aclose()
+    watched.ledger.close()
+
+
+async def test_an_async_call_canceled_while_reserving_off_the_loop_releases_its_reservation(
+        server: Server, tmp_path: Path) -> None:
+    import asyncio
+
+    watched = _Watched(tmp_path / "w.db", remote=True)
+    watched.go.clear()  # reserve() waits in its worker thread until told
+    client = ck.AsyncClient(config=None, ledger=watched.ledger, budget={"limit_usd": "1"}, retry={"max_retries": 0},
+                            providers={"openai": {"base_url": server.url, "api_key": KEY}})
+    task = asyncio.ensure_future(client.complete("openai:gpt-4o-mini", "hi", max_tokens=5))
+    assert await asyncio.to_thread(watched.entered.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    watched.go.set()  # the reservation is made after all: it must not outlive the canceled call
+    day = charge("0", start=period_start("day", ck_now()))
+    for _ in range(200):
+        if [n for n, _ in watched.threads] == ["reserve", "release"]:
+            break
+        await asyncio.sleep(0.01)
+    assert [n for n, _ in watched.threads] == ["reserve", "release"]
+    assert client.ledger.budget_usage(day, now=ck_now()) == (Decimal(0), Decimal(0))
+    assert server.hits == 0
+    await client.aclose()
+    watched.ledger.close()

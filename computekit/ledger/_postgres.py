@@ -9,12 +9,15 @@ Budgets keep a running total per budget (``computekit_budget_totals``: the budge
 it counts, and what that period spent), so that a reservation and its settlement cost the same however many rows
 the period holds:
 
-- Every write of an attempt (``record``, ``record_many``, ``settle``) adds the row's cost to the totals of the
-  budgets whose scope and period cover it, in the transaction that inserts the row. It takes the totals table in
-  ``ROW EXCLUSIVE`` mode, then locks the matching total rows in budget order (two writers never deadlock).
-- A reservation locks its budgets' total rows (``SELECT ... FOR UPDATE``, in budget order), reads what they spent
-  and what is reserved in flight, and inserts its own reservation: two processes can never both take the last
-  dollar, and a settle of the same budget waits for it (and it for the settle).
+- Every write of attempts (``record``, ``record_many``, ``settle``) is one statement: it inserts the rows, adds
+  what they count to the totals of the budgets whose scope and period cover them (a row lock on each total until
+  it commits), and, for a settle, drops the reservation. One round trip, one transaction. Two writers whose rows
+  count in several budgets may lock them in different orders: the server breaks such a deadlock by rolling one
+  back, and it is run again.
+- A reservation locks its budgets' total rows (``SELECT ... FOR UPDATE``, in budget order), then, in a second
+  statement (a snapshot taken with the locks held), reads what they spent and what is reserved in flight and
+  reserves if everything fits: two processes can never both take the last dollar, and a settle of the same budget
+  waits for it (and it for the settle). Both statements go in one pipelined round trip.
 - A total that does not exist yet, or counts an earlier period, is (re)computed from the rows of the period once,
   in its own transaction, under ``SHARE ROW EXCLUSIVE`` on the totals table: this waits for every writer that may
   have inserted a row the sum cannot see yet, and holds new writers until the total exists, so no row is counted
@@ -24,16 +27,17 @@ the period holds:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError
 from ._base import Ledger, LedgerRow
-from ._budgets import Charge, counted, covers, fits, refusal
+from ._budgets import Charge, fits, refusal
 from ._buffered import BatchWriter
 
 if TYPE_CHECKING:
@@ -101,19 +105,62 @@ _COLUMNS = (
     "cache_write_tokens, reasoning_tokens, gpu_seconds, cost, currency, estimated, price_source, request_id, "
     "error_type, status, tags, once_key, reserved"
 )
-_INSERT = (
-    f"INSERT INTO computekit_attempts ({_COLUMNS}) VALUES ({', '.join(['%s'] * 22)}) "
-    "ON CONFLICT (once_key) DO NOTHING RETURNING id"
-)
-# Taken by every writer of attempts before it reads the totals: conflicts with _REFRESH_LOCK only.
-_WRITER_LOCK = "LOCK TABLE computekit_budget_totals IN ROW EXCLUSIVE MODE"
-# Taken to (re)compute a total: waits for the writers in flight, holds new ones (and other refreshes) off.
+# Taken to (re)compute a total: it waits for the writers in flight (each write statement holds the totals table
+# in ROW EXCLUSIVE mode from before it reads anything), and holds new ones (and other refreshes) off.
 _REFRESH_LOCK = "LOCK TABLE computekit_budget_totals IN SHARE ROW EXCLUSIVE MODE"
 _REFRESH_TRIES = 3
+_LOCK_TOTALS = "SELECT 1 FROM computekit_budget_totals WHERE budget = ANY(%s) ORDER BY budget FOR UPDATE"
+# Reserve each charge if every one fits, all or none. ``fresh`` is false (or NULL) for a total that does not exist
+# yet or counts another period: then nothing is reserved, and the caller computes it and tries again. Expired
+# reservations (their process died) are dropped on the way; one locked by another transaction is skipped (that
+# one drops it), never waited for.
+_RESERVE = """
+WITH k AS (
+    SELECT * FROM unnest(%(keys)s::text[], %(starts)s::timestamptz[], %(amounts)s::numeric[], %(limits)s::numeric[])
+        AS k(budget, start, amount, lim)
+), gone AS (
+    DELETE FROM computekit_reservations WHERE ctid IN (
+        SELECT ctid FROM computekit_reservations WHERE expires <= %(now)s FOR UPDATE SKIP LOCKED)
+), r AS (
+    SELECT budget, SUM(amount) AS amount FROM computekit_reservations
+    WHERE budget = ANY(%(keys)s) AND expires > %(now)s GROUP BY budget
+), f AS (
+    SELECT k.budget, k.amount, k.lim, COALESCE(t.period_start = k.start, FALSE) AS fresh,
+           COALESCE(t.spent, 0) AS spent, COALESCE(r.amount, 0) AS reserved
+    FROM k LEFT JOIN computekit_budget_totals t USING (budget) LEFT JOIN r USING (budget)
+), ok AS (
+    SELECT COALESCE(bool_and(fresh AND amount IS NOT NULL AND spent + reserved + amount <= lim), FALSE) AS fits
+    FROM f
+), ins AS (
+    INSERT INTO computekit_reservations (id, budget, amount, expires)
+    SELECT %(rid)s, budget, amount, %(expires)s FROM f WHERE (SELECT fits FROM ok)
+)
+SELECT budget, fresh, spent, reserved, (SELECT fits FROM ok) FROM f
+"""
+_DEADLOCK_TRIES = 3
+_ROWS_PER_STATEMENT = 1000  # 22 parameters a row: PostgreSQL takes at most 65,535 in one statement
+# Which totals an attempt ``a`` counts in: the budget's period and scope (as ``covers`` in _budgets.py).
+_COUNTS_IN = (
+    "a.ts >= t.period_start AND (t.provider IS NULL OR t.provider = a.provider) AND (t.model IS NULL OR t.model = "
+    "CASE WHEN strpos(t.model, ':') > 0 THEN a.provider || ':' || a.model ELSE a.model END) AND a.tags @> t.tags"
+)
 
 
-def _aware(ts: dt.datetime) -> dt.datetime:
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)  # a naive time is UTC, as when stored
+@functools.lru_cache(maxsize=64)
+def _write_statement(rows: int, settles: bool) -> str:
+    """Insert ``rows`` attempts and add what they count to every budget total that covers them (and, when
+    ``settles``, drop a reservation: its id is the last parameter), in one statement."""
+    values = ", ".join([f"({', '.join(['%s'] * 22)})"] * rows)
+    drop = ", gone AS (DELETE FROM computekit_reservations WHERE id = %s)" if settles else ""
+    sql = (
+        f"WITH a AS (INSERT INTO computekit_attempts ({_COLUMNS}) VALUES {values} ON CONFLICT (once_key) DO NOTHING "
+        "RETURNING ts, provider, model, tags, COALESCE(cost, reserved, 0) AS amount), "
+        f"adds AS (SELECT t.budget, SUM(a.amount) AS amount FROM a JOIN computekit_budget_totals t ON {_COUNTS_IN} "
+        f"GROUP BY t.budget){drop} "
+        "UPDATE computekit_budget_totals AS t SET spent = t.spent + adds.amount FROM adds "
+        "WHERE t.budget = adds.budget AND adds.amount <> 0"
+    )
+    return sql
 
 
 def _import_psycopg() -> Any:
@@ -202,64 +249,45 @@ class PostgresLedger(Ledger):
     def record(self, row: LedgerRow) -> None:
         if self._writer is not None and self._writer.put(row):
             return
-        with self._tx() as c:
-            self._insert(c, [row])
+        self._write([row])
 
     def record_many(self, rows: Sequence[LedgerRow]) -> None:
         if self._writer is not None:
             rows = [row for row in rows if not self._writer.put(row)]  # what the writer could not take
             if not rows:
                 return
-        self._record_many(list(rows))
+        self._write(list(rows))
 
     def _record_many(self, rows: list[LedgerRow]) -> None:
-        with self._tx() as c:
-            self._insert(c, rows)
+        self._write(rows)
 
-    def _insert(self, c: psycopg.Connection[Any], rows: Sequence[LedgerRow]) -> None:
-        """Insert attempts and add them to the running totals that count them (inside a transaction)."""
-        values = [self._values(r) for r in rows]
-        inserted: list[LedgerRow] = []
-        with c.cursor() as cur:
-            if len(values) == 1:
-                cur.execute(_INSERT, values[0])
-                if cur.fetchone() is not None:  # none: a second row with the same once_key, dropped
-                    inserted.append(rows[0])
-            else:
-                cur.executemany(_INSERT, values, returning=True)
-                for row in rows:
-                    if cur.fetchone() is not None:
-                        inserted.append(row)
-                    cur.nextset()
-        if inserted:
-            self._add_to_totals(c, inserted)
+    def _write(self, rows: Sequence[LedgerRow], reservation: str | None = None) -> None:
+        """Insert attempts, add them to the running totals that count them, and drop ``reservation``: one
+        statement per batch (one round trip, one transaction)."""
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start:start + _ROWS_PER_STATEMENT]
+            sql = _write_statement(len(chunk), reservation is not None)
+            values = [v for row in chunk for v in self._values(row)]
+            if reservation is not None:
+                values.append(reservation)
+                reservation = None  # dropped with the first chunk
 
-    @staticmethod
-    def _add_to_totals(c: psycopg.Connection[Any], rows: Sequence[LedgerRow]) -> None:
-        with c.cursor() as cur:
-            cur.execute(_WRITER_LOCK)
-            budgets = cur.execute(
-                "SELECT budget, period_start, provider, model, tags FROM computekit_budget_totals"
-            ).fetchall()
-        adds: dict[str, Decimal] = {}
-        for key, start, provider, model, tags in budgets:
-            scope = Charge(name=key, limit=Decimal(0), period="", start=start, amount=None, provider=provider,
-                           model=model, tags=tuple(sorted(tags.items())))
-            for row in rows:
-                if _aware(row.ts) >= start and covers(scope, row.provider, row.model, row.tags):
-                    adds[key] = adds.get(key, Decimal(0)) + counted(row.cost, row.reserved)
-        # (A total's period and scope change only under _REFRESH_LOCK, which waits for this transaction.)
-        keys = sorted(k for k, v in adds.items() if v)
-        if not keys:
-            return
-        if len(keys) > 1:  # lock them in budget order first: two writers never wait for each other in a cycle
-            c.execute("SELECT budget FROM computekit_budget_totals WHERE budget = ANY(%s) ORDER BY budget "
-                      "FOR UPDATE", (keys,))
-        c.execute(
-            "UPDATE computekit_budget_totals AS t SET spent = t.spent + v.amount "
-            "FROM unnest(%s::text[], %s::numeric[]) AS v(budget, amount) WHERE t.budget = v.budget",
-            (keys, [adds[k] for k in keys]),
-        )
+            def run(c: psycopg.Connection[Any], sql: str = sql, values: list[object] = values) -> None:
+                c.execute(sql, values)  # a statement built by this module
+
+            self._retrying(run)
+
+    def _retrying(self, work: Callable[[psycopg.Connection[Any]], object]) -> None:
+        """Run one statement (autocommit: its own transaction), again if the server broke a deadlock with it
+        (two writers whose rows count in the same budgets, locked in another order): nothing of it was kept."""
+        for attempt in range(_DEADLOCK_TRIES):
+            try:
+                with self._lock:
+                    work(self._connection())
+                return
+            except self._psycopg.errors.DeadlockDetected:
+                if attempt == _DEADLOCK_TRIES - 1:
+                    raise
 
     def flush(self) -> None:
         if self._writer is not None:
@@ -296,31 +324,49 @@ class PostgresLedger(Ledger):
 
     def reserve(self, charges: Sequence[Charge], *, now: dt.datetime, ttl_s: float) -> str:
         rid = uuid.uuid4().hex
-        expires = now + dt.timedelta(seconds=ttl_s)
+        keys = [ch.key for ch in charges]
+        params = {"keys": keys, "starts": [ch.start for ch in charges], "amounts": [ch.amount for ch in charges],
+                  "limits": [ch.limit for ch in charges], "now": now, "rid": rid,
+                  "expires": now + dt.timedelta(seconds=ttl_s)}
         self.flush()  # spend includes every row recorded before
-        for _ in range(_REFRESH_TRIES):
-            with self._tx() as c:
-                usage = self._locked_usage(c, charges, now)
-                if isinstance(usage, dict):
-                    for charge in charges:
-                        spent, reserved = usage[charge.key]
-                        if not fits(charge, spent, reserved):
-                            raise refusal(charge, spent, reserved)  # rolls back: nothing reserved
-                    with c.cursor() as cur:
-                        cur.executemany(
-                            "INSERT INTO computekit_reservations (id, budget, amount, expires) "
-                            "VALUES (%s, %s, %s, %s)",
-                            [(rid, ch.key, ch.amount, expires) for ch in charges],
-                        )
-                    return rid
-            self._refresh(usage)  # outside the transaction above: it gave up its locks
+        deadlocks = 0
+        for _ in range(_REFRESH_TRIES + _DEADLOCK_TRIES):
+            # One round trip: the totals are locked in budget order by the first statement; the second (a new
+            # snapshot, taken once the locks are held) reads spend and reservations and reserves if all fit.
+            try:
+                with self._lock:
+                    c = self._connection()
+                    with c.pipeline(), c.transaction():
+                        c.execute(_LOCK_TOTALS, (sorted(set(keys)),))
+                        cur = c.execute(_RESERVE, params)
+                    found = {row[0]: row[1:] for row in cur.fetchall()}  # budget -> fresh, spent, reserved, fits
+            except self._psycopg.errors.DeadlockDetected:
+                # A settle whose row counts in several of these budgets locked them in another order; the server
+                # rolled this transaction back: nothing was reserved.
+                deadlocks += 1
+                if deadlocks == _DEADLOCK_TRIES:
+                    raise
+                continue
+            stale = [ch for ch in charges if not found[ch.key][0]]
+            if stale:
+                self._refresh(stale)  # nothing was reserved: compute the totals, then try again
+                continue
+            if found[keys[0]][3]:
+                return rid
+            for charge in charges:
+                _, spent, reserved, _ = found[charge.key]
+                spent, reserved = Decimal(spent), Decimal(reserved)
+                if not fits(charge, spent, reserved):
+                    raise refusal(charge, spent, reserved)
+            raise refusal(charges[0], Decimal(found[keys[0]][1]), Decimal(found[keys[0]][2]))  # pragma: no cover
         raise RuntimeError("budget totals kept changing period while reserving")  # pragma: no cover
 
     def settle(self, reservation: str, row: LedgerRow | None) -> None:
-        with self._tx() as c:
-            if row is not None:
-                self._insert(c, [row])
-            c.execute("DELETE FROM computekit_reservations WHERE id = %s", (reservation,))
+        if row is None:
+            with self._lock:
+                self._connection().execute("DELETE FROM computekit_reservations WHERE id = %s", (reservation,))
+            return
+        self._write([row], reservation)
 
     def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
         self.flush()
