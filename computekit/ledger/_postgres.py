@@ -336,9 +336,17 @@ class PostgresLedger(Ledger):
             try:
                 with self._lock:
                     c = self._connection()
-                    with c.pipeline(), c.transaction():
-                        c.execute(_LOCK_TOTALS, (sorted(set(keys)),))
-                        cur = c.execute(_RESERVE, params)
+                    try:
+                        # BEGIN and COMMIT sent as statements: psycopg's transaction() would wait for each
+                        with c.pipeline():
+                            c.execute("BEGIN")
+                            c.execute(_LOCK_TOTALS, (sorted(set(keys)),))
+                            cur = c.execute(_RESERVE, params)
+                            c.execute("COMMIT")
+                    except BaseException:
+                        if not c.closed and c.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
+                            c.execute("ROLLBACK")  # a failed statement left the transaction open: nothing kept
+                        raise
                     found = {row[0]: row[1:] for row in cur.fetchall()}  # budget -> fresh, spent, reserved, fits
             except self._psycopg.errors.DeadlockDetected:
                 # A settle whose row counts in several of these budgets locked them in another order; the server
