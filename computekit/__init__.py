@@ -7,6 +7,7 @@
     print(r.text, r.cost.total)
 """
 
+from ._budget import BudgetStatus
 from ._client import AsyncClient, AsyncPredictionStream, AsyncStream, Client, PredictionStream, Stream
 from ._constants import NOT_GIVEN
 from ._defaults import (
@@ -91,6 +92,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "BudgetStatus",
     "Chunk",
     "Client",
     "Completion",

@@ -37,8 +37,11 @@ from .ledger._budgets import Charge, covers, period_start
 
 if TYPE_CHECKING:
     from ._core import Core, Target
+    from .ledger import Ledger
 
-__all__ = ["FALLBACK_OUTPUT_TOKENS", "Reservation", "charges", "worst_case"]
+__all__ = [
+    "FALLBACK_OUTPUT_TOKENS", "BudgetStatus", "Estimated", "Reservation", "budget_status", "charges", "worst_case",
+]
 
 FALLBACK_OUTPUT_TOKENS: Final = 32_768
 """Output tokens reserved for a call without ``max_tokens`` on a model whose maximum output and context window
@@ -56,6 +59,17 @@ class Reservation:
 
     id: str
     amount: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class Estimated:
+    """A request whose worst case is a figure computed before it (a fine-tuning job's estimate): what a budget
+    reserves for it (``None``: unknown, handled by the budget's ``unknown_price``)."""
+
+    amount: Decimal | None
+
+    def worst_case_cost(self, prices: Any) -> Decimal | None:
+        return self.amount
 
 
 def _input_bound(req: Any) -> int:
@@ -159,4 +173,60 @@ def charges(
     for c in scoped:
         allow = budgets[c.name].unknown_price == "allow"
         out.append(replace(c, amount=amount if amount is not None else (Decimal(0) if allow else None)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """Where one budget stands in its current period (``client.budget_status()``, ``computekit budgets``).
+
+    Attributes:
+        name: The budget's name (``"default"`` for ``[budget]``).
+        limit: Its limit in USD.
+        period: ``day | week | month | total`` (UTC calendar periods).
+        period_start: When the current period began (UTC).
+        spent: What the attempts it covers cost in this period (an attempt of unknown cost counts the worst
+            case it reserved).
+        reserved: The worst cases reserved by calls in flight and fine-tuning jobs still running.
+        remaining: What a new reservation can still take: ``limit - spent - reserved``, never below 0.
+        provider: Its scope: only this provider (``None``: any).
+        model: Its scope: only this model (``None``: any).
+        tags: Its scope: only calls with all of these tags.
+    """
+
+    name: str
+    limit: Decimal
+    period: str
+    period_start: dt.datetime
+    spent: Decimal
+    reserved: Decimal
+    remaining: Decimal
+    provider: str | None = None
+    model: str | None = None
+    tags: dict[str, str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The status as JSON-ready values (money as exact decimal strings)."""
+        return {"name": self.name, "limit_usd": str(self.limit), "period": self.period,
+                "period_start": self.period_start.isoformat(), "spent": str(self.spent),
+                "reserved": str(self.reserved), "remaining": str(self.remaining), "provider": self.provider,
+                "model": self.model, "tags": dict(self.tags or {})}
+
+
+def budget_status(budgets: Mapping[str, BudgetConfig], ledger: Ledger, at: dt.datetime) -> dict[str, BudgetStatus]:
+    """Each budget with a limit, as it stands at ``at`` (read from ``ledger.budget_usage``, which also drops
+    reservations past their TTL)."""
+    out: dict[str, BudgetStatus] = {}
+    for name, b in budgets.items():
+        if b.limit_usd is None:
+            continue
+        start = period_start(b.period, at)
+        charge = Charge(name=name, limit=b.limit_usd, period=b.period, start=start, amount=None,
+                        provider=b.provider, model=b.model, tags=tuple(sorted(b.tags.items())))
+        spent, reserved = ledger.budget_usage(charge, now=at)
+        out[name] = BudgetStatus(
+            name=name, limit=b.limit_usd, period=b.period, period_start=start, spent=spent, reserved=reserved,
+            remaining=max(b.limit_usd - spent - reserved, Decimal(0)), provider=b.provider, model=b.model,
+            tags=dict(b.tags),
+        )
     return out

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._budget import Reservation
+from ._budget import BudgetStatus, Reservation
 from ._config import RouteConfig
 from ._constants import (
     DEFAULT_POLL_INTERVAL_S,
@@ -26,7 +26,7 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import Core, Run, Target, call_options, check_tags, normalise_messages, now
+from ._core import Core, Run, Target, call_options, check_tags, ledger_call, normalise_messages, now
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -595,7 +595,8 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                 ):
                     with attempt:
                         _bound(http, target, run)
-                        held = core.reserve(target, creq, st.tags)  # budgets: before any HTTP
+                        # budgets: before any HTTP (in a worker thread when the ledger is remote)
+                        held = await ledger_call(core, partial(core.reserve, target, creq, st.tags))
                         started, t0 = now(), time.perf_counter()
                         cm = self._client._transport.stream(http, target.provider, target.model)
                         try:
@@ -630,8 +631,8 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                 finally:
                     await cm.__aexit__(None, None, None)
                 result = st.finish(target, decoder, head)
-                core.succeeded("stream", target, result, started, t0, st.attempts, st.tags, first_byte,
-                               reservation=held)
+                await ledger_call(core, partial(core.succeeded, "stream", target, result, started, t0, st.attempts,
+                                                st.tags, first_byte, reservation=held))
                 st.result = result
                 return
             except ProviderError as e:
@@ -888,6 +889,18 @@ class _BaseClient:
     def ledger(self) -> Ledger:
         """The cost ledger: every attempt of every call made through this client's settings."""
         return self._core.ledger
+
+    def budget_status(self) -> dict[str, BudgetStatus]:
+        """Where each configured budget stands in its current period, by name: ``limit``, ``period``, ``spent``,
+        ``reserved`` (calls in flight, fine-tuning jobs still running) and ``remaining``. Empty without budgets.
+
+        Returns:
+            A :class:`BudgetStatus` per budget name (``"default"`` for ``[budget]``).
+
+        Raises:
+            ConfigError: The ledger cannot enforce budgets.
+        """
+        return self._core.budget_status()
 
     def _ended(self, prediction: Prediction) -> None:
         target = Target(self._core.adapter(prediction.provider), prediction.model)
@@ -1339,7 +1352,10 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
             async def once(target: Target = target, req: Any = req, http: HTTPRequest = http,
                      idempotent: bool = idempotent, at_most_once: bool = at_most_once) -> Any:
                 _bound(http, target, run, plan.deadline)
-                held = core.reserve(target, req, tags) if plan.record else None  # budgets: before any HTTP
+                # Budgets: reserved before any HTTP, settled with the attempt's row; off the event loop when the
+                # ledger is remote (ledger_call). Steps of a plan that records nothing stay inline.
+                io = plan.record
+                held = await ledger_call(core, partial(core.reserve, target, req, tags)) if io else None
                 started, t0 = now(), time.perf_counter()
                 try:
                     resp = await self._transport.send(http, target.provider, target.model)
@@ -1347,16 +1363,16 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
                         raise target.adapter.map_error(resp, target.model)
                     result = parse(target, req, resp)
                 except ProviderError as e:
-                    core.failed(verb, target, e, started, t0, attempts, tags, record=plan.record,
-                                reservation=held)
+                    await ledger_call(core, partial(core.failed, verb, target, e, started, t0, attempts, tags,
+                                                    record=plan.record, reservation=held), offload=io)
                     if at_most_once:
                         _note_not_retried(core, e, idempotent)
                     raise
                 except BaseException:
-                    core.release(held)
+                    await ledger_call(core, partial(core.release, held), offload=held is not None)
                     raise
-                core.succeeded(verb, target, result, started, t0, attempts, tags, record=plan.record,
-                               reservation=held)
+                await ledger_call(core, partial(core.succeeded, verb, target, result, started, t0, attempts, tags,
+                                                record=plan.record, reservation=held), offload=io)
                 return result
 
             try:

@@ -76,6 +76,11 @@ DEFAULT_BUDGET_NAME: Final = "default"
 """The name of the budget written as ``[budget]`` (``[budgets.NAME]`` names the others)."""
 RESERVATION_TTL_S: Final = 3600.0
 """How long a budget reservation counts when it is never settled (its process died mid-call): an hour."""
+FINETUNE_RESERVATION_TTL_S: Final = 86_400.0
+"""How long a fine-tuning job's reservation (its estimate) counts before the job's cost is recorded: a day. It is
+settled when the launching client records the job's end; a job followed from another process (``attach``) writes
+its cost there, and the launcher's reservation then lapses after this long (or when its process ends, see
+docs/budgets.md)."""
 LEDGER_QUEUE_MAX: Final = 10_000
 """Rows the background ledger writer holds before ``record()`` waits for it (memory stays bounded)."""
 LEDGER_BATCH_MAX: Final = 500

@@ -13,14 +13,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from ._budget import Reservation, charges
+from ._budget import BudgetStatus, Estimated, Reservation, budget_status, charges
 from ._config import RouteConfig, Settings, load_settings
-from ._constants import NOT_GIVEN, RESERVATION_TTL_S, NotGiven
+from ._constants import FINETUNE_RESERVATION_TTL_S, NOT_GIVEN, RESERVATION_TTL_S, NotGiven
 from ._exceptions import (
     AllTargetsFailedError,
     APITimeoutError,
@@ -48,7 +48,9 @@ from .ledger import Ledger, LedgerRow, open_ledger
 from .pricing import PriceBook
 from .routing import Action, Router
 
-__all__ = ["ROW_TAPS", "Core", "Target"]
+__all__ = ["ROW_TAPS", "Core", "Target", "ledger_call"]
+
+_T = TypeVar("_T")
 
 ROW_TAPS: list[Callable[[LedgerRow], None]] = []
 """Called with every ledger row as it is recorded, whichever client and ledger (``"none"`` included) wrote it:
@@ -169,7 +171,8 @@ class Core:
         self._model_info: dict[tuple[str, str], ModelInfo] = {}
         """What hosts published about models (input schemas, hardware), looked up once per client."""
         self.budgets = self.settings.active_budgets()
-        self._held: dict[str, Reservation] = {}  # prediction id -> its reservation, settled when the run ends
+        # prediction id / finetune once_key -> its reservation, settled when the run or job ends
+        self._held: dict[str, Reservation] = {}
 
     # ----------------------------------------------------------------------------------------- ledger
 
@@ -186,9 +189,10 @@ class Core:
 
     # ----------------------------------------------------------------------------------------- budgets
 
-    def reserve(self, target: Target, req: Any, tags: Mapping[str, str] | None) -> Reservation | None:
+    def reserve(self, target: Target, req: Any, tags: Mapping[str, str] | None,
+                ttl_s: float = RESERVATION_TTL_S) -> Reservation | None:
         """Reserve an attempt's worst-case cost in every budget that covers it, before it is sent (``None``: no
-        budget covers it).
+        budget covers it). ``ttl_s``: how long it counts if it is never settled.
 
         Raises:
             BudgetExceededError: It does not fit in a budget, or its worst case is unknown (nothing was sent).
@@ -198,9 +202,29 @@ class Core:
         wanted = charges(self, self.budgets, target, req, tags, now())
         if not wanted:
             return None
-        rid = self.ledger.reserve(wanted, now=now(), ttl_s=RESERVATION_TTL_S)
+        rid = self.ledger.reserve(wanted, now=now(), ttl_s=ttl_s)
         amounts = [c.amount for c in wanted if c.amount is not None]
         return Reservation(rid, max(amounts) if amounts else None)
+
+    def budget_status(self) -> dict[str, BudgetStatus]:
+        """Each configured budget's limit, spend, reservations and what is left, by name (read from the ledger).
+
+        Raises:
+            ConfigError: The ledger cannot enforce budgets.
+        """
+        if not self.budgets:
+            return {}
+        return budget_status(self.budgets, self.ledger, now())
+
+    @property
+    def ledger_blocks(self) -> bool:
+        """Whether a reservation or its settlement waits on the network: under a budget, with a remote ledger
+        (:attr:`Ledger.blocking_io`), or one not opened yet (opening it may connect). Without a budget rows are
+        queued to the writer thread and never block."""
+        if not self.budgets:
+            return False
+        opened = self._ledger
+        return opened is None or opened.blocking_io
 
     def flush(self) -> None:
         """Write every row recorded so far (the ledger may batch them off the call path)."""
@@ -569,6 +593,25 @@ class Core:
 
         return prepare(self, model, training_file, **options).estimate
 
+    def finetune_reserve(self, target: Target, estimate: Cost, tags: Mapping[str, str] | None) -> Reservation | None:
+        """Reserve a fine-tuning job's estimate (``job.estimate``) in every budget that covers it, before anything
+        is uploaded; an unknown estimate follows the budget's ``unknown_price``.
+
+        Raises:
+            BudgetExceededError: The estimate does not fit, or is unknown and a budget refuses that.
+        """
+        return self.reserve(target, Estimated(estimate.total), tags, ttl_s=FINETUNE_RESERVATION_TTL_S)
+
+    def finetune_launched(self, job: FineTuneJob, reservation: Reservation | None) -> None:
+        """Hold a launched job's reservation until its cost is recorded (:meth:`finetune_ended`); a launch that
+        returned no job id has nothing to settle later, so its reservation is dropped."""
+        if reservation is None:
+            return
+        if job.id is None:
+            self.release(reservation)
+            return
+        self._held[_finetune_key(job.provider, job.id)] = reservation
+
     def finetune_ended(self, target: Target, job: FineTuneJob, tags: Mapping[str, str] | None) -> None:
         """Price a job that has ended from what the provider reported, and write it to the ledger once (keyed by
         provider and job id, so another process or a second ``wait()`` does not write it again)."""
@@ -591,7 +634,11 @@ class Core:
             attempt.error = f"fine-tuning job {job.status}: {job.error or ''}".strip()
             attempt.error_type = "FineTuneFailedError" if job.status == "failed" else "FineTuneCanceled"
         usage = Usage(input_tokens=bill.trained_tokens or 0, gpu_seconds=bill.gpu_seconds, hardware=hardware)
-        self.record("finetune", attempt, usage, tags, once_key=f"finetune:{target.provider}:{job.id}")
+        key = _finetune_key(target.provider, job.id)
+        # The reservation taken at launch (by this client) is settled by the job's one row; a job followed from
+        # another client or process has none here: the launcher's lapses after FINETUNE_RESERVATION_TTL_S.
+        held = self._held.pop(key, None)
+        self.record("finetune", attempt, usage, tags, held, once_key=key)
 
     def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None,
                reservation: Reservation | None = None, once_key: str | None = None) -> None:
@@ -631,6 +678,38 @@ class Core:
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+async def ledger_call(core: Core, step: Callable[[], _T], *, offload: bool = True) -> _T:
+    """Run a step that reserves, settles or records (``step``) from async code: in a worker thread when the
+    ledger waits on the network (:attr:`Core.ledger_blocks`), so the event loop never does; inline otherwise
+    (SQLite answers in well under a millisecond, less than the hop to a thread). ``offload=False``: inline.
+
+    A call canceled while its step runs in the thread lets the step finish; a reservation it made is released.
+    """
+    if not offload or not core.ledger_blocks:
+        return step()
+    import asyncio
+
+    task = asyncio.ensure_future(asyncio.to_thread(step))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        loop = asyncio.get_running_loop()
+
+        def drop(done: asyncio.Future[_T]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                made = done.result()
+                if isinstance(made, Reservation):  # nobody will settle it: free it now, not at its TTL
+                    loop.run_in_executor(None, core.release, made)
+
+        task.add_done_callback(drop)
+        raise
+
+
+def _finetune_key(provider: str, job_id: str) -> str:
+    """A job's ``once_key`` in the ledger (and the key of its held reservation)."""
+    return f"finetune:{provider}:{job_id}"
 
 
 def call_options(**given: Any) -> dict[str, Any]:

@@ -3,12 +3,14 @@ under the same names; checking, estimating, pricing and the ledger are :mod:`com
 
 Every request (upload, launch, poll, cancel, events) goes through the client's one ``_send`` loop, so it is retried
 like any other call (a 5xx on a status GET is retried; GETs are idempotent). None of them is a billed attempt: the
-job's cost is priced and written to the ledger once, when the job ends.
+job's cost is priced and written to the ledger once, when the job ends. Under a budget, the job's estimate is
+reserved before the first upload and held until then (released when the launch fails).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import _finetune
@@ -19,7 +21,7 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import Target, check_tags, split_model_id
+from ._core import Target, check_tags, ledger_call, split_model_id
 from ._types import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 from .adapters._base import HTTPRequest, HTTPResponse
 
@@ -136,21 +138,28 @@ class FineTuning:
         if dry_run:
             return launch.dry_run()
         target, req, adapter = launch.target, launch.request, launch.target.adapter
-        for file, purpose in launch.files():
-            https = adapter.build_uploads(req, file, purpose)
-            last: HTTPResponse | None = None
-            for http in https:
-                last = self._send(_step("finetune.upload", target, http, lambda r: r))
-            if last is not None:
-                file.ref = adapter.parse_upload(req, file, last)
-        estimate = launch.estimate
-        est_http = adapter.build_finetune_estimate(req)
-        if est_http is not None:
-            resp = self._send(_step("finetune.estimate", target, est_http, lambda r: r))
-            bill = adapter.parse_finetune_estimate(req, resp)
-            estimate = _finetune.with_provider_estimate(estimate, bill, target.provider)
-        job: FineTuneJob = self._send(_step("finetune", target, adapter.build_finetune(req),
-                                            lambda r: adapter.parse_finetune(target.model, r)))
+        # Budgets: the estimate is reserved before any upload, held while the job runs, settled by its cost.
+        held = self._core.finetune_reserve(target, launch.estimate, tags)
+        try:
+            for file, purpose in launch.files():
+                https = adapter.build_uploads(req, file, purpose)
+                last: HTTPResponse | None = None
+                for http in https:
+                    last = self._send(_step("finetune.upload", target, http, lambda r: r))
+                if last is not None:
+                    file.ref = adapter.parse_upload(req, file, last)
+            estimate = launch.estimate
+            est_http = adapter.build_finetune_estimate(req)
+            if est_http is not None:
+                resp = self._send(_step("finetune.estimate", target, est_http, lambda r: r))
+                bill = adapter.parse_finetune_estimate(req, resp)
+                estimate = _finetune.with_provider_estimate(estimate, bill, target.provider)
+            job: FineTuneJob = self._send(_step("finetune", target, adapter.build_finetune(req),
+                                                lambda r: adapter.parse_finetune(target.model, r)))
+        except BaseException:
+            self._core.release(held)  # nothing launched: nothing to hold
+            raise
+        self._core.finetune_launched(job, held)
         job.estimate = estimate
         job._client, job._tags = self, tags
         if job.done:
@@ -313,21 +322,29 @@ class AsyncFineTuning:
         if dry_run:
             return launch.dry_run()
         target, req, adapter = launch.target, launch.request, launch.target.adapter
-        for file, purpose in launch.files():
-            https = adapter.build_uploads(req, file, purpose)
-            last: HTTPResponse | None = None
-            for http in https:
-                last = await self._send(_step("finetune.upload", target, http, lambda r: r))
-            if last is not None:
-                file.ref = adapter.parse_upload(req, file, last)
-        estimate = launch.estimate
-        est_http = adapter.build_finetune_estimate(req)
-        if est_http is not None:
-            resp = await self._send(_step("finetune.estimate", target, est_http, lambda r: r))
-            bill = adapter.parse_finetune_estimate(req, resp)
-            estimate = _finetune.with_provider_estimate(estimate, bill, target.provider)
-        job: FineTuneJob = await self._send(_step("finetune", target, adapter.build_finetune(req),
-                                                  lambda r: adapter.parse_finetune(target.model, r)))
+        # Budgets: the estimate is reserved before any upload, held while the job runs, settled by its cost.
+        held = await ledger_call(self._core, partial(self._core.finetune_reserve, target, launch.estimate, tags))
+        try:
+            for file, purpose in launch.files():
+                https = adapter.build_uploads(req, file, purpose)
+                last: HTTPResponse | None = None
+                for http in https:
+                    last = await self._send(_step("finetune.upload", target, http, lambda r: r))
+                if last is not None:
+                    file.ref = adapter.parse_upload(req, file, last)
+            estimate = launch.estimate
+            est_http = adapter.build_finetune_estimate(req)
+            if est_http is not None:
+                resp = await self._send(_step("finetune.estimate", target, est_http, lambda r: r))
+                bill = adapter.parse_finetune_estimate(req, resp)
+                estimate = _finetune.with_provider_estimate(estimate, bill, target.provider)
+            job: FineTuneJob = await self._send(_step("finetune", target, adapter.build_finetune(req),
+                                                      lambda r: adapter.parse_finetune(target.model, r)))
+        except BaseException:
+            # nothing launched: nothing to hold
+            await ledger_call(self._core, partial(self._core.release, held), offload=held is not None)
+            raise
+        self._core.finetune_launched(job, held)
         job.estimate = estimate
         job._client, job._tags = self, tags
         if job.done:

@@ -7,6 +7,7 @@
     computekit prices openai:gpt-4o-mini    the per-1M-token rates that apply today, and their source
     computekit predict replicate:owner/name -i prompt=... [--no-wait] [--save DIR]
     computekit report --by model            spend from the ledger (table, csv or json; --calls, --plot, --html)
+    computekit budgets                      each budget: limit, spent, reserved, remaining in its period
     computekit finetune estimate|create|status|events|cancel|wait    fine-tuning jobs, with their cost
     computekit demo                         offline: recorded calls, their exact costs, and a ledger report
 
@@ -36,10 +37,11 @@ from ._exceptions import ComputeKitError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ._budget import BudgetStatus
     from ._client import Client
     from ._core import Core
     from ._types import Attempt, Completion, Cost, Embeddings
-    from .ledger import Calls, Report
+    from .ledger import Calls, Ledger, Report
     from .pricing import TokenRates
 
 __all__ = ["app", "main"]
@@ -76,6 +78,11 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="A computekit.toml (default: $COMPUTEKIT_CONFIG, else ./computekit.toml)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LedgerOption = Annotated[
+    str | None,
+    typer.Option("--ledger", help="The ledger to read: sqlite:///path, a path, or postgresql://... "
+                                  "(default: the configured one)."),
+]
 
 
 # --------------------------------------------------------------------------------------------- output helpers
@@ -621,6 +628,22 @@ def _check_plotting() -> None:
         _fail("--plot and --html need matplotlib: pip install 'computekit[plot]'")
 
 
+def _reading_ledger(core: Core, url: str | None) -> tuple[Ledger | None, str]:
+    """The ledger to read (``--ledger``, else the configured one), opened through ``open_ledger`` whatever its
+    kind, unbuffered (nothing is written); ``None`` for a ledger file not created yet (reading must not create
+    it). Also how to name it."""
+    from .ledger import default_ledger_path, open_ledger
+    from .ledger._sqlite import path_from_url
+
+    url = url if url is not None else core.settings.ledger.url
+    if url is None or "://" not in url or url.startswith("sqlite:"):
+        path = default_ledger_path() if url is None else Path(path_from_url(url))
+        if str(path) != ":memory:" and not path.expanduser().exists():
+            return None, f"{path} (not created yet)"
+    ledger = open_ledger(url)
+    return ledger, repr(ledger)
+
+
 @app.command()
 def report(
     by: Annotated[
@@ -644,6 +667,7 @@ def report(
                      help="Also write a self-contained HTML report (the chart and the tables). "
                           "Needs computekit[plot]."),
     ] = None,
+    ledger_url: LedgerOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Spend recorded in the configured ledger, grouped (every attempt: fallbacks and failures too)."""
@@ -658,26 +682,20 @@ def report(
     stop = _when(until, "--until", end=True)
     if plot is not None or html is not None:
         _check_plotting()
-    from .ledger import default_ledger_path
     from .ledger._base import build_report
-    from .ledger._sqlite import path_from_url
 
     need_rows = calls or plot is not None or html is not None
     with _errors():
-        client = _client(config)
-        url = client.settings.ledger.url
-        path = default_ledger_path() if url is None else Path(path_from_url(url)) if url.startswith("sqlite") else None
-        if path is not None and str(path) != ":memory:" and not path.expanduser().exists():
-            # Reading must not create a ledger file: nothing recorded yet is an empty report.
+        ledger, where = _reading_ledger(_core(config), ledger_url)
+        if ledger is None:  # nothing recorded yet: an empty report
             rep = build_report([], by, since=start, until=stop)
             view = Calls([], since=start, until=stop)
-            where = f"{path} (not created yet)"
         else:
-            ledger = client.ledger
-            rep = ledger.report(by, since=start, until=stop)
-            view = ledger.calls(since=start, until=stop) if need_rows else Calls([], since=start, until=stop)
-            where = repr(ledger)
-            ledger.close()
+            try:
+                rep = ledger.report(by, since=start, until=stop)
+                view = ledger.calls(since=start, until=stop) if need_rows else Calls([], since=start, until=stop)
+            finally:
+                ledger.close()
     if plot is not None:
         view.plot(plot)
         _console(stderr=True).print(f"wrote the cost chart to {plot}", markup=False)
@@ -695,6 +713,60 @@ def report(
         print_calls(_console(), view, title=f"calls — {where}")
     else:
         print_report(_console(), rep, title=f"spend by {by} — {where}")
+
+
+@app.command()
+def budgets(
+    json_out: JsonOption = False,
+    ledger_url: LedgerOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Each configured budget in its current period: limit, spent, reserved by calls in flight, what is left."""
+    import json
+
+    from ._budget import budget_status
+    from ._core import now
+
+    with _errors():
+        core = _core(config)
+        configured = core.settings.active_budgets()
+        statuses: dict[str, BudgetStatus] = {}
+        if configured:
+            ledger, where = _reading_ledger(core, ledger_url)
+            if ledger is None:  # nothing recorded yet: everything is left (an empty ledger, in memory)
+                from .ledger import open_ledger
+
+                ledger = open_ledger("sqlite://:memory:")
+            try:
+                statuses = budget_status(configured, ledger, now())
+            finally:
+                ledger.close()
+    if json_out:
+        typer.echo(json.dumps({name: st.as_dict() for name, st in statuses.items()}, indent=2))
+        return
+    if not statuses:
+        typer.echo("no budgets configured: set [budget] limit_usd (or [budgets.NAME]) in computekit.toml")
+        return
+    print_budgets(_console(), list(statuses.values()), title=f"budgets — {where}")
+
+
+def print_budgets(console: Console, statuses: list[BudgetStatus], *, title: str) -> None:
+    """Budget statuses as a table (money exact)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("budget", "left"), ("scope", "left"), ("period", "left"), ("limit", "right"),
+                          ("spent", "right"), ("reserved", "right"), ("remaining", "right"), ("used", "right")):
+        table.add_column(name, justify=justify, no_wrap=name != "scope")  # type: ignore[arg-type]
+    for st in statuses:
+        scope = [f"provider={st.provider}"] if st.provider else []
+        scope += [f"model={st.model}"] if st.model else []
+        scope += [f"{k}={v}" for k, v in sorted((st.tags or {}).items())]
+        used = (st.spent + st.reserved) / st.limit * 100 if st.limit else Decimal(0)
+        period = st.period if st.period == "total" else f"{st.period} from {st.period_start:%Y-%m-%d}"
+        table.add_row(_escape(st.name), _escape(" ".join(scope) or "all calls"), period, _money(st.limit),
+                      _money(st.spent), _money(st.reserved), _money(st.remaining), f"{used:.1f}%")
+    console.print(table)
 
 
 # --------------------------------------------------------------------------------------------- demo

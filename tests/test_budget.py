@@ -162,6 +162,106 @@ def test_running_totals_follow_rows_from_other_connections(ledger_url: str) -> N
         b.close()
 
 
+def test_a_row_written_once_counts_once(ledger_url: str) -> None:
+    """A finished job's row (``once_key``) reported by two processes: one row, counted once in the total."""
+    a, b = open_ledger(ledger_url), open_ledger(ledger_url)
+    try:
+        assert a.budget_usage(charge("0"), now=NOW) == (0, 0)  # the running total exists from here on
+        a.record(row("0.3", once_key="finetune:openai:ftjob-1"))
+        b.settle(b.reserve([charge("0.5")], now=NOW, ttl_s=60), row("0.3", once_key="finetune:openai:ftjob-1"))
+        assert a.budget_usage(charge("0"), now=NOW) == (Decimal("0.3"), Decimal(0))
+        assert len(a.rows()) == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_writers_and_reservations_racing_keep_the_total_exact(ledger_url: str) -> None:
+    """Threads on three connections record rows (some in batches) and reserve + settle, while the first
+    reservation creates the budget's running total: at the end it equals the sum of the rows."""
+    ledgers = [open_ledger(ledger_url) for _ in range(3)]
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+    roomy = charge("0.001", limit="1000")
+
+    def writer(i: int) -> None:
+        barrier.wait()
+        for n in range(20):
+            if n % 5 == 0:
+                ledgers[i % 3].record_many([row("0.002"), row(None, reserved="0.003")])
+            else:
+                ledgers[i % 3].record(row("0.001"))
+
+    def reserver(i: int) -> None:
+        barrier.wait()
+        for _ in range(20):
+            rid = ledgers[i % 3].reserve([roomy], now=NOW, ttl_s=60)
+            ledgers[i % 3].settle(rid, row("0.0005", reserved="0.001"))
+
+    def guarded(fn: Any, i: int) -> None:
+        try:
+            fn(i)
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=guarded, args=(writer if i % 2 else reserver, i)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        rows_ = ledgers[0].rows()
+        assert len(rows_) == 3 * 20 + 3 * 4 + 3 * 20
+        expected = sum((counted(r.cost, r.reserved) for r in rows_), Decimal(0))
+        for lg in ledgers:
+            assert lg.budget_usage(roomy, now=NOW) == (expected, Decimal(0))
+    finally:
+        for lg in ledgers:
+            lg.close()
+
+
+def test_postgres_reads_the_running_total_not_the_rows(postgres_url: str) -> None:
+    """Once a budget's total exists, reserve and settle read and update it (O(1)); the rows are summed again
+    only for a new period. A row inserted behind the ledger's back shows it."""
+    import psycopg
+
+    lg = open_ledger(postgres_url)
+    try:
+        lg.settle(lg.reserve([charge("0.5")], now=NOW, ttl_s=60), row("0.25", reserved="0.5"))
+        with psycopg.connect(postgres_url, autocommit=True) as c:
+            c.execute("INSERT INTO computekit_attempts (ts, verb, provider, model, outcome, latency_ms, cost) "
+                      "VALUES (%s, 'complete', 'openai', 'gpt-4o-mini', 'success', 1, 0.125)", (NOW,))
+            [(total,)] = c.execute("SELECT spent FROM computekit_budget_totals").fetchall()
+        assert total == Decimal("0.25")
+        assert lg.budget_usage(charge("0"), now=NOW)[0] == Decimal("0.25")  # the total, not a sum
+        week = charge("0", period="week", start=period_start("week", NOW))  # a new budget: summed from the rows
+        assert lg.budget_usage(week, now=NOW)[0] == Decimal("0.375")
+    finally:
+        lg.close()
+
+
+def test_postgres_v1_ledger_is_migrated_and_its_rows_counted(postgres_url: str) -> None:
+    import psycopg
+
+    lg = open_ledger(postgres_url)
+    lg.record(row("0.25"))
+    lg.close()
+    with psycopg.connect(postgres_url, autocommit=True) as c:  # back to schema v1, as computekit 0.1 left it
+        c.execute("DROP TABLE computekit_budget_totals")
+        c.execute("DROP INDEX computekit_reservations_expires")
+        c.execute("DELETE FROM computekit_schema_version WHERE version > 1")
+    lg = open_ledger(postgres_url)
+    try:
+        assert lg.budget_usage(charge("0"), now=NOW)[0] == Decimal("0.25")
+        lg.settle(lg.reserve([charge("0.5")], now=NOW, ttl_s=60), row("0.5", reserved="0.5"))
+        assert lg.budget_usage(charge("0"), now=NOW) == (Decimal("0.75"), Decimal(0))
+        with psycopg.connect(postgres_url) as c:
+            assert c.execute("SELECT MAX(version) FROM computekit_schema_version").fetchone() == (2,)
+    finally:
+        lg.close()
+
+
 @pytest.mark.parametrize(
     ("scope", "counted_ids"),
     [
@@ -603,3 +703,76 @@ def test_budget_config_forms(tmp_path: Path) -> None:
     assert active["default"].unknown_price == "refuse"
     assert active["gpt4o"].model == "openai:gpt-4o"
     assert ck.Client(config=None, ledger="none").settings.active_budgets() == {}
+
+
+# ============================================================================================= async, remote ledger
+
+
+class _Watched:
+    """A SQLite ledger that notes the thread of each reserve and settle, and can say it is remote."""
+
+    def __init__(self, path: Path, *, remote: bool) -> None:
+        from computekit.ledger import SQLiteLedger
+
+        outer = self
+
+        class Watched(SQLiteLedger):
+            blocking_io = remote
+
+            def reserve(self, charges: Any, *, now: dt.datetime, ttl_s: float) -> str:
+                outer.threads.append(("reserve", threading.current_thread()))
+                outer.entered.set()
+                assert outer.go.wait(10)
+                return super().reserve(charges, now=now, ttl_s=ttl_s)
+
+            def settle(self, reservation: str, row: LedgerRow | None) -> None:
+                outer.threads.append(("settle" if row is not None else "release", threading.current_thread()))
+                super().settle(reservation, row)
+
+        self.threads: list[tuple[str, threading.Thread]] = []
+        self.entered, self.go = threading.Event(), threading.Event()
+        self.go.set()
+        self.ledger = Watched(path)
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
+async def test_async_reservations_leave_the_event_loop_only_for_a_remote_ledger(server: Server, tmp_path: Path,
+                                                                                remote: bool) -> None:
+    watched = _Watched(tmp_path / "w.db", remote=remote)
+    client = ck.AsyncClient(config=None, ledger=watched.ledger, budget={"limit_usd": "1"}, retry={"max_retries": 0},
+                            providers={"openai": {"base_url": server.url, "api_key": KEY}})
+    loop_thread = threading.current_thread()
+    r = await client.complete("openai:gpt-4o-mini", "hi", max_tokens=5)
+    assert [name for name, _ in watched.threads] == ["reserve", "settle"]
+    off_loop = [t is not loop_thread for _, t in watched.threads]
+    assert off_loop == [remote, remote]
+    assert client.ledger.budget_usage(charge("0", start=period_start("day", ck_now())), now=ck_now()) == (
+        r.cost.total, Decimal(0))
+    await client.aclose()
+    watched.ledger.close()
+
+
+async def test_an_async_call_canceled_while_reserving_off_the_loop_releases_its_reservation(
+        server: Server, tmp_path: Path) -> None:
+    import asyncio
+
+    watched = _Watched(tmp_path / "w.db", remote=True)
+    watched.go.clear()  # reserve() waits in its worker thread until told
+    client = ck.AsyncClient(config=None, ledger=watched.ledger, budget={"limit_usd": "1"}, retry={"max_retries": 0},
+                            providers={"openai": {"base_url": server.url, "api_key": KEY}})
+    task = asyncio.ensure_future(client.complete("openai:gpt-4o-mini", "hi", max_tokens=5))
+    assert await asyncio.to_thread(watched.entered.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    watched.go.set()  # the reservation is made after all: it must not outlive the canceled call
+    day = charge("0", start=period_start("day", ck_now()))
+    for _ in range(200):
+        if [n for n, _ in watched.threads] == ["reserve", "release"]:
+            break
+        await asyncio.sleep(0.01)
+    assert [n for n, _ in watched.threads] == ["reserve", "release"]
+    assert client.ledger.budget_usage(day, now=ck_now()) == (Decimal(0), Decimal(0))
+    assert server.hits == 0
+    await client.aclose()
+    watched.ledger.close()

@@ -827,3 +827,121 @@ def test_finetune_status_events_cancel_wait(config: Path, loopback: Loopback) ->
     assert result.exit_code == 2
     assert "FineTuneFailedError" in result.output
     assert "bad file" in result.output
+
+
+# ------------------------------------------------------------------------------ report and budgets: any ledger URL
+
+
+def _pg_rows(url: str) -> list[Any]:
+    import datetime as dt
+
+    from computekit.ledger import LedgerRow, open_ledger
+
+    now = dt.datetime.now(dt.UTC)
+    rows = [LedgerRow(ts=now, verb="complete", provider=p, model=f"{p}-m", outcome="success", latency_ms=2.0,
+                      cost=Decimal(c), tags={"customer": "acme"}) for p, c in (("openai", "0.25"), ("groq", "0.5"))]
+    lg = open_ledger(url)
+    lg.record_many(rows)
+    lg.close()
+    return rows
+
+
+def test_report_reads_a_postgresql_ledger(postgres_url: str, monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    _pg_rows(postgres_url)
+    monkeypatch.setenv("COMPUTEKIT_LEDGER", postgres_url)  # the configured ledger
+    result = _invoke("report", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert Decimal(data["total"]) == Decimal("0.75")
+    assert {r["key"]: Decimal(r["cost"]) for r in data["rows"]} == {"openai": Decimal("0.25"),
+                                                                    "groq": Decimal("0.5")}
+    monkeypatch.setenv("COMPUTEKIT_LEDGER", f"sqlite:///{tmp_path / 'other.db'}")
+    by_flag = _invoke("report", "--calls", "--format", "json", "--ledger", postgres_url)  # or named on the line
+    assert by_flag.exit_code == 0, by_flag.output
+    assert len(json.loads(by_flag.stdout)["calls"]) == 2
+    table = _invoke("report", "--ledger", postgres_url)
+    assert "PostgresLedger(" in table.stdout
+    assert "total: $0.75 USD" in table.stdout
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_report_reads_a_ledger_given_as_a_plain_path(tmp_path: Path) -> None:
+    from computekit.ledger import open_ledger
+
+    path = tmp_path / "plain.db"
+    missing = _invoke("report", "--format", "json", "--ledger", str(path))
+    assert json.loads(missing.stdout)["rows"] == []
+    assert not path.exists()  # reading never creates a ledger
+    _pg_rows(f"sqlite:///{path}")
+    assert open_ledger(str(path)).rows()
+    result = _invoke("report", "--format", "json", "--ledger", str(path))
+    assert Decimal(json.loads(result.stdout)["total"]) == Decimal("0.75")
+
+
+def _budget_config(tmp_path: Path) -> Path:
+    p = tmp_path / "computekit.toml"
+    p.write_text('[budget]\nlimit_usd = "2"\n\n'
+                 '[budgets.acme]\nlimit_usd = "0.5"\nperiod = "month"\ntags = { customer = "acme" }\n\n'
+                 '[budgets.groq]\nlimit_usd = "10"\nperiod = "total"\nprovider = "groq"\n')
+    return p
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_budgets_prints_each_budgets_state(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    import datetime as dt
+
+    from computekit.ledger import open_ledger
+    from computekit.ledger._budgets import Charge, period_start
+
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else f"sqlite:///{tmp_path / 'b.db'}"
+    _pg_rows(url)
+    now = dt.datetime.now(dt.UTC)
+    lg = open_ledger(url)  # a call in flight under the default budget
+    lg.reserve([Charge(name="default", limit=Decimal(2), period="day", start=period_start("day", now),
+                       amount=Decimal("0.125"))], now=now, ttl_s=600)
+    lg.close()
+    cfg = _budget_config(tmp_path)
+    result = _invoke("budgets", "--json", "--ledger", url, "--config", str(cfg))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert list(data) == ["default", "acme", "groq"]
+    assert {k: (v["spent"], v["reserved"], v["remaining"]) for k, v in data.items()} == {
+        "default": ("0.75", "0.125", "1.125"),
+        "acme": ("0.75", "0", "0"),  # over its limit: nothing left, never negative
+        "groq": ("0.5", "0", "9.5"),
+    }
+    assert (data["acme"]["period"], data["acme"]["tags"]) == ("month", {"customer": "acme"})
+    table = _invoke("budgets", "--ledger", url, "--config", str(cfg))
+    assert table.exit_code == 0, table.output
+    for text in ("default", "all calls", "customer=acme", "provider=groq", "$1.125", "$9.5", "43.8%"):
+        assert text in table.stdout, text
+
+
+def test_budgets_without_budgets_or_ledger(tmp_path: Path) -> None:
+    none = _invoke("budgets")
+    assert none.exit_code == 0
+    assert "no budgets configured" in none.stdout
+    fresh = _invoke("budgets", "--json", "--config", str(_budget_config(tmp_path)))
+    assert fresh.exit_code == 0, fresh.output
+    assert json.loads(fresh.stdout)["default"]["remaining"] == "2"
+    assert not (tmp_path / "ledger.db").exists()  # reading never creates the ledger
+
+
+def test_client_budget_status_matches_the_cli(tmp_path: Path) -> None:
+    import computekit as ck
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    _pg_rows(url)
+    client = ck.Client(config=_budget_config(tmp_path), ledger=url)
+    try:
+        status = client.budget_status()
+    finally:
+        client.ledger.close()
+    assert isinstance(status["acme"], ck.BudgetStatus)
+    assert (status["default"].limit, status["default"].period) == (Decimal(2), "day")
+    assert (status["default"].spent, status["default"].reserved, status["default"].remaining) == (
+        Decimal("0.75"), Decimal(0), Decimal("1.25"))
+    cli = json.loads(_invoke("budgets", "--json", "--ledger", url, "--config", str(tmp_path / "computekit.toml"))
+                     .stdout)
+    assert cli == {name: st.as_dict() for name, st in status.items()}

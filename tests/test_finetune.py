@@ -539,3 +539,122 @@ def test_finetune_estimate_is_pure_for_budgets(tmp_path: Path) -> None:
     assert cost.total == Decimal(tokens_of(rows) * 4) * training_price()
     assert cost.estimated
 
+
+
+# ------------------------------------------------------------------------------------------------ budgets
+# The job's row is dated when the job was created (2025-11 in these replies): the budgets here count "total".
+
+
+def _status(c: Any, name: str = "default") -> tuple[Decimal, Decimal]:
+    st = c.budget_status()[name]
+    assert st.remaining == max(st.limit - st.spent - st.reserved, Decimal(0))
+    return st.spent, st.reserved
+
+
+async def test_a_job_over_budget_is_refused_before_any_upload(mode: str, tmp_path: Path) -> None:
+    host = launch_host()
+    c = client(mode, host, tmp_path, budget={"limit_usd": "0.000001"})
+    rows = examples(10)
+    try:
+        with pytest.raises(ck.BudgetExceededError) as info:
+            await run(c.finetune(MODEL, training_file=rows, epochs=3))
+        assert host.seen == []  # no upload, no launch
+        assert info.value.requested == Decimal(tokens_of(rows) * 3) * training_price()
+        assert info.value.budget == "default"
+        assert _status(c) == (0, 0)
+        assert c.ledger.rows() == []
+        # a dry run reserves nothing, under the same budget
+        dry = await run(c.finetune(MODEL, training_file=rows, epochs=3, dry_run=True))
+        assert dry.estimate.total == info.value.requested
+        assert _status(c) == (0, 0)
+    finally:
+        await close(c)
+
+
+async def test_a_job_reserves_its_estimate_while_it_runs_then_settles_to_its_cost(mode: str,
+                                                                                 tmp_path: Path) -> None:
+    rows = examples(10)
+    host = launch_host().on("GET", "/v1/fine_tuning/jobs/ftjob-abc", job_json("running"), done_json(1500))
+    c = client(mode, host, tmp_path, budget={"limit_usd": "5", "period": "total"})
+    try:
+        job = await run(c.finetune(MODEL, training_file=rows, epochs=3))
+        estimate = job.estimate.total
+        assert estimate == Decimal(tokens_of(rows) * 3) * training_price()
+        assert _status(c) == (0, estimate)  # held while the job runs
+        running = await job_call(job, "refresh")
+        assert running.status == "running"
+        assert _status(c) == (0, estimate)
+        done = await job_call(running, "wait", poll_interval=1)
+        actual = Decimal(1500) * training_price()
+        assert done.cost.total == actual != estimate
+        assert _status(c) == (actual, 0)  # settled: the row counts, the reservation is gone
+        [row] = c.ledger.rows()
+        assert (row.cost, row.reserved, row.once_key) == (actual, estimate, "finetune:openai:ftjob-abc")
+        await job_call(done, "wait")  # ended already: nothing settled or written twice
+        assert _status(c) == (actual, 0)
+        assert len(c.ledger.rows()) == 1
+    finally:
+        await close(c)
+
+
+async def test_a_failed_launch_releases_the_reservation(mode: str, tmp_path: Path) -> None:
+    host = launch_host().on("POST", "/v1/fine_tuning/jobs", httpx.Response(
+        400, json={"error": {"message": "invalid model", "type": "invalid_request_error"}}))
+    c = client(mode, host, tmp_path, budget={"limit_usd": "5", "period": "total"})
+    try:
+        with pytest.raises(ck.BadRequestError):
+            await run(c.finetune(MODEL, training_file=examples(), epochs=3))
+        assert host.hits("POST", "/v1/files") == 1
+        assert host.hits("POST", "/v1/fine_tuning/jobs") == 1
+        assert _status(c) == (0, 0)
+        assert c.ledger.rows() == []
+    finally:
+        await close(c)
+
+
+async def test_an_unknown_estimate_follows_the_budgets_unknown_price(mode: str, tmp_path: Path) -> None:
+    model = "openai:davinci-002"  # no training price in the tables
+    refused = client(mode, launch_host(), tmp_path, budget={"limit_usd": "5", "period": "total"})
+    try:
+        with pytest.raises(ck.BudgetExceededError, match="price is unknown"):
+            await run(refused.finetune(model, training_file=examples()))
+    finally:
+        await close(refused)
+    host = launch_host()
+    allowed = client(mode, host, tmp_path, budget={"limit_usd": "5", "period": "total", "unknown_price": "allow"})
+    try:
+        job = await run(allowed.finetune(model, training_file=examples()))
+        assert job.estimate.total is None
+        assert host.hits("POST", "/v1/fine_tuning/jobs") == 1
+        assert _status(allowed) == (0, 0)  # allowed: reserved as 0
+        assert len(allowed._core._held) == 1  # still held, to be settled by the job's row
+    finally:
+        await close(allowed)
+
+
+async def test_a_job_followed_elsewhere_leaves_the_launchers_reservation_to_its_ttl(mode: str,
+                                                                                  tmp_path: Path) -> None:
+    host = launch_host().on("GET", "/v1/fine_tuning/jobs/ftjob-abc", done_json(1500))
+    ledger = f"sqlite:///{tmp_path / 'shared.db'}"
+    a = client(mode, host, tmp_path, ledger=ledger, budget={"limit_usd": "5", "period": "total"})
+    b = client(mode, host, tmp_path, ledger=ledger, budget={"limit_usd": "5", "period": "total"})
+    try:
+        job = await run(a.finetune(MODEL, training_file=examples(), epochs=3))
+        attach = ck.FineTuneJob.async_attach if mode == "async" else ck.FineTuneJob.attach
+        await run(attach("openai:ftjob-abc", client=b))  # b records the cost; a's reservation still counts
+        actual = Decimal(1500) * training_price()
+        assert _status(b) == (actual, job.estimate.total)
+        await job_call(job, "refresh")  # back in the launcher: its reservation is settled, no second row
+        assert _status(b) == (actual, 0)
+        assert len(b.ledger.rows()) == 1
+    finally:
+        await close(a)
+        await close(b)
+
+
+def test_budget_status_without_budgets_is_empty(tmp_path: Path) -> None:
+    c = client("sync", Host(), tmp_path)
+    try:
+        assert c.budget_status() == {}
+    finally:
+        c.close()

@@ -19,6 +19,7 @@ EXPECTED = sorted([
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "BudgetStatus",
     "Chunk",
     "Client",
     "Completion",

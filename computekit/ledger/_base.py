@@ -187,6 +187,10 @@ class Ledger(ABC):
     the ledger.
     """
 
+    blocking_io: bool = False
+    """Whether a write waits on the network (a remote server): async clients then run reservations and their
+    settlement in a worker thread, off the event loop. An embedded ledger (SQLite: sub-millisecond) says no."""
+
     @abstractmethod
     def record(self, row: LedgerRow) -> None:
         """Append one attempt (committed before returning)."""

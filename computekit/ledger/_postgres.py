@@ -5,18 +5,32 @@
 ``?options=-csearch_path%3Dmyschema`` to the URL to choose one). Money is ``NUMERIC`` (exact), times are
 ``timestamptz``, tags are ``jsonb``.
 
-A budget reservation takes a transaction-level advisory lock per budget (in a fixed order, so two reservations
-never deadlock), then reads spend and reservations in one statement (one snapshot) and inserts its own: two
-processes can never both take the last dollar. Settling drops the reservation and inserts the attempt's row in
-one transaction.
+Budgets keep a running total per budget (``computekit_budget_totals``: the budget's scope, the start of the period
+it counts, and what that period spent), so that a reservation and its settlement cost the same however many rows
+the period holds:
+
+- Every write of attempts (``record``, ``record_many``, ``settle``) is one statement: it inserts the rows, adds
+  what they count to the totals of the budgets whose scope and period cover them (a row lock on each total until
+  it commits), and, for a settle, drops the reservation. One round trip, one transaction. Two writers whose rows
+  count in several budgets may lock them in different orders: the server breaks such a deadlock by rolling one
+  back, and it is run again.
+- A reservation locks its budgets' total rows (``SELECT ... FOR UPDATE``, in budget order), then, in a second
+  statement (a snapshot taken with the locks held), reads what they spent and what is reserved in flight and
+  reserves if everything fits: two processes can never both take the last dollar, and a settle of the same budget
+  waits for it (and it for the settle). Both statements go in one pipelined round trip.
+- A total that does not exist yet, or counts an earlier period, is (re)computed from the rows of the period once,
+  in its own transaction, under ``SHARE ROW EXCLUSIVE`` on the totals table: this waits for every writer that may
+  have inserted a row the sum cannot see yet, and holds new writers until the total exists, so no row is counted
+  twice or missed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -31,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATION_LOCK = 0x636B6C6564676572  # "ckledger": one process migrates at a time
 
 _MIGRATIONS: dict[int, str] = {
@@ -71,6 +85,19 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX computekit_reservations_id ON computekit_reservations (id);
     CREATE INDEX computekit_reservations_budget ON computekit_reservations (budget);
     """,
+    # v2: each budget's running total (reserve + settle no longer sum the period's rows), with its scope so that
+    # a writer can tell which totals a row counts in.
+    2: """
+    CREATE TABLE computekit_budget_totals (
+        budget TEXT PRIMARY KEY,
+        period_start TIMESTAMPTZ NOT NULL,
+        provider TEXT,
+        model TEXT,
+        tags JSONB NOT NULL DEFAULT '{}',
+        spent NUMERIC NOT NULL
+    );
+    CREATE INDEX computekit_reservations_expires ON computekit_reservations (expires);
+    """,
 }
 
 _COLUMNS = (
@@ -78,10 +105,62 @@ _COLUMNS = (
     "cache_write_tokens, reasoning_tokens, gpu_seconds, cost, currency, estimated, price_source, request_id, "
     "error_type, status, tags, once_key, reserved"
 )
-_INSERT = (
-    f"INSERT INTO computekit_attempts ({_COLUMNS}) VALUES ({', '.join(['%s'] * 22)}) "
-    "ON CONFLICT (once_key) DO NOTHING"
+# Taken to (re)compute a total: it waits for the writers in flight (each write statement holds the totals table
+# in ROW EXCLUSIVE mode from before it reads anything), and holds new ones (and other refreshes) off.
+_REFRESH_LOCK = "LOCK TABLE computekit_budget_totals IN SHARE ROW EXCLUSIVE MODE"
+_REFRESH_TRIES = 3
+_LOCK_TOTALS = "SELECT 1 FROM computekit_budget_totals WHERE budget = ANY(%s) ORDER BY budget FOR UPDATE"
+# Reserve each charge if every one fits, all or none. ``fresh`` is false (or NULL) for a total that does not exist
+# yet or counts another period: then nothing is reserved, and the caller computes it and tries again. Expired
+# reservations (their process died) are dropped on the way; one locked by another transaction is skipped (that
+# one drops it), never waited for.
+_RESERVE = """
+WITH k AS (
+    SELECT * FROM unnest(%(keys)s::text[], %(starts)s::timestamptz[], %(amounts)s::numeric[], %(limits)s::numeric[])
+        AS k(budget, start, amount, lim)
+), gone AS (
+    DELETE FROM computekit_reservations WHERE ctid IN (
+        SELECT ctid FROM computekit_reservations WHERE expires <= %(now)s FOR UPDATE SKIP LOCKED)
+), r AS (
+    SELECT budget, SUM(amount) AS amount FROM computekit_reservations
+    WHERE budget = ANY(%(keys)s) AND expires > %(now)s GROUP BY budget
+), f AS (
+    SELECT k.budget, k.amount, k.lim, COALESCE(t.period_start = k.start, FALSE) AS fresh,
+           COALESCE(t.spent, 0) AS spent, COALESCE(r.amount, 0) AS reserved
+    FROM k LEFT JOIN computekit_budget_totals t USING (budget) LEFT JOIN r USING (budget)
+), ok AS (
+    SELECT COALESCE(bool_and(fresh AND amount IS NOT NULL AND spent + reserved + amount <= lim), FALSE) AS fits
+    FROM f
+), ins AS (
+    INSERT INTO computekit_reservations (id, budget, amount, expires)
+    SELECT %(rid)s, budget, amount, %(expires)s FROM f WHERE (SELECT fits FROM ok)
 )
+SELECT budget, fresh, spent, reserved, (SELECT fits FROM ok) FROM f
+"""
+_DEADLOCK_TRIES = 3
+_ROWS_PER_STATEMENT = 1000  # 22 parameters a row: PostgreSQL takes at most 65,535 in one statement
+# Which totals an attempt ``a`` counts in: the budget's period and scope (as ``covers`` in _budgets.py).
+_COUNTS_IN = (
+    "a.ts >= t.period_start AND (t.provider IS NULL OR t.provider = a.provider) AND (t.model IS NULL OR t.model = "
+    "CASE WHEN strpos(t.model, ':') > 0 THEN a.provider || ':' || a.model ELSE a.model END) AND a.tags @> t.tags"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _write_statement(rows: int, settles: bool) -> str:
+    """Insert ``rows`` attempts and add what they count to every budget total that covers them (and, when
+    ``settles``, drop a reservation: its id is the last parameter), in one statement."""
+    values = ", ".join([f"({', '.join(['%s'] * 22)})"] * rows)
+    drop = ", gone AS (DELETE FROM computekit_reservations WHERE id = %s)" if settles else ""
+    sql = (
+        f"WITH a AS (INSERT INTO computekit_attempts ({_COLUMNS}) VALUES {values} ON CONFLICT (once_key) DO NOTHING "
+        "RETURNING ts, provider, model, tags, COALESCE(cost, reserved, 0) AS amount), "
+        f"adds AS (SELECT t.budget, SUM(a.amount) AS amount FROM a JOIN computekit_budget_totals t ON {_COUNTS_IN} "
+        f"GROUP BY t.budget){drop} "
+        "UPDATE computekit_budget_totals AS t SET spent = t.spent + adds.amount FROM adds "
+        "WHERE t.budget = adds.budget AND adds.amount <> 0"
+    )
+    return sql
 
 
 def _import_psycopg() -> Any:
@@ -105,6 +184,8 @@ class PostgresLedger(Ledger):
         ConfigError: psycopg is not installed, or the server cannot be reached (the message never shows the
             password).
     """
+
+    blocking_io = True  # every statement is a round trip to the server
 
     def __init__(self, url: str, *, buffered: bool = False) -> None:
         self.url = url
@@ -168,21 +249,45 @@ class PostgresLedger(Ledger):
     def record(self, row: LedgerRow) -> None:
         if self._writer is not None and self._writer.put(row):
             return
-        values = self._values(row)
-        with self._lock:
-            self._connection().execute(_INSERT, values)  # autocommit: one short transaction
+        self._write([row])
 
     def record_many(self, rows: Sequence[LedgerRow]) -> None:
         if self._writer is not None:
             rows = [row for row in rows if not self._writer.put(row)]  # what the writer could not take
             if not rows:
                 return
-        self._record_many(list(rows))
+        self._write(list(rows))
 
     def _record_many(self, rows: list[LedgerRow]) -> None:
-        values = [self._values(r) for r in rows]
-        with self._tx() as c, c.cursor() as cur:
-            cur.executemany(_INSERT, values)
+        self._write(rows)
+
+    def _write(self, rows: Sequence[LedgerRow], reservation: str | None = None) -> None:
+        """Insert attempts, add them to the running totals that count them, and drop ``reservation``: one
+        statement per batch (one round trip, one transaction)."""
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start:start + _ROWS_PER_STATEMENT]
+            sql = _write_statement(len(chunk), reservation is not None)
+            values = [v for row in chunk for v in self._values(row)]
+            if reservation is not None:
+                values.append(reservation)
+                reservation = None  # dropped with the first chunk
+
+            def run(c: psycopg.Connection[Any], sql: str = sql, values: list[object] = values) -> None:
+                c.execute(sql, values)  # a statement built by this module
+
+            self._retrying(run)
+
+    def _retrying(self, work: Callable[[psycopg.Connection[Any]], object]) -> None:
+        """Run one statement (autocommit: its own transaction), again if the server broke a deadlock with it
+        (two writers whose rows count in the same budgets, locked in another order): nothing of it was kept."""
+        for attempt in range(_DEADLOCK_TRIES):
+            try:
+                with self._lock:
+                    work(self._connection())
+                return
+            except self._psycopg.errors.DeadlockDetected:
+                if attempt == _DEADLOCK_TRIES - 1:
+                    raise
 
     def flush(self) -> None:
         if self._writer is not None:
@@ -219,45 +324,116 @@ class PostgresLedger(Ledger):
 
     def reserve(self, charges: Sequence[Charge], *, now: dt.datetime, ttl_s: float) -> str:
         rid = uuid.uuid4().hex
-        expires = now + dt.timedelta(seconds=ttl_s)
+        keys = [ch.key for ch in charges]
+        params = {"keys": keys, "starts": [ch.start for ch in charges], "amounts": [ch.amount for ch in charges],
+                  "limits": [ch.limit for ch in charges], "now": now, "rid": rid,
+                  "expires": now + dt.timedelta(seconds=ttl_s)}
         self.flush()  # spend includes every row recorded before
-        with self._tx() as c:
-            self._lock_budgets(c, charges)
-            c.execute("DELETE FROM computekit_reservations WHERE expires <= %s", (now,))
+        deadlocks = 0
+        for _ in range(_REFRESH_TRIES + _DEADLOCK_TRIES):
+            # One round trip: the totals are locked in budget order by the first statement; the second (a new
+            # snapshot, taken once the locks are held) reads spend and reservations and reserves if all fit.
+            try:
+                with self._lock:
+                    c = self._connection()
+                    try:
+                        # BEGIN and COMMIT sent as statements: psycopg's transaction() would wait for each
+                        with c.pipeline():
+                            c.execute("BEGIN")
+                            c.execute(_LOCK_TOTALS, (sorted(set(keys)),))
+                            cur = c.execute(_RESERVE, params)
+                            c.execute("COMMIT")
+                    except BaseException:
+                        if not c.closed and c.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
+                            c.execute("ROLLBACK")  # a failed statement left the transaction open: nothing kept
+                        raise
+                    found = {row[0]: row[1:] for row in cur.fetchall()}  # budget -> fresh, spent, reserved, fits
+            except self._psycopg.errors.DeadlockDetected:
+                # A settle whose row counts in several of these budgets locked them in another order; the server
+                # rolled this transaction back: nothing was reserved.
+                deadlocks += 1
+                if deadlocks == _DEADLOCK_TRIES:
+                    raise
+                continue
+            stale = [ch for ch in charges if not found[ch.key][0]]
+            if stale:
+                self._refresh(stale)  # nothing was reserved: compute the totals, then try again
+                continue
+            if found[keys[0]][3]:
+                return rid
             for charge in charges:
-                spent, reserved = self._usage(c, charge)
+                _, spent, reserved, _ = found[charge.key]
+                spent, reserved = Decimal(spent), Decimal(reserved)
                 if not fits(charge, spent, reserved):
-                    raise refusal(charge, spent, reserved)  # rolls back: nothing reserved
-            with c.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO computekit_reservations (id, budget, amount, expires) VALUES (%s, %s, %s, %s)",
-                    [(rid, ch.key, ch.amount, expires) for ch in charges],
-                )
-        return rid
+                    raise refusal(charge, spent, reserved)
+            raise refusal(charges[0], Decimal(found[keys[0]][1]), Decimal(found[keys[0]][2]))  # pragma: no cover
+        raise RuntimeError("budget totals kept changing period while reserving")  # pragma: no cover
 
     def settle(self, reservation: str, row: LedgerRow | None) -> None:
-        values = None if row is None else self._values(row)
-        with self._tx() as c:
-            c.execute("DELETE FROM computekit_reservations WHERE id = %s", (reservation,))
-            if values is not None:
-                c.execute(_INSERT, values)
+        if row is None:
+            with self._lock:
+                self._connection().execute("DELETE FROM computekit_reservations WHERE id = %s", (reservation,))
+            return
+        self._write([row], reservation)
 
     def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
         self.flush()
+        for _ in range(_REFRESH_TRIES):
+            with self._tx() as c:
+                usage = self._locked_usage(c, [charge], now)
+                if isinstance(usage, dict):
+                    return usage[charge.key]
+            self._refresh(usage)
+        raise RuntimeError("budget totals kept changing period while reading")  # pragma: no cover
+
+    @staticmethod
+    def _locked_usage(c: psycopg.Connection[Any], charges: Sequence[Charge],
+                      now: dt.datetime) -> dict[str, tuple[Decimal, Decimal]] | list[Charge]:
+        """Spent and reserved per budget key, with the budgets' totals locked (in budget order) until the
+        transaction ends; or the charges whose total is missing or counts another period (the caller ends this
+        transaction, then :meth:`_refresh` computes them: that needs a table lock that waits for writers, who may
+        be waiting for the rows locked here)."""
+        wanted = {ch.key: ch for ch in charges}
+        keys = sorted(wanted)
+        totals = {key: (start, spent) for key, start, spent in c.execute(
+            "SELECT budget, period_start, spent FROM computekit_budget_totals WHERE budget = ANY(%s) "
+            "ORDER BY budget FOR UPDATE", (keys,)).fetchall()}
+        stale = [wanted[k] for k in keys if k not in totals or totals[k][0] != wanted[k].start]
+        if stale:
+            return stale
+        # Expired reservations (their process died) are dropped on the way; one locked by another transaction is
+        # skipped (it drops it), never waited for.
+        reserved = dict(c.execute(
+            "WITH gone AS (DELETE FROM computekit_reservations WHERE ctid IN (SELECT ctid FROM "
+            "computekit_reservations WHERE expires <= %s FOR UPDATE SKIP LOCKED)) "
+            "SELECT budget, SUM(amount) FROM computekit_reservations WHERE budget = ANY(%s) AND expires > %s "
+            "GROUP BY budget", (now, keys, now)).fetchall())
+        return {k: (Decimal(totals[k][1]), Decimal(reserved.get(k, 0))) for k in keys}
+
+    def _refresh(self, charges: Sequence[Charge]) -> None:
+        """(Re)compute the running totals of ``charges`` from the rows of their period: once per budget and
+        period. The table lock waits for every writer in flight (so the sum sees their rows) and holds new ones
+        until the totals are written (so they add their rows to them)."""
+        from psycopg.types.json import Jsonb
+
         with self._tx() as c:
-            c.execute("DELETE FROM computekit_reservations WHERE expires <= %s", (now,))
-            return self._usage(c, charge)
+            c.execute(_REFRESH_LOCK)
+            current = dict(c.execute("SELECT budget, period_start FROM computekit_budget_totals "
+                                     "WHERE budget = ANY(%s)", ([ch.key for ch in charges],)).fetchall())
+            for ch in sorted(charges, key=lambda ch: ch.key):
+                if current.get(ch.key) == ch.start:
+                    continue  # another process computed it meanwhile
+                c.execute(
+                    "INSERT INTO computekit_budget_totals (budget, period_start, provider, model, tags, spent) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (budget) DO UPDATE SET "
+                    "period_start = excluded.period_start, provider = excluded.provider, "
+                    "model = excluded.model, tags = excluded.tags, spent = excluded.spent",
+                    (ch.key, ch.start, ch.provider, ch.model, Jsonb(dict(ch.tags)), self._period_spent(c, ch)),
+                )
 
     @staticmethod
-    def _lock_budgets(c: psycopg.Connection[Any], charges: Sequence[Charge]) -> None:
-        # One lock per budget, taken in sorted order (no deadlock), held until the transaction ends.
-        for key in sorted({ch.key for ch in charges}):
-            c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
-
-    @staticmethod
-    def _usage(c: psycopg.Connection[Any], charge: Charge) -> tuple[Decimal, Decimal]:
-        """Spent and reserved, read in one statement (one snapshot: a settle that commits in between is seen
-        either as its reservation or as its row, never as neither)."""
+    def _period_spent(c: psycopg.Connection[Any], charge: Charge) -> Decimal:
+        """What ``charge``'s budget spent in its period, summed from the rows (the slow path: once a period)."""
         from psycopg.types.json import Jsonb
 
         where = ["ts >= %s"]
@@ -276,14 +452,12 @@ class PostgresLedger(Ledger):
         if charge.tags:
             where.append("tags @> %s")
             args.append(Jsonb(dict(charge.tags)))
-        sql = (
-            "SELECT (SELECT COALESCE(SUM(COALESCE(cost, reserved, 0)), 0) FROM computekit_attempts WHERE "
-            + " AND ".join(where)
-            + "), (SELECT COALESCE(SUM(amount), 0) FROM computekit_reservations WHERE budget = %s)"
-        )
-        row = c.execute(sql, [*args, charge.key]).fetchone()
+        row = c.execute(
+            "SELECT COALESCE(SUM(COALESCE(cost, reserved, 0)), 0) FROM computekit_attempts WHERE "
+            + " AND ".join(where), args,
+        ).fetchone()
         assert row is not None
-        return Decimal(row[0]), Decimal(row[1])
+        return Decimal(row[0])
 
     def close(self) -> None:
         if self._writer is not None:
