@@ -625,8 +625,10 @@ class Core:
             job.cost.estimated = True
         job._recorded = True
         bill = target.adapter.finetune_billing(job)
+        # Dated when the job ended, which is when it is billed: a job that runs past midnight (UTC) counts in the
+        # day, budget period and report it finished in, not the one it was created in.
         attempt = Attempt(provider=target.provider, model=job.base_model, outcome="success",
-                          cost=job.cost, request_id=job.id, started_at=job.created_at or now())
+                          cost=job.cost, request_id=job.id, started_at=job.finished_at or now())
         if job.finished_at is not None and job.created_at is not None:
             attempt.latency_s = (job.finished_at - job.created_at).total_seconds()
         if job.status != "succeeded":

@@ -22,6 +22,7 @@ from ._constants import (
     NotGiven,
 )
 from ._core import Target, check_tags, ledger_call, split_model_id
+from ._exceptions import InvalidRequestError
 from ._types import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 from .adapters._base import HTTPRequest, HTTPResponse
 
@@ -227,7 +228,10 @@ class FineTuning:
         core = self._core
         clock = core.router.clock
         give_up = None if timeout is None else clock() + timeout
-        interval = poll_interval or DEFAULT_FINETUNE_POLL_INTERVAL_S
+        if poll_interval is not None and not poll_interval >= 0:
+            raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
+        # None is "not given"; 0 is a real interval (a replayed test that must not sleep).
+        interval = DEFAULT_FINETUNE_POLL_INTERVAL_S if poll_interval is None else poll_interval
         bar = _finetune.Progress(job) if progress else None
         events_too = bar is not None and bar.shown and _target(core, job).adapter.build_finetune_events(job, 1)
         try:
@@ -413,7 +417,10 @@ class AsyncFineTuning:
         core = self._core
         clock = core.router.clock
         give_up = None if timeout is None else clock() + timeout
-        interval = poll_interval or DEFAULT_FINETUNE_POLL_INTERVAL_S
+        if poll_interval is not None and not poll_interval >= 0:
+            raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
+        # None is "not given"; 0 is a real interval (a replayed test that must not sleep).
+        interval = DEFAULT_FINETUNE_POLL_INTERVAL_S if poll_interval is None else poll_interval
         bar = _finetune.Progress(job) if progress else None
         events_too = bar is not None and bar.shown and _target(core, job).adapter.build_finetune_events(job, 1)
         try:

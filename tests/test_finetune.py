@@ -202,6 +202,21 @@ async def test_launch_wait_success_prices_trained_tokens_and_writes_the_ledger_o
                        "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3}}}}
 
 
+async def test_a_zero_poll_interval_does_not_wait_and_a_negative_one_is_refused(mode: str, tmp_path: Path) -> None:
+    host = launch_host().on("GET", "/v1/fine_tuning/jobs/ftjob-abc", job_json("running"), done_json(1500))
+    sleeps = Sleeps()
+    c = client(mode, host, tmp_path, sleeps)
+    try:
+        job = await run(c.finetune(MODEL, training_file=examples(10)))
+        with pytest.raises(ck.InvalidRequestError, match="poll_interval"):
+            await job_call(job, "wait", poll_interval=-5)
+        await job_call(job, "wait", poll_interval=0)
+        assert job.status == "succeeded"
+        assert sleeps.waits == [0, 0]  # 0 is a real interval, not "use the default"
+    finally:
+        await close(c)
+
+
 async def test_a_second_client_reattaching_does_not_write_the_job_again(mode: str, tmp_path: Path) -> None:
     host = Host().on("GET", "/v1/fine_tuning/jobs/ftjob-abc", done_json(2000))
     ledger = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -232,6 +247,8 @@ async def test_reattach_a_running_job_then_follow_it(mode: str, tmp_path: Path) 
         done = await job_call(job, "refresh")
         assert done.status == "succeeded"
         assert len(c.ledger.rows()) == 1
+        [row] = c.ledger.rows()
+        assert row.ts == done.finished_at  # dated when it ended (and was billed), not when it was created
         assert done is job  # the job the caller holds is updated in place
         assert job.status == "succeeded"
         assert job.fine_tuned_model is not None

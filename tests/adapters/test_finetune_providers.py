@@ -57,11 +57,17 @@ async def dry_run(c: Any, model: str, **kwargs: Any) -> ck.FineTuneJob:
 
 
 async def launch_and_wait(c: Any, model: str, **kwargs: Any) -> tuple[ck.FineTuneJob, ck.FineTuneJob]:
+    """The job as launched (a snapshot: wait() updates the job in place), and the job once it ended."""
     if isinstance(c, ck.AsyncClient):
         job = await c.finetune(model, training_file=ROWS, **kwargs)
-        return job, await job.async_wait(poll_interval=60)
-    job = c.finetune(model, training_file=ROWS, **kwargs)
-    return job, job.wait(poll_interval=60)
+        launched = job.model_copy()
+        done = await job.async_wait(poll_interval=60)
+    else:
+        job = c.finetune(model, training_file=ROWS, **kwargs)
+        launched = job.model_copy()
+        done = job.wait(poll_interval=60)
+    assert done is job
+    return launched, done
 
 
 @pytest.mark.vcr

@@ -661,13 +661,15 @@ async def test_case_26_a_5xx_on_a_fine_tuning_status_poll_is_retried(faults: Any
     try:
         if is_async:
             job = await ck.FineTuneJob.async_attach("openai:ftjob-f26", client=client)
+            attached = job.status
             done = await job.async_wait(poll_interval=30.0)
         else:
             job = ck.FineTuneJob.attach("openai:ftjob-f26", client=client)
+            attached = job.status
             done = job.wait(poll_interval=30.0)
     finally:
         await close(client)
-    assert job.status == "running"
+    assert attached == "running"
     assert done.status == "succeeded"
     assert done.fine_tuned_model == "openai:ft:gpt-4o-mini-2024-07-18:org::f26"
     assert [(r.method, r.path) for r in a.requests] == [("GET", "/v1/fine_tuning/jobs/ftjob-f26")] * 4
