@@ -59,6 +59,16 @@ def _carry(old: FineTuneJob, fresh: FineTuneJob) -> FineTuneJob:
     return fresh
 
 
+def _ended_step(core: Core, job: FineTuneJob) -> Callable[[], None]:
+    """Pricing and recording a job that has ended, as one ledger step (run inline, or by ``ledger_call``)."""
+    return partial(core.finetune_ended, _target(core, job), job, job._tags)
+
+
+def _to_record(job: FineTuneJob) -> bool:
+    """Whether :meth:`Core.finetune_ended` would write the job's row (else it returns at once)."""
+    return job.done and job.id is not None and not job._recorded
+
+
 def _attach_stub(core: Core, job_id: str) -> tuple[Target, FineTuneJob]:
     provider, jid = split_model_id(job_id)
     adapter = core.adapter(provider)
@@ -170,7 +180,7 @@ class FineTuning:
         return job
 
     def _ft_ended(self, job: FineTuneJob) -> None:
-        self._core.finetune_ended(_target(self._core, job), job, job._tags)
+        _ended_step(self._core, job)()
 
     def _ft_attach(self, job_id: str) -> FineTuneJob:
         target, stub = _attach_stub(self._core, job_id)
@@ -348,17 +358,19 @@ class AsyncFineTuning:
             # nothing launched: nothing to hold
             await ledger_call(self._core, partial(self._core.release, held), offload=held is not None)
             raise
-        self._core.finetune_launched(job, held)
+        await ledger_call(self._core, partial(self._core.finetune_launched, job, held), offload=held is not None)
         job.estimate = estimate
         job._client, job._tags = self, tags
         if job.done:
-            self._ft_ended(job)
+            await self._ft_ended(job)
         if wait:
             return await self._ft_wait(job, timeout, poll_interval, progress)
         return job
 
-    def _ft_ended(self, job: FineTuneJob) -> None:
-        self._core.finetune_ended(_target(self._core, job), job, job._tags)
+    async def _ft_ended(self, job: FineTuneJob) -> None:
+        """:meth:`FineTuning._ft_ended`, off the event loop when the ledger is remote (a job already written, or
+        not ended, stays inline: nothing to write)."""
+        await ledger_call(self._core, _ended_step(self._core, job), offload=_to_record(job))
 
     async def _ft_attach(self, job_id: str) -> FineTuneJob:
         target, stub = _attach_stub(self._core, job_id)
@@ -367,7 +379,7 @@ class AsyncFineTuning:
                                                   lambda r: adapter.parse_finetune("", r)))
         job._client = self
         if job.done:
-            self._ft_ended(job)
+            await self._ft_ended(job)
         return job
 
     async def _ft_refresh(self, job: FineTuneJob) -> FineTuneJob:
@@ -377,7 +389,7 @@ class AsyncFineTuning:
                                                     lambda r: adapter.parse_finetune(job.base_model, r)))
         fresh = _carry(job, fresh)
         if fresh.done:
-            self._ft_ended(fresh)
+            await self._ft_ended(fresh)
         return fresh
 
     async def _ft_cancel(self, job: FineTuneJob) -> FineTuneJob:
@@ -387,7 +399,7 @@ class AsyncFineTuning:
                                                     lambda r: adapter.parse_finetune(job.base_model, r)))
         fresh = _carry(job, fresh)
         if fresh.done:
-            self._ft_ended(fresh)
+            await self._ft_ended(fresh)
         return fresh
 
     async def _ft_events(self, job: FineTuneJob, limit: int = DEFAULT_FINETUNE_EVENTS) -> list[FineTuneEvent]:
@@ -439,7 +451,7 @@ class AsyncFineTuning:
         finally:
             if bar is not None:
                 bar.close()
-        self._ft_ended(job)
+        await self._ft_ended(job)
         if job.status == "failed":
             raise _finetune.failed(job)
         return job

@@ -5,7 +5,9 @@ HTTP goes through ``httpx.MockTransport``: nothing leaves the process.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +17,7 @@ import httpx
 import computekit as ck
 from computekit._config import RetryConfig
 from computekit._retry import RetryPolicy
+from computekit.ledger import LedgerRow
 
 KEY = "sk-test-0123456789abcdef"
 
@@ -60,6 +63,45 @@ class Server:
     @property
     def hits(self) -> int:
         return len(self.seen)
+
+
+class WatchedLedger:
+    """A SQLite ledger (``.ledger``) that notes the thread of each reserve, settle (``release``: without a row) and
+    record in ``threads``, can say it is remote (``blocking_io``), and holds ``reserve()`` while ``go`` is clear."""
+
+    def __init__(self, path: Any, *, remote: bool) -> None:
+        from computekit.ledger import SQLiteLedger
+
+        outer = self
+
+        class Watched(SQLiteLedger):
+            blocking_io = remote
+
+            def reserve(self, charges: Any, *, now: dt.datetime, ttl_s: float) -> str:
+                outer.threads.append(("reserve", threading.current_thread()))
+                outer.entered.set()
+                assert outer.go.wait(10)
+                return super().reserve(charges, now=now, ttl_s=ttl_s)
+
+            def settle(self, reservation: str, row: LedgerRow | None) -> None:
+                outer.threads.append(("settle" if row is not None else "release", threading.current_thread()))
+                super().settle(reservation, row)
+
+            def record(self, row: LedgerRow) -> None:
+                outer.threads.append(("record", threading.current_thread()))
+                super().record(row)
+
+        self.threads: list[tuple[str, threading.Thread]] = []
+        self.entered, self.go = threading.Event(), threading.Event()
+        self.go.set()
+        self.ledger = Watched(path)
+
+    def steps(self) -> list[str]:
+        return [name for name, _ in self.threads]
+
+    def off(self, thread: threading.Thread) -> list[bool]:
+        """For each step, whether it ran in another thread than ``thread`` (the event loop's)."""
+        return [t is not thread for _, t in self.threads]
 
 
 class Waits:

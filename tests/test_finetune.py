@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _support import WatchedLedger
 
 import computekit as ck
 from computekit._config import RetryConfig, RoutingConfig
@@ -667,6 +668,27 @@ async def test_a_job_followed_elsewhere_leaves_the_launchers_reservation_to_its_
     finally:
         await close(a)
         await close(b)
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
+async def test_an_ended_job_is_written_off_the_event_loop_only_async_with_a_remote_ledger(mode: str, remote: bool,
+                                                                                         tmp_path: Path) -> None:
+    import threading
+
+    watched = WatchedLedger(tmp_path / "w.db", remote=remote)
+    host = launch_host().on("GET", "/v1/fine_tuning/jobs/ftjob-abc", done_json(1500))
+    c = client(mode, host, tmp_path, ledger=watched.ledger, budget={"limit_usd": "5", "period": "total"})
+    caller = threading.current_thread()
+    try:
+        job = await run(c.finetune(MODEL, training_file=examples(), epochs=3, wait=True, poll_interval=0))
+        assert job.status == "succeeded"
+        assert watched.steps() == ["reserve", "settle"]  # the estimate, then the job's one row
+        assert watched.off(caller) == [mode == "async" and remote] * 2
+        [row] = c.ledger.rows()
+        assert row.cost == Decimal(1500) * training_price() == job.cost.total
+    finally:
+        await close(c)
+        watched.ledger.close()
 
 
 def test_budget_status_without_budgets_is_empty(tmp_path: Path) -> None:
