@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 from _support import WatchedLedger
+from adapters._clients import Sleeps, close, mode, policy  # noqa: F401  (mode: a shared fixture, registered by name)
 
 import computekit as ck
-from computekit._config import RetryConfig, RoutingConfig
+from computekit._config import RoutingConfig
 from computekit._finetune import Progress, count_example_tokens, load_training
-from computekit._retry import RetryPolicy
 from computekit.adapters._base import FineTuneSpec
 from computekit.pricing import PriceBook
 from computekit.routing import Router
@@ -28,7 +28,6 @@ from computekit.routing import Router
 KEY = "sk-test-0123456789abcdef"
 BASE = "gpt-4o-mini-2024-07-18"
 MODEL = f"openai:{BASE}"
-MODES = ("sync", "async")
 
 
 def examples(n: int = 10) -> list[dict[str, Any]]:
@@ -82,28 +81,12 @@ class Host:
                    and (path is None or r.url.path == path))
 
 
-class Sleeps:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self(seconds)
-
-
 def client(mode: str, host: Host, tmp_path: Path, sleeps: Sleeps | None = None, **settings: Any) -> Any:
     sleeps = sleeps or Sleeps()
     transport = httpx.MockTransport(host)
     kwargs: dict[str, Any] = {
         "config": None, "providers": settings.pop("providers", {"openai": {"api_key": KEY}}),
-        "retry_policy": RetryPolicy(RetryConfig(max_retries=2), sleep=sleeps, asleep=sleeps.asleep),
+        "retry_policy": policy(sleeps),
         "router": Router(RoutingConfig(), clock=sleeps.clock),
         "ledger": settings.pop("ledger", f"sqlite:///{tmp_path / 'ledger.db'}"), **settings,
     }
@@ -125,10 +108,6 @@ async def job_call(job: ck.FineTuneJob, name: str, *args: Any, **kwargs: Any) ->
     return getattr(job, name)(*args, **kwargs)
 
 
-async def close(c: Any) -> None:
-    await run(c.aclose() if isinstance(c, ck.AsyncClient) else c.close())
-
-
 def training_price(model: str = BASE) -> Decimal:
     rates = PriceBook().training("openai", model)
     assert rates is not None
@@ -141,11 +120,6 @@ def tokens_of(rows: list[dict[str, Any]], encoding: str = "o200k_base") -> int:
 
     count = _Counter(encoding)
     return sum(count_example_tokens(r, count) for r in rows)
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def launch_host() -> Host:
