@@ -9,7 +9,9 @@ import datetime as dt
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -229,3 +231,41 @@ def chat_chunks(text_pieces: list[str], *, usage: dict[str, Any] | None = None,
     if usage is not None:
         out.append({**base, "choices": [], "usage": usage})
     return out
+
+
+# ------------------------------------------------------------------------------------------------ real loopback HTTP
+# For what must cross a real socket (a subprocess, vcrpy recording, an installed plugin): a stdlib handler class.
+
+
+@contextmanager
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Run ``handler`` on a loopback port in a thread: yields its ``/v1`` base URL; shut down on exit."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """A quiet HTTP/1.1 handler for :func:`serve`, with :meth:`reply` to answer."""
+
+    protocol_version = "HTTP/1.1"
+
+    def reply(self, status: int, body: bytes, content_type: str = "application/json", **headers: str) -> None:
+        """Answer: status, content type and length, ``headers`` (``x_request_id`` is sent as ``x-request-id``),
+        then the body."""
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
