@@ -605,10 +605,11 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                                 raise target.adapter.map_error(head, target.model)
                         except ProviderError as e:
                             await cm.__aexit__(None, None, None)
-                            core.failed("stream", target, e, started, t0, st.attempts, st.tags, reservation=held)
+                            await ledger_call(core, partial(core.failed, "stream", target, e, started, t0,
+                                                            st.attempts, st.tags, reservation=held))
                             raise
                         except BaseException:
-                            core.release(held)
+                            await ledger_call(core, partial(core.release, held), offload=held is not None)
                             raise
                 try:
                     async for data in body:
@@ -620,13 +621,14 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                     for chunk in st.close(target, decoder):
                         yield chunk
                 except ProviderError as e:
-                    core.failed("stream", target, e, started, t0, st.attempts, st.tags, reservation=held)
+                    await ledger_call(core, partial(core.failed, "stream", target, e, started, t0, st.attempts,
+                                                    st.tags, reservation=held))
                     raise
                 except GeneratorExit:  # the caller stopped reading: still a billed attempt
-                    st.cancel(target, decoder, started, t0, held)
+                    await ledger_call(core, partial(st.cancel, target, decoder, started, t0, held))
                     raise
                 except BaseException:
-                    core.release(held)
+                    await ledger_call(core, partial(core.release, held), offload=held is not None)
                     raise
                 finally:
                     await cm.__aexit__(None, None, None)
@@ -902,9 +904,10 @@ class _BaseClient:
         """
         return self._core.budget_status()
 
-    def _ended(self, prediction: Prediction) -> None:
+    def _ended_step(self, prediction: Prediction) -> Callable[[], None]:
+        """Pricing and recording an ended prediction, as one ledger step (run inline, or by ``ledger_call``)."""
         target = Target(self._core.adapter(prediction.provider), prediction.model)
-        self._core.prediction_ended(target, prediction, prediction._tags)
+        return partial(self._core.prediction_ended, target, prediction, prediction._tags)
 
     @property
     def settings(self) -> Any:
@@ -1227,6 +1230,9 @@ class Client(_BaseClient, FineTuning):
         if prediction.done:
             self._ended(prediction)
         return prediction
+
+    def _ended(self, prediction: Prediction) -> None:
+        self._ended_step(prediction)()
 
     def _prepare(self, targets: list[Target], *, validate: bool, hardware: str | None,
                  deadline: float | None) -> None:
@@ -1565,8 +1571,13 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         if wait:
             return await self._wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
         if prediction.done:
-            self._ended(prediction)
+            await self._ended(prediction)
         return prediction
+
+    async def _ended(self, prediction: Prediction) -> None:
+        """:meth:`Client._ended`, off the event loop when the ledger is remote (a row that is already written
+        stays inline: nothing to write)."""
+        await ledger_call(self._core, self._ended_step(prediction), offload=not prediction._recorded)
 
     async def _prepare(self, targets: list[Target], *, validate: bool, hardware: str | None,
                        deadline: float | None) -> None:
@@ -1583,7 +1594,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
     async def _refresh(self, prediction: Prediction) -> Prediction:
         fresh: Prediction = await self._send(_lifecycle_plan(self._core, prediction, "get"))
         if fresh.done:
-            self._ended(fresh)
+            await self._ended(fresh)
         return fresh
 
     async def _cancel(self, prediction: Prediction) -> Prediction:
@@ -1591,7 +1602,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         if fresh.done and self._core.adapter(fresh.provider).needs_final_state(fresh):
             fresh = await self._send(_lifecycle_plan(self._core, fresh, "get"))  # its billed run time
         if fresh.done:
-            self._ended(fresh)
+            await self._ended(fresh)
         return fresh
 
     async def _wait(
@@ -1615,7 +1626,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
                 if pause is not None:
                     await self._core.retry.async_sleep(pause)
                 prediction = await self._refresh(prediction)
-            self._ended(prediction)
+            await self._ended(prediction)
         finally:
             waiting.close(prediction)
         if prediction.status == "failed":

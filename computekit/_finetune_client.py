@@ -5,13 +5,17 @@ Every request (upload, launch, poll, cancel, events) goes through the client's o
 like any other call (a 5xx on a status GET is retried; GETs are idempotent). None of them is a billed attempt: the
 job's cost is priced and written to the ledger once, when the job ends. Under a budget, the job's estimate is
 reserved before the first upload and held until then (released when the launch fails).
+
+What both clients share is pure and module-level here: the checked launch (:func:`_launch`), the requests that
+launch it as a generator of plans (:func:`_launch_steps`, run by :func:`_drive` / :func:`_adrive`), each
+lifecycle request as a plan (``_get_plan`` ...), and the bookkeeping of ``wait()`` (:class:`_Following`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _finetune
 from ._constants import (
@@ -27,13 +31,15 @@ from ._types import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 from .adapters._base import HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
+    from ._client import _Plan
     from ._core import Core
+
+_T = TypeVar("_T")
 
 __all__ = ["AsyncFineTuning", "FineTuning"]
 
 
-def _step(verb: str, target: Target, http: HTTPRequest | None,
-          parse: Callable[[HTTPResponse], Any]) -> Any:
+def _step(verb: str, target: Target, http: HTTPRequest | None, parse: Callable[[HTTPResponse], Any]) -> _Plan:
     """One fine-tuning request as a plan for ``_send``: one target, no fallback, nothing billed by itself."""
     from ._client import _Plan
 
@@ -59,6 +65,16 @@ def _carry(old: FineTuneJob, fresh: FineTuneJob) -> FineTuneJob:
     return fresh
 
 
+def _ended_step(core: Core, job: FineTuneJob) -> Callable[[], None]:
+    """Pricing and recording a job that has ended, as one ledger step (run inline, or by ``ledger_call``)."""
+    return partial(core.finetune_ended, _target(core, job), job, job._tags)
+
+
+def _to_record(job: FineTuneJob) -> bool:
+    """Whether :meth:`Core.finetune_ended` would write the job's row (else it returns at once)."""
+    return job.done and job.id is not None and not job._recorded
+
+
 def _attach_stub(core: Core, job_id: str) -> tuple[Target, FineTuneJob]:
     provider, jid = split_model_id(job_id)
     adapter = core.adapter(provider)
@@ -67,6 +83,140 @@ def _attach_stub(core: Core, job_id: str) -> tuple[Target, FineTuneJob]:
     stub = FineTuneJob(id=jid, provider=provider, base_model="", status="queued")
     return Target(adapter, ""), stub
 
+
+def _launch(core: Core, model: str, training_file: Any, tags: Mapping[str, str] | None,
+            extra_body: Mapping[str, Any] | NotGiven,
+            **options: Any) -> tuple[_finetune.Launch, Mapping[str, str] | None]:
+    """``finetune()``'s arguments checked and estimated, with its checked tags (pure: nothing is sent).
+    ``options``: ``validation_file``, ``epochs`` ... as given to ``finetune()``."""
+    tags = check_tags(tags)  # refused before any upload, like every verb's tags
+    extra = extra_body if extra_body is not NOT_GIVEN else None
+    return _finetune.prepare(core, model, training_file, extra=extra, **options), tags
+
+
+def _launch_steps(launch: _finetune.Launch) -> Generator[_Plan, Any, FineTuneJob]:
+    """The requests that launch a job, in order (uploads, the provider's estimate, the launch): each is yielded as a
+    plan for ``_send`` and its answer sent back in; returns the launched job, its estimate set. Pure: the client
+    does the I/O (:func:`_drive`, :func:`_adrive`)."""
+    target, req, adapter = launch.target, launch.request, launch.target.adapter
+    for file, purpose in launch.files():
+        last: HTTPResponse | None = None
+        for http in adapter.build_uploads(req, file, purpose):
+            last = yield _step("finetune.upload", target, http, lambda r: r)
+        if last is not None:
+            file.ref = adapter.parse_upload(req, file, last)
+    estimate = launch.estimate
+    est_http = adapter.build_finetune_estimate(req)
+    if est_http is not None:
+        resp = yield _step("finetune.estimate", target, est_http, lambda r: r)
+        estimate = _finetune.with_provider_estimate(estimate, adapter.parse_finetune_estimate(req, resp),
+                                                    target.provider)
+    job: FineTuneJob = yield _step("finetune", target, adapter.build_finetune(req),
+                                   lambda r: adapter.parse_finetune(target.model, r))
+    job.estimate = estimate
+    return job
+
+
+def _drive(steps: Generator[_Plan, Any, _T], send: Callable[[_Plan], Any]) -> _T:
+    """Run a generator of plans to its end with a sync ``send``: its return value."""
+    try:
+        plan = next(steps)
+        while True:
+            plan = steps.send(send(plan))
+    except StopIteration as done:
+        return cast(_T, done.value)
+
+
+async def _adrive(steps: Generator[_Plan, Any, _T], send: Callable[[_Plan], Awaitable[Any]]) -> _T:
+    """:func:`_drive` with an async ``send``."""
+    try:
+        plan = next(steps)
+        while True:
+            plan = steps.send(await send(plan))
+    except StopIteration as done:
+        return cast(_T, done.value)
+
+
+def _get_plan(core: Core, job: FineTuneJob) -> _Plan:
+    target = _target(core, job)
+    return _step("finetune.get", target, target.adapter.build_finetune_get(job),
+                 lambda r: target.adapter.parse_finetune(job.base_model, r))
+
+
+def _cancel_plan(core: Core, job: FineTuneJob) -> _Plan:
+    target = _target(core, job)
+    return _step("finetune.cancel", target, target.adapter.build_finetune_cancel(job),
+                 lambda r: target.adapter.parse_finetune(job.base_model, r))
+
+
+def _attach_plan(core: Core, job_id: str) -> _Plan:
+    target, stub = _attach_stub(core, job_id)
+    return _step("finetune.get", target, target.adapter.build_finetune_get(stub),
+                 lambda r: target.adapter.parse_finetune("", r))
+
+
+def _events_plan(core: Core, job: FineTuneJob, limit: int) -> _Plan | None:
+    """The request for a job's events; ``None``: they come with the job itself (:func:`_events_of`)."""
+    target = _target(core, job)
+    http = target.adapter.build_finetune_events(job, limit)
+    if http is None:
+        return None
+    return _step("finetune.events", target, http, lambda r: target.adapter.parse_finetune_events(job, r))
+
+
+def _events_of(core: Core, source: FineTuneJob, limit: int) -> list[FineTuneEvent]:
+    """The events a job carries (providers without an events endpoint), the last ``limit``."""
+    return _target(core, source).adapter.parse_finetune_events(source, None)[-limit:]
+
+
+def _checkpoints_plan(core: Core, job: FineTuneJob) -> _Plan | None:
+    """The request for a job's checkpoints; ``None``: they come with the job itself."""
+    target = _target(core, job)
+    http = target.adapter.build_finetune_checkpoints(job)
+    if http is None:
+        return None
+    return _step("finetune.checkpoints", target, http, lambda r: target.adapter.parse_finetune_checkpoints(job, r))
+
+
+class _Following:
+    """The pure part of ``wait()`` on a job: the deadline, the growing poll interval, the progress bar."""
+
+    def __init__(self, core: Core, job: FineTuneJob, timeout: float | None, poll_interval: float | None,
+                 progress: bool) -> None:
+        self.clock = core.router.clock
+        self.timeout = timeout
+        self.give_up = None if timeout is None else self.clock() + timeout
+        if poll_interval is not None and not poll_interval >= 0:
+            raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
+        self.grows = poll_interval is None
+        # None is "not given"; 0 is a real interval (a replayed test that must not sleep).
+        self.interval = DEFAULT_FINETUNE_POLL_INTERVAL_S if poll_interval is None else poll_interval
+        self.bar = _finetune.Progress(job) if progress else None
+        self.events_too = bool(self.bar is not None and self.bar.shown
+                               and _target(core, job).adapter.build_finetune_events(job, 1))
+
+    def pause(self, job: FineTuneJob) -> float:
+        """How long to wait before the next poll.
+
+        Raises:
+            FineTuneTimeoutError: The timeout has passed.
+        """
+        if self.give_up is not None and self.clock() >= self.give_up:
+            raise _finetune.timed_out(job, self.timeout)
+        return self.interval if self.give_up is None else min(self.interval, max(self.give_up - self.clock(), 0))
+
+    def polled(self, job: FineTuneJob, events: list[FineTuneEvent] | None) -> None:
+        """After a poll: show it (with the latest metrics of ``events``), and grow the interval."""
+        if self.bar is not None:
+            if events is not None:
+                job.metrics = {**job.metrics, **_finetune.latest_metrics(events)}
+            self.bar.update(job)
+        if self.grows:
+            self.interval = min(self.interval * 1.5, MAX_FINETUNE_POLL_INTERVAL_S)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class FineTuning:
@@ -130,38 +280,19 @@ class FineTuning:
             FineTuneTimeoutError: With ``wait``: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries (``NotFoundError`` for an unknown base model ...).
         """
-        tags = check_tags(tags)  # refused before any upload, like every verb's tags
-        launch = _finetune.prepare(
-            self._core, model, training_file, validation_file=validation_file, epochs=epochs,
-            hyperparameters=hyperparameters, suffix=suffix, method=method, destination=destination,
-            extra=extra_body if extra_body is not NOT_GIVEN else None,
-        )
+        launch, tags = _launch(self._core, model, training_file, tags, extra_body, validation_file=validation_file,
+                               epochs=epochs, hyperparameters=hyperparameters, suffix=suffix, method=method,
+                               destination=destination)
         if dry_run:
             return launch.dry_run()
-        target, req, adapter = launch.target, launch.request, launch.target.adapter
         # Budgets: the estimate is reserved before any upload, held while the job runs, settled by its cost.
-        held = self._core.finetune_reserve(target, launch.estimate, tags)
+        held = self._core.finetune_reserve(launch.target, launch.estimate, tags)
         try:
-            for file, purpose in launch.files():
-                https = adapter.build_uploads(req, file, purpose)
-                last: HTTPResponse | None = None
-                for http in https:
-                    last = self._send(_step("finetune.upload", target, http, lambda r: r))
-                if last is not None:
-                    file.ref = adapter.parse_upload(req, file, last)
-            estimate = launch.estimate
-            est_http = adapter.build_finetune_estimate(req)
-            if est_http is not None:
-                resp = self._send(_step("finetune.estimate", target, est_http, lambda r: r))
-                bill = adapter.parse_finetune_estimate(req, resp)
-                estimate = _finetune.with_provider_estimate(estimate, bill, target.provider)
-            job: FineTuneJob = self._send(_step("finetune", target, adapter.build_finetune(req),
-                                                lambda r: adapter.parse_finetune(target.model, r)))
+            job = _drive(_launch_steps(launch), self._send)
         except BaseException:
             self._core.release(held)  # nothing launched: nothing to hold
             raise
         self._core.finetune_launched(job, held)
-        job.estimate = estimate
         job._client, job._tags = self, tags
         if job.done:
             self._ft_ended(job)
@@ -170,86 +301,51 @@ class FineTuning:
         return job
 
     def _ft_ended(self, job: FineTuneJob) -> None:
-        self._core.finetune_ended(_target(self._core, job), job, job._tags)
+        _ended_step(self._core, job)()
 
     def _ft_attach(self, job_id: str) -> FineTuneJob:
-        target, stub = _attach_stub(self._core, job_id)
-        adapter = target.adapter
-        job: FineTuneJob = self._send(_step("finetune.get", target, adapter.build_finetune_get(stub),
-                                            lambda r: adapter.parse_finetune("", r)))
+        job: FineTuneJob = self._send(_attach_plan(self._core, job_id))
         job._client = self
         if job.done:
             self._ft_ended(job)
         return job
 
     def _ft_refresh(self, job: FineTuneJob) -> FineTuneJob:
-        target = _target(self._core, job)
-        adapter = target.adapter
-        fresh: FineTuneJob = self._send(_step("finetune.get", target, adapter.build_finetune_get(job),
-                                              lambda r: adapter.parse_finetune(job.base_model, r)))
-        fresh = _carry(job, fresh)
+        fresh = _carry(job, self._send(_get_plan(self._core, job)))
         if fresh.done:
             self._ft_ended(fresh)
         return fresh
 
     def _ft_cancel(self, job: FineTuneJob) -> FineTuneJob:
-        target = _target(self._core, job)
-        adapter = target.adapter
-        fresh: FineTuneJob = self._send(_step("finetune.cancel", target, adapter.build_finetune_cancel(job),
-                                              lambda r: adapter.parse_finetune(job.base_model, r)))
-        fresh = _carry(job, fresh)
+        fresh = _carry(job, self._send(_cancel_plan(self._core, job)))
         if fresh.done:
             self._ft_ended(fresh)
         return fresh
 
     def _ft_events(self, job: FineTuneJob, limit: int = DEFAULT_FINETUNE_EVENTS) -> list[FineTuneEvent]:
-        target = _target(self._core, job)
-        adapter = target.adapter
-        http = adapter.build_finetune_events(job, limit)
-        if http is None:
-            source = self._ft_refresh(job) if job.id and not job.done else job  # they come with the job
-            return adapter.parse_finetune_events(source, None)[-limit:]
-        events: list[FineTuneEvent] = self._send(_step("finetune.events", target, http,
-                                                       lambda r: adapter.parse_finetune_events(job, r)))
+        plan = _events_plan(self._core, job, limit)
+        if plan is None:  # they come with the job
+            return _events_of(self._core, self._ft_refresh(job) if job.id and not job.done else job, limit)
+        events: list[FineTuneEvent] = self._send(plan)
         return events
 
     def _ft_checkpoints(self, job: FineTuneJob) -> list[FineTuneCheckpoint]:
-        target = _target(self._core, job)
-        adapter = target.adapter
-        http = adapter.build_finetune_checkpoints(job)
-        if http is None:
-            return adapter.parse_finetune_checkpoints(job, None)
-        out: list[FineTuneCheckpoint] = self._send(_step("finetune.checkpoints", target, http,
-                                                         lambda r: adapter.parse_finetune_checkpoints(job, r)))
+        plan = _checkpoints_plan(self._core, job)
+        if plan is None:
+            return _target(self._core, job).adapter.parse_finetune_checkpoints(job, None)
+        out: list[FineTuneCheckpoint] = self._send(plan)
         return out
 
     def _ft_wait(self, job: FineTuneJob, timeout: float | None, poll_interval: float | None,
                  progress: bool = False) -> FineTuneJob:
-        core = self._core
-        clock = core.router.clock
-        give_up = None if timeout is None else clock() + timeout
-        if poll_interval is not None and not poll_interval >= 0:
-            raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
-        # None is "not given"; 0 is a real interval (a replayed test that must not sleep).
-        interval = DEFAULT_FINETUNE_POLL_INTERVAL_S if poll_interval is None else poll_interval
-        bar = _finetune.Progress(job) if progress else None
-        events_too = bar is not None and bar.shown and _target(core, job).adapter.build_finetune_events(job, 1)
+        following = _Following(self._core, job, timeout, poll_interval, progress)
         try:
             while not job.done:
-                if give_up is not None and clock() >= give_up:
-                    raise _finetune.timed_out(job, timeout)
-                pause = interval if give_up is None else min(interval, max(give_up - clock(), 0))
-                core.retry.sleep(pause)
+                self._core.retry.sleep(following.pause(job))
                 job = self._ft_refresh(job)
-                if bar is not None:
-                    if events_too:
-                        job.metrics = {**job.metrics, **_finetune.latest_metrics(self._ft_events(job, 10))}
-                    bar.update(job)
-                if poll_interval is None:
-                    interval = min(interval * 1.5, MAX_FINETUNE_POLL_INTERVAL_S)
+                following.polled(job, self._ft_events(job, 10) if following.events_too else None)
         finally:
-            if bar is not None:
-                bar.close()
+            following.close()
         self._ft_ended(job)
         if job.status == "failed":
             raise _finetune.failed(job)
@@ -317,129 +413,77 @@ class AsyncFineTuning:
             FineTuneTimeoutError: With ``wait``: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries (``NotFoundError`` for an unknown base model ...).
         """
-        tags = check_tags(tags)  # refused before any upload, like every verb's tags
-        launch = _finetune.prepare(
-            self._core, model, training_file, validation_file=validation_file, epochs=epochs,
-            hyperparameters=hyperparameters, suffix=suffix, method=method, destination=destination,
-            extra=extra_body if extra_body is not NOT_GIVEN else None,
-        )
+        launch, tags = _launch(self._core, model, training_file, tags, extra_body, validation_file=validation_file,
+                               epochs=epochs, hyperparameters=hyperparameters, suffix=suffix, method=method,
+                               destination=destination)
         if dry_run:
             return launch.dry_run()
-        target, req, adapter = launch.target, launch.request, launch.target.adapter
-        # Budgets: the estimate is reserved before any upload, held while the job runs, settled by its cost.
-        held = await ledger_call(self._core, partial(self._core.finetune_reserve, target, launch.estimate, tags))
+        core = self._core
+        # Budgets: as in Client.finetune, off the event loop when the ledger is remote.
+        held = await ledger_call(core, partial(core.finetune_reserve, launch.target, launch.estimate, tags))
         try:
-            for file, purpose in launch.files():
-                https = adapter.build_uploads(req, file, purpose)
-                last: HTTPResponse | None = None
-                for http in https:
-                    last = await self._send(_step("finetune.upload", target, http, lambda r: r))
-                if last is not None:
-                    file.ref = adapter.parse_upload(req, file, last)
-            estimate = launch.estimate
-            est_http = adapter.build_finetune_estimate(req)
-            if est_http is not None:
-                resp = await self._send(_step("finetune.estimate", target, est_http, lambda r: r))
-                bill = adapter.parse_finetune_estimate(req, resp)
-                estimate = _finetune.with_provider_estimate(estimate, bill, target.provider)
-            job: FineTuneJob = await self._send(_step("finetune", target, adapter.build_finetune(req),
-                                                      lambda r: adapter.parse_finetune(target.model, r)))
+            job = await _adrive(_launch_steps(launch), self._send)
         except BaseException:
             # nothing launched: nothing to hold
-            await ledger_call(self._core, partial(self._core.release, held), offload=held is not None)
+            await ledger_call(core, partial(core.release, held), offload=held is not None)
             raise
-        self._core.finetune_launched(job, held)
-        job.estimate = estimate
+        await ledger_call(core, partial(core.finetune_launched, job, held), offload=held is not None)
         job._client, job._tags = self, tags
         if job.done:
-            self._ft_ended(job)
+            await self._ft_ended(job)
         if wait:
             return await self._ft_wait(job, timeout, poll_interval, progress)
         return job
 
-    def _ft_ended(self, job: FineTuneJob) -> None:
-        self._core.finetune_ended(_target(self._core, job), job, job._tags)
+    async def _ft_ended(self, job: FineTuneJob) -> None:
+        """:meth:`FineTuning._ft_ended`, off the event loop when the ledger is remote (a job already written, or
+        not ended, stays inline: nothing to write)."""
+        await ledger_call(self._core, _ended_step(self._core, job), offload=_to_record(job))
 
     async def _ft_attach(self, job_id: str) -> FineTuneJob:
-        target, stub = _attach_stub(self._core, job_id)
-        adapter = target.adapter
-        job: FineTuneJob = await self._send(_step("finetune.get", target, adapter.build_finetune_get(stub),
-                                                  lambda r: adapter.parse_finetune("", r)))
+        job: FineTuneJob = await self._send(_attach_plan(self._core, job_id))
         job._client = self
         if job.done:
-            self._ft_ended(job)
+            await self._ft_ended(job)
         return job
 
     async def _ft_refresh(self, job: FineTuneJob) -> FineTuneJob:
-        target = _target(self._core, job)
-        adapter = target.adapter
-        fresh: FineTuneJob = await self._send(_step("finetune.get", target, adapter.build_finetune_get(job),
-                                                    lambda r: adapter.parse_finetune(job.base_model, r)))
-        fresh = _carry(job, fresh)
+        fresh = _carry(job, await self._send(_get_plan(self._core, job)))
         if fresh.done:
-            self._ft_ended(fresh)
+            await self._ft_ended(fresh)
         return fresh
 
     async def _ft_cancel(self, job: FineTuneJob) -> FineTuneJob:
-        target = _target(self._core, job)
-        adapter = target.adapter
-        fresh: FineTuneJob = await self._send(_step("finetune.cancel", target, adapter.build_finetune_cancel(job),
-                                                    lambda r: adapter.parse_finetune(job.base_model, r)))
-        fresh = _carry(job, fresh)
+        fresh = _carry(job, await self._send(_cancel_plan(self._core, job)))
         if fresh.done:
-            self._ft_ended(fresh)
+            await self._ft_ended(fresh)
         return fresh
 
     async def _ft_events(self, job: FineTuneJob, limit: int = DEFAULT_FINETUNE_EVENTS) -> list[FineTuneEvent]:
-        target = _target(self._core, job)
-        adapter = target.adapter
-        http = adapter.build_finetune_events(job, limit)
-        if http is None:
-            source = await self._ft_refresh(job) if job.id and not job.done else job
-            return adapter.parse_finetune_events(source, None)[-limit:]
-        events: list[FineTuneEvent] = await self._send(_step("finetune.events", target, http,
-                                                             lambda r: adapter.parse_finetune_events(job, r)))
+        plan = _events_plan(self._core, job, limit)
+        if plan is None:  # they come with the job
+            return _events_of(self._core, await self._ft_refresh(job) if job.id and not job.done else job, limit)
+        events: list[FineTuneEvent] = await self._send(plan)
         return events
 
     async def _ft_checkpoints(self, job: FineTuneJob) -> list[FineTuneCheckpoint]:
-        target = _target(self._core, job)
-        adapter = target.adapter
-        http = adapter.build_finetune_checkpoints(job)
-        if http is None:
-            return adapter.parse_finetune_checkpoints(job, None)
-        out: list[FineTuneCheckpoint] = await self._send(
-            _step("finetune.checkpoints", target, http, lambda r: adapter.parse_finetune_checkpoints(job, r))
-        )
+        plan = _checkpoints_plan(self._core, job)
+        if plan is None:
+            return _target(self._core, job).adapter.parse_finetune_checkpoints(job, None)
+        out: list[FineTuneCheckpoint] = await self._send(plan)
         return out
 
     async def _ft_wait(self, job: FineTuneJob, timeout: float | None, poll_interval: float | None,
                        progress: bool = False) -> FineTuneJob:
-        core = self._core
-        clock = core.router.clock
-        give_up = None if timeout is None else clock() + timeout
-        if poll_interval is not None and not poll_interval >= 0:
-            raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
-        # None is "not given"; 0 is a real interval (a replayed test that must not sleep).
-        interval = DEFAULT_FINETUNE_POLL_INTERVAL_S if poll_interval is None else poll_interval
-        bar = _finetune.Progress(job) if progress else None
-        events_too = bar is not None and bar.shown and _target(core, job).adapter.build_finetune_events(job, 1)
+        following = _Following(self._core, job, timeout, poll_interval, progress)
         try:
             while not job.done:
-                if give_up is not None and clock() >= give_up:
-                    raise _finetune.timed_out(job, timeout)
-                pause = interval if give_up is None else min(interval, max(give_up - clock(), 0))
-                await core.retry.async_sleep(pause)
+                await self._core.retry.async_sleep(following.pause(job))
                 job = await self._ft_refresh(job)
-                if bar is not None:
-                    if events_too:
-                        job.metrics = {**job.metrics, **_finetune.latest_metrics(await self._ft_events(job, 10))}
-                    bar.update(job)
-                if poll_interval is None:
-                    interval = min(interval * 1.5, MAX_FINETUNE_POLL_INTERVAL_S)
+                following.polled(job, await self._ft_events(job, 10) if following.events_too else None)
         finally:
-            if bar is not None:
-                bar.close()
-        self._ft_ended(job)
+            following.close()
+        await self._ft_ended(job)
         if job.status == "failed":
             raise _finetune.failed(job)
         return job

@@ -5,9 +5,13 @@ HTTP goes through ``httpx.MockTransport``: nothing leaves the process.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -15,6 +19,7 @@ import httpx
 import computekit as ck
 from computekit._config import RetryConfig
 from computekit._retry import RetryPolicy
+from computekit.ledger import LedgerRow
 
 KEY = "sk-test-0123456789abcdef"
 
@@ -60,6 +65,45 @@ class Server:
     @property
     def hits(self) -> int:
         return len(self.seen)
+
+
+class WatchedLedger:
+    """A SQLite ledger (``.ledger``) that notes the thread of each reserve, settle (``release``: without a row) and
+    record in ``threads``, can say it is remote (``blocking_io``), and holds ``reserve()`` while ``go`` is clear."""
+
+    def __init__(self, path: Any, *, remote: bool) -> None:
+        from computekit.ledger import SQLiteLedger
+
+        outer = self
+
+        class Watched(SQLiteLedger):
+            blocking_io = remote
+
+            def reserve(self, charges: Any, *, now: dt.datetime, ttl_s: float) -> str:
+                outer.threads.append(("reserve", threading.current_thread()))
+                outer.entered.set()
+                assert outer.go.wait(10)
+                return super().reserve(charges, now=now, ttl_s=ttl_s)
+
+            def settle(self, reservation: str, row: LedgerRow | None) -> None:
+                outer.threads.append(("settle" if row is not None else "release", threading.current_thread()))
+                super().settle(reservation, row)
+
+            def record(self, row: LedgerRow) -> None:
+                outer.threads.append(("record", threading.current_thread()))
+                super().record(row)
+
+        self.threads: list[tuple[str, threading.Thread]] = []
+        self.entered, self.go = threading.Event(), threading.Event()
+        self.go.set()
+        self.ledger = Watched(path)
+
+    def steps(self) -> list[str]:
+        return [name for name, _ in self.threads]
+
+    def off(self, thread: threading.Thread) -> list[bool]:
+        """For each step, whether it ran in another thread than ``thread`` (the event loop's)."""
+        return [t is not thread for _, t in self.threads]
 
 
 class Waits:
@@ -187,3 +231,41 @@ def chat_chunks(text_pieces: list[str], *, usage: dict[str, Any] | None = None,
     if usage is not None:
         out.append({**base, "choices": [], "usage": usage})
     return out
+
+
+# ------------------------------------------------------------------------------------------------ real loopback HTTP
+# For what must cross a real socket (a subprocess, vcrpy recording, an installed plugin): a stdlib handler class.
+
+
+@contextmanager
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Run ``handler`` on a loopback port in a thread: yields its ``/v1`` base URL; shut down on exit."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """A quiet HTTP/1.1 handler for :func:`serve`, with :meth:`reply` to answer."""
+
+    protocol_version = "HTTP/1.1"
+
+    def reply(self, status: int, body: bytes, content_type: str = "application/json", **headers: str) -> None:
+        """Answer: status, content type and length, ``headers`` (``x_request_id`` is sent as ``x-request-id``),
+        then the body."""
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass

@@ -14,7 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from _support import Chunks, WatchedLedger, chat_chunks, make_client, sse, stream_response, usage_json
 
 import computekit as ck
 from computekit._budget import FALLBACK_OUTPUT_TOKENS, worst_case
@@ -708,37 +710,10 @@ def test_budget_config_forms(tmp_path: Path) -> None:
 # ============================================================================================= async, remote ledger
 
 
-class _Watched:
-    """A SQLite ledger that notes the thread of each reserve and settle, and can say it is remote."""
-
-    def __init__(self, path: Path, *, remote: bool) -> None:
-        from computekit.ledger import SQLiteLedger
-
-        outer = self
-
-        class Watched(SQLiteLedger):
-            blocking_io = remote
-
-            def reserve(self, charges: Any, *, now: dt.datetime, ttl_s: float) -> str:
-                outer.threads.append(("reserve", threading.current_thread()))
-                outer.entered.set()
-                assert outer.go.wait(10)
-                return super().reserve(charges, now=now, ttl_s=ttl_s)
-
-            def settle(self, reservation: str, row: LedgerRow | None) -> None:
-                outer.threads.append(("settle" if row is not None else "release", threading.current_thread()))
-                super().settle(reservation, row)
-
-        self.threads: list[tuple[str, threading.Thread]] = []
-        self.entered, self.go = threading.Event(), threading.Event()
-        self.go.set()
-        self.ledger = Watched(path)
-
-
 @pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
 async def test_async_reservations_leave_the_event_loop_only_for_a_remote_ledger(server: Server, tmp_path: Path,
                                                                                 remote: bool) -> None:
-    watched = _Watched(tmp_path / "w.db", remote=remote)
+    watched = WatchedLedger(tmp_path / "w.db", remote=remote)
     client = ck.AsyncClient(config=None, ledger=watched.ledger, budget={"limit_usd": "1"}, retry={"max_retries": 0},
                             providers={"openai": {"base_url": server.url, "api_key": KEY}})
     loop_thread = threading.current_thread()
@@ -756,7 +731,7 @@ async def test_an_async_call_canceled_while_reserving_off_the_loop_releases_its_
         server: Server, tmp_path: Path) -> None:
     import asyncio
 
-    watched = _Watched(tmp_path / "w.db", remote=True)
+    watched = WatchedLedger(tmp_path / "w.db", remote=True)
     watched.go.clear()  # reserve() waits in its worker thread until told
     client = ck.AsyncClient(config=None, ledger=watched.ledger, budget={"limit_usd": "1"}, retry={"max_retries": 0},
                             providers={"openai": {"base_url": server.url, "api_key": KEY}})
@@ -774,5 +749,36 @@ async def test_an_async_call_canceled_while_reserving_off_the_loop_releases_its_
     assert [n for n, _ in watched.threads] == ["reserve", "release"]
     assert client.ledger.budget_usage(day, now=ck_now()) == (Decimal(0), Decimal(0))
     assert server.hits == 0
+    await client.aclose()
+    watched.ledger.close()
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
+async def test_an_async_stream_closed_early_or_cut_settles_off_the_event_loop_only_for_a_remote_ledger(
+        tmp_path: Path, remote: bool) -> None:
+    from _support import Server as MockServer
+
+    watched = WatchedLedger(tmp_path / "w.db", remote=remote)
+    body = sse(*chat_chunks(["a", "b", "c"], usage=usage_json(3, 3)))
+    cut = httpx.Response(200, headers={"content-type": "text/event-stream"},
+                         stream=Chunks([body[:60]], fail=httpx.ReadError("connection reset")))
+    mock = MockServer([stream_response(body, split=5), cut])
+    client = make_client(mock, is_async=True, ledger=watched.ledger, budget={"limit_usd": "1"})
+    loop_thread = threading.current_thread()
+    async with client.stream("openai:gpt-4o-mini", "hi", max_tokens=5) as s:
+        async for _ in s:
+            break  # closed by the caller: a billed attempt, its row settles the reservation
+
+    async def read_to_the_end() -> None:
+        async with client.stream("openai:gpt-4o-mini", "hi", max_tokens=5) as s:
+            async for _ in s:
+                pass
+
+    with pytest.raises(ck.APIConnectionError):
+        await read_to_the_end()  # cut mid-stream: a failed attempt, its row settles the reservation
+    assert watched.steps() == ["reserve", "settle", "reserve", "settle"]
+    assert watched.off(loop_thread) == [remote] * 4
+    assert [r.outcome for r in client.ledger.rows()] == ["canceled", "error"]
+    assert client.ledger.budget_usage(charge("0", start=period_start("day", ck_now())), now=ck_now())[1] == 0
     await client.aclose()
     watched.ledger.close()

@@ -14,13 +14,11 @@ import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _support import LoopbackHandler, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["index.md", "quickstart.md", "concepts.md", "../README.md"]
@@ -40,19 +38,13 @@ def blocks(page: str) -> list[tuple[int, str]]:
     return [(text[: m.start()].count("\n") + 2, m.group(2)) for m in _BLOCK.finditer(text) if not m.group(1)]
 
 
-class _OpenAIFormat(BaseHTTPRequestHandler):
+class _OpenAIFormat(LoopbackHandler):
     """Chat completions (streamed or not) and embeddings, in OpenAI's format, for any model."""
 
-    protocol_version = "HTTP/1.1"
     paths: list[str] = []
 
     def _send(self, status: int, body: bytes, ctype: str) -> None:
-        self.send_response(status)
-        self.send_header("content-type", ctype)
-        self.send_header("content-length", str(len(body)))
-        self.send_header("x-request-id", f"req_loopback_{len(self.paths)}")
-        self.end_headers()
-        self.wfile.write(body)
+        self.reply(status, body, ctype, x_request_id=f"req_loopback_{len(self.paths)}")
 
     def do_POST(self) -> None:  # the stdlib's handler name
         req = json.loads(self.rfile.read(int(self.headers["content-length"])))
@@ -84,22 +76,12 @@ class _OpenAIFormat(BaseHTTPRequestHandler):
                              "finish_reason": "stop"}]}
         self._send(200, json.dumps(body).encode(), "application/json")
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def loopback() -> Iterator[str]:
     _OpenAIFormat.paths = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OpenAIFormat)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve(_OpenAIFormat) as url:
+        yield url
 
 
 RUNNER = """

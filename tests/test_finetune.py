@@ -15,11 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from _support import WatchedLedger
+from adapters._clients import Sleeps, close, mode, policy  # noqa: F401  (mode: a shared fixture, registered by name)
 
 import computekit as ck
-from computekit._config import RetryConfig, RoutingConfig
+from computekit._config import RoutingConfig
 from computekit._finetune import Progress, count_example_tokens, load_training
-from computekit._retry import RetryPolicy
 from computekit.adapters._base import FineTuneSpec
 from computekit.pricing import PriceBook
 from computekit.routing import Router
@@ -27,7 +28,6 @@ from computekit.routing import Router
 KEY = "sk-test-0123456789abcdef"
 BASE = "gpt-4o-mini-2024-07-18"
 MODEL = f"openai:{BASE}"
-MODES = ("sync", "async")
 
 
 def examples(n: int = 10) -> list[dict[str, Any]]:
@@ -81,28 +81,12 @@ class Host:
                    and (path is None or r.url.path == path))
 
 
-class Sleeps:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self(seconds)
-
-
 def client(mode: str, host: Host, tmp_path: Path, sleeps: Sleeps | None = None, **settings: Any) -> Any:
     sleeps = sleeps or Sleeps()
     transport = httpx.MockTransport(host)
     kwargs: dict[str, Any] = {
         "config": None, "providers": settings.pop("providers", {"openai": {"api_key": KEY}}),
-        "retry_policy": RetryPolicy(RetryConfig(max_retries=2), sleep=sleeps, asleep=sleeps.asleep),
+        "retry_policy": policy(sleeps),
         "router": Router(RoutingConfig(), clock=sleeps.clock),
         "ledger": settings.pop("ledger", f"sqlite:///{tmp_path / 'ledger.db'}"), **settings,
     }
@@ -124,10 +108,6 @@ async def job_call(job: ck.FineTuneJob, name: str, *args: Any, **kwargs: Any) ->
     return getattr(job, name)(*args, **kwargs)
 
 
-async def close(c: Any) -> None:
-    await run(c.aclose() if isinstance(c, ck.AsyncClient) else c.close())
-
-
 def training_price(model: str = BASE) -> Decimal:
     rates = PriceBook().training("openai", model)
     assert rates is not None
@@ -140,11 +120,6 @@ def tokens_of(rows: list[dict[str, Any]], encoding: str = "o200k_base") -> int:
 
     count = _Counter(encoding)
     return sum(count_example_tokens(r, count) for r in rows)
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def launch_host() -> Host:
@@ -667,6 +642,27 @@ async def test_a_job_followed_elsewhere_leaves_the_launchers_reservation_to_its_
     finally:
         await close(a)
         await close(b)
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
+async def test_an_ended_job_is_written_off_the_event_loop_only_async_with_a_remote_ledger(mode: str, remote: bool,
+                                                                                         tmp_path: Path) -> None:
+    import threading
+
+    watched = WatchedLedger(tmp_path / "w.db", remote=remote)
+    host = launch_host().on("GET", "/v1/fine_tuning/jobs/ftjob-abc", done_json(1500))
+    c = client(mode, host, tmp_path, ledger=watched.ledger, budget={"limit_usd": "5", "period": "total"})
+    caller = threading.current_thread()
+    try:
+        job = await run(c.finetune(MODEL, training_file=examples(), epochs=3, wait=True, poll_interval=0))
+        assert job.status == "succeeded"
+        assert watched.steps() == ["reserve", "settle"]  # the estimate, then the job's one row
+        assert watched.off(caller) == [mode == "async" and remote] * 2
+        [row] = c.ledger.rows()
+        assert row.cost == Decimal(1500) * training_price() == job.cost.total
+    finally:
+        await close(c)
+        watched.ledger.close()
 
 
 def test_budget_status_without_budgets_is_empty(tmp_path: Path) -> None:

@@ -8,15 +8,14 @@ from the plugin's own ``pyproject.toml``, on ``sys.path``. EchoHost is played by
 from __future__ import annotations
 
 import json
-import threading
 import tomllib
 from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import LoopbackHandler, serve
 
 import computekit as ck
 from computekit.adapters import ENTRY_POINT_GROUP, _registry, available
@@ -26,10 +25,9 @@ PLUGIN = ROOT / "examples" / "plugin_adapter"
 PRICES = {"input_mtok": "0.40", "output_mtok": "1.20"}
 
 
-class _EchoHost(BaseHTTPRequestHandler):
+class _EchoHost(LoopbackHandler):
     """EchoHost's API: the first request of each test answers 503 (``retry-after: 0``), the rest answer."""
 
-    protocol_version = "HTTP/1.1"
     requests: list[tuple[str, dict[str, str], Any]] = []
 
     def do_POST(self) -> None:  # the stdlib's handler name
@@ -40,32 +38,16 @@ class _EchoHost(BaseHTTPRequestHandler):
         else:
             status, answer = 200, {"id": "gen_1", "model": "tiny-2026-01", "output": f"echo: {body['prompt']}",
                                    "usage": {"prompt_tokens": 12, "output_tokens": 30}}
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.send_header("x-request-id", f"req_{len(type(self).requests)}")
-        if status == 503:
-            self.send_header("retry-after", "0")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        retry_after = {"retry_after": "0"} if status == 503 else {}
+        self.reply(status, json.dumps(answer).encode(), x_request_id=f"req_{len(type(self).requests)}",
+                   **retry_after)
 
 
 @pytest.fixture
 def echohost() -> Iterator[str]:
     _EchoHost.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHost)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve(_EchoHost) as url:
+        yield url
 
 
 @pytest.fixture

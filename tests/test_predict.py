@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _support import Server
+from _support import Server, WatchedLedger
 
 import computekit as ck
 from computekit import _defaults
@@ -153,13 +153,13 @@ class Host:
 
 
 def make(is_async: bool, server: Callable[[httpx.Request], httpx.Response], *, replicate: dict[str, Any] | None = None,
-         max_retries: int = 2) -> tuple[Any, Sleeps, Clock]:
+         max_retries: int = 2, **settings: Any) -> tuple[Any, Sleeps, Clock]:
     clock = Clock()
     sleeps = Sleeps(clock)
     retry = RetryPolicy(RetryConfig(max_retries=max_retries), sleep=sleeps, asleep=sleeps.asleep, rng=MaxJitter())
     conf = {"api_key": TOKEN, **(replicate or {})}
     kwargs: dict[str, Any] = {"config": None, "providers": {"replicate": conf, "openai": {"api_key": "sk-x" * 6}},
-                              "retry_policy": retry, "router": Router(RoutingConfig(), clock=clock)}
+                              "retry_policy": retry, "router": Router(RoutingConfig(), clock=clock), **settings}
     transport = httpx.MockTransport(server)
     if is_async:
         return ck.AsyncClient(http_client=httpx.AsyncClient(transport=transport), **kwargs), sleeps, clock
@@ -1026,3 +1026,27 @@ async def test_a_zero_poll_interval_polls_without_waiting_and_a_negative_one_is_
     with pytest.raises(ck.InvalidRequestError, match="poll_interval"):
         await wait(p, is_async, poll_interval=-1)
 
+
+# ------------------------------------------------------------------------------------------------ remote ledger
+
+
+@both
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
+async def test_an_ended_prediction_is_written_off_the_event_loop_only_async_with_a_remote_ledger(
+        is_async: bool, remote: bool, tmp_path: Any) -> None:
+    import threading
+
+    watched = WatchedLedger(tmp_path / "w.db", remote=remote)
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing")), resp(pred("succeeded", predict_time=2.0))])
+    client, _, _ = make(is_async, host.server, replicate={"max_seconds": 60}, ledger=watched.ledger,
+                        budget={"limit_usd": "5"})
+    caller = threading.current_thread()
+    p = await run(client.predict(MODEL, {"image": "https://example.com/in.png"}, hardware="gpu-a40-large"))
+    assert p.status == "succeeded"
+    # reserved before the create, held while the run goes on, settled by the run's one row when it ended
+    assert watched.steps() == ["reserve", "settle"]
+    assert watched.off(caller) == [is_async and remote] * 2
+    [row] = rows(client)
+    assert row.cost == Decimal("2.0") * price("gpu-a40-large") == p.cost.total
+    await run(client.aclose() if is_async else client.close())
+    watched.ledger.close()

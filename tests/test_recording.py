@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import vcr
-from _support import chat_json
+from _support import LoopbackHandler, chat_json, serve
 
 import computekit as ck
 
@@ -24,39 +22,21 @@ ORG = "org-canary-0123456789"
 both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 
 
-class _Provider(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Provider(LoopbackHandler):
     hits = 0
 
     def do_POST(self) -> None:  # the stdlib's handler name
         type(self).hits += 1
         self.rfile.read(int(self.headers["content-length"]))
-        body = json.dumps(chat_json("recorded live")).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.send_header("x-request-id", "req_live_1")
-        self.send_header("set-cookie", f"session={CANARY}")
-        self.send_header("openai-organization", ORG)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.reply(200, json.dumps(chat_json("recorded live")).encode(), x_request_id="req_live_1",
+                   set_cookie=f"session={CANARY}", openai_organization=ORG)
 
 
 @pytest.fixture
 def provider() -> Iterator[str]:
     _Provider.hits = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve(_Provider) as url:
+        yield url
 
 
 def _call(base_url: str, is_async: bool) -> ck.Completion:

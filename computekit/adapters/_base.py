@@ -716,6 +716,20 @@ class Adapter(ABC):
         starts billed work may be sent again): a 408 or 429 by default."""
         return status in _REFUSED_STATUSES
 
+    def json_object(self, resp: HTTPResponse, model: str | None) -> dict[str, Any]:
+        """A 2xx response's body as a JSON object.
+
+        Raises:
+            MalformedResponseError: The body is not JSON, or not an object.
+        """
+        try:
+            data = resp.json()
+        except ValueError:
+            raise self.malformed(resp, model, "body is not JSON") from None
+        if not isinstance(data, dict):
+            raise self.malformed(resp, model, "body is not a JSON object")
+        return data
+
     def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
         """The error for a 2xx response whose body is not what the API documents."""
         headers = self.redact({k.lower(): v for k, v in resp.headers.items()})

@@ -44,23 +44,26 @@ class AzureOpenAIAdapter(OpenAIWire):
         """The deployment that serves ``model``."""
         return self.settings.deployments.get(model, model)
 
-    def endpoint(self, path: str, model: str) -> str:
+    def _resource(self) -> tuple[str, str]:
+        """The resource's ``.../openai`` base URL, and the API version.
+
+        Raises:
+            ConfigError: No base URL is set.
+        """
         base = self.settings.base_url.rstrip("/")
         if not base:
             raise ConfigError("azure: set base_url (https://RESOURCE.openai.azure.com) or $AZURE_OPENAI_ENDPOINT")
         if not base.endswith("/openai"):
             base += "/openai"
-        version = self.settings.api_version or DEFAULT_API_VERSION
+        return base, self.settings.api_version or DEFAULT_API_VERSION
+
+    def endpoint(self, path: str, model: str) -> str:
+        base, version = self._resource()
         return f"{base}/deployments/{self.deployment(model)}/{path}?api-version={version}"
 
     def finetune_url(self, path: str, query: str = "") -> str:
         """Fine-tuning and files live on the resource, not a deployment: ``{endpoint}/openai/{path}``."""
-        base = self.settings.base_url.rstrip("/")
-        if not base:
-            raise ConfigError("azure: set base_url (https://RESOURCE.openai.azure.com) or $AZURE_OPENAI_ENDPOINT")
-        if not base.endswith("/openai"):
-            base += "/openai"
-        version = self.settings.api_version or DEFAULT_API_VERSION
+        base, version = self._resource()
         return f"{base}/{path}?api-version={version}" + (f"&{query}" if query else "")
 
     def auth_headers(self) -> dict[str, str]:

@@ -258,17 +258,8 @@ class CohereAdapter(Adapter):
             body.update(req.extra)
         return HTTPRequest("POST", self.url("v2/chat"), self.headers(), json=body, stream=req.stream)
 
-    def _json_object(self, resp: HTTPResponse, model: str) -> dict[str, Any]:
-        try:
-            data = resp.json()
-        except ValueError:
-            raise self.malformed(resp, model, "body is not JSON") from None
-        if not isinstance(data, dict):
-            raise self.malformed(resp, model, "body is not a JSON object")
-        return data
-
     def parse_complete(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
-        data = self._json_object(resp, req.model)
+        data = self.json_object(resp, req.model)
         msg = data.get("message")
         if not isinstance(msg, dict):
             raise self.malformed(resp, req.model, "no message in the response")
@@ -314,7 +305,7 @@ class CohereAdapter(Adapter):
         return HTTPRequest("POST", self.url("v2/embed"), self.headers(), json=body)
 
     def parse_embed(self, req: EmbedRequest, resp: HTTPResponse) -> Embeddings:
-        data = self._json_object(resp, req.model)
+        data = self.json_object(resp, req.model)
         emb = data.get("embeddings")
         vectors = emb.get("float") if isinstance(emb, dict) else emb  # v2 keys by type; v1 is a plain list
         if not isinstance(vectors, list) or not all(isinstance(v, list) for v in vectors):
@@ -346,7 +337,7 @@ class CohereAdapter(Adapter):
     def parse_rerank(self, req: RerankRequest, resp: HTTPResponse) -> Reranking:
         """A rerank response -> :class:`Reranking` (``usage.units["search_units"]``; cost not set)."""
         model = req.model
-        data = self._json_object(resp, model)
+        data = self.json_object(resp, model)
         results = data.get("results")
         if not isinstance(results, list):
             raise self.malformed(resp, model, "no results in the rerank response")
@@ -375,7 +366,7 @@ class CohereAdapter(Adapter):
 
         v1 answers ``COMPLETE`` even when it called tools; the finish reason is then ``tool_calls``.
         """
-        data = self._json_object(resp, req.model)
+        data = self.json_object(resp, req.model)
         if not isinstance(data.get("text"), str):
             raise self.malformed(resp, req.model, "no text in the v1 chat response")
         return self._v1_completion(req, data, self.request_id(resp.headers))
@@ -405,7 +396,7 @@ class CohereAdapter(Adapter):
 
     def parse_v1_generate(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
         """A ``/v1/generate`` response (recorded traffic) -> :class:`Completion` (the first generation)."""
-        data = self._json_object(resp, req.model)
+        data = self.json_object(resp, req.model)
         gens = data.get("generations")
         if not isinstance(gens, list) or not gens or not isinstance(gens[0], dict):
             raise self.malformed(resp, req.model, "no generations in the v1 generate response")

@@ -101,15 +101,6 @@ class FalAdapter(Adapter):
             return self._parse_result(model, resp, _base(resp.url, ""))
         return self._parse_submit(model, resp)
 
-    def _json(self, model: str, resp: HTTPResponse) -> dict[str, Any]:
-        try:
-            data = resp.json()
-        except ValueError:
-            raise self.malformed(resp, model, "body is not JSON") from None
-        if not isinstance(data, dict):
-            raise self.malformed(resp, model, "body is not a JSON object")
-        return data
-
     def _prediction(self, model: str, resp: HTTPResponse, rid: str, status: PredictionStatus,
                     urls: dict[str, str], data: Any, **fields: Any) -> Prediction:
         return Prediction(
@@ -124,7 +115,7 @@ class FalAdapter(Adapter):
         )
 
     def _parse_submit(self, model: str, resp: HTTPResponse) -> Prediction:
-        data = self._json(model, resp)
+        data = self.json_object(resp, model)
         rid = data.get("request_id")
         if not isinstance(rid, str) or not isinstance(data.get("status_url"), str):
             raise self.malformed(resp, model, "not a queue submission (no request_id / status_url)")
@@ -134,7 +125,7 @@ class FalAdapter(Adapter):
                                 metrics=_metrics(data, {"queue_position"}))
 
     def _parse_status(self, model: str, resp: HTTPResponse, base: str) -> Prediction:
-        data = self._json(model, resp)
+        data = self.json_object(resp, model)
         rid = str(data.get("request_id") or base.rsplit("/", 1)[-1])
         fal_status = data.get("status")
         urls = {"status": f"{base}/status", "response": f"{base}", "cancel": f"{base}/cancel", **_urls(data)}
@@ -159,7 +150,7 @@ class FalAdapter(Adapter):
         return self._prediction(model, resp, rid, status, urls, data, metrics=metrics, logs=logs)
 
     def _parse_result(self, model: str, resp: HTTPResponse, base: str) -> Prediction:
-        data = self._json(model, resp)
+        data = self.json_object(resp, model)
         rid = base.rsplit("/", 1)[-1]
         urls = {"status": f"{base}/status", "response": base, "cancel": f"{base}/cancel", "get": base}
         units: dict[str, Decimal] = {}
@@ -174,7 +165,7 @@ class FalAdapter(Adapter):
                                 usage=Usage(requests=1, units=units))
 
     def _parse_cancel(self, model: str, resp: HTTPResponse, base: str) -> Prediction:
-        data = self._json(model, resp)
+        data = self.json_object(resp, model)
         rid = base.rsplit("/", 1)[-1]
         urls = {"status": f"{base}/status", "response": base, "cancel": f"{base}/cancel"}
         fal_status = data.get("status")

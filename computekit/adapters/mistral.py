@@ -185,8 +185,6 @@ class MistralAdapter(OpenAIWire):
             error.request_id = error.body["request_id"]  # the gateway's 401/429 bodies carry it
         return error
 
-
-
     # ----------------------------------------------------------------------------------------- fine-tuning
 
     def finetune_spec(self, model: str) -> FineTuneSpec:
@@ -195,19 +193,7 @@ class MistralAdapter(OpenAIWire):
     def default_epochs(self, model: str, examples: int) -> int | None:
         return None  # not OpenAI's auto rule (inherited from OpenAIWire): Mistral documents no default to estimate with
 
-    def build_uploads(self, req: FineTuneRequest, file: Any, purpose: str) -> list[HTTPRequest]:
-        from ._base import multipart
-
-        body, ctype = multipart({"purpose": "fine-tune"}, "file", file)
-        headers = {k: v for k, v in self.headers().items() if k != "content-type"}
-        headers["content-type"] = ctype
-        return [HTTPRequest("POST", self.url("files"), headers, content=body)]
-
-    def parse_upload(self, req: FineTuneRequest, file: Any, resp: HTTPResponse) -> str:
-        data = self._ft_json(resp, req.model)
-        if not isinstance(data.get("id"), str):
-            raise self.malformed(resp, req.model, "the uploaded file has no id")
-        return str(data["id"])
+    # The file upload (multipart to /v1/files) is OpenAIWire's: the same request and answer.
 
     def _job_body(self, req: FineTuneRequest) -> dict[str, Any]:
         hyper = dict(req.hyperparameters)
@@ -231,7 +217,7 @@ class MistralAdapter(OpenAIWire):
                            json=self._job_body(req))
 
     def parse_finetune_estimate(self, req: FineTuneRequest, resp: HTTPResponse) -> FineTuneBilling:
-        data = self._ft_json(resp, req.model)
+        data = self.json_object(resp, req.model)
         return FineTuneBilling(trained_tokens=data.get("train_tokens"),
                                reported_total=_usd(data.get("cost"), data.get("cost_currency")),
                                reported_as="dry run cost")
@@ -240,7 +226,7 @@ class MistralAdapter(OpenAIWire):
         return HTTPRequest("POST", self.url("fine_tuning/jobs"), self.headers(), json=self._job_body(req))
 
     def parse_finetune(self, model: str, resp: HTTPResponse) -> FineTuneJob:
-        data = self._ft_json(resp, model)
+        data = self.json_object(resp, model)
         status = _FT_STATUS.get(str(data.get("status")))
         if not isinstance(data.get("id"), str) or status is None:
             raise self.malformed(resp, model, f"not a fine-tuning job (status {data.get('status')!r})")
@@ -294,15 +280,6 @@ class MistralAdapter(OpenAIWire):
         return FineTuneBilling(trained_tokens=job.trained_tokens,
                                reported_total=_usd(meta.get("cost"), meta.get("cost_currency")),
                                reported_as="metadata.cost")
-
-    def _ft_json(self, resp: HTTPResponse, model: str) -> dict[str, Any]:
-        try:
-            data = resp.json()
-        except ValueError:
-            raise self.malformed(resp, model, "body is not JSON") from None
-        if not isinstance(data, dict):
-            raise self.malformed(resp, model, "body is not a JSON object")
-        return data
 
 
 def _usd(amount: Any, currency: Any) -> Decimal | None:

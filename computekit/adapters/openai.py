@@ -345,7 +345,7 @@ class OpenAIWire(Adapter):
         return [HTTPRequest("POST", self.finetune_url("files"), headers, content=body)]
 
     def parse_upload(self, req: FineTuneRequest, file: TrainingFile, resp: HTTPResponse) -> str:
-        data = self._ft_json(resp, req.model)
+        data = self.json_object(resp, req.model)
         if not isinstance(data.get("id"), str):
             raise self.malformed(resp, req.model, "the uploaded file has no id")
         return str(data["id"])
@@ -364,21 +364,12 @@ class OpenAIWire(Adapter):
         body.update(req.extra)
         return HTTPRequest("POST", self.finetune_url("fine_tuning/jobs"), self.headers(), json=body)
 
-    def _ft_json(self, resp: HTTPResponse, model: str) -> dict[str, Any]:
-        try:
-            data = resp.json()
-        except ValueError:
-            raise self.malformed(resp, model, "body is not JSON") from None
-        if not isinstance(data, dict):
-            raise self.malformed(resp, model, "body is not a JSON object")
-        return data
-
     def fine_tuned_id(self, name: str) -> str:
         """A fine-tuned model's name -> the computekit model id that calls it."""
         return f"{self.provider}:{name}"
 
     def parse_finetune(self, model: str, resp: HTTPResponse) -> FineTuneJob:
-        data = self._ft_json(resp, model)
+        data = self.json_object(resp, model)
         if data.get("error") and "id" not in data:  # an error object answered with 200
             raise self.map_error(HTTPResponse(400, resp.headers, resp.content, resp.url), model)
         status = _FT_STATUS.get(str(data.get("status")))
@@ -422,7 +413,7 @@ class OpenAIWire(Adapter):
     def parse_finetune_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
         if resp is None:
             return []
-        data = self._ft_json(resp, job.base_model)
+        data = self.json_object(resp, job.base_model)
         items = data.get("data")
         if not isinstance(items, list):
             raise self.malformed(resp, job.base_model, "not an event list")
@@ -440,7 +431,7 @@ class OpenAIWire(Adapter):
     def parse_finetune_checkpoints(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneCheckpoint]:
         if resp is None:
             return []
-        data = self._ft_json(resp, job.base_model)
+        data = self.json_object(resp, job.base_model)
         items = data.get("data")
         if not isinstance(items, list):
             raise self.malformed(resp, job.base_model, "not a checkpoint list")

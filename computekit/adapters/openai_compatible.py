@@ -204,16 +204,6 @@ class OpenAICompatibleAdapter(OpenAIWire):
         return self._ft().billing(job)
 
 
-def _json(adapter: OpenAICompatibleAdapter, resp: HTTPResponse, model: str) -> dict[str, Any]:
-    try:
-        data = resp.json()
-    except ValueError:
-        raise adapter.malformed(resp, model, "body is not JSON") from None
-    if not isinstance(data, dict):
-        raise adapter.malformed(resp, model, "body is not a JSON object")
-    return data
-
-
 def _upload_headers(adapter: OpenAICompatibleAdapter, content_type: str) -> dict[str, str]:
     headers = {k: v for k, v in adapter.headers().items() if k != "content-type"}
     headers["content-type"] = content_type
@@ -264,7 +254,7 @@ class _TogetherFineTune:
         return [HTTPRequest("POST", self.a.url("files/upload"), _upload_headers(self.a, ctype), content=body)]
 
     def parse_upload(self, req: FineTuneRequest, file: TrainingFile, resp: HTTPResponse) -> str:
-        data = _json(self.a, resp, req.model)
+        data = self.a.json_object(resp, req.model)
         if not isinstance(data.get("id"), str):
             raise self.a.malformed(resp, req.model, "the uploaded file has no id")
         return str(data["id"])
@@ -281,7 +271,7 @@ class _TogetherFineTune:
         return HTTPRequest("POST", self.a.url("fine-tunes/estimate-price"), self.a.headers(), json=body)
 
     def parse_estimate(self, req: FineTuneRequest, resp: HTTPResponse) -> FineTuneBilling:
-        data = _json(self.a, resp, req.model)
+        data = self.a.json_object(resp, req.model)
         price = data.get("estimated_total_price")
         tokens = data.get("estimated_train_token_count")
         return FineTuneBilling(
@@ -304,7 +294,7 @@ class _TogetherFineTune:
         return HTTPRequest("POST", self.a.url("fine-tunes"), self.a.headers(), json=body)
 
     def parse(self, model: str, resp: HTTPResponse) -> FineTuneJob:
-        data = _json(self.a, resp, model)
+        data = self.a.json_object(resp, model)
         status = _TOGETHER_STATUS.get(str(data.get("status")))
         if not isinstance(data.get("id"), str) or status is None:
             raise self.a.malformed(resp, model, f"not a fine-tuning job (status {data.get('status')!r})")
@@ -335,7 +325,7 @@ class _TogetherFineTune:
         return HTTPRequest("GET", self.a.url(f"fine-tunes/{job.id}/events"), self.a.headers())
 
     def parse_events(self, job: FineTuneJob, resp: HTTPResponse | None) -> list[FineTuneEvent]:
-        data = _json(self.a, resp, job.base_model) if resp is not None else (job.raw or {})
+        data = self.a.json_object(resp, job.base_model) if resp is not None else (job.raw or {})
         items = data.get("data") if resp is not None else data.get("events")
         return [FineTuneEvent(message=str(e.get("message") or ""), created_at=unix_time(e.get("created_at")),
                               level=e.get("level"), type=e.get("type"),
@@ -418,7 +408,7 @@ class _FireworksFineTune:
         return [create, upload]
 
     def parse_upload(self, req: FineTuneRequest, file: TrainingFile, resp: HTTPResponse) -> str:
-        _json(self.a, resp, req.model)
+        self.a.json_object(resp, req.model)
         return f"accounts/{self.account}/datasets/{self.dataset_id(file)}"
 
     def build_estimate(self, req: FineTuneRequest) -> HTTPRequest | None:
@@ -441,7 +431,7 @@ class _FireworksFineTune:
         return HTTPRequest("POST", self.url("supervisedFineTuningJobs"), self.a.headers(), json=body)
 
     def parse(self, model: str, resp: HTTPResponse) -> FineTuneJob:
-        data = _json(self.a, resp, model)
+        data = self.a.json_object(resp, model)
         status = _FIREWORKS_STATUS.get(str(data.get("state")))
         name = data.get("name")
         if not isinstance(name, str) or status is None:

@@ -168,12 +168,7 @@ class ReplicateAdapter(Adapter):
         return HTTPRequest("GET", self.url(f"models/{model}"), self.headers())  # its latest_version's schema
 
     def parse_model_info(self, model: str, info: ModelInfo | None, resp: HTTPResponse) -> ModelInfo:
-        try:
-            data = resp.json()
-        except ValueError:
-            raise self.malformed(resp, model, "body is not JSON") from None
-        if not isinstance(data, dict):
-            raise self.malformed(resp, model, "body is not a JSON object")
+        data = self.json_object(resp, model)
         state = dict(info.state) if info is not None else {}
         found_schema, root = (info.input_schema, info.schema_root) if info is not None else (None, None)
         hw = info.hardware if info is not None else None

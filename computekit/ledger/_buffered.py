@@ -16,12 +16,12 @@ import logging
 import queue
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .._constants import LEDGER_BATCH_MAX, LEDGER_LINGER_S, LEDGER_QUEUE_MAX
 from ._base import LedgerRow
 
-__all__ = ["BatchWriter"]
+__all__ = ["BatchWriter", "Buffered"]
 
 log = logging.getLogger("computekit.ledger")
 
@@ -132,3 +132,25 @@ class BatchWriter:
             self._urgent.set()
             self._queue.put(None)
             self._thread.join()
+
+
+class Buffered:
+    """``record_many`` and ``flush`` for a backend whose rows may go through a :class:`BatchWriter` (``_writer``;
+    ``None``: unbuffered, as under a budget); the backend's ``_record_many`` writes rows in one transaction.
+    Listed before :class:`Ledger` in the backend's bases, so that these win."""
+
+    _writer: BatchWriter | None
+
+    def _record_many(self, rows: list[LedgerRow]) -> None:
+        raise NotImplementedError
+
+    def record_many(self, rows: Sequence[LedgerRow]) -> None:
+        if self._writer is not None:
+            rows = [row for row in rows if not self._writer.put(row)]  # what the writer could not take
+            if not rows:
+                return
+        self._record_many(list(rows))
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import ConfigError
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, fits, refusal
-from ._buffered import BatchWriter
+from ._buffered import BatchWriter, Buffered
 
 if TYPE_CHECKING:
     import psycopg
@@ -173,7 +173,7 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
-class PostgresLedger(Ledger):
+class PostgresLedger(Buffered, Ledger):
     """A ledger in PostgreSQL, shared safely by threads, processes and machines.
 
     Args:
@@ -251,13 +251,6 @@ class PostgresLedger(Ledger):
             return
         self._write([row])
 
-    def record_many(self, rows: Sequence[LedgerRow]) -> None:
-        if self._writer is not None:
-            rows = [row for row in rows if not self._writer.put(row)]  # what the writer could not take
-            if not rows:
-                return
-        self._write(list(rows))
-
     def _record_many(self, rows: list[LedgerRow]) -> None:
         self._write(rows)
 
@@ -288,10 +281,6 @@ class PostgresLedger(Ledger):
             except self._psycopg.errors.DeadlockDetected:
                 if attempt == _DEADLOCK_TRIES - 1:
                     raise
-
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
 
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
         sql = f"SELECT id, {_COLUMNS} FROM computekit_attempts"

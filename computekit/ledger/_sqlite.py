@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, counted, covers, fits, refusal
-from ._buffered import BatchWriter
+from ._buffered import BatchWriter, Buffered
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
@@ -119,7 +119,7 @@ def path_from_url(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
 
-class SQLiteLedger(Ledger):
+class SQLiteLedger(Buffered, Ledger):
     """A ledger in one SQLite file, shared safely by threads and processes.
 
     Args:
@@ -179,21 +179,10 @@ class SQLiteLedger(Ledger):
         with self._lock:
             self._conn.execute(_INSERT, values)  # autocommit: one short write transaction
 
-    def record_many(self, rows: Sequence[LedgerRow]) -> None:
-        if self._writer is not None:
-            rows = [row for row in rows if not self._writer.put(row)]  # what the writer could not take
-            if not rows:
-                return
-        self._record_many(list(rows))
-
     def _record_many(self, rows: list[LedgerRow]) -> None:
         values = [_values(r) for r in rows]
         with self._lock, self._write():
             self._conn.executemany(_INSERT, values)
-
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

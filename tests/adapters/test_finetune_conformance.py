@@ -24,13 +24,13 @@ from typing import Any
 import pytest
 import vcr
 import yaml
+from _clients import MODES, Sleeps, close, policy
 from _conformance import Exchange, conformance_dir, load, require_conformance_dir, to_vcr
 from pydantic import SecretStr
 
 import computekit as ck
-from computekit._config import RetryConfig, RoutingConfig
+from computekit._config import RoutingConfig
 from computekit._finetune import load_training
-from computekit._retry import RetryPolicy
 from computekit.adapters._base import FineTuneRequest, HTTPResponse, ProviderSettings
 from computekit.adapters.openai import OpenAIAdapter
 from computekit.adapters.replicate import ReplicateAdapter
@@ -58,7 +58,6 @@ NOT_MADE = {
 KEY = "sk-conformance-0123456789abcdef"
 TOKEN = "r8_conformance0123456789abcdef"
 HARDWARE = "gpu-a40-large"
-MODES = ("sync", "async")
 HAVE = conformance_dir().is_dir()
 
 
@@ -113,27 +112,11 @@ def training_price(model: str) -> Decimal:
     return rates.per_mtok / Decimal(1_000_000)
 
 
-class Sleeps:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self(seconds)
-
-
 def client_for(mode: str, ledger: str, **providers: Any) -> tuple[Any, Sleeps]:
     sleeps = Sleeps()
     cls = ck.Client if mode == "sync" else ck.AsyncClient
     client = cls(config=None, providers=providers or {"openai": {"api_key": KEY}}, ledger=ledger,
-                 retry_policy=RetryPolicy(RetryConfig(max_retries=0), sleep=sleeps, asleep=sleeps.asleep),
+                 retry_policy=policy(sleeps, max_retries=0),
                  router=Router(RoutingConfig(), clock=sleeps.clock))
     return client, sleeps
 
@@ -153,10 +136,6 @@ def cassette(tmp_path: Path, exchanges: list[Exchange], sent: list[Any]) -> Any:
 
 async def run(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
-
-
-async def close(client: Any) -> None:
-    await run(client.aclose() if isinstance(client, ck.AsyncClient) else client.close())
 
 
 async def on_job(job: ck.FineTuneJob, name: str, *args: Any, **kwargs: Any) -> Any:

@@ -213,6 +213,22 @@ def error(status: int, message: str = "injected fault", *, type_: str = "server_
     return Reply(status, {"error": {"message": message, "type": type_}}, dict(headers or {}), echo_auth=echo_auth)
 
 
+def prediction(status: str, code: int = 200, *, pid: str = "pf01", version: str = "v1",
+               **extra: Any) -> Callable[..., bool]:
+    """A Replicate prediction ``pid`` whose URLs point back at the server answering (built when the request
+    arrives); ``extra``: more fields (``output``, ``metrics`` ...)."""
+
+    def behave(srv: FaultServer, req: Request, sock: Any) -> bool:
+        body = {"id": pid, "model": "acme/upscaler", "version": version, "input": {"x": 1}, "logs": "",
+                "output": None, "data_removed": False, "error": None, "status": status,
+                "created_at": "2026-11-20T10:00:00Z",
+                "urls": {"get": f"{srv.url}/predictions/{pid}", "cancel": f"{srv.url}/predictions/{pid}/cancel",
+                         "web": f"https://replicate.com/p/{pid}"}, **extra}
+        return Reply(code, body)(srv, req, sock)
+
+    return behave
+
+
 def sse_bytes(event: dict[str, Any] | str | bytes) -> bytes:
     """One SSE event: a dict becomes ``data: <json>\\n\\n``; str/bytes are sent as they are."""
     if isinstance(event, dict):

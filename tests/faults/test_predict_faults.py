@@ -27,6 +27,7 @@ from fault_server import (
     close,
     error,
     policy,
+    prediction,
     run,
     unused_port,
 )
@@ -39,20 +40,6 @@ KEY = "r8_fault0123456789abcdefghij"
 BACKOFF = [0.5, 1.0, 2.0]  # MaxJitter waits for tries 1, 2, 3 with the default backoff settings
 
 both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-
-
-def prediction(status: str, code: int = 200, **extra: Any) -> Callable[..., bool]:
-    """A Replicate prediction whose URLs point back at the server answering (built when the request arrives)."""
-
-    def behave(srv: FaultServer, req: Request, sock: Any) -> bool:
-        body = {"id": "pf01", "model": "acme/upscaler", "version": "v1", "input": {"x": 1}, "logs": "",
-                "output": None, "data_removed": False, "error": None, "status": status,
-                "created_at": "2026-11-20T10:00:00Z",
-                "urls": {"get": f"{srv.url}/predictions/pf01", "cancel": f"{srv.url}/predictions/pf01/cancel",
-                         "web": "https://replicate.com/p/pf01"}, **extra}
-        return Reply(code, body)(srv, req, sock)
-
-    return behave
 
 
 def succeeded() -> Callable[..., bool]:

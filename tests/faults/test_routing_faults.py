@@ -40,6 +40,7 @@ from fault_server import (
     close,
     error,
     policy,
+    prediction,
     read_stream,
     run,
     sse_bytes,
@@ -580,28 +581,14 @@ async def test_case_25_when_the_unknown_priced_target_answers_its_cost_is_none(
 # ============================================================================================= 26: 5xx on a poll
 
 
-def _prediction(status: str, code: int = 200, **extra: Any) -> Callable[..., bool]:
-    """A Replicate prediction whose URLs point back at the server answering (built when the request arrives)."""
-
-    def behave(srv_: FaultServer, req: Request, sock: Any) -> bool:
-        body = {"id": "pf26", "model": "acme/upscaler", "version": "v26", "input": {"x": 1}, "logs": "",
-                "output": None, "data_removed": False, "error": None, "status": status,
-                "created_at": "2026-11-20T10:00:00Z",
-                "urls": {"get": f"{srv_.url}/predictions/pf26", "cancel": f"{srv_.url}/predictions/pf26/cancel",
-                         "web": "https://replicate.com/p/pf26"}, **extra}
-        return Reply(code, body)(srv_, req, sock)
-
-    return behave
-
-
 @both
 async def test_case_26_a_5xx_on_a_prediction_poll_is_retried(faults: Any, waits: Waits, is_async: bool,
                                                              tmp_path: Path) -> None:
     a = faults([
-        _prediction("starting", 201),
+        prediction("starting", 201, pid="pf26", version="v26"),
         error(503, "upstream unavailable"),
         error(502, "bad gateway"),
-        _prediction("succeeded", output=["ok"], metrics={"predict_time": 2.0}),
+        prediction("succeeded", pid="pf26", version="v26", output=["ok"], metrics={"predict_time": 2.0}),
     ])
     clock = Clock()
     router = Router(RoutingConfig(), clock=clock)

@@ -7,35 +7,21 @@ import inspect
 from typing import Any
 
 import pytest
+from _support import Waits, policy
 
 import computekit as ck
-from computekit._config import RetryConfig
-from computekit._retry import RetryPolicy
 from computekit.testing import FakeProvider
 
 both = pytest.mark.parametrize("mode", ["sync", "async"])
 
 
-class Sleeps:
-    """Retry sleeps and fake latencies: recorded, never slept."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-    async def asleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
-def client(fake: FakeProvider, mode: str, sleeps: Sleeps | None = None, max_retries: int = 2,
+def client(fake: FakeProvider, mode: str, waits: Waits | None = None, max_retries: int = 2,
            **settings: Any) -> ck.Client | ck.AsyncClient:
-    s = sleeps or Sleeps()
-    policy = RetryPolicy(RetryConfig(max_retries=max_retries), sleep=s, asleep=s.asleep)
+    """A client on ``fake`` whose retry sleeps and fake latencies are recorded in ``waits``, never slept."""
+    retry = policy(waits, max_retries=max_retries)
     if mode == "sync":
-        return fake.client(retry_policy=policy, **settings)
-    return fake.async_client(retry_policy=policy, **settings)
+        return fake.client(retry_policy=retry, **settings)
+    return fake.async_client(retry_policy=retry, **settings)
 
 
 def call(c: ck.Client | ck.AsyncClient, method: str, *args: Any, **kwargs: Any) -> Any:

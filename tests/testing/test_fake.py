@@ -9,7 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from _fakes import Sleeps, both, call, client, stream
+from _fakes import both, call, client, stream
+from _support import Waits
 
 import computekit as ck
 from computekit.testing import Fail, FakeProvider, Reply, Run, ScriptExhaustedError, Spend
@@ -102,7 +103,7 @@ def test_exhausted_script_fails_the_test_without_retrying() -> None:
 @both
 def test_rate_limit_is_retried_after_its_retry_after(fake: FakeProvider, mode: str) -> None:
     fake.script(Fail(ck.RateLimitError, retry_after=7), "ok")
-    sleeps = Sleeps()
+    sleeps = Waits()
     r = call(client(fake, mode, sleeps), "complete", "fake:m", "hi")
     assert r.text == "ok"
     assert sleeps.waits == [7.0]
@@ -155,7 +156,7 @@ def test_transport_failures(fake: FakeProvider, mode: str, kind: type[ck.Provide
 
 @both
 def test_latency_waits_on_the_injected_sleep_and_beyond_the_timeout_times_out(mode: str) -> None:
-    sleeps = Sleeps()
+    sleeps = Waits()
     with FakeProvider(["fast", Reply("slow", latency=30)], latency=0.25, sleep=sleeps, asleep=sleeps.asleep) as f:
         c = client(f, mode, max_retries=0, timeout=10)
         assert call(c, "complete", "fake:m", "hi").text == "fast"
@@ -214,7 +215,7 @@ def test_embeddings_are_deterministic_and_priced(fake: FakeProvider, mode: str) 
 
 @both
 def test_predict_polls_until_done_and_is_priced_per_second(mode: str) -> None:
-    sleeps = Sleeps()
+    sleeps = Waits()
     with FakeProvider([Run(output=["out.png"], polls=2, gpu_seconds=3.5)]) as f:
         c = client(f, mode, sleeps, prices={"fake:gpu-t4": {"per_second": "0.0002"}})
         p = call(c, "predict", "fake:owner/model", {"prompt": "x"}, hardware="gpu-t4")
