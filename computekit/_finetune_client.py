@@ -84,12 +84,18 @@ def _attach_stub(core: Core, job_id: str) -> tuple[Target, FineTuneJob]:
     return Target(adapter, ""), stub
 
 
+def _check_poll_interval(poll_interval: float | None) -> None:
+    if poll_interval is not None and not poll_interval >= 0:
+        raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
+
+
 def _launch(core: Core, model: str, training_file: Any, tags: Mapping[str, str] | None,
-            extra_body: Mapping[str, Any] | NotGiven,
+            extra_body: Mapping[str, Any] | NotGiven, poll_interval: float | None,
             **options: Any) -> tuple[_finetune.Launch, Mapping[str, str] | None]:
     """``finetune()``'s arguments checked and estimated, with its checked tags (pure: nothing is sent).
     ``options``: ``validation_file``, ``epochs`` ... as given to ``finetune()``."""
     tags = check_tags(tags)  # refused before any upload, like every verb's tags
+    _check_poll_interval(poll_interval)  # for wait=True: refused before the job is launched, not after
     extra = extra_body if extra_body is not NOT_GIVEN else None
     return _finetune.prepare(core, model, training_file, extra=extra, **options), tags
 
@@ -186,8 +192,7 @@ class _Following:
         self.clock = core.router.clock
         self.timeout = timeout
         self.give_up = None if timeout is None else self.clock() + timeout
-        if poll_interval is not None and not poll_interval >= 0:
-            raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
+        _check_poll_interval(poll_interval)
         self.grows = poll_interval is None
         # None is "not given"; 0 is a real interval (a replayed test that must not sleep).
         self.interval = DEFAULT_FINETUNE_POLL_INTERVAL_S if poll_interval is None else poll_interval
@@ -280,7 +285,8 @@ class FineTuning:
             FineTuneTimeoutError: With ``wait``: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries (``NotFoundError`` for an unknown base model ...).
         """
-        launch, tags = _launch(self._core, model, training_file, tags, extra_body, validation_file=validation_file,
+        launch, tags = _launch(self._core, model, training_file, tags, extra_body, poll_interval,
+                               validation_file=validation_file,
                                epochs=epochs, hyperparameters=hyperparameters, suffix=suffix, method=method,
                                destination=destination)
         if dry_run:
@@ -413,7 +419,8 @@ class AsyncFineTuning:
             FineTuneTimeoutError: With ``wait``: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries (``NotFoundError`` for an unknown base model ...).
         """
-        launch, tags = _launch(self._core, model, training_file, tags, extra_body, validation_file=validation_file,
+        launch, tags = _launch(self._core, model, training_file, tags, extra_body, poll_interval,
+                               validation_file=validation_file,
                                epochs=epochs, hyperparameters=hyperparameters, suffix=suffix, method=method,
                                destination=destination)
         if dry_run:

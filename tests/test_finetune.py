@@ -182,6 +182,9 @@ async def test_a_zero_poll_interval_does_not_wait_and_a_negative_one_is_refused(
     sleeps = Sleeps()
     c = client(mode, host, tmp_path, sleeps)
     try:
+        with pytest.raises(ck.InvalidRequestError, match="poll_interval"):  # refused before anything is sent
+            await run(c.finetune(MODEL, training_file=examples(10), wait=True, poll_interval=-5))
+        assert host.seen == []
         job = await run(c.finetune(MODEL, training_file=examples(10)))
         with pytest.raises(ck.InvalidRequestError, match="poll_interval"):
             await job_call(job, "wait", poll_interval=-5)
