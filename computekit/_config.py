@@ -81,7 +81,10 @@ class ProviderConfig(_Section):
         description="Budgets: model -> the most tokens it can generate, reserved when a call sets no max_tokens.",
     )
     max_seconds: float | None = Field(
-        None, gt=0, description="Budgets: the longest a prediction can bill, seconds (its worst case)."
+        None,
+        gt=0,
+        description="The longest a prediction or a GPU-time training can bill, seconds: a budget's worst case, and "
+        "a Replicate training's estimate.",
     )
     max_units: int | None = Field(
         None, gt=0, description="Budgets: the most billed units (images, credits) one prediction can produce."

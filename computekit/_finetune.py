@@ -503,7 +503,26 @@ def prepare(core: Core, model: str, training_file: Any, *, validation_file: Any 
                           hyperparameters=dict(hyperparameters or {}), suffix=suffix, method=method,
                           destination=destination, extra=dict(extra or {}))
     adapter.check_finetune(req)
-    return Launch(target, req, estimate(core.prices, adapter, req), spec)
+    cost = estimate(core.prices, adapter, req)
+    if cost.total is None and req.training.url is not None:
+        cost = _gpu_time_bound(core, target) or cost
+    return Launch(target, req, cost, spec)
+
+
+def _gpu_time_bound(core: Core, target: Target) -> Cost | None:
+    """For a trainer billed by GPU time (Replicate): nothing predicts the run time from the data, but a configured
+    ``[providers.NAME] max_seconds`` bounds it; that bound x the hardware's per-second price is the estimate (a
+    ceiling, marked estimated), which is also what a budget reserves. ``None`` without both."""
+    conf = core.settings.providers.get(target.provider)
+    max_s = conf.max_seconds if conf is not None else None
+    hardware, _ = core.hardware(target, None)
+    found = core.prices.per_second(target.provider, hardware) if hardware and max_s else None
+    if found is None or max_s is None or hardware is None:
+        return None
+    seconds = Decimal(str(max_s))
+    line = CostLine(item=f"{hardware}, at most {seconds} s ([providers.{target.provider}] max_seconds)",
+                    quantity=seconds, unit="second", unit_price=found[0], amount=seconds * found[0])
+    return Cost(total=line.amount, lines=[line], price_source=found[1], estimated=True)
 
 
 # --------------------------------------------------------------------------------------------- endings

@@ -393,6 +393,28 @@ async def test_replay_training_create_then_cancel_priced_by_gpu_seconds(mode: st
     assert (row.outcome, row.gpu_seconds, row.cost) == ("error", seconds, stopped.cost.total)
 
 
+async def test_replicate_training_estimate_is_the_max_seconds_bound_when_configured(mode: str,
+                                                                                    tmp_path: Path) -> None:
+    """GPU time is unknown before the run; with [providers.replicate] max_seconds (and hardware) the estimate is
+    that ceiling x the hardware's per-second price, marked estimated, and no request is sent for a dry run."""
+    create = load(R_CANCEL)[0]
+    args = _replicate_request(create)
+    model = args.pop("model")
+    hardware = {model.removeprefix("replicate:"): HARDWARE}
+    client, _ = client_for(mode, "none", replicate={"api_key": TOKEN, "hardware": hardware, "max_seconds": 900})
+    est = await run(client.finetune(model, **args, dry_run=True))
+    unbounded, _ = client_for(mode, "none", replicate={"api_key": TOKEN, "hardware": hardware})
+    none = await run(unbounded.finetune(model, **args, dry_run=True))
+    await close(client)
+    await close(unbounded)
+    found = PriceBook().per_second("replicate", HARDWARE)
+    assert found is not None
+    assert est.estimate.total == Decimal(900) * found[0]
+    assert est.estimate.estimated is True
+    assert "max_seconds" in est.estimate.lines[0].item
+    assert none.estimate.total is None  # without a bound, nothing predicts GPU time: unknown, never 0
+
+
 async def test_replay_training_get(mode: str, tmp_path: Path) -> None:
     [get] = load(R_GET)
     client, _ = client_for(mode, "none", replicate={"api_key": TOKEN})
