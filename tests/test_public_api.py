@@ -121,11 +121,14 @@ def test_error_tree_shape() -> None:
 
 
 def test_import_is_lazy() -> None:
-    """``import computekit`` loads no HTTP client, price table, vendor SDK or adapter module."""
+    """``import computekit`` loads no HTTP client, price table, vendor SDK, adapter module, database driver, plotting,
+    tokenizer or tracing library."""
     code = (
         "import sys, computekit\n"
         "heavy = ['httpx', 'genai_prices', 'openai', 'cohere', 'replicate', 'tenacity', 'rich', 'typer',\n"
-        "         'computekit.adapters.openai', 'computekit.webhooks', 'computekit._outputs']\n"
+        "         'computekit.adapters.openai', 'computekit.webhooks', 'computekit._outputs',\n"
+        "         'psycopg', 'matplotlib', 'pandas', 'tiktoken', 'opentelemetry', 'urllib3', 'aiohttp',\n"
+        "         'computekit.ledger._postgres', 'computekit.ledger._plot']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
