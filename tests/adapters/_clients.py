@@ -19,6 +19,15 @@ MODES = ("sync", "async")
 MATCH_ON = ["method", "scheme", "host", "port", "path", "query", "body"]
 
 
+# The tool every adapter's tool-call test offers, in computekit's shorthand shape (each adapter converts it:
+# Anthropic's {name, description, input_schema}, Cohere's v2 function tool ...).
+WEATHER = {
+    "name": "get_weather",
+    "description": "Current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
 class Sleeps:
     """Retry and poll sleeps: recorded, moving a fake clock (``clock`` is a router clock), never sleeping."""
 

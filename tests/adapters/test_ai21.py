@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 from _clients import (  # noqa: F401  (shared fixtures, registered by name)
+    WEATHER,
     Sleeps,
     call,
     close,
@@ -111,13 +112,6 @@ async def test_chat(mode: str) -> None:
     check_success(r, "jamba-mini")
     rows = client.ledger.rows()
     assert [(row.provider, row.outcome, row.cost) for row in rows] == [("ai21", "success", r.cost.total)]
-
-
-WEATHER = {
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
 
 
 @pytest.mark.vcr

@@ -27,6 +27,7 @@ import genai_prices
 import pytest
 import yaml
 from _clients import (  # noqa: F401  (shared fixtures, registered by name)
+    WEATHER,
     Sleeps,
     call,
     close,
@@ -94,14 +95,6 @@ async def test_text_with_system_and_default_max_tokens(mode: str) -> None:
     check_success(r, "req_011CAuthoredText0000000001")
     rows = client.ledger.rows()
     assert [(row.provider, row.outcome, row.cost) for row in rows] == [("anthropic", "success", r.cost.total)]
-
-
-# computekit's shorthand tool shape: converted to Anthropic's {name, description, input_schema}.
-WEATHER = {
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
 
 
 @pytest.mark.vcr

@@ -23,6 +23,7 @@ import genai_prices
 import pytest
 import yaml
 from _clients import (  # noqa: F401  (shared fixtures, registered by name)
+    WEATHER,
     Sleeps,
     call,
     close,
@@ -97,13 +98,6 @@ async def test_chat(mode: str) -> None:
     check_success(r, r.raw["usage"]["billed_units"])
     rows = client.ledger.rows()
     assert [(row.provider, row.outcome, row.cost) for row in rows] == [("cohere", "success", r.cost.total)]
-
-
-WEATHER = {
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
 
 
 @pytest.mark.vcr

@@ -22,6 +22,7 @@ import genai_prices
 import pytest
 import yaml
 from _clients import (  # noqa: F401  (shared fixtures, registered by name)
+    WEATHER,
     Sleeps,
     call,
     close,
@@ -101,13 +102,6 @@ async def test_chat_with_cached_prompt_tokens(mode: str) -> None:
     assert lines["cached input"] < lines["input"], "cached prompt tokens are cheaper than fresh ones"
     rows = client.ledger.rows()
     assert [(row.provider, row.outcome, row.cost) for row in rows] == [("mistral", "success", r.cost.total)]
-
-
-WEATHER = {
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
 
 
 @pytest.mark.vcr

@@ -93,6 +93,7 @@ async def test_chat(mode: str) -> None:
     assert [(row.provider, row.outcome, row.cost) for row in rows] == [("openai", "success", r.cost.total)]
 
 
+# OpenAI's strict-schema form of the shared tool (additionalProperties: false), as its cassette pins it.
 WEATHER = {
     "name": "get_weather",
     "description": "Current weather for a city.",
