@@ -323,3 +323,28 @@ def to_vcr(exchanges: list[Exchange]) -> dict[str, Any]:
             }
         )
     return {"interactions": interactions, "version": 1}
+
+
+# ------------------------------------------------------------------------------------------------ collection
+# What each provider's conformance module parametrises over: its folder's files (none when ../shared/conformance
+# is missing: the tests then say so through MISSING), the exchanges of the files it does not list as unsupported,
+# and those exchanges by kind.
+
+MISSING = pytest.param(None, id="conformance-dir-missing")
+
+
+@dataclass(frozen=True)
+class Collection:
+    files: list[str]
+    exchanges: list[Exchange]
+
+    @classmethod
+    def of(cls, *folders: str, unsupported: Mapping[str, str]) -> Collection:
+        found = files(*folders) if conformance_dir().is_dir() else []
+        return cls(found, [ex for f in found if f not in unsupported for ex in load(f)])
+
+    def params(self, kind: Any, *kinds: str) -> list[Any]:
+        """The exchanges whose ``kind(ex)`` is one of ``kinds``, as pytest params (``MISSING`` without the dir)."""
+        if not self.files:
+            return [MISSING]
+        return [pytest.param(ex, id=ex.id) for ex in self.exchanges if kind(ex) in kinds]

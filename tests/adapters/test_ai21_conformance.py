@@ -10,7 +10,7 @@ it is exercised or listed.
 from __future__ import annotations
 
 import pytest
-from _conformance import conformance_dir, files, load, require_conformance_dir
+from _conformance import Collection, load, require_conformance_dir
 
 pytestmark = pytest.mark.conformance
 
@@ -27,11 +27,7 @@ UNSUPPORTED: dict[str, str] = {
 UNSUPPORTED_HOST_SUFFIXES = (".amazonaws.com",)
 
 
-def _all_files() -> list[str]:
-    return files(FOLDER) if conformance_dir().is_dir() else []
-
-
-ALL_FILES = _all_files()
+ALL_FILES = Collection.of(FOLDER, unsupported=UNSUPPORTED).files
 
 
 def test_conformance_directory_present() -> None:

@@ -27,7 +27,7 @@ import genai_prices
 import pytest
 import vcr
 import yaml
-from _conformance import Exchange, conformance_dir, files, load, require_conformance_dir, to_vcr
+from _conformance import MISSING, Collection, Exchange, load, require_conformance_dir, to_vcr
 from pydantic import SecretStr
 
 import computekit as ck
@@ -224,19 +224,12 @@ def feed_sse(a: CohereAdapter, req: CompleteRequest, content: bytes, piece: int)
 # ------------------------------------------------------------------------------------------------ collection
 
 
-def _all_files() -> list[str]:
-    return files(FOLDER) if conformance_dir().is_dir() else []
-
-
-ALL_FILES = _all_files()
-EXCHANGES = [ex for f in ALL_FILES if f not in UNSUPPORTED for ex in load(f)]
-MISSING = pytest.param(None, id="conformance-dir-missing")
+COLLECTION = Collection.of(FOLDER, unsupported=UNSUPPORTED)
+ALL_FILES, EXCHANGES = COLLECTION.files, COLLECTION.exchanges
 
 
 def _params(*kinds: str) -> list[Any]:
-    if not ALL_FILES:
-        return [MISSING]
-    return [pytest.param(ex, id=ex.id) for ex in EXCHANGES if kind(ex) in kinds]
+    return COLLECTION.params(kind, *kinds)
 
 
 # ------------------------------------------------------------------------------------------------ coverage

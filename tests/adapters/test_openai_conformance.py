@@ -26,7 +26,7 @@ import genai_prices
 import pytest
 import vcr
 import yaml
-from _conformance import Exchange, conformance_dir, files, load, require_conformance_dir, to_vcr
+from _conformance import MISSING, Collection, Exchange, load, require_conformance_dir, to_vcr
 from pydantic import SecretStr
 
 import computekit as ck
@@ -297,21 +297,8 @@ def feed_stream(adapter: OpenAIWire, req: CompleteRequest, content: bytes, piece
 # ------------------------------------------------------------------------------------------------ collection
 
 
-def _all_files() -> list[str]:
-    return files(*FOLDERS) if conformance_dir().is_dir() else []
-
-
-def _supported_exchanges() -> list[Exchange]:
-    out: list[Exchange] = []
-    for f in _all_files():
-        if f not in UNSUPPORTED:
-            out.extend(load(f))
-    return out
-
-
-ALL_FILES = _all_files()
-EXCHANGES = _supported_exchanges()
-MISSING = pytest.param(None, id="conformance-dir-missing")
+COLLECTION = Collection.of(*FOLDERS, unsupported=UNSUPPORTED)
+ALL_FILES, EXCHANGES = COLLECTION.files, COLLECTION.exchanges
 
 
 def _files_params() -> list[Any]:
@@ -319,9 +306,7 @@ def _files_params() -> list[Any]:
 
 
 def _exchange_params(*kinds: str) -> list[Any]:
-    if not ALL_FILES:
-        return [MISSING]
-    return [pytest.param(ex, id=ex.id) for ex in EXCHANGES if kind(ex) in kinds]
+    return COLLECTION.params(kind, *kinds)
 
 
 # ------------------------------------------------------------------------------------------------ coverage
