@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -729,6 +730,21 @@ class Adapter(ABC):
         if not isinstance(data, dict):
             raise self.malformed(resp, model, "body is not a JSON object")
         return data
+
+    def timed_prediction(self, model: str, resp: HTTPResponse) -> Prediction:
+        """A synchronous host's answer as an ended prediction: the body (JSON, else text) is the output, the
+        request id header stands in for the id the answer lacks (a local one when there is none), and the call's
+        measured time stands in for the instance time the host bills but does not report (an estimate)."""
+        try:
+            output: Any = resp.json()
+        except ValueError:
+            output = resp.content.decode("utf-8", "replace")
+        request_id = self.request_id(resp.headers)
+        pred = Prediction(provider=self.provider, model=model, id=request_id or f"local-{uuid.uuid4().hex}",
+                          status="succeeded", output=output, usage=Usage(requests=1), request_id=request_id,
+                          raw=output)
+        pred._wall_time = True
+        return pred
 
     def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
         """The error for a 2xx response whose body is not what the API documents."""

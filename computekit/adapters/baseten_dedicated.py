@@ -26,12 +26,11 @@ and any queueing, and an instance kept warm bills between calls too).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
 from .._exceptions import InvalidRequestError
-from .._types import Prediction, Usage
+from .._types import Prediction
 from ._base import Adapter, Capabilities, HTTPRequest, HTTPResponse, PredictRequest
 
 __all__ = ["BasetenDedicatedAdapter"]
@@ -93,24 +92,8 @@ class BasetenDedicatedAdapter(Adapter):
         return HTTPRequest("POST", self.predict_url(req.model), self.headers(), json=body)
 
     def parse_prediction(self, model: str, resp: HTTPResponse) -> Prediction:
-        try:
-            output: Any = resp.json()
-        except ValueError:
-            output = resp.content.decode("utf-8", "replace")
-        request_id = self.request_id(resp.headers)
-        pred = Prediction(
-            provider=self.provider,
-            model=model,
-            # Baseten's answer has no id: its request id header stands in (or a local one, when it is missing).
-            id=request_id or f"local-{uuid.uuid4().hex}",
-            status="succeeded",
-            output=output,
-            usage=Usage(requests=1),
-            request_id=request_id,
-            raw=output,
-        )
-        pred._wall_time = True  # Baseten bills instance time and reports none: the call's time stands in
-        return pred
+        # Baseten answers with the output alone (no id, no usage) and bills instance time it does not report.
+        return self.timed_prediction(model, resp)
 
     def build_get(self, prediction: Prediction) -> HTTPRequest:
         raise InvalidRequestError("baseten-dedicated predictions are synchronous: there is nothing to refresh")

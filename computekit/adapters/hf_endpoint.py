@@ -28,12 +28,11 @@ is marked ``estimated=True``.
 from __future__ import annotations
 
 import math
-import uuid
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from .._exceptions import APIStatusError, InvalidRequestError, OverloadedError, UnsupportedCapabilityError
-from .._types import Prediction, Usage
+from .._types import Prediction
 from ._base import Adapter, Capabilities, HTTPRequest, HTTPResponse, PredictRequest
 
 __all__ = ["HFEndpointAdapter"]
@@ -105,24 +104,8 @@ class HFEndpointAdapter(Adapter):
         return HTTPRequest("POST", url, self.headers(), json=body)
 
     def parse_prediction(self, model: str, resp: HTTPResponse) -> Prediction:
-        try:
-            output: Any = resp.json()
-        except ValueError:
-            output = resp.content.decode("utf-8", "replace")
-        request_id = self.request_id(resp.headers)
-        pred = Prediction(
-            provider=self.provider,
-            model=model,
-            # The answer has no id: the request id header stands in (or a local one, when there is none).
-            id=request_id or f"local-{uuid.uuid4().hex}",
-            status="succeeded",
-            output=output,
-            usage=Usage(requests=1),
-            request_id=request_id,
-            raw=output,
-        )
-        pred._wall_time = True  # HF bills instance time and reports none: the call's measured time stands in
-        return pred
+        # HF answers with the output alone (no id, no usage) and bills instance time it does not report.
+        return self.timed_prediction(model, resp)
 
     def build_get(self, prediction: Prediction) -> HTTPRequest:
         raise UnsupportedCapabilityError(
