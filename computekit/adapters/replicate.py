@@ -112,11 +112,8 @@ class ReplicateAdapter(Adapter):
         return HTTPRequest("POST", url, headers, json=body)
 
     def parse_prediction(self, model: str, resp: HTTPResponse) -> Prediction:
-        try:
-            data = resp.json()
-        except ValueError:
-            raise self.malformed(resp, model, "body is not JSON") from None
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        data = self.json_object(resp, model)
+        if not isinstance(data.get("id"), str):
             raise self.malformed(resp, model, "not a prediction object")
         status = _STATUS.get(str(data.get("status")))
         if status is None:
@@ -261,11 +258,8 @@ class ReplicateAdapter(Adapter):
                            json=body)
 
     def parse_finetune(self, model: str, resp: HTTPResponse) -> FineTuneJob:
-        try:
-            data = resp.json()
-        except ValueError:
-            raise self.malformed(resp, model, "body is not JSON") from None
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        data = self.json_object(resp, model)
+        if not isinstance(data.get("id"), str):
             raise self.malformed(resp, model, "not a training object")
         status = _STATUS.get(str(data.get("status")))
         if status is None:

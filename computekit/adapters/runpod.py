@@ -72,11 +72,8 @@ class RunPodAdapter(Adapter):
         return HTTPRequest("POST", self._endpoint_url(req.model, "run"), self.headers(), json=body)
 
     def parse_prediction(self, model: str, resp: HTTPResponse) -> Prediction:
-        try:
-            data = resp.json()
-        except ValueError:
-            raise self.malformed(resp, model, "body is not JSON") from None
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        data = self.json_object(resp, model)
+        if not isinstance(data.get("id"), str):
             raise self.malformed(resp, model, "not a job object (no id)")
         status = _STATUS.get(str(data.get("status")))
         if status is None:
@@ -119,12 +116,7 @@ class RunPodAdapter(Adapter):
     def parse_stream_poll(self, prediction: Prediction, resp: HTTPResponse) -> StreamUpdate:
         # GET /stream/{id}: {"status": "IN_PROGRESS", "stream": [{"output": ...}, ...]}, the pieces the handler
         # yielded since the last call (https://docs.runpod.io/serverless/endpoints/operation-reference).
-        try:
-            data = resp.json()
-        except ValueError:
-            raise self.malformed(resp, prediction.model, "body is not JSON") from None
-        if not isinstance(data, dict):
-            raise self.malformed(resp, prediction.model, "not a stream object")
+        data = self.json_object(resp, prediction.model)
         status = _STATUS.get(str(data.get("status")))
         if status is None:
             raise self.malformed(resp, prediction.model, f"unknown job status {data.get('status')!r}")
