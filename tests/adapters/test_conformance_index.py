@@ -25,6 +25,14 @@ MODULES = {
     "ai21": "test_ai21_conformance",
     "replicate": "test_replicate_conformance",
 }
+# Provider folder -> why it is not exercised yet. Each entry goes when the adapter that speaks its wire format lands
+# (and its module joins MODULES); until then the folder is accounted for here, so a new folder still fails at once.
+NOT_YET = {
+    "google": "the Gemini API and Vertex AI wire formats have no adapter yet",
+    "bedrock": "AWS Bedrock Converse has no adapter yet",
+    "openai-responses": "the OpenAI Responses wire format has no adapter yet",
+    "openrouter": "OpenRouter has no provider profile yet",
+}
 FORMATS = {"vcrpy", "vcrpy-legacy-httpx", "pydantic-ai", "ruby-vcr", "openai-dotnet"}
 
 ALL = files(*sorted(MODULES)) if conformance_dir().is_dir() else []
@@ -33,7 +41,9 @@ ALL = files(*sorted(MODULES)) if conformance_dir().is_dir() else []
 def test_every_provider_folder_has_a_module() -> None:
     d = require_conformance_dir()
     folders = {p.name for p in d.iterdir() if p.is_dir()}
-    assert folders == set(MODULES), f"conformance folders without a module: {sorted(folders - set(MODULES))}"
+    assert not set(MODULES) & set(NOT_YET), "a folder is both exercised and listed as not yet"
+    accounted = set(MODULES) | set(NOT_YET)
+    assert folders == accounted, f"conformance folders without a module: {sorted(folders - accounted)}"
     for module in set(MODULES.values()):
         importlib.import_module(module)
 
