@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -22,16 +20,11 @@ from ._budget import BudgetStatus, Estimated, Reservation, budget_status, charge
 from ._config import RouteConfig, Settings, load_settings
 from ._constants import FINETUNE_RESERVATION_TTL_S, NOT_GIVEN, RESERVATION_TTL_S, NotGiven
 from ._exceptions import (
-    AllTargetsFailedError,
-    APITimeoutError,
-    BudgetExceededError,
     ConfigError,
     InvalidRequestError,
-    ProviderError,
 )
-from ._otel import attempt_span, note_response
 from ._retry import RetryPolicy
-from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Message, Prediction, Reranking, Result, Usage
+from ._types import Cost, Message, Prediction, Result
 from .adapters._base import (
     Adapter,
     CompleteRequest,
@@ -40,23 +33,17 @@ from .adapters._base import (
     ModelInfo,
     ProviderSettings,
     RerankRequest,
-    StreamUpdate,
     env_key,
 )
 from .adapters._registry import adapter_class
-from .ledger import Ledger, LedgerRow, open_ledger
+from .ledger import Ledger, open_ledger
 from .pricing import PriceBook
-from .routing import Action, Router
+from .routing import Router
 
-__all__ = ["ROW_TAPS", "Core", "Target", "ledger_call"]
+__all__ = ["Core", "Target", "ledger_call"]
 
 _T = TypeVar("_T")
 
-ROW_TAPS: list[Callable[[LedgerRow], None]] = []
-"""Called with every ledger row as it is recorded, whichever client and ledger (``"none"`` included) wrote it:
-how ``computekit.testing`` sums the spend of a test. Empty unless a test installs one."""
-
-_PRICED_RESULTS = (Completion, Embeddings, Reranking, Prediction)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _MTOK = Decimal(1_000_000)
 
@@ -172,7 +159,7 @@ class Core:
         """What hosts published about models (input schemas, hardware), looked up once per client."""
         self.budgets = self.settings.active_budgets()
         # prediction id / finetune once_key -> its reservation, settled when the run or job ends
-        self._held: dict[str, Reservation] = {}
+        self.budgets_held: dict[str, Reservation] = {}
 
     # ----------------------------------------------------------------------------------------- ledger
 
@@ -443,143 +430,6 @@ class Core:
             return Cost.unknown(f"{target.provider} reported no usage for this call")
         return self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
 
-    def succeeded(
-        self,
-        verb: str,
-        target: Target,
-        result: Result,
-        started: dt.datetime,
-        t0: float,
-        attempts: list[Attempt],
-        tags: Mapping[str, str] | None,
-        first_byte_s: float | None = None,
-        record: bool = True,
-        reservation: Reservation | None = None,
-    ) -> None:
-        """Price ``result``, record its attempt (settling its budget reservation), give it the whole attempt
-        list, and tell the router how long it took (``first_byte_s``, the time to the first chunk, for a
-        stream)."""
-        latency = time.perf_counter() - t0
-        self.router.succeeded(target, latency if first_byte_s is None else first_byte_s)
-        if isinstance(result, ModelInfo | StreamUpdate):  # a lookup or a stream poll: nothing billed, not an attempt
-            return
-        if not isinstance(result, _PRICED_RESULTS):
-            # A fine-tuning step (an upload, the job, its events): not billed by itself; the job's cost is priced
-            # and recorded once, when it ends (finetune_ended).
-            attempts.append(Attempt(provider=target.provider, model=target.model, outcome="success",
-                                    latency_s=latency, started_at=started))
-            if isinstance(result, FineTuneJob) and record:
-                result.attempts = attempts
-            return
-        if isinstance(result, Prediction) and result._wall_time and result.usage.gpu_seconds is None:
-            # The host reports no run time: the measured time of the call stands in for it (an estimate).
-            result.usage.gpu_seconds = Decimal(str(round(latency, 6)))
-        result.request_id = target.adapter.redact(result.request_id)  # a header a server could abuse
-        result.cost = self.price(target, result, started)
-        attempt = Attempt(
-            provider=target.provider,
-            model=target.model,
-            outcome="success",
-            latency_s=latency,
-            cost=result.cost,
-            request_id=result.request_id,
-            started_at=started,
-        )
-        note_response(attempt, result)  # for its OpenTelemetry span
-        attempts.append(attempt)
-        if record:  # a poll or cancel (not recorded) keeps the attempts of the call that started the run
-            result.attempts = attempts
-        # A prediction still running is recorded when it ends (once, with its GPU time and cost).
-        # A prediction is recorded when it ends (once, with its GPU time and cost): see prediction_ended.
-        if record and not isinstance(result, Prediction):
-            self.record(verb, attempt, result.usage, tags, reservation)
-        elif reservation is not None:
-            if isinstance(result, Prediction) and result.id and not result._recorded:
-                self._held[result.id] = reservation  # held until the run ends and is priced
-            else:
-                self.release(reservation)
-
-    def failed(
-        self,
-        verb: str,
-        target: Target,
-        error: ProviderError,
-        started: dt.datetime,
-        t0: float,
-        attempts: list[Attempt],
-        tags: Mapping[str, str] | None,
-        record: bool = True,
-        reservation: Reservation | None = None,
-    ) -> None:
-        """Record a failed attempt (settling its reservation: an error of unknown cost keeps its worst case)."""
-        attempt = Attempt(
-            provider=target.provider,
-            model=target.model,
-            outcome="error",
-            error=str(error),
-            error_type=type(error).__name__,
-            status=error.status,
-            latency_s=time.perf_counter() - t0,
-            cost=target.adapter.error_cost(error),
-            request_id=error.request_id,
-            started_at=started,
-        )
-        attempts.append(attempt)
-        if record:
-            self.record(verb, attempt, Usage(), tags, reservation)
-        else:
-            self.release(reservation)
-
-    def canceled(
-        self,
-        verb: str,
-        target: Target,
-        usage: Usage | None,
-        started: dt.datetime,
-        t0: float,
-        attempts: list[Attempt],
-        tags: Mapping[str, str] | None,
-        reservation: Reservation | None = None,
-    ) -> None:
-        """Record a stream the caller closed early: it was billed, but its usage (and so its cost) is unknown
-        unless the provider already sent it."""
-        cost = (
-            self.prices.token_cost(target.adapter.price_ref(target.model), usage, started)
-            if usage is not None
-            else Cost.unknown("stream closed by the caller before the provider reported usage")
-        )
-        attempt = Attempt(
-            provider=target.provider,
-            model=target.model,
-            outcome="canceled",
-            error="stream closed by the caller before its end",
-            latency_s=time.perf_counter() - t0,
-            cost=cost,
-            started_at=started,
-        )
-        attempts.append(attempt)
-        self.record(verb, attempt, usage or Usage(), tags, reservation)
-
-    def prediction_ended(self, target: Target, prediction: Prediction, tags: Mapping[str, str] | None) -> None:
-        """Price a finished prediction from its reported GPU time and record it in the ledger, once."""
-        if prediction._recorded:
-            return
-        prediction.cost = self.price(target, prediction, now())
-        prediction._recorded = True
-        # The attempt that started the run now gets its outcome and cost (polls are not billed attempts).
-        attempt = prediction.attempts[-1] if prediction.attempts else Attempt(
-            provider=target.provider, model=target.model, outcome="success", started_at=now()
-        )
-        if prediction.status != "succeeded":
-            attempt.outcome = "error"
-            attempt.error = f"prediction {prediction.status}: {prediction.error or ''}".strip()
-            attempt.error_type = "PredictionFailedError" if prediction.status == "failed" else "PredictionCanceled"
-        note_response(attempt, prediction)
-        attempt.cost = prediction.cost
-        attempt.request_id = attempt.request_id or prediction.id
-        held = self._held.pop(prediction.id, None) if prediction.id else None
-        self.record("predict", attempt, prediction.usage, tags, held)
-
     def finetune_estimate(self, model: str, training_file: Any, **options: Any) -> Cost:
         """What a ``finetune()`` call would cost, before anything is sent (pure: reads the training file, no HTTP):
         the estimate a budget reserves. ``options`` are ``finetune()``'s (``epochs``, ``method`` ...).
@@ -601,81 +451,6 @@ class Core:
             BudgetExceededError: The estimate does not fit, or is unknown and a budget refuses that.
         """
         return self.reserve(target, Estimated(estimate.total), tags, ttl_s=FINETUNE_RESERVATION_TTL_S)
-
-    def finetune_launched(self, job: FineTuneJob, reservation: Reservation | None) -> None:
-        """Hold a launched job's reservation until its cost is recorded (:meth:`finetune_ended`); a launch that
-        returned no job id has nothing to settle later, so its reservation is dropped."""
-        if reservation is None:
-            return
-        if job.id is None:
-            self.release(reservation)
-            return
-        self._held[_finetune_key(job.provider, job.id)] = reservation
-
-    def finetune_ended(self, target: Target, job: FineTuneJob, tags: Mapping[str, str] | None) -> None:
-        """Price a job that has ended from what the provider reported, and write it to the ledger once (keyed by
-        provider and job id, so another process or a second ``wait()`` does not write it again)."""
-        if job._recorded or not job.done or job.id is None:
-            return
-        from ._finetune import actual_cost
-
-        hardware, assumed = self.hardware(target, None)
-        job.cost = actual_cost(self.prices, target.adapter, job, hardware)
-        if assumed and job.cost.total is not None:
-            job.cost.estimated = True
-        job._recorded = True
-        bill = target.adapter.finetune_billing(job)
-        # Dated when the job ended, which is when it is billed: a job that runs past midnight (UTC) counts in the
-        # day, budget period and report it finished in, not the one it was created in.
-        attempt = Attempt(provider=target.provider, model=job.base_model, outcome="success",
-                          cost=job.cost, request_id=job.id, started_at=job.finished_at or now())
-        if job.finished_at is not None and job.created_at is not None:
-            attempt.latency_s = (job.finished_at - job.created_at).total_seconds()
-        if job.status != "succeeded":
-            attempt.outcome = "error"
-            attempt.error = f"fine-tuning job {job.status}: {job.error or ''}".strip()
-            attempt.error_type = "FineTuneFailedError" if job.status == "failed" else "FineTuneCanceled"
-        usage = Usage(input_tokens=bill.trained_tokens or 0, gpu_seconds=bill.gpu_seconds, hardware=hardware)
-        key = _finetune_key(target.provider, job.id)
-        # The reservation taken at launch (by this client) is settled by the job's one row; a job followed from
-        # another client or process has none here: the launcher's lapses after FINETUNE_RESERVATION_TTL_S.
-        held = self._held.pop(key, None)
-        self.record("finetune", attempt, usage, tags, held, once_key=key)
-
-    def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None,
-               reservation: Reservation | None = None, once_key: str | None = None) -> None:
-        """Write an attempt's row; under a budget, settle its reservation with it (one transaction)."""
-        cost = attempt.cost
-        row = LedgerRow(
-            ts=attempt.started_at,
-            verb=verb,
-            provider=attempt.provider,
-            model=attempt.model,
-            outcome=attempt.outcome,
-            latency_ms=attempt.latency_s * 1000,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            gpu_seconds=usage.gpu_seconds,
-            cost=cost.total if cost is not None else None,
-            estimated=cost.estimated if cost is not None else False,
-            price_source=str(cost.price_source) if cost is not None and cost.price_source else None,
-            request_id=attempt.request_id,
-            error_type=attempt.error_type,
-            status=attempt.status,
-            tags=dict(tags) if tags else {},
-            reserved=reservation.amount if reservation is not None else None,
-            once_key=once_key,
-        )
-        if reservation is not None:
-            self.ledger.settle(reservation.id, row)
-        else:
-            self.ledger.record(row)
-        for tap in ROW_TAPS:  # empty outside tests: computekit.testing's spend fixture listens here
-            tap(row)
-        attempt_span(verb, attempt, usage, tags)  # OpenTelemetry, when the application configured it
 
 
 def now() -> dt.datetime:
@@ -709,11 +484,6 @@ async def ledger_call(core: Core, step: Callable[[], _T], *, offload: bool = Tru
         raise
 
 
-def _finetune_key(provider: str, job_id: str) -> str:
-    """A job's ``once_key`` in the ledger (and the key of its held reservation)."""
-    return f"finetune:{provider}:{job_id}"
-
-
 def call_options(**given: Any) -> dict[str, Any]:
     """Keyword arguments that were actually passed (sentinel-free)."""
     return {k: v for k, v in given.items() if v is not NOT_GIVEN}
@@ -738,120 +508,3 @@ def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
             raise InvalidRequestError(f"tag {name!r} must have a string value (reports group on it), "
                                       f"not {type(value).__name__}: write str(value)")
     return tags
-
-
-@dataclass
-class Run:
-    """One call's way through its targets: order, deadline, fallback decisions and the errors met (pure
-    bookkeeping, shared by the sync and async clients).
-
-    Args:
-        core: The client's core (router, prices, settings).
-        targets: The targets as listed.
-        route: The named route they come from, for its strategy.
-        first_request: Builds a target's request, for the ``cheapest`` estimate.
-    """
-
-    core: Core
-    targets: list[Target]
-    route: RouteConfig | None = None
-    first_request: Any = None
-    errors: list[ProviderError] = field(default_factory=list)
-    refusals: list[BudgetExceededError] = field(default_factory=list)
-    deadline: float | None = None
-    min_context: int | None = None
-    _pos: int = field(default=0, init=False)
-
-    def __post_init__(self) -> None:
-        limit = self.core.router.config.deadline_s
-        self.deadline = self.core.router.clock() + limit if limit else None
-        strategy = self.route.strategy if self.route else "ordered"
-        estimate = None
-        if strategy == "cheapest" and self.first_request is not None:
-            build = self.first_request
-
-            def estimate(t: Target) -> Decimal | None:
-                return self.core.estimate(t, build(t))
-
-        self.targets = self.core.router.order(
-            self.targets, strategy, estimate=estimate, weights=self.route.weights if self.route else None
-        )
-
-    def _eligible(self, target: Target) -> bool:
-        if self.min_context is None:
-            return True
-        window = self.core.context_window(target)  # a context-window failure falls back only to a larger one
-        return window is not None and window > self.min_context
-
-    def next(self) -> Target | None:
-        """The next target worth trying, or ``None`` when none is left."""
-        while self._pos < len(self.targets):
-            target = self.targets[self._pos]
-            self._pos += 1
-            if self._eligible(target):
-                return target
-        return None
-
-    def has_more(self) -> bool:
-        """Whether a target is left after the current one."""
-        return any(self._eligible(t) for t in self.targets[self._pos :])
-
-    def remaining(self) -> float:
-        """Seconds left before the call's total deadline (infinite without one)."""
-        return math.inf if self.deadline is None else self.deadline - self.core.router.clock()
-
-    def remaining_fn(self) -> Callable[[], float] | None:
-        """:meth:`remaining`, or ``None`` when there is no deadline (retry loops then skip the check)."""
-        return None if self.deadline is None else self.remaining
-
-    def check_deadline(self, target: Target) -> float | None:
-        """Seconds left, or ``None`` without a deadline.
-
-        Raises:
-            APITimeoutError: The call's total deadline has passed.
-        """
-        if self.deadline is None:
-            return None
-        left = self.remaining()
-        if left <= 0:
-            raise APITimeoutError(
-                f"the call's total deadline ({self.core.router.config.deadline_s} s) passed",
-                provider=target.provider,
-                model=target.model,
-            )
-        return left
-
-    def failed(self, target: Target, error: ProviderError) -> None:
-        """A target's last try failed: tell the router, and raise when the plan must stop here."""
-        self.errors.append(error)
-        action = self.core.router.failed(target, error, self.core.retry.config.retry_after_cap)
-        if action is Action.RAISE or (isinstance(error, APITimeoutError) and self.remaining() <= 0):
-            raise error
-        if action is Action.LARGER_CONTEXT:
-            window = self.core.context_window(target)
-            if window is None:
-                raise error  # nothing to compare with: no target is known to be larger
-            self.min_context = max(window, self.min_context or 0)
-
-    def refused(self, target: Target, error: BudgetExceededError) -> None:
-        """A budget refused ``target`` before anything was sent: the next target (perhaps a cheaper one) is
-        tried; the refused target is not cooled down (it did not fail)."""
-        self.refusals.append(error)
-
-    def exhausted(self, attempts: list[Attempt]) -> Exception:
-        """The error to raise when no target is left: the one error, or all of them grouped (a budget's
-        refusal, when every target was refused)."""
-        if self.refusals and not self.errors:
-            return self.refusals[0]
-        if len(self.errors) == 1 and not self.refusals:
-            return self.errors[0]
-        if not self.errors:
-            return InvalidRequestError("no target could be tried (all need larger context windows)")
-        if self.refusals:
-            tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))
-            return AllTargetsFailedError(
-                f"{len(self.errors)} targets failed ({tried}) and {len(self.refusals)} were refused by a budget",
-                [*self.errors, *self.refusals], attempts,
-            )
-        tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))  # in the order tried
-        return AllTargetsFailedError(f"all {len(self.errors)} targets failed ({tried})", self.errors, attempts)

@@ -536,9 +536,9 @@ async def test_stream_retries_and_falls_back_before_the_first_chunk(is_async: bo
 
 @both
 async def test_stream_too_large_event(is_async: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from computekit import _client
+    from computekit import _streaming
 
-    monkeypatch.setattr(_client, "MAX_SSE_EVENT_BYTES", 1000)
+    monkeypatch.setattr(_streaming, "MAX_SSE_EVENT_BYTES", 1000)
     body = b"data: " + b"x" * 5000 + b"\n\n"
     client = make_client(Server([stream_response(body, split=100)]), is_async=is_async)
     with pytest.raises(ck.APIConnectionError, match="larger than"):

@@ -14,8 +14,8 @@ import pytest
 from _support import KEY, Server, chat_json, error, ok
 
 import computekit as ck
+from computekit._attempt import Run
 from computekit._config import RetryConfig, RoutingConfig
-from computekit._core import Run
 from computekit._retry import RetryPolicy
 from computekit.pricing import PriceBook, PriceRef
 from computekit.routing import Router
