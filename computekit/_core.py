@@ -31,6 +31,7 @@ from ._exceptions import (
 )
 from ._otel import attempt_span, note_response
 from ._retry import RetryPolicy
+from ._targets import Target, split_model_id
 from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Message, Prediction, Reranking, Result, Usage
 from .adapters._base import (
     Adapter,
@@ -48,7 +49,7 @@ from .ledger import Ledger, LedgerRow, open_ledger
 from .pricing import PriceBook
 from .routing import Action, Router
 
-__all__ = ["ROW_TAPS", "Core", "Target", "ledger_call"]
+__all__ = ["ROW_TAPS", "Core", "Target", "ledger_call", "split_model_id"]
 
 _T = TypeVar("_T")
 
@@ -59,33 +60,6 @@ how ``computekit.testing`` sums the spend of a test. Empty unless a test install
 _PRICED_RESULTS = (Completion, Embeddings, Reranking, Prediction)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _MTOK = Decimal(1_000_000)
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One resolved target: the adapter that serves it and the model id at the provider."""
-
-    adapter: Adapter
-    model: str
-
-    @property
-    def provider(self) -> str:
-        return self.adapter.provider
-
-
-def split_model_id(model_id: str) -> tuple[str, str]:
-    """``"provider:model"`` -> ``("provider", "model")``, split at the first colon.
-
-    Raises:
-        InvalidRequestError: There is no colon, or either side is empty.
-    """
-    provider, sep, model = model_id.partition(":")
-    if not sep or not provider or not model:
-        raise InvalidRequestError(
-            f"{model_id!r} is not a model id: write 'provider:model' (e.g. 'openai:gpt-4o-mini'), "
-            "or name a route defined under [routes] in computekit.toml"
-        )
-    return provider, model
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -27,8 +27,8 @@ from ._constants import (
 )
 from ._core import Target, check_tags, ledger_call, split_model_id
 from ._exceptions import InvalidRequestError
+from ._http import HTTPRequest, HTTPResponse
 from ._types import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
-from .adapters._base import HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
     from ._client import _Plan

@@ -468,7 +468,7 @@ def prices(
     config: ConfigOption = None,
 ) -> None:
     """The per-1M-token rates that apply to MODEL today, and where they come from (exit 1 when unknown)."""
-    from ._core import split_model_id
+    from ._targets import split_model_id
     from .adapters import ProviderSettings, adapter_class
 
     with _errors():

@@ -27,19 +27,13 @@ from pydantic import SecretStr
 
 from .._exceptions import (
     APIStatusError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
     MalformedResponseError,
     MissingAPIKeyError,
-    NotFoundError,
-    OverloadedError,
-    PermissionDeniedError,
     ProviderError,
-    RateLimitError,
     ServerError,
     UnsupportedCapabilityError,
 )
+from .._http import STATUS_ERRORS, HTTPRequest, HTTPResponse, SSEEvent
 from .._types import (
     Chunk,
     Completion,
@@ -125,71 +119,6 @@ class ProviderSettings:
     def __repr__(self) -> str:
         key = "SecretStr('**********')" if self.api_key is not None else "None"
         return f"ProviderSettings(name={self.name!r}, base_url={self.base_url!r}, api_key={key})"
-
-
-@dataclass(slots=True)
-class HTTPRequest:
-    """One HTTP request, described (the client sends it)."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    json: Any = None
-    content: bytes | None = None
-    stream: bool = False
-    timeout: float | None = None
-    total_timeout: float | None = None
-    """Seconds the whole exchange may take (the call's deadline): bounds a server that drips bytes."""
-
-    def body(self) -> bytes | None:
-        """The encoded body."""
-        if self.content is not None:
-            return self.content
-        if self.json is None:
-            return None
-        return json.dumps(self.json, separators=(",", ":"), ensure_ascii=False).encode()
-
-    def __repr__(self) -> str:
-        # Headers hold credentials: never shown.
-        return f"HTTPRequest({self.method} {self.url})"
-
-
-@dataclass(slots=True)
-class HTTPResponse:
-    """One HTTP response, read in full.
-
-    ``headers`` is looked up with lowercase names: a plain dict of lowercase names, or the HTTP library's own
-    case-insensitive mapping (copying it on every response would cost more than parsing the body).
-    """
-
-    status: int
-    headers: Mapping[str, str]
-    content: bytes
-    url: str = ""
-
-    def json(self) -> Any:
-        """The body parsed as JSON.
-
-        Raises:
-            ValueError: The body is not JSON.
-        """
-        return json.loads(self.content)
-
-    def body_for_error(self) -> Any:
-        """The body as JSON when it parses, else as text."""
-        try:
-            return json.loads(self.content)
-        except ValueError:
-            return self.content.decode("utf-8", "replace")
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One server-sent event."""
-
-    data: str
-    event: str | None = None
-    id: str | None = None
 
 
 @dataclass(slots=True)
@@ -366,17 +295,6 @@ class StreamDecoder(ABC):
     def result(self) -> Completion:
         """The completion assembled from everything fed so far (usage included when the provider sent it)."""
 
-
-_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: BadRequestError,
-    429: RateLimitError,
-    529: OverloadedError,
-}
 
 _REFUSED_STATUSES = frozenset({408, 429})
 
@@ -697,7 +615,7 @@ class Adapter(ABC):
         """Translate an error response into a typed error that keeps its facts (never the key)."""
         body = self.redact(resp.body_for_error())
         headers = self.redact({k.lower(): v for k, v in resp.headers.items()})
-        cls = self.classify_error(resp.status, body) or _STATUS_ERRORS.get(resp.status)
+        cls = self.classify_error(resp.status, body) or STATUS_ERRORS.get(resp.status)
         if cls is None:
             cls = ServerError if resp.status >= 500 else APIStatusError
         err = cls(
