@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from ._budget import BudgetStatus, Estimated, Reservation, budget_status, charges
-from ._config import RouteConfig, Settings, load_settings
+from ._config import RouteConfig, Settings, adapter_options, load_settings
 from ._constants import FINETUNE_RESERVATION_TTL_S, NOT_GIVEN, RESERVATION_TTL_S, NotGiven
 from ._exceptions import (
     AllTargetsFailedError,
@@ -241,13 +241,10 @@ class Core:
             base_url=url,
             api_key=key,
             timeout=(conf.timeout if conf and conf.timeout else None) or self.settings.timeout,
-            api_version=conf.api_version if conf else None,
-            organization=conf.organization if conf else None,
-            project=conf.project if conf else None,
             headers=dict(conf.headers) if conf else {},
-            deployments=dict(conf.deployments) if conf else {},
             idempotency_header=conf.idempotency_header if conf else None,
             key_env_vars=env_vars,
+            options=conf.options if conf and conf.options else adapter_options(provider, cls, {}),
         )
 
     def adapter(self, provider: str, *, base_url: str | None = None, api_key: str | None = None) -> Adapter:

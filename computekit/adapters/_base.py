@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .._exceptions import (
     APIStatusError,
@@ -51,6 +51,7 @@ from ..pricing import PriceRef
 
 __all__ = [
     "Adapter",
+    "AdapterSettings",
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",
@@ -96,6 +97,19 @@ class Capabilities:
         return [f.name for f in fields(self) if f.name != "bills_failed_requests" and getattr(self, f.name)]
 
 
+class AdapterSettings(BaseModel):
+    """The keys an adapter adds to its ``[providers.NAME]`` table: none, unless the adapter declares some.
+
+    An adapter with settings of its own (an API version, a deployment map, a region, a project ...) subclasses
+    this model in its own module and names it in :attr:`Adapter.settings_model`. The configuration validates the
+    table's keys that are not common to every provider against that model when it is loaded (a mistake is a
+    :class:`~computekit.ConfigError` naming the key, ``providers.NAME.key``), and the adapter reads the validated
+    values from :attr:`Adapter.options`. Unknown keys are refused.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
     """A provider's resolved settings: what an adapter is built from.
@@ -107,14 +121,12 @@ class ProviderSettings:
     base_url: str
     api_key: SecretStr | None
     timeout: float
-    api_version: str | None = None
-    organization: str | None = None
-    project: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    deployments: Mapping[str, str] = field(default_factory=dict)
     idempotency_header: str | None = None
     key_env_vars: tuple[str, ...] | None = None
     """The env vars the key was looked up in (``api_key_env`` when configured); ``None``: the adapter's."""
+    options: AdapterSettings | None = None
+    """The adapter's own settings, validated against its :attr:`Adapter.settings_model` (``None``: its defaults)."""
 
     def __repr__(self) -> str:
         key = "SecretStr('**********')" if self.api_key is not None else "None"
@@ -315,9 +327,15 @@ class Adapter(ABC):
     table_provider: ClassVar[str | None] = None
     """The provider id in genai-prices, when it prices this provider's models."""
     docs_url: ClassVar[str | None] = None
+    settings_model: ClassVar[type[AdapterSettings]] = AdapterSettings
+    """The keys this adapter adds to ``[providers.NAME]`` (see :class:`AdapterSettings`)."""
+    options: AdapterSettings
+    """This provider's validated :attr:`settings_model` (an adapter narrows the annotation to its own model)."""
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
+        opts = settings.options
+        self.options = opts if isinstance(opts, self.settings_model) else self.settings_model()
         self.provider = settings.name
         self.capabilities = self.capabilities_for(settings.name)
 
