@@ -682,7 +682,7 @@ def report(
     stop = _when(until, "--until", end=True)
     if plot is not None or html is not None:
         _check_plotting()
-    from .ledger._base import build_report
+    from .ledger._report import build_report
 
     need_rows = calls or plot is not None or html is not None
     with _errors():
