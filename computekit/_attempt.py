@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ._core import Target, check_tags, now
+from ._core import check_tags, now
 from ._exceptions import (
     AllTargetsFailedError,
     APITimeoutError,
@@ -32,8 +32,10 @@ from ._exceptions import (
     MissingAPIKeyError,
     ProviderError,
 )
+from ._http import HTTPRequest, HTTPResponse
+from ._targets import Target
 from ._transport import ERROR_STATUS
-from .adapters._base import CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, PredictRequest
+from .adapters._base import CompleteRequest, EmbedRequest, PredictRequest
 from .routing import Action
 
 if TYPE_CHECKING:

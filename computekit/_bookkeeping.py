@@ -13,8 +13,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ._budget import Reservation
-from ._core import Target, now
+from ._core import now
 from ._otel import attempt_span, note_response
+from ._targets import Target
 from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Prediction, Reranking, Usage
 from .adapters._base import ModelInfo, StreamUpdate
 from .ledger import LedgerRow

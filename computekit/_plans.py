@@ -10,10 +10,12 @@ from typing import Any
 
 from ._attempt import Plan, build_http
 from ._constants import NOT_GIVEN, NotGiven
-from ._core import Core, Target, call_options, normalise_messages
+from ._core import Core, call_options, normalise_messages
 from ._exceptions import InvalidRequestError
+from ._http import HTTPRequest, HTTPResponse
+from ._targets import Target
 from ._types import Message, Prediction
-from .adapters._base import HTTPRequest, HTTPResponse, ModelInfo, PredictRequest, StreamUpdate
+from .adapters._base import ModelInfo, PredictRequest, StreamUpdate
 
 __all__ = ["Messages", "ModelSpec"]
 

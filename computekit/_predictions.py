@@ -30,9 +30,10 @@ from ._types import Prediction
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ._core import Core, Target
+    from ._core import Core
     from ._driver import AsyncDriver, SyncDriver
-    from .adapters._base import HTTPRequest
+    from ._http import HTTPRequest
+    from ._targets import Target
 
 __all__ = ["AsyncPredictions", "Predictions"]
 

@@ -18,15 +18,17 @@ from ._attempt import AttemptFacts, Call, Opened, Plan, parsing
 from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_SSE_EVENT_BYTES
 from ._driver import priced
 from ._exceptions import APIConnectionError, ProviderError
+from ._http import HTTPRequest
 from ._plans import stream_poll_plan
 from ._sse import SSEDecoder, SSETooLarge
 from ._types import Attempt, Chunk, Completion, Prediction
-from .adapters._base import HTTPRequest, StreamDecoder, StreamUpdate
+from .adapters._base import StreamDecoder, StreamUpdate
 
 if TYPE_CHECKING:
-    from ._core import Core, Target
+    from ._core import Core
     from ._driver import AsyncDriver, SyncDriver
     from ._predictions import AsyncPredictions, Predictions
+    from ._targets import Target
     from ._types import Usage
 
 __all__ = ["AsyncPredictionStream", "AsyncStream", "PredictionStream", "Stream"]
