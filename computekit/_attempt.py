@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from . import _costs
 from ._core import check_tags, now
 from ._exceptions import (
     AllTargetsFailedError,
@@ -299,7 +300,7 @@ class Run:
             build = self.first_request
 
             def estimate(t: Target) -> Decimal | None:
-                return self.core.estimate(t, build(t))
+                return _costs.estimate(self.core.prices, t, build(t))
 
         self.targets = self.core.router.order(
             self.targets, strategy, estimate=estimate, weights=self.route.weights if self.route else None
@@ -308,7 +309,8 @@ class Run:
     def _eligible(self, target: Target) -> bool:
         if self.min_context is None:
             return True
-        window = self.core.context_window(target)  # a context-window failure falls back only to a larger one
+        # a context-window failure falls back only to a larger one
+        window = _costs.context_window(self.core.prices, target)
         return window is not None and window > self.min_context
 
     def next(self) -> Target | None:
@@ -356,7 +358,7 @@ class Run:
         if action is Action.RAISE or (isinstance(error, APITimeoutError) and self.remaining() <= 0):
             raise error
         if action is Action.LARGER_CONTEXT:
-            window = self.core.context_window(target)
+            window = _costs.context_window(self.core.prices, target)
             if window is None:
                 raise error  # nothing to compare with: no target is known to be larger
             self.min_context = max(window, self.min_context or 0)

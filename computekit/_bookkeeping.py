@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from . import _costs
 from ._budget import Reservation
 from ._core import now
 from ._otel import attempt_span, note_response
@@ -46,7 +47,7 @@ def price_success(core: Core, facts: AttemptFacts, result: object) -> Attempt | 
         # The host reports no run time: the measured time of the call stands in for it (an estimate).
         result.usage.gpu_seconds = Decimal(str(round(latency, 6)))
     result.request_id = target.adapter.redact(result.request_id)  # a header a server could abuse
-    result.cost = core.price(target, result, facts.started)
+    result.cost = _costs.price(core.prices, target, result, facts.started)
     attempt = Attempt(provider=target.provider, model=target.model, outcome="success", latency_s=latency,
                       cost=result.cost, request_id=result.request_id, started_at=facts.started)
     note_response(attempt, result)  # for its OpenTelemetry span
@@ -79,9 +80,9 @@ def succeeded(core: Core, facts: AttemptFacts, result: object, attempt: Attempt 
         record(core, facts.verb, attempt, result.usage, facts.tags, held)
     elif held is not None:
         if isinstance(result, Prediction) and result.id and not result._recorded:
-            core.budgets_held[result.id] = held  # held until the run ends and is priced
+            core.budgets.held[result.id] = held  # held until the run ends and is priced
         else:
-            core.release(held)
+            core.budgets.release(held)
 
 
 def failed(core: Core, facts: AttemptFacts, error: ProviderError) -> None:
@@ -103,7 +104,7 @@ def failed(core: Core, facts: AttemptFacts, error: ProviderError) -> None:
     if facts.record:
         record(core, facts.verb, attempt, Usage(), facts.tags, facts.reservation)
     else:
-        core.release(facts.reservation)
+        core.budgets.release(facts.reservation)
 
 
 def canceled(core: Core, facts: AttemptFacts, why: str) -> None:
@@ -111,7 +112,7 @@ def canceled(core: Core, facts: AttemptFacts, why: str) -> None:
     waiting): the provider had the request, so it is billed, but its cost is unknown unless the provider already
     reported usage. A try that is not recorded (a poll) only drops its reservation."""
     if not facts.record:
-        core.release(facts.reservation)
+        core.budgets.release(facts.reservation)
         return
     target = facts.target
     usage = facts.usage_so_far() if facts.usage_so_far is not None else None
@@ -130,7 +131,7 @@ def prediction_ended(core: Core, target: Target, prediction: Prediction, tags: M
     """Price a finished prediction from its reported GPU time and record it in the ledger, once."""
     if prediction._recorded:
         return
-    prediction.cost = core.price(target, prediction, now())
+    prediction.cost = _costs.price(core.prices, target, prediction, now())
     prediction._recorded = True
     # The attempt that started the run now gets its outcome and cost (polls are not billed attempts).
     attempt = prediction.attempts[-1] if prediction.attempts else Attempt(
@@ -143,7 +144,7 @@ def prediction_ended(core: Core, target: Target, prediction: Prediction, tags: M
     note_response(attempt, prediction)
     attempt.cost = prediction.cost
     attempt.request_id = attempt.request_id or prediction.id
-    held = core.budgets_held.pop(prediction.id, None) if prediction.id else None
+    held = core.budgets.held.pop(prediction.id, None) if prediction.id else None
     record(core, "predict", attempt, prediction.usage, tags, held)
 
 
@@ -179,7 +180,7 @@ def finetune_ended(core: Core, target: Target, job: FineTuneJob, tags: Mapping[s
     key = finetune_key(target.provider, job.id)
     # The reservation taken at launch (by this client) is settled by the job's one row; a job followed from
     # another client or process has none here: the launcher's lapses after FINETUNE_RESERVATION_TTL_S.
-    held = core.budgets_held.pop(key, None)
+    held = core.budgets.held.pop(key, None)
     record(core, "finetune", attempt, usage, tags, held, once_key=key)
 
 
@@ -226,6 +227,6 @@ def finetune_launched(core: Core, job: FineTuneJob, reservation: Reservation | N
     if reservation is None:
         return
     if job.id is None:
-        core.release(reservation)
+        core.budgets.release(reservation)
         return
-    core.budgets_held[finetune_key(job.provider, job.id)] = reservation
+    core.budgets.held[finetune_key(job.provider, job.id)] = reservation

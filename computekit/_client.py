@@ -61,7 +61,7 @@ class _BaseClient:
         Raises:
             ConfigError: The ledger cannot enforce budgets.
         """
-        return self._core.budget_status()
+        return self._core.budgets.status()
 
     @property
     def settings(self) -> Any:

@@ -1,11 +1,24 @@
-"""The pure core shared by :class:`Client` and :class:`AsyncClient`: resolving targets, building requests,
-finishing results (pricing, attempts) and writing the ledger. No network I/O happens here.
+"""The core shared by :class:`Client` and :class:`AsyncClient`: settings and adapters, and the parts a client is
+made of. No network I/O happens here.
+
+What lives where, and what writes:
+
+- here, :class:`Core`: the settings, the adapters, resolving ``"provider:model"`` (and routes) to targets, what
+  hosts published about models, and building each verb's typed request. **Pure**, but for two caches (adapters,
+  model lookups) and opening the ledger on first use.
+- :mod:`computekit._costs`: pricing a result, estimating a request, context windows. **Pure** (reads the price
+  tables).
+- :mod:`computekit._budget`: :class:`~computekit._budget.Budgets` (``core.budgets``): what an attempt may cost at
+  worst (pure), and the reservations: **writes** the ledger (reserve, release).
+- :mod:`computekit._bookkeeping`: every attempt's row, the ends of runs and jobs: **writes** the ledger, the
+  router (latency, cool-downs) and the result (cost, attempts).
+- :mod:`computekit._attempt` (pure: plans, a call's way through its targets, an attempt's facts) and
+  :mod:`computekit._driver` (the I/O loop, once per flavour) use all of the above.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -15,16 +28,16 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from ._budget import BudgetStatus, Estimated, Reservation, budget_status, charges
+from ._budget import Budgets, Reservation
 from ._config import RouteConfig, Settings, adapter_options, load_settings
-from ._constants import FINETUNE_RESERVATION_TTL_S, NOT_GIVEN, RESERVATION_TTL_S, NotGiven
+from ._constants import NOT_GIVEN, NotGiven
 from ._exceptions import (
     ConfigError,
     InvalidRequestError,
 )
 from ._retry import RetryPolicy
 from ._targets import Target, split_model_id
-from ._types import Cost, Message, Prediction, Result
+from ._types import Cost, Message
 from .adapters._base import (
     Adapter,
     CompleteRequest,
@@ -106,7 +119,8 @@ def flatten_prompt(messages: list[dict[str, Any]]) -> str:
 
 
 class Core:
-    """Settings, adapters, prices, ledger and the bookkeeping of every attempt."""
+    """One client's settings and adapters, and the parts it is made of: ``prices`` (the price tables), ``retry``
+    (the policy), ``router`` (routing state), ``ledger`` (opened on first use) and ``budgets``."""
 
     def __init__(
         self,
@@ -130,9 +144,7 @@ class Core:
         self._lock = threading.Lock()
         self._model_info: dict[tuple[str, str], ModelInfo] = {}
         """What hosts published about models (input schemas, hardware), looked up once per client."""
-        self.budgets = self.settings.active_budgets()
-        # prediction id / finetune once_key -> its reservation, settled when the run or job ends
-        self.budgets_held: dict[str, Reservation] = {}
+        self.budgets = Budgets(self, self.settings.active_budgets())
 
     # ----------------------------------------------------------------------------------------- ledger
 
@@ -144,57 +156,13 @@ class Core:
                 if self._ledger is None:
                     # Without a budget, rows are committed in batches by a writer thread, off the call path; a
                     # budget needs its reserve and settle done before and after each attempt.
-                    self._ledger = open_ledger(self.settings.ledger.url, buffered=not self.budgets)
+                    self._ledger = open_ledger(self.settings.ledger.url, buffered=not self.budgets.active)
         return self._ledger
-
-    # ----------------------------------------------------------------------------------------- budgets
-
-    def reserve(self, target: Target, req: Any, tags: Mapping[str, str] | None,
-                ttl_s: float = RESERVATION_TTL_S) -> Reservation | None:
-        """Reserve an attempt's worst-case cost in every budget that covers it, before it is sent (``None``: no
-        budget covers it). ``ttl_s``: how long it counts if it is never settled.
-
-        Raises:
-            BudgetExceededError: It does not fit in a budget, or its worst case is unknown (nothing was sent).
-        """
-        if not self.budgets:
-            return None
-        wanted = charges(self, self.budgets, target, req, tags, now())
-        if not wanted:
-            return None
-        rid = self.ledger.reserve(wanted, now=now(), ttl_s=ttl_s)
-        amounts = [c.amount for c in wanted if c.amount is not None]
-        return Reservation(rid, max(amounts) if amounts else None)
-
-    def budget_status(self) -> dict[str, BudgetStatus]:
-        """Each configured budget's limit, spend, reservations and what is left, by name (read from the ledger).
-
-        Raises:
-            ConfigError: The ledger cannot enforce budgets.
-        """
-        if not self.budgets:
-            return {}
-        return budget_status(self.budgets, self.ledger, now())
-
-    @property
-    def ledger_blocks(self) -> bool:
-        """Whether a reservation or its settlement waits on the network: under a budget, with a remote ledger
-        (:attr:`Ledger.blocking_io`), or one not opened yet (opening it may connect). Without a budget rows are
-        queued to the writer thread and never block."""
-        if not self.budgets:
-            return False
-        opened = self._ledger
-        return opened is None or opened.blocking_io
 
     def flush(self) -> None:
         """Write every row recorded so far (the ledger may batch them off the call path)."""
         if self._ledger is not None:
             self._ledger.flush()
-
-    def release(self, reservation: Reservation | None) -> None:
-        """Drop the reservation of an attempt that ended without a ledger row (canceled, or never sent)."""
-        if reservation is not None:
-            self.ledger.release(reservation.id)
 
     # ----------------------------------------------------------------------------------------- resolution
 
@@ -267,22 +235,6 @@ class Core:
         """The named route ``model`` refers to, if it is one."""
         return self.settings.routes.get(model) if isinstance(model, str) else None
 
-    def estimate(self, target: Target, req: Any) -> Decimal | None:
-        """A request's likely cost on ``target`` before sending it, for the ``cheapest`` strategy: prompt
-        tokens estimated at four characters a token, plus ``max_tokens`` of output when given."""
-        rates = self.prices.rates(target.adapter.price_ref(target.model))
-        if rates is None:
-            self.prices.warn_unknown(target.adapter.price_ref(target.model))
-            return None
-        messages = getattr(req, "messages", None) or []
-        prompt_tokens = len(json.dumps(messages, default=str)) // 4 + len(getattr(req, "prompt", None) or "") // 4
-        rate_in = rates.rate("input_mtok", prompt_tokens)
-        rate_out = rates.rate("output_mtok", prompt_tokens)
-        if rate_in is None:
-            return None
-        max_tokens = getattr(req, "max_tokens", None) or 0
-        return (Decimal(prompt_tokens) * rate_in + Decimal(max_tokens) * (rate_out or Decimal(0))) / _MTOK
-
     def hardware(self, target: Target, asked: str | None) -> tuple[str | None, bool]:
         """The hardware a prediction runs on, and whether that is an assumption: ``hardware=``, else the model's
         entry in config, else what the host reported (a deployment's configuration), else the provider's
@@ -332,10 +284,6 @@ class Core:
 
         check_input(info.input_schema, value, root=info.schema_root, provider=target.provider, model=target.model)
 
-    def context_window(self, target: Target) -> int | None:
-        """``target``'s context window in tokens, when the price tables know it."""
-        return self.prices.context_window(target.adapter.price_ref(target.model))
-
     # ----------------------------------------------------------------------------------------- requests
 
     def complete_request(
@@ -382,24 +330,6 @@ class Core:
             raise InvalidRequestError("rerank() takes a non-empty list of document strings")
         return RerankRequest(model=target.model, query=query, documents=docs, **options)
 
-    # ----------------------------------------------------------------------------------------- bookkeeping
-
-    def price(self, target: Target, result: Result, when: dt.datetime) -> Cost:
-        """The cost of a successful result, from what the provider reported."""
-        if isinstance(result, Prediction):
-            if not result.done:
-                return Cost.unknown("the run has not finished: its cost is known when it ends")
-            ref = target.adapter.price_ref(target.model, result)
-            if result.usage.units and (result.usage.gpu_seconds is None or self.prices.prices_units(ref, result.usage)):
-                # Billed per output or per token (images, credits, billable units, an official model's tokens):
-                # priced per unit, by model, rather than by run time.
-                return self.prices.token_cost(ref, result.usage, when)
-            return self.prices.gpu_cost(target.provider, result.usage.hardware, result.usage.gpu_seconds,
-                                        estimated=result._hardware_assumed or result._wall_time)
-        if not result._usage_reported:
-            return Cost.unknown(f"{target.provider} reported no usage for this call")
-        return self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
-
     def finetune_estimate(self, model: str, training_file: Any, **options: Any) -> Cost:
         """What a ``finetune()`` call would cost, before anything is sent (pure: reads the training file, no HTTP):
         the estimate a budget reserves. ``options`` are ``finetune()``'s (``epochs``, ``method`` ...).
@@ -413,15 +343,6 @@ class Core:
 
         return prepare(self, model, training_file, **options).estimate
 
-    def finetune_reserve(self, target: Target, estimate: Cost, tags: Mapping[str, str] | None) -> Reservation | None:
-        """Reserve a fine-tuning job's estimate (``job.estimate``) in every budget that covers it, before anything
-        is uploaded; an unknown estimate follows the budget's ``unknown_price``.
-
-        Raises:
-            BudgetExceededError: The estimate does not fit, or is unknown and a budget refuses that.
-        """
-        return self.reserve(target, Estimated(estimate.total), tags, ttl_s=FINETUNE_RESERVATION_TTL_S)
-
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -429,12 +350,12 @@ def now() -> dt.datetime:
 
 async def ledger_call(core: Core, step: Callable[[], _T], *, offload: bool = True) -> _T:
     """Run a step that reserves, settles or records (``step``) from async code: in a worker thread when the
-    ledger waits on the network (:attr:`Core.ledger_blocks`), so the event loop never does; inline otherwise
+    ledger waits on the network (``core.budgets.blocking``), so the event loop never does; inline otherwise
     (SQLite answers in well under a millisecond, less than the hop to a thread). ``offload=False``: inline.
 
     A call canceled while its step runs in the thread lets the step finish; a reservation it made is released.
     """
-    if not offload or not core.ledger_blocks:
+    if not offload or not core.budgets.blocking:
         return step()
     import asyncio
 
@@ -448,7 +369,7 @@ async def ledger_call(core: Core, step: Callable[[], _T], *, offload: bool = Tru
             if not done.cancelled() and done.exception() is None:
                 made = done.result()
                 if isinstance(made, Reservation):  # nobody will settle it: free it now, not at its TTL
-                    loop.run_in_executor(None, core.release, made)
+                    loop.run_in_executor(None, core.budgets.release, made)
 
         task.add_done_callback(drop)
         raise

@@ -77,7 +77,7 @@ class _Guard:
         elif not isinstance(exc, Exception):  # KeyboardInterrupt, GeneratorExit ...: the caller stopped it
             canceled(core, facts, _why_stopped(exc))
         else:
-            core.release(facts.reservation)
+            core.budgets.release(facts.reservation)
 
 
 class _AsyncGuard:
@@ -102,7 +102,8 @@ class _AsyncGuard:
         elif not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, GeneratorExit ...
             await ledger_call(core, partial(canceled, core, facts, _why_stopped(exc)), offload=facts.record)
         else:
-            await ledger_call(core, partial(core.release, facts.reservation), offload=facts.reservation is not None)
+            held = facts.reservation
+            await ledger_call(core, partial(core.budgets.release, held), offload=held is not None)
 
 
 class SyncDriver:
@@ -146,7 +147,7 @@ class SyncDriver:
         core, plan, target = self.core, call.plan, facts.target
         call.bound(facts)
         # Budgets: the worst case is reserved before any HTTP, settled by the attempt's row.
-        facts.begin(core.reserve(target, facts.request, facts.tags) if plan.record else None)
+        facts.begin(core.budgets.reserve(target, facts.request, facts.tags) if plan.record else None)
         if plan.stream:
             return self._open(facts)
         with _Guard(core, facts):
@@ -220,7 +221,7 @@ class AsyncDriver:
         call.bound(facts)
         # Budgets: reserved before any HTTP, off the event loop when the ledger is remote (ledger_call); the
         # steps of a plan that records nothing stay inline.
-        held = await ledger_call(core, partial(core.reserve, target, facts.request, facts.tags)) \
+        held = await ledger_call(core, partial(core.budgets.reserve, target, facts.request, facts.tags)) \
             if plan.record else None
         facts.begin(held)
         if plan.stream:

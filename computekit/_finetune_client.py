@@ -479,11 +479,11 @@ class FineTuning:
             return launch.dry_run()
         # Budgets: the estimate is reserved before any upload, held while the job runs, settled by its cost.
         core, finetunes = self._core, self.finetunes
-        held = core.finetune_reserve(launch.target, launch.estimate, tags)
+        held = core.budgets.reserve_finetune(launch.target, launch.estimate.total, tags)
         try:
             job = _drive(_launch_steps(launch), finetunes.driver.run)
         except BaseException:
-            core.release(held)  # nothing launched: nothing to hold
+            core.budgets.release(held)  # nothing launched: nothing to hold
             raise
         finetune_launched(core, job, held)
         job._bind(self, tags)
@@ -562,12 +562,13 @@ class AsyncFineTuning:
             return launch.dry_run()
         core, finetunes = self._core, self.finetunes
         # Budgets: as in Client.finetune, off the event loop when the ledger is remote.
-        held = await ledger_call(core, partial(core.finetune_reserve, launch.target, launch.estimate, tags))
+        held = await ledger_call(core, partial(core.budgets.reserve_finetune, launch.target, launch.estimate.total,
+                                               tags))
         try:
             job = await _adrive(_launch_steps(launch), finetunes.driver.run)
         except BaseException:
             # nothing launched: nothing to hold
-            await ledger_call(core, partial(core.release, held), offload=held is not None)
+            await ledger_call(core, partial(core.budgets.release, held), offload=held is not None)
             raise
         await ledger_call(core, partial(finetune_launched, core, job, held), offload=held is not None)
         job._bind(self, tags)

@@ -19,6 +19,7 @@ import pytest
 from _support import Chunks, WatchedLedger, chat_chunks, make_client, sse, stream_response, usage_json
 
 import computekit as ck
+from computekit import _costs
 from computekit._budget import FALLBACK_OUTPUT_TOKENS, worst_case
 from computekit.adapters._base import CompleteRequest, EmbedRequest, PredictRequest, RerankRequest
 from computekit.ledger import Charge, Ledger, LedgerRow, open_ledger
@@ -374,7 +375,7 @@ def test_without_max_tokens_a_completion_reserves_the_configured_maximum_then_th
     base = Decimal(_bytes(msgs)) * rates.rate("input_mtok", 0)
     assert worst_case(core, t, req) == (base + 16384 * out) / 10**6
     plain = _core()
-    window = plain.context_window(t)
+    window = _costs.context_window(plain.prices, t)
     assert window
     assert window > 16384
     assert worst_case(plain, plain.targets("openai:gpt-4o-mini")[0], req) == (base + window * out) / 10**6

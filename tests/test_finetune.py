@@ -622,7 +622,7 @@ async def test_an_unknown_estimate_follows_the_budgets_unknown_price(mode: str, 
         assert job.estimate.total is None
         assert host.hits("POST", "/v1/fine_tuning/jobs") == 1
         assert _status(allowed) == (0, 0)  # allowed: reserved as 0
-        assert len(allowed._core.budgets_held) == 1  # still held, to be settled by the job's row
+        assert len(allowed._core.budgets.held) == 1  # still held, to be settled by the job's row
     finally:
         await close(allowed)
 
