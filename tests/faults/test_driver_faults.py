@@ -31,6 +31,7 @@ from fault_server import (
     chat_events,
     close,
     make_client,
+    policy,
     read_stream,
     sse_bytes,
 )
@@ -81,6 +82,28 @@ async def test_a_deeply_nested_answer_is_malformed_not_a_recursion_error(faults:
         assert _rows(client) == [("complete", "error", 200, "MalformedResponseError")]
         [row] = client.ledger.rows()
         assert row.cost is None  # an answer that did not parse: cost unknown, never 0
+    finally:
+        await close(client)
+
+
+@both
+async def test_a_malformed_answer_falls_back_to_the_next_target(faults: Any, waits: Waits, is_async: bool,
+                                                               tmp_path: Any) -> None:
+    depth = 200_000
+    bad = faults(Reply(200, "[" * depth + "]" * depth, {"content-type": "application/json"}))
+    good = faults(chat("Hello", model="meta-llama/Llama-3.3-70B-Instruct-Turbo"))
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, retry_policy=policy(waits), ledger=f"sqlite:///{tmp_path / 'ledger.db'}",
+                 providers={"openai": {"base_url": bad.url, "api_key": "sk-fault-0123456789abcdef"},
+                            "together": {"base_url": good.url, "api_key": "tg-fault-0123456789abcdef"}})
+    try:
+        r = await run_call(client.complete([CHAT, "together:meta-llama/Llama-3.3-70B-Instruct-Turbo"], "hi"))
+        assert r.text == "Hello"
+        assert [(a.provider, a.outcome, a.error_type) for a in r.attempts] == [
+            ("openai", "error", "MalformedResponseError"), ("together", "success", None)]
+        assert (bad.hits, good.hits) == (1, 1)
+        assert [(row.provider, row.outcome) for row in client.ledger.rows()] == [
+            ("openai", "error"), ("together", "success")]
     finally:
         await close(client)
 
