@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._attempt import AttemptFacts, Call, Opened, Plan, parsing
 from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_SSE_EVENT_BYTES
@@ -36,6 +36,59 @@ __all__ = ["AsyncPredictionStream", "AsyncStream", "PredictionStream", "Stream"]
 
 def _cut(target: Target, why: str) -> APIConnectionError:
     return APIConnectionError(why, provider=target.provider, model=target.model)
+
+
+_C = TypeVar("_C")
+
+
+class _Reading(Generic[_C]):
+    """How a sync stream is iterated and closed (its body is ``_run``, a generator started on first use)."""
+
+    _iter: Iterator[_C] | None = None
+
+    def _run(self) -> Iterator[_C]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[_C]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    def __next__(self) -> _C:
+        return next(iter(self))
+
+    def close(self) -> None:
+        """Stop reading and release the connection (a prediction's run goes on: ``cancel()`` stops it)."""
+        if self._iter is not None and hasattr(self._iter, "close"):
+            self._iter.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _AsyncReading(Generic[_C]):
+    """How an async stream is iterated and closed (:class:`_Reading`, awaited)."""
+
+    _iter: AsyncIterator[_C] | None = None
+
+    def _run(self) -> AsyncIterator[_C]:
+        raise NotImplementedError
+
+    def __aiter__(self) -> AsyncIterator[_C]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    async def __anext__(self) -> _C:
+        return await self.__aiter__().__anext__()
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection (a prediction's run goes on)."""
+        if self._iter is not None and hasattr(self._iter, "aclose"):
+            await self._iter.aclose()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class _StreamState:
@@ -135,7 +188,7 @@ class _StreamBase:
         return self._state.attempts
 
 
-class Stream(_StreamBase, AbstractContextManager["Stream"]):
+class Stream(_StreamBase, _Reading[Chunk], AbstractContextManager["Stream"]):
     """A streamed completion: iterate for :class:`Chunk` objects; ``result`` once it is exhausted.
 
     Use it as a context manager so the connection is released even if you stop early.
@@ -144,15 +197,6 @@ class Stream(_StreamBase, AbstractContextManager["Stream"]):
     def __init__(self, driver: SyncDriver, state: _StreamState) -> None:
         self._driver = driver
         self._state = state
-        self._iter: Iterator[Chunk] | None = None
-
-    def __iter__(self) -> Iterator[Chunk]:
-        if self._iter is None:
-            self._iter = self._run()
-        return self._iter
-
-    def __next__(self) -> Chunk:
-        return next(iter(self))
 
     def _run(self) -> Iterator[Chunk]:
         st, driver = self._state, self._driver
@@ -176,30 +220,13 @@ class Stream(_StreamBase, AbstractContextManager["Stream"]):
             st.result = result
             return
 
-    def close(self) -> None:
-        """Stop reading and release the connection."""
-        if self._iter is not None and hasattr(self._iter, "close"):
-            self._iter.close()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncStream(_StreamBase, AbstractAsyncContextManager["AsyncStream"]):
+class AsyncStream(_StreamBase, _AsyncReading[Chunk], AbstractAsyncContextManager["AsyncStream"]):
     """The async twin of :class:`Stream`: ``async for chunk in stream``."""
 
     def __init__(self, driver: AsyncDriver, state: _StreamState) -> None:
         self._driver = driver
         self._state = state
-        self._iter: AsyncIterator[Chunk] | None = None
-
-    def __aiter__(self) -> AsyncIterator[Chunk]:
-        if self._iter is None:
-            self._iter = self._run()
-        return self._iter
-
-    async def __anext__(self) -> Chunk:
-        return await self.__aiter__().__anext__()
 
     async def _run(self) -> AsyncIterator[Chunk]:
         st, driver = self._state, self._driver
@@ -224,14 +251,6 @@ class AsyncStream(_StreamBase, AbstractAsyncContextManager["AsyncStream"]):
             await driver.settle(facts, result, attempt)
             st.result = result
             return
-
-    async def aclose(self) -> None:
-        """Stop reading and release the connection."""
-        if self._iter is not None and hasattr(self._iter, "aclose"):
-            await self._iter.aclose()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 class _PredictionStreamState:
@@ -313,7 +332,7 @@ class _PredictionStreamBase:
         return self._state.logs
 
 
-class PredictionStream(_PredictionStreamBase, AbstractContextManager["PredictionStream"]):
+class PredictionStream(_PredictionStreamBase, _Reading[Any], AbstractContextManager["PredictionStream"]):
     """A prediction's output as the host streams it (``p.stream()``): iterate for the pieces (text, for language
     models); once it is exhausted, ``result`` is the ended prediction, priced and in the ledger.
 
@@ -324,15 +343,6 @@ class PredictionStream(_PredictionStreamBase, AbstractContextManager["Prediction
     def __init__(self, predictions: Predictions, state: _PredictionStreamState) -> None:
         self._predictions = predictions
         self._state = state
-        self._iter: Iterator[Any] | None = None
-
-    def __iter__(self) -> Iterator[Any]:
-        if self._iter is None:
-            self._iter = self._run()
-        return self._iter
-
-    def __next__(self) -> Any:
-        return next(iter(self))
 
     def _run(self) -> Iterator[Any]:
         st, predictions = self._state, self._predictions
@@ -363,30 +373,14 @@ class PredictionStream(_PredictionStreamBase, AbstractContextManager["Prediction
         final = st.prediction if st.prediction.done else predictions.refresh(st.prediction)
         st.result = predictions.wait(final)
 
-    def close(self) -> None:
-        """Stop reading and release the connection (the run goes on: ``cancel()`` stops it)."""
-        if self._iter is not None and hasattr(self._iter, "close"):
-            self._iter.close()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncPredictionStream(_PredictionStreamBase, AbstractAsyncContextManager["AsyncPredictionStream"]):
+class AsyncPredictionStream(_PredictionStreamBase, _AsyncReading[Any],
+                            AbstractAsyncContextManager["AsyncPredictionStream"]):
     """The async twin of :class:`PredictionStream`: ``async for piece in p.async_stream()``."""
 
     def __init__(self, predictions: AsyncPredictions, state: _PredictionStreamState) -> None:
         self._predictions = predictions
         self._state = state
-        self._iter: AsyncIterator[Any] | None = None
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        if self._iter is None:
-            self._iter = self._run()
-        return self._iter
-
-    async def __anext__(self) -> Any:
-        return await self.__aiter__().__anext__()
 
     async def _run(self) -> AsyncIterator[Any]:
         st, predictions = self._state, self._predictions
@@ -421,11 +415,3 @@ class AsyncPredictionStream(_PredictionStreamBase, AbstractAsyncContextManager["
                 await st.core.retry.async_sleep(st.poll_interval)
         final = st.prediction if st.prediction.done else await predictions.refresh(st.prediction)
         st.result = await predictions.wait(final)
-
-    async def aclose(self) -> None:
-        """Stop reading and release the connection (the run goes on)."""
-        if self._iter is not None and hasattr(self._iter, "aclose"):
-            await self._iter.aclose()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
