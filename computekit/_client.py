@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._budget import BudgetStatus
-from ._constants import MAX_DOWNLOAD_REDIRECTS, NOT_GIVEN, NotGiven
+from ._constants import NOT_GIVEN, NotGiven
 from ._core import Core
 from ._driver import AsyncDriver, SyncDriver
 from ._finetune_client import AsyncFineTunes, AsyncFineTuning, FineTunes, FineTuning
@@ -22,7 +22,6 @@ from ._plans import Messages, ModelSpec, complete_options, complete_plan, embed_
 from ._predictions import AsyncPredictions, Predictions
 from ._retry import RetryPolicy
 from ._streaming import AsyncPredictionStream, AsyncStream, PredictionStream, Stream, _StreamState
-from ._transport import ERROR_STATUS as _ERROR_STATUS
 from ._transport import async_transport, sync_transport
 from ._types import Completion, Embeddings, Prediction, Reranking
 from .ledger import Ledger
@@ -325,30 +324,6 @@ class Client(_BaseClient, FineTuning):
             extra_body=extra_body, tags=tags, client=self,
         )
 
-    def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
-        """GET an output file: no credential (the URL is pre-signed), redirects followed, size bounded.
-
-        Raises:
-            APIStatusError: The host answered with an error status (``NotFoundError`` for 404 ...).
-            APITimeoutError, APIConnectionError: The download timed out or broke.
-            MalformedResponseError: The file is larger than ``MAX_DOWNLOAD_BYTES``, or redirects loop.
-        """
-        from . import _outputs
-
-        for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
-            req = _outputs.download_request(url, self._core.settings.timeout)
-            with self._transport.stream(req, provider, model) as (head, chunks):
-                target = _outputs.redirect_to(head, url, provider, model)
-                if target is None:
-                    if head.status >= _ERROR_STATUS:
-                        raise _outputs.status_error(head, url, provider, model)
-                    sink = _outputs.Sink(head, url, provider, model)
-                    for data in chunks:
-                        sink.add(data)
-                    return sink.content()
-            url = target
-        raise _outputs.too_many_redirects(url, provider, model)
-
     def close(self) -> None:
         """Close pooled connections, and write what the ledger still holds."""
         self._transport.close()
@@ -544,24 +519,6 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
             webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
             extra_body=extra_body, tags=tags, client=self,
         )
-
-    async def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
-        """:meth:`Client._download`, awaited."""
-        from . import _outputs
-
-        for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
-            req = _outputs.download_request(url, self._core.settings.timeout)
-            async with self._transport.stream(req, provider, model) as (head, chunks):
-                target = _outputs.redirect_to(head, url, provider, model)
-                if target is None:
-                    if head.status >= _ERROR_STATUS:
-                        raise _outputs.status_error(head, url, provider, model)
-                    sink = _outputs.Sink(head, url, provider, model)
-                    async for data in chunks:
-                        sink.add(data)
-                    return sink.content()
-            url = target
-        raise _outputs.too_many_redirects(url, provider, model)
 
     async def aclose(self) -> None:
         """Close pooled connections, and write what the ledger still holds."""

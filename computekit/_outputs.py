@@ -1,8 +1,8 @@
 """``Prediction.save()``: find the file URLs in a prediction's output, name them safely, fetch and write them.
 
-Finding and naming are pure; fetching goes through the prediction's client (``Client._download``), which sends a
-plain GET with no credential: output URLs are pre-signed, often on a CDN host, and a provider key must never go
-there. ``data:`` URIs are decoded here, with no request at all.
+Finding and naming are pure; fetching goes through the prediction's client (``client.predictions.download``),
+which sends a plain GET with no credential: output URLs are pre-signed, often on a CDN host, and a provider key
+must never go there. ``data:`` URIs are decoded here, with no request at all.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import binascii
 import inspect
 import mimetypes
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
@@ -152,15 +152,15 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def save(prediction: Prediction, directory: str | os.PathLike[str]) -> list[Path]:
-    """See :meth:`Prediction.save`."""
+def save(prediction: Prediction, directory: str | os.PathLike[str], download: Callable[..., Any]) -> list[Path]:
+    """See :meth:`Prediction.save`; ``download(url, provider, model)`` fetches one file (the client's)."""
     folder, urls, names = _plan(prediction, directory)
     written = []
     for url, name in zip(urls, names, strict=True):
         if url.lower().startswith("data:"):
             data = decode_data_uri(url, prediction.provider, prediction.model)
         else:
-            got = prediction._bound_client()._download(url, prediction.provider, prediction.model)
+            got = download(url, prediction.provider, prediction.model)
             if inspect.iscoroutine(got):
                 got.close()  # not awaited: an AsyncClient's download, called from sync code
                 raise InvalidRequestError("this prediction came from an AsyncClient: use await p.async_save(dir)")
@@ -169,15 +169,16 @@ def save(prediction: Prediction, directory: str | os.PathLike[str]) -> list[Path
     return written
 
 
-async def async_save(prediction: Prediction, directory: str | os.PathLike[str]) -> list[Path]:
-    """See :meth:`Prediction.async_save`."""
+async def async_save(prediction: Prediction, directory: str | os.PathLike[str],
+                     download: Callable[..., Any]) -> list[Path]:
+    """See :meth:`Prediction.async_save`; ``download`` as for :func:`save`, awaited."""
     folder, urls, names = _plan(prediction, directory)
     written = []
     for url, name in zip(urls, names, strict=True):
         if url.lower().startswith("data:"):
             data = decode_data_uri(url, prediction.provider, prediction.model)
         else:
-            got = prediction._bound_client()._download(url, prediction.provider, prediction.model)
+            got = download(url, prediction.provider, prediction.model)
             data = await got if inspect.isawaitable(got) else got
         written.append(_write(folder, name, data))
     return written

@@ -15,7 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._bookkeeping import prediction_ended
-from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_POLL_INTERVAL_S, NotGiven
+from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_DOWNLOAD_REDIRECTS, MAX_POLL_INTERVAL_S, NotGiven
 from ._exceptions import (
     APITimeoutError,
     InvalidRequestError,
@@ -25,6 +25,7 @@ from ._exceptions import (
 )
 from ._plans import ModelSpec, lifecycle_plan, lookup_plan, predict_plan, prediction_stream_plan, prediction_target
 from ._streaming import AsyncPredictionStream, PredictionStream, _PredictionStreamState
+from ._transport import ERROR_STATUS
 from ._types import Prediction
 
 if TYPE_CHECKING:
@@ -237,6 +238,30 @@ class Predictions:
         opening = prediction_stream_plan(self.core, prediction)
         return PredictionStream(self, _PredictionStreamState(self.core, prediction, opening, poll_interval))
 
+    def download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
+        """GET an output file: no credential (the URL is pre-signed), redirects followed, size bounded.
+
+        Raises:
+            APIStatusError: The host answered with an error status (``NotFoundError`` for 404 ...).
+            APITimeoutError, APIConnectionError: The download timed out or broke.
+            MalformedResponseError: The file is larger than ``MAX_DOWNLOAD_BYTES``, or redirects loop.
+        """
+        from . import _outputs
+
+        for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            req = _outputs.download_request(url, self.core.settings.timeout)
+            with self.driver.transport.stream(req, provider, model) as (head, chunks):
+                target = _outputs.redirect_to(head, url, provider, model)
+                if target is None:
+                    if head.status >= ERROR_STATUS:
+                        raise _outputs.status_error(head, url, provider, model)
+                    sink = _outputs.Sink(head, url, provider, model)
+                    for data in chunks:
+                        sink.add(data)
+                    return sink.content()
+            url = target
+        raise _outputs.too_many_redirects(url, provider, model)
+
 
 class AsyncPredictions:
     """The lifecycle of predictions on :class:`~computekit.AsyncClient` (``client.predictions``, awaited)."""
@@ -350,3 +375,26 @@ class AsyncPredictions:
         opening = prediction_stream_plan(self.core, prediction)
         return AsyncPredictionStream(self, _PredictionStreamState(self.core, prediction, opening, poll_interval))
 
+    async def download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
+        """:meth:`Predictions.download`, awaited.
+
+        Raises:
+            APIStatusError: The host answered with an error status (``NotFoundError`` for 404 ...).
+            APITimeoutError, APIConnectionError: The download timed out or broke.
+            MalformedResponseError: The file is larger than ``MAX_DOWNLOAD_BYTES``, or redirects loop.
+        """
+        from . import _outputs
+
+        for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            req = _outputs.download_request(url, self.core.settings.timeout)
+            async with self.driver.transport.stream(req, provider, model) as (head, chunks):
+                target = _outputs.redirect_to(head, url, provider, model)
+                if target is None:
+                    if head.status >= ERROR_STATUS:
+                        raise _outputs.status_error(head, url, provider, model)
+                    sink = _outputs.Sink(head, url, provider, model)
+                    async for data in chunks:
+                        sink.add(data)
+                    return sink.content()
+            url = target
+        raise _outputs.too_many_redirects(url, provider, model)

@@ -616,7 +616,7 @@ class Prediction(_Result):
             self._lifecycle("save", False)
         from . import _outputs
 
-        return _outputs.save(self, directory)
+        return _outputs.save(self, directory, lambda *a: self._lifecycle("save", False).download(*a))
 
     async def async_save(self, directory: str | os.PathLike[str]) -> list[Path]:
         """:meth:`save` for async clients.
@@ -629,7 +629,7 @@ class Prediction(_Result):
             self._lifecycle("save", True)
         from . import _outputs
 
-        return await _outputs.async_save(self, directory)
+        return await _outputs.async_save(self, directory, lambda *a: self._lifecycle("save", True).download(*a))
 
 
 # --------------------------------------------------------------------------------------------- fine-tuning
