@@ -121,7 +121,7 @@ def canceled(core: Core, facts: AttemptFacts, why: str) -> None:
         if usage is not None
         else Cost.unknown(f"{why} before the provider reported usage")
     )
-    attempt = Attempt(provider=target.provider, model=target.model, outcome="canceled", error=why,
+    attempt = Attempt(provider=target.provider, model=target.model, outcome="canceled", error=f"{why} before its end",
                       latency_s=facts.latency(), cost=cost, started_at=facts.started)
     facts.attempts.append(attempt)
     record(core, facts.verb, attempt, usage or Usage(), facts.tags, facts.reservation)

@@ -41,14 +41,14 @@ _T = TypeVar("_T")
 
 
 def _why_stopped(exc: BaseException) -> str:
-    """How the caller stopped a try after it was sent (the ``canceled`` row's error)."""
+    """How the caller stopped a try after it was sent (the ``canceled`` row's error starts with it)."""
     if isinstance(exc, GeneratorExit):
-        return "stream closed by the caller before its end"
+        return "stream closed by the caller"
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted (KeyboardInterrupt) while waiting for the answer"
+        return "interrupted (KeyboardInterrupt)"
     if type(exc).__name__ == "CancelledError":  # asyncio's, without importing asyncio for a sync client
-        return "task canceled while waiting for the answer"
-    return f"stopped ({type(exc).__name__}) while waiting for the answer"
+        return "task canceled"
+    return f"stopped ({type(exc).__name__})"
 
 
 def priced(core: Core, facts: AttemptFacts, result: object) -> Attempt | None:
