@@ -19,16 +19,16 @@ from ._core import Core
 from ._driver import AsyncDriver, SyncDriver
 from ._finetune_client import AsyncFineTunes, AsyncFineTuning, FineTunes, FineTuning
 from ._plans import Messages, ModelSpec, complete_options, complete_plan, embed_plan, rerank_plan
-from ._predictions import AsyncPredictions, Predictions
+from ._predictions import AsyncPredicting, AsyncPredictions, Predicting, Predictions
 from ._retry import RetryPolicy
 from ._streaming import AsyncPredictionStream, AsyncStream, PredictionStream, Stream, _StreamState
 from ._transport import async_transport, sync_transport
-from ._types import Completion, Embeddings, Prediction, Reranking
+from ._types import Completion, Embeddings, Reranking
 from .ledger import Ledger
 from .routing import Router
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    pass
 
 __all__ = ["AsyncClient", "AsyncPredictionStream", "AsyncStream", "Client", "PredictionStream", "Stream"]
 
@@ -72,7 +72,7 @@ class _BaseClient:
         return f"{type(self).__name__}(providers={providers}, ledger={self._core._ledger!r})"
 
 
-class Client(_BaseClient, FineTuning):
+class Client(_BaseClient, Predicting, FineTuning):
     """A computekit client: configuration, pooled connections, the retry loop and the ledger.
 
     Args:
@@ -266,64 +266,6 @@ class Client(_BaseClient, FineTuning):
         )
         return result
 
-    def predict(
-        self,
-        model: ModelSpec,
-        input: Mapping[str, Any],
-        *,
-        wait: bool = True,
-        timeout: float | None = None,
-        poll_interval: float | None = None,
-        hardware: str | None = None,
-        webhook: str | None = None,
-        cancel_on_timeout: bool = True,
-        validate: bool = True,
-        progress: bool | Console = False,
-        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
-        tags: Mapping[str, str] | None = None,
-    ) -> Prediction:
-        """Run a model on a serverless GPU host (``replicate:owner/name[:version]``, ``replicate:deployments/...``).
-
-        Args:
-            model: ``"provider:model"``.
-            input: The model's input.
-            wait: Wait for the run to end (the host's sync mode first, then polling); ``False`` returns at once:
-                call ``wait()``, ``refresh()``, ``stream()`` or ``cancel()`` on the prediction later.
-            timeout: Seconds the whole call may take, the request that starts the run included; when they pass,
-                the remote run is canceled (unless ``cancel_on_timeout`` is False) and
-                :class:`PredictionTimeoutError` is raised.
-            poll_interval: Seconds between polls (default: 0.5 s, growing to 5 s).
-            hardware: The hardware SKU the model runs on (e.g. ``"gpu-a100-large"``): prices its GPU-seconds.
-                Default: config ``[providers.NAME] hardware = {{MODEL = SKU}}``, then what the host reports (a
-                Replicate deployment's configuration), then ``default_hardware`` (an estimate); else the cost is
-                ``None``.
-            webhook: A URL the host calls when the run ends.
-            cancel_on_timeout: Cancel the remote run when ``timeout`` passes (so nothing keeps billing).
-            validate: Check ``input`` against the schema the host publishes for the model (Replicate: the
-                version's OpenAPI ``Input``; fetched once per client) before anything is created.
-            progress: Show the run's status, elapsed time and latest log line while waiting: ``True`` draws on
-                the terminal (stderr), or pass a ``rich.console.Console``.
-            extra_body: Host-specific body fields, sent as they are.
-            tags: Labels stored with the run in the ledger.
-
-        Returns:
-            The prediction: status, output, logs, GPU-seconds, cost (once it has ended).
-
-        Raises:
-            InvalidRequestError: ``input`` is not a dict (nothing was sent).
-            InputValidationError: ``input`` does not match the model's schema (no run was created).
-            UnsupportedCapabilityError: The provider does not run predictions (nothing was sent).
-            PredictionFailedError: The run failed on the host (its cost is in the ledger).
-            PredictionTimeoutError: ``timeout`` passed first.
-            ProviderError: The host failed after retries (a request that starts a run is retried only when the
-                host surely never saw it).
-        """
-        return self.predictions.create(
-            model, input, wait=wait, timeout=timeout, poll_interval=poll_interval, hardware=hardware,
-            webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
-            extra_body=extra_body, tags=tags, client=self,
-        )
-
     def close(self) -> None:
         """Close pooled connections, and write what the ledger still holds."""
         self._transport.close()
@@ -336,7 +278,7 @@ class Client(_BaseClient, FineTuning):
         self.close()
 
 
-class AsyncClient(_BaseClient, AsyncFineTuning):
+class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
     """The async twin of :class:`Client`: the same constructor and the same methods, awaited."""
 
     def __init__(
@@ -487,38 +429,6 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
             rerank_plan(self._core, model, query, documents, top_n, extra_body, tags, base_url, api_key)
         )
         return result
-
-    async def predict(
-        self,
-        model: ModelSpec,
-        input: Mapping[str, Any],
-        *,
-        wait: bool = True,
-        timeout: float | None = None,
-        poll_interval: float | None = None,
-        hardware: str | None = None,
-        webhook: str | None = None,
-        cancel_on_timeout: bool = True,
-        validate: bool = True,
-        progress: bool | Console = False,
-        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
-        tags: Mapping[str, str] | None = None,
-    ) -> Prediction:
-        """Run a model on a serverless GPU host (see :meth:`Client.predict`).
-
-        Raises:
-            InvalidRequestError: ``input`` is not a dict (nothing was sent).
-            InputValidationError: ``input`` does not match the model's schema (no run was created).
-            UnsupportedCapabilityError: The provider does not run predictions (nothing was sent).
-            PredictionFailedError: The run failed on the host (its cost is in the ledger).
-            PredictionTimeoutError: ``timeout`` passed first.
-            ProviderError: The host failed after retries.
-        """
-        return await self.predictions.create(
-            model, input, wait=wait, timeout=timeout, poll_interval=poll_interval, hardware=hardware,
-            webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
-            extra_body=extra_body, tags=tags, client=self,
-        )
 
     async def aclose(self) -> None:
         """Close pooled connections, and write what the ledger still holds."""

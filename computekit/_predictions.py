@@ -1,4 +1,4 @@
-"""``predict()`` and the prediction lifecycle: the :class:`Predicting` mixins give the clients ``predict()`` and
+"""``predict()`` and the prediction lifecycle: the :class:`Predicting` mixins give the clients ``predict()``, and
 ``client.predictions`` (:class:`Predictions` / :class:`AsyncPredictions`: ``wait``, ``refresh``, ``cancel``,
 ``stream``), the same names sync and async. A :class:`~computekit.Prediction` is plain data; its own ``wait()``
 and friends are thin conveniences that call these.
@@ -15,7 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ._bookkeeping import prediction_ended
-from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_DOWNLOAD_REDIRECTS, MAX_POLL_INTERVAL_S, NotGiven
+from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_DOWNLOAD_REDIRECTS, MAX_POLL_INTERVAL_S, NOT_GIVEN, NotGiven
 from ._exceptions import (
     APITimeoutError,
     InvalidRequestError,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ._http import HTTPRequest
     from ._targets import Target
 
-__all__ = ["AsyncPredictions", "Predictions"]
+__all__ = ["AsyncPredicting", "AsyncPredictions", "Predicting", "Predictions"]
 
 _MAX_LOOKUPS = 4
 """Lookups one target may need before a run (a deployment, then its version): a bound, not a budget."""
@@ -398,3 +398,105 @@ class AsyncPredictions:
                     return sink.content()
             url = target
         raise _outputs.too_many_redirects(url, provider, model)
+
+
+class Predicting:
+    """``predict()`` on the sync :class:`~computekit.Client` (the lifecycle is ``client.predictions``)."""
+
+    predictions: Predictions
+
+    def predict(
+        self,
+        model: ModelSpec,
+        input: Mapping[str, Any],
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+        hardware: str | None = None,
+        webhook: str | None = None,
+        cancel_on_timeout: bool = True,
+        validate: bool = True,
+        progress: bool | Console = False,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+    ) -> Prediction:
+        """Run a model on a serverless GPU host (``replicate:owner/name[:version]``, ``replicate:deployments/...``).
+
+        Args:
+            model: ``"provider:model"``.
+            input: The model's input.
+            wait: Wait for the run to end (the host's sync mode first, then polling); ``False`` returns at once:
+                call ``wait()``, ``refresh()``, ``stream()`` or ``cancel()`` on the prediction later.
+            timeout: Seconds the whole call may take, the request that starts the run included; when they pass,
+                the remote run is canceled (unless ``cancel_on_timeout`` is False) and
+                :class:`PredictionTimeoutError` is raised.
+            poll_interval: Seconds between polls (default: 0.5 s, growing to 5 s).
+            hardware: The hardware SKU the model runs on (e.g. ``"gpu-a100-large"``): prices its GPU-seconds.
+                Default: config ``[providers.NAME] hardware = {{MODEL = SKU}}``, then what the host reports (a
+                Replicate deployment's configuration), then ``default_hardware`` (an estimate); else the cost is
+                ``None``.
+            webhook: A URL the host calls when the run ends.
+            cancel_on_timeout: Cancel the remote run when ``timeout`` passes (so nothing keeps billing).
+            validate: Check ``input`` against the schema the host publishes for the model (Replicate: the
+                version's OpenAPI ``Input``; fetched once per client) before anything is created.
+            progress: Show the run's status, elapsed time and latest log line while waiting: ``True`` draws on
+                the terminal (stderr), or pass a ``rich.console.Console``.
+            extra_body: Host-specific body fields, sent as they are.
+            tags: Labels stored with the run in the ledger.
+
+        Returns:
+            The prediction: status, output, logs, GPU-seconds, cost (once it has ended).
+
+        Raises:
+            InvalidRequestError: ``input`` is not a dict (nothing was sent).
+            InputValidationError: ``input`` does not match the model's schema (no run was created).
+            UnsupportedCapabilityError: The provider does not run predictions (nothing was sent).
+            PredictionFailedError: The run failed on the host (its cost is in the ledger).
+            PredictionTimeoutError: ``timeout`` passed first.
+            ProviderError: The host failed after retries (a request that starts a run is retried only when the
+                host surely never saw it).
+        """
+        return self.predictions.create(
+            model, input, wait=wait, timeout=timeout, poll_interval=poll_interval, hardware=hardware,
+            webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
+            extra_body=extra_body, tags=tags, client=self,
+        )
+
+
+class AsyncPredicting:
+    """``predict()`` on :class:`~computekit.AsyncClient`, awaited (the lifecycle is ``client.predictions``)."""
+
+    predictions: AsyncPredictions
+
+    async def predict(
+        self,
+        model: ModelSpec,
+        input: Mapping[str, Any],
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+        hardware: str | None = None,
+        webhook: str | None = None,
+        cancel_on_timeout: bool = True,
+        validate: bool = True,
+        progress: bool | Console = False,
+        extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        tags: Mapping[str, str] | None = None,
+    ) -> Prediction:
+        """Run a model on a serverless GPU host (see :meth:`Client.predict`).
+
+        Raises:
+            InvalidRequestError: ``input`` is not a dict (nothing was sent).
+            InputValidationError: ``input`` does not match the model's schema (no run was created).
+            UnsupportedCapabilityError: The provider does not run predictions (nothing was sent).
+            PredictionFailedError: The run failed on the host (its cost is in the ledger).
+            PredictionTimeoutError: ``timeout`` passed first.
+            ProviderError: The host failed after retries.
+        """
+        return await self.predictions.create(
+            model, input, wait=wait, timeout=timeout, poll_interval=poll_interval, hardware=hardware,
+            webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
+            extra_body=extra_body, tags=tags, client=self,
+        )
