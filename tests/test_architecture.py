@@ -227,6 +227,19 @@ def test_vocabulary_modules_are_leaves_of_the_package() -> None:
         assert {layer_of(d) for d in GRAPH[leaf]} <= {"foundation"}, leaf
 
 
+def test_the_architecture_page_names_every_module() -> None:
+    """``docs/architecture.md`` describes every module (a provider's adapter is ``adapters/<provider>``)."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text("utf-8")
+    named = set(re.findall(r"`([\w/<>]+)`", page))
+    # "`ledger/_null`, `_sqlite`" names ledger/_sqlite too.
+    for package, first, rest in re.findall(r"`(\w+)/(_\w+)`((?:, `_\w+`)+)", page):
+        named |= {f"{package}/{m}" for m in [first, *re.findall(r"`(_\w+)`", rest)]}
+    providers = {m for m in GRAPH if m.startswith("adapters.") and not m.startswith("adapters._")}
+    missing = [m.replace(".", "/") or "computekit" for m in GRAPH if m not in providers]
+    assert [m for m in missing if m not in named] == [], "describe these modules in docs/architecture.md"
+    assert "adapters/<provider>" in named
+
+
 # --------------------------------------------------------------------------------------------- the checker
 
 
