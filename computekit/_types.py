@@ -107,11 +107,14 @@ class ToolCall(_Model):
         id: The provider's id for this call; send it back in the tool result's ``tool_call_id``.
         name: The tool (function) name.
         arguments: The arguments as the model wrote them (a JSON string; it may be invalid JSON).
+        signature: An opaque token the provider attached to the call and needs back with it on the next turn
+            (Gemini's thought signature); sent back as it came when the message is, ``None`` when there is none.
     """
 
     id: str
     name: str
     arguments: str = ""
+    signature: str | None = None
 
     def parsed_arguments(self) -> Any:
         """The arguments decoded from JSON.
