@@ -28,9 +28,10 @@ Translations (computekit's shape -> Gemini's):
 Usage (``usageMetadata``): ``promptTokenCount`` **includes** ``cachedContentTokenCount``; ``thoughtsTokenCount`` is
 **not** inside ``candidatesTokenCount``; ``toolUsePromptTokenCount`` (the results of Google's own tools fed back to
 the model) is billed as input. So ``input_tokens = prompt + toolUsePrompt``, ``cached_input_tokens = cached``,
-``output_tokens = candidates + thoughts`` and ``reasoning_tokens = thoughts``; audio input (by modality) is
-``input_audio_tokens``. Long-context tiers (prices above a prompt size) are applied by the price table on the
-total input. Google Search grounding is billed per search query (Gemini 3) or per grounded prompt (earlier
+``output_tokens = candidates + thoughts`` and ``reasoning_tokens = thoughts``; audio input not read from the cache
+(by modality) is ``input_audio_tokens``. Audio read from the cache is priced at the cache rate of text: computekit
+has no cache rate for audio (genai-prices has, for a few models), the one place its cost differs from
+genai-prices'. Long-context tiers (prices above a prompt size) are applied by the price table on the total input. Google Search grounding is billed per search query (Gemini 3) or per grounded prompt (earlier
 models): carried as ``usage.units["web_searches"]``.
 
 Thought parts (``"thought": true``) are never in ``text``; they stay in ``raw``. A prompt blocked by Google's
@@ -356,15 +357,17 @@ def gemini_usage(raw: Mapping[str, Any] | None, *, web_searches: int = 0) -> Usa
     tool_prompt = int(raw.get("toolUsePromptTokenCount") or 0)
     thoughts = int(raw.get("thoughtsTokenCount") or 0)
     candidates = int(raw.get("candidatesTokenCount") or 0)
+    # Audio read from the cache is inside cachedContentTokenCount: only the rest is priced as audio input.
     audio_in = (_modality(raw.get("promptTokensDetails"), "AUDIO")
-                + _modality(raw.get("toolUsePromptTokensDetails"), "AUDIO"))
+                + _modality(raw.get("toolUsePromptTokensDetails"), "AUDIO")
+                - _modality(raw.get("cacheTokensDetails"), "AUDIO"))
     units = {"web_searches": Decimal(web_searches)} if web_searches else {}
     return Usage(
         input_tokens=prompt + tool_prompt,
         output_tokens=candidates + thoughts,
         cached_input_tokens=int(raw.get("cachedContentTokenCount") or 0),
         reasoning_tokens=thoughts,
-        input_audio_tokens=audio_in,
+        input_audio_tokens=max(audio_in, 0),
         output_audio_tokens=_modality(raw.get("candidatesTokensDetails"), "AUDIO"),
         units=units,
     )
@@ -624,7 +627,9 @@ class GeminiWire(Adapter):
     def error_cost(self, error: ProviderError) -> Cost | None:
         """A safety block answered with 200 may bill its prompt: its cost is unknown (the reservation stays)."""
         if isinstance(error, ContentFilteredError) and error.status == 200:
-            return Cost.unknown("blocked by Google's safety filters: the prompt tokens may be billed")
+            usage = error.body.get("usageMetadata") if isinstance(error.body, dict) else None
+            if isinstance(usage, dict) and usage.get("promptTokenCount"):
+                return Cost.unknown("blocked by Google's safety filters: the prompt tokens may be billed")
         return super().error_cost(error)
 
     # ----------------------------------------------------------------------------------------- errors
