@@ -31,8 +31,9 @@ the model) is billed as input. So ``input_tokens = prompt + toolUsePrompt``, ``c
 ``output_tokens = candidates + thoughts`` and ``reasoning_tokens = thoughts``; audio input not read from the cache
 (by modality) is ``input_audio_tokens``. Audio read from the cache is priced at the cache rate of text: computekit
 has no cache rate for audio (genai-prices has, for a few models), the one place its cost differs from
-genai-prices'. Long-context tiers (prices above a prompt size) are applied by the price table on the total input. Google Search grounding is billed per search query (Gemini 3) or per grounded prompt (earlier
-models): carried as ``usage.units["web_searches"]``.
+genai-prices'. Long-context tiers (prices above a prompt size) are applied by the price table on the total input.
+Google Search grounding is billed per search query (Gemini 3) or per grounded prompt (earlier models): carried as
+``usage.units["web_searches"]``.
 
 Thought parts (``"thought": true``) are never in ``text``; they stay in ``raw``. A prompt blocked by Google's
 safety filters (``promptFeedback.blockReason``), or an answer blocked before it produced anything, raises
