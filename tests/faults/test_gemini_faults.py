@@ -125,7 +125,8 @@ async def test_429_until_retries_run_out_keeps_google_error(faults: Any, clients
 @both
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
 @pytest.mark.parametrize(("code", "status", "error_type"), [
-    (500, "INTERNAL", "ServerError"), (503, "UNAVAILABLE", "OverloadedError"), (504, "DEADLINE_EXCEEDED", "ServerError"),
+    (500, "INTERNAL", "ServerError"), (503, "UNAVAILABLE", "OverloadedError"),
+    (504, "DEADLINE_EXCEEDED", "ServerError"),
 ])
 async def test_5xx_then_success(faults: Any, clients: Any, waits: Waits, is_async: bool, stream: bool, code: int,
                                 status: str, error_type: str) -> None:
