@@ -111,7 +111,8 @@ def test_cost_table() -> None:
         lines.append(_row(f"long context, {prompt:,} prompt tokens (synthetic usage)", "gemini-2.5-pro", cost,
                           usage, want))
     low, high = (book.token_cost(ref, ck.Usage(input_tokens=n, output_tokens=1000), when) for n in (200_000, 200_001))
-    assert low.total is not None and high.total is not None
+    assert low.total is not None
+    assert high.total is not None
     assert high.lines[0].unit_price > low.lines[0].unit_price  # the tier starts above 200,000
     print("\n" + "\n".join(lines))
     assert len(lines) == 2 + len(ROWS) + 2
