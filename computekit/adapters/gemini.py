@@ -689,19 +689,11 @@ class _GeminiStream(StreamDecoder):
         self.raw_usage: dict[str, Any] | None = None
         self.done = False
 
-    def _bad(self, event: SSEEvent, why: str) -> ProviderError:
-        return self.adapter.malformed(HTTPResponse(200, {}, event.data.encode()), self.req.model, why)
-
     def feed(self, event: SSEEvent) -> list[Chunk]:
-        try:
-            data = json.loads(event.data)
-        except ValueError:
-            raise self._bad(event, "stream event is not JSON") from None
-        if not isinstance(data, dict):
-            raise self._bad(event, "stream event is not a JSON object")
         resp = HTTPResponse(200, {}, event.data.encode())
+        data = self.adapter.json_object(resp, self.req.model)  # each event is a whole response object
         if isinstance(data.get("error"), dict):
-            raise self.adapter.map_error(HTTPResponse(_error_status(data), {}, event.data.encode()), self.req.model)
+            raise self.adapter.map_error(HTTPResponse(_error_status(data), {}, resp.content), self.req.model)
         self.adapter._check_blocked(data, resp, self.req.model)
         for k in ("responseId", "modelVersion", "createTime", "promptFeedback"):
             if data.get(k) is not None:
@@ -710,7 +702,7 @@ class _GeminiStream(StreamDecoder):
         candidates = data.get("candidates")
         if isinstance(candidates, list) and candidates:
             if not isinstance(candidates[0], dict):
-                raise self._bad(event, "a candidate is not a JSON object")
+                raise self.adapter.malformed(resp, self.req.model, "a candidate is not a JSON object")
             chunk.text, chunk.tool_calls = self.answer.add(candidates[0])
             if candidates[0].get("finishReason"):
                 self.done = True
