@@ -167,6 +167,8 @@ class Usage(_Model):
     """Of ``cache_write_tokens``, those written with a 1-hour lifetime (Anthropic prices them higher)."""
     reasoning_tokens: int = 0
     input_audio_tokens: int = 0
+    cached_input_audio_tokens: int = 0
+    """Of ``cached_input_tokens``, those of audio (Gemini prices them at a cache rate of their own)."""
     output_audio_tokens: int = 0
     requests: int = 1
     gpu_seconds: Decimal | None = None
@@ -198,6 +200,7 @@ class Usage(_Model):
             cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             input_audio_tokens=self.input_audio_tokens + other.input_audio_tokens,
+            cached_input_audio_tokens=self.cached_input_audio_tokens + other.cached_input_audio_tokens,
             output_audio_tokens=self.output_audio_tokens + other.output_audio_tokens,
             requests=self.requests + other.requests,
             gpu_seconds=gpu,

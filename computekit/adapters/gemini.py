@@ -29,9 +29,9 @@ Usage (``usageMetadata``): ``promptTokenCount`` **includes** ``cachedContentToke
 **not** inside ``candidatesTokenCount``; ``toolUsePromptTokenCount`` (the results of Google's own tools fed back to
 the model) is billed as input. So ``input_tokens = prompt + toolUsePrompt``, ``cached_input_tokens = cached``,
 ``output_tokens = candidates + thoughts`` and ``reasoning_tokens = thoughts``; audio input not read from the cache
-(by modality) is ``input_audio_tokens``. Audio read from the cache is priced at the cache rate of text: computekit
-has no cache rate for audio (genai-prices has, for a few models), the one place its cost differs from
-genai-prices'. Long-context tiers (prices above a prompt size) are applied by the price table on the total input.
+(by modality) is ``input_audio_tokens``, and audio read from the cache ``cached_input_audio_tokens`` (priced at
+the cache rate for audio where the table has one). Long-context tiers (prices above a prompt size) are applied by
+the price table on the total input.
 Google Search grounding is billed per search query (Gemini 3) or per grounded prompt (earlier models): carried as
 ``usage.units["web_searches"]``.
 
@@ -367,6 +367,7 @@ def gemini_usage(raw: Mapping[str, Any] | None, *, web_searches: int = 0) -> Usa
         input_tokens=prompt + tool_prompt,
         output_tokens=candidates + thoughts,
         cached_input_tokens=int(raw.get("cachedContentTokenCount") or 0),
+        cached_input_audio_tokens=_modality(raw.get("cacheTokensDetails"), "AUDIO"),
         reasoning_tokens=thoughts,
         input_audio_tokens=max(audio_in, 0),
         output_audio_tokens=_modality(raw.get("candidatesTokensDetails"), "AUDIO"),
