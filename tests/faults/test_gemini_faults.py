@@ -220,3 +220,38 @@ async def test_gemini_failing_falls_back_to_another_provider(faults: Any, client
         ("gemini", "error", 503), ("gemini", "error", 503), ("backup", "success", None)]
     assert (a.hits, b.hits) == (2, 1)
     assert waits.waits == BACKOFF[:1]
+
+
+# ============================================================================================= 27: the canary key
+
+
+def echo_key(srv: Any, req: Any, sock: Any) -> bool:
+    """A 400 that reflects the request's x-goog-api-key in a header and in the error message."""
+    key = req.headers.get("x-goog-api-key", "")
+    body = {"error": {"code": 400, "message": f"API key not valid: {key}", "status": "INVALID_ARGUMENT",
+                      "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                                   "metadata": {"key": key}}]}}
+    return Reply(400, body, {"x-echo-key": key, "x-request-id": key})(srv, req, sock)
+
+
+@both
+async def test_canary_key_never_leaks(faults: Any, clients: Any, waits: Waits, is_async: bool,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    srv = faults([echo_key, SSE([answer("Hel", finish=False, usage=False),
+                                 {"error": {"code": 400, "message": f"bad key {KEY}", "status": "INVALID_ARGUMENT"}}])])
+    client = clients(is_async, srv.url, waits)
+    texts: list[str] = []
+    with caplog.at_level("DEBUG"):
+        with pytest.raises(ck.BadRequestError) as ei:
+            await run(client.complete(MODEL, "hi"))
+        texts += [str(ei.value), repr(ei.value), repr(ei.value.body), repr(ei.value.headers)]
+        with pytest.raises(ck.BadRequestError) as ei2:
+            await read_stream(client, MODEL)
+        texts += [str(ei2.value), repr(ei2.value), repr(ei2.value.body)]
+    assert srv.requests[0].headers["x-goog-api-key"] == KEY  # it was sent, to its own origin only, in a header
+    assert all(KEY not in r.path for r in srv.requests)
+    texts += [r.getMessage() for r in caplog.records]
+    texts += [repr(row.as_dict()) for row in client.ledger.rows()]
+    for text in texts:
+        assert KEY not in text, text[:300]
+    assert "**********" in str(ei.value)  # masked where the server echoed it
