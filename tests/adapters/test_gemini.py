@@ -394,3 +394,15 @@ def test_vertex_embeddings_are_priced_from_their_token_counts(adc: FakeCredentia
     assert out.vectors == [[0.1, 0.2], [0.3, 0.4]]
     assert out.usage.input_tokens == 3
     assert out._usage_reported
+
+
+async def test_a_budget_refuses_a_gemini_call_before_sending(mode: str, tmp_path: Any) -> None:
+    client = make_client(mode, providers={"gemini": {"api_key": KEY}}, ledger=f"sqlite:///{tmp_path / 'l.db'}",
+                         budget={"limit_usd": "0.00001"})
+    with pytest.raises(ck.BudgetExceededError) as info:
+        await call(client, "complete", "gemini:gemini-2.5-flash", "hi", max_tokens=100)
+    # The worst case is priced from genai-prices' google table: 100 output tokens alone cost more than the limit.
+    assert info.value.requested is not None
+    assert info.value.requested > Decimal("0.00001")
+    assert client.ledger.rows() == []  # nothing was sent (the network is blocked: a request would fail)
+    await close(client)
