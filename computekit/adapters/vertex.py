@@ -6,8 +6,8 @@ differs is here:
 - **URL**: ``https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/publishers/
   google/models/{model}:generateContent`` (``aiplatform.googleapis.com`` for the ``global`` location). The project
   comes from ``[providers.vertex] project``, else ``$GOOGLE_CLOUD_PROJECT``, else the Application Default
-  Credentials' own project; the location from ``$GOOGLE_CLOUD_LOCATION``, else ``global``. A configured
-  ``base_url`` replaces the API root (``https://europe-west4-aiplatform.googleapis.com/v1``).
+  Credentials' own project; the location from ``[providers.vertex] location``, else ``$GOOGLE_CLOUD_LOCATION``,
+  else ``global`` (:class:`VertexSettings`). A configured ``base_url`` replaces the API root.
 - **Credentials**: Application Default Credentials through ``google-auth`` (``pip install 'computekit[vertex]'``,
   imported on the first call, never at ``import computekit``), sent as ``Authorization: Bearer``; the token is
   cached and refreshed by google-auth shortly before it expires. Or an API key (Vertex AI *express mode*:
@@ -31,9 +31,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
+from pydantic import Field
+
 from .._exceptions import APIConnectionError, AuthenticationError, ConfigError
 from .._types import Embeddings, Usage
-from ._base import CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, ProviderSettings
+from ._base import AdapterSettings, CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, ProviderSettings
 from .gemini import GeminiWire
 
 __all__ = ["DEFAULT_LOCATION", "SCOPES", "TIER_HEADER", "VertexAdapter", "VertexSettings"]
@@ -62,18 +64,22 @@ def _env(names: tuple[str, ...]) -> str | None:
     return None
 
 
-class VertexSettings:
-    """Where Vertex AI calls go: the project and location, resolved from config, then the environment."""
+class VertexSettings(AdapterSettings):
+    """``[providers.vertex]``: where Vertex AI calls go (each falls back to the environment, then a default)."""
 
-    def __init__(self, settings: ProviderSettings) -> None:
-        self.project: str | None = settings.project or _env(_PROJECT_ENV)
-        self.location: str = _env(_LOCATION_ENV) or DEFAULT_LOCATION
+    project: str | None = Field(
+        None, description="Google Cloud project id; else $GOOGLE_CLOUD_PROJECT, else the credentials' own project."
+    )
+    location: str | None = Field(
+        None, description="Vertex AI location (us-central1, europe-west4 ...); else $GOOGLE_CLOUD_LOCATION, else "
+        "global."
+    )
 
-    def root(self) -> str:
-        """The API root for the location (the ``global`` endpoint has no location prefix)."""
-        prefix = "" if self.location == "global" else f"{self.location}-"
-        host = f"{prefix}aiplatform.googleapis.com"
-        return f"https://{host}/{_API_VERSION}"
+
+def _root(location: str) -> str:
+    """The API root for ``location`` (the ``global`` endpoint has no location prefix)."""
+    prefix = "" if location == "global" else f"{location}-"
+    return f"https://{prefix}aiplatform.googleapis.com/{_API_VERSION}"
 
 
 class VertexAdapter(GeminiWire):
@@ -86,10 +92,13 @@ class VertexAdapter(GeminiWire):
     table_provider = "google"
     docs_url = "https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference"
     service_tier_in_body: ClassVar[bool] = False
+    settings_model = VertexSettings
+    options: VertexSettings
 
     def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
-        self.vertex = VertexSettings(settings)
+        self.project: str | None = self.options.project or _env(_PROJECT_ENV)
+        self.location: str = self.options.location or _env(_LOCATION_ENV) or DEFAULT_LOCATION
         self._credentials: Any = None
         self._lock = threading.Lock()
 
@@ -98,7 +107,7 @@ class VertexAdapter(GeminiWire):
     def _root(self) -> str:
         configured = self.settings.base_url.rstrip("/")
         if configured == self.default_base_url:  # not configured: the location picks the host
-            return self.vertex.root()
+            return _root(self.location)
         return configured
 
     def model_url(self, model: str, method: str) -> str:
@@ -106,13 +115,13 @@ class VertexAdapter(GeminiWire):
             return f"{self._root()}/{model}:{method}"
         if self.settings.api_key is not None:  # express mode: no project in the URL
             return f"{self._root()}/publishers/google/models/{model}:{method}"
-        project = self.vertex.project or self._adc_project()
+        project = self.project or self._adc_project()
         if not project:
             raise ConfigError(
                 "vertex needs a Google Cloud project: set [providers.vertex] project = \"...\" or "
                 "$GOOGLE_CLOUD_PROJECT (or use an express-mode API key in $GOOGLE_CLOUD_API_KEY)"
             )
-        return (f"{self._root()}/projects/{project}/locations/{self.vertex.location}"
+        return (f"{self._root()}/projects/{project}/locations/{self.location}"
                 f"/publishers/google/models/{model}:{method}")
 
     def auth_headers(self) -> dict[str, str]:
@@ -152,14 +161,14 @@ class VertexAdapter(GeminiWire):
                     f"($GOOGLE_CLOUD_API_KEY). google-auth said: {e}"
                 ) from e
             self._credentials = creds
-            if self.vertex.project is None and project:
-                self.vertex.project = project
+            if self.project is None and project:
+                self.project = project
         return self._credentials
 
     def _adc_project(self) -> str | None:
         with self._lock:
             self._load_credentials()
-        return self.vertex.project
+        return self.project
 
     def _token(self) -> str:
         with self._lock:

@@ -35,7 +35,7 @@ import computekit as ck
 from computekit._exceptions import ConfigError, InvalidRequestError
 from computekit.adapters._base import CompleteRequest, EmbedRequest, HTTPResponse, ProviderSettings, SSEEvent
 from computekit.adapters.gemini import GEMINI_BASE_URL, GeminiAdapter
-from computekit.adapters.vertex import TIER_HEADER, VertexAdapter
+from computekit.adapters.vertex import TIER_HEADER, VertexAdapter, VertexSettings
 
 KEY = real_key("GEMINI_API_KEY", "test-gemini-placeholder-key")
 TOKEN = "ya29.test-access-token"
@@ -325,7 +325,7 @@ def test_finetune_is_refused_from_the_capability_flags() -> None:
 def vertex(api_key: str | None = None, project: str | None = "my-project") -> VertexAdapter:
     return VertexAdapter(ProviderSettings(name="vertex", base_url=VertexAdapter.default_base_url,
                                           api_key=SecretStr(api_key) if api_key else None, timeout=30,
-                                          project=project))
+                                          options=VertexSettings(project=project)))
 
 
 def test_vertex_url_from_project_and_location(adc: FakeCredentials, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,10 +335,14 @@ def test_vertex_url_from_project_and_location(adc: FakeCredentials, monkeypatch:
                         "models/gemini-2.5-flash:streamGenerateContent?alt=sse")
     assert http.headers["authorization"] == f"Bearer {TOKEN}"
     monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "europe-west4")
-    http = vertex(project=None).build_complete(req)  # the project comes from the credentials
+    http = vertex(project=None).build_complete(req)  # the project comes from the credentials, the location the env
     assert http.url.startswith("https://europe-west4-aiplatform.googleapis.com/v1/projects/my-project/locations/"
                                "europe-west4/")
     assert adc.refreshes == 1  # a valid token is reused, not fetched per request
+    configured = VertexAdapter(ProviderSettings(name="vertex", base_url=VertexAdapter.default_base_url, api_key=None,
+                                                timeout=30, options=VertexSettings(project="p2", location="us-east5")))
+    assert configured.build_complete(req).url.startswith(
+        "https://us-east5-aiplatform.googleapis.com/v1/projects/p2/locations/us-east5/")  # config wins over the env
     assert "serviceTier" not in vertex().complete_body(CompleteRequest(model="m", messages=[], service_tier="flex"))
 
 

@@ -35,7 +35,7 @@ from computekit._retry import RetryPolicy
 from computekit._sse import SSEDecoder
 from computekit.adapters._base import CompleteRequest, HTTPResponse, ProviderSettings
 from computekit.adapters.gemini import GEMINI_BASE_URL, GeminiAdapter, GeminiWire
-from computekit.adapters.vertex import VertexAdapter
+from computekit.adapters.vertex import VertexAdapter, VertexSettings
 from computekit.pricing import PriceBook
 
 pytestmark = pytest.mark.conformance
@@ -101,7 +101,7 @@ def adapter(ex: Exchange) -> GeminiWire:
     if is_vertex(ex):
         root = ex.uri.split("/projects/")[0]
         return VertexAdapter(ProviderSettings(name="vertex", base_url=root, api_key=None, timeout=30,
-                                              project=PROJECT))
+                                              options=VertexSettings(project=PROJECT)))
     return GeminiAdapter(ProviderSettings(name="gemini", base_url=GEMINI_BASE_URL, api_key=SecretStr(KEY), timeout=30))
 
 
@@ -533,10 +533,10 @@ class _FakeCredentials:
         raise AssertionError("a valid token is not refreshed")
 
 
-def _client(mode: str, vertex_root: str | None, project: str | None) -> ck.Client | ck.AsyncClient:
+def _client(mode: str, vertex: dict[str, Any] | None) -> ck.Client | ck.AsyncClient:
     providers: dict[str, Any] = {"gemini": {"api_key": KEY}}
-    if vertex_root is not None:
-        providers["vertex"] = {"base_url": vertex_root, "project": project}
+    if vertex is not None:
+        providers["vertex"] = vertex
     cls = ck.Client if mode == "sync" else ck.AsyncClient
     return cls(config=None, providers=providers, ledger="none",
                retry_policy=RetryPolicy(RetryConfig(max_retries=0), sleep=lambda s: None))
@@ -550,19 +550,18 @@ async def test_replay_through_client(rel: str | None, mode: str, tmp_path: Path,
     require_conformance_dir()
     assert rel is not None
     exchanges = [ex for ex in load(rel) if kind(ex) in ("message", "stream")]
-    vertex_root = project = None
+    vertex = None
     if any(is_vertex(ex) for ex in exchanges):
         pytest.importorskip("google.auth")
         import google.auth
 
         monkeypatch.setattr(google.auth, "default", lambda scopes=None: (_FakeCredentials(), PROJECT))
-        vertex_root = exchanges[0].uri.split("/projects/")[0]
-        location = exchanges[0].uri.split("/locations/")[1].split("/")[0]
-        project = exchanges[0].uri.split("/projects/")[1].split("/")[0]
-        monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", location)
+        uri = exchanges[0].uri  # the root, project and location of the recording, as [providers.vertex] keys
+        vertex = {"base_url": uri.split("/projects/")[0], "project": uri.split("/projects/")[1].split("/")[0],
+                  "location": uri.split("/locations/")[1].split("/")[0]}
     cassette = tmp_path / "cassette.yaml"
     cassette.write_text(yaml.safe_dump(to_vcr(exchanges), allow_unicode=True), "utf-8")
-    client = _client(mode, vertex_root, project)
+    client = _client(mode, vertex)
     recorder = vcr.VCR(record_mode="none", match_on=["method", "scheme", "host", "port", "path", "query"])
     with recorder.use_cassette(str(cassette)) as cass:
         for ex in exchanges:
