@@ -301,6 +301,9 @@ def test_response(ex: Exchange | None) -> None:
     assert result.response_model == want["model"]
     check_usage(result.usage, want["usage"])
     assert result._usage_reported
+    limit = (ex.request_body.get("generationConfig") or {}).get("maxOutputTokens")
+    if limit is not None:  # thoughts count inside maxOutputTokens: a budget's worst case (max_tokens) bounds output
+        assert result.usage.output_tokens <= limit
     traffic = want["usage"].get("trafficType")
     if traffic == "ON_DEMAND_FLEX":
         assert result.service_tier == "flex"
