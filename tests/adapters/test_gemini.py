@@ -410,3 +410,17 @@ async def test_a_budget_refuses_a_gemini_call_before_sending(mode: str, tmp_path
     assert info.value.requested > Decimal("0.00001")
     assert client.ledger.rows() == []  # nothing was sent (the network is blocked: a request would fail)
     await close(client)
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("vertex_embed.yaml")
+async def test_vertex_embeddings_through_the_client(mode: str, adc: FakeCredentials) -> None:
+    client = make_client(mode, providers={"vertex": {"project": "my-project"}})
+    r = await call(client, "embed", "vertex:gemini-embedding-001", ["hello world", "computekit prices every call"],
+                   dimensions=3)
+    await close(client)
+    assert r.vectors == [[0.0123, -0.0456, 0.0789], [-0.0321, 0.0654, -0.0987]]
+    assert r.usage.input_tokens == 2 + 6  # statistics.token_count of each input
+    want = genai_prices.calc_price(genai_prices.Usage(input_tokens=8), "gemini-embedding-001", provider_id="google",
+                                   genai_request_timestamp=r.attempts[-1].started_at).total_price
+    assert r.cost.total == want
