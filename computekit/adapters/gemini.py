@@ -553,16 +553,7 @@ class GeminiWire(Adapter):
             raise self._filtered(resp, model, f"the prompt was blocked ({reason})")
 
     def _filtered(self, resp: HTTPResponse, model: str, why: str) -> ContentFilteredError:
-        headers = self.redact({k.lower(): v for k, v in resp.headers.items()})
-        return ContentFilteredError(
-            f"{why} by Google's safety filters",
-            provider=self.provider,
-            model=model,
-            status=resp.status,
-            headers=headers,
-            body=self.redact(resp.body_for_error()),
-            request_id=self.request_id(headers),
-        )
+        return self.answer_error(ContentFilteredError, resp, model, f"{why} by Google's safety filters")
 
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
         return _GeminiStream(self, req)
