@@ -344,20 +344,38 @@ def _response_format(fmt: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- response side
 
 
+def _count(raw: Mapping[str, Any], key: str) -> int:
+    """A token count: absent is 0; anything but a non-negative integer is not a count (the answer is malformed).
+
+    Raises:
+        ValueError: The field holds something else.
+    """
+    value = raw.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"usageMetadata.{key} is not a token count: {value!r}")
+    return value
+
+
 def _modality(details: Any, modality: str) -> int:
     if not isinstance(details, list):
         return 0
-    return sum(int(d.get("tokenCount") or 0) for d in details if isinstance(d, dict) and d.get("modality") == modality)
+    return sum(_count(d, "tokenCount") for d in details if isinstance(d, dict) and d.get("modality") == modality)
 
 
 def gemini_usage(raw: Mapping[str, Any] | None, *, web_searches: int = 0) -> Usage:
-    """Gemini's ``usageMetadata`` -> :class:`Usage` (see the module doc for the convention)."""
+    """Gemini's ``usageMetadata`` -> :class:`Usage` (see the module doc for the convention).
+
+    Raises:
+        ValueError: A count is not a non-negative integer.
+    """
     if not raw:
         return Usage()
-    prompt = int(raw.get("promptTokenCount") or 0)
-    tool_prompt = int(raw.get("toolUsePromptTokenCount") or 0)
-    thoughts = int(raw.get("thoughtsTokenCount") or 0)
-    candidates = int(raw.get("candidatesTokenCount") or 0)
+    prompt = _count(raw, "promptTokenCount")
+    tool_prompt = _count(raw, "toolUsePromptTokenCount")
+    thoughts = _count(raw, "thoughtsTokenCount")
+    candidates = _count(raw, "candidatesTokenCount")
     # Audio read from the cache is inside cachedContentTokenCount: only the rest is priced as audio input.
     audio_in = (_modality(raw.get("promptTokensDetails"), "AUDIO")
                 + _modality(raw.get("toolUsePromptTokensDetails"), "AUDIO")
@@ -366,7 +384,7 @@ def gemini_usage(raw: Mapping[str, Any] | None, *, web_searches: int = 0) -> Usa
     return Usage(
         input_tokens=prompt + tool_prompt,
         output_tokens=candidates + thoughts,
-        cached_input_tokens=int(raw.get("cachedContentTokenCount") or 0),
+        cached_input_tokens=_count(raw, "cachedContentTokenCount"),
         cached_input_audio_tokens=_modality(raw.get("cacheTokensDetails"), "AUDIO"),
         reasoning_tokens=thoughts,
         input_audio_tokens=max(audio_in, 0),
@@ -514,7 +532,10 @@ class GeminiWire(Adapter):
             raise self.malformed(resp, req.model, "no candidates and no usage in the response")
         if answer.finish in _BLOCKED and not answer.text and not answer.calls:
             raise self._filtered(resp, req.model, f"the answer was blocked ({answer.finish})")
-        return self._completion(req, data, answer, self.request_id(resp.headers))
+        try:
+            return self._completion(req, data, answer, self.request_id(resp.headers))
+        except ValueError as e:  # a count that is not a count, an id that is not a string ...
+            raise self.malformed(resp, req.model, str(e).splitlines()[0]) from e
 
     def _completion(self, req: CompleteRequest, data: Mapping[str, Any], answer: _Answer,
                     request_id: str | None) -> Completion:
@@ -704,7 +725,10 @@ class _GeminiStream(StreamDecoder):
         if isinstance(data.get("usageMetadata"), dict):
             self.raw_usage = data["usageMetadata"]
             if self.done:  # counts are running totals: the call's usage is the last event's
-                chunk.usage = self._usage()
+                try:
+                    chunk.usage = self._usage()
+                except ValueError as e:
+                    raise self.adapter.malformed(resp, self.req.model, str(e)) from e
         return [chunk]
 
     def _usage(self) -> Usage:
@@ -715,7 +739,11 @@ class _GeminiStream(StreamDecoder):
         raw = {**self.meta,
                "candidates": [{**self.answer.candidate, "content": {"role": "model", "parts": self.answer.parts}}],
                "usageMetadata": self.raw_usage}
-        result = self.adapter._completion(self.req, raw, self.answer, None)
+        try:
+            result = self.adapter._completion(self.req, raw, self.answer, None)
+        except ValueError as e:
+            body = json.dumps(raw, default=str).encode()
+            raise self.adapter.malformed(HTTPResponse(200, {}, body), self.req.model, str(e).splitlines()[0]) from e
         result._usage_reported = self.raw_usage is not None
         return result
 

@@ -424,3 +424,20 @@ async def test_vertex_embeddings_through_the_client(mode: str, adc: FakeCredenti
     want = genai_prices.calc_price(genai_prices.Usage(input_tokens=8), "gemini-embedding-001", provider_id="google",
                                    genai_request_timestamp=r.attempts[-1].started_at).total_price
     assert r.cost.total == want
+
+
+@pytest.mark.parametrize("usage", [{"promptTokenCount": -3}, {"promptTokenCount": "12"},
+                                   {"candidatesTokenCount": True}, {"thoughtsTokenCount": 1.5},
+                                   {"promptTokensDetails": [{"modality": "AUDIO", "tokenCount": "x"}]}])
+@pytest.mark.parametrize("streamed", [False, True], ids=["complete", "stream"])
+def test_a_usage_count_that_is_not_a_count_is_malformed(usage: dict[str, Any], streamed: bool) -> None:
+    body = {"candidates": [{"content": {"parts": [{"text": "ok"}]}, "finishReason": "STOP"}], "usageMetadata": usage}
+    ad = gemini()
+    req = CompleteRequest(model="gemini-2.5-flash", messages=[], stream=streamed)
+    def parse() -> Any:
+        if streamed:
+            return ad.stream_decoder(req).feed(SSEEvent(json.dumps(body)))
+        return ad.parse_complete(req, HTTPResponse(200, {}, json.dumps(body).encode()))
+
+    with pytest.raises(ck.MalformedResponseError, match="usageMetadata"):
+        parse()
