@@ -441,3 +441,66 @@ def test_a_usage_count_that_is_not_a_count_is_malformed(usage: dict[str, Any], s
 
     with pytest.raises(ck.MalformedResponseError, match="usageMetadata"):
         parse()
+
+
+# ------------------------------------------------------------------------------------------------ the cassettes
+
+
+def _paths(node: Any, prefix: str = "") -> set[str]:
+    """Every key path in a JSON value (list items share their list's path)."""
+    out: set[str] = set()
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out.add(f"{prefix}.{k}")
+            out |= _paths(v, f"{prefix}.{k}")
+    elif isinstance(node, list):
+        for v in node:
+            out |= _paths(v, prefix + "[]")
+    return out
+
+
+def _bodies(content: bytes, sse: bool) -> list[Any]:
+    text = content.decode()
+    if not sse:
+        return [json.loads(text)]
+    return [json.loads(line[5:]) for line in text.replace("\r\n", "\n").split("\n") if line.startswith("data:")]
+
+
+def test_authored_cassettes_are_marked_hold_no_secrets_and_use_only_real_fields() -> None:
+    """Each authored cassette says so on its first line and holds no key; every field of its generateContent and
+    embedContent answers occurs in Google's real answers (``shared/conformance/google``), so no field is made up.
+    Vertex's ``:predict`` embeddings have no recording: their fields are the ones Vertex's reference documents."""
+    import yaml
+    from _conformance import conformance_dir, files, load
+    from conftest import CASSETTES
+    from test_cassette_specs import MARKER, SECRET_PATTERNS
+
+    real: set[str] = set()
+    if conformance_dir().is_dir():
+        for rel in files("google"):
+            for ex in load(rel):
+                method = ex.path.rsplit(":", 1)[-1]
+                if method in ("generateContent", "streamGenerateContent") and ex.status == 200:
+                    for body in _bodies(ex.content, ex.is_sse):
+                        real |= _paths(body)
+    documented = {".embeddings", ".embeddings[].values", ".embedding", ".embedding.values",  # ai.google.dev/api/embeddings
+                  ".error", ".error.code", ".error.message", ".error.status", ".error.details",
+                  ".error.details[].@type", ".error.details[].retryDelay", ".error.details[].violations",
+                  ".error.details[].violations[].quotaMetric", ".error.details[].violations[].quotaId"}
+    paths = sorted((CASSETTES / "test_gemini").glob("*.yaml"))
+    assert len(paths) == 6
+    for path in paths:
+        text = path.read_text("utf-8")
+        assert MARKER.match(text.splitlines()[0]), path.name
+        assert text.startswith("# AUTHORED:"), path.name
+        for pattern in SECRET_PATTERNS:
+            assert pattern.search(text) is None, path.name
+        for inter in yaml.safe_load(text)["interactions"]:
+            assert not {k.lower() for k in inter["request"]["headers"]} & {"x-goog-api-key", "authorization"}
+            if inter["request"]["uri"].endswith(":predict") or not real:
+                continue
+            resp = inter["response"]
+            sse = "event-stream" in resp["headers"]["content-type"][0]
+            for body in _bodies(resp["body"]["string"].encode(), sse):
+                made_up = _paths(body) - real - documented
+                assert not made_up, f"{path.name}: fields no real Google answer has: {sorted(made_up)}"
