@@ -228,6 +228,7 @@ PRICE_KEYS: Final[dict[str, str]] = {
     "input_audio_mtok": "USD per 1M input audio tokens",
     "output_audio_mtok": "USD per 1M output audio tokens",
     "output_reasoning_mtok": "USD per 1M reasoning tokens (else they are priced as output)",
+    "output_image_mtok": "USD per 1M output image tokens (Gemini's image models; else they are priced as output)",
 }
 """What each token price key of ``[prices]`` means; a test keeps it equal to the keys the price book reads."""
 

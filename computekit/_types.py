@@ -183,6 +183,8 @@ class Usage(_Model):
     cached_input_audio_tokens: int = 0
     """Of ``cached_input_tokens``, those of audio (Gemini prices them at a cache rate of their own)."""
     output_audio_tokens: int = 0
+    output_image_tokens: int = 0
+    """Of ``output_tokens``, those of generated images (Gemini's image models price them apart)."""
     requests: int = 1
     gpu_seconds: Decimal | None = None
     hardware: str | None = None
@@ -215,6 +217,7 @@ class Usage(_Model):
             input_audio_tokens=self.input_audio_tokens + other.input_audio_tokens,
             cached_input_audio_tokens=self.cached_input_audio_tokens + other.cached_input_audio_tokens,
             output_audio_tokens=self.output_audio_tokens + other.output_audio_tokens,
+            output_image_tokens=self.output_image_tokens + other.output_image_tokens,
             requests=self.requests + other.requests,
             gpu_seconds=gpu,
             hardware=self.hardware or other.hardware,

@@ -30,10 +30,10 @@ Usage (``usageMetadata``): ``promptTokenCount`` **includes** ``cachedContentToke
 the model) is billed as input. So ``input_tokens = prompt + toolUsePrompt``, ``cached_input_tokens = cached``,
 ``output_tokens = candidates + thoughts`` and ``reasoning_tokens = thoughts``; audio input not read from the cache
 (by modality) is ``input_audio_tokens``, and audio read from the cache ``cached_input_audio_tokens`` (priced at
-the cache rate for audio where the table has one). Long-context tiers (prices above a prompt size) are applied by
-the price table on the total input.
-Google Search grounding is billed per search query (Gemini 3) or per grounded prompt (earlier models): carried as
-``usage.units["web_searches"]``.
+the cache rate for audio where the table has one); generated images (modality ``IMAGE``) are
+``output_image_tokens``, at the image output rate of Gemini's image models. Long-context tiers (prices above a
+prompt size) are applied by the price table on the total input. Google Search grounding is billed per search
+query (Gemini 3) or per grounded prompt (earlier models): carried as ``usage.units["web_searches"]``.
 
 Thought parts (``"thought": true``) are never in ``text``; they stay in ``raw``. A prompt blocked by Google's
 safety filters (``promptFeedback.blockReason``), or an answer blocked before it produced anything, raises
@@ -389,6 +389,7 @@ def gemini_usage(raw: Mapping[str, Any] | None, *, web_searches: int = 0) -> Usa
         reasoning_tokens=thoughts,
         input_audio_tokens=max(audio_in, 0),
         output_audio_tokens=_modality(raw.get("candidatesTokensDetails"), "AUDIO"),
+        output_image_tokens=_modality(raw.get("candidatesTokensDetails"), "IMAGE"),
         units=units,
     )
 

@@ -37,6 +37,7 @@ _TOKEN_KEYS = (
     "input_audio_mtok",
     "output_audio_mtok",
     "output_reasoning_mtok",
+    "output_image_mtok",
 )
 
 
@@ -131,9 +132,11 @@ class TokenRates:
         add("cache write", usage.cache_write_tokens - usage.cache_write_1h_tokens, "cache_write_mtok", "input_mtok")
         add("cache write (1h)", usage.cache_write_1h_tokens, "cache_write_1h_mtok")
         add("input audio", audio_in, "input_audio_mtok")
-        add("output", max(usage.output_tokens - reasoning - audio_out, 0), "output_mtok")
+        image_out = usage.output_image_tokens if "output_image_mtok" in self.prices else 0
+        add("output", max(usage.output_tokens - reasoning - audio_out - image_out, 0), "output_mtok")
         add("reasoning", reasoning, "output_reasoning_mtok")
         add("output audio", audio_out, "output_audio_mtok")
+        add("output image", image_out, "output_image_mtok")
         if self.per_request is not None and usage.requests:
             q = Decimal(usage.requests)
             lines.append(

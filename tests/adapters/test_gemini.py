@@ -36,6 +36,7 @@ from computekit._exceptions import ConfigError, InvalidRequestError
 from computekit.adapters._base import CompleteRequest, EmbedRequest, HTTPResponse, ProviderSettings, SSEEvent
 from computekit.adapters.gemini import GEMINI_BASE_URL, GeminiAdapter
 from computekit.adapters.vertex import TIER_HEADER, VertexAdapter, VertexSettings
+from computekit.pricing import PriceBook
 
 KEY = real_key("GEMINI_API_KEY", "test-gemini-placeholder-key")
 TOKEN = "ya29.test-access-token"
@@ -505,3 +506,27 @@ def test_authored_cassettes_are_marked_hold_no_secrets_and_use_only_real_fields(
             for body in _bodies(resp["body"]["string"].encode(), sse):
                 made_up = _paths(body) - real - documented
                 assert not made_up, f"{path.name}: fields no real Google answer has: {sorted(made_up)}"
+
+
+def test_generated_images_are_priced_at_the_image_output_rate() -> None:
+    """An image model's answer: the IMAGE tokens at genai-prices' image output rate, the text at the text rate
+    (the equality with genai-prices' own reading of the usage proves the split)."""
+    body = {"candidates": [{"content": {"role": "model", "parts": [
+        {"text": "Here is your fox."}, {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}]},
+        "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 1295, "totalTokenCount": 1304,
+                          "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 5},
+                                                      {"modality": "IMAGE", "tokenCount": 1290}]},
+        "modelVersion": "gemini-2.5-flash-image", "responseId": "image-1"}
+    ad = gemini()
+    r = ad.parse_complete(CompleteRequest(model="gemini-2.5-flash-image", messages=[]),
+                          HTTPResponse(200, {}, json.dumps(body).encode()))
+    assert r.text == "Here is your fox."  # the image stays in r.raw
+    assert (r.usage.output_tokens, r.usage.output_image_tokens) == (1295, 1290)
+    when = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    cost = PriceBook().token_cost(ad.price_ref(r.model, r), r.usage, when)
+    want = genai_prices.extract_usage(body, provider_id="google").calc_price(genai_request_timestamp=when)
+    assert cost.total == want.total_price
+    lines = {line.item: line for line in cost.lines}
+    assert (lines["output"].quantity, lines["output image"].quantity) == (5, 1290)
+    assert lines["output image"].unit_price > lines["output"].unit_price

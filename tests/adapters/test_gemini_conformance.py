@@ -187,6 +187,8 @@ def check_usage(usage: ck.Usage, raw: dict[str, Any]) -> None:
                 for d in raw.get(k) or [] if d.get("modality") == "AUDIO")
     assert usage.input_audio_tokens == audio - cached_audio(raw)  # cached audio is inside the cached count
     assert usage.cached_input_audio_tokens == cached_audio(raw)
+    assert usage.output_image_tokens == sum(d["tokenCount"] for d in raw.get("candidatesTokensDetails") or []
+                                            if d.get("modality") == "IMAGE")
     if "totalTokenCount" in raw and raw.get("candidatesTokenCount") is not None:
         assert usage.total_tokens == raw["totalTokenCount"]
 
