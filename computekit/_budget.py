@@ -103,7 +103,7 @@ def _token_worst_case(core: Core, target: Target, req: CompleteRequest | EmbedRe
     if isinstance(req, CompleteRequest):
         conf = core.settings.providers.get(target.provider)
         tokens_out = (
-            req.max_tokens
+            target.adapter.output_limit(req)
             or (conf.max_output_tokens.get(target.model) if conf else None)
             or window
             or FALLBACK_OUTPUT_TOKENS

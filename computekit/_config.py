@@ -76,6 +76,11 @@ class ProviderConfig(_Section):
         description="Header in which the host accepts an idempotency key (e.g. 'Idempotency-Key'): one key per "
         "request, the same on its retries, so a retried POST is not billed twice.",
     )
+    max_completion_tokens_models: list[str] = Field(
+        default_factory=list,
+        description="Model families (name prefixes, e.g. 'o5') whose output limit is sent as max_completion_tokens "
+        "instead of max_tokens, beyond the adapter's built-in list.",
+    )
     max_output_tokens: dict[str, int] = Field(
         default_factory=dict,
         description="Budgets: model -> the most tokens it can generate, reserved when a call sets no max_tokens.",

@@ -273,6 +273,7 @@ class Core:
             headers=dict(conf.headers) if conf else {},
             deployments=dict(conf.deployments) if conf else {},
             idempotency_header=conf.idempotency_header if conf else None,
+            max_completion_tokens_models=tuple(conf.max_completion_tokens_models) if conf else (),
             key_env_vars=env_vars,
         )
 
@@ -323,7 +324,7 @@ class Core:
         rate_out = rates.rate("output_mtok", prompt_tokens)
         if rate_in is None:
             return None
-        max_tokens = getattr(req, "max_tokens", None) or 0
+        max_tokens = (target.adapter.output_limit(req) if isinstance(req, CompleteRequest) else None) or 0
         return (Decimal(prompt_tokens) * rate_in + Decimal(max_tokens) * (rate_out or Decimal(0))) / _MTOK
 
     def hardware(self, target: Target, asked: str | None) -> tuple[str | None, bool]:

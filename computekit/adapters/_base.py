@@ -119,6 +119,8 @@ class ProviderSettings:
     headers: Mapping[str, str] = field(default_factory=dict)
     deployments: Mapping[str, str] = field(default_factory=dict)
     idempotency_header: str | None = None
+    max_completion_tokens_models: tuple[str, ...] = ()
+    """Model families (name prefixes) whose output limit is sent as ``max_completion_tokens`` (OpenAI wire)."""
     key_env_vars: tuple[str, ...] | None = None
     """The env vars the key was looked up in (``api_key_env`` when configured); ``None``: the adapter's."""
 
@@ -482,6 +484,11 @@ class Adapter(ABC):
     def uses_text_endpoint(self, model: str) -> bool:
         """Whether ``model`` is served by a text-completion (prompt in, text out) endpoint."""
         return False
+
+    def output_limit(self, req: CompleteRequest) -> int | None:
+        """The most output tokens ``req`` allows (what a budget reserves and an estimate counts), or ``None``
+        when the request sets no limit."""
+        return req.max_tokens
 
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
         """A decoder for one streamed response."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from .._exceptions import (
     APIStatusError,
@@ -67,6 +67,10 @@ _FINISH = {
 # The legacy /completions endpoint serves only these model families.
 _TEXT_MODELS = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
 
+REASONING_FAMILIES: Final = ("o1", "o3", "o4", "gpt-5", "codex-mini")
+"""Model families that take the output limit as ``max_completion_tokens``: OpenAI's reasoning models answer 400
+"Unsupported parameter: 'max_tokens'" otherwise. ``[providers.NAME] max_completion_tokens_models`` adds more."""
+
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation", "ResponsibleAIPolicyViolation"})
 
@@ -95,6 +99,13 @@ _TARGET_EPOCHS, _MIN_EXAMPLES_SEEN, _MAX_EXAMPLES_SEEN, _MAX_AUTO_EPOCHS = 3, 10
 
 def _finish(reason: str | None) -> str | None:
     return _FINISH.get(reason, reason) if reason else reason
+
+
+def in_family(model: str, families: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``model`` is one of ``families`` (``o3`` covers ``o3``, ``o3-mini``, ``o3-2025-04-16``; ``gpt-5``
+    covers ``gpt-5.1`` and ``gpt-5-nano``), after any fine-tune prefix (``ft:``)."""
+    name = model.removeprefix("ft:")
+    return any(name == f or name.startswith((f + "-", f + ".", f + ":")) for f in families)
 
 
 def _wire_tool_call(tc: Mapping[str, Any]) -> dict[str, Any]:
@@ -174,10 +185,26 @@ class OpenAIWire(Adapter):
 
     # ----------------------------------------------------------------------------------------- complete
 
+    def token_limit_field(self, model: str) -> str:
+        """The body field that carries the output limit for ``model``: ``max_completion_tokens`` for the reasoning
+        families (:data:`REASONING_FAMILIES` and the provider's ``max_completion_tokens_models``), else
+        ``max_tokens``. Decided here only, for chat and streaming alike."""
+        families = (*REASONING_FAMILIES, *self.settings.max_completion_tokens_models)
+        return "max_completion_tokens" if in_family(model, families) else "max_tokens"
+
+    def output_limit(self, req: CompleteRequest) -> int | None:
+        limit = super().output_limit(req)
+        if limit is None:  # a limit passed through extra_body bounds the answer just the same
+            for name in ("max_completion_tokens", "max_tokens"):
+                if isinstance(req.extra.get(name), int):
+                    return int(req.extra[name])
+        return limit
+
     def _common_body(self, req: CompleteRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": req.model}
         if req.max_tokens is not None:
-            body["max_tokens"] = req.max_tokens
+            field = "max_tokens" if req.prompt is not None else self.token_limit_field(req.model)
+            body[field] = req.max_tokens
         for name in ("temperature", "top_p", "stop", "seed", "user", "service_tier"):
             v = getattr(req, name)
             if v is not None:
