@@ -97,6 +97,8 @@ class MistralAdapter(OpenAIWire):
     default_base_url = "https://api.mistral.ai/v1"
     table_provider = "mistral"
     include_stream_usage = False  # the final chunk carries usage without stream_options
+    # ``prefix`` on an answer is always false; sent back true it would mean "continue this message".
+    response_only_fields = OpenAIWire.response_only_fields | {"prefix"}
     docs_url = "https://docs.mistral.ai/api/"
 
     # ----------------------------------------------------------------------------------------- complete

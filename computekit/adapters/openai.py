@@ -124,10 +124,20 @@ def wire_part(part: Mapping[str, Any]) -> dict[str, Any]:
     return dict(part)
 
 
+# A message's fields that computekit shapes itself; any other field is the provider's and travels unchanged.
+_MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_call_id", "tool_calls", "provider_fields"})
+# Fields of a response message that are not the provider's to have sent back (OpenAI's request schema for an
+# assistant message has no ``annotations``, and ``audio`` goes back as its id only).
+_RESPONSE_ONLY_KEYS = frozenset({"role", "content", "tool_calls", "refusal", "annotations", "audio",
+                                 "function_call"})
+
+
 def wire_message(m: Mapping[str, Any]) -> dict[str, Any]:
-    """computekit's message shape -> OpenAI's. Plain text messages pass through untouched (the common case)."""
+    """computekit's message shape -> OpenAI's. Plain text messages pass through untouched (the common case);
+    fields computekit does not shape (a provider's ``reasoning_content``, given by hand or kept in
+    ``Message.provider_fields``) are sent as they are."""
     content = m.get("content")
-    if isinstance(content, str) and "tool_calls" not in m and len(m) <= 3:
+    if isinstance(content, str) and "tool_calls" not in m and "provider_fields" not in m and len(m) <= 3:
         return m if isinstance(m, dict) else dict(m)
     out: dict[str, Any] = {"role": m["role"]}
     if isinstance(content, list):
@@ -139,7 +149,11 @@ def wire_message(m: Mapping[str, Any]) -> dict[str, Any]:
             out[k] = m[k]
     if m.get("tool_calls"):
         out["tool_calls"] = [_wire_tool_call(tc) for tc in m["tool_calls"]]
+    out.update(m.get("provider_fields") or {})
+    out.update({k: v for k, v in m.items() if k not in _MESSAGE_KEYS})
     return out
+
+
 
 
 def wire_tool(t: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,6 +177,15 @@ class OpenAIWire(Adapter):
     """The OpenAI wire format: shared by ``openai``, ``azure`` and ``openai-compatible``."""
 
     include_stream_usage: ClassVar[bool] = True
+    response_only_fields: ClassVar[frozenset[str]] = _RESPONSE_ONLY_KEYS
+    """Fields of a response message that are not sent back with it (every other one is a provider field)."""
+
+    def provider_fields(self, msg: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The fields of a response message (or the accumulated deltas of a streamed one) that are the
+        provider's own, to be sent back unchanged. ``None`` values are dropped (nothing to send back); an empty
+        string is kept (DeepSeek requires its ``reasoning_content`` on tool-call turns, even when empty)."""
+        extra = {k: v for k, v in msg.items() if k not in self.response_only_fields and v is not None}
+        return extra or None
 
     # ----------------------------------------------------------------------------------------- URLs & auth
 
@@ -261,7 +284,8 @@ class OpenAIWire(Adapter):
                 raise self.malformed(resp, req.model, "choice has no message")
             text = msg.get("content") or ""
             calls = _tool_calls(msg.get("tool_calls"))
-            message = Message(role="assistant", content=text, tool_calls=calls or None)
+            message = Message(role="assistant", content=text, tool_calls=calls or None,
+                              provider_fields=self.provider_fields(msg))
         raw_usage = data.get("usage")
         result = Completion(
             provider=self.provider,
@@ -493,6 +517,30 @@ class OpenAIWire(Adapter):
         return None
 
 
+# Keys of a streamed list item that name it rather than carry text (OpenRouter's ``reasoning_details``).
+_ITEM_LABELS = frozenset({"type", "format", "id", "index"})
+
+
+def _merge_items(have: list[Any], new: list[Any]) -> list[Any]:
+    """Streamed list items joined into whole ones: an item whose ``index`` is already there extends it (its
+    text pieces appended), any other is added."""
+    out = list(have)
+    for item in new:
+        at = next((i for i, h in enumerate(out) if isinstance(item, dict) and isinstance(h, dict)
+                   and "index" in item and h.get("index") == item["index"]), None)
+        if at is None:
+            out.append(dict(item) if isinstance(item, dict) else item)
+            continue
+        merged = dict(out[at])
+        for key, value in item.items():
+            if isinstance(value, str) and isinstance(merged.get(key), str) and key not in _ITEM_LABELS:
+                merged[key] += value
+            elif value is not None:
+                merged[key] = value
+        out[at] = merged
+    return out
+
+
 class _ChatStream(StreamDecoder):
     """Chat (and text) completion chunks -> Chunk, accumulating the final Completion."""
 
@@ -504,7 +552,21 @@ class _ChatStream(StreamDecoder):
         self.finish: str | None = None
         self.raw_usage: dict[str, Any] | None = None
         self.meta: dict[str, Any] = {}
+        self.fields: dict[str, Any] = {}
         self.done = False
+
+    def _keep_fields(self, delta: Mapping[str, Any]) -> None:
+        """Accumulate a delta's provider fields as the message will hold them: text joined, lists extended."""
+        for k, v in delta.items():
+            if k in self.adapter.response_only_fields or v is None:
+                continue
+            have = self.fields.get(k)
+            if isinstance(v, str) and isinstance(have, str):
+                self.fields[k] = have + v
+            elif isinstance(v, list):
+                self.fields[k] = _merge_items(have if isinstance(have, list) else [], v)
+            else:
+                self.fields[k] = v
 
     def feed(self, event: SSEEvent) -> list[Chunk]:
         if event.data == "[DONE]":
@@ -532,6 +594,8 @@ class _ChatStream(StreamDecoder):
             choice = choices[0]
             delta = choice.get("delta") or {}
             piece = delta.get("content") if "delta" in choice else choice.get("text")
+            if len(delta) > 1 or "content" not in delta:
+                self._keep_fields(delta)
             if piece:
                 self.text.append(piece)
                 chunk.text = piece
@@ -560,7 +624,8 @@ class _ChatStream(StreamDecoder):
             provider=self.adapter.provider,
             model=self.req.model,
             text=text,
-            message=Message(role="assistant", content=text, tool_calls=calls or None),
+            message=Message(role="assistant", content=text, tool_calls=calls or None,
+                            provider_fields=self.adapter.provider_fields(self.fields)),
             tool_calls=calls,
             finish_reason=self.finish,
             id=self.meta.get("id"),

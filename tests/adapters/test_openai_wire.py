@@ -62,3 +62,96 @@ async def test_new_families_are_configured_and_budgets_reserve_the_same_limit(mo
     await close(client)
     assert sent[0]["max_completion_tokens"] == 10
     assert "max_tokens" not in sent[0]
+
+
+# ------------------------------------------------------------------------------------------------ provider fields
+
+
+def _compatible(name: str, base_url: str) -> Any:
+    from pydantic import SecretStr
+
+    from computekit.adapters._base import ProviderSettings
+    from computekit.adapters.openai_compatible import OpenAICompatibleAdapter
+
+    return OpenAICompatibleAdapter(ProviderSettings(name=name, base_url=base_url, api_key=SecretStr("k" * 20),
+                                                    timeout=5))
+
+
+OPENROUTER = "https://openrouter.ai/api/v1"
+
+
+def _exchange(rel: str) -> Any:
+    from _conformance import load, require_conformance_dir
+
+    require_conformance_dir()
+    (ex,) = load(rel)
+    return ex
+
+
+def _decode(adapter: Any, ex: Any, model: str) -> tuple[Any, list[Any]]:
+    """Feed a recorded event stream to the adapter's decoder: its final completion and its chunks."""
+    from computekit._sse import SSEDecoder
+    from computekit.adapters._base import CompleteRequest
+
+    decoder = adapter.stream_decoder(CompleteRequest(model=model, messages=[], stream=True))
+    chunks = [c for event in SSEDecoder(1 << 22).feed(ex.content) for c in decoder.feed(event)]
+    return decoder.result(), chunks
+
+
+def test_recorded_reasoning_fields_are_kept_and_sent_back() -> None:
+    """A real OpenRouter answer (Claude with thinking): ``reasoning`` and ``reasoning_details`` stay on the
+    message, and the next request carries them unchanged."""
+    from computekit._core import normalise_messages
+    from computekit.adapters._base import CompleteRequest, HTTPResponse
+
+    ex = _exchange("openrouter/openrouter_map_messages_reasoning.yaml")
+    a = _compatible("openrouter", OPENROUTER)
+    model = ex.request_body["model"]
+    r = a.parse_complete(CompleteRequest(model=model, messages=[]), HTTPResponse(200, ex.headers, ex.content))
+    recorded = ex.json()["choices"][0]["message"]
+    assert r.message.provider_fields == {"reasoning": recorded["reasoning"],
+                                         "reasoning_details": recorded["reasoning_details"]}
+    messages = normalise_messages("Go on.", [*ex.request_body["messages"], r.message])
+    sent = a.build_complete(CompleteRequest(model=model, messages=messages)).json["messages"][1]
+    assert sent == {"role": "assistant", "content": recorded["content"], "reasoning": recorded["reasoning"],
+                    "reasoning_details": recorded["reasoning_details"]}
+
+
+def test_recorded_streamed_reasoning_fields_are_joined() -> None:
+    """The same fields from a real stream: text pieces joined, ``reasoning_details`` items merged by index (the
+    signature arrives in its own piece)."""
+    ex = _exchange("openrouter/openrouter_streaming_reasoning.yaml")
+    r, _ = _decode(_compatible("openrouter", OPENROUTER), ex, ex.request_body["model"])
+    deltas = [json.loads(d)["choices"][0]["delta"] for d in ex.sse_data()[:-1] if json.loads(d).get("choices")]
+    reasoning = "".join(d.get("reasoning") or "" for d in deltas)
+    pieces = [p for d in deltas for p in d.get("reasoning_details") or []]
+    signature = "".join(p.get("signature") or "" for p in pieces)
+    assert reasoning
+    assert signature
+    assert r.message.provider_fields == {
+        "reasoning": reasoning,
+        "reasoning_details": [{"type": "reasoning.text", "text": reasoning, "signature": signature,
+                               "format": "anthropic-claude-v1", "index": 0}],
+    }
+
+
+def test_fields_given_by_hand_are_sent_on_every_openai_wire_provider() -> None:
+    from pydantic import SecretStr
+
+    from computekit._core import normalise_messages
+    from computekit.adapters._base import CompleteRequest, ProviderSettings
+    from computekit.adapters._registry import adapter_class
+
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = normalise_messages(None, [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call], "reasoning_content": ""},
+        ck.Message(role="assistant", content="ok", provider_fields={"reasoning_content": "why"}),
+    ])
+    for name in ("openai", "azure", "mistral", "ai21", "deepseek", "groq", "together"):
+        cls = adapter_class(name)
+        a = cls(ProviderSettings(name=name, base_url="https://h.example/v1", api_key=SecretStr("k" * 20), timeout=5))
+        sent = a.build_complete(CompleteRequest(model="m", messages=messages)).json["messages"]
+        assert sent[1]["reasoning_content"] == "", name
+        assert sent[2]["reasoning_content"] == "why", name
+        assert "provider_fields" not in sent[2], name
