@@ -73,6 +73,7 @@ __all__ = [
     "StreamDecoder",
     "StreamUpdate",
     "TrainingFile",
+    "carried_status",
     "multipart",
     "obj",
     "unix_time",
@@ -381,6 +382,46 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 }
 
 _REFUSED_STATUSES = frozenset({408, 429})
+
+# The HTTP status each common error ``type`` stands for (OpenAI's and Anthropic's documented error types): an
+# error inside a 200 stream carries a type but no HTTP status of its own.
+_TYPE_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def carried_status(body: Any, default: int) -> int:
+    """The HTTP status an error body says it is: an integer ``status_code`` / ``status`` / ``code`` (in the
+    ``error`` object or beside it), else the status of its ``type``, else ``default``. An error sent inside a
+    200 stream (or a 200 body) is typed by what it carries, not by the 200."""
+    if not isinstance(body, Mapping):
+        return default
+    err = body.get("error")
+    places = [err, body] if isinstance(err, Mapping) else [body]
+    for place in places:
+        for key in ("status_code", "status", "code"):
+            value = place.get(key)
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+                return value
+    for place in places:
+        kind = place.get("type")
+        if isinstance(kind, str) and kind in _TYPE_STATUS:
+            return _TYPE_STATUS[kind]
+    return default
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "x-amzn-requestid", "cf-ray")
 

@@ -64,6 +64,7 @@ from ._base import (
     HTTPResponse,
     SSEEvent,
     StreamDecoder,
+    carried_status,
 )
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter"]
@@ -432,9 +433,10 @@ class AnthropicAdapter(Adapter):
 
 
 def _error_status(data: Mapping[str, Any]) -> int:
+    """The status an error event or body carries (an explicit one first), else the one its type documents."""
     err = data.get("error")
     kind = err.get("type") if isinstance(err, Mapping) else None
-    return _ERROR_STATUS.get(kind or "", 500)
+    return carried_status(data, _ERROR_STATUS.get(kind or "", 500))
 
 
 class _MessageStream(StreamDecoder):

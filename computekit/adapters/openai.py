@@ -48,6 +48,7 @@ from ._base import (
     SSEEvent,
     StreamDecoder,
     TrainingFile,
+    carried_status,
     multipart,
     obj,
     unix_time,
@@ -269,7 +270,8 @@ class OpenAIWire(Adapter):
         if not isinstance(data, dict):
             raise self.malformed(resp, req.model, "body is not a JSON object")
         if "error" in data and "choices" not in data:  # some compatible servers answer errors with 200
-            raise self.map_error(HTTPResponse(400, resp.headers, resp.content, resp.url), req.model)
+            raise self.map_error(HTTPResponse(carried_status(data, 400), resp.headers, resp.content, resp.url),
+                                 req.model)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise self.malformed(resp, req.model, "no choices in the response")
@@ -580,8 +582,9 @@ class _ChatStream(StreamDecoder):
             ) from None
         if not isinstance(data, dict):
             raise self.adapter.malformed(HTTPResponse(200, {}, event.data.encode()), self.req.model, "bad event")
-        if "error" in data:
-            raise self.adapter.map_error(HTTPResponse(500, {}, event.data.encode()), self.req.model)
+        if data.get("error"):  # typed by the status or type it carries (a 400 mid-stream is a bad request)
+            raise self.adapter.map_error(HTTPResponse(carried_status(data, 500), {}, event.data.encode()),
+                                         self.req.model)
         for k in ("id", "model", "service_tier"):
             if data.get(k):
                 self.meta[k] = data[k]

@@ -155,3 +155,81 @@ def test_fields_given_by_hand_are_sent_on_every_openai_wire_provider() -> None:
         assert sent[1]["reasoning_content"] == "", name
         assert sent[2]["reasoning_content"] == "why", name
         assert "provider_fields" not in sent[2], name
+
+
+# ------------------------------------------------------------------------------------------- errors in a 200 stream
+
+
+STREAM_ERROR = "openrouter/openrouter_stream_error.yaml"
+
+
+@pytest.mark.parametrize("name", ["openai", "azure", "mistral", "ai21", "openrouter"])
+def test_recorded_error_inside_a_200_stream_is_typed_by_its_status(name: str) -> None:
+    """A real stream that ends with ``{"error": {"code": 400, ...}}`` after a 200: a bad request on every
+    OpenAI-wire adapter (it was a ServerError, which routing falls back on)."""
+    from pydantic import SecretStr
+
+    from computekit.adapters._base import ProviderSettings
+    from computekit.adapters._registry import adapter_class
+
+    ex = _exchange(STREAM_ERROR)
+    cls = adapter_class("openai-compatible" if name == "openrouter" else name)
+    a = cls(ProviderSettings(name=name, base_url=OPENROUTER, api_key=SecretStr("k" * 20), timeout=5))
+    with pytest.raises(ck.BadRequestError) as info:
+        _decode(a, ex, ex.request_body["model"])
+    assert info.value.status == 400
+    assert info.value.message == "Token limit reached"
+    assert not isinstance(info.value, ck.ServerError)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "kind"),
+    [
+        ({"error": {"message": "m", "type": "invalid_request_error", "status_code": 400}}, 400, ck.BadRequestError),
+        ({"error": {"message": "m", "type": "server_error", "code": None}}, 500, ck.ServerError),
+        ({"error": {"message": "m", "type": "rate_limit_exceeded"}}, 429, ck.RateLimitError),
+        ({"error": {"message": "m", "code": "401"}}, 401, ck.AuthenticationError),
+        ({"error": {"message": "m", "code": "context_length_exceeded", "type": "invalid_request_error"}}, 400,
+         ck.ContextWindowExceededError),
+        ({"error": "boom"}, 500, ck.ServerError),
+    ],
+)
+def test_error_events_are_typed_by_what_they_carry(body: dict[str, Any], status: int, kind: type) -> None:
+    from computekit.adapters._base import CompleteRequest, SSEEvent
+
+    decoder = _compatible("openai", "https://api.openai.com/v1").stream_decoder(
+        CompleteRequest(model="m", messages=[], stream=True))
+    with pytest.raises(kind) as info:
+        decoder.feed(SSEEvent(data=json.dumps(body)))
+    assert info.value.status == status
+
+
+async def test_recorded_mid_stream_bad_request_is_neither_retried_nor_a_fallback(mode: str, tmp_path: Any) -> None:
+    """Through the client (sync and async): the recorded stream fails with BadRequestError, once, and the
+    second model of the list is never called (a fallback would send a request vcrpy has no answer for)."""
+    import vcr
+    import yaml
+    from _clients import Sleeps, policy, stream
+    from _conformance import to_vcr
+
+    ex = _exchange(STREAM_ERROR)
+    cassette = tmp_path / "cassette.yaml"
+    doc = to_vcr([ex])
+    doc["interactions"][0]["request"]["headers"] = {"content-type": ["application/json"]}
+    cassette.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+    sleeps = Sleeps()
+    cls = ck.Client if mode == "sync" else ck.AsyncClient
+    client = cls(config=None, retry_policy=policy(sleeps), providers={
+        "openrouter": {"adapter": "openai-compatible", "base_url": OPENROUTER, "api_key": "or-placeholder-key"},
+        "openai": {"api_key": KEY}})
+    body = ex.request_body
+    recorder = vcr.VCR(record_mode="none", match_on=["method", "scheme", "host", "port", "path", "query", "body"])
+    with recorder.use_cassette(str(cassette)) as cass, pytest.raises(ck.BadRequestError) as info:
+        await stream(client, [f"openrouter:{body['model']}", "openai:gpt-4o-mini"], messages=body["messages"],
+                     extra_body={"max_completion_tokens": body["max_completion_tokens"]})
+    assert cass.all_played
+    assert info.value.status == 400
+    assert sleeps.waits == []
+    rows = client.ledger.rows()
+    await close(client)
+    assert [(r.provider, r.outcome, r.error_type) for r in rows] == [("openrouter", "error", "BadRequestError")]
