@@ -33,7 +33,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .._exceptions import APIStatusError, ContextWindowExceededError, InvalidRequestError, ProviderError
-from .._types import Chunk, Completion, FineTuneCheckpoint, FineTuneEvent, FineTuneJob, FineTuneStatus
+from .._types import Chunk, Completion, FineTuneCheckpoint, FineTuneEvent, FineTuneJob, FineTuneStatus, Usage
 from ._base import (
     Capabilities,
     CompleteRequest,
@@ -132,6 +132,14 @@ class MistralAdapter(OpenAIWire):
 
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
         return _MistralStream(self, req)
+
+    def usage(self, raw: Mapping[str, Any] | None) -> Usage:
+        usage = super().usage(raw)
+        if raw and not usage.cached_input_tokens and isinstance(raw.get("num_cached_tokens"), int):
+            # Mistral reports prompt-cache hits at the top of ``usage`` (the OpenAI-style
+            # ``prompt_tokens_details.cached_tokens`` is read first when both are there).
+            usage.cached_input_tokens = raw["num_cached_tokens"]
+        return usage
 
     @staticmethod
     def _finish(result: Completion) -> Completion:
