@@ -115,6 +115,11 @@ _CONTEXT_PHRASES: Final = ("prompt is too long", "input is too long", "context w
 
 _SYSTEM_ROLES: Final = frozenset({"system", "developer"})
 
+# The fields of Anthropic's ``Tool`` besides its name, description and schema (the API reference's Tool object):
+# kept when a tool in OpenAI's shape or computekit's shorthand is converted.
+_TOOL_FIELDS: Final = ("strict", "cache_control", "eager_input_streaming", "allowed_callers", "defer_loading",
+                       "input_examples")
+
 
 def _finish(reason: str | None) -> str | None:
     return _FINISH.get(reason, reason) if reason else reason
@@ -245,11 +250,15 @@ def wire_tool(t: Mapping[str, Any]) -> dict[str, Any]:
     fn = t.get("function") if isinstance(t.get("function"), Mapping) else t
     assert isinstance(fn, Mapping)
     out: dict[str, Any] = {"name": fn["name"]}
+    if t.get("type") == "custom":
+        out["type"] = "custom"
     if fn.get("description"):
         out["description"] = fn["description"]
     out["input_schema"] = fn.get("parameters") or {"type": "object", "properties": {}}
-    if t.get("cache_control") is not None:
-        out["cache_control"] = t["cache_control"]
+    for key in _TOOL_FIELDS:  # OpenAI keeps ``strict`` inside ``function``; the shorthand, beside the name
+        value = fn.get(key, t.get(key))
+        if value is not None:
+            out[key] = value
     return out
 
 

@@ -503,3 +503,24 @@ def test_one_hour_cache_writes_are_priced_at_their_own_rate() -> None:
     assert lines["cache write"].quantity == 1000
     assert lines["cache write (1h)"].quantity == 2000
     assert lines["cache write (1h)"].unit_price > lines["cache write"].unit_price
+
+
+@pytest.mark.usefixtures("spec")
+def test_converted_tools_keep_strict_and_the_other_documented_fields() -> None:
+    """``strict`` (inside OpenAI's ``function``, or beside the name in the shorthand) and Anthropic's other Tool
+    fields survive the conversion, and the tools validate against the spec's ``Tool``."""
+    from computekit.adapters.anthropic import wire_tool
+
+    strict_schema = {**WEATHER["parameters"], "additionalProperties": False}
+    openai_shape = {"type": "function", "function": {**WEATHER, "parameters": strict_schema, "strict": True}}
+    shorthand = {**WEATHER, "strict": True, "cache_control": {"type": "ephemeral"}, "defer_loading": True,
+                 "eager_input_streaming": True, "input_examples": [{"city": "Paris"}]}
+    a, b = wire_tool(openai_shape), wire_tool(shorthand)
+    assert a == {"name": "get_weather", "description": WEATHER["description"], "input_schema": strict_schema,
+                 "strict": True}
+    assert b["strict"] is True
+    assert (b["cache_control"], b["defer_loading"], b["eager_input_streaming"], b["input_examples"]) == (
+        {"type": "ephemeral"}, True, True, [{"city": "Paris"}])
+    assert schema_errors("Tool", a) == []
+    assert schema_errors("Tool", b) == []
+    assert wire_tool({**WEATHER, "type": "custom"})["type"] == "custom"
