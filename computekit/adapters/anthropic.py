@@ -508,10 +508,12 @@ class _MessageStream(StreamDecoder):
         block = dict(data.get("content_block") or {})
         self.blocks[idx] = block
         chunk = Chunk(raw=data)
-        if block.get("type") == "tool_use":
+        if block.get("type") == "tool_use":  # the caller's tool: server tools (server_tool_use) run at Anthropic
             n = self.tool_index[idx] = len(self.tool_index)
             self.partial_json[idx] = []
             chunk.tool_calls.append({"index": n, "id": block.get("id"), "name": block.get("name"), "arguments": None})
+        elif "input" in block:  # server_tool_use, mcp_tool_use: input streamed as JSON like a tool call's
+            self.partial_json[idx] = []
         elif block.get("type") == "text" and block.get("text"):
             self.text.append(block["text"])
             chunk.text = block["text"]
@@ -531,24 +533,25 @@ class _MessageStream(StreamDecoder):
         elif dtype == "input_json_delta":
             piece = delta.get("partial_json") or ""
             self.partial_json.setdefault(idx, []).append(piece)
-            if piece:
-                n = self.tool_index.setdefault(idx, len(self.tool_index))
-                chunk.tool_calls.append({"index": n, "id": None, "name": None, "arguments": piece})
+            if piece and idx in self.tool_index:  # only the caller's tool calls are handed out as such
+                chunk.tool_calls.append({"index": self.tool_index[idx], "id": None, "name": None, "arguments": piece})
         elif dtype == "thinking_delta":
             block["thinking"] = (block.get("thinking") or "") + (delta.get("thinking") or "")
         elif dtype == "signature_delta":
             block["signature"] = (block.get("signature") or "") + (delta.get("signature") or "")
         elif dtype == "citations_delta":
-            block.setdefault("citations", []).append(delta.get("citation"))
+            if not isinstance(block.get("citations"), list):  # the block starts with "citations": null
+                block["citations"] = []
+            block["citations"].append(delta.get("citation"))
         return [chunk]
 
     def _block_stop(self, data: dict[str, Any]) -> None:
         idx = data.get("index", 0)
         block = self.blocks.get(idx)
-        if block is not None and block.get("type") == "tool_use" and idx in self.partial_json:
+        if block is not None and idx in self.partial_json:
             text = "".join(self.partial_json[idx])
             try:
-                block["input"] = json.loads(text) if text.strip() else {}
+                block["input"] = json.loads(text) if text.strip() else (block.get("input") or {})
             except ValueError:
                 block["input"] = text  # kept as the model wrote it; ToolCall.arguments carries the same text
 

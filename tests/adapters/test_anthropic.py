@@ -524,3 +524,63 @@ def test_converted_tools_keep_strict_and_the_other_documented_fields() -> None:
     assert schema_errors("Tool", a) == []
     assert schema_errors("Tool", b) == []
     assert wire_tool({**WEATHER, "type": "custom"})["type"] == "custom"
+
+
+# ------------------------------------------------------------------------------------------------ server tools
+
+WEB_TOOLS = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+             {"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 2}]
+CODE_TOOLS = [{"type": "code_execution_20250825", "name": "code_execution"},
+              {"name": WEATHER["name"], "description": WEATHER["description"], "input_schema": WEATHER["parameters"]}]
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("server_tools.yaml")
+async def test_server_tools_are_not_the_callers_tool_calls(mode: str) -> None:
+    """Web search, web fetch, bash, text-editor and code execution run at Anthropic: their ``server_tool_use``
+    blocks are never the caller's ``tool_calls``, plain or streamed, and each exchange parses the same both ways.
+    The web search is billed per call, on a cost line of its own."""
+    from _anthropic_stream import assert_same
+
+    from computekit.pricing import PriceBook
+
+    client = client_for(mode)
+    ask = "What's the weather in Paris today? Search the web."
+    plain = await call(client, "complete", "anthropic:claude-sonnet-4-5", ask, tools=WEB_TOOLS, max_tokens=1024)
+    chunks, streamed = await stream(client, "anthropic:claude-sonnet-4-5", ask, tools=WEB_TOOLS, max_tokens=1024)
+    assert plain.tool_calls == []
+    assert [c for c in chunks if c.tool_calls] == []
+    assert plain.finish_reason == "stop"
+    assert plain.text == "I'll look that up.It is sunny in Paris today, with a high of 18°C."
+    assert_same(plain, streamed)
+    for r in (plain, streamed):
+        assert r.usage.units == {"web_searches": 1}
+        rates = PriceBook().rates(_adapter().price_ref(r.model, r), r.attempts[-1].started_at)
+        assert rates is not None
+        price, per = rates.extra_units["web_searches"]
+        (line,) = [line for line in r.cost.lines if line.item == "web_searches"]
+        assert (line.quantity, line.unit_price, line.amount) == (1, price / per, price / per)
+        assert r.cost.total == sum(line.amount for line in r.cost.lines)
+        assert r.cost.total > genai_cost_tokens_only(r)
+
+    ask = "Write the city to a file, read it back, then get its weather."
+    plain = await call(client, "complete", "anthropic:claude-sonnet-4-5", ask, tools=CODE_TOOLS, max_tokens=1024)
+    chunks, streamed = await stream(client, "anthropic:claude-sonnet-4-5", ask, tools=CODE_TOOLS, max_tokens=1024)
+    await close(client)
+    assert [(t.id, t.name, t.parsed_arguments()) for t in plain.tool_calls] == [
+        ("toolu_01WeatherAuthored0001", "get_weather", {"city": "Paris"})]
+    assert plain.finish_reason == "tool_calls"
+    assert {c.tool_calls[0]["index"] for c in chunks if c.tool_calls} == {0}, "one caller tool call, index 0"
+    assert_same(plain, streamed)
+    servers = [b["name"] for b in streamed.raw["content"] if b["type"] == "server_tool_use"]
+    assert servers == ["bash_code_execution", "text_editor_code_execution", "code_execution"]
+    assert streamed.raw["content"][4]["input"] == {"code": "print(open('city.txt').read().strip())"}
+
+
+def genai_cost_tokens_only(result: ck.Completion) -> Decimal:
+    """The tokens alone, priced by genai-prices: what the call would cost without its server tool fees."""
+    u = result.usage
+    return genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=u.input_tokens, output_tokens=u.output_tokens), result.raw["model"],
+        provider_id="anthropic", genai_request_timestamp=result.attempts[-1].started_at,
+    ).total_price

@@ -28,6 +28,7 @@ import genai_prices
 import pytest
 import vcr
 import yaml
+from _anthropic_stream import assert_same, events_of
 from _clients import MODES, call, close, stream
 from _conformance import MISSING, Collection, Exchange, load, require_conformance_dir, to_vcr
 from pydantic import SecretStr
@@ -401,6 +402,23 @@ def test_thinking_kept_in_raw_not_in_text() -> None:
     assert thinking[0]["signature"]
     assert r.text == "The letter 'r' appears 3 times in the word \"strawberry\"."
     assert "count = 1" in thinking[0]["thinking"]
+
+
+@pytest.mark.parametrize("ex", _exchange_params("message", "stream"))
+def test_streamed_and_plain_parsing_agree(ex: Exchange | None) -> None:
+    """Every recording, both ways: a recorded message is also fed as the event stream Anthropic sends for it, a
+    recorded stream's assembled message is also parsed as a plain answer; the two results agree."""
+    require_conformance_dir()
+    assert ex is not None
+    req = CompleteRequest(model=request_model(ex), messages=[])
+    if kind(ex) == "message":
+        plain = adapter().parse_complete(req, HTTPResponse(ex.status, ex.headers, ex.content, ex.uri))
+        streamed, _ = feed_stream(req, events_of(ex.json()), 97)
+    else:
+        streamed, _ = feed_stream(req, ex.content, 97)
+        message = {"type": "message", "role": "assistant", **streamed.raw}
+        plain = adapter().parse_complete(req, HTTPResponse(200, ex.headers, json.dumps(message).encode(), ex.uri))
+    assert_same(plain, streamed)
 
 
 # ------------------------------------------------------------------------------------------------ client level
