@@ -442,7 +442,11 @@ class Core:
                                         estimated=result._hardware_assumed or result._wall_time)
         if not result._usage_reported:
             return Cost.unknown(f"{target.provider} reported no usage for this call")
-        return self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
+        ref = target.adapter.price_ref(target.model, result)
+        parts = target.adapter.billed_parts(ref, result)  # e.g. passes run inside the call at other rates
+        if parts:
+            return self.prices.parts_cost([(p.kind, p.ref, p.usage) for p in parts], when)
+        return self.prices.token_cost(ref, result.usage, when)
 
     def succeeded(
         self,

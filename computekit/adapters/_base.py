@@ -57,6 +57,7 @@ from ..pricing import PriceRef
 
 __all__ = [
     "Adapter",
+    "BilledPart",
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",
@@ -333,6 +334,17 @@ class FineTuneRequest:
     method: str = "supervised"
     destination: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BilledPart:
+    """One part of a call billed on its own: what a provider ran inside the call beside the answer (a
+    compaction pass, an advisor model's turn), priced at ``ref``'s rates. ``kind`` names its cost lines
+    (``"compaction input"``); the empty kind is the answer itself."""
+
+    kind: str
+    ref: PriceRef
+    usage: Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -695,6 +707,12 @@ class Adapter(ABC):
     def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         """What the price tables should look up for ``model`` (and, once known, the result)."""
         return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider)
+
+    def billed_parts(self, ref: PriceRef, result: Result) -> list[BilledPart]:
+        """The parts ``result`` is billed in, when it is more than one (``ref`` is the answer's own): each is
+        priced at its own rates and has cost lines of its own. Empty (the default): ``result.usage`` at
+        ``ref``'s rates is the whole bill."""
+        return []
 
     def error_cost(self, error: ProviderError) -> Cost | None:
         """What a failed attempt cost: 0 for an error response the provider does not bill, else unknown."""

@@ -27,8 +27,14 @@ Translations (computekit's shape -> Anthropic's):
 Usage: Anthropic's ``input_tokens`` **excludes** ``cache_creation_input_tokens`` and ``cache_read_input_tokens``;
 computekit's :class:`~computekit.Usage` counts all input, so ``input_tokens = input + cache_creation + cache_read``,
 ``cached_input_tokens = cache_read`` and ``cache_write_tokens = cache_creation``. Thinking tokens are billed as
-output and are already in ``output_tokens`` (Anthropic does not report them apart, so ``reasoning_tokens`` stays 0).
-Server-side web searches are carried as ``usage.units["web_searches"]`` (priced per thousand by genai-prices).
+output and are already in ``output_tokens``; where Anthropic reports their share
+(``output_tokens_details.thinking_tokens``) it is ``reasoning_tokens``, else that stays 0. Server-side web searches
+are carried as ``usage.units["web_searches"]`` (priced per thousand by genai-prices, a cost line of their own).
+
+Passes billed outside the top-level counts are listed in ``usage.iterations``: compaction (summarising a long
+conversation, at the answering model's rates) and advisor turns (at the advisor model's rates). ``Usage`` adds
+them in, and :meth:`AnthropicAdapter.billed_parts` prices each kind at its own model's rates, on lines of its own
+(``compaction input``, ``advisor output`` ...).
 
 JSON mode is off: the Messages API has no ``response_format`` (structured output is done with a forced tool call),
 so a ``response_format`` is refused before anything is sent rather than silently ignored.
@@ -58,6 +64,7 @@ from .._types import Chunk, Completion, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
+    BilledPart,
     Capabilities,
     CompleteRequest,
     HTTPRequest,
@@ -287,9 +294,8 @@ def _tool_call(block: Mapping[str, Any]) -> ToolCall:
     )
 
 
-def _usage(raw: Mapping[str, Any] | None) -> Usage:
-    if not raw:
-        return Usage()
+def _one_usage(raw: Mapping[str, Any], requests: int = 1) -> Usage:
+    """One usage object (the top level, or one entry of ``iterations``) in computekit's convention."""
     plain = raw.get("input_tokens") or 0
     write = raw.get("cache_creation_input_tokens") or 0
     read = raw.get("cache_read_input_tokens") or 0
@@ -300,14 +306,39 @@ def _usage(raw: Mapping[str, Any] | None) -> Usage:
     tools = raw.get("server_tool_use")
     if isinstance(tools, Mapping) and tools.get("web_search_requests"):
         units["web_searches"] = Decimal(tools["web_search_requests"])
+    details = raw.get("output_tokens_details")
+    thinking = details.get("thinking_tokens") if isinstance(details, Mapping) else None
     return Usage(
         input_tokens=plain + write + read,
         output_tokens=raw.get("output_tokens") or 0,
         cached_input_tokens=read,
         cache_write_tokens=write,
         cache_write_1h_tokens=write_1h,
+        reasoning_tokens=thinking if isinstance(thinking, int) else 0,
+        requests=requests,
         units=units,
     )
+
+
+def _extra_iterations(raw: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The entries of ``usage.iterations`` billed outside the top-level counts: every kind but ``message`` (the
+    top level is the answer's sampling; compaction and advisor passes are billed on top of it)."""
+    found = raw.get("iterations") if isinstance(raw, Mapping) else None
+    if not isinstance(found, list):
+        return []
+    return [it for it in found if isinstance(it, Mapping) and it.get("type") != "message"]
+
+
+def _usage(raw: Mapping[str, Any] | None) -> Usage:
+    if not raw:
+        return Usage()
+    usage = _one_usage(raw)
+    for it in _extra_iterations(raw):
+        usage = usage + _one_usage(it, requests=0)
+    return usage
+
+
+_ITERATION_KINDS: Final = {"compaction": "compaction", "advisor_message": "advisor"}
 
 
 class AnthropicAdapter(Adapter):
@@ -415,6 +446,30 @@ class AnthropicAdapter(Adapter):
 
     def usage(self, raw: Mapping[str, Any] | None) -> Usage:
         return _usage(raw)
+
+    def billed_parts(self, ref: PriceRef, result: Result) -> list[BilledPart]:
+        """The answer, plus each kind of pass billed in ``usage.iterations`` (compaction at the answering model's
+        rates, an advisor's turns at the advisor model's), when there are any."""
+        raw = result.raw.get("usage") if isinstance(result, Completion) and isinstance(result.raw, dict) else None
+        extra = _extra_iterations(raw)
+        if not extra or not isinstance(raw, Mapping):
+            return []
+        by_kind: dict[tuple[str, str], Usage] = {}
+        for it in extra:
+            kind = _ITERATION_KINDS.get(str(it.get("type")), str(it.get("type")))
+            named = it.get("model")
+            key = (kind, named if isinstance(named, str) else ref.model)
+            by_kind[key] = by_kind.get(key, Usage(requests=0)) + _one_usage(it, requests=0)
+        models_of: dict[str, set[str]] = {}
+        for kind, model in by_kind:
+            models_of.setdefault(kind, set()).add(model)
+        parts = [BilledPart("", ref, _one_usage(raw))]
+        for (kind, model), usage in by_kind.items():
+            part_ref = ref if model == ref.model else PriceRef(provider=ref.provider, model=model,
+                                                                table_provider=ref.table_provider)
+            label = kind if len(models_of[kind]) == 1 else f"{kind} ({model})"
+            parts.append(BilledPart(label, part_ref, usage))
+        return parts
 
     def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         """Priced as the exact model that answered (``claude-sonnet-4-5-20250929``) when the response names it."""
@@ -539,6 +594,10 @@ class _MessageStream(StreamDecoder):
             block["thinking"] = (block.get("thinking") or "") + (delta.get("thinking") or "")
         elif dtype == "signature_delta":
             block["signature"] = (block.get("signature") or "") + (delta.get("signature") or "")
+        elif dtype == "compaction_delta":  # the summary of a compaction block
+            block["content"] = (block.get("content") or "") + (delta.get("content") or "")
+            if delta.get("encrypted_content") is not None:
+                block["encrypted_content"] = delta["encrypted_content"]
         elif dtype == "citations_delta":
             if not isinstance(block.get("citations"), list):  # the block starts with "citations": null
                 block["citations"] = []

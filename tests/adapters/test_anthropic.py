@@ -451,16 +451,18 @@ def test_cassette_bodies_match_the_spec(path: Path, index: int) -> None:
     body = resp["body"]["string"]
     assert json.loads(inter["request"]["body"])["model"]
     problems: list[str] = []
+    # A request that opts into beta features (anthropic-beta: compaction, the advisor tool) gets Beta* shapes.
+    beta = "Beta" if "anthropic-beta" in inter["request"]["headers"] else ""
     if ctype == "text/event-stream":
         for block in body.strip().split("\n\n"):
             lines = dict(line.split(": ", 1) for line in block.split("\n"))
             event = json.loads(lines["data"])
             assert lines["event"] == event["type"], "the SSE event name repeats the payload's type"
-            name = "ErrorResponse" if event["type"] == "error" else "MessageStreamEvent"
+            name = "ErrorResponse" if event["type"] == "error" else f"{beta}MessageStreamEvent"
             problems += [f"{event['type']}: {e}" for e in schema_errors(name, event)]
     else:
         assert ctype == "application/json"
-        name = "ErrorResponse" if resp["status"]["code"] >= 400 else "Message"
+        name = "ErrorResponse" if resp["status"]["code"] >= 400 else f"{beta}Message"
         problems = schema_errors(name, json.loads(body))
     assert not problems, "\n".join(problems)
 
@@ -584,3 +586,57 @@ def genai_cost_tokens_only(result: ck.Completion) -> Decimal:
         genai_prices.Usage(input_tokens=u.input_tokens, output_tokens=u.output_tokens), result.raw["model"],
         provider_id="anthropic", genai_request_timestamp=result.attempts[-1].started_at,
     ).total_price
+
+
+# ------------------------------------------------------------------------------------------------ usage iterations
+
+
+def _genai(model: str, when: dt.datetime, **tokens: int) -> Decimal:
+    return genai_prices.calc_price(genai_prices.Usage(**tokens), model, provider_id="anthropic",
+                                   genai_request_timestamp=when).total_price
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("compaction_advisor.yaml")
+async def test_compaction_and_advisor_iterations_are_billed_at_their_own_rates(mode: str) -> None:
+    """``usage.iterations``: the compaction pass (180,000 tokens in, outside the top-level counts) is billed at
+    the answering model's rates and the advisor's turn at the advisor model's, each kind on lines of its own;
+    plain and streamed agree."""
+    from _anthropic_stream import assert_same
+
+    client = make_client(mode, providers={"anthropic": {
+        "api_key": KEY, "headers": {"anthropic-beta": "compact-2026-01-12,advisor-tool-2026-03-01"}}})
+    ask = "Which leg of my Paris, Lyon, Turin trip should I book first?"
+    options: dict[str, Any] = {
+        "tools": [{"type": "advisor_20260301", "name": "advisor", "model": "claude-opus-4-1"}], "max_tokens": 2048,
+        "extra_body": {"context_management": {"edits": [{"type": "compact_20260112",
+                                                          "trigger": {"type": "input_tokens", "value": 150000}}]}},
+    }
+    plain = await call(client, "complete", "anthropic:claude-sonnet-4-5", ask, **options)
+    _, streamed = await stream(client, "anthropic:claude-sonnet-4-5", ask, **options)
+    rows = client.ledger.rows()
+    await close(client)
+    assert_same(plain, streamed)
+    assert plain.tool_calls == []
+    for r in (plain, streamed):
+        when = r.attempts[-1].started_at
+        model = r.response_model
+        assert model is not None
+        answer = _genai(model, when, input_tokens=23000, output_tokens=1000)
+        compaction = _genai(model, when, input_tokens=180000, output_tokens=3500)
+        advisor = _genai("claude-opus-4-1", when, input_tokens=15000, output_tokens=600)
+        assert r.cost.total == answer + compaction + advisor
+        assert r.cost.total > 5 * answer, "the top level alone under-bills the call"
+        lines = {line.item: line.quantity for line in r.cost.lines}
+        assert lines == {"input": 23000, "output": 1000, "compaction input": 180000, "compaction output": 3500,
+                         "advisor input": 15000, "advisor output": 600}
+        assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.requests) == (218000, 5100, 1)
+    assert [row.cost for row in rows] == [plain.cost.total, streamed.cost.total]
+
+
+def test_thinking_tokens_are_reasoning_tokens() -> None:
+    """``output_tokens_details.thinking_tokens``: the thinking share of ``output_tokens`` (already in it)."""
+    usage = _adapter().usage({"input_tokens": 10, "output_tokens": 500,
+                              "output_tokens_details": {"thinking_tokens": 420}})
+    assert (usage.output_tokens, usage.reasoning_tokens) == (500, 420)
+    assert _adapter().usage({"input_tokens": 10, "output_tokens": 5}).reasoning_tokens == 0
