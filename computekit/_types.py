@@ -332,6 +332,8 @@ class _Result(_Model):
     raw: Any = Field(default=None, repr=False)
     """The provider's own response (parsed JSON)."""
     _usage_reported: bool = PrivateAttr(default=True)
+    _served_by: str | None = PrivateAttr(default=None)
+    """The upstream provider a router says served the call (its price depends on it), when one says so."""
 
     @property
     def target(self) -> str:

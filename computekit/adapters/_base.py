@@ -708,6 +708,11 @@ class Adapter(ABC):
         """What the price tables should look up for ``model`` (and, once known, the result)."""
         return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider)
 
+    def note_head(self, result: Result, headers: Mapping[str, str]) -> None:
+        """Read what the response head says about ``result`` that its body (or a stream's events) did not: the
+        request id, by default."""
+        result.request_id = result.request_id or self.request_id(headers)
+
     def billed_parts(self, ref: PriceRef, result: Result) -> list[BilledPart]:
         """The parts ``result`` is billed in, when it is more than one (``ref`` is the answer's own): each is
         priced at its own rates and has cost lines of its own. Empty (the default): ``result.usage`` at
