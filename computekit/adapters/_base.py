@@ -395,6 +395,25 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 
 _REFUSED_STATUSES = frozenset({408, 429})
 
+# Content parts whose billed tokens are not bounded by their size in the request: an image by URL is a few dozen
+# bytes and can cost thousands of tokens, an audio clip or a file is fetched or decoded by the provider.
+MEDIA_PARTS = frozenset({"image_url", "image", "input_image", "input_audio", "audio", "file", "input_file",
+                         "document", "video", "video_url", "container_upload"})
+_REQUEST_TEXT_FIELDS = ("messages", "prompt", "tools", "inputs", "response_format", "tool_choice", "stop")
+
+
+def split_media(value: Any, media: list[Mapping[str, Any]]) -> Any:
+    """``value`` with every media part (:data:`MEDIA_PARTS`, at any depth: inside a tool result too) replaced by
+    ``None`` and collected into ``media``; what is left is text, bounded by its size."""
+    if isinstance(value, Mapping):
+        if value.get("type") in MEDIA_PARTS:
+            media.append(value)
+            return None
+        return {k: split_media(v, media) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [split_media(v, media) for v in value]
+    return value
+
 # The HTTP status each common error ``type`` stands for (OpenAI's and Anthropic's documented error types): an
 # error inside a 200 stream carries a type but no HTTP status of its own.
 _TYPE_STATUS: dict[str, int] = {
@@ -537,6 +556,41 @@ class Adapter(ABC):
     def uses_text_endpoint(self, model: str) -> bool:
         """Whether ``model`` is served by a text-completion (prompt in, text out) endpoint."""
         return False
+
+    def input_bound(self, req: CompleteRequest | EmbedRequest, window: int | None) -> int | None:
+        """The most input tokens ``req`` can be billed for: a budget's worst case reserves this many.
+
+        Text (messages, tool definitions, the response format ...) counts its size in UTF-8 bytes, as JSON (a token
+        is at least one byte); each media part counts :meth:`media_tokens` (the provider's published rule), else
+        the model's whole context ``window``; :meth:`input_overhead` is added; the total is capped at ``window``
+        times :meth:`sampling_passes`. ``None``: it cannot be bounded (media with no rule and no known window).
+        """
+        media: list[Mapping[str, Any]] = []
+        parts = [split_media(v, media) for name in _REQUEST_TEXT_FIELDS if (v := getattr(req, name, None))]
+        tokens = len(json.dumps(parts, default=str, ensure_ascii=False).encode())
+        for part in media:
+            each = self.media_tokens(part, req.model)
+            if each is None:
+                if window is None:
+                    return None
+                each = window
+            tokens += each
+        tokens += self.input_overhead(req) if isinstance(req, CompleteRequest) else 0
+        passes = self.sampling_passes(req) if isinstance(req, CompleteRequest) else 1
+        return min(tokens * passes, window * passes) if window else tokens * passes
+
+    def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
+        """The most tokens one media part (an image, audio clip, file ...) can be billed as on ``model``, by the
+        provider's published rule; ``None`` when it publishes none (a budget then counts the context window)."""
+        return None
+
+    def input_overhead(self, req: CompleteRequest) -> int:
+        """Input tokens the provider adds to a request on its own (a tool-use system prompt), at most."""
+        return 0
+
+    def sampling_passes(self, req: CompleteRequest) -> int:
+        """How many times one call can bill its input at most (server-side tool loops sample again)."""
+        return 1
 
     def output_limit(self, req: CompleteRequest) -> int | None:
         """The most output tokens ``req`` allows (what a budget reserves and an estimate counts), or ``None``

@@ -43,6 +43,7 @@ so a ``response_format`` is refused before anything is sent rather than silently
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
@@ -121,6 +122,18 @@ _ERROR_STATUS: Final = {
 _CONTEXT_PHRASES: Final = ("prompt is too long", "input is too long", "context window", "exceeds the context")
 
 _SYSTEM_ROLES: Final = frozenset({"system", "developer"})
+
+# Budgets' worst case, from Anthropic's published rules:
+# - an image costs about width x height / 750 tokens, and one whose long edge exceeds 1568px is scaled down
+#   (docs.anthropic.com/en/docs/build-with-claude/vision#evaluate-image-size), so at most 1568^2 / 750;
+IMAGE_MAX_TOKENS: Final = math.ceil(1568 * 1568 / 750)
+# - tools add a tool-use system prompt: 530 tokens is the largest in the published table (Claude 3 Opus, auto)
+#   (docs.anthropic.com/en/docs/agents-and-tools/tool-use/overview#pricing);
+TOOL_PROMPT_MAX_TOKENS: Final = 530
+# - with server tools the server samples again after each tool result, until it answers or pauses its loop
+#   (stop_reason "pause_turn") after 10 iterations; each iteration bills the input again, and a compaction edit
+#   adds a pass of its own.
+SERVER_LOOP_MAX_ITERATIONS: Final = 10
 
 # The fields of Anthropic's ``Tool`` besides its name, description and schema (the API reference's Tool object):
 # kept when a tool in OpenAI's shape or computekit's shorthand is converted.
@@ -267,6 +280,11 @@ def wire_tool(t: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             out[key] = value
     return out
+
+
+def _is_server_tool(t: Mapping[str, Any]) -> bool:
+    """A tool Anthropic runs itself (``web_search_20250305``, ``code_execution_...``), not the caller's."""
+    return "type" in t and t["type"] not in ("function", "custom") and "function" not in t and "input_schema" not in t
 
 
 def wire_tool_choice(choice: Any) -> Any:
@@ -446,6 +464,22 @@ class AnthropicAdapter(Adapter):
 
     def usage(self, raw: Mapping[str, Any] | None) -> Usage:
         return _usage(raw)
+
+    # ----------------------------------------------------------------------------------------- budgets
+
+    def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
+        if part.get("type") in ("image", "image_url", "input_image"):
+            return IMAGE_MAX_TOKENS
+        return None  # documents (pages of text and images), files: bounded by the context window
+
+    def input_overhead(self, req: CompleteRequest) -> int:
+        return TOOL_PROMPT_MAX_TOKENS if req.tools else 0
+
+    def sampling_passes(self, req: CompleteRequest) -> int:
+        server = any(_is_server_tool(t) for t in req.tools or [])
+        edits = req.extra.get("context_management")
+        compaction = isinstance(edits, Mapping) and bool(edits.get("edits"))
+        return (SERVER_LOOP_MAX_ITERATIONS if server else 1) + (1 if compaction else 0)
 
     def billed_parts(self, ref: PriceRef, result: Result) -> list[BilledPart]:
         """The answer, plus each kind of pass billed in ``usage.iterations`` (compaction at the answering model's

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from .._exceptions import ConfigError
 from ._base import Capabilities
-from .openai import OpenAIWire
+from .openai import OpenAIWire, image_tokens
 
 __all__ = ["AzureOpenAIAdapter"]
 
@@ -39,6 +39,9 @@ class AzureOpenAIAdapter(OpenAIWire):
     @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
         return os.environ.get("AZURE_OPENAI_ENDPOINT"), cls.key_env_vars, True
+
+    def media_tokens(self, part: Any, model: str) -> int | None:
+        return image_tokens(part, model)  # OpenAI's models, OpenAI's published image rules
 
     def deployment(self, model: str) -> str:
         """The deployment that serves ``model``."""

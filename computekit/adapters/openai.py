@@ -12,6 +12,7 @@ auth and quirks.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
@@ -71,6 +72,46 @@ _TEXT_MODELS = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
 REASONING_FAMILIES: Final = ("o1", "o3", "o4", "gpt-5", "codex-mini")
 """Model families that take the output limit as ``max_completion_tokens``: OpenAI's reasoning models answer 400
 "Unsupported parameter: 'max_tokens'" otherwise. ``[providers.NAME] max_completion_tokens_models`` adds more."""
+
+# OpenAI's published image token rules (platform.openai.com/docs/guides/images-vision, "Calculating costs"),
+# matched on the exact model or a dated snapshot of it (an unknown variant counts the context window instead).
+# Tile models: a base cost plus a cost per 512px tile; "high" detail fits the image in 2048x2048, then its short
+# side to 768px, so it is at most 2 x 4 = 8 tiles, "low" is the base alone.
+_IMAGE_TILES: Final = {
+    "gpt-4o-mini": (2833, 5667), "gpt-4o": (85, 170), "chatgpt-4o-latest": (85, 170), "gpt-4.1": (85, 170),
+    "gpt-4.5-preview": (85, 170), "gpt-5": (70, 140), "gpt-5-chat-latest": (70, 140), "o1": (75, 150),
+    "o1-pro": (75, 150), "o3": (75, 150), "computer-use-preview": (65, 129),
+}
+_MAX_TILES = 8
+# Patch models: 32px patches, at most 1536 of them, times the model's multiplier.
+_IMAGE_PATCHES: Final = {"gpt-4.1-mini": 1.62, "gpt-4.1-nano": 2.46, "gpt-5-mini": 1.62, "gpt-5-nano": 2.46,
+                         "o4-mini": 1.72}
+_MAX_PATCHES = 1536
+_IMAGE_PART_TYPES = frozenset({"image_url", "input_image"})
+
+
+def _snapshot_of(model: str, table: Mapping[str, Any]) -> str | None:
+    """The entry of ``table`` that ``model`` is, itself or as a dated snapshot (``gpt-4o-mini-2024-07-18``)."""
+    name = model.removeprefix("ft:").split(":")[0]
+    if name in table:
+        return name
+    base, sep, date = name.rpartition("-20")
+    return base if sep and base in table and date[:2].isdigit() else None
+
+
+def image_tokens(part: Mapping[str, Any], model: str) -> int | None:
+    """The most input tokens one image part can cost on ``model`` by OpenAI's published rules; ``None`` for a
+    model they do not cover."""
+    if part.get("type") not in _IMAGE_PART_TYPES:
+        return None
+    image = part.get("image_url")
+    detail = part.get("detail") or (image.get("detail") if isinstance(image, Mapping) else None)
+    if (hit := _snapshot_of(model, _IMAGE_PATCHES)) is not None:
+        return math.ceil(_MAX_PATCHES * _IMAGE_PATCHES[hit])
+    if (hit := _snapshot_of(model, _IMAGE_TILES)) is not None:
+        base, tile = _IMAGE_TILES[hit]
+        return base if detail == "low" else base + _MAX_TILES * tile
+    return None
 
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation", "ResponsibleAIPolicyViolation"})
@@ -643,6 +684,9 @@ class _ChatStream(StreamDecoder):
 
 class OpenAIAdapter(OpenAIWire):
     """OpenAI's own API (``openai:`` models). Keys: ``OPENAI_API_KEY``."""
+
+    def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
+        return image_tokens(part, model)
 
     name = "openai"
     capabilities = Capabilities(
