@@ -414,6 +414,7 @@ def split_media(value: Any, media: list[Mapping[str, Any]]) -> Any:
         return [split_media(v, media) for v in value]
     return value
 
+
 # The HTTP status each common error ``type`` stands for (OpenAI's and Anthropic's documented error types): an
 # error inside a 200 stream carries a type but no HTTP status of its own.
 _TYPE_STATUS: dict[str, int] = {

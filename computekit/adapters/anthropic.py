@@ -105,20 +105,6 @@ _ERROR_TYPES: Final[dict[str, type[APIStatusError]]] = {
     "overloaded_error": OverloadedError,
 }
 
-# The HTTP status Anthropic documents for each error type: an ``error`` event inside a 200 stream carries none.
-_ERROR_STATUS: Final = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
-
 _CONTEXT_PHRASES: Final = ("prompt is too long", "input is too long", "context window", "exceeds the context")
 
 _SYSTEM_ROLES: Final = frozenset({"system", "developer"})
@@ -531,10 +517,9 @@ class AnthropicAdapter(Adapter):
 
 
 def _error_status(data: Mapping[str, Any]) -> int:
-    """The status an error event or body carries (an explicit one first), else the one its type documents."""
-    err = data.get("error")
-    kind = err.get("type") if isinstance(err, Mapping) else None
-    return carried_status(data, _ERROR_STATUS.get(kind or "", 500))
+    """The status an error event or body carries (an explicit one first), else the one Anthropic documents for
+    its type (an ``error`` event inside a 200 stream carries none; 529 for ``overloaded_error``)."""
+    return carried_status(data, 500)
 
 
 class _MessageStream(StreamDecoder):
