@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
+from pydantic import Field
+
 from .._exceptions import (
     APIStatusError,
     ContentFilteredError,
@@ -38,6 +40,7 @@ from .._types import (
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
+    AdapterSettings,
     Capabilities,
     CompleteRequest,
     EmbedRequest,
@@ -55,7 +58,7 @@ from ._base import (
     unix_time,
 )
 
-__all__ = ["OpenAIAdapter", "OpenAIWire"]
+__all__ = ["OpenAIAdapter", "OpenAISettings", "OpenAIWire", "ReasoningModelSettings"]
 
 # Provider words for the same ending, normalised so that callers can branch on one vocabulary.
 _FINISH = {
@@ -254,7 +257,9 @@ class OpenAIWire(Adapter):
         """The body field that carries the output limit for ``model``: ``max_completion_tokens`` for the reasoning
         families (:data:`REASONING_FAMILIES` and the provider's ``max_completion_tokens_models``), else
         ``max_tokens``. Decided here only, for chat and streaming alike."""
-        families = (*REASONING_FAMILIES, *self.settings.max_completion_tokens_models)
+        configured = self.options.max_completion_tokens_models if isinstance(
+            self.options, ReasoningModelSettings) else []
+        families = (*REASONING_FAMILIES, *configured)
         return "max_completion_tokens" if in_family(model, families) else "max_tokens"
 
     def output_limit(self, req: CompleteRequest) -> int | None:
@@ -682,11 +687,26 @@ class _ChatStream(StreamDecoder):
         return result
 
 
+class ReasoningModelSettings(AdapterSettings):
+    """The key OpenAI's and Azure OpenAI's settings share: which further model families take
+    ``max_completion_tokens``."""
+
+    max_completion_tokens_models: list[str] = Field(
+        default_factory=list,
+        description="Model families (name prefixes, e.g. 'o5') whose output limit is sent as max_completion_tokens "
+        "instead of max_tokens, beyond the built-in reasoning families (o1, o3, o4, gpt-5, codex-mini).",
+    )
+
+
+class OpenAISettings(ReasoningModelSettings):
+    """``[providers.openai]``: the organization and project a call is billed to, and further reasoning families."""
+
+    organization: str | None = Field(None, description="Organization id, sent as the openai-organization header.")
+    project: str | None = Field(None, description="Project id, sent as the openai-project header.")
+
+
 class OpenAIAdapter(OpenAIWire):
     """OpenAI's own API (``openai:`` models). Keys: ``OPENAI_API_KEY``."""
-
-    def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
-        return image_tokens(part, model)
 
     name = "openai"
     capabilities = Capabilities(
@@ -696,11 +716,16 @@ class OpenAIAdapter(OpenAIWire):
     default_base_url = "https://api.openai.com/v1"
     table_provider = "openai"
     docs_url = "https://platform.openai.com/docs/api-reference"
+    settings_model = OpenAISettings
+    options: OpenAISettings
+
+    def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
+        return image_tokens(part, model)
 
     def headers(self) -> dict[str, str]:
         h = super().headers()
-        if self.settings.organization:
-            h["openai-organization"] = self.settings.organization
-        if self.settings.project:
-            h["openai-project"] = self.settings.project
+        if self.options.organization:
+            h["openai-organization"] = self.options.organization
+        if self.options.project:
+            h["openai-project"] = self.options.project
         return h
