@@ -148,9 +148,10 @@ class Message(_Model):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     provider_fields: dict[str, Any] | None = None
-    """Fields the provider put on this message beyond the ones above (DeepSeek's ``reasoning_content``,
-    OpenRouter's ``reasoning_details`` ...), sent back unchanged when the message is passed again: some providers
-    refuse a conversation whose assistant turns lost them."""
+    """What the provider put on this message beyond the fields above (DeepSeek's ``reasoning_content``,
+    OpenRouter's ``reasoning_details``; Anthropic's whole ``content`` when it holds thinking or server-tool
+    blocks), sent back unchanged when the message is passed again: some providers refuse a conversation whose
+    assistant turns lost them."""
 
     @property
     def text(self) -> str:

@@ -185,6 +185,9 @@ def _tool_use_block(tc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _assistant_message(m: Mapping[str, Any]) -> dict[str, Any]:
+    kept = (m.get("provider_fields") or {}).get("content")
+    if isinstance(kept, list) and kept:  # the answer's own blocks: thinking, server tools ... sent back unchanged
+        return {"role": "assistant", "content": kept}
     content = m.get("content")
     calls = m.get("tool_calls")
     if not calls:
@@ -290,6 +293,19 @@ def wire_tool_choice(choice: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- response side
+
+
+# Blocks computekit's Message holds itself (text and the caller's tool calls); an answer with any other block
+# (thinking, a server tool's use and result, compaction) keeps all its blocks to send back as they came: Anthropic
+# requires thinking blocks back on tool-use turns, and a paused server-tool turn continues from its blocks.
+_PLAIN_BLOCKS: Final = frozenset({"text", "tool_use"})
+
+
+def _message(text: str, calls: list[ToolCall], blocks: list[Any]) -> Message:
+    """The assistant message of an answer made of ``blocks``."""
+    own = any(isinstance(b, Mapping) and b.get("type") not in _PLAIN_BLOCKS for b in blocks)
+    return Message(role="assistant", content=text, tool_calls=calls or None,
+                   provider_fields={"content": list(blocks)} if own else None)
 
 
 def _tool_call(block: Mapping[str, Any]) -> ToolCall:
@@ -441,7 +457,7 @@ class AnthropicAdapter(Adapter):
             provider=self.provider,
             model=req.model,
             text=text,
-            message=Message(role="assistant", content=text, tool_calls=calls or None),
+            message=_message(text, calls, content),
             tool_calls=calls,
             finish_reason=_finish(data.get("stop_reason")),
             id=data.get("id"),
@@ -682,7 +698,7 @@ class _MessageStream(StreamDecoder):
             provider=self.adapter.provider,
             model=self.req.model,
             text=text,
-            message=Message(role="assistant", content=text, tool_calls=calls or None),
+            message=_message(text, calls, raw["content"]),
             tool_calls=calls,
             finish_reason=_finish(self.stop_reason),
             id=self.message.get("id"),

@@ -640,3 +640,33 @@ def test_thinking_tokens_are_reasoning_tokens() -> None:
                               "output_tokens_details": {"thinking_tokens": 420}})
     assert (usage.output_tokens, usage.reasoning_tokens) == (500, 420)
     assert _adapter().usage({"input_tokens": 10, "output_tokens": 5}).reasoning_tokens == 0
+
+
+def test_a_server_tool_turn_goes_back_with_all_its_blocks() -> None:
+    """The code-execution answer (server tool uses and results, then the caller's tool call), plain and streamed:
+    appended to the conversation with the tool's result, it is sent back block for block."""
+    from _anthropic_stream import assert_same
+
+    from computekit._core import normalise_messages
+    from computekit._sse import SSEDecoder
+    from computekit.adapters._base import CompleteRequest, HTTPResponse
+
+    inters = yaml.safe_load((HERE / "server_tools.yaml").read_text("utf-8"))["interactions"]
+    plain_body, stream_body = inters[2]["response"]["body"]["string"], inters[3]["response"]["body"]["string"]
+    a = _adapter()
+    req = CompleteRequest(model="claude-sonnet-4-5", messages=[])
+    plain = a.parse_complete(req, HTTPResponse(200, {}, plain_body.encode()))
+    decoder = a.stream_decoder(req)
+    for event in SSEDecoder(1 << 20).feed(stream_body.encode()):
+        decoder.feed(event)
+    streamed = decoder.result()
+    assert_same(plain, streamed)
+    blocks = json.loads(plain_body)["content"]
+    for r in (plain, streamed):
+        (tc,) = r.tool_calls
+        messages = normalise_messages(None, [{"role": "user", "content": "go"}, r.message,
+                                             {"role": "tool", "tool_call_id": tc.id, "content": "18C"}])
+        sent = a.build_complete(CompleteRequest(model="claude-sonnet-4-5", messages=messages)).json["messages"]
+        assert sent[1] == {"role": "assistant", "content": blocks}
+        assert sent[2] == {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tc.id,
+                                                         "content": "18C"}]}

@@ -486,3 +486,22 @@ async def test_replay_through_client(rel: str | None, mode: str, tmp_path: Path)
             assert result.cost.total == check_cost(result, raw_usage, answered, result.attempts[0].started_at)
         assert cass.all_played, "every recorded exchange was requested"
     await close(client)
+
+
+def test_thinking_blocks_go_back_with_the_message() -> None:
+    """The recorded answer with extended thinking: its message keeps the thinking block (signature included) and
+    sends it back first, as Anthropic requires on a tool-use turn with thinking on; the text-only answers of the
+    other recordings keep the plain shape."""
+    require_conformance_dir()
+    from computekit._core import normalise_messages
+
+    (ex,) = _file("anthropic/messages-thinking.yaml")
+    r = _parse(ex)
+    blocks = ex.json()["content"]
+    assert r.message.provider_fields == {"content": blocks}
+    assert [b["type"] for b in blocks] == ["thinking", "text"]
+    messages = normalise_messages("And in 'raspberry'?", [*ex.request_body["messages"], r.message])
+    body = adapter().build_complete(CompleteRequest(model=request_model(ex), messages=messages)).json
+    assert body["messages"][1] == {"role": "assistant", "content": blocks}
+    (basic,) = _file("anthropic/messages-basic.yaml")
+    assert _parse(basic).message.provider_fields is None
