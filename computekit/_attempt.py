@@ -1,7 +1,7 @@
 """What one call plans and what each of its attempts knows (pure, shared by the sync and async drivers).
 
-- :class:`Plan`: a call, planned: its targets in order, how each one's request is built and its answer parsed,
-  whether its attempts are billed (recorded) and how they may be retried.
+- :class:`~computekit._plan.Plan` (its own module): a call, planned: its targets in order, how each one's
+  request is built and its answer parsed, whether its attempts are billed (recorded) and how they may be retried.
 - :class:`Call`: the call's way through those targets (:class:`Run`: order, deadline, fallback decisions) and
   the attempts made so far.
 - :class:`AttemptFacts`: one attempt's facts, from its budget reservation to its ledger row: the one object the
@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import _costs
-from ._core import check_tags, now
+from ._core import now
 from ._exceptions import (
     AllTargetsFailedError,
     APITimeoutError,
@@ -34,6 +34,7 @@ from ._exceptions import (
     ProviderError,
 )
 from ._http import HTTPRequest, HTTPResponse
+from ._plan import Plan
 from ._targets import Target
 from ._transport import ERROR_STATUS
 from .adapters._base import CompleteRequest, EmbedRequest, PredictRequest
@@ -49,37 +50,6 @@ __all__ = ["AttemptFacts", "Call", "Plan", "Run", "malformed_from"]
 
 _MAX_CAUSE_CHARS = 200
 """How much of a parse failure's own message a MalformedResponseError quotes."""
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """One call, planned (pure): the targets in order, how to build each one's request and parse its answer.
-
-    A new verb plugs in here: give it a plan, and :meth:`SyncDriver.run <computekit._driver.SyncDriver.run>`
-    (or the async twin) reserves, sends, parses, retries, falls back and records it like every other verb.
-    """
-
-    verb: str
-    targets: list[Target]
-    build: Callable[[Target], Any]
-    parse: Callable[[Target, Any, HTTPResponse], Any]
-    tags: Mapping[str, str] | None
-    route: RouteConfig | None = None
-    record: bool = True
-    """Whether attempts go to the ledger (polls of a prediction are not billed: they do not)."""
-    at_most_once: bool = False
-    """The request starts billed work: without an idempotency key it is resent only when the host surely never
-    saw it, so that one call never runs (and bills) two jobs."""
-    deadline: float | None = None
-    """When the call's own ``timeout=`` runs out (router clock): bounds every request it sends."""
-    stream: bool = False
-    """The answer is read as a stream: an attempt ends when its head arrives (:class:`Opened`); the caller reads
-    the body and settles the attempt with the driver's ``guard`` (success: ``settle``)."""
-    safe_to_retry: bool = False
-    """The request changes nothing on the host (a GET): retried like an idempotent one."""
-
-    def __post_init__(self) -> None:
-        check_tags(self.tags)  # bad tags fail before any HTTP, for every verb
 
 
 @dataclass(slots=True)

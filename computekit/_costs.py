@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ._types import Cost, Prediction, Result
+from .adapters._base import CompleteRequest
 
 if TYPE_CHECKING:
     from ._targets import Target
@@ -35,7 +36,11 @@ def price(prices: PriceBook, target: Target, result: Result, when: dt.datetime) 
                                estimated=result._hardware_assumed or result._wall_time)
     if not result._usage_reported:
         return Cost.unknown(f"{target.provider} reported no usage for this call")
-    return prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
+    ref = target.adapter.price_ref(target.model, result)
+    parts = target.adapter.billed_parts(ref, result)  # e.g. passes run inside the call at other rates
+    if parts:
+        return prices.parts_cost([(p.kind, p.ref, p.usage) for p in parts], when)
+    return prices.token_cost(ref, result.usage, when)
 
 
 def estimate(prices: PriceBook, target: Target, req: Any) -> Decimal | None:
@@ -51,7 +56,7 @@ def estimate(prices: PriceBook, target: Target, req: Any) -> Decimal | None:
     rate_out = rates.rate("output_mtok", prompt_tokens)
     if rate_in is None:
         return None
-    max_tokens = getattr(req, "max_tokens", None) or 0
+    max_tokens = (target.adapter.output_limit(req) if isinstance(req, CompleteRequest) else None) or 0
     return (Decimal(prompt_tokens) * rate_in + Decimal(max_tokens) * (rate_out or Decimal(0))) / _MTOK
 
 

@@ -23,10 +23,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._attempt import AttemptFacts, Call, Opened, Plan, answer, check_head, note_not_retried, parsing
+from ._attempt import AttemptFacts, Call, Opened, answer, check_head, note_not_retried, parsing
 from ._bookkeeping import canceled, failed, price_success, succeeded
 from ._core import ledger_call
 from ._exceptions import BudgetExceededError, ProviderError
+from ._plan import Plan
 
 if TYPE_CHECKING:
     from types import TracebackType

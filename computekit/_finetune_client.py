@@ -21,7 +21,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _finetune
-from ._attempt import Plan
 from ._bookkeeping import finetune_ended, finetune_launched
 from ._constants import (
     DEFAULT_FINETUNE_EVENTS,
@@ -33,6 +32,7 @@ from ._constants import (
 from ._core import check_tags, ledger_call
 from ._exceptions import InvalidRequestError
 from ._http import HTTPRequest, HTTPResponse
+from ._plan import Plan
 from ._targets import Target, split_model_id
 from ._types import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 

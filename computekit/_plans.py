@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._attempt import Plan, build_http
+from ._attempt import build_http
 from ._constants import NOT_GIVEN, NotGiven
 from ._core import Core, call_options, normalise_messages
 from ._exceptions import InvalidRequestError
 from ._http import HTTPRequest, HTTPResponse
+from ._plan import Plan
 from ._targets import Target
 from ._types import Message, Prediction
 from .adapters._base import ModelInfo, PredictRequest, StreamUpdate

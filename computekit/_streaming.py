@@ -14,11 +14,12 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._attempt import AttemptFacts, Call, Opened, Plan, parsing
+from ._attempt import AttemptFacts, Call, Opened, parsing
 from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_SSE_EVENT_BYTES
 from ._driver import priced
 from ._exceptions import APIConnectionError, ProviderError
 from ._http import HTTPRequest
+from ._plan import Plan
 from ._plans import stream_poll_plan
 from ._sse import SSEDecoder, SSETooLarge
 from ._types import Attempt, Chunk, Completion, Prediction
@@ -154,8 +155,8 @@ class _StreamState:
 
         def result() -> Completion:
             done = decoder.result()
-            # The decoder sees only events; the request id is in the response head.
-            done.request_id = done.request_id or facts.target.adapter.request_id(opened.head.headers)
+            # The decoder sees only events; the request id (and what else the head says) is in the response head.
+            facts.target.adapter.note_head(done, opened.head.headers)
             return done
 
         done: Completion = parsing(facts, opened.head, result)
