@@ -28,7 +28,7 @@ from _clients import (  # noqa: F401  (fixtures are used by name)
     stream,
     vcr_config,
 )
-from conftest import real_key
+from conftest import CASSETTES, real_key
 from pydantic import SecretStr
 
 import computekit as ck
@@ -473,7 +473,6 @@ def test_authored_cassettes_are_marked_hold_no_secrets_and_use_only_real_fields(
     Vertex's ``:predict`` embeddings have no recording: their fields are the ones Vertex's reference documents."""
     import yaml
     from _conformance import conformance_dir, files, load
-    from conftest import CASSETTES
     from test_cassette_specs import MARKER, SECRET_PATTERNS
 
     real: set[str] = set()
