@@ -215,11 +215,17 @@ def parsing(facts: AttemptFacts, resp: HTTPResponse | None, step: Callable[[], A
 
 def answer(plan: Plan, facts: AttemptFacts, resp: HTTPResponse) -> Any:
     """A response, checked and parsed: an error status raises its typed error; anything that does not parse
-    raises :class:`MalformedResponseError`."""
+    raises :class:`MalformedResponseError` (as :func:`parsing`, inline: this runs on every call)."""
     target = facts.target
-    if resp.status >= ERROR_STATUS:
-        raise parsing(facts, resp, lambda: target.adapter.map_error(resp, target.model))
-    return parsing(facts, resp, lambda: plan.parse(target, facts.request, resp))
+    try:
+        if resp.status < ERROR_STATUS:
+            return plan.parse(target, facts.request, resp)
+        error = target.adapter.map_error(resp, target.model)
+    except ComputeKitError:
+        raise
+    except Exception as e:
+        raise malformed_from(facts, resp, e) from e
+    raise error
 
 
 def check_head(facts: AttemptFacts, head: HTTPResponse) -> None:

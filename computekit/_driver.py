@@ -23,10 +23,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._attempt import AttemptFacts, Call, Opened, answer, check_head, note_not_retried, parsing
+from ._attempt import AttemptFacts, Call, Opened, answer, check_head, malformed_from, note_not_retried
 from ._bookkeeping import canceled, failed, price_success, succeeded
 from ._core import ledger_call
-from ._exceptions import BudgetExceededError, ProviderError
+from ._exceptions import BudgetExceededError, ComputeKitError, ProviderError
 from ._plan import Plan
 
 if TYPE_CHECKING:
@@ -54,7 +54,12 @@ def _why_stopped(exc: BaseException) -> str:
 
 def priced(core: Core, facts: AttemptFacts, result: object) -> Attempt | None:
     """Price a parsed result; a failure to price what the provider reported is a malformed answer."""
-    return parsing(facts, None, lambda: price_success(core, facts, result))  # type: ignore[no-any-return]
+    try:
+        return price_success(core, facts, result)
+    except ComputeKitError:
+        raise
+    except Exception as e:
+        raise malformed_from(facts, None, e) from e
 
 
 class _Guard:
