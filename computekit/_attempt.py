@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AttemptFacts", "Call", "Plan", "Run", "malformed_from"]
 
+_NOT_STARTED = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_CAUSE_CHARS = 200
 """How much of a parse failure's own message a MalformedResponseError quotes."""
 
@@ -68,7 +69,8 @@ class AttemptFacts:
     idempotent: bool = False
     at_most_once: bool = False
     reservation: Reservation | None = None
-    started: dt.datetime = field(default_factory=now)
+    started: dt.datetime = _NOT_STARTED
+    """Set by :meth:`begin`, when a try starts."""
     t0: float = 0.0
     first_byte_s: float | None = None
     """A stream's time to its first chunk (what the router learns instead of the whole latency)."""

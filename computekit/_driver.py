@@ -62,8 +62,31 @@ def priced(core: Core, facts: AttemptFacts, result: object) -> Attempt | None:
         raise malformed_from(facts, None, e) from e
 
 
+def _stopped(core: Core, facts: AttemptFacts, exc: BaseException) -> None:
+    """The bookkeeping of a try that failed or was stopped (sync): see the module docstring."""
+    if isinstance(exc, ProviderError):
+        failed(core, facts, exc)
+        note_not_retried(core, facts, exc)
+    elif not isinstance(exc, Exception):  # KeyboardInterrupt, GeneratorExit ...: the caller stopped it
+        canceled(core, facts, _why_stopped(exc))
+    else:
+        core.budgets.release(facts.reservation)
+
+
+async def _astopped(core: Core, facts: AttemptFacts, exc: BaseException) -> None:
+    """:func:`_stopped`, awaited: ledger steps run off the event loop when the ledger is remote."""
+    if isinstance(exc, ProviderError):
+        await ledger_call(core, partial(failed, core, facts, exc), offload=facts.record)
+        note_not_retried(core, facts, exc)
+    elif not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, GeneratorExit ...
+        await ledger_call(core, partial(canceled, core, facts, _why_stopped(exc)), offload=facts.record)
+    else:
+        held = facts.reservation
+        await ledger_call(core, partial(core.budgets.release, held), offload=held is not None)
+
+
 class _Guard:
-    """The bookkeeping of a try that fails or is stopped (sync): see the module docstring."""
+    """:func:`_stopped` around code that goes on reading an answer (a stream's body)."""
 
     __slots__ = ("core", "facts")
 
@@ -74,20 +97,12 @@ class _Guard:
         return None
 
     def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc is None:
-            return
-        core, facts = self.core, self.facts
-        if isinstance(exc, ProviderError):
-            failed(core, facts, exc)
-            note_not_retried(core, facts, exc)
-        elif not isinstance(exc, Exception):  # KeyboardInterrupt, GeneratorExit ...: the caller stopped it
-            canceled(core, facts, _why_stopped(exc))
-        else:
-            core.budgets.release(facts.reservation)
+        if exc is not None:
+            _stopped(self.core, self.facts, exc)
 
 
 class _AsyncGuard:
-    """:class:`_Guard`, awaited: ledger steps run off the event loop when the ledger is remote."""
+    """:func:`_astopped` around code that goes on reading an answer (``async with``)."""
 
     __slots__ = ("core", "facts")
 
@@ -99,17 +114,8 @@ class _AsyncGuard:
 
     async def __aexit__(self, typ: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if exc is None:
-            return
-        core, facts = self.core, self.facts
-        if isinstance(exc, ProviderError):
-            await ledger_call(core, partial(failed, core, facts, exc), offload=facts.record)
-            note_not_retried(core, facts, exc)
-        elif not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, GeneratorExit ...
-            await ledger_call(core, partial(canceled, core, facts, _why_stopped(exc)), offload=facts.record)
-        else:
-            held = facts.reservation
-            await ledger_call(core, partial(core.budgets.release, held), offload=held is not None)
+        if exc is not None:
+            await _astopped(self.core, self.facts, exc)
 
 
 class SyncDriver:
@@ -135,26 +141,28 @@ class SyncDriver:
         call = Call(self.core, plan) if call is None else call
         while (facts := call.next()) is not None:
             try:
-                return self._retried(call, facts)
+                # The first try runs before tenacity's loop is built: most calls need no retry, and building the
+                # loop on every call cost +54 µs CPU per sequential call and +90 µs per async call (+33%) in an
+                # A/B run of the benchmark's complete() workers. Every retry runs in tenacity, from here only.
+                try:
+                    return self._once(call, facts)
+                except ProviderError as e:
+                    first = e  # retried outside this handler: a retry's error is not chained to the first one
+                return self._retried(call, facts, first)
             except ProviderError as e:
                 call.failed(facts, e)
             except BudgetExceededError as e:
                 call.refused(facts, e)  # nothing was sent: the next target may fit
         raise call.exhausted()
 
-    def _retried(self, call: Call, facts: AttemptFacts) -> Any:
+    def _retried(self, call: Call, facts: AttemptFacts, first: ProviderError) -> Any:
+        """The tries after a first one that raised ``first`` (raised again when it is not retried)."""
         retry, remaining = self.core.retry, call.run.remaining_fn()
-        # The first try runs before tenacity's loop is built: most calls need no retry, and building the loop
-        # on every call cost +54 µs CPU per sequential call and +90 µs per async call (+33%) in an A/B run of
-        # the benchmark's complete() workers. Every retry runs in tenacity, from here only.
-        try:
-            return self._once(call, facts)
-        except ProviderError as e:
-            wait = retry.first_wait(e, idempotent=facts.idempotent, remaining=remaining,
-                                    at_most_once=facts.at_most_once)
-            if wait is None:
-                raise
-            retry.sleep(wait)
+        wait = retry.first_wait(first, idempotent=facts.idempotent, remaining=remaining,
+                                at_most_once=facts.at_most_once)
+        if wait is None:
+            raise first
+        retry.sleep(wait)
         for attempt in retry.retrying(done=1, idempotent=facts.idempotent, remaining=remaining,
                                       at_most_once=facts.at_most_once):
             with attempt:
@@ -168,10 +176,13 @@ class SyncDriver:
         facts.begin(core.budgets.reserve(target, facts.request, facts.tags) if plan.record else None)
         if plan.stream:
             return self._open(facts)
-        with _Guard(core, facts):
+        try:
             resp = self.transport.send(facts.http, target.provider, target.model)
             result = answer(plan, facts, resp)
             attempt = priced(core, facts, result)
+        except BaseException as e:
+            _stopped(core, facts, e)
+            raise
         succeeded(core, facts, result, attempt)
         return result
 
@@ -219,23 +230,25 @@ class AsyncDriver:
         call = Call(self.core, plan) if call is None else call
         while (facts := call.next()) is not None:
             try:
-                return await self._retried(call, facts)
+                try:  # the first try before tenacity's loop, as in SyncDriver.run
+                    return await self._once(call, facts)
+                except ProviderError as e:
+                    first = e
+                return await self._retried(call, facts, first)
             except ProviderError as e:
                 call.failed(facts, e)
             except BudgetExceededError as e:
                 call.refused(facts, e)  # nothing was sent: the next target may fit
         raise call.exhausted()
 
-    async def _retried(self, call: Call, facts: AttemptFacts) -> Any:
+    async def _retried(self, call: Call, facts: AttemptFacts, first: ProviderError) -> Any:
+        """:meth:`SyncDriver._retried`, awaited."""
         retry, remaining = self.core.retry, call.run.remaining_fn()
-        try:  # the first try before tenacity's loop, as in SyncDriver._retried
-            return await self._once(call, facts)
-        except ProviderError as e:
-            wait = retry.first_wait(e, idempotent=facts.idempotent, remaining=remaining,
-                                    at_most_once=facts.at_most_once)
-            if wait is None:
-                raise
-            await retry.async_sleep(wait)
+        wait = retry.first_wait(first, idempotent=facts.idempotent, remaining=remaining,
+                                at_most_once=facts.at_most_once)
+        if wait is None:
+            raise first
+        await retry.async_sleep(wait)
         async for attempt in retry.aretrying(done=1, idempotent=facts.idempotent, remaining=remaining,
                                              at_most_once=facts.at_most_once):
             with attempt:
@@ -252,10 +265,13 @@ class AsyncDriver:
         facts.begin(held)
         if plan.stream:
             return await self._open(facts)
-        async with _AsyncGuard(core, facts):
+        try:
             resp = await self.transport.send(facts.http, target.provider, target.model)
             result = answer(plan, facts, resp)
             attempt = priced(core, facts, result)
+        except BaseException as e:
+            await _astopped(core, facts, e)
+            raise
         await ledger_call(core, partial(succeeded, core, facts, result, attempt), offload=plan.record)
         return result
 
