@@ -441,7 +441,9 @@ class Core:
                                         estimated=result._hardware_assumed or result._wall_time)
         if not result._usage_reported:
             return Cost.unknown(f"{target.provider} reported no usage for this call")
-        return self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
+        cost = self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
+        billed = target.adapter.billed_total(result)
+        return cost if billed is None else self.prices.billed(cost, *billed)
 
     def succeeded(
         self,

@@ -49,6 +49,7 @@ from .._types import (
     FineTuneEvent,
     FineTuneJob,
     Prediction,
+    PriceSource,
     Reranking,
     Result,
     Usage,
@@ -647,6 +648,11 @@ class Adapter(ABC):
     def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         """What the price tables should look up for ``model`` (and, once known, the result)."""
         return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider)
+
+    def billed_total(self, result: Result) -> tuple[Decimal, PriceSource] | None:
+        """What the provider says it charged for ``result`` (USD) and where that figure was read, when its answer
+        says so: the call's cost is then that figure, with computekit's own price kept beside it."""
+        return None
 
     def error_cost(self, error: ProviderError) -> Cost | None:
         """What a failed attempt cost: 0 for an error response the provider does not bill, else unknown."""

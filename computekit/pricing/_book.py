@@ -375,6 +375,22 @@ class PriceBook:
         except _MissingRate as e:
             return Cost.unknown(f"{ref.provider}:{ref.model} has no {e.args[0]} price")
 
+    @staticmethod
+    def billed(table: Cost, amount: Decimal, source: PriceSource) -> Cost:
+        """The cost of a call whose provider stated what it billed: ``amount`` is the total, named by ``source``;
+        the tables' own price is kept beside it (``table_total``), and its lines are kept, with one more line
+        for the difference, so that the lines still add up to the total."""
+        if table.total is None:
+            line = CostLine(item="billed by the provider", quantity=Decimal(1), unit="request", unit_price=amount,
+                            amount=amount)
+            return Cost(total=amount, lines=[line], price_source=source)
+        lines = list(table.lines)
+        diff = amount - table.total
+        if diff:
+            lines.append(CostLine(item="difference: the provider's bill less the table price", quantity=Decimal(1),
+                                  unit="request", unit_price=diff, amount=diff))
+        return Cost(total=amount, lines=lines, price_source=source, table_total=table.total)
+
     def prices_units(self, ref: PriceRef, usage: Usage, when: dt.datetime | None = None) -> bool:
         """Whether a per-unit price is known for one of the units ``usage`` reports on ``ref`` (a model billed
         per token or per output rather than by run time)."""
