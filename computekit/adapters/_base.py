@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import SecretStr
 
@@ -61,6 +61,7 @@ __all__ = [
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",
+    "EventDecoder",
     "FineTuneBilling",
     "FineTuneRequest",
     "FineTuneSpec",
@@ -350,6 +351,18 @@ class FineTuneBilling:
     x the job's epochs."""
 
 
+class EventDecoder(Protocol):
+    """Frames a streamed body into events (server-sent events by default; AWS's event-stream for Bedrock)."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Decode ``chunk``; returns the events it completed."""
+        ...
+
+    def close(self) -> tuple[list[SSEEvent], bool]:
+        """End of stream: the last events, and whether the body was cut short mid-event."""
+        ...
+
+
 class StreamDecoder(ABC):
     """Turns one response's server-sent events into chunks, then into the final completion."""
 
@@ -487,6 +500,11 @@ class Adapter(ABC):
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
         """A decoder for one streamed response."""
         raise self.unsupported("stream")
+
+    def event_decoder(self, max_event_bytes: int) -> EventDecoder | None:
+        """How this provider frames a streamed body into events: ``None`` for server-sent events (the client's
+        own decoder); a host with another framing returns its decoder, bounded by ``max_event_bytes``."""
+        return None
 
     def build_embed(self, req: EmbedRequest) -> HTTPRequest:
         """Translate an ``embed()`` call into an HTTP request."""

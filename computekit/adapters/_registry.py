@@ -40,6 +40,7 @@ BUILTIN: Final[dict[str, str]] = {
     "vllm": _OPENAI_COMPATIBLE,
     "ollama": _OPENAI_COMPATIBLE,
     "llamacpp": _OPENAI_COMPATIBLE,
+    "bedrock": "computekit.adapters.bedrock:BedrockAdapter",
     "openrouter": _OPENAI_COMPATIBLE,
     "cerebras": _OPENAI_COMPATIBLE,
     "xai": _OPENAI_COMPATIBLE,
