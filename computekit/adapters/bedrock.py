@@ -428,8 +428,8 @@ class BedrockAdapter(Adapter):
             return self._region
         host = urlsplit(self.settings.base_url.replace("{region}", "region")).hostname or ""
         found = _HOST.match(host)
-        region = self.bedrock.region or (found.group(1) if found and "{region}" not in self.settings.base_url
-                                         else None)
+        # An endpoint that names its region is signed for that region (AWS rejects any other).
+        region = (found.group(1) if found and "{region}" not in self.settings.base_url else None) or self.bedrock.region
         if region is None and self.settings.api_key is None:
             region = self._aws_session().get_config_variable("region")
         if not region:
@@ -692,7 +692,10 @@ class EventStreamDecoder:
         out: list[SSEEvent] = []
         try:
             for message in self._buf:
-                self._pending -= message.prelude.total_length
+                size = message.prelude.total_length
+                if size > self._max:
+                    raise SSETooLarge(f"event-stream frame of {size} bytes, larger than {self._max}")
+                self._pending -= size
                 out.append(_event(message.headers, message.payload))
         except ParserError as e:
             raise ValueError(f"corrupt event-stream frame: {e}") from e
