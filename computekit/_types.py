@@ -60,6 +60,19 @@ def _adopt(obj: _M, fresh: Any) -> _M:
     return obj
 
 
+DEFAULT_CLIENTS: dict[str, Callable[[], Any]] = {}
+"""The module-level clients (``"sync"``, ``"async"``), registered by :mod:`computekit._defaults` as it is
+imported: a result that needs one (``FineTuneJob.attach()``) finds it here, so data types never import the
+client layer above them."""
+
+
+def _default_client(kind: str) -> Any:
+    try:
+        return DEFAULT_CLIENTS[kind]()
+    except KeyError:
+        raise RuntimeError("import computekit first: the module-level clients are not registered") from None
+
+
 def _adopting(obj: _M, call: Callable[[], Any], attr: str) -> _M:
     """Run a lifecycle call and adopt its answer; an error that carries the last state (``attr``) is adopted
     too before it is raised, so the object the user holds is never staler than the exception."""
@@ -670,18 +683,14 @@ class FineTuneJob(_Model):
             ProviderError: The provider failed (``NotFoundError`` for an unknown job).
         """
         if client is None:
-            from ._defaults import default_client
-
-            client = default_client()
+            client = _default_client("sync")
         return client._ft_attach(job_id)  # type: ignore[no-any-return]
 
     @classmethod
     async def async_attach(cls, job_id: str, *, client: Any = None) -> FineTuneJob:
         """:meth:`attach` with an :class:`~computekit.AsyncClient` (default: the module-level async client)."""
         if client is None:
-            from ._defaults import default_async_client
-
-            client = default_async_client()
+            client = _default_client("async")
         return await client._ft_attach(job_id)  # type: ignore[no-any-return]
 
     def refresh(self) -> FineTuneJob:

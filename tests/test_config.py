@@ -107,7 +107,7 @@ def test_kwargs_merge_over_the_file_key_by_key(tmp_path: Path) -> None:
     s = load_settings(p, providers={"openai": {"timeout": 20}}, retry={"backoff_max": 1.0})
     assert s.providers["openai"].timeout == 20  # overridden
     assert s.providers["openai"].base_url == "https://proxy.example.com/v1"  # kept from the file
-    assert s.providers["openai"].organization == "org-file"
+    assert s.providers["openai"].options.organization == "org-file"
     assert "together" in s.providers
     assert s.retry.max_retries == 4
     assert s.retry.backoff_max == 1.0
@@ -159,6 +159,13 @@ def test_ledger_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         ({"prices": {"gpt-4o": {"input_mtok": "1"}}}, "prices", "provider:model"),
         ({"prices": {"openai:x": {"input_mtok": "-1"}}}, "prices", "negative"),
         ({"prices": {"openai:x": {"input_mtok": "cheap"}}}, "prices.openai:x.input_mtok", "decimal"),
+        # Keys an adapter declares are validated against its settings model, and named the same way.
+        ({"providers": {"azure": {"api_version": 2024}}}, "providers.azure.api_version", "string"),
+        ({"providers": {"azure": {"deployments": ["x"]}}}, "providers.azure.deployments", "dictionary"),
+        ({"providers": {"openai": {"api_version": "2024-10-21"}}}, "providers.openai.api_version", "unknown key"),
+        ({"providers": {"corp": {"adapter": "openai-compatible", "project": "p"}}}, "providers.corp.project",
+         "unknown key"),
+        ({"providers": {"nosuch": {"region": "x"}}}, "providers.nosuch.region", "unknown key"),
     ],
 )
 def test_invalid_settings_name_the_key(settings: dict, dotted: str, words: str) -> None:

@@ -23,23 +23,17 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .._exceptions import (
     APIStatusError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
     MalformedResponseError,
     MissingAPIKeyError,
-    NotFoundError,
-    OverloadedError,
-    PermissionDeniedError,
     ProviderError,
-    RateLimitError,
     ServerError,
     UnsupportedCapabilityError,
 )
+from .._http import STATUS_ERRORS, HTTPRequest, HTTPResponse, SSEEvent
 from .._types import (
     Chunk,
     Completion,
@@ -58,6 +52,7 @@ from ..pricing import PriceRef
 
 __all__ = [
     "Adapter",
+    "AdapterSettings",
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",
@@ -104,6 +99,19 @@ class Capabilities:
         return [f.name for f in fields(self) if f.name != "bills_failed_requests" and getattr(self, f.name)]
 
 
+class AdapterSettings(BaseModel):
+    """The keys an adapter adds to its ``[providers.NAME]`` table: none, unless the adapter declares some.
+
+    An adapter with settings of its own (an API version, a deployment map, a region, a project ...) subclasses
+    this model in its own module and names it in :attr:`Adapter.settings_model`. The configuration validates the
+    table's keys that are not common to every provider against that model when it is loaded (a mistake is a
+    :class:`~computekit.ConfigError` naming the key, ``providers.NAME.key``), and the adapter reads the validated
+    values from :attr:`Adapter.options`. Unknown keys are refused.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
     """A provider's resolved settings: what an adapter is built from.
@@ -115,83 +123,16 @@ class ProviderSettings:
     base_url: str
     api_key: SecretStr | None
     timeout: float
-    api_version: str | None = None
-    organization: str | None = None
-    project: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    deployments: Mapping[str, str] = field(default_factory=dict)
     idempotency_header: str | None = None
     key_env_vars: tuple[str, ...] | None = None
     """The env vars the key was looked up in (``api_key_env`` when configured); ``None``: the adapter's."""
+    options: AdapterSettings | None = None
+    """The adapter's own settings, validated against its :attr:`Adapter.settings_model` (``None``: its defaults)."""
 
     def __repr__(self) -> str:
         key = "SecretStr('**********')" if self.api_key is not None else "None"
         return f"ProviderSettings(name={self.name!r}, base_url={self.base_url!r}, api_key={key})"
-
-
-@dataclass(slots=True)
-class HTTPRequest:
-    """One HTTP request, described (the client sends it)."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    json: Any = None
-    content: bytes | None = None
-    stream: bool = False
-    timeout: float | None = None
-    total_timeout: float | None = None
-    """Seconds the whole exchange may take (the call's deadline): bounds a server that drips bytes."""
-
-    def body(self) -> bytes | None:
-        """The encoded body."""
-        if self.content is not None:
-            return self.content
-        if self.json is None:
-            return None
-        return json.dumps(self.json, separators=(",", ":"), ensure_ascii=False).encode()
-
-    def __repr__(self) -> str:
-        # Headers hold credentials: never shown.
-        return f"HTTPRequest({self.method} {self.url})"
-
-
-@dataclass(slots=True)
-class HTTPResponse:
-    """One HTTP response, read in full.
-
-    ``headers`` is looked up with lowercase names: a plain dict of lowercase names, or the HTTP library's own
-    case-insensitive mapping (copying it on every response would cost more than parsing the body).
-    """
-
-    status: int
-    headers: Mapping[str, str]
-    content: bytes
-    url: str = ""
-
-    def json(self) -> Any:
-        """The body parsed as JSON.
-
-        Raises:
-            ValueError: The body is not JSON.
-        """
-        return json.loads(self.content)
-
-    def body_for_error(self) -> Any:
-        """The body as JSON when it parses, else as text."""
-        try:
-            return json.loads(self.content)
-        except ValueError:
-            return self.content.decode("utf-8", "replace")
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One server-sent event."""
-
-    data: str
-    event: str | None = None
-    id: str | None = None
 
 
 @dataclass(slots=True)
@@ -381,17 +322,6 @@ class StreamDecoder(ABC):
         """The completion assembled from everything fed so far (usage included when the provider sent it)."""
 
 
-_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: BadRequestError,
-    429: RateLimitError,
-    529: OverloadedError,
-}
-
 _REFUSED_STATUSES = frozenset({408, 429})
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "x-amzn-requestid", "cf-ray")
@@ -411,9 +341,15 @@ class Adapter(ABC):
     table_provider: ClassVar[str | None] = None
     """The provider id in genai-prices, when it prices this provider's models."""
     docs_url: ClassVar[str | None] = None
+    settings_model: ClassVar[type[AdapterSettings]] = AdapterSettings
+    """The keys this adapter adds to ``[providers.NAME]`` (see :class:`AdapterSettings`)."""
+    options: AdapterSettings
+    """This provider's validated :attr:`settings_model` (an adapter narrows the annotation to its own model)."""
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
+        opts = settings.options
+        self.options = opts if isinstance(opts, self.settings_model) else self.settings_model()
         self.provider = settings.name
         self.capabilities = self.capabilities_for(settings.name)
 
@@ -721,7 +657,7 @@ class Adapter(ABC):
         """Translate an error response into a typed error that keeps its facts (never the key)."""
         body = self.redact(resp.body_for_error())
         headers = self.redact({k.lower(): v for k, v in resp.headers.items()})
-        cls = self.classify_error(resp.status, body) or _STATUS_ERRORS.get(resp.status)
+        cls = self.classify_error(resp.status, body) or STATUS_ERRORS.get(resp.status)
         if cls is None:
             cls = ServerError if resp.status >= 500 else APIStatusError
         err = cls(

@@ -41,6 +41,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+from pydantic import Field
+
 from .._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -58,6 +60,7 @@ from .._types import Chunk, Completion, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
+    AdapterSettings,
     Capabilities,
     CompleteRequest,
     HTTPRequest,
@@ -66,7 +69,7 @@ from ._base import (
     StreamDecoder,
 )
 
-__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter"]
+__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter", "AnthropicSettings"]
 
 DEFAULT_MAX_TOKENS: Final = 4096
 """``max_tokens`` sent when the call gives none (Anthropic requires it; every current model allows at least this)."""
@@ -300,6 +303,12 @@ def _usage(raw: Mapping[str, Any] | None) -> Usage:
     )
 
 
+class AnthropicSettings(AdapterSettings):
+    """``[providers.anthropic]``: the API version requests are made against."""
+
+    api_version: str = Field(ANTHROPIC_VERSION, description="The anthropic-version header of every request.")
+
+
 class AnthropicAdapter(Adapter):
     """Anthropic's Messages API (``anthropic:`` models). Key: ``ANTHROPIC_API_KEY``."""
 
@@ -309,6 +318,8 @@ class AnthropicAdapter(Adapter):
     default_base_url = "https://api.anthropic.com/v1"
     table_provider = "anthropic"
     docs_url = "https://docs.anthropic.com/en/api/messages"
+    settings_model = AnthropicSettings
+    options: AnthropicSettings
 
     # ----------------------------------------------------------------------------------------- URLs & auth
 
@@ -317,7 +328,7 @@ class AnthropicAdapter(Adapter):
         h = {
             "content-type": "application/json",
             "accept": "application/json",
-            "anthropic-version": self.settings.api_version or ANTHROPIC_VERSION,
+            "anthropic-version": self.options.api_version,
         }
         h.update(self.settings.headers)
         h["x-api-key"] = self.require_key()

@@ -15,6 +15,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from .._exceptions import (
     APIStatusError,
     ContentFilteredError,
@@ -37,6 +39,7 @@ from .._types import (
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
+    AdapterSettings,
     Capabilities,
     CompleteRequest,
     EmbedRequest,
@@ -53,7 +56,7 @@ from ._base import (
     unix_time,
 )
 
-__all__ = ["OpenAIAdapter", "OpenAIWire"]
+__all__ = ["OpenAIAdapter", "OpenAISettings", "OpenAIWire"]
 
 # Provider words for the same ending, normalised so that callers can branch on one vocabulary.
 _FINISH = {
@@ -547,6 +550,13 @@ class _ChatStream(StreamDecoder):
         return result
 
 
+class OpenAISettings(AdapterSettings):
+    """``[providers.openai]``: the organization and project a call is billed to."""
+
+    organization: str | None = Field(None, description="Organization id, sent as the openai-organization header.")
+    project: str | None = Field(None, description="Project id, sent as the openai-project header.")
+
+
 class OpenAIAdapter(OpenAIWire):
     """OpenAI's own API (``openai:`` models). Keys: ``OPENAI_API_KEY``."""
 
@@ -558,11 +568,13 @@ class OpenAIAdapter(OpenAIWire):
     default_base_url = "https://api.openai.com/v1"
     table_provider = "openai"
     docs_url = "https://platform.openai.com/docs/api-reference"
+    settings_model = OpenAISettings
+    options: OpenAISettings
 
     def headers(self) -> dict[str, str]:
         h = super().headers()
-        if self.settings.organization:
-            h["openai-organization"] = self.settings.organization
-        if self.settings.project:
-            h["openai-project"] = self.settings.project
+        if self.options.organization:
+            h["openai-organization"] = self.options.organization
+        if self.options.project:
+            h["openai-project"] = self.options.project
         return h

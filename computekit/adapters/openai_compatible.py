@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+from pydantic import Field
+
 from .._exceptions import ConfigError
 from .._types import FineTuneEvent, FineTuneJob, FineTuneStatus, PriceSource, Result, Usage
 from ..pricing import PriceRef
 from ._base import (
+    AdapterSettings,
     Capabilities,
     CompleteRequest,
     FineTuneBilling,
@@ -37,7 +40,7 @@ from ._base import (
 )
 from .openai import OpenAIWire
 
-__all__ = ["PROFILES", "OpenAICompatibleAdapter", "Profile"]
+__all__ = ["PROFILES", "OpenAICompatibleAdapter", "OpenAICompatibleSettings", "Profile"]
 
 
 _ALL = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True)
@@ -122,12 +125,22 @@ PROFILES: Final[dict[str, Profile]] = {
 _GENERIC = Profile(base_url="", requires_key=False)
 
 
+class OpenAICompatibleSettings(AdapterSettings):
+    """``[providers.NAME]`` of an OpenAI-compatible host: the account its fine-tuning runs under."""
+
+    organization: str | None = Field(
+        None, description="The account fine-tuning runs under (Fireworks: the account id, else $FIREWORKS_ACCOUNT_ID)."
+    )
+
+
 class OpenAICompatibleAdapter(OpenAIWire):
     """Any server that speaks OpenAI's chat-completions wire format."""
 
     name = "openai-compatible"
     capabilities = _ALL
     requires_key = False
+    settings_model = OpenAICompatibleSettings
+    options: OpenAICompatibleSettings
 
     @property
     def profile(self) -> Profile:
@@ -448,7 +461,7 @@ class _FireworksFineTune:
 
     @property
     def account(self) -> str:
-        account = self.a.settings.organization or os.environ.get(FIREWORKS_ACCOUNT_ENV)
+        account = self.a.options.organization or os.environ.get(FIREWORKS_ACCOUNT_ENV)
         if not account:
             raise ConfigError(
                 f"fireworks fine-tuning runs under an account: set [providers.fireworks] organization = "

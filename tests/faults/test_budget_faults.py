@@ -1,6 +1,6 @@
-"""Fault case 24 of issue 6, the budget race: many calls at once (async tasks, threads, processes) against a
-budget that affords ten of them, through the public API against the loopback fault server, on both ledger
-backends (SQLite file, PostgreSQL).
+"""Fault case 24 of the catalogue (``tests/faults/README.md``), the budget race: many calls at once (async tasks,
+threads, processes) against a budget that affords ten of them, through the public API against the loopback fault
+server, on both ledger backends (SQLite file, PostgreSQL).
 
 The server answers with exactly the usage each call reserved (its prompt bound and ``max_tokens``), so a call
 settles at its reservation and the budget affords exactly ten, however the calls interleave. Every test asserts
