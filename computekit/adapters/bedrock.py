@@ -51,7 +51,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .._exceptions import (
     APIStatusError,
@@ -74,11 +74,13 @@ from .._types import Chunk, Completion, Embeddings, Message, Result, ToolCall, U
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
+    AdapterSettings,
     Capabilities,
     CompleteRequest,
     EmbedRequest,
     HTTPRequest,
     HTTPResponse,
+    ProviderSettings,
     SSEEvent,
     StreamDecoder,
 )
@@ -161,22 +163,18 @@ _IMAGE_FORMATS: Final = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": 
 _HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 
 
-class BedrockSettings(BaseModel):
-    """Bedrock's own settings: the AWS region and the shared-config profile credentials come from.
+class BedrockSettings(AdapterSettings):
+    """``[providers.bedrock]``: the AWS region of the Bedrock Runtime endpoint, and the shared-config profile that
+    credentials (and, by default, the region) come from.
 
     Each defaults to the AWS convention: ``$AWS_REGION`` / ``$AWS_DEFAULT_REGION`` (else the profile's region),
-    ``$AWS_PROFILE`` (else the default profile).
+    ``$AWS_PROFILE`` (else the default profile). A ``base_url`` that names its region wins over ``region``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    region: str | None = Field(None, description="AWS region of the Bedrock Runtime endpoint (e.g. us-east-1).")
-    profile: str | None = Field(None, description="AWS shared-config profile to read credentials and region from.")
-
-    @classmethod
-    def from_env(cls) -> BedrockSettings:
-        region = next((os.environ[v] for v in REGION_ENV_VARS if os.environ.get(v)), None)
-        return cls(region=region, profile=os.environ.get(PROFILE_ENV_VAR) or None)
+    region: str | None = Field(None, min_length=1, description="AWS region of the Bedrock Runtime endpoint "
+                               "(e.g. us-east-1); default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's.")
+    profile: str | None = Field(None, min_length=1, description="AWS shared-config profile credentials and region "
+                                "are read from; default: $AWS_PROFILE, else the default profile.")
 
 
 def _botocore() -> Any:
@@ -394,9 +392,11 @@ class BedrockAdapter(Adapter):
     table_provider = "aws"
     docs_url = "https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html"
 
-    def __init__(self, settings: Any, bedrock: BedrockSettings | None = None) -> None:
+    settings_model = BedrockSettings
+    options: BedrockSettings
+
+    def __init__(self, settings: ProviderSettings) -> None:
         super().__init__(settings)
-        self.bedrock = bedrock or BedrockSettings.from_env()
         self._lock = threading.Lock()
         self._session: Any = None
         self._credentials: Any = None
@@ -414,7 +414,8 @@ class BedrockAdapter(Adapter):
     def _aws_session(self) -> Any:
         with self._lock:
             if self._session is None:
-                self._session = _botocore().session.Session(profile=self.bedrock.profile)
+                profile = self.options.profile or os.environ.get(PROFILE_ENV_VAR) or None
+                self._session = _botocore().session.Session(profile=profile)
             return self._session
 
     @property
@@ -429,13 +430,17 @@ class BedrockAdapter(Adapter):
         host = urlsplit(self.settings.base_url.replace("{region}", "region")).hostname or ""
         found = _HOST.match(host)
         # An endpoint that names its region is signed for that region (AWS rejects any other).
-        region = (found.group(1) if found and "{region}" not in self.settings.base_url else None) or self.bedrock.region
+        region = (
+            (found.group(1) if found and "{region}" not in self.settings.base_url else None)
+            or self.options.region
+            or next((os.environ[v] for v in REGION_ENV_VARS if os.environ.get(v)), None)
+        )
         if region is None and self.settings.api_key is None:
             region = self._aws_session().get_config_variable("region")
         if not region:
             raise ConfigError(
-                f"no AWS region for {self.provider}: set $AWS_REGION (or $AWS_DEFAULT_REGION), a region in your "
-                f"AWS profile, or [providers.{self.provider}] base_url = \"https://bedrock-runtime.<region>.amazonaws.com\""
+                f"no AWS region for {self.provider}: set [providers.{self.provider}] region = \"us-east-1\", or "
+                "$AWS_REGION ($AWS_DEFAULT_REGION), or a region in your AWS profile"
             )
         self._region = str(region)
         return self._region

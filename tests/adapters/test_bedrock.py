@@ -70,8 +70,9 @@ def genai_cost(model: str, raw: dict[str, Any], when: dt.datetime) -> Decimal:
 
 def adapter(**settings: Any) -> BedrockAdapter:
     ps = ProviderSettings(name="bedrock", api_key=settings.pop("api_key", None), timeout=30,
-                          base_url=settings.pop("base_url", "https://bedrock-runtime.{region}.amazonaws.com"))
-    return BedrockAdapter(ps, BedrockSettings(**settings))
+                          base_url=settings.pop("base_url", "https://bedrock-runtime.{region}.amazonaws.com"),
+                          options=BedrockSettings(**settings))
+    return BedrockAdapter(ps)
 
 
 def signed_by_sigv4(headers: Any, region: str = REGION) -> None:
@@ -187,7 +188,7 @@ async def test_embed_cohere(mode: str) -> None:
     await close(client)
     assert len(v.vectors) == 2
     assert v.usage.input_tokens == 8  # from X-Amzn-Bedrock-Input-Token-Count
-    rates = PriceBook().rates(BedrockAdapter.price_ref(adapter(region=REGION), "cohere.embed-english-v3"))
+    rates = PriceBook().rates(adapter(region=REGION).price_ref("cohere.embed-english-v3"))
     assert rates is not None
     assert rates.source.table == "computekit:tokens"
     assert v.cost.total == 8 * rates.prices["input_mtok"] / 1_000_000  # type: ignore[operator]
@@ -249,6 +250,21 @@ def test_region(env: dict[str, str], base_url: str | None, want: str, monkeypatc
                                              messages=[{"role": "user", "content": "x"}]))
     assert http.url == f"https://bedrock-runtime.{want}.amazonaws.com/model/amazon.nova-micro-v1:0/converse"
     signed_by_sigv4(http.headers, want)
+
+
+async def test_region_and_profile_declared_in_config(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    seen = Seen()
+    client = make_client(mode, http_client=seen.http_client(mode),
+                         providers={"bedrock": {"region": "ap-northeast-1", "timeout": 5}})
+    with pytest.raises(ck.APIConnectionError):  # nothing answers; the request shows where it went
+        await call(client, "complete", "bedrock:amazon.nova-micro-v1:0", "hi")
+    await close(client)
+    assert seen.requests
+    assert str(seen.requests[0].url).startswith("https://bedrock-runtime.ap-northeast-1.amazonaws.com/")
+    signed_by_sigv4(seen.requests[0].headers, "ap-northeast-1")
+    with pytest.raises(ConfigError, match=r"providers\.bedrock\.regoin"):
+        make_client(mode, providers={"bedrock": {"regoin": "x"}})
 
 
 def test_region_from_the_aws_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

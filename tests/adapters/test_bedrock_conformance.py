@@ -97,8 +97,9 @@ def adapter(api_key: str | None = None, region: str = REGION) -> BedrockAdapter:
     from pydantic import SecretStr
 
     settings = ProviderSettings(name="bedrock", base_url=BASE_URL.replace(REGION, region),
-                                api_key=SecretStr(api_key) if api_key else None, timeout=30)
-    return BedrockAdapter(settings, BedrockSettings(region=region))
+                                api_key=SecretStr(api_key) if api_key else None, timeout=30,
+                                options=BedrockSettings(region=region))
+    return BedrockAdapter(settings)
 
 
 def when_of(ex: Exchange) -> dt.datetime:
