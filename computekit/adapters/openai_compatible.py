@@ -66,6 +66,9 @@ class Profile:
     """Where in the usage object the host states what it billed for the call, in USD (OpenRouter: ``cost``)."""
     search_usage: bool = False
     """Perplexity: reasoning, citation tokens and search queries are reported beside the token counts."""
+    reasoning_by_total: bool = False
+    """The host may leave reasoning tokens out of ``completion_tokens`` (Gemini's OpenAI endpoint, where thoughts are
+    counted apart from the answer): read from ``total_tokens`` which way it counted."""
 
 
 # What the hosted APIs offer on their OpenAI-compatible endpoints (each host's API reference).
@@ -116,7 +119,7 @@ PROFILES: Final[dict[str, Profile]] = {
     # Gemini's OpenAI-compatible endpoint (the native Gemini API is the ``gemini`` adapter).
     "gemini-openai": Profile("https://generativelanguage.googleapis.com/v1beta/openai",
                              ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "google", capabilities=_CHAT_AND_EMBED,
-                             docs_url="https://ai.google.dev/gemini-api/docs/openai"),
+                             docs_url="https://ai.google.dev/gemini-api/docs/openai", reasoning_by_total=True),
     "vllm": Profile("http://localhost:8000/v1", requires_key=False, metered=False),
     "ollama": Profile("http://localhost:11434/v1", requires_key=False, metered=False),
     "llamacpp": Profile("http://localhost:8080/v1", requires_key=False, metered=False),
@@ -178,6 +181,12 @@ class OpenAICompatibleAdapter(OpenAIWire):
 
     def usage(self, raw: Mapping[str, Any] | None) -> Usage:
         usage = super().usage(raw)
+        if raw and self.profile.reasoning_by_total and usage.reasoning_tokens:
+            # Thoughts billed as output but left out of completion_tokens: the total says so (prompt + completion
+            # + reasoning), and then they are added to the output, where computekit counts them.
+            total = raw.get("total_tokens")
+            if total == usage.input_tokens + usage.output_tokens + usage.reasoning_tokens:
+                usage.output_tokens += usage.reasoning_tokens
         if not raw or not self.profile.search_usage:
             return usage
         # Perplexity counts reasoning and citation tokens apart from completion_tokens, each at its own rate

@@ -213,3 +213,22 @@ def test_perplexity_search_fees_priced() -> None:
     assert "request" in items
     deep_items = {line.item for line in book.token_cost(ad.price_ref("sonar-deep-research"), ad.usage(deep)).lines}
     assert {"web_searches", "output_citation_tokens", "reasoning"} <= deep_items
+
+
+@pytest.mark.parametrize(("raw", "output"), [
+    # Thoughts inside completion_tokens (OpenAI's convention): nothing to add.
+    ({"prompt_tokens": 20, "completion_tokens": 533, "total_tokens": 553,
+      "completion_tokens_details": {"reasoning_tokens": 382}}, 533),
+    # Thoughts left out of completion_tokens, as the total shows: added to the output.
+    ({"prompt_tokens": 20, "completion_tokens": 151, "total_tokens": 553,
+      "completion_tokens_details": {"reasoning_tokens": 382}}, 533),
+])
+def test_gemini_openai_reasoning_read_from_the_total(raw: dict[str, Any], output: int) -> None:
+    from computekit.adapters._base import ProviderSettings
+    from computekit.adapters.openai_compatible import OpenAICompatibleAdapter
+
+    ad = OpenAICompatibleAdapter(ProviderSettings(name="gemini-openai", base_url="https://x", api_key=None,
+                                                  timeout=30))
+    usage = ad.usage(raw)
+    assert (usage.output_tokens, usage.reasoning_tokens) == (output, 382)
+    assert usage.input_tokens + usage.output_tokens == raw["total_tokens"]
