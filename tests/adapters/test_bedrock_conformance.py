@@ -29,7 +29,7 @@ import pytest
 import vcr
 import yaml
 from _clients import MODES, call, close, stream
-from _conformance import MISSING, Collection, Exchange, load, require_conformance_dir
+from _conformance import MISSING, Collection, Exchange, feed_pieces, fragments, load, require_conformance_dir
 from botocore.eventstream import EventStreamBuffer
 
 import computekit as ck
@@ -186,15 +186,8 @@ def check_cost(result: ck.Completion, raw: dict[str, Any], model: str, when: dt.
 
 def feed_stream(req: CompleteRequest, content: bytes, piece: int) -> tuple[ck.Completion, list[ck.Chunk]]:
     ad = adapter()
-    frame = ad.event_decoder(4 * 1024 * 1024)
     decoder = ad.stream_decoder(req)
-    chunks: list[ck.Chunk] = []
-    for i in range(0, len(content), piece):
-        for event in frame.feed(content[i : i + piece]):
-            chunks.extend(decoder.feed(event))
-    events, cut = frame.close()
-    assert not events
-    assert not cut
+    chunks = feed_pieces(ad.event_decoder(4 * 1024 * 1024), decoder, content, piece)
     assert decoder.done, "the decoder saw the metadata event"
     return decoder.result(), chunks
 
@@ -290,14 +283,7 @@ def test_stream(ex: Exchange | None, piece: int) -> None:
     assert want["last"] == "metadata"
     assert "".join(c.text for c in chunks) == want["text"] == result.text
     assert [(c.id, c.name, c.arguments) for c in result.tool_calls] == want["tool_calls"]
-    frags: dict[int, dict[str, str]] = {}
-    for c in chunks:
-        for tc in c.tool_calls:
-            acc = frags.setdefault(tc["index"], {"id": "", "name": "", "arguments": ""})
-            acc["id"] = tc["id"] or acc["id"]
-            acc["name"] = tc["name"] or acc["name"]
-            acc["arguments"] += tc["arguments"] or ""
-    assert [(f["id"], f["name"], f["arguments"]) for _, f in sorted(frags.items())] == want["tool_calls"]
+    assert fragments(chunks) == want["tool_calls"]
     assert result.finish_reason == FINISH[want["finish"]]
     assert [c.finish_reason for c in chunks if c.finish_reason] == [result.finish_reason]
     usage_chunks = [c for c in chunks if c.usage is not None]

@@ -30,10 +30,10 @@ from _conformance import MISSING, Collection, Exchange, load, require_conformanc
 from pydantic import SecretStr
 from test_openai_conformance import check_usage as check_openai_usage
 from test_openai_conformance import expected_from_stream, genai_usage
+from test_openai_conformance import feed_stream as openai_feed_stream
 
 import computekit as ck
 from computekit._exceptions import ProviderError, RateLimitError
-from computekit._sse import SSEDecoder
 from computekit.adapters._base import CompleteRequest, HTTPResponse, ProviderSettings
 from computekit.adapters.openai_compatible import PROFILES, OpenAICompatibleAdapter
 from computekit.pricing import PriceBook
@@ -159,18 +159,8 @@ def priced(result: ck.Completion, when: dt.datetime) -> tuple[ck.Cost, ck.Cost]:
 
 
 def feed_stream(req: CompleteRequest, content: bytes, piece: int) -> tuple[ck.Completion, list[ck.Chunk]]:
-    decoder = adapter().stream_decoder(req)
-    sse = SSEDecoder(4 * 1024 * 1024)
-    chunks: list[ck.Chunk] = []
-    for i in range(0, len(content), piece):
-        for event in sse.feed(content[i : i + piece]):
-            chunks.extend(decoder.feed(event))
-    events, cut = sse.close()
-    for event in events:
-        chunks.extend(decoder.feed(event))
-    assert not cut
-    assert decoder.done
-    return decoder.result(), chunks
+    result, chunks = openai_feed_stream(adapter(), req, content, piece)
+    return result, chunks
 
 
 def call_kwargs(body: dict[str, Any]) -> dict[str, Any]:
