@@ -19,8 +19,9 @@ and nothing is signed: botocore is then needed only to read streams.
 Model ids are Bedrock's: a foundation model (``amazon.nova-micro-v1:0``), a cross-region inference profile
 (``us.``/``eu.``/``apac.``/``global.`` ... prefixes: priced as their base model, at the profile's rate where
 genai-prices lists one), or an application inference profile ARN (no price known: the cost is ``None``, never a
-guess). The region is ``[providers.bedrock] base_url``'s when it names one, else ``$AWS_REGION``, else
-``$AWS_DEFAULT_REGION``, else the AWS profile's.
+guess). The region is ``[providers.bedrock] base_url``'s when it names one, else ``region`` (a setting this
+adapter declares, :class:`BedrockSettings`), else ``$AWS_REGION``, else ``$AWS_DEFAULT_REGION``, else the AWS
+profile's.
 
 Translations (computekit's shape -> Converse's):
 

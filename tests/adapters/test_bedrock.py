@@ -9,17 +9,20 @@ To record: set AWS credentials (or ``AWS_BEARER_TOKEN_BEDROCK``) and ``AWS_REGIO
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import genai_prices
 import pytest
 from _clients import WEATHER, Seen, call, close, make_client, mode, stream, vcr_config  # noqa: F401
 from _eventstream import converse_stream, exception_frame
+from _support import LoopbackHandler, serve
 
 import computekit as ck
 from computekit._exceptions import (
@@ -148,6 +151,27 @@ async def test_stream_event_frames_with_cache_usage(mode: str) -> None:
     items = {line.item for line in result.cost.lines}
     assert {"input", "cached input", "cache write", "output"} <= items
     assert result.request_id == "9d8c7b6a-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("stream.yaml")
+async def test_stream_closed_early_is_a_canceled_attempt(mode: str) -> None:
+    client = make_client(mode)
+    target = "bedrock:global.anthropic.claude-haiku-4-5-20251001-v1:0"
+    if isinstance(client, ck.AsyncClient):
+        async with client.stream(target, "Count to three.", max_tokens=64) as s:
+            first = await s.__anext__()
+    else:
+        with client.stream(target, "Count to three.", max_tokens=64) as s:
+            first = next(iter(s))
+    rows = client.ledger.rows()
+    await close(client)
+    assert first.text == "One, "
+    assert [(r.provider, r.outcome) for r in rows] == [("bedrock", "canceled")]
+    # The replayed body arrives in one read: its last frame (metadata, the usage) was decoded before the caller
+    # stopped, so the canceled attempt is priced from it, like any Bedrock call.
+    usage = {"inputTokens": 9, "outputTokens": 7, "cacheReadInputTokens": 1200, "cacheWriteInputTokens": 300}
+    assert rows[0].cost == genai_cost("global.anthropic.claude-haiku-4-5-20251001-v1:0", usage, rows[0].ts)
 
 
 @pytest.mark.vcr
@@ -498,35 +522,53 @@ def test_malformed_answer() -> None:
 
 # ------------------------------------------------------------------------------------------------ a loopback host
 
+CONVERSE_OK = json.dumps({"output": {"message": {"role": "assistant", "content": [{"text": "Hello!"}]}},
+                          "stopReason": "end_turn",
+                          "usage": {"inputTokens": 1, "outputTokens": 3, "totalTokens": 4}}).encode()
+
 
 @pytest.fixture
 def faults_free_server() -> Any:
-    """A loopback HTTP server answering every POST with one Converse response; records what it received."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
+    """A loopback host answering every POST with one Converse response; ``requests`` lists what it received (the
+    raw path, lowercased headers, the body)."""
     requests: list[dict[str, Any]] = []
-    answer = json.dumps({"output": {"message": {"role": "assistant", "content": [{"text": "Hello!"}]}},
-                         "stopReason": "end_turn",
-                         "usage": {"inputTokens": 1, "outputTokens": 3, "totalTokens": 4}}).encode()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(LoopbackHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                              "body": self.rfile.read(length)})
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            self.reply(200, CONVERSE_OK)
 
-        def log_message(self, *args: Any) -> None:
-            pass
+    with serve(Handler) as url:
+        yield url.removesuffix("/v1"), requests
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", requests
-    server.shutdown()
-    server.server_close()
+
+@pytest.mark.parametrize("model", ["us.amazon.nova-micro-v1:0",
+                                   "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123"])
+async def test_the_signature_covers_the_bytes_on_the_wire(mode: str, model: str, faults_free_server: Any) -> None:
+    """The host recomputes SigV4 from what it received (raw path, signed headers, body), as AWS does: it matches
+    the signature sent, on each transport (urllib3, aiohttp), colons and an ARN's escaped slash included."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url, requests = faults_free_server
+    client = make_client(mode, providers={"bedrock": {"base_url": url, "region": REGION}})
+    with pytest.warns(ck.UnknownPriceWarning) if model.startswith("arn:") else contextlib.nullcontext():
+        r = await call(client, "complete", f"bedrock:{model}", "hi")
+    await close(client)
+    assert r.text == "Hello!"
+    (got,) = requests
+    headers = got["headers"]
+    auth = headers["authorization"]
+    signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";")
+    assert {"host", "x-amz-date", "content-type"} <= set(signed)
+    aws = AWSRequest(method="POST", url=f"http://{headers['host']}{got['path']}", data=got["body"],
+                     headers={h: headers[h] for h in signed})
+    aws.context["timestamp"] = headers["x-amz-date"]
+    signer = SigV4Auth(Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]), "bedrock",
+                       REGION)
+    canonical = signer.canonical_request(aws)
+    assert auth.endswith("Signature=" + signer.signature(signer.string_to_sign(aws, canonical), aws))
+    assert got["path"] == f"/model/{quote(model, safe=':')}/converse"
