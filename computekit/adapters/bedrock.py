@@ -606,12 +606,15 @@ class BedrockAdapter(Adapter):
         return _usage(raw)
 
     def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
-        """genai-prices' ``aws`` table, which lists cross-region profiles (``us.``, ``global.`` ...) by their base
-        model, at the profile's own rate where it differs; a service tier other than the default is passed on."""
+        """genai-prices' ``aws`` table, which lists cross-region profiles (``us.``, ``global.`` ...) at the profile's
+        own rate where it differs; a profile it does not list is priced as its base model. A service tier other
+        than the default is passed on."""
         ctx: tuple[tuple[str, str], ...] = ()
         if isinstance(result, Completion) and result.service_tier and result.service_tier != "default":
             ctx = (("service_tier", result.service_tier),)
-        return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider, context=ctx)
+        base = base_model(model)
+        return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider, context=ctx,
+                        alternatives=(base,) if base != model else ())
 
     # ----------------------------------------------------------------------------------------- errors
 

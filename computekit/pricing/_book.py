@@ -6,6 +6,7 @@ Everything here is pure and offline: no network at import or at pricing time. Ra
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import sys
@@ -67,6 +68,9 @@ class PriceRef:
     context: tuple[tuple[str, str], ...] = ()
     metered: bool = True
     """False for a self-hosted server: no per-call charge unless config prices it."""
+    alternatives: tuple[str, ...] = ()
+    """Other ids of the same model, tried in order when ``model`` itself has no price (a cross-region inference
+    profile's base model)."""
     reported: tuple[tuple[str, Decimal], ...] = ()
     """Prices the provider itself stated with the response (``input_mtok``, ``output_mtok`` ... per 1M tokens,
     any other key per unit): used when config has none, before any table (e.g. ``computekit.testing``'s fake)."""
@@ -356,6 +360,10 @@ class PriceBook:
             or _match(_own_tables()[0], ref.provider, ref.model)
             or (_genai_rates(ref, slot) if ref.table_provider else None)
         )
+        for alt in ref.alternatives if found is None else ():
+            found = self.rates(dataclasses.replace(ref, model=alt, alternatives=()), slot)
+            if found is not None:
+                break
         with self._lock:
             if len(self._cache) >= _CACHE_MAX:  # a long-running process moves through time slots: stay bounded
                 self._cache.clear()

@@ -506,6 +506,18 @@ def test_application_inference_profile_arn_is_escaped_and_unpriced() -> None:
     assert cost.reason
 
 
+@pytest.mark.parametrize("model", ["in.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                                   "ca.anthropic.claude-haiku-4-5-20251001-v1:0"])
+def test_a_profile_genai_prices_does_not_list_is_priced_as_its_base_model(model: str) -> None:
+    base = model.split(".", 1)[1]
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    with pytest.raises(LookupError):  # the prefixed id itself is not in the table
+        genai_prices.calc_price(genai_prices.Usage(input_tokens=1000, output_tokens=100), model, provider_id="aws")
+    want = genai_prices.calc_price(genai_prices.Usage(input_tokens=1000, output_tokens=100), base,
+                                   provider_id="aws").total_price
+    assert PriceBook().token_cost(adapter(region=REGION).price_ref(model), usage).total == want
+
+
 def test_guardrail_intervention_is_a_content_filter_finish() -> None:
     data = {"output": {"message": {"role": "assistant", "content": [{"text": "Sorry."}]}},
             "stopReason": "guardrail_intervened", "usage": {"inputTokens": 3, "outputTokens": 2, "totalTokens": 5}}
