@@ -258,3 +258,45 @@ async def test_b6_bedrock_failing_falls_back_to_another_provider(faults: Callabl
     assert outcomes(r) == [("error", "PermissionDeniedError", 403), ("success", None, None)]
     assert (a.hits, b.hits) == (1, 1)  # a 403 is not retried
     assert ledger(client) == [("bedrock", "error", 403, "PermissionDeniedError"), ("backup", "success", None, None)]
+
+
+# ============================================================================================= B7: canary key
+
+
+CANARY = "ABSKQmVkcm9ja0FQSUtleS1jYW5hcnktMDEyMzQ1Njc4OQ=="
+
+
+def _files(folder: Path, pattern: str) -> dict[str, str]:
+    """The database and its -wal / -shm files, as text."""
+    return {f.name: f.read_bytes().decode("latin-1") for f in sorted(folder.glob(pattern))}
+
+
+@both
+async def test_b7_bedrock_api_key_echoed_back_never_leaks(faults: Callable[..., FaultServer], waits: Waits,
+                                                          is_async: bool, tmp_path: Path) -> None:
+    """A host echoing the Bedrock API key (in a header, an error message, an exception frame): the key is in no
+    exception, repr, ledger row or database file."""
+    echo = {"x-amzn-requestid": CANARY, "x-echo": CANARY}
+    srv = faults([
+        aws_error(403, "AccessDeniedException", f"Key {CANARY} has no access", **echo),
+        SSE([*converse_stream(["Hel"], metadata=False)[:2],
+             exception_frame("validationException", f"bad request for {CANARY}")], headers=STREAM_TYPE),
+        Reply(200, f"<html>{CANARY}</html>", {"content-type": "text/html", **echo}),
+    ])
+    db = tmp_path / "canary.db"
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, retry_policy=policy(waits), ledger=f"sqlite:///{db}",
+                 providers={"bedrock": {"base_url": srv.url, "api_key": CANARY}})
+    errors: list[BaseException] = []
+    for attempt in (complete(client), read_stream(client, TARGET), complete(client)):
+        try:
+            await attempt
+        except ck.ProviderError as e:
+            errors.append(e)
+    rows = client.ledger.rows()
+    await close(client)
+    assert srv.requests[0].auth == f"Bearer {CANARY}"  # the host did get (and echo) the key: not vacuous
+    assert [type(e) for e in errors] == [ck.PermissionDeniedError, ck.BadRequestError, ck.MalformedResponseError]
+    surfaces = {"errors": "".join(f"{e!s}{e!r}{vars(e)!r}" for e in errors), "ledger": repr(rows),
+                **_files(tmp_path, "canary.db*")}
+    assert sorted(name for name, text in surfaces.items() if CANARY in text) == []
