@@ -17,7 +17,19 @@ from typing import Any
 
 import pytest
 from _eventstream import converse_stream, exception_frame
-from fault_server import SSE, FaultServer, Reply, Truncated, Waits, chat, close, policy, read_stream, run
+from fault_server import (
+    SSE,
+    FaultServer,
+    Reply,
+    Truncated,
+    Waits,
+    chat,
+    close,
+    policy,
+    provider_clients,
+    read_stream,
+    run,
+)
 
 import computekit as ck
 
@@ -51,21 +63,9 @@ def frames(pieces: list[str], **kw: Any) -> SSE:
 
 @pytest.fixture
 async def clients(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    made: list[Any] = []
-
-    def make(is_async: bool, url: str, waits: Waits, *, backup: str | None = None, **retry: Any) -> Any:
-        providers: dict[str, Any] = {"bedrock": {"base_url": url, "api_key": KEY}}
-        if backup is not None:
-            providers["backup"] = {"adapter": "openai-compatible", "base_url": backup, "api_key": KEY}
-        cls = ck.AsyncClient if is_async else ck.Client
-        c = cls(config=None, retry_policy=policy(waits, **retry), providers=providers,
-                ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        await close(c)
+    """``clients(is_async, url, waits, backup_url=None, **retry)``: ``bedrock`` is the fault server."""
+    async with provider_clients(tmp_path, "bedrock", KEY) as make:
+        yield make
 
 
 def outcomes(r: Any) -> list[tuple[str, str | None, int | None]]:
@@ -251,7 +251,7 @@ async def test_b6_bedrock_failing_falls_back_to_another_provider(faults: Callabl
                                                                  waits: Waits, is_async: bool) -> None:
     a = faults(aws_error(403, "AccessDeniedException", "You don't have access to the model with the specified id."))
     b = faults(chat("from backup", model="gpt-4o-mini"))
-    client = clients(is_async, a.url, waits, backup=b.url)
+    client = clients(is_async, a.url, waits, backup_url=b.url)
     r = await run(client.complete([TARGET, "backup:gpt-4o-mini"], "hi"))
     assert r.text == "from backup"
     assert r.provider == "backup"
