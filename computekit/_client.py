@@ -397,8 +397,8 @@ class _StreamState:
 
     def finish(self, target: Target, decoder: StreamDecoder, head: HTTPResponse) -> Completion:
         result = decoder.result()
-        # The decoder sees only events; the request id is in the response head.
-        result.request_id = result.request_id or target.adapter.request_id(head.headers)
+        # The decoder sees only events; the request id (and what else the head says) is in the response head.
+        target.adapter.note_head(result, head.headers)
         return result
 
     def cancel(self, target: Target, decoder: StreamDecoder, started: dt.datetime, t0: float,

@@ -49,7 +49,7 @@ from .ledger import Ledger, LedgerRow, open_ledger
 from .pricing import PriceBook
 from .routing import Action, Router
 
-__all__ = ["ROW_TAPS", "Core", "Target", "ledger_call", "split_model_id"]
+__all__ = ["ROW_TAPS", "Core", "Target", "ledger_call"]
 
 _T = TypeVar("_T")
 
@@ -294,7 +294,7 @@ class Core:
         rate_out = rates.rate("output_mtok", prompt_tokens)
         if rate_in is None:
             return None
-        max_tokens = getattr(req, "max_tokens", None) or 0
+        max_tokens = (target.adapter.output_limit(req) if isinstance(req, CompleteRequest) else None) or 0
         return (Decimal(prompt_tokens) * rate_in + Decimal(max_tokens) * (rate_out or Decimal(0))) / _MTOK
 
     def hardware(self, target: Target, asked: str | None) -> tuple[str | None, bool]:
@@ -412,7 +412,11 @@ class Core:
                                         estimated=result._hardware_assumed or result._wall_time)
         if not result._usage_reported:
             return Cost.unknown(f"{target.provider} reported no usage for this call")
-        return self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
+        ref = target.adapter.price_ref(target.model, result)
+        parts = target.adapter.billed_parts(ref, result)  # e.g. passes run inside the call at other rates
+        if parts:
+            return self.prices.parts_cost([(p.kind, p.ref, p.usage) for p in parts], when)
+        return self.prices.token_cost(ref, result.usage, when)
 
     def succeeded(
         self,

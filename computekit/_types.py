@@ -150,6 +150,11 @@ class Message(_Model):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    provider_fields: dict[str, Any] | None = None
+    """What the provider put on this message beyond the fields above (DeepSeek's ``reasoning_content``,
+    OpenRouter's ``reasoning_details``; Anthropic's whole ``content`` when it holds thinking or server-tool
+    blocks), sent back unchanged when the message is passed again: some providers refuse a conversation whose
+    assistant turns lost them."""
 
     @property
     def text(self) -> str:
@@ -350,6 +355,8 @@ class _Result(_Model):
     raw: Any = Field(default=None, repr=False)
     """The provider's own response (parsed JSON)."""
     _usage_reported: bool = PrivateAttr(default=True)
+    _served_by: str | None = PrivateAttr(default=None)
+    """The upstream provider a router says served the call (its price depends on it), when one says so."""
 
     @property
     def target(self) -> str:

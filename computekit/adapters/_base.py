@@ -52,6 +52,7 @@ from ..pricing import PriceRef
 __all__ = [
     "Adapter",
     "AdapterSettings",
+    "BilledPart",
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",
@@ -68,6 +69,7 @@ __all__ = [
     "StreamDecoder",
     "StreamUpdate",
     "TrainingFile",
+    "carried_status",
     "multipart",
     "obj",
     "unix_time",
@@ -274,6 +276,17 @@ class FineTuneRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class BilledPart:
+    """One part of a call billed on its own: what a provider ran inside the call beside the answer (a
+    compaction pass, an advisor model's turn), priced at ``ref``'s rates. ``kind`` names its cost lines
+    (``"compaction input"``); the empty kind is the answer itself."""
+
+    kind: str
+    ref: PriceRef
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
 class FineTuneBilling:
     """What a provider reported that a job's cost comes from (any may be missing)."""
 
@@ -311,6 +324,66 @@ class StreamDecoder(ABC):
 _REFUSED_STATUSES = frozenset({408, 429})
 
 _E = TypeVar("_E", bound=ProviderError)
+
+# Content parts whose billed tokens are not bounded by their size in the request: an image by URL is a few dozen
+# bytes and can cost thousands of tokens, an audio clip or a file is fetched or decoded by the provider.
+MEDIA_PARTS = frozenset({"image_url", "image", "input_image", "input_audio", "audio", "file", "input_file",
+                         "document", "video", "video_url", "container_upload"})
+_REQUEST_TEXT_FIELDS = ("messages", "prompt", "tools", "inputs", "response_format", "tool_choice", "stop")
+
+
+def split_media(value: Any, media: list[Mapping[str, Any]]) -> Any:
+    """``value`` with every media part (:data:`MEDIA_PARTS`, at any depth: inside a tool result too) replaced by
+    ``None`` and collected into ``media``; what is left is text, bounded by its size."""
+    if isinstance(value, Mapping):
+        if value.get("type") in MEDIA_PARTS:
+            media.append(value)
+            return None
+        return {k: split_media(v, media) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [split_media(v, media) for v in value]
+    return value
+
+
+# The HTTP status each common error ``type`` stands for (OpenAI's and Anthropic's documented error types): an
+# error inside a 200 stream carries a type but no HTTP status of its own.
+_TYPE_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+def carried_status(body: Any, default: int) -> int:
+    """The HTTP status an error body says it is: an integer ``status_code`` / ``status`` / ``code`` (in the
+    ``error`` object or beside it), else the status of its ``type``, else ``default``. An error sent inside a
+    200 stream (or a 200 body) is typed by what it carries, not by the 200."""
+    if not isinstance(body, Mapping):
+        return default
+    err = body.get("error")
+    places = [err, body] if isinstance(err, Mapping) else [body]
+    for place in places:
+        for key in ("status_code", "status", "code"):
+            value = place.get(key)
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+                return value
+    for place in places:
+        kind = place.get("type")
+        if isinstance(kind, str) and kind in _TYPE_STATUS:
+            return _TYPE_STATUS[kind]
+    return default
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "x-amzn-requestid", "cf-ray")
 
@@ -420,6 +493,46 @@ class Adapter(ABC):
     def uses_text_endpoint(self, model: str) -> bool:
         """Whether ``model`` is served by a text-completion (prompt in, text out) endpoint."""
         return False
+
+    def input_bound(self, req: CompleteRequest | EmbedRequest, window: int | None) -> int | None:
+        """The most input tokens ``req`` can be billed for: a budget's worst case reserves this many.
+
+        Text (messages, tool definitions, the response format ...) counts its size in UTF-8 bytes, as JSON (a token
+        is at least one byte); each media part counts :meth:`media_tokens` (the provider's published rule), else
+        the model's whole context ``window``; :meth:`input_overhead` is added; the total is capped at ``window``
+        times :meth:`sampling_passes`. ``None``: it cannot be bounded (media with no rule and no known window).
+        """
+        media: list[Mapping[str, Any]] = []
+        parts = [split_media(v, media) for name in _REQUEST_TEXT_FIELDS if (v := getattr(req, name, None))]
+        tokens = len(json.dumps(parts, default=str, ensure_ascii=False).encode())
+        for part in media:
+            each = self.media_tokens(part, req.model)
+            if each is None:
+                if window is None:
+                    return None
+                each = window
+            tokens += each
+        tokens += self.input_overhead(req) if isinstance(req, CompleteRequest) else 0
+        passes = self.sampling_passes(req) if isinstance(req, CompleteRequest) else 1
+        return min(tokens * passes, window * passes) if window else tokens * passes
+
+    def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
+        """The most tokens one media part (an image, audio clip, file ...) can be billed as on ``model``, by the
+        provider's published rule; ``None`` when it publishes none (a budget then counts the context window)."""
+        return None
+
+    def input_overhead(self, req: CompleteRequest) -> int:
+        """Input tokens the provider adds to a request on its own (a tool-use system prompt), at most."""
+        return 0
+
+    def sampling_passes(self, req: CompleteRequest) -> int:
+        """How many times one call can bill its input at most (server-side tool loops sample again)."""
+        return 1
+
+    def output_limit(self, req: CompleteRequest) -> int | None:
+        """The most output tokens ``req`` allows (what a budget reserves and an estimate counts), or ``None``
+        when the request sets no limit."""
+        return req.max_tokens
 
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
         """A decoder for one streamed response."""
@@ -585,6 +698,17 @@ class Adapter(ABC):
     def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         """What the price tables should look up for ``model`` (and, once known, the result)."""
         return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider)
+
+    def note_head(self, result: Result, headers: Mapping[str, str]) -> None:
+        """Read what the response head says about ``result`` that its body (or a stream's events) did not: the
+        request id, by default."""
+        result.request_id = result.request_id or self.request_id(headers)
+
+    def billed_parts(self, ref: PriceRef, result: Result) -> list[BilledPart]:
+        """The parts ``result`` is billed in, when it is more than one (``ref`` is the answer's own): each is
+        priced at its own rates and has cost lines of its own. Empty (the default): ``result.usage`` at
+        ``ref``'s rates is the whole bill."""
+        return []
 
     def error_cost(self, error: ProviderError) -> Cost | None:
         """What a failed attempt cost: 0 for an error response the provider does not bill, else unknown."""

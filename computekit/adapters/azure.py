@@ -17,8 +17,8 @@ from typing import Any, Final
 from pydantic import Field
 
 from .._exceptions import ConfigError
-from ._base import AdapterSettings, Capabilities
-from .openai import OpenAIWire
+from ._base import Capabilities
+from .openai import OpenAIWire, ReasoningModelSettings, image_tokens
 
 __all__ = ["AzureOpenAIAdapter", "AzureSettings"]
 
@@ -26,8 +26,9 @@ DEFAULT_API_VERSION: Final = "2024-10-21"
 """The newest generally-available data-plane API version when this adapter was written."""
 
 
-class AzureSettings(AdapterSettings):
-    """``[providers.azure]``: the data-plane API version, and which deployment serves which model."""
+class AzureSettings(ReasoningModelSettings):
+    """``[providers.azure]``: the data-plane API version, which deployment serves which model, and further
+    reasoning families."""
 
     api_version: str = Field(DEFAULT_API_VERSION, description="The api-version query parameter of every request.")
     deployments: dict[str, str] = Field(
@@ -52,6 +53,9 @@ class AzureOpenAIAdapter(OpenAIWire):
     @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
         return os.environ.get("AZURE_OPENAI_ENDPOINT"), cls.key_env_vars, True
+
+    def media_tokens(self, part: Any, model: str) -> int | None:
+        return image_tokens(part, model)  # OpenAI's models, OpenAI's published image rules
 
     def deployment(self, model: str) -> str:
         """The deployment that serves ``model``."""

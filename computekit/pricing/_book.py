@@ -381,6 +381,19 @@ class PriceBook:
         except _MissingRate as e:
             return Cost.unknown(f"{ref.provider}:{ref.model} has no {e.args[0]} price")
 
+    def parts_cost(self, parts: list[tuple[str, PriceRef, Usage]], when: dt.datetime | None = None) -> Cost:
+        """The cost of a call billed in parts, each ``(kind, ref, usage)`` at its own rates: one line per kind
+        and charge (``"compaction input"``; the empty kind keeps the plain names). Unknown when any part is."""
+        lines: list[CostLine] = []
+        source: PriceSource | None = None
+        for kind, ref, usage in parts:
+            cost = self.token_cost(ref, usage, when)
+            if cost.total is None:
+                return Cost.unknown(f"{kind or 'answer'}: {cost.reason}")
+            source = source or cost.price_source
+            lines += [line.model_copy(update={"item": f"{kind} {line.item}"}) if kind else line for line in cost.lines]
+        return Cost(total=sum((line.amount for line in lines), _ZERO), lines=lines, price_source=source)
+
     def prices_units(self, ref: PriceRef, usage: Usage, when: dt.datetime | None = None) -> bool:
         """Whether a per-unit price is known for one of the units ``usage`` reports on ``ref`` (a model billed
         per token or per output rather than by run time)."""

@@ -19,8 +19,9 @@ import pytest
 from fault_server import FaultServer, Reply, Waits, make_client
 
 import computekit as ck
-from computekit._budget import _input_bound, worst_case
-from computekit.adapters._base import CompleteRequest
+from computekit._budget import worst_case
+from computekit.adapters._base import CompleteRequest, ProviderSettings
+from computekit.adapters.openai import OpenAIAdapter
 
 MODEL = "openai:gpt-4o-mini"
 MAX_TOKENS = 7
@@ -30,7 +31,11 @@ AFFORDED = 10
 
 def _usage_reply() -> Reply:
     """A chat completion whose usage is the call's worst case: the prompt's bound and all of max_tokens."""
-    prompt = _input_bound(CompleteRequest(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]))
+    adapter = OpenAIAdapter(ProviderSettings(name="openai", base_url="https://api.openai.com/v1", api_key=None,
+                                             timeout=5))
+    prompt = adapter.input_bound(CompleteRequest(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]),
+                                 None)
+    assert prompt is not None
     body = {
         "id": "chatcmpl-budget", "object": "chat.completion", "created": 1_700_000_000,
         "model": "gpt-4o-mini-2024-07-18",
