@@ -113,9 +113,22 @@ _CONTEXT_PHRASES: Final = ("prompt is too long", "input is too long", "context w
 _SYSTEM_ROLES: Final = frozenset({"system", "developer"})
 
 # Budgets' worst case, from Anthropic's published rules:
-# - an image costs about width x height / 750 tokens, and one whose long edge exceeds 1568px is scaled down
-#   (docs.anthropic.com/en/docs/build-with-claude/vision#evaluate-image-size), so at most 1568^2 / 750;
-IMAGE_MAX_TOKENS: Final = math.ceil(1568 * 1568 / 750)
+# - an image costs about width x height / 750 tokens (one visual token per 28x28 patch), and one larger than the
+#   model's native resolution is scaled down first (docs.anthropic.com/en/docs/build-with-claude/vision): a long
+#   edge of 1568px up to the 4.6 models, 2576px on Opus 4.7. A square image at that edge is the most an image can
+#   cost; a model not listed (a newer one) counts its context window instead.
+def _image_ceiling(edge: int) -> int:
+    return max(math.ceil(edge * edge / 750), math.ceil(edge / 28) ** 2)
+
+
+_IMAGE_EDGES: Final = (
+    (("claude-3", "claude-sonnet-4-0", "claude-sonnet-4-2025", "claude-sonnet-4-5", "claude-sonnet-4-6",
+      "claude-opus-4-0", "claude-opus-4-2025", "claude-opus-4-1", "claude-opus-4-5", "claude-opus-4-6",
+      "claude-haiku-4-5"), 1568),
+    (("claude-opus-4-7",), 2576),
+)
+IMAGE_MAX_TOKENS: Final = _image_ceiling(1568)
+"""The most one image can cost on the models whose native resolution is 1568px on the long edge."""
 # - tools add a tool-use system prompt: 530 tokens is the largest in the published table (Claude 3 Opus, auto)
 #   (docs.anthropic.com/en/docs/agents-and-tools/tool-use/overview#pricing);
 TOOL_PROMPT_MAX_TOKENS: Final = 530
@@ -481,9 +494,12 @@ class AnthropicAdapter(Adapter):
     # ----------------------------------------------------------------------------------------- budgets
 
     def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
-        if part.get("type") in ("image", "image_url", "input_image"):
-            return IMAGE_MAX_TOKENS
-        return None  # documents (pages of text and images), files: bounded by the context window
+        if part.get("type") not in ("image", "image_url", "input_image"):
+            return None  # documents (pages of text and images), files: bounded by the context window
+        for families, edge in _IMAGE_EDGES:
+            if model.startswith(families):
+                return _image_ceiling(edge)
+        return None
 
     def input_overhead(self, req: CompleteRequest) -> int:
         return TOOL_PROMPT_MAX_TOKENS if req.tools else 0
