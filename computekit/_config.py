@@ -69,8 +69,8 @@ class _Section(BaseModel):
 
 
 class ProviderConfig(_Section):
-    """One provider: a built-in adapter by name, or any name with ``adapter = "openai-compatible"``. The keys
-    below apply to every provider; an adapter may add its own (listed under its name)."""
+    """One provider: a built-in one by name, or any name with ``adapter`` naming the adapter that serves it. The
+    keys below apply to every provider; an adapter may add its own (listed under its name)."""
 
     adapter: str | None = Field(None, description="Adapter to use; defaults to the provider's own name.")
     base_url: str | None = Field(None, description="API base URL; defaults to the adapter's (or profile's).")

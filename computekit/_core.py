@@ -49,7 +49,7 @@ from .ledger import Ledger, LedgerRow, open_ledger
 from .pricing import PriceBook
 from .routing import Action, Router
 
-__all__ = ["ROW_TAPS", "Core", "Target", "ledger_call", "split_model_id"]
+__all__ = ["ROW_TAPS", "Core", "Target", "ledger_call"]
 
 _T = TypeVar("_T")
 

@@ -224,9 +224,11 @@ PRICE_KEYS: Final[dict[str, str]] = {
     "cache_read_mtok": "USD per 1M cached input tokens (else `input_mtok`)",
     "cache_write_mtok": "USD per 1M cache-write tokens (else `input_mtok`)",
     "cache_write_1h_mtok": "USD per 1M cache-write tokens with a 1-hour lifetime (Anthropic)",
+    "cache_audio_read_mtok": "USD per 1M cached input audio tokens (Gemini; else `cache_read_mtok`)",
     "input_audio_mtok": "USD per 1M input audio tokens",
     "output_audio_mtok": "USD per 1M output audio tokens",
     "output_reasoning_mtok": "USD per 1M reasoning tokens (else they are priced as output)",
+    "output_image_mtok": "USD per 1M output image tokens (Gemini's image models; else they are priced as output)",
 }
 """What each token price key of ``[prices]`` means; a test keeps it equal to the keys the price book reads."""
 

@@ -120,11 +120,14 @@ class ToolCall(_Model):
         id: The provider's id for this call; send it back in the tool result's ``tool_call_id``.
         name: The tool (function) name.
         arguments: The arguments as the model wrote them (a JSON string; it may be invalid JSON).
+        signature: An opaque token the provider attached to the call and needs back with it on the next turn
+            (Gemini's thought signature); sent back as it came when the message is, ``None`` when there is none.
     """
 
     id: str
     name: str
     arguments: str = ""
+    signature: str | None = None
 
     def parsed_arguments(self) -> Any:
         """The arguments decoded from JSON.
@@ -182,7 +185,11 @@ class Usage(_Model):
     """Of ``cache_write_tokens``, those written with a 1-hour lifetime (Anthropic prices them higher)."""
     reasoning_tokens: int = 0
     input_audio_tokens: int = 0
+    cached_input_audio_tokens: int = 0
+    """Of ``cached_input_tokens``, those of audio (Gemini prices them at a cache rate of their own)."""
     output_audio_tokens: int = 0
+    output_image_tokens: int = 0
+    """Of ``output_tokens``, those of generated images (Gemini's image models price them apart)."""
     requests: int = 1
     gpu_seconds: Decimal | None = None
     hardware: str | None = None
@@ -213,7 +220,9 @@ class Usage(_Model):
             cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             input_audio_tokens=self.input_audio_tokens + other.input_audio_tokens,
+            cached_input_audio_tokens=self.cached_input_audio_tokens + other.cached_input_audio_tokens,
             output_audio_tokens=self.output_audio_tokens + other.output_audio_tokens,
+            output_image_tokens=self.output_image_tokens + other.output_image_tokens,
             requests=self.requests + other.requests,
             gpu_seconds=gpu,
             hardware=self.hardware or other.hardware,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import pytest
 from _support import KEY, Server, chat_json, make_client, ok
 
 import computekit as ck
+from computekit import _config
 from computekit._config import Settings, load_settings
 from computekit._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from computekit.adapters._registry import BUILTIN
 
 FILE = """
 timeout = 30
@@ -323,3 +326,11 @@ def test_provider_without_base_url_is_a_config_error() -> None:
     client = make_client(Server([ok(chat_json())]), providers={"mine": {"adapter": "openai-compatible"}})
     with pytest.raises(ck.ConfigError, match=r"providers\.mine"):
         client.complete("mine:model", "hi")
+
+
+def test_the_settings_module_names_no_provider() -> None:
+    """Provider-specific settings are declared by adapters: the settings module knows no provider by name."""
+    source = Path(_config.__file__).read_text("utf-8").lower()
+    words = {"together", "fake"}  # provider names that are also plain English
+    named = [n for n in BUILTIN if n not in words and re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", source)]
+    assert named == []

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -322,6 +322,8 @@ class StreamDecoder(ABC):
 
 
 _REFUSED_STATUSES = frozenset({408, 429})
+
+_E = TypeVar("_E", bound=ProviderError)
 
 # Content parts whose billed tokens are not bounded by their size in the request: an image by URL is a few dozen
 # bytes and can cost thousands of tokens, an audio clip or a file is fetched or decoded by the provider.
@@ -808,9 +810,14 @@ class Adapter(ABC):
 
     def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
         """The error for a 2xx response whose body is not what the API documents."""
+        return self.answer_error(MalformedResponseError, resp, model, f"malformed response: {why}")
+
+    def answer_error(self, cls: type[_E], resp: HTTPResponse, model: str | None, message: str) -> _E:
+        """A ``cls`` error raised about an answer that came with a 2xx status (a malformed body, a refusal the
+        provider reports inside a success): status, headers and body kept, the key masked."""
         headers = self.redact({k.lower(): v for k, v in resp.headers.items()})
-        return MalformedResponseError(
-            f"malformed response: {why}",
+        return cls(
+            message,
             provider=self.provider,
             model=model,
             status=resp.status,
