@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import genai_prices
@@ -473,7 +474,6 @@ def test_authored_cassettes_are_marked_hold_no_secrets_and_use_only_real_fields(
     Vertex's ``:predict`` embeddings have no recording: their fields are the ones Vertex's reference documents."""
     import yaml
     from _conformance import conformance_dir, files, load
-    from conftest import CASSETTES
     from test_cassette_specs import MARKER, SECRET_PATTERNS
 
     real: set[str] = set()
@@ -489,7 +489,9 @@ def test_authored_cassettes_are_marked_hold_no_secrets_and_use_only_real_fields(
                   ".error", ".error.code", ".error.message", ".error.status", ".error.details",
                   ".error.details[].@type", ".error.details[].retryDelay", ".error.details[].violations",
                   ".error.details[].violations[].quotaMetric", ".error.details[].violations[].quotaId"}
-    paths = sorted((CASSETTES / "test_gemini").glob("*.yaml"))
+    # The repository's cassettes/ folder (not from conftest: by run time that name may be another folder's conftest).
+    cassettes = Path(__file__).resolve().parents[2] / "cassettes"
+    paths = sorted((cassettes / "test_gemini").glob("*.yaml"))
     assert len(paths) == 6
     for path in paths:
         text = path.read_text("utf-8")
