@@ -197,8 +197,8 @@ def _tool_use_block(tc: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "tool_use", "id": tc.get("id", ""), "name": name, "input": args}
 
 
-def _assistant_message(m: Mapping[str, Any]) -> dict[str, Any]:
-    kept = (m.get("provider_fields") or {}).get("content")
+def _assistant_message(m: Mapping[str, Any], provider: str | None) -> dict[str, Any]:
+    kept = ((m.get("provider_fields") or {}).get(provider) or {}).get("content") if provider else None
     if isinstance(kept, list) and kept:  # the answer's own blocks: thinking, server tools ... sent back unchanged
         return {"role": "assistant", "content": kept}
     content = m.get("content")
@@ -226,8 +226,9 @@ def _tool_result(m: Mapping[str, Any]) -> dict[str, Any]:
     return block
 
 
-def wire_messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
-    """computekit's messages -> Anthropic's ``system`` (``None`` when absent) and ``messages``."""
+def wire_messages(messages: list[dict[str, Any]], provider: str | None = None) -> tuple[Any, list[dict[str, Any]]]:
+    """computekit's messages -> Anthropic's ``system`` (``None`` when absent) and ``messages`` (an answer's own
+    blocks kept for ``provider`` in ``Message.provider_fields`` go back as they came)."""
     system: list[Any] = []
     out: list[dict[str, Any]] = []
     pending_results: list[dict[str, Any]] = []
@@ -247,7 +248,7 @@ def wire_messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, A
             continue
         flush()
         if role == "assistant":
-            out.append(_assistant_message(m))
+            out.append(_assistant_message(m, provider))
         else:
             out.append({"role": "user", "content": _wire_content(m.get("content"))})
     flush()
@@ -314,11 +315,11 @@ def wire_tool_choice(choice: Any) -> Any:
 _PLAIN_BLOCKS: Final = frozenset({"text", "tool_use"})
 
 
-def _message(text: str, calls: list[ToolCall], blocks: list[Any]) -> Message:
-    """The assistant message of an answer made of ``blocks``."""
+def _message(provider: str, text: str, calls: list[ToolCall], blocks: list[Any]) -> Message:
+    """The assistant message of ``provider``'s answer made of ``blocks``."""
     own = any(isinstance(b, Mapping) and b.get("type") not in _PLAIN_BLOCKS for b in blocks)
     return Message(role="assistant", content=text, tool_calls=calls or None,
-                   provider_fields={"content": list(blocks)} if own else None)
+                   provider_fields={provider: {"content": list(blocks)}} if own else None)
 
 
 def _tool_call(block: Mapping[str, Any]) -> ToolCall:
@@ -415,7 +416,7 @@ class AnthropicAdapter(Adapter):
             raise self.unsupported("json_mode")
         if req.seed is not None:
             raise InvalidRequestError("Anthropic's Messages API has no seed parameter")
-        system, messages = wire_messages(req.messages)
+        system, messages = wire_messages(req.messages, self.provider)
         body: dict[str, Any] = {"model": req.model, "max_tokens": self._max_tokens(req), "messages": messages}
         if system:
             body["system"] = system
@@ -470,7 +471,7 @@ class AnthropicAdapter(Adapter):
             provider=self.provider,
             model=req.model,
             text=text,
-            message=_message(text, calls, content),
+            message=_message(self.provider, text, calls, content),
             tool_calls=calls,
             finish_reason=_finish(data.get("stop_reason")),
             id=data.get("id"),
@@ -714,7 +715,7 @@ class _MessageStream(StreamDecoder):
             provider=self.adapter.provider,
             model=self.req.model,
             text=text,
-            message=_message(text, calls, raw["content"]),
+            message=_message(self.adapter.provider, text, calls, raw["content"]),
             tool_calls=calls,
             finish_reason=_finish(self.stop_reason),
             id=self.message.get("id"),
