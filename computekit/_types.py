@@ -271,6 +271,9 @@ class Cost(_Model):
         price_source: Which table priced it, and its date.
         estimated: True when the provider reported no billable quantity and computekit estimated one.
         reason: Why ``total`` is ``None``, when it is.
+        table_total: computekit's own price for the same usage, from its price tables, when ``total`` is the
+            figure the provider said it billed (``price_source`` then names where that figure was read); ``None``
+            otherwise, or when the tables do not price the model.
     """
 
     total: Decimal | None
@@ -279,6 +282,7 @@ class Cost(_Model):
     price_source: PriceSource | None = None
     estimated: bool = False
     reason: str | None = None
+    table_total: Decimal | None = None
 
     @classmethod
     def unknown(cls, reason: str) -> Cost:

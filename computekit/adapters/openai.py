@@ -203,8 +203,9 @@ def wire_message(m: Mapping[str, Any], provider: str | None = None) -> dict[str,
 
 
 def wire_tool(t: Mapping[str, Any]) -> dict[str, Any]:
-    """A tool in OpenAI's shape; ``{"name", "description", "parameters"}`` is accepted as shorthand."""
-    if t.get("type") == "function" or "function" in t:
+    """A tool in OpenAI's shape; ``{"name", "description", "parameters"}`` is accepted as shorthand. A tool
+    with a ``type`` of its own (a host's server tool: ``openrouter:web_search``) passes as it is."""
+    if "type" in t or "function" in t:
         return dict(t)
     return {"type": "function", "function": dict(t)}
 

@@ -29,7 +29,7 @@ from _clients import (  # noqa: F401  (fixtures are used by name)
     stream,
     vcr_config,
 )
-from conftest import real_key
+from conftest import CASSETTES, real_key
 from pydantic import SecretStr
 
 import computekit as ck
