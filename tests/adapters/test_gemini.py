@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import sys
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import genai_prices
@@ -489,9 +488,7 @@ def test_authored_cassettes_are_marked_hold_no_secrets_and_use_only_real_fields(
                   ".error", ".error.code", ".error.message", ".error.status", ".error.details",
                   ".error.details[].@type", ".error.details[].retryDelay", ".error.details[].violations",
                   ".error.details[].violations[].quotaMetric", ".error.details[].violations[].quotaId"}
-    # The repository's cassettes/ folder (not from conftest: by run time that name may be another folder's conftest).
-    cassettes = Path(__file__).resolve().parents[2] / "cassettes"
-    paths = sorted((cassettes / "test_gemini").glob("*.yaml"))
+    paths = sorted((CASSETTES / "test_gemini").glob("*.yaml"))
     assert len(paths) == 6
     for path in paths:
         text = path.read_text("utf-8")
