@@ -39,8 +39,11 @@ def price(prices: PriceBook, target: Target, result: Result, when: dt.datetime) 
     ref = target.adapter.price_ref(target.model, result)
     parts = target.adapter.billed_parts(ref, result)  # e.g. passes run inside the call at other rates
     if parts:
-        return prices.parts_cost([(p.kind, p.ref, p.usage) for p in parts], when)
-    return prices.token_cost(ref, result.usage, when)
+        cost = prices.parts_cost([(p.kind, p.ref, p.usage) for p in parts], when)
+    else:
+        cost = prices.token_cost(ref, result.usage, when)
+    billed = target.adapter.billed_total(result)  # what the provider said it charged, when it says so
+    return cost if billed is None else prices.billed(cost, *billed)
 
 
 def estimate(prices: PriceBook, target: Target, req: Any) -> Decimal | None:

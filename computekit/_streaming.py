@@ -18,12 +18,12 @@ from ._attempt import AttemptFacts, Call, Opened, parsing
 from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_SSE_EVENT_BYTES
 from ._driver import priced
 from ._exceptions import APIConnectionError, ProviderError
-from ._http import HTTPRequest
+from ._http import HTTPRequest, HTTPResponse
 from ._plan import Plan
 from ._plans import stream_poll_plan
 from ._sse import SSEDecoder, SSETooLarge
 from ._types import Attempt, Chunk, Completion, Prediction
-from .adapters._base import StreamDecoder, StreamUpdate
+from .adapters._base import EventDecoder, StreamDecoder, StreamUpdate
 
 if TYPE_CHECKING:
     from ._core import Core
@@ -100,7 +100,7 @@ class _StreamState:
         self.plan = plan
         self.call = Call(core, plan)
         self.result: Completion | None = None
-        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
+        self.sse: EventDecoder = SSEDecoder(MAX_SSE_EVENT_BYTES)
         self.decoder: StreamDecoder | None = None
         self.started_any = False
 
@@ -111,8 +111,10 @@ class _StreamState:
     def opened(self, opened: Opened) -> StreamDecoder:
         """A target's stream has opened: a clean decoder for it, and how a canceled attempt learns its usage."""
         facts = opened.facts
-        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)  # a fallback target starts with a clean decoder
-        decoder = self.decoder = facts.target.adapter.stream_decoder(facts.request)
+        # A fallback target starts with a clean decoder, of its own framing (server-sent events by default).
+        adapter = facts.target.adapter
+        self.sse = adapter.event_decoder(MAX_SSE_EVENT_BYTES) or SSEDecoder(MAX_SSE_EVENT_BYTES)
+        decoder = self.decoder = adapter.stream_decoder(facts.request)
         facts.usage_so_far = self._usage_so_far
         return decoder
 
@@ -129,6 +131,9 @@ class _StreamState:
             events = self.sse.feed(data)
         except SSETooLarge as e:
             raise _cut(facts.target, str(e)) from e
+        except ValueError as e:  # a frame that does not parse (a binary framing's bad checksum ...)
+            target = facts.target
+            raise target.adapter.malformed(HTTPResponse(200, {}, data), target.model, str(e)) from e
         out: list[Chunk] = []
         for ev in events:
             out.extend(parsing(facts, None, partial(decoder.feed, ev)))
