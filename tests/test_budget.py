@@ -862,7 +862,7 @@ def test_anthropic_images_tools_and_server_loops_follow_its_published_rules() ->
     assert opus >= 2576 * 2576 // 750
     [newer] = core.targets("anthropic:claude-opus-5")
     assert _input_tokens(core, "anthropic:claude-opus-5", [{"role": "user", "content": [IMAGE]}]) == \
-        core.context_window(newer)
+        _costs.context_window(core.prices, newer)
     tool = {"name": "f", "description": "", "parameters": {"type": "object"}}
     with_tool = _input_tokens(core, model, hi, tools=[tool])
     assert with_tool is not None
