@@ -339,6 +339,8 @@ def _build_http(target: Target, req: CompleteRequest | EmbedRequest | RerankRequ
         http = adapter.build_predict(req)
     else:
         http = adapter.build_rerank(req)
+    if not adapter.on_origin(http.url):  # off the provider's origin a request never carries its key
+        http.headers = adapter.without_key(http.headers)
     if http.timeout is None:  # the provider's own timeout, set here so that no adapter can forget it
         http.timeout = target.adapter.settings.timeout
     header = target.adapter.settings.idempotency_header

@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from . import _urls
 from ._budget import BudgetStatus, Estimated, Reservation, budget_status, charges
 from ._config import RouteConfig, Settings, load_settings
 from ._constants import FINETUNE_RESERVATION_TTL_S, NOT_GIVEN, RESERVATION_TTL_S, NotGiven
@@ -88,16 +88,10 @@ def split_model_id(model_id: str) -> tuple[str, str]:
     return provider, model
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
 def _origin(url: str | None) -> tuple[str, str, int | None]:
-    """Scheme, host and port: a key goes only to the exact origin it was configured for."""
-    if not url:
-        return ("", "", None)
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return (scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme))
+    """Scheme, host and port, read as the transports read them: a key goes only to the exact origin it was
+    configured for (an ambiguous URL raises :class:`~computekit._urls.UnsafeURLError`)."""
+    return _urls.origin(url) if url else ("", "", None)
 
 
 def normalise_messages(
