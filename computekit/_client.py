@@ -326,6 +326,10 @@ def _failed(prediction: Prediction) -> PredictionFailedError:
     return err
 
 
+_VERB_OF: dict[type, str] = {CompleteRequest: "complete", EmbedRequest: "embed", RerankRequest: "rerank"}
+"""The verb whose body limit a request gets (predictions, their polls and lookups: ``predict``)."""
+
+
 def _build_http(target: Target, req: CompleteRequest | EmbedRequest | RerankRequest | PredictRequest | HTTPRequest
                 ) -> HTTPRequest:
     adapter = target.adapter
@@ -341,6 +345,8 @@ def _build_http(target: Target, req: CompleteRequest | EmbedRequest | RerankRequ
         http = adapter.build_rerank(req)
     if not adapter.on_origin(http.url):  # off the provider's origin a request never carries its key
         http.headers = adapter.without_key(http.headers)
+    if http.max_bytes is None:
+        http.max_bytes = adapter.settings.max_body_bytes.get(_VERB_OF.get(type(req), "predict"))
     if http.timeout is None:  # the provider's own timeout, set here so that no adapter can forget it
         http.timeout = target.adapter.settings.timeout
     header = target.adapter.settings.idempotency_header
@@ -405,7 +411,7 @@ class _StreamState:
         self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
 
     def request(self, target: Target) -> tuple[CompleteRequest, HTTPRequest]:
-        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)  # a fallback target starts with a clean decoder
+        self.sse = SSEDecoder(target.adapter.settings.max_event_bytes)  # a fallback target starts clean
         creq = self.core.complete_request(target, self.messages, self.options, stream=True)
         return creq, _build_http(target, creq)
 
@@ -413,7 +419,7 @@ class _StreamState:
         try:
             events = self.sse.feed(data)
         except SSETooLarge as e:
-            raise _decode_stream_error(target, str(e)) from e
+            raise e.error(target.provider, target.model) from e
         out: list[Chunk] = []
         for ev in events:
             out.extend(decoder.feed(ev))
@@ -669,7 +675,7 @@ class _PredictionStreamState:
         # Raises (before any HTTP) when this prediction cannot stream, e.g. a Replicate model with no urls.stream.
         self.http = None if prediction.done else _build_http(self.target, adapter.build_prediction_stream(prediction))
         self.poll_interval = DEFAULT_POLL_INTERVAL_S if poll_interval is None else poll_interval
-        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
+        self.sse = SSEDecoder(adapter.settings.max_event_bytes)
         self.logs = prediction.logs
         self.error: Any = None
         self.done = prediction.done
@@ -686,7 +692,7 @@ class _PredictionStreamState:
         try:
             events = self.sse.feed(data)
         except SSETooLarge as e:
-            raise _decode_stream_error(self.target, str(e)) from e
+            raise e.error(self.target.provider, self.target.model) from e
         out: list[Any] = []
         for ev in events:
             if self.done:
@@ -1293,7 +1299,8 @@ class Client(_BaseClient, FineTuning):
     def _stream(self, prediction: Prediction, poll_interval: float | None = None) -> PredictionStream:
         return PredictionStream(self, _PredictionStreamState(self._core, prediction, poll_interval))
 
-    def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
+    def _download(self, url: str, provider: str = "download", model: str | None = None, *,
+                  public_only: bool = True) -> bytes:
         """GET an output file: no credential (the URL is pre-signed), redirects followed, size bounded.
 
         Raises:
@@ -1304,7 +1311,7 @@ class Client(_BaseClient, FineTuning):
         from . import _outputs
 
         for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
-            req = _outputs.download_request(url, self._core.settings.timeout)
+            req = _outputs.download_request(url, self._core.settings.timeout, public_only=public_only)
             with self._transport.stream(req, provider, model) as (head, chunks):
                 target = _outputs.redirect_to(head, url, provider, model)
                 if target is None:
@@ -1638,12 +1645,13 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
     def _stream(self, prediction: Prediction, poll_interval: float | None = None) -> AsyncPredictionStream:
         return AsyncPredictionStream(self, _PredictionStreamState(self._core, prediction, poll_interval))
 
-    async def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
+    async def _download(self, url: str, provider: str = "download", model: str | None = None, *,
+                        public_only: bool = True) -> bytes:
         """:meth:`Client._download`, awaited."""
         from . import _outputs
 
         for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
-            req = _outputs.download_request(url, self._core.settings.timeout)
+            req = _outputs.download_request(url, self._core.settings.timeout, public_only=public_only)
             async with self._transport.stream(req, provider, model) as (head, chunks):
                 target = _outputs.redirect_to(head, url, provider, model)
                 if target is None:

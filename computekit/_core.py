@@ -268,6 +268,8 @@ class Core:
             deployments=dict(conf.deployments) if conf else {},
             idempotency_header=conf.idempotency_header if conf else None,
             key_env_vars=env_vars,
+            max_body_bytes=self.settings.limits.body_bytes(),
+            max_event_bytes=self.settings.limits.stream_event_bytes,
         )
 
     def adapter(self, provider: str, *, base_url: str | None = None, api_key: str | None = None) -> Adapter:

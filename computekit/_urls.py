@@ -10,23 +10,21 @@ port) and reads the origin of what is left once: scheme, lowercased host, port (
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from ._exceptions import InvalidRequestError
+from ._exceptions import UnsafeURLError
 
-__all__ = ["Origin", "UnsafeURLError", "check_url", "is_safe", "origin", "same_origin", "without_query"]
+__all__ = ["Origin", "check_url", "is_safe", "origin", "public_addresses", "same_origin", "without_query"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters on which URL parsers disagree, or that no parser should see: backslash, controls, space, DEL.
 _AMBIGUOUS = re.compile(r"[\\\x00-\x20\x7f]")
 _HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
-
-
-class UnsafeURLError(InvalidRequestError):
-    """A URL that URL parsers could read as different hosts: refused before anything is sent."""
 
 
 class Origin(NamedTuple):
@@ -101,5 +99,57 @@ def without_query(url: str) -> str:
 
 
 def _shown(url: str) -> str:
-    # Shown with its odd characters escaped, and without a query (it may hold a signature).
-    return repr(without_query(url))
+    # Shown with its odd characters escaped, user info masked and no query (either may hold a secret).
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return repr(f"{scheme}{sep}{authority}{slash}{path}".split("?", 1)[0].split("#", 1)[0])
+
+
+# --------------------------------------------------------------------------------------------- public addresses
+
+ALLOW_PRIVATE_OPTION = "allow_private_network=True"
+"""How a caller lets ``save()`` fetch from private, loopback and link-local addresses (named in refusals)."""
+
+
+def refused_address(ip: str) -> str | None:
+    """Why ``ip`` is no public destination (``"loopback"``, ``"private"`` ...), or ``None`` when it is public."""
+    addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    for kind in ("loopback", "link_local", "private", "multicast", "unspecified", "reserved"):
+        if getattr(addr, f"is_{kind}"):
+            return kind.replace("_", "-")
+    if not addr.is_global:  # shared address space (100.64/10), benchmarking, documentation ranges ...
+        return "non-global"
+    return None
+
+
+def public_addresses(url: str) -> list[tuple[int, str]]:
+    """Resolve ``url``'s host; every address it resolves to, as ``(family, ip)``, when all of them are public.
+
+    An empty list means the name did not resolve here (the transport's own lookup will fail the same way, or the
+    transport is not a network one: a mock).
+
+    Raises:
+        UnsafeURLError: The URL is ambiguous, or its host is (or resolves to) a private, loopback, link-local,
+            multicast or reserved address.
+    """
+    o = origin(url)
+    host = o.host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, o.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    found: list[tuple[int, str]] = []
+    for family, _, _, _, sockaddr in infos:
+        ip = str(sockaddr[0])
+        why = refused_address(ip)
+        if why is not None:
+            raise UnsafeURLError(
+                f"refusing to download {without_query(url)}: {o.host} is a {why} address ({ip}), not a public one; "
+                f"pass {ALLOW_PRIVATE_OPTION} to save() if you trust this host")
+        if (family, ip) not in found:
+            found.append((int(family), ip))
+    return found

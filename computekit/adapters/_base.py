@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
+from .._constants import MAX_SSE_EVENT_BYTES
 from .._exceptions import (
     APIStatusError,
     AuthenticationError,
@@ -122,6 +123,10 @@ class ProviderSettings:
     idempotency_header: str | None = None
     key_env_vars: tuple[str, ...] | None = None
     """The env vars the key was looked up in (``api_key_env`` when configured); ``None``: the adapter's."""
+    max_body_bytes: Mapping[str, int] = field(default_factory=dict)
+    """The largest decoded answer per verb (``complete``, ``embed``, ``rerank``, ``predict``); else the default."""
+    max_event_bytes: int = MAX_SSE_EVENT_BYTES
+    """The largest server-sent event of a stream."""
 
     def __repr__(self) -> str:
         key = "SecretStr('**********')" if self.api_key is not None else "None"
@@ -141,6 +146,10 @@ class HTTPRequest:
     timeout: float | None = None
     total_timeout: float | None = None
     """Seconds the whole exchange may take (the call's deadline): bounds a server that drips bytes."""
+    max_bytes: int | None = None
+    """The largest decoded response body accepted (``None``: ``MAX_RESPONSE_BYTES``); streams cap each event."""
+    public_only: bool = False
+    """Refuse a host that is, or resolves to, a private, loopback or link-local address (output downloads)."""
 
     def body(self) -> bytes | None:
         """The encoded body."""
