@@ -26,6 +26,7 @@ import itertools
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -808,7 +809,8 @@ class AiohttpTransport:
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                async for data in r.content.iter_chunked(_READ_SIZE):
+                # What has arrived (an SSE event at a time); aiohttp inflates and buffers a bounded piece at a time.
+                async for data in r.content.iter_any():
                     yield data
             except (TimeoutError, aiohttp.ServerTimeoutError) as e:
                 raise _timeout_error(type(e).__name__, provider, model) from e
@@ -881,7 +883,43 @@ def _httpx_timeout(req: HTTPRequest, default: float) -> httpx.Timeout:
     return httpx.Timeout(req.timeout or default, connect=DEFAULT_CONNECT_TIMEOUT_S)
 
 
-def _httpx_request(client: Any, req: HTTPRequest, default_timeout: float) -> tuple[httpx.Request, float | None]:
+class _Socket:
+    """What an :class:`_Alarm` shuts: a socket found by :func:`_httpx_tracer`."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+
+def _httpx_tracer(give_up: float, alarms: list[_Alarm]) -> Callable[[str, dict[str, Any]], None]:
+    """An httpcore ``trace`` hook that arms the watchdog with the socket a request is about to be sent on.
+
+    httpcore reads a response head with one read timeout for all its reads, so a server dripping the head a byte
+    at a time would never time out. The hook runs inside httpcore's connection (the caller of the trace), whose
+    network stream holds the socket; when that layout is not found (another transport), reads stay bounded by
+    the remaining time at the start of each phase only.
+    """
+
+    def trace(event: str, info: dict[str, Any]) -> None:
+        if not event.endswith("send_request_headers.started"):
+            return
+        frame: Any = sys._getframe(1)
+        for _ in range(8):  # Trace.trace -> Trace.__enter__ -> the connection's handle_request
+            if frame is None:
+                return
+            stream = getattr(frame.f_locals.get("self"), "_network_stream", None)
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if isinstance(sock, socket.socket):
+                alarms.append(_WATCHDOG.arm(give_up, _Socket(sock)))
+                return
+            frame = frame.f_back
+
+    return trace
+
+
+def _httpx_request(client: Any, req: HTTPRequest, default_timeout: float, alarms: list[_Alarm] | None = None
+                   ) -> tuple[httpx.Request, float | None]:
     _urls.check_url(req.url)
     headers = _headers(req)
     if not any(k.lower() == "accept-encoding" for k in headers):
@@ -891,6 +929,8 @@ def _httpx_request(client: Any, req: HTTPRequest, default_timeout: float) -> tup
     give_up = _deadline(req)
     if give_up is not None:
         request.extensions["timeout"] = _Shrinking(request.extensions.get("timeout") or {}, give_up)
+        if alarms is not None:
+            request.extensions["trace"] = _httpx_tracer(give_up, alarms)
     return request, give_up
 
 
@@ -952,7 +992,8 @@ class HttpxSyncTransport:
         if req.url.startswith(_inprocess.SCHEME):
             return _inprocess.send(req, provider, model)
         self._public(req)
-        request, give_up = _httpx_request(self.client, req, self._default_timeout)
+        alarms: list[_Alarm] = []
+        request, give_up = _httpx_request(self.client, req, self._default_timeout, alarms)
         try:
             r = self.client.send(request, stream=True, follow_redirects=False)
             try:
@@ -964,6 +1005,9 @@ class HttpxSyncTransport:
                 r.close()
         except _httpx_errors() as e:
             raise _httpx_convert(e, provider, model, give_up) from e
+        finally:
+            for alarm in alarms:
+                _WATCHDOG.disarm(alarm)
 
     @contextlib.contextmanager
     def stream(
@@ -975,11 +1019,14 @@ class HttpxSyncTransport:
                 yield opened
             return
         self._public(req)
-        request, give_up = _httpx_request(self.client, req, self._default_timeout)
+        alarms: list[_Alarm] = []
+        request, give_up = _httpx_request(self.client, req, self._default_timeout, alarms)
         check = _watch(give_up, provider, model)
         try:
             r = self.client.send(request, stream=True, follow_redirects=False)
         except _httpx_errors() as e:
+            for alarm in alarms:
+                _WATCHDOG.disarm(alarm)
             raise _httpx_convert(e, provider, model, give_up) from e
         try:
             if r.status_code >= ERROR_STATUS:
@@ -1000,6 +1047,8 @@ class HttpxSyncTransport:
 
             yield _httpx_head(r), chunks()
         finally:
+            for alarm in alarms:
+                _WATCHDOG.disarm(alarm)
             r.close()
 
     def close(self) -> None:
@@ -1080,7 +1129,9 @@ class HttpxAsyncTransport:
         request, give_up = _httpx_request(self.client, req, self._default_timeout)
         check = _watch(give_up, provider, model)
         try:
-            r = await self.client.send(request, stream=True, follow_redirects=False)
+            r = await _within(self.client.send(request, stream=True, follow_redirects=False), give_up)
+        except TimeoutError as e:
+            raise _timeout_error("total deadline", provider, model) from e
         except _httpx_errors() as e:
             raise _httpx_convert(e, provider, model, give_up) from e
         try:
@@ -1093,9 +1144,16 @@ class HttpxAsyncTransport:
                 return
 
             async def chunks() -> AsyncIterator[bytes]:
+                pieces = self._decoded(r, provider, model, check)
                 try:
-                    async for b in self._decoded(r, provider, model, check):
+                    while True:
+                        try:
+                            b = await _within(anext(pieces), give_up)
+                        except StopAsyncIteration:
+                            return
                         yield b
+                except TimeoutError as e:
+                    raise _timeout_error("total deadline", provider, model) from e
                 except _httpx_errors() as e:
                     raise _httpx_convert(e, provider, model, give_up) from e
 
@@ -1106,6 +1164,15 @@ class HttpxAsyncTransport:
     async def close(self) -> None:
         """Close the client's pooled connections."""
         await self.client.aclose()
+
+
+async def _within(awaitable: Any, give_up: float | None) -> Any:
+    """``await awaitable``, cut at ``give_up`` (monotonic) with ``TimeoutError``."""
+    if give_up is None:
+        return await awaitable
+    import asyncio
+
+    return await asyncio.wait_for(awaitable, max(give_up - time.monotonic(), _MIN_WAIT_S))
 
 
 async def _empty() -> AsyncIterator[bytes]:
