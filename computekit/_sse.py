@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._exceptions import ResponseTooLargeError
-from .adapters._base import SSEEvent
+from ._http import SSEEvent
 
 __all__ = ["SSEDecoder", "SSETooLarge"]
 

@@ -31,12 +31,14 @@ import math
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from pydantic import Field
+
 from .. import _urls
 from .._exceptions import APIStatusError, InvalidRequestError, OverloadedError, UnsupportedCapabilityError
 from .._types import Prediction
-from ._base import Adapter, Capabilities, HTTPRequest, HTTPResponse, PredictRequest
+from ._base import Adapter, AdapterSettings, Capabilities, HTTPRequest, HTTPResponse, PredictRequest
 
-__all__ = ["HFEndpointAdapter"]
+__all__ = ["HFEndpointAdapter", "HFEndpointSettings"]
 
 _NO_ENDPOINT: Final = "https://endpoints.huggingface.cloud"
 """The default base URL: a placeholder meaning "no endpoint configured" (each endpoint has its own URL; the
@@ -44,6 +46,14 @@ client needs some base URL to build the adapter)."""
 
 _ENDPOINT_DOMAIN: Final = ".endpoints.huggingface.cloud"
 _UNAVAILABLE: Final = 503
+
+
+class HFEndpointSettings(AdapterSettings):
+    """``[providers.hf-endpoint]``: endpoints by name."""
+
+    deployments: dict[str, str] = Field(
+        default_factory=dict, description="Endpoint name -> its URL (https://...endpoints.huggingface.cloud)."
+    )
 
 
 class HFEndpointAdapter(Adapter):
@@ -55,6 +65,8 @@ class HFEndpointAdapter(Adapter):
     key_env_vars = ("HF_TOKEN", "HUGGINGFACE_API_KEY")
     default_base_url = _NO_ENDPOINT
     docs_url = "https://huggingface.co/docs/inference-endpoints/guides/test_endpoint"
+    settings_model = HFEndpointSettings
+    options: HFEndpointSettings
 
     @classmethod
     def pricing_for(cls, provider: str) -> str:
@@ -70,7 +82,7 @@ class HFEndpointAdapter(Adapter):
         o = _urls.origin(url)
         if o.scheme == "https" and o.port == 443 and o.host.endswith(_ENDPOINT_DOMAIN):
             return True
-        known = (self.settings.base_url, *self.settings.deployments.values())
+        known = (self.settings.base_url, *self.options.deployments.values())
         return any(_urls.same_origin(url, k) for k in known)
 
     def endpoint_url(self, model: str) -> str:
@@ -91,7 +103,7 @@ class HFEndpointAdapter(Adapter):
                     '[providers.hf-endpoint] deployments = { NAME = "https://..." }'
                 )
             return model
-        url = self.settings.deployments.get(model)
+        url = self.options.deployments.get(model)
         if url:
             return url
         if self.settings.base_url and self.settings.base_url.rstrip("/") != _NO_ENDPOINT:
