@@ -118,7 +118,7 @@ def refused_address(ip: str) -> str | None:
     addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(ip.split("%", 1)[0])
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    for kind in ("loopback", "link_local", "private", "multicast", "unspecified", "reserved"):
+    for kind in ("loopback", "link_local", "unspecified", "multicast", "private", "reserved"):
         if getattr(addr, f"is_{kind}"):
             return kind.replace("_", "-")
     if not addr.is_global:  # shared address space (100.64/10), benchmarking, documentation ranges ...
