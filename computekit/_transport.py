@@ -529,7 +529,9 @@ class Urllib3Transport:
         o = _urls.origin(req.url)
         parts = urlsplit(req.url)
         cls = _pool_classes()[o.scheme]
-        kwargs: dict[str, Any] = {"host": found[0][1], "port": o.port, "maxsize": 1, "retries": False}
+        # IPv4 first when there is one: a host without an IPv6 route would fail on an IPv6 address.
+        _, ip = min(found, key=lambda f: f[0] != socket.AF_INET)
+        kwargs: dict[str, Any] = {"host": ip, "port": o.port, "maxsize": 1, "retries": False}
         if o.scheme == "https":
             kwargs.update(ssl_context=_ssl_context(), server_hostname=o.host, assert_hostname=o.host)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -550,7 +552,7 @@ class Urllib3Transport:
             }
             if pinned is not None:
                 pool, path = pinned
-                host = urlsplit_netloc(req.url)
+                host = _netloc(req.url)
                 r = pool.urlopen(req.method, path, headers={**headers, "host": host}, **kwargs)
             else:
                 pool = None
@@ -644,7 +646,7 @@ class Urllib3Transport:
         self._proxies.clear()
 
 
-def urlsplit_netloc(url: str) -> str:
+def _netloc(url: str) -> str:
     """The ``host[:port]`` of ``url`` (a ``Host`` header)."""
     from urllib.parse import urlsplit
 
