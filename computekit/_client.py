@@ -46,6 +46,7 @@ from ._types import Attempt, Chunk, Completion, Embeddings, Message, Prediction,
 from .adapters._base import (
     CompleteRequest,
     EmbedRequest,
+    EventDecoder,
     HTTPRequest,
     HTTPResponse,
     ModelInfo,
@@ -386,10 +387,12 @@ class _StreamState:
         self.tags = check_tags(tags)
         self.attempts: list[Attempt] = []
         self.result: Completion | None = None
-        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
+        self.sse: EventDecoder = SSEDecoder(MAX_SSE_EVENT_BYTES)
 
     def request(self, target: Target) -> tuple[CompleteRequest, HTTPRequest]:
-        self.sse = SSEDecoder(target.adapter.settings.max_event_bytes)  # a fallback target starts clean
+        # A fallback target starts with a clean decoder, of its own framing (server-sent events by default).
+        limit = target.adapter.settings.max_event_bytes
+        self.sse = target.adapter.event_decoder(limit) or SSEDecoder(limit)
         creq = self.core.complete_request(target, self.messages, self.options, stream=True)
         return creq, _build_http(target, creq)
 
@@ -398,6 +401,8 @@ class _StreamState:
             events = self.sse.feed(data)
         except SSETooLarge as e:
             raise e.error(target.provider, target.model) from e
+        except ValueError as e:  # a frame that does not parse (a binary framing's bad checksum ...)
+            raise target.adapter.malformed(HTTPResponse(200, {}, data), target.model, str(e)) from e
         out: list[Chunk] = []
         for ev in events:
             out.extend(decoder.feed(ev))

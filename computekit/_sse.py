@@ -11,9 +11,8 @@ __all__ = ["SSEDecoder", "SSETooLarge"]
 class SSETooLarge(Exception):
     """An event (or a line) grew past the limit: the server is broken or hostile."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"a server-sent event (or line) is larger than the {limit}-byte limit "
-                         "([limits] stream_event_bytes)")
+    def __init__(self, limit: int, what: str = "a server-sent event (or line)") -> None:
+        super().__init__(f"{what} is larger than the {limit}-byte limit ([limits] stream_event_bytes)")
         self.limit = limit
 
     def error(self, provider: str, model: str | None) -> ResponseTooLargeError:

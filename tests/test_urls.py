@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,27 @@ def test_a_name_that_does_not_resolve_is_left_to_the_transport(monkeypatch: pyte
 
     monkeypatch.setattr(socket, "getaddrinfo", fail)
     assert _urls.public_addresses("https://nowhere.invalid/x") == []
+
+
+def test_adapters_whose_host_is_filled_in_keep_their_key_there_only() -> None:
+    from pydantic import SecretStr
+
+    from computekit.adapters import adapter_class
+    from computekit.adapters._base import ProviderSettings
+
+    def make(name: str, **extra: object) -> object:
+        cls = adapter_class(name)
+        options = cls.settings_model(**extra) if extra else None  # type: ignore[attr-defined]
+        return cls(ProviderSettings(name=name, base_url=cls.default_base_url or "", api_key=SecretStr("k" * 24),
+                                    timeout=30, options=options))
+
+    bedrock: Any = make("bedrock", region="eu-west-3")
+    assert bedrock.on_origin(bedrock.model_url("amazon.nova-micro-v1:0", "converse"))
+    assert not bedrock.on_origin("https://bedrock-runtime.evil.test/model/x/converse")
+    baseten: Any = make("baseten-dedicated")
+    assert baseten.on_origin(baseten.predict_url("abc123"))
+    assert not baseten.on_origin("https://model-abc.evil.test/predict")
+    hf: Any = make("hf-endpoint")
+    assert hf.on_origin("https://xyz.us-east-1.aws.endpoints.huggingface.cloud/")
+    assert not hf.on_origin("http://xyz.us-east-1.aws.endpoints.huggingface.cloud/")
+    assert not hf.on_origin("https://endpoints.huggingface.cloud.evil.test/")

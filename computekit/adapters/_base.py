@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -44,6 +44,7 @@ from .._types import (
     FineTuneEvent,
     FineTuneJob,
     Prediction,
+    PriceSource,
     Reranking,
     Result,
     Usage,
@@ -58,6 +59,7 @@ __all__ = [
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",
+    "EventDecoder",
     "FineTuneBilling",
     "FineTuneRequest",
     "FineTuneSpec",
@@ -309,6 +311,18 @@ class FineTuneBilling:
     x the job's epochs."""
 
 
+class EventDecoder(Protocol):
+    """Frames a streamed body into events (server-sent events by default; AWS's event-stream for Bedrock)."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Decode ``chunk``; returns the events it completed."""
+        ...
+
+    def close(self) -> tuple[list[SSEEvent], bool]:
+        """End of stream: the last events, and whether the body was cut short mid-event."""
+        ...
+
+
 class StreamDecoder(ABC):
     """Turns one response's server-sent events into chunks, then into the final completion."""
 
@@ -460,7 +474,8 @@ class Adapter(ABC):
     def on_origin(self, url: str | None) -> bool:
         """Whether ``url`` is on the configured base URL's exact origin (scheme, host, port): the only place the
         key goes."""
-        return bool(url) and same_origin(url or "", self.settings.base_url)
+        # ``url("")``: the base URL as this adapter fills it in (a region, for hosts with one endpoint per region).
+        return bool(url) and same_origin(url or "", self.url(""))
 
     def own_url(self, named: str | None, built: str) -> str:
         """The URL a host's answer ``named`` (poll, cancel ...) when it is on the provider's origin, else ``built``
@@ -559,6 +574,11 @@ class Adapter(ABC):
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
         """A decoder for one streamed response."""
         raise self.unsupported("stream")
+
+    def event_decoder(self, max_event_bytes: int) -> EventDecoder | None:
+        """How this provider frames a streamed body into events: ``None`` for server-sent events (the client's
+        own decoder); a host with another framing returns its decoder, bounded by ``max_event_bytes``."""
+        return None
 
     def build_embed(self, req: EmbedRequest) -> HTTPRequest:
         """Translate an ``embed()`` call into an HTTP request."""
@@ -720,6 +740,11 @@ class Adapter(ABC):
     def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         """What the price tables should look up for ``model`` (and, once known, the result)."""
         return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider)
+
+    def billed_total(self, result: Result) -> tuple[Decimal, PriceSource] | None:
+        """What the provider says it charged for ``result`` (USD) and where that figure was read, when its answer
+        says so: the call's cost is then that figure, with computekit's own price kept beside it."""
+        return None
 
     def note_head(self, result: Result, headers: Mapping[str, str]) -> None:
         """Read what the response head says about ``result`` that its body (or a stream's events) did not: the
