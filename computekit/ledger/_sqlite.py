@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import sqlite3
 import threading
 import uuid
@@ -21,6 +23,11 @@ __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 5000
 """How long a writer waits for another process's transaction before failing."""
+FILE_MODE = 0o600
+"""A new ledger file's permissions: its owner only (tags may name customers). SQLite gives its ``-wal`` and
+``-shm`` files the database file's mode. An existing file keeps its mode."""
+DIR_MODE = 0o700
+"""The permissions of a folder the ledger creates for its file (the per-user default's ``computekit`` folder)."""
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -119,11 +126,23 @@ def path_from_url(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
 
+def _create_private(path: Path) -> None:
+    """Create ``path``'s folder (``DIR_MODE``) and an empty ``path`` (``FILE_MODE``) unless they exist, so that
+    SQLite opens a file only its owner can read; an existing file or folder is left as it is."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    # O_EXCL: another process creating it at the same moment wins, and its file is as private as this one.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+
+
 class SQLiteLedger(Buffered, Ledger):
     """A ledger in one SQLite file, shared safely by threads and processes.
 
     Args:
-        path: The database file (created with its folder), or ``":memory:"``.
+        path: The database file, or ``":memory:"``. A new file is created readable by its owner only (``0600``;
+            SQLite's ``-wal`` and ``-shm`` files follow it), in a new folder of mode ``0700`` when its folder
+            does not exist. An existing file keeps its mode.
         buffered: Commit recorded rows in batches from a writer thread, off the caller's path (reads, budget
             reservations, ``flush()``, ``close()`` and interpreter exit wait for it). Rows whose process is
             killed before their batch commits are lost; committed rows never are.
@@ -132,7 +151,7 @@ class SQLiteLedger(Buffered, Ledger):
     def __init__(self, path: str | Path, *, buffered: bool = False) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(self.path).expanduser())
         # One connection per ledger, guarded by a lock: sqlite3 connections are not safe to share unguarded,
         # and opening one per call would cost more than the insert.
         self._conn = sqlite3.connect(
