@@ -8,13 +8,23 @@ wrong with it.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from ._constants import (
     CONFIG_ENV,
@@ -46,8 +56,36 @@ __all__ = [
 ]
 
 
+_SHOWN_SECRET = "**********"  # noqa: S105  (what a repr or a dump shows instead of a secret, as SecretStr)
+# The password of a URL's userinfo (``scheme://user:password@host``), and secret query parameters (libpq reads
+# ``?password=``). Patterns, not a URL parser: a URL that does not parse must not be shown either.
+_URL_PASSWORD = re.compile(r"(://[^/?#@\s]*?:)[^/?#\s]*@")
+_URL_SECRET_PARAM = re.compile(r"(?i)([?&](?:password|passfile|sslpassword|sslkey|key|api_key|token|sig)=)[^&#\s]*")
+
+
+def masked_url(url: str | None) -> str | None:
+    """``url`` as it may be shown: the password of its userinfo and secret query parameters replaced (a ledger's
+    ``postgresql://app:secret@db/spend``, a base URL with credentials)."""
+    if not url:
+        return url
+    return _URL_SECRET_PARAM.sub(rf"\1{_SHOWN_SECRET}", _URL_PASSWORD.sub(rf"\1{_SHOWN_SECRET}@", url))
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    _masked: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    """Fields whose values may hold a secret, and how they are shown in a repr, a str and a dump."""
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            shown = self._masked.get(name or "")
+            yield name, value if shown is None or value is None else shown(value)
+
+
+def _masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    # Any extra header may carry a credential (a gateway's key, a proxy token): names are shown, values never.
+    return dict.fromkeys(headers, _SHOWN_SECRET)
 
 
 class ProviderConfig(_Section):
@@ -89,6 +127,16 @@ class ProviderConfig(_Section):
     max_units: int | None = Field(
         None, gt=0, description="Budgets: the most billed units (images, credits) one prediction can produce."
     )
+
+    _masked = {"headers": _masked_headers, "base_url": masked_url}
+
+    @field_serializer("headers")
+    def _dump_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return _masked_headers(headers)
+
+    @field_serializer("base_url")
+    def _dump_base_url(self, url: str | None) -> str | None:
+        return masked_url(url)
 
 
 class RouteConfig(_Section):
@@ -163,7 +211,14 @@ class LedgerConfig(_Section):
             return v
         if v.startswith(("postgresql://", "postgres://")):
             return v
-        raise ValueError(f"{v!r}: use 'sqlite:///path/to/ledger.db', 'postgresql://user@host/db' or 'none'")
+        raise ValueError(f"{masked_url(v)!r}: use 'sqlite:///path/to/ledger.db', 'postgresql://user@host/db' or "
+                         "'none'")
+
+    _masked = {"url": masked_url}
+
+    @field_serializer("url")
+    def _dump_url(self, url: str | None) -> str | None:
+        return masked_url(url)
 
 
 class BudgetConfig(_Section):
