@@ -26,7 +26,19 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import Core, Run, Target, call_options, check_tags, ledger_call, normalise_messages, now
+from ._core import (
+    Core,
+    Run,
+    Target,
+    call_deadline,
+    call_options,
+    check_seconds,
+    check_tags,
+    check_tools,
+    ledger_call,
+    normalise_messages,
+    now,
+)
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -80,6 +92,8 @@ def _complete_options(
     user: str | NotGiven,
     extra_body: Mapping[str, Any] | NotGiven,
 ) -> dict[str, Any]:
+    if tools is not NOT_GIVEN and tools is not None:
+        tools = check_tools(tools)
     opts = call_options(
         max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, tools=tools,
         tool_choice=tool_choice, response_format=response_format, seed=seed, service_tier=service_tier, user=user,
@@ -218,8 +232,7 @@ class _Waiting:
                  progress: bool | Console, deadline: float | None) -> None:
         self.clock = core.router.clock
         self.give_up = deadline if deadline is not None else (None if timeout is None else self.clock() + timeout)
-        if poll_interval is not None and not poll_interval >= 0:
-            raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
+        check_seconds("poll_interval", poll_interval, zero=True)
         self.fixed = poll_interval is not None
         # None is "not given"; 0 is a real interval (a replayed test that must not sleep).
         self.interval = DEFAULT_POLL_INTERVAL_S if poll_interval is None else poll_interval
@@ -1214,7 +1227,8 @@ class Client(_BaseClient, FineTuning):
             ProviderError: The host failed after retries (a request that starts a run is retried only when the
                 host surely never saw it).
         """
-        deadline = None if timeout is None else self._core.router.clock() + timeout
+        deadline = call_deadline(self._core, timeout)
+        check_seconds("poll_interval", poll_interval, zero=True)  # before the run is created
         plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags, validate, deadline)
         self._prepare(plan.targets, validate=validate, hardware=hardware, deadline=deadline)
         try:
@@ -1557,7 +1571,8 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
             PredictionTimeoutError: ``timeout`` passed first.
             ProviderError: The host failed after retries.
         """
-        deadline = None if timeout is None else self._core.router.clock() + timeout
+        deadline = call_deadline(self._core, timeout)
+        check_seconds("poll_interval", poll_interval, zero=True)  # before the run is created
         plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags, validate, deadline)
         await self._prepare(plan.targets, validate=validate, hardware=hardware, deadline=deadline)
         try:

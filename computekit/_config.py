@@ -71,8 +71,29 @@ def masked_url(url: str | None) -> str | None:
     return _URL_SECRET_PARAM.sub(rf"\1{_SHOWN_SECRET}", _URL_PASSWORD.sub(rf"\1{_SHOWN_SECRET}@", url))
 
 
+MAX_SECONDS = 10_000_000
+"""The longest duration a setting may give (timeouts, backoff, cooldown, deadline, a prediction's billed time):
+ten million seconds, about 16 weeks. Longer is a mistake, and the operating system's waits overflow not far
+beyond (``inf`` and ``NaN`` are refused as well)."""
+
+
+def _check_port(url: str | None) -> str | None:
+    """``url`` unchanged, or a ValueError naming its port when no connection could be made to it."""
+    if url and "://" in url:
+        from urllib.parse import urlsplit
+
+        try:
+            urlsplit(url).port  # noqa: B018 - parsing the port is the check (out of range: ValueError)
+        except ValueError:
+            port = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2].rpartition(":")[2]
+            raise ValueError(f"port {port!r} of {masked_url(url)!r} is not a port: use a number from 1 to 65535"
+                             ) from None
+    return url
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # allow_inf_nan=False: a timeout, backoff or weight of inf or NaN would hang a call or break a draw.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
 
     _masked: ClassVar[dict[str, Callable[[Any], Any]]] = {}
     """Fields whose values may hold a secret, and how they are shown in a repr, a str and a dump."""
@@ -95,7 +116,7 @@ class ProviderConfig(_Section):
     base_url: str | None = Field(None, description="API base URL; defaults to the adapter's (or profile's).")
     api_key: SecretStr | None = Field(None, description="The key itself. Prefer api_key_env or the default env var.")
     api_key_env: str | None = Field(None, description="Environment variable that holds the key.")
-    timeout: float | None = Field(None, gt=0, description="Read timeout in seconds for this provider.")
+    timeout: float | None = Field(None, gt=0, le=MAX_SECONDS, description="Read timeout in seconds for this provider.")
     api_version: str | None = Field(None, description="API version (Azure OpenAI: e.g. 2024-10-21).")
     organization: str | None = Field(None, description="OpenAI organization id, sent as a header.")
     project: str | None = Field(None, description="OpenAI project id, sent as a header.")
@@ -120,7 +141,7 @@ class ProviderConfig(_Section):
     )
     max_seconds: float | None = Field(
         None,
-        gt=0,
+        gt=0, le=MAX_SECONDS,
         description="The longest a prediction or a GPU-time training can bill, seconds: a budget's worst case, and "
         "a Replicate training's estimate.",
     )
@@ -129,6 +150,11 @@ class ProviderConfig(_Section):
     )
 
     _masked = {"headers": _masked_headers, "base_url": masked_url}
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str | None) -> str | None:
+        return _check_port(v)
 
     @field_serializer("headers")
     def _dump_headers(self, headers: dict[str, str]) -> dict[str, str]:
@@ -172,25 +198,30 @@ class RetryConfig(_Section):
     """The retry loop for one request on one target."""
 
     max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0, le=20, description="Retries after the first try.")
-    backoff_initial: float = Field(DEFAULT_BACKOFF_INITIAL_S, ge=0, description="First backoff, seconds.")
-    backoff_max: float = Field(DEFAULT_BACKOFF_MAX_S, ge=0, description="Largest backoff, seconds.")
+    backoff_initial: float = Field(
+        DEFAULT_BACKOFF_INITIAL_S, ge=0, le=MAX_SECONDS, description="First backoff, seconds."
+    )
+    backoff_max: float = Field(DEFAULT_BACKOFF_MAX_S, ge=0, le=MAX_SECONDS, description="Largest backoff, seconds.")
     retry_after_cap: float = Field(
-        DEFAULT_RETRY_AFTER_CAP_S, ge=0, description="Longest Retry-After honoured inside a call, seconds."
+        DEFAULT_RETRY_AFTER_CAP_S, ge=0, le=MAX_SECONDS,
+        description="Longest Retry-After honoured inside a call, seconds.",
     )
 
 
 class RoutingConfig(_Section):
     """Cooldowns of failing targets, the total deadline of a call, and fallback choices."""
 
-    cooldown_s: float = Field(DEFAULT_COOLDOWN_S, ge=0, description="How long a failing target is skipped.")
+    cooldown_s: float = Field(
+        DEFAULT_COOLDOWN_S, ge=0, le=MAX_SECONDS, description="How long a failing target is skipped."
+    )
     failure_window_s: float = Field(
-        DEFAULT_FAILURE_WINDOW_S, gt=0, description="Window in which failures are counted, seconds."
+        DEFAULT_FAILURE_WINDOW_S, gt=0, le=MAX_SECONDS, description="Window in which failures are counted, seconds."
     )
     failures_to_cool: int = Field(
         DEFAULT_FAILURES_TO_COOL, ge=1, description="Failures within the window that cool a target down."
     )
     deadline_s: float | None = Field(
-        None, gt=0, description="Total time one call may take, retries, sleeps and fallbacks included."
+        None, gt=0, le=MAX_SECONDS, description="Total time one call may take, retries, sleeps and fallbacks included."
     )
     on_content_filter: Literal["raise", "fallback"] = Field(
         "raise", description="Whether a content-filter refusal falls back to the next target."
@@ -210,7 +241,7 @@ class LedgerConfig(_Section):
         if v is None or v == "none" or v.startswith("sqlite:///") or v == "sqlite://:memory:":
             return v
         if v.startswith(("postgresql://", "postgres://")):
-            return v
+            return _check_port(v)
         raise ValueError(f"{masked_url(v)!r}: use 'sqlite:///path/to/ledger.db', 'postgresql://user@host/db' or "
                          "'none'")
 
@@ -267,7 +298,7 @@ class Settings(_Section):
     prices: dict[str, dict[str, Decimal]] = Field(
         default_factory=dict, description='Price overrides: "provider:model" = { input_mtok = "0.15", ... }.'
     )
-    timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="Default read timeout, seconds.")
+    timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, le=MAX_SECONDS, description="Default read timeout, seconds.")
 
     @model_validator(mode="before")
     @classmethod
@@ -371,14 +402,12 @@ def load_settings(
         path = _find_file(config)
         if path is not None:
             origin = str(path)
-            try:
-                data = tomllib.loads(path.read_text("utf-8"))
-            except tomllib.TOMLDecodeError as e:
-                raise ConfigError(f"{path}: not valid TOML: {e}") from e
-            except OSError as e:
-                raise ConfigError(f"{path}: cannot be read: {e}") from e
+            data = _read_toml(path)
     if overrides:
-        data = _merge(data, overrides)
+        try:
+            data = _merge(data, overrides)
+        except RecursionError as e:  # mappings of arguments nested thousands deep
+            raise ConfigError(f"invalid configuration in {origin} + keyword arguments: nested too deeply") from e
         if origin != "keyword arguments":
             origin += " + keyword arguments"
     env_ledger = os.environ.get(LEDGER_ENV)
@@ -388,3 +417,24 @@ def load_settings(
         return Settings.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_explain(e, origin)) from None
+    except RecursionError as e:  # a mapping nested thousands deep
+        raise ConfigError(f"invalid configuration in {origin}: nested too deeply") from e
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A config file's settings; every way it can fail is a ConfigError that says what to fix."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e}") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start + 1}, line {line}): save it as UTF-8") from e
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except RecursionError as e:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{path}: arrays or inline tables nested too deeply to be settings") from e

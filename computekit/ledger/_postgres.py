@@ -39,6 +39,7 @@ from .._exceptions import ConfigError
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, fits, refusal
 from ._buffered import BatchWriter, Buffered
+from ._report import utc
 
 if TYPE_CHECKING:
     import psycopg
@@ -283,6 +284,7 @@ class PostgresLedger(Buffered, Ledger):
                     raise
 
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
+        since, until = utc(since), utc(until, "until")  # any time zone compares right; a date is refused
         sql = f"SELECT id, {_COLUMNS} FROM computekit_attempts"
         where: list[str] = []
         args: list[Any] = []

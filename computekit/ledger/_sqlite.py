@@ -17,6 +17,7 @@ from pathlib import Path
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter, Buffered
+from ._report import utc
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
@@ -284,6 +285,7 @@ class SQLiteLedger(Buffered, Ledger):
         return spent, reserved_total
 
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
+        since, until = utc(since), utc(until, "until")  # any time zone compares right; a date is refused
         sql = f"SELECT id, {_COLUMNS} FROM attempts"
         where, args = [], []
         if since is not None:
