@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import ValidationError
+
 from ._budget import BudgetStatus, Reservation
 from ._config import RouteConfig
 from ._constants import (
@@ -63,6 +65,7 @@ from .adapters._base import (
     ModelInfo,
     PredictRequest,
     RerankRequest,
+    SSEEvent,
     StreamDecoder,
     StreamUpdate,
 )
@@ -123,6 +126,10 @@ class _Plan:
 
     def __post_init__(self) -> None:
         check_tags(self.tags)  # bad tags fail before any HTTP, for every verb
+
+    def parse_checked(self, target: Target, req: Any, resp: HTTPResponse) -> Any:
+        """:attr:`parse`, with values out of range (an absurd usage count) as a MalformedResponseError."""
+        return target.adapter.checked(resp, target.model, lambda: self.parse(target, req, resp))
 
 
 def _complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, messages: Messages | NotGiven,
@@ -427,26 +434,35 @@ class _StreamState:
             raise _decode_stream_error(target, str(e)) from e
         out: list[Chunk] = []
         for ev in events:
-            out.extend(decoder.feed(ev))
+            out.extend(self.feed(target, decoder, ev))
         return out
 
+    @staticmethod
+    def feed(target: Target, decoder: StreamDecoder, ev: SSEEvent) -> list[Chunk]:
+        """One event through the decoder; values out of range (an absurd usage count) are a malformed answer."""
+        head = HTTPResponse(200, {}, ev.data.encode("utf-8", "replace"))
+        return target.adapter.checked(head, target.model, lambda: decoder.feed(ev))
+
     def finish(self, target: Target, decoder: StreamDecoder, head: HTTPResponse) -> Completion:
-        result = decoder.result()
+        result = target.adapter.checked(head, target.model, decoder.result)
         # The decoder sees only events; the request id is in the response head.
         result.request_id = result.request_id or target.adapter.request_id(head.headers)
         return result
 
     def cancel(self, target: Target, decoder: StreamDecoder, started: dt.datetime, t0: float,
                reservation: Reservation | None = None) -> None:
-        partial_result = decoder.result()
-        usage = partial_result.usage if partial_result._usage_reported else None
+        try:
+            partial_result = decoder.result()
+            usage = partial_result.usage if partial_result._usage_reported else None
+        except ValidationError:  # usage out of range: the attempt is still recorded, its usage unknown
+            usage = None
         self.core.canceled("stream", target, usage, started, t0, self.attempts, self.tags, reservation)
 
     def close(self, target: Target, decoder: StreamDecoder) -> list[Chunk]:
         events, cut = self.sse.close()
         out: list[Chunk] = []
         for ev in events:
-            out.extend(decoder.feed(ev))
+            out.extend(self.feed(target, decoder, ev))
         if cut or not decoder.done:
             raise _decode_stream_error(target, "the stream ended before its last event")
         return out
@@ -526,6 +542,7 @@ class Stream(AbstractContextManager["Stream"]):
                             started_any = True
                             yield chunk
                     yield from st.close(target, decoder)
+                    result = st.finish(target, decoder, head)  # usage out of range: a failed attempt
                 except ProviderError as e:
                     core.failed("stream", target, e, started, t0, st.attempts, st.tags, reservation=held)
                     raise
@@ -537,7 +554,6 @@ class Stream(AbstractContextManager["Stream"]):
                     raise
                 finally:
                     cm.__exit__(None, None, None)
-                result = st.finish(target, decoder, head)
                 core.succeeded("stream", target, result, started, t0, st.attempts, st.tags, first_byte,
                                reservation=held)
                 st.result = result
@@ -633,6 +649,7 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                             yield chunk
                     for chunk in st.close(target, decoder):
                         yield chunk
+                    result = st.finish(target, decoder, head)  # usage out of range: a failed attempt
                 except ProviderError as e:
                     await ledger_call(core, partial(core.failed, "stream", target, e, started, t0, st.attempts,
                                                     st.tags, reservation=held))
@@ -645,7 +662,6 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                     raise
                 finally:
                     await cm.__aexit__(None, None, None)
-                result = st.finish(target, decoder, head)
                 await ledger_call(core, partial(core.succeeded, "stream", target, result, started, t0, st.attempts,
                                                 st.tags, first_byte, reservation=held))
                 st.result = result
@@ -962,7 +978,7 @@ class Client(_BaseClient, FineTuning):
         self._transport = sync_transport(self._core.settings.timeout, http_client)
 
     def _send(self, plan: _Plan) -> Any:
-        core, verb, parse, tags = self._core, plan.verb, plan.parse, plan.tags
+        core, verb, parse, tags = self._core, plan.verb, plan.parse_checked, plan.tags
         run = Run(core, plan.targets, plan.route, plan.build)
         attempts: list[Attempt] = []
         while (target := run.next()) is not None:
@@ -1358,7 +1374,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         self._transport = async_transport(self._core.settings.timeout, http_client)
 
     async def _send(self, plan: _Plan) -> Any:
-        core, verb, parse, tags = self._core, plan.verb, plan.parse, plan.tags
+        core, verb, parse, tags = self._core, plan.verb, plan.parse_checked, plan.tags
         run = Run(core, plan.targets, plan.route, plan.build)
         attempts: list[Attempt] = []
         while (target := run.next()) is not None:

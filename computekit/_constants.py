@@ -64,6 +64,11 @@ DEFAULT_MAX_KEEPALIVE: Final = 100
 MAX_SSE_EVENT_BYTES: Final = 4 * 1024 * 1024
 """An SSE event larger than this is a broken or hostile server: refuse it instead of buffering forever."""
 
+MAX_USAGE_COUNT: Final = 10_000_000_000
+"""The largest usage count a provider may report for one call (tokens of any kind, images, requests, billed
+units, GPU-seconds): ten billion, a thousand times the largest context window any model has and more than any
+fine-tuning job trains on. A report beyond it, a negative or a fractional count is a malformed response: it
+would otherwise price as a huge (or negative) cost, or overflow the ledger's integer columns."""
 MAX_DOWNLOAD_BYTES: Final = 512 * 1024 * 1024
 """``Prediction.save()`` refuses an output file larger than this (512 MiB) instead of filling memory and disk."""
 MAX_DOWNLOAD_REDIRECTS: Final = 5

@@ -766,7 +766,7 @@ def call_deadline(core: Core, timeout: float | None) -> float | None:
     Raises:
         InvalidRequestError: ``timeout`` is not a usable number of seconds.
     """
-    seconds = check_seconds("timeout", timeout)
+    seconds = check_seconds("timeout", timeout, zero=True)  # 0: already over (nothing is sent)
     return None if seconds is None else core.router.clock() + seconds
 
 

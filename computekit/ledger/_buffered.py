@@ -12,11 +12,15 @@ committed one.
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import json
 import logging
 import queue
 import threading
 import weakref
 from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
 
 from .._constants import LEDGER_BATCH_MAX, LEDGER_LINGER_S, LEDGER_QUEUE_MAX
 from ._base import LedgerRow
@@ -26,6 +30,37 @@ __all__ = ["BatchWriter", "Buffered"]
 log = logging.getLogger("computekit.ledger")
 
 _WRITE_TRIES = 3
+_REFUSALS_BEFORE_GIVING_UP = 3
+"""Rows refused in a row (even in their safe form) after which the store itself is taken to be failing."""
+_INT64_MAX = 2**63 - 1  # the integer columns of SQLite and PostgreSQL (BIGINT)
+
+
+def safe_form(row: LedgerRow) -> LedgerRow | None:
+    """``row`` with the values a store may refuse cleared: token counts outside 0..2^63-1 set to 0, and then its
+    cost, whose counts are no longer known, to unknown (budgets count the amount it reserved); non-finite amounts
+    to unknown. ``None`` when there is nothing to clear (the row was refused for another reason)."""
+    changes: dict[str, Any] = {}
+    for name in _COUNTS:
+        value = getattr(row, name)
+        if not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
+            changes[name] = 0
+    for name in ("cost", "gpu_seconds", "reserved"):
+        value = getattr(row, name)
+        if value is not None and (not isinstance(value, Decimal) or not value.is_finite()):
+            changes[name] = None
+    if not changes:
+        return None
+    if any(name in changes for name in _COUNTS):
+        changes["cost"] = None
+    return dataclasses.replace(row, **changes)
+
+
+_COUNTS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+def _facts(row: LedgerRow) -> str:
+    """A row as a log line: every field, so that it can be re-entered by hand."""
+    return json.dumps(row.as_dict(), default=str, sort_keys=True)
 
 
 class BatchWriter:
@@ -92,13 +127,41 @@ class BatchWriter:
                 return
 
     def _write(self, batch: list[LedgerRow]) -> None:
-        for attempt in range(_WRITE_TRIES):
-            try:
-                self._write_many(batch)
+        # A locked or full disk must not kill the writer: retry, then look for the row at fault.
+        if not any(self._tried(batch) for _ in range(_WRITE_TRIES)):
+            self._write_one_by_one(batch)
+
+    def _tried(self, rows: list[LedgerRow]) -> bool:
+        """Whether ``rows`` were written (in one transaction)."""
+        try:
+            self._write_many(rows)
+        except Exception:
+            log.debug("computekit ledger: a write of %d rows failed", len(rows), exc_info=True)
+            return False
+        return True
+
+    def _write_one_by_one(self, batch: list[LedgerRow]) -> None:
+        """The batch failed as a whole: write its rows one by one, so that one row the store refuses (a count
+        beyond its integer columns ...) does not take the others with it. A refused row is written in a safe
+        form (see :func:`safe_form`), else logged in full: never dropped silently. When the store refuses good
+        rows too (it is locked, full, gone), the rest are logged, not tried one by one."""
+        refused = 0  # consecutive rows the store refused even in their safe form
+        for i, row in enumerate(batch):
+            if refused >= _REFUSALS_BEFORE_GIVING_UP:
+                for lost in batch[i:]:
+                    log.error("computekit ledger: row not written (the ledger refuses writes): %s", _facts(lost))
                 return
-            except Exception:  # a locked or full disk must not kill the writer: retry, then say so
-                if attempt == _WRITE_TRIES - 1:
-                    log.exception("computekit ledger: %d rows could not be written", len(batch))
+            if self._tried([row]):
+                refused = 0
+                continue
+            safe = safe_form(row)
+            if safe is not None and self._tried([safe]):
+                log.error("computekit ledger: a row the ledger refused was written with its out-of-range values "
+                          "cleared (cost unknown): %s", _facts(row))
+                refused = 0
+            else:
+                refused += 1
+                log.error("computekit ledger: row not written: %s", _facts(row))
 
     def put(self, row: LedgerRow) -> bool:
         """Queue ``row``; ``False`` when the writer is closed, or gone (a forked child): write it yourself."""
