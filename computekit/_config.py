@@ -39,6 +39,7 @@ from ._constants import (
     DEFAULT_RETRY_AFTER_CAP_S,
     DEFAULT_TIMEOUT_S,
     LEDGER_ENV,
+    LEDGER_FLUSH_INTERVAL_S,
     NOT_GIVEN,
     NotGiven,
 )
@@ -75,6 +76,10 @@ MAX_SECONDS = 10_000_000
 """The longest duration a setting may give (timeouts, backoff, cooldown, deadline, a prediction's billed time):
 ten million seconds, about 16 weeks. Longer is a mistake, and the operating system's waits overflow not far
 beyond (``inf`` and ``NaN`` are refused as well)."""
+
+
+MAX_FLUSH_INTERVAL_S = 60
+"""The longest ``ledger.flush_interval``: a minute of calls is already a lot to lose to a hard kill."""
 
 
 def _check_port(url: str | None) -> str | None:
@@ -233,6 +238,15 @@ class LedgerConfig(_Section):
 
     url: str | None = Field(
         None, description="sqlite:///path, postgresql://..., or 'none'. Default: a per-user data directory."
+    )
+    flush_interval: float = Field(
+        LEDGER_FLUSH_INTERVAL_S, ge=0, le=MAX_FLUSH_INTERVAL_S,
+        description="Without a budget, rows are committed in the background within this many seconds of the call: "
+        "what a process killed with SIGKILL or ended by os._exit() can lose. 0 commits each row at once.",
+    )
+    flush_on_sigterm: bool = Field(
+        True, description="Write queued rows when the process gets SIGTERM (chaining the handler already there). "
+        "false: leave SIGTERM to the application; rows still queued then are lost if it does not exit normally.",
     )
 
     @field_validator("url")
@@ -412,7 +426,9 @@ def load_settings(
             origin += " + keyword arguments"
     env_ledger = os.environ.get(LEDGER_ENV)
     if env_ledger and "ledger" not in overrides:
-        data["ledger"] = {"url": env_ledger}
+        # The variable names the ledger; the file's other ledger settings (flush_interval ...) still apply.
+        kept = data.get("ledger")
+        data["ledger"] = {**(kept if isinstance(kept, Mapping) else {}), "url": env_ledger}
     try:
         return Settings.model_validate(data)
     except ValidationError as e:

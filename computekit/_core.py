@@ -187,7 +187,10 @@ class Core:
                 if self._ledger is None:
                     # Without a budget, rows are committed in batches by a writer thread, off the call path; a
                     # budget needs its reserve and settle done before and after each attempt.
-                    self._ledger = open_ledger(self.settings.ledger.url, buffered=not self.budgets)
+                    conf = self.settings.ledger
+                    self._ledger = open_ledger(conf.url, buffered=not self.budgets,
+                                               flush_interval=conf.flush_interval,
+                                               flush_on_sigterm=conf.flush_on_sigterm)
         return self._ledger
 
     # ----------------------------------------------------------------------------------------- budgets

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
+from .._constants import LEDGER_FLUSH_INTERVAL_S
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter, Buffered
@@ -145,11 +146,17 @@ class SQLiteLedger(Buffered, Ledger):
             SQLite's ``-wal`` and ``-shm`` files follow it), in a new folder of mode ``0700`` when its folder
             does not exist. An existing file keeps its mode.
         buffered: Commit recorded rows in batches from a writer thread, off the caller's path (reads, budget
-            reservations, ``flush()``, ``close()`` and interpreter exit wait for it). Rows whose process is
-            killed before their batch commits are lost; committed rows never are.
+            reservations, ``flush()``, ``close()``, interpreter exit, a multiprocessing worker's end and SIGTERM
+            wait for it). Rows whose process is killed (SIGKILL, ``os._exit()``) before their batch commits are
+            lost; committed rows never are.
+        flush_interval: With ``buffered``: each row is committed within this many seconds of ``record()`` (the
+            most a hard kill loses).
+        flush_on_sigterm: With ``buffered``: write queued rows on SIGTERM (installed from the main thread only,
+            chaining the handler already there; see docs/ledger.md).
     """
 
-    def __init__(self, path: str | Path, *, buffered: bool = False) -> None:
+    def __init__(self, path: str | Path, *, buffered: bool = False, flush_interval: float = LEDGER_FLUSH_INTERVAL_S,
+                 flush_on_sigterm: bool = True) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             _create_private(Path(self.path).expanduser())
@@ -163,7 +170,8 @@ class SQLiteLedger(Buffered, Ledger):
         )
         self._lock = threading.Lock()
         self._setup()
-        self._writer = BatchWriter(self._record_many) if buffered else None
+        self._writer = BatchWriter(self._record_many, flush_interval=flush_interval,
+                                   flush_on_sigterm=flush_on_sigterm) if buffered else None
 
     def _setup(self) -> None:
         c = self._conn

@@ -162,7 +162,7 @@ def test_a_store_that_refuses_everything_logs_every_row(tmp_path: Path, caplog: 
         tries.append(len(rows))
         raise OSError("disk full")
 
-    writer = BatchWriter(broken, linger=60)  # one batch: flush() cuts the linger short
+    writer = BatchWriter(broken, flush_interval=60)  # one batch: flush() cuts the wait short
     try:
         for i in range(50):
             writer.put(_row(i))
