@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from ._client import AsyncClient, AsyncStream, Client, Stream
-from ._types import Completion, Embeddings, FineTuneJob, Prediction, Reranking
+from ._types import DEFAULT_CLIENTS, Completion, Embeddings, FineTuneJob, Prediction, Reranking
 
 __all__ = [
     "acomplete", "aembed", "afinetune", "apredict", "arerank", "astream", "complete", "embed", "finetune", "predict",
@@ -55,6 +55,10 @@ def stream(model: Any, prompt: Any = None, /, **kwargs: Any) -> Stream:
 def embed(model: Any, inputs: Any, /, **kwargs: Any) -> Embeddings:
     """:meth:`Client.embed` on the default client."""
     return default_client().embed(model, inputs, **kwargs)
+
+
+DEFAULT_CLIENTS["sync"] = default_client
+DEFAULT_CLIENTS["async"] = default_async_client
 
 
 async def acomplete(model: Any, prompt: Any = None, /, **kwargs: Any) -> Completion:

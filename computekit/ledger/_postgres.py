@@ -40,7 +40,7 @@ from .._exceptions import ConfigError
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, fits, refusal
 from ._buffered import BatchWriter, Buffered
-from ._report import utc
+from ._row import utc
 
 if TYPE_CHECKING:
     import psycopg

@@ -18,7 +18,7 @@ from .._constants import LEDGER_FLUSH_INTERVAL_S
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter, Buffered
-from ._report import utc
+from ._row import utc
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
