@@ -10,16 +10,11 @@ import base64
 import json
 import logging
 import traceback
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fault_server import Reply, Waits, chat, close, make_client, run
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.util._once import Once
 
 import computekit as ck
 from computekit.ledger import NullLedger
@@ -28,19 +23,6 @@ both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 DB_PASSWORD = "pg-canary-5d1e8f20b7"
 HEADER_SECRET = "hdr-canary-9c44a1e07d"
 PROXY_PASSWORD = "proxy-canary-3b7f6e21"
-
-
-@pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """A configured tracer provider that keeps its spans in memory (a fresh one per test)."""
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    yield exporter
-    provider.shutdown()
 
 
 def settings_surfaces(client: Any) -> dict[str, str]:
@@ -55,9 +37,9 @@ def error_surfaces(e: BaseException) -> dict[str, str]:
     return {"str(error)": str(e), "repr(error)": repr(e), "traceback": "".join(traceback.format_exception(e))}
 
 
-def span_text(spans: InMemorySpanExporter) -> str:
+def span_text(exporter: InMemorySpanExporter) -> str:
     return repr([(s.name, dict(s.attributes or {}), s.status.description, [e.attributes for e in s.events])
-                 for s in spans.get_finished_spans()])
+                 for s in exporter.get_finished_spans()])
 
 
 # ============================================================================================= settings
