@@ -60,6 +60,7 @@ from ._types import Attempt, Chunk, Completion, Embeddings, Message, Prediction,
 from .adapters._base import (
     CompleteRequest,
     EmbedRequest,
+    EventDecoder,
     HTTPRequest,
     HTTPResponse,
     ModelInfo,
@@ -394,10 +395,11 @@ class _StreamState:
         self.tags = check_tags(tags)
         self.attempts: list[Attempt] = []
         self.result: Completion | None = None
-        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
+        self.sse: EventDecoder = SSEDecoder(MAX_SSE_EVENT_BYTES)
 
     def request(self, target: Target) -> tuple[CompleteRequest, HTTPRequest]:
-        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)  # a fallback target starts with a clean decoder
+        # A fallback target starts with a clean decoder, of its own framing (server-sent events by default).
+        self.sse = target.adapter.event_decoder(MAX_SSE_EVENT_BYTES) or SSEDecoder(MAX_SSE_EVENT_BYTES)
         creq = self.core.complete_request(target, self.messages, self.options, stream=True)
         return creq, _build_http(target, creq)
 
@@ -406,6 +408,8 @@ class _StreamState:
             events = self.sse.feed(data)
         except SSETooLarge as e:
             raise _decode_stream_error(target, str(e)) from e
+        except ValueError as e:  # a frame that does not parse (a binary framing's bad checksum ...)
+            raise target.adapter.malformed(HTTPResponse(200, {}, data), target.model, str(e)) from e
         out: list[Chunk] = []
         for ev in events:
             out.extend(self.feed(target, decoder, ev))

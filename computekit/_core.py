@@ -418,8 +418,11 @@ class Core:
         ref = target.adapter.price_ref(target.model, result)
         parts = target.adapter.billed_parts(ref, result)  # e.g. passes run inside the call at other rates
         if parts:
-            return self.prices.parts_cost([(p.kind, p.ref, p.usage) for p in parts], when)
-        return self.prices.token_cost(ref, result.usage, when)
+            cost = self.prices.parts_cost([(p.kind, p.ref, p.usage) for p in parts], when)
+        else:
+            cost = self.prices.token_cost(ref, result.usage, when)
+        billed = target.adapter.billed_total(result)  # what the provider said it charged, when it says so
+        return cost if billed is None else self.prices.billed(cost, *billed)
 
     def succeeded(
         self,

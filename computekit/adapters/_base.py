@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
@@ -43,6 +43,7 @@ from .._types import (
     FineTuneEvent,
     FineTuneJob,
     Prediction,
+    PriceSource,
     Reranking,
     Result,
     Usage,
@@ -56,6 +57,7 @@ __all__ = [
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",
+    "EventDecoder",
     "FineTuneBilling",
     "FineTuneRequest",
     "FineTuneSpec",
@@ -306,6 +308,18 @@ class FineTuneBilling:
     x the job's epochs."""
 
 
+class EventDecoder(Protocol):
+    """Frames a streamed body into events (server-sent events by default; AWS's event-stream for Bedrock)."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Decode ``chunk``; returns the events it completed."""
+        ...
+
+    def close(self) -> tuple[list[SSEEvent], bool]:
+        """End of stream: the last events, and whether the body was cut short mid-event."""
+        ...
+
+
 class StreamDecoder(ABC):
     """Turns one response's server-sent events into chunks, then into the final completion."""
 
@@ -541,6 +555,11 @@ class Adapter(ABC):
         """A decoder for one streamed response."""
         raise self.unsupported("stream")
 
+    def event_decoder(self, max_event_bytes: int) -> EventDecoder | None:
+        """How this provider frames a streamed body into events: ``None`` for server-sent events (the client's
+        own decoder); a host with another framing returns its decoder, bounded by ``max_event_bytes``."""
+        return None
+
     def build_embed(self, req: EmbedRequest) -> HTTPRequest:
         """Translate an ``embed()`` call into an HTTP request."""
         raise self.unsupported("embed")
@@ -701,6 +720,11 @@ class Adapter(ABC):
     def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         """What the price tables should look up for ``model`` (and, once known, the result)."""
         return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider)
+
+    def billed_total(self, result: Result) -> tuple[Decimal, PriceSource] | None:
+        """What the provider says it charged for ``result`` (USD) and where that figure was read, when its answer
+        says so: the call's cost is then that figure, with computekit's own price kept beside it."""
+        return None
 
     def note_head(self, result: Result, headers: Mapping[str, str]) -> None:
         """Read what the response head says about ``result`` that its body (or a stream's events) did not: the

@@ -65,6 +65,7 @@ CREDENTIAL_HEADERS: tuple[str, ...] = (
     "openai-organization",
     "openai-project",
     "anthropic-organization-id",
+    "x-amz-security-token",  # AWS temporary credentials' session token (SigV4-signed requests)
 )
 """Headers that carry a credential or an account's identity: dropped from requests and responses."""
 
@@ -113,7 +114,7 @@ _KEY_SHAPES = re.compile(
     rb"|rpa_[A-Za-z0-9]{20,}"  # RunPod
     rb"|(?:xai|pplx|nvapi)-[A-Za-z0-9_\-]{20,}"
     rb"|AIza[0-9A-Za-z_\-]{35}"  # Google API keys
-    rb"|AKIA[0-9A-Z]{16}"  # AWS access key ids
+    rb"|(?:AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key ids (long-term, temporary)
     rb"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"
     rb"|eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"  # JWTs
     rb")"
