@@ -220,18 +220,24 @@ def test_os_exit_loses_only_the_last_flush_interval(tmp_path: Path) -> None:
     assert child_rows(tmp_path / "at-once.db") == 0  # the window is real, and documented
 
 
-def test_sigterm_handler_is_not_installed_from_a_thread() -> None:
+@posix_signals
+def test_sigterm_handler_is_not_installed_from_a_thread(tmp_path: Path) -> None:
     """Python allows signal handlers only from the main thread: a ledger first opened elsewhere installs none
-    (documented: open it from the main thread, e.g. touch ``client.ledger`` at startup)."""
-    import threading
+    (documented: open it from the main thread, e.g. touch ``client.ledger`` at startup), and one opened from the
+    main thread afterwards does."""
+    import subprocess
 
-    from computekit.ledger import _buffered
-
-    got: list[bool] = []
-    t = threading.Thread(target=lambda: got.append(_buffered.install_sigterm_flush()))
-    t.start()
-    t.join()
-    assert got == [_buffered._sigterm_installed]  # from a thread: only what the main thread already did
+    code = (
+        "import signal, threading\n"
+        "from computekit.ledger import SQLiteLedger\n"
+        f"opened = lambda: SQLiteLedger({str(tmp_path / 'l.db')!r}, buffered=True)\n"
+        "t = threading.Thread(target=opened); t.start(); t.join()\n"
+        "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)\n"
+        "opened()\n"
+        "print(signal.getsignal(signal.SIGTERM).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["True", "_on_sigterm"]
 
 
 @pytest.mark.parametrize("method", ["spawn", "fork"])  # forkserver: a Unix socket, which the test network guard refuses
