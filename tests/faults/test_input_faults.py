@@ -141,7 +141,6 @@ async def test_predict_durations_must_be_finite(faults: Any, waits: Waits, is_as
                                                 name: str) -> None:
     srv = faults(chat("unused"))
     client = make_client(is_async, srv.url, waits)
-    client._core.settings.providers  # noqa: B018 - the client is built: settings were valid
     try:
         with pytest.raises(ck.InvalidRequestError, match=f"{name} must be a number of seconds"):
             await run(client.predict("fake:echo", {"prompt": "x"}, **kwargs))
