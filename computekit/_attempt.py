@@ -37,7 +37,7 @@ from ._http import HTTPRequest, HTTPResponse
 from ._plan import Plan
 from ._targets import Target
 from ._transport import ERROR_STATUS
-from .adapters._base import CompleteRequest, EmbedRequest, PredictRequest
+from .adapters._base import CompleteRequest, EmbedRequest, PredictRequest, RerankRequest
 from .routing import Action
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AttemptFacts", "Call", "Plan", "Run", "malformed_from"]
 
+_VERB_OF: dict[type, str] = {CompleteRequest: "complete", EmbedRequest: "embed", RerankRequest: "rerank"}
+"""The verb whose body limit a request gets (predictions, their polls and lookups: ``predict``)."""
 _NOT_STARTED = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_CAUSE_CHARS = 200
 """How much of a parse failure's own message a MalformedResponseError quotes."""
@@ -177,6 +179,10 @@ def build_http(target: Target, req: Any) -> HTTPRequest:
         http = adapter.build_predict(req)
     else:
         http = adapter.build_rerank(req)
+    if not adapter.on_origin(http.url):  # off the provider's origin a request never carries its key
+        http.headers = adapter.without_key(http.headers)
+    if http.max_bytes is None:
+        http.max_bytes = adapter.settings.max_body_bytes.get(_VERB_OF.get(type(req), "predict"))
     if http.timeout is None:
         http.timeout = adapter.settings.timeout
     header = adapter.settings.idempotency_header
@@ -221,7 +227,7 @@ def answer(plan: Plan, facts: AttemptFacts, resp: HTTPResponse) -> Any:
     target = facts.target
     try:
         if resp.status < ERROR_STATUS:
-            return plan.parse(target, facts.request, resp)
+            return plan.parse_checked(target, facts.request, resp)  # values out of range named as such
         error = target.adapter.map_error(resp, target.model)
     except ComputeKitError:
         raise

@@ -10,7 +10,7 @@ from typing import Any
 
 from ._attempt import build_http
 from ._constants import NOT_GIVEN, NotGiven
-from ._core import Core, call_options, normalise_messages
+from ._core import Core, call_options, check_tools, normalise_messages
 from ._exceptions import InvalidRequestError
 from ._http import HTTPRequest, HTTPResponse
 from ._plan import Plan
@@ -37,6 +37,8 @@ def complete_options(
     user: str | NotGiven,
     extra_body: Mapping[str, Any] | NotGiven,
 ) -> dict[str, Any]:
+    if tools is not NOT_GIVEN and tools is not None:
+        tools = check_tools(tools)
     opts = call_options(
         max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, tools=tools,
         tool_choice=tool_choice, response_format=response_format, seed=seed, service_tier=service_tier, user=user,

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._bookkeeping import prediction_ended
 from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_DOWNLOAD_REDIRECTS, MAX_POLL_INTERVAL_S, NOT_GIVEN, NotGiven
+from ._core import call_deadline, check_seconds
 from ._exceptions import (
     APITimeoutError,
-    InvalidRequestError,
     MissingAPIKeyError,
     PredictionFailedError,
     PredictionTimeoutError,
@@ -59,8 +59,7 @@ class _Waiting:
                  progress: bool | Console, deadline: float | None) -> None:
         self.clock = core.router.clock
         self.give_up = deadline if deadline is not None else (None if timeout is None else self.clock() + timeout)
-        if poll_interval is not None and not poll_interval >= 0:
-            raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
+        check_seconds("poll_interval", poll_interval, zero=True)
         self.fixed = poll_interval is not None
         # None is "not given"; 0 is a real interval (a replayed test that must not sleep).
         self.interval = DEFAULT_POLL_INTERVAL_S if poll_interval is None else poll_interval
@@ -142,7 +141,8 @@ class Predictions:
                tags: Mapping[str, str] | None, client: Any) -> Prediction:
         """``Client.predict()`` (see there)."""
         core = self.core
-        deadline = None if timeout is None else core.router.clock() + timeout
+        deadline = call_deadline(core, timeout)
+        check_seconds("poll_interval", poll_interval, zero=True)  # before the run is created
         plan = predict_plan(core, model, input, wait, hardware, webhook, extra_body, tags, validate, deadline)
         for t in plan.targets:
             if not t.adapter.capabilities.predict:
@@ -238,8 +238,10 @@ class Predictions:
         opening = prediction_stream_plan(self.core, prediction)
         return PredictionStream(self, _PredictionStreamState(self.core, prediction, opening, poll_interval))
 
-    def download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
-        """GET an output file: no credential (the URL is pre-signed), redirects followed, size bounded.
+    def download(self, url: str, provider: str = "download", model: str | None = None, *,
+                 public_only: bool = True) -> bytes:
+        """GET an output file: no credential (the URL is pre-signed), redirects followed, size bounded;
+        ``public_only``: the host must be a public address (``save(allow_private_network=True)`` lifts it).
 
         Raises:
             APIStatusError: The host answered with an error status (``NotFoundError`` for 404 ...).
@@ -249,7 +251,7 @@ class Predictions:
         from . import _outputs
 
         for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
-            req = _outputs.download_request(url, self.core.settings.timeout)
+            req = _outputs.download_request(url, self.core.settings.timeout, public_only=public_only)
             with self.driver.transport.stream(req, provider, model) as (head, chunks):
                 target = _outputs.redirect_to(head, url, provider, model)
                 if target is None:
@@ -279,7 +281,8 @@ class AsyncPredictions:
                      client: Any) -> Prediction:
         """``AsyncClient.predict()`` (see :meth:`Predictions.create`)."""
         core = self.core
-        deadline = None if timeout is None else core.router.clock() + timeout
+        deadline = call_deadline(core, timeout)
+        check_seconds("poll_interval", poll_interval, zero=True)  # before the run is created
         plan = predict_plan(core, model, input, wait, hardware, webhook, extra_body, tags, validate, deadline)
         for t in plan.targets:
             if not t.adapter.capabilities.predict:
@@ -375,7 +378,8 @@ class AsyncPredictions:
         opening = prediction_stream_plan(self.core, prediction)
         return AsyncPredictionStream(self, _PredictionStreamState(self.core, prediction, opening, poll_interval))
 
-    async def download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
+    async def download(self, url: str, provider: str = "download", model: str | None = None, *,
+                       public_only: bool = True) -> bytes:
         """:meth:`Predictions.download`, awaited.
 
         Raises:
@@ -386,7 +390,7 @@ class AsyncPredictions:
         from . import _outputs
 
         for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
-            req = _outputs.download_request(url, self.core.settings.timeout)
+            req = _outputs.download_request(url, self.core.settings.timeout, public_only=public_only)
             async with self.driver.transport.stream(req, provider, model) as (head, chunks):
                 target = _outputs.redirect_to(head, url, provider, model)
                 if target is None:

@@ -15,7 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._attempt import AttemptFacts, Call, Opened, parsing
-from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_SSE_EVENT_BYTES
+from ._constants import DEFAULT_POLL_INTERVAL_S
 from ._driver import priced
 from ._exceptions import APIConnectionError, ProviderError
 from ._http import HTTPRequest, HTTPResponse
@@ -23,7 +23,7 @@ from ._plan import Plan
 from ._plans import stream_poll_plan
 from ._sse import SSEDecoder, SSETooLarge
 from ._types import Attempt, Chunk, Completion, Prediction
-from .adapters._base import EventDecoder, StreamDecoder, StreamUpdate
+from .adapters._base import EventDecoder, SSEEvent, StreamDecoder, StreamUpdate
 
 if TYPE_CHECKING:
     from ._core import Core
@@ -100,7 +100,7 @@ class _StreamState:
         self.plan = plan
         self.call = Call(core, plan)
         self.result: Completion | None = None
-        self.sse: EventDecoder = SSEDecoder(MAX_SSE_EVENT_BYTES)
+        self.sse: EventDecoder = SSEDecoder(core.settings.limits.stream_event_bytes)
         self.decoder: StreamDecoder | None = None
         self.started_any = False
 
@@ -113,7 +113,8 @@ class _StreamState:
         facts = opened.facts
         # A fallback target starts with a clean decoder, of its own framing (server-sent events by default).
         adapter = facts.target.adapter
-        self.sse = adapter.event_decoder(MAX_SSE_EVENT_BYTES) or SSEDecoder(MAX_SSE_EVENT_BYTES)
+        limit = adapter.settings.max_event_bytes
+        self.sse = adapter.event_decoder(limit) or SSEDecoder(limit)
         decoder = self.decoder = adapter.stream_decoder(facts.request)
         facts.usage_so_far = self._usage_so_far
         return decoder
@@ -121,7 +122,10 @@ class _StreamState:
     def _usage_so_far(self) -> Usage | None:
         if self.decoder is None:
             return None
-        partial_result = self.decoder.result()
+        try:
+            partial_result = self.decoder.result()
+        except Exception:  # usage out of range: the attempt is still recorded, its usage unknown
+            return None
         return partial_result.usage if partial_result._usage_reported else None
 
     def chunks(self, facts: AttemptFacts, data: bytes) -> list[Chunk]:
@@ -130,17 +134,27 @@ class _StreamState:
         try:
             events = self.sse.feed(data)
         except SSETooLarge as e:
-            raise _cut(facts.target, str(e)) from e
+            raise e.error(facts.target.provider, facts.target.model) from e
         except ValueError as e:  # a frame that does not parse (a binary framing's bad checksum ...)
             target = facts.target
             raise target.adapter.malformed(HTTPResponse(200, {}, data), target.model, str(e)) from e
         out: list[Chunk] = []
         for ev in events:
-            out.extend(parsing(facts, None, partial(decoder.feed, ev)))
+            out.extend(self.feed(facts, decoder, ev))
         if out:
             facts.first_byte()
             self.started_any = True
         return out
+
+    @staticmethod
+    def feed(facts: AttemptFacts, decoder: StreamDecoder, ev: SSEEvent) -> list[Chunk]:
+        """One event through the decoder: values out of range (an absurd usage count) and anything else the
+        decoder raises are a malformed answer, with the event as its body."""
+        target = facts.target
+        head = HTTPResponse(200, {}, ev.data.encode("utf-8", "replace"))
+        chunks: list[Chunk] = parsing(facts, head, lambda: target.adapter.checked(head, target.model,
+                                                                                  partial(decoder.feed, ev)))
+        return chunks
 
     def close(self, facts: AttemptFacts) -> list[Chunk]:
         decoder = self.decoder
@@ -148,7 +162,7 @@ class _StreamState:
         events, cut = self.sse.close()
         out: list[Chunk] = []
         for ev in events:
-            out.extend(parsing(facts, None, partial(decoder.feed, ev)))
+            out.extend(self.feed(facts, decoder, ev))
         if cut or not decoder.done:
             raise _cut(facts.target, "the stream ended before its last event")
         return out
@@ -159,7 +173,7 @@ class _StreamState:
         assert decoder is not None
 
         def result() -> Completion:
-            done = decoder.result()
+            done = facts.target.adapter.checked(opened.head, facts.target.model, decoder.result)
             # The decoder sees only events; the request id (and what else the head says) is in the response head.
             facts.target.adapter.note_head(done, opened.head.headers)
             return done
@@ -269,7 +283,7 @@ class _PredictionStreamState:
         self.plan = opening[0] if opening is not None else None
         self.http = opening[1] if opening is not None else None
         self.poll_interval = DEFAULT_POLL_INTERVAL_S if poll_interval is None else poll_interval
-        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
+        self.sse = SSEDecoder(core.adapter(prediction.provider).settings.max_event_bytes)
         self.logs = prediction.logs
         self.error: Any = None
         self.done = prediction.done
@@ -289,7 +303,7 @@ class _PredictionStreamState:
         try:
             events = self.sse.feed(data)
         except SSETooLarge as e:
-            raise _cut(facts.target, str(e)) from e
+            raise e.error(facts.target.provider, facts.target.model) from e
         out: list[Any] = []
         for ev in events:
             if self.done:

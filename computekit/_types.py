@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from ._constants import CURRENCY
+from ._constants import CURRENCY, MAX_USAGE_COUNT
 
 __all__ = [
     "Attempt",
@@ -184,32 +184,42 @@ class Message(_Model):
 # --------------------------------------------------------------------------------------------- usage & cost
 
 
+# A usage count or amount: whole (counts), never negative, never absurd (see MAX_USAGE_COUNT). Checked by
+# pydantic-core where a Usage is built, so an adapter's translation needs no checks of its own.
+_Count = Annotated[int, Field(ge=0, le=MAX_USAGE_COUNT)]
+_Amount = Annotated[Decimal, Field(ge=0, le=MAX_USAGE_COUNT, allow_inf_nan=False)]
+
+
 class Usage(_Model):
     """What a call used, as the provider reported it.
 
     Token counts follow one convention whatever the provider: ``input_tokens`` counts **all** input tokens,
     including ``cached_input_tokens`` and ``cache_write_tokens``; ``output_tokens`` counts all output tokens,
     including ``reasoning_tokens``. Adapters convert providers that count otherwise.
+
+    Every count is a whole number from 0 to ``MAX_USAGE_COUNT`` (ten billion), and ``gpu_seconds`` and ``units``
+    are finite amounts in the same range: building a Usage from anything else raises pydantic's
+    ``ValidationError``, which the client reports as a :class:`~computekit.MalformedResponseError`.
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_write_1h_tokens: int = 0
+    input_tokens: _Count = 0
+    output_tokens: _Count = 0
+    cached_input_tokens: _Count = 0
+    cache_write_tokens: _Count = 0
+    cache_write_1h_tokens: _Count = 0
     """Of ``cache_write_tokens``, those written with a 1-hour lifetime (Anthropic prices them higher)."""
-    reasoning_tokens: int = 0
-    input_audio_tokens: int = 0
-    cached_input_audio_tokens: int = 0
+    reasoning_tokens: _Count = 0
+    input_audio_tokens: _Count = 0
+    cached_input_audio_tokens: _Count = 0
     """Of ``cached_input_tokens``, those of audio (Gemini prices them at a cache rate of their own)."""
-    output_audio_tokens: int = 0
-    output_image_tokens: int = 0
+    output_audio_tokens: _Count = 0
+    output_image_tokens: _Count = 0
     """Of ``output_tokens``, those of generated images (Gemini's image models price them apart)."""
-    requests: int = 1
-    gpu_seconds: Decimal | None = None
+    requests: _Count = 1
+    gpu_seconds: _Amount | None = None
     hardware: str | None = None
-    images: int | None = None
-    units: dict[str, Decimal] = Field(default_factory=dict)
+    images: _Count | None = None
+    units: dict[str, _Amount] = Field(default_factory=dict)
     """Other billed units the provider reported (search units, credits, characters ...)."""
 
     @property
@@ -618,17 +628,26 @@ class Prediction(_Result):
         ns = self._lifecycle("cancel", True)
         return await _async_adopting(self, lambda: ns.cancel(self), "prediction")
 
-    def save(self, directory: str | os.PathLike[str]) -> list[Path]:
+    def save(self, directory: str | os.PathLike[str], *, allow_private_network: bool = False) -> list[Path]:
         """Download every file in ``output`` into ``directory`` (created if needed); return the written paths.
 
         Files are the ``http(s)`` URLs in ``output`` (a URL, or URLs anywhere in its lists and dicts) and its
         ``data:`` URIs. Each is named after the last part of its URL path (``out-0.png``); a repeated name gets a
         numeric suffix (``out-0-1.png``); an existing file of that name is replaced. The download is a plain GET
         **without the provider's key** (output URLs are pre-signed), bounded by ``MAX_DOWNLOAD_BYTES`` (512 MiB).
+        A URL (or a redirect) whose host is or resolves to a private, loopback or link-local address is refused:
+        a model's output must not make your machine fetch from your own network. Messages never show a URL's
+        query (a pre-signed URL's signature).
+
+        Args:
+            directory: Where to write the files.
+            allow_private_network: Also fetch from private, loopback and link-local addresses (a self-hosted
+                model whose outputs live on your own network).
 
         Raises:
             InvalidRequestError: ``output`` holds no file URL, or the prediction came from an
                 :class:`~computekit.AsyncClient` (use ``await p.async_save(directory)``).
+            UnsafeURLError: A URL is ambiguous, or its host is not a public address.
             MalformedResponseError: A file name would leave ``directory``, or a file is over the size limit.
             ProviderError: A download failed (``NotFoundError`` for an expired URL ...).
         """
@@ -636,20 +655,25 @@ class Prediction(_Result):
             self._lifecycle("save", False)
         from . import _outputs
 
-        return _outputs.save(self, directory, lambda *a: self._lifecycle("save", False).download(*a))
+        return _outputs.save(self, directory, lambda *a, **kw: self._lifecycle("save", False).download(*a, **kw),
+                             allow_private_network=allow_private_network)
 
-    async def async_save(self, directory: str | os.PathLike[str]) -> list[Path]:
+    async def async_save(self, directory: str | os.PathLike[str], *,
+                         allow_private_network: bool = False) -> list[Path]:
         """:meth:`save` for async clients.
 
         Raises:
             InvalidRequestError: The prediction came from a sync :class:`~computekit.Client` (use ``p.save()``).
+            UnsafeURLError: A URL is ambiguous, or its host is not a public address.
             ProviderError: A download failed.
         """
         if self._client is not None:
             self._lifecycle("save", True)
         from . import _outputs
 
-        return await _outputs.async_save(self, directory, lambda *a: self._lifecycle("save", True).download(*a))
+        return await _outputs.async_save(
+            self, directory, lambda *a, **kw: self._lifecycle("save", True).download(*a, **kw),
+            allow_private_network=allow_private_network)
 
 
 # --------------------------------------------------------------------------------------------- fine-tuning
