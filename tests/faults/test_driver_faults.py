@@ -130,7 +130,8 @@ async def test_whatever_the_parser_raises_is_a_malformed_response(faults: Any, w
         with pytest.raises(ck.MalformedResponseError) as ei:
             await run_call(client.complete(CHAT, "hi"))
         assert ei.value.__cause__ is error
-        assert type(error).__name__ in str(ei.value)
+        # a value the types refuse is named as such; anything else says what the parser raised
+        assert ("values out of range" if raised == "validation" else type(error).__name__) in str(ei.value)
         assert ei.value.provider == "openai"
         assert ei.value.request_id is not None  # the facts of the answer are kept
         assert srv.hits == 1
@@ -149,7 +150,7 @@ async def test_a_stream_event_the_decoder_cannot_read_is_malformed(faults: Any, 
         with pytest.raises(ck.MalformedResponseError):
             await read_stream(client, CHAT)
         assert srv.hits == 1
-        assert _rows(client) == [("stream", "error", None, "MalformedResponseError")]
+        assert _rows(client) == [("stream", "error", 200, "MalformedResponseError")]
     finally:
         await close(client)
 
