@@ -813,6 +813,7 @@ def demo(
             finally:
                 client.close()
                 client.ledger.close()
+                replayer.close()
         console.print()
         where = "a throwaway ledger (deleted now)" if ledger is None else ledger
         print_report(console, rep, title=f"ledger report, by target — {where}")

@@ -54,6 +54,7 @@ from .._exceptions import (
     RateLimitError,
     ServerError,
 )
+from .._extras import require
 from .._types import Chunk, Completion, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -66,7 +67,7 @@ from ._base import (
     StreamDecoder,
 )
 
-__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter"]
+__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter", "to_sdk"]
 
 DEFAULT_MAX_TOKENS: Final = 4096
 """``max_tokens`` sent when the call gives none (Anthropic requires it; every current model allows at least this)."""
@@ -590,3 +591,17 @@ class _MessageStream(StreamDecoder):
         )
         result._usage_reported = self.raw_usage is not None
         return result
+
+
+def to_sdk(result: Completion) -> Any:
+    """The official SDK's ``anthropic.types.Message`` for a completion's ``raw`` body (imports ``anthropic`` on
+    first call). Streamed completions have no single response body to convert.
+
+    Raises:
+        ModuleNotFoundError: ``anthropic`` is not installed (``pip install 'computekit[anthropic]'``).
+        ValueError: The result has no response body (a streamed completion).
+    """
+    anthropic = require("anthropic", "anthropic", "anthropic.to_sdk()")
+    if not isinstance(result.raw, Mapping):
+        raise ValueError("this result has no single response body to convert (a streamed completion?)")
+    return anthropic.types.Message.model_validate(result.raw)

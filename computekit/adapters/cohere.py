@@ -41,6 +41,7 @@ from .._exceptions import (
     ProviderError,
     ServerError,
 )
+from .._extras import require
 from .._types import Chunk, Completion, Embeddings, Message, RerankHit, Reranking, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -195,8 +196,11 @@ def to_sdk(result: Completion | Embeddings | Reranking) -> Any:
 
     ``Completion`` -> ``cohere.V2ChatResponse``, ``Embeddings`` -> ``cohere.EmbedByTypeResponse``,
     ``Reranking`` -> ``cohere.V2RerankResponse``. Streamed completions have no single response body to convert.
+
+    Raises:
+        ModuleNotFoundError: ``cohere`` is not installed (``pip install 'computekit[cohere]'``).
     """
-    import cohere
+    cohere = require("cohere", "cohere", "cohere.to_sdk()")
 
     if isinstance(result, Embeddings):
         return cohere.EmbedByTypeResponse.model_validate(result.raw)

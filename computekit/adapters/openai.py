@@ -21,6 +21,7 @@ from .._exceptions import (
     ContextWindowExceededError,
     OverloadedError,
 )
+from .._extras import require
 from .._types import (
     Chunk,
     Completion,
@@ -53,7 +54,7 @@ from ._base import (
     unix_time,
 )
 
-__all__ = ["OpenAIAdapter", "OpenAIWire"]
+__all__ = ["OpenAIAdapter", "OpenAIWire", "to_sdk"]
 
 # Provider words for the same ending, normalised so that callers can branch on one vocabulary.
 _FINISH = {
@@ -565,3 +566,21 @@ class OpenAIAdapter(OpenAIWire):
         if self.settings.project:
             h["openai-project"] = self.settings.project
         return h
+
+
+def to_sdk(result: Completion | Embeddings) -> Any:
+    """The official SDK's typed object for a result's ``raw`` body (imports ``openai`` on first call).
+
+    ``Completion`` -> ``openai.types.chat.ChatCompletion``, ``Embeddings`` ->
+    ``openai.types.CreateEmbeddingResponse``. Streamed completions have no single response body to convert.
+
+    Raises:
+        ModuleNotFoundError: ``openai`` is not installed (``pip install 'computekit[openai]'``).
+        ValueError: The result has no response body (a streamed completion).
+    """
+    openai = require("openai", "openai", "openai.to_sdk()")
+    if not isinstance(result.raw, Mapping):
+        raise ValueError("this result has no single response body to convert (a streamed completion?)")
+    if isinstance(result, Embeddings):
+        return openai.types.CreateEmbeddingResponse.model_validate(result.raw)
+    return openai.types.chat.ChatCompletion.model_validate(result.raw)

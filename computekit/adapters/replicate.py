@@ -17,11 +17,13 @@ version, or of the model for its latest version, or of a deployment then its ver
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from .._exceptions import InvalidRequestError
+from .._extras import require
 from .._types import FineTuneEvent, FineTuneJob, Prediction, PredictionStatus, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -41,7 +43,7 @@ from ._base import (
     unix_time,
 )
 
-__all__ = ["ReplicateAdapter"]
+__all__ = ["ReplicateAdapter", "to_sdk"]
 
 # Replicate's statuses -> computekit's.
 _STATUS: Final[dict[str, PredictionStatus]] = {
@@ -290,3 +292,17 @@ class ReplicateAdapter(Adapter):
     def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
         seconds = job.metrics.get("predict_time")
         return FineTuneBilling(gpu_seconds=Decimal(str(seconds)) if isinstance(seconds, int | float) else None)
+
+
+def to_sdk(result: Prediction) -> Any:
+    """The official SDK's ``replicate.prediction.Prediction`` for a prediction's ``raw`` body (imports
+    ``replicate`` on first call). It is detached from any SDK client: read its fields, do not ``reload()`` it.
+
+    Raises:
+        ModuleNotFoundError: ``replicate`` is not installed (``pip install 'computekit[replicate]'``).
+        ValueError: The result has no response body.
+    """
+    prediction = require("replicate.prediction", "replicate", "replicate.to_sdk()")
+    if not isinstance(result.raw, Mapping):
+        raise ValueError("this prediction has no response body to convert")
+    return prediction.Prediction.parse_obj(result.raw)
