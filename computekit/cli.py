@@ -53,7 +53,28 @@ app = typer.Typer(
     add_completion=False,
     # A crash must never print local variables: they can hold settings with keys.
     pretty_exceptions_show_locals=False,
+    # Help text is plain text: with Rich markup on, "computekit[plot]" loses its "[plot]".
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"computekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Call hosted ML compute through one interface, and know what every call cost."""
 
 EXIT_ERROR = 2
 """Exit status for a computekit error (bad config, missing key, provider failure)."""

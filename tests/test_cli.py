@@ -159,6 +159,28 @@ def test_help_lists_the_commands() -> None:
         assert cmd in result.output
 
 
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(flag: str) -> None:
+    import computekit
+
+    result = _invoke(flag)
+    assert result.exit_code == 0
+    assert result.output.strip() == f"computekit {computekit.__version__}"
+
+
+@pytest.mark.parametrize("args", [["-h"], ["report", "-h"], ["complete", "-h"]])
+def test_short_help(args: list[str]) -> None:
+    short, long = _invoke(*args), _invoke(*args[:-1], "--help")
+    assert short.exit_code == 0
+    assert short.output == long.output
+    assert "Usage:" in short.output
+
+
+def test_help_keeps_bracketed_extras() -> None:
+    result = runner.invoke(app, ["report", "--help"], env={"COLUMNS": "120"})
+    assert "computekit[plot]" in result.output
+
+
 def test_main_is_the_console_script() -> None:
     text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text("utf-8")
     assert 'computekit = "computekit.cli:main"' in text
