@@ -150,3 +150,18 @@ __all__ = [
     "rerank",
     "stream",
 ]
+
+
+def _show_as_public() -> None:
+    # Public classes show as ``computekit.X`` in tracebacks and reprs, not ``computekit._module.X`` (pickle finds
+    # them there too). Pydantic models and dataclasses keep their module: they resolve their annotations in it.
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type) and not hasattr(obj, "__pydantic_fields__") and not hasattr(
+            obj, "__dataclass_fields__"
+        ):
+            obj.__module__ = __name__
+
+
+_show_as_public()
+del _show_as_public
