@@ -8,7 +8,6 @@ wrong with it.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -315,6 +314,8 @@ def load_settings(
     else:
         path = _find_file(config)
         if path is not None:
+            import tomllib  # only when a file is read: not on the import path
+
             origin = str(path)
             try:
                 data = tomllib.loads(path.read_text("utf-8"))

@@ -42,7 +42,7 @@ _TOKEN_KEYS = (
 _TRAINING_KEYS = ("training_mtok", "training_hour")
 """Config price keys for fine-tuning: per 1M trained tokens, per hour of training."""
 
-_SELF_HOSTED = PriceSource(table="self-hosted")
+_SELF_HOSTED_TABLE = "self-hosted"
 _CACHE_MAX = 4096
 
 
@@ -366,7 +366,8 @@ class PriceBook:
         """The cost of ``usage`` on ``ref``; ``Cost.total`` is ``None`` (never 0) when no price is known."""
         rates = self.rates(ref, when)
         if rates is None and not ref.metered:
-            return Cost(total=_ZERO, price_source=_SELF_HOSTED, reason="self-hosted server: no per-call charge")
+            return Cost(total=_ZERO, price_source=PriceSource(table=_SELF_HOSTED_TABLE),
+                        reason="self-hosted server: no per-call charge")
         if rates is None:
             self._warn_once(ref)
             return Cost.unknown(f"no price known for {ref.provider}:{ref.model}")
