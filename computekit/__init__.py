@@ -55,6 +55,7 @@ from ._exceptions import (
     UnsupportedCapabilityError,
     WebhookVerificationError,
 )
+from ._money import Money
 from ._types import (
     Attempt,
     Chunk,
@@ -115,6 +116,7 @@ __all__ = [
     "MalformedResponseError",
     "Message",
     "MissingAPIKeyError",
+    "Money",
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",

@@ -10,9 +10,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 from ._constants import CURRENCY
+from ._money import Money, money
 
 __all__ = [
     "Attempt",
@@ -230,8 +231,8 @@ class CostLine(_Model):
     item: str
     quantity: Decimal
     unit: str
-    unit_price: Decimal
-    amount: Decimal
+    unit_price: Annotated[Decimal, AfterValidator(Money)]
+    amount: Annotated[Decimal, AfterValidator(Money)]
 
 
 class Cost(_Model):
@@ -246,7 +247,8 @@ class Cost(_Model):
         reason: Why ``total`` is ``None``, when it is.
     """
 
-    total: Decimal | None
+    total: Annotated[Decimal | None, AfterValidator(money)]
+    """A :class:`~computekit.Money`: a ``Decimal`` that prints plainly (``0.00000008``, never ``8E-8``)."""
     currency: str = CURRENCY
     lines: list[CostLine] = Field(default_factory=list)
     price_source: PriceSource | None = None

@@ -82,7 +82,9 @@ EXIT_UNKNOWN = 1
 """Exit status of ``prices`` when no price is known."""
 
 _MTOK = Decimal(1_000_000)
+_MONEY_CELL = re.compile(r"\$(\d[\d,]*)\.(\d+)")
 _PIPE_WIDTH = 132
+_UNBOUNDED = 10_000
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 _RATE_NAMES = {
     "input_mtok": "input",
@@ -169,6 +171,29 @@ def _money(d: Decimal) -> str:
     else:
         s += ".00"
     return "$" + s
+
+
+def _aligned(cells: list[str]) -> list[str]:
+    """Money cells of one column with as many decimals each (trailing zeros: the values stay exact), so that,
+    right-justified, their decimal points line up."""
+    found = [_MONEY_CELL.search(c) for c in cells]
+    width = max((len(m.group(2)) for m in found if m), default=0)
+    return [c if m is None else c[: m.start(2)] + m.group(2).ljust(width, "0") + c[m.end(2):]
+            for c, m in zip(cells, found, strict=True)]
+
+
+def _print_table(console: Console, table: Any) -> None:
+    """Print a table; off a terminal as wide as it needs, so that no value (money above all) is ever cut."""
+    if not console.is_terminal:
+        need = console.measure(table, options=console.options.update_width(_UNBOUNDED)).maximum
+        if need > console.width:
+            width, console.width = console.width, need  # print(width=) cannot go beyond the console's width
+            try:
+                console.print(table)
+            finally:
+                console.width = width
+            return
+    console.print(table)
 
 
 def _per_mtok(rate: Decimal) -> str:
@@ -440,7 +465,7 @@ def providers(
             "\n".join(r["key_env_vars"]) or "—",
             r["base_url"] or "—", f"[{style}]{_escape(configured)}[/]",
         )
-    _console().print(table)
+    _print_table(_console(), table)
 
 
 def providers_markdown() -> str:
@@ -551,7 +576,7 @@ def prices(
     for unit, (price, per) in rates.extra_units.items():
         table.add_row(unit.replace("_", " "), f"{_money(price)} per {per:,}")
     console = _console()
-    console.print(table)
+    _print_table(console, table)
     src = rates.source
     console.print(f"source: {src}" + (f" — {src.url}" if src.url else ""), markup=False)
 
@@ -593,15 +618,16 @@ def print_report(console: Console, report: Report, *, title: str) -> None:
     table.add_column("errors", justify="right", footer=str(sum(r.errors for r in rows)))
     table.add_column("input tok", justify="right", footer=f"{sum(r.input_tokens for r in rows):,}")
     table.add_column("output tok", justify="right", footer=f"{sum(r.output_tokens for r in rows):,}")
-    total = _money(report.total) if not report.unpriced else f"≥ {_money(report.total)}"
-    table.add_column("cost (USD)", justify="right", footer=total, no_wrap=True)
+    # A group with unpriced calls costs at least its priced part: never show it as a plain $0.
+    costs = _aligned([_money(r.cost) if not r.unpriced else f"≥ {_money(r.cost)}" if r.cost else "unpriced"
+                      for r in rows] + [_money(report.total) if not report.unpriced else f"≥ {_money(report.total)}"])
+    table.add_column("cost (USD)", justify="right", footer=costs[-1], no_wrap=True,
+                     min_width=max(len(c) for c in costs))
     table.add_column("unpriced", justify="right", footer=str(report.unpriced))
-    for r in rows:
-        # A group with unpriced calls costs at least its priced part: never show it as a plain $0.
-        cost = _money(r.cost) if not r.unpriced else f"≥ {_money(r.cost)}" if r.cost else "unpriced"
+    for r, cost in zip(rows, costs, strict=False):
         table.add_row(_escape(r.key), str(r.calls), str(r.errors), f"{r.input_tokens:,}", f"{r.output_tokens:,}",
                       cost, str(r.unpriced) if r.unpriced else "")
-    console.print(table)
+    _print_table(console, table)
     line = f"total: {_money(report.total)} USD"
     if report.unpriced:
         line += (f" + {report.unpriced} unpriced call{'s' if report.unpriced != 1 else ''} not included "
@@ -616,24 +642,28 @@ def print_calls(console: Console, calls: Calls, *, title: str) -> None:
     table = Table(title=title, title_justify="left", show_footer=True)
     tokens_in = sum(r.input_tokens for r in calls.rows)
     tokens_out = sum(r.output_tokens for r in calls.rows)
-    total = _money(calls.total) if not calls.unpriced else f"≥ {_money(calls.total)}"
-    table.add_column("time (UTC)", footer="TOTAL", no_wrap=True)
-    table.add_column("verb", no_wrap=True)
-    table.add_column("target", footer=f"{len(calls)} calls", no_wrap=True)
-    table.add_column("outcome", no_wrap=True)
-    table.add_column("tokens in → out", justify="right", footer=f"{tokens_in:,} → {tokens_out:,}", no_wrap=True)
-    table.add_column("cost (USD)", justify="right", footer=total, no_wrap=True)
+    costs = _aligned([
+        "unpriced" if r.cost is None else _money(r.cost) + (" (est.)" if r.estimated else "") for r in calls.rows
+    ] + [_money(calls.total) if not calls.unpriced else f"≥ {_money(calls.total)}"])
+    total = costs[-1]
+    outcomes = [r.outcome if r.outcome != "error" else
+                (r.error_type or "error").removesuffix("Error") + (f" {r.status}" if r.status else "")
+                for r in calls.rows]
+    table.add_column("time (UTC)", footer="TOTAL", no_wrap=True, min_width=19)
+    table.add_column("verb", no_wrap=True, min_width=8)
+    table.add_column("target", footer=f"{len(calls)} calls", overflow="fold")
+    table.add_column("outcome", no_wrap=True, min_width=max((len(o) for o in outcomes), default=7))
+    tokens = [f"{r.input_tokens:,} → {r.output_tokens:,}" for r in calls.rows] + [f"{tokens_in:,} → {tokens_out:,}"]
+    table.add_column("tokens in → out", justify="right", footer=tokens[-1], no_wrap=True,
+                     min_width=max(len(t) for t in tokens))
+    table.add_column("cost (USD)", justify="right", footer=total, no_wrap=True, min_width=max(len(c) for c in costs))
     table.add_column("tags", overflow="fold")  # the one column that gives way on a narrow terminal (one tag a line)
-    for r in calls.rows:
-        outcome = r.outcome
-        if r.outcome == "error":
-            outcome = (r.error_type or "error").removesuffix("Error") + (f" {r.status}" if r.status else "")
-        cost = "unpriced" if r.cost is None else _money(r.cost) + (" (est.)" if r.estimated else "")
+    for r, cost, outcome in zip(calls.rows, costs, outcomes, strict=False):
         tags = " ".join(f"{k}={v}" for k, v in sorted(r.tags.items()))
         table.add_row(r.ts.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), r.verb,
                       _escape(f"{r.provider}:{r.model}"), _escape(outcome),
                       f"{r.input_tokens:,} → {r.output_tokens:,}", cost, _escape(tags))
-    console.print(table)
+    _print_table(console, table)
     line = f"total: {_money(calls.total)} USD"
     if calls.unpriced:
         line += (f" + {calls.unpriced} unpriced call{'s' if calls.unpriced != 1 else ''} not included "
@@ -787,7 +817,7 @@ def print_budgets(console: Console, statuses: list[BudgetStatus], *, title: str)
         period = st.period if st.period == "total" else f"{st.period} from {st.period_start:%Y-%m-%d}"
         table.add_row(_escape(st.name), _escape(" ".join(scope) or "all calls"), period, _money(st.limit),
                       _money(st.spent), _money(st.reserved), _money(st.remaining), f"{used:.1f}%")
-    console.print(table)
+    _print_table(console, table)
 
 
 # --------------------------------------------------------------------------------------------- demo

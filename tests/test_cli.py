@@ -967,3 +967,24 @@ def test_client_budget_status_matches_the_cli(tmp_path: Path) -> None:
     cli = json.loads(_invoke("budgets", "--json", "--ledger", url, "--config", str(tmp_path / "computekit.toml"))
                      .stdout)
     assert cli == {name: st.as_dict() for name, st in status.items()}
+
+
+# --------------------------------------------------------------------------------------------- money in tables
+
+
+def test_piped_tables_never_cut_money(tmp_path: Path) -> None:
+    from computekit.ledger import open_ledger
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert _invoke("demo", "--ledger", url).exit_code == 0
+    ledger = open_ledger(url)
+    per_call = [r.cost for r in ledger.rows() if r.cost]
+    per_target = [r.cost for r in ledger.report("target").rows if r.cost]
+    ledger.close()
+    for args, costs in ((["report", "--calls"], per_call), (["report", "--by", "target"], per_target)):
+        result = _invoke(*args, "--ledger", url, env={"COLUMNS": "60"})  # narrow, and not a terminal
+        assert result.exit_code == 0, result.output
+        assert "…" not in result.output
+        for cost in costs:
+            assert format(cost, "f").rstrip("0") in result.output
+        assert "E-" not in result.output

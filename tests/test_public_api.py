@@ -41,6 +41,7 @@ EXPECTED = sorted([
     "InvalidRequestError",
     "MalformedResponseError",
     "Message",
+    "Money",
     "MissingAPIKeyError",
     "NOT_GIVEN",
     "NotFoundError",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._exceptions import ConfigError
+from .._money import Money, plain
 from ._budgets import Charge
 
 __all__ = ["GroupBy", "Ledger", "LedgerRow", "Report", "ReportRow"]
@@ -61,9 +62,9 @@ class LedgerRow:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["ts"] = self.ts.isoformat()
-        d["cost"] = None if self.cost is None else str(self.cost)
-        d["gpu_seconds"] = None if self.gpu_seconds is None else str(self.gpu_seconds)
-        d["reserved"] = None if self.reserved is None else str(self.reserved)
+        d["cost"] = None if self.cost is None else plain(self.cost)
+        d["gpu_seconds"] = None if self.gpu_seconds is None else plain(self.gpu_seconds)
+        d["reserved"] = None if self.reserved is None else plain(self.reserved)
         return d
 
 
@@ -80,6 +81,9 @@ class ReportRow:
     unpriced: int
     """Attempts whose cost is unknown (unpriced models, timeouts that may have been billed, canceled streams):
     ``cost`` leaves them out, so it is a lower bound when > 0."""
+
+    def __post_init__(self) -> None:
+        self.cost = Money(self.cost)  # prints plainly: 0.00000008, never 8E-8
 
 
 @dataclass(slots=True)
@@ -104,6 +108,9 @@ class Report:
 
     _COLUMNS = ("key", "calls", "errors", "input_tokens", "output_tokens", "cost", "unpriced")
 
+    def __post_init__(self) -> None:
+        self.total = Money(self.total)  # prints plainly: 0.00000008, never 8E-8
+
     @property
     def calls(self) -> int:
         """How many attempts the report covers."""
@@ -113,7 +120,7 @@ class Report:
         """Rows as plain dicts (cost as a decimal string, so nothing is rounded)."""
         return [
             {"key": r.key, "calls": r.calls, "errors": r.errors, "input_tokens": r.input_tokens,
-             "output_tokens": r.output_tokens, "cost": str(r.cost), "unpriced": r.unpriced}
+             "output_tokens": r.output_tokens, "cost": plain(r.cost), "unpriced": r.unpriced}
             for r in self.rows
         ]
 
@@ -128,7 +135,7 @@ class Report:
             w.writerow([rec[c] for c in self._COLUMNS])
         w.writerow(["TOTAL", sum(r.calls for r in self.rows), sum(r.errors for r in self.rows),
                     sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows),
-                    str(self.total), self.unpriced])
+                    plain(self.total), self.unpriced])
         text = buf.getvalue()
         if path is not None:
             Path(path).write_text(text, "utf-8")
@@ -138,7 +145,7 @@ class Report:
         """The report as JSON (``group_by``, ``rows``, ``total``, ``unpriced``, ``currency`` and the period);
         written to ``path`` when given. Costs are decimal strings."""
         text = json.dumps(
-            {"group_by": self.group_by, "rows": self.to_records(), "total": str(self.total),
+            {"group_by": self.group_by, "rows": self.to_records(), "total": plain(self.total),
              "unpriced": self.unpriced, "currency": "USD",
              "since": self.since.isoformat() if self.since else None,
              "until": self.until.isoformat() if self.until else None},

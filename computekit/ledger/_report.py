@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._money import Money, plain
 from ._base import GROUP_KEYS, Report, build_report
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class Calls:
     @property
     def total(self) -> Decimal:
         """The exact sum of the priced attempts."""
-        return sum((r.cost for r in self.rows if r.cost is not None), Decimal(0))
+        return Money(sum((r.cost for r in self.rows if r.cost is not None), Decimal(0)))
 
     @property
     def unpriced(self) -> int:
@@ -161,7 +162,7 @@ class Calls:
         """The attempts as JSON (``calls``, ``total``, ``unpriced``, ``currency`` and the period); written to
         ``path`` when given."""
         text = json.dumps(
-            {"calls": self.to_records(), "total": str(self.total), "unpriced": self.unpriced, "currency": "USD",
+            {"calls": self.to_records(), "total": plain(self.total), "unpriced": self.unpriced, "currency": "USD",
              "since": self.since.isoformat() if self.since else None,
              "until": self.until.isoformat() if self.until else None},
             indent=2, ensure_ascii=False,
