@@ -269,21 +269,36 @@ def _core(config: Path | None) -> Core:
 @app.command()
 def complete(
     model: Annotated[str, typer.Argument(help="provider:model, a route name from the config.")],
-    prompt: Annotated[str, typer.Argument(help="The prompt, sent as one user message.")],
+    prompt: Annotated[str, typer.Argument(help="The prompt, sent as one user message; - reads it from stdin.")],
+    system: Annotated[str | None, typer.Option("--system", "-s", help="A system message sent first.")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", "-t", min=0,
+                                                     help="Sampling temperature.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", "-m", min=1,
+                                                   help="Upper bound on output tokens.")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print the text as it arrives.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the whole Completion as JSON.")] = False,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Upper bound on output tokens.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Generate a completion and print it, then what it cost."""
+    """Generate a completion and print it, then what it cost.
+
+    echo "Summarise this" | computekit complete openai:gpt-4o-mini - --system "Be brief" --max-tokens 60
+    """
     from ._constants import NOT_GIVEN
 
+    if prompt == "-":
+        prompt = sys.stdin.read()
+        if not prompt.strip():
+            _fail("the prompt read from stdin is empty")
+    args: dict[str, Any] = {
+        "messages": [{"role": "system", "content": system}] if system is not None else NOT_GIVEN,
+        "max_tokens": max_tokens if max_tokens is not None else NOT_GIVEN,
+        "temperature": temperature if temperature is not None else NOT_GIVEN,
+    }
     with _errors():
         client = _client(config)
         try:
-            mt: Any = max_tokens if max_tokens is not None else NOT_GIVEN
             if stream:
-                with client.stream(model, prompt, max_tokens=mt) as s:
+                with client.stream(model, prompt, **args) as s:
                     for chunk in s:
                         if chunk.text and not json_out:
                             sys.stdout.write(chunk.text)
@@ -292,7 +307,7 @@ def complete(
                 if not json_out:
                     sys.stdout.write("\n")
             else:
-                result = client.complete(model, prompt, max_tokens=mt)
+                result = client.complete(model, prompt, **args)
                 if not json_out:
                     typer.echo(result.text)
         finally:

@@ -208,6 +208,26 @@ def test_complete_prints_text_then_cost(config: Path, loopback: Loopback) -> Non
     assert KEY not in result.output
 
 
+def test_complete_reads_stdin_and_takes_system_and_sampling(config: Path, loopback: Loopback) -> None:
+    loopback.reply_json(_chat("short"))
+    result = runner.invoke(app, ["complete", "openai:gpt-4o-mini", "-", "--system", "Be brief", "--temperature",
+                                 "0.2", "--max-tokens", "30", "--config", str(config)],
+                           input="a long text\nto summarise\n", catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "short"
+    body = loopback.seen[0]["body"]
+    assert body["messages"] == [{"role": "system", "content": "Be brief"},
+                                {"role": "user", "content": "a long text\nto summarise\n"}]
+    assert body["temperature"] == 0.2
+    assert body["max_tokens"] == 30
+
+
+def test_complete_refuses_an_empty_stdin_prompt(config: Path) -> None:
+    result = runner.invoke(app, ["complete", "openai:gpt-4o-mini", "-", "--config", str(config)], input="  \n")
+    assert result.exit_code == 2
+    assert "empty" in result.output
+
+
 def test_complete_json_is_the_completion(config: Path, loopback: Loopback) -> None:
     loopback.reply_json(_chat("hello", prompt=11, completion=7))
     result = _invoke("complete", "openai:gpt-4o-mini", "hi", "--json", "--config", str(config))
