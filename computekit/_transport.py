@@ -428,6 +428,19 @@ class AiohttpTransport:
                 await self._session.close()
         self._session = None
 
+    def __del__(self) -> None:
+        # A client collected without aclose(): close its connections here, synchronously (there is no loop to
+        # await on in a finalizer), so that aiohttp does not report "Unclosed client session" and "Unclosed
+        # connector" on stderr for what is a forgotten close, not a leak.
+        session = self._session
+        if session is None or session.closed:
+            return
+        connector = session.connector
+        session.detach()  # the session counts as closed from here
+        if connector is not None:
+            with contextlib.suppress(Exception):
+                connector._close()  # closes every pooled transport now; close() would need awaiting
+
 
 # ============================================================================================= httpx (injected)
 
