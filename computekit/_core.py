@@ -249,6 +249,7 @@ class Core:
         conf = self.settings.providers.get(provider)
         cls = adapter_class(conf.adapter if conf and conf.adapter else provider)
         default_url, env_vars, _ = cls.defaults_for(provider)
+        default_url = cls.env_base_url(provider) or default_url  # the vendor's own variable, below any config
         if conf and conf.api_key_env:
             env_vars = (conf.api_key_env,)
         configured_url = (conf.base_url if conf else None) or default_url

@@ -308,6 +308,8 @@ class AnthropicAdapter(Adapter):
     capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=False, embed=False)
     key_env_vars = ("ANTHROPIC_API_KEY",)
     default_base_url = "https://api.anthropic.com/v1"
+    base_url_env = "ANTHROPIC_BASE_URL"  # anthropic-sdk-python: the host, without /v1
+    base_url_env_suffix = "/v1"
     table_provider = "anthropic"
     docs_url = "https://docs.anthropic.com/en/api/messages"
 

@@ -219,6 +219,7 @@ class CohereAdapter(Adapter):
     capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, rerank=True)
     key_env_vars = ("CO_API_KEY", "COHERE_API_KEY")
     default_base_url = "https://api.cohere.com"
+    base_url_env = "CO_API_URL"  # cohere-python: the host, as here
     table_provider = "cohere"
     docs_url = "https://docs.cohere.com/reference/chat"
 

@@ -35,6 +35,7 @@ class FakeAdapter(OpenAIWire, ReplicateAdapter):
     # (ReplicateAdapter, whose predictions wire this reuses, narrows these two to str: the fake has neither.)
     key_env_vars = ()  # type: ignore[assignment]
     default_base_url = "inproc://fake"
+    base_url_env = None  # type: ignore[assignment]  # not REPLICATE_BASE_URL: a fake lives in-process
     requires_key = False
     table_provider = None
     docs_url = None  # type: ignore[assignment]

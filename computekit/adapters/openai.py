@@ -556,6 +556,7 @@ class OpenAIAdapter(OpenAIWire):
     )
     key_env_vars = ("OPENAI_API_KEY",)
     default_base_url = "https://api.openai.com/v1"
+    base_url_env = "OPENAI_BASE_URL"  # openai-python: the full base, /v1 included
     table_provider = "openai"
     docs_url = "https://platform.openai.com/docs/api-reference"
 

@@ -81,6 +81,8 @@ class ReplicateAdapter(Adapter):
     capabilities = Capabilities(predict=True, predict_stream=True, finetune=True)
     key_env_vars = ("REPLICATE_API_TOKEN",)
     default_base_url = "https://api.replicate.com/v1"
+    base_url_env = "REPLICATE_BASE_URL"  # replicate-python: the host, without /v1
+    base_url_env_suffix = "/v1"
     docs_url = "https://replicate.com/docs/reference/http"
 
     @classmethod
