@@ -27,6 +27,7 @@ from ._exceptions import (
     BudgetExceededError,
     ConfigError,
     InvalidRequestError,
+    NotFoundError,
     ProviderError,
 )
 from ._otel import attempt_span, note_response
@@ -303,9 +304,46 @@ class Core:
                 raise InvalidRequestError("the list of targets is empty")
         out = []
         for mid in ids:
-            provider, name = split_model_id(mid)
+            provider, name = split_model_id(mid if ":" in mid else self.resolve_bare(mid))
             out.append(Target(self.adapter(provider, base_url=base_url, api_key=api_key), name))
         return out
+
+    def resolve_bare(self, model: str) -> str:
+        """A bare model name (``"gpt-4o-mini"``) -> ``"provider:model"``: the one provider that serves it (by
+        the price tables), preferring those set up (configured, or with a key in the environment).
+
+        Raises:
+            InvalidRequestError: No provider is known to serve it (the message suggests close names).
+            ConfigError: Several do: the message lists them.
+        """
+        if not model:
+            split_model_id(model)  # raises: not a model id
+        from .adapters._registry import providers
+        from .pricing._book import similar_models, tables_serving
+
+        tables = set(tables_serving(model))
+        serving = [p for p in providers() if adapter_class(p).table_for(p) in tables] if tables else []
+        if not serving:
+            close = list(dict.fromkeys(f"{p}:{m}" for p in providers()
+                                       for m in similar_models(adapter_class(p).table_for(p), model, 2)))
+            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+            raise InvalidRequestError(
+                f"{model!r} is not a model id and no provider is known to serve it{hint}: write 'provider:model' "
+                "(e.g. 'openai:gpt-4o-mini'), or name a route defined under [routes] in computekit.toml"
+            )
+        ready = [p for p in serving if self._set_up(p)]
+        for group in (ready, serving):
+            if len(group) == 1:
+                return f"{group[0]}:{model}"
+        listed = ", ".join(f"'{p}:{model}'" for p in (ready or serving))
+        raise ConfigError(f"{model!r} is served by several providers: write one of {listed}")
+
+    def _set_up(self, provider: str) -> bool:
+        """Whether ``provider`` is configured here, or has its key in the environment."""
+        if provider in self.settings.providers:
+            return True
+        _, env_vars, requires_key = adapter_class(provider).defaults_for(provider)
+        return requires_key and env_key(env_vars) is not None
 
     def route(self, model: str | Sequence[str]) -> RouteConfig | None:
         """The named route ``model`` refers to, if it is one."""
@@ -825,6 +863,10 @@ class Run:
     def failed(self, target: Target, error: ProviderError) -> None:
         """A target's last try failed: tell the router, and raise when the plan must stop here."""
         self.errors.append(error)
+        if isinstance(error, NotFoundError) and not getattr(error, "__notes__", None):
+            close = self.core.prices.similar(target.adapter.price_ref(target.model))
+            if close:  # a 404 on a misspelled model: name the likely one
+                error.add_note(f"did you mean {' or '.join(f'{target.provider}:{m}' for m in close)}?")
         action = self.core.router.failed(target, error, self.core.retry.config.retry_after_cap)
         if action is Action.RAISE or (isinstance(error, APITimeoutError) and self.remaining() <= 0):
             raise error

@@ -449,14 +449,14 @@ def providers(
     ] = False,
 ) -> None:
     """Every provider computekit can call: capabilities, key variables, base URL, and whether it is set up."""
-    from .adapters import available
+    from .adapters._registry import providers as offered
 
     if markdown:
         typer.echo(providers_markdown(), nl=False)
         return
     with _errors():
         core = _core(config)
-        names = sorted({*available(), *core.settings.providers})
+        names = sorted({*offered(), *core.settings.providers})
         rows = [_provider_row(core, n) for n in names]
     if json_out:
         import json
@@ -487,13 +487,14 @@ def providers_markdown() -> str:
     """The built-in (and installed plugin) providers as a Markdown table, from the registry alone: what each
     adapter says of itself, independent of config and keys. ``docs/providers/index.md`` holds this table, and
     a test keeps the two equal."""
-    from .adapters import adapter_class, available
+    from .adapters import adapter_class
+    from .adapters._registry import providers as offered
 
     lines = [
         "| provider | adapter | capabilities | key env var(s) | default base URL | prices from |",
         "|---|---|---|---|---|---|",
     ]
-    for name in sorted(available()):
+    for name in offered():
         cls = adapter_class(name)
         url, env_vars, requires_key = cls.defaults_for(name)
         keys = ", ".join(f"`{v}`" for v in env_vars) or ("none needed" if not requires_key else "`api_key`")
@@ -548,9 +549,17 @@ def prices(
             import json
 
             typer.echo(json.dumps({"model": model, "date": today, "known": self_hosted, "self_hosted": self_hosted,
-                                   "rates": {}, "source": None}, indent=2))
+                                   "rates": {}, "source": None,
+                                   "did_you_mean": [f"{provider}:{m}" for m in core.prices.similar(ref)]},
+                                  indent=2))
         elif self_hosted:
             typer.echo(f"{model}: self-hosted server, no per-call charge (a [prices] entry in the config applies)")
+        elif close := core.prices.similar(ref):
+            # Most likely a typo: point at the model meant, not at adding a price for one that does not exist.
+            console = _console()
+            console.print(f"[bold yellow]no model {_escape(model)} in the price tables[/]: did you mean "
+                          + " or ".join(f"[bold]{_escape(provider)}:{_escape(m)}[/]" for m in close) + "?")
+            console.print(f"(check it with: computekit prices {provider}:{close[0]})", markup=False)
         else:
             console = _console()
             console.print(f"[bold yellow]no price known for {_escape(model)}[/] on {today}.")

@@ -429,6 +429,17 @@ class Adapter(ABC):
         return cls.default_base_url, cls.key_env_vars, cls.requires_key
 
     @classmethod
+    def table_for(cls, provider: str) -> str | None:
+        """The genai-prices provider id that prices ``provider``'s models, if any."""
+        return cls.table_provider
+
+    @classmethod
+    def listed(cls, provider: str) -> bool:
+        """Whether ``provider`` is offered to users as a provider (in lists, suggestions, bare model names);
+        internal adapters (an in-process fake, the generic OpenAI-compatible one) are not."""
+        return True
+
+    @classmethod
     def env_base_url(cls, provider: str) -> str | None:
         """The base URL the vendor's own variable sets (``OPENAI_BASE_URL`` ...), in computekit's convention;
         ``None`` when it is unset or empty. Configured and per-call base URLs win over it."""

@@ -41,6 +41,10 @@ class FakeAdapter(OpenAIWire, ReplicateAdapter):
     docs_url = None  # type: ignore[assignment]
 
     @classmethod
+    def listed(cls, provider: str) -> bool:
+        return False  # a test double, not a provider to offer
+
+    @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
         # Each provider served by this adapter has its own in-process host: [providers.fake2] adapter = "fake"
         # talks to FakeProvider(name="fake2").

@@ -130,6 +130,14 @@ class OpenAICompatibleAdapter(OpenAIWire):
         return p.base_url or None, p.key_env_vars, p.requires_key
 
     @classmethod
+    def table_for(cls, provider: str) -> str | None:
+        return PROFILES.get(provider, _GENERIC).table_provider
+
+    @classmethod
+    def listed(cls, provider: str) -> bool:
+        return provider in PROFILES  # "openai-compatible" itself is the adapter for hosts of your own
+
+    @classmethod
     def env_base_url(cls, provider: str) -> str | None:
         p = PROFILES.get(provider, _GENERIC)  # a host's own variable, never OPENAI_BASE_URL
         return base_url_from_env(p.base_url_env, p.base_url_env_suffix)
