@@ -4,6 +4,7 @@ finishing results (pricing, attempts) and writing the ledger. No network I/O hap
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -127,7 +128,9 @@ def normalise_messages(
             out.append(m if isinstance(m, dict) else dict(m))
     if prompt is not NOT_GIVEN and prompt is not None:
         if not isinstance(prompt, str):
-            raise InvalidRequestError(f"prompt must be a str, not {type(prompt).__name__}")
+            fix = ("for a conversation pass messages=[{'role': 'user', 'content': ...}, ...], or join the strings "
+                   "into one prompt" if isinstance(prompt, list | tuple) else "pass the text as a string")
+            raise InvalidRequestError(f"prompt must be a str, not {type(prompt).__name__}: {fix}")
         out.append({"role": "user", "content": prompt})
     if not out:
         raise InvalidRequestError("nothing to send: pass a prompt string or messages=[...]")
@@ -754,8 +757,60 @@ def _finetune_key(provider: str, job_id: str) -> str:
 
 
 def call_options(**given: Any) -> dict[str, Any]:
-    """Keyword arguments that were actually passed (sentinel-free)."""
-    return {k: v for k, v in given.items() if v is not NOT_GIVEN}
+    """Keyword arguments that were actually passed (sentinel-free), each checked for its type.
+
+    Raises:
+        InvalidRequestError: An option has the wrong type (the message shows a right one).
+    """
+    out = {k: v for k, v in given.items() if v is not NOT_GIVEN}
+    for name, value in out.items():
+        check_option(name, value)
+    return out
+
+
+# Options whose type is checked before anything is sent, with an example of a right value for the message.
+_WHOLE: Final = {"max_tokens": 60, "seed": 42, "dimensions": 256, "top_n": 3}
+_REAL: Final = {"temperature": 0.7, "top_p": 0.9}
+_TEXT: Final = {"user": "user-123", "service_tier": "auto"}
+
+
+def check_option(name: str, value: Any) -> None:
+    """Refuse a call option of the wrong type (``max_tokens="sixty"``) with the fix, before any HTTP.
+
+    Raises:
+        InvalidRequestError: ``value`` is not what ``name`` takes.
+    """
+    if value is None:
+        return
+    example: Any
+    if name in _WHOLE:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        example = _WHOLE[name]
+        if ok and value < 1 and name != "seed":
+            raise InvalidRequestError(f"{name} must be at least 1, not {value}: e.g. {name}={example}")
+    elif name in _REAL:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        example = _REAL[name]
+    elif name in _TEXT:
+        ok = isinstance(value, str)
+        example = _TEXT[name]
+    elif name == "stop":
+        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        example = ["\n\n"]
+    else:
+        return
+    if not ok:
+        fix = f"e.g. {name}={example!r}"
+        if isinstance(value, str) and not isinstance(example, str):
+            with contextlib.suppress(ValueError):  # a number written as a string: show it as a number
+                fix = f"pass {name}={type(example)(value)!r}"
+        raise InvalidRequestError(
+            f"{name} must be {_KIND.get(type(example), type(example).__name__)}, not {type(value).__name__} "
+            f"{value!r}: {fix}"
+        )
+
+
+_KIND: Final = {int: "a whole number", float: "a number", str: "a string", list: "a string or a list of strings"}
 
 
 def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
