@@ -832,15 +832,18 @@ def print_budgets(console: Console, statuses: list[BudgetStatus], *, title: str)
     table = Table(title=title, title_justify="left")
     for name, justify in (("budget", "left"), ("scope", "left"), ("period", "left"), ("limit", "right"),
                           ("spent", "right"), ("reserved", "right"), ("remaining", "right"), ("used", "right")):
-        table.add_column(name, justify=justify, no_wrap=name != "scope")  # type: ignore[arg-type]
-    for st in statuses:
+        wraps = name in ("scope", "period")  # the words give way on a narrow terminal, never the money
+        table.add_column(name, justify=justify, no_wrap=not wraps, overflow="fold")  # type: ignore[arg-type]
+    money = [_aligned([_money(getattr(st, field)) for st in statuses])
+             for field in ("limit", "spent", "reserved", "remaining")]
+    for i, st in enumerate(statuses):
         scope = [f"provider={st.provider}"] if st.provider else []
         scope += [f"model={st.model}"] if st.model else []
         scope += [f"{k}={v}" for k, v in sorted((st.tags or {}).items())]
         used = (st.spent + st.reserved) / st.limit * 100 if st.limit else Decimal(0)
         period = st.period if st.period == "total" else f"{st.period} from {st.period_start:%Y-%m-%d}"
-        table.add_row(_escape(st.name), _escape(" ".join(scope) or "all calls"), period, _money(st.limit),
-                      _money(st.spent), _money(st.reserved), _money(st.remaining), f"{used:.1f}%")
+        table.add_row(_escape(st.name), _escape(" ".join(scope) or "all calls"), period,
+                      *(column[i] for column in money), f"{used:.1f}%")
     _print_table(console, table)
 
 

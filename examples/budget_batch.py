@@ -9,8 +9,8 @@ worst case no longer fits, even if its actual cost would have fitted: that is th
 The budget counts the ledger's rows, so the example gives the client a ledger of its own, in a temporary file: a
 fresh day's budget, which your own ledger's spend does not touch.
 
-    python examples/budget_batch.py --replay      # offline
-    python examples/budget_batch.py               # live: OPENAI_API_KEY (at most $0.0002 is spent)
+    python examples/budget_batch.py        # live: OPENAI_API_KEY (at most $0.0002 is spent)
+    python examples/_replay.py examples/budget_batch.py        # offline
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from pathlib import Path
-
-import _replay
 
 import computekit as ck
 
@@ -34,8 +32,7 @@ PRODUCTS = ["a solar-powered camping lantern", "a cast-iron pizza pan", "noise-c
 def main() -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        _replay.session("budget_batch", ["OPENAI_API_KEY"], description=__doc__) as session,
-        ck.Client(**{**session.client_kwargs, "ledger": f"sqlite:///{Path(tmp) / 'ledger.db'}"},
+        ck.Client(ledger=f"sqlite:///{Path(tmp) / 'ledger.db'}",
                   budget={"limit_usd": LIMIT_USD, "period": "day"}) as client,
     ):
         for i, product in enumerate(PRODUCTS, 1):
@@ -43,8 +40,8 @@ def main() -> None:
                 r = client.complete(MODEL, f"Write a one-sentence product description for {product}.",
                                     max_tokens=MAX_TOKENS, tags={"job": "descriptions"})
             except ck.BudgetExceededError as e:  # raised before the request: nothing was sent
-                print(f"{i}. refused   worst case {e.requested} USD > remaining {e.remaining} USD "
-                      f"(spent {e.spent} + reserved {e.reserved} of {e.limit} USD)")
+                print(f"{i}. refused   worst case {e.requested} USD > remaining {e.remaining} USD\n"
+                      f"             (spent {e.spent} + reserved {e.reserved} of {e.limit} USD)")
                 continue
             print(f"{i}. answered  {r.usage.input_tokens} in + {r.usage.output_tokens} out  cost: {r.cost.total} USD")
             print(f"   {r.text}")

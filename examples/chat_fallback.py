@@ -5,26 +5,23 @@ interactive chat it is better to move to the next provider at once than to wait.
 answer 429 (rate limited) and Anthropic 529 (overloaded), so Mistral answers. Every attempt is listed, with what it
 cost (error responses are not billed: $0), and every attempt is in the ledger.
 
-    python examples/chat_fallback.py --replay      # offline
-    python examples/chat_fallback.py               # live: OPENAI_API_KEY, ANTHROPIC_API_KEY, MISTRAL_API_KEY
+    python examples/chat_fallback.py     # live: OPENAI_API_KEY, ANTHROPIC_API_KEY, MISTRAL_API_KEY
+    python examples/_replay.py examples/chat_fallback.py     # offline, from its cassette
 """
 
 from __future__ import annotations
 
-import _replay
+import datetime as dt
 
 import computekit as ck
 
 # --8<-- [start:main]
 ROUTE = ["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5", "mistral:mistral-small-latest"]
-KEYS = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "MISTRAL_API_KEY"]
 
 
 def main() -> None:
-    with (
-        _replay.session("chat_fallback", KEYS, description=__doc__) as session,
-        ck.Client(**session.client_kwargs, routes={"chat": {"targets": ROUTE}}, retry={"max_retries": 0}) as client,
-    ):
+    started = dt.datetime.now(dt.UTC)
+    with ck.Client(routes={"chat": {"targets": ROUTE}}, retry={"max_retries": 0}) as client:
         r = client.complete("chat", "In one sentence: why do GPUs suit deep learning?", max_tokens=80)
 
         print(f"answered by {r.provider}:{r.model}")
@@ -38,9 +35,8 @@ def main() -> None:
         print(f"\nusage: {r.usage.input_tokens} input + {r.usage.output_tokens} output tokens")
         print(f"cost: {r.cost.total} USD  [{r.cost.price_source}]")
 
-        report = client.ledger.report(group_by="target")
-        if session.replay:  # live, your ledger holds your earlier calls too
-            print(f"ledger: {sum(row.calls for row in report.rows)} attempts, total {report.total} USD")
+        report = client.ledger.report(group_by="target", since=started)  # this run's calls only
+        print(f"ledger: {sum(row.calls for row in report.rows)} attempts, total {report.total} USD")
 # --8<-- [end:main]
 
 

@@ -5,9 +5,8 @@ its own, in a temporary file, then prints the spend by day and by feature, and w
 (stacked by provider) and, with ``--html``, a self-contained HTML report. In your application, point the same
 code at your own ledger (``ck.Client()`` reads ``[ledger]`` from your config) to report on every call it made.
 
-    python examples/daily_report.py --replay                          # offline; writes daily-cost.png
-    python examples/daily_report.py --replay --plot out.png --html report.html
-    python examples/daily_report.py                                   # live: OPENAI_API_KEY, ANTHROPIC_API_KEY
+    python examples/daily_report.py --plot out.png --html report.html   # live: OPENAI_API_KEY, ANTHROPIC_API_KEY
+    python examples/_replay.py examples/daily_report.py                 # offline; the chart in a temporary folder
 
 The chart and the HTML report need matplotlib: ``pip install 'computekit[plot]'``.
 """
@@ -18,17 +17,15 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import _replay
-
 import computekit as ck
 
-KEYS = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
 
-
-def options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--plot", default="daily-cost.png", metavar="PATH",
-                        help="write the cost-per-day chart here (.png, .svg or .pdf; default: daily-cost.png)")
+def options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plot", metavar="PATH",
+                        help="write the cost-per-day chart here (.png, .svg or .pdf; default: in a temporary folder)")
     parser.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report here")
+    return parser.parse_args()
 
 
 # --8<-- [start:main]
@@ -41,10 +38,11 @@ CALLS = [  # (model, feature tag, prompt)
 
 
 def main() -> None:
+    args = options()
+    plot = args.plot or str(Path(tempfile.mkdtemp(prefix="daily-report-")) / "daily-cost.png")
     with (
         tempfile.TemporaryDirectory() as tmp,
-        _replay.session("daily_report", KEYS, description=__doc__, options=options) as session,
-        ck.Client(**{**session.client_kwargs, "ledger": f"sqlite:///{Path(tmp) / 'ledger.db'}"}) as client,
+        ck.Client(ledger=f"sqlite:///{Path(tmp) / 'ledger.db'}") as client,
     ):
         for model, feature, prompt in CALLS:
             r = client.complete(model, prompt, max_tokens=100, tags={"feature": feature})
@@ -63,11 +61,11 @@ def main() -> None:
         print(f"  total: {by_feature.total} USD")
 
         calls = client.ledger.calls()
-        calls.plot(session.args.plot, title="Cost per day")  # a matplotlib Figure, drawn without pyplot
-        print(f"\nwrote {session.args.plot}")
-        if session.args.html:
-            calls.to_html(session.args.html, by="tag:feature")
-            print(f"wrote {session.args.html}")
+        calls.plot(plot, title="Cost per day")  # a matplotlib Figure, drawn without pyplot
+        print(f"\nwrote {plot}")
+        if args.html:
+            calls.to_html(args.html, by="tag:feature")
+            print(f"wrote {args.html}")
 # --8<-- [end:main]
 
 

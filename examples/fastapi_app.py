@@ -8,8 +8,9 @@ One ``AsyncClient`` is opened when the app starts and closed when it stops, so c
 requests. Each call is tagged with the user, so the ledger can tell who spent what. The handler logic lives in
 ``ChatService``, which has no FastAPI in it (and is tested without it).
 
-    python examples/fastapi_app.py --replay        # offline: drives the app in-process (FastAPI's TestClient)
-    python examples/fastapi_app.py                 # the same requests, live: ANTHROPIC_API_KEY
+    python examples/fastapi_app.py                 # drives the app in-process (FastAPI's TestClient), live:
+                                                   # ANTHROPIC_API_KEY
+    python examples/_replay.py examples/fastapi_app.py    # the same requests, offline
     uvicorn fastapi_app:app --app-dir examples     # serve it (pip install fastapi uvicorn)
 """
 
@@ -20,7 +21,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import _replay
 from pydantic import BaseModel
 
 import computekit as ck
@@ -108,27 +108,26 @@ def show(title: str, data: Mapping[str, Any]) -> None:
 
 def main() -> None:
     prompt = "Name one use of a GPU besides graphics."
-    with _replay.session("fastapi_app", ["ANTHROPIC_API_KEY"], description=__doc__) as session:
-        try:
-            from fastapi.testclient import TestClient
-        except ImportError:
-            print("(FastAPI is not installed: calling the handlers directly)")
+    try:
+        from fastapi.testclient import TestClient
+    except ImportError:
+        print("(FastAPI is not installed: calling the handlers directly)")
 
-            async def direct() -> None:
-                async with ck.AsyncClient(**session.client_kwargs) as client:
-                    service = ChatService(client)
-                    show("POST /chat", await service.chat(prompt, "42"))
-                    show("GET /spend", await service.spend())
+        async def direct() -> None:
+            async with ck.AsyncClient() as client:
+                service = ChatService(client)
+                show("POST /chat", await service.chat(prompt, "42"))
+                show("GET /spend", await service.spend())
 
-            asyncio.run(direct())
-            return
-        with TestClient(create_app(session.client_kwargs)) as http:
-            answer = http.post("/chat", json={"prompt": prompt, "user": "42"})
-            answer.raise_for_status()
-            show("POST /chat", answer.json())
-            spend = http.get("/spend")
-            spend.raise_for_status()
-            show("GET /spend", spend.json())
+        asyncio.run(direct())
+        return
+    with TestClient(create_app()) as http:
+        answer = http.post("/chat", json={"prompt": prompt, "user": "42"})
+        answer.raise_for_status()
+        show("POST /chat", answer.json())
+        spend = http.get("/spend")
+        spend.raise_for_status()
+        show("GET /spend", spend.json())
 
 
 if __name__ == "__main__":

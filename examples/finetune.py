@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import _replay
-
 import computekit as ck
 
 # --8<-- [start:main]
@@ -29,17 +27,13 @@ SYSTEM = "You are Acme's support assistant. Answer in one or two warm, plain sen
 
 
 def main() -> None:
-    with (
-        _replay.session("finetune", ["OPENAI_API_KEY"], description=__doc__) as session,
-        ck.Client(**session.client_kwargs) as client,
-    ):
+    with ck.Client() as client:
         estimate = client.finetune(BASE, training_file=TRAINING, epochs=EPOCHS, dry_run=True).estimate
         print(f"estimate: {estimate.total} USD  ({estimate.lines[0].item})")
 
         job = client.finetune(BASE, training_file=TRAINING, epochs=EPOCHS, suffix="support")
         print(f"launched {job.provider}:{job.id}: {job.status}")
-        # wait() returns the ended job; poll fast when replaying (None: the default, 5 s growing to 60 s).
-        job = job.wait(timeout=3 * 3600, poll_interval=0.01 if session.replay else None)
+        job = job.wait(timeout=3 * 3600)  # returns the ended job; polls every 5 s, growing to 60 s
         print(f"{job.status}: {job.fine_tuned_model}")
         print(f"trained tokens: {job.trained_tokens}")
         print(f"actual: {job.cost.total} USD  vs estimate {estimate.total} USD")

@@ -4,15 +4,13 @@ Text is printed as it arrives. computekit asks OpenAI-format servers for the usa
 (``stream_options.include_usage``), so a streamed call is priced like any other: ``s.result`` is the finished
 ``Completion``, with usage and cost, once the stream has been read to its end.
 
-    python examples/stream_to_terminal.py --replay     # offline
-    python examples/stream_to_terminal.py              # live: OPENAI_API_KEY
+    python examples/stream_to_terminal.py                              # live: OPENAI_API_KEY
+    python examples/_replay.py examples/stream_to_terminal.py          # offline
 """
 
 from __future__ import annotations
 
 import sys
-
-import _replay
 
 import computekit as ck
 
@@ -21,10 +19,7 @@ MODEL = "openai:gpt-4o-mini"
 
 
 def main() -> None:
-    with (
-        _replay.session("stream_to_terminal", ["OPENAI_API_KEY"], description=__doc__) as session,
-        ck.Client(**session.client_kwargs) as client,
-    ):
+    with ck.Client() as client:
         chunks = 0
         with client.stream(MODEL, "Write a haiku about GPUs", max_tokens=60) as s:
             for chunk in s:
