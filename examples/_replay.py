@@ -3,9 +3,12 @@
 The examples are plain programs: they make a ``ck.Client()`` and call providers, as your code would. This wrapper
 applies the offline replay around one of them::
 
-    python examples/_replay.py examples/chat_fallback.py            # offline: examples/cassettes/chat_fallback.yaml
-    python examples/chat_fallback.py                                # live: the example's keys in the environment
-    python examples/_replay.py --record examples/chat_fallback.py   # live, and (re)writes the cassette
+    # offline: examples/cassettes/chat_fallback.yaml
+    python examples/_replay.py examples/chat_fallback.py
+    # live: the example's keys in the environment
+    python examples/chat_fallback.py
+    # live, and (re)writes the cassette
+    python examples/_replay.py --record examples/chat_fallback.py
 
 Replaying, it plays the cassette with vcrpy (``record_mode="none"``: a request that is not in it fails) while
 every connection to a host other than this machine is refused, so nothing can leave the machine, and checks at
@@ -36,11 +39,19 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 CASSETTES = HERE / "cassettes"
 
-# Requests are matched on what they ask for; the adapters' own tests pin the exact bodies.
+# Requests are matched on what they ask for; the adapters' own tests pin the exact
+# bodies.
 MATCH_ON = ["method", "scheme", "host", "port", "path", "query"]
 # Headers that carry credentials or account identity: never written to a cassette.
-FILTERED_HEADERS = ["authorization", "api-key", "x-api-key", "cookie", "set-cookie", "openai-organization",
-                    "openai-project"]
+FILTERED_HEADERS = [
+    "authorization",
+    "api-key",
+    "x-api-key",
+    "cookie",
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+]
 _KEY_SHAPES = re.compile(
     r"(?:sk|rk|pk)[-_][A-Za-z0-9_\-]{16,}|r8_[A-Za-z0-9]{20,}|gsk_[A-Za-z0-9]{20,}|hf_[A-Za-z0-9]{20,}"
 )
@@ -60,12 +71,19 @@ def _is_local(host: Any) -> bool:
 def _network_blocked() -> Iterator[None]:
     """Refuse every connection (and name lookup) that would leave this machine."""
     real_connect, real_connect_ex, real_getaddrinfo = (
-        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo)
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
 
     def refuse(address: Any) -> None:
         host = address[0] if isinstance(address, tuple) else None
-        if not (isinstance(address, str) or _is_local(host)):  # AF_UNIX paths are local too
-            raise ConnectionRefusedError(f"--replay blocks the network: a request to {host} was not in the cassette")
+        if not (
+            isinstance(address, str) or _is_local(host)
+        ):  # AF_UNIX paths are local too
+            raise ConnectionRefusedError(
+                f"--replay blocks the network: a request to {host} was not in the cassette"
+            )
 
     def connect(self: socket.socket, address: Any) -> None:
         refuse(address)
@@ -79,12 +97,14 @@ def _network_blocked() -> Iterator[None]:
         refuse((host, 0))
         return real_getaddrinfo(host, *args, **kwargs)
 
-    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex  # type: ignore[method-assign]
+    # type: ignore[method-assign]
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
     socket.getaddrinfo = getaddrinfo
     try:
         yield
     finally:
-        socket.socket.connect, socket.socket.connect_ex = real_connect, real_connect_ex  # type: ignore[method-assign]
+        # type: ignore[method-assign]
+        socket.socket.connect, socket.socket.connect_ex = real_connect, real_connect_ex
         socket.getaddrinfo = real_getaddrinfo
 
 
@@ -96,8 +116,12 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
             del headers[name]
     body = response.get("body", {})
     if isinstance(body.get("string"), bytes):
-        with contextlib.suppress(UnicodeDecodeError):  # binary output (an image) holds no key
-            body["string"] = _KEY_SHAPES.sub("REDACTED", body["string"].decode()).encode()
+        with contextlib.suppress(
+            UnicodeDecodeError
+        ):  # binary output (an image) holds no key
+            body["string"] = _KEY_SHAPES.sub(
+                "REDACTED", body["string"].decode()
+            ).encode()
     return response
 
 
@@ -106,7 +130,11 @@ def _placeholder_keys() -> dict[str, str]:
     from computekit.adapters import adapter_class
     from computekit.adapters._registry import providers
 
-    return {var: PLACEHOLDER_KEY for name in providers() for var in adapter_class(name).defaults_for(name)[1]}
+    return {
+        var: PLACEHOLDER_KEY
+        for name in providers()
+        for var in adapter_class(name).defaults_for(name)[1]
+    }
 
 
 def _no_wait(seconds: float) -> None:
@@ -118,10 +146,18 @@ async def _no_async_wait(seconds: float, result: Any = None) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--record", action="store_true", help="run live and rewrite the example's cassette")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="run live and rewrite the example's cassette",
+    )
     parser.add_argument("example", help="the example to run (examples/NAME.py)")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="the example's own arguments")
+    parser.add_argument(
+        "args", nargs=argparse.REMAINDER, help="the example's own arguments"
+    )
     ns = parser.parse_args(argv)
     script = Path(ns.example).resolve()
     cassette = CASSETTES / f"{script.stem}.yaml"
@@ -130,34 +166,56 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         import vcr
     except ImportError:
-        raise SystemExit("replay needs vcrpy: pip install vcrpy (computekit's test extra has it)") from None
+        raise SystemExit(
+            "replay needs vcrpy: pip install vcrpy (computekit's test extra has it)"
+        ) from None
     sys.argv = [str(script), *ns.args]
     if ns.record:
-        recorder = vcr.VCR(record_mode="all", match_on=MATCH_ON, filter_headers=FILTERED_HEADERS,
-                           before_record_response=_scrub_response, decode_compressed_response=True)
+        recorder = vcr.VCR(
+            record_mode="all",
+            match_on=MATCH_ON,
+            filter_headers=FILTERED_HEADERS,
+            before_record_response=_scrub_response,
+            decode_compressed_response=True,
+        )
         with recorder.use_cassette(str(cassette)):
             runpy.run_path(str(script), run_name="__main__")
-        print(f"(recorded to {cassette}: mark its first line '# RECORDED: <date>' and check it before committing)")
+        print(
+            f"(recorded to {cassette}: mark its first line '# RECORDED: <date>' and check it before committing)"
+        )
         return
     import asyncio
     import time
 
-    time.sleep = _no_wait  # before computekit is imported: its default clocks are bound then
+    time.sleep = (
+        _no_wait  # before computekit is imported: its default clocks are bound then
+    )
     asyncio.sleep = _no_async_wait  # type: ignore[assignment]
     with tempfile.TemporaryDirectory(prefix="computekit-replay-") as tmp:
         empty_config = Path(tmp) / "computekit.toml"
         empty_config.write_text("", "utf-8")
-        os.environ.update({"COMPUTEKIT_CONFIG": str(empty_config), "COMPUTEKIT_LEDGER": "sqlite://:memory:",
-                           **_placeholder_keys()})
+        os.environ.update(
+            {
+                "COMPUTEKIT_CONFIG": str(empty_config),
+                "COMPUTEKIT_LEDGER": "sqlite://:memory:",
+                **_placeholder_keys(),
+            }
+        )
         with (
             _network_blocked(),
-            vcr.VCR(record_mode="none", match_on=MATCH_ON).use_cassette(str(cassette)) as played,
+            vcr.VCR(record_mode="none", match_on=MATCH_ON).use_cassette(
+                str(cassette)
+            ) as played,
         ):
             runpy.run_path(str(script), run_name="__main__")
             unplayed = len(played.data) - played.play_count
             if unplayed or not played.all_played:
-                raise SystemExit(f"{cassette.name}: {unplayed} recorded exchange(s) were not played")
-    print(f"(replayed offline from examples/cassettes/{cassette.name}: authored responses, no network)")
+                raise SystemExit(
+                    f"{cassette.name}: {unplayed} recorded exchange(s) were not played"
+                )
+    print(
+        f"(replayed offline from examples/cassettes/{cassette.name}: authored responses, no network)"
+    )
 
 
 if __name__ == "__main__":

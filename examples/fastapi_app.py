@@ -8,10 +8,12 @@ One ``AsyncClient`` is opened when the app starts and closed when it stops, so c
 requests. Each call is tagged with the user, so the ledger can tell who spent what. The handler logic lives in
 ``ChatService``, which has no FastAPI in it (and is tested without it).
 
-    python examples/fastapi_app.py                 # drives the app in-process (FastAPI's TestClient), live:
+    # drives the app in-process (FastAPI's TestClient), live:
+    python examples/fastapi_app.py
                                                    # ANTHROPIC_API_KEY
     python examples/_replay.py examples/fastapi_app.py    # the same requests, offline
-    uvicorn fastapi_app:app --app-dir examples     # serve it (pip install fastapi uvicorn)
+    # serve it (pip install fastapi uvicorn)
+    uvicorn fastapi_app:app --app-dir examples
 """
 
 from __future__ import annotations
@@ -46,16 +48,27 @@ class ChatService:
     async def chat(self, prompt: str, user: str | None = None) -> dict[str, Any]:
         r = await self.client.complete(
             MODEL,
-            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+            messages=[
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": prompt},
+            ],
             max_tokens=200,
             tags={"user": user} if user else None,
         )
         return {
             "text": r.text,
             "answered_by": f"{r.provider}:{r.response_model or r.model}",
-            "usage": {"input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens},
-            "cost_usd": None if r.cost.total is None else str(r.cost.total),  # None: unpriced, never 0
-            "attempts": [{"target": f"{a.provider}:{a.model}", "outcome": a.outcome} for a in r.attempts],
+            "usage": {
+                "input_tokens": r.usage.input_tokens,
+                "output_tokens": r.usage.output_tokens,
+            },
+            "cost_usd": None
+            if r.cost.total is None
+            else str(r.cost.total),  # None: unpriced, never 0
+            "attempts": [
+                {"target": f"{a.provider}:{a.model}", "outcome": a.outcome}
+                for a in r.attempts
+            ],
         }
 
     async def spend(self) -> dict[str, Any]:
@@ -64,12 +77,15 @@ class ChatService:
         return {
             "total_usd": str(report.total),
             "unpriced_calls": report.unpriced,
-            "by_target": {row.key: {"calls": row.calls, "cost_usd": str(row.cost)} for row in report.rows},
+            "by_target": {
+                row.key: {"calls": row.calls, "cost_usd": str(row.cost)}
+                for row in report.rows
+            },
         }
 
 
 def create_app(client_kwargs: Mapping[str, Any] | None = None) -> Any:
-    """The FastAPI app (FastAPI is imported here, so the rest of this file works without it)."""
+    """The FastAPI app (FastAPI is imported here: the rest works without it)."""
     from fastapi import FastAPI
 
     @asynccontextmanager
@@ -91,6 +107,8 @@ def create_app(client_kwargs: Mapping[str, Any] | None = None) -> Any:
         return await service.spend()
 
     return app
+
+
 # --8<-- [end:app]
 
 

@@ -21,28 +21,45 @@ import tempfile
 import computekit as ck
 
 # --8<-- [start:main]
-MODEL = "replicate:stability-ai/sdxl:7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
+VERSION = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
+MODEL = f"replicate:stability-ai/sdxl:{VERSION}"
 HARDWARE = "gpu-l40s"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", metavar="DIR", help="save the image here (default: a new temporary folder)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="save the image here (default: a new temporary folder)",
+    )
     out = parser.parse_args().out or tempfile.mkdtemp(prefix="replicate-image-")
     with ck.Client() as client:
         p = client.predict(
             MODEL,
-            {"prompt": "a red bicycle leaning on a brick wall, watercolor", "num_outputs": 1},
+            {
+                "prompt": "a red bicycle leaning on a brick wall, watercolor",
+                "num_outputs": 1,
+            },
             hardware=HARDWARE,
-            timeout=300,  # if the run takes longer, it is canceled on Replicate so that it stops billing
+            # if the run takes longer, it is canceled on Replicate so that it stops
+            # billing
+            timeout=300,
         )
         print(f"prediction {p.id}: {p.status}")
         for path in p.save(out):
             print(f"saved {path}")
         print(f"GPU time: {p.usage.gpu_seconds} s on {HARDWARE}")
         for line in p.cost.lines:
-            print(f"  {line.item}: {line.quantity} s x {line.unit_price} USD/s = {line.amount} USD")
+            print(
+                f"  {line.item}: {line.quantity} s x {line.unit_price} USD/s"
+                f" = {line.amount} USD"
+            )
         print(f"cost: {p.cost.total} USD  [{p.cost.price_source}]")
+
+
 # --8<-- [end:main]
 
 

@@ -129,9 +129,28 @@ def test_code_lines_fit_the_page() -> None:
             if stripped.startswith(("```", "~~~")):
                 fence = stripped[:3] if fence is None else (None if stripped.startswith(fence) else fence)
                 continue
-            if fence is not None and len(line) > CODE_WIDTH:
-                too_long.append(f"{page.relative_to(DOCS)}:{number} ({len(line)} chars)")
+            if fence is None:
+                continue
+            included = _SNIPPET.fullmatch(stripped)
+            lines = _snippet(*included.groups()) if included else [(f"{page.relative_to(DOCS)}:{number}", line)]
+            too_long += [f"{where} ({len(text)} chars)" for where, text in lines if len(text) > CODE_WIDTH]
     assert too_long == [], "code lines cut behind a scroll bar: " + ", ".join(too_long)
+
+
+_SNIPPET = re.compile(r'--8<-- "([^":]+)(?::(\w+))?"')
+
+
+def _snippet(path: str, section: str | None) -> list[tuple[str, str]]:
+    """The lines a ``--8<-- "path:section"`` include puts on the page (pymdownx.snippets' section markers)."""
+    out, inside = [], section is None
+    for number, text in enumerate((ROOT / path).read_text("utf-8").splitlines(), 1):
+        if section is not None and f"--8<-- [start:{section}]" in text:
+            inside = True
+        elif section is not None and f"--8<-- [end:{section}]" in text:
+            inside = False
+        elif inside:
+            out.append((f"{path}:{number}", text))
+    return out
 
 
 def test_nav_has_one_entry_per_page() -> None:
