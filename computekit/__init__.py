@@ -76,9 +76,8 @@ from ._types import (
     ToolCall,
     Usage,
 )
+from ._version import __version__
 from .pricing import UnknownPriceWarning
-
-__version__ = "0.1.0"
 
 __all__ = [
     "NOT_GIVEN",

@@ -6,9 +6,12 @@ row settles the reservation. See ``docs/budgets.md``.
 
 The worst case of an attempt:
 
-- ``complete`` / ``stream``: the prompt's tokens, bounded by its size in UTF-8 bytes (a token is at least one
-  byte, so this is never below the real count; capped at the model's context window), priced at the highest
-  input-side rate (cache writes can cost more than input), plus ``max_tokens`` at the highest output-side rate.
+- ``complete`` / ``stream``: the prompt's tokens as the adapter bounds them (:meth:`Adapter.input_bound`): text
+  by its size in UTF-8 bytes (a token is at least one byte, so this is never below the real count), each image,
+  audio clip, file or document by the provider's published per-item rule, else by the model's context window,
+  plus what the provider adds on its own (a tool-use system prompt), capped at the window for each sampling
+  pass; priced at the highest input-side rate (cache writes can cost more than input), plus ``max_tokens`` at
+  the highest output-side rate. Media with no rule on a model of unknown window: unknown.
   Without ``max_tokens``: ``[providers.NAME] max_output_tokens`` for the model, else the model's context window
   (genai-prices: no answer can be longer), else :data:`FALLBACK_OUTPUT_TOKENS`.
 - ``embed``: the inputs' tokens, bounded the same way.
@@ -25,7 +28,6 @@ under ``"allow"``. A self-hosted server with no price reserves 0 (its price is k
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -72,16 +74,6 @@ class Estimated:
         return self.amount
 
 
-def _input_bound(req: Any) -> int:
-    """Tokens the request's input can be at most: its text's size in UTF-8 bytes."""
-    parts: list[Any] = []
-    for name in ("messages", "prompt", "tools", "inputs", "response_format"):
-        value = getattr(req, name, None)
-        if value:
-            parts.append(value)
-    return len(json.dumps(parts, default=str, ensure_ascii=False).encode())
-
-
 def _highest(rates: Any, keys: tuple[str, ...], total_input: int) -> Decimal | None:
     found = [r for k in keys if (r := rates.rate(k, total_input)) is not None]
     return max(found) if found else None
@@ -93,9 +85,10 @@ def _token_worst_case(core: Core, target: Target, req: CompleteRequest | EmbedRe
     if rates is None:
         return None if ref.metered else Decimal(0)
     window = core.context_window(target)
-    tokens_in = _input_bound(req)
-    if window:
-        tokens_in = min(tokens_in, window)
+    bound = target.adapter.input_bound(req, window)  # the adapter's rule for each kind of input
+    if bound is None:
+        return None
+    tokens_in = bound
     rate_in = _highest(rates, _INPUT_KEYS, tokens_in)
     if rate_in is None:
         return None
@@ -103,7 +96,7 @@ def _token_worst_case(core: Core, target: Target, req: CompleteRequest | EmbedRe
     if isinstance(req, CompleteRequest):
         conf = core.settings.providers.get(target.provider)
         tokens_out = (
-            req.max_tokens
+            target.adapter.output_limit(req)
             or (conf.max_output_tokens.get(target.model) if conf else None)
             or window
             or FALLBACK_OUTPUT_TOKENS

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +37,7 @@ from ._exceptions import (
     ProviderError,
 )
 from ._finetune_client import AsyncFineTuning, FineTuning
+from ._plan import Plan as _Plan
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
 from ._transport import ERROR_STATUS as _ERROR_STATUS
@@ -87,28 +87,6 @@ def _complete_options(
     if extra_body is not NOT_GIVEN:
         opts["extra"] = dict(extra_body)
     return opts
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """One call, planned (pure): the targets in order, how to build each one's request and parse its answer."""
-
-    verb: str
-    targets: list[Target]
-    build: Callable[[Target], Any]
-    parse: Callable[[Target, Any, HTTPResponse], Any]
-    tags: Mapping[str, str] | None
-    route: RouteConfig | None = None
-    record: bool = True
-    """Whether attempts go to the ledger (polls of a prediction are not billed: they do not)."""
-    at_most_once: bool = False
-    """The request starts billed work (a prediction's create): without an idempotency key it is resent only when
-    the host surely never saw it, so that one call never runs (and bills) two jobs."""
-    deadline: float | None = None
-    """When the call's own ``timeout=`` runs out (router clock): bounds every request it sends."""
-
-    def __post_init__(self) -> None:
-        check_tags(self.tags)  # bad tags fail before any HTTP, for every verb
 
 
 def _complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, messages: Messages | NotGiven,
@@ -419,8 +397,8 @@ class _StreamState:
 
     def finish(self, target: Target, decoder: StreamDecoder, head: HTTPResponse) -> Completion:
         result = decoder.result()
-        # The decoder sees only events; the request id is in the response head.
-        result.request_id = result.request_id or target.adapter.request_id(head.headers)
+        # The decoder sees only events; the request id (and what else the head says) is in the response head.
+        target.adapter.note_head(result, head.headers)
         return result
 
     def cancel(self, target: Target, decoder: StreamDecoder, started: dt.datetime, t0: float,

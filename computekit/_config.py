@@ -1,8 +1,13 @@
 """Settings: ``computekit.toml`` (or ``$COMPUTEKIT_CONFIG``) + keyword arguments + env vars -> one object.
 
 The file and ``Client(**kwargs)`` have the same shape; keyword arguments are merged over the file, key by key.
-Any mistake is a :class:`~computekit.ConfigError` that names the key (``providers.openai.timeout``) and what is
+Any mistake is a :class:`~computekit.ConfigError` that names the key (``providers.NAME.timeout``) and what is
 wrong with it.
+
+``[providers.NAME]`` holds the keys every provider has (below, in :class:`ProviderConfig`) and the keys its adapter
+declares itself (an API version, a deployment map, a region ...): each adapter names a pydantic model in
+``Adapter.settings_model``, and the table's other keys are validated against it here, so this module names no
+provider and a new adapter's settings need no change to it.
 """
 
 from __future__ import annotations
@@ -11,9 +16,18 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ._constants import (
     CONFIG_ENV,
@@ -33,6 +47,9 @@ from ._constants import (
 )
 from ._exceptions import ConfigError
 
+if TYPE_CHECKING:
+    from .adapters._base import Adapter, AdapterSettings
+
 __all__ = [
     "BudgetConfig",
     "LedgerConfig",
@@ -41,6 +58,7 @@ __all__ = [
     "RouteConfig",
     "RoutingConfig",
     "Settings",
+    "adapter_options",
     "load_settings",
 ]
 
@@ -50,20 +68,15 @@ class _Section(BaseModel):
 
 
 class ProviderConfig(_Section):
-    """One provider: a built-in adapter by name, or any name with ``adapter = "openai-compatible"``."""
+    """One provider: a built-in one by name, or any name with ``adapter`` naming the adapter that serves it. The
+    keys below apply to every provider; an adapter may add its own (listed under its name)."""
 
     adapter: str | None = Field(None, description="Adapter to use; defaults to the provider's own name.")
     base_url: str | None = Field(None, description="API base URL; defaults to the adapter's (or profile's).")
     api_key: SecretStr | None = Field(None, description="The key itself. Prefer api_key_env or the default env var.")
     api_key_env: str | None = Field(None, description="Environment variable that holds the key.")
     timeout: float | None = Field(None, gt=0, description="Read timeout in seconds for this provider.")
-    api_version: str | None = Field(None, description="API version (Azure OpenAI: e.g. 2024-10-21).")
-    organization: str | None = Field(None, description="OpenAI organization id, sent as a header.")
-    project: str | None = Field(None, description="OpenAI project id, sent as a header.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every request.")
-    deployments: dict[str, str] = Field(
-        default_factory=dict, description="Azure OpenAI: model name -> deployment name."
-    )
     hardware: dict[str, str] = Field(
         default_factory=dict, description="predict(): model -> hardware SKU it runs on (prices its GPU-seconds)."
     )
@@ -83,11 +96,17 @@ class ProviderConfig(_Section):
         None,
         gt=0,
         description="The longest a prediction or a GPU-time training can bill, seconds: a budget's worst case, and "
-        "a Replicate training's estimate.",
+        "a training billed by GPU time's estimate.",
     )
     max_units: int | None = Field(
         None, gt=0, description="Budgets: the most billed units (images, credits) one prediction can produce."
     )
+    _options: AdapterSettings | None = PrivateAttr(default=None)
+
+    @property
+    def options(self) -> AdapterSettings | None:
+        """The keys the adapter declares, validated against its ``settings_model`` (``None``: none were set)."""
+        return self._options
 
 
 class RouteConfig(_Section):
@@ -279,10 +298,10 @@ def _find_file(config: str | os.PathLike[str] | NotGiven | None) -> Path | None:
     return local if local.is_file() else None
 
 
-def _explain(e: ValidationError, origin: str) -> str:
+def _explain(e: ValidationError, origin: str, prefix: tuple[str, ...] = ()) -> str:
     lines = []
     for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in (*prefix, *err["loc"])) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling against the configuration reference)"
@@ -330,7 +349,52 @@ def load_settings(
     env_ledger = os.environ.get(LEDGER_ENV)
     if env_ledger and "ledger" not in overrides:
         data["ledger"] = {"url": env_ledger}
+    data, own = _adapter_keys(data)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_explain(e, origin)) from None
+    for name, (cls, keys) in own.items():
+        settings.providers[name]._options = adapter_options(name, cls, keys, origin)
+    return settings
+
+
+def _adapter_keys(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[type[Adapter], dict[str, Any]]]]:
+    """Take the keys each ``[providers.NAME]`` table has beyond the common ones out of ``data``, with the adapter
+    that declares them. A table whose adapter is unknown keeps them, and they are reported as unknown keys."""
+    from .adapters._registry import adapter_class  # adapters are imported only for the providers configured
+
+    providers = data.get("providers")
+    if not isinstance(providers, Mapping):
+        return data, {}
+    common = ProviderConfig.model_fields
+    tables: dict[str, Any] = {}
+    own: dict[str, tuple[type[Adapter], dict[str, Any]]] = {}
+    for name, table in providers.items():
+        tables[name] = table
+        if not isinstance(table, Mapping) or common.keys() >= table.keys():
+            continue
+        adapter = table.get("adapter") or name
+        try:
+            cls = adapter_class(adapter) if isinstance(adapter, str) else None
+        except ConfigError:
+            cls = None
+        if cls is None:
+            continue
+        own[name] = (cls, {k: v for k, v in table.items() if k not in common})
+        tables[name] = {k: v for k, v in table.items() if k in common}
+    return {**data, "providers": tables}, own
+
+
+def adapter_options(
+    provider: str, adapter: type[Adapter], keys: Mapping[str, Any], origin: str = "settings"
+) -> AdapterSettings:
+    """``[providers.NAME]``'s adapter-declared ``keys``, validated against ``adapter.settings_model``.
+
+    Raises:
+        ConfigError: A key is unknown to the adapter or invalid; the message names it (``providers.NAME.key``).
+    """
+    try:
+        return adapter.settings_model.model_validate(keys)
+    except ValidationError as e:
+        raise ConfigError(_explain(e, origin, ("providers", provider))) from None

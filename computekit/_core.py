@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from ._budget import BudgetStatus, Estimated, Reservation, budget_status, charges
-from ._config import RouteConfig, Settings, load_settings
+from ._config import RouteConfig, Settings, adapter_options, load_settings
 from ._constants import FINETUNE_RESERVATION_TTL_S, NOT_GIVEN, RESERVATION_TTL_S, NotGiven
 from ._exceptions import (
     AllTargetsFailedError,
@@ -33,6 +33,7 @@ from ._exceptions import (
 )
 from ._otel import attempt_span, note_response
 from ._retry import RetryPolicy
+from ._targets import Target, split_model_id
 from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Message, Prediction, Reranking, Result, Usage
 from .adapters._base import (
     Adapter,
@@ -61,33 +62,6 @@ how ``computekit.testing`` sums the spend of a test. Empty unless a test install
 _PRICED_RESULTS = (Completion, Embeddings, Reranking, Prediction)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _MTOK = Decimal(1_000_000)
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One resolved target: the adapter that serves it and the model id at the provider."""
-
-    adapter: Adapter
-    model: str
-
-    @property
-    def provider(self) -> str:
-        return self.adapter.provider
-
-
-def split_model_id(model_id: str) -> tuple[str, str]:
-    """``"provider:model"`` -> ``("provider", "model")``, split at the first colon.
-
-    Raises:
-        InvalidRequestError: There is no colon, or either side is empty.
-    """
-    provider, sep, model = model_id.partition(":")
-    if not sep or not provider or not model:
-        raise InvalidRequestError(
-            f"{model_id!r} is not a model id: write 'provider:model' (e.g. 'openai:gpt-4o-mini'), "
-            "or name a route defined under [routes] in computekit.toml"
-        )
-    return provider, model
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -272,13 +246,10 @@ class Core:
             base_url=url,
             api_key=key,
             timeout=(conf.timeout if conf and conf.timeout else None) or self.settings.timeout,
-            api_version=conf.api_version if conf else None,
-            organization=conf.organization if conf else None,
-            project=conf.project if conf else None,
             headers=dict(conf.headers) if conf else {},
-            deployments=dict(conf.deployments) if conf else {},
             idempotency_header=conf.idempotency_header if conf else None,
             key_env_vars=env_vars,
+            options=conf.options if conf and conf.options else adapter_options(provider, cls, {}),
         )
 
     def adapter(self, provider: str, *, base_url: str | None = None, api_key: str | None = None) -> Adapter:
@@ -365,7 +336,7 @@ class Core:
         rate_out = rates.rate("output_mtok", prompt_tokens)
         if rate_in is None:
             return None
-        max_tokens = getattr(req, "max_tokens", None) or 0
+        max_tokens = (target.adapter.output_limit(req) if isinstance(req, CompleteRequest) else None) or 0
         return (Decimal(prompt_tokens) * rate_in + Decimal(max_tokens) * (rate_out or Decimal(0))) / _MTOK
 
     def hardware(self, target: Target, asked: str | None) -> tuple[str | None, bool]:
@@ -483,7 +454,11 @@ class Core:
                                         estimated=result._hardware_assumed or result._wall_time)
         if not result._usage_reported:
             return Cost.unknown(f"{target.provider} reported no usage for this call")
-        return self.prices.token_cost(target.adapter.price_ref(target.model, result), result.usage, when)
+        ref = target.adapter.price_ref(target.model, result)
+        parts = target.adapter.billed_parts(ref, result)  # e.g. passes run inside the call at other rates
+        if parts:
+            return self.prices.parts_cost([(p.kind, p.ref, p.usage) for p in parts], when)
+        return self.prices.token_cost(ref, result.usage, when)
 
     def succeeded(
         self,

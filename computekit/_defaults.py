@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Never
 from ._client import AsyncClient, AsyncStream, Client, Messages, ModelSpec, Stream
 from ._constants import NOT_GIVEN, NotGiven
 from ._exceptions import InvalidRequestError
-from ._types import Completion, Embeddings, FineTuneJob, Prediction, Reranking
+from ._types import DEFAULT_CLIENTS, Completion, Embeddings, FineTuneJob, Prediction, Reranking
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,6 +48,10 @@ def default_async_client() -> AsyncClient:
             if _async is None:
                 _async = AsyncClient()
     return _async
+
+
+DEFAULT_CLIENTS["sync"] = default_client
+DEFAULT_CLIENTS["async"] = default_async_client
 
 
 # Arguments people bring from other SDKs, and what to do instead.

@@ -129,8 +129,9 @@ def _default(info: FieldInfo) -> str:
 
 
 def _anchor(title: str) -> str:
-    """``[providers.NAME]`` -> ``providers``; ``top level`` -> ``top-level``."""
-    return title.strip("[]").split(".")[0].replace(" ", "-")
+    """``[providers.NAME]`` -> ``providers``; ``[providers.azure]`` -> ``providers-azure``; ``top level`` ->
+    ``top-level``."""
+    return "-".join(p for p in title.strip("[]").replace(" ", "-").split(".") if p != "NAME")
 
 
 def _cell(text: str) -> str:
@@ -150,6 +151,28 @@ def _sections() -> list[tuple[str, type[BaseModel]]]:
             value_model = _model_of(get_args(annotation)[1])
             if value_model is not None:
                 out.append((f"[{name}.NAME]", value_model))
+    return out + adapter_sections()
+
+
+def _adapter_heading(adapter: str) -> str:
+    from .adapters._registry import BUILTIN
+
+    also = [name for name, path in BUILTIN.items() if path == BUILTIN[adapter] and name != adapter]
+    if not also:
+        return f" (keys of the `{adapter}` adapter)"
+    names = ", ".join(f"`{n}`" for n in also)
+    return f" (keys of the `{adapter}` adapter, also under {names})"
+
+
+def adapter_sections() -> list[tuple[str, type[BaseModel]]]:
+    """The keys built-in adapters add to their provider's table: ``("[providers.azure]", AzureSettings)`` ..."""
+    from .adapters._registry import BUILTIN, adapter_class
+
+    out: list[tuple[str, type[BaseModel]]] = []
+    for name, path in BUILTIN.items():
+        cls = adapter_class(name)
+        if cls.name == name and cls.settings_model.model_fields and path.endswith(f":{cls.__name__}"):
+            out.append((f"[providers.{name}]", cls.settings_model))
     return out
 
 
@@ -176,6 +199,8 @@ def configuration_reference() -> str:
     ]
     for title, model in sections:
         heading = "Top level" if model is _config.Settings else f"`{title}`"
+        if title.startswith("[providers.") and title != "[providers.NAME]":
+            heading += _adapter_heading(title.strip("[]").split(".", 1)[1])
         lines += [f"## {heading} {{ #{_anchor(title)} }}", ""]
         doc = (model.__doc__ or "").strip()
         if doc:
@@ -199,9 +224,11 @@ PRICE_KEYS: Final[dict[str, str]] = {
     "cache_read_mtok": "USD per 1M cached input tokens (else `input_mtok`)",
     "cache_write_mtok": "USD per 1M cache-write tokens (else `input_mtok`)",
     "cache_write_1h_mtok": "USD per 1M cache-write tokens with a 1-hour lifetime (Anthropic)",
+    "cache_audio_read_mtok": "USD per 1M cached input audio tokens (Gemini; else `cache_read_mtok`)",
     "input_audio_mtok": "USD per 1M input audio tokens",
     "output_audio_mtok": "USD per 1M output audio tokens",
     "output_reasoning_mtok": "USD per 1M reasoning tokens (else they are priced as output)",
+    "output_image_mtok": "USD per 1M output image tokens (Gemini's image models; else they are priced as output)",
 }
 """What each token price key of ``[prices]`` means; a test keeps it equal to the keys the price book reads."""
 

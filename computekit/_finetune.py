@@ -32,7 +32,8 @@ from ._types import Cost, CostLine, FineTuneJob, PriceSource
 from .adapters._base import Adapter, FineTuneBilling, FineTuneRequest, FineTuneSpec, TrainingFile
 
 if TYPE_CHECKING:
-    from ._core import Core, Target
+    from ._core import Core
+    from ._targets import Target
     from .pricing import PriceBook
 
 __all__ = [
@@ -479,7 +480,7 @@ def prepare(core: Core, model: str, training_file: Any, *, validation_file: Any 
         TrainingDataError: The training or validation data is refused (line and reason).
         UnsupportedCapabilityError: The provider has no fine-tuning API, or not this method.
     """
-    from ._core import split_model_id
+    from ._targets import split_model_id
 
     if not isinstance(model, str) or model in core.settings.routes:
         raise InvalidRequestError("finetune() takes one 'provider:model' (a job runs on one provider: no fallback)")

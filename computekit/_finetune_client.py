@@ -25,13 +25,14 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import Target, check_tags, ledger_call, split_model_id
+from ._core import check_tags, ledger_call
 from ._exceptions import InvalidRequestError
+from ._http import HTTPRequest, HTTPResponse
+from ._plan import Plan as _Plan
+from ._targets import Target, split_model_id
 from ._types import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
-from .adapters._base import HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
-    from ._client import _Plan
     from ._core import Core
 
 _T = TypeVar("_T")
@@ -41,8 +42,6 @@ __all__ = ["AsyncFineTuning", "FineTuning"]
 
 def _step(verb: str, target: Target, http: HTTPRequest | None, parse: Callable[[HTTPResponse], Any]) -> _Plan:
     """One fine-tuning request as a plan for ``_send``: one target, no fallback, nothing billed by itself."""
-    from ._client import _Plan
-
     def build(t: Target) -> HTTPRequest:
         assert http is not None
         return http

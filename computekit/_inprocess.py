@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from ._exceptions import APIConnectionError, APITimeoutError, ProviderError
-from .adapters._base import HTTPRequest, HTTPResponse
+from ._http import HTTPRequest, HTTPResponse
 
 __all__ = ["SCHEME", "LocalReply", "LocalServer", "asend", "astream", "mount", "mounted", "send", "stream",
            "unmount"]

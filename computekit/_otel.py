@@ -57,7 +57,7 @@ def _tracer() -> Any | None:
     cached = _cached
     if cached is not None and cached[0] is provider:
         return cached[1]
-    from . import __version__
+    from ._version import __version__
 
     tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
     _cached = (provider, tracer)

@@ -25,10 +25,10 @@ from ._exceptions import (
     ProviderError,
     ServerError,
 )
+from ._http import STATUS_ERRORS, HTTPRequest, HTTPResponse
 
 if TYPE_CHECKING:
     from ._types import Prediction
-    from .adapters._base import HTTPRequest, HTTPResponse
 
 __all__ = ["async_save", "file_names", "file_urls", "save"]
 
@@ -191,8 +191,6 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 def download_request(url: str, timeout: float) -> HTTPRequest:
     """A plain GET of ``url``: no credential, no provider header."""
-    from .adapters._base import HTTPRequest
-
     if not url.lower().startswith(("http://", "https://")):
         raise InvalidRequestError(f"can only download http(s) URLs, not {public_url(url)}")
     return HTTPRequest(method="GET", url=url, headers={"accept": "*/*"}, timeout=timeout)
@@ -222,9 +220,7 @@ def too_many_redirects(url: str, provider: str, model: str | None) -> MalformedR
 
 def status_error(head: HTTPResponse, url: str, provider: str, model: str | None) -> ProviderError:
     """The typed error for a failed download (404 -> NotFoundError, 5xx -> ServerError ...)."""
-    from .adapters._base import _STATUS_ERRORS
-
-    cls = _STATUS_ERRORS.get(head.status) or (ServerError if head.status >= 500 else APIStatusError)
+    cls = STATUS_ERRORS.get(head.status) or (ServerError if head.status >= 500 else APIStatusError)
     headers = {k.lower(): v for k, v in head.headers.items()}
     return cls(f"download of {public_url(url)} failed", provider=provider, model=model, status=head.status,
                headers=headers, body=head.body_for_error())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .adapters._base import SSEEvent
+from ._http import SSEEvent
 
 __all__ = ["SSEDecoder", "SSETooLarge"]
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import _inprocess
 from ._constants import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_KEEPALIVE
 from ._exceptions import APIConnectionError, APITimeoutError, ProviderError
-from .adapters._base import HTTPRequest, HTTPResponse
+from ._http import HTTPRequest, HTTPResponse
+from ._version import __version__
 
 if TYPE_CHECKING:
     import asyncio
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncTransport", "SyncTransport", "async_transport", "sync_transport"]
 
-_USER_AGENT = "computekit/0.1.0"
+_USER_AGENT = f"computekit/{__version__}"
 ERROR_STATUS = 300
 """Statuses from here up are errors: redirects are not followed (a POST must not be replayed elsewhere)."""
 _READ_SIZE = 65536

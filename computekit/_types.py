@@ -84,6 +84,19 @@ def _adopt(obj: _M, fresh: Any) -> _M:
     return obj
 
 
+DEFAULT_CLIENTS: dict[str, Callable[[], Any]] = {}
+"""The module-level clients (``"sync"``, ``"async"``), registered by :mod:`computekit._defaults` as it is
+imported: a result that needs one (``FineTuneJob.attach()``) finds it here, so data types never import the
+client layer above them."""
+
+
+def _default_client(kind: str) -> Any:
+    try:
+        return DEFAULT_CLIENTS[kind]()
+    except KeyError:
+        raise RuntimeError("import computekit first: the module-level clients are not registered") from None
+
+
 def _adopting(obj: _M, call: Callable[[], Any], attr: str) -> _M:
     """Run a lifecycle call and adopt its answer; an error that carries the last state (``attr``) is adopted
     too before it is raised, so the object the user holds is never staler than the exception."""
@@ -131,11 +144,14 @@ class ToolCall(_Model):
         id: The provider's id for this call; send it back in the tool result's ``tool_call_id``.
         name: The tool (function) name.
         arguments: The arguments as the model wrote them (a JSON string; it may be invalid JSON).
+        signature: An opaque token the provider attached to the call and needs back with it on the next turn
+            (Gemini's thought signature); sent back as it came when the message is, ``None`` when there is none.
     """
 
     id: str
     name: str
     arguments: str = ""
+    signature: str | None = None
 
     def parsed_arguments(self) -> Any:
         """The arguments decoded from JSON.
@@ -158,6 +174,11 @@ class Message(_Model):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    provider_fields: dict[str, Any] | None = None
+    """What the provider put on this message beyond the fields above (DeepSeek's ``reasoning_content``,
+    OpenRouter's ``reasoning_details``; Anthropic's whole ``content`` when it holds thinking or server-tool
+    blocks), sent back unchanged when the message is passed again: some providers refuse a conversation whose
+    assistant turns lost them."""
 
     @property
     def text(self) -> str:
@@ -188,7 +209,11 @@ class Usage(_Model):
     """Of ``cache_write_tokens``, those written with a 1-hour lifetime (Anthropic prices them higher)."""
     reasoning_tokens: int = 0
     input_audio_tokens: int = 0
+    cached_input_audio_tokens: int = 0
+    """Of ``cached_input_tokens``, those of audio (Gemini prices them at a cache rate of their own)."""
     output_audio_tokens: int = 0
+    output_image_tokens: int = 0
+    """Of ``output_tokens``, those of generated images (Gemini's image models price them apart)."""
     requests: int = 1
     gpu_seconds: Decimal | None = None
     hardware: str | None = None
@@ -219,7 +244,9 @@ class Usage(_Model):
             cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             input_audio_tokens=self.input_audio_tokens + other.input_audio_tokens,
+            cached_input_audio_tokens=self.cached_input_audio_tokens + other.cached_input_audio_tokens,
             output_audio_tokens=self.output_audio_tokens + other.output_audio_tokens,
+            output_image_tokens=self.output_image_tokens + other.output_image_tokens,
             requests=self.requests + other.requests,
             gpu_seconds=gpu,
             hardware=self.hardware or other.hardware,
@@ -367,6 +394,8 @@ class _Result(_Model):
     raw: Any = Field(default=None, repr=False)
     """The provider's own response (parsed JSON)."""
     _usage_reported: bool = PrivateAttr(default=True)
+    _served_by: str | None = PrivateAttr(default=None)
+    """The upstream provider a router says served the call (its price depends on it), when one says so."""
 
     @property
     def target(self) -> str:
@@ -760,18 +789,14 @@ class FineTuneJob(_Readable, _Model):
             ProviderError: The provider failed (``NotFoundError`` for an unknown job).
         """
         if client is None:
-            from ._defaults import default_client
-
-            client = default_client()
+            client = _default_client("sync")
         return client._ft_attach(job_id)  # type: ignore[no-any-return]
 
     @classmethod
     async def async_attach(cls, job_id: str, *, client: Any = None) -> FineTuneJob:
         """:meth:`attach` with an :class:`~computekit.AsyncClient` (default: the module-level async client)."""
         if client is None:
-            from ._defaults import default_async_client
-
-            client = default_async_client()
+            client = _default_client("async")
         return await client._ft_attach(job_id)  # type: ignore[no-any-return]
 
     def refresh(self) -> FineTuneJob:

@@ -530,7 +530,7 @@ def prices(
     config: ConfigOption = None,
 ) -> None:
     """The per-1M-token rates that apply to MODEL today, and where they come from (exit 1 when unknown)."""
-    from ._core import split_model_id
+    from ._targets import split_model_id
     from .adapters import ProviderSettings, adapter_class
 
     with _errors():
@@ -757,7 +757,7 @@ def report(
     stop = _when(until, "--until", end=True)
     if plot is not None or html is not None:
         _check_plotting()
-    from .ledger._base import build_report
+    from .ledger._report import build_report
 
     need_rows = calls or plot is not None or html is not None
     with _errors():

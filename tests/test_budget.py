@@ -782,3 +782,170 @@ async def test_an_async_stream_closed_early_or_cut_settles_off_the_event_loop_on
     assert client.ledger.budget_usage(charge("0", start=period_start("day", ck_now())), now=ck_now())[1] == 0
     await client.aclose()
     watched.ledger.close()
+
+
+# ============================================================================================= every kind of input
+# An image by URL is a few dozen bytes and can cost tens of thousands of tokens: the worst case asks the adapter for
+# its published per-item rule (else the model's context window), never the request's size alone.
+
+IMAGE = {"type": "image_url", "image_url": {"url": "https://images.example/cat.png", "detail": "high"}}
+LOOK = [{"role": "user", "content": [{"type": "text", "text": "What is in this image?"}, IMAGE]}]
+# OpenAI's published example: one 1024x1024 high-detail image on gpt-4o-mini is 2,833 + 4 x 5,667 tokens.
+GPT_4O_MINI_1024_HIGH = 25_501
+
+
+def _input_tokens(core: Any, model: str, messages: list[dict[str, Any]], **options: Any) -> int | None:
+    [t] = core.targets(model)
+    req = core.complete_request(t, messages, {"max_tokens": 1, **options}, stream=False)
+    return t.adapter.input_bound(req, core.context_window(t))
+
+
+def test_an_image_is_bounded_by_the_providers_published_rule_not_its_bytes() -> None:
+    core = _core()
+    # the same request with the image's place left empty: its text, by its size
+    text_only = _input_tokens(core, "openai:gpt-4o-mini", [
+        {"role": "user", "content": [{"type": "text", "text": "What is in this image?"}, None]}])
+    high = _input_tokens(core, "openai:gpt-4o-mini", LOOK)
+    assert text_only is not None
+    assert high is not None
+    assert high - text_only >= GPT_4O_MINI_1024_HIGH
+    assert high - text_only == 2833 + 8 * 5667  # the most tiles a high-detail image can have: 2 x 4
+    low = [{"role": "user", "content": [{"type": "image_url", "url": "https://images.example/cat.png",
+                                         "detail": "low"}]}]
+    low_tokens = _input_tokens(core, "openai:gpt-4o-mini-2024-07-18", low)
+    assert low_tokens is not None
+    assert low_tokens >= 2833
+    assert _input_tokens(core, "openai:gpt-4o", LOOK) == _input_tokens(core, "openai:gpt-4o", [
+        {"role": "user", "content": [{"type": "text", "text": "What is in this image?"}, None]}]) + 85 + 8 * 170
+    [t] = core.targets("openai:gpt-4o-mini")
+    rates = _rates(core, t)
+    req = core.complete_request(t, LOOK, {"max_tokens": 10}, stream=False)
+    assert worst_case(core, t, req) == (Decimal(high) * rates.rate("input_mtok", high)
+                                        + 10 * rates.rate("output_mtok", high)) / 10**6
+
+
+@pytest.mark.parametrize("part", [
+    {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+    {"type": "file", "file": {"file_id": "file-abc"}},
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+], ids=["audio", "file", "inline-image-on-an-unruled-model"])
+def test_media_without_a_published_rule_counts_the_context_window(part: dict[str, Any]) -> None:
+    core = _core(prices={"acme:vision-1": {"input_mtok": "1", "output_mtok": "1"}},
+                 providers={"acme": {"adapter": "openai-compatible", "base_url": "https://acme.example/v1"}})
+    [t] = core.targets("openai:gpt-4o-mini")
+    window = core.context_window(t)
+    assert window
+    messages = [{"role": "user", "content": [{"type": "text", "text": "hi"}, part]}]
+    if part["type"] != "image_url":  # OpenAI publishes no per-item rule for audio or files
+        assert _input_tokens(core, "openai:gpt-4o-mini", messages) == window
+    # a host with no rule and no known window: the worst case is unknown (refused under unknown_price = "refuse")
+    assert _input_tokens(core, "acme:vision-1", messages) is None
+    [acme] = core.targets("acme:vision-1")
+    assert worst_case(core, acme, core.complete_request(acme, messages, {"max_tokens": 1}, stream=False)) is None
+
+
+def test_anthropic_images_tools_and_server_loops_follow_its_published_rules() -> None:
+    from computekit.adapters.anthropic import IMAGE_MAX_TOKENS, SERVER_LOOP_MAX_ITERATIONS, TOOL_PROMPT_MAX_TOKENS
+
+    core = _core()
+    model = "anthropic:claude-sonnet-4-5"
+    hi = [{"role": "user", "content": "hi"}]
+    plain = _input_tokens(core, model, hi)
+    assert plain is not None
+    image = _input_tokens(core, model, [{"role": "user", "content": [{"type": "text", "text": "hi"}, IMAGE]}])
+    assert image is not None
+    assert image >= IMAGE_MAX_TOKENS >= 1568 * 1568 // 750
+    tool = {"name": "f", "description": "", "parameters": {"type": "object"}}
+    with_tool = _input_tokens(core, model, hi, tools=[tool])
+    assert with_tool is not None
+    assert with_tool - plain >= TOOL_PROMPT_MAX_TOKENS
+    search = _input_tokens(core, model, hi, tools=[{"type": "web_search_20250305", "name": "web_search"}])
+    assert search is not None
+    assert search >= SERVER_LOOP_MAX_ITERATIONS * plain
+    pdf = {"type": "document", "source": {"type": "url", "url": "https://docs.example/a.pdf"}}
+    [t] = core.targets(model)
+    assert _input_tokens(core, model, [{"role": "user", "content": [pdf]}]) == core.context_window(t)
+
+
+class ImageServer(Server):
+    """The loopback server, answering every call with the usage OpenAI reports for one 1024x1024 high-detail image
+    on gpt-4o-mini (plus the text), a little slowly, so that calls overlap."""
+
+    def __init__(self) -> None:
+        super().__init__(body=_answer(GPT_4O_MINI_1024_HIGH + 14, 10), delay=0.05)
+
+
+@both
+async def test_concurrent_image_calls_never_spend_past_the_limit(ledger_url: str, is_async: bool) -> None:
+    """16 concurrent image calls (threads with their own clients, or one async client) against a budget that
+    holds a few: the spend recorded never exceeds the limit, on SQLite and PostgreSQL. Bounded by bytes, every
+    call fit and the 16 spent several times the limit."""
+    import asyncio
+
+    srv = ImageServer()
+    limit = Decimal("0.02")
+    budget = {"limit_usd": str(limit), "period": "total"}
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    try:
+        if is_async:
+            client = _client(True, srv.url, ledger_url, budget)
+
+            async def one() -> None:
+                try:
+                    await client.complete("openai:gpt-4o-mini", messages=LOOK, max_tokens=10)
+                    outcome = "ok"
+                except ck.BudgetExceededError:
+                    outcome = "refused"
+                outcomes.append(outcome)
+
+            await asyncio.gather(*(one() for _ in range(16)))
+            rows = client.ledger.rows()
+            await client.aclose()
+        else:
+            barrier = threading.Barrier(8)
+            clients = [_client(False, srv.url, ledger_url, budget) for _ in range(8)]
+
+            def work(c: Any) -> None:
+                barrier.wait()
+                for _ in range(2):
+                    try:
+                        c.complete("openai:gpt-4o-mini", messages=LOOK, max_tokens=10)
+                        outcome = "ok"
+                    except ck.BudgetExceededError:
+                        outcome = "refused"
+                    with lock:
+                        outcomes.append(outcome)
+
+            threads = [threading.Thread(target=work, args=(c,)) for c in clients]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            rows = clients[0].ledger.rows()
+            for c in clients:
+                c.close()
+    finally:
+        srv.close()
+    spent = sum((r.cost for r in rows if r.cost is not None), Decimal(0))
+    one_call = rows[0].cost
+    assert one_call is not None
+    assert one_call * 16 > 2 * limit, "sixteen such calls would overspend the budget"
+    assert spent <= limit
+    assert outcomes.count("ok") == srv.hits == len(rows) >= 1
+    assert outcomes.count("refused") >= 1
+    assert len(outcomes) == 16
+
+
+def test_a_budget_already_over_its_limit_does_not_advise_a_smaller_max_tokens() -> None:
+    from computekit.ledger._budgets import refusal
+
+    spent = refusal(charge("0.01", limit="1"), spent=Decimal("1.2"), reserved=Decimal(0))
+    assert "max_tokens" not in str(spent)
+    assert "used up" in str(spent)
+    assert "next day" in str(spent)
+    busy = refusal(charge("0.01", limit="1"), spent=Decimal("0.5"), reserved=Decimal("0.5"))
+    assert "max_tokens" not in str(busy)
+    assert "in flight" in str(busy)
+    room = refusal(charge("0.6", limit="1"), spent=Decimal("0.5"), reserved=Decimal(0))
+    assert "max_tokens" in str(room)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import pytest
 from _support import KEY, Server, chat_json, make_client, ok
 
 import computekit as ck
+from computekit import _config
 from computekit._config import Settings, load_settings
 from computekit._constants import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from computekit.adapters._registry import BUILTIN
 
 FILE = """
 timeout = 30
@@ -107,7 +110,7 @@ def test_kwargs_merge_over_the_file_key_by_key(tmp_path: Path) -> None:
     s = load_settings(p, providers={"openai": {"timeout": 20}}, retry={"backoff_max": 1.0})
     assert s.providers["openai"].timeout == 20  # overridden
     assert s.providers["openai"].base_url == "https://proxy.example.com/v1"  # kept from the file
-    assert s.providers["openai"].organization == "org-file"
+    assert s.providers["openai"].options.organization == "org-file"
     assert "together" in s.providers
     assert s.retry.max_retries == 4
     assert s.retry.backoff_max == 1.0
@@ -159,6 +162,13 @@ def test_ledger_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         ({"prices": {"gpt-4o": {"input_mtok": "1"}}}, "prices", "provider:model"),
         ({"prices": {"openai:x": {"input_mtok": "-1"}}}, "prices", "negative"),
         ({"prices": {"openai:x": {"input_mtok": "cheap"}}}, "prices.openai:x.input_mtok", "decimal"),
+        # Keys an adapter declares are validated against its settings model, and named the same way.
+        ({"providers": {"azure": {"api_version": 2024}}}, "providers.azure.api_version", "string"),
+        ({"providers": {"azure": {"deployments": ["x"]}}}, "providers.azure.deployments", "dictionary"),
+        ({"providers": {"openai": {"api_version": "2024-10-21"}}}, "providers.openai.api_version", "unknown key"),
+        ({"providers": {"corp": {"adapter": "openai-compatible", "project": "p"}}}, "providers.corp.project",
+         "unknown key"),
+        ({"providers": {"nosuch": {"region": "x"}}}, "providers.nosuch.region", "unknown key"),
     ],
 )
 def test_invalid_settings_name_the_key(settings: dict, dotted: str, words: str) -> None:
@@ -316,3 +326,11 @@ def test_provider_without_base_url_is_a_config_error() -> None:
     client = make_client(Server([ok(chat_json())]), providers={"mine": {"adapter": "openai-compatible"}})
     with pytest.raises(ck.ConfigError, match=r"providers\.mine"):
         client.complete("mine:model", "hi")
+
+
+def test_the_settings_module_names_no_provider() -> None:
+    """Provider-specific settings are declared by adapters: the settings module knows no provider by name."""
+    source = Path(_config.__file__).read_text("utf-8").lower()
+    words = {"together", "fake"}  # provider names that are also plain English
+    named = [n for n in BUILTIN if n not in words and re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", source)]
+    assert named == []

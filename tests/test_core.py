@@ -11,7 +11,8 @@ from _support import KEY
 
 import computekit as ck
 from computekit._constants import NOT_GIVEN
-from computekit._core import Core, Target, call_options, flatten_prompt, normalise_messages, split_model_id
+from computekit._core import Core, Target, call_options, flatten_prompt, normalise_messages
+from computekit._targets import split_model_id
 from computekit.adapters.openai import OpenAIAdapter
 from computekit.adapters.openai_compatible import OpenAICompatibleAdapter
 from computekit.ledger import NullLedger, SQLiteLedger

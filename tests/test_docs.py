@@ -49,8 +49,10 @@ def test_every_setting_has_a_description() -> None:
 def test_configuration_reference_lists_every_key() -> None:
     """Every field of every settings table appears, with its default, in the committed page."""
     page = (DOCS / "reference" / "configuration.md").read_text("utf-8")
+    adapters = [model for _, model in _docgen.adapter_sections()]
+    assert adapters, "the built-in adapters declare settings (an API version, deployments ...)"
     for model in (_config.Settings, _config.ProviderConfig, _config.RouteConfig, _config.RetryConfig,
-                  _config.RoutingConfig, _config.LedgerConfig, _config.BudgetConfig):
+                  _config.RoutingConfig, _config.LedgerConfig, _config.BudgetConfig, *adapters):
         for name in model.model_fields:
             assert f"| `{name}` |" in page, f"{model.__name__}.{name} is missing"
     assert f"| `max_retries` | integer, ≥ 0, ≤ 20 | `{DEFAULT_MAX_RETRIES}` |" in page

@@ -129,7 +129,8 @@ def test_import_is_lazy() -> None:
         "heavy = ['httpx', 'genai_prices', 'openai', 'cohere', 'replicate', 'tenacity', 'rich', 'typer',\n"
         "         'computekit.adapters.openai', 'computekit.webhooks', 'computekit._outputs',\n"
         "         'psycopg', 'matplotlib', 'pandas', 'tiktoken', 'opentelemetry', 'urllib3', 'aiohttp',\n"
-        "         'computekit.ledger._postgres', 'computekit.ledger._plot']\n"
+        "         'computekit.ledger._postgres', 'computekit.ledger._plot',\n"
+        "         'computekit.adapters.gemini', 'computekit.adapters.vertex', 'google', 'google.auth']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

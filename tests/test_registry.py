@@ -12,12 +12,13 @@ import computekit as ck
 from computekit.adapters import _registry
 from computekit.adapters._base import Adapter
 from computekit.adapters._registry import BUILTIN, ENTRY_POINT_GROUP, adapter_class, available
-from computekit.adapters.azure import AzureOpenAIAdapter
+from computekit.adapters.anthropic import AnthropicSettings
+from computekit.adapters.azure import AzureOpenAIAdapter, AzureSettings
 from computekit.adapters.openai import OpenAIAdapter
 from computekit.adapters.openai_compatible import PROFILES, OpenAICompatibleAdapter
 
 PLUGIN = '''
-from computekit.adapters._base import Adapter, Capabilities
+from computekit.adapters._base import Adapter, AdapterSettings, Capabilities
 
 class MyHostAdapter(Adapter):
     name = "myhost"
@@ -26,6 +27,16 @@ class MyHostAdapter(Adapter):
 
 class NotAnAdapter:
     pass
+
+class RegionSettings(AdapterSettings):
+    region: str
+    profile: str = "default"
+
+class RegionalAdapter(Adapter):
+    name = "regional"
+    capabilities = Capabilities(predict=True)
+    default_base_url = "https://regional.example/v1"
+    settings_model = RegionSettings
 '''
 
 
@@ -152,3 +163,36 @@ def test_configured_adapter_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(a, OpenAICompatibleAdapter)
     assert a.provider == "corp"
     assert a.settings.base_url == "https://llm.corp/v1"
+
+
+def test_plugin_declares_its_own_settings(monkeypatch: pytest.MonkeyPatch, plugin_module: str) -> None:
+    """A third-party adapter's settings model is validated by the config and read back, validated, by the adapter."""
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        _fake_entry_points({"regional": f"{plugin_module}:RegionalAdapter"}, []))
+    core = ck.Client(None, providers={"regional": {"region": "eu-west-1", "timeout": 5}}, ledger="none")._core
+    adapter = core.adapter("regional")
+    assert (adapter.options.region, adapter.options.profile) == ("eu-west-1", "default")
+    assert adapter.settings.timeout == 5
+    with pytest.raises(ck.ConfigError) as info:
+        ck.Client(None, providers={"regional": {"regoin": "eu-west-1"}}, ledger="none")
+    assert "providers.regional.regoin: unknown key" in str(info.value)
+    assert "providers.regional.region: Field required" in str(info.value)
+
+
+def test_required_adapter_setting_unset_names_the_key(monkeypatch: pytest.MonkeyPatch, plugin_module: str) -> None:
+    """A provider used without a table still gets its adapter's settings validated: a required one is named."""
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        _fake_entry_points({"regional": f"{plugin_module}:RegionalAdapter"}, []))
+    client = ck.Client(None, ledger="none")
+    with pytest.raises(ck.ConfigError, match=r"providers\.regional\.region: Field required"):
+        client.predict("regional:m", {})
+
+
+def test_builtin_settings_reach_the_adapter() -> None:
+    core = ck.Client(None, providers={"azure": {"base_url": "https://r.openai.azure.com", "api_key": "k" * 12,
+                                                "deployments": {"gpt-4o-mini": "mini"}}}, ledger="none")._core
+    adapter = core.adapter("azure")
+    assert isinstance(adapter, AzureOpenAIAdapter)
+    assert adapter.options.deployments == {"gpt-4o-mini": "mini"}
+    assert adapter.options.api_version == AzureSettings.model_fields["api_version"].default
+    assert core.adapter("anthropic").options == AnthropicSettings()

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from computekit.ledger import Calls, Ledger, LedgerRow, NullLedger, Report, SQLiteLedger
-from computekit.ledger._base import build_report
-from computekit.ledger._report import UNTAGGED
+from computekit.ledger._report import UNTAGGED, build_report
 
 MIDNIGHT = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
 TINY = Decimal("0.000000000000000000123456789")  # far below a float's precision next to the others

@@ -2,6 +2,7 @@
 
 from ._base import (
     Adapter,
+    AdapterSettings,
     Capabilities,
     CompleteRequest,
     EmbedRequest,
@@ -16,6 +17,7 @@ from ._registry import ENTRY_POINT_GROUP, adapter_class, available
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Adapter",
+    "AdapterSettings",
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",

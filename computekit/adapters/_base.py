@@ -21,25 +21,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from .._exceptions import (
     APIStatusError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
     MalformedResponseError,
     MissingAPIKeyError,
-    NotFoundError,
-    OverloadedError,
-    PermissionDeniedError,
     ProviderError,
-    RateLimitError,
     ServerError,
     UnsupportedCapabilityError,
 )
+from .._http import STATUS_ERRORS, HTTPRequest, HTTPResponse, SSEEvent
 from .._types import (
     Chunk,
     Completion,
@@ -57,6 +51,8 @@ from ..pricing import PriceRef
 
 __all__ = [
     "Adapter",
+    "AdapterSettings",
+    "BilledPart",
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",
@@ -74,6 +70,7 @@ __all__ = [
     "StreamUpdate",
     "TrainingFile",
     "base_url_from_env",
+    "carried_status",
     "multipart",
     "obj",
     "unix_time",
@@ -103,6 +100,19 @@ class Capabilities:
         return [f.name for f in fields(self) if f.name != "bills_failed_requests" and getattr(self, f.name)]
 
 
+class AdapterSettings(BaseModel):
+    """The keys an adapter adds to its ``[providers.NAME]`` table: none, unless the adapter declares some.
+
+    An adapter with settings of its own (an API version, a deployment map, a region, a project ...) subclasses
+    this model in its own module and names it in :attr:`Adapter.settings_model`. The configuration validates the
+    table's keys that are not common to every provider against that model when it is loaded (a mistake is a
+    :class:`~computekit.ConfigError` naming the key, ``providers.NAME.key``), and the adapter reads the validated
+    values from :attr:`Adapter.options`. Unknown keys are refused.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
     """A provider's resolved settings: what an adapter is built from.
@@ -114,83 +124,16 @@ class ProviderSettings:
     base_url: str
     api_key: SecretStr | None
     timeout: float
-    api_version: str | None = None
-    organization: str | None = None
-    project: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    deployments: Mapping[str, str] = field(default_factory=dict)
     idempotency_header: str | None = None
     key_env_vars: tuple[str, ...] | None = None
     """The env vars the key was looked up in (``api_key_env`` when configured); ``None``: the adapter's."""
+    options: AdapterSettings | None = None
+    """The adapter's own settings, validated against its :attr:`Adapter.settings_model` (``None``: its defaults)."""
 
     def __repr__(self) -> str:
         key = "SecretStr('**********')" if self.api_key is not None else "None"
         return f"ProviderSettings(name={self.name!r}, base_url={self.base_url!r}, api_key={key})"
-
-
-@dataclass(slots=True)
-class HTTPRequest:
-    """One HTTP request, described (the client sends it)."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    json: Any = None
-    content: bytes | None = None
-    stream: bool = False
-    timeout: float | None = None
-    total_timeout: float | None = None
-    """Seconds the whole exchange may take (the call's deadline): bounds a server that drips bytes."""
-
-    def body(self) -> bytes | None:
-        """The encoded body."""
-        if self.content is not None:
-            return self.content
-        if self.json is None:
-            return None
-        return json.dumps(self.json, separators=(",", ":"), ensure_ascii=False).encode()
-
-    def __repr__(self) -> str:
-        # Headers hold credentials: never shown.
-        return f"HTTPRequest({self.method} {self.url})"
-
-
-@dataclass(slots=True)
-class HTTPResponse:
-    """One HTTP response, read in full.
-
-    ``headers`` is looked up with lowercase names: a plain dict of lowercase names, or the HTTP library's own
-    case-insensitive mapping (copying it on every response would cost more than parsing the body).
-    """
-
-    status: int
-    headers: Mapping[str, str]
-    content: bytes
-    url: str = ""
-
-    def json(self) -> Any:
-        """The body parsed as JSON.
-
-        Raises:
-            ValueError: The body is not JSON.
-        """
-        return json.loads(self.content)
-
-    def body_for_error(self) -> Any:
-        """The body as JSON when it parses, else as text."""
-        try:
-            return json.loads(self.content)
-        except ValueError:
-            return self.content.decode("utf-8", "replace")
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One server-sent event."""
-
-    data: str
-    event: str | None = None
-    id: str | None = None
 
 
 @dataclass(slots=True)
@@ -334,6 +277,17 @@ class FineTuneRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class BilledPart:
+    """One part of a call billed on its own: what a provider ran inside the call beside the answer (a
+    compaction pass, an advisor model's turn), priced at ``ref``'s rates. ``kind`` names its cost lines
+    (``"compaction input"``); the empty kind is the answer itself."""
+
+    kind: str
+    ref: PriceRef
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
 class FineTuneBilling:
     """What a provider reported that a job's cost comes from (any may be missing)."""
 
@@ -368,18 +322,69 @@ class StreamDecoder(ABC):
         """The completion assembled from everything fed so far (usage included when the provider sent it)."""
 
 
-_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: BadRequestError,
-    429: RateLimitError,
-    529: OverloadedError,
+_REFUSED_STATUSES = frozenset({408, 429})
+
+_E = TypeVar("_E", bound=ProviderError)
+
+# Content parts whose billed tokens are not bounded by their size in the request: an image by URL is a few dozen
+# bytes and can cost thousands of tokens, an audio clip or a file is fetched or decoded by the provider.
+MEDIA_PARTS = frozenset({"image_url", "image", "input_image", "input_audio", "audio", "file", "input_file",
+                         "document", "video", "video_url", "container_upload"})
+_REQUEST_TEXT_FIELDS = ("messages", "prompt", "tools", "inputs", "response_format", "tool_choice", "stop")
+
+
+def split_media(value: Any, media: list[Mapping[str, Any]]) -> Any:
+    """``value`` with every media part (:data:`MEDIA_PARTS`, at any depth: inside a tool result too) replaced by
+    ``None`` and collected into ``media``; what is left is text, bounded by its size."""
+    if isinstance(value, Mapping):
+        if value.get("type") in MEDIA_PARTS:
+            media.append(value)
+            return None
+        return {k: split_media(v, media) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [split_media(v, media) for v in value]
+    return value
+
+
+# The HTTP status each common error ``type`` stands for (OpenAI's and Anthropic's documented error types): an
+# error inside a 200 stream carries a type but no HTTP status of its own.
+_TYPE_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
 }
 
-_REFUSED_STATUSES = frozenset({408, 429})
+
+def carried_status(body: Any, default: int) -> int:
+    """The HTTP status an error body says it is: an integer ``status_code`` / ``status`` / ``code`` (in the
+    ``error`` object or beside it), else the status of its ``type``, else ``default``. An error sent inside a
+    200 stream (or a 200 body) is typed by what it carries, not by the 200."""
+    if not isinstance(body, Mapping):
+        return default
+    err = body.get("error")
+    places = [err, body] if isinstance(err, Mapping) else [body]
+    for place in places:
+        for key in ("status_code", "status", "code"):
+            value = place.get(key)
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+                return value
+    for place in places:
+        kind = place.get("type")
+        if isinstance(kind, str) and kind in _TYPE_STATUS:
+            return _TYPE_STATUS[kind]
+    return default
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "apim-request-id", "x-amzn-requestid", "cf-ray")
 
@@ -403,9 +408,15 @@ class Adapter(ABC):
     table_provider: ClassVar[str | None] = None
     """The provider id in genai-prices, when it prices this provider's models."""
     docs_url: ClassVar[str | None] = None
+    settings_model: ClassVar[type[AdapterSettings]] = AdapterSettings
+    """The keys this adapter adds to ``[providers.NAME]`` (see :class:`AdapterSettings`)."""
+    options: AdapterSettings
+    """This provider's validated :attr:`settings_model` (an adapter narrows the annotation to its own model)."""
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
+        opts = settings.options
+        self.options = opts if isinstance(opts, self.settings_model) else self.settings_model()
         self.provider = settings.name
         self.capabilities = self.capabilities_for(settings.name)
 
@@ -505,6 +516,46 @@ class Adapter(ABC):
     def uses_text_endpoint(self, model: str) -> bool:
         """Whether ``model`` is served by a text-completion (prompt in, text out) endpoint."""
         return False
+
+    def input_bound(self, req: CompleteRequest | EmbedRequest, window: int | None) -> int | None:
+        """The most input tokens ``req`` can be billed for: a budget's worst case reserves this many.
+
+        Text (messages, tool definitions, the response format ...) counts its size in UTF-8 bytes, as JSON (a token
+        is at least one byte); each media part counts :meth:`media_tokens` (the provider's published rule), else
+        the model's whole context ``window``; :meth:`input_overhead` is added; the total is capped at ``window``
+        times :meth:`sampling_passes`. ``None``: it cannot be bounded (media with no rule and no known window).
+        """
+        media: list[Mapping[str, Any]] = []
+        parts = [split_media(v, media) for name in _REQUEST_TEXT_FIELDS if (v := getattr(req, name, None))]
+        tokens = len(json.dumps(parts, default=str, ensure_ascii=False).encode())
+        for part in media:
+            each = self.media_tokens(part, req.model)
+            if each is None:
+                if window is None:
+                    return None
+                each = window
+            tokens += each
+        tokens += self.input_overhead(req) if isinstance(req, CompleteRequest) else 0
+        passes = self.sampling_passes(req) if isinstance(req, CompleteRequest) else 1
+        return min(tokens * passes, window * passes) if window else tokens * passes
+
+    def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
+        """The most tokens one media part (an image, audio clip, file ...) can be billed as on ``model``, by the
+        provider's published rule; ``None`` when it publishes none (a budget then counts the context window)."""
+        return None
+
+    def input_overhead(self, req: CompleteRequest) -> int:
+        """Input tokens the provider adds to a request on its own (a tool-use system prompt), at most."""
+        return 0
+
+    def sampling_passes(self, req: CompleteRequest) -> int:
+        """How many times one call can bill its input at most (server-side tool loops sample again)."""
+        return 1
+
+    def output_limit(self, req: CompleteRequest) -> int | None:
+        """The most output tokens ``req`` allows (what a budget reserves and an estimate counts), or ``None``
+        when the request sets no limit."""
+        return req.max_tokens
 
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
         """A decoder for one streamed response."""
@@ -671,6 +722,17 @@ class Adapter(ABC):
         """What the price tables should look up for ``model`` (and, once known, the result)."""
         return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider)
 
+    def note_head(self, result: Result, headers: Mapping[str, str]) -> None:
+        """Read what the response head says about ``result`` that its body (or a stream's events) did not: the
+        request id, by default."""
+        result.request_id = result.request_id or self.request_id(headers)
+
+    def billed_parts(self, ref: PriceRef, result: Result) -> list[BilledPart]:
+        """The parts ``result`` is billed in, when it is more than one (``ref`` is the answer's own): each is
+        priced at its own rates and has cost lines of its own. Empty (the default): ``result.usage`` at
+        ``ref``'s rates is the whole bill."""
+        return []
+
     def error_cost(self, error: ProviderError) -> Cost | None:
         """What a failed attempt cost: 0 for an error response the provider does not bill, else unknown."""
         if isinstance(error, APIStatusError) and not self.capabilities.bills_failed_requests:
@@ -720,7 +782,7 @@ class Adapter(ABC):
         """Translate an error response into a typed error that keeps its facts (never the key)."""
         body = self.redact(resp.body_for_error())
         headers = self.redact({k.lower(): v for k, v in resp.headers.items()})
-        cls = self.classify_error(resp.status, body) or _STATUS_ERRORS.get(resp.status)
+        cls = self.classify_error(resp.status, body) or STATUS_ERRORS.get(resp.status)
         if cls is None:
             cls = ServerError if resp.status >= 500 else APIStatusError
         err = cls(
@@ -771,9 +833,14 @@ class Adapter(ABC):
 
     def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
         """The error for a 2xx response whose body is not what the API documents."""
+        return self.answer_error(MalformedResponseError, resp, model, f"malformed response: {why}")
+
+    def answer_error(self, cls: type[_E], resp: HTTPResponse, model: str | None, message: str) -> _E:
+        """A ``cls`` error raised about an answer that came with a 2xx status (a malformed body, a refusal the
+        provider reports inside a success): status, headers and body kept, the key masked."""
         headers = self.redact({k.lower(): v for k, v in resp.headers.items()})
-        return MalformedResponseError(
-            f"malformed response: {why}",
+        return cls(
+            message,
             provider=self.provider,
             model=model,
             status=resp.status,

@@ -28,6 +28,8 @@ BUILTIN: Final[dict[str, str]] = {
     "cohere": "computekit.adapters.cohere:CohereAdapter",
     "ai21": "computekit.adapters.ai21:AI21Adapter",
     "mistral": "computekit.adapters.mistral:MistralAdapter",
+    "gemini": "computekit.adapters.gemini:GeminiAdapter",
+    "vertex": "computekit.adapters.vertex:VertexAdapter",
     "replicate": "computekit.adapters.replicate:ReplicateAdapter",
     # OpenAI-compatible hosts with a built-in profile (see openai_compatible.PROFILES).
     "together": _OPENAI_COMPATIBLE,

@@ -4,10 +4,13 @@ AI21's chat endpoint (``POST {base}/chat/completions``, base ``https://api.ai21.
 relative of OpenAI's wire format, so this adapter reuses :class:`~computekit.adapters.openai.OpenAIWire` and
 overrides only what differs (checked against AI21's OpenAPI description, ``shared/specs/ai21-openapi.json``):
 
-- the body has no ``seed``, ``user``, ``service_tier`` or ``stream_options``: asking for the first three raises
+- the body has no ``seed``, ``user``, ``service_tier``, ``tool_choice`` or ``stream_options``: asking for the
+  first four raises
   :class:`~computekit.InvalidRequestError` before any HTTP, and streams are sent without ``stream_options``
   because AI21 puts the usage in the last streamed message on its own (``ChatCompletionVllmStreamingMessage``:
   "Included in the last message only");
+- an assistant message's ``content`` is a string when present (``AssistantMessage``): a tool-call turn without
+  text is sent without ``content`` rather than with ``null``;
 - responses carry no ``model``, and their ``id`` is documented as the *request's* id: it is the request id of
   a result (streamed or not); error responses have no body id, so errors keep a header's id when there is one;
 - errors are FastAPI-shaped: ``{"detail": "..."}`` or ``{"detail": [{"loc", "msg", "type"}]}`` (422).
@@ -29,7 +32,7 @@ from .openai import OpenAIWire, _ChatStream
 __all__ = ["AI21Adapter"]
 
 # Fields of computekit's complete() that AI21's ChatRequest does not have.
-_UNSUPPORTED_FIELDS = ("seed", "user", "service_tier")
+_UNSUPPORTED_FIELDS = ("seed", "user", "service_tier", "tool_choice")
 
 
 def detail_message(body: Any) -> str | None:
@@ -73,7 +76,11 @@ class AI21Adapter(OpenAIWire):
         for name in _UNSUPPORTED_FIELDS:
             if getattr(req, name) is not None:
                 raise InvalidRequestError(f"ai21: the chat API has no {name!r} parameter")
-        return super().build_complete(req)
+        http = super().build_complete(req)
+        for m in (http.json or {}).get("messages") or []:
+            if m.get("role") == "assistant" and "content" in m and m["content"] is None:
+                del m["content"]  # AI21's AssistantMessage.content is a string: absent, never null
+        return http
 
     def parse_complete(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
         result = super().parse_complete(req, resp)

@@ -27,8 +27,14 @@ Translations (computekit's shape -> Anthropic's):
 Usage: Anthropic's ``input_tokens`` **excludes** ``cache_creation_input_tokens`` and ``cache_read_input_tokens``;
 computekit's :class:`~computekit.Usage` counts all input, so ``input_tokens = input + cache_creation + cache_read``,
 ``cached_input_tokens = cache_read`` and ``cache_write_tokens = cache_creation``. Thinking tokens are billed as
-output and are already in ``output_tokens`` (Anthropic does not report them apart, so ``reasoning_tokens`` stays 0).
-Server-side web searches are carried as ``usage.units["web_searches"]`` (priced per thousand by genai-prices).
+output and are already in ``output_tokens``; where Anthropic reports their share
+(``output_tokens_details.thinking_tokens``) it is ``reasoning_tokens``, else that stays 0. Server-side web searches
+are carried as ``usage.units["web_searches"]`` (priced per thousand by genai-prices, a cost line of their own).
+
+Passes billed outside the top-level counts are listed in ``usage.iterations``: compaction (summarising a long
+conversation, at the answering model's rates) and advisor turns (at the advisor model's rates). ``Usage`` adds
+them in, and :meth:`AnthropicAdapter.billed_parts` prices each kind at its own model's rates, on lines of its own
+(``compaction input``, ``advisor output`` ...).
 
 JSON mode is off: the Messages API has no ``response_format`` (structured output is done with a forced tool call),
 so a ``response_format`` is refused before anything is sent rather than silently ignored.
@@ -37,9 +43,12 @@ so a ``response_format`` is refused before anything is sent rather than silently
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
+
+from pydantic import Field
 
 from .._exceptions import (
     APIStatusError,
@@ -59,15 +68,18 @@ from .._types import Chunk, Completion, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
+    AdapterSettings,
+    BilledPart,
     Capabilities,
     CompleteRequest,
     HTTPRequest,
     HTTPResponse,
     SSEEvent,
     StreamDecoder,
+    carried_status,
 )
 
-__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter", "to_sdk"]
+__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter", "AnthropicSettings", "to_sdk"]
 
 DEFAULT_MAX_TOKENS: Final = 4096
 """``max_tokens`` sent when the call gives none (Anthropic requires it; every current model allows at least this)."""
@@ -97,23 +109,26 @@ _ERROR_TYPES: Final[dict[str, type[APIStatusError]]] = {
     "overloaded_error": OverloadedError,
 }
 
-# The HTTP status Anthropic documents for each error type: an ``error`` event inside a 200 stream carries none.
-_ERROR_STATUS: Final = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
-
 _CONTEXT_PHRASES: Final = ("prompt is too long", "input is too long", "context window", "exceeds the context")
 
 _SYSTEM_ROLES: Final = frozenset({"system", "developer"})
+
+# Budgets' worst case, from Anthropic's published rules:
+# - an image costs about width x height / 750 tokens, and one whose long edge exceeds 1568px is scaled down
+#   (docs.anthropic.com/en/docs/build-with-claude/vision#evaluate-image-size), so at most 1568^2 / 750;
+IMAGE_MAX_TOKENS: Final = math.ceil(1568 * 1568 / 750)
+# - tools add a tool-use system prompt: 530 tokens is the largest in the published table (Claude 3 Opus, auto)
+#   (docs.anthropic.com/en/docs/agents-and-tools/tool-use/overview#pricing);
+TOOL_PROMPT_MAX_TOKENS: Final = 530
+# - with server tools the server samples again after each tool result, until it answers or pauses its loop
+#   (stop_reason "pause_turn") after 10 iterations; each iteration bills the input again, and a compaction edit
+#   adds a pass of its own.
+SERVER_LOOP_MAX_ITERATIONS: Final = 10
+
+# The fields of Anthropic's ``Tool`` besides its name, description and schema (the API reference's Tool object):
+# kept when a tool in OpenAI's shape or computekit's shorthand is converted.
+_TOOL_FIELDS: Final = ("strict", "cache_control", "eager_input_streaming", "allowed_callers", "defer_loading",
+                       "input_examples")
 
 
 def _finish(reason: str | None) -> str | None:
@@ -171,6 +186,9 @@ def _tool_use_block(tc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _assistant_message(m: Mapping[str, Any]) -> dict[str, Any]:
+    kept = (m.get("provider_fields") or {}).get("content")
+    if isinstance(kept, list) and kept:  # the answer's own blocks: thinking, server tools ... sent back unchanged
+        return {"role": "assistant", "content": kept}
     content = m.get("content")
     calls = m.get("tool_calls")
     if not calls:
@@ -245,12 +263,21 @@ def wire_tool(t: Mapping[str, Any]) -> dict[str, Any]:
     fn = t.get("function") if isinstance(t.get("function"), Mapping) else t
     assert isinstance(fn, Mapping)
     out: dict[str, Any] = {"name": fn["name"]}
+    if t.get("type") == "custom":
+        out["type"] = "custom"
     if fn.get("description"):
         out["description"] = fn["description"]
     out["input_schema"] = fn.get("parameters") or {"type": "object", "properties": {}}
-    if t.get("cache_control") is not None:
-        out["cache_control"] = t["cache_control"]
+    for key in _TOOL_FIELDS:  # OpenAI keeps ``strict`` inside ``function``; the shorthand, beside the name
+        value = fn.get(key, t.get(key))
+        if value is not None:
+            out[key] = value
     return out
+
+
+def _is_server_tool(t: Mapping[str, Any]) -> bool:
+    """A tool Anthropic runs itself (``web_search_20250305``, ``code_execution_...``), not the caller's."""
+    return "type" in t and t["type"] not in ("function", "custom") and "function" not in t and "input_schema" not in t
 
 
 def wire_tool_choice(choice: Any) -> Any:
@@ -269,6 +296,19 @@ def wire_tool_choice(choice: Any) -> Any:
 # --------------------------------------------------------------------------------------------- response side
 
 
+# Blocks computekit's Message holds itself (text and the caller's tool calls); an answer with any other block
+# (thinking, a server tool's use and result, compaction) keeps all its blocks to send back as they came: Anthropic
+# requires thinking blocks back on tool-use turns, and a paused server-tool turn continues from its blocks.
+_PLAIN_BLOCKS: Final = frozenset({"text", "tool_use"})
+
+
+def _message(text: str, calls: list[ToolCall], blocks: list[Any]) -> Message:
+    """The assistant message of an answer made of ``blocks``."""
+    own = any(isinstance(b, Mapping) and b.get("type") not in _PLAIN_BLOCKS for b in blocks)
+    return Message(role="assistant", content=text, tool_calls=calls or None,
+                   provider_fields={"content": list(blocks)} if own else None)
+
+
 def _tool_call(block: Mapping[str, Any]) -> ToolCall:
     args = block.get("input")
     return ToolCall(
@@ -278,9 +318,8 @@ def _tool_call(block: Mapping[str, Any]) -> ToolCall:
     )
 
 
-def _usage(raw: Mapping[str, Any] | None) -> Usage:
-    if not raw:
-        return Usage()
+def _one_usage(raw: Mapping[str, Any], requests: int = 1) -> Usage:
+    """One usage object (the top level, or one entry of ``iterations``) in computekit's convention."""
     plain = raw.get("input_tokens") or 0
     write = raw.get("cache_creation_input_tokens") or 0
     read = raw.get("cache_read_input_tokens") or 0
@@ -291,14 +330,45 @@ def _usage(raw: Mapping[str, Any] | None) -> Usage:
     tools = raw.get("server_tool_use")
     if isinstance(tools, Mapping) and tools.get("web_search_requests"):
         units["web_searches"] = Decimal(tools["web_search_requests"])
+    details = raw.get("output_tokens_details")
+    thinking = details.get("thinking_tokens") if isinstance(details, Mapping) else None
     return Usage(
         input_tokens=plain + write + read,
         output_tokens=raw.get("output_tokens") or 0,
         cached_input_tokens=read,
         cache_write_tokens=write,
         cache_write_1h_tokens=write_1h,
+        reasoning_tokens=thinking if isinstance(thinking, int) else 0,
+        requests=requests,
         units=units,
     )
+
+
+def _extra_iterations(raw: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The entries of ``usage.iterations`` billed outside the top-level counts: every kind but ``message`` (the
+    top level is the answer's sampling; compaction and advisor passes are billed on top of it)."""
+    found = raw.get("iterations") if isinstance(raw, Mapping) else None
+    if not isinstance(found, list):
+        return []
+    return [it for it in found if isinstance(it, Mapping) and it.get("type") != "message"]
+
+
+def _usage(raw: Mapping[str, Any] | None) -> Usage:
+    if not raw:
+        return Usage()
+    usage = _one_usage(raw)
+    for it in _extra_iterations(raw):
+        usage = usage + _one_usage(it, requests=0)
+    return usage
+
+
+_ITERATION_KINDS: Final = {"compaction": "compaction", "advisor_message": "advisor"}
+
+
+class AnthropicSettings(AdapterSettings):
+    """``[providers.anthropic]``: the API version requests are made against."""
+
+    api_version: str = Field(ANTHROPIC_VERSION, description="The anthropic-version header of every request.")
 
 
 class AnthropicAdapter(Adapter):
@@ -312,6 +382,8 @@ class AnthropicAdapter(Adapter):
     base_url_env_suffix = "/v1"
     table_provider = "anthropic"
     docs_url = "https://docs.anthropic.com/en/api/messages"
+    settings_model = AnthropicSettings
+    options: AnthropicSettings
 
     # ----------------------------------------------------------------------------------------- URLs & auth
 
@@ -320,7 +392,7 @@ class AnthropicAdapter(Adapter):
         h = {
             "content-type": "application/json",
             "accept": "application/json",
-            "anthropic-version": self.settings.api_version or ANTHROPIC_VERSION,
+            "anthropic-version": self.options.api_version,
         }
         h.update(self.settings.headers)
         h["x-api-key"] = self.require_key()
@@ -388,7 +460,7 @@ class AnthropicAdapter(Adapter):
             provider=self.provider,
             model=req.model,
             text=text,
-            message=Message(role="assistant", content=text, tool_calls=calls or None),
+            message=_message(text, calls, content),
             tool_calls=calls,
             finish_reason=_finish(data.get("stop_reason")),
             id=data.get("id"),
@@ -408,6 +480,46 @@ class AnthropicAdapter(Adapter):
 
     def usage(self, raw: Mapping[str, Any] | None) -> Usage:
         return _usage(raw)
+
+    # ----------------------------------------------------------------------------------------- budgets
+
+    def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
+        if part.get("type") in ("image", "image_url", "input_image"):
+            return IMAGE_MAX_TOKENS
+        return None  # documents (pages of text and images), files: bounded by the context window
+
+    def input_overhead(self, req: CompleteRequest) -> int:
+        return TOOL_PROMPT_MAX_TOKENS if req.tools else 0
+
+    def sampling_passes(self, req: CompleteRequest) -> int:
+        server = any(_is_server_tool(t) for t in req.tools or [])
+        edits = req.extra.get("context_management")
+        compaction = isinstance(edits, Mapping) and bool(edits.get("edits"))
+        return (SERVER_LOOP_MAX_ITERATIONS if server else 1) + (1 if compaction else 0)
+
+    def billed_parts(self, ref: PriceRef, result: Result) -> list[BilledPart]:
+        """The answer, plus each kind of pass billed in ``usage.iterations`` (compaction at the answering model's
+        rates, an advisor's turns at the advisor model's), when there are any."""
+        raw = result.raw.get("usage") if isinstance(result, Completion) and isinstance(result.raw, dict) else None
+        extra = _extra_iterations(raw)
+        if not extra or not isinstance(raw, Mapping):
+            return []
+        by_kind: dict[tuple[str, str], Usage] = {}
+        for it in extra:
+            kind = _ITERATION_KINDS.get(str(it.get("type")), str(it.get("type")))
+            named = it.get("model")
+            key = (kind, named if isinstance(named, str) else ref.model)
+            by_kind[key] = by_kind.get(key, Usage(requests=0)) + _one_usage(it, requests=0)
+        models_of: dict[str, set[str]] = {}
+        for kind, model in by_kind:
+            models_of.setdefault(kind, set()).add(model)
+        parts = [BilledPart("", ref, _one_usage(raw))]
+        for (kind, model), usage in by_kind.items():
+            part_ref = ref if model == ref.model else PriceRef(provider=ref.provider, model=model,
+                                                                table_provider=ref.table_provider)
+            label = kind if len(models_of[kind]) == 1 else f"{kind} ({model})"
+            parts.append(BilledPart(label, part_ref, usage))
+        return parts
 
     def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
         """Priced as the exact model that answered (``claude-sonnet-4-5-20250929``) when the response names it."""
@@ -435,9 +547,9 @@ class AnthropicAdapter(Adapter):
 
 
 def _error_status(data: Mapping[str, Any]) -> int:
-    err = data.get("error")
-    kind = err.get("type") if isinstance(err, Mapping) else None
-    return _ERROR_STATUS.get(kind or "", 500)
+    """The status an error event or body carries (an explicit one first), else the one Anthropic documents for
+    its type (an ``error`` event inside a 200 stream carries none; 529 for ``overloaded_error``)."""
+    return carried_status(data, 500)
 
 
 class _MessageStream(StreamDecoder):
@@ -500,10 +612,12 @@ class _MessageStream(StreamDecoder):
         block = dict(data.get("content_block") or {})
         self.blocks[idx] = block
         chunk = Chunk(raw=data)
-        if block.get("type") == "tool_use":
+        if block.get("type") == "tool_use":  # the caller's tool: server tools (server_tool_use) run at Anthropic
             n = self.tool_index[idx] = len(self.tool_index)
             self.partial_json[idx] = []
             chunk.tool_calls.append({"index": n, "id": block.get("id"), "name": block.get("name"), "arguments": None})
+        elif "input" in block:  # server_tool_use, mcp_tool_use: input streamed as JSON like a tool call's
+            self.partial_json[idx] = []
         elif block.get("type") == "text" and block.get("text"):
             self.text.append(block["text"])
             chunk.text = block["text"]
@@ -523,24 +637,29 @@ class _MessageStream(StreamDecoder):
         elif dtype == "input_json_delta":
             piece = delta.get("partial_json") or ""
             self.partial_json.setdefault(idx, []).append(piece)
-            if piece:
-                n = self.tool_index.setdefault(idx, len(self.tool_index))
-                chunk.tool_calls.append({"index": n, "id": None, "name": None, "arguments": piece})
+            if piece and idx in self.tool_index:  # only the caller's tool calls are handed out as such
+                chunk.tool_calls.append({"index": self.tool_index[idx], "id": None, "name": None, "arguments": piece})
         elif dtype == "thinking_delta":
             block["thinking"] = (block.get("thinking") or "") + (delta.get("thinking") or "")
         elif dtype == "signature_delta":
             block["signature"] = (block.get("signature") or "") + (delta.get("signature") or "")
+        elif dtype == "compaction_delta":  # the summary of a compaction block
+            block["content"] = (block.get("content") or "") + (delta.get("content") or "")
+            if delta.get("encrypted_content") is not None:
+                block["encrypted_content"] = delta["encrypted_content"]
         elif dtype == "citations_delta":
-            block.setdefault("citations", []).append(delta.get("citation"))
+            if not isinstance(block.get("citations"), list):  # the block starts with "citations": null
+                block["citations"] = []
+            block["citations"].append(delta.get("citation"))
         return [chunk]
 
     def _block_stop(self, data: dict[str, Any]) -> None:
         idx = data.get("index", 0)
         block = self.blocks.get(idx)
-        if block is not None and block.get("type") == "tool_use" and idx in self.partial_json:
+        if block is not None and idx in self.partial_json:
             text = "".join(self.partial_json[idx])
             try:
-                block["input"] = json.loads(text) if text.strip() else {}
+                block["input"] = json.loads(text) if text.strip() else (block.get("input") or {})
             except ValueError:
                 block["input"] = text  # kept as the model wrote it; ToolCall.arguments carries the same text
 
@@ -582,7 +701,7 @@ class _MessageStream(StreamDecoder):
             provider=self.adapter.provider,
             model=self.req.model,
             text=text,
-            message=Message(role="assistant", content=text, tool_calls=calls or None),
+            message=_message(text, calls, raw["content"]),
             tool_calls=calls,
             finish_reason=_finish(self.stop_reason),
             id=self.message.get("id"),

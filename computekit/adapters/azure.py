@@ -14,14 +14,26 @@ from __future__ import annotations
 import os
 from typing import Any, Final
 
+from pydantic import Field
+
 from .._exceptions import ConfigError
 from ._base import Capabilities
-from .openai import OpenAIWire
+from .openai import OpenAIWire, ReasoningModelSettings, image_tokens
 
-__all__ = ["AzureOpenAIAdapter"]
+__all__ = ["AzureOpenAIAdapter", "AzureSettings"]
 
 DEFAULT_API_VERSION: Final = "2024-10-21"
 """The newest generally-available data-plane API version when this adapter was written."""
+
+
+class AzureSettings(ReasoningModelSettings):
+    """``[providers.azure]``: the data-plane API version, which deployment serves which model, and further
+    reasoning families."""
+
+    api_version: str = Field(DEFAULT_API_VERSION, description="The api-version query parameter of every request.")
+    deployments: dict[str, str] = Field(
+        default_factory=dict, description="Model name -> deployment name (default: a deployment named as the model)."
+    )
 
 
 class AzureOpenAIAdapter(OpenAIWire):
@@ -35,14 +47,19 @@ class AzureOpenAIAdapter(OpenAIWire):
     default_base_url = None
     table_provider = "azure"
     docs_url = "https://learn.microsoft.com/azure/ai-services/openai/reference"
+    settings_model = AzureSettings
+    options: AzureSettings
 
     @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
         return os.environ.get("AZURE_OPENAI_ENDPOINT"), cls.key_env_vars, True
 
+    def media_tokens(self, part: Any, model: str) -> int | None:
+        return image_tokens(part, model)  # OpenAI's models, OpenAI's published image rules
+
     def deployment(self, model: str) -> str:
         """The deployment that serves ``model``."""
-        return self.settings.deployments.get(model, model)
+        return self.options.deployments.get(model, model)
 
     def _resource(self) -> tuple[str, str]:
         """The resource's ``.../openai`` base URL, and the API version.
@@ -55,7 +72,7 @@ class AzureOpenAIAdapter(OpenAIWire):
             raise ConfigError("azure: set base_url (https://RESOURCE.openai.azure.com) or $AZURE_OPENAI_ENDPOINT")
         if not base.endswith("/openai"):
             base += "/openai"
-        return base, self.settings.api_version or DEFAULT_API_VERSION
+        return base, self.options.api_version
 
     def endpoint(self, path: str, model: str) -> str:
         base, version = self._resource()

@@ -31,11 +31,13 @@ import math
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from pydantic import Field
+
 from .._exceptions import APIStatusError, InvalidRequestError, OverloadedError, UnsupportedCapabilityError
 from .._types import Prediction
-from ._base import Adapter, Capabilities, HTTPRequest, HTTPResponse, PredictRequest
+from ._base import Adapter, AdapterSettings, Capabilities, HTTPRequest, HTTPResponse, PredictRequest
 
-__all__ = ["HFEndpointAdapter"]
+__all__ = ["HFEndpointAdapter", "HFEndpointSettings"]
 
 _NO_ENDPOINT: Final = "https://endpoints.huggingface.cloud"
 """The default base URL: a placeholder meaning "no endpoint configured" (each endpoint has its own URL; the
@@ -43,6 +45,14 @@ client needs some base URL to build the adapter)."""
 
 _ENDPOINT_DOMAIN: Final = ".endpoints.huggingface.cloud"
 _UNAVAILABLE: Final = 503
+
+
+class HFEndpointSettings(AdapterSettings):
+    """``[providers.hf-endpoint]``: endpoints by name."""
+
+    deployments: dict[str, str] = Field(
+        default_factory=dict, description="Endpoint name -> its URL (https://...endpoints.huggingface.cloud)."
+    )
 
 
 class HFEndpointAdapter(Adapter):
@@ -54,6 +64,8 @@ class HFEndpointAdapter(Adapter):
     key_env_vars = ("HF_TOKEN", "HUGGINGFACE_API_KEY")
     default_base_url = _NO_ENDPOINT
     docs_url = "https://huggingface.co/docs/inference-endpoints/guides/test_endpoint"
+    settings_model = HFEndpointSettings
+    options: HFEndpointSettings
 
     @classmethod
     def pricing_for(cls, provider: str) -> str:
@@ -80,7 +92,7 @@ class HFEndpointAdapter(Adapter):
                     '[providers.hf-endpoint] deployments = { NAME = "https://..." }'
                 )
             return model
-        url = self.settings.deployments.get(model)
+        url = self.options.deployments.get(model)
         if url:
             return url
         if self.settings.base_url and self.settings.base_url.rstrip("/") != _NO_ENDPOINT:

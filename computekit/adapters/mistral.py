@@ -33,7 +33,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .._exceptions import APIStatusError, ContextWindowExceededError, InvalidRequestError, ProviderError
-from .._types import Chunk, Completion, FineTuneCheckpoint, FineTuneEvent, FineTuneJob, FineTuneStatus
+from .._types import Chunk, Completion, FineTuneCheckpoint, FineTuneEvent, FineTuneJob, FineTuneStatus, Usage
 from ._base import (
     Capabilities,
     CompleteRequest,
@@ -97,6 +97,8 @@ class MistralAdapter(OpenAIWire):
     default_base_url = "https://api.mistral.ai/v1"
     table_provider = "mistral"
     include_stream_usage = False  # the final chunk carries usage without stream_options
+    # ``prefix`` on an answer is always false; sent back true it would mean "continue this message".
+    response_only_fields = OpenAIWire.response_only_fields | {"prefix"}
     docs_url = "https://docs.mistral.ai/api/"
 
     # ----------------------------------------------------------------------------------------- complete
@@ -130,6 +132,14 @@ class MistralAdapter(OpenAIWire):
 
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
         return _MistralStream(self, req)
+
+    def usage(self, raw: Mapping[str, Any] | None) -> Usage:
+        usage = super().usage(raw)
+        if raw and not usage.cached_input_tokens and isinstance(raw.get("num_cached_tokens"), int):
+            # Mistral reports prompt-cache hits at the top of ``usage`` (the OpenAI-style
+            # ``prompt_tokens_details.cached_tokens`` is read first when both are there).
+            usage.cached_input_tokens = raw["num_cached_tokens"]
+        return usage
 
     @staticmethod
     def _finish(result: Completion) -> Completion:

@@ -12,8 +12,11 @@ auth and quirks.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
+
+from pydantic import Field
 
 from .._exceptions import (
     APIStatusError,
@@ -38,6 +41,7 @@ from .._types import (
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
+    AdapterSettings,
     Capabilities,
     CompleteRequest,
     EmbedRequest,
@@ -49,12 +53,13 @@ from ._base import (
     SSEEvent,
     StreamDecoder,
     TrainingFile,
+    carried_status,
     multipart,
     obj,
     unix_time,
 )
 
-__all__ = ["OpenAIAdapter", "OpenAIWire", "to_sdk"]
+__all__ = ["OpenAIAdapter", "OpenAISettings", "OpenAIWire", "ReasoningModelSettings", "to_sdk"]
 
 # Provider words for the same ending, normalised so that callers can branch on one vocabulary.
 _FINISH = {
@@ -67,6 +72,50 @@ _FINISH = {
 
 # The legacy /completions endpoint serves only these model families.
 _TEXT_MODELS = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
+
+REASONING_FAMILIES: Final = ("o1", "o3", "o4", "gpt-5", "codex-mini")
+"""Model families that take the output limit as ``max_completion_tokens``: OpenAI's reasoning models answer 400
+"Unsupported parameter: 'max_tokens'" otherwise. ``[providers.NAME] max_completion_tokens_models`` adds more."""
+
+# OpenAI's published image token rules (platform.openai.com/docs/guides/images-vision, "Calculating costs"),
+# matched on the exact model or a dated snapshot of it (an unknown variant counts the context window instead).
+# Tile models: a base cost plus a cost per 512px tile; "high" detail fits the image in 2048x2048, then its short
+# side to 768px, so it is at most 2 x 4 = 8 tiles, "low" is the base alone.
+_IMAGE_TILES: Final = {
+    "gpt-4o-mini": (2833, 5667), "gpt-4o": (85, 170), "chatgpt-4o-latest": (85, 170), "gpt-4.1": (85, 170),
+    "gpt-4.5-preview": (85, 170), "gpt-5": (70, 140), "gpt-5-chat-latest": (70, 140), "o1": (75, 150),
+    "o1-pro": (75, 150), "o3": (75, 150), "computer-use-preview": (65, 129),
+}
+_MAX_TILES = 8
+# Patch models: 32px patches, at most 1536 of them, times the model's multiplier.
+_IMAGE_PATCHES: Final = {"gpt-4.1-mini": 1.62, "gpt-4.1-nano": 2.46, "gpt-5-mini": 1.62, "gpt-5-nano": 2.46,
+                         "o4-mini": 1.72}
+_MAX_PATCHES = 1536
+_IMAGE_PART_TYPES = frozenset({"image_url", "input_image"})
+
+
+def _snapshot_of(model: str, table: Mapping[str, Any]) -> str | None:
+    """The entry of ``table`` that ``model`` is, itself or as a dated snapshot (``gpt-4o-mini-2024-07-18``)."""
+    name = model.removeprefix("ft:").split(":")[0]
+    if name in table:
+        return name
+    base, sep, date = name.rpartition("-20")
+    return base if sep and base in table and date[:2].isdigit() else None
+
+
+def image_tokens(part: Mapping[str, Any], model: str) -> int | None:
+    """The most input tokens one image part can cost on ``model`` by OpenAI's published rules; ``None`` for a
+    model they do not cover."""
+    if part.get("type") not in _IMAGE_PART_TYPES:
+        return None
+    image = part.get("image_url")
+    detail = part.get("detail") or (image.get("detail") if isinstance(image, Mapping) else None)
+    if (hit := _snapshot_of(model, _IMAGE_PATCHES)) is not None:
+        return math.ceil(_MAX_PATCHES * _IMAGE_PATCHES[hit])
+    if (hit := _snapshot_of(model, _IMAGE_TILES)) is not None:
+        base, tile = _IMAGE_TILES[hit]
+        return base if detail == "low" else base + _MAX_TILES * tile
+    return None
 
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation", "ResponsibleAIPolicyViolation"})
@@ -98,6 +147,13 @@ def _finish(reason: str | None) -> str | None:
     return _FINISH.get(reason, reason) if reason else reason
 
 
+def in_family(model: str, families: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``model`` is one of ``families`` (``o3`` covers ``o3``, ``o3-mini``, ``o3-2025-04-16``; ``gpt-5``
+    covers ``gpt-5.1`` and ``gpt-5-nano``), after any fine-tune prefix (``ft:``)."""
+    name = model.removeprefix("ft:")
+    return any(name == f or name.startswith((f + "-", f + ".", f + ":")) for f in families)
+
+
 def _wire_tool_call(tc: Mapping[str, Any]) -> dict[str, Any]:
     if "function" in tc:  # already in OpenAI's shape
         return dict(tc)
@@ -114,10 +170,20 @@ def wire_part(part: Mapping[str, Any]) -> dict[str, Any]:
     return dict(part)
 
 
+# A message's fields that computekit shapes itself; any other field is the provider's and travels unchanged.
+_MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_call_id", "tool_calls", "provider_fields"})
+# Fields of a response message that are not the provider's to have sent back (OpenAI's request schema for an
+# assistant message has no ``annotations``, and ``audio`` goes back as its id only).
+_RESPONSE_ONLY_KEYS = frozenset({"role", "content", "tool_calls", "refusal", "annotations", "audio",
+                                 "function_call"})
+
+
 def wire_message(m: Mapping[str, Any]) -> dict[str, Any]:
-    """computekit's message shape -> OpenAI's. Plain text messages pass through untouched (the common case)."""
+    """computekit's message shape -> OpenAI's. Plain text messages pass through untouched (the common case);
+    fields computekit does not shape (a provider's ``reasoning_content``, given by hand or kept in
+    ``Message.provider_fields``) are sent as they are."""
     content = m.get("content")
-    if isinstance(content, str) and "tool_calls" not in m and len(m) <= 3:
+    if isinstance(content, str) and "tool_calls" not in m and "provider_fields" not in m and len(m) <= 3:
         return m if isinstance(m, dict) else dict(m)
     out: dict[str, Any] = {"role": m["role"]}
     if isinstance(content, list):
@@ -129,7 +195,11 @@ def wire_message(m: Mapping[str, Any]) -> dict[str, Any]:
             out[k] = m[k]
     if m.get("tool_calls"):
         out["tool_calls"] = [_wire_tool_call(tc) for tc in m["tool_calls"]]
+    out.update(m.get("provider_fields") or {})
+    out.update({k: v for k, v in m.items() if k not in _MESSAGE_KEYS})
     return out
+
+
 
 
 def wire_tool(t: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,6 +223,15 @@ class OpenAIWire(Adapter):
     """The OpenAI wire format: shared by ``openai``, ``azure`` and ``openai-compatible``."""
 
     include_stream_usage: ClassVar[bool] = True
+    response_only_fields: ClassVar[frozenset[str]] = _RESPONSE_ONLY_KEYS
+    """Fields of a response message that are not sent back with it (every other one is a provider field)."""
+
+    def provider_fields(self, msg: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The fields of a response message (or the accumulated deltas of a streamed one) that are the
+        provider's own, to be sent back unchanged. ``None`` values are dropped (nothing to send back); an empty
+        string is kept (DeepSeek requires its ``reasoning_content`` on tool-call turns, even when empty)."""
+        extra = {k: v for k, v in msg.items() if k not in self.response_only_fields and v is not None}
+        return extra or None
 
     # ----------------------------------------------------------------------------------------- URLs & auth
 
@@ -175,10 +254,28 @@ class OpenAIWire(Adapter):
 
     # ----------------------------------------------------------------------------------------- complete
 
+    def token_limit_field(self, model: str) -> str:
+        """The body field that carries the output limit for ``model``: ``max_completion_tokens`` for the reasoning
+        families (:data:`REASONING_FAMILIES` and the provider's ``max_completion_tokens_models``), else
+        ``max_tokens``. Decided here only, for chat and streaming alike."""
+        configured = self.options.max_completion_tokens_models if isinstance(
+            self.options, ReasoningModelSettings) else []
+        families = (*REASONING_FAMILIES, *configured)
+        return "max_completion_tokens" if in_family(model, families) else "max_tokens"
+
+    def output_limit(self, req: CompleteRequest) -> int | None:
+        limit = super().output_limit(req)
+        if limit is None:  # a limit passed through extra_body bounds the answer just the same
+            for name in ("max_completion_tokens", "max_tokens"):
+                if isinstance(req.extra.get(name), int):
+                    return int(req.extra[name])
+        return limit
+
     def _common_body(self, req: CompleteRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": req.model}
         if req.max_tokens is not None:
-            body["max_tokens"] = req.max_tokens
+            field = "max_tokens" if req.prompt is not None else self.token_limit_field(req.model)
+            body[field] = req.max_tokens
         for name in ("temperature", "top_p", "stop", "seed", "user", "service_tier"):
             v = getattr(req, name)
             if v is not None:
@@ -220,7 +317,8 @@ class OpenAIWire(Adapter):
         if not isinstance(data, dict):
             raise self.malformed(resp, req.model, "body is not a JSON object")
         if "error" in data and "choices" not in data:  # some compatible servers answer errors with 200
-            raise self.map_error(HTTPResponse(400, resp.headers, resp.content, resp.url), req.model)
+            raise self.map_error(HTTPResponse(carried_status(data, 400), resp.headers, resp.content, resp.url),
+                                 req.model)
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise self.malformed(resp, req.model, "no choices in the response")
@@ -235,7 +333,8 @@ class OpenAIWire(Adapter):
                 raise self.malformed(resp, req.model, "choice has no message")
             text = msg.get("content") or ""
             calls = _tool_calls(msg.get("tool_calls"))
-            message = Message(role="assistant", content=text, tool_calls=calls or None)
+            message = Message(role="assistant", content=text, tool_calls=calls or None,
+                              provider_fields=self.provider_fields(msg))
         raw_usage = data.get("usage")
         result = Completion(
             provider=self.provider,
@@ -467,6 +566,30 @@ class OpenAIWire(Adapter):
         return None
 
 
+# Keys of a streamed list item that name it rather than carry text (OpenRouter's ``reasoning_details``).
+_ITEM_LABELS = frozenset({"type", "format", "id", "index"})
+
+
+def _merge_items(have: list[Any], new: list[Any]) -> list[Any]:
+    """Streamed list items joined into whole ones: an item whose ``index`` is already there extends it (its
+    text pieces appended), any other is added."""
+    out = list(have)
+    for item in new:
+        at = next((i for i, h in enumerate(out) if isinstance(item, dict) and isinstance(h, dict)
+                   and "index" in item and h.get("index") == item["index"]), None)
+        if at is None:
+            out.append(dict(item) if isinstance(item, dict) else item)
+            continue
+        merged = dict(out[at])
+        for key, value in item.items():
+            if isinstance(value, str) and isinstance(merged.get(key), str) and key not in _ITEM_LABELS:
+                merged[key] += value
+            elif value is not None:
+                merged[key] = value
+        out[at] = merged
+    return out
+
+
 class _ChatStream(StreamDecoder):
     """Chat (and text) completion chunks -> Chunk, accumulating the final Completion."""
 
@@ -478,7 +601,21 @@ class _ChatStream(StreamDecoder):
         self.finish: str | None = None
         self.raw_usage: dict[str, Any] | None = None
         self.meta: dict[str, Any] = {}
+        self.fields: dict[str, Any] = {}
         self.done = False
+
+    def _keep_fields(self, delta: Mapping[str, Any]) -> None:
+        """Accumulate a delta's provider fields as the message will hold them: text joined, lists extended."""
+        for k, v in delta.items():
+            if k in self.adapter.response_only_fields or v is None:
+                continue
+            have = self.fields.get(k)
+            if isinstance(v, str) and isinstance(have, str):
+                self.fields[k] = have + v
+            elif isinstance(v, list):
+                self.fields[k] = _merge_items(have if isinstance(have, list) else [], v)
+            else:
+                self.fields[k] = v
 
     def feed(self, event: SSEEvent) -> list[Chunk]:
         if event.data == "[DONE]":
@@ -492,8 +629,9 @@ class _ChatStream(StreamDecoder):
             ) from None
         if not isinstance(data, dict):
             raise self.adapter.malformed(HTTPResponse(200, {}, event.data.encode()), self.req.model, "bad event")
-        if "error" in data:
-            raise self.adapter.map_error(HTTPResponse(500, {}, event.data.encode()), self.req.model)
+        if data.get("error"):  # typed by the status or type it carries (a 400 mid-stream is a bad request)
+            raise self.adapter.map_error(HTTPResponse(carried_status(data, 500), {}, event.data.encode()),
+                                         self.req.model)
         for k in ("id", "model", "service_tier"):
             if data.get(k):
                 self.meta[k] = data[k]
@@ -506,6 +644,8 @@ class _ChatStream(StreamDecoder):
             choice = choices[0]
             delta = choice.get("delta") or {}
             piece = delta.get("content") if "delta" in choice else choice.get("text")
+            if len(delta) > 1 or "content" not in delta:
+                self._keep_fields(delta)
             if piece:
                 self.text.append(piece)
                 chunk.text = piece
@@ -534,7 +674,8 @@ class _ChatStream(StreamDecoder):
             provider=self.adapter.provider,
             model=self.req.model,
             text=text,
-            message=Message(role="assistant", content=text, tool_calls=calls or None),
+            message=Message(role="assistant", content=text, tool_calls=calls or None,
+                            provider_fields=self.adapter.provider_fields(self.fields)),
             tool_calls=calls,
             finish_reason=self.finish,
             id=self.meta.get("id"),
@@ -545,6 +686,24 @@ class _ChatStream(StreamDecoder):
         )
         result._usage_reported = self.raw_usage is not None
         return result
+
+
+class ReasoningModelSettings(AdapterSettings):
+    """The key OpenAI's and Azure OpenAI's settings share: which further model families take
+    ``max_completion_tokens``."""
+
+    max_completion_tokens_models: list[str] = Field(
+        default_factory=list,
+        description="Model families (name prefixes, e.g. 'o5') whose output limit is sent as max_completion_tokens "
+        "instead of max_tokens, beyond the built-in reasoning families (o1, o3, o4, gpt-5, codex-mini).",
+    )
+
+
+class OpenAISettings(ReasoningModelSettings):
+    """``[providers.openai]``: the organization and project a call is billed to, and further reasoning families."""
+
+    organization: str | None = Field(None, description="Organization id, sent as the openai-organization header.")
+    project: str | None = Field(None, description="Project id, sent as the openai-project header.")
 
 
 class OpenAIAdapter(OpenAIWire):
@@ -559,13 +718,18 @@ class OpenAIAdapter(OpenAIWire):
     base_url_env = "OPENAI_BASE_URL"  # openai-python: the full base, /v1 included
     table_provider = "openai"
     docs_url = "https://platform.openai.com/docs/api-reference"
+    settings_model = OpenAISettings
+    options: OpenAISettings
+
+    def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
+        return image_tokens(part, model)
 
     def headers(self) -> dict[str, str]:
         h = super().headers()
-        if self.settings.organization:
-            h["openai-organization"] = self.settings.organization
-        if self.settings.project:
-            h["openai-project"] = self.settings.project
+        if self.options.organization:
+            h["openai-organization"] = self.options.organization
+        if self.options.project:
+            h["openai-project"] = self.options.project
         return h
 
 

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
+from pydantic import Field
+
 from .._exceptions import ConfigError
-from .._types import FineTuneEvent, FineTuneJob, FineTuneStatus, Result
+from .._types import Completion, FineTuneEvent, FineTuneJob, FineTuneStatus, Result
 from ..pricing import PriceRef
 from ._base import (
+    AdapterSettings,
     Capabilities,
     CompleteRequest,
     FineTuneBilling,
@@ -37,7 +41,7 @@ from ._base import (
 )
 from .openai import OpenAIWire
 
-__all__ = ["PROFILES", "OpenAICompatibleAdapter", "Profile"]
+__all__ = ["PROFILES", "OpenAICompatibleAdapter", "OpenAICompatibleSettings", "Profile"]
 
 
 _ALL = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True)
@@ -59,6 +63,10 @@ class Profile:
     docs_url: str | None = None
     finetune: str | None = None
     """The host's own fine-tuning API (``"together"``, ``"fireworks"``): see the sections below."""
+    route_header: str | None = None
+    """A router: the response header that names the provider which served the call."""
+    route_tables: str | None = None
+    """A router: the genai-prices provider id of a route's prices, ``{}`` standing for the route's provider."""
     base_url_env: str | None = None
     """The host's own SDK variable for its base URL, and what to add to its value (see ``Adapter.base_url_env``)."""
     base_url_env_suffix: str = ""
@@ -87,7 +95,8 @@ PROFILES: Final[dict[str, Profile]] = {
                         docs_url="https://api-docs.deepseek.com"),
     "huggingface": Profile("https://router.huggingface.co/v1", ("HF_TOKEN", "HUGGINGFACE_API_KEY"), None,
                            capabilities=_CHAT_ONLY,
-                           docs_url="https://huggingface.co/docs/inference-providers"),
+                           docs_url="https://huggingface.co/docs/inference-providers",
+                           route_header="x-inference-provider", route_tables="huggingface_{}"),
     "baseten": Profile("https://inference.baseten.co/v1", ("BASETEN_API_KEY",), "baseten", capabilities=_CHAT_ONLY,
                        docs_url="https://docs.baseten.co/development/model-apis/overview"),
     "gooseai": Profile("https://api.goose.ai/v1", ("GOOSEAI_API_KEY",), None, text_only_engines=True,
@@ -100,6 +109,26 @@ PROFILES: Final[dict[str, Profile]] = {
 
 _GENERIC = Profile(base_url="", requires_key=False)
 
+# Model suffixes of Hugging Face's router that pick a provider by policy, not by name: the route is then known only
+# from the provider the router reports.
+_ROUTE_POLICIES: Final = frozenset({"fastest", "cheapest", "preferred", "auto"})
+
+
+def split_route(model: str) -> tuple[str, str | None]:
+    """``org/model:provider`` -> (``org/model``, ``provider``); a policy suffix (``:fastest``) names no provider."""
+    name, sep, route = model.rpartition(":")
+    if not sep or "/" in route or not name:
+        return model, None
+    return name, (None if route in _ROUTE_POLICIES else route)
+
+
+class OpenAICompatibleSettings(AdapterSettings):
+    """``[providers.NAME]`` of an OpenAI-compatible host: the account its fine-tuning runs under."""
+
+    organization: str | None = Field(
+        None, description="The account fine-tuning runs under (Fireworks: the account id, else $FIREWORKS_ACCOUNT_ID)."
+    )
+
 
 class OpenAICompatibleAdapter(OpenAIWire):
     """Any server that speaks OpenAI's chat-completions wire format."""
@@ -107,6 +136,8 @@ class OpenAICompatibleAdapter(OpenAIWire):
     name = "openai-compatible"
     capabilities = _ALL
     requires_key = False
+    settings_model = OpenAICompatibleSettings
+    options: OpenAICompatibleSettings
 
     @property
     def profile(self) -> Profile:
@@ -116,13 +147,6 @@ class OpenAICompatibleAdapter(OpenAIWire):
     @classmethod
     def capabilities_for(cls, provider: str) -> Capabilities:
         return PROFILES.get(provider, _GENERIC).capabilities
-
-    @classmethod
-    def pricing_for(cls, provider: str) -> str:
-        p = PROFILES.get(provider, _GENERIC)
-        if not p.metered:
-            return "self-hosted: $0 (config `[prices]` to charge)"
-        return f"genai-prices (`{p.table_provider}`)" if p.table_provider else "config `[prices]` only"
 
     @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
@@ -154,9 +178,26 @@ class OpenAICompatibleAdapter(OpenAIWire):
             http.json.pop("model", None)  # the engine is in the URL
         return http
 
+    def parse_complete(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
+        result = super().parse_complete(req, resp)
+        self.note_head(result, resp.headers)
+        return result
+
+    def note_head(self, result: Result, headers: Mapping[str, str]) -> None:
+        super().note_head(result, headers)
+        if self.profile.route_header and headers.get(self.profile.route_header):
+            result._served_by = str(headers[self.profile.route_header]).strip().lower()
+
     def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
-        ref = super().price_ref(model, result)
         p = self.profile
+        if p.route_tables:
+            # A router's bill is the route's: priced from the route provider's table, under the model id the
+            # router takes (the response's own id may be the upstream provider's name for it).
+            name, route = split_route(model)
+            route = route or (result._served_by if result is not None else None)
+            return PriceRef(provider=self.provider, model=name if route else model,
+                            table_provider=p.route_tables.format(route) if route else None, metered=p.metered)
+        ref = super().price_ref(model, result)
         return PriceRef(
             provider=ref.provider,
             model=ref.model,
@@ -164,6 +205,15 @@ class OpenAICompatibleAdapter(OpenAIWire):
             context=ref.context,
             metered=p.metered,
         )
+
+    @classmethod
+    def pricing_for(cls, provider: str) -> str:
+        p = PROFILES.get(provider, _GENERIC)
+        if p.route_tables:
+            return f"genai-prices (`{p.route_tables.format('<route>')}`, the route's provider)"
+        if not p.metered:
+            return "self-hosted: $0 (config `[prices]` to charge)"
+        return f"genai-prices (`{p.table_provider}`)" if p.table_provider else "config `[prices]` only"
 
     # ----------------------------------------------------------------------------------------- fine-tuning
     # A hosted profile with its own fine-tuning API translates through its dialect below; the others have none
@@ -399,7 +449,7 @@ class _FireworksFineTune:
 
     @property
     def account(self) -> str:
-        account = self.a.settings.organization or os.environ.get(FIREWORKS_ACCOUNT_ENV)
+        account = self.a.options.organization or os.environ.get(FIREWORKS_ACCOUNT_ENV)
         if not account:
             raise ConfigError(
                 f"fireworks fine-tuning runs under an account: set [providers.fireworks] organization = "

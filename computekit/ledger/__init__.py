@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._base import GroupBy, Ledger, LedgerRow, Report, ReportRow
+from ._base import Ledger
 from ._budgets import Charge
 from ._null import NullLedger
-from ._report import Calls
+from ._report import Calls, Report, ReportRow
+from ._row import GroupBy, LedgerRow
 
 if TYPE_CHECKING:
     from ._postgres import PostgresLedger

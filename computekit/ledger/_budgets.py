@@ -109,9 +109,16 @@ def refusal(charge: Charge, spent: Decimal, reserved: Decimal) -> BudgetExceeded
             f"Add its price under [prices], or set unknown_price = 'allow' on the budget."
         )
     else:
+        if spent >= charge.limit:  # nothing the call can change would make it fit
+            advice = ("The budget is already used up: raise limit_usd" +
+                      ("." if charge.period == "total" else f", or wait for the next {charge.period}."))
+        elif spent + reserved >= charge.limit:
+            advice = "Calls in flight hold the rest: retry when they finish, or raise limit_usd."
+        else:
+            advice = "Set max_tokens to reserve less, or raise limit_usd."
         msg = (
             f"{head}: spent {_usd(spent)}, {_usd(reserved)} reserved by calls in flight, and this attempt may cost "
-            f"up to {_usd(charge.amount)} (nothing was sent). Set max_tokens to reserve less, or raise limit_usd."
+            f"up to {_usd(charge.amount)} (nothing was sent). {advice}"
         )
     return BudgetExceededError(
         msg, budget=charge.name, limit=charge.limit, period=charge.period, spent=spent, reserved=reserved,

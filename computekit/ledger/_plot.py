@@ -19,11 +19,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._base import Report
-from ._report import Calls, day_of
+from ._row import day_of
 
 if TYPE_CHECKING:
-    from ._base import LedgerRow
+    from ._report import Calls, Report
+    from ._row import LedgerRow
 
 __all__ = ["DailyCost", "daily_cost", "html_report", "plot_daily_cost", "usd"]
 

@@ -11,19 +11,22 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._money import Money, plain
-from ._base import GROUP_KEYS, Report, build_report
+from ._row import GROUP_KEYS, LedgerRow, day_of, utc
 
 if TYPE_CHECKING:
-    from ._base import LedgerRow
     from ._plot import DailyCost
 
-__all__ = ["TAG_PREFIX", "UNTAGGED", "Calls", "check_group_by", "group_key", "pandas", "utc"]
+__all__ = [
+    "TAG_PREFIX", "UNTAGGED", "Calls", "Report", "ReportRow", "build_report", "check_group_by", "group_key", "pandas",
+    "utc",
+]
 
 TAG_PREFIX = "tag:"
 UNTAGGED = "(none)"
@@ -43,20 +46,6 @@ def check_group_by(by: str) -> str:
     raise ValueError(
         f"group_by must be one of {', '.join(GROUP_KEYS)} or tag:NAME (e.g. 'tag:customer'), not {by!r}"
     )
-
-
-def utc(when: dt.datetime | None) -> dt.datetime | None:
-    """``when`` in UTC (a naive datetime is taken as UTC), so that it compares right with recorded times."""
-    if when is None:
-        return None
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
-
-
-def day_of(row: LedgerRow) -> dt.date:
-    """The UTC day of an attempt."""
-    ts = utc(row.ts)
-    assert ts is not None
-    return ts.date()
 
 
 def group_key(row: LedgerRow, by: str) -> str:
@@ -83,6 +72,159 @@ def pandas() -> Any:
         return importlib.import_module("pandas")  # typed as a module: pandas ships no stubs
     except ImportError as e:
         raise ImportError(f"to_dataframe() needs pandas, which is not installed: {_PANDAS_HINT}") from e
+
+
+@dataclass(slots=True)
+class ReportRow:
+    """One group of a report."""
+
+    key: str
+    calls: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal
+    unpriced: int
+    """Attempts whose cost is unknown (unpriced models, timeouts that may have been billed, canceled streams):
+    ``cost`` leaves them out, so it is a lower bound when > 0."""
+
+    def __post_init__(self) -> None:
+        self.cost = Money(self.cost)  # prints plainly: 0.00000008, never 8E-8
+
+
+@dataclass(slots=True)
+class Report:
+    """Rows grouped by one key, and the exact total.
+
+    Attributes:
+        group_by: What the rows are grouped by (``provider``, ``day``, ``tag:customer`` ...).
+        rows: One row per group, the most expensive first (by ``day``: oldest first).
+        total: The exact sum of the priced attempts.
+        unpriced: How many attempts could not be priced (left out of ``total``: it is then a lower bound).
+        since: The start of the period (included), when one was given.
+        until: The end of the period (excluded), when one was given.
+    """
+
+    group_by: str
+    rows: list[ReportRow]
+    total: Decimal
+    unpriced: int
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    _COLUMNS = ("key", "calls", "errors", "input_tokens", "output_tokens", "cost", "unpriced")
+
+    def __post_init__(self) -> None:
+        self.total = Money(self.total)  # prints plainly: 0.00000008, never 8E-8
+
+    @property
+    def calls(self) -> int:
+        """How many attempts the report covers."""
+        return sum(r.calls for r in self.rows)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Rows as plain dicts (cost as a decimal string, so nothing is rounded)."""
+        return [
+            {"key": r.key, "calls": r.calls, "errors": r.errors, "input_tokens": r.input_tokens,
+             "output_tokens": r.output_tokens, "cost": plain(r.cost), "unpriced": r.unpriced}
+            for r in self.rows
+        ]
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The report as CSV (header + one line per group + a total line); written to ``path`` when given."""
+        import csv
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow((self.group_by, *self._COLUMNS[1:]))
+        for rec in self.to_records():
+            w.writerow([rec[c] for c in self._COLUMNS])
+        w.writerow(["TOTAL", sum(r.calls for r in self.rows), sum(r.errors for r in self.rows),
+                    sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows),
+                    plain(self.total), self.unpriced])
+        text = buf.getvalue()
+        if path is not None:
+            Path(path).write_text(text, "utf-8")
+        return text
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The report as JSON (``group_by``, ``rows``, ``total``, ``unpriced``, ``currency`` and the period);
+        written to ``path`` when given. Costs are decimal strings."""
+        text = json.dumps(
+            {"group_by": self.group_by, "rows": self.to_records(), "total": plain(self.total),
+             "unpriced": self.unpriced, "currency": "USD",
+             "since": self.since.isoformat() if self.since else None,
+             "until": self.until.isoformat() if self.until else None},
+            indent=2,
+        )
+        if path is not None:
+            Path(path).write_text(text, "utf-8")
+        return text
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        """A report back from :meth:`to_json`'s text, with its exact decimals."""
+        data = json.loads(text)
+        return cls(
+            group_by=data["group_by"],
+            rows=[ReportRow(r["key"], r["calls"], r["errors"], r["input_tokens"], r["output_tokens"],
+                            Decimal(r["cost"]), r["unpriced"]) for r in data["rows"]],
+            total=Decimal(data["total"]),
+            unpriced=data["unpriced"],
+            since=dt.datetime.fromisoformat(data["since"]) if data.get("since") else None,
+            until=dt.datetime.fromisoformat(data["until"]) if data.get("until") else None,
+        )
+
+    def to_dataframe(self) -> Any:
+        """The rows as a ``pandas.DataFrame`` (one column per field, the first named after ``group_by``).
+        ``cost`` holds the exact ``Decimal`` objects; use ``df["cost"].astype(float)`` to plot.
+
+        Raises:
+            ImportError: pandas is not installed (``pip install 'computekit[pandas]'``).
+        """
+        records = [
+            {self.group_by: r.key, "calls": r.calls, "errors": r.errors, "input_tokens": r.input_tokens,
+             "output_tokens": r.output_tokens, "cost": r.cost, "unpriced": r.unpriced}
+            for r in self.rows
+        ]
+        return pandas().DataFrame.from_records(records, columns=[self.group_by, *self._COLUMNS[1:]])
+
+
+def build_report(
+    rows: Sequence[LedgerRow],
+    group_by: str,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Report:
+    """Group rows (pure; shared by every backend).
+
+    Raises:
+        ValueError: ``group_by`` is not a way to group (see ``Ledger.report``).
+    """
+    check_group_by(group_by)
+    groups: dict[str, ReportRow] = {}
+    for row in rows:
+        k = group_key(row, group_by)
+        g = groups.get(k)
+        if g is None:
+            g = groups[k] = ReportRow(k, 0, 0, 0, 0, Decimal(0), 0)
+        g.calls += 1
+        if row.outcome == "error":
+            g.errors += 1
+        g.input_tokens += row.input_tokens
+        g.output_tokens += row.output_tokens
+        if row.cost is not None:
+            g.cost += row.cost
+        else:  # could not be priced (a known-free error is recorded as 0, not None)
+            g.unpriced += 1
+    if group_by == "day":  # a day report reads in time order
+        ordered = sorted(groups.values(), key=lambda r: r.key)
+    else:
+        ordered = sorted(groups.values(), key=lambda r: (-r.cost, r.key))
+    total = sum((r.cost for r in ordered), Decimal(0))
+    return Report(group_by=group_by, rows=ordered, total=total, unpriced=sum(r.unpriced for r in ordered),
+                  since=since, until=until)
 
 
 def _write(text: str, path: str | Path | None) -> str:

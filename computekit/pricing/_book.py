@@ -33,9 +33,11 @@ _TOKEN_KEYS = (
     "cache_read_mtok",
     "cache_write_mtok",
     "cache_write_1h_mtok",
+    "cache_audio_read_mtok",
     "input_audio_mtok",
     "output_audio_mtok",
     "output_reasoning_mtok",
+    "output_image_mtok",
 )
 
 
@@ -124,13 +126,17 @@ class TokenRates:
         reasoning = usage.reasoning_tokens if "output_reasoning_mtok" in self.prices else 0
         uncached = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens - audio_in
         add("input", max(uncached, 0), "input_mtok")
-        add("cached input", usage.cached_input_tokens, "cache_read_mtok", "input_mtok")
+        cached_audio = usage.cached_input_audio_tokens if "cache_audio_read_mtok" in self.prices else 0
+        add("cached input", usage.cached_input_tokens - cached_audio, "cache_read_mtok", "input_mtok")
+        add("cached input audio", cached_audio, "cache_audio_read_mtok")
         add("cache write", usage.cache_write_tokens - usage.cache_write_1h_tokens, "cache_write_mtok", "input_mtok")
         add("cache write (1h)", usage.cache_write_1h_tokens, "cache_write_1h_mtok")
         add("input audio", audio_in, "input_audio_mtok")
-        add("output", max(usage.output_tokens - reasoning - audio_out, 0), "output_mtok")
+        image_out = usage.output_image_tokens if "output_image_mtok" in self.prices else 0
+        add("output", max(usage.output_tokens - reasoning - audio_out - image_out, 0), "output_mtok")
         add("reasoning", reasoning, "output_reasoning_mtok")
         add("output audio", audio_out, "output_audio_mtok")
+        add("output image", image_out, "output_image_mtok")
         if self.per_request is not None and usage.requests:
             q = Decimal(usage.requests)
             lines.append(
@@ -375,6 +381,19 @@ class PriceBook:
             return rates.cost(usage)
         except _MissingRate as e:
             return Cost.unknown(f"{ref.provider}:{ref.model} has no {e.args[0]} price")
+
+    def parts_cost(self, parts: list[tuple[str, PriceRef, Usage]], when: dt.datetime | None = None) -> Cost:
+        """The cost of a call billed in parts, each ``(kind, ref, usage)`` at its own rates: one line per kind
+        and charge (``"compaction input"``; the empty kind keeps the plain names). Unknown when any part is."""
+        lines: list[CostLine] = []
+        source: PriceSource | None = None
+        for kind, ref, usage in parts:
+            cost = self.token_cost(ref, usage, when)
+            if cost.total is None:
+                return Cost.unknown(f"{kind or 'answer'}: {cost.reason}")
+            source = source or cost.price_source
+            lines += [line.model_copy(update={"item": f"{kind} {line.item}"}) if kind else line for line in cost.lines]
+        return Cost(total=sum((line.amount for line in lines), _ZERO), lines=lines, price_source=source)
 
     def prices_units(self, ref: PriceRef, usage: Usage, when: dt.datetime | None = None) -> bool:
         """Whether a per-unit price is known for one of the units ``usage`` reports on ``ref`` (a model billed

@@ -225,10 +225,11 @@ async def test_validation_error_is_bad_request(mode: str) -> None:
     assert sleeps.waits == [], "a 422 is not retried"
 
 
-@pytest.mark.parametrize("field", ["seed", "user", "service_tier"])
+@pytest.mark.parametrize("field", ["seed", "user", "service_tier", "tool_choice"])
 async def test_parameters_ai21_does_not_have_are_refused_before_sending(mode: str, field: str) -> None:
+    """AI21's ChatRequest has none of these (``tool_choice`` included: the model decides alone)."""
     client = client_for(mode)
-    value: Any = 7 if field == "seed" else "x"
+    value: Any = 7 if field == "seed" else ("auto" if field == "tool_choice" else "x")
     with pytest.raises(ck.InvalidRequestError, match=field):
         await call(client, "complete", "ai21:jamba-mini", "hi", **{field: value})
     await close(client)
@@ -369,3 +370,23 @@ def test_spec_validation_is_not_vacuous(spec: dict[str, Any]) -> None:
         "the spec does not forbid extra fields: stream_options is left out by the adapter, not by the schema"
     )
     assert schema_errors("HTTPValidationError", {"detail": [{"loc": ["body"]}]})
+
+
+def test_tool_call_turn_without_text_is_sent_without_content(spec: dict[str, Any]) -> None:
+    """An assistant tool-call turn with ``content: None`` (OpenAI's shape) is sent without ``content``: AI21's
+    AssistantMessage takes a string or nothing, and the body validates against its ChatRequest schema."""
+    from pydantic import SecretStr
+
+    from computekit.adapters._base import CompleteRequest, ProviderSettings
+    from computekit.adapters.ai21 import AI21Adapter
+
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+    messages = [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18C"}]
+    a = AI21Adapter(ProviderSettings(name="ai21", base_url="https://api.ai21.com/studio/v1",
+                                     api_key=SecretStr("k" * 20), timeout=5))
+    body = a.build_complete(CompleteRequest(model="jamba-large", messages=messages, tools=[WEATHER])).json
+    assert body["messages"][1] == {"role": "assistant", "tool_calls": [call]}
+    assert messages[1]["content"] is None, "the caller's message is not modified"
+    assert schema_errors("ChatRequest", body) == []
+    assert schema_errors("ChatRequest", {**body, "messages": [*messages[:1], {**messages[1]}]}), "null is refused"

@@ -451,16 +451,18 @@ def test_cassette_bodies_match_the_spec(path: Path, index: int) -> None:
     body = resp["body"]["string"]
     assert json.loads(inter["request"]["body"])["model"]
     problems: list[str] = []
+    # A request that opts into beta features (anthropic-beta: compaction, the advisor tool) gets Beta* shapes.
+    beta = "Beta" if "anthropic-beta" in inter["request"]["headers"] else ""
     if ctype == "text/event-stream":
         for block in body.strip().split("\n\n"):
             lines = dict(line.split(": ", 1) for line in block.split("\n"))
             event = json.loads(lines["data"])
             assert lines["event"] == event["type"], "the SSE event name repeats the payload's type"
-            name = "ErrorResponse" if event["type"] == "error" else "MessageStreamEvent"
+            name = "ErrorResponse" if event["type"] == "error" else f"{beta}MessageStreamEvent"
             problems += [f"{event['type']}: {e}" for e in schema_errors(name, event)]
     else:
         assert ctype == "application/json"
-        name = "ErrorResponse" if resp["status"]["code"] >= 400 else "Message"
+        name = "ErrorResponse" if resp["status"]["code"] >= 400 else f"{beta}Message"
         problems = schema_errors(name, json.loads(body))
     assert not problems, "\n".join(problems)
 
@@ -503,3 +505,168 @@ def test_one_hour_cache_writes_are_priced_at_their_own_rate() -> None:
     assert lines["cache write"].quantity == 1000
     assert lines["cache write (1h)"].quantity == 2000
     assert lines["cache write (1h)"].unit_price > lines["cache write"].unit_price
+
+
+@pytest.mark.usefixtures("spec")
+def test_converted_tools_keep_strict_and_the_other_documented_fields() -> None:
+    """``strict`` (inside OpenAI's ``function``, or beside the name in the shorthand) and Anthropic's other Tool
+    fields survive the conversion, and the tools validate against the spec's ``Tool``."""
+    from computekit.adapters.anthropic import wire_tool
+
+    strict_schema = {**WEATHER["parameters"], "additionalProperties": False}
+    openai_shape = {"type": "function", "function": {**WEATHER, "parameters": strict_schema, "strict": True}}
+    shorthand = {**WEATHER, "strict": True, "cache_control": {"type": "ephemeral"}, "defer_loading": True,
+                 "eager_input_streaming": True, "input_examples": [{"city": "Paris"}]}
+    a, b = wire_tool(openai_shape), wire_tool(shorthand)
+    assert a == {"name": "get_weather", "description": WEATHER["description"], "input_schema": strict_schema,
+                 "strict": True}
+    assert b["strict"] is True
+    assert (b["cache_control"], b["defer_loading"], b["eager_input_streaming"], b["input_examples"]) == (
+        {"type": "ephemeral"}, True, True, [{"city": "Paris"}])
+    assert schema_errors("Tool", a) == []
+    assert schema_errors("Tool", b) == []
+    assert wire_tool({**WEATHER, "type": "custom"})["type"] == "custom"
+
+
+# ------------------------------------------------------------------------------------------------ server tools
+
+WEB_TOOLS = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+             {"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 2}]
+CODE_TOOLS = [{"type": "code_execution_20250825", "name": "code_execution"},
+              {"name": WEATHER["name"], "description": WEATHER["description"], "input_schema": WEATHER["parameters"]}]
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("server_tools.yaml")
+async def test_server_tools_are_not_the_callers_tool_calls(mode: str) -> None:
+    """Web search, web fetch, bash, text-editor and code execution run at Anthropic: their ``server_tool_use``
+    blocks are never the caller's ``tool_calls``, plain or streamed, and each exchange parses the same both ways.
+    The web search is billed per call, on a cost line of its own."""
+    from _anthropic_stream import assert_same
+
+    from computekit.pricing import PriceBook
+
+    client = client_for(mode)
+    ask = "What's the weather in Paris today? Search the web."
+    plain = await call(client, "complete", "anthropic:claude-sonnet-4-5", ask, tools=WEB_TOOLS, max_tokens=1024)
+    chunks, streamed = await stream(client, "anthropic:claude-sonnet-4-5", ask, tools=WEB_TOOLS, max_tokens=1024)
+    assert plain.tool_calls == []
+    assert [c for c in chunks if c.tool_calls] == []
+    assert plain.finish_reason == "stop"
+    assert plain.text == "I'll look that up.It is sunny in Paris today, with a high of 18°C."
+    assert_same(plain, streamed)
+    for r in (plain, streamed):
+        assert r.usage.units == {"web_searches": 1}
+        rates = PriceBook().rates(_adapter().price_ref(r.model, r), r.attempts[-1].started_at)
+        assert rates is not None
+        price, per = rates.extra_units["web_searches"]
+        (line,) = [line for line in r.cost.lines if line.item == "web_searches"]
+        assert (line.quantity, line.unit_price, line.amount) == (1, price / per, price / per)
+        assert r.cost.total == sum(line.amount for line in r.cost.lines)
+        assert r.cost.total > genai_cost_tokens_only(r)
+
+    ask = "Write the city to a file, read it back, then get its weather."
+    plain = await call(client, "complete", "anthropic:claude-sonnet-4-5", ask, tools=CODE_TOOLS, max_tokens=1024)
+    chunks, streamed = await stream(client, "anthropic:claude-sonnet-4-5", ask, tools=CODE_TOOLS, max_tokens=1024)
+    await close(client)
+    assert [(t.id, t.name, t.parsed_arguments()) for t in plain.tool_calls] == [
+        ("toolu_01WeatherAuthored0001", "get_weather", {"city": "Paris"})]
+    assert plain.finish_reason == "tool_calls"
+    assert {c.tool_calls[0]["index"] for c in chunks if c.tool_calls} == {0}, "one caller tool call, index 0"
+    assert_same(plain, streamed)
+    servers = [b["name"] for b in streamed.raw["content"] if b["type"] == "server_tool_use"]
+    assert servers == ["bash_code_execution", "text_editor_code_execution", "code_execution"]
+    assert streamed.raw["content"][4]["input"] == {"code": "print(open('city.txt').read().strip())"}
+
+
+def genai_cost_tokens_only(result: ck.Completion) -> Decimal:
+    """The tokens alone, priced by genai-prices: what the call would cost without its server tool fees."""
+    u = result.usage
+    return genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=u.input_tokens, output_tokens=u.output_tokens), result.raw["model"],
+        provider_id="anthropic", genai_request_timestamp=result.attempts[-1].started_at,
+    ).total_price
+
+
+# ------------------------------------------------------------------------------------------------ usage iterations
+
+
+def _genai(model: str, when: dt.datetime, **tokens: int) -> Decimal:
+    return genai_prices.calc_price(genai_prices.Usage(**tokens), model, provider_id="anthropic",
+                                   genai_request_timestamp=when).total_price
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("compaction_advisor.yaml")
+async def test_compaction_and_advisor_iterations_are_billed_at_their_own_rates(mode: str) -> None:
+    """``usage.iterations``: the compaction pass (180,000 tokens in, outside the top-level counts) is billed at
+    the answering model's rates and the advisor's turn at the advisor model's, each kind on lines of its own;
+    plain and streamed agree."""
+    from _anthropic_stream import assert_same
+
+    client = make_client(mode, providers={"anthropic": {
+        "api_key": KEY, "headers": {"anthropic-beta": "compact-2026-01-12,advisor-tool-2026-03-01"}}})
+    ask = "Which leg of my Paris, Lyon, Turin trip should I book first?"
+    options: dict[str, Any] = {
+        "tools": [{"type": "advisor_20260301", "name": "advisor", "model": "claude-opus-4-1"}], "max_tokens": 2048,
+        "extra_body": {"context_management": {"edits": [{"type": "compact_20260112",
+                                                          "trigger": {"type": "input_tokens", "value": 150000}}]}},
+    }
+    plain = await call(client, "complete", "anthropic:claude-sonnet-4-5", ask, **options)
+    _, streamed = await stream(client, "anthropic:claude-sonnet-4-5", ask, **options)
+    rows = client.ledger.rows()
+    await close(client)
+    assert_same(plain, streamed)
+    assert plain.tool_calls == []
+    for r in (plain, streamed):
+        when = r.attempts[-1].started_at
+        model = r.response_model
+        assert model is not None
+        answer = _genai(model, when, input_tokens=23000, output_tokens=1000)
+        compaction = _genai(model, when, input_tokens=180000, output_tokens=3500)
+        advisor = _genai("claude-opus-4-1", when, input_tokens=15000, output_tokens=600)
+        assert r.cost.total == answer + compaction + advisor
+        assert r.cost.total > 5 * answer, "the top level alone under-bills the call"
+        lines = {line.item: line.quantity for line in r.cost.lines}
+        assert lines == {"input": 23000, "output": 1000, "compaction input": 180000, "compaction output": 3500,
+                         "advisor input": 15000, "advisor output": 600}
+        assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.requests) == (218000, 5100, 1)
+    assert [row.cost for row in rows] == [plain.cost.total, streamed.cost.total]
+
+
+def test_thinking_tokens_are_reasoning_tokens() -> None:
+    """``output_tokens_details.thinking_tokens``: the thinking share of ``output_tokens`` (already in it)."""
+    usage = _adapter().usage({"input_tokens": 10, "output_tokens": 500,
+                              "output_tokens_details": {"thinking_tokens": 420}})
+    assert (usage.output_tokens, usage.reasoning_tokens) == (500, 420)
+    assert _adapter().usage({"input_tokens": 10, "output_tokens": 5}).reasoning_tokens == 0
+
+
+def test_a_server_tool_turn_goes_back_with_all_its_blocks() -> None:
+    """The code-execution answer (server tool uses and results, then the caller's tool call), plain and streamed:
+    appended to the conversation with the tool's result, it is sent back block for block."""
+    from _anthropic_stream import assert_same
+
+    from computekit._core import normalise_messages
+    from computekit._sse import SSEDecoder
+    from computekit.adapters._base import CompleteRequest, HTTPResponse
+
+    inters = yaml.safe_load((HERE / "server_tools.yaml").read_text("utf-8"))["interactions"]
+    plain_body, stream_body = inters[2]["response"]["body"]["string"], inters[3]["response"]["body"]["string"]
+    a = _adapter()
+    req = CompleteRequest(model="claude-sonnet-4-5", messages=[])
+    plain = a.parse_complete(req, HTTPResponse(200, {}, plain_body.encode()))
+    decoder = a.stream_decoder(req)
+    for event in SSEDecoder(1 << 20).feed(stream_body.encode()):
+        decoder.feed(event)
+    streamed = decoder.result()
+    assert_same(plain, streamed)
+    blocks = json.loads(plain_body)["content"]
+    for r in (plain, streamed):
+        (tc,) = r.tool_calls
+        messages = normalise_messages(None, [{"role": "user", "content": "go"}, r.message,
+                                             {"role": "tool", "tool_call_id": tc.id, "content": "18C"}])
+        sent = a.build_complete(CompleteRequest(model="claude-sonnet-4-5", messages=messages)).json["messages"]
+        assert sent[1] == {"role": "assistant", "content": blocks}
+        assert sent[2] == {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tc.id,
+                                                         "content": "18C"}]}

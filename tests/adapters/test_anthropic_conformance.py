@@ -28,6 +28,7 @@ import genai_prices
 import pytest
 import vcr
 import yaml
+from _anthropic_stream import assert_same, events_of
 from _clients import MODES, call, close, stream
 from _conformance import MISSING, Collection, Exchange, load, require_conformance_dir, to_vcr
 from pydantic import SecretStr
@@ -403,6 +404,23 @@ def test_thinking_kept_in_raw_not_in_text() -> None:
     assert "count = 1" in thinking[0]["thinking"]
 
 
+@pytest.mark.parametrize("ex", _exchange_params("message", "stream"))
+def test_streamed_and_plain_parsing_agree(ex: Exchange | None) -> None:
+    """Every recording, both ways: a recorded message is also fed as the event stream Anthropic sends for it, a
+    recorded stream's assembled message is also parsed as a plain answer; the two results agree."""
+    require_conformance_dir()
+    assert ex is not None
+    req = CompleteRequest(model=request_model(ex), messages=[])
+    if kind(ex) == "message":
+        plain = adapter().parse_complete(req, HTTPResponse(ex.status, ex.headers, ex.content, ex.uri))
+        streamed, _ = feed_stream(req, events_of(ex.json()), 97)
+    else:
+        streamed, _ = feed_stream(req, ex.content, 97)
+        message = {"type": "message", "role": "assistant", **streamed.raw}
+        plain = adapter().parse_complete(req, HTTPResponse(200, ex.headers, json.dumps(message).encode(), ex.uri))
+    assert_same(plain, streamed)
+
+
 # ------------------------------------------------------------------------------------------------ client level
 
 
@@ -468,3 +486,22 @@ async def test_replay_through_client(rel: str | None, mode: str, tmp_path: Path)
             assert result.cost.total == check_cost(result, raw_usage, answered, result.attempts[0].started_at)
         assert cass.all_played, "every recorded exchange was requested"
     await close(client)
+
+
+def test_thinking_blocks_go_back_with_the_message() -> None:
+    """The recorded answer with extended thinking: its message keeps the thinking block (signature included) and
+    sends it back first, as Anthropic requires on a tool-use turn with thinking on; the text-only answers of the
+    other recordings keep the plain shape."""
+    require_conformance_dir()
+    from computekit._core import normalise_messages
+
+    (ex,) = _file("anthropic/messages-thinking.yaml")
+    r = _parse(ex)
+    blocks = ex.json()["content"]
+    assert r.message.provider_fields == {"content": blocks}
+    assert [b["type"] for b in blocks] == ["thinking", "text"]
+    messages = normalise_messages("And in 'raspberry'?", [*ex.request_body["messages"], r.message])
+    body = adapter().build_complete(CompleteRequest(model=request_model(ex), messages=messages)).json
+    assert body["messages"][1] == {"role": "assistant", "content": blocks}
+    (basic,) = _file("anthropic/messages-basic.yaml")
+    assert _parse(basic).message.provider_fields is None

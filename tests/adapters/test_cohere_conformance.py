@@ -533,7 +533,7 @@ def _file(rel: str) -> list[Exchange]:
 
 
 def test_billed_units_not_processed_tokens() -> None:
-    """The issue's example: billed 80/301 for 1494/330 processed; the bill follows billed_units."""
+    """A reasoning answer billed 80/301 tokens for 1494/330 processed: the bill follows billed_units."""
     (ex,) = _file("cohere/v2-chat-reasoning-thinking-tool-call.yaml")
     r = adapter().parse_complete(CompleteRequest(model="command-a-reasoning-08-2025", messages=[]), response(ex))
     assert (r.usage.input_tokens, r.usage.output_tokens) == (80, 301)

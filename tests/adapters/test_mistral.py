@@ -340,3 +340,40 @@ def test_cassettes_are_marked_and_hold_no_credentials(path: Path) -> None:
         names = {k.lower() for side in ("request", "response") for k in inter[side].get("headers", {})}
         assert not names & {"authorization", "api-key", "x-api-key", "cookie", "set-cookie"}
         assert inter["request"]["uri"].startswith("https://api.mistral.ai/v1/")
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_top_level_num_cached_tokens_are_cached_input_priced_at_the_cache_rate(streamed: bool) -> None:
+    """Mistral reports cache hits as ``usage.num_cached_tokens`` (top level): they are cached input tokens, priced
+    at genai-prices' cache-read rate (the same figure genai-prices computes for them)."""
+    from computekit._sse import SSEDecoder
+    from computekit.adapters._base import CompleteRequest, HTTPResponse
+    from computekit.pricing import PriceBook
+
+    usage = {"prompt_tokens": 2100, "completion_tokens": 40, "total_tokens": 2140, "num_cached_tokens": 2048}
+    model = "mistral-medium-latest"
+    message = {"role": "assistant", "content": "ok", "tool_calls": None, "prefix": False}
+    body = {"id": "x", "object": "chat.completion", "created": 1, "model": model, "usage": usage,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+    req = CompleteRequest(model=model, messages=[], stream=streamed)
+    a = adapter()
+    if streamed:
+        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": model, "usage": usage,
+                 "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}
+        decoder = a.stream_decoder(req)
+        for event in SSEDecoder(1 << 20).feed(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()):
+            decoder.feed(event)
+        r = decoder.result()
+    else:
+        r = a.parse_complete(req, HTTPResponse(200, {}, json.dumps(body).encode()))
+    assert (r.usage.input_tokens, r.usage.cached_input_tokens) == (2100, 2048)
+    when = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
+    cost = PriceBook().token_cost(a.price_ref(model, r), r.usage, when)
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=2100, output_tokens=40, cache_read_tokens=2048), model,
+        provider_id="mistral", genai_request_timestamp=when,
+    ).total_price
+    assert cost.total == expected
+    lines = {line.item: line for line in cost.lines}
+    assert lines["cached input"].quantity == 2048
+    assert lines["cached input"].unit_price < lines["input"].unit_price

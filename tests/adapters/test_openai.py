@@ -259,3 +259,23 @@ async def test_embeddings(mode: str) -> None:
     assert e.usage.input_tokens == 7
     assert e.usage.output_tokens == 0
     check_success(e)
+
+
+# ------------------------------------------------------------------------------------------------ reasoning models
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("reasoning_max_completion_tokens.yaml")
+async def test_reasoning_models_get_max_completion_tokens_in_chat_and_stream(mode: str) -> None:
+    """OpenAI's reasoning families answer 400 to ``max_tokens``: the cassette's request bodies pin
+    ``max_completion_tokens`` (vcrpy matches on the body), for a chat call and a streamed one."""
+    client = client_for(mode)
+    r = await call(client, "complete", "openai:gpt-5-nano", "Count r's in strawberry", max_tokens=600)
+    assert r.text == "There are 3 r's in strawberry."
+    assert (r.usage.output_tokens, r.usage.reasoning_tokens) == (202, 192)
+    check_success(r)
+    _, s = await stream(client, "openai:o4-mini", "Count to three.", max_tokens=300)
+    await close(client)
+    assert s.text == "One, two, three."
+    assert s.usage.reasoning_tokens == 128
+    check_success(s)

@@ -111,3 +111,58 @@ async def test_gooseai_engine_completions(mode: str) -> None:
     # No price table covers GooseAI: the cost is unknown (None, with the reason), never 0.
     assert r.cost.total is None
     assert r.cost.reason
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("deepseek_reasoning_tool_round_trip.yaml")
+async def test_deepseek_reasoning_content_survives_tool_call_turns(mode: str) -> None:
+    """DeepSeek's thinking mode answers 400 unless each assistant turn with tool calls is sent back with its
+    ``reasoning_content`` (an empty one included): the cassette's request bodies pin it, for a message parsed
+    from a plain answer and one assembled from a stream."""
+    from _clients import WEATHER, stream
+
+    client = make_client(mode, providers={"deepseek": {"api_key": real_key("DEEPSEEK_API_KEY", "ds-placeholder")}})
+    messages: list[Any] = [{"role": "user", "content": "Weather in Paris, then in Rome?"}]
+    first = await call(client, "complete", "deepseek:deepseek-reasoner", messages=messages, tools=[WEATHER])
+    assert first.message.provider_fields == {"reasoning_content": ""}
+    messages += [first.message, {"role": "tool", "tool_call_id": first.tool_calls[0].id, "content": "18C"}]
+    _, second = await stream(client, "deepseek:deepseek-reasoner", messages=messages, tools=[WEATHER])
+    assert second.message.provider_fields == {"reasoning_content": "Paris is done; now Rome."}
+    assert [tc.name for tc in second.tool_calls] == ["get_weather"]
+    messages += [second.message, {"role": "tool", "tool_call_id": second.tool_calls[0].id, "content": "24C"}]
+    third = await call(client, "complete", "deepseek:deepseek-reasoner", messages=messages, tools=[WEATHER])
+    await close(client)
+    assert third.text == "Paris: 18C. Rome: 24C."
+    assert third.message.provider_fields == {"reasoning_content": "Both answers are in."}
+    assert all(r.cost.total is not None for r in (first, second, third))
+
+
+def hf_route_cost(result: ck.Completion, route: str, model: str) -> Any:
+    u = result.raw["usage"]
+    return genai_prices.calc_price(
+        genai_prices.Usage(input_tokens=u["prompt_tokens"], output_tokens=u["completion_tokens"]), model,
+        provider_id=f"huggingface_{route}", genai_request_timestamp=result.attempts[-1].started_at,
+    ).total_price
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("huggingface_routes.yaml")
+async def test_huggingface_router_priced_by_its_route(mode: str) -> None:
+    """A ``model:provider`` suffix, or else the provider the router reports (``x-inference-provider``), picks
+    genai-prices' Hugging Face route table; a policy suffix with no reported provider stays unpriced."""
+    from _clients import stream
+
+    model = "meta-llama/Llama-3.3-70B-Instruct"
+    client = make_client(mode, providers={"huggingface": {"api_key": real_key("HF_TOKEN", "hf_placeholder")}})
+    named = await call(client, "complete", f"huggingface:{model}:groq", "Say this is a test")
+    reported = await call(client, "complete", f"huggingface:{model}", "Say this is a test")
+    _, streamed = await stream(client, f"huggingface:{model}", "Say this is a test")
+    with pytest.warns(UnknownPriceWarning):
+        unknown = await call(client, "complete", f"huggingface:{model}:fastest", "Say this is a test")
+    await close(client)
+    assert named.cost.total == hf_route_cost(named, "groq", model)
+    assert reported.cost.total == hf_route_cost(reported, "together", model)
+    assert streamed.cost.total == hf_route_cost(streamed, "together", model)
+    assert streamed.request_id == "Root=1-authored-hf-0003"
+    assert named.cost.total != reported.cost.total, "the two routes have different prices"
+    assert unknown.cost.total is None

@@ -1,6 +1,6 @@
-"""Fault case 24 of issue 6, the budget race: many calls at once (async tasks, threads, processes) against a
-budget that affords ten of them, through the public API against the loopback fault server, on both ledger
-backends (SQLite file, PostgreSQL).
+"""Fault case 24 of the catalogue (``tests/faults/README.md``), the budget race: many calls at once (async tasks,
+threads, processes) against a budget that affords ten of them, through the public API against the loopback fault
+server, on both ledger backends (SQLite file, PostgreSQL).
 
 The server answers with exactly the usage each call reserved (its prompt bound and ``max_tokens``), so a call
 settles at its reservation and the budget affords exactly ten, however the calls interleave. Every test asserts
@@ -19,8 +19,9 @@ import pytest
 from fault_server import FaultServer, Reply, Waits, make_client
 
 import computekit as ck
-from computekit._budget import _input_bound, worst_case
-from computekit.adapters._base import CompleteRequest
+from computekit._budget import worst_case
+from computekit.adapters._base import CompleteRequest, ProviderSettings
+from computekit.adapters.openai import OpenAIAdapter
 
 MODEL = "openai:gpt-4o-mini"
 MAX_TOKENS = 7
@@ -30,7 +31,11 @@ AFFORDED = 10
 
 def _usage_reply() -> Reply:
     """A chat completion whose usage is the call's worst case: the prompt's bound and all of max_tokens."""
-    prompt = _input_bound(CompleteRequest(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]))
+    adapter = OpenAIAdapter(ProviderSettings(name="openai", base_url="https://api.openai.com/v1", api_key=None,
+                                             timeout=5))
+    prompt = adapter.input_bound(CompleteRequest(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]),
+                                 None)
+    assert prompt is not None
     body = {
         "id": "chatcmpl-budget", "object": "chat.completion", "created": 1_700_000_000,
         "model": "gpt-4o-mini-2024-07-18",

@@ -1,6 +1,7 @@
-"""The fault catalogue of issue 6, driven through the public API against a loopback fault-injection server.
+"""The fault catalogue (``tests/faults/README.md``), driven through the public API against a loopback
+fault-injection server.
 
-Each test is named after its catalogue number (``test_case_NN_...``) and runs sync and async, on computekit's
+Each test is named after its case number (``test_case_NN_...``) and runs sync and async, on computekit's
 default transports (urllib3 / aiohttp: no ``http_client=``), with a retry policy whose sleep records the waits
 and never sleeps (:mod:`fault_server`). Each asserts the typed error, its status, the number of attempts (on the
 result, else in the ledger), the server's hit count and the waits the retry loop asked for.

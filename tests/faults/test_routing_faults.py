@@ -1,5 +1,5 @@
-"""The routing part of the fault catalogue of issue 6 (cases 3, 6, 8's fallback part, 12, 13, 20, 21, 23, 25, 26),
-driven through the public API against the loopback fault server.
+"""The routing part of the fault catalogue (cases 3, 6, 8's fallback part, 12, 13, 20, 21, 23, 25, 26; see
+``tests/faults/README.md``), driven through the public API against the loopback fault server.
 
 Two servers stand in for two providers: ``openai`` points at server A, and ``backup`` (an ``openai-compatible``
 provider) at server B. Every test runs sync and async on computekit's default transports (urllib3 / aiohttp).

@@ -1,0 +1,42 @@
+"""One call, planned: the targets in order, and how to build each one's request and parse its answer.
+
+Pure data, shared by every verb's client code (the completions, predictions and fine-tuning parts alike), so
+none of them imports another for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._core import check_tags
+
+if TYPE_CHECKING:
+    from ._config import RouteConfig
+    from ._http import HTTPResponse
+    from ._targets import Target
+
+__all__ = ["Plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One call, planned (pure): the targets in order, how to build each one's request and parse its answer."""
+
+    verb: str
+    targets: list[Target]
+    build: Callable[[Target], Any]
+    parse: Callable[[Target, Any, HTTPResponse], Any]
+    tags: Mapping[str, str] | None
+    route: RouteConfig | None = None
+    record: bool = True
+    """Whether attempts go to the ledger (polls of a prediction are not billed: they do not)."""
+    at_most_once: bool = False
+    """The request starts billed work (a prediction's create): without an idempotency key it is resent only when
+    the host surely never saw it, so that one call never runs (and bills) two jobs."""
+    deadline: float | None = None
+    """When the call's own ``timeout=`` runs out (router clock): bounds every request it sends."""
+
+    def __post_init__(self) -> None:
+        check_tags(self.tags)  # bad tags fail before any HTTP, for every verb

@@ -1,0 +1,43 @@
+"""Model ids and targets: ``"provider:model"`` split, and the adapter + model a call is sent to.
+
+A leaf module (the adapter appears only as a type), so every layer can name a target without importing the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._exceptions import InvalidRequestError
+
+if TYPE_CHECKING:
+    from .adapters._base import Adapter
+
+__all__ = ["Target", "split_model_id"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One resolved target: the adapter that serves it and the model id at the provider."""
+
+    adapter: Adapter
+    model: str
+
+    @property
+    def provider(self) -> str:
+        return self.adapter.provider
+
+
+def split_model_id(model_id: str) -> tuple[str, str]:
+    """``"provider:model"`` -> ``("provider", "model")``, split at the first colon.
+
+    Raises:
+        InvalidRequestError: There is no colon, or either side is empty.
+    """
+    provider, sep, model = model_id.partition(":")
+    if not sep or not provider or not model:
+        raise InvalidRequestError(
+            f"{model_id!r} is not a model id: write 'provider:model' (e.g. 'openai:gpt-4o-mini'), "
+            "or name a route defined under [routes] in computekit.toml"
+        )
+    return provider, model

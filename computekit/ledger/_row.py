@@ -1,0 +1,74 @@
+"""The ledger's row: one recorded attempt, and the time helpers every view of the rows shares.
+
+A leaf of the ledger package: the backends (:mod:`._base` and below), the reports (:mod:`._report`) and the chart
+(:mod:`._plot`) all read rows, and this module imports none of them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from .._money import plain
+
+__all__ = ["GROUP_KEYS", "GroupBy", "LedgerRow", "day_of", "utc"]
+
+GroupBy = Literal["provider", "model", "target", "verb", "day", "outcome"]
+GROUP_KEYS: tuple[str, ...] = ("provider", "model", "target", "verb", "day", "outcome")
+
+
+@dataclass(slots=True)
+class LedgerRow:
+    """One attempt, as recorded. ``cost`` is ``None`` when it could not be priced."""
+
+    ts: dt.datetime
+    verb: str
+    provider: str
+    model: str
+    outcome: str
+    latency_ms: float
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    gpu_seconds: Decimal | None = None
+    cost: Decimal | None = None
+    currency: str = "USD"
+    estimated: bool = False
+    price_source: str | None = None
+    request_id: str | None = None
+    error_type: str | None = None
+    status: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    once_key: str | None = None
+    """Set on a row that must be written at most once (a finished job's cost): a second row with the same key is
+    dropped by the ledger, even from another process."""
+    reserved: Decimal | None = None
+    """The worst case this attempt reserved under a budget (``None``: no budget covered it). When ``cost`` is
+    unknown, budgets count this amount: the attempt may have been billed up to it."""
+    id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ts"] = self.ts.isoformat()
+        d["cost"] = None if self.cost is None else plain(self.cost)
+        d["gpu_seconds"] = None if self.gpu_seconds is None else plain(self.gpu_seconds)
+        d["reserved"] = None if self.reserved is None else plain(self.reserved)
+        return d
+
+
+def utc(when: dt.datetime | None) -> dt.datetime | None:
+    """``when`` in UTC (a naive datetime is taken as UTC), so that it compares right with recorded times."""
+    if when is None:
+        return None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def day_of(row: LedgerRow) -> dt.date:
+    """The UTC day of an attempt."""
+    ts = utc(row.ts)
+    assert ts is not None
+    return ts.date()
