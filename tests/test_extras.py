@@ -74,3 +74,22 @@ def test_replicate_to_sdk() -> None:
 def test_a_streamed_completion_has_nothing_to_convert() -> None:
     with pytest.raises(ValueError, match="no single response body"):
         openai.to_sdk(ck.Completion(provider="openai", model="gpt-4o-mini"))
+
+
+def test_import_computekit_loads_the_client_on_first_use() -> None:
+    code = (
+        "import sys, computekit as ck\n"
+        "before = sorted(m for m in ('pydantic', 'computekit._client', 'computekit._types') if m in sys.modules)\n"
+        "client = ck.Client\n"
+        "print(before, client.__module__, 'computekit._client' in sys.modules, sorted(ck.__all__) == "
+        "sorted(n for n in dir(ck) if n in ck.__all__))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[] computekit True True"
+
+
+def test_every_public_name_resolves() -> None:
+    for name in ck.__all__:
+        assert getattr(ck, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'Clinet'"):
+        ck.Clinet  # noqa: B018
