@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
-from ._constants import CURRENCY
+from ._constants import CURRENCY, MAX_USAGE_COUNT
 from ._display import HTML_CHARS, Shown, html_table, preview
 from ._money import Money, money
 
@@ -174,11 +174,11 @@ class Message(_Model):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
-    provider_fields: dict[str, Any] | None = None
-    """What the provider put on this message beyond the fields above (DeepSeek's ``reasoning_content``,
-    OpenRouter's ``reasoning_details``; Anthropic's whole ``content`` when it holds thinking or server-tool
-    blocks), sent back unchanged when the message is passed again: some providers refuse a conversation whose
-    assistant turns lost them."""
+    provider_fields: dict[str, dict[str, Any]] | None = None
+    """What a provider put on this message beyond the fields above, by the provider's name (``{"deepseek":
+    {"reasoning_content": ""}}``; Anthropic's whole ``content`` when it holds thinking or server-tool blocks). They
+    are sent back unchanged when the message goes to that same provider again (some refuse a conversation whose
+    assistant turns lost them), and never to another one (which could refuse them)."""
 
     @property
     def text(self) -> str:
@@ -193,32 +193,42 @@ class Message(_Model):
 # --------------------------------------------------------------------------------------------- usage & cost
 
 
+# A usage count or amount: whole (counts), never negative, never absurd (see MAX_USAGE_COUNT). Checked by
+# pydantic-core where a Usage is built, so an adapter's translation needs no checks of its own.
+_Count = Annotated[int, Field(ge=0, le=MAX_USAGE_COUNT)]
+_Amount = Annotated[Decimal, Field(ge=0, le=MAX_USAGE_COUNT, allow_inf_nan=False)]
+
+
 class Usage(_Model):
     """What a call used, as the provider reported it.
 
     Token counts follow one convention whatever the provider: ``input_tokens`` counts **all** input tokens,
     including ``cached_input_tokens`` and ``cache_write_tokens``; ``output_tokens`` counts all output tokens,
     including ``reasoning_tokens``. Adapters convert providers that count otherwise.
+
+    Every count is a whole number from 0 to ``MAX_USAGE_COUNT`` (ten billion), and ``gpu_seconds`` and ``units``
+    are finite amounts in the same range: building a Usage from anything else raises pydantic's
+    ``ValidationError``, which the client reports as a :class:`~computekit.MalformedResponseError`.
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_write_1h_tokens: int = 0
+    input_tokens: _Count = 0
+    output_tokens: _Count = 0
+    cached_input_tokens: _Count = 0
+    cache_write_tokens: _Count = 0
+    cache_write_1h_tokens: _Count = 0
     """Of ``cache_write_tokens``, those written with a 1-hour lifetime (Anthropic prices them higher)."""
-    reasoning_tokens: int = 0
-    input_audio_tokens: int = 0
-    cached_input_audio_tokens: int = 0
+    reasoning_tokens: _Count = 0
+    input_audio_tokens: _Count = 0
+    cached_input_audio_tokens: _Count = 0
     """Of ``cached_input_tokens``, those of audio (Gemini prices them at a cache rate of their own)."""
-    output_audio_tokens: int = 0
-    output_image_tokens: int = 0
+    output_audio_tokens: _Count = 0
+    output_image_tokens: _Count = 0
     """Of ``output_tokens``, those of generated images (Gemini's image models price them apart)."""
-    requests: int = 1
-    gpu_seconds: Decimal | None = None
+    requests: _Count = 1
+    gpu_seconds: _Amount | None = None
     hardware: str | None = None
-    images: int | None = None
-    units: dict[str, Decimal] = Field(default_factory=dict)
+    images: _Count | None = None
+    units: dict[str, _Amount] = Field(default_factory=dict)
     """Other billed units the provider reported (search units, credits, characters ...)."""
 
     @property
@@ -295,6 +305,9 @@ class Cost(_Readable, _Model):
         price_source: Which table priced it, and its date.
         estimated: True when the provider reported no billable quantity and computekit estimated one.
         reason: Why ``total`` is ``None``, when it is.
+        table_total: computekit's own price for the same usage, from its price tables, when ``total`` is the
+            figure the provider said it billed (``price_source`` then names where that figure was read); ``None``
+            otherwise, or when the tables do not price the model.
     """
 
     total: Annotated[Decimal | None, AfterValidator(money)]
@@ -304,6 +317,7 @@ class Cost(_Readable, _Model):
     price_source: PriceSource | None = None
     estimated: bool = False
     reason: str | None = None
+    table_total: Decimal | None = None
 
     @classmethod
     def unknown(cls, reason: str) -> Cost:

@@ -40,7 +40,9 @@ __all__ = [
     "Exchange",
     "conformance_dir",
     "detect_format",
+    "feed_pieces",
     "files",
+    "fragments",
     "load",
     "require_conformance_dir",
     "to_vcr",
@@ -357,3 +359,33 @@ class Collection:
         if not self.files:
             return [MISSING]
         return [pytest.param(ex, id=ex.id) for ex in self.exchanges if kind(ex) in kinds]
+
+
+# ------------------------------------------------------------------------------------------------ streams
+
+
+def feed_pieces(frames: Any, decoder: Any, content: bytes, piece: int) -> list[Any]:
+    """Feed a recorded stream body ``piece`` bytes at a time through ``frames`` (the event framing: server-sent
+    events, or AWS's event-stream) into the adapter's stream ``decoder``; the chunks, in order. The body must end on
+    a whole event."""
+    chunks: list[Any] = []
+    for i in range(0, len(content), piece):
+        for event in frames.feed(content[i : i + piece]):
+            chunks.extend(decoder.feed(event))
+    events, cut = frames.close()
+    for event in events:
+        chunks.extend(decoder.feed(event))
+    assert not cut, "the body ended inside an event"
+    return chunks
+
+
+def fragments(chunks: list[Any]) -> list[tuple[str, str, str]]:
+    """The tool calls the chunks' fragments rebuild: ``(id, name, arguments)`` by call index."""
+    calls: dict[int, dict[str, str]] = {}
+    for c in chunks:
+        for tc in c.tool_calls:
+            acc = calls.setdefault(tc["index"], {"id": "", "name": "", "arguments": ""})
+            acc["id"] = tc["id"] or acc["id"]
+            acc["name"] = tc["name"] or acc["name"]
+            acc["arguments"] += tc["arguments"] or ""
+    return [(f["id"], f["name"], f["arguments"]) for _, f in sorted(calls.items())]

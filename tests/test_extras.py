@@ -18,7 +18,8 @@ from computekit.adapters import anthropic, openai, replicate
 
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTES = ROOT / "cassettes"
-OPTIONAL = ("openai", "anthropic", "cohere", "replicate", "httpx", "matplotlib", "pandas", "psycopg", "tiktoken")
+OPTIONAL = ("openai", "anthropic", "cohere", "replicate", "httpx", "matplotlib", "pandas", "psycopg", "tiktoken",
+            "botocore", "google.auth")
 
 
 def body(cassette: str, index: int = 0) -> Any:

@@ -129,8 +129,9 @@ def test_import_is_lazy() -> None:
         "heavy = ['httpx', 'genai_prices', 'openai', 'cohere', 'replicate', 'tenacity', 'rich', 'typer',\n"
         "         'computekit.adapters.openai', 'computekit.webhooks', 'computekit._outputs',\n"
         "         'psycopg', 'matplotlib', 'pandas', 'tiktoken', 'opentelemetry', 'urllib3', 'aiohttp',\n"
-        "         'computekit.ledger._postgres', 'computekit.ledger._plot',\n"
-        "         'computekit.adapters.gemini', 'computekit.adapters.vertex', 'google', 'google.auth']\n"
+        "         'computekit.ledger._postgres', 'computekit.ledger._plot', 'botocore',\n"
+        "         'computekit.adapters.bedrock', 'computekit.adapters.gemini', 'computekit.adapters.vertex',\n"
+        "         'google', 'google.auth']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

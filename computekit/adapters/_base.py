@@ -18,12 +18,12 @@ import json
 import os
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from .._exceptions import (
     APIStatusError,
@@ -43,6 +43,7 @@ from .._types import (
     FineTuneEvent,
     FineTuneJob,
     Prediction,
+    PriceSource,
     Reranking,
     Result,
     Usage,
@@ -56,6 +57,7 @@ __all__ = [
     "Capabilities",
     "CompleteRequest",
     "EmbedRequest",
+    "EventDecoder",
     "FineTuneBilling",
     "FineTuneRequest",
     "FineTuneSpec",
@@ -73,8 +75,11 @@ __all__ = [
     "carried_status",
     "multipart",
     "obj",
+    "refused_values",
     "unix_time",
 ]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +307,18 @@ class FineTuneBilling:
     """Why this is not a billed figure, when it is not (the host reports no billed quantity): the actual cost is
     then marked estimated. With no figure and no quantity at all, it is priced from the tokens counted at launch
     x the job's epochs."""
+
+
+class EventDecoder(Protocol):
+    """Frames a streamed body into events (server-sent events by default; AWS's event-stream for Bedrock)."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Decode ``chunk``; returns the events it completed."""
+        ...
+
+    def close(self) -> tuple[list[SSEEvent], bool]:
+        """End of stream: the last events, and whether the body was cut short mid-event."""
+        ...
 
 
 class StreamDecoder(ABC):
@@ -561,6 +578,11 @@ class Adapter(ABC):
         """A decoder for one streamed response."""
         raise self.unsupported("stream")
 
+    def event_decoder(self, max_event_bytes: int) -> EventDecoder | None:
+        """How this provider frames a streamed body into events: ``None`` for server-sent events (the client's
+        own decoder); a host with another framing returns its decoder, bounded by ``max_event_bytes``."""
+        return None
+
     def build_embed(self, req: EmbedRequest) -> HTTPRequest:
         """Translate an ``embed()`` call into an HTTP request."""
         raise self.unsupported("embed")
@@ -722,6 +744,11 @@ class Adapter(ABC):
         """What the price tables should look up for ``model`` (and, once known, the result)."""
         return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider)
 
+    def billed_total(self, result: Result) -> tuple[Decimal, PriceSource] | None:
+        """What the provider says it charged for ``result`` (USD) and where that figure was read, when its answer
+        says so: the call's cost is then that figure, with computekit's own price kept beside it."""
+        return None
+
     def note_head(self, result: Result, headers: Mapping[str, str]) -> None:
         """Read what the response head says about ``result`` that its body (or a stream's events) did not: the
         request id, by default."""
@@ -831,6 +858,18 @@ class Adapter(ABC):
         pred._wall_time = True
         return pred
 
+    def checked(self, resp: HTTPResponse, model: str | None, parse: Callable[[], _T]) -> _T:
+        """``parse()`` (a translation of ``resp``), with the values computekit's types refuse — a negative, a
+        fractional or an absurd usage count — reported as what they are: a malformed response.
+
+        Raises:
+            MalformedResponseError: A value of the answer is out of its range.
+        """
+        try:
+            return parse()
+        except ValidationError as e:
+            raise self.malformed(resp, model, refused_values(e)) from e
+
     def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
         """The error for a 2xx response whose body is not what the API documents."""
         return self.answer_error(MalformedResponseError, resp, model, f"malformed response: {why}")
@@ -848,6 +887,14 @@ class Adapter(ABC):
             body=self.redact(resp.body_for_error()),
             request_id=self.request_id(headers),
         )
+
+
+def refused_values(e: ValidationError) -> str:
+    """Which values a provider sent that a computekit type refused, and why (the values themselves are in the
+    error's body)."""
+    where = "; ".join(f"{e.title.lower()}.{'.'.join(str(p) for p in err['loc'])}: {err['msg'].lower()}"
+                      for err in e.errors()[:5])
+    return f"values out of range ({where})"
 
 
 _ZERO_COST = Decimal(0)

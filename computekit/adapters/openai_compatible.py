@@ -22,7 +22,7 @@ from typing import Any, Final
 from pydantic import Field
 
 from .._exceptions import ConfigError
-from .._types import Completion, FineTuneEvent, FineTuneJob, FineTuneStatus, Result
+from .._types import Completion, FineTuneEvent, FineTuneJob, FineTuneStatus, PriceSource, Result, Usage
 from ..pricing import PriceRef
 from ._base import (
     AdapterSettings,
@@ -63,6 +63,13 @@ class Profile:
     docs_url: str | None = None
     finetune: str | None = None
     """The host's own fine-tuning API (``"together"``, ``"fireworks"``): see the sections below."""
+    billed: tuple[str, ...] = ()
+    """Where in the usage object the host states what it billed for the call, in USD (OpenRouter: ``cost``)."""
+    search_usage: bool = False
+    """Perplexity: reasoning, citation tokens and search queries are reported beside the token counts."""
+    reasoning_by_total: bool = False
+    """The host may leave reasoning tokens out of ``completion_tokens`` (Gemini's OpenAI endpoint, where thoughts are
+    counted apart from the answer): read from ``total_tokens`` which way it counted."""
     route_header: str | None = None
     """A router: the response header that names the provider which served the call."""
     route_tables: str | None = None
@@ -78,6 +85,7 @@ _CHAT_AND_EMBED = Capabilities(complete=True, stream=True, tools=True, json_mode
 _CHAT_EMBED_FINETUNE = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True,
                                     finetune=True)
 _TEXT_ONLY = Capabilities(complete=True, stream=True, text_completion=True)
+_CHAT_NO_TOOLS = Capabilities(complete=True, stream=True, json_mode=True)
 
 
 PROFILES: Final[dict[str, Profile]] = {
@@ -102,6 +110,27 @@ PROFILES: Final[dict[str, Profile]] = {
     "gooseai": Profile("https://api.goose.ai/v1", ("GOOSEAI_API_KEY",), None, text_only_engines=True,
                        capabilities=_TEXT_ONLY,
                        docs_url="https://goose.ai/docs/api"),
+    # OpenRouter's usage.cost is what it charged (tool and search fees included): the call's cost when present.
+    "openrouter": Profile("https://openrouter.ai/api/v1", ("OPENROUTER_API_KEY",), "openrouter",
+                          capabilities=_CHAT_ONLY, docs_url="https://openrouter.ai/docs/api-reference/overview",
+                          billed=("cost",)),
+    "cerebras": Profile("https://api.cerebras.ai/v1", ("CEREBRAS_API_KEY",), "cerebras", capabilities=_CHAT_ONLY,
+                        docs_url="https://inference-docs.cerebras.ai/api-reference/chat-completions"),
+    "xai": Profile("https://api.x.ai/v1", ("XAI_API_KEY",), "x-ai", capabilities=_CHAT_ONLY,
+                   docs_url="https://docs.x.ai/docs/api-reference"),
+    # Perplexity's Sonar models: a per-request search fee (genai-prices' requests_kcount) on top of the tokens;
+    # usage.cost.total_cost, when sent, is what it charged.
+    "perplexity": Profile("https://api.perplexity.ai", ("PERPLEXITY_API_KEY", "PPLX_API_KEY"), "perplexity",
+                          capabilities=_CHAT_NO_TOOLS, docs_url="https://docs.perplexity.ai/api-reference",
+                          billed=("cost", "total_cost"), search_usage=True),
+    "moonshot": Profile("https://api.moonshot.ai/v1", ("MOONSHOT_API_KEY",), "moonshotai", capabilities=_CHAT_ONLY,
+                        docs_url="https://platform.moonshot.ai/docs/api/chat"),
+    "novita": Profile("https://api.novita.ai/openai", ("NOVITA_API_KEY",), "novita", capabilities=_CHAT_AND_EMBED,
+                      docs_url="https://novita.ai/docs/guides/llm-api"),
+    # Gemini's OpenAI-compatible endpoint (the native Gemini API is the ``gemini`` adapter).
+    "gemini-openai": Profile("https://generativelanguage.googleapis.com/v1beta/openai",
+                             ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "google", capabilities=_CHAT_AND_EMBED,
+                             docs_url="https://ai.google.dev/gemini-api/docs/openai", reasoning_by_total=True),
     "vllm": Profile("http://localhost:8000/v1", requires_key=False, metered=False),
     "ollama": Profile("http://localhost:11434/v1", requires_key=False, metered=False),
     "llamacpp": Profile("http://localhost:8080/v1", requires_key=False, metered=False),
@@ -178,6 +207,48 @@ class OpenAICompatibleAdapter(OpenAIWire):
             http.json.pop("model", None)  # the engine is in the URL
         return http
 
+    def usage(self, raw: Mapping[str, Any] | None) -> Usage:
+        usage = super().usage(raw)
+        if raw and self.profile.reasoning_by_total and usage.reasoning_tokens:
+            # Thoughts billed as output but left out of completion_tokens: the total says so (prompt + completion
+            # + reasoning), and then they are added to the output, where computekit counts them.
+            total = raw.get("total_tokens")
+            if total == usage.input_tokens + usage.output_tokens + usage.reasoning_tokens:
+                usage.output_tokens += usage.reasoning_tokens
+        if not raw or not self.profile.search_usage:
+            return usage
+        # Perplexity counts reasoning and citation tokens apart from completion_tokens, each at its own rate
+        # (genai-prices: output_reasoning_mtok, output_citation_mtok), and reports num_search_queries where they
+        # are billed apart from the request fee (Sonar Deep Research: docs.perplexity.ai/getting-started/pricing).
+        reasoning = _count(raw.get("reasoning_tokens"))
+        citations = _count(raw.get("citation_tokens"))
+        searches = _count(raw.get("num_search_queries"))
+        usage.output_tokens += reasoning
+        usage.reasoning_tokens += reasoning
+        if citations:
+            usage.units["output_citation_tokens"] = Decimal(citations)
+        if searches:
+            usage.units["web_searches"] = Decimal(searches)
+        return usage
+
+    def billed_total(self, result: Result) -> tuple[Decimal, PriceSource] | None:
+        path = self.profile.billed
+        raw = result.raw.get("usage") if path and isinstance(result.raw, dict) else None
+        if not isinstance(raw, dict):
+            return None
+        value: Any = raw
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            return None
+        total = Decimal(str(value))
+        details = obj(raw.get("cost_details"))
+        upstream = details.get("upstream_inference_cost")
+        if raw.get("is_byok") is True and isinstance(upstream, int | float) and upstream > 0:
+            # Bring-your-own-key: cost is the router's fee; the upstream provider bills the inference to the key.
+            total += Decimal(str(upstream))
+        return total, PriceSource(table=f"{self.provider}: usage.{'.'.join(path)}", url=self.profile.docs_url)
+
     def parse_complete(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
         result = super().parse_complete(req, resp)
         self.note_head(result, resp.headers)
@@ -213,7 +284,8 @@ class OpenAICompatibleAdapter(OpenAIWire):
             return f"genai-prices (`{p.route_tables.format('<route>')}`, the route's provider)"
         if not p.metered:
             return "self-hosted: $0 (config `[prices]` to charge)"
-        return f"genai-prices (`{p.table_provider}`)" if p.table_provider else "config `[prices]` only"
+        source = f"genai-prices (`{p.table_provider}`)" if p.table_provider else "config `[prices]` only"
+        return source + (f"; what it billed (`usage.{'.'.join(p.billed)}`) when sent" if p.billed else "")
 
     # ----------------------------------------------------------------------------------------- fine-tuning
     # A hosted profile with its own fine-tuning API translates through its dialect below; the others have none
@@ -271,6 +343,10 @@ class OpenAICompatibleAdapter(OpenAIWire):
 
     def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
         return self._ft().billing(job)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _upload_headers(adapter: OpenAICompatibleAdapter, content_type: str) -> dict[str, str]:

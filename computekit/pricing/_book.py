@@ -6,6 +6,7 @@ Everything here is pure and offline: no network at import or at pricing time. Ra
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import sys
@@ -69,6 +70,9 @@ class PriceRef:
     context: tuple[tuple[str, str], ...] = ()
     metered: bool = True
     """False for a self-hosted server: no per-call charge unless config prices it."""
+    alternatives: tuple[str, ...] = ()
+    """Other ids of the same model, tried in order when ``model`` itself has no price (a cross-region inference
+    profile's base model)."""
     reported: tuple[tuple[str, Decimal], ...] = ()
     """Prices the provider itself stated with the response (``input_mtok``, ``output_mtok`` ... per 1M tokens,
     any other key per unit): used when config has none, before any table (e.g. ``computekit.testing``'s fake)."""
@@ -362,6 +366,10 @@ class PriceBook:
             or _match(_own_tables()[0], ref.provider, ref.model)
             or (_genai_rates(ref, slot) if ref.table_provider else None)
         )
+        for alt in ref.alternatives if found is None else ():
+            found = self.rates(dataclasses.replace(ref, model=alt, alternatives=()), slot)
+            if found is not None:
+                break
         with self._lock:
             if len(self._cache) >= _CACHE_MAX:  # a long-running process moves through time slots: stay bounded
                 self._cache.clear()
@@ -381,6 +389,22 @@ class PriceBook:
             return rates.cost(usage)
         except _MissingRate as e:
             return Cost.unknown(f"{ref.provider}:{ref.model} has no {e.args[0]} price")
+
+    @staticmethod
+    def billed(table: Cost, amount: Decimal, source: PriceSource) -> Cost:
+        """The cost of a call whose provider stated what it billed: ``amount`` is the total, named by ``source``;
+        the tables' own price is kept beside it (``table_total``), and its lines are kept, with one more line
+        for the difference, so that the lines still add up to the total."""
+        if table.total is None:
+            line = CostLine(item="billed by the provider", quantity=Decimal(1), unit="request", unit_price=amount,
+                            amount=amount)
+            return Cost(total=amount, lines=[line], price_source=source)
+        lines = list(table.lines)
+        diff = amount - table.total
+        if diff:
+            lines.append(CostLine(item="difference: the provider's bill less the table price", quantity=Decimal(1),
+                                  unit="request", unit_price=diff, amount=diff))
+        return Cost(total=amount, lines=lines, price_source=source, table_total=table.total)
 
     def parts_cost(self, parts: list[tuple[str, PriceRef, Usage]], when: dt.datetime | None = None) -> Cost:
         """The cost of a call billed in parts, each ``(kind, ref, usage)`` at its own rates: one line per kind

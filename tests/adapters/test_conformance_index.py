@@ -24,14 +24,14 @@ MODULES = {
     "cohere": "test_cohere_conformance",
     "ai21": "test_ai21_conformance",
     "replicate": "test_replicate_conformance",
+    "openrouter": "test_openrouter_conformance",
+    "bedrock": "test_bedrock_conformance",
     "google": "test_gemini_conformance",
 }
 # Provider folder -> why it is not exercised yet. Each entry goes when the adapter that speaks its wire format lands
 # (and its module joins MODULES); until then the folder is accounted for here, so a new folder still fails at once.
 NOT_YET = {
-    "bedrock": "AWS Bedrock Converse has no adapter yet",
     "openai-responses": "the OpenAI Responses wire format has no adapter yet",
-    "openrouter": "OpenRouter has no provider profile yet",
 }
 FORMATS = {"vcrpy", "vcrpy-legacy-httpx", "pydantic-ai", "ruby-vcr", "openai-dotnet"}
 

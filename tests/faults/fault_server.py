@@ -67,8 +67,9 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import computekit as ck
@@ -549,6 +550,30 @@ def make_client(is_async: bool, base_url: str, waits: Waits, *, api_key: str = "
     settings.setdefault("ledger", "none")
     return cls(config=None, retry_policy=policy(waits, **(retry or {})),
                providers={"openai": {"base_url": base_url, "api_key": api_key, **(provider or {})}}, **settings)
+
+
+@contextlib.asynccontextmanager
+async def provider_clients(tmp_path: Path, provider: str, key: str) -> AsyncIterator[Callable[..., Any]]:
+    """``make(is_async, url, waits, backup_url=None, **retry)``: a client whose ``provider`` is the fault server at
+    ``url`` (and ``backup``, an OpenAI-compatible provider, another one), ``retry`` its :class:`RetryConfig`
+    fields, its ledger in ``tmp_path``; every client made is closed on exit."""
+    made: list[Any] = []
+
+    def make(is_async: bool, url: str, waits: Waits, backup_url: str | None = None, **retry: Any) -> Any:
+        providers: dict[str, Any] = {provider: {"base_url": url, "api_key": key}}
+        if backup_url is not None:
+            providers["backup"] = {"adapter": "openai-compatible", "base_url": backup_url, "api_key": key}
+        cls = ck.AsyncClient if is_async else ck.Client
+        c = cls(config=None, retry_policy=policy(waits, **retry), providers=providers,
+                ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+        made.append(c)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            await close(c)
 
 
 async def run(value: Any) -> Any:

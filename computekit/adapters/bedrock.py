@@ -1,0 +1,870 @@
+"""AWS Bedrock: the Converse and ConverseStream APIs (``bedrock:`` models), and embeddings through InvokeModel
+for the Titan and Cohere embedding models.
+
+Wire handling follows the Bedrock Runtime API reference (docs.aws.amazon.com/bedrock/latest/APIReference:
+``Converse``, ``ConverseStream``, ``InvokeModel``) and is kept honest by the real recordings in
+``shared/conformance/bedrock``. What computekit takes from AWS's own library, botocore (the ``computekit[bedrock]``
+extra, imported on first use, never at ``import computekit``):
+
+- **SigV4 signing** (``botocore.auth.SigV4Auth``) with credentials from the standard AWS chain
+  (``botocore.session``: environment, shared credentials/config profile, SSO, container and instance roles),
+  refreshed by botocore when they are temporary;
+- **event-stream framing** (``botocore.eventstream.EventStreamBuffer``): ConverseStream answers with AWS's binary
+  event-stream frames, not server-sent events; each frame (prelude, headers, payload, CRCs checked) becomes one
+  event for the stream decoder here.
+
+A Bedrock API key (``AWS_BEARER_TOKEN_BEDROCK``, or ``api_key`` in config) is sent as ``Authorization: Bearer``
+and nothing is signed: botocore is then needed only to read streams.
+
+Model ids are Bedrock's: a foundation model (``amazon.nova-micro-v1:0``), a cross-region inference profile
+(``us.``/``eu.``/``apac.``/``global.`` ... prefixes: priced as their base model, at the profile's rate where
+genai-prices lists one), or an application inference profile ARN (no price known: the cost is ``None``, never a
+guess). The region is ``[providers.bedrock] base_url``'s when it names one, else ``region`` (a setting this
+adapter declares, :class:`BedrockSettings`), else ``$AWS_REGION``, else ``$AWS_DEFAULT_REGION``, else the AWS
+profile's.
+
+Translations (computekit's shape -> Converse's):
+
+- ``system``/``developer`` messages -> the top-level ``system`` blocks;
+- text and image parts -> ``{"text"}`` / ``{"image": {"format", "source": {"bytes"}}}`` blocks (images as data
+  URLs; Converse takes no image URLs); Bedrock-native blocks (``document``, ``cachePoint``, ``reasoningContent``,
+  ``guardContent`` ...) pass as they are;
+- tools -> ``toolConfig.tools[].toolSpec`` with ``inputSchema.json``; ``tool_choice`` -> ``toolConfig.toolChoice``;
+- an assistant message's ``tool_calls`` -> ``toolUse`` blocks; ``tool`` messages -> one user message of
+  ``toolResult`` blocks;
+- ``max_tokens``/``temperature``/``top_p``/``stop`` -> ``inferenceConfig``; ``service_tier`` -> ``serviceTier``;
+- ``extra_body`` passes through at the top level: ``additionalModelRequestFields``, ``guardrailConfig``,
+  ``performanceConfig``, ``promptVariables``, ``requestMetadata`` ...
+
+Usage: Converse's ``inputTokens`` **excludes** ``cacheReadInputTokens`` and ``cacheWriteInputTokens``;
+computekit's :class:`~computekit.Usage` counts all input, so they are added back, and each is priced at its own
+rate. Reasoning is billed inside ``outputTokens``. Reasoning text is kept in ``raw``, never in ``text``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field
+
+from .._exceptions import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigError,
+    ContentFilteredError,
+    ContextWindowExceededError,
+    InvalidRequestError,
+    MissingAPIKeyError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+)
+from .._sse import SSETooLarge
+from .._types import Chunk, Completion, Embeddings, Message, Result, ToolCall, Usage
+from ..pricing import PriceRef
+from ._base import (
+    Adapter,
+    AdapterSettings,
+    Capabilities,
+    CompleteRequest,
+    EmbedRequest,
+    HTTPRequest,
+    HTTPResponse,
+    ProviderSettings,
+    SSEEvent,
+    StreamDecoder,
+)
+
+__all__ = [
+    "BEARER_ENV_VAR",
+    "DEFAULT_BASE_URL",
+    "INFERENCE_PROFILE_PREFIXES",
+    "BedrockAdapter",
+    "BedrockSettings",
+    "EventStreamDecoder",
+]
+
+DEFAULT_BASE_URL: Final = "https://bedrock-runtime.{region}.amazonaws.com"
+"""Bedrock Runtime's endpoint; ``{region}`` is filled in with the resolved region."""
+
+BEARER_ENV_VAR: Final = "AWS_BEARER_TOKEN_BEDROCK"
+"""A Bedrock API key: sent as a bearer token, with no SigV4 signing."""
+
+REGION_ENV_VARS: Final = ("AWS_REGION", "AWS_DEFAULT_REGION")
+PROFILE_ENV_VAR: Final = "AWS_PROFILE"
+SIGNING_NAME: Final = "bedrock"
+"""The service name SigV4 signs Bedrock Runtime requests for."""
+
+INFERENCE_PROFILE_PREFIXES: Final = ("us-gov.", "us.", "eu.", "apac.", "global.", "jp.", "au.", "ca.", "in.")
+"""Cross-region inference profile prefixes: the rest of the id is the base model."""
+
+_EXTRA_HINT: Final = "AWS Bedrock needs botocore: pip install 'computekit[bedrock]'"
+
+_FINISH: Final = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+
+# Bedrock's exception names (x-amzn-errortype, or the event-stream ``:exception-type``) -> computekit's errors.
+_ERROR_TYPES: Final[dict[str, type[APIStatusError]]] = {
+    "ValidationException": BadRequestError,
+    "AccessDeniedException": PermissionDeniedError,
+    "UnrecognizedClientException": AuthenticationError,
+    "InvalidSignatureException": AuthenticationError,
+    "IncompleteSignatureException": AuthenticationError,
+    "MissingAuthenticationTokenException": AuthenticationError,
+    "ExpiredTokenException": AuthenticationError,
+    "ResourceNotFoundException": NotFoundError,
+    "ThrottlingException": RateLimitError,
+    "ServiceQuotaExceededException": RateLimitError,
+    "ModelNotReadyException": OverloadedError,
+    "ServiceUnavailableException": ServerError,
+    "InternalServerException": ServerError,
+    "ModelErrorException": ServerError,
+    "ModelTimeoutException": ServerError,
+    "ModelStreamErrorException": ServerError,
+}
+# The HTTP status AWS documents for each (an exception frame inside a 200 stream carries none).
+_ERROR_STATUS: Final = {
+    "ValidationException": 400, "AccessDeniedException": 403, "UnrecognizedClientException": 403,
+    "ExpiredTokenException": 403, "ResourceNotFoundException": 404, "ThrottlingException": 429,
+    "ServiceQuotaExceededException": 400, "ModelNotReadyException": 429, "ServiceUnavailableException": 503,
+    "InternalServerException": 500, "ModelErrorException": 424, "ModelTimeoutException": 408,
+    "ModelStreamErrorException": 424,
+}
+# Statuses retried by the client that AWS gives to exceptions it documents as retryable.
+_RETRIED_STATUS: Final = {"ModelErrorException": 503, "ModelTimeoutException": 504, "ModelStreamErrorException": 503}
+
+_CONTEXT_PHRASES: Final = ("too many input tokens", "input is too long", "prompt is too long", "context window",
+                           "too many total text bytes", "exceeds the maximum")
+
+_SYSTEM_ROLES: Final = frozenset({"system", "developer"})
+# Converse content blocks, by their single key: passed as they are when given in Bedrock's own shape.
+_NATIVE_BLOCKS: Final = frozenset({"text", "image", "document", "video", "toolUse", "toolResult", "guardContent",
+                                   "cachePoint", "reasoningContent", "citationsContent", "searchResult", "audio"})
+_SYSTEM_BLOCKS: Final = frozenset({"text", "guardContent", "cachePoint"})
+_IMAGE_FORMATS: Final = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
+                         "image/webp": "webp"}
+_HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+
+
+class BedrockSettings(AdapterSettings):
+    """``[providers.bedrock]``: the AWS region of the Bedrock Runtime endpoint, and the shared-config profile that
+    credentials (and, by default, the region) come from.
+
+    Each defaults to the AWS convention: ``$AWS_REGION`` / ``$AWS_DEFAULT_REGION`` (else the profile's region),
+    ``$AWS_PROFILE`` (else the default profile). A ``base_url`` that names its region wins over ``region``.
+    """
+
+    region: str | None = Field(None, min_length=1, description="AWS region of the Bedrock Runtime endpoint "
+                               "(e.g. us-east-1); default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's.")
+    profile: str | None = Field(None, min_length=1, description="AWS shared-config profile credentials and region "
+                                "are read from; default: $AWS_PROFILE, else the default profile.")
+
+
+def _botocore() -> Any:
+    try:
+        import botocore.session
+    except ImportError as e:  # the extra is not installed
+        raise ConfigError(_EXTRA_HINT) from e
+    return botocore
+
+
+def base_model(model: str) -> str:
+    """A cross-region inference profile id without its geography prefix (``us.amazon.nova-micro-v1:0`` ->
+    ``amazon.nova-micro-v1:0``); other ids unchanged."""
+    for prefix in INFERENCE_PROFILE_PREFIXES:
+        if model.startswith(prefix):
+            return model[len(prefix):]
+    return model
+
+
+# --------------------------------------------------------------------------------------------- request side
+
+
+def _image_block(url: str) -> dict[str, Any]:
+    if not url.startswith("data:"):
+        raise InvalidRequestError(
+            "Bedrock Converse takes images as bytes, not URLs: pass a data URL (data:image/png;base64,...) or a "
+            'native block {"image": {"format": "png", "source": {"s3Location": {...}}}}'
+        )
+    head, _, data = url.partition(",")
+    media = head[5:].split(";")[0].lower()
+    fmt = _IMAGE_FORMATS.get(media)
+    if fmt is None:
+        raise InvalidRequestError(f"Bedrock Converse takes png, jpeg, gif or webp images, not {media or 'this'}")
+    if ";base64" not in head:
+        data = base64.b64encode(data.encode()).decode()
+    return {"image": {"format": fmt, "source": {"bytes": data}}}
+
+
+def _block(part: Any) -> dict[str, Any]:
+    if isinstance(part, str):
+        return {"text": part}
+    if not isinstance(part, Mapping):
+        raise InvalidRequestError(f"a message content part must be a string or an object, not {type(part).__name__}")
+    if len(part) == 1 and next(iter(part)) in _NATIVE_BLOCKS:
+        return dict(part)
+    kind = part.get("type")
+    if kind == "text":
+        return {"text": part.get("text") or ""}
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, Mapping) else (image if isinstance(image, str) else part.get("url"))
+        if isinstance(url, str):
+            return _image_block(url)
+    raise InvalidRequestError(f"Bedrock Converse has no content block for {dict(part)!r}")
+
+
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    if content is None or content == "":
+        return []
+    if isinstance(content, list):
+        return [_block(p) for p in content]
+    return [_block(content)]
+
+
+def _tool_use(tc: Mapping[str, Any]) -> dict[str, Any]:
+    fn = tc.get("function")
+    name, arguments = (fn.get("name", ""), fn.get("arguments", "")) if isinstance(fn, Mapping) else (
+        tc.get("name", ""), tc.get("arguments", ""))
+    if isinstance(arguments, str):
+        try:
+            args = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            raise InvalidRequestError(
+                f"tool call {tc.get('id')!r} has arguments that are not JSON; Bedrock needs a JSON object"
+            ) from None
+    else:
+        args = arguments
+    return {"toolUse": {"toolUseId": tc.get("id", ""), "name": name, "input": args}}
+
+
+def _tool_result(m: Mapping[str, Any]) -> dict[str, Any]:
+    if not m.get("tool_call_id"):
+        raise InvalidRequestError("a tool message needs the tool_call_id of the call it answers")
+    content = m.get("content")
+    blocks = _blocks(content) if content not in (None, "") else [{"text": ""}]
+    out: dict[str, Any] = {"toolUseId": m["tool_call_id"], "content": blocks}
+    if m.get("is_error"):
+        out["status"] = "error"
+    return {"toolResult": out}
+
+
+def wire_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """computekit's messages -> Converse's ``system`` blocks and ``messages``."""
+    system: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if results:
+            out.append({"role": "user", "content": list(results)})
+            results.clear()
+
+    for m in messages:
+        role = m.get("role")
+        if role in _SYSTEM_ROLES:
+            for b in _blocks(m.get("content")):
+                if next(iter(b)) not in _SYSTEM_BLOCKS:
+                    raise InvalidRequestError("Bedrock system prompts take text, guardContent and cachePoint blocks")
+                system.append(b)
+            continue
+        if role == "tool":
+            results.append(_tool_result(m))
+            continue
+        flush()
+        if role == "assistant":
+            blocks = _blocks(m.get("content"))
+            blocks.extend(_tool_use(tc) for tc in m.get("tool_calls") or [])
+            out.append({"role": "assistant", "content": blocks})
+        elif role == "user":
+            out.append({"role": "user", "content": _blocks(m.get("content"))})
+        else:
+            raise InvalidRequestError(f"unknown message role {role!r}")
+    flush()
+    return system, out
+
+
+def wire_tool(t: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool as a Converse ``toolSpec``; OpenAI's shape and ``{"name", "description", "parameters"}`` are
+    converted, a Bedrock-native tool (``toolSpec``, ``systemTool``, ``cachePoint``) passes as it is."""
+    if len(t) == 1 and next(iter(t)) in ("toolSpec", "systemTool", "cachePoint"):
+        return dict(t)
+    fn = t.get("function") if isinstance(t.get("function"), Mapping) else t
+    assert isinstance(fn, Mapping)
+    spec: dict[str, Any] = {"name": fn["name"]}
+    if fn.get("description"):
+        spec["description"] = fn["description"]
+    spec["inputSchema"] = {"json": fn.get("parameters") or {"type": "object", "properties": {}}}
+    return {"toolSpec": spec}
+
+
+def wire_tool_choice(choice: Any) -> dict[str, Any]:
+    """OpenAI-style ``tool_choice`` -> Converse's (``auto``, ``any``/``required``, or a named tool)."""
+    if choice in ("auto", "any", "required"):
+        return {"auto": {}} if choice == "auto" else {"any": {}}
+    if choice == "none":
+        raise InvalidRequestError("Bedrock Converse has no tool_choice 'none': send the call without tools")
+    if isinstance(choice, str):
+        return {"tool": {"name": choice}}
+    if isinstance(choice, Mapping):
+        fn = choice.get("function")
+        if choice.get("type") == "function" and isinstance(fn, Mapping):
+            return {"tool": {"name": fn["name"]}}
+        return dict(choice)
+    raise InvalidRequestError(f"tool_choice {choice!r} is not understood")
+
+
+# --------------------------------------------------------------------------------------------- response side
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _usage(raw: Mapping[str, Any] | None) -> Usage:
+    if not raw:
+        return Usage()
+    # cacheRead/WriteInputTokenCount: the same counts under their older names, still sent beside the new ones.
+    read = _count(raw.get("cacheReadInputTokens", raw.get("cacheReadInputTokenCount")))
+    write = _count(raw.get("cacheWriteInputTokens", raw.get("cacheWriteInputTokenCount")))
+    # The cache writes' split by lifetime (cacheDetails: [{"ttl": "1h", "inputTokens": n}]): 1-hour writes cost more.
+    details = raw.get("cacheDetails")
+    write_1h = sum(_count(d.get("inputTokens")) for d in details if isinstance(d, Mapping) and d.get("ttl") == "1h") \
+        if isinstance(details, list) else 0
+    return Usage(
+        input_tokens=_count(raw.get("inputTokens")) + read + write,
+        output_tokens=_count(raw.get("outputTokens")),
+        cached_input_tokens=read,
+        cache_write_tokens=write,
+        cache_write_1h_tokens=min(write_1h, write),
+    )
+
+
+def _finish(reason: Any) -> str | None:
+    return _FINISH.get(reason, reason) if isinstance(reason, str) and reason else None
+
+
+def _text(blocks: list[Any]) -> str:
+    return "".join(b["text"] for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str))
+
+
+def _calls(blocks: list[Any]) -> list[ToolCall]:
+    out = []
+    for b in blocks:
+        use = b.get("toolUse") if isinstance(b, dict) else None
+        if isinstance(use, dict):
+            args = use.get("input")
+            out.append(ToolCall(id=str(use.get("toolUseId") or ""), name=str(use.get("name") or ""),
+                                arguments=json.dumps(args if args is not None else {}, ensure_ascii=False)))
+    return out
+
+
+def _service_tier(data: Mapping[str, Any]) -> str | None:
+    tier = data.get("serviceTier")
+    return tier.get("type") if isinstance(tier, Mapping) and isinstance(tier.get("type"), str) else None
+
+
+class BedrockAdapter(Adapter):
+    """AWS Bedrock's Converse API (``bedrock:`` models). Credentials: the AWS chain, or ``AWS_BEARER_TOKEN_BEDROCK``."""
+
+    name = "bedrock"
+    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=False, embed=True)
+    key_env_vars = (BEARER_ENV_VAR,)
+    default_base_url = DEFAULT_BASE_URL
+    requires_key = False  # SigV4 credentials from the AWS chain stand in for a key
+    table_provider = "aws"
+    docs_url = "https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html"
+
+    settings_model = BedrockSettings
+    options: BedrockSettings
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        super().__init__(settings)
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._credentials: Any = None
+        self._region: str | None = None
+
+    def unsupported_reason(self, capability: str) -> str | None:
+        if capability == "finetune":
+            return "Bedrock model customization jobs are not offered by computekit yet"
+        if capability == "json_mode":
+            return "Converse has no response_format: ask for JSON through a tool (toolConfig) instead"
+        return super().unsupported_reason(capability)
+
+    # ----------------------------------------------------------------------------------------- region & auth
+
+    def _aws_session(self) -> Any:
+        with self._lock:
+            if self._session is None:
+                profile = self.options.profile or os.environ.get(PROFILE_ENV_VAR) or None
+                self._session = _botocore().session.Session(profile=profile)
+            return self._session
+
+    @property
+    def region(self) -> str:
+        """The AWS region requests go to and are signed for.
+
+        Raises:
+            ConfigError: No region is set anywhere.
+        """
+        if self._region is not None:
+            return self._region
+        host = urlsplit(self.settings.base_url.replace("{region}", "region")).hostname or ""
+        found = _HOST.match(host)
+        # An endpoint that names its region is signed for that region (AWS rejects any other).
+        region = (
+            (found.group(1) if found and "{region}" not in self.settings.base_url else None)
+            or self.options.region
+            or next((os.environ[v] for v in REGION_ENV_VARS if os.environ.get(v)), None)
+        )
+        if region is None and self.settings.api_key is None:
+            region = self._aws_session().get_config_variable("region")
+        if not region:
+            raise ConfigError(
+                f"no AWS region for {self.provider}: set [providers.{self.provider}] region = \"us-east-1\", or "
+                "$AWS_REGION ($AWS_DEFAULT_REGION), or a region in your AWS profile"
+            )
+        self._region = str(region)
+        return self._region
+
+    def url(self, path: str) -> str:
+        base = self.settings.base_url
+        if "{region}" in base:
+            base = base.replace("{region}", self.region)
+        return f"{base.rstrip('/')}/{path}"
+
+    def model_url(self, model: str, action: str) -> str:
+        # The model id goes in the path with its colons as they are and everything else escaped (an ARN's "/"):
+        # every transport then sends the same bytes, so the SigV4 signature is over what goes on the wire.
+        return self.url(f"model/{quote(model, safe=':')}/{action}")
+
+    def _signed(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        """``headers`` plus the credential: a bearer API key, else a SigV4 signature over this exact request."""
+        if self.settings.api_key is not None:
+            return {**headers, "authorization": f"Bearer {self.require_key()}"}
+        creds = self._aws_credentials().get_frozen_credentials()
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        aws = AWSRequest(method=method, url=url, data=body, headers=headers)
+        SigV4Auth(creds, SIGNING_NAME, self.region).add_auth(aws)
+        return {k.lower(): v for k, v in aws.headers.items()}
+
+    def _aws_credentials(self) -> Any:
+        with self._lock:
+            creds = self._credentials
+        if creds is None:
+            creds = self._aws_session().get_credentials()
+            if creds is None:
+                raise MissingAPIKeyError(self.provider, (BEARER_ENV_VAR, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+                                                         "an AWS profile (AWS_PROFILE, SSO, instance role)"))
+            with self._lock:
+                self._credentials = creds
+        return creds
+
+    def _request(self, url: str, body: dict[str, Any], *, stream: bool = False,
+                 accept: str = "application/json") -> HTTPRequest:
+        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {"content-type": "application/json", "accept": accept}
+        headers.update(self.settings.headers)
+        return HTTPRequest("POST", url, self._signed("POST", url, headers, content), content=content, stream=stream)
+
+    # ----------------------------------------------------------------------------------------- complete
+
+    def build_complete(self, req: CompleteRequest) -> HTTPRequest:
+        if req.response_format is not None:
+            raise self.unsupported("json_mode")
+        if req.seed is not None:
+            raise InvalidRequestError("Bedrock Converse has no seed parameter")
+        system, messages = wire_messages(req.messages)
+        body: dict[str, Any] = {"messages": messages}
+        if system:
+            body["system"] = system
+        inference: dict[str, Any] = {}
+        if req.max_tokens is not None:
+            inference["maxTokens"] = req.max_tokens
+        if req.temperature is not None:
+            inference["temperature"] = req.temperature
+        if req.top_p is not None:
+            inference["topP"] = req.top_p
+        if req.stop is not None:
+            inference["stopSequences"] = [req.stop] if isinstance(req.stop, str) else list(req.stop)
+        if inference:
+            body["inferenceConfig"] = inference
+        if req.tools:
+            tool_config: dict[str, Any] = {"tools": [wire_tool(t) for t in req.tools]}
+            if req.tool_choice is not None:
+                tool_config["toolChoice"] = wire_tool_choice(req.tool_choice)
+            body["toolConfig"] = tool_config
+        elif req.tool_choice is not None:
+            raise InvalidRequestError("tool_choice needs tools")
+        if req.service_tier is not None:
+            body["serviceTier"] = {"type": req.service_tier}
+        if req.user is not None:
+            body["requestMetadata"] = {"user": req.user}
+        if req.extra:
+            body.update(req.extra)  # additionalModelRequestFields, guardrailConfig, performanceConfig ...
+        action = "converse-stream" if req.stream else "converse"
+        accept = "application/vnd.amazon.eventstream" if req.stream else "application/json"
+        return self._request(self.model_url(req.model, action), body, stream=req.stream, accept=accept)
+
+    def parse_complete(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
+        data = self.json_object(resp, req.model)
+        message = (data.get("output") or {}).get("message") if isinstance(data.get("output"), dict) else None
+        blocks = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(blocks, list):
+            raise self.malformed(resp, req.model, "no output.message.content in the response")
+        text = _text(blocks)
+        calls = _calls(blocks)
+        raw_usage = data.get("usage")
+        result = Completion(
+            provider=self.provider,
+            model=req.model,
+            text=text,
+            message=Message(role="assistant", content=text, tool_calls=calls or None),
+            tool_calls=calls,
+            finish_reason=_finish(data.get("stopReason")),
+            service_tier=_service_tier(data),
+            usage=self.usage(raw_usage if isinstance(raw_usage, dict) else None),
+            request_id=self.request_id(resp.headers),
+            raw=data,
+        )
+        result._usage_reported = isinstance(raw_usage, dict)
+        return result
+
+    def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
+        return _ConverseStream(self, req)
+
+    def event_decoder(self, max_event_bytes: int) -> EventStreamDecoder:
+        return EventStreamDecoder(max_event_bytes)
+
+    # ----------------------------------------------------------------------------------------- embed
+
+    def build_embed(self, req: EmbedRequest) -> HTTPRequest:
+        family = base_model(req.model)
+        if family.startswith("amazon.titan-embed"):
+            if len(req.inputs) != 1:
+                raise InvalidRequestError(
+                    f"{req.model} embeds one text per request: call embed() once per text (got {len(req.inputs)})"
+                )
+            body: dict[str, Any] = {"inputText": req.inputs[0]}
+            if req.dimensions is not None:
+                body["dimensions"] = req.dimensions
+        elif family.startswith("cohere.embed"):
+            body = {"texts": req.inputs, "input_type": "search_document"}
+            if req.dimensions is not None:
+                body["output_dimension"] = req.dimensions
+        else:
+            raise InvalidRequestError(
+                f"{req.model}: computekit embeds through Bedrock with the Titan (amazon.titan-embed-*) and Cohere "
+                "(cohere.embed-*) models"
+            )
+        body.update(req.extra)
+        return self._request(self.model_url(req.model, "invoke"), body)
+
+    def parse_embed(self, req: EmbedRequest, resp: HTTPResponse) -> Embeddings:
+        data = self.json_object(resp, req.model)
+        vectors: Any = data.get("embeddings")
+        if isinstance(vectors, dict):  # Cohere with embedding_types: {"float": [...]}
+            vectors = vectors.get("float")
+        if vectors is None and "embedding" in data:  # Titan: one vector
+            vectors = [data["embedding"]]
+        if not (isinstance(vectors, list) and all(isinstance(v, list) for v in vectors)):
+            raise self.malformed(resp, req.model, "no embeddings in the response")
+        counted = data.get("inputTextTokenCount")
+        header = resp.headers.get("x-amzn-bedrock-input-token-count")
+        tokens = counted if isinstance(counted, int) else (int(header) if header and header.isdigit() else None)
+        result = Embeddings(
+            provider=self.provider, model=req.model, vectors=[[float(x) for x in v] for v in vectors],
+            usage=Usage(input_tokens=tokens or 0), request_id=self.request_id(resp.headers), raw=data,
+        )
+        result._usage_reported = tokens is not None
+        return result
+
+    # ----------------------------------------------------------------------------------------- usage & price
+
+    def usage(self, raw: Mapping[str, Any] | None) -> Usage:
+        return _usage(raw)
+
+    def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
+        """genai-prices' ``aws`` table, which lists cross-region profiles (``us.``, ``global.`` ...) at the profile's
+        own rate where it differs; a profile it does not list is priced as its base model. A service tier other
+        than the default is passed on."""
+        ctx: tuple[tuple[str, str], ...] = ()
+        if isinstance(result, Completion) and result.service_tier and result.service_tier != "default":
+            ctx = (("service_tier", result.service_tier),)
+        base = base_model(model)
+        return PriceRef(provider=self.provider, model=model, table_provider=self.table_provider, context=ctx,
+                        alternatives=(base,) if base != model else ())
+
+    # ----------------------------------------------------------------------------------------- errors
+
+    @staticmethod
+    def error_type(headers: Mapping[str, str], body: Any) -> str | None:
+        """The AWS exception name: ``x-amzn-errortype`` (``ThrottlingException:http://...``), else ``__type``."""
+        kind = headers.get("x-amzn-errortype")
+        if not kind and isinstance(body, dict):
+            kind = body.get("__type") or body.get("code")
+        if not isinstance(kind, str) or not kind:
+            return None
+        return kind.split(":", 1)[0].rsplit("#", 1)[-1]
+
+    def error_message(self, body: Any) -> str:
+        if isinstance(body, dict):
+            msg = body.get("message") or body.get("Message")
+            if isinstance(msg, str) and msg:
+                return msg
+        return super().error_message(body)
+
+    def classify_error(self, status: int, body: Any) -> type[APIStatusError] | None:
+        kind = self.error_type({}, body)
+        return self._classify(kind, body)
+
+    def _classify(self, kind: str | None, body: Any) -> type[APIStatusError] | None:
+        cls = _ERROR_TYPES.get(kind or "")
+        if cls is BadRequestError:
+            msg = self.error_message(body).lower()
+            if any(p in msg for p in _CONTEXT_PHRASES):
+                return ContextWindowExceededError
+            if "content filter" in msg or "guardrail" in msg:
+                return ContentFilteredError
+        return cls
+
+    def map_error(self, resp: HTTPResponse, model: str | None) -> ProviderError:
+        kind = self.error_type(resp.headers, resp.body_for_error())
+        err = super().map_error(resp, model)
+        cls = self._classify(kind, err.body)
+        if cls is not None and type(err) is not cls:
+            fixed = cls(err.message, provider=err.provider, model=err.model, status=err.status, headers=err.headers,
+                        body=err.body, request_id=err.request_id)
+            fixed.maybe_processed = err.maybe_processed
+            return fixed
+        return err
+
+    def stream_error(self, kind: str, payload: bytes, model: str | None) -> ProviderError:
+        """An exception frame inside a 200 stream, raised typed with the status AWS documents for it."""
+        status = _RETRIED_STATUS.get(kind) or _ERROR_STATUS.get(kind, 500)
+        return self.map_error(HTTPResponse(status, {"x-amzn-errortype": kind}, payload), model)
+
+
+# --------------------------------------------------------------------------------------------- event stream
+
+
+class EventStreamDecoder:
+    """AWS event-stream frames -> events, decoded by botocore's parser (CRCs checked), with a bound on memory.
+
+    An ``event`` frame becomes ``SSEEvent(event=<:event-type>, data=<payload>)``; an ``exception`` or ``error``
+    frame becomes ``SSEEvent(event="exception", id=<:exception-type or :error-code>, data=<payload>)``.
+
+    Args:
+        max_event_bytes: The largest frame buffered before giving up.
+    """
+
+    def __init__(self, max_event_bytes: int) -> None:
+        from botocore.eventstream import EventStreamBuffer
+
+        _botocore()
+        self._buf = EventStreamBuffer()
+        self._max = max_event_bytes
+        self._pending = 0
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Decode ``chunk``; returns the events it completed.
+
+        Raises:
+            SSETooLarge: A frame exceeds ``max_event_bytes``.
+            ValueError: A frame is corrupt (bad CRC, impossible lengths).
+        """
+        from botocore.eventstream import ParserError
+
+        self._pending += len(chunk)
+        self._buf.add_data(chunk)
+        out: list[SSEEvent] = []
+        try:
+            for message in self._buf:
+                size = message.prelude.total_length
+                if size > self._max:
+                    raise SSETooLarge(f"event-stream frame of {size} bytes, larger than {self._max}")
+                self._pending -= size
+                out.append(_event(message.headers, message.payload))
+        except ParserError as e:
+            raise ValueError(f"corrupt event-stream frame: {e}") from e
+        if self._pending > self._max:
+            raise SSETooLarge(f"event-stream frame larger than {self._max} bytes")
+        return out
+
+    def close(self) -> tuple[list[SSEEvent], bool]:
+        """End of stream: no more events, and whether a frame was cut short."""
+        return [], self._pending > 0
+
+
+def _event(headers: Mapping[str, Any], payload: bytes) -> SSEEvent:
+    kind = headers.get(":message-type")
+    text = payload.decode("utf-8", "replace")
+    if kind == "event":
+        return SSEEvent(data=text, event=str(headers.get(":event-type") or ""))
+    name = headers.get(":exception-type") or headers.get(":error-code") or "InternalServerException"
+    if kind == "error" and not text:
+        text = json.dumps({"message": str(headers.get(":error-message") or name)})
+    return SSEEvent(data=text, event="exception", id=_exception_name(str(name)))
+
+
+def _exception_name(name: str) -> str:
+    # Stream frames name exceptions in camel case (throttlingException); HTTP headers in Pascal case.
+    return name[:1].upper() + name[1:]
+
+
+class _ConverseStream(StreamDecoder):
+    """ConverseStream events -> Chunk, assembling the final message (the same shape as a Converse answer)."""
+
+    def __init__(self, adapter: BedrockAdapter, req: CompleteRequest) -> None:
+        self.adapter = adapter
+        self.req = req
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.partial: dict[int, list[str]] = {}
+        self.tool_index: dict[int, int] = {}
+        self.text: list[str] = []
+        self.stop: dict[str, Any] = {}
+        self.metadata: dict[str, Any] = {}
+        self.role = "assistant"
+        self.done = False
+
+    def _bad(self, event: SSEEvent, why: str) -> ProviderError:
+        return self.adapter.malformed(HTTPResponse(200, {}, event.data.encode()), self.req.model, why)
+
+    def feed(self, event: SSEEvent) -> list[Chunk]:
+        if event.event == "exception":
+            raise self.adapter.stream_error(event.id or "InternalServerException", event.data.encode(),
+                                            self.req.model)
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            raise self._bad(event, "stream event is not JSON") from None
+        if not isinstance(data, dict):
+            raise self._bad(event, "stream event is not a JSON object")
+        kind = event.event
+        if kind == "messageStart":
+            self.role = str(data.get("role") or "assistant")
+            return []
+        if kind == "contentBlockStart":
+            return self._start(data)
+        if kind == "contentBlockDelta":
+            return self._delta(event, data)
+        if kind == "contentBlockStop":
+            self._stop(data)
+            return []
+        if kind == "messageStop":
+            self.stop = data
+            reason = _finish(data.get("stopReason"))
+            return [Chunk(finish_reason=reason, raw=data)] if reason else []
+        if kind == "metadata":
+            self.metadata = data
+            self.done = True
+            usage = data.get("usage")
+            return [Chunk(usage=self.adapter.usage(usage), raw=data)] if isinstance(usage, dict) else []
+        return []  # new event types are ignored
+
+    def _start(self, data: dict[str, Any]) -> list[Chunk]:
+        idx = data.get("contentBlockIndex", len(self.blocks))
+        start = data.get("start") or {}
+        use = start.get("toolUse") if isinstance(start, dict) else None
+        if not isinstance(use, dict):
+            return []
+        self.blocks[idx] = {"toolUse": {"toolUseId": use.get("toolUseId"), "name": use.get("name")}}
+        n = self.tool_index[idx] = len(self.tool_index)
+        self.partial[idx] = []
+        return [Chunk(tool_calls=[{"index": n, "id": use.get("toolUseId"), "name": use.get("name"),
+                                   "arguments": None}], raw=data)]
+
+    def _delta(self, event: SSEEvent, data: dict[str, Any]) -> list[Chunk]:
+        idx = data.get("contentBlockIndex", 0)
+        delta = data.get("delta")
+        if not isinstance(delta, dict):
+            raise self._bad(event, "contentBlockDelta without a delta")
+        chunk = Chunk(raw=data)
+        if isinstance(delta.get("text"), str):
+            piece = delta["text"]
+            block = self.blocks.setdefault(idx, {"text": ""})
+            block["text"] = (block.get("text") or "") + piece
+            self.text.append(piece)
+            chunk.text = piece
+        elif isinstance(delta.get("toolUse"), dict):
+            piece = str(delta["toolUse"].get("input") or "")
+            self.partial.setdefault(idx, []).append(piece)
+            n = self.tool_index.setdefault(idx, len(self.tool_index))
+            if piece:
+                chunk.tool_calls.append({"index": n, "id": None, "name": None, "arguments": piece})
+        elif isinstance(delta.get("reasoningContent"), dict):
+            reasoning = delta["reasoningContent"]
+            block = self.blocks.setdefault(idx, {"reasoningContent": {"reasoningText": {"text": ""}}})
+            content = block.setdefault("reasoningContent", {})
+            if isinstance(reasoning.get("text"), str):
+                rt = content.setdefault("reasoningText", {"text": ""})
+                rt["text"] = (rt.get("text") or "") + reasoning["text"]
+            if isinstance(reasoning.get("signature"), str):
+                content.setdefault("reasoningText", {"text": ""})["signature"] = reasoning["signature"]
+            if isinstance(reasoning.get("redactedContent"), str):
+                content["redactedContent"] = (content.get("redactedContent") or "") + reasoning["redactedContent"]
+        return [chunk]
+
+    def _stop(self, data: dict[str, Any]) -> None:
+        idx = data.get("contentBlockIndex", 0)
+        block = self.blocks.get(idx)
+        if block is not None and "toolUse" in block:
+            text = "".join(self.partial.get(idx, []))
+            try:
+                block["toolUse"]["input"] = json.loads(text) if text.strip() else {}
+            except ValueError:
+                block["toolUse"]["input"] = text  # kept as the model wrote it; ToolCall.arguments has the same text
+
+    def _calls(self) -> list[ToolCall]:
+        out = []
+        for idx in sorted(self.tool_index, key=lambda i: self.tool_index[i]):
+            use = self.blocks.get(idx, {}).get("toolUse") or {}
+            args = "".join(self.partial.get(idx, [])) or "{}"
+            out.append(ToolCall(id=str(use.get("toolUseId") or ""), name=str(use.get("name") or ""), arguments=args))
+        return out
+
+    def result(self) -> Completion:
+        text = "".join(self.text)
+        calls = self._calls()
+        usage = self.metadata.get("usage")
+        raw = {
+            "output": {"message": {"role": self.role, "content": [self.blocks[i] for i in sorted(self.blocks)]}},
+            "stopReason": self.stop.get("stopReason"),
+            **{k: v for k, v in self.stop.items() if k != "stopReason"},
+            **self.metadata,
+        }
+        result = Completion(
+            provider=self.adapter.provider,
+            model=self.req.model,
+            text=text,
+            message=Message(role="assistant", content=text, tool_calls=calls or None),
+            tool_calls=calls,
+            finish_reason=_finish(self.stop.get("stopReason")),
+            service_tier=_service_tier(self.metadata),
+            usage=self.adapter.usage(usage if isinstance(usage, dict) else None),
+            raw=raw,
+        )
+        result._usage_reported = isinstance(usage, dict)
+        return result
+

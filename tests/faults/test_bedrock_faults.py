@@ -1,0 +1,302 @@
+"""The fault catalogue's wire cases on AWS Bedrock's wire format (cases B1 to B6 in README.md): a 429 with its retry
+hint, 5xx, a ConverseStream cut mid-frame, an exception frame mid-stream, malformed bodies and frames, and a
+fallback from Bedrock to another provider.
+
+``bedrock`` points at the fault server with a Bedrock API key (Bearer auth: nothing to sign, no region needed); the
+server speaks Converse's JSON and ConverseStream's binary event-stream frames (``tests/_eventstream.py``), with
+AWS's error envelope (``x-amzn-errortype`` header, ``{"message"}`` body). Sync and async, on computekit's default
+transports; the retry loop's sleep only records its waits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _eventstream import converse_stream, exception_frame
+from fault_server import (
+    SSE,
+    FaultServer,
+    Reply,
+    Truncated,
+    Waits,
+    chat,
+    close,
+    policy,
+    provider_clients,
+    read_stream,
+    run,
+)
+
+import computekit as ck
+
+KEY = "bedrock-fault-key-0123456789abcdef"
+MODEL = "us.amazon.nova-micro-v1:0"
+TARGET = f"bedrock:{MODEL}"
+STREAM_TYPE = {"content-type": "application/vnd.amazon.eventstream"}
+
+both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+pytestmark = pytest.mark.filterwarnings("ignore::computekit.UnknownPriceWarning")
+
+
+def converse(text: str = "ok") -> Reply:
+    """A Converse answer."""
+    return Reply(200, {"output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                       "stopReason": "end_turn", "usage": {"inputTokens": 12, "outputTokens": 5, "totalTokens": 17},
+                       "metrics": {"latencyMs": 100}}, {"x-amzn-requestid": "req-ok"})
+
+
+def aws_error(status: int, kind: str, message: str = "injected fault", **headers: str) -> Reply:
+    """AWS's error envelope: the exception name in ``x-amzn-errortype``, the message in the body."""
+    return Reply(status, {"message": message},
+                 {"x-amzn-errortype": f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+                  "x-amzn-requestid": f"req-{status}", **headers})
+
+
+def frames(pieces: list[str], **kw: Any) -> SSE:
+    """A ConverseStream answer (one frame per write)."""
+    return SSE(converse_stream(pieces, **kw), headers=STREAM_TYPE)
+
+
+@pytest.fixture
+async def clients(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``clients(is_async, url, waits, backup_url=None, **retry)``: ``bedrock`` is the fault server."""
+    async with provider_clients(tmp_path, "bedrock", KEY) as make:
+        yield make
+
+
+def outcomes(r: Any) -> list[tuple[str, str | None, int | None]]:
+    return [(a.outcome, a.error_type, a.status) for a in r.attempts]
+
+
+def ledger(client: Any) -> list[tuple[str, str, int | None, str | None]]:
+    return [(row.provider, row.outcome, row.status, row.error_type) for row in client.ledger.rows()]
+
+
+async def complete(client: Any, model: str = TARGET) -> Any:
+    return await run(client.complete(model, "hi"))
+
+
+# ============================================================================================= B1: 429 + hints
+
+
+@both
+@pytest.mark.parametrize(("reply", "waited"), [
+    (aws_error(429, "ThrottlingException", "Too many requests", **{"retry-after": "2"}), 2.0),
+    (aws_error(429, "ThrottlingException", "Too many requests", **{"retry-after-ms": "1500"}), 1.5),
+], ids=["retry-after", "retry-after-ms"])
+async def test_b1_throttling_honours_the_retry_hint(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
+                                                    is_async: bool, reply: Reply, waited: float) -> None:
+    srv = faults([reply, converse("fine")])
+    client = clients(is_async, srv.url, waits)
+    r = await complete(client)
+    assert r.text == "fine"
+    assert waits.waits == [waited]
+    assert srv.hits == 2
+    assert outcomes(r) == [("error", "RateLimitError", 429), ("success", None, None)]
+    assert r.cost.total is not None
+    assert ledger(client) == [("bedrock", "error", 429, "RateLimitError"), ("bedrock", "success", None, None)]
+    assert srv.requests[0].auth == f"Bearer {KEY}"
+    assert srv.requests[0].path.endswith(f"/model/{MODEL}/converse")
+
+
+@both
+async def test_b1_model_not_ready_is_retried_then_runs_out(faults: Callable[..., FaultServer], clients: Any,
+                                                          waits: Waits, is_async: bool) -> None:
+    srv = faults(aws_error(429, "ModelNotReadyException", "Model is not ready for inference"))
+    client = clients(is_async, srv.url, waits, max_retries=2)
+    with pytest.raises(ck.OverloadedError) as ei:
+        await complete(client)
+    err = ei.value
+    assert err.message == "Model is not ready for inference"
+    assert err.headers["x-amzn-errortype"].startswith("ModelNotReadyException")
+    assert srv.hits == 3
+    assert len(waits.waits) == 2
+    assert [row[1:] for row in ledger(client)] == [("error", 429, "OverloadedError")] * 3
+
+
+# ============================================================================================= B2: 5xx
+
+
+@both
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+@pytest.mark.parametrize(("code", "kind"), [(503, "ServiceUnavailableException"), (500, "InternalServerException")])
+async def test_b2_5xx_is_retried_then_succeeds(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
+                                               is_async: bool, stream: bool, code: int, kind: str) -> None:
+    srv = faults([aws_error(code, kind), frames(["Hel", "lo"]) if stream else converse("Hello")])
+    client = clients(is_async, srv.url, waits)
+    if stream:
+        chunks, s = await read_stream(client, TARGET)
+        r = s.result
+        assert "".join(c.text for c in chunks) == "Hello"
+        assert srv.requests[1].path.endswith(f"/model/{MODEL}/converse-stream")
+    else:
+        r = await complete(client)
+    assert r.text == "Hello"
+    assert len(waits.waits) == 1
+    assert outcomes(r) == [("error", "ServerError", code), ("success", None, None)]
+    assert r.usage.input_tokens == 12
+    assert r.cost.total is not None
+
+
+# ============================================================================================= B3: stream cut
+
+
+@both
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+async def test_b3_stream_cut_mid_frame(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
+                                       is_async: bool, framing: str) -> None:
+    sent = converse_stream(["Hel"], metadata=False)[:2]  # messageStart, one delta
+    half = converse_stream(["lo"])[1][:17]  # the next frame, cut inside its headers
+    srv = faults([SSE(sent, cut=half, framing=framing, headers=STREAM_TYPE), frames(["Hello"])])
+    client = clients(is_async, srv.url, waits)
+    with pytest.raises(ck.APIConnectionError) as ei:
+        await read_stream(client, TARGET)
+    assert ei.value.status is None
+    assert "".join(c.text for c in ei.value.partial) == "Hel"  # type: ignore[attr-defined]
+    assert waits.waits == []  # a chunk reached the caller: no second try
+    assert srv.hits == 1
+    assert [row[1:] for row in ledger(client)] == [("error", None, "APIConnectionError")]
+
+
+@both
+async def test_b3_stream_ending_before_its_metadata(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
+                                                    is_async: bool) -> None:
+    """Every frame whole, but no metadata event (the usage): the stream is incomplete, not a success."""
+    srv = faults(frames(["Hel"], metadata=False))
+    client = clients(is_async, srv.url, waits)
+    with pytest.raises(ck.APIConnectionError, match="before its last event"):
+        await read_stream(client, TARGET)
+    assert srv.hits == 1
+
+
+# ============================================================================================= B4: exception frame
+
+
+@both
+@pytest.mark.parametrize(("kind", "cls", "status"), [
+    ("throttlingException", ck.RateLimitError, 429),
+    ("modelStreamErrorException", ck.ServerError, 503),
+    ("validationException", ck.BadRequestError, 400),
+])
+async def test_b4_exception_frame_mid_stream(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
+                                             is_async: bool, kind: str, cls: type, status: int) -> None:
+    events = [*converse_stream(["Hel"], metadata=False)[:2], exception_frame(kind, "failed mid-stream")]
+    srv = faults([SSE(events, headers=STREAM_TYPE), frames(["Hello"])])
+    client = clients(is_async, srv.url, waits)
+    with pytest.raises(cls) as ei:
+        await read_stream(client, TARGET)
+    assert type(ei.value) is cls
+    assert ei.value.message == "failed mid-stream"
+    assert ei.value.status == status
+    assert "".join(c.text for c in ei.value.partial) == "Hel"  # type: ignore[attr-defined]
+    assert waits.waits == []
+    assert srv.hits == 1
+    assert [row[1:] for row in ledger(client)] == [("error", status, cls.__name__)]
+
+
+# ============================================================================================= B5: malformed
+
+
+@both
+@pytest.mark.parametrize("reply", [
+    Reply(200, "<html>gateway</html>", {"content-type": "text/html"}),
+    Reply(200, {"output": {"message": {"role": "assistant", "content": "not a list"}}}),
+    Reply(200, [1, 2, 3]),
+], ids=["not-json", "content-not-a-list", "top-level-array"])
+async def test_b5_malformed_converse_body(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
+                                          is_async: bool, reply: Reply) -> None:
+    srv = faults([reply, converse()])
+    client = clients(is_async, srv.url, waits)
+    with pytest.raises(ck.MalformedResponseError) as ei:
+        await complete(client)
+    assert ei.value.status == 200
+    assert ei.value.body is not None
+    assert srv.hits == 1  # not retried
+    assert [row[1:] for row in ledger(client)] == [("error", 200, "MalformedResponseError")]
+
+
+@both
+async def test_b5_corrupt_frame_is_malformed(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
+                                             is_async: bool) -> None:
+    good = converse_stream(["Hel", "lo"])
+    bad = bytearray(good[2])
+    bad[-1] ^= 0xFF  # the second delta's message CRC
+    srv = faults([SSE([good[0], good[1], bytes(bad), *good[3:]], headers=STREAM_TYPE), frames(["Hello"])])
+    client = clients(is_async, srv.url, waits)
+    with pytest.raises(ck.MalformedResponseError, match="corrupt event-stream frame"):
+        await read_stream(client, TARGET)
+    assert srv.hits == 1
+
+
+@both
+async def test_b5_truncated_converse_body(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
+                                          is_async: bool) -> None:
+    body = json.loads(json.dumps(converse("Hello").body))
+    srv = faults([Truncated(body), converse("Hello")])
+    client = clients(is_async, srv.url, waits)
+    r = await complete(client)
+    assert r.text == "Hello"
+    assert outcomes(r) == [("error", "APIConnectionError", None), ("success", None, None)]
+
+
+# ============================================================================================= B6: fallback
+
+
+@both
+async def test_b6_bedrock_failing_falls_back_to_another_provider(faults: Callable[..., FaultServer], clients: Any,
+                                                                 waits: Waits, is_async: bool) -> None:
+    a = faults(aws_error(403, "AccessDeniedException", "You don't have access to the model with the specified id."))
+    b = faults(chat("from backup", model="gpt-4o-mini"))
+    client = clients(is_async, a.url, waits, backup_url=b.url)
+    r = await run(client.complete([TARGET, "backup:gpt-4o-mini"], "hi"))
+    assert r.text == "from backup"
+    assert r.provider == "backup"
+    assert outcomes(r) == [("error", "PermissionDeniedError", 403), ("success", None, None)]
+    assert (a.hits, b.hits) == (1, 1)  # a 403 is not retried
+    assert ledger(client) == [("bedrock", "error", 403, "PermissionDeniedError"), ("backup", "success", None, None)]
+
+
+# ============================================================================================= B7: canary key
+
+
+CANARY = "ABSKQmVkcm9ja0FQSUtleS1jYW5hcnktMDEyMzQ1Njc4OQ=="
+
+
+def _files(folder: Path, pattern: str) -> dict[str, str]:
+    """The database and its -wal / -shm files, as text."""
+    return {f.name: f.read_bytes().decode("latin-1") for f in sorted(folder.glob(pattern))}
+
+
+@both
+async def test_b7_bedrock_api_key_echoed_back_never_leaks(faults: Callable[..., FaultServer], waits: Waits,
+                                                          is_async: bool, tmp_path: Path) -> None:
+    """A host echoing the Bedrock API key (in a header, an error message, an exception frame): the key is in no
+    exception, repr, ledger row or database file."""
+    echo = {"x-amzn-requestid": CANARY, "x-echo": CANARY}
+    srv = faults([
+        aws_error(403, "AccessDeniedException", f"Key {CANARY} has no access", **echo),
+        SSE([*converse_stream(["Hel"], metadata=False)[:2],
+             exception_frame("validationException", f"bad request for {CANARY}")], headers=STREAM_TYPE),
+        Reply(200, f"<html>{CANARY}</html>", {"content-type": "text/html", **echo}),
+    ])
+    db = tmp_path / "canary.db"
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, retry_policy=policy(waits), ledger=f"sqlite:///{db}",
+                 providers={"bedrock": {"base_url": srv.url, "api_key": CANARY}})
+    errors: list[BaseException] = []
+    for attempt in (complete(client), read_stream(client, TARGET), complete(client)):
+        try:
+            await attempt
+        except ck.ProviderError as e:
+            errors.append(e)
+    rows = client.ledger.rows()
+    await close(client)
+    assert srv.requests[0].auth == f"Bearer {CANARY}"  # the host did get (and echo) the key: not vacuous
+    assert [type(e) for e in errors] == [ck.PermissionDeniedError, ck.BadRequestError, ck.MalformedResponseError]
+    surfaces = {"errors": "".join(f"{e!s}{e!r}{vars(e)!r}" for e in errors), "ledger": repr(rows),
+                **_files(tmp_path, "canary.db*")}
+    assert sorted(name for name, text in surfaces.items() if CANARY in text) == []
