@@ -31,6 +31,7 @@ from ._exceptions import (
     InvalidRequestError,
     MalformedResponseError,
     MissingAPIKeyError,
+    NotFoundError,
     ProviderError,
 )
 from ._http import HTTPRequest, HTTPResponse
@@ -338,6 +339,10 @@ class Run:
     def failed(self, target: Target, error: ProviderError) -> None:
         """A target's last try failed: tell the router, and raise when the plan must stop here."""
         self.errors.append(error)
+        if isinstance(error, NotFoundError) and not getattr(error, "__notes__", None):
+            close = self.core.prices.similar(target.adapter.price_ref(target.model))
+            if close:  # a 404 on a misspelled model: name the likely one
+                error.add_note(f"did you mean {' or '.join(f'{target.provider}:{m}' for m in close)}?")
         action = self.core.router.failed(target, error, self.core.retry.config.retry_after_cap)
         if action is Action.RAISE or (isinstance(error, APITimeoutError) and self.remaining() <= 0):
             raise error
@@ -357,15 +362,31 @@ class Run:
         refusal, when every target was refused)."""
         if self.refusals and not self.errors:
             return self.refusals[0]
+        spent = _attempts_summary(attempts)
         if len(self.errors) == 1 and not self.refusals:
-            return self.errors[0]
+            error = self.errors[0]
+            if len(attempts) > 1:  # retried: the traceback says how hard computekit tried
+                error.add_note(f"computekit gave up {spent}")
+            return error
         if not self.errors:
             return InvalidRequestError("no target could be tried (all need larger context windows)")
         if self.refusals:
             tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))
             return AllTargetsFailedError(
-                f"{len(self.errors)} targets failed ({tried}) and {len(self.refusals)} were refused by a budget",
+                f"{len(self.errors)} targets failed ({tried}) and {len(self.refusals)} were refused by a budget, "
+                f"{spent}",
                 [*self.errors, *self.refusals], attempts,
             )
         tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))  # in the order tried
-        return AllTargetsFailedError(f"all {len(self.errors)} targets failed ({tried})", self.errors, attempts)
+        return AllTargetsFailedError(f"all {len(self.errors)} targets failed ({tried}), {spent}", self.errors,
+                                     attempts)
+
+
+def _attempts_summary(attempts: list[Attempt]) -> str:
+    """``after 3 attempts in 2.4 s``: from the first attempt's start to the last one's end."""
+    if not attempts:
+        return "after 0 attempts"
+    start = min(a.started_at for a in attempts)
+    end = max(a.started_at + dt.timedelta(seconds=a.latency_s) for a in attempts)
+    n = len(attempts)
+    return f"after {n} attempt{'s' if n != 1 else ''} in {(end - start).total_seconds():.1f} s"

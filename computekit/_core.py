@@ -18,13 +18,14 @@ What lives where, and what writes:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import SecretStr
 
@@ -96,7 +97,9 @@ def normalise_messages(
             out.append(m if isinstance(m, dict) else dict(m))
     if prompt is not NOT_GIVEN and prompt is not None:
         if not isinstance(prompt, str):
-            raise InvalidRequestError(f"prompt must be a str, not {type(prompt).__name__}")
+            fix = ("for a conversation pass messages=[{'role': 'user', 'content': ...}, ...], or join the strings "
+                   "into one prompt" if isinstance(prompt, list | tuple) else "pass the text as a string")
+            raise InvalidRequestError(f"prompt must be a str, not {type(prompt).__name__}: {fix}")
         out.append({"role": "user", "content": prompt})
     if not out:
         raise InvalidRequestError("nothing to send: pass a prompt string or messages=[...]")
@@ -177,6 +180,7 @@ class Core:
         conf = self.settings.providers.get(provider)
         cls = adapter_class(conf.adapter if conf and conf.adapter else provider)
         default_url, env_vars, _ = cls.defaults_for(provider)
+        default_url = cls.env_base_url(provider) or default_url  # the vendor's own variable, below any config
         if conf and conf.api_key_env:
             env_vars = (conf.api_key_env,)
         configured_url = (conf.base_url if conf else None) or default_url
@@ -229,9 +233,46 @@ class Core:
                 raise InvalidRequestError("the list of targets is empty")
         out = []
         for mid in ids:
-            provider, name = split_model_id(mid)
+            provider, name = split_model_id(mid if ":" in mid else self.resolve_bare(mid))
             out.append(Target(self.adapter(provider, base_url=base_url, api_key=api_key), name))
         return out
+
+    def resolve_bare(self, model: str) -> str:
+        """A bare model name (``"gpt-4o-mini"``) -> ``"provider:model"``: the one provider that serves it (by
+        the price tables), preferring those set up (configured, or with a key in the environment).
+
+        Raises:
+            InvalidRequestError: No provider is known to serve it (the message suggests close names).
+            ConfigError: Several do: the message lists them.
+        """
+        if not model:
+            split_model_id(model)  # raises: not a model id
+        from .adapters._registry import providers
+        from .pricing._book import similar_models, tables_serving
+
+        tables = set(tables_serving(model))
+        serving = [p for p in providers() if adapter_class(p).table_for(p) in tables] if tables else []
+        if not serving:
+            close = list(dict.fromkeys(f"{p}:{m}" for p in providers()
+                                       for m in similar_models(adapter_class(p).table_for(p), model, 2)))
+            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+            raise InvalidRequestError(
+                f"{model!r} is not a model id and no provider is known to serve it{hint}: write 'provider:model' "
+                "(e.g. 'openai:gpt-4o-mini'), or name a route defined under [routes] in computekit.toml"
+            )
+        ready = [p for p in serving if self._set_up(p)]
+        for group in (ready, serving):
+            if len(group) == 1:
+                return f"{group[0]}:{model}"
+        listed = ", ".join(f"'{p}:{model}'" for p in (ready or serving))
+        raise ConfigError(f"{model!r} is served by several providers: write one of {listed}")
+
+    def _set_up(self, provider: str) -> bool:
+        """Whether ``provider`` is configured here, or has its key in the environment."""
+        if provider in self.settings.providers:
+            return True
+        _, env_vars, requires_key = adapter_class(provider).defaults_for(provider)
+        return requires_key and env_key(env_vars) is not None
 
     def route(self, model: str | Sequence[str]) -> RouteConfig | None:
         """The named route ``model`` refers to, if it is one."""
@@ -378,8 +419,60 @@ async def ledger_call(core: Core, step: Callable[[], _T], *, offload: bool = Tru
 
 
 def call_options(**given: Any) -> dict[str, Any]:
-    """Keyword arguments that were actually passed (sentinel-free)."""
-    return {k: v for k, v in given.items() if v is not NOT_GIVEN}
+    """Keyword arguments that were actually passed (sentinel-free), each checked for its type.
+
+    Raises:
+        InvalidRequestError: An option has the wrong type (the message shows a right one).
+    """
+    out = {k: v for k, v in given.items() if v is not NOT_GIVEN}
+    for name, value in out.items():
+        check_option(name, value)
+    return out
+
+
+# Options whose type is checked before anything is sent, with an example of a right value for the message.
+_WHOLE: Final = {"max_tokens": 60, "seed": 42, "dimensions": 256, "top_n": 3}
+_REAL: Final = {"temperature": 0.7, "top_p": 0.9}
+_TEXT: Final = {"user": "user-123", "service_tier": "auto"}
+
+
+def check_option(name: str, value: Any) -> None:
+    """Refuse a call option of the wrong type (``max_tokens="sixty"``) with the fix, before any HTTP.
+
+    Raises:
+        InvalidRequestError: ``value`` is not what ``name`` takes.
+    """
+    if value is None:
+        return
+    example: Any
+    if name in _WHOLE:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        example = _WHOLE[name]
+        if ok and value < 1 and name != "seed":
+            raise InvalidRequestError(f"{name} must be at least 1, not {value}: e.g. {name}={example}")
+    elif name in _REAL:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        example = _REAL[name]
+    elif name in _TEXT:
+        ok = isinstance(value, str)
+        example = _TEXT[name]
+    elif name == "stop":
+        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        example = ["\n\n"]
+    else:
+        return
+    if not ok:
+        fix = f"e.g. {name}={example!r}"
+        if isinstance(value, str) and not isinstance(example, str):
+            with contextlib.suppress(ValueError):  # a number written as a string: show it as a number
+                fix = f"pass {name}={type(example)(value)!r}"
+        raise InvalidRequestError(
+            f"{name} must be {_KIND.get(type(example), type(example).__name__)}, not {type(value).__name__} "
+            f"{value!r}: {fix}"
+        )
+
+
+_KIND: Final = {int: "a whole number", float: "a number", str: "a string", list: "a string or a list of strings"}
 
 
 def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
