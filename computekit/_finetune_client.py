@@ -219,8 +219,19 @@ class _Following:
 
 
 class FineTunes:
-    """The lifecycle of fine-tuning jobs on a sync :class:`~computekit.Client` (``client.finetunes``): each method
-    returns the job's latest state as a new object (``job.wait()`` and friends update the job in place)."""
+    """The lifecycle of fine-tuning jobs on a sync :class:`~computekit.Client`: reached as ``client.finetunes``,
+    never built directly.
+
+    Each method takes a :class:`~computekit.FineTuneJob` and returns its latest state as a new object
+    (``job.wait()`` and friends update the job in place); a job that has ended is priced and recorded in the
+    ledger once, whichever method saw it end.
+
+    Example::
+
+        job = client.finetunes.attach("ftjob-abc123")  # started elsewhere
+        job = client.finetunes.wait(job, timeout=3600)
+        print(job.fine_tuned_model, job.cost.total)
+    """
 
     is_async = False
 
@@ -316,7 +327,14 @@ class FineTunes:
 
 
 class AsyncFineTunes:
-    """The lifecycle of fine-tuning jobs on :class:`~computekit.AsyncClient` (``client.finetunes``, awaited)."""
+    """The lifecycle of fine-tuning jobs on :class:`~computekit.AsyncClient`: reached as ``client.finetunes``; the
+    methods of :class:`~computekit.FineTunes`, awaited.
+
+    Example::
+
+        job = await client.finetunes.attach("ftjob-abc123")
+        job = await client.finetunes.wait(job, timeout=3600)
+    """
 
     is_async = True
 
