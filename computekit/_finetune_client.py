@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Never, TypeVar, cast
 
 from . import _finetune
+from ._arguments import refuse
 from ._bookkeeping import finetune_ended, finetune_launched
 from ._constants import (
     DEFAULT_FINETUNE_EVENTS,
@@ -454,6 +455,7 @@ class FineTuning:
         progress: bool = False,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
+        **unknown: Never,
     ) -> FineTuneJob:
         """Launch a fine-tuning job (or, with ``dry_run``, check and estimate it only).
 
@@ -489,6 +491,8 @@ class FineTuning:
             FineTuneTimeoutError: With ``wait``: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries (``NotFoundError`` for an unknown base model ...).
         """
+        if unknown:
+            refuse(unknown, self.finetune)
         launch, tags = _launch(self._core, model, training_file, tags, extra_body, poll_interval,
                                validation_file=validation_file,
                                epochs=epochs, hyperparameters=hyperparameters, suffix=suffix, method=method,
@@ -537,6 +541,7 @@ class AsyncFineTuning:
         progress: bool = False,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
+        **unknown: Never,
     ) -> FineTuneJob:
         """Launch a fine-tuning job, awaited (see :meth:`Client.finetune`).
 
@@ -572,6 +577,8 @@ class AsyncFineTuning:
             FineTuneTimeoutError: With ``wait``: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries (``NotFoundError`` for an unknown base model ...).
         """
+        if unknown:
+            refuse(unknown, self.finetune)
         launch, tags = _launch(self._core, model, training_file, tags, extra_body, poll_interval,
                                validation_file=validation_file,
                                epochs=epochs, hyperparameters=hyperparameters, suffix=suffix, method=method,

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Never
 
+from ._arguments import refuse
 from ._bookkeeping import prediction_ended
 from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_DOWNLOAD_REDIRECTS, MAX_POLL_INTERVAL_S, NOT_GIVEN, NotGiven
 from ._core import call_deadline, check_seconds
@@ -461,6 +462,7 @@ class Predicting:
         progress: bool | Console = False,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
+        **unknown: Never,
     ) -> Prediction:
         """Run a model on a serverless GPU host (``replicate:owner/name[:version]``, ``replicate:deployments/...``).
 
@@ -498,6 +500,8 @@ class Predicting:
             ProviderError: The host failed after retries (a request that starts a run is retried only when the
                 host surely never saw it).
         """
+        if unknown:
+            refuse(unknown, self.predict)
         return self.predictions.create(
             model, input, wait=wait, timeout=timeout, poll_interval=poll_interval, hardware=hardware,
             webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
@@ -525,6 +529,7 @@ class AsyncPredicting:
         progress: bool | Console = False,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
+        **unknown: Never,
     ) -> Prediction:
         """Run a model on a serverless GPU host (see :meth:`Client.predict`).
 
@@ -536,6 +541,8 @@ class AsyncPredicting:
             PredictionTimeoutError: ``timeout`` passed first.
             ProviderError: The host failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.predict)
         return await self.predictions.create(
             model, input, wait=wait, timeout=timeout, poll_interval=poll_interval, hardware=hardware,
             webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
