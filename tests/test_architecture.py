@@ -290,3 +290,17 @@ def test_checker_resolves_relative_absolute_and_subpackage_imports(tmp_path: Pat
                                                 ("_some_new_module", "client"), ("", "entry points")])
 def test_layer_table(module: str, layer: str) -> None:
     assert layer_of(module) == layer
+
+
+def test_no_test_module_imports_a_conftest() -> None:
+    """``from conftest import X`` resolves to whichever folder's conftest pytest put on ``sys.path`` first
+    (``tests/faults`` has one too): shared test helpers live in uniquely named modules (``_paths``, ``_support``)."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if any(n.split(".")[0] == "conftest" for n in names):
+                offenders.append(f"{path.relative_to(tests)}:{node.lineno}")
+    assert offenders == []
