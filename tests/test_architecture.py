@@ -241,6 +241,25 @@ def test_the_architecture_page_names_every_module() -> None:
     assert "adapters/<provider>" in named
 
 
+def test_the_diagram_draws_the_layer_table() -> None:
+    """Each module drawn in the page's diagram sits in the layer it is drawn in, and every layer is drawn."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text("utf-8")
+    diagram = page.split("```text\n", 1)[1].split("```", 1)[0]
+    drawn: dict[str, str] = {}
+    layer = ""
+    for line in diagram.splitlines():
+        row = re.fullmatch(r" │ (.{13})(.*)│", line.rstrip())
+        if row is None:
+            continue
+        layer = row[1].strip() or layer
+        for name in re.sub(r"\([^)]*\)", "", row[2]).split():  # "(the contract)" and such are notes
+            module = "" if name == "computekit" else name.replace("/", ".").replace("<provider>", "openai")
+            drawn[name] = layer
+            assert layer_of(module) == layer, f"{name} is drawn in {layer!r}, the table says {layer_of(module)!r}"
+    assert set(drawn.values()) == set(RANK)
+    assert len(drawn) > 30
+
+
 # --------------------------------------------------------------------------------------------- the checker
 
 
