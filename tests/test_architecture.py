@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("settings", [r"_config"]),
     ("services", [r"_retry", r"routing(\..*)?", r"_budget", r"ledger(\..*)?", r"_transport", r"_otel", r"_finetune",
                   r"_progress"]),
-    ("core", [r"_core"]),
+    ("core", [r"_core", r"_batch"]),
     ("client", [r"_client", r"_finetune_client", r"_defaults"]),
     ("entry points", [r"", r"cli", r"testing(\..*)?", r"_docgen", r"_demo"]),
 ]

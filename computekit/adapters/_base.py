@@ -322,7 +322,8 @@ BATCH_ENDED = frozenset({"completed", "failed", "expired", "canceled"})
 class BatchSpec:
     """What a provider's batch API accepts: checked on every line before anything is uploaded."""
 
-    max_requests: int
+    max_requests: int | None
+    """The most requests one batch takes (``None``: bounded by size only)."""
     max_bytes: int
     """The largest input (the JSONL file, or the create request's body when the lines go inline)."""
     uploads: bool = True
