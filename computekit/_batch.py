@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +26,7 @@ from .pricing import BATCH_CONTEXT, PriceBook, PriceRef
 __all__ = [
     "BATCH_ITEM",
     "MAX_NAMED_PROBLEMS",
+    "BatchTotals",
     "ItemCost",
     "PreparedBatch",
     "batch_estimate",
@@ -286,16 +287,31 @@ def _in_batch(ref: PriceRef) -> PriceRef:
     return replace(ref, context=(*ref.context, BATCH_CONTEXT))
 
 
-def summarise(costs: Sequence[ItemCost]) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
-    """Total batch cost, total synchronous price and total saved over ``costs`` (``None`` when any is unknown)."""
-    def total(values: Iterable[Decimal | None]) -> Decimal | None:
-        acc = _ZERO
-        for v in values:
-            if v is None:
-                return None
-            acc += v
-        return acc
+@dataclass(slots=True)
+class BatchTotals:
+    """Running totals over a batch's items, kept as results stream by (no item is held): what the batch cost, what
+    the same usage costs synchronously, and the difference. A total is ``None`` once any item's is unknown."""
 
-    return (total(c.cost.total for c in costs), total(c.synchronous.total for c in costs),
-            total(c.saved for c in costs))
+    items: int = 0
+    cost: Decimal | None = _ZERO
+    synchronous: Decimal | None = _ZERO
+    saved: Decimal | None = _ZERO
 
+    def add(self, priced: ItemCost) -> None:
+        """Count one item's prices in."""
+        self.items += 1
+        self.cost = _plus(self.cost, priced.cost.total)
+        self.synchronous = _plus(self.synchronous, priced.synchronous.total)
+        self.saved = _plus(self.saved, priced.saved)
+
+
+def _plus(total: Decimal | None, value: Decimal | None) -> Decimal | None:
+    return None if total is None or value is None else total + value
+
+
+def summarise(costs: Iterable[ItemCost]) -> BatchTotals:
+    """The totals over ``costs``."""
+    totals = BatchTotals()
+    for priced in costs:
+        totals.add(priced)
+    return totals

@@ -207,7 +207,9 @@ def test_items_and_the_summary_show_what_batching_saved() -> None:
              BatchItem("b", _completion("gpt-4o-mini", Usage(input_tokens=500, output_tokens=50)), billed=True),
              BatchItem("c", None, error=None, billed=False)]
     costs = [price_item(book, oa, "gpt-4o-mini", item) for item in items]
-    total, synchronous, saved = summarise(costs)
+    totals = summarise(costs)
+    total, synchronous, saved = totals.cost, totals.synchronous, totals.saved
+    assert totals.items == 3
     assert total is not None
     assert synchronous is not None
     assert saved == synchronous - total
@@ -222,4 +224,5 @@ def test_items_and_the_summary_show_what_batching_saved() -> None:
 def test_a_failed_item_the_provider_billed_is_never_free() -> None:
     priced = price_item(PriceBook(), openai(), "gpt-4o-mini", BatchItem("x", None, billed=True))
     assert priced.cost.total is None
-    assert summarise([priced]) == (None, None, None)
+    totals = summarise([priced])
+    assert (totals.cost, totals.synchronous, totals.saved) == (None, None, None)
