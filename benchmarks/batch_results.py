@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +35,8 @@ def write_results(path: Path, lines: int) -> None:
             body = {
                 "id": f"chatcmpl-{i}", "object": "chat.completion", "created": 1764239000,
                 "model": "gpt-4o-mini-2024-07-18",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": f"Answer number {i}: " + "ok " * 40,
-                                                     "refusal": None, "annotations": []},
+                "choices": [{"index": 0, "message": {"role": "assistant", "refusal": None, "annotations": [],
+                                                     "content": f"Answer number {i}: " + "ok " * 40},
                              "logprobs": None, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 120 + i % 50, "completion_tokens": 40 + i % 7, "total_tokens": 0,
                           "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
@@ -58,7 +57,8 @@ if mode != "json":
     from computekit.adapters._base import BatchState, ProviderSettings
     from computekit.adapters.openai import OpenAIAdapter
     from computekit.pricing import PriceBook
-    adapter = OpenAIAdapter(ProviderSettings("openai", "https://api.openai.com/v1", SecretStr("sk-bench-0123456789"), 30))
+    settings = ProviderSettings("openai", "https://api.openai.com/v1", SecretStr("sk-bench-0123456789"), 30)
+    adapter = OpenAIAdapter(settings)
     book = PriceBook()
     state = BatchState(id="batch_bench", model="gpt-4o-mini", status="completed", provider_status="completed")
     totals = BatchTotals()
@@ -113,7 +113,6 @@ def main() -> None:
         rss = statistics.median(s["peak_rss_mib"] for s in samples[mode])
         print(f"| {label} | {rate:,.0f} | {rss:.0f} | {floor / rate:.1f}x slower |" if mode != "json"
               else f"| {label} | {rate:,.0f} | {rss:.0f} | 1.0x |")
-    _ = time
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ from test_cassette_specs import _spec as openai_spec
 from test_cassette_specs import errors as openai_errors
 from test_cassette_specs import spec_path as openai_spec_path
 
-from computekit._batch import prepare_batch, price_item
+from computekit._batch import BatchTotals, batch_estimate, prepare_batch, price_item, summarise
 from computekit._exceptions import ContextWindowExceededError, InvalidRequestError, UnsupportedCapabilityError
 from computekit._http import HTTPResponse
+from computekit._types import Cost
 from computekit.adapters._base import (
     BATCH_STATUSES,
     Adapter,
@@ -44,6 +45,13 @@ from computekit.adapters.openai import OpenAIAdapter
 from computekit.pricing import BATCH_CONTEXT, PriceBook, PriceRef
 
 HERE = CASSETTES / "test_batch_wire"
+# Answers as Mistral's and Gemini's API references document them (no spec in shared/specs to validate against).
+MISTRAL_ANSWER = {"id": "c", "object": "chat.completion", "model": "mistral-small-latest", "created": 1,
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                  "usage": {"prompt_tokens": 8, "completion_tokens": 2, "total_tokens": 10}}
+GEMINI_ANSWER = {"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP"}],
+                 "usageMetadata": {"promptTokenCount": 6, "candidatesTokenCount": 1, "totalTokenCount": 7},
+                 "modelVersion": "gemini-2.5-flash"}
 REQUESTS: list[dict[str, Any]] = [
     {"custom_id": "q1", "messages": [{"role": "user", "content": "Say this is a test"}], "max_tokens": 16},
     {"custom_id": "q2", "messages": [{"role": "user", "content": "Name a prime number"}], "max_tokens": 16},
@@ -329,10 +337,8 @@ def test_mistral_batch_job() -> None:
     assert (state.status, state.total, state.output_ref) == ("completed", 1, "file-out")
     [results] = mi.build_batch_results(state)
     assert results.url == "https://api.mistral.ai/v1/files/file-out/content"
-    body = {"id": "c", "object": "chat.completion", "model": "mistral-small-latest", "created": 1,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 8, "completion_tokens": 2, "total_tokens": 10}}
-    item = mi.parse_batch_line(state, {"id": "r", "custom_id": "q1", "response": {"status_code": 200, "body": body}})
+    item = mi.parse_batch_line(state, {"id": "r", "custom_id": "q1", "response": {"status_code": 200,
+                                                                                 "body": MISTRAL_ANSWER}})
     assert item.result is not None
     assert item.result.usage.input_tokens == 8
     priced = price_item(PriceBook(), mi, "mistral-small-latest", item)
@@ -349,15 +355,12 @@ def test_gemini_batch_mode_inline() -> None:
     create = ge.build_batch_create("gemini-2.5-flash", "complete", None, batch.lines, {})
     assert create.url.endswith("/models/gemini-2.5-flash:batchGenerateContent")
     assert create.json["batch"]["inputConfig"]["requests"]["requests"] == batch.lines
-    answer_body = {"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP"}],
-                   "usageMetadata": {"promptTokenCount": 6, "candidatesTokenCount": 1, "totalTokenCount": 7},
-                   "modelVersion": "gemini-2.5-flash"}
     op = {"name": "batches/abc", "done": True,
           "metadata": {"name": "batches/abc", "model": "models/gemini-2.5-flash", "state": "BATCH_STATE_SUCCEEDED",
                        "batchStats": {"requestCount": "2", "successfulRequestCount": "1", "failedRequestCount": "1"},
                        "createTime": "2026-11-27T09:00:00Z"},
           "response": {"inlinedResponses": {"inlinedResponses": [
-              {"response": answer_body, "metadata": {"key": "q1"}},
+              {"response": GEMINI_ANSWER, "metadata": {"key": "q1"}},
               {"error": {"code": 8, "message": "Resource exhausted"}, "metadata": {"key": "q2"}}]}}}
     state = ge.parse_batch("gemini-2.5-flash", HTTPResponse(200, {}, json.dumps(op).encode()))
     assert (state.id, state.status, state.total, state.completed, state.failed) == ("abc", "completed", 2, 1, 1)
@@ -458,3 +461,48 @@ def test_providers_with_a_batch_api_say_so() -> None:
     for cls in (OpenAIAdapter, AzureOpenAIAdapter, AnthropicAdapter, MistralAdapter, GeminiAdapter):
         assert cls.capabilities.batch
         assert "batch" in cls.capabilities.names()
+
+
+# ------------------------------------------------------------------------------------------------ the table
+
+
+def provider_table() -> list[tuple[str, str, Cost, BatchTotals]]:
+    """Per provider: the estimate of the first two requests, and their results' totals (batch, synchronous,
+    saved), from the cassettes (OpenAI, Anthropic) and the documented answers (Mistral, Gemini)."""
+    book = PriceBook()
+    rows = []
+    oa = openai()
+    inters = interactions("openai_batch.yaml")
+    state = oa.parse_batch("gpt-4o-mini", answer(inters[2]))
+    rows.append(("openai", "gpt-4o-mini", oa, [oa.parse_batch_line(state, raw) for raw in result_lines(inters[3])]))
+    an = anthropic()
+    inters = interactions("anthropic_batch.yaml")
+    state = an.parse_batch("claude-haiku-4-5", answer(inters[1]))
+    rows.append(("anthropic", "claude-haiku-4-5", an,
+                 [an.parse_batch_line(state, raw) for raw in result_lines(inters[2])][:2]))
+    mi = make(MistralAdapter, "mistral", "https://api.mistral.ai/v1")
+    state = BatchState(id="j", model="mistral-small-latest", status="completed", provider_status="SUCCESS")
+    rows.append(("mistral", "mistral-small-latest", mi, [
+        mi.parse_batch_line(state, {"custom_id": f"q{i}", "response": {"status_code": 200, "body": MISTRAL_ANSWER}})
+        for i in (1, 2)]))
+    ge = make(GeminiAdapter, "gemini", "https://generativelanguage.googleapis.com/v1beta")
+    state = BatchState(id="b", model="gemini-2.5-flash", status="completed", provider_status="BATCH_STATE_SUCCEEDED")
+    rows.append(("gemini", "gemini-2.5-flash", ge, [
+        ge.parse_batch_line(state, {"response": GEMINI_ANSWER, "metadata": {"key": f"q{i}"}}) for i in (1, 2)]))
+    out = []
+    for provider, model, adapter, items in rows:
+        estimate = batch_estimate(book, adapter, prepare_batch(adapter, model, REQUESTS[:2]))
+        out.append((provider, model, estimate, summarise(price_item(book, adapter, model, i) for i in items)))
+    return out
+
+
+def test_per_provider_estimate_actual_synchronous_and_saved() -> None:
+    for provider, _, estimate, totals in provider_table():
+        assert estimate.estimated, provider
+        assert estimate.total is not None, provider
+        assert totals.cost is not None, provider
+        assert totals.synchronous is not None, provider
+        assert estimate.total >= totals.cost, provider  # outputs are estimated at their max_tokens
+        assert totals.saved == totals.synchronous - totals.cost, provider
+        assert totals.saved is not None
+        assert totals.saved > 0, provider
