@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ._core import normalise_messages
+from ._core import flatten_prompt, normalise_messages
 from ._exceptions import InvalidRequestError
 from ._finetune import _Counter, count_example_tokens
 from ._types import Completion, Cost, Embeddings, Usage
@@ -116,7 +116,7 @@ def read_requests(requests: Any) -> Iterator[tuple[int, Any]]:
     )
 
 
-def _request(model: str, raw: Any) -> tuple[str, CompleteRequest | EmbedRequest]:
+def _request(adapter: Adapter, model: str, raw: Any) -> tuple[str, CompleteRequest | EmbedRequest]:
     """One request dict -> ``(custom_id, request)``: ``messages`` (or ``prompt``) make a ``complete()`` call,
     ``input`` an ``embed()`` call, with the same options those verbs take. The provider's own line shape
     (``{"custom_id", "body": {...}}``) is read too: its body holds the same fields."""
@@ -147,7 +147,10 @@ def _request(model: str, raw: Any) -> tuple[str, CompleteRequest | EmbedRequest]
         raise InvalidRequestError("a batched request cannot stream")
     messages = normalise_messages(body.get("prompt"), body.get("messages"))
     options = {k: body[k] for k in _COMPLETE_OPTIONS if body.get(k) is not None}
-    return custom_id, CompleteRequest(model=model, messages=messages, extra=extra, **options)
+    req = CompleteRequest(model=model, messages=messages, extra=extra, **options)
+    if adapter.uses_text_endpoint(model):  # as complete() sends it: the legacy endpoint takes one prompt
+        req.prompt, req.messages = flatten_prompt(messages), []
+    return custom_id, req
 
 
 def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
@@ -170,7 +173,7 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
     size = 0
     for n, raw in read_requests(requests):
         try:
-            custom_id, req = _request(model, raw)
+            custom_id, req = _request(adapter, model, raw)
             if custom_id in seen:
                 raise InvalidRequestError(f"custom_id {custom_id!r} repeats line {seen[custom_id]}")
             kind = "embed" if isinstance(req, EmbedRequest) else "complete"
@@ -227,7 +230,9 @@ def batch_estimate(book: PriceBook, adapter: Adapter, batch: PreparedBatch) -> C
             input_tokens += sum(counter(text) for text in req.inputs) if counter.enc is not None else (
                 adapter.input_bound(req, window) or 0)
             continue
-        if counter.enc is not None:
+        if counter.enc is not None and req.prompt is not None:
+            input_tokens += counter(req.prompt)
+        elif counter.enc is not None:
             input_tokens += count_example_tokens({"messages": req.messages, "tools": req.tools}, counter)
         else:
             bound = adapter.input_bound(req, window)

@@ -603,8 +603,10 @@ class OpenAIWire(Adapter):
 
     def build_batch_create(self, model: str, kind: str, file_ref: str | None, lines: Sequence[Mapping[str, Any]],
                            metadata: Mapping[str, str]) -> HTTPRequest:
-        path = "embeddings" if kind == "embed" else "chat/completions"
-        body: dict[str, Any] = {"input_file_id": file_ref, "endpoint": self.batch_url_prefix + path,
+        # The lines name their endpoint (chat, embeddings, or the legacy completions a text model is served by).
+        endpoint = lines[0]["url"] if lines else self.batch_url_prefix + (
+            "embeddings" if kind == "embed" else "chat/completions")
+        body: dict[str, Any] = {"input_file_id": file_ref, "endpoint": endpoint,
                                 "completion_window": OPENAI_BATCH_WINDOW}
         if metadata:
             body["metadata"] = dict(metadata)

@@ -248,6 +248,18 @@ def test_openai_embeddings_batch() -> None:
     assert priced.cost.total == batch_rates.prices["input_mtok"] / Decimal(1_000_000)
 
 
+def test_a_text_model_batch_names_the_completions_endpoint() -> None:
+    oa = openai()
+    batch = prepare_batch(oa, "gpt-3.5-turbo-instruct", [{"custom_id": "t", "prompt": "Once", "max_tokens": 5}])
+    assert batch.lines[0]["url"] == "/v1/completions"
+    assert batch.lines[0]["body"]["prompt"] == "Once"
+    create = oa.build_batch_create("gpt-3.5-turbo-instruct", batch.kind, "file-1", batch.lines, {})
+    assert create.json["endpoint"] == "/v1/completions"
+    book = PriceBook({"openai:gpt-3.5-turbo-instruct": {"batch_input_mtok": "0.75", "batch_output_mtok": "1"}})
+    estimate = batch_estimate(book, oa, batch)
+    assert estimate.lines[0].quantity == 1  # "Once": one token, counted from the prompt itself
+
+
 def test_azure_global_batch_names_the_deployment_on_the_resource() -> None:
     az = make(AzureOpenAIAdapter, "azure", "https://res.openai.azure.com", deployments={"gpt-4o-mini": "gb-mini"})
     assert isinstance(az.options, AzureSettings)
