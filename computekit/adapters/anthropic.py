@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
@@ -74,6 +75,7 @@ from ._base import (
     BilledPart,
     Capabilities,
     CompleteRequest,
+    EmbedRequest,
     HTTPRequest,
     HTTPResponse,
     SSEEvent,
@@ -92,6 +94,9 @@ ANTHROPIC_BATCH_MAX_REQUESTS: Final = 100_000
 ANTHROPIC_BATCH_MAX_BYTES: Final = 256 * 1024 * 1024
 """Message Batches limits: 100,000 requests or 256 MB, whichever is reached first
 (https://docs.anthropic.com/en/docs/build-with-claude/batch-processing)."""
+
+_CUSTOM_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A Message Batches custom_id (MessageBatchIndividualRequestParams.custom_id)."""
 
 ANTHROPIC_VERSION: Final = "2023-06-01"
 """The ``anthropic-version`` header (the Messages API's only version); ``api_version`` in settings overrides it."""
@@ -557,11 +562,14 @@ class AnthropicAdapter(Adapter):
         return BatchSpec(max_requests=ANTHROPIC_BATCH_MAX_REQUESTS, max_bytes=ANTHROPIC_BATCH_MAX_BYTES,
                          uploads=False, embed=False)
 
-    def batch_line(self, custom_id: str, req: Any) -> dict[str, Any]:
+    def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
         if not isinstance(req, CompleteRequest):
             raise self.unsupported("embed")
         if req.stream:
             raise InvalidRequestError("anthropic: a batched request cannot stream")
+        if not _CUSTOM_ID.fullmatch(custom_id):
+            raise InvalidRequestError(f"custom_id {custom_id!r}: Message Batches take 1 to 64 letters, digits, "
+                                      "'-' and '_'")
         return {"custom_id": custom_id, "params": dict(self.build_complete(req).json)}
 
     def build_batch_create(self, model: str, kind: str, file_ref: str | None, lines: Sequence[Mapping[str, Any]],

@@ -786,7 +786,7 @@ class GeminiAdapter(GeminiWire):
     def batch_spec(self, model: str) -> BatchSpec:
         return BatchSpec(max_requests=None, max_bytes=GEMINI_BATCH_MAX_BYTES, uploads=False, embed=False)
 
-    def batch_line(self, custom_id: str, req: Any) -> dict[str, Any]:
+    def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
         if not isinstance(req, CompleteRequest):
             raise self.unsupported("batch embeddings")
         if req.stream:

@@ -322,6 +322,15 @@ def test_anthropic_canceled_batch_and_items() -> None:
     assert not item.billed
 
 
+def test_anthropic_custom_ids_follow_the_spec() -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        prepare_batch(anthropic(), "claude-haiku-4-5", [{**REQUESTS[0], "custom_id": "has space"},
+                                                        {**REQUESTS[1], "custom_id": "x" * 65}])
+    assert "line 1: custom_id 'has space'" in str(info.value)
+    assert "line 2: custom_id" in str(info.value)
+    assert prepare_batch(anthropic(), "claude-haiku-4-5", [{**REQUESTS[0], "custom_id": "ok_id-1"}]).count == 1
+
+
 def test_anthropic_refuses_batched_embeddings_and_streams() -> None:
     an = anthropic()
     with pytest.raises(UnsupportedCapabilityError):
@@ -388,6 +397,17 @@ def test_gemini_batch_mode_inline() -> None:
     assert priced.cost.total is not None
     assert priced.saved is not None
     assert priced.saved > 0
+
+
+def test_mistral_batches_embeddings_gemini_does_not() -> None:
+    mi = make(MistralAdapter, "mistral", "https://api.mistral.ai/v1")
+    batch = prepare_batch(mi, "mistral-embed", [{"custom_id": "e", "input": ["a", "b"]}])
+    assert batch.lines == [{"custom_id": "e", "body": {"input": ["a", "b"], "encoding_format": "float"}}]
+    create = mi.build_batch_create("mistral-embed", batch.kind, "file-1", batch.lines, {})
+    assert create.json["endpoint"] == "/v1/embeddings"
+    ge = make(GeminiAdapter, "gemini", "https://generativelanguage.googleapis.com/v1beta")
+    with pytest.raises(UnsupportedCapabilityError, match="gemini does not support batch embeddings"):
+        prepare_batch(ge, "gemini-embedding-001", [{"custom_id": "e", "input": "a"}])
 
 
 def test_gemini_results_file_is_downloaded_from_the_same_host() -> None:
@@ -487,6 +507,9 @@ def provider_table() -> list[tuple[str, str, Cost, BatchTotals]]:
     inters = interactions("openai_batch.yaml")
     state = oa.parse_batch("gpt-4o-mini", answer(inters[2]))
     rows.append(("openai", "gpt-4o-mini", oa, [oa.parse_batch_line(state, raw) for raw in result_lines(inters[3])]))
+    # Azure's global batch writes OpenAI's result lines: the same file, read by the Azure adapter.
+    az = make(AzureOpenAIAdapter, "azure", "https://res.openai.azure.com")
+    rows.append(("azure", "gpt-4o-mini", az, [az.parse_batch_line(state, raw) for raw in result_lines(inters[3])]))
     an = anthropic()
     inters = interactions("anthropic_batch.yaml")
     state = an.parse_batch("claude-haiku-4-5", answer(inters[1]))
