@@ -26,6 +26,7 @@ from .pricing import BATCH_CONTEXT, PriceBook, PriceRef
 __all__ = [
     "BATCH_ITEM",
     "MAX_NAMED_PROBLEMS",
+    "MAX_RESULT_LINE_BYTES",
     "BatchTotals",
     "ItemCost",
     "PreparedBatch",
@@ -33,9 +34,13 @@ __all__ = [
     "prepare_batch",
     "price_item",
     "read_requests",
+    "result_lines",
     "summarise",
 ]
 
+MAX_RESULT_LINE_BYTES = 64 * 1024 * 1024
+"""A result line longer than this is a broken or hostile file: refused instead of buffered (one answer's body is
+at most the model's output, far below this)."""
 MAX_NAMED_PROBLEMS = 20
 """How many bad lines a refusal names (the count of the rest follows)."""
 BATCH_ITEM = "batch {item}"
@@ -205,6 +210,35 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
                                   + (f"; and {more} more" if more else ""))
     return PreparedBatch(model=model, kind=kinds.pop(), requests=out, lines=lines, content=b"".join(chunks),
                          source=source)
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+def result_lines(chunks: Iterable[bytes], max_line: int = MAX_RESULT_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` of a result file arriving in ``chunks`` (a streamed download), blank lines skipped:
+    only the line being read is buffered, so a file of any size is read in bounded memory.
+
+    Raises:
+        ValueError: A line is longer than ``max_line`` bytes (the caller types it as a malformed answer).
+    """
+    pending = bytearray()
+    number = 0
+    for chunk in chunks:
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            number += 1
+            line = bytes(pending[start:end]).strip()
+            if line:
+                yield number, line
+            start = end + 1
+        del pending[:start]
+        if len(pending) > max_line:
+            raise ValueError(f"result line {number + 1} is longer than {max_line:,} bytes")
+    tail = bytes(pending).strip()
+    if tail:
+        yield number + 1, tail
 
 
 # --------------------------------------------------------------------------------------------- cost

@@ -16,6 +16,7 @@ from computekit._batch import (
     prepare_batch,
     price_item,
     read_requests,
+    result_lines,
     summarise,
 )
 from computekit._exceptions import InvalidRequestError
@@ -226,3 +227,21 @@ def test_a_failed_item_the_provider_billed_is_never_free() -> None:
     assert priced.cost.total is None
     totals = summarise([priced])
     assert (totals.cost, totals.synchronous, totals.saved) == (None, None, None)
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+def test_result_lines_are_split_across_chunks_and_numbered() -> None:
+    chunks = [b'{"a":', b'1}\n\n{"b"', b":2}\r\n", b'{"c":3}']
+    assert list(result_lines(chunks)) == [(1, b'{"a":1}'), (3, b'{"b":2}'), (4, b'{"c":3}')]
+    assert list(result_lines([b""])) == []
+
+
+def test_a_line_beyond_the_bound_is_refused_not_buffered() -> None:
+    def endless() -> Any:
+        while True:
+            yield b"x" * 1024
+
+    with pytest.raises(ValueError, match="result line 1 is longer than 4,096 bytes"):
+        list(result_lines(endless(), max_line=4096))
