@@ -77,6 +77,7 @@ __all__ = [
     "StreamUpdate",
     "TrainingFile",
     "carried_status",
+    "count",
     "multipart",
     "obj",
     "refused_values",
@@ -1100,6 +1101,18 @@ def multipart(fields: Mapping[str, str], file_field: str, file: TrainingFile,
     out.append(file.content)
     out.append(f"\r\n--{boundary}--\r\n".encode())
     return b"".join(out), f"multipart/form-data; boundary={boundary}"
+
+
+def count(value: Any) -> int | None:
+    """A count a provider reported: a non-negative integer (or the digit string JSON int64 fields arrive as);
+    anything else (missing, null, garbage) -> ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
 
 
 def obj(value: Any) -> dict[str, Any]:

@@ -81,6 +81,7 @@ from ._base import (
     SSEEvent,
     StreamDecoder,
     carried_status,
+    count,
     obj,
     unix_time,
 )
@@ -582,7 +583,7 @@ class AnthropicAdapter(Adapter):
         status = data.get("processing_status")
         if not isinstance(data.get("id"), str) or status not in ("in_progress", "canceling", "ended"):
             raise self.malformed(resp, model, "not a message batch")
-        counts = {k: int(v) for k, v in obj(data.get("request_counts")).items() if isinstance(v, int)}
+        counts = {k: n for k, v in obj(data.get("request_counts")).items() if (n := count(v)) is not None}
         normal = str(status)
         if status == "ended":
             normal = "canceled" if data.get("cancel_initiated_at") else "completed"

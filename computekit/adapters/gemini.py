@@ -71,6 +71,7 @@ from ._base import (
     HTTPResponse,
     SSEEvent,
     StreamDecoder,
+    count,
     obj,
     unix_time,
 )
@@ -812,12 +813,10 @@ class GeminiAdapter(GeminiWire):
         stats = obj(batch.get("batchStats"))
         output = {**obj(batch.get("output")), **{k: v for k, v in batch.items() if k in ("responsesFile",
                                                                                          "inlinedResponses")}}
-        total = stats.get("requestCount")
         return BatchState(
             id=name.removeprefix("batches/"), model=model, status=_BATCH_STATES[short], provider_status=state,
-            total=int(total) if isinstance(total, int | str) and str(total).isdigit() else None,
-            completed=int(stats.get("successfulRequestCount") or 0),
-            failed=int(stats.get("failedRequestCount") or 0),
+            total=count(stats.get("requestCount")), completed=count(stats.get("successfulRequestCount")) or 0,
+            failed=count(stats.get("failedRequestCount")) or 0,
             output_ref=output.get("responsesFile") if isinstance(output.get("responsesFile"), str) else None,
             created_at=unix_time(batch.get("createTime")), ended_at=unix_time(batch.get("endTime")),
             raw={**data, "_output": output},

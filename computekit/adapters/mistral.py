@@ -47,6 +47,7 @@ from ._base import (
     HTTPResponse,
     SSEEvent,
     StreamDecoder,
+    count,
     obj,
     unix_time,
 )
@@ -137,11 +138,10 @@ class MistralAdapter(OpenAIWire):
         status = data.get("status")
         if not isinstance(data.get("id"), str) or status not in _BATCH_STATUS:
             raise self.malformed(resp, model, "not a batch job")
-        total = data.get("total_requests")
         return BatchState(
             id=data["id"], model=model, status=_BATCH_STATUS[status], provider_status=str(status),
-            total=total if isinstance(total, int) else None, completed=int(data.get("succeeded_requests") or 0),
-            failed=int(data.get("failed_requests") or 0), output_ref=data.get("output_file"),
+            total=count(data.get("total_requests")), completed=count(data.get("succeeded_requests")) or 0,
+            failed=count(data.get("failed_requests")) or 0, output_ref=data.get("output_file"),
             error_ref=data.get("error_file"),
             kind="embed" if str(data.get("endpoint") or "").endswith("embeddings") else "complete",
             created_at=unix_time(data.get("created_at")), ended_at=unix_time(data.get("completed_at")), raw=data,

@@ -57,6 +57,7 @@ from ._base import (
     StreamDecoder,
     TrainingFile,
     carried_status,
+    count,
     multipart,
     obj,
     unix_time,
@@ -623,8 +624,8 @@ class OpenAIWire(Adapter):
                      None)
         return BatchState(
             id=data["id"], model=model, status=_OPENAI_BATCH_STATUS[status], provider_status=status,
-            total=counts.get("total") if isinstance(counts.get("total"), int) else None,
-            completed=int(counts.get("completed") or 0), failed=int(counts.get("failed") or 0),
+            total=count(counts.get("total")), completed=count(counts.get("completed")) or 0,
+            failed=count(counts.get("failed")) or 0,
             output_ref=data.get("output_file_id"), error_ref=data.get("error_file_id"),
             kind="embed" if endpoint.endswith("embeddings") else "complete",
             created_at=unix_time(data.get("created_at")), ended_at=unix_time(ended), raw=data,

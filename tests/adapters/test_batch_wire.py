@@ -465,6 +465,14 @@ def test_every_normalised_status_is_a_known_one() -> None:
     assert {w for _, _, w in STATUS_CASES} == set(BATCH_STATUSES)
 
 
+def test_counts_that_do_not_parse_are_unknown_not_a_crash() -> None:
+    body = {"id": "b", "object": "batch", "endpoint": "/v1/chat/completions", "input_file_id": "f",
+            "completion_window": "24h", "status": "in_progress", "created_at": 1,
+            "request_counts": {"total": "many", "completed": -3, "failed": True}}
+    state = openai().parse_batch("m", HTTPResponse(200, {}, json.dumps(body).encode()))
+    assert (state.total, state.completed, state.failed) == (None, 0, 0)
+
+
 @pytest.mark.parametrize("body", [{"id": "b"}, {"status": "completed"}, {"id": "b", "status": "weird"}])
 def test_a_batch_object_that_is_not_one_is_malformed(body: dict[str, Any]) -> None:
     from computekit._exceptions import MalformedResponseError
