@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("settings", [r"_config"]),
     ("services", [r"_retry", r"routing(\..*)?", r"_budget", r"_costs", r"ledger(\..*)?", r"_transport", r"_otel",
                   r"_finetune", r"_progress"]),
-    ("core", [r"_core"]),
+    ("core", [r"_core", r"_batch"]),
     ("calls", [r"_plan", r"_plans", r"_attempt", r"_driver", r"_bookkeeping"]),
     ("client", [r"_client", r"_streaming", r"_predictions", r"_finetune_client", r"_defaults"]),
     ("entry points", [r"", r"cli", r"testing(\..*)?", r"_docgen", r"_demo"]),
