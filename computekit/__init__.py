@@ -11,6 +11,7 @@
 # result types and the verbs load on first use (PEP 562), so that ``import computekit`` stays cheap for a
 # program that may not call anything (a CLI's --help, a worker that fails over to a cache).
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ._constants import NOT_GIVEN
@@ -67,6 +68,8 @@ if TYPE_CHECKING:
         rerank,
         stream,
     )
+    from ._finetune_client import AsyncFineTunes, FineTunes
+    from ._predictions import AsyncPredictions, Predictions
     from ._types import (
         Attempt,
         Chunk,
@@ -95,6 +98,10 @@ _LAZY: dict[str, str] = {
     "AsyncPredictionStream": "._client",
     "AsyncStream": "._client",
     "Client": "._client",
+    "AsyncFineTunes": "._finetune_client",
+    "FineTunes": "._finetune_client",
+    "AsyncPredictions": "._predictions",
+    "Predictions": "._predictions",
     "PredictionStream": "._client",
     "Stream": "._client",
     "acomplete": "._defaults",
@@ -137,7 +144,9 @@ __all__ = [
     "APITimeoutError",
     "AllTargetsFailedError",
     "AsyncClient",
+    "AsyncFineTunes",
     "AsyncPredictionStream",
+    "AsyncPredictions",
     "AsyncStream",
     "Attempt",
     "AuthenticationError",
@@ -160,6 +169,7 @@ __all__ = [
     "FineTuneFailedError",
     "FineTuneJob",
     "FineTuneTimeoutError",
+    "FineTunes",
     "ImagePart",
     "InputValidationError",
     "InvalidRequestError",
@@ -174,6 +184,7 @@ __all__ = [
     "PredictionFailedError",
     "PredictionStream",
     "PredictionTimeoutError",
+    "Predictions",
     "PriceSource",
     "ProviderError",
     "RateLimitError",
@@ -221,6 +232,12 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'computekit' has no attribute {name!r}")
     value = _show_as_public(getattr(importlib.import_module(module, __name__), name))
     globals()[name] = value  # looked up once: later accesses are plain module attributes
+    # What that import loaded besides shows as public too: ``type(client.predictions)`` is
+    # ``computekit.Predictions`` once ``ck.Client`` has been used, though ``ck.Predictions`` never was.
+    for other, where in _LAZY.items():
+        loaded = sys.modules.get(__name__ + where)
+        if other not in globals() and loaded is not None and hasattr(loaded, other):
+            globals()[other] = _show_as_public(getattr(loaded, other))
     return value
 
 

@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "computekit"
 # the pattern that matches its dotted name (without the leading "computekit."); a new private module of the
 # top-level package that no pattern names is taken as part of the client layer, so no lower layer can reach it.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundation", [r"_version", r"_constants", r"_exceptions", r"_money", r"_extras"]),
+    ("foundation", [r"_version", r"_constants", r"_exceptions", r"_money", r"_extras", r"_arguments"]),
     ("vocabulary", [r"_http", r"_urls", r"_targets", r"_schema", r"_sse", r"_inprocess", r"_outputs", r"webhooks",
                     r"_display", r"ledger\._row", r"ledger\._budgets"]),
     ("data types", [r"_types"]),
@@ -309,3 +309,17 @@ def test_checker_resolves_relative_absolute_and_subpackage_imports(tmp_path: Pat
                                                 ("_some_new_module", "client"), ("", "entry points")])
 def test_layer_table(module: str, layer: str) -> None:
     assert layer_of(module) == layer
+
+
+def test_no_test_module_imports_a_conftest() -> None:
+    """``from conftest import X`` resolves to whichever folder's conftest pytest put on ``sys.path`` first
+    (``tests/faults`` has one too): shared test helpers live in uniquely named modules (``_paths``, ``_support``)."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if any(n.split(".")[0] == "conftest" for n in names):
+                offenders.append(f"{path.relative_to(tests)}:{node.lineno}")
+    assert offenders == []

@@ -394,7 +394,11 @@ class EventDecoder(Protocol):
     """Frames a streamed body into events (server-sent events by default; AWS's event-stream for Bedrock)."""
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Decode ``chunk``; returns the events it completed."""
+        """Decode ``chunk``; returns the events it completed.
+
+        A frame that does not parse raises ``computekit._sse.FrameError``, one too large ``SSETooLarge``; both
+        carry the ``events`` the chunk completed before it, which the stream still delivers first.
+        """
         ...
 
     def close(self) -> tuple[list[SSEEvent], bool]:
