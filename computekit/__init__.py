@@ -55,6 +55,7 @@ from ._exceptions import (
     UnsupportedCapabilityError,
     WebhookVerificationError,
 )
+from ._tags import tags
 from ._types import (
     Attempt,
     Chunk,
@@ -148,4 +149,5 @@ __all__ = [
     "predict",
     "rerank",
     "stream",
+    "tags",
 ]

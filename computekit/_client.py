@@ -25,7 +25,7 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import Core, Run, Target, call_options, check_tags, ledger_call, normalise_messages, now
+from ._core import Core, Run, Target, call_options, ledger_call, normalise_messages, now
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -40,6 +40,7 @@ from ._finetune_client import AsyncFineTuning, FineTuning
 from ._plan import Plan as _Plan
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
+from ._tags import check_tags
 from ._transport import ERROR_STATUS as _ERROR_STATUS
 from ._transport import async_transport, sync_transport
 from ._types import Attempt, Chunk, Completion, Embeddings, Message, Prediction, Reranking
@@ -1206,7 +1207,7 @@ class Client(_BaseClient, FineTuning):
                 raise
             raise _create_timed_out(e, timeout) from e
         prediction._client = self
-        prediction._tags = tags
+        prediction._tags = plan.tags
         if wait:
             return self._wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
         if prediction.done:
@@ -1549,7 +1550,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
                 raise
             raise _create_timed_out(e, timeout) from e
         prediction._client = self
-        prediction._tags = tags
+        prediction._tags = plan.tags
         if wait:
             return await self._wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
         if prediction.done:

@@ -697,27 +697,6 @@ def call_options(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not NOT_GIVEN}
 
 
-def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
-    """``tags`` if they can be stored and grouped on (``report(by="tag:NAME")``): a mapping of non-empty string
-    names to string values.
-
-    Raises:
-        InvalidRequestError: ``tags`` is not such a mapping (raised before any HTTP).
-    """
-    if tags is None:
-        return None
-    if not isinstance(tags, Mapping):
-        raise InvalidRequestError(f"tags must be a dict of strings, e.g. tags={{'feature': 'search'}}, "
-                                  f"not {type(tags).__name__}")
-    for name, value in tags.items():
-        if not isinstance(name, str) or not name:
-            raise InvalidRequestError(f"tag names must be non-empty strings, not {name!r}")
-        if not isinstance(value, str):
-            raise InvalidRequestError(f"tag {name!r} must have a string value (reports group on it), "
-                                      f"not {type(value).__name__}: write str(value)")
-    return tags
-
-
 @dataclass
 class Run:
     """One call's way through its targets: order, deadline, fallback decisions and the errors met (pure

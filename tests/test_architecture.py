@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "computekit"
 # top-level package that no pattern names is taken as part of the client layer, so no lower layer can reach it.
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", [r"_version", r"_constants", r"_exceptions"]),
-    ("vocabulary", [r"_http", r"_targets", r"_schema", r"_sse", r"_inprocess", r"_outputs", r"webhooks",
+    ("vocabulary", [r"_http", r"_targets", r"_tags", r"_schema", r"_sse", r"_inprocess", r"_outputs", r"webhooks",
                     r"ledger\._row", r"ledger\._budgets"]),
     ("data types", [r"_types"]),
     ("pricing", [r"pricing(\..*)?"]),
@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("services", [r"_retry", r"routing(\..*)?", r"_budget", r"ledger(\..*)?", r"_transport", r"_otel", r"_finetune",
                   r"_progress"]),
     ("core", [r"_core"]),
-    ("client", [r"_client", r"_finetune_client", r"_defaults"]),
+    ("client", [r"_client", r"_finetune_client", r"_defaults", r"_instrument"]),
     ("entry points", [r"", r"cli", r"testing(\..*)?", r"_docgen", r"_demo"]),
 ]
 NEW_MODULES = ("client", r"_[a-z_]+")

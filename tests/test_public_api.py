@@ -77,6 +77,7 @@ EXPECTED = sorted([
     "predict",
     "rerank",
     "stream",
+    "tags",
 ])
 
 
