@@ -55,6 +55,7 @@ from ._exceptions import (
     UnsupportedCapabilityError,
     WebhookVerificationError,
 )
+from ._instrument import instrument
 from ._tags import tags
 from ._types import (
     Attempt,
@@ -146,6 +147,7 @@ __all__ = [
     "complete",
     "embed",
     "finetune",
+    "instrument",
     "predict",
     "rerank",
     "stream",

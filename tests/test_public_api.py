@@ -74,6 +74,7 @@ EXPECTED = sorted([
     "complete",
     "embed",
     "finetune",
+    "instrument",
     "predict",
     "rerank",
     "stream",
