@@ -89,14 +89,8 @@ def _anthropic_messages(model: str, body: dict[str, Any]) -> CompleteRequest:
 
 
 def _cohere_chat(model: str, body: dict[str, Any]) -> CompleteRequest:
-    messages = list(body.get("messages") or [])
-    if "message" in body:  # the v1 shape: one message, with the history beside it
-        messages = [*list(body.get("chat_history") or []), {"role": "user", "content": body["message"]}]
-    req = _complete(model, body, messages, body.get("max_tokens"),
-                    ("model", "messages", "message", "chat_history", "stream", "max_tokens"))
-    if "prompt" in body:  # v1 generate
-        req.prompt = str(body["prompt"])
-    return req
+    return _complete(model, body, list(body.get("messages") or []), body.get("max_tokens"),
+                     ("model", "messages", "stream", "max_tokens"))
 
 
 def _cohere_embed(model: str, body: dict[str, Any]) -> EmbedRequest:
@@ -163,11 +157,8 @@ SDKS: dict[str, SDK] = {
         _r("POST", r"/v2/chat$", Route("complete", _cohere_chat)),
         _r("POST", r"/v2/embed$", Route("embed", _cohere_embed)),
         _r("POST", r"/v2/rerank$", Route("rerank", _cohere_rerank)),
-        _r("POST", r"/v1/chat$", Route("complete", _cohere_chat, parse="parse_v1_chat")),
-        _r("POST", r"/v1/generate$", Route("complete", _cohere_chat, parse="parse_v1_generate")),
-        _r("POST", r"/v1/embed$", Route("embed", _cohere_embed, parse="parse_v1_embed")),
-        _r("POST", r"/v1/rerank$", Route("rerank", _cohere_rerank)),
-        _r("POST", r"/v1/(classify|summarize)$", Route("classify")),
+        # The v1 API (ClientV2 still has its methods): billed, recorded with an unknown cost.
+        _r("POST", r"/v1/(chat|generate|embed|rerank|classify|summarize)$", Route("cohere-v1")),
     )),
 }
 

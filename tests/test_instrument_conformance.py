@@ -1,0 +1,142 @@
+"""``ck.instrument``: the real recordings in ``shared/conformance`` replayed through the real vendor SDKs.
+
+Every recorded exchange on an endpoint computekit prices (OpenAI chat and embeddings, Anthropic messages, Cohere
+v2 chat, embed and rerank) is sent by the SDK itself, with the recorded request body, to a mock transport that
+answers with the recorded response in pieces. The instrumented call's ledger row must cost exactly what the same
+answer costs through computekit's own client (``ck.complete()``, ``ck.stream()``, ``ck.embed()``,
+``ck.rerank()``), and an error must be recorded with its status and computekit's error type.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import httpx
+import pytest
+from _conformance import Exchange, files, load, require_conformance_dir
+from test_instrument import KEY, Reply, Server, _lib_of, anthropic, drain, openai, run, sdk_client
+
+import computekit as ck
+from computekit._instrument_sdks import SDKS
+
+pytestmark = pytest.mark.conformance
+
+FOLDERS = {"openai": "openai", "anthropic": "anthropic", "cohere": "cohere"}
+ApiError = pytest.importorskip("cohere.core.api_error").ApiError
+SDK_ERRORS = {"openai": openai.APIStatusError, "anthropic": anthropic.APIStatusError, "cohere": ApiError}
+PRICES = {"cohere:rerank-v3.5": {"search_units": "0.002"}}  # no bundled table prices Cohere's search units
+
+
+def _exchanges() -> list[Any]:
+    out = []
+    for folder, sdk in FOLDERS.items():
+        for rel in files(folder):
+            for e in load(rel):
+                route = SDKS[sdk].route(e.method, e.path)
+                if route is not None and route.normalise is not None and isinstance(e.request_body, dict):
+                    out.append(pytest.param(sdk, e, id=e.id))
+    return out
+
+
+EXCHANGES = _exchanges()
+
+
+def _reply(e: Exchange) -> Reply:
+    # The recording's body is stored decompressed: its encoding and length headers no longer describe it.
+    headers = {k: v for k, v in e.headers.items() if k not in ("content-encoding", "content-length",
+                                                                "transfer-encoding")}
+    return Reply(e.status, pieces=_pieces(e.content), headers=headers)
+
+
+def _pieces(content: bytes, n: int = 3) -> list[bytes]:
+    step = max(1, len(content) // n)
+    return [content[i:i + step] for i in range(0, len(content), step)]
+
+
+def _kwargs(method: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """The recorded body as the SDK method's keyword arguments (fields it has no parameter for: ``extra_body``)."""
+    params = inspect.signature(method).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):  # a wrapper: it takes them all
+        return {k: v for k, v in body.items() if k != "stream"}
+    kwargs = {k: v for k, v in body.items() if k in params and k != "stream"}
+    rest = {k: v for k, v in body.items() if k not in params and k != "stream"}
+    if rest and "extra_body" in params:
+        kwargs["extra_body"] = rest
+    return kwargs
+
+
+async def _call(sdk: str, client: Any, e: Exchange) -> None:
+    body = dict(e.request_body)
+    stream = bool(body.get("stream"))
+    if sdk == "openai":
+        method = client.embeddings.create if e.path.endswith("/embeddings") else client.chat.completions.create
+    elif sdk == "anthropic":
+        method = client.messages.create
+    elif e.path.endswith("/chat"):
+        method = client.chat_stream if stream else client.chat
+    else:
+        method = getattr(client, e.path.rsplit("/", 1)[1])
+    kwargs = _kwargs(method, body)
+    if stream and sdk != "cohere":
+        kwargs["stream"] = True
+    if stream:
+        result = method(**kwargs)
+        await drain(await run(result) if sdk != "cohere" else result)
+    else:
+        await run(method(**kwargs))
+
+
+def _ck_answer(e: Exchange, provider: str) -> Any:
+    """The same answer through computekit's own client: its cost, or the error it raises."""
+    server = Server(httpx, [_reply(e)])
+    client = ck.Client(config=None, ledger="none", providers={provider: {"api_key": KEY}}, prices=PRICES,
+                       retry={"max_retries": 0}, http_client=httpx.Client(transport=httpx.MockTransport(server)))
+    body = e.request_body
+    model = f"{provider}:{body['model']}"
+    try:
+        if e.path.endswith(("/embeddings", "/embed")):
+            inputs = body.get("input", body.get("texts"))
+            return client.embed(model, inputs).cost.total
+        if e.path.endswith("/rerank"):
+            return client.rerank(model, body["query"], body["documents"]).cost.total
+        if body.get("stream"):
+            with client.stream(model, "hi") as s:
+                for _ in s:
+                    pass
+            return s.result.cost.total
+        return client.complete(model, "hi").cost.total
+    except ck.ProviderError as err:
+        return err
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(("sdk", "e"), EXCHANGES)
+async def test_a_recording_through_the_sdk_costs_what_it_costs_through_computekit(
+        sdk: str, e: Exchange, is_async: bool, tmp_path: Any) -> None:
+    require_conformance_dir()
+    lib = _lib_of(sdk)
+    server = Server(lib, [_reply(e)])
+    ckc = ck.Client(config=None, ledger=f"sqlite:///{tmp_path / 'ck.db'}", prices=PRICES)
+    client = ck.instrument(sdk_client(sdk, server, is_async, max_retries=0), using=ckc)
+    expected = _ck_answer(e, SDKS[sdk].provider)
+    if e.status >= 400:
+        with pytest.raises(Exception):  # noqa: B017 - the SDK's own error type
+            await _call(sdk, client, e)
+    else:
+        await _call(sdk, client, e)
+    ckc._core.flush()
+    [row] = ckc.ledger.rows()
+    assert row.model == e.request_body["model"]
+    if isinstance(expected, ck.ProviderError):
+        assert (row.outcome, row.status, row.error_type) == ("error", e.status, type(expected).__name__)
+        return
+    assert row.outcome == "success"
+    assert row.cost == expected  # None for both when the tables have no price for the model (two recordings)
+
+
+def test_the_recordings_cover_every_sdk_and_streams() -> None:
+    require_conformance_dir()
+    covered = {(p.values[0], bool(p.values[1].request_body.get("stream"))) for p in EXCHANGES}
+    assert covered >= {("openai", False), ("openai", True), ("anthropic", False), ("anthropic", True),
+                       ("cohere", False), ("cohere", True)}
