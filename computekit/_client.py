@@ -15,6 +15,8 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import ValidationError
+
 from ._budget import BudgetStatus, Reservation
 from ._config import RouteConfig
 from ._constants import (
@@ -25,7 +27,18 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import Core, Run, Target, call_options, ledger_call, normalise_messages, now
+from ._core import (
+    Core,
+    Run,
+    Target,
+    call_deadline,
+    call_options,
+    check_seconds,
+    check_tools,
+    ledger_call,
+    normalise_messages,
+    now,
+)
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -53,6 +66,7 @@ from .adapters._base import (
     ModelInfo,
     PredictRequest,
     RerankRequest,
+    SSEEvent,
     StreamDecoder,
     StreamUpdate,
 )
@@ -82,6 +96,8 @@ def _complete_options(
     user: str | NotGiven,
     extra_body: Mapping[str, Any] | NotGiven,
 ) -> dict[str, Any]:
+    if tools is not NOT_GIVEN and tools is not None:
+        tools = check_tools(tools)
     opts = call_options(
         max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, tools=tools,
         tool_choice=tool_choice, response_format=response_format, seed=seed, service_tier=service_tier, user=user,
@@ -198,8 +214,7 @@ class _Waiting:
                  progress: bool | Console, deadline: float | None) -> None:
         self.clock = core.router.clock
         self.give_up = deadline if deadline is not None else (None if timeout is None else self.clock() + timeout)
-        if poll_interval is not None and not poll_interval >= 0:
-            raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
+        check_seconds("poll_interval", poll_interval, zero=True)
         self.fixed = poll_interval is not None
         # None is "not given"; 0 is a real interval (a replayed test that must not sleep).
         self.interval = DEFAULT_POLL_INTERVAL_S if poll_interval is None else poll_interval
@@ -397,26 +412,35 @@ class _StreamState:
             raise target.adapter.malformed(HTTPResponse(200, {}, data), target.model, str(e)) from e
         out: list[Chunk] = []
         for ev in events:
-            out.extend(decoder.feed(ev))
+            out.extend(self.feed(target, decoder, ev))
         return out
 
+    @staticmethod
+    def feed(target: Target, decoder: StreamDecoder, ev: SSEEvent) -> list[Chunk]:
+        """One event through the decoder; values out of range (an absurd usage count) are a malformed answer."""
+        head = HTTPResponse(200, {}, ev.data.encode("utf-8", "replace"))
+        return target.adapter.checked(head, target.model, lambda: decoder.feed(ev))
+
     def finish(self, target: Target, decoder: StreamDecoder, head: HTTPResponse) -> Completion:
-        result = decoder.result()
+        result = target.adapter.checked(head, target.model, decoder.result)
         # The decoder sees only events; the request id (and what else the head says) is in the response head.
         target.adapter.note_head(result, head.headers)
         return result
 
     def cancel(self, target: Target, decoder: StreamDecoder, started: dt.datetime, t0: float,
                reservation: Reservation | None = None) -> None:
-        partial_result = decoder.result()
-        usage = partial_result.usage if partial_result._usage_reported else None
+        try:
+            partial_result = decoder.result()
+            usage = partial_result.usage if partial_result._usage_reported else None
+        except ValidationError:  # usage out of range: the attempt is still recorded, its usage unknown
+            usage = None
         self.core.canceled("stream", target, usage, started, t0, self.attempts, self.tags, reservation)
 
     def close(self, target: Target, decoder: StreamDecoder) -> list[Chunk]:
         events, cut = self.sse.close()
         out: list[Chunk] = []
         for ev in events:
-            out.extend(decoder.feed(ev))
+            out.extend(self.feed(target, decoder, ev))
         if cut or not decoder.done:
             raise _decode_stream_error(target, "the stream ended before its last event")
         return out
@@ -496,6 +520,7 @@ class Stream(AbstractContextManager["Stream"]):
                             started_any = True
                             yield chunk
                     yield from st.close(target, decoder)
+                    result = st.finish(target, decoder, head)  # usage out of range: a failed attempt
                 except ProviderError as e:
                     core.failed("stream", target, e, started, t0, st.attempts, st.tags, reservation=held)
                     raise
@@ -507,7 +532,6 @@ class Stream(AbstractContextManager["Stream"]):
                     raise
                 finally:
                     cm.__exit__(None, None, None)
-                result = st.finish(target, decoder, head)
                 core.succeeded("stream", target, result, started, t0, st.attempts, st.tags, first_byte,
                                reservation=held)
                 st.result = result
@@ -603,6 +627,7 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                             yield chunk
                     for chunk in st.close(target, decoder):
                         yield chunk
+                    result = st.finish(target, decoder, head)  # usage out of range: a failed attempt
                 except ProviderError as e:
                     await ledger_call(core, partial(core.failed, "stream", target, e, started, t0, st.attempts,
                                                     st.tags, reservation=held))
@@ -615,7 +640,6 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                     raise
                 finally:
                     await cm.__aexit__(None, None, None)
-                result = st.finish(target, decoder, head)
                 await ledger_call(core, partial(core.succeeded, "stream", target, result, started, t0, st.attempts,
                                                 st.tags, first_byte, reservation=held))
                 st.result = result
@@ -932,7 +956,7 @@ class Client(_BaseClient, FineTuning):
         self._transport = sync_transport(self._core.settings.timeout, http_client)
 
     def _send(self, plan: _Plan) -> Any:
-        core, verb, parse, tags = self._core, plan.verb, plan.parse, plan.tags
+        core, verb, parse, tags = self._core, plan.verb, plan.parse_checked, plan.tags
         run = Run(core, plan.targets, plan.route, plan.build)
         attempts: list[Attempt] = []
         while (target := run.next()) is not None:
@@ -1197,7 +1221,8 @@ class Client(_BaseClient, FineTuning):
             ProviderError: The host failed after retries (a request that starts a run is retried only when the
                 host surely never saw it).
         """
-        deadline = None if timeout is None else self._core.router.clock() + timeout
+        deadline = call_deadline(self._core, timeout)
+        check_seconds("poll_interval", poll_interval, zero=True)  # before the run is created
         plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags, validate, deadline)
         self._prepare(plan.targets, validate=validate, hardware=hardware, deadline=deadline)
         try:
@@ -1327,7 +1352,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         self._transport = async_transport(self._core.settings.timeout, http_client)
 
     async def _send(self, plan: _Plan) -> Any:
-        core, verb, parse, tags = self._core, plan.verb, plan.parse, plan.tags
+        core, verb, parse, tags = self._core, plan.verb, plan.parse_checked, plan.tags
         run = Run(core, plan.targets, plan.route, plan.build)
         attempts: list[Attempt] = []
         while (target := run.next()) is not None:
@@ -1540,7 +1565,8 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
             PredictionTimeoutError: ``timeout`` passed first.
             ProviderError: The host failed after retries.
         """
-        deadline = None if timeout is None else self._core.router.clock() + timeout
+        deadline = call_deadline(self._core, timeout)
+        check_seconds("poll_interval", poll_interval, zero=True)  # before the run is created
         plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags, validate, deadline)
         await self._prepare(plan.targets, validate=validate, hardware=hardware, deadline=deadline)
         try:

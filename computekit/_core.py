@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from ._budget import BudgetStatus, Estimated, Reservation, budget_status, charges
-from ._config import RouteConfig, Settings, adapter_options, load_settings
+from ._config import MAX_SECONDS, RouteConfig, Settings, adapter_options, load_settings
 from ._constants import FINETUNE_RESERVATION_TTL_S, NOT_GIVEN, RESERVATION_TTL_S, NotGiven
 from ._exceptions import (
     AllTargetsFailedError,
@@ -158,7 +158,10 @@ class Core:
                 if self._ledger is None:
                     # Without a budget, rows are committed in batches by a writer thread, off the call path; a
                     # budget needs its reserve and settle done before and after each attempt.
-                    self._ledger = open_ledger(self.settings.ledger.url, buffered=not self.budgets)
+                    conf = self.settings.ledger
+                    self._ledger = open_ledger(conf.url, buffered=not self.budgets,
+                                               flush_interval=conf.flush_interval,
+                                               flush_on_sigterm=conf.flush_on_sigterm)
         return self._ledger
 
     # ----------------------------------------------------------------------------------------- budgets
@@ -268,7 +271,7 @@ class Core:
             route = self.settings.routes.get(model)
             ids = route.targets if route is not None else [model]
         else:
-            ids = list(model)
+            ids = list(check_model_list(model))
             if not ids:
                 raise InvalidRequestError("the list of targets is empty")
         out = []
@@ -695,6 +698,73 @@ def _finetune_key(provider: str, job_id: str) -> str:
 def call_options(**given: Any) -> dict[str, Any]:
     """Keyword arguments that were actually passed (sentinel-free)."""
     return {k: v for k, v in given.items() if v is not NOT_GIVEN}
+
+
+def check_seconds(name: str, value: float | None, *, zero: bool = False) -> float | None:
+    """``value`` when it is a usable duration argument: a finite number of seconds above 0 (or 0, when ``zero``)
+    and at most ``MAX_SECONDS``; ``None`` (not given) passes.
+
+    Raises:
+        InvalidRequestError: It is not (``inf``, ``NaN``, negative, a string ...).
+    """
+    if value is None:
+        return None
+    low_ok = isinstance(value, int | float) and not isinstance(value, bool) and (
+        value >= 0 if zero else value > 0)
+    if not low_ok or not value <= MAX_SECONDS:  # NaN fails both comparisons
+        raise InvalidRequestError(f"{name} must be a number of seconds, {'>= 0' if zero else '> 0'} and at most "
+                                  f"{MAX_SECONDS}, not {value!r}")
+    return value
+
+
+def call_deadline(core: Core, timeout: float | None) -> float | None:
+    """When a call given ``timeout=`` must end, on the router's clock (``None``: no timeout).
+
+    Raises:
+        InvalidRequestError: ``timeout`` is not a usable number of seconds.
+    """
+    seconds = check_seconds("timeout", timeout, zero=True)  # 0: already over (nothing is sent)
+    return None if seconds is None else core.router.clock() + seconds
+
+
+def check_model_list(model: object) -> Sequence[str]:
+    """``model`` when it is a list of model ids (fallback order).
+
+    Raises:
+        InvalidRequestError: It is something else (``None``, a number ...), or holds something else.
+    """
+    if not isinstance(model, Sequence) or isinstance(model, bytes | bytearray):
+        raise InvalidRequestError(
+            f"model must be a model id ('provider:model', e.g. 'openai:gpt-4o-mini'), a route name, or a list of "
+            f"model ids, not {type(model).__name__}"
+        )
+    for mid in model:
+        if not isinstance(mid, str):
+            raise InvalidRequestError(f"each model in the list must be a 'provider:model' string, not "
+                                      f"{type(mid).__name__}: {mid!r}"[:200])
+    return model
+
+
+def check_tools(tools: object) -> list[dict[str, Any]]:
+    """``tools`` when it is a list of tool definitions that can be sent as JSON.
+
+    Raises:
+        InvalidRequestError: It is not a list of dicts, or a definition holds a value JSON cannot carry (a set,
+            an object, NaN ...): the message names the tool (raised before any HTTP).
+    """
+    if not isinstance(tools, list | tuple) or not all(isinstance(t, Mapping) for t in tools):
+        raise InvalidRequestError(f"tools must be a list of tool definitions (dicts), not {type(tools).__name__}")
+    for i, tool in enumerate(tools):
+        try:
+            json.dumps(tool, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as e:
+            fn = tool.get("function")
+            name = tool.get("name") or (fn.get("name") if isinstance(fn, Mapping) else None)
+            raise InvalidRequestError(
+                f"tools[{i}]{f' ({name!r})' if isinstance(name, str) else ''} cannot be sent as JSON: {e}. A tool "
+                "definition holds only dicts, lists, strings, finite numbers, booleans and None"
+            ) from e
+    return list(tools)
 
 
 @dataclass

@@ -149,7 +149,8 @@ class _Try:
                 raise self.broken
             resp = HTTPResponse(self.status, self.head, b"".join(self.body))
             try:
-                return parse(target.adapter, self.route, self.req, resp)
+                return target.adapter.checked(resp, target.model,
+                                              lambda: parse(target.adapter, self.route, self.req, resp))
             except ProviderError:
                 raise
             except Exception as e:

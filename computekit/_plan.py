@@ -42,3 +42,7 @@ class Plan:
         # Bad tags fail before any HTTP, for every verb; the enclosing ck.tags() blocks' tags are merged in now,
         # in the caller's context (a stream read later, or a retry, keeps them).
         object.__setattr__(self, "tags", check_tags(self.tags))
+
+    def parse_checked(self, target: Target, req: Any, resp: HTTPResponse) -> Any:
+        """:attr:`parse`, with values out of range (an absurd usage count) as a MalformedResponseError."""
+        return target.adapter.checked(resp, target.model, lambda: self.parse(target, req, resp))

@@ -14,6 +14,7 @@ Every transport hands ``inproc://`` URLs to :mod:`computekit._inprocess` (in-pro
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import cache
@@ -85,10 +86,15 @@ def _timeout_error(kind: str, provider: str, model: str | None, *, sent: bool = 
     return err
 
 
+# ``scheme://user:password@``: a proxy URL's credentials, should a library put one in its error message.
+_URL_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@'\"]*:)[^/\s@'\"]*@")
+
+
 def _connection_error(e: BaseException, provider: str, model: str | None, *, sent: bool = True
                       ) -> APIConnectionError:
-    # The message names the failure only: never the request (its headers hold the key).
-    err = APIConnectionError(f"connection failed: {type(e).__name__}: {e}", provider=provider, model=model)
+    # The message names the failure only: never the request (its headers hold the key), nor a proxy's password.
+    why = _URL_PASSWORD.sub(r"\1****@", f"{type(e).__name__}: {e}")
+    err = APIConnectionError(f"connection failed: {why}", provider=provider, model=model)
     # ``sent=False``: no connection was made (refused, DNS, connect timeout), so the host never saw the request
     # and even a request that starts billed work may be sent again.
     err.maybe_processed = sent
@@ -149,6 +155,22 @@ def _env_proxy(url: str, seen: dict[tuple[str, str], str | None]) -> str | None:
         return proxy
 
 
+def _proxy_credentials(proxy: str) -> tuple[str, str | None]:
+    """``proxy`` without its userinfo, and the ``Proxy-Authorization`` value the userinfo stands for. The
+    libraries are given the bare URL: they print the URL they hold in their errors (which reach messages and
+    spans), and urllib3 would not send the credentials of a URL at all."""
+    import base64
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(proxy)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return proxy, None
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)), f"Basic {token}"
+
+
 def _env_proxy_for(scheme: str, netloc: str) -> str | None:
     import urllib.request
 
@@ -189,8 +211,10 @@ class Urllib3Transport:
         if proxy:
             pm = self._proxies.get(proxy)
             if pm is None:
+                bare, auth = _proxy_credentials(proxy)
                 pm = self._proxies[proxy] = urllib3.ProxyManager(
-                    proxy, maxsize=DEFAULT_MAX_KEEPALIVE, ssl_context=_ssl_context(), retries=False
+                    bare, maxsize=DEFAULT_MAX_KEEPALIVE, ssl_context=_ssl_context(), retries=False,
+                    proxy_headers={"proxy-authorization": auth} if auth else None,
                 )
             return pm
         if self._direct is None:
@@ -330,6 +354,7 @@ class AiohttpTransport:
     def __init__(self, default_timeout: float) -> None:
         self._default_timeout = default_timeout
         self._proxy_for: dict[tuple[str, str], str | None] = {}
+        self._proxy_auth: dict[str, tuple[str, dict[str, str] | None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -366,10 +391,23 @@ class AiohttpTransport:
     def _head(r: aiohttp.ClientResponse, url: str, content: bytes = b"") -> HTTPResponse:
         return HTTPResponse(status=r.status, headers=r.headers, content=content, url=url)
 
+    def _proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
+        """The proxy for ``url`` and the headers that authenticate to it (see :func:`_proxy_credentials`)."""
+        proxy = _env_proxy(url, self._proxy_for)
+        if proxy is None:
+            return None, None
+        try:
+            return self._proxy_auth[proxy]
+        except KeyError:
+            bare, auth = _proxy_credentials(proxy)
+            found = self._proxy_auth[proxy] = (bare, {"Proxy-Authorization": auth} if auth else None)
+            return found
+
     async def _open(self, req: HTTPRequest) -> Any:
+        proxy, proxy_headers = self._proxy(req.url)
         return (await self._client()).request(
             req.method, req.url, data=req.body(), headers=_headers(req), timeout=self._timeout(req),
-            allow_redirects=False, proxy=_env_proxy(req.url, self._proxy_for),
+            allow_redirects=False, proxy=proxy, proxy_headers=proxy_headers,
         )
 
     async def send(self, req: HTTPRequest, provider: str, model: str | None) -> HTTPResponse:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from ._constants import CURRENCY
+from ._constants import CURRENCY, MAX_USAGE_COUNT
 
 __all__ = [
     "Attempt",
@@ -169,32 +169,42 @@ class Message(_Model):
 # --------------------------------------------------------------------------------------------- usage & cost
 
 
+# A usage count or amount: whole (counts), never negative, never absurd (see MAX_USAGE_COUNT). Checked by
+# pydantic-core where a Usage is built, so an adapter's translation needs no checks of its own.
+_Count = Annotated[int, Field(ge=0, le=MAX_USAGE_COUNT)]
+_Amount = Annotated[Decimal, Field(ge=0, le=MAX_USAGE_COUNT, allow_inf_nan=False)]
+
+
 class Usage(_Model):
     """What a call used, as the provider reported it.
 
     Token counts follow one convention whatever the provider: ``input_tokens`` counts **all** input tokens,
     including ``cached_input_tokens`` and ``cache_write_tokens``; ``output_tokens`` counts all output tokens,
     including ``reasoning_tokens``. Adapters convert providers that count otherwise.
+
+    Every count is a whole number from 0 to ``MAX_USAGE_COUNT`` (ten billion), and ``gpu_seconds`` and ``units``
+    are finite amounts in the same range: building a Usage from anything else raises pydantic's
+    ``ValidationError``, which the client reports as a :class:`~computekit.MalformedResponseError`.
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_write_1h_tokens: int = 0
+    input_tokens: _Count = 0
+    output_tokens: _Count = 0
+    cached_input_tokens: _Count = 0
+    cache_write_tokens: _Count = 0
+    cache_write_1h_tokens: _Count = 0
     """Of ``cache_write_tokens``, those written with a 1-hour lifetime (Anthropic prices them higher)."""
-    reasoning_tokens: int = 0
-    input_audio_tokens: int = 0
-    cached_input_audio_tokens: int = 0
+    reasoning_tokens: _Count = 0
+    input_audio_tokens: _Count = 0
+    cached_input_audio_tokens: _Count = 0
     """Of ``cached_input_tokens``, those of audio (Gemini prices them at a cache rate of their own)."""
-    output_audio_tokens: int = 0
-    output_image_tokens: int = 0
+    output_audio_tokens: _Count = 0
+    output_image_tokens: _Count = 0
     """Of ``output_tokens``, those of generated images (Gemini's image models price them apart)."""
-    requests: int = 1
-    gpu_seconds: Decimal | None = None
+    requests: _Count = 1
+    gpu_seconds: _Amount | None = None
     hardware: str | None = None
-    images: int | None = None
-    units: dict[str, Decimal] = Field(default_factory=dict)
+    images: _Count | None = None
+    units: dict[str, _Amount] = Field(default_factory=dict)
     """Other billed units the provider reported (search units, credits, characters ...)."""
 
     @property

@@ -5,6 +5,7 @@ anything key-shaped."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,21 @@ def real_key(env: str, placeholder: str) -> str:
 
 # PostgreSQL for the ledger and budget tests: one server per session (see tests/_postgres.py).
 from _postgres import ledger_url, postgres_dsn, postgres_url  # noqa: E402, F401
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A configured OpenTelemetry SDK tracer provider whose spans are kept in memory (an InMemorySpanExporter)."""
+    from _support import reset_tracer_provider
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    reset_tracer_provider(monkeypatch)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    yield exporter
+    provider.shutdown()

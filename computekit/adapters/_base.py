@@ -18,12 +18,12 @@ import json
 import os
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from .._exceptions import (
     APIStatusError,
@@ -74,8 +74,11 @@ __all__ = [
     "carried_status",
     "multipart",
     "obj",
+    "refused_values",
     "unix_time",
 ]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -832,6 +835,18 @@ class Adapter(ABC):
         pred._wall_time = True
         return pred
 
+    def checked(self, resp: HTTPResponse, model: str | None, parse: Callable[[], _T]) -> _T:
+        """``parse()`` (a translation of ``resp``), with the values computekit's types refuse — a negative, a
+        fractional or an absurd usage count — reported as what they are: a malformed response.
+
+        Raises:
+            MalformedResponseError: A value of the answer is out of its range.
+        """
+        try:
+            return parse()
+        except ValidationError as e:
+            raise self.malformed(resp, model, refused_values(e)) from e
+
     def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
         """The error for a 2xx response whose body is not what the API documents."""
         return self.answer_error(MalformedResponseError, resp, model, f"malformed response: {why}")
@@ -849,6 +864,14 @@ class Adapter(ABC):
             body=self.redact(resp.body_for_error()),
             request_id=self.request_id(headers),
         )
+
+
+def refused_values(e: ValidationError) -> str:
+    """Which values a provider sent that a computekit type refused, and why (the values themselves are in the
+    error's body)."""
+    where = "; ".join(f"{e.title.lower()}.{'.'.join(str(p) for p in err['loc'])}: {err['msg'].lower()}"
+                      for err in e.errors()[:5])
+    return f"values out of range ({where})"
 
 
 _ZERO_COST = Decimal(0)

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from .._exceptions import InvalidRequestError
+
 __all__ = ["GROUP_KEYS", "GroupBy", "LedgerRow", "day_of", "utc"]
 
 GroupBy = Literal["provider", "model", "target", "verb", "day", "outcome"]
@@ -58,10 +60,18 @@ class LedgerRow:
         return d
 
 
-def utc(when: dt.datetime | None) -> dt.datetime | None:
-    """``when`` in UTC (a naive datetime is taken as UTC), so that it compares right with recorded times."""
+def utc(when: dt.datetime | None, name: str = "since") -> dt.datetime | None:
+    """``when`` in UTC (a naive datetime is taken as UTC), so that it compares right with recorded times.
+
+    Raises:
+        InvalidRequestError: ``when`` is not a datetime (a date, a string ...); ``name`` is the argument's.
+    """
     if when is None:
         return None
+    if not isinstance(when, dt.datetime):
+        hint = (f"datetime({when.year}, {when.month}, {when.day}, tzinfo=UTC)" if isinstance(when, dt.date)
+                else "datetime(2026, 1, 1, tzinfo=UTC)")
+        raise InvalidRequestError(f"{name} must be a datetime, e.g. {name}={hint}, not {type(when).__name__}")
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
