@@ -28,10 +28,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import openai  # noqa: E402
-from server import start_in_subprocess  # noqa: E402
+import openai
+from server import start_in_subprocess
 
-import computekit as ck  # noqa: E402
+import computekit as ck
 
 MODEL = "gpt-4o-mini"
 API_KEY = "sk-bench-0123456789abcdef"

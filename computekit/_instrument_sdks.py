@@ -115,19 +115,19 @@ class SDK:
 
     name: str
     provider: str
-    routes: tuple[tuple[str, re.Pattern[str], Route], ...]
+    routes: tuple[tuple[str, str, Route], ...]
     stream_flag: bool = True
     """Whether ``"stream": true`` in the body asks for a streamed answer (every SDK here)."""
 
     def route(self, method: str, path: str) -> Route | None:
         for want, pattern, route in self.routes:
-            if want == method and pattern.search(path):
+            if want == method and re.search(pattern, path):  # compiled once, on first use (re's cache)
                 return route
         return None
 
 
-def _r(method: str, pattern: str, route: Route) -> tuple[str, re.Pattern[str], Route]:
-    return method, re.compile(pattern), route
+def _r(method: str, pattern: str, route: Route) -> tuple[str, str, Route]:
+    return method, pattern, route
 
 
 _OPENAI_ROUTES = (
@@ -162,7 +162,7 @@ SDKS: dict[str, SDK] = {
     )),
 }
 
-_DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
+_DEPLOYMENT = r"/deployments/([^/]+)/"
 
 
 def sdk_of(client: object) -> SDK | None:
@@ -180,7 +180,7 @@ def model_of(adapter: Any, route: Route, path: str, body: Mapping[str, Any]) -> 
     """The model a request asks for: its body's ``model``, or (Azure) the model of the deployment in its URL
     (the configured ``deployments`` map read backwards, else the deployment's own name)."""
     if route.model_from_path:
-        found = _DEPLOYMENT.search(path)
+        found = re.search(_DEPLOYMENT, path)
         if found:
             deployments = getattr(getattr(adapter, "options", None), "deployments", None) or {}
             by_deployment = {deployment: model for model, deployment in deployments.items()}

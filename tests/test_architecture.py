@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("services", [r"_retry", r"routing(\..*)?", r"_budget", r"ledger(\..*)?", r"_transport", r"_otel", r"_finetune",
                   r"_progress"]),
     ("core", [r"_core"]),
-    ("client", [r"_client", r"_finetune_client", r"_defaults", r"_instrument(_sdks)?"]),
+    ("client", [r"_client", r"_finetune_client", r"_defaults", r"_instrument(_sdks|_meter)?"]),
     ("entry points", [r"", r"cli", r"testing(\..*)?", r"_docgen", r"_demo"]),
 ]
 NEW_MODULES = ("client", r"_[a-z_]+")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 import computekit as ck
-from computekit._instrument import _library
+from computekit._instrument_meter import _library
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
