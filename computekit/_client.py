@@ -321,6 +321,10 @@ def _failed(prediction: Prediction) -> PredictionFailedError:
     return err
 
 
+_VERB_OF: dict[type, str] = {CompleteRequest: "complete", EmbedRequest: "embed", RerankRequest: "rerank"}
+"""The verb whose body limit a request gets (predictions, their polls and lookups: ``predict``)."""
+
+
 def _build_http(target: Target, req: CompleteRequest | EmbedRequest | RerankRequest | PredictRequest | HTTPRequest
                 ) -> HTTPRequest:
     adapter = target.adapter
@@ -334,6 +338,10 @@ def _build_http(target: Target, req: CompleteRequest | EmbedRequest | RerankRequ
         http = adapter.build_predict(req)
     else:
         http = adapter.build_rerank(req)
+    if not adapter.on_origin(http.url):  # off the provider's origin a request never carries its key
+        http.headers = adapter.without_key(http.headers)
+    if http.max_bytes is None:
+        http.max_bytes = adapter.settings.max_body_bytes.get(_VERB_OF.get(type(req), "predict"))
     if http.timeout is None:  # the provider's own timeout, set here so that no adapter can forget it
         http.timeout = target.adapter.settings.timeout
     header = target.adapter.settings.idempotency_header
@@ -399,7 +407,8 @@ class _StreamState:
 
     def request(self, target: Target) -> tuple[CompleteRequest, HTTPRequest]:
         # A fallback target starts with a clean decoder, of its own framing (server-sent events by default).
-        self.sse = target.adapter.event_decoder(MAX_SSE_EVENT_BYTES) or SSEDecoder(MAX_SSE_EVENT_BYTES)
+        limit = target.adapter.settings.max_event_bytes
+        self.sse = target.adapter.event_decoder(limit) or SSEDecoder(limit)
         creq = self.core.complete_request(target, self.messages, self.options, stream=True)
         return creq, _build_http(target, creq)
 
@@ -407,7 +416,7 @@ class _StreamState:
         try:
             events = self.sse.feed(data)
         except SSETooLarge as e:
-            raise _decode_stream_error(target, str(e)) from e
+            raise e.error(target.provider, target.model) from e
         except ValueError as e:  # a frame that does not parse (a binary framing's bad checksum ...)
             raise target.adapter.malformed(HTTPResponse(200, {}, data), target.model, str(e)) from e
         out: list[Chunk] = []
@@ -674,7 +683,7 @@ class _PredictionStreamState:
         # Raises (before any HTTP) when this prediction cannot stream, e.g. a Replicate model with no urls.stream.
         self.http = None if prediction.done else _build_http(self.target, adapter.build_prediction_stream(prediction))
         self.poll_interval = DEFAULT_POLL_INTERVAL_S if poll_interval is None else poll_interval
-        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
+        self.sse = SSEDecoder(adapter.settings.max_event_bytes)
         self.logs = prediction.logs
         self.error: Any = None
         self.done = prediction.done
@@ -691,7 +700,7 @@ class _PredictionStreamState:
         try:
             events = self.sse.feed(data)
         except SSETooLarge as e:
-            raise _decode_stream_error(self.target, str(e)) from e
+            raise e.error(self.target.provider, self.target.model) from e
         out: list[Any] = []
         for ev in events:
             if self.done:
@@ -1299,7 +1308,8 @@ class Client(_BaseClient, FineTuning):
     def _stream(self, prediction: Prediction, poll_interval: float | None = None) -> PredictionStream:
         return PredictionStream(self, _PredictionStreamState(self._core, prediction, poll_interval))
 
-    def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
+    def _download(self, url: str, provider: str = "download", model: str | None = None, *,
+                  public_only: bool = True) -> bytes:
         """GET an output file: no credential (the URL is pre-signed), redirects followed, size bounded.
 
         Raises:
@@ -1310,7 +1320,7 @@ class Client(_BaseClient, FineTuning):
         from . import _outputs
 
         for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
-            req = _outputs.download_request(url, self._core.settings.timeout)
+            req = _outputs.download_request(url, self._core.settings.timeout, public_only=public_only)
             with self._transport.stream(req, provider, model) as (head, chunks):
                 target = _outputs.redirect_to(head, url, provider, model)
                 if target is None:
@@ -1645,12 +1655,13 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
     def _stream(self, prediction: Prediction, poll_interval: float | None = None) -> AsyncPredictionStream:
         return AsyncPredictionStream(self, _PredictionStreamState(self._core, prediction, poll_interval))
 
-    async def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
+    async def _download(self, url: str, provider: str = "download", model: str | None = None, *,
+                        public_only: bool = True) -> bytes:
         """:meth:`Client._download`, awaited."""
         from . import _outputs
 
         for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
-            req = _outputs.download_request(url, self._core.settings.timeout)
+            req = _outputs.download_request(url, self._core.settings.timeout, public_only=public_only)
             async with self._transport.stream(req, provider, model) as (head, chunks):
                 target = _outputs.redirect_to(head, url, provider, model)
                 if target is None:

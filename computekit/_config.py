@@ -46,6 +46,11 @@ from ._constants import (
     DEFAULT_TIMEOUT_S,
     LEDGER_ENV,
     LEDGER_FLUSH_INTERVAL_S,
+    MAX_COMPLETE_BYTES,
+    MAX_EMBED_BYTES,
+    MAX_PREDICT_BYTES,
+    MAX_RERANK_BYTES,
+    MAX_SSE_EVENT_BYTES,
     NOT_GIVEN,
     NotGiven,
 )
@@ -224,6 +229,25 @@ class RetryConfig(_Section):
     )
 
 
+class LimitsConfig(_Section):
+    """Size limits on what a provider sends back: a larger answer is refused with ``ResponseTooLargeError``."""
+
+    complete_bytes: int = Field(MAX_COMPLETE_BYTES, gt=0, description="Largest decoded complete() answer, bytes.")
+    embed_bytes: int = Field(MAX_EMBED_BYTES, gt=0, description="Largest decoded embed() answer, bytes.")
+    rerank_bytes: int = Field(MAX_RERANK_BYTES, gt=0, description="Largest decoded rerank() answer, bytes.")
+    predict_bytes: int = Field(
+        MAX_PREDICT_BYTES, gt=0, description="Largest decoded answer of predict() and its polls and cancels, bytes."
+    )
+    stream_event_bytes: int = Field(
+        MAX_SSE_EVENT_BYTES, gt=0, description="Largest server-sent event (or line) of a stream, bytes."
+    )
+
+    def body_bytes(self) -> dict[str, int]:
+        """The body limit of each verb, by verb name."""
+        return {"complete": self.complete_bytes, "embed": self.embed_bytes, "rerank": self.rerank_bytes,
+                "predict": self.predict_bytes}
+
+
 class RoutingConfig(_Section):
     """Cooldowns of failing targets, the total deadline of a call, and fallback choices."""
 
@@ -324,6 +348,7 @@ class Settings(_Section):
         default_factory=dict, description='Price overrides: "provider:model" = { input_mtok = "0.15", ... }.'
     )
     timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, le=MAX_SECONDS, description="Default read timeout, seconds.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Size limits on answers, per verb.")
 
     @model_validator(mode="before")
     @classmethod

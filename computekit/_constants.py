@@ -64,6 +64,18 @@ DEFAULT_MAX_KEEPALIVE: Final = 100
 MAX_SSE_EVENT_BYTES: Final = 4 * 1024 * 1024
 """An SSE event larger than this is a broken or hostile server: refuse it instead of buffering forever."""
 
+MAX_COMPLETE_BYTES: Final = 64 * 1024 * 1024
+"""The largest decoded ``complete()`` answer accepted (64 MiB: room for images returned inline)."""
+MAX_EMBED_BYTES: Final = 256 * 1024 * 1024
+"""The largest decoded ``embed()`` answer (256 MiB: 2048 inputs of 3072 floats written as JSON text)."""
+MAX_RERANK_BYTES: Final = 16 * 1024 * 1024
+"""The largest decoded ``rerank()`` answer (16 MiB)."""
+MAX_PREDICT_BYTES: Final = 64 * 1024 * 1024
+"""The largest decoded answer of ``predict()`` and its polls, cancels and lookups (64 MiB; output files are
+fetched by ``save()``, bounded by ``MAX_DOWNLOAD_BYTES``)."""
+MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+"""The largest decoded body of any other answer (fine-tuning, files ...)."""
+
 MAX_USAGE_COUNT: Final = 10_000_000_000
 """The largest usage count a provider may report for one call (tokens of any kind, images, requests, billed
 units, GPU-seconds): ten billion, a thousand times the largest context window any model has and more than any

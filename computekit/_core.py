@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from . import _urls
 from ._budget import BudgetStatus, Estimated, Reservation, budget_status, charges
 from ._config import MAX_SECONDS, RouteConfig, Settings, adapter_options, load_settings
 from ._constants import FINETUNE_RESERVATION_TTL_S, NOT_GIVEN, RESERVATION_TTL_S, NotGiven
@@ -62,16 +62,12 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _MTOK = Decimal(1_000_000)
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _origin(url: str | None) -> tuple[str, str, int | None]:
-    """Scheme, host and port: a key goes only to the exact origin it was configured for."""
-    if not url:
-        return ("", "", None)
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return (scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme))
+    """Scheme, host and port, read as the transports read them: a key goes only to the exact origin it was
+    configured for (an ambiguous URL raises :class:`~computekit._urls.UnsafeURLError`)."""
+    return _urls.origin(url) if url else ("", "", None)
 
 
 def normalise_messages(
@@ -247,6 +243,8 @@ class Core:
             headers=dict(conf.headers) if conf else {},
             idempotency_header=conf.idempotency_header if conf else None,
             key_env_vars=env_vars,
+            max_body_bytes=self.settings.limits.body_bytes(),
+            max_event_bytes=self.settings.limits.stream_event_bytes,
             options=conf.options if conf and conf.options else adapter_options(provider, cls, {}),
         )
 

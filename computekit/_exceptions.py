@@ -6,6 +6,8 @@
     ├── ConfigError                    bad config file / keyword / missing key (names what to fix)
     │   └── MissingAPIKeyError         no key for a provider: names the env var to set
     ├── InvalidRequestError            the call's own arguments are wrong (raised before any HTTP)
+    │   └── UnsafeURLError             a URL parsers could read as different hosts, or a download to a
+    │                                  private, loopback or link-local address (nothing is sent)
     │   └── TrainingDataError          a fine-tuning file is refused (``line``: where, and what is wrong)
     │   └── InputValidationError       predict() input does not match the model's published schema
     ├── UnsupportedCapabilityError     the provider has no such verb or feature (raised before any HTTP)
@@ -34,6 +36,7 @@
         │   └── FineTuneTimeoutError   ``wait(timeout=)`` passed before a job ended (``.job``; not canceled)
         ├── APIConnectionError         could not connect, or the connection broke
         └── MalformedResponseError     a 2xx whose body is not what the API documents
+            └── ResponseTooLargeError  a body or stream event over its size limit (``limit``: the bytes allowed)
 
 Every :class:`ProviderError` keeps its facts: ``provider``, ``model``, ``status``, ``headers`` (lowercased
 names), ``body`` and ``request_id``. None of them ever holds a credential: request headers are never kept,
@@ -72,8 +75,10 @@ __all__ = [
     "PredictionTimeoutError",
     "ProviderError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ServerError",
     "TrainingDataError",
+    "UnsafeURLError",
     "UnsupportedCapabilityError",
     "WebhookVerificationError",
 ]
@@ -124,6 +129,11 @@ class TrainingDataError(InvalidRequestError):
         super().__init__(f"{where}: {message}")
         self.line = line
         self.source = source
+class UnsafeURLError(InvalidRequestError):
+    """A URL refused before anything is sent: URL parsers could read it as different hosts (a backslash, user
+    info, a control character ...), or a download would go to a private, loopback or link-local address."""
+
+
 class InputValidationError(InvalidRequestError):
     """``predict()`` input does not match the schema the host publishes for the model (Replicate versions carry
     one); nothing was sent and nothing was billed.
@@ -361,3 +371,12 @@ class APIConnectionError(ProviderError):
 
 class MalformedResponseError(ProviderError):
     """A successful status whose body is not what the API documents (not JSON, wrong shape, cut short)."""
+
+
+class ResponseTooLargeError(MalformedResponseError):
+    """A response body, or one server-sent event, grew past its size limit and was refused unread.
+
+    ``limit`` is the number of bytes allowed (set per verb under ``[limits]`` in ``computekit.toml``).
+    """
+
+    limit: int | None = None

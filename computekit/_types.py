@@ -554,28 +554,38 @@ class Prediction(_Result):
         """:meth:`cancel` for async clients."""
         return await _async_adopting(self, lambda: self._bound_client()._cancel(self), "prediction")
 
-    def save(self, directory: str | os.PathLike[str]) -> list[Path]:
+    def save(self, directory: str | os.PathLike[str], *, allow_private_network: bool = False) -> list[Path]:
         """Download every file in ``output`` into ``directory`` (created if needed); return the written paths.
 
         Files are the ``http(s)`` URLs in ``output`` (a URL, or URLs anywhere in its lists and dicts) and its
         ``data:`` URIs. Each is named after the last part of its URL path (``out-0.png``); a repeated name gets a
         numeric suffix (``out-0-1.png``); an existing file of that name is replaced. The download is a plain GET
         **without the provider's key** (output URLs are pre-signed), bounded by ``MAX_DOWNLOAD_BYTES`` (512 MiB).
+        A URL (or a redirect) whose host is or resolves to a private, loopback or link-local address is refused:
+        a model's output must not make your machine fetch from your own network. Messages never show a URL's
+        query (a pre-signed URL's signature).
+
+        Args:
+            directory: Where to write the files.
+            allow_private_network: Also fetch from private, loopback and link-local addresses (a self-hosted
+                model whose outputs live on your own network).
 
         Raises:
             InvalidRequestError: ``output`` holds no file URL.
+            UnsafeURLError: A URL is ambiguous, or its host is not a public address.
             MalformedResponseError: A file name would leave ``directory``, or a file is over the size limit.
             ProviderError: A download failed (``NotFoundError`` for an expired URL ...).
         """
         from . import _outputs
 
-        return _outputs.save(self, directory)
+        return _outputs.save(self, directory, allow_private_network=allow_private_network)
 
-    async def async_save(self, directory: str | os.PathLike[str]) -> list[Path]:
+    async def async_save(self, directory: str | os.PathLike[str], *,
+                         allow_private_network: bool = False) -> list[Path]:
         """:meth:`save` for async clients."""
         from . import _outputs
 
-        return await _outputs.async_save(self, directory)
+        return await _outputs.async_save(self, directory, allow_private_network=allow_private_network)
 
 
 # --------------------------------------------------------------------------------------------- fine-tuning

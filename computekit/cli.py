@@ -292,6 +292,9 @@ def predict(
     json_out: Annotated[bool, typer.Option("--json", help="Print the whole Prediction as JSON.")] = False,
     save: Annotated[Path | None, typer.Option("--save", help="Download the output files into this directory.",
                                               file_okay=False)] = None,
+    allow_private_network: Annotated[bool, typer.Option(
+        "--allow-private-network", help="With --save: also download from private, loopback and link-local "
+        "addresses.")] = False,
     validate: Annotated[bool, typer.Option("--validate/--no-validate",
                                            help="Check the input against the model's schema first.")] = True,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
@@ -310,7 +313,7 @@ def predict(
             p = client.predict(model, payload, wait=not no_wait, timeout=timeout, hardware=hardware,
                                validate=validate, progress=show and not no_wait)
             if save is not None:
-                saved = p.save(save)
+                saved = p.save(save, allow_private_network=allow_private_network)
         finally:
             client.close()
     if json_out:

@@ -24,8 +24,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "computekit"
 # top-level package that no pattern names is taken as part of the client layer, so no lower layer can reach it.
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", [r"_version", r"_constants", r"_exceptions"]),
-    ("vocabulary", [r"_http", r"_targets", r"_tags", r"_schema", r"_sse", r"_inprocess", r"_outputs", r"webhooks",
-                    r"ledger\._row", r"ledger\._budgets"]),
+    ("vocabulary", [r"_http", r"_urls", r"_targets", r"_tags", r"_schema", r"_sse", r"_inprocess", r"_outputs",
+                    r"webhooks", r"ledger\._row", r"ledger\._budgets"]),
     ("data types", [r"_types"]),
     ("pricing", [r"pricing(\..*)?"]),
     ("adapters", [r"adapters(\..*)?"]),

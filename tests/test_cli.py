@@ -719,8 +719,16 @@ def test_predict_save_downloads_outputs_without_the_key_and_prints_paths(
     loopback.replies.append(Reply(200, b"second", {"content-type": "image/png"}))
     out = tmp_path / "outputs"
 
+    refused = _invoke("predict", "replicate:acme/bikes", "-i", "prompt=a red bicycle", "--save", str(out),
+                      "--no-validate", "--config", str(path))
+    assert refused.exit_code != 0
+    assert "loopback" in refused.output
+    assert "sig=abc" not in refused.output
+    assert [s["path"] for s in loopback.seen] == ["/v1/models/acme/bikes/predictions"]  # no download was sent
+    del loopback.seen[:]  # the same script again
+
     result = _invoke("predict", "replicate:acme/bikes", "-i", "prompt=a red bicycle", "--save", str(out),
-                     "--no-validate", "--config", str(path))
+                     "--no-validate", "--allow-private-network", "--config", str(path))
 
     assert result.exit_code == 0, result.output
     assert [s["path"] for s in loopback.seen] == ["/v1/models/acme/bikes/predictions", "/files/out-0.png?sig=abc",

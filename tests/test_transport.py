@@ -712,3 +712,49 @@ def test_async_client_on_two_event_loops(serve: Any, caplog: pytest.LogCaptureFi
     leaks = [str(w.message) for w in caught if "Unclosed" in str(w.message)]
     assert leaks == []
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+# ------------------------------------------------------------------------------------------------ decoding, limits
+
+
+def test_the_inflater_decodes_a_bounded_piece_at_a_time() -> None:
+    import gzip
+    import zlib
+
+    from computekit._transport import _READ_SIZE, _Inflater
+
+    bomb = gzip.compress(b"\0" * (8 * 1024 * 1024))
+    pieces = list(_Inflater("gzip", "p", None).feed(bomb))
+    assert sum(map(len, pieces)) == 8 * 1024 * 1024
+    assert max(map(len, pieces)) <= _READ_SIZE
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    deflated = raw.compress(b"hello") + raw.flush()
+    assert b"".join(_Inflater("deflate", "p", None).feed(deflated)) == b"hello"  # raw deflate, as some servers send
+    assert b"".join(_Inflater("deflate", "p", None).feed(zlib.compress(b"hello"))) == b"hello"
+    assert b"".join(_Inflater("identity", "p", None).feed(b"plain")) == b"plain"
+    with pytest.raises(ck.MalformedResponseError, match="content-encoding"):
+        _Inflater("br", "p", None)
+    with pytest.raises(ck.MalformedResponseError, match="does not decode"):
+        list(_Inflater("gzip", "p", None).feed(b"not gzip at all"))
+
+
+def test_an_announced_body_over_the_limit_is_refused_before_reading() -> None:
+    from computekit._http import HTTPRequest
+    from computekit._transport import _Body
+
+    req = HTTPRequest("GET", "https://h.test/", {}, max_bytes=10)
+    with pytest.raises(ck.ResponseTooLargeError) as info:
+        _Body(req, 200, {"content-length": "11"}, "p", "m")
+    assert (info.value.limit, info.value.status, info.value.provider) == (10, 200, "p")
+    body = _Body(req, 200, {}, "p", "m")
+    body.add(b"0123456789")
+    with pytest.raises(ck.ResponseTooLargeError):
+        body.add(b"x")
+
+
+def test_connection_errors_never_show_a_query() -> None:
+    from computekit._transport import _connection_error
+
+    err = _connection_error(OSError("GET /out.png?X-Amz-Signature=topsecret&b=1 failed"), "p", None)
+    assert "topsecret" not in str(err)
+    assert "/out.png?..." in str(err)

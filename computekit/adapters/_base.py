@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from .._constants import MAX_SSE_EVENT_BYTES
 from .._exceptions import (
     APIStatusError,
     MalformedResponseError,
@@ -48,6 +49,7 @@ from .._types import (
     Result,
     Usage,
 )
+from .._urls import same_origin
 from ..pricing import PriceRef
 
 __all__ = [
@@ -132,6 +134,10 @@ class ProviderSettings:
     idempotency_header: str | None = None
     key_env_vars: tuple[str, ...] | None = None
     """The env vars the key was looked up in (``api_key_env`` when configured); ``None``: the adapter's."""
+    max_body_bytes: Mapping[str, int] = field(default_factory=dict)
+    """The largest decoded answer per verb (``complete``, ``embed``, ``rerank``, ``predict``); else the default."""
+    max_event_bytes: int = MAX_SSE_EVENT_BYTES
+    """The largest server-sent event of a stream."""
     options: AdapterSettings | None = None
     """The adapter's own settings, validated against its :attr:`Adapter.settings_model` (``None``: its defaults)."""
 
@@ -467,6 +473,23 @@ class Adapter(ABC):
     def url(self, path: str) -> str:
         """``{base_url}/{path}``."""
         return f"{self.settings.base_url.rstrip('/')}/{path}"
+
+    def on_origin(self, url: str | None) -> bool:
+        """Whether ``url`` is on the configured base URL's exact origin (scheme, host, port): the only place the
+        key goes."""
+        # ``url("")``: the base URL as this adapter fills it in (a region, for hosts with one endpoint per region).
+        return bool(url) and same_origin(url or "", self.url(""))
+
+    def own_url(self, named: str | None, built: str) -> str:
+        """The URL a host's answer ``named`` (poll, cancel ...) when it is on the provider's origin, else ``built``
+        from the configured base URL: a key never follows a URL from an answer to another host or scheme."""
+        return named if named and self.on_origin(named) else built
+
+    def without_key(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` without any header that carries the key (for a request that leaves the provider's origin)."""
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key is not None else ""
+        auth = {k.lower() for k in self.auth_headers()} if key else set()
+        return {k: v for k, v in headers.items() if k.lower() not in auth and not (key and key in v)}
 
     def require_key(self) -> str:
         """The key's value, for building an auth header.

@@ -21,7 +21,8 @@ from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from .._exceptions import InvalidRequestError
+from .. import _urls
+from .._exceptions import InvalidRequestError, MalformedResponseError
 from .._types import FineTuneEvent, FineTuneJob, Prediction, PredictionStatus, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -198,6 +199,15 @@ class ReplicateAdapter(Adapter):
         headers["accept"] = "text/event-stream"
         headers["cache-control"] = "no-store"
         headers.pop("content-type", None)
+        if not self.on_origin(url):
+            # Replicate streams from another host (stream.replicate.com ...): the stream URL is itself the
+            # capability and is read with no credential. Over plain http or to an ambiguous URL it is refused.
+            if not url.lower().startswith("https://") or not _urls.is_safe(url):
+                raise MalformedResponseError(
+                    f"refusing to stream from {_urls.without_query(url)}: a stream URL on another host than "
+                    f"{self.settings.base_url} must be a plain https URL", provider=self.provider,
+                    model=prediction.model)
+            headers = self.without_key(headers)
         return HTTPRequest("GET", url, headers, stream=True)
 
     def parse_stream_event(self, prediction: Prediction, event: SSEEvent) -> StreamUpdate:
@@ -216,11 +226,11 @@ class ReplicateAdapter(Adapter):
     # ------------------------------------------------------------------------------------- lifecycle
 
     def build_get(self, prediction: Prediction) -> HTTPRequest:
-        url = prediction.urls.get("get") or self.url(f"predictions/{prediction.id}")
+        url = self.own_url(prediction.urls.get("get"), self.url(f"predictions/{prediction.id}"))
         return HTTPRequest("GET", url, self.headers())
 
     def build_cancel(self, prediction: Prediction) -> HTTPRequest:
-        url = prediction.urls.get("cancel") or self.url(f"predictions/{prediction.id}/cancel")
+        url = self.own_url(prediction.urls.get("cancel"), self.url(f"predictions/{prediction.id}/cancel"))
         return HTTPRequest("POST", url, self.headers())
 
     # ========================================================================================= trainings
