@@ -20,7 +20,8 @@ def instrument(client: _C, *, using: Any = None) -> _C:
     tags of the enclosing :func:`computekit.tags` blocks) and held to computekit's budgets, its code unchanged.
 
     Supported: ``openai.OpenAI``, ``AsyncOpenAI``, ``AzureOpenAI``, ``AsyncAzureOpenAI``, ``anthropic.Anthropic``,
-    ``AsyncAnthropic``, ``cohere.ClientV2`` and ``AsyncClientV2``. The hook is the SDK's HTTP transport, so the
+    ``AsyncAnthropic``, ``cohere.ClientV2``, ``AsyncClientV2`` and ``replicate.Client`` (a Replicate run is
+    recorded once, priced from its GPU time, when the client sees it end). The hook is the SDK's HTTP transport, so the
     SDK's own retries are each recorded as an attempt. Streams reach the application as they arrive and are
     priced when they end (a stream it stops reading is recorded as ``canceled``). Endpoints computekit does not
     price pass through untouched, recorded with an unknown cost where they bill. Instrumenting a client twice

@@ -25,7 +25,8 @@ import functools
 import importlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,12 +44,21 @@ from ._sse import SSEDecoder
 from ._tags import check_tags
 from ._targets import Target
 from ._transport import ERROR_STATUS
-from ._types import Attempt, Completion, Cost, Usage
-from .adapters._base import CompleteRequest, EventDecoder, HTTPResponse, StreamDecoder
+from ._types import Attempt, Completion, Cost, Prediction, Usage
+from .adapters._base import CompleteRequest, EventDecoder, HTTPResponse, PredictRequest, StreamDecoder
 
 __all__ = ["meter"]
 
 _UNPRICED = "computekit does not price this endpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """A run (a Replicate prediction) started through an instrumented client and not yet seen ending."""
+
+    target: Target
+    tags: Mapping[str, str] | None
+    attempts: list[Attempt]
 
 
 class _Try:
@@ -126,6 +136,8 @@ class _Try:
             return
         self.done = True
         core, target = self.meter.core, self.target
+        if self.route.poll and self.error_body:
+            return  # a look that failed: not billed, and the run is still to be seen ending
         if self.error_body:
             resp = HTTPResponse(self.status, self.head, b"".join(self.body))
             core.failed(self.verb, target, target.adapter.map_error(resp, target.model), self.started, self.t0,
@@ -139,8 +151,35 @@ class _Try:
         except ProviderError as e:
             core.failed(self.verb, target, e, self.started, self.t0, self.attempts, self.tags, reservation=self.held)
             return
+        if isinstance(result, Prediction):
+            self._prediction(result)
+            return
         core.succeeded(self.verb, target, result, self.started, self.t0, self.attempts, self.tags,
                        reservation=self.held)
+
+    def _prediction(self, prediction: Prediction) -> None:
+        """A run, as the host answered it: recorded once, priced from its GPU time, when it has ended (like the
+        runs of ``ck.predict()``); until then its reservation is held under its id."""
+        core, target = self.meter.core, self.target
+        prediction.usage.hardware, prediction._hardware_assumed = core.hardware(target, None)
+        if isinstance(self.req, _Run):  # a poll or a cancel of a run started before
+            run = self.req
+            if prediction.done and self.meter.runs.pop(prediction.id, None) is not None:
+                prediction.attempts = run.attempts
+                core.prediction_ended(target, prediction, self.tags)
+            return
+        named = prediction.raw.get("model") if isinstance(prediction.raw, dict) else None
+        if "/" not in target.model and isinstance(named, str) and "/" in named:
+            # Started by version id alone: the host names the model it belongs to (what hardware is set by).
+            target = self.target = Target(target.adapter, named)
+            prediction.model = named
+            prediction.usage.hardware, prediction._hardware_assumed = core.hardware(target, None)
+        core.succeeded(self.verb, target, prediction, self.started, self.t0, self.attempts, self.tags,
+                       reservation=self.held)
+        if prediction.done:
+            core.prediction_ended(target, prediction, self.tags)
+        elif prediction.id:
+            self.meter.runs[prediction.id] = _Run(target, self.tags, prediction.attempts)
 
     def _result(self) -> Any:
         target = self.target
@@ -149,8 +188,9 @@ class _Try:
                 raise self.broken
             resp = HTTPResponse(self.status, self.head, b"".join(self.body))
             try:
+                req = PredictRequest(target.model, {}) if isinstance(self.req, _Run) else self.req
                 return target.adapter.checked(resp, target.model,
-                                              lambda: parse(target.adapter, self.route, self.req, resp))
+                                              lambda: parse(target.adapter, self.route, req, resp))
             except ProviderError:
                 raise
             except Exception as e:
@@ -183,6 +223,9 @@ class _Try:
         """The SDK closed the body before its end (the application stopped reading): a billed, canceled try."""
         if self.done:
             return
+        if self.route.poll:  # a look at a run, left unread: not billed, and the run is still to be seen ending
+            self.done = True
+            return
         if self.error_body or self.req is None or (self.decoder is not None and self.decoder.done):
             # An error or an unpriced answer is recorded the same, read whole or not; a stream whose last event
             # has arrived is complete (an SDK stops reading at its end marker, before the body's end).
@@ -203,6 +246,8 @@ class _Try:
         """The request never got an answer (a connection error or a timeout: maybe billed)."""
         self.done = True
         core, target = self.meter.core, self.target
+        if self.route.poll:
+            return
         if isinstance(exc, lib.TimeoutException):
             error: ProviderError = APITimeoutError(str(exc) or "timed out", provider=target.provider,
                                                    model=target.model)
@@ -218,11 +263,13 @@ class _Meter:
     """What one instrumented SDK client records with: computekit's core (its ledger, prices and budgets), the
     SDK's routes, and the adapters of the origins it talks to."""
 
-    __slots__ = ("_adapters", "core", "sdk")
+    __slots__ = ("_adapters", "core", "runs", "sdk")
 
     def __init__(self, core: Core, sdk: SDK) -> None:
         self.core, self.sdk = core, sdk
         self._adapters: dict[str, Any] = {}
+        self.runs: dict[str, _Run] = {}
+        """Runs started through this client that had not ended when last seen, by id (Replicate)."""
 
     def begin(self, method: str, url: Any, content: Callable[[], bytes]) -> _Try | None:
         """The try for a request computekit records (``None``: it passes through untouched)."""
@@ -230,6 +277,14 @@ class _Meter:
         route = self.sdk.route(method, path)
         if route is None:
             return None
+        if route.poll:  # a look at a run this client started: what it finds ended is recorded (once)
+            run_id = path.rstrip("/").removesuffix("/cancel").rsplit("/", 1)[-1]
+            started = self.runs.get(run_id)
+            if started is None:
+                return None
+            t = _Try(self, route, started.target, started)
+            t.tags = started.tags
+            return t
         try:
             body = json.loads(content())
         except Exception:  # a body that is not JSON (a streamed upload ...): not priced
@@ -312,7 +367,8 @@ def _classes(lib: Any) -> tuple[type, type]:
             if t is None:
                 return self.inner.handle_request(request)
             core = self.meter.core
-            t.held = core.reserve(t.target, t.req, t.tags)  # budgets: before the request leaves
+            if not t.route.poll:  # budgets: before the request leaves (a poll bills nothing)
+                t.held = core.reserve(t.target, t.req, t.tags)
             t.sent()
             try:
                 response = self.inner.handle_request(request)
@@ -340,7 +396,8 @@ def _classes(lib: Any) -> tuple[type, type]:
             if t is None:
                 return await self.inner.handle_async_request(request)
             core = self.meter.core
-            t.held = await ledger_call(core, functools.partial(core.reserve, t.target, t.req, t.tags))
+            if not t.route.poll:
+                t.held = await ledger_call(core, functools.partial(core.reserve, t.target, t.req, t.tags))
             t.sent()
             try:
                 response = await self.inner.handle_async_request(request)
@@ -412,7 +469,7 @@ def meter(client: Any, core: Core) -> None:
     if sdk is None:
         raise InvalidRequestError(
             f"computekit.instrument() does not know {type(client).__module__}.{type(client).__qualname__}: "
-            "pass an openai, anthropic or cohere client")
+            "pass an openai, anthropic, cohere or replicate client")
     metered = _Meter(core, sdk)
     for http in http_clients(sdk, client):
         _meter_http(http, metered)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._exceptions import InvalidRequestError
-from .adapters._base import CompleteRequest, EmbedRequest, HTTPResponse, RerankRequest
+from .adapters._base import CompleteRequest, EmbedRequest, HTTPResponse, PredictRequest, RerankRequest
 
 __all__ = ["SDK", "SDKS", "Route", "http_clients", "model_of", "parse", "sdk_of"]
 
@@ -36,7 +36,11 @@ class Route:
     normalise: Callable[[str, dict[str, Any]], Any] | None = None
     parse: str | None = None
     model_from_path: bool = False
-    """Azure: the model is the deployment named in the URL (``/openai/deployments/NAME/...``)."""
+    """Azure: the model is the deployment named in the URL (``/openai/deployments/NAME/...``); Replicate: the
+    model named in the URL (``/v1/models/OWNER/NAME/predictions``)."""
+    poll: bool = False
+    """A look at a run started before (Replicate's ``GET /v1/predictions/ID``, its cancel): not billed by itself;
+    the run it finds ended is priced and recorded, once."""
 
 
 def _complete(model: str, body: dict[str, Any], messages: list[dict[str, Any]], max_tokens: Any,
@@ -107,6 +111,11 @@ def _cohere_rerank(model: str, body: dict[str, Any]) -> RerankRequest:
     return req
 
 
+def _replicate_predict(model: str, body: dict[str, Any]) -> PredictRequest:
+    given = body.get("input")
+    return PredictRequest(model=model, input=given if isinstance(given, dict) else {})
+
+
 @dataclass(frozen=True, slots=True)
 class SDK:
     """One vendor SDK: the computekit provider its requests go to, and its routes (``(method, path pattern)``
@@ -160,9 +169,19 @@ SDKS: dict[str, SDK] = {
         # The v1 API (ClientV2 still has its methods): billed, recorded with an unknown cost.
         _r("POST", r"/v1/(chat|generate|embed|rerank|classify|summarize)$", Route("cohere-v1")),
     )),
+    "replicate": SDK("replicate", "replicate", (
+        _r("POST", r"/v1/predictions$", Route("predict", _replicate_predict)),
+        _r("POST", r"/v1/(models|deployments)/[^/]+/[^/]+/predictions$",
+           Route("predict", _replicate_predict, model_from_path=True)),
+        _r("GET", r"/v1/predictions/[^/]+$", Route("predict", poll=True)),
+        _r("POST", r"/v1/predictions/[^/]+/cancel$", Route("predict", poll=True)),
+        # Training runs bill their GPU time when they end: recorded at their start, with an unknown cost.
+        _r("POST", r"/v1/models/[^/]+/[^/]+/versions/[^/]+/trainings$", Route("finetune")),
+    )),
 }
 
 _DEPLOYMENT = r"/deployments/([^/]+)/"
+_MODEL_PATH = r"/v1/(?:models|deployments)/([^/]+/[^/]+)/predictions$"
 
 
 def sdk_of(client: object) -> SDK | None:
@@ -179,13 +198,15 @@ def sdk_of(client: object) -> SDK | None:
 def model_of(adapter: Any, route: Route, path: str, body: Mapping[str, Any]) -> str | None:
     """The model a request asks for: its body's ``model``, or (Azure) the model of the deployment in its URL
     (the configured ``deployments`` map read backwards, else the deployment's own name)."""
+    if route.model_from_path and (found := re.search(_MODEL_PATH, path)):
+        return found.group(1)
     if route.model_from_path:
         found = re.search(_DEPLOYMENT, path)
         if found:
             deployments = getattr(getattr(adapter, "options", None), "deployments", None) or {}
             by_deployment = {deployment: model for model, deployment in deployments.items()}
             return by_deployment.get(found.group(1), found.group(1))
-    model = body.get("model")
+    model = body.get("model", body.get("version"))  # Replicate: a version, maybe "owner/name:version"
     return model if isinstance(model, str) and model else None
 
 
@@ -198,6 +219,8 @@ def http_clients(sdk: SDK, client: Any) -> list[Any]:
     try:
         if sdk.name == "cohere":
             return [client._client_wrapper.httpx_client.httpx_client]
+        if sdk.name == "replicate":  # one client for each flavour, each made on first use
+            return [client._client, client._async_client]
         return [client._client]
     except AttributeError as e:
         raise InvalidRequestError(f"computekit.instrument() cannot find the HTTP client of this {sdk.name} client "
@@ -212,4 +235,6 @@ def parse(adapter: Any, route: Route, req: Any, resp: HTTPResponse) -> Any:
         return adapter.parse_complete(req, resp)
     if isinstance(req, EmbedRequest):
         return adapter.parse_embed(req, resp)
+    if isinstance(req, PredictRequest):
+        return adapter.parse_prediction(req.model, resp)
     return adapter.parse_rerank(req, resp)

@@ -383,3 +383,51 @@ async def test_cohere_chat_embed_rerank(tmp_path: Any, is_async: bool) -> None:
                                       prices=prices)
     assert (embed_row.input_tokens, rerank_row.cost) == (3, Decimal("0.002"))  # one search unit, as configured
 
+
+
+# ---------------------------------------------------------------------------------------- replicate
+
+replicate = pytest.importorskip("replicate")
+PREDICTION = {"id": "p1", "model": "acme/m", "version": "v", "input": {"prompt": "x"}, "logs": "", "output": None,
+              "error": None, "status": "starting", "created_at": "2026-11-20T10:00:00.000Z",
+              "urls": {"get": "https://api.replicate.com/v1/predictions/p1",
+                       "cancel": "https://api.replicate.com/v1/predictions/p1/cancel"}}
+ENDED = {**PREDICTION, "status": "succeeded", "output": "done", "metrics": {"predict_time": 1.5}}
+
+
+@both
+async def test_replicate_runs_are_recorded_once_when_they_end(tmp_path: Any, is_async: bool) -> None:
+    from computekit.pricing import PriceBook
+
+    server = Server(httpx, [Reply(201, PREDICTION), Reply(body={**PREDICTION, "status": "processing"}),
+                            Reply(body=ENDED), Reply(body=ENDED)])
+    ckc = ck_client(tmp_path, providers={"replicate": {"hardware": {"acme/m": "gpu-a40-large"}}})
+    client = replicate.Client(api_token="r8_" + "x" * 30, transport=httpx.MockTransport(server))
+    client.poll_interval = 0
+    ck.instrument(client, using=ckc)
+    with ck.tags(customer="acme"):
+        if is_async:
+            prediction = await client.models.predictions.async_create(model="acme/m", input={"prompt": "x"})
+        else:
+            prediction = client.models.predictions.create(model="acme/m", input={"prompt": "x"})
+    assert rows(ckc) == []  # started, not ended: nothing to price yet
+    await (prediction.async_wait() if is_async else run(prediction.wait()))
+    await (prediction.async_reload() if is_async else run(prediction.reload()))  # a look after the end
+    assert prediction.status == "succeeded"
+    assert [(r.method, r.url.path) for r in server.requests] == [
+        ("POST", "/v1/models/acme/m/predictions"), ("GET", "/v1/predictions/p1"), ("GET", "/v1/predictions/p1"),
+        ("GET", "/v1/predictions/p1")]
+    [row] = rows(ckc)  # one row for the run, whatever the number of polls
+    per_second = PriceBook().per_second("replicate", "gpu-a40-large")
+    assert per_second is not None
+    assert (row.verb, row.model, row.outcome, row.tags) == ("predict", "acme/m", "success", {"customer": "acme"})
+    assert (row.gpu_seconds, row.cost) == (Decimal("1.5"), Decimal("1.5") * per_second[0])
+
+
+def test_replicate_polls_of_runs_it_did_not_start_pass_through(tmp_path: Any) -> None:
+    server = Server(httpx, [Reply(body=ENDED)])
+    ckc = ck_client(tmp_path)
+    client = ck.instrument(replicate.Client(api_token="r8_" + "x" * 30, transport=httpx.MockTransport(server)),
+                           using=ckc)
+    assert client.predictions.get("p1").status == "succeeded"
+    assert rows(ckc) == []

@@ -10,6 +10,7 @@ answer costs through computekit's own client (``ck.complete()``, ``ck.stream()``
 from __future__ import annotations
 
 import inspect
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -140,3 +141,41 @@ def test_the_recordings_cover_every_sdk_and_streams() -> None:
     covered = {(p.values[0], bool(p.values[1].request_body.get("stream"))) for p in EXCHANGES}
     assert covered >= {("openai", False), ("openai", True), ("anthropic", False), ("anthropic", True),
                        ("cohere", False), ("cohere", True)}
+
+
+# ------------------------------------------------------------------------------------------ replicate
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_recorded_replicate_run_is_priced_once_from_its_gpu_time(is_async: bool, tmp_path: Any) -> None:
+    """``replicate.run`` as recorded: the create (by version id), the version lookup and eleven polls. The run is
+    recorded once, when a poll finds it ended, under the model the host names, at the per-second price of the
+    hardware configured for it (from computekit's GPU table)."""
+    from computekit.pricing import PriceBook
+
+    replicate = pytest.importorskip("replicate")
+    require_conformance_dir()
+    exchanges = load("replicate/run-poll-until-succeeded.yaml")
+    server = Server(httpx, [_reply(e) for e in exchanges])
+    ckc = ck.Client(config=None, ledger=f"sqlite:///{tmp_path / 'ck.db'}",
+                    providers={"replicate": {"hardware": {"stability-ai/sdxl": "gpu-a40-large"}}})
+    client = replicate.Client(api_token="r8_" + "x" * 30, transport=httpx.MockTransport(server))
+    client.poll_interval = 0
+    ck.instrument(client, using=ckc)
+    created = exchanges[0]
+    ref = f"stability-ai/sdxl:{created.request_body['version']}"
+    with ck.tags(feature="images"):
+        if is_async:
+            await client.async_run(ref, input=created.request_body["input"], use_file_output=False)
+        else:
+            client.run(ref, input=created.request_body["input"], use_file_output=False)
+    assert [(r.method, r.url.path) for r in server.requests] == [(e.method, e.path) for e in exchanges]
+    ckc._core.flush()
+    [row] = ckc.ledger.rows()
+    ended = exchanges[-1].json()
+    seconds = Decimal(str(ended["metrics"]["predict_time"]))
+    per_second = PriceBook().per_second("replicate", "gpu-a40-large")
+    assert per_second is not None
+    assert (row.verb, row.model, row.outcome, row.tags) == ("predict", "stability-ai/sdxl", "success",
+                                                             {"feature": "images"})
+    assert (row.gpu_seconds, row.cost) == (seconds, seconds * per_second[0])
