@@ -21,8 +21,12 @@ import computekit as ck
 from computekit._instrument_meter import _library
 
 openai = pytest.importorskip("openai")
-anthropic = pytest.importorskip("anthropic")
-cohere = pytest.importorskip("cohere")
+
+
+def sdk(name: str) -> Any:
+    """A vendor SDK, imported for the test that needs it (skipped where it is not installed)."""
+    return pytest.importorskip(name)
+
 
 both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 KEY = "sk-instrument-0123456789abcdef"
@@ -93,27 +97,27 @@ class Server:
         return len(self.requests)
 
 
-def _lib_of(sdk: str) -> Any:
+def _lib_of(vendor: str) -> Any:
     """The HTTP library the SDK's default client comes from (``httpx2`` for openai/anthropic today)."""
-    if sdk == "cohere":
+    if vendor == "cohere":
         return httpx
-    return _library((openai.OpenAI if sdk == "openai" else anthropic.Anthropic)(api_key=KEY)._client)
+    return _library((openai.OpenAI if vendor == "openai" else sdk("anthropic").Anthropic)(api_key=KEY)._client)
 
 
-def sdk_client(sdk: str, server: Server, is_async: bool, **kwargs: Any) -> Any:
+def sdk_client(vendor: str, server: Server, is_async: bool, **kwargs: Any) -> Any:
     lib = server.lib
     http = (lib.AsyncClient if is_async else lib.Client)(transport=lib.MockTransport(server))
-    if sdk == "openai":
+    if vendor == "openai":
         cls = openai.AsyncOpenAI if is_async else openai.OpenAI
         return cls(api_key=KEY, http_client=http, **kwargs)
-    if sdk == "azure":
+    if vendor == "azure":
         cls = openai.AsyncAzureOpenAI if is_async else openai.AzureOpenAI
         return cls(api_key=KEY, http_client=http, azure_endpoint="https://res.openai.azure.com",
                    api_version="2024-10-21", **kwargs)
-    if sdk == "anthropic":
-        cls = anthropic.AsyncAnthropic if is_async else anthropic.Anthropic
+    if vendor == "anthropic":
+        cls = sdk("anthropic").AsyncAnthropic if is_async else sdk("anthropic").Anthropic
         return cls(api_key=KEY, http_client=http, **kwargs)
-    cls = cohere.AsyncClientV2 if is_async else cohere.ClientV2
+    cls = sdk("cohere").AsyncClientV2 if is_async else sdk("cohere").ClientV2
     return cls(api_key=KEY, httpx_client=http, **kwargs)
 
 
@@ -387,7 +391,6 @@ async def test_cohere_chat_embed_rerank(tmp_path: Any, is_async: bool) -> None:
 
 # ---------------------------------------------------------------------------------------- replicate
 
-replicate = pytest.importorskip("replicate")
 PREDICTION = {"id": "p1", "model": "acme/m", "version": "v", "input": {"prompt": "x"}, "logs": "", "output": None,
               "error": None, "status": "starting", "created_at": "2026-11-20T10:00:00.000Z",
               "urls": {"get": "https://api.replicate.com/v1/predictions/p1",
@@ -402,7 +405,7 @@ async def test_replicate_runs_are_recorded_once_when_they_end(tmp_path: Any, is_
     server = Server(httpx, [Reply(201, PREDICTION), Reply(body={**PREDICTION, "status": "processing"}),
                             Reply(body=ENDED), Reply(body=ENDED)])
     ckc = ck_client(tmp_path, providers={"replicate": {"hardware": {"acme/m": "gpu-a40-large"}}})
-    client = replicate.Client(api_token="r8_" + "x" * 30, transport=httpx.MockTransport(server))
+    client = sdk("replicate").Client(api_token="r8_" + "x" * 30, transport=httpx.MockTransport(server))
     client.poll_interval = 0
     ck.instrument(client, using=ckc)
     with ck.tags(customer="acme"):
@@ -427,7 +430,7 @@ async def test_replicate_runs_are_recorded_once_when_they_end(tmp_path: Any, is_
 def test_replicate_polls_of_runs_it_did_not_start_pass_through(tmp_path: Any) -> None:
     server = Server(httpx, [Reply(body=ENDED)])
     ckc = ck_client(tmp_path)
-    client = ck.instrument(replicate.Client(api_token="r8_" + "x" * 30, transport=httpx.MockTransport(server)),
+    client = ck.instrument(sdk("replicate").Client(api_token="r8_" + "x" * 30, transport=httpx.MockTransport(server)),
                            using=ckc)
     assert client.predictions.get("p1").status == "succeeded"
     assert rows(ckc) == []
