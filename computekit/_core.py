@@ -4,6 +4,7 @@ finishing results (pricing, attempts) and writing the ledger. No network I/O hap
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import SecretStr
 
@@ -27,6 +28,7 @@ from ._exceptions import (
     BudgetExceededError,
     ConfigError,
     InvalidRequestError,
+    NotFoundError,
     ProviderError,
 )
 from ._otel import attempt_span, note_response
@@ -96,7 +98,9 @@ def normalise_messages(
             out.append(m if isinstance(m, dict) else dict(m))
     if prompt is not NOT_GIVEN and prompt is not None:
         if not isinstance(prompt, str):
-            raise InvalidRequestError(f"prompt must be a str, not {type(prompt).__name__}")
+            fix = ("for a conversation pass messages=[{'role': 'user', 'content': ...}, ...], or join the strings "
+                   "into one prompt" if isinstance(prompt, list | tuple) else "pass the text as a string")
+            raise InvalidRequestError(f"prompt must be a str, not {type(prompt).__name__}: {fix}")
         out.append({"role": "user", "content": prompt})
     if not out:
         raise InvalidRequestError("nothing to send: pass a prompt string or messages=[...]")
@@ -222,6 +226,7 @@ class Core:
         conf = self.settings.providers.get(provider)
         cls = adapter_class(conf.adapter if conf and conf.adapter else provider)
         default_url, env_vars, _ = cls.defaults_for(provider)
+        default_url = cls.env_base_url(provider) or default_url  # the vendor's own variable, below any config
         if conf and conf.api_key_env:
             env_vars = (conf.api_key_env,)
         configured_url = (conf.base_url if conf else None) or default_url
@@ -274,9 +279,46 @@ class Core:
                 raise InvalidRequestError("the list of targets is empty")
         out = []
         for mid in ids:
-            provider, name = split_model_id(mid)
+            provider, name = split_model_id(mid if ":" in mid else self.resolve_bare(mid))
             out.append(Target(self.adapter(provider, base_url=base_url, api_key=api_key), name))
         return out
+
+    def resolve_bare(self, model: str) -> str:
+        """A bare model name (``"gpt-4o-mini"``) -> ``"provider:model"``: the one provider that serves it (by
+        the price tables), preferring those set up (configured, or with a key in the environment).
+
+        Raises:
+            InvalidRequestError: No provider is known to serve it (the message suggests close names).
+            ConfigError: Several do: the message lists them.
+        """
+        if not model:
+            split_model_id(model)  # raises: not a model id
+        from .adapters._registry import providers
+        from .pricing._book import similar_models, tables_serving
+
+        tables = set(tables_serving(model))
+        serving = [p for p in providers() if adapter_class(p).table_for(p) in tables] if tables else []
+        if not serving:
+            close = list(dict.fromkeys(f"{p}:{m}" for p in providers()
+                                       for m in similar_models(adapter_class(p).table_for(p), model, 2)))
+            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+            raise InvalidRequestError(
+                f"{model!r} is not a model id and no provider is known to serve it{hint}: write 'provider:model' "
+                "(e.g. 'openai:gpt-4o-mini'), or name a route defined under [routes] in computekit.toml"
+            )
+        ready = [p for p in serving if self._set_up(p)]
+        for group in (ready, serving):
+            if len(group) == 1:
+                return f"{group[0]}:{model}"
+        listed = ", ".join(f"'{p}:{model}'" for p in (ready or serving))
+        raise ConfigError(f"{model!r} is served by several providers: write one of {listed}")
+
+    def _set_up(self, provider: str) -> bool:
+        """Whether ``provider`` is configured here, or has its key in the environment."""
+        if provider in self.settings.providers:
+            return True
+        _, env_vars, requires_key = adapter_class(provider).defaults_for(provider)
+        return requires_key and env_key(env_vars) is not None
 
     def route(self, model: str | Sequence[str]) -> RouteConfig | None:
         """The named route ``model`` refers to, if it is one."""
@@ -694,8 +736,60 @@ def _finetune_key(provider: str, job_id: str) -> str:
 
 
 def call_options(**given: Any) -> dict[str, Any]:
-    """Keyword arguments that were actually passed (sentinel-free)."""
-    return {k: v for k, v in given.items() if v is not NOT_GIVEN}
+    """Keyword arguments that were actually passed (sentinel-free), each checked for its type.
+
+    Raises:
+        InvalidRequestError: An option has the wrong type (the message shows a right one).
+    """
+    out = {k: v for k, v in given.items() if v is not NOT_GIVEN}
+    for name, value in out.items():
+        check_option(name, value)
+    return out
+
+
+# Options whose type is checked before anything is sent, with an example of a right value for the message.
+_WHOLE: Final = {"max_tokens": 60, "seed": 42, "dimensions": 256, "top_n": 3}
+_REAL: Final = {"temperature": 0.7, "top_p": 0.9}
+_TEXT: Final = {"user": "user-123", "service_tier": "auto"}
+
+
+def check_option(name: str, value: Any) -> None:
+    """Refuse a call option of the wrong type (``max_tokens="sixty"``) with the fix, before any HTTP.
+
+    Raises:
+        InvalidRequestError: ``value`` is not what ``name`` takes.
+    """
+    if value is None:
+        return
+    example: Any
+    if name in _WHOLE:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        example = _WHOLE[name]
+        if ok and value < 1 and name != "seed":
+            raise InvalidRequestError(f"{name} must be at least 1, not {value}: e.g. {name}={example}")
+    elif name in _REAL:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        example = _REAL[name]
+    elif name in _TEXT:
+        ok = isinstance(value, str)
+        example = _TEXT[name]
+    elif name == "stop":
+        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        example = ["\n\n"]
+    else:
+        return
+    if not ok:
+        fix = f"e.g. {name}={example!r}"
+        if isinstance(value, str) and not isinstance(example, str):
+            with contextlib.suppress(ValueError):  # a number written as a string: show it as a number
+                fix = f"pass {name}={type(example)(value)!r}"
+        raise InvalidRequestError(
+            f"{name} must be {_KIND.get(type(example), type(example).__name__)}, not {type(value).__name__} "
+            f"{value!r}: {fix}"
+        )
+
+
+_KIND: Final = {int: "a whole number", float: "a number", str: "a string", list: "a string or a list of strings"}
 
 
 def check_seconds(name: str, value: float | None, *, zero: bool = False) -> float | None:
@@ -849,6 +943,10 @@ class Run:
     def failed(self, target: Target, error: ProviderError) -> None:
         """A target's last try failed: tell the router, and raise when the plan must stop here."""
         self.errors.append(error)
+        if isinstance(error, NotFoundError) and not getattr(error, "__notes__", None):
+            close = self.core.prices.similar(target.adapter.price_ref(target.model))
+            if close:  # a 404 on a misspelled model: name the likely one
+                error.add_note(f"did you mean {' or '.join(f'{target.provider}:{m}' for m in close)}?")
         action = self.core.router.failed(target, error, self.core.retry.config.retry_after_cap)
         if action is Action.RAISE or (isinstance(error, APITimeoutError) and self.remaining() <= 0):
             raise error
@@ -868,15 +966,31 @@ class Run:
         refusal, when every target was refused)."""
         if self.refusals and not self.errors:
             return self.refusals[0]
+        spent = _attempts_summary(attempts)
         if len(self.errors) == 1 and not self.refusals:
-            return self.errors[0]
+            error = self.errors[0]
+            if len(attempts) > 1:  # retried: the traceback says how hard computekit tried
+                error.add_note(f"computekit gave up {spent}")
+            return error
         if not self.errors:
             return InvalidRequestError("no target could be tried (all need larger context windows)")
         if self.refusals:
             tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))
             return AllTargetsFailedError(
-                f"{len(self.errors)} targets failed ({tried}) and {len(self.refusals)} were refused by a budget",
+                f"{len(self.errors)} targets failed ({tried}) and {len(self.refusals)} were refused by a budget, "
+                f"{spent}",
                 [*self.errors, *self.refusals], attempts,
             )
         tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))  # in the order tried
-        return AllTargetsFailedError(f"all {len(self.errors)} targets failed ({tried})", self.errors, attempts)
+        return AllTargetsFailedError(f"all {len(self.errors)} targets failed ({tried}), {spent}", self.errors,
+                                     attempts)
+
+
+def _attempts_summary(attempts: list[Attempt]) -> str:
+    """``after 3 attempts in 2.4 s``: from the first attempt's start to the last one's end."""
+    if not attempts:
+        return "after 0 attempts"
+    start = min(a.started_at for a in attempts)
+    end = max(a.started_at + dt.timedelta(seconds=a.latency_s) for a in attempts)
+    n = len(attempts)
+    return f"after {n} attempt{'s' if n != 1 else ''} in {(end - start).total_seconds():.1f} s"

@@ -31,16 +31,16 @@
         │       └── OverloadedError            529 / "overloaded"
         ├── PredictionFailedError      a prediction ran and failed (``.prediction``: its logs, error, cost)
         ├── FineTuneFailedError        a fine-tuning job failed (``.job``; ``body`` is the provider's error object)
-        ├── APITimeoutError            no answer in time (connect, read, or the total deadline)
-        │   ├── PredictionTimeoutError a prediction did not finish in time (``.prediction``; it was canceled)
-        │   └── FineTuneTimeoutError   ``wait(timeout=)`` passed before a job ended (``.job``; not canceled)
         ├── APIConnectionError         could not connect, or the connection broke
+        │   └── APITimeoutError        no answer in time (connect, read, or the total deadline)
+        │       ├── PredictionTimeoutError a prediction did not finish in time (``.prediction``; canceled)
+        │       └── FineTuneTimeoutError   ``wait(timeout=)`` passed before a job ended (``.job``; not canceled)
         └── MalformedResponseError     a 2xx whose body is not what the API documents
             └── ResponseTooLargeError  a body or stream event over its size limit (``limit``: the bytes allowed)
 
-Every :class:`ProviderError` keeps its facts: ``provider``, ``model``, ``status``, ``headers`` (lowercased
-names), ``body`` and ``request_id``. None of them ever holds a credential: request headers are never kept,
-and messages are built from the response only.
+Every :class:`ProviderError` keeps its facts: ``provider``, ``model``, ``status`` (also ``status_code``),
+``headers`` (lowercased names), ``body`` and ``request_id``. None of them ever holds a credential: request
+headers are never kept, and messages are built from the response only.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ class ProviderError(ComputeKitError):
     Attributes:
         provider: The provider name (``"openai"``, ``"together"`` ...).
         model: The model asked for, if any.
-        status: The HTTP status, or ``None`` when no response arrived.
+        status: The HTTP status, or ``None`` when no response arrived (also ``status_code``).
         headers: The response headers, names lowercased.
         body: The response body: parsed JSON when it was JSON, else text.
         request_id: The provider's request id, when it sent one.
@@ -271,6 +271,11 @@ class ProviderError(ComputeKitError):
         self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
         self.body = body
         self.request_id = request_id
+
+    @property
+    def status_code(self) -> int | None:
+        """The HTTP status, as openai-python, anthropic, httpx and litellm name it (the same as ``status``)."""
+        return self.status
 
     def __str__(self) -> str:
         where = f"{self.provider}:{self.model}" if self.model else self.provider
@@ -333,8 +338,13 @@ class OverloadedError(ServerError):
     """The provider is overloaded (529, or an ``overloaded_error``)."""
 
 
-class APITimeoutError(ProviderError):
-    """No answer in time: connect, read, or the total deadline."""
+class APIConnectionError(ProviderError):
+    """The connection could not be made, or broke before the answer was complete."""
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer in time: connect, read, or the total deadline. A kind of :class:`APIConnectionError`, as in
+    openai-python (catch it first to tell the two apart)."""
 
 
 class PredictionFailedError(ProviderError):
@@ -363,10 +373,6 @@ class PredictionTimeoutError(APITimeoutError):
     unless ``cancel_on_timeout=False``)."""
 
     prediction: Any = None
-
-
-class APIConnectionError(ProviderError):
-    """The connection could not be made, or broke before the answer was complete."""
 
 
 class MalformedResponseError(ProviderError):

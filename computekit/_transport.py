@@ -890,6 +890,19 @@ class AiohttpTransport:
             else:  # a loop neither running nor closed: nothing can run there now; let go of it unreported
                 session.detach()
 
+    def __del__(self) -> None:
+        # A client collected without aclose(): close its connections here, synchronously (there is no loop to
+        # await on in a finalizer), so that aiohttp does not report "Unclosed client session" and "Unclosed
+        # connector" on stderr for what is a forgotten close, not a leak. Every loop's session, not just one.
+        for session in list(self._sessions.values()):
+            if session.closed:
+                continue
+            connector = session.connector
+            session.detach()  # the session counts as closed from here
+            if connector is not None:
+                with contextlib.suppress(Exception):
+                    connector._close()  # closes every pooled transport now; close() would need awaiting
+
 
 def _aiohttp_error(e: BaseException, provider: str, model: str | None) -> Exception:
     cause = e.__cause__ or e.__context__

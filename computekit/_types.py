@@ -10,9 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 from ._constants import CURRENCY, MAX_USAGE_COUNT
+from ._display import HTML_CHARS, Shown, html_table, preview
+from ._money import Money, money
 
 __all__ = [
     "Attempt",
@@ -44,6 +46,28 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 class _Model(BaseModel):
     # defer_build: schemas are built on first use, not at import (import time is a feature of this SDK).
     model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True, defer_build=True)
+
+
+class _Readable:
+    """A one-line repr of the facts a person looks for, and the same (in more detail) as HTML in notebooks."""
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def _details(self) -> list[tuple[str, Any]]:
+        return self._facts()
+
+    def __repr_args__(self) -> Any:  # pydantic builds repr() (and str()) from these
+        return self._facts()
+
+    def _repr_html_(self) -> str:
+        return html_table(type(self).__name__, self._details())
+
+
+def _cost_shown(cost: Cost | None) -> Shown:
+    if cost is None:
+        return Shown("unknown")
+    return Shown(str(cost) if cost.total is not None else "unpriced")
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -267,11 +291,11 @@ class CostLine(_Model):
     item: str
     quantity: Decimal
     unit: str
-    unit_price: Decimal
-    amount: Decimal
+    unit_price: Annotated[Decimal, AfterValidator(Money)]
+    amount: Annotated[Decimal, AfterValidator(Money)]
 
 
-class Cost(_Model):
+class Cost(_Readable, _Model):
     """What a call cost.
 
     Attributes:
@@ -286,7 +310,8 @@ class Cost(_Model):
             otherwise, or when the tables do not price the model.
     """
 
-    total: Decimal | None
+    total: Annotated[Decimal | None, AfterValidator(money)]
+    """A :class:`~computekit.Money`: a ``Decimal`` that prints plainly (``0.00000008``, never ``8E-8``)."""
     currency: str = CURRENCY
     lines: list[CostLine] = Field(default_factory=list)
     price_source: PriceSource | None = None
@@ -303,6 +328,20 @@ class Cost(_Model):
         if self.total is None:
             return f"unpriced ({self.reason})" if self.reason else "unpriced"
         return f"${self.total:f}" + (" (estimated)" if self.estimated else "")
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        if self.total is None:
+            return [("total", None), ("reason", self.reason)]
+        facts: list[tuple[str, Any]] = [("total", Shown(str(self)))]
+        if self.lines:
+            facts.append(("lines", len(self.lines)))
+        if self.price_source is not None:
+            facts.append(("price_source", Shown(str(self.price_source))))
+        return facts
+
+    def _details(self) -> list[tuple[str, Any]]:
+        lines = [(f"  {ln.item}", f"{ln.quantity} {ln.unit} x ${ln.unit_price} = ${ln.amount}") for ln in self.lines]
+        return [("total", str(self)), *lines, ("price source", self.price_source), ("reason", self.reason)]
 
 
 def sum_costs(costs: list[Cost | None]) -> Decimal | None:
@@ -378,7 +417,7 @@ class _Result(_Model):
         return f"{self.provider}:{self.model}"
 
 
-class Completion(_Result):
+class Completion(_Readable, _Result):
     """The result of ``complete()``.
 
     Attributes:
@@ -399,6 +438,24 @@ class Completion(_Result):
     id: str | None = None
     service_tier: str | None = None
     response_model: str | None = None
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        facts: list[tuple[str, Any]] = [("target", Shown(self.target))]
+        if self.text or not self.tool_calls:
+            facts.append(("text", preview(self.text)))
+        if self.tool_calls:
+            facts.append(("tool_calls", Shown(", ".join(f"{c.name}()" for c in self.tool_calls))))
+        facts += [("tokens", Shown(f"{self.usage.input_tokens}→{self.usage.output_tokens}")),
+                  ("cost", _cost_shown(self.cost))]
+        return facts
+
+    def _details(self) -> list[tuple[str, Any]]:
+        calls = "\n".join(f"{c.name}({preview(c.arguments, 200)})" for c in self.tool_calls)
+        return [("target", self.target), ("text", preview(self.text, HTML_CHARS)), ("tool calls", calls),
+                ("finish reason", self.finish_reason),
+                ("tokens", f"{self.usage.input_tokens:,} in, {self.usage.output_tokens:,} out"),
+                ("cost", str(self.cost)), ("price source", self.cost.price_source),
+                ("attempts", len(self.attempts)), ("request id", self.request_id)]
 
 
 class Chunk(_Model):
@@ -432,7 +489,7 @@ class Reranking(_Result):
     results: list[RerankHit] = Field(default_factory=list)
 
 
-class Embeddings(_Result):
+class Embeddings(_Readable, _Result):
     """The result of ``embed()``: one vector per input, in input order."""
 
     vectors: list[list[float]] = Field(default_factory=list, repr=False)
@@ -442,12 +499,21 @@ class Embeddings(_Result):
         """Length of each vector (0 when there are none)."""
         return len(self.vectors[0]) if self.vectors else 0
 
+    def _facts(self) -> list[tuple[str, Any]]:
+        return [("target", Shown(self.target)), ("vectors", Shown(f"{len(self.vectors)}x{self.dimensions}")),
+                ("tokens", self.usage.input_tokens), ("cost", _cost_shown(self.cost))]
+
+    def _details(self) -> list[tuple[str, Any]]:
+        return [("target", self.target), ("vectors", f"{len(self.vectors)} x {self.dimensions} dimensions"),
+                ("tokens", f"{self.usage.input_tokens:,}"), ("cost", str(self.cost)),
+                ("price source", self.cost.price_source), ("request id", self.request_id)]
+
 
 PredictionStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 _TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 
 
-class Prediction(_Result):
+class Prediction(_Readable, _Result):
     """A run of a model on a serverless GPU host (``predict()``).
 
     ``status`` is normalised across hosts: ``queued | running | succeeded | failed | canceled``. The cost comes
@@ -482,6 +548,20 @@ class Prediction(_Result):
     def done(self) -> bool:
         """Whether the run has ended (succeeded, failed or canceled)."""
         return self.status in _TERMINAL
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        facts: list[tuple[str, Any]] = [("target", Shown(self.target)), ("id", self.id), ("status", self.status)]
+        if self.output is not None:
+            facts.append(("output", preview(self.output)))
+        if self.error:
+            facts.append(("error", preview(self.error)))
+        return [*facts, ("cost", _cost_shown(self.cost))]
+
+    def _details(self) -> list[tuple[str, Any]]:
+        return [("target", self.target), ("id", self.id), ("status", self.status),
+                ("output", None if self.output is None else preview(self.output, HTML_CHARS)),
+                ("error", self.error), ("GPU seconds", self.usage.gpu_seconds), ("hardware", self.usage.hardware),
+                ("cost", str(self.cost)), ("price source", self.cost.price_source)]
 
     def _bound_client(self) -> Any:
         if self._client is None:
@@ -632,7 +712,7 @@ class FineTuneCheckpoint(_Model):
     created_at: dt.datetime | None = None
 
 
-class FineTuneJob(_Model):
+class FineTuneJob(_Readable, _Model):
     """A fine-tuning job (``finetune()``), normalised across providers.
 
     ``status`` is one of ``validating | queued | running | succeeded | failed | canceled``. ``estimate`` is what
@@ -695,6 +775,20 @@ class FineTuneJob(_Model):
     def target(self) -> str:
         """``provider:base_model``."""
         return f"{self.provider}:{self.base_model}"
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        facts: list[tuple[str, Any]] = [("target", Shown(self.target)), ("id", self.id), ("status", self.status)]
+        if self.fine_tuned_model:
+            facts.append(("fine_tuned_model", self.fine_tuned_model))
+        if self.cost.total is None and self.estimate is not None and self.estimate.total is not None:
+            return [*facts, ("estimate", _cost_shown(self.estimate))]
+        return [*facts, ("cost", _cost_shown(self.cost))]
+
+    def _details(self) -> list[tuple[str, Any]]:
+        return [("target", self.target), ("id", self.id), ("status", self.status),
+                ("fine-tuned model", self.fine_tuned_model), ("trained tokens", self.trained_tokens),
+                ("epochs", self.epochs), ("error", self.error),
+                ("estimate", None if self.estimate is None else str(self.estimate)), ("cost", str(self.cost))]
 
     def _bound_client(self) -> Any:
         if self.dry_run:

@@ -5,48 +5,52 @@ its HTTP transport: each request is priced by the same code as ``ck.complete()``
 ledger with the tags of the enclosing ``ck.tags(...)`` block, and held to its budgets before it is sent. A
 stream reaches the application as it arrives and is priced when it ends.
 
-    python examples/instrument_openai.py --replay     # offline
-    python examples/instrument_openai.py              # live: OPENAI_API_KEY
+    # live: OPENAI_API_KEY
+    python examples/instrument_openai.py
+    python examples/_replay.py examples/instrument_openai.py          # offline
 """
 
 from __future__ import annotations
 
 import sys
 
-import _replay
 import openai
 
 import computekit as ck
 
 # --8<-- [start:main]
 MODEL = "gpt-4o-mini"
+HAIKU = [{"role": "user", "content": "Write a haiku about GPUs"}]
+TPU = [{"role": "user", "content": "Now one about TPUs"}]
 
 
 def main() -> None:
-    with (
-        _replay.session("instrument_openai", ["OPENAI_API_KEY"], description=__doc__) as session,
-        ck.Client(**session.client_kwargs) as computekit_client,
-    ):
-        client = ck.instrument(openai.OpenAI(), using=computekit_client)  # the same client, now metered
+    with ck.Client() as computekit_client:
+        # The same client object, now metered with computekit_client's ledger and prices
+        client = ck.instrument(openai.OpenAI(), using=computekit_client)
 
         with ck.tags(feature="haiku", customer="acme"):
             answer = client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": "Write a haiku about GPUs"}], max_tokens=60)
+                model=MODEL, messages=HAIKU, max_tokens=60
+            )
             print(answer.choices[0].message.content)
 
             stream = client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": "Now one about TPUs"}], max_tokens=60,
-                stream=True, stream_options={"include_usage": True})  # usage in the last chunk: priced exactly
+                model=MODEL, messages=TPU, max_tokens=60, stream=True,
+                # usage in the last chunk: the stream is priced exactly
+                stream_options={"include_usage": True},
+            )
             for chunk in stream:
                 if chunk.choices:
                     sys.stdout.write(chunk.choices[0].delta.content or "")
             print()
 
         report = computekit_client.ledger.report(by="tag:customer")
-        for row in report.rows:
-            print(f"customer {row.key}: {row.calls} calls, {row.cost} USD")
+        for group in report.rows:
+            print(f"customer {group.key}: {group.calls} calls, {group.cost} USD")
         for row in computekit_client.ledger.rows():
-            print(f"  {row.verb:8} {row.model}  {row.input_tokens} in + {row.output_tokens} out  {row.cost} USD")
+            tokens = f"{row.input_tokens} in + {row.output_tokens} out"
+            print(f"  {row.verb:8} {row.model}  {tokens}  {row.cost} USD")
         print(f"cost: {report.total} USD")
 # --8<-- [end:main]
 

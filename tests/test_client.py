@@ -589,8 +589,9 @@ async def test_invalid_messages(kwargs: dict[str, Any], is_async: bool) -> None:
     assert server.hits == 0
 
 
+# (A bare name that one provider serves, "gpt-4o-mini", resolves: see test_model_names.)
 @both
-@pytest.mark.parametrize("model", ["gpt-4o-mini", "openai:", ":gpt-4o", "", []])
+@pytest.mark.parametrize("model", ["no-such-model-zzz", "openai:", ":gpt-4o", "", []])
 async def test_invalid_model_ids(model: Any, is_async: bool) -> None:
     server = Server([ok(chat_json())])
     client = make_client(server, is_async=is_async)

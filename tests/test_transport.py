@@ -512,7 +512,7 @@ async def test_no_answer_times_out(serve: Any, is_async: bool, kind: str) -> Non
         await close(client, is_async)
     assert 0.25 < time.monotonic() - t0 < 3
     assert len(srv.requests) == 1, "no retry"
-    assert not isinstance(ei.value, ck.APIConnectionError)
+    assert type(ei.value) is ck.APITimeoutError  # a timeout, typed as one (also an APIConnectionError)
     assert ei.value.status is None
 
 
@@ -758,3 +758,26 @@ def test_connection_errors_never_show_a_query() -> None:
     err = _connection_error(OSError("GET /out.png?X-Amz-Signature=topsecret&b=1 failed"), "p", None)
     assert "topsecret" not in str(err)
     assert "/out.png?..." in str(err)
+
+
+def test_an_async_client_dropped_without_aclose_is_not_reported_as_leaked(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A forgotten ``aclose()`` must not flood stderr with aiohttp's "Unclosed client session" / "Unclosed
+    connector" reports when the client is collected: its session is closed as it goes."""
+    srv = serve(chat("ck-transport-dropped"))
+
+    async def call() -> str:
+        client = make(True, srv.url)
+        r: ck.Completion = await client.complete(f"openai:{MODEL}", "hi")
+        del client  # no aclose(): collected while its loop still runs
+        gc.collect()
+        await asyncio.sleep(0)
+        return r.text
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert asyncio.run(call()) == "ck-transport-dropped"
+        gc.collect()
+    assert [str(w.message) for w in caught if "Unclosed" in str(w.message)] == []
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []

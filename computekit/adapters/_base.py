@@ -73,6 +73,7 @@ __all__ = [
     "StreamDecoder",
     "StreamUpdate",
     "TrainingFile",
+    "base_url_from_env",
     "carried_status",
     "multipart",
     "obj",
@@ -421,6 +422,11 @@ class Adapter(ABC):
     key_env_vars: ClassVar[tuple[str, ...]] = ()
     """Environment variables read for the key, in order."""
     default_base_url: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = None
+    """The vendor's own environment variable for its base URL (what its SDKs read), when it documents one."""
+    base_url_env_suffix: ClassVar[str] = ""
+    """Added to that variable's value when missing: the vendor's convention may leave out the API version
+    (``ANTHROPIC_BASE_URL=https://api.anthropic.com``, where computekit's base URL ends in ``/v1``)."""
     requires_key: ClassVar[bool] = True
     table_provider: ClassVar[str | None] = None
     """The provider id in genai-prices, when it prices this provider's models."""
@@ -455,6 +461,23 @@ class Adapter(ABC):
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
         """Base URL, key env vars and whether a key is needed, for a provider served by this adapter."""
         return cls.default_base_url, cls.key_env_vars, cls.requires_key
+
+    @classmethod
+    def table_for(cls, provider: str) -> str | None:
+        """The genai-prices provider id that prices ``provider``'s models, if any."""
+        return cls.table_provider
+
+    @classmethod
+    def listed(cls, provider: str) -> bool:
+        """Whether ``provider`` is offered to users as a provider (in lists, suggestions, bare model names);
+        internal adapters (an in-process fake, the generic OpenAI-compatible one) are not."""
+        return True
+
+    @classmethod
+    def env_base_url(cls, provider: str) -> str | None:
+        """The base URL the vendor's own variable sets (``OPENAI_BASE_URL`` ...), in computekit's convention;
+        ``None`` when it is unset or empty. Configured and per-call base URLs win over it."""
+        return base_url_from_env(cls.base_url_env, cls.base_url_env_suffix)
 
     auth_scheme: ClassVar[str] = "Bearer"
     """How the key is sent: ``Authorization: {auth_scheme} KEY``."""
@@ -961,3 +984,11 @@ def env_key(env_vars: Sequence[str]) -> SecretStr | None:
         if v:
             return SecretStr(v)
     return None
+
+
+def base_url_from_env(var: str | None, suffix: str = "") -> str | None:
+    """``$var`` as a base URL: stripped, without a trailing slash, with ``suffix`` added when it is missing."""
+    value = (os.environ.get(var) or "").strip().rstrip("/") if var else ""
+    if not value:
+        return None
+    return value if not suffix or value.endswith(suffix) else value + suffix

@@ -17,12 +17,14 @@ version, or of the model for its latest version, or of a deployment then its ver
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from .. import _urls
 from .._exceptions import InvalidRequestError, MalformedResponseError
+from .._extras import require
 from .._types import FineTuneEvent, FineTuneJob, Prediction, PredictionStatus, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -42,7 +44,7 @@ from ._base import (
     unix_time,
 )
 
-__all__ = ["ReplicateAdapter"]
+__all__ = ["ReplicateAdapter", "to_sdk"]
 
 # Replicate's statuses -> computekit's.
 _STATUS: Final[dict[str, PredictionStatus]] = {
@@ -80,6 +82,8 @@ class ReplicateAdapter(Adapter):
     capabilities = Capabilities(predict=True, predict_stream=True, finetune=True)
     key_env_vars = ("REPLICATE_API_TOKEN",)
     default_base_url = "https://api.replicate.com/v1"
+    base_url_env = "REPLICATE_BASE_URL"  # replicate-python: the host, without /v1
+    base_url_env_suffix = "/v1"
     docs_url = "https://replicate.com/docs/reference/http"
 
     @classmethod
@@ -300,3 +304,17 @@ class ReplicateAdapter(Adapter):
     def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
         seconds = job.metrics.get("predict_time")
         return FineTuneBilling(gpu_seconds=Decimal(str(seconds)) if isinstance(seconds, int | float) else None)
+
+
+def to_sdk(result: Prediction) -> Any:
+    """The official SDK's ``replicate.prediction.Prediction`` for a prediction's ``raw`` body (imports
+    ``replicate`` on first call). It is detached from any SDK client: read its fields, do not ``reload()`` it.
+
+    Raises:
+        ModuleNotFoundError: ``replicate`` is not installed (``pip install 'computekit[replicate]'``).
+        ValueError: The result has no response body.
+    """
+    prediction = require("replicate.prediction", "replicate", "replicate.to_sdk()")
+    if not isinstance(result.raw, Mapping):
+        raise ValueError("this prediction has no response body to convert")
+    return prediction.Prediction.parse_obj(result.raw)

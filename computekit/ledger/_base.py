@@ -58,7 +58,7 @@ class Ledger(ABC):
                 ``tag:NAME`` (the value of the tag ``NAME``; attempts without it form the group ``(none)``).
             since: From this time, included (a naive datetime is UTC).
             until: Up to this time, excluded.
-            group_by: The same as ``by`` (its name in computekit 0.1).
+            group_by: Another name for ``by`` (the field's name on ``Report``).
 
         Raises:
             ValueError: ``by`` is not one of the above, or ``by`` and ``group_by`` disagree.

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from .._exceptions import InvalidRequestError
+from .._money import plain
 
 __all__ = ["GROUP_KEYS", "GroupBy", "LedgerRow", "day_of", "utc"]
 
@@ -54,9 +55,9 @@ class LedgerRow:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["ts"] = self.ts.isoformat()
-        d["cost"] = None if self.cost is None else str(self.cost)
-        d["gpu_seconds"] = None if self.gpu_seconds is None else str(self.gpu_seconds)
-        d["reserved"] = None if self.reserved is None else str(self.reserved)
+        d["cost"] = None if self.cost is None else plain(self.cost)
+        d["gpu_seconds"] = None if self.gpu_seconds is None else plain(self.gpu_seconds)
+        d["reserved"] = None if self.reserved is None else plain(self.reserved)
         return d
 
 
