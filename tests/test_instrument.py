@@ -154,6 +154,15 @@ def ck_cost(tmp_path: Any, provider_model: str, reply: Reply, stream: bool = Fal
     return client.complete(provider_model, "hi", **kwargs).cost.total
 
 
+def metered(tmp_path: Any, vendor: str, replies: list[Reply], is_async: bool,
+            **settings: Any) -> tuple[Server, ck.Client, Any]:
+    """A mock server answering ``replies``, a computekit client with its own ledger, and the vendor's SDK client
+    on that server, instrumented with it."""
+    server = Server(_lib_of(vendor), replies)
+    ckc = ck_client(tmp_path, **settings)
+    return server, ckc, ck.instrument(sdk_client(vendor, server, is_async), using=ckc)
+
+
 def rows(client: ck.Client) -> list[Any]:
     client._core.flush()
     return client.ledger.rows()
@@ -170,9 +179,8 @@ def oai_lib() -> Any:
 
 @both
 async def test_openai_chat_is_priced_like_ck_complete_and_tagged(tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
-    server = Server(oai_lib, [Reply(body=CHAT, headers={"x-request-id": "req_abc"})])
-    ckc = ck_client(tmp_path)
-    client = ck.instrument(sdk_client("openai", server, is_async), using=ckc)
+    reply = Reply(body=CHAT, headers={"x-request-id": "req_abc"})
+    _server, ckc, client = metered(tmp_path, "openai", [reply], is_async)
     with ck.tags(feature="search", customer="acme"):
         answer = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=50))
     assert answer.choices[0].message.content == "hello"  # the application's answer, untouched
@@ -189,9 +197,7 @@ async def test_openai_chat_is_priced_like_ck_complete_and_tagged(tmp_path: Any, 
 @both
 async def test_openai_stream_is_passed_through_as_it_arrives_and_priced_at_its_end(
         tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
-    server = Server(oai_lib, [Reply(pieces=chat_sse())])
-    ckc = ck_client(tmp_path)
-    client = ck.instrument(sdk_client("openai", server, is_async), using=ckc)
+    server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=chat_sse())], is_async)
     stream = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
                                                       stream_options={"include_usage": True}))
     it = stream.__aiter__() if is_async else iter(stream)
@@ -209,9 +215,7 @@ async def test_openai_stream_is_passed_through_as_it_arrives_and_priced_at_its_e
 @both
 async def test_a_stream_the_application_stops_reading_is_recorded_as_canceled(
         tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
-    server = Server(oai_lib, [Reply(pieces=chat_sse())])
-    ckc = ck_client(tmp_path)
-    client = ck.instrument(sdk_client("openai", server, is_async), using=ckc)
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=chat_sse())], is_async)
     stream = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     if is_async:
         await stream.__aiter__().__anext__()
@@ -266,9 +270,8 @@ async def test_unpriced_endpoints_pass_through(tmp_path: Any, oai_lib: Any, is_a
     image = {"created": 1, "data": [{"url": "https://example.com/a.png"}]}
     models = {"object": "list", "data": []}
     moderation = {"id": "m", "model": "omni-moderation-latest", "results": []}
-    server = Server(oai_lib, [Reply(body=image), Reply(body=models), Reply(body=moderation)])
-    ckc = ck_client(tmp_path)
-    client = ck.instrument(sdk_client("openai", server, is_async), using=ckc)
+    replies = [Reply(body=image), Reply(body=models), Reply(body=moderation)]
+    _server, ckc, client = metered(tmp_path, "openai", replies, is_async)
     got = await run(client.images.generate(model="dall-e-3", prompt="a cat"))
     assert got.data[0].url == "https://example.com/a.png"
     await run(client.models.list())
