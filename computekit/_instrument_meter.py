@@ -35,6 +35,7 @@ from ._core import Core, ledger_call, now
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
+    BudgetExceededError,
     InvalidRequestError,
     MalformedResponseError,
     ProviderError,
@@ -243,7 +244,7 @@ class _Try:
         core.canceled(self.verb, self.target, usage, self.started, self.t0, self.attempts, self.tags, self.held)
 
     def failed_to_send(self, exc: BaseException, lib: Any) -> None:
-        """The request never got an answer (a connection error or a timeout: maybe billed)."""
+        """The request got no answer, or not all of it (a connection error or a timeout: maybe billed)."""
         self.done = True
         core, target = self.meter.core, self.target
         if self.route.poll:
@@ -263,10 +264,11 @@ class _Meter:
     """What one instrumented SDK client records with: computekit's core (its ledger, prices and budgets), the
     SDK's routes, and the adapters of the origins it talks to."""
 
-    __slots__ = ("_adapters", "core", "runs", "sdk")
+    __slots__ = ("_adapters", "_refusal", "core", "runs", "sdk")
 
     def __init__(self, core: Core, sdk: SDK) -> None:
         self.core, self.sdk = core, sdk
+        self._refusal = _refusal_class(sdk.error_base) if sdk.error_base else None
         self._adapters: dict[str, Any] = {}
         self.runs: dict[str, _Run] = {}
         """Runs started through this client that had not ended when last seen, by id (Replicate)."""
@@ -298,6 +300,24 @@ class _Meter:
             req = route.normalise(model, body)
         return _Try(self, route, Target(adapter, model or "unknown"), req)
 
+    def reserve(self, t: _Try) -> None:
+        """Reserve the try's worst case (before it is sent; a poll bills nothing).
+
+        Raises:
+            BudgetExceededError: A budget refused it (as the SDK's own error too, when it wraps others).
+        """
+        if t.route.poll:
+            return
+        try:
+            t.held = self.core.reserve(t.target, t.req, t.tags)
+        except BudgetExceededError as e:
+            if self._refusal is None:
+                raise
+            refusal = self._refusal.__new__(self._refusal)
+            refusal.__dict__.update(e.__dict__)
+            refusal.args = e.args
+            raise refusal from e.__cause__
+
     def _adapter(self, url: Any) -> Any:
         origin = f"{url.scheme}://{url.netloc.decode() if isinstance(url.netloc, bytes) else url.netloc}"
         adapter = self._adapters.get(origin)
@@ -325,9 +345,14 @@ def _classes(lib: Any) -> tuple[type, type]:
 
         def __iter__(self) -> Iterator[bytes]:
             t = self.t
-            for data in self.inner:
-                t.feed(data)
-                yield data
+            try:
+                for data in self.inner:
+                    t.feed(data)
+                    yield data
+            except Exception as e:  # the connection broke mid-answer: a failed try (maybe billed)
+                if not t.done:
+                    t.failed_to_send(e, lib)
+                raise
             t.finish()
 
         def close(self) -> None:
@@ -344,9 +369,14 @@ def _classes(lib: Any) -> tuple[type, type]:
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             t = self.t
-            async for data in self.inner:
-                t.feed(data)
-                yield data
+            try:
+                async for data in self.inner:
+                    t.feed(data)
+                    yield data
+            except Exception as e:  # the connection broke mid-answer: a failed try (maybe billed)
+                if not t.done:
+                    await ledger_call(t.meter.core, functools.partial(t.failed_to_send, e, lib))
+                raise
             await ledger_call(t.meter.core, t.finish)
 
         async def aclose(self) -> None:
@@ -366,9 +396,7 @@ def _classes(lib: Any) -> tuple[type, type]:
             t = self.meter.begin(request.method, request.url, lambda: request.content)
             if t is None:
                 return self.inner.handle_request(request)
-            core = self.meter.core
-            if not t.route.poll:  # budgets: before the request leaves (a poll bills nothing)
-                t.held = core.reserve(t.target, t.req, t.tags)
+            self.meter.reserve(t)  # budgets: before the request leaves
             t.sent()
             try:
                 response = self.inner.handle_request(request)
@@ -396,8 +424,7 @@ def _classes(lib: Any) -> tuple[type, type]:
             if t is None:
                 return await self.inner.handle_async_request(request)
             core = self.meter.core
-            if not t.route.poll:
-                t.held = await ledger_call(core, functools.partial(core.reserve, t.target, t.req, t.tags))
+            await ledger_call(core, functools.partial(self.meter.reserve, t))
             t.sent()
             try:
                 response = await self.inner.handle_async_request(request)
@@ -415,6 +442,14 @@ def _classes(lib: Any) -> tuple[type, type]:
             await self.inner.aclose()
 
     return Metered, AsyncMetered
+
+
+@functools.cache
+def _refusal_class(error_base: str) -> type[BudgetExceededError]:
+    """A :class:`~computekit.BudgetExceededError` that is also the SDK's own base error (see ``SDK.error_base``)."""
+    module, name = error_base.split(":")
+    base = getattr(importlib.import_module(module), name)  # loaded already: a client of it is being metered
+    return type("BudgetExceededError", (BudgetExceededError, base), {"__module__": "computekit"})
 
 
 def _read(response: Any, t: _Try) -> bool:

@@ -125,8 +125,10 @@ class SDK:
     name: str
     provider: str
     routes: tuple[tuple[str, str, Route], ...]
-    stream_flag: bool = True
-    """Whether ``"stream": true`` in the body asks for a streamed answer (every SDK here)."""
+    error_base: str | None = None
+    """The SDK's own base error (``module:Name``), which it lets through unwrapped: a budget's refusal is raised as
+    one too (still a :class:`~computekit.BudgetExceededError`), so that the SDK neither retries it nor turns it
+    into a connection error."""
 
     def route(self, method: str, path: str) -> Route | None:
         for want, pattern, route in self.routes:
@@ -156,9 +158,9 @@ _AZURE_ROUTES = tuple(
 )
 
 SDKS: dict[str, SDK] = {
-    "openai": SDK("openai", "openai", _OPENAI_ROUTES),
-    "azure": SDK("azure", "azure", _AZURE_ROUTES),
-    "anthropic": SDK("anthropic", "anthropic", (
+    "openai": SDK("openai", "openai", _OPENAI_ROUTES, error_base="openai:OpenAIError"),
+    "azure": SDK("azure", "azure", _AZURE_ROUTES, error_base="openai:OpenAIError"),
+    "anthropic": SDK("anthropic", "anthropic", error_base="anthropic:AnthropicError", routes=(
         _r("POST", r"/v1/messages$", Route("complete", _anthropic_messages)),
         _r("POST", r"/v1/complete$", Route("complete-legacy")),
     )),

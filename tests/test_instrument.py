@@ -437,3 +437,60 @@ def test_replicate_polls_of_runs_it_did_not_start_pass_through(tmp_path: Any) ->
                            using=ckc)
     assert client.predictions.get("p1").status == "succeeded"
     assert rows(ckc) == []
+
+
+@both
+@pytest.mark.parametrize("vendor", ["anthropic", "cohere"])
+async def test_every_sdk_gets_the_budget_refusal_with_nothing_sent(tmp_path: Any, vendor: str,
+                                                                   is_async: bool) -> None:
+    server, ckc, client = metered(tmp_path, vendor, [], is_async, budget={"limit_usd": "0.000001"})
+    def call() -> Any:
+        if vendor == "anthropic":
+            return client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=1000, messages=MESSAGES)
+        return client.chat(model="command-r-08-2024", messages=MESSAGES, max_tokens=1000)
+
+    with pytest.raises(ck.BudgetExceededError, match="nothing was sent") as refused:
+        await run(call())
+    assert refused.value.budget == "default"
+    assert server.hits == 0
+    assert rows(ckc) == []
+
+
+@both
+async def test_a_connection_broken_mid_answer_is_a_failed_attempt(tmp_path: Any, oai_lib: Any,
+                                                                  is_async: bool) -> None:
+    pieces = chat_sse()
+
+    class Broken(oai_lib.SyncByteStream, oai_lib.AsyncByteStream):  # type: ignore[misc,name-defined]
+        def __iter__(self) -> Iterator[bytes]:
+            yield pieces[0]
+            raise oai_lib.ReadError("connection reset")
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield pieces[0]
+            raise oai_lib.ReadError("connection reset")
+
+    def serve(request: Any) -> Any:
+        return oai_lib.Response(200, headers={"content-type": "text/event-stream"}, stream=Broken())
+
+    ckc = ck_client(tmp_path)
+    http = (oai_lib.AsyncClient if is_async else oai_lib.Client)(transport=oai_lib.MockTransport(serve))
+    cls = openai.AsyncOpenAI if is_async else openai.OpenAI
+    client = ck.instrument(cls(api_key=KEY, http_client=http, max_retries=0), using=ckc)
+    stream = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    with pytest.raises((openai.APIConnectionError, oai_lib.ReadError)):  # as the SDK words it
+        await drain(stream)
+    [row] = rows(ckc)
+    assert (row.verb, row.outcome, row.error_type) == ("stream", "error", "APIConnectionError")
+
+
+def test_the_sdks_key_never_reaches_the_ledger(tmp_path: Any, oai_lib: Any) -> None:
+    error = {"error": {"message": "bad key", "type": "invalid_request_error"}}
+    server, ckc, client = metered(tmp_path, "openai", [Reply(body=CHAT), Reply(401, error)], False)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    with pytest.raises(openai.AuthenticationError):
+        client.with_options(max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"  # the SDK sent it, as ever
+    recorded = rows(ckc)
+    assert [r.outcome for r in recorded] == ["success", "error"]
+    assert KEY not in repr(recorded)
