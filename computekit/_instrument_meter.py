@@ -20,26 +20,27 @@ client comes from, the first time a client of it is instrumented.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import importlib
 import json
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._attempt import AttemptFacts, malformed_from
+from ._bookkeeping import canceled, failed, prediction_ended, record, succeeded
 from ._constants import MAX_SSE_EVENT_BYTES
-from ._core import Core, ledger_call, now
+from ._core import Core, ledger_call
+from ._driver import priced
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
     BudgetExceededError,
     InvalidRequestError,
-    MalformedResponseError,
     ProviderError,
 )
+from ._http import HTTPRequest
 from ._instrument_sdks import SDK, Route, http_clients, model_of, parse, sdk_of
 from ._sse import SSEDecoder
 from ._tags import check_tags
@@ -65,16 +66,15 @@ class _Run:
 class _Try:
     """One request the SDK sent (one of its retries, maybe) and what computekit knows of it so far."""
 
-    __slots__ = ("attempts", "body", "broken", "decoder", "done", "error_body", "events", "head", "held", "meter",
-                 "req", "route", "started", "status", "t0", "tags", "target")
+    __slots__ = ("attempts", "body", "broken", "decoder", "done", "error_body", "events", "facts", "head", "held",
+                 "meter", "req", "route", "status", "tags", "target")
 
     def __init__(self, meter: _Meter, route: Route, target: Target, req: Any) -> None:
         self.meter, self.route, self.target, self.req = meter, route, target, req
         self.tags = check_tags(None)  # the enclosing ck.tags() blocks', read in the caller's context
         self.held: Any = None
         self.attempts: list[Attempt] = []
-        self.started: dt.datetime = now()
-        self.t0 = time.perf_counter()
+        self.facts: AttemptFacts | None = None
         self.status = 0
         self.head: Any = {}
         self.body: list[bytes] = []
@@ -92,9 +92,16 @@ class _Try:
     def streaming(self) -> bool:
         return isinstance(self.req, CompleteRequest) and self.req.stream
 
-    def sent(self) -> None:
-        """The request leaves now (after its reservation)."""
-        self.started, self.t0 = now(), time.perf_counter()
+    def sent(self, method: str, url: Any) -> None:
+        """The request leaves now (after its reservation): its facts, as the attempt driver keeps them."""
+        self.facts = AttemptFacts(self.verb, self.target, self.req, HTTPRequest(method, str(url), {}), self.attempts,
+                                  self.tags)
+        self.facts.begin(self.held)
+
+    @property
+    def sure_facts(self) -> AttemptFacts:
+        assert self.facts is not None, "a try is answered only after it is sent"
+        return self.facts
 
     def answered(self, status: int, headers: Any) -> None:
         """The response's head arrived: decode a successful stream as it comes, collect anything else."""
@@ -123,11 +130,7 @@ class _Try:
             self.broken = self._malformed(e)
 
     def _malformed(self, cause: BaseException) -> ProviderError:
-        if isinstance(cause, ProviderError):
-            return cause
-        why = f"{type(cause).__name__}: {str(cause)[:200]}"
-        return MalformedResponseError(f"computekit could not read this answer ({why})", provider=self.target.provider,
-                                      model=self.target.model, status=self.status or None)
+        return cause if isinstance(cause, ProviderError) else malformed_from(self.sure_facts, None, cause)
 
     # ------------------------------------------------------------------------- the bookkeeping of one try
 
@@ -136,49 +139,47 @@ class _Try:
         if self.done:
             return
         self.done = True
-        core, target = self.meter.core, self.target
+        core, target, facts = self.meter.core, self.target, self.sure_facts
         if self.route.poll and self.error_body:
             return  # a look that failed: not billed, and the run is still to be seen ending
         if self.error_body:
             resp = HTTPResponse(self.status, self.head, b"".join(self.body))
-            core.failed(self.verb, target, target.adapter.map_error(resp, target.model), self.started, self.t0,
-                        self.attempts, self.tags, reservation=self.held)
+            failed(core, facts, target.adapter.map_error(resp, target.model))
             return
         if self.req is None:  # billed, not priced by computekit
             self._unpriced()
             return
         try:
             result = self._result()
+            if isinstance(result, Prediction):
+                self._prediction(result)
+                return
+            attempt = priced(core, facts, result)
         except ProviderError as e:
-            core.failed(self.verb, target, e, self.started, self.t0, self.attempts, self.tags, reservation=self.held)
+            failed(core, facts, e)
             return
-        if isinstance(result, Prediction):
-            self._prediction(result)
-            return
-        core.succeeded(self.verb, target, result, self.started, self.t0, self.attempts, self.tags,
-                       reservation=self.held)
+        succeeded(core, facts, result, attempt)
 
     def _prediction(self, prediction: Prediction) -> None:
         """A run, as the host answered it: recorded once, priced from its GPU time, when it has ended (like the
         runs of ``ck.predict()``); until then its reservation is held under its id."""
-        core, target = self.meter.core, self.target
+        core, target, facts = self.meter.core, self.target, self.sure_facts
         prediction.usage.hardware, prediction._hardware_assumed = core.hardware(target, None)
         if isinstance(self.req, _Run):  # a poll or a cancel of a run started before
             run = self.req
             if prediction.done and self.meter.runs.pop(prediction.id, None) is not None:
                 prediction.attempts = run.attempts
-                core.prediction_ended(target, prediction, self.tags)
+                prediction_ended(core, target, prediction, self.tags)
             return
         named = prediction.raw.get("model") if isinstance(prediction.raw, dict) else None
         if "/" not in target.model and isinstance(named, str) and "/" in named:
             # Started by version id alone: the host names the model it belongs to (what hardware is set by).
-            target = self.target = Target(target.adapter, named)
+            target = self.target = facts.target = Target(target.adapter, named)
             prediction.model = named
             prediction.usage.hardware, prediction._hardware_assumed = core.hardware(target, None)
-        core.succeeded(self.verb, target, prediction, self.started, self.t0, self.attempts, self.tags,
-                       reservation=self.held)
+        succeeded(core, facts, prediction, priced(core, facts, prediction))
         if prediction.done:
-            core.prediction_ended(target, prediction, self.tags)
+            prediction_ended(core, target, prediction, self.tags)
         elif prediction.id:
             self.meter.runs[prediction.id] = _Run(target, self.tags, prediction.attempts)
 
@@ -214,11 +215,11 @@ class _Try:
         raise self.broken
 
     def _unpriced(self) -> None:
-        target = self.target
+        target, facts = self.target, self.sure_facts
         attempt = Attempt(provider=target.provider, model=target.model, outcome="success",
-                          latency_s=time.perf_counter() - self.t0, cost=Cost.unknown(_UNPRICED),
-                          request_id=target.adapter.request_id(self.head), started_at=self.started)
-        self.meter.core.record(self.verb, attempt, Usage(), self.tags, self.held)
+                          latency_s=facts.latency(), cost=Cost.unknown(_UNPRICED),
+                          request_id=target.adapter.request_id(self.head), started_at=facts.started)
+        record(self.meter.core, self.verb, attempt, Usage(), self.tags, self.held)
 
     def cancel(self) -> None:
         """The SDK closed the body before its end (the application stopped reading): a billed, canceled try."""
@@ -233,20 +234,22 @@ class _Try:
             self.finish()
             return
         self.done = True
-        core = self.meter.core
-        usage = None
-        if self.decoder is not None and self.broken is None:
-            try:
-                so_far = self.decoder.result()
-                usage = so_far.usage if so_far._usage_reported else None
-            except Exception:  # a partial stream that does not parse: its usage is unknown
-                usage = None
-        core.canceled(self.verb, self.target, usage, self.started, self.t0, self.attempts, self.tags, self.held)
+        self.sure_facts.usage_so_far = self._usage_so_far
+        canceled(self.meter.core, self.sure_facts, "closed by the application")
+
+    def _usage_so_far(self) -> Usage | None:
+        if self.decoder is None or self.broken is not None:
+            return None
+        try:
+            so_far = self.decoder.result()
+        except Exception:  # a partial stream that does not parse: its usage is unknown
+            return None
+        return so_far.usage if so_far._usage_reported else None
 
     def failed_to_send(self, exc: BaseException, lib: Any) -> None:
         """The request got no answer, or not all of it (a connection error or a timeout: maybe billed)."""
         self.done = True
-        core, target = self.meter.core, self.target
+        core, target, facts = self.meter.core, self.target, self.sure_facts
         if self.route.poll:
             return
         if isinstance(exc, lib.TimeoutException):
@@ -255,9 +258,9 @@ class _Try:
         elif isinstance(exc, lib.TransportError):
             error = APIConnectionError(str(exc) or type(exc).__name__, provider=target.provider, model=target.model)
         else:
-            core.release(self.held)
+            core.budgets.release(self.held)
             return
-        core.failed(self.verb, target, error, self.started, self.t0, self.attempts, self.tags, reservation=self.held)
+        failed(core, facts, error)
 
 
 class _Meter:
@@ -309,7 +312,7 @@ class _Meter:
         if t.route.poll:
             return
         try:
-            t.held = self.core.reserve(t.target, t.req, t.tags)
+            t.held = self.core.budgets.reserve(t.target, t.req, t.tags)
         except BudgetExceededError as e:
             if self._refusal is None:
                 raise
@@ -397,7 +400,7 @@ def _classes(lib: Any) -> tuple[type, type]:
             if t is None:
                 return self.inner.handle_request(request)
             self.meter.reserve(t)  # budgets: before the request leaves
-            t.sent()
+            t.sent(request.method, request.url)
             try:
                 response = self.inner.handle_request(request)
             except BaseException as e:
@@ -425,7 +428,7 @@ def _classes(lib: Any) -> tuple[type, type]:
                 return await self.inner.handle_async_request(request)
             core = self.meter.core
             await ledger_call(core, functools.partial(self.meter.reserve, t))
-            t.sent()
+            t.sent(request.method, request.url)
             try:
                 response = await self.inner.handle_async_request(request)
             except BaseException as e:
