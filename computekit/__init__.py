@@ -68,8 +68,13 @@ if TYPE_CHECKING:
         rerank,
         stream,
     )
+<<<<<<< HEAD
     from ._finetune_client import AsyncFineTunes, FineTunes
     from ._predictions import AsyncPredictions, Predictions
+=======
+    from ._instrument import instrument
+    from ._tags import tags
+>>>>>>> instrument
     from ._types import (
         Attempt,
         Chunk,
@@ -135,6 +140,8 @@ _LAZY: dict[str, str] = {
     "ToolCall": "._types",
     "Usage": "._types",
     "UnknownPriceWarning": ".pricing",
+    "instrument": "._instrument",
+    "tags": "._tags",
 }
 
 __all__ = [
@@ -211,9 +218,11 @@ __all__ = [
     "complete",
     "embed",
     "finetune",
+    "instrument",
     "predict",
     "rerank",
     "stream",
+    "tags",
 ]
 
 
