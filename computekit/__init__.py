@@ -69,7 +69,9 @@ if TYPE_CHECKING:
         stream,
     )
     from ._finetune_client import AsyncFineTunes, FineTunes
+    from ._instrument import instrument
     from ._predictions import AsyncPredictions, Predictions
+    from ._tags import tags
     from ._types import (
         Attempt,
         Chunk,
@@ -135,6 +137,8 @@ _LAZY: dict[str, str] = {
     "ToolCall": "._types",
     "Usage": "._types",
     "UnknownPriceWarning": ".pricing",
+    "instrument": "._instrument",
+    "tags": "._tags",
 }
 
 __all__ = [
@@ -211,9 +215,11 @@ __all__ = [
     "complete",
     "embed",
     "finetune",
+    "instrument",
     "predict",
     "rerank",
     "stream",
+    "tags",
 ]
 
 

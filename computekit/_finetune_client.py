@@ -30,10 +30,11 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import check_tags, ledger_call
+from ._core import ledger_call
 from ._exceptions import InvalidRequestError
 from ._http import HTTPRequest, HTTPResponse
 from ._plan import Plan
+from ._tags import check_tags
 from ._targets import Target, split_model_id
 from ._types import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 

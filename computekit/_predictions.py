@@ -181,7 +181,7 @@ class Predictions:
             if timeout is None:
                 raise
             raise _create_timed_out(e, timeout) from e
-        prediction._bind(client, tags)
+        prediction._bind(client, plan.tags)  # with the enclosing ck.tags() blocks' tags
         if wait:
             return self.wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
         if prediction.done:
@@ -337,7 +337,7 @@ class AsyncPredictions:
             if timeout is None:
                 raise
             raise _create_timed_out(e, timeout) from e
-        prediction._bind(client, tags)
+        prediction._bind(client, plan.tags)  # with the enclosing ck.tags() blocks' tags
         if wait:
             return await self.wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
         if prediction.done:

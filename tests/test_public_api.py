@@ -81,9 +81,11 @@ EXPECTED = sorted([
     "complete",
     "embed",
     "finetune",
+    "instrument",
     "predict",
     "rerank",
     "stream",
+    "tags",
 ])
 
 
