@@ -245,7 +245,7 @@ class FineTunes:
     def _ended(self, job: FineTuneJob) -> None:
         _ended_step(self.core, job)()
 
-    def attach(self, job_id: str) -> FineTuneJob:
+    def attach(self, job_id: str, **unknown: Never) -> FineTuneJob:
         """A job started elsewhere (another process, yesterday), followed by this client.
 
         Raises:
@@ -253,52 +253,66 @@ class FineTunes:
             UnsupportedCapabilityError: The provider has no fine-tuning API.
             ProviderError: The provider failed (``NotFoundError`` for an unknown job).
         """
+        if unknown:
+            refuse(unknown, self.attach)
         job: FineTuneJob = self.driver.run(_attach_plan(self.core, job_id))
         job._bind(self._client, None)
         if job.done:
             self._ended(job)
         return job
 
-    def refresh(self, job: FineTuneJob) -> FineTuneJob:
+    def refresh(self, job: FineTuneJob, **unknown: Never) -> FineTuneJob:
         """The job's latest state; a job that has ended is priced and recorded once.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.refresh)
         fresh = self.driver.run(_get_plan(self.core, job))._carry_from(job)
         if fresh.done:
             self._ended(fresh)
         return fresh  # type: ignore[no-any-return]
 
-    def cancel(self, job: FineTuneJob) -> FineTuneJob:
+    def cancel(self, job: FineTuneJob, **unknown: Never) -> FineTuneJob:
         """Cancel the job; its state after that.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The provider refused or failed.
         """
+        if unknown:
+            refuse(unknown, self.cancel)
         fresh = self.driver.run(_cancel_plan(self.core, job))._carry_from(job)
         if fresh.done:
             self._ended(fresh)
         return fresh  # type: ignore[no-any-return]
 
-    def events(self, job: FineTuneJob, limit: int = DEFAULT_FINETUNE_EVENTS) -> list[FineTuneEvent]:
+    def events(self, job: FineTuneJob, limit: int = DEFAULT_FINETUNE_EVENTS, **unknown: Never) -> list[FineTuneEvent]:
         """The job's latest events, oldest first.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.events)
         plan = _events_plan(self.core, job, limit)
         if plan is None:  # they come with the job
             return _events_of(self.core, self.refresh(job) if job.id and not job.done else job, limit)
         events: list[FineTuneEvent] = self.driver.run(plan)
         return events
 
-    def checkpoints(self, job: FineTuneJob) -> list[FineTuneCheckpoint]:
+    def checkpoints(self, job: FineTuneJob, **unknown: Never) -> list[FineTuneCheckpoint]:
         """The checkpoints the job saved (empty where the provider offers none).
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.checkpoints)
         plan = _checkpoints_plan(self.core, job)
         if plan is None:
             return _target(self.core, job).adapter.parse_finetune_checkpoints(job, None)
@@ -306,14 +320,17 @@ class FineTunes:
         return out
 
     def wait(self, job: FineTuneJob, timeout: float | None = None, poll_interval: float | None = None,
-             progress: bool = False) -> FineTuneJob:
+             progress: bool = False, **unknown: Never) -> FineTuneJob:
         """Poll until the job ends (see :meth:`FineTuneJob.wait <computekit.FineTuneJob.wait>`); the ended state.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             FineTuneFailedError: The job failed (``body`` is the provider's error object).
             FineTuneTimeoutError: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.wait)
         following = _Following(self.core, job, timeout, poll_interval, progress)
         try:
             while not job.done:
@@ -349,7 +366,7 @@ class AsyncFineTunes:
         # A job already written, or not ended, stays inline: nothing to write.
         await ledger_call(self.core, _ended_step(self.core, job), offload=_to_record(job))
 
-    async def attach(self, job_id: str) -> FineTuneJob:
+    async def attach(self, job_id: str, **unknown: Never) -> FineTuneJob:
         """:meth:`FineTunes.attach`, awaited.
 
         Raises:
@@ -357,52 +374,67 @@ class AsyncFineTunes:
             UnsupportedCapabilityError: The provider has no fine-tuning API.
             ProviderError: The provider failed (``NotFoundError`` for an unknown job).
         """
+        if unknown:
+            refuse(unknown, self.attach)
         job: FineTuneJob = await self.driver.run(_attach_plan(self.core, job_id))
         job._bind(self._client, None)
         if job.done:
             await self._ended(job)
         return job
 
-    async def refresh(self, job: FineTuneJob) -> FineTuneJob:
+    async def refresh(self, job: FineTuneJob, **unknown: Never) -> FineTuneJob:
         """:meth:`FineTunes.refresh`, awaited.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.refresh)
         fresh = (await self.driver.run(_get_plan(self.core, job)))._carry_from(job)
         if fresh.done:
             await self._ended(fresh)
         return fresh  # type: ignore[no-any-return]
 
-    async def cancel(self, job: FineTuneJob) -> FineTuneJob:
+    async def cancel(self, job: FineTuneJob, **unknown: Never) -> FineTuneJob:
         """:meth:`FineTunes.cancel`, awaited.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The provider refused or failed.
         """
+        if unknown:
+            refuse(unknown, self.cancel)
         fresh = (await self.driver.run(_cancel_plan(self.core, job)))._carry_from(job)
         if fresh.done:
             await self._ended(fresh)
         return fresh  # type: ignore[no-any-return]
 
-    async def events(self, job: FineTuneJob, limit: int = DEFAULT_FINETUNE_EVENTS) -> list[FineTuneEvent]:
+    async def events(self, job: FineTuneJob, limit: int = DEFAULT_FINETUNE_EVENTS,
+                     **unknown: Never) -> list[FineTuneEvent]:
         """:meth:`FineTunes.events`, awaited.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.events)
         plan = _events_plan(self.core, job, limit)
         if plan is None:  # they come with the job
             return _events_of(self.core, await self.refresh(job) if job.id and not job.done else job, limit)
         events: list[FineTuneEvent] = await self.driver.run(plan)
         return events
 
-    async def checkpoints(self, job: FineTuneJob) -> list[FineTuneCheckpoint]:
+    async def checkpoints(self, job: FineTuneJob, **unknown: Never) -> list[FineTuneCheckpoint]:
         """:meth:`FineTunes.checkpoints`, awaited.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.checkpoints)
         plan = _checkpoints_plan(self.core, job)
         if plan is None:
             return _target(self.core, job).adapter.parse_finetune_checkpoints(job, None)
@@ -410,14 +442,17 @@ class AsyncFineTunes:
         return out
 
     async def wait(self, job: FineTuneJob, timeout: float | None = None, poll_interval: float | None = None,
-                   progress: bool = False) -> FineTuneJob:
+                   progress: bool = False, **unknown: Never) -> FineTuneJob:
         """:meth:`FineTunes.wait`, awaited.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             FineTuneFailedError: The job failed (``body`` is the provider's error object).
             FineTuneTimeoutError: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.wait)
         following = _Following(self.core, job, timeout, poll_interval, progress)
         try:
             while not job.done:

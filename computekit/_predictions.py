@@ -191,23 +191,29 @@ class Predictions:
     def _ended(self, prediction: Prediction) -> None:
         _ended_step(self.core, prediction)()
 
-    def refresh(self, prediction: Prediction) -> Prediction:
+    def refresh(self, prediction: Prediction, **unknown: Never) -> Prediction:
         """The prediction's latest state (a new object); a run that has ended is priced and recorded once.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The host failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.refresh)
         fresh: Prediction = self.driver.run(lifecycle_plan(self.core, prediction, "get"))
         if fresh.done:
             self._ended(fresh)
         return fresh
 
-    def cancel(self, prediction: Prediction) -> Prediction:
+    def cancel(self, prediction: Prediction, **unknown: Never) -> Prediction:
         """Cancel the run on the host; its state after that (a new object).
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The host refused or failed.
         """
+        if unknown:
+            refuse(unknown, self.cancel)
         fresh: Prediction = self.driver.run(lifecycle_plan(self.core, prediction, "cancel"))
         if fresh.done and self.core.adapter(fresh.provider).needs_final_state(fresh):
             fresh = self.driver.run(lifecycle_plan(self.core, fresh, "get"))  # its billed run time
@@ -223,15 +229,19 @@ class Predictions:
         cancel_on_timeout: bool = True,
         progress: bool | Console = False,
         deadline: float | None = None,
+        **unknown: Never,
     ) -> Prediction:
         """Poll until the run ends (see :meth:`Prediction.wait <computekit.Prediction.wait>`); the ended state.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             PredictionFailedError: The run failed (its cost is in the ledger).
             PredictionTimeoutError: ``timeout`` passed first (the run was canceled unless ``cancel_on_timeout``
                 is False).
             ProviderError: The host failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.wait)
         waiting = _Waiting(self.core, prediction, timeout, poll_interval, progress, deadline)
         try:
             while not prediction.done:
@@ -251,25 +261,31 @@ class Predictions:
             raise _failed(prediction)
         return prediction
 
-    def stream(self, prediction: Prediction, poll_interval: float | None = None) -> PredictionStream:
+    def stream(self, prediction: Prediction, poll_interval: float | None = None, **unknown: Never) -> PredictionStream:
         """The run's output as the host streams it (see :meth:`Prediction.stream <computekit.Prediction.stream>`).
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             UnsupportedCapabilityError: The host, or this model, does not stream (before any request).
         """
+        if unknown:
+            refuse(unknown, self.stream)
         opening = prediction_stream_plan(self.core, prediction)
         return PredictionStream(self, _PredictionStreamState(self.core, prediction, opening, poll_interval))
 
     def download(self, url: str, provider: str = "download", model: str | None = None, *,
-                 public_only: bool = True) -> bytes:
+                 public_only: bool = True, **unknown: Never) -> bytes:
         """GET an output file: no credential (the URL is pre-signed), redirects followed, size bounded;
         ``public_only``: the host must be a public address (``save(allow_private_network=True)`` lifts it).
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             APIStatusError: The host answered with an error status (``NotFoundError`` for 404 ...).
             APITimeoutError, APIConnectionError: The download timed out or broke.
             MalformedResponseError: The file is larger than ``MAX_DOWNLOAD_BYTES``, or redirects loop.
         """
+        if unknown:
+            refuse(unknown, self.download)
         from . import _outputs
 
         for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
@@ -348,23 +364,29 @@ class AsyncPredictions:
         # A row already written stays inline: nothing to write.
         await self.driver.ledger(_ended_step(self.core, prediction), offload=not prediction._recorded)
 
-    async def refresh(self, prediction: Prediction) -> Prediction:
+    async def refresh(self, prediction: Prediction, **unknown: Never) -> Prediction:
         """:meth:`Predictions.refresh`, awaited.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The host failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.refresh)
         fresh: Prediction = await self.driver.run(lifecycle_plan(self.core, prediction, "get"))
         if fresh.done:
             await self._ended(fresh)
         return fresh
 
-    async def cancel(self, prediction: Prediction) -> Prediction:
+    async def cancel(self, prediction: Prediction, **unknown: Never) -> Prediction:
         """:meth:`Predictions.cancel`, awaited.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             ProviderError: The host refused or failed.
         """
+        if unknown:
+            refuse(unknown, self.cancel)
         fresh: Prediction = await self.driver.run(lifecycle_plan(self.core, prediction, "cancel"))
         if fresh.done and self.core.adapter(fresh.provider).needs_final_state(fresh):
             fresh = await self.driver.run(lifecycle_plan(self.core, fresh, "get"))  # its billed run time
@@ -380,14 +402,18 @@ class AsyncPredictions:
         cancel_on_timeout: bool = True,
         progress: bool | Console = False,
         deadline: float | None = None,
+        **unknown: Never,
     ) -> Prediction:
         """:meth:`Predictions.wait`, awaited.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             PredictionFailedError: The run failed (its cost is in the ledger).
             PredictionTimeoutError: ``timeout`` passed first.
             ProviderError: The host failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.wait)
         waiting = _Waiting(self.core, prediction, timeout, poll_interval, progress, deadline)
         try:
             while not prediction.done:
@@ -407,24 +433,31 @@ class AsyncPredictions:
             raise _failed(prediction)
         return prediction
 
-    def stream(self, prediction: Prediction, poll_interval: float | None = None) -> AsyncPredictionStream:
+    def stream(self, prediction: Prediction, poll_interval: float | None = None,
+               **unknown: Never) -> AsyncPredictionStream:
         """:meth:`Predictions.stream`: ``async for piece in client.predictions.stream(p)``.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             UnsupportedCapabilityError: The host, or this model, does not stream (before any request).
         """
+        if unknown:
+            refuse(unknown, self.stream)
         opening = prediction_stream_plan(self.core, prediction)
         return AsyncPredictionStream(self, _PredictionStreamState(self.core, prediction, opening, poll_interval))
 
     async def download(self, url: str, provider: str = "download", model: str | None = None, *,
-                       public_only: bool = True) -> bytes:
+                       public_only: bool = True, **unknown: Never) -> bytes:
         """:meth:`Predictions.download`, awaited.
 
         Raises:
+            InvalidRequestError: An argument it does not take (the message names the fix).
             APIStatusError: The host answered with an error status (``NotFoundError`` for 404 ...).
             APITimeoutError, APIConnectionError: The download timed out or broke.
             MalformedResponseError: The file is larger than ``MAX_DOWNLOAD_BYTES``, or redirects loop.
         """
+        if unknown:
+            refuse(unknown, self.download)
         from . import _outputs
 
         for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):

@@ -104,6 +104,28 @@ async def test_client_methods_refuse_an_argument_they_do_not_take_alike(
     assert fake.calls == []
 
 
+@pytest.mark.parametrize(("path", "kwargs", "message"), [
+    ("predictions.wait", {"timout": 5}, r"wait\(\) .*timout= \(did you mean timeout=\?\)"),
+    ("predictions.stream", {"poll_intervall": 1}, r"stream\(\) .*did you mean poll_interval="),
+    ("predictions.cancel", {"force": True}, r"cancel\(\) .*force= \(it takes prediction\)"),
+    ("finetunes.events", {"limt": 3}, r"events\(\) .*limt= \(did you mean limit=\?\)"),
+    ("finetunes.wait", {"timeout_s": 9}, r"wait\(\) .*timeout_s= \(did you mean timeout=\?\)"),
+])
+async def test_lifecycle_methods_refuse_an_argument_they_do_not_take_alike(
+        fake: FakeProvider, path: str, kwargs: dict[str, Any], message: str) -> None:
+    """``client.predictions`` and ``client.finetunes``, sync and async: the same InvalidRequestError, before any
+    request (the object passed is never looked at)."""
+    for client in (fake.client(ledger="none"), fake.async_client(ledger="none")):
+        owner, name = path.split(".")
+        with pytest.raises(ck.InvalidRequestError, match=message):
+            await _called(getattr(getattr(client, owner), name), None, **kwargs)
+        if isinstance(client, ck.AsyncClient):
+            await client.aclose()
+        else:
+            client.close()
+    assert fake.calls == []
+
+
 def test_the_check_costs_nothing_when_every_argument_is_known() -> None:
     """The refusal runs only when something landed in ``**unknown``: a known call never builds a signature."""
     import computekit._arguments as arguments
