@@ -11,6 +11,7 @@
 # result types and the verbs load on first use (PEP 562), so that ``import computekit`` stays cheap for a
 # program that may not call anything (a CLI's --help, a worker that fails over to a cache).
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ._constants import NOT_GIVEN
@@ -67,8 +68,13 @@ if TYPE_CHECKING:
         rerank,
         stream,
     )
+<<<<<<< HEAD
+    from ._finetune_client import AsyncFineTunes, FineTunes
+    from ._predictions import AsyncPredictions, Predictions
+=======
     from ._instrument import instrument
     from ._tags import tags
+>>>>>>> instrument
     from ._types import (
         Attempt,
         Chunk,
@@ -97,6 +103,10 @@ _LAZY: dict[str, str] = {
     "AsyncPredictionStream": "._client",
     "AsyncStream": "._client",
     "Client": "._client",
+    "AsyncFineTunes": "._finetune_client",
+    "FineTunes": "._finetune_client",
+    "AsyncPredictions": "._predictions",
+    "Predictions": "._predictions",
     "PredictionStream": "._client",
     "Stream": "._client",
     "acomplete": "._defaults",
@@ -141,7 +151,9 @@ __all__ = [
     "APITimeoutError",
     "AllTargetsFailedError",
     "AsyncClient",
+    "AsyncFineTunes",
     "AsyncPredictionStream",
+    "AsyncPredictions",
     "AsyncStream",
     "Attempt",
     "AuthenticationError",
@@ -164,6 +176,7 @@ __all__ = [
     "FineTuneFailedError",
     "FineTuneJob",
     "FineTuneTimeoutError",
+    "FineTunes",
     "ImagePart",
     "InputValidationError",
     "InvalidRequestError",
@@ -178,6 +191,7 @@ __all__ = [
     "PredictionFailedError",
     "PredictionStream",
     "PredictionTimeoutError",
+    "Predictions",
     "PriceSource",
     "ProviderError",
     "RateLimitError",
@@ -227,6 +241,12 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'computekit' has no attribute {name!r}")
     value = _show_as_public(getattr(importlib.import_module(module, __name__), name))
     globals()[name] = value  # looked up once: later accesses are plain module attributes
+    # What that import loaded besides shows as public too: ``type(client.predictions)`` is
+    # ``computekit.Predictions`` once ``ck.Client`` has been used, though ``ck.Predictions`` never was.
+    for other, where in _LAZY.items():
+        loaded = sys.modules.get(__name__ + where)
+        if other not in globals() and loaded is not None and hasattr(loaded, other):
+            globals()[other] = _show_as_public(getattr(loaded, other))
     return value
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Never
 
+from ._arguments import refuse
 from ._budget import BudgetStatus
 from ._constants import NOT_GIVEN, NotGiven
 from ._core import Core
@@ -127,6 +128,7 @@ class Client(_BaseClient, Predicting, FineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Completion:
         """Generate a completion.
 
@@ -158,6 +160,8 @@ class Client(_BaseClient, Predicting, FineTuning):
             UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
             ProviderError: The provider failed after retries; a subclass says how.
         """
+        if unknown:
+            refuse(unknown, self.complete)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body)
         result: Completion = self._driver.run(
@@ -185,6 +189,7 @@ class Client(_BaseClient, Predicting, FineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Stream:
         """Stream a completion: the same arguments as :meth:`complete`; nothing is sent until you iterate.
 
@@ -197,6 +202,8 @@ class Client(_BaseClient, Predicting, FineTuning):
             UnsupportedCapabilityError: The provider cannot stream (nothing was sent).
             ProviderError: While iterating: the provider failed, before or during the stream.
         """
+        if unknown:
+            refuse(unknown, self.stream)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body)
         plan = complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key, stream=True)
@@ -212,6 +219,7 @@ class Client(_BaseClient, Predicting, FineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Embeddings:
         """Embed one string or a list of strings.
 
@@ -223,6 +231,8 @@ class Client(_BaseClient, Predicting, FineTuning):
             UnsupportedCapabilityError: The provider has no embeddings API (nothing was sent).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.embed)
         result: Embeddings = self._driver.run(
             embed_plan(self._core, model, inputs, dimensions, extra_body, tags, base_url, api_key)
         )
@@ -239,6 +249,7 @@ class Client(_BaseClient, Predicting, FineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Reranking:
         """Order ``documents`` by relevance to ``query`` (Cohere ``rerank-*`` models).
 
@@ -261,6 +272,8 @@ class Client(_BaseClient, Predicting, FineTuning):
             UnsupportedCapabilityError: The provider has no rerank API (nothing was sent).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.rerank)
         result: Reranking = self._driver.run(
             rerank_plan(self._core, model, query, documents, top_n, extra_body, tags, base_url, api_key)
         )
@@ -319,6 +332,7 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Completion:
         """Generate a completion (see :meth:`Client.complete`).
 
@@ -328,6 +342,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
             UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
             ProviderError: The provider failed after retries; a subclass says how.
         """
+        if unknown:
+            refuse(unknown, self.complete)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body)
         result: Completion = await self._driver.run(
@@ -355,6 +371,7 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> AsyncStream:
         """Stream a completion (see :meth:`Client.stream`): ``async with client.stream(...) as s``.
 
@@ -364,6 +381,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
             UnsupportedCapabilityError: The provider cannot stream (nothing was sent).
             ProviderError: While iterating: the provider failed, before or during the stream.
         """
+        if unknown:
+            refuse(unknown, self.stream)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body)
         plan = complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key, stream=True)
@@ -379,6 +398,7 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Embeddings:
         """Embed one string or a list of strings (see :meth:`Client.embed`).
 
@@ -387,6 +407,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
             UnsupportedCapabilityError: The provider has no embeddings API (nothing was sent).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.embed)
         result: Embeddings = await self._driver.run(
             embed_plan(self._core, model, inputs, dimensions, extra_body, tags, base_url, api_key)
         )
@@ -403,6 +425,7 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Reranking:
         """Order ``documents`` by relevance to ``query`` (Cohere ``rerank-*`` models).
 
@@ -425,6 +448,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
             UnsupportedCapabilityError: The provider has no rerank API (nothing was sent).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.rerank)
         result: Reranking = await self._driver.run(
             rerank_plan(self._core, model, query, documents, top_n, extra_body, tags, base_url, api_key)
         )
