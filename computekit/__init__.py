@@ -68,13 +68,10 @@ if TYPE_CHECKING:
         rerank,
         stream,
     )
-<<<<<<< HEAD
     from ._finetune_client import AsyncFineTunes, FineTunes
-    from ._predictions import AsyncPredictions, Predictions
-=======
     from ._instrument import instrument
+    from ._predictions import AsyncPredictions, Predictions
     from ._tags import tags
->>>>>>> instrument
     from ._types import (
         Attempt,
         Chunk,
