@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CASSETTES
+from _paths import CASSETTES
 from pydantic import SecretStr
 from test_anthropic import schema_errors as anthropic_errors
 from test_anthropic import spec_path as anthropic_spec_path
