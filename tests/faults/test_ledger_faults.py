@@ -248,6 +248,7 @@ def test_multiprocessing_worker_end_writes_its_queued_rows(tmp_path: Path, metho
     from _ledger_workers import worker_calls
 
     db = tmp_path / "ledger.db"
+    SQLiteLedger(db).close()  # the schema exists before the workers race to it
     ctx = mp.get_context(method)
     procs = [ctx.Process(target=worker_calls, args=(f"sqlite:///{db}", 100, "child")) for _ in range(2)]
     for p in procs:
