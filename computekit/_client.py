@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._budget import BudgetStatus, Reservation
 from ._config import RouteConfig
@@ -40,9 +40,10 @@ from ._finetune_client import AsyncFineTuning, FineTuning
 from ._plan import Plan as _Plan
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder, SSETooLarge
+from ._structured import output_type, parse_output
 from ._transport import ERROR_STATUS as _ERROR_STATUS
 from ._transport import async_transport, sync_transport
-from ._types import Attempt, Chunk, Completion, Embeddings, Message, Prediction, Reranking
+from ._types import Attempt, Chunk, Completion, Embeddings, Message, ParsedT, Prediction, Reranking
 from .adapters._base import (
     CompleteRequest,
     EmbedRequest,
@@ -87,6 +88,9 @@ def _complete_options(
     )
     if extra_body is not NOT_GIVEN:
         opts["extra"] = dict(extra_body)
+    out = output_type(opts.get("response_format"))
+    if out is not None:  # a type: adapters send its schema in their own dialect; the answer is validated into it
+        opts["output"], opts["response_format"] = out, out.response_format()
     return opts
 
 
@@ -98,7 +102,7 @@ def _complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, message
         "complete",
         core.targets(model, base_url=base_url, api_key=api_key),
         lambda t: core.complete_request(t, msgs, opts, stream=False),
-        lambda t, req, resp: t.adapter.parse_complete(req, resp),
+        lambda t, req, resp: parse_output(req.output, t.adapter.parse_complete(req, resp)),
         tags,
         core.route(model),
     )
@@ -421,7 +425,7 @@ class _StreamState:
         return out
 
 
-class Stream(AbstractContextManager["Stream"]):
+class Stream(AbstractContextManager["Stream[ParsedT]"], Generic[ParsedT]):
     """A streamed completion: iterate for :class:`Chunk` objects; ``result`` once it is exhausted.
 
     Use it as a context manager so the connection is released even if you stop early.
@@ -433,7 +437,7 @@ class Stream(AbstractContextManager["Stream"]):
         self._iter: Iterator[Chunk] | None = None
 
     @property
-    def result(self) -> Completion:
+    def result(self) -> Completion[ParsedT]:
         """The final completion, with usage, cost and attempts.
 
         Raises:
@@ -495,6 +499,7 @@ class Stream(AbstractContextManager["Stream"]):
                             started_any = True
                             yield chunk
                     yield from st.close(target, decoder)
+                    result = parse_output(creq.output, st.finish(target, decoder, head))
                 except ProviderError as e:
                     core.failed("stream", target, e, started, t0, st.attempts, st.tags, reservation=held)
                     raise
@@ -506,7 +511,6 @@ class Stream(AbstractContextManager["Stream"]):
                     raise
                 finally:
                     cm.__exit__(None, None, None)
-                result = st.finish(target, decoder, head)
                 core.succeeded("stream", target, result, started, t0, st.attempts, st.tags, first_byte,
                                reservation=held)
                 st.result = result
@@ -528,7 +532,7 @@ class Stream(AbstractContextManager["Stream"]):
         self.close()
 
 
-class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
+class AsyncStream(AbstractAsyncContextManager["AsyncStream[ParsedT]"], Generic[ParsedT]):
     """The async twin of :class:`Stream`: ``async for chunk in stream``."""
 
     def __init__(self, client: AsyncClient, state: _StreamState) -> None:
@@ -537,7 +541,7 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
         self._iter: AsyncIterator[Chunk] | None = None
 
     @property
-    def result(self) -> Completion:
+    def result(self) -> Completion[ParsedT]:
         """The final completion (see :attr:`Stream.result`).
 
         Raises:
@@ -602,6 +606,7 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                             yield chunk
                     for chunk in st.close(target, decoder):
                         yield chunk
+                    result = parse_output(creq.output, st.finish(target, decoder, head))
                 except ProviderError as e:
                     await ledger_call(core, partial(core.failed, "stream", target, e, started, t0, st.attempts,
                                                     st.tags, reservation=held))
@@ -614,7 +619,6 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream"]):
                     raise
                 finally:
                     await cm.__aexit__(None, None, None)
-                result = st.finish(target, decoder, head)
                 await ledger_call(core, partial(core.succeeded, "stream", target, result, started, t0, st.attempts,
                                                 st.tags, first_byte, reservation=held))
                 st.result = result
@@ -998,7 +1002,7 @@ class Client(_BaseClient, FineTuning):
         stop: str | list[str] | NotGiven = NOT_GIVEN,
         tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
         tool_choice: Any = NOT_GIVEN,
-        response_format: Any = NOT_GIVEN,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
         seed: int | NotGiven = NOT_GIVEN,
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
@@ -1006,7 +1010,7 @@ class Client(_BaseClient, FineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
-    ) -> Completion:
+    ) -> Completion[ParsedT]:
         """Generate a completion.
 
         Args:
@@ -1019,7 +1023,8 @@ class Client(_BaseClient, FineTuning):
             stop: Stop sequence(s).
             tools: Tool (function) definitions, in OpenAI's shape or ``{"name", "description", "parameters"}``.
             tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a specific tool.
-            response_format: E.g. ``{"type": "json_object"}`` or a JSON schema.
+            response_format: A type (a pydantic model, a dataclass, ``list[int]`` ...: the answer is validated
+                into ``result.parsed``, typed), or a dict: ``{"type": "json_object"}`` or a JSON schema.
             seed: Sampling seed, where supported.
             service_tier: The provider's service tier (it changes the price; the result reports the tier used).
             user: An end-user id for the provider's abuse monitoring.
@@ -1035,11 +1040,13 @@ class Client(_BaseClient, FineTuning):
             InvalidRequestError: The arguments are wrong (nothing was sent).
             ConfigError: The provider is unknown or has no key (nothing was sent).
             UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
+            StructuredOutputError: ``response_format`` is a type and the model refused, or its answer does not
+                validate (billed: the error carries the cost and the raw text).
             ProviderError: The provider failed after retries; a subclass says how.
         """
         opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body)
-        result: Completion = self._send(
+        result: Completion[ParsedT] = self._send(
             _complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
         )
         return result
@@ -1056,7 +1063,7 @@ class Client(_BaseClient, FineTuning):
         stop: str | list[str] | NotGiven = NOT_GIVEN,
         tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
         tool_choice: Any = NOT_GIVEN,
-        response_format: Any = NOT_GIVEN,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
         seed: int | NotGiven = NOT_GIVEN,
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
@@ -1064,7 +1071,7 @@ class Client(_BaseClient, FineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
-    ) -> Stream:
+    ) -> Stream[ParsedT]:
         """Stream a completion: the same arguments as :meth:`complete`; nothing is sent until you iterate.
 
         Returns:
@@ -1395,7 +1402,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         stop: str | list[str] | NotGiven = NOT_GIVEN,
         tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
         tool_choice: Any = NOT_GIVEN,
-        response_format: Any = NOT_GIVEN,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
         seed: int | NotGiven = NOT_GIVEN,
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
@@ -1403,18 +1410,20 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
-    ) -> Completion:
+    ) -> Completion[ParsedT]:
         """Generate a completion (see :meth:`Client.complete`).
 
         Raises:
             InvalidRequestError: The arguments are wrong (nothing was sent).
             ConfigError: The provider is unknown or has no key (nothing was sent).
             UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
+            StructuredOutputError: ``response_format`` is a type and the model refused, or its answer does not
+                validate (billed: the error carries the cost and the raw text).
             ProviderError: The provider failed after retries; a subclass says how.
         """
         opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body)
-        result: Completion = await self._send(
+        result: Completion[ParsedT] = await self._send(
             _complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
         )
         return result
@@ -1431,7 +1440,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         stop: str | list[str] | NotGiven = NOT_GIVEN,
         tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
         tool_choice: Any = NOT_GIVEN,
-        response_format: Any = NOT_GIVEN,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
         seed: int | NotGiven = NOT_GIVEN,
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
@@ -1439,7 +1448,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
-    ) -> AsyncStream:
+    ) -> AsyncStream[ParsedT]:
         """Stream a completion (see :meth:`Client.stream`): ``async with client.stream(...) as s``.
 
         Raises:

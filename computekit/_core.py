@@ -28,6 +28,7 @@ from ._exceptions import (
     ConfigError,
     InvalidRequestError,
     ProviderError,
+    StructuredOutputError,
 )
 from ._otel import attempt_span, note_response
 from ._retry import RetryPolicy
@@ -489,7 +490,12 @@ class Core:
         record: bool = True,
         reservation: Reservation | None = None,
     ) -> None:
-        """Record a failed attempt (settling its reservation: an error of unknown cost keeps its worst case)."""
+        """Record a failed attempt (settling its reservation: an error of unknown cost keeps its worst case).
+        An answer that failed validation was billed: it is priced from its usage."""
+        billed = error.completion if isinstance(error, StructuredOutputError) else None
+        if billed is not None:
+            billed.cost = self.price(target, billed, started)
+            billed.attempts = attempts
         attempt = Attempt(
             provider=target.provider,
             model=target.model,
@@ -498,13 +504,13 @@ class Core:
             error_type=type(error).__name__,
             status=error.status,
             latency_s=time.perf_counter() - t0,
-            cost=target.adapter.error_cost(error),
+            cost=billed.cost if billed is not None else target.adapter.error_cost(error),
             request_id=error.request_id,
             started_at=started,
         )
         attempts.append(attempt)
         if record:
-            self.record(verb, attempt, Usage(), tags, reservation)
+            self.record(verb, attempt, billed.usage if billed is not None else Usage(), tags, reservation)
         else:
             self.release(reservation)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from ._client import AsyncClient, AsyncStream, Client, Stream
-from ._types import DEFAULT_CLIENTS, Completion, Embeddings, FineTuneJob, Prediction, Reranking
+from ._types import DEFAULT_CLIENTS, Completion, Embeddings, FineTuneJob, ParsedT, Prediction, Reranking
 
 __all__ = [
     "acomplete", "aembed", "afinetune", "apredict", "arerank", "astream", "complete", "embed", "finetune", "predict",
@@ -38,17 +39,23 @@ def default_async_client() -> AsyncClient:
     return _async
 
 
-def complete(model: Any, prompt: Any = None, /, **kwargs: Any) -> Completion:
+def complete(model: Any, prompt: Any = None, /, *,
+             response_format: type[ParsedT] | Mapping[str, Any] | None = None, **kwargs: Any) -> Completion[ParsedT]:
     """:meth:`Client.complete` on the default client."""
     if prompt is not None:
         kwargs["prompt"] = prompt
+    if response_format is not None:
+        kwargs["response_format"] = response_format
     return default_client().complete(model, **kwargs)
 
 
-def stream(model: Any, prompt: Any = None, /, **kwargs: Any) -> Stream:
+def stream(model: Any, prompt: Any = None, /, *,
+           response_format: type[ParsedT] | Mapping[str, Any] | None = None, **kwargs: Any) -> Stream[ParsedT]:
     """:meth:`Client.stream` on the default client."""
     if prompt is not None:
         kwargs["prompt"] = prompt
+    if response_format is not None:
+        kwargs["response_format"] = response_format
     return default_client().stream(model, **kwargs)
 
 
@@ -61,17 +68,24 @@ DEFAULT_CLIENTS["sync"] = default_client
 DEFAULT_CLIENTS["async"] = default_async_client
 
 
-async def acomplete(model: Any, prompt: Any = None, /, **kwargs: Any) -> Completion:
+async def acomplete(model: Any, prompt: Any = None, /, *,
+                    response_format: type[ParsedT] | Mapping[str, Any] | None = None,
+                    **kwargs: Any) -> Completion[ParsedT]:
     """:meth:`AsyncClient.complete` on the default async client."""
     if prompt is not None:
         kwargs["prompt"] = prompt
+    if response_format is not None:
+        kwargs["response_format"] = response_format
     return await default_async_client().complete(model, **kwargs)
 
 
-def astream(model: Any, prompt: Any = None, /, **kwargs: Any) -> AsyncStream:
+def astream(model: Any, prompt: Any = None, /, *, response_format: type[ParsedT] | Mapping[str, Any] | None = None,
+            **kwargs: Any) -> AsyncStream[ParsedT]:
     """:meth:`AsyncClient.stream` on the default async client."""
     if prompt is not None:
         kwargs["prompt"] = prompt
+    if response_format is not None:
+        kwargs["response_format"] = response_format
     return default_async_client().stream(model, **kwargs)
 
 

@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", [r"_version", r"_constants", r"_exceptions"]),
     ("vocabulary", [r"_http", r"_targets", r"_schema", r"_sse", r"_inprocess", r"_outputs", r"webhooks",
                     r"ledger\._row", r"ledger\._budgets"]),
-    ("data types", [r"_types"]),
+    ("data types", [r"_types", r"_structured"]),
     ("pricing", [r"pricing(\..*)?"]),
     ("adapters", [r"adapters(\..*)?"]),
     ("settings", [r"_config"]),

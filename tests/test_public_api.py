@@ -57,6 +57,7 @@ EXPECTED = sorted([
     "Reranking",
     "ServerError",
     "Stream",
+    "StructuredOutputError",
     "TextPart",
     "ToolCall",
     "TrainingDataError",

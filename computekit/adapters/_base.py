@@ -34,6 +34,7 @@ from .._exceptions import (
     UnsupportedCapabilityError,
 )
 from .._http import STATUS_ERRORS, HTTPRequest, HTTPResponse, SSEEvent
+from .._structured import OutputType
 from .._types import (
     Chunk,
     Completion,
@@ -158,6 +159,9 @@ class CompleteRequest:
     """For the legacy text-completion endpoint: the raw prompt (``messages`` is then empty)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Provider-specific body fields, passed through as they are."""
+    output: OutputType | None = None
+    """``response_format`` given as a type: the schema to send in the provider's dialect (``response_format``
+    then holds its dict form, for adapters that read only that)."""
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from .._exceptions import (
     ContextWindowExceededError,
     OverloadedError,
 )
+from .._structured import OutputType, schema_instruction, strict_schema
 from .._types import (
     Chunk,
     Completion,
@@ -294,7 +295,9 @@ class OpenAIWire(Adapter):
                 body["tools"] = [wire_tool(t) for t in req.tools]
             if req.tool_choice is not None:
                 body["tool_choice"] = req.tool_choice
-            if req.response_format is not None:
+            if req.output is not None:
+                self.structured_body(req.output, req.model, body)
+            elif req.response_format is not None:
                 body["response_format"] = req.response_format
             path = "chat/completions"
         if req.stream:
@@ -304,6 +307,23 @@ class OpenAIWire(Adapter):
         if req.extra:
             body.update(req.extra)
         return HTTPRequest("POST", self.endpoint(path, req.model), self.headers(), json=body, stream=req.stream)
+
+    def structured_mode(self, model: str) -> str:
+        """How this host takes a schema: ``"strict"`` (``json_schema`` in strict mode, OpenAI's rules),
+        ``"json_schema"`` (the schema, best effort) or ``"json_object"`` (JSON mode, the schema in the prompt)."""
+        return "strict"
+
+    def structured_body(self, out: OutputType, model: str, body: dict[str, Any]) -> None:
+        """Ask for an answer of type ``out`` the way this host documents it."""
+        mode = self.structured_mode(model)
+        if mode == "json_object":
+            body["response_format"] = {"type": "json_object"}
+            body["messages"] = [{"role": "system", "content": schema_instruction(out)}, *body["messages"]]
+            return
+        strict = mode == "strict"
+        schema = strict_schema(out.schema) if strict else out.schema
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": out.name, "schema": schema, "strict": strict}}
 
     def text_path(self, model: str) -> str:
         """Path of the legacy text-completion endpoint."""
@@ -323,6 +343,7 @@ class OpenAIWire(Adapter):
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise self.malformed(resp, req.model, "no choices in the response")
         choice = choices[0]
+        refusal: Any = None
         if req.prompt is not None:
             text = choice.get("text") or ""
             calls: list[ToolCall] = []
@@ -335,6 +356,7 @@ class OpenAIWire(Adapter):
             calls = _tool_calls(msg.get("tool_calls"))
             message = Message(role="assistant", content=text, tool_calls=calls or None,
                               provider_fields=self.provider_fields(msg))
+            refusal = msg.get("refusal")
         raw_usage = data.get("usage")
         result = Completion(
             provider=self.provider,
@@ -346,6 +368,7 @@ class OpenAIWire(Adapter):
             id=data.get("id"),
             service_tier=data.get("service_tier"),
             response_model=data.get("model"),
+            refusal=refusal if isinstance(refusal, str) and refusal else None,
             usage=self.usage(raw_usage),
             request_id=self.request_id(resp.headers),
             raw=data,
@@ -602,6 +625,7 @@ class _ChatStream(StreamDecoder):
         self.raw_usage: dict[str, Any] | None = None
         self.meta: dict[str, Any] = {}
         self.fields: dict[str, Any] = {}
+        self.refusal: list[str] = []
         self.done = False
 
     def _keep_fields(self, delta: Mapping[str, Any]) -> None:
@@ -646,6 +670,8 @@ class _ChatStream(StreamDecoder):
             piece = delta.get("content") if "delta" in choice else choice.get("text")
             if len(delta) > 1 or "content" not in delta:
                 self._keep_fields(delta)
+            if isinstance(delta.get("refusal"), str):
+                self.refusal.append(delta["refusal"])
             if piece:
                 self.text.append(piece)
                 chunk.text = piece
@@ -681,6 +707,7 @@ class _ChatStream(StreamDecoder):
             id=self.meta.get("id"),
             service_tier=self.meta.get("service_tier"),
             response_model=self.meta.get("model"),
+            refusal="".join(self.refusal) or None,
             usage=self.adapter.usage(self.raw_usage),
             raw=raw,
         )

@@ -73,6 +73,10 @@ class Profile:
     """A router: the response header that names the provider which served the call."""
     route_tables: str | None = None
     """A router: the genai-prices provider id of a route's prices, ``{}`` standing for the route's provider."""
+    structured: str = "json_schema"
+    """How the host takes ``response_format=`` a type (its API reference): ``"json_schema"`` (the schema, best
+    effort), ``"strict"`` (OpenAI's strict mode) or ``"json_object"`` (JSON mode only: the schema goes in a
+    system message)."""
 
 
 # What the hosted APIs offer on their OpenAI-compatible endpoints (each host's API reference).
@@ -93,7 +97,9 @@ PROFILES: Final[dict[str, Profile]] = {
     "fireworks": Profile("https://api.fireworks.ai/inference/v1", ("FIREWORKS_API_KEY",), "fireworks",
                          capabilities=_CHAT_EMBED_FINETUNE,
                          docs_url="https://docs.fireworks.ai/api-reference", finetune="fireworks"),
+    # DeepSeek and Moonshot document JSON mode (json_object) only.
     "deepseek": Profile("https://api.deepseek.com/v1", ("DEEPSEEK_API_KEY",), "deepseek", capabilities=_CHAT_ONLY,
+                        structured="json_object",
                         docs_url="https://api-docs.deepseek.com"),
     "huggingface": Profile("https://router.huggingface.co/v1", ("HF_TOKEN", "HUGGINGFACE_API_KEY"), None,
                            capabilities=_CHAT_ONLY,
@@ -118,6 +124,7 @@ PROFILES: Final[dict[str, Profile]] = {
                           capabilities=_CHAT_NO_TOOLS, docs_url="https://docs.perplexity.ai/api-reference",
                           billed=("cost", "total_cost"), search_usage=True),
     "moonshot": Profile("https://api.moonshot.ai/v1", ("MOONSHOT_API_KEY",), "moonshotai", capabilities=_CHAT_ONLY,
+                        structured="json_object",
                         docs_url="https://platform.moonshot.ai/docs/api/chat"),
     "novita": Profile("https://api.novita.ai/openai", ("NOVITA_API_KEY",), "novita", capabilities=_CHAT_AND_EMBED,
                       docs_url="https://novita.ai/docs/guides/llm-api"),
@@ -181,6 +188,9 @@ class OpenAICompatibleAdapter(OpenAIWire):
 
     def text_path(self, model: str) -> str:
         return f"engines/{model}/completions" if self.profile.text_only_engines else "completions"
+
+    def structured_mode(self, model: str) -> str:
+        return self.profile.structured
 
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
         http = super().build_complete(req)
