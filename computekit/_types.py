@@ -151,11 +151,11 @@ class Message(_Model):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
-    provider_fields: dict[str, Any] | None = None
-    """What the provider put on this message beyond the fields above (DeepSeek's ``reasoning_content``,
-    OpenRouter's ``reasoning_details``; Anthropic's whole ``content`` when it holds thinking or server-tool
-    blocks), sent back unchanged when the message is passed again: some providers refuse a conversation whose
-    assistant turns lost them."""
+    provider_fields: dict[str, dict[str, Any]] | None = None
+    """What a provider put on this message beyond the fields above, by the provider's name (``{"deepseek":
+    {"reasoning_content": ""}}``; Anthropic's whole ``content`` when it holds thinking or server-tool blocks). They
+    are sent back unchanged when the message goes to that same provider again (some refuse a conversation whose
+    assistant turns lost them), and never to another one (which could refuse them)."""
 
     @property
     def text(self) -> str:

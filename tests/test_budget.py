@@ -855,6 +855,13 @@ def test_anthropic_images_tools_and_server_loops_follow_its_published_rules() ->
     image = _input_tokens(core, model, [{"role": "user", "content": [{"type": "text", "text": "hi"}, IMAGE]}])
     assert image is not None
     assert image >= IMAGE_MAX_TOKENS >= 1568 * 1568 // 750
+    # Opus 4.7 reads images up to 2576px on the long edge; a model with no published rule counts its window
+    opus = _input_tokens(core, "anthropic:claude-opus-4-7", [{"role": "user", "content": [IMAGE]}])
+    assert opus is not None
+    assert opus >= 2576 * 2576 // 750
+    [newer] = core.targets("anthropic:claude-opus-5")
+    assert _input_tokens(core, "anthropic:claude-opus-5", [{"role": "user", "content": [IMAGE]}]) == \
+        core.context_window(newer)
     tool = {"name": "f", "description": "", "parameters": {"type": "object"}}
     with_tool = _input_tokens(core, model, hi, tools=[tool])
     assert with_tool is not None

@@ -119,9 +119,22 @@ _CONTEXT_PHRASES: Final = ("prompt is too long", "input is too long", "context w
 _SYSTEM_ROLES: Final = frozenset({"system", "developer"})
 
 # Budgets' worst case, from Anthropic's published rules:
-# - an image costs about width x height / 750 tokens, and one whose long edge exceeds 1568px is scaled down
-#   (docs.anthropic.com/en/docs/build-with-claude/vision#evaluate-image-size), so at most 1568^2 / 750;
-IMAGE_MAX_TOKENS: Final = math.ceil(1568 * 1568 / 750)
+# - an image costs about width x height / 750 tokens (one visual token per 28x28 patch), and one larger than the
+#   model's native resolution is scaled down first (docs.anthropic.com/en/docs/build-with-claude/vision): a long
+#   edge of 1568px up to the 4.6 models, 2576px on Opus 4.7. A square image at that edge is the most an image can
+#   cost; a model not listed (a newer one) counts its context window instead.
+def _image_ceiling(edge: int) -> int:
+    return max(math.ceil(edge * edge / 750), math.ceil(edge / 28) ** 2)
+
+
+_IMAGE_EDGES: Final = (
+    (("claude-3", "claude-sonnet-4-0", "claude-sonnet-4-2025", "claude-sonnet-4-5", "claude-sonnet-4-6",
+      "claude-opus-4-0", "claude-opus-4-2025", "claude-opus-4-1", "claude-opus-4-5", "claude-opus-4-6",
+      "claude-haiku-4-5"), 1568),
+    (("claude-opus-4-7",), 2576),
+)
+IMAGE_MAX_TOKENS: Final = _image_ceiling(1568)
+"""The most one image can cost on the models whose native resolution is 1568px on the long edge."""
 # - tools add a tool-use system prompt: 530 tokens is the largest in the published table (Claude 3 Opus, auto)
 #   (docs.anthropic.com/en/docs/agents-and-tools/tool-use/overview#pricing);
 TOOL_PROMPT_MAX_TOKENS: Final = 530
@@ -218,8 +231,8 @@ def _tool_use_block(tc: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "tool_use", "id": tc.get("id", ""), "name": name, "input": args}
 
 
-def _assistant_message(m: Mapping[str, Any]) -> dict[str, Any]:
-    kept = (m.get("provider_fields") or {}).get("content")
+def _assistant_message(m: Mapping[str, Any], provider: str | None) -> dict[str, Any]:
+    kept = ((m.get("provider_fields") or {}).get(provider) or {}).get("content") if provider else None
     if isinstance(kept, list) and kept:  # the answer's own blocks: thinking, server tools ... sent back unchanged
         return {"role": "assistant", "content": kept}
     content = m.get("content")
@@ -247,8 +260,9 @@ def _tool_result(m: Mapping[str, Any]) -> dict[str, Any]:
     return block
 
 
-def wire_messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, Any]]]:
-    """computekit's messages -> Anthropic's ``system`` (``None`` when absent) and ``messages``."""
+def wire_messages(messages: list[dict[str, Any]], provider: str | None = None) -> tuple[Any, list[dict[str, Any]]]:
+    """computekit's messages -> Anthropic's ``system`` (``None`` when absent) and ``messages`` (an answer's own
+    blocks kept for ``provider`` in ``Message.provider_fields`` go back as they came)."""
     system: list[Any] = []
     out: list[dict[str, Any]] = []
     pending_results: list[dict[str, Any]] = []
@@ -268,7 +282,7 @@ def wire_messages(messages: list[dict[str, Any]]) -> tuple[Any, list[dict[str, A
             continue
         flush()
         if role == "assistant":
-            out.append(_assistant_message(m))
+            out.append(_assistant_message(m, provider))
         else:
             out.append({"role": "user", "content": _wire_content(m.get("content"))})
     flush()
@@ -335,11 +349,11 @@ def wire_tool_choice(choice: Any) -> Any:
 _PLAIN_BLOCKS: Final = frozenset({"text", "tool_use"})
 
 
-def _message(text: str, calls: list[ToolCall], blocks: list[Any]) -> Message:
-    """The assistant message of an answer made of ``blocks``."""
+def _message(provider: str, text: str, calls: list[ToolCall], blocks: list[Any]) -> Message:
+    """The assistant message of ``provider``'s answer made of ``blocks``."""
     own = any(isinstance(b, Mapping) and b.get("type") not in _PLAIN_BLOCKS for b in blocks)
     return Message(role="assistant", content=text, tool_calls=calls or None,
-                   provider_fields={"content": list(blocks)} if own else None)
+                   provider_fields={provider: {"content": list(blocks)}} if own else None)
 
 
 def _tool_call(block: Mapping[str, Any]) -> ToolCall:
@@ -460,7 +474,7 @@ class AnthropicAdapter(Adapter):
             raise self.unsupported("json_mode")
         if req.seed is not None:
             raise InvalidRequestError("Anthropic's Messages API has no seed parameter")
-        system, messages = wire_messages(req.messages)
+        system, messages = wire_messages(req.messages, self.provider)
         body: dict[str, Any] = {"model": req.model, "max_tokens": self._max_tokens(req), "messages": messages}
         if system:
             body["system"] = system
@@ -517,7 +531,7 @@ class AnthropicAdapter(Adapter):
             provider=self.provider,
             model=req.model,
             text=text,
-            message=_message(text, calls, content),
+            message=_message(self.provider, text, calls, content),
             tool_calls=calls,
             finish_reason=_finish(data.get("stop_reason")),
             id=data.get("id"),
@@ -541,9 +555,12 @@ class AnthropicAdapter(Adapter):
     # ----------------------------------------------------------------------------------------- budgets
 
     def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
-        if part.get("type") in ("image", "image_url", "input_image"):
-            return IMAGE_MAX_TOKENS
-        return None  # documents (pages of text and images), files: bounded by the context window
+        if part.get("type") not in ("image", "image_url", "input_image"):
+            return None  # documents (pages of text and images), files: bounded by the context window
+        for families, edge in _IMAGE_EDGES:
+            if model.startswith(families):
+                return _image_ceiling(edge)
+        return None
 
     def input_overhead(self, req: CompleteRequest) -> int:
         return TOOL_PROMPT_MAX_TOKENS if req.tools else 0
@@ -758,7 +775,7 @@ class _MessageStream(StreamDecoder):
             provider=self.adapter.provider,
             model=self.req.model,
             text=text,
-            message=_message(text, calls, raw["content"]),
+            message=_message(self.adapter.provider, text, calls, raw["content"]),
             tool_calls=calls,
             finish_reason=_finish(self.stop_reason),
             id=self.message.get("id"),

@@ -178,10 +178,10 @@ _RESPONSE_ONLY_KEYS = frozenset({"role", "content", "tool_calls", "refusal", "an
                                  "function_call"})
 
 
-def wire_message(m: Mapping[str, Any]) -> dict[str, Any]:
+def wire_message(m: Mapping[str, Any], provider: str | None = None) -> dict[str, Any]:
     """computekit's message shape -> OpenAI's. Plain text messages pass through untouched (the common case);
-    fields computekit does not shape (a provider's ``reasoning_content``, given by hand or kept in
-    ``Message.provider_fields``) are sent as they are."""
+    fields computekit does not shape (a provider's ``reasoning_content`` given by hand, or kept for ``provider``
+    in ``Message.provider_fields``) are sent as they are."""
     content = m.get("content")
     if isinstance(content, str) and "tool_calls" not in m and "provider_fields" not in m and len(m) <= 3:
         return m if isinstance(m, dict) else dict(m)
@@ -195,7 +195,8 @@ def wire_message(m: Mapping[str, Any]) -> dict[str, Any]:
             out[k] = m[k]
     if m.get("tool_calls"):
         out["tool_calls"] = [_wire_tool_call(tc) for tc in m["tool_calls"]]
-    out.update(m.get("provider_fields") or {})
+    kept = (m.get("provider_fields") or {}).get(provider) if provider else None
+    out.update(kept or {})
     out.update({k: v for k, v in m.items() if k not in _MESSAGE_KEYS})
     return out
 
@@ -227,12 +228,13 @@ class OpenAIWire(Adapter):
     response_only_fields: ClassVar[frozenset[str]] = _RESPONSE_ONLY_KEYS
     """Fields of a response message that are not sent back with it (every other one is a provider field)."""
 
-    def provider_fields(self, msg: Mapping[str, Any]) -> dict[str, Any] | None:
+    def provider_fields(self, msg: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
         """The fields of a response message (or the accumulated deltas of a streamed one) that are the
-        provider's own, to be sent back unchanged. ``None`` values are dropped (nothing to send back); an empty
-        string is kept (DeepSeek requires its ``reasoning_content`` on tool-call turns, even when empty)."""
+        provider's own, to be sent back unchanged, under the provider's name. ``None`` values are dropped
+        (nothing to send back); an empty string is kept (DeepSeek requires its ``reasoning_content`` on tool-call
+        turns, even when empty)."""
         extra = {k: v for k, v in msg.items() if k not in self.response_only_fields and v is not None}
-        return extra or None
+        return {self.provider: extra} if extra else None
 
     # ----------------------------------------------------------------------------------------- URLs & auth
 
@@ -290,7 +292,7 @@ class OpenAIWire(Adapter):
             body["prompt"] = req.prompt
             path = self.text_path(req.model)
         else:
-            body["messages"] = [wire_message(m) for m in req.messages]
+            body["messages"] = [wire_message(m, self.provider) for m in req.messages]
             if req.tools:
                 body["tools"] = [wire_tool(t) for t in req.tools]
             if req.tool_choice is not None:

@@ -498,7 +498,7 @@ def test_thinking_blocks_go_back_with_the_message() -> None:
     (ex,) = _file("anthropic/messages-thinking.yaml")
     r = _parse(ex)
     blocks = ex.json()["content"]
-    assert r.message.provider_fields == {"content": blocks}
+    assert r.message.provider_fields == {"anthropic": {"content": blocks}}
     assert [b["type"] for b in blocks] == ["thinking", "text"]
     messages = normalise_messages("And in 'raspberry'?", [*ex.request_body["messages"], r.message])
     body = adapter().build_complete(CompleteRequest(model=request_model(ex), messages=messages)).json

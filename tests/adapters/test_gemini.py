@@ -16,6 +16,7 @@ from typing import Any
 
 import genai_prices
 import pytest
+import yaml
 from _clients import (  # noqa: F401  (fixtures are used by name)
     WEATHER,
     Sleeps,
@@ -28,8 +29,10 @@ from _clients import (  # noqa: F401  (fixtures are used by name)
     stream,
     vcr_config,
 )
+from _conformance import conformance_dir, files, load
 from conftest import CASSETTES, real_key
 from pydantic import SecretStr
+from test_cassette_specs import MARKER, SECRET_PATTERNS
 
 import computekit as ck
 from computekit._exceptions import ConfigError, InvalidRequestError
@@ -471,10 +474,6 @@ def test_authored_cassettes_are_marked_hold_no_secrets_and_use_only_real_fields(
     """Each authored cassette says so on its first line and holds no key; every field of its generateContent and
     embedContent answers occurs in Google's real answers (``shared/conformance/google``), so no field is made up.
     Vertex's ``:predict`` embeddings have no recording: their fields are the ones Vertex's reference documents."""
-    import yaml
-    from _conformance import conformance_dir, files, load
-    from test_cassette_specs import MARKER, SECRET_PATTERNS
-
     real: set[str] = set()
     if conformance_dir().is_dir():
         for rel in files("google"):

@@ -245,16 +245,16 @@ async def test_deepseek_reasoning_content_survives_tool_call_turns(mode: str) ->
     client = make_client(mode, providers={"deepseek": {"api_key": real_key("DEEPSEEK_API_KEY", "ds-placeholder")}})
     messages: list[Any] = [{"role": "user", "content": "Weather in Paris, then in Rome?"}]
     first = await call(client, "complete", "deepseek:deepseek-reasoner", messages=messages, tools=[WEATHER])
-    assert first.message.provider_fields == {"reasoning_content": ""}
+    assert first.message.provider_fields == {"deepseek": {"reasoning_content": ""}}
     messages += [first.message, {"role": "tool", "tool_call_id": first.tool_calls[0].id, "content": "18C"}]
     _, second = await stream(client, "deepseek:deepseek-reasoner", messages=messages, tools=[WEATHER])
-    assert second.message.provider_fields == {"reasoning_content": "Paris is done; now Rome."}
+    assert second.message.provider_fields == {"deepseek": {"reasoning_content": "Paris is done; now Rome."}}
     assert [tc.name for tc in second.tool_calls] == ["get_weather"]
     messages += [second.message, {"role": "tool", "tool_call_id": second.tool_calls[0].id, "content": "24C"}]
     third = await call(client, "complete", "deepseek:deepseek-reasoner", messages=messages, tools=[WEATHER])
     await close(client)
     assert third.text == "Paris: 18C. Rome: 24C."
-    assert third.message.provider_fields == {"reasoning_content": "Both answers are in."}
+    assert third.message.provider_fields == {"deepseek": {"reasoning_content": "Both answers are in."}}
     assert all(r.cost.total is not None for r in (first, second, third))
 
 

@@ -109,8 +109,8 @@ def test_recorded_reasoning_fields_are_kept_and_sent_back() -> None:
     model = ex.request_body["model"]
     r = a.parse_complete(CompleteRequest(model=model, messages=[]), HTTPResponse(200, ex.headers, ex.content))
     recorded = ex.json()["choices"][0]["message"]
-    assert r.message.provider_fields == {"reasoning": recorded["reasoning"],
-                                         "reasoning_details": recorded["reasoning_details"]}
+    assert r.message.provider_fields == {"openrouter": {"reasoning": recorded["reasoning"],
+                                                        "reasoning_details": recorded["reasoning_details"]}}
     messages = normalise_messages("Go on.", [*ex.request_body["messages"], r.message])
     sent = a.build_complete(CompleteRequest(model=model, messages=messages)).json["messages"][1]
     assert sent == {"role": "assistant", "content": recorded["content"], "reasoning": recorded["reasoning"],
@@ -128,11 +128,11 @@ def test_recorded_streamed_reasoning_fields_are_joined() -> None:
     signature = "".join(p.get("signature") or "" for p in pieces)
     assert reasoning
     assert signature
-    assert r.message.provider_fields == {
+    assert r.message.provider_fields == {"openrouter": {
         "reasoning": reasoning,
         "reasoning_details": [{"type": "reasoning.text", "text": reasoning, "signature": signature,
                                "format": "anthropic-claude-v1", "index": 0}],
-    }
+    }}
 
 
 def test_fields_given_by_hand_are_sent_on_every_openai_wire_provider() -> None:
@@ -146,15 +146,40 @@ def test_fields_given_by_hand_are_sent_on_every_openai_wire_provider() -> None:
     messages = normalise_messages(None, [
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": None, "tool_calls": [call], "reasoning_content": ""},
-        ck.Message(role="assistant", content="ok", provider_fields={"reasoning_content": "why"}),
     ])
     for name in ("openai", "azure", "mistral", "ai21", "deepseek", "groq", "together"):
+        kept = normalise_messages(None, [ck.Message(role="assistant", content="ok",
+                                                    provider_fields={name: {"reasoning_content": "why"}})])
         cls = adapter_class(name)
         a = cls(ProviderSettings(name=name, base_url="https://h.example/v1", api_key=SecretStr("k" * 20), timeout=5))
-        sent = a.build_complete(CompleteRequest(model="m", messages=messages)).json["messages"]
+        sent = a.build_complete(CompleteRequest(model="m", messages=messages + kept)).json["messages"]
         assert sent[1]["reasoning_content"] == "", name
-        assert sent[2]["reasoning_content"] == "why", name
-        assert "provider_fields" not in sent[2], name
+        assert sent[2] == {"role": "assistant", "content": "ok", "reasoning_content": "why"}, name
+
+
+def test_fields_kept_for_one_provider_never_reach_another() -> None:
+    """A conversation that moves on to another provider (a fallback, a route) does not carry the first one's
+    fields there: Groq and Cerebras answer 400 to a reasoning_content they did not write."""
+    from pydantic import SecretStr
+
+    from computekit._core import normalise_messages
+    from computekit.adapters._base import CompleteRequest, ProviderSettings
+    from computekit.adapters._registry import adapter_class
+
+    deepseek = ck.Message(role="assistant", content="ok", provider_fields={"deepseek": {"reasoning_content": ""}})
+    thinking = [{"type": "thinking", "thinking": "t", "signature": "s"}, {"type": "text", "text": "ok"}]
+    claude = ck.Message(role="assistant", content="ok", provider_fields={"anthropic": {"content": thinking}})
+    messages = normalise_messages("next?", [{"role": "user", "content": "hi"}, deepseek, claude])
+    for name in ("groq", "openai", "mistral"):
+        a = adapter_class(name)(ProviderSettings(name=name, base_url="https://h.example/v1",
+                                                 api_key=SecretStr("k" * 20), timeout=5))
+        sent = a.build_complete(CompleteRequest(model="m", messages=messages)).json["messages"]
+        assert sent[1:3] == [{"role": "assistant", "content": "ok"}] * 2, name
+    a = adapter_class("anthropic")(ProviderSettings(name="anthropic", base_url="https://h.example/v1",
+                                                    api_key=SecretStr("k" * 20), timeout=5))
+    sent = a.build_complete(CompleteRequest(model="m", messages=messages)).json["messages"]
+    assert sent[1] == {"role": "assistant", "content": "ok"}
+    assert sent[2] == {"role": "assistant", "content": thinking}
 
 
 # ------------------------------------------------------------------------------------------- errors in a 200 stream
