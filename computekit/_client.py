@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from ._budget import BudgetStatus, Reservation
 from ._config import RouteConfig
@@ -81,10 +81,12 @@ def _complete_options(
     service_tier: str | NotGiven,
     user: str | NotGiven,
     extra_body: Mapping[str, Any] | NotGiven,
+    api: str | NotGiven = NOT_GIVEN,
 ) -> dict[str, Any]:
     opts = call_options(
         max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, tools=tools,
         tool_choice=tool_choice, response_format=response_format, seed=seed, service_tier=service_tier, user=user,
+        api=api,
     )
     if extra_body is not NOT_GIVEN:
         opts["extra"] = dict(extra_body)
@@ -1007,6 +1009,7 @@ class Client(_BaseClient, FineTuning):
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
@@ -1029,6 +1032,8 @@ class Client(_BaseClient, FineTuning):
             service_tier: The provider's service tier (it changes the price; the result reports the tier used).
             user: An end-user id for the provider's abuse monitoring.
             extra_body: Provider-specific body fields, sent as they are.
+            api: The wire format, where a provider has two: ``"chat"`` or ``"responses"`` (OpenAI's Responses
+                API). Default: the provider's ``api`` setting (models served only on Responses always use it).
             tags: Labels stored with every attempt in the ledger.
             base_url: Send this call to another base URL (a configured key goes only to its own host).
             api_key: A key for this call only.
@@ -1045,7 +1050,7 @@ class Client(_BaseClient, FineTuning):
             ProviderError: The provider failed after retries; a subclass says how.
         """
         opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
-                                 service_tier, user, extra_body)
+                                 service_tier, user, extra_body, api)
         result: Completion[ParsedT] = self._send(
             _complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
         )
@@ -1068,6 +1073,7 @@ class Client(_BaseClient, FineTuning):
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
@@ -1084,7 +1090,7 @@ class Client(_BaseClient, FineTuning):
             ProviderError: While iterating: the provider failed, before or during the stream.
         """
         opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
-                                 service_tier, user, extra_body)
+                                 service_tier, user, extra_body, api)
         return Stream(self, _stream_state(self._core, model, prompt, messages, opts, tags, base_url, api_key))
 
     def embed(
@@ -1407,6 +1413,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
@@ -1422,7 +1429,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
             ProviderError: The provider failed after retries; a subclass says how.
         """
         opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
-                                 service_tier, user, extra_body)
+                                 service_tier, user, extra_body, api)
         result: Completion[ParsedT] = await self._send(
             _complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
         )
@@ -1445,6 +1452,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
@@ -1458,7 +1466,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
             ProviderError: While iterating: the provider failed, before or during the stream.
         """
         opts = _complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
-                                 service_tier, user, extra_body)
+                                 service_tier, user, extra_body, api)
         return AsyncStream(self, _stream_state(self._core, model, prompt, messages, opts, tags, base_url, api_key))
 
     async def embed(

@@ -159,6 +159,8 @@ class CompleteRequest:
     """For the legacy text-completion endpoint: the raw prompt (``messages`` is then empty)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Provider-specific body fields, passed through as they are."""
+    api: str | None = None
+    """The wire format asked for this call (``"chat"`` or ``"responses"``), ``None``: the adapter's default."""
     output: OutputType | None = None
     """``response_format`` given as a type: the schema to send in the provider's dialect (``response_format``
     then holds its dict form, for adapters that read only that)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -22,6 +22,7 @@ from .._exceptions import (
     APIStatusError,
     ContentFilteredError,
     ContextWindowExceededError,
+    InvalidRequestError,
     OverloadedError,
 )
 from .._structured import OutputType, schema_instruction, strict_schema
@@ -58,8 +59,9 @@ from ._base import (
     obj,
     unix_time,
 )
+from .openai_responses import ResponsesStream, build_body, in_family, parse_response, responses_only
 
-__all__ = ["OpenAIAdapter", "OpenAISettings", "OpenAIWire", "ReasoningModelSettings"]
+__all__ = ["OpenAIAdapter", "OpenAISettings", "OpenAIWire", "ReasoningModelSettings", "ResponsesSettings"]
 
 # Provider words for the same ending, normalised so that callers can branch on one vocabulary.
 _FINISH = {
@@ -145,13 +147,6 @@ _TARGET_EPOCHS, _MIN_EXAMPLES_SEEN, _MAX_EXAMPLES_SEEN, _MAX_AUTO_EPOCHS = 3, 10
 
 def _finish(reason: str | None) -> str | None:
     return _FINISH.get(reason, reason) if reason else reason
-
-
-def in_family(model: str, families: tuple[str, ...] | list[str]) -> bool:
-    """Whether ``model`` is one of ``families`` (``o3`` covers ``o3``, ``o3-mini``, ``o3-2025-04-16``; ``gpt-5``
-    covers ``gpt-5.1`` and ``gpt-5-nano``), after any fine-tune prefix (``ft:``)."""
-    name = model.removeprefix("ft:")
-    return any(name == f or name.startswith((f + "-", f + ".", f + ":")) for f in families)
 
 
 def _wire_tool_call(tc: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,7 +264,7 @@ class OpenAIWire(Adapter):
     def output_limit(self, req: CompleteRequest) -> int | None:
         limit = super().output_limit(req)
         if limit is None:  # a limit passed through extra_body bounds the answer just the same
-            for name in ("max_completion_tokens", "max_tokens"):
+            for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
                 if isinstance(req.extra.get(name), int):
                     return int(req.extra[name])
         return limit
@@ -285,7 +280,45 @@ class OpenAIWire(Adapter):
                 body[name] = v
         return body
 
+    # ----------------------------------------------------------------------------------------- Responses API
+
+    def serves_responses(self) -> bool:
+        """Whether this host serves the Responses API (``POST /responses``)."""
+        return False
+
+    def default_api(self, model: str) -> str:
+        """The wire format a call to ``model`` uses when the call does not say (``api=``)."""
+        return "chat"
+
+    def uses_responses(self, req: CompleteRequest) -> bool:
+        """Whether ``req`` goes to the Responses API: asked for with ``api=``, else :meth:`default_api`.
+
+        Raises:
+            UnsupportedCapabilityError: ``api="responses"`` on a host that does not serve it (nothing was sent).
+            InvalidRequestError: ``api`` is neither ``"chat"`` nor ``"responses"``.
+        """
+        if req.prompt is not None:
+            return False
+        api = req.api or self.default_api(req.model)
+        if api not in ("chat", "responses"):
+            raise InvalidRequestError(f"api must be 'chat' or 'responses', not {api!r}")
+        if api == "responses" and not self.serves_responses():
+            raise self.unsupported("responses")
+        return api == "responses"
+
+    def responses_url(self, model: str) -> str:
+        """The URL of ``POST /responses`` for ``model``."""
+        return self.url("responses")
+
+    def responses_model(self, model: str) -> str:
+        """What the Responses body calls ``model`` (Azure: the deployment)."""
+        return model
+
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
+        if self.uses_responses(req):
+            body = build_body(req, self.provider, self.responses_model(req.model),
+                              reasoning=in_family(req.model, REASONING_FAMILIES))
+            return HTTPRequest("POST", self.responses_url(req.model), self.headers(), json=body, stream=req.stream)
         text = req.prompt is not None
         body = self._common_body(req)
         if text:
@@ -332,6 +365,8 @@ class OpenAIWire(Adapter):
         return "completions"
 
     def parse_complete(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
+        if self.uses_responses(req):
+            return parse_response(self, req, resp)
         try:
             data = resp.json()
         except ValueError:
@@ -379,7 +414,7 @@ class OpenAIWire(Adapter):
         return result
 
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
-        return _ChatStream(self, req)
+        return ResponsesStream(self, req) if self.uses_responses(req) else _ChatStream(self, req)
 
     # ----------------------------------------------------------------------------------------- embed
 
@@ -728,7 +763,30 @@ class ReasoningModelSettings(AdapterSettings):
     )
 
 
-class OpenAISettings(ReasoningModelSettings):
+class ResponsesSettings(ReasoningModelSettings):
+    """The keys OpenAI's and Azure OpenAI's settings share: further reasoning families, and which wire format
+    ``complete()`` and ``stream()`` use."""
+
+    api: Literal["chat", "responses"] = Field(
+        "chat", description="The wire format of complete() and stream(): 'chat' (POST /chat/completions) or "
+        "'responses' (POST /responses). A call's api= wins; models served only on the Responses API always use it.",
+    )
+    responses_models: list[str] = Field(
+        default_factory=list,
+        description="Model families (name prefixes) served only on the Responses API, beyond the built-in list "
+        "(o1-pro, o3-pro, deep research, computer use, codex, gpt-5.x pro and codex).",
+    )
+
+
+def configured_api(options: ResponsesSettings, model: str) -> str:
+    """The wire format of a call to ``model`` that does not say: the Responses API for the models served only
+    there, else the provider's ``api`` setting."""
+    if responses_only(model) or in_family(model, options.responses_models):
+        return "responses"
+    return options.api
+
+
+class OpenAISettings(ResponsesSettings):
     """``[providers.openai]``: the organization and project a call is billed to, and further reasoning families."""
 
     organization: str | None = Field(None, description="Organization id, sent as the openai-organization header.")
@@ -751,6 +809,12 @@ class OpenAIAdapter(OpenAIWire):
 
     def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
         return image_tokens(part, model)
+
+    def serves_responses(self) -> bool:
+        return True
+
+    def default_api(self, model: str) -> str:
+        return configured_api(self.options, model)
 
     def headers(self) -> dict[str, str]:
         h = super().headers()

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import Field
 
@@ -73,6 +73,9 @@ class Profile:
     """A router: the response header that names the provider which served the call."""
     route_tables: str | None = None
     """A router: the genai-prices provider id of a route's prices, ``{}`` standing for the route's provider."""
+    responses: bool = False
+    """The host also serves OpenAI's Responses API (``POST /responses``): ``api="responses"`` (or the ``api``
+    setting) sends calls there."""
     structured: str = "json_schema"
     """How the host takes ``response_format=`` a type (its API reference): ``"json_schema"`` (the schema, best
     effort), ``"strict"`` (OpenAI's strict mode) or ``"json_object"`` (JSON mode only: the schema goes in a
@@ -99,7 +102,7 @@ PROFILES: Final[dict[str, Profile]] = {
                          docs_url="https://docs.fireworks.ai/api-reference", finetune="fireworks"),
     # DeepSeek and Moonshot document JSON mode (json_object) only.
     "deepseek": Profile("https://api.deepseek.com/v1", ("DEEPSEEK_API_KEY",), "deepseek", capabilities=_CHAT_ONLY,
-                        structured="json_object",
+                        structured="json_object", responses=True,
                         docs_url="https://api-docs.deepseek.com"),
     "huggingface": Profile("https://router.huggingface.co/v1", ("HF_TOKEN", "HUGGINGFACE_API_KEY"), None,
                            capabilities=_CHAT_ONLY,
@@ -112,7 +115,8 @@ PROFILES: Final[dict[str, Profile]] = {
                        docs_url="https://goose.ai/docs/api"),
     # OpenRouter's usage.cost is what it charged (tool and search fees included): the call's cost when present.
     "openrouter": Profile("https://openrouter.ai/api/v1", ("OPENROUTER_API_KEY",), "openrouter",
-                          capabilities=_CHAT_ONLY, docs_url="https://openrouter.ai/docs/api-reference/overview",
+                          capabilities=_CHAT_ONLY, responses=True,
+                          docs_url="https://openrouter.ai/docs/api-reference/overview",
                           billed=("cost",)),
     "cerebras": Profile("https://api.cerebras.ai/v1", ("CEREBRAS_API_KEY",), "cerebras", capabilities=_CHAT_ONLY,
                         docs_url="https://inference-docs.cerebras.ai/api-reference/chat-completions"),
@@ -132,7 +136,7 @@ PROFILES: Final[dict[str, Profile]] = {
     "gemini-openai": Profile("https://generativelanguage.googleapis.com/v1beta/openai",
                              ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "google", capabilities=_CHAT_AND_EMBED,
                              docs_url="https://ai.google.dev/gemini-api/docs/openai", reasoning_by_total=True),
-    "vllm": Profile("http://localhost:8000/v1", requires_key=False, metered=False),
+    "vllm": Profile("http://localhost:8000/v1", requires_key=False, metered=False, responses=True),
     "ollama": Profile("http://localhost:11434/v1", requires_key=False, metered=False),
     "llamacpp": Profile("http://localhost:8080/v1", requires_key=False, metered=False),
 }
@@ -157,6 +161,10 @@ class OpenAICompatibleSettings(AdapterSettings):
 
     organization: str | None = Field(
         None, description="The account fine-tuning runs under (Fireworks: the account id, else $FIREWORKS_ACCOUNT_ID)."
+    )
+    api: Literal["chat", "responses"] = Field(
+        "chat", description="The wire format of complete() and stream() on a host that serves both (openrouter, "
+        "deepseek, vllm, or a declared host): 'chat' or 'responses'. A call's api= wins.",
     )
 
 
@@ -191,6 +199,13 @@ class OpenAICompatibleAdapter(OpenAIWire):
 
     def structured_mode(self, model: str) -> str:
         return self.profile.structured
+
+    def serves_responses(self) -> bool:
+        # A declared host (no profile) may serve it: the call's api= (or the setting) is the user's word for it.
+        return self.profile.responses or self.provider not in PROFILES
+
+    def default_api(self, model: str) -> str:
+        return self.options.api
 
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
         http = super().build_complete(req)
