@@ -312,8 +312,11 @@ def completion(adapter: Adapter, req: CompleteRequest, data: Mapping[str, Any],
 
 def _failed(adapter: Adapter, data: Mapping[str, Any], model: str, headers: Mapping[str, str]) -> Exception:
     """The typed error of a response whose status is ``failed`` (or an ``error`` event): typed by what it carries."""
-    err = data.get("error")
-    body = {"error": dict(err if isinstance(err, Mapping) else data)}
+    found = data.get("error")
+    err = dict(found if isinstance(found, Mapping) else data)
+    if err.get("type") in (None, "error") and isinstance(err.get("code"), str):
+        err["type"] = err["code"]  # an error event names its kind in code ("rate_limit_exceeded", "server_error")
+    body = {"error": err}
     content = json.dumps(body).encode()
     return adapter.map_error(HTTPResponse(carried_status(body, 500), dict(headers), content), model)
 
