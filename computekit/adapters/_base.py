@@ -549,6 +549,16 @@ class Adapter(ABC):
         """How many times one call can bill its input at most (server-side tool loops sample again)."""
         return 1
 
+    def wire_formats(self) -> tuple[str, ...]:
+        """The wire formats ``complete()``/``stream()`` can use on this provider (``api=``): ``"chat"``, and
+        ``"responses"`` on hosts that also serve OpenAI's Responses API."""
+        return ("chat",)
+
+    def units_bound(self, req: CompleteRequest) -> dict[str, int] | None:
+        """The most of each per-call unit (``Usage.units`` key: built-in tool calls ...) ``req`` can be billed for;
+        ``None`` when they cannot be bounded (a budget then refuses the call as of unknown cost)."""
+        return {}
+
     def output_limit(self, req: CompleteRequest) -> int | None:
         """The most output tokens ``req`` allows (what a budget reserves and an estimate counts), or ``None``
         when the request sets no limit."""

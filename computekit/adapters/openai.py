@@ -59,7 +59,15 @@ from ._base import (
     obj,
     unix_time,
 )
-from .openai_responses import ResponsesStream, build_body, in_family, parse_response, responses_only
+from .openai_responses import (
+    ResponsesStream,
+    build_body,
+    builtin_tools,
+    fee_tools,
+    in_family,
+    parse_response,
+    responses_only,
+)
 
 __all__ = ["OpenAIAdapter", "OpenAISettings", "OpenAIWire", "ReasoningModelSettings", "ResponsesSettings"]
 
@@ -290,6 +298,9 @@ class OpenAIWire(Adapter):
         """The wire format a call to ``model`` uses when the call does not say (``api=``)."""
         return "chat"
 
+    def wire_formats(self) -> tuple[str, ...]:
+        return ("chat", "responses") if self.serves_responses() else ("chat",)
+
     def uses_responses(self, req: CompleteRequest) -> bool:
         """Whether ``req`` goes to the Responses API: asked for with ``api=``, else :meth:`default_api`.
 
@@ -305,6 +316,29 @@ class OpenAIWire(Adapter):
         if api == "responses" and not self.serves_responses():
             raise self.unsupported("responses")
         return api == "responses"
+
+    def _tool_loop(self, req: CompleteRequest) -> int | None:
+        """A Responses call with built-in tools samples again after each tool call: ``max_tool_calls`` (from
+        ``extra_body``) bounds the calls; ``-1``: no built-in tools; ``None``: unbounded."""
+        if req.prompt is not None or not self.uses_responses(req) or not builtin_tools(req):
+            return -1
+        n = req.extra.get("max_tool_calls")
+        return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+
+    def input_bound(self, req: CompleteRequest | EmbedRequest, window: int | None) -> int | None:
+        if isinstance(req, CompleteRequest) and self._tool_loop(req) is None:
+            return None  # each built-in tool call bills the input again, and nothing bounds how many
+        return super().input_bound(req, window)
+
+    def sampling_passes(self, req: CompleteRequest) -> int:
+        loop = self._tool_loop(req)
+        return 1 + loop if loop is not None and loop > 0 else 1
+
+    def units_bound(self, req: CompleteRequest) -> dict[str, int] | None:
+        loop = self._tool_loop(req)
+        if loop is None:
+            return None
+        return {key: loop for key in fee_tools(req)} if loop > 0 else {}
 
     def responses_url(self, model: str) -> str:
         """The URL of ``POST /responses`` for ``model``."""

@@ -11,7 +11,8 @@ What maps to what:
   a reasoning model needs its reasoning items on the next turn (with ``store: false`` they are only there, as
   ``encrypted_content``, which computekit then asks for with ``include``).
 - ``max_tokens`` -> ``max_output_tokens`` (reasoning included: the true bound), ``temperature``, ``top_p``,
-  ``user``, ``service_tier``; tools: function tools flattened (``{"type": "function", "name", ...}``), built-in tools
+  ``user``, ``service_tier``; tools: function tools flattened (``{"type": "function", "name", ...}``, ``strict``
+  false unless given, as in chat), built-in tools
   (``web_search``, ``file_search``, ``code_interpreter``, ``image_generation``, ``mcp`` ...) pass as they are;
   ``response_format`` -> ``text.format``. ``stop`` and ``seed`` do not exist there and are refused.
   ``previous_response_id``, ``conversation``, ``store``, ``include``, ``reasoning``, ``max_tool_calls`` ... go in
@@ -46,6 +47,7 @@ __all__ = [
     "RESPONSES_ONLY",
     "ResponsesStream",
     "build_body",
+    "builtin_tools",
     "fee_tools",
     "fee_units",
     "in_family",
@@ -146,12 +148,18 @@ def input_items(messages: list[dict[str, Any]], provider: str) -> list[dict[str,
 
 
 def _tool(t: Mapping[str, Any]) -> dict[str, Any]:
-    """A tool in the Responses shape: function tools flattened, built-in tools as they are."""
+    """A tool in the Responses shape: function tools flattened, built-in tools as they are. A function tool's
+    ``strict`` is sent as given, else ``false``: the Responses API's default is strict (a schema that is not
+    strict-ready would be refused), chat's is not, and a tool means the same whichever format carries it."""
     if t.get("type") == "function" and isinstance(t.get("function"), Mapping):
-        return {"type": "function", **t["function"]}
-    if "type" not in t:
-        return {"type": "function", **t}
-    return dict(t)
+        fn: dict[str, Any] = {"type": "function", **t["function"]}
+    elif "type" not in t:
+        fn = {"type": "function", **t}
+    else:
+        return dict(t)
+    fn.setdefault("strict", False)
+    fn.setdefault("parameters", {"type": "object", "properties": {}})
+    return fn
 
 
 def _tool_choice(choice: Any) -> Any:
@@ -209,6 +217,11 @@ def build_body(req: CompleteRequest, provider: str, model: str, *, reasoning: bo
     return body
 
 
+def builtin_tools(req: CompleteRequest) -> list[str]:
+    """The types of the request's built-in (server-side) tools: every tool that is not a function."""
+    return [str(t.get("type")) for t in req.tools or [] if t.get("type") not in (None, "function", "custom")]
+
+
 def fee_tools(req: CompleteRequest) -> list[str]:
     """The ``usage.units`` keys the request's built-in tools can bill (per call or per container)."""
     return sorted({_FEE_TOOLS[t["type"]] for t in req.tools or [] if t.get("type") in _FEE_TOOLS})
@@ -227,6 +240,7 @@ def responses_usage(raw: Mapping[str, Any] | None) -> Usage:
         input_tokens=raw.get("input_tokens") or 0,
         output_tokens=raw.get("output_tokens") or 0,
         cached_input_tokens=ind.get("cached_tokens") or 0,
+        cache_write_tokens=ind.get("cache_write_tokens") or 0,  # billed by newer models (in input_tokens)
         reasoning_tokens=outd.get("reasoning_tokens") or 0,
     )
 
