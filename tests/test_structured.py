@@ -169,6 +169,7 @@ CASES = {
     "anthropic-tool": Case("anthropic", "claude-3-5-haiku-20241022", lambda a: anthropic_body(a, tool=True),
                            anthropic_tool),
     "gemini": Case("gemini", "gemini-2.5-flash", gemini_body, gemini_request),
+    "vertex": Case("vertex", "gemini-2.5-flash", gemini_body, gemini_request),  # express mode: an API key
     "cohere": Case("cohere", "command-r-plus-08-2024", cohere_body, cohere_request),
     "bedrock": Case("bedrock", "anthropic.claude-3-5-haiku-20241022-v1:0", bedrock_body, bedrock_request,
                     {"api_key": KEY, "region": "us-east-1"}),
