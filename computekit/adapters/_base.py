@@ -73,6 +73,7 @@ __all__ = [
     "StreamUpdate",
     "TrainingFile",
     "carried_status",
+    "event_object",
     "multipart",
     "obj",
     "unix_time",
@@ -382,6 +383,21 @@ _TYPE_STATUS: dict[str, int] = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
+
+
+def event_object(adapter: Adapter, event: SSEEvent, model: str | None) -> dict[str, Any]:
+    """A stream event's data as the JSON object it must be.
+
+    Raises:
+        MalformedResponseError: It is not JSON, or not an object.
+    """
+    try:
+        data = json.loads(event.data)
+    except ValueError:
+        raise adapter.malformed(HTTPResponse(200, {}, event.data.encode()), model, "stream event is not JSON") from None
+    if not isinstance(data, dict):
+        raise adapter.malformed(HTTPResponse(200, {}, event.data.encode()), model, "stream event is not a JSON object")
+    return data
 
 
 def carried_status(body: Any, default: int) -> int:

@@ -40,7 +40,7 @@ from .._exceptions import InvalidRequestError
 from .._http import HTTPResponse, SSEEvent
 from .._structured import strict_schema
 from .._types import Chunk, Completion, Message, ToolCall, Usage
-from ._base import Adapter, CompleteRequest, StreamDecoder, carried_status
+from ._base import Adapter, CompleteRequest, StreamDecoder, carried_status, event_object
 
 __all__ = [
     "FEE_ITEMS",
@@ -366,19 +366,11 @@ class ResponsesStream(StreamDecoder):
         self.calls: dict[int, int] = {}  # output_index -> tool-call index in chunks
         self.done = False
 
-    def _bad(self, event: SSEEvent, why: str) -> Exception:
-        return self.adapter.malformed(HTTPResponse(200, {}, event.data.encode()), self.req.model, why)
-
     def feed(self, event: SSEEvent) -> list[Chunk]:
         if event.data == "[DONE]":  # some hosts end the stream the chat way
             self.done = self.done or self.final is not None
             return []
-        try:
-            data = json.loads(event.data)
-        except ValueError:
-            raise self._bad(event, "stream event is not JSON") from None
-        if not isinstance(data, dict):
-            raise self._bad(event, "stream event is not a JSON object")
+        data = event_object(self.adapter, event, self.req.model)
         kind = data.get("type") or event.event
         if kind == "error" or (kind is None and "error" in data):
             raise _failed(self.adapter, data, self.req.model, {})
