@@ -7,23 +7,13 @@
     print(r.text, r.cost.total)
 """
 
-from ._budget import BudgetStatus
-from ._client import AsyncClient, AsyncPredictionStream, AsyncStream, Client, PredictionStream, Stream
+# Errors, the sentinel and Money are imported now (an ``except ck.RateLimitError`` needs no more); the client, the
+# result types and the verbs load on first use (PEP 562), so that ``import computekit`` stays cheap for a
+# program that may not call anything (a CLI's --help, a worker that fails over to a cache).
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._constants import NOT_GIVEN
-from ._defaults import (
-    acomplete,
-    aembed,
-    afinetune,
-    apredict,
-    arerank,
-    astream,
-    complete,
-    embed,
-    finetune,
-    predict,
-    rerank,
-    stream,
-)
 from ._exceptions import (
     AllTargetsFailedError,
     APIConnectionError,
@@ -50,34 +40,96 @@ from ._exceptions import (
     PredictionTimeoutError,
     ProviderError,
     RateLimitError,
+    ResponseTooLargeError,
     ServerError,
     StructuredOutputError,
     TrainingDataError,
+    UnsafeURLError,
     UnsupportedCapabilityError,
     WebhookVerificationError,
 )
-from ._types import (
-    Attempt,
-    Chunk,
-    Completion,
-    Cost,
-    CostLine,
-    Embeddings,
-    FineTuneCheckpoint,
-    FineTuneEvent,
-    FineTuneJob,
-    ImagePart,
-    Message,
-    Prediction,
-    PriceSource,
-    RerankHit,
-    Reranking,
-    TextPart,
-    ToolCall,
-    Usage,
-)
+from ._money import Money
 from ._version import __version__
-from .pricing import UnknownPriceWarning
+
+if TYPE_CHECKING:
+    from ._budget import BudgetStatus
+    from ._client import AsyncClient, AsyncPredictionStream, AsyncStream, Client, PredictionStream, Stream
+    from ._defaults import (
+        acomplete,
+        aembed,
+        afinetune,
+        apredict,
+        arerank,
+        astream,
+        complete,
+        embed,
+        finetune,
+        predict,
+        rerank,
+        stream,
+    )
+    from ._types import (
+        Attempt,
+        Chunk,
+        Completion,
+        Cost,
+        CostLine,
+        Embeddings,
+        FineTuneCheckpoint,
+        FineTuneEvent,
+        FineTuneJob,
+        ImagePart,
+        Message,
+        Prediction,
+        PriceSource,
+        RerankHit,
+        Reranking,
+        TextPart,
+        ToolCall,
+        Usage,
+    )
+    from .pricing import UnknownPriceWarning
+
+_LAZY: dict[str, str] = {
+    "BudgetStatus": "._budget",
+    "AsyncClient": "._client",
+    "AsyncPredictionStream": "._client",
+    "AsyncStream": "._client",
+    "Client": "._client",
+    "PredictionStream": "._client",
+    "Stream": "._client",
+    "acomplete": "._defaults",
+    "aembed": "._defaults",
+    "afinetune": "._defaults",
+    "apredict": "._defaults",
+    "arerank": "._defaults",
+    "astream": "._defaults",
+    "complete": "._defaults",
+    "embed": "._defaults",
+    "finetune": "._defaults",
+    "predict": "._defaults",
+    "rerank": "._defaults",
+    "stream": "._defaults",
+    "Attempt": "._types",
+    "Chunk": "._types",
+    "Completion": "._types",
+    "Cost": "._types",
+    "CostLine": "._types",
+    "Embeddings": "._types",
+    "FineTuneCheckpoint": "._types",
+    "FineTuneEvent": "._types",
+    "FineTuneJob": "._types",
+    "ImagePart": "._types",
+    "Message": "._types",
+    "Prediction": "._types",
+    "PriceSource": "._types",
+    "RerankHit": "._types",
+    "Reranking": "._types",
+    "TextPart": "._types",
+    "ToolCall": "._types",
+    "Usage": "._types",
+    "UnknownPriceWarning": ".pricing",
+}
 
 __all__ = [
     "NOT_GIVEN",
@@ -115,6 +167,7 @@ __all__ = [
     "MalformedResponseError",
     "Message",
     "MissingAPIKeyError",
+    "Money",
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
@@ -127,6 +180,7 @@ __all__ = [
     "RateLimitError",
     "RerankHit",
     "Reranking",
+    "ResponseTooLargeError",
     "ServerError",
     "Stream",
     "StructuredOutputError",
@@ -134,6 +188,7 @@ __all__ = [
     "ToolCall",
     "TrainingDataError",
     "UnknownPriceWarning",
+    "UnsafeURLError",
     "UnsupportedCapabilityError",
     "Usage",
     "WebhookVerificationError",
@@ -151,3 +206,31 @@ __all__ = [
     "rerank",
     "stream",
 ]
+
+
+
+def _show_as_public(obj: Any) -> Any:
+    # Public classes show as ``computekit.X`` in tracebacks and reprs, not ``computekit._module.X`` (pickle finds
+    # them there too). Pydantic models and dataclasses keep their module: they resolve their annotations in it.
+    if isinstance(obj, type) and not hasattr(obj, "__pydantic_fields__") and not hasattr(obj, "__dataclass_fields__"):
+        obj.__module__ = __name__
+    return obj
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'computekit' has no attribute {name!r}")
+    value = _show_as_public(getattr(importlib.import_module(module, __name__), name))
+    globals()[name] = value  # looked up once: later accesses are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+for _name in __all__:
+    if _name not in _LAZY:
+        _show_as_public(globals()[_name])
+del _name

@@ -15,6 +15,8 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from pydantic import ValidationError
+
 from ._budget import BudgetStatus, Reservation
 from ._config import RouteConfig
 from ._constants import (
@@ -25,7 +27,19 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import Core, Run, Target, call_options, check_tags, ledger_call, normalise_messages, now
+from ._core import (
+    Core,
+    Run,
+    Target,
+    call_deadline,
+    call_options,
+    check_seconds,
+    check_tags,
+    check_tools,
+    ledger_call,
+    normalise_messages,
+    now,
+)
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -53,6 +67,7 @@ from .adapters._base import (
     ModelInfo,
     PredictRequest,
     RerankRequest,
+    SSEEvent,
     StreamDecoder,
     StreamUpdate,
 )
@@ -83,6 +98,8 @@ def _complete_options(
     extra_body: Mapping[str, Any] | NotGiven,
     api: str | NotGiven = NOT_GIVEN,
 ) -> dict[str, Any]:
+    if tools is not NOT_GIVEN and tools is not None:
+        tools = check_tools(tools)
     opts = call_options(
         max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, tools=tools,
         tool_choice=tool_choice, response_format=response_format, seed=seed, service_tier=service_tier, user=user,
@@ -203,8 +220,7 @@ class _Waiting:
                  progress: bool | Console, deadline: float | None) -> None:
         self.clock = core.router.clock
         self.give_up = deadline if deadline is not None else (None if timeout is None else self.clock() + timeout)
-        if poll_interval is not None and not poll_interval >= 0:
-            raise InvalidRequestError(f"poll_interval must be >= 0 seconds, not {poll_interval!r}")
+        check_seconds("poll_interval", poll_interval, zero=True)
         self.fixed = poll_interval is not None
         # None is "not given"; 0 is a real interval (a replayed test that must not sleep).
         self.interval = DEFAULT_POLL_INTERVAL_S if poll_interval is None else poll_interval
@@ -311,6 +327,10 @@ def _failed(prediction: Prediction) -> PredictionFailedError:
     return err
 
 
+_VERB_OF: dict[type, str] = {CompleteRequest: "complete", EmbedRequest: "embed", RerankRequest: "rerank"}
+"""The verb whose body limit a request gets (predictions, their polls and lookups: ``predict``)."""
+
+
 def _build_http(target: Target, req: CompleteRequest | EmbedRequest | RerankRequest | PredictRequest | HTTPRequest
                 ) -> HTTPRequest:
     adapter = target.adapter
@@ -324,6 +344,10 @@ def _build_http(target: Target, req: CompleteRequest | EmbedRequest | RerankRequ
         http = adapter.build_predict(req)
     else:
         http = adapter.build_rerank(req)
+    if not adapter.on_origin(http.url):  # off the provider's origin a request never carries its key
+        http.headers = adapter.without_key(http.headers)
+    if http.max_bytes is None:
+        http.max_bytes = adapter.settings.max_body_bytes.get(_VERB_OF.get(type(req), "predict"))
     if http.timeout is None:  # the provider's own timeout, set here so that no adapter can forget it
         http.timeout = target.adapter.settings.timeout
     header = target.adapter.settings.idempotency_header
@@ -389,7 +413,8 @@ class _StreamState:
 
     def request(self, target: Target) -> tuple[CompleteRequest, HTTPRequest]:
         # A fallback target starts with a clean decoder, of its own framing (server-sent events by default).
-        self.sse = target.adapter.event_decoder(MAX_SSE_EVENT_BYTES) or SSEDecoder(MAX_SSE_EVENT_BYTES)
+        limit = target.adapter.settings.max_event_bytes
+        self.sse = target.adapter.event_decoder(limit) or SSEDecoder(limit)
         creq = self.core.complete_request(target, self.messages, self.options, stream=True)
         return creq, _build_http(target, creq)
 
@@ -397,31 +422,40 @@ class _StreamState:
         try:
             events = self.sse.feed(data)
         except SSETooLarge as e:
-            raise _decode_stream_error(target, str(e)) from e
+            raise e.error(target.provider, target.model) from e
         except ValueError as e:  # a frame that does not parse (a binary framing's bad checksum ...)
             raise target.adapter.malformed(HTTPResponse(200, {}, data), target.model, str(e)) from e
         out: list[Chunk] = []
         for ev in events:
-            out.extend(decoder.feed(ev))
+            out.extend(self.feed(target, decoder, ev))
         return out
 
+    @staticmethod
+    def feed(target: Target, decoder: StreamDecoder, ev: SSEEvent) -> list[Chunk]:
+        """One event through the decoder; values out of range (an absurd usage count) are a malformed answer."""
+        head = HTTPResponse(200, {}, ev.data.encode("utf-8", "replace"))
+        return target.adapter.checked(head, target.model, lambda: decoder.feed(ev))
+
     def finish(self, target: Target, decoder: StreamDecoder, head: HTTPResponse) -> Completion:
-        result = decoder.result()
+        result = target.adapter.checked(head, target.model, decoder.result)
         # The decoder sees only events; the request id (and what else the head says) is in the response head.
         target.adapter.note_head(result, head.headers)
         return result
 
     def cancel(self, target: Target, decoder: StreamDecoder, started: dt.datetime, t0: float,
                reservation: Reservation | None = None) -> None:
-        partial_result = decoder.result()
-        usage = partial_result.usage if partial_result._usage_reported else None
+        try:
+            partial_result = decoder.result()
+            usage = partial_result.usage if partial_result._usage_reported else None
+        except ValidationError:  # usage out of range: the attempt is still recorded, its usage unknown
+            usage = None
         self.core.canceled("stream", target, usage, started, t0, self.attempts, self.tags, reservation)
 
     def close(self, target: Target, decoder: StreamDecoder) -> list[Chunk]:
         events, cut = self.sse.close()
         out: list[Chunk] = []
         for ev in events:
-            out.extend(decoder.feed(ev))
+            out.extend(self.feed(target, decoder, ev))
         if cut or not decoder.done:
             raise _decode_stream_error(target, "the stream ended before its last event")
         return out
@@ -501,6 +535,7 @@ class Stream(AbstractContextManager["Stream[ParsedT]"], Generic[ParsedT]):
                             started_any = True
                             yield chunk
                     yield from st.close(target, decoder)
+                    # Usage out of range, or an answer that does not fit its type: a failed (billed) attempt.
                     result = parse_output(creq.output, st.finish(target, decoder, head))
                 except ProviderError as e:
                     core.failed("stream", target, e, started, t0, st.attempts, st.tags, reservation=held)
@@ -608,6 +643,7 @@ class AsyncStream(AbstractAsyncContextManager["AsyncStream[ParsedT]"], Generic[P
                             yield chunk
                     for chunk in st.close(target, decoder):
                         yield chunk
+                    # Usage out of range, or an answer that does not fit its type: a failed (billed) attempt.
                     result = parse_output(creq.output, st.finish(target, decoder, head))
                 except ProviderError as e:
                     await ledger_call(core, partial(core.failed, "stream", target, e, started, t0, st.attempts,
@@ -655,7 +691,7 @@ class _PredictionStreamState:
         # Raises (before any HTTP) when this prediction cannot stream, e.g. a Replicate model with no urls.stream.
         self.http = None if prediction.done else _build_http(self.target, adapter.build_prediction_stream(prediction))
         self.poll_interval = DEFAULT_POLL_INTERVAL_S if poll_interval is None else poll_interval
-        self.sse = SSEDecoder(MAX_SSE_EVENT_BYTES)
+        self.sse = SSEDecoder(adapter.settings.max_event_bytes)
         self.logs = prediction.logs
         self.error: Any = None
         self.done = prediction.done
@@ -672,7 +708,7 @@ class _PredictionStreamState:
         try:
             events = self.sse.feed(data)
         except SSETooLarge as e:
-            raise _decode_stream_error(self.target, str(e)) from e
+            raise e.error(self.target.provider, self.target.model) from e
         out: list[Any] = []
         for ev in events:
             if self.done:
@@ -937,7 +973,7 @@ class Client(_BaseClient, FineTuning):
         self._transport = sync_transport(self._core.settings.timeout, http_client)
 
     def _send(self, plan: _Plan) -> Any:
-        core, verb, parse, tags = self._core, plan.verb, plan.parse, plan.tags
+        core, verb, parse, tags = self._core, plan.verb, plan.parse_checked, plan.tags
         run = Run(core, plan.targets, plan.route, plan.build)
         attempts: list[Attempt] = []
         while (target := run.next()) is not None:
@@ -1209,7 +1245,8 @@ class Client(_BaseClient, FineTuning):
             ProviderError: The host failed after retries (a request that starts a run is retried only when the
                 host surely never saw it).
         """
-        deadline = None if timeout is None else self._core.router.clock() + timeout
+        deadline = call_deadline(self._core, timeout)
+        check_seconds("poll_interval", poll_interval, zero=True)  # before the run is created
         plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags, validate, deadline)
         self._prepare(plan.targets, validate=validate, hardware=hardware, deadline=deadline)
         try:
@@ -1286,7 +1323,8 @@ class Client(_BaseClient, FineTuning):
     def _stream(self, prediction: Prediction, poll_interval: float | None = None) -> PredictionStream:
         return PredictionStream(self, _PredictionStreamState(self._core, prediction, poll_interval))
 
-    def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
+    def _download(self, url: str, provider: str = "download", model: str | None = None, *,
+                  public_only: bool = True) -> bytes:
         """GET an output file: no credential (the URL is pre-signed), redirects followed, size bounded.
 
         Raises:
@@ -1297,7 +1335,7 @@ class Client(_BaseClient, FineTuning):
         from . import _outputs
 
         for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
-            req = _outputs.download_request(url, self._core.settings.timeout)
+            req = _outputs.download_request(url, self._core.settings.timeout, public_only=public_only)
             with self._transport.stream(req, provider, model) as (head, chunks):
                 target = _outputs.redirect_to(head, url, provider, model)
                 if target is None:
@@ -1339,7 +1377,7 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
         self._transport = async_transport(self._core.settings.timeout, http_client)
 
     async def _send(self, plan: _Plan) -> Any:
-        core, verb, parse, tags = self._core, plan.verb, plan.parse, plan.tags
+        core, verb, parse, tags = self._core, plan.verb, plan.parse_checked, plan.tags
         run = Run(core, plan.targets, plan.route, plan.build)
         attempts: list[Attempt] = []
         while (target := run.next()) is not None:
@@ -1556,7 +1594,8 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
             PredictionTimeoutError: ``timeout`` passed first.
             ProviderError: The host failed after retries.
         """
-        deadline = None if timeout is None else self._core.router.clock() + timeout
+        deadline = call_deadline(self._core, timeout)
+        check_seconds("poll_interval", poll_interval, zero=True)  # before the run is created
         plan = _predict_plan(self._core, model, input, wait, hardware, webhook, extra_body, tags, validate, deadline)
         await self._prepare(plan.targets, validate=validate, hardware=hardware, deadline=deadline)
         try:
@@ -1635,12 +1674,13 @@ class AsyncClient(_BaseClient, AsyncFineTuning):
     def _stream(self, prediction: Prediction, poll_interval: float | None = None) -> AsyncPredictionStream:
         return AsyncPredictionStream(self, _PredictionStreamState(self._core, prediction, poll_interval))
 
-    async def _download(self, url: str, provider: str = "download", model: str | None = None) -> bytes:
+    async def _download(self, url: str, provider: str = "download", model: str | None = None, *,
+                        public_only: bool = True) -> bytes:
         """:meth:`Client._download`, awaited."""
         from . import _outputs
 
         for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
-            req = _outputs.download_request(url, self._core.settings.timeout)
+            req = _outputs.download_request(url, self._core.settings.timeout, public_only=public_only)
             async with self._transport.stream(req, provider, model) as (head, chunks):
                 target = _outputs.redirect_to(head, url, provider, model)
                 if target is None:

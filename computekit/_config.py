@@ -13,11 +13,12 @@ provider and a new adapter's settings need no change to it.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,6 +27,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -43,6 +45,12 @@ from ._constants import (
     DEFAULT_RETRY_AFTER_CAP_S,
     DEFAULT_TIMEOUT_S,
     LEDGER_ENV,
+    LEDGER_FLUSH_INTERVAL_S,
+    MAX_COMPLETE_BYTES,
+    MAX_EMBED_BYTES,
+    MAX_PREDICT_BYTES,
+    MAX_RERANK_BYTES,
+    MAX_SSE_EVENT_BYTES,
     NOT_GIVEN,
     NotGiven,
 )
@@ -64,8 +72,61 @@ __all__ = [
 ]
 
 
+_SHOWN_SECRET = "**********"  # noqa: S105  (what a repr or a dump shows instead of a secret, as SecretStr)
+# The password of a URL's userinfo (``scheme://user:password@host``), and secret query parameters (libpq reads
+# ``?password=``). Patterns, not a URL parser: a URL that does not parse must not be shown either.
+_URL_PASSWORD = re.compile(r"(://[^/?#@\s]*?:)[^/?#\s]*@")
+_URL_SECRET_PARAM = re.compile(r"(?i)([?&](?:password|passfile|sslpassword|sslkey|key|api_key|token|sig)=)[^&#\s]*")
+
+
+def masked_url(url: str | None) -> str | None:
+    """``url`` as it may be shown: the password of its userinfo and secret query parameters replaced (a ledger's
+    ``postgresql://app:secret@db/spend``, a base URL with credentials)."""
+    if not url:
+        return url
+    return _URL_SECRET_PARAM.sub(rf"\1{_SHOWN_SECRET}", _URL_PASSWORD.sub(rf"\1{_SHOWN_SECRET}@", url))
+
+
+MAX_SECONDS = 10_000_000
+"""The longest duration a setting may give (timeouts, backoff, cooldown, deadline, a prediction's billed time):
+ten million seconds, about 16 weeks. Longer is a mistake, and the operating system's waits overflow not far
+beyond (``inf`` and ``NaN`` are refused as well)."""
+
+
+MAX_FLUSH_INTERVAL_S = 60
+"""The longest ``ledger.flush_interval``: a minute of calls is already a lot to lose to a hard kill."""
+
+
+def _check_port(url: str | None) -> str | None:
+    """``url`` unchanged, or a ValueError naming its port when no connection could be made to it."""
+    if url and "://" in url:
+        from urllib.parse import urlsplit
+
+        try:
+            urlsplit(url).port  # noqa: B018 - parsing the port is the check (out of range: ValueError)
+        except ValueError:
+            port = url.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2].rpartition(":")[2]
+            raise ValueError(f"port {port!r} of {masked_url(url)!r} is not a port: use a number from 1 to 65535"
+                             ) from None
+    return url
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    # allow_inf_nan=False: a timeout, backoff or weight of inf or NaN would hang a call or break a draw.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
+
+    _masked: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    """Fields whose values may hold a secret, and how they are shown in a repr, a str and a dump."""
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            shown = self._masked.get(name or "")
+            yield name, value if shown is None or value is None else shown(value)
+
+
+def _masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    # Any extra header may carry a credential (a gateway's key, a proxy token): names are shown, values never.
+    return dict.fromkeys(headers, _SHOWN_SECRET)
 
 
 class ProviderConfig(_Section):
@@ -76,7 +137,7 @@ class ProviderConfig(_Section):
     base_url: str | None = Field(None, description="API base URL; defaults to the adapter's (or profile's).")
     api_key: SecretStr | None = Field(None, description="The key itself. Prefer api_key_env or the default env var.")
     api_key_env: str | None = Field(None, description="Environment variable that holds the key.")
-    timeout: float | None = Field(None, gt=0, description="Read timeout in seconds for this provider.")
+    timeout: float | None = Field(None, gt=0, le=MAX_SECONDS, description="Read timeout in seconds for this provider.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent with every request.")
     hardware: dict[str, str] = Field(
         default_factory=dict, description="predict(): model -> hardware SKU it runs on (prices its GPU-seconds)."
@@ -95,7 +156,7 @@ class ProviderConfig(_Section):
     )
     max_seconds: float | None = Field(
         None,
-        gt=0,
+        gt=0, le=MAX_SECONDS,
         description="The longest a prediction or a GPU-time training can bill, seconds: a budget's worst case, and "
         "a training billed by GPU time's estimate.",
     )
@@ -108,6 +169,21 @@ class ProviderConfig(_Section):
     def options(self) -> AdapterSettings | None:
         """The keys the adapter declares, validated against its ``settings_model`` (``None``: none were set)."""
         return self._options
+
+    _masked = {"headers": _masked_headers, "base_url": masked_url}
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str | None) -> str | None:
+        return _check_port(v)
+
+    @field_serializer("headers")
+    def _dump_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return _masked_headers(headers)
+
+    @field_serializer("base_url")
+    def _dump_base_url(self, url: str | None) -> str | None:
+        return masked_url(url)
 
 
 class RouteConfig(_Section):
@@ -143,25 +219,49 @@ class RetryConfig(_Section):
     """The retry loop for one request on one target."""
 
     max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0, le=20, description="Retries after the first try.")
-    backoff_initial: float = Field(DEFAULT_BACKOFF_INITIAL_S, ge=0, description="First backoff, seconds.")
-    backoff_max: float = Field(DEFAULT_BACKOFF_MAX_S, ge=0, description="Largest backoff, seconds.")
-    retry_after_cap: float = Field(
-        DEFAULT_RETRY_AFTER_CAP_S, ge=0, description="Longest Retry-After honoured inside a call, seconds."
+    backoff_initial: float = Field(
+        DEFAULT_BACKOFF_INITIAL_S, ge=0, le=MAX_SECONDS, description="First backoff, seconds."
     )
+    backoff_max: float = Field(DEFAULT_BACKOFF_MAX_S, ge=0, le=MAX_SECONDS, description="Largest backoff, seconds.")
+    retry_after_cap: float = Field(
+        DEFAULT_RETRY_AFTER_CAP_S, ge=0, le=MAX_SECONDS,
+        description="Longest Retry-After honoured inside a call, seconds.",
+    )
+
+
+class LimitsConfig(_Section):
+    """Size limits on what a provider sends back: a larger answer is refused with ``ResponseTooLargeError``."""
+
+    complete_bytes: int = Field(MAX_COMPLETE_BYTES, gt=0, description="Largest decoded complete() answer, bytes.")
+    embed_bytes: int = Field(MAX_EMBED_BYTES, gt=0, description="Largest decoded embed() answer, bytes.")
+    rerank_bytes: int = Field(MAX_RERANK_BYTES, gt=0, description="Largest decoded rerank() answer, bytes.")
+    predict_bytes: int = Field(
+        MAX_PREDICT_BYTES, gt=0, description="Largest decoded answer of predict() and its polls and cancels, bytes."
+    )
+    stream_event_bytes: int = Field(
+        MAX_SSE_EVENT_BYTES, gt=0, description="Largest server-sent event (or line) of a stream, bytes."
+    )
+
+    def body_bytes(self) -> dict[str, int]:
+        """The body limit of each verb, by verb name."""
+        return {"complete": self.complete_bytes, "embed": self.embed_bytes, "rerank": self.rerank_bytes,
+                "predict": self.predict_bytes}
 
 
 class RoutingConfig(_Section):
     """Cooldowns of failing targets, the total deadline of a call, and fallback choices."""
 
-    cooldown_s: float = Field(DEFAULT_COOLDOWN_S, ge=0, description="How long a failing target is skipped.")
+    cooldown_s: float = Field(
+        DEFAULT_COOLDOWN_S, ge=0, le=MAX_SECONDS, description="How long a failing target is skipped."
+    )
     failure_window_s: float = Field(
-        DEFAULT_FAILURE_WINDOW_S, gt=0, description="Window in which failures are counted, seconds."
+        DEFAULT_FAILURE_WINDOW_S, gt=0, le=MAX_SECONDS, description="Window in which failures are counted, seconds."
     )
     failures_to_cool: int = Field(
         DEFAULT_FAILURES_TO_COOL, ge=1, description="Failures within the window that cool a target down."
     )
     deadline_s: float | None = Field(
-        None, gt=0, description="Total time one call may take, retries, sleeps and fallbacks included."
+        None, gt=0, le=MAX_SECONDS, description="Total time one call may take, retries, sleeps and fallbacks included."
     )
     on_content_filter: Literal["raise", "fallback"] = Field(
         "raise", description="Whether a content-filter refusal falls back to the next target."
@@ -178,6 +278,15 @@ class LedgerConfig(_Section):
     url: str | None = Field(
         None, description="sqlite:///path, postgresql://..., or 'none'. Default: a per-user data directory."
     )
+    flush_interval: float = Field(
+        LEDGER_FLUSH_INTERVAL_S, ge=0, le=MAX_FLUSH_INTERVAL_S,
+        description="Without a budget, rows are committed in the background within this many seconds of the call: "
+        "what a process killed with SIGKILL or ended by os._exit() can lose. 0 commits each row at once.",
+    )
+    flush_on_sigterm: bool = Field(
+        True, description="Write queued rows when the process gets SIGTERM (chaining the handler already there). "
+        "false: leave SIGTERM to the application; rows still queued then are lost if it does not exit normally.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -185,8 +294,15 @@ class LedgerConfig(_Section):
         if v is None or v == "none" or v.startswith("sqlite:///") or v == "sqlite://:memory:":
             return v
         if v.startswith(("postgresql://", "postgres://")):
-            return v
-        raise ValueError(f"{v!r}: use 'sqlite:///path/to/ledger.db', 'postgresql://user@host/db' or 'none'")
+            return _check_port(v)
+        raise ValueError(f"{masked_url(v)!r}: use 'sqlite:///path/to/ledger.db', 'postgresql://user@host/db' or "
+                         "'none'")
+
+    _masked = {"url": masked_url}
+
+    @field_serializer("url")
+    def _dump_url(self, url: str | None) -> str | None:
+        return masked_url(url)
 
 
 class BudgetConfig(_Section):
@@ -235,7 +351,8 @@ class Settings(_Section):
     prices: dict[str, dict[str, Decimal]] = Field(
         default_factory=dict, description='Price overrides: "provider:model" = { input_mtok = "0.15", ... }.'
     )
-    timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="Default read timeout, seconds.")
+    timeout: float = Field(DEFAULT_TIMEOUT_S, gt=0, le=MAX_SECONDS, description="Default read timeout, seconds.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Size limits on answers, per verb.")
 
     @model_validator(mode="before")
     @classmethod
@@ -339,27 +456,48 @@ def load_settings(
         path = _find_file(config)
         if path is not None:
             origin = str(path)
-            try:
-                data = tomllib.loads(path.read_text("utf-8"))
-            except tomllib.TOMLDecodeError as e:
-                raise ConfigError(f"{path}: not valid TOML: {e}") from e
-            except OSError as e:
-                raise ConfigError(f"{path}: cannot be read: {e}") from e
+            data = _read_toml(path)
     if overrides:
-        data = _merge(data, overrides)
+        try:
+            data = _merge(data, overrides)
+        except RecursionError as e:  # mappings of arguments nested thousands deep
+            raise ConfigError(f"invalid configuration in {origin} + keyword arguments: nested too deeply") from e
         if origin != "keyword arguments":
             origin += " + keyword arguments"
     env_ledger = os.environ.get(LEDGER_ENV)
     if env_ledger and "ledger" not in overrides:
-        data["ledger"] = {"url": env_ledger}
+        # The variable names the ledger; the file's other ledger settings (flush_interval ...) still apply.
+        kept = data.get("ledger")
+        data["ledger"] = {**(kept if isinstance(kept, Mapping) else {}), "url": env_ledger}
     data, own = _adapter_keys(data)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_explain(e, origin)) from None
+    except RecursionError as e:  # a mapping nested thousands deep
+        raise ConfigError(f"invalid configuration in {origin}: nested too deeply") from e
     for name, (cls, keys) in own.items():
         settings.providers[name]._options = adapter_options(name, cls, keys, origin)
     return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A config file's settings; every way it can fail is a ConfigError that says what to fix."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e}") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start + 1}, line {line}): save it as UTF-8") from e
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except RecursionError as e:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{path}: arrays or inline tables nested too deeply to be settings") from e
 
 
 def _adapter_keys(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[type[Adapter], dict[str, Any]]]]:

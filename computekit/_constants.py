@@ -64,6 +64,23 @@ DEFAULT_MAX_KEEPALIVE: Final = 100
 MAX_SSE_EVENT_BYTES: Final = 4 * 1024 * 1024
 """An SSE event larger than this is a broken or hostile server: refuse it instead of buffering forever."""
 
+MAX_COMPLETE_BYTES: Final = 64 * 1024 * 1024
+"""The largest decoded ``complete()`` answer accepted (64 MiB: room for images returned inline)."""
+MAX_EMBED_BYTES: Final = 256 * 1024 * 1024
+"""The largest decoded ``embed()`` answer (256 MiB: 2048 inputs of 3072 floats written as JSON text)."""
+MAX_RERANK_BYTES: Final = 16 * 1024 * 1024
+"""The largest decoded ``rerank()`` answer (16 MiB)."""
+MAX_PREDICT_BYTES: Final = 64 * 1024 * 1024
+"""The largest decoded answer of ``predict()`` and its polls, cancels and lookups (64 MiB; output files are
+fetched by ``save()``, bounded by ``MAX_DOWNLOAD_BYTES``)."""
+MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+"""The largest decoded body of any other answer (fine-tuning, files ...)."""
+
+MAX_USAGE_COUNT: Final = 10_000_000_000
+"""The largest usage count a provider may report for one call (tokens of any kind, images, requests, billed
+units, GPU-seconds): ten billion, a thousand times the largest context window any model has and more than any
+fine-tuning job trains on. A report beyond it, a negative or a fractional count is a malformed response: it
+would otherwise price as a huge (or negative) cost, or overflow the ledger's integer columns."""
 MAX_DOWNLOAD_BYTES: Final = 512 * 1024 * 1024
 """``Prediction.save()`` refuses an output file larger than this (512 MiB) instead of filling memory and disk."""
 MAX_DOWNLOAD_REDIRECTS: Final = 5
@@ -85,9 +102,13 @@ LEDGER_QUEUE_MAX: Final = 10_000
 """Rows the background ledger writer holds before ``record()`` waits for it (memory stays bounded)."""
 LEDGER_BATCH_MAX: Final = 500
 """Rows the background ledger writer commits in one transaction at most."""
-LEDGER_LINGER_S: Final = 0.1
-"""How long the background ledger writer lets a batch build before committing it (a process killed with SIGKILL
-loses at most this much of its newest rows; reads, ``flush()``, ``close()`` and exit do not wait for it)."""
+LEDGER_FLUSH_INTERVAL_S: Final = 0.1
+"""The background ledger writer commits each row within this long of its ``record()`` (``ledger.flush_interval``),
+while the disk keeps up: a process killed with SIGKILL or ended by ``os._exit()`` loses at most the rows of its
+last flush interval. Reads, ``flush()``, ``close()``, exit and SIGTERM do not wait for it."""
+LEDGER_EXIT_FLUSH_TIMEOUT_S: Final = 5.0
+"""The longest the SIGTERM handler waits for queued ledger rows to be written before the process goes on to end
+(a container's stop grants 10 s or more before SIGKILL)."""
 
 CONFIG_ENV: Final = "COMPUTEKIT_CONFIG"
 LEDGER_ENV: Final = "COMPUTEKIT_LEDGER"

@@ -4,6 +4,7 @@ finishing results (pricing, attempts) and writing the ledger. No network I/O hap
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -13,13 +14,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Final, TypeVar
 
 from pydantic import SecretStr
 
+from . import _urls
 from ._budget import BudgetStatus, Estimated, Reservation, budget_status, charges
-from ._config import RouteConfig, Settings, adapter_options, load_settings
+from ._config import MAX_SECONDS, RouteConfig, Settings, adapter_options, load_settings
 from ._constants import FINETUNE_RESERVATION_TTL_S, NOT_GIVEN, RESERVATION_TTL_S, NotGiven
 from ._exceptions import (
     AllTargetsFailedError,
@@ -27,6 +28,7 @@ from ._exceptions import (
     BudgetExceededError,
     ConfigError,
     InvalidRequestError,
+    NotFoundError,
     ProviderError,
     StructuredOutputError,
 )
@@ -63,16 +65,12 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _MTOK = Decimal(1_000_000)
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _origin(url: str | None) -> tuple[str, str, int | None]:
-    """Scheme, host and port: a key goes only to the exact origin it was configured for."""
-    if not url:
-        return ("", "", None)
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return (scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme))
+    """Scheme, host and port, read as the transports read them: a key goes only to the exact origin it was
+    configured for (an ambiguous URL raises :class:`~computekit._urls.UnsafeURLError`)."""
+    return _urls.origin(url) if url else ("", "", None)
 
 
 def normalise_messages(
@@ -101,7 +99,9 @@ def normalise_messages(
             out.append(m if isinstance(m, dict) else dict(m))
     if prompt is not NOT_GIVEN and prompt is not None:
         if not isinstance(prompt, str):
-            raise InvalidRequestError(f"prompt must be a str, not {type(prompt).__name__}")
+            fix = ("for a conversation pass messages=[{'role': 'user', 'content': ...}, ...], or join the strings "
+                   "into one prompt" if isinstance(prompt, list | tuple) else "pass the text as a string")
+            raise InvalidRequestError(f"prompt must be a str, not {type(prompt).__name__}: {fix}")
         out.append({"role": "user", "content": prompt})
     if not out:
         raise InvalidRequestError("nothing to send: pass a prompt string or messages=[...]")
@@ -159,7 +159,10 @@ class Core:
                 if self._ledger is None:
                     # Without a budget, rows are committed in batches by a writer thread, off the call path; a
                     # budget needs its reserve and settle done before and after each attempt.
-                    self._ledger = open_ledger(self.settings.ledger.url, buffered=not self.budgets)
+                    conf = self.settings.ledger
+                    self._ledger = open_ledger(conf.url, buffered=not self.budgets,
+                                               flush_interval=conf.flush_interval,
+                                               flush_on_sigterm=conf.flush_on_sigterm)
         return self._ledger
 
     # ----------------------------------------------------------------------------------------- budgets
@@ -224,6 +227,7 @@ class Core:
         conf = self.settings.providers.get(provider)
         cls = adapter_class(conf.adapter if conf and conf.adapter else provider)
         default_url, env_vars, _ = cls.defaults_for(provider)
+        default_url = cls.env_base_url(provider) or default_url  # the vendor's own variable, below any config
         if conf and conf.api_key_env:
             env_vars = (conf.api_key_env,)
         configured_url = (conf.base_url if conf else None) or default_url
@@ -245,6 +249,8 @@ class Core:
             headers=dict(conf.headers) if conf else {},
             idempotency_header=conf.idempotency_header if conf else None,
             key_env_vars=env_vars,
+            max_body_bytes=self.settings.limits.body_bytes(),
+            max_event_bytes=self.settings.limits.stream_event_bytes,
             options=conf.options if conf and conf.options else adapter_options(provider, cls, {}),
         )
 
@@ -269,14 +275,51 @@ class Core:
             route = self.settings.routes.get(model)
             ids = route.targets if route is not None else [model]
         else:
-            ids = list(model)
+            ids = list(check_model_list(model))
             if not ids:
                 raise InvalidRequestError("the list of targets is empty")
         out = []
         for mid in ids:
-            provider, name = split_model_id(mid)
+            provider, name = split_model_id(mid if ":" in mid else self.resolve_bare(mid))
             out.append(Target(self.adapter(provider, base_url=base_url, api_key=api_key), name))
         return out
+
+    def resolve_bare(self, model: str) -> str:
+        """A bare model name (``"gpt-4o-mini"``) -> ``"provider:model"``: the one provider that serves it (by
+        the price tables), preferring those set up (configured, or with a key in the environment).
+
+        Raises:
+            InvalidRequestError: No provider is known to serve it (the message suggests close names).
+            ConfigError: Several do: the message lists them.
+        """
+        if not model:
+            split_model_id(model)  # raises: not a model id
+        from .adapters._registry import providers
+        from .pricing._book import similar_models, tables_serving
+
+        tables = set(tables_serving(model))
+        serving = [p for p in providers() if adapter_class(p).table_for(p) in tables] if tables else []
+        if not serving:
+            close = list(dict.fromkeys(f"{p}:{m}" for p in providers()
+                                       for m in similar_models(adapter_class(p).table_for(p), model, 2)))
+            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+            raise InvalidRequestError(
+                f"{model!r} is not a model id and no provider is known to serve it{hint}: write 'provider:model' "
+                "(e.g. 'openai:gpt-4o-mini'), or name a route defined under [routes] in computekit.toml"
+            )
+        ready = [p for p in serving if self._set_up(p)]
+        for group in (ready, serving):
+            if len(group) == 1:
+                return f"{group[0]}:{model}"
+        listed = ", ".join(f"'{p}:{model}'" for p in (ready or serving))
+        raise ConfigError(f"{model!r} is served by several providers: write one of {listed}")
+
+    def _set_up(self, provider: str) -> bool:
+        """Whether ``provider`` is configured here, or has its key in the environment."""
+        if provider in self.settings.providers:
+            return True
+        _, env_vars, requires_key = adapter_class(provider).defaults_for(provider)
+        return requires_key and env_key(env_vars) is not None
 
     def route(self, model: str | Sequence[str]) -> RouteConfig | None:
         """The named route ``model`` refers to, if it is one."""
@@ -704,8 +747,60 @@ def _finetune_key(provider: str, job_id: str) -> str:
 
 
 def call_options(**given: Any) -> dict[str, Any]:
-    """Keyword arguments that were actually passed (sentinel-free)."""
-    return {k: v for k, v in given.items() if v is not NOT_GIVEN}
+    """Keyword arguments that were actually passed (sentinel-free), each checked for its type.
+
+    Raises:
+        InvalidRequestError: An option has the wrong type (the message shows a right one).
+    """
+    out = {k: v for k, v in given.items() if v is not NOT_GIVEN}
+    for name, value in out.items():
+        check_option(name, value)
+    return out
+
+
+# Options whose type is checked before anything is sent, with an example of a right value for the message.
+_WHOLE: Final = {"max_tokens": 60, "seed": 42, "dimensions": 256, "top_n": 3}
+_REAL: Final = {"temperature": 0.7, "top_p": 0.9}
+_TEXT: Final = {"user": "user-123", "service_tier": "auto"}
+
+
+def check_option(name: str, value: Any) -> None:
+    """Refuse a call option of the wrong type (``max_tokens="sixty"``) with the fix, before any HTTP.
+
+    Raises:
+        InvalidRequestError: ``value`` is not what ``name`` takes.
+    """
+    if value is None:
+        return
+    example: Any
+    if name in _WHOLE:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        example = _WHOLE[name]
+        if ok and value < 1 and name != "seed":
+            raise InvalidRequestError(f"{name} must be at least 1, not {value}: e.g. {name}={example}")
+    elif name in _REAL:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        example = _REAL[name]
+    elif name in _TEXT:
+        ok = isinstance(value, str)
+        example = _TEXT[name]
+    elif name == "stop":
+        ok = isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        example = ["\n\n"]
+    else:
+        return
+    if not ok:
+        fix = f"e.g. {name}={example!r}"
+        if isinstance(value, str) and not isinstance(example, str):
+            with contextlib.suppress(ValueError):  # a number written as a string: show it as a number
+                fix = f"pass {name}={type(example)(value)!r}"
+        raise InvalidRequestError(
+            f"{name} must be {_KIND.get(type(example), type(example).__name__)}, not {type(value).__name__} "
+            f"{value!r}: {fix}"
+        )
+
+
+_KIND: Final = {int: "a whole number", float: "a number", str: "a string", list: "a string or a list of strings"}
 
 
 def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
@@ -727,6 +822,73 @@ def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
             raise InvalidRequestError(f"tag {name!r} must have a string value (reports group on it), "
                                       f"not {type(value).__name__}: write str(value)")
     return tags
+
+
+def check_seconds(name: str, value: float | None, *, zero: bool = False) -> float | None:
+    """``value`` when it is a usable duration argument: a finite number of seconds above 0 (or 0, when ``zero``)
+    and at most ``MAX_SECONDS``; ``None`` (not given) passes.
+
+    Raises:
+        InvalidRequestError: It is not (``inf``, ``NaN``, negative, a string ...).
+    """
+    if value is None:
+        return None
+    low_ok = isinstance(value, int | float) and not isinstance(value, bool) and (
+        value >= 0 if zero else value > 0)
+    if not low_ok or not value <= MAX_SECONDS:  # NaN fails both comparisons
+        raise InvalidRequestError(f"{name} must be a number of seconds, {'>= 0' if zero else '> 0'} and at most "
+                                  f"{MAX_SECONDS}, not {value!r}")
+    return value
+
+
+def call_deadline(core: Core, timeout: float | None) -> float | None:
+    """When a call given ``timeout=`` must end, on the router's clock (``None``: no timeout).
+
+    Raises:
+        InvalidRequestError: ``timeout`` is not a usable number of seconds.
+    """
+    seconds = check_seconds("timeout", timeout, zero=True)  # 0: already over (nothing is sent)
+    return None if seconds is None else core.router.clock() + seconds
+
+
+def check_model_list(model: object) -> Sequence[str]:
+    """``model`` when it is a list of model ids (fallback order).
+
+    Raises:
+        InvalidRequestError: It is something else (``None``, a number ...), or holds something else.
+    """
+    if not isinstance(model, Sequence) or isinstance(model, bytes | bytearray):
+        raise InvalidRequestError(
+            f"model must be a model id ('provider:model', e.g. 'openai:gpt-4o-mini'), a route name, or a list of "
+            f"model ids, not {type(model).__name__}"
+        )
+    for mid in model:
+        if not isinstance(mid, str):
+            raise InvalidRequestError(f"each model in the list must be a 'provider:model' string, not "
+                                      f"{type(mid).__name__}: {mid!r}"[:200])
+    return model
+
+
+def check_tools(tools: object) -> list[dict[str, Any]]:
+    """``tools`` when it is a list of tool definitions that can be sent as JSON.
+
+    Raises:
+        InvalidRequestError: It is not a list of dicts, or a definition holds a value JSON cannot carry (a set,
+            an object, NaN ...): the message names the tool (raised before any HTTP).
+    """
+    if not isinstance(tools, list | tuple) or not all(isinstance(t, Mapping) for t in tools):
+        raise InvalidRequestError(f"tools must be a list of tool definitions (dicts), not {type(tools).__name__}")
+    for i, tool in enumerate(tools):
+        try:
+            json.dumps(tool, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as e:
+            fn = tool.get("function")
+            name = tool.get("name") or (fn.get("name") if isinstance(fn, Mapping) else None)
+            raise InvalidRequestError(
+                f"tools[{i}]{f' ({name!r})' if isinstance(name, str) else ''} cannot be sent as JSON: {e}. A tool "
+                "definition holds only dicts, lists, strings, finite numbers, booleans and None"
+            ) from e
+    return list(tools)
 
 
 @dataclass
@@ -813,6 +975,10 @@ class Run:
     def failed(self, target: Target, error: ProviderError) -> None:
         """A target's last try failed: tell the router, and raise when the plan must stop here."""
         self.errors.append(error)
+        if isinstance(error, NotFoundError) and not getattr(error, "__notes__", None):
+            close = self.core.prices.similar(target.adapter.price_ref(target.model))
+            if close:  # a 404 on a misspelled model: name the likely one
+                error.add_note(f"did you mean {' or '.join(f'{target.provider}:{m}' for m in close)}?")
         action = self.core.router.failed(target, error, self.core.retry.config.retry_after_cap)
         if action is Action.RAISE or (isinstance(error, APITimeoutError) and self.remaining() <= 0):
             raise error
@@ -832,15 +998,31 @@ class Run:
         refusal, when every target was refused)."""
         if self.refusals and not self.errors:
             return self.refusals[0]
+        spent = _attempts_summary(attempts)
         if len(self.errors) == 1 and not self.refusals:
-            return self.errors[0]
+            error = self.errors[0]
+            if len(attempts) > 1:  # retried: the traceback says how hard computekit tried
+                error.add_note(f"computekit gave up {spent}")
+            return error
         if not self.errors:
             return InvalidRequestError("no target could be tried (all need larger context windows)")
         if self.refusals:
             tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))
             return AllTargetsFailedError(
-                f"{len(self.errors)} targets failed ({tried}) and {len(self.refusals)} were refused by a budget",
+                f"{len(self.errors)} targets failed ({tried}) and {len(self.refusals)} were refused by a budget, "
+                f"{spent}",
                 [*self.errors, *self.refusals], attempts,
             )
         tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))  # in the order tried
-        return AllTargetsFailedError(f"all {len(self.errors)} targets failed ({tried})", self.errors, attempts)
+        return AllTargetsFailedError(f"all {len(self.errors)} targets failed ({tried}), {spent}", self.errors,
+                                     attempts)
+
+
+def _attempts_summary(attempts: list[Attempt]) -> str:
+    """``after 3 attempts in 2.4 s``: from the first attempt's start to the last one's end."""
+    if not attempts:
+        return "after 0 attempts"
+    start = min(a.started_at for a in attempts)
+    end = max(a.started_at + dt.timedelta(seconds=a.latency_s) for a in attempts)
+    n = len(attempts)
+    return f"after {n} attempt{'s' if n != 1 else ''} in {(end - start).total_seconds():.1f} s"

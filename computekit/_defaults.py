@@ -1,13 +1,24 @@
-"""Module-level verbs (``ck.complete`` ...) on lazily created default clients."""
+"""Module-level verbs (``ck.complete`` ...) on lazily created default clients.
+
+Each verb has its ``Client`` method's full signature (a test keeps them equal), so type checkers and editors see
+every argument, and ends in ``**unknown: Never``: a misspelled or foreign argument (``max_tokns=``, ``n=2``) is
+a type error for mypy, and at run time an ``InvalidRequestError`` that names the fix instead of a bare
+``TypeError``.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Never
 
-from ._client import AsyncClient, AsyncStream, Client, Stream
+from ._client import AsyncClient, AsyncStream, Client, Messages, ModelSpec, Stream
+from ._constants import NOT_GIVEN, NotGiven
+from ._exceptions import InvalidRequestError
 from ._types import DEFAULT_CLIENTS, Completion, Embeddings, FineTuneJob, ParsedT, Prediction, Reranking
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "acomplete", "aembed", "afinetune", "apredict", "arerank", "astream", "complete", "embed", "finetune", "predict",
@@ -39,86 +50,419 @@ def default_async_client() -> AsyncClient:
     return _async
 
 
-def complete(model: Any, prompt: Any = None, /, *,
-             response_format: type[ParsedT] | Mapping[str, Any] | None = None, **kwargs: Any) -> Completion[ParsedT]:
-    """:meth:`Client.complete` on the default client."""
-    if prompt is not None:
-        kwargs["prompt"] = prompt
-    if response_format is not None:
-        kwargs["response_format"] = response_format
-    return default_client().complete(model, **kwargs)
-
-
-def stream(model: Any, prompt: Any = None, /, *,
-           response_format: type[ParsedT] | Mapping[str, Any] | None = None, **kwargs: Any) -> Stream[ParsedT]:
-    """:meth:`Client.stream` on the default client."""
-    if prompt is not None:
-        kwargs["prompt"] = prompt
-    if response_format is not None:
-        kwargs["response_format"] = response_format
-    return default_client().stream(model, **kwargs)
-
-
-def embed(model: Any, inputs: Any, /, **kwargs: Any) -> Embeddings:
-    """:meth:`Client.embed` on the default client."""
-    return default_client().embed(model, inputs, **kwargs)
-
-
 DEFAULT_CLIENTS["sync"] = default_client
 DEFAULT_CLIENTS["async"] = default_async_client
 
 
-async def acomplete(model: Any, prompt: Any = None, /, *,
-                    response_format: type[ParsedT] | Mapping[str, Any] | None = None,
-                    **kwargs: Any) -> Completion[ParsedT]:
-    """:meth:`AsyncClient.complete` on the default async client."""
-    if prompt is not None:
-        kwargs["prompt"] = prompt
-    if response_format is not None:
-        kwargs["response_format"] = response_format
-    return await default_async_client().complete(model, **kwargs)
+# Arguments people bring from other SDKs, and what to do instead.
+_FOREIGN = {
+    "n": "computekit returns one choice per call: call it n times (or pass extra_body={'n': ...} to a provider "
+         "that takes it)",
+    "model_name": "the model is the first argument: 'provider:model'",
+    "max_output_tokens": "use max_tokens=",
+    "max_completion_tokens": "use max_tokens= (computekit sends the field each model family expects)",
+    "api_base": "use base_url=",
+    "timeout": "set [providers.NAME] timeout in the config, or Client(timeout=...)",
+}
 
 
-def astream(model: Any, prompt: Any = None, /, *, response_format: type[ParsedT] | Mapping[str, Any] | None = None,
-            **kwargs: Any) -> AsyncStream[ParsedT]:
-    """:meth:`AsyncClient.stream` on the default async client."""
-    if prompt is not None:
-        kwargs["prompt"] = prompt
-    if response_format is not None:
-        kwargs["response_format"] = response_format
-    return default_async_client().stream(model, **kwargs)
+def _refuse(unknown: dict[str, Any], verb: str) -> None:
+    """An ``InvalidRequestError`` for arguments ``verb`` does not take, with a likely fix."""
+    if not unknown:
+        return
+    import difflib
+    import inspect
+
+    known = [p for p in inspect.signature(getattr(Client, verb)).parameters if p != "self"]
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        fix = _FOREIGN.get(name) or (f"did you mean {close[0]}=?" if close else f"it takes {', '.join(known)}")
+        problems.append(f"{name}= ({fix})")
+    raise InvalidRequestError(f"{verb}() got an argument it does not take: {'; '.join(problems)}")
 
 
-async def aembed(model: Any, inputs: Any, /, **kwargs: Any) -> Embeddings:
-    """:meth:`AsyncClient.embed` on the default async client."""
-    return await default_async_client().embed(model, inputs, **kwargs)
+def complete(
+    model: ModelSpec,
+    prompt: str | NotGiven = NOT_GIVEN,
+    *,
+    messages: Messages | NotGiven = NOT_GIVEN,
+    max_tokens: int | NotGiven = NOT_GIVEN,
+    temperature: float | NotGiven = NOT_GIVEN,
+    top_p: float | NotGiven = NOT_GIVEN,
+    stop: str | list[str] | NotGiven = NOT_GIVEN,
+    tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
+    tool_choice: Any = NOT_GIVEN,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    seed: int | NotGiven = NOT_GIVEN,
+    service_tier: str | NotGiven = NOT_GIVEN,
+    user: str | NotGiven = NOT_GIVEN,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    **unknown: Never,
+) -> Completion[ParsedT]:
+    """Generate a completion with the default client: `Client.complete`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `Client.complete` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `Client.complete`.
+    """
+    _refuse(unknown, "complete")
+    return default_client().complete(
+        model, prompt, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+        stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format, seed=seed,
+        service_tier=service_tier, user=user, extra_body=extra_body, api=api, tags=tags, base_url=base_url,
+        api_key=api_key,
+    )
 
 
-def rerank(model: Any, query: str, documents: Any, /, **kwargs: Any) -> Reranking:
-    """:meth:`Client.rerank` on the default client."""
-    return default_client().rerank(model, query, documents, **kwargs)
+def stream(
+    model: ModelSpec,
+    prompt: str | NotGiven = NOT_GIVEN,
+    *,
+    messages: Messages | NotGiven = NOT_GIVEN,
+    max_tokens: int | NotGiven = NOT_GIVEN,
+    temperature: float | NotGiven = NOT_GIVEN,
+    top_p: float | NotGiven = NOT_GIVEN,
+    stop: str | list[str] | NotGiven = NOT_GIVEN,
+    tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
+    tool_choice: Any = NOT_GIVEN,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    seed: int | NotGiven = NOT_GIVEN,
+    service_tier: str | NotGiven = NOT_GIVEN,
+    user: str | NotGiven = NOT_GIVEN,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    **unknown: Never,
+) -> Stream[ParsedT]:
+    """Stream a completion with the default client: `Client.stream`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `Client.stream` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `Client.stream`.
+    """
+    _refuse(unknown, "stream")
+    return default_client().stream(
+        model, prompt, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+        stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format, seed=seed,
+        service_tier=service_tier, user=user, extra_body=extra_body, api=api, tags=tags, base_url=base_url,
+        api_key=api_key,
+    )
 
 
-async def arerank(model: Any, query: str, documents: Any, /, **kwargs: Any) -> Reranking:
-    """:meth:`AsyncClient.rerank` on the default async client."""
-    return await default_async_client().rerank(model, query, documents, **kwargs)
+def embed(
+    model: ModelSpec,
+    inputs: str | Sequence[str],
+    *,
+    dimensions: int | NotGiven = NOT_GIVEN,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    **unknown: Never,
+) -> Embeddings:
+    """Embed texts with the default client: `Client.embed`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `Client.embed` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `Client.embed`.
+    """
+    _refuse(unknown, "embed")
+    return default_client().embed(
+        model, inputs, dimensions=dimensions, extra_body=extra_body, tags=tags, base_url=base_url,
+        api_key=api_key,
+    )
 
 
-def predict(model: Any, input: Any, /, **kwargs: Any) -> Prediction:
-    """:meth:`Client.predict` on the default client."""
-    return default_client().predict(model, input, **kwargs)
+def rerank(
+    model: ModelSpec,
+    query: str,
+    documents: Sequence[str],
+    *,
+    top_n: int | NotGiven = NOT_GIVEN,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    **unknown: Never,
+) -> Reranking:
+    """Rerank documents against a query with the default client: `Client.rerank`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `Client.rerank` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `Client.rerank`.
+    """
+    _refuse(unknown, "rerank")
+    return default_client().rerank(
+        model, query, documents, top_n=top_n, extra_body=extra_body, tags=tags, base_url=base_url,
+        api_key=api_key,
+    )
 
 
-async def apredict(model: Any, input: Any, /, **kwargs: Any) -> Prediction:
-    """:meth:`AsyncClient.predict` on the default async client."""
-    return await default_async_client().predict(model, input, **kwargs)
+def predict(
+    model: ModelSpec,
+    input: Mapping[str, Any],
+    *,
+    wait: bool = True,
+    timeout: float | None = None,
+    poll_interval: float | None = None,
+    hardware: str | None = None,
+    webhook: str | None = None,
+    cancel_on_timeout: bool = True,
+    validate: bool = True,
+    progress: bool | Console = False,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    **unknown: Never,
+) -> Prediction:
+    """Run a model on a serverless GPU host with the default client: `Client.predict`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `Client.predict` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `Client.predict`.
+    """
+    _refuse(unknown, "predict")
+    return default_client().predict(
+        model, input, wait=wait, timeout=timeout, poll_interval=poll_interval, hardware=hardware,
+        webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
+        extra_body=extra_body, tags=tags,
+    )
 
 
-def finetune(model: Any, /, **kwargs: Any) -> FineTuneJob:
-    """:meth:`Client.finetune` on the default client."""
-    return default_client().finetune(model, **kwargs)
+def finetune(
+    model: str,
+    *,
+    training_file: Any,
+    validation_file: Any = None,
+    epochs: int | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    suffix: str | None = None,
+    method: str = "supervised",
+    destination: str | None = None,
+    dry_run: bool = False,
+    wait: bool = False,
+    timeout: float | None = None,
+    poll_interval: float | None = None,
+    progress: bool = False,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    **unknown: Never,
+) -> FineTuneJob:
+    """Launch (or estimate) a fine-tuning job with the default client: `Client.finetune`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `Client.finetune` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `Client.finetune`.
+    """
+    _refuse(unknown, "finetune")
+    return default_client().finetune(
+        model, training_file=training_file, validation_file=validation_file, epochs=epochs,
+        hyperparameters=hyperparameters, suffix=suffix, method=method, destination=destination, dry_run=dry_run,
+        wait=wait, timeout=timeout, poll_interval=poll_interval, progress=progress, extra_body=extra_body,
+        tags=tags,
+    )
 
 
-async def afinetune(model: Any, /, **kwargs: Any) -> FineTuneJob:
-    """:meth:`AsyncClient.finetune` on the default async client."""
-    return await default_async_client().finetune(model, **kwargs)
+async def acomplete(
+    model: ModelSpec,
+    prompt: str | NotGiven = NOT_GIVEN,
+    *,
+    messages: Messages | NotGiven = NOT_GIVEN,
+    max_tokens: int | NotGiven = NOT_GIVEN,
+    temperature: float | NotGiven = NOT_GIVEN,
+    top_p: float | NotGiven = NOT_GIVEN,
+    stop: str | list[str] | NotGiven = NOT_GIVEN,
+    tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
+    tool_choice: Any = NOT_GIVEN,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    seed: int | NotGiven = NOT_GIVEN,
+    service_tier: str | NotGiven = NOT_GIVEN,
+    user: str | NotGiven = NOT_GIVEN,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    **unknown: Never,
+) -> Completion[ParsedT]:
+    """Generate a completion with the default async client: `AsyncClient.complete`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `AsyncClient.complete` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `AsyncClient.complete`.
+    """
+    _refuse(unknown, "complete")
+    return await default_async_client().complete(
+        model, prompt, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+        stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format, seed=seed,
+        service_tier=service_tier, user=user, extra_body=extra_body, api=api, tags=tags, base_url=base_url,
+        api_key=api_key,
+    )
+
+
+def astream(
+    model: ModelSpec,
+    prompt: str | NotGiven = NOT_GIVEN,
+    *,
+    messages: Messages | NotGiven = NOT_GIVEN,
+    max_tokens: int | NotGiven = NOT_GIVEN,
+    temperature: float | NotGiven = NOT_GIVEN,
+    top_p: float | NotGiven = NOT_GIVEN,
+    stop: str | list[str] | NotGiven = NOT_GIVEN,
+    tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
+    tool_choice: Any = NOT_GIVEN,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    seed: int | NotGiven = NOT_GIVEN,
+    service_tier: str | NotGiven = NOT_GIVEN,
+    user: str | NotGiven = NOT_GIVEN,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    **unknown: Never,
+) -> AsyncStream[ParsedT]:
+    """Stream a completion with the default async client: `AsyncClient.stream`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `AsyncClient.stream` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `AsyncClient.stream`.
+    """
+    _refuse(unknown, "stream")
+    return default_async_client().stream(
+        model, prompt, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+        stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format, seed=seed,
+        service_tier=service_tier, user=user, extra_body=extra_body, api=api, tags=tags, base_url=base_url,
+        api_key=api_key,
+    )
+
+
+async def aembed(
+    model: ModelSpec,
+    inputs: str | Sequence[str],
+    *,
+    dimensions: int | NotGiven = NOT_GIVEN,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    **unknown: Never,
+) -> Embeddings:
+    """Embed texts with the default async client: `AsyncClient.embed`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `AsyncClient.embed` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `AsyncClient.embed`.
+    """
+    _refuse(unknown, "embed")
+    return await default_async_client().embed(
+        model, inputs, dimensions=dimensions, extra_body=extra_body, tags=tags, base_url=base_url,
+        api_key=api_key,
+    )
+
+
+async def arerank(
+    model: ModelSpec,
+    query: str,
+    documents: Sequence[str],
+    *,
+    top_n: int | NotGiven = NOT_GIVEN,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    **unknown: Never,
+) -> Reranking:
+    """Rerank documents against a query with the default async client: `AsyncClient.rerank`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `AsyncClient.rerank` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `AsyncClient.rerank`.
+    """
+    _refuse(unknown, "rerank")
+    return await default_async_client().rerank(
+        model, query, documents, top_n=top_n, extra_body=extra_body, tags=tags, base_url=base_url,
+        api_key=api_key,
+    )
+
+
+async def apredict(
+    model: ModelSpec,
+    input: Mapping[str, Any],
+    *,
+    wait: bool = True,
+    timeout: float | None = None,
+    poll_interval: float | None = None,
+    hardware: str | None = None,
+    webhook: str | None = None,
+    cancel_on_timeout: bool = True,
+    validate: bool = True,
+    progress: bool | Console = False,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    **unknown: Never,
+) -> Prediction:
+    """Run a model on a serverless GPU host with the default async client: `AsyncClient.predict`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `AsyncClient.predict` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `AsyncClient.predict`.
+    """
+    _refuse(unknown, "predict")
+    return await default_async_client().predict(
+        model, input, wait=wait, timeout=timeout, poll_interval=poll_interval, hardware=hardware,
+        webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
+        extra_body=extra_body, tags=tags,
+    )
+
+
+async def afinetune(
+    model: str,
+    *,
+    training_file: Any,
+    validation_file: Any = None,
+    epochs: int | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    suffix: str | None = None,
+    method: str = "supervised",
+    destination: str | None = None,
+    dry_run: bool = False,
+    wait: bool = False,
+    timeout: float | None = None,
+    poll_interval: float | None = None,
+    progress: bool = False,
+    extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    tags: Mapping[str, str] | None = None,
+    **unknown: Never,
+) -> FineTuneJob:
+    """Launch (or estimate) a fine-tuning job with the default async client: `AsyncClient.finetune`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `AsyncClient.finetune` does not take (the message names the fix), or
+            a wrong one.
+        ComputeKitError: As `AsyncClient.finetune`.
+    """
+    _refuse(unknown, "finetune")
+    return await default_async_client().finetune(
+        model, training_file=training_file, validation_file=validation_file, epochs=epochs,
+        hyperparameters=hyperparameters, suffix=suffix, method=method, destination=destination, dry_run=dry_run,
+        wait=wait, timeout=timeout, poll_interval=poll_interval, progress=progress, extra_body=extra_body,
+        tags=tags,
+    )

@@ -323,6 +323,8 @@ def cli_reference() -> str:
         f"`computekit` — {' '.join((group.help or '').split())} The [command-line guide](../cli.md) shows them "
         "at work. A computekit error prints one line (never a key) and exits with status 2.",
         "",
+        "`computekit --version` (`-V`) prints the version; `-h` (`--help`) after any command shows its help.",
+        "",
         "| Command | What it does |",
         "|---|---|",
     ]

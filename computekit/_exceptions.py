@@ -6,6 +6,8 @@
     ├── ConfigError                    bad config file / keyword / missing key (names what to fix)
     │   └── MissingAPIKeyError         no key for a provider: names the env var to set
     ├── InvalidRequestError            the call's own arguments are wrong (raised before any HTTP)
+    │   └── UnsafeURLError             a URL parsers could read as different hosts, or a download to a
+    │                                  private, loopback or link-local address (nothing is sent)
     │   └── TrainingDataError          a fine-tuning file is refused (``line``: where, and what is wrong)
     │   └── InputValidationError       predict() input does not match the model's published schema
     ├── UnsupportedCapabilityError     the provider has no such verb or feature (raised before any HTTP)
@@ -29,17 +31,18 @@
         │       └── OverloadedError            529 / "overloaded"
         ├── PredictionFailedError      a prediction ran and failed (``.prediction``: its logs, error, cost)
         ├── FineTuneFailedError        a fine-tuning job failed (``.job``; ``body`` is the provider's error object)
-        ├── APITimeoutError            no answer in time (connect, read, or the total deadline)
-        │   ├── PredictionTimeoutError a prediction did not finish in time (``.prediction``; it was canceled)
-        │   └── FineTuneTimeoutError   ``wait(timeout=)`` passed before a job ended (``.job``; not canceled)
         ├── APIConnectionError         could not connect, or the connection broke
+        │   └── APITimeoutError        no answer in time (connect, read, or the total deadline)
+        │       ├── PredictionTimeoutError a prediction did not finish in time (``.prediction``; canceled)
+        │       └── FineTuneTimeoutError   ``wait(timeout=)`` passed before a job ended (``.job``; not canceled)
         ├── MalformedResponseError     a 2xx whose body is not what the API documents
+        │   └── ResponseTooLargeError  a body or stream event over its size limit (``limit``: the bytes allowed)
         └── StructuredOutputError      the model refused, or its answer does not fit ``response_format``'s type
                                        (billed: ``.cost``, ``.text``, ``.errors``, ``.completion``)
 
-Every :class:`ProviderError` keeps its facts: ``provider``, ``model``, ``status``, ``headers`` (lowercased
-names), ``body`` and ``request_id``. None of them ever holds a credential: request headers are never kept,
-and messages are built from the response only.
+Every :class:`ProviderError` keeps its facts: ``provider``, ``model``, ``status`` (also ``status_code``),
+``headers`` (lowercased names), ``body`` and ``request_id``. None of them ever holds a credential: request
+headers are never kept, and messages are built from the response only.
 """
 
 from __future__ import annotations
@@ -74,9 +77,11 @@ __all__ = [
     "PredictionTimeoutError",
     "ProviderError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ServerError",
     "StructuredOutputError",
     "TrainingDataError",
+    "UnsafeURLError",
     "UnsupportedCapabilityError",
     "WebhookVerificationError",
 ]
@@ -127,6 +132,11 @@ class TrainingDataError(InvalidRequestError):
         super().__init__(f"{where}: {message}")
         self.line = line
         self.source = source
+class UnsafeURLError(InvalidRequestError):
+    """A URL refused before anything is sent: URL parsers could read it as different hosts (a backslash, user
+    info, a control character ...), or a download would go to a private, loopback or link-local address."""
+
+
 class InputValidationError(InvalidRequestError):
     """``predict()`` input does not match the schema the host publishes for the model (Replicate versions carry
     one); nothing was sent and nothing was billed.
@@ -233,7 +243,7 @@ class ProviderError(ComputeKitError):
     Attributes:
         provider: The provider name (``"openai"``, ``"together"`` ...).
         model: The model asked for, if any.
-        status: The HTTP status, or ``None`` when no response arrived.
+        status: The HTTP status, or ``None`` when no response arrived (also ``status_code``).
         headers: The response headers, names lowercased.
         body: The response body: parsed JSON when it was JSON, else text.
         request_id: The provider's request id, when it sent one.
@@ -264,6 +274,11 @@ class ProviderError(ComputeKitError):
         self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
         self.body = body
         self.request_id = request_id
+
+    @property
+    def status_code(self) -> int | None:
+        """The HTTP status, as openai-python, anthropic, httpx and litellm name it (the same as ``status``)."""
+        return self.status
 
     def __str__(self) -> str:
         where = f"{self.provider}:{self.model}" if self.model else self.provider
@@ -326,8 +341,13 @@ class OverloadedError(ServerError):
     """The provider is overloaded (529, or an ``overloaded_error``)."""
 
 
-class APITimeoutError(ProviderError):
-    """No answer in time: connect, read, or the total deadline."""
+class APIConnectionError(ProviderError):
+    """The connection could not be made, or broke before the answer was complete."""
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer in time: connect, read, or the total deadline. A kind of :class:`APIConnectionError`, as in
+    openai-python (catch it first to tell the two apart)."""
 
 
 class PredictionFailedError(ProviderError):
@@ -358,12 +378,17 @@ class PredictionTimeoutError(APITimeoutError):
     prediction: Any = None
 
 
-class APIConnectionError(ProviderError):
-    """The connection could not be made, or broke before the answer was complete."""
-
-
 class MalformedResponseError(ProviderError):
     """A successful status whose body is not what the API documents (not JSON, wrong shape, cut short)."""
+
+
+class ResponseTooLargeError(MalformedResponseError):
+    """A response body, or one server-sent event, grew past its size limit and was refused unread.
+
+    ``limit`` is the number of bytes allowed (set per verb under ``[limits]`` in ``computekit.toml``).
+    """
+
+    limit: int | None = None
 
 
 class StructuredOutputError(ProviderError):

@@ -12,7 +12,6 @@ characters a token. Every estimate says in its cost line which of the three coun
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import importlib.util
 import json
@@ -118,6 +117,8 @@ def _bundled_file(name: str) -> bytes | None:
     path = Path(found.origin).parent / "data" / f"{name}.tiktoken.gz"
     if not path.is_file():
         return None
+    import gzip  # only for the bundled tokenizer files: not on the import path
+
     return gzip.decompress(path.read_bytes())
 
 

@@ -38,6 +38,10 @@ class HTTPRequest:
     timeout: float | None = None
     total_timeout: float | None = None
     """Seconds the whole exchange may take (the call's deadline): bounds a server that drips bytes."""
+    max_bytes: int | None = None
+    """The largest decoded response body accepted (``None``: ``MAX_RESPONSE_BYTES``); streams cap each event."""
+    public_only: bool = False
+    """Refuse a host that is, or resolves to, a private, loopback or link-local address (output downloads)."""
 
     def body(self) -> bytes | None:
         """The encoded body."""

@@ -119,7 +119,7 @@ def span_attributes(verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str
     cost = attempt.cost
     if cost is not None and cost.total is not None:  # unpriced: no cost attribute at all, never 0
         attrs["computekit.cost_usd"] = float(cost.total)
-        attrs["computekit.cost_usd_exact"] = str(cost.total)
+        attrs["computekit.cost_usd_exact"] = format(cost.total, "f")
         attrs["computekit.cost_estimated"] = cost.estimated
         if cost.price_source is not None:
             attrs["computekit.price_source"] = str(cost.price_source)

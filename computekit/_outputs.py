@@ -26,6 +26,7 @@ from ._exceptions import (
     ServerError,
 )
 from ._http import STATUS_ERRORS, HTTPRequest, HTTPResponse
+from ._urls import without_query
 
 if TYPE_CHECKING:
     from ._types import Prediction
@@ -54,11 +55,10 @@ def _walk(value: Any) -> Iterator[str]:
 
 
 def public_url(url: str) -> str:
-    """``url`` without its query and fragment (a pre-signed URL's query is a credential), for messages."""
+    """``url`` without user info, query and fragment (a pre-signed URL's query is a credential), for messages."""
     if url.lower().startswith("data:"):
         return url[: url.find(",") + 1] + "..." if "," in url else "data:..."
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return without_query(url)
 
 
 def _name_for(url: str, provider: str, model: str | None) -> str:
@@ -152,7 +152,8 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def save(prediction: Prediction, directory: str | os.PathLike[str]) -> list[Path]:
+def save(prediction: Prediction, directory: str | os.PathLike[str], *,
+         allow_private_network: bool = False) -> list[Path]:
     """See :meth:`Prediction.save`."""
     folder, urls, names = _plan(prediction, directory)
     written = []
@@ -160,7 +161,8 @@ def save(prediction: Prediction, directory: str | os.PathLike[str]) -> list[Path
         if url.lower().startswith("data:"):
             data = decode_data_uri(url, prediction.provider, prediction.model)
         else:
-            got = prediction._bound_client()._download(url, prediction.provider, prediction.model)
+            got = prediction._bound_client()._download(url, prediction.provider, prediction.model,
+                                                       public_only=not allow_private_network)
             if inspect.iscoroutine(got):
                 got.close()  # not awaited: an AsyncClient's download, called from sync code
                 raise InvalidRequestError("this prediction came from an AsyncClient: use await p.async_save(dir)")
@@ -169,7 +171,8 @@ def save(prediction: Prediction, directory: str | os.PathLike[str]) -> list[Path
     return written
 
 
-async def async_save(prediction: Prediction, directory: str | os.PathLike[str]) -> list[Path]:
+async def async_save(prediction: Prediction, directory: str | os.PathLike[str], *,
+                     allow_private_network: bool = False) -> list[Path]:
     """See :meth:`Prediction.async_save`."""
     folder, urls, names = _plan(prediction, directory)
     written = []
@@ -177,7 +180,8 @@ async def async_save(prediction: Prediction, directory: str | os.PathLike[str]) 
         if url.lower().startswith("data:"):
             data = decode_data_uri(url, prediction.provider, prediction.model)
         else:
-            got = prediction._bound_client()._download(url, prediction.provider, prediction.model)
+            got = prediction._bound_client()._download(url, prediction.provider, prediction.model,
+                                                       public_only=not allow_private_network)
             data = await got if inspect.isawaitable(got) else got
         written.append(_write(folder, name, data))
     return written
@@ -189,11 +193,13 @@ async def async_save(prediction: Prediction, directory: str | os.PathLike[str]) 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-def download_request(url: str, timeout: float) -> HTTPRequest:
-    """A plain GET of ``url``: no credential, no provider header."""
+def download_request(url: str, timeout: float, *, public_only: bool = True) -> HTTPRequest:
+    """A plain GET of ``url``: no credential, no provider header; ``public_only``: the transport refuses a host
+    that is, or resolves to, a private, loopback or link-local address."""
     if not url.lower().startswith(("http://", "https://")):
         raise InvalidRequestError(f"can only download http(s) URLs, not {public_url(url)}")
-    return HTTPRequest(method="GET", url=url, headers={"accept": "*/*"}, timeout=timeout)
+    return HTTPRequest(method="GET", url=url, headers={"accept": "*/*"}, timeout=timeout,
+                       max_bytes=_constants.MAX_DOWNLOAD_BYTES, public_only=public_only)
 
 
 def redirect_to(head: HTTPResponse, url: str, provider: str, model: str | None) -> str | None:

@@ -40,3 +40,7 @@ class Plan:
 
     def __post_init__(self) -> None:
         check_tags(self.tags)  # bad tags fail before any HTTP, for every verb
+
+    def parse_checked(self, target: Target, req: Any, resp: HTTPResponse) -> Any:
+        """:attr:`parse`, with values out of range (an absurd usage count) as a MalformedResponseError."""
+        return target.adapter.checked(resp, target.model, lambda: self.parse(target, req, resp))

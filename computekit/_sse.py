@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._exceptions import ResponseTooLargeError
 from ._http import SSEEvent
 
 __all__ = ["SSEDecoder", "SSETooLarge"]
@@ -9,6 +10,16 @@ __all__ = ["SSEDecoder", "SSETooLarge"]
 
 class SSETooLarge(Exception):
     """An event (or a line) grew past the limit: the server is broken or hostile."""
+
+    def __init__(self, limit: int, what: str = "a server-sent event (or line)") -> None:
+        super().__init__(f"{what} is larger than the {limit}-byte limit ([limits] stream_event_bytes)")
+        self.limit = limit
+
+    def error(self, provider: str, model: str | None) -> ResponseTooLargeError:
+        """The typed error for the caller."""
+        err = ResponseTooLargeError(str(self), provider=provider, model=model)
+        err.limit = self.limit
+        return err
 
 
 class SSEDecoder:
@@ -34,6 +45,8 @@ class SSEDecoder:
         Raises:
             SSETooLarge: An event or line exceeds ``max_event_bytes``.
         """
+        if len(self._buf) + len(chunk) + self._size > self._max and b"\n" not in chunk:
+            raise SSETooLarge(self._max)  # checked before joining: an endless line never doubles in memory
         buf = self._buf + chunk if self._buf else chunk
         out: list[SSEEvent] = []
         start = 0
@@ -50,23 +63,25 @@ class SSEDecoder:
                 out.append(ev)
         self._buf = buf[start:]
         if len(self._buf) + self._size > self._max:
-            raise SSETooLarge(f"server-sent event larger than {self._max} bytes")
+            raise SSETooLarge(self._max)
         return out
 
     def _line(self, line: bytes) -> SSEEvent | None:
         if not line:
             return self._dispatch()
-        if line.startswith(b":"):
-            return None  # comment / keep-alive
         name, _, value = line.partition(b":")
         if value.startswith(b" "):
             value = value[1:]
+        # Every line counts toward the event's size, before it is decoded: a data line its value, any other line
+        # (comment, event, id, unknown field) all of it, so that no kind of line can grow without bound.
+        self._size += len(value) if name == b"data" else len(line)
+        if self._size > self._max:
+            raise SSETooLarge(self._max)
+        if not name:
+            return None  # comment / keep-alive
         text = value.decode("utf-8", "replace")
         if name == b"data":
             self._data.append(text)
-            self._size += len(value)
-            if self._size > self._max:
-                raise SSETooLarge(f"server-sent event larger than {self._max} bytes")
         elif name == b"event":
             self._event = text
         elif name == b"id":
@@ -75,6 +90,7 @@ class SSEDecoder:
 
     def _dispatch(self) -> SSEEvent | None:
         if not self._data and self._event is None:
+            self._size = 0  # comments between events
             return None
         ev = SSEEvent(data="\n".join(self._data), event=self._event, id=self._id)
         self._data = []

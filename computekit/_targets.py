@@ -32,8 +32,11 @@ def split_model_id(model_id: str) -> tuple[str, str]:
     """``"provider:model"`` -> ``("provider", "model")``, split at the first colon.
 
     Raises:
-        InvalidRequestError: There is no colon, or either side is empty.
+        InvalidRequestError: It is not a string, there is no colon, or either side is empty.
     """
+    if not isinstance(model_id, str):
+        raise InvalidRequestError(f"a model id is a 'provider:model' string (e.g. 'openai:gpt-4o-mini'), not "
+                                  f"{type(model_id).__name__}")
     provider, sep, model = model_id.partition(":")
     if not sep or not provider or not model:
         raise InvalidRequestError(

@@ -10,10 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 from typing_extensions import TypeVar as DefaultedTypeVar
 
-from ._constants import CURRENCY
+from ._constants import CURRENCY, MAX_USAGE_COUNT
+from ._display import HTML_CHARS, Shown, html_table, preview
+from ._money import Money, money
 
 __all__ = [
     "Attempt",
@@ -45,6 +47,28 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 class _Model(BaseModel):
     # defer_build: schemas are built on first use, not at import (import time is a feature of this SDK).
     model_config = ConfigDict(extra="forbid", frozen=False, arbitrary_types_allowed=True, defer_build=True)
+
+
+class _Readable:
+    """A one-line repr of the facts a person looks for, and the same (in more detail) as HTML in notebooks."""
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def _details(self) -> list[tuple[str, Any]]:
+        return self._facts()
+
+    def __repr_args__(self) -> Any:  # pydantic builds repr() (and str()) from these
+        return self._facts()
+
+    def _repr_html_(self) -> str:
+        return html_table(type(self).__name__, self._details())
+
+
+def _cost_shown(cost: Cost | None) -> Shown:
+    if cost is None:
+        return Shown("unknown")
+    return Shown(str(cost) if cost.total is not None else "unpriced")
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -170,32 +194,42 @@ class Message(_Model):
 # --------------------------------------------------------------------------------------------- usage & cost
 
 
+# A usage count or amount: whole (counts), never negative, never absurd (see MAX_USAGE_COUNT). Checked by
+# pydantic-core where a Usage is built, so an adapter's translation needs no checks of its own.
+_Count = Annotated[int, Field(ge=0, le=MAX_USAGE_COUNT)]
+_Amount = Annotated[Decimal, Field(ge=0, le=MAX_USAGE_COUNT, allow_inf_nan=False)]
+
+
 class Usage(_Model):
     """What a call used, as the provider reported it.
 
     Token counts follow one convention whatever the provider: ``input_tokens`` counts **all** input tokens,
     including ``cached_input_tokens`` and ``cache_write_tokens``; ``output_tokens`` counts all output tokens,
     including ``reasoning_tokens``. Adapters convert providers that count otherwise.
+
+    Every count is a whole number from 0 to ``MAX_USAGE_COUNT`` (ten billion), and ``gpu_seconds`` and ``units``
+    are finite amounts in the same range: building a Usage from anything else raises pydantic's
+    ``ValidationError``, which the client reports as a :class:`~computekit.MalformedResponseError`.
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_write_1h_tokens: int = 0
+    input_tokens: _Count = 0
+    output_tokens: _Count = 0
+    cached_input_tokens: _Count = 0
+    cache_write_tokens: _Count = 0
+    cache_write_1h_tokens: _Count = 0
     """Of ``cache_write_tokens``, those written with a 1-hour lifetime (Anthropic prices them higher)."""
-    reasoning_tokens: int = 0
-    input_audio_tokens: int = 0
-    cached_input_audio_tokens: int = 0
+    reasoning_tokens: _Count = 0
+    input_audio_tokens: _Count = 0
+    cached_input_audio_tokens: _Count = 0
     """Of ``cached_input_tokens``, those of audio (Gemini prices them at a cache rate of their own)."""
-    output_audio_tokens: int = 0
-    output_image_tokens: int = 0
+    output_audio_tokens: _Count = 0
+    output_image_tokens: _Count = 0
     """Of ``output_tokens``, those of generated images (Gemini's image models price them apart)."""
-    requests: int = 1
-    gpu_seconds: Decimal | None = None
+    requests: _Count = 1
+    gpu_seconds: _Amount | None = None
     hardware: str | None = None
-    images: int | None = None
-    units: dict[str, Decimal] = Field(default_factory=dict)
+    images: _Count | None = None
+    units: dict[str, _Amount] = Field(default_factory=dict)
     """Other billed units the provider reported (search units, credits, characters ...)."""
 
     @property
@@ -258,11 +292,11 @@ class CostLine(_Model):
     item: str
     quantity: Decimal
     unit: str
-    unit_price: Decimal
-    amount: Decimal
+    unit_price: Annotated[Decimal, AfterValidator(Money)]
+    amount: Annotated[Decimal, AfterValidator(Money)]
 
 
-class Cost(_Model):
+class Cost(_Readable, _Model):
     """What a call cost.
 
     Attributes:
@@ -277,7 +311,8 @@ class Cost(_Model):
             otherwise, or when the tables do not price the model.
     """
 
-    total: Decimal | None
+    total: Annotated[Decimal | None, AfterValidator(money)]
+    """A :class:`~computekit.Money`: a ``Decimal`` that prints plainly (``0.00000008``, never ``8E-8``)."""
     currency: str = CURRENCY
     lines: list[CostLine] = Field(default_factory=list)
     price_source: PriceSource | None = None
@@ -294,6 +329,20 @@ class Cost(_Model):
         if self.total is None:
             return f"unpriced ({self.reason})" if self.reason else "unpriced"
         return f"${self.total:f}" + (" (estimated)" if self.estimated else "")
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        if self.total is None:
+            return [("total", None), ("reason", self.reason)]
+        facts: list[tuple[str, Any]] = [("total", Shown(str(self)))]
+        if self.lines:
+            facts.append(("lines", len(self.lines)))
+        if self.price_source is not None:
+            facts.append(("price_source", Shown(str(self.price_source))))
+        return facts
+
+    def _details(self) -> list[tuple[str, Any]]:
+        lines = [(f"  {ln.item}", f"{ln.quantity} {ln.unit} x ${ln.unit_price} = ${ln.amount}") for ln in self.lines]
+        return [("total", str(self)), *lines, ("price source", self.price_source), ("reason", self.reason)]
 
 
 def sum_costs(costs: list[Cost | None]) -> Decimal | None:
@@ -372,7 +421,7 @@ class _Result(_Model):
 ParsedT = DefaultedTypeVar("ParsedT", default=Any)  # a bare Completion is Completion[Any]
 
 
-class Completion(_Result, Generic[ParsedT]):
+class Completion(_Readable, _Result, Generic[ParsedT]):
     """The result of ``complete()``; ``Completion[Person]`` when ``response_format=Person``.
 
     Attributes:
@@ -399,6 +448,24 @@ class Completion(_Result, Generic[ParsedT]):
     response_model: str | None = None
     refusal: str | None = None
     parsed: ParsedT | None = Field(default=None, repr=False)
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        facts: list[tuple[str, Any]] = [("target", Shown(self.target))]
+        if self.text or not self.tool_calls:
+            facts.append(("text", preview(self.text)))
+        if self.tool_calls:
+            facts.append(("tool_calls", Shown(", ".join(f"{c.name}()" for c in self.tool_calls))))
+        facts += [("tokens", Shown(f"{self.usage.input_tokens}→{self.usage.output_tokens}")),
+                  ("cost", _cost_shown(self.cost))]
+        return facts
+
+    def _details(self) -> list[tuple[str, Any]]:
+        calls = "\n".join(f"{c.name}({preview(c.arguments, 200)})" for c in self.tool_calls)
+        return [("target", self.target), ("text", preview(self.text, HTML_CHARS)), ("tool calls", calls),
+                ("finish reason", self.finish_reason),
+                ("tokens", f"{self.usage.input_tokens:,} in, {self.usage.output_tokens:,} out"),
+                ("cost", str(self.cost)), ("price source", self.cost.price_source),
+                ("attempts", len(self.attempts)), ("request id", self.request_id)]
 
 
 class Chunk(_Model):
@@ -432,7 +499,7 @@ class Reranking(_Result):
     results: list[RerankHit] = Field(default_factory=list)
 
 
-class Embeddings(_Result):
+class Embeddings(_Readable, _Result):
     """The result of ``embed()``: one vector per input, in input order."""
 
     vectors: list[list[float]] = Field(default_factory=list, repr=False)
@@ -442,12 +509,21 @@ class Embeddings(_Result):
         """Length of each vector (0 when there are none)."""
         return len(self.vectors[0]) if self.vectors else 0
 
+    def _facts(self) -> list[tuple[str, Any]]:
+        return [("target", Shown(self.target)), ("vectors", Shown(f"{len(self.vectors)}x{self.dimensions}")),
+                ("tokens", self.usage.input_tokens), ("cost", _cost_shown(self.cost))]
+
+    def _details(self) -> list[tuple[str, Any]]:
+        return [("target", self.target), ("vectors", f"{len(self.vectors)} x {self.dimensions} dimensions"),
+                ("tokens", f"{self.usage.input_tokens:,}"), ("cost", str(self.cost)),
+                ("price source", self.cost.price_source), ("request id", self.request_id)]
+
 
 PredictionStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 _TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 
 
-class Prediction(_Result):
+class Prediction(_Readable, _Result):
     """A run of a model on a serverless GPU host (``predict()``).
 
     ``status`` is normalised across hosts: ``queued | running | succeeded | failed | canceled``. The cost comes
@@ -482,6 +558,20 @@ class Prediction(_Result):
     def done(self) -> bool:
         """Whether the run has ended (succeeded, failed or canceled)."""
         return self.status in _TERMINAL
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        facts: list[tuple[str, Any]] = [("target", Shown(self.target)), ("id", self.id), ("status", self.status)]
+        if self.output is not None:
+            facts.append(("output", preview(self.output)))
+        if self.error:
+            facts.append(("error", preview(self.error)))
+        return [*facts, ("cost", _cost_shown(self.cost))]
+
+    def _details(self) -> list[tuple[str, Any]]:
+        return [("target", self.target), ("id", self.id), ("status", self.status),
+                ("output", None if self.output is None else preview(self.output, HTML_CHARS)),
+                ("error", self.error), ("GPU seconds", self.usage.gpu_seconds), ("hardware", self.usage.hardware),
+                ("cost", str(self.cost)), ("price source", self.cost.price_source)]
 
     def _bound_client(self) -> Any:
         if self._client is None:
@@ -554,28 +644,38 @@ class Prediction(_Result):
         """:meth:`cancel` for async clients."""
         return await _async_adopting(self, lambda: self._bound_client()._cancel(self), "prediction")
 
-    def save(self, directory: str | os.PathLike[str]) -> list[Path]:
+    def save(self, directory: str | os.PathLike[str], *, allow_private_network: bool = False) -> list[Path]:
         """Download every file in ``output`` into ``directory`` (created if needed); return the written paths.
 
         Files are the ``http(s)`` URLs in ``output`` (a URL, or URLs anywhere in its lists and dicts) and its
         ``data:`` URIs. Each is named after the last part of its URL path (``out-0.png``); a repeated name gets a
         numeric suffix (``out-0-1.png``); an existing file of that name is replaced. The download is a plain GET
         **without the provider's key** (output URLs are pre-signed), bounded by ``MAX_DOWNLOAD_BYTES`` (512 MiB).
+        A URL (or a redirect) whose host is or resolves to a private, loopback or link-local address is refused:
+        a model's output must not make your machine fetch from your own network. Messages never show a URL's
+        query (a pre-signed URL's signature).
+
+        Args:
+            directory: Where to write the files.
+            allow_private_network: Also fetch from private, loopback and link-local addresses (a self-hosted
+                model whose outputs live on your own network).
 
         Raises:
             InvalidRequestError: ``output`` holds no file URL.
+            UnsafeURLError: A URL is ambiguous, or its host is not a public address.
             MalformedResponseError: A file name would leave ``directory``, or a file is over the size limit.
             ProviderError: A download failed (``NotFoundError`` for an expired URL ...).
         """
         from . import _outputs
 
-        return _outputs.save(self, directory)
+        return _outputs.save(self, directory, allow_private_network=allow_private_network)
 
-    async def async_save(self, directory: str | os.PathLike[str]) -> list[Path]:
+    async def async_save(self, directory: str | os.PathLike[str], *,
+                         allow_private_network: bool = False) -> list[Path]:
         """:meth:`save` for async clients."""
         from . import _outputs
 
-        return await _outputs.async_save(self, directory)
+        return await _outputs.async_save(self, directory, allow_private_network=allow_private_network)
 
 
 # --------------------------------------------------------------------------------------------- fine-tuning
@@ -622,7 +722,7 @@ class FineTuneCheckpoint(_Model):
     created_at: dt.datetime | None = None
 
 
-class FineTuneJob(_Model):
+class FineTuneJob(_Readable, _Model):
     """A fine-tuning job (``finetune()``), normalised across providers.
 
     ``status`` is one of ``validating | queued | running | succeeded | failed | canceled``. ``estimate`` is what
@@ -685,6 +785,20 @@ class FineTuneJob(_Model):
     def target(self) -> str:
         """``provider:base_model``."""
         return f"{self.provider}:{self.base_model}"
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        facts: list[tuple[str, Any]] = [("target", Shown(self.target)), ("id", self.id), ("status", self.status)]
+        if self.fine_tuned_model:
+            facts.append(("fine_tuned_model", self.fine_tuned_model))
+        if self.cost.total is None and self.estimate is not None and self.estimate.total is not None:
+            return [*facts, ("estimate", _cost_shown(self.estimate))]
+        return [*facts, ("cost", _cost_shown(self.cost))]
+
+    def _details(self) -> list[tuple[str, Any]]:
+        return [("target", self.target), ("id", self.id), ("status", self.status),
+                ("fine-tuned model", self.fine_tuned_model), ("trained tokens", self.trained_tokens),
+                ("epochs", self.epochs), ("error", self.error),
+                ("estimate", None if self.estimate is None else str(self.estimate)), ("cost", str(self.cost))]
 
     def _bound_client(self) -> Any:
         if self.dry_run:

@@ -53,7 +53,28 @@ app = typer.Typer(
     add_completion=False,
     # A crash must never print local variables: they can hold settings with keys.
     pretty_exceptions_show_locals=False,
+    # Help text is plain text: with Rich markup on, "computekit[plot]" loses its "[plot]".
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"computekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Call hosted ML compute through one interface, and know what every call cost."""
 
 EXIT_ERROR = 2
 """Exit status for a computekit error (bad config, missing key, provider failure)."""
@@ -61,7 +82,9 @@ EXIT_UNKNOWN = 1
 """Exit status of ``prices`` when no price is known."""
 
 _MTOK = Decimal(1_000_000)
+_MONEY_CELL = re.compile(r"\$(\d[\d,]*)\.(\d+)")
 _PIPE_WIDTH = 132
+_UNBOUNDED = 10_000
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 _RATE_NAMES = {
     "input_mtok": "input",
@@ -150,6 +173,29 @@ def _money(d: Decimal) -> str:
     return "$" + s
 
 
+def _aligned(cells: list[str]) -> list[str]:
+    """Money cells of one column with as many decimals each (trailing zeros: the values stay exact), so that,
+    right-justified, their decimal points line up."""
+    found = [_MONEY_CELL.search(c) for c in cells]
+    width = max((len(m.group(2)) for m in found if m), default=0)
+    return [c if m is None else c[: m.start(2)] + m.group(2).ljust(width, "0") + c[m.end(2):]
+            for c, m in zip(cells, found, strict=True)]
+
+
+def _print_table(console: Console, table: Any) -> None:
+    """Print a table; off a terminal as wide as it needs, so that no value (money above all) is ever cut."""
+    if not console.is_terminal:
+        need = console.measure(table, options=console.options.update_width(_UNBOUNDED)).maximum
+        if need > console.width:
+            width, console.width = console.width, need  # print(width=) cannot go beyond the console's width
+            try:
+                console.print(table)
+            finally:
+                console.width = width
+            return
+    console.print(table)
+
+
 def _per_mtok(rate: Decimal) -> str:
     return f"{_money(rate)}/1M tokens"
 
@@ -223,21 +269,36 @@ def _core(config: Path | None) -> Core:
 @app.command()
 def complete(
     model: Annotated[str, typer.Argument(help="provider:model, a route name from the config.")],
-    prompt: Annotated[str, typer.Argument(help="The prompt, sent as one user message.")],
+    prompt: Annotated[str, typer.Argument(help="The prompt, sent as one user message; - reads it from stdin.")],
+    system: Annotated[str | None, typer.Option("--system", "-s", help="A system message sent first.")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", "-t", min=0,
+                                                     help="Sampling temperature.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", "-m", min=1,
+                                                   help="Upper bound on output tokens.")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print the text as it arrives.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the whole Completion as JSON.")] = False,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Upper bound on output tokens.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Generate a completion and print it, then what it cost."""
+    """Generate a completion and print it, then what it cost.
+
+    echo "Summarise this" | computekit complete openai:gpt-4o-mini - --system "Be brief" --max-tokens 60
+    """
     from ._constants import NOT_GIVEN
 
+    if prompt == "-":
+        prompt = sys.stdin.read()
+        if not prompt.strip():
+            _fail("the prompt read from stdin is empty")
+    args: dict[str, Any] = {
+        "messages": [{"role": "system", "content": system}] if system is not None else NOT_GIVEN,
+        "max_tokens": max_tokens if max_tokens is not None else NOT_GIVEN,
+        "temperature": temperature if temperature is not None else NOT_GIVEN,
+    }
     with _errors():
         client = _client(config)
         try:
-            mt: Any = max_tokens if max_tokens is not None else NOT_GIVEN
             if stream:
-                with client.stream(model, prompt, max_tokens=mt) as s:
+                with client.stream(model, prompt, **args) as s:
                     for chunk in s:
                         if chunk.text and not json_out:
                             sys.stdout.write(chunk.text)
@@ -246,7 +307,7 @@ def complete(
                 if not json_out:
                     sys.stdout.write("\n")
             else:
-                result = client.complete(model, prompt, max_tokens=mt)
+                result = client.complete(model, prompt, **args)
                 if not json_out:
                     typer.echo(result.text)
         finally:
@@ -292,6 +353,9 @@ def predict(
     json_out: Annotated[bool, typer.Option("--json", help="Print the whole Prediction as JSON.")] = False,
     save: Annotated[Path | None, typer.Option("--save", help="Download the output files into this directory.",
                                               file_okay=False)] = None,
+    allow_private_network: Annotated[bool, typer.Option(
+        "--allow-private-network", help="With --save: also download from private, loopback and link-local "
+        "addresses.")] = False,
     validate: Annotated[bool, typer.Option("--validate/--no-validate",
                                            help="Check the input against the model's schema first.")] = True,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
@@ -310,7 +374,7 @@ def predict(
             p = client.predict(model, payload, wait=not no_wait, timeout=timeout, hardware=hardware,
                                validate=validate, progress=show and not no_wait)
             if save is not None:
-                saved = p.save(save)
+                saved = p.save(save, allow_private_network=allow_private_network)
         finally:
             client.close()
     if json_out:
@@ -388,14 +452,14 @@ def providers(
     ] = False,
 ) -> None:
     """Every provider computekit can call: capabilities, key variables, base URL, and whether it is set up."""
-    from .adapters import available
+    from .adapters._registry import providers as offered
 
     if markdown:
         typer.echo(providers_markdown(), nl=False)
         return
     with _errors():
         core = _core(config)
-        names = sorted({*available(), *core.settings.providers})
+        names = sorted({*offered(), *core.settings.providers})
         rows = [_provider_row(core, n) for n in names]
     if json_out:
         import json
@@ -419,20 +483,21 @@ def providers(
             "\n".join(r["key_env_vars"]) or "—",
             r["base_url"] or "—", f"[{style}]{_escape(configured)}[/]",
         )
-    _console().print(table)
+    _print_table(_console(), table)
 
 
 def providers_markdown() -> str:
     """The built-in (and installed plugin) providers as a Markdown table, from the registry alone: what each
     adapter says of itself, independent of config and keys. ``docs/providers/index.md`` holds this table, and
     a test keeps the two equal."""
-    from .adapters import adapter_class, available
+    from .adapters import adapter_class
+    from .adapters._registry import providers as offered
 
     lines = [
         "| provider | adapter | capabilities | key env var(s) | default base URL | prices from |",
         "|---|---|---|---|---|---|",
     ]
-    for name in sorted(available()):
+    for name in offered():
         cls = adapter_class(name)
         url, env_vars, requires_key = cls.defaults_for(name)
         keys = ", ".join(f"`{v}`" for v in env_vars) or ("none needed" if not requires_key else "`api_key`")
@@ -487,9 +552,17 @@ def prices(
             import json
 
             typer.echo(json.dumps({"model": model, "date": today, "known": self_hosted, "self_hosted": self_hosted,
-                                   "rates": {}, "source": None}, indent=2))
+                                   "rates": {}, "source": None,
+                                   "did_you_mean": [f"{provider}:{m}" for m in core.prices.similar(ref)]},
+                                  indent=2))
         elif self_hosted:
             typer.echo(f"{model}: self-hosted server, no per-call charge (a [prices] entry in the config applies)")
+        elif close := core.prices.similar(ref):
+            # Most likely a typo: point at the model meant, not at adding a price for one that does not exist.
+            console = _console()
+            console.print(f"[bold yellow]no model {_escape(model)} in the price tables[/]: did you mean "
+                          + " or ".join(f"[bold]{_escape(provider)}:{_escape(m)}[/]" for m in close) + "?")
+            console.print(f"(check it with: computekit prices {provider}:{close[0]})", markup=False)
         else:
             console = _console()
             console.print(f"[bold yellow]no price known for {_escape(model)}[/] on {today}.")
@@ -530,7 +603,7 @@ def prices(
     for unit, (price, per) in rates.extra_units.items():
         table.add_row(unit.replace("_", " "), f"{_money(price)} per {per:,}")
     console = _console()
-    console.print(table)
+    _print_table(console, table)
     src = rates.source
     console.print(f"source: {src}" + (f" — {src.url}" if src.url else ""), markup=False)
 
@@ -572,15 +645,16 @@ def print_report(console: Console, report: Report, *, title: str) -> None:
     table.add_column("errors", justify="right", footer=str(sum(r.errors for r in rows)))
     table.add_column("input tok", justify="right", footer=f"{sum(r.input_tokens for r in rows):,}")
     table.add_column("output tok", justify="right", footer=f"{sum(r.output_tokens for r in rows):,}")
-    total = _money(report.total) if not report.unpriced else f"≥ {_money(report.total)}"
-    table.add_column("cost (USD)", justify="right", footer=total, no_wrap=True)
+    # A group with unpriced calls costs at least its priced part: never show it as a plain $0.
+    costs = _aligned([_money(r.cost) if not r.unpriced else f"≥ {_money(r.cost)}" if r.cost else "unpriced"
+                      for r in rows] + [_money(report.total) if not report.unpriced else f"≥ {_money(report.total)}"])
+    table.add_column("cost (USD)", justify="right", footer=costs[-1], no_wrap=True,
+                     min_width=max(len(c) for c in costs))
     table.add_column("unpriced", justify="right", footer=str(report.unpriced))
-    for r in rows:
-        # A group with unpriced calls costs at least its priced part: never show it as a plain $0.
-        cost = _money(r.cost) if not r.unpriced else f"≥ {_money(r.cost)}" if r.cost else "unpriced"
+    for r, cost in zip(rows, costs, strict=False):
         table.add_row(_escape(r.key), str(r.calls), str(r.errors), f"{r.input_tokens:,}", f"{r.output_tokens:,}",
                       cost, str(r.unpriced) if r.unpriced else "")
-    console.print(table)
+    _print_table(console, table)
     line = f"total: {_money(report.total)} USD"
     if report.unpriced:
         line += (f" + {report.unpriced} unpriced call{'s' if report.unpriced != 1 else ''} not included "
@@ -595,24 +669,28 @@ def print_calls(console: Console, calls: Calls, *, title: str) -> None:
     table = Table(title=title, title_justify="left", show_footer=True)
     tokens_in = sum(r.input_tokens for r in calls.rows)
     tokens_out = sum(r.output_tokens for r in calls.rows)
-    total = _money(calls.total) if not calls.unpriced else f"≥ {_money(calls.total)}"
-    table.add_column("time (UTC)", footer="TOTAL", no_wrap=True)
-    table.add_column("verb", no_wrap=True)
-    table.add_column("target", footer=f"{len(calls)} calls", no_wrap=True)
-    table.add_column("outcome", no_wrap=True)
-    table.add_column("tokens in → out", justify="right", footer=f"{tokens_in:,} → {tokens_out:,}", no_wrap=True)
-    table.add_column("cost (USD)", justify="right", footer=total, no_wrap=True)
+    costs = _aligned([
+        "unpriced" if r.cost is None else _money(r.cost) + (" (est.)" if r.estimated else "") for r in calls.rows
+    ] + [_money(calls.total) if not calls.unpriced else f"≥ {_money(calls.total)}"])
+    total = costs[-1]
+    outcomes = [r.outcome if r.outcome != "error" else
+                (r.error_type or "error").removesuffix("Error") + (f" {r.status}" if r.status else "")
+                for r in calls.rows]
+    table.add_column("time (UTC)", footer="TOTAL", no_wrap=True, min_width=19)
+    table.add_column("verb", no_wrap=True, min_width=8)
+    table.add_column("target", footer=f"{len(calls)} calls", overflow="fold")
+    table.add_column("outcome", no_wrap=True, min_width=max((len(o) for o in outcomes), default=7))
+    tokens = [f"{r.input_tokens:,} → {r.output_tokens:,}" for r in calls.rows] + [f"{tokens_in:,} → {tokens_out:,}"]
+    table.add_column("tokens in → out", justify="right", footer=tokens[-1], no_wrap=True,
+                     min_width=max(len(t) for t in tokens))
+    table.add_column("cost (USD)", justify="right", footer=total, no_wrap=True, min_width=max(len(c) for c in costs))
     table.add_column("tags", overflow="fold")  # the one column that gives way on a narrow terminal (one tag a line)
-    for r in calls.rows:
-        outcome = r.outcome
-        if r.outcome == "error":
-            outcome = (r.error_type or "error").removesuffix("Error") + (f" {r.status}" if r.status else "")
-        cost = "unpriced" if r.cost is None else _money(r.cost) + (" (est.)" if r.estimated else "")
+    for r, cost, outcome in zip(calls.rows, costs, outcomes, strict=False):
         tags = " ".join(f"{k}={v}" for k, v in sorted(r.tags.items()))
         table.add_row(r.ts.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), r.verb,
                       _escape(f"{r.provider}:{r.model}"), _escape(outcome),
                       f"{r.input_tokens:,} → {r.output_tokens:,}", cost, _escape(tags))
-    console.print(table)
+    _print_table(console, table)
     line = f"total: {_money(calls.total)} USD"
     if calls.unpriced:
         line += (f" + {calls.unpriced} unpriced call{'s' if calls.unpriced != 1 else ''} not included "
@@ -757,16 +835,19 @@ def print_budgets(console: Console, statuses: list[BudgetStatus], *, title: str)
     table = Table(title=title, title_justify="left")
     for name, justify in (("budget", "left"), ("scope", "left"), ("period", "left"), ("limit", "right"),
                           ("spent", "right"), ("reserved", "right"), ("remaining", "right"), ("used", "right")):
-        table.add_column(name, justify=justify, no_wrap=name != "scope")  # type: ignore[arg-type]
-    for st in statuses:
+        wraps = name in ("scope", "period")  # the words give way on a narrow terminal, never the money
+        table.add_column(name, justify=justify, no_wrap=not wraps, overflow="fold")  # type: ignore[arg-type]
+    money = [_aligned([_money(getattr(st, field)) for st in statuses])
+             for field in ("limit", "spent", "reserved", "remaining")]
+    for i, st in enumerate(statuses):
         scope = [f"provider={st.provider}"] if st.provider else []
         scope += [f"model={st.model}"] if st.model else []
         scope += [f"{k}={v}" for k, v in sorted((st.tags or {}).items())]
         used = (st.spent + st.reserved) / st.limit * 100 if st.limit else Decimal(0)
         period = st.period if st.period == "total" else f"{st.period} from {st.period_start:%Y-%m-%d}"
-        table.add_row(_escape(st.name), _escape(" ".join(scope) or "all calls"), period, _money(st.limit),
-                      _money(st.spent), _money(st.reserved), _money(st.remaining), f"{used:.1f}%")
-    console.print(table)
+        table.add_row(_escape(st.name), _escape(" ".join(scope) or "all calls"), period,
+                      *(column[i] for column in money), f"{used:.1f}%")
+    _print_table(console, table)
 
 
 # --------------------------------------------------------------------------------------------- demo
@@ -813,6 +894,7 @@ def demo(
             finally:
                 client.close()
                 client.ledger.close()
+                replayer.close()
         console.print()
         where = "a throwaway ledger (deleted now)" if ledger is None else ledger
         print_report(console, rep, title=f"ledger report, by target — {where}")

@@ -24,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 
@@ -34,6 +35,8 @@ __all__ = ["WebhookVerificationError", "verify_replicate"]
 
 _SECRET_PREFIX = "whsec_"  # noqa: S105  (the prefix of the format, not a secret)
 _SIGNATURE_VERSION = "v1"
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+"""Unix seconds: up to 12 digits (the year 33658), ample for any real delivery and safe to compare as a float."""
 
 
 def verify_replicate(
@@ -56,25 +59,33 @@ def verify_replicate(
         now: The current Unix time (default: the system clock); tests pass one.
 
     Raises:
+        TypeError: ``secret`` is not a string (``None``: the environment variable that should hold it is not
+            set). A configuration mistake, not a bad delivery: it is not answered with a 400.
         WebhookVerificationError: A header is missing or malformed, the timestamp is outside the tolerance, no
             signature matches, or ``secret`` is not a ``whsec_`` base64 secret. The message never holds the
             secret.
     """
+    if not isinstance(secret, str):
+        raise TypeError(
+            f"verify_replicate() needs the webhook signing secret as a str ('whsec_...'), got "
+            f"{type(secret).__name__}: is the variable that should hold it set?"
+        )
     found = {k.lower(): v for k, v in headers.items()}
     missing = [h for h in ("webhook-id", "webhook-timestamp", "webhook-signature") if not found.get(h)]
     if missing:
         raise WebhookVerificationError(f"missing webhook header(s): {', '.join(missing)}")
     msg_id, stamp, signatures = found["webhook-id"], found["webhook-timestamp"].strip(), found["webhook-signature"]
 
-    try:
-        sent_at = int(stamp)
-    except ValueError:
-        raise WebhookVerificationError(f"webhook-timestamp is not Unix seconds: {stamp[:40]!r}") from None
+    # Digits only, and not more than a Unix time has: int() alone would take "1_7" or " +17", and a number of
+    # thousands of digits does not fit the float the clock is compared in.
+    if not _TIMESTAMP.fullmatch(stamp):
+        raise WebhookVerificationError(f"webhook-timestamp is not Unix seconds: {stamp[:40]!r}")
+    sent_at = int(stamp)
     clock = time.time() if now is None else now
-    if abs(clock - sent_at) > tolerance_s:
+    skew = abs(clock - sent_at)
+    if not skew <= tolerance_s:  # NaN (a broken clock or tolerance) is refused too
         raise WebhookVerificationError(
-            f"webhook-timestamp is {abs(clock - sent_at):.0f} s from now (tolerance {tolerance_s} s): "
-            "refused as a possible replay"
+            f"webhook-timestamp is {skew:.0f} s from now (tolerance {tolerance_s} s): refused as a possible replay"
         )
 
     raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)

@@ -1,19 +1,24 @@
-"""Run an example offline from its cassette, live with your keys, or record a new cassette.
+"""Run any example offline, from outside it: ``python examples/_replay.py examples/NAME.py [ARGS]``.
 
-Every example in this folder takes the same flags::
+The examples are plain programs: they make a ``ck.Client()`` and call providers, as your code would. This wrapper
+applies the offline replay around one of them::
 
-    python examples/chat_fallback.py --replay    # offline: replays examples/cassettes/chat_fallback.yaml
-    python examples/chat_fallback.py             # live: needs the example's keys in the environment
-    python examples/chat_fallback.py --record    # live, and (re)writes the cassette, keys filtered out
+    # offline: examples/cassettes/chat_fallback.yaml
+    python examples/_replay.py examples/chat_fallback.py
+    # live: the example's keys in the environment
+    python examples/chat_fallback.py
+    # live, and (re)writes the cassette
+    python examples/_replay.py --record examples/chat_fallback.py
 
-``--replay`` plays the cassette with vcrpy (``record_mode="none"``: a request that is not in it fails) while
-every connection to a host other than this machine is refused, so nothing can leave the machine; it checks at the
-end that every recorded exchange was played. The keys an example needs are set to placeholders for the run (the
-request is built exactly as a live one, and the placeholder goes nowhere). The client gets no config file and an
-in-memory ledger, so replaying touches none of your settings or spend.
+Replaying, it plays the cassette with vcrpy (``record_mode="none"``: a request that is not in it fails) while
+every connection to a host other than this machine is refused, so nothing can leave the machine, and checks at
+the end that every recorded exchange was played. Every provider's key variable is set to a placeholder (the
+request is built exactly as a live one, and the placeholder goes nowhere), ``COMPUTEKIT_CONFIG`` points at an
+empty config and ``COMPUTEKIT_LEDGER`` at an in-memory ledger, so a replay reads none of your settings and adds
+nothing to your spend. Waits (retry back-offs, polling) are not slept: the answers are already recorded.
 
 The cassettes in ``cassettes/`` are **authored**: written by hand in the shape of each provider's documented API,
-and marked ``# AUTHORED:`` on their first line. ``--record`` replaces one with real traffic.
+and marked ``# AUTHORED:`` on their first line. ``--record`` replaces one with real traffic, keys filtered out.
 """
 
 from __future__ import annotations
@@ -23,68 +28,34 @@ import contextlib
 import ipaddress
 import os
 import re
+import runpy
 import socket
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 CASSETTES = HERE / "cassettes"
 
-# Requests are matched on what they ask for; the adapters' own tests pin the exact bodies.
+# Requests are matched on what they ask for; the adapters' own tests pin the exact
+# bodies.
 MATCH_ON = ["method", "scheme", "host", "port", "path", "query"]
 # Headers that carry credentials or account identity: never written to a cassette.
-FILTERED_HEADERS = ["authorization", "api-key", "x-api-key", "cookie", "set-cookie", "openai-organization",
-                    "openai-project"]
+FILTERED_HEADERS = [
+    "authorization",
+    "api-key",
+    "x-api-key",
+    "cookie",
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+]
 _KEY_SHAPES = re.compile(
     r"(?:sk|rk|pk)[-_][A-Za-z0-9_\-]{16,}|r8_[A-Za-z0-9]{20,}|gsk_[A-Za-z0-9]{20,}|hf_[A-Za-z0-9]{20,}"
 )
 PLACEHOLDER_KEY = "replay-placeholder-key"
-
-
-@dataclass
-class Session:
-    """How this run of an example talks to the providers."""
-
-    name: str
-    mode: str  # "replay", "live" or "record"
-    client_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments for ``ck.Client`` / ``ck.AsyncClient``: no config file and an in-memory ledger when
-    replaying; nothing (your config, your ledger) when live."""
-
-    args: argparse.Namespace = field(default_factory=argparse.Namespace)
-    """The command line, with the example's own options (``--plot`` ...) when it adds some."""
-
-    @property
-    def replay(self) -> bool:
-        return self.mode == "replay"
-
-
-def _parse(argv: Sequence[str] | None, description: str | None,
-           options: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    if options is not None:
-        options(parser)
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--replay", action="store_true", help="offline: replay the example's cassette")
-    group.add_argument("--record", action="store_true", help="live, and rewrite the example's cassette")
-    return parser.parse_args(argv)
-
-
-@contextlib.contextmanager
-def _placeholder_keys(env_vars: Sequence[str]) -> Iterator[None]:
-    saved = {v: os.environ.get(v) for v in env_vars}
-    try:
-        for v in env_vars:
-            os.environ[v] = PLACEHOLDER_KEY  # a real key, if set, is not even read while replaying
-        yield
-    finally:
-        for v, old in saved.items():
-            if old is None:
-                os.environ.pop(v, None)
-            else:
-                os.environ[v] = old
 
 
 def _is_local(host: Any) -> bool:
@@ -100,12 +71,19 @@ def _is_local(host: Any) -> bool:
 def _network_blocked() -> Iterator[None]:
     """Refuse every connection (and name lookup) that would leave this machine."""
     real_connect, real_connect_ex, real_getaddrinfo = (
-        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo)
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
 
     def refuse(address: Any) -> None:
         host = address[0] if isinstance(address, tuple) else None
-        if not (isinstance(address, str) or _is_local(host)):  # AF_UNIX paths are local too
-            raise ConnectionRefusedError(f"--replay blocks the network: a request to {host} was not in the cassette")
+        if not (
+            isinstance(address, str) or _is_local(host)
+        ):  # AF_UNIX paths are local too
+            raise ConnectionRefusedError(
+                f"--replay blocks the network: a request to {host} was not in the cassette"
+            )
 
     def connect(self: socket.socket, address: Any) -> None:
         refuse(address)
@@ -119,12 +97,14 @@ def _network_blocked() -> Iterator[None]:
         refuse((host, 0))
         return real_getaddrinfo(host, *args, **kwargs)
 
-    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex  # type: ignore[method-assign]
+    # type: ignore[method-assign]
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
     socket.getaddrinfo = getaddrinfo
     try:
         yield
     finally:
-        socket.socket.connect, socket.socket.connect_ex = real_connect, real_connect_ex  # type: ignore[method-assign]
+        # type: ignore[method-assign]
+        socket.socket.connect, socket.socket.connect_ex = real_connect, real_connect_ex
         socket.getaddrinfo = real_getaddrinfo
 
 
@@ -136,59 +116,107 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
             del headers[name]
     body = response.get("body", {})
     if isinstance(body.get("string"), bytes):
-        with contextlib.suppress(UnicodeDecodeError):  # binary output (an image) holds no key
-            body["string"] = _KEY_SHAPES.sub("REDACTED", body["string"].decode()).encode()
+        with contextlib.suppress(
+            UnicodeDecodeError
+        ):  # binary output (an image) holds no key
+            body["string"] = _KEY_SHAPES.sub(
+                "REDACTED", body["string"].decode()
+            ).encode()
     return response
 
 
-@contextlib.contextmanager
-def session(
-    name: str,
-    key_env: Sequence[str],
-    *,
-    argv: Sequence[str] | None = None,
-    description: str | None = None,
-    options: Callable[[argparse.ArgumentParser], None] | None = None,
-) -> Iterator[Session]:
-    """The example's session: replayed, live, or recording, from its command-line flags.
+def _placeholder_keys() -> dict[str, str]:
+    """A placeholder for every provider's key variable: a real key, if set, is not even read while replaying."""
+    from computekit.adapters import adapter_class
+    from computekit.adapters._registry import providers
 
-    Args:
-        name: The example's name; its cassette is ``cassettes/<name>.yaml``.
-        key_env: The environment variables holding the keys the example needs (live and record modes).
-        argv: The command-line arguments (default: ``sys.argv[1:]``).
-        description: The example's one-line description, for ``--help``.
-        options: Adds the example's own command-line options to the parser (they land in ``Session.args``).
-    """
-    args = _parse(argv, description, options)
-    cassette = CASSETTES / f"{name}.yaml"
-    if args.replay:
-        try:
-            import vcr
-        except ImportError:
-            raise SystemExit("--replay needs vcrpy: pip install vcrpy (computekit's test extra has it)") from None
+    return {
+        var: PLACEHOLDER_KEY
+        for name in providers()
+        for var in adapter_class(name).defaults_for(name)[1]
+    }
 
+
+def _no_wait(seconds: float) -> None:
+    """Replay answers at once: waits between tries and polls are not spent."""
+
+
+async def _no_async_wait(seconds: float, result: Any = None) -> Any:
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="run live and rewrite the example's cassette",
+    )
+    parser.add_argument("example", help="the example to run (examples/NAME.py)")
+    parser.add_argument(
+        "args", nargs=argparse.REMAINDER, help="the example's own arguments"
+    )
+    ns = parser.parse_args(argv)
+    script = Path(ns.example).resolve()
+    cassette = CASSETTES / f"{script.stem}.yaml"
+    if not cassette.is_file():
+        raise SystemExit(f"no cassette for {script.name}: {cassette} does not exist")
+    try:
+        import vcr
+    except ImportError:
+        raise SystemExit(
+            "replay needs vcrpy: pip install vcrpy (computekit's test extra has it)"
+        ) from None
+    sys.argv = [str(script), *ns.args]
+    if ns.record:
+        recorder = vcr.VCR(
+            record_mode="all",
+            match_on=MATCH_ON,
+            filter_headers=FILTERED_HEADERS,
+            before_record_response=_scrub_response,
+            decode_compressed_response=True,
+        )
+        with recorder.use_cassette(str(cassette)):
+            runpy.run_path(str(script), run_name="__main__")
+        print(
+            f"(recorded to {cassette}: mark its first line '# RECORDED: <date>' and check it before committing)"
+        )
+        return
+    import asyncio
+    import time
+
+    time.sleep = (
+        _no_wait  # before computekit is imported: its default clocks are bound then
+    )
+    asyncio.sleep = _no_async_wait  # type: ignore[assignment]
+    with tempfile.TemporaryDirectory(prefix="computekit-replay-") as tmp:
+        empty_config = Path(tmp) / "computekit.toml"
+        empty_config.write_text("", "utf-8")
+        os.environ.update(
+            {
+                "COMPUTEKIT_CONFIG": str(empty_config),
+                "COMPUTEKIT_LEDGER": "sqlite://:memory:",
+                **_placeholder_keys(),
+            }
+        )
         with (
-            _placeholder_keys(key_env),
             _network_blocked(),
-            vcr.VCR(record_mode="none", match_on=MATCH_ON).use_cassette(str(cassette)) as played,
+            vcr.VCR(record_mode="none", match_on=MATCH_ON).use_cassette(
+                str(cassette)
+            ) as played,
         ):
-            yield Session(name, "replay", {"config": None, "ledger": "sqlite://:memory:"}, args)
+            runpy.run_path(str(script), run_name="__main__")
             unplayed = len(played.data) - played.play_count
             if unplayed or not played.all_played:
-                raise SystemExit(f"{cassette.name}: {unplayed} recorded exchange(s) were not played")
-        print(f"(replayed offline from examples/cassettes/{cassette.name}: authored responses, no network)")
-        return
-    missing = [v for v in key_env if not os.environ.get(v)]
-    if missing:
-        raise SystemExit(f"set {', '.join(missing)} to run this example live, or pass --replay to run it offline")
-    if args.record:
-        import vcr
+                raise SystemExit(
+                    f"{cassette.name}: {unplayed} recorded exchange(s) were not played"
+                )
+    print(
+        f"(replayed offline from examples/cassettes/{cassette.name}: authored responses, no network)"
+    )
 
-        recorder = vcr.VCR(record_mode="all", match_on=MATCH_ON, filter_headers=FILTERED_HEADERS,
-                           before_record_response=_scrub_response, decode_compressed_response=True)
-        with recorder.use_cassette(str(cassette)):
-            yield Session(name, "record", {}, args)
-        print(f"(recorded to {cassette}: mark its first line '# RECORDED: <date>' and check it before committing)")
-        return
-    yield Session(name, "live", {}, args)
 
+if __name__ == "__main__":
+    main()

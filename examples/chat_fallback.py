@@ -5,27 +5,34 @@ interactive chat it is better to move to the next provider at once than to wait.
 answer 429 (rate limited) and Anthropic 529 (overloaded), so Mistral answers. Every attempt is listed, with what it
 cost (error responses are not billed: $0), and every attempt is in the ledger.
 
-    python examples/chat_fallback.py --replay      # offline
-    python examples/chat_fallback.py               # live: OPENAI_API_KEY, ANTHROPIC_API_KEY, MISTRAL_API_KEY
+    # live: OPENAI_API_KEY, ANTHROPIC_API_KEY, MISTRAL_API_KEY
+    python examples/chat_fallback.py
+    # offline, from its cassette
+    python examples/_replay.py examples/chat_fallback.py
 """
 
 from __future__ import annotations
 
-import _replay
+import datetime as dt
 
 import computekit as ck
 
 # --8<-- [start:main]
-ROUTE = ["openai:gpt-4o-mini", "anthropic:claude-haiku-4-5", "mistral:mistral-small-latest"]
-KEYS = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "MISTRAL_API_KEY"]
+ROUTE = [
+    "openai:gpt-4o-mini",
+    "anthropic:claude-haiku-4-5",
+    "mistral:mistral-small-latest",
+]
 
 
 def main() -> None:
-    with (
-        _replay.session("chat_fallback", KEYS, description=__doc__) as session,
-        ck.Client(**session.client_kwargs, routes={"chat": {"targets": ROUTE}}, retry={"max_retries": 0}) as client,
-    ):
-        r = client.complete("chat", "In one sentence: why do GPUs suit deep learning?", max_tokens=80)
+    started = dt.datetime.now(dt.UTC)
+    with ck.Client(
+        routes={"chat": {"targets": ROUTE}}, retry={"max_retries": 0}
+    ) as client:
+        r = client.complete(
+            "chat", "In one sentence: why do GPUs suit deep learning?", max_tokens=80
+        )
 
         print(f"answered by {r.provider}:{r.model}")
         print(r.text)
@@ -35,12 +42,16 @@ def main() -> None:
             cost = a.cost.total if a.cost is not None else None
             target = f"{a.provider}:{a.model}"
             print(f"  {i}. {target:<30} {a.outcome:<8} {what:<20} cost: {cost} USD")
-        print(f"\nusage: {r.usage.input_tokens} input + {r.usage.output_tokens} output tokens")
+        u = r.usage
+        print(f"\nusage: {u.input_tokens} input + {u.output_tokens} output tokens")
         print(f"cost: {r.cost.total} USD  [{r.cost.price_source}]")
 
-        report = client.ledger.report(group_by="target")
-        if session.replay:  # live, your ledger holds your earlier calls too
-            print(f"ledger: {sum(row.calls for row in report.rows)} attempts, total {report.total} USD")
+        # this run's calls only
+        report = client.ledger.report(group_by="target", since=started)
+        attempts = sum(row.calls for row in report.rows)
+        print(f"ledger: {attempts} attempts, total {report.total} USD")
+
+
 # --8<-- [end:main]
 
 

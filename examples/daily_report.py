@@ -5,9 +5,10 @@ its own, in a temporary file, then prints the spend by day and by feature, and w
 (stacked by provider) and, with ``--html``, a self-contained HTML report. In your application, point the same
 code at your own ledger (``ck.Client()`` reads ``[ledger]`` from your config) to report on every call it made.
 
-    python examples/daily_report.py --replay                          # offline; writes daily-cost.png
-    python examples/daily_report.py --replay --plot out.png --html report.html
-    python examples/daily_report.py                                   # live: OPENAI_API_KEY, ANTHROPIC_API_KEY
+    # live: OPENAI_API_KEY, ANTHROPIC_API_KEY
+    python examples/daily_report.py --plot out.png --html report.html
+    # offline; the chart in a temporary folder
+    python examples/_replay.py examples/daily_report.py
 
 The chart and the HTML report need matplotlib: ``pip install 'computekit[plot]'``.
 """
@@ -18,36 +19,62 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import _replay
-
 import computekit as ck
 
-KEYS = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
 
-
-def options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--plot", default="daily-cost.png", metavar="PATH",
-                        help="write the cost-per-day chart here (.png, .svg or .pdf; default: daily-cost.png)")
-    parser.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report here")
+def options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="write the cost-per-day chart here (.png, .svg or .pdf; default: in a temporary folder)",
+    )
+    parser.add_argument(
+        "--html", metavar="PATH", help="also write a self-contained HTML report here"
+    )
+    return parser.parse_args()
 
 
 # --8<-- [start:main]
 CALLS = [  # (model, feature tag, prompt)
-    ("openai:gpt-4o-mini", "search", "Rewrite as a search query: cheap flights to Lisbon in May"),
-    ("anthropic:claude-haiku-4-5", "support", "A customer says their order arrived damaged. Reply in one sentence."),
-    ("openai:gpt-4o-mini", "support", "Classify this ticket as billing, shipping or other: 'Where is my parcel?'"),
-    ("anthropic:claude-haiku-4-5", "search", "Suggest three related searches for 'standing desk'."),
+    (
+        "openai:gpt-4o-mini",
+        "search",
+        "Rewrite as a search query: cheap flights to Lisbon in May",
+    ),
+    (
+        "anthropic:claude-haiku-4-5",
+        "support",
+        "A customer says their order arrived damaged. Reply in one sentence.",
+    ),
+    (
+        "openai:gpt-4o-mini",
+        "support",
+        "Classify this ticket as billing, shipping or other: 'Where is my parcel?'",
+    ),
+    (
+        "anthropic:claude-haiku-4-5",
+        "search",
+        "Suggest three related searches for 'standing desk'.",
+    ),
 ]
 
 
 def main() -> None:
+    args = options()
+    plot = args.plot or str(
+        Path(tempfile.mkdtemp(prefix="daily-report-")) / "daily-cost.png"
+    )
     with (
         tempfile.TemporaryDirectory() as tmp,
-        _replay.session("daily_report", KEYS, description=__doc__, options=options) as session,
-        ck.Client(**{**session.client_kwargs, "ledger": f"sqlite:///{Path(tmp) / 'ledger.db'}"}) as client,
+        ck.Client(ledger=f"sqlite:///{Path(tmp) / 'ledger.db'}") as client,
     ):
         for model, feature, prompt in CALLS:
-            r = client.complete(model, prompt, max_tokens=100, tags={"feature": feature})
+            r = client.complete(
+                model, prompt, max_tokens=100, tags={"feature": feature}
+            )
             print(f"{model:<28} feature={feature:<8} cost: {r.cost.total} USD")
 
         by_day = client.ledger.report(by="day")
@@ -63,11 +90,15 @@ def main() -> None:
         print(f"  total: {by_feature.total} USD")
 
         calls = client.ledger.calls()
-        calls.plot(session.args.plot, title="Cost per day")  # a matplotlib Figure, drawn without pyplot
-        print(f"\nwrote {session.args.plot}")
-        if session.args.html:
-            calls.to_html(session.args.html, by="tag:feature")
-            print(f"wrote {session.args.html}")
+        calls.plot(
+            plot, title="Cost per day"
+        )  # a matplotlib Figure, drawn without pyplot
+        print(f"\nwrote {plot}")
+        if args.html:
+            calls.to_html(args.html, by="tag:feature")
+            print(f"wrote {args.html}")
+
+
 # --8<-- [end:main]
 
 

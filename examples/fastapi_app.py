@@ -8,9 +8,12 @@ One ``AsyncClient`` is opened when the app starts and closed when it stops, so c
 requests. Each call is tagged with the user, so the ledger can tell who spent what. The handler logic lives in
 ``ChatService``, which has no FastAPI in it (and is tested without it).
 
-    python examples/fastapi_app.py --replay        # offline: drives the app in-process (FastAPI's TestClient)
-    python examples/fastapi_app.py                 # the same requests, live: ANTHROPIC_API_KEY
-    uvicorn fastapi_app:app --app-dir examples     # serve it (pip install fastapi uvicorn)
+    # drives the app in-process (FastAPI's TestClient), live:
+    python examples/fastapi_app.py
+                                                   # ANTHROPIC_API_KEY
+    python examples/_replay.py examples/fastapi_app.py    # the same requests, offline
+    # serve it (pip install fastapi uvicorn)
+    uvicorn fastapi_app:app --app-dir examples
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import _replay
 from pydantic import BaseModel
 
 import computekit as ck
@@ -46,16 +48,27 @@ class ChatService:
     async def chat(self, prompt: str, user: str | None = None) -> dict[str, Any]:
         r = await self.client.complete(
             MODEL,
-            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+            messages=[
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": prompt},
+            ],
             max_tokens=200,
             tags={"user": user} if user else None,
         )
         return {
             "text": r.text,
             "answered_by": f"{r.provider}:{r.response_model or r.model}",
-            "usage": {"input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens},
-            "cost_usd": None if r.cost.total is None else str(r.cost.total),  # None: unpriced, never 0
-            "attempts": [{"target": f"{a.provider}:{a.model}", "outcome": a.outcome} for a in r.attempts],
+            "usage": {
+                "input_tokens": r.usage.input_tokens,
+                "output_tokens": r.usage.output_tokens,
+            },
+            "cost_usd": None
+            if r.cost.total is None
+            else str(r.cost.total),  # None: unpriced, never 0
+            "attempts": [
+                {"target": f"{a.provider}:{a.model}", "outcome": a.outcome}
+                for a in r.attempts
+            ],
         }
 
     async def spend(self) -> dict[str, Any]:
@@ -64,12 +77,15 @@ class ChatService:
         return {
             "total_usd": str(report.total),
             "unpriced_calls": report.unpriced,
-            "by_target": {row.key: {"calls": row.calls, "cost_usd": str(row.cost)} for row in report.rows},
+            "by_target": {
+                row.key: {"calls": row.calls, "cost_usd": str(row.cost)}
+                for row in report.rows
+            },
         }
 
 
 def create_app(client_kwargs: Mapping[str, Any] | None = None) -> Any:
-    """The FastAPI app (FastAPI is imported here, so the rest of this file works without it)."""
+    """The FastAPI app (FastAPI is imported here: the rest works without it)."""
     from fastapi import FastAPI
 
     @asynccontextmanager
@@ -91,6 +107,8 @@ def create_app(client_kwargs: Mapping[str, Any] | None = None) -> Any:
         return await service.spend()
 
     return app
+
+
 # --8<-- [end:app]
 
 
@@ -108,27 +126,26 @@ def show(title: str, data: Mapping[str, Any]) -> None:
 
 def main() -> None:
     prompt = "Name one use of a GPU besides graphics."
-    with _replay.session("fastapi_app", ["ANTHROPIC_API_KEY"], description=__doc__) as session:
-        try:
-            from fastapi.testclient import TestClient
-        except ImportError:
-            print("(FastAPI is not installed: calling the handlers directly)")
+    try:
+        from fastapi.testclient import TestClient
+    except ImportError:
+        print("(FastAPI is not installed: calling the handlers directly)")
 
-            async def direct() -> None:
-                async with ck.AsyncClient(**session.client_kwargs) as client:
-                    service = ChatService(client)
-                    show("POST /chat", await service.chat(prompt, "42"))
-                    show("GET /spend", await service.spend())
+        async def direct() -> None:
+            async with ck.AsyncClient() as client:
+                service = ChatService(client)
+                show("POST /chat", await service.chat(prompt, "42"))
+                show("GET /spend", await service.spend())
 
-            asyncio.run(direct())
-            return
-        with TestClient(create_app(session.client_kwargs)) as http:
-            answer = http.post("/chat", json={"prompt": prompt, "user": "42"})
-            answer.raise_for_status()
-            show("POST /chat", answer.json())
-            spend = http.get("/spend")
-            spend.raise_for_status()
-            show("GET /spend", spend.json())
+        asyncio.run(direct())
+        return
+    with TestClient(create_app()) as http:
+        answer = http.post("/chat", json={"prompt": prompt, "user": "42"})
+        answer.raise_for_status()
+        show("POST /chat", answer.json())
+        spend = http.get("/spend")
+        spend.raise_for_status()
+        show("GET /spend", spend.json())
 
 
 if __name__ == "__main__":

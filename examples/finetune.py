@@ -6,8 +6,10 @@ uploads the file and creates the job; ``wait()`` polls it until it ends, then pr
 trained (``trained_tokens``) and writes that cost to the ledger, once. The fine-tuned model is a model id like any
 other, priced at its own (fine-tuned) rates.
 
-    python examples/finetune.py --replay      # offline: the job takes a few milliseconds
-    python examples/finetune.py               # live: OPENAI_API_KEY; the job takes minutes and costs about $0.01
+    # offline: the job takes a few milliseconds
+    python examples/finetune.py --replay
+    # live: OPENAI_API_KEY; the job takes minutes and costs about $0.01
+    python examples/finetune.py
 
 Replaying, ``wait()`` polls every 10 ms (the cassette holds two polls); live, it starts at 5 s between polls and
 grows to 60 s.
@@ -17,37 +19,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import _replay
-
 import computekit as ck
 
 # --8<-- [start:main]
 BASE = "openai:gpt-4o-mini-2024-07-18"
 TRAINING = Path(__file__).resolve().parent / "data" / "support_tone.jsonl"
 EPOCHS = 3
-SYSTEM = "You are Acme's support assistant. Answer in one or two warm, plain sentences and end with a next step."
+SYSTEM = (
+    "You are Acme's support assistant. Answer in one or two warm, plain sentences "
+    "and end with a next step."
+)
 
 
 def main() -> None:
-    with (
-        _replay.session("finetune", ["OPENAI_API_KEY"], description=__doc__) as session,
-        ck.Client(**session.client_kwargs) as client,
-    ):
-        estimate = client.finetune(BASE, training_file=TRAINING, epochs=EPOCHS, dry_run=True).estimate
+    with ck.Client() as client:
+        estimate = client.finetune(
+            BASE, training_file=TRAINING, epochs=EPOCHS, dry_run=True
+        ).estimate
         print(f"estimate: {estimate.total} USD  ({estimate.lines[0].item})")
 
-        job = client.finetune(BASE, training_file=TRAINING, epochs=EPOCHS, suffix="support")
+        job = client.finetune(
+            BASE, training_file=TRAINING, epochs=EPOCHS, suffix="support"
+        )
         print(f"launched {job.provider}:{job.id}: {job.status}")
-        # wait() returns the ended job; poll fast when replaying (None: the default, 5 s growing to 60 s).
-        job = job.wait(timeout=3 * 3600, poll_interval=0.01 if session.replay else None)
+        job = job.wait(
+            timeout=3 * 3600
+        )  # returns the ended job; polls every 5 s, growing to 60 s
         print(f"{job.status}: {job.fine_tuned_model}")
         print(f"trained tokens: {job.trained_tokens}")
         print(f"actual: {job.cost.total} USD  vs estimate {estimate.total} USD")
 
-        r = client.complete(job.fine_tuned_model, "My parcel never came.", max_tokens=80,
-                            messages=[{"role": "system", "content": SYSTEM}])
+        r = client.complete(
+            job.fine_tuned_model,
+            "My parcel never came.",
+            max_tokens=80,
+            messages=[{"role": "system", "content": SYSTEM}],
+        )
         print(f"\n{r.text}")
         print(f"cost: {r.cost.total} USD  [{r.model}]")
+
+
 # --8<-- [end:main]
 
 

@@ -4,15 +4,14 @@ Text is printed as it arrives. computekit asks OpenAI-format servers for the usa
 (``stream_options.include_usage``), so a streamed call is priced like any other: ``s.result`` is the finished
 ``Completion``, with usage and cost, once the stream has been read to its end.
 
-    python examples/stream_to_terminal.py --replay     # offline
-    python examples/stream_to_terminal.py              # live: OPENAI_API_KEY
+    # live: OPENAI_API_KEY
+    python examples/stream_to_terminal.py
+    python examples/_replay.py examples/stream_to_terminal.py          # offline
 """
 
 from __future__ import annotations
 
 import sys
-
-import _replay
 
 import computekit as ck
 
@@ -21,10 +20,7 @@ MODEL = "openai:gpt-4o-mini"
 
 
 def main() -> None:
-    with (
-        _replay.session("stream_to_terminal", ["OPENAI_API_KEY"], description=__doc__) as session,
-        ck.Client(**session.client_kwargs) as client,
-    ):
+    with ck.Client() as client:
         chunks = 0
         with client.stream(MODEL, "Write a haiku about GPUs", max_tokens=60) as s:
             for chunk in s:
@@ -33,11 +29,22 @@ def main() -> None:
                 chunks += 1
         print()
         r = s.result
-        print(f"\n{chunks} chunks; answered by {r.response_model}; finish_reason={r.finish_reason}")
-        print(f"usage: {r.usage.input_tokens} input + {r.usage.output_tokens} output tokens")
+        print(
+            f"\n{chunks} chunks; answered by {r.response_model};"
+            f" finish_reason={r.finish_reason}"
+        )
+        print(
+            f"usage: {r.usage.input_tokens} input"
+            f" + {r.usage.output_tokens} output tokens"
+        )
         for line in r.cost.lines:
-            print(f"  {line.item}: {line.quantity} x {line.unit_price:f} = {line.amount:f} USD")
+            print(
+                f"  {line.item}: {line.quantity} x {line.unit_price:f}"
+                f" = {line.amount:f} USD"
+            )
         print(f"cost: {r.cost.total} USD  [{r.cost.price_source}]")
+
+
 # --8<-- [end:main]
 
 

@@ -164,3 +164,59 @@ def in_processes(fn: Any, args: list[tuple[Any, ...]], *, together: bool = True,
     if errors:
         raise AssertionError(f"a child process failed: {errors}")
     return [results[i] for i in range(len(args))]
+
+
+# ============================================================================================= durability at exit
+
+_cached_client: Any = None
+
+
+def fake_calls(url: str, n: int, tag: str, is_async: bool = False, flush_interval: float = 30.0,
+               **ledger: Any) -> Any:
+    """``n`` calls to a fake provider through a client whose ledger is ``url`` (no budget: rows are queued and
+    committed within ``flush_interval``, 30 s by default so that they are still queued when the process ends).
+    Returns the client, still open."""
+    import computekit as ck
+    from computekit.testing import FakeProvider
+
+    FakeProvider()  # mounted at inproc://fake: every prompt is echoed
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, ledger={"url": url, "flush_interval": flush_interval, **ledger})
+
+    async def calls() -> None:
+        for i in range(n):
+            await client.complete("fake:echo", f"hi {i}", tags={"run": tag})
+
+    if is_async:
+        asyncio.run(calls())
+    else:
+        for i in range(n):
+            client.complete("fake:echo", f"hi {i}", tags={"run": tag})
+    return client
+
+
+def worker_calls(url: str, n: int, tag: str) -> None:
+    """A multiprocessing worker: ``n`` calls, then it returns without closing anything."""
+    fake_calls(url, n, tag)
+
+
+def pool_task(url: str, n: int, tag: str) -> int:
+    """A pool task: ``n`` calls on the worker process's one client (made by its first task, never closed)."""
+    global _cached_client
+    import computekit as ck
+
+    if _cached_client is None:
+        from computekit.testing import FakeProvider
+
+        FakeProvider()
+        _cached_client = ck.Client(config=None, ledger={"url": url, "flush_interval": 30.0})
+    for i in range(n):
+        _cached_client.complete("fake:echo", f"hi {i}", tags={"run": tag})
+    return n
+
+
+def sigterm_handler_after_calls(url: str) -> str:
+    """The SIGTERM handler of a worker after it made calls through a buffered ledger."""
+    fake_calls(url, 3, "child")
+    handler = signal.getsignal(signal.SIGTERM)
+    return "SIG_DFL" if handler is signal.SIG_DFL else repr(handler)

@@ -269,3 +269,13 @@ class LoopbackHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+def reset_tracer_provider(monkeypatch: Any) -> None:
+    """Let a test set OpenTelemetry's global tracer provider. The API lets a process set it once; tests each get a
+    fresh one (as OpenTelemetry's own test utilities do), and monkeypatch puts the process's back afterwards."""
+    from opentelemetry import trace
+    from opentelemetry.util._once import Once
+
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)

@@ -23,9 +23,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "computekit"
 # the pattern that matches its dotted name (without the leading "computekit."); a new private module of the
 # top-level package that no pattern names is taken as part of the client layer, so no lower layer can reach it.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundation", [r"_version", r"_constants", r"_exceptions"]),
-    ("vocabulary", [r"_http", r"_targets", r"_schema", r"_sse", r"_inprocess", r"_outputs", r"webhooks",
-                    r"ledger\._row", r"ledger\._budgets"]),
+    ("foundation", [r"_version", r"_constants", r"_exceptions", r"_money", r"_extras"]),
+    ("vocabulary", [r"_http", r"_urls", r"_targets", r"_schema", r"_sse", r"_inprocess", r"_outputs", r"webhooks",
+                    r"_display", r"ledger\._row", r"ledger\._budgets"]),
     ("data types", [r"_types", r"_structured"]),
     ("pricing", [r"pricing(\..*)?"]),
     ("adapters", [r"adapters(\..*)?"]),

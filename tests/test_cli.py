@@ -159,6 +159,28 @@ def test_help_lists_the_commands() -> None:
         assert cmd in result.output
 
 
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(flag: str) -> None:
+    import computekit
+
+    result = _invoke(flag)
+    assert result.exit_code == 0
+    assert result.output.strip() == f"computekit {computekit.__version__}"
+
+
+@pytest.mark.parametrize("args", [["-h"], ["report", "-h"], ["complete", "-h"]])
+def test_short_help(args: list[str]) -> None:
+    short, long = _invoke(*args), _invoke(*args[:-1], "--help")
+    assert short.exit_code == 0
+    assert short.output == long.output
+    assert "Usage:" in short.output
+
+
+def test_help_keeps_bracketed_extras() -> None:
+    result = runner.invoke(app, ["report", "--help"], env={"COLUMNS": "120"})
+    assert "computekit[plot]" in result.output
+
+
 def test_main_is_the_console_script() -> None:
     text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text("utf-8")
     assert 'computekit = "computekit.cli:main"' in text
@@ -184,6 +206,26 @@ def test_complete_prints_text_then_cost(config: Path, loopback: Loopback) -> Non
     assert sent["body"]["max_tokens"] == 20
     assert sent["auth"] == f"Bearer {KEY}"
     assert KEY not in result.output
+
+
+def test_complete_reads_stdin_and_takes_system_and_sampling(config: Path, loopback: Loopback) -> None:
+    loopback.reply_json(_chat("short"))
+    result = runner.invoke(app, ["complete", "openai:gpt-4o-mini", "-", "--system", "Be brief", "--temperature",
+                                 "0.2", "--max-tokens", "30", "--config", str(config)],
+                           input="a long text\nto summarise\n", catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "short"
+    body = loopback.seen[0]["body"]
+    assert body["messages"] == [{"role": "system", "content": "Be brief"},
+                                {"role": "user", "content": "a long text\nto summarise\n"}]
+    assert body["temperature"] == 0.2
+    assert body["max_tokens"] == 30
+
+
+def test_complete_refuses_an_empty_stdin_prompt(config: Path) -> None:
+    result = runner.invoke(app, ["complete", "openai:gpt-4o-mini", "-", "--config", str(config)], input="  \n")
+    assert result.exit_code == 2
+    assert "empty" in result.output
 
 
 def test_complete_json_is_the_completion(config: Path, loopback: Loopback) -> None:
@@ -317,6 +359,7 @@ def test_providers_table_lists_adapters_with_capabilities() -> None:
 
 def test_providers_json_is_asked_of_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     from computekit.adapters import available
+    from computekit.adapters._registry import providers
 
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
@@ -324,7 +367,7 @@ def test_providers_json_is_asked_of_the_registry(monkeypatch: pytest.MonkeyPatch
     assert result.exit_code == 0, result.output
     assert KEY not in result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert set(available()) <= set(rows)
+    assert set(rows) == set(providers()) == set(available()) - {"fake", "openai-compatible"}
     for name in ("openai", "azure", "together", "ollama"):
         cls = adapter_class(name)
         url, env_vars, requires_key = cls.defaults_for(name)
@@ -719,8 +762,16 @@ def test_predict_save_downloads_outputs_without_the_key_and_prints_paths(
     loopback.replies.append(Reply(200, b"second", {"content-type": "image/png"}))
     out = tmp_path / "outputs"
 
+    refused = _invoke("predict", "replicate:acme/bikes", "-i", "prompt=a red bicycle", "--save", str(out),
+                      "--no-validate", "--config", str(path))
+    assert refused.exit_code != 0
+    assert "loopback" in refused.output
+    assert "sig=abc" not in refused.output
+    assert [s["path"] for s in loopback.seen] == ["/v1/models/acme/bikes/predictions"]  # no download was sent
+    del loopback.seen[:]  # the same script again
+
     result = _invoke("predict", "replicate:acme/bikes", "-i", "prompt=a red bicycle", "--save", str(out),
-                     "--no-validate", "--config", str(path))
+                     "--no-validate", "--allow-private-network", "--config", str(path))
 
     assert result.exit_code == 0, result.output
     assert [s["path"] for s in loopback.seen] == ["/v1/models/acme/bikes/predictions", "/files/out-0.png?sig=abc",
@@ -945,3 +996,24 @@ def test_client_budget_status_matches_the_cli(tmp_path: Path) -> None:
     cli = json.loads(_invoke("budgets", "--json", "--ledger", url, "--config", str(tmp_path / "computekit.toml"))
                      .stdout)
     assert cli == {name: st.as_dict() for name, st in status.items()}
+
+
+# --------------------------------------------------------------------------------------------- money in tables
+
+
+def test_piped_tables_never_cut_money(tmp_path: Path) -> None:
+    from computekit.ledger import open_ledger
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert _invoke("demo", "--ledger", url).exit_code == 0
+    ledger = open_ledger(url)
+    per_call = [r.cost for r in ledger.rows() if r.cost]
+    per_target = [r.cost for r in ledger.report("target").rows if r.cost]
+    ledger.close()
+    for args, costs in ((["report", "--calls"], per_call), (["report", "--by", "target"], per_target)):
+        result = _invoke(*args, "--ledger", url, env={"COLUMNS": "60"})  # narrow, and not a terminal
+        assert result.exit_code == 0, result.output
+        assert "…" not in result.output
+        for cost in costs:
+            assert format(cost, "f").rstrip("0") in result.output
+        assert "E-" not in result.output

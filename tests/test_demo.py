@@ -12,8 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+import urllib3
 from typer.testing import CliRunner
 
 from computekit import Completion, Embeddings
@@ -51,6 +51,7 @@ def _run_all(tmp_path: Path, recordings: dict[str, Any]) -> dict[str, Completion
         return {sc["id"]: run_scenario(client, replayer, sc) for sc in recordings["scenarios"]}
     finally:
         client.close()
+        replayer.close()
 
 
 # --------------------------------------------------------------------------------------------- the command
@@ -101,10 +102,11 @@ def test_demo_needs_no_key_and_reads_no_user_config(tmp_path: Path) -> None:
 
 
 def test_demo_never_opens_a_real_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(self: Any, request: httpx.Request) -> httpx.Response:
-        raise AssertionError(f"the demo tried the network: {request.url}")
+    def refuse(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"the demo tried the network: {method} {url}")
 
-    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", refuse)
+    monkeypatch.setattr(urllib3.PoolManager, "urlopen", refuse)
+    monkeypatch.setattr(urllib3.HTTPConnectionPool, "urlopen", refuse)
     result = runner.invoke(app, ["demo"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
 
@@ -156,6 +158,7 @@ def test_stream_scenario_delivers_chunks(tmp_path: Path, recordings: dict[str, A
         result = run_scenario(client, replayer, sc, on_chunk=lambda c: chunks.append(c.text))
     finally:
         client.close()
+        replayer.close()
     assert isinstance(result, Completion)
     assert len([c for c in chunks if c]) > 1
     assert "".join(chunks) == result.text
@@ -174,6 +177,7 @@ def test_a_request_the_recording_does_not_expect_fails_loudly(tmp_path: Path, re
             run_scenario(client, replayer, sc)
     finally:
         client.close()
+        replayer.close()
 
 
 # --------------------------------------------------------------------------------------------- the recordings

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,3 +110,67 @@ def test_site_builds_strictly_and_documents_every_public_name(tmp_path: Path) ->
         assert f"`ck.{name}`" in api_page, f"api.md must explain {name}"
     missing = [n for n in ck.__all__ if n not in ids and n not in no_entry]
     assert missing == [], f"public names without an API reference entry: {missing}"
+    # Docstrings' Sphinx roles render as code, not as ":meth:" text (docs/hooks.py), and the module-level verbs
+    # show their arguments, not **kwargs.
+    roles = re.findall(r":(?:meth|class|func|attr|mod|exc|data):", html)
+    assert roles == [], f"{len(roles)} raw roles in the API reference"
+    assert "**kwargs" not in html
+    assert "max_tokens" in html.split('id="computekit.complete"', 1)[1].split('id="computekit.', 1)[0]
+
+
+CODE_WIDTH = 88
+"""The widest code line the site shows without a scroll bar (Material's content column)."""
+
+
+def test_code_lines_fit_the_page() -> None:
+    too_long = []
+    for page in sorted(DOCS.rglob("*.md")):
+        fence = None
+        for number, line in enumerate(page.read_text("utf-8").splitlines(), 1):
+            stripped = line.lstrip()
+            if stripped.startswith(("```", "~~~")):
+                fence = stripped[:3] if fence is None else (None if stripped.startswith(fence) else fence)
+                continue
+            if fence is None:
+                continue
+            included = _SNIPPET.fullmatch(stripped)
+            lines = _snippet(*included.groups()) if included else [(f"{page.relative_to(DOCS)}:{number}", line)]
+            too_long += [f"{where} ({len(text)} chars)" for where, text in lines if len(text) > CODE_WIDTH]
+    assert too_long == [], "code lines cut behind a scroll bar: " + ", ".join(too_long)
+
+
+_SNIPPET = re.compile(r'--8<-- "([^":]+)(?::(\w+))?"')
+
+
+def _snippet(path: str, section: str | None) -> list[tuple[str, str]]:
+    """The lines a ``--8<-- "path:section"`` include puts on the page (pymdownx.snippets' section markers)."""
+    out, inside = [], section is None
+    for number, text in enumerate((ROOT / path).read_text("utf-8").splitlines(), 1):
+        if section is not None and f"--8<-- [start:{section}]" in text:
+            inside = True
+        elif section is not None and f"--8<-- [end:{section}]" in text:
+            inside = False
+        elif inside:
+            out.append((f"{path}:{number}", text))
+    return out
+
+
+def test_nav_has_one_entry_per_page() -> None:
+    import yaml
+
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text("utf-8"))["nav"]
+    pages: list[str] = []
+    titles: list[str] = []
+
+    def walk(items: list[Any]) -> None:
+        for item in items:
+            for title, value in item.items():
+                if isinstance(value, list):
+                    walk(value)
+                else:
+                    pages.append(value)
+                    titles.append(title.lower())
+
+    walk(nav)
+    assert len(pages) == len(set(pages)), "a page is in the nav twice"
+    assert len(titles) == len(set(titles)), f"two nav entries share a title: {titles}"

@@ -1,6 +1,7 @@
 """Every example in ``examples/`` runs offline by replay (as a user would run it), and prints the right numbers.
 
-Each example runs in a subprocess, ``python examples/NAME.py --replay``, from an empty directory. What it prints is
+Each example runs in a subprocess, ``python examples/_replay.py examples/NAME.py``, from an empty directory (the
+replay is applied from outside: the examples are plain programs). What it prints is
 checked against its cassette: the text it was sent, and its cost recomputed here from the usage in the cassette and
 the price tables (never a copied constant). The cassettes themselves are checked in ``test_example_cassettes.py``.
 """
@@ -14,6 +15,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,18 +38,22 @@ def example_names() -> list[str]:
 
 
 def run(name: str, cwd: Path, *args: str, prelude: str | None = None) -> str:
-    """``python examples/NAME.py ARGS`` in ``cwd``, without any key in its environment; returns stdout."""
+    """``python examples/_replay.py examples/NAME.py ARGS`` in ``cwd``, without any key in its environment;
+    returns stdout. Nothing may be written to ``cwd`` but the paths passed in ``args``."""
     env = {k: v for k, v in os.environ.items() if k not in KEY_VARS and k != "COMPUTEKIT_CONFIG"}
     env["PYTHONPATH"] = str(ROOT)
-    script = str(EXAMPLES / f"{name}.py")
+    wrapper, script = str(EXAMPLES / "_replay.py"), str(EXAMPLES / f"{name}.py")
     if prelude is None:
-        cmd = [sys.executable, script, *args]
-    else:  # run the script after some set-up code, as its own __main__
-        code = (f"import runpy, sys\nsys.path.insert(0, {str(EXAMPLES)!r})\n{prelude}\n"
-                f"sys.argv = [{script!r}, *{list(args)!r}]\nrunpy.run_path({script!r}, run_name='__main__')")
+        cmd = [sys.executable, wrapper, script, *args]
+    else:  # run the wrapper after some set-up code, as its own __main__
+        code = (f"import runpy, sys\n{prelude}\nsys.argv = [{wrapper!r}, {script!r}, *{list(args)!r}]\n"
+                f"runpy.run_path({wrapper!r}, run_name='__main__')")
         cmd = [sys.executable, "-c", code]
+    before = set(cwd.iterdir())
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    written = {p.name for p in set(cwd.iterdir()) - before}
+    assert written <= set(args), f"{name} wrote {written - set(args)} into the current folder"
     return proc.stdout
 
 
@@ -82,16 +88,17 @@ def test_gallery_lists_every_example() -> None:
     for name in names:
         assert f"{name}.py" in readme, f"examples/README.md does not list {name}.py"
         assert f"{name}.py" in page, f"docs/examples.md does not list {name}.py"
-        if name != "quickstart":  # quickstart.py serves its response with httpx.MockTransport, needing no vcrpy
-            assert (CASSETTES / f"{name}.yaml").is_file(), f"{name}.py has no cassette"
-    assert sorted(p.stem for p in CASSETTES.glob("*.yaml")) == [n for n in names if n != "quickstart"]
+        assert (CASSETTES / f"{name}.yaml").is_file(), f"{name}.py has no cassette"
+        source = (EXAMPLES / f"{name}.py").read_text("utf-8")
+        assert "_replay" not in source.split('"""', 2)[2], f"{name}.py imports the replay: apply it from outside"
+    assert sorted(p.stem for p in CASSETTES.glob("*.yaml")) == names
 
 
 # ------------------------------------------------------------------------------------------------ each example
 
 
 def test_chat_fallback(tmp_path: Path) -> None:
-    out = run("chat_fallback", tmp_path, "--replay")
+    out = run("chat_fallback", tmp_path)
     first, second, third = interactions("chat_fallback")
     assert "answered by mistral:mistral-small-latest" in out
     body = json.loads(third["response"]["body"]["string"])
@@ -111,7 +118,7 @@ def test_chat_fallback(tmp_path: Path) -> None:
 
 
 def test_stream_to_terminal(tmp_path: Path) -> None:
-    out = run("stream_to_terminal", tmp_path, "--replay")
+    out = run("stream_to_terminal", tmp_path)
     (inter,) = interactions("stream_to_terminal")
     events = [json.loads(b[len("data: "):]) for b in inter["response"]["body"]["string"].split("\n\n")
               if b.startswith("data: ") and b != "data: [DONE]"]
@@ -124,7 +131,7 @@ def test_stream_to_terminal(tmp_path: Path) -> None:
 
 
 def test_replicate_image(tmp_path: Path) -> None:
-    out = run("replicate_image", tmp_path, "--replay")
+    out = run("replicate_image", tmp_path, "--out", "images")  # a folder named by the user
     lookup, create, download = interactions("replicate_image")
     assert "/versions/" in lookup["request"]["uri"]  # the input was checked against the version's schema first
     prediction = json.loads(create["response"]["body"]["string"])
@@ -133,7 +140,8 @@ def test_replicate_image(tmp_path: Path) -> None:
     assert found is not None
     assert printed_cost(out) == seconds * found[0]
     assert f"GPU time: {seconds} s on gpu-l40s" in out
-    saved = tmp_path / "replicate-output" / "out-0.png"
+    saved = tmp_path / "images" / "out-0.png"
+    assert f"saved {saved}" in out or "saved images/out-0.png" in out
     assert saved.read_bytes() == download["response"]["body"]["string"]
     assert saved.read_bytes().startswith(b"\x89PNG")
 
@@ -155,7 +163,7 @@ def _fastapi_expected() -> tuple[str, Decimal]:
 
 def test_fastapi_app_through_fastapi(tmp_path: Path) -> None:
     pytest.importorskip("fastapi")
-    out = run("fastapi_app", tmp_path, "--replay")
+    out = run("fastapi_app", tmp_path)
     assert "FastAPI is not installed" not in out
     chat, spend = _fastapi_output(out)
     text, cost = _fastapi_expected()
@@ -169,7 +177,7 @@ def test_fastapi_app_through_fastapi(tmp_path: Path) -> None:
 def test_fastapi_app_handlers_without_fastapi(tmp_path: Path) -> None:
     """Without FastAPI installed, the same handlers run directly (FastAPI's import is blocked here)."""
     prelude = "sys.modules['fastapi'] = None\nsys.modules['fastapi.testclient'] = None"
-    out = run("fastapi_app", tmp_path, "--replay", prelude=prelude)
+    out = run("fastapi_app", tmp_path, prelude=prelude)
     assert "(FastAPI is not installed: calling the handlers directly)" in out
     chat, spend = _fastapi_output(out)
     text, cost = _fastapi_expected()
@@ -179,7 +187,7 @@ def test_fastapi_app_handlers_without_fastapi(tmp_path: Path) -> None:
 
 def test_quickstart(tmp_path: Path) -> None:
     out = run("quickstart", tmp_path)
-    assert "(offline: authored response, no network)" in out
+    assert "(replayed offline from examples/cassettes/quickstart.yaml" in out
     found = re.search(r"^(\d+) in / (\d+) out -> \$(\S+)", out, re.MULTILINE)
     assert found is not None, out
     usage = Usage(input_tokens=int(found.group(1)), output_tokens=int(found.group(2)))
@@ -200,7 +208,7 @@ def anthropic_usage(inter: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
 
 
 def test_budget_batch(tmp_path: Path) -> None:
-    out = run("budget_batch", tmp_path, "--replay")
+    out = run("budget_batch", tmp_path)
     answered = interactions("budget_batch")  # only the calls the budget let through reach the server
     costs = []
     for inter in answered:
@@ -221,13 +229,11 @@ def test_budget_batch(tmp_path: Path) -> None:
     assert Decimal(spent_line.group(1)) == spent <= limit
     # Each refusal: the worst case (200 output tokens at least, from the price table) did not fit what was left.
     output_only = token_cost("openai", "gpt-4o-mini", Usage(input_tokens=0, output_tokens=200))
-    for _, what, rest in lines:
-        if what != "refused":
-            continue
-        found = re.fullmatch(
-            r"worst case (\S+) USD > remaining (\S+) USD \(spent (\S+) \+ reserved (\S+) of (\S+) USD\)", rest)
-        assert found is not None, rest
-        requested, remaining, spent_then, reserved, limit_then = map(Decimal, found.groups())
+    refusals = re.findall(r"^\d\. refused +worst case (\S+) USD > remaining (\S+) USD\n"
+                          r" +\(spent (\S+) \+ reserved (\S+) of (\S+) USD\)$", out, re.MULTILINE)
+    assert len(refusals) == 6 - len(answered), out
+    for found in refusals:
+        requested, remaining, spent_then, reserved, limit_then = map(Decimal, found)
         assert (spent_then, reserved, limit_then) == (spent, 0, limit)
         assert remaining == limit - spent
         assert requested > remaining
@@ -239,16 +245,11 @@ def test_budget_batch(tmp_path: Path) -> None:
 def test_finetune(tmp_path: Path) -> None:
     from computekit._finetune import _Counter, count_example_tokens
 
-    # Record every sleep: replaying, wait() must poll at the example's 10 ms, never the 5 s default.
-    prelude = ("import atexit, time\n_sleeps = []\n_real = time.sleep\n"
-               "def _sleep(s):\n    _sleeps.append(s)\n    _real(min(s, 0.05))\n"
-               "time.sleep = _sleep\natexit.register(lambda: print('sleeps:', _sleeps))")
-    out = run("finetune", tmp_path, "--replay", prelude=prelude)
+    out = run("finetune", tmp_path)  # the replay does not spend the polls' waits (5 s and up)
     upload, create, *polls, chat = interactions("finetune")
     assert "/v1/files" in upload["request"]["uri"]
     assert create["request"]["uri"].endswith("/v1/fine_tuning/jobs")
     assert len(polls) == 2  # the cassette stays short: running, then succeeded
-    assert re.search(r"^sleeps: \[0\.01, 0\.01\]$", out, re.MULTILINE), out
     done = json.loads(polls[-1]["response"]["body"]["string"])
     assert done["status"] == "succeeded"
     rates = PriceBook().training("openai", done["model"])
@@ -275,7 +276,7 @@ def test_finetune(tmp_path: Path) -> None:
 
 def test_daily_report(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    out = run("daily_report", tmp_path, "--replay", "--plot", "out.png", "--html", "report.html")
+    out = run("daily_report", tmp_path, "--plot", "out.png", "--html", "report.html")
     calls = []
     for inter in interactions("daily_report"):
         if "anthropic" in inter["request"]["uri"]:
@@ -310,14 +311,13 @@ def test_daily_report(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ the replay helper
 
 
-def test_live_mode_without_keys_says_what_to_set(tmp_path: Path) -> None:
+def test_an_example_run_live_without_keys_says_what_to_set(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in KEY_VARS}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "chat_fallback.py")], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "stream_to_terminal.py")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode != 0
-    assert "set OPENAI_API_KEY, ANTHROPIC_API_KEY, MISTRAL_API_KEY" in proc.stderr
-    assert "--replay" in proc.stderr
+    assert "MissingAPIKeyError: no API key for provider 'openai': set OPENAI_API_KEY" in proc.stderr
 
 
 def test_replay_blocks_the_network_and_restores_it() -> None:
@@ -345,11 +345,16 @@ def test_replay_fails_when_a_recorded_exchange_is_not_played(tmp_path: Path) -> 
     """An example that stops making a call its cassette holds fails instead of passing quietly."""
     env = {k: v for k, v in os.environ.items() if k not in KEY_VARS}
     env["PYTHONPATH"] = str(ROOT)
-    code = (f"import sys\nsys.path.insert(0, {str(EXAMPLES)!r})\n"
-            "import _replay\n"
-            "with _replay.session('chat_fallback', ['OPENAI_API_KEY'], argv=['--replay']):\n"
-            "    pass  # the example's call is gone\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    gone = tmp_path / "chat_fallback.py"
+    gone.write_text("print('the example no longer makes its calls')\n", "utf-8")
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "_replay.py"), str(gone)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode != 0
     assert "3 recorded exchange(s) were not played" in proc.stderr
+
+
+def test_outputs_go_to_a_temporary_folder_by_default(tmp_path: Path) -> None:
+    out = run("replicate_image", tmp_path)  # run() checks that nothing lands in the current folder
+    saved = Path(re.findall(r"^saved (\S+)$", out, re.MULTILINE)[0])
+    assert saved.parent.name.startswith("replicate-image-")
+    assert saved.parent.parent == Path(tempfile.gettempdir())

@@ -243,3 +243,56 @@ def test_canary_key_from_environment_never_leaks(monkeypatch: pytest.MonkeyPatch
     for text in (str(e), repr(e), json.dumps(e.body), json.dumps(e.headers), repr(client),
                  repr(client._core.adapter("openai").settings)):
         assert CANARY not in text
+
+
+# --------------------------------------------------------------------------------------------- conventions
+
+
+def test_status_code_is_status() -> None:
+    err = ck.RateLimitError("slow down", provider="openai", status=429)
+    assert err.status_code == err.status == 429
+    assert ck.APIConnectionError("broke", provider="openai").status_code is None
+
+
+def test_a_timeout_is_a_connection_error() -> None:
+    assert issubclass(ck.APITimeoutError, ck.APIConnectionError)
+    assert issubclass(ck.PredictionTimeoutError, ck.APIConnectionError)
+    with pytest.raises(ck.APIConnectionError):
+        raise ck.APITimeoutError("timed out", provider="openai")
+
+
+def test_public_classes_show_as_computekit_names() -> None:
+    import traceback
+
+    for name in ("RateLimitError", "APITimeoutError", "ComputeKitError", "Client", "AsyncClient"):
+        assert getattr(ck, name).__module__ == "computekit", name
+    with pytest.raises(ck.RateLimitError) as info:
+        raise ck.RateLimitError("slow down", provider="openai", status=429)
+    assert traceback.format_exception(info.value)[-1].startswith("computekit.RateLimitError: ")
+
+
+def test_a_failure_after_retries_says_how_many_attempts_and_how_long() -> None:
+    from computekit._config import RetryConfig
+    from computekit._retry import RetryPolicy
+    from computekit.testing import FakeProvider
+
+    waits: list[float] = []
+    policy = RetryPolicy(RetryConfig(max_retries=2), sleep=waits.append)
+    with FakeProvider([ck.RateLimitError, ck.RateLimitError, ck.RateLimitError]) as fake:
+        client = fake.client(retry_policy=policy, ledger="none")
+        with pytest.raises(ck.RateLimitError) as info:
+            client.complete("fake:m", "hi")
+    assert len(waits) == 2
+    [note] = info.value.__notes__
+    assert note.startswith("computekit gave up after 3 attempts in ")
+    assert note.endswith(" s")
+
+
+def test_every_target_failing_says_how_many_attempts() -> None:
+    from computekit.testing import FakeProvider
+
+    with FakeProvider({"a": [ck.AuthenticationError], "b": [ck.AuthenticationError]}) as fake:
+        client = fake.client(retry={"max_retries": 0}, ledger="none")
+        failed = r"all 2 targets failed \(fake:a, fake:b\), after 2 attempts in "
+        with pytest.raises(ck.AllTargetsFailedError, match=failed):
+            client.complete(["fake:a", "fake:b"], "hi")

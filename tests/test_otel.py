@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
+import _support
 import pytest
 from _support import KEY, Server, chat_chunks, chat_json, error, make_client, ok, sse, stream_response, usage_json
 from opentelemetry import trace
@@ -16,7 +16,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from opentelemetry.util._once import Once
 
 import computekit as ck
 from computekit import _otel
@@ -24,25 +23,6 @@ from computekit import _otel
 both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 MODEL = "gpt-4o-mini"
 SNAPSHOT = "gpt-4o-mini-2024-07-18"
-
-
-def _reset_global_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The API lets a process set its provider once; tests each get a fresh one (as OpenTelemetry's own test
-    # utilities do), and monkeypatch puts the process's back afterwards.
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
-
-
-@pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """A configured SDK tracer provider whose spans are kept in memory."""
-    _reset_global_provider(monkeypatch)
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    yield exporter
-    provider.shutdown()
 
 
 async def _complete(client: Any, is_async: bool, *args: Any, **kwargs: Any) -> ck.Completion:
@@ -188,7 +168,7 @@ async def test_a_broken_exporter_does_not_fail_the_call(
 
 
 def test_no_span_without_a_configured_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    _reset_global_provider(monkeypatch)
+    _support.reset_tracer_provider(monkeypatch)
     monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     assert _otel._tracer() is None
@@ -219,7 +199,7 @@ def test_computekit_never_imports_opentelemetry_itself() -> None:
 
 
 def test_a_provider_configured_later_is_picked_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    _reset_global_provider(monkeypatch)
+    _support.reset_tracer_provider(monkeypatch)
     client = make_client(Server([ok(chat_json())]))
     client.complete(f"openai:{MODEL}", "hi")  # not configured yet: nothing
     exporter = InMemorySpanExporter()
@@ -265,7 +245,7 @@ def test_a_new_provider_never_gets_the_tracer_of_an_old_one(monkeypatch: pytest.
     exporters = []
     client = make_client(Server([ok(chat_json())]))
     for _ in range(2):
-        _reset_global_provider(monkeypatch)
+        _support.reset_tracer_provider(monkeypatch)
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -206,7 +206,7 @@ def test_calls_json_round_trips_exactly(ledger: Ledger, tmp_path: Path) -> None:
     data = json.loads(calls.to_json(tmp_path / "c.json"))
     assert Decimal(data["total"]) == TOTAL
     assert data["unpriced"] == 1
-    assert [r["cost"] for r in data["calls"]] == ["0.10", "0.30", None, str(TINY), "0"]  # unknown is null, not 0
+    assert [r["cost"] for r in data["calls"]] == ["0.10", "0.30", None, format(TINY, "f"), "0"]  # null: not 0
     assert [r["tags"] for r in data["calls"]] == [r.tags for r in ROWS]
     assert [dt.datetime.fromisoformat(r["ts"]) for r in data["calls"]] == [r.ts for r in ROWS]
     assert data["calls"][4]["error_type"] == "RateLimitError"
@@ -216,7 +216,7 @@ def test_calls_json_round_trips_exactly(ledger: Ledger, tmp_path: Path) -> None:
 def test_calls_csv_round_trips_exactly(ledger: Ledger) -> None:
     rows = list(csv.DictReader(io.StringIO(ledger.calls().to_csv())))
     assert list(rows[0]) == list(Calls.COLUMNS)
-    assert [r["cost"] for r in rows] == ["0.10", "0.30", "", str(TINY), "0"]  # an unknown cost is an empty cell
+    assert [r["cost"] for r in rows] == ["0.10", "0.30", "", format(TINY, "f"), "0"]  # unknown: an empty cell
     assert sum(Decimal(r["cost"]) for r in rows if r["cost"]) == TOTAL
     assert [json.loads(r["tags"]) for r in rows] == [r.tags for r in ROWS]
     assert [r["estimated"] for r in rows] == ["false"] * 5

@@ -512,7 +512,7 @@ async def test_no_answer_times_out(serve: Any, is_async: bool, kind: str) -> Non
         await close(client, is_async)
     assert 0.25 < time.monotonic() - t0 < 3
     assert len(srv.requests) == 1, "no retry"
-    assert not isinstance(ei.value, ck.APIConnectionError)
+    assert type(ei.value) is ck.APITimeoutError  # a timeout, typed as one (also an APIConnectionError)
     assert ei.value.status is None
 
 
@@ -711,4 +711,73 @@ def test_async_client_on_two_event_loops(serve: Any, caplog: pytest.LogCaptureFi
     # "unclosed transport" ResourceWarning); the session and connector must not be reported as leaked.
     leaks = [str(w.message) for w in caught if "Unclosed" in str(w.message)]
     assert leaks == []
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+# ------------------------------------------------------------------------------------------------ decoding, limits
+
+
+def test_the_inflater_decodes_a_bounded_piece_at_a_time() -> None:
+    import gzip
+    import zlib
+
+    from computekit._transport import _READ_SIZE, _Inflater
+
+    bomb = gzip.compress(b"\0" * (8 * 1024 * 1024))
+    pieces = list(_Inflater("gzip", "p", None).feed(bomb))
+    assert sum(map(len, pieces)) == 8 * 1024 * 1024
+    assert max(map(len, pieces)) <= _READ_SIZE
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    deflated = raw.compress(b"hello") + raw.flush()
+    assert b"".join(_Inflater("deflate", "p", None).feed(deflated)) == b"hello"  # raw deflate, as some servers send
+    assert b"".join(_Inflater("deflate", "p", None).feed(zlib.compress(b"hello"))) == b"hello"
+    assert b"".join(_Inflater("identity", "p", None).feed(b"plain")) == b"plain"
+    with pytest.raises(ck.MalformedResponseError, match="content-encoding"):
+        _Inflater("br", "p", None)
+    with pytest.raises(ck.MalformedResponseError, match="does not decode"):
+        list(_Inflater("gzip", "p", None).feed(b"not gzip at all"))
+
+
+def test_an_announced_body_over_the_limit_is_refused_before_reading() -> None:
+    from computekit._http import HTTPRequest
+    from computekit._transport import _Body
+
+    req = HTTPRequest("GET", "https://h.test/", {}, max_bytes=10)
+    with pytest.raises(ck.ResponseTooLargeError) as info:
+        _Body(req, 200, {"content-length": "11"}, "p", "m")
+    assert (info.value.limit, info.value.status, info.value.provider) == (10, 200, "p")
+    body = _Body(req, 200, {}, "p", "m")
+    body.add(b"0123456789")
+    with pytest.raises(ck.ResponseTooLargeError):
+        body.add(b"x")
+
+
+def test_connection_errors_never_show_a_query() -> None:
+    from computekit._transport import _connection_error
+
+    err = _connection_error(OSError("GET /out.png?X-Amz-Signature=topsecret&b=1 failed"), "p", None)
+    assert "topsecret" not in str(err)
+    assert "/out.png?..." in str(err)
+
+
+def test_an_async_client_dropped_without_aclose_is_not_reported_as_leaked(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A forgotten ``aclose()`` must not flood stderr with aiohttp's "Unclosed client session" / "Unclosed
+    connector" reports when the client is collected: its session is closed as it goes."""
+    srv = serve(chat("ck-transport-dropped"))
+
+    async def call() -> str:
+        client = make(True, srv.url)
+        r: ck.Completion = await client.complete(f"openai:{MODEL}", "hi")
+        del client  # no aclose(): collected while its loop still runs
+        gc.collect()
+        await asyncio.sleep(0)
+        return r.text
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert asyncio.run(call()) == "ck-transport-dropped"
+        gc.collect()
+    assert [str(w.message) for w in caught if "Unclosed" in str(w.message)] == []
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []

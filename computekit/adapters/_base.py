@@ -18,13 +18,14 @@ import json
 import os
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from .._constants import MAX_SSE_EVENT_BYTES
 from .._exceptions import (
     APIStatusError,
     MalformedResponseError,
@@ -49,6 +50,7 @@ from .._types import (
     Result,
     Usage,
 )
+from .._urls import same_origin
 from ..pricing import PriceRef
 
 __all__ = [
@@ -72,12 +74,16 @@ __all__ = [
     "StreamDecoder",
     "StreamUpdate",
     "TrainingFile",
+    "base_url_from_env",
     "carried_status",
     "event_object",
     "multipart",
     "obj",
+    "refused_values",
     "unix_time",
 ]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +137,10 @@ class ProviderSettings:
     idempotency_header: str | None = None
     key_env_vars: tuple[str, ...] | None = None
     """The env vars the key was looked up in (``api_key_env`` when configured); ``None``: the adapter's."""
+    max_body_bytes: Mapping[str, int] = field(default_factory=dict)
+    """The largest decoded answer per verb (``complete``, ``embed``, ``rerank``, ``predict``); else the default."""
+    max_event_bytes: int = MAX_SSE_EVENT_BYTES
+    """The largest server-sent event of a stream."""
     options: AdapterSettings | None = None
     """The adapter's own settings, validated against its :attr:`Adapter.settings_model` (``None``: its defaults)."""
 
@@ -434,6 +444,11 @@ class Adapter(ABC):
     key_env_vars: ClassVar[tuple[str, ...]] = ()
     """Environment variables read for the key, in order."""
     default_base_url: ClassVar[str | None] = None
+    base_url_env: ClassVar[str | None] = None
+    """The vendor's own environment variable for its base URL (what its SDKs read), when it documents one."""
+    base_url_env_suffix: ClassVar[str] = ""
+    """Added to that variable's value when missing: the vendor's convention may leave out the API version
+    (``ANTHROPIC_BASE_URL=https://api.anthropic.com``, where computekit's base URL ends in ``/v1``)."""
     requires_key: ClassVar[bool] = True
     table_provider: ClassVar[str | None] = None
     """The provider id in genai-prices, when it prices this provider's models."""
@@ -469,6 +484,23 @@ class Adapter(ABC):
         """Base URL, key env vars and whether a key is needed, for a provider served by this adapter."""
         return cls.default_base_url, cls.key_env_vars, cls.requires_key
 
+    @classmethod
+    def table_for(cls, provider: str) -> str | None:
+        """The genai-prices provider id that prices ``provider``'s models, if any."""
+        return cls.table_provider
+
+    @classmethod
+    def listed(cls, provider: str) -> bool:
+        """Whether ``provider`` is offered to users as a provider (in lists, suggestions, bare model names);
+        internal adapters (an in-process fake, the generic OpenAI-compatible one) are not."""
+        return True
+
+    @classmethod
+    def env_base_url(cls, provider: str) -> str | None:
+        """The base URL the vendor's own variable sets (``OPENAI_BASE_URL`` ...), in computekit's convention;
+        ``None`` when it is unset or empty. Configured and per-call base URLs win over it."""
+        return base_url_from_env(cls.base_url_env, cls.base_url_env_suffix)
+
     auth_scheme: ClassVar[str] = "Bearer"
     """How the key is sent: ``Authorization: {auth_scheme} KEY``."""
 
@@ -486,6 +518,23 @@ class Adapter(ABC):
     def url(self, path: str) -> str:
         """``{base_url}/{path}``."""
         return f"{self.settings.base_url.rstrip('/')}/{path}"
+
+    def on_origin(self, url: str | None) -> bool:
+        """Whether ``url`` is on the configured base URL's exact origin (scheme, host, port): the only place the
+        key goes."""
+        # ``url("")``: the base URL as this adapter fills it in (a region, for hosts with one endpoint per region).
+        return bool(url) and same_origin(url or "", self.url(""))
+
+    def own_url(self, named: str | None, built: str) -> str:
+        """The URL a host's answer ``named`` (poll, cancel ...) when it is on the provider's origin, else ``built``
+        from the configured base URL: a key never follows a URL from an answer to another host or scheme."""
+        return named if named and self.on_origin(named) else built
+
+    def without_key(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` without any header that carries the key (for a request that leaves the provider's origin)."""
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key is not None else ""
+        auth = {k.lower() for k in self.auth_headers()} if key else set()
+        return {k: v for k, v in headers.items() if k.lower() not in auth and not (key and key in v)}
 
     def require_key(self) -> str:
         """The key's value, for building an auth header.
@@ -864,6 +913,18 @@ class Adapter(ABC):
         pred._wall_time = True
         return pred
 
+    def checked(self, resp: HTTPResponse, model: str | None, parse: Callable[[], _T]) -> _T:
+        """``parse()`` (a translation of ``resp``), with the values computekit's types refuse — a negative, a
+        fractional or an absurd usage count — reported as what they are: a malformed response.
+
+        Raises:
+            MalformedResponseError: A value of the answer is out of its range.
+        """
+        try:
+            return parse()
+        except ValidationError as e:
+            raise self.malformed(resp, model, refused_values(e)) from e
+
     def malformed(self, resp: HTTPResponse, model: str | None, why: str) -> MalformedResponseError:
         """The error for a 2xx response whose body is not what the API documents."""
         return self.answer_error(MalformedResponseError, resp, model, f"malformed response: {why}")
@@ -881,6 +942,14 @@ class Adapter(ABC):
             body=self.redact(resp.body_for_error()),
             request_id=self.request_id(headers),
         )
+
+
+def refused_values(e: ValidationError) -> str:
+    """Which values a provider sent that a computekit type refused, and why (the values themselves are in the
+    error's body)."""
+    where = "; ".join(f"{e.title.lower()}.{'.'.join(str(p) for p in err['loc'])}: {err['msg'].lower()}"
+                      for err in e.errors()[:5])
+    return f"values out of range ({where})"
 
 
 _ZERO_COST = Decimal(0)
@@ -947,3 +1016,11 @@ def env_key(env_vars: Sequence[str]) -> SecretStr | None:
         if v:
             return SecretStr(v)
     return None
+
+
+def base_url_from_env(var: str | None, suffix: str = "") -> str | None:
+    """``$var`` as a base URL: stripped, without a trailing slash, with ``suffix`` added when it is missing."""
+    value = (os.environ.get(var) or "").strip().rstrip("/") if var else ""
+    if not value:
+        return None
+    return value if not suffix or value.endswith(suffix) else value + suffix

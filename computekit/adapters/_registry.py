@@ -14,7 +14,7 @@ from typing import Final
 from .._exceptions import ConfigError
 from ._base import Adapter
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "adapter_class", "available"]
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "adapter_class", "available", "did_you_mean", "providers"]
 
 ENTRY_POINT_GROUP: Final = "computekit.adapters"
 
@@ -82,6 +82,20 @@ def available() -> dict[str, str]:
     return {**_plugins(), **BUILTIN}
 
 
+def providers() -> list[str]:
+    """The provider names offered to users, sorted: every adapter name but the internal ones (a test fake, the
+    generic OpenAI-compatible adapter, which serves hosts you name yourself)."""
+    return sorted(n for n in available() if adapter_class(n).listed(n))
+
+
+def did_you_mean(name: str, candidates: list[str]) -> str:
+    """``" (did you mean 'openai'?)"`` when a candidate is close to ``name``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, candidates, n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
 def adapter_class(name: str) -> type[Adapter]:
     """The adapter class registered as ``name``.
 
@@ -94,10 +108,11 @@ def adapter_class(name: str) -> type[Adapter]:
         pass
     path = BUILTIN.get(name) or _plugins().get(name)
     if path is None:
-        known = ", ".join(sorted(available()))
+        names = providers()
+        close = did_you_mean(name, names)
         raise ConfigError(
-            f"unknown provider {name!r}. Known: {known}. For another OpenAI-compatible host, add "
-            f'[providers.{name}] adapter = "openai-compatible" and base_url = "..." to computekit.toml'
+            f"unknown provider {name!r}{close}. Known: {', '.join(names)}. For another OpenAI-compatible host, "
+            f'add [providers.{name}] adapter = "openai-compatible" and base_url = "..." to computekit.toml'
         )
     cls = _import(path)
     with _lock:

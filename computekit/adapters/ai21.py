@@ -61,6 +61,7 @@ class AI21Adapter(OpenAIWire):
     capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True)
     key_env_vars = ("AI21_API_KEY",)
     default_base_url = "https://api.ai21.com/studio/v1"
+    base_url_env = "AI21_API_HOST"  # ai21-python: the full base, /studio/v1 included
     table_provider = None  # genai-prices has no AI21: computekit's tokens.toml prices Jamba
     include_stream_usage = False  # AI21 sends usage in the last chunk without being asked
     docs_url = "https://docs.ai21.com/reference/jamba-1-6-api-ref"

@@ -68,6 +68,7 @@ from .._exceptions import (
     RateLimitError,
     ServerError,
 )
+from .._extras import require
 from .._structured import FORCED_TOOL_NAME, STRICT_UNSUPPORTED, OutputType, forced_tool_answer, strict_schema
 from .._types import Chunk, Completion, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
@@ -84,7 +85,7 @@ from ._base import (
     carried_status,
 )
 
-__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter", "AnthropicSettings"]
+__all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter", "AnthropicSettings", "to_sdk"]
 
 DEFAULT_MAX_TOKENS: Final = 4096
 """``max_tokens`` sent when the call gives none (Anthropic requires it; every current model allows at least this)."""
@@ -430,6 +431,8 @@ class AnthropicAdapter(Adapter):
     capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=False, embed=False)
     key_env_vars = ("ANTHROPIC_API_KEY",)
     default_base_url = "https://api.anthropic.com/v1"
+    base_url_env = "ANTHROPIC_BASE_URL"  # anthropic-sdk-python: the host, without /v1
+    base_url_env_suffix = "/v1"
     table_provider = "anthropic"
     docs_url = "https://docs.anthropic.com/en/api/messages"
     settings_model = AnthropicSettings
@@ -786,3 +789,17 @@ class _MessageStream(StreamDecoder):
         )
         result._usage_reported = self.raw_usage is not None
         return _typed_answer(self.req, result, self.stop_reason)
+
+
+def to_sdk(result: Completion) -> Any:
+    """The official SDK's ``anthropic.types.Message`` for a completion's ``raw`` body (imports ``anthropic`` on
+    first call). Streamed completions have no single response body to convert.
+
+    Raises:
+        ModuleNotFoundError: ``anthropic`` is not installed (``pip install 'computekit[anthropic]'``).
+        ValueError: The result has no response body (a streamed completion).
+    """
+    anthropic = require("anthropic", "anthropic", "anthropic.to_sdk()")
+    if not isinstance(result.raw, Mapping):
+        raise ValueError("this result has no single response body to convert (a streamed completion?)")
+    return anthropic.types.Message.model_validate(result.raw)

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import urlsplit
 
+from .. import _urls
 from .._exceptions import InvalidRequestError
 from .._types import Prediction
 from ._base import Adapter, Capabilities, HTTPRequest, HTTPResponse, PredictRequest
@@ -58,6 +60,20 @@ class BasetenDedicatedAdapter(Adapter):
     @classmethod
     def pricing_for(cls, provider: str) -> str:
         return "config `[prices]` per second of the instance x the call's measured time (estimated)"
+
+    def on_origin(self, url: str | None) -> bool:
+        # Each model has its own host (model-ID.api.baseten.co): the key goes to the configured base URL's host
+        # with any alphanumeric model id in its place, over the same scheme and port.
+        base = self.settings.base_url
+        if _MODEL_HOST not in base:
+            return super().on_origin(url)
+        if not url or not _urls.is_safe(url):
+            return False
+        template = _urls.origin(base.replace(_MODEL_HOST, "0"))
+        before, _, after = urlsplit(base).netloc.lower().partition(_MODEL_HOST)
+        host = _urls.origin(url).host
+        model_id = host[len(before):len(host) - len(after)] if host.startswith(before) and host.endswith(after) else ""
+        return model_id.isalnum() and _urls.origin(url.replace(model_id, "0", 1)) == template
 
     def predict_url(self, model: str) -> str:
         """``model`` (``MODEL_ID[/environments/NAME | /deployment/ID | /development]``) -> its ``/predict`` URL.

@@ -712,13 +712,13 @@ class EventStreamDecoder:
             for message in self._buf:
                 size = message.prelude.total_length
                 if size > self._max:
-                    raise SSETooLarge(f"event-stream frame of {size} bytes, larger than {self._max}")
+                    raise SSETooLarge(self._max, f"an event-stream frame of {size} bytes")
                 self._pending -= size
                 out.append(_event(message.headers, message.payload))
         except ParserError as e:
             raise ValueError(f"corrupt event-stream frame: {e}") from e
         if self._pending > self._max:
-            raise SSETooLarge(f"event-stream frame larger than {self._max} bytes")
+            raise SSETooLarge(self._max, "an event-stream frame")
         return out
 
     def close(self) -> tuple[list[SSEEvent], bool]:

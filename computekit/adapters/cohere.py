@@ -41,6 +41,7 @@ from .._exceptions import (
     ProviderError,
     ServerError,
 )
+from .._extras import require
 from .._types import Chunk, Completion, Embeddings, Message, RerankHit, Reranking, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -195,8 +196,11 @@ def to_sdk(result: Completion | Embeddings | Reranking) -> Any:
 
     ``Completion`` -> ``cohere.V2ChatResponse``, ``Embeddings`` -> ``cohere.EmbedByTypeResponse``,
     ``Reranking`` -> ``cohere.V2RerankResponse``. Streamed completions have no single response body to convert.
+
+    Raises:
+        ModuleNotFoundError: ``cohere`` is not installed (``pip install 'computekit[cohere]'``).
     """
-    import cohere
+    cohere = require("cohere", "cohere", "cohere.to_sdk()")
 
     if isinstance(result, Embeddings):
         return cohere.EmbedByTypeResponse.model_validate(result.raw)
@@ -215,6 +219,7 @@ class CohereAdapter(Adapter):
     capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, rerank=True)
     key_env_vars = ("CO_API_KEY", "COHERE_API_KEY")
     default_base_url = "https://api.cohere.com"
+    base_url_env = "CO_API_URL"  # cohere-python: the host, as here
     table_provider = "cohere"
     docs_url = "https://docs.cohere.com/reference/chat"
 

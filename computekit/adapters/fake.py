@@ -35,9 +35,14 @@ class FakeAdapter(OpenAIWire, ReplicateAdapter):
     # (ReplicateAdapter, whose predictions wire this reuses, narrows these two to str: the fake has neither.)
     key_env_vars = ()  # type: ignore[assignment]
     default_base_url = "inproc://fake"
+    base_url_env = None  # type: ignore[assignment]  # not REPLICATE_BASE_URL: a fake lives in-process
     requires_key = False
     table_provider = None
     docs_url = None  # type: ignore[assignment]
+
+    @classmethod
+    def listed(cls, provider: str) -> bool:
+        return False  # a test double, not a provider to offer
 
     @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:

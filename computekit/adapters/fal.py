@@ -71,10 +71,12 @@ class FalAdapter(Adapter):
 
     def build_get(self, prediction: Prediction) -> HTTPRequest:
         # "get" is the status URL while the run is going, and the response URL once fal says COMPLETED.
-        url = prediction.urls.get("get") or prediction.urls.get("status")
-        if not url:
-            url = self.url(f"{_app_base(prediction.model)}/requests/{prediction.id}/status")
-        if url == prediction.urls.get("status"):
+        # A URL from fal's answer is followed only on the configured origin; else the same URL is built here.
+        base = self.url(f"{_app_base(prediction.model)}/requests/{prediction.id}")
+        named = prediction.urls.get("get") or prediction.urls.get("status")
+        result = bool(named) and named == prediction.urls.get("response")
+        url = self.own_url(named, base if result else f"{base}/status")
+        if not result and urlsplit(url).path.rstrip("/").endswith("/status"):
             url += "?logs=1"
         return HTTPRequest("GET", url, self.headers())
 
@@ -84,9 +86,8 @@ class FalAdapter(Adapter):
             prediction.urls.get("get") == prediction.urls.get("response"))
 
     def build_cancel(self, prediction: Prediction) -> HTTPRequest:
-        url = prediction.urls.get("cancel")
-        if not url:
-            url = self.url(f"{_app_base(prediction.model)}/requests/{prediction.id}/cancel")
+        url = self.own_url(prediction.urls.get("cancel"),
+                           self.url(f"{_app_base(prediction.model)}/requests/{prediction.id}/cancel"))
         return HTTPRequest("PUT", url, self.headers())
 
     # ----------------------------------------------------------------------------------------- responses

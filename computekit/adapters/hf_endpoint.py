@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
+from .. import _urls
 from .._exceptions import APIStatusError, InvalidRequestError, OverloadedError, UnsupportedCapabilityError
 from .._types import Prediction
 from ._base import Adapter, AdapterSettings, Capabilities, HTTPRequest, HTTPResponse, PredictRequest
@@ -73,6 +74,16 @@ class HFEndpointAdapter(Adapter):
             "config `[prices]` per second of the endpoint's instance (hourly rate / 3600) x the call's measured "
             "time (estimated)"
         )
+
+    def on_origin(self, url: str | None) -> bool:
+        # Each endpoint has its own host: the key goes to the configured ones and to Inference Endpoints hosts.
+        if not url or not _urls.is_safe(url):
+            return False
+        o = _urls.origin(url)
+        if o.scheme == "https" and o.port == 443 and o.host.endswith(_ENDPOINT_DOMAIN):
+            return True
+        known = (self.settings.base_url, *self.options.deployments.values())
+        return any(_urls.same_origin(url, k) for k in known)
 
     def endpoint_url(self, model: str) -> str:
         """The URL of the endpoint ``model`` names (a URL itself, or a name configured in ``deployments`` or

@@ -25,6 +25,7 @@ from .._exceptions import (
     InvalidRequestError,
     OverloadedError,
 )
+from .._extras import require
 from .._structured import OutputType, schema_instruction, strict_schema
 from .._types import (
     Chunk,
@@ -69,7 +70,7 @@ from .openai_responses import (
     responses_only,
 )
 
-__all__ = ["OpenAIAdapter", "OpenAISettings", "OpenAIWire", "ReasoningModelSettings", "ResponsesSettings"]
+__all__ = ["OpenAIAdapter", "OpenAISettings", "OpenAIWire", "ReasoningModelSettings", "ResponsesSettings", "to_sdk"]
 
 # Provider words for the same ending, normalised so that callers can branch on one vocabulary.
 _FINISH = {
@@ -836,6 +837,7 @@ class OpenAIAdapter(OpenAIWire):
     )
     key_env_vars = ("OPENAI_API_KEY",)
     default_base_url = "https://api.openai.com/v1"
+    base_url_env = "OPENAI_BASE_URL"  # openai-python: the full base, /v1 included
     table_provider = "openai"
     docs_url = "https://platform.openai.com/docs/api-reference"
     settings_model = OpenAISettings
@@ -857,3 +859,24 @@ class OpenAIAdapter(OpenAIWire):
         if self.options.project:
             h["openai-project"] = self.options.project
         return h
+
+
+def to_sdk(result: Completion | Embeddings) -> Any:
+    """The official SDK's typed object for a result's ``raw`` body (imports ``openai`` on first call).
+
+    ``Completion`` -> ``openai.types.chat.ChatCompletion`` (``openai.types.responses.Response`` for a call made
+    on the Responses API), ``Embeddings`` -> ``openai.types.CreateEmbeddingResponse``. Streamed chat completions
+    have no single response body to convert.
+
+    Raises:
+        ModuleNotFoundError: ``openai`` is not installed (``pip install 'computekit[openai]'``).
+        ValueError: The result has no response body (a streamed completion).
+    """
+    openai = require("openai", "openai", "openai.to_sdk()")
+    if not isinstance(result.raw, Mapping):
+        raise ValueError("this result has no single response body to convert (a streamed completion?)")
+    if isinstance(result, Embeddings):
+        return openai.types.CreateEmbeddingResponse.model_validate(result.raw)
+    if result.raw.get("object") == "response":
+        return openai.types.responses.Response.model_validate(result.raw)
+    return openai.types.chat.ChatCompletion.model_validate(result.raw)

@@ -34,6 +34,7 @@ from ._base import (
     HTTPRequest,
     HTTPResponse,
     TrainingFile,
+    base_url_from_env,
     multipart,
     obj,
     unix_time,
@@ -73,6 +74,9 @@ class Profile:
     """A router: the response header that names the provider which served the call."""
     route_tables: str | None = None
     """A router: the genai-prices provider id of a route's prices, ``{}`` standing for the route's provider."""
+    base_url_env: str | None = None
+    """The host's own SDK variable for its base URL, and what to add to its value (see ``Adapter.base_url_env``)."""
+    base_url_env_suffix: str = ""
     responses: bool = False
     """The host also serves OpenAI's Responses API (``POST /responses``): ``api="responses"`` (or the ``api``
     setting) sends calls there."""
@@ -94,9 +98,11 @@ _CHAT_NO_TOOLS = Capabilities(complete=True, stream=True, json_mode=True)
 PROFILES: Final[dict[str, Profile]] = {
     "together": Profile("https://api.together.xyz/v1", ("TOGETHER_API_KEY",), "together",
                         capabilities=_CHAT_EMBED_FINETUNE,
-                        docs_url="https://docs.together.ai/reference", finetune="together"),
+                        docs_url="https://docs.together.ai/reference", finetune="together",
+                        base_url_env="TOGETHER_BASE_URL", base_url_env_suffix="/v1"),
     "groq": Profile("https://api.groq.com/openai/v1", ("GROQ_API_KEY",), "groq", capabilities=_CHAT_ONLY,
-                    docs_url="https://console.groq.com/docs/api-reference"),
+                    docs_url="https://console.groq.com/docs/api-reference",
+                    base_url_env="GROQ_BASE_URL", base_url_env_suffix="/openai/v1"),
     "fireworks": Profile("https://api.fireworks.ai/inference/v1", ("FIREWORKS_API_KEY",), "fireworks",
                          capabilities=_CHAT_EMBED_FINETUNE,
                          docs_url="https://docs.fireworks.ai/api-reference", finetune="fireworks"),
@@ -190,6 +196,19 @@ class OpenAICompatibleAdapter(OpenAIWire):
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
         p = PROFILES.get(provider, _GENERIC)
         return p.base_url or None, p.key_env_vars, p.requires_key
+
+    @classmethod
+    def table_for(cls, provider: str) -> str | None:
+        return PROFILES.get(provider, _GENERIC).table_provider
+
+    @classmethod
+    def listed(cls, provider: str) -> bool:
+        return provider in PROFILES  # "openai-compatible" itself is the adapter for hosts of your own
+
+    @classmethod
+    def env_base_url(cls, provider: str) -> str | None:
+        p = PROFILES.get(provider, _GENERIC)  # a host's own variable, never OPENAI_BASE_URL
+        return base_url_from_env(p.base_url_env, p.base_url_env_suffix)
 
     def uses_text_endpoint(self, model: str) -> bool:
         return self.profile.text_only_engines or super().uses_text_endpoint(model)

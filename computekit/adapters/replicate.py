@@ -17,11 +17,14 @@ version, or of the model for its latest version, or of a deployment then its ver
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from .._exceptions import InvalidRequestError
+from .. import _urls
+from .._exceptions import InvalidRequestError, MalformedResponseError
+from .._extras import require
 from .._types import FineTuneEvent, FineTuneJob, Prediction, PredictionStatus, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -41,7 +44,7 @@ from ._base import (
     unix_time,
 )
 
-__all__ = ["ReplicateAdapter"]
+__all__ = ["ReplicateAdapter", "to_sdk"]
 
 # Replicate's statuses -> computekit's.
 _STATUS: Final[dict[str, PredictionStatus]] = {
@@ -79,6 +82,8 @@ class ReplicateAdapter(Adapter):
     capabilities = Capabilities(predict=True, predict_stream=True, finetune=True)
     key_env_vars = ("REPLICATE_API_TOKEN",)
     default_base_url = "https://api.replicate.com/v1"
+    base_url_env = "REPLICATE_BASE_URL"  # replicate-python: the host, without /v1
+    base_url_env_suffix = "/v1"
     docs_url = "https://replicate.com/docs/reference/http"
 
     @classmethod
@@ -198,6 +203,15 @@ class ReplicateAdapter(Adapter):
         headers["accept"] = "text/event-stream"
         headers["cache-control"] = "no-store"
         headers.pop("content-type", None)
+        if not self.on_origin(url):
+            # Replicate streams from another host (stream.replicate.com ...): the stream URL is itself the
+            # capability and is read with no credential. Over plain http or to an ambiguous URL it is refused.
+            if not url.lower().startswith("https://") or not _urls.is_safe(url):
+                raise MalformedResponseError(
+                    f"refusing to stream from {_urls.without_query(url)}: a stream URL on another host than "
+                    f"{self.settings.base_url} must be a plain https URL", provider=self.provider,
+                    model=prediction.model)
+            headers = self.without_key(headers)
         return HTTPRequest("GET", url, headers, stream=True)
 
     def parse_stream_event(self, prediction: Prediction, event: SSEEvent) -> StreamUpdate:
@@ -216,11 +230,11 @@ class ReplicateAdapter(Adapter):
     # ------------------------------------------------------------------------------------- lifecycle
 
     def build_get(self, prediction: Prediction) -> HTTPRequest:
-        url = prediction.urls.get("get") or self.url(f"predictions/{prediction.id}")
+        url = self.own_url(prediction.urls.get("get"), self.url(f"predictions/{prediction.id}"))
         return HTTPRequest("GET", url, self.headers())
 
     def build_cancel(self, prediction: Prediction) -> HTTPRequest:
-        url = prediction.urls.get("cancel") or self.url(f"predictions/{prediction.id}/cancel")
+        url = self.own_url(prediction.urls.get("cancel"), self.url(f"predictions/{prediction.id}/cancel"))
         return HTTPRequest("POST", url, self.headers())
 
     # ========================================================================================= trainings
@@ -290,3 +304,17 @@ class ReplicateAdapter(Adapter):
     def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
         seconds = job.metrics.get("predict_time")
         return FineTuneBilling(gpu_seconds=Decimal(str(seconds)) if isinstance(seconds, int | float) else None)
+
+
+def to_sdk(result: Prediction) -> Any:
+    """The official SDK's ``replicate.prediction.Prediction`` for a prediction's ``raw`` body (imports
+    ``replicate`` on first call). It is detached from any SDK client: read its fields, do not ``reload()`` it.
+
+    Raises:
+        ModuleNotFoundError: ``replicate`` is not installed (``pip install 'computekit[replicate]'``).
+        ValueError: The result has no response body.
+    """
+    prediction = require("replicate.prediction", "replicate", "replicate.to_sdk()")
+    if not isinstance(result.raw, Mapping):
+        raise ValueError("this prediction has no response body to convert")
+    return prediction.Prediction.parse_obj(result.raw)

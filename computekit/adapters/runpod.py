@@ -56,6 +56,10 @@ class RunPodAdapter(Adapter):
     def _endpoint_url(self, endpoint: str, op: str) -> str:
         return self.url(f"{endpoint}/{op}")
 
+    def _job_url(self, prediction: Prediction, name: str, op: str) -> str:
+        # The prediction's URL when it is on the configured origin; else the one built here (the key stays home).
+        return self.own_url(prediction.urls.get(name), self._endpoint_url(prediction.model, f"{op}/{prediction.id}"))
+
     def build_predict(self, req: PredictRequest) -> HTTPRequest:
         body: dict[str, Any] = {"input": dict(req.input)}
         if req.webhook:
@@ -110,7 +114,7 @@ class RunPodAdapter(Adapter):
         return prediction.status == "canceled" and prediction.usage.gpu_seconds is None
 
     def build_prediction_stream(self, prediction: Prediction) -> HTTPRequest:
-        url = prediction.urls.get("stream") or self._endpoint_url(prediction.model, f"stream/{prediction.id}")
+        url = self._job_url(prediction, "stream", "stream")
         return HTTPRequest("GET", url, self.headers())
 
     def parse_stream_poll(self, prediction: Prediction, resp: HTTPResponse) -> StreamUpdate:
@@ -127,11 +131,11 @@ class RunPodAdapter(Adapter):
         return StreamUpdate(output=pieces, done=status in ("succeeded", "failed", "canceled"), error=error)
 
     def build_get(self, prediction: Prediction) -> HTTPRequest:
-        url = prediction.urls.get("get") or self._endpoint_url(prediction.model, f"status/{prediction.id}")
+        url = self._job_url(prediction, "get", "status")
         return HTTPRequest("GET", url, self.headers())
 
     def build_cancel(self, prediction: Prediction) -> HTTPRequest:
-        url = prediction.urls.get("cancel") or self._endpoint_url(prediction.model, f"cancel/{prediction.id}")
+        url = self._job_url(prediction, "cancel", "cancel")
         return HTTPRequest("POST", url, self.headers())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._constants import LEDGER_FLUSH_INTERVAL_S
 from ._base import Ledger
 from ._budgets import Charge
 from ._null import NullLedger
@@ -38,19 +39,23 @@ def default_ledger_path() -> Path:
     return Path(platformdirs.user_data_dir("computekit", appauthor=False)) / "ledger.db"
 
 
-def open_ledger(url: str | None, *, buffered: bool = False) -> Ledger:
+def open_ledger(url: str | None, *, buffered: bool = False, flush_interval: float = LEDGER_FLUSH_INTERVAL_S,
+                flush_on_sigterm: bool = True) -> Ledger:
     """The ledger for a ``ledger.url`` setting: ``None`` -> the per-user default, ``"none"`` -> off,
     ``postgresql://...`` -> PostgreSQL. ``buffered``: rows are committed in batches by a writer thread, off the
-    call path (not for a ledger that enforces budgets)."""
+    call path (not for a ledger that enforces budgets), within ``flush_interval`` seconds, and written out on
+    SIGTERM unless ``flush_on_sigterm`` is false (see :class:`~computekit.ledger.SQLiteLedger`)."""
     if url == "none":
         return NullLedger()
     if url is not None and url.startswith(("postgresql://", "postgres://")):
         from ._postgres import PostgresLedger  # psycopg loads with the first PostgreSQL ledger
 
-        return PostgresLedger(url, buffered=buffered)
+        return PostgresLedger(url, buffered=buffered, flush_interval=flush_interval,
+                              flush_on_sigterm=flush_on_sigterm)
     from ._sqlite import SQLiteLedger, path_from_url  # sqlite3 loads with the first ledger, not at import
 
-    return SQLiteLedger(default_ledger_path() if url is None else path_from_url(url), buffered=buffered)
+    return SQLiteLedger(default_ledger_path() if url is None else path_from_url(url), buffered=buffered,
+                        flush_interval=flush_interval, flush_on_sigterm=flush_on_sigterm)
 
 
 def __getattr__(name: str) -> Any:

@@ -58,22 +58,23 @@ class Ledger(ABC):
                 ``tag:NAME`` (the value of the tag ``NAME``; attempts without it form the group ``(none)``).
             since: From this time, included (a naive datetime is UTC).
             until: Up to this time, excluded.
-            group_by: The same as ``by`` (its name in computekit 0.1).
+            group_by: Another name for ``by`` (the field's name on ``Report``).
 
         Raises:
             ValueError: ``by`` is not one of the above, or ``by`` and ``group_by`` disagree.
+            InvalidRequestError: ``since`` or ``until`` is not a datetime (a ``date`` ...).
         """
         if group_by is not None:
             if by not in ("provider", group_by):
                 raise ValueError(f"pass by= or group_by=, not both ({by!r} and {group_by!r})")
             by = group_by
         check_group_by(by)  # before reading the rows
-        since, until = utc(since), utc(until)
+        since, until = utc(since), utc(until, "until")
         return build_report(self.rows(since=since, until=until), by, since=since, until=until)
 
     def calls(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Calls:
         """The individual attempts of a period (the calls view), with the same exports as a report."""
-        since, until = utc(since), utc(until)
+        since, until = utc(since), utc(until, "until")
         return Calls(self.rows(since=since, until=until), since=since, until=until)
 
     # ----------------------------------------------------------------------------------------- budgets

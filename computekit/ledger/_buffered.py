@@ -1,24 +1,42 @@
 """Ledger writes off the call path: a background thread commits recorded rows in batches.
 
 Used when no budget is configured (a budget needs its reserve and settle to be synchronous). ``record()`` puts the
-row on a bounded queue and returns; one writer thread waits ``LEDGER_LINGER_S`` after a first row, then takes
-what is queued (up to ``LEDGER_BATCH_MAX`` rows) and commits it in one transaction. Reads (``rows()``,
-``report()``) flush first, so they see every row recorded before them. ``flush()`` and ``close()`` wait for the
-queue to be written; so does interpreter exit (``atexit``), so a normal exit loses nothing. A full queue makes
-``record()`` wait (memory stays bounded); a killed process loses at most the rows not yet committed, never a
-committed one.
+row on a bounded queue and returns; one writer thread commits each row within the *flush interval*
+(``LEDGER_FLUSH_INTERVAL_S``, the ``ledger.flush_interval`` setting) of its ``record()``, in batches of up to
+``LEDGER_BATCH_MAX`` rows, one transaction each. Reads (``rows()``, ``report()``) flush first, so they see every
+row recorded before them. A full queue makes ``record()`` wait (memory stays bounded).
+
+When a process ends, the queue is written:
+
+- at a normal interpreter exit (``atexit``), and when a ``multiprocessing`` worker ends (its finalizers run, its
+  atexit handlers do not);
+- on SIGTERM, when a writer was started in the main thread: computekit's handler writes the queue (for at most
+  ``LEDGER_EXIT_FLUSH_TIMEOUT_S``), then calls the handler that was there before it, or, if there was none, ends
+  the process by SIGTERM as it would have ended. A handler the application installs later replaces computekit's;
+  one that ignores SIGTERM, or one set outside Python, is left alone (see docs/ledger.md);
+- never on SIGKILL or ``os._exit()``: those lose the rows recorded within the last flush interval (and, if the
+  disk cannot keep up, those still queued), never a committed one.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import dataclasses
+import json
 import logging
+import os
 import queue
+import signal
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
 
-from .._constants import LEDGER_BATCH_MAX, LEDGER_LINGER_S, LEDGER_QUEUE_MAX
+from .._constants import LEDGER_BATCH_MAX, LEDGER_EXIT_FLUSH_TIMEOUT_S, LEDGER_FLUSH_INTERVAL_S, LEDGER_QUEUE_MAX
 from ._base import LedgerRow
 
 __all__ = ["BatchWriter", "Buffered"]
@@ -26,6 +44,153 @@ __all__ = ["BatchWriter", "Buffered"]
 log = logging.getLogger("computekit.ledger")
 
 _WRITE_TRIES = 3
+_REFUSALS_BEFORE_GIVING_UP = 3
+"""Rows refused in a row (even in their safe form) after which the store itself is taken to be failing."""
+_INT64_MAX = 2**63 - 1  # the integer columns of SQLite and PostgreSQL (BIGINT)
+
+
+def safe_form(row: LedgerRow) -> LedgerRow | None:
+    """``row`` with the values a store may refuse cleared: token counts outside 0..2^63-1 set to 0, and then its
+    cost, whose counts are no longer known, to unknown (budgets count the amount it reserved); non-finite amounts
+    to unknown. ``None`` when there is nothing to clear (the row was refused for another reason)."""
+    changes: dict[str, Any] = {}
+    for name in _COUNTS:
+        value = getattr(row, name)
+        if not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
+            changes[name] = 0
+    for name in ("cost", "gpu_seconds", "reserved"):
+        value = getattr(row, name)
+        if value is not None and (not isinstance(value, Decimal) or not value.is_finite()):
+            changes[name] = None
+    if not changes:
+        return None
+    if any(name in changes for name in _COUNTS):
+        changes["cost"] = None
+    return dataclasses.replace(row, **changes)
+
+
+_COUNTS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+_FINALIZER_PRIORITY = 10
+"""multiprocessing runs finalizers with a priority first, highest first: the ledger's before pools and queues."""
+_LIVE: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
+"""Every writer of this process (and those a fork copied, whose threads are gone): what SIGTERM writes out."""
+_sigterm_installed = False
+_previous_sigterm: Any = None
+
+
+def install_sigterm_flush() -> bool:
+    """Install the SIGTERM handler that writes every queued row before the process ends; whether it is installed.
+
+    Done once per process, only from the main thread (Python's rule for signal handlers), and only over the
+    default disposition or a handler written in Python, which it then calls: over ``SIG_IGN`` or a handler set
+    outside Python it would change what SIGTERM does, so it is not installed. A handler installed after it (a web
+    server's graceful shutdown) replaces it; the application then exits normally, and atexit writes the queue.
+    """
+    global _sigterm_installed, _previous_sigterm
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return _sigterm_installed
+    if _in_multiprocessing_child():
+        return False
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is signal.SIG_IGN or previous is None:
+            return False
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # no SIGTERM here, or an embedded interpreter that refuses
+        return False
+    _previous_sigterm, _sigterm_installed = previous, True
+    return True
+
+
+_SIGTERM_RETRY_S = 0.01
+_LEDGER_DIR = os.path.dirname(os.path.abspath(__file__))
+_deferred_until: float | None = None
+
+
+def _in_ledger_code(frame: Any) -> bool:
+    """Whether the main thread was interrupted inside the ledger's own code (``record()``, ``close()`` ...), which
+    may hold a lock that its writer needs to write the queue."""
+    while frame is not None:
+        if os.path.dirname(frame.f_code.co_filename) == _LEDGER_DIR:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _in_multiprocessing_child() -> bool:
+    """Whether this process is a multiprocessing worker. Its parent may end it with SIGTERM while it waits on a
+    lock shared with its siblings (``Pool.terminate()``): a Python handler runs only once that wait returns, and
+    it may never return, so the default action (end now) is kept there. Its rows are written when it ends
+    normally (its finalizers), and within the flush interval."""
+    mp = sys.modules.get("multiprocessing")
+    return mp is not None and mp.parent_process() is not None
+
+
+def _forget_sigterm_in_child() -> None:
+    """In a forked child: give SIGTERM back its previous handler. The parent's writers are gone here (rows are
+    written at once), and a child that starts its own writer installs the handler again if it may."""
+    global _sigterm_installed
+    if _sigterm_installed:
+        _sigterm_installed = False
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, _previous_sigterm)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_sigterm_in_child)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _deferred_until
+    now = time.monotonic()
+    if _in_ledger_code(frame):
+        if _deferred_until is None:
+            _deferred_until = now + LEDGER_EXIT_FLUSH_TIMEOUT_S
+        if now < _deferred_until:
+            # Waiting here for the writer could wait for a lock the interrupted code holds: let that code return,
+            # and take the signal again a moment later.
+            again = threading.Timer(_SIGTERM_RETRY_S, os.kill, (os.getpid(), signum))
+            again.daemon = True
+            again.start()
+            return
+    flush_all(LEDGER_EXIT_FLUSH_TIMEOUT_S)
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+        return
+    # The default: end the process by the same signal, so that its parent sees what it would have seen.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def flush_all(timeout: float) -> bool:
+    """Write the queue of every live writer of this process, waiting at most ``timeout`` seconds; whether all
+    were written. The waiting is done by a helper thread: the caller (a signal handler) may have interrupted code
+    that holds a lock the writers need, and must not wait for it forever."""
+    # Closed ones too while their thread runs: a close() under way (atexit, a worker's finalizer) is still writing.
+    writers = [w for w in list(_LIVE) if w._thread.is_alive()]
+    if not writers:
+        return True
+
+    def write_out() -> None:
+        for w in writers:
+            w.flush()
+
+    helper = threading.Thread(target=write_out, name="computekit-ledger-exit", daemon=True)
+    helper.start()
+    helper.join(timeout)
+    if helper.is_alive():
+        log.error("computekit ledger: queued rows were not all written within %.1f s of the process's end", timeout)
+        return False
+    return True
+
+
+def _facts(row: LedgerRow) -> str:
+    """A row as a log line: every field, so that it can be re-entered by hand."""
+    return json.dumps(row.as_dict(), default=str, sort_keys=True)
 
 
 class BatchWriter:
@@ -36,17 +201,21 @@ class BatchWriter:
         write_many: Writes a list of rows in one transaction.
         max_queue: Rows held before :meth:`put` waits.
         max_batch: Rows committed in one transaction at most.
-        linger: How long the writer lets a batch build after its first row (unless someone is waiting). Waking
-            and committing once per row would cost the caller more than it saves: the writer would take the
-            GIL and the disk for every call.
+        flush_interval: The longest a row waits before its batch is committed (unless someone is waiting, or a
+            full batch is queued). Waking and committing once per row would cost the caller more than it saves:
+            the writer would take the GIL and the disk for every call. It bounds what a hard kill loses.
+        flush_on_sigterm: Write the queue when the process gets SIGTERM (see the module docs); ``False`` leaves
+            the process's SIGTERM handling untouched.
     """
 
     def __init__(self, write_many: Callable[[list[LedgerRow]], None], *, max_queue: int = LEDGER_QUEUE_MAX,
-                 max_batch: int = LEDGER_BATCH_MAX, linger: float = LEDGER_LINGER_S) -> None:
+                 max_batch: int = LEDGER_BATCH_MAX, flush_interval: float = LEDGER_FLUSH_INTERVAL_S,
+                 flush_on_sigterm: bool = True) -> None:
         self._write_many = write_many
-        self._queue: queue.Queue[LedgerRow | None] = queue.Queue(max_queue)
+        # Each row with the time it was queued: the writer commits it within flush_interval of that time.
+        self._queue: queue.Queue[tuple[float, LedgerRow] | None] = queue.Queue(max_queue)
         self._max_batch = max_batch
-        self._linger = linger
+        self._interval = flush_interval
         # Set while someone waits for the queue (flush, close): the writer then commits at once.
         self._urgent = threading.Event()
         self._waiting = 0
@@ -64,6 +233,14 @@ class BatchWriter:
 
         self._atexit = at_exit
         atexit.register(at_exit)
+        if "multiprocessing" in sys.modules:
+            # A multiprocessing worker ends with os._exit() after running its finalizers, not its atexit handlers.
+            from multiprocessing import util
+
+            util.Finalize(self, at_exit, exitpriority=_FINALIZER_PRIORITY)
+        _LIVE.add(self)
+        if flush_on_sigterm:
+            install_sigterm_flush()
 
     def _drain(self) -> None:
         q = self._queue
@@ -72,9 +249,12 @@ class BatchWriter:
             if first is None:
                 q.task_done()
                 return
-            if not self._urgent.is_set():
-                self._urgent.wait(self._linger)  # let the batch build; flush() and close() cut this short
-            batch = [first]
+            # Let the batch build until the first row has waited flush_interval; flush(), close() and a full
+            # batch cut this short.
+            wait = first[0] + self._interval - time.monotonic()
+            if wait > 0 and not self._urgent.is_set() and q.qsize() < self._max_batch - 1:
+                self._urgent.wait(wait)
+            batch = [first[1]]
             stop = False
             while len(batch) < self._max_batch:
                 try:
@@ -84,7 +264,7 @@ class BatchWriter:
                 if nxt is None:
                     stop = True
                     break
-                batch.append(nxt)
+                batch.append(nxt[1])
             self._write(batch)
             for _ in range(len(batch) + stop):
                 q.task_done()
@@ -92,19 +272,47 @@ class BatchWriter:
                 return
 
     def _write(self, batch: list[LedgerRow]) -> None:
-        for attempt in range(_WRITE_TRIES):
-            try:
-                self._write_many(batch)
+        # A locked or full disk must not kill the writer: retry, then look for the row at fault.
+        if not any(self._tried(batch) for _ in range(_WRITE_TRIES)):
+            self._write_one_by_one(batch)
+
+    def _tried(self, rows: list[LedgerRow]) -> bool:
+        """Whether ``rows`` were written (in one transaction)."""
+        try:
+            self._write_many(rows)
+        except Exception:
+            log.debug("computekit ledger: a write of %d rows failed", len(rows), exc_info=True)
+            return False
+        return True
+
+    def _write_one_by_one(self, batch: list[LedgerRow]) -> None:
+        """The batch failed as a whole: write its rows one by one, so that one row the store refuses (a count
+        beyond its integer columns ...) does not take the others with it. A refused row is written in a safe
+        form (see :func:`safe_form`), else logged in full: never dropped silently. When the store refuses good
+        rows too (it is locked, full, gone), the rest are logged, not tried one by one."""
+        refused = 0  # consecutive rows the store refused even in their safe form
+        for i, row in enumerate(batch):
+            if refused >= _REFUSALS_BEFORE_GIVING_UP:
+                for lost in batch[i:]:
+                    log.error("computekit ledger: row not written (the ledger refuses writes): %s", _facts(lost))
                 return
-            except Exception:  # a locked or full disk must not kill the writer: retry, then say so
-                if attempt == _WRITE_TRIES - 1:
-                    log.exception("computekit ledger: %d rows could not be written", len(batch))
+            if self._tried([row]):
+                refused = 0
+                continue
+            safe = safe_form(row)
+            if safe is not None and self._tried([safe]):
+                log.error("computekit ledger: a row the ledger refused was written with its out-of-range values "
+                          "cleared (cost unknown): %s", _facts(row))
+                refused = 0
+            else:
+                refused += 1
+                log.error("computekit ledger: row not written: %s", _facts(row))
 
     def put(self, row: LedgerRow) -> bool:
         """Queue ``row``; ``False`` when the writer is closed, or gone (a forked child): write it yourself."""
         if self.closed or not self._thread.is_alive():
             return False
-        self._queue.put(row)
+        self._queue.put((time.monotonic(), row))
         return True
 
     def flush(self) -> None:

@@ -35,10 +35,12 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .._constants import LEDGER_FLUSH_INTERVAL_S
 from .._exceptions import ConfigError
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, fits, refusal
 from ._buffered import BatchWriter, Buffered
+from ._row import utc
 
 if TYPE_CHECKING:
     import psycopg
@@ -179,6 +181,8 @@ class PostgresLedger(Buffered, Ledger):
     Args:
         url: A libpq connection URL (``postgresql://user:password@host:5432/db``).
         buffered: Commit recorded rows in batches from a writer thread (see :class:`SQLiteLedger`).
+        flush_interval: See :class:`SQLiteLedger`.
+        flush_on_sigterm: See :class:`SQLiteLedger`.
 
     Raises:
         ConfigError: psycopg is not installed, or the server cannot be reached (the message never shows the
@@ -187,14 +191,16 @@ class PostgresLedger(Buffered, Ledger):
 
     blocking_io = True  # every statement is a round trip to the server
 
-    def __init__(self, url: str, *, buffered: bool = False) -> None:
+    def __init__(self, url: str, *, buffered: bool = False, flush_interval: float = LEDGER_FLUSH_INTERVAL_S,
+                 flush_on_sigterm: bool = True) -> None:
         self.url = url
         self._psycopg = _import_psycopg()
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         with self._lock:
             self._setup(self._connection())
-        self._writer = BatchWriter(self._record_many) if buffered else None
+        self._writer = BatchWriter(self._record_many, flush_interval=flush_interval,
+                                   flush_on_sigterm=flush_on_sigterm) if buffered else None
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The open connection (reconnecting once it has broken). Call with ``self._lock`` held."""
@@ -283,6 +289,7 @@ class PostgresLedger(Buffered, Ledger):
                     raise
 
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
+        since, until = utc(since), utc(until, "until")  # any time zone compares right; a date is refused
         sql = f"SELECT id, {_COLUMNS} FROM computekit_attempts"
         where: list[str] = []
         args: list[Any] = []

@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._money import Money, plain
 from ._row import GROUP_KEYS, LedgerRow, day_of, utc
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ class ReportRow:
     """Attempts whose cost is unknown (unpriced models, timeouts that may have been billed, canceled streams):
     ``cost`` leaves them out, so it is a lower bound when > 0."""
 
+    def __post_init__(self) -> None:
+        self.cost = Money(self.cost)  # prints plainly: 0.00000008, never 8E-8
+
 
 @dataclass(slots=True)
 class Report:
@@ -110,6 +114,9 @@ class Report:
 
     _COLUMNS = ("key", "calls", "errors", "input_tokens", "output_tokens", "cost", "unpriced")
 
+    def __post_init__(self) -> None:
+        self.total = Money(self.total)  # prints plainly: 0.00000008, never 8E-8
+
     @property
     def calls(self) -> int:
         """How many attempts the report covers."""
@@ -119,7 +126,7 @@ class Report:
         """Rows as plain dicts (cost as a decimal string, so nothing is rounded)."""
         return [
             {"key": r.key, "calls": r.calls, "errors": r.errors, "input_tokens": r.input_tokens,
-             "output_tokens": r.output_tokens, "cost": str(r.cost), "unpriced": r.unpriced}
+             "output_tokens": r.output_tokens, "cost": plain(r.cost), "unpriced": r.unpriced}
             for r in self.rows
         ]
 
@@ -134,7 +141,7 @@ class Report:
             w.writerow([rec[c] for c in self._COLUMNS])
         w.writerow(["TOTAL", sum(r.calls for r in self.rows), sum(r.errors for r in self.rows),
                     sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows),
-                    str(self.total), self.unpriced])
+                    plain(self.total), self.unpriced])
         text = buf.getvalue()
         if path is not None:
             Path(path).write_text(text, "utf-8")
@@ -144,7 +151,7 @@ class Report:
         """The report as JSON (``group_by``, ``rows``, ``total``, ``unpriced``, ``currency`` and the period);
         written to ``path`` when given. Costs are decimal strings."""
         text = json.dumps(
-            {"group_by": self.group_by, "rows": self.to_records(), "total": str(self.total),
+            {"group_by": self.group_by, "rows": self.to_records(), "total": plain(self.total),
              "unpriced": self.unpriced, "currency": "USD",
              "since": self.since.isoformat() if self.since else None,
              "until": self.until.isoformat() if self.until else None},
@@ -255,7 +262,7 @@ class Calls:
     @property
     def total(self) -> Decimal:
         """The exact sum of the priced attempts."""
-        return sum((r.cost for r in self.rows if r.cost is not None), Decimal(0))
+        return Money(sum((r.cost for r in self.rows if r.cost is not None), Decimal(0)))
 
     @property
     def unpriced(self) -> int:
@@ -297,7 +304,7 @@ class Calls:
         """The attempts as JSON (``calls``, ``total``, ``unpriced``, ``currency`` and the period); written to
         ``path`` when given."""
         text = json.dumps(
-            {"calls": self.to_records(), "total": str(self.total), "unpriced": self.unpriced, "currency": "USD",
+            {"calls": self.to_records(), "total": plain(self.total), "unpriced": self.unpriced, "currency": "USD",
              "since": self.since.isoformat() if self.since else None,
              "until": self.until.isoformat() if self.until else None},
             indent=2, ensure_ascii=False,

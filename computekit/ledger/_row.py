@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
+from .._exceptions import InvalidRequestError
+from .._money import plain
+
 __all__ = ["GROUP_KEYS", "GroupBy", "LedgerRow", "day_of", "utc"]
 
 GroupBy = Literal["provider", "model", "target", "verb", "day", "outcome"]
@@ -52,16 +55,24 @@ class LedgerRow:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["ts"] = self.ts.isoformat()
-        d["cost"] = None if self.cost is None else str(self.cost)
-        d["gpu_seconds"] = None if self.gpu_seconds is None else str(self.gpu_seconds)
-        d["reserved"] = None if self.reserved is None else str(self.reserved)
+        d["cost"] = None if self.cost is None else plain(self.cost)
+        d["gpu_seconds"] = None if self.gpu_seconds is None else plain(self.gpu_seconds)
+        d["reserved"] = None if self.reserved is None else plain(self.reserved)
         return d
 
 
-def utc(when: dt.datetime | None) -> dt.datetime | None:
-    """``when`` in UTC (a naive datetime is taken as UTC), so that it compares right with recorded times."""
+def utc(when: dt.datetime | None, name: str = "since") -> dt.datetime | None:
+    """``when`` in UTC (a naive datetime is taken as UTC), so that it compares right with recorded times.
+
+    Raises:
+        InvalidRequestError: ``when`` is not a datetime (a date, a string ...); ``name`` is the argument's.
+    """
     if when is None:
         return None
+    if not isinstance(when, dt.datetime):
+        hint = (f"datetime({when.year}, {when.month}, {when.day}, tzinfo=UTC)" if isinstance(when, dt.date)
+                else "datetime(2026, 1, 1, tzinfo=UTC)")
+        raise InvalidRequestError(f"{name} must be a datetime, e.g. {name}={hint}, not {type(when).__name__}")
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import sqlite3
 import threading
 import uuid
@@ -12,15 +14,22 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
+from .._constants import LEDGER_FLUSH_INTERVAL_S
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter, Buffered
+from ._row import utc
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
 SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 5000
 """How long a writer waits for another process's transaction before failing."""
+FILE_MODE = 0o600
+"""A new ledger file's permissions: its owner only (tags may name customers). SQLite gives its ``-wal`` and
+``-shm`` files the database file's mode. An existing file keeps its mode."""
+DIR_MODE = 0o700
+"""The permissions of a folder the ledger creates for its file (the per-user default's ``computekit`` folder)."""
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -119,20 +128,38 @@ def path_from_url(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
 
+def _create_private(path: Path) -> None:
+    """Create ``path``'s folder (``DIR_MODE``) and an empty ``path`` (``FILE_MODE``) unless they exist, so that
+    SQLite opens a file only its owner can read; an existing file or folder is left as it is."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    # O_EXCL: another process creating it at the same moment wins, and its file is as private as this one.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+
+
 class SQLiteLedger(Buffered, Ledger):
     """A ledger in one SQLite file, shared safely by threads and processes.
 
     Args:
-        path: The database file (created with its folder), or ``":memory:"``.
+        path: The database file, or ``":memory:"``. A new file is created readable by its owner only (``0600``;
+            SQLite's ``-wal`` and ``-shm`` files follow it), in a new folder of mode ``0700`` when its folder
+            does not exist. An existing file keeps its mode.
         buffered: Commit recorded rows in batches from a writer thread, off the caller's path (reads, budget
-            reservations, ``flush()``, ``close()`` and interpreter exit wait for it). Rows whose process is
-            killed before their batch commits are lost; committed rows never are.
+            reservations, ``flush()``, ``close()``, interpreter exit, a multiprocessing worker's end and SIGTERM
+            wait for it). Rows whose process is killed (SIGKILL, ``os._exit()``) before their batch commits are
+            lost; committed rows never are.
+        flush_interval: With ``buffered``: each row is committed within this many seconds of ``record()`` (the
+            most a hard kill loses).
+        flush_on_sigterm: With ``buffered``: write queued rows on SIGTERM (installed from the main thread only,
+            chaining the handler already there; see docs/ledger.md).
     """
 
-    def __init__(self, path: str | Path, *, buffered: bool = False) -> None:
+    def __init__(self, path: str | Path, *, buffered: bool = False, flush_interval: float = LEDGER_FLUSH_INTERVAL_S,
+                 flush_on_sigterm: bool = True) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(self.path).expanduser())
         # One connection per ledger, guarded by a lock: sqlite3 connections are not safe to share unguarded,
         # and opening one per call would cost more than the insert.
         self._conn = sqlite3.connect(
@@ -143,7 +170,8 @@ class SQLiteLedger(Buffered, Ledger):
         )
         self._lock = threading.Lock()
         self._setup()
-        self._writer = BatchWriter(self._record_many) if buffered else None
+        self._writer = BatchWriter(self._record_many, flush_interval=flush_interval,
+                                   flush_on_sigterm=flush_on_sigterm) if buffered else None
 
     def _setup(self) -> None:
         c = self._conn
@@ -265,6 +293,7 @@ class SQLiteLedger(Buffered, Ledger):
         return spent, reserved_total
 
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
+        since, until = utc(since), utc(until, "until")  # any time zone compares right; a date is refused
         sql = f"SELECT id, {_COLUMNS} FROM attempts"
         where, args = [], []
         if since is not None:

@@ -45,7 +45,7 @@ _TOKEN_KEYS = (
 _TRAINING_KEYS = ("training_mtok", "training_hour")
 """Config price keys for fine-tuning: per 1M trained tokens, per hour of training."""
 
-_SELF_HOSTED = PriceSource(table="self-hosted")
+_SELF_HOSTED_TABLE = "self-hosted"
 _CACHE_MAX = 4096
 
 
@@ -403,7 +403,8 @@ class PriceBook:
         """The cost of ``usage`` on ``ref``; ``Cost.total`` is ``None`` (never 0) when no price is known."""
         rates = self.rates(ref, when)
         if rates is None and not ref.metered:
-            return Cost(total=_ZERO, price_source=_SELF_HOSTED, reason="self-hosted server: no per-call charge")
+            return Cost(total=_ZERO, price_source=PriceSource(table=_SELF_HOSTED_TABLE),
+                        reason="self-hosted server: no per-call charge")
         if rates is None:
             self._warn_once(ref)
             return Cost.unknown(f"no price known for {ref.provider}:{ref.model}")
@@ -504,6 +505,11 @@ class PriceBook:
             return None
         return model.context_window
 
+    def similar(self, ref: PriceRef, limit: int = 3) -> list[str]:
+        """Model ids priced for ``ref``'s table provider that look like ``ref.model`` (a typo's likely fixes),
+        closest first; empty when the model is known or nothing is close."""
+        return similar_models(ref.table_provider, ref.model, limit)
+
     def warn_unknown(self, ref: PriceRef) -> None:
         """Warn (once per model) that ``ref`` has no price."""
         self._warn_once(ref)
@@ -513,12 +519,51 @@ class PriceBook:
         if target in self._warned:
             return
         self._warned.add(target)
+        close = self.similar(ref)
+        hint = (f"did you mean {', '.join(f'{ref.provider}:{m}' for m in close)}? If not, add" if close
+                else "Add")
         warnings.warn(
-            f"no price known for {target}: its cost is None. Add it to computekit.toml, e.g. "
+            f"no price known for {target}: its cost is None. {hint} it to computekit.toml, e.g. "
             f'[prices] "{target}" = {{ input_mtok = "...", output_mtok = "..." }}',
             UnknownPriceWarning,
             stacklevel=_caller_stacklevel(),
         )
+
+
+def _table_models(table_provider: str) -> list[str]:
+    from genai_prices import data_snapshot
+
+    for p in data_snapshot.get_snapshot().providers:
+        if p.id == table_provider:
+            return [m.id for m in p.models if ":" not in m.id]  # not "ft:..." patterns
+    return []
+
+
+def similar_models(table_provider: str | None, model: str, limit: int = 3) -> list[str]:
+    """Model ids of ``table_provider`` in genai-prices close to ``model`` (none when it matches one)."""
+    import difflib
+
+    if not table_provider or table_serves(table_provider, model):
+        return []
+    return difflib.get_close_matches(model, _table_models(table_provider), n=limit, cutoff=0.8)
+
+
+def table_serves(table_provider: str, model: str) -> bool:
+    """Whether genai-prices' ``table_provider`` table prices ``model`` (as a lookup would match it)."""
+    from genai_prices import data_snapshot
+
+    snapshot = data_snapshot.get_snapshot()
+    for p in snapshot.providers:
+        if p.id == table_provider:
+            return p.find_model(model) is not None
+    return False
+
+
+def tables_serving(model: str) -> list[str]:
+    """The genai-prices providers whose tables price ``model``, in the table's order."""
+    from genai_prices import data_snapshot
+
+    return [p.id for p in data_snapshot.get_snapshot().providers if p.find_model(model) is not None]
 
 
 @cache

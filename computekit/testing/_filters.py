@@ -10,7 +10,11 @@ The filters (a :class:`Scrubber`, plugged into vcrpy as ``before_record_request`
 - mask secret-named JSON fields (``api_key``, ``client_secret``, ``password`` ...);
 - mask every key the test used (noted from the request headers), the values of the key env vars of every
   provider (and of any ``*_API_KEY`` / ``*_TOKEN`` / ``*_SECRET`` variable), and key-shaped strings
-  (``sk-…``, ``r8_…``, ``gsk_…``, ``hf_…``, ``AIza…``, JWTs, ``Bearer …``).
+  (``sk-…``, ``r8_…``, ``gsk_…``, ``hf_…``, ``AIza…``, JWTs, ``Bearer …``);
+- look for those secrets in decoded forms too: inside JSON strings written with escapes (``"sk\u002d…"``),
+  inside base64 (standard or URL-safe, e.g. a Basic header or an encoded payload in a body), and across the
+  events of a server-sent stream (a key split over several deltas, found in each field's joined text). What is
+  found is masked where it sits and the encoding is rebuilt.
 
 Filters run on requests both when recording and when matching, so masked requests still match on replay.
 The scan (:func:`scan`, run by :class:`ScanningPersister` as the cassette is written) looks again — for the same
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 import re
 import threading
@@ -137,6 +142,14 @@ _DEFAULT_ALLOW = frozenset({
     "eos_token", "bos_token", "pad_token", "unk_token", "sep_token", "cls_token", "mask_token",
 })
 _JSON_FIELD = re.compile(rb'"([A-Za-z0-9_\-]{1,64})"\s*:\s*"((?:[^"\\]|\\.)*)"')
+# Decoded views of a body, where a secret can hide from a literal search.
+_ESCAPED_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*\\(?:[^"\\]|\\.)*"')  # a JSON string with an escape
+_BASE64_RUN = re.compile(rb"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{12,}={0,2}")
+"""Candidate base64 (standard or URL-safe): 12 characters encode the shortest secret looked for (8 bytes)."""
+_DECODE_DEPTH = 2
+"""How many encodings deep a secret is looked for (base64 of an escaped JSON string: 2)."""
+_KEY_SHAPES_TEXT = re.compile(_KEY_SHAPES.pattern.decode("ascii"))
+_SSE_DATA = re.compile(rb"^data:[ ]?(.*?)\r?$", re.MULTILINE)
 _SCHEMES = ("bearer ", "token ", "key ", "api-key ", "basic ")
 
 
@@ -275,23 +288,76 @@ class Scrubber:
     # ----------------------------------------------------------------------------------------- masking
 
     def mask(self, data: bytes) -> bytes:
-        """``data`` with every known secret, key-shaped string, signed-URL parameter and secret field masked."""
-        for secret in self.secrets():
+        """``data`` with every known secret, key-shaped string, signed-URL parameter and secret field masked —
+        also where they are base64-encoded or written with JSON escapes."""
+        return self._mask(data, self.secrets(), 0)
+
+    def _mask(self, data: bytes, secrets: list[str], depth: int) -> bytes:
+        for secret in secrets:
             for form in _forms(secret):
                 data = data.replace(form, _MASK_B)
+        if depth < _DECODE_DEPTH:
+            if b"\\" in data:
+                data = _ESCAPED_JSON_STRING.sub(lambda m: self._mask_json_string(m.group(0), secrets, depth), data)
+            data = _BASE64_RUN.sub(lambda m: self._mask_base64(m.group(0), secrets, depth), data)
         data = _KEY_SHAPES.sub(_MASK_B, data)
         data = self._signed.sub(rb"\1" + _MASK_B, data)
         return self._field.sub(rb"\1" + _MASK_B + rb"\3", data)
+
+    def _mask_json_string(self, literal: bytes, secrets: list[str], depth: int) -> bytes:
+        """A JSON string literal whose decoded text holds a secret, rebuilt with it masked (else unchanged)."""
+        text = _json_text(literal)
+        if text is None:
+            return literal
+        raw = text.encode("utf-8", "surrogatepass")
+        masked = self._mask(raw, secrets, depth + 1)
+        if masked == raw:
+            return literal
+        return json.dumps(masked.decode("utf-8", "surrogatepass")).encode()
+
+    def _mask_base64(self, run: bytes, secrets: list[str], depth: int) -> bytes:
+        """A base64 run whose decoded bytes hold a secret, re-encoded with it masked (else unchanged)."""
+        decoded = _b64decode(run)
+        if decoded is None:
+            return run
+        raw, urlsafe = decoded
+        masked = self._mask(raw, secrets, depth + 1)
+        if masked == raw:
+            return run
+        encoded = base64.urlsafe_b64encode(masked) if urlsafe else base64.b64encode(masked)
+        return encoded if run.endswith(b"=") else encoded.rstrip(b"=")
+
+    def mask_stream(self, data: bytes) -> bytes:
+        """A server-sent-events body with the secrets that only appear when a field's pieces are joined (a key
+        split over several deltas) masked in each piece they span. Other bodies are returned as they are."""
+        events = _sse_events(data)
+        if not events:
+            return data
+        secrets = self.secrets()
+        changed: set[int] = set()
+        for pieces in _joined_fields(events).values():
+            joined = "".join(value for _, _, value in pieces)
+            for start, end in _secret_spans(joined, secrets):
+                _mask_pieces(events, pieces, start, end)
+                changed.update(index for index, _, _ in pieces)
+        for index in sorted(changed, reverse=True):
+            line_start, line_end, payload = events[index]
+            rebuilt = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False,
+                                                                         separators=(",", ":"))
+            data = data[:line_start] + b"data: " + rebuilt.encode() + data[line_end:]
+        return data
 
     def mask_text(self, text: str) -> str:
         """:meth:`mask` for a ``str``."""
         return self.mask(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
 
-    def _mask_body(self, body: Any) -> Any:
+    def _mask_body(self, body: Any, *, stream: bool = False) -> Any:
         if isinstance(body, bytes):
-            return self.mask(body)
+            masked = self.mask(body)
+            return self.mask_stream(masked) if stream else masked
         if isinstance(body, str):
-            return self.mask_text(body)
+            data = self.mask(body.encode("utf-8", "surrogateescape"))
+            return (self.mask_stream(data) if stream else data).decode("utf-8", "surrogateescape")
         return body
 
     # ----------------------------------------------------------------------------------------- vcrpy hooks
@@ -331,7 +397,7 @@ class Scrubber:
             headers[name] = [self.mask_text(str(v)) for v in values]
         body = response.get("body")
         if isinstance(body, dict) and "string" in body:
-            body["string"] = self._mask_body(body["string"])
+            body["string"] = self._mask_body(body["string"], stream=True)
         return response
 
     # ----------------------------------------------------------------------------------------- the scan
@@ -347,6 +413,104 @@ def _unquote(value: str) -> str:
     return unquote_plus(value)
 
 
+def _json_text(literal: bytes) -> str | None:
+    """The text of a JSON string literal (``"..."`` with its escapes), or ``None`` when it is not one."""
+    try:
+        text = json.loads(literal)
+    except ValueError:
+        return None
+    return text if isinstance(text, str) else None
+
+
+def _b64decode(run: bytes) -> tuple[bytes, bool] | None:
+    """The bytes a base64 run encodes, and whether it is the URL-safe alphabet; ``None`` when it is not base64."""
+    urlsafe = b"-" in run or b"_" in run
+    if urlsafe and (b"+" in run or b"/" in run):
+        return None
+    core = run.rstrip(b"=")
+    if len(core) % 4 == 1:
+        return None
+    padded = core + b"=" * (-len(core) % 4)
+    try:
+        raw = base64.urlsafe_b64decode(padded) if urlsafe else base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw, urlsafe
+
+
+def _secret_spans(text: str, secrets: Sequence[str]) -> list[tuple[int, int]]:
+    """Where in ``text`` a known secret (in any of its forms) or a key-shaped string is."""
+    spans = [m.span() for m in _KEY_SHAPES_TEXT.finditer(text) if MASK not in m.group(0)]
+    for secret in secrets:
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            start = text.find(form)
+            while start >= 0:
+                spans.append((start, start + len(form)))
+                start = text.find(form, start + 1)
+    return spans
+
+
+# One event of a stream: where its data line starts and ends in the body, and its payload (parsed JSON, or the
+# raw text when it is not JSON).
+_Event = tuple[int, int, Any]
+# One string of a stream, in event order: (event index, JSON path inside the event, value).
+_Piece = tuple[int, tuple[Any, ...], str]
+
+
+def _sse_events(data: bytes) -> list[_Event]:
+    if not (data.startswith(b"data:") or b"\ndata:" in data):
+        return []
+    events: list[_Event] = []
+    for m in _SSE_DATA.finditer(data):
+        payload = m.group(1).decode("utf-8", "replace")
+        try:
+            parsed: Any = json.loads(payload)
+        except ValueError:
+            parsed = payload
+        events.append((m.start(), m.end(1), parsed))
+    return events
+
+
+def _joined_fields(events: list[_Event]) -> dict[tuple[Any, ...], list[_Piece]]:
+    """The strings of a stream grouped by where they sit in their event (``choices.0.delta.content``): each
+    group, joined in order, is one field's whole text, as the client assembles it."""
+    groups: dict[tuple[Any, ...], list[_Piece]] = {}
+
+    def walk(index: int, value: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(value, str):
+            groups.setdefault(path, []).append((index, path, value))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(index, v, (*path, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(index, v, (*path, i))
+
+    for index, (_, _, payload) in enumerate(events):
+        walk(index, payload, ())
+    return groups
+
+
+def _mask_pieces(events: list[_Event], pieces: list[_Piece], start: int, end: int) -> None:
+    """Mask characters ``start:end`` of a field's joined text in the pieces (and so the events) they fall in."""
+    offset = 0
+    for n, (index, path, value) in enumerate(pieces):
+        lo, hi = max(start - offset, 0), min(end - offset, len(value))
+        offset += len(value)
+        if lo >= hi:
+            continue
+        new = value[:lo] + MASK + value[hi:]
+        pieces[n] = (index, path, new)
+        line_start, line_end, payload = events[index]
+        if not path:  # a raw (not JSON) event
+            events[index] = (line_start, line_end, new)
+            continue
+        node = payload
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = new
+
+
 def _name_says_secret(name: str, allow: frozenset[str]) -> bool:
     low = name.lower()
     if low in allow:
@@ -359,16 +523,50 @@ def _value_is_masked(value: str) -> bool:
     return MASK in value or len(value.strip()) < _MIN_SECRET
 
 
-def _scan_blob(where: str, data: bytes, scrubber: Scrubber, out: list[Finding]) -> None:
-    for secret in scrubber.secrets():
+def _secrets_in(data: bytes, secrets: Sequence[str]) -> list[str]:
+    """What secret-like things ``data`` holds (never their values): a known secret, a key-shaped string."""
+    found = []
+    for secret in secrets:
         if any(form in data for form in _forms(secret)):
-            out.append(Finding(where, f"a key this test used or an env var holds ({len(secret)} chars)"))
+            found.append(f"a key this test used or an env var holds ({len(secret)} chars)")
             break
     for m in _KEY_SHAPES.finditer(data):
         if _MASK_B not in m.group(0):
-            out.append(Finding(where, f"a key-shaped string ({m.group(0)[:3].decode(errors='replace')}…, "
-                                      f"{len(m.group(0))} chars)"))
+            found.append(f"a key-shaped string ({m.group(0)[:3].decode(errors='replace')}…, {len(m.group(0))} chars)")
             break
+    return found
+
+
+def _decoded_views(data: bytes) -> list[tuple[str, bytes]]:
+    """What ``data`` says once decoded: its escaped JSON strings, its base64 runs, and each field of a stream's
+    events joined. Each with how it was encoded."""
+    views: list[tuple[str, bytes]] = []
+    if b"\\" in data:
+        for m in _ESCAPED_JSON_STRING.finditer(data):
+            text = _json_text(m.group(0))
+            if text is not None:
+                views.append(("written with JSON escapes", text.encode("utf-8", "surrogatepass")))
+    for m in _BASE64_RUN.finditer(data):
+        decoded = _b64decode(m.group(0))
+        if decoded is not None:
+            views.append(("base64-encoded", decoded[0]))
+    events = _sse_events(data)
+    for pieces in _joined_fields(events).values() if events else ():
+        if len(pieces) > 1:
+            views.append(("split across stream events", "".join(v for _, _, v in pieces).encode()))
+    return views
+
+
+def _scan_blob(where: str, data: bytes, scrubber: Scrubber, out: list[Finding]) -> None:
+    secrets = scrubber.secrets()
+    found = _secrets_in(data, secrets)
+    out.extend(Finding(where, what) for what in found)
+    if not found:
+        for how, view in _decoded_views(data):
+            hidden = _secrets_in(view, secrets)
+            if hidden:
+                out.append(Finding(where, f"{hidden[0]}, {how}"))
+                break
     for m in scrubber._signed.finditer(data):
         if m.group(2) != _MASK_B:
             param = m.group(1).decode(errors="replace").strip("?&=")

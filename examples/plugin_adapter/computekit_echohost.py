@@ -2,12 +2,16 @@
 
 EchoHost stands for the many small hosts with their own JSON API:
 
-- ``POST {base}/generate`` with ``{"model", "prompt", "max_tokens"?}`` and ``Authorization: Bearer KEY``;
-- a 200 answers ``{"id", "model", "output", "usage": {"prompt_tokens", "output_tokens"}}``;
-- an error answers ``{"error": {"message", "type"}}`` with its status, and a request id in ``x-request-id``.
+- ``POST {base}/generate`` with ``{"model", "prompt", "max_tokens"?}`` and
+  ``Authorization: Bearer KEY``;
+- a 200 answers ``{"id", "model", "output", "usage": {"prompt_tokens",
+  "output_tokens"}}``;
+- an error answers ``{"error": {"message", "type"}}`` with its status, and a request
+  id in ``x-request-id``.
 
-The adapter only translates. computekit sends the request, retries it, falls back, prices the result from the
-config's ``[prices]`` and writes the ledger; none of that is written here.
+The adapter only translates. computekit sends the request, retries it, falls back,
+prices the result from the config's ``[prices]`` and writes the ledger; none of that
+is written here.
 """
 
 from __future__ import annotations
@@ -15,24 +19,36 @@ from __future__ import annotations
 from typing import Any
 
 from computekit import Completion, Message, Usage
-from computekit.adapters import Adapter, Capabilities, CompleteRequest, HTTPRequest, HTTPResponse
+from computekit.adapters import (
+    Adapter,
+    Capabilities,
+    CompleteRequest,
+    HTTPRequest,
+    HTTPResponse,
+)
 
 
 class EchoHostAdapter(Adapter):
     """EchoHost (``echohost:`` models). Key: ``ECHOHOST_API_KEY``."""
 
-    name = "echohost"  # the name it is registered under, and the provider name in model ids
-    capabilities = Capabilities(complete=True)  # what the client may ask of it; other verbs are refused early
-    key_env_vars = ("ECHOHOST_API_KEY",)  # where the key is looked up when the config gives none
+    # the name it is registered under, and the provider name in model ids
+    name = "echohost"
+    # what the client may ask of it; other verbs are refused before any HTTP
+    capabilities = Capabilities(complete=True)
+    # where the key is looked up when the config gives none
+    key_env_vars = ("ECHOHOST_API_KEY",)
     default_base_url = "https://api.echohost.example/v1"
     docs_url = "https://echohost.example/docs/api"
-    # Prices: this host is in no price table, so its calls are priced from the config's [prices] (see
-    # Adapter.price_ref and pricing_for to point at a genai-prices provider instead).
+    # Prices: this host is in no price table, so its calls are priced from the
+    # config's [prices] (see Adapter.price_ref and pricing_for to point at a
+    # genai-prices provider instead).
 
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
         if req.tools or req.response_format is not None:
-            raise self.unsupported("tools and response_format")  # refused before any HTTP
-        prompt = "\n\n".join(str(m.get("content") or "") for m in req.messages) if req.messages else req.prompt
+            # refused before any HTTP
+            raise self.unsupported("tools and response_format")
+        texts = [str(m.get("content") or "") for m in req.messages]
+        prompt = "\n\n".join(texts) if req.messages else req.prompt
         body: dict[str, Any] = {"model": req.model, "prompt": prompt}
         if req.max_tokens is not None:
             body["max_tokens"] = req.max_tokens
@@ -47,7 +63,8 @@ class EchoHostAdapter(Adapter):
         if not isinstance(data, dict) or not isinstance(data.get("output"), str):
             raise self.malformed(resp, req.model, "no 'output' text")
         if not isinstance(data.get("usage"), dict):
-            # Without usage the call cannot be priced; EchoHost always sends it, so its absence is an error.
+            # Without usage the call cannot be priced; EchoHost always sends it, so its
+            # absence is an error.
             raise self.malformed(resp, req.model, "no 'usage'")
         return Completion(
             provider=self.provider,
@@ -64,4 +81,7 @@ class EchoHostAdapter(Adapter):
 
     def usage(self, raw: Any) -> Usage:
         raw = raw or {}
-        return Usage(input_tokens=int(raw.get("prompt_tokens", 0)), output_tokens=int(raw.get("output_tokens", 0)))
+        return Usage(
+            input_tokens=int(raw.get("prompt_tokens", 0)),
+            output_tokens=int(raw.get("output_tokens", 0)),
+        )

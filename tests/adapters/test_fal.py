@@ -207,13 +207,28 @@ def test_requests_follow_the_urls_fal_returned() -> None:
     assert (http.method, http.url) == ("POST", f"https://queue.fal.run/{APP}?fal_webhook=https%3A%2F%2Fme.test%2Fhook%3Fa%3D1")
     assert http.headers["authorization"] == f"Key {KEY}"
     assert http.json == {"prompt": "x"}
+    q = "https://queue.fal.run/o/a/requests/r1"
+    submitted = a.parse_prediction(APP, HTTPResponse(200, {}, (
+        f'{{"request_id": "r1", "status_url": "{q}/status", "response_url": "{q}", "cancel_url": "{q}/cancel"}}'
+    ).encode(), f"https://queue.fal.run/{APP}"))
+    assert a.build_get(submitted).url == f"{q}/status?logs=1"
+    assert (a.build_cancel(submitted).method, a.build_cancel(submitted).url) == ("PUT", f"{q}/cancel")
+
+
+def test_urls_fal_returned_on_another_host_are_not_followed_with_the_key() -> None:
+    from pydantic import SecretStr
+
+    cls = adapter_class("fal")
+    a = cls(ProviderSettings(name="fal", base_url="https://queue.fal.run", api_key=SecretStr(KEY), timeout=30))
     submitted = a.parse_prediction(APP, HTTPResponse(200, {}, (
         b'{"request_id": "r1", "status_url": "https://q.test/o/a/requests/r1/status",'
-        b' "response_url": "https://q.test/o/a/requests/r1", "cancel_url": "https://q.test/o/a/requests/r1/cancel"}'
+        b' "response_url": "http://queue.fal.run/o/a/requests/r1", "cancel_url": "https://q.test/o/a/requests/r1/cancel"}'
     ), f"https://queue.fal.run/{APP}"))
-    assert a.build_get(submitted).url == "https://q.test/o/a/requests/r1/status?logs=1"
-    assert (a.build_cancel(submitted).method, a.build_cancel(submitted).url) == (
-        "PUT", "https://q.test/o/a/requests/r1/cancel")
+    built = "https://queue.fal.run/fal-ai/flux/requests/r1"
+    assert a.build_get(submitted).url == f"{built}/status?logs=1"
+    assert a.build_cancel(submitted).url == f"{built}/cancel"
+    done = submitted.model_copy(update={"urls": {**submitted.urls, "get": submitted.urls["response"]}})
+    assert a.build_get(done).url == built  # plain http on fal's host is another origin too
 
 
 def test_a_malformed_billable_units_header_is_malformed() -> None:

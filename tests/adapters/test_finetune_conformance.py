@@ -25,7 +25,7 @@ import pytest
 import vcr
 import yaml
 from _clients import MODES, Sleeps, close, policy
-from _conformance import Exchange, conformance_dir, load, require_conformance_dir, to_vcr
+from _conformance import Exchange, load, require_conformance_dir, to_vcr
 from pydantic import SecretStr
 
 import computekit as ck
@@ -58,7 +58,6 @@ NOT_MADE = {
 KEY = "sk-conformance-0123456789abcdef"
 TOKEN = "r8_conformance0123456789abcdef"
 HARDWARE = "gpu-a40-large"
-HAVE = conformance_dir().is_dir()
 
 
 def openai_adapter() -> OpenAIAdapter:
@@ -227,8 +226,6 @@ def test_parse_upload_of_the_dotnet_recording() -> None:
 
 @pytest.mark.parametrize("rel", [LIST_SUCCEEDED, LIST_FAILED])
 def test_every_recorded_job_object_parses(rel: str) -> None:
-    if not HAVE:
-        pytest.skip("conformance dir missing")
     [ex] = load(rel)
     words = {"succeeded": "succeeded", "cancelled": "canceled", "failed": "failed", "validating_files": "validating"}
     for raw in jobs_in(rel):
@@ -342,8 +339,6 @@ def _replicate_request(ex: Exchange) -> dict[str, Any]:
 
 @pytest.mark.parametrize("rel", [R_CREATE, R_CANCEL, R_404])
 def test_build_training_matches_the_recorded_request(rel: str) -> None:
-    if not HAVE:
-        pytest.skip("conformance dir missing")
     ex = load(rel)[0]
     args = _replicate_request(ex)
     adapter = replicate_adapter()
@@ -358,8 +353,6 @@ def test_build_training_matches_the_recorded_request(rel: str) -> None:
 @pytest.mark.parametrize(("rel", "index", "status"), [(R_CREATE, 0, "queued"), (R_GET, 0, "running"),
                                                       (R_CANCEL, 1, "canceled")])
 def test_parse_recorded_trainings(rel: str, index: int, status: str) -> None:
-    if not HAVE:
-        pytest.skip("conformance dir missing")
     ex = load(rel)[index]
     raw = ex.json()
     job = replicate_adapter().parse_finetune("", resp(ex))

@@ -388,3 +388,14 @@ def test_http_error_is_typed_like_chat() -> None:
                                               "param": "temperature", "code": "decimal_below_min_value"}})
     with pytest.raises(ck.BadRequestError, match="temperature"):
         make_client(Server([bad])).complete("openai:gpt-4o", "x", api="responses", temperature=-1)
+
+
+def test_to_sdk_gives_the_sdk_response_object() -> None:
+    pytest.importorskip("openai")
+    from computekit.adapters.openai import to_sdk
+
+    result = make_client(Server([ok(response(message("Paris."), model="gpt-4o"))])).complete(
+        "openai:gpt-4o", "x", api="responses")
+    sdk = to_sdk(result)
+    assert type(sdk).__name__ == "Response"
+    assert sdk.output_text == "Paris."

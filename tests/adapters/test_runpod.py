@@ -395,6 +395,27 @@ def test_a_non_job_body_is_malformed() -> None:
             adapter.parse_prediction("ep1", HTTPResponse(200, {}, body))
 
 
+def test_job_urls_off_the_configured_origin_are_not_followed_with_the_key() -> None:
+    from pydantic import SecretStr
+
+    from computekit.adapters._base import ProviderSettings
+
+    adapter = adapter_class("runpod")(ProviderSettings(name="runpod", base_url=BASE, api_key=SecretStr(KEY),
+                                                       timeout=30.0))
+    own = ck.Prediction(id="j1", provider="runpod", model="ep1", status="running",
+                        urls={"get": f"{BASE}/ep1/status/j1?x=1", "cancel": f"{BASE}/ep1/cancel/j1?x=1",
+                              "stream": f"{BASE}/ep1/stream/j1?x=1"})
+    assert [adapter.build_get(own).url, adapter.build_cancel(own).url, adapter.build_prediction_stream(own).url] == [
+        f"{BASE}/ep1/status/j1?x=1", f"{BASE}/ep1/cancel/j1?x=1", f"{BASE}/ep1/stream/j1?x=1"]
+    plain = BASE.replace("https://", "http://")
+    foreign = own.model_copy(update={"urls": {"get": "https://evil.test/ep1/status/j1",
+                                              "cancel": f"{plain}/ep1/cancel/j1",
+                                              "stream": f"{BASE}\\@evil.test/ep1/stream/j1"}})
+    built = [adapter.build_get(foreign), adapter.build_cancel(foreign), adapter.build_prediction_stream(foreign)]
+    assert [r.url for r in built] == [f"{BASE}/ep1/status/j1", f"{BASE}/ep1/cancel/j1", f"{BASE}/ep1/stream/j1"]
+    assert all(KEY in r.headers["authorization"] for r in built)  # the key goes to the configured origin only
+
+
 # ------------------------------------------------------------------------------------------------ streaming
 
 

@@ -452,7 +452,7 @@ async def test_case_19_oversized_sse_event_is_refused_with_bounded_memory(faults
     gc.collect()
     tracemalloc.start()
     try:
-        with pytest.raises(ck.APIConnectionError, match="larger than") as ei:
+        with pytest.raises(ck.ResponseTooLargeError, match="larger than") as ei:
             await call(client, "stream")
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -461,7 +461,8 @@ async def test_case_19_oversized_sse_event_is_refused_with_bounded_memory(faults
     assert peak < 6 * MAX_SSE_EVENT_BYTES, f"peak {peak} bytes"
     assert waits.waits == []
     assert srv.hits == 1
-    assert ledger_outcomes(client) == [("error", None, "APIConnectionError")]
+    assert ei.value.limit == MAX_SSE_EVENT_BYTES
+    assert ledger_outcomes(client) == [("error", None, "ResponseTooLargeError")]
     srv.close()  # the writer thread has ended: the client stopped reading long before the end
     assert srv.sent[0] < offered // 2
 

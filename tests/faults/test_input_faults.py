@@ -1,0 +1,171 @@
+"""Fault catalogue: bad configuration files and arguments. Each is a ConfigError or an InvalidRequestError that
+names what to fix, raised before anything is sent (the fault server must see no request) — never a raw
+UnicodeDecodeError, RecursionError, TypeError, AttributeError or a hang on ``inf``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fault_server import Waits, chat, close, make_client, run
+
+import computekit as ck
+
+both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+CHAT = "openai:gpt-4o-mini"
+
+
+# ============================================================================================= config files
+
+
+def test_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "computekit.toml"
+    path.write_bytes(b'timeout = 30\n# caf\xe9 in Latin-1\n[retry]\nmax_retries = 1\n')
+    with pytest.raises(ck.ConfigError, match=r"not UTF-8 text \(byte 19, line 2\): save it as UTF-8") as info:
+        ck.Client(config=path, ledger="none")
+    assert str(path) in str(info.value)
+    assert isinstance(info.value.__cause__, UnicodeDecodeError)  # the cause is kept
+
+
+@pytest.mark.parametrize("value", ["[" * 3000 + "]" * 3000, "{a=" * 3000 + "1" + "}" * 3000],
+                         ids=["arrays", "inline-tables"])
+def test_config_file_nested_too_deeply(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "computekit.toml"
+    path.write_text(f"x = {value}\n")
+    with pytest.raises(ck.ConfigError, match="nested too deeply"):
+        ck.Client(config=path, ledger="none")
+
+
+def test_settings_mapping_nested_too_deeply() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(5000):
+        node["x"] = {}
+        node = node["x"]
+    with pytest.raises(ck.ConfigError, match=r"(?m)^  x: unknown key"):  # named at its top: no recursion
+        ck.Client(config=deep, ledger="none")
+    with pytest.raises(ck.ConfigError, match="nested too deeply"):  # merging arguments over a file recurses
+        ck.Client(config=deep, ledger="none", x=deep["x"])
+
+
+@pytest.mark.parametrize(("settings", "key"), [
+    ({"timeout": float("inf")}, "timeout"),
+    ({"timeout": float("nan")}, "timeout"),
+    ({"timeout": 1e300}, "timeout"),
+    ({"retry": {"backoff_initial": float("inf")}}, "retry.backoff_initial"),
+    ({"retry": {"backoff_max": float("inf")}}, "retry.backoff_max"),
+    ({"retry": {"retry_after_cap": float("nan")}}, "retry.retry_after_cap"),
+    ({"routing": {"deadline_s": float("inf")}}, "routing.deadline_s"),
+    ({"routing": {"cooldown_s": float("inf")}}, "routing.cooldown_s"),
+    ({"providers": {"openai": {"timeout": float("inf")}}}, "providers.openai.timeout"),
+    ({"routes": {"r": {"targets": ["openai:a", "openai:b"], "strategy": "weighted",
+                       "weights": [float("nan"), 1.0]}}}, "routes.r.weights.0"),
+    ({"routes": {"r": {"targets": ["openai:a", "openai:b"], "strategy": "weighted",
+                       "weights": [1.0, float("inf")]}}}, "routes.r.weights.1"),
+], ids=["timeout-inf", "timeout-nan", "timeout-1e300", "backoff-initial-inf", "backoff-max-inf",
+        "retry-after-cap-nan", "deadline-inf", "cooldown-inf", "provider-timeout-inf", "weight-nan", "weight-inf"])
+def test_durations_and_weights_must_be_finite(settings: dict[str, Any], key: str) -> None:
+    with pytest.raises(ck.ConfigError, match=rf"(?m)^  {key}: Input should be (a finite number|less than)"):
+        ck.Client(config=None, ledger="none", **settings)
+
+
+def test_infinite_values_in_a_toml_file_name_their_key(tmp_path: Path) -> None:
+    path = tmp_path / "computekit.toml"
+    path.write_text("[retry]\nbackoff_max = inf\n[routes.r]\ntargets = ['openai:a', 'openai:b']\n"
+                    "strategy = 'weighted'\nweights = [nan, 1.0]\n")
+    with pytest.raises(ck.ConfigError) as info:
+        ck.Client(config=path, ledger="none")
+    assert "retry.backoff_max: Input should be a finite number" in str(info.value)
+    assert "routes.r.weights.0: Input should be a finite number" in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/v1", "https://api.example.com:-1/v1",
+                                 "http://127.0.0.1:http/v1"])
+def test_base_url_port_out_of_range(url: str) -> None:
+    with pytest.raises(ck.ConfigError, match=r"providers\.openai\.base_url: .*is not a port: use a number from 1 "
+                                              r"to 65535"):
+        ck.Client(config=None, ledger="none", providers={"openai": {"base_url": url}})
+
+
+def test_ledger_url_port_out_of_range() -> None:
+    with pytest.raises(ck.ConfigError, match=r"ledger\.url: .*'70000' .*is not a port"):
+        ck.Client(config=None, ledger="postgresql://app@db:70000/spend")
+
+
+# ============================================================================================= arguments
+
+
+@both
+@pytest.mark.parametrize("model", [None, 42, ["openai:gpt-4o-mini", None]], ids=["None", "int", "list-with-None"])
+async def test_model_that_is_not_a_model_id(faults: Any, waits: Waits, is_async: bool, model: Any) -> None:
+    srv = faults(chat("Hello"))
+    client = make_client(is_async, srv.url, waits)
+    try:
+        for call in (lambda: client.complete(model, "hi"), lambda: client.embed(model, ["a"])):
+            with pytest.raises(ck.InvalidRequestError, match="'provider:model'"):
+                await run(call())
+    finally:
+        await close(client)
+    assert srv.hits == 0
+
+
+@both
+@pytest.mark.parametrize("schema", [{"type": "object", "default": {1, 2}}, {"type": "object", "x": object()},
+                                    {"type": "number", "maximum": float("nan")}],
+                         ids=["set", "object", "nan"])
+async def test_tool_schema_that_is_not_json(faults: Any, waits: Waits, is_async: bool, schema: Any) -> None:
+    srv = faults(chat("Hello"))
+    client = make_client(is_async, srv.url, waits)
+    tools = [{"type": "function", "function": {"name": "ok_tool", "parameters": {"type": "object"}}},
+             {"type": "function", "function": {"name": "get_weather", "parameters": schema}}]
+    try:
+        with pytest.raises(ck.InvalidRequestError, match=r"tools\[1\] \('get_weather'\) cannot be sent as JSON"):
+            await run(client.complete(CHAT, "hi", tools=tools))
+        with pytest.raises(ck.InvalidRequestError, match="tools must be a list"):
+            await run(client.complete(CHAT, "hi", tools="get_weather"))
+    finally:
+        await close(client)
+    assert srv.hits == 0
+
+
+@both
+@pytest.mark.parametrize(("kwargs", "name"), [({"timeout": float("inf")}, "timeout"),
+                                              ({"timeout": float("nan")}, "timeout"),
+                                              ({"timeout": -1}, "timeout"),
+                                              ({"poll_interval": float("inf")}, "poll_interval")],
+                         ids=["timeout-inf", "timeout-nan", "timeout-negative", "poll-interval-inf"])
+async def test_predict_durations_must_be_finite(faults: Any, waits: Waits, is_async: bool, kwargs: dict[str, Any],
+                                                name: str) -> None:
+    srv = faults(chat("unused"))
+    client = make_client(is_async, srv.url, waits)
+    try:
+        with pytest.raises(ck.InvalidRequestError, match=f"{name} must be a number of seconds"):
+            await run(client.predict("fake:echo", {"prompt": "x"}, **kwargs))
+    finally:
+        await close(client)
+    assert srv.hits == 0
+
+
+@both
+@pytest.mark.parametrize("since", [dt.date(2026, 1, 1), "2026-01-01"], ids=["date", "str"])
+async def test_report_since_that_is_not_a_datetime(faults: Any, waits: Waits, is_async: bool, tmp_path: Path,
+                                                   since: Any) -> None:
+    srv = faults(chat("Hello"))
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        await run(client.complete(CHAT, "hi"))
+        with pytest.raises(ck.InvalidRequestError, match=r"since must be a datetime, e.g. since=datetime\(2026, "):
+            client.ledger.report(since=since)
+        with pytest.raises(ck.InvalidRequestError, match="until must be a datetime"):
+            client.ledger.rows(until=since)
+        # What the message suggests works, and a time in another zone compares as the same instant.
+        paris = dt.timezone(dt.timedelta(hours=1))
+        assert client.ledger.report(since=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)).rows[0].calls == 1
+        future = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)
+        assert client.ledger.rows(since=future.astimezone(paris)) == []
+        assert len(client.ledger.rows(until=future.astimezone(paris))) == 1
+    finally:
+        await close(client)

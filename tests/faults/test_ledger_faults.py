@@ -1,0 +1,290 @@
+"""Fault catalogue: the ledger's files and durability — who can read the file, and what survives a process that
+ends abruptly (SIGTERM, ``os._exit``, a multiprocessing worker's end) or a row that cannot be written.
+
+The process cases run real subprocesses (``sys.executable``) against a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fault_server import Waits, chat, close, make_client, run
+
+from computekit.ledger import SQLiteLedger
+
+both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """umask 0: the modes below come from computekit, not from a cautious umask of the machine running tests."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+# ============================================================================================= file modes
+
+
+@posix_only
+@both
+async def test_default_ledger_is_private_to_its_owner(faults: Any, waits: Waits, is_async: bool, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch, open_umask: None) -> None:
+    """The per-user default ledger: its folder 0700, the file and its -wal/-shm 0600, even under umask 0."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("COMPUTEKIT_LEDGER", raising=False)
+    srv = faults(chat("Hello"))
+    client = make_client(is_async, srv.url, waits, ledger=None)
+    try:
+        r = await run(client.complete("openai:gpt-4o-mini", "hi", tags={"customer": "acme-42"}))
+        assert r.text == "Hello"
+        assert [row.tags for row in client.ledger.rows()] == [{"customer": "acme-42"}]
+        folder = tmp_path / "xdg" / "computekit"
+        files = {p.name: mode(p) for p in folder.iterdir()}  # while open: the WAL files exist
+    finally:
+        await close(client)
+    assert mode(folder) == 0o700
+    assert files == {"ledger.db": 0o600, "ledger.db-wal": 0o600, "ledger.db-shm": 0o600}
+
+
+@posix_only
+def test_ledger_in_a_new_folder_of_the_users_choice_is_private(tmp_path: Path, open_umask: None) -> None:
+    db = tmp_path / "a" / "b" / "spend.db"
+    lg = SQLiteLedger(db, buffered=True)
+    try:
+        lg.rows()
+        assert {p.name: mode(p) for p in db.parent.iterdir()} == {
+            "spend.db": 0o600, "spend.db-wal": 0o600, "spend.db-shm": 0o600}
+        assert mode(db.parent) == 0o700
+    finally:
+        lg.close()
+
+
+@posix_only
+def test_existing_ledger_file_and_folder_keep_their_modes(tmp_path: Path, open_umask: None) -> None:
+    """A file the user made group-readable on purpose (a shared reporting group) stays so, as does its folder."""
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o750)
+    folder.chmod(0o750)
+    db = folder / "ledger.db"
+    SQLiteLedger(db).close()
+    db.chmod(0o640)
+    lg = SQLiteLedger(db)
+    try:
+        lg.rows()
+        assert mode(db) == 0o640
+        assert mode(Path(f"{db}-wal")) == 0o640  # SQLite follows the database file
+        assert mode(folder) == 0o750
+    finally:
+        lg.close()
+
+
+# ============================================================================================= process ends
+
+N = 300  # calls per process: rows still queued when it ends (a 30 s flush interval)
+TESTS = Path(__file__).resolve().parent.parent  # where _ledger_workers lives
+
+CHILD = """
+import os, signal, sys, time
+sys.path.insert(0, {tests!r})
+from _ledger_workers import fake_calls
+
+mode, is_async = {mode!r}, {is_async!r}
+
+def app_handler(signum, frame):
+    print("app handler ran", flush=True)
+    sys.exit(3)
+
+if mode == "app-handler-before":
+    signal.signal(signal.SIGTERM, app_handler)
+client = fake_calls({url!r}, {n}, "child", is_async=is_async, flush_on_sigterm=(mode != "opted-out"),
+                    flush_interval={interval})
+if mode == "app-handler-after":
+    signal.signal(signal.SIGTERM, app_handler)
+if mode == "os-exit-at-once":
+    os._exit(0)
+if mode == "os-exit-after-interval":
+    time.sleep({interval} + 1.0)
+    os._exit(0)
+print("ready", flush=True)
+for _ in range(600):
+    time.sleep(0.1)
+"""
+
+
+def run_child(mode: str, is_async: bool, db: Path, *, sigterm: bool = True, interval: float = 30.0
+              ) -> tuple[int, str]:
+    """Run the child script; once it has made its calls, send SIGTERM (when ``sigterm``). Its exit status and
+    output."""
+    import signal
+    import subprocess
+
+    code = CHILD.format(tests=str(TESTS), mode=mode, is_async=is_async, url=f"sqlite:///{db}", n=N,
+                        interval=interval)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        if sigterm:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line == "ready\n", proc.stderr.read() if proc.stderr else line
+            proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out + err
+
+
+def child_rows(db: Path) -> int:
+    lg = SQLiteLedger(db)
+    try:
+        return sum(1 for r in lg.rows() if r.tags == {"run": "child"})
+    finally:
+        lg.close()
+
+
+posix_signals = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+@posix_signals
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_sigterm_writes_queued_rows_and_still_ends_the_process(tmp_path: Path, is_async: bool) -> None:
+    """No handler of the application's: every queued row is written, then the process ends by SIGTERM, as it
+    would have without computekit (its parent sees -SIGTERM)."""
+    import signal
+
+    db = tmp_path / "ledger.db"
+    code, out = run_child("default", is_async, db)
+    assert code == -signal.SIGTERM, out
+    assert child_rows(db) == N
+
+
+@posix_signals
+def test_sigterm_flush_can_be_turned_off(tmp_path: Path) -> None:
+    """``flush_on_sigterm = false`` leaves SIGTERM alone: the queued rows die with the process — which also shows
+    that the rows in the other cases were still queued when the signal came."""
+    import signal
+
+    db = tmp_path / "ledger.db"
+    code, out = run_child("opted-out", False, db)
+    assert code == -signal.SIGTERM, out
+    assert child_rows(db) == 0
+
+
+@posix_signals
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_sigterm_chains_the_applications_handler(tmp_path: Path, is_async: bool) -> None:
+    """A handler installed before the ledger opened still runs (after the rows are written) and decides how the
+    process ends."""
+    db = tmp_path / "ledger.db"
+    code, out = run_child("app-handler-before", is_async, db)
+    assert code == 3, out
+    assert "app handler ran" in out
+    assert child_rows(db) == N
+
+
+@posix_signals
+def test_a_handler_installed_later_wins_and_exit_still_writes_the_rows(tmp_path: Path) -> None:
+    """A framework that installs its own handler after computekit replaces it; its graceful exit runs atexit,
+    which writes the queue."""
+    db = tmp_path / "ledger.db"
+    code, out = run_child("app-handler-after", False, db)
+    assert code == 3, out
+    assert "app handler ran" in out
+    assert child_rows(db) == N
+
+
+def test_os_exit_loses_only_the_last_flush_interval(tmp_path: Path) -> None:
+    """``os._exit()`` runs no handler at all: rows recorded more than a flush interval before it are committed;
+    rows of the last interval are lost (here, all of them: the process ends right after its calls)."""
+    code, out = run_child("os-exit-after-interval", False, tmp_path / "waited.db", sigterm=False, interval=0.2)
+    assert code == 0, out
+    assert child_rows(tmp_path / "waited.db") == N
+    code, out = run_child("os-exit-at-once", False, tmp_path / "at-once.db", sigterm=False, interval=30.0)
+    assert code == 0, out
+    assert child_rows(tmp_path / "at-once.db") == 0  # the window is real, and documented
+
+
+@posix_signals
+def test_sigterm_handler_is_not_installed_from_a_thread(tmp_path: Path) -> None:
+    """Python allows signal handlers only from the main thread: a ledger first opened elsewhere installs none
+    (documented: open it from the main thread, e.g. touch ``client.ledger`` at startup), and one opened from the
+    main thread afterwards does."""
+    import subprocess
+
+    code = (
+        "import signal, threading\n"
+        "from computekit.ledger import SQLiteLedger\n"
+        f"opened = lambda: SQLiteLedger({str(tmp_path / 'l.db')!r}, buffered=True)\n"
+        "t = threading.Thread(target=opened); t.start(); t.join()\n"
+        "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)\n"
+        "opened()\n"
+        "print(signal.getsignal(signal.SIGTERM).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["True", "_on_sigterm"]
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])  # forkserver: a Unix socket, which the test network guard refuses
+def test_multiprocessing_worker_end_writes_its_queued_rows(tmp_path: Path, method: str) -> None:
+    """A worker process ends with os._exit() after its target returns: its finalizers write the queue."""
+    import multiprocessing as mp
+
+    from _ledger_workers import worker_calls
+
+    db = tmp_path / "ledger.db"
+    ctx = mp.get_context(method)
+    procs = [ctx.Process(target=worker_calls, args=(f"sqlite:///{db}", 100, "child")) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert child_rows(db) == 200
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_pool_closed_and_joined_keeps_its_rows(tmp_path: Path, method: str) -> None:
+    """Pool workers that end normally (``close()`` then ``join()``) write their queued rows (their finalizers)."""
+    import multiprocessing as mp
+
+    from _ledger_workers import pool_task
+
+    db = tmp_path / "ledger.db"
+    SQLiteLedger(db).close()  # the schema exists before the workers race to it
+    pool = mp.get_context(method).Pool(2)
+    try:
+        assert pool.starmap(pool_task, [(f"sqlite:///{db}", 50, "child")] * 4) == [50] * 4
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()
+    assert child_rows(db) == 200
+
+
+@posix_signals
+def test_no_sigterm_handler_in_multiprocessing_workers(tmp_path: Path) -> None:
+    """A worker keeps SIGTERM's default action: Pool.terminate() must end it even while it waits on a lock shared
+    with its siblings (a Python handler would run only once that wait returns). Its handler is SIG_DFL though it
+    opened a buffered ledger in its main thread."""
+    import multiprocessing as mp
+
+    from _ledger_workers import sigterm_handler_after_calls
+
+    with mp.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(sigterm_handler_after_calls, (f"sqlite:///{tmp_path / 'ledger.db'}",)) == "SIG_DFL"

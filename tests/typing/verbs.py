@@ -1,0 +1,43 @@
+"""Type-checked, never run: ``mypy --strict tests/typing`` (in .ci/run) must pass.
+
+The module-level verbs carry their ``Client`` methods' full signatures, so a type checker catches a misspelled
+or mistyped argument. Each wrong call below is marked with the error mypy must report: were the check to stop
+catching it, the ``type: ignore`` would be unused, which ``--strict`` (``warn_unused_ignores``) reports.
+"""
+
+from __future__ import annotations
+
+import computekit as ck
+
+
+def right() -> None:
+    r: ck.Completion = ck.complete("openai:gpt-4o-mini", "hi", max_tokens=60, temperature=0.2)
+    with ck.stream("openai:gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stop=["\n"]) as s:
+        for chunk in s:
+            print(chunk.text, r.text)
+    e: ck.Embeddings = ck.embed("openai:text-embedding-3-small", ["a", "b"], dimensions=256)
+    p: ck.Prediction = ck.predict("replicate:acme/flux", {"prompt": "x"}, hardware="gpu-a40-large", wait=False)
+    j: ck.FineTuneJob = ck.finetune("openai:gpt-4o-mini", training_file="train.jsonl", dry_run=True)
+    print(e.dimensions, p.status, j.status)
+
+
+async def right_async() -> None:
+    r: ck.Completion = await ck.acomplete("openai:gpt-4o-mini", "hi", max_tokens=60)
+    e: ck.Embeddings = await ck.aembed("openai:text-embedding-3-small", "a")
+    hits: ck.Reranking = await ck.arerank("cohere:rerank-v3.5", "q", ["a", "b"], top_n=1)
+    print(r.text, e.dimensions, hits.results)
+
+
+def wrong() -> None:
+    ck.complete("openai:gpt-4o-mini", "hi", max_tokns=60)  # type: ignore[arg-type]
+    ck.complete("openai:gpt-4o-mini", "hi", max_tokens="sixty")  # type: ignore[arg-type]
+    ck.complete("openai:gpt-4o-mini", ["a", "b"])  # type: ignore[arg-type]
+    ck.complete("openai:gpt-4o-mini", "hi", n=2)  # type: ignore[arg-type]
+    ck.embed("openai:text-embedding-3-small", ["a"], dimension=256)  # type: ignore[arg-type]
+    ck.predict("replicate:acme/flux", {"prompt": "x"}, harware="gpu")  # type: ignore[arg-type]
+    ck.finetune("openai:gpt-4o-mini", trainingfile="t.jsonl")  # type: ignore[call-arg, arg-type]
+
+
+async def wrong_async() -> None:
+    await ck.acomplete("openai:gpt-4o-mini", "hi", temprature=0.1)  # type: ignore[arg-type]
+    ck.astream("openai:gpt-4o-mini", "hi", max_tokens=1.5)  # type: ignore[arg-type]
