@@ -1,7 +1,7 @@
 """Budgets, the pure part: which budgets cover an attempt, and the attempt's worst-case cost.
 
-Shared by the sync and async clients: before each attempt is sent, :meth:`Core.reserve <computekit._core.Core>`
-asks :func:`charges` what to reserve and the ledger reserves it atomically (or refuses); after it, the attempt's
+Shared by the sync and async clients: before each attempt is sent, :meth:`Budgets.reserve` asks :func:`charges`
+what to reserve and the ledger reserves it atomically (or refuses); after it, the attempt's
 row settles the reservation. See ``docs/budgets.md``.
 
 The worst case of an attempt:
@@ -36,6 +36,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from ._config import BudgetConfig
+from ._constants import FINETUNE_RESERVATION_TTL_S, RESERVATION_TTL_S
+from ._costs import context_window
 from .adapters._base import CompleteRequest, EmbedRequest, PredictRequest
 from .ledger._budgets import Charge, covers, period_start
 
@@ -44,7 +46,8 @@ if TYPE_CHECKING:
     from .ledger import Ledger
 
 __all__ = [
-    "FALLBACK_OUTPUT_TOKENS", "BudgetStatus", "Estimated", "Reservation", "budget_status", "charges", "worst_case",
+    "FALLBACK_OUTPUT_TOKENS", "BudgetStatus", "Budgets", "Estimated", "Reservation", "budget_status", "charges",
+    "worst_case",
 ]
 
 FALLBACK_OUTPUT_TOKENS: Final = 32_768
@@ -86,7 +89,7 @@ def _token_worst_case(core: Core, target: Target, req: CompleteRequest | EmbedRe
     rates = core.prices.rates(ref)
     if rates is None:
         return None if ref.metered else Decimal(0)
-    window = core.context_window(target)
+    window = context_window(core.prices, target)
     bound = target.adapter.input_bound(req, window)  # the adapter's rule for each kind of input
     if bound is None:
         return None
@@ -234,3 +237,72 @@ def budget_status(budgets: Mapping[str, BudgetConfig], ledger: Ledger, at: dt.da
             tags=dict(b.tags),
         )
     return out
+
+
+class Budgets:
+    """One client's budgets: an attempt's worst case reserved before it is sent, settled by its ledger row;
+    the reservations of runs and jobs still going, held until they end.
+
+    Args:
+        core: The client's core (settings, prices, the ledger) the charges are computed and reserved with.
+        active: The budgets configured (empty: nothing is reserved, and nothing ever waits on the ledger).
+    """
+
+    def __init__(self, core: Core, active: Mapping[str, BudgetConfig]) -> None:
+        self.core = core
+        self.active = active
+        self.held: dict[str, Reservation] = {}
+        """Prediction id / fine-tuning ``once_key`` -> its reservation, settled when the run or job ends."""
+
+    def reserve(self, target: Target, req: Any, tags: Mapping[str, str] | None,
+                ttl_s: float = RESERVATION_TTL_S) -> Reservation | None:
+        """Reserve an attempt's worst-case cost in every budget that covers it, before it is sent (``None``: no
+        budget covers it). ``ttl_s``: how long it counts if it is never settled.
+
+        Raises:
+            BudgetExceededError: It does not fit in a budget, or its worst case is unknown (nothing was sent).
+        """
+        if not self.active:
+            return None
+        when = dt.datetime.now(dt.UTC)
+        wanted = charges(self.core, self.active, target, req, tags, when)
+        if not wanted:
+            return None
+        rid = self.core.ledger.reserve(wanted, now=when, ttl_s=ttl_s)
+        amounts = [c.amount for c in wanted if c.amount is not None]
+        return Reservation(rid, max(amounts) if amounts else None)
+
+    def reserve_finetune(self, target: Target, estimate: Decimal | None,
+                         tags: Mapping[str, str] | None) -> Reservation | None:
+        """Reserve a fine-tuning job's estimate (``job.estimate.total``) in every budget that covers it, before
+        anything is uploaded; an unknown estimate follows the budget's ``unknown_price``.
+
+        Raises:
+            BudgetExceededError: The estimate does not fit, or is unknown and a budget refuses that.
+        """
+        return self.reserve(target, Estimated(estimate), tags, ttl_s=FINETUNE_RESERVATION_TTL_S)
+
+    def release(self, reservation: Reservation | None) -> None:
+        """Drop the reservation of an attempt that ended without a ledger row (never sent, or a failed launch)."""
+        if reservation is not None:
+            self.core.ledger.release(reservation.id)
+
+    def status(self) -> dict[str, BudgetStatus]:
+        """Each configured budget's limit, spend, reservations and what is left, by name (read from the ledger).
+
+        Raises:
+            ConfigError: The ledger cannot enforce budgets.
+        """
+        if not self.active:
+            return {}
+        return budget_status(self.active, self.core.ledger, dt.datetime.now(dt.UTC))
+
+    @property
+    def blocking(self) -> bool:
+        """Whether a reservation or its settlement waits on the network: under a budget, with a remote ledger
+        (:attr:`Ledger.blocking_io`), or one not opened yet (opening it may connect). Without a budget rows are
+        queued to the writer thread and never block."""
+        if not self.active:
+            return False
+        opened = self.core._ledger
+        return opened is None or opened.blocking_io

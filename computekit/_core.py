@@ -1,5 +1,19 @@
-"""The pure core shared by :class:`Client` and :class:`AsyncClient`: resolving targets, building requests,
-finishing results (pricing, attempts) and writing the ledger. No network I/O happens here.
+"""The core shared by :class:`Client` and :class:`AsyncClient`: settings and adapters, and the parts a client is
+made of. No network I/O happens here.
+
+What lives where, and what writes:
+
+- here, :class:`Core`: the settings, the adapters, resolving ``"provider:model"`` (and routes) to targets, what
+  hosts published about models, and building each verb's typed request. **Pure**, but for two caches (adapters,
+  model lookups) and opening the ledger on first use.
+- :mod:`computekit._costs`: pricing a result, estimating a request, context windows. **Pure** (reads the price
+  tables).
+- :mod:`computekit._budget`: :class:`~computekit._budget.Budgets` (``core.budgets``): what an attempt may cost at
+  worst (pure), and the reservations: **writes** the ledger (reserve, release).
+- :mod:`computekit._bookkeeping`: every attempt's row, the ends of runs and jobs: **writes** the ledger, the
+  router (latency, cool-downs) and the result (cost, attempts).
+- :mod:`computekit._attempt` (pure: plans, a call's way through its targets, an attempt's facts) and
+  :mod:`computekit._driver` (the I/O loop, once per flavour) use all of the above.
 """
 
 from __future__ import annotations
@@ -7,35 +21,25 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import math
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, TypeVar
 
 from pydantic import SecretStr
 
 from . import _urls
-from ._budget import BudgetStatus, Estimated, Reservation, budget_status, charges
+from ._budget import Budgets, Reservation
 from ._config import MAX_SECONDS, RouteConfig, Settings, adapter_options, load_settings
-from ._constants import FINETUNE_RESERVATION_TTL_S, NOT_GIVEN, RESERVATION_TTL_S, NotGiven
+from ._constants import NOT_GIVEN, NotGiven
 from ._exceptions import (
-    AllTargetsFailedError,
-    APITimeoutError,
-    BudgetExceededError,
     ConfigError,
     InvalidRequestError,
-    NotFoundError,
-    ProviderError,
-    StructuredOutputError,
 )
-from ._otel import attempt_span, note_response
 from ._retry import RetryPolicy
 from ._targets import Target, split_model_id
-from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Message, Prediction, Reranking, Result, Usage
+from ._types import Cost, Message
 from .adapters._base import (
     Adapter,
     CompleteRequest,
@@ -44,23 +48,17 @@ from .adapters._base import (
     ModelInfo,
     ProviderSettings,
     RerankRequest,
-    StreamUpdate,
     env_key,
 )
 from .adapters._registry import adapter_class
-from .ledger import Ledger, LedgerRow, open_ledger
+from .ledger import Ledger, open_ledger
 from .pricing import PriceBook
-from .routing import Action, Router
+from .routing import Router
 
-__all__ = ["ROW_TAPS", "Core", "Target", "ledger_call"]
+__all__ = ["Core", "Target", "ledger_call", "split_model_id"]
 
 _T = TypeVar("_T")
 
-ROW_TAPS: list[Callable[[LedgerRow], None]] = []
-"""Called with every ledger row as it is recorded, whichever client and ledger (``"none"`` included) wrote it:
-how ``computekit.testing`` sums the spend of a test. Empty unless a test installs one."""
-
-_PRICED_RESULTS = (Completion, Embeddings, Reranking, Prediction)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _MTOK = Decimal(1_000_000)
 
@@ -121,7 +119,8 @@ def flatten_prompt(messages: list[dict[str, Any]]) -> str:
 
 
 class Core:
-    """Settings, adapters, prices, ledger and the bookkeeping of every attempt."""
+    """One client's settings and adapters, and the parts it is made of: ``prices`` (the price tables), ``retry``
+    (the policy), ``router`` (routing state), ``ledger`` (opened on first use) and ``budgets``."""
 
     def __init__(
         self,
@@ -145,9 +144,7 @@ class Core:
         self._lock = threading.Lock()
         self._model_info: dict[tuple[str, str], ModelInfo] = {}
         """What hosts published about models (input schemas, hardware), looked up once per client."""
-        self.budgets = self.settings.active_budgets()
-        # prediction id / finetune once_key -> its reservation, settled when the run or job ends
-        self._held: dict[str, Reservation] = {}
+        self.budgets = Budgets(self, self.settings.active_budgets())
 
     # ----------------------------------------------------------------------------------------- ledger
 
@@ -160,59 +157,15 @@ class Core:
                     # Without a budget, rows are committed in batches by a writer thread, off the call path; a
                     # budget needs its reserve and settle done before and after each attempt.
                     conf = self.settings.ledger
-                    self._ledger = open_ledger(conf.url, buffered=not self.budgets,
+                    self._ledger = open_ledger(conf.url, buffered=not self.budgets.active,
                                                flush_interval=conf.flush_interval,
                                                flush_on_sigterm=conf.flush_on_sigterm)
         return self._ledger
-
-    # ----------------------------------------------------------------------------------------- budgets
-
-    def reserve(self, target: Target, req: Any, tags: Mapping[str, str] | None,
-                ttl_s: float = RESERVATION_TTL_S) -> Reservation | None:
-        """Reserve an attempt's worst-case cost in every budget that covers it, before it is sent (``None``: no
-        budget covers it). ``ttl_s``: how long it counts if it is never settled.
-
-        Raises:
-            BudgetExceededError: It does not fit in a budget, or its worst case is unknown (nothing was sent).
-        """
-        if not self.budgets:
-            return None
-        wanted = charges(self, self.budgets, target, req, tags, now())
-        if not wanted:
-            return None
-        rid = self.ledger.reserve(wanted, now=now(), ttl_s=ttl_s)
-        amounts = [c.amount for c in wanted if c.amount is not None]
-        return Reservation(rid, max(amounts) if amounts else None)
-
-    def budget_status(self) -> dict[str, BudgetStatus]:
-        """Each configured budget's limit, spend, reservations and what is left, by name (read from the ledger).
-
-        Raises:
-            ConfigError: The ledger cannot enforce budgets.
-        """
-        if not self.budgets:
-            return {}
-        return budget_status(self.budgets, self.ledger, now())
-
-    @property
-    def ledger_blocks(self) -> bool:
-        """Whether a reservation or its settlement waits on the network: under a budget, with a remote ledger
-        (:attr:`Ledger.blocking_io`), or one not opened yet (opening it may connect). Without a budget rows are
-        queued to the writer thread and never block."""
-        if not self.budgets:
-            return False
-        opened = self._ledger
-        return opened is None or opened.blocking_io
 
     def flush(self) -> None:
         """Write every row recorded so far (the ledger may batch them off the call path)."""
         if self._ledger is not None:
             self._ledger.flush()
-
-    def release(self, reservation: Reservation | None) -> None:
-        """Drop the reservation of an attempt that ended without a ledger row (canceled, or never sent)."""
-        if reservation is not None:
-            self.ledger.release(reservation.id)
 
     # ----------------------------------------------------------------------------------------- resolution
 
@@ -325,22 +278,6 @@ class Core:
         """The named route ``model`` refers to, if it is one."""
         return self.settings.routes.get(model) if isinstance(model, str) else None
 
-    def estimate(self, target: Target, req: Any) -> Decimal | None:
-        """A request's likely cost on ``target`` before sending it, for the ``cheapest`` strategy: prompt
-        tokens estimated at four characters a token, plus ``max_tokens`` of output when given."""
-        rates = self.prices.rates(target.adapter.price_ref(target.model))
-        if rates is None:
-            self.prices.warn_unknown(target.adapter.price_ref(target.model))
-            return None
-        messages = getattr(req, "messages", None) or []
-        prompt_tokens = len(json.dumps(messages, default=str)) // 4 + len(getattr(req, "prompt", None) or "") // 4
-        rate_in = rates.rate("input_mtok", prompt_tokens)
-        rate_out = rates.rate("output_mtok", prompt_tokens)
-        if rate_in is None:
-            return None
-        max_tokens = (target.adapter.output_limit(req) if isinstance(req, CompleteRequest) else None) or 0
-        return (Decimal(prompt_tokens) * rate_in + Decimal(max_tokens) * (rate_out or Decimal(0))) / _MTOK
-
     def hardware(self, target: Target, asked: str | None) -> tuple[str | None, bool]:
         """The hardware a prediction runs on, and whether that is an assumption: ``hardware=``, else the model's
         entry in config, else what the host reported (a deployment's configuration), else the provider's
@@ -389,10 +326,6 @@ class Core:
         from ._schema import check_input
 
         check_input(info.input_schema, value, root=info.schema_root, provider=target.provider, model=target.model)
-
-    def context_window(self, target: Target) -> int | None:
-        """``target``'s context window in tokens, when the price tables know it."""
-        return self.prices.context_window(target.adapter.price_ref(target.model))
 
     # ----------------------------------------------------------------------------------------- requests
 
@@ -445,173 +378,6 @@ class Core:
             raise InvalidRequestError("rerank() takes a non-empty list of document strings")
         return RerankRequest(model=target.model, query=query, documents=docs, **options)
 
-    # ----------------------------------------------------------------------------------------- bookkeeping
-
-    def price(self, target: Target, result: Result, when: dt.datetime) -> Cost:
-        """The cost of a successful result, from what the provider reported."""
-        if isinstance(result, Prediction):
-            if not result.done:
-                return Cost.unknown("the run has not finished: its cost is known when it ends")
-            ref = target.adapter.price_ref(target.model, result)
-            if result.usage.units and (result.usage.gpu_seconds is None or self.prices.prices_units(ref, result.usage)):
-                # Billed per output or per token (images, credits, billable units, an official model's tokens):
-                # priced per unit, by model, rather than by run time.
-                return self.prices.token_cost(ref, result.usage, when)
-            return self.prices.gpu_cost(target.provider, result.usage.hardware, result.usage.gpu_seconds,
-                                        estimated=result._hardware_assumed or result._wall_time)
-        if not result._usage_reported:
-            return Cost.unknown(f"{target.provider} reported no usage for this call")
-        ref = target.adapter.price_ref(target.model, result)
-        parts = target.adapter.billed_parts(ref, result)  # e.g. passes run inside the call at other rates
-        if parts:
-            cost = self.prices.parts_cost([(p.kind, p.ref, p.usage) for p in parts], when)
-        else:
-            cost = self.prices.token_cost(ref, result.usage, when)
-        billed = target.adapter.billed_total(result)  # what the provider said it charged, when it says so
-        return cost if billed is None else self.prices.billed(cost, *billed)
-
-    def succeeded(
-        self,
-        verb: str,
-        target: Target,
-        result: Result,
-        started: dt.datetime,
-        t0: float,
-        attempts: list[Attempt],
-        tags: Mapping[str, str] | None,
-        first_byte_s: float | None = None,
-        record: bool = True,
-        reservation: Reservation | None = None,
-    ) -> None:
-        """Price ``result``, record its attempt (settling its budget reservation), give it the whole attempt
-        list, and tell the router how long it took (``first_byte_s``, the time to the first chunk, for a
-        stream)."""
-        latency = time.perf_counter() - t0
-        self.router.succeeded(target, latency if first_byte_s is None else first_byte_s)
-        if isinstance(result, ModelInfo | StreamUpdate):  # a lookup or a stream poll: nothing billed, not an attempt
-            return
-        if not isinstance(result, _PRICED_RESULTS):
-            # A fine-tuning step (an upload, the job, its events): not billed by itself; the job's cost is priced
-            # and recorded once, when it ends (finetune_ended).
-            attempts.append(Attempt(provider=target.provider, model=target.model, outcome="success",
-                                    latency_s=latency, started_at=started))
-            if isinstance(result, FineTuneJob) and record:
-                result.attempts = attempts
-            return
-        if isinstance(result, Prediction) and result._wall_time and result.usage.gpu_seconds is None:
-            # The host reports no run time: the measured time of the call stands in for it (an estimate).
-            result.usage.gpu_seconds = Decimal(str(round(latency, 6)))
-        result.request_id = target.adapter.redact(result.request_id)  # a header a server could abuse
-        result.cost = self.price(target, result, started)
-        attempt = Attempt(
-            provider=target.provider,
-            model=target.model,
-            outcome="success",
-            latency_s=latency,
-            cost=result.cost,
-            request_id=result.request_id,
-            started_at=started,
-        )
-        note_response(attempt, result)  # for its OpenTelemetry span
-        attempts.append(attempt)
-        if record:  # a poll or cancel (not recorded) keeps the attempts of the call that started the run
-            result.attempts = attempts
-        # A prediction still running is recorded when it ends (once, with its GPU time and cost).
-        # A prediction is recorded when it ends (once, with its GPU time and cost): see prediction_ended.
-        if record and not isinstance(result, Prediction):
-            self.record(verb, attempt, result.usage, tags, reservation)
-        elif reservation is not None:
-            if isinstance(result, Prediction) and result.id and not result._recorded:
-                self._held[result.id] = reservation  # held until the run ends and is priced
-            else:
-                self.release(reservation)
-
-    def failed(
-        self,
-        verb: str,
-        target: Target,
-        error: ProviderError,
-        started: dt.datetime,
-        t0: float,
-        attempts: list[Attempt],
-        tags: Mapping[str, str] | None,
-        record: bool = True,
-        reservation: Reservation | None = None,
-    ) -> None:
-        """Record a failed attempt (settling its reservation: an error of unknown cost keeps its worst case).
-        An answer that failed validation was billed: it is priced from its usage."""
-        billed = error.completion if isinstance(error, StructuredOutputError) else None
-        if billed is not None:
-            billed.cost = self.price(target, billed, started)
-            billed.attempts = attempts
-        attempt = Attempt(
-            provider=target.provider,
-            model=target.model,
-            outcome="error",
-            error=str(error),
-            error_type=type(error).__name__,
-            status=error.status,
-            latency_s=time.perf_counter() - t0,
-            cost=billed.cost if billed is not None else target.adapter.error_cost(error),
-            request_id=error.request_id,
-            started_at=started,
-        )
-        attempts.append(attempt)
-        if record:
-            self.record(verb, attempt, billed.usage if billed is not None else Usage(), tags, reservation)
-        else:
-            self.release(reservation)
-
-    def canceled(
-        self,
-        verb: str,
-        target: Target,
-        usage: Usage | None,
-        started: dt.datetime,
-        t0: float,
-        attempts: list[Attempt],
-        tags: Mapping[str, str] | None,
-        reservation: Reservation | None = None,
-    ) -> None:
-        """Record a stream the caller closed early: it was billed, but its usage (and so its cost) is unknown
-        unless the provider already sent it."""
-        cost = (
-            self.prices.token_cost(target.adapter.price_ref(target.model), usage, started)
-            if usage is not None
-            else Cost.unknown("stream closed by the caller before the provider reported usage")
-        )
-        attempt = Attempt(
-            provider=target.provider,
-            model=target.model,
-            outcome="canceled",
-            error="stream closed by the caller before its end",
-            latency_s=time.perf_counter() - t0,
-            cost=cost,
-            started_at=started,
-        )
-        attempts.append(attempt)
-        self.record(verb, attempt, usage or Usage(), tags, reservation)
-
-    def prediction_ended(self, target: Target, prediction: Prediction, tags: Mapping[str, str] | None) -> None:
-        """Price a finished prediction from its reported GPU time and record it in the ledger, once."""
-        if prediction._recorded:
-            return
-        prediction.cost = self.price(target, prediction, now())
-        prediction._recorded = True
-        # The attempt that started the run now gets its outcome and cost (polls are not billed attempts).
-        attempt = prediction.attempts[-1] if prediction.attempts else Attempt(
-            provider=target.provider, model=target.model, outcome="success", started_at=now()
-        )
-        if prediction.status != "succeeded":
-            attempt.outcome = "error"
-            attempt.error = f"prediction {prediction.status}: {prediction.error or ''}".strip()
-            attempt.error_type = "PredictionFailedError" if prediction.status == "failed" else "PredictionCanceled"
-        note_response(attempt, prediction)
-        attempt.cost = prediction.cost
-        attempt.request_id = attempt.request_id or prediction.id
-        held = self._held.pop(prediction.id, None) if prediction.id else None
-        self.record("predict", attempt, prediction.usage, tags, held)
-
     def finetune_estimate(self, model: str, training_file: Any, **options: Any) -> Cost:
         """What a ``finetune()`` call would cost, before anything is sent (pure: reads the training file, no HTTP):
         the estimate a budget reserves. ``options`` are ``finetune()``'s (``epochs``, ``method`` ...).
@@ -625,90 +391,6 @@ class Core:
 
         return prepare(self, model, training_file, **options).estimate
 
-    def finetune_reserve(self, target: Target, estimate: Cost, tags: Mapping[str, str] | None) -> Reservation | None:
-        """Reserve a fine-tuning job's estimate (``job.estimate``) in every budget that covers it, before anything
-        is uploaded; an unknown estimate follows the budget's ``unknown_price``.
-
-        Raises:
-            BudgetExceededError: The estimate does not fit, or is unknown and a budget refuses that.
-        """
-        return self.reserve(target, Estimated(estimate.total), tags, ttl_s=FINETUNE_RESERVATION_TTL_S)
-
-    def finetune_launched(self, job: FineTuneJob, reservation: Reservation | None) -> None:
-        """Hold a launched job's reservation until its cost is recorded (:meth:`finetune_ended`); a launch that
-        returned no job id has nothing to settle later, so its reservation is dropped."""
-        if reservation is None:
-            return
-        if job.id is None:
-            self.release(reservation)
-            return
-        self._held[_finetune_key(job.provider, job.id)] = reservation
-
-    def finetune_ended(self, target: Target, job: FineTuneJob, tags: Mapping[str, str] | None) -> None:
-        """Price a job that has ended from what the provider reported, and write it to the ledger once (keyed by
-        provider and job id, so another process or a second ``wait()`` does not write it again)."""
-        if job._recorded or not job.done or job.id is None:
-            return
-        from ._finetune import actual_cost
-
-        hardware, assumed = self.hardware(target, None)
-        job.cost = actual_cost(self.prices, target.adapter, job, hardware)
-        if assumed and job.cost.total is not None:
-            job.cost.estimated = True
-        job._recorded = True
-        bill = target.adapter.finetune_billing(job)
-        # Dated when the job ended, which is when it is billed: a job that runs past midnight (UTC) counts in the
-        # day, budget period and report it finished in, not the one it was created in.
-        attempt = Attempt(provider=target.provider, model=job.base_model, outcome="success",
-                          cost=job.cost, request_id=job.id, started_at=job.finished_at or now())
-        if job.finished_at is not None and job.created_at is not None:
-            attempt.latency_s = (job.finished_at - job.created_at).total_seconds()
-        if job.status != "succeeded":
-            attempt.outcome = "error"
-            attempt.error = f"fine-tuning job {job.status}: {job.error or ''}".strip()
-            attempt.error_type = "FineTuneFailedError" if job.status == "failed" else "FineTuneCanceled"
-        usage = Usage(input_tokens=bill.trained_tokens or 0, gpu_seconds=bill.gpu_seconds, hardware=hardware)
-        key = _finetune_key(target.provider, job.id)
-        # The reservation taken at launch (by this client) is settled by the job's one row; a job followed from
-        # another client or process has none here: the launcher's lapses after FINETUNE_RESERVATION_TTL_S.
-        held = self._held.pop(key, None)
-        self.record("finetune", attempt, usage, tags, held, once_key=key)
-
-    def record(self, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None,
-               reservation: Reservation | None = None, once_key: str | None = None) -> None:
-        """Write an attempt's row; under a budget, settle its reservation with it (one transaction)."""
-        cost = attempt.cost
-        row = LedgerRow(
-            ts=attempt.started_at,
-            verb=verb,
-            provider=attempt.provider,
-            model=attempt.model,
-            outcome=attempt.outcome,
-            latency_ms=attempt.latency_s * 1000,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            gpu_seconds=usage.gpu_seconds,
-            cost=cost.total if cost is not None else None,
-            estimated=cost.estimated if cost is not None else False,
-            price_source=str(cost.price_source) if cost is not None and cost.price_source else None,
-            request_id=attempt.request_id,
-            error_type=attempt.error_type,
-            status=attempt.status,
-            tags=dict(tags) if tags else {},
-            reserved=reservation.amount if reservation is not None else None,
-            once_key=once_key,
-        )
-        if reservation is not None:
-            self.ledger.settle(reservation.id, row)
-        else:
-            self.ledger.record(row)
-        for tap in ROW_TAPS:  # empty outside tests: computekit.testing's spend fixture listens here
-            tap(row)
-        attempt_span(verb, attempt, usage, tags)  # OpenTelemetry, when the application configured it
-
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -716,12 +398,12 @@ def now() -> dt.datetime:
 
 async def ledger_call(core: Core, step: Callable[[], _T], *, offload: bool = True) -> _T:
     """Run a step that reserves, settles or records (``step``) from async code: in a worker thread when the
-    ledger waits on the network (:attr:`Core.ledger_blocks`), so the event loop never does; inline otherwise
+    ledger waits on the network (``core.budgets.blocking``), so the event loop never does; inline otherwise
     (SQLite answers in well under a millisecond, less than the hop to a thread). ``offload=False``: inline.
 
     A call canceled while its step runs in the thread lets the step finish; a reservation it made is released.
     """
-    if not offload or not core.ledger_blocks:
+    if not offload or not core.budgets.blocking:
         return step()
     import asyncio
 
@@ -735,15 +417,10 @@ async def ledger_call(core: Core, step: Callable[[], _T], *, offload: bool = Tru
             if not done.cancelled() and done.exception() is None:
                 made = done.result()
                 if isinstance(made, Reservation):  # nobody will settle it: free it now, not at its TTL
-                    loop.run_in_executor(None, core.release, made)
+                    loop.run_in_executor(None, core.budgets.release, made)
 
         task.add_done_callback(drop)
         raise
-
-
-def _finetune_key(provider: str, job_id: str) -> str:
-    """A job's ``once_key`` in the ledger (and the key of its held reservation)."""
-    return f"finetune:{provider}:{job_id}"
 
 
 def call_options(**given: Any) -> dict[str, Any]:
@@ -889,140 +566,3 @@ def check_tools(tools: object) -> list[dict[str, Any]]:
                 "definition holds only dicts, lists, strings, finite numbers, booleans and None"
             ) from e
     return list(tools)
-
-
-@dataclass
-class Run:
-    """One call's way through its targets: order, deadline, fallback decisions and the errors met (pure
-    bookkeeping, shared by the sync and async clients).
-
-    Args:
-        core: The client's core (router, prices, settings).
-        targets: The targets as listed.
-        route: The named route they come from, for its strategy.
-        first_request: Builds a target's request, for the ``cheapest`` estimate.
-    """
-
-    core: Core
-    targets: list[Target]
-    route: RouteConfig | None = None
-    first_request: Any = None
-    errors: list[ProviderError] = field(default_factory=list)
-    refusals: list[BudgetExceededError] = field(default_factory=list)
-    deadline: float | None = None
-    min_context: int | None = None
-    _pos: int = field(default=0, init=False)
-
-    def __post_init__(self) -> None:
-        limit = self.core.router.config.deadline_s
-        self.deadline = self.core.router.clock() + limit if limit else None
-        strategy = self.route.strategy if self.route else "ordered"
-        estimate = None
-        if strategy == "cheapest" and self.first_request is not None:
-            build = self.first_request
-
-            def estimate(t: Target) -> Decimal | None:
-                return self.core.estimate(t, build(t))
-
-        self.targets = self.core.router.order(
-            self.targets, strategy, estimate=estimate, weights=self.route.weights if self.route else None
-        )
-
-    def _eligible(self, target: Target) -> bool:
-        if self.min_context is None:
-            return True
-        window = self.core.context_window(target)  # a context-window failure falls back only to a larger one
-        return window is not None and window > self.min_context
-
-    def next(self) -> Target | None:
-        """The next target worth trying, or ``None`` when none is left."""
-        while self._pos < len(self.targets):
-            target = self.targets[self._pos]
-            self._pos += 1
-            if self._eligible(target):
-                return target
-        return None
-
-    def has_more(self) -> bool:
-        """Whether a target is left after the current one."""
-        return any(self._eligible(t) for t in self.targets[self._pos :])
-
-    def remaining(self) -> float:
-        """Seconds left before the call's total deadline (infinite without one)."""
-        return math.inf if self.deadline is None else self.deadline - self.core.router.clock()
-
-    def remaining_fn(self) -> Callable[[], float] | None:
-        """:meth:`remaining`, or ``None`` when there is no deadline (retry loops then skip the check)."""
-        return None if self.deadline is None else self.remaining
-
-    def check_deadline(self, target: Target) -> float | None:
-        """Seconds left, or ``None`` without a deadline.
-
-        Raises:
-            APITimeoutError: The call's total deadline has passed.
-        """
-        if self.deadline is None:
-            return None
-        left = self.remaining()
-        if left <= 0:
-            raise APITimeoutError(
-                f"the call's total deadline ({self.core.router.config.deadline_s} s) passed",
-                provider=target.provider,
-                model=target.model,
-            )
-        return left
-
-    def failed(self, target: Target, error: ProviderError) -> None:
-        """A target's last try failed: tell the router, and raise when the plan must stop here."""
-        self.errors.append(error)
-        if isinstance(error, NotFoundError) and not getattr(error, "__notes__", None):
-            close = self.core.prices.similar(target.adapter.price_ref(target.model))
-            if close:  # a 404 on a misspelled model: name the likely one
-                error.add_note(f"did you mean {' or '.join(f'{target.provider}:{m}' for m in close)}?")
-        action = self.core.router.failed(target, error, self.core.retry.config.retry_after_cap)
-        if action is Action.RAISE or (isinstance(error, APITimeoutError) and self.remaining() <= 0):
-            raise error
-        if action is Action.LARGER_CONTEXT:
-            window = self.core.context_window(target)
-            if window is None:
-                raise error  # nothing to compare with: no target is known to be larger
-            self.min_context = max(window, self.min_context or 0)
-
-    def refused(self, target: Target, error: BudgetExceededError) -> None:
-        """A budget refused ``target`` before anything was sent: the next target (perhaps a cheaper one) is
-        tried; the refused target is not cooled down (it did not fail)."""
-        self.refusals.append(error)
-
-    def exhausted(self, attempts: list[Attempt]) -> Exception:
-        """The error to raise when no target is left: the one error, or all of them grouped (a budget's
-        refusal, when every target was refused)."""
-        if self.refusals and not self.errors:
-            return self.refusals[0]
-        spent = _attempts_summary(attempts)
-        if len(self.errors) == 1 and not self.refusals:
-            error = self.errors[0]
-            if len(attempts) > 1:  # retried: the traceback says how hard computekit tried
-                error.add_note(f"computekit gave up {spent}")
-            return error
-        if not self.errors:
-            return InvalidRequestError("no target could be tried (all need larger context windows)")
-        if self.refusals:
-            tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))
-            return AllTargetsFailedError(
-                f"{len(self.errors)} targets failed ({tried}) and {len(self.refusals)} were refused by a budget, "
-                f"{spent}",
-                [*self.errors, *self.refusals], attempts,
-            )
-        tried = ", ".join(dict.fromkeys(f"{e.provider}:{e.model}" for e in self.errors))  # in the order tried
-        return AllTargetsFailedError(f"all {len(self.errors)} targets failed ({tried}), {spent}", self.errors,
-                                     attempts)
-
-
-def _attempts_summary(attempts: list[Attempt]) -> str:
-    """``after 3 attempts in 2.4 s``: from the first attempt's start to the last one's end."""
-    if not attempts:
-        return "after 0 attempts"
-    start = min(a.started_at for a in attempts)
-    end = max(a.started_at + dt.timedelta(seconds=a.latency_s) for a in attempts)
-    n = len(attempts)
-    return f"after {n} attempt{'s' if n != 1 else ''} in {(end - start).total_seconds():.1f} s"

@@ -12,9 +12,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Never
 
-from ._client import AsyncClient, AsyncStream, Client, Messages, ModelSpec, Stream
+from ._client import AsyncClient, AsyncStream, Client, Stream
 from ._constants import NOT_GIVEN, NotGiven
 from ._exceptions import InvalidRequestError
+from ._plans import Messages, ModelSpec
 from ._types import DEFAULT_CLIENTS, Completion, Embeddings, FineTuneJob, ParsedT, Prediction, Reranking
 
 if TYPE_CHECKING:

@@ -1,7 +1,10 @@
-"""``finetune()`` on :class:`~computekit.Client` and :class:`~computekit.AsyncClient`: only the I/O, written twice
-under the same names; checking, estimating, pricing and the ledger are :mod:`computekit._finetune`'s and the core's.
+"""``finetune()`` on :class:`~computekit.Client` and :class:`~computekit.AsyncClient`, and the job lifecycle as
+``client.finetunes`` (:class:`FineTunes` / :class:`AsyncFineTunes`: ``wait``, ``refresh``, ``cancel``, ``events``,
+``checkpoints``, ``attach``): only the I/O, written twice under the same names; a :class:`~computekit.FineTuneJob`
+is plain data whose own methods are thin conveniences over these. Checking, estimating, pricing and the ledger
+are :mod:`computekit._finetune`'s, the core's and the bookkeeping's.
 
-Every request (upload, launch, poll, cancel, events) goes through the client's one ``_send`` loop, so it is retried
+Every request (upload, launch, poll, cancel, events) goes through the client's attempt driver, so it is retried
 like any other call (a 5xx on a status GET is retried; GETs are idempotent). None of them is a billed attempt: the
 job's cost is priced and written to the ledger once, when the job ends. Under a budget, the job's estimate is
 reserved before the first upload and held until then (released when the launch fails).
@@ -18,6 +21,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _finetune
+from ._bookkeeping import finetune_ended, finetune_launched
 from ._constants import (
     DEFAULT_FINETUNE_EVENTS,
     DEFAULT_FINETUNE_POLL_INTERVAL_S,
@@ -28,49 +32,40 @@ from ._constants import (
 from ._core import check_tags, ledger_call
 from ._exceptions import InvalidRequestError
 from ._http import HTTPRequest, HTTPResponse
-from ._plan import Plan as _Plan
+from ._plan import Plan
 from ._targets import Target, split_model_id
 from ._types import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 
 if TYPE_CHECKING:
     from ._core import Core
+    from ._driver import AsyncDriver, SyncDriver
 
 _T = TypeVar("_T")
 
-__all__ = ["AsyncFineTuning", "FineTuning"]
+__all__ = ["AsyncFineTunes", "AsyncFineTuning", "FineTunes", "FineTuning"]
 
 
-def _step(verb: str, target: Target, http: HTTPRequest | None, parse: Callable[[HTTPResponse], Any]) -> _Plan:
-    """One fine-tuning request as a plan for ``_send``: one target, no fallback, nothing billed by itself."""
+def _step(verb: str, target: Target, http: HTTPRequest | None, parse: Callable[[HTTPResponse], Any]) -> Plan:
+    """One fine-tuning request as a plan for the driver: one target, no fallback, nothing billed by itself."""
+
     def build(t: Target) -> HTTPRequest:
         assert http is not None
         return http
 
-    return _Plan(verb, [target], build, lambda t, req, resp: parse(resp), None, record=False)
+    return Plan(verb, [target], build, lambda t, req, resp: parse(resp), None, record=False)
 
 
 def _target(core: Core, job: FineTuneJob) -> Target:
     return Target(core.adapter(job.provider), job.base_model)
 
 
-def _carry(old: FineTuneJob, fresh: FineTuneJob) -> FineTuneJob:
-    """What a refreshed job keeps from the one it replaces (its estimate, client, tags, ledger state)."""
-    fresh.estimate = old.estimate
-    fresh._client, fresh._recorded, fresh._tags = old._client, old._recorded, old._tags
-    if old._recorded:
-        fresh.cost = old.cost
-    if not fresh.metrics and old.metrics:
-        fresh.metrics = old.metrics
-    return fresh
-
-
 def _ended_step(core: Core, job: FineTuneJob) -> Callable[[], None]:
     """Pricing and recording a job that has ended, as one ledger step (run inline, or by ``ledger_call``)."""
-    return partial(core.finetune_ended, _target(core, job), job, job._tags)
+    return partial(finetune_ended, core, _target(core, job), job, job._tags)
 
 
 def _to_record(job: FineTuneJob) -> bool:
-    """Whether :meth:`Core.finetune_ended` would write the job's row (else it returns at once)."""
+    """Whether :func:`~computekit._bookkeeping.finetune_ended` would write the job's row (else it returns at once)."""
     return job.done and job.id is not None and not job._recorded
 
 
@@ -99,9 +94,9 @@ def _launch(core: Core, model: str, training_file: Any, tags: Mapping[str, str] 
     return _finetune.prepare(core, model, training_file, extra=extra, **options), tags
 
 
-def _launch_steps(launch: _finetune.Launch) -> Generator[_Plan, Any, FineTuneJob]:
+def _launch_steps(launch: _finetune.Launch) -> Generator[Plan, Any, FineTuneJob]:
     """The requests that launch a job, in order (uploads, the provider's estimate, the launch): each is yielded as a
-    plan for ``_send`` and its answer sent back in; returns the launched job, its estimate set. Pure: the client
+    plan for the driver and its answer sent back in; returns the launched job, its estimate set. Pure: the client
     does the I/O (:func:`_drive`, :func:`_adrive`)."""
     target, req, adapter = launch.target, launch.request, launch.target.adapter
     for file, purpose in launch.files():
@@ -122,7 +117,7 @@ def _launch_steps(launch: _finetune.Launch) -> Generator[_Plan, Any, FineTuneJob
     return job
 
 
-def _drive(steps: Generator[_Plan, Any, _T], send: Callable[[_Plan], Any]) -> _T:
+def _drive(steps: Generator[Plan, Any, _T], send: Callable[[Plan], Any]) -> _T:
     """Run a generator of plans to its end with a sync ``send``: its return value."""
     try:
         plan = next(steps)
@@ -132,7 +127,7 @@ def _drive(steps: Generator[_Plan, Any, _T], send: Callable[[_Plan], Any]) -> _T
         return cast(_T, done.value)
 
 
-async def _adrive(steps: Generator[_Plan, Any, _T], send: Callable[[_Plan], Awaitable[Any]]) -> _T:
+async def _adrive(steps: Generator[Plan, Any, _T], send: Callable[[Plan], Awaitable[Any]]) -> _T:
     """:func:`_drive` with an async ``send``."""
     try:
         plan = next(steps)
@@ -142,25 +137,25 @@ async def _adrive(steps: Generator[_Plan, Any, _T], send: Callable[[_Plan], Awai
         return cast(_T, done.value)
 
 
-def _get_plan(core: Core, job: FineTuneJob) -> _Plan:
+def _get_plan(core: Core, job: FineTuneJob) -> Plan:
     target = _target(core, job)
     return _step("finetune.get", target, target.adapter.build_finetune_get(job),
                  lambda r: target.adapter.parse_finetune(job.base_model, r))
 
 
-def _cancel_plan(core: Core, job: FineTuneJob) -> _Plan:
+def _cancel_plan(core: Core, job: FineTuneJob) -> Plan:
     target = _target(core, job)
     return _step("finetune.cancel", target, target.adapter.build_finetune_cancel(job),
                  lambda r: target.adapter.parse_finetune(job.base_model, r))
 
 
-def _attach_plan(core: Core, job_id: str) -> _Plan:
+def _attach_plan(core: Core, job_id: str) -> Plan:
     target, stub = _attach_stub(core, job_id)
     return _step("finetune.get", target, target.adapter.build_finetune_get(stub),
                  lambda r: target.adapter.parse_finetune("", r))
 
 
-def _events_plan(core: Core, job: FineTuneJob, limit: int) -> _Plan | None:
+def _events_plan(core: Core, job: FineTuneJob, limit: int) -> Plan | None:
     """The request for a job's events; ``None``: they come with the job itself (:func:`_events_of`)."""
     target = _target(core, job)
     http = target.adapter.build_finetune_events(job, limit)
@@ -174,7 +169,7 @@ def _events_of(core: Core, source: FineTuneJob, limit: int) -> list[FineTuneEven
     return _target(core, source).adapter.parse_finetune_events(source, None)[-limit:]
 
 
-def _checkpoints_plan(core: Core, job: FineTuneJob) -> _Plan | None:
+def _checkpoints_plan(core: Core, job: FineTuneJob) -> Plan | None:
     """The request for a job's checkpoints; ``None``: they come with the job itself."""
     target = _target(core, job)
     http = target.adapter.build_finetune_checkpoints(job)
@@ -223,13 +218,205 @@ class _Following:
             self.bar.close()
 
 
+class FineTunes:
+    """The lifecycle of fine-tuning jobs on a sync :class:`~computekit.Client` (``client.finetunes``): each method
+    returns the job's latest state as a new object (``job.wait()`` and friends update the job in place)."""
+
+    is_async = False
+
+    def __init__(self, core: Core, driver: SyncDriver, client: Any) -> None:
+        self.core = core
+        self.driver = driver
+        self._client = client
+
+    def _ended(self, job: FineTuneJob) -> None:
+        _ended_step(self.core, job)()
+
+    def attach(self, job_id: str) -> FineTuneJob:
+        """A job started elsewhere (another process, yesterday), followed by this client.
+
+        Raises:
+            InvalidRequestError: ``job_id`` is not ``provider:id``.
+            UnsupportedCapabilityError: The provider has no fine-tuning API.
+            ProviderError: The provider failed (``NotFoundError`` for an unknown job).
+        """
+        job: FineTuneJob = self.driver.run(_attach_plan(self.core, job_id))
+        job._bind(self._client, None)
+        if job.done:
+            self._ended(job)
+        return job
+
+    def refresh(self, job: FineTuneJob) -> FineTuneJob:
+        """The job's latest state; a job that has ended is priced and recorded once.
+
+        Raises:
+            ProviderError: The provider failed after retries.
+        """
+        fresh = self.driver.run(_get_plan(self.core, job))._carry_from(job)
+        if fresh.done:
+            self._ended(fresh)
+        return fresh  # type: ignore[no-any-return]
+
+    def cancel(self, job: FineTuneJob) -> FineTuneJob:
+        """Cancel the job; its state after that.
+
+        Raises:
+            ProviderError: The provider refused or failed.
+        """
+        fresh = self.driver.run(_cancel_plan(self.core, job))._carry_from(job)
+        if fresh.done:
+            self._ended(fresh)
+        return fresh  # type: ignore[no-any-return]
+
+    def events(self, job: FineTuneJob, limit: int = DEFAULT_FINETUNE_EVENTS) -> list[FineTuneEvent]:
+        """The job's latest events, oldest first.
+
+        Raises:
+            ProviderError: The provider failed after retries.
+        """
+        plan = _events_plan(self.core, job, limit)
+        if plan is None:  # they come with the job
+            return _events_of(self.core, self.refresh(job) if job.id and not job.done else job, limit)
+        events: list[FineTuneEvent] = self.driver.run(plan)
+        return events
+
+    def checkpoints(self, job: FineTuneJob) -> list[FineTuneCheckpoint]:
+        """The checkpoints the job saved (empty where the provider offers none).
+
+        Raises:
+            ProviderError: The provider failed after retries.
+        """
+        plan = _checkpoints_plan(self.core, job)
+        if plan is None:
+            return _target(self.core, job).adapter.parse_finetune_checkpoints(job, None)
+        out: list[FineTuneCheckpoint] = self.driver.run(plan)
+        return out
+
+    def wait(self, job: FineTuneJob, timeout: float | None = None, poll_interval: float | None = None,
+             progress: bool = False) -> FineTuneJob:
+        """Poll until the job ends (see :meth:`FineTuneJob.wait <computekit.FineTuneJob.wait>`); the ended state.
+
+        Raises:
+            FineTuneFailedError: The job failed (``body`` is the provider's error object).
+            FineTuneTimeoutError: ``timeout`` passed first (the job keeps running).
+            ProviderError: The provider failed after retries.
+        """
+        following = _Following(self.core, job, timeout, poll_interval, progress)
+        try:
+            while not job.done:
+                self.core.retry.sleep(following.pause(job))
+                job = self.refresh(job)
+                following.polled(job, self.events(job, 10) if following.events_too else None)
+        finally:
+            following.close()
+        self._ended(job)
+        if job.status == "failed":
+            raise _finetune.failed(job)
+        return job
+
+
+class AsyncFineTunes:
+    """The lifecycle of fine-tuning jobs on :class:`~computekit.AsyncClient` (``client.finetunes``, awaited)."""
+
+    is_async = True
+
+    def __init__(self, core: Core, driver: AsyncDriver, client: Any) -> None:
+        self.core = core
+        self.driver = driver
+        self._client = client
+
+    async def _ended(self, job: FineTuneJob) -> None:
+        # A job already written, or not ended, stays inline: nothing to write.
+        await ledger_call(self.core, _ended_step(self.core, job), offload=_to_record(job))
+
+    async def attach(self, job_id: str) -> FineTuneJob:
+        """:meth:`FineTunes.attach`, awaited.
+
+        Raises:
+            InvalidRequestError: ``job_id`` is not ``provider:id``.
+            UnsupportedCapabilityError: The provider has no fine-tuning API.
+            ProviderError: The provider failed (``NotFoundError`` for an unknown job).
+        """
+        job: FineTuneJob = await self.driver.run(_attach_plan(self.core, job_id))
+        job._bind(self._client, None)
+        if job.done:
+            await self._ended(job)
+        return job
+
+    async def refresh(self, job: FineTuneJob) -> FineTuneJob:
+        """:meth:`FineTunes.refresh`, awaited.
+
+        Raises:
+            ProviderError: The provider failed after retries.
+        """
+        fresh = (await self.driver.run(_get_plan(self.core, job)))._carry_from(job)
+        if fresh.done:
+            await self._ended(fresh)
+        return fresh  # type: ignore[no-any-return]
+
+    async def cancel(self, job: FineTuneJob) -> FineTuneJob:
+        """:meth:`FineTunes.cancel`, awaited.
+
+        Raises:
+            ProviderError: The provider refused or failed.
+        """
+        fresh = (await self.driver.run(_cancel_plan(self.core, job)))._carry_from(job)
+        if fresh.done:
+            await self._ended(fresh)
+        return fresh  # type: ignore[no-any-return]
+
+    async def events(self, job: FineTuneJob, limit: int = DEFAULT_FINETUNE_EVENTS) -> list[FineTuneEvent]:
+        """:meth:`FineTunes.events`, awaited.
+
+        Raises:
+            ProviderError: The provider failed after retries.
+        """
+        plan = _events_plan(self.core, job, limit)
+        if plan is None:  # they come with the job
+            return _events_of(self.core, await self.refresh(job) if job.id and not job.done else job, limit)
+        events: list[FineTuneEvent] = await self.driver.run(plan)
+        return events
+
+    async def checkpoints(self, job: FineTuneJob) -> list[FineTuneCheckpoint]:
+        """:meth:`FineTunes.checkpoints`, awaited.
+
+        Raises:
+            ProviderError: The provider failed after retries.
+        """
+        plan = _checkpoints_plan(self.core, job)
+        if plan is None:
+            return _target(self.core, job).adapter.parse_finetune_checkpoints(job, None)
+        out: list[FineTuneCheckpoint] = await self.driver.run(plan)
+        return out
+
+    async def wait(self, job: FineTuneJob, timeout: float | None = None, poll_interval: float | None = None,
+                   progress: bool = False) -> FineTuneJob:
+        """:meth:`FineTunes.wait`, awaited.
+
+        Raises:
+            FineTuneFailedError: The job failed (``body`` is the provider's error object).
+            FineTuneTimeoutError: ``timeout`` passed first (the job keeps running).
+            ProviderError: The provider failed after retries.
+        """
+        following = _Following(self.core, job, timeout, poll_interval, progress)
+        try:
+            while not job.done:
+                await self.core.retry.async_sleep(following.pause(job))
+                job = await self.refresh(job)
+                following.polled(job, await self.events(job, 10) if following.events_too else None)
+        finally:
+            following.close()
+        await self._ended(job)
+        if job.status == "failed":
+            raise _finetune.failed(job)
+        return job
+
+
 class FineTuning:
-    """``finetune()`` and the job lifecycle on the sync :class:`~computekit.Client`."""
+    """``finetune()`` on the sync :class:`~computekit.Client` (the lifecycle is ``client.finetunes``)."""
 
     _core: Core
-
-    if TYPE_CHECKING:
-        def _send(self, plan: Any) -> Any: ...  # Client's
+    finetunes: FineTunes
 
     def finetune(
         self,
@@ -291,79 +478,28 @@ class FineTuning:
         if dry_run:
             return launch.dry_run()
         # Budgets: the estimate is reserved before any upload, held while the job runs, settled by its cost.
-        held = self._core.finetune_reserve(launch.target, launch.estimate, tags)
+        core, finetunes = self._core, self.finetunes
+        held = core.budgets.reserve_finetune(launch.target, launch.estimate.total, tags)
         try:
-            job = _drive(_launch_steps(launch), self._send)
+            job = _drive(_launch_steps(launch), finetunes.driver.run)
         except BaseException:
-            self._core.release(held)  # nothing launched: nothing to hold
+            core.budgets.release(held)  # nothing launched: nothing to hold
             raise
-        self._core.finetune_launched(job, held)
-        job._client, job._tags = self, tags
+        finetune_launched(core, job, held)
+        job._bind(self, tags)
         if job.done:
-            self._ft_ended(job)
+            finetunes._ended(job)
         if wait:
-            return self._ft_wait(job, timeout, poll_interval, progress)
+            return finetunes.wait(job, timeout, poll_interval, progress)
         return job
 
-    def _ft_ended(self, job: FineTuneJob) -> None:
-        _ended_step(self._core, job)()
-
-    def _ft_attach(self, job_id: str) -> FineTuneJob:
-        job: FineTuneJob = self._send(_attach_plan(self._core, job_id))
-        job._client = self
-        if job.done:
-            self._ft_ended(job)
-        return job
-
-    def _ft_refresh(self, job: FineTuneJob) -> FineTuneJob:
-        fresh = _carry(job, self._send(_get_plan(self._core, job)))
-        if fresh.done:
-            self._ft_ended(fresh)
-        return fresh
-
-    def _ft_cancel(self, job: FineTuneJob) -> FineTuneJob:
-        fresh = _carry(job, self._send(_cancel_plan(self._core, job)))
-        if fresh.done:
-            self._ft_ended(fresh)
-        return fresh
-
-    def _ft_events(self, job: FineTuneJob, limit: int = DEFAULT_FINETUNE_EVENTS) -> list[FineTuneEvent]:
-        plan = _events_plan(self._core, job, limit)
-        if plan is None:  # they come with the job
-            return _events_of(self._core, self._ft_refresh(job) if job.id and not job.done else job, limit)
-        events: list[FineTuneEvent] = self._send(plan)
-        return events
-
-    def _ft_checkpoints(self, job: FineTuneJob) -> list[FineTuneCheckpoint]:
-        plan = _checkpoints_plan(self._core, job)
-        if plan is None:
-            return _target(self._core, job).adapter.parse_finetune_checkpoints(job, None)
-        out: list[FineTuneCheckpoint] = self._send(plan)
-        return out
-
-    def _ft_wait(self, job: FineTuneJob, timeout: float | None, poll_interval: float | None,
-                 progress: bool = False) -> FineTuneJob:
-        following = _Following(self._core, job, timeout, poll_interval, progress)
-        try:
-            while not job.done:
-                self._core.retry.sleep(following.pause(job))
-                job = self._ft_refresh(job)
-                following.polled(job, self._ft_events(job, 10) if following.events_too else None)
-        finally:
-            following.close()
-        self._ft_ended(job)
-        if job.status == "failed":
-            raise _finetune.failed(job)
-        return job
 
 
 class AsyncFineTuning:
-    """``finetune()`` and the job lifecycle on :class:`~computekit.AsyncClient` (the same names, awaited)."""
+    """``finetune()`` on :class:`~computekit.AsyncClient` (the same names, awaited; ``client.finetunes``)."""
 
     _core: Core
-
-    if TYPE_CHECKING:
-        async def _send(self, plan: Any) -> Any: ...  # AsyncClient's
+    finetunes: AsyncFineTunes
 
     async def finetune(
         self,
@@ -424,72 +560,20 @@ class AsyncFineTuning:
                                destination=destination)
         if dry_run:
             return launch.dry_run()
-        core = self._core
+        core, finetunes = self._core, self.finetunes
         # Budgets: as in Client.finetune, off the event loop when the ledger is remote.
-        held = await ledger_call(core, partial(core.finetune_reserve, launch.target, launch.estimate, tags))
+        held = await ledger_call(core, partial(core.budgets.reserve_finetune, launch.target, launch.estimate.total,
+                                               tags))
         try:
-            job = await _adrive(_launch_steps(launch), self._send)
+            job = await _adrive(_launch_steps(launch), finetunes.driver.run)
         except BaseException:
             # nothing launched: nothing to hold
-            await ledger_call(core, partial(core.release, held), offload=held is not None)
+            await ledger_call(core, partial(core.budgets.release, held), offload=held is not None)
             raise
-        await ledger_call(core, partial(core.finetune_launched, job, held), offload=held is not None)
-        job._client, job._tags = self, tags
+        await ledger_call(core, partial(finetune_launched, core, job, held), offload=held is not None)
+        job._bind(self, tags)
         if job.done:
-            await self._ft_ended(job)
+            await finetunes._ended(job)
         if wait:
-            return await self._ft_wait(job, timeout, poll_interval, progress)
-        return job
-
-    async def _ft_ended(self, job: FineTuneJob) -> None:
-        """:meth:`FineTuning._ft_ended`, off the event loop when the ledger is remote (a job already written, or
-        not ended, stays inline: nothing to write)."""
-        await ledger_call(self._core, _ended_step(self._core, job), offload=_to_record(job))
-
-    async def _ft_attach(self, job_id: str) -> FineTuneJob:
-        job: FineTuneJob = await self._send(_attach_plan(self._core, job_id))
-        job._client = self
-        if job.done:
-            await self._ft_ended(job)
-        return job
-
-    async def _ft_refresh(self, job: FineTuneJob) -> FineTuneJob:
-        fresh = _carry(job, await self._send(_get_plan(self._core, job)))
-        if fresh.done:
-            await self._ft_ended(fresh)
-        return fresh
-
-    async def _ft_cancel(self, job: FineTuneJob) -> FineTuneJob:
-        fresh = _carry(job, await self._send(_cancel_plan(self._core, job)))
-        if fresh.done:
-            await self._ft_ended(fresh)
-        return fresh
-
-    async def _ft_events(self, job: FineTuneJob, limit: int = DEFAULT_FINETUNE_EVENTS) -> list[FineTuneEvent]:
-        plan = _events_plan(self._core, job, limit)
-        if plan is None:  # they come with the job
-            return _events_of(self._core, await self._ft_refresh(job) if job.id and not job.done else job, limit)
-        events: list[FineTuneEvent] = await self._send(plan)
-        return events
-
-    async def _ft_checkpoints(self, job: FineTuneJob) -> list[FineTuneCheckpoint]:
-        plan = _checkpoints_plan(self._core, job)
-        if plan is None:
-            return _target(self._core, job).adapter.parse_finetune_checkpoints(job, None)
-        out: list[FineTuneCheckpoint] = await self._send(plan)
-        return out
-
-    async def _ft_wait(self, job: FineTuneJob, timeout: float | None, poll_interval: float | None,
-                       progress: bool = False) -> FineTuneJob:
-        following = _Following(self._core, job, timeout, poll_interval, progress)
-        try:
-            while not job.done:
-                await self._core.retry.async_sleep(following.pause(job))
-                job = await self._ft_refresh(job)
-                following.polled(job, await self._ft_events(job, 10) if following.events_too else None)
-        finally:
-            following.close()
-        await self._ft_ended(job)
-        if job.status == "failed":
-            raise _finetune.failed(job)
+            return await finetunes.wait(job, timeout, poll_interval, progress)
         return job

@@ -78,10 +78,10 @@ class HTTPResponse:
         return json.loads(self.content)
 
     def body_for_error(self) -> Any:
-        """The body as JSON when it parses, else as text."""
+        """The body as JSON when it parses, else as text (JSON nested too deep to parse is kept as text)."""
         try:
             return json.loads(self.content)
-        except ValueError:
+        except (ValueError, RecursionError):
             return self.content.decode("utf-8", "replace")
 
 

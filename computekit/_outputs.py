@@ -1,8 +1,8 @@
 """``Prediction.save()``: find the file URLs in a prediction's output, name them safely, fetch and write them.
 
-Finding and naming are pure; fetching goes through the prediction's client (``Client._download``), which sends a
-plain GET with no credential: output URLs are pre-signed, often on a CDN host, and a provider key must never go
-there. ``data:`` URIs are decoded here, with no request at all.
+Finding and naming are pure; fetching goes through the prediction's client (``client.predictions.download``),
+which sends a plain GET with no credential: output URLs are pre-signed, often on a CDN host, and a provider key
+must never go there. ``data:`` URIs are decoded here, with no request at all.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import binascii
 import inspect
 import mimetypes
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
@@ -152,17 +152,17 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def save(prediction: Prediction, directory: str | os.PathLike[str], *,
+def save(prediction: Prediction, directory: str | os.PathLike[str], download: Callable[..., Any], *,
          allow_private_network: bool = False) -> list[Path]:
-    """See :meth:`Prediction.save`."""
+    """See :meth:`Prediction.save`; ``download(url, provider, model, public_only=)`` fetches one file (the
+    client's ``predictions.download``)."""
     folder, urls, names = _plan(prediction, directory)
     written = []
     for url, name in zip(urls, names, strict=True):
         if url.lower().startswith("data:"):
             data = decode_data_uri(url, prediction.provider, prediction.model)
         else:
-            got = prediction._bound_client()._download(url, prediction.provider, prediction.model,
-                                                       public_only=not allow_private_network)
+            got = download(url, prediction.provider, prediction.model, public_only=not allow_private_network)
             if inspect.iscoroutine(got):
                 got.close()  # not awaited: an AsyncClient's download, called from sync code
                 raise InvalidRequestError("this prediction came from an AsyncClient: use await p.async_save(dir)")
@@ -171,17 +171,16 @@ def save(prediction: Prediction, directory: str | os.PathLike[str], *,
     return written
 
 
-async def async_save(prediction: Prediction, directory: str | os.PathLike[str], *,
+async def async_save(prediction: Prediction, directory: str | os.PathLike[str], download: Callable[..., Any], *,
                      allow_private_network: bool = False) -> list[Path]:
-    """See :meth:`Prediction.async_save`."""
+    """See :meth:`Prediction.async_save`; ``download`` as for :func:`save`, awaited."""
     folder, urls, names = _plan(prediction, directory)
     written = []
     for url, name in zip(urls, names, strict=True):
         if url.lower().startswith("data:"):
             data = decode_data_uri(url, prediction.provider, prediction.model)
         else:
-            got = prediction._bound_client()._download(url, prediction.provider, prediction.model,
-                                                       public_only=not allow_private_network)
+            got = download(url, prediction.provider, prediction.model, public_only=not allow_private_network)
             data = await got if inspect.isawaitable(got) else got
         written.append(_write(folder, name, data))
     return written

@@ -22,7 +22,11 @@ __all__ = ["Plan"]
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """One call, planned (pure): the targets in order, how to build each one's request and parse its answer."""
+    """One call, planned (pure): the targets in order, how to build each one's request and parse its answer.
+
+    A new verb plugs in here: give it a plan, and :meth:`SyncDriver.run <computekit._driver.SyncDriver.run>`
+    (or the async twin) reserves, sends, parses, retries, falls back and records it like every other verb.
+    """
 
     verb: str
     targets: list[Target]
@@ -33,10 +37,15 @@ class Plan:
     record: bool = True
     """Whether attempts go to the ledger (polls of a prediction are not billed: they do not)."""
     at_most_once: bool = False
-    """The request starts billed work (a prediction's create): without an idempotency key it is resent only when
-    the host surely never saw it, so that one call never runs (and bills) two jobs."""
+    """The request starts billed work: without an idempotency key it is resent only when the host surely never
+    saw it, so that one call never runs (and bills) two jobs."""
     deadline: float | None = None
     """When the call's own ``timeout=`` runs out (router clock): bounds every request it sends."""
+    stream: bool = False
+    """The answer is read as a stream: an attempt ends when its head arrives (:class:`Opened`); the caller reads
+    the body and settles the attempt with the driver's ``guard`` (success: ``settle``)."""
+    safe_to_retry: bool = False
+    """The request changes nothing on the host (a GET): retried like an idempotent one."""
 
     def __post_init__(self) -> None:
         check_tags(self.tags)  # bad tags fail before any HTTP, for every verb

@@ -117,6 +117,21 @@ async def _async_adopting(obj: _M, call: Callable[[], Awaitable[Any]], attr: str
         raise
 
 
+def _lifecycle_of(namespace: Any, noun: str, var: str, method: str, want_async: bool) -> Any:
+    """A client's lifecycle namespace (``client.predictions``, ``client.finetunes``) for a result method; a
+    sync method on an async client's result (or the other way round) fails at once, saying what to call."""
+    if bool(namespace.is_async) != want_async:
+        from ._exceptions import InvalidRequestError
+
+        if want_async:
+            raise InvalidRequestError(f"this {noun} came from a sync Client: call {var}.{method}(...), not "
+                                      f"{var}.async_{method}(...)")
+        prefix = "" if method == "stream" else "await "
+        raise InvalidRequestError(f"this {noun} came from an AsyncClient: use `{prefix}{var}.async_{method}(...)`, "
+                                  f"not {var}.{method}(...)")
+    return namespace
+
+
 # --------------------------------------------------------------------------------------------- messages
 
 
@@ -578,17 +593,45 @@ class Prediction(_Readable, _Result):
             raise RuntimeError("this prediction is not attached to a client (it was built by hand)")
         return self._client
 
-    def refresh(self) -> Prediction:
-        """Fetch the latest state from the host (sync clients).
+    def _bind(self, client: Any, tags: Any) -> Prediction:
+        """Attach the client that follows this run (and the tags its ledger row gets)."""
+        self._client, self._tags = client, tags
+        return self
+
+    def _set_hardware(self, hardware: str | None, assumed: bool) -> None:
+        self.usage.hardware, self._hardware_assumed = hardware, assumed
+
+    def _carry_from(self, old: Prediction) -> Prediction:
+        """A fresh state of ``old``'s run keeps what the host does not send again: its hardware, its client,
+        tags and attempts, and whether it is in the ledger."""
+        self.usage.hardware, self._hardware_assumed = old.usage.hardware, old._hardware_assumed
+        self._client, self._recorded, self._tags = old._client, old._recorded, old._tags
+        self.attempts = old.attempts
+        return self
+
+    def _lifecycle(self, method: str, want_async: bool) -> Any:
+        """The client's ``predictions``, after checking that ``method`` suits it (sync or async).
 
         Raises:
+            InvalidRequestError: A sync method on an async client's prediction, or the other way round.
+        """
+        return _lifecycle_of(self._bound_client().predictions, "prediction", "p", method, want_async)
+
+    def refresh(self) -> Prediction:
+        """Fetch the latest state from the host (sync clients; ``client.predictions.refresh(p)``), in place.
+
+        Raises:
+            InvalidRequestError: The prediction came from an :class:`~computekit.AsyncClient` (use
+                ``await p.async_refresh()``).
             ProviderError: The host failed after retries.
         """
-        return _adopting(self, lambda: self._bound_client()._refresh(self), "prediction")
+        ns = self._lifecycle("refresh", False)
+        return _adopting(self, lambda: ns.refresh(self), "prediction")
 
     def wait(self, timeout: float | None = None, poll_interval: float | None = None, progress: Any = False
              ) -> Prediction:
-        """Poll until the run ends; on timeout the remote run is canceled (so nothing keeps billing).
+        """Poll until the run ends, in place (``client.predictions.wait(p)``); on timeout the remote run is
+        canceled (so nothing keeps billing).
 
         Args:
             timeout: Seconds to wait.
@@ -597,11 +640,13 @@ class Prediction(_Readable, _Result):
                 ``rich.console.Console``.
 
         Raises:
+            InvalidRequestError: The prediction came from an :class:`~computekit.AsyncClient` (use
+                ``await p.async_wait()``).
             PredictionFailedError: The run failed (its GPU time was still billed, and is in the ledger).
             PredictionTimeoutError: ``timeout`` passed first.
         """
-        return _adopting(self, lambda: self._bound_client()._wait(self, timeout, poll_interval, progress=progress),
-                         "prediction")
+        ns = self._lifecycle("wait", False)
+        return _adopting(self, lambda: ns.wait(self, timeout, poll_interval, progress=progress), "prediction")
 
     def stream(self, poll_interval: float | None = None) -> Any:
         """The run's output as the host streams it, piece by piece (sync clients); a
@@ -611,38 +656,67 @@ class Prediction(_Readable, _Result):
             poll_interval: Seconds between polls of a polled stream (RunPod); default 0.5 s.
 
         Raises:
+            InvalidRequestError: The prediction came from an :class:`~computekit.AsyncClient` (use
+                ``p.async_stream()``).
             UnsupportedCapabilityError: The host, or this model, does not stream (raised before any request).
             PredictionFailedError: While iterating: the run failed (its cost is in the ledger).
             ProviderError: While iterating: the host failed.
         """
-        return self._bound_client()._stream(self, poll_interval)
+        return self._lifecycle("stream", False).stream(self, poll_interval)
 
     def cancel(self) -> Prediction:
-        """Cancel the run on the host.
+        """Cancel the run on the host, in place (``client.predictions.cancel(p)``).
 
         Raises:
+            InvalidRequestError: The prediction came from an :class:`~computekit.AsyncClient` (use
+                ``await p.async_cancel()``).
             ProviderError: The host refused or failed.
         """
-        return _adopting(self, lambda: self._bound_client()._cancel(self), "prediction")
+        ns = self._lifecycle("cancel", False)
+        return _adopting(self, lambda: ns.cancel(self), "prediction")
 
     async def async_refresh(self) -> Prediction:
-        """:meth:`refresh` for async clients."""
-        return await _async_adopting(self, lambda: self._bound_client()._refresh(self), "prediction")
+        """:meth:`refresh` for async clients.
+
+        Raises:
+            InvalidRequestError: The prediction came from a sync :class:`~computekit.Client` (use ``p.refresh()``).
+            ProviderError: The host failed after retries.
+        """
+        ns = self._lifecycle("refresh", True)
+        return await _async_adopting(self, lambda: ns.refresh(self), "prediction")
 
     async def async_wait(self, timeout: float | None = None, poll_interval: float | None = None,
                          progress: Any = False) -> Prediction:
-        """:meth:`wait` for async clients."""
-        return await _async_adopting(
-            self, lambda: self._bound_client()._wait(self, timeout, poll_interval, progress=progress), "prediction")
+        """:meth:`wait` for async clients.
+
+        Raises:
+            InvalidRequestError: The prediction came from a sync :class:`~computekit.Client` (use ``p.wait()``).
+            PredictionFailedError: The run failed (its GPU time was still billed, and is in the ledger).
+            PredictionTimeoutError: ``timeout`` passed first.
+        """
+        ns = self._lifecycle("wait", True)
+        return await _async_adopting(self, lambda: ns.wait(self, timeout, poll_interval, progress=progress),
+                                     "prediction")
 
     def async_stream(self, poll_interval: float | None = None) -> Any:
         """:meth:`stream` for async clients: ``async for piece in p.async_stream()``, an
-        :class:`~computekit.AsyncPredictionStream`."""
-        return self._bound_client()._stream(self, poll_interval)
+        :class:`~computekit.AsyncPredictionStream`.
+
+        Raises:
+            InvalidRequestError: The prediction came from a sync :class:`~computekit.Client` (use ``p.stream()``).
+            UnsupportedCapabilityError: The host, or this model, does not stream (raised before any request).
+        """
+        return self._lifecycle("stream", True).stream(self, poll_interval)
 
     async def async_cancel(self) -> Prediction:
-        """:meth:`cancel` for async clients."""
-        return await _async_adopting(self, lambda: self._bound_client()._cancel(self), "prediction")
+        """:meth:`cancel` for async clients.
+
+        Raises:
+            InvalidRequestError: The prediction came from a sync :class:`~computekit.Client` (use ``p.cancel()``).
+            ProviderError: The host refused or failed.
+        """
+        ns = self._lifecycle("cancel", True)
+        return await _async_adopting(self, lambda: ns.cancel(self), "prediction")
 
     def save(self, directory: str | os.PathLike[str], *, allow_private_network: bool = False) -> list[Path]:
         """Download every file in ``output`` into ``directory`` (created if needed); return the written paths.
@@ -661,21 +735,35 @@ class Prediction(_Readable, _Result):
                 model whose outputs live on your own network).
 
         Raises:
-            InvalidRequestError: ``output`` holds no file URL.
+            InvalidRequestError: ``output`` holds no file URL, or the prediction came from an
+                :class:`~computekit.AsyncClient` (use ``await p.async_save(directory)``).
             UnsafeURLError: A URL is ambiguous, or its host is not a public address.
             MalformedResponseError: A file name would leave ``directory``, or a file is over the size limit.
             ProviderError: A download failed (``NotFoundError`` for an expired URL ...).
         """
+        if self._client is not None:  # one built by hand saves its data: URIs (a download says it has no client)
+            self._lifecycle("save", False)
         from . import _outputs
 
-        return _outputs.save(self, directory, allow_private_network=allow_private_network)
+        return _outputs.save(self, directory, lambda *a, **kw: self._lifecycle("save", False).download(*a, **kw),
+                             allow_private_network=allow_private_network)
 
     async def async_save(self, directory: str | os.PathLike[str], *,
                          allow_private_network: bool = False) -> list[Path]:
-        """:meth:`save` for async clients."""
+        """:meth:`save` for async clients.
+
+        Raises:
+            InvalidRequestError: The prediction came from a sync :class:`~computekit.Client` (use ``p.save()``).
+            UnsafeURLError: A URL is ambiguous, or its host is not a public address.
+            ProviderError: A download failed.
+        """
+        if self._client is not None:
+            self._lifecycle("save", True)
         from . import _outputs
 
-        return await _outputs.async_save(self, directory, allow_private_network=allow_private_network)
+        return await _outputs.async_save(
+            self, directory, lambda *a, **kw: self._lifecycle("save", True).download(*a, **kw),
+            allow_private_network=allow_private_network)
 
 
 # --------------------------------------------------------------------------------------------- fine-tuning
@@ -809,41 +897,79 @@ class FineTuneJob(_Readable, _Model):
             raise RuntimeError("this job is not attached to a client: use FineTuneJob.attach(id, client=...)")
         return self._client
 
+    def _bind(self, client: Any, tags: Any) -> FineTuneJob:
+        """Attach the client that follows this job (and the tags its ledger row gets)."""
+        self._client, self._tags = client, tags
+        return self
+
+    def _carry_from(self, old: FineTuneJob) -> FineTuneJob:
+        """A fresh state of ``old``'s job keeps its estimate, client, tags and ledger state (and the metrics
+        seen so far, when the provider sends none)."""
+        self.estimate = old.estimate
+        self._client, self._recorded, self._tags = old._client, old._recorded, old._tags
+        if old._recorded:
+            self.cost = old.cost
+        if not self.metrics and old.metrics:
+            self.metrics = old.metrics
+        return self
+
+    def _lifecycle(self, method: str, want_async: bool) -> Any:
+        """The client's ``finetunes``, after checking that ``method`` suits it (sync or async).
+
+        Raises:
+            InvalidRequestError: A dry run; or a sync method on an async client's job, or the other way round.
+        """
+        return _lifecycle_of(self._bound_client().finetunes, "job", "job", method, want_async)
+
     @classmethod
     def attach(cls, job_id: str, *, client: Any = None) -> FineTuneJob:
-        """Re-attach to a job started elsewhere (another process, yesterday): fetch its state.
+        """Re-attach to a job started elsewhere (another process, yesterday): fetch its state
+        (``client.finetunes.attach(job_id)``).
 
         Args:
             job_id: ``"provider:job-id"`` (``"openai:ftjob-abc123"``).
             client: The :class:`~computekit.Client` to follow it with (default: the module-level client).
 
         Raises:
-            InvalidRequestError: ``job_id`` is not ``provider:id``.
+            InvalidRequestError: ``job_id`` is not ``provider:id``, or ``client`` is an AsyncClient (use
+                ``await FineTuneJob.async_attach(...)``).
             UnsupportedCapabilityError: The provider has no fine-tuning API.
             ProviderError: The provider failed (``NotFoundError`` for an unknown job).
         """
         if client is None:
             client = _default_client("sync")
-        return client._ft_attach(job_id)  # type: ignore[no-any-return]
+        finetunes = _lifecycle_of(client.finetunes, "client", "FineTuneJob", "attach", False)
+        return finetunes.attach(job_id)  # type: ignore[no-any-return]
 
     @classmethod
     async def async_attach(cls, job_id: str, *, client: Any = None) -> FineTuneJob:
-        """:meth:`attach` with an :class:`~computekit.AsyncClient` (default: the module-level async client)."""
-        if client is None:
-            client = _default_client("async")
-        return await client._ft_attach(job_id)  # type: ignore[no-any-return]
-
-    def refresh(self) -> FineTuneJob:
-        """Fetch the job's latest state (sync clients); a job that has ended is priced and recorded once.
+        """:meth:`attach` with an :class:`~computekit.AsyncClient` (default: the module-level async client).
 
         Raises:
+            InvalidRequestError: ``job_id`` is not ``provider:id``, or ``client`` is a sync Client.
+            UnsupportedCapabilityError: The provider has no fine-tuning API.
+            ProviderError: The provider failed (``NotFoundError`` for an unknown job).
+        """
+        if client is None:
+            client = _default_client("async")
+        finetunes = _lifecycle_of(client.finetunes, "client", "FineTuneJob", "attach", True)
+        return await finetunes.attach(job_id)  # type: ignore[no-any-return]
+
+    def refresh(self) -> FineTuneJob:
+        """Fetch the job's latest state, in place (sync clients; ``client.finetunes.refresh(job)``); a job that
+        has ended is priced and recorded once.
+
+        Raises:
+            InvalidRequestError: The job came from an AsyncClient (use ``await job.async_refresh()``).
             ProviderError: The provider failed after retries.
         """
-        return _adopting(self, lambda: self._bound_client()._ft_refresh(self), "job")
+        ns = self._lifecycle("refresh", False)
+        return _adopting(self, lambda: ns.refresh(self), "job")
 
     def wait(self, timeout: float | None = None, poll_interval: float | None = None,
              progress: bool = False) -> FineTuneJob:
-        """Poll until the job ends; its actual cost is then written to the ledger, once.
+        """Poll until the job ends, in place (``client.finetunes.wait(job)``); its actual cost is then written to
+        the ledger, once.
 
         Args:
             timeout: Seconds to wait; the job keeps running when they pass.
@@ -851,57 +977,91 @@ class FineTuneJob(_Readable, _Model):
             progress: Show a progress bar with the latest metrics (on a terminal only).
 
         Raises:
+            InvalidRequestError: The job came from an AsyncClient (use ``await job.async_wait()``).
             FineTuneFailedError: The job failed (``body`` is the provider's error object).
             FineTuneTimeoutError: ``timeout`` passed first (the job was not canceled).
             ProviderError: The provider failed after retries.
         """
-        return _adopting(self, lambda: self._bound_client()._ft_wait(self, timeout, poll_interval, progress), "job")
+        ns = self._lifecycle("wait", False)
+        return _adopting(self, lambda: ns.wait(self, timeout, poll_interval, progress), "job")
 
     def cancel(self) -> FineTuneJob:
-        """Cancel the job.
+        """Cancel the job, in place (``client.finetunes.cancel(job)``).
 
         Raises:
+            InvalidRequestError: The job came from an AsyncClient (use ``await job.async_cancel()``).
             ProviderError: The provider refused or failed.
         """
-        return _adopting(self, lambda: self._bound_client()._ft_cancel(self), "job")
+        ns = self._lifecycle("cancel", False)
+        return _adopting(self, lambda: ns.cancel(self), "job")
 
     def events(self, limit: int = 20) -> list[FineTuneEvent]:
-        """The job's latest events, oldest first.
+        """The job's latest events, oldest first (``client.finetunes.events(job)``).
 
         Raises:
+            InvalidRequestError: The job came from an AsyncClient (use ``await job.async_events()``).
             ProviderError: The provider failed after retries.
         """
-        return self._bound_client()._ft_events(self, limit)  # type: ignore[no-any-return]
+        return self._lifecycle("events", False).events(self, limit)  # type: ignore[no-any-return]
 
     def checkpoints(self) -> list[FineTuneCheckpoint]:
-        """The checkpoints the job saved (empty where the provider offers none).
+        """The checkpoints the job saved (empty where the provider offers none; ``client.finetunes.checkpoints``).
 
         Raises:
+            InvalidRequestError: The job came from an AsyncClient (use ``await job.async_checkpoints()``).
             ProviderError: The provider failed after retries.
         """
-        return self._bound_client()._ft_checkpoints(self)  # type: ignore[no-any-return]
+        return self._lifecycle("checkpoints", False).checkpoints(self)  # type: ignore[no-any-return]
 
     async def async_refresh(self) -> FineTuneJob:
-        """:meth:`refresh` for async clients."""
-        return await _async_adopting(self, lambda: self._bound_client()._ft_refresh(self), "job")
+        """:meth:`refresh` for async clients.
+
+        Raises:
+            InvalidRequestError: The job came from a sync Client (use ``job.refresh()``).
+            ProviderError: The provider failed after retries.
+        """
+        ns = self._lifecycle("refresh", True)
+        return await _async_adopting(self, lambda: ns.refresh(self), "job")
 
     async def async_wait(self, timeout: float | None = None, poll_interval: float | None = None,
                          progress: bool = False) -> FineTuneJob:
-        """:meth:`wait` for async clients."""
-        return await _async_adopting(
-            self, lambda: self._bound_client()._ft_wait(self, timeout, poll_interval, progress), "job")
+        """:meth:`wait` for async clients.
+
+        Raises:
+            InvalidRequestError: The job came from a sync Client (use ``job.wait()``).
+            FineTuneFailedError: The job failed.
+            FineTuneTimeoutError: ``timeout`` passed first (the job was not canceled).
+        """
+        ns = self._lifecycle("wait", True)
+        return await _async_adopting(self, lambda: ns.wait(self, timeout, poll_interval, progress), "job")
 
     async def async_cancel(self) -> FineTuneJob:
-        """:meth:`cancel` for async clients."""
-        return await _async_adopting(self, lambda: self._bound_client()._ft_cancel(self), "job")
+        """:meth:`cancel` for async clients.
+
+        Raises:
+            InvalidRequestError: The job came from a sync Client (use ``job.cancel()``).
+            ProviderError: The provider refused or failed.
+        """
+        ns = self._lifecycle("cancel", True)
+        return await _async_adopting(self, lambda: ns.cancel(self), "job")
 
     async def async_events(self, limit: int = 20) -> list[FineTuneEvent]:
-        """:meth:`events` for async clients."""
-        return await self._bound_client()._ft_events(self, limit)  # type: ignore[no-any-return]
+        """:meth:`events` for async clients.
+
+        Raises:
+            InvalidRequestError: The job came from a sync Client (use ``job.events()``).
+            ProviderError: The provider failed after retries.
+        """
+        return await self._lifecycle("events", True).events(self, limit)  # type: ignore[no-any-return]
 
     async def async_checkpoints(self) -> list[FineTuneCheckpoint]:
-        """:meth:`checkpoints` for async clients."""
-        return await self._bound_client()._ft_checkpoints(self)  # type: ignore[no-any-return]
+        """:meth:`checkpoints` for async clients.
+
+        Raises:
+            InvalidRequestError: The job came from a sync Client (use ``job.checkpoints()``).
+            ProviderError: The provider failed after retries.
+        """
+        return await self._lifecycle("checkpoints", True).checkpoints(self)  # type: ignore[no-any-return]
 
 
 Result = Completion | Embeddings | Reranking | Prediction

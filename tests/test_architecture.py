@@ -30,10 +30,11 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("pricing", [r"pricing(\..*)?"]),
     ("adapters", [r"adapters(\..*)?"]),
     ("settings", [r"_config"]),
-    ("services", [r"_retry", r"routing(\..*)?", r"_budget", r"ledger(\..*)?", r"_transport", r"_otel", r"_finetune",
-                  r"_progress"]),
+    ("services", [r"_retry", r"routing(\..*)?", r"_budget", r"_costs", r"ledger(\..*)?", r"_transport", r"_otel",
+                  r"_finetune", r"_progress"]),
     ("core", [r"_core"]),
-    ("client", [r"_client", r"_finetune_client", r"_defaults"]),
+    ("calls", [r"_plan", r"_plans", r"_attempt", r"_driver", r"_bookkeeping"]),
+    ("client", [r"_client", r"_streaming", r"_predictions", r"_finetune_client", r"_defaults"]),
     ("entry points", [r"", r"cli", r"testing(\..*)?", r"_docgen", r"_demo"]),
 ]
 NEW_MODULES = ("client", r"_[a-z_]+")

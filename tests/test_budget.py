@@ -19,6 +19,7 @@ import pytest
 from _support import Chunks, WatchedLedger, chat_chunks, make_client, sse, stream_response, usage_json
 
 import computekit as ck
+from computekit import _costs
 from computekit._budget import FALLBACK_OUTPUT_TOKENS, worst_case
 from computekit.adapters._base import CompleteRequest, EmbedRequest, PredictRequest, RerankRequest
 from computekit.ledger import Charge, Ledger, LedgerRow, open_ledger
@@ -374,7 +375,7 @@ def test_without_max_tokens_a_completion_reserves_the_configured_maximum_then_th
     base = Decimal(_bytes(msgs)) * rates.rate("input_mtok", 0)
     assert worst_case(core, t, req) == (base + 16384 * out) / 10**6
     plain = _core()
-    window = plain.context_window(t)
+    window = _costs.context_window(plain.prices, t)
     assert window
     assert window > 16384
     assert worst_case(plain, plain.targets("openai:gpt-4o-mini")[0], req) == (base + window * out) / 10**6
@@ -797,7 +798,7 @@ GPT_4O_MINI_1024_HIGH = 25_501
 def _input_tokens(core: Any, model: str, messages: list[dict[str, Any]], **options: Any) -> int | None:
     [t] = core.targets(model)
     req = core.complete_request(t, messages, {"max_tokens": 1, **options}, stream=False)
-    return t.adapter.input_bound(req, core.context_window(t))
+    return t.adapter.input_bound(req, _costs.context_window(core.prices, t))
 
 
 def test_an_image_is_bounded_by_the_providers_published_rule_not_its_bytes() -> None:
@@ -833,7 +834,7 @@ def test_media_without_a_published_rule_counts_the_context_window(part: dict[str
     core = _core(prices={"acme:vision-1": {"input_mtok": "1", "output_mtok": "1"}},
                  providers={"acme": {"adapter": "openai-compatible", "base_url": "https://acme.example/v1"}})
     [t] = core.targets("openai:gpt-4o-mini")
-    window = core.context_window(t)
+    window = _costs.context_window(core.prices, t)
     assert window
     messages = [{"role": "user", "content": [{"type": "text", "text": "hi"}, part]}]
     if part["type"] != "image_url":  # OpenAI publishes no per-item rule for audio or files
@@ -861,7 +862,7 @@ def test_anthropic_images_tools_and_server_loops_follow_its_published_rules() ->
     assert opus >= 2576 * 2576 // 750
     [newer] = core.targets("anthropic:claude-opus-5")
     assert _input_tokens(core, "anthropic:claude-opus-5", [{"role": "user", "content": [IMAGE]}]) == \
-        core.context_window(newer)
+        _costs.context_window(core.prices, newer)
     tool = {"name": "f", "description": "", "parameters": {"type": "object"}}
     with_tool = _input_tokens(core, model, hi, tools=[tool])
     assert with_tool is not None
@@ -871,7 +872,7 @@ def test_anthropic_images_tools_and_server_loops_follow_its_published_rules() ->
     assert search >= SERVER_LOOP_MAX_ITERATIONS * plain
     pdf = {"type": "document", "source": {"type": "url", "url": "https://docs.example/a.pdf"}}
     [t] = core.targets(model)
-    assert _input_tokens(core, model, [{"role": "user", "content": [pdf]}]) == core.context_window(t)
+    assert _input_tokens(core, model, [{"role": "user", "content": [pdf]}]) == _costs.context_window(core.prices, t)
 
 
 class ImageServer(Server):

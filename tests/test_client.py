@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from decimal import Decimal
 from typing import Any
@@ -23,7 +24,7 @@ from _support import (
 )
 
 import computekit as ck
-from computekit import _defaults
+from computekit import _defaults, _finetune_client, _predictions
 from computekit.adapters import _registry
 from computekit.adapters._base import Capabilities
 from computekit.adapters.openai import OpenAIWire
@@ -760,3 +761,25 @@ async def test_stream_closed_early_is_recorded_as_canceled(is_async: bool) -> No
     assert client.ledger.report().unpriced == 1
     with pytest.raises(RuntimeError):
         _ = s.result
+
+
+@pytest.mark.parametrize(("sync_cls", "async_cls"), [
+    (ck.Client, ck.AsyncClient),
+    (_predictions.Predictions, _predictions.AsyncPredictions),
+    (_finetune_client.FineTunes, _finetune_client.AsyncFineTunes),
+], ids=["client", "predictions", "finetunes"])
+def test_sync_and_async_have_the_same_methods_and_arguments(sync_cls: type, async_cls: type) -> None:
+    def public(cls: type) -> dict[str, Any]:
+        return {n: getattr(cls, n) for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n))}
+
+    sync, asy = public(sync_cls), public(async_cls)
+    sync.pop("close", None)
+    asy.pop("aclose", None)  # the one pair named apart: ``close`` / ``await aclose``
+    assert sorted(sync) == sorted(asy)
+    for name, fn in sync.items():
+        params = list(inspect.signature(fn).parameters.values())
+        assert list(inspect.signature(asy[name]).parameters.values()) == params, name
+        if asy[name] is fn:
+            continue  # shared by both (``budget_status`` reads the ledger): nothing to await
+        # every async method that does I/O is awaited; a stream is iterated with ``async for``
+        assert inspect.iscoroutinefunction(asy[name]) == (name != "stream"), name

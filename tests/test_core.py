@@ -10,8 +10,11 @@ import pytest
 from _support import KEY
 
 import computekit as ck
+from computekit import _bookkeeping
+from computekit._attempt import AttemptFacts
 from computekit._constants import NOT_GIVEN
 from computekit._core import Core, Target, call_options, flatten_prompt, normalise_messages
+from computekit._http import HTTPRequest
 from computekit._targets import split_model_id
 from computekit.adapters.openai import OpenAIAdapter
 from computekit.adapters.openai_compatible import OpenAICompatibleAdapter
@@ -208,10 +211,13 @@ def test_failed_and_succeeded_bookkeeping() -> None:
     attempts: list[ck.Attempt] = []
     started = dt.datetime.now(dt.UTC)
     err = ck.RateLimitError("slow", provider="openai", model="gpt-4o-mini", status=429, request_id="r1")
-    core.failed("complete", t, err, started, time.perf_counter(), attempts, {"a": "b"})
+    http = HTTPRequest(method="POST", url="https://api.openai.com/v1/chat/completions", headers={})
+    facts = AttemptFacts("complete", t, None, http, attempts, {"a": "b"}, started=started, t0=time.perf_counter())
+    _bookkeeping.failed(core, facts, err)
     result = ck.Completion(provider="openai", model="gpt-4o-mini", usage=ck.Usage(input_tokens=10, output_tokens=2),
                            request_id="r2")
-    core.succeeded("complete", t, result, started, time.perf_counter(), attempts, None)
+    facts = AttemptFacts("complete", t, None, http, attempts, None, started=started, t0=time.perf_counter())
+    _bookkeeping.succeeded(core, facts, result, _bookkeeping.price_success(core, facts, result))
     assert result.attempts is attempts
     assert [a.outcome for a in attempts] == ["error", "success"]
     assert attempts[0].error == str(err)

@@ -622,7 +622,7 @@ async def test_an_unknown_estimate_follows_the_budgets_unknown_price(mode: str, 
         assert job.estimate.total is None
         assert host.hits("POST", "/v1/fine_tuning/jobs") == 1
         assert _status(allowed) == (0, 0)  # allowed: reserved as 0
-        assert len(allowed._core._held) == 1  # still held, to be settled by the job's row
+        assert len(allowed._core.budgets.held) == 1  # still held, to be settled by the job's row
     finally:
         await close(allowed)
 
@@ -674,3 +674,47 @@ def test_budget_status_without_budgets_is_empty(tmp_path: Path) -> None:
         assert c.budget_status() == {}
     finally:
         c.close()
+
+
+# ---------------------------------------------------------------------------------------- lifecycle on the client
+
+
+async def test_the_job_lifecycle_lives_on_the_client(mode: str, tmp_path: Path) -> None:
+    host = launch_host().on("GET", "/v1/fine_tuning/jobs/ftjob-abc", job_json("running"), done_json())
+    c = client(mode, host, tmp_path)
+    try:
+        job = await run(c.finetune(MODEL, training_file=examples()))
+        fresh = await run(c.finetunes.refresh(job))
+        assert fresh is not job
+        assert (fresh.status, job.status) == ("running", "validating")
+        done = await run(c.finetunes.wait(fresh, poll_interval=0))
+        assert done.status == "succeeded"
+        assert done.estimate == job.estimate  # kept from the launch
+        assert [r.verb for r in c.ledger.rows()] == ["finetune"]
+        again = await run(c.finetunes.attach("openai:ftjob-abc"))
+        assert again.status == "succeeded"
+        assert [r.verb for r in c.ledger.rows()] == ["finetune"]  # written once
+    finally:
+        await run(c.aclose() if mode == "async" else c.close())
+
+
+@pytest.mark.parametrize("method", ["wait", "refresh", "cancel", "events", "checkpoints"])
+async def test_a_job_method_of_the_other_flavour_fails_at_once(mode: str, tmp_path: Path, method: str) -> None:
+    host = launch_host()
+    c = client(mode, host, tmp_path)
+    try:
+        job = await run(c.finetune(MODEL, training_file=examples()))
+        sent = host.hits()
+        if mode == "async":
+            with pytest.raises(ck.InvalidRequestError, match=rf"AsyncClient: use `await job\.async_{method}"):
+                getattr(job, method)()
+        else:
+            with pytest.raises(ck.InvalidRequestError, match=rf"sync Client: call job\.{method}\("):
+                await getattr(job, f"async_{method}")()
+        assert host.hits() == sent
+        wrong_attach = ck.FineTuneJob.attach if mode == "async" else ck.FineTuneJob.async_attach
+        with pytest.raises(ck.InvalidRequestError, match="attach"):
+            await run(wrong_attach("openai:ftjob-abc", client=c))
+        assert host.hits() == sent
+    finally:
+        await run(c.aclose() if mode == "async" else c.close())

@@ -1051,3 +1051,42 @@ async def test_an_ended_prediction_is_written_off_the_event_loop_only_async_with
     assert row.cost == Decimal("2.0") * price("gpu-a40-large") == p.cost.total
     await run(client.aclose() if is_async else client.close())
     watched.ledger.close()
+
+
+# ---------------------------------------------------------------------------------------- lifecycle on the client
+
+
+@both
+async def test_the_lifecycle_lives_on_the_client(is_async: bool) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing")),
+                                             resp(pred("succeeded", output=[1, 2], predict_time=2.0))])
+    client, sleeps, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, wait=False, hardware="gpu-h100"))
+    fresh = await run(client.predictions.refresh(p))
+    assert fresh is not p  # the namespace returns the latest state; the held prediction is left as it was
+    assert (fresh.status, p.status) == ("running", "queued")
+    done = await run(client.predictions.wait(fresh, poll_interval=1.0))
+    assert (done.status, done.output) == ("succeeded", [1, 2])
+    assert done.cost.total == Decimal("2.0") * price("gpu-h100")
+    assert len(rows(client)) == 1
+    assert sleeps.waits == [1.0]
+
+
+@both
+@pytest.mark.parametrize("method", ["wait", "refresh", "cancel", "stream", "save"])
+async def test_a_lifecycle_method_of_the_other_flavour_fails_at_once(is_async: bool, method: str,
+                                                                     tmp_path: Any) -> None:
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing"))], cancel=resp(pred("canceled")))
+    client, _, _ = make(is_async, host.server)
+    p = await run(client.predict(MODEL, {"x": 1}, wait=False, hardware="gpu-h100"))
+    sent = host.server.hits
+    args = (tmp_path,) if method == "save" else ()
+    if is_async:  # the sync method on an AsyncClient's prediction
+        with pytest.raises(ck.InvalidRequestError, match=rf"AsyncClient: use `(await )?p\.async_{method}") as ei:
+            getattr(p, method)(*args)
+    else:  # the async method on a sync Client's prediction
+        with pytest.raises(ck.InvalidRequestError, match=rf"sync Client: call p\.{method}\(") as ei:
+            await run(getattr(p, f"async_{method}")(*args))
+    assert "coroutine" not in str(ei.value)
+    assert host.server.hits == sent  # nothing was sent
+    assert p.status == "queued"  # and the prediction is as it was

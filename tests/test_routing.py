@@ -14,8 +14,9 @@ import pytest
 from _support import KEY, Server, chat_json, error, ok
 
 import computekit as ck
+from computekit import _costs
+from computekit._attempt import Run
 from computekit._config import RetryConfig, RoutingConfig
-from computekit._core import Run
 from computekit._retry import RetryPolicy
 from computekit.pricing import PriceBook, PriceRef
 from computekit.routing import Router
@@ -85,7 +86,7 @@ async def test_cheapest_tries_the_cheapest_first_and_unknown_prices_last(is_asyn
     assert any(issubclass(w.category, ck.UnknownPriceWarning) and "mystery-model" in str(w.message)
                for w in caught)
     order = client._core.router.order(client._core.targets("chat"), "cheapest",
-                                      estimate=lambda t: client._core.estimate(t, _Req(100)))
+                                      estimate=lambda t: _costs.estimate(client._core.prices, t, _Req(100)))
     assert [t.model for t in order] == ["thrifty", "pricey", "mystery-model"]
 
 
@@ -216,8 +217,8 @@ async def test_context_window_falls_back_only_to_larger_windows(is_async: bool) 
     srv = Server([server])
     client = client_for(srv, Clock(), is_async)
     core = client._core
-    windows = {t.model: core.context_window(t) for t in core.targets(["openai:gpt-4o-mini", "openai:gpt-3.5-turbo",
-                                                                       "openai:gpt-4.1"])}
+    targets = core.targets(["openai:gpt-4o-mini", "openai:gpt-3.5-turbo", "openai:gpt-4.1"])
+    windows = {t.model: _costs.context_window(core.prices, t) for t in targets}
     assert windows["gpt-3.5-turbo"] < windows["gpt-4o-mini"] < windows["gpt-4.1"]
     r = await call(client, is_async, ["openai:gpt-4o-mini", "openai:gpt-3.5-turbo", "openai:gpt-4.1"])
     assert r.model == "gpt-4.1"

@@ -6,7 +6,7 @@ import threading
 from decimal import Decimal
 from types import TracebackType
 
-from .._core import ROW_TAPS
+from .._bookkeeping import ROW_TAPS
 from ..ledger import LedgerRow
 
 __all__ = ["Spend"]

@@ -457,9 +457,9 @@ async def test_replay_blocking_create_sends_prefer_wait_and_keeps_the_partial_ou
     sent: list[Any] = []
     with cassette(tmp_path, [create], sent) as cass:
         # the hold ended with the run still processing; the wait gives up before any poll (none is recorded)
-        from computekit import _client
+        from computekit import _predictions
 
-        monkeypatch.setattr(_client._Waiting, "timed_out", lambda self: True)
+        monkeypatch.setattr(_predictions._Waiting, "timed_out", lambda self: True)
         with pytest.raises(ck.PredictionTimeoutError) as info:
             await run(client.predict("replicate:" + model_id(create), create.request_body["input"],
                                      cancel_on_timeout=False, validate=False))

@@ -1,0 +1,239 @@
+"""Ledger bookkeeping: every attempt's outcome, priced, written once, its budget reservation settled.
+
+Called by the drivers (:mod:`computekit._driver`) with one :class:`~computekit._attempt.AttemptFacts` per try,
+and by the prediction and fine-tuning lifecycles when a run or a job ends. :func:`price_success` is pure (it
+prices a result and builds its attempt); every other function here writes: to the ledger (a row, a settled or
+released reservation), to the router (latency, cool-downs) and to the result (its cost and attempts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from . import _costs
+from ._budget import Reservation
+from ._core import now
+from ._exceptions import StructuredOutputError
+from ._otel import attempt_span, note_response
+from ._targets import Target
+from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Prediction, Reranking, Usage
+from .adapters._base import ModelInfo, StreamUpdate
+from .ledger import LedgerRow
+
+if TYPE_CHECKING:
+    from ._attempt import AttemptFacts
+    from ._core import Core
+    from ._exceptions import ProviderError
+
+__all__ = ["ROW_TAPS", "canceled", "failed", "finetune_ended", "finetune_key", "finetune_launched",
+           "prediction_ended", "price_success", "record", "succeeded"]
+
+ROW_TAPS: list[Callable[[LedgerRow], None]] = []
+"""Called with every ledger row as it is recorded, whichever client and ledger (``"none"`` included) wrote it:
+how ``computekit.testing`` sums the spend of a test. Empty unless a test installs one."""
+
+_PRICED_RESULTS = (Completion, Embeddings, Reranking, Prediction)
+
+
+def price_success(core: Core, facts: AttemptFacts, result: object) -> Attempt | None:
+    """Price a successful ``result`` and build its attempt (pure but for the result, which gets its cost).
+    ``None``: not a billed result (a lookup, a stream poll, a fine-tuning step)."""
+    target = facts.target
+    if not isinstance(result, _PRICED_RESULTS):
+        return None
+    latency = facts.latency()
+    if isinstance(result, Prediction) and result._wall_time and result.usage.gpu_seconds is None:
+        # The host reports no run time: the measured time of the call stands in for it (an estimate).
+        result.usage.gpu_seconds = Decimal(str(round(latency, 6)))
+    result.request_id = target.adapter.redact(result.request_id)  # a header a server could abuse
+    result.cost = _costs.price(core.prices, target, result, facts.started)
+    attempt = Attempt(provider=target.provider, model=target.model, outcome="success", latency_s=latency,
+                      cost=result.cost, request_id=result.request_id, started_at=facts.started)
+    note_response(attempt, result)  # for its OpenTelemetry span
+    return attempt
+
+
+def succeeded(core: Core, facts: AttemptFacts, result: object, attempt: Attempt | None) -> None:
+    """Record a successful try (``attempt`` from :func:`price_success`), settling its budget reservation; give
+    the result the whole attempt list; tell the router how long it took (to the first chunk, for a stream)."""
+    target = facts.target
+    latency = attempt.latency_s if attempt is not None else facts.latency()
+    core.router.succeeded(target, latency if facts.first_byte_s is None else facts.first_byte_s)
+    if isinstance(result, ModelInfo | StreamUpdate):  # a lookup or a stream poll: nothing billed, not an attempt
+        return
+    if attempt is None:
+        # A fine-tuning step (an upload, the job, its events): not billed by itself; the job's cost is priced
+        # and recorded once, when it ends (finetune_ended).
+        facts.attempts.append(Attempt(provider=target.provider, model=target.model, outcome="success",
+                                      latency_s=latency, started_at=facts.started))
+        if isinstance(result, FineTuneJob) and facts.record:
+            result.attempts = facts.attempts
+        return
+    assert isinstance(result, _PRICED_RESULTS)
+    facts.attempts.append(attempt)
+    if facts.record:  # a poll or cancel (not recorded) keeps the attempts of the call that started the run
+        result.attempts = facts.attempts
+    held = facts.reservation
+    # A prediction is recorded when it ends (once, with its GPU time and cost): see prediction_ended.
+    if facts.record and not isinstance(result, Prediction):
+        record(core, facts.verb, attempt, result.usage, facts.tags, held)
+    elif held is not None:
+        if isinstance(result, Prediction) and result.id and not result._recorded:
+            core.budgets.held[result.id] = held  # held until the run ends and is priced
+        else:
+            core.budgets.release(held)
+
+
+def failed(core: Core, facts: AttemptFacts, error: ProviderError) -> None:
+    """Record a failed try (settling its reservation: an error of unknown cost keeps its worst case). An answer
+    that failed validation was billed: it is priced from its usage."""
+    target = facts.target
+    billed = error.completion if isinstance(error, StructuredOutputError) else None
+    if billed is not None:
+        billed.cost = _costs.price(core.prices, target, billed, facts.started)
+        billed.attempts = facts.attempts
+    attempt = Attempt(
+        provider=target.provider,
+        model=target.model,
+        outcome="error",
+        error=str(error),
+        error_type=type(error).__name__,
+        status=error.status,
+        latency_s=facts.latency(),
+        cost=billed.cost if billed is not None else target.adapter.error_cost(error),
+        request_id=error.request_id,
+        started_at=facts.started,
+    )
+    facts.attempts.append(attempt)
+    if facts.record:
+        record(core, facts.verb, attempt, billed.usage if billed is not None else Usage(), facts.tags,
+               facts.reservation)
+    else:
+        core.budgets.release(facts.reservation)
+
+
+def canceled(core: Core, facts: AttemptFacts, why: str) -> None:
+    """Record a try the caller stopped after it was sent (a stream closed early, Ctrl-C or a task canceled while
+    waiting): the provider had the request, so it is billed, but its cost is unknown unless the provider already
+    reported usage. A try that is not recorded (a poll) only drops its reservation."""
+    if not facts.record:
+        core.budgets.release(facts.reservation)
+        return
+    target = facts.target
+    usage = facts.usage_so_far() if facts.usage_so_far is not None else None
+    cost = (
+        core.prices.token_cost(target.adapter.price_ref(target.model), usage, facts.started)
+        if usage is not None
+        else Cost.unknown(f"{why} before the provider reported usage")
+    )
+    attempt = Attempt(provider=target.provider, model=target.model, outcome="canceled", error=f"{why} before its end",
+                      latency_s=facts.latency(), cost=cost, started_at=facts.started)
+    facts.attempts.append(attempt)
+    record(core, facts.verb, attempt, usage or Usage(), facts.tags, facts.reservation)
+
+
+def prediction_ended(core: Core, target: Target, prediction: Prediction, tags: Mapping[str, str] | None) -> None:
+    """Price a finished prediction from its reported GPU time and record it in the ledger, once."""
+    if prediction._recorded:
+        return
+    prediction.cost = _costs.price(core.prices, target, prediction, now())
+    prediction._recorded = True
+    # The attempt that started the run now gets its outcome and cost (polls are not billed attempts).
+    attempt = prediction.attempts[-1] if prediction.attempts else Attempt(
+        provider=target.provider, model=target.model, outcome="success", started_at=now()
+    )
+    if prediction.status != "succeeded":
+        attempt.outcome = "error"
+        attempt.error = f"prediction {prediction.status}: {prediction.error or ''}".strip()
+        attempt.error_type = "PredictionFailedError" if prediction.status == "failed" else "PredictionCanceled"
+    note_response(attempt, prediction)
+    attempt.cost = prediction.cost
+    attempt.request_id = attempt.request_id or prediction.id
+    held = core.budgets.held.pop(prediction.id, None) if prediction.id else None
+    record(core, "predict", attempt, prediction.usage, tags, held)
+
+
+def finetune_key(provider: str, job_id: str) -> str:
+    """A job's ``once_key`` in the ledger (and the key of its held reservation)."""
+    return f"finetune:{provider}:{job_id}"
+
+
+def finetune_ended(core: Core, target: Target, job: FineTuneJob, tags: Mapping[str, str] | None) -> None:
+    """Price a job that has ended from what the provider reported, and write it to the ledger once (keyed by
+    provider and job id, so another process or a second ``wait()`` does not write it again)."""
+    if job._recorded or not job.done or job.id is None:
+        return
+    from ._finetune import actual_cost
+
+    hardware, assumed = core.hardware(target, None)
+    job.cost = actual_cost(core.prices, target.adapter, job, hardware)
+    if assumed and job.cost.total is not None:
+        job.cost.estimated = True
+    job._recorded = True
+    bill = target.adapter.finetune_billing(job)
+    # Dated when the job ended, which is when it is billed: a job that runs past midnight (UTC) counts in the
+    # day, budget period and report it finished in, not the one it was created in.
+    attempt = Attempt(provider=target.provider, model=job.base_model, outcome="success",
+                      cost=job.cost, request_id=job.id, started_at=job.finished_at or now())
+    if job.finished_at is not None and job.created_at is not None:
+        attempt.latency_s = (job.finished_at - job.created_at).total_seconds()
+    if job.status != "succeeded":
+        attempt.outcome = "error"
+        attempt.error = f"fine-tuning job {job.status}: {job.error or ''}".strip()
+        attempt.error_type = "FineTuneFailedError" if job.status == "failed" else "FineTuneCanceled"
+    usage = Usage(input_tokens=bill.trained_tokens or 0, gpu_seconds=bill.gpu_seconds, hardware=hardware)
+    key = finetune_key(target.provider, job.id)
+    # The reservation taken at launch (by this client) is settled by the job's one row; a job followed from
+    # another client or process has none here: the launcher's lapses after FINETUNE_RESERVATION_TTL_S.
+    held = core.budgets.held.pop(key, None)
+    record(core, "finetune", attempt, usage, tags, held, once_key=key)
+
+
+def record(core: Core, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None,
+           reservation: Reservation | None = None, once_key: str | None = None) -> None:
+    """Write an attempt's row; under a budget, settle its reservation with it (one transaction)."""
+    cost = attempt.cost
+    row = LedgerRow(
+        ts=attempt.started_at,
+        verb=verb,
+        provider=attempt.provider,
+        model=attempt.model,
+        outcome=attempt.outcome,
+        latency_ms=attempt.latency_s * 1000,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        gpu_seconds=usage.gpu_seconds,
+        cost=cost.total if cost is not None else None,
+        estimated=cost.estimated if cost is not None else False,
+        price_source=str(cost.price_source) if cost is not None and cost.price_source else None,
+        request_id=attempt.request_id,
+        error_type=attempt.error_type,
+        status=attempt.status,
+        tags=dict(tags) if tags else {},
+        reserved=reservation.amount if reservation is not None else None,
+        once_key=once_key,
+    )
+    if reservation is not None:
+        core.ledger.settle(reservation.id, row)
+    else:
+        core.ledger.record(row)
+    for tap in ROW_TAPS:  # empty outside tests: computekit.testing's spend fixture listens here
+        tap(row)
+    attempt_span(verb, attempt, usage, tags)  # OpenTelemetry, when the application configured it
+
+
+
+def finetune_launched(core: Core, job: FineTuneJob, reservation: Reservation | None) -> None:
+    """Hold a launched job's reservation until its cost is recorded (:func:`finetune_ended`); a launch that
+    returned no job id has nothing to settle later, so its reservation is dropped."""
+    if reservation is None:
+        return
+    if job.id is None:
+        core.budgets.release(reservation)
+        return
+    core.budgets.held[finetune_key(job.provider, job.id)] = reservation
