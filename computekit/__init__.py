@@ -11,6 +11,7 @@
 # result types and the verbs load on first use (PEP 562), so that ``import computekit`` stays cheap for a
 # program that may not call anything (a CLI's --help, a worker that fails over to a cache).
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ._constants import NOT_GIVEN
@@ -68,6 +69,10 @@ if TYPE_CHECKING:
         rerank,
         stream,
     )
+    from ._finetune_client import AsyncFineTunes, FineTunes
+    from ._instrument import instrument
+    from ._predictions import AsyncPredictions, Predictions
+    from ._tags import tags
     from ._types import (
         Attempt,
         Chunk,
@@ -96,6 +101,10 @@ _LAZY: dict[str, str] = {
     "AsyncPredictionStream": "._client",
     "AsyncStream": "._client",
     "Client": "._client",
+    "AsyncFineTunes": "._finetune_client",
+    "FineTunes": "._finetune_client",
+    "AsyncPredictions": "._predictions",
+    "Predictions": "._predictions",
     "PredictionStream": "._client",
     "Stream": "._client",
     "acomplete": "._defaults",
@@ -129,6 +138,8 @@ _LAZY: dict[str, str] = {
     "ToolCall": "._types",
     "Usage": "._types",
     "UnknownPriceWarning": ".pricing",
+    "instrument": "._instrument",
+    "tags": "._tags",
 }
 
 __all__ = [
@@ -138,7 +149,9 @@ __all__ = [
     "APITimeoutError",
     "AllTargetsFailedError",
     "AsyncClient",
+    "AsyncFineTunes",
     "AsyncPredictionStream",
+    "AsyncPredictions",
     "AsyncStream",
     "Attempt",
     "AuthenticationError",
@@ -161,6 +174,7 @@ __all__ = [
     "FineTuneFailedError",
     "FineTuneJob",
     "FineTuneTimeoutError",
+    "FineTunes",
     "ImagePart",
     "InputValidationError",
     "InvalidRequestError",
@@ -175,6 +189,7 @@ __all__ = [
     "PredictionFailedError",
     "PredictionStream",
     "PredictionTimeoutError",
+    "Predictions",
     "PriceSource",
     "ProviderError",
     "RateLimitError",
@@ -202,9 +217,11 @@ __all__ = [
     "complete",
     "embed",
     "finetune",
+    "instrument",
     "predict",
     "rerank",
     "stream",
+    "tags",
 ]
 
 
@@ -223,6 +240,12 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'computekit' has no attribute {name!r}")
     value = _show_as_public(getattr(importlib.import_module(module, __name__), name))
     globals()[name] = value  # looked up once: later accesses are plain module attributes
+    # What that import loaded besides shows as public too: ``type(client.predictions)`` is
+    # ``computekit.Predictions`` once ``ck.Client`` has been used, though ``ck.Predictions`` never was.
+    for other, where in _LAZY.items():
+        loaded = sys.modules.get(__name__ + where)
+        if other not in globals() and loaded is not None and hasattr(loaded, other):
+            globals()[other] = _show_as_public(getattr(loaded, other))
     return value
 
 

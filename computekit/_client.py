@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Never
 
+from ._arguments import refuse
 from ._budget import BudgetStatus
 from ._constants import NOT_GIVEN, NotGiven
 from ._core import Core
@@ -128,6 +129,7 @@ class Client(_BaseClient, Predicting, FineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Completion[ParsedT]:
         """Generate a completion.
 
@@ -164,6 +166,8 @@ class Client(_BaseClient, Predicting, FineTuning):
                 validate (billed: the error carries the cost and the raw text).
             ProviderError: The provider failed after retries; a subclass says how.
         """
+        if unknown:
+            refuse(unknown, self.complete)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body, api)
         result: Completion[ParsedT] = self._driver.run(
@@ -192,6 +196,7 @@ class Client(_BaseClient, Predicting, FineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Stream[ParsedT]:
         """Stream a completion: the same arguments as :meth:`complete`; nothing is sent until you iterate.
 
@@ -204,6 +209,8 @@ class Client(_BaseClient, Predicting, FineTuning):
             UnsupportedCapabilityError: The provider cannot stream (nothing was sent).
             ProviderError: While iterating: the provider failed, before or during the stream.
         """
+        if unknown:
+            refuse(unknown, self.stream)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body, api)
         plan = complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key, stream=True)
@@ -219,6 +226,7 @@ class Client(_BaseClient, Predicting, FineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Embeddings:
         """Embed one string or a list of strings.
 
@@ -230,6 +238,8 @@ class Client(_BaseClient, Predicting, FineTuning):
             UnsupportedCapabilityError: The provider has no embeddings API (nothing was sent).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.embed)
         result: Embeddings = self._driver.run(
             embed_plan(self._core, model, inputs, dimensions, extra_body, tags, base_url, api_key)
         )
@@ -246,6 +256,7 @@ class Client(_BaseClient, Predicting, FineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Reranking:
         """Order ``documents`` by relevance to ``query`` (Cohere ``rerank-*`` models).
 
@@ -268,6 +279,8 @@ class Client(_BaseClient, Predicting, FineTuning):
             UnsupportedCapabilityError: The provider has no rerank API (nothing was sent).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.rerank)
         result: Reranking = self._driver.run(
             rerank_plan(self._core, model, query, documents, top_n, extra_body, tags, base_url, api_key)
         )
@@ -327,6 +340,7 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Completion[ParsedT]:
         """Generate a completion (see :meth:`Client.complete`).
 
@@ -338,6 +352,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
                 validate (billed: the error carries the cost and the raw text).
             ProviderError: The provider failed after retries; a subclass says how.
         """
+        if unknown:
+            refuse(unknown, self.complete)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body, api)
         result: Completion[ParsedT] = await self._driver.run(
@@ -366,6 +382,7 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> AsyncStream[ParsedT]:
         """Stream a completion (see :meth:`Client.stream`): ``async with client.stream(...) as s``.
 
@@ -375,6 +392,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
             UnsupportedCapabilityError: The provider cannot stream (nothing was sent).
             ProviderError: While iterating: the provider failed, before or during the stream.
         """
+        if unknown:
+            refuse(unknown, self.stream)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body, api)
         plan = complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key, stream=True)
@@ -390,6 +409,7 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Embeddings:
         """Embed one string or a list of strings (see :meth:`Client.embed`).
 
@@ -398,6 +418,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
             UnsupportedCapabilityError: The provider has no embeddings API (nothing was sent).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.embed)
         result: Embeddings = await self._driver.run(
             embed_plan(self._core, model, inputs, dimensions, extra_body, tags, base_url, api_key)
         )
@@ -414,6 +436,7 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        **unknown: Never,
     ) -> Reranking:
         """Order ``documents`` by relevance to ``query`` (Cohere ``rerank-*`` models).
 
@@ -436,6 +459,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
             UnsupportedCapabilityError: The provider has no rerank API (nothing was sent).
             ProviderError: The provider failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.rerank)
         result: Reranking = await self._driver.run(
             rerank_plan(self._core, model, query, documents, top_n, extra_body, tags, base_url, api_key)
         )

@@ -31,6 +31,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails
 
 from ._constants import (
     CONFIG_ENV,
@@ -113,7 +114,9 @@ def _check_port(url: str | None) -> str | None:
 
 class _Section(BaseModel):
     # allow_inf_nan=False: a timeout, backoff or weight of inf or NaN would hang a call or break a draw.
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False)
+    # hide_input_in_errors: a ValidationError chained under a ConfigError never prints a value (a URL's password).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, allow_inf_nan=False,
+                              hide_input_in_errors=True)
 
     _masked: ClassVar[dict[str, Callable[[Any], Any]]] = {}
     """Fields whose values may hold a secret, and how they are shown in a repr, a str and a dump."""
@@ -431,6 +434,22 @@ def _explain(e: ValidationError, origin: str, prefix: tuple[str, ...] = ()) -> s
     return f"invalid configuration in {origin}:\n" + "\n".join(lines)
 
 
+def _scrubbed(e: ValidationError) -> ValidationError | None:
+    """``e`` without the values it was given: the cause chained under a ConfigError, which a traceback prints
+    and a logger keeps, never carries a secret (a ledger URL's password, an API key next to a bad setting).
+    The messages stay: the validators' own mask what they quote."""
+    try:
+        details: list[InitErrorDetails] = []
+        for err in e.errors(include_url=False):
+            detail = InitErrorDetails(type=err["type"], loc=err["loc"], input=None)
+            if "ctx" in err:
+                detail["ctx"] = err["ctx"]
+            details.append(detail)
+        return ValidationError.from_exception_data(e.title, details, hide_input=True)
+    except Exception:  # an error kind that cannot be rebuilt (a third-party validator's own): no cause at all
+        return None
+
+
 def load_settings(
     config: str | os.PathLike[str] | Mapping[str, Any] | NotGiven | None = NOT_GIVEN,
     **overrides: Any,
@@ -473,7 +492,7 @@ def load_settings(
     try:
         settings = Settings.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_explain(e, origin)) from None
+        raise ConfigError(_explain(e, origin)) from _scrubbed(e)
     except RecursionError as e:  # a mapping nested thousands deep
         raise ConfigError(f"invalid configuration in {origin}: nested too deeply") from e
     for name, (cls, keys) in own.items():
@@ -538,4 +557,4 @@ def adapter_options(
     try:
         return adapter.settings_model.model_validate(keys)
     except ValidationError as e:
-        raise ConfigError(_explain(e, origin, ("providers", provider))) from None
+        raise ConfigError(_explain(e, origin, ("providers", provider))) from _scrubbed(e)

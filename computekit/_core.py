@@ -480,27 +480,6 @@ def check_option(name: str, value: Any) -> None:
 _KIND: Final = {int: "a whole number", float: "a number", str: "a string", list: "a string or a list of strings"}
 
 
-def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
-    """``tags`` if they can be stored and grouped on (``report(by="tag:NAME")``): a mapping of non-empty string
-    names to string values.
-
-    Raises:
-        InvalidRequestError: ``tags`` is not such a mapping (raised before any HTTP).
-    """
-    if tags is None:
-        return None
-    if not isinstance(tags, Mapping):
-        raise InvalidRequestError(f"tags must be a dict of strings, e.g. tags={{'feature': 'search'}}, "
-                                  f"not {type(tags).__name__}")
-    for name, value in tags.items():
-        if not isinstance(name, str) or not name:
-            raise InvalidRequestError(f"tag names must be non-empty strings, not {name!r}")
-        if not isinstance(value, str):
-            raise InvalidRequestError(f"tag {name!r} must have a string value (reports group on it), "
-                                      f"not {type(value).__name__}: write str(value)")
-    return tags
-
-
 def check_seconds(name: str, value: float | None, *, zero: bool = False) -> float | None:
     """``value`` when it is a usable duration argument: a finite number of seconds above 0 (or 0, when ``zero``)
     and at most ``MAX_SECONDS``; ``None`` (not given) passes.

@@ -12,9 +12,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Never
 
+from ._arguments import refuse
 from ._client import AsyncClient, AsyncStream, Client, Stream
 from ._constants import NOT_GIVEN, NotGiven
-from ._exceptions import InvalidRequestError
 from ._plans import Messages, ModelSpec
 from ._types import DEFAULT_CLIENTS, Completion, Embeddings, FineTuneJob, ParsedT, Prediction, Reranking
 
@@ -55,32 +55,10 @@ DEFAULT_CLIENTS["sync"] = default_client
 DEFAULT_CLIENTS["async"] = default_async_client
 
 
-# Arguments people bring from other SDKs, and what to do instead.
-_FOREIGN = {
-    "n": "computekit returns one choice per call: call it n times (or pass extra_body={'n': ...} to a provider "
-         "that takes it)",
-    "model_name": "the model is the first argument: 'provider:model'",
-    "max_output_tokens": "use max_tokens=",
-    "max_completion_tokens": "use max_tokens= (computekit sends the field each model family expects)",
-    "api_base": "use base_url=",
-    "timeout": "set [providers.NAME] timeout in the config, or Client(timeout=...)",
-}
-
-
 def _refuse(unknown: dict[str, Any], verb: str) -> None:
     """An ``InvalidRequestError`` for arguments ``verb`` does not take, with a likely fix."""
-    if not unknown:
-        return
-    import difflib
-    import inspect
-
-    known = [p for p in inspect.signature(getattr(Client, verb)).parameters if p != "self"]
-    problems = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-        fix = _FOREIGN.get(name) or (f"did you mean {close[0]}=?" if close else f"it takes {', '.join(known)}")
-        problems.append(f"{name}= ({fix})")
-    raise InvalidRequestError(f"{verb}() got an argument it does not take: {'; '.join(problems)}")
+    if unknown:
+        refuse(unknown, getattr(Client, verb))
 
 
 def complete(

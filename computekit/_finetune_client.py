@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Never, TypeVar, cast
 
 from . import _finetune
+from ._arguments import refuse
 from ._bookkeeping import finetune_ended, finetune_launched
 from ._constants import (
     DEFAULT_FINETUNE_EVENTS,
@@ -29,10 +30,11 @@ from ._constants import (
     NOT_GIVEN,
     NotGiven,
 )
-from ._core import check_tags, ledger_call
+from ._core import ledger_call
 from ._exceptions import InvalidRequestError
 from ._http import HTTPRequest, HTTPResponse
 from ._plan import Plan
+from ._tags import check_tags
 from ._targets import Target, split_model_id
 from ._types import FineTuneCheckpoint, FineTuneEvent, FineTuneJob
 
@@ -219,8 +221,19 @@ class _Following:
 
 
 class FineTunes:
-    """The lifecycle of fine-tuning jobs on a sync :class:`~computekit.Client` (``client.finetunes``): each method
-    returns the job's latest state as a new object (``job.wait()`` and friends update the job in place)."""
+    """The lifecycle of fine-tuning jobs on a sync :class:`~computekit.Client`: reached as ``client.finetunes``,
+    never built directly.
+
+    Each method takes a :class:`~computekit.FineTuneJob` and returns its latest state as a new object
+    (``job.wait()`` and friends update the job in place); a job that has ended is priced and recorded in the
+    ledger once, whichever method saw it end.
+
+    Example::
+
+        job = client.finetunes.attach("ftjob-abc123")  # started elsewhere
+        job = client.finetunes.wait(job, timeout=3600)
+        print(job.fine_tuned_model, job.cost.total)
+    """
 
     is_async = False
 
@@ -316,7 +329,14 @@ class FineTunes:
 
 
 class AsyncFineTunes:
-    """The lifecycle of fine-tuning jobs on :class:`~computekit.AsyncClient` (``client.finetunes``, awaited)."""
+    """The lifecycle of fine-tuning jobs on :class:`~computekit.AsyncClient`: reached as ``client.finetunes``; the
+    methods of :class:`~computekit.FineTunes`, awaited.
+
+    Example::
+
+        job = await client.finetunes.attach("ftjob-abc123")
+        job = await client.finetunes.wait(job, timeout=3600)
+    """
 
     is_async = True
 
@@ -436,6 +456,7 @@ class FineTuning:
         progress: bool = False,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
+        **unknown: Never,
     ) -> FineTuneJob:
         """Launch a fine-tuning job (or, with ``dry_run``, check and estimate it only).
 
@@ -471,6 +492,8 @@ class FineTuning:
             FineTuneTimeoutError: With ``wait``: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries (``NotFoundError`` for an unknown base model ...).
         """
+        if unknown:
+            refuse(unknown, self.finetune)
         launch, tags = _launch(self._core, model, training_file, tags, extra_body, poll_interval,
                                validation_file=validation_file,
                                epochs=epochs, hyperparameters=hyperparameters, suffix=suffix, method=method,
@@ -519,6 +542,7 @@ class AsyncFineTuning:
         progress: bool = False,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
+        **unknown: Never,
     ) -> FineTuneJob:
         """Launch a fine-tuning job, awaited (see :meth:`Client.finetune`).
 
@@ -554,6 +578,8 @@ class AsyncFineTuning:
             FineTuneTimeoutError: With ``wait``: ``timeout`` passed first (the job keeps running).
             ProviderError: The provider failed after retries (``NotFoundError`` for an unknown base model ...).
         """
+        if unknown:
+            refuse(unknown, self.finetune)
         launch, tags = _launch(self._core, model, training_file, tags, extra_body, poll_interval,
                                validation_file=validation_file,
                                epochs=epochs, hyperparameters=hyperparameters, suffix=suffix, method=method,

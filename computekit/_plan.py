@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._core import check_tags
+from ._tags import check_tags
 
 if TYPE_CHECKING:
     from ._config import RouteConfig
@@ -48,7 +48,9 @@ class Plan:
     """The request changes nothing on the host (a GET): retried like an idempotent one."""
 
     def __post_init__(self) -> None:
-        check_tags(self.tags)  # bad tags fail before any HTTP, for every verb
+        # Bad tags fail before any HTTP, for every verb; the enclosing ck.tags() blocks' tags are merged in now,
+        # in the caller's context (a stream read later, or a retry, keeps them).
+        object.__setattr__(self, "tags", check_tags(self.tags))
 
     def parse_checked(self, target: Target, req: Any, resp: HTTPResponse) -> Any:
         """:attr:`parse`, with values out of range (an absurd usage count) as a MalformedResponseError."""

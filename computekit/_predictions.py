@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Never
 
+from ._arguments import refuse
 from ._bookkeeping import prediction_ended
 from ._constants import DEFAULT_POLL_INTERVAL_S, MAX_DOWNLOAD_REDIRECTS, MAX_POLL_INTERVAL_S, NOT_GIVEN, NotGiven
 from ._core import call_deadline, check_seconds
@@ -127,7 +128,19 @@ def _ended_step(core: Core, prediction: Prediction) -> Callable[[], None]:
 
 
 class Predictions:
-    """The lifecycle of predictions on a sync :class:`~computekit.Client` (``client.predictions``)."""
+    """The lifecycle of predictions on a sync :class:`~computekit.Client`: reached as ``client.predictions``,
+    never built directly.
+
+    Each method takes a :class:`~computekit.Prediction` (from ``client.predict(..., wait=False)``, or one
+    rebuilt from a stored id) and returns its latest state as a new object; a run that has ended is priced and
+    recorded in the ledger once, whichever method saw it end. ``Prediction.wait()`` and its siblings call these.
+
+    Example::
+
+        p = client.predict("replicate:black-forest-labs/flux-schnell", {"prompt": "a fox"}, wait=False)
+        p = client.predictions.wait(p, timeout=120)
+        print(p.output, p.cost.total)
+    """
 
     is_async = False
 
@@ -139,7 +152,16 @@ class Predictions:
                poll_interval: float | None, hardware: str | None, webhook: str | None, cancel_on_timeout: bool,
                validate: bool, progress: bool | Console, extra_body: Mapping[str, Any] | NotGiven,
                tags: Mapping[str, str] | None, client: Any) -> Prediction:
-        """``Client.predict()`` (see there)."""
+        """Start a run: what :meth:`Client.predict <computekit.Client.predict>` does (its arguments, documented
+        there); call that instead.
+
+        Raises:
+            InvalidRequestError: An argument is invalid, or the input does not match the model's schema.
+            BudgetExceededError: A budget refused the run's worst case (nothing was sent).
+            PredictionFailedError: ``wait`` and the run failed (its cost is in the ledger).
+            PredictionTimeoutError: ``wait`` and ``timeout`` passed first.
+            ProviderError: The host failed after retries (``AllTargetsFailedError`` for several targets).
+        """
         core = self.core
         deadline = call_deadline(core, timeout)
         check_seconds("poll_interval", poll_interval, zero=True)  # before the run is created
@@ -159,7 +181,7 @@ class Predictions:
             if timeout is None:
                 raise
             raise _create_timed_out(e, timeout) from e
-        prediction._bind(client, tags)
+        prediction._bind(client, plan.tags)  # with the enclosing ck.tags() blocks' tags
         if wait:
             return self.wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
         if prediction.done:
@@ -266,7 +288,14 @@ class Predictions:
 
 
 class AsyncPredictions:
-    """The lifecycle of predictions on :class:`~computekit.AsyncClient` (``client.predictions``, awaited)."""
+    """The lifecycle of predictions on :class:`~computekit.AsyncClient`: reached as ``client.predictions``; the
+    methods of :class:`~computekit.Predictions`, awaited.
+
+    Example::
+
+        p = await client.predict("replicate:black-forest-labs/flux-schnell", {"prompt": "a fox"}, wait=False)
+        p = await client.predictions.wait(p, timeout=120)
+    """
 
     is_async = True
 
@@ -279,7 +308,16 @@ class AsyncPredictions:
                      cancel_on_timeout: bool, validate: bool, progress: bool | Console,
                      extra_body: Mapping[str, Any] | NotGiven, tags: Mapping[str, str] | None,
                      client: Any) -> Prediction:
-        """``AsyncClient.predict()`` (see :meth:`Predictions.create`)."""
+        """:meth:`Predictions.create <computekit.Predictions.create>`, awaited: what ``AsyncClient.predict()``
+        does; call that instead.
+
+        Raises:
+            InvalidRequestError: An argument is invalid, or the input does not match the model's schema.
+            BudgetExceededError: A budget refused the run's worst case (nothing was sent).
+            PredictionFailedError: ``wait`` and the run failed (its cost is in the ledger).
+            PredictionTimeoutError: ``wait`` and ``timeout`` passed first.
+            ProviderError: The host failed after retries (``AllTargetsFailedError`` for several targets).
+        """
         core = self.core
         deadline = call_deadline(core, timeout)
         check_seconds("poll_interval", poll_interval, zero=True)  # before the run is created
@@ -299,7 +337,7 @@ class AsyncPredictions:
             if timeout is None:
                 raise
             raise _create_timed_out(e, timeout) from e
-        prediction._bind(client, tags)
+        prediction._bind(client, plan.tags)  # with the enclosing ck.tags() blocks' tags
         if wait:
             return await self.wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
         if prediction.done:
@@ -424,6 +462,7 @@ class Predicting:
         progress: bool | Console = False,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
+        **unknown: Never,
     ) -> Prediction:
         """Run a model on a serverless GPU host (``replicate:owner/name[:version]``, ``replicate:deployments/...``).
 
@@ -461,6 +500,8 @@ class Predicting:
             ProviderError: The host failed after retries (a request that starts a run is retried only when the
                 host surely never saw it).
         """
+        if unknown:
+            refuse(unknown, self.predict)
         return self.predictions.create(
             model, input, wait=wait, timeout=timeout, poll_interval=poll_interval, hardware=hardware,
             webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
@@ -488,6 +529,7 @@ class AsyncPredicting:
         progress: bool | Console = False,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
+        **unknown: Never,
     ) -> Prediction:
         """Run a model on a serverless GPU host (see :meth:`Client.predict`).
 
@@ -499,6 +541,8 @@ class AsyncPredicting:
             PredictionTimeoutError: ``timeout`` passed first.
             ProviderError: The host failed after retries.
         """
+        if unknown:
+            refuse(unknown, self.predict)
         return await self.predictions.create(
             model, input, wait=wait, timeout=timeout, poll_interval=poll_interval, hardware=hardware,
             webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,

@@ -5,15 +5,30 @@ from __future__ import annotations
 from ._exceptions import ResponseTooLargeError
 from ._http import SSEEvent
 
-__all__ = ["SSEDecoder", "SSETooLarge"]
+__all__ = ["FrameError", "SSEDecoder", "SSETooLarge"]
+
+
+class FrameError(ValueError):
+    """A frame of a stream does not parse (a binary framing's bad checksum ...).
+
+    ``events``: what the same read completed before it, delivered before the error.
+    """
+
+    def __init__(self, message: str, events: list[SSEEvent] | None = None) -> None:
+        super().__init__(message)
+        self.events: list[SSEEvent] = events or []
 
 
 class SSETooLarge(Exception):
-    """An event (or a line) grew past the limit: the server is broken or hostile."""
+    """An event (or a line) grew past the limit: the server is broken or hostile.
+
+    ``events``: what the same read completed before it, delivered before the error.
+    """
 
     def __init__(self, limit: int, what: str = "a server-sent event (or line)") -> None:
         super().__init__(f"{what} is larger than the {limit}-byte limit ([limits] stream_event_bytes)")
         self.limit = limit
+        self.events: list[SSEEvent] = []
 
     def error(self, provider: str, model: str | None) -> ResponseTooLargeError:
         """The typed error for the caller."""
@@ -43,27 +58,31 @@ class SSEDecoder:
         """Decode ``chunk``; returns the events it completed.
 
         Raises:
-            SSETooLarge: An event or line exceeds ``max_event_bytes``.
+            SSETooLarge: An event or line exceeds ``max_event_bytes`` (its ``events``: those completed before).
         """
         if len(self._buf) + len(chunk) + self._size > self._max and b"\n" not in chunk:
             raise SSETooLarge(self._max)  # checked before joining: an endless line never doubles in memory
         buf = self._buf + chunk if self._buf else chunk
         out: list[SSEEvent] = []
         start = 0
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
-            line = buf[start:nl]
-            start = nl + 1
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            ev = self._line(line)
-            if ev is not None:
-                out.append(ev)
-        self._buf = buf[start:]
-        if len(self._buf) + self._size > self._max:
-            raise SSETooLarge(self._max)
+        try:
+            while True:
+                nl = buf.find(b"\n", start)
+                if nl < 0:
+                    break
+                line = buf[start:nl]
+                start = nl + 1
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                ev = self._line(line)
+                if ev is not None:
+                    out.append(ev)
+            self._buf = buf[start:]
+            if len(self._buf) + self._size > self._max:
+                raise SSETooLarge(self._max)
+        except SSETooLarge as e:
+            e.events = out  # the events before it are still delivered
+            raise
         return out
 
     def _line(self, line: bytes) -> SSEEvent | None:

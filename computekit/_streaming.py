@@ -21,7 +21,7 @@ from ._exceptions import APIConnectionError, ProviderError
 from ._http import HTTPRequest, HTTPResponse
 from ._plan import Plan
 from ._plans import stream_poll_plan
-from ._sse import SSEDecoder, SSETooLarge
+from ._sse import FrameError, SSEDecoder, SSETooLarge
 from ._structured import parse_output
 from ._types import Attempt, Chunk, Completion, ParsedT, Prediction
 from .adapters._base import EventDecoder, SSEEvent, StreamDecoder, StreamUpdate
@@ -129,23 +129,42 @@ class _StreamState:
             return None
         return partial_result.usage if partial_result._usage_reported else None
 
-    def chunks(self, facts: AttemptFacts, data: bytes) -> list[Chunk]:
+    def chunks(self, facts: AttemptFacts, data: bytes) -> Iterator[Chunk]:
+        """The chunks of one network read. Every event it completed is decoded before the first chunk is yielded
+        (a caller that stops early still leaves the usage they reported); an error event, or a frame that does
+        not parse, is raised only after the chunks that came before it in the same read."""
         decoder = self.decoder
         assert decoder is not None
+        target = facts.target
+        error: ProviderError | None = None
         try:
             events = self.sse.feed(data)
         except SSETooLarge as e:
-            raise e.error(facts.target.provider, facts.target.model) from e
-        except ValueError as e:  # a frame that does not parse (a binary framing's bad checksum ...)
-            target = facts.target
-            raise target.adapter.malformed(HTTPResponse(200, {}, data), target.model, str(e)) from e
-        out: list[Chunk] = []
-        for ev in events:
-            out.extend(self.feed(facts, decoder, ev))
+            events, error = e.events, e.error(target.provider, target.model)
+            error.__cause__ = e
+        except FrameError as e:  # a frame that does not parse (a binary framing's bad checksum ...)
+            events = e.events
+            error = target.adapter.malformed(HTTPResponse(200, {}, data), target.model, str(e))
+            error.__cause__ = e
+        out, failed = self.decoded(facts, decoder, events)
         if out:
             facts.first_byte()
             self.started_any = True
-        return out
+        yield from out
+        error = failed or error  # the failed event came first in the stream
+        if error is not None:
+            raise error
+
+    def decoded(self, facts: AttemptFacts, decoder: StreamDecoder,
+                events: list[SSEEvent]) -> tuple[list[Chunk], ProviderError | None]:
+        """Events through the decoder, up to the first that fails: the chunks before it, and its error."""
+        out: list[Chunk] = []
+        for ev in events:
+            try:
+                out.extend(self.feed(facts, decoder, ev))
+            except ProviderError as e:
+                return out, e
+        return out, None
 
     @staticmethod
     def feed(facts: AttemptFacts, decoder: StreamDecoder, ev: SSEEvent) -> list[Chunk]:
@@ -157,16 +176,17 @@ class _StreamState:
                                                                                   partial(decoder.feed, ev)))
         return chunks
 
-    def close(self, facts: AttemptFacts) -> list[Chunk]:
+    def close(self, facts: AttemptFacts) -> Iterator[Chunk]:
+        """The chunks of the events the end of the body completed; then a cut stream is an error."""
         decoder = self.decoder
         assert decoder is not None
         events, cut = self.sse.close()
-        out: list[Chunk] = []
-        for ev in events:
-            out.extend(self.feed(facts, decoder, ev))
+        out, failed = self.decoded(facts, decoder, events)
+        yield from out
+        if failed is not None:
+            raise failed
         if cut or not decoder.done:
             raise _cut(facts.target, "the stream ended before its last event")
-        return out
 
     def finish(self, opened: Opened) -> tuple[Completion, Attempt | None]:
         """The completed answer, priced (inside the driver's guard: what does not parse is malformed)."""
@@ -302,25 +322,39 @@ class _PredictionStreamState:
     def poll_plan(self) -> Plan:
         return stream_poll_plan(self.core, self.prediction)
 
-    def feed(self, facts: AttemptFacts, data: bytes) -> list[Any]:
+    def feed(self, facts: AttemptFacts, data: bytes) -> Iterator[Any]:
+        """The pieces of one network read (an event that does not parse is raised after the pieces that came
+        before it in the same read)."""
+        error: ProviderError | None = None
         try:
             events = self.sse.feed(data)
         except SSETooLarge as e:
-            raise e.error(facts.target.provider, facts.target.model) from e
+            events, error = e.events, e.error(facts.target.provider, facts.target.model)
+            error.__cause__ = e
+        out, failed = self._events(facts, events)
+        yield from out
+        error = failed or error
+        if error is not None:
+            raise error
+
+    def close(self, facts: AttemptFacts) -> Iterator[Any]:
+        events, _ = self.sse.close()
+        out, failed = self._events(facts, events)
+        yield from out
+        if failed is not None:
+            raise failed
+
+    def _events(self, facts: AttemptFacts, events: list[SSEEvent]) -> tuple[list[Any], ProviderError | None]:
+        """Events up to the end of the run or the first that fails: the pieces before it, and its error."""
         out: list[Any] = []
         for ev in events:
             if self.done:
                 break
-            out.extend(self._event(facts, ev))
-        return out
-
-    def close(self, facts: AttemptFacts) -> list[Any]:
-        events, _ = self.sse.close()
-        out: list[Any] = []
-        for ev in events:
-            if not self.done:
+            try:
                 out.extend(self._event(facts, ev))
-        return out
+            except ProviderError as e:
+                return out, e
+        return out, None
 
     def _event(self, facts: AttemptFacts, ev: Any) -> list[Any]:
         adapter = facts.target.adapter

@@ -4,22 +4,19 @@ anything key-shaped."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _conformance import require_conformance_dir
+from _paths import CASSETTES, ROOT, real_key  # noqa: F401 - test modules import them from _paths
 
 from computekit.testing import cassette_config
 
 # computekit.testing's plugin is also registered by the pytest11 entry point once computekit is installed (under
 # the same name, so this does not register it twice); pytester runs the plugin's own tests in subprocesses.
 pytest_plugins = ["computekit.testing._plugin", "pytester"]
-
-ROOT = Path(__file__).resolve().parent.parent
-CASSETTES = ROOT / "cassettes"
 
 
 @pytest.fixture(autouse=True)
@@ -48,11 +45,6 @@ def vcr_config() -> dict[str, Any]:
 def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
     """cassettes/<test module>/ — one folder per test module."""
     return str(CASSETTES / request.module.__name__.split(".")[-1])
-
-
-def real_key(env: str, placeholder: str) -> str:
-    """The real key when recording (set in the environment), else a placeholder for replay."""
-    return os.environ.get(env) or placeholder
 
 
 # PostgreSQL for the ledger and budget tests: one server per session (see tests/_postgres.py).

@@ -23,18 +23,19 @@ PACKAGE = Path(__file__).resolve().parent.parent / "computekit"
 # the pattern that matches its dotted name (without the leading "computekit."); a new private module of the
 # top-level package that no pattern names is taken as part of the client layer, so no lower layer can reach it.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundation", [r"_version", r"_constants", r"_exceptions", r"_money", r"_extras"]),
-    ("vocabulary", [r"_http", r"_urls", r"_targets", r"_schema", r"_sse", r"_inprocess", r"_outputs", r"webhooks",
-                    r"_display", r"ledger\._row", r"ledger\._budgets"]),
+    ("foundation", [r"_version", r"_constants", r"_exceptions", r"_money", r"_extras", r"_arguments"]),
+    ("vocabulary", [r"_http", r"_urls", r"_targets", r"_tags", r"_schema", r"_sse", r"_inprocess", r"_outputs",
+                    r"webhooks", r"_display", r"ledger\._row", r"ledger\._budgets"]),
     ("data types", [r"_types", r"_structured"]),
     ("pricing", [r"pricing(\..*)?"]),
     ("adapters", [r"adapters(\..*)?"]),
     ("settings", [r"_config"]),
     ("services", [r"_retry", r"routing(\..*)?", r"_budget", r"_costs", r"ledger(\..*)?", r"_transport", r"_otel",
                   r"_finetune", r"_progress"]),
-    ("core", [r"_core"]),
+    ("core", [r"_core", r"_batch"]),
     ("calls", [r"_plan", r"_plans", r"_attempt", r"_driver", r"_bookkeeping"]),
-    ("client", [r"_client", r"_streaming", r"_predictions", r"_finetune_client", r"_defaults"]),
+    ("client", [r"_client", r"_streaming", r"_predictions", r"_finetune_client", r"_defaults",
+                r"_instrument(_sdks|_meter)?"]),
     ("entry points", [r"", r"cli", r"testing(\..*)?", r"_docgen", r"_demo"]),
 ]
 NEW_MODULES = ("client", r"_[a-z_]+")
@@ -241,6 +242,25 @@ def test_the_architecture_page_names_every_module() -> None:
     assert "adapters/<provider>" in named
 
 
+def test_the_diagram_draws_the_layer_table() -> None:
+    """Each module drawn in the page's diagram sits in the layer it is drawn in, and every layer is drawn."""
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text("utf-8")
+    diagram = page.split("```text\n", 1)[1].split("```", 1)[0]
+    drawn: dict[str, str] = {}
+    layer = ""
+    for line in diagram.splitlines():
+        row = re.fullmatch(r" │ (.{13})(.*)│", line.rstrip())
+        if row is None:
+            continue
+        layer = row[1].strip() or layer
+        for name in re.sub(r"\([^)]*\)", "", row[2]).split():  # "(the contract)" and such are notes
+            module = "" if name == "computekit" else name.replace("/", ".").replace("<provider>", "openai")
+            drawn[name] = layer
+            assert layer_of(module) == layer, f"{name} is drawn in {layer!r}, the table says {layer_of(module)!r}"
+    assert set(drawn.values()) == set(RANK)
+    assert len(drawn) > 30
+
+
 # --------------------------------------------------------------------------------------------- the checker
 
 
@@ -290,3 +310,17 @@ def test_checker_resolves_relative_absolute_and_subpackage_imports(tmp_path: Pat
                                                 ("_some_new_module", "client"), ("", "entry points")])
 def test_layer_table(module: str, layer: str) -> None:
     assert layer_of(module) == layer
+
+
+def test_no_test_module_imports_a_conftest() -> None:
+    """``from conftest import X`` resolves to whichever folder's conftest pytest put on ``sys.path`` first
+    (``tests/faults`` has one too): shared test helpers live in uniquely named modules (``_paths``, ``_support``)."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if any(n.split(".")[0] == "conftest" for n in names):
+                offenders.append(f"{path.relative_to(tests)}:{node.lineno}")
+    assert offenders == []

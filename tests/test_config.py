@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from _support import KEY, Server, chat_json, make_client, ok
+from pydantic import ValidationError
 
 import computekit as ck
 from computekit import _config
@@ -178,6 +179,31 @@ def test_invalid_settings_name_the_key(settings: dict, dotted: str, words: str) 
     assert dotted in msg
     assert words in msg
     assert "keyword arguments" in msg
+
+
+PASSWORD = "hunter2-ledger-password"
+
+
+@pytest.mark.parametrize("settings", [
+    {"ledger": f"mysql://bob:{PASSWORD}@db.example.com/costs"},  # a scheme refused
+    {"ledger": f"postgresql://bob:{PASSWORD}@db.example.com:99999/costs"},  # a port out of range
+    {"ledger": {"url": f"postgresql://bob:{PASSWORD}@db/costs", "flush_interval": "soon"}},  # a sibling wrong
+    {"ledger": {"url": f"postgresql://bob:{PASSWORD}@db/costs", "nosuch": 1}},  # an unknown key beside it
+    {"providers": {"openai": {"api_key": PASSWORD, "timeout": "never"}}},  # a key next to a bad setting
+    {"providers": {"azure": {"api_key": PASSWORD, "api_version": 2024}}},  # ... and an adapter's own setting
+])
+def test_invalid_settings_are_raised_from_their_cause_without_a_secret(settings: dict) -> None:
+    import traceback
+
+    with pytest.raises(ck.ConfigError) as info:
+        load_settings(None, **settings)
+    cause = info.value.__cause__
+    assert isinstance(cause, ValidationError)  # raised from the validation error, not from None
+    assert cause.errors()  # ... which still says what is wrong
+    text = "".join(traceback.format_exception(info.value))
+    assert "ValidationError" in text
+    for shown in (text, str(cause), repr(cause), repr(cause.errors())):
+        assert PASSWORD not in shown
 
 
 def test_invalid_key_in_file_names_the_file_and_the_key(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def test_each_verb_has_its_client_method_s_signature(verb: str, is_async: bool) 
     params = list(mine.parameters.values())
     assert params[-1].kind is inspect.Parameter.VAR_KEYWORD
     assert params[-1].annotation == "Never"
-    assert params[:-1] == list(theirs.parameters.values())[1:]  # names, kinds, annotations and defaults
+    assert params == list(theirs.parameters.values())[1:]  # names, kinds, annotations and defaults
     assert mine.return_annotation == theirs.return_annotation
     assert inspect.iscoroutinefunction(fn) == inspect.iscoroutinefunction(method)
     assert "**kwargs" not in str(mine)
@@ -70,6 +70,52 @@ async def test_the_async_twin_refuses_them_alike(fake: FakeProvider) -> None:
         await ck.acomplete("fake:m", "hi", temprature=0.1)  # type: ignore[arg-type]
     with pytest.raises(ck.InvalidRequestError, match=r"dimension= \(did you mean dimensions=\?\)"):
         await ck.aembed("fake:m", "x", dimension=3)  # type: ignore[arg-type]
+
+
+CLIENT_CALLS = [
+    ("complete", ("fake:m", "hi"), {"n": 2}, r"complete\(\) got an argument it does not take: n= \(computekit returns"),
+    ("stream", ("fake:m", "hi"), {"max_tokns": 5}, r"stream\(\) .*max_tokns= \(did you mean max_tokens=\?\)"),
+    ("embed", ("fake:m", "x"), {"dimension": 3}, r"embed\(\) .*dimension= \(did you mean dimensions=\?\)"),
+    ("rerank", ("fake:m", "q", ["a"]), {"top_k": 1}, r"rerank\(\) .*top_k= \(did you mean top_n=\?\)"),
+    ("predict", ("fake:m", {"x": 1}), {"harware": "gpu"}, r"predict\(\) .*harware= \(did you mean hardware=\?\)"),
+    ("finetune", ("fake:m",), {"training_file": "t.jsonl", "epoch": 2},
+     r"finetune\(\) .*epoch= \(did you mean epochs=\?\)"),
+    ("complete", ("fake:m", "hi"), {"zzz": 1}, r"zzz= \(it takes model, prompt, messages, max_tokens"),
+]
+
+
+async def _called(method: Any, *args: Any, **kwargs: Any) -> Any:
+    got = method(*args, **kwargs)
+    return await got if inspect.isawaitable(got) else got
+
+
+@pytest.mark.parametrize(("verb", "args", "kwargs", "message"), CLIENT_CALLS)
+async def test_client_methods_refuse_an_argument_they_do_not_take_alike(
+        fake: FakeProvider, verb: str, args: tuple[Any, ...], kwargs: dict[str, Any], message: str) -> None:
+    """The client methods, sync and async, raise the module-level verbs' InvalidRequestError (not a TypeError),
+    before anything is sent."""
+    for client in (fake.client(ledger="none"), fake.async_client(ledger="none")):
+        with pytest.raises(ck.InvalidRequestError, match=message):
+            await _called(getattr(client, verb), *args, **kwargs)
+        if isinstance(client, ck.AsyncClient):
+            await client.aclose()
+        else:
+            client.close()
+    assert fake.calls == []
+
+
+def test_the_check_costs_nothing_when_every_argument_is_known() -> None:
+    """The refusal runs only when something landed in ``**unknown``: a known call never builds a signature."""
+    import computekit._arguments as arguments
+
+    calls: list[str] = []
+    real = arguments.refuse
+    with FakeProvider(["ok"], price_in="1", price_out="1") as f, pytest.MonkeyPatch.context() as mp:
+        mp.setattr("computekit._client.refuse", lambda *a: calls.append("refuse") or real(*a))
+        client = f.client(ledger="none")
+        assert client.complete("fake:m", "hi", max_tokens=5).text == "ok"
+        client.close()
+    assert calls == []
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

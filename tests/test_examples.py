@@ -358,3 +358,21 @@ def test_outputs_go_to_a_temporary_folder_by_default(tmp_path: Path) -> None:
     saved = Path(re.findall(r"^saved (\S+)$", out, re.MULTILINE)[0])
     assert saved.parent.name.startswith("replicate-image-")
     assert saved.parent.parent == Path(tempfile.gettempdir())
+
+
+def test_instrument_openai(tmp_path: Path) -> None:
+    out = run("instrument_openai", tmp_path, "--replay")
+    answer, streamed = interactions("instrument_openai")
+    body = json.loads(answer["response"]["body"]["string"])
+    assert out.startswith(body["choices"][0]["message"]["content"] + "\n")  # the SDK's answer, untouched
+    events = [json.loads(b[len("data: "):]) for b in streamed["response"]["body"]["string"].split("\n\n")
+              if b.startswith("data: ") and b != "data: [DONE]"]
+    assert "".join(c["delta"].get("content") or "" for e in events for c in e["choices"]) in out
+    costs = []
+    for usage_json, verb in ((body["usage"], "complete"), (events[-1]["usage"], "stream")):
+        usage = Usage(input_tokens=usage_json["prompt_tokens"], output_tokens=usage_json["completion_tokens"])
+        cost = token_cost("openai", "gpt-4o-mini", usage)
+        assert f"{verb:8} gpt-4o-mini  {usage.input_tokens} in + {usage.output_tokens} out  {cost} USD" in out
+        costs.append(cost)
+    assert f"customer acme: 2 calls, {sum(costs)} USD" in out
+    assert printed_cost(out) == sum(costs)

@@ -13,7 +13,9 @@ EXPECTED = sorted([
     "APITimeoutError",
     "AllTargetsFailedError",
     "AsyncClient",
+    "AsyncFineTunes",
     "AsyncPredictionStream",
+    "AsyncPredictions",
     "AsyncStream",
     "Attempt",
     "AuthenticationError",
@@ -36,6 +38,7 @@ EXPECTED = sorted([
     "FineTuneFailedError",
     "FineTuneJob",
     "FineTuneTimeoutError",
+    "FineTunes",
     "ImagePart",
     "InputValidationError",
     "InvalidRequestError",
@@ -51,6 +54,7 @@ EXPECTED = sorted([
     "PredictionFailedError",
     "PredictionStream",
     "PredictionTimeoutError",
+    "Predictions",
     "PriceSource",
     "ProviderError",
     "RateLimitError",
@@ -78,9 +82,11 @@ EXPECTED = sorted([
     "complete",
     "embed",
     "finetune",
+    "instrument",
     "predict",
     "rerank",
     "stream",
+    "tags",
 ])
 
 
@@ -171,3 +177,21 @@ def test_import_does_not_load_the_testing_tools() -> None:
             "print(any(m.startswith('computekit.testing') or m in ('vcr', 'pytest') for m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_lifecycle_classes_show_as_public_names() -> None:
+    """``client.predictions`` / ``client.finetunes`` show as ``computekit.Name`` (the names themselves never
+    looked up), for both clients."""
+    code = (
+        "import computekit as ck\n"
+        "import asyncio\n"
+        "c = ck.Client(ledger='none')\n"
+        "a = ck.AsyncClient(ledger='none')\n"
+        "print(*(f'{type(x).__module__}.{type(x).__qualname__}' for x in\n"
+        "        (c.predictions, c.finetunes, a.predictions, a.finetunes)))\n"
+        "c.close(); asyncio.run(a.aclose())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["computekit.Predictions", "computekit.FineTunes", "computekit.AsyncPredictions",
+                                  "computekit.AsyncFineTunes"]
+    assert ck.Predictions.__module__ == ck.FineTunes.__module__ == "computekit"

@@ -118,6 +118,13 @@ def test_oversized_event_raises() -> None:
         d.feed(b"data: " + b"x" * 10 + b"\n")
 
 
+def test_oversized_event_keeps_the_events_before_it_in_the_same_chunk() -> None:
+    d = SSEDecoder(100)
+    with pytest.raises(SSETooLarge) as ei:
+        d.feed(b"data: one\n\ndata: two\n\ndata: " + b"x" * 200 + b"\n")
+    assert [e.data for e in ei.value.events] == ["one", "two"]
+
+
 def test_oversized_unterminated_line_raises() -> None:
     d = SSEDecoder(100)
     d.feed(b"data: " + b"x" * 50)

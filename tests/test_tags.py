@@ -113,3 +113,90 @@ async def test_bad_tags_are_refused_before_any_http(verb: str, is_async: bool, t
         await _call(client, is_async, verb, tags)
     assert server.hits == 0
     assert client.ledger.rows() == []
+
+
+# ----------------------------------------------------------------------------------- ck.tags(): blocks of code
+
+
+@both
+@pytest.mark.parametrize("verb", VERBS)
+async def test_a_tags_block_tags_every_verb_and_a_calls_own_tags_win(verb: str, is_async: bool) -> None:
+    server = Server([_reply(verb)])
+    client = make_client(server, is_async=is_async, providers=PROVIDERS, prices=PRICES)
+    with ck.tags(feature="search", customer="acme"):
+        await _call(client, is_async, verb, {"customer": "globex", "step": "1"})
+    [row] = client.ledger.rows()
+    assert row.tags == {"feature": "search", "customer": "globex", "step": "1"}
+
+
+@both
+async def test_tags_blocks_nest_and_end(is_async: bool) -> None:
+    server = Server([_reply("complete"), _reply("complete"), _reply("complete")])
+    client = make_client(server, is_async=is_async)
+    with ck.tags(feature="search", customer="acme"):
+        with ck.tags(customer="globex"):
+            await _await(client.complete("openai:gpt-4o-mini", "hi"))
+        await _await(client.complete("openai:gpt-4o-mini", "hi"))
+    await _await(client.complete("openai:gpt-4o-mini", "hi"))
+    assert [row.tags for row in client.ledger.rows()] == [
+        {"feature": "search", "customer": "globex"}, {"feature": "search", "customer": "acme"}, {}]
+
+
+@both
+async def test_tags_decorate_functions_and_coroutines(is_async: bool) -> None:
+    client = make_client(Server([_reply("complete"), _reply("complete")]), is_async=is_async)
+
+    @ck.tags(feature="sync")
+    def run() -> Any:
+        return client.complete("openai:gpt-4o-mini", "hi")
+
+    @ck.tags(feature="async")
+    async def arun() -> None:
+        await client.complete("openai:gpt-4o-mini", "hi")
+
+    await (arun() if is_async else _await(run()))
+    await _await(client.complete("openai:gpt-4o-mini", "hi"))  # outside the decorated function: untagged
+    assert [row.tags for row in client.ledger.rows()] == [{"feature": "async" if is_async else "sync"}, {}]
+    assert (run.__name__, arun.__name__) == ("run", "arun")
+
+
+async def test_tags_are_per_task_and_per_thread() -> None:
+    import asyncio
+    import threading
+
+    seen: dict[str, Any] = {}
+
+    async def task(name: str) -> None:
+        async with ck.tags(customer=name):
+            await asyncio.sleep(0)  # the other task runs inside its own block meanwhile
+            seen[name] = ck._tags.active_tags()
+
+    await asyncio.gather(task("a"), task("b"))
+    barrier = threading.Barrier(2)
+
+    def thread(name: str) -> None:
+        with ck.tags(customer=name):
+            barrier.wait()
+            seen["t" + name] = ck._tags.active_tags()
+
+    threads = [threading.Thread(target=thread, args=(n,)) for n in ("x", "y")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"a": {"customer": "a"}, "b": {"customer": "b"}, "tx": {"customer": "x"}, "ty": {"customer": "y"}}
+    assert ck._tags.active_tags() is None
+
+
+@pytest.mark.parametrize(("args", "match"), [({}, "at least one tag"), ({"feature": 3}, "must have a string value")])
+def test_bad_tags_blocks_are_refused(args: dict[str, Any], match: str) -> None:
+    with pytest.raises(ck.InvalidRequestError, match=match):
+        ck.tags(**args)
+
+
+def test_a_generator_cannot_be_decorated() -> None:
+    def gen() -> Any:
+        yield 1
+
+    with pytest.raises(ck.InvalidRequestError, match="generator"):
+        ck.tags(feature="x")(gen)

@@ -14,6 +14,7 @@ A third-party package adds a provider by subclassing :class:`Adapter` and regist
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -51,11 +52,15 @@ from .._types import (
     Usage,
 )
 from .._urls import same_origin
-from ..pricing import PriceRef
+from ..pricing import BATCH_CONTEXT, PriceRef
 
 __all__ = [
+    "BATCH_STATUSES",
     "Adapter",
     "AdapterSettings",
+    "BatchItem",
+    "BatchSpec",
+    "BatchState",
     "BilledPart",
     "Capabilities",
     "CompleteRequest",
@@ -76,6 +81,7 @@ __all__ = [
     "TrainingFile",
     "base_url_from_env",
     "carried_status",
+    "count",
     "event_object",
     "multipart",
     "obj",
@@ -101,6 +107,8 @@ class Capabilities:
     predict_stream: bool = False
     """``Prediction.stream()``: the host streams a run's output while it runs."""
     finetune: bool = False
+    batch: bool = False
+    """A batch API: requests run asynchronously at the provider's batch prices."""
     bills_failed_requests: bool = False
     """Whether an error response is billed (none of the token APIs bill them)."""
 
@@ -322,11 +330,82 @@ class FineTuneBilling:
     x the job's epochs."""
 
 
+BATCH_STATUSES = ("validating", "in_progress", "finalizing", "completed", "failed", "expired", "canceling",
+                  "canceled")
+"""A batch's normalised statuses: every provider's own states map onto these."""
+BATCH_ENDED = frozenset({"completed", "failed", "expired", "canceled"})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSpec:
+    """What a provider's batch API accepts: checked on every line before anything is uploaded."""
+
+    max_requests: int | None
+    """The most requests one batch takes (``None``: bounded by size only)."""
+    max_bytes: int
+    """The largest input (the JSONL file, or the create request's body when the lines go inline)."""
+    uploads: bool = True
+    """``True``: the lines go in a file uploaded first (:meth:`Adapter.build_batch_upload`); ``False``: inline in
+    the create request."""
+    embed: bool = True
+    """Whether ``embed()`` calls can be batched (else only ``complete()`` calls)."""
+
+
+@dataclass(slots=True)
+class BatchState:
+    """A batch job as its provider last described it (create, get or cancel answer).
+
+    Attributes:
+        id: The provider's batch id.
+        status: Normalised (:data:`BATCH_STATUSES`); ``provider_status`` keeps the provider's own word.
+        total: Requests in the batch, as the provider counts them (``None`` before it has counted).
+        completed: Requests that succeeded so far.
+        failed: Requests that failed so far (expired and canceled ones included).
+        output_ref: Where the results are read (a file id, a URL), once there are results.
+        error_ref: Where the failed requests' lines are read, when the provider keeps them apart.
+    """
+
+    id: str
+    model: str
+    status: str
+    provider_status: str
+    total: int | None = None
+    completed: int = 0
+    failed: int = 0
+    output_ref: str | None = None
+    error_ref: str | None = None
+    kind: str = "complete"
+    """What the batch runs: ``complete`` or ``embed`` calls."""
+    created_at: Any = None
+    ended_at: Any = None
+    raw: Any = None
+
+    @property
+    def done(self) -> bool:
+        """Whether the batch has ended (completed, failed, expired or canceled)."""
+        return self.status in BATCH_ENDED
+
+
+@dataclass(slots=True)
+class BatchItem:
+    """One request's outcome, from one line of a batch's results: its answer or its error, never both."""
+
+    custom_id: str
+    result: Completion | Embeddings | None = None
+    error: ProviderError | None = None
+    billed: bool = False
+    """Whether the provider billed this request (an answer was produced), whatever its outcome."""
+
+
 class EventDecoder(Protocol):
     """Frames a streamed body into events (server-sent events by default; AWS's event-stream for Bedrock)."""
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Decode ``chunk``; returns the events it completed."""
+        """Decode ``chunk``; returns the events it completed.
+
+        A frame that does not parse raises ``computekit._sse.FrameError``, one too large ``SSETooLarge``; both
+        carry the ``events`` the chunk completed before it, which the stream still delivers first.
+        """
         ...
 
     def close(self) -> tuple[list[SSEEvent], bool]:
@@ -793,6 +872,125 @@ class Adapter(ABC):
         """What the provider reported that the job's cost comes from."""
         return FineTuneBilling(trained_tokens=job.trained_tokens)
 
+    # ----------------------------------------------------------------------------------------- batches
+    # The order of a batch: batch_line for each request, build_batch_upload/parse_batch_upload (where the lines
+    # go in a file), build_batch_create/parse_batch; build_batch_get/cancel while it runs; then
+    # build_batch_results and parse_batch_line for each line of what they answer (batch_inline_results when the
+    # results come with the batch itself).
+
+    def batch_spec(self, model: str) -> BatchSpec:
+        """What the batch API accepts for ``model``.
+
+        Raises:
+            UnsupportedCapabilityError: The provider has no batch API.
+        """
+        raise self.unsupported("batch")
+
+    def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
+        """One request of a batch: the same body ``complete()`` / ``embed()`` would send, with its ``custom_id``.
+
+        Raises:
+            UnsupportedCapabilityError: The provider has no batch API (or cannot batch this kind of call).
+            InvalidRequestError: The request cannot be batched as it is (a stream).
+        """
+        raise self.unsupported("batch")
+
+    def build_batch_upload(self, model: str, content: bytes) -> HTTPRequest:
+        """The request that uploads a batch's JSONL lines (:attr:`BatchSpec.uploads`)."""
+        raise self.unsupported("batch")
+
+    def parse_batch_upload(self, model: str, resp: HTTPResponse) -> str:
+        """The uploaded file's id."""
+        raise self.unsupported("batch")
+
+    def build_batch_create(self, model: str, kind: str, file_ref: str | None, lines: Sequence[Mapping[str, Any]],
+                           metadata: Mapping[str, str]) -> HTTPRequest:
+        """The request that creates the batch: from the uploaded ``file_ref``, or with ``lines`` inline."""
+        raise self.unsupported("batch")
+
+    def parse_batch(self, model: str, resp: HTTPResponse) -> BatchState:
+        """A batch object (create, get or cancel answer) -> :class:`BatchState`.
+
+        Raises:
+            MalformedResponseError: The answer is not a batch object.
+        """
+        raise self.unsupported("batch")
+
+    def build_batch_get(self, state: BatchState) -> HTTPRequest:
+        """The request that fetches a batch's latest state (a GET: safe to retry)."""
+        raise self.unsupported("batch")
+
+    def build_batch_cancel(self, state: BatchState) -> HTTPRequest:
+        """The request that cancels a batch."""
+        raise self.unsupported("batch")
+
+    def build_batch_results(self, state: BatchState) -> list[HTTPRequest]:
+        """The streamed GETs of an ended batch's result files (answers first, then errors), each read line by
+        line into :meth:`parse_batch_line`. Empty when the results come with the batch
+        (:meth:`batch_inline_results`)."""
+        raise self.unsupported("batch")
+
+    def batch_inline_results(self, state: BatchState) -> list[Any]:
+        """The result lines that come inside the batch object itself, when they do."""
+        return []
+
+    def parse_batch_line(self, state: BatchState, line: bytes | Mapping[str, Any]) -> BatchItem:
+        """One result line -> the request's answer (with its usage) or its typed error.
+
+        Raises:
+            MalformedResponseError: The line is not what the API documents.
+        """
+        raise self.unsupported("batch")
+
+    def batch_price_ref(self, model: str, result: Result | None = None) -> PriceRef:
+        """What the price tables should look up for a batch item: :meth:`price_ref` in the batch price context."""
+        ref = self.price_ref(model, result)
+        return dataclasses.replace(ref, context=(*ref.context, BATCH_CONTEXT))
+
+    def batch_response(self, status: int, body: Any, request_id: str | None = None) -> HTTPResponse:
+        """A result line's embedded answer as the response the synchronous parser reads."""
+        headers = {"x-request-id": request_id} if request_id else {}
+        return HTTPResponse(status, headers, json.dumps(body).encode())
+
+    def batch_answer(self, state: BatchState, custom_id: str, body: Any, request_id: str | None = None) -> BatchItem:
+        """A result line's successful answer, read by the same parser as the synchronous call's."""
+        resp = self.batch_response(200, body, request_id)
+        result: Completion | Embeddings
+        if state.kind == "embed":
+            result = self.parse_embed(EmbedRequest(model=state.model, inputs=[]), resp)
+        else:
+            result = self.parse_complete(CompleteRequest(model=state.model, messages=[]), resp)
+        return BatchItem(custom_id=custom_id, result=result, billed=True)
+
+    def batch_failure(self, state: BatchState, custom_id: str, status: int | None, body: Any,
+                      request_id: str | None = None, *, billed: bool = False) -> BatchItem:
+        """A result line's error, typed as the synchronous call's would be (``status`` ``None``: the request
+        never ran — it expired or the batch was canceled)."""
+        if status is not None:
+            error = self.map_error(self.batch_response(status, body, request_id), state.model)
+        else:
+            body = self.redact(body)
+            error = ProviderError(self.error_message(body), provider=self.provider, model=state.model, body=body,
+                                  request_id=request_id)
+        return BatchItem(custom_id=custom_id, error=error, billed=billed)
+
+    def batch_record(self, state: BatchState, line: bytes | Mapping[str, Any]) -> dict[str, Any]:
+        """One result line as a JSON object.
+
+        Raises:
+            MalformedResponseError: The line is not a JSON object.
+        """
+        if isinstance(line, Mapping):
+            return dict(line)
+        try:
+            data = json.loads(line)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise self.malformed(HTTPResponse(200, {}, bytes(line)), state.model,
+                                 "a batch result line is not a JSON object")
+        return data
+
     # ----------------------------------------------------------------------------------------- pricing
 
     def price_ref(self, model: str, result: Result | None = None) -> PriceRef:
@@ -985,6 +1183,18 @@ def multipart(fields: Mapping[str, str], file_field: str, file: TrainingFile,
     out.append(file.content)
     out.append(f"\r\n--{boundary}--\r\n".encode())
     return b"".join(out), f"multipart/form-data; boundary={boundary}"
+
+
+def count(value: Any) -> int | None:
+    """A count a provider reported: a non-negative integer (or the digit string JSON int64 fields arrive as);
+    anything else (missing, null, garbage) -> ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
 
 
 def obj(value: Any) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -75,20 +75,35 @@ from ..pricing import PriceRef
 from ._base import (
     Adapter,
     AdapterSettings,
+    BatchItem,
+    BatchSpec,
+    BatchState,
     BilledPart,
     Capabilities,
     CompleteRequest,
+    EmbedRequest,
     HTTPRequest,
     HTTPResponse,
     SSEEvent,
     StreamDecoder,
     carried_status,
+    count,
+    obj,
+    unix_time,
 )
 
 __all__ = ["ANTHROPIC_VERSION", "DEFAULT_MAX_TOKENS", "AnthropicAdapter", "AnthropicSettings", "to_sdk"]
 
 DEFAULT_MAX_TOKENS: Final = 4096
 """``max_tokens`` sent when the call gives none (Anthropic requires it; every current model allows at least this)."""
+
+ANTHROPIC_BATCH_MAX_REQUESTS: Final = 100_000
+ANTHROPIC_BATCH_MAX_BYTES: Final = 256 * 1024 * 1024
+"""Message Batches limits: 100,000 requests or 256 MB, whichever is reached first
+(https://docs.anthropic.com/en/docs/build-with-claude/batch-processing)."""
+
+_CUSTOM_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A Message Batches custom_id (MessageBatchIndividualRequestParams.custom_id)."""
 
 ANTHROPIC_VERSION: Final = "2023-06-01"
 """The ``anthropic-version`` header (the Messages API's only version); ``api_version`` in settings overrides it."""
@@ -428,7 +443,7 @@ class AnthropicAdapter(Adapter):
     """Anthropic's Messages API (``anthropic:`` models). Key: ``ANTHROPIC_API_KEY``."""
 
     name = "anthropic"
-    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=False, embed=False)
+    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=False, embed=False, batch=True)
     key_env_vars = ("ANTHROPIC_API_KEY",)
     default_base_url = "https://api.anthropic.com/v1"
     base_url_env = "ANTHROPIC_BASE_URL"  # anthropic-sdk-python: the host, without /v1
@@ -602,6 +617,70 @@ class AnthropicAdapter(Adapter):
         """Priced as the exact model that answered (``claude-sonnet-4-5-20250929``) when the response names it."""
         answered = result.response_model if isinstance(result, Completion) else None
         return PriceRef(provider=self.provider, model=answered or model, table_provider=self.table_provider)
+
+    # ----------------------------------------------------------------------------------------- batches
+    # Message Batches: the requests go inline in the create body; results are a JSONL stream.
+
+    def batch_spec(self, model: str) -> BatchSpec:
+        return BatchSpec(max_requests=ANTHROPIC_BATCH_MAX_REQUESTS, max_bytes=ANTHROPIC_BATCH_MAX_BYTES,
+                         uploads=False, embed=False)
+
+    def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
+        if not isinstance(req, CompleteRequest):
+            raise self.unsupported("embed")
+        if req.stream:
+            raise InvalidRequestError("anthropic: a batched request cannot stream")
+        if not _CUSTOM_ID.fullmatch(custom_id):
+            raise InvalidRequestError(f"custom_id {custom_id!r}: Message Batches take 1 to 64 letters, digits, "
+                                      "'-' and '_'")
+        return {"custom_id": custom_id, "params": dict(self.build_complete(req).json)}
+
+    def build_batch_create(self, model: str, kind: str, file_ref: str | None, lines: Sequence[Mapping[str, Any]],
+                           metadata: Mapping[str, str]) -> HTTPRequest:
+        # Message Batches take no metadata: tags live in computekit's ledger rows.
+        return HTTPRequest("POST", self.url("messages/batches"), self.headers(), json={"requests": list(lines)})
+
+    def parse_batch(self, model: str, resp: HTTPResponse) -> BatchState:
+        data = self.json_object(resp, model)
+        status = data.get("processing_status")
+        if not isinstance(data.get("id"), str) or status not in ("in_progress", "canceling", "ended"):
+            raise self.malformed(resp, model, "not a message batch")
+        counts = {k: n for k, v in obj(data.get("request_counts")).items() if (n := count(v)) is not None}
+        normal = str(status)
+        if status == "ended":
+            normal = "canceled" if data.get("cancel_initiated_at") else "completed"
+        return BatchState(
+            id=data["id"], model=model, status=normal, provider_status=str(status),
+            total=sum(counts.values()) if counts else None, completed=counts.get("succeeded", 0),
+            failed=counts.get("errored", 0) + counts.get("canceled", 0) + counts.get("expired", 0),
+            output_ref=data["id"] if status == "ended" else None,
+            created_at=unix_time(data.get("created_at")), ended_at=unix_time(data.get("ended_at")), raw=data,
+        )
+
+    def build_batch_get(self, state: BatchState) -> HTTPRequest:
+        return HTTPRequest("GET", self.url(f"messages/batches/{state.id}"), self.headers())
+
+    def build_batch_cancel(self, state: BatchState) -> HTTPRequest:
+        return HTTPRequest("POST", self.url(f"messages/batches/{state.id}/cancel"), self.headers())
+
+    def build_batch_results(self, state: BatchState) -> list[HTTPRequest]:
+        # Built from the batch id on the configured host (never the answer's results_url: the key goes only to
+        # the configured origin).
+        return [HTTPRequest("GET", self.url(f"messages/batches/{state.id}/results"), self.headers(), stream=True)]
+
+    def parse_batch_line(self, state: BatchState, line: bytes | Mapping[str, Any]) -> BatchItem:
+        data = self.batch_record(state, line)
+        custom_id, result = data.get("custom_id"), obj(data.get("result"))
+        kind = result.get("type")
+        if not isinstance(custom_id, str) or kind not in ("succeeded", "errored", "canceled", "expired"):
+            raise self.malformed(self.batch_response(200, data), state.model, "not a message batch result")
+        if kind == "succeeded":
+            return self.batch_answer(state, custom_id, result.get("message"))
+        if kind == "errored":  # not billed (Anthropic bills only succeeded requests)
+            body = obj(result.get("error"))
+            return self.batch_failure(state, custom_id, _error_status(body), body)
+        return self.batch_failure(state, custom_id, None,
+                                  {"error": {"type": kind, "message": f"the request was {kind} before it ran"}})
 
     # ----------------------------------------------------------------------------------------- errors
 

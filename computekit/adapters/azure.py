@@ -41,7 +41,8 @@ class AzureOpenAIAdapter(OpenAIWire):
 
     name = "azure"
     capabilities = Capabilities(
-        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True, finetune=True
+        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True, finetune=True,
+        batch=True,
     )
     key_env_vars = ("AZURE_OPENAI_API_KEY",)
     default_base_url = None
@@ -99,6 +100,15 @@ class AzureOpenAIAdapter(OpenAIWire):
 
     def auth_headers(self) -> dict[str, str]:
         return {"api-key": self.require_key()}
+
+    # Global batch: a line names the endpoint without the version prefix and its model is the batch
+    # deployment's name (https://learn.microsoft.com/azure/ai-foundry/openai/how-to/batch).
+    batch_url_prefix = "/"
+
+    def batch_body(self, req: Any) -> tuple[str, dict[str, Any]]:
+        path, body = super().batch_body(req)
+        body["model"] = self.deployment(req.model)
+        return path, body
 
     def request_id(self, headers: Any) -> str | None:
         return headers.get("apim-request-id") or headers.get("x-request-id") or super().request_id(headers)

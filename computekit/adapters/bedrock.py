@@ -70,7 +70,7 @@ from .._exceptions import (
     RateLimitError,
     ServerError,
 )
-from .._sse import SSETooLarge
+from .._sse import FrameError, SSETooLarge
 from .._structured import FORCED_TOOL_NAME, forced_tool, forced_tool_answer
 from .._types import Chunk, Completion, Embeddings, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
@@ -701,7 +701,7 @@ class EventStreamDecoder:
 
         Raises:
             SSETooLarge: A frame exceeds ``max_event_bytes``.
-            ValueError: A frame is corrupt (bad CRC, impossible lengths).
+            FrameError: A frame is corrupt (bad CRC, impossible lengths); its ``events``: those before it.
         """
         from botocore.eventstream import ParserError
 
@@ -715,10 +715,13 @@ class EventStreamDecoder:
                     raise SSETooLarge(self._max, f"an event-stream frame of {size} bytes")
                 self._pending -= size
                 out.append(_event(message.headers, message.payload))
+            if self._pending > self._max:
+                raise SSETooLarge(self._max, "an event-stream frame")
         except ParserError as e:
-            raise ValueError(f"corrupt event-stream frame: {e}") from e
-        if self._pending > self._max:
-            raise SSETooLarge(self._max, "an event-stream frame")
+            raise FrameError(f"corrupt event-stream frame: {e}", out) from e
+        except SSETooLarge as e:
+            e.events = out  # the frames before it are still delivered
+            raise
         return out
 
     def close(self) -> tuple[list[SSEEvent], bool]:

@@ -64,6 +64,9 @@ from .._types import Chunk, Completion, Cost, Embeddings, Message, Result, ToolC
 from ..pricing import PriceRef
 from ._base import (
     Adapter,
+    BatchItem,
+    BatchSpec,
+    BatchState,
     Capabilities,
     CompleteRequest,
     EmbedRequest,
@@ -71,12 +74,25 @@ from ._base import (
     HTTPResponse,
     SSEEvent,
     StreamDecoder,
+    count,
+    obj,
+    unix_time,
 )
 
 __all__ = ["GEMINI_BASE_URL", "GeminiAdapter", "GeminiWire", "gemini_usage"]
 
 GEMINI_BASE_URL: Final = "https://generativelanguage.googleapis.com/v1beta"
 """The Gemini API's root (``v1beta``: the version Google's own SDKs call, where every current feature is)."""
+
+GEMINI_BATCH_MAX_BYTES: Final = 20 * 1024 * 1024
+"""The largest batch whose requests go inline in the create request
+(https://ai.google.dev/gemini-api/docs/batch-mode)."""
+# Batch states (BatchState; Google's SDKs also show JOB_STATE_*) -> computekit's batch statuses.
+_BATCH_STATES: Final = {"PENDING": "validating", "RUNNING": "in_progress", "SUCCEEDED": "completed",
+                        "FAILED": "failed", "CANCELLED": "canceled", "EXPIRED": "expired"}
+# google.rpc.Code -> the HTTP status Google's REST mapping gives it (an item's error carries only the code).
+_RPC_CODE_STATUS: Final = {1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400,
+                      12: 501, 13: 500, 14: 503, 15: 500, 16: 401}
 
 _FINISH: Final = {
     "STOP": "stop",
@@ -762,8 +778,85 @@ class GeminiAdapter(GeminiWire):
     default_base_url = GEMINI_BASE_URL
     table_provider = "google"
     docs_url = "https://ai.google.dev/api/generate-content"
+    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, batch=True)
 
     def unsupported_reason(self, capability: str) -> str | None:
         if capability == "finetune":
             return "the Gemini API's model tuning is not offered through computekit"
         return super().unsupported_reason(capability)
+
+    # ----------------------------------------------------------------------------------------- batches
+    # Batch mode (batchGenerateContent): the requests go inline, each keyed by its custom_id; the results come
+    # inline in the finished batch, or in a responses file for a large one.
+
+    def batch_spec(self, model: str) -> BatchSpec:
+        return BatchSpec(max_requests=None, max_bytes=GEMINI_BATCH_MAX_BYTES, uploads=False, embed=False)
+
+    def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
+        if not isinstance(req, CompleteRequest):
+            raise self.unsupported("batch embeddings")
+        if req.stream:
+            raise InvalidRequestError("gemini: a batched request cannot stream")
+        return {"request": self.complete_body(req), "metadata": {"key": custom_id}}
+
+    def build_batch_create(self, model: str, kind: str, file_ref: str | None, lines: Any,
+                           metadata: Mapping[str, str]) -> HTTPRequest:
+        name = metadata.get("name") or "computekit batch"
+        body = {"batch": {"displayName": name, "inputConfig": {"requests": {"requests": list(lines)}}}}
+        return HTTPRequest("POST", self.model_url(model, "batchGenerateContent"), self.headers(), json=body)
+
+    def parse_batch(self, model: str, resp: HTTPResponse) -> BatchState:
+        data = self.json_object(resp, model)
+        # An operation (create, get) carries the batch in metadata, and its output in response once done; a
+        # bare batch object is read as it is.
+        batch = {**obj(data.get("metadata")), **obj(data.get("response"))} if "metadata" in data else data
+        state = str(batch.get("state") or "")
+        short = state.removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_")
+        name = batch.get("name") or data.get("name")
+        if not isinstance(name, str) or short not in _BATCH_STATES:
+            raise self.malformed(resp, model, "not a batch")
+        stats = obj(batch.get("batchStats"))
+        output = {**obj(batch.get("output")), **{k: v for k, v in batch.items() if k in ("responsesFile",
+                                                                                         "inlinedResponses")}}
+        return BatchState(
+            id=name.removeprefix("batches/"), model=model, status=_BATCH_STATES[short], provider_status=state,
+            total=count(stats.get("requestCount")), completed=count(stats.get("successfulRequestCount")) or 0,
+            failed=count(stats.get("failedRequestCount")) or 0,
+            output_ref=output.get("responsesFile") if isinstance(output.get("responsesFile"), str) else None,
+            created_at=unix_time(batch.get("createTime")), ended_at=unix_time(batch.get("endTime")),
+            raw={**data, "_output": output},
+        )
+
+    def build_batch_get(self, state: BatchState) -> HTTPRequest:
+        return HTTPRequest("GET", self.url(f"batches/{state.id}"), self.headers())
+
+    def build_batch_cancel(self, state: BatchState) -> HTTPRequest:
+        return HTTPRequest("POST", self.url(f"batches/{state.id}:cancel"), self.headers())
+
+    def build_batch_results(self, state: BatchState) -> list[HTTPRequest]:
+        if not state.output_ref:
+            return []
+        # Files are downloaded from the API's /download root, on the same host.
+        root, _, version = self.settings.base_url.rstrip("/").rpartition("/")
+        url = f"{root}/download/{version}/{state.output_ref}:download?alt=media"
+        return [HTTPRequest("GET", url, self.headers(), stream=True)]
+
+    def batch_inline_results(self, state: BatchState) -> list[Any]:
+        inlined = obj(state.raw).get("_output", {}).get("inlinedResponses")
+        items = inlined.get("inlinedResponses") if isinstance(inlined, dict) else inlined
+        return list(items) if isinstance(items, list) else []
+
+    def parse_batch_line(self, state: BatchState, line: bytes | Mapping[str, Any]) -> BatchItem:
+        data = self.batch_record(state, line)
+        key = obj(data.get("metadata")).get("key", data.get("key"))
+        if not isinstance(key, str):
+            raise self.malformed(self.batch_response(200, data), state.model, "a batch result has no key")
+        if isinstance(data.get("response"), dict):
+            return self.batch_answer(state, key, data["response"])
+        error = obj(data.get("error"))
+        if not error:
+            raise self.malformed(self.batch_response(200, data), state.model,
+                                 f"batch result {key!r} has neither a response nor an error")
+        code = error.get("code")
+        status = _RPC_CODE_STATUS.get(code, 500) if isinstance(code, int) else 500
+        return self.batch_failure(state, key, status, {"error": {**error, "code": status}})

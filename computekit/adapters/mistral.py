@@ -35,6 +35,8 @@ from typing import Any
 from .._exceptions import APIStatusError, ContextWindowExceededError, InvalidRequestError, ProviderError
 from .._types import Chunk, Completion, FineTuneCheckpoint, FineTuneEvent, FineTuneJob, FineTuneStatus, Usage
 from ._base import (
+    BatchSpec,
+    BatchState,
     Capabilities,
     CompleteRequest,
     EmbedRequest,
@@ -45,6 +47,7 @@ from ._base import (
     HTTPResponse,
     SSEEvent,
     StreamDecoder,
+    count,
     obj,
     unix_time,
 )
@@ -64,6 +67,15 @@ _FT_STATUS: dict[str, FineTuneStatus] = {
     "RUNNING": "running", "CANCELLATION_REQUESTED": "running", "SUCCESS": "succeeded", "FAILED": "failed",
     "FAILED_VALIDATION": "failed", "CANCELLED": "canceled",
 }
+# Mistral's batch job statuses (API reference, BatchJobOut.status) -> computekit's batch statuses.
+_BATCH_STATUS: dict[str, str] = {
+    "QUEUED": "validating", "RUNNING": "in_progress", "SUCCESS": "completed", "FAILED": "failed",
+    "TIMEOUT_EXCEEDED": "expired", "CANCELLATION_REQUESTED": "canceling", "CANCELLED": "canceled",
+}
+MISTRAL_BATCH_MAX_REQUESTS = 1_000_000
+"""Ongoing batch requests a workspace may have (https://docs.mistral.ai/capabilities/batch/)."""
+MISTRAL_BATCH_MAX_BYTES = 512 * 1024 * 1024
+"""The largest file the Files API takes (https://docs.mistral.ai/api/#tag/files)."""
 _CONTEXT_WORDS = ("too large for model", "maximum context length", "context length")
 
 
@@ -92,7 +104,8 @@ class MistralAdapter(OpenAIWire):
     """Mistral La Plateforme (``mistral:`` models). Keys: ``MISTRAL_API_KEY``."""
 
     name = "mistral"
-    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, finetune=True)
+    capabilities = Capabilities(complete=True, stream=True, tools=True, json_mode=True, embed=True, finetune=True,
+                                batch=True)
     key_env_vars = ("MISTRAL_API_KEY",)
     default_base_url = "https://api.mistral.ai/v1"
     table_provider = "mistral"
@@ -100,6 +113,45 @@ class MistralAdapter(OpenAIWire):
     # ``prefix`` on an answer is always false; sent back true it would mean "continue this message".
     response_only_fields = OpenAIWire.response_only_fields | {"prefix"}
     docs_url = "https://docs.mistral.ai/api/"
+
+    # ----------------------------------------------------------------------------------------- batches
+    # Files (purpose=batch) + /batch/jobs; result lines have OpenAI's shape.
+
+    def batch_spec(self, model: str) -> BatchSpec:
+        return BatchSpec(max_requests=MISTRAL_BATCH_MAX_REQUESTS, max_bytes=MISTRAL_BATCH_MAX_BYTES)
+
+    def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
+        _, body = self.batch_body(req)
+        body.pop("model", None)  # the job names the model
+        return {"custom_id": custom_id, "body": body}
+
+    def build_batch_create(self, model: str, kind: str, file_ref: str | None, lines: Any,
+                           metadata: Mapping[str, str]) -> HTTPRequest:
+        body: dict[str, Any] = {"input_files": [file_ref], "model": model,
+                                "endpoint": "/v1/embeddings" if kind == "embed" else "/v1/chat/completions"}
+        if metadata:
+            body["metadata"] = dict(metadata)
+        return HTTPRequest("POST", self.url("batch/jobs"), self.headers(), json=body)
+
+    def parse_batch(self, model: str, resp: HTTPResponse) -> BatchState:
+        data = self.json_object(resp, model)
+        status = data.get("status")
+        if not isinstance(data.get("id"), str) or status not in _BATCH_STATUS:
+            raise self.malformed(resp, model, "not a batch job")
+        return BatchState(
+            id=data["id"], model=model, status=_BATCH_STATUS[status], provider_status=str(status),
+            total=count(data.get("total_requests")), completed=count(data.get("succeeded_requests")) or 0,
+            failed=count(data.get("failed_requests")) or 0, output_ref=data.get("output_file"),
+            error_ref=data.get("error_file"),
+            kind="embed" if str(data.get("endpoint") or "").endswith("embeddings") else "complete",
+            created_at=unix_time(data.get("created_at")), ended_at=unix_time(data.get("completed_at")), raw=data,
+        )
+
+    def build_batch_get(self, state: BatchState) -> HTTPRequest:
+        return HTTPRequest("GET", self.url(f"batch/jobs/{state.id}"), self.headers())
+
+    def build_batch_cancel(self, state: BatchState) -> HTTPRequest:
+        return HTTPRequest("POST", self.url(f"batch/jobs/{state.id}/cancel"), self.headers())
 
     # ----------------------------------------------------------------------------------------- complete
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
@@ -44,6 +44,9 @@ from ..pricing import PriceRef
 from ._base import (
     Adapter,
     AdapterSettings,
+    BatchItem,
+    BatchSpec,
+    BatchState,
     Capabilities,
     CompleteRequest,
     EmbedRequest,
@@ -56,6 +59,7 @@ from ._base import (
     StreamDecoder,
     TrainingFile,
     carried_status,
+    count,
     multipart,
     obj,
     unix_time,
@@ -128,6 +132,14 @@ def image_tokens(part: Mapping[str, Any], model: str) -> int | None:
         return base if detail == "low" else base + _MAX_TILES * tile
     return None
 
+OPENAI_BATCH_MAX_REQUESTS: Final = 50_000
+OPENAI_BATCH_MAX_BYTES: Final = 200 * 1024 * 1024
+"""OpenAI's batch input limits: 50,000 requests, 200 MB (https://platform.openai.com/docs/guides/batch)."""
+OPENAI_BATCH_WINDOW: Final = "24h"
+_OPENAI_BATCH_STATUS: Final = {
+    "validating": "validating", "in_progress": "in_progress", "finalizing": "finalizing", "completed": "completed",
+    "failed": "failed", "expired": "expired", "cancelling": "canceling", "cancelled": "canceled",
+}
 _CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
 _FILTER_CODES = frozenset({"content_filter", "content_policy_violation", "ResponsibleAIPolicyViolation"})
 
@@ -645,6 +657,99 @@ class OpenAIWire(Adapter):
     def finetune_billing(self, job: FineTuneJob) -> FineTuneBilling:
         return FineTuneBilling(trained_tokens=job.trained_tokens)
 
+    # ----------------------------------------------------------------------------------------- batches
+    # The Files API (purpose=batch) + /batches: OpenAI's and Azure OpenAI's shape (Azure changes the URLs).
+
+    batch_url_prefix: ClassVar[str] = "/v1/"
+    """How a batch line names its endpoint (``/v1/chat/completions``)."""
+
+    def batch_spec(self, model: str) -> BatchSpec:
+        if not self.capabilities.batch:
+            raise self.unsupported("batch")
+        return BatchSpec(max_requests=OPENAI_BATCH_MAX_REQUESTS, max_bytes=OPENAI_BATCH_MAX_BYTES)
+
+    def batch_body(self, req: CompleteRequest | EmbedRequest) -> tuple[str, dict[str, Any]]:
+        """The endpoint path and body of one batched request: what ``complete()`` / ``embed()`` would send."""
+        if isinstance(req, EmbedRequest):
+            return "embeddings", dict(self.build_embed(req).json)
+        if req.stream:
+            raise InvalidRequestError(f"{self.provider}: a batched request cannot stream")
+        path = self.text_path(req.model) if req.prompt is not None else "chat/completions"
+        return path, dict(self.build_complete(req).json)
+
+    def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
+        self.batch_spec(req.model)
+        path, body = self.batch_body(req)
+        return {"custom_id": custom_id, "method": "POST", "url": self.batch_url_prefix + path, "body": body}
+
+    def build_batch_upload(self, model: str, content: bytes) -> HTTPRequest:
+        body, ctype = multipart({"purpose": "batch"}, "file", TrainingFile("batch.jsonl", content))
+        headers = {k: v for k, v in self.headers().items() if k != "content-type"}
+        headers["content-type"] = ctype
+        return HTTPRequest("POST", self.finetune_url("files"), headers, content=body)
+
+    def parse_batch_upload(self, model: str, resp: HTTPResponse) -> str:
+        data = self.json_object(resp, model)
+        if not isinstance(data.get("id"), str):
+            raise self.malformed(resp, model, "the uploaded file has no id")
+        return str(data["id"])
+
+    def build_batch_create(self, model: str, kind: str, file_ref: str | None, lines: Sequence[Mapping[str, Any]],
+                           metadata: Mapping[str, str]) -> HTTPRequest:
+        # The lines name their endpoint (chat, embeddings, or the legacy completions a text model is served by).
+        endpoint = lines[0]["url"] if lines else self.batch_url_prefix + (
+            "embeddings" if kind == "embed" else "chat/completions")
+        body: dict[str, Any] = {"input_file_id": file_ref, "endpoint": endpoint,
+                                "completion_window": OPENAI_BATCH_WINDOW}
+        if metadata:
+            body["metadata"] = dict(metadata)
+        return HTTPRequest("POST", self.finetune_url("batches"), self.headers(), json=body)
+
+    def parse_batch(self, model: str, resp: HTTPResponse) -> BatchState:
+        data = self.json_object(resp, model)
+        status = data.get("status")
+        if not isinstance(data.get("id"), str) or status not in _OPENAI_BATCH_STATUS:
+            raise self.malformed(resp, model, "not a batch object")
+        counts = obj(data.get("request_counts"))
+        endpoint = str(data.get("endpoint") or "")
+        ended = next((data[k] for k in ("completed_at", "failed_at", "expired_at", "cancelled_at") if data.get(k)),
+                     None)
+        return BatchState(
+            id=data["id"], model=model, status=_OPENAI_BATCH_STATUS[status], provider_status=status,
+            total=count(counts.get("total")), completed=count(counts.get("completed")) or 0,
+            failed=count(counts.get("failed")) or 0,
+            output_ref=data.get("output_file_id"), error_ref=data.get("error_file_id"),
+            kind="embed" if endpoint.endswith("embeddings") else "complete",
+            created_at=unix_time(data.get("created_at")), ended_at=unix_time(ended), raw=data,
+        )
+
+    def build_batch_get(self, state: BatchState) -> HTTPRequest:
+        return HTTPRequest("GET", self.finetune_url(f"batches/{state.id}"), self.headers())
+
+    def build_batch_cancel(self, state: BatchState) -> HTTPRequest:
+        return HTTPRequest("POST", self.finetune_url(f"batches/{state.id}/cancel"), self.headers())
+
+    def build_batch_results(self, state: BatchState) -> list[HTTPRequest]:
+        return [HTTPRequest("GET", self.finetune_url(f"files/{ref}/content"), self.headers(), stream=True)
+                for ref in (state.output_ref, state.error_ref) if ref]
+
+    def parse_batch_line(self, state: BatchState, line: bytes | Mapping[str, Any]) -> BatchItem:
+        data = self.batch_record(state, line)
+        custom_id = data.get("custom_id")
+        if not isinstance(custom_id, str):
+            raise self.malformed(self.batch_response(200, data), state.model, "a batch result line has no custom_id")
+        response = data.get("response")
+        if isinstance(response, dict) and isinstance(response.get("status_code"), int):
+            status, body, rid = response["status_code"], response.get("body"), response.get("request_id")
+            if 200 <= status < 300:
+                return self.batch_answer(state, custom_id, body, rid)
+            return self.batch_failure(state, custom_id, status, body, rid)
+        error = data.get("error")
+        if isinstance(error, dict):  # never ran: expired, or the batch was canceled first
+            return self.batch_failure(state, custom_id, None, {"error": error})
+        raise self.malformed(self.batch_response(200, data), state.model,
+                             f"batch result {custom_id!r} has neither a response nor an error")
+
     # ----------------------------------------------------------------------------------------- errors
 
     def classify_error(self, status: int, body: Any) -> type[APIStatusError] | None:
@@ -833,7 +938,8 @@ class OpenAIAdapter(OpenAIWire):
 
     name = "openai"
     capabilities = Capabilities(
-        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True, finetune=True
+        complete=True, stream=True, tools=True, json_mode=True, embed=True, text_completion=True, finetune=True,
+        batch=True,
     )
     key_env_vars = ("OPENAI_API_KEY",)
     default_base_url = "https://api.openai.com/v1"

@@ -1,5 +1,5 @@
 """Pricing: token prices from genai-prices, computekit's own dated tables, and config overrides."""
 
-from ._book import PriceBook, PriceRef, TokenRates, TrainingRates, UnknownPriceWarning
+from ._book import BATCH_CONTEXT, PriceBook, PriceRef, TokenRates, TrainingRates, UnknownPriceWarning
 
-__all__ = ["PriceBook", "PriceRef", "TokenRates", "TrainingRates", "UnknownPriceWarning"]
+__all__ = ["BATCH_CONTEXT", "PriceBook", "PriceRef", "TokenRates", "TrainingRates", "UnknownPriceWarning"]

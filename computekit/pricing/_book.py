@@ -21,7 +21,7 @@ from typing import Any
 
 from .._types import Cost, CostLine, PriceSource, Usage
 
-__all__ = ["PriceBook", "PriceRef", "TokenRates", "TrainingRates", "UnknownPriceWarning"]
+__all__ = ["BATCH_CONTEXT", "PriceBook", "PriceRef", "TokenRates", "TrainingRates", "UnknownPriceWarning"]
 
 log = logging.getLogger("computekit.pricing")
 
@@ -46,6 +46,13 @@ _TRAINING_KEYS = ("training_mtok", "training_hour")
 """Config price keys for fine-tuning: per 1M trained tokens, per hour of training."""
 
 _SELF_HOSTED_TABLE = "self-hosted"
+BATCH_CONTEXT = ("processing", "batch")
+"""The price context of a call run by a provider's batch API (genai-prices' price variant key and value)."""
+_BATCH_PREFIX = "batch_"
+"""Config ``[prices]`` keys with this prefix price a model's batch mode (``batch_input_mtok``)."""
+# Context keys whose price is a variant of its own: when the tables hold no variant for them, the model's price in
+# that mode is unknown (a batch price is never assumed to be the synchronous one).
+_VARIANT_ONLY_KEYS = frozenset({BATCH_CONTEXT[0]})
 _CACHE_MAX = 4096
 
 
@@ -198,20 +205,24 @@ def _decimal(v: Any) -> Decimal:
 
 
 @cache
-def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None, dict[tuple[str, str], TokenRates]]:
-    """computekit's token table (matched by model family), its date, and its per-unit table (matched exactly:
-    per-output prices differ between close variants, e.g. ``sd3.5-large`` and ``sd3.5-large-turbo``)."""
+def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None, dict[tuple[str, str], TokenRates],
+                           dict[tuple[str, str], TokenRates]]:
+    """computekit's token table (matched by model family), its date, its per-unit table (matched exactly:
+    per-output prices differ between close variants, e.g. ``sd3.5-large`` and ``sd3.5-large-turbo``), and its
+    batch table (matched by model family)."""
     import tomllib
     from importlib import resources
 
     tokens: dict[tuple[str, str], TokenRates] = {}
     units_table: dict[tuple[str, str], TokenRates] = {}
+    batch: dict[tuple[str, str], TokenRates] = {}
     table_date: dt.date | None = None
-    # tokens.toml: per-token prices; units.toml: prices per unit of output (image, credit ...) for predictions.
-    for filename in ("data/tokens.toml", "data/units.toml"):
+    # tokens.toml: per-token prices; units.toml: prices per unit of output (image, credit ...) for predictions;
+    # batch.toml: batch-mode prices genai-prices lacks.
+    tables = {"data/tokens.toml": tokens, "data/units.toml": units_table, "data/batch.toml": batch}
+    for filename, out in tables.items():
         raw = tomllib.loads(resources.files(__package__).joinpath(filename).read_text("utf-8"))
         meta = raw.get("meta", {})
-        out = tokens if filename == "data/tokens.toml" else units_table
         for m in raw.get("models", []):
             prices = {k: _decimal(m[k]) for k in _TOKEN_KEYS if k in m}
             per_request = _decimal(m["per_request"]) if "per_request" in m else None
@@ -228,7 +239,7 @@ def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None, di
             )
         if filename == "data/tokens.toml" and meta.get("as_of"):
             table_date = dt.date.fromisoformat(str(meta["as_of"]))
-    return tokens, table_date, units_table
+    return tokens, table_date, units_table, batch
 
 
 @cache
@@ -300,7 +311,12 @@ def _genai_rates(ref: PriceRef, when: dt.datetime) -> TokenRates | None:
         provider, model = snapshot.find_provider_model(ref.model, None, ref.table_provider, None)
     except LookupError:
         return None
-    mp = model.get_prices(when, dict(ref.context) if ref.context else None)
+    context = dict(ref.context)
+    for key in _VARIANT_ONLY_KEYS & context.keys():
+        if not any(v.when.get(key) == context[key] and (v.constraint is None or v.constraint.active(when))
+                   for v in model.price_variants or ()):
+            return None  # genai-prices would answer with the standard price: unknown in this mode instead
+    mp = model.get_prices(when, context or None)
     prices: dict[str, Decimal | _Tiered] = {}
     extra: dict[str, tuple[Decimal, int]] = {}
     registry = _get_registry()
@@ -346,7 +362,18 @@ class PriceBook:
         self._overrides: dict[tuple[str, str], TokenRates] = {}
         self._per_second: dict[tuple[str, str], tuple[Decimal, PriceSource]] = {}
         self._training: dict[tuple[str, str], dict[str, Decimal]] = {}
-        for key, prices in (overrides or {}).items():
+        self._batch: dict[tuple[str, str], TokenRates] = {}
+        for key, all_prices in (overrides or {}).items():
+            batch = {k.removeprefix(_BATCH_PREFIX): _decimal(v) for k, v in all_prices.items()
+                     if k.startswith(_BATCH_PREFIX)}
+            if batch:
+                provider, _, model = key.partition(":")
+                self._batch[(provider, model)] = TokenRates(
+                    prices={k: v for k, v in batch.items() if k in _TOKEN_KEYS}, source=PriceSource(table="config"),
+                    per_request=batch.get("per_request"))
+            prices = {k: v for k, v in all_prices.items() if not k.startswith(_BATCH_PREFIX)}
+            if not prices:
+                continue
             if "per_second" in prices:
                 provider, _, sku = key.partition(":")
                 self._per_second[(provider, sku)] = (_decimal(prices["per_second"]), PriceSource(table="config"))
@@ -380,7 +407,7 @@ class PriceBook:
             return self._cache[key]
         except KeyError:
             pass
-        found = (
+        found = self._batch_rates(ref, slot) if BATCH_CONTEXT in ref.context else (
             _match(self._overrides, ref.provider, ref.model)
             or (_reported_rates(ref) if ref.reported else None)
             or _own_tables()[2].get((ref.provider, ref.model))
@@ -399,12 +426,25 @@ class PriceBook:
             self._cache[key] = found
         return found
 
+    def _batch_rates(self, ref: PriceRef, slot: dt.datetime) -> TokenRates | None:
+        """A model's batch-mode rates: config ``batch_*`` keys, then computekit's batch table, then genai-prices'
+        batch variant; ``None`` when none has one (never the synchronous price)."""
+        return (
+            _match(self._batch, ref.provider, ref.model)
+            or _match(_own_tables()[3], ref.provider, ref.model)
+            or (_genai_rates(ref, slot) if ref.table_provider else None)
+        )
+
     def token_cost(self, ref: PriceRef, usage: Usage, when: dt.datetime | None = None) -> Cost:
         """The cost of ``usage`` on ``ref``; ``Cost.total`` is ``None`` (never 0) when no price is known."""
         rates = self.rates(ref, when)
         if rates is None and not ref.metered:
             return Cost(total=_ZERO, price_source=PriceSource(table=_SELF_HOSTED_TABLE),
                         reason="self-hosted server: no per-call charge")
+        if rates is None and BATCH_CONTEXT in ref.context:
+            target = f"{ref.provider}:{ref.model}"
+            return Cost.unknown(f'no batch price known for {target}: add [prices] "{target}" = '
+                                '{ batch_input_mtok = "...", batch_output_mtok = "..." }')
         if rates is None:
             self._warn_once(ref)
             return Cost.unknown(f"no price known for {ref.provider}:{ref.model}")

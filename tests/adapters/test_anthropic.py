@@ -38,7 +38,7 @@ from _clients import (  # noqa: F401  (shared fixtures, registered by name)
     stream,
     vcr_config,
 )
-from conftest import CASSETTES, ROOT, real_key
+from _paths import CASSETTES, ROOT, real_key
 
 import computekit as ck
 from computekit.adapters.anthropic import DEFAULT_MAX_TOKENS

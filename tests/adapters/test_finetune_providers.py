@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from _clients import Sleeps, close, every_interaction_played, make_client, mode, policy, vcr_config  # noqa: F401
-from conftest import real_key
+from _paths import real_key
 
 import computekit as ck
 from computekit._config import RoutingConfig

@@ -30,7 +30,7 @@ from _clients import (  # noqa: F401  (fixtures are used by name)
     vcr_config,
 )
 from _conformance import conformance_dir, files, load
-from conftest import CASSETTES, real_key
+from _paths import CASSETTES, real_key
 from pydantic import SecretStr
 from test_cassette_specs import MARKER, SECRET_PATTERNS
 

@@ -33,7 +33,7 @@ from _clients import (  # noqa: F401  (shared fixtures, registered by name)
     stream,
     vcr_config,
 )
-from conftest import CASSETTES, real_key
+from _paths import CASSETTES, real_key
 from pydantic import SecretStr
 
 import computekit as ck

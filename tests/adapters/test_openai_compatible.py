@@ -13,7 +13,7 @@ from typing import Any
 import genai_prices
 import pytest
 from _clients import Seen, call, close, make_client, mode, vcr_config  # noqa: F401  (shared fixtures, registered by name)
-from conftest import real_key
+from _paths import real_key
 
 import computekit as ck
 from computekit.pricing import UnknownPriceWarning

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from _clients import Sleeps, call, close, every_interaction_played, mode, vcr_config  # noqa: F401  (shared fixtures, registered by name)
+from _paths import CASSETTES, ROOT, real_key
 
 import computekit as ck
 from computekit._config import RetryConfig, RoutingConfig
@@ -26,10 +27,7 @@ from computekit._retry import RetryPolicy
 from computekit.pricing import PriceBook
 from computekit.routing import Router
 
-ROOT = Path(__file__).resolve().parents[2]
-CASSETTES = ROOT / "cassettes"
-# The real key when recording, else a placeholder (not imported from conftest: tests/faults has one too).
-KEY = os.environ.get("REPLICATE_API_TOKEN") or "r8_placeholder0123456789abcdef"
+KEY = real_key("REPLICATE_API_TOKEN", "r8_placeholder0123456789abcdef")
 
 
 def client_for(mode: str, sleeps: Sleeps) -> Any:

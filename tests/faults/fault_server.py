@@ -253,13 +253,15 @@ def chat_events(pieces: Iterable[str], *, usage: bool = True, done: bool = True,
 
 @dataclass
 class SSE:
-    """A ``text/event-stream`` response, one write per event; ``cut``: end it abruptly after ``cut``'s bytes."""
+    """A ``text/event-stream`` response, one write per event (``together``: all of them in one write, so that a
+    client reads them in one go); ``cut``: end it abruptly after ``cut``'s bytes."""
 
     events: Sequence[dict[str, Any] | str | bytes]
     cut: bytes | None = None
     framing: str = "chunked"  # "chunked" | "close" (no length: the body ends when the connection does)
     pause: float = 0.002  # between events, so that they arrive as separate reads
     headers: dict[str, str] = field(default_factory=dict)
+    together: bool = False
 
     def __call__(self, srv: FaultServer, req: Request, sock: socket.socket) -> bool:
         chunked = self.framing == "chunked"
@@ -270,7 +272,9 @@ class SSE:
         def write(data: bytes) -> None:
             sock.sendall(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
 
-        for ev in self.events:
+        if self.together:
+            write(b"".join(sse_bytes(ev) for ev in self.events))
+        for ev in () if self.together else self.events:
             write(sse_bytes(ev))
             if srv.stop.wait(self.pause):
                 return False

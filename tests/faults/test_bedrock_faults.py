@@ -185,7 +185,8 @@ async def test_b3_stream_ending_before_its_metadata(faults: Callable[..., FaultS
 async def test_b4_exception_frame_mid_stream(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
                                              is_async: bool, kind: str, cls: type, status: int) -> None:
     events = [*converse_stream(["Hel"], metadata=False)[:2], exception_frame(kind, "failed mid-stream")]
-    srv = faults([SSE(events, headers=STREAM_TYPE), frames(["Hello"])])
+    # In one write: the text decoded in the same read as the exception still reaches the caller first.
+    srv = faults([SSE(events, headers=STREAM_TYPE, together=True), frames(["Hello"])])
     client = clients(is_async, srv.url, waits)
     with pytest.raises(cls) as ei:
         await read_stream(client, TARGET)
@@ -220,15 +221,19 @@ async def test_b5_malformed_converse_body(faults: Callable[..., FaultServer], cl
 
 
 @both
+@pytest.mark.parametrize("together", [False, True], ids=["frame-per-write", "one-write"])
 async def test_b5_corrupt_frame_is_malformed(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
-                                             is_async: bool) -> None:
+                                             is_async: bool, together: bool) -> None:
     good = converse_stream(["Hel", "lo"])
     bad = bytearray(good[2])
     bad[-1] ^= 0xFF  # the second delta's message CRC
-    srv = faults([SSE([good[0], good[1], bytes(bad), *good[3:]], headers=STREAM_TYPE), frames(["Hello"])])
+    events = [good[0], good[1], bytes(bad), *good[3:]]
+    srv = faults([SSE(events, headers=STREAM_TYPE, together=together), frames(["Hello"])])
     client = clients(is_async, srv.url, waits)
-    with pytest.raises(ck.MalformedResponseError, match="corrupt event-stream frame"):
+    with pytest.raises(ck.MalformedResponseError, match="corrupt event-stream frame") as ei:
         await read_stream(client, TARGET)
+    # The frames before the corrupt one reach the caller, even when they came in the same read.
+    assert "".join(c.text for c in ei.value.partial) == "Hel"  # type: ignore[attr-defined]
     assert srv.hits == 1
 
 

@@ -431,7 +431,7 @@ async def test_case_17_sse_cut(faults: Any, clients: Any, waits: Waits, is_async
 async def test_case_18_sse_error_event_mid_stream(faults: Any, clients: Any, waits: Waits, is_async: bool) -> None:
     events = [*chat_events(["Hel"], usage=False, done=False)[:2],
               {"error": {"message": "overloaded mid-stream", "type": "server_error"}}]
-    srv = faults([SSE(events), ok("stream")])
+    srv = faults([SSE(events, together=True), ok("stream")])  # one read: the text still reaches the caller first
     client = clients(is_async, srv.url, waits)
     with pytest.raises(ck.ServerError) as ei:
         await call(client, "stream")

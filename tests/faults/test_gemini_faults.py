@@ -180,9 +180,8 @@ async def test_stream_cut(faults: Any, clients: Any, waits: Waits, is_async: boo
 async def test_error_object_mid_stream(faults: Any, clients: Any, waits: Waits, is_async: bool) -> None:
     events = [answer("Hel", finish=False, usage=False),
               {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}]
-    # A pause long enough that the text and the error arrive in separate reads even on a loaded machine: chunks
-    # decoded in the same read as an error are dropped by the stream reader, not delivered as partial.
-    srv = faults([SSE(events, pause=0.1), ok_stream()])
+    # In one write: the text decoded in the same read as the error still reaches the caller first.
+    srv = faults([SSE(events, together=True), ok_stream()])
     client = clients(is_async, srv.url, waits)
     with pytest.raises(ck.OverloadedError) as ei:
         await read_stream(client, MODEL)

@@ -41,3 +41,13 @@ def wrong() -> None:
 async def wrong_async() -> None:
     await ck.acomplete("openai:gpt-4o-mini", "hi", temprature=0.1)  # type: ignore[arg-type]
     ck.astream("openai:gpt-4o-mini", "hi", max_tokens=1.5)  # type: ignore[arg-type]
+
+
+def wrong_on_clients(c: ck.Client, a: ck.AsyncClient) -> None:
+    """The client methods: the same typed signatures, the same errors."""
+    c.complete("openai:gpt-4o-mini", "hi", n=2)  # type: ignore[arg-type]
+    c.stream("openai:gpt-4o-mini", "hi", max_tokns=60)  # type: ignore[arg-type]
+    c.embed("openai:text-embedding-3-small", ["a"], dimension=256)  # type: ignore[arg-type]
+    c.predict("replicate:acme/flux", {"prompt": "x"}, harware="gpu")  # type: ignore[arg-type]
+    a.stream("openai:gpt-4o-mini", "hi", temprature=0.1)  # type: ignore[arg-type]
+    c.complete("openai:gpt-4o-mini", "hi", max_tokens=60)  # right: no error

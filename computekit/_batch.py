@@ -1,0 +1,356 @@
+"""Batches, the pure part: requests -> validated batch lines, the estimate before submit, and each item's price.
+
+Everything here is offline and provider-neutral: the adapter translates (a line's wire shape, the provider's
+limits, a result line's answer), and the price tables price (at the batch price, beside the synchronous one, so
+a report can show what batching saved). Nothing here sends anything: a batch whose lines do not all pass is
+refused before any upload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ._core import flatten_prompt, normalise_messages
+from ._exceptions import InvalidRequestError
+from ._finetune import _Counter, count_example_tokens
+from ._types import Completion, Cost, Embeddings, Usage
+from .adapters._base import Adapter, BatchItem, CompleteRequest, EmbedRequest
+from .pricing import BATCH_CONTEXT, PriceBook, PriceRef
+
+__all__ = [
+    "BATCH_ITEM",
+    "MAX_NAMED_PROBLEMS",
+    "MAX_RESULT_LINE_BYTES",
+    "BatchTotals",
+    "ItemCost",
+    "PreparedBatch",
+    "batch_estimate",
+    "prepare_batch",
+    "price_item",
+    "read_requests",
+    "result_lines",
+    "summarise",
+]
+
+MAX_RESULT_LINE_BYTES = 64 * 1024 * 1024
+"""A result line longer than this is a broken or hostile file: refused instead of buffered (one answer's body is
+at most the model's output, far below this)."""
+MAX_NAMED_PROBLEMS = 20
+"""How many bad lines a refusal names (the count of the rest follows)."""
+BATCH_ITEM = "batch {item}"
+"""A batch item's cost lines: the synchronous line's name, marked as billed at the batch price."""
+
+# A request's keys that are complete() options (everything else but the ids and the call's input is refused:
+# a typo must not silently change what is run).
+_COMPLETE_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice",
+                               "response_format", "seed", "service_tier", "user"})
+_EMBED_OPTIONS = frozenset({"dimensions"})
+_ID_KEYS = frozenset({"custom_id", "model"})
+_ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch's requests, checked and translated, ready to upload or send inline.
+
+    Attributes:
+        kind: ``complete`` or ``embed`` (one batch runs one kind of call).
+        requests: ``(custom_id, request)`` in order.
+        lines: The provider's wire lines, in order.
+        content: The JSONL the lines make (what is uploaded, or measured against the inline limit).
+    """
+
+    model: str
+    kind: str
+    requests: list[tuple[str, CompleteRequest | EmbedRequest]]
+    lines: list[dict[str, Any]]
+    content: bytes
+    source: str = "requests"
+
+    @property
+    def count(self) -> int:
+        """How many requests the batch holds."""
+        return len(self.requests)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemCost:
+    """One batch item's price: at the batch rates (``cost``), and what the same usage costs synchronously."""
+
+    cost: Cost
+    synchronous: Cost
+    saved: Decimal | None = field(default=None)
+    """``synchronous - cost``, when both are known."""
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def read_requests(requests: Any) -> Iterator[tuple[int, Any]]:
+    """``(line number, request)`` from a JSONL path, or ``(index + 1, request)`` from a list of dicts.
+
+    Raises:
+        InvalidRequestError: ``requests`` is neither, or the file is missing; a line that is not JSON is yielded
+            as the exception that says so (and named with the others).
+    """
+    if isinstance(requests, str | os.PathLike):
+        path = Path(requests)
+        if not path.is_file():
+            raise InvalidRequestError(f"batch requests: no such file {str(path)!r}")
+        with path.open("rb") as fh:
+            for n, raw in enumerate(fh, 1):
+                text = raw.decode("utf-8", "replace").strip()
+                if not text:
+                    continue  # a blank line (the trailing newline) is no request
+                try:
+                    yield n, json.loads(text)
+                except json.JSONDecodeError as e:
+                    yield n, ValueError(f"not valid JSON ({e.msg} at column {e.colno})")
+        return
+    if isinstance(requests, Iterable) and not isinstance(requests, str | bytes | bytearray | Mapping):
+        yield from enumerate(requests, 1)
+        return
+    raise InvalidRequestError(
+        f"batch requests must be a list of request dicts or a path to a JSONL file, not {type(requests).__name__}"
+    )
+
+
+def _request(adapter: Adapter, model: str, raw: Any) -> tuple[str, CompleteRequest | EmbedRequest]:
+    """One request dict -> ``(custom_id, request)``: ``messages`` (or ``prompt``) make a ``complete()`` call,
+    ``input`` an ``embed()`` call, with the same options those verbs take. The provider's own line shape
+    (``{"custom_id", "body": {...}}``) is read too: its body holds the same fields."""
+    if isinstance(raw, Exception):
+        raise InvalidRequestError(str(raw))
+    if not isinstance(raw, Mapping):
+        raise InvalidRequestError(f"a request is a JSON object, not {type(raw).__name__}")
+    custom_id = raw.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        raise InvalidRequestError("no custom_id (a non-empty string naming the request in the results)")
+    body: Mapping[str, Any] = raw["body"] if isinstance(raw.get("body"), Mapping) else raw
+    if body.get("model") not in (None, model):
+        raise InvalidRequestError(f"model {body.get('model')!r} differs from the batch's model {model!r}")
+    extra = dict(body.get("extra_body") or {})
+    if "input" in body or "inputs" in body:
+        unknown = set(body) - _EMBED_OPTIONS - _ID_KEYS - {"input", "inputs", "extra_body", "encoding_format"}
+        if unknown:
+            raise InvalidRequestError(f"unknown embed() option(s): {', '.join(sorted(unknown))}")
+        inputs = body.get("input", body.get("inputs"))
+        items = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+            raise InvalidRequestError("input must be a string or a non-empty list of strings")
+        return custom_id, EmbedRequest(model=model, inputs=items, dimensions=body.get("dimensions"), extra=extra)
+    unknown = set(body) - _COMPLETE_OPTIONS - _ID_KEYS - {"messages", "prompt", "extra_body", "stream"}
+    if unknown:
+        raise InvalidRequestError(f"unknown complete() option(s): {', '.join(sorted(unknown))}")
+    if body.get("stream"):
+        raise InvalidRequestError("a batched request cannot stream")
+    messages = normalise_messages(body.get("prompt"), body.get("messages"))
+    options = {k: body[k] for k in _COMPLETE_OPTIONS if body.get(k) is not None}
+    req = CompleteRequest(model=model, messages=messages, extra=extra, **options)
+    if adapter.uses_text_endpoint(model):  # as complete() sends it: the legacy endpoint takes one prompt
+        req.prompt, req.messages = flatten_prompt(messages), []
+    return custom_id, req
+
+
+def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
+    """Check every request and translate it into the provider's batch line; refuse the batch if any is wrong.
+
+    Raises:
+        UnsupportedCapabilityError: The provider has no batch API (before anything else is read).
+        InvalidRequestError: A request is wrong (every bad line is named by its number, with what to fix), the
+            custom_ids repeat, the batch mixes chat and embeddings, or it exceeds the provider's count or size
+            limit. Nothing was uploaded.
+    """
+    spec = adapter.batch_spec(model)
+    source = str(requests) if isinstance(requests, str | os.PathLike) else "requests"
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    kinds: set[str] = set()
+    out: list[tuple[str, CompleteRequest | EmbedRequest]] = []
+    lines: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    size = 0
+    for n, raw in read_requests(requests):
+        try:
+            custom_id, req = _request(adapter, model, raw)
+            if custom_id in seen:
+                raise InvalidRequestError(f"custom_id {custom_id!r} repeats line {seen[custom_id]}")
+            kind = "embed" if isinstance(req, EmbedRequest) else "complete"
+            if kind == "embed" and not spec.embed:
+                raise adapter.unsupported("batch embeddings")
+            line = adapter.batch_line(custom_id, req)
+        except (InvalidRequestError, ValueError) as e:
+            problems.append(f"line {n}: {e}")
+            continue
+        seen[custom_id] = n
+        kinds.add(kind)
+        encoded = json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        size += len(encoded)
+        out.append((custom_id, req))
+        lines.append(line)
+        chunks.append(encoded)
+    if len(kinds) > 1:
+        problems.append("the batch mixes complete() and embed() requests: one batch runs one kind")
+    if not out and not problems:
+        problems.append("no requests")
+    if spec.max_requests is not None and len(out) > spec.max_requests:
+        problems.append(f"{len(out)} requests; {adapter.provider} takes at most {spec.max_requests:,} in one batch")
+    if size > spec.max_bytes:
+        problems.append(f"{size:,} bytes; {adapter.provider} takes at most {spec.max_bytes:,} in one batch")
+    if problems:
+        named = problems[:MAX_NAMED_PROBLEMS]
+        more = len(problems) - len(named)
+        raise InvalidRequestError(f"{source}: batch refused, nothing uploaded: " + "; ".join(named)
+                                  + (f"; and {more} more" if more else ""))
+    return PreparedBatch(model=model, kind=kinds.pop(), requests=out, lines=lines, content=b"".join(chunks),
+                         source=source)
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+def result_lines(chunks: Iterable[bytes], max_line: int = MAX_RESULT_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` of a result file arriving in ``chunks`` (a streamed download), blank lines skipped:
+    only the line being read is buffered, so a file of any size is read in bounded memory.
+
+    Raises:
+        ValueError: A line is longer than ``max_line`` bytes (the caller types it as a malformed answer).
+    """
+    pending = bytearray()
+    number = 0
+    for chunk in chunks:
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            number += 1
+            line = bytes(pending[start:end]).strip()
+            if line:
+                yield number, line
+            start = end + 1
+        del pending[:start]
+        if len(pending) > max_line:
+            raise ValueError(f"result line {number + 1} is longer than {max_line:,} bytes")
+    tail = bytes(pending).strip()
+    if tail:
+        yield number + 1, tail
+
+
+# --------------------------------------------------------------------------------------------- cost
+
+
+def _batch_lines(cost: Cost) -> Cost:
+    """``cost`` with each line named as billed at the batch price."""
+    lines = [line.model_copy(update={"item": BATCH_ITEM.format(item=line.item)}) for line in cost.lines]
+    return cost.model_copy(update={"lines": lines})
+
+
+def batch_estimate(book: PriceBook, adapter: Adapter, batch: PreparedBatch) -> Cost:
+    """What ``batch`` should cost, before anything is sent: every request's input tokens counted locally (the
+    model's tokenizer where the fine-tuning estimate has one, else the byte bound), and its output at the most it
+    may produce (its max_tokens), all at the batch price. Always ``estimated=True``; ``total=None`` (never 0)
+    when the batch price or an output limit is unknown, with the reason."""
+    ref = adapter.batch_price_ref(batch.model)
+    counter = _Counter(_encoding(adapter, batch.model))
+    window = book.context_window(adapter.price_ref(batch.model))
+    input_tokens = output_tokens = 0
+    for custom_id, req in batch.requests:
+        if isinstance(req, EmbedRequest):
+            input_tokens += sum(counter(text) for text in req.inputs) if counter.enc is not None else (
+                adapter.input_bound(req, window) or 0)
+            continue
+        if counter.enc is not None and req.prompt is not None:
+            input_tokens += counter(req.prompt)
+        elif counter.enc is not None:
+            input_tokens += count_example_tokens({"messages": req.messages, "tools": req.tools}, counter)
+        else:
+            bound = adapter.input_bound(req, window)
+            if bound is None:
+                return Cost.unknown(f"{custom_id}: its media has no token rule and the model's window is unknown")
+            input_tokens += bound
+        limit = adapter.output_limit(req)
+        if limit is None:
+            return Cost.unknown(f"{custom_id}: no max_tokens, so its output is unbounded: pass max_tokens")
+        output_tokens += limit
+    usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+    cost = book.token_cost(ref, usage)
+    if cost.total is None:
+        return cost.model_copy(update={"estimated": True})
+    counted = counter.name if counter.enc is not None else "at most one token a byte"
+    lines = [line.model_copy(update={"item": f"batch {line.item} ({batch.count} requests; "
+                                             + (f"counted with {counted})" if line.item == "input"
+                                                else "at each request's max_tokens)")})
+             for line in cost.lines]
+    return cost.model_copy(update={"lines": lines, "estimated": True})
+
+
+def _encoding(adapter: Adapter, model: str) -> str | None:
+    """The tokenizer the fine-tuning estimate counts ``model`` with, when the provider offers one."""
+    if not adapter.capabilities.finetune:
+        return None
+    try:
+        return adapter.finetune_spec(model).encoding
+    except InvalidRequestError:
+        return None
+
+
+def price_item(book: PriceBook, adapter: Adapter, model: str, item: BatchItem) -> ItemCost:
+    """One result's cost at the batch price (lines named "batch ..."), and the same usage's synchronous price.
+
+    A failed item the provider did not bill costs 0 (with the reason); one it billed is priced like an answer."""
+    result: Completion | Embeddings | None = item.result
+    if result is None:
+        if not item.billed:
+            free = Cost(total=_ZERO, reason="batch item failed: not billed")
+            return ItemCost(free, free, _ZERO)
+        unknown = Cost.unknown("batch item failed after processing: the provider reported no usage")
+        return ItemCost(unknown, unknown)
+    parts = adapter.billed_parts(adapter.price_ref(model, result), result)
+    if parts:
+        sync = book.parts_cost([(p.kind, p.ref, p.usage) for p in parts])
+        batch = book.parts_cost([(p.kind, _in_batch(p.ref), p.usage) for p in parts])
+    else:
+        sync = book.token_cost(adapter.price_ref(model, result), result.usage)
+        batch = book.token_cost(adapter.batch_price_ref(model, result), result.usage)
+    batch = _batch_lines(batch)
+    saved = sync.total - batch.total if sync.total is not None and batch.total is not None else None
+    return ItemCost(batch, sync, saved)
+
+
+def _in_batch(ref: PriceRef) -> PriceRef:
+    return replace(ref, context=(*ref.context, BATCH_CONTEXT))
+
+
+@dataclass(slots=True)
+class BatchTotals:
+    """Running totals over a batch's items, kept as results stream by (no item is held): what the batch cost, what
+    the same usage costs synchronously, and the difference. A total is ``None`` once any item's is unknown."""
+
+    items: int = 0
+    cost: Decimal | None = _ZERO
+    synchronous: Decimal | None = _ZERO
+    saved: Decimal | None = _ZERO
+
+    def add(self, priced: ItemCost) -> None:
+        """Count one item's prices in."""
+        self.items += 1
+        self.cost = _plus(self.cost, priced.cost.total)
+        self.synchronous = _plus(self.synchronous, priced.synchronous.total)
+        self.saved = _plus(self.saved, priced.saved)
+
+
+def _plus(total: Decimal | None, value: Decimal | None) -> Decimal | None:
+    return None if total is None or value is None else total + value
+
+
+def summarise(costs: Iterable[ItemCost]) -> BatchTotals:
+    """The totals over ``costs``."""
+    totals = BatchTotals()
+    for priced in costs:
+        totals.add(priced)
+    return totals

@@ -1,0 +1,513 @@
+"""The metering under ``ck.instrument(client)``: computekit's ledger, prices, budgets and tags for a vendor SDK
+client, unchanged.
+
+The hook is the SDK's HTTP transport (the ``httpx`` or ``httpx2`` transport under its HTTP client): each request
+the SDK sends, retries included, passes through a :class:`_Meter`, which
+
+1. finds the provider (the SDK's) and the model (the request's body or URL) and reads the body as computekit's
+   normalised request (:mod:`computekit._instrument_sdks`); a request computekit does not price passes through
+   untouched (recorded, with an unknown cost, only where the endpoint bills);
+2. reserves the request's worst case in every budget that covers it *before* it is sent: a refusal raises
+   :class:`~computekit.BudgetExceededError` from the SDK's call, nothing sent;
+3. hands the response back at once, its body teed: the SDK reads the bytes as they arrive, while the same pure
+   adapter code that computekit's own calls run decodes (streams) or collects (answers) them;
+4. when the body ends, parses and prices it and writes its ledger row (settling the reservation); a body the
+   application stops reading is recorded as ``canceled``; an error status as an ``error`` row.
+
+Nothing here imports a vendor SDK or ``httpx``: the transport classes are built on the HTTP library the SDK's
+client comes from, the first time a client of it is instrumented.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._attempt import AttemptFacts, malformed_from
+from ._bookkeeping import canceled, failed, prediction_ended, record, succeeded
+from ._constants import MAX_SSE_EVENT_BYTES
+from ._core import Core, ledger_call
+from ._driver import priced
+from ._exceptions import (
+    APIConnectionError,
+    APITimeoutError,
+    BudgetExceededError,
+    InvalidRequestError,
+    ProviderError,
+)
+from ._http import HTTPRequest
+from ._instrument_sdks import SDK, Route, http_clients, model_of, parse, sdk_of
+from ._sse import SSEDecoder
+from ._tags import check_tags
+from ._targets import Target
+from ._transport import ERROR_STATUS
+from ._types import Attempt, Completion, Cost, Prediction, Usage
+from .adapters._base import CompleteRequest, EventDecoder, HTTPResponse, PredictRequest, StreamDecoder
+
+__all__ = ["meter"]
+
+_UNPRICED = "computekit does not price this endpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """A run (a Replicate prediction) started through an instrumented client and not yet seen ending."""
+
+    target: Target
+    tags: Mapping[str, str] | None
+    attempts: list[Attempt]
+
+
+class _Try:
+    """One request the SDK sent (one of its retries, maybe) and what computekit knows of it so far."""
+
+    __slots__ = ("attempts", "body", "broken", "decoder", "done", "error_body", "events", "facts", "head", "held",
+                 "meter", "req", "route", "status", "tags", "target")
+
+    def __init__(self, meter: _Meter, route: Route, target: Target, req: Any) -> None:
+        self.meter, self.route, self.target, self.req = meter, route, target, req
+        self.tags = check_tags(None)  # the enclosing ck.tags() blocks', read in the caller's context
+        self.held: Any = None
+        self.attempts: list[Attempt] = []
+        self.facts: AttemptFacts | None = None
+        self.status = 0
+        self.head: Any = {}
+        self.body: list[bytes] = []
+        self.done = False
+        self.broken: ProviderError | None = None
+        self.decoder: StreamDecoder | None = None
+        self.events: EventDecoder | None = None
+        self.error_body = False
+
+    @property
+    def verb(self) -> str:
+        return "stream" if self.streaming else self.route.verb
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.req, CompleteRequest) and self.req.stream
+
+    def sent(self, method: str, url: Any) -> None:
+        """The request leaves now (after its reservation): its facts, as the attempt driver keeps them."""
+        self.facts = AttemptFacts(self.verb, self.target, self.req, HTTPRequest(method, str(url), {}), self.attempts,
+                                  self.tags)
+        self.facts.begin(self.held)
+
+    @property
+    def sure_facts(self) -> AttemptFacts:
+        assert self.facts is not None, "a try is answered only after it is sent"
+        return self.facts
+
+    def answered(self, status: int, headers: Any) -> None:
+        """The response's head arrived: decode a successful stream as it comes, collect anything else."""
+        self.status, self.head = status, headers
+        if status >= ERROR_STATUS:
+            self.error_body = True
+        elif self.streaming:
+            adapter = self.target.adapter
+            try:
+                self.decoder = adapter.stream_decoder(self.req)
+            except Exception as e:  # a stream computekit cannot decode is recorded, not raised
+                self.broken = self._malformed(e)
+            self.events = adapter.event_decoder(MAX_SSE_EVENT_BYTES) or SSEDecoder(MAX_SSE_EVENT_BYTES)
+
+    def feed(self, data: bytes) -> None:
+        """Bytes the SDK is about to read: decoded (a stream) or kept (an answer, read whole by the SDK anyway)."""
+        if self.decoder is None or self.events is None:
+            self.body.append(data)
+            return
+        if self.broken is not None:
+            return
+        try:
+            for event in self.events.feed(data):
+                self.decoder.feed(event)
+        except Exception as e:  # the SDK gets its bytes whatever computekit makes of them
+            self.broken = self._malformed(e)
+
+    def _malformed(self, cause: BaseException) -> ProviderError:
+        return cause if isinstance(cause, ProviderError) else malformed_from(self.sure_facts, None, cause)
+
+    # ------------------------------------------------------------------------- the bookkeeping of one try
+
+    def finish(self) -> None:
+        """The body ended: price and record the try (once)."""
+        if self.done:
+            return
+        self.done = True
+        core, target, facts = self.meter.core, self.target, self.sure_facts
+        if self.route.poll and self.error_body:
+            return  # a look that failed: not billed, and the run is still to be seen ending
+        if self.error_body:
+            resp = HTTPResponse(self.status, self.head, b"".join(self.body))
+            failed(core, facts, target.adapter.map_error(resp, target.model))
+            return
+        if self.req is None:  # billed, not priced by computekit
+            self._unpriced()
+            return
+        try:
+            result = self._result()
+            if isinstance(result, Prediction):
+                self._prediction(result)
+                return
+            attempt = priced(core, facts, result)
+        except ProviderError as e:
+            failed(core, facts, e)
+            return
+        succeeded(core, facts, result, attempt)
+
+    def _prediction(self, prediction: Prediction) -> None:
+        """A run, as the host answered it: recorded once, priced from its GPU time, when it has ended (like the
+        runs of ``ck.predict()``); until then its reservation is held under its id."""
+        core, target, facts = self.meter.core, self.target, self.sure_facts
+        prediction.usage.hardware, prediction._hardware_assumed = core.hardware(target, None)
+        if isinstance(self.req, _Run):  # a poll or a cancel of a run started before
+            run = self.req
+            if prediction.done and self.meter.runs.pop(prediction.id, None) is not None:
+                prediction.attempts = run.attempts
+                prediction_ended(core, target, prediction, self.tags)
+            return
+        named = prediction.raw.get("model") if isinstance(prediction.raw, dict) else None
+        if "/" not in target.model and isinstance(named, str) and "/" in named:
+            # Started by version id alone: the host names the model it belongs to (what hardware is set by).
+            target = self.target = facts.target = Target(target.adapter, named)
+            prediction.model = named
+            prediction.usage.hardware, prediction._hardware_assumed = core.hardware(target, None)
+        succeeded(core, facts, prediction, priced(core, facts, prediction))
+        if prediction.done:
+            prediction_ended(core, target, prediction, self.tags)
+        elif prediction.id:
+            self.meter.runs[prediction.id] = _Run(target, self.tags, prediction.attempts)
+
+    def _result(self) -> Any:
+        target = self.target
+        if self.decoder is None or self.events is None:
+            if self.broken is not None:
+                raise self.broken
+            resp = HTTPResponse(self.status, self.head, b"".join(self.body))
+            try:
+                req = PredictRequest(target.model, {}) if isinstance(self.req, _Run) else self.req
+                return target.adapter.checked(resp, target.model,
+                                              lambda: parse(target.adapter, self.route, req, resp))
+            except ProviderError:
+                raise
+            except Exception as e:
+                raise self._malformed(e) from e
+        if self.broken is None:
+            try:
+                events, cut = self.events.close()
+                for event in events:
+                    self.decoder.feed(event)
+                if cut or not self.decoder.done:
+                    raise APIConnectionError("the stream ended before its last event", provider=target.provider,
+                                             model=target.model)
+                result: Completion = self.decoder.result()
+                target.adapter.note_head(result, self.head)
+                return result
+            except ProviderError:
+                raise
+            except Exception as e:
+                raise self._malformed(e) from e
+        raise self.broken
+
+    def _unpriced(self) -> None:
+        target, facts = self.target, self.sure_facts
+        attempt = Attempt(provider=target.provider, model=target.model, outcome="success",
+                          latency_s=facts.latency(), cost=Cost.unknown(_UNPRICED),
+                          request_id=target.adapter.request_id(self.head), started_at=facts.started)
+        record(self.meter.core, self.verb, attempt, Usage(), self.tags, self.held)
+
+    def cancel(self) -> None:
+        """The SDK closed the body before its end (the application stopped reading): a billed, canceled try."""
+        if self.done:
+            return
+        if self.route.poll:  # a look at a run, left unread: not billed, and the run is still to be seen ending
+            self.done = True
+            return
+        if self.error_body or self.req is None or (self.decoder is not None and self.decoder.done):
+            # An error or an unpriced answer is recorded the same, read whole or not; a stream whose last event
+            # has arrived is complete (an SDK stops reading at its end marker, before the body's end).
+            self.finish()
+            return
+        self.done = True
+        self.sure_facts.usage_so_far = self._usage_so_far
+        canceled(self.meter.core, self.sure_facts, "closed by the application")
+
+    def _usage_so_far(self) -> Usage | None:
+        if self.decoder is None or self.broken is not None:
+            return None
+        try:
+            so_far = self.decoder.result()
+        except Exception:  # a partial stream that does not parse: its usage is unknown
+            return None
+        return so_far.usage if so_far._usage_reported else None
+
+    def failed_to_send(self, exc: BaseException, lib: Any) -> None:
+        """The request got no answer, or not all of it (a connection error or a timeout: maybe billed)."""
+        self.done = True
+        core, target, facts = self.meter.core, self.target, self.sure_facts
+        if self.route.poll:
+            return
+        if isinstance(exc, lib.TimeoutException):
+            error: ProviderError = APITimeoutError(str(exc) or "timed out", provider=target.provider,
+                                                   model=target.model)
+        elif isinstance(exc, lib.TransportError):
+            error = APIConnectionError(str(exc) or type(exc).__name__, provider=target.provider, model=target.model)
+        else:
+            core.budgets.release(self.held)
+            return
+        failed(core, facts, error)
+
+
+class _Meter:
+    """What one instrumented SDK client records with: computekit's core (its ledger, prices and budgets), the
+    SDK's routes, and the adapters of the origins it talks to."""
+
+    __slots__ = ("_adapters", "_refusal", "core", "runs", "sdk")
+
+    def __init__(self, core: Core, sdk: SDK) -> None:
+        self.core, self.sdk = core, sdk
+        self._refusal = _refusal_class(sdk.error_base) if sdk.error_base else None
+        self._adapters: dict[str, Any] = {}
+        self.runs: dict[str, _Run] = {}
+        """Runs started through this client that had not ended when last seen, by id (Replicate)."""
+
+    def begin(self, method: str, url: Any, content: Callable[[], bytes]) -> _Try | None:
+        """The try for a request computekit records (``None``: it passes through untouched)."""
+        path = url.path if hasattr(url, "path") else urlsplit(str(url)).path
+        route = self.sdk.route(method, path)
+        if route is None:
+            return None
+        if route.poll:  # a look at a run this client started: what it finds ended is recorded (once)
+            run_id = path.rstrip("/").removesuffix("/cancel").rsplit("/", 1)[-1]
+            started = self.runs.get(run_id)
+            if started is None:
+                return None
+            t = _Try(self, route, started.target, started)
+            t.tags = started.tags
+            return t
+        try:
+            body = json.loads(content())
+        except Exception:  # a body that is not JSON (a streamed upload ...): not priced
+            body = None
+        body = body if isinstance(body, dict) else {}
+        adapter = self._adapter(url)
+        model = model_of(adapter, route, path, body)
+        req = None
+        legacy_stream = route.parse is not None and bool(body.get("stream"))  # framed otherwise: not priced
+        if route.normalise is not None and model is not None and not legacy_stream:
+            req = route.normalise(model, body)
+        return _Try(self, route, Target(adapter, model or "unknown"), req)
+
+    def reserve(self, t: _Try) -> None:
+        """Reserve the try's worst case (before it is sent; a poll bills nothing).
+
+        Raises:
+            BudgetExceededError: A budget refused it (as the SDK's own error too, when it wraps others).
+        """
+        if t.route.poll:
+            return
+        try:
+            t.held = self.core.budgets.reserve(t.target, t.req, t.tags)
+        except BudgetExceededError as e:
+            if self._refusal is None:
+                raise
+            refusal = self._refusal.__new__(self._refusal)
+            refusal.__dict__.update(e.__dict__)
+            refusal.args = e.args
+            raise refusal from e.__cause__
+
+    def _adapter(self, url: Any) -> Any:
+        origin = f"{url.scheme}://{url.netloc.decode() if isinstance(url.netloc, bytes) else url.netloc}"
+        adapter = self._adapters.get(origin)
+        if adapter is None:
+            # The SDK's own origin is the provider's (a proxy, a region, an Azure resource): the adapter is built
+            # on it, with no key: it only parses and prices here, never sends.
+            adapter = self.core.adapter(self.sdk.provider, base_url=origin)
+            self._adapters[origin] = adapter
+        return adapter
+
+
+# ------------------------------------------------------------------------------ transports and teed bodies
+
+
+@functools.cache
+def _classes(lib: Any) -> tuple[type, type]:
+    """The metered transports (sync, async) built on ``lib`` (``httpx`` or ``httpx2``): each checks the other's
+    stream types, so they must be the library's own."""
+
+    class Tee(lib.SyncByteStream):  # type: ignore[misc]
+        __slots__ = ("inner", "t")
+
+        def __init__(self, inner: Any, t: _Try) -> None:
+            self.inner, self.t = inner, t
+
+        def __iter__(self) -> Iterator[bytes]:
+            t = self.t
+            try:
+                for data in self.inner:
+                    t.feed(data)
+                    yield data
+            except Exception as e:  # the connection broke mid-answer: a failed try (maybe billed)
+                if not t.done:
+                    t.failed_to_send(e, lib)
+                raise
+            t.finish()
+
+        def close(self) -> None:
+            try:
+                self.t.cancel()
+            finally:
+                self.inner.close()
+
+    class AsyncTee(lib.AsyncByteStream):  # type: ignore[misc]
+        __slots__ = ("inner", "t")
+
+        def __init__(self, inner: Any, t: _Try) -> None:
+            self.inner, self.t = inner, t
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            t = self.t
+            try:
+                async for data in self.inner:
+                    t.feed(data)
+                    yield data
+            except Exception as e:  # the connection broke mid-answer: a failed try (maybe billed)
+                if not t.done:
+                    await ledger_call(t.meter.core, functools.partial(t.failed_to_send, e, lib))
+                raise
+            await ledger_call(t.meter.core, t.finish)
+
+        async def aclose(self) -> None:
+            try:
+                if not self.t.done:
+                    await ledger_call(self.t.meter.core, self.t.cancel)
+            finally:
+                await self.inner.aclose()
+
+    class Metered(lib.BaseTransport):  # type: ignore[misc]
+        """A transport that records every request it sends (see :mod:`computekit._instrument`)."""
+
+        def __init__(self, inner: Any, meter: _Meter) -> None:
+            self.inner, self.meter = inner, meter
+
+        def handle_request(self, request: Any) -> Any:
+            t = self.meter.begin(request.method, request.url, lambda: request.content)
+            if t is None:
+                return self.inner.handle_request(request)
+            self.meter.reserve(t)  # budgets: before the request leaves
+            t.sent(request.method, request.url)
+            try:
+                response = self.inner.handle_request(request)
+            except BaseException as e:
+                t.failed_to_send(e, lib)
+                raise
+            t.answered(response.status_code, response.headers)
+            if _read(response, t):
+                t.finish()
+            else:
+                response.stream = Tee(response.stream, t)
+            return response
+
+        def close(self) -> None:
+            self.inner.close()
+
+    class AsyncMetered(lib.AsyncBaseTransport):  # type: ignore[misc]
+        """The async twin of :class:`Metered`."""
+
+        def __init__(self, inner: Any, meter: _Meter) -> None:
+            self.inner, self.meter = inner, meter
+
+        async def handle_async_request(self, request: Any) -> Any:
+            t = self.meter.begin(request.method, request.url, lambda: request.content)
+            if t is None:
+                return await self.inner.handle_async_request(request)
+            core = self.meter.core
+            await ledger_call(core, functools.partial(self.meter.reserve, t))
+            t.sent(request.method, request.url)
+            try:
+                response = await self.inner.handle_async_request(request)
+            except BaseException as e:
+                await ledger_call(core, functools.partial(t.failed_to_send, e, lib))
+                raise
+            t.answered(response.status_code, response.headers)
+            if _read(response, t):
+                await ledger_call(core, t.finish)
+            else:
+                response.stream = AsyncTee(response.stream, t)
+            return response
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    return Metered, AsyncMetered
+
+
+@functools.cache
+def _refusal_class(error_base: str) -> type[BudgetExceededError]:
+    """A :class:`~computekit.BudgetExceededError` that is also the SDK's own base error (see ``SDK.error_base``)."""
+    module, name = error_base.split(":")
+    base = getattr(importlib.import_module(module), name)  # loaded already: a client of it is being metered
+    return type("BudgetExceededError", (BudgetExceededError, base), {"__module__": "computekit"})
+
+
+def _read(response: Any, t: _Try) -> bool:
+    """Whether the transport answered with its body already read (an in-memory or mock transport): then it is
+    fed whole, at once."""
+    content = getattr(response, "_content", None)
+    if content is None:
+        return False
+    t.feed(content)
+    return True
+
+
+def _library(http: Any) -> Any:
+    """The HTTP library (``httpx`` or ``httpx2``) an SDK's HTTP client comes from."""
+    for cls in type(http).__mro__:
+        root = cls.__module__.split(".", 1)[0]
+        if root in ("httpx", "httpx2") and cls.__name__ in ("Client", "AsyncClient"):
+            return importlib.import_module(root)
+    raise InvalidRequestError(f"computekit.instrument() found no httpx client in this SDK client "
+                              f"(found {type(http).__name__})")
+
+
+def _meter_http(http: Any, meter: _Meter) -> None:
+    lib = _library(http)
+    metered, async_metered = _classes(lib)
+    cls = async_metered if isinstance(http, lib.AsyncClient) else metered
+    http._transport = _wrapped(http._transport, cls, metered, async_metered, meter)
+    for pattern, transport in list(http._mounts.items()):  # proxies: each has its own transport
+        if transport is not None:
+            http._mounts[pattern] = _wrapped(transport, cls, metered, async_metered, meter)
+
+
+def _wrapped(transport: Any, cls: type, *kinds_and_meter: Any) -> Any:
+    *kinds, meter = kinds_and_meter
+    if isinstance(transport, tuple(kinds)):
+        return transport  # instrumented already: one row per try, not two
+    inner = getattr(transport, "_wrapped_transport", None)
+    if inner is not None and type(transport).__name__ == "RetryTransport":
+        # An SDK that retries inside its transport (Replicate): meter under its retries, so each is recorded.
+        transport._wrapped_transport = _wrapped(inner, cls, *kinds_and_meter)
+        return transport
+    return cls(transport, meter)
+
+
+def meter(client: Any, core: Core) -> None:
+    """Meter ``client``'s HTTP clients with ``core`` (see :func:`computekit.instrument`).
+
+    Raises:
+        InvalidRequestError: ``client`` is not a client of a supported SDK.
+    """
+    sdk = sdk_of(client)
+    if sdk is None:
+        raise InvalidRequestError(
+            f"computekit.instrument() does not know {type(client).__module__}.{type(client).__qualname__}: "
+            "pass an openai, anthropic, cohere or replicate client")
+    metered = _Meter(core, sdk)
+    for http in http_clients(sdk, client):
+        _meter_http(http, metered)

@@ -1,0 +1,496 @@
+"""``ck.instrument(client)``: vendor SDK clients, metered at their HTTP transport.
+
+Each SDK runs for real (its own request building, retries and stream parsing); under it, a mock transport of the
+SDK's own HTTP library answers, its body handed over in pieces like a socket's, so that the tee under test sees
+the bytes as the SDK reads them. Prices come from computekit's tables: each row's cost is compared with what the
+same answer costs through ``ck.Client`` (the adapter's own path), never with a constant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+import computekit as ck
+from computekit._instrument_meter import _library
+
+openai = pytest.importorskip("openai")
+
+
+def sdk(name: str) -> Any:
+    """A vendor SDK, imported for the test that needs it (skipped where it is not installed)."""
+    return pytest.importorskip(name)
+
+
+both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+KEY = "sk-instrument-0123456789abcdef"
+USAGE = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
+CHAT = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
+        "usage": USAGE}
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+            "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}], "usage": usage}
+
+
+def chat_sse(usage: bool = True) -> list[bytes]:
+    events = [_chunk({"role": "assistant", "content": "hel"}), _chunk({"content": "lo"}), _chunk({}, "stop")]
+    if usage:
+        events.append(_chunk({}, usage=USAGE))
+    return [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+
+
+class Reply:
+    """One answer of the mock server: its status, headers and body pieces."""
+
+    def __init__(self, status: int = 200, body: Any = None, pieces: list[bytes] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.status, self.headers = status, dict(headers or {})
+        if pieces is None:
+            pieces = [json.dumps(body).encode()]
+            self.headers.setdefault("content-type", "application/json")
+        else:
+            self.headers.setdefault("content-type", "text/event-stream")
+        self.pieces = pieces
+
+
+class Server:
+    """Answers in order; records each request. ``lib``: the SDK's HTTP library (``httpx`` or ``httpx2``)."""
+
+    def __init__(self, lib: Any, replies: list[Reply]) -> None:
+        self.lib, self.replies, self.requests = lib, list(replies), []
+        self.read: list[int] = []
+
+        class Pieces(lib.SyncByteStream, lib.AsyncByteStream):  # type: ignore[misc,name-defined]
+            def __init__(self, pieces: list[bytes], read: list[int]) -> None:
+                self.pieces, self.read = pieces, read
+
+            def __iter__(self) -> Iterator[bytes]:
+                for p in self.pieces:
+                    self.read[-1] += 1
+                    yield p
+
+            async def __aiter__(self) -> AsyncIterator[bytes]:
+                for p in self.pieces:
+                    self.read[-1] += 1
+                    yield p
+
+        self._pieces = Pieces
+
+    def __call__(self, request: Any) -> Any:
+        self.requests.append(request)
+        reply = self.replies.pop(0)
+        self.read.append(0)
+        return self.lib.Response(reply.status, headers=reply.headers, stream=self._pieces(reply.pieces, self.read))
+
+    @property
+    def hits(self) -> int:
+        return len(self.requests)
+
+
+def _lib_of(vendor: str) -> Any:
+    """The HTTP library the SDK's default client comes from (``httpx2`` for openai/anthropic today)."""
+    if vendor == "cohere":
+        return httpx
+    return _library((openai.OpenAI if vendor == "openai" else sdk("anthropic").Anthropic)(api_key=KEY)._client)
+
+
+def sdk_client(vendor: str, server: Server, is_async: bool, **kwargs: Any) -> Any:
+    lib = server.lib
+    http = (lib.AsyncClient if is_async else lib.Client)(transport=lib.MockTransport(server))
+    if vendor == "openai":
+        cls = openai.AsyncOpenAI if is_async else openai.OpenAI
+        return cls(api_key=KEY, http_client=http, **kwargs)
+    if vendor == "azure":
+        cls = openai.AsyncAzureOpenAI if is_async else openai.AzureOpenAI
+        return cls(api_key=KEY, http_client=http, azure_endpoint="https://res.openai.azure.com",
+                   api_version="2024-10-21", **kwargs)
+    if vendor == "anthropic":
+        cls = sdk("anthropic").AsyncAnthropic if is_async else sdk("anthropic").Anthropic
+        return cls(api_key=KEY, http_client=http, **kwargs)
+    cls = sdk("cohere").AsyncClientV2 if is_async else sdk("cohere").ClientV2
+    return cls(api_key=KEY, httpx_client=http, **kwargs)
+
+
+def ck_client(tmp_path: Any, **settings: Any) -> ck.Client:
+    return ck.Client(config=None, ledger=f"sqlite:///{tmp_path / 'ck.db'}", **settings)
+
+
+async def run(value: Any) -> Any:
+    return await value if asyncio.iscoroutine(value) else value
+
+
+async def drain(stream: Any) -> list[Any]:
+    if hasattr(stream, "__aiter__"):
+        return [c async for c in stream]
+    return list(stream)
+
+
+def ck_cost(tmp_path: Any, provider_model: str, reply: Reply, stream: bool = False, verb: str = "complete",
+            prices: dict[str, Any] | None = None, **kwargs: Any) -> Decimal | None:
+    """What the same answer costs through computekit's own client (its adapter, its prices)."""
+    server = Server(httpx, [reply])
+    provider = provider_model.split(":")[0]
+    client = ck.Client(config=None, ledger="none", providers={provider: {"api_key": KEY}}, prices=prices or {},
+                       http_client=httpx.Client(transport=httpx.MockTransport(server)))
+    if stream:
+        with client.stream(provider_model, "hi", **kwargs) as s:
+            for _ in s:
+                pass
+        return s.result.cost.total
+    if verb == "embed":
+        return client.embed(provider_model, "hi", **kwargs).cost.total
+    if verb == "rerank":
+        return client.rerank(provider_model, "q", ["a"], **kwargs).cost.total
+    return client.complete(provider_model, "hi", **kwargs).cost.total
+
+
+def metered(tmp_path: Any, vendor: str, replies: list[Reply], is_async: bool,
+            **settings: Any) -> tuple[Server, ck.Client, Any]:
+    """A mock server answering ``replies``, a computekit client with its own ledger, and the vendor's SDK client
+    on that server, instrumented with it."""
+    server = Server(_lib_of(vendor), replies)
+    ckc = ck_client(tmp_path, **settings)
+    return server, ckc, ck.instrument(sdk_client(vendor, server, is_async), using=ckc)
+
+
+def rows(client: ck.Client) -> list[Any]:
+    client._core.flush()
+    return client.ledger.rows()
+
+
+
+@pytest.fixture
+def oai_lib() -> Any:
+    return _lib_of("openai")
+
+
+# --------------------------------------------------------------------------------------------- openai
+
+
+@both
+async def test_openai_chat_is_priced_like_ck_complete_and_tagged(tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    reply = Reply(body=CHAT, headers={"x-request-id": "req_abc"})
+    _server, ckc, client = metered(tmp_path, "openai", [reply], is_async)
+    with ck.tags(feature="search", customer="acme"):
+        answer = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=50))
+    assert answer.choices[0].message.content == "hello"  # the application's answer, untouched
+    [row] = rows(ckc)
+    assert (row.verb, row.provider, row.model, row.outcome) == ("complete", "openai", "gpt-4o-mini", "success")
+    assert (row.input_tokens, row.output_tokens, row.request_id) == (12, 5, "req_abc")
+    assert row.tags == {"feature": "search", "customer": "acme"}
+    expected = ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT), max_tokens=50)
+    assert expected is not None
+    assert row.cost == expected
+    assert ckc.ledger.report(by="tag:customer").rows[0].key == "acme"
+
+
+@both
+async def test_openai_stream_is_passed_through_as_it_arrives_and_priced_at_its_end(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=chat_sse())], is_async)
+    stream = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                                      stream_options={"include_usage": True}))
+    it = stream.__aiter__() if is_async else iter(stream)
+    first = await it.__anext__() if is_async else next(it)
+    assert first.choices[0].delta.content == "hel"
+    assert server.read == [1]  # teed, not buffered: only what the SDK asked for has been read
+    assert rows(ckc) == []  # priced when it ends
+    rest = [c async for c in it] if is_async else list(it)
+    assert "".join(c.choices[0].delta.content or "" for c in rest if c.choices) == "lo"
+    [row] = rows(ckc)
+    assert (row.verb, row.outcome, row.input_tokens, row.output_tokens) == ("stream", "success", 12, 5)
+    assert row.cost == ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(pieces=chat_sse()), stream=True)
+
+
+@both
+async def test_a_stream_the_application_stops_reading_is_recorded_as_canceled(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=chat_sse())], is_async)
+    stream = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    if is_async:
+        await stream.__aiter__().__anext__()
+        await stream.close()
+    else:
+        next(iter(stream))
+        stream.close()
+    [row] = rows(ckc)
+    assert (row.verb, row.outcome, row.cost) == ("stream", "canceled", None)
+
+
+@both
+async def test_each_sdk_retry_is_an_attempt(tmp_path: Any, oai_lib: Any, is_async: bool,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openai._base_client.BaseClient, "_calculate_retry_timeout", lambda *a, **k: 0)
+    error = {"error": {"message": "overloaded", "type": "server_error"}}
+    server = Server(oai_lib, [Reply(500, error), Reply(500, error), Reply(body=CHAT)])
+    ckc = ck_client(tmp_path)
+    client = ck.instrument(sdk_client("openai", server, is_async, max_retries=2), using=ckc)
+    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+    assert server.hits == 3
+    assert [(r.outcome, r.status) for r in rows(ckc)] == [("error", 500), ("error", 500), ("success", None)]
+
+
+@both
+async def test_a_budget_refuses_before_anything_is_sent(tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    server = Server(oai_lib, [Reply(body=CHAT)])
+    ckc = ck_client(tmp_path, budget={"limit_usd": "0.000001", "period": "day"})
+    client = ck.instrument(sdk_client("openai", server, is_async), using=ckc)
+    with pytest.raises(ck.BudgetExceededError):
+        await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=1000))
+    assert server.hits == 0
+    assert rows(ckc) == []
+
+
+@both
+async def test_a_budget_reserves_and_settles_with_the_row(tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    server = Server(oai_lib, [Reply(body=CHAT)])
+    ckc = ck_client(tmp_path, budget={"limit_usd": "5", "period": "day"})
+    client = ck.instrument(sdk_client("openai", server, is_async), using=ckc)
+    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=100))
+    [row] = rows(ckc)
+    assert row.reserved is not None
+    assert row.reserved >= row.cost > 0
+    status = ckc.budget_status()["default"]
+    assert status.spent == row.cost
+    assert status.reserved == 0
+
+
+@both
+async def test_unpriced_endpoints_pass_through(tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    image = {"created": 1, "data": [{"url": "https://example.com/a.png"}]}
+    models = {"object": "list", "data": []}
+    moderation = {"id": "m", "model": "omni-moderation-latest", "results": []}
+    replies = [Reply(body=image), Reply(body=models), Reply(body=moderation)]
+    _server, ckc, client = metered(tmp_path, "openai", replies, is_async)
+    got = await run(client.images.generate(model="dall-e-3", prompt="a cat"))
+    assert got.data[0].url == "https://example.com/a.png"
+    await run(client.models.list())
+    await run(client.moderations.create(input="hi"))
+    [row] = rows(ckc)  # the image is billed: recorded, unpriced; the model list and the moderation are free
+    assert (row.verb, row.model, row.outcome, row.cost) == ("images", "dall-e-3", "success", None)
+
+
+def test_instrumenting_twice_records_once(tmp_path: Any, oai_lib: Any) -> None:
+    server = Server(oai_lib, [Reply(body=CHAT)])
+    ckc = ck_client(tmp_path)
+    client = sdk_client("openai", server, False)
+    assert ck.instrument(ck.instrument(client, using=ckc), using=ckc) is client
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(rows(ckc)) == 1
+
+
+def test_an_unknown_client_is_refused() -> None:
+    with pytest.raises(ck.InvalidRequestError, match="does not know"):
+        ck.instrument(httpx.Client())
+    with pytest.raises(ck.InvalidRequestError, match="using="):
+        ck.instrument(openai.OpenAI(api_key=KEY), using=object())
+
+
+@both
+async def test_azure_deployments_are_priced_as_their_model(tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    server = Server(oai_lib, [Reply(body=CHAT)])
+    ckc = ck_client(tmp_path, providers={"azure": {"base_url": "https://res.openai.azure.com",
+                                                   "deployments": {"gpt-4o-mini": "prod-mini"}}})
+    client = ck.instrument(sdk_client("azure", server, is_async), using=ckc)
+    await run(client.chat.completions.create(model="prod-mini", messages=MESSAGES))
+    assert "/deployments/prod-mini/" in str(server.requests[0].url)
+    [row] = rows(ckc)
+    assert (row.provider, row.model) == ("azure", "gpt-4o-mini")
+    assert row.cost is not None
+    assert row.cost > 0
+
+
+# ---------------------------------------------------------------------------------------- anthropic
+
+CLAUDE = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
+          "content": [{"type": "text", "text": "hello"}], "stop_reason": "end_turn", "stop_sequence": None,
+          "usage": {"input_tokens": 20, "output_tokens": 7}}
+
+
+def claude_sse() -> list[bytes]:
+    events = [
+        ("message_start", {"type": "message_start", "message": {**CLAUDE, "content": [], "stop_reason": None,
+                                                                "usage": {"input_tokens": 20, "output_tokens": 1}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "text", "text": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "text_delta", "text": "hello"}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                           "usage": {"output_tokens": 7}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events]
+
+
+@both
+async def test_anthropic_messages_sync_async_and_streamed(tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    lib = _lib_of("anthropic")
+    server = Server(lib, [Reply(body=CLAUDE, headers={"request-id": "req_1"}), Reply(pieces=claude_sse())])
+    ckc = ck_client(tmp_path)
+    client = ck.instrument(sdk_client("anthropic", server, is_async), using=ckc)
+    model = "claude-3-5-haiku-20241022"
+    msg = await run(client.messages.create(model=model, max_tokens=100, messages=MESSAGES, system="be brief"))
+    assert msg.content[0].text == "hello"
+    stream = await run(client.messages.create(model=model, max_tokens=100, messages=MESSAGES, stream=True))
+    events = await drain(stream)
+    assert events[-1].type == "message_stop"
+    complete, streamed = rows(ckc)
+    assert (complete.verb, complete.provider, complete.input_tokens, complete.output_tokens) == (
+        "complete", "anthropic", 20, 7)
+    assert (streamed.verb, streamed.outcome, streamed.input_tokens, streamed.output_tokens) == (
+        "stream", "success", 20, 7)
+    expected = ck_cost(tmp_path, f"anthropic:{model}", Reply(body=CLAUDE), max_tokens=100)
+    assert expected is not None
+    assert complete.cost == expected == streamed.cost
+
+
+# ------------------------------------------------------------------------------------------- cohere
+
+COHERE_CHAT = {"id": "c1", "finish_reason": "COMPLETE",
+               "message": {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+               "usage": {"billed_units": {"input_tokens": 9, "output_tokens": 4},
+                         "tokens": {"input_tokens": 70, "output_tokens": 4}}}
+COHERE_EMBED = {"id": "e1", "embeddings": {"float": [[0.1, 0.2]]}, "texts": ["hi"],
+                "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": 3}}}
+COHERE_RERANK = {"id": "r1", "results": [{"index": 0, "relevance_score": 0.9}],
+                 "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}}
+
+
+@both
+async def test_cohere_chat_embed_rerank(tmp_path: Any, is_async: bool) -> None:
+    server = Server(httpx, [Reply(body=COHERE_CHAT), Reply(body=COHERE_EMBED), Reply(body=COHERE_RERANK)])
+    prices = {"cohere:rerank-v3.5": {"search_units": "0.002"}, "cohere:embed-english-v3.0": {"input_mtok": "0.1"}}
+    ckc = ck_client(tmp_path, prices=prices)
+    client = ck.instrument(sdk_client("cohere", server, is_async), using=ckc)
+    chat = await run(client.chat(model="command-r-08-2024", messages=MESSAGES))
+    assert chat.message.content[0].text == "hello"
+    await run(client.embed(model="embed-english-v3.0", texts=["hi"], input_type="search_query",
+                           embedding_types=["float"]))
+    await run(client.rerank(model="rerank-v3.5", query="q", documents=["a"]))
+    chat_row, embed_row, rerank_row = rows(ckc)
+    assert [r.verb for r in (chat_row, embed_row, rerank_row)] == ["complete", "embed", "rerank"]
+    assert (chat_row.input_tokens, chat_row.output_tokens) == (9, 4)
+    expected = ck_cost(tmp_path, "cohere:command-r-08-2024", Reply(body=COHERE_CHAT))
+    assert expected is not None
+    assert chat_row.cost == expected
+    assert embed_row.cost == ck_cost(tmp_path, "cohere:embed-english-v3.0", Reply(body=COHERE_EMBED), verb="embed",
+                                     prices=prices)
+    assert rerank_row.cost == ck_cost(tmp_path, "cohere:rerank-v3.5", Reply(body=COHERE_RERANK), verb="rerank",
+                                      prices=prices)
+    assert (embed_row.input_tokens, rerank_row.cost) == (3, Decimal("0.002"))  # one search unit, as configured
+
+
+
+# ---------------------------------------------------------------------------------------- replicate
+
+PREDICTION = {"id": "p1", "model": "acme/m", "version": "v", "input": {"prompt": "x"}, "logs": "", "output": None,
+              "error": None, "status": "starting", "created_at": "2026-11-20T10:00:00.000Z",
+              "urls": {"get": "https://api.replicate.com/v1/predictions/p1",
+                       "cancel": "https://api.replicate.com/v1/predictions/p1/cancel"}}
+ENDED = {**PREDICTION, "status": "succeeded", "output": "done", "metrics": {"predict_time": 1.5}}
+
+
+@both
+async def test_replicate_runs_are_recorded_once_when_they_end(tmp_path: Any, is_async: bool) -> None:
+    from computekit.pricing import PriceBook
+
+    server = Server(httpx, [Reply(201, PREDICTION), Reply(body={**PREDICTION, "status": "processing"}),
+                            Reply(body=ENDED), Reply(body=ENDED)])
+    ckc = ck_client(tmp_path, providers={"replicate": {"hardware": {"acme/m": "gpu-a40-large"}}})
+    client = sdk("replicate").Client(api_token="r8_" + "x" * 30, transport=httpx.MockTransport(server))
+    client.poll_interval = 0
+    ck.instrument(client, using=ckc)
+    with ck.tags(customer="acme"):
+        if is_async:
+            prediction = await client.models.predictions.async_create(model="acme/m", input={"prompt": "x"})
+        else:
+            prediction = client.models.predictions.create(model="acme/m", input={"prompt": "x"})
+    assert rows(ckc) == []  # started, not ended: nothing to price yet
+    await (prediction.async_wait() if is_async else run(prediction.wait()))
+    await (prediction.async_reload() if is_async else run(prediction.reload()))  # a look after the end
+    assert prediction.status == "succeeded"
+    assert [(r.method, r.url.path) for r in server.requests] == [
+        ("POST", "/v1/models/acme/m/predictions"), ("GET", "/v1/predictions/p1"), ("GET", "/v1/predictions/p1"),
+        ("GET", "/v1/predictions/p1")]
+    [row] = rows(ckc)  # one row for the run, whatever the number of polls
+    per_second = PriceBook().per_second("replicate", "gpu-a40-large")
+    assert per_second is not None
+    assert (row.verb, row.model, row.outcome, row.tags) == ("predict", "acme/m", "success", {"customer": "acme"})
+    assert (row.gpu_seconds, row.cost) == (Decimal("1.5"), Decimal("1.5") * per_second[0])
+
+
+def test_replicate_polls_of_runs_it_did_not_start_pass_through(tmp_path: Any) -> None:
+    server = Server(httpx, [Reply(body=ENDED)])
+    ckc = ck_client(tmp_path)
+    client = ck.instrument(sdk("replicate").Client(api_token="r8_" + "x" * 30, transport=httpx.MockTransport(server)),
+                           using=ckc)
+    assert client.predictions.get("p1").status == "succeeded"
+    assert rows(ckc) == []
+
+
+@both
+@pytest.mark.parametrize("vendor", ["anthropic", "cohere"])
+async def test_every_sdk_gets_the_budget_refusal_with_nothing_sent(tmp_path: Any, vendor: str,
+                                                                   is_async: bool) -> None:
+    server, ckc, client = metered(tmp_path, vendor, [], is_async, budget={"limit_usd": "0.000001"})
+    def call() -> Any:
+        if vendor == "anthropic":
+            return client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=1000, messages=MESSAGES)
+        return client.chat(model="command-r-08-2024", messages=MESSAGES, max_tokens=1000)
+
+    with pytest.raises(ck.BudgetExceededError, match="nothing was sent") as refused:
+        await run(call())
+    assert refused.value.budget == "default"
+    assert server.hits == 0
+    assert rows(ckc) == []
+
+
+@both
+async def test_a_connection_broken_mid_answer_is_a_failed_attempt(tmp_path: Any, oai_lib: Any,
+                                                                  is_async: bool) -> None:
+    pieces = chat_sse()
+
+    class Broken(oai_lib.SyncByteStream, oai_lib.AsyncByteStream):  # type: ignore[misc,name-defined]
+        def __iter__(self) -> Iterator[bytes]:
+            yield pieces[0]
+            raise oai_lib.ReadError("connection reset")
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield pieces[0]
+            raise oai_lib.ReadError("connection reset")
+
+    def serve(request: Any) -> Any:
+        return oai_lib.Response(200, headers={"content-type": "text/event-stream"}, stream=Broken())
+
+    ckc = ck_client(tmp_path)
+    http = (oai_lib.AsyncClient if is_async else oai_lib.Client)(transport=oai_lib.MockTransport(serve))
+    cls = openai.AsyncOpenAI if is_async else openai.OpenAI
+    client = ck.instrument(cls(api_key=KEY, http_client=http, max_retries=0), using=ckc)
+    stream = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    with pytest.raises((openai.APIConnectionError, oai_lib.ReadError)):  # as the SDK words it
+        await drain(stream)
+    [row] = rows(ckc)
+    assert (row.verb, row.outcome, row.error_type) == ("stream", "error", "APIConnectionError")
+
+
+def test_the_sdks_key_never_reaches_the_ledger(tmp_path: Any, oai_lib: Any) -> None:
+    error = {"error": {"message": "bad key", "type": "invalid_request_error"}}
+    server, ckc, client = metered(tmp_path, "openai", [Reply(body=CHAT), Reply(401, error)], False)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    with pytest.raises(openai.AuthenticationError):
+        client.with_options(max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"  # the SDK sent it, as ever
+    recorded = rows(ckc)
+    assert [r.outcome for r in recorded] == ["success", "error"]
+    assert KEY not in repr(recorded)
