@@ -9,6 +9,7 @@ numbers are medians, and the ratio is the median of the rounds' instrumented / p
 
     python benchmarks/instrument.py            # 30 rounds of 100 sequential calls, then of 300 async calls each
     python benchmarks/instrument.py --quick    # 6 rounds
+    python benchmarks/instrument.py --alone    # computekit's own work per call, without the SDK or the network
 """
 
 from __future__ import annotations
@@ -104,11 +105,60 @@ async def _async(url: str, calls: int, rounds: int, ledger_dir: str, concurrency
     return out
 
 
+def alone(calls: int = 3000) -> float:
+    """computekit's own work on one instrumented chat call, without the SDK or the network: reading the request,
+    reserving, parsing the answer with the adapter, pricing it and queueing its ledger row (µs per call)."""
+    import httpx2
+
+    from computekit._instrument_meter import _Meter
+    from computekit._instrument_sdks import SDKS
+
+    body = json.dumps({"model": MODEL, "messages": MESSAGES}).encode()
+    answer = json.dumps({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 9, "total_tokens": 18},
+    }).encode()
+    url = httpx2.URL("http://127.0.0.1:1/v1/chat/completions")
+    headers = httpx2.Headers({"content-type": "application/json", "x-request-id": "req_1"})
+    ledger_dir = tempfile.mkdtemp(prefix="ck-bench-instrument-")
+    try:
+        client = _computekit(ledger_dir, False)
+        meter = _Meter(client._core, SDKS["openai"])
+
+        def one() -> None:
+            t = meter.begin("POST", url, lambda: body)
+            assert t is not None
+            meter.reserve(t)
+            t.sent("POST", url)
+            t.answered(200, headers)
+            t.feed(answer)
+            t.finish()
+
+        for _ in range(300):
+            one()
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            one()
+        per_call = (time.perf_counter() - t0) / calls
+        _check(client)
+        client.close()
+        return per_call
+    finally:
+        shutil.rmtree(ledger_dir, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--alone", action="store_true", help="only computekit's own work per call (no SDK, no network)")
     ap.add_argument("--out", default="/tmp/computekit-bench-instrument.json")
     args = ap.parse_args()
+    if args.alone:
+        per_call = statistics.median(alone() for _ in range(5))
+        print(f"computekit's work per instrumented call, alone: {per_call * 1e6:.0f} µs (median of 5 x 3000)")
+        return
     rounds, seq_calls, async_calls = (6, 100, 300) if args.quick else (30, 100, 300)
     ledger_dir = tempfile.mkdtemp(prefix="ck-bench-instrument-")
     try:

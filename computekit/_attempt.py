@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ._budget import Reservation
     from ._config import RouteConfig
     from ._core import Core
-    from ._types import Attempt, Usage
+    from ._types import Attempt, Result
 
 __all__ = ["AttemptFacts", "Call", "Plan", "Run", "malformed_from"]
 
@@ -77,14 +77,16 @@ class AttemptFacts:
     t0: float = 0.0
     first_byte_s: float | None = None
     """A stream's time to its first chunk (what the router learns instead of the whole latency)."""
-    usage_so_far: Callable[[], Usage | None] | None = None
-    """A stream's usage as far as the provider reported it: what a canceled attempt is priced from."""
+    reported_so_far: Callable[[], Result | None] | None = None
+    """A stream's answer as far as it went, when the provider had reported usage in it (else ``None``): what an
+    attempt that failed or was canceled mid-stream is priced from."""
 
     def begin(self, reservation: Reservation | None) -> None:
         """A new try starts now, holding ``reservation``."""
         self.reservation = reservation
         self.started, self.t0 = now(), time.perf_counter()
         self.first_byte_s = None
+        self.reported_so_far = None  # set again when this try's stream opens
 
     def latency(self) -> float:
         return time.perf_counter() - self.t0

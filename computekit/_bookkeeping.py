@@ -106,12 +106,32 @@ def failed(core: Core, facts: AttemptFacts, error: ProviderError) -> None:
         request_id=error.request_id,
         started_at=facts.started,
     )
+    # A stream that failed after the provider reported usage (in an earlier event, or in the error event itself)
+    # is billed that usage: the row carries it, priced, instead of the error response's own cost.
+    reported = _reported_so_far(core, facts) if billed is None else None
+    if billed is not None:  # the whole answer arrived: its usage (and per-call fees) priced as a success's
+        usage = billed.usage
+    elif reported is not None:
+        usage, attempt.cost = reported
+    else:
+        usage = Usage()
     facts.attempts.append(attempt)
     if facts.record:
-        record(core, facts.verb, attempt, billed.usage if billed is not None else Usage(), facts.tags,
-               facts.reservation)
+        record(core, facts.verb, attempt, usage, facts.tags, facts.reservation)
     else:
         core.budgets.release(facts.reservation)
+
+
+def _reported_so_far(core: Core, facts: AttemptFacts) -> tuple[Usage, Cost] | None:
+    """The usage a stream that did not end well had reported, and its price (as a result's, the provider's own
+    bill included); ``None`` when it reported none."""
+    so_far = facts.reported_so_far() if facts.reported_so_far is not None else None
+    if so_far is None:
+        return None
+    try:
+        return so_far.usage, _costs.price(core.prices, facts.target, so_far, facts.started)
+    except Exception:  # bookkeeping of a failure never raises over the failure itself
+        return so_far.usage, Cost.unknown("the usage reported so far could not be priced")
 
 
 def canceled(core: Core, facts: AttemptFacts, why: str) -> None:
@@ -122,12 +142,9 @@ def canceled(core: Core, facts: AttemptFacts, why: str) -> None:
         core.budgets.release(facts.reservation)
         return
     target = facts.target
-    usage = facts.usage_so_far() if facts.usage_so_far is not None else None
-    cost = (
-        core.prices.token_cost(target.adapter.price_ref(target.model), usage, facts.started)
-        if usage is not None
-        else Cost.unknown(f"{why} before the provider reported usage")
-    )
+    reported = _reported_so_far(core, facts)
+    usage, cost = reported if reported is not None else (None, Cost.unknown(f"{why} before the provider reported "
+                                                                            "usage"))
     attempt = Attempt(provider=target.provider, model=target.model, outcome="canceled", error=f"{why} before its end",
                       latency_s=facts.latency(), cost=cost, started_at=facts.started)
     facts.attempts.append(attempt)

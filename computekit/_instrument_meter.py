@@ -234,17 +234,17 @@ class _Try:
             self.finish()
             return
         self.done = True
-        self.sure_facts.usage_so_far = self._usage_so_far
+        self.sure_facts.reported_so_far = self._reported_so_far
         canceled(self.meter.core, self.sure_facts, "closed by the application")
 
-    def _usage_so_far(self) -> Usage | None:
+    def _reported_so_far(self) -> Completion | None:
         if self.decoder is None or self.broken is not None:
             return None
         try:
             so_far = self.decoder.result()
         except Exception:  # a partial stream that does not parse: its usage is unknown
             return None
-        return so_far.usage if so_far._usage_reported else None
+        return so_far if so_far._usage_reported else None
 
     def failed_to_send(self, exc: BaseException, lib: Any) -> None:
         """The request got no answer, or not all of it (a connection error or a timeout: maybe billed)."""

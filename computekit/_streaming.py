@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from ._driver import AsyncDriver, SyncDriver
     from ._predictions import AsyncPredictions, Predictions
     from ._targets import Target
-    from ._types import Usage
 
 __all__ = ["AsyncPredictionStream", "AsyncStream", "PredictionStream", "Stream"]
 
@@ -93,6 +92,16 @@ class _AsyncReading(Generic[_C]):
         await self.aclose()
 
 
+def _reported_so_far(decoder: StreamDecoder) -> Completion | None:
+    """The answer ``decoder`` has read so far, when the provider reported usage in it (an error event may carry
+    it too): what a stream that fails or is closed early is priced from."""
+    try:
+        so_far = decoder.result()
+    except Exception:  # usage out of range: the attempt is still recorded, its usage unknown
+        return None
+    return so_far if so_far._usage_reported else None
+
+
 class _StreamState:
     """What a completion stream has done so far (pure, shared by :class:`Stream` and :class:`AsyncStream`)."""
 
@@ -110,24 +119,16 @@ class _StreamState:
         return self.call.attempts
 
     def opened(self, opened: Opened) -> StreamDecoder:
-        """A target's stream has opened: a clean decoder for it, and how a canceled attempt learns its usage."""
+        """A target's stream has opened: a clean decoder for it, and how an attempt that fails or is canceled
+        mid-stream learns the usage reported so far."""
         facts = opened.facts
         # A fallback target starts with a clean decoder, of its own framing (server-sent events by default).
         adapter = facts.target.adapter
         limit = adapter.settings.max_event_bytes
         self.sse = adapter.event_decoder(limit) or SSEDecoder(limit)
         decoder = self.decoder = adapter.stream_decoder(facts.request)
-        facts.usage_so_far = self._usage_so_far
+        facts.reported_so_far = partial(_reported_so_far, decoder)
         return decoder
-
-    def _usage_so_far(self) -> Usage | None:
-        if self.decoder is None:
-            return None
-        try:
-            partial_result = self.decoder.result()
-        except Exception:  # usage out of range: the attempt is still recorded, its usage unknown
-            return None
-        return partial_result.usage if partial_result._usage_reported else None
 
     def chunks(self, facts: AttemptFacts, data: bytes) -> Iterator[Chunk]:
         """The chunks of one network read. Every event it completed is decoded before the first chunk is yielded

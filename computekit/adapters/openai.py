@@ -831,6 +831,8 @@ class _ChatStream(StreamDecoder):
         if not isinstance(data, dict):
             raise self.adapter.malformed(HTTPResponse(200, {}, event.data.encode()), self.req.model, "bad event")
         if data.get("error"):  # typed by the status or type it carries (a 400 mid-stream is a bad request)
+            if isinstance(data.get("usage"), dict):
+                self.raw_usage = data["usage"]  # what the failed attempt is billed (OpenRouter reports it here)
             raise self.adapter.map_error(HTTPResponse(carried_status(data, 500), {}, event.data.encode()),
                                          self.req.model)
         for k in ("id", "model", "service_tier"):

@@ -358,3 +358,37 @@ async def test_replay_through_client(rel: str | None, mode: str, tmp_path: Path)
                 assert result.attempts[0].cost == result.cost
         assert cass.all_played, "every recorded exchange was requested"
     await close(client)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_stream_error_that_reports_usage_is_billed_that_usage(mode: str, tmp_path: Path) -> None:
+    """OpenRouter's error chunk ("Token limit reached", a 400 inside the 200 stream) carries the call's usage and
+    its bill: the failed attempt's ledger row has that usage and that price, not "error response: not billed"."""
+    require_conformance_dir()
+    exchanges = load("openrouter/openrouter_stream_error.yaml")
+    doc = to_vcr(exchanges)
+    for inter in doc["interactions"]:
+        inter["request"]["headers"] = {"content-type": ["application/json"]}
+    cassette = tmp_path / "cassette.yaml"
+    cassette.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+    (ex,) = exchanges
+    error_chunk = next(json.loads(d) for d in ex.sse_data() if d != "[DONE]" and "error" in json.loads(d))
+    raw = error_chunk["usage"]  # what the recording says, read from it: 43 prompt and 10 completion tokens
+    body = ex.request_body
+    cls = ck.Client if mode == "sync" else ck.AsyncClient
+    client = cls(config=None, providers={"openrouter": {"api_key": KEY}}, ledger=f"sqlite:///{tmp_path / 'l.db'}",
+                 retry_policy=policy(Sleeps(), max_retries=0))
+    recorder = vcr.VCR(record_mode="none", match_on=["method", "scheme", "host", "port", "path", "query", "body"])
+    with recorder.use_cassette(str(cassette)), pytest.raises(ck.BadRequestError) as info:
+        await stream(client, f"openrouter:{body['model']}", **call_kwargs(body))
+    assert info.value.message == error_chunk["error"]["message"]
+    rows = client.ledger.rows()
+    await close(client)
+    assert [(r.outcome, r.status, r.error_type) for r in rows] == [("error", 400, "BadRequestError")]
+    (row,) = rows
+    assert (row.input_tokens, row.output_tokens) == (raw["prompt_tokens"], raw["completion_tokens"])
+    assert row.reasoning_tokens == raw["completion_tokens_details"]["reasoning_tokens"]
+    # Its price: OpenRouter's bill for the call (usage.cost) is the cost, as for a call that succeeded.
+    assert row.cost == billed(raw)
+    assert row.price_source is not None
+    assert str(row.price_source).startswith("openrouter: usage.cost")

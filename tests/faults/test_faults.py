@@ -444,6 +444,30 @@ async def test_case_18_sse_error_event_mid_stream(faults: Any, clients: Any, wai
 
 
 @both
+async def test_case_18_error_event_after_usage_is_billed_that_usage(faults: Any, clients: Any, waits: Waits,
+                                                                    is_async: bool) -> None:
+    """The stream reported its usage, then an error event: the failed attempt's row has that usage, priced from
+    the tables (not the error response's cost of 0)."""
+    from computekit.pricing import PriceBook
+
+    error = {"error": {"message": "overloaded mid-stream", "type": "server_error"}}
+    events = [*chat_events(["Hel"], done=False), error]
+    srv = faults([SSE(events, together=True), ok("stream")])
+    client = clients(is_async, srv.url, waits)
+    with pytest.raises(ck.ServerError):
+        await call(client, "stream")
+    (row,) = client.ledger.rows()
+    assert (row.outcome, row.status, row.error_type) == ("error", 500, "ServerError")
+    reported = next(e["usage"] for e in events if isinstance(e, dict) and e.get("usage"))
+    assert (row.input_tokens, row.output_tokens) == (reported["prompt_tokens"], reported["completion_tokens"])
+    usage = ck.Usage(input_tokens=row.input_tokens, output_tokens=row.output_tokens)
+    table = PriceBook().token_cost(client._core.adapter("openai").price_ref("gpt-4o-mini"), usage, row.ts)
+    assert table.total is not None
+    assert table.total > 0
+    assert row.cost == table.total
+
+
+@both
 async def test_case_19_oversized_sse_event_is_refused_with_bounded_memory(faults: Any, clients: Any, waits: Waits,
                                                                          is_async: bool) -> None:
     offered = 16 * MAX_SSE_EVENT_BYTES  # 64 MiB in one unterminated line
