@@ -38,7 +38,8 @@ TARGETS = {
     "async": 4.0,  # computekit calls/s / openai SDK calls/s, at least
 }
 
-SEQ_KINDS = ("computekit", "computekit-noledger", "openai", "httpx", "httpx2")
+SEQ_KINDS = ("computekit", "computekit-noledger", "openai", "httpx", "httpx2", "computekit-responses",
+             "openai-responses")
 ASYNC_KINDS = ("computekit", "computekit-noledger", "openai", "httpx", "httpx2", "aiohttp")
 # Optional references: measured only when importable. httpx2 (pydantic's fork, with the fixed connection pool)
 # is what recent openai SDKs send with; computekit uses httpx.
@@ -105,6 +106,15 @@ def _check_computekit(r: Any) -> None:
 
 
 def _seq_caller(kind: str, url: str, ledger_dir: str) -> tuple[Callable[[], Any], Callable[[], None]]:
+    if kind == "computekit-responses":  # the Responses wire format, ledger on: against openai-responses
+        client = _computekit_client(url, ledger_dir, ledger=True, is_async=False)
+        _check_computekit(client.complete(f"openai:{MODEL}", PROMPT, api="responses"))
+        return (lambda: client.complete(f"openai:{MODEL}", PROMPT, api="responses")), client.close
+    if kind == "openai-responses":
+        import openai
+
+        orc = openai.OpenAI(base_url=url, api_key=API_KEY, max_retries=0)
+        return (lambda: orc.responses.create(model=MODEL, input=PROMPT)), orc.close
     if kind.startswith("computekit"):
         ledger = kind == "computekit"
         client = _computekit_client(url, ledger_dir, ledger=ledger, is_async=False)
@@ -459,6 +469,8 @@ def main() -> None:
         "import": _ratio(imp["computekit"].get("median_import_s"), imp["openai"].get("median_import_s")),
         "seq": _ratio(sq["computekit"]["median_per_call_s"], sq["openai"]["median_per_call_s"]),
         "seq_vs_httpx": _ratio(sq["computekit"]["median_per_call_s"], sq["httpx"]["median_per_call_s"]),
+        "seq_responses": _ratio(sq["computekit-responses"]["median_per_call_s"],
+                                sq["openai-responses"]["median_per_call_s"]),
         "async": _ratio(az["computekit"]["median_calls_per_s"], az["openai"]["median_calls_per_s"]),
         "async_vs_httpx": _ratio(az["computekit"]["median_calls_per_s"], az["httpx"]["median_calls_per_s"]),
     }
@@ -468,6 +480,7 @@ def main() -> None:
         "import": ratios["import"] is not None and ratios["import"] <= TARGETS["import"],
         "import_rss_mb": imp["computekit"]["median_rss_mb"] <= TARGETS["import_rss_mb"],
         "seq": ratios["seq"] is not None and ratios["seq"] <= TARGETS["seq"],
+        "seq_responses": ratios["seq_responses"] is not None and ratios["seq_responses"] <= TARGETS["seq"],
         "async": ratios["async"] is not None and ratios["async"] >= TARGETS["async"],
     }
 
@@ -548,6 +561,9 @@ def render(res: dict[str, Any]) -> str:
             "<= 0.5x", _ok(met["seq"])),
         row('↳ computekit with `ledger="none"` (reference)', seq_us("computekit-noledger"), "", "", "",
             x(seq_nl), "", ""),
+        row("sequential, the Responses API (`api=\"responses\"` vs `responses.create`), per call",
+            seq_us("computekit-responses"), seq_us("openai-responses"), "", "", x(ratios["seq_responses"]),
+            "<= 0.5x", _ok(met["seq_responses"])),
         row("sequential peak RSS", rss(sq, "computekit"), rss(sq, "openai"), rss(sq, "httpx"), rss(sq, "httpx2"),
             "", "", ""),
         row(f"async, {cfg['async_calls']} calls at {cfg['concurrency']} in flight "

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-__all__ = ["CHAT_COMPLETION", "serve", "start_in_subprocess"]
+__all__ = ["CHAT_COMPLETION", "RESPONSE", "serve", "start_in_subprocess"]
 
 CHAT_COMPLETION: dict[str, object] = {
     "id": "chatcmpl-BENCHc0ffee0000000000000000",
@@ -55,22 +55,71 @@ CHAT_COMPLETION: dict[str, object] = {
     "system_fingerprint": "fp_b8bc95a0ac",
 }
 
+# The same answer as a Responses API ``response`` object (POST /v1/responses), as OpenAI's reference shows it.
+RESPONSE: dict[str, object] = {
+    "id": "resp_BENCHc0ffee0000000000000000",
+    "object": "response",
+    "created_at": 1735689600,
+    "status": "completed",
+    "error": None,
+    "incomplete_details": None,
+    "instructions": None,
+    "max_output_tokens": None,
+    "model": "gpt-4o-mini-2024-07-18",
+    "output": [
+        {
+            "type": "message",
+            "id": "msg_BENCHc0ffee0000000000000000",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hello! How can I assist you today?", "annotations": [],
+                         "logprobs": []}],
+        }
+    ],
+    "parallel_tool_calls": True,
+    "previous_response_id": None,
+    "reasoning": {"effort": None, "summary": None},
+    "service_tier": "default",
+    "store": True,
+    "temperature": 1.0,
+    "text": {"format": {"type": "text"}},
+    "tool_choice": "auto",
+    "tools": [],
+    "top_p": 1.0,
+    "truncation": "disabled",
+    "usage": {
+        "input_tokens": 8,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 10,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 18,
+    },
+    "user": None,
+    "metadata": {},
+}
+
+
+def _http(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"connection: keep-alive\r\n"
+        b"openai-organization: bench-org\r\n"
+        b"openai-processing-ms: 312\r\n"
+        b"openai-version: 2020-10-01\r\n"
+        b"x-ratelimit-limit-requests: 30000\r\n"
+        b"x-ratelimit-remaining-requests: 29999\r\n"
+        b"x-ratelimit-limit-tokens: 150000000\r\n"
+        b"x-ratelimit-remaining-tokens: 149999990\r\n"
+        b"x-request-id: req_0123456789abcdef0123456789abcdef\r\n"
+        b"\r\n" + body
+    )
+
+
 _BODY = json.dumps(CHAT_COMPLETION, separators=(",", ":")).encode()
-_RESPONSE = (
-    b"HTTP/1.1 200 OK\r\n"
-    b"content-type: application/json\r\n"
-    b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
-    b"connection: keep-alive\r\n"
-    b"openai-organization: bench-org\r\n"
-    b"openai-processing-ms: 312\r\n"
-    b"openai-version: 2020-10-01\r\n"
-    b"x-ratelimit-limit-requests: 30000\r\n"
-    b"x-ratelimit-remaining-requests: 29999\r\n"
-    b"x-ratelimit-limit-tokens: 150000000\r\n"
-    b"x-ratelimit-remaining-tokens: 149999990\r\n"
-    b"x-request-id: req_0123456789abcdef0123456789abcdef\r\n"
-    b"\r\n" + _BODY
-)
+_RESPONSES = _http(json.dumps(RESPONSE, separators=(",", ":")).encode())
+_RESPONSE = _http(_BODY)
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 _BAD = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
@@ -97,7 +146,10 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             n = _content_length(head)
             if n:
                 await reader.readexactly(n)
-            writer.write(_RESPONSE if head.startswith(b"POST /v1/chat/completions ") else _NOT_FOUND)
+            if head.startswith(b"POST /v1/chat/completions "):
+                writer.write(_RESPONSE)
+            else:
+                writer.write(_RESPONSES if head.startswith(b"POST /v1/responses ") else _NOT_FOUND)
             # Drain only when the kernel buffer pushes back: keeps the common path free of an await.
             transport = writer.transport
             if transport.get_write_buffer_size() > 65536:

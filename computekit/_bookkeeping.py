@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from . import _costs
 from ._budget import Reservation
 from ._core import now
+from ._exceptions import StructuredOutputError
 from ._otel import attempt_span, note_response
 from ._targets import Target
 from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Prediction, Reranking, Usage
@@ -86,8 +87,13 @@ def succeeded(core: Core, facts: AttemptFacts, result: object, attempt: Attempt 
 
 
 def failed(core: Core, facts: AttemptFacts, error: ProviderError) -> None:
-    """Record a failed try (settling its reservation: an error of unknown cost keeps its worst case)."""
+    """Record a failed try (settling its reservation: an error of unknown cost keeps its worst case). An answer
+    that failed validation was billed: it is priced from its usage."""
     target = facts.target
+    billed = error.completion if isinstance(error, StructuredOutputError) else None
+    if billed is not None:
+        billed.cost = _costs.price(core.prices, target, billed, facts.started)
+        billed.attempts = facts.attempts
     attempt = Attempt(
         provider=target.provider,
         model=target.model,
@@ -96,14 +102,16 @@ def failed(core: Core, facts: AttemptFacts, error: ProviderError) -> None:
         error_type=type(error).__name__,
         status=error.status,
         latency_s=facts.latency(),
-        cost=target.adapter.error_cost(error),
+        cost=billed.cost if billed is not None else target.adapter.error_cost(error),
         request_id=error.request_id,
         started_at=facts.started,
     )
     # A stream that failed after the provider reported usage (in an earlier event, or in the error event itself)
     # is billed that usage: the row carries it, priced, instead of the error response's own cost.
-    reported = _reported_so_far(core, facts)
-    if reported is not None:
+    reported = _reported_so_far(core, facts) if billed is None else None
+    if billed is not None:  # the whole answer arrived: its usage (and per-call fees) priced as a success's
+        usage = billed.usage
+    elif reported is not None:
         usage, attempt.cost = reported
     else:
         usage = Usage()

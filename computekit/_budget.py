@@ -14,6 +14,8 @@ The worst case of an attempt:
   the highest output-side rate. Media with no rule on a model of unknown window: unknown.
   Without ``max_tokens``: ``[providers.NAME] max_output_tokens`` for the model, else the model's context window
   (genai-prices: no answer can be longer), else :data:`FALLBACK_OUTPUT_TOKENS`.
+  Per-call fees the request can incur (a Responses call's built-in tools) are added at most
+  :meth:`Adapter.units_bound` times each; unbounded (no ``max_tool_calls``) or unpriced: unknown.
 - ``embed``: the inputs' tokens, bounded the same way.
 - ``predict``: ``[providers.NAME] max_seconds`` x the hardware's per-second price, and/or ``max_units`` x the
   model's highest per-unit price; unknown without them.
@@ -111,6 +113,15 @@ def _token_worst_case(core: Core, target: Target, req: CompleteRequest | EmbedRe
     total /= _MTOK
     if rates.per_request is not None:
         total += rates.per_request
+    if isinstance(req, CompleteRequest):  # per-call fees (built-in tools), at most this many of each
+        units = target.adapter.units_bound(req)
+        if units is None:
+            return None
+        for key, count in units.items():
+            if key not in rates.extra_units:
+                return None
+            price, per = rates.extra_units[key]
+            total += count * price / per
     return total
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Never
+from typing import TYPE_CHECKING, Any, Literal, Never
 
 from ._arguments import refuse
 from ._budget import BudgetStatus
@@ -24,7 +24,7 @@ from ._predictions import AsyncPredicting, AsyncPredictions, Predicting, Predict
 from ._retry import RetryPolicy
 from ._streaming import AsyncPredictionStream, AsyncStream, PredictionStream, Stream, _StreamState
 from ._transport import async_transport, sync_transport
-from ._types import Completion, Embeddings, Reranking
+from ._types import Completion, Embeddings, ParsedT, Reranking
 from .ledger import Ledger
 from .routing import Router
 
@@ -120,16 +120,17 @@ class Client(_BaseClient, Predicting, FineTuning):
         stop: str | list[str] | NotGiven = NOT_GIVEN,
         tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
         tool_choice: Any = NOT_GIVEN,
-        response_format: Any = NOT_GIVEN,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
         seed: int | NotGiven = NOT_GIVEN,
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
         **unknown: Never,
-    ) -> Completion:
+    ) -> Completion[ParsedT]:
         """Generate a completion.
 
         Args:
@@ -142,11 +143,14 @@ class Client(_BaseClient, Predicting, FineTuning):
             stop: Stop sequence(s).
             tools: Tool (function) definitions, in OpenAI's shape or ``{"name", "description", "parameters"}``.
             tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a specific tool.
-            response_format: E.g. ``{"type": "json_object"}`` or a JSON schema.
+            response_format: A type (a pydantic model, a dataclass, ``list[int]`` ...: the answer is validated
+                into ``result.parsed``, typed), or a dict: ``{"type": "json_object"}`` or a JSON schema.
             seed: Sampling seed, where supported.
             service_tier: The provider's service tier (it changes the price; the result reports the tier used).
             user: An end-user id for the provider's abuse monitoring.
             extra_body: Provider-specific body fields, sent as they are.
+            api: The wire format, where a provider has two: ``"chat"`` or ``"responses"`` (OpenAI's Responses
+                API). Default: the provider's ``api`` setting (models served only on Responses always use it).
             tags: Labels stored with every attempt in the ledger.
             base_url: Send this call to another base URL (a configured key goes only to its own host).
             api_key: A key for this call only.
@@ -158,13 +162,15 @@ class Client(_BaseClient, Predicting, FineTuning):
             InvalidRequestError: The arguments are wrong (nothing was sent).
             ConfigError: The provider is unknown or has no key (nothing was sent).
             UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
+            StructuredOutputError: ``response_format`` is a type and the model refused, or its answer does not
+                validate (billed: the error carries the cost and the raw text).
             ProviderError: The provider failed after retries; a subclass says how.
         """
         if unknown:
             refuse(unknown, self.complete)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
-                                 service_tier, user, extra_body)
-        result: Completion = self._driver.run(
+                                 service_tier, user, extra_body, api)
+        result: Completion[ParsedT] = self._driver.run(
             complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
         )
         return result
@@ -181,16 +187,17 @@ class Client(_BaseClient, Predicting, FineTuning):
         stop: str | list[str] | NotGiven = NOT_GIVEN,
         tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
         tool_choice: Any = NOT_GIVEN,
-        response_format: Any = NOT_GIVEN,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
         seed: int | NotGiven = NOT_GIVEN,
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
         **unknown: Never,
-    ) -> Stream:
+    ) -> Stream[ParsedT]:
         """Stream a completion: the same arguments as :meth:`complete`; nothing is sent until you iterate.
 
         Returns:
@@ -205,7 +212,7 @@ class Client(_BaseClient, Predicting, FineTuning):
         if unknown:
             refuse(unknown, self.stream)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
-                                 service_tier, user, extra_body)
+                                 service_tier, user, extra_body, api)
         plan = complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key, stream=True)
         return Stream(self._driver, _StreamState(self._core, plan))
 
@@ -324,29 +331,32 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         stop: str | list[str] | NotGiven = NOT_GIVEN,
         tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
         tool_choice: Any = NOT_GIVEN,
-        response_format: Any = NOT_GIVEN,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
         seed: int | NotGiven = NOT_GIVEN,
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
         **unknown: Never,
-    ) -> Completion:
+    ) -> Completion[ParsedT]:
         """Generate a completion (see :meth:`Client.complete`).
 
         Raises:
             InvalidRequestError: The arguments are wrong (nothing was sent).
             ConfigError: The provider is unknown or has no key (nothing was sent).
             UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
+            StructuredOutputError: ``response_format`` is a type and the model refused, or its answer does not
+                validate (billed: the error carries the cost and the raw text).
             ProviderError: The provider failed after retries; a subclass says how.
         """
         if unknown:
             refuse(unknown, self.complete)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
-                                 service_tier, user, extra_body)
-        result: Completion = await self._driver.run(
+                                 service_tier, user, extra_body, api)
+        result: Completion[ParsedT] = await self._driver.run(
             complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
         )
         return result
@@ -363,16 +373,17 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         stop: str | list[str] | NotGiven = NOT_GIVEN,
         tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
         tool_choice: Any = NOT_GIVEN,
-        response_format: Any = NOT_GIVEN,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
         seed: int | NotGiven = NOT_GIVEN,
         service_tier: str | NotGiven = NOT_GIVEN,
         user: str | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+        api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
         **unknown: Never,
-    ) -> AsyncStream:
+    ) -> AsyncStream[ParsedT]:
         """Stream a completion (see :meth:`Client.stream`): ``async with client.stream(...) as s``.
 
         Raises:
@@ -384,7 +395,7 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         if unknown:
             refuse(unknown, self.stream)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
-                                 service_tier, user, extra_body)
+                                 service_tier, user, extra_body, api)
         plan = complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key, stream=True)
         return AsyncStream(self._driver, _StreamState(self._core, plan))
 

@@ -269,6 +269,10 @@ class RoutingConfig(_Section):
     on_content_filter: Literal["raise", "fallback"] = Field(
         "raise", description="Whether a content-filter refusal falls back to the next target."
     )
+    on_invalid_output: Literal["raise", "fallback"] = Field(
+        "raise", description="Whether a structured-output refusal or an answer that does not validate falls back "
+                             "to the next target."
+    )
 
 
 class LedgerConfig(_Section):

@@ -345,6 +345,11 @@ class Core:
             raise adapter.unsupported("stream")
         if options.get("tools") and not caps.tools:
             raise adapter.unsupported("tools")
+        api = options.get("api")
+        if api is not None and api not in adapter.wire_formats():
+            if api not in ("chat", "responses"):
+                raise InvalidRequestError(f"api must be 'chat' or 'responses', not {api!r}")
+            raise adapter.unsupported(f"api={api!r}")
         req = CompleteRequest(model=target.model, messages=messages, stream=stream, **options)
         if adapter.uses_text_endpoint(target.model):
             req.prompt = flatten_prompt(messages)

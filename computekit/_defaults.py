@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Never
+from typing import TYPE_CHECKING, Any, Literal, Never
 
 from ._arguments import refuse
 from ._client import AsyncClient, AsyncStream, Client, Stream
 from ._constants import NOT_GIVEN, NotGiven
 from ._plans import Messages, ModelSpec
-from ._types import DEFAULT_CLIENTS, Completion, Embeddings, FineTuneJob, Prediction, Reranking
+from ._types import DEFAULT_CLIENTS, Completion, Embeddings, FineTuneJob, ParsedT, Prediction, Reranking
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -72,16 +72,17 @@ def complete(
     stop: str | list[str] | NotGiven = NOT_GIVEN,
     tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
     tool_choice: Any = NOT_GIVEN,
-    response_format: Any = NOT_GIVEN,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
     seed: int | NotGiven = NOT_GIVEN,
     service_tier: str | NotGiven = NOT_GIVEN,
     user: str | NotGiven = NOT_GIVEN,
     extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
     tags: Mapping[str, str] | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
     **unknown: Never,
-) -> Completion:
+) -> Completion[ParsedT]:
     """Generate a completion with the default client: `Client.complete`, same arguments.
 
     Raises:
@@ -93,7 +94,7 @@ def complete(
     return default_client().complete(
         model, prompt, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
         stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format, seed=seed,
-        service_tier=service_tier, user=user, extra_body=extra_body, tags=tags, base_url=base_url,
+        service_tier=service_tier, user=user, extra_body=extra_body, api=api, tags=tags, base_url=base_url,
         api_key=api_key,
     )
 
@@ -109,16 +110,17 @@ def stream(
     stop: str | list[str] | NotGiven = NOT_GIVEN,
     tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
     tool_choice: Any = NOT_GIVEN,
-    response_format: Any = NOT_GIVEN,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
     seed: int | NotGiven = NOT_GIVEN,
     service_tier: str | NotGiven = NOT_GIVEN,
     user: str | NotGiven = NOT_GIVEN,
     extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
     tags: Mapping[str, str] | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
     **unknown: Never,
-) -> Stream:
+) -> Stream[ParsedT]:
     """Stream a completion with the default client: `Client.stream`, same arguments.
 
     Raises:
@@ -130,7 +132,7 @@ def stream(
     return default_client().stream(
         model, prompt, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
         stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format, seed=seed,
-        service_tier=service_tier, user=user, extra_body=extra_body, tags=tags, base_url=base_url,
+        service_tier=service_tier, user=user, extra_body=extra_body, api=api, tags=tags, base_url=base_url,
         api_key=api_key,
     )
 
@@ -263,16 +265,17 @@ async def acomplete(
     stop: str | list[str] | NotGiven = NOT_GIVEN,
     tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
     tool_choice: Any = NOT_GIVEN,
-    response_format: Any = NOT_GIVEN,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
     seed: int | NotGiven = NOT_GIVEN,
     service_tier: str | NotGiven = NOT_GIVEN,
     user: str | NotGiven = NOT_GIVEN,
     extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
     tags: Mapping[str, str] | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
     **unknown: Never,
-) -> Completion:
+) -> Completion[ParsedT]:
     """Generate a completion with the default async client: `AsyncClient.complete`, same arguments.
 
     Raises:
@@ -284,7 +287,7 @@ async def acomplete(
     return await default_async_client().complete(
         model, prompt, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
         stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format, seed=seed,
-        service_tier=service_tier, user=user, extra_body=extra_body, tags=tags, base_url=base_url,
+        service_tier=service_tier, user=user, extra_body=extra_body, api=api, tags=tags, base_url=base_url,
         api_key=api_key,
     )
 
@@ -300,16 +303,17 @@ def astream(
     stop: str | list[str] | NotGiven = NOT_GIVEN,
     tools: list[dict[str, Any]] | NotGiven = NOT_GIVEN,
     tool_choice: Any = NOT_GIVEN,
-    response_format: Any = NOT_GIVEN,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = NOT_GIVEN,
     seed: int | NotGiven = NOT_GIVEN,
     service_tier: str | NotGiven = NOT_GIVEN,
     user: str | NotGiven = NOT_GIVEN,
     extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
+    api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
     tags: Mapping[str, str] | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
     **unknown: Never,
-) -> AsyncStream:
+) -> AsyncStream[ParsedT]:
     """Stream a completion with the default async client: `AsyncClient.stream`, same arguments.
 
     Raises:
@@ -321,7 +325,7 @@ def astream(
     return default_async_client().stream(
         model, prompt, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
         stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format, seed=seed,
-        service_tier=service_tier, user=user, extra_body=extra_body, tags=tags, base_url=base_url,
+        service_tier=service_tier, user=user, extra_body=extra_body, api=api, tags=tags, base_url=base_url,
         api_key=api_key,
     )
 

@@ -35,8 +35,10 @@
         │   └── APITimeoutError        no answer in time (connect, read, or the total deadline)
         │       ├── PredictionTimeoutError a prediction did not finish in time (``.prediction``; canceled)
         │       └── FineTuneTimeoutError   ``wait(timeout=)`` passed before a job ended (``.job``; not canceled)
-        └── MalformedResponseError     a 2xx whose body is not what the API documents
-            └── ResponseTooLargeError  a body or stream event over its size limit (``limit``: the bytes allowed)
+        ├── MalformedResponseError     a 2xx whose body is not what the API documents
+        │   └── ResponseTooLargeError  a body or stream event over its size limit (``limit``: the bytes allowed)
+        └── StructuredOutputError      the model refused, or its answer does not fit ``response_format``'s type
+                                       (billed: ``.cost``, ``.text``, ``.errors``, ``.completion``)
 
 Every :class:`ProviderError` keeps its facts: ``provider``, ``model``, ``status`` (also ``status_code``),
 ``headers`` (lowercased names), ``body`` and ``request_id``. None of them ever holds a credential: request
@@ -77,6 +79,7 @@ __all__ = [
     "RateLimitError",
     "ResponseTooLargeError",
     "ServerError",
+    "StructuredOutputError",
     "TrainingDataError",
     "UnsafeURLError",
     "UnsupportedCapabilityError",
@@ -386,3 +389,33 @@ class ResponseTooLargeError(MalformedResponseError):
     """
 
     limit: int | None = None
+
+
+class StructuredOutputError(ProviderError):
+    """The model refused, or answered with something that does not validate against ``response_format``'s type.
+
+    The call was billed: its attempt is in the ledger with this cost. Not retried (the same request tends to get
+    the same answer); a route falls back from it to its next target when ``routing.on_invalid_output`` is
+    ``"fallback"``.
+
+    Attributes:
+        text: The model's raw answer (what failed validation), or its refusal.
+        errors: pydantic's validation errors (``ValidationError.errors()``); empty for a refusal.
+        refusal: The model's refusal message, when it refused.
+        completion: The whole completion (usage, cost, attempts), ``parsed`` unset.
+        cost: What the attempt cost (``completion.cost``).
+    """
+
+    def __init__(self, message: str, *, provider: str, model: str | None = None, text: str = "",
+                 errors: Sequence[Any] = (), refusal: str | None = None, completion: Any = None,
+                 request_id: str | None = None) -> None:
+        super().__init__(message, provider=provider, model=model, request_id=request_id)
+        self.text = text
+        self.errors = list(errors)
+        self.refusal = refusal
+        self.completion = completion
+
+    @property
+    def cost(self) -> Any:
+        """What the failed attempt cost (a :class:`~computekit.Cost`), ``None`` before it was priced."""
+        return getattr(self.completion, "cost", None)

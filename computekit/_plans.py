@@ -14,6 +14,7 @@ from ._core import Core, call_options, check_tools, normalise_messages
 from ._exceptions import InvalidRequestError
 from ._http import HTTPRequest, HTTPResponse
 from ._plan import Plan
+from ._structured import output_type, parse_output
 from ._targets import Target
 from ._types import Message, Prediction
 from .adapters._base import ModelInfo, PredictRequest, StreamUpdate
@@ -36,15 +37,20 @@ def complete_options(
     service_tier: str | NotGiven,
     user: str | NotGiven,
     extra_body: Mapping[str, Any] | NotGiven,
+    api: str | NotGiven = NOT_GIVEN,
 ) -> dict[str, Any]:
     if tools is not NOT_GIVEN and tools is not None:
         tools = check_tools(tools)
     opts = call_options(
         max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, tools=tools,
         tool_choice=tool_choice, response_format=response_format, seed=seed, service_tier=service_tier, user=user,
+        api=api,
     )
     if extra_body is not NOT_GIVEN:
         opts["extra"] = dict(extra_body)
+    out = output_type(opts.get("response_format"))
+    if out is not None:  # a type: adapters send its schema in their own dialect; the answer is validated into it
+        opts["output"], opts["response_format"] = out, out.response_format()
     return opts
 
 
@@ -62,7 +68,7 @@ def complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, messages
         "stream" if stream else "complete",
         targets,
         lambda t: core.complete_request(t, msgs, opts, stream=stream),
-        lambda t, req, resp: t.adapter.parse_complete(req, resp),
+        lambda t, req, resp: parse_output(req.output, t.adapter.parse_complete(req, resp)),
         tags,
         core.route(model),
         stream=stream,

@@ -22,7 +22,8 @@ from ._http import HTTPRequest, HTTPResponse
 from ._plan import Plan
 from ._plans import stream_poll_plan
 from ._sse import FrameError, SSEDecoder, SSETooLarge
-from ._types import Attempt, Chunk, Completion, Prediction
+from ._structured import parse_output
+from ._types import Attempt, Chunk, Completion, ParsedT, Prediction
 from .adapters._base import EventDecoder, SSEEvent, StreamDecoder, StreamUpdate
 
 if TYPE_CHECKING:
@@ -200,6 +201,8 @@ class _StreamState:
             return done
 
         done: Completion = parsing(facts, opened.head, result)
+        # An answer that does not fit response_format's type: a failed (billed) attempt, priced as it is recorded.
+        done = parse_output(getattr(facts.request, "output", None), done)
         return done, priced(self.core, facts, done)
 
     def failed(self, facts: AttemptFacts, error: ProviderError) -> None:
@@ -209,11 +212,11 @@ class _StreamState:
         self.call.failed(facts, error)
 
 
-class _StreamBase:
+class _StreamBase(Generic[ParsedT]):
     _state: _StreamState
 
     @property
-    def result(self) -> Completion:
+    def result(self) -> Completion[ParsedT]:
         """The final completion, with usage, cost and attempts.
 
         Raises:
@@ -229,7 +232,7 @@ class _StreamBase:
         return self._state.attempts
 
 
-class Stream(_StreamBase, _Reading[Chunk], AbstractContextManager["Stream"]):
+class Stream(_StreamBase[ParsedT], _Reading[Chunk], AbstractContextManager["Stream[ParsedT]"]):
     """A streamed completion: iterate for :class:`Chunk` objects; ``result`` once it is exhausted.
 
     Use it as a context manager so the connection is released even if you stop early.
@@ -262,7 +265,7 @@ class Stream(_StreamBase, _Reading[Chunk], AbstractContextManager["Stream"]):
             return
 
 
-class AsyncStream(_StreamBase, _AsyncReading[Chunk], AbstractAsyncContextManager["AsyncStream"]):
+class AsyncStream(_StreamBase[ParsedT], _AsyncReading[Chunk], AbstractAsyncContextManager["AsyncStream[ParsedT]"]):
     """The async twin of :class:`Stream`: ``async for chunk in stream``."""
 
     def __init__(self, driver: AsyncDriver, state: _StreamState) -> None:

@@ -8,9 +8,10 @@ import os
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
+from typing_extensions import TypeVar as DefaultedTypeVar
 
 from ._constants import CURRENCY, MAX_USAGE_COUNT
 from ._display import HTML_CHARS, Shown, html_table, preview
@@ -432,8 +433,11 @@ class _Result(_Model):
         return f"{self.provider}:{self.model}"
 
 
-class Completion(_Readable, _Result):
-    """The result of ``complete()``.
+ParsedT = DefaultedTypeVar("ParsedT", default=Any)  # a bare Completion is Completion[Any]
+
+
+class Completion(_Readable, _Result, Generic[ParsedT]):
+    """The result of ``complete()``; ``Completion[Person]`` when ``response_format=Person``.
 
     Attributes:
         text: The generated text (empty when the model only called tools).
@@ -444,6 +448,10 @@ class Completion(_Readable, _Result):
         id: The provider's id for the completion.
         service_tier: The tier that served the call (it changes the price), when reported.
         response_model: The exact model version that answered, when reported.
+        parsed: With ``response_format=`` a type (a pydantic model, ``list[int]`` ...): the answer validated
+            into it. ``None`` otherwise.
+        refusal: The model's refusal message, when it declined to answer (OpenAI's ``refusal``, Anthropic's
+            ``refusal`` stop reason).
     """
 
     text: str = ""
@@ -453,6 +461,8 @@ class Completion(_Readable, _Result):
     id: str | None = None
     service_tier: str | None = None
     response_model: str | None = None
+    refusal: str | None = None
+    parsed: ParsedT | None = Field(default=None, repr=False)
 
     def _facts(self) -> list[tuple[str, Any]]:
         facts: list[tuple[str, Any]] = [("target", Shown(self.target))]

@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", [r"_version", r"_constants", r"_exceptions", r"_money", r"_extras", r"_arguments"]),
     ("vocabulary", [r"_http", r"_urls", r"_targets", r"_tags", r"_schema", r"_sse", r"_inprocess", r"_outputs",
                     r"webhooks", r"_display", r"ledger\._row", r"ledger\._budgets"]),
-    ("data types", [r"_types"]),
+    ("data types", [r"_types", r"_structured"]),
     ("pricing", [r"pricing(\..*)?"]),
     ("adapters", [r"adapters(\..*)?"]),
     ("settings", [r"_config"]),

@@ -63,6 +63,7 @@ EXPECTED = sorted([
     "ResponseTooLargeError",
     "ServerError",
     "Stream",
+    "StructuredOutputError",
     "TextPart",
     "ToolCall",
     "TrainingDataError",

@@ -36,6 +36,7 @@ from .._exceptions import (
     UnsupportedCapabilityError,
 )
 from .._http import STATUS_ERRORS, HTTPRequest, HTTPResponse, SSEEvent
+from .._structured import OutputType
 from .._types import (
     Chunk,
     Completion,
@@ -81,6 +82,7 @@ __all__ = [
     "base_url_from_env",
     "carried_status",
     "count",
+    "event_object",
     "multipart",
     "obj",
     "refused_values",
@@ -176,6 +178,11 @@ class CompleteRequest:
     """For the legacy text-completion endpoint: the raw prompt (``messages`` is then empty)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Provider-specific body fields, passed through as they are."""
+    api: str | None = None
+    """The wire format asked for this call (``"chat"`` or ``"responses"``), ``None``: the adapter's default."""
+    output: OutputType | None = None
+    """``response_format`` given as a type: the schema to send in the provider's dialect (``response_format``
+    then holds its dict form, for adapters that read only that)."""
 
 
 @dataclass(slots=True)
@@ -467,6 +474,21 @@ _TYPE_STATUS: dict[str, int] = {
 }
 
 
+def event_object(adapter: Adapter, event: SSEEvent, model: str | None) -> dict[str, Any]:
+    """A stream event's data as the JSON object it must be.
+
+    Raises:
+        MalformedResponseError: It is not JSON, or not an object.
+    """
+    try:
+        data = json.loads(event.data)
+    except ValueError:
+        raise adapter.malformed(HTTPResponse(200, {}, event.data.encode()), model, "stream event is not JSON") from None
+    if not isinstance(data, dict):
+        raise adapter.malformed(HTTPResponse(200, {}, event.data.encode()), model, "stream event is not a JSON object")
+    return data
+
+
 def carried_status(body: Any, default: int) -> int:
     """The HTTP status an error body says it is: an integer ``status_code`` / ``status`` / ``code`` (in the
     ``error`` object or beside it), else the status of its ``type``, else ``default``. An error sent inside a
@@ -670,6 +692,16 @@ class Adapter(ABC):
     def sampling_passes(self, req: CompleteRequest) -> int:
         """How many times one call can bill its input at most (server-side tool loops sample again)."""
         return 1
+
+    def wire_formats(self) -> tuple[str, ...]:
+        """The wire formats ``complete()``/``stream()`` can use on this provider (``api=``): ``"chat"``, and
+        ``"responses"`` on hosts that also serve OpenAI's Responses API."""
+        return ("chat",)
+
+    def units_bound(self, req: CompleteRequest) -> dict[str, int] | None:
+        """The most of each per-call unit (``Usage.units`` key: built-in tool calls ...) ``req`` can be billed for;
+        ``None`` when they cannot be bounded (a budget then refuses the call as of unknown cost)."""
+        return {}
 
     def output_limit(self, req: CompleteRequest) -> int | None:
         """The most output tokens ``req`` allows (what a budget reserves and an estimate counts), or ``None``

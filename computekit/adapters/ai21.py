@@ -82,6 +82,9 @@ class AI21Adapter(OpenAIWire):
                 del m["content"]  # AI21's AssistantMessage.content is a string: absent, never null
         return http
 
+    def structured_mode(self, model: str) -> str:
+        return "json_object"  # AI21's ResponseFormat: text or json_object; the schema goes in a system message
+
     def parse_complete(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
         result = super().parse_complete(req, resp)
         result.request_id = result.id or result.request_id  # AI21 documents the body id as the request's id

@@ -36,8 +36,12 @@ conversation, at the answering model's rates) and advisor turns (at the advisor 
 them in, and :meth:`AnthropicAdapter.billed_parts` prices each kind at its own model's rates, on lines of its own
 (``compaction input``, ``advisor output`` ...).
 
-JSON mode is off: the Messages API has no ``response_format`` (structured output is done with a forced tool call),
-so a ``response_format`` is refused before anything is sent rather than silently ignored.
+Structured output: ``response_format=`` a type is sent as ``output_config.format`` (a JSON schema, every object
+closed, keywords Anthropic's structured outputs do not take dropped) to the models that support it (Claude 4.5 and
+later, Opus 4.1, and the families in the ``structured_output_models`` setting); other models are made to call one
+tool (``tool_choice`` forced) whose input schema is the type's, and the tool's input becomes the answer's text. A
+``refusal`` stop reason sets ``Completion.refusal``. The dict forms of ``response_format`` are refused before
+anything is sent (the Messages API has no JSON mode).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from .._exceptions import (
     ServerError,
 )
 from .._extras import require
+from .._structured import FORCED_TOOL_NAME, STRICT_UNSUPPORTED, OutputType, forced_tool_answer, strict_schema
 from .._types import Chunk, Completion, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -162,6 +167,34 @@ _TOOL_FIELDS: Final = ("strict", "cache_control", "eager_input_streaming", "allo
 
 def _finish(reason: str | None) -> str | None:
     return _FINISH.get(reason, reason) if reason else reason
+
+
+# Keywords Anthropic's structured outputs refuse (its structured-outputs guide, "JSON Schema limitations"): numeric
+# and length bounds among them. The answer is still validated against the full type, so nothing is lost.
+_STRUCTURED_UNSUPPORTED: Final = STRICT_UNSUPPORTED | frozenset({
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems",
+})
+_STRUCTURED_FAMILY = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)-(\d{1,2})(?:\D|$)")
+_STRUCTURED_SINCE: Final = (4, 5)  # Claude 4.5 models onward take output_config.format; and Opus 4.1
+_STRUCTURED_ALSO: Final = ("claude-opus-4-1",)
+
+
+def _structured_native(model: str) -> bool:
+    name = model.rsplit("/", 1)[-1]
+    if any(also in name for also in _STRUCTURED_ALSO):
+        return True
+    m = _STRUCTURED_FAMILY.search(name)
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= _STRUCTURED_SINCE
+
+
+def _typed_answer(req: CompleteRequest, result: Completion, stop_reason: Any) -> Completion:
+    """With a typed ``response_format``: the forced tool's input as the answer's text (the call is not the
+    application's to run), and a refusal noted."""
+    if req.output is None:
+        return result
+    if stop_reason == "refusal":
+        result.refusal = result.text or "the model refused (stop reason: refusal)"
+    return forced_tool_answer(result)
 
 
 # --------------------------------------------------------------------------------------------- request side
@@ -399,6 +432,11 @@ class AnthropicSettings(AdapterSettings):
     """``[providers.anthropic]``: the API version requests are made against."""
 
     api_version: str = Field(ANTHROPIC_VERSION, description="The anthropic-version header of every request.")
+    structured_output_models: list[str] = Field(
+        default_factory=list,
+        description="Model families (name prefixes) that take output_config.format, beyond the built-in rule "
+        "(Claude 4.5 and later, Opus 4.1); other models get structured output through a forced tool.",
+    )
 
 
 class AnthropicAdapter(Adapter):
@@ -430,8 +468,27 @@ class AnthropicAdapter(Adapter):
 
     # ----------------------------------------------------------------------------------------- complete
 
+    def native_structured_output(self, model: str) -> bool:
+        """Whether ``model`` takes ``output_config.format`` (else structured output goes through a forced tool)."""
+        return _structured_native(model) or model.startswith(tuple(self.options.structured_output_models))
+
+    def _structured(self, out: OutputType, req: CompleteRequest, body: dict[str, Any]) -> None:
+        schema = strict_schema(out.schema, drop=_STRUCTURED_UNSUPPORTED, all_required=False)
+        if self.native_structured_output(req.model):
+            body["output_config"] = {**body.get("output_config", {}), "format": {"type": "json_schema",
+                                                                                "schema": schema}}
+            return
+        if req.tools:
+            raise InvalidRequestError(
+                f"anthropic:{req.model} has no structured outputs, and a forced tool (how it gets a typed answer) "
+                f"leaves no room for your tools: drop tools= or response_format=, or use a Claude 4.5 model"
+            )
+        body["tools"] = [{"name": FORCED_TOOL_NAME, "description": f"Answer with a {out.name}.",
+                          "input_schema": schema}]
+        body["tool_choice"] = {"type": "tool", "name": FORCED_TOOL_NAME}
+
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
-        if req.response_format is not None:
+        if req.response_format is not None and req.output is None:
             raise self.unsupported("json_mode")
         if req.seed is not None:
             raise InvalidRequestError("Anthropic's Messages API has no seed parameter")
@@ -457,6 +514,8 @@ class AnthropicAdapter(Adapter):
             body["stream"] = True
         if req.extra:
             body.update(req.extra)
+        if req.output is not None:
+            self._structured(req.output, req, body)
         return HTTPRequest("POST", self.url("messages"), self.headers(), json=body, stream=req.stream)
 
     @staticmethod
@@ -501,7 +560,7 @@ class AnthropicAdapter(Adapter):
             raw=data,
         )
         result._usage_reported = isinstance(raw_usage, dict)
-        return result
+        return _typed_answer(req, result, data.get("stop_reason"))
 
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
         return _MessageStream(self, req)
@@ -808,7 +867,7 @@ class _MessageStream(StreamDecoder):
             raw=raw,
         )
         result._usage_reported = self.raw_usage is not None
-        return result
+        return _typed_answer(self.req, result, self.stop_reason)
 
 
 def to_sdk(result: Completion) -> Any:

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from .._exceptions import ConfigError
 from ._base import Capabilities
-from .openai import OpenAIWire, ReasoningModelSettings, image_tokens
+from .openai import OpenAIWire, ResponsesSettings, configured_api, image_tokens
 
 __all__ = ["AzureOpenAIAdapter", "AzureSettings"]
 
@@ -26,7 +26,7 @@ DEFAULT_API_VERSION: Final = "2024-10-21"
 """The newest generally-available data-plane API version when this adapter was written."""
 
 
-class AzureSettings(ReasoningModelSettings):
+class AzureSettings(ResponsesSettings):
     """``[providers.azure]``: the data-plane API version, which deployment serves which model, and further
     reasoning families."""
 
@@ -78,6 +78,20 @@ class AzureOpenAIAdapter(OpenAIWire):
     def endpoint(self, path: str, model: str) -> str:
         base, version = self._resource()
         return f"{base}/deployments/{self.deployment(model)}/{path}?api-version={version}"
+
+    def serves_responses(self) -> bool:
+        return True
+
+    def default_api(self, model: str) -> str:
+        return configured_api(self.options, model)
+
+    def responses_url(self, model: str) -> str:
+        """Azure's Responses API is on the resource's v1 path, the deployment named in the body."""
+        base, _ = self._resource()
+        return f"{base}/v1/responses"
+
+    def responses_model(self, model: str) -> str:
+        return self.deployment(model)
 
     def finetune_url(self, path: str, query: str = "") -> str:
         """Fine-tuning and files live on the resource, not a deployment: ``{endpoint}/openai/{path}``."""

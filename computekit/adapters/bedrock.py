@@ -71,6 +71,7 @@ from .._exceptions import (
     ServerError,
 )
 from .._sse import FrameError, SSETooLarge
+from .._structured import FORCED_TOOL_NAME, forced_tool, forced_tool_answer
 from .._types import Chunk, Completion, Embeddings, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -407,7 +408,8 @@ class BedrockAdapter(Adapter):
         if capability == "finetune":
             return "Bedrock model customization jobs are not offered by computekit yet"
         if capability == "json_mode":
-            return "Converse has no response_format: ask for JSON through a tool (toolConfig) instead"
+            return ("Converse has no JSON mode: pass response_format= a type (a pydantic model), which is asked for "
+                    "through a forced tool")
         return super().unsupported_reason(capability)
 
     # ----------------------------------------------------------------------------------------- region & auth
@@ -491,7 +493,7 @@ class BedrockAdapter(Adapter):
     # ----------------------------------------------------------------------------------------- complete
 
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
-        if req.response_format is not None:
+        if req.response_format is not None and req.output is None:
             raise self.unsupported("json_mode")
         if req.seed is not None:
             raise InvalidRequestError("Bedrock Converse has no seed parameter")
@@ -510,7 +512,14 @@ class BedrockAdapter(Adapter):
             inference["stopSequences"] = [req.stop] if isinstance(req.stop, str) else list(req.stop)
         if inference:
             body["inferenceConfig"] = inference
-        if req.tools:
+        if req.output is not None:
+            # Converse has no schema mode: the documented way to a typed answer is one tool the model must call.
+            if req.tools:
+                raise InvalidRequestError("Bedrock Converse gets a typed answer through a forced tool, which "
+                                          "leaves no room for your tools: drop tools= or response_format=")
+            body["toolConfig"] = {"tools": [wire_tool(forced_tool(req.output))],
+                                  "toolChoice": {"tool": {"name": FORCED_TOOL_NAME}}}
+        elif req.tools:
             tool_config: dict[str, Any] = {"tools": [wire_tool(t) for t in req.tools]}
             if req.tool_choice is not None:
                 tool_config["toolChoice"] = wire_tool_choice(req.tool_choice)
@@ -549,7 +558,7 @@ class BedrockAdapter(Adapter):
             raw=data,
         )
         result._usage_reported = isinstance(raw_usage, dict)
-        return result
+        return forced_tool_answer(result) if req.output is not None else result
 
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
         return _ConverseStream(self, req)
@@ -869,5 +878,5 @@ class _ConverseStream(StreamDecoder):
             raw=raw,
         )
         result._usage_reported = isinstance(usage, dict)
-        return result
+        return forced_tool_answer(result) if self.req.output is not None else result
 

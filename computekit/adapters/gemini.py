@@ -20,7 +20,9 @@ Translations (computekit's shape -> Gemini's):
   messages -> ``functionResponse`` parts (the function's name is found from the call they answer);
 - ``max_tokens`` -> ``maxOutputTokens``, ``stop`` -> ``stopSequences``, ``temperature``, ``top_p`` -> ``topP``,
   ``seed``; ``response_format`` ``json_object`` -> ``responseMimeType: application/json``, ``json_schema`` ->
-  ``responseJsonSchema``; a Gemini-native ``{"responseMimeType", "responseSchema"}`` passes into
+  ``responseJsonSchema``; ``response_format=`` a type -> ``responseSchema`` in its OpenAPI subset (``$ref``
+  inlined, ``anyOf`` with null as ``nullable``, ``propertyOrdering`` from the type's field order); a
+  Gemini-native ``{"responseMimeType", "responseSchema"}`` passes into
   ``generationConfig``. ``extra_body`` keys that are GenerationConfig fields (``thinkingConfig``, ``topK``,
   ``responseModalities`` ...) are moved into ``generationConfig``; the rest go to the top level (``safetySettings``,
   ``cachedContent``, ``labels`` on Vertex ...).
@@ -57,6 +59,7 @@ from .._exceptions import (
     OverloadedError,
     ProviderError,
 )
+from .._structured import subset_schema
 from .._types import Chunk, Completion, Cost, Embeddings, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -507,7 +510,9 @@ class GeminiWire(Adapter):
             config["stopSequences"] = [req.stop] if isinstance(req.stop, str) else list(req.stop)
         if req.seed is not None:
             config["seed"] = req.seed
-        if req.response_format is not None:
+        if req.output is not None:  # a type: its schema in responseSchema's OpenAPI subset ($refs inlined)
+            config.update({"responseMimeType": "application/json", "responseSchema": subset_schema(req.output.schema)})
+        elif req.response_format is not None:
             config.update(_response_format(req.response_format))
         if req.service_tier is not None and self.service_tier_in_body:
             body["serviceTier"] = req.service_tier

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
@@ -26,6 +26,7 @@ from .._exceptions import (
     OverloadedError,
 )
 from .._extras import require
+from .._structured import OutputType, schema_instruction, strict_schema
 from .._types import (
     Chunk,
     Completion,
@@ -63,8 +64,17 @@ from ._base import (
     obj,
     unix_time,
 )
+from .openai_responses import (
+    ResponsesStream,
+    build_body,
+    builtin_tools,
+    fee_tools,
+    in_family,
+    parse_response,
+    responses_only,
+)
 
-__all__ = ["OpenAIAdapter", "OpenAISettings", "OpenAIWire", "ReasoningModelSettings", "to_sdk"]
+__all__ = ["OpenAIAdapter", "OpenAISettings", "OpenAIWire", "ReasoningModelSettings", "ResponsesSettings", "to_sdk"]
 
 # Provider words for the same ending, normalised so that callers can branch on one vocabulary.
 _FINISH = {
@@ -158,13 +168,6 @@ _TARGET_EPOCHS, _MIN_EXAMPLES_SEEN, _MAX_EXAMPLES_SEEN, _MAX_AUTO_EPOCHS = 3, 10
 
 def _finish(reason: str | None) -> str | None:
     return _FINISH.get(reason, reason) if reason else reason
-
-
-def in_family(model: str, families: tuple[str, ...] | list[str]) -> bool:
-    """Whether ``model`` is one of ``families`` (``o3`` covers ``o3``, ``o3-mini``, ``o3-2025-04-16``; ``gpt-5``
-    covers ``gpt-5.1`` and ``gpt-5-nano``), after any fine-tune prefix (``ft:``)."""
-    name = model.removeprefix("ft:")
-    return any(name == f or name.startswith((f + "-", f + ".", f + ":")) for f in families)
 
 
 def _wire_tool_call(tc: Mapping[str, Any]) -> dict[str, Any]:
@@ -282,7 +285,7 @@ class OpenAIWire(Adapter):
     def output_limit(self, req: CompleteRequest) -> int | None:
         limit = super().output_limit(req)
         if limit is None:  # a limit passed through extra_body bounds the answer just the same
-            for name in ("max_completion_tokens", "max_tokens"):
+            for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
                 if isinstance(req.extra.get(name), int):
                     return int(req.extra[name])
         return limit
@@ -298,7 +301,71 @@ class OpenAIWire(Adapter):
                 body[name] = v
         return body
 
+    # ----------------------------------------------------------------------------------------- Responses API
+
+    def serves_responses(self) -> bool:
+        """Whether this host serves the Responses API (``POST /responses``)."""
+        return False
+
+    def default_api(self, model: str) -> str:
+        """The wire format a call to ``model`` uses when the call does not say (``api=``)."""
+        return "chat"
+
+    def wire_formats(self) -> tuple[str, ...]:
+        return ("chat", "responses") if self.serves_responses() else ("chat",)
+
+    def uses_responses(self, req: CompleteRequest) -> bool:
+        """Whether ``req`` goes to the Responses API: asked for with ``api=``, else :meth:`default_api`.
+
+        Raises:
+            UnsupportedCapabilityError: ``api="responses"`` on a host that does not serve it (nothing was sent).
+            InvalidRequestError: ``api`` is neither ``"chat"`` nor ``"responses"``.
+        """
+        if req.prompt is not None:
+            return False
+        api = req.api or self.default_api(req.model)
+        if api not in ("chat", "responses"):
+            raise InvalidRequestError(f"api must be 'chat' or 'responses', not {api!r}")
+        if api == "responses" and not self.serves_responses():
+            raise self.unsupported("responses")
+        return api == "responses"
+
+    def _tool_loop(self, req: CompleteRequest) -> int | None:
+        """A Responses call with built-in tools samples again after each tool call: ``max_tool_calls`` (from
+        ``extra_body``) bounds the calls; ``-1``: no built-in tools; ``None``: unbounded."""
+        if req.prompt is not None or not self.uses_responses(req) or not builtin_tools(req):
+            return -1
+        n = req.extra.get("max_tool_calls")
+        return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+
+    def input_bound(self, req: CompleteRequest | EmbedRequest, window: int | None) -> int | None:
+        if isinstance(req, CompleteRequest) and self._tool_loop(req) is None:
+            return None  # each built-in tool call bills the input again, and nothing bounds how many
+        return super().input_bound(req, window)
+
+    def sampling_passes(self, req: CompleteRequest) -> int:
+        loop = self._tool_loop(req)
+        return 1 + loop if loop is not None and loop > 0 else 1
+
+    def units_bound(self, req: CompleteRequest) -> dict[str, int] | None:
+        loop = self._tool_loop(req)
+        if loop is None:
+            return None
+        return {key: loop for key in fee_tools(req)} if loop > 0 else {}
+
+    def responses_url(self, model: str) -> str:
+        """The URL of ``POST /responses`` for ``model``."""
+        return self.url("responses")
+
+    def responses_model(self, model: str) -> str:
+        """What the Responses body calls ``model`` (Azure: the deployment)."""
+        return model
+
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
+        if self.uses_responses(req):
+            body = build_body(req, self.provider, self.responses_model(req.model),
+                              reasoning=in_family(req.model, REASONING_FAMILIES))
+            return HTTPRequest("POST", self.responses_url(req.model), self.headers(), json=body, stream=req.stream)
         text = req.prompt is not None
         body = self._common_body(req)
         if text:
@@ -310,7 +377,9 @@ class OpenAIWire(Adapter):
                 body["tools"] = [wire_tool(t) for t in req.tools]
             if req.tool_choice is not None:
                 body["tool_choice"] = req.tool_choice
-            if req.response_format is not None:
+            if req.output is not None:
+                self.structured_body(req.output, req.model, body)
+            elif req.response_format is not None:
                 body["response_format"] = req.response_format
             path = "chat/completions"
         if req.stream:
@@ -321,11 +390,30 @@ class OpenAIWire(Adapter):
             body.update(req.extra)
         return HTTPRequest("POST", self.endpoint(path, req.model), self.headers(), json=body, stream=req.stream)
 
+    def structured_mode(self, model: str) -> str:
+        """How this host takes a schema: ``"strict"`` (``json_schema`` in strict mode, OpenAI's rules),
+        ``"json_schema"`` (the schema, best effort) or ``"json_object"`` (JSON mode, the schema in the prompt)."""
+        return "strict"
+
+    def structured_body(self, out: OutputType, model: str, body: dict[str, Any]) -> None:
+        """Ask for an answer of type ``out`` the way this host documents it."""
+        mode = self.structured_mode(model)
+        if mode == "json_object":
+            body["response_format"] = {"type": "json_object"}
+            body["messages"] = [{"role": "system", "content": schema_instruction(out)}, *body["messages"]]
+            return
+        strict = mode == "strict"
+        schema = strict_schema(out.schema) if strict else out.schema
+        body["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": out.name, "schema": schema, "strict": strict}}
+
     def text_path(self, model: str) -> str:
         """Path of the legacy text-completion endpoint."""
         return "completions"
 
     def parse_complete(self, req: CompleteRequest, resp: HTTPResponse) -> Completion:
+        if self.uses_responses(req):
+            return parse_response(self, req, resp)
         try:
             data = resp.json()
         except ValueError:
@@ -339,6 +427,7 @@ class OpenAIWire(Adapter):
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise self.malformed(resp, req.model, "no choices in the response")
         choice = choices[0]
+        refusal: Any = None
         if req.prompt is not None:
             text = choice.get("text") or ""
             calls: list[ToolCall] = []
@@ -351,6 +440,7 @@ class OpenAIWire(Adapter):
             calls = _tool_calls(msg.get("tool_calls"))
             message = Message(role="assistant", content=text, tool_calls=calls or None,
                               provider_fields=self.provider_fields(msg))
+            refusal = msg.get("refusal")
         raw_usage = data.get("usage")
         result = Completion(
             provider=self.provider,
@@ -362,6 +452,7 @@ class OpenAIWire(Adapter):
             id=data.get("id"),
             service_tier=data.get("service_tier"),
             response_model=data.get("model"),
+            refusal=refusal if isinstance(refusal, str) and refusal else None,
             usage=self.usage(raw_usage),
             request_id=self.request_id(resp.headers),
             raw=data,
@@ -370,7 +461,7 @@ class OpenAIWire(Adapter):
         return result
 
     def stream_decoder(self, req: CompleteRequest) -> StreamDecoder:
-        return _ChatStream(self, req)
+        return ResponsesStream(self, req) if self.uses_responses(req) else _ChatStream(self, req)
 
     # ----------------------------------------------------------------------------------------- embed
 
@@ -711,6 +802,7 @@ class _ChatStream(StreamDecoder):
         self.raw_usage: dict[str, Any] | None = None
         self.meta: dict[str, Any] = {}
         self.fields: dict[str, Any] = {}
+        self.refusal: list[str] = []
         self.done = False
 
     def _keep_fields(self, delta: Mapping[str, Any]) -> None:
@@ -757,6 +849,8 @@ class _ChatStream(StreamDecoder):
             piece = delta.get("content") if "delta" in choice else choice.get("text")
             if len(delta) > 1 or "content" not in delta:
                 self._keep_fields(delta)
+            if isinstance(delta.get("refusal"), str):
+                self.refusal.append(delta["refusal"])
             if piece:
                 self.text.append(piece)
                 chunk.text = piece
@@ -792,6 +886,7 @@ class _ChatStream(StreamDecoder):
             id=self.meta.get("id"),
             service_tier=self.meta.get("service_tier"),
             response_model=self.meta.get("model"),
+            refusal="".join(self.refusal) or None,
             usage=self.adapter.usage(self.raw_usage),
             raw=raw,
         )
@@ -810,7 +905,30 @@ class ReasoningModelSettings(AdapterSettings):
     )
 
 
-class OpenAISettings(ReasoningModelSettings):
+class ResponsesSettings(ReasoningModelSettings):
+    """The keys OpenAI's and Azure OpenAI's settings share: further reasoning families, and which wire format
+    ``complete()`` and ``stream()`` use."""
+
+    api: Literal["chat", "responses"] = Field(
+        "chat", description="The wire format of complete() and stream(): 'chat' (POST /chat/completions) or "
+        "'responses' (POST /responses). A call's api= wins; models served only on the Responses API always use it.",
+    )
+    responses_models: list[str] = Field(
+        default_factory=list,
+        description="Model families (name prefixes) served only on the Responses API, beyond the built-in list "
+        "(o1-pro, o3-pro, deep research, computer use, codex, gpt-5.x pro and codex).",
+    )
+
+
+def configured_api(options: ResponsesSettings, model: str) -> str:
+    """The wire format of a call to ``model`` that does not say: the Responses API for the models served only
+    there, else the provider's ``api`` setting."""
+    if responses_only(model) or in_family(model, options.responses_models):
+        return "responses"
+    return options.api
+
+
+class OpenAISettings(ResponsesSettings):
     """``[providers.openai]``: the organization and project a call is billed to, and further reasoning families."""
 
     organization: str | None = Field(None, description="Organization id, sent as the openai-organization header.")
@@ -836,6 +954,12 @@ class OpenAIAdapter(OpenAIWire):
     def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
         return image_tokens(part, model)
 
+    def serves_responses(self) -> bool:
+        return True
+
+    def default_api(self, model: str) -> str:
+        return configured_api(self.options, model)
+
     def headers(self) -> dict[str, str]:
         h = super().headers()
         if self.options.organization:
@@ -848,8 +972,9 @@ class OpenAIAdapter(OpenAIWire):
 def to_sdk(result: Completion | Embeddings) -> Any:
     """The official SDK's typed object for a result's ``raw`` body (imports ``openai`` on first call).
 
-    ``Completion`` -> ``openai.types.chat.ChatCompletion``, ``Embeddings`` ->
-    ``openai.types.CreateEmbeddingResponse``. Streamed completions have no single response body to convert.
+    ``Completion`` -> ``openai.types.chat.ChatCompletion`` (``openai.types.responses.Response`` for a call made
+    on the Responses API), ``Embeddings`` -> ``openai.types.CreateEmbeddingResponse``. Streamed chat completions
+    have no single response body to convert.
 
     Raises:
         ModuleNotFoundError: ``openai`` is not installed (``pip install 'computekit[openai]'``).
@@ -860,4 +985,6 @@ def to_sdk(result: Completion | Embeddings) -> Any:
         raise ValueError("this result has no single response body to convert (a streamed completion?)")
     if isinstance(result, Embeddings):
         return openai.types.CreateEmbeddingResponse.model_validate(result.raw)
+    if result.raw.get("object") == "response":
+        return openai.types.responses.Response.model_validate(result.raw)
     return openai.types.chat.ChatCompletion.model_validate(result.raw)

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import Field
 
@@ -77,6 +77,13 @@ class Profile:
     base_url_env: str | None = None
     """The host's own SDK variable for its base URL, and what to add to its value (see ``Adapter.base_url_env``)."""
     base_url_env_suffix: str = ""
+    responses: bool = False
+    """The host also serves OpenAI's Responses API (``POST /responses``): ``api="responses"`` (or the ``api``
+    setting) sends calls there."""
+    structured: str = "json_schema"
+    """How the host takes ``response_format=`` a type (its API reference): ``"json_schema"`` (the schema, best
+    effort), ``"strict"`` (OpenAI's strict mode) or ``"json_object"`` (JSON mode only: the schema goes in a
+    system message)."""
 
 
 # What the hosted APIs offer on their OpenAI-compatible endpoints (each host's API reference).
@@ -99,7 +106,9 @@ PROFILES: Final[dict[str, Profile]] = {
     "fireworks": Profile("https://api.fireworks.ai/inference/v1", ("FIREWORKS_API_KEY",), "fireworks",
                          capabilities=_CHAT_EMBED_FINETUNE,
                          docs_url="https://docs.fireworks.ai/api-reference", finetune="fireworks"),
+    # DeepSeek and Moonshot document JSON mode (json_object) only.
     "deepseek": Profile("https://api.deepseek.com/v1", ("DEEPSEEK_API_KEY",), "deepseek", capabilities=_CHAT_ONLY,
+                        structured="json_object", responses=True,
                         docs_url="https://api-docs.deepseek.com"),
     "huggingface": Profile("https://router.huggingface.co/v1", ("HF_TOKEN", "HUGGINGFACE_API_KEY"), None,
                            capabilities=_CHAT_ONLY,
@@ -112,7 +121,8 @@ PROFILES: Final[dict[str, Profile]] = {
                        docs_url="https://goose.ai/docs/api"),
     # OpenRouter's usage.cost is what it charged (tool and search fees included): the call's cost when present.
     "openrouter": Profile("https://openrouter.ai/api/v1", ("OPENROUTER_API_KEY",), "openrouter",
-                          capabilities=_CHAT_ONLY, docs_url="https://openrouter.ai/docs/api-reference/overview",
+                          capabilities=_CHAT_ONLY, responses=True,
+                          docs_url="https://openrouter.ai/docs/api-reference/overview",
                           billed=("cost",)),
     "cerebras": Profile("https://api.cerebras.ai/v1", ("CEREBRAS_API_KEY",), "cerebras", capabilities=_CHAT_ONLY,
                         docs_url="https://inference-docs.cerebras.ai/api-reference/chat-completions"),
@@ -124,6 +134,7 @@ PROFILES: Final[dict[str, Profile]] = {
                           capabilities=_CHAT_NO_TOOLS, docs_url="https://docs.perplexity.ai/api-reference",
                           billed=("cost", "total_cost"), search_usage=True),
     "moonshot": Profile("https://api.moonshot.ai/v1", ("MOONSHOT_API_KEY",), "moonshotai", capabilities=_CHAT_ONLY,
+                        structured="json_object",
                         docs_url="https://platform.moonshot.ai/docs/api/chat"),
     "novita": Profile("https://api.novita.ai/openai", ("NOVITA_API_KEY",), "novita", capabilities=_CHAT_AND_EMBED,
                       docs_url="https://novita.ai/docs/guides/llm-api"),
@@ -131,7 +142,7 @@ PROFILES: Final[dict[str, Profile]] = {
     "gemini-openai": Profile("https://generativelanguage.googleapis.com/v1beta/openai",
                              ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "google", capabilities=_CHAT_AND_EMBED,
                              docs_url="https://ai.google.dev/gemini-api/docs/openai", reasoning_by_total=True),
-    "vllm": Profile("http://localhost:8000/v1", requires_key=False, metered=False),
+    "vllm": Profile("http://localhost:8000/v1", requires_key=False, metered=False, responses=True),
     "ollama": Profile("http://localhost:11434/v1", requires_key=False, metered=False),
     "llamacpp": Profile("http://localhost:8080/v1", requires_key=False, metered=False),
 }
@@ -156,6 +167,10 @@ class OpenAICompatibleSettings(AdapterSettings):
 
     organization: str | None = Field(
         None, description="The account fine-tuning runs under (Fireworks: the account id, else $FIREWORKS_ACCOUNT_ID)."
+    )
+    api: Literal["chat", "responses"] = Field(
+        "chat", description="The wire format of complete() and stream() on a host that serves both (openrouter, "
+        "deepseek, vllm, or a declared host): 'chat' or 'responses'. A call's api= wins.",
     )
 
 
@@ -200,6 +215,16 @@ class OpenAICompatibleAdapter(OpenAIWire):
 
     def text_path(self, model: str) -> str:
         return f"engines/{model}/completions" if self.profile.text_only_engines else "completions"
+
+    def structured_mode(self, model: str) -> str:
+        return self.profile.structured
+
+    def serves_responses(self) -> bool:
+        # A declared host (no profile) may serve it: the call's api= (or the setting) is the user's word for it.
+        return self.profile.responses or self.provider not in PROFILES
+
+    def default_api(self, model: str) -> str:
+        return self.options.api
 
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
         http = super().build_complete(req)

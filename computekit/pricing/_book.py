@@ -242,6 +242,27 @@ def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None, di
     return tokens, table_date, units_table, batch
 
 
+@cache
+def tool_fees() -> dict[str, dict[str, tuple[Decimal, int]]]:
+    """computekit's per-call prices of built-in tools (``data/tools.toml``): provider -> usage key -> (price,
+    per)."""
+    import tomllib
+    from importlib import resources
+
+    raw = tomllib.loads(resources.files(__package__).joinpath("data/tools.toml").read_text("utf-8"))
+    out: dict[str, dict[str, tuple[Decimal, int]]] = {}
+    for fee in raw.get("fees", []):
+        out.setdefault(fee["provider"], {})[fee["unit"]] = (_decimal(fee["price"]), int(fee.get("per", 1)))
+    return out
+
+
+def _with_tool_fees(rates: TokenRates, provider: str) -> TokenRates:
+    fees = tool_fees().get(provider)
+    if not fees:
+        return rates
+    return dataclasses.replace(rates, extra_units={**fees, **rates.extra_units})  # a model's own price wins
+
+
 def _match(tables: Mapping[tuple[str, str], TokenRates], provider: str, model: str) -> TokenRates | None:
     """The entry for ``model``, or for the longest listed id that prefixes it at a "-" boundary (so a dated
     snapshot such as ``gpt-4o-mini-2024-07-18``, which providers report, matches ``gpt-4o-mini``)."""
@@ -397,6 +418,8 @@ class PriceBook:
             found = self.rates(dataclasses.replace(ref, model=alt, alternatives=()), slot)
             if found is not None:
                 break
+        if found is not None:
+            found = _with_tool_fees(found, ref.table_provider or ref.provider)
         with self._lock:
             if len(self._cache) >= _CACHE_MAX:  # a long-running process moves through time slots: stay bounded
                 self._cache.clear()

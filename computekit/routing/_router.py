@@ -25,6 +25,7 @@ from .._exceptions import (
     ContextWindowExceededError,
     PermissionDeniedError,
     ProviderError,
+    StructuredOutputError,
 )
 from .._retry import retry_after_seconds
 
@@ -159,7 +160,7 @@ class Router:
                 st.cooled_until = max(st.cooled_until, now + asked)
             elif isinstance(error, AuthenticationError | PermissionDeniedError):
                 st.cooled_until = max(st.cooled_until, now + cfg.cooldown_s)
-            elif not isinstance(error, BadRequestError):
+            elif not isinstance(error, BadRequestError | StructuredOutputError):  # the host worked: no cooldown
                 st.failures.append(now)
                 while st.failures and st.failures[0] < now - cfg.failure_window_s:
                     st.failures.popleft()
@@ -171,6 +172,8 @@ class Router:
         """What ``error`` means for the remaining targets."""
         if isinstance(error, ContextWindowExceededError):
             return Action.LARGER_CONTEXT
+        if isinstance(error, StructuredOutputError):
+            return Action.FALLBACK if self.config.on_invalid_output == "fallback" else Action.RAISE
         if isinstance(error, ContentFilteredError):
             return Action.FALLBACK if self.config.on_content_filter == "fallback" else Action.RAISE
         if isinstance(error, BadRequestError):

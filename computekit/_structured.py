@@ -1,0 +1,275 @@
+"""Structured output: a Python type as ``response_format``, its JSON schema in each provider's dialect, and the
+answer validated back into the type.
+
+Pure: no I/O, no provider names. Adapters pick the dialect they send (:func:`strict_schema` for OpenAI's strict
+mode, :func:`subset_schema` for OpenAPI-subset dialects such as Gemini's ``responseSchema``); the client validates
+the answer with :meth:`OutputType.validate` whatever the provider.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._exceptions import InvalidRequestError, StructuredOutputError
+
+if TYPE_CHECKING:
+    from ._types import Completion
+
+_C = TypeVar("_C", bound="Completion")
+
+__all__ = [
+    "FORCED_TOOL_NAME",
+    "STRICT_UNSUPPORTED",
+    "OutputType",
+    "forced_tool",
+    "forced_tool_answer",
+    "inline_refs",
+    "output_type",
+    "parse_output",
+    "schema_instruction",
+    "strict_schema",
+    "subset_schema",
+]
+
+FORCED_TOOL_NAME = "structured_output"
+"""The tool a provider without a JSON-schema mode is made to call: its arguments are the answer."""
+
+_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+_MAX_NAME = 64  # OpenAI's limit on json_schema.name (letters, digits, _ and -)
+
+# Keywords OpenAI's strict mode refuses (its structured-outputs guide, "Supported schemas"); they are still
+# enforced here, by validation of the answer, so dropping them from what is sent loses nothing.
+STRICT_UNSUPPORTED = frozenset({
+    "default", "minLength", "maxLength", "uniqueItems", "patternProperties", "propertyNames", "minProperties",
+    "maxProperties", "unevaluatedProperties", "contains", "minContains", "maxContains", "if", "then", "else",
+    "not", "examples", "discriminator", "contentEncoding", "contentMediaType", "readOnly", "writeOnly",
+    "deprecated",
+})
+
+# What an OpenAPI 3.0 Schema subset (Gemini's responseSchema) keeps: everything else is dropped, $refs inlined.
+_SUBSET_KEYS = frozenset({
+    "type", "format", "title", "description", "nullable", "enum", "items", "minItems", "maxItems", "properties",
+    "required", "anyOf", "minimum", "maximum", "propertyOrdering", "minProperties", "maxProperties", "minLength",
+    "maxLength", "pattern",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class OutputType:
+    """A type the answer must be: its name, its JSON schema (pydantic's, ``$defs`` kept) and its validator."""
+
+    type: Any
+    name: str
+    schema: dict[str, Any]
+    adapter: Any = field(repr=False)
+
+    def validate(self, text: str) -> Any:
+        """The answer as an instance of the type.
+
+        Raises:
+            pydantic.ValidationError: The text is not JSON, or does not fit the type.
+        """
+        return self.adapter.validate_json(_strip_fence(text))
+
+    def response_format(self) -> dict[str, Any]:
+        """The call's ``response_format`` in computekit's (OpenAI's) dict form, for adapters that read it."""
+        return {"type": "json_schema", "json_schema": {"name": self.name, "schema": self.schema, "strict": True}}
+
+
+def output_type(fmt: Any) -> OutputType | None:
+    """``response_format`` as an :class:`OutputType` when it is a type (a pydantic model, a dataclass,
+    ``list[int]`` ... anything pydantic's ``TypeAdapter`` accepts); ``None`` for the dict forms and when absent.
+
+    Raises:
+        InvalidRequestError: It is neither a dict nor a type pydantic can describe with a JSON schema.
+    """
+    if fmt is None or isinstance(fmt, Mapping):
+        return None
+    from pydantic import TypeAdapter  # pydantic is a core dependency; TypeAdapter is heavy to import eagerly
+
+    try:
+        adapter: Any = TypeAdapter(fmt)
+        schema = adapter.json_schema()
+    except Exception as e:  # PydanticSchemaGenerationError, PydanticUserError, TypeError ...
+        raise InvalidRequestError(
+            f"response_format must be a dict or a type pydantic can describe (a BaseModel subclass, a dataclass, "
+            f"list[...] ...); {fmt!r} is not: {e}"
+        ) from e
+    raw_name = getattr(fmt, "__name__", None) or schema.get("title") or "output"
+    name = _NAME_CHARS.sub("_", str(raw_name))[:_MAX_NAME] or "output"
+    return OutputType(type=fmt, name=name, schema=schema, adapter=adapter)
+
+
+def _strip_fence(text: str) -> str:
+    # Hosts without a schema mode (and a forced tool's prose twin) sometimes wrap JSON in a Markdown fence.
+    s = text.strip()
+    if s.startswith("```") and s.endswith("```"):
+        s = s[3:-3]
+        s = s.split("\n", 1)[1] if "\n" in s and not s.lstrip().startswith("{") else s
+    return s.strip()
+
+
+def inline_refs(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` with every local ``$ref`` replaced by its definition and ``$defs`` removed.
+
+    Raises:
+        InvalidRequestError: The schema is recursive (a dialect without ``$ref`` cannot express it).
+    """
+    defs = dict(schema.get("$defs") or {})
+
+    def walk(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [walk(n, seen) for n in node]
+        if not isinstance(node, Mapping):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            key = ref.removeprefix("#/$defs/")
+            if key in seen:
+                raise InvalidRequestError(f"response_format: {key} is recursive, which this provider's schema "
+                                          f"dialect cannot express")
+            merged = {**defs.get(key, {}), **{k: v for k, v in node.items() if k != "$ref"}}
+            return walk(merged, (*seen, key))
+        return {k: walk(v, seen) for k, v in node.items() if k != "$defs"}
+
+    out: dict[str, Any] = walk(schema, ())
+    return out
+
+
+def strict_schema(schema: Mapping[str, Any], *, drop: frozenset[str] = STRICT_UNSUPPORTED,
+                  all_required: bool = True) -> dict[str, Any]:
+    """``schema`` in strict structured-output form: every object closed (``additionalProperties: false``) and,
+    with ``all_required``, every property required (an optional field stays nullable through its ``anyOf``);
+    keywords in ``drop`` removed; a ``$ref`` with siblings inlined (strict mode refuses siblings)."""
+    root = copy.deepcopy(dict(schema))
+    defs = root.get("$defs") or {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node and len(node) > 1:
+            ref = node["$ref"]
+            target = defs.get(ref.removeprefix("#/$defs/"), {}) if isinstance(ref, str) else {}
+            node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        out = {k: walk(v) for k, v in node.items() if k not in drop}
+        if "allOf" in out and len(out["allOf"]) == 1:  # pydantic wraps a described $ref this way
+            only = out.pop("allOf")[0]
+            out = {**only, **out}
+        if out.get("type") == "object" or "properties" in out:
+            out["additionalProperties"] = False
+            props = out.get("properties") or {}
+            if all_required:
+                out["required"] = list(props)
+        return out
+
+    out: dict[str, Any] = walk(root)
+    return out
+
+
+def subset_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` in an OpenAPI 3.0 subset (Gemini's ``responseSchema``): ``$ref`` inlined, ``anyOf`` with
+    ``null`` as ``nullable``, ``const`` as a one-value ``enum``, and only the keywords the subset knows."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, list):
+            return [walk(n) for n in node]
+        if not isinstance(node, Mapping):
+            return node
+        node = dict(node)
+        if "const" in node:
+            node["enum"] = [node.pop("const")]
+        any_of = node.get("anyOf")
+        if isinstance(any_of, list):
+            rest = [s for s in any_of if not (isinstance(s, Mapping) and s.get("type") == "null")]
+            if len(rest) < len(any_of):
+                node["nullable"] = True
+            if len(rest) == 1:
+                node.pop("anyOf")
+                node = {**rest[0], **node}
+            else:
+                node["anyOf"] = rest
+        if isinstance(node.get("type"), list):  # ["string", "null"]
+            kinds = [t for t in node["type"] if t != "null"]
+            if len(kinds) < len(node["type"]):
+                node["nullable"] = True
+            node["type"] = kinds[0] if len(kinds) == 1 else kinds
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            if k not in _SUBSET_KEYS:
+                continue
+            if k == "properties" and isinstance(v, Mapping):
+                out[k] = {name: walk(sub) for name, sub in v.items()}
+                out["propertyOrdering"] = list(v)  # Gemini answers in this order (its schema guide)
+            elif k in ("items", "anyOf"):
+                out[k] = walk(v)
+            else:
+                out[k] = v
+        if "enum" in out and "type" not in out:
+            out["type"] = "string"
+        return out
+
+    result: dict[str, Any] = walk(inline_refs(schema))
+    return result
+
+
+def schema_instruction(out: OutputType) -> str:
+    """A system instruction that asks for JSON matching the schema, for hosts whose JSON mode takes no schema."""
+    return ("Answer with one JSON value only, no prose and no Markdown, that matches this JSON schema:\n"
+            + json.dumps(out.schema, separators=(",", ":")))
+
+
+def parse_output(out: OutputType | None, result: Any) -> Any:
+    """Validate ``result`` (a completion) against ``out`` and set its ``parsed``; the result as it is without
+    ``out``.
+
+    Raises:
+        StructuredOutputError: The model refused, or its answer does not validate (``completion`` is ``result``).
+    """
+    if out is None:
+        return result
+    from pydantic import ValidationError
+
+    where = {"provider": result.provider, "model": result.model, "request_id": result.request_id,
+             "completion": result}
+    if result.refusal:
+        raise StructuredOutputError(f"the model refused: {result.refusal}", text=result.refusal,
+                                    refusal=result.refusal, **where)
+    try:
+        result.parsed = out.validate(result.text)
+    except ValidationError as e:
+        errors = e.errors(include_url=False, include_input=False)
+        cut = " (the answer was cut short: raise max_tokens)" if result.finish_reason == "length" else ""
+        raise StructuredOutputError(
+            f"the answer does not fit {out.name}{cut}: {len(errors)} validation error(s), first: "
+            f"{errors[0]['msg'] if errors else e}", text=result.text, errors=errors, **where,
+        ) from e
+    return result
+
+
+def forced_tool(out: OutputType) -> dict[str, Any]:
+    """The one tool a provider without a schema mode is made to call, in computekit's shorthand tool shape
+    (``name``, ``description``, ``parameters``): its arguments are the answer."""
+    return {"name": FORCED_TOOL_NAME, "description": f"Answer with a {out.name}.", "parameters": out.schema}
+
+
+def forced_tool_answer(result: _C) -> _C:
+    """``result`` with the forced tool's arguments as its text: the call was how the model answered, not a call
+    for the application to run, so it is taken off ``tool_calls`` and the message (which stays valid to send
+    back in a conversation)."""
+    forced = [c for c in result.tool_calls if c.name == FORCED_TOOL_NAME]
+    if forced:
+        from ._types import Message
+
+        result.text = forced[0].arguments
+        result.tool_calls = [c for c in result.tool_calls if c.name != FORCED_TOOL_NAME]
+        result.message = Message(role="assistant", content=result.text)
+        if result.finish_reason == "tool_calls":
+            result.finish_reason = "stop"
+    return result

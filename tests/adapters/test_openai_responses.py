@@ -1,0 +1,401 @@
+"""The Responses wire format through the public client, sync and async: which calls go there, what is sent (checked
+against ``CreateResponse`` in ``../shared/specs/openai-openapi.yaml``), reasoning items carried across turns, built-in
+tools and their fees, budgets' worst case, structured output, and errors.
+
+The answers are authored from OpenAI's API reference (the ``Response`` object) and validated against the same spec
+before they are served, by a mock transport: nothing leaves the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import genai_prices
+import httpx
+import pytest
+from _support import Server, make_client, ok, stream_response
+from pydantic import BaseModel
+from test_cassette_specs import (
+    errors,
+    spec,  # noqa: F401  (the session fixture, registered by name)
+)
+
+import computekit as ck
+
+TOOLS_TABLE = Path(__file__).resolve().parents[2] / "computekit" / "pricing" / "data" / "tools.toml"
+USAGE = {"input_tokens": 120, "input_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 0},
+         "output_tokens": 80,
+         "output_tokens_details": {"reasoning_tokens": 64}, "total_tokens": 200}
+REASONING = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB-opaque"}
+
+
+def response(*output: dict[str, Any], model: str = "o4-mini-2025-04-16", status: str = "completed",
+             usage: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """A ``Response`` object as OpenAI's reference documents it."""
+    return {"id": "resp_1", "object": "response", "created_at": 1_760_000_000, "status": status, "error": None,
+            "incomplete_details": None, "instructions": None, "max_output_tokens": None, "model": model,
+            "output": list(output), "parallel_tool_calls": True, "previous_response_id": None,
+            "reasoning": {"effort": "medium", "summary": None}, "store": True, "temperature": 1.0,
+            "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": 1.0,
+            "truncation": "disabled", "usage": usage or USAGE, "metadata": {}, **extra}
+
+
+def message(text: str) -> dict[str, Any]:
+    return {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+
+
+def call(name: str = "get_weather", arguments: str = '{"city":"Paris"}') -> dict[str, Any]:
+    return {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": name, "arguments": arguments,
+            "status": "completed"}
+
+
+# The spec's InputItem is a oneOf of EasyInputMessage and InputMessage, and a user message with a list of parts is
+# both (the two overlap): jsonschema reports that as "valid under each of". Each such item is checked against
+# EasyInputMessage instead, so the check still fails on a shape that is neither.
+_AMBIGUOUS = "is valid under each of"
+
+
+def spec_errors(spec: dict[str, Any], name: str, instance: Any) -> list[str]:
+    if name != "CreateResponse":
+        return errors(spec, name, instance)
+    items = instance.get("input") or []
+    rest = {**instance, "input": [i for i in items if "role" not in i]}
+    found = [e for e in errors(spec, name, rest) if _AMBIGUOUS not in e]
+    for item in items:
+        if "role" in item:
+            found += errors(spec, "EasyInputMessage", item)
+    return found
+
+
+def run(is_async: bool, fn: Any) -> Any:
+    out = fn()
+    return asyncio.run(out) if is_async else out
+
+
+def complete(client: Any, is_async: bool, *args: Any, **kwargs: Any) -> Any:
+    return run(is_async, lambda: client.complete(*args, **kwargs))
+
+
+def body_of(server: Server, i: int = 0) -> dict[str, Any]:
+    body: dict[str, Any] = server.seen[i].body
+    return body
+
+
+@pytest.fixture(params=[False, True], ids=["sync", "async"])
+def is_async(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
+# ------------------------------------------------------------------------------------------------ which calls go there
+
+
+def test_api_per_call_and_the_answer(is_async: bool, spec: dict[str, Any]) -> None:
+    answer = response(REASONING, message("Paris."))
+    assert spec_errors(spec, "Response", answer) == []
+    server = Server([ok(answer)])
+    client = make_client(server, is_async=is_async)
+    result = complete(client, is_async, "openai:o4-mini", messages=[
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Capital of France?"},
+                                     {"type": "image_url", "url": "https://example.com/a.png"}]},
+    ], max_tokens=500, api="responses")
+    assert server.seen[0].url == "https://api.openai.com/v1/responses"
+    sent = body_of(server)
+    assert spec_errors(spec, "CreateResponse", sent) == []
+    assert sent == {"model": "o4-mini", "max_output_tokens": 500, "input": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "input_text", "text": "Capital of France?"},
+                                     {"type": "input_image", "image_url": "https://example.com/a.png",
+                                      "detail": "auto"}]}]}
+    assert result.text == "Paris."
+    assert result.finish_reason == "stop"
+    assert result.usage.input_tokens == 120
+    assert result.usage.cached_input_tokens == 20
+    assert result.usage.output_tokens == 80
+    assert result.usage.reasoning_tokens == 64
+    want = genai_prices.calc_price(genai_prices.Usage(input_tokens=120, cache_read_tokens=20, output_tokens=80),
+                                   "o4-mini-2025-04-16", provider_id="openai").total_price
+    assert result.cost.total == want
+    assert [r.cost for r in client.ledger.rows()] == [want]
+
+
+def test_default_is_chat_and_the_setting_switches(is_async: bool) -> None:
+    server = Server([ok(response(message("hi"), model="gpt-4o"))])
+    chat = make_client(Server([ok({"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+                                   "choices": [{"index": 0, "finish_reason": "stop",
+                                                "message": {"role": "assistant", "content": "hi"}}],
+                                   "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})]),
+                       is_async=is_async)
+    assert complete(chat, is_async, "openai:gpt-4o", "x").text == "hi"
+    configured = make_client(server, is_async=is_async, providers={"openai": {"api_key": "sk-test-0123456789ab",
+                                                                              "api": "responses"}})
+    assert complete(configured, is_async, "openai:gpt-4o", "x").text == "hi"
+    assert server.seen[0].url.endswith("/v1/responses")
+    # The call's own api= wins over the setting.
+    with pytest.raises(ck.ProviderError):  # the chat answer the server does not give
+        complete(configured, is_async, "openai:gpt-4o", "x", api="chat")
+    assert server.seen[1].url.endswith("/v1/chat/completions")
+
+
+@pytest.mark.parametrize("model", ["o3-pro", "gpt-5-pro", "gpt-5.1-codex-max", "o3-deep-research",
+                                   "computer-use-preview", "codex-mini-latest"])
+def test_models_served_only_there_go_there(model: str) -> None:
+    server = Server([ok(response(message("ok"), model=model))])
+    make_client(server).complete(f"openai:{model}", "x")
+    assert server.seen[0].url.endswith("/v1/responses")
+
+
+def test_hosts_without_it_refuse_before_sending() -> None:
+    server = Server([ok(response(message("ok")))])
+    client = make_client(server, providers={"groq": {"api_key": "gsk-test-0123456789"},
+                                            "anthropic": {"api_key": "sk-ant-test-0123456789"}})
+    for model in ("groq:llama-3.3-70b-versatile", "anthropic:claude-sonnet-4-5"):
+        with pytest.raises(ck.UnsupportedCapabilityError, match="responses"):
+            client.complete(model, "x", api="responses")
+    with pytest.raises(ck.InvalidRequestError, match="api must be"):
+        client.complete("openai:gpt-4o", "x", api="assistants")  # type: ignore[arg-type]
+    assert server.hits == 0
+
+
+def test_openrouter_profile_serves_it() -> None:
+    server = Server([ok(response(message("ok"), model="openai/gpt-4o"))])
+    client = make_client(server, providers={"openrouter": {"api_key": "sk-or-test-0123456789"}})
+    client.complete("openrouter:openai/gpt-4o", "x", api="responses")
+    assert server.seen[0].url == "https://openrouter.ai/api/v1/responses"
+
+
+def test_parameters_the_api_does_not_have_are_refused() -> None:
+    server = Server([ok(response(message("ok")))])
+    client = make_client(server)
+    for kwargs in ({"stop": "\n"}, {"seed": 1}):
+        with pytest.raises(ck.InvalidRequestError, match="Responses API has no"):
+            client.complete("openai:gpt-4o", "x", api="responses", **kwargs)
+    assert server.hits == 0
+
+
+# ------------------------------------------------------------------------------------------------ tools and turns
+
+
+def test_tool_call_turn_and_reasoning_items_go_back(is_async: bool, spec: dict[str, Any]) -> None:
+    first = response(REASONING, call())
+    second = response(message("Sunny in Paris."))
+    for answer in (first, second):
+        assert spec_errors(spec, "Response", answer) == []
+    server = Server([ok(first), ok(second)])
+    client = make_client(server, is_async=is_async)
+    tools = [{"name": "get_weather", "description": "Weather.",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    opts = {"api": "responses", "extra_body": {"store": False}}
+    turn = complete(client, is_async, "openai:o4-mini", "Weather in Paris?", tools=tools,
+                    tool_choice={"type": "function", "function": {"name": "get_weather"}}, **opts)
+    assert turn.finish_reason == "tool_calls"
+    assert [(c.id, c.name, c.arguments) for c in turn.tool_calls] == [("call_1", "get_weather", '{"city":"Paris"}')]
+    sent = body_of(server)
+    assert sent["tools"] == [{"type": "function", **tools[0], "strict": False}]
+    assert sent["tool_choice"] == {"type": "function", "name": "get_weather"}
+    # Not stored: computekit asks for the reasoning back, encrypted, to send it on the next turn.
+    assert sent["store"] is False
+    assert sent["include"] == ["reasoning.encrypted_content"]
+    assert spec_errors(spec, "CreateResponse", sent) == []
+
+    history = [{"role": "user", "content": "Weather in Paris?"}, turn.message,
+               {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    final = complete(client, is_async, "openai:o4-mini", messages=history, tools=tools, **opts)
+    assert final.text == "Sunny in Paris."
+    sent = body_of(server, 1)
+    assert spec_errors(spec, "CreateResponse", sent) == []
+    assert sent["input"] == [
+        {"role": "user", "content": "Weather in Paris?"},
+        REASONING,  # exactly as it came, encrypted content included
+        {k: v for k, v in call().items() if k != "status"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+    ]
+
+
+def test_previous_response_id_and_conversation_pass_through() -> None:
+    server = Server([ok(response(message("ok")))])
+    client = make_client(server)
+    client.complete("openai:gpt-4o", "and then?", api="responses",
+                    extra_body={"previous_response_id": "resp_0", "conversation": "conv_1"})
+    sent = body_of(server)
+    assert sent["previous_response_id"] == "resp_0"
+    assert sent["conversation"] == "conv_1"
+    assert "include" not in sent  # stored: nothing to ask back
+
+
+def test_built_in_tools_pass_through_items_kept_and_fees_priced(is_async: bool,
+                                                                spec: dict[str, Any]) -> None:
+    items = [
+        {"type": "web_search_call", "id": "ws_1", "status": "completed",
+         "action": {"type": "search", "query": "weather"}},
+        {"type": "web_search_call", "id": "ws_2", "status": "completed",
+         "action": {"type": "search", "query": "forecast"}},
+        {"type": "code_interpreter_call", "id": "ci_1", "status": "completed", "code": "1+1",
+         "container_id": "cntr_1", "outputs": [{"type": "logs", "logs": "2"}]},
+        message("Done."),
+    ]
+    answer = response(*items, model="gpt-4.1-2025-04-14")
+    assert spec_errors(spec, "Response", answer) == []
+    server = Server([ok(answer)])
+    client = make_client(server, is_async=is_async)
+    tools = [{"type": "web_search"}, {"type": "code_interpreter", "container": {"type": "auto"}}]
+    result = complete(client, is_async, "openai:gpt-4.1", "x", tools=tools, api="responses")
+    assert body_of(server)["tools"] == tools
+    assert result.message.provider_fields == {"openai:responses": {"output": items, "id": "resp_1"}}
+    assert result.usage.units == {"web_search_calls": Decimal(2), "containers": Decimal(1)}
+    fees = {f["unit"]: Decimal(f["price"]) / int(f["per"])
+            for f in tomllib.loads(TOOLS_TABLE.read_text("utf-8"))["fees"] if f["provider"] == "openai"}
+    tokens = genai_prices.calc_price(genai_prices.Usage(input_tokens=120, cache_read_tokens=20, output_tokens=80),
+                                     "gpt-4.1-2025-04-14", provider_id="openai").total_price
+    assert result.cost.total == tokens + 2 * fees["web_search_calls"] + fees["containers"]
+    lines = {line.item: line.amount for line in result.cost.lines}
+    assert lines["web_search_calls"] == 2 * fees["web_search_calls"]
+    assert lines["containers"] == fees["containers"]
+
+
+# ------------------------------------------------------------------------------------------------ budgets
+
+
+def test_budget_refuses_built_in_tools_without_a_bound_and_reserves_the_bounded_worst_case() -> None:
+    server = Server([ok(response(message("ok"), model="gpt-4.1-2025-04-14"))])
+    client = make_client(server, budget={"limit_usd": "5"})
+    tools = [{"type": "web_search"}]
+    with pytest.raises(ck.BudgetExceededError):
+        client.complete("openai:gpt-4.1", "x", tools=tools, api="responses", max_tokens=100)
+    assert server.hits == 0
+    core = client._core
+    from computekit._budget import worst_case
+
+    target = core.targets("openai:gpt-4.1")[0]
+    msgs = [{"role": "user", "content": "x"}]
+    plain = worst_case(core, target, core.complete_request(target, msgs, {"api": "responses", "max_tokens": 100},
+                                                           stream=False))
+    bounded = worst_case(core, target, core.complete_request(
+        target, msgs, {"api": "responses", "max_tokens": 100, "tools": tools, "extra": {"max_tool_calls": 3}},
+        stream=False))
+    assert plain is not None
+    assert bounded is not None
+    fee = Decimal("10.00") / 1000  # tools.toml: web search calls
+    assert bounded >= plain + 3 * fee  # three calls' fees, and the input billed again after each
+    result = client.complete("openai:gpt-4.1", "x", tools=tools, api="responses", max_tokens=100,
+                             extra_body={"max_tool_calls": 3})
+    assert result.text == "ok"
+
+
+# ------------------------------------------------------------------------------------------------ structured output
+
+
+class City(BaseModel):
+    name: str
+    country: str
+
+
+def test_structured_output_uses_text_format(is_async: bool, spec: dict[str, Any]) -> None:
+    server = Server([ok(response(message('{"name": "Paris", "country": "France"}'), model="gpt-4o"))])
+    client = make_client(server, is_async=is_async)
+    result = complete(client, is_async, "openai:gpt-4o", "x", response_format=City, api="responses")
+    assert result.parsed == City(name="Paris", country="France")
+    sent = body_of(server)
+    assert sent["text"] == {"format": {"type": "json_schema", "name": "City", "strict": True, "schema": {
+        "properties": {"name": {"title": "Name", "type": "string"}, "country": {"title": "Country", "type": "string"}},
+        "required": ["name", "country"], "title": "City", "type": "object", "additionalProperties": False}}}
+    assert spec_errors(spec, "CreateResponse", sent) == []
+
+
+def test_refusal_part_raises() -> None:
+    refusal = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+               "content": [{"type": "refusal", "refusal": "I can't."}]}
+    client = make_client(Server([ok(response(refusal, model="gpt-4o"))]))
+    with pytest.raises(ck.StructuredOutputError) as info:
+        client.complete("openai:gpt-4o", "x", response_format=City, api="responses")
+    assert info.value.refusal == "I can't."
+
+
+def test_dict_json_schema_is_flattened_into_text_format() -> None:
+    server = Server([ok(response(message("{}"), model="gpt-4o"))])
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}, "strict": False}}
+    make_client(server).complete("openai:gpt-4o", "x", response_format=fmt, api="responses")
+    assert body_of(server)["text"] == {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"},
+                                                  "strict": False}}
+
+
+# ------------------------------------------------------------------------------------------------ streams and errors
+
+
+def sse(*events: dict[str, Any]) -> bytes:
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+
+def test_stream(is_async: bool, spec: dict[str, Any]) -> None:
+    final = response(message("Hello there"), model="gpt-4o")
+    events = [
+        {"type": "response.created", "sequence_number": 0, "response": {**final, "status": "in_progress",
+                                                                         "output": []}},
+        {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "msg_1", "output_index": 0,
+         "content_index": 0, "delta": "Hello", "logprobs": []},
+        {"type": "response.output_text.delta", "sequence_number": 2, "item_id": "msg_1", "output_index": 0,
+         "content_index": 0, "delta": " there", "logprobs": []},
+        {"type": "response.completed", "sequence_number": 3, "response": final},
+    ]
+    for event in events:
+        assert spec_errors(spec, "ResponseStreamEvent", event) == []
+    server = Server([stream_response(sse(*events))])
+    client = make_client(server, is_async=is_async)
+    stream = client.stream("openai:gpt-4o", "x", api="responses")
+
+    async def drain() -> list[str]:
+        return [c.text async for c in stream]
+
+    texts = asyncio.run(drain()) if is_async else [c.text for c in stream]
+    assert "".join(texts) == "Hello there"
+    assert body_of(server)["stream"] is True
+    assert stream.result.text == "Hello there"
+    assert stream.result.cost.total is not None
+    assert [r.outcome for r in client.ledger.rows()] == ["success"]
+
+
+def test_error_inside_a_200_stream_is_typed_and_recorded() -> None:
+    events = [{"type": "response.created", "sequence_number": 0,
+               "response": {**response(model="gpt-4o"), "status": "in_progress"}},
+              {"type": "error", "sequence_number": 1, "code": "rate_limit_exceeded", "message": "Slow down.",
+               "param": None}]
+    client = make_client(Server([stream_response(sse(*events))]), retry={"max_retries": 0})
+    with pytest.raises(ck.RateLimitError, match="Slow down"):
+        list(client.stream("openai:gpt-4o", "x", api="responses"))
+    assert [r.outcome for r in client.ledger.rows()] == ["error"]
+
+
+def test_failed_and_incomplete_responses() -> None:
+    failed = response(model="gpt-4o", status="failed", error={"code": "server_error", "message": "Boom."})
+    client = make_client(Server([ok(failed)]), retry={"max_retries": 0})
+    with pytest.raises(ck.ServerError, match="Boom"):
+        client.complete("openai:gpt-4o", "x", api="responses")
+    cut = response(message("Hel"), model="gpt-4o", status="incomplete",
+                   incomplete_details={"reason": "max_output_tokens"})
+    result = make_client(Server([ok(cut)])).complete("openai:gpt-4o", "x", api="responses", max_tokens=3)
+    assert result.finish_reason == "length"
+    assert result.text == "Hel"
+
+
+def test_http_error_is_typed_like_chat() -> None:
+    bad = httpx.Response(400, json={"error": {"message": "Invalid 'temperature'.", "type": "invalid_request_error",
+                                              "param": "temperature", "code": "decimal_below_min_value"}})
+    with pytest.raises(ck.BadRequestError, match="temperature"):
+        make_client(Server([bad])).complete("openai:gpt-4o", "x", api="responses", temperature=-1)
+
+
+def test_to_sdk_gives_the_sdk_response_object() -> None:
+    pytest.importorskip("openai")
+    from computekit.adapters.openai import to_sdk
+
+    result = make_client(Server([ok(response(message("Paris."), model="gpt-4o"))])).complete(
+        "openai:gpt-4o", "x", api="responses")
+    sdk = to_sdk(result)
+    assert type(sdk).__name__ == "Response"
+    assert sdk.output_text == "Paris."
