@@ -9,6 +9,7 @@ costs.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -129,6 +130,17 @@ class SDK:
     """The SDK's own base error (``module:Name``), which it lets through unwrapped: a budget's refusal is raised as
     one too (still a :class:`~computekit.BudgetExceededError`), so that the SDK neither retries it nor turns it
     into a connection error."""
+    package: str = ""
+    """The top-level package its client classes come from (the SDK's ``name`` when empty)."""
+    class_marker: str | None = None
+    """A word the client's class name holds when one package serves several SDKs here (``Azure`` in
+    ``openai.AzureOpenAI``): such an entry is tried before the package's plain one."""
+    http_client_paths: tuple[str, ...] = ("_client",)
+    """Where the client keeps the ``httpx`` clients it sends with (dotted attribute paths), one per flavour."""
+
+    @property
+    def root(self) -> str:
+        return self.package or self.name
 
     def route(self, method: str, path: str) -> Route | None:
         for want, pattern, route in self.routes:
@@ -158,20 +170,22 @@ _AZURE_ROUTES = tuple(
 )
 
 SDKS: dict[str, SDK] = {
+    "azure": SDK("azure", "azure", _AZURE_ROUTES, error_base="openai:OpenAIError", package="openai",
+                 class_marker="Azure"),
     "openai": SDK("openai", "openai", _OPENAI_ROUTES, error_base="openai:OpenAIError"),
-    "azure": SDK("azure", "azure", _AZURE_ROUTES, error_base="openai:OpenAIError"),
     "anthropic": SDK("anthropic", "anthropic", error_base="anthropic:AnthropicError", routes=(
         _r("POST", r"/v1/messages$", Route("complete", _anthropic_messages)),
         _r("POST", r"/v1/complete$", Route("complete-legacy")),
     )),
-    "cohere": SDK("cohere", "cohere", (
+    "cohere": SDK("cohere", "cohere", http_client_paths=("_client_wrapper.httpx_client.httpx_client",), routes=(
         _r("POST", r"/v2/chat$", Route("complete", _cohere_chat)),
         _r("POST", r"/v2/embed$", Route("embed", _cohere_embed)),
         _r("POST", r"/v2/rerank$", Route("rerank", _cohere_rerank)),
         # The v1 API (ClientV2 still has its methods): billed, recorded with an unknown cost.
         _r("POST", r"/v1/(chat|generate|embed|rerank|classify|summarize)$", Route("cohere-v1")),
     )),
-    "replicate": SDK("replicate", "replicate", (
+    # One httpx client for each flavour, each made on first use.
+    "replicate": SDK("replicate", "replicate", http_client_paths=("_client", "_async_client"), routes=(
         _r("POST", r"/v1/predictions$", Route("predict", _replicate_predict)),
         _r("POST", r"/v1/(models|deployments)/[^/]+/[^/]+/predictions$",
            Route("predict", _replicate_predict, model_from_path=True)),
@@ -188,12 +202,12 @@ _MODEL_PATH = r"/v1/(?:models|deployments)/([^/]+/[^/]+)/predictions$"
 
 def sdk_of(client: object) -> SDK | None:
     """The SDK ``client`` comes from (by its class's module: nothing is imported), ``None`` if none known."""
+    name = type(client).__name__
     for cls in type(client).__mro__:
         root = cls.__module__.split(".", 1)[0]
-        if root == "openai":
-            return SDKS["azure" if "Azure" in type(client).__name__ else "openai"]
-        if root in SDKS:
-            return SDKS[root]
+        for sdk in SDKS.values():  # an entry with a class marker comes before its package's plain one
+            if sdk.root == root and (sdk.class_marker is None or sdk.class_marker in name):
+                return sdk
     return None
 
 
@@ -219,11 +233,7 @@ def http_clients(sdk: SDK, client: Any) -> list[Any]:
         InvalidRequestError: The client has none where this SDK keeps it (an SDK version computekit does not know).
     """
     try:
-        if sdk.name == "cohere":
-            return [client._client_wrapper.httpx_client.httpx_client]
-        if sdk.name == "replicate":  # one client for each flavour, each made on first use
-            return [client._client, client._async_client]
-        return [client._client]
+        return [functools.reduce(getattr, path.split("."), client) for path in sdk.http_client_paths]
     except AttributeError as e:
         raise InvalidRequestError(f"computekit.instrument() cannot find the HTTP client of this {sdk.name} client "
                                   f"({type(client).__name__}): is this SDK version supported?") from e
