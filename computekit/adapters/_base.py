@@ -86,6 +86,7 @@ __all__ = [
     "multipart",
     "obj",
     "refused_values",
+    "sampling_options",
     "unix_time",
 ]
 
@@ -487,6 +488,24 @@ def event_object(adapter: Adapter, event: SSEEvent, model: str | None) -> dict[s
     if not isinstance(data, dict):
         raise adapter.malformed(HTTPResponse(200, {}, event.data.encode()), model, "stream event is not a JSON object")
     return data
+
+
+def sampling_options(req: CompleteRequest, names: Mapping[str, str]) -> dict[str, Any]:
+    """The common sampling options ``req`` sets, under the provider's names, in the order ``names`` gives them.
+
+    ``names`` maps computekit's ``max_tokens``, ``temperature``, ``top_p``, ``stop`` and ``seed`` to the wire's
+    names (``{"max_tokens": "maxOutputTokens", ...}``); an option left unset is not sent, and a stop string goes
+    as a one-item list, as every wire that names its stop sequences in the plural wants it.
+    """
+    out: dict[str, Any] = {}
+    for option, wire in names.items():
+        value = getattr(req, option)
+        if value is None:
+            continue
+        if option == "stop":
+            value = [value] if isinstance(value, str) else list(value)
+        out[wire] = value
+    return out
 
 
 def carried_status(body: Any, default: int) -> int:

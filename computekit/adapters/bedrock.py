@@ -85,6 +85,7 @@ from ._base import (
     ProviderSettings,
     SSEEvent,
     StreamDecoder,
+    sampling_options,
 )
 
 __all__ = [
@@ -501,15 +502,8 @@ class BedrockAdapter(Adapter):
         body: dict[str, Any] = {"messages": messages}
         if system:
             body["system"] = system
-        inference: dict[str, Any] = {}
-        if req.max_tokens is not None:
-            inference["maxTokens"] = req.max_tokens
-        if req.temperature is not None:
-            inference["temperature"] = req.temperature
-        if req.top_p is not None:
-            inference["topP"] = req.top_p
-        if req.stop is not None:
-            inference["stopSequences"] = [req.stop] if isinstance(req.stop, str) else list(req.stop)
+        inference = sampling_options(req, {"max_tokens": "maxTokens", "temperature": "temperature", "top_p": "topP",
+                                           "stop": "stopSequences"})
         if inference:
             body["inferenceConfig"] = inference
         if req.output is not None:

@@ -54,6 +54,7 @@ from ._base import (
     RerankRequest,
     SSEEvent,
     StreamDecoder,
+    sampling_options,
 )
 from .openai import wire_part
 
@@ -244,16 +245,8 @@ class CohereAdapter(Adapter):
                     f"Cohere's tool_choice is 'required' or 'none' (or 'auto'), not {req.tool_choice!r}"
                 )
             body["tool_choice"] = choice
-        if req.max_tokens is not None:
-            body["max_tokens"] = req.max_tokens
-        if req.temperature is not None:
-            body["temperature"] = req.temperature
-        if req.top_p is not None:
-            body["p"] = req.top_p
-        if req.stop is not None:
-            body["stop_sequences"] = [req.stop] if isinstance(req.stop, str) else list(req.stop)
-        if req.seed is not None:
-            body["seed"] = req.seed
+        body.update(sampling_options(req, {"max_tokens": "max_tokens", "temperature": "temperature", "top_p": "p",
+                                           "stop": "stop_sequences", "seed": "seed"}))
         if req.response_format is not None:
             body["response_format"] = _response_format(req.response_format)
         # ``user`` and ``service_tier`` have no Cohere equivalent and are not sent.

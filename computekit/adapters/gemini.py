@@ -76,6 +76,7 @@ from ._base import (
     StreamDecoder,
     count,
     obj,
+    sampling_options,
     unix_time,
 )
 
@@ -499,17 +500,8 @@ class GeminiWire(Adapter):
             body["tools"] = wire_tools(req.tools)
         if req.tool_choice is not None:
             body["toolConfig"] = wire_tool_choice(req.tool_choice)
-        config: dict[str, Any] = {}
-        if req.temperature is not None:
-            config["temperature"] = req.temperature
-        if req.top_p is not None:
-            config["topP"] = req.top_p
-        if req.max_tokens is not None:
-            config["maxOutputTokens"] = req.max_tokens
-        if req.stop is not None:
-            config["stopSequences"] = [req.stop] if isinstance(req.stop, str) else list(req.stop)
-        if req.seed is not None:
-            config["seed"] = req.seed
+        config = sampling_options(req, {"temperature": "temperature", "top_p": "topP", "max_tokens": "maxOutputTokens",
+                                        "stop": "stopSequences", "seed": "seed"})
         if req.output is not None:  # a type: its schema in responseSchema's OpenAPI subset ($refs inlined)
             config.update({"responseMimeType": "application/json", "responseSchema": subset_schema(req.output.schema)})
         elif req.response_format is not None:
