@@ -372,12 +372,17 @@ class _Watchdog:
             if len(self._heap) > 64 and len(self._heap) > 2 * self._live:  # drop alarms already disarmed
                 self._heap = [e for e in self._heap if not e[2].done]
                 heapq.heapify(self._heap)
-            heapq.heappush(self._heap, (give_up, next(self._seq), alarm))
+            entry = (give_up, next(self._seq), alarm)
+            heapq.heappush(self._heap, entry)
             self._live += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="computekit-deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            # Wake the thread only when this deadline comes first: otherwise it already wakes in time (at the
+            # earlier deadline it waits for) and sees this one then. A wake-up per request costs a thread switch
+            # on every call.
+            if self._heap[0] is entry:
+                self._cond.notify()
         return alarm
 
     def disarm(self, alarm: _Alarm | None) -> None:
