@@ -61,8 +61,22 @@ def _openai_chat(model: str, body: dict[str, Any]) -> CompleteRequest:
                     body.get("max_completion_tokens", body.get("max_tokens")),
                     ("model", "messages", "stream", "max_tokens", "max_completion_tokens", "response_format"))
     req.response_format = body.get("response_format")
+    req.api = "chat"  # the wire it went out on, whatever computekit's settings would pick for the model
     if "max_completion_tokens" in body:
         req.extra["max_completion_tokens"] = body["max_completion_tokens"]
+    return req
+
+
+def _openai_responses(model: str, body: dict[str, Any]) -> CompleteRequest:
+    """A Responses API body (``input`` a string or a list of items, ``instructions`` its system prompt)."""
+    given = body.get("input")
+    items = given if isinstance(given, list) else [] if given is None else [{"role": "user", "content": given}]
+    messages = [item for item in items if isinstance(item, dict)]
+    if body.get("instructions"):
+        messages.insert(0, {"role": "system", "content": body["instructions"]})
+    req = _complete(model, body, messages, body.get("max_output_tokens"),
+                    ("model", "input", "instructions", "stream", "max_output_tokens"))
+    req.api = "responses"
     return req
 
 
@@ -157,8 +171,8 @@ _OPENAI_ROUTES = (
     _r("POST", r"/chat/completions$", Route("complete", _openai_chat)),
     _r("POST", r"/completions$", Route("complete", _openai_text)),
     _r("POST", r"/embeddings$", Route("embed", _openai_embed)),
+    _r("POST", r"/responses$", Route("complete", _openai_responses)),
     # Billed, but not priced by computekit (yet): recorded with an unknown cost.
-    _r("POST", r"/responses$", Route("responses")),
     _r("POST", r"/images/(generations|edits|variations)$", Route("images")),
     _r("POST", r"/audio/(speech|transcriptions|translations)$", Route("audio")),
     _r("POST", r"/threads/(runs|[^/]+/runs)$", Route("assistants")),

@@ -194,6 +194,57 @@ async def test_openai_chat_is_priced_like_ck_complete_and_tagged(tmp_path: Any, 
     assert ckc.ledger.report(by="tag:customer").rows[0].key == "acme"
 
 
+RESPONSE = {"id": "resp_1", "object": "response", "created_at": 1, "status": "completed", "model": "gpt-4o-mini",
+            "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": "hello", "annotations": []}]}],
+            "usage": {"input_tokens": 12, "output_tokens": 5, "total_tokens": 17,
+                      "input_tokens_details": {"cached_tokens": 4}, "output_tokens_details": {"reasoning_tokens": 0}}}
+
+
+def responses_sse() -> list[bytes]:
+    events = [("response.created", {"type": "response.created", "sequence_number": 0,
+                                    "response": {**RESPONSE, "status": "in_progress", "output": [], "usage": None}}),
+              ("response.output_text.delta", {"type": "response.output_text.delta", "sequence_number": 1,
+                                              "item_id": "msg_1", "output_index": 0, "content_index": 0,
+                                              "delta": "hello"}),
+              ("response.completed", {"type": "response.completed", "sequence_number": 2, "response": RESPONSE})]
+    return [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events]
+
+
+@both
+@pytest.mark.parametrize("stream", [False, True], ids=["answer", "stream"])
+async def test_openai_responses_are_priced_like_ck_complete_on_the_responses_api(
+        tmp_path: Any, oai_lib: Any, is_async: bool, stream: bool) -> None:
+    reply = Reply(pieces=responses_sse()) if stream else Reply(body=RESPONSE)
+    _server, ckc, client = metered(tmp_path, "openai", [reply], is_async)
+    with ck.tags(customer="acme"):
+        if stream:
+            got = await drain(await run(client.responses.create(model="gpt-4o-mini", input="hi", stream=True)))
+            assert got[-1].type == "response.completed"
+        else:
+            answer = await run(client.responses.create(model="gpt-4o-mini", input="hi", instructions="be brief"))
+            assert answer.output_text == "hello"
+    [row] = rows(ckc)
+    assert (row.model, row.outcome, row.tags) == ("gpt-4o-mini", "success", {"customer": "acme"})
+    assert row.verb == ("stream" if stream else "complete")  # the verbs of ck.stream() and ck.complete()
+    assert (row.input_tokens, row.cached_input_tokens, row.output_tokens) == (12, 4, 5)
+    again = Reply(pieces=responses_sse()) if stream else Reply(body=RESPONSE)
+    expected = ck_cost(tmp_path, "openai:gpt-4o-mini", again, stream=stream, api="responses")
+    assert expected is not None
+    assert row.cost == expected
+
+
+@both
+async def test_a_responses_call_is_held_to_the_budget_before_it_is_sent(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    server = Server(oai_lib, [Reply(body=RESPONSE)])
+    ckc = ck_client(tmp_path, budget={"limit_usd": "0.000001", "period": "day"})
+    client = ck.instrument(sdk_client("openai", server, is_async), using=ckc)
+    with pytest.raises(ck.BudgetExceededError):
+        await run(client.responses.create(model="gpt-4o-mini", input="hi", max_output_tokens=1000))
+    assert server.hits == 0
+
+
 @both
 async def test_openai_stream_is_passed_through_as_it_arrives_and_priced_at_its_end(
         tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
