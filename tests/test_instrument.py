@@ -235,6 +235,19 @@ async def test_openai_responses_are_priced_like_ck_complete_on_the_responses_api
 
 
 @both
+async def test_each_openai_route_is_read_as_its_own_wire_whatever_the_api_setting(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """``api = "responses"`` in computekit's settings picks the wire of computekit's own calls; an SDK's chat
+    completion is still a chat completion."""
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(body=CHAT)], is_async,
+                                   providers={"openai": {"api": "responses"}})
+    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+    [row] = rows(ckc)
+    assert (row.outcome, row.input_tokens, row.cost) == (
+        "success", 12, ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT), api="chat"))
+
+
+@both
 async def test_a_responses_call_is_held_to_the_budget_before_it_is_sent(
         tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
     server = Server(oai_lib, [Reply(body=RESPONSE)])
