@@ -194,6 +194,22 @@ async def test_openai_chat_is_priced_like_ck_complete_and_tagged(tmp_path: Any, 
     assert ckc.ledger.report(by="tag:customer").rows[0].key == "acme"
 
 
+def test_the_docs_example_as_written(tmp_path: Any, oai_lib: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ck.instrument(openai.OpenAI())`` on the module-level client, tags, then ``ck.ledger().report(...)``."""
+    from computekit import _defaults
+
+    monkeypatch.setattr(_defaults, "_sync", ck_client(tmp_path))
+    client = ck.instrument(sdk_client("openai", Server(oai_lib, [Reply(body=CHAT), Reply(body=CHAT)]), False))
+    for customer in ("acme", "globex"):
+        with ck.tags(feature="search", customer=customer):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    report = ck.ledger().report(by="tag:customer")
+    one = ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT))
+    assert one is not None
+    assert {(r.key, r.cost) for r in report.rows} == {("acme", one), ("globex", one)}
+    assert report.total == 2 * one
+
+
 RESPONSE = {"id": "resp_1", "object": "response", "created_at": 1, "status": "completed", "model": "gpt-4o-mini",
             "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
                         "content": [{"type": "output_text", "text": "hello", "annotations": []}]}],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .._constants import LEDGER_FLUSH_INTERVAL_S
@@ -68,3 +70,20 @@ def __getattr__(name: str) -> Any:
 
         return PostgresLedger
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(ModuleType):
+    """This package, callable: ``ck.ledger()`` is the ledger of the module-level client (see
+    :func:`computekit._defaults.ledger`), ``computekit.ledger.SQLiteLedger`` ... its types, as before."""
+
+    def __call__(self) -> Ledger:
+        from .._types import DEFAULT_CLIENTS  # filled by the module-level clients' module, above this package
+
+        if "sync" not in DEFAULT_CLIENTS:
+            # Not loaded yet (only a Client was made): the package's public door loads the module-level clients.
+            sys.modules[__name__.rpartition(".")[0]].complete  # noqa: B018  (loading it is the point)
+        ledger: Ledger = DEFAULT_CLIENTS["sync"]().ledger
+        return ledger
+
+
+sys.modules[__name__].__class__ = _Package
