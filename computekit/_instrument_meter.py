@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ from ._targets import Target
 from ._transport import ERROR_STATUS
 from ._types import Attempt, Completion, Cost, Prediction, Usage
 from .adapters._base import CompleteRequest, EventDecoder, HTTPResponse, PredictRequest, StreamDecoder
+from .pricing import UnknownPriceWarning
 
 __all__ = ["meter"]
 
@@ -159,6 +161,8 @@ class _Try:
             failed(core, facts, e)
             return
         succeeded(core, facts, result, attempt)
+        if self.streaming and not result._usage_reported and self.route.usage_hint:
+            _tell_no_usage(target, self.route.usage_hint)
 
     def _prediction(self, prediction: Prediction) -> None:
         """A run, as the host answered it: recorded once, priced from its GPU time, when it has ended (like the
@@ -445,6 +449,27 @@ def _classes(lib: Any) -> tuple[type, type]:
             await self.inner.aclose()
 
     return Metered, AsyncMetered
+
+
+_TOLD: set[tuple[str, str]] = set()
+"""The models already told about their streams without usage (once per process)."""
+
+
+def _tell_no_usage(target: Target, hint: str) -> None:
+    """A stream ended without its usage (the request did not ask for it): its cost is unknown, and it is said,
+    once per model.
+
+    Asking on the application's behalf would change what it reads (one more chunk, with no choices, which
+    ``chunk.choices[0]`` fails on), and an estimate from the text would not be the bill: so the cost is left
+    unknown, with the fix named.
+    """
+    key = (target.provider, target.model)
+    if key in _TOLD:
+        return
+    _TOLD.add(key)
+    warnings.warn(f"{target.provider}:{target.model}: an instrumented stream that did not ask for its usage is "
+                  f"recorded with an unknown cost (None). Pass {hint} to the SDK call to have it priced.",
+                  UnknownPriceWarning, stacklevel=2)
 
 
 @functools.cache

@@ -9,6 +9,7 @@ costs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -42,6 +43,9 @@ class Route:
     poll: bool = False
     """A look at a run started before (Replicate's ``GET /v1/predictions/ID``, its cancel): not billed by itself;
     the run it finds ended is priced and recorded, once."""
+    usage_hint: str | None = None
+    """What a request must say for its stream to carry its usage (an SDK argument), told once when a stream ends
+    without it: such a stream is recorded with an unknown cost (see :meth:`computekit._instrument_meter._Try`)."""
 
 
 def _complete(model: str, body: dict[str, Any], messages: list[dict[str, Any]], max_tokens: Any,
@@ -167,9 +171,11 @@ def _r(method: str, pattern: str, route: Route) -> tuple[str, str, Route]:
     return method, pattern, route
 
 
+_INCLUDE_USAGE = 'stream_options={"include_usage": True}'
+
 _OPENAI_ROUTES = (
-    _r("POST", r"/chat/completions$", Route("complete", _openai_chat)),
-    _r("POST", r"/completions$", Route("complete", _openai_text)),
+    _r("POST", r"/chat/completions$", Route("complete", _openai_chat, usage_hint=_INCLUDE_USAGE)),
+    _r("POST", r"/completions$", Route("complete", _openai_text, usage_hint=_INCLUDE_USAGE)),
     _r("POST", r"/embeddings$", Route("embed", _openai_embed)),
     _r("POST", r"/responses$", Route("complete", _openai_responses)),
     # Billed, but not priced by computekit (yet): recorded with an unknown cost.
@@ -179,8 +185,7 @@ _OPENAI_ROUTES = (
 )
 
 _AZURE_ROUTES = tuple(
-    (method, pattern, Route(route.verb, route.normalise, route.parse, model_from_path=True))
-    for method, pattern, route in _OPENAI_ROUTES
+    (method, pattern, dataclasses.replace(route, model_from_path=True)) for method, pattern, route in _OPENAI_ROUTES
 )
 
 SDKS: dict[str, SDK] = {

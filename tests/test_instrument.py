@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -293,6 +294,27 @@ async def test_openai_stream_is_passed_through_as_it_arrives_and_priced_at_its_e
 
 
 @both
+async def test_a_stream_that_did_not_ask_for_usage_is_unpriced_and_said_once(
+        tmp_path: Any, oai_lib: Any, is_async: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request is sent as the application wrote it (no usage asked for on its behalf: the extra chunk, with
+    no choices, would break ``chunk.choices[0]``); the stream is recorded with an unknown cost, never 0, and the
+    fix is named once per model."""
+    from computekit import _instrument_meter
+
+    monkeypatch.setattr(_instrument_meter, "_TOLD", set())
+    server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=chat_sse(usage=False))] * 2, is_async)
+    with pytest.warns(ck.UnknownPriceWarning, match=r'openai:gpt-4o-mini: .*stream_options=\{"include_usage": True\}'):
+        chunks = await drain(await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                                      stream=True)))
+    assert all(c.choices for c in chunks)  # what the application reads is what the server sent
+    assert "stream_options" not in json.loads(server.requests[0].content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        await drain(await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)))
+    assert [(r.verb, r.outcome, r.cost, r.output_tokens) for r in rows(ckc)] == [("stream", "success", None, 0)] * 2
+
+
+@both
 async def test_a_stream_the_application_stops_reading_is_recorded_as_canceled(
         tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
     _server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=chat_sse())], is_async)
@@ -388,6 +410,50 @@ async def test_azure_deployments_are_priced_as_their_model(tmp_path: Any, oai_li
     assert (row.provider, row.model) == ("azure", "gpt-4o-mini")
     assert row.cost is not None
     assert row.cost > 0
+
+
+@both
+@pytest.mark.parametrize("include_usage", [True, False], ids=["usage", "no-usage"])
+async def test_azure_streams_through_the_real_azure_sdk(tmp_path: Any, oai_lib: Any, is_async: bool,
+                                                        include_usage: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``openai.AzureOpenAI`` / ``AsyncAzureOpenAI`` streaming from a deployment: teed as it arrives, priced as
+    the deployment's model at its end, exactly as ``ck.stream()`` on Azure prices it (unknown without usage)."""
+    from computekit import _instrument_meter
+
+    monkeypatch.setattr(_instrument_meter, "_TOLD", set())
+    azure = {"base_url": "https://res.openai.azure.com", "deployments": {"gpt-4o-mini": "prod-mini"}}
+    server = Server(oai_lib, [Reply(pieces=chat_sse(usage=include_usage))])
+    ckc = ck_client(tmp_path, providers={"azure": azure})
+    client = ck.instrument(sdk_client("azure", server, is_async), using=ckc)
+    options = {"stream_options": {"include_usage": True}} if include_usage else {}
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        stream = await run(client.chat.completions.create(model="prod-mini", messages=MESSAGES, stream=True,
+                                                          **options))
+        it = stream.__aiter__() if is_async else iter(stream)
+        first = await it.__anext__() if is_async else next(it)
+        assert (first.choices[0].delta.content, server.read) == ("hel", [1])  # teed, not buffered
+        rest = [c async for c in it] if is_async else list(it)
+    assert "".join(c.choices[0].delta.content or "" for c in rest if c.choices) == "lo"
+    assert "/openai/deployments/prod-mini/chat/completions" in str(server.requests[0].url)
+    [row] = rows(ckc)
+    assert (row.verb, row.provider, row.model, row.outcome) == ("stream", "azure", "gpt-4o-mini", "success")
+    own = ck.Client(config=None, ledger="none", providers={"azure": {**azure, "api_key": KEY}},
+                    http_client=httpx.Client(transport=httpx.MockTransport(
+                        Server(httpx, [Reply(pieces=chat_sse(usage=include_usage))]))))
+    with own.stream("azure:gpt-4o-mini", "hi") as s:
+        for _ in s:
+            pass
+    assert row.cost == s.result.cost.total
+    if include_usage:
+        assert row.cost is not None
+        assert (row.cost > 0, row.output_tokens) == (True, 5)
+        assert not [w for w in said if issubclass(w.category, ck.UnknownPriceWarning)]
+    else:
+        assert row.cost is None
+        assert [str(w.message) for w in said if issubclass(w.category, ck.UnknownPriceWarning)] == [
+            'azure:gpt-4o-mini: an instrumented stream that did not ask for its usage is recorded with an unknown '
+            'cost (None). Pass stream_options={"include_usage": True} to the SDK call to have it priced.']
 
 
 # ---------------------------------------------------------------------------------------- anthropic
