@@ -235,13 +235,14 @@ def model_of(adapter: Any, route: Route, path: str, body: Mapping[str, Any]) -> 
     (the configured ``deployments`` map read backwards, else the deployment's own name)."""
     if route.model_from_path and (found := re.search(_MODEL_PATH, path)):
         return found.group(1)
-    if route.model_from_path:
-        found = re.search(_DEPLOYMENT, path)
-        if found:
-            deployments = getattr(getattr(adapter, "options", None), "deployments", None) or {}
-            by_deployment = {deployment: model for model, deployment in deployments.items()}
-            return by_deployment.get(found.group(1), found.group(1))
     model = body.get("model", body.get("version"))  # Replicate: a version, maybe "owner/name:version"
+    if route.model_from_path:
+        # Azure names the deployment in the URL, or (the Responses API, the v1 paths) in the body's model.
+        found = re.search(_DEPLOYMENT, path)
+        deployment = found.group(1) if found else model
+        deployments: Mapping[str, str] = getattr(getattr(adapter, "options", None), "deployments", None) or {}
+        if isinstance(deployment, str) and deployment:
+            return {name: served for served, name in deployments.items()}.get(deployment, deployment)
     return model if isinstance(model, str) and model else None
 
 

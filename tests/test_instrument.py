@@ -413,6 +413,25 @@ async def test_azure_deployments_are_priced_as_their_model(tmp_path: Any, oai_li
 
 
 @both
+async def test_azure_responses_are_priced_as_the_deployments_model(tmp_path: Any, oai_lib: Any,
+                                                                   is_async: bool) -> None:
+    """On Azure the Responses API names the deployment in the body's ``model`` (not in the URL)."""
+    server = Server(oai_lib, [Reply(body=RESPONSE)])
+    azure = {"base_url": "https://res.openai.azure.com", "deployments": {"gpt-4o-mini": "prod-mini"}}
+    ckc = ck_client(tmp_path, providers={"azure": azure})
+    client = ck.instrument(sdk_client("azure", server, is_async), using=ckc)
+    await run(client.responses.create(model="prod-mini", input="hi"))
+    assert "/deployments/" not in str(server.requests[0].url)
+    [row] = rows(ckc)
+    assert (row.provider, row.model, row.outcome) == ("azure", "gpt-4o-mini", "success")
+    own = ck.Client(config=None, ledger="none", providers={"azure": {**azure, "api_key": KEY}},
+                    http_client=httpx.Client(transport=httpx.MockTransport(Server(httpx, [Reply(body=RESPONSE)]))))
+    expected = own.complete("azure:gpt-4o-mini", "hi", api="responses").cost.total
+    assert expected is not None
+    assert row.cost == expected
+
+
+@both
 @pytest.mark.parametrize("include_usage", [True, False], ids=["usage", "no-usage"])
 async def test_azure_streams_through_the_real_azure_sdk(tmp_path: Any, oai_lib: Any, is_async: bool,
                                                         include_usage: bool, monkeypatch: pytest.MonkeyPatch) -> None:
