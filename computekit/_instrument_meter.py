@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._attempt import AttemptFacts, malformed_from
-from ._bookkeeping import canceled, failed, prediction_ended, record, succeeded
+from ._bookkeeping import ROW_TAPS, canceled, failed, prediction_ended, record, succeeded
 from ._constants import MAX_SSE_EVENT_BYTES
 from ._core import Core, ledger_call
 from ._driver import priced
@@ -43,17 +44,28 @@ from ._exceptions import (
 )
 from ._http import HTTPRequest
 from ._instrument_sdks import SDK, Route, http_clients, model_of, parse, sdk_of
+from ._otel import tracing
 from ._sse import SSEDecoder
 from ._tags import check_tags
 from ._targets import Target
 from ._transport import ERROR_STATUS
 from ._types import Attempt, Completion, Cost, Prediction, Usage
-from .adapters._base import CompleteRequest, EventDecoder, HTTPResponse, PredictRequest, StreamDecoder
+from .adapters._base import (
+    CompleteRequest,
+    EmbedRequest,
+    EventDecoder,
+    HTTPResponse,
+    PredictRequest,
+    RerankRequest,
+    StreamDecoder,
+)
 from .pricing import UnknownPriceWarning
 
 __all__ = ["meter"]
 
 _UNPRICED = "computekit does not price this endpoint"
+_DEFERRABLE = (CompleteRequest, EmbedRequest, RerankRequest)
+"""Requests whose answer is priced and recorded in one piece, which nothing later looks up (unlike a run)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +149,35 @@ class _Try:
     # ------------------------------------------------------------------------- the bookkeeping of one try
 
     def finish(self) -> None:
-        """The body ended: price and record the try (once)."""
+        """The body ended: price and record the try (once).
+
+        An answer of a verb that is priced in one piece (not a run, which later polls must find) is parsed,
+        priced and recorded by the ledger's writer thread when the ledger has one (no budget to settle): the
+        caller's thread only queues it, and the work overlaps its next wait on the network. The ledger's flush
+        (``rows()``, ``report()``, exit, SIGTERM) waits for it like for a queued row; tests' spend taps and
+        OpenTelemetry spans (which belong to the caller's context) keep it on the caller's thread.
+        """
         if self.done:
             return
         self.done = True
+        if (self.held is None and not self.error_body and isinstance(self.req, _DEFERRABLE) and not ROW_TAPS
+                and not tracing()):
+            ended = time.perf_counter()
+            if self.meter.core.ledger.defer(functools.partial(self._finish_later, ended)):
+                return
+        self._finish()
+
+    def _finish_later(self, ended: float) -> None:
+        facts = self.sure_facts
+        facts.t0 += time.perf_counter() - ended  # so that its latency is the time to the body's end, not to now
+        try:
+            self._finish()
+        except Exception as e:  # billed: recorded (of unknown cost) whatever went wrong in the bookkeeping
+            if not facts.attempts:
+                failed(self.meter.core, facts, self._malformed(e))
+            raise
+
+    def _finish(self) -> None:
         core, target, facts = self.meter.core, self.target, self.sure_facts
         if self.route.poll and self.error_body:
             return  # a look that failed: not billed, and the run is still to be seen ending

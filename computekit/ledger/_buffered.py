@@ -213,7 +213,12 @@ class BatchWriter:
                  flush_on_sigterm: bool = True) -> None:
         self._write_many = write_many
         # Each row with the time it was queued: the writer commits it within flush_interval of that time.
-        self._queue: queue.Queue[tuple[float, LedgerRow] | None] = queue.Queue(max_queue)
+        # A job (see defer) is queued in place of a row: the writer runs it, and writes the rows it records.
+        self._queue: queue.Queue[tuple[float, LedgerRow | Callable[[], None]] | None] = queue.Queue(max_queue)
+        self._made: list[LedgerRow] = []
+        """Rows recorded by the job the writer is running (it puts them in its own batch, not on the queue)."""
+        self._wake = threading.Event()
+        """Set by a queued job, flush and close: the writer stops waiting for its batch to fill."""
         self._max_batch = max_batch
         self._interval = flush_interval
         # Set while someone waits for the queue (flush, close): the writer then commits at once.
@@ -249,27 +254,48 @@ class BatchWriter:
             if first is None:
                 q.task_done()
                 return
+            batch: list[LedgerRow] = []
+            self._take(first[1], batch)
+            taken, stop = 1, False
             # Let the batch build until the first row has waited flush_interval; flush(), close() and a full
-            # batch cut this short.
-            wait = first[0] + self._interval - time.monotonic()
-            if wait > 0 and not self._urgent.is_set() and q.qsize() < self._max_batch - 1:
-                self._urgent.wait(wait)
-            batch = [first[1]]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = q.get_nowait()
-                except queue.Empty:
+            # batch cut this short. A job is run as soon as it is queued (its caller has moved on; the work
+            # overlaps the caller's next wait on the network), its rows written with the batch.
+            while True:
+                while taken < self._max_batch:
+                    try:
+                        nxt = q.get_nowait()
+                    except queue.Empty:
+                        break
+                    taken += 1
+                    if nxt is None:
+                        stop = True
+                        break
+                    self._take(nxt[1], batch)
+                wait = first[0] + self._interval - time.monotonic()
+                if stop or wait <= 0 or self._urgent.is_set() or taken >= self._max_batch - 1:
                     break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt[1])
-            self._write(batch)
-            for _ in range(len(batch) + stop):
+                self._wake.clear()
+                if q.qsize():
+                    continue
+                self._wake.wait(wait)
+            if batch:
+                self._write(batch)
+            for _ in range(taken):
                 q.task_done()
             if stop:
                 return
+
+    def _take(self, item: LedgerRow | Callable[[], None], batch: list[LedgerRow]) -> None:
+        """A queued row joins ``batch``; a queued job is run, and the rows it records join it."""
+        if isinstance(item, LedgerRow):
+            batch.append(item)
+            return
+        try:
+            item()
+        except Exception:  # a job records what it can itself; the writer must survive one that fails
+            log.exception("computekit ledger: a deferred bookkeeping step failed")
+        batch.extend(self._made)
+        self._made.clear()
 
     def _write(self, batch: list[LedgerRow]) -> None:
         # A locked or full disk must not kill the writer: retry, then look for the row at fault.
@@ -310,9 +336,20 @@ class BatchWriter:
 
     def put(self, row: LedgerRow) -> bool:
         """Queue ``row``; ``False`` when the writer is closed, or gone (a forked child): write it yourself."""
+        if threading.get_ident() == self._thread.ident:  # recorded by a job the writer runs: its own batch
+            self._made.append(row)
+            return True
         if self.closed or not self._thread.is_alive():
             return False
         self._queue.put((time.monotonic(), row))
+        return True
+
+    def defer(self, job: Callable[[], None]) -> bool:
+        """Queue ``job``, run by the writer at once (see :meth:`Buffered.defer`); ``False`` as :meth:`put`."""
+        if self.closed or not self._thread.is_alive():
+            return False
+        self._queue.put((time.monotonic(), job))
+        self._wake.set()
         return True
 
     def flush(self) -> None:
@@ -322,6 +359,7 @@ class BatchWriter:
         with self._waiting_lock:
             self._waiting += 1
             self._urgent.set()
+            self._wake.set()
         try:
             self._queue.join()
         finally:
@@ -338,6 +376,7 @@ class BatchWriter:
         atexit.unregister(self._atexit)
         if self._thread.is_alive():
             self._urgent.set()
+            self._wake.set()
             self._queue.put(None)
             self._thread.join()
 
@@ -358,6 +397,9 @@ class Buffered:
             if not rows:
                 return
         self._record_many(list(rows))
+
+    def defer(self, job: Callable[[], None]) -> bool:
+        return self._writer is not None and self._writer.defer(job)
 
     def flush(self) -> None:
         if self._writer is not None:
