@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
@@ -273,6 +274,33 @@ async def test_a_responses_call_is_held_to_the_budget_before_it_is_sent(
     with pytest.raises(ck.BudgetExceededError):
         await run(client.responses.create(model="gpt-4o-mini", input="hi", max_output_tokens=1000))
     assert server.hits == 0
+
+
+@both
+async def test_the_bookkeeping_leaves_the_callers_thread_only_when_no_budget_waits_for_it(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """Without a budget, the answer is parsed, priced and recorded by the ledger's writer thread (the caller only
+    queues it) with the latency of the call itself; under a budget, all of it is done before the call returns."""
+    for budgets, on_caller in (({}, False), ({"budget": {"limit_usd": "5", "period": "day"}}, True)):
+        _server, ckc, client = metered(tmp_path / str(on_caller), "openai",
+                                       [Reply(body=CHAT, headers={"x-request-id": "req_t"})], is_async, **budgets)
+        recorded_on: list[int] = []
+        ledger = ckc._core.ledger
+        write = ledger.settle if on_caller else ledger.record
+
+        def spy(*args: Any, _write: Any = write) -> None:
+            recorded_on.append(threading.get_ident())
+            _write(*args)
+
+        setattr(ledger, "settle" if on_caller else "record", spy)
+        await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+        if on_caller:
+            assert recorded_on == [threading.get_ident()]  # settled before the call returned
+        [row] = rows(ckc)
+        assert (row.request_id, row.cost) == ("req_t", ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT)))
+        assert row.latency_ms < 1000
+        assert (recorded_on[0] == threading.get_ident()) is on_caller
+        ckc.close()
 
 
 @both
