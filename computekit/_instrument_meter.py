@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import logging
+import os
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -63,7 +65,11 @@ from .pricing import UnknownPriceWarning
 
 __all__ = ["meter"]
 
+log = logging.getLogger("computekit.instrument")
+
 _UNPRICED = "computekit does not price this endpoint"
+_BATCH = 32
+"""Answers whose deferred bookkeeping the caller's thread does in one go (see :meth:`_Try.finish`)."""
 _DEFERRABLE = (CompleteRequest, EmbedRequest, RerankRequest)
 """Requests whose answer is priced and recorded in one piece, which nothing later looks up (unlike a run)."""
 
@@ -80,8 +86,8 @@ class _Run:
 class _Try:
     """One request the SDK sent (one of its retries, maybe) and what computekit knows of it so far."""
 
-    __slots__ = ("attempts", "body", "broken", "decoder", "done", "error_body", "events", "facts", "head", "held",
-                 "meter", "req", "route", "status", "tags", "target")
+    __slots__ = ("attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events", "facts", "head",
+                 "held", "meter", "req", "route", "status", "tags", "target", "unclaimed")
 
     def __init__(self, meter: _Meter, route: Route, target: Target, req: Any) -> None:
         self.meter, self.route, self.target, self.req = meter, route, target, req
@@ -97,6 +103,8 @@ class _Try:
         self.decoder: StreamDecoder | None = None
         self.events: EventDecoder | None = None
         self.error_body = False
+        self.ended = 0.0
+        self.unclaimed: list[bool] = []
 
     @property
     def verb(self) -> str:
@@ -151,25 +159,33 @@ class _Try:
     def finish(self) -> None:
         """The body ended: price and record the try (once).
 
-        An answer of a verb that is priced in one piece (not a run, which later polls must find) is parsed,
-        priced and recorded by the ledger's writer thread when the ledger has one (no budget to settle): the
-        caller's thread only queues it, and the work overlaps its next wait on the network. The ledger's flush
-        (``rows()``, ``report()``, exit, SIGTERM) waits for it like for a queued row; tests' spend taps and
-        OpenTelemetry spans (which belong to the caller's context) keep it on the caller's thread.
+        An answer (not a stream) of a verb priced in one piece (not a run, which later polls must find) is
+        parsed, priced and recorded a little later when the ledger batches its writes (no budget to settle): the
+        caller's thread does it for :data:`_BATCH` answers at a time (the same code run back to back costs about
+        half what it costs between two SDK calls), and the ledger's writer thread does whatever is still pending
+        when it commits its batch, within the flush interval. Whichever comes first records it, once. The
+        ledger's flush (``rows()``, ``report()``, exit, SIGTERM) waits for it like for a queued row. Spend taps
+        (tests) and OpenTelemetry spans (which belong to the caller's context) keep it immediate.
         """
         if self.done:
             return
         self.done = True
-        if (self.held is None and not self.error_body and isinstance(self.req, _DEFERRABLE) and not ROW_TAPS
-                and not tracing()):
-            ended = time.perf_counter()
-            if self.meter.core.ledger.defer(functools.partial(self._finish_later, ended)):
+        if (self.held is None and not self.error_body and isinstance(self.req, _DEFERRABLE) and not self.streaming
+                and not ROW_TAPS and not tracing()):
+            self.ended, self.unclaimed = time.perf_counter(), [True]
+            if self.meter.core.ledger.defer(self.finish_later):
+                self.meter.later(self)
                 return
         self._finish()
 
-    def _finish_later(self, ended: float) -> None:
+    def finish_later(self) -> None:
+        """The deferred bookkeeping (see :meth:`finish`): a no-op for the second of its two runners."""
+        try:
+            self.unclaimed.pop()  # atomic: exactly one runner gets it
+        except IndexError:
+            return
         facts = self.sure_facts
-        facts.t0 += time.perf_counter() - ended  # so that its latency is the time to the body's end, not to now
+        facts.t0 += time.perf_counter() - self.ended  # its latency: to the body's end, not to now
         try:
             self._finish()
         except Exception as e:  # billed: recorded (of unknown cost) whatever went wrong in the bookkeeping
@@ -308,7 +324,7 @@ class _Meter:
     """What one instrumented SDK client records with: computekit's core (its ledger, prices and budgets), the
     SDK's routes, and the adapters of the origins it talks to."""
 
-    __slots__ = ("_adapters", "_refusal", "core", "runs", "sdk")
+    __slots__ = ("_adapters", "_pending", "_pid", "_refusal", "core", "runs", "sdk")
 
     def __init__(self, core: Core, sdk: SDK) -> None:
         self.core, self.sdk = core, sdk
@@ -316,6 +332,24 @@ class _Meter:
         self._adapters: dict[str, Any] = {}
         self.runs: dict[str, _Run] = {}
         """Runs started through this client that had not ended when last seen, by id (Replicate)."""
+        self._pending: list[_Try] = []
+        self._pid = os.getpid()
+        """Answers whose bookkeeping is deferred (see :meth:`_Try.finish`), queued with the ledger too."""
+
+    def later(self, t: _Try) -> None:
+        """Keep ``t`` for the caller's next batch, and run the batch once it is full (on this thread: no lock;
+        a try two threads both take is run once, one neither takes is run by the ledger's writer)."""
+        if self._pid != os.getpid():  # a forked child: what it inherited pending is its parent's to record
+            self._pending, self._pid = [], os.getpid()
+        self._pending.append(t)
+        if len(self._pending) < _BATCH:
+            return
+        batch, self._pending = self._pending, []
+        for each in batch:
+            try:
+                each.finish_later()
+            except Exception:  # recorded as well as it could be; the SDK's caller must not see it
+                log.exception("computekit.instrument: the bookkeeping of a call failed")
 
     def begin(self, method: str, url: Any, content: Callable[[], bytes]) -> _Try | None:
         """The try for a request computekit records (``None``: it passes through untouched)."""

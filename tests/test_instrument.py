@@ -276,31 +276,96 @@ async def test_a_responses_call_is_held_to_the_budget_before_it_is_sent(
     assert server.hits == 0
 
 
+def _spy_on(ckc: ck.Client, method: str) -> list[int]:
+    """The threads that call ``ckc``'s ledger's ``method`` (record, settle), in order."""
+    calls: list[int] = []
+    ledger = ckc._core.ledger
+    write = getattr(ledger, method)
+
+    def spy(*args: Any) -> None:
+        calls.append(threading.get_ident())
+        write(*args)
+
+    setattr(ledger, method, spy)
+    return calls
+
+
 @both
-async def test_the_bookkeeping_leaves_the_callers_thread_only_when_no_budget_waits_for_it(
+async def test_answers_are_recorded_in_batches_once_each_and_under_a_budget_at_once(
         tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
-    """Without a budget, the answer is parsed, priced and recorded by the ledger's writer thread (the caller only
-    queues it) with the latency of the call itself; under a budget, all of it is done before the call returns."""
-    for budgets, on_caller in (({}, False), ({"budget": {"limit_usd": "5", "period": "day"}}, True)):
-        _server, ckc, client = metered(tmp_path / str(on_caller), "openai",
-                                       [Reply(body=CHAT, headers={"x-request-id": "req_t"})], is_async, **budgets)
-        recorded_on: list[int] = []
-        ledger = ckc._core.ledger
-        write = ledger.settle if on_caller else ledger.record
+    """Without a budget an answer's bookkeeping waits for a batch of them (done on the caller's thread) or for the
+    ledger's next commit (its writer thread), whichever comes first, and each is recorded once, with the latency
+    of its own call; under a budget it is settled before the call returns."""
+    from computekit._instrument_meter import _BATCH
 
-        def spy(*args: Any, _write: Any = write) -> None:
-            recorded_on.append(threading.get_ident())
-            _write(*args)
-
-        setattr(ledger, "settle" if on_caller else "record", spy)
+    n = _BATCH + 2
+    replies = [Reply(body=CHAT, headers={"x-request-id": f"req_{i}"}) for i in range(n)]
+    _server, ckc, client = metered(tmp_path / "batched", "openai", replies, is_async)
+    recorded_on = _spy_on(ckc, "record")
+    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+    assert recorded_on == []  # not yet: kept for the batch
+    for _ in range(n - 1):
         await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
-        if on_caller:
-            assert recorded_on == [threading.get_ident()]  # settled before the call returned
-        [row] = rows(ckc)
-        assert (row.request_id, row.cost) == ("req_t", ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT)))
-        assert row.latency_ms < 1000
-        assert (recorded_on[0] == threading.get_ident()) is on_caller
-        ckc.close()
+    assert recorded_on == [threading.get_ident()] * _BATCH  # the full batch, on the caller's thread
+    got = rows(ckc)  # the two left: by the writer, before the read
+    assert sorted(r.request_id or "" for r in got) == sorted(f"req_{i}" for i in range(n))
+    assert len(recorded_on) == n
+    expected = ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT))
+    assert {r.cost for r in got} == {expected}
+    assert max(r.latency_ms for r in got) < 1000
+    ckc.close()
+
+    _server, ckc, client = metered(tmp_path / "budget", "openai", [Reply(body=CHAT)], is_async,
+                                   budget={"limit_usd": "5", "period": "day"})
+    settled_on = _spy_on(ckc, "settle")
+    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+    assert settled_on == [threading.get_ident()]  # settled before the call returned
+    ckc.close()
+
+
+def test_a_forked_child_does_not_record_its_parents_pending_answers(tmp_path: Any, oai_lib: Any) -> None:
+    import os
+
+    from computekit._instrument_meter import _BATCH
+
+    server = Server(oai_lib, [Reply(body=CHAT, headers={"x-request-id": f"req_{i}"}) for i in range(_BATCH + 1)])
+    ckc = ck_client(tmp_path)
+    client = ck.instrument(sdk_client("openai", server, False), using=ckc)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # pending in the parent
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: its calls are recorded at once (its writer thread is gone)
+        try:
+            for _ in range(_BATCH):
+                client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    ids = [r.request_id for r in rows(ckc)]
+    assert sorted(ids) == sorted(f"req_{i}" for i in range(_BATCH + 1))  # each once: the parent's by the parent
+    ckc.close()
+
+
+def test_pending_answers_are_recorded_at_exit(tmp_path: Any) -> None:
+    """A script whose last answers are still pending when it ends (no flush, no close) loses none."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "exit.db"
+    code = (
+        "import httpx2, json, openai\n"
+        "import computekit as ck\n"
+        f"body = json.dumps({CHAT!r}).encode()\n"
+        "answer = lambda request: httpx2.Response(200, content=body, headers={'content-type': 'application/json'})\n"
+        "sdk = openai.OpenAI(api_key='sk-x', http_client=httpx2.Client(transport=httpx2.MockTransport(answer)))\n"
+        f"client = ck.instrument(sdk, using=ck.Client(config=None, ledger='sqlite:///{db}'))\n"
+        "for _ in range(5):\n"
+        "    client.chat.completions.create(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'hi'}])\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    ledger = ck.Client(config=None, ledger=f"sqlite:///{db}").ledger
+    got = ledger.rows()
+    assert [(r.outcome, r.input_tokens) for r in got] == [("success", 12)] * 5
+    assert {r.cost for r in got} == {ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT))}
 
 
 @both

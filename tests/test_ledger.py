@@ -544,7 +544,8 @@ def test_a_deferred_job_runs_on_the_writer_and_its_rows_are_written_in_order(led
         lg.flush()
         ids = [r.request_id for r in lg.rows()]
         assert sorted(ids) == sorted(["before", "job0", "job1", "job2", "after"])
-        assert len(ran_on) == 3 and threading.get_ident() not in ran_on
+        assert len(ran_on) == 3
+        assert threading.get_ident() not in ran_on
     finally:
         lg.close()
 

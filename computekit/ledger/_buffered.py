@@ -4,7 +4,9 @@ Used when no budget is configured (a budget needs its reserve and settle to be s
 row on a bounded queue and returns; one writer thread commits each row within the *flush interval*
 (``LEDGER_FLUSH_INTERVAL_S``, the ``ledger.flush_interval`` setting) of its ``record()``, in batches of up to
 ``LEDGER_BATCH_MAX`` rows, one transaction each. Reads (``rows()``, ``report()``) flush first, so they see every
-row recorded before them. A full queue makes ``record()`` wait (memory stays bounded).
+row recorded before them. A full queue makes ``record()`` wait (memory stays bounded). A *job* (``defer()``: the
+bookkeeping of an answer, which records its row) is queued like a row and run by the writer with its batch,
+so that everything said below of a queued row holds for it.
 
 When a process ends, the queue is written:
 
@@ -217,8 +219,6 @@ class BatchWriter:
         self._queue: queue.Queue[tuple[float, LedgerRow | Callable[[], None]] | None] = queue.Queue(max_queue)
         self._made: list[LedgerRow] = []
         """Rows recorded by the job the writer is running (it puts them in its own batch, not on the queue)."""
-        self._wake = threading.Event()
-        """Set by a queued job, flush and close: the writer stops waiting for its batch to fill."""
         self._max_batch = max_batch
         self._interval = flush_interval
         # Set while someone waits for the queue (flush, close): the writer then commits at once.
@@ -254,30 +254,24 @@ class BatchWriter:
             if first is None:
                 q.task_done()
                 return
+            # Let the batch build until the first row has waited flush_interval; flush(), close() and a full
+            # batch cut this short. Queued jobs are run then, one after the other, with the batch.
+            wait = first[0] + self._interval - time.monotonic()
+            if wait > 0 and not self._urgent.is_set() and q.qsize() < self._max_batch - 1:
+                self._urgent.wait(wait)
             batch: list[LedgerRow] = []
             self._take(first[1], batch)
             taken, stop = 1, False
-            # Let the batch build until the first row has waited flush_interval; flush(), close() and a full
-            # batch cut this short. A job is run as soon as it is queued (its caller has moved on; the work
-            # overlaps the caller's next wait on the network), its rows written with the batch.
-            while True:
-                while taken < self._max_batch:
-                    try:
-                        nxt = q.get_nowait()
-                    except queue.Empty:
-                        break
-                    taken += 1
-                    if nxt is None:
-                        stop = True
-                        break
-                    self._take(nxt[1], batch)
-                wait = first[0] + self._interval - time.monotonic()
-                if stop or wait <= 0 or self._urgent.is_set() or taken >= self._max_batch - 1:
+            while taken < self._max_batch:
+                try:
+                    nxt = q.get_nowait()
+                except queue.Empty:
                     break
-                self._wake.clear()
-                if q.qsize():
-                    continue
-                self._wake.wait(wait)
+                taken += 1
+                if nxt is None:
+                    stop = True
+                    break
+                self._take(nxt[1], batch)
             if batch:
                 self._write(batch)
             for _ in range(taken):
@@ -345,11 +339,11 @@ class BatchWriter:
         return True
 
     def defer(self, job: Callable[[], None]) -> bool:
-        """Queue ``job``, run by the writer at once (see :meth:`Buffered.defer`); ``False`` as :meth:`put`."""
+        """Queue ``job``, run by the writer with its next batch (see :meth:`Ledger.defer`); ``False`` as
+        :meth:`put`."""
         if self.closed or not self._thread.is_alive():
             return False
         self._queue.put((time.monotonic(), job))
-        self._wake.set()
         return True
 
     def flush(self) -> None:
@@ -359,7 +353,6 @@ class BatchWriter:
         with self._waiting_lock:
             self._waiting += 1
             self._urgent.set()
-            self._wake.set()
         try:
             self._queue.join()
         finally:
@@ -376,7 +369,6 @@ class BatchWriter:
         atexit.unregister(self._atexit)
         if self._thread.is_alive():
             self._urgent.set()
-            self._wake.set()
             self._queue.put(None)
             self._thread.join()
 
