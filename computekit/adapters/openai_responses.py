@@ -32,10 +32,12 @@ What maps to what:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+from .._background import BACKGROUND_ENDED, BackgroundResponse
 from .._exceptions import InvalidRequestError
 from .._http import HTTPResponse, SSEEvent
 from .._structured import strict_schema
@@ -52,7 +54,9 @@ __all__ = [
     "fee_units",
     "in_family",
     "items_key",
+    "parse_background",
     "parse_response",
+    "path_id",
     "responses_only",
     "responses_usage",
 ]
@@ -209,6 +213,13 @@ def build_body(req: CompleteRequest, provider: str, model: str, *, reasoning: bo
     if req.stream:
         body["stream"] = True
     body.update(req.extra)
+    if req.background:
+        body["background"] = True
+    elif body.get("background"):
+        # A queued answer is not a completion: it would be recorded unpriced and never followed.
+        raise InvalidRequestError("background mode is complete(..., background=True), which returns a handle to "
+                                  "wait for; not extra_body={'background': True} (and a stream cannot run in the "
+                                  "background)")
     if body.get("store") is False and reasoning:
         # Not stored: the reasoning items can come back on the next turn only encrypted, and only when asked for.
         include = list(body.get("include") or [])
@@ -421,3 +432,47 @@ class ResponsesStream(StreamDecoder):
         if not result.text and self.text:
             result.text = "".join(self.text)
         return result
+
+
+# --------------------------------------------------------------------------------------------- background mode
+
+_STATUSES: Final = frozenset({"queued", "in_progress", *BACKGROUND_ENDED})
+_RESPONSE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def path_id(response_id: str) -> str:
+    """A response id, checked before it goes into a URL path.
+
+    Raises:
+        InvalidRequestError: It is not an id (``resp_...``): a ``/``, ``?`` or ``..`` would change the request.
+    """
+    if not isinstance(response_id, str) or not _RESPONSE_ID.fullmatch(response_id):
+        raise InvalidRequestError(f"not a Responses id: {response_id!r} (expected one like 'resp_abc123')")
+    return response_id
+
+
+def parse_background(adapter: Adapter, req: CompleteRequest, resp: HTTPResponse) -> BackgroundResponse:
+    """A background response's state (``POST /responses`` with ``background: true``, ``GET /responses/{id}``,
+    ``POST /responses/{id}/cancel``): once it has ended, its final :class:`Completion` from the same parser as a
+    whole answer (a failed or cancelled one keeps its output and the usage it reported).
+
+    Raises:
+        ProviderError: The body is an error, or not a response object with an id and a known status.
+    """
+    data = adapter.json_object(resp, req.model or None)
+    if "error" in data and data.get("object") != "response":
+        raise _failed(adapter, data, req.model, resp.headers)
+    rid, status = data.get("id"), data.get("status")
+    if data.get("object") not in (None, "response") or not isinstance(rid, str) or not rid or status not in _STATUSES:
+        raise adapter.malformed(resp, req.model, "not a Responses response object (no id, or an unknown status)")
+    model = req.model or str(data.get("model") or "")
+    final = None
+    if status in BACKGROUND_ENDED:
+        final = completion(adapter, CompleteRequest(model=model, messages=[], api="responses"), data,
+                           adapter.request_id(resp.headers))
+    error = data.get("error")
+    handle = BackgroundResponse(id=rid, provider=adapter.provider, model=model, status=status, completion=final,
+                                error=error or None, raw=data)
+    if status == "failed":
+        handle._failure = _failed(adapter, data if error else {"error": {"message": "failed"}}, model, resp.headers)
+    return handle
