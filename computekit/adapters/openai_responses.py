@@ -25,8 +25,10 @@ What maps to what:
   a 200 stream) is typed by what its error carries.
 - Usage: ``input_tokens`` (cached included), ``input_tokens_details.cached_tokens``, ``output_tokens`` (reasoning
   included), ``output_tokens_details.reasoning_tokens``: computekit's own convention, unchanged. Built-in tool
-  calls billed per call are counted in ``usage.units`` (``web_search_calls``, ``file_search_calls``, and
-  ``containers``: the distinct code-interpreter containers the answer used), each priced on a line of its own.
+  calls billed per call are counted in ``usage.units`` (``web_search_calls``, or ``web_search_preview_calls`` for
+  the older preview tool, ``file_search_calls``, and ``containers``: the distinct code-interpreter containers the
+  answer used), each priced on a line of its own from ``tools.toml`` (or unpriced, with a warning, where no price
+  is known).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from ._base import Adapter, CompleteRequest, StreamDecoder, carried_status, even
 
 __all__ = [
     "FEE_ITEMS",
+    "PREVIEW_SEARCHES",
     "RESPONSES_ONLY",
     "ResponsesStream",
     "build_body",
@@ -72,8 +75,12 @@ FEE_ITEMS: Final = {"web_search_call": "web_search_calls", "file_search_call": "
 CONTAINERS: Final = "containers"
 """The ``usage.units`` key of code-interpreter containers (billed per container session)."""
 
-_FEE_TOOLS: Final = {"web_search": "web_search_calls", "web_search_preview": "web_search_calls",
-                     "web_search_2025_08_26": "web_search_calls", "web_search_preview_2025_03_11": "web_search_calls",
+PREVIEW_SEARCHES: Final = "web_search_preview_calls"
+"""The ``usage.units`` key of the older ``web_search_preview`` tool's calls: priced apart from the GA tool's (their
+price depends on the model family), and unpriced in computekit's table (see ``tools.toml``)."""
+
+_FEE_TOOLS: Final = {"web_search": "web_search_calls", "web_search_preview": PREVIEW_SEARCHES,
+                     "web_search_2025_08_26": "web_search_calls", "web_search_preview_2025_03_11": PREVIEW_SEARCHES,
                      "file_search": "file_search_calls", "code_interpreter": CONTAINERS}
 _ENCRYPTED_REASONING: Final = "reasoning.encrypted_content"
 _ROLE_PART: Final = {"user": "input_text", "system": "input_text", "developer": "input_text",
@@ -256,14 +263,23 @@ def responses_usage(raw: Mapping[str, Any] | None) -> Usage:
     )
 
 
-def fee_units(items: list[Any]) -> dict[str, int]:
-    """Per-call fees in an answer's output items: web and file search calls, and distinct containers."""
+def _previews(tools: Any) -> bool:
+    """Whether a call's tools (as sent, or as the response echoes them) search with ``web_search_preview``."""
+    return isinstance(tools, list) and any(
+        isinstance(t, Mapping) and _FEE_TOOLS.get(str(t.get("type"))) == PREVIEW_SEARCHES for t in tools)
+
+
+def fee_units(items: list[Any], preview: bool = False) -> dict[str, int]:
+    """Per-call fees in an answer's output items: web and file search calls, and distinct containers.
+    ``preview``: the call searched with ``web_search_preview`` (its calls are counted under their own key)."""
     units: dict[str, int] = {}
     containers: set[str] = set()
     for item in items:
         if not isinstance(item, Mapping):
             continue
         kind = FEE_ITEMS.get(str(item.get("type")))
+        if kind == "web_search_calls" and preview:
+            kind = PREVIEW_SEARCHES
         if kind is not None:
             units[kind] = units.get(kind, 0) + 1
         elif item.get("type") == "code_interpreter_call" and item.get("container_id"):
@@ -314,7 +330,8 @@ def completion(adapter: Adapter, req: CompleteRequest, data: Mapping[str, Any],
     calls = _calls(items)
     raw_usage = data.get("usage")
     usage = responses_usage(raw_usage if isinstance(raw_usage, Mapping) else None)
-    usage.units.update({k: Decimal(v) for k, v in fee_units(items).items()})
+    preview = _previews(req.tools) or _previews(data.get("tools"))
+    usage.units.update({k: Decimal(v) for k, v in fee_units(items, preview).items()})
     fields = {items_key(adapter.provider): {"output": items, "id": data.get("id")}} if items else None
     result = Completion(
         provider=adapter.provider,

@@ -147,10 +147,11 @@ def expected_fees(data: dict[str, Any]) -> dict[str, int]:
     return {k: v for k, v in fees.items() if v}
 
 
-def tool_prices(provider: str) -> dict[str, Decimal]:
-    """USD per unit of each built-in tool fee, read from the table itself."""
+def tool_prices(provider: str, when: dt.datetime) -> dict[str, Decimal]:
+    """USD per unit of each built-in tool fee that applies on ``when``'s day, read from the table itself."""
     table = tomllib.loads(TOOLS_TABLE.read_text("utf-8"))
-    return {f["unit"]: Decimal(f["price"]) / int(f["per"]) for f in table["fees"] if f["provider"] == provider}
+    return {f["unit"]: Decimal(f["price"]) / int(f["per"]) for f in table["fees"] if f["provider"] == provider
+            and ("until" not in f or when.date() < dt.date.fromisoformat(f["until"]))}
 
 
 def when_of(data: dict[str, Any]) -> dt.datetime:
@@ -166,7 +167,8 @@ def genai_usage(raw: dict[str, Any]) -> genai_prices.Usage:
 
 def expected_cost(ex: Exchange, data: dict[str, Any], when: dt.datetime | None = None) -> Decimal | None:
     """genai-prices on the recorded usage at ``when`` (default: the time of the call), plus the tool fees from the
-    table; ``None`` where genai-prices has no price for the model (OpenRouter's open-weight route)."""
+    table; ``None`` where genai-prices has no price for the model (OpenRouter's open-weight route), or the table
+    none for a fee on that day (code-interpreter containers from 2026-03-31)."""
     provider = {"api.openai.com": "openai", "openrouter.ai": "openrouter"}.get(ex.host, "azure")
     at = when or when_of(data)
     tier = data.get("service_tier")
@@ -180,8 +182,11 @@ def expected_cost(ex: Exchange, data: dict[str, Any], when: dt.datetime | None =
         extracted = genai_prices.extract_usage({"model": data["model"], "usage": data["usage"]},
                                                provider_id="openai", api_flavor="responses")
         assert extracted.calc_price(genai_request_timestamp=at, price_context=ctx).total_price == tokens
-    prices = tool_prices(provider)
-    return tokens + sum((prices[k] * n for k, n in expected_fees(data).items()), Decimal(0))
+    prices = tool_prices(provider, at)
+    fees = expected_fees(data)
+    if any(k not in prices for k in fees):
+        return None  # a fee with no price that day: the call is unpriced, never priced without it
+    return tokens + sum((prices[k] * n for k, n in fees.items()), Decimal(0))
 
 
 def check(ex: Exchange, adapter: OpenAIWire, result: ck.Completion, data: dict[str, Any]) -> None:
