@@ -391,3 +391,31 @@ def test_the_row_is_dated_when_it_was_submitted(openai_spec: dict[str, Any]) -> 
     before = dt.datetime.now(dt.UTC)
     client.responses.wait(client.complete("openai:o3", "x", background=True), poll_interval=0)
     assert client.ledger.rows()[0].ts >= before
+
+
+def test_module_level_complete_takes_background(monkeypatch: pytest.MonkeyPatch, openai_spec: dict[str, Any]) -> None:
+    from computekit import _defaults
+
+    server = Server(served(openai_spec, response("queued"), response("completed", message("ok"))))
+    monkeypatch.setattr(_defaults, "_sync", make_client(server))
+    h = ck.complete("openai:o3", "x", background=True)
+    assert isinstance(h, ck.BackgroundResponse)
+    assert server.seen[0].body["background"] is True
+    assert h.wait(poll_interval=0).text == "ok"
+
+
+def test_progress_line_while_waiting(openai_spec: dict[str, Any]) -> None:
+    import io
+
+    from rich.console import Console
+
+    server = Server(served(openai_spec, response("queued"), response("in_progress"),
+                           response("completed", message("ok"))))
+    client = make_client(server)
+    out = io.StringIO()
+    h = client.complete("openai:o3", "x", background=True)
+    client.responses.wait(h, poll_interval=0, progress=Console(file=out, width=100, force_terminal=False))
+    shown = out.getvalue()
+    assert "openai:o3" in shown
+    assert "completed" in shown
+    assert f"${price():f}" in shown
