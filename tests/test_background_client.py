@@ -419,3 +419,17 @@ def test_progress_line_while_waiting(openai_spec: dict[str, Any]) -> None:
     assert "openai:o3" in shown
     assert "completed" in shown
     assert f"${price():f}" in shown
+
+
+def test_azure_serves_background_responses_on_its_v1_path(openai_spec: dict[str, Any]) -> None:
+    server = Server(served(openai_spec, response("queued"), response("completed", message("ok"))))
+    client = make_client(server, providers={"azure": {"api_key": "azure-test-key-0123456789",
+                                                      "base_url": "https://acme.openai.azure.com"}})
+    h = client.complete("azure:o3", "x", background=True)
+    h = client.responses.wait(h, poll_interval=0)
+    assert [(s.method, s.url) for s in server.seen] == [
+        ("POST", "https://acme.openai.azure.com/openai/v1/responses"),
+        ("GET", f"https://acme.openai.azure.com/openai/v1/responses/{RID}")]
+    assert server.seen[1].headers["api-key"] == "azure-test-key-0123456789"
+    assert h.text == "ok"
+    assert [r.once_key for r in client.ledger.rows()] == [f"background:azure:{RID}"]
