@@ -21,6 +21,8 @@ from ._exceptions import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    BackgroundFailedError,
+    BackgroundTimeoutError,
     BadRequestError,
     BudgetExceededError,
     ComputeKitError,
@@ -53,6 +55,8 @@ from ._money import Money
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._background import BackgroundResponse
+    from ._background_client import AsyncBackgroundResponses, BackgroundResponses
     from ._budget import BudgetStatus
     from ._client import AsyncClient, AsyncPredictionStream, AsyncStream, Client, PredictionStream, Stream
     from ._defaults import (
@@ -97,6 +101,9 @@ if TYPE_CHECKING:
     from .pricing import UnknownPriceWarning
 
 _LAZY: dict[str, str] = {
+    "BackgroundResponse": "._background",
+    "AsyncBackgroundResponses": "._background_client",
+    "BackgroundResponses": "._background_client",
     "BudgetStatus": "._budget",
     "AsyncClient": "._client",
     "AsyncPredictionStream": "._client",
@@ -150,6 +157,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AllTargetsFailedError",
+    "AsyncBackgroundResponses",
     "AsyncClient",
     "AsyncFineTunes",
     "AsyncPredictionStream",
@@ -157,6 +165,10 @@ __all__ = [
     "AsyncStream",
     "Attempt",
     "AuthenticationError",
+    "BackgroundFailedError",
+    "BackgroundResponse",
+    "BackgroundResponses",
+    "BackgroundTimeoutError",
     "BadRequestError",
     "BudgetExceededError",
     "BudgetStatus",
