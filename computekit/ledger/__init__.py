@@ -1,4 +1,10 @@
-"""The cost ledger: every attempt recorded, and reports over it."""
+"""The cost ledger: every attempt recorded, and reports over it.
+
+``computekit.ledger()`` (``ck.ledger()``) is the ledger of the module-level client, the one behind
+``ck.complete()`` and ``ck.instrument()``: ``ck.ledger().report(by="tag:customer")``. This package holds the
+ledger's types: ``Ledger``, ``SQLiteLedger``, ``PostgresLedger``, ``NullLedger``, ``LedgerRow``, ``Report``,
+``ReportRow``, ``Calls``, and ``open_ledger()``.
+"""
 
 from __future__ import annotations
 
