@@ -22,6 +22,8 @@ from ._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchFailedError,
+    BatchTimeoutError,
     BudgetExceededError,
     ComputeKitError,
     ConfigError,
@@ -53,15 +55,18 @@ from ._money import Money
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._batch_client import AsyncBatches, Batches
     from ._budget import BudgetStatus
     from ._client import AsyncClient, AsyncPredictionStream, AsyncStream, Client, PredictionStream, Stream
     from ._defaults import (
+        abatch,
         acomplete,
         aembed,
         afinetune,
         apredict,
         arerank,
         astream,
+        batch,
         complete,
         embed,
         finetune,
@@ -75,6 +80,7 @@ if TYPE_CHECKING:
     from ._tags import tags
     from ._types import (
         Attempt,
+        BatchJob,
         Chunk,
         Completion,
         Cost,
@@ -96,6 +102,8 @@ if TYPE_CHECKING:
     from .pricing import UnknownPriceWarning
 
 _LAZY: dict[str, str] = {
+    "AsyncBatches": "._batch_client",
+    "Batches": "._batch_client",
     "BudgetStatus": "._budget",
     "AsyncClient": "._client",
     "AsyncPredictionStream": "._client",
@@ -107,7 +115,9 @@ _LAZY: dict[str, str] = {
     "Predictions": "._predictions",
     "PredictionStream": "._client",
     "Stream": "._client",
+    "abatch": "._defaults",
     "acomplete": "._defaults",
+    "batch": "._defaults",
     "aembed": "._defaults",
     "afinetune": "._defaults",
     "apredict": "._defaults",
@@ -120,6 +130,7 @@ _LAZY: dict[str, str] = {
     "rerank": "._defaults",
     "stream": "._defaults",
     "Attempt": "._types",
+    "BatchJob": "._types",
     "Chunk": "._types",
     "Completion": "._types",
     "Cost": "._types",
@@ -148,6 +159,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AllTargetsFailedError",
+    "AsyncBatches",
     "AsyncClient",
     "AsyncFineTunes",
     "AsyncPredictionStream",
@@ -156,6 +168,10 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "BatchFailedError",
+    "BatchJob",
+    "BatchTimeoutError",
+    "Batches",
     "BudgetExceededError",
     "BudgetStatus",
     "Chunk",
@@ -208,12 +224,14 @@ __all__ = [
     "Usage",
     "WebhookVerificationError",
     "__version__",
+    "abatch",
     "acomplete",
     "aembed",
     "afinetune",
     "apredict",
     "arerank",
     "astream",
+    "batch",
     "complete",
     "embed",
     "finetune",

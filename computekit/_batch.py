@@ -29,6 +29,7 @@ __all__ = [
     "MAX_RESULT_LINE_BYTES",
     "BatchTotals",
     "ItemCost",
+    "LineReader",
     "PreparedBatch",
     "batch_estimate",
     "prepare_batch",
@@ -215,30 +216,52 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
 # --------------------------------------------------------------------------------------------- results
 
 
+class LineReader:
+    """Splits a result file arriving in chunks into ``(line number, line)``, blank lines skipped: only the line
+    being read is buffered, so a file of any size is read in bounded memory (sync and async readers share it)."""
+
+    def __init__(self, max_line: int = MAX_RESULT_LINE_BYTES) -> None:
+        self.pending = bytearray()
+        self.number = 0
+        self.max_line = max_line
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
+        """The lines ``chunk`` completed.
+
+        Raises:
+            ValueError: A line is longer than ``max_line`` bytes (the caller types it as a malformed answer).
+        """
+        pending, out, start = self.pending, [], 0
+        pending += chunk
+        while (end := pending.find(b"\n", start)) >= 0:
+            self.number += 1
+            line = bytes(pending[start:end]).strip()
+            if line:
+                out.append((self.number, line))
+            start = end + 1
+        del pending[:start]
+        if len(pending) > self.max_line:
+            raise ValueError(f"result line {self.number + 1} is longer than {self.max_line:,} bytes")
+        return out
+
+    def close(self) -> list[tuple[int, bytes]]:
+        """The last line, when the file does not end with a newline."""
+        tail = bytes(self.pending).strip()
+        self.pending.clear()
+        return [(self.number + 1, tail)] if tail else []
+
+
 def result_lines(chunks: Iterable[bytes], max_line: int = MAX_RESULT_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
-    """``(line number, line)`` of a result file arriving in ``chunks`` (a streamed download), blank lines skipped:
-    only the line being read is buffered, so a file of any size is read in bounded memory.
+    """``(line number, line)`` of a result file arriving in ``chunks`` (a streamed download): see
+    :class:`LineReader`.
 
     Raises:
         ValueError: A line is longer than ``max_line`` bytes (the caller types it as a malformed answer).
     """
-    pending = bytearray()
-    number = 0
+    reader = LineReader(max_line)
     for chunk in chunks:
-        pending += chunk
-        start = 0
-        while (end := pending.find(b"\n", start)) >= 0:
-            number += 1
-            line = bytes(pending[start:end]).strip()
-            if line:
-                yield number, line
-            start = end + 1
-        del pending[:start]
-        if len(pending) > max_line:
-            raise ValueError(f"result line {number + 1} is longer than {max_line:,} bytes")
-    tail = bytes(pending).strip()
-    if tail:
-        yield number + 1, tail
+        yield from reader.feed(chunk)
+    yield from reader.close()
 
 
 # --------------------------------------------------------------------------------------------- cost
