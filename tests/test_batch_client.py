@@ -10,6 +10,7 @@ traffic instead. Costs are computed here from the price tables: each item's usag
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -29,13 +30,63 @@ import computekit as ck
 from computekit._types import Completion
 from computekit.pricing import BATCH_CONTEXT, PriceBook, PriceRef
 
-OPENAI_KEY = real_key("OPENAI_API_KEY", "sk-test-0123456789abcdef")
-ANTHROPIC_KEY = real_key("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
 REQUESTS: list[dict[str, Any]] = [
     {"custom_id": "q1", "messages": [{"role": "user", "content": "Say this is a test"}], "max_tokens": 16},
     {"custom_id": "q2", "messages": [{"role": "user", "content": "Name a prime number"}], "max_tokens": 16},
     {"custom_id": "q3", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 16},
 ]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One provider's batch, replayed from ``{provider}_batch.yaml``: the same three requests; q1 and q2 answered,
+    q3 refused (not billed)."""
+
+    model: str
+    settings: dict[str, Any]
+    tags: dict[str, str] | None
+    batch_id: str
+
+    @property
+    def provider(self) -> str:
+        return self.model.split(":")[0]
+
+
+CASES = {
+    "openai": Case("openai:gpt-4o-mini", {"api_key": real_key("OPENAI_API_KEY", "sk-test-0123456789abcdef")},
+                   {"project": "demo"}, "batch_6f1b2c3d4e5f"),
+    "azure": Case("azure:gpt-4o-mini", {"api_key": real_key("AZURE_OPENAI_API_KEY", "azure-test-0123456789"),
+                                        "base_url": "https://res.openai.azure.com",
+                                        "deployments": {"gpt-4o-mini": "gpt-4o-mini-batch"}},
+                  {"project": "demo"}, "batch_3e7a9c1d-5f2b-4e8a-b6c4-1d2e3f4a5b6c"),
+    "anthropic": Case("anthropic:claude-haiku-4-5",
+                      {"api_key": real_key("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")}, None,
+                      "msgbatch_013Zva2CMHLNnXjNJJKqJ2EF"),
+    "mistral": Case("mistral:mistral-small-latest", {"api_key": real_key("MISTRAL_API_KEY", "mistral-test-0123456789")},
+                    {"project": "demo"}, "b7e2c9d1-0a4f-4c3b-9e8d-7f6a5b4c3d21"),
+    "gemini": Case("gemini:gemini-2.5-flash", {"api_key": real_key("GEMINI_API_KEY", "gemini-test-0123456789")},
+                   None, "qz8l4kx1m2n3p4r5"),
+}
+
+
+@pytest.fixture(params=sorted(CASES))
+def case(request: pytest.FixtureRequest) -> Case:
+    return CASES[request.param]
+
+
+@pytest.fixture
+def default_cassette_name(request: pytest.FixtureRequest) -> str:
+    """``{provider}_batch.yaml`` for the tests that run on every provider."""
+    params = getattr(request.node, "callspec", None)
+    provider = params.params.get("case") if params is not None else None
+    return f"{provider}_batch" if provider else request.node.name
+
+
+def client_for(mode: str, case: Case, sleeps: Sleeps | None = None, **kwargs: Any) -> Any:
+    return make_client(mode, providers={case.provider: case.settings}, retry_policy=policy(sleeps or Sleeps()),
+                       **kwargs)
+
+
 MTOK = Decimal(1_000_000)
 
 
@@ -71,14 +122,14 @@ def batch_rows(client: Any) -> list[Any]:
 
 
 @pytest.mark.vcr
-@pytest.mark.default_cassette("openai_batch.yaml")
-async def test_openai_submit_wait_results_prices_each_item_at_the_batch_price(mode: str) -> None:
-    sleeps = Sleeps()
-    client = make_client(mode, providers={"openai": {"api_key": OPENAI_KEY}}, retry_policy=policy(sleeps))
+async def test_submit_wait_results_prices_each_item_at_the_batch_price(mode: str, case: Case) -> None:
+    client = client_for(mode, case)
+    provider, model = case.model.split(":")
     try:
-        job = await run(client.batch("openai:gpt-4o-mini", REQUESTS, tags={"project": "demo"}))
+        job = await run(client.batch(case.model, REQUESTS, tags=case.tags))
         assert isinstance(job, ck.BatchJob)
-        assert (job.id, job.provider, job.status) == ("batch_6f1b2c3d4e5f", "openai", "validating")
+        assert (job.id, job.provider, job.model) == (case.batch_id, provider, model)
+        assert job.status in ("validating", "in_progress")
         assert job.estimate is not None
         assert job.estimate.estimated
         assert job.cost.total is None  # unknown until the results are read, never 0
@@ -89,24 +140,27 @@ async def test_openai_submit_wait_results_prices_each_item_at_the_batch_price(mo
         answers = [r for _, r in out if isinstance(r, Completion)]
         assert [a.text for a in answers] == ["This is a test.", "7"]
         for a in answers:
-            assert a.cost.total == token_cost(client, "openai", "gpt-4o-mini", a, True)
+            assert a.cost.total == token_cost(client, provider, model, a, True)
             assert all(line.item.startswith("batch ") for line in a.cost.lines)
-        assert isinstance(out[2][1], ck.ContextWindowExceededError)
-        want = priced(client, "openai", "gpt-4o-mini", answers, True)
-        sync = priced(client, "openai", "gpt-4o-mini", answers, False)
+        assert isinstance(out[2][1], ck.ProviderError)
+        assert out[2][1].status == 400
+        want = priced(client, provider, model, answers, True)
+        sync = priced(client, provider, model, answers, False)
         assert job.cost.total == want
         assert job.synchronous == sync
         assert job.saved == sync - want
         assert job.saved > 0
         assert job.estimate.total is not None
-        assert job.estimate.total >= want
+        assert job.estimate.total >= want  # every output at its max_tokens
         rows = batch_rows(client)
         assert sorted(r.tags["custom_id"] for r in rows) == ["q1", "q2", "q3"]
-        assert {r.tags["batch_id"] for r in rows} == {"batch_6f1b2c3d4e5f"}
-        assert all(r.tags["project"] == "demo" for r in rows)
-        assert sorted(r.once_key for r in rows) == [f"batch:openai:batch_6f1b2c3d4e5f:q{i}" for i in (1, 2, 3)]
+        assert {r.tags["batch_id"] for r in rows} == {case.batch_id}
+        assert all(r.tags.get("project") == (case.tags or {}).get("project") for r in rows)
+        assert sorted(r.once_key for r in rows) == [f"batch:{provider}:{case.batch_id}:q{i}" for i in (1, 2, 3)]
         assert sum((r.cost for r in rows if r.cost is not None), Decimal(0)) == want
-        assert [r.outcome for r in sorted(rows, key=lambda r: r.tags["custom_id"])] == ["success", "success",
-                                                                                        "error"]
+        by_id = {r.tags["custom_id"]: r for r in rows}
+        assert [by_id[c].outcome for c in ("q1", "q2", "q3")] == ["success", "success", "error"]
+        assert by_id["q3"].cost == 0  # refused before it ran: not billed
+        assert all(r.provider == provider for r in rows)
     finally:
         await close(client)
