@@ -10,10 +10,13 @@ traffic instead. Costs are computed here from the price tables: each item's usag
 from __future__ import annotations
 
 import inspect
+import json
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from _paths import real_key
 from adapters._clients import (  # noqa: F401  (shared fixtures, registered by name)
@@ -25,6 +28,8 @@ from adapters._clients import (  # noqa: F401  (shared fixtures, registered by n
     policy,
     vcr_config,
 )
+from test_finetune import Host
+from test_finetune import client as ft_client
 
 import computekit as ck
 from computekit._types import Completion
@@ -164,3 +169,331 @@ async def test_submit_wait_results_prices_each_item_at_the_batch_price(mode: str
         assert all(r.provider == provider for r in rows)
     finally:
         await close(client)
+
+
+# ------------------------------------------------------------------------------------------------ lifecycle
+# A scripted OpenAI-shaped host (test_finetune.Host): answers by method and path, counts what it saw.
+
+BATCH_ID = "batch_abc"
+OUT, ERR = "file-out", "file-err"
+
+
+def batch_json(status: str, completed: int = 0, failed: int = 0, **extra: Any) -> dict[str, Any]:
+    total = 3 if status not in ("validating",) else 0
+    return {"id": BATCH_ID, "object": "batch", "endpoint": "/v1/chat/completions", "input_file_id": "file-in",
+            "completion_window": "24h", "status": status, "created_at": 1_764_236_401,
+            "request_counts": {"total": total, "completed": completed, "failed": failed}, **extra}
+
+
+def done_json(status: str = "completed", **extra: Any) -> dict[str, Any]:
+    return batch_json(status, 2, 1, output_file_id=OUT, error_file_id=ERR, completed_at=1_764_240_060, **extra)
+
+
+def answer_line(cid: str, prompt: int, completion: int, text: str = "ok") -> str:
+    body = {"id": f"chatcmpl-{cid}", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                      "total_tokens": prompt + completion}}
+    return json.dumps({"id": f"r-{cid}", "custom_id": cid, "response": {"status_code": 200, "request_id": f"req-{cid}",
+                                                                       "body": body}, "error": None}) + "\n"
+
+
+OUT_BODY = answer_line("q1", 12, 5) + answer_line("q2", 12, 4)
+ERR_BODY = json.dumps({"id": "r-q3", "custom_id": "q3", "response": {"status_code": 400, "request_id": "req-q3",
+                       "body": {"error": {"message": "too long", "type": "invalid_request_error",
+                                          "code": "string_above_max_length"}}}, "error": None}) + "\n"
+
+
+def file_reply(body: str) -> httpx.Response:
+    return httpx.Response(200, content=body.encode(), headers={"content-type": "application/octet-stream"})
+
+
+def openai_host(*polls: dict[str, Any]) -> Host:
+    return (Host()
+            .on("POST", "/v1/files", {"object": "file", "id": "file-in", "purpose": "batch", "filename": "batch.jsonl",
+                                      "bytes": 1, "status": "processed"})
+            .on("POST", "/v1/batches", batch_json("validating"))
+            .on("GET", f"/v1/batches/{BATCH_ID}", *(polls or (done_json(),)))
+            .on("GET", f"/v1/files/{OUT}/content", file_reply(OUT_BODY))
+            .on("GET", f"/v1/files/{ERR}/content", file_reply(ERR_BODY)))
+
+
+def item_cost(prompt: int, completion: int, batch: bool = True) -> Decimal:
+    """What an answer of gpt-4o-mini costs: its usage x the table's batch (or synchronous) token prices."""
+    ref = ck.Client(config=None, ledger="none")._core.adapter("openai").price_ref("gpt-4o-mini-2024-07-18")
+    found = PriceBook().rates(PriceRef(ref.provider, ref.model, ref.table_provider,
+                                       context=(BATCH_CONTEXT,) if batch else ()))
+    assert found is not None
+    return (prompt * found.prices["input_mtok"] + completion * found.prices["output_mtok"]) / MTOK
+
+
+def budget_state(c: Any, name: str = "default") -> tuple[Decimal, Decimal]:
+    st = c.budget_status()[name]
+    return st.spent, st.reserved
+
+
+async def job_call(job: ck.BatchJob, name: str, *args: Any, **kwargs: Any) -> Any:
+    """``job.name(...)``, or ``job.async_name(...)`` when the job is bound to an async client."""
+    if isinstance(job._client, ck.AsyncClient):
+        return await getattr(job, f"async_{name}")(*args, **kwargs)
+    return getattr(job, name)(*args, **kwargs)
+
+
+async def job_results(job: ck.BatchJob, stop_after: int | None = None) -> list[tuple[str, Any]]:
+    """``job.results()`` (or ``job.async_results()``), read to its end or ``stop_after`` items."""
+    out: list[tuple[str, Any]] = []
+    if isinstance(job._client, ck.AsyncClient):
+        it = job.async_results()
+        async for x in it:
+            out.append(x)
+            if stop_after is not None and len(out) == stop_after:
+                await it.aclose()
+                break
+        return out
+    sync_it = job.results()
+    for x in sync_it:
+        out.append(x)
+        if stop_after is not None and len(out) == stop_after:
+            sync_it.close()
+            break
+    return out
+
+
+async def test_estimate_only_sends_nothing_and_cannot_be_followed(mode: str, tmp_path: Path) -> None:
+    host = openai_host()
+    c = ft_client(mode, host, tmp_path)
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS, estimate_only=True))
+        assert host.seen == []
+        assert (job.id, job.estimate_only, job.total, job.kind) == (None, True, 3, "complete")
+        assert job.estimate is not None
+        assert job.estimate.estimated
+        assert job.estimate.total is not None
+        assert all(line.item.startswith("batch ") for line in job.estimate.lines)
+        with pytest.raises(ck.InvalidRequestError, match="estimate only"):
+            await job_call(job, "wait")
+    finally:
+        await close(c)
+
+
+@pytest.mark.parametrize("model", ["cohere:command-r", "replicate:acme/model", "groq:llama-3.1-8b-instant"])
+async def test_providers_without_a_batch_api_refuse_before_any_http(mode: str, tmp_path: Path, model: str) -> None:
+    host = openai_host()
+    provider = model.split(":")[0]
+    c = ft_client(mode, host, tmp_path, providers={provider: {"api_key": "k" * 20}},
+                  budget={"limit_usd": "5", "period": "total"})
+    try:
+        with pytest.raises(ck.UnsupportedCapabilityError, match="batch"):
+            await run(c.batch(model, REQUESTS))
+        with pytest.raises(ck.UnsupportedCapabilityError, match="batch"):
+            await run(c.batches.retrieve(f"{provider}:b1"))
+        assert host.seen == []
+        assert budget_state(c) == (0, 0)
+    finally:
+        await close(c)
+
+
+async def test_bad_lines_are_refused_before_any_upload(mode: str, tmp_path: Path) -> None:
+    host = openai_host()
+    c = ft_client(mode, host, tmp_path)
+    try:
+        bad = [*REQUESTS, {"custom_id": "q1", "messages": [{"role": "user", "content": "again"}]},
+               {"custom_id": "q5", "messages": [{"role": "user", "content": "x"}], "temperatur": 1}]
+        with pytest.raises(ck.InvalidRequestError, match=r"line 4: custom_id 'q1' repeats line 1.*line 5: unknown"):
+            await run(c.batch("openai:gpt-4o-mini", bad))
+        with pytest.raises(ck.InvalidRequestError, match="estimate_onyl"):
+            await run(c.batch("openai:gpt-4o-mini", REQUESTS, estimate_onyl=True))
+        assert host.seen == []
+    finally:
+        await close(c)
+
+
+async def test_a_batch_over_budget_is_refused_before_the_upload(mode: str, tmp_path: Path) -> None:
+    host = openai_host()
+    c = ft_client(mode, host, tmp_path, budget={"limit_usd": "0.0000001"})
+    try:
+        with pytest.raises(ck.BudgetExceededError) as info:
+            await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        assert host.seen == []
+        estimate = (await run(c.batch("openai:gpt-4o-mini", REQUESTS, estimate_only=True))).estimate
+        assert info.value.requested == estimate.total
+        assert budget_state(c) == (0, 0)
+        assert c.ledger.rows() == []
+    finally:
+        await close(c)
+
+
+async def test_a_batch_without_max_tokens_has_no_worst_case_and_a_budget_refuses_it(mode: str,
+                                                                                    tmp_path: Path) -> None:
+    host = openai_host()
+    c = ft_client(mode, host, tmp_path, budget={"limit_usd": "5", "period": "total"})
+    try:
+        unbounded = [{k: v for k, v in r.items() if k != "max_tokens"} for r in REQUESTS]
+        with pytest.raises(ck.BudgetExceededError, match="unknown"):
+            await run(c.batch("openai:gpt-4o-mini", unbounded))
+        assert host.seen == []
+    finally:
+        await close(c)
+
+
+async def test_budget_reserves_the_estimate_settles_each_item_and_releases_the_rest(mode: str,
+                                                                                   tmp_path: Path) -> None:
+    host = openai_host(batch_json("in_progress"), batch_json("in_progress"), done_json())
+    c = ft_client(mode, host, tmp_path, budget={"limit_usd": "5", "period": "total"})
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        estimate = job.estimate.total
+        assert estimate is not None
+        assert [r.url.path for r in host.seen] == ["/v1/files", "/v1/batches"]
+        assert budget_state(c) == (0, estimate)  # held from before the upload while the batch runs
+        job = await job_call(job, "refresh")
+        assert job.status == "in_progress"
+        with pytest.raises(ck.InvalidRequestError, match="still in_progress"):  # polled once more first
+            await job_results(job)
+        job = await job_call(job, "wait", poll_interval=0)
+        assert budget_state(c) == (0, estimate)  # ended, results not read yet: still held
+        first = await job_results(job, stop_after=1)
+        assert [cid for cid, _ in first] == ["q1"]
+        share = estimate / 3
+        spent, reserved = budget_state(c)
+        assert spent == item_cost(12, 5)
+        assert reserved == estimate - share  # q1 settled its share of the worst case
+        out = await job_results(job)
+        assert [cid for cid, _ in out] == ["q1", "q2", "q3"]
+        actual = item_cost(12, 5) + item_cost(12, 4)
+        assert job.cost.total == actual
+        assert job.synchronous == item_cost(12, 5, False) + item_cost(12, 4, False)
+        assert job.saved == job.synchronous - actual
+        assert budget_state(c) == (actual, 0)  # every item settled, the rest released
+        rows = [r for r in c.ledger.rows() if r.verb == "batch"]
+        assert len(rows) == 3
+        assert {r.reserved for r in rows} == {share}
+        # read again: nothing written or settled twice
+        again = await job_results(job)
+        assert [cid for cid, _ in again] == ["q1", "q2", "q3"]
+        assert len([r for r in c.ledger.rows() if r.verb == "batch"]) == 3
+        assert budget_state(c) == (actual, 0)
+        assert job.cost.total == actual
+    finally:
+        await close(c)
+
+
+async def test_a_failed_batch_raises_and_releases_its_reservation(mode: str, tmp_path: Path) -> None:
+    failed = batch_json("failed", errors={"object": "list", "data": [
+        {"code": "invalid_json_line", "line": 2, "message": "This line is not parseable as valid JSON."}]},
+        failed_at=1_764_236_500)
+    host = openai_host(failed)
+    c = ft_client(mode, host, tmp_path, budget={"limit_usd": "5", "period": "total"})
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        with pytest.raises(ck.BatchFailedError, match="invalid_json_line") as info:
+            await job_call(job, "wait", poll_interval=0)
+        assert info.value.job.status == "failed"
+        assert job.status == "failed"  # adopted before the error was raised
+        assert budget_state(c) == (0, 0)
+        assert await job_results(job) == []
+        assert [r for r in c.ledger.rows() if r.verb == "batch"] == []
+    finally:
+        await close(c)
+
+
+async def test_cancel_then_results_price_what_ran_and_type_what_did_not(mode: str, tmp_path: Path) -> None:
+    never_ran = json.dumps({"id": "r-q3", "custom_id": "q3", "response": None, "error": {
+        "code": "batch_cancelled", "message": "This request was not executed: the batch was cancelled."}}) + "\n"
+    host = (openai_host(batch_json("cancelling"), done_json("cancelled", cancelled_at=1_764_237_000))
+            .on("POST", f"/v1/batches/{BATCH_ID}/cancel", batch_json("cancelling"))
+            .on("GET", f"/v1/files/{ERR}/content", file_reply(never_ran)))
+    c = ft_client(mode, host, tmp_path, budget={"limit_usd": "5", "period": "total"})
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        job = await job_call(job, "cancel")
+        assert job.status == "canceling"
+        assert host.hits("POST", f"/v1/batches/{BATCH_ID}/cancel") == 1
+        job = await job_call(job, "wait", poll_interval=0)
+        assert job.status == "canceled"
+        out = dict(await job_results(job))
+        assert isinstance(out["q1"], Completion)
+        assert isinstance(out["q3"], ck.ProviderError)
+        assert "cancelled" in str(out["q3"])
+        rows = {r.tags["custom_id"]: r for r in c.ledger.rows() if r.verb == "batch"}
+        assert rows["q3"].cost == 0  # never ran: not billed
+        assert rows["q1"].cost == item_cost(12, 5)
+        assert budget_state(c) == (item_cost(12, 5) + item_cost(12, 4), 0)
+    finally:
+        await close(c)
+
+
+async def test_a_sync_method_on_an_async_batch_fails_clearly(mode: str, tmp_path: Path) -> None:
+    host = openai_host()
+    c = ft_client(mode, host, tmp_path)
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        if mode == "async":
+            with pytest.raises(ck.InvalidRequestError, match=r"await job.async_wait"):
+                job.wait()
+            with pytest.raises(ck.InvalidRequestError, match=r"async_results"):
+                job.results()
+        else:
+            with pytest.raises(ck.InvalidRequestError, match=r"call job.wait"):
+                await job.async_wait()
+            with pytest.raises(ck.InvalidRequestError, match=r"sync Client"):
+                job.async_results()
+        with pytest.raises(ck.InvalidRequestError, match="timout"):
+            await run(c.batches.wait(job, timout=1))
+    finally:
+        await close(c)
+
+
+async def test_wait_times_out_with_the_last_state_and_never_sleeps(mode: str, tmp_path: Path) -> None:
+    sleeps = Sleeps()
+    host = openai_host(batch_json("in_progress"))
+    c = ft_client(mode, host, tmp_path, sleeps)
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        with pytest.raises(ck.BatchTimeoutError) as info:
+            await run(c.batches.wait(job, timeout=100))
+        assert info.value.job.status == "in_progress"
+        assert sum(sleeps.waits) == 100  # 10, 15, 22.5 ... then what is left of the 100 s
+        assert sleeps.waits[:3] == [10.0, 15.0, 22.5]
+        assert host.hits("GET", f"/v1/batches/{BATCH_ID}") == len(sleeps.waits)
+    finally:
+        await close(c)
+
+
+async def test_attach_from_another_client_records_each_item_once(mode: str, tmp_path: Path) -> None:
+    host = openai_host(batch_json("in_progress"), done_json())
+    ledger = f"sqlite:///{tmp_path / 'shared.db'}"
+    a = ft_client(mode, host, tmp_path, ledger=ledger)
+    b = ft_client(mode, host, tmp_path, ledger=ledger)
+    try:
+        submitted = await run(a.batch("openai:gpt-4o-mini", REQUESTS, tags={"team": "search"}))
+        await close(a)  # the submitting process goes away before reading anything
+        if mode == "async":
+            job = await ck.BatchJob.async_attach(f"openai:{submitted.id}", client=b)
+        else:
+            job = ck.BatchJob.attach(f"openai:{submitted.id}", client=b)
+        assert (job.id, job.provider, job.status) == (BATCH_ID, "openai", "in_progress")
+        job = await job_call(job, "wait", poll_interval=0)
+        out = await job_results(job)
+        assert [cid for cid, _ in out] == ["q1", "q2", "q3"]
+        assert job.cost.total == item_cost(12, 5) + item_cost(12, 4)
+        c = ft_client(mode, host, tmp_path, ledger=ledger)  # a third process reads them again
+        again = await run(c.batches.retrieve(f"openai:{BATCH_ID}"))
+        assert len(await results(c, again)) == 3
+        await close(c)
+        rows = [r for r in b.ledger.rows() if r.verb == "batch"]
+        assert sorted(r.once_key for r in rows) == [f"batch:openai:{BATCH_ID}:q{i}" for i in (1, 2, 3)]
+    finally:
+        await close(b)
+
+
+async def test_module_level_batch_uses_the_default_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
+    job = ck.batch("openai:gpt-4o-mini", REQUESTS, estimate_only=True)
+    ajob = await ck.abatch("openai:gpt-4o-mini", REQUESTS, estimate_only=True)
+    assert job.estimate is not None
+    assert ajob.estimate is not None
+    assert job.estimate.total == ajob.estimate.total
+    assert job.estimate.total is not None
+    with pytest.raises(ck.InvalidRequestError, match="estimate_onyl"):
+        ck.batch("openai:gpt-4o-mini", REQUESTS, estimate_onyl=True)  # type: ignore[call-arg]
