@@ -394,10 +394,11 @@ async def test_a_batch_without_max_tokens_has_no_worst_case_and_a_budget_refuses
         await close(c)
 
 
-async def test_budget_reserves_the_estimate_settles_each_item_and_releases_the_rest(mode: str,
-                                                                                   tmp_path: Path) -> None:
+async def test_budget_reserves_the_estimate_settles_each_item_and_releases_the_rest(mode: str, tmp_path: Path,
+                                                                                   ledger_url: str) -> None:
+    """On SQLite and PostgreSQL: each item settles its share of the reservation in the row's transaction."""
     host = openai_host(batch_json("in_progress"), batch_json("in_progress"), done_json())
-    c = ft_client(mode, host, tmp_path, budget={"limit_usd": "5", "period": "total"})
+    c = ft_client(mode, host, tmp_path, ledger=ledger_url, budget={"limit_usd": "5", "period": "total"})
     try:
         job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
         estimate = job.estimate.total
