@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from _paths import real_key
+import yaml
+from _paths import CASSETTES, real_key
 from adapters._clients import (  # noqa: F401  (shared fixtures, registered by name)
     Sleeps,
     close,
@@ -28,6 +29,9 @@ from adapters._clients import (  # noqa: F401  (shared fixtures, registered by n
     policy,
     vcr_config,
 )
+from test_cassette_specs import _spec as openai_spec
+from test_cassette_specs import errors as openai_errors
+from test_cassette_specs import spec_path as openai_spec_path
 from test_finetune import Host
 from test_finetune import client as ft_client
 
@@ -81,7 +85,10 @@ def case(request: pytest.FixtureRequest) -> Case:
 
 @pytest.fixture
 def default_cassette_name(request: pytest.FixtureRequest) -> str:
-    """``{provider}_batch.yaml`` for the tests that run on every provider."""
+    """``{provider}_batch.yaml`` for the tests that run on every provider (else the ``default_cassette`` marker's)."""
+    marker = request.node.get_closest_marker("default_cassette")
+    if marker is not None:
+        return str(marker.args[0]).removesuffix(".yaml")
     params = getattr(request.node, "callspec", None)
     provider = params.params.get("case") if params is not None else None
     return f"{provider}_batch" if provider else request.node.name
@@ -169,6 +176,57 @@ async def test_submit_wait_results_prices_each_item_at_the_batch_price(mode: str
         assert all(r.provider == provider for r in rows)
     finally:
         await close(client)
+
+
+RESPONSES_REQUESTS: list[dict[str, Any]] = [
+    {"custom_id": "r1", "messages": [{"role": "user", "content": "Say this is a test"}], "max_tokens": 16,
+     "api": "responses"},
+    # the provider's own line shape for the Responses endpoint is read too
+    {"custom_id": "r2", "method": "POST", "url": "/v1/responses",
+     "body": {"model": "gpt-4o-mini", "instructions": "Answer with one number.", "input": "Name a prime number",
+              "max_output_tokens": 16}},
+]
+
+
+@pytest.mark.vcr
+@pytest.mark.default_cassette("openai_responses_batch.yaml")
+async def test_openai_responses_endpoint_batch(mode: str) -> None:
+    client = client_for(mode, CASES["openai"])
+    try:
+        job = await run(client.batch("openai:gpt-4o-mini", RESPONSES_REQUESTS))
+        job = await run(client.batches.wait(job, poll_interval=0))
+        out = await results(client, job)
+        answers = [r for _, r in out]
+        assert [cid for cid, _ in out] == ["r1", "r2"]
+        assert [a.text for a in answers] == ["This is a test.", "7"]
+        assert all(isinstance(a, Completion) for a in answers)
+        for a in answers:
+            assert a.cost.total == token_cost(client, "openai", "gpt-4o-mini", a, True)
+        assert job.cost.total == priced(client, "openai", "gpt-4o-mini", answers, True)
+        assert job.saved == priced(client, "openai", "gpt-4o-mini", answers, False) - job.cost.total
+        assert len(batch_rows(client)) == 2
+    finally:
+        await close(client)
+
+
+def test_responses_cassette_validates_against_the_spec() -> None:
+    if not openai_spec_path().is_file():
+        pytest.skip(f"spec not found at {openai_spec_path()}: set COMPUTEKIT_SPECS_DIR")
+    spec = openai_spec()
+    inters = yaml.safe_load((CASSETTES / "test_batch_client" / "openai_responses_batch.yaml").read_text("utf-8"))[
+        "interactions"]
+    body = lambda i: json.loads(inters[i]["response"]["body"]["string"])  # noqa: E731
+    problems = openai_errors(spec, "OpenAIFile", body(0)) + openai_errors(spec, "Batch", body(1))
+    problems += openai_errors(spec, "Batch", body(2))
+    lines = [json.loads(x) for x in inters[3]["response"]["body"]["string"].splitlines() if x]
+    for line in lines:
+        problems += openai_errors(spec, "Response", line["response"]["body"])
+    sent = [json.loads(x) for x in inters[0]["request"]["body"].split("\r\n\r\n")[2].splitlines()[:2]]
+    for line in sent:
+        assert line["url"] == "/v1/responses"
+        problems += openai_errors(spec, "CreateResponse", line["body"])
+    assert not problems, "\n".join(problems)
+    assert openai_errors(spec, "Response", {**lines[0]["response"]["body"], "status": "done"})  # not vacuous
 
 
 # ------------------------------------------------------------------------------------------------ lifecycle
@@ -336,10 +394,11 @@ async def test_a_batch_without_max_tokens_has_no_worst_case_and_a_budget_refuses
         await close(c)
 
 
-async def test_budget_reserves_the_estimate_settles_each_item_and_releases_the_rest(mode: str,
-                                                                                   tmp_path: Path) -> None:
+async def test_budget_reserves_the_estimate_settles_each_item_and_releases_the_rest(mode: str, tmp_path: Path,
+                                                                                   ledger_url: str) -> None:
+    """On SQLite and PostgreSQL: each item settles its share of the reservation in the row's transaction."""
     host = openai_host(batch_json("in_progress"), batch_json("in_progress"), done_json())
-    c = ft_client(mode, host, tmp_path, budget={"limit_usd": "5", "period": "total"})
+    c = ft_client(mode, host, tmp_path, ledger=ledger_url, budget={"limit_usd": "5", "period": "total"})
     try:
         job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
         estimate = job.estimate.total

@@ -674,7 +674,10 @@ class OpenAIWire(Adapter):
             return "embeddings", dict(self.build_embed(req).json)
         if req.stream:
             raise InvalidRequestError(f"{self.provider}: a batched request cannot stream")
-        path = self.text_path(req.model) if req.prompt is not None else "chat/completions"
+        if req.prompt is not None:
+            path = self.text_path(req.model)
+        else:
+            path = "responses" if self.uses_responses(req) else "chat/completions"
         return path, dict(self.build_complete(req).json)
 
     def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
@@ -720,6 +723,7 @@ class OpenAIWire(Adapter):
             failed=count(counts.get("failed")) or 0,
             output_ref=data.get("output_file_id"), error_ref=data.get("error_file_id"),
             kind="embed" if endpoint.endswith("embeddings") else "complete",
+            api="responses" if endpoint.endswith("/responses") else None,
             created_at=unix_time(data.get("created_at")), ended_at=unix_time(ended), raw=data,
         )
 
