@@ -1,9 +1,9 @@
 """The examples' cassettes are marked, keyless, and shaped like the real APIs.
 
-Every response body to OpenAI (chat completions, files, fine-tuning jobs, batches, batch output lines), Anthropic or Replicate in
-``examples/cassettes/`` is validated against that provider's OpenAPI description in ``../shared/specs/`` (the same
-specs the adapters' cassettes are checked against). Mistral publishes no spec in that folder; its body follows
-Mistral's API reference and is parsed by the example's test.
+Every response body to OpenAI (chat completions, files, fine-tuning jobs, batches, batch output lines), Anthropic
+or Replicate in ``examples/cassettes/`` is validated against that provider's OpenAPI description in
+``../shared/specs/`` (the same specs the adapters' cassettes are checked against). Mistral publishes no spec in
+that folder; its body follows Mistral's API reference and is parsed by the example's test.
 """
 
 from __future__ import annotations
