@@ -1259,6 +1259,10 @@ def test_batch_cancel(batch_config: Path, batch_host: BatchHost) -> None:
     assert result.exit_code == 0, result.output
     assert batch_host.paths()[-1] == "POST /batches/batch_6f1b2c3d4e5f/cancel"
     assert re.search(r"status\s+canceling \(cancelling\)", result.stdout)
+    data = json.loads(_invoke("batch", "status", BATCH_ID, "--json", "-c", str(batch_config)).stdout)
+    assert (data["id"], data["provider"], data["status"], data["completed"]) == ("batch_6f1b2c3d4e5f", "openai",
+                                                                               "in_progress", 1)
+    assert data["cost"]["total"] is None  # unknown until the results are read, never 0
 
 
 def test_batch_wait_timeout_and_failure_are_one_line_exit_2(batch_config: Path, batch_host: BatchHost) -> None:
@@ -1282,7 +1286,7 @@ def test_batch_wait_timeout_and_failure_are_one_line_exit_2(batch_config: Path, 
     ([BATCH_REQUESTS[0], "not json", {"custom_id": "q3"}, {"custom_id": "q4", "messages": [], "temperatur": 1}],
      "openai:gpt-4o-mini", ["InvalidRequestError", "nothing uploaded", "line 2: not valid JSON", "line 3:",
                             "line 4: unknown complete() option(s): temperatur"]),
-    (BATCH_REQUESTS, "nosuch:model", ["nosuch"]),
+    (BATCH_REQUESTS, "nosuch:model", ["ConfigError", "unknown provider 'nosuch'"]),
     (BATCH_REQUESTS, "cohere:command-r", ["UnsupportedCapabilityError", "batch"]),
     (BATCH_REQUESTS, "groq:llama-3.1-8b-instant", ["UnsupportedCapabilityError", "batch"]),
 ])
