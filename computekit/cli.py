@@ -1293,6 +1293,8 @@ def batch_results(
 
     from ._types import BatchJob
 
+    if out is not None and not out.parent.is_dir():
+        _fail(f"--out {out}: no such folder {str(out.parent)!r}")
     sink = None
     partial = None if out is None else out.with_name(out.name + ".partial")
     answered = failed = 0

@@ -1313,6 +1313,7 @@ def test_batch_submit_refuses_bad_input_before_any_http(batch_config: Path, batc
     (["status", "cohere:b1"], "UnsupportedCapabilityError"),
     (["submit", "x.jsonl", "-m", "openai:gpt-4o-mini", "--tag", "novalue"], "--tag key=value"),
     (["submit", "x.jsonl"], "--model"),
+    (["results", BATCH_ID, "--out", "no/such/folder/out.jsonl"], "no such folder"),
 ])
 def test_batch_bad_arguments_exit_2(batch_config: Path, batch_host: BatchHost, monkeypatch: pytest.MonkeyPatch,
                                     args: list[str], needle: str) -> None:
