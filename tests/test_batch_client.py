@@ -532,6 +532,7 @@ async def test_attach_from_another_client_records_each_item_once(mode: str, tmp_
         else:
             job = ck.BatchJob.attach(f"openai:{submitted.id}", client=b)
         assert (job.id, job.provider, job.status) == (BATCH_ID, "openai", "in_progress")
+        assert job.model == ""  # this batch object names no model: each item is priced at its answer's model
         job = await job_call(job, "wait", poll_interval=0)
         out = await job_results(job)
         assert [cid for cid, _ in out] == ["q1", "q2", "q3"]
