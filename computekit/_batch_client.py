@@ -48,7 +48,7 @@ from ._http import HTTPRequest, HTTPResponse
 from ._plan import Plan
 from ._tags import check_tags
 from ._targets import Target, split_model_id
-from ._types import Attempt, BatchJob, Completion, Cost, Embeddings, Usage
+from ._types import Attempt, BatchJob, Completion, Cost, Embeddings, Usage, _adopt
 from .adapters._base import BatchItem, BatchState
 
 if TYPE_CHECKING:
@@ -438,7 +438,7 @@ class Batches:
         if unknown:
             refuse(unknown, self.results)
         if not job.done:
-            job = self.refresh(job)
+            _adopt(job, self.refresh(job))  # the caller's job is the one read (its cost set at the end)
             if not job.done:
                 raise _not_ended(job)
         return self._read(job)
@@ -583,7 +583,7 @@ class AsyncBatches:
         if unknown:
             refuse(unknown, self.results)
         if not job.done:
-            job = await self.refresh(job)
+            _adopt(job, await self.refresh(job))  # the caller's job is the one read (its cost set at the end)
             if not job.done:
                 raise _not_ended(job)
         reading = _Reading(self.core, job)

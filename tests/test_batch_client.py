@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -478,6 +479,48 @@ async def test_cancel_then_results_price_what_ran_and_type_what_did_not(mode: st
         assert rows["q3"].cost == 0  # never ran: not billed
         assert rows["q1"].cost == item_cost(12, 5)
         assert budget_state(c) == (item_cost(12, 5) + item_cost(12, 4), 0)
+    finally:
+        await close(c)
+
+
+async def test_an_expired_batch_prices_what_ran_and_reads_results_on_a_job_not_yet_refreshed(
+    mode: str, tmp_path: Path
+) -> None:
+    expired_item = json.dumps({"id": "r-q3", "custom_id": "q3", "response": None, "error": {
+        "code": "batch_expired", "message": "This request could not be executed before the completion window "
+                                            "expired."}}) + "\n"
+    host = (openai_host(done_json("expired", expired_at=1_764_322_801))
+            .on("GET", f"/v1/files/{ERR}/content", file_reply(expired_item)))
+    c = ft_client(mode, host, tmp_path, budget={"limit_usd": "5", "period": "total"})
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        assert job.status == "validating"
+        out = dict(await results(c, job))  # polled once, found ended, read: the job held here is updated
+        assert job.status == "expired"
+        assert isinstance(out["q3"], ck.ProviderError)
+        assert "expired" in str(out["q3"])
+        actual = item_cost(12, 5) + item_cost(12, 4)
+        assert job.cost.total == actual  # what ran before the window closed is billed; q3 is not
+        assert budget_state(c) == (actual, 0)
+    finally:
+        await close(c)
+
+
+async def test_wait_with_progress_shows_the_counts_on_a_terminal(mode: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    host = openai_host(batch_json("in_progress", 1, 0), done_json())
+    c = ft_client(mode, host, tmp_path)
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+        await run(c.batches.wait(job, poll_interval=0, progress=True))
+        err = capsys.readouterr().err
+        assert f"openai:gpt-4o-mini {BATCH_ID}: in_progress, 1/3 completed, 0 failed" in err
+        assert f"{BATCH_ID}: completed, 2/3 completed, 1 failed" in err
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+        await run(c.batches.wait(job, poll_interval=0, progress=True))
+        assert capsys.readouterr().err == ""  # not a terminal: nothing drawn
     finally:
         await close(c)
 
