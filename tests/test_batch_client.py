@@ -506,6 +506,40 @@ async def test_an_expired_batch_prices_what_ran_and_reads_results_on_a_job_not_y
         await close(c)
 
 
+async def test_a_large_gemini_batch_streams_its_responses_file(mode: str, tmp_path: Path) -> None:
+    """A batch too large to answer inline names a responses file: it is downloaded from the API's host and read
+    line by line like any other provider's."""
+    def gemini_answer(text: str, prompt: int, out: int) -> dict[str, Any]:
+        return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}],
+                "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": out,
+                                  "totalTokenCount": prompt + out}, "modelVersion": "gemini-2.5-flash"}
+
+    meta = {"name": "batches/big1", "model": "models/gemini-2.5-flash", "displayName": "computekit batch",
+            "state": "BATCH_STATE_PENDING", "batchStats": {"requestCount": "3"}}
+    done = {**meta, "state": "BATCH_STATE_SUCCEEDED", "output": {"responsesFile": "files/out-1"},
+            "batchStats": {"requestCount": "3", "successfulRequestCount": "3"}}
+    lines = "".join(json.dumps({"key": f"q{i}", "response": gemini_answer(str(i), 6, i)}) + "\n" for i in (1, 2, 3))
+    host = (Host()
+            .on("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent", {"name": "batches/big1",
+                                                                                "metadata": meta})
+            .on("GET", "/v1beta/batches/big1", {"name": "batches/big1", "metadata": done, "done": True})
+            .on("GET", "/download/v1beta/files/out-1:download", file_reply(lines)))
+    c = ft_client(mode, host, tmp_path, providers={"gemini": {"api_key": "gemini-test-0123456789"}})
+    try:
+        job = await run(c.batch("gemini:gemini-2.5-flash", REQUESTS))
+        job = await run(c.batches.wait(job, poll_interval=0))
+        out = await results(c, job)
+        assert [(cid, r.text) for cid, r in out] == [("q1", "1"), ("q2", "2"), ("q3", "3")]
+        download = host.seen[-1]
+        assert (download.url.host, download.url.params["alt"]) == ("generativelanguage.googleapis.com", "media")
+        assert download.headers["x-goog-api-key"] == "gemini-test-0123456789"  # the API's own host: its key
+        answers = [r for _, r in out]
+        assert job.cost.total == priced(c, "gemini", "gemini-2.5-flash", answers, True)
+        assert len(batch_rows(c)) == 3
+    finally:
+        await close(c)
+
+
 async def test_wait_with_progress_shows_the_counts_on_a_terminal(mode: str, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
