@@ -273,6 +273,7 @@ class _Reading:
         priced = price_item(self.core.prices, self.adapter, model, item)
         if item.result is not None:
             item.result.cost = priced.cost
+            item.result.request_id = self.adapter.redact(item.result.request_id)  # as a live answer's is
         self.totals.add(priced)
         self.index += 1
         step = partial(self._record, item, priced.cost, self.index) if self.index > job._read else None
