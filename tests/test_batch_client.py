@@ -634,3 +634,27 @@ async def test_module_level_batch_uses_the_default_clients(monkeypatch: pytest.M
     assert job.estimate.total is not None
     with pytest.raises(ck.InvalidRequestError, match="estimate_onyl"):
         ck.batch("openai:gpt-4o-mini", REQUESTS, estimate_onyl=True)  # type: ignore[call-arg]
+
+
+async def test_a_key_echoed_back_in_result_lines_never_reaches_errors_or_the_ledger(mode: str,
+                                                                                    tmp_path: Path) -> None:
+    from test_finetune import KEY
+
+    echoed = json.dumps({"id": "r-q3", "custom_id": "q3", "response": {
+        "status_code": 401, "request_id": KEY,
+        "body": {"error": {"message": f"Incorrect API key provided: {KEY}", "type": "invalid_request_error"}}},
+        "error": None}) + "\n"
+    host = openai_host().on("GET", f"/v1/files/{ERR}/content", file_reply(echoed))
+    c = ft_client(mode, host, tmp_path)
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        job = await run(c.batches.wait(job, poll_interval=0))
+        out = dict(await results(c, job))
+        err = out["q3"]
+        assert isinstance(err, ck.AuthenticationError)
+        for text in (str(err), repr(err), json.dumps(err.body), str(err.request_id), repr(job)):
+            assert KEY not in text
+        for row in c.ledger.rows():
+            assert KEY not in repr(row)
+    finally:
+        await close(c)
