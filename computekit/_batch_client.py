@@ -48,7 +48,7 @@ from ._http import HTTPRequest, HTTPResponse
 from ._plan import Plan
 from ._tags import check_tags
 from ._targets import Target, split_model_id
-from ._types import Attempt, BatchJob, Completion, Cost, Embeddings, Usage
+from ._types import Attempt, BatchJob, Completion, Cost, Embeddings, Usage, _adopt
 from .adapters._base import BatchItem, BatchState
 
 if TYPE_CHECKING:
@@ -273,6 +273,7 @@ class _Reading:
         priced = price_item(self.core.prices, self.adapter, model, item)
         if item.result is not None:
             item.result.cost = priced.cost
+            item.result.request_id = self.adapter.redact(item.result.request_id)  # as a live answer's is
         self.totals.add(priced)
         self.index += 1
         step = partial(self._record, item, priced.cost, self.index) if self.index > job._read else None
@@ -355,6 +356,12 @@ class Batches:
             held = self.core.budgets.held.pop(_held_key(job), None)
             self.core.budgets.release(held)
 
+    def _update(self, job: BatchJob, plan: Plan) -> BatchJob:
+        """Send a get or cancel plan: the batch's new state, carrying what ``job`` knew."""
+        fresh = _carry(_job(job.provider, self.driver.run(plan), job.model), job)
+        self._ended(fresh)
+        return fresh
+
     def retrieve(self, batch_id: str, **unknown: Never) -> BatchJob:
         """A batch submitted elsewhere (another process, yesterday), followed by this client. Its results, read
         here, are recorded once in all; budgets are per process, so the submitter's reservation is not settled
@@ -381,9 +388,7 @@ class Batches:
         """
         if unknown:
             refuse(unknown, self.refresh)
-        fresh = _carry(_job(job.provider, self.driver.run(_get_plan(self.core, job)), job.model), job)
-        self._ended(fresh)
-        return fresh
+        return self._update(job, _get_plan(self.core, job))
 
     def cancel(self, job: BatchJob, **unknown: Never) -> BatchJob:
         """Cancel the batch; its state after that. What ran before is billed, and read with :meth:`results`.
@@ -394,9 +399,7 @@ class Batches:
         """
         if unknown:
             refuse(unknown, self.cancel)
-        fresh = _carry(_job(job.provider, self.driver.run(_cancel_plan(self.core, job)), job.model), job)
-        self._ended(fresh)
-        return fresh
+        return self._update(job, _cancel_plan(self.core, job))
 
     def wait(self, job: BatchJob, timeout: float | None = None, poll_interval: float | None = None,
              progress: bool = False, **unknown: Never) -> BatchJob:
@@ -438,7 +441,7 @@ class Batches:
         if unknown:
             refuse(unknown, self.results)
         if not job.done:
-            job = self.refresh(job)
+            _adopt(job, self.refresh(job))  # the caller's job is the one read (its cost set at the end)
             if not job.done:
                 raise _not_ended(job)
         return self._read(job)
@@ -507,6 +510,12 @@ class AsyncBatches:
             held = self.core.budgets.held.pop(_held_key(job), None)
             await ledger_call(self.core, partial(self.core.budgets.release, held), offload=held is not None)
 
+    async def _update(self, job: BatchJob, plan: Plan) -> BatchJob:
+        """:meth:`Batches._update`, awaited."""
+        fresh = _carry(_job(job.provider, await self.driver.run(plan), job.model), job)
+        await self._ended(fresh)
+        return fresh
+
     async def retrieve(self, batch_id: str, **unknown: Never) -> BatchJob:
         """:meth:`Batches.retrieve`, awaited.
 
@@ -531,9 +540,7 @@ class AsyncBatches:
         """
         if unknown:
             refuse(unknown, self.refresh)
-        fresh = _carry(_job(job.provider, await self.driver.run(_get_plan(self.core, job)), job.model), job)
-        await self._ended(fresh)
-        return fresh
+        return await self._update(job, _get_plan(self.core, job))
 
     async def cancel(self, job: BatchJob, **unknown: Never) -> BatchJob:
         """:meth:`Batches.cancel`, awaited.
@@ -544,9 +551,7 @@ class AsyncBatches:
         """
         if unknown:
             refuse(unknown, self.cancel)
-        fresh = _carry(_job(job.provider, await self.driver.run(_cancel_plan(self.core, job)), job.model), job)
-        await self._ended(fresh)
-        return fresh
+        return await self._update(job, _cancel_plan(self.core, job))
 
     async def wait(self, job: BatchJob, timeout: float | None = None, poll_interval: float | None = None,
                    progress: bool = False, **unknown: Never) -> BatchJob:
@@ -583,7 +588,7 @@ class AsyncBatches:
         if unknown:
             refuse(unknown, self.results)
         if not job.done:
-            job = await self.refresh(job)
+            _adopt(job, await self.refresh(job))  # the caller's job is the one read (its cost set at the end)
             if not job.done:
                 raise _not_ended(job)
         reading = _Reading(self.core, job)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 from typing_extensions import TypeVar as DefaultedTypeVar
@@ -16,6 +16,9 @@ from typing_extensions import TypeVar as DefaultedTypeVar
 from ._constants import CURRENCY, MAX_USAGE_COUNT
 from ._display import HTML_CHARS, Shown, html_table, preview
 from ._money import Money, money
+
+if TYPE_CHECKING:
+    from ._exceptions import ProviderError
 
 __all__ = [
     "Attempt",
@@ -1245,7 +1248,7 @@ class BatchJob(_Readable, _Model):
         ns = self._lifecycle("cancel", False)
         return _adopting(self, lambda: ns.cancel(self), "job")
 
-    def results(self) -> Any:
+    def results(self) -> Iterator[tuple[str, Completion | Embeddings | ProviderError]]:
         """The items' outcomes, ``(custom_id, Completion | Embeddings | ProviderError)``, streamed from the
         provider's result files line by line (``client.batches.results(job)``); each is priced at the batch price
         and recorded in the ledger once.
@@ -1255,7 +1258,7 @@ class BatchJob(_Readable, _Model):
                 ended yet.
             ProviderError: The provider failed after retries.
         """
-        return self._lifecycle("results", False).results(self)
+        return self._lifecycle("results", False).results(self)  # type: ignore[no-any-return]
 
     async def async_refresh(self) -> BatchJob:
         """:meth:`refresh` for async clients.
@@ -1290,14 +1293,14 @@ class BatchJob(_Readable, _Model):
         ns = self._lifecycle("cancel", True)
         return await _async_adopting(self, lambda: ns.cancel(self), "job")
 
-    def async_results(self) -> Any:
+    def async_results(self) -> AsyncIterator[tuple[str, Completion | Embeddings | ProviderError]]:
         """:meth:`results` for async clients: an async iterator (``async for cid, r in job.async_results()``).
 
         Raises:
             InvalidRequestError: The batch came from a sync Client (use ``job.results()``), or it has not ended.
             ProviderError: The provider failed after retries.
         """
-        return self._lifecycle("results", True).results(self)
+        return self._lifecycle("results", True).results(self)  # type: ignore[no-any-return]
 
 
 Result = Completion | Embeddings | Reranking | Prediction

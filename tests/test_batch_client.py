@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -482,6 +483,82 @@ async def test_cancel_then_results_price_what_ran_and_type_what_did_not(mode: st
         await close(c)
 
 
+async def test_an_expired_batch_prices_what_ran_and_reads_results_on_a_job_not_yet_refreshed(
+    mode: str, tmp_path: Path
+) -> None:
+    expired_item = json.dumps({"id": "r-q3", "custom_id": "q3", "response": None, "error": {
+        "code": "batch_expired", "message": "This request could not be executed before the completion window "
+                                            "expired."}}) + "\n"
+    host = (openai_host(done_json("expired", expired_at=1_764_322_801))
+            .on("GET", f"/v1/files/{ERR}/content", file_reply(expired_item)))
+    c = ft_client(mode, host, tmp_path, budget={"limit_usd": "5", "period": "total"})
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        assert job.status == "validating"
+        out = dict(await results(c, job))  # polled once, found ended, read: the job held here is updated
+        assert job.status == "expired"
+        assert isinstance(out["q3"], ck.ProviderError)
+        assert "expired" in str(out["q3"])
+        actual = item_cost(12, 5) + item_cost(12, 4)
+        assert job.cost.total == actual  # what ran before the window closed is billed; q3 is not
+        assert budget_state(c) == (actual, 0)
+    finally:
+        await close(c)
+
+
+async def test_a_large_gemini_batch_streams_its_responses_file(mode: str, tmp_path: Path) -> None:
+    """A batch too large to answer inline names a responses file: it is downloaded from the API's host and read
+    line by line like any other provider's."""
+    def gemini_answer(text: str, prompt: int, out: int) -> dict[str, Any]:
+        return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}],
+                "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": out,
+                                  "totalTokenCount": prompt + out}, "modelVersion": "gemini-2.5-flash"}
+
+    meta = {"name": "batches/big1", "model": "models/gemini-2.5-flash", "displayName": "computekit batch",
+            "state": "BATCH_STATE_PENDING", "batchStats": {"requestCount": "3"}}
+    done = {**meta, "state": "BATCH_STATE_SUCCEEDED", "output": {"responsesFile": "files/out-1"},
+            "batchStats": {"requestCount": "3", "successfulRequestCount": "3"}}
+    lines = "".join(json.dumps({"key": f"q{i}", "response": gemini_answer(str(i), 6, i)}) + "\n" for i in (1, 2, 3))
+    host = (Host()
+            .on("POST", "/v1beta/models/gemini-2.5-flash:batchGenerateContent", {"name": "batches/big1",
+                                                                                "metadata": meta})
+            .on("GET", "/v1beta/batches/big1", {"name": "batches/big1", "metadata": done, "done": True})
+            .on("GET", "/download/v1beta/files/out-1:download", file_reply(lines)))
+    c = ft_client(mode, host, tmp_path, providers={"gemini": {"api_key": "gemini-test-0123456789"}})
+    try:
+        job = await run(c.batch("gemini:gemini-2.5-flash", REQUESTS))
+        job = await run(c.batches.wait(job, poll_interval=0))
+        out = await results(c, job)
+        assert [(cid, r.text) for cid, r in out] == [("q1", "1"), ("q2", "2"), ("q3", "3")]
+        download = host.seen[-1]
+        assert (download.url.host, download.url.params["alt"]) == ("generativelanguage.googleapis.com", "media")
+        assert download.headers["x-goog-api-key"] == "gemini-test-0123456789"  # the API's own host: its key
+        answers = [r for _, r in out]
+        assert job.cost.total == priced(c, "gemini", "gemini-2.5-flash", answers, True)
+        assert len(batch_rows(c)) == 3
+    finally:
+        await close(c)
+
+
+async def test_wait_with_progress_shows_the_counts_on_a_terminal(mode: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    host = openai_host(batch_json("in_progress", 1, 0), done_json())
+    c = ft_client(mode, host, tmp_path)
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+        await run(c.batches.wait(job, poll_interval=0, progress=True))
+        err = capsys.readouterr().err
+        assert f"openai:gpt-4o-mini {BATCH_ID}: in_progress, 1/3 completed, 0 failed" in err
+        assert f"{BATCH_ID}: completed, 2/3 completed, 1 failed" in err
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+        await run(c.batches.wait(job, poll_interval=0, progress=True))
+        assert capsys.readouterr().err == ""  # not a terminal: nothing drawn
+    finally:
+        await close(c)
+
+
 async def test_a_sync_method_on_an_async_batch_fails_clearly(mode: str, tmp_path: Path) -> None:
     host = openai_host()
     c = ft_client(mode, host, tmp_path)
@@ -532,6 +609,7 @@ async def test_attach_from_another_client_records_each_item_once(mode: str, tmp_
         else:
             job = ck.BatchJob.attach(f"openai:{submitted.id}", client=b)
         assert (job.id, job.provider, job.status) == (BATCH_ID, "openai", "in_progress")
+        assert job.model == ""  # this batch object names no model: each item is priced at its answer's model
         job = await job_call(job, "wait", poll_interval=0)
         out = await job_results(job)
         assert [cid for cid, _ in out] == ["q1", "q2", "q3"]
@@ -556,3 +634,27 @@ async def test_module_level_batch_uses_the_default_clients(monkeypatch: pytest.M
     assert job.estimate.total is not None
     with pytest.raises(ck.InvalidRequestError, match="estimate_onyl"):
         ck.batch("openai:gpt-4o-mini", REQUESTS, estimate_onyl=True)  # type: ignore[call-arg]
+
+
+async def test_a_key_echoed_back_in_result_lines_never_reaches_errors_or_the_ledger(mode: str,
+                                                                                    tmp_path: Path) -> None:
+    from test_finetune import KEY
+
+    echoed = json.dumps({"id": "r-q3", "custom_id": "q3", "response": {
+        "status_code": 401, "request_id": KEY,
+        "body": {"error": {"message": f"Incorrect API key provided: {KEY}", "type": "invalid_request_error"}}},
+        "error": None}) + "\n"
+    host = openai_host().on("GET", f"/v1/files/{ERR}/content", file_reply(echoed))
+    c = ft_client(mode, host, tmp_path)
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        job = await run(c.batches.wait(job, poll_interval=0))
+        out = dict(await results(c, job))
+        err = out["q3"]
+        assert isinstance(err, ck.AuthenticationError)
+        for text in (str(err), repr(err), json.dumps(err.body), str(err.request_id), repr(job)):
+            assert KEY not in text
+        for row in c.ledger.rows():
+            assert KEY not in repr(row)
+    finally:
+        await close(c)

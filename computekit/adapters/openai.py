@@ -718,7 +718,9 @@ class OpenAIWire(Adapter):
         ended = next((data[k] for k in ("completed_at", "failed_at", "expired_at", "cancelled_at") if data.get(k)),
                      None)
         return BatchState(
-            id=data["id"], model=model, status=_OPENAI_BATCH_STATUS[status], provider_status=status,
+            # attached by id (model unknown): the model the batch object names
+            id=data["id"], model=model or str(data.get("model") or ""), status=_OPENAI_BATCH_STATUS[status],
+            provider_status=status,
             total=count(counts.get("total")), completed=count(counts.get("completed")) or 0,
             failed=count(counts.get("failed")) or 0,
             output_ref=data.get("output_file_id"), error_ref=data.get("error_file_id"),

@@ -32,6 +32,7 @@ def batch(status: str, **extra: Any) -> Reply:
     counts = {"total": 3, "completed": 3, "failed": 0} if status == "completed" else {"total": 3, "completed": 0,
                                                                                          "failed": 0}
     return Reply(200, {"id": BATCH_ID, "object": "batch", "endpoint": "/v1/chat/completions",
+                       "model": "gpt-4o-mini-2024-07-18",
                        "input_file_id": "file-in", "completion_window": "24h", "status": status,
                        "created_at": 1_764_236_401, "request_counts": counts, **extra})
 
@@ -165,7 +166,7 @@ async def test_a_process_that_dies_between_submit_and_results_is_recorded_once_b
     try:
         for reader in readers:  # a second reader (or a second read) writes nothing again
             attached = await run(reader.batches.retrieve(f"openai:{job.id}"))
-            assert attached.status == "completed"
+            assert (attached.status, attached.model) == ("completed", "gpt-4o-mini-2024-07-18")
             assert await read(reader, attached) == ["q1", "q2", "q3"]
             assert attached.cost.total == expected_cost()
         found = rows(readers[0])
