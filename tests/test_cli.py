@@ -1202,6 +1202,7 @@ def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Pa
     status = _invoke("batch", "status", BATCH_ID, "-c", str(batch_config))
     assert status.exit_code == 0, status.output
     assert re.search(r"status\s+in_progress", status.stdout)
+    assert re.search(r"model\s+openai:gpt-4o-mini-2024-07-18", status.stdout)  # as the batch object names it
     assert re.search(r"requests\s+3: 1 completed, 0 failed", status.stdout)
     early = runner.invoke(app, ["batch", "results", BATCH_ID, "-c", str(batch_config)])
     assert early.exit_code == 2
@@ -1229,7 +1230,7 @@ def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Pa
     batch_cost, sync = sum(costs), sum(_batch_price(line["usage"], False) for line in lines[:2])
     assert sync > batch_cost
     assert f"wrote 3 results to {out}" in results.stdout
-    assert "2 answered, 1 failed" in results.stdout
+    assert f"{BATCH_ID} (openai:gpt-4o-mini-2024-07-18): 2 answered, 1 failed" in results.stdout
     for label, value in (("batch cost", batch_cost), ("synchronous price", sync), ("saved", sync - batch_cost)):
         cell = re.search(rf"{label}\s+│?\s*\$(\S+)", results.stdout)
         assert cell is not None, results.stdout
