@@ -1042,22 +1042,26 @@ def finetune_create(
     _print_job(_console(), job)
 
 
-def _job_command(job_id: str, config: Path | None, action: str, **kwargs: Any) -> Any:
-    from ._types import FineTuneJob
+def _attached(kind: str, job_id: str, config: Path | None, action: str, **kwargs: Any) -> Any:
+    """Attach to a job or batch (``kind``: the class's name) by its ``provider:id`` and run ``action`` on it
+    (``status`` returns it as it is; ``wait`` shows progress on a terminal)."""
+    from . import _types
 
     with _errors():
         client = _client(config)
         try:
-            job = FineTuneJob.attach(job_id, client=client)
-            if action == "events":
-                return job.events(**kwargs)
-            if action == "cancel":
-                return job.cancel()
+            job = getattr(_types, kind).attach(job_id, client=client)
+            if action == "status":
+                return job
             if action == "wait":
-                return job.wait(progress=True, **kwargs)
-            return job
+                kwargs["progress"] = True
+            return getattr(job, action)(**kwargs)
         finally:
             client.close()
+
+
+def _job_command(job_id: str, config: Path | None, action: str, **kwargs: Any) -> Any:
+    return _attached("FineTuneJob", job_id, config, action, **kwargs)
 
 
 @finetune_app.command("status")
@@ -1153,20 +1157,7 @@ def _print_batch(console: Console, job: Any) -> None:
 
 
 def _batch_command(batch_id: str, config: Path | None, action: str, **kwargs: Any) -> Any:
-    """Attach to ``batch_id`` and run ``action`` on it (status, wait, cancel)."""
-    from ._types import BatchJob
-
-    with _errors():
-        client = _client(config)
-        try:
-            job = BatchJob.attach(batch_id, client=client)
-            if action == "cancel":
-                return job.cancel()
-            if action == "wait":
-                return job.wait(progress=True, **kwargs)
-            return job
-        finally:
-            client.close()
+    return _attached("BatchJob", batch_id, config, action, **kwargs)
 
 
 @batch_app.command("submit")

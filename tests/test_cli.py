@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -85,6 +86,29 @@ class Loopback:
         self.replies.append(Reply(status, json.dumps(body).encode()))
 
 
+def _send(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    handler.send_response(reply.status)
+    for k, v in reply.headers.items():
+        handler.send_header(k, v)
+    handler.send_header("content-length", str(len(reply.body)))
+    handler.end_headers()
+    handler.wfile.write(reply.body)
+
+
+@contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` serving on 127.0.0.1 in a thread; yields the base URL (``.../v1``)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 @pytest.fixture
 def loopback() -> Iterator[Loopback]:
     state: Loopback
@@ -94,37 +118,18 @@ def loopback() -> Iterator[Loopback]:
             length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"null")
             state.seen.append({"path": self.path, "body": body, "auth": self.headers.get("authorization")})
-            reply = state.replies[min(len(state.seen) - 1, len(state.replies) - 1)]
-            self.send_response(reply.status)
-            for k, v in reply.headers.items():
-                self.send_header(k, v)
-            self.send_header("content-length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
+            _send(self, state.replies[min(len(state.seen) - 1, len(state.replies) - 1)])
 
         def do_GET(self) -> None:  # output file downloads (predict --save)
             state.seen.append({"path": self.path, "body": None, "auth": self.headers.get("authorization")})
-            reply = state.replies[min(len(state.seen) - 1, len(state.replies) - 1)]
-            self.send_response(reply.status)
-            for k, v in reply.headers.items():
-                self.send_header(k, v)
-            self.send_header("content-length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
+            _send(self, state.replies[min(len(state.seen) - 1, len(state.replies) - 1)])
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = Loopback(url=f"http://127.0.0.1:{server.server_address[1]}/v1")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
+    with _serving(Handler) as url:
+        state = Loopback(url=url)
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture
@@ -1076,7 +1081,7 @@ def _batch_state(status: str, completed: int = 0, failed: int = 0, **extra: Any)
 
 
 @pytest.fixture
-def batch_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BatchHost]:
+def batch_host() -> Iterator[BatchHost]:
     state: BatchHost
 
     class Handler(BaseHTTPRequestHandler):
@@ -1084,34 +1089,21 @@ def batch_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Batc
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             path = self.path.removeprefix("/v1")
             state.seen.append((self.command, path, body))
-            reply = state.reply(self.command, path)
-            self.send_response(reply.status)
-            for k, v in reply.headers.items():
-                self.send_header(k, v)
-            self.send_header("content-length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
+            _send(self, state.reply(self.command, path))
 
         do_GET = do_POST = _answer
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = BatchHost(url=f"http://127.0.0.1:{server.server_address[1]}/v1")
-    upload, create, done, out, err = (_served(i) for i in _cassette())
-    batch_id = json.loads(create.body)["id"]
-    state.on("POST", "/files", upload).on("POST", "/batches", create).on("GET", f"/batches/{batch_id}", done)
-    for inter, reply in ((_cassette()[3], out), (_cassette()[4], err)):
-        state.on("GET", inter["request"]["uri"].removeprefix("https://api.openai.com/v1"), reply)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
+    with _serving(Handler) as url:
+        state = BatchHost(url=url)
+        upload, create, done, out, err = (_served(i) for i in _cassette())
+        batch_id = json.loads(create.body)["id"]
+        state.on("POST", "/files", upload).on("POST", "/batches", create).on("GET", f"/batches/{batch_id}", done)
+        for inter, reply in ((_cassette()[3], out), (_cassette()[4], err)):
+            state.on("GET", inter["request"]["uri"].removeprefix("https://api.openai.com/v1"), reply)
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture
