@@ -12,16 +12,15 @@ import json
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import serve
 from typer.testing import CliRunner
 
 from computekit import Usage
@@ -95,20 +94,6 @@ def _send(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
     handler.wfile.write(reply.body)
 
 
-@contextmanager
-def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """``handler`` serving on 127.0.0.1 in a thread; yields the base URL (``.../v1``)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 @pytest.fixture
 def loopback() -> Iterator[Loopback]:
     state: Loopback
@@ -127,7 +112,7 @@ def loopback() -> Iterator[Loopback]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    with _serving(Handler) as url:
+    with serve(Handler) as url:
         state = Loopback(url=url)
         yield state
 
@@ -1096,7 +1081,7 @@ def batch_host() -> Iterator[BatchHost]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    with _serving(Handler) as url:
+    with serve(Handler) as url:
         state = BatchHost(url=url)
         upload, create, done, out, err = (_served(i) for i in _cassette())
         batch_id = json.loads(create.body)["id"]
