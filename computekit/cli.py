@@ -24,7 +24,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from enum import StrEnum
@@ -1060,6 +1060,14 @@ def _attached(kind: str, job_id: str, config: Path | None, action: str, **kwargs
             client.close()
 
 
+def _shown(job: Any, json_out: bool, show: Callable[[Console, Any], None]) -> None:
+    """A job or batch as JSON (without ``raw``), or shown by ``show``."""
+    if json_out:
+        typer.echo(job.model_dump_json(exclude={"raw"}, indent=2))
+        return
+    show(_console(), job)
+
+
 def _job_command(job_id: str, config: Path | None, action: str, **kwargs: Any) -> Any:
     return _attached("FineTuneJob", job_id, config, action, **kwargs)
 
@@ -1067,11 +1075,7 @@ def _job_command(job_id: str, config: Path | None, action: str, **kwargs: Any) -
 @finetune_app.command("status")
 def finetune_status(job_id: JobArgument, json_out: JsonOption = False, config: ConfigOption = None) -> None:
     """A job's status, model and (once it has ended) its actual cost."""
-    job = _job_command(job_id, config, "status")
-    if json_out:
-        typer.echo(job.model_dump_json(exclude={"raw"}, indent=2))
-        return
-    _print_job(_console(), job)
+    _shown(_job_command(job_id, config, "status"), json_out, _print_job)
 
 
 @finetune_app.command("events")
@@ -1207,11 +1211,7 @@ def batch_submit(
 @batch_app.command("status")
 def batch_status(batch_id: BatchArgument, json_out: JsonOption = False, config: ConfigOption = None) -> None:
     """A batch's status and request counts."""
-    job = _batch_command(batch_id, config, "status")
-    if json_out:
-        typer.echo(job.model_dump_json(exclude={"raw"}, indent=2))
-        return
-    _print_batch(_console(), job)
+    _shown(_batch_command(batch_id, config, "status"), json_out, _print_batch)
 
 
 @batch_app.command("wait")
@@ -1237,11 +1237,7 @@ def batch_wait(
 @batch_app.command("cancel")
 def batch_cancel(batch_id: BatchArgument, json_out: JsonOption = False, config: ConfigOption = None) -> None:
     """Cancel a batch (what already ran is billed, and its results can still be read)."""
-    job = _batch_command(batch_id, config, "cancel")
-    if json_out:
-        typer.echo(job.model_dump_json(exclude={"raw"}, indent=2))
-        return
-    _print_batch(_console(), job)
+    _shown(_batch_command(batch_id, config, "cancel"), json_out, _print_batch)
 
 
 def _result_line(custom_id: str, answer: Any) -> dict[str, Any]:
