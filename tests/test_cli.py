@@ -1300,3 +1300,25 @@ def test_batch_bad_arguments_exit_2(batch_config: Path, batch_host: BatchHost, m
     assert result.exit_code == 2, result.output
     assert needle in result.output
     assert batch_host.seen == []
+
+
+def test_batch_wait_draws_its_progress_on_a_terminal(batch_config: Path, batch_host: BatchHost,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from computekit import _batch_client
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(_batch_client, "sys", types.SimpleNamespace(stderr=terminal))
+    get = ("GET", "/batches/batch_6f1b2c3d4e5f")
+    batch_host.on(*get, _batch_state("in_progress", 1), _batch_state("finalizing", 2, 1), batch_host.routes[get][0])
+    result = _invoke("batch", "wait", BATCH_ID, "--poll-interval", "0", "-c", str(batch_config))
+    assert result.exit_code == 0, result.output
+    drawn = terminal.getvalue()
+    assert "\ropenai:gpt-4o-mini-2024-07-18 batch_6f1b2c3d4e5f: finalizing, 2/3 completed, 1 failed" in drawn
+    assert "completed, 2/3 completed, 1 failed" in drawn
+    assert drawn.endswith("\n")
