@@ -18,6 +18,7 @@ from ._budget import Reservation
 from ._core import now
 from ._exceptions import StructuredOutputError
 from ._otel import attempt_span, note_response
+from ._structured import parse_output
 from ._targets import Target
 from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Prediction, Reranking, Usage
 from .adapters._base import ModelInfo, StreamUpdate
@@ -224,6 +225,12 @@ def background_ended(core: Core, target: Target, handle: BackgroundResponse, tag
         attempt.error = f"background response failed: {handle.error or ''}".strip()
     elif handle.status == "cancelled":
         attempt.outcome, attempt.error = "canceled", "background response cancelled before its end"
+    elif handle._output is not None:
+        # An answer that does not fit response_format is billed but failed, as in a foreground complete().
+        try:
+            parse_output(handle._output, final)
+        except StructuredOutputError as e:
+            attempt.outcome, attempt.error_type, attempt.error = "error", type(e).__name__, str(e)
     note_response(attempt, final)
     attempt.cost = final.cost
     final.attempts = handle.attempts or [attempt]
