@@ -278,8 +278,9 @@ def finetune_ended(core: Core, target: Target, job: FineTuneJob, tags: Mapping[s
 
 
 def record(core: Core, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None,
-           reservation: Reservation | None = None, once_key: str | None = None) -> None:
-    """Write an attempt's row; under a budget, settle its reservation with it (one transaction)."""
+           reservation: Reservation | None = None, once_key: str | None = None, part: Decimal | None = None) -> None:
+    """Write an attempt's row; under a budget, settle its reservation with it (one transaction). ``part``: the
+    row settles only this share of the reservation (a batch's item), which goes on covering the rest."""
     cost = attempt.cost
     row = LedgerRow(
         ts=attempt.started_at,
@@ -301,10 +302,12 @@ def record(core: Core, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[
         error_type=attempt.error_type,
         status=attempt.status,
         tags=dict(tags) if tags else {},
-        reserved=reservation.amount if reservation is not None else None,
+        reserved=part if part is not None else reservation.amount if reservation is not None else None,
         once_key=once_key,
     )
-    if reservation is not None:
+    if reservation is not None and part is not None:
+        core.ledger.settle_part(reservation.id, row, part)
+    elif reservation is not None:
         core.ledger.settle(reservation.id, row)
     else:
         core.ledger.record(row)

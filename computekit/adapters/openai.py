@@ -689,7 +689,10 @@ class OpenAIWire(Adapter):
             return "embeddings", dict(self.build_embed(req).json)
         if req.stream:
             raise InvalidRequestError(f"{self.provider}: a batched request cannot stream")
-        path = self.text_path(req.model) if req.prompt is not None else "chat/completions"
+        if req.prompt is not None:
+            path = self.text_path(req.model)
+        else:
+            path = "responses" if self.uses_responses(req) else "chat/completions"
         return path, dict(self.build_complete(req).json)
 
     def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
@@ -730,11 +733,14 @@ class OpenAIWire(Adapter):
         ended = next((data[k] for k in ("completed_at", "failed_at", "expired_at", "cancelled_at") if data.get(k)),
                      None)
         return BatchState(
-            id=data["id"], model=model, status=_OPENAI_BATCH_STATUS[status], provider_status=status,
+            # attached by id (model unknown): the model the batch object names
+            id=data["id"], model=model or str(data.get("model") or ""), status=_OPENAI_BATCH_STATUS[status],
+            provider_status=status,
             total=count(counts.get("total")), completed=count(counts.get("completed")) or 0,
             failed=count(counts.get("failed")) or 0,
             output_ref=data.get("output_file_id"), error_ref=data.get("error_file_id"),
             kind="embed" if endpoint.endswith("embeddings") else "complete",
+            api="responses" if endpoint.endswith("/responses") else None,
             created_at=unix_time(data.get("created_at")), ended_at=unix_time(ended), raw=data,
         )
 
