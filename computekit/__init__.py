@@ -21,6 +21,8 @@ from ._exceptions import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    BackgroundFailedError,
+    BackgroundTimeoutError,
     BadRequestError,
     BatchFailedError,
     BatchTimeoutError,
@@ -55,6 +57,8 @@ from ._money import Money
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._background import BackgroundResponse
+    from ._background_client import AsyncBackgroundResponses, BackgroundResponses
     from ._batch_client import AsyncBatches, Batches
     from ._budget import BudgetStatus
     from ._client import AsyncClient, AsyncPredictionStream, AsyncStream, Client, PredictionStream, Stream
@@ -102,6 +106,9 @@ if TYPE_CHECKING:
     from .pricing import UnknownPriceWarning
 
 _LAZY: dict[str, str] = {
+    "BackgroundResponse": "._background",
+    "AsyncBackgroundResponses": "._background_client",
+    "BackgroundResponses": "._background_client",
     "AsyncBatches": "._batch_client",
     "Batches": "._batch_client",
     "BudgetStatus": "._budget",
@@ -159,6 +166,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AllTargetsFailedError",
+    "AsyncBackgroundResponses",
     "AsyncBatches",
     "AsyncClient",
     "AsyncFineTunes",
@@ -167,6 +175,10 @@ __all__ = [
     "AsyncStream",
     "Attempt",
     "AuthenticationError",
+    "BackgroundFailedError",
+    "BackgroundResponse",
+    "BackgroundResponses",
+    "BackgroundTimeoutError",
     "BadRequestError",
     "BatchFailedError",
     "BatchJob",

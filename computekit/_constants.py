@@ -105,6 +105,14 @@ FINETUNE_RESERVATION_TTL_S: Final = 86_400.0
 settled when the launching client records the job's end; a job followed from another process (``attach``) writes
 its cost there, and the launcher's reservation then lapses after this long (or when its process ends, see
 docs/budgets.md)."""
+BACKGROUND_RESERVATION_TTL_S: Final = 21_600.0
+"""How long a background response's reservation (its worst case) counts before its end is recorded: six hours
+(deep-research and pro models run for minutes to an hour or more). The submitting client settles it when it sees
+the response end; one followed from another process (``client.responses.retrieve``) records its row there, and the
+submitter's reservation then lapses after this long."""
+DEFAULT_BACKGROUND_POLL_INTERVAL_S: Final = 1.0
+"""The first pause between polls of a background response (growing to ``MAX_BACKGROUND_POLL_INTERVAL_S``)."""
+MAX_BACKGROUND_POLL_INTERVAL_S: Final = 10.0
 LEDGER_QUEUE_MAX: Final = 10_000
 """Rows the background ledger writer holds before ``record()`` waits for it (memory stays bounded)."""
 LEDGER_BATCH_MAX: Final = 500

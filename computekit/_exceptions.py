@@ -31,11 +31,13 @@
         │       └── OverloadedError            529 / "overloaded"
         ├── PredictionFailedError      a prediction ran and failed (``.prediction``: its logs, error, cost)
         ├── FineTuneFailedError        a fine-tuning job failed (``.job``; ``body`` is the provider's error object)
+        ├── BackgroundFailedError      a background response failed (``.response``; ``body`` is its error object)
         ├── BatchFailedError           a batch failed as a whole: its input was refused (``.job``; ``body``: why)
         ├── APIConnectionError         could not connect, or the connection broke
         │   └── APITimeoutError        no answer in time (connect, read, or the total deadline)
         │       ├── PredictionTimeoutError a prediction did not finish in time (``.prediction``; canceled)
         │       ├── FineTuneTimeoutError   ``wait(timeout=)`` passed before a job ended (``.job``; not canceled)
+        │       └── BackgroundTimeoutError a background response did not end in time (``.response``; cancelled)
         │       └── BatchTimeoutError      ``wait(timeout=)`` passed before a batch ended (``.job``; not canceled)
         ├── MalformedResponseError     a 2xx whose body is not what the API documents
         │   └── ResponseTooLargeError  a body or stream event over its size limit (``limit``: the bytes allowed)
@@ -59,6 +61,8 @@ __all__ = [
     "APITimeoutError",
     "AllTargetsFailedError",
     "AuthenticationError",
+    "BackgroundFailedError",
+    "BackgroundTimeoutError",
     "BadRequestError",
     "BatchFailedError",
     "BatchTimeoutError",
@@ -375,6 +379,19 @@ class FineTuneTimeoutError(APITimeoutError):
     job: Any = None
 
 
+class BackgroundFailedError(ProviderError):
+    """A background response ended ``failed``. ``response`` is its last state (what it was billed is in the
+    ledger); ``body`` is the provider's error object, and the error it maps to (``RateLimitError``,
+    ``ServerError`` ...) is the ``__cause__``."""
+
+    response: Any = None
+
+
+class BackgroundTimeoutError(APITimeoutError):
+    """A background response did not end within ``wait(timeout=)``. ``response`` is its last state (cancelled
+    on the provider, unless ``cancel_on_timeout=False``)."""
+
+    response: Any = None
 class BatchFailedError(ProviderError):
     """A batch ended ``failed`` as a whole (the provider refused its input: nothing ran, nothing was billed).
     ``job`` is its last state; ``body`` is the provider's list of errors."""

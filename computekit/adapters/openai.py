@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
+from .._background import BackgroundResponse
 from .._exceptions import (
     APIStatusError,
     ContentFilteredError,
@@ -70,7 +71,9 @@ from .openai_responses import (
     builtin_tools,
     fee_tools,
     in_family,
+    parse_background,
     parse_response,
+    path_id,
     responses_only,
 )
 
@@ -356,6 +359,18 @@ class OpenAIWire(Adapter):
     def responses_url(self, model: str) -> str:
         """The URL of ``POST /responses`` for ``model``."""
         return self.url("responses")
+
+    def serves_background(self) -> bool:
+        return self.serves_responses()
+
+    def build_background_get(self, response_id: str) -> HTTPRequest:
+        return HTTPRequest("GET", f"{self.responses_url('')}/{path_id(response_id)}", self.headers())
+
+    def build_background_cancel(self, response_id: str) -> HTTPRequest:
+        return HTTPRequest("POST", f"{self.responses_url('')}/{path_id(response_id)}/cancel", self.headers())
+
+    def parse_background(self, req: CompleteRequest, resp: HTTPResponse) -> BackgroundResponse:
+        return parse_background(self, req, resp)
 
     def responses_model(self, model: str) -> str:
         """What the Responses body calls ``model`` (Azure: the deployment)."""
