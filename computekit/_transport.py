@@ -426,14 +426,51 @@ class _ArmOnRequest:
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
 
+class _OneWrite:
+    """Mixed into urllib3's own connection classes: the request head goes out with the first piece of the body, in
+    one ``sendall``, instead of a write for each (http.client writes the head alone). Half the system calls and
+    server wake-ups of a small POST, the same bytes on the wire."""
+
+    _held: bytes | None = None
+    _hold: bool = False
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().request(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            held, self._held, self._hold = self._held, None, False
+            if held is not None:  # a request without a body: its head goes out now
+                super().send(held)  # type: ignore[misc]
+
+    def endheaders(self, *args: Any, **kwargs: Any) -> None:
+        self._hold = True  # the next send() is the head: held for the body
+        super().endheaders(*args, **kwargs)  # type: ignore[misc]
+
+    def send(self, data: Any) -> None:
+        if self._hold and isinstance(data, bytes):
+            self._hold, self._held = False, data
+            return
+        held, self._held, self._hold = self._held, None, False
+        if held is not None:
+            if isinstance(data, bytes):
+                data = held + data
+            else:
+                super().send(held)  # type: ignore[misc]
+        super().send(data)  # type: ignore[misc]
+
+
 _ARMED_CLASSES: dict[type, type] = {}
 
 
 def _armed_class(base: type) -> type:
-    """``base`` (urllib3's connection class, or the stand-in vcrpy puts in its place) with the watchdog mixed in."""
+    """``base`` (urllib3's connection class, or the stand-in vcrpy puts in its place) with the watchdog mixed in
+    (and, for urllib3's own classes, the head written with the body: a stand-in records what it is sent)."""
     cls = _ARMED_CLASSES.get(base)
     if cls is None:
-        cls = _ARMED_CLASSES[base] = type(f"Armed{base.__name__}", (_ArmOnRequest, base), {})
+        from urllib3.connection import HTTPConnection, HTTPSConnection
+
+        mixins = (_ArmOnRequest, _OneWrite) if base in (HTTPConnection, HTTPSConnection) else (_ArmOnRequest,)
+        cls = _ARMED_CLASSES[base] = type(f"Armed{base.__name__}", (*mixins, base), {})
     return cls
 
 
