@@ -64,6 +64,8 @@ ERROR_STATUS = 300
 _READ_SIZE = 65536
 _ACCEPT_ENCODING = "gzip, deflate"
 """What computekit decodes itself, a bounded piece at a time (httpx would inflate a whole network read at once)."""
+_MAX_ORIGINS = 32
+"""Origins whose pool a sync transport keeps at hand (beyond them, the pool manager's own LRU finds them)."""
 _MIN_WAIT_S = 0.001
 """The shortest read timeout handed to a socket once a deadline has passed (zero would mean 'no timeout')."""
 
@@ -654,7 +656,9 @@ class Urllib3Transport:
             return None
         origin, target = split
         pool = self._origins.get(origin)
-        if pool is None or pool.pool is None:  # new, or closed (evicted from the manager's pools, or cleared)
+        if pool is None or pool.pool is None:  # new, or closed
+            if len(self._origins) >= _MAX_ORIGINS:  # many hosts (downloads ...): the manager's LRU keeps them
+                self._origins = {}
             pool = self._origins[origin] = self._direct_manager().connection_from_url(origin)
         return pool, target
 
@@ -800,7 +804,9 @@ class Urllib3Transport:
 
     def close(self) -> None:
         """Close pooled connections."""
-        self._origins = {}
+        origins, self._origins = self._origins, {}
+        for pool in origins.values():
+            pool.close()
         if self._direct is not None:
             self._direct.clear()
             self._direct = None
