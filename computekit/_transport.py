@@ -486,11 +486,14 @@ class _OneWrite:
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().request(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            held, self._held, self._hold = self._held, None, False
-            if held is not None:  # a request without a body: its head goes out now
-                super().send(held)  # type: ignore[misc]
+            done = super().request(*args, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            self._held, self._hold = None, False  # a request that failed half-built is not sent in part
+            raise
+        held, self._held, self._hold = self._held, None, False
+        if held is not None:  # a request without a body: its head goes out now
+            super().send(held)  # type: ignore[misc]
+        return done
 
     def endheaders(self, *args: Any, **kwargs: Any) -> None:
         self._hold = True  # the next send() is the head: held for the body

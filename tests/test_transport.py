@@ -822,6 +822,23 @@ def test_a_request_head_leaves_with_its_body_in_one_write(body: Any) -> None:
     assert len(_written(_armed_class(HTTPSConnection), method, body)) == len(ours)
 
 
+def test_a_request_whose_body_fails_is_not_sent_in_part() -> None:
+    from urllib3.connection import HTTPConnection
+
+    from computekit._transport import _armed_class
+
+    def body() -> Iterator[bytes]:
+        raise OSError("the body's file went away")
+        yield b""  # pragma: no cover
+
+    conn = _armed_class(HTTPConnection)("h.test", 80)
+    conn.sock = wire = _Wire()
+    with pytest.raises(OSError, match="went away"):
+        conn.request("POST", "/v1/x", body=body(), headers={"content-type": "application/json"})
+    assert wire.writes == []
+    assert conn._held is None
+
+
 def test_a_stand_in_connection_class_is_sent_to_as_it_is() -> None:
     """vcrpy's recording stand-ins take each write as a piece of the request: they keep http.client's writes."""
     from urllib3.connection import HTTPConnection
