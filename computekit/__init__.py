@@ -21,7 +21,11 @@ from ._exceptions import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    BackgroundFailedError,
+    BackgroundTimeoutError,
     BadRequestError,
+    BatchFailedError,
+    BatchTimeoutError,
     BudgetExceededError,
     ComputeKitError,
     ConfigError,
@@ -53,15 +57,20 @@ from ._money import Money
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._background import BackgroundResponse
+    from ._background_client import AsyncBackgroundResponses, BackgroundResponses
+    from ._batch_client import AsyncBatches, Batches
     from ._budget import BudgetStatus
     from ._client import AsyncClient, AsyncPredictionStream, AsyncStream, Client, PredictionStream, Stream
     from ._defaults import (
+        abatch,
         acomplete,
         aembed,
         afinetune,
         apredict,
         arerank,
         astream,
+        batch,
         complete,
         embed,
         finetune,
@@ -75,6 +84,7 @@ if TYPE_CHECKING:
     from ._tags import tags
     from ._types import (
         Attempt,
+        BatchJob,
         Chunk,
         Completion,
         Cost,
@@ -96,6 +106,11 @@ if TYPE_CHECKING:
     from .pricing import UnknownPriceWarning
 
 _LAZY: dict[str, str] = {
+    "BackgroundResponse": "._background",
+    "AsyncBackgroundResponses": "._background_client",
+    "BackgroundResponses": "._background_client",
+    "AsyncBatches": "._batch_client",
+    "Batches": "._batch_client",
     "BudgetStatus": "._budget",
     "AsyncClient": "._client",
     "AsyncPredictionStream": "._client",
@@ -107,7 +122,9 @@ _LAZY: dict[str, str] = {
     "Predictions": "._predictions",
     "PredictionStream": "._client",
     "Stream": "._client",
+    "abatch": "._defaults",
     "acomplete": "._defaults",
+    "batch": "._defaults",
     "aembed": "._defaults",
     "afinetune": "._defaults",
     "apredict": "._defaults",
@@ -120,6 +137,7 @@ _LAZY: dict[str, str] = {
     "rerank": "._defaults",
     "stream": "._defaults",
     "Attempt": "._types",
+    "BatchJob": "._types",
     "Chunk": "._types",
     "Completion": "._types",
     "Cost": "._types",
@@ -148,6 +166,8 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AllTargetsFailedError",
+    "AsyncBackgroundResponses",
+    "AsyncBatches",
     "AsyncClient",
     "AsyncFineTunes",
     "AsyncPredictionStream",
@@ -155,7 +175,15 @@ __all__ = [
     "AsyncStream",
     "Attempt",
     "AuthenticationError",
+    "BackgroundFailedError",
+    "BackgroundResponse",
+    "BackgroundResponses",
+    "BackgroundTimeoutError",
     "BadRequestError",
+    "BatchFailedError",
+    "BatchJob",
+    "BatchTimeoutError",
+    "Batches",
     "BudgetExceededError",
     "BudgetStatus",
     "Chunk",
@@ -208,12 +236,14 @@ __all__ = [
     "Usage",
     "WebhookVerificationError",
     "__version__",
+    "abatch",
     "acomplete",
     "aembed",
     "afinetune",
     "apredict",
     "arerank",
     "astream",
+    "batch",
     "complete",
     "embed",
     "finetune",

@@ -13,10 +13,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from . import _costs
+from ._background import BackgroundResponse
 from ._budget import Reservation
 from ._core import now
 from ._exceptions import StructuredOutputError
 from ._otel import attempt_span, note_response
+from ._structured import parse_output
 from ._targets import Target
 from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Prediction, Reranking, Usage
 from .adapters._base import ModelInfo, StreamUpdate
@@ -27,8 +29,20 @@ if TYPE_CHECKING:
     from ._core import Core
     from ._exceptions import ProviderError
 
-__all__ = ["ROW_TAPS", "canceled", "failed", "finetune_ended", "finetune_key", "finetune_launched",
-           "prediction_ended", "price_success", "record", "succeeded"]
+__all__ = [
+    "ROW_TAPS",
+    "background_ended",
+    "background_key",
+    "canceled",
+    "failed",
+    "finetune_ended",
+    "finetune_key",
+    "finetune_launched",
+    "prediction_ended",
+    "price_success",
+    "record",
+    "succeeded",
+]
 
 ROW_TAPS: list[Callable[[LedgerRow], None]] = []
 """Called with every ledger row as it is recorded, whichever client and ledger (``"none"`` included) wrote it:
@@ -62,6 +76,9 @@ def succeeded(core: Core, facts: AttemptFacts, result: object, attempt: Attempt 
     latency = attempt.latency_s if attempt is not None else facts.latency()
     core.router.succeeded(target, latency if facts.first_byte_s is None else facts.first_byte_s)
     if isinstance(result, ModelInfo | StreamUpdate):  # a lookup or a stream poll: nothing billed, not an attempt
+        return
+    if isinstance(result, BackgroundResponse):
+        _background_submitted(core, facts, result, latency)
         return
     if attempt is None:
         # A fine-tuning step (an upload, the job, its events): not billed by itself; the job's cost is priced
@@ -172,6 +189,58 @@ def prediction_ended(core: Core, target: Target, prediction: Prediction, tags: M
     record(core, "predict", attempt, prediction.usage, tags, held)
 
 
+def _background_submitted(core: Core, facts: AttemptFacts, handle: BackgroundResponse, latency: float) -> None:
+    """A background response was accepted (a poll or cancel, not recorded, only passes): the submitting attempt
+    is its own, and its reservation is held until the response ends and is priced (:func:`background_ended`)."""
+    if not facts.record:
+        core.budgets.release(facts.reservation)
+        return
+    facts.attempts.append(Attempt(provider=facts.target.provider, model=facts.target.model, outcome="success",
+                                  latency_s=latency, request_id=handle.id, started_at=facts.started))
+    handle.attempts = facts.attempts
+    if facts.reservation is not None:
+        core.budgets.held[background_key(handle.provider, handle.id)] = facts.reservation
+
+
+def background_key(provider: str, response_id: str) -> str:
+    """A background response's ``once_key`` in the ledger (and the key of its held reservation)."""
+    return f"background:{provider}:{response_id}"
+
+
+def background_ended(core: Core, target: Target, handle: BackgroundResponse, tags: Mapping[str, str] | None) -> None:
+    """Price a background response that has ended from the usage it reported, and write it to the ledger once
+    (keyed by provider and id: another process, or a second ``wait()``, does not write it again). A cancelled
+    or failed response is billed what it generated: its row carries that usage, priced, or an unknown cost when
+    it reported none (never 0)."""
+    final = handle.completion
+    if handle._recorded or final is None:
+        return
+    when = now()
+    final.cost = _costs.price(core.prices, target, final, when)
+    handle._recorded = True
+    attempt = handle.attempts[-1] if handle.attempts else Attempt(
+        provider=target.provider, model=target.model, outcome="success", request_id=handle.id, started_at=when)
+    if handle.status == "failed":
+        attempt.outcome, attempt.error_type = "error", "BackgroundFailedError"
+        attempt.error = f"background response failed: {handle.error or ''}".strip()
+    elif handle.status == "cancelled":
+        attempt.outcome, attempt.error = "canceled", "background response cancelled before its end"
+    elif handle._output is not None:
+        # An answer that does not fit response_format is billed but failed, as in a foreground complete().
+        try:
+            parse_output(handle._output, final)
+        except StructuredOutputError as e:
+            attempt.outcome, attempt.error_type, attempt.error = "error", type(e).__name__, str(e)
+    note_response(attempt, final)
+    attempt.cost = final.cost
+    final.attempts = handle.attempts or [attempt]
+    key = background_key(target.provider, handle.id)
+    # Settled by the row when this client submitted it; one followed from elsewhere holds none here (the
+    # submitter's lapses after BACKGROUND_RESERVATION_TTL_S).
+    held = core.budgets.held.pop(key, None)
+    record(core, "complete", attempt, final.usage, tags, held, once_key=key)
+
+
 def finetune_key(provider: str, job_id: str) -> str:
     """A job's ``once_key`` in the ledger (and the key of its held reservation)."""
     return f"finetune:{provider}:{job_id}"
@@ -209,8 +278,9 @@ def finetune_ended(core: Core, target: Target, job: FineTuneJob, tags: Mapping[s
 
 
 def record(core: Core, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None,
-           reservation: Reservation | None = None, once_key: str | None = None) -> None:
-    """Write an attempt's row; under a budget, settle its reservation with it (one transaction)."""
+           reservation: Reservation | None = None, once_key: str | None = None, part: Decimal | None = None) -> None:
+    """Write an attempt's row; under a budget, settle its reservation with it (one transaction). ``part``: the
+    row settles only this share of the reservation (a batch's item), which goes on covering the rest."""
     cost = attempt.cost
     row = LedgerRow(
         ts=attempt.started_at,
@@ -232,10 +302,12 @@ def record(core: Core, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[
         error_type=attempt.error_type,
         status=attempt.status,
         tags=dict(tags) if tags else {},
-        reserved=reservation.amount if reservation is not None else None,
+        reserved=part if part is not None else reservation.amount if reservation is not None else None,
         once_key=once_key,
     )
-    if reservation is not None:
+    if reservation is not None and part is not None:
+        core.ledger.settle_part(reservation.id, row, part)
+    elif reservation is not None:
         core.ledger.settle(reservation.id, row)
     else:
         core.ledger.record(row)

@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from ._config import BudgetConfig
-from ._constants import FINETUNE_RESERVATION_TTL_S, RESERVATION_TTL_S
+from ._constants import BACKGROUND_RESERVATION_TTL_S, FINETUNE_RESERVATION_TTL_S, RESERVATION_TTL_S
 from ._costs import context_window
 from .adapters._base import CompleteRequest, EmbedRequest, PredictRequest
 from .ledger._budgets import Charge, covers, period_start
@@ -252,7 +252,7 @@ class Budgets:
         self.core = core
         self.active = active
         self.held: dict[str, Reservation] = {}
-        """Prediction id / fine-tuning ``once_key`` -> its reservation, settled when the run or job ends."""
+        """Prediction id / fine-tuning or background ``once_key`` -> its reservation, settled when it ends."""
 
     def reserve(self, target: Target, req: Any, tags: Mapping[str, str] | None,
                 ttl_s: float = RESERVATION_TTL_S) -> Reservation | None:
@@ -268,6 +268,8 @@ class Budgets:
         wanted = charges(self.core, self.active, target, req, tags, when)
         if not wanted:
             return None
+        if getattr(req, "background", False):  # held until the response ends, which may take an hour or more
+            ttl_s = max(ttl_s, BACKGROUND_RESERVATION_TTL_S)
         rid = self.core.ledger.reserve(wanted, now=when, ttl_s=ttl_s)
         amounts = [c.amount for c in wanted if c.amount is not None]
         return Reservation(rid, max(amounts) if amounts else None)

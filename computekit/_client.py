@@ -3,23 +3,35 @@
 A verb turns its arguments into a plan (:mod:`computekit._plans`) and hands it to the client's attempt driver
 (:mod:`computekit._driver`: written once per I/O flavour), which reserves, sends, parses, retries, falls back and
 records. Streams are in :mod:`computekit._streaming`; the prediction and fine-tuning lifecycles are
-``client.predictions`` (:mod:`computekit._predictions`) and ``client.finetunes``
-(:mod:`computekit._finetune_client`).
+``client.predictions`` (:mod:`computekit._predictions`), ``client.finetunes``
+(:mod:`computekit._finetune_client`) and ``client.batches`` (:mod:`computekit._batch_client`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Never
+from typing import TYPE_CHECKING, Any, Literal, Never, Unpack, overload
 
 from ._arguments import refuse
+from ._background import BackgroundResponse
+from ._background_client import AsyncBackgroundResponses, BackgroundResponses
+from ._batch_client import AsyncBatches, AsyncBatching, Batches, Batching
 from ._budget import BudgetStatus
 from ._constants import NOT_GIVEN, NotGiven
 from ._core import Core
 from ._driver import AsyncDriver, SyncDriver
 from ._finetune_client import AsyncFineTunes, AsyncFineTuning, FineTunes, FineTuning
-from ._plans import Messages, ModelSpec, complete_options, complete_plan, embed_plan, rerank_plan
+from ._plans import (
+    CompleteOptions,
+    Messages,
+    ModelSpec,
+    background_plan,
+    complete_options,
+    complete_plan,
+    embed_plan,
+    rerank_plan,
+)
 from ._predictions import AsyncPredicting, AsyncPredictions, Predicting, Predictions
 from ._retry import RetryPolicy
 from ._streaming import AsyncPredictionStream, AsyncStream, PredictionStream, Stream, _StreamState
@@ -73,7 +85,7 @@ class _BaseClient:
         return f"{type(self).__name__}(providers={providers}, ledger={self._core._ledger!r})"
 
 
-class Client(_BaseClient, Predicting, FineTuning):
+class Client(_BaseClient, Predicting, FineTuning, Batching):
     """A computekit client: configuration, pooled connections, the retry loop and the ledger.
 
     Args:
@@ -104,9 +116,47 @@ class Client(_BaseClient, Predicting, FineTuning):
         self._driver = SyncDriver(self._core, self._transport)
         self.predictions = Predictions(self._core, self._driver)
         """The lifecycle of predictions: ``client.predictions.wait(p)``, ``refresh``, ``cancel``, ``stream``."""
+        self.responses = BackgroundResponses(self._core, self._driver, self)
+        """Background responses: ``client.responses.wait(h)``, ``refresh``, ``cancel``, ``retrieve``."""
         self.finetunes = FineTunes(self._core, self._driver, self)
         """The lifecycle of fine-tuning jobs: ``client.finetunes.wait(job)``, ``refresh``, ``cancel``, ``events``,
         ``checkpoints``, ``attach``."""
+        self.batches = Batches(self._core, self._driver, self)
+        """The lifecycle of batches: ``client.batches.wait(job)``, ``refresh``, ``cancel``, ``results``,
+        ``retrieve``."""
+
+    @overload
+    def complete(
+        self,
+        model: ModelSpec,
+        prompt: str | NotGiven = ...,
+        *,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+        background: Literal[False] = ...,
+        **options: Unpack[CompleteOptions],
+    ) -> Completion[ParsedT]: ...
+
+    @overload
+    def complete(
+        self,
+        model: ModelSpec,
+        prompt: str | NotGiven = ...,
+        *,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+        background: Literal[True],
+        **options: Unpack[CompleteOptions],
+    ) -> BackgroundResponse[ParsedT]: ...
+
+    @overload
+    def complete(
+        self,
+        model: ModelSpec,
+        prompt: str | NotGiven = ...,
+        *,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+        background: bool,
+        **options: Unpack[CompleteOptions],
+    ) -> Completion[ParsedT] | BackgroundResponse[ParsedT]: ...
 
     def complete(
         self,
@@ -126,11 +176,12 @@ class Client(_BaseClient, Predicting, FineTuning):
         user: str | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
+        background: bool = False,
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
         **unknown: Never,
-    ) -> Completion[ParsedT]:
+    ) -> Completion[ParsedT] | BackgroundResponse[ParsedT]:
         """Generate a completion.
 
         Args:
@@ -151,12 +202,16 @@ class Client(_BaseClient, Predicting, FineTuning):
             extra_body: Provider-specific body fields, sent as they are.
             api: The wire format, where a provider has two: ``"chat"`` or ``"responses"`` (OpenAI's Responses
                 API). Default: the provider's ``api`` setting (models served only on Responses always use it).
+            background: Run it in the provider's background (the Responses API): the call returns a
+                :class:`BackgroundResponse` at once, to ``wait()`` for, ``cancel()`` or follow from another process
+                (``client.responses``); priced and recorded once, when it ends. Refused before any request on a
+                provider without background responses, and with ``api="chat"``.
             tags: Labels stored with every attempt in the ledger.
             base_url: Send this call to another base URL (a configured key goes only to its own host).
             api_key: A key for this call only.
 
         Returns:
-            The completion, with usage, cost and every attempt.
+            The completion, with usage, cost and every attempt (with ``background=True``: its handle).
 
         Raises:
             InvalidRequestError: The arguments are wrong (nothing was sent).
@@ -170,6 +225,9 @@ class Client(_BaseClient, Predicting, FineTuning):
             refuse(unknown, self.complete)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body, api)
+        if background:
+            plan = background_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
+            return self.responses.submit(plan, opts.get("output"))
         result: Completion[ParsedT] = self._driver.run(
             complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
         )
@@ -298,7 +356,7 @@ class Client(_BaseClient, Predicting, FineTuning):
         self.close()
 
 
-class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
+class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning, AsyncBatching):
     """The async twin of :class:`Client`: the same constructor and the same methods, awaited."""
 
     def __init__(
@@ -316,8 +374,45 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         self._driver = AsyncDriver(self._core, self._transport)
         self.predictions = AsyncPredictions(self._core, self._driver)
         """The lifecycle of predictions, awaited: ``await client.predictions.wait(p)`` ..."""
+        self.responses = AsyncBackgroundResponses(self._core, self._driver, self)
+        """Background responses, awaited: ``await client.responses.wait(h)`` ..."""
         self.finetunes = AsyncFineTunes(self._core, self._driver, self)
         """The lifecycle of fine-tuning jobs, awaited: ``await client.finetunes.wait(job)`` ..."""
+        self.batches = AsyncBatches(self._core, self._driver, self)
+        """The lifecycle of batches, awaited: ``await client.batches.wait(job)`` ..."""
+
+    @overload
+    async def complete(
+        self,
+        model: ModelSpec,
+        prompt: str | NotGiven = ...,
+        *,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+        background: Literal[False] = ...,
+        **options: Unpack[CompleteOptions],
+    ) -> Completion[ParsedT]: ...
+
+    @overload
+    async def complete(
+        self,
+        model: ModelSpec,
+        prompt: str | NotGiven = ...,
+        *,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+        background: Literal[True],
+        **options: Unpack[CompleteOptions],
+    ) -> BackgroundResponse[ParsedT]: ...
+
+    @overload
+    async def complete(
+        self,
+        model: ModelSpec,
+        prompt: str | NotGiven = ...,
+        *,
+        response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+        background: bool,
+        **options: Unpack[CompleteOptions],
+    ) -> Completion[ParsedT] | BackgroundResponse[ParsedT]: ...
 
     async def complete(
         self,
@@ -337,11 +432,12 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         user: str | NotGiven = NOT_GIVEN,
         extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
         api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
+        background: bool = False,
         tags: Mapping[str, str] | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
         **unknown: Never,
-    ) -> Completion[ParsedT]:
+    ) -> Completion[ParsedT] | BackgroundResponse[ParsedT]:
         """Generate a completion (see :meth:`Client.complete`).
 
         Raises:
@@ -356,6 +452,9 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
             refuse(unknown, self.complete)
         opts = complete_options(max_tokens, temperature, top_p, stop, tools, tool_choice, response_format, seed,
                                  service_tier, user, extra_body, api)
+        if background:
+            plan = background_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
+            return await self.responses.submit(plan, opts.get("output"))
         result: Completion[ParsedT] = await self._driver.run(
             complete_plan(self._core, model, prompt, messages, opts, tags, base_url, api_key)
         )

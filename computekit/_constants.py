@@ -54,6 +54,13 @@ DEFAULT_FINETUNE_POLL_INTERVAL_S: Final = 5.0
 MAX_FINETUNE_POLL_INTERVAL_S: Final = 60.0
 DEFAULT_FINETUNE_EVENTS: Final = 20
 """Events ``FineTuneJob.events()`` returns when no ``limit`` is given."""
+DEFAULT_BATCH_POLL_INTERVAL_S: Final = 10.0
+"""First pause between polls of a batch (batches take minutes to a day); it grows by half each poll."""
+MAX_BATCH_POLL_INTERVAL_S: Final = 300.0
+BATCH_RESERVATION_TTL_S: Final = 2 * 86_400.0
+"""How long a batch's reservation counts before its results are read: the providers' 24-hour window and a day to
+read the results. Settled item by item as ``results()`` reads them, the rest released when all are read; a batch
+whose results are read by another process (``attach``) lapses after this long."""
 CHARS_PER_TOKEN_ESTIMATE: Final = 4
 """Training tokens are estimated at four characters a token when no tokenizer for the model is available offline
 (OpenAI's rule of thumb for English text); such estimates say so in their cost line."""
@@ -98,6 +105,14 @@ FINETUNE_RESERVATION_TTL_S: Final = 86_400.0
 settled when the launching client records the job's end; a job followed from another process (``attach``) writes
 its cost there, and the launcher's reservation then lapses after this long (or when its process ends, see
 docs/budgets.md)."""
+BACKGROUND_RESERVATION_TTL_S: Final = 21_600.0
+"""How long a background response's reservation (its worst case) counts before its end is recorded: six hours
+(deep-research and pro models run for minutes to an hour or more). The submitting client settles it when it sees
+the response end; one followed from another process (``client.responses.retrieve``) records its row there, and the
+submitter's reservation then lapses after this long."""
+DEFAULT_BACKGROUND_POLL_INTERVAL_S: Final = 1.0
+"""The first pause between polls of a background response (growing to ``MAX_BACKGROUND_POLL_INTERVAL_S``)."""
+MAX_BACKGROUND_POLL_INTERVAL_S: Final = 10.0
 LEDGER_QUEUE_MAX: Final = 10_000
 """Rows the background ledger writer holds before ``record()`` waits for it (memory stays bounded)."""
 LEDGER_BATCH_MAX: Final = 500

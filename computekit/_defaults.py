@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Never
+from typing import TYPE_CHECKING, Any, Literal, Never, Unpack, overload
 
 from ._arguments import refuse
+from ._background import BackgroundResponse
 from ._client import AsyncClient, AsyncStream, Client, Stream
 from ._constants import NOT_GIVEN, NotGiven
-from ._plans import Messages, ModelSpec
-from ._types import DEFAULT_CLIENTS, Completion, Embeddings, FineTuneJob, ParsedT, Prediction, Reranking
+from ._plans import CompleteOptions, Messages, ModelSpec
+from ._types import DEFAULT_CLIENTS, BatchJob, Completion, Embeddings, FineTuneJob, ParsedT, Prediction, Reranking
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = [
-    "acomplete", "aembed", "afinetune", "apredict", "arerank", "astream", "complete", "embed", "finetune", "predict",
-    "rerank", "stream",
+    "abatch", "acomplete", "aembed", "afinetune", "apredict", "arerank", "astream", "batch", "complete", "embed",
+    "finetune", "predict", "rerank", "stream",
 ]
 
 _lock = threading.Lock()
@@ -61,6 +62,39 @@ def _refuse(unknown: dict[str, Any], verb: str) -> None:
         refuse(unknown, getattr(Client, verb))
 
 
+@overload
+def complete(
+    model: ModelSpec,
+    prompt: str | NotGiven = ...,
+    *,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+    background: Literal[False] = ...,
+    **options: Unpack[CompleteOptions],
+) -> Completion[ParsedT]: ...
+
+
+@overload
+def complete(
+    model: ModelSpec,
+    prompt: str | NotGiven = ...,
+    *,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+    background: Literal[True],
+    **options: Unpack[CompleteOptions],
+) -> BackgroundResponse[ParsedT]: ...
+
+
+@overload
+def complete(
+    model: ModelSpec,
+    prompt: str | NotGiven = ...,
+    *,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+    background: bool,
+    **options: Unpack[CompleteOptions],
+) -> Completion[ParsedT] | BackgroundResponse[ParsedT]: ...
+
+
 def complete(
     model: ModelSpec,
     prompt: str | NotGiven = NOT_GIVEN,
@@ -78,11 +112,12 @@ def complete(
     user: str | NotGiven = NOT_GIVEN,
     extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
     api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
+    background: bool = False,
     tags: Mapping[str, str] | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
     **unknown: Never,
-) -> Completion[ParsedT]:
+) -> Completion[ParsedT] | BackgroundResponse[ParsedT]:
     """Generate a completion with the default client: `Client.complete`, same arguments.
 
     Raises:
@@ -94,8 +129,8 @@ def complete(
     return default_client().complete(
         model, prompt, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
         stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format, seed=seed,
-        service_tier=service_tier, user=user, extra_body=extra_body, api=api, tags=tags, base_url=base_url,
-        api_key=api_key,
+        service_tier=service_tier, user=user, extra_body=extra_body, api=api, background=background, tags=tags,
+        base_url=base_url, api_key=api_key,
     )
 
 
@@ -254,6 +289,39 @@ def finetune(
     )
 
 
+@overload
+async def acomplete(
+    model: ModelSpec,
+    prompt: str | NotGiven = ...,
+    *,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+    background: Literal[False] = ...,
+    **options: Unpack[CompleteOptions],
+) -> Completion[ParsedT]: ...
+
+
+@overload
+async def acomplete(
+    model: ModelSpec,
+    prompt: str | NotGiven = ...,
+    *,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+    background: Literal[True],
+    **options: Unpack[CompleteOptions],
+) -> BackgroundResponse[ParsedT]: ...
+
+
+@overload
+async def acomplete(
+    model: ModelSpec,
+    prompt: str | NotGiven = ...,
+    *,
+    response_format: type[ParsedT] | Mapping[str, Any] | NotGiven = ...,
+    background: bool,
+    **options: Unpack[CompleteOptions],
+) -> Completion[ParsedT] | BackgroundResponse[ParsedT]: ...
+
+
 async def acomplete(
     model: ModelSpec,
     prompt: str | NotGiven = NOT_GIVEN,
@@ -271,11 +339,12 @@ async def acomplete(
     user: str | NotGiven = NOT_GIVEN,
     extra_body: Mapping[str, Any] | NotGiven = NOT_GIVEN,
     api: Literal["chat", "responses"] | NotGiven = NOT_GIVEN,
+    background: bool = False,
     tags: Mapping[str, str] | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
     **unknown: Never,
-) -> Completion[ParsedT]:
+) -> Completion[ParsedT] | BackgroundResponse[ParsedT]:
     """Generate a completion with the default async client: `AsyncClient.complete`, same arguments.
 
     Raises:
@@ -287,8 +356,8 @@ async def acomplete(
     return await default_async_client().complete(
         model, prompt, messages=messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
         stop=stop, tools=tools, tool_choice=tool_choice, response_format=response_format, seed=seed,
-        service_tier=service_tier, user=user, extra_body=extra_body, api=api, tags=tags, base_url=base_url,
-        api_key=api_key,
+        service_tier=service_tier, user=user, extra_body=extra_body, api=api, background=background, tags=tags,
+        base_url=base_url, api_key=api_key,
     )
 
 
@@ -410,6 +479,31 @@ async def apredict(
         webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
         extra_body=extra_body, tags=tags,
     )
+
+
+def batch(model: str, requests: Any, *, tags: Mapping[str, str] | None = None, estimate_only: bool = False,
+          **unknown: Never) -> BatchJob:
+    """Submit (or estimate) a batch with the default client: `Client.batch`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `Client.batch` does not take (the message names the fix), or a wrong one.
+        ComputeKitError: As `Client.batch`.
+    """
+    _refuse(unknown, "batch")
+    return default_client().batch(model, requests, tags=tags, estimate_only=estimate_only)
+
+
+async def abatch(model: str, requests: Any, *, tags: Mapping[str, str] | None = None, estimate_only: bool = False,
+                 **unknown: Never) -> BatchJob:
+    """Submit (or estimate) a batch with the default async client: `AsyncClient.batch`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `AsyncClient.batch` does not take (the message names the fix), or a
+            wrong one.
+        ComputeKitError: As `AsyncClient.batch`.
+    """
+    _refuse(unknown, "batch")
+    return await default_async_client().batch(model, requests, tags=tags, estimate_only=estimate_only)
 
 
 async def afinetune(

@@ -31,10 +31,14 @@
         │       └── OverloadedError            529 / "overloaded"
         ├── PredictionFailedError      a prediction ran and failed (``.prediction``: its logs, error, cost)
         ├── FineTuneFailedError        a fine-tuning job failed (``.job``; ``body`` is the provider's error object)
+        ├── BackgroundFailedError      a background response failed (``.response``; ``body`` is its error object)
+        ├── BatchFailedError           a batch failed as a whole: its input was refused (``.job``; ``body``: why)
         ├── APIConnectionError         could not connect, or the connection broke
         │   └── APITimeoutError        no answer in time (connect, read, or the total deadline)
         │       ├── PredictionTimeoutError a prediction did not finish in time (``.prediction``; canceled)
-        │       └── FineTuneTimeoutError   ``wait(timeout=)`` passed before a job ended (``.job``; not canceled)
+        │       ├── FineTuneTimeoutError   ``wait(timeout=)`` passed before a job ended (``.job``; not canceled)
+        │       └── BackgroundTimeoutError a background response did not end in time (``.response``; cancelled)
+        │       └── BatchTimeoutError      ``wait(timeout=)`` passed before a batch ended (``.job``; not canceled)
         ├── MalformedResponseError     a 2xx whose body is not what the API documents
         │   └── ResponseTooLargeError  a body or stream event over its size limit (``limit``: the bytes allowed)
         └── StructuredOutputError      the model refused, or its answer does not fit ``response_format``'s type
@@ -57,7 +61,11 @@ __all__ = [
     "APITimeoutError",
     "AllTargetsFailedError",
     "AuthenticationError",
+    "BackgroundFailedError",
+    "BackgroundTimeoutError",
     "BadRequestError",
+    "BatchFailedError",
+    "BatchTimeoutError",
     "BudgetExceededError",
     "ComputeKitError",
     "ConfigError",
@@ -367,6 +375,33 @@ class FineTuneFailedError(ProviderError):
 class FineTuneTimeoutError(APITimeoutError):
     """``wait(timeout=)`` passed before the job ended. ``job`` is its last state; the job keeps running (training
     is not canceled on a client-side timeout: call ``job.cancel()`` to stop it)."""
+
+    job: Any = None
+
+
+class BackgroundFailedError(ProviderError):
+    """A background response ended ``failed``. ``response`` is its last state (what it was billed is in the
+    ledger); ``body`` is the provider's error object, and the error it maps to (``RateLimitError``,
+    ``ServerError`` ...) is the ``__cause__``."""
+
+    response: Any = None
+
+
+class BackgroundTimeoutError(APITimeoutError):
+    """A background response did not end within ``wait(timeout=)``. ``response`` is its last state (cancelled
+    on the provider, unless ``cancel_on_timeout=False``)."""
+
+    response: Any = None
+class BatchFailedError(ProviderError):
+    """A batch ended ``failed`` as a whole (the provider refused its input: nothing ran, nothing was billed).
+    ``job`` is its last state; ``body`` is the provider's list of errors."""
+
+    job: Any = None
+
+
+class BatchTimeoutError(APITimeoutError):
+    """``wait(timeout=)`` passed before the batch ended. ``job`` is its last state; the batch keeps running (call
+    ``job.cancel()`` to stop it)."""
 
     job: Any = None
 

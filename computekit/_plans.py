@@ -6,7 +6,7 @@ Nothing is sent here; everything that can be refused before any HTTP (arguments,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ._attempt import build_http
 from ._constants import NOT_GIVEN, NotGiven
@@ -17,12 +17,37 @@ from ._plan import Plan
 from ._structured import output_type, parse_output
 from ._targets import Target
 from ._types import Message, Prediction
-from .adapters._base import ModelInfo, PredictRequest, StreamUpdate
+from .adapters._base import CompleteRequest, ModelInfo, PredictRequest, StreamUpdate
 
-__all__ = ["Messages", "ModelSpec"]
+if TYPE_CHECKING:
+    from ._background import BackgroundResponse
+
+__all__ = ["CompleteOptions", "Messages", "ModelSpec"]
 
 Messages = Sequence[Message | Mapping[str, Any]]
 ModelSpec = str | Sequence[str]
+
+
+class CompleteOptions(TypedDict, total=False):
+    """``complete()``'s keyword arguments but ``response_format`` and ``background``: how its typed overloads
+    (a :class:`~computekit.Completion`, or a :class:`~computekit.BackgroundResponse` with ``background=True``)
+    spell the rest once."""
+
+    messages: Messages | NotGiven
+    max_tokens: int | NotGiven
+    temperature: float | NotGiven
+    top_p: float | NotGiven
+    stop: str | list[str] | NotGiven
+    tools: list[dict[str, Any]] | NotGiven
+    tool_choice: Any
+    seed: int | NotGiven
+    service_tier: str | NotGiven
+    user: str | NotGiven
+    extra_body: Mapping[str, Any] | NotGiven
+    api: Literal["chat", "responses"] | NotGiven
+    tags: Mapping[str, str] | None
+    base_url: str | None
+    api_key: str | None
 
 
 def complete_options(
@@ -73,6 +98,49 @@ def complete_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, messages
         core.route(model),
         stream=stream,
     )
+
+
+def background_plan(core: Core, model: ModelSpec, prompt: str | NotGiven, messages: Messages | NotGiven,
+                    opts: dict[str, Any], tags: Mapping[str, str] | None, base_url: str | None,
+                    api_key: str | None) -> Plan:
+    """``complete(..., background=True)``: submitted on the Responses API, answered with a handle. Every target
+    is checked before anything is sent; the submit is billed work, so it is resent only when the provider surely
+    never saw it (a second submit would run, and bill, a second response)."""
+    if opts.get("api") == "chat":
+        raise InvalidRequestError("background mode runs on the Responses API: drop api='chat' (or pass "
+                                  "api='responses')")
+    msgs = normalise_messages(prompt, messages)
+    targets = core.targets(model, base_url=base_url, api_key=api_key)
+    options = {**opts, "api": "responses"}
+
+    def build(t: Target) -> CompleteRequest:
+        if not t.adapter.serves_background():
+            raise t.adapter.unsupported("background")
+        req = core.complete_request(t, msgs, options, stream=False)
+        req.background = True
+        return req
+
+    for t in targets:  # a target that cannot run in the background fails the call before any HTTP
+        build(t)
+    return Plan("complete", targets, build, lambda t, req, resp: t.adapter.parse_background(req, resp), tags,
+                core.route(model), at_most_once=True)
+
+
+def background_lifecycle_plan(core: Core, handle: BackgroundResponse[Any], action: str) -> Plan:
+    """A poll (``get``) or ``cancel`` of a background response: its own target, not billed by itself, not
+    recorded, safe to resend (neither starts anything)."""
+    target = Target(core.adapter(handle.provider), handle.model)
+    asked = CompleteRequest(model=handle.model, messages=[], api="responses")
+
+    def build(t: Target) -> HTTPRequest:
+        adapter = t.adapter
+        return adapter.build_background_get(handle.id) if action == "get" else adapter.build_background_cancel(
+            handle.id)
+
+    def parse(t: Target, req: HTTPRequest, resp: HTTPResponse) -> BackgroundResponse[Any]:
+        return t.adapter.parse_background(asked, resp)._carry_from(handle)
+
+    return Plan(f"complete.{action}", [target], build, parse, None, record=False, safe_to_retry=True)
 
 
 def _extra(options: dict[str, Any], extra_body: Mapping[str, Any] | NotGiven) -> dict[str, Any]:

@@ -8,12 +8,27 @@ status and cost. rich loads on first use, so ``import computekit`` stays fast.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-from ._types import Prediction
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from ._types import Cost
+
+
+class Followed(Protocol):
+    """What the line shows of a run being waited for (a prediction, a background response)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def cost(self) -> Cost | None: ...
 
 __all__ = ["PredictionProgress", "describe"]
 
@@ -21,13 +36,13 @@ _LOG_CHARS = 80
 """The longest log line shown (the rest is cut): the line must fit a terminal."""
 
 
-def describe(prediction: Prediction, elapsed: float, label: str | None = None) -> str:
+def describe(prediction: Followed, elapsed: float, label: str | None = None) -> str:
     """The progress line for ``prediction`` after ``elapsed`` seconds (pure: the display draws this)."""
     parts = [label or f"{prediction.provider}:{prediction.model}", prediction.status, f"{elapsed:.1f}s"]
     if prediction.done and prediction.cost is not None:
         total = prediction.cost.total
         parts.append(f"${total:f}" if total is not None else "cost unknown")
-    log = last_log_line(prediction.logs)
+    log = last_log_line(getattr(prediction, "logs", ""))  # a background response has none
     if log and not prediction.done:
         parts.append(log)
     return "  ".join(parts)
@@ -65,12 +80,12 @@ class PredictionProgress:
         self.live.start()
         self.closed = False
 
-    def update(self, prediction: Prediction) -> None:
+    def update(self, prediction: Followed) -> None:
         """Redraw the line for the prediction's latest state."""
         line = describe(prediction, self.clock() - self.started, self.label)
         self.live.update(self._text(line), refresh=True)
 
-    def close(self, prediction: Prediction) -> None:
+    def close(self, prediction: Followed) -> None:
         """Leave the final line (status, time, cost) and release the terminal."""
         if self.closed:
             return

@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", [r"_version", r"_constants", r"_exceptions", r"_money", r"_extras", r"_arguments"]),
     ("vocabulary", [r"_http", r"_urls", r"_targets", r"_tags", r"_schema", r"_sse", r"_inprocess", r"_outputs",
                     r"webhooks", r"_display", r"ledger\._row", r"ledger\._budgets"]),
-    ("data types", [r"_types", r"_structured"]),
+    ("data types", [r"_types", r"_structured", r"_background"]),
     ("pricing", [r"pricing(\..*)?"]),
     ("adapters", [r"adapters(\..*)?"]),
     ("settings", [r"_config"]),
@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                   r"_finetune", r"_progress"]),
     ("core", [r"_core", r"_batch"]),
     ("calls", [r"_plan", r"_plans", r"_attempt", r"_driver", r"_bookkeeping"]),
-    ("client", [r"_client", r"_streaming", r"_predictions", r"_finetune_client", r"_defaults",
+    ("client", [r"_client", r"_streaming", r"_predictions", r"_finetune_client", r"_background_client", r"_defaults",
                 r"_instrument(_sdks|_meter)?"]),
     ("entry points", [r"", r"cli", r"testing(\..*)?", r"_docgen", r"_demo"]),
 ]

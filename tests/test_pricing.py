@@ -140,7 +140,9 @@ def test_missing_rate_makes_the_cost_unknown() -> None:
     book = PriceBook({"custom:m": {"input_mtok": "1"}})
     ref = PriceRef("custom", "m")
     assert book.token_cost(ref, ck.Usage(input_tokens=10), NOON).total == Decimal("0.00001")
-    cost = book.token_cost(ref, ck.Usage(input_tokens=10, output_tokens=1), NOON)
+    with pytest.warns(UnknownPriceWarning, match='no output_mtok price known for custom:m.*"custom:m" = '
+                                                 r'\{ output_mtok = "\.\.\." \}'):
+        cost = book.token_cost(ref, ck.Usage(input_tokens=10, output_tokens=1), NOON)
     assert cost.total is None
     assert "output_mtok" in (cost.reason or "")
 
@@ -299,3 +301,36 @@ def test_config_override_matches_dated_snapshots() -> None:
     assert book.rates(PriceRef("openai", "gpt-4o-minix", "openai"), NOON) is None
     book2 = PriceBook({"openai:gpt-4o": {"input_mtok": "1"}, "openai:gpt-4o-mini": {"input_mtok": "2"}})
     assert book2.token_cost(PriceRef("openai", "gpt-4o-mini-2024-07-18", "openai"), u, NOON).total == Decimal(2)
+
+
+# ------------------------------------------------------------------------------------------------ built-in tool fees
+
+
+def test_tool_fee_table_entries_are_sourced_dated_and_bounded() -> None:
+    """Every entry of ``tools.toml`` names its source and the day it was read; ``until`` bounds a price that no
+    longer holds (code-interpreter containers, billed by size and minutes from 2026-03-31)."""
+    table = tomllib.loads(resources.files("computekit.pricing").joinpath("data/tools.toml").read_text("utf-8"))
+    for fee in table["fees"]:
+        assert fee["source"].startswith("https://"), fee
+        dt.date.fromisoformat(fee["as_of"])
+        assert Decimal(fee["price"]) > 0
+        assert not fee.get("until") or dt.date.fromisoformat(fee["until"]) > dt.date.fromisoformat(fee["as_of"])
+    units = {(f["provider"], f["unit"]): f for f in table["fees"]}
+    assert units[("openai", "containers")]["until"] == "2026-03-31"
+    assert ("openai", "web_search_preview_calls") not in units  # its price depends on the model family
+    assert not [p for p, _ in units if p == "azure"]  # not confirmed: unpriced, with a warning
+
+
+def test_a_tool_fee_past_its_until_leaves_the_call_unpriced_with_a_warning() -> None:
+    book = PriceBook()
+    ref = PriceRef("openai", "gpt-4.1-2025-04-14", table_provider="openai")
+    usage = ck.Usage(input_tokens=100, output_tokens=10, units={"containers": Decimal(1)})
+    before = book.token_cost(ref, usage, dt.datetime(2026, 3, 30, 23, 0, tzinfo=dt.UTC))
+    assert before.total is not None
+    assert {line.item: line.amount for line in before.lines}["containers"] == Decimal("0.03")
+    with pytest.warns(UnknownPriceWarning, match="no containers price known for openai:gpt-4.1-2025-04-14"):
+        after = book.token_cost(ref, usage, dt.datetime(2026, 3, 31, 0, 0, tzinfo=dt.UTC))
+    assert after.total is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        book.token_cost(ref, usage, dt.datetime(2026, 4, 1, tzinfo=dt.UTC))  # said once per target and unit

@@ -12,6 +12,8 @@ EXPECTED = sorted([
     "APIStatusError",
     "APITimeoutError",
     "AllTargetsFailedError",
+    "AsyncBackgroundResponses",
+    "AsyncBatches",
     "AsyncClient",
     "AsyncFineTunes",
     "AsyncPredictionStream",
@@ -19,7 +21,15 @@ EXPECTED = sorted([
     "AsyncStream",
     "Attempt",
     "AuthenticationError",
+    "BackgroundFailedError",
+    "BackgroundResponse",
+    "BackgroundResponses",
+    "BackgroundTimeoutError",
     "BadRequestError",
+    "BatchFailedError",
+    "BatchJob",
+    "BatchTimeoutError",
+    "Batches",
     "BudgetExceededError",
     "BudgetStatus",
     "Chunk",
@@ -73,12 +83,14 @@ EXPECTED = sorted([
     "Usage",
     "WebhookVerificationError",
     "__version__",
+    "abatch",
     "acomplete",
     "aembed",
     "afinetune",
     "apredict",
     "arerank",
     "astream",
+    "batch",
     "complete",
     "embed",
     "finetune",
@@ -188,10 +200,11 @@ def test_lifecycle_classes_show_as_public_names() -> None:
         "c = ck.Client(ledger='none')\n"
         "a = ck.AsyncClient(ledger='none')\n"
         "print(*(f'{type(x).__module__}.{type(x).__qualname__}' for x in\n"
-        "        (c.predictions, c.finetunes, a.predictions, a.finetunes)))\n"
+        "        (c.predictions, c.finetunes, c.responses, a.predictions, a.finetunes, a.responses)))\n"
         "c.close(); asyncio.run(a.aclose())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["computekit.Predictions", "computekit.FineTunes", "computekit.AsyncPredictions",
-                                  "computekit.AsyncFineTunes"]
+    assert out.stdout.split() == ["computekit.Predictions", "computekit.FineTunes", "computekit.BackgroundResponses",
+                                  "computekit.AsyncPredictions", "computekit.AsyncFineTunes",
+                                  "computekit.AsyncBackgroundResponses"]
     assert ck.Predictions.__module__ == ck.FineTunes.__module__ == "computekit"

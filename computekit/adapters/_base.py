@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
+from .._background import BackgroundResponse
 from .._constants import MAX_SSE_EVENT_BYTES
 from .._exceptions import (
     APIStatusError,
@@ -184,6 +185,9 @@ class CompleteRequest:
     output: OutputType | None = None
     """``response_format`` given as a type: the schema to send in the provider's dialect (``response_format``
     then holds its dict form, for adapters that read only that)."""
+    background: bool = False
+    """``complete(..., background=True)``: the provider runs it in the background and answers with a handle
+    that is polled (only adapters whose :meth:`Adapter.serves_background` is true ever see it set)."""
 
 
 @dataclass(slots=True)
@@ -377,6 +381,8 @@ class BatchState:
     error_ref: str | None = None
     kind: str = "complete"
     """What the batch runs: ``complete`` or ``embed`` calls."""
+    api: str | None = None
+    """The wire format its ``complete`` calls use (``"responses"``: OpenAI's Responses API), when not the chat one."""
     created_at: Any = None
     ended_at: Any = None
     raw: Any = None
@@ -661,7 +667,28 @@ class Adapter(ABC):
         """Why this provider lacks ``capability``, when there is more to say (a retired API ...)."""
         if capability == "finetune":
             return f"{self.provider} offers no fine-tuning API"
+        if capability == "background":
+            return (f"{self.provider} has no background responses (a completion polled until it ends); they run "
+                    "on the Responses API of the providers that serve them")
         return None
+
+    # ----------------------------------------------------------------------------------------- background
+
+    def serves_background(self) -> bool:
+        """Whether ``complete(..., background=True)`` runs here: submitted, then polled until it ends."""
+        return False
+
+    def build_background_get(self, response_id: str) -> HTTPRequest:
+        """The request that fetches a background response's latest state."""
+        raise self.unsupported("background")
+
+    def build_background_cancel(self, response_id: str) -> HTTPRequest:
+        """The request that cancels a background response."""
+        raise self.unsupported("background")
+
+    def parse_background(self, req: CompleteRequest, resp: HTTPResponse) -> BackgroundResponse:
+        """A background response's state (its final :class:`Completion` once it has ended, usage set, cost not)."""
+        raise self.unsupported("background")
 
     # ----------------------------------------------------------------------------------------- verbs
 
@@ -978,7 +1005,7 @@ class Adapter(ABC):
         if state.kind == "embed":
             result = self.parse_embed(EmbedRequest(model=state.model, inputs=[]), resp)
         else:
-            result = self.parse_complete(CompleteRequest(model=state.model, messages=[]), resp)
+            result = self.parse_complete(CompleteRequest(model=state.model, messages=[], api=state.api), resp)
         return BatchItem(custom_id=custom_id, result=result, billed=True)
 
     def batch_failure(self, state: BatchState, custom_id: str, status: int | None, body: Any,

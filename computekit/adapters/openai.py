@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
+from .._background import BackgroundResponse
 from .._exceptions import (
     APIStatusError,
     ContentFilteredError,
@@ -71,7 +72,9 @@ from .openai_responses import (
     builtin_tools,
     fee_tools,
     in_family,
+    parse_background,
     parse_response,
+    path_id,
     responses_only,
 )
 
@@ -357,6 +360,18 @@ class OpenAIWire(Adapter):
     def responses_url(self, model: str) -> str:
         """The URL of ``POST /responses`` for ``model``."""
         return self.url("responses")
+
+    def serves_background(self) -> bool:
+        return self.serves_responses()
+
+    def build_background_get(self, response_id: str) -> HTTPRequest:
+        return HTTPRequest("GET", f"{self.responses_url('')}/{path_id(response_id)}", self.headers())
+
+    def build_background_cancel(self, response_id: str) -> HTTPRequest:
+        return HTTPRequest("POST", f"{self.responses_url('')}/{path_id(response_id)}/cancel", self.headers())
+
+    def parse_background(self, req: CompleteRequest, resp: HTTPResponse) -> BackgroundResponse:
+        return parse_background(self, req, resp)
 
     def responses_model(self, model: str) -> str:
         """What the Responses body calls ``model`` (Azure: the deployment)."""
@@ -675,7 +690,10 @@ class OpenAIWire(Adapter):
             return "embeddings", dict(self.build_embed(req).json)
         if req.stream:
             raise InvalidRequestError(f"{self.provider}: a batched request cannot stream")
-        path = self.text_path(req.model) if req.prompt is not None else "chat/completions"
+        if req.prompt is not None:
+            path = self.text_path(req.model)
+        else:
+            path = "responses" if self.uses_responses(req) else "chat/completions"
         return path, dict(self.build_complete(req).json)
 
     def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
@@ -716,11 +734,14 @@ class OpenAIWire(Adapter):
         ended = next((data[k] for k in ("completed_at", "failed_at", "expired_at", "cancelled_at") if data.get(k)),
                      None)
         return BatchState(
-            id=data["id"], model=model, status=_OPENAI_BATCH_STATUS[status], provider_status=status,
+            # attached by id (model unknown): the model the batch object names
+            id=data["id"], model=model or str(data.get("model") or ""), status=_OPENAI_BATCH_STATUS[status],
+            provider_status=status,
             total=count(counts.get("total")), completed=count(counts.get("completed")) or 0,
             failed=count(counts.get("failed")) or 0,
             output_ref=data.get("output_file_id"), error_ref=data.get("error_file_id"),
             kind="embed" if endpoint.endswith("embeddings") else "complete",
+            api="responses" if endpoint.endswith("/responses") else None,
             created_at=unix_time(data.get("created_at")), ended_at=unix_time(ended), raw=data,
         )
 

@@ -226,6 +226,10 @@ class OpenAICompatibleAdapter(OpenAIWire):
     def default_api(self, model: str) -> str:
         return self.options.api
 
+    def serves_background(self) -> bool:
+        # No profile's host documents background responses (polling, cancel): refused before any request.
+        return False
+
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
         http = super().build_complete(req)
         if self.profile.text_only_engines and isinstance(http.json, dict):

@@ -25,17 +25,21 @@ What maps to what:
   a 200 stream) is typed by what its error carries.
 - Usage: ``input_tokens`` (cached included), ``input_tokens_details.cached_tokens``, ``output_tokens`` (reasoning
   included), ``output_tokens_details.reasoning_tokens``: computekit's own convention, unchanged. Built-in tool
-  calls billed per call are counted in ``usage.units`` (``web_search_calls``, ``file_search_calls``, and
-  ``containers``: the distinct code-interpreter containers the answer used), each priced on a line of its own.
+  calls billed per call are counted in ``usage.units`` (``web_search_calls``, or ``web_search_preview_calls`` for
+  the older preview tool, ``file_search_calls``, and ``containers``: the distinct code-interpreter containers the
+  answer used), each priced on a line of its own from ``tools.toml`` (or unpriced, with a warning, where no price
+  is known).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Final
 
+from .._background import BACKGROUND_ENDED, BackgroundResponse
 from .._exceptions import InvalidRequestError
 from .._http import HTTPResponse, SSEEvent
 from .._structured import strict_schema
@@ -44,6 +48,7 @@ from ._base import Adapter, CompleteRequest, StreamDecoder, carried_status, even
 
 __all__ = [
     "FEE_ITEMS",
+    "PREVIEW_SEARCHES",
     "RESPONSES_ONLY",
     "ResponsesStream",
     "build_body",
@@ -52,7 +57,9 @@ __all__ = [
     "fee_units",
     "in_family",
     "items_key",
+    "parse_background",
     "parse_response",
+    "path_id",
     "responses_only",
     "responses_usage",
 ]
@@ -68,8 +75,12 @@ FEE_ITEMS: Final = {"web_search_call": "web_search_calls", "file_search_call": "
 CONTAINERS: Final = "containers"
 """The ``usage.units`` key of code-interpreter containers (billed per container session)."""
 
-_FEE_TOOLS: Final = {"web_search": "web_search_calls", "web_search_preview": "web_search_calls",
-                     "web_search_2025_08_26": "web_search_calls", "web_search_preview_2025_03_11": "web_search_calls",
+PREVIEW_SEARCHES: Final = "web_search_preview_calls"
+"""The ``usage.units`` key of the older ``web_search_preview`` tool's calls: priced apart from the GA tool's (their
+price depends on the model family), and unpriced in computekit's table (see ``tools.toml``)."""
+
+_FEE_TOOLS: Final = {"web_search": "web_search_calls", "web_search_preview": PREVIEW_SEARCHES,
+                     "web_search_2025_08_26": "web_search_calls", "web_search_preview_2025_03_11": PREVIEW_SEARCHES,
                      "file_search": "file_search_calls", "code_interpreter": CONTAINERS}
 _ENCRYPTED_REASONING: Final = "reasoning.encrypted_content"
 _ROLE_PART: Final = {"user": "input_text", "system": "input_text", "developer": "input_text",
@@ -209,6 +220,13 @@ def build_body(req: CompleteRequest, provider: str, model: str, *, reasoning: bo
     if req.stream:
         body["stream"] = True
     body.update(req.extra)
+    if req.background:
+        body["background"] = True
+    elif body.get("background"):
+        # A queued answer is not a completion: it would be recorded unpriced and never followed.
+        raise InvalidRequestError("background mode is complete(..., background=True), which returns a handle to "
+                                  "wait for; not extra_body={'background': True} (and a stream cannot run in the "
+                                  "background)")
     if body.get("store") is False and reasoning:
         # Not stored: the reasoning items can come back on the next turn only encrypted, and only when asked for.
         include = list(body.get("include") or [])
@@ -245,14 +263,23 @@ def responses_usage(raw: Mapping[str, Any] | None) -> Usage:
     )
 
 
-def fee_units(items: list[Any]) -> dict[str, int]:
-    """Per-call fees in an answer's output items: web and file search calls, and distinct containers."""
+def _previews(tools: Any) -> bool:
+    """Whether a call's tools (as sent, or as the response echoes them) search with ``web_search_preview``."""
+    return isinstance(tools, list) and any(
+        isinstance(t, Mapping) and _FEE_TOOLS.get(str(t.get("type"))) == PREVIEW_SEARCHES for t in tools)
+
+
+def fee_units(items: list[Any], preview: bool = False) -> dict[str, int]:
+    """Per-call fees in an answer's output items: web and file search calls, and distinct containers.
+    ``preview``: the call searched with ``web_search_preview`` (its calls are counted under their own key)."""
     units: dict[str, int] = {}
     containers: set[str] = set()
     for item in items:
         if not isinstance(item, Mapping):
             continue
         kind = FEE_ITEMS.get(str(item.get("type")))
+        if kind == "web_search_calls" and preview:
+            kind = PREVIEW_SEARCHES
         if kind is not None:
             units[kind] = units.get(kind, 0) + 1
         elif item.get("type") == "code_interpreter_call" and item.get("container_id"):
@@ -303,7 +330,8 @@ def completion(adapter: Adapter, req: CompleteRequest, data: Mapping[str, Any],
     calls = _calls(items)
     raw_usage = data.get("usage")
     usage = responses_usage(raw_usage if isinstance(raw_usage, Mapping) else None)
-    usage.units.update({k: Decimal(v) for k, v in fee_units(items).items()})
+    preview = _previews(req.tools) or _previews(data.get("tools"))
+    usage.units.update({k: Decimal(v) for k, v in fee_units(items, preview).items()})
     fields = {items_key(adapter.provider): {"output": items, "id": data.get("id")}} if items else None
     result = Completion(
         provider=adapter.provider,
@@ -421,3 +449,47 @@ class ResponsesStream(StreamDecoder):
         if not result.text and self.text:
             result.text = "".join(self.text)
         return result
+
+
+# --------------------------------------------------------------------------------------------- background mode
+
+_STATUSES: Final = frozenset({"queued", "in_progress", *BACKGROUND_ENDED})
+_RESPONSE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+def path_id(response_id: str) -> str:
+    """A response id, checked before it goes into a URL path.
+
+    Raises:
+        InvalidRequestError: It is not an id (``resp_...``): a ``/``, ``?`` or ``..`` would change the request.
+    """
+    if not isinstance(response_id, str) or not _RESPONSE_ID.fullmatch(response_id):
+        raise InvalidRequestError(f"not a Responses id: {response_id!r} (expected one like 'resp_abc123')")
+    return response_id
+
+
+def parse_background(adapter: Adapter, req: CompleteRequest, resp: HTTPResponse) -> BackgroundResponse:
+    """A background response's state (``POST /responses`` with ``background: true``, ``GET /responses/{id}``,
+    ``POST /responses/{id}/cancel``): once it has ended, its final :class:`Completion` from the same parser as a
+    whole answer (a failed or cancelled one keeps its output and the usage it reported).
+
+    Raises:
+        ProviderError: The body is an error, or not a response object with an id and a known status.
+    """
+    data = adapter.json_object(resp, req.model or None)
+    if "error" in data and data.get("object") != "response":
+        raise _failed(adapter, data, req.model, resp.headers)
+    rid, status = data.get("id"), data.get("status")
+    if data.get("object") not in (None, "response") or not isinstance(rid, str) or not rid or status not in _STATUSES:
+        raise adapter.malformed(resp, req.model, "not a Responses response object (no id, or an unknown status)")
+    model = req.model or str(data.get("model") or "")
+    final = None
+    if status in BACKGROUND_ENDED:
+        final = completion(adapter, CompleteRequest(model=model, messages=[], api="responses"), data,
+                           adapter.request_id(resp.headers))
+    error = data.get("error")
+    handle = BackgroundResponse(id=rid, provider=adapter.provider, model=model, status=status, completion=final,
+                                error=error or None, raw=data)
+    if status == "failed":
+        handle._failure = _failed(adapter, data if error else {"error": {"message": "failed"}}, model, resp.headers)
+    return handle

@@ -243,24 +243,31 @@ def _own_tables() -> tuple[dict[tuple[str, str], TokenRates], dt.date | None, di
 
 
 @cache
-def tool_fees() -> dict[str, dict[str, tuple[Decimal, int]]]:
-    """computekit's per-call prices of built-in tools (``data/tools.toml``): provider -> usage key -> (price,
-    per)."""
+def tool_fees() -> dict[str, dict[str, list[tuple[Decimal, int, dt.date | None]]]]:
+    """computekit's per-call prices of built-in tools (``data/tools.toml``): provider -> usage key -> its prices
+    as (price, per, until): ``until`` is the first day a price no longer applies (``None``: still does)."""
     import tomllib
     from importlib import resources
 
     raw = tomllib.loads(resources.files(__package__).joinpath("data/tools.toml").read_text("utf-8"))
-    out: dict[str, dict[str, tuple[Decimal, int]]] = {}
+    out: dict[str, dict[str, list[tuple[Decimal, int, dt.date | None]]]] = {}
     for fee in raw.get("fees", []):
-        out.setdefault(fee["provider"], {})[fee["unit"]] = (_decimal(fee["price"]), int(fee.get("per", 1)))
+        until = dt.date.fromisoformat(str(fee["until"])) if fee.get("until") else None
+        out.setdefault(fee["provider"], {}).setdefault(fee["unit"], []).append(
+            (_decimal(fee["price"]), int(fee.get("per", 1)), until))
     return out
 
 
-def _with_tool_fees(rates: TokenRates, provider: str) -> TokenRates:
+def _with_tool_fees(rates: TokenRates, provider: str, when: dt.datetime) -> TokenRates:
+    """``rates`` with the tool fees that apply on ``when``'s day; a fee past its ``until`` is left out, so a call
+    that used the tool then is unpriced (with a warning) rather than priced at a rate that no longer holds."""
     fees = tool_fees().get(provider)
     if not fees:
         return rates
-    return dataclasses.replace(rates, extra_units={**fees, **rates.extra_units})  # a model's own price wins
+    day = when.date()
+    current = {unit: (price, per) for unit, entries in fees.items() for price, per, until in entries
+               if until is None or day < until}
+    return dataclasses.replace(rates, extra_units={**current, **rates.extra_units})  # a model's own price wins
 
 
 def _match(tables: Mapping[tuple[str, str], TokenRates], provider: str, model: str) -> TokenRates | None:
@@ -419,7 +426,7 @@ class PriceBook:
             if found is not None:
                 break
         if found is not None:
-            found = _with_tool_fees(found, ref.table_provider or ref.provider)
+            found = _with_tool_fees(found, ref.table_provider or ref.provider, slot)
         with self._lock:
             if len(self._cache) >= _CACHE_MAX:  # a long-running process moves through time slots: stay bounded
                 self._cache.clear()
@@ -451,6 +458,7 @@ class PriceBook:
         try:
             return rates.cost(usage)
         except _MissingRate as e:
+            self._warn_unit_once(ref, str(e.args[0]))
             return Cost.unknown(f"{ref.provider}:{ref.model} has no {e.args[0]} price")
 
     @staticmethod
@@ -553,6 +561,19 @@ class PriceBook:
     def warn_unknown(self, ref: PriceRef) -> None:
         """Warn (once per model) that ``ref`` has no price."""
         self._warn_once(ref)
+
+    def _warn_unit_once(self, ref: PriceRef, unit: str) -> None:
+        """Say once per target and unit that a billed unit (a built-in tool's calls ...) has no price."""
+        target = f"{ref.provider}:{ref.model}"
+        if f"{target} {unit}" in self._warned:
+            return
+        self._warned.add(f"{target} {unit}")
+        warnings.warn(
+            f"no {unit} price known for {target}: the call's cost is None. Add it to computekit.toml, e.g. "
+            f'[prices] "{target}" = {{ {unit} = "..." }}',
+            UnknownPriceWarning,
+            stacklevel=_caller_stacklevel(),
+        )
 
     def _warn_once(self, ref: PriceRef) -> None:
         target = f"{ref.provider}:{ref.model}"

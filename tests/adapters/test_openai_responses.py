@@ -9,6 +9,7 @@ before they are served, by a mock transport: nothing leaves the process.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import tomllib
 from decimal import Decimal
@@ -26,6 +27,7 @@ from test_cassette_specs import (
 )
 
 import computekit as ck
+from computekit.pricing import PriceBook
 
 TOOLS_TABLE = Path(__file__).resolve().parents[2] / "computekit" / "pricing" / "data" / "tools.toml"
 USAGE = {"input_tokens": 120, "input_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 0},
@@ -245,18 +247,46 @@ def test_built_in_tools_pass_through_items_kept_and_fees_priced(is_async: bool,
     server = Server([ok(answer)])
     client = make_client(server, is_async=is_async)
     tools = [{"type": "web_search"}, {"type": "code_interpreter", "container": {"type": "auto"}}]
-    result = complete(client, is_async, "openai:gpt-4.1", "x", tools=tools, api="responses")
+    with pytest.warns(ck.UnknownPriceWarning, match="no containers price known"):
+        result = complete(client, is_async, "openai:gpt-4.1", "x", tools=tools, api="responses")
     assert body_of(server)["tools"] == tools
     assert result.message.provider_fields == {"openai:responses": {"output": items, "id": "resp_1"}}
     assert result.usage.units == {"web_search_calls": Decimal(2), "containers": Decimal(1)}
+    # Containers have had no single price since 2026-03-31 (billed by memory size and minutes, which an answer
+    # does not report): a call made now that used one is unpriced, never priced without it.
+    assert result.cost.total is None
+    assert "containers" in str(result.cost.reason)
+    # On a day the table's container price held, every fee is its own line.
+    when = dt.datetime(2025, 10, 1, tzinfo=dt.UTC)
     fees = {f["unit"]: Decimal(f["price"]) / int(f["per"])
             for f in tomllib.loads(TOOLS_TABLE.read_text("utf-8"))["fees"] if f["provider"] == "openai"}
     tokens = genai_prices.calc_price(genai_prices.Usage(input_tokens=120, cache_read_tokens=20, output_tokens=80),
-                                     "gpt-4.1-2025-04-14", provider_id="openai").total_price
-    assert result.cost.total == tokens + 2 * fees["web_search_calls"] + fees["containers"]
-    lines = {line.item: line.amount for line in result.cost.lines}
+                                     "gpt-4.1-2025-04-14", provider_id="openai",
+                                     genai_request_timestamp=when).total_price
+    adapter = client._core.adapter("openai")
+    then = PriceBook().token_cost(adapter.price_ref(result.model, result), result.usage, when)
+    assert then.total == tokens + 2 * fees["web_search_calls"] + fees["containers"]
+    lines = {line.item: line.amount for line in then.lines}
     assert lines["web_search_calls"] == 2 * fees["web_search_calls"]
     assert lines["containers"] == fees["containers"]
+
+
+def test_web_search_preview_calls_are_counted_apart_and_left_unpriced(spec: dict[str, Any]) -> None:
+    """The older ``web_search_preview`` tool costs $10 or $25 per 1k calls by model family (tools.toml): its calls
+    are their own usage key, unpriced with a warning, and a budget refuses a call that could make them."""
+    item = {"type": "web_search_call", "id": "ws_1", "status": "completed",
+            "action": {"type": "search", "query": "weather"}}
+    answer = response(item, message("Sunny."), model="gpt-4o-2024-08-06")
+    assert spec_errors(spec, "Response", answer) == []
+    client = make_client(Server([ok(answer)]))
+    with pytest.warns(ck.UnknownPriceWarning, match="web_search_preview_calls"):
+        result = client.complete("openai:gpt-4o", "x", tools=[{"type": "web_search_preview"}], api="responses")
+    assert result.usage.units == {"web_search_preview_calls": Decimal(1)}
+    assert result.cost.total is None
+    budgeted = make_client(Server([ok(answer)]), budget={"limit_usd": "5"})
+    with pytest.raises(ck.BudgetExceededError):
+        budgeted.complete("openai:gpt-4o", "x", tools=[{"type": "web_search_preview"}], api="responses",
+                          max_tokens=10, extra_body={"max_tool_calls": 1})
 
 
 # ------------------------------------------------------------------------------------------------ budgets

@@ -49,21 +49,22 @@ TOOLS_TABLE = Path(__file__).resolve().parents[2] / "computekit" / "pricing" / "
 
 # Whole files computekit does not replay, with the reason.
 UNSUPPORTED: dict[str, str] = {
-    "background_mode_vcr.yaml": "background mode (background=True: a queued response polled with GET /responses/{id})"
-                                " is not offered by computekit's Responses path yet",
-    "background_mode_with_tool_vcr.yaml": "background mode: see background_mode_vcr.yaml",
-    "background_mode_streaming_starting_after_vcr.yaml": "background mode: a stream resumed with GET "
-                                                         "/responses/{id}?starting_after=",
-    "background_mode_streaming_without_starting_after_vcr.yaml": "background mode: see background_mode_vcr.yaml",
-    "openai_responses_compact_messages.yaml": "POST /responses/compact (server-side compaction of a conversation) "
-                                              "is not a computekit verb",
+    "background_mode_streaming_starting_after_vcr.yaml": "background mode with stream=True (the submit streams its "
+                                                         "events, and GET /responses/{id}?stream=true&starting_after= "
+                                                         "resumes them): computekit refuses a background stream before "
+                                                         "any request and polls instead (complete(background=True))",
+    "openai_responses_compact_messages.yaml": "POST /responses/compact (server-side compaction of a conversation "
+                                              "into an opaque item) has no computekit verb: it is not a completion "
+                                              "and its answer carries no text to return",
     "openai_responses_compact_with_auto_previous_response_id.yaml": "POST /responses/compact: see "
                                                                     "openai_responses_compact_messages.yaml",
     "openai_responses_compact_with_instructions.yaml": "POST /responses/compact: see "
                                                        "openai_responses_compact_messages.yaml",
-    "responses_count_tokens_with_tools.yaml": "POST /responses/input_tokens (token counting) is not a computekit verb",
+    "responses_count_tokens_with_tools.yaml": "POST /responses/input_tokens (server-side token counting, not billed) "
+                                              "has no computekit verb: budgets bound a call's input from the "
+                                              "request itself",
     "responses_usage_limit_exceeded.yaml": "POST /responses/input_tokens only (a client-side usage limit checked "
-                                           "with token counting): not a computekit verb",
+                                           "with token counting): no computekit verb, as above",
 }
 # Exchanges, inside exercised files, on endpoints computekit has no verb for.
 OTHER_ENDPOINTS: dict[str, str] = {
@@ -78,8 +79,12 @@ OTHER_ENDPOINTS: dict[str, str] = {
 
 def kind(ex: Exchange) -> str | None:
     """What an exchange exercises, or ``None`` when computekit has no verb for it."""
+    if ex.method == "GET" and ex.path.startswith("/v1/responses/"):
+        return "poll"  # a background response's state (client.responses)
     if ex.method != "POST" or not ex.path.endswith("/responses"):
         return None
+    if isinstance(ex.request_body, dict) and ex.request_body.get("background"):
+        return "background"
     if ex.status >= 400:
         return "error"
     return "stream" if ex.is_sse else "response"
@@ -142,10 +147,11 @@ def expected_fees(data: dict[str, Any]) -> dict[str, int]:
     return {k: v for k, v in fees.items() if v}
 
 
-def tool_prices(provider: str) -> dict[str, Decimal]:
-    """USD per unit of each built-in tool fee, read from the table itself."""
+def tool_prices(provider: str, when: dt.datetime) -> dict[str, Decimal]:
+    """USD per unit of each built-in tool fee that applies on ``when``'s day, read from the table itself."""
     table = tomllib.loads(TOOLS_TABLE.read_text("utf-8"))
-    return {f["unit"]: Decimal(f["price"]) / int(f["per"]) for f in table["fees"] if f["provider"] == provider}
+    return {f["unit"]: Decimal(f["price"]) / int(f["per"]) for f in table["fees"] if f["provider"] == provider
+            and ("until" not in f or when.date() < dt.date.fromisoformat(f["until"]))}
 
 
 def when_of(data: dict[str, Any]) -> dt.datetime:
@@ -161,7 +167,8 @@ def genai_usage(raw: dict[str, Any]) -> genai_prices.Usage:
 
 def expected_cost(ex: Exchange, data: dict[str, Any], when: dt.datetime | None = None) -> Decimal | None:
     """genai-prices on the recorded usage at ``when`` (default: the time of the call), plus the tool fees from the
-    table; ``None`` where genai-prices has no price for the model (OpenRouter's open-weight route)."""
+    table; ``None`` where genai-prices has no price for the model (OpenRouter's open-weight route), or the table
+    none for a fee on that day (code-interpreter containers from 2026-03-31)."""
     provider = {"api.openai.com": "openai", "openrouter.ai": "openrouter"}.get(ex.host, "azure")
     at = when or when_of(data)
     tier = data.get("service_tier")
@@ -175,8 +182,11 @@ def expected_cost(ex: Exchange, data: dict[str, Any], when: dt.datetime | None =
         extracted = genai_prices.extract_usage({"model": data["model"], "usage": data["usage"]},
                                                provider_id="openai", api_flavor="responses")
         assert extracted.calc_price(genai_request_timestamp=at, price_context=ctx).total_price == tokens
-    prices = tool_prices(provider)
-    return tokens + sum((prices[k] * n for k, n in expected_fees(data).items()), Decimal(0))
+    prices = tool_prices(provider, at)
+    fees = expected_fees(data)
+    if any(k not in prices for k in fees):
+        return None  # a fee with no price that day: the call is unpriced, never priced without it
+    return tokens + sum((prices[k] * n for k, n in fees.items()), Decimal(0))
 
 
 def check(ex: Exchange, adapter: OpenAIWire, result: ck.Completion, data: dict[str, Any]) -> None:
@@ -229,8 +239,10 @@ def test_every_file_is_exercised_or_listed(rel: str | None) -> None:
 def test_counts() -> None:
     require_conformance_dir()
     assert len(ALL_FILES) == 60
-    assert len(ALL_FILES) - len(UNSUPPORTED) >= 50
+    assert len(ALL_FILES) - len(UNSUPPORTED) == 54
     assert sum(1 for ex in EXCHANGES if kind(ex) in ("response", "stream")) == 64
+    assert sum(1 for ex in EXCHANGES if kind(ex) == "background") == 4
+    assert sum(1 for ex in EXCHANGES if kind(ex) == "poll") == 6
 
 
 # ------------------------------------------------------------------------------------------------ adapter level
@@ -376,3 +388,93 @@ def test_azure_responses_endpoint_and_deployment() -> None:
     assert http.json is not None
     assert http.json["model"] == ex.request_body["model"]
     assert http.headers["api-key"] == KEY
+
+
+# ------------------------------------------------------------------------------------------------ background mode
+
+BACKGROUND = sorted({ex.file for ex in EXCHANGES if kind(ex) == "background"})
+
+
+@pytest.mark.parametrize("ex", params("background", "poll"))
+def test_background_states(ex: Exchange | None) -> None:
+    """Every recorded background state (the queued submit, each poll) read by the adapter: the id and status as
+    recorded; the final completion, with its usage, once it has ended."""
+    require_conformance_dir()
+    assert ex is not None
+    adapter = adapter_for(ex)
+    data = ex.json()
+    assert isinstance(data, dict)
+    h = adapter.parse_background(request_of(ex, stream=False), HTTPResponse(ex.status, ex.headers, ex.content))
+    assert (h.id, h.status, h.done) == (data["id"], data["status"], data["status"] == "completed")
+    if h.done:
+        assert h.completion is not None
+        check(ex, adapter, h.completion, data)
+    else:
+        assert h.completion is None
+    if kind(ex) == "poll":
+        assert ex.path == f"/v1/responses/{data['id']}"
+        assert adapter.build_background_get(data["id"]).url == ex.uri.split("?")[0]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("rel", BACKGROUND or [MISSING])
+def test_background_replay_through_client(rel: str | None, is_async: bool) -> None:
+    """Each recorded background conversation through ``complete(..., background=True)`` and
+    ``client.responses.wait``: the requests computekit sends follow the recording (a submit with
+    ``background: true``, then GETs of the response's id until it ends), and each response that ended is priced
+    from its recorded usage and written to the ledger once, keyed by its id. A recording that stops while the
+    response is still queued leaves no row."""
+    require_conformance_dir()
+    assert rel is not None
+    exchanges = [ex for ex in load(rel) if kind(ex)]
+    seen: list[httpx.Request] = []
+    replies = iter(exchanges)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return replay(next(replies))
+
+    http: Any = httpx.AsyncClient(transport=httpx.MockTransport(handler)) if is_async else httpx.Client(
+        transport=httpx.MockTransport(handler))
+    client = (ck.AsyncClient if is_async else ck.Client)(config=None, providers={"openai": {"api_key": KEY}},
+                                                         http_client=http)
+    submits = [i for i, ex in enumerate(exchanges) if kind(ex) == "background"]
+    ends = [*submits[1:], len(exchanges)]
+    before = dt.datetime.now(dt.UTC)
+
+    async def follow(model: str, last: dict[str, Any]) -> ck.BackgroundResponse:
+        h: ck.BackgroundResponse = await client.complete(f"openai:{model}", "hi", background=True)
+        if last["status"] in ("queued", "in_progress"):
+            return await client.responses.refresh(h)
+        return await client.responses.wait(h, poll_interval=0)
+
+    def follow_sync(model: str, last: dict[str, Any]) -> ck.BackgroundResponse:
+        h = client.complete(f"openai:{model}", "hi", background=True)
+        if last["status"] in ("queued", "in_progress"):
+            return client.responses.refresh(h)
+        return client.responses.wait(h, poll_interval=0)
+
+    want_rows = []
+    for start, end in zip(submits, ends, strict=True):
+        model = str(exchanges[start].request_body["model"])
+        last_ex = exchanges[end - 1]
+        last = last_ex.json()
+        assert isinstance(last, dict)
+        h = asyncio.run(follow(model, last)) if is_async else follow_sync(model, last)
+        assert h.id == last["id"]
+        assert h.status == last["status"]
+        if not h.done:
+            assert h.completion is None
+            continue
+        assert h.completion is not None
+        assert h.completion.text == expected_text(last)
+        assert [(c.id, c.name, c.arguments) for c in h.completion.tool_calls] == expected_calls(last)
+        want = expected_cost(last_ex, last, before)
+        assert h.cost.total == want
+        want_rows.append((f"background:openai:{last['id']}", want, last["usage"]["input_tokens"]))
+    sent = [(r.method, r.url.path) for r in seen]
+    assert sent == [(ex.method, ex.path) for ex in exchanges]
+    for r, ex in zip(seen, exchanges, strict=True):
+        if kind(ex) == "background":
+            assert json.loads(r.content)["background"] is True
+    assert [(r.once_key, r.cost, r.input_tokens) for r in client.ledger.rows()] == want_rows
