@@ -29,6 +29,7 @@ __all__ = [
     "MAX_RESULT_LINE_BYTES",
     "BatchTotals",
     "ItemCost",
+    "LineReader",
     "PreparedBatch",
     "batch_estimate",
     "prepare_batch",
@@ -49,7 +50,9 @@ BATCH_ITEM = "batch {item}"
 # A request's keys that are complete() options (everything else but the ids and the call's input is refused:
 # a typo must not silently change what is run).
 _COMPLETE_OPTIONS = frozenset({"max_tokens", "temperature", "top_p", "stop", "tools", "tool_choice",
-                               "response_format", "seed", "service_tier", "user"})
+                               "response_format", "seed", "service_tier", "user", "api"})
+# A Responses API line's own fields, read as complete()'s (its other fields are refused like any unknown option).
+_RESPONSES_FIELDS = frozenset({"input", "instructions", "max_output_tokens"})
 _EMBED_OPTIONS = frozenset({"dimensions"})
 _ID_KEYS = frozenset({"custom_id", "model"})
 _ZERO = Decimal(0)
@@ -135,6 +138,8 @@ def _request(adapter: Adapter, model: str, raw: Any) -> tuple[str, CompleteReque
     body: Mapping[str, Any] = raw["body"] if isinstance(raw.get("body"), Mapping) else raw
     if body.get("model") not in (None, model):
         raise InvalidRequestError(f"model {body.get('model')!r} differs from the batch's model {model!r}")
+    if str(raw.get("url") or "").endswith("/responses"):
+        body = _from_responses(body)
     extra = dict(body.get("extra_body") or {})
     if "input" in body or "inputs" in body:
         unknown = set(body) - _EMBED_OPTIONS - _ID_KEYS - {"input", "inputs", "extra_body", "encoding_format"}
@@ -158,6 +163,28 @@ def _request(adapter: Adapter, model: str, raw: Any) -> tuple[str, CompleteReque
     return custom_id, req
 
 
+def _from_responses(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Responses API line's body (``input``, ``instructions``, ``max_output_tokens``) as ``complete()``'s
+    arguments with ``api="responses"``: the adapter builds the line again, as a Responses call.
+
+    Raises:
+        InvalidRequestError: ``input`` is neither a string nor a list of messages.
+    """
+    out = {k: v for k, v in body.items() if k not in _RESPONSES_FIELDS}
+    given = body.get("input")
+    if isinstance(given, str):
+        messages: list[Any] = [{"role": "user", "content": given}]
+    elif isinstance(given, list) and given and all(isinstance(m, Mapping) and "role" in m for m in given):
+        messages = list(given)
+    else:
+        raise InvalidRequestError("a /v1/responses line's input must be a string or a list of messages")
+    if isinstance(body.get("instructions"), str):
+        messages.insert(0, {"role": "system", "content": body["instructions"]})
+    if body.get("max_output_tokens") is not None:
+        out["max_tokens"] = body["max_output_tokens"]
+    return {**out, "messages": messages, "api": "responses"}
+
+
 def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
     """Check every request and translate it into the provider's batch line; refuse the batch if any is wrong.
 
@@ -172,6 +199,7 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
     problems: list[str] = []
     seen: dict[str, int] = {}
     kinds: set[str] = set()
+    endpoints: set[str] = set()
     out: list[tuple[str, CompleteRequest | EmbedRequest]] = []
     lines: list[dict[str, Any]] = []
     chunks: list[bytes] = []
@@ -190,6 +218,8 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
             continue
         seen[custom_id] = n
         kinds.add(kind)
+        if isinstance(line.get("url"), str):
+            endpoints.add(line["url"])
         encoded = json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
         size += len(encoded)
         out.append((custom_id, req))
@@ -197,6 +227,9 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
         chunks.append(encoded)
     if len(kinds) > 1:
         problems.append("the batch mixes complete() and embed() requests: one batch runs one kind")
+    elif len(endpoints) > 1:
+        problems.append(f"the batch mixes endpoints ({', '.join(sorted(endpoints))}): one batch runs one (pass the "
+                        "same api= to every request)")
     if not out and not problems:
         problems.append("no requests")
     if spec.max_requests is not None and len(out) > spec.max_requests:
@@ -215,30 +248,52 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
 # --------------------------------------------------------------------------------------------- results
 
 
+class LineReader:
+    """Splits a result file arriving in chunks into ``(line number, line)``, blank lines skipped: only the line
+    being read is buffered, so a file of any size is read in bounded memory (sync and async readers share it)."""
+
+    def __init__(self, max_line: int = MAX_RESULT_LINE_BYTES) -> None:
+        self.pending = bytearray()
+        self.number = 0
+        self.max_line = max_line
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
+        """The lines ``chunk`` completed.
+
+        Raises:
+            ValueError: A line is longer than ``max_line`` bytes (the caller types it as a malformed answer).
+        """
+        pending, out, start = self.pending, [], 0
+        pending += chunk
+        while (end := pending.find(b"\n", start)) >= 0:
+            self.number += 1
+            line = bytes(pending[start:end]).strip()
+            if line:
+                out.append((self.number, line))
+            start = end + 1
+        del pending[:start]
+        if len(pending) > self.max_line:
+            raise ValueError(f"result line {self.number + 1} is longer than {self.max_line:,} bytes")
+        return out
+
+    def close(self) -> list[tuple[int, bytes]]:
+        """The last line, when the file does not end with a newline."""
+        tail = bytes(self.pending).strip()
+        self.pending.clear()
+        return [(self.number + 1, tail)] if tail else []
+
+
 def result_lines(chunks: Iterable[bytes], max_line: int = MAX_RESULT_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
-    """``(line number, line)`` of a result file arriving in ``chunks`` (a streamed download), blank lines skipped:
-    only the line being read is buffered, so a file of any size is read in bounded memory.
+    """``(line number, line)`` of a result file arriving in ``chunks`` (a streamed download): see
+    :class:`LineReader`.
 
     Raises:
         ValueError: A line is longer than ``max_line`` bytes (the caller types it as a malformed answer).
     """
-    pending = bytearray()
-    number = 0
+    reader = LineReader(max_line)
     for chunk in chunks:
-        pending += chunk
-        start = 0
-        while (end := pending.find(b"\n", start)) >= 0:
-            number += 1
-            line = bytes(pending[start:end]).strip()
-            if line:
-                yield number, line
-            start = end + 1
-        del pending[:start]
-        if len(pending) > max_line:
-            raise ValueError(f"result line {number + 1} is longer than {max_line:,} bytes")
-    tail = bytes(pending).strip()
-    if tail:
-        yield number + 1, tail
+        yield from reader.feed(chunk)
+    yield from reader.close()
 
 
 # --------------------------------------------------------------------------------------------- cost

@@ -18,6 +18,7 @@ from ._budget import Reservation
 from ._core import now
 from ._exceptions import StructuredOutputError
 from ._otel import attempt_span, note_response
+from ._structured import parse_output
 from ._targets import Target
 from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Prediction, Reranking, Usage
 from .adapters._base import ModelInfo, StreamUpdate
@@ -224,6 +225,12 @@ def background_ended(core: Core, target: Target, handle: BackgroundResponse, tag
         attempt.error = f"background response failed: {handle.error or ''}".strip()
     elif handle.status == "cancelled":
         attempt.outcome, attempt.error = "canceled", "background response cancelled before its end"
+    elif handle._output is not None:
+        # An answer that does not fit response_format is billed but failed, as in a foreground complete().
+        try:
+            parse_output(handle._output, final)
+        except StructuredOutputError as e:
+            attempt.outcome, attempt.error_type, attempt.error = "error", type(e).__name__, str(e)
     note_response(attempt, final)
     attempt.cost = final.cost
     final.attempts = handle.attempts or [attempt]
@@ -271,8 +278,9 @@ def finetune_ended(core: Core, target: Target, job: FineTuneJob, tags: Mapping[s
 
 
 def record(core: Core, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None,
-           reservation: Reservation | None = None, once_key: str | None = None) -> None:
-    """Write an attempt's row; under a budget, settle its reservation with it (one transaction)."""
+           reservation: Reservation | None = None, once_key: str | None = None, part: Decimal | None = None) -> None:
+    """Write an attempt's row; under a budget, settle its reservation with it (one transaction). ``part``: the
+    row settles only this share of the reservation (a batch's item), which goes on covering the rest."""
     cost = attempt.cost
     row = LedgerRow(
         ts=attempt.started_at,
@@ -294,10 +302,12 @@ def record(core: Core, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[
         error_type=attempt.error_type,
         status=attempt.status,
         tags=dict(tags) if tags else {},
-        reserved=reservation.amount if reservation is not None else None,
+        reserved=part if part is not None else reservation.amount if reservation is not None else None,
         once_key=once_key,
     )
-    if reservation is not None:
+    if reservation is not None and part is not None:
+        core.ledger.settle_part(reservation.id, row, part)
+    elif reservation is not None:
         core.ledger.settle(reservation.id, row)
     else:
         core.ledger.record(row)

@@ -3,8 +3,8 @@
 A verb turns its arguments into a plan (:mod:`computekit._plans`) and hands it to the client's attempt driver
 (:mod:`computekit._driver`: written once per I/O flavour), which reserves, sends, parses, retries, falls back and
 records. Streams are in :mod:`computekit._streaming`; the prediction and fine-tuning lifecycles are
-``client.predictions`` (:mod:`computekit._predictions`) and ``client.finetunes``
-(:mod:`computekit._finetune_client`).
+``client.predictions`` (:mod:`computekit._predictions`), ``client.finetunes``
+(:mod:`computekit._finetune_client`) and ``client.batches`` (:mod:`computekit._batch_client`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Never, Unpack, overload
 from ._arguments import refuse
 from ._background import BackgroundResponse
 from ._background_client import AsyncBackgroundResponses, BackgroundResponses
+from ._batch_client import AsyncBatches, AsyncBatching, Batches, Batching
 from ._budget import BudgetStatus
 from ._constants import NOT_GIVEN, NotGiven
 from ._core import Core
@@ -84,7 +85,7 @@ class _BaseClient:
         return f"{type(self).__name__}(providers={providers}, ledger={self._core._ledger!r})"
 
 
-class Client(_BaseClient, Predicting, FineTuning):
+class Client(_BaseClient, Predicting, FineTuning, Batching):
     """A computekit client: configuration, pooled connections, the retry loop and the ledger.
 
     Args:
@@ -120,6 +121,9 @@ class Client(_BaseClient, Predicting, FineTuning):
         self.finetunes = FineTunes(self._core, self._driver, self)
         """The lifecycle of fine-tuning jobs: ``client.finetunes.wait(job)``, ``refresh``, ``cancel``, ``events``,
         ``checkpoints``, ``attach``."""
+        self.batches = Batches(self._core, self._driver, self)
+        """The lifecycle of batches: ``client.batches.wait(job)``, ``refresh``, ``cancel``, ``results``,
+        ``retrieve``."""
 
     @overload
     def complete(
@@ -352,7 +356,7 @@ class Client(_BaseClient, Predicting, FineTuning):
         self.close()
 
 
-class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
+class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning, AsyncBatching):
     """The async twin of :class:`Client`: the same constructor and the same methods, awaited."""
 
     def __init__(
@@ -374,6 +378,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning):
         """Background responses, awaited: ``await client.responses.wait(h)`` ..."""
         self.finetunes = AsyncFineTunes(self._core, self._driver, self)
         """The lifecycle of fine-tuning jobs, awaited: ``await client.finetunes.wait(job)`` ..."""
+        self.batches = AsyncBatches(self._core, self._driver, self)
+        """The lifecycle of batches, awaited: ``await client.batches.wait(job)`` ..."""
 
     @overload
     async def complete(

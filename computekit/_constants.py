@@ -54,6 +54,13 @@ DEFAULT_FINETUNE_POLL_INTERVAL_S: Final = 5.0
 MAX_FINETUNE_POLL_INTERVAL_S: Final = 60.0
 DEFAULT_FINETUNE_EVENTS: Final = 20
 """Events ``FineTuneJob.events()`` returns when no ``limit`` is given."""
+DEFAULT_BATCH_POLL_INTERVAL_S: Final = 10.0
+"""First pause between polls of a batch (batches take minutes to a day); it grows by half each poll."""
+MAX_BATCH_POLL_INTERVAL_S: Final = 300.0
+BATCH_RESERVATION_TTL_S: Final = 2 * 86_400.0
+"""How long a batch's reservation counts before its results are read: the providers' 24-hour window and a day to
+read the results. Settled item by item as ``results()`` reads them, the rest released when all are read; a batch
+whose results are read by another process (``attach``) lapses after this long."""
 CHARS_PER_TOKEN_ESTIMATE: Final = 4
 """Training tokens are estimated at four characters a token when no tokenizer for the model is available offline
 (OpenAI's rule of thumb for English text); such estimates say so in their cost line."""

@@ -17,7 +17,7 @@ from ._background import BackgroundResponse
 from ._client import AsyncClient, AsyncStream, Client, Stream
 from ._constants import NOT_GIVEN, NotGiven
 from ._plans import CompleteOptions, Messages, ModelSpec
-from ._types import DEFAULT_CLIENTS, Completion, Embeddings, FineTuneJob, ParsedT, Prediction, Reranking
+from ._types import DEFAULT_CLIENTS, BatchJob, Completion, Embeddings, FineTuneJob, ParsedT, Prediction, Reranking
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from .ledger import Ledger
 
 __all__ = [
-    "acomplete", "aembed", "afinetune", "apredict", "arerank", "astream", "complete", "embed", "finetune", "ledger",
-    "predict", "rerank", "stream",
+    "abatch", "acomplete", "aembed", "afinetune", "apredict", "arerank", "astream", "batch", "complete", "embed",
+    "finetune", "ledger", "predict", "rerank", "stream",
 ]
 
 _lock = threading.Lock()
@@ -497,6 +497,31 @@ async def apredict(
         webhook=webhook, cancel_on_timeout=cancel_on_timeout, validate=validate, progress=progress,
         extra_body=extra_body, tags=tags,
     )
+
+
+def batch(model: str, requests: Any, *, tags: Mapping[str, str] | None = None, estimate_only: bool = False,
+          **unknown: Never) -> BatchJob:
+    """Submit (or estimate) a batch with the default client: `Client.batch`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `Client.batch` does not take (the message names the fix), or a wrong one.
+        ComputeKitError: As `Client.batch`.
+    """
+    _refuse(unknown, "batch")
+    return default_client().batch(model, requests, tags=tags, estimate_only=estimate_only)
+
+
+async def abatch(model: str, requests: Any, *, tags: Mapping[str, str] | None = None, estimate_only: bool = False,
+                 **unknown: Never) -> BatchJob:
+    """Submit (or estimate) a batch with the default async client: `AsyncClient.batch`, same arguments.
+
+    Raises:
+        InvalidRequestError: An argument `AsyncClient.batch` does not take (the message names the fix), or a
+            wrong one.
+        ComputeKitError: As `AsyncClient.batch`.
+    """
+    _refuse(unknown, "batch")
+    return await default_async_client().batch(model, requests, tags=tags, estimate_only=estimate_only)
 
 
 async def afinetune(

@@ -32,11 +32,13 @@
         ├── PredictionFailedError      a prediction ran and failed (``.prediction``: its logs, error, cost)
         ├── FineTuneFailedError        a fine-tuning job failed (``.job``; ``body`` is the provider's error object)
         ├── BackgroundFailedError      a background response failed (``.response``; ``body`` is its error object)
+        ├── BatchFailedError           a batch failed as a whole: its input was refused (``.job``; ``body``: why)
         ├── APIConnectionError         could not connect, or the connection broke
         │   └── APITimeoutError        no answer in time (connect, read, or the total deadline)
         │       ├── PredictionTimeoutError a prediction did not finish in time (``.prediction``; canceled)
         │       ├── FineTuneTimeoutError   ``wait(timeout=)`` passed before a job ended (``.job``; not canceled)
         │       └── BackgroundTimeoutError a background response did not end in time (``.response``; cancelled)
+        │       └── BatchTimeoutError      ``wait(timeout=)`` passed before a batch ended (``.job``; not canceled)
         ├── MalformedResponseError     a 2xx whose body is not what the API documents
         │   └── ResponseTooLargeError  a body or stream event over its size limit (``limit``: the bytes allowed)
         └── StructuredOutputError      the model refused, or its answer does not fit ``response_format``'s type
@@ -62,6 +64,8 @@ __all__ = [
     "BackgroundFailedError",
     "BackgroundTimeoutError",
     "BadRequestError",
+    "BatchFailedError",
+    "BatchTimeoutError",
     "BudgetExceededError",
     "ComputeKitError",
     "ConfigError",
@@ -388,6 +392,18 @@ class BackgroundTimeoutError(APITimeoutError):
     on the provider, unless ``cancel_on_timeout=False``)."""
 
     response: Any = None
+class BatchFailedError(ProviderError):
+    """A batch ended ``failed`` as a whole (the provider refused its input: nothing ran, nothing was billed).
+    ``job`` is its last state; ``body`` is the provider's list of errors."""
+
+    job: Any = None
+
+
+class BatchTimeoutError(APITimeoutError):
+    """``wait(timeout=)`` passed before the batch ended. ``job`` is its last state; the batch keeps running (call
+    ``job.cancel()`` to stop it)."""
+
+    job: Any = None
 
 
 class PredictionTimeoutError(APITimeoutError):

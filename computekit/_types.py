@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 from typing_extensions import TypeVar as DefaultedTypeVar
@@ -17,8 +17,13 @@ from ._constants import CURRENCY, MAX_USAGE_COUNT
 from ._display import HTML_CHARS, Shown, html_table, preview
 from ._money import Money, money
 
+if TYPE_CHECKING:
+    from ._exceptions import ProviderError
+
 __all__ = [
     "Attempt",
+    "BatchJob",
+    "BatchStatus",
     "Chunk",
     "Completion",
     "ContentPart",
@@ -1062,6 +1067,240 @@ class FineTuneJob(_Readable, _Model):
             ProviderError: The provider failed after retries.
         """
         return await self._lifecycle("checkpoints", True).checkpoints(self)  # type: ignore[no-any-return]
+
+
+BatchStatus = Literal["validating", "in_progress", "finalizing", "completed", "failed", "expired", "canceling",
+                      "canceled"]
+_BATCH_ENDED = frozenset({"completed", "failed", "expired", "canceled"})
+
+
+class BatchJob(_Readable, _Model):
+    """A batch of ``complete()`` or ``embed()`` calls run by the provider's batch API (``batch()``), normalised.
+
+    ``status`` is one of ``validating | in_progress | finalizing | completed | failed | expired | canceling |
+    canceled``. ``estimate`` is what computekit expected before submitting (every request at its ``max_tokens``,
+    at the batch price; ``estimated=True``). ``cost`` is the actual cost at the batch price, summed as
+    ``results()`` reads the items (each is priced and written to the ledger once); until every result has been
+    read it is unknown (``total=None``), never 0. ``synchronous`` is what the same usage would have cost through
+    the synchronous API, and ``saved`` the difference.
+
+    Attributes:
+        id: The provider's batch id (``None`` for ``estimate_only``: nothing was submitted).
+        provider: The provider running the batch.
+        model: The model every request runs on.
+        status: Normalised status; ``provider_status`` keeps the provider's own word.
+        kind: ``complete`` or ``embed``.
+        total: Requests in the batch, as the provider counts them (``None`` before it has counted).
+        completed: Requests that succeeded so far.
+        failed: Requests that failed so far (expired and canceled ones included).
+        estimate: The cost expected before submitting.
+        cost: The actual cost at the batch price (``total=None`` until every result has been read).
+        synchronous: What the same usage costs through the synchronous API, once the results are read.
+        saved: ``synchronous - cost``, once both are known.
+        items: How many results have been priced and recorded.
+        estimate_only: True for ``batch(..., estimate_only=True)``: checked and estimated, nothing uploaded.
+        created_at: When the batch was created (UTC).
+        finished_at: When it ended (UTC).
+        raw: The provider's own batch object.
+    """
+
+    id: str | None = None
+    provider: str
+    model: str
+    status: BatchStatus
+    provider_status: str = ""
+    kind: Literal["complete", "embed"] = "complete"
+    total: int | None = None
+    completed: int = 0
+    failed: int = 0
+    estimate: Cost | None = None
+    cost: Cost = Field(default_factory=lambda: Cost.unknown(
+        "the batch's results have not all been read: its cost is known once results() has read them"))
+    synchronous: Annotated[Decimal | None, AfterValidator(money)] = None
+    saved: Annotated[Decimal | None, AfterValidator(money)] = None
+    items: int = 0
+    estimate_only: bool = False
+    created_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    raw: Any = Field(default=None, repr=False)
+    _client: Any = PrivateAttr(default=None)
+    _tags: Any = PrivateAttr(default=None)
+    _state: Any = PrivateAttr(default=None)
+    _read: int = PrivateAttr(default=0)
+    """Results already priced and recorded by this process (in the order the files give them)."""
+    _totals: Any = PrivateAttr(default=None)
+
+    @property
+    def done(self) -> bool:
+        """Whether the batch has ended (completed, failed, expired or canceled)."""
+        return self.status in _BATCH_ENDED
+
+    @property
+    def target(self) -> str:
+        """``provider:model``."""
+        return f"{self.provider}:{self.model}"
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        facts: list[tuple[str, Any]] = [("target", Shown(self.target)), ("id", self.id), ("status", self.status)]
+        if self.total is not None:
+            facts.append(("requests", Shown(f"{self.completed}/{self.total} completed, {self.failed} failed")))
+        if self.cost.total is None and self.estimate is not None and self.estimate.total is not None:
+            return [*facts, ("estimate", _cost_shown(self.estimate))]
+        facts.append(("cost", _cost_shown(self.cost)))
+        if self.saved is not None:
+            facts.append(("saved", Shown(f"${self.saved:f}")))
+        return facts
+
+    def _details(self) -> list[tuple[str, Any]]:
+        return [("target", self.target), ("id", self.id), ("status", self.status), ("kind", self.kind),
+                ("requests", self.total), ("completed", self.completed), ("failed", self.failed),
+                ("estimate", None if self.estimate is None else str(self.estimate)), ("cost", str(self.cost)),
+                ("synchronous price", None if self.synchronous is None else f"${self.synchronous:f}"),
+                ("saved", None if self.saved is None else f"${self.saved:f}")]
+
+    def _lifecycle(self, method: str, want_async: bool) -> Any:
+        """The client's ``batches``, after checking that ``method`` suits it (sync or async).
+
+        Raises:
+            InvalidRequestError: An estimate only; or a sync method on an async client's batch, or the other way.
+        """
+        if self.estimate_only:
+            from ._exceptions import InvalidRequestError
+
+            raise InvalidRequestError("this batch is an estimate only: nothing was submitted (call batch() "
+                                      "without estimate_only)")
+        if self._client is None:
+            raise RuntimeError("this batch is not attached to a client: use BatchJob.attach(id, client=...)")
+        return _lifecycle_of(self._client.batches, "batch", "job", method, want_async)
+
+    @classmethod
+    def attach(cls, batch_id: str, *, client: Any = None) -> BatchJob:
+        """Re-attach to a batch submitted elsewhere (another process, yesterday): fetch its state
+        (``client.batches.retrieve(batch_id)``). Its results, read here, are recorded in the ledger once in all
+        (the rows are keyed by batch and request); budgets are per process, so the submitting process's
+        reservation is not settled here (it lapses on its own).
+
+        Args:
+            batch_id: ``"provider:batch-id"`` (``"openai:batch_abc123"``).
+            client: The :class:`~computekit.Client` to follow it with (default: the module-level client).
+
+        Raises:
+            InvalidRequestError: ``batch_id`` is not ``provider:id``, or ``client`` is an AsyncClient (use
+                ``await BatchJob.async_attach(...)``).
+            UnsupportedCapabilityError: The provider has no batch API.
+            ProviderError: The provider failed (``NotFoundError`` for an unknown batch).
+        """
+        if client is None:
+            client = _default_client("sync")
+        batches = _lifecycle_of(client.batches, "client", "BatchJob", "attach", False)
+        return batches.retrieve(batch_id)  # type: ignore[no-any-return]
+
+    @classmethod
+    async def async_attach(cls, batch_id: str, *, client: Any = None) -> BatchJob:
+        """:meth:`attach` with an :class:`~computekit.AsyncClient` (default: the module-level async client).
+
+        Raises:
+            InvalidRequestError: ``batch_id`` is not ``provider:id``, or ``client`` is a sync Client.
+            UnsupportedCapabilityError: The provider has no batch API.
+            ProviderError: The provider failed (``NotFoundError`` for an unknown batch).
+        """
+        if client is None:
+            client = _default_client("async")
+        batches = _lifecycle_of(client.batches, "client", "BatchJob", "attach", True)
+        return await batches.retrieve(batch_id)  # type: ignore[no-any-return]
+
+    def refresh(self) -> BatchJob:
+        """Fetch the batch's latest state, in place (sync clients; ``client.batches.refresh(job)``).
+
+        Raises:
+            InvalidRequestError: The batch came from an AsyncClient (use ``await job.async_refresh()``).
+            ProviderError: The provider failed after retries.
+        """
+        ns = self._lifecycle("refresh", False)
+        return _adopting(self, lambda: ns.refresh(self), "job")
+
+    def wait(self, timeout: float | None = None, poll_interval: float | None = None,
+             progress: bool = False) -> BatchJob:
+        """Poll until the batch ends, in place (``client.batches.wait(job)``).
+
+        Args:
+            timeout: Seconds to wait; the batch keeps running when they pass.
+            poll_interval: Seconds between polls (default: 5 s, growing to 60 s).
+            progress: Show the request counts as they change (on a terminal only).
+
+        Raises:
+            InvalidRequestError: The batch came from an AsyncClient (use ``await job.async_wait()``).
+            BatchFailedError: The batch failed as a whole (its input was refused); ``body`` says why.
+            BatchTimeoutError: ``timeout`` passed first (the batch was not canceled).
+            ProviderError: The provider failed after retries.
+        """
+        ns = self._lifecycle("wait", False)
+        return _adopting(self, lambda: ns.wait(self, timeout, poll_interval, progress), "job")
+
+    def cancel(self) -> BatchJob:
+        """Cancel the batch, in place (``client.batches.cancel(job)``); what it ran before is still billed and
+        is read with ``results()``.
+
+        Raises:
+            InvalidRequestError: The batch came from an AsyncClient (use ``await job.async_cancel()``).
+            ProviderError: The provider refused or failed.
+        """
+        ns = self._lifecycle("cancel", False)
+        return _adopting(self, lambda: ns.cancel(self), "job")
+
+    def results(self) -> Iterator[tuple[str, Completion | Embeddings | ProviderError]]:
+        """The items' outcomes, ``(custom_id, Completion | Embeddings | ProviderError)``, streamed from the
+        provider's result files line by line (``client.batches.results(job)``); each is priced at the batch price
+        and recorded in the ledger once.
+
+        Raises:
+            InvalidRequestError: The batch came from an AsyncClient (use ``job.async_results()``), or it has not
+                ended yet.
+            ProviderError: The provider failed after retries.
+        """
+        return self._lifecycle("results", False).results(self)  # type: ignore[no-any-return]
+
+    async def async_refresh(self) -> BatchJob:
+        """:meth:`refresh` for async clients.
+
+        Raises:
+            InvalidRequestError: The batch came from a sync Client (use ``job.refresh()``).
+            ProviderError: The provider failed after retries.
+        """
+        ns = self._lifecycle("refresh", True)
+        return await _async_adopting(self, lambda: ns.refresh(self), "job")
+
+    async def async_wait(self, timeout: float | None = None, poll_interval: float | None = None,
+                         progress: bool = False) -> BatchJob:
+        """:meth:`wait` for async clients.
+
+        Raises:
+            InvalidRequestError: The batch came from a sync Client (use ``job.wait()``).
+            BatchFailedError: The batch failed as a whole.
+            BatchTimeoutError: ``timeout`` passed first (the batch was not canceled).
+            ProviderError: The provider failed after retries.
+        """
+        ns = self._lifecycle("wait", True)
+        return await _async_adopting(self, lambda: ns.wait(self, timeout, poll_interval, progress), "job")
+
+    async def async_cancel(self) -> BatchJob:
+        """:meth:`cancel` for async clients.
+
+        Raises:
+            InvalidRequestError: The batch came from a sync Client (use ``job.cancel()``).
+            ProviderError: The provider refused or failed.
+        """
+        ns = self._lifecycle("cancel", True)
+        return await _async_adopting(self, lambda: ns.cancel(self), "job")
+
+    def async_results(self) -> AsyncIterator[tuple[str, Completion | Embeddings | ProviderError]]:
+        """:meth:`results` for async clients: an async iterator (``async for cid, r in job.async_results()``).
+
+        Raises:
+            InvalidRequestError: The batch came from a sync Client (use ``job.results()``), or it has not ended.
+            ProviderError: The provider failed after retries.
+        """
+        return self._lifecycle("results", True).results(self)  # type: ignore[no-any-return]
 
 
 Result = Completion | Embeddings | Reranking | Prediction

@@ -9,6 +9,7 @@
     computekit report --by model            spend from the ledger (table, csv or json; --calls, --plot, --html)
     computekit budgets                      each budget: limit, spent, reserved, remaining in its period
     computekit finetune estimate|create|status|events|cancel|wait    fine-tuning jobs, with their cost
+    computekit batch submit|status|wait|results|cancel    batches at the batch price: estimate, cost, saved
     computekit demo                         offline: recorded calls, their exact costs, and a ledger report
 
 Nothing here knows a provider: names, capabilities, key variables and URLs are all asked of the adapter registry.
@@ -23,7 +24,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from enum import StrEnum
@@ -1041,32 +1042,40 @@ def finetune_create(
     _print_job(_console(), job)
 
 
-def _job_command(job_id: str, config: Path | None, action: str, **kwargs: Any) -> Any:
-    from ._types import FineTuneJob
+def _attached(kind: str, job_id: str, config: Path | None, action: str, **kwargs: Any) -> Any:
+    """Attach to a job or batch (``kind``: the class's name) by its ``provider:id`` and run ``action`` on it
+    (``status`` returns it as it is; ``wait`` shows progress on a terminal)."""
+    from . import _types
 
     with _errors():
         client = _client(config)
         try:
-            job = FineTuneJob.attach(job_id, client=client)
-            if action == "events":
-                return job.events(**kwargs)
-            if action == "cancel":
-                return job.cancel()
+            job = getattr(_types, kind).attach(job_id, client=client)
+            if action == "status":
+                return job
             if action == "wait":
-                return job.wait(progress=True, **kwargs)
-            return job
+                kwargs["progress"] = True
+            return getattr(job, action)(**kwargs)
         finally:
             client.close()
+
+
+def _shown(job: Any, json_out: bool, show: Callable[[Console, Any], None]) -> None:
+    """A job or batch as JSON (without ``raw``), or shown by ``show``."""
+    if json_out:
+        typer.echo(job.model_dump_json(exclude={"raw"}, indent=2))
+        return
+    show(_console(), job)
+
+
+def _job_command(job_id: str, config: Path | None, action: str, **kwargs: Any) -> Any:
+    return _attached("FineTuneJob", job_id, config, action, **kwargs)
 
 
 @finetune_app.command("status")
 def finetune_status(job_id: JobArgument, json_out: JsonOption = False, config: ConfigOption = None) -> None:
     """A job's status, model and (once it has ended) its actual cost."""
-    job = _job_command(job_id, config, "status")
-    if json_out:
-        typer.echo(job.model_dump_json(exclude={"raw"}, indent=2))
-        return
-    _print_job(_console(), job)
+    _shown(_job_command(job_id, config, "status"), json_out, _print_job)
 
 
 @finetune_app.command("events")
@@ -1098,6 +1107,232 @@ def finetune_wait(
 ) -> None:
     """Wait for a job to end (a progress bar on a terminal), then print how it ended and what it cost."""
     _print_job(_console(), _job_command(job_id, config, "wait", timeout=timeout))
+
+
+# --------------------------------------------------------------------------------------------- batch
+
+batch_app = typer.Typer(
+    name="batch",
+    help="Batches at the provider's batch price: check and estimate, submit, follow, and read the results with what "
+         "each item cost and what batching saved.",
+    no_args_is_help=True,
+)
+app.add_typer(batch_app, name="batch")
+
+BatchArgument = Annotated[str, typer.Argument(help="provider:batch-id, as submit printed it (openai:batch_abc123).")]
+
+
+def _parse_tags(pairs: list[str]) -> dict[str, str]:
+    """``--tag key=value`` pairs -> a dict (values stay text: tags are strings)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r}: write --tag key=value", param_hint="--tag")
+        out[key] = value
+    return out
+
+
+def _batch_ref(job: Any) -> str:
+    """How to name the batch to a later command: ``provider:id``."""
+    return f"{job.provider}:{job.id}"
+
+
+def _print_batch(console: Console, job: Any) -> None:
+    """A batch's state as aligned ``label  value`` rows."""
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    status = job.status + (f" ({job.provider_status})" if job.provider_status and job.provider_status != job.status
+                           else "")
+    model = job.target if job.model else f"{job.provider} (the provider's batch object names no model)"
+    rows = [("batch", _batch_ref(job) if job.id else "(estimate only: nothing submitted)"), ("model", model),
+            ("kind", job.kind), ("status", status)]
+    if job.total is not None:
+        rows.append(("requests", f"{job.total:,}: {job.completed:,} completed, {job.failed:,} failed"))
+    for label, when in (("created", job.created_at), ("ended", job.finished_at)):
+        if when is not None:
+            rows.append((label, when.strftime("%Y-%m-%d %H:%M:%S UTC")))
+    for label, value in rows:
+        grid.add_row(label, _escape(str(value)))
+    console.print(grid)
+
+
+def _batch_command(batch_id: str, config: Path | None, action: str, **kwargs: Any) -> Any:
+    return _attached("BatchJob", batch_id, config, action, **kwargs)
+
+
+@batch_app.command("submit")
+def batch_submit(
+    requests_file: Annotated[Path, typer.Argument(
+        help="A JSONL file, one request a line: a custom_id and what complete() takes (messages, max_tokens ...) "
+             "or what embed() takes (input).", dir_okay=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="provider:model every request runs on.")],
+    tags: Annotated[list[str] | None, typer.Option(
+        "--tag", help="A label stored with every item's ledger row, key=value (repeat).")] = None,
+    estimate_only: Annotated[bool, typer.Option(
+        "--estimate-only", help="Check every line and print the estimate: nothing is uploaded.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the BatchJob as JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Check every line, print the estimate at the batch price, and submit the batch (print its id).
+
+    A bad line is named by its number and nothing is uploaded. A budget reserves the batch's worst case first.
+    """
+    labels = _parse_tags(tags or [])
+    with _errors():
+        client = _client(config)
+        try:
+            job = client.batch(model, requests_file, tags=labels or None, estimate_only=estimate_only)
+        finally:
+            client.close()
+    if json_out:
+        typer.echo(job.model_dump_json(exclude={"raw"}, indent=2))
+        return
+    from rich.text import Text
+
+    console = _console()
+    with requests_file.open("rb") as fh:  # every line passed: one request a non-blank line
+        count = sum(1 for line in fh if line.strip())
+    console.print(f"{count:,} {job.kind}() requests checked in {requests_file}", markup=False)
+    console.print(Text("estimate (every request at its max_tokens, at the batch price):", style="bold"))
+    _print_cost(console, job.estimate, target=job.target)
+    if job.estimate_only:
+        console.print(Text("estimate only: nothing uploaded or submitted", style="bold"))
+        return
+    ref = _batch_ref(job)
+    console.print(Text(f"submitted {ref}  {job.status}", style="bold green"))
+    console.print(f"follow it:  computekit batch wait {ref}", markup=False)
+    console.print(f"read it:    computekit batch results {ref} --out results.jsonl", markup=False)
+
+
+@batch_app.command("status")
+def batch_status(batch_id: BatchArgument, json_out: JsonOption = False, config: ConfigOption = None) -> None:
+    """A batch's status and request counts."""
+    _shown(_batch_command(batch_id, config, "status"), json_out, _print_batch)
+
+
+@batch_app.command("wait")
+def batch_wait(
+    batch_id: BatchArgument,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=0, help="Seconds to wait (the batch keeps running when they pass; exit 2).")] = None,
+    poll_interval: Annotated[float | None, typer.Option(
+        "--poll-interval", min=0, help="Seconds between polls (default: 10, growing to 300).")] = None,
+    json_out: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Wait for a batch to end (its progress on a terminal), then print how it ended."""
+    job = _batch_command(batch_id, config, "wait", timeout=timeout, poll_interval=poll_interval)
+    if json_out:
+        typer.echo(job.model_dump_json(exclude={"raw"}, indent=2))
+        return
+    console = _console()
+    _print_batch(console, job)
+    console.print(f"read it:    computekit batch results {_batch_ref(job)} --out results.jsonl", markup=False)
+
+
+@batch_app.command("cancel")
+def batch_cancel(batch_id: BatchArgument, json_out: JsonOption = False, config: ConfigOption = None) -> None:
+    """Cancel a batch (what already ran is billed, and its results can still be read)."""
+    _shown(_batch_command(batch_id, config, "cancel"), json_out, _print_batch)
+
+
+def _result_line(custom_id: str, answer: Any) -> dict[str, Any]:
+    """One result as a JSON object: the answer (text or embeddings) or the error, its usage and its cost."""
+    from ._money import plain
+    from ._types import Completion
+
+    out: dict[str, Any] = {"custom_id": custom_id}
+    if isinstance(answer, ComputeKitError):
+        error = {"type": type(answer).__name__, "status": getattr(answer, "status", None),
+                 "message": _redact(str(answer))}
+        # A failed item's own cost (0 unless the provider billed it) is in its ledger row and in the totals.
+        return {**out, "error": error}
+    if isinstance(answer, Completion):
+        out["text"] = answer.text
+    else:
+        out["embeddings"] = answer.vectors
+    out["model"] = answer.model
+    out["usage"] = answer.usage.model_dump(exclude_defaults=True)
+    cost = answer.cost
+    out["cost"] = None if cost is None or cost.total is None else plain(cost.total)
+    if cost is not None and cost.total is None:
+        out["cost_reason"] = cost.reason
+    return out
+
+
+@batch_app.command("results")
+def batch_results(
+    batch_id: BatchArgument,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", dir_okay=False,
+        help="Write the JSONL here (default: stdout, with the summary on stderr).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Read an ended batch's results as JSONL (custom_id, text or embeddings or error, usage, cost), each item
+    priced at the batch price and recorded in the ledger once, then what the batch cost, what the same calls
+    cost synchronously, and what was saved.
+    """
+    import json
+
+    from ._types import BatchJob
+
+    if out is not None and not out.parent.is_dir():
+        _fail(f"--out {out}: no such folder {str(out.parent)!r}")
+    sink = None
+    partial = None if out is None else out.with_name(out.name + ".partial")
+    answered = failed = 0
+    with _errors():
+        client = _client(config)
+        try:
+            job = BatchJob.attach(batch_id, client=client)
+            if not job.done:
+                _fail(f"batch {batch_id} is still {job.status}: its results are read once it has ended "
+                      f"(computekit batch wait {batch_id})")
+            # The file is written beside its final name and moved there once complete: an interrupted read
+            # leaves no half file under that name (the items read are in the ledger; reading again adds nothing).
+            sink = sys.stdout if partial is None else partial.open("w", encoding="utf-8")
+            for custom_id, answer in client.batches.results(job):
+                line = _result_line(custom_id, answer)
+                failed += "error" in line
+                answered += "error" not in line
+                sink.write(json.dumps(line, ensure_ascii=False) + "\n")
+        finally:
+            if sink is not None and sink is not sys.stdout:
+                sink.close()
+            client.close()
+    if partial is not None:
+        partial.replace(out)  # type: ignore[arg-type]
+    console = _console(stderr=out is None)
+    if out is not None:
+        console.print(f"wrote {answered + failed:,} results to {out}", markup=False)
+    print_batch_summary(console, job, answered, failed)
+
+
+def print_batch_summary(console: Console, job: Any, answered: int, failed: int) -> None:
+    """What a read batch cost at the batch price, its synchronous price and what was saved, money aligned."""
+    from rich.table import Table
+
+    title = _batch_ref(job) + (f" ({job.target})" if job.model else "")
+    table = Table(title=f"{title}: {answered:,} answered, {failed:,} failed",
+                  title_justify="left")
+    table.add_column("", no_wrap=True)
+    table.add_column("USD", justify="right", no_wrap=True)
+    cost = job.cost.total
+    rows = [("batch cost", cost), ("synchronous price", job.synchronous), ("saved", job.saved)]
+    if job.estimate is not None and job.estimate.total is not None:
+        rows.append(("estimate", job.estimate.total))
+    cells = _aligned(["unpriced" if value is None else _money(value) for _, value in rows])
+    for (label, _), cell in zip(rows, cells, strict=True):
+        table.add_row(label, cell)
+    _print_table(console, table)
+    if cost is None:
+        console.print(f"unpriced: {job.cost.reason} (cost is None, not $0)", markup=False)
+    elif job.saved is not None and job.synchronous:
+        console.print(f"saved {job.saved / job.synchronous:.0%} of the synchronous price", markup=False)
 
 
 # --------------------------------------------------------------------------------------------- entry point

@@ -323,7 +323,8 @@ def test_structured_output_that_does_not_validate_is_billed(openai_spec: dict[st
         client.responses.wait(h, poll_interval=0)
     assert info.value.cost is not None
     assert info.value.cost.total == price()
-    assert client.ledger.rows()[0].cost == price()
+    row = client.ledger.rows()[0]
+    assert (row.cost, row.outcome, row.error_type) == (price(), "error", "StructuredOutputError")
 
 
 # ------------------------------------------------------------------------------------------------ attach

@@ -9,17 +9,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _support import serve
 from typer.testing import CliRunner
 
 from computekit import Usage
@@ -84,6 +85,15 @@ class Loopback:
         self.replies.append(Reply(status, json.dumps(body).encode()))
 
 
+def _send(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    handler.send_response(reply.status)
+    for k, v in reply.headers.items():
+        handler.send_header(k, v)
+    handler.send_header("content-length", str(len(reply.body)))
+    handler.end_headers()
+    handler.wfile.write(reply.body)
+
+
 @pytest.fixture
 def loopback() -> Iterator[Loopback]:
     state: Loopback
@@ -93,37 +103,18 @@ def loopback() -> Iterator[Loopback]:
             length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"null")
             state.seen.append({"path": self.path, "body": body, "auth": self.headers.get("authorization")})
-            reply = state.replies[min(len(state.seen) - 1, len(state.replies) - 1)]
-            self.send_response(reply.status)
-            for k, v in reply.headers.items():
-                self.send_header(k, v)
-            self.send_header("content-length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
+            _send(self, state.replies[min(len(state.seen) - 1, len(state.replies) - 1)])
 
         def do_GET(self) -> None:  # output file downloads (predict --save)
             state.seen.append({"path": self.path, "body": None, "auth": self.headers.get("authorization")})
-            reply = state.replies[min(len(state.seen) - 1, len(state.replies) - 1)]
-            self.send_response(reply.status)
-            for k, v in reply.headers.items():
-                self.send_header(k, v)
-            self.send_header("content-length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
+            _send(self, state.replies[min(len(state.seen) - 1, len(state.replies) - 1)])
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = Loopback(url=f"http://127.0.0.1:{server.server_address[1]}/v1")
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
+    with serve(Handler) as url:
+        state = Loopback(url=url)
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture
@@ -1017,3 +1008,317 @@ def test_piped_tables_never_cut_money(tmp_path: Path) -> None:
         for cost in costs:
             assert format(cost, "f").rstrip("0") in result.output
         assert "E-" not in result.output
+
+
+# --------------------------------------------------------------------------------------------- batch
+# An OpenAI-shaped batch host on 127.0.0.1 serving the authored, spec-validated exchanges of
+# cassettes/test_batch_client/openai_batch.yaml, routed by method and path (a batch's GET answers in turn).
+
+BATCH_CASSETTE = Path(__file__).resolve().parent.parent / "cassettes" / "test_batch_client" / "openai_batch.yaml"
+BATCH_REQUESTS = [
+    {"custom_id": "q1", "messages": [{"role": "user", "content": "Say this is a test"}], "max_tokens": 16},
+    {"custom_id": "q2", "messages": [{"role": "user", "content": "Name a prime number"}], "max_tokens": 16},
+    {"custom_id": "q3", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 16},
+]
+
+
+@dataclass
+class BatchHost:
+    """Replies by (method, path); a list of replies is answered in turn, its last one repeating."""
+
+    url: str
+    routes: dict[tuple[str, str], list[Reply]] = field(default_factory=dict)
+    seen: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    def on(self, method: str, path: str, *replies: Reply) -> BatchHost:
+        self.routes[(method, path)] = list(replies)
+        return self
+
+    def reply(self, method: str, path: str) -> Reply:
+        queue = self.routes.get((method, path))
+        if not queue:
+            return Reply(404, json.dumps({"error": {"message": f"no route {method} {path}", "type": "x"}}).encode())
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def paths(self) -> list[str]:
+        return [f"{m} {p}" for m, p, _ in self.seen]
+
+
+def _cassette() -> list[dict[str, Any]]:
+    import yaml
+
+    return list(yaml.safe_load(BATCH_CASSETTE.read_text("utf-8"))["interactions"])
+
+
+def _served(inter: dict[str, Any]) -> Reply:
+    resp = inter["response"]
+    return Reply(resp["status"]["code"], resp["body"]["string"].encode(),
+                 {"content-type": resp["headers"]["content-type"][0]})
+
+
+def _batch_state(status: str, completed: int = 0, failed: int = 0, **extra: Any) -> Reply:
+    """The cassette's completed batch object, at another point of its life."""
+    body = json.loads(_cassette()[2]["response"]["body"]["string"])
+    for key in ("output_file_id", "error_file_id", "completed_at", "finalizing_at", "usage"):
+        body.pop(key)
+    body.update(status=status, request_counts={"total": 3, "completed": completed, "failed": failed}, **extra)
+    return Reply(200, json.dumps(body).encode())
+
+
+@pytest.fixture
+def batch_host() -> Iterator[BatchHost]:
+    state: BatchHost
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            path = self.path.removeprefix("/v1")
+            state.seen.append((self.command, path, body))
+            _send(self, state.reply(self.command, path))
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with serve(Handler) as url:
+        state = BatchHost(url=url)
+        upload, create, done, out, err = (_served(i) for i in _cassette())
+        batch_id = json.loads(create.body)["id"]
+        state.on("POST", "/files", upload).on("POST", "/batches", create).on("GET", f"/batches/{batch_id}", done)
+        for inter, reply in ((_cassette()[3], out), (_cassette()[4], err)):
+            state.on("GET", inter["request"]["uri"].removeprefix("https://api.openai.com/v1"), reply)
+        yield state
+
+
+@pytest.fixture
+def batch_config(tmp_path: Path, batch_host: BatchHost, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    path = tmp_path / "batch.toml"
+    path.write_text(f'[providers.openai]\nbase_url = "{batch_host.url}"\n\n[retry]\nmax_retries = 0\n', "utf-8")
+    return path
+
+
+@pytest.fixture
+def batch_file(tmp_path: Path) -> Path:
+    path = tmp_path / "requests.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in BATCH_REQUESTS), "utf-8")
+    return path
+
+
+BATCH_ID = "openai:batch_6f1b2c3d4e5f"
+
+
+def _batch_price(usage: dict[str, int], batch: bool) -> Decimal:
+    """An answer's usage x the table's token prices for gpt-4o-mini, at the batch price or the synchronous one."""
+    from computekit.pricing import BATCH_CONTEXT
+
+    ref = adapter_class("openai")(ProviderSettings("openai", "", None, 30)).price_ref("gpt-4o-mini-2024-07-18")
+    found = PriceBook().rates(PriceRef(ref.provider, ref.model, ref.table_provider,
+                                       context=(BATCH_CONTEXT,) if batch else ()))
+    assert found is not None
+    return (usage["input_tokens"] * found.prices["input_mtok"]
+            + usage["output_tokens"] * found.prices["output_mtok"]) / Decimal(1_000_000)
+
+
+def _no_key(*results: Any) -> None:
+    for result in results:
+        assert KEY not in result.output
+        assert KEY not in (result.stderr or "")
+
+
+def test_help_lists_the_batch_commands() -> None:
+    result = _invoke("batch", "--help")
+    assert result.exit_code == 0
+    for cmd in ("submit", "status", "wait", "results", "cancel"):
+        assert cmd in result.output
+
+
+def test_batch_estimate_only_prints_the_estimate_and_sends_nothing(batch_config: Path, batch_host: BatchHost,
+                                                                  batch_file: Path) -> None:
+    import computekit as ck
+
+    result = _invoke("batch", "submit", str(batch_file), "--model", "openai:gpt-4o-mini", "--estimate-only",
+                     "-c", str(batch_config))
+    assert result.exit_code == 0, result.output
+    assert batch_host.seen == []
+    client = ck.Client(config=batch_config)
+    try:
+        estimate = client.batch("openai:gpt-4o-mini", batch_file, estimate_only=True).estimate
+    finally:
+        client.close()
+    assert estimate is not None
+    assert estimate.total is not None
+    assert f"cost: {_money(estimate.total)} USD (estimated)" in result.stdout
+    assert "3 complete() requests checked" in result.stdout
+    assert "batch input (3 requests" in result.stdout
+    assert "nothing uploaded or submitted" in result.stdout
+    data = json.loads(_invoke("batch", "submit", str(batch_file), "-m", "openai:gpt-4o-mini", "--estimate-only",
+                              "--json", "-c", str(batch_config)).stdout)
+    assert (data["id"], data["estimate_only"], Decimal(data["estimate"]["total"])) == (None, True, estimate.total)
+    assert batch_host.seen == []
+
+
+def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Path, batch_host: BatchHost,
+                                                               batch_file: Path, tmp_path: Path) -> None:
+    from computekit.ledger import open_ledger
+
+    submit = _invoke("batch", "submit", str(batch_file), "--model", "openai:gpt-4o-mini", "--tag", "project=demo",
+                     "-c", str(batch_config))
+    assert submit.exit_code == 0, submit.output
+    assert batch_host.paths() == ["POST /files", "POST /batches"]
+    assert json.loads(batch_host.seen[1][2])["metadata"] == {"project": "demo"}
+    assert f"submitted {BATCH_ID}  validating" in submit.stdout
+    assert f"computekit batch wait {BATCH_ID}" in submit.stdout
+    assert "(estimated)" in submit.stdout
+    assert "3 complete() requests checked" in submit.stdout
+
+    get = ("GET", "/batches/batch_6f1b2c3d4e5f")
+    done = batch_host.routes[get][0]
+    batch_host.on(*get, _batch_state("in_progress", 1))
+    status = _invoke("batch", "status", BATCH_ID, "-c", str(batch_config))
+    assert status.exit_code == 0, status.output
+    assert re.search(r"status\s+in_progress", status.stdout)
+    assert re.search(r"model\s+openai:gpt-4o-mini-2024-07-18", status.stdout)  # as the batch object names it
+    assert re.search(r"requests\s+3: 1 completed, 0 failed", status.stdout)
+    early = runner.invoke(app, ["batch", "results", BATCH_ID, "-c", str(batch_config)])
+    assert early.exit_code == 2
+    assert "still in_progress" in early.stderr
+    assert f"computekit batch wait {BATCH_ID}" in early.stderr
+
+    batch_host.on(*get, _batch_state("in_progress", 1), _batch_state("finalizing", 2, 1), done)
+    batch_host.seen.clear()
+    waited = _invoke("batch", "wait", BATCH_ID, "--poll-interval", "0", "-c", str(batch_config))
+    assert waited.exit_code == 0, waited.output
+    assert batch_host.paths() == ["GET /batches/batch_6f1b2c3d4e5f"] * 3  # attach, then two polls
+    assert re.search(r"status\s+completed", waited.stdout)
+    assert re.search(r"requests\s+3: 2 completed, 1 failed", waited.stdout)
+
+    out = tmp_path / "answers.jsonl"
+    results = _invoke("batch", "results", BATCH_ID, "--out", str(out), "-c", str(batch_config))
+    assert results.exit_code == 0, results.output
+    lines = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert [line["custom_id"] for line in lines] == ["q1", "q2", "q3"]
+    assert [line.get("text") for line in lines] == ["This is a test.", "7", None]
+    assert lines[2]["error"]["status"] == 400
+    assert "string too long" in lines[2]["error"]["message"]
+    costs = [_batch_price(line["usage"], True) for line in lines[:2]]
+    assert [Decimal(line["cost"]) for line in lines[:2]] == costs
+    batch_cost, sync = sum(costs), sum(_batch_price(line["usage"], False) for line in lines[:2])
+    assert sync > batch_cost
+    assert f"wrote 3 results to {out}" in results.stdout
+    assert f"{BATCH_ID} (openai:gpt-4o-mini-2024-07-18): 2 answered, 1 failed" in results.stdout
+    for label, value in (("batch cost", batch_cost), ("synchronous price", sync), ("saved", sync - batch_cost)):
+        cell = re.search(rf"{label}\s+│?\s*\$(\S+)", results.stdout)
+        assert cell is not None, results.stdout
+        assert Decimal(cell.group(1)) == value
+    assert "E-" not in results.stdout
+    assert not out.with_name("answers.jsonl.partial").exists()
+
+    again = _invoke("batch", "results", BATCH_ID, "-c", str(batch_config))  # JSONL on stdout, summary on stderr
+    assert again.exit_code == 0, again.output
+    assert [json.loads(line) for line in again.stdout.splitlines()] == lines
+    assert "synchronous price" in again.stderr
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        rows = [r for r in ledger.rows() if r.verb == "batch"]
+    finally:
+        ledger.close()
+    assert sorted(r.tags["custom_id"] for r in rows) == ["q1", "q2", "q3"]  # read twice, recorded once
+    assert sum(r.cost for r in rows if r.cost is not None) == batch_cost
+    assert {r.tags["batch_id"] for r in rows} == {"batch_6f1b2c3d4e5f"}
+    _no_key(submit, status, early, waited, results, again)
+
+
+def test_batch_cancel(batch_config: Path, batch_host: BatchHost) -> None:
+    batch_host.on("GET", "/batches/batch_6f1b2c3d4e5f", _batch_state("in_progress", 1))
+    batch_host.on("POST", "/batches/batch_6f1b2c3d4e5f/cancel", _batch_state("cancelling", 1))
+    result = _invoke("batch", "cancel", BATCH_ID, "-c", str(batch_config))
+    assert result.exit_code == 0, result.output
+    assert batch_host.paths()[-1] == "POST /batches/batch_6f1b2c3d4e5f/cancel"
+    assert re.search(r"status\s+canceling \(cancelling\)", result.stdout)
+    data = json.loads(_invoke("batch", "status", BATCH_ID, "--json", "-c", str(batch_config)).stdout)
+    assert (data["id"], data["provider"], data["status"], data["completed"]) == ("batch_6f1b2c3d4e5f", "openai",
+                                                                               "in_progress", 1)
+    assert data["cost"]["total"] is None  # unknown until the results are read, never 0
+
+
+def test_batch_wait_timeout_and_failure_are_one_line_exit_2(batch_config: Path, batch_host: BatchHost) -> None:
+    get = ("GET", "/batches/batch_6f1b2c3d4e5f")
+    batch_host.on(*get, _batch_state("in_progress"))
+    late = runner.invoke(app, ["batch", "wait", BATCH_ID, "--timeout", "0", "-c", str(batch_config)])
+    assert late.exit_code == 2
+    assert "BatchTimeoutError" in late.stderr
+    assert "still running" in late.stderr
+    batch_host.on(*get, _batch_state("failed", errors={"object": "list", "data": [
+        {"code": "invalid_json_line", "line": 2, "message": "This line is not parseable as valid JSON."}]}))
+    failed = runner.invoke(app, ["batch", "wait", BATCH_ID, "--poll-interval", "0", "-c", str(batch_config)])
+    assert failed.exit_code == 2
+    assert "BatchFailedError" in failed.stderr
+    assert "invalid_json_line" in failed.stderr
+    _no_key(late, failed)
+
+
+@pytest.mark.parametrize(("lines", "model", "needles"), [
+    (None, "openai:gpt-4o-mini", ["InvalidRequestError", "no such file"]),
+    ([BATCH_REQUESTS[0], "not json", {"custom_id": "q3"}, {"custom_id": "q4", "messages": [], "temperatur": 1}],
+     "openai:gpt-4o-mini", ["InvalidRequestError", "nothing uploaded", "line 2: not valid JSON", "line 3:",
+                            "line 4: unknown complete() option(s): temperatur"]),
+    (BATCH_REQUESTS, "nosuch:model", ["ConfigError", "unknown provider 'nosuch'"]),
+    (BATCH_REQUESTS, "cohere:command-r", ["UnsupportedCapabilityError", "batch"]),
+    (BATCH_REQUESTS, "groq:llama-3.1-8b-instant", ["UnsupportedCapabilityError", "batch"]),
+])
+def test_batch_submit_refuses_bad_input_before_any_http(batch_config: Path, batch_host: BatchHost,
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        lines: list[Any] | None, model: str,
+                                                        needles: list[str]) -> None:
+    monkeypatch.setenv("COHERE_API_KEY", KEY)
+    monkeypatch.setenv("GROQ_API_KEY", KEY)
+    path = tmp_path / "in.jsonl"
+    if lines is not None:
+        path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines), "utf-8")
+    result = runner.invoke(app, ["batch", "submit", str(path), "--model", model, "-c", str(batch_config)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error:")
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+    assert batch_host.seen == []
+    _no_key(result)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["status", "nocolon"], "provider:"),
+    (["status", "cohere:b1"], "UnsupportedCapabilityError"),
+    (["submit", "x.jsonl", "-m", "openai:gpt-4o-mini", "--tag", "novalue"], "--tag key=value"),
+    (["submit", "x.jsonl"], "--model"),
+    (["results", BATCH_ID, "--out", "no/such/folder/out.jsonl"], "no such folder"),
+])
+def test_batch_bad_arguments_exit_2(batch_config: Path, batch_host: BatchHost, monkeypatch: pytest.MonkeyPatch,
+                                    args: list[str], needle: str) -> None:
+    monkeypatch.setenv("COHERE_API_KEY", KEY)
+    result = runner.invoke(app, ["batch", *args, "-c", str(batch_config)])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert batch_host.seen == []
+
+
+def test_batch_wait_draws_its_progress_on_a_terminal(batch_config: Path, batch_host: BatchHost,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from computekit import _batch_client
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(_batch_client, "sys", types.SimpleNamespace(stderr=terminal))
+    get = ("GET", "/batches/batch_6f1b2c3d4e5f")
+    batch_host.on(*get, _batch_state("in_progress", 1), _batch_state("finalizing", 2, 1), batch_host.routes[get][0])
+    result = _invoke("batch", "wait", BATCH_ID, "--poll-interval", "0", "-c", str(batch_config))
+    assert result.exit_code == 0, result.output
+    drawn = terminal.getvalue()
+    assert "\ropenai:gpt-4o-mini-2024-07-18 batch_6f1b2c3d4e5f: finalizing, 2/3 completed, 1 failed" in drawn
+    assert "completed, 2/3 completed, 1 failed" in drawn
+    assert drawn.endswith("\n")

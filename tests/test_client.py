@@ -24,7 +24,7 @@ from _support import (
 )
 
 import computekit as ck
-from computekit import _background_client, _defaults, _finetune_client, _predictions
+from computekit import _background_client, _batch_client, _defaults, _finetune_client, _predictions
 from computekit.adapters import _registry
 from computekit.adapters._base import Capabilities
 from computekit.adapters.openai import OpenAIWire
@@ -768,7 +768,8 @@ async def test_stream_closed_early_is_recorded_as_canceled(is_async: bool) -> No
     (_predictions.Predictions, _predictions.AsyncPredictions),
     (_finetune_client.FineTunes, _finetune_client.AsyncFineTunes),
     (_background_client.BackgroundResponses, _background_client.AsyncBackgroundResponses),
-], ids=["client", "predictions", "finetunes", "background"])
+    (_batch_client.Batches, _batch_client.AsyncBatches),
+], ids=["client", "predictions", "finetunes", "background", "batches"])
 def test_sync_and_async_have_the_same_methods_and_arguments(sync_cls: type, async_cls: type) -> None:
     def public(cls: type) -> dict[str, Any]:
         return {n: getattr(cls, n) for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n))}
@@ -782,5 +783,8 @@ def test_sync_and_async_have_the_same_methods_and_arguments(sync_cls: type, asyn
         assert list(inspect.signature(asy[name]).parameters.values()) == params, name
         if asy[name] is fn:
             continue  # shared by both (``budget_status`` reads the ledger): nothing to await
-        # every async method that does I/O is awaited; a stream is iterated with ``async for``
-        assert inspect.iscoroutinefunction(asy[name]) == (name != "stream"), name
+        # every async method that does I/O is awaited; a stream and a batch's results are iterated with
+        # ``async for``
+        iterated = name in ("stream", "results")
+        assert inspect.iscoroutinefunction(asy[name]) == (not iterated), name
+        assert inspect.isasyncgenfunction(asy[name]) == (name == "results"), name

@@ -1,9 +1,9 @@
 """The examples' cassettes are marked, keyless, and shaped like the real APIs.
 
-Every response body to OpenAI (chat completions, files, fine-tuning jobs), Anthropic or Replicate in
-``examples/cassettes/`` is validated against that provider's OpenAPI description in ``../shared/specs/`` (the same
-specs the adapters' cassettes are checked against). Mistral publishes no spec in that folder; its body follows
-Mistral's API reference and is parsed by the example's test.
+Every response body to OpenAI (chat completions, files, fine-tuning jobs, batches, batch output lines), Anthropic
+or Replicate in ``examples/cassettes/`` is validated against that provider's OpenAPI description in
+``../shared/specs/`` (the same specs the adapters' cassettes are checked against). Mistral publishes no spec in
+that folder; its body follows Mistral's API reference and is parsed by the example's test.
 """
 
 from __future__ import annotations
@@ -79,8 +79,12 @@ def _schema_name(host: str, path: str, status: int) -> str | None:
     if host == "api.openai.com":
         if status >= 400:
             return "ErrorResponse"
+        if path.startswith("/v1/files") and path.endswith("/content"):
+            return "BatchOutput"  # a batch's output file: JSONL, each line's body a chat completion
         if path.startswith("/v1/files"):
             return "OpenAIFile"
+        if path.startswith("/v1/batches"):
+            return "Batch"
         if path.startswith("/v1/fine_tuning/jobs"):
             return "FineTuningJob"
         return "CreateChatCompletionResponse"
@@ -124,7 +128,14 @@ def test_bodies_match_the_providers_specs(path: Path, index: int) -> None:
     body = resp["body"]["string"]
     ctype = resp["headers"]["content-type"][0].split(";")[0]
     problems: list[str] = []
-    if ctype == "text/event-stream":
+    if name == "BatchOutput":
+        assert ctype == "application/octet-stream"
+        for i, raw in enumerate(body.splitlines()):
+            line = json.loads(raw)
+            assert set(line) == {"id", "custom_id", "response", "error"}, f"line {i}"
+            schema = "CreateChatCompletionResponse" if line["response"]["status_code"] == 200 else "ErrorResponse"
+            problems += [f"line {i}: {e}" for e in schema_errors(spec, schema, line["response"]["body"])]
+    elif ctype == "text/event-stream":
         assert host == "api.openai.com"
         events = [b[len("data: "):] for b in body.split("\n\n") if b.startswith("data: ")]
         assert events[-1] == "[DONE]"

@@ -82,7 +82,7 @@ def printed_cost(out: str) -> Decimal:
 def test_gallery_lists_every_example() -> None:
     names = example_names()
     assert {"chat_fallback", "stream_to_terminal", "replicate_image", "fastapi_app", "quickstart", "budget_batch",
-            "finetune", "daily_report"} <= set(names)
+            "finetune", "daily_report", "batch"} <= set(names)
     readme = (EXAMPLES / "README.md").read_text("utf-8")
     page = (ROOT / "docs" / "examples.md").read_text("utf-8")
     for name in names:
@@ -240,6 +240,56 @@ def test_budget_batch(tmp_path: Path) -> None:
         assert requested > output_only
         assert requested > max(costs)  # the worst case, not what the call would have cost
     assert re.search(rf"^  descriptions +{len(answered)} calls .* {spent} USD$", out, re.MULTILINE), out
+
+
+def test_batch(tmp_path: Path) -> None:
+    from computekit._finetune import _Counter, count_example_tokens
+    from computekit.pricing import BATCH_CONTEXT
+
+    out = run("batch", tmp_path, "--out", "answers.jsonl")
+    upload, create, *polls, results = interactions("batch")
+    assert upload["request"]["uri"].endswith("/v1/files")
+    assert create["request"]["uri"].endswith("/v1/batches")
+    assert len(polls) == 2  # in progress, then completed
+    lines = [json.loads(line) for line in results["response"]["body"]["string"].splitlines()]
+    sent = [json.loads(line) for line in upload["request"]["body"].split("\r\n\r\n")[2].splitlines()
+            if line.startswith("{")]  # the uploaded file's lines, inside the multipart body
+    assert len(sent) == len(lines) == 4
+    model = json.loads(polls[-1]["response"]["body"]["string"])["model"]
+    table = adapter_class("openai").table_provider
+    batch_rates, sync_rates = (PriceBook().rates(PriceRef("openai", model, table, context=c))
+                               for c in ((BATCH_CONTEXT,), ()))
+    assert batch_rates is not None
+    assert sync_rates is not None
+
+    def price(rates: Any, input_tokens: int, output_tokens: int) -> Decimal:
+        return (input_tokens * rates.prices["input_mtok"] + output_tokens * rates.prices["output_mtok"]) / 10**6
+
+    # The estimate: each request's input counted with the model's tokenizer, its output at its max_tokens.
+    count = _Counter("o200k_base")
+    est_in = sum(count_example_tokens({"messages": r["body"]["messages"], "tools": None}, count) for r in sent)
+    est_out = sum(r["body"]["max_tokens"] for r in sent)
+    estimate = re.search(rf"^estimate: (\S+) USD for {len(sent)} requests$", out, re.MULTILINE)
+    assert estimate is not None, out
+    assert Decimal(estimate.group(1)) == price(batch_rates, est_in, est_out)
+    cost = sync = Decimal(0)
+    for line in lines:
+        body = line["response"]["body"]
+        usage = (body["usage"]["prompt_tokens"], body["usage"]["completion_tokens"])
+        item = price(batch_rates, *usage)
+        printed = re.search(rf"^{line['custom_id']}: (.*)\n  cost: (\S+) USD$", out, re.MULTILINE)
+        assert printed is not None, out
+        assert printed.group(1) == body["choices"][0]["message"]["content"]
+        assert Decimal(printed.group(2)) == item
+        cost, sync = cost + item, sync + price(sync_rates, *usage)
+    assert sync > cost
+    for label, value in (("batch cost:", cost), ("synchronous price:", sync), ("saved:", sync - cost),
+                         (f"ledger: {len(lines)} batch items,", cost)):
+        found = re.search(rf"^{label} +(\S+) USD$", out, re.MULTILINE)
+        assert found is not None, (label, out)
+        assert Decimal(found.group(1)) == value, label
+    written = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text("utf-8").splitlines()]
+    assert [w["custom_id"] for w in written] == [line["custom_id"] for line in lines]
 
 
 def test_finetune(tmp_path: Path) -> None:

@@ -381,6 +381,8 @@ class BatchState:
     error_ref: str | None = None
     kind: str = "complete"
     """What the batch runs: ``complete`` or ``embed`` calls."""
+    api: str | None = None
+    """The wire format its ``complete`` calls use (``"responses"``: OpenAI's Responses API), when not the chat one."""
     created_at: Any = None
     ended_at: Any = None
     raw: Any = None
@@ -1003,7 +1005,7 @@ class Adapter(ABC):
         if state.kind == "embed":
             result = self.parse_embed(EmbedRequest(model=state.model, inputs=[]), resp)
         else:
-            result = self.parse_complete(CompleteRequest(model=state.model, messages=[]), resp)
+            result = self.parse_complete(CompleteRequest(model=state.model, messages=[], api=state.api), resp)
         return BatchItem(custom_id=custom_id, result=result, billed=True)
 
     def batch_failure(self, state: BatchState, custom_id: str, status: int | None, body: Any,

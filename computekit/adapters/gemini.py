@@ -811,7 +811,8 @@ class GeminiAdapter(GeminiWire):
         output = {**obj(batch.get("output")), **{k: v for k, v in batch.items() if k in ("responsesFile",
                                                                                          "inlinedResponses")}}
         return BatchState(
-            id=name.removeprefix("batches/"), model=model, status=_BATCH_STATES[short], provider_status=state,
+            id=name.removeprefix("batches/"), model=model or str(batch.get("model") or "").removeprefix("models/"),
+            status=_BATCH_STATES[short], provider_status=state,
             total=count(stats.get("requestCount")), completed=count(stats.get("successfulRequestCount")) or 0,
             failed=count(stats.get("failedRequestCount")) or 0,
             output_ref=output.get("responsesFile") if isinstance(output.get("responsesFile"), str) else None,

@@ -139,7 +139,8 @@ class MistralAdapter(OpenAIWire):
         if not isinstance(data.get("id"), str) or status not in _BATCH_STATUS:
             raise self.malformed(resp, model, "not a batch job")
         return BatchState(
-            id=data["id"], model=model, status=_BATCH_STATUS[status], provider_status=str(status),
+            id=data["id"], model=model or str(data.get("model") or ""), status=_BATCH_STATUS[status],
+            provider_status=str(status),
             total=count(data.get("total_requests")), completed=count(data.get("succeeded_requests")) or 0,
             failed=count(data.get("failed_requests")) or 0, output_ref=data.get("output_file"),
             error_ref=data.get("error_file"),

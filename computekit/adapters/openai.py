@@ -11,6 +11,7 @@ auth and quirks.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -689,7 +690,10 @@ class OpenAIWire(Adapter):
             return "embeddings", dict(self.build_embed(req).json)
         if req.stream:
             raise InvalidRequestError(f"{self.provider}: a batched request cannot stream")
-        path = self.text_path(req.model) if req.prompt is not None else "chat/completions"
+        if req.prompt is not None:
+            path = self.text_path(req.model)
+        else:
+            path = "responses" if self.uses_responses(req) else "chat/completions"
         return path, dict(self.build_complete(req).json)
 
     def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
@@ -730,11 +734,14 @@ class OpenAIWire(Adapter):
         ended = next((data[k] for k in ("completed_at", "failed_at", "expired_at", "cancelled_at") if data.get(k)),
                      None)
         return BatchState(
-            id=data["id"], model=model, status=_OPENAI_BATCH_STATUS[status], provider_status=status,
+            # attached by id (model unknown): the model the batch object names
+            id=data["id"], model=model or str(data.get("model") or ""), status=_OPENAI_BATCH_STATUS[status],
+            provider_status=status,
             total=count(counts.get("total")), completed=count(counts.get("completed")) or 0,
             failed=count(counts.get("failed")) or 0,
             output_ref=data.get("output_file_id"), error_ref=data.get("error_file_id"),
             kind="embed" if endpoint.endswith("embeddings") else "complete",
+            api="responses" if endpoint.endswith("/responses") else None,
             created_at=unix_time(data.get("created_at")), ended_at=unix_time(ended), raw=data,
         )
 
@@ -935,10 +942,14 @@ class ResponsesSettings(ReasoningModelSettings):
     )
 
 
+_responses_only = functools.lru_cache(maxsize=1024)(responses_only)
+"""A pure test of a model name, asked twice per call (building the request and parsing its answer): cached."""
+
+
 def configured_api(options: ResponsesSettings, model: str) -> str:
     """The wire format of a call to ``model`` that does not say: the Responses API for the models served only
     there, else the provider's ``api`` setting."""
-    if responses_only(model) or in_family(model, options.responses_models):
+    if _responses_only(model) or (options.responses_models and in_family(model, options.responses_models)):
         return "responses"
     return options.api
 

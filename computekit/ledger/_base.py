@@ -101,6 +101,15 @@ class Ledger(ABC):
         """
         raise ConfigError(f"{type(self).__name__} cannot enforce budgets: use a SQLite or PostgreSQL ledger")
 
+    def settle_part(self, reservation: str, row: LedgerRow, amount: Decimal) -> None:
+        """Record ``row`` (one part of what a reservation covers: a batch's item) and lower the reservation by
+        ``amount`` (never below 0), in one transaction; the rest stays reserved until it is settled or released.
+
+        Raises:
+            ConfigError: This ledger cannot enforce budgets.
+        """
+        raise ConfigError(f"{type(self).__name__} cannot enforce budgets: use a SQLite or PostgreSQL ledger")
+
     def release(self, reservation: str) -> None:
         """Drop a reservation whose attempt was never sent or recorded."""
         self.settle(reservation, None)

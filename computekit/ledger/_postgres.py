@@ -372,6 +372,14 @@ class PostgresLedger(Buffered, Ledger):
             return
         self._write([row], reservation)
 
+    def settle_part(self, reservation: str, row: LedgerRow, amount: Decimal) -> None:
+        # The row first, then the smaller reservation: in between, the item counts twice (never zero times).
+        self._write([row], None)
+        with self._lock:
+            self._connection().execute(
+                "UPDATE computekit_reservations SET amount = GREATEST(amount - %s, 0) WHERE id = %s",
+                (amount, reservation))
+
     def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
         self.flush()
         for _ in range(_REFRESH_TRIES):

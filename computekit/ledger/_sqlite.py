@@ -250,6 +250,14 @@ class SQLiteLedger(Buffered, Ledger):
             if values is not None:
                 c.execute(_INSERT, values)
 
+    def settle_part(self, reservation: str, row: LedgerRow, amount: Decimal) -> None:
+        values = _values(row)
+        with self._lock, self._write() as c:
+            held = c.execute("SELECT rowid, amount FROM reservations WHERE id = ?", (reservation,)).fetchall()
+            c.executemany("UPDATE reservations SET amount = ? WHERE rowid = ?",
+                          [(str(max(Decimal(left) - amount, Decimal(0))), rowid) for rowid, left in held])
+            c.execute(_INSERT, values)
+
     def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
         self.flush()
         with self._lock, self._write() as c:

@@ -45,6 +45,8 @@ from computekit.adapters.openai import OpenAIAdapter
 from computekit.pricing import BATCH_CONTEXT, PriceBook, PriceRef
 
 HERE = CASSETTES / "test_batch_wire"
+CLIENT = CASSETTES / "test_batch_client"
+"""The same exchanges replayed through the public client (tests/test_batch_client.py): validated here too."""
 # Answers as Mistral's and Gemini's API references document them (no spec in shared/specs to validate against).
 MISTRAL_ANSWER = {"id": "c", "object": "chat.completion", "model": "mistral-small-latest", "created": 1,
                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
@@ -73,8 +75,8 @@ def anthropic() -> AnthropicAdapter:
     return make(AnthropicAdapter, "anthropic", "https://api.anthropic.com/v1")  # type: ignore[no-any-return]
 
 
-def interactions(name: str) -> list[dict[str, Any]]:
-    return list(yaml.safe_load((HERE / name).read_text("utf-8"))["interactions"])
+def interactions(name: str, folder: Path = HERE) -> list[dict[str, Any]]:
+    return list(yaml.safe_load((folder / name).read_text("utf-8"))["interactions"])
 
 
 def answer(inter: dict[str, Any]) -> HTTPResponse:
@@ -95,7 +97,8 @@ def result_lines(inter: dict[str, Any]) -> list[bytes]:
 # ------------------------------------------------------------------------------------------------ cassettes
 
 
-@pytest.mark.parametrize("path", sorted(HERE.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted([*HERE.glob("*.yaml"), *CLIENT.glob("*.yaml")]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_cassettes_are_marked_authored_and_hold_no_secrets(path: Path) -> None:
     text = path.read_text("utf-8")
     assert MARKER.match(text.splitlines()[0]), f"{path.name} must start with '# AUTHORED: ... not recorded.'"
@@ -111,10 +114,11 @@ def _need(path: Path) -> None:
         pytest.skip(f"spec not found at {path}: set COMPUTEKIT_SPECS_DIR")
 
 
-def test_openai_cassette_validates_against_the_spec() -> None:
+@pytest.mark.parametrize("folder", [HERE, CLIENT], ids=lambda p: p.name)
+def test_openai_cassette_validates_against_the_spec(folder: Path) -> None:
     _need(openai_spec_path())
     spec = openai_spec()
-    inters = interactions("openai_batch.yaml")
+    inters = interactions("openai_batch.yaml", folder)
     problems = openai_errors(spec, "OpenAIFile", json.loads(inters[0]["response"]["body"]["string"]))
     for inter in inters[1:3]:
         problems += openai_errors(spec, "Batch", json.loads(inter["response"]["body"]["string"]))
@@ -130,9 +134,10 @@ def test_openai_cassette_validates_against_the_spec() -> None:
     assert openai_errors(spec, "Batch", bad)
 
 
-def test_anthropic_cassette_validates_against_the_spec() -> None:
+@pytest.mark.parametrize("folder", [HERE, CLIENT], ids=lambda p: p.name)
+def test_anthropic_cassette_validates_against_the_spec(folder: Path) -> None:
     _need(anthropic_spec_path())
-    inters = interactions("anthropic_batch.yaml")
+    inters = interactions("anthropic_batch.yaml", folder)
     problems: list[str] = []
     for inter in inters[:2]:
         problems += anthropic_errors("MessageBatch", json.loads(inter["response"]["body"]["string"]))

@@ -18,13 +18,19 @@ def right() -> None:
     e: ck.Embeddings = ck.embed("openai:text-embedding-3-small", ["a", "b"], dimensions=256)
     p: ck.Prediction = ck.predict("replicate:acme/flux", {"prompt": "x"}, hardware="gpu-a40-large", wait=False)
     j: ck.FineTuneJob = ck.finetune("openai:gpt-4o-mini", training_file="train.jsonl", dry_run=True)
-    print(e.dimensions, p.status, j.status)
+    b: ck.BatchJob = ck.batch("openai:gpt-4o-mini", "requests.jsonl", tags={"team": "search"}, estimate_only=True)
+    for custom_id, answer in b.results():
+        print(custom_id, answer)
+    print(e.dimensions, p.status, j.status, b.saved)
 
 
 async def right_async() -> None:
     r: ck.Completion = await ck.acomplete("openai:gpt-4o-mini", "hi", max_tokens=60)
     e: ck.Embeddings = await ck.aembed("openai:text-embedding-3-small", "a")
     hits: ck.Reranking = await ck.arerank("cohere:rerank-v3.5", "q", ["a", "b"], top_n=1)
+    b: ck.BatchJob = await ck.abatch("openai:gpt-4o-mini", [{"custom_id": "a", "prompt": "hi"}])
+    async for custom_id, answer in b.async_results():
+        print(custom_id, answer)
     print(r.text, e.dimensions, hits.results)
 
 
@@ -54,6 +60,7 @@ def wrong() -> None:
     ck.embed("openai:text-embedding-3-small", ["a"], dimension=256)  # type: ignore[arg-type]
     ck.predict("replicate:acme/flux", {"prompt": "x"}, harware="gpu")  # type: ignore[arg-type]
     ck.finetune("openai:gpt-4o-mini", trainingfile="t.jsonl")  # type: ignore[call-arg, arg-type]
+    ck.batch("openai:gpt-4o-mini", "r.jsonl", estimate_onyl=True)  # type: ignore[arg-type]
 
 
 async def wrong_async() -> None:

@@ -1,0 +1,177 @@
+"""Faults on the requests of ``batch()``, against the loopback fault server, sync and async, default transports.
+
+Polls and result downloads are GETs: a 5xx or a reset is retried like any idempotent request (waits recorded,
+never slept). A result file whose body breaks mid-way is downloaded again from the start, the lines already read
+skipped: no item is yielded or recorded twice. A process that dies between submit and results leaves nothing to
+lose: another one attaches by id and records every item once (the rows' once-only key), on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fault_server import FaultServer, Reply, Reset, Truncated, Waits, close, error, make_client, run
+
+import computekit as ck
+from computekit.pricing import BATCH_CONTEXT, PriceBook, PriceRef
+
+MODEL = "openai:gpt-4o-mini"
+BATCH_ID = "batch_fault01"
+BACKOFF = [0.5, 1.0, 2.0]  # MaxJitter waits for tries 1, 2, 3 with the default backoff settings
+REQUESTS = [{"custom_id": f"q{i}", "messages": [{"role": "user", "content": f"question {i}"}], "max_tokens": 8}
+            for i in (1, 2, 3)]
+
+both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+
+
+def batch(status: str, **extra: Any) -> Reply:
+    counts = {"total": 3, "completed": 3, "failed": 0} if status == "completed" else {"total": 3, "completed": 0,
+                                                                                         "failed": 0}
+    return Reply(200, {"id": BATCH_ID, "object": "batch", "endpoint": "/v1/chat/completions",
+                       "model": "gpt-4o-mini-2024-07-18",
+                       "input_file_id": "file-in", "completion_window": "24h", "status": status,
+                       "created_at": 1_764_236_401, "request_counts": counts, **extra})
+
+
+def done() -> Reply:
+    return batch("completed", output_file_id="file-out", completed_at=1_764_240_060)
+
+
+def line(cid: str, prompt: int, completion: int) -> str:
+    body = {"id": f"chatcmpl-{cid}", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}
+    return json.dumps({"custom_id": cid, "response": {"status_code": 200, "request_id": f"req-{cid}", "body": body},
+                       "error": None}) + "\n"
+
+
+OUTPUT = line("q1", 9, 2) + line("q2", 9, 3) + line("q3", 9, 4)
+SUBMIT = [Reply(200, {"object": "file", "id": "file-in", "purpose": "batch", "filename": "batch.jsonl", "bytes": 1,
+                      "status": "processed"}), batch("validating")]
+
+
+def expected_cost() -> Decimal:
+    ref = ck.Client(config=None, ledger="none")._core.adapter("openai").price_ref("gpt-4o-mini-2024-07-18")
+    rates = PriceBook().rates(PriceRef(ref.provider, ref.model, ref.table_provider, context=(BATCH_CONTEXT,)))
+    assert rates is not None
+    return sum(((9 * rates.prices["input_mtok"] + c * rates.prices["output_mtok"]) / Decimal(1_000_000)
+                for c in (2, 3, 4)), Decimal(0))
+
+
+async def read(client: Any, job: ck.BatchJob) -> list[str]:
+    it = client.batches.results(job)
+    if isinstance(client, ck.AsyncClient):
+        return [cid async for cid, _ in it]
+    return [cid for cid, _ in it]
+
+
+def rows(client: Any) -> list[Any]:
+    return [r for r in client.ledger.rows() if r.verb == "batch"]
+
+
+def paths(srv: FaultServer) -> list[str]:
+    return [f"{r.method} {r.path.split('?')[0]}" for r in srv.requests]
+
+
+@both
+async def test_5xx_and_resets_while_polling_are_retried(faults: Any, waits: Waits, is_async: bool,
+                                                        tmp_path: Path) -> None:
+    srv = faults([*SUBMIT, error(503), Reset(), batch("in_progress"), error(500), done(), Reply(200, OUTPUT)])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        job = await run(client.batch(MODEL, REQUESTS))
+        job = await run(client.batches.wait(job, poll_interval=0))
+        assert job.status == "completed"
+        assert await read(client, job) == ["q1", "q2", "q3"]
+    finally:
+        await close(client)
+    polls = f"GET /v1/batches/{BATCH_ID}"
+    assert paths(srv) == ["POST /v1/files", "POST /v1/batches", polls, polls, polls, polls, polls,
+                          "GET /v1/files/file-out/content"]
+    # poll 1: 503, then a reset, then an answer (two backoffs); poll 2: 500, then an answer (one backoff). aiohttp
+    # resends a GET whose reused keep-alive connection was reset once by itself, before the retry loop sees it:
+    # the same requests reach the host, one backoff fewer is asked for.
+    reset_backoff = [] if is_async else [BACKOFF[1]]
+    assert waits.waits == [0, BACKOFF[0], *reset_backoff, 0, BACKOFF[0]]
+    assert job.cost.total == expected_cost()
+    assert len(rows(client)) == 3
+
+
+@both
+async def test_polls_that_keep_failing_raise_the_servers_error_after_the_retries(faults: Any, waits: Waits,
+                                                                                 is_async: bool) -> None:
+    srv = faults([*SUBMIT, error(503)])
+    client = make_client(is_async, srv.url, waits)
+    try:
+        job = await run(client.batch(MODEL, REQUESTS))
+        with pytest.raises(ck.ServerError) as info:
+            await run(client.batches.wait(job, poll_interval=0))
+    finally:
+        await close(client)
+    assert info.value.status == 503
+    assert srv.hits == 2 + 3  # the submit, then 1 + max_retries polls
+    assert waits.waits == [0, *BACKOFF[:2]]
+
+
+@both
+async def test_an_interrupted_results_download_restarts_without_recording_twice(faults: Any, waits: Waits,
+                                                                                is_async: bool,
+                                                                                tmp_path: Path) -> None:
+    missing = len(OUTPUT) - len(line("q1", 9, 2)) - 7  # the first line arrives whole, the second cut short
+    srv = faults([*SUBMIT, done(), Truncated(OUTPUT, missing=missing), Reply(200, OUTPUT)])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        job = await run(client.batch(MODEL, REQUESTS))
+        job = await run(client.batches.wait(job, poll_interval=0))
+        assert await read(client, job) == ["q1", "q2", "q3"]  # q1 read once, before the break
+    finally:
+        await close(client)
+    assert paths(srv)[-2:] == ["GET /v1/files/file-out/content"] * 2  # downloaded again from the start
+    assert waits.waits == [0, BACKOFF[0]]
+    assert sorted(r.tags["custom_id"] for r in rows(client)) == ["q1", "q2", "q3"]
+    assert job.cost.total == expected_cost()
+
+
+@both
+async def test_a_download_that_keeps_breaking_raises_after_the_retries(faults: Any, waits: Waits,
+                                                                       is_async: bool, tmp_path: Path) -> None:
+    srv = faults([*SUBMIT, done(), Truncated(OUTPUT, missing=5)])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        job = await run(client.batch(MODEL, REQUESTS))
+        job = await run(client.batches.wait(job, poll_interval=0))
+        with pytest.raises(ck.APIConnectionError):
+            await read(client, job)
+    finally:
+        await close(client)
+    assert paths(srv).count("GET /v1/files/file-out/content") == 3  # 1 + max_retries downloads
+    assert sorted(r.tags["custom_id"] for r in rows(client)) == ["q1", "q2"]  # each once, though read 3 times
+    assert job.cost.total is None  # not every result was read: unknown, never a partial sum
+
+
+@both
+async def test_a_process_that_dies_between_submit_and_results_is_recorded_once_by_another(
+    faults: Any, waits: Waits, is_async: bool, ledger_url: str
+) -> None:
+    srv = faults([*SUBMIT, batch("in_progress"), done(), Reply(200, OUTPUT), done(), Reply(200, OUTPUT)])
+    submitter = make_client(is_async, srv.url, waits, ledger=ledger_url)
+    job = await run(submitter.batch(MODEL, REQUESTS))
+    await run(submitter.batches.refresh(job))
+    await close(submitter)  # gone before reading a single result
+    readers = [make_client(is_async, srv.url, waits, ledger=ledger_url) for _ in range(2)]
+    try:
+        for reader in readers:  # a second reader (or a second read) writes nothing again
+            attached = await run(reader.batches.retrieve(f"openai:{job.id}"))
+            assert (attached.status, attached.model) == ("completed", "gpt-4o-mini-2024-07-18")
+            assert await read(reader, attached) == ["q1", "q2", "q3"]
+            assert attached.cost.total == expected_cost()
+        found = rows(readers[0])
+    finally:
+        for reader in readers:
+            await close(reader)
+    assert sorted(r.once_key for r in found) == [f"batch:openai:{BATCH_ID}:q{i}" for i in (1, 2, 3)]
+    assert sum((r.cost for r in found if r.cost is not None), Decimal(0)) == expected_cost()
