@@ -25,8 +25,10 @@ import importlib
 import json
 import logging
 import os
+import threading
 import time
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +70,26 @@ __all__ = ["meter"]
 log = logging.getLogger("computekit.instrument")
 
 _UNPRICED = "computekit does not price this endpoint"
+_METERS: weakref.WeakSet[_Meter] = weakref.WeakSet()
+"""Every meter of this process: a forked child drops their pending answers (its parent records them)."""
+
+
+def _forked() -> None:
+    for m in list(_METERS):
+        m.forked()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def _run(batch: list[_Try]) -> None:
+    for t in batch:
+        try:
+            t.finish_later()
+        except Exception:  # recorded as well as it could be; the SDK's caller must not see it
+            log.exception("computekit.instrument: the bookkeeping of a call failed")
+
+
 _BATCH = 32
 """Answers whose deferred bookkeeping the caller's thread does in one go (see :meth:`_Try.finish`)."""
 _DEFERRABLE = (CompleteRequest, EmbedRequest, RerankRequest)
@@ -87,7 +109,7 @@ class _Try:
     """One request the SDK sent (one of its retries, maybe) and what computekit knows of it so far."""
 
     __slots__ = ("attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events", "facts", "head",
-                 "held", "meter", "req", "route", "status", "tags", "target", "unclaimed")
+                 "held", "meter", "req", "route", "status", "tags", "target")
 
     def __init__(self, meter: _Meter, route: Route, target: Target, req: Any) -> None:
         self.meter, self.route, self.target, self.req = meter, route, target, req
@@ -104,7 +126,6 @@ class _Try:
         self.events: EventDecoder | None = None
         self.error_body = False
         self.ended = 0.0
-        self.unclaimed: list[bool] = []
 
     @property
     def verb(self) -> str:
@@ -160,30 +181,25 @@ class _Try:
         """The body ended: price and record the try (once).
 
         An answer (not a stream) of a verb priced in one piece (not a run, which later polls must find) is
-        parsed, priced and recorded a little later when the ledger batches its writes (no budget to settle): the
-        caller's thread does it for :data:`_BATCH` answers at a time (the same code run back to back costs about
-        half what it costs between two SDK calls), and the ledger's writer thread does whatever is still pending
-        when it commits its batch, within the flush interval. Whichever comes first records it, once. The
-        ledger's flush (``rows()``, ``report()``, exit, SIGTERM) waits for it like for a queued row. Spend taps
-        (tests) and OpenTelemetry spans (which belong to the caller's context) keep it immediate.
+        parsed, priced and recorded a little later when the ledger batches its writes (no budget to settle):
+        the caller's thread does it for :data:`_BATCH` answers at a time (the same code run back to back costs
+        about half what it costs between two SDK calls), and the ledger's writer thread does what is still
+        pending when it commits its next batch. The ledger's flush (``rows()``, ``report()``, exit, SIGTERM)
+        waits for it like for a queued row. Spend taps (tests) and OpenTelemetry spans (which belong to the
+        caller's context) keep it immediate.
         """
         if self.done:
             return
         self.done = True
         if (self.held is None and not self.error_body and isinstance(self.req, _DEFERRABLE) and not self.streaming
                 and not ROW_TAPS and not tracing()):
-            self.ended, self.unclaimed = time.perf_counter(), [True]
-            if self.meter.core.ledger.defer(self.finish_later):
-                self.meter.later(self)
-                return
+            self.ended = time.perf_counter()
+            self.meter.later(self)
+            return
         self._finish()
 
     def finish_later(self) -> None:
-        """The deferred bookkeeping (see :meth:`finish`): a no-op for the second of its two runners."""
-        try:
-            self.unclaimed.pop()  # atomic: exactly one runner gets it
-        except IndexError:
-            return
+        """The deferred bookkeeping (see :meth:`finish`)."""
         facts = self.sure_facts
         facts.t0 += time.perf_counter() - self.ended  # its latency: to the body's end, not to now
         try:
@@ -324,7 +340,7 @@ class _Meter:
     """What one instrumented SDK client records with: computekit's core (its ledger, prices and budgets), the
     SDK's routes, and the adapters of the origins it talks to."""
 
-    __slots__ = ("_adapters", "_pending", "_pid", "_refusal", "core", "runs", "sdk")
+    __slots__ = ("__weakref__", "_adapters", "_lock", "_pending", "_refusal", "core", "runs", "sdk")
 
     def __init__(self, core: Core, sdk: SDK) -> None:
         self.core, self.sdk = core, sdk
@@ -333,23 +349,38 @@ class _Meter:
         self.runs: dict[str, _Run] = {}
         """Runs started through this client that had not ended when last seen, by id (Replicate)."""
         self._pending: list[_Try] = []
-        self._pid = os.getpid()
-        """Answers whose bookkeeping is deferred (see :meth:`_Try.finish`), queued with the ledger too."""
+        """Answers whose bookkeeping is deferred (see :meth:`_Try.finish` and :meth:`later`)."""
+        self._lock = threading.Lock()
+        _METERS.add(self)
 
     def later(self, t: _Try) -> None:
-        """Keep ``t`` for the caller's next batch, and run the batch once it is full (on this thread: no lock;
-        a try two threads both take is run once, one neither takes is run by the ledger's writer)."""
-        if self._pid != os.getpid():  # a forked child: what it inherited pending is its parent's to record
-            self._pending, self._pid = [], os.getpid()
-        self._pending.append(t)
-        if len(self._pending) < _BATCH:
-            return
-        batch, self._pending = self._pending, []
-        for each in batch:
-            try:
-                each.finish_later()
-            except Exception:  # recorded as well as it could be; the SDK's caller must not see it
-                log.exception("computekit.instrument: the bookkeeping of a call failed")
+        """Keep ``t``'s bookkeeping for later (see :meth:`_Try.finish`).
+
+        The pending list is the caller's batch: full, it is run on this thread. Whenever it stops being empty,
+        the ledger's writer is handed a job that runs whatever is pending then (with its next commit, at a flush,
+        at exit): each try is in exactly one batch, taken under the lock.
+        """
+        with self._lock:
+            first = not self._pending
+            self._pending.append(t)
+            batch = None
+            if len(self._pending) >= _BATCH:
+                batch, self._pending = self._pending, []
+        if batch is not None:
+            _run(batch)
+        elif first and not self.core.ledger.defer(self.drain):
+            self.drain()  # no writer thread (none, closed, or a forked child's) would: now, t among them
+
+    def drain(self) -> None:
+        """Run what is pending now (the ledger's writer, at its commit)."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        _run(batch)
+
+    def forked(self) -> None:
+        """In a forked child: what the parent had pending is its parent's to record (and its lock is new)."""
+        self._lock = threading.Lock()
+        self._pending = []
 
     def begin(self, method: str, url: Any, content: Callable[[], bytes]) -> _Try | None:
         """The try for a request computekit records (``None``: it passes through untouched)."""

@@ -300,14 +300,16 @@ async def test_answers_are_recorded_in_batches_once_each_and_under_a_budget_at_o
 
     n = _BATCH + 2
     replies = [Reply(body=CHAT, headers={"x-request-id": f"req_{i}"}) for i in range(n)]
-    _server, ckc, client = metered(tmp_path / "batched", "openai", replies, is_async)
+    # A long flush interval: the writer's own commit does not come during the calls, only at the read.
+    ckc = ck.Client(config=None, ledger={"url": f"sqlite:///{tmp_path / 'b.db'}", "flush_interval": 30.0})
+    client = ck.instrument(sdk_client("openai", Server(oai_lib, replies), is_async), using=ckc)
     recorded_on = _spy_on(ckc, "record")
     await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
     assert recorded_on == []  # not yet: kept for the batch
     for _ in range(n - 1):
         await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
     assert recorded_on == [threading.get_ident()] * _BATCH  # the full batch, on the caller's thread
-    got = rows(ckc)  # the two left: by the writer, before the read
+    got = rows(ckc)  # the two left: by the writer, at the read's flush
     assert sorted(r.request_id or "" for r in got) == sorted(f"req_{i}" for i in range(n))
     assert len(recorded_on) == n
     expected = ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT))
@@ -320,6 +322,22 @@ async def test_answers_are_recorded_in_batches_once_each_and_under_a_budget_at_o
     settled_on = _spy_on(ckc, "settle")
     await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
     assert settled_on == [threading.get_ident()]  # settled before the call returned
+    ckc.close()
+
+
+def test_a_pending_answer_is_written_within_the_flush_interval_without_a_read(tmp_path: Any, oai_lib: Any) -> None:
+    """Nobody reads and no batch fills: the ledger's writer still records the answer with its next commit."""
+    import time
+
+    db = tmp_path / "w.db"
+    ckc = ck.Client(config=None, ledger={"url": f"sqlite:///{db}", "flush_interval": 0.05})
+    client = ck.instrument(sdk_client("openai", Server(oai_lib, [Reply(body=CHAT)]), False), using=ckc)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    other = ck.Client(config=None, ledger=f"sqlite:///{db}").ledger  # another connection: no flush of the writer
+    deadline = time.monotonic() + 10
+    while not other.rows() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [(r.outcome, r.input_tokens) for r in other.rows()] == [("success", 12)]
     ckc.close()
 
 
