@@ -404,26 +404,32 @@ def test_buffered_ledger_close_writes_everything_and_then_writes_through(ledger_
         other.close()
 
 
-def test_buffered_writes_are_flushed_at_interpreter_exit(tmp_path: Path) -> None:
-    """A script that records and exits normally (no close, no flush) loses no row."""
+@pytest.mark.parametrize(("how", "n"), [
+    ("lg.record(row())", 2000),
+    ("lg.defer(lambda: (time.sleep(0.001), lg.record(row())))", 500),  # jobs still queued, each recording a row
+], ids=["rows", "deferred-jobs"])
+def test_buffered_writes_are_flushed_at_interpreter_exit(tmp_path: Path, how: str, n: int) -> None:
+    """A script that records (or defers the bookkeeping that records) and exits normally, with no close and no
+    flush, loses no row."""
     import subprocess
     import sys
 
     db = tmp_path / "exit.db"
     code = (
-        "import datetime as dt\n"
+        "import datetime as dt, time\n"
         "from decimal import Decimal\n"
         "from computekit.ledger import LedgerRow, open_ledger\n"
         f"lg = open_ledger('sqlite:///{db}', buffered=True)\n"
-        "for i in range(2000):\n"
-        "    lg.record(LedgerRow(ts=dt.datetime.now(dt.UTC), verb='complete', provider='p', model='m',"
-        " outcome='success', latency_ms=1.0, cost=Decimal('0.001')))\n"
+        "row = lambda: LedgerRow(ts=dt.datetime.now(dt.UTC), verb='complete', provider='p', model='m',"
+        " outcome='success', latency_ms=1.0, cost=Decimal('0.001'))\n"
+        f"for i in range({n}):\n"
+        f"    {how}\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     lg = SQLiteLedger(db)
     try:
-        assert len(lg.rows()) == 2000
-        assert lg.report().total == Decimal("2.000")
+        assert len(lg.rows()) == n
+        assert lg.report().total == Decimal("0.001") * n
     finally:
         lg.close()
 
@@ -576,33 +582,6 @@ def test_a_failing_deferred_job_does_not_stop_the_writer(ledger_url: str, caplog
         lg.flush()
         assert {r.request_id for r in lg.rows()} == {"recorded before it failed", "next"}
         assert "deferred bookkeeping step failed" in caplog.text
-    finally:
-        lg.close()
-
-
-def test_deferred_jobs_are_run_and_written_at_interpreter_exit(tmp_path: Path) -> None:
-    """A script whose last calls' bookkeeping is still queued when it exits (no close, no flush) loses none."""
-    import subprocess
-    import sys
-
-    db = tmp_path / "exit.db"
-    code = (
-        "import datetime as dt, time\n"
-        "from decimal import Decimal\n"
-        "from computekit.ledger import LedgerRow, open_ledger\n"
-        f"lg = open_ledger('sqlite:///{db}', buffered=True)\n"
-        "def job():\n"
-        "    time.sleep(0.001)\n"
-        "    lg.record(LedgerRow(ts=dt.datetime.now(dt.UTC), verb='complete', provider='p', model='m',"
-        " outcome='success', latency_ms=1.0, cost=Decimal('0.001')))\n"
-        "for i in range(500):\n"
-        "    assert lg.defer(job)\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-    lg = SQLiteLedger(db)
-    try:
-        assert len(lg.rows()) == 500
-        assert lg.report().total == Decimal("0.500")
     finally:
         lg.close()
 
