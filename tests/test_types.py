@@ -153,3 +153,45 @@ def test_not_given_is_falsy_and_distinct_from_none() -> None:
     assert not ck.NOT_GIVEN
     assert ck.NOT_GIVEN is not None
     assert repr(ck.NOT_GIVEN) == "NOT_GIVEN"
+
+
+def _models_with_privates() -> list[type]:
+    import computekit._background  # noqa: F401  (the modules defining result types of their own)
+    import computekit._batch  # noqa: F401
+    from computekit._types import _Model
+
+    found, todo = [], [_Model]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__private_attributes__:
+            found.append(cls)
+    return found
+
+
+def test_private_attributes_start_as_pydantics_own_set_up_starts_them() -> None:
+    from pydantic._internal._model_construction import init_private_attributes
+
+    classes = _models_with_privates()
+    assert {"Attempt", "Completion", "Prediction"} <= {cls.__name__ for cls in classes}
+    for cls in classes:
+        ours, theirs = cls.__new__(cls), cls.__new__(cls)
+        cls.model_post_init(ours, None)
+        init_private_attributes(theirs, None)
+        assert ours.__pydantic_private__ == theirs.__pydantic_private__, cls
+        again = cls.__new__(cls)
+        cls.model_post_init(again, None)
+        assert again.__pydantic_private__ is not ours.__pydantic_private__, cls  # each object its own
+
+
+def test_an_objects_private_attributes_are_its_own() -> None:
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    a = ck.Attempt(provider="p", model="m", outcome="success", started_at=when)
+    b = ck.Attempt(provider="p", model="m", outcome="success", started_at=when)
+    a._response_id = "resp_1"
+    assert (a._response_id, b._response_id) == ("resp_1", None)
+    c = ck.Completion(provider="p", model="m")
+    assert c._usage_reported is True
+    c._usage_reported = False
+    assert ck.Completion(provider="p", model="m")._usage_reported is True
+    assert c.model_copy()._usage_reported is False  # a copy keeps the original's
