@@ -596,7 +596,7 @@ class AsyncBatches:
                 yield out
         for line in reading.adapter.batch_inline_results(reading.state):
             yield await self._one(reading, line)
-        await ledger_call(self.core, reading.finish, offload=reading.held is not None)
+        await ledger_call(self.core, reading.finish, offload=reading.held is not None, keyed=True)
 
     async def _one(self, reading: _Reading, line: bytes | Mapping[str, Any]) -> BatchResult:
         out, step = reading.item(line)

@@ -21,6 +21,7 @@ import httpx
 import pytest
 import yaml
 from _paths import CASSETTES, real_key
+from _support import WatchedLedger
 from adapters._clients import (  # noqa: F401  (shared fixtures, registered by name)
     Sleeps,
     close,
@@ -660,6 +661,31 @@ async def test_results_read_in_another_process_settle_the_submitters_reservation
     finally:
         await close(b)
         await close(c)
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
+async def test_a_reader_without_budgets_settles_off_the_event_loop_only_async_with_a_remote_ledger(
+        mode: str, remote: bool, tmp_path: Path) -> None:
+    """A client with no budget of its own that reads a batch submitted under one still finds and settles its
+    reservation: off the event loop when it is async and the ledger is remote, inline otherwise."""
+    import threading
+
+    host = openai_host(done_json())
+    path = tmp_path / "shared.db"
+    a = ft_client(mode, host, tmp_path, ledger=f"sqlite:///{path}", budget={"limit_usd": "5", "period": "total"})
+    watched = WatchedLedger(path, remote=remote)
+    b = ft_client(mode, host, tmp_path, ledger=watched.ledger)
+    caller = threading.current_thread()
+    try:
+        submitted = await run(a.batch("openai:gpt-4o-mini", REQUESTS))
+        job = await run(b.batches.retrieve(f"openai:{submitted.id}"))
+        assert len(await results(b, job)) == 3
+        assert watched.steps() == ["find", "part", "part", "part", "release"]
+        assert watched.off(caller) == [mode == "async" and remote] * 5
+        assert budget_state(a) == (item_cost(12, 5) + item_cost(12, 4), 0)
+    finally:
+        await close(a)
+        await close(b)
 
 
 async def test_module_level_batch_uses_the_default_clients(monkeypatch: pytest.MonkeyPatch) -> None:

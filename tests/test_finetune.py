@@ -667,8 +667,9 @@ async def test_an_ended_job_is_written_off_the_event_loop_only_async_with_a_remo
     try:
         job = await run(c.finetune(MODEL, training_file=examples(), epochs=3, wait=True, poll_interval=0))
         assert job.status == "succeeded"
-        assert watched.steps() == ["reserve", "settle"]  # the estimate, then the job's one row
-        assert watched.off(caller) == [mode == "async" and remote] * 2
+        # the estimate, named by the job's key once launched, found there when the job ends, settled by its row
+        assert watched.steps() == ["reserve", "key", "find", "settle"]
+        assert watched.off(caller) == [mode == "async" and remote] * 4
         [row] = c.ledger.rows()
         assert row.cost == Decimal(1500) * training_price() == job.cost.total
     finally:
