@@ -69,7 +69,9 @@ class Server:
 
 class WatchedLedger:
     """A SQLite ledger (``.ledger``) that notes the thread of each reserve, settle (``release``: without a row),
-    record, ``part`` (a batch item's share settled), ``key`` (a job's reservation named) and ``find`` (looked up by its key) in ``threads``, can say it is remote (``blocking_io``), and holds ``reserve()`` while ``go`` is clear."""
+    record, ``part`` (a batch item's share settled), ``key`` (a job's reservation named) and ``find`` (looked up
+    by its key) in ``threads``, can say it is remote (``blocking_io``), and holds ``reserve()`` while ``go`` is
+    clear."""
 
     def __init__(self, path: Any, *, remote: bool) -> None:
         from computekit.ledger import SQLiteLedger
