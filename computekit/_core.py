@@ -418,7 +418,9 @@ async def ledger_call(core: Core, step: Callable[[], _T], *, offload: bool = Tru
         def drop(done: asyncio.Future[_T]) -> None:
             if not done.cancelled() and done.exception() is None:
                 made = done.result()
-                if isinstance(made, Reservation):  # nobody will settle it: free it now, not at its TTL
+                # A reservation it made: nobody will settle it, free it now, not at its TTL. One a keyed step
+                # found belongs to a job still running: it stays.
+                if isinstance(made, Reservation) and not keyed:
                     loop.run_in_executor(None, core.budgets.release, made)
 
         task.add_done_callback(drop)
