@@ -243,3 +243,19 @@ def settle_items(url: str, key: str, n: int, part: str, end: bool, start: Any = 
         return n
     finally:
         ledger.close()
+
+
+def settle_job(url: str, key: str, cost: str, start: Any = None) -> int:
+    """Settle the reservation named ``key`` with the job's one row (``once_key`` = ``key``), as each process that
+    sees a job end does."""
+    from computekit.ledger import LedgerRow, open_ledger
+
+    ledger = open_ledger(url)
+    try:
+        if start is not None:
+            start.wait()
+        ledger.settle(key, LedgerRow(ts=T0, verb="finetune", provider="openai", model="gpt-4o-mini",
+                                     outcome="success", latency_ms=1.0, cost=Decimal(cost), once_key=key))
+        return 1
+    finally:
+        ledger.close()

@@ -247,6 +247,23 @@ def test_processes_reading_one_batch_together_settle_each_item_once(ledger_url: 
         lg.close()
 
 
+def test_processes_seeing_one_job_end_together_settle_it_once(ledger_url: str) -> None:
+    """Four processes see a job end at once and each settles its reservation with the job's row: one row, its
+    cost spent, nothing left reserved."""
+    from _ledger_workers import in_processes, settle_job
+
+    lg = open_ledger(ledger_url)
+    key = "finetune:openai:ftjob-race"
+    budget = charge("0.9", limit="5", period="total", start=period_start("total", NOW))
+    try:
+        lg.key_reservation(lg.reserve([budget], now=NOW, ttl_s=3600), key)
+        in_processes(settle_job, [(ledger_url, key, "0.25")] * 4)
+        assert lg.budget_usage(budget, now=NOW) == (Decimal("0.25"), Decimal(0))
+        assert [r.once_key for r in lg.rows()] == [key]
+    finally:
+        lg.close()
+
+
 def test_a_v3_sqlite_ledger_keeps_its_reservations_and_can_key_them(tmp_path: Path) -> None:
     """A ledger file written by the previous schema (v3: reservations without what they first reserved) opens,
     is migrated in place, and its reservations still count and can be named, found and settled."""
