@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from .._exceptions import ConfigError
@@ -139,6 +139,12 @@ class Ledger(ABC):
             ConfigError: This ledger cannot enforce budgets.
         """
         raise ConfigError(f"{type(self).__name__} cannot enforce budgets: use a SQLite or PostgreSQL ledger")
+
+    def defer(self, job: Callable[[], None]) -> bool:
+        """Run ``job`` (which records rows) later, on the thread that writes this ledger's rows, before the rows
+        queued after it are written; :meth:`flush` waits for it too. ``False``: this ledger writes at once (no
+        writer thread, a closed one, a forked child's): run ``job`` yourself."""
+        return False
 
     def flush(self) -> None:  # noqa: B027  (only buffered backends have anything to flush)
         """Write every row recorded so far (a no-op for backends that write at once)."""
