@@ -86,7 +86,8 @@ class _Model(BaseModel):
         privates = cls.__private_attributes__
         if not privates or not _only_sets_privates(cls.__dict__.get("model_post_init")):
             return
-        defaults = {name: attr.default for name, attr in privates.items()}
+        # A private attribute without a default (pydantic's ``PydanticUndefined``) is not a constant: pydantic's.
+        defaults: dict[str, Any] = {name: attr.default for name, attr in privates.items()}
         if all(attr.default_factory is None for attr in privates.values()) and all(
                 type(value) in _CONSTANT_DEFAULTS for value in defaults.values()):
             cls.model_post_init = _private_init(defaults)  # type: ignore[method-assign]
