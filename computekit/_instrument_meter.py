@@ -118,8 +118,8 @@ class _Run:
 class _Try:
     """One request the SDK sent (one of its retries, maybe) and what computekit knows of it so far."""
 
-    __slots__ = ("attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events", "facts", "head",
-                 "held", "meter", "req", "route", "status", "tags", "target")
+    __slots__ = ("attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events", "facts",
+                 "failure", "head", "held", "meter", "req", "route", "status", "tags", "target")
 
     def __init__(self, meter: _Meter, route: Route, target: Target, req: Any) -> None:
         self.meter, self.route, self.target, self.req = meter, route, target, req
@@ -136,6 +136,8 @@ class _Try:
         self.events: EventDecoder | None = None
         self.error_body = False
         self.ended = 0.0
+        self.failure: Any = None
+        """The stream event that broke the decoding (a background response's ``response.failed``)."""
 
     @property
     def verb(self) -> str:
@@ -178,11 +180,13 @@ class _Try:
             return
         if self.broken is not None:
             return
+        event = None
         try:
             for event in self.events.feed(data):
                 self.decoder.feed(event)
         except Exception as e:  # the SDK gets its bytes whatever computekit makes of them
             self.broken = self._malformed(e)
+            self.failure = event
 
     def _malformed(self, cause: BaseException) -> ProviderError:
         return cause if isinstance(cause, ProviderError) else malformed_from(self.sure_facts, None, cause)
@@ -242,7 +246,8 @@ class _Try:
                 return
             attempt = priced(core, facts, result)
         except ProviderError as e:
-            failed(core, facts, e)
+            if not self._background_failed():
+                failed(core, facts, e)
             return
         succeeded(core, facts, result, attempt)
         if self.streaming and not result._usage_reported and self.route.usage_hint:
@@ -287,14 +292,31 @@ class _Try:
             return
         else:
             started = meter.runs.pop(handle.id) if handle.id in meter.runs else _Run(self.target, self.tags, [])
-        if handle.id in meter.ended:
-            return  # seen ended (and recorded) already by this client
-        meter.ended[handle.id] = None
-        if len(meter.ended) > _ENDED_KEPT:
-            del meter.ended[next(iter(meter.ended))]
+        with meter._lock:  # deferred answers are recorded on two threads
+            if handle.id in meter.ended:
+                return  # seen ended (and recorded) already by this client
+            meter.ended[handle.id] = None
+            if len(meter.ended) > _ENDED_KEPT:
+                del meter.ended[next(iter(meter.ended))]
         handle.attempts = started.attempts
         model = started.target.model or handle.model
         background_ended(core, Target(started.target.adapter, model), handle, started.tags)
+
+    def _background_failed(self) -> bool:
+        """Whether the stream of a background response told that it failed (``response.failed``, the response
+        object in it): then that is its final state, recorded as a look's would be."""
+        if self.failure is None or not (self.route.background or self.req.background):
+            return False
+        try:
+            response = json.loads(self.failure.data)["response"]
+            handle = self.target.adapter.parse_background(
+                self.req, HTTPResponse(200, self.head, json.dumps(response).encode()))
+        except Exception:  # not a failed response object: the stream's failure, recorded as such
+            return False
+        if not handle.done:
+            return False
+        self._background(handle)
+        return True
 
     def _result(self) -> Any:
         target = self.target

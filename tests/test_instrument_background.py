@@ -303,3 +303,22 @@ async def test_the_recordings(tmp_path: Any, is_async: bool, name: str) -> None:
         return
     assert [r.cost for r in got] == _own_cost(exchanges)
     assert all(r.cost for r in got)
+
+
+@both
+async def test_a_background_stream_that_fails_is_recorded_once_from_its_failed_response(
+        tmp_path: Any, is_async: bool, openai_spec: dict[str, Any]) -> None:
+    """``response.failed`` carries the response object (its usage): that is its one row, keyed by its id."""
+    failed = response("failed", error={"code": "server_error", "message": "boom"})
+    assert errors(openai_spec, "Response", failed) == []
+    events = _events(failed)[:3] + _sse({"type": "response.failed", "sequence_number": 3, "response": failed})
+    _server, ckc, client = metered(tmp_path, [Reply(pieces=events), reply(openai_spec, failed)], is_async,
+                                   budget={"limit_usd": "5"})
+    await drain(await run(client.responses.create(model="o3", input="x", background=True, stream=True,
+                                                  max_output_tokens=1000)))
+    [row] = rows(ckc)
+    assert (row.outcome, row.error_type, row.once_key, row.cost) == ("error", "BackgroundFailedError", KEY_OF,
+                                                                     price())
+    assert ckc.budget_status()["default"].reserved == 0
+    await run(client.responses.retrieve(RID))
+    assert len(rows(ckc)) == 1
