@@ -290,8 +290,12 @@ class _Try:
                 return
         elif not handle.done:
             return
+        elif handle.id in meter.runs:
+            started = meter.runs.pop(handle.id)
+        elif isinstance(handle.raw, dict) and handle.raw.get("background") is True:
+            started = _Run(self.target, self.tags, [])  # started elsewhere (another client or process)
         else:
-            started = meter.runs.pop(handle.id) if handle.id in meter.runs else _Run(self.target, self.tags, [])
+            return  # a response answered in the foreground: its create was its row
         with meter._lock:  # deferred answers are recorded on two threads
             if handle.id in meter.ended:
                 return  # seen ended (and recorded) already by this client

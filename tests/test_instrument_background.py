@@ -322,3 +322,17 @@ async def test_a_background_stream_that_fails_is_recorded_once_from_its_failed_r
     assert ckc.budget_status()["default"].reserved == 0
     await run(client.responses.retrieve(RID))
     assert len(rows(ckc)) == 1
+
+
+@both
+async def test_a_retrieve_of_a_response_answered_in_the_foreground_writes_nothing(
+        tmp_path: Any, is_async: bool, openai_spec: dict[str, Any]) -> None:
+    """Its create was its row: a later ``retrieve`` of the stored response bills nothing."""
+    foreground = {**response("completed", message("ok")), "background": False}
+    _server, ckc, client = metered(tmp_path, [reply(openai_spec, foreground), reply(openai_spec, foreground)],
+                                   is_async)
+    await run(client.responses.create(model="o3", input="x"))
+    [row] = rows(ckc)
+    assert (row.once_key, row.cost) == (None, price())
+    await run(client.responses.retrieve(RID))
+    assert len(rows(ckc)) == 1
