@@ -144,6 +144,11 @@ class _Try:
         return "stream" if self.streaming else self.route.verb
 
     @property
+    def keyed(self) -> bool:
+        """Whether its bookkeeping may look a reservation up by key in the ledger (a background response's)."""
+        return self.route.background or (isinstance(self.req, CompleteRequest) and self.req.background)
+
+    @property
     def streaming(self) -> bool:
         return isinstance(self.req, CompleteRequest) and self.req.stream
 
@@ -202,13 +207,14 @@ class _Try:
         about half what it costs between two SDK calls), and the ledger's writer thread does what is still
         pending when it commits its next batch. The ledger's flush (``rows()``, ``report()``, exit, SIGTERM)
         waits for it like for a queued row. Spend taps (tests) and OpenTelemetry spans (which belong to the
-        caller's context) keep it immediate.
+        caller's context) keep it immediate, and so do looks at background responses and runs (what they find
+        ended settles a reservation, which may be another process's).
         """
         if self.done:
             return
         self.done = True
         if (self.held is None and not self.error_body and isinstance(self.req, _DEFERRABLE) and not self.streaming
-                and not ROW_TAPS and not tracing()):
+                and not ROW_TAPS and not tracing() and not self.route.poll):
             self.ended = time.perf_counter()
             self.meter.later(self)
             return
@@ -241,7 +247,7 @@ class _Try:
             if isinstance(result, Prediction):
                 self._prediction(result)
                 return
-            if self.route.background or (isinstance(self.req, CompleteRequest) and self.req.background):
+            if self.keyed:
                 self._background(result)
                 return
             attempt = priced(core, facts, result)
@@ -309,7 +315,7 @@ class _Try:
     def _background_failed(self) -> bool:
         """Whether the stream of a background response told that it failed (``response.failed``, the response
         object in it): then that is its final state, recorded as a look's would be."""
-        if self.failure is None or not (self.route.background or self.req.background):
+        if self.failure is None or not self.keyed:
             return False
         try:
             response = json.loads(self.failure.data)["response"]
@@ -586,12 +592,12 @@ def _classes(lib: Any) -> tuple[type, type]:
                 if not t.done:
                     await ledger_call(t.meter.core, functools.partial(t.failed_to_send, e, lib))
                 raise
-            await ledger_call(t.meter.core, t.finish)
+            await ledger_call(t.meter.core, t.finish, keyed=t.keyed)
 
         async def aclose(self) -> None:
             try:
                 if not self.t.done:
-                    await ledger_call(self.t.meter.core, self.t.cancel)
+                    await ledger_call(self.t.meter.core, self.t.cancel, keyed=self.t.keyed)
             finally:
                 await self.inner.aclose()
 
@@ -642,7 +648,7 @@ def _classes(lib: Any) -> tuple[type, type]:
                 raise
             t.answered(response.status_code, response.headers)
             if _read(response, t):
-                await ledger_call(core, t.finish)
+                await ledger_call(core, t.finish, keyed=t.keyed)
             else:
                 response.stream = AsyncTee(response.stream, t)
             return response

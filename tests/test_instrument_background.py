@@ -336,3 +336,26 @@ async def test_a_retrieve_of_a_response_answered_in_the_foreground_writes_nothin
     assert (row.once_key, row.cost) == (None, price())
     await run(client.responses.retrieve(RID))
     assert len(rows(ckc)) == 1
+
+
+@both
+async def test_a_retrieve_in_another_process_settles_the_creates_reservation(
+        tmp_path: Any, is_async: bool, openai_spec: dict[str, Any]) -> None:
+    """The reservation is held in the ledger under the response's key: a second client on the same ledger (as
+    another process would be) that sees the response end settles it with the row."""
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = Server(_lib_of("openai"), [reply(openai_spec, response("queued"))])
+    creator = ck.Client(config=None, ledger=db, budget={"limit_usd": "5"})
+    client = ck.instrument(sdk_client("openai", first, is_async), using=creator)
+    await run(client.responses.create(model="o3", input="x", background=True, max_output_tokens=1000))
+    held = creator.budget_status()["default"].reserved
+    assert held > 0
+    creator._core.flush()
+    second = Server(_lib_of("openai"), [reply(openai_spec, response("completed", message("ok")))])
+    follower = ck.Client(config=None, ledger=db)  # no budget of its own
+    other = ck.instrument(sdk_client("openai", second, is_async), using=follower)
+    await run(other.responses.retrieve(RID))
+    [row] = rows(follower)
+    assert (row.once_key, row.cost, row.reserved) == (KEY_OF, price(), held)
+    after = creator.budget_status()["default"]
+    assert (after.reserved, after.spent) == (0, price())
