@@ -359,3 +359,17 @@ async def test_a_retrieve_in_another_process_settles_the_creates_reservation(
     assert (row.once_key, row.cost, row.reserved) == (KEY_OF, price(), held)
     after = creator.budget_status()["default"]
     assert (after.reserved, after.spent) == (0, price())
+
+
+@both
+async def test_an_incomplete_one_is_priced_from_what_it_billed(tmp_path: Any, is_async: bool,
+                                                               openai_spec: dict[str, Any]) -> None:
+    cut = response("incomplete", message("The fir"), incomplete_details={"reason": "max_output_tokens"})
+    answers = [response("queued"), cut]
+    _server, ckc, client = metered(tmp_path, [reply(openai_spec, a) for a in answers], is_async)
+    h = await run(client.responses.create(model="o3", input="x", background=True, max_output_tokens=25))
+    await run(client.responses.retrieve(h.id))
+    [row] = rows(ckc)
+    assert (row.outcome, row.once_key, row.output_tokens) == ("success", KEY_OF, 25)
+    assert row.cost == price()
+    assert row.cost == ck_background_cost(openai_spec, *answers)
