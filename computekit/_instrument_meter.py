@@ -207,14 +207,14 @@ class _Try:
         about half what it costs between two SDK calls), and the ledger's writer thread does what is still
         pending when it commits its next batch. The ledger's flush (``rows()``, ``report()``, exit, SIGTERM)
         waits for it like for a queued row. Spend taps (tests) and OpenTelemetry spans (which belong to the
-        caller's context) keep it immediate, and so do looks at background responses and runs (what they find
-        ended settles a reservation, which may be another process's).
+        caller's context) keep it immediate, and so do a background response's create (a look that follows must
+        find it) and looks (what they find ended settles a reservation, which may be another process's).
         """
         if self.done:
             return
         self.done = True
         if (self.held is None and not self.error_body and isinstance(self.req, _DEFERRABLE) and not self.streaming
-                and not ROW_TAPS and not tracing() and not self.route.poll):
+                and not ROW_TAPS and not tracing() and not self.keyed):
             self.ended = time.perf_counter()
             self.meter.later(self)
             return
