@@ -35,7 +35,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._attempt import AttemptFacts, malformed_from
-from ._bookkeeping import ROW_TAPS, canceled, failed, prediction_ended, record, succeeded
+from ._background import BACKGROUND_ENDED, BackgroundResponse
+from ._bookkeeping import (
+    ROW_TAPS,
+    background_ended,
+    canceled,
+    failed,
+    prediction_ended,
+    record,
+    succeeded,
+)
 from ._constants import MAX_SSE_EVENT_BYTES
 from ._core import Core, ledger_call
 from ._driver import priced
@@ -98,7 +107,8 @@ _DEFERRABLE = (CompleteRequest, EmbedRequest, RerankRequest)
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    """A run (a Replicate prediction) started through an instrumented client and not yet seen ending."""
+    """A run (a Replicate prediction) or a background response started through an instrumented client and not
+    yet seen ending."""
 
     target: Target
     tags: Mapping[str, str] | None
@@ -108,8 +118,8 @@ class _Run:
 class _Try:
     """One request the SDK sent (one of its retries, maybe) and what computekit knows of it so far."""
 
-    __slots__ = ("attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events", "facts", "head",
-                 "held", "meter", "req", "route", "status", "tags", "target")
+    __slots__ = ("attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events", "facts",
+                 "failure", "head", "held", "meter", "req", "route", "status", "tags", "target")
 
     def __init__(self, meter: _Meter, route: Route, target: Target, req: Any) -> None:
         self.meter, self.route, self.target, self.req = meter, route, target, req
@@ -126,10 +136,17 @@ class _Try:
         self.events: EventDecoder | None = None
         self.error_body = False
         self.ended = 0.0
+        self.failure: Any = None
+        """The stream event that broke the decoding (a background response's ``response.failed``)."""
 
     @property
     def verb(self) -> str:
         return "stream" if self.streaming else self.route.verb
+
+    @property
+    def keyed(self) -> bool:
+        """Whether its bookkeeping may look a reservation up by key in the ledger (a background response's)."""
+        return self.route.background or (isinstance(self.req, CompleteRequest) and self.req.background)
 
     @property
     def streaming(self) -> bool:
@@ -140,6 +157,8 @@ class _Try:
         self.facts = AttemptFacts(self.verb, self.target, self.req, HTTPRequest(method, str(url), {}), self.attempts,
                                   self.tags)
         self.facts.begin(self.held)
+        if self.route.background:  # a look bills nothing: a failure of it is not a row
+            self.facts.record = False
 
     @property
     def sure_facts(self) -> AttemptFacts:
@@ -166,11 +185,13 @@ class _Try:
             return
         if self.broken is not None:
             return
+        event = None
         try:
             for event in self.events.feed(data):
                 self.decoder.feed(event)
         except Exception as e:  # the SDK gets its bytes whatever computekit makes of them
             self.broken = self._malformed(e)
+            self.failure = event
 
     def _malformed(self, cause: BaseException) -> ProviderError:
         return cause if isinstance(cause, ProviderError) else malformed_from(self.sure_facts, None, cause)
@@ -186,13 +207,14 @@ class _Try:
         about half what it costs between two SDK calls), and the ledger's writer thread does what is still
         pending when it commits its next batch. The ledger's flush (``rows()``, ``report()``, exit, SIGTERM)
         waits for it like for a queued row. Spend taps (tests) and OpenTelemetry spans (which belong to the
-        caller's context) keep it immediate.
+        caller's context) keep it immediate, and so do a background response's create (a look that follows must
+        find it) and looks (what they find ended settles a reservation, which may be another process's).
         """
         if self.done:
             return
         self.done = True
         if (self.held is None and not self.error_body and isinstance(self.req, _DEFERRABLE) and not self.streaming
-                and not ROW_TAPS and not tracing()):
+                and not ROW_TAPS and not tracing() and not self.keyed):
             self.ended = time.perf_counter()
             self.meter.later(self)
             return
@@ -225,9 +247,13 @@ class _Try:
             if isinstance(result, Prediction):
                 self._prediction(result)
                 return
+            if self.keyed:
+                self._background(result)
+                return
             attempt = priced(core, facts, result)
         except ProviderError as e:
-            failed(core, facts, e)
+            if not self._background_failed():
+                failed(core, facts, e)
             return
         succeeded(core, facts, result, attempt)
         if self.streaming and not result._usage_reported and self.route.usage_hint:
@@ -255,6 +281,52 @@ class _Try:
             prediction_ended(core, target, prediction, self.tags)
         elif prediction.id:
             self.meter.runs[prediction.id] = _Run(target, self.tags, prediction.attempts)
+
+    def _background(self, result: Completion | BackgroundResponse) -> None:
+        """A background response's state, as its create or a look at it found it (a stream of it, the last
+        event's): recorded once, keyed by its id (as ``complete(..., background=True)`` records it), when it has
+        ended; until then the create's reservation is held under that key."""
+        core, meter = self.meter.core, self.meter
+        handle = _state(self.target, result) if isinstance(result, Completion) else result
+        if not self.route.background:  # the create: not billed by itself (its attempt, its reservation held)
+            succeeded(core, self.sure_facts, handle, None)
+            started = _Run(self.target, self.tags, handle.attempts)
+            if not handle.done:
+                meter.runs[handle.id] = started
+                return
+        elif not handle.done:
+            return
+        elif handle.id in meter.runs:
+            started = meter.runs.pop(handle.id)
+        elif isinstance(handle.raw, dict) and handle.raw.get("background") is True:
+            started = _Run(self.target, self.tags, [])  # started elsewhere (another client or process)
+        else:
+            return  # a response answered in the foreground: its create was its row
+        with meter._lock:  # deferred answers are recorded on two threads
+            if handle.id in meter.ended:
+                return  # seen ended (and recorded) already by this client
+            meter.ended[handle.id] = None
+            if len(meter.ended) > _ENDED_KEPT:
+                del meter.ended[next(iter(meter.ended))]
+        handle.attempts = started.attempts
+        model = started.target.model or handle.model
+        background_ended(core, Target(started.target.adapter, model), handle, started.tags)
+
+    def _background_failed(self) -> bool:
+        """Whether the stream of a background response told that it failed (``response.failed``, the response
+        object in it): then that is its final state, recorded as a look's would be."""
+        if self.failure is None or not self.keyed:
+            return False
+        try:
+            response = json.loads(self.failure.data)["response"]
+            handle = self.target.adapter.parse_background(
+                self.req, HTTPResponse(200, self.head, json.dumps(response).encode()))
+        except Exception:  # not a failed response object: the stream's failure, recorded as such
+            return False
+        if not handle.done:
+            return False
+        self._background(handle)
+        return True
 
     def _result(self) -> Any:
         target = self.target
@@ -301,6 +373,8 @@ class _Try:
         if self.route.poll:  # a look at a run, left unread: not billed, and the run is still to be seen ending
             self.done = True
             return
+        if isinstance(self.req, CompleteRequest) and self.req.background and self._goes_on():
+            return
         if self.error_body or self.req is None or (self.decoder is not None and self.decoder.done):
             # An error or an unpriced answer is recorded the same, read whole or not; a stream whose last event
             # has arrived is complete (an SDK stops reading at its end marker, before the body's end).
@@ -309,6 +383,21 @@ class _Try:
         self.done = True
         self.sure_facts.reported_so_far = self._reported_so_far
         canceled(self.meter.core, self.sure_facts, "closed by the application")
+
+    def _goes_on(self) -> bool:
+        """A background response's create stream the application stopped reading: the response goes on running
+        (billed when it ends, which a look records), its reservation held under its id, when the stream told it."""
+        if self.error_body or self.decoder is None or self.broken is not None or self.decoder.done:
+            return False
+        try:
+            so_far = self.decoder.result()
+        except Exception:  # no id yet: recorded as a canceled stream
+            return False
+        if not so_far.id:
+            return False
+        self.done = True
+        self._background(so_far)
+        return True
 
     def _reported_so_far(self) -> Completion | None:
         if self.decoder is None or self.broken is not None:
@@ -340,14 +429,17 @@ class _Meter:
     """What one instrumented SDK client records with: computekit's core (its ledger, prices and budgets), the
     SDK's routes, and the adapters of the origins it talks to."""
 
-    __slots__ = ("__weakref__", "_adapters", "_lock", "_pending", "_refusal", "core", "runs", "sdk")
+    __slots__ = ("__weakref__", "_adapters", "_lock", "_pending", "_refusal", "core", "ended", "runs", "sdk")
 
     def __init__(self, core: Core, sdk: SDK) -> None:
         self.core, self.sdk = core, sdk
         self._refusal = _refusal_class(sdk.error_base) if sdk.error_base else None
         self._adapters: dict[str, Any] = {}
         self.runs: dict[str, _Run] = {}
-        """Runs started through this client that had not ended when last seen, by id (Replicate)."""
+        """Runs (Replicate) and background responses started through this client that had not ended when last
+        seen, by id."""
+        self.ended: dict[str, None] = {}
+        """The background responses this client saw end lately (recorded: a later look writes nothing)."""
         self._pending: list[_Try] = []
         """Answers whose bookkeeping is deferred (see :meth:`_Try.finish` and :meth:`later`)."""
         self._lock = threading.Lock()
@@ -391,6 +483,8 @@ class _Meter:
         if route.poll:  # a look at a run this client started: what it finds ended is recorded (once)
             run_id = path.rstrip("/").removesuffix("/cancel").rsplit("/", 1)[-1]
             started = self.runs.get(run_id)
+            if route.background:
+                return self._look(route, url, started)
             if started is None:
                 return None
             t = _Try(self, route, started.target, started)
@@ -408,6 +502,18 @@ class _Meter:
         if route.normalise is not None and model is not None and not legacy_stream:
             req = route.normalise(model, body)
         return _Try(self, route, Target(adapter, model or "unknown"), req)
+
+    def _look(self, route: Route, url: Any, started: _Run | None) -> _Try:
+        """A look at a background response (started here or anywhere: what it finds ended is recorded once)."""
+        target = started.target if started is not None else Target(self._adapter(url), "")
+        assert route.normalise is not None
+        req = route.normalise(target.model, {})
+        params = getattr(url, "params", None)
+        req.stream = params is not None and str(params.get("stream", "")).lower() == "true"  # resumed events
+        t = _Try(self, route, target, req)
+        if started is not None:
+            t.tags = started.tags
+        return t
 
     def reserve(self, t: _Try) -> None:
         """Reserve the try's worst case (before it is sent; a poll bills nothing).
@@ -486,12 +592,12 @@ def _classes(lib: Any) -> tuple[type, type]:
                 if not t.done:
                     await ledger_call(t.meter.core, functools.partial(t.failed_to_send, e, lib))
                 raise
-            await ledger_call(t.meter.core, t.finish)
+            await ledger_call(t.meter.core, t.finish, keyed=t.keyed)
 
         async def aclose(self) -> None:
             try:
                 if not self.t.done:
-                    await ledger_call(self.t.meter.core, self.t.cancel)
+                    await ledger_call(self.t.meter.core, self.t.cancel, keyed=self.t.keyed)
             finally:
                 await self.inner.aclose()
 
@@ -542,7 +648,7 @@ def _classes(lib: Any) -> tuple[type, type]:
                 raise
             t.answered(response.status_code, response.headers)
             if _read(response, t):
-                await ledger_call(core, t.finish)
+                await ledger_call(core, t.finish, keyed=t.keyed)
             else:
                 response.stream = AsyncTee(response.stream, t)
             return response
@@ -551,6 +657,20 @@ def _classes(lib: Any) -> tuple[type, type]:
             await self.inner.aclose()
 
     return Metered, AsyncMetered
+
+
+_ENDED_KEPT = 1024
+"""Background responses a client remembers seeing end (a later look at one of them is not parsed into a row)."""
+
+
+def _state(target: Target, result: Completion) -> BackgroundResponse:
+    """A background response's state from a stream of it (its create's, or a resumed one): the last event's."""
+    raw = result.raw if isinstance(result.raw, dict) else {}
+    status = raw.get("status")
+    ended = status in BACKGROUND_ENDED
+    return BackgroundResponse(id=result.id or "", provider=target.provider, model=target.model or result.model,
+                              status=status if ended or status == "queued" else "in_progress",
+                              completion=result if ended else None, raw=raw)
 
 
 _TOLD: set[tuple[str, str]] = set()

@@ -43,6 +43,9 @@ class Route:
     poll: bool = False
     """A look at a run started before (Replicate's ``GET /v1/predictions/ID``, its cancel): not billed by itself;
     the run it finds ended is priced and recorded, once."""
+    background: bool = False
+    """A look at a background response (``GET /responses/{id}``, its cancel; a ``poll`` too): one found ended is
+    priced and recorded once, keyed by its id like ``complete(..., background=True)``'s own row."""
     usage_hint: str | None = None
     """What a request must say for its stream to carry its usage (an SDK argument), told once when a stream ends
     without it: such a stream is recorded with an unknown cost (see :meth:`computekit._instrument_meter._Try`)."""
@@ -81,7 +84,13 @@ def _openai_responses(model: str, body: dict[str, Any]) -> CompleteRequest:
     req = _complete(model, body, messages, body.get("max_output_tokens"),
                     ("model", "input", "instructions", "stream", "max_output_tokens"))
     req.api = "responses"
+    req.background = body.get("background") is True  # billed when it ends: held, and recorded by its id
     return req
+
+
+def _openai_background_look(model: str, body: dict[str, Any]) -> CompleteRequest:
+    """A look at a background response: its model is what the answer names (the body has none)."""
+    return CompleteRequest(model="" if model == "unknown" else model, messages=[], api="responses")
 
 
 def _openai_text(model: str, body: dict[str, Any]) -> CompleteRequest:
@@ -178,6 +187,10 @@ _OPENAI_ROUTES = (
     _r("POST", r"/completions$", Route("complete", _openai_text, usage_hint=_INCLUDE_USAGE)),
     _r("POST", r"/embeddings$", Route("embed", _openai_embed)),
     _r("POST", r"/responses$", Route("complete", _openai_responses)),
+    _r("GET", r"/responses/[^/]+$", Route("complete", _openai_background_look, "parse_background", poll=True,
+                                          background=True)),
+    _r("POST", r"/responses/[^/]+/cancel$", Route("complete", _openai_background_look, "parse_background",
+                                                  poll=True, background=True)),
     # Billed, but not priced by computekit (yet): recorded with an unknown cost.
     _r("POST", r"/images/(generations|edits|variations)$", Route("images")),
     _r("POST", r"/audio/(speech|transcriptions|translations)$", Route("audio")),
@@ -263,8 +276,8 @@ def parse(adapter: Any, route: Route, req: Any, resp: HTTPResponse) -> Any:
     """The answer, parsed by the adapter's own parser for this route (raises what the parser raises)."""
     if route.parse is not None:
         return getattr(adapter, route.parse)(req, resp)
-    if isinstance(req, CompleteRequest):
-        return adapter.parse_complete(req, resp)
+    if isinstance(req, CompleteRequest):  # a background create answers with the response's state, not a completion
+        return adapter.parse_background(req, resp) if req.background else adapter.parse_complete(req, resp)
     if isinstance(req, EmbedRequest):
         return adapter.parse_embed(req, resp)
     if isinstance(req, PredictRequest):

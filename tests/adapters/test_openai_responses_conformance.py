@@ -52,7 +52,9 @@ UNSUPPORTED: dict[str, str] = {
     "background_mode_streaming_starting_after_vcr.yaml": "background mode with stream=True (the submit streams its "
                                                          "events, and GET /responses/{id}?stream=true&starting_after= "
                                                          "resumes them): computekit refuses a background stream before "
-                                                         "any request and polls instead (complete(background=True))",
+                                                         "any request and polls instead (complete(background=True)); "
+                                                         "ck.instrument records it through the openai SDK "
+                                                         "(test_instrument_background)",
     "openai_responses_compact_messages.yaml": "POST /responses/compact (server-side compaction of a conversation "
                                               "into an opaque item) has no computekit verb: it is not a completion "
                                               "and its answer carries no text to return",
