@@ -110,6 +110,13 @@ def _outcome(handle: BackgroundResponse[Any]) -> BackgroundResponse[Any]:
     return handle
 
 
+def _ran_in_background(handle: BackgroundResponse[Any]) -> bool:
+    """Whether a retrieved response ran in the background. One answered in the foreground was billed, and
+    recorded, by the call that created it: retrieving it later must not record it a second time (a host that
+    omits the field is taken at its word that it ran in the background)."""
+    return handle.raw.get("background") is not False
+
+
 def _target(core: Core, handle: BackgroundResponse[Any]) -> Target:
     return Target(core.adapter(handle.provider), handle.model)
 
@@ -172,7 +179,8 @@ class BackgroundResponses:
     def retrieve(self, handle: str, **unknown: Never) -> BackgroundResponse[Any]:
         """Follow a background response submitted elsewhere (another process, yesterday): its latest state; one
         that has ended is priced and recorded once (the ledger row is keyed by its id, so the process that
-        submitted it does not write it again).
+        submitted it does not write it again). A response answered in the foreground (``"background": false``)
+        was recorded by the call that made it: retrieving it records nothing.
 
         Args:
             handle: ``"provider:id"`` (``"openai:resp_abc123"``; ``h.handle`` gives it).
@@ -186,7 +194,7 @@ class BackgroundResponses:
             refuse(unknown, self.retrieve)
         fresh: BackgroundResponse[Any] = self.driver.run(_retrieve_plan(self.core, handle))
         fresh._bind(self.client, None, None)
-        if fresh.done:
+        if fresh.done and _ran_in_background(fresh):
             self._ended(fresh)
         return fresh
 
@@ -310,7 +318,7 @@ class AsyncBackgroundResponses:
             refuse(unknown, self.retrieve)
         fresh: BackgroundResponse[Any] = await self.driver.run(_retrieve_plan(self.core, handle))
         fresh._bind(self.client, None, None)
-        if fresh.done:
+        if fresh.done and _ran_in_background(fresh):
             await self._ended(fresh)
         return fresh
 

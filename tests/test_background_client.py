@@ -368,6 +368,15 @@ def test_retrieve_follows_a_response_from_elsewhere(is_async: bool, openai_spec:
     assert [r.once_key for r in client.ledger.rows()] == [f"background:openai:{RID}"]
 
 
+def test_retrieving_a_foreground_response_records_nothing(is_async: bool, openai_spec: dict[str, Any]) -> None:
+    # Its create was billed and recorded by the call that made it; a second row would count it twice.
+    server = Server(served(openai_spec, response("completed", message("hi"), background=False)))
+    client = make_client(server, is_async=is_async)
+    h = run(is_async, lambda: client.responses.retrieve(f"openai:{RID}"))
+    assert (h.status, h.text) == ("completed", "hi")
+    assert client.ledger.rows() == []
+
+
 @pytest.mark.parametrize("bad", ["openai:resp_1/../files", "openai:resp_1?x=1", "openai:", "resp_1"])
 def test_retrieve_refuses_what_is_not_an_id(bad: str) -> None:
     server = Server([])
