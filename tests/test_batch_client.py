@@ -335,6 +335,30 @@ async def test_estimate_only_sends_nothing_and_cannot_be_followed(mode: str, tmp
         await close(c)
 
 
+async def test_an_estimate_needs_no_key_and_sends_nothing(mode: str, case: Case,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from computekit.adapters._registry import adapter_class
+
+    for var in (*adapter_class(case.provider).key_env_vars, "GOOGLE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    keyed = client_for(mode, case)
+    keyless = make_client(mode, providers={case.provider: {k: v for k, v in case.settings.items()
+                                                           if k != "api_key"}}, retry_policy=policy(Sleeps()))
+    try:
+        expected = (await run(keyed.batch(case.model, REQUESTS, estimate_only=True))).estimate
+        job = await run(keyless.batch(case.model, REQUESTS, estimate_only=True))
+        assert (job.estimate_only, job.total) == (True, len(REQUESTS))
+        assert job.estimate == expected
+        assert job.estimate is not None
+        assert job.estimate.total is not None
+        # Submitting is what needs the key: refused before anything is sent.
+        with pytest.raises(ck.MissingAPIKeyError):
+            await run(keyless.batch(case.model, REQUESTS))
+    finally:
+        await close(keyed)
+        await close(keyless)
+
+
 @pytest.mark.parametrize("model", ["cohere:command-r", "replicate:acme/model", "groq:llama-3.1-8b-instant"])
 async def test_providers_without_a_batch_api_refuse_before_any_http(mode: str, tmp_path: Path, model: str) -> None:
     host = openai_host()

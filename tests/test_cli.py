@@ -1159,6 +1159,19 @@ def test_batch_estimate_only_prints_the_estimate_and_sends_nothing(batch_config:
     assert batch_host.seen == []
 
 
+def test_batch_estimate_only_needs_no_key(batch_config: Path, batch_file: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    result = _invoke("batch", "submit", str(batch_file), "--model", "openai:gpt-4o-mini", "--estimate-only",
+                     "-c", str(batch_config))
+    assert result.exit_code == 0, result.output
+    assert "estimate only: nothing uploaded or submitted" in result.stdout
+    submit = runner.invoke(app, ["batch", "submit", str(batch_file), "-m", "openai:gpt-4o-mini",
+                                 "-c", str(batch_config)])
+    assert submit.exit_code != 0  # submitting is what needs the key
+    assert "OPENAI_API_KEY" in submit.stderr
+
+
 def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Path, batch_host: BatchHost,
                                                                batch_file: Path, tmp_path: Path) -> None:
     from computekit.ledger import open_ledger
