@@ -99,6 +99,8 @@ def _carry(fresh: BatchJob, old: BatchJob) -> BatchJob:
     fresh._state.kind = old._state.kind if old._state is not None else fresh._state.kind
     fresh.kind = fresh._state.kind
     fresh._client, fresh._tags, fresh._read, fresh._totals = old._client, old._tags, old._read, old._totals
+    if not fresh.total and old.total:
+        fresh.total = old.total  # the provider counts 0 while validating: the number submitted until it counts
     if old._totals is not None:
         fresh.cost, fresh.synchronous, fresh.saved, fresh.items = old.cost, old.synchronous, old.saved, old.items
     return fresh
@@ -699,14 +701,16 @@ class Batching:
         except BaseException:
             core.budgets.release(held)  # nothing submitted: nothing to hold
             raise
-        job = _submitted(core, target, state, estimate, tags, held, self)
+        job = _submitted(core, target, state, prepared, estimate, tags, held, self)
         batches._ended(job)
         return job
 
 
-def _submitted(core: Core, target: Target, state: BatchState, estimate: Cost, tags: Mapping[str, str] | None,
-               held: Reservation | None, client: Any) -> BatchJob:
+def _submitted(core: Core, target: Target, state: BatchState, prepared: PreparedBatch, estimate: Cost,
+               tags: Mapping[str, str] | None, held: Reservation | None, client: Any) -> BatchJob:
     job = _job(target.provider, state, target.model)
+    if not job.total:
+        job.total = prepared.count  # the provider counts 0 (or nothing) while validating: what was submitted
     job.estimate = estimate
     job._client, job._tags = client, tags
     if held is not None:
@@ -753,6 +757,6 @@ class AsyncBatching:
         except BaseException:
             await ledger_call(core, partial(core.budgets.release, held), offload=held is not None)
             raise
-        job = _submitted(core, target, state, estimate, tags, held, self)
+        job = _submitted(core, target, state, prepared, estimate, tags, held, self)
         await batches._ended(job)
         return job

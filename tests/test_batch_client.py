@@ -359,6 +359,21 @@ async def test_an_estimate_needs_no_key_and_sends_nothing(mode: str, case: Case,
         await close(keyless)
 
 
+async def test_total_is_the_number_submitted_until_the_provider_counts(mode: str, tmp_path: Path) -> None:
+    host = openai_host(batch_json("validating"), batch_json("in_progress", 1), done_json())
+    c = ft_client(mode, host, tmp_path)
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        assert batch_json("validating")["request_counts"]["total"] == 0  # what the provider says while validating
+        assert (job.status, job.total) == ("validating", len(REQUESTS))
+        job = await job_call(job, "refresh")
+        assert (job.status, job.total) == ("validating", len(REQUESTS))
+        job = await job_call(job, "refresh")
+        assert (job.status, job.total, job.completed) == ("in_progress", 3, 1)
+    finally:
+        await close(c)
+
+
 @pytest.mark.parametrize("model", ["cohere:command-r", "replicate:acme/model", "groq:llama-3.1-8b-instant"])
 async def test_providers_without_a_batch_api_refuse_before_any_http(mode: str, tmp_path: Path, model: str) -> None:
     host = openai_host()
