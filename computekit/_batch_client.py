@@ -280,8 +280,11 @@ class _Reading:
         self.index += 1
         step = partial(self._record, item, priced.cost, self.index) if self.index > job._read else None
         out: Completion | Embeddings | ProviderError
-        out = item.result if item.result is not None else item.error or ProviderError(
-            "batch item failed", provider=job.provider, model=job.model)
+        if item.result is not None:
+            out = item.result
+        else:
+            out = item.error or ProviderError("batch item failed", provider=job.provider, model=job.model)
+            out._cost = priced.cost  # 0 unless the provider billed it: the same figure as its ledger row
         return (item.custom_id, out), step
 
     def _record(self, item: BatchItem, cost: Cost, index: int) -> None:

@@ -1247,17 +1247,17 @@ def _result_line(custom_id: str, answer: Any) -> dict[str, Any]:
 
     out: dict[str, Any] = {"custom_id": custom_id}
     if isinstance(answer, ComputeKitError):
-        error = {"type": type(answer).__name__, "status": getattr(answer, "status", None),
-                 "message": _redact(str(answer))}
-        # A failed item's own cost (0 unless the provider billed it) is in its ledger row and in the totals.
-        return {**out, "error": error}
-    if isinstance(answer, Completion):
+        out["error"] = {"type": type(answer).__name__, "status": getattr(answer, "status", None),
+                        "message": _redact(str(answer))}
+    elif isinstance(answer, Completion):
         out["text"] = answer.text
     else:
         out["embeddings"] = answer.vectors
-    out["model"] = answer.model
-    out["usage"] = answer.usage.model_dump(exclude_defaults=True)
-    cost = answer.cost
+    if not isinstance(answer, ComputeKitError):
+        out["model"] = answer.model
+        out["usage"] = answer.usage.model_dump(exclude_defaults=True)
+    # A failed item carries its cost too: 0 unless the provider billed it (the same figure as its ledger row).
+    cost = getattr(answer, "cost", None)
     out["cost"] = None if cost is None or cost.total is None else plain(cost.total)
     if cost is not None and cost.total is None:
         out["cost_reason"] = cost.reason

@@ -174,6 +174,8 @@ async def test_submit_wait_results_prices_each_item_at_the_batch_price(mode: str
         by_id = {r.tags["custom_id"]: r for r in rows}
         assert [by_id[c].outcome for c in ("q1", "q2", "q3")] == ["success", "success", "error"]
         assert by_id["q3"].cost == 0  # refused before it ran: not billed
+        assert out[2][1].cost is not None
+        assert out[2][1].cost.total == by_id["q3"].cost  # the error carries the cost its row has
         assert all(r.provider == provider for r in rows)
     finally:
         await close(client)
@@ -516,8 +518,35 @@ async def test_cancel_then_results_price_what_ran_and_type_what_did_not(mode: st
         assert "cancelled" in str(out["q3"])
         rows = {r.tags["custom_id"]: r for r in c.ledger.rows() if r.verb == "batch"}
         assert rows["q3"].cost == 0  # never ran: not billed
+        assert out["q3"].cost.total == 0
         assert rows["q1"].cost == item_cost(12, 5)
         assert budget_state(c) == (item_cost(12, 5) + item_cost(12, 4), 0)
+    finally:
+        await close(c)
+
+
+async def test_a_failed_item_the_provider_billed_carries_its_unknown_cost(mode: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider that bills a failed item without its usage (none of today's does): the error's cost is
+    unknown, with the reason, like its ledger row's, and the batch's total is unknown (never a partial sum)."""
+    from computekit.adapters.openai import OpenAIAdapter
+
+    failure = OpenAIAdapter.batch_failure
+    monkeypatch.setattr(OpenAIAdapter, "batch_failure",
+                        lambda self, *a, **kw: failure(self, *a, **{**kw, "billed": True}))
+    c = ft_client(mode, openai_host(), tmp_path)
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        job = await job_call(job, "wait", poll_interval=0)
+        out = dict(await job_results(job))
+        error = out["q3"]
+        assert isinstance(error, ck.ProviderError)
+        assert error.cost is not None
+        assert error.cost.total is None
+        assert "no usage" in (error.cost.reason or "")
+        rows = {r.tags["custom_id"]: r for r in c.ledger.rows() if r.verb == "batch"}
+        assert rows["q3"].cost is None
+        assert job.cost.total is None
     finally:
         await close(c)
 

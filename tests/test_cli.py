@@ -1215,6 +1215,7 @@ def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Pa
     assert [line.get("text") for line in lines] == ["This is a test.", "7", None]
     assert lines[2]["error"]["status"] == 400
     assert "string too long" in lines[2]["error"]["message"]
+    assert lines[2]["cost"] == "0"  # refused before it ran: not billed, and said so
     costs = [_batch_price(line["usage"], True) for line in lines[:2]]
     assert [Decimal(line["cost"]) for line in lines[:2]] == costs
     batch_cost, sync = sum(costs), sum(_batch_price(line["usage"], False) for line in lines[:2])
