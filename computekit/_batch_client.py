@@ -271,8 +271,9 @@ class _Reading:
         """
         job = self.job
         item = self.adapter.parse_batch_line(self.state, line)
-        model = job.model or (item.result.model if item.result is not None else "") or ""
-        priced = price_item(self.core.prices, self.adapter, model, item)
+        if not job.model and item.result is not None:
+            self._learn_model(item.result)
+        priced = price_item(self.core.prices, self.adapter, job.model, item)
         if item.result is not None:
             item.result.cost = priced.cost
             item.result.request_id = self.adapter.redact(item.result.request_id)  # as a live answer's is
@@ -286,6 +287,14 @@ class _Reading:
             out = item.error or ProviderError("batch item failed", provider=job.provider, model=job.model)
             out._cost = priced.cost  # 0 unless the provider billed it: the same figure as its ledger row
         return (item.custom_id, out), step
+
+    def _learn_model(self, result: Completion | Embeddings) -> None:
+        """A batch attached by id whose provider's batch object names no model (Anthropic's): the first answer
+        names it, for this item and the ones after it (their rows, errors and prices)."""
+        named = (result.response_model if isinstance(result, Completion) else None) or result.model
+        if named:
+            self.job.model = self.state.model = named
+            result.model = result.model or named
 
     def _record(self, item: BatchItem, cost: Cost, index: int) -> None:
         job, result, error = self.job, item.result, item.error

@@ -1147,7 +1147,8 @@ def _print_batch(console: Console, job: Any) -> None:
     grid.add_column(overflow="fold")
     status = job.status + (f" ({job.provider_status})" if job.provider_status and job.provider_status != job.status
                            else "")
-    model = job.target if job.model else f"{job.provider} (the provider's batch object names no model)"
+    model = job.target if job.model else (f"{job.provider}: unknown until results are read (the provider's batch "
+                                          "object names no model)")
     rows = [("batch", _batch_ref(job) if job.id else "(estimate only: nothing submitted)"), ("model", model),
             ("kind", job.kind), ("status", status)]
     if job.total is not None:

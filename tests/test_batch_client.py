@@ -692,6 +692,30 @@ async def test_attach_from_another_client_records_each_item_once(mode: str, tmp_
         await close(b)
 
 
+async def test_an_attached_anthropic_batch_learns_its_model_from_the_first_answer(mode: str, tmp_path: Path) -> None:
+    """Anthropic's batch object names no model: unknown on attach, then the first answer's, on every row."""
+    inters = yaml.safe_load((CASSETTES / "test_batch_client" / "anthropic_batch.yaml").read_text("utf-8"))
+    create, done, lines = (i["response"]["body"]["string"] for i in inters["interactions"])
+    batch_id = json.loads(create)["id"]
+    assert "model" not in json.loads(done)
+    host = (Host().on("GET", f"/v1/messages/batches/{batch_id}", json.loads(done))
+            .on("GET", f"/v1/messages/batches/{batch_id}/results", file_reply(lines)))
+    c = ft_client(mode, host, tmp_path, providers={"anthropic": {"api_key": "sk-ant-test-0123456789"}})
+    try:
+        job = await run(c.batches.retrieve(f"anthropic:{batch_id}"))
+        assert (job.status, job.model) == ("completed", "")  # unknown until results are read
+        out = dict(await results(c, job))
+        named = json.loads(lines.splitlines()[0])["result"]["message"]["model"]
+        assert job.model == named
+        assert out["q1"].model == named
+        assert out["q3"].cost.total == 0
+        rows = batch_rows(c)
+        assert {r.tags["custom_id"]: r.model for r in rows} == {"q1": named, "q2": named, "q3": named}
+        assert job.cost.total == priced(c, "anthropic", named, [out["q1"], out["q2"]], True)
+    finally:
+        await close(c)
+
+
 async def test_module_level_batch_uses_the_default_clients(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789abcdef")
     job = ck.batch("openai:gpt-4o-mini", REQUESTS, estimate_only=True)
