@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
@@ -1044,10 +1045,10 @@ class BatchHost:
         return [f"{m} {p}" for m, p, _ in self.seen]
 
 
-def _cassette() -> list[dict[str, Any]]:
+def _cassette(path: Path = BATCH_CASSETTE) -> list[dict[str, Any]]:
     import yaml
 
-    return list(yaml.safe_load(BATCH_CASSETTE.read_text("utf-8"))["interactions"])
+    return list(yaml.safe_load(path.read_text("utf-8"))["interactions"])
 
 
 def _served(inter: dict[str, Any]) -> Reply:
@@ -1065,8 +1066,10 @@ def _batch_state(status: str, completed: int = 0, failed: int = 0, **extra: Any)
     return Reply(200, json.dumps(body).encode())
 
 
-@pytest.fixture
-def batch_host() -> Iterator[BatchHost]:
+@contextmanager
+def _batch_server(cassette: Path, origin: str) -> Iterator[BatchHost]:
+    """A loopback host answering ``cassette``'s exchanges by method and path (``origin`` removed from its URIs;
+    a route's replies in the cassette's order)."""
     state: BatchHost
 
     class Handler(BaseHTTPRequestHandler):
@@ -1083,12 +1086,16 @@ def batch_host() -> Iterator[BatchHost]:
 
     with serve(Handler) as url:
         state = BatchHost(url=url)
-        upload, create, done, out, err = (_served(i) for i in _cassette())
-        batch_id = json.loads(create.body)["id"]
-        state.on("POST", "/files", upload).on("POST", "/batches", create).on("GET", f"/batches/{batch_id}", done)
-        for inter, reply in ((_cassette()[3], out), (_cassette()[4], err)):
-            state.on("GET", inter["request"]["uri"].removeprefix("https://api.openai.com/v1"), reply)
+        for inter in _cassette(cassette):
+            route = (inter["request"]["method"], inter["request"]["uri"].removeprefix(origin))
+            state.routes.setdefault(route, []).append(_served(inter))
         yield state
+
+
+@pytest.fixture
+def batch_host() -> Iterator[BatchHost]:
+    with _batch_server(BATCH_CASSETTE, "https://api.openai.com/v1") as host:
+        yield host
 
 
 @pytest.fixture
@@ -1109,11 +1116,12 @@ def batch_file(tmp_path: Path) -> Path:
 BATCH_ID = "openai:batch_6f1b2c3d4e5f"
 
 
-def _batch_price(usage: dict[str, int], batch: bool) -> Decimal:
-    """An answer's usage x the table's token prices for gpt-4o-mini, at the batch price or the synchronous one."""
+def _batch_price(usage: dict[str, int], batch: bool, provider: str = "openai",
+                 model: str = "gpt-4o-mini-2024-07-18") -> Decimal:
+    """An answer's usage x the table's token prices for ``model``, at the batch price or the synchronous one."""
     from computekit.pricing import BATCH_CONTEXT
 
-    ref = adapter_class("openai")(ProviderSettings("openai", "", None, 30)).price_ref("gpt-4o-mini-2024-07-18")
+    ref = adapter_class(provider)(ProviderSettings(provider, "", None, 30)).price_ref(model)
     found = PriceBook().rates(PriceRef(ref.provider, ref.model, ref.table_provider,
                                        context=(BATCH_CONTEXT,) if batch else ()))
     assert found is not None
@@ -1336,3 +1344,58 @@ def test_batch_wait_draws_its_progress_on_a_terminal(batch_config: Path, batch_h
     assert "\ropenai:gpt-4o-mini-2024-07-18 batch_6f1b2c3d4e5f: finalizing, 2/3 completed, 1 failed" in drawn
     assert "completed, 2/3 completed, 1 failed" in drawn
     assert drawn.endswith("\n")
+
+
+# Anthropic's Message Batches through the CLI: the authored, spec-validated exchanges of
+# cassettes/test_batch_client/anthropic_batch.yaml (requests inline in the create, results as JSONL).
+ANTHROPIC_CASSETTE = BATCH_CASSETTE.with_name("anthropic_batch.yaml")
+
+
+def test_batch_round_trip_on_anthropic(tmp_path: Path, batch_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from computekit.ledger import open_ledger
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    inters = _cassette(ANTHROPIC_CASSETTE)
+    batch_id = json.loads(inters[0]["response"]["body"]["string"])["id"]
+    ref = f"anthropic:{batch_id}"
+    with _batch_server(ANTHROPIC_CASSETTE, "https://api.anthropic.com/v1") as host:
+        config = tmp_path / "anthropic.toml"
+        config.write_text(f'[providers.anthropic]\nbase_url = "{host.url}"\n\n[retry]\nmax_retries = 0\n', "utf-8")
+        submit = _invoke("batch", "submit", str(batch_file), "-m", "anthropic:claude-haiku-4-5", "-c", str(config))
+        assert submit.exit_code == 0, submit.output
+        assert host.paths() == ["POST /messages/batches"]
+        assert json.loads(host.seen[0][2]) == json.loads(inters[0]["request"]["body"])  # the requests, inline
+        assert f"submitted {ref}" in submit.stdout
+
+        status = _invoke("batch", "status", ref, "-c", str(config))
+        assert status.exit_code == 0, status.output
+        assert re.search(r"status\s+completed \(ended\)", status.stdout)
+        # Anthropic's batch object names no model: said so, not left blank
+        assert re.search(r"model\s+anthropic: unknown until results are read", status.stdout)
+
+        out = tmp_path / "answers.jsonl"
+        results = _invoke("batch", "results", ref, "--out", str(out), "-c", str(config))
+        assert results.exit_code == 0, results.output
+    lines = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    named = "claude-haiku-4-5-20251001"  # the answers' model, as the cassette's result lines name it
+    assert [(line["custom_id"], line.get("text"), line.get("model")) for line in lines] == [
+        ("q1", "This is a test.", named), ("q2", "7", named), ("q3", None, None)]
+    assert lines[2]["error"]["type"] == "BadRequestError"
+    assert lines[2]["cost"] == "0"  # errored: Anthropic bills only succeeded requests
+    costs = [_batch_price(line["usage"], True, "anthropic", named) for line in lines[:2]]
+    assert [Decimal(line["cost"]) for line in lines[:2]] == costs
+    sync = sum(_batch_price(line["usage"], False, "anthropic", named) for line in lines[:2])
+    assert f"{ref} (anthropic:{named}): 2 answered, 1 failed" in results.stdout
+    for label, value in (("batch cost", sum(costs)), ("synchronous price", sync), ("saved", sync - sum(costs))):
+        cell = re.search(rf"{label}\s+│?\s*\$(\S+)", results.stdout)
+        assert cell is not None, results.stdout
+        assert Decimal(cell.group(1)) == value
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        rows = {r.tags["custom_id"]: r for r in ledger.rows() if r.verb == "batch"}
+    finally:
+        ledger.close()
+    assert {cid: (r.provider, r.model) for cid, r in rows.items()} == {
+        cid: ("anthropic", named) for cid in ("q1", "q2", "q3")}
+    assert sum(r.cost for r in rows.values() if r.cost is not None) == sum(costs)
+    _no_key(submit, status, results)
