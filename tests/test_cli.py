@@ -1125,8 +1125,8 @@ def _batch_price(usage: dict[str, int], batch: bool, provider: str = "openai",
     found = PriceBook().rates(PriceRef(ref.provider, ref.model, ref.table_provider,
                                        context=(BATCH_CONTEXT,) if batch else ()))
     assert found is not None
-    return (usage["input_tokens"] * found.prices["input_mtok"]
-            + usage["output_tokens"] * found.prices["output_mtok"]) / Decimal(1_000_000)
+    output = usage.get("output_tokens", 0) * found.prices["output_mtok"] if usage.get("output_tokens") else 0
+    return (usage["input_tokens"] * found.prices["input_mtok"] + output) / Decimal(1_000_000)
 
 
 def _no_key(*results: Any) -> None:
@@ -1399,3 +1399,82 @@ def test_batch_round_trip_on_anthropic(tmp_path: Path, batch_file: Path, monkeyp
         cid: ("anthropic", named) for cid in ("q1", "q2", "q3")}
     assert sum(r.cost for r in rows.values() if r.cost is not None) == sum(costs)
     _no_key(submit, status, results)
+
+
+# An embeddings batch on OpenAI's wire, authored here from the spec (Batch, CreateEmbeddingResponse; validated
+# below): the file upload is the chat cassette's, the batch names /v1/embeddings.
+EMBED_ID = "batch_69e2a41c7d3b8f05"
+EMBED_MODEL = "text-embedding-3-small"
+EMBED_REQUESTS = [{"custom_id": "e1", "input": "solar lantern"}, {"custom_id": "e2", "input": ["tent", "stove"]}]
+
+
+def _embed_batch(status: str, **extra: Any) -> dict[str, Any]:
+    done = status == "completed"
+    batch = {"id": EMBED_ID, "object": "batch", "endpoint": "/v1/embeddings",
+            "input_file_id": "file-emb-in", "completion_window": "24h", "status": status,
+            "output_file_id": "file-emb-out" if done else None, "error_file_id": None,
+            "created_at": 1_764_236_401, "completed_at": 1_764_237_001 if done else None,
+            "request_counts": {"total": 2 if done else 0, "completed": 2 if done else 0, "failed": 0}, **extra}
+    return {k: v for k, v in batch.items() if v is not None}  # absent, not null, where the spec has no null
+
+
+def _embedding_answer(inputs: int, tokens: int) -> dict[str, Any]:
+    return {"object": "list", "model": EMBED_MODEL,
+            "data": [{"object": "embedding", "index": i, "embedding": [0.25 * (i + 1), -0.5]} for i in range(inputs)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+EMBED_ANSWERS = {"e1": _embedding_answer(1, 2), "e2": _embedding_answer(2, 2)}
+
+
+def test_the_embeddings_batch_exchanges_validate_against_the_spec() -> None:
+    from test_cassette_specs import errors, load_spec
+
+    spec = load_spec()
+    problems = errors(spec, "Batch", _embed_batch("validating")) + errors(spec, "Batch", _embed_batch("completed"))
+    for answer in EMBED_ANSWERS.values():
+        problems += errors(spec, "CreateEmbeddingResponse", answer)
+    assert problems == []
+    assert errors(spec, "CreateEmbeddingResponse", {"object": "list"})  # not vacuous
+
+
+def test_batch_round_trip_of_embeddings(batch_config: Path, batch_host: BatchHost, tmp_path: Path) -> None:
+    from computekit.ledger import open_ledger
+
+    path = tmp_path / "embed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in EMBED_REQUESTS), "utf-8")
+    lines = "".join(json.dumps({"id": f"batch_req_{cid}", "custom_id": cid, "error": None, "response": {
+        "status_code": 200, "request_id": f"req_{cid}", "body": body}}) + "\n" for cid, body in EMBED_ANSWERS.items())
+    batch_host.on("POST", "/batches", Reply(200, json.dumps(_embed_batch("validating")).encode()))
+    batch_host.on("GET", f"/batches/{EMBED_ID}", Reply(200, json.dumps(_embed_batch("completed")).encode()))
+    batch_host.on("GET", "/files/file-emb-out/content", Reply(200, lines.encode(),
+                                                             {"content-type": "application/octet-stream"}))
+    submit = _invoke("batch", "submit", str(path), "-m", f"openai:{EMBED_MODEL}", "-c", str(batch_config))
+    assert submit.exit_code == 0, submit.output
+    assert "2 embed() requests checked" in submit.stdout
+    upload = batch_host.seen[0][2].decode()  # multipart: the JSONL file's lines among the form's
+    sent = [json.loads(line) for line in upload.splitlines() if line.startswith('{"custom_id"')]
+    assert [(x["url"], x["body"]["input"]) for x in sent] == [("/v1/embeddings", ["solar lantern"]),
+                                                              ("/v1/embeddings", ["tent", "stove"])]
+    assert json.loads(batch_host.seen[1][2])["endpoint"] == "/v1/embeddings"
+    out = tmp_path / "vectors.jsonl"
+    results = _invoke("batch", "results", f"openai:{EMBED_ID}", "--out", str(out), "-c", str(batch_config))
+    assert results.exit_code == 0, results.output
+    got = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert [(g["custom_id"], len(g["embeddings"])) for g in got] == [("e1", 1), ("e2", 2)]
+    assert got[1]["embeddings"][1] == EMBED_ANSWERS["e2"]["data"][1]["embedding"]
+    costs = [_batch_price(g["usage"], True, "openai", EMBED_MODEL) for g in got]
+    assert [Decimal(g["cost"]) for g in got] == costs
+    assert all(c > 0 for c in costs)
+    sync = sum(_batch_price(g["usage"], False, "openai", EMBED_MODEL) for g in got)
+    for label, value in (("batch cost", sum(costs)), ("synchronous price", sync), ("saved", sync - sum(costs))):
+        cell = re.search(rf"{label}\s+│?\s*\$(\S+)", results.stdout)
+        assert cell is not None, results.stdout
+        assert Decimal(cell.group(1)) == value
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        rows = [r for r in ledger.rows() if r.verb == "batch"]
+    finally:
+        ledger.close()
+    assert sorted((r.tags["custom_id"], r.input_tokens) for r in rows) == [("e1", 2), ("e2", 2)]
+    _no_key(submit, results)
