@@ -31,7 +31,16 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Never
 
 from ._arguments import refuse
-from ._batch import BatchTotals, LineReader, PreparedBatch, batch_estimate, prepare_batch, price_item, result_lines
+from ._batch import (
+    BatchTotals,
+    ItemPrices,
+    LineReader,
+    PreparedBatch,
+    batch_estimate,
+    prepare_batch,
+    price_item,
+    result_lines,
+)
 from ._bookkeeping import record
 from ._budget import Estimated, Reservation
 from ._constants import BATCH_RESERVATION_TTL_S, DEFAULT_BATCH_POLL_INTERVAL_S, MAX_BATCH_POLL_INTERVAL_S
@@ -257,6 +266,7 @@ class _Reading:
         self.state = _state_of(job)
         self.index = 0
         self.totals = BatchTotals()
+        self.prices = ItemPrices(core.prices)  # rates looked up once for this read, not once an item
         self.held: Reservation | None = core.budgets.held.get(_held_key(job))
         count = job.total or 0
         # Each item settles its share of the batch's worst case; the last one's rounding is released at the end.
@@ -273,7 +283,7 @@ class _Reading:
         item = self.adapter.parse_batch_line(self.state, line)
         if not job.model and item.result is not None:
             self._learn_model(item.result)
-        priced = price_item(self.core.prices, self.adapter, job.model, item)
+        priced = price_item(self.prices, self.adapter, job.model, item)
         if item.result is not None:
             item.result.cost = priced.cost
             item.result.request_id = self.adapter.redact(item.result.request_id)  # as a live answer's is

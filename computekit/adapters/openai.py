@@ -749,7 +749,9 @@ class OpenAIWire(Adapter):
             failed=count(counts.get("failed")) or 0,
             output_ref=data.get("output_file_id"), error_ref=data.get("error_file_id"),
             kind="embed" if endpoint.endswith("embeddings") else "complete",
-            api="responses" if endpoint.endswith("/responses") else None,
+            # the endpoint says how its answers are shaped (not the model's default api)
+            api="responses" if endpoint.endswith("/responses") else "chat" if endpoint.endswith("/chat/completions")
+            else None,
             created_at=unix_time(data.get("created_at")), ended_at=unix_time(ended), raw=data,
         )
 
