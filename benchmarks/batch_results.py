@@ -64,14 +64,15 @@ from pathlib import Path
 mode, path = sys.argv[1], Path(sys.argv[2])
 if mode != "json":
     from pydantic import SecretStr
-    from computekit._batch import BatchTotals, price_item, result_lines
+    from computekit._batch import BatchTotals, ItemPrices, price_item, result_lines
     from computekit.adapters._base import BatchState, ProviderSettings
     from computekit.adapters.openai import OpenAIAdapter
     from computekit.pricing import PriceBook
     settings = ProviderSettings("openai", "https://api.openai.com/v1", SecretStr("sk-bench-0123456789"), 30)
     adapter = OpenAIAdapter(settings)
-    book = PriceBook()
-    state = BatchState(id="batch_bench", model="gpt-4o-mini", status="completed", provider_status="completed")
+    book = ItemPrices(PriceBook())  # as results() prices a read: each reference's rates looked up once
+    state = BatchState(id="batch_bench", model="gpt-4o-mini", status="completed", provider_status="completed",
+                       api="chat")
     totals = BatchTotals()
 held = []
 start = time.perf_counter()

@@ -1091,8 +1091,8 @@ class BatchJob(_Readable, _Model):
             names no model (Anthropic's): unknown until results are read, then the first answer's model.
         status: Normalised status; ``provider_status`` keeps the provider's own word.
         kind: ``complete`` or ``embed``.
-        total: Requests in the batch, as the provider counts them; the number submitted until the provider has
-            counted them (``None`` for a batch attached before the provider has counted).
+        total: Requests in the batch, as the provider counts them; until it has counted them (OpenAI counts 0
+            while validating), the number this process submitted.
         completed: Requests that succeeded so far.
         failed: Requests that failed so far (expired and canceled ones included).
         estimate: The cost expected before submitting.

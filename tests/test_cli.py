@@ -1129,6 +1129,25 @@ def _batch_price(usage: dict[str, int], batch: bool, provider: str = "openai",
     return (usage["input_tokens"] * found.prices["input_mtok"] + output) / Decimal(1_000_000)
 
 
+def _summary_shows(stdout: str, batch_cost: Decimal, sync: Decimal) -> None:
+    """The results summary's money cells: the batch cost, the synchronous price and what was saved."""
+    for label, value in (("batch cost", batch_cost), ("synchronous price", sync), ("saved", sync - batch_cost)):
+        cell = re.search(rf"{label}\s+│?\s*\$(\S+)", stdout)
+        assert cell is not None, stdout
+        assert Decimal(cell.group(1)) == value
+
+
+def _batch_rows(tmp_path: Path) -> list[Any]:
+    """The ``batch`` rows of the ledger the CLI wrote (conftest points it at ``tmp_path``)."""
+    from computekit.ledger import open_ledger
+
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        return [r for r in ledger.rows() if r.verb == "batch"]
+    finally:
+        ledger.close()
+
+
 def _no_key(*results: Any) -> None:
     for result in results:
         assert KEY not in result.output
@@ -1182,8 +1201,6 @@ def test_batch_estimate_only_needs_no_key(batch_config: Path, batch_file: Path,
 
 def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Path, batch_host: BatchHost,
                                                                batch_file: Path, tmp_path: Path) -> None:
-    from computekit.ledger import open_ledger
-
     submit = _invoke("batch", "submit", str(batch_file), "--model", "openai:gpt-4o-mini", "--tag", "project=demo",
                      "-c", str(batch_config))
     assert submit.exit_code == 0, submit.output
@@ -1230,10 +1247,7 @@ def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Pa
     assert sync > batch_cost
     assert f"wrote 3 results to {out}" in results.stdout
     assert f"{BATCH_ID} (openai:gpt-4o-mini-2024-07-18): 2 answered, 1 failed" in results.stdout
-    for label, value in (("batch cost", batch_cost), ("synchronous price", sync), ("saved", sync - batch_cost)):
-        cell = re.search(rf"{label}\s+│?\s*\$(\S+)", results.stdout)
-        assert cell is not None, results.stdout
-        assert Decimal(cell.group(1)) == value
+    _summary_shows(results.stdout, batch_cost, sync)
     assert "E-" not in results.stdout
     assert not out.with_name("answers.jsonl.partial").exists()
 
@@ -1241,11 +1255,7 @@ def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Pa
     assert again.exit_code == 0, again.output
     assert [json.loads(line) for line in again.stdout.splitlines()] == lines
     assert "synchronous price" in again.stderr
-    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    try:
-        rows = [r for r in ledger.rows() if r.verb == "batch"]
-    finally:
-        ledger.close()
+    rows = _batch_rows(tmp_path)
     assert sorted(r.tags["custom_id"] for r in rows) == ["q1", "q2", "q3"]  # read twice, recorded once
     assert sum(r.cost for r in rows if r.cost is not None) == batch_cost
     assert {r.tags["batch_id"] for r in rows} == {"batch_6f1b2c3d4e5f"}
@@ -1352,8 +1362,6 @@ ANTHROPIC_CASSETTE = BATCH_CASSETTE.with_name("anthropic_batch.yaml")
 
 
 def test_batch_round_trip_on_anthropic(tmp_path: Path, batch_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from computekit.ledger import open_ledger
-
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     inters = _cassette(ANTHROPIC_CASSETTE)
     batch_id = json.loads(inters[0]["response"]["body"]["string"])["id"]
@@ -1386,15 +1394,8 @@ def test_batch_round_trip_on_anthropic(tmp_path: Path, batch_file: Path, monkeyp
     assert [Decimal(line["cost"]) for line in lines[:2]] == costs
     sync = sum(_batch_price(line["usage"], False, "anthropic", named) for line in lines[:2])
     assert f"{ref} (anthropic:{named}): 2 answered, 1 failed" in results.stdout
-    for label, value in (("batch cost", sum(costs)), ("synchronous price", sync), ("saved", sync - sum(costs))):
-        cell = re.search(rf"{label}\s+│?\s*\$(\S+)", results.stdout)
-        assert cell is not None, results.stdout
-        assert Decimal(cell.group(1)) == value
-    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    try:
-        rows = {r.tags["custom_id"]: r for r in ledger.rows() if r.verb == "batch"}
-    finally:
-        ledger.close()
+    _summary_shows(results.stdout, sum(costs), sync)
+    rows = {r.tags["custom_id"]: r for r in _batch_rows(tmp_path)}
     assert {cid: (r.provider, r.model) for cid, r in rows.items()} == {
         cid: ("anthropic", named) for cid in ("q1", "q2", "q3")}
     assert sum(r.cost for r in rows.values() if r.cost is not None) == sum(costs)
@@ -1439,8 +1440,6 @@ def test_the_embeddings_batch_exchanges_validate_against_the_spec() -> None:
 
 
 def test_batch_round_trip_of_embeddings(batch_config: Path, batch_host: BatchHost, tmp_path: Path) -> None:
-    from computekit.ledger import open_ledger
-
     path = tmp_path / "embed.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in EMBED_REQUESTS), "utf-8")
     lines = "".join(json.dumps({"id": f"batch_req_{cid}", "custom_id": cid, "error": None, "response": {
@@ -1467,14 +1466,7 @@ def test_batch_round_trip_of_embeddings(batch_config: Path, batch_host: BatchHos
     assert [Decimal(g["cost"]) for g in got] == costs
     assert all(c > 0 for c in costs)
     sync = sum(_batch_price(g["usage"], False, "openai", EMBED_MODEL) for g in got)
-    for label, value in (("batch cost", sum(costs)), ("synchronous price", sync), ("saved", sync - sum(costs))):
-        cell = re.search(rf"{label}\s+│?\s*\$(\S+)", results.stdout)
-        assert cell is not None, results.stdout
-        assert Decimal(cell.group(1)) == value
-    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    try:
-        rows = [r for r in ledger.rows() if r.verb == "batch"]
-    finally:
-        ledger.close()
+    _summary_shows(results.stdout, sum(costs), sync)
+    rows = _batch_rows(tmp_path)
     assert sorted((r.tags["custom_id"], r.input_tokens) for r in rows) == [("e1", 2), ("e2", 2)]
     _no_key(submit, results)
