@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         complete,
         embed,
         finetune,
+        ledger,
         predict,
         rerank,
         stream,
@@ -133,6 +134,7 @@ _LAZY: dict[str, str] = {
     "complete": "._defaults",
     "embed": "._defaults",
     "finetune": "._defaults",
+    "ledger": "._defaults",
     "predict": "._defaults",
     "rerank": "._defaults",
     "stream": "._defaults",
@@ -248,6 +250,7 @@ __all__ = [
     "embed",
     "finetune",
     "instrument",
+    "ledger",
     "predict",
     "rerank",
     "stream",
@@ -268,6 +271,11 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'computekit' has no attribute {name!r}")
+    if name == "ledger":
+        # The package computekit.ledger, callable (``ck.ledger()``: the module-level client's ledger). Importing
+        # the module-level clients imports it too, and Python binds it here as it does every subpackage.
+        importlib.import_module(module, __name__)
+        return sys.modules[__name__ + ".ledger"]
     value = _show_as_public(getattr(importlib.import_module(module, __name__), name))
     globals()[name] = value  # looked up once: later accesses are plain module attributes
     # What that import loaded besides shows as public too: ``type(client.predictions)`` is

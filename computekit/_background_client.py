@@ -6,8 +6,9 @@
 Every request (the submit, each poll, a cancel) goes through the client's driver, so it is retried like any other
 call (a 5xx on a poll is retried: polls and cancels are safe to resend; the submit is resent only when the
 provider surely never saw it). The submit reserves the call's worst case under a budget; the reservation is held
-until the response ends, when it is priced from the usage it reported and written to the ledger once, keyed by
-its id (another process that follows it, or a second ``wait()``, writes nothing more). What both flavours share is
+in the ledger under the response's key until the response ends, when it is priced from the usage it reported and
+written to the ledger once, keyed by its id, settling the reservation with it (another process that follows it
+settles it the same way; a second ``wait()`` writes nothing more). What both flavours share is
 pure and written once here (:class:`_Polling`, the errors).
 """
 
@@ -21,7 +22,7 @@ from ._arguments import refuse
 from ._background import BackgroundResponse
 from ._bookkeeping import background_ended
 from ._constants import DEFAULT_BACKGROUND_POLL_INTERVAL_S, MAX_BACKGROUND_POLL_INTERVAL_S
-from ._core import check_seconds
+from ._core import check_seconds, ledger_call
 from ._exceptions import BackgroundFailedError, BackgroundTimeoutError, BadRequestError, ConflictError
 from ._plan import Plan
 from ._plans import background_lifecycle_plan
@@ -295,7 +296,7 @@ class AsyncBackgroundResponses:
 
     async def _ended(self, handle: BackgroundResponse[Any]) -> None:
         # A row already written stays inline: nothing to write.
-        await self.driver.ledger(_ended_step(self.core, handle), offload=not handle._recorded)
+        await ledger_call(self.core, _ended_step(self.core, handle), offload=not handle._recorded, keyed=True)
 
     async def retrieve(self, handle: str, **unknown: Never) -> BackgroundResponse[Any]:
         """:meth:`BackgroundResponses.retrieve`, awaited.

@@ -13,9 +13,9 @@ again).
 
 Budgets: the whole batch's worst case (its estimate) is reserved before the upload, and refused batches send
 nothing; each item read settles its share of it; what is left is released once every result has been read, or
-when the batch ends with nothing to read. Budgets are this process's: a batch attached from another process
-records its items, but the submitting process's reservation is not settled there (it lapses after
-:data:`~computekit._constants.BATCH_RESERVATION_TTL_S`).
+when the batch ends with nothing to read. The reservation is held in the ledger under the batch's key once the
+provider has the batch (:meth:`Budgets.hold <computekit._budget.Budgets.hold>`), so a process that attaches and
+reads the results settles it the same way, each item once (its row and its share go in one transaction).
 
 What both clients share is pure and module-level here: the checked submission (:func:`_prepare`), the requests
 that submit it as a generator of plans (:func:`_submit_steps`), each lifecycle request as a plan, the reading of
@@ -79,8 +79,13 @@ def item_key(provider: str, batch_id: str, custom_id: str) -> str:
 
 
 def _held_key(job: BatchJob) -> str:
-    """The key the batch's reservation is held under until its results are read."""
+    """The key the batch's reservation is held under in the ledger until its results are read."""
     return f"batch:{job.provider}:{job.id}"
+
+
+def _release_held(core: Core, job: BatchJob) -> None:
+    """Drop what is left of the batch's reservation, whichever process made it."""
+    core.budgets.release(core.budgets.find(_held_key(job)))
 
 
 def _step(verb: str, target: Target, http: HTTPRequest, parse: Callable[[HTTPResponse], Any], *,
@@ -260,14 +265,14 @@ class _Reading:
     """One read of a batch's results (pure but for the job it updates): each line parsed and priced, the ledger
     step of each item not yet recorded by this process, and the totals once every line has been read."""
 
-    def __init__(self, core: Core, job: BatchJob) -> None:
+    def __init__(self, core: Core, job: BatchJob, held: Reservation | None) -> None:
         self.core, self.job = core, job
         self.adapter = core.adapter(job.provider)
         self.state = _state_of(job)
         self.index = 0
         self.totals = BatchTotals()
         self.prices = ItemPrices(core.prices)  # rates looked up once for this read, not once an item
-        self.held: Reservation | None = core.budgets.held.get(_held_key(job))
+        self.held = held  # the batch's reservation (Budgets.find), made by this process or the submitter
         count = job.total or 0
         # Each item settles its share of the batch's worst case; the last one's rounding is released at the end.
         self.share = (self.held.amount / count if self.held is not None and self.held.amount is not None and count
@@ -331,11 +336,7 @@ class _Reading:
         job.cost = Cost(total=totals.cost, reason=None if totals.cost is not None else
                         "an item could not be priced (its reason is on the item's cost)")
         job.synchronous, job.saved = totals.synchronous, totals.saved
-        self.release()
-
-    def release(self) -> None:
-        held = self.core.budgets.held.pop(_held_key(self.job), None)
-        self.core.budgets.release(held)
+        self.core.budgets.release(self.held)
 
 
 def _ended_without_results(core: Core, job: BatchJob) -> bool:
@@ -377,8 +378,7 @@ class Batches:
 
     def _ended(self, job: BatchJob) -> None:
         if _ended_without_results(self.core, job):
-            held = self.core.budgets.held.pop(_held_key(job), None)
-            self.core.budgets.release(held)
+            _release_held(self.core, job)
 
     def _update(self, job: BatchJob, plan: Plan) -> BatchJob:
         """Send a get or cancel plan: the batch's new state, carrying what ``job`` knew."""
@@ -388,8 +388,7 @@ class Batches:
 
     def retrieve(self, batch_id: str, **unknown: Never) -> BatchJob:
         """A batch submitted elsewhere (another process, yesterday), followed by this client. Its results, read
-        here, are recorded once in all; budgets are per process, so the submitter's reservation is not settled
-        here.
+        here, are recorded once in all, and settle the submitter's reservation (held in the shared ledger).
 
         Raises:
             InvalidRequestError: ``batch_id`` is not ``provider:id``.
@@ -471,7 +470,7 @@ class Batches:
         return self._read(job)
 
     def _read(self, job: BatchJob) -> Iterator[BatchResult]:
-        reading = _Reading(self.core, job)
+        reading = _Reading(self.core, job, self.core.budgets.find(_held_key(job)))
         for http in reading.adapter.build_batch_results(reading.state):
             yield from self._file(reading, http)
         for line in reading.adapter.batch_inline_results(reading.state):
@@ -531,8 +530,7 @@ class AsyncBatches:
 
     async def _ended(self, job: BatchJob) -> None:
         if _ended_without_results(self.core, job):
-            held = self.core.budgets.held.pop(_held_key(job), None)
-            await ledger_call(self.core, partial(self.core.budgets.release, held), offload=held is not None)
+            await ledger_call(self.core, partial(_release_held, self.core, job), keyed=True)
 
     async def _update(self, job: BatchJob, plan: Plan) -> BatchJob:
         """:meth:`Batches._update`, awaited."""
@@ -615,18 +613,19 @@ class AsyncBatches:
             _adopt(job, await self.refresh(job))  # the caller's job is the one read (its cost set at the end)
             if not job.done:
                 raise _not_ended(job)
-        reading = _Reading(self.core, job)
+        held = await ledger_call(self.core, partial(self.core.budgets.find, _held_key(job)), keyed=True)
+        reading = _Reading(self.core, job, held)
         for http in reading.adapter.build_batch_results(reading.state):
             async for out in self._file(reading, http):
                 yield out
         for line in reading.adapter.batch_inline_results(reading.state):
             yield await self._one(reading, line)
-        await ledger_call(self.core, reading.finish, offload=reading.held is not None)
+        await ledger_call(self.core, reading.finish, offload=reading.held is not None, keyed=True)
 
     async def _one(self, reading: _Reading, line: bytes | Mapping[str, Any]) -> BatchResult:
         out, step = reading.item(line)
         if step is not None:
-            await ledger_call(self.core, step)
+            await ledger_call(self.core, step, keyed=reading.held is not None)
         return out
 
     async def _file(self, reading: _Reading, http: HTTPRequest) -> AsyncIterator[BatchResult]:
@@ -723,20 +722,19 @@ class Batching:
         except BaseException:
             core.budgets.release(held)  # nothing submitted: nothing to hold
             raise
-        job = _submitted(core, target, state, prepared, estimate, tags, held, self)
+        job = _submitted(target, state, prepared, estimate, tags, self)
+        core.budgets.hold(held, _held_key(job))  # in the ledger: the process that reads the results settles it
         batches._ended(job)
         return job
 
 
-def _submitted(core: Core, target: Target, state: BatchState, prepared: PreparedBatch, estimate: Cost,
-               tags: Mapping[str, str] | None, held: Reservation | None, client: Any) -> BatchJob:
+def _submitted(target: Target, state: BatchState, prepared: PreparedBatch, estimate: Cost,
+               tags: Mapping[str, str] | None, client: Any) -> BatchJob:
     job = _job(target.provider, state, target.model)
     if not job.total:
         job.total = prepared.count  # the provider counts 0 (or nothing) while validating: what was submitted
     job.estimate = estimate
     job._client, job._tags = client, tags
-    if held is not None:
-        core.budgets.held[_held_key(job)] = held
     return job
 
 
@@ -779,6 +777,7 @@ class AsyncBatching:
         except BaseException:
             await ledger_call(core, partial(core.budgets.release, held), offload=held is not None)
             raise
-        job = _submitted(core, target, state, prepared, estimate, tags, held, self)
+        job = _submitted(target, state, prepared, estimate, tags, self)
+        await ledger_call(core, partial(core.budgets.hold, held, _held_key(job)), offload=held is not None)
         await batches._ended(job)
         return job

@@ -198,12 +198,11 @@ def _background_submitted(core: Core, facts: AttemptFacts, handle: BackgroundRes
     facts.attempts.append(Attempt(provider=facts.target.provider, model=facts.target.model, outcome="success",
                                   latency_s=latency, request_id=handle.id, started_at=facts.started))
     handle.attempts = facts.attempts
-    if facts.reservation is not None:
-        core.budgets.held[background_key(handle.provider, handle.id)] = facts.reservation
+    core.budgets.hold(facts.reservation, background_key(handle.provider, handle.id))
 
 
 def background_key(provider: str, response_id: str) -> str:
-    """A background response's ``once_key`` in the ledger (and the key of its held reservation)."""
+    """A background response's ``once_key`` in the ledger (and the key its reservation is held under there)."""
     return f"background:{provider}:{response_id}"
 
 
@@ -235,14 +234,14 @@ def background_ended(core: Core, target: Target, handle: BackgroundResponse, tag
     attempt.cost = final.cost
     final.attempts = handle.attempts or [attempt]
     key = background_key(target.provider, handle.id)
-    # Settled by the row when this client submitted it; one followed from elsewhere holds none here (the
-    # submitter's lapses after BACKGROUND_RESERVATION_TTL_S).
-    held = core.budgets.held.pop(key, None)
+    # The submitter's reservation, held in the ledger under the key, is settled by the row, whichever process
+    # writes it (one transaction: a second process finds the row written and the reservation gone).
+    held = core.budgets.find(key)
     record(core, "complete", attempt, final.usage, tags, held, once_key=key)
 
 
 def finetune_key(provider: str, job_id: str) -> str:
-    """A job's ``once_key`` in the ledger (and the key of its held reservation)."""
+    """A job's ``once_key`` in the ledger (and the key its reservation is held under there)."""
     return f"finetune:{provider}:{job_id}"
 
 
@@ -271,9 +270,9 @@ def finetune_ended(core: Core, target: Target, job: FineTuneJob, tags: Mapping[s
         attempt.error_type = "FineTuneFailedError" if job.status == "failed" else "FineTuneCanceled"
     usage = Usage(input_tokens=bill.trained_tokens or 0, gpu_seconds=bill.gpu_seconds, hardware=hardware)
     key = finetune_key(target.provider, job.id)
-    # The reservation taken at launch (by this client) is settled by the job's one row; a job followed from
-    # another client or process has none here: the launcher's lapses after FINETUNE_RESERVATION_TTL_S.
-    held = core.budgets.held.pop(key, None)
+    # The reservation taken at launch, held in the ledger under the key, is settled by the job's one row,
+    # whichever client or process writes it.
+    held = core.budgets.find(key)
     record(core, "finetune", attempt, usage, tags, held, once_key=key)
 
 
@@ -318,11 +317,11 @@ def record(core: Core, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[
 
 
 def finetune_launched(core: Core, job: FineTuneJob, reservation: Reservation | None) -> None:
-    """Hold a launched job's reservation until its cost is recorded (:func:`finetune_ended`); a launch that
-    returned no job id has nothing to settle later, so its reservation is dropped."""
+    """Hold a launched job's reservation under its key until its cost is recorded (:func:`finetune_ended`, in
+    any process); a launch that returned no job id has nothing to settle later, so its reservation is dropped."""
     if reservation is None:
         return
     if job.id is None:
         core.budgets.release(reservation)
         return
-    core.budgets.held[finetune_key(job.provider, job.id)] = reservation
+    core.budgets.hold(reservation, finetune_key(job.provider, job.id))

@@ -30,6 +30,7 @@ under ``"allow"``. A self-hosted server with no price reserves 0 (its price is k
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -53,6 +54,8 @@ __all__ = [
 FALLBACK_OUTPUT_TOKENS: Final = 32_768
 """Output tokens reserved for a call without ``max_tokens`` on a model whose maximum output and context window
 are both unknown. Pass ``max_tokens`` (or set ``max_output_tokens``) to reserve what the call can really cost."""
+
+log = logging.getLogger("computekit.budgets")
 
 _MTOK = Decimal(1_000_000)
 _INPUT_KEYS = ("input_mtok", "cache_write_mtok", "cache_write_1h_mtok", "input_audio_mtok")
@@ -252,7 +255,8 @@ class Budgets:
         self.core = core
         self.active = active
         self.held: dict[str, Reservation] = {}
-        """Prediction id / fine-tuning or background ``once_key`` -> its reservation, settled when it ends."""
+        """Prediction id -> its reservation, settled when the run ends (and a job's key -> its reservation, when
+        the ledger could not name it: see :meth:`hold`)."""
 
     def reserve(self, target: Target, req: Any, tags: Mapping[str, str] | None,
                 ttl_s: float = RESERVATION_TTL_S) -> Reservation | None:
@@ -284,6 +288,31 @@ class Budgets:
         """
         return self.reserve(target, Estimated(estimate), tags, ttl_s=FINETUNE_RESERVATION_TTL_S)
 
+    def hold(self, reservation: Reservation | None, key: str) -> None:
+        """Keep a job's reservation (a batch, a fine-tuning job, a background response) in the ledger under the
+        job's key once the provider has the job, so that whichever process records the job, this one or another
+        that shares the ledger, settles it (:meth:`find`)."""
+        if reservation is None:
+            return
+        try:
+            self.core.ledger.key_reservation(reservation.id, key)
+        except Exception:
+            # The job runs at the provider whatever the ledger does: its handle is worth more than this. Only this
+            # process can settle it now; elsewhere it lapses at its TTL.
+            log.warning("computekit: the ledger could not name the reservation of %s; only this process will "
+                        "settle it", key, exc_info=True)
+            self.held[key] = reservation
+
+    def find(self, key: str) -> Reservation | None:
+        """The reservation a job named ``key`` holds (:meth:`hold`), made by this process or another that shares
+        the ledger; ``None`` when it has none (no budget covered it, or it was settled, released or lapsed). The
+        ledger is read budgets or not: the process that reserved may have had some."""
+        mine = self.held.pop(key, None)
+        if mine is not None:
+            return mine
+        amount = self.core.ledger.reservation(key, now=dt.datetime.now(dt.UTC))
+        return None if amount is None else Reservation(key, amount)
+
     def release(self, reservation: Reservation | None) -> None:
         """Drop the reservation of an attempt that ended without a ledger row (never sent, or a failed launch)."""
         if reservation is not None:
@@ -306,5 +335,11 @@ class Budgets:
         queued to the writer thread and never block."""
         if not self.active:
             return False
+        opened = self.core._ledger
+        return opened is None or opened.blocking_io
+
+    @property
+    def finding_blocks(self) -> bool:
+        """Whether :meth:`find` waits on the network: a remote ledger, or one not opened yet, budgets or not."""
         opened = self.core._ledger
         return opened is None or opened.blocking_io

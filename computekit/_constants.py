@@ -59,8 +59,9 @@ DEFAULT_BATCH_POLL_INTERVAL_S: Final = 10.0
 MAX_BATCH_POLL_INTERVAL_S: Final = 300.0
 BATCH_RESERVATION_TTL_S: Final = 2 * 86_400.0
 """How long a batch's reservation counts before its results are read: the providers' 24-hour window and a day to
-read the results. Settled item by item as ``results()`` reads them, the rest released when all are read; a batch
-whose results are read by another process (``attach``) lapses after this long."""
+read the results. Settled item by item as ``results()`` reads them, in whichever process reads them (it is held
+in the ledger under the batch's key), the rest released when all are read; one never read lapses after this
+long."""
 CHARS_PER_TOKEN_ESTIMATE: Final = 4
 """Training tokens are estimated at four characters a token when no tokenizer for the model is available offline
 (OpenAI's rule of thumb for English text); such estimates say so in their cost line."""
@@ -102,14 +103,13 @@ RESERVATION_TTL_S: Final = 3600.0
 """How long a budget reservation counts when it is never settled (its process died mid-call): an hour."""
 FINETUNE_RESERVATION_TTL_S: Final = 86_400.0
 """How long a fine-tuning job's reservation (its estimate) counts before the job's cost is recorded: a day. It is
-settled when the launching client records the job's end; a job followed from another process (``attach``) writes
-its cost there, and the launcher's reservation then lapses after this long (or when its process ends, see
-docs/budgets.md)."""
+held in the ledger under the job's key and settled by the job's row, in whichever client or process (``attach``)
+records the job's end."""
 BACKGROUND_RESERVATION_TTL_S: Final = 21_600.0
 """How long a background response's reservation (its worst case) counts before its end is recorded: six hours
-(deep-research and pro models run for minutes to an hour or more). The submitting client settles it when it sees
-the response end; one followed from another process (``client.responses.retrieve``) records its row there, and the
-submitter's reservation then lapses after this long."""
+(deep-research and pro models run for minutes to an hour or more). It is held in the
+ledger under the response's key and settled by its row, in whichever client or process
+(``client.responses.retrieve``) sees the response end."""
 DEFAULT_BACKGROUND_POLL_INTERVAL_S: Final = 1.0
 """The first pause between polls of a background response (growing to ``MAX_BACKGROUND_POLL_INTERVAL_S``)."""
 MAX_BACKGROUND_POLL_INTERVAL_S: Final = 10.0

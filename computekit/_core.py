@@ -396,14 +396,16 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-async def ledger_call(core: Core, step: Callable[[], _T], *, offload: bool = True) -> _T:
+async def ledger_call(core: Core, step: Callable[[], _T], *, offload: bool = True, keyed: bool = False) -> _T:
     """Run a step that reserves, settles or records (``step``) from async code: in a worker thread when the
     ledger waits on the network (``core.budgets.blocking``), so the event loop never does; inline otherwise
     (SQLite answers in well under a millisecond, less than the hop to a thread). ``offload=False``: inline.
+    ``keyed``: the step finds or settles a job's reservation by its key (``Budgets.find``), which goes to the
+    ledger whether this client has budgets or not (the process that reserved it had).
 
     A call canceled while its step runs in the thread lets the step finish; a reservation it made is released.
     """
-    if not offload or not core.budgets.blocking:
+    if not offload or not (core.budgets.blocking or (keyed and core.budgets.finding_blocks)):
         return step()
     import asyncio
 
@@ -416,7 +418,9 @@ async def ledger_call(core: Core, step: Callable[[], _T], *, offload: bool = Tru
         def drop(done: asyncio.Future[_T]) -> None:
             if not done.cancelled() and done.exception() is None:
                 made = done.result()
-                if isinstance(made, Reservation):  # nobody will settle it: free it now, not at its TTL
+                # A reservation it made: nobody will settle it, free it now, not at its TTL. One a keyed step
+                # found belongs to a job still running: it stays.
+                if isinstance(made, Reservation) and not keyed:
                     loop.run_in_executor(None, core.budgets.release, made)
 
         task.add_done_callback(drop)

@@ -22,9 +22,11 @@ from ._types import DEFAULT_CLIENTS, BatchJob, Completion, Embeddings, FineTuneJ
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .ledger import Ledger
+
 __all__ = [
     "abatch", "acomplete", "aembed", "afinetune", "apredict", "arerank", "astream", "batch", "complete", "embed",
-    "finetune", "predict", "rerank", "stream",
+    "finetune", "ledger", "predict", "rerank", "stream",
 ]
 
 _lock = threading.Lock()
@@ -50,6 +52,22 @@ def default_async_client() -> AsyncClient:
             if _async is None:
                 _async = AsyncClient()
     return _async
+
+
+def ledger() -> Ledger:
+    """The ledger of the module-level client (``ck.complete()``'s, and ``ck.instrument()``'s without
+    ``using=``): ``ck.ledger().report(by="tag:customer")``. Reads flush the rows still queued first.
+
+    ``computekit.ledger`` stays the package of the ledger types (``computekit.ledger.SQLiteLedger`` ...): calling
+    it is this function.
+
+    Returns:
+        The :class:`~computekit.ledger.Ledger` configured by ``computekit.toml`` and ``COMPUTEKIT_LEDGER``.
+
+    Raises:
+        ConfigError: The configuration does not load (the module-level client is made on first use).
+    """
+    return default_client().ledger
 
 
 DEFAULT_CLIENTS["sync"] = default_client

@@ -364,7 +364,7 @@ class AsyncFineTunes:
 
     async def _ended(self, job: FineTuneJob) -> None:
         # A job already written, or not ended, stays inline: nothing to write.
-        await ledger_call(self.core, _ended_step(self.core, job), offload=_to_record(job))
+        await ledger_call(self.core, _ended_step(self.core, job), offload=_to_record(job), keyed=True)
 
     async def attach(self, job_id: str, **unknown: Never) -> FineTuneJob:
         """:meth:`FineTunes.attach`, awaited.

@@ -9,6 +9,7 @@ costs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -42,6 +43,9 @@ class Route:
     poll: bool = False
     """A look at a run started before (Replicate's ``GET /v1/predictions/ID``, its cancel): not billed by itself;
     the run it finds ended is priced and recorded, once."""
+    usage_hint: str | None = None
+    """What a request must say for its stream to carry its usage (an SDK argument), told once when a stream ends
+    without it: such a stream is recorded with an unknown cost (see :meth:`computekit._instrument_meter._Try`)."""
 
 
 def _complete(model: str, body: dict[str, Any], messages: list[dict[str, Any]], max_tokens: Any,
@@ -61,8 +65,22 @@ def _openai_chat(model: str, body: dict[str, Any]) -> CompleteRequest:
                     body.get("max_completion_tokens", body.get("max_tokens")),
                     ("model", "messages", "stream", "max_tokens", "max_completion_tokens", "response_format"))
     req.response_format = body.get("response_format")
+    req.api = "chat"  # the wire it went out on, whatever computekit's settings would pick for the model
     if "max_completion_tokens" in body:
         req.extra["max_completion_tokens"] = body["max_completion_tokens"]
+    return req
+
+
+def _openai_responses(model: str, body: dict[str, Any]) -> CompleteRequest:
+    """A Responses API body (``input`` a string or a list of items, ``instructions`` its system prompt)."""
+    given = body.get("input")
+    items = given if isinstance(given, list) else [] if given is None else [{"role": "user", "content": given}]
+    messages = [item for item in items if isinstance(item, dict)]
+    if body.get("instructions"):
+        messages.insert(0, {"role": "system", "content": body["instructions"]})
+    req = _complete(model, body, messages, body.get("max_output_tokens"),
+                    ("model", "input", "instructions", "stream", "max_output_tokens"))
+    req.api = "responses"
     return req
 
 
@@ -153,20 +171,21 @@ def _r(method: str, pattern: str, route: Route) -> tuple[str, str, Route]:
     return method, pattern, route
 
 
+_INCLUDE_USAGE = 'stream_options={"include_usage": True}'
+
 _OPENAI_ROUTES = (
-    _r("POST", r"/chat/completions$", Route("complete", _openai_chat)),
-    _r("POST", r"/completions$", Route("complete", _openai_text)),
+    _r("POST", r"/chat/completions$", Route("complete", _openai_chat, usage_hint=_INCLUDE_USAGE)),
+    _r("POST", r"/completions$", Route("complete", _openai_text, usage_hint=_INCLUDE_USAGE)),
     _r("POST", r"/embeddings$", Route("embed", _openai_embed)),
+    _r("POST", r"/responses$", Route("complete", _openai_responses)),
     # Billed, but not priced by computekit (yet): recorded with an unknown cost.
-    _r("POST", r"/responses$", Route("responses")),
     _r("POST", r"/images/(generations|edits|variations)$", Route("images")),
     _r("POST", r"/audio/(speech|transcriptions|translations)$", Route("audio")),
     _r("POST", r"/threads/(runs|[^/]+/runs)$", Route("assistants")),
 )
 
 _AZURE_ROUTES = tuple(
-    (method, pattern, Route(route.verb, route.normalise, route.parse, model_from_path=True))
-    for method, pattern, route in _OPENAI_ROUTES
+    (method, pattern, dataclasses.replace(route, model_from_path=True)) for method, pattern, route in _OPENAI_ROUTES
 )
 
 SDKS: dict[str, SDK] = {
@@ -216,13 +235,14 @@ def model_of(adapter: Any, route: Route, path: str, body: Mapping[str, Any]) -> 
     (the configured ``deployments`` map read backwards, else the deployment's own name)."""
     if route.model_from_path and (found := re.search(_MODEL_PATH, path)):
         return found.group(1)
-    if route.model_from_path:
-        found = re.search(_DEPLOYMENT, path)
-        if found:
-            deployments = getattr(getattr(adapter, "options", None), "deployments", None) or {}
-            by_deployment = {deployment: model for model, deployment in deployments.items()}
-            return by_deployment.get(found.group(1), found.group(1))
     model = body.get("model", body.get("version"))  # Replicate: a version, maybe "owner/name:version"
+    if route.model_from_path:
+        # Azure names the deployment in the URL, or (the Responses API, the v1 paths) in the body's model.
+        found = re.search(_DEPLOYMENT, path)
+        deployment = found.group(1) if found else model
+        deployments: Mapping[str, str] = getattr(getattr(adapter, "options", None), "deployments", None) or {}
+        if isinstance(deployment, str) and deployment:
+            return {name: served for served, name in deployments.items()}.get(deployment, deployment)
     return model if isinstance(model, str) and model else None
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._types import Attempt, Result, Usage
 
-__all__ = ["INSTRUMENTATION_NAME", "OPERATION_NAMES", "attempt_span", "note_response", "span_attributes"]
+__all__ = ["INSTRUMENTATION_NAME", "OPERATION_NAMES", "attempt_span", "note_response", "span_attributes", "tracing"]
 
 INSTRUMENTATION_NAME = "computekit"
 """The instrumentation scope of computekit's spans."""
@@ -62,6 +62,11 @@ def _tracer() -> Any | None:
     tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
     _cached = (provider, tracer)
     return tracer
+
+
+def tracing() -> bool:
+    """Whether spans are being exported (OpenTelemetry is configured)."""
+    return _tracer() is not None
 
 
 def _ns(when: dt.datetime) -> int:

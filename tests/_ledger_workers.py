@@ -220,3 +220,42 @@ def sigterm_handler_after_calls(url: str) -> str:
     fake_calls(url, 3, "child")
     handler = signal.getsignal(signal.SIGTERM)
     return "SIG_DFL" if handler is signal.SIG_DFL else repr(handler)
+
+
+# ============================================================================================= keyed reservations
+
+
+def settle_items(url: str, key: str, n: int, part: str, end: bool, start: Any = None) -> int:
+    """Settle items 0..n-1 of the reservation named ``key`` (each a row with its own ``once_key``) by ``part``
+    each, as a process reading a batch's results does, then release the rest when ``end``."""
+    from computekit.ledger import LedgerRow, open_ledger
+
+    ledger = open_ledger(url)
+    try:
+        if start is not None:
+            start.wait()
+        for j in range(n):
+            ledger.settle_part(key, LedgerRow(ts=T0, verb="batch", provider="openai", model="gpt-4o-mini",
+                                              outcome="success", latency_ms=1.0, cost=Decimal("0.01"),
+                                              reserved=Decimal(part), once_key=f"{key}:{j}"), Decimal(part))
+        if end:
+            ledger.release(key)
+        return n
+    finally:
+        ledger.close()
+
+
+def settle_job(url: str, key: str, cost: str, start: Any = None) -> int:
+    """Settle the reservation named ``key`` with the job's one row (``once_key`` = ``key``), as each process that
+    sees a job end does."""
+    from computekit.ledger import LedgerRow, open_ledger
+
+    ledger = open_ledger(url)
+    try:
+        if start is not None:
+            start.wait()
+        ledger.settle(key, LedgerRow(ts=T0, verb="finetune", provider="openai", model="gpt-4o-mini",
+                                     outcome="success", latency_ms=1.0, cost=Decimal(cost), once_key=key))
+        return 1
+    finally:
+        ledger.close()

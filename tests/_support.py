@@ -68,8 +68,10 @@ class Server:
 
 
 class WatchedLedger:
-    """A SQLite ledger (``.ledger``) that notes the thread of each reserve, settle (``release``: without a row) and
-    record in ``threads``, can say it is remote (``blocking_io``), and holds ``reserve()`` while ``go`` is clear."""
+    """A SQLite ledger (``.ledger``) that notes the thread of each reserve, settle (``release``: without a row),
+    record, ``part`` (a batch item's share settled), ``key`` (a job's reservation named) and ``find`` (looked up
+    by its key) in ``threads``, can say it is remote (``blocking_io``), and holds ``reserve()`` while ``go`` is
+    clear."""
 
     def __init__(self, path: Any, *, remote: bool) -> None:
         from computekit.ledger import SQLiteLedger
@@ -92,6 +94,18 @@ class WatchedLedger:
             def record(self, row: LedgerRow) -> None:
                 outer.threads.append(("record", threading.current_thread()))
                 super().record(row)
+
+            def settle_part(self, reservation: str, row: LedgerRow, amount: Any) -> None:
+                outer.threads.append(("part", threading.current_thread()))
+                super().settle_part(reservation, row, amount)
+
+            def key_reservation(self, reservation: str, key: str) -> None:
+                outer.threads.append(("key", threading.current_thread()))
+                super().key_reservation(reservation, key)
+
+            def reservation(self, key: str, *, now: dt.datetime) -> Any:
+                outer.threads.append(("find", threading.current_thread()))
+                return super().reservation(key, now=now)
 
         self.threads: list[tuple[str, threading.Thread]] = []
         self.entered, self.go = threading.Event(), threading.Event()

@@ -211,6 +211,33 @@ def test_budget_reserves_the_worst_case_at_submit_and_settles_at_the_end(is_asyn
     assert client.ledger.rows()[0].reserved == running.reserved
 
 
+def test_a_response_that_ends_in_another_process_settles_the_submitters_reservation(
+        is_async: bool, openai_spec: dict[str, Any], ledger_url: str) -> None:
+    """On SQLite and PostgreSQL: the submit's reservation is held in the shared ledger under the response's key,
+    so the process that sees it end settles it with its one row; the submitter then settles and writes nothing."""
+    server = Server(served(openai_spec, response("queued"), response("completed", message("done"))))
+    a = make_client(server, is_async=is_async, ledger=ledger_url, budget={"limit_usd": "5"})
+    b = make_client(server, is_async=is_async, ledger=ledger_url, budget={"limit_usd": "5"})
+    try:
+        h = run(is_async, lambda: a.complete("openai:o3", "x", background=True, max_tokens=1000))
+        held = b.budget_status()["default"].reserved
+        assert held > 0  # the other process sees it in the shared ledger
+        other = run(is_async, lambda: b.responses.retrieve(f"openai:{RID}"))
+        assert other.done
+        for c in (a, b):
+            st = c.budget_status()["default"]
+            assert (st.spent, st.reserved) == (price(), 0)
+        [row] = b.ledger.rows()
+        assert (row.once_key, row.reserved) == (f"background:openai:{RID}", held)
+        h = run(is_async, lambda: a.responses.wait(h, poll_interval=0))  # the submitter sees the end too
+        st = a.budget_status()["default"]
+        assert (st.spent, st.reserved) == (price(), 0)
+        assert len(a.ledger.rows()) == 1
+    finally:
+        for c in (a, b):
+            run(is_async, c.aclose if is_async else c.close)
+
+
 def test_a_submit_the_budget_refuses_sends_nothing(openai_spec: dict[str, Any]) -> None:
     server = Server(served(openai_spec, response("queued")))
     client = make_client(server, budget={"limit_usd": "0.000001"})

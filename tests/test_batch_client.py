@@ -21,6 +21,7 @@ import httpx
 import pytest
 import yaml
 from _paths import CASSETTES, real_key
+from _support import WatchedLedger
 from adapters._clients import (  # noqa: F401  (shared fixtures, registered by name)
     Sleeps,
     close,
@@ -714,6 +715,69 @@ async def test_an_attached_anthropic_batch_learns_its_model_from_the_first_answe
         assert job.cost.total == priced(c, "anthropic", named, [out["q1"], out["q2"]], True)
     finally:
         await close(c)
+
+
+async def test_results_read_in_another_process_settle_the_submitters_reservation(mode: str, tmp_path: Path,
+                                                                                  ledger_url: str) -> None:
+    """On SQLite and PostgreSQL, as ``computekit batch submit`` then ``computekit batch results`` run: the batch's
+    reservation is held in the shared ledger under its key, so the items read by another client settle their
+    shares of it, each once, and the rest is released when every result has been read."""
+    host = openai_host(done_json())
+    budget = {"limit_usd": "5", "period": "total"}
+    a = ft_client(mode, host, tmp_path, ledger=ledger_url, budget=budget)
+    b = ft_client(mode, host, tmp_path, ledger=ledger_url, budget=budget)
+    c = ft_client(mode, host, tmp_path, ledger=ledger_url, budget=budget)
+    try:
+        submitted = await run(a.batch("openai:gpt-4o-mini", REQUESTS))
+        estimate = submitted.estimate.total
+        assert estimate is not None
+        await close(a)  # the submitting process is gone
+        assert budget_state(b) == (0, estimate)
+        job = await run(b.batches.retrieve(f"openai:{submitted.id}"))
+        first = await job_results(job, stop_after=1)  # b stops after one item
+        assert [cid for cid, _ in first] == ["q1"]
+        share = estimate / 3
+        assert budget_state(c) == (item_cost(12, 5), estimate - share)
+        other = await run(c.batches.retrieve(f"openai:{submitted.id}"))
+        out = await results(c, other)  # a third process reads them all: q1 is neither written nor settled again
+        assert [cid for cid, _ in out] == ["q1", "q2", "q3"]
+        actual = item_cost(12, 5) + item_cost(12, 4)
+        for client in (b, c):
+            assert budget_state(client) == (actual, 0)
+        rows = [r for r in c.ledger.rows() if r.verb == "batch"]
+        assert len(rows) == 3
+        assert {r.reserved for r in rows} == {share}
+        assert len(await job_results(job)) == 3  # b reads to the end now: nothing written, settled or released twice
+        assert budget_state(b) == (actual, 0)
+        assert len([r for r in b.ledger.rows() if r.verb == "batch"]) == 3
+    finally:
+        await close(b)
+        await close(c)
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
+async def test_a_reader_without_budgets_settles_off_the_event_loop_only_async_with_a_remote_ledger(
+        mode: str, remote: bool, tmp_path: Path) -> None:
+    """A client with no budget of its own that reads a batch submitted under one still finds and settles its
+    reservation: off the event loop when it is async and the ledger is remote, inline otherwise."""
+    import threading
+
+    host = openai_host(done_json())
+    path = tmp_path / "shared.db"
+    a = ft_client(mode, host, tmp_path, ledger=f"sqlite:///{path}", budget={"limit_usd": "5", "period": "total"})
+    watched = WatchedLedger(path, remote=remote)
+    b = ft_client(mode, host, tmp_path, ledger=watched.ledger)
+    caller = threading.current_thread()
+    try:
+        submitted = await run(a.batch("openai:gpt-4o-mini", REQUESTS))
+        job = await run(b.batches.retrieve(f"openai:{submitted.id}"))
+        assert len(await results(b, job)) == 3
+        assert watched.steps() == ["find", "part", "part", "part", "release"]
+        assert watched.off(caller) == [mode == "async" and remote] * 5
+        assert budget_state(a) == (item_cost(12, 5) + item_cost(12, 4), 0)
+    finally:
+        await close(a)
+        await close(b)
 
 
 async def test_module_level_batch_uses_the_default_clients(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -179,6 +179,122 @@ def test_a_row_written_once_counts_once(ledger_url: str) -> None:
         b.close()
 
 
+def test_a_keyed_reservation_is_settled_once_by_whichever_connection_records_the_job(ledger_url: str) -> None:
+    """A job's reservation, named by its key once the provider has the job, is found and settled by another
+    process (its row carries the amount reserved); the submitter settling it afterwards changes nothing."""
+    a, b = open_ledger(ledger_url), open_ledger(ledger_url)
+    key = "finetune:openai:ftjob-1"
+    try:
+        assert b.reservation(key, now=NOW) is None
+        a.key_reservation(a.reserve([charge("0.5"), charge("0.5", name="team")], now=NOW, ttl_s=60), key)
+        assert b.reservation(key, now=NOW) == Decimal("0.5")
+        assert b.reservation(key, now=NOW + dt.timedelta(seconds=60)) is None  # lapsed
+        b.settle(key, row("0.3", reserved="0.5", once_key=key))
+        a.settle(key, row("0.3", reserved="0.5", once_key=key))  # the submitter sees the end too: a no-op
+        assert a.reservation(key, now=NOW) is None
+        for budget in ("default", "team"):
+            assert a.budget_usage(charge("0", name=budget), now=NOW) == (Decimal("0.3"), Decimal(0))
+        assert [r.once_key for r in a.rows()] == [key]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_parts_of_a_keyed_reservation_settle_once_each_whoever_reads_them(ledger_url: str) -> None:
+    """A batch's items settle their share of its reservation: an item another reader recorded first lowers it
+    no more, and the reservation keeps what it first reserved for a reader that starts later."""
+    a, b = open_ledger(ledger_url), open_ledger(ledger_url)
+    key = "batch:openai:batch_1"
+    part = Decimal("0.3")
+
+    def item(j: int) -> LedgerRow:
+        return row("0.01", reserved=str(part), verb="batch", once_key=f"{key}:q{j}")
+
+    try:
+        a.key_reservation(a.reserve([charge("0.9")], now=NOW, ttl_s=60), key)
+        b.settle_part(key, item(1), part)
+        a.settle_part(key, item(1), part)  # read again by another process: nothing settled twice
+        assert a.budget_usage(charge("0"), now=NOW) == (Decimal("0.01"), Decimal("0.6"))
+        assert a.reservation(key, now=NOW) == Decimal("0.9")  # what the next reader divides into shares
+        a.settle_part(key, item(2), part)
+        b.settle_part(key, item(3), part)
+        assert b.budget_usage(charge("0"), now=NOW) == (Decimal("0.03"), Decimal(0))
+        b.release(key)
+        a.release(key)
+        assert b.reservation(key, now=NOW) is None
+        assert len(a.rows()) == 3
+    finally:
+        a.close()
+        b.close()
+
+
+def test_processes_reading_one_batch_together_settle_each_item_once(ledger_url: str) -> None:
+    """Three processes read the same 40 items of a batch at once and each releases the rest at its end: 40 rows,
+    and the reservation is settled item by item and then gone, never lowered twice for one item."""
+    from _ledger_workers import in_processes, settle_items
+
+    lg = open_ledger(ledger_url)
+    key = "batch:openai:batch_race"
+    budget = charge("0.8", limit="5", period="total", start=period_start("total", NOW))  # the workers' rows' dates
+    try:
+        lg.key_reservation(lg.reserve([budget], now=NOW, ttl_s=3600), key)
+        in_processes(settle_items, [(ledger_url, key, 40, "0.01", False)] * 3)
+        assert lg.budget_usage(budget, now=NOW) == (Decimal("0.40"), Decimal("0.40"))
+        in_processes(settle_items, [(ledger_url, key, 40, "0.01", True)] * 2)
+        assert lg.budget_usage(budget, now=NOW) == (Decimal("0.40"), Decimal(0))
+        assert len(lg.rows()) == 40
+    finally:
+        lg.close()
+
+
+def test_processes_seeing_one_job_end_together_settle_it_once(ledger_url: str) -> None:
+    """Four processes see a job end at once and each settles its reservation with the job's row: one row, its
+    cost spent, nothing left reserved."""
+    from _ledger_workers import in_processes, settle_job
+
+    lg = open_ledger(ledger_url)
+    key = "finetune:openai:ftjob-race"
+    budget = charge("0.9", limit="5", period="total", start=period_start("total", NOW))
+    try:
+        lg.key_reservation(lg.reserve([budget], now=NOW, ttl_s=3600), key)
+        in_processes(settle_job, [(ledger_url, key, "0.25")] * 4)
+        assert lg.budget_usage(budget, now=NOW) == (Decimal("0.25"), Decimal(0))
+        assert [r.once_key for r in lg.rows()] == [key]
+    finally:
+        lg.close()
+
+
+def test_a_v3_sqlite_ledger_keeps_its_reservations_and_can_key_them(tmp_path: Path) -> None:
+    """A ledger file written by the previous schema (v3: reservations without what they first reserved) opens,
+    is migrated in place, and its reservations still count and can be named, found and settled."""
+    import sqlite3
+
+    from computekit.ledger import _sqlite
+
+    p = tmp_path / "v3.db"
+    con = sqlite3.connect(p)
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for v in (1, 2, 3):  # the schema as the previous version created it
+        con.executescript(_sqlite._MIGRATIONS[v])
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", (v,))
+    con.execute("INSERT INTO reservations (id, budget, amount, expires) VALUES (?, ?, ?, ?)",
+                ("old-rid", charge("0").key, "0.4", (NOW + dt.timedelta(hours=1)).isoformat()))
+    con.commit()
+    con.close()
+    lg = _sqlite.SQLiteLedger(p)
+    try:
+        assert lg.budget_usage(charge("0"), now=NOW) == (Decimal(0), Decimal("0.4"))
+        lg.key_reservation("old-rid", "batch:openai:b1")
+        assert lg.reservation("batch:openai:b1", now=NOW) == Decimal("0.4")  # what is left stands in
+        lg.settle_part("batch:openai:b1", row("0.1", reserved="0.2", once_key="i1"), Decimal("0.2"))
+        assert lg.budget_usage(charge("0"), now=NOW) == (Decimal("0.1"), Decimal("0.2"))
+        lg.release("batch:openai:b1")
+        assert lg.budget_usage(charge("0"), now=NOW) == (Decimal("0.1"), Decimal(0))
+        assert sqlite3.connect(p).execute("SELECT MAX(version) FROM schema_version").fetchone() == (4,)
+    finally:
+        lg.close()
+
+
 def test_writers_and_reservations_racing_keep_the_total_exact(ledger_url: str) -> None:
     """Threads on three connections record rows (some in batches) and reserve + settle, while the first
     reservation creates the budget's running total: at the end it equals the sum of the rows."""
@@ -253,6 +369,7 @@ def test_postgres_v1_ledger_is_migrated_and_its_rows_counted(postgres_url: str) 
     with psycopg.connect(postgres_url, autocommit=True) as c:  # back to schema v1, as computekit 0.1 left it
         c.execute("DROP TABLE computekit_budget_totals")
         c.execute("DROP INDEX computekit_reservations_expires")
+        c.execute("ALTER TABLE computekit_reservations DROP COLUMN reserved")
         c.execute("DELETE FROM computekit_schema_version WHERE version > 1")
     lg = open_ledger(postgres_url)
     try:
@@ -260,7 +377,7 @@ def test_postgres_v1_ledger_is_migrated_and_its_rows_counted(postgres_url: str) 
         lg.settle(lg.reserve([charge("0.5")], now=NOW, ttl_s=60), row("0.5", reserved="0.5"))
         assert lg.budget_usage(charge("0"), now=NOW) == (Decimal("0.75"), Decimal(0))
         with psycopg.connect(postgres_url) as c:
-            assert c.execute("SELECT MAX(version) FROM computekit_schema_version").fetchone() == (2,)
+            assert c.execute("SELECT MAX(version) FROM computekit_schema_version").fetchone() == (3,)
     finally:
         lg.close()
 
@@ -337,6 +454,9 @@ def test_a_ledger_that_cannot_enforce_budgets_says_so() -> None:
 
     with pytest.raises(ck.ConfigError, match="cannot enforce budgets"):
         NullLedger().reserve([charge("0.1")], now=NOW, ttl_s=60)
+    with pytest.raises(ck.ConfigError, match="cannot enforce budgets"):
+        NullLedger().key_reservation("rid", "batch:openai:b1")
+    assert NullLedger().reservation("batch:openai:b1", now=NOW) is None  # it holds none: nothing to settle
 
 
 # ============================================================================================= worst cases

@@ -1262,6 +1262,30 @@ def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Pa
     _no_key(submit, status, early, waited, results, again)
 
 
+def test_batch_results_in_a_later_command_settle_the_budget_the_submit_reserved(batch_config: Path,
+                                                                                batch_file: Path) -> None:
+    """``submit`` reserves the batch's estimate under a budget; ``results``, a later process, settles it: the
+    budget then shows the items' cost spent and nothing reserved (not the batch counted twice until a TTL)."""
+    with batch_config.open("a", encoding="utf-8") as f:
+        f.write('\n[budget]\nlimit_usd = "5"\nperiod = "total"\n')
+
+    def status() -> tuple[Decimal, Decimal]:
+        shown = _invoke("budgets", "--json", "-c", str(batch_config))
+        assert shown.exit_code == 0, shown.output
+        data = json.loads(shown.stdout)["default"]
+        return Decimal(data["spent"]), Decimal(data["reserved"])
+
+    submit = _invoke("batch", "submit", str(batch_file), "-m", "openai:gpt-4o-mini", "--json", "-c", str(batch_config))
+    assert submit.exit_code == 0, submit.output
+    estimate = Decimal(json.loads(submit.stdout)["estimate"]["total"])
+    assert estimate > 0
+    assert status() == (0, estimate)
+    results = _invoke("batch", "results", BATCH_ID, "-c", str(batch_config))
+    assert results.exit_code == 0, results.output
+    lines = [json.loads(line) for line in results.stdout.splitlines()]
+    assert status() == (sum(_batch_price(line["usage"], True) for line in lines[:2]), 0)
+
+
 def test_batch_cancel(batch_config: Path, batch_host: BatchHost) -> None:
     batch_host.on("GET", "/batches/batch_6f1b2c3d4e5f", _batch_state("in_progress", 1))
     batch_host.on("POST", "/batches/batch_6f1b2c3d4e5f/cancel", _batch_state("cancelling", 1))

@@ -6,6 +6,7 @@ recorded by a fake sleep that moves a fake clock (nothing sleeps). Prices come f
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from dataclasses import dataclass, field
@@ -622,24 +623,31 @@ async def test_an_unknown_estimate_follows_the_budgets_unknown_price(mode: str, 
         assert job.estimate.total is None
         assert host.hits("POST", "/v1/fine_tuning/jobs") == 1
         assert _status(allowed) == (0, 0)  # allowed: reserved as 0
-        assert len(allowed._core.budgets.held) == 1  # still held, to be settled by the job's row
+        # still held in the ledger under the job's key (as 0), to be settled by the job's row
+        assert allowed.ledger.reservation(f"finetune:openai:{job.id}", now=dt.datetime.now(dt.UTC)) == 0
     finally:
         await close(allowed)
 
 
-async def test_a_job_followed_elsewhere_leaves_the_launchers_reservation_to_its_ttl(mode: str,
-                                                                                  tmp_path: Path) -> None:
+async def test_a_job_followed_elsewhere_settles_the_launchers_reservation(mode: str, tmp_path: Path,
+                                                                         ledger_url: str) -> None:
+    """On SQLite and PostgreSQL: the launcher's reservation is held in the ledger under the job's key, so the
+    process that sees the job end settles it with the job's one row."""
     host = launch_host().on("GET", "/v1/fine_tuning/jobs/ftjob-abc", done_json(1500))
-    ledger = f"sqlite:///{tmp_path / 'shared.db'}"
-    a = client(mode, host, tmp_path, ledger=ledger, budget={"limit_usd": "5", "period": "total"})
-    b = client(mode, host, tmp_path, ledger=ledger, budget={"limit_usd": "5", "period": "total"})
+    a = client(mode, host, tmp_path, ledger=ledger_url, budget={"limit_usd": "5", "period": "total"})
+    b = client(mode, host, tmp_path, ledger=ledger_url, budget={"limit_usd": "5", "period": "total"})
     try:
         job = await run(a.finetune(MODEL, training_file=examples(), epochs=3))
+        assert job.estimate.total is not None
+        assert _status(b) == (0, job.estimate.total)  # b sees a's reservation in the shared ledger
         attach = ck.FineTuneJob.async_attach if mode == "async" else ck.FineTuneJob.attach
-        await run(attach("openai:ftjob-abc", client=b))  # b records the cost; a's reservation still counts
+        await run(attach("openai:ftjob-abc", client=b))  # b records the cost and settles a's reservation
         actual = Decimal(1500) * training_price()
-        assert _status(b) == (actual, job.estimate.total)
-        await job_call(job, "refresh")  # back in the launcher: its reservation is settled, no second row
+        assert _status(b) == (actual, 0)
+        assert _status(a) == (actual, 0)
+        [row] = b.ledger.rows()
+        assert row.reserved == job.estimate.total  # counted if its cost were unknown
+        await job_call(job, "refresh")  # back in the launcher: nothing settled or written twice
         assert _status(b) == (actual, 0)
         assert len(b.ledger.rows()) == 1
     finally:
@@ -659,8 +667,9 @@ async def test_an_ended_job_is_written_off_the_event_loop_only_async_with_a_remo
     try:
         job = await run(c.finetune(MODEL, training_file=examples(), epochs=3, wait=True, poll_interval=0))
         assert job.status == "succeeded"
-        assert watched.steps() == ["reserve", "settle"]  # the estimate, then the job's one row
-        assert watched.off(caller) == [mode == "async" and remote] * 2
+        # the estimate, named by the job's key once launched, found there when the job ends, settled by its row
+        assert watched.steps() == ["reserve", "key", "find", "settle"]
+        assert watched.off(caller) == [mode == "async" and remote] * 4
         [row] = c.ledger.rows()
         assert row.cost == Decimal(1500) * training_price() == job.cost.total
     finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -194,6 +196,196 @@ async def test_openai_chat_is_priced_like_ck_complete_and_tagged(tmp_path: Any, 
     assert ckc.ledger.report(by="tag:customer").rows[0].key == "acme"
 
 
+def test_the_docs_example_as_written(tmp_path: Any, oai_lib: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ck.instrument(openai.OpenAI())`` on the module-level client, tags, then ``ck.ledger().report(...)``."""
+    from computekit import _defaults
+
+    monkeypatch.setattr(_defaults, "_sync", ck_client(tmp_path))
+    client = ck.instrument(sdk_client("openai", Server(oai_lib, [Reply(body=CHAT), Reply(body=CHAT)]), False))
+    for customer in ("acme", "globex"):
+        with ck.tags(feature="search", customer=customer):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    report = ck.ledger().report(by="tag:customer")
+    one = ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT))
+    assert one is not None
+    assert {(r.key, r.cost) for r in report.rows} == {("acme", one), ("globex", one)}
+    assert report.total == 2 * one
+
+
+RESPONSE = {"id": "resp_1", "object": "response", "created_at": 1, "status": "completed", "model": "gpt-4o-mini",
+            "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": "hello", "annotations": []}]}],
+            "usage": {"input_tokens": 12, "output_tokens": 5, "total_tokens": 17,
+                      "input_tokens_details": {"cached_tokens": 4}, "output_tokens_details": {"reasoning_tokens": 0}}}
+
+
+def responses_sse() -> list[bytes]:
+    events = [("response.created", {"type": "response.created", "sequence_number": 0,
+                                    "response": {**RESPONSE, "status": "in_progress", "output": [], "usage": None}}),
+              ("response.output_text.delta", {"type": "response.output_text.delta", "sequence_number": 1,
+                                              "item_id": "msg_1", "output_index": 0, "content_index": 0,
+                                              "delta": "hello"}),
+              ("response.completed", {"type": "response.completed", "sequence_number": 2, "response": RESPONSE})]
+    return [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events]
+
+
+@both
+@pytest.mark.parametrize("stream", [False, True], ids=["answer", "stream"])
+async def test_openai_responses_are_priced_like_ck_complete_on_the_responses_api(
+        tmp_path: Any, oai_lib: Any, is_async: bool, stream: bool) -> None:
+    reply = Reply(pieces=responses_sse()) if stream else Reply(body=RESPONSE)
+    _server, ckc, client = metered(tmp_path, "openai", [reply], is_async)
+    with ck.tags(customer="acme"):
+        if stream:
+            got = await drain(await run(client.responses.create(model="gpt-4o-mini", input="hi", stream=True)))
+            assert got[-1].type == "response.completed"
+        else:
+            answer = await run(client.responses.create(model="gpt-4o-mini", input="hi", instructions="be brief"))
+            assert answer.output_text == "hello"
+    [row] = rows(ckc)
+    assert (row.model, row.outcome, row.tags) == ("gpt-4o-mini", "success", {"customer": "acme"})
+    assert row.verb == ("stream" if stream else "complete")  # the verbs of ck.stream() and ck.complete()
+    assert (row.input_tokens, row.cached_input_tokens, row.output_tokens) == (12, 4, 5)
+    again = Reply(pieces=responses_sse()) if stream else Reply(body=RESPONSE)
+    expected = ck_cost(tmp_path, "openai:gpt-4o-mini", again, stream=stream, api="responses")
+    assert expected is not None
+    assert row.cost == expected
+
+
+@both
+async def test_each_openai_route_is_read_as_its_own_wire_whatever_the_api_setting(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """``api = "responses"`` in computekit's settings picks the wire of computekit's own calls; an SDK's chat
+    completion is still a chat completion."""
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(body=CHAT)], is_async,
+                                   providers={"openai": {"api": "responses"}})
+    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+    [row] = rows(ckc)
+    assert (row.outcome, row.input_tokens, row.cost) == (
+        "success", 12, ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT), api="chat"))
+
+
+@both
+async def test_a_responses_call_is_held_to_the_budget_before_it_is_sent(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    server = Server(oai_lib, [Reply(body=RESPONSE)])
+    ckc = ck_client(tmp_path, budget={"limit_usd": "0.000001", "period": "day"})
+    client = ck.instrument(sdk_client("openai", server, is_async), using=ckc)
+    with pytest.raises(ck.BudgetExceededError):
+        await run(client.responses.create(model="gpt-4o-mini", input="hi", max_output_tokens=1000))
+    assert server.hits == 0
+
+
+def _spy_on(ckc: ck.Client, method: str) -> list[int]:
+    """The threads that call ``ckc``'s ledger's ``method`` (record, settle), in order."""
+    calls: list[int] = []
+    ledger = ckc._core.ledger
+    write = getattr(ledger, method)
+
+    def spy(*args: Any) -> None:
+        calls.append(threading.get_ident())
+        write(*args)
+
+    setattr(ledger, method, spy)
+    return calls
+
+
+@both
+async def test_answers_are_recorded_in_batches_once_each_and_under_a_budget_at_once(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """Without a budget an answer's bookkeeping waits for a batch of them (done on the caller's thread) or for the
+    ledger's next commit (its writer thread), whichever comes first, and each is recorded once, with the latency
+    of its own call; under a budget it is settled before the call returns."""
+    from computekit._instrument_meter import _BATCH
+
+    n = _BATCH + 2
+    replies = [Reply(body=CHAT, headers={"x-request-id": f"req_{i}"}) for i in range(n)]
+    # A long flush interval: the writer's own commit does not come during the calls, only at the read.
+    ckc = ck.Client(config=None, ledger={"url": f"sqlite:///{tmp_path / 'b.db'}", "flush_interval": 30.0})
+    client = ck.instrument(sdk_client("openai", Server(oai_lib, replies), is_async), using=ckc)
+    recorded_on = _spy_on(ckc, "record")
+    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+    assert recorded_on == []  # not yet: kept for the batch
+    for _ in range(n - 1):
+        await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+    assert recorded_on == [threading.get_ident()] * _BATCH  # the full batch, on the caller's thread
+    got = rows(ckc)  # the two left: by the writer, at the read's flush
+    assert sorted(r.request_id or "" for r in got) == sorted(f"req_{i}" for i in range(n))
+    assert len(recorded_on) == n
+    expected = ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT))
+    assert {r.cost for r in got} == {expected}
+    assert max(r.latency_ms for r in got) < 1000
+    ckc.close()
+
+    _server, ckc, client = metered(tmp_path / "budget", "openai", [Reply(body=CHAT)], is_async,
+                                   budget={"limit_usd": "5", "period": "day"})
+    settled_on = _spy_on(ckc, "settle")
+    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+    assert settled_on == [threading.get_ident()]  # settled before the call returned
+    ckc.close()
+
+
+def test_a_pending_answer_is_written_within_the_flush_interval_without_a_read(tmp_path: Any, oai_lib: Any) -> None:
+    """Nobody reads and no batch fills: the ledger's writer still records the answer with its next commit."""
+    import time
+
+    db = tmp_path / "w.db"
+    ckc = ck.Client(config=None, ledger={"url": f"sqlite:///{db}", "flush_interval": 0.05})
+    client = ck.instrument(sdk_client("openai", Server(oai_lib, [Reply(body=CHAT)]), False), using=ckc)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    other = ck.Client(config=None, ledger=f"sqlite:///{db}").ledger  # another connection: no flush of the writer
+    deadline = time.monotonic() + 10
+    while not other.rows() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [(r.outcome, r.input_tokens) for r in other.rows()] == [("success", 12)]
+    ckc.close()
+
+
+def test_a_forked_child_does_not_record_its_parents_pending_answers(tmp_path: Any, oai_lib: Any) -> None:
+    import os
+
+    from computekit._instrument_meter import _BATCH
+
+    server = Server(oai_lib, [Reply(body=CHAT, headers={"x-request-id": f"req_{i}"}) for i in range(_BATCH + 1)])
+    ckc = ck_client(tmp_path)
+    client = ck.instrument(sdk_client("openai", server, False), using=ckc)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # pending in the parent
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: its calls are recorded at once (its writer thread is gone)
+        try:
+            for _ in range(_BATCH):
+                client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    ids = [r.request_id for r in rows(ckc)]
+    assert sorted(ids) == sorted(f"req_{i}" for i in range(_BATCH + 1))  # each once: the parent's by the parent
+    ckc.close()
+
+
+def test_pending_answers_are_recorded_at_exit(tmp_path: Any) -> None:
+    """A script whose last answers are still pending when it ends (no flush, no close) loses none."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "exit.db"
+    code = (
+        "import httpx2, json, openai\n"
+        "import computekit as ck\n"
+        f"body = json.dumps({CHAT!r}).encode()\n"
+        "answer = lambda request: httpx2.Response(200, content=body, headers={'content-type': 'application/json'})\n"
+        "sdk = openai.OpenAI(api_key='sk-x', http_client=httpx2.Client(transport=httpx2.MockTransport(answer)))\n"
+        f"client = ck.instrument(sdk, using=ck.Client(config=None, ledger='sqlite:///{db}'))\n"
+        "for _ in range(5):\n"
+        "    client.chat.completions.create(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'hi'}])\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    ledger = ck.Client(config=None, ledger=f"sqlite:///{db}").ledger
+    got = ledger.rows()
+    assert [(r.outcome, r.input_tokens) for r in got] == [("success", 12)] * 5
+    assert {r.cost for r in got} == {ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT))}
+
+
 @both
 async def test_openai_stream_is_passed_through_as_it_arrives_and_priced_at_its_end(
         tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
@@ -210,6 +402,27 @@ async def test_openai_stream_is_passed_through_as_it_arrives_and_priced_at_its_e
     [row] = rows(ckc)
     assert (row.verb, row.outcome, row.input_tokens, row.output_tokens) == ("stream", "success", 12, 5)
     assert row.cost == ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(pieces=chat_sse()), stream=True)
+
+
+@both
+async def test_a_stream_that_did_not_ask_for_usage_is_unpriced_and_said_once(
+        tmp_path: Any, oai_lib: Any, is_async: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request is sent as the application wrote it (no usage asked for on its behalf: the extra chunk, with
+    no choices, would break ``chunk.choices[0]``); the stream is recorded with an unknown cost, never 0, and the
+    fix is named once per model."""
+    from computekit import _instrument_meter
+
+    monkeypatch.setattr(_instrument_meter, "_TOLD", set())
+    server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=chat_sse(usage=False))] * 2, is_async)
+    with pytest.warns(ck.UnknownPriceWarning, match=r'openai:gpt-4o-mini: .*stream_options=\{"include_usage": True\}'):
+        chunks = await drain(await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                                      stream=True)))
+    assert all(c.choices for c in chunks)  # what the application reads is what the server sent
+    assert "stream_options" not in json.loads(server.requests[0].content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        await drain(await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)))
+    assert [(r.verb, r.outcome, r.cost, r.output_tokens) for r in rows(ckc)] == [("stream", "success", None, 0)] * 2
 
 
 @both
@@ -308,6 +521,69 @@ async def test_azure_deployments_are_priced_as_their_model(tmp_path: Any, oai_li
     assert (row.provider, row.model) == ("azure", "gpt-4o-mini")
     assert row.cost is not None
     assert row.cost > 0
+
+
+@both
+async def test_azure_responses_are_priced_as_the_deployments_model(tmp_path: Any, oai_lib: Any,
+                                                                   is_async: bool) -> None:
+    """On Azure the Responses API names the deployment in the body's ``model`` (not in the URL)."""
+    server = Server(oai_lib, [Reply(body=RESPONSE)])
+    azure = {"base_url": "https://res.openai.azure.com", "deployments": {"gpt-4o-mini": "prod-mini"}}
+    ckc = ck_client(tmp_path, providers={"azure": azure})
+    client = ck.instrument(sdk_client("azure", server, is_async), using=ckc)
+    await run(client.responses.create(model="prod-mini", input="hi"))
+    assert "/deployments/" not in str(server.requests[0].url)
+    [row] = rows(ckc)
+    assert (row.provider, row.model, row.outcome) == ("azure", "gpt-4o-mini", "success")
+    own = ck.Client(config=None, ledger="none", providers={"azure": {**azure, "api_key": KEY}},
+                    http_client=httpx.Client(transport=httpx.MockTransport(Server(httpx, [Reply(body=RESPONSE)]))))
+    expected = own.complete("azure:gpt-4o-mini", "hi", api="responses").cost.total
+    assert expected is not None
+    assert row.cost == expected
+
+
+@both
+@pytest.mark.parametrize("include_usage", [True, False], ids=["usage", "no-usage"])
+async def test_azure_streams_through_the_real_azure_sdk(tmp_path: Any, oai_lib: Any, is_async: bool,
+                                                        include_usage: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``openai.AzureOpenAI`` / ``AsyncAzureOpenAI`` streaming from a deployment: teed as it arrives, priced as
+    the deployment's model at its end, exactly as ``ck.stream()`` on Azure prices it (unknown without usage)."""
+    from computekit import _instrument_meter
+
+    monkeypatch.setattr(_instrument_meter, "_TOLD", set())
+    azure = {"base_url": "https://res.openai.azure.com", "deployments": {"gpt-4o-mini": "prod-mini"}}
+    server = Server(oai_lib, [Reply(pieces=chat_sse(usage=include_usage))])
+    ckc = ck_client(tmp_path, providers={"azure": azure})
+    client = ck.instrument(sdk_client("azure", server, is_async), using=ckc)
+    options = {"stream_options": {"include_usage": True}} if include_usage else {}
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        stream = await run(client.chat.completions.create(model="prod-mini", messages=MESSAGES, stream=True,
+                                                          **options))
+        it = stream.__aiter__() if is_async else iter(stream)
+        first = await it.__anext__() if is_async else next(it)
+        assert (first.choices[0].delta.content, server.read) == ("hel", [1])  # teed, not buffered
+        rest = [c async for c in it] if is_async else list(it)
+    assert "".join(c.choices[0].delta.content or "" for c in rest if c.choices) == "lo"
+    assert "/openai/deployments/prod-mini/chat/completions" in str(server.requests[0].url)
+    [row] = rows(ckc)
+    assert (row.verb, row.provider, row.model, row.outcome) == ("stream", "azure", "gpt-4o-mini", "success")
+    own = ck.Client(config=None, ledger="none", providers={"azure": {**azure, "api_key": KEY}},
+                    http_client=httpx.Client(transport=httpx.MockTransport(
+                        Server(httpx, [Reply(pieces=chat_sse(usage=include_usage))]))))
+    with own.stream("azure:gpt-4o-mini", "hi") as s:
+        for _ in s:
+            pass
+    assert row.cost == s.result.cost.total
+    if include_usage:
+        assert row.cost is not None
+        assert (row.cost > 0, row.output_tokens) == (True, 5)
+        assert not [w for w in said if issubclass(w.category, ck.UnknownPriceWarning)]
+    else:
+        assert row.cost is None
+        assert [str(w.message) for w in said if issubclass(w.category, ck.UnknownPriceWarning)] == [
+            'azure:gpt-4o-mini: an instrumented stream that did not ask for its usage is recorded with an unknown '
+            'cost (None). Pass stream_options={"include_usage": True} to the SDK call to have it priced.']
 
 
 # ---------------------------------------------------------------------------------------- anthropic

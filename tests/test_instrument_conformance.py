@@ -23,7 +23,7 @@ from computekit._instrument_sdks import SDKS
 
 pytestmark = pytest.mark.conformance
 
-FOLDERS = {"openai": "openai", "anthropic": "anthropic", "cohere": "cohere"}
+FOLDERS = {"openai": "openai", "openai-responses": "openai", "anthropic": "anthropic", "cohere": "cohere"}
 
 
 def _sdk_error(name: str) -> Any:
@@ -76,7 +76,8 @@ async def _call(vendor: str, client: Any, e: Exchange) -> None:
     body = dict(e.request_body)
     stream = bool(body.get("stream"))
     if vendor == "openai":
-        method = client.embeddings.create if e.path.endswith("/embeddings") else client.chat.completions.create
+        method = (client.embeddings.create if e.path.endswith("/embeddings") else
+                  client.responses.create if e.path.endswith("/responses") else client.chat.completions.create)
     elif vendor == "anthropic":
         method = client.messages.create
     elif e.path.endswith("/chat"):
@@ -106,12 +107,15 @@ def _ck_answer(e: Exchange, provider: str) -> Any:
             return client.embed(model, inputs).cost.total
         if e.path.endswith("/rerank"):
             return client.rerank(model, body["query"], body["documents"]).cost.total
+        # The answer is what is priced (and the request's built-in tools, for the Responses API).
+        options: dict[str, Any] = {"api": "responses", "tools": body["tools"]} if e.path.endswith(
+            "/responses") and body.get("tools") else {"api": "responses"} if e.path.endswith("/responses") else {}
         if body.get("stream"):
-            with client.stream(model, "hi") as s:
+            with client.stream(model, "hi", **options) as s:
                 for _ in s:
                     pass
             return s.result.cost.total
-        return client.complete(model, "hi").cost.total
+        return client.complete(model, "hi", **options).cost.total
     except ck.ProviderError as err:
         return err
 
@@ -146,6 +150,19 @@ def test_the_recordings_cover_every_sdk_and_streams() -> None:
     covered = {(p.values[0], bool(p.values[1].request_body.get("stream"))) for p in EXCHANGES}
     assert covered >= {("openai", False), ("openai", True), ("anthropic", False), ("anthropic", True),
                        ("cohere", False), ("cohere", True)}
+
+
+def test_the_responses_recordings_include_priced_answers_and_streams() -> None:
+    """The Responses API's recordings are priced (not just both unknown), streamed and not."""
+    require_conformance_dir()
+    priced = set()
+    for p in EXCHANGES:
+        e = p.values[1]
+        if e.path.endswith("/responses") and e.status < 400:
+            cost = _ck_answer(e, "openai")
+            if isinstance(cost, Decimal) and cost > 0:
+                priced.add(bool(e.request_body.get("stream")))
+    assert priced == {False, True}
 
 
 # ------------------------------------------------------------------------------------------ replicate

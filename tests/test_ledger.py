@@ -404,26 +404,32 @@ def test_buffered_ledger_close_writes_everything_and_then_writes_through(ledger_
         other.close()
 
 
-def test_buffered_writes_are_flushed_at_interpreter_exit(tmp_path: Path) -> None:
-    """A script that records and exits normally (no close, no flush) loses no row."""
+@pytest.mark.parametrize(("how", "n"), [
+    ("lg.record(row())", 2000),
+    ("lg.defer(lambda: (time.sleep(0.001), lg.record(row())))", 500),  # jobs still queued, each recording a row
+], ids=["rows", "deferred-jobs"])
+def test_buffered_writes_are_flushed_at_interpreter_exit(tmp_path: Path, how: str, n: int) -> None:
+    """A script that records (or defers the bookkeeping that records) and exits normally, with no close and no
+    flush, loses no row."""
     import subprocess
     import sys
 
     db = tmp_path / "exit.db"
     code = (
-        "import datetime as dt\n"
+        "import datetime as dt, time\n"
         "from decimal import Decimal\n"
         "from computekit.ledger import LedgerRow, open_ledger\n"
         f"lg = open_ledger('sqlite:///{db}', buffered=True)\n"
-        "for i in range(2000):\n"
-        "    lg.record(LedgerRow(ts=dt.datetime.now(dt.UTC), verb='complete', provider='p', model='m',"
-        " outcome='success', latency_ms=1.0, cost=Decimal('0.001')))\n"
+        "row = lambda: LedgerRow(ts=dt.datetime.now(dt.UTC), verb='complete', provider='p', model='m',"
+        " outcome='success', latency_ms=1.0, cost=Decimal('0.001'))\n"
+        f"for i in range({n}):\n"
+        f"    {how}\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     lg = SQLiteLedger(db)
     try:
-        assert len(lg.rows()) == 2000
-        assert lg.report().total == Decimal("2.000")
+        assert len(lg.rows()) == n
+        assert lg.report().total == Decimal("0.001") * n
     finally:
         lg.close()
 
@@ -524,6 +530,58 @@ def test_a_process_killed_with_rows_queued_keeps_its_committed_rows(ledger_url: 
         ids = [r.request_id for r in lg.rows()]
         assert {f"w2-{j}" for j in range(120)} <= set(ids)
         assert len([i for i in ids if i and i.startswith("w2-")]) == 120
+    finally:
+        lg.close()
+
+
+def test_a_deferred_job_runs_on_the_writer_and_its_rows_are_written_in_order(ledger_url: str) -> None:
+    """A job queued with defer() runs on the writer thread; flush() waits for it and the rows it records."""
+    lg = open_ledger(ledger_url, buffered=True)
+    ran_on: list[int] = []
+
+    def job(i: int) -> None:
+        ran_on.append(threading.get_ident())
+        lg.record(_row(request_id=f"job{i}"))
+
+    try:
+        lg.record(_row(request_id="before"))
+        assert all(lg.defer(lambda i=i: job(i)) for i in range(3))  # type: ignore[misc]
+        lg.record(_row(request_id="after"))
+        lg.flush()
+        ids = [r.request_id for r in lg.rows()]
+        assert sorted(ids) == sorted(["before", "job0", "job1", "job2", "after"])
+        assert len(ran_on) == 3
+        assert threading.get_ident() not in ran_on
+    finally:
+        lg.close()
+
+
+def test_a_ledger_that_writes_at_once_does_not_defer(tmp_path: Path) -> None:
+    """Unbuffered (as under a budget), closed, or without a writer: defer() says no, the caller runs the job."""
+    unbuffered = SQLiteLedger(tmp_path / "u.db", buffered=False)
+    buffered = SQLiteLedger(tmp_path / "b.db", buffered=True)
+    buffered.close()
+    try:
+        assert not unbuffered.defer(lambda: None)
+        assert not buffered.defer(lambda: None)
+        assert not NullLedger().defer(lambda: None)
+    finally:
+        unbuffered.close()
+
+
+def test_a_failing_deferred_job_does_not_stop_the_writer(ledger_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    lg = open_ledger(ledger_url, buffered=True)
+
+    def broken() -> None:
+        lg.record(_row(request_id="recorded before it failed"))
+        raise RuntimeError("boom")
+
+    try:
+        assert lg.defer(broken)
+        lg.record(_row(request_id="next"))
+        lg.flush()
+        assert {r.request_id for r in lg.rows()} == {"recorded before it failed", "next"}
+        assert "deferred bookkeeping step failed" in caplog.text
     finally:
         lg.close()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 
 import computekit as ck
 
@@ -95,6 +97,7 @@ EXPECTED = sorted([
     "embed",
     "finetune",
     "instrument",
+    "ledger",
     "predict",
     "rerank",
     "stream",
@@ -208,3 +211,22 @@ def test_lifecycle_classes_show_as_public_names() -> None:
                                   "computekit.AsyncPredictions", "computekit.AsyncFineTunes",
                                   "computekit.AsyncBackgroundResponses"]
     assert ck.Predictions.__module__ == ck.FineTunes.__module__ == "computekit"
+
+
+def test_ck_ledger_is_the_default_clients_ledger_and_still_the_ledger_package() -> None:
+    """``ck.ledger()`` (as the docs write it) whichever was loaded first, the module-level
+    verbs or only a ``Client``; ``computekit.ledger`` keeps its types and imports."""
+    for first in ("ck.complete", "ck.Client"):
+        code = (
+            "import computekit as ck\n"
+            f"{first}\n"
+            "import computekit.ledger as package\n"
+            "from computekit import _defaults\n"
+            "from computekit.ledger import Ledger, SQLiteLedger\n"
+            "assert package is ck.ledger and ck.ledger.SQLiteLedger is SQLiteLedger\n"
+            "lg = ck.ledger()\n"
+            "assert isinstance(lg, Ledger) and lg is _defaults.default_client().ledger and lg is ck.ledger()\n"
+            "assert lg.report(by='tag:customer').total == 0\n"
+        )
+        env = {**os.environ, "COMPUTEKIT_LEDGER": "none"}
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120, cwd=tempfile.gettempdir())

@@ -781,3 +781,165 @@ def test_an_async_client_dropped_without_aclose_is_not_reported_as_leaked(
         gc.collect()
     assert [str(w.message) for w in caught if "Unclosed" in str(w.message)] == []
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+# ------------------------------------------------------------------------------------------------ the sync call path
+
+
+class _Wire:
+    """A stand-in socket that records each ``sendall``."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def sendall(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def settimeout(self, _: float | None) -> None:
+        return None
+
+
+def _written(cls: type, method: str, body: Any) -> list[bytes]:
+    conn = cls("h.test", 80)
+    conn.sock = wire = _Wire()
+    conn.request(method, "/v1/x?a=1", body=body, headers={"content-type": "application/json"})
+    return wire.writes
+
+
+@pytest.mark.parametrize("body", [b'{"a":1}', None, [b'{"a":', b"1}"]], ids=["bytes", "none", "chunked"])
+def test_a_request_head_leaves_with_its_body_in_one_write(body: Any) -> None:
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    from computekit._transport import _armed_class
+
+    method = "GET" if body is None else "POST"
+    ours, stock = _written(_armed_class(HTTPConnection), method, body), _written(HTTPConnection, method, body)
+    assert b"".join(ours) == b"".join(stock), "the same bytes on the wire"
+    assert len(ours) == max(len(stock) - 1, 1)
+    assert ours[0].startswith(f"{method} /v1/x?a=1 HTTP/1.1\r\n".encode())
+    if body == b'{"a":1}':
+        assert ours == [stock[0] + body]
+    assert len(_written(_armed_class(HTTPSConnection), method, body)) == len(ours)
+
+
+def test_a_request_whose_body_fails_is_not_sent_in_part() -> None:
+    from urllib3.connection import HTTPConnection
+
+    from computekit._transport import _armed_class
+
+    def body() -> Iterator[bytes]:
+        raise OSError("the body's file went away")
+        yield b""  # pragma: no cover
+
+    conn = _armed_class(HTTPConnection)("h.test", 80)
+    conn.sock = wire = _Wire()
+    with pytest.raises(OSError, match="went away"):
+        conn.request("POST", "/v1/x", body=body(), headers={"content-type": "application/json"})
+    assert wire.writes == []
+    assert conn._held is None
+
+
+def test_a_stand_in_connection_class_is_sent_to_as_it_is() -> None:
+    """vcrpy's recording stand-ins take each write as a piece of the request: they keep http.client's writes."""
+    from urllib3.connection import HTTPConnection
+
+    from computekit._transport import _armed_class, _OneWrite
+
+    stand_in = type("VCRConnection", (HTTPConnection,), {})
+    assert _OneWrite not in _armed_class(stand_in).__mro__
+    assert "response_class" not in vars(_armed_class(stand_in))
+
+
+HEADS = {
+    "plain": b"content-type: application/json\r\ncontent-length: 2\r\nx-request-id: req_1\r\n\r\n",
+    "blanks": b"x-a:\r\nx-b:   spaced  \r\nx-c:\t\ttabbed\r\nx-d:no-space\r\n\r\n",
+    "repeated": b"set-cookie: a=1\r\nset-cookie: b=2\r\nx-ratelimit-limit-requests: 30000\r\n\r\n",
+    "latin-1": b"x-name: caf\xe9\r\n\r\n",
+    "lf only": b"x-a: 1\nx-b: 2\n\n",
+    "folded": b"x-long: first\r\n  second\r\nx-b: 2\r\n\r\n",
+    "no colon": b"x-a: 1\r\nnot a header\r\nx-b: 2\r\n\r\n",
+    "space in name": b"x a: 1\r\nx-b: 2\r\n\r\n",
+    "empty name": b": 1\r\nx-b: 2\r\n\r\n",
+    "bare CR": b"x-a: 1\rx-c: 3\r\nx-b: 2\r\n\r\n",
+    "no end": b"x-a: 1\r\nx-b: 2",
+    "none": b"\r\n",
+}
+
+
+@pytest.mark.parametrize("raw", list(HEADS.values()), ids=list(HEADS))
+def test_a_response_head_parses_as_the_email_parser_parses_it(raw: bytes) -> None:
+    import http.client
+    import io
+
+    from computekit._transport import _parse_head, _response_class
+
+    def state(parse: Callable[[Any], Any]) -> dict[str, Any]:
+        fp = io.BufferedReader(io.BytesIO(raw + b"BODY"))
+        msg = parse(fp)
+        seen = {k: v for k, v in vars(msg).items() if k != "defects"}
+        return {**seen, "defects": [type(d) for d in msg.defects], "class": type(msg), "rest": fp.read()}
+
+    assert state(_parse_head) == state(http.client.parse_headers)
+    assert _response_class() is not None, "this Python's http.client is the one the fast parse is written for"
+
+
+def test_the_response_class_reads_what_the_stock_one_reads() -> None:
+    import http.client
+
+    from computekit._transport import _response_class
+
+    cls = _response_class()
+    assert cls is not None
+    assert issubclass(cls, http.client.HTTPResponse)
+    raw = head(200, {"content-length": "5", "x-request-id": "req_7"}) + b"hello"
+
+    class Sock:
+        def makefile(self, mode: str) -> Any:
+            import io
+
+            return io.BufferedReader(io.BytesIO(raw))
+
+    for kind in (cls, http.client.HTTPResponse):
+        r = kind(Sock(), method="POST")  # type: ignore[arg-type]
+        r.begin()
+        assert (r.status, r.length, r.chunked, r.will_close, r.getheader("x-request-id"), r.read()) == (
+            200, 5, False, False, "req_7", b"hello")
+
+
+def test_a_request_reaches_its_origin_pool_with_its_query(serve: Any) -> None:
+    from computekit._http import HTTPRequest
+
+    srv = serve(lambda s, req, sock: send_json(sock, {"ok": True}))
+    transport = Urllib3Transport(WAIT_S)
+    url = f"{srv.url}/models?after=a%20b&limit=2"
+    assert transport.send(HTTPRequest("GET", url, {}), "p", None).json() == {"ok": True}
+    assert srv.requests[-1].target == "/v1/models?after=a%20b&limit=2"
+    pool = transport._origins[f"http://127.0.0.1:{srv.port}"]
+    transport.send(HTTPRequest("GET", url, {}), "p", None)
+    assert transport._origins[f"http://127.0.0.1:{srv.port}"] is pool
+    assert srv.connections == 1
+    pool.close()
+    assert transport._direct is not None
+    transport._direct.clear()  # a pool closed and dropped: the next request takes a fresh one
+    assert transport.send(HTTPRequest("GET", url, {}), "p", None).status == 200
+    assert transport._origins[f"http://127.0.0.1:{srv.port}"] is not pool
+    assert srv.connections == 2
+    transport.close()
+    assert transport._origins == {}
+    assert transport.send(HTTPRequest("GET", url, {}), "p", None).status == 200
+    assert srv.connections == 3
+    transport.close()
+
+
+def test_a_body_announced_twice_over_the_limit_is_refused(serve: Any) -> None:
+    from computekit._http import HTTPRequest
+
+    def twice(srv: Loopback, req: Req, sock: socket.socket) -> bool:
+        sock.sendall(head(200, {"content-length": "20, 20"}) + b"x" * 20)
+        return False
+
+    srv = serve(twice)
+    transport = Urllib3Transport(WAIT_S)
+    with pytest.raises(ck.ResponseTooLargeError):
+        transport.send(HTTPRequest("GET", srv.url, {}, max_bytes=10), "p", None)
+    transport.close()

@@ -11,6 +11,7 @@ auth and quirks.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -952,10 +953,14 @@ class ResponsesSettings(ReasoningModelSettings):
     )
 
 
+_responses_only = functools.lru_cache(maxsize=1024)(responses_only)
+"""A pure test of a model name, asked twice per call (building the request and parsing its answer): cached."""
+
+
 def configured_api(options: ResponsesSettings, model: str) -> str:
     """The wire format of a call to ``model`` that does not say: the Responses API for the models served only
     there, else the provider's ``api`` setting."""
-    if responses_only(model) or in_family(model, options.responses_models):
+    if _responses_only(model) or (options.responses_models and in_family(model, options.responses_models)):
         return "responses"
     return options.api
 

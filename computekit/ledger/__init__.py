@@ -1,8 +1,16 @@
-"""The cost ledger: every attempt recorded, and reports over it."""
+"""The cost ledger: every attempt recorded, and reports over it.
+
+``computekit.ledger()`` (``ck.ledger()``) is the ledger of the module-level client, the one behind
+``ck.complete()`` and ``ck.instrument()``: ``ck.ledger().report(by="tag:customer")``. This package holds the
+ledger's types: ``Ledger``, ``SQLiteLedger``, ``PostgresLedger``, ``NullLedger``, ``LedgerRow``, ``Report``,
+``ReportRow``, ``Calls``, and ``open_ledger()``.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .._constants import LEDGER_FLUSH_INTERVAL_S
@@ -68,3 +76,20 @@ def __getattr__(name: str) -> Any:
 
         return PostgresLedger
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(ModuleType):
+    """This package, callable: ``ck.ledger()`` is the ledger of the module-level client (see
+    :func:`computekit._defaults.ledger`), ``computekit.ledger.SQLiteLedger`` ... its types, as before."""
+
+    def __call__(self) -> Ledger:
+        from .._types import DEFAULT_CLIENTS  # filled by the module-level clients' module, above this package
+
+        if "sync" not in DEFAULT_CLIENTS:
+            # Not loaded yet (only a Client was made): the package's public door loads the module-level clients.
+            sys.modules[__name__.rpartition(".")[0]].complete  # noqa: B018  (loading it is the point)
+        ledger: Ledger = DEFAULT_CLIENTS["sync"]().ledger
+        return ledger
+
+
+sys.modules[__name__].__class__ = _Package

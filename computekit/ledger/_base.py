@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from .._exceptions import ConfigError
@@ -104,11 +104,29 @@ class Ledger(ABC):
     def settle_part(self, reservation: str, row: LedgerRow, amount: Decimal) -> None:
         """Record ``row`` (one part of what a reservation covers: a batch's item) and lower the reservation by
         ``amount`` (never below 0), in one transaction; the rest stays reserved until it is settled or released.
+        A row already recorded (its ``once_key`` is taken: another process read the item first) lowers nothing,
+        so each part is settled once however many processes read it.
 
         Raises:
             ConfigError: This ledger cannot enforce budgets.
         """
         raise ConfigError(f"{type(self).__name__} cannot enforce budgets: use a SQLite or PostgreSQL ledger")
+
+    def key_reservation(self, reservation: str, key: str) -> None:
+        """Name a reservation by ``key`` (a job's once-only key, known only once the provider has the job): from
+        then on :meth:`settle`, :meth:`settle_part`, :meth:`release` and :meth:`reservation` take ``key``, in any
+        process that shares the ledger, so whichever one records the job settles it.
+
+        Raises:
+            ConfigError: This ledger cannot enforce budgets.
+        """
+        raise ConfigError(f"{type(self).__name__} cannot enforce budgets: use a SQLite or PostgreSQL ledger")
+
+    def reservation(self, key: str, *, now: dt.datetime) -> Decimal | None:
+        """The amount first reserved (the largest of its budgets') by the live reservation named ``key``
+        (:meth:`key_reservation`); ``None`` when there is none: settled, released, lapsed, or never made. A ledger
+        that cannot enforce budgets holds none."""
+        return None
 
     def release(self, reservation: str) -> None:
         """Drop a reservation whose attempt was never sent or recorded."""
@@ -121,6 +139,12 @@ class Ledger(ABC):
             ConfigError: This ledger cannot enforce budgets.
         """
         raise ConfigError(f"{type(self).__name__} cannot enforce budgets: use a SQLite or PostgreSQL ledger")
+
+    def defer(self, job: Callable[[], None]) -> bool:
+        """Run ``job`` (which records rows) later, on the thread that writes this ledger's rows, before the rows
+        queued after it are written; :meth:`flush` waits for it too. ``False``: this ledger writes at once (no
+        writer thread, a closed one, a forked child's): run ``job`` yourself."""
+        return False
 
     def flush(self) -> None:  # noqa: B027  (only buffered backends have anything to flush)
         """Write every row recorded so far (a no-op for backends that write at once)."""

@@ -4,7 +4,9 @@ Used when no budget is configured (a budget needs its reserve and settle to be s
 row on a bounded queue and returns; one writer thread commits each row within the *flush interval*
 (``LEDGER_FLUSH_INTERVAL_S``, the ``ledger.flush_interval`` setting) of its ``record()``, in batches of up to
 ``LEDGER_BATCH_MAX`` rows, one transaction each. Reads (``rows()``, ``report()``) flush first, so they see every
-row recorded before them. A full queue makes ``record()`` wait (memory stays bounded).
+row recorded before them. A full queue makes ``record()`` wait (memory stays bounded). A *job* (``defer()``: the
+bookkeeping of an answer, which records its row) is queued like a row and run by the writer with its batch,
+so that everything said below of a queued row holds for it.
 
 When a process ends, the queue is written:
 
@@ -213,7 +215,10 @@ class BatchWriter:
                  flush_on_sigterm: bool = True) -> None:
         self._write_many = write_many
         # Each row with the time it was queued: the writer commits it within flush_interval of that time.
-        self._queue: queue.Queue[tuple[float, LedgerRow] | None] = queue.Queue(max_queue)
+        # A job (see defer) is queued in place of a row: the writer runs it, and writes the rows it records.
+        self._queue: queue.Queue[tuple[float, LedgerRow | Callable[[], None]] | None] = queue.Queue(max_queue)
+        self._made: list[LedgerRow] = []
+        """Rows recorded by the job the writer is running (it puts them in its own batch, not on the queue)."""
         self._max_batch = max_batch
         self._interval = flush_interval
         # Set while someone waits for the queue (flush, close): the writer then commits at once.
@@ -250,26 +255,41 @@ class BatchWriter:
                 q.task_done()
                 return
             # Let the batch build until the first row has waited flush_interval; flush(), close() and a full
-            # batch cut this short.
+            # batch cut this short. Queued jobs are run then, one after the other, with the batch.
             wait = first[0] + self._interval - time.monotonic()
             if wait > 0 and not self._urgent.is_set() and q.qsize() < self._max_batch - 1:
                 self._urgent.wait(wait)
-            batch = [first[1]]
-            stop = False
-            while len(batch) < self._max_batch:
+            batch: list[LedgerRow] = []
+            self._take(first[1], batch)
+            taken, stop = 1, False
+            while taken < self._max_batch:
                 try:
                     nxt = q.get_nowait()
                 except queue.Empty:
                     break
+                taken += 1
                 if nxt is None:
                     stop = True
                     break
-                batch.append(nxt[1])
-            self._write(batch)
-            for _ in range(len(batch) + stop):
+                self._take(nxt[1], batch)
+            if batch:
+                self._write(batch)
+            for _ in range(taken):
                 q.task_done()
             if stop:
                 return
+
+    def _take(self, item: LedgerRow | Callable[[], None], batch: list[LedgerRow]) -> None:
+        """A queued row joins ``batch``; a queued job is run, and the rows it records join it."""
+        if isinstance(item, LedgerRow):
+            batch.append(item)
+            return
+        try:
+            item()
+        except Exception:  # a job records what it can itself; the writer must survive one that fails
+            log.exception("computekit ledger: a deferred bookkeeping step failed")
+        batch.extend(self._made)
+        self._made.clear()
 
     def _write(self, batch: list[LedgerRow]) -> None:
         # A locked or full disk must not kill the writer: retry, then look for the row at fault.
@@ -310,9 +330,20 @@ class BatchWriter:
 
     def put(self, row: LedgerRow) -> bool:
         """Queue ``row``; ``False`` when the writer is closed, or gone (a forked child): write it yourself."""
+        if threading.get_ident() == self._thread.ident:  # recorded by a job the writer runs: its own batch
+            self._made.append(row)
+            return True
         if self.closed or not self._thread.is_alive():
             return False
         self._queue.put((time.monotonic(), row))
+        return True
+
+    def defer(self, job: Callable[[], None]) -> bool:
+        """Queue ``job``, run by the writer with its next batch (see :meth:`Ledger.defer`); ``False`` as
+        :meth:`put`."""
+        if self.closed or not self._thread.is_alive():
+            return False
+        self._queue.put((time.monotonic(), job))
         return True
 
     def flush(self) -> None:
@@ -358,6 +389,9 @@ class Buffered:
             if not rows:
                 return
         self._record_many(list(rows))
+
+    def defer(self, job: Callable[[], None]) -> bool:
+        return self._writer is not None and self._writer.defer(job)
 
     def flush(self) -> None:
         if self._writer is not None:

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MIGRATION_LOCK = 0x636B6C6564676572  # "ckledger": one process migrates at a time
 
 _MIGRATIONS: dict[int, str] = {
@@ -100,6 +100,11 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX computekit_reservations_expires ON computekit_reservations (expires);
     """,
+    # v3: a reservation keeps what it first reserved, read back by another process that settles it by its key (a
+    # job's once-only key, set as its id); one made before keeps only what is left (``amount``).
+    3: """
+    ALTER TABLE computekit_reservations ADD COLUMN reserved NUMERIC;
+    """,
 }
 
 _COLUMNS = (
@@ -134,8 +139,8 @@ WITH k AS (
     SELECT COALESCE(bool_and(fresh AND amount IS NOT NULL AND spent + reserved + amount <= lim), FALSE) AS fits
     FROM f
 ), ins AS (
-    INSERT INTO computekit_reservations (id, budget, amount, expires)
-    SELECT %(rid)s, budget, amount, %(expires)s FROM f WHERE (SELECT fits FROM ok)
+    INSERT INTO computekit_reservations (id, budget, amount, expires, reserved)
+    SELECT %(rid)s, budget, amount, %(expires)s, amount FROM f WHERE (SELECT fits FROM ok)
 )
 SELECT budget, fresh, spent, reserved, (SELECT fits FROM ok) FROM f
 """
@@ -148,12 +153,23 @@ _COUNTS_IN = (
 )
 
 
+_SETTLES = {
+    None: "",
+    "all": ", gone AS (DELETE FROM computekit_reservations WHERE id = %s)",
+    # A part (a batch's item) lowers the reservation only when its row was written here: a row another reader
+    # wrote first (its once_key taken) settled its part then.
+    "part": ", part AS (UPDATE computekit_reservations SET amount = GREATEST(amount - %s, 0) WHERE id = %s "
+            "AND EXISTS (SELECT 1 FROM a))",
+}
+
+
 @functools.lru_cache(maxsize=64)
-def _write_statement(rows: int, settles: bool) -> str:
-    """Insert ``rows`` attempts and add what they count to every budget total that covers them (and, when
-    ``settles``, drop a reservation: its id is the last parameter), in one statement."""
+def _write_statement(rows: int, settles: str | None) -> str:
+    """Insert ``rows`` attempts and add what they count to every budget total that covers them, in one
+    statement; ``settles``: also drop a reservation (``"all"``: its id is the last parameter), or lower it by a
+    part (``"part"``: the amount, then the id)."""
     values = ", ".join([f"({', '.join(['%s'] * 22)})"] * rows)
-    drop = ", gone AS (DELETE FROM computekit_reservations WHERE id = %s)" if settles else ""
+    drop = _SETTLES[settles]
     sql = (
         f"WITH a AS (INSERT INTO computekit_attempts ({_COLUMNS}) VALUES {values} ON CONFLICT (once_key) DO NOTHING "
         "RETURNING ts, provider, model, tags, COALESCE(cost, reserved, 0) AS amount), "
@@ -260,16 +276,16 @@ class PostgresLedger(Buffered, Ledger):
     def _record_many(self, rows: list[LedgerRow]) -> None:
         self._write(rows)
 
-    def _write(self, rows: Sequence[LedgerRow], reservation: str | None = None) -> None:
-        """Insert attempts, add them to the running totals that count them, and drop ``reservation``: one
-        statement per batch (one round trip, one transaction)."""
+    def _write(self, rows: Sequence[LedgerRow], reservation: str | None = None, part: Decimal | None = None) -> None:
+        """Insert attempts, add them to the running totals that count them, and drop ``reservation`` (or lower it
+        by ``part``): one statement per batch (one round trip, one transaction)."""
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[start:start + _ROWS_PER_STATEMENT]
-            sql = _write_statement(len(chunk), reservation is not None)
+            sql = _write_statement(len(chunk), None if reservation is None else "all" if part is None else "part")
             values = [v for row in chunk for v in self._values(row)]
             if reservation is not None:
-                values.append(reservation)
-                reservation = None  # dropped with the first chunk
+                values += [reservation] if part is None else [part, reservation]
+                reservation = None  # settled with the first chunk
 
             def run(c: psycopg.Connection[Any], sql: str = sql, values: list[object] = values) -> None:
                 c.execute(sql, values)  # a statement built by this module
@@ -373,12 +389,18 @@ class PostgresLedger(Buffered, Ledger):
         self._write([row], reservation)
 
     def settle_part(self, reservation: str, row: LedgerRow, amount: Decimal) -> None:
-        # The row first, then the smaller reservation: in between, the item counts twice (never zero times).
-        self._write([row], None)
+        self._write([row], reservation, amount)
+
+    def key_reservation(self, reservation: str, key: str) -> None:
         with self._lock:
-            self._connection().execute(
-                "UPDATE computekit_reservations SET amount = GREATEST(amount - %s, 0) WHERE id = %s",
-                (amount, reservation))
+            self._connection().execute("UPDATE computekit_reservations SET id = %s WHERE id = %s", (key, reservation))
+
+    def reservation(self, key: str, *, now: dt.datetime) -> Decimal | None:
+        with self._lock:
+            found = self._connection().execute(
+                "SELECT MAX(COALESCE(reserved, amount)) FROM computekit_reservations WHERE id = %s AND expires > %s",
+                (key, now)).fetchone()
+        return None if found is None or found[0] is None else Decimal(found[0])
 
     def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
         self.flush()

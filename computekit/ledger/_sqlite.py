@@ -22,7 +22,7 @@ from ._row import utc
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 5000
 """How long a writer waits for another process's transaction before failing."""
 FILE_MODE = 0o600
@@ -83,6 +83,11 @@ _MIGRATIONS: dict[int, str] = {
         upto_id INTEGER NOT NULL,
         spent TEXT NOT NULL
     );
+    """,
+    # v4: a reservation keeps what it first reserved (``reserved``), read back by another process that settles it
+    # by its key (a job's once-only key, set as its id); one made before keeps only what is left (``amount``).
+    4: """
+    ALTER TABLE reservations ADD COLUMN reserved TEXT;
     """,
 }
 
@@ -238,8 +243,8 @@ class SQLiteLedger(Buffered, Ledger):
                 if not fits(charge, spent, reserved):
                     raise refusal(charge, spent, reserved)  # rolls back: nothing reserved
             c.executemany(
-                "INSERT INTO reservations (id, budget, amount, expires) VALUES (?, ?, ?, ?)",
-                [(rid, ch.key, str(ch.amount), expires) for ch in charges],
+                "INSERT INTO reservations (id, budget, amount, expires, reserved) VALUES (?, ?, ?, ?, ?)",
+                [(rid, ch.key, str(ch.amount), expires, str(ch.amount)) for ch in charges],
             )
         return rid
 
@@ -253,10 +258,21 @@ class SQLiteLedger(Buffered, Ledger):
     def settle_part(self, reservation: str, row: LedgerRow, amount: Decimal) -> None:
         values = _values(row)
         with self._lock, self._write() as c:
+            if c.execute(_INSERT, values).rowcount == 0:
+                return  # recorded already (another reader): its part was settled then
             held = c.execute("SELECT rowid, amount FROM reservations WHERE id = ?", (reservation,)).fetchall()
             c.executemany("UPDATE reservations SET amount = ? WHERE rowid = ?",
                           [(str(max(Decimal(left) - amount, Decimal(0))), rowid) for rowid, left in held])
-            c.execute(_INSERT, values)
+
+    def key_reservation(self, reservation: str, key: str) -> None:
+        with self._lock, self._write() as c:
+            c.execute("UPDATE reservations SET id = ? WHERE id = ?", (key, reservation))
+
+    def reservation(self, key: str, *, now: dt.datetime) -> Decimal | None:
+        with self._lock:
+            found = self._conn.execute("SELECT COALESCE(reserved, amount) FROM reservations WHERE id = ? AND "
+                                       "expires > ?", (key, now.isoformat())).fetchall()
+        return max(Decimal(a) for (a,) in found) if found else None
 
     def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
         self.flush()

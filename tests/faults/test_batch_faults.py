@@ -3,7 +3,8 @@
 Polls and result downloads are GETs: a 5xx or a reset is retried like any idempotent request (waits recorded,
 never slept). A result file whose body breaks mid-way is downloaded again from the start, the lines already read
 skipped: no item is yielded or recorded twice. A process that dies between submit and results leaves nothing to
-lose: another one attaches by id and records every item once (the rows' once-only key), on SQLite and PostgreSQL.
+lose: another one attaches by id and records every item once (the rows' once-only key), on SQLite and PostgreSQL,
+and settles the submitter's budget reservation, held in the shared ledger under the batch's key.
 """
 
 from __future__ import annotations
@@ -175,3 +176,71 @@ async def test_a_process_that_dies_between_submit_and_results_is_recorded_once_b
             await close(reader)
     assert sorted(r.once_key for r in found) == [f"batch:openai:{BATCH_ID}:q{i}" for i in (1, 2, 3)]
     assert sum((r.cost for r in found if r.cost is not None), Decimal(0)) == expected_cost()
+
+
+def budget_state(client: Any) -> tuple[Decimal, Decimal]:
+    st = client.budget_status()["default"]
+    return st.spent, st.reserved
+
+
+BUDGET = {"limit_usd": "5", "period": "total"}
+
+
+@both
+async def test_a_reader_that_dies_mid_read_settles_what_it_read_and_another_settles_the_rest(
+    faults: Any, waits: Waits, is_async: bool, ledger_url: str
+) -> None:
+    """The submitter is gone; a reader's download breaks for good after two items; a second reader reads them all.
+    The submitter's reservation, held in the shared ledger, is settled item by item, each once, then released."""
+    broken = [Truncated(OUTPUT, missing=5)] * 3  # 1 + max_retries downloads, each cut in the third line
+    srv = faults([*SUBMIT, done(), *broken, done(), Reply(200, OUTPUT)])
+    submitter = make_client(is_async, srv.url, waits, ledger=ledger_url, budget=BUDGET)
+    job = await run(submitter.batch(MODEL, REQUESTS))
+    estimate = job.estimate.total
+    assert estimate is not None
+    await close(submitter)
+    first, second = (make_client(is_async, srv.url, waits, ledger=ledger_url, budget=BUDGET) for _ in range(2))
+    try:
+        attached = await run(first.batches.retrieve(f"openai:{job.id}"))
+        with pytest.raises(ck.APIConnectionError):
+            await read(first, attached)
+        spent, reserved = budget_state(second)
+        assert spent == sum((r.cost for r in rows(second) if r.cost is not None), Decimal(0)) > 0
+        assert reserved == estimate - 2 * (estimate / 3)  # q1 and q2 settled their shares, once each
+        attached = await run(second.batches.retrieve(f"openai:{job.id}"))
+        assert await read(second, attached) == ["q1", "q2", "q3"]
+        assert budget_state(first) == budget_state(second) == (expected_cost(), 0)
+        assert len(rows(second)) == 3
+    finally:
+        await close(first)
+        await close(second)
+
+
+@both
+async def test_a_reservation_the_ledger_cannot_name_stays_with_the_submitter(
+    faults: Any, waits: Waits, is_async: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Naming the reservation after the create fails (the ledger is locked): the submitted batch is still returned
+    (its id is not lost), the failure is logged, and the submitter settles the reservation when it reads."""
+    import sqlite3
+
+    from computekit.ledger import SQLiteLedger
+
+    def locked(self: Any, reservation: str, key: str) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(SQLiteLedger, "key_reservation", locked)
+    srv = faults([*SUBMIT, done(), Reply(200, OUTPUT)])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}", budget=BUDGET)
+    try:
+        with caplog.at_level("WARNING", logger="computekit.budgets"):
+            job = await run(client.batch(MODEL, REQUESTS))
+        assert job.id == BATCH_ID
+        assert f"batch:openai:{BATCH_ID}" in caplog.text
+        assert budget_state(client) == (0, job.estimate.total)
+        job = await run(client.batches.wait(job, poll_interval=0))
+        assert await read(client, job) == ["q1", "q2", "q3"]
+        assert budget_state(client) == (expected_cost(), 0)
+    finally:
+        await close(client)
