@@ -5,7 +5,8 @@ Each scenario runs in a fresh subprocess (its peak RSS is its own), N rounds int
 - ``json``: the floor: ``json.loads`` of every line, nothing kept (what reading the file costs at all).
 - ``computekit``: the file read in 64 KiB chunks split into lines (as a download arrives), each line read by the
   adapter into a Completion (usage included), priced at the batch price and
-  the synchronous one, added to the running totals; nothing is kept.
+  the synchronous one (rates looked up once for the read, as ``results()`` does), added to the running totals;
+  nothing is kept.
 - ``computekit (held)``: the same, but every item kept in a list (what holding the results would cost: the
   difference in peak RSS is what streaming saves).
 - ``public``: the whole public path, as a user reads a batch: ``client.batches.retrieve(id)`` then
