@@ -1137,6 +1137,13 @@ def _summary_shows(stdout: str, batch_cost: Decimal, sync: Decimal) -> None:
         assert Decimal(cell.group(1)) == value
 
 
+def _read_results(ref: str, config: Path, out: Path) -> tuple[Any, list[dict[str, Any]]]:
+    """``computekit batch results REF --out OUT``: its outcome (exit 0 checked) and the JSON lines it wrote."""
+    results = _invoke("batch", "results", ref, "--out", str(out), "-c", str(config))
+    assert results.exit_code == 0, results.output
+    return results, [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+
+
 def _batch_rows(tmp_path: Path) -> list[Any]:
     """The ``batch`` rows of the ledger the CLI wrote (conftest points it at ``tmp_path``)."""
     from computekit.ledger import open_ledger
@@ -1233,9 +1240,7 @@ def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Pa
     assert re.search(r"requests\s+3: 2 completed, 1 failed", waited.stdout)
 
     out = tmp_path / "answers.jsonl"
-    results = _invoke("batch", "results", BATCH_ID, "--out", str(out), "-c", str(batch_config))
-    assert results.exit_code == 0, results.output
-    lines = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    results, lines = _read_results(BATCH_ID, batch_config, out)
     assert [line["custom_id"] for line in lines] == ["q1", "q2", "q3"]
     assert [line.get("text") for line in lines] == ["This is a test.", "7", None]
     assert lines[2]["error"]["status"] == 400
@@ -1406,9 +1411,7 @@ def test_batch_round_trip_on_anthropic(tmp_path: Path, batch_file: Path, monkeyp
         assert re.search(r"model\s+anthropic: unknown until results are read", status.stdout)
 
         out = tmp_path / "answers.jsonl"
-        results = _invoke("batch", "results", ref, "--out", str(out), "-c", str(config))
-        assert results.exit_code == 0, results.output
-    lines = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+        results, lines = _read_results(ref, config, out)
     named = "claude-haiku-4-5-20251001"  # the answers' model, as the cassette's result lines name it
     assert [(line["custom_id"], line.get("text"), line.get("model")) for line in lines] == [
         ("q1", "This is a test.", named), ("q2", "7", named), ("q3", None, None)]
@@ -1481,9 +1484,7 @@ def test_batch_round_trip_of_embeddings(batch_config: Path, batch_host: BatchHos
                                                               ("/v1/embeddings", ["tent", "stove"])]
     assert json.loads(batch_host.seen[1][2])["endpoint"] == "/v1/embeddings"
     out = tmp_path / "vectors.jsonl"
-    results = _invoke("batch", "results", f"openai:{EMBED_ID}", "--out", str(out), "-c", str(batch_config))
-    assert results.exit_code == 0, results.output
-    got = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    results, got = _read_results(f"openai:{EMBED_ID}", batch_config, out)
     assert [(g["custom_id"], len(g["embeddings"])) for g in got] == [("e1", 1), ("e2", 2)]
     assert got[1]["embeddings"][1] == EMBED_ANSWERS["e2"]["data"][1]["embedding"]
     costs = [_batch_price(g["usage"], True, "openai", EMBED_MODEL) for g in got]
