@@ -31,7 +31,16 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Never
 
 from ._arguments import refuse
-from ._batch import BatchTotals, LineReader, PreparedBatch, batch_estimate, prepare_batch, price_item, result_lines
+from ._batch import (
+    BatchTotals,
+    ItemPrices,
+    LineReader,
+    PreparedBatch,
+    batch_estimate,
+    prepare_batch,
+    price_item,
+    result_lines,
+)
 from ._bookkeeping import record
 from ._budget import Estimated, Reservation
 from ._constants import BATCH_RESERVATION_TTL_S, DEFAULT_BATCH_POLL_INTERVAL_S, MAX_BATCH_POLL_INTERVAL_S
@@ -104,6 +113,8 @@ def _carry(fresh: BatchJob, old: BatchJob) -> BatchJob:
     fresh._state.kind = old._state.kind if old._state is not None else fresh._state.kind
     fresh.kind = fresh._state.kind
     fresh._client, fresh._tags, fresh._read, fresh._totals = old._client, old._tags, old._read, old._totals
+    if not fresh.total and old.total:
+        fresh.total = old.total  # the provider counts 0 while validating: the number submitted until it counts
     if old._totals is not None:
         fresh.cost, fresh.synchronous, fresh.saved, fresh.items = old.cost, old.synchronous, old.saved, old.items
     return fresh
@@ -260,6 +271,7 @@ class _Reading:
         self.state = _state_of(job)
         self.index = 0
         self.totals = BatchTotals()
+        self.prices = ItemPrices(core.prices)  # rates looked up once for this read, not once an item
         self.held = held  # the batch's reservation (Budgets.find), made by this process or the submitter
         count = job.total or 0
         # Each item settles its share of the batch's worst case; the last one's rounding is released at the end.
@@ -274,8 +286,9 @@ class _Reading:
         """
         job = self.job
         item = self.adapter.parse_batch_line(self.state, line)
-        model = job.model or (item.result.model if item.result is not None else "") or ""
-        priced = price_item(self.core.prices, self.adapter, model, item)
+        if not job.model and item.result is not None:
+            self._learn_model(item.result)
+        priced = price_item(self.prices, self.adapter, job.model, item)
         if item.result is not None:
             item.result.cost = priced.cost
             item.result.request_id = self.adapter.redact(item.result.request_id)  # as a live answer's is
@@ -283,9 +296,20 @@ class _Reading:
         self.index += 1
         step = partial(self._record, item, priced.cost, self.index) if self.index > job._read else None
         out: Completion | Embeddings | ProviderError
-        out = item.result if item.result is not None else item.error or ProviderError(
-            "batch item failed", provider=job.provider, model=job.model)
+        if item.result is not None:
+            out = item.result
+        else:
+            out = item.error or ProviderError("batch item failed", provider=job.provider, model=job.model)
+            out._cost = priced.cost  # 0 unless the provider billed it: the same figure as its ledger row
         return (item.custom_id, out), step
+
+    def _learn_model(self, result: Completion | Embeddings) -> None:
+        """A batch attached by id whose provider's batch object names no model (Anthropic's): the first answer
+        names it, for this item and the ones after it (their rows, errors and prices)."""
+        named = (result.response_model if isinstance(result, Completion) else None) or result.model
+        if named:
+            self.job.model = self.state.model = named
+            result.model = result.model or named
 
     def _record(self, item: BatchItem, cost: Cost, index: int) -> None:
         job, result, error = self.job, item.result, item.error
@@ -698,15 +722,17 @@ class Batching:
         except BaseException:
             core.budgets.release(held)  # nothing submitted: nothing to hold
             raise
-        job = _submitted(target, state, estimate, tags, self)
+        job = _submitted(target, state, prepared, estimate, tags, self)
         core.budgets.hold(held, _held_key(job))  # in the ledger: the process that reads the results settles it
         batches._ended(job)
         return job
 
 
-def _submitted(target: Target, state: BatchState, estimate: Cost, tags: Mapping[str, str] | None,
-               client: Any) -> BatchJob:
+def _submitted(target: Target, state: BatchState, prepared: PreparedBatch, estimate: Cost,
+               tags: Mapping[str, str] | None, client: Any) -> BatchJob:
     job = _job(target.provider, state, target.model)
+    if not job.total:
+        job.total = prepared.count  # the provider counts 0 (or nothing) while validating: what was submitted
     job.estimate = estimate
     job._client, job._tags = client, tags
     return job
@@ -751,7 +777,7 @@ class AsyncBatching:
         except BaseException:
             await ledger_call(core, partial(core.budgets.release, held), offload=held is not None)
             raise
-        job = _submitted(target, state, estimate, tags, self)
+        job = _submitted(target, state, prepared, estimate, tags, self)
         await ledger_call(core, partial(core.budgets.hold, held, _held_key(job)), offload=held is not None)
         await batches._ended(job)
         return job

@@ -255,6 +255,9 @@ class ProviderError(ComputeKitError):
         headers: The response headers, names lowercased.
         body: The response body: parsed JSON when it was JSON, else text.
         request_id: The provider's request id, when it sent one.
+        cost: What this failure cost (a :class:`~computekit.Cost`), when it was priced on its own: a failed batch
+            item's (``0`` when the provider did not bill it, ``total=None`` with the reason when it billed it
+            without saying for what). ``None`` otherwise: a failed call's billed attempts are in its ledger rows.
         maybe_processed: Whether the provider may have acted on the request. ``False`` only when it surely did
             not: no connection was made (refused, DNS failure, connect timeout), or the provider answered that it
             refused the request (429, or an endpoint still scaling up). A request that starts billed work (a
@@ -262,6 +265,7 @@ class ProviderError(ComputeKitError):
     """
 
     maybe_processed: bool = True
+    _cost: Any = None
 
     def __init__(
         self,
@@ -287,6 +291,11 @@ class ProviderError(ComputeKitError):
     def status_code(self) -> int | None:
         """The HTTP status, as openai-python, anthropic, httpx and litellm name it (the same as ``status``)."""
         return self.status
+
+    @property
+    def cost(self) -> Any:
+        """What this failure cost, when it was priced on its own (a failed batch item's); else ``None``."""
+        return self._cost
 
     def __str__(self) -> str:
         where = f"{self.provider}:{self.model}" if self.model else self.provider

@@ -1126,10 +1126,12 @@ class BatchJob(_Readable, _Model):
     Attributes:
         id: The provider's batch id (``None`` for ``estimate_only``: nothing was submitted).
         provider: The provider running the batch.
-        model: The model every request runs on.
+        model: The model every request runs on. ``""`` for a batch attached by id whose provider's batch object
+            names no model (Anthropic's): unknown until results are read, then the first answer's model.
         status: Normalised status; ``provider_status`` keeps the provider's own word.
         kind: ``complete`` or ``embed``.
-        total: Requests in the batch, as the provider counts them (``None`` before it has counted).
+        total: Requests in the batch, as the provider counts them; until it has counted them (OpenAI counts 0
+            while validating), the number this process submitted.
         completed: Requests that succeeded so far.
         failed: Requests that failed so far (expired and canceled ones included).
         estimate: The cost expected before submitting.

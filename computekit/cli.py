@@ -1147,7 +1147,8 @@ def _print_batch(console: Console, job: Any) -> None:
     grid.add_column(overflow="fold")
     status = job.status + (f" ({job.provider_status})" if job.provider_status and job.provider_status != job.status
                            else "")
-    model = job.target if job.model else f"{job.provider} (the provider's batch object names no model)"
+    model = job.target if job.model else (f"{job.provider}: unknown until results are read (the provider's batch "
+                                          "object names no model)")
     rows = [("batch", _batch_ref(job) if job.id else "(estimate only: nothing submitted)"), ("model", model),
             ("kind", job.kind), ("status", status)]
     if job.total is not None:
@@ -1247,17 +1248,17 @@ def _result_line(custom_id: str, answer: Any) -> dict[str, Any]:
 
     out: dict[str, Any] = {"custom_id": custom_id}
     if isinstance(answer, ComputeKitError):
-        error = {"type": type(answer).__name__, "status": getattr(answer, "status", None),
-                 "message": _redact(str(answer))}
-        # A failed item's own cost (0 unless the provider billed it) is in its ledger row and in the totals.
-        return {**out, "error": error}
-    if isinstance(answer, Completion):
+        out["error"] = {"type": type(answer).__name__, "status": getattr(answer, "status", None),
+                        "message": _redact(str(answer))}
+    elif isinstance(answer, Completion):
         out["text"] = answer.text
     else:
         out["embeddings"] = answer.vectors
-    out["model"] = answer.model
-    out["usage"] = answer.usage.model_dump(exclude_defaults=True)
-    cost = answer.cost
+    if not isinstance(answer, ComputeKitError):
+        out["model"] = answer.model
+        out["usage"] = answer.usage.model_dump(exclude_defaults=True)
+    # A failed item carries its cost too: 0 unless the provider billed it (the same figure as its ledger row).
+    cost = getattr(answer, "cost", None)
     out["cost"] = None if cost is None or cost.total is None else plain(cost.total)
     if cost is not None and cost.total is None:
         out["cost_reason"] = cost.reason

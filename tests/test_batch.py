@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from computekit._batch import (
     MAX_NAMED_PROBLEMS,
+    ItemPrices,
     batch_estimate,
     prepare_batch,
     price_item,
@@ -229,7 +230,51 @@ def test_a_failed_item_the_provider_billed_is_never_free() -> None:
     assert (totals.cost, totals.synchronous, totals.saved) == (None, None, None)
 
 
+@pytest.mark.filterwarnings("ignore::computekit.pricing.UnknownPriceWarning")
+def test_one_read_s_prices_are_the_book_s_to_the_last_digit() -> None:
+    """A read of the results looks each reference's rates up once: every figure, line and reason is the book's."""
+    oa, an, book = openai(), anthropic(), PriceBook()
+    prices = ItemPrices(book)
+    cached = Usage(input_tokens=2048, output_tokens=77, cached_input_tokens=1024)
+    cases = [(oa, "gpt-4o-mini", _completion("gpt-4o-mini", Usage(input_tokens=1000, output_tokens=200))),
+             (oa, "gpt-4o-mini", _completion("gpt-4o-mini", cached)),
+             (oa, "gpt-4o-mini", _completion("gpt-4o-mini", Usage(input_tokens=3, output_tokens=1,
+                                                                  units={"web_search_call": 1}))),
+             (oa, "no-such-model", _completion("no-such-model", Usage(input_tokens=5, output_tokens=5))),
+             (an, "claude-haiku-4-5", Completion(provider="anthropic", model="claude-haiku-4-5", text="ok",
+                                                 response_model="claude-haiku-4-5-20251001", usage=cached))]
+    for _ in range(2):  # the second round is served from what the first looked up
+        for adapter, model, result in cases:
+            item = BatchItem("x", result, billed=True)
+            assert price_item(prices, adapter, model, item) == price_item(book, adapter, model, item)
+    assert len(prices.found) == 6  # (sync, batch) x three references
+    assert price_item(book, oa, "no-such-model", BatchItem("x", cases[3][2], billed=True)).cost.total is None
+
+
 # ------------------------------------------------------------------------------------------------ results
+
+
+@pytest.mark.parametrize("provider", ["openai", "mistral"])
+def test_a_result_line_s_answer_is_read_as_the_same_bytes_would_be(provider: str) -> None:
+    """Decoded once with its line, the answer parses to what its bytes parse to (a parser that scans the bytes,
+    as Mistral's does for a reasoning answer, gets them too)."""
+    from computekit._http import HTTPResponse
+    from computekit.adapters import adapter_class
+    from computekit.adapters._base import CompleteRequest
+
+    adapter = adapter_class(provider)(ProviderSettings(provider, "https://example.test/v1", SecretStr("k-test"), 30))
+    content: Any = ([{"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]},
+                     {"type": "text", "text": "7"}] if provider == "mistral" else "7")
+    body = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m-2025",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16}}
+    decoded = adapter.batch_response(200, body, "req_1")
+    plain = HTTPResponse(200, {"x-request-id": "req_1"}, json.dumps(body).encode())
+    assert decoded.json() == body
+    assert json.loads(decoded.content) == body
+    req = CompleteRequest(model="m", messages=[], api="chat")
+    assert adapter.parse_complete(req, decoded) == adapter.parse_complete(req, plain)
+    assert adapter.parse_complete(req, decoded).text == "7"
 
 
 def test_result_lines_are_split_across_chunks_and_numbered() -> None:

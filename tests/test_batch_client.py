@@ -175,6 +175,8 @@ async def test_submit_wait_results_prices_each_item_at_the_batch_price(mode: str
         by_id = {r.tags["custom_id"]: r for r in rows}
         assert [by_id[c].outcome for c in ("q1", "q2", "q3")] == ["success", "success", "error"]
         assert by_id["q3"].cost == 0  # refused before it ran: not billed
+        assert out[2][1].cost is not None
+        assert out[2][1].cost.total == by_id["q3"].cost  # the error carries the cost its row has
         assert all(r.provider == provider for r in rows)
     finally:
         await close(client)
@@ -336,6 +338,45 @@ async def test_estimate_only_sends_nothing_and_cannot_be_followed(mode: str, tmp
         await close(c)
 
 
+async def test_an_estimate_needs_no_key_and_sends_nothing(mode: str, case: Case,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from computekit.adapters._registry import adapter_class
+
+    for var in (*adapter_class(case.provider).key_env_vars, "GOOGLE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    keyed = client_for(mode, case)
+    keyless = make_client(mode, providers={case.provider: {k: v for k, v in case.settings.items()
+                                                           if k != "api_key"}}, retry_policy=policy(Sleeps()))
+    try:
+        expected = (await run(keyed.batch(case.model, REQUESTS, estimate_only=True))).estimate
+        job = await run(keyless.batch(case.model, REQUESTS, estimate_only=True))
+        assert (job.estimate_only, job.total) == (True, len(REQUESTS))
+        assert job.estimate == expected
+        assert job.estimate is not None
+        assert job.estimate.total is not None
+        # Submitting is what needs the key: refused before anything is sent.
+        with pytest.raises(ck.MissingAPIKeyError):
+            await run(keyless.batch(case.model, REQUESTS))
+    finally:
+        await close(keyed)
+        await close(keyless)
+
+
+async def test_total_is_the_number_submitted_until_the_provider_counts(mode: str, tmp_path: Path) -> None:
+    host = openai_host(batch_json("validating"), batch_json("in_progress", 1), done_json())
+    c = ft_client(mode, host, tmp_path)
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        assert batch_json("validating")["request_counts"]["total"] == 0  # what the provider says while validating
+        assert (job.status, job.total) == ("validating", len(REQUESTS))
+        job = await job_call(job, "refresh")
+        assert (job.status, job.total) == ("validating", len(REQUESTS))
+        job = await job_call(job, "refresh")
+        assert (job.status, job.total, job.completed) == ("in_progress", 3, 1)
+    finally:
+        await close(c)
+
+
 @pytest.mark.parametrize("model", ["cohere:command-r", "replicate:acme/model", "groq:llama-3.1-8b-instant"])
 async def test_providers_without_a_batch_api_refuse_before_any_http(mode: str, tmp_path: Path, model: str) -> None:
     host = openai_host()
@@ -478,8 +519,35 @@ async def test_cancel_then_results_price_what_ran_and_type_what_did_not(mode: st
         assert "cancelled" in str(out["q3"])
         rows = {r.tags["custom_id"]: r for r in c.ledger.rows() if r.verb == "batch"}
         assert rows["q3"].cost == 0  # never ran: not billed
+        assert out["q3"].cost.total == 0
         assert rows["q1"].cost == item_cost(12, 5)
         assert budget_state(c) == (item_cost(12, 5) + item_cost(12, 4), 0)
+    finally:
+        await close(c)
+
+
+async def test_a_failed_item_the_provider_billed_carries_its_unknown_cost(mode: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider that bills a failed item without its usage (none of today's does): the error's cost is
+    unknown, with the reason, like its ledger row's, and the batch's total is unknown (never a partial sum)."""
+    from computekit.adapters.openai import OpenAIAdapter
+
+    failure = OpenAIAdapter.batch_failure
+    monkeypatch.setattr(OpenAIAdapter, "batch_failure",
+                        lambda self, *a, **kw: failure(self, *a, **{**kw, "billed": True}))
+    c = ft_client(mode, openai_host(), tmp_path)
+    try:
+        job = await run(c.batch("openai:gpt-4o-mini", REQUESTS))
+        job = await job_call(job, "wait", poll_interval=0)
+        out = dict(await job_results(job))
+        error = out["q3"]
+        assert isinstance(error, ck.ProviderError)
+        assert error.cost is not None
+        assert error.cost.total is None
+        assert "no usage" in (error.cost.reason or "")
+        rows = {r.tags["custom_id"]: r for r in c.ledger.rows() if r.verb == "batch"}
+        assert rows["q3"].cost is None
+        assert job.cost.total is None
     finally:
         await close(c)
 
@@ -623,6 +691,30 @@ async def test_attach_from_another_client_records_each_item_once(mode: str, tmp_
         assert sorted(r.once_key for r in rows) == [f"batch:openai:{BATCH_ID}:q{i}" for i in (1, 2, 3)]
     finally:
         await close(b)
+
+
+async def test_an_attached_anthropic_batch_learns_its_model_from_the_first_answer(mode: str, tmp_path: Path) -> None:
+    """Anthropic's batch object names no model: unknown on attach, then the first answer's, on every row."""
+    inters = yaml.safe_load((CASSETTES / "test_batch_client" / "anthropic_batch.yaml").read_text("utf-8"))
+    create, done, lines = (i["response"]["body"]["string"] for i in inters["interactions"])
+    batch_id = json.loads(create)["id"]
+    assert "model" not in json.loads(done)
+    host = (Host().on("GET", f"/v1/messages/batches/{batch_id}", json.loads(done))
+            .on("GET", f"/v1/messages/batches/{batch_id}/results", file_reply(lines)))
+    c = ft_client(mode, host, tmp_path, providers={"anthropic": {"api_key": "sk-ant-test-0123456789"}})
+    try:
+        job = await run(c.batches.retrieve(f"anthropic:{batch_id}"))
+        assert (job.status, job.model) == ("completed", "")  # unknown until results are read
+        out = dict(await results(c, job))
+        named = json.loads(lines.splitlines()[0])["result"]["message"]["model"]
+        assert job.model == named
+        assert out["q1"].model == named
+        assert out["q3"].cost.total == 0
+        rows = batch_rows(c)
+        assert {r.tags["custom_id"]: r.model for r in rows} == {"q1": named, "q2": named, "q3": named}
+        assert job.cost.total == priced(c, "anthropic", named, [out["q1"], out["q2"]], True)
+    finally:
+        await close(c)
 
 
 async def test_results_read_in_another_process_settle_the_submitters_reservation(mode: str, tmp_path: Path,

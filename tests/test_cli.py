@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
@@ -1044,10 +1045,10 @@ class BatchHost:
         return [f"{m} {p}" for m, p, _ in self.seen]
 
 
-def _cassette() -> list[dict[str, Any]]:
+def _cassette(path: Path = BATCH_CASSETTE) -> list[dict[str, Any]]:
     import yaml
 
-    return list(yaml.safe_load(BATCH_CASSETTE.read_text("utf-8"))["interactions"])
+    return list(yaml.safe_load(path.read_text("utf-8"))["interactions"])
 
 
 def _served(inter: dict[str, Any]) -> Reply:
@@ -1065,8 +1066,10 @@ def _batch_state(status: str, completed: int = 0, failed: int = 0, **extra: Any)
     return Reply(200, json.dumps(body).encode())
 
 
-@pytest.fixture
-def batch_host() -> Iterator[BatchHost]:
+@contextmanager
+def _batch_server(cassette: Path, origin: str) -> Iterator[BatchHost]:
+    """A loopback host answering ``cassette``'s exchanges by method and path (``origin`` removed from its URIs;
+    a route's replies in the cassette's order)."""
     state: BatchHost
 
     class Handler(BaseHTTPRequestHandler):
@@ -1083,12 +1086,16 @@ def batch_host() -> Iterator[BatchHost]:
 
     with serve(Handler) as url:
         state = BatchHost(url=url)
-        upload, create, done, out, err = (_served(i) for i in _cassette())
-        batch_id = json.loads(create.body)["id"]
-        state.on("POST", "/files", upload).on("POST", "/batches", create).on("GET", f"/batches/{batch_id}", done)
-        for inter, reply in ((_cassette()[3], out), (_cassette()[4], err)):
-            state.on("GET", inter["request"]["uri"].removeprefix("https://api.openai.com/v1"), reply)
+        for inter in _cassette(cassette):
+            route = (inter["request"]["method"], inter["request"]["uri"].removeprefix(origin))
+            state.routes.setdefault(route, []).append(_served(inter))
         yield state
+
+
+@pytest.fixture
+def batch_host() -> Iterator[BatchHost]:
+    with _batch_server(BATCH_CASSETTE, "https://api.openai.com/v1") as host:
+        yield host
 
 
 @pytest.fixture
@@ -1109,16 +1116,43 @@ def batch_file(tmp_path: Path) -> Path:
 BATCH_ID = "openai:batch_6f1b2c3d4e5f"
 
 
-def _batch_price(usage: dict[str, int], batch: bool) -> Decimal:
-    """An answer's usage x the table's token prices for gpt-4o-mini, at the batch price or the synchronous one."""
+def _batch_price(usage: dict[str, int], batch: bool, provider: str = "openai",
+                 model: str = "gpt-4o-mini-2024-07-18") -> Decimal:
+    """An answer's usage x the table's token prices for ``model``, at the batch price or the synchronous one."""
     from computekit.pricing import BATCH_CONTEXT
 
-    ref = adapter_class("openai")(ProviderSettings("openai", "", None, 30)).price_ref("gpt-4o-mini-2024-07-18")
+    ref = adapter_class(provider)(ProviderSettings(provider, "", None, 30)).price_ref(model)
     found = PriceBook().rates(PriceRef(ref.provider, ref.model, ref.table_provider,
                                        context=(BATCH_CONTEXT,) if batch else ()))
     assert found is not None
-    return (usage["input_tokens"] * found.prices["input_mtok"]
-            + usage["output_tokens"] * found.prices["output_mtok"]) / Decimal(1_000_000)
+    output = usage.get("output_tokens", 0) * found.prices["output_mtok"] if usage.get("output_tokens") else 0
+    return (usage["input_tokens"] * found.prices["input_mtok"] + output) / Decimal(1_000_000)
+
+
+def _summary_shows(stdout: str, batch_cost: Decimal, sync: Decimal) -> None:
+    """The results summary's money cells: the batch cost, the synchronous price and what was saved."""
+    for label, value in (("batch cost", batch_cost), ("synchronous price", sync), ("saved", sync - batch_cost)):
+        cell = re.search(rf"{label}\s+│?\s*\$(\S+)", stdout)
+        assert cell is not None, stdout
+        assert Decimal(cell.group(1)) == value
+
+
+def _read_results(ref: str, config: Path, out: Path) -> tuple[Any, list[dict[str, Any]]]:
+    """``computekit batch results REF --out OUT``: its outcome (exit 0 checked) and the JSON lines it wrote."""
+    results = _invoke("batch", "results", ref, "--out", str(out), "-c", str(config))
+    assert results.exit_code == 0, results.output
+    return results, [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+
+
+def _batch_rows(tmp_path: Path) -> list[Any]:
+    """The ``batch`` rows of the ledger the CLI wrote (conftest points it at ``tmp_path``)."""
+    from computekit.ledger import open_ledger
+
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        return [r for r in ledger.rows() if r.verb == "batch"]
+    finally:
+        ledger.close()
 
 
 def _no_key(*results: Any) -> None:
@@ -1159,10 +1193,21 @@ def test_batch_estimate_only_prints_the_estimate_and_sends_nothing(batch_config:
     assert batch_host.seen == []
 
 
+def test_batch_estimate_only_needs_no_key(batch_config: Path, batch_file: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    result = _invoke("batch", "submit", str(batch_file), "--model", "openai:gpt-4o-mini", "--estimate-only",
+                     "-c", str(batch_config))
+    assert result.exit_code == 0, result.output
+    assert "estimate only: nothing uploaded or submitted" in result.stdout
+    submit = runner.invoke(app, ["batch", "submit", str(batch_file), "-m", "openai:gpt-4o-mini",
+                                 "-c", str(batch_config)])
+    assert submit.exit_code != 0  # submitting is what needs the key
+    assert "OPENAI_API_KEY" in submit.stderr
+
+
 def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Path, batch_host: BatchHost,
                                                                batch_file: Path, tmp_path: Path) -> None:
-    from computekit.ledger import open_ledger
-
     submit = _invoke("batch", "submit", str(batch_file), "--model", "openai:gpt-4o-mini", "--tag", "project=demo",
                      "-c", str(batch_config))
     assert submit.exit_code == 0, submit.output
@@ -1195,23 +1240,19 @@ def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Pa
     assert re.search(r"requests\s+3: 2 completed, 1 failed", waited.stdout)
 
     out = tmp_path / "answers.jsonl"
-    results = _invoke("batch", "results", BATCH_ID, "--out", str(out), "-c", str(batch_config))
-    assert results.exit_code == 0, results.output
-    lines = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    results, lines = _read_results(BATCH_ID, batch_config, out)
     assert [line["custom_id"] for line in lines] == ["q1", "q2", "q3"]
     assert [line.get("text") for line in lines] == ["This is a test.", "7", None]
     assert lines[2]["error"]["status"] == 400
     assert "string too long" in lines[2]["error"]["message"]
+    assert lines[2]["cost"] == "0"  # refused before it ran: not billed, and said so
     costs = [_batch_price(line["usage"], True) for line in lines[:2]]
     assert [Decimal(line["cost"]) for line in lines[:2]] == costs
     batch_cost, sync = sum(costs), sum(_batch_price(line["usage"], False) for line in lines[:2])
     assert sync > batch_cost
     assert f"wrote 3 results to {out}" in results.stdout
     assert f"{BATCH_ID} (openai:gpt-4o-mini-2024-07-18): 2 answered, 1 failed" in results.stdout
-    for label, value in (("batch cost", batch_cost), ("synchronous price", sync), ("saved", sync - batch_cost)):
-        cell = re.search(rf"{label}\s+│?\s*\$(\S+)", results.stdout)
-        assert cell is not None, results.stdout
-        assert Decimal(cell.group(1)) == value
+    _summary_shows(results.stdout, batch_cost, sync)
     assert "E-" not in results.stdout
     assert not out.with_name("answers.jsonl.partial").exists()
 
@@ -1219,11 +1260,7 @@ def test_batch_submit_status_wait_results_report_what_was_saved(batch_config: Pa
     assert again.exit_code == 0, again.output
     assert [json.loads(line) for line in again.stdout.splitlines()] == lines
     assert "synchronous price" in again.stderr
-    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    try:
-        rows = [r for r in ledger.rows() if r.verb == "batch"]
-    finally:
-        ledger.close()
+    rows = _batch_rows(tmp_path)
     assert sorted(r.tags["custom_id"] for r in rows) == ["q1", "q2", "q3"]  # read twice, recorded once
     assert sum(r.cost for r in rows if r.cost is not None) == batch_cost
     assert {r.tags["batch_id"] for r in rows} == {"batch_6f1b2c3d4e5f"}
@@ -1346,3 +1383,115 @@ def test_batch_wait_draws_its_progress_on_a_terminal(batch_config: Path, batch_h
     assert "\ropenai:gpt-4o-mini-2024-07-18 batch_6f1b2c3d4e5f: finalizing, 2/3 completed, 1 failed" in drawn
     assert "completed, 2/3 completed, 1 failed" in drawn
     assert drawn.endswith("\n")
+
+
+# Anthropic's Message Batches through the CLI: the authored, spec-validated exchanges of
+# cassettes/test_batch_client/anthropic_batch.yaml (requests inline in the create, results as JSONL).
+ANTHROPIC_CASSETTE = BATCH_CASSETTE.with_name("anthropic_batch.yaml")
+
+
+def test_batch_round_trip_on_anthropic(tmp_path: Path, batch_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    inters = _cassette(ANTHROPIC_CASSETTE)
+    batch_id = json.loads(inters[0]["response"]["body"]["string"])["id"]
+    ref = f"anthropic:{batch_id}"
+    with _batch_server(ANTHROPIC_CASSETTE, "https://api.anthropic.com/v1") as host:
+        config = tmp_path / "anthropic.toml"
+        config.write_text(f'[providers.anthropic]\nbase_url = "{host.url}"\n\n[retry]\nmax_retries = 0\n', "utf-8")
+        submit = _invoke("batch", "submit", str(batch_file), "-m", "anthropic:claude-haiku-4-5", "-c", str(config))
+        assert submit.exit_code == 0, submit.output
+        assert host.paths() == ["POST /messages/batches"]
+        assert json.loads(host.seen[0][2]) == json.loads(inters[0]["request"]["body"])  # the requests, inline
+        assert f"submitted {ref}" in submit.stdout
+
+        status = _invoke("batch", "status", ref, "-c", str(config))
+        assert status.exit_code == 0, status.output
+        assert re.search(r"status\s+completed \(ended\)", status.stdout)
+        # Anthropic's batch object names no model: said so, not left blank
+        assert re.search(r"model\s+anthropic: unknown until results are read", status.stdout)
+
+        out = tmp_path / "answers.jsonl"
+        results, lines = _read_results(ref, config, out)
+    named = "claude-haiku-4-5-20251001"  # the answers' model, as the cassette's result lines name it
+    assert [(line["custom_id"], line.get("text"), line.get("model")) for line in lines] == [
+        ("q1", "This is a test.", named), ("q2", "7", named), ("q3", None, None)]
+    assert lines[2]["error"]["type"] == "BadRequestError"
+    assert lines[2]["cost"] == "0"  # errored: Anthropic bills only succeeded requests
+    costs = [_batch_price(line["usage"], True, "anthropic", named) for line in lines[:2]]
+    assert [Decimal(line["cost"]) for line in lines[:2]] == costs
+    sync = sum(_batch_price(line["usage"], False, "anthropic", named) for line in lines[:2])
+    assert f"{ref} (anthropic:{named}): 2 answered, 1 failed" in results.stdout
+    _summary_shows(results.stdout, sum(costs), sync)
+    rows = {r.tags["custom_id"]: r for r in _batch_rows(tmp_path)}
+    assert {cid: (r.provider, r.model) for cid, r in rows.items()} == {
+        cid: ("anthropic", named) for cid in ("q1", "q2", "q3")}
+    assert sum(r.cost for r in rows.values() if r.cost is not None) == sum(costs)
+    _no_key(submit, status, results)
+
+
+# An embeddings batch on OpenAI's wire, authored here from the spec (Batch, CreateEmbeddingResponse; validated
+# below): the file upload is the chat cassette's, the batch names /v1/embeddings.
+EMBED_ID = "batch_69e2a41c7d3b8f05"
+EMBED_MODEL = "text-embedding-3-small"
+EMBED_REQUESTS = [{"custom_id": "e1", "input": "solar lantern"}, {"custom_id": "e2", "input": ["tent", "stove"]}]
+
+
+def _embed_batch(status: str, **extra: Any) -> dict[str, Any]:
+    done = status == "completed"
+    batch = {"id": EMBED_ID, "object": "batch", "endpoint": "/v1/embeddings",
+            "input_file_id": "file-emb-in", "completion_window": "24h", "status": status,
+            "output_file_id": "file-emb-out" if done else None, "error_file_id": None,
+            "created_at": 1_764_236_401, "completed_at": 1_764_237_001 if done else None,
+            "request_counts": {"total": 2 if done else 0, "completed": 2 if done else 0, "failed": 0}, **extra}
+    return {k: v for k, v in batch.items() if v is not None}  # absent, not null, where the spec has no null
+
+
+def _embedding_answer(inputs: int, tokens: int) -> dict[str, Any]:
+    return {"object": "list", "model": EMBED_MODEL,
+            "data": [{"object": "embedding", "index": i, "embedding": [0.25 * (i + 1), -0.5]} for i in range(inputs)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+EMBED_ANSWERS = {"e1": _embedding_answer(1, 2), "e2": _embedding_answer(2, 2)}
+
+
+def test_the_embeddings_batch_exchanges_validate_against_the_spec() -> None:
+    from test_cassette_specs import errors, load_spec
+
+    spec = load_spec()
+    problems = errors(spec, "Batch", _embed_batch("validating")) + errors(spec, "Batch", _embed_batch("completed"))
+    for answer in EMBED_ANSWERS.values():
+        problems += errors(spec, "CreateEmbeddingResponse", answer)
+    assert problems == []
+    assert errors(spec, "CreateEmbeddingResponse", {"object": "list"})  # not vacuous
+
+
+def test_batch_round_trip_of_embeddings(batch_config: Path, batch_host: BatchHost, tmp_path: Path) -> None:
+    path = tmp_path / "embed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in EMBED_REQUESTS), "utf-8")
+    lines = "".join(json.dumps({"id": f"batch_req_{cid}", "custom_id": cid, "error": None, "response": {
+        "status_code": 200, "request_id": f"req_{cid}", "body": body}}) + "\n" for cid, body in EMBED_ANSWERS.items())
+    batch_host.on("POST", "/batches", Reply(200, json.dumps(_embed_batch("validating")).encode()))
+    batch_host.on("GET", f"/batches/{EMBED_ID}", Reply(200, json.dumps(_embed_batch("completed")).encode()))
+    batch_host.on("GET", "/files/file-emb-out/content", Reply(200, lines.encode(),
+                                                             {"content-type": "application/octet-stream"}))
+    submit = _invoke("batch", "submit", str(path), "-m", f"openai:{EMBED_MODEL}", "-c", str(batch_config))
+    assert submit.exit_code == 0, submit.output
+    assert "2 embed() requests checked" in submit.stdout
+    upload = batch_host.seen[0][2].decode()  # multipart: the JSONL file's lines among the form's
+    sent = [json.loads(line) for line in upload.splitlines() if line.startswith('{"custom_id"')]
+    assert [(x["url"], x["body"]["input"]) for x in sent] == [("/v1/embeddings", ["solar lantern"]),
+                                                              ("/v1/embeddings", ["tent", "stove"])]
+    assert json.loads(batch_host.seen[1][2])["endpoint"] == "/v1/embeddings"
+    out = tmp_path / "vectors.jsonl"
+    results, got = _read_results(f"openai:{EMBED_ID}", batch_config, out)
+    assert [(g["custom_id"], len(g["embeddings"])) for g in got] == [("e1", 1), ("e2", 2)]
+    assert got[1]["embeddings"][1] == EMBED_ANSWERS["e2"]["data"][1]["embedding"]
+    costs = [_batch_price(g["usage"], True, "openai", EMBED_MODEL) for g in got]
+    assert [Decimal(g["cost"]) for g in got] == costs
+    assert all(c > 0 for c in costs)
+    sync = sum(_batch_price(g["usage"], False, "openai", EMBED_MODEL) for g in got)
+    _summary_shows(results.stdout, sum(costs), sync)
+    rows = _batch_rows(tmp_path)
+    assert sorted((r.tags["custom_id"], r.input_tokens) for r in rows) == [("e1", 2), ("e2", 2)]
+    _no_key(submit, results)

@@ -341,6 +341,34 @@ BATCH_STATUSES = ("validating", "in_progress", "finalizing", "completed", "faile
 BATCH_ENDED = frozenset({"completed", "failed", "expired", "canceled"})
 
 
+class DecodedResponse(HTTPResponse):
+    """A response whose body was decoded already (a batch result line's embedded answer, decoded with its line):
+    :meth:`json` returns that body without parsing it again, and its bytes are encoded only if a parser asks
+    for them (to keep a malformed body, or to scan it)."""
+
+    __slots__ = ("_body", "_encoded")
+    _body: Any
+    _encoded: bytes | None
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: Any, url: str = "") -> None:
+        self.status, self.headers, self.url = status, headers, url
+        self._body, self._encoded = body, None
+
+    @property
+    def content(self) -> bytes:
+        if self._encoded is None:
+            self._encoded = json.dumps(self._body).encode()
+        return self._encoded
+
+    @content.setter
+    def content(self, value: bytes) -> None:
+        self._encoded = value
+
+    def json(self) -> Any:
+        # A parser that reads the body reads it as it was decoded (the same value json.loads(content) gives).
+        return self._body
+
+
 @dataclass(frozen=True, slots=True)
 class BatchSpec:
     """What a provider's batch API accepts: checked on every line before anything is uploaded."""
@@ -994,9 +1022,10 @@ class Adapter(ABC):
         return dataclasses.replace(ref, context=(*ref.context, BATCH_CONTEXT))
 
     def batch_response(self, status: int, body: Any, request_id: str | None = None) -> HTTPResponse:
-        """A result line's embedded answer as the response the synchronous parser reads."""
+        """A result line's embedded answer as the response the synchronous parser reads (already decoded with its
+        line: the parser gets it as it is, not encoded and decoded again)."""
         headers = {"x-request-id": request_id} if request_id else {}
-        return HTTPResponse(status, headers, json.dumps(body).encode())
+        return DecodedResponse(status, headers, body)
 
     def batch_answer(self, state: BatchState, custom_id: str, body: Any, request_id: str | None = None) -> BatchItem:
         """A result line's successful answer, read by the same parser as the synchronous call's."""
@@ -1027,7 +1056,9 @@ class Adapter(ABC):
             MalformedResponseError: The line is not a JSON object.
         """
         if isinstance(line, Mapping):
-            return dict(line)
+            # A copy of its own (its answer is handed to a parser as it is): the batch object keeps the original.
+            copied: dict[str, Any] = json.loads(json.dumps(line))
+            return copied
         try:
             data = json.loads(line)
         except ValueError:

@@ -488,6 +488,12 @@ class AnthropicAdapter(Adapter):
         body["tool_choice"] = {"type": "tool", "name": FORCED_TOOL_NAME}
 
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
+        return HTTPRequest("POST", self.url("messages"), self.headers(), json=self.complete_body(req),
+                           stream=req.stream)
+
+    def complete_body(self, req: CompleteRequest) -> dict[str, Any]:
+        """The JSON body ``complete()`` sends for ``req`` (built without the key: a batch line is made of it,
+        checked and estimated offline)."""
         if req.response_format is not None and req.output is None:
             raise self.unsupported("json_mode")
         if req.seed is not None:
@@ -516,7 +522,7 @@ class AnthropicAdapter(Adapter):
             body.update(req.extra)
         if req.output is not None:
             self._structured(req.output, req, body)
-        return HTTPRequest("POST", self.url("messages"), self.headers(), json=body, stream=req.stream)
+        return body
 
     @staticmethod
     def _max_tokens(req: CompleteRequest) -> int:
@@ -633,7 +639,7 @@ class AnthropicAdapter(Adapter):
         if not _CUSTOM_ID.fullmatch(custom_id):
             raise InvalidRequestError(f"custom_id {custom_id!r}: Message Batches take 1 to 64 letters, digits, "
                                       "'-' and '_'")
-        return {"custom_id": custom_id, "params": dict(self.build_complete(req).json)}
+        return {"custom_id": custom_id, "params": self.complete_body(req)}
 
     def build_batch_create(self, model: str, kind: str, file_ref: str | None, lines: Sequence[Mapping[str, Any]],
                            metadata: Mapping[str, str]) -> HTTPRequest:

@@ -202,12 +202,12 @@ class MistralAdapter(OpenAIWire):
 
     # ----------------------------------------------------------------------------------------- embed
 
-    def build_embed(self, req: EmbedRequest) -> HTTPRequest:
+    def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": req.model, "input": req.inputs, "encoding_format": "float"}
         if req.dimensions is not None:
             body["output_dimension"] = req.dimensions
         body.update(req.extra)
-        return HTTPRequest("POST", self.endpoint("embeddings", req.model), self.headers(), json=body)
+        return body
 
     # ----------------------------------------------------------------------------------------- errors
 

@@ -378,15 +378,21 @@ class OpenAIWire(Adapter):
         return model
 
     def build_complete(self, req: CompleteRequest) -> HTTPRequest:
+        body = self.complete_body(req)
         if self.uses_responses(req):
-            body = build_body(req, self.provider, self.responses_model(req.model),
-                              reasoning=in_family(req.model, REASONING_FAMILIES))
             return HTTPRequest("POST", self.responses_url(req.model), self.headers(), json=body, stream=req.stream)
-        text = req.prompt is not None
+        path = self.text_path(req.model) if req.prompt is not None else "chat/completions"
+        return HTTPRequest("POST", self.endpoint(path, req.model), self.headers(), json=body, stream=req.stream)
+
+    def complete_body(self, req: CompleteRequest) -> dict[str, Any]:
+        """The JSON body ``complete()`` sends for ``req`` (built without the URL or the key: a batch line is made
+        of it, checked and estimated offline)."""
+        if self.uses_responses(req):
+            return build_body(req, self.provider, self.responses_model(req.model),
+                              reasoning=in_family(req.model, REASONING_FAMILIES))
         body = self._common_body(req)
-        if text:
+        if req.prompt is not None:
             body["prompt"] = req.prompt
-            path = self.text_path(req.model)
         else:
             body["messages"] = [wire_message(m, self.provider) for m in req.messages]
             if req.tools:
@@ -397,14 +403,13 @@ class OpenAIWire(Adapter):
                 self.structured_body(req.output, req.model, body)
             elif req.response_format is not None:
                 body["response_format"] = req.response_format
-            path = "chat/completions"
         if req.stream:
             body["stream"] = True
             if self.include_stream_usage:
                 body["stream_options"] = {"include_usage": True}
         if req.extra:
             body.update(req.extra)
-        return HTTPRequest("POST", self.endpoint(path, req.model), self.headers(), json=body, stream=req.stream)
+        return body
 
     def structured_mode(self, model: str) -> str:
         """How this host takes a schema: ``"strict"`` (``json_schema`` in strict mode, OpenAI's rules),
@@ -482,11 +487,15 @@ class OpenAIWire(Adapter):
     # ----------------------------------------------------------------------------------------- embed
 
     def build_embed(self, req: EmbedRequest) -> HTTPRequest:
+        return HTTPRequest("POST", self.endpoint("embeddings", req.model), self.headers(), json=self.embed_body(req))
+
+    def embed_body(self, req: EmbedRequest) -> dict[str, Any]:
+        """The JSON body ``embed()`` sends for ``req`` (without the URL or the key, like :meth:`complete_body`)."""
         body: dict[str, Any] = {"model": req.model, "input": req.inputs, "encoding_format": "float"}
         if req.dimensions is not None:
             body["dimensions"] = req.dimensions
         body.update(req.extra)
-        return HTTPRequest("POST", self.endpoint("embeddings", req.model), self.headers(), json=body)
+        return body
 
     def parse_embed(self, req: EmbedRequest, resp: HTTPResponse) -> Embeddings:
         try:
@@ -687,14 +696,14 @@ class OpenAIWire(Adapter):
     def batch_body(self, req: CompleteRequest | EmbedRequest) -> tuple[str, dict[str, Any]]:
         """The endpoint path and body of one batched request: what ``complete()`` / ``embed()`` would send."""
         if isinstance(req, EmbedRequest):
-            return "embeddings", dict(self.build_embed(req).json)
+            return "embeddings", self.embed_body(req)
         if req.stream:
             raise InvalidRequestError(f"{self.provider}: a batched request cannot stream")
         if req.prompt is not None:
             path = self.text_path(req.model)
         else:
             path = "responses" if self.uses_responses(req) else "chat/completions"
-        return path, dict(self.build_complete(req).json)
+        return path, self.complete_body(req)
 
     def batch_line(self, custom_id: str, req: CompleteRequest | EmbedRequest) -> dict[str, Any]:
         self.batch_spec(req.model)
@@ -741,7 +750,9 @@ class OpenAIWire(Adapter):
             failed=count(counts.get("failed")) or 0,
             output_ref=data.get("output_file_id"), error_ref=data.get("error_file_id"),
             kind="embed" if endpoint.endswith("embeddings") else "complete",
-            api="responses" if endpoint.endswith("/responses") else None,
+            # the endpoint says how its answers are shaped (not the model's default api)
+            api="responses" if endpoint.endswith("/responses") else "chat" if endpoint.endswith("/chat/completions")
+            else None,
             created_at=unix_time(data.get("created_at")), ended_at=unix_time(ended), raw=data,
         )
 
