@@ -277,6 +277,26 @@ def test_a_result_line_s_answer_is_read_as_the_same_bytes_would_be(provider: str
     assert adapter.parse_complete(req, decoded).text == "7"
 
 
+def test_a_text_models_legacy_completions_are_read_as_text_completions() -> None:
+    """A batch on ``/v1/completions`` (a text model's prompt lines): each answer's ``choices[].text`` is the text,
+    priced from its usage, as the synchronous text completion reads it."""
+    from computekit.adapters._base import BatchState
+
+    adapter = openai()
+    state = BatchState(id="batch_1", model="gpt-3.5-turbo-instruct", status="completed", provider_status="completed",
+                       raw={"endpoint": "/v1/completions"})
+    body = {"id": "cmpl_1", "object": "text_completion", "created": 1, "model": "gpt-3.5-turbo-instruct",
+            "choices": [{"index": 0, "text": " Paris.", "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
+    line = {"id": "r_1", "custom_id": "t1", "error": None,
+            "response": {"status_code": 200, "request_id": "req_1", "body": body}}
+    item = adapter.parse_batch_line(state, json.dumps(line).encode())
+    assert item.error is None
+    assert item.result is not None
+    assert item.result.text == " Paris."
+    assert (item.result.usage.input_tokens, item.result.usage.output_tokens) == (5, 2)
+
+
 def test_result_lines_are_split_across_chunks_and_numbered() -> None:
     chunks = [b'{"a":', b'1}\n\n{"b"', b":2}\r\n", b'{"c":3}']
     assert list(result_lines(chunks)) == [(1, b'{"a":1}'), (3, b'{"b":2}'), (4, b'{"c":3}')]

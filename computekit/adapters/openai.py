@@ -766,6 +766,16 @@ class OpenAIWire(Adapter):
         return [HTTPRequest("GET", self.finetune_url(f"files/{ref}/content"), self.headers(), stream=True)
                 for ref in (state.output_ref, state.error_ref) if ref]
 
+    def batch_answer(self, state: BatchState, custom_id: str, body: Any, request_id: str | None = None) -> BatchItem:
+        endpoint = str(state.raw.get("endpoint") or "") if isinstance(state.raw, dict) else ""
+        if state.kind == "complete" and endpoint.endswith("/completions") \
+                and not endpoint.endswith("/chat/completions"):
+            # A text model's legacy completions: its answers carry choices[].text, not a message.
+            resp = self.batch_response(200, body, request_id)
+            result = self.parse_complete(CompleteRequest(model=state.model, messages=[], prompt=""), resp)
+            return BatchItem(custom_id=custom_id, result=result, billed=True)
+        return super().batch_answer(state, custom_id, body, request_id)
+
     def parse_batch_line(self, state: BatchState, line: bytes | Mapping[str, Any]) -> BatchItem:
         data = self.batch_record(state, line)
         custom_id = data.get("custom_id")
