@@ -252,7 +252,7 @@ class _Try:
                 return
             attempt = priced(core, facts, result)
         except ProviderError as e:
-            if not self._background_failed():
+            if not self._background_failed() and not self._background_cut():
                 failed(core, facts, e)
             return
         succeeded(core, facts, result, attempt)
@@ -326,6 +326,23 @@ class _Try:
         if not handle.done:
             return False
         self._background(handle)
+        return True
+
+    def _background_cut(self) -> bool:
+        """Whether a background response's create stream broke off with an ``error`` event after it named the
+        response: the stream ended, not necessarily the response, which the provider keeps (and bills). As for a
+        stream the application stopped reading, its reservation stays held and the look that finds it ended
+        writes its one row; an error row here would count it a second time."""
+        if self.route.background or not (isinstance(self.req, CompleteRequest) and self.req.background) \
+                or self.decoder is None:
+            return False
+        try:
+            so_far = self.decoder.result()
+        except Exception:  # the stream never named its response: recorded as the stream's failure
+            return False
+        if not so_far.id:
+            return False
+        self._background(so_far)
         return True
 
     def _result(self) -> Any:

@@ -325,6 +325,26 @@ async def test_a_background_stream_that_fails_is_recorded_once_from_its_failed_r
 
 
 @both
+async def test_a_background_stream_cut_by_an_error_event_is_recorded_once_by_the_look(
+        tmp_path: Any, is_async: bool, openai_spec: dict[str, Any]) -> None:
+    """An ``error`` event ends the stream, not the response (the provider keeps running and billing it): no
+    row from the stream, the reservation held, and the retrieve that finds it ended writes its one row."""
+    final = response("completed", message("ok"))
+    events = _events(final)[:2] + _sse({"type": "error", "sequence_number": 2, "code": "server_error",
+                                        "message": "the stream was interrupted", "param": None})
+    _server, ckc, client = metered(tmp_path, [Reply(pieces=events), reply(openai_spec, final)], is_async,
+                                   budget={"limit_usd": "5"})
+    await drain(await run(client.responses.create(model="o3", input="x", background=True, stream=True,
+                                                  max_output_tokens=1000)))  # the SDK yields the error event
+    assert rows(ckc) == []
+    assert ckc.budget_status()["default"].reserved > 0
+    await run(client.responses.retrieve(RID))
+    [row] = rows(ckc)
+    assert (row.once_key, row.cost, row.outcome) == (KEY_OF, price(), "success")
+    assert ckc.budget_status()["default"].reserved == 0
+
+
+@both
 async def test_a_retrieve_of_a_response_answered_in_the_foreground_writes_nothing(
         tmp_path: Any, is_async: bool, openai_spec: dict[str, Any]) -> None:
     """Its create was its row: a later ``retrieve`` of the stored response bills nothing."""
