@@ -333,15 +333,22 @@ class _Try:
         response: the stream ended, not necessarily the response, which the provider keeps (and bills). As for a
         stream the application stopped reading, its reservation stays held and the look that finds it ended
         writes its one row; an error row here would count it a second time."""
-        if self.route.background or not (isinstance(self.req, CompleteRequest) and self.req.background) \
-                or self.decoder is None:
+        if self.route.background or not (isinstance(self.req, CompleteRequest) and self.req.background):
+            return False
+        return self._left_running()
+
+    def _left_running(self) -> bool:
+        """Whether the stream of a background response's create, ended before the response did, had named the
+        response: then it is held (its reservation too) until a look sees it end, and no row is written now."""
+        if self.decoder is None:
             return False
         try:
             so_far = self.decoder.result()
-        except Exception:  # the stream never named its response: recorded as the stream's failure
+        except Exception:  # the stream never named its response: recorded as the stream's end
             return False
         if not so_far.id:
             return False
+        self.done = True
         self._background(so_far)
         return True
 
@@ -406,15 +413,7 @@ class _Try:
         (billed when it ends, which a look records), its reservation held under its id, when the stream told it."""
         if self.error_body or self.decoder is None or self.broken is not None or self.decoder.done:
             return False
-        try:
-            so_far = self.decoder.result()
-        except Exception:  # no id yet: recorded as a canceled stream
-            return False
-        if not so_far.id:
-            return False
-        self.done = True
-        self._background(so_far)
-        return True
+        return self._left_running()
 
     def _reported_so_far(self) -> Completion | None:
         if self.decoder is None or self.broken is not None:
