@@ -52,7 +52,6 @@ from ._exceptions import (
     InvalidRequestError,
     ProviderError,
 )
-from ._finetune_client import _adrive, _drive
 from ._http import HTTPRequest, HTTPResponse
 from ._plan import Plan
 from ._tags import check_tags
@@ -718,7 +717,7 @@ class Batching:
         # Budgets: the whole batch's worst case is reserved before the upload, held until its results are read.
         held = core.budgets.reserve(target, Estimated(estimate.total), tags, ttl_s=BATCH_RESERVATION_TTL_S)
         try:
-            state = _drive(_submit_steps(target, prepared, tags), batches.driver.run)
+            state = batches.driver.run_steps(_submit_steps(target, prepared, tags))
         except BaseException:
             core.budgets.release(held)  # nothing submitted: nothing to hold
             raise
@@ -773,7 +772,7 @@ class AsyncBatching:
         held = await ledger_call(core, partial(core.budgets.reserve, target, Estimated(estimate.total), tags,
                                                ttl_s=BATCH_RESERVATION_TTL_S))
         try:
-            state = await _adrive(_submit_steps(target, prepared, tags), batches.driver.run)
+            state = await batches.driver.run_steps(_submit_steps(target, prepared, tags))
         except BaseException:
             await ledger_call(core, partial(core.budgets.release, held), offload=held is not None)
             raise

@@ -19,9 +19,9 @@ check the status and parse (anything the parser raises becomes a ``MalformedResp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._attempt import AttemptFacts, Call, Opened, answer, check_head, malformed_from, note_not_retried
 from ._bookkeeping import canceled, failed, price_success, succeeded
@@ -211,6 +211,16 @@ class SyncDriver:
         del offload
         return step()
 
+    def run_steps(self, steps: Generator[Plan, Any, _T]) -> _T:
+        """Run a generator of plans to its end (a launch made of several requests: upload, then create ...),
+        each plan through :meth:`run`, its answer sent back in: the generator's return value."""
+        try:
+            plan = next(steps)
+            while True:
+                plan = steps.send(self.run(plan))
+        except StopIteration as done:
+            return cast(_T, done.value)
+
 
 class AsyncDriver:
     """Runs plans over a non-blocking transport (:class:`~computekit.AsyncClient`'s): :class:`SyncDriver`'s
@@ -298,3 +308,12 @@ class AsyncDriver:
     async def ledger(self, step: Callable[[], _T], *, offload: bool = True) -> _T:
         """Run a ledger step off the event loop when the ledger is remote (:func:`~computekit._core.ledger_call`)."""
         return await ledger_call(self.core, step, offload=offload)
+
+    async def run_steps(self, steps: Generator[Plan, Any, _T]) -> _T:
+        """:meth:`SyncDriver.run_steps`, each plan awaited."""
+        try:
+            plan = next(steps)
+            while True:
+                plan = steps.send(await self.run(plan))
+        except StopIteration as done:
+            return cast(_T, done.value)

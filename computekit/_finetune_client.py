@@ -16,9 +16,9 @@ lifecycle request as a plan (``_get_plan`` ...), and the bookkeeping of ``wait()
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Never, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Never
 
 from . import _finetune
 from ._arguments import refuse
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from ._core import Core
     from ._driver import AsyncDriver, SyncDriver
 
-_T = TypeVar("_T")
 
 __all__ = ["AsyncFineTunes", "AsyncFineTuning", "FineTunes", "FineTuning"]
 
@@ -117,26 +116,6 @@ def _launch_steps(launch: _finetune.Launch) -> Generator[Plan, Any, FineTuneJob]
                                    lambda r: adapter.parse_finetune(target.model, r))
     job.estimate = estimate
     return job
-
-
-def _drive(steps: Generator[Plan, Any, _T], send: Callable[[Plan], Any]) -> _T:
-    """Run a generator of plans to its end with a sync ``send``: its return value."""
-    try:
-        plan = next(steps)
-        while True:
-            plan = steps.send(send(plan))
-    except StopIteration as done:
-        return cast(_T, done.value)
-
-
-async def _adrive(steps: Generator[Plan, Any, _T], send: Callable[[Plan], Awaitable[Any]]) -> _T:
-    """:func:`_drive` with an async ``send``."""
-    try:
-        plan = next(steps)
-        while True:
-            plan = steps.send(await send(plan))
-    except StopIteration as done:
-        return cast(_T, done.value)
 
 
 def _get_plan(core: Core, job: FineTuneJob) -> Plan:
@@ -539,7 +518,7 @@ class FineTuning:
         core, finetunes = self._core, self.finetunes
         held = core.budgets.reserve_finetune(launch.target, launch.estimate.total, tags)
         try:
-            job = _drive(_launch_steps(launch), finetunes.driver.run)
+            job = finetunes.driver.run_steps(_launch_steps(launch))
         except BaseException:
             core.budgets.release(held)  # nothing launched: nothing to hold
             raise
@@ -626,7 +605,7 @@ class AsyncFineTuning:
         held = await ledger_call(core, partial(core.budgets.reserve_finetune, launch.target, launch.estimate.total,
                                                tags))
         try:
-            job = await _adrive(_launch_steps(launch), finetunes.driver.run)
+            job = await finetunes.driver.run_steps(_launch_steps(launch))
         except BaseException:
             # nothing launched: nothing to hold
             await ledger_call(core, partial(core.budgets.release, held), offload=held is not None)
