@@ -82,6 +82,13 @@ class BackgroundResponse(_Readable, _Model, Generic[ParsedT]):
         return f"{self.provider}:{self.model}"
 
     @property
+    def in_background(self) -> bool | None:
+        """Whether the provider says it ran in the background (``None``: its answer does not say). One answered
+        in the foreground was billed, and recorded, by the call that created it."""
+        flag = self.raw.get("background") if isinstance(self.raw, dict) else None
+        return flag if isinstance(flag, bool) else None
+
+    @property
     def cost(self) -> Cost:
         """The final cost (once it has ended and been priced)."""
         if self.completion is None:

@@ -110,13 +110,6 @@ def _outcome(handle: BackgroundResponse[Any]) -> BackgroundResponse[Any]:
     return handle
 
 
-def _ran_in_background(handle: BackgroundResponse[Any]) -> bool:
-    """Whether a retrieved response ran in the background. One answered in the foreground was billed, and
-    recorded, by the call that created it: retrieving it later must not record it a second time (a host that
-    omits the field is taken at its word that it ran in the background)."""
-    return handle.raw.get("background") is not False
-
-
 def _target(core: Core, handle: BackgroundResponse[Any]) -> Target:
     return Target(core.adapter(handle.provider), handle.model)
 
@@ -194,7 +187,7 @@ class BackgroundResponses:
             refuse(unknown, self.retrieve)
         fresh: BackgroundResponse[Any] = self.driver.run(_retrieve_plan(self.core, handle))
         fresh._bind(self.client, None, None)
-        if fresh.done and _ran_in_background(fresh):
+        if fresh.done and fresh.in_background is not False:  # (a foreground one: its call recorded it)
             self._ended(fresh)
         return fresh
 
@@ -318,7 +311,7 @@ class AsyncBackgroundResponses:
             refuse(unknown, self.retrieve)
         fresh: BackgroundResponse[Any] = await self.driver.run(_retrieve_plan(self.core, handle))
         fresh._bind(self.client, None, None)
-        if fresh.done and _ran_in_background(fresh):
+        if fresh.done and fresh.in_background is not False:  # (a foreground one: its call recorded it)
             await self._ended(fresh)
         return fresh
 

@@ -298,7 +298,7 @@ class _Try:
             return
         elif handle.id in meter.runs:
             started = meter.runs.pop(handle.id)
-        elif isinstance(handle.raw, dict) and handle.raw.get("background") is True:
+        elif handle.in_background:
             started = _Run(self.target, self.tags, [])  # started elsewhere (another client or process)
         else:
             return  # a response answered in the foreground: its create was its row
