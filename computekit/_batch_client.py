@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
-from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, Never
 
@@ -68,8 +67,6 @@ __all__ = ["AsyncBatches", "AsyncBatching", "Batches", "Batching", "item_key"]
 
 BatchResult = tuple[str, Completion | Embeddings | ProviderError]
 """One item of ``results()``: its ``custom_id``, and its answer or its typed error."""
-
-_ZERO = Decimal(0)
 
 
 def item_key(provider: str, batch_id: str, custom_id: str) -> str:
