@@ -10,7 +10,7 @@ job's cost is priced and written to the ledger once, when the job ends. Under a 
 reserved before the first upload and held until then (released when the launch fails).
 
 What both clients share is pure and module-level here: the checked launch (:func:`_launch`), the requests that
-launch it as a generator of plans (:func:`_launch_steps`, run by :func:`_drive` / :func:`_adrive`), each
+launch it as a generator of plans (:func:`_launch_steps`, run by the driver's ``run_steps``), each
 lifecycle request as a plan (``_get_plan`` ...), and the bookkeeping of ``wait()`` (:class:`_Following`).
 """
 
@@ -98,7 +98,7 @@ def _launch(core: Core, model: str, training_file: Any, tags: Mapping[str, str] 
 def _launch_steps(launch: _finetune.Launch) -> Generator[Plan, Any, FineTuneJob]:
     """The requests that launch a job, in order (uploads, the provider's estimate, the launch): each is yielded as a
     plan for the driver and its answer sent back in; returns the launched job, its estimate set. Pure: the client
-    does the I/O (:func:`_drive`, :func:`_adrive`)."""
+    does the I/O (the driver's ``run_steps``)."""
     target, req, adapter = launch.target, launch.request, launch.target.adapter
     for file, purpose in launch.files():
         last: HTTPResponse | None = None
