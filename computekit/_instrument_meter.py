@@ -20,11 +20,13 @@ client comes from, the first time a client of it is instrumented.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import importlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 import warnings
@@ -46,7 +48,7 @@ from ._bookkeeping import (
     succeeded,
 )
 from ._constants import MAX_SSE_EVENT_BYTES
-from ._core import Core, ledger_call
+from ._core import Core, ledger_call, now
 from ._driver import priced
 from ._exceptions import (
     APIConnectionError,
@@ -103,6 +105,14 @@ _BATCH = 32
 """Answers whose deferred bookkeeping the caller's thread does in one go (see :meth:`_Try.finish`)."""
 _DEFERRABLE = (CompleteRequest, EmbedRequest, RerankRequest)
 """Requests whose answer is priced and recorded in one piece, which nothing later looks up (unlike a run)."""
+_DEFERRABLE_VERBS = frozenset({"complete", "embed", "rerank"})
+"""The routes whose requests are such (read as one of :data:`_DEFERRABLE`)."""
+_STARTS_NOW = re.compile(rb'"(?:stream|background)"\s*:\s*(?!false|null)|\\u00[67]')
+"""What makes a body's reading urgent (see :meth:`_Meter.begin`): it may ask for a stream or a background response
+(a ``stream`` or ``background`` key anywhere, not false or null). A JSON key may also be spelled with escapes
+(``\\u0073tream``): a body with an escaped ASCII letter is read at once too."""
+_ROUTES_KEPT = 256
+"""Request paths whose route a meter remembers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +126,23 @@ class _Run:
 
 
 class _Try:
-    """One request the SDK sent (one of its retries, maybe) and what computekit knows of it so far."""
+    """One request the SDK sent (one of its retries, maybe) and what computekit knows of it so far.
 
-    __slots__ = ("attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events", "facts",
-                 "failure", "head", "held", "meter", "req", "route", "status", "tags", "target")
+    Its body may be left unread (``unread``) until its bookkeeping (see :meth:`_Meter.begin`): :attr:`target`
+    and :attr:`req` read it on first use.
+    """
 
-    def __init__(self, meter: _Meter, route: Route, target: Target, req: Any) -> None:
-        self.meter, self.route, self.target, self.req = meter, route, target, req
+    __slots__ = ("_req", "_target", "attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events",
+                 "facts", "failure", "head", "held", "meter", "route", "started", "status", "t0", "tags", "unread")
+
+    def __init__(self, meter: _Meter, route: Route, target: Target | None, req: Any,
+                 unread: tuple[str, Any, bytes] | None = None) -> None:
+        self.meter, self.route, self._target, self._req = meter, route, target, req
+        self.unread = unread
+        """The request's method, URL and body, while its body is unread."""
+        self.t0 = 0.0
+        self.started: dt.datetime | None = None
+        """When an unread try was sent (its facts are made when it is read)."""
         self.tags = check_tags(None)  # the enclosing ck.tags() blocks', read in the caller's context
         self.held: Any = None
         self.attempts: list[Attempt] = []
@@ -140,20 +160,59 @@ class _Try:
         """The stream event that broke the decoding (a background response's ``response.failed``)."""
 
     @property
+    def target(self) -> Target:
+        if self.unread is not None:
+            self.read()
+        assert self._target is not None, "a try's target is known once its body is read"
+        return self._target
+
+    @target.setter
+    def target(self, target: Target) -> None:
+        self._target = target
+
+    @property
+    def req(self) -> Any:
+        """computekit's normalised request (``None``: billed, not priced; a :class:`_Run`: a look at a run)."""
+        if self.unread is not None:
+            self.read()
+        return self._req
+
+    @property
     def verb(self) -> str:
         return "stream" if self.streaming else self.route.verb
 
     @property
     def keyed(self) -> bool:
         """Whether its bookkeeping may look a reservation up by key in the ledger (a background response's)."""
-        return self.route.background or (isinstance(self.req, CompleteRequest) and self.req.background)
+        # An unread body asks for neither a stream nor a background response (see _Meter.begin).
+        return self.route.background or (self.unread is None and isinstance(self._req, CompleteRequest)
+                                         and self._req.background)
 
     @property
     def streaming(self) -> bool:
-        return isinstance(self.req, CompleteRequest) and self.req.stream
+        return self.unread is None and isinstance(self._req, CompleteRequest) and self._req.stream
+
+    def read(self) -> None:
+        """Read the request's body now: what it asks for, and (when sent) the facts of the try."""
+        if self.unread is None:
+            return
+        method, url, content = self.unread
+        self.unread = None
+        self._target, self._req = self.meter.read(self.route, url, content)
+        if self.started is not None:
+            self._sent(method, url)
+            facts = self.sure_facts
+            facts.started, facts.t0 = self.started, self.t0
 
     def sent(self, method: str, url: Any) -> None:
-        """The request leaves now (after its reservation): its facts, as the attempt driver keeps them."""
+        """The request leaves now (after its reservation): its facts, as the attempt driver keeps them (for an
+        unread try, when it is read: only the time is taken now)."""
+        if self.unread is not None:
+            self.started, self.t0 = now(), time.perf_counter()
+            return
+        self._sent(method, url)
+
+    def _sent(self, method: str, url: Any) -> None:
         self.facts = AttemptFacts(self.verb, self.target, self.req, HTTPRequest(method, str(url), {}), self.attempts,
                                   self.tags)
         self.facts.begin(self.held)
@@ -170,6 +229,7 @@ class _Try:
         self.status, self.head = status, headers
         if status >= ERROR_STATUS:
             self.error_body = True
+            self.read()  # recorded when it ends, not deferred
         elif self.streaming:
             adapter = self.target.adapter
             try:
@@ -213,8 +273,8 @@ class _Try:
         if self.done:
             return
         self.done = True
-        if (self.held is None and not self.error_body and isinstance(self.req, _DEFERRABLE) and not self.streaming
-                and not ROW_TAPS and not tracing() and not self.keyed):
+        if (self.held is None and not self.error_body and not self.streaming and not self.keyed
+                and (self.unread is not None or isinstance(self._req, _DEFERRABLE)) and not ROW_TAPS and not tracing()):
             self.ended = time.perf_counter()
             self.meter.later(self)
             return
@@ -222,6 +282,7 @@ class _Try:
 
     def finish_later(self) -> None:
         """The deferred bookkeeping (see :meth:`finish`)."""
+        self.read()
         facts = self.sure_facts
         facts.t0 += time.perf_counter() - self.ended  # its latency: to the body's end, not to now
         try:
@@ -394,6 +455,7 @@ class _Try:
         """The SDK closed the body before its end (the application stopped reading): a billed, canceled try."""
         if self.done:
             return
+        self.read()
         if self.route.poll:  # a look at a run, left unread: not billed, and the run is still to be seen ending
             self.done = True
             return
@@ -427,6 +489,7 @@ class _Try:
     def failed_to_send(self, exc: BaseException, lib: Any) -> None:
         """The request got no answer, or not all of it (a connection error or a timeout: maybe billed)."""
         self.done = True
+        self.read()
         core, target, facts = self.meter.core, self.target, self.sure_facts
         if self.route.poll:
             return
@@ -445,12 +508,13 @@ class _Meter:
     """What one instrumented SDK client records with: computekit's core (its ledger, prices and budgets), the
     SDK's routes, and the adapters of the origins it talks to."""
 
-    __slots__ = ("__weakref__", "_adapters", "_lock", "_pending", "_refusal", "core", "ended", "runs", "sdk")
+    __slots__ = ("__weakref__", "_adapters", "_lock", "_pending", "_refusal", "_routes", "core", "ended", "runs", "sdk")
 
     def __init__(self, core: Core, sdk: SDK) -> None:
         self.core, self.sdk = core, sdk
         self._refusal = _refusal_class(sdk.error_base) if sdk.error_base else None
         self._adapters: dict[str, Any] = {}
+        self._routes: dict[tuple[str, str], Route | None] = {}
         self.runs: dict[str, _Run] = {}
         """Runs (Replicate) and background responses started through this client that had not ended when last
         seen, by id."""
@@ -490,10 +554,29 @@ class _Meter:
         self._lock = threading.Lock()
         self._pending = []
 
-    def begin(self, method: str, url: Any, content: Callable[[], bytes]) -> _Try | None:
-        """The try for a request computekit records (``None``: it passes through untouched)."""
-        path = url.path if hasattr(url, "path") else urlsplit(str(url)).path
+    def route(self, method: str, path: str) -> Route | None:
+        """The SDK's route for a request (``None``: not billed), remembered per path."""
+        key = (method, path)
+        try:
+            return self._routes[key]
+        except KeyError:
+            pass
         route = self.sdk.route(method, path)
+        if len(self._routes) >= _ROUTES_KEPT:  # paths with ids (looks at runs) must not grow it without bound
+            self._routes.clear()
+        self._routes[key] = route
+        return route
+
+    def begin(self, method: str, url: Any, content: Callable[[], bytes]) -> _Try | None:
+        """The try for a request computekit records (``None``: it passes through untouched).
+
+        Its body is read now when what it asks for matters before its answer has ended: under a budget (its worst
+        case is reserved), for a stream (decoded as it arrives), a background response or a run (which later
+        looks must find). Otherwise it is read with the answer's deferred bookkeeping (see :meth:`_Try.finish`),
+        off the path of the SDK's call.
+        """
+        path = url.path if hasattr(url, "path") else urlsplit(str(url)).path
+        route = self.route(method, path)
         if route is None:
             return None
         if route.poll:  # a look at a run this client started: what it finds ended is recorded (once)
@@ -507,17 +590,32 @@ class _Meter:
             t.tags = started.tags
             return t
         try:
-            body = json.loads(content())
+            body = content()
+        except Exception:  # a body that is not there to read (a streamed upload ...): not priced
+            body = b""
+        if (route.verb in _DEFERRABLE_VERBS and route.normalise is not None and not self.core.budgets.active
+                and not _STARTS_NOW.search(body)):
+            return _Try(self, route, None, None, (method, url, body))
+        return _Try(self, route, *self.read(route, url, body))
+
+    def read(self, route: Route, url: Any, content: bytes) -> tuple[Target, Any]:
+        """A request's target and computekit's normalised request (``None``: not priced) from its body."""
+        try:
+            body = json.loads(content)
         except Exception:  # a body that is not JSON (a streamed upload ...): not priced
             body = None
         body = body if isinstance(body, dict) else {}
         adapter = self._adapter(url)
+        path = url.path if hasattr(url, "path") else urlsplit(str(url)).path
         model = model_of(adapter, route, path, body)
         req = None
         legacy_stream = route.parse is not None and bool(body.get("stream"))  # framed otherwise: not priced
         if route.normalise is not None and model is not None and not legacy_stream:
-            req = route.normalise(model, body)
-        return _Try(self, route, Target(adapter, model or "unknown"), req)
+            try:
+                req = route.normalise(model, body)
+            except Exception:  # a body the SDK sent, but not of the shape computekit reads: billed, not priced
+                log.debug("computekit.instrument: a %s request's body could not be read", route.verb, exc_info=True)
+        return Target(adapter, model or "unknown"), req
 
     def _look(self, route: Route, url: Any, started: _Run | None) -> _Try:
         """A look at a background response (started here or anywhere: what it finds ended is recorded once)."""
@@ -537,7 +635,7 @@ class _Meter:
         Raises:
             BudgetExceededError: A budget refused it (as the SDK's own error too, when it wraps others).
         """
-        if t.route.poll:
+        if t.route.poll or (t.unread is not None and not self.core.budgets.active):
             return
         try:
             t.held = self.core.budgets.reserve(t.target, t.req, t.tags)
