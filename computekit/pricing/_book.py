@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .._money import Money
 from .._types import Cost, CostLine, PriceSource, Usage
@@ -93,20 +93,23 @@ _ref_key = operator.attrgetter(*(f.name for f in dataclasses.fields(PriceRef)))
 """A ref's fields as a tuple: what it is cached by on the hot path (hashed and compared in C, unlike the ref)."""
 
 
+_D = TypeVar("_D", bound=Decimal)
+
+
 @dataclass(frozen=True, slots=True)
-class _Tiered:
+class _Tiered(Generic[_D]):
     """A cliff-tiered price: every token pays the tier reached by the total input tokens."""
 
-    base: Decimal
-    tiers: tuple[tuple[int, Decimal], ...]
+    base: _D
+    tiers: tuple[tuple[int, _D], ...]
 
-    def at(self, total_input: int) -> Decimal:
+    def at(self, total_input: int) -> _D:
         for start, price in reversed(self.tiers):
             if total_input > start:
                 return price
         return self.base
 
-    def per_token(self) -> _Tiered:
+    def per_token(self) -> _Tiered[Money]:
         """The same tiers, priced per token (as :class:`~computekit.Money`) rather than per 1M tokens."""
         return _Tiered(Money(self.base / _MTOK), tuple((start, Money(price / _MTOK)) for start, price in self.tiers))
 
@@ -119,20 +122,20 @@ _FALLBACKS = (("cache_read_mtok", "input_mtok"), ("cache_write_mtok", "input_mto
 class TokenRates:
     """Per-1M-token rates for one model on one day, and where they came from."""
 
-    prices: Mapping[str, Decimal | _Tiered]
+    prices: Mapping[str, Decimal | _Tiered[Decimal]]
     source: PriceSource
     per_request: Decimal | None = None
     extra_units: Mapping[str, tuple[Decimal, int]] = field(default_factory=dict)
     """Other priced units: usage key -> (price, per) (web searches, rerank searches ...)."""
     # The prices as cost lines carry them, worked out once rather than on every call: per token (a key without
     # a price of its own holds its fallback's), per request and per unit, each a Money.
-    _per_token: dict[str, Decimal | _Tiered] = field(init=False, repr=False, compare=False)
-    _per_request: Decimal | None = field(init=False, repr=False, compare=False)
-    _per_unit: dict[str, Decimal] = field(init=False, repr=False, compare=False)
+    _per_token: dict[str, Money | _Tiered[Money]] = field(init=False, repr=False, compare=False)
+    _per_request: Money | None = field(init=False, repr=False, compare=False)
+    _per_unit: dict[str, Money] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        per_token = {key: p.per_token() if isinstance(p, _Tiered) else Money(p / _MTOK)
-                     for key, p in self.prices.items()}
+        per_token: dict[str, Money | _Tiered[Money]] = {
+            key: p.per_token() if isinstance(p, _Tiered) else Money(p / _MTOK) for key, p in self.prices.items()}
         for key, fallback in _FALLBACKS:
             if key not in per_token and fallback in per_token:
                 per_token[key] = per_token[fallback]
@@ -187,8 +190,7 @@ class TokenRates:
             lines.append(_token_line("output image", image_out, per_token, "output_image_mtok", total_in))
         if self._per_request is not None and usage.requests:
             q = Decimal(usage.requests)
-            lines.append(CostLine(item="request", quantity=q, unit="request", unit_price=self._per_request,
-                                  amount=q * self._per_request))
+            lines.append(CostLine._priced("request", q, "request", self._per_request, Money(q * self._per_request)))
         if usage.units:
             per_unit = self._per_unit
             for key, amount in usage.units.items():
@@ -197,15 +199,15 @@ class TokenRates:
                 unit_price = per_unit.get(key)
                 if unit_price is None:  # billed, but no price for it: the total would understate spend
                     raise _MissingRate(key)
-                lines.append(CostLine(item=key, quantity=amount, unit=key, unit_price=unit_price,
-                                      amount=amount * unit_price))
+                lines.append(CostLine._priced(key, amount, key, unit_price, Money(amount * unit_price)))
         total = _ZERO
         for line in lines:
             total += line.amount
-        return Cost(total=total, lines=lines, price_source=self.source)
+        return Cost._priced(Money(total), lines, self.source)
 
 
-def _token_line(item: str, qty: int, per_token: Mapping[str, Decimal | _Tiered], key: str, total_in: int) -> CostLine:
+def _token_line(item: str, qty: int, per_token: Mapping[str, Money | _Tiered[Money]], key: str,
+                total_in: int) -> CostLine:
     """``qty`` tokens at ``key``'s price per token (its tier by ``total_in``)."""
     price = per_token.get(key)
     if price is None:
@@ -213,7 +215,7 @@ def _token_line(item: str, qty: int, per_token: Mapping[str, Decimal | _Tiered],
     if isinstance(price, _Tiered):
         price = price.at(total_in)
     q = Decimal(qty)
-    return CostLine(item=item, quantity=q, unit="token", unit_price=price, amount=q * price)
+    return CostLine._priced(item, q, "token", price, Money(q * price))
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,13 +375,13 @@ def _genai_rates(ref: PriceRef, when: dt.datetime) -> TokenRates | None:
                    for v in model.price_variants or ()):
             return None  # genai-prices would answer with the standard price: unknown in this mode instead
     mp = model.get_prices(when, context or None)
-    prices: dict[str, Decimal | _Tiered] = {}
+    prices: dict[str, Decimal | _Tiered[Decimal]] = {}
     extra: dict[str, tuple[Decimal, int]] = {}
     registry = _get_registry()
     for key, value in vars(mp).items():
         if value is None or key.startswith("_"):
             continue
-        price: Decimal | _Tiered
+        price: Decimal | _Tiered[Decimal]
         if isinstance(value, TieredPrices):
             price = _Tiered(value.base, tuple((t.start, t.price) for t in value.tiers))
         else:
