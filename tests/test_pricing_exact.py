@@ -226,6 +226,24 @@ def test_cached_and_written_tokens_fall_back_to_the_input_price_only_when_they_h
         no_input.cost(ck.Usage(input_tokens=5, cached_input_tokens=5))
 
 
+def test_units_set_after_validation_cost_as_the_public_constructor_makes_them() -> None:
+    """A count put on a Usage's ``units`` after it was built (an int, a Money) is priced as validation would
+    take it; one that cannot be multiplied fails as it always did."""
+    rates = PriceBook().rates(PriceRef("openai", "gpt-4o-mini", "openai"), NOON)
+    assert rates is not None
+    for amount in (3, ck.Money("2.50")):
+        usage = ck.Usage(input_tokens=5)
+        usage.units["web_searches"] = amount  # type: ignore[assignment]
+        _assert_exact(rates, usage)
+        assert type(rates.cost(usage).lines[-1].quantity) is Decimal
+    usage = ck.Usage(input_tokens=5)
+    usage.units["web_searches"] = 1.5  # type: ignore[assignment]
+    with pytest.raises(TypeError):
+        rates.cost(usage)
+    with pytest.raises(TypeError):
+        _reference_cost(rates, usage)
+
+
 def test_cost_amounts_are_money() -> None:
     rates = PriceBook().rates(PriceRef("openai", "gpt-4o-mini", "openai"), NOON)
     assert rates is not None
