@@ -199,7 +199,7 @@ class TokenRates:
                 unit_price = per_unit.get(key)
                 if unit_price is None:  # billed, but no price for it: the total would understate spend
                     raise _MissingRate(key)
-                if type(amount) is Decimal:
+                if type(amount) is Decimal and type(key) is str:
                     lines.append(CostLine._priced(key, amount, key, unit_price, Money(amount * unit_price)))
                 else:  # not what validating a Usage leaves (set on its dict since): the public constructor's way
                     lines.append(CostLine(item=key, quantity=amount, unit=key, unit_price=unit_price,
