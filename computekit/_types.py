@@ -345,6 +345,13 @@ class PriceSource(_Model):
         return out + (f" (as of {self.as_of.isoformat()})" if self.as_of else "")
 
 
+# BaseModel's own slots, set through their descriptors (what object.__setattr__ would find, without the search).
+_new_object = object.__new__
+_set_dict, _set_fields_set, _set_extra, _set_private = (
+    vars(BaseModel)[name].__set__
+    for name in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"))
+
+
 def _built(cls: type[_M], values: dict[str, Any], fields_set: set[str]) -> _M:
     """The instance of ``cls`` that validating ``values`` (all its fields, in order, already of their types) would
     build, given ``fields_set`` as passed: pydantic's own ``model_construct`` in five steps (it and validation cost
@@ -355,13 +362,6 @@ def _built(cls: type[_M], values: dict[str, Any], fields_set: set[str]) -> _M:
     _set_extra(obj, None)
     _set_private(obj, None)
     return obj
-
-
-# BaseModel's own slots, set through their descriptors (what object.__setattr__ would find, without the search).
-_new_object = object.__new__
-_set_dict, _set_fields_set, _set_extra, _set_private = (
-    vars(BaseModel)[name].__set__
-    for name in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"))
 
 
 class CostLine(_Model):

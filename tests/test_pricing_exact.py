@@ -335,8 +335,27 @@ def test_rates_cache_reads_a_naive_when_as_utc() -> None:
     book = _Counting()
     aware = book.rates(ref, NOON)
     assert book.rates(ref, NOON.replace(tzinfo=None)) is aware
+    assert book.rates(ref, NOON.replace(tzinfo=None, minute=29)) is aware
+    assert book.resolved == [NOON]
     assert book.rates(ref, NOON.replace(tzinfo=None, minute=30)) is not aware
     assert book.rates(ref, NOON.replace(minute=15)) is aware
+    assert book.resolved == [NOON, NOON.replace(minute=30)]
+
+
+class _NoOffset(dt.tzinfo):
+    """A zone that does not know its offset: Python reads such a time as the machine's local time."""
+
+    def utcoffset(self, when: dt.datetime | None) -> None:
+        return None
+
+
+def test_rates_cache_reads_a_time_without_an_offset_as_local_time() -> None:
+    ref = PriceRef("openai", "gpt-4o-mini", "openai", (("processing", "batch"),))
+    book = _Counting()
+    for when in (NOON.replace(tzinfo=_NoOffset()), NOON.replace(minute=45, tzinfo=_NoOffset())):
+        for _ in range(2):
+            assert book.rates(ref, when) == PriceBook().rates(ref, when)
+            assert book.resolved[-1] == _slot_of(when)
 
 
 _OVERRIDES = {"a:m": {"input_mtok": "1"}, "b:m": {"input_mtok": "2"}, "a:n": {"input_mtok": "3"}}

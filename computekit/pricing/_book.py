@@ -462,8 +462,11 @@ class PriceBook:
     def rates(self, ref: PriceRef, when: dt.datetime | None = None) -> TokenRates | None:
         """The token rates that apply to ``ref`` at ``when`` (default: now), or ``None``."""
         at = when or dt.datetime.now(dt.UTC)
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=dt.UTC)  # a naive time is read as UTC
         # The fast path of every call: the rates last resolved for the same ref, while ``at`` is in their half
-        # hour (an aware datetime compares by its instant, whatever its zone; a naive one raises TypeError).
+        # hour (an aware datetime compares by its instant, whatever its zone; one whose zone gives no offset
+        # cannot be compared: TypeError, resolved as before).
         recent = self._recent.get(_ref_key(ref))
         if recent is not None:
             try:
@@ -474,7 +477,7 @@ class PriceBook:
         return self._resolve(ref, at)
 
     def _resolve(self, ref: PriceRef, when: dt.datetime) -> TokenRates | None:
-        at = when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        at = when.astimezone(dt.UTC)
         # Prices can change with the time of day (DeepSeek's off-peak window): genai-prices' windows start and
         # end on the half hour, so rates are resolved (and cached) per half hour, not per day.
         slot = at.replace(minute=at.minute - at.minute % 30, second=0, microsecond=0)
