@@ -407,7 +407,11 @@ class Cost(_Readable, _Model):
     @classmethod
     def unknown(cls, reason: str) -> Cost:
         """A cost that could not be computed, with the reason."""
-        return cls(total=None, reason=reason)
+        if type(reason) is not str:
+            return cls(total=None, reason=reason)  # validated: says what is wrong with it
+        # Unvalidated otherwise: every result starts with one ("not priced yet"), on every call.
+        return _built(cls, {"total": None, "currency": CURRENCY, "lines": [], "price_source": None,
+                            "estimated": False, "reason": reason, "table_total": None}, {"total", "reason"})
 
     @classmethod
     def _priced(cls, total: Money, lines: list[CostLine], price_source: PriceSource) -> Cost:

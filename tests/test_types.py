@@ -231,3 +231,13 @@ def test_pricings_unvalidated_builds_are_what_validation_builds() -> None:
     fast_line.item, line.item = "other", "other"
     assert _state(fast) == _state(cost)
     assert fast.__pydantic_fields_set__ == {"total", "lines", "price_source", "reason"}
+
+
+def test_an_unknown_cost_is_what_validation_builds() -> None:
+    fast = ck.Cost.unknown("no price known for p:m")
+    assert _state(fast) == _state(ck.Cost(total=None, reason="no price known for p:m"))
+    assert fast.lines == []
+    assert fast.lines is not ck.Cost.unknown("again").lines  # each its own list
+    assert _state(ck.Completion(provider="p", model="m").cost) == _state(ck.Cost(total=None, reason="not priced yet"))
+    with pytest.raises(ValidationError):
+        ck.Cost.unknown(7)  # type: ignore[arg-type]
