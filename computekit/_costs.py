@@ -34,7 +34,10 @@ def price(prices: PriceBook, target: Target, result: Result, when: dt.datetime) 
             return prices.token_cost(ref, result.usage, when)
         return prices.gpu_cost(target.provider, result.usage.hardware, result.usage.gpu_seconds,
                                estimated=result._hardware_assumed or result._wall_time)
-    if not result._usage_reported:
+    # Read from pydantic's private store directly: the attribute goes through BaseModel.__getattr__ (after a
+    # failed lookup), a microsecond on every call.
+    privates = result.__pydantic_private__
+    if not (privates["_usage_reported"] if privates else result._usage_reported):
         return Cost.unknown(f"{target.provider} reported no usage for this call")
     ref = target.adapter.price_ref(target.model, result)
     parts = target.adapter.billed_parts(ref, result)  # e.g. passes run inside the call at other rates

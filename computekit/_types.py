@@ -345,6 +345,25 @@ class PriceSource(_Model):
         return out + (f" (as of {self.as_of.isoformat()})" if self.as_of else "")
 
 
+# BaseModel's own slots, set through their descriptors (what object.__setattr__ would find, without the search).
+_new_object = object.__new__
+_set_dict, _set_fields_set, _set_extra, _set_private = (
+    vars(BaseModel)[name].__set__
+    for name in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__"))
+
+
+def _built(cls: type[_M], values: dict[str, Any], fields_set: set[str]) -> _M:
+    """The instance of ``cls`` that validating ``values`` (all its fields, in order, already of their types) would
+    build, given ``fields_set`` as passed: pydantic's own ``model_construct`` in five steps (it and validation cost
+    microseconds, and pricing builds a few of these on every call). Only for models without private attributes."""
+    obj = _new_object(cls)
+    _set_dict(obj, values)
+    _set_fields_set(obj, fields_set)
+    _set_extra(obj, None)
+    _set_private(obj, None)
+    return obj
+
+
 class CostLine(_Model):
     """One charge: ``quantity`` units at ``unit_price`` each (``amount = quantity * unit_price``)."""
 
@@ -353,6 +372,12 @@ class CostLine(_Model):
     unit: str
     unit_price: Annotated[Decimal, AfterValidator(Money)]
     amount: Annotated[Decimal, AfterValidator(Money)]
+
+    @classmethod
+    def _priced(cls, item: str, quantity: Decimal, unit: str, unit_price: Money, amount: Money) -> CostLine:
+        """``CostLine(item=..., ...)``, unvalidated: for pricing, whose values already have the fields' types."""
+        return _built(cls, {"item": item, "quantity": quantity, "unit": unit, "unit_price": unit_price,
+                            "amount": amount}, {"item", "quantity", "unit", "unit_price", "amount"})
 
 
 class Cost(_Readable, _Model):
@@ -382,7 +407,19 @@ class Cost(_Readable, _Model):
     @classmethod
     def unknown(cls, reason: str) -> Cost:
         """A cost that could not be computed, with the reason."""
-        return cls(total=None, reason=reason)
+        if type(reason) is not str:
+            return cls(total=None, reason=reason)  # validated: says what is wrong with it
+        # Unvalidated otherwise: every result starts with one ("not priced yet"), on every call.
+        return _built(cls, {"total": None, "currency": CURRENCY, "lines": [], "price_source": None,
+                            "estimated": False, "reason": reason, "table_total": None}, {"total", "reason"})
+
+    @classmethod
+    def _priced(cls, total: Money, lines: list[CostLine], price_source: PriceSource) -> Cost:
+        """``Cost(total=..., lines=..., price_source=...)``, unvalidated: for pricing, whose values already have
+        the fields' types (``lines`` is the cost's own, not shared)."""
+        return _built(cls, {"total": total, "currency": CURRENCY, "lines": lines, "price_source": price_source,
+                            "estimated": False, "reason": None, "table_total": None},
+                      {"total", "lines", "price_source"})
 
     def __str__(self) -> str:
         if self.total is None:

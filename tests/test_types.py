@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -196,3 +197,47 @@ def test_an_objects_private_attributes_are_its_own() -> None:
     c._usage_reported = False
     assert ck.Completion(provider="p", model="m")._usage_reported is True
     assert c.model_copy()._usage_reported is False  # a copy keeps the original's
+
+
+def _state(obj: Any) -> Any:
+    """Everything pydantic keeps on a model object, field values by exact type and digits, in order."""
+    values = [(k, type(v), v.as_tuple() if isinstance(v, Decimal) else v) for k, v in vars(obj).items()]
+    return (type(obj), values, obj.__pydantic_fields_set__, obj.__pydantic_extra__, obj.__pydantic_private__,
+            repr(obj), str(obj), obj.model_dump(), obj.model_dump_json())
+
+
+def test_pricings_unvalidated_builds_are_what_validation_builds() -> None:
+    """Pricing builds its lines and costs without validating values it made itself: the objects are the ones
+    the public constructors make, and behave alike afterwards (copies, assignment, nesting)."""
+    import copy
+
+    unit_price = ck.Money(Decimal("0.15") / Decimal(1_000_000))
+    quantity = Decimal(1234)
+    source = ck.PriceSource(table="t", version="1", as_of=dt.date(2026, 1, 2), url="https://example.com")
+    fast_line = ck.CostLine._priced("input", quantity, "token", unit_price, ck.Money(quantity * unit_price))
+    line = ck.CostLine(item="input", quantity=quantity, unit="token", unit_price=unit_price,
+                       amount=quantity * unit_price)
+    assert _state(fast_line) == _state(line)
+    fast = ck.Cost._priced(ck.Money(Decimal(0) + fast_line.amount), [fast_line], source)
+    cost = ck.Cost(total=Decimal(0) + line.amount, lines=[line], price_source=source)
+    assert _state(fast) == _state(cost)
+    assert _state(fast.model_copy()) == _state(cost.model_copy())
+    assert _state(copy.deepcopy(fast)) == _state(copy.deepcopy(cost))
+    assert _state(ck.Cost.model_validate(fast.model_dump())) == _state(ck.Cost.model_validate(cost.model_dump()))
+    done = ck.Completion(provider="p", model="m", cost=fast)
+    assert done.cost is fast
+    assert done.model_dump() == ck.Completion(provider="p", model="m", cost=cost).model_dump()
+    fast.reason, cost.reason = "changed", "changed"
+    fast_line.item, line.item = "other", "other"
+    assert _state(fast) == _state(cost)
+    assert fast.__pydantic_fields_set__ == {"total", "lines", "price_source", "reason"}
+
+
+def test_an_unknown_cost_is_what_validation_builds() -> None:
+    fast = ck.Cost.unknown("no price known for p:m")
+    assert _state(fast) == _state(ck.Cost(total=None, reason="no price known for p:m"))
+    assert fast.lines == []
+    assert fast.lines is not ck.Cost.unknown("again").lines  # each its own list
+    assert _state(ck.Completion(provider="p", model="m").cost) == _state(ck.Cost(total=None, reason="not priced yet"))
+    with pytest.raises(ValidationError):
+        ck.Cost.unknown(7)  # type: ignore[arg-type]

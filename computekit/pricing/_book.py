@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import operator
 import sys
 import threading
 import warnings
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from .._money import Money
 from .._types import Cost, CostLine, PriceSource, Usage
 
 __all__ = ["BATCH_CONTEXT", "PriceBook", "PriceRef", "TokenRates", "TrainingRates", "UnknownPriceWarning"]
@@ -54,6 +56,8 @@ _BATCH_PREFIX = "batch_"
 # that mode is unknown (a batch price is never assumed to be the synchronous one).
 _VARIANT_ONLY_KEYS = frozenset({BATCH_CONTEXT[0]})
 _CACHE_MAX = 4096
+_SLOT = dt.timedelta(minutes=30)
+"""Rates are resolved per half hour (UTC): genai-prices' time-of-day windows start and end on the half hour."""
 
 
 class UnknownPriceWarning(UserWarning):
@@ -85,29 +89,60 @@ class PriceRef:
     any other key per unit): used when config has none, before any table (e.g. ``computekit.testing``'s fake)."""
 
 
+_ref_key = operator.attrgetter(*(f.name for f in dataclasses.fields(PriceRef)))
+"""A ref's fields as a tuple: what it is cached by on the hot path (hashed and compared in C, unlike the ref)."""
+
+
+_D = TypeVar("_D", bound=Decimal)
+
+
 @dataclass(frozen=True, slots=True)
-class _Tiered:
+class _Tiered(Generic[_D]):
     """A cliff-tiered price: every token pays the tier reached by the total input tokens."""
 
-    base: Decimal
-    tiers: tuple[tuple[int, Decimal], ...]
+    base: _D
+    tiers: tuple[tuple[int, _D], ...]
 
-    def at(self, total_input: int) -> Decimal:
+    def at(self, total_input: int) -> _D:
         for start, price in reversed(self.tiers):
             if total_input > start:
                 return price
         return self.base
+
+    def per_token(self) -> _Tiered[Money]:
+        """The same tiers, priced per token (as :class:`~computekit.Money`) rather than per 1M tokens."""
+        return _Tiered(Money(self.base / _MTOK), tuple((start, Money(price / _MTOK)) for start, price in self.tiers))
+
+
+# Cost lines whose own price falls back to another key's when the model has none (cache reads at the input price).
+_FALLBACKS = (("cache_read_mtok", "input_mtok"), ("cache_write_mtok", "input_mtok"))
 
 
 @dataclass(frozen=True, slots=True)
 class TokenRates:
     """Per-1M-token rates for one model on one day, and where they came from."""
 
-    prices: Mapping[str, Decimal | _Tiered]
+    prices: Mapping[str, Decimal | _Tiered[Decimal]]
     source: PriceSource
     per_request: Decimal | None = None
     extra_units: Mapping[str, tuple[Decimal, int]] = field(default_factory=dict)
     """Other priced units: usage key -> (price, per) (web searches, rerank searches ...)."""
+    # The prices as cost lines carry them, worked out once rather than on every call: per token (a key without
+    # a price of its own holds its fallback's), per request and per unit, each a Money.
+    _per_token: dict[str, Money | _Tiered[Money]] = field(init=False, repr=False, compare=False)
+    _per_request: Money | None = field(init=False, repr=False, compare=False)
+    _per_unit: dict[str, Money] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        per_token: dict[str, Money | _Tiered[Money]] = {
+            key: p.per_token() if isinstance(p, _Tiered) else Money(p / _MTOK) for key, p in self.prices.items()}
+        for key, fallback in _FALLBACKS:
+            if key not in per_token and fallback in per_token:
+                per_token[key] = per_token[fallback]
+        object.__setattr__(self, "_per_token", per_token)
+        object.__setattr__(self, "_per_request", None if self.per_request is None else Money(self.per_request))
+        object.__setattr__(self, "_per_unit",
+                           {key: Money(price / per) for key, (price, per) in self.extra_units.items()})
 
     def rate(self, key: str, total_input: int) -> Decimal | None:
         p = self.prices.get(key)
@@ -116,55 +151,75 @@ class TokenRates:
         return p.at(total_input) if isinstance(p, _Tiered) else p
 
     def cost(self, usage: Usage) -> Cost:
-        """Price ``usage``: one line per charge, amounts exact."""
-        lines: list[CostLine] = []
+        """Price ``usage``: one line per charge, amounts exact.
+
+        Raises:
+            _MissingRate: ``usage`` has a charge (tokens of a kind, a unit) that these rates do not price.
+        """
+        # Straight-line on purpose (this runs on every call): a quantity of 0 costs one test, not a line.
+        per_token = self._per_token
         total_in = usage.input_tokens
-
-        def add(item: str, qty: int | Decimal, key: str, fallback: str | None = None) -> None:
-            if not qty:
-                return
-            rate = self.rate(key, total_in)
-            if rate is None and fallback is not None:
-                rate = self.rate(fallback, total_in)
-            if rate is None:
-                raise _MissingRate(key)
-            q = Decimal(qty)
-            unit_price = rate / _MTOK
-            lines.append(CostLine(item=item, quantity=q, unit="token", unit_price=unit_price, amount=q * unit_price))
-
-        audio_in = usage.input_audio_tokens if "input_audio_mtok" in self.prices else 0
-        audio_out = usage.output_audio_tokens if "output_audio_mtok" in self.prices else 0
-        reasoning = usage.reasoning_tokens if "output_reasoning_mtok" in self.prices else 0
-        uncached = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens - audio_in
-        add("input", max(uncached, 0), "input_mtok")
-        cached_audio = usage.cached_input_audio_tokens if "cache_audio_read_mtok" in self.prices else 0
-        add("cached input", usage.cached_input_tokens - cached_audio, "cache_read_mtok", "input_mtok")
-        add("cached input audio", cached_audio, "cache_audio_read_mtok")
-        add("cache write", usage.cache_write_tokens - usage.cache_write_1h_tokens, "cache_write_mtok", "input_mtok")
-        add("cache write (1h)", usage.cache_write_1h_tokens, "cache_write_1h_mtok")
-        add("input audio", audio_in, "input_audio_mtok")
-        image_out = usage.output_image_tokens if "output_image_mtok" in self.prices else 0
-        add("output", max(usage.output_tokens - reasoning - audio_out - image_out, 0), "output_mtok")
-        add("reasoning", reasoning, "output_reasoning_mtok")
-        add("output audio", audio_out, "output_audio_mtok")
-        add("output image", image_out, "output_image_mtok")
-        if self.per_request is not None and usage.requests:
+        cached = usage.cached_input_tokens
+        written = usage.cache_write_tokens
+        written_1h = usage.cache_write_1h_tokens
+        audio_in = usage.input_audio_tokens if "input_audio_mtok" in per_token else 0
+        audio_out = usage.output_audio_tokens if "output_audio_mtok" in per_token else 0
+        reasoning = usage.reasoning_tokens if "output_reasoning_mtok" in per_token else 0
+        cached_audio = usage.cached_input_audio_tokens if "cache_audio_read_mtok" in per_token else 0
+        image_out = usage.output_image_tokens if "output_image_mtok" in per_token else 0
+        lines: list[CostLine] = []
+        if (qty := total_in - cached - written - audio_in) > 0:
+            lines.append(_token_line("input", qty, per_token, "input_mtok", total_in))
+        if qty := cached - cached_audio:
+            lines.append(_token_line("cached input", qty, per_token, "cache_read_mtok", total_in))
+        if cached_audio:
+            lines.append(_token_line("cached input audio", cached_audio, per_token, "cache_audio_read_mtok", total_in))
+        if qty := written - written_1h:
+            lines.append(_token_line("cache write", qty, per_token, "cache_write_mtok", total_in))
+        if written_1h:
+            lines.append(_token_line("cache write (1h)", written_1h, per_token, "cache_write_1h_mtok", total_in))
+        if audio_in:
+            lines.append(_token_line("input audio", audio_in, per_token, "input_audio_mtok", total_in))
+        if (qty := usage.output_tokens - reasoning - audio_out - image_out) > 0:
+            lines.append(_token_line("output", qty, per_token, "output_mtok", total_in))
+        if reasoning:
+            lines.append(_token_line("reasoning", reasoning, per_token, "output_reasoning_mtok", total_in))
+        if audio_out:
+            lines.append(_token_line("output audio", audio_out, per_token, "output_audio_mtok", total_in))
+        if image_out:
+            lines.append(_token_line("output image", image_out, per_token, "output_image_mtok", total_in))
+        if self._per_request is not None and usage.requests:
             q = Decimal(usage.requests)
-            lines.append(
-                CostLine(item="request", quantity=q, unit="request", unit_price=self.per_request,
-                         amount=q * self.per_request)
-            )
-        for key, qty in usage.units.items():
-            if not qty:
-                continue
-            if key not in self.extra_units:  # billed, but no price for it: the total would understate spend
-                raise _MissingRate(key)
-            else:
-                price, per = self.extra_units[key]
-                unit_price = price / per
-                lines.append(CostLine(item=key, quantity=qty, unit=key, unit_price=unit_price, amount=qty * unit_price))
-        total = sum((line.amount for line in lines), _ZERO)
-        return Cost(total=total, lines=lines, price_source=self.source)
+            lines.append(CostLine._priced("request", q, "request", self._per_request, Money(q * self._per_request)))
+        if usage.units:
+            per_unit = self._per_unit
+            for key, amount in usage.units.items():
+                if not amount:
+                    continue
+                unit_price = per_unit.get(key)
+                if unit_price is None:  # billed, but no price for it: the total would understate spend
+                    raise _MissingRate(key)
+                if type(amount) is Decimal and type(key) is str:
+                    lines.append(CostLine._priced(key, amount, key, unit_price, Money(amount * unit_price)))
+                else:  # not what validating a Usage leaves (set on its dict since): the public constructor's way
+                    lines.append(CostLine(item=key, quantity=amount, unit=key, unit_price=unit_price,
+                                          amount=amount * unit_price))
+        total = _ZERO
+        for line in lines:
+            total += line.amount
+        return Cost._priced(Money(total), lines, self.source)
+
+
+def _token_line(item: str, qty: int, per_token: Mapping[str, Money | _Tiered[Money]], key: str,
+                total_in: int) -> CostLine:
+    """``qty`` tokens at ``key``'s price per token (its tier by ``total_in``)."""
+    price = per_token.get(key)
+    if price is None:
+        raise _MissingRate(key)
+    if isinstance(price, _Tiered):
+        price = price.at(total_in)
+    q = Decimal(qty)
+    return CostLine._priced(item, q, "token", price, Money(q * price))
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,13 +379,13 @@ def _genai_rates(ref: PriceRef, when: dt.datetime) -> TokenRates | None:
                    for v in model.price_variants or ()):
             return None  # genai-prices would answer with the standard price: unknown in this mode instead
     mp = model.get_prices(when, context or None)
-    prices: dict[str, Decimal | _Tiered] = {}
+    prices: dict[str, Decimal | _Tiered[Decimal]] = {}
     extra: dict[str, tuple[Decimal, int]] = {}
     registry = _get_registry()
     for key, value in vars(mp).items():
         if value is None or key.startswith("_"):
             continue
-        price: Decimal | _Tiered
+        price: Decimal | _Tiered[Decimal]
         if isinstance(value, TieredPrices):
             price = _Tiered(value.base, tuple((t.start, t.price) for t in value.tiers))
         else:
@@ -399,21 +454,49 @@ class PriceBook:
                 extra_units=units,
             )
         self._cache: dict[tuple[PriceRef, dt.datetime], TokenRates | None] = {}
+        # Per ref (by its fields), the half hour its rates were last resolved for: [start, end) and the rates.
+        self._recent: dict[tuple[Any, ...], tuple[dt.datetime, dt.datetime, TokenRates | None]] = {}
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
     def rates(self, ref: PriceRef, when: dt.datetime | None = None) -> TokenRates | None:
         """The token rates that apply to ``ref`` at ``when`` (default: now), or ``None``."""
         at = when or dt.datetime.now(dt.UTC)
-        at = at.astimezone(dt.UTC) if at.tzinfo else at.replace(tzinfo=dt.UTC)
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=dt.UTC)  # a naive time is read as UTC
+        # The fast path of every call: the rates last resolved for the same ref, while ``at`` is in their half
+        # hour (an aware datetime compares by its instant, whatever its zone; one whose zone gives no offset
+        # cannot be compared: TypeError, resolved as before).
+        recent = self._recent.get(_ref_key(ref))
+        if recent is not None:
+            try:
+                if recent[0] <= at < recent[1]:
+                    return recent[2]
+            except TypeError:
+                pass
+        return self._resolve(ref, at)
+
+    def _resolve(self, ref: PriceRef, when: dt.datetime) -> TokenRates | None:
+        at = when.astimezone(dt.UTC)
         # Prices can change with the time of day (DeepSeek's off-peak window): genai-prices' windows start and
         # end on the half hour, so rates are resolved (and cached) per half hour, not per day.
         slot = at.replace(minute=at.minute - at.minute % 30, second=0, microsecond=0)
         key = (ref, slot)
         try:
-            return self._cache[key]
+            found = self._cache[key]
         except KeyError:
-            pass
+            found = self._lookup(ref, slot)
+            with self._lock:
+                if len(self._cache) >= _CACHE_MAX:  # a long-running process moves through time slots: stay bounded
+                    self._cache.clear()
+                self._cache[key] = found
+        with self._lock:
+            if len(self._recent) >= _CACHE_MAX:
+                self._recent.clear()
+            self._recent[_ref_key(ref)] = (slot, slot + _SLOT, found)
+        return found
+
+    def _lookup(self, ref: PriceRef, slot: dt.datetime) -> TokenRates | None:
         found = self._batch_rates(ref, slot) if BATCH_CONTEXT in ref.context else (
             _match(self._overrides, ref.provider, ref.model)
             or (_reported_rates(ref) if ref.reported else None)
@@ -427,10 +510,6 @@ class PriceBook:
                 break
         if found is not None:
             found = _with_tool_fees(found, ref.table_provider or ref.provider, slot)
-        with self._lock:
-            if len(self._cache) >= _CACHE_MAX:  # a long-running process moves through time slots: stay bounded
-                self._cache.clear()
-            self._cache[key] = found
         return found
 
     def _batch_rates(self, ref: PriceRef, slot: dt.datetime) -> TokenRates | None:
