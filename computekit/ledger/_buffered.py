@@ -269,7 +269,7 @@ class BatchWriter:
         while True:
             self._await_items()
             head = items[0]
-            if type(head) is tuple:
+            if isinstance(head, tuple):
                 # Let the batch build until the first row has waited flush_interval; flush(), close() and a full
                 # batch cut this short. Queued jobs are run then, one after the other, with the batch.
                 wait = head[0] + self._interval - time.monotonic()
@@ -303,7 +303,7 @@ class BatchWriter:
                 item = items.popleft()
             except IndexError:
                 break
-            if type(item) is tuple:
+            if isinstance(item, tuple):
                 taken += 1
                 self._take(item[1], batch)
             elif item is None:
