@@ -189,40 +189,43 @@ def test_no_span_when_opentelemetry_is_not_installed(monkeypatch: pytest.MonkeyP
     assert spans.get_finished_spans() == ()
 
 
+def _in_a_new_interpreter(*statements: str) -> None:
+    """Run ``statements`` (asserts) in a new Python, without this one's environment (no OTEL_* variable)."""
+    subprocess.run([sys.executable, "-c", "; ".join(statements)], check=True,
+                   env={"PATH": "", "PYTHONPATH": ":".join(sys.path)})
+
+
 def test_computekit_never_imports_opentelemetry_itself() -> None:
-    code = (
-        "import sys, computekit, computekit._otel as o; "
-        "assert o._tracer() is None; "
-        "assert not [m for m in sys.modules if m.startswith('opentelemetry')], 'imported'"
+    _in_a_new_interpreter(
+        "import sys, computekit, computekit._otel as o",
+        "assert o._tracer() is None",
+        "assert not [m for m in sys.modules if m.startswith('opentelemetry')], 'imported'",
     )
-    subprocess.run([sys.executable, "-c", code], check=True, env={"PATH": "", "PYTHONPATH": ":".join(sys.path)})
 
 
 def test_a_provider_named_in_the_environment_later_is_picked_up() -> None:
     # The variable is read on every call (not once): set after a first call found nothing, it is seen.
-    code = (
-        "import os, sys, computekit._otel as o; "
-        "assert o._tracer() is None and not o.tracing(); "
-        "assert 'opentelemetry.trace' not in sys.modules; "
-        "os.environ['OTEL_PYTHON_TRACER_PROVIDER'] = 'sdk_tracer_provider'; "
-        "assert o.tracing(), 'not seen'; "
-        "assert type(o._tracer()).__module__.startswith('opentelemetry.sdk')"
+    _in_a_new_interpreter(
+        "import os, sys, computekit._otel as o",
+        "assert o._tracer() is None and not o.tracing()",
+        "assert 'opentelemetry.trace' not in sys.modules",
+        "os.environ['OTEL_PYTHON_TRACER_PROVIDER'] = 'sdk_tracer_provider'",
+        "assert o.tracing(), 'not seen'",
+        "assert type(o._tracer()).__module__.startswith('opentelemetry.sdk')",
     )
-    subprocess.run([sys.executable, "-c", code], check=True, env={"PATH": "", "PYTHONPATH": ":".join(sys.path)})
 
 
 def test_the_environment_is_read_the_public_way_when_os_environ_is_not_cpythons() -> None:
     # os.environ replaced by a plain mapping: the variable is still read from it (set, then unset).
-    code = (
-        "import os, sys, computekit._otel as o; "
-        "os.environ = {}; "
-        "assert not o.tracing(); "
-        "os.environ['OTEL_PYTHON_TRACER_PROVIDER'] = 'sdk_tracer_provider'; "
-        "assert o._provider_env_set(); "
-        "os.environ['OTEL_PYTHON_TRACER_PROVIDER'] = ''; "
-        "assert not o._provider_env_set()"
+    _in_a_new_interpreter(
+        "import os, computekit._otel as o",
+        "os.environ = {}",
+        "assert not o.tracing()",
+        "os.environ['OTEL_PYTHON_TRACER_PROVIDER'] = 'sdk_tracer_provider'",
+        "assert o._provider_env_set()",
+        "os.environ['OTEL_PYTHON_TRACER_PROVIDER'] = ''",
+        "assert not o._provider_env_set()",
     )
-    subprocess.run([sys.executable, "-c", code], check=True, env={"PATH": "", "PYTHONPATH": ":".join(sys.path)})
 
 
 def test_an_empty_or_removed_provider_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -374,42 +374,31 @@ class BatchWriter:
         if threading.get_ident() == self._ident:  # recorded by a job the writer runs: its own batch
             self._made.append(row)
             return True
-        if self.closed or not self._thread.is_alive():
-            return False
-        items = self._items
-        if len(items) >= self._max_queue:
-            self._wait_for_room()
-        items.append((time.monotonic(), row))
-        if self._idle:
-            self._wake.set()
-        return True
+        return self._enqueue([(time.monotonic(), row)])
 
     def put_many(self, rows: Sequence[LedgerRow]) -> bool:
         """Queue ``rows``, in one hand-off; ``False`` as :meth:`put` (then none was queued)."""
         if threading.get_ident() == self._ident:
             self._made.extend(rows)
             return True
-        if self.closed or not self._thread.is_alive():
-            return False
-        items = self._items
-        if len(items) >= self._max_queue:
-            self._wait_for_room()
         when = time.monotonic()
-        items.extend([(when, row) for row in rows])  # one call: the rows stay together, in order
-        if self._idle:
-            self._wake.set()
-        return True
+        return self._enqueue([(when, row) for row in rows])
 
     def defer(self, job: Callable[[], None]) -> bool:
         """Queue ``job``, run by the writer with its next batch (see :meth:`Ledger.defer`); ``False`` as
         :meth:`put`."""
+        # The writer itself (a job deferring another) never waits for room: only it could make some.
+        return self._enqueue([(time.monotonic(), job)], wait=threading.get_ident() != self._ident)
+
+    def _enqueue(self, new: list[_Item], wait: bool = True) -> bool:
+        """Append ``new`` to the queue in one call (its items stay together, in order), once there is room;
+        ``False`` when the writer is closed or gone."""
         if self.closed or not self._thread.is_alive():
             return False
         items = self._items
-        # The writer itself (a job deferring another) never waits for room: only it could make some.
-        if len(items) >= self._max_queue and threading.get_ident() != self._ident:
+        if wait and len(items) >= self._max_queue:
             self._wait_for_room()
-        items.append((time.monotonic(), job))
+        items.extend(new)
         if self._idle:
             self._wake.set()
         return True
