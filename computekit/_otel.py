@@ -39,19 +39,26 @@ OPERATION_NAMES: dict[str, str] = {"complete": "chat", "stream": "chat", "embed"
 _PROVIDER_ENV = "OTEL_PYTHON_TRACER_PROVIDER"
 _PROVIDER_ENV_KEY: Any = os.environ.encodekey(_PROVIDER_ENV) if hasattr(os.environ, "encodekey") else _PROVIDER_ENV
 """The variable's key in CPython's ``os.environ`` store (bytes on POSIX, upper-case text on Windows)."""
+_UNSEEN = object()
 _cached: tuple[Any, Any] | None = None
 """``(tracer provider, its tracer)``: a provider configured later (or a new one) gets its own tracer. The provider
 is held, not its id: an id can be reused by a new provider once the old one is gone."""
 
 
-def _provider_env_set() -> bool:
-    """Whether ``OTEL_PYTHON_TRACER_PROVIDER`` is set (non-empty), read afresh on every call (a test or an app may
+def _provider_env() -> str | bytes | None:
+    """``OTEL_PYTHON_TRACER_PROVIDER``'s value (``None``: unset), read afresh on every call (a test or an app may
     set it at any time). ``os.environ.get`` of an absent variable raises and catches a ``KeyError`` inside: ten
     times the cost of a look in the store that ``os.environ`` keeps in step with every change made through it."""
     store = getattr(os.environ, "_data", None)
     if type(store) is dict:
-        return bool(store.get(_PROVIDER_ENV_KEY))
-    return bool(os.environ.get(_PROVIDER_ENV))  # os.environ replaced, or another interpreter: the public way
+        value: str | bytes | None = store.get(_PROVIDER_ENV_KEY)
+        return value
+    return os.environ.get(_PROVIDER_ENV)  # os.environ replaced, or another interpreter: the public way
+
+
+def _provider_env_set() -> bool:
+    """Whether ``OTEL_PYTHON_TRACER_PROVIDER`` is set to something (what makes computekit import OpenTelemetry)."""
+    return bool(_provider_env())
 
 
 def _tracer() -> Any | None:
@@ -64,8 +71,12 @@ def _tracer() -> Any | None:
             from opentelemetry import trace
         except ImportError:
             return None
+    elif getattr(trace, "_TRACER_PROVIDER", _UNSEEN) is None and _provider_env() is None:
+        # Imported (by the application, a library) but no provider set, in code or in the environment: what
+        # get_tracer_provider() finds then (its proxy, spans going nowhere), without its KeyError inside.
+        return None
     provider = trace.get_tracer_provider()
-    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
         return None  # the API's default: nothing configured, spans would go nowhere
     global _cached
     cached = _cached

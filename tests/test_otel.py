@@ -228,6 +228,47 @@ def test_the_environment_is_read_the_public_way_when_os_environ_is_not_cpythons(
     )
 
 
+def _traced_provider() -> Any:
+    """The tracer provider whose tracer computekit holds (the last one it traced with)."""
+    assert _otel._cached is not None
+    return _otel._cached[0]
+
+
+def test_imported_but_unconfigured_opentelemetry_is_seen_configured_later_in_code_or_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _support.reset_tracer_provider(monkeypatch)
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+    assert _otel._tracer() is None
+    assert not _otel.tracing()
+    monkeypatch.setenv("OTEL_PYTHON_TRACER_PROVIDER", "sdk_tracer_provider")  # the API loads it on first use
+    assert _otel.tracing()
+    assert _traced_provider() is trace.get_tracer_provider()
+    _support.reset_tracer_provider(monkeypatch)
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER")
+    assert not _otel.tracing()
+    provider = TracerProvider()
+    trace.set_tracer_provider(provider)
+    assert _otel.tracing()
+    assert _traced_provider() is provider
+
+
+def test_an_opentelemetry_without_the_global_it_looks_at_is_asked_the_public_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another OpenTelemetry API version, whose module has no _TRACER_PROVIDER: get_tracer_provider() answers.
+    provider = TracerProvider()
+    api = type(sys)("opentelemetry.trace")
+    api.ProxyTracerProvider, api.NoOpTracerProvider = trace.ProxyTracerProvider, trace.NoOpTracerProvider
+    api.get_tracer_provider = lambda: provider
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", api)
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+    assert _otel.tracing()
+    assert _traced_provider() is provider
+    api.get_tracer_provider = trace.ProxyTracerProvider
+    assert not _otel.tracing()
+
+
 def test_an_empty_or_removed_provider_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_PYTHON_TRACER_PROVIDER", "sdk_tracer_provider")
     assert _otel._provider_env_set()
