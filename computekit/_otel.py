@@ -37,21 +37,46 @@ OPERATION_NAMES: dict[str, str] = {"complete": "chat", "stream": "chat", "embed"
 ``predict``) keep their own name, as the convention allows."""
 
 _PROVIDER_ENV = "OTEL_PYTHON_TRACER_PROVIDER"
+_PROVIDER_ENV_KEY: Any = os.environ.encodekey(_PROVIDER_ENV) if hasattr(os.environ, "encodekey") else _PROVIDER_ENV
+"""The variable's key in CPython's ``os.environ`` store (bytes on POSIX, upper-case text on Windows)."""
+_UNSEEN = object()
 _cached: tuple[Any, Any] | None = None
 """``(tracer provider, its tracer)``: a provider configured later (or a new one) gets its own tracer. The provider
 is held, not its id: an id can be reused by a new provider once the old one is gone."""
 
 
+def _provider_env() -> str | bytes | None:
+    """``OTEL_PYTHON_TRACER_PROVIDER``'s value (``None``: unset), read afresh on every call (a test or an app may
+    set it at any time). ``os.environ.get`` of an absent variable raises and catches a ``KeyError`` inside: ten
+    times the cost of a look in the store that ``os.environ`` keeps in step with every change made through it."""
+    store = getattr(os.environ, "_data", None)
+    if type(store) is dict:
+        value: str | bytes | None = store.get(_PROVIDER_ENV_KEY)
+        return value
+    return os.environ.get(_PROVIDER_ENV)  # os.environ replaced, or another interpreter: the public way
+
+
+def _provider_env_set() -> bool:
+    """Whether ``OTEL_PYTHON_TRACER_PROVIDER`` is set to something (what makes computekit import OpenTelemetry)."""
+    return bool(_provider_env())
+
+
 def _tracer() -> Any | None:
     """computekit's tracer, or ``None`` when OpenTelemetry is absent or no tracer provider is configured."""
-    if "opentelemetry.trace" not in sys.modules and not os.environ.get(_PROVIDER_ENV):
-        return None  # nobody configured tracing: do not even import it
-    try:
-        from opentelemetry import trace
-    except ImportError:
+    trace: Any = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        if not _provider_env_set():
+            return None  # nobody configured tracing: do not even import it
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            return None
+    elif getattr(trace, "_TRACER_PROVIDER", _UNSEEN) is None and _provider_env() is None:
+        # Imported (by the application, a library) but no provider set, in code or in the environment: what
+        # get_tracer_provider() finds then (its proxy, spans going nowhere), without its KeyError inside.
         return None
     provider = trace.get_tracer_provider()
-    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
         return None  # the API's default: nothing configured, spans would go nowhere
     global _cached
     cached = _cached
@@ -77,8 +102,10 @@ def note_response(attempt: Attempt, result: Result) -> None:
     """Keep the response's id and model on ``attempt`` (private), for its span: the ledger row has no room for
     them, and the span is written where the row is."""
     response_id = getattr(result, "id", None)
-    attempt._response_id = str(response_id) if response_id else None
-    attempt._response_model = getattr(result, "response_model", None)
+    private = attempt.__pydantic_private__  # set in place: pydantic's __setattr__ costs five times more
+    assert private is not None  # Attempt has private attributes: pydantic gives it their dict
+    private["_response_id"] = str(response_id) if response_id else None
+    private["_response_model"] = getattr(result, "response_model", None)
 
 
 def attempt_span(verb: str, attempt: Attempt, usage: Usage, tags: Mapping[str, str] | None = None) -> None:

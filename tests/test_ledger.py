@@ -606,3 +606,88 @@ def test_a_forked_child_writes_through(tmp_path: Path) -> None:
         assert {r.request_id for r in lg.rows()} == {"parent", "child"}
     finally:
         lg.close()
+
+
+def test_rows_recorded_together_reach_the_writer_together_and_in_order() -> None:
+    """record_many hands its rows to the writer in one go: one transaction, in order, with the rows put around."""
+    from computekit.ledger._buffered import BatchWriter
+
+    writes: list[list[str | None]] = []
+    writer = BatchWriter(lambda rows: writes.append([r.request_id for r in rows]), flush_interval=60,
+                         flush_on_sigterm=False)
+    try:
+        assert writer.put(_row(request_id="a"))
+        assert writer.put_many([_row(request_id=f"m{i}") for i in range(3)])
+        assert writer.put(_row(request_id="z"))
+        writer.flush()  # cuts the 60 s wait short
+    finally:
+        writer.close()
+    assert writes == [["a", "m0", "m1", "m2", "z"]]
+    assert not writer.put_many([_row()])  # closed: the caller writes them itself
+
+
+def test_a_full_queue_makes_record_wait_for_the_writer_and_loses_nothing() -> None:
+    from computekit.ledger._buffered import BatchWriter
+
+    gate, written = threading.Event(), []
+
+    def slow(rows: list[LedgerRow]) -> None:
+        gate.wait()  # the disk is slow: the writer holds its batch of 2
+        written.extend(r.request_id for r in rows)
+
+    writer = BatchWriter(slow, max_queue=4, max_batch=2, flush_interval=0, flush_on_sigterm=False)
+    producer = threading.Thread(target=lambda: [writer.put(_row(request_id=f"r{i}")) for i in range(20)])
+    try:
+        producer.start()
+        while len(writer._items) < 4:  # the writer took 2 and waits on the disk; 4 more fill the queue
+            producer.join(0.001)
+        producer.join(0.05)
+        assert producer.is_alive()  # waiting for room, not queueing without bound
+        assert len(writer._items) == 4
+        gate.set()
+        producer.join()
+        writer.flush()
+    finally:
+        gate.set()
+        writer.close()
+    assert written == [f"r{i}" for i in range(20)]
+
+
+def test_a_flush_by_a_job_on_the_writer_does_not_wait_for_itself(ledger_url: str) -> None:
+    lg = open_ledger(ledger_url, buffered=True)
+    try:
+        assert lg.defer(lambda: (lg.record(_row(request_id="job")), lg.flush()))  # type: ignore[func-returns-value]
+        waiter = threading.Thread(target=lg.flush, daemon=True)
+        waiter.start()
+        waiter.join(30)
+        assert not waiter.is_alive(), "the writer waited for itself"
+        assert [r.request_id for r in lg.rows()] == ["job"]
+    finally:
+        lg.close()
+
+
+def test_a_flush_while_many_threads_record_sees_every_row_recorded_before_it(tmp_path: Path) -> None:
+    lg = SQLiteLedger(tmp_path / "l.db", buffered=True)
+    before = threading.Barrier(5)
+
+    def record(t: int) -> None:
+        for i in range(50):
+            lg.record(_row(request_id=f"t{t}-{i}"))
+        before.wait()  # every thread's rows are recorded before the flush starts
+        for i in range(50, 100):
+            lg.record(_row(request_id=f"t{t}-{i}"))
+
+    threads = [threading.Thread(target=record, args=(t,)) for t in range(4)]
+    try:
+        for th in threads:
+            th.start()
+        before.wait()
+        lg.flush()
+        with lg._lock:  # read the store itself: rows() would flush again
+            ids = {r[0] for r in lg._conn.execute("SELECT request_id FROM attempts")}
+        for th in threads:
+            th.join()
+        assert {f"t{t}-{i}" for t in range(4) for i in range(50)} <= ids
+        assert len(lg.rows()) == 400
+    finally:
+        lg.close()

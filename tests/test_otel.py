@@ -189,13 +189,93 @@ def test_no_span_when_opentelemetry_is_not_installed(monkeypatch: pytest.MonkeyP
     assert spans.get_finished_spans() == ()
 
 
+def _in_a_new_interpreter(*statements: str) -> None:
+    """Run ``statements`` (asserts) in a new Python, without this one's environment (no OTEL_* variable)."""
+    subprocess.run([sys.executable, "-c", "; ".join(statements)], check=True,
+                   env={"PATH": "", "PYTHONPATH": ":".join(sys.path)})
+
+
 def test_computekit_never_imports_opentelemetry_itself() -> None:
-    code = (
-        "import sys, computekit, computekit._otel as o; "
-        "assert o._tracer() is None; "
-        "assert not [m for m in sys.modules if m.startswith('opentelemetry')], 'imported'"
+    _in_a_new_interpreter(
+        "import sys, computekit, computekit._otel as o",
+        "assert o._tracer() is None",
+        "assert not [m for m in sys.modules if m.startswith('opentelemetry')], 'imported'",
     )
-    subprocess.run([sys.executable, "-c", code], check=True, env={"PATH": "", "PYTHONPATH": ":".join(sys.path)})
+
+
+def test_a_provider_named_in_the_environment_later_is_picked_up() -> None:
+    # The variable is read on every call (not once): set after a first call found nothing, it is seen.
+    _in_a_new_interpreter(
+        "import os, sys, computekit._otel as o",
+        "assert o._tracer() is None and not o.tracing()",
+        "assert 'opentelemetry.trace' not in sys.modules",
+        "os.environ['OTEL_PYTHON_TRACER_PROVIDER'] = 'sdk_tracer_provider'",
+        "assert o.tracing(), 'not seen'",
+        "assert type(o._tracer()).__module__.startswith('opentelemetry.sdk')",
+    )
+
+
+def test_the_environment_is_read_the_public_way_when_os_environ_is_not_cpythons() -> None:
+    # os.environ replaced by a plain mapping: the variable is still read from it (set, then unset).
+    _in_a_new_interpreter(
+        "import os, computekit._otel as o",
+        "os.environ = {}",
+        "assert not o.tracing()",
+        "os.environ['OTEL_PYTHON_TRACER_PROVIDER'] = 'sdk_tracer_provider'",
+        "assert o._provider_env_set()",
+        "os.environ['OTEL_PYTHON_TRACER_PROVIDER'] = ''",
+        "assert not o._provider_env_set()",
+    )
+
+
+def _traced_provider() -> Any:
+    """The tracer provider whose tracer computekit holds (the last one it traced with)."""
+    assert _otel._cached is not None
+    return _otel._cached[0]
+
+
+def test_imported_but_unconfigured_opentelemetry_is_seen_configured_later_in_code_or_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _support.reset_tracer_provider(monkeypatch)
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+    assert _otel._tracer() is None
+    assert not _otel.tracing()
+    monkeypatch.setenv("OTEL_PYTHON_TRACER_PROVIDER", "sdk_tracer_provider")  # the API loads it on first use
+    assert _otel.tracing()
+    assert _traced_provider() is trace.get_tracer_provider()
+    _support.reset_tracer_provider(monkeypatch)
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER")
+    assert not _otel.tracing()
+    provider = TracerProvider()
+    trace.set_tracer_provider(provider)
+    assert _otel.tracing()
+    assert _traced_provider() is provider
+
+
+def test_an_opentelemetry_without_the_global_it_looks_at_is_asked_the_public_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another OpenTelemetry API version, whose module has no _TRACER_PROVIDER: get_tracer_provider() answers.
+    provider = TracerProvider()
+    api = type(sys)("opentelemetry.trace")
+    api.ProxyTracerProvider, api.NoOpTracerProvider = trace.ProxyTracerProvider, trace.NoOpTracerProvider
+    api.get_tracer_provider = lambda: provider
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", api)
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+    assert _otel.tracing()
+    assert _traced_provider() is provider
+    api.get_tracer_provider = trace.ProxyTracerProvider
+    assert not _otel.tracing()
+
+
+def test_an_empty_or_removed_provider_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_TRACER_PROVIDER", "sdk_tracer_provider")
+    assert _otel._provider_env_set()
+    monkeypatch.setenv("OTEL_PYTHON_TRACER_PROVIDER", "")
+    assert not _otel._provider_env_set()
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER")
+    assert not _otel._provider_env_set()
 
 
 def test_a_provider_configured_later_is_picked_up(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,12 +28,12 @@ import dataclasses
 import json
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -73,6 +73,11 @@ def safe_form(row: LedgerRow) -> LedgerRow | None:
 
 _COUNTS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 
+
+_Item = tuple[float, LedgerRow | Callable[[], None]] | threading.Event | None
+"""What the writer's queue holds: a row or a job with the time it was queued, a flush's mark, close()'s end."""
+_POLL_S = 0.1
+"""How often a put waiting for room, or a flush, checks that the writer is still there to make it."""
 
 _FINALIZER_PRIORITY = 10
 """multiprocessing runs finalizers with a priority first, highest first: the ledger's before pools and queues."""
@@ -216,7 +221,11 @@ class BatchWriter:
         self._write_many = write_many
         # Each row with the time it was queued: the writer commits it within flush_interval of that time.
         # A job (see defer) is queued in place of a row: the writer runs it, and writes the rows it records.
-        self._queue: queue.Queue[tuple[float, LedgerRow | Callable[[], None]] | None] = queue.Queue(max_queue)
+        # A flush queues its mark (an Event the writer sets once everything before it is written); close queues
+        # None. A deque, not a queue.Queue: appending to it is atomic (one C call under the GIL), so a row is
+        # handed over without a lock, and the writer takes its batch without one either.
+        self._items: deque[_Item] = deque()
+        self._max_queue = max_queue
         self._made: list[LedgerRow] = []
         """Rows recorded by the job the writer is running (it puts them in its own batch, not on the queue)."""
         self._max_batch = max_batch
@@ -225,9 +234,17 @@ class BatchWriter:
         self._urgent = threading.Event()
         self._waiting = 0
         self._waiting_lock = threading.Lock()
+        self._idle = False
+        """Whether the writer is waiting for the queue to stop being empty (on ``_wake``): only then does a put
+        set ``_wake``, so that a row queued while the writer waits out its interval costs no system call."""
+        self._wake = threading.Event()
+        self._full = False
+        """Whether a put is waiting for room (on ``_room``), which the writer sets as it takes a batch."""
+        self._room = threading.Event()
         self.closed = False
         self._thread = threading.Thread(target=self._drain, name="computekit-ledger-writer", daemon=True)
         self._thread.start()
+        self._ident = self._thread.ident
         # At exit, write what is queued: the writer is a daemon thread, still running while atexit handlers run.
         ref = weakref.ref(self)
 
@@ -248,36 +265,60 @@ class BatchWriter:
             install_sigterm_flush()
 
     def _drain(self) -> None:
-        q = self._queue
+        items = self._items
         while True:
-            first = q.get()
-            if first is None:
-                q.task_done()
+            self._await_items()
+            head = items[0]
+            if isinstance(head, tuple):
+                # Let the batch build until the first row has waited flush_interval; flush(), close() and a full
+                # batch cut this short. Queued jobs are run then, one after the other, with the batch.
+                wait = head[0] + self._interval - time.monotonic()
+                if wait > 0 and not self._urgent.is_set() and len(items) < self._max_batch:
+                    self._urgent.wait(wait)
+            if self._write_next():
+                while items:  # anything a put racing close() queued after its end: written too
+                    self._write_next()
                 return
-            # Let the batch build until the first row has waited flush_interval; flush(), close() and a full
-            # batch cut this short. Queued jobs are run then, one after the other, with the batch.
-            wait = first[0] + self._interval - time.monotonic()
-            if wait > 0 and not self._urgent.is_set() and q.qsize() < self._max_batch - 1:
-                self._urgent.wait(wait)
-            batch: list[LedgerRow] = []
-            self._take(first[1], batch)
-            taken, stop = 1, False
-            while taken < self._max_batch:
-                try:
-                    nxt = q.get_nowait()
-                except queue.Empty:
-                    break
+
+    def _await_items(self) -> None:
+        """Wait until the queue is not empty. A put sets ``_wake`` when it finds the writer idle: ``_idle`` is set
+        before the queue is looked at again, so a row queued in between is either seen or wakes the wait."""
+        items = self._items
+        while not items:
+            self._wake.clear()
+            self._idle = True
+            if not items:
+                self._wake.wait()
+            self._idle = False
+
+    def _write_next(self) -> bool:
+        """Take up to a batch of rows (running the jobs queued among them) and commit them, then tell the flushes
+        whose marks were taken; whether close() was (its end of the queue)."""
+        items = self._items
+        batch: list[LedgerRow] = []
+        marks: list[threading.Event] = []
+        taken, stop = 0, False
+        while taken < self._max_batch:
+            try:
+                item = items.popleft()
+            except IndexError:
+                break
+            if isinstance(item, tuple):
                 taken += 1
-                if nxt is None:
-                    stop = True
-                    break
-                self._take(nxt[1], batch)
-            if batch:
-                self._write(batch)
-            for _ in range(taken):
-                q.task_done()
-            if stop:
-                return
+                self._take(item[1], batch)
+            elif item is None:
+                stop = True
+                break
+            else:
+                marks.append(item)
+        if self._full:  # a put waits for room: there is some now
+            self._full = False
+            self._room.set()
+        if batch:
+            self._write(batch)
+        for mark in marks:
+            mark.set()
+        return stop
 
     def _take(self, item: LedgerRow | Callable[[], None], batch: list[LedgerRow]) -> None:
         """A queued row joins ``batch``; a queued job is run, and the rows it records join it."""
@@ -330,31 +371,62 @@ class BatchWriter:
 
     def put(self, row: LedgerRow) -> bool:
         """Queue ``row``; ``False`` when the writer is closed, or gone (a forked child): write it yourself."""
-        if threading.get_ident() == self._thread.ident:  # recorded by a job the writer runs: its own batch
+        if threading.get_ident() == self._ident:  # recorded by a job the writer runs: its own batch
             self._made.append(row)
             return True
-        if self.closed or not self._thread.is_alive():
-            return False
-        self._queue.put((time.monotonic(), row))
-        return True
+        return self._enqueue([(time.monotonic(), row)])
+
+    def put_many(self, rows: Sequence[LedgerRow]) -> bool:
+        """Queue ``rows``, in one hand-off; ``False`` as :meth:`put` (then none was queued)."""
+        if threading.get_ident() == self._ident:
+            self._made.extend(rows)
+            return True
+        when = time.monotonic()
+        return self._enqueue([(when, row) for row in rows])
 
     def defer(self, job: Callable[[], None]) -> bool:
         """Queue ``job``, run by the writer with its next batch (see :meth:`Ledger.defer`); ``False`` as
         :meth:`put`."""
+        # The writer itself (a job deferring another) never waits for room: only it could make some.
+        return self._enqueue([(time.monotonic(), job)], wait=threading.get_ident() != self._ident)
+
+    def _enqueue(self, new: list[_Item], wait: bool = True) -> bool:
+        """Append ``new`` to the queue in one call (its items stay together, in order), once there is room;
+        ``False`` when the writer is closed or gone."""
         if self.closed or not self._thread.is_alive():
             return False
-        self._queue.put((time.monotonic(), job))
+        items = self._items
+        if wait and len(items) >= self._max_queue:
+            self._wait_for_room()
+        items.extend(new)
+        if self._idle:
+            self._wake.set()
         return True
+
+    def _wait_for_room(self) -> None:
+        """Wait until the queue has room (memory stays bounded), or the writer is gone. ``_full`` is set before
+        the queue is looked at again, so a batch taken in between is either seen or sets ``_room``."""
+        while len(self._items) >= self._max_queue and self._thread.is_alive():
+            self._room.clear()
+            self._full = True
+            if len(self._items) >= self._max_queue:
+                self._room.wait(_POLL_S)
 
     def flush(self) -> None:
         """Wait until every row queued so far is committed."""
-        if not self._thread.is_alive():
-            return
+        if not self._thread.is_alive() or threading.get_ident() == self._ident:
+            return  # no writer (a forked child's), or the writer itself (a job), which cannot wait for itself
         with self._waiting_lock:
             self._waiting += 1
             self._urgent.set()
         try:
-            self._queue.join()
+            mark = threading.Event()
+            self._items.append(mark)
+            if self._idle:
+                self._wake.set()
+            # A writer that ended before it reached the mark (a close() under way) will never set it.
+            while not mark.wait(_POLL_S) and self._thread.is_alive():
+                pass
         finally:
             with self._waiting_lock:
                 self._waiting -= 1
@@ -369,7 +441,8 @@ class BatchWriter:
         atexit.unregister(self._atexit)
         if self._thread.is_alive():
             self._urgent.set()
-            self._queue.put(None)
+            self._items.append(None)
+            self._wake.set()
             self._thread.join()
 
 
@@ -384,10 +457,8 @@ class Buffered:
         raise NotImplementedError
 
     def record_many(self, rows: Sequence[LedgerRow]) -> None:
-        if self._writer is not None:
-            rows = [row for row in rows if not self._writer.put(row)]  # what the writer could not take
-            if not rows:
-                return
+        if self._writer is not None and self._writer.put_many(rows):
+            return
         self._record_many(list(rows))
 
     def defer(self, job: Callable[[], None]) -> bool:
