@@ -107,7 +107,7 @@ _DEFERRABLE = (CompleteRequest, EmbedRequest, RerankRequest)
 """Requests whose answer is priced and recorded in one piece, which nothing later looks up (unlike a run)."""
 _DEFERRABLE_VERBS = frozenset({"complete", "embed", "rerank"})
 """The routes whose requests are such (read as one of :data:`_DEFERRABLE`)."""
-_STARTS_NOW = re.compile(rb'"(?:stream|background)"\s*:\s*(?!false|null)|\\u00[67]')
+_STARTS_NOW = re.compile(rb'"(?:stream|background)"\s*:(?!\s*(?:false|null))|\\u00[67]')
 """What makes a body's reading urgent (see :meth:`_Meter.begin`): it may ask for a stream or a background response
 (a ``stream`` or ``background`` key anywhere, not false or null). A JSON key may also be spelled with escapes
 (``\\u0073tream``): a body with an escaped ASCII letter is read at once too."""

@@ -325,6 +325,82 @@ async def test_answers_are_recorded_in_batches_once_each_and_under_a_budget_at_o
     ckc.close()
 
 
+@pytest.mark.parametrize(("body", "read_now"), [
+    (b'{"model": "gpt-4o-mini", "messages": []}', False),
+    (b'{"model": "gpt-4o-mini", "messages": [], "stream": false}', False),
+    (b'{"model": "gpt-4o-mini", "messages": [], "stream": true}', True),
+    (b'{"model": "gpt-4o-mini", "messages": [], "stream" :1}', True),
+    (b'{"model": "gpt-4o-mini", "messages": [], "stream": null}', False),
+    (b'{"model": "gpt-4o-mini", "messages": [], "\\u0073tream": true}', True),
+    (b'{"model": "gpt-4o-mini", "input": "hi", "background": true}', True),
+    (b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "caf\\u00e9"}]}', False),
+], ids=["plain", "stream-false", "stream", "stream-1", "stream-null", "escaped-key", "background", "escaped-text"])
+def test_a_body_is_read_at_once_only_when_its_answer_needs_it(tmp_path: Any, oai_lib: Any, body: bytes,
+                                                              read_now: bool) -> None:
+    """Without a budget, a request's body is read with its answer's deferred bookkeeping, unless it may ask for
+    a stream (decoded as it arrives) or a background response (which later looks must find): then at once. Read
+    late or at once, it reads as the same request."""
+    from computekit._instrument_meter import _Meter
+    from computekit._instrument_sdks import SDKS
+
+    ckc = ck_client(tmp_path)
+    meter = _Meter(ckc._core, SDKS["openai"])
+    path = "/v1/responses" if b"background" in body else "/v1/chat/completions"
+    url = oai_lib.URL(f"https://api.openai.com{path}")
+    t = meter.begin("POST", url, lambda: body)
+    assert t is not None
+    assert (t.unread is None) == read_now
+    eager_target, eager_req = meter.read(t.route, url, body)
+    assert (t.target.model, t.req) == (eager_target.model, eager_req)
+    assert t.unread is None  # read on first use
+    ckc.close()
+    under_budget = ck_client(tmp_path / "budget", budget={"limit_usd": "5", "period": "day"})
+    t = _Meter(under_budget._core, SDKS["openai"]).begin("POST", url, lambda: body)
+    assert t is not None
+    assert t.unread is None  # its worst case is reserved before it is sent: read at once
+    under_budget.close()
+
+
+@both
+async def test_a_body_read_late_keeps_the_time_it_was_sent_and_one_it_cannot_read_is_billed_unpriced(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """A deferred try is recorded with the time it was sent, whenever its bookkeeping runs; a body computekit
+    cannot read as a request (the SDK sent it, the provider billed it) is recorded unpriced, and the call goes on;
+    a stream asked for with an escaped key is still decoded as it arrives."""
+    import datetime as dt
+
+    replies = [Reply(body=CHAT, headers={"x-request-id": "req_late"}), Reply(body=CHAT),
+               Reply(pieces=chat_sse())]
+    _server, ckc, client = metered(tmp_path, "openai", replies, is_async)
+    before = dt.datetime.now(dt.UTC)
+    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+    sent_by = dt.datetime.now(dt.UTC)
+    http = client._client  # the SDK's own HTTP client (metered): bodies the SDK itself would never build
+    unreadable = b'{"model": "gpt-4o-mini", "messages": 5}'
+    answer = await run(http.post("https://api.openai.com/v1/chat/completions", content=unreadable))
+    if is_async:
+        await answer.aread()
+    assert answer.json()["choices"][0]["message"]["content"] == "hello"
+    escaped = b'{"model": "gpt-4o-mini", "messages": [], "\\u0073tream": true, "stream_options": {"include_usage": 1}}'
+    if is_async:
+        async with http.stream("POST", "https://api.openai.com/v1/chat/completions", content=escaped) as r:
+            [_ async for _ in r.aiter_bytes()]
+    else:
+        with http.stream("POST", "https://api.openai.com/v1/chat/completions", content=escaped) as r:
+            list(r.iter_bytes())
+    late, unpriced, stream = rows(ckc)
+    assert late.request_id == "req_late"
+    assert before <= late.ts <= sent_by
+    expected = ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=CHAT))
+    assert expected is not None
+    assert late.cost == expected
+    assert (unpriced.model, unpriced.outcome, unpriced.input_tokens, unpriced.cost) == ("gpt-4o-mini", "success", 0,
+                                                                                         None)
+    assert (stream.verb, stream.input_tokens, stream.output_tokens) == ("stream", 12, 5)
+    assert stream.cost == ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(pieces=chat_sse()), stream=True)
+    ckc.close()
+
+
 def test_a_pending_answer_is_written_within_the_flush_interval_without_a_read(tmp_path: Any, oai_lib: Any) -> None:
     """Nobody reads and no batch fills: the ledger's writer still records the answer with its next commit."""
     import time
