@@ -10,6 +10,7 @@ numbers are medians, and the ratio is the median of the rounds' instrumented / p
     python benchmarks/instrument.py            # 30 rounds of 100 sequential calls, then of 300 async calls each
     python benchmarks/instrument.py --quick    # 6 rounds
     python benchmarks/instrument.py --alone    # computekit's own work per call, without the SDK or the network
+    python benchmarks/instrument.py --ablate tee   # where the floor is (diagnostics; see --help)
 """
 
 from __future__ import annotations
@@ -38,6 +39,59 @@ MODEL = "gpt-4o-mini"
 API_KEY = "sk-bench-0123456789abcdef"
 MESSAGES = [{"role": "user", "content": "hi"}]
 TARGET = 1.05
+ABLATED = ""
+
+
+ABLATIONS = {
+    "tee": "the metered transport only: each answer's body passed through a tee that does nothing",
+    "request": "computekit's request side and tee, the answers' bookkeeping skipped (no rows)",
+    "minimal": "the bookkeeping cut to its least: the answer's usage, priced for the request's model, one row "
+               "(no Completion, no attempt; OpenAI chat only)",
+}
+"""Diagnostic runs (``--ablate``) that take parts of the instrumented call away, to show what each part costs in
+place: not computekit's behaviour (the numbers they print are not the instrumented call's)."""
+
+
+def _ablate(what: str) -> None:
+    from computekit import _instrument_meter as meter
+
+    if what == "request":
+        meter._Try.finish_later = lambda self: None  # type: ignore[method-assign]
+    elif what == "minimal":
+        from computekit.ledger import LedgerRow
+
+        def finish_later(self: Any) -> None:
+            target, core = self.target, self.meter.core
+            data = json.loads(b"".join(self.body))
+            usage = target.adapter.usage(data.get("usage"))
+            cost = core.prices.token_cost(target.adapter.price_ref(target.model), usage, self.started)
+            core.ledger.record(LedgerRow(
+                ts=self.started, verb="complete", provider=target.provider, model=target.model, outcome="success",
+                latency_ms=(self.ended - self.t0) * 1000, input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens, cost=cost.total, price_source=str(cost.price_source),
+                request_id=target.adapter.request_id(self.head), tags=dict(self.tags or {})))
+
+        meter._Try.finish_later = finish_later  # type: ignore[method-assign]
+    elif what == "tee":
+        import httpx2
+
+        class Tee(httpx2.SyncByteStream):
+            def __init__(self, inner: Any) -> None:
+                self.inner = inner
+
+            def __iter__(self) -> Any:
+                yield from self.inner
+
+            def close(self) -> None:
+                self.inner.close()
+
+        def handle_request(self: Any, request: Any) -> Any:
+            response = self.inner.handle_request(request)
+            response.stream = Tee(response.stream)
+            return response
+
+        metered, _ = meter._classes(httpx2)
+        metered.handle_request = handle_request
 
 
 def _computekit(ledger_dir: str, is_async: bool) -> Any:
@@ -71,6 +125,8 @@ def _seq(url: str, calls: int, rounds: int, ledger_dir: str) -> dict[str, list[f
 
 def _check(client: Any) -> None:
     client._core.flush()
+    if ABLATED:
+        return
     row = client.ledger.rows()[-1]
     if row.cost is None:
         raise SystemExit(f"the instrumented call was not priced: {row!r}")
@@ -156,8 +212,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--alone", action="store_true", help="only computekit's own work per call (no SDK, no network)")
+    ap.add_argument("--ablate", choices=sorted(ABLATIONS), help="diagnostics: " + "; ".join(
+        f"{k}: {v}" for k, v in ABLATIONS.items()) + " (sequential only)")
     ap.add_argument("--out", default="/tmp/computekit-bench-instrument.json")
     args = ap.parse_args()
+    if args.ablate:
+        global ABLATED
+        ABLATED = args.ablate
+        _ablate(args.ablate)
     if args.alone:
         per_call = statistics.median(alone() for _ in range(5))
         print(f"computekit's work per instrumented call, alone: {per_call * 1e6:.0f} µs (median of 5 x 3000)")
@@ -169,13 +231,18 @@ def main() -> None:
             seq = _seq(server.url, seq_calls, rounds, ledger_dir)
             shutil.rmtree(ledger_dir)
             ledger_dir = tempfile.mkdtemp(prefix="ck-bench-instrument-")
-            aio = asyncio.run(_async(server.url, async_calls, rounds, ledger_dir, 100))
+            # The ablations patch the sync transport only.
+            aio = None if ABLATED else asyncio.run(_async(server.url, async_calls, rounds, ledger_dir, 100))
     finally:
         shutil.rmtree(ledger_dir, ignore_errors=True)
+    if ABLATED:
+        print(f"ABLATED ({ABLATED}: {ABLATIONS[ABLATED]}): not the instrumented call's figures")
     print(f"| openai {openai.__version__} | plain | instrumented | ratio (median of rounds) | target |")
     print("|---|---|---|---|---|")
     result: dict[str, Any] = {"rounds": rounds}
     for label, data in (("sequential", seq), ("async, 100 in flight", aio)):
+        if data is None:
+            continue
         plain, metered = statistics.median(data["plain"]), statistics.median(data["instrumented"])
         # Each round measures both back to back: the median of the per-round ratios is robust to the load of
         # other processes drifting between rounds (the two medians alone are not, on a shared machine).
@@ -185,7 +252,7 @@ def main() -> None:
         result[label] = {"plain_s": data["plain"], "instrumented_s": data["instrumented"], "ratio": ratio,
                          "plain_cpu_s": data["plain cpu"], "instrumented_cpu_s": data["instrumented cpu"],
                          "cpu_ratio": cpu}
-        ok = "ok" if ratio <= TARGET else "MISSED"
+        ok = "n/a (ablated)" if ABLATED else "ok" if ratio <= TARGET else "MISSED"
         print(f"| {label}, µs per call (medians) | {plain * 1e6:.0f} | {metered * 1e6:.0f} | {ratio:.3f}x "
               f"| <= {TARGET}x {ok} |")
         print(f"| {label}, CPU µs per call (medians) | {statistics.median(data['plain cpu']) * 1e6:.0f} "
