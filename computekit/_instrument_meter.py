@@ -575,7 +575,7 @@ class _Meter:
         looks must find). Otherwise it is read with the answer's deferred bookkeeping (see :meth:`_Try.finish`),
         off the path of the SDK's call.
         """
-        path = url.path if hasattr(url, "path") else urlsplit(str(url)).path
+        path = _path(url)
         route = self.route(method, path)
         if route is None:
             return None
@@ -606,7 +606,7 @@ class _Meter:
             body = None
         body = body if isinstance(body, dict) else {}
         adapter = self._adapter(url)
-        path = url.path if hasattr(url, "path") else urlsplit(str(url)).path
+        path = _path(url)
         model = model_of(adapter, route, path, body)
         req = None
         legacy_stream = route.parse is not None and bool(body.get("stream"))  # framed otherwise: not priced
@@ -814,6 +814,11 @@ def _refusal_class(error_base: str) -> type[BudgetExceededError]:
     module, name = error_base.split(":")
     base = getattr(importlib.import_module(module), name)  # loaded already: a client of it is being metered
     return type("BudgetExceededError", (BudgetExceededError, base), {"__module__": "computekit"})
+
+
+def _path(url: Any) -> str:
+    """A request URL's path (an ``httpx`` URL's own, or parsed from its text)."""
+    return url.path if hasattr(url, "path") else urlsplit(str(url)).path
 
 
 def _read(response: Any, t: _Try) -> bool:
