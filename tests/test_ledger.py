@@ -466,6 +466,63 @@ def test_processes_opening_a_new_ledger_together_migrate_once(ledger_url: str) -
         lg.close()
 
 
+class _BusyConnection:
+    """A connection whose ``PRAGMA journal_mode`` fails ``busy`` times with ``code``, then succeeds."""
+
+    def __init__(self, busy: int, code: int = sqlite3.SQLITE_BUSY) -> None:
+        self.busy, self.code, self.asks = busy, code, 0
+
+    def execute(self, sql: str) -> None:
+        assert sql == "PRAGMA journal_mode = WAL"
+        self.asks += 1
+        if self.asks <= self.busy:
+            e = sqlite3.OperationalError("database is locked")
+            e.sqlite_errorcode = self.code
+            raise e
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now, self.pauses = 0.0, []  # type: ignore[var-annotated]
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.pauses.append(s)
+        self.now += s
+
+
+def test_a_file_busy_while_another_process_switches_it_to_wal_is_asked_again_until_the_busy_timeout() -> None:
+    """SQLite can answer the switch to WAL with SQLITE_BUSY within milliseconds, busy timeout or not, while another
+    process opening the same new ledger switches it: the ask is repeated (a growing pause, no real sleep here)
+    until the busy timeout; any other error is raised at once."""
+    from computekit.ledger._sqlite import _WAL_RETRY_MAX_S, _WAL_RETRY_S, BUSY_TIMEOUT_MS, _use_wal
+
+    clock = _Clock()
+    conn = _BusyConnection(busy=3)
+    _use_wal(conn, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    assert conn.asks == 4
+    assert clock.pauses == [_WAL_RETRY_S, 2 * _WAL_RETRY_S, 4 * _WAL_RETRY_S]
+
+    # SQLITE_BUSY_RECOVERY and the other extended codes of SQLITE_BUSY are busy too
+    clock, conn = _Clock(), _BusyConnection(busy=1, code=sqlite3.SQLITE_BUSY | (1 << 8))
+    _use_wal(conn, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    assert conn.asks == 2
+
+    clock, conn = _Clock(), _BusyConnection(busy=10**6)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _use_wal(conn, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    assert clock.now <= BUSY_TIMEOUT_MS / 1000 < clock.now + _WAL_RETRY_MAX_S + 1e-9
+    assert max(clock.pauses) == _WAL_RETRY_MAX_S
+
+    clock, conn = _Clock(), _BusyConnection(busy=1, code=sqlite3.SQLITE_IOERR)
+    with pytest.raises(sqlite3.OperationalError):
+        _use_wal(conn, clock=clock, sleep=clock.sleep)  # type: ignore[arg-type]
+    assert conn.asks == 1
+    assert clock.pauses == []
+
+
 # ============================================================================================= durability
 
 

@@ -8,8 +8,9 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +31,34 @@ FILE_MODE = 0o600
 ``-shm`` files the database file's mode. An existing file keeps its mode."""
 DIR_MODE = 0o700
 """The permissions of a folder the ledger creates for its file (the per-user default's ``computekit`` folder)."""
+
+_WAL_RETRY_S = 0.01
+"""The first pause before asking again for WAL mode when the file is busy (then doubling, up to the next)."""
+_WAL_RETRY_MAX_S = 0.25
+"""The longest pause between two asks for WAL mode; they go on until ``BUSY_TIMEOUT_MS`` has passed."""
+
+
+def _use_wal(c: sqlite3.Connection, *, clock: Callable[[], float] = time.monotonic,
+             sleep: Callable[[float], None] = time.sleep) -> None:
+    """Put the file in WAL mode, waiting up to the busy timeout for other processes.
+
+    Several processes opening a new ledger at once can find the file busy while one of them switches it to WAL,
+    and SQLite can answer ``PRAGMA journal_mode`` with ``SQLITE_BUSY`` there within milliseconds, without
+    waiting out the busy timeout; so the switch is asked again, with a growing pause, until the same timeout a
+    write would wait.
+    """
+    deadline = clock() + BUSY_TIMEOUT_MS / 1000
+    pause = _WAL_RETRY_S
+    while True:
+        try:
+            c.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or clock() + pause > deadline:
+                raise
+        sleep(pause)
+        pause = min(pause * 2, _WAL_RETRY_MAX_S)
+
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -182,7 +211,7 @@ class SQLiteLedger(Buffered, Ledger):
         c = self._conn
         c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if self.path != ":memory:":
-            c.execute("PRAGMA journal_mode = WAL")
+            _use_wal(c)
         # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the newest commits.
         c.execute("PRAGMA synchronous = NORMAL")
         with self._lock:
