@@ -686,17 +686,21 @@ def test_rows_recorded_together_reach_the_writer_together_and_in_order() -> None
 def test_a_full_queue_makes_record_wait_for_the_writer_and_loses_nothing() -> None:
     from computekit.ledger._buffered import BatchWriter
 
-    gate, written = threading.Event(), []
+    gate, writing, written = threading.Event(), threading.Event(), []
 
     def slow(rows: list[LedgerRow]) -> None:
-        gate.wait()  # the disk is slow: the writer holds its batch of 2
+        writing.set()
+        gate.wait()  # the disk is slow: the writer holds its batch (of 1 or 2 rows)
         written.extend(r.request_id for r in rows)
 
     writer = BatchWriter(slow, max_queue=4, max_batch=2, flush_interval=0, flush_on_sigterm=False)
     producer = threading.Thread(target=lambda: [writer.put(_row(request_id=f"r{i}")) for i in range(20)])
     try:
         producer.start()
-        while len(writer._items) < 4:  # the writer took 2 and waits on the disk; 4 more fill the queue
+        # Only once the writer holds its batch does the queue stop shrinking: a queue seen full before that can
+        # lose a batch to the writer at any moment, however long a loaded machine takes to schedule it.
+        assert writing.wait(10)
+        while len(writer._items) < 4 and producer.is_alive():  # 4 more fill the queue
             producer.join(0.001)
         producer.join(0.05)
         assert producer.is_alive()  # waiting for room, not queueing without bound
