@@ -25,6 +25,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,15 +129,34 @@ def postgres_dsn() -> Iterator[str]:
 
 @pytest.fixture
 def postgres_url(postgres_dsn: str) -> Iterator[str]:
-    """A ledger URL on the test server, in a schema of this test's own (dropped at its end)."""
+    """A ledger URL on the test server, in a schema of this test's own (dropped at its end). Its sessions are
+    named after the schema (``application_name``), so that the drop can find the ones still there."""
     import psycopg
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_dsn, autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {schema}")  # type: ignore[arg-type]
     sep = "&" if "?" in postgres_dsn else "?"
-    yield f"{postgres_dsn}{sep}options={quote(f'-csearch_path={schema}')}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as c:
+    yield f"{postgres_dsn}{sep}options={quote(f'-csearch_path={schema}')}&application_name={schema}"
+    drop_schema(postgres_dsn, schema)
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    """Drop a test's schema once none of the test's sessions is left on the server.
+
+    A client killed in the middle of a statement (the durability tests SIGKILL writers) leaves its session on the
+    server running that statement until the server next talks to it. That session locks the schema's tables one
+    by one, and ``DROP SCHEMA ... CASCADE`` takes them in another order: each can wait for the other, a deadlock
+    the server breaks by failing the drop. So the test's sessions are ended first, and waited for."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as c:
+        give_up = time.monotonic() + _START_TIMEOUT_S
+        # Ended (pg_terminate_backend), a session is listed until its process has exited and let go of its locks.
+        while time.monotonic() < give_up and c.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %s AND pid <> pg_backend_pid()", (schema,)).fetchone() != (0,):
+            time.sleep(0.01)
         c.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[arg-type]
 
 
