@@ -40,6 +40,8 @@ API_KEY = "sk-bench-0123456789abcdef"
 MESSAGES = [{"role": "user", "content": "hi"}]
 TARGET = 1.05
 ABLATED = ""
+RECORDER_DIR = ""
+"""With ``--ablate recorder``: the folder of the recorder process's ledger."""
 
 
 ABLATIONS = {
@@ -47,15 +49,91 @@ ABLATIONS = {
     "request": "computekit's request side and tee, the answers' bookkeeping skipped (no rows)",
     "minimal": "the bookkeeping cut to its least: the answer's usage, priced for the request's model, one row "
                "(no Completion, no attempt; OpenAI chat only)",
+    "recorder": "another design: each answer's bookkeeping handed (32 at a time, pickled, over a pipe) to a recorder "
+                "process that parses, prices and records it with the same code, on the other core",
 }
 """Diagnostic runs (``--ablate``) that take parts of the instrumented call away, to show what each part costs in
 place: not computekit's behaviour (the numbers they print are not the instrumented call's)."""
 
 
+_RECORDER_BATCH = 32
+
+
+def _recorder(conn: Any, ledger: str) -> None:
+    """The recorder process of ``--ablate recorder``: the requests and answers it is handed, metered as the
+    instrumented client would meter them (the same ``_Meter``), into its own client's ledger."""
+    import pickle
+
+    import httpx2
+
+    from computekit._instrument_meter import _Meter
+    from computekit._instrument_sdks import SDKS
+
+    client = ck.Client(config=None, ledger=ledger)
+    meter = _Meter(client._core, SDKS["openai"])
+    while (message := conn.recv_bytes()) != b"close":
+        for method, url, body, started, t0, status, head, chunks, tags in pickle.loads(message):
+            u = httpx2.URL(url)
+            t = meter.begin(method, u, lambda body=body: body)
+            assert t is not None
+            t.tags = tags
+            t.sent(method, u)
+            t.started, t.t0 = started, t0
+            t.answered(status, httpx2.Headers(head))
+            for data in chunks:
+                t.feed(data)
+            t.finish()
+    client.close()
+    conn.send_bytes(b"closed")
+
+
+class _Handoff:
+    """What ``--ablate recorder`` puts in place of the instrumented client's deferred bookkeeping."""
+
+    def __init__(self, ledger: str) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_recorder, args=(child, ledger), daemon=True)
+        self.proc.start()
+        self.pending: list[tuple[Any, ...]] = []
+
+    def later(self, t: Any) -> None:
+        import pickle
+
+        method, url, body = t.unread
+        self.pending.append((method, str(url), body, t.started, t.t0, t.status, t.head.raw, t.body, t.tags))
+        if len(self.pending) >= _RECORDER_BATCH:
+            self.conn.send_bytes(pickle.dumps(self.pending, protocol=5))
+            self.pending = []
+
+    def close(self) -> None:
+        import pickle
+
+        if self.pending:
+            self.conn.send_bytes(pickle.dumps(self.pending, protocol=5))
+        self.conn.send_bytes(b"close")
+        self.conn.recv_bytes()
+        self.proc.join()
+
+
+_handoffs: list[_Handoff] = []
+
+
 def _ablate(what: str) -> None:
     from computekit import _instrument_meter as meter
 
-    if what == "request":
+    if what == "recorder":
+        original = meter._Meter.later
+
+        def later(self: Any, t: Any) -> None:
+            if not _handoffs:
+                _handoffs.append(_Handoff(f"sqlite:///{RECORDER_DIR}/ledger.db"))
+            _handoffs[0].later(t) if t.unread is not None else original(self, t)
+
+        meter._Meter.later = later  # type: ignore[method-assign]
+    elif what == "request":
         meter._Try.finish_later = lambda self: None  # type: ignore[method-assign]
     elif what == "minimal":
         from computekit.ledger import LedgerRow
@@ -164,6 +242,20 @@ async def _async(url: str, calls: int, rounds: int, ledger_dir: str, concurrency
     return out
 
 
+def _check_recorder(calls: int) -> None:
+    """The recorder process recorded every one of the ``calls`` instrumented calls, each priced."""
+    _handoffs[0].close()
+    ledger = ck.ledger.open_ledger(f"sqlite:///{RECORDER_DIR}/ledger.db")
+    try:
+        rows = ledger.rows()
+    finally:
+        ledger.close()
+    unpriced = [r for r in rows if r.cost is None]
+    print(f"the recorder process recorded {len(rows)} calls, {len(unpriced)} unpriced")
+    if unpriced or len(rows) != calls:
+        raise SystemExit(f"the recorder did not record and price every call ({calls})")
+
+
 def alone(calls: int = 3000) -> float:
     """computekit's own work on one instrumented chat call, without the SDK or the network: reading the request,
     reserving, parsing the answer with the adapter, pricing it and queueing its ledger row (µs per call)."""
@@ -217,8 +309,10 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/computekit-bench-instrument.json")
     args = ap.parse_args()
     if args.ablate:
-        global ABLATED
+        global ABLATED, RECORDER_DIR
         ABLATED = args.ablate
+        if ABLATED == "recorder":
+            RECORDER_DIR = tempfile.mkdtemp(prefix="ck-bench-recorder-")
         _ablate(args.ablate)
     if args.alone:
         per_call = statistics.median(alone() for _ in range(5))
@@ -231,10 +325,15 @@ def main() -> None:
             seq = _seq(server.url, seq_calls, rounds, ledger_dir)
             shutil.rmtree(ledger_dir)
             ledger_dir = tempfile.mkdtemp(prefix="ck-bench-instrument-")
-            # The ablations patch the sync transport only.
-            aio = None if ABLATED else asyncio.run(_async(server.url, async_calls, rounds, ledger_dir, 100))
+            # The ablations patch the sync transport only (the recorder's hand-off serves both).
+            aio = None if ABLATED not in ("", "recorder") else asyncio.run(
+                _async(server.url, async_calls, rounds, ledger_dir, 100))
+        if _handoffs:  # every instrumented call: the warm-ups (50, 200) and the rounds'
+            _check_recorder(50 + rounds * seq_calls + (0 if aio is None else 200 + rounds * async_calls))
     finally:
         shutil.rmtree(ledger_dir, ignore_errors=True)
+        if RECORDER_DIR:
+            shutil.rmtree(RECORDER_DIR, ignore_errors=True)
     if ABLATED:
         print(f"ABLATED ({ABLATED}: {ABLATIONS[ABLATED]}): not the instrumented call's figures")
     print(f"| openai {openai.__version__} | plain | instrumented | ratio (median of rounds) | target |")
