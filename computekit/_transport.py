@@ -907,12 +907,18 @@ class AiohttpTransport:
         self._proxy_auth: dict[str, tuple[str, dict[str, str] | None]] = {}
         self._lock = threading.Lock()
         _TRANSPORTS.add(self)
+        # A client collected without aclose() has its connections closed then (see _drop_sessions). By a weakref
+        # finalizer, not __del__: a transport and its sessions collected together (in a reference cycle) have
+        # their __del__ methods run in no set order, and aiohttp's, run first, reports "Unclosed client session"
+        # / "Unclosed connector"; the collector calls weakref callbacks before any of them. The finalizer holds
+        # the sessions' dict itself: it is emptied in place, never replaced.
+        weakref.finalize(self, _drop_sessions, self._sessions)
 
     def _forget_pools(self) -> None:
         # In a forked child: the sessions' sockets and loops are the parent's. Kept referenced (never collected,
         # so no "Unclosed client session" report) but never used again.
         self._forgotten.extend(self._sessions.values())
-        self._sessions = {}
+        self._sessions.clear()
 
     async def _client(self, public_only: bool = False) -> aiohttp.ClientSession:
         import asyncio
@@ -1046,7 +1052,8 @@ class AiohttpTransport:
         import asyncio
 
         with self._lock:
-            sessions, self._sessions = self._sessions, {}
+            sessions = dict(self._sessions)
+            self._sessions.clear()
         current = asyncio.get_running_loop()
         for (loop, _), session in sessions.items():
             if session.closed:
@@ -1059,18 +1066,20 @@ class AiohttpTransport:
             else:  # a loop neither running nor closed: nothing can run there now; let go of it unreported
                 session.detach()
 
-    def __del__(self) -> None:
-        # A client collected without aclose(): close its connections here, synchronously (there is no loop to
-        # await on in a finalizer), so that aiohttp does not report "Unclosed client session" and "Unclosed
-        # connector" on stderr for what is a forgotten close, not a leak. Every loop's session, not just one.
-        for session in list(self._sessions.values()):
-            if session.closed:
-                continue
-            connector = session.connector
-            session.detach()  # the session counts as closed from here
-            if connector is not None:
-                with contextlib.suppress(Exception):
-                    connector._close()  # closes every pooled transport now; close() would need awaiting
+
+
+def _drop_sessions(sessions: dict[Any, Any]) -> None:
+    """Close the sessions of a transport collected without ``close()`` (its finalizer): synchronously, as there is
+    no loop to await on, so that aiohttp does not report "Unclosed client session" and "Unclosed connector" on
+    stderr for what is a forgotten close, not a leak. Every loop's session, not just one."""
+    for session in list(sessions.values()):
+        if session.closed:
+            continue
+        connector = session.connector
+        session.detach()  # the session counts as closed from here
+        if connector is not None:
+            with contextlib.suppress(Exception):
+                connector._close()  # closes every pooled transport now; close() would need awaiting
 
 
 def _aiohttp_error(e: BaseException, provider: str, model: str | None) -> Exception:

@@ -775,12 +775,47 @@ def test_an_async_client_dropped_without_aclose_is_not_reported_as_leaked(
         await asyncio.sleep(0)
         return r.text
 
+    gc.collect()  # what earlier tests left is reported now, not in the window below
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert asyncio.run(call()) == "ck-transport-dropped"
         gc.collect()
     assert [str(w.message) for w in caught if "Unclosed" in str(w.message)] == []
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+def test_a_dropped_async_clients_sessions_are_closed_before_anything_collected_with_it_is_finalized(
+    serve: Any,
+) -> None:
+    """Python runs the ``__del__`` methods of objects collected together (a reference cycle) in no set order: had
+    the transport closed its sessions in its own ``__del__``, aiohttp's, run first, would report them unclosed.
+    Here the first finalizer of the cycle (its object was made first) already finds them closed."""
+    srv = serve(chat("ck-transport-cycle"))
+    seen: list[list[bool]] = []
+
+    class Probe:
+        box: dict[str, Any]
+
+        def __del__(self) -> None:
+            seen.append([s.closed for s in sessions])
+
+    async def call() -> list[Any]:
+        probe = Probe()
+        client = make(True, srv.url)
+        await client.complete(f"openai:{MODEL}", "hi")
+        probe.box = {"probe": probe, "client": client}  # garbage only together: left to the collector
+        return list(client._transport._sessions.values())
+
+    gc.collect()
+    gc.disable()  # collected by the gc.collect() below, not whenever the interpreter chooses
+    try:
+        sessions = asyncio.run(call())
+        assert sessions
+        assert not any(s.closed for s in sessions)
+        gc.collect()
+    finally:
+        gc.enable()
+    assert seen == [[True] * len(sessions)]
 
 
 # ------------------------------------------------------------------------------------------------ the sync call path
