@@ -133,7 +133,8 @@ class _Try:
     """
 
     __slots__ = ("_req", "_target", "attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events",
-                 "facts", "failure", "head", "held", "meter", "route", "started", "status", "t0", "tags", "unread")
+                 "facts", "failure", "head", "held", "meter", "route", "started", "status", "t0", "tags", "unread",
+                 "unzip")
 
     def __init__(self, meter: _Meter, route: Route, target: Target | None, req: Any,
                  unread: tuple[str, Any, bytes] | None = None) -> None:
@@ -158,6 +159,8 @@ class _Try:
         self.ended = 0.0
         self.failure: Any = None
         """The stream event that broke the decoding (a background response's ``response.failed``)."""
+        self.unzip: Any = None
+        """The decoder of the body's content encoding (``gzip`` ...): the transport's bytes are the encoded ones."""
 
     @property
     def target(self) -> Target:
@@ -240,6 +243,12 @@ class _Try:
 
     def feed(self, data: bytes) -> None:
         """Bytes the SDK is about to read: decoded (a stream) or kept (an answer, read whole by the SDK anyway)."""
+        if self.unzip is not None:
+            try:
+                data = _bytes(self.unzip.decode(data))
+            except Exception as e:  # the SDK gets its own error from these bytes; the answer is malformed
+                self._undecodable(e)
+                return
         if self.decoder is None or self.events is None:
             self.body.append(data)
             return
@@ -252,6 +261,26 @@ class _Try:
         except Exception as e:  # the SDK gets its bytes whatever computekit makes of them
             self.broken = self._malformed(e)
             self.failure = event
+
+    def end(self) -> None:
+        """The body ended: what its content decoder still holds is fed, then the try is finished."""
+        unzip, self.unzip = self.unzip, None
+        if unzip is not None:
+            try:
+                rest = _bytes(unzip.flush())
+            except Exception as e:  # a truncated encoding: the answer is malformed
+                self._undecodable(e)
+            else:
+                if rest:
+                    self.feed(rest)
+        self.finish()
+
+    def _undecodable(self, cause: Exception) -> None:
+        """The body does not decode as its content encoding says (the SDK fails on it too): malformed."""
+        self.unzip = None
+        if self.broken is None:
+            self.read()
+            self.broken = self._malformed(cause)
 
     def _malformed(self, cause: BaseException) -> ProviderError:
         return cause if isinstance(cause, ProviderError) else malformed_from(self.sure_facts, None, cause)
@@ -682,7 +711,7 @@ def _classes(lib: Any) -> tuple[type, type]:
                 if not t.done:
                     t.failed_to_send(e, lib)
                 raise
-            t.finish()
+            t.end()
 
         def close(self) -> None:
             try:
@@ -706,7 +735,7 @@ def _classes(lib: Any) -> tuple[type, type]:
                 if not t.done:
                     await ledger_call(t.meter.core, functools.partial(t.failed_to_send, e, lib))
                 raise
-            await ledger_call(t.meter.core, t.finish, keyed=t.keyed)
+            await ledger_call(t.meter.core, t.end, keyed=t.keyed)
 
         async def aclose(self) -> None:
             try:
@@ -733,7 +762,7 @@ def _classes(lib: Any) -> tuple[type, type]:
                 t.failed_to_send(e, lib)
                 raise
             t.answered(response.status_code, response.headers)
-            if _read(response, t):
+            if _read(response, t, lib):
                 t.finish()
             else:
                 response.stream = Tee(response.stream, t)
@@ -761,7 +790,7 @@ def _classes(lib: Any) -> tuple[type, type]:
                 await ledger_call(core, functools.partial(t.failed_to_send, e, lib))
                 raise
             t.answered(response.status_code, response.headers)
-            if _read(response, t):
+            if _read(response, t, lib):
                 await ledger_call(core, t.finish, keyed=t.keyed)
             else:
                 response.stream = AsyncTee(response.stream, t)
@@ -821,14 +850,33 @@ def _path(url: Any) -> str:
     return url.path if hasattr(url, "path") else urlsplit(str(url)).path
 
 
-def _read(response: Any, t: _Try) -> bool:
+def _read(response: Any, t: _Try, lib: Any) -> bool:
     """Whether the transport answered with its body already read (an in-memory or mock transport): then it is
-    fed whole, at once."""
+    fed whole, at once (decoded already). Otherwise the bytes to come are those on the wire: a body with a content
+    encoding (``gzip`` ...) gets the decoder the SDK's HTTP library reads it with."""
     content = getattr(response, "_content", None)
     if content is None:
+        if response.headers.get("content-encoding"):
+            t.unzip = _content_decoder(lib, response)
         return False
     t.feed(content)
     return True
+
+
+def _bytes(decoded: bytes | Iterator[bytes]) -> bytes:
+    """What a content decoder gave (``httpx``: bytes; ``httpx2``: an iterator of them)."""
+    return decoded if isinstance(decoded, bytes) else b"".join(decoded)
+
+
+def _content_decoder(lib: Any, response: Any) -> Any:
+    """A decoder of ``response``'s content encoding of its own (the response keeps the SDK's), as ``lib`` builds it:
+    what the SDK decodes, computekit decodes."""
+    try:
+        return lib.Response(response.status_code, headers=response.headers,
+                            stream=lib.ByteStream(b""))._get_content_decoder()
+    except Exception:  # an HTTP library computekit does not know this of: read as sent (malformed if encoded)
+        log.debug("computekit.instrument: no content decoder for this answer", exc_info=True)
+        return None
 
 
 def _library(http: Any) -> Any:

@@ -9,6 +9,7 @@ same answer costs through ``ck.Client`` (the adapter's own path), never with a c
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import threading
 import warnings
@@ -478,6 +479,32 @@ async def test_openai_stream_is_passed_through_as_it_arrives_and_priced_at_its_e
     [row] = rows(ckc)
     assert (row.verb, row.outcome, row.input_tokens, row.output_tokens) == ("stream", "success", 12, 5)
     assert row.cost == ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(pieces=chat_sse()), stream=True)
+
+
+@both
+@pytest.mark.parametrize("stream", [False, True], ids=["answer", "stream"])
+async def test_a_compressed_answer_is_priced_from_the_body_the_sdk_reads(tmp_path: Any, oai_lib: Any, is_async: bool,
+                                                                         stream: bool) -> None:
+    """Providers compress what they send (``Content-Encoding: gzip``): the transport's bytes are the compressed
+    ones, and the adapter reads them decoded, as the SDK does."""
+    plain = b"".join(chat_sse()) if stream else json.dumps(CHAT).encode()
+    packed = gzip.compress(plain)
+    headers = {"content-encoding": "gzip", "content-type": "text/event-stream" if stream else "application/json"}
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=[packed[:25], packed[25:]], headers=headers)],
+                                   is_async)
+    if stream:
+        chunks = await drain(await run(client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True})))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello"
+    else:
+        answer = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+        assert answer.choices[0].message.content == "hello"
+    [row] = rows(ckc)
+    assert (row.outcome, row.input_tokens, row.output_tokens) == ("success", 12, 5)
+    expected = ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(pieces=chat_sse()) if stream else Reply(body=CHAT),
+                       stream=stream)
+    assert expected is not None
+    assert row.cost == expected
 
 
 @both
