@@ -113,6 +113,10 @@ _STARTS_NOW = re.compile(rb'"(?:stream|background)"\s*:(?!\s*(?:false|null))|\\u
 (``\\u0073tream``): a body with an escaped ASCII letter is read at once too."""
 _ROUTES_KEPT = 256
 """Request paths whose route a meter remembers."""
+_ADAPTERS_KEPT = 16
+"""Adapters (one per origin and credential) a meter keeps."""
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key")
+"""Where the SDKs put their key (``Bearer KEY``, or the key itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +141,10 @@ class _Try:
                  "unzip")
 
     def __init__(self, meter: _Meter, route: Route, target: Target | None, req: Any,
-                 unread: tuple[str, Any, bytes] | None = None) -> None:
+                 unread: tuple[str, Any, bytes, str | None] | None = None) -> None:
         self.meter, self.route, self._target, self._req = meter, route, target, req
         self.unread = unread
-        """The request's method, URL and body, while its body is unread."""
+        """The request's method, URL, body and credential, while its body is unread."""
         self.t0 = 0.0
         self.started: dt.datetime | None = None
         """When an unread try was sent (its facts are made when it is read)."""
@@ -199,9 +203,9 @@ class _Try:
         """Read the request's body now: what it asks for, and (when sent) the facts of the try."""
         if self.unread is None:
             return
-        method, url, content = self.unread
+        method, url, content, key = self.unread
         self.unread = None
-        self._target, self._req = self.meter.read(self.route, url, content)
+        self._target, self._req = self.meter.read(self.route, url, content, key)
         if self.started is not None:
             self._sent(method, url)
             facts = self.sure_facts
@@ -477,7 +481,8 @@ class _Try:
         target, facts = self.target, self.sure_facts
         attempt = Attempt(provider=target.provider, model=target.model, outcome="success",
                           latency_s=facts.latency(), cost=Cost.unknown(_UNPRICED),
-                          request_id=target.adapter.request_id(self.head), started_at=facts.started)
+                          request_id=target.adapter.redact(target.adapter.request_id(self.head)),
+                          started_at=facts.started)
         record(self.meter.core, self.verb, attempt, Usage(), self.tags, self.held)
 
     def cancel(self) -> None:
@@ -542,7 +547,7 @@ class _Meter:
     def __init__(self, core: Core, sdk: SDK) -> None:
         self.core, self.sdk = core, sdk
         self._refusal = _refusal_class(sdk.error_base) if sdk.error_base else None
-        self._adapters: dict[str, Any] = {}
+        self._adapters: dict[tuple[str, str | None], Any] = {}
         self._routes: dict[tuple[str, str], Route | None] = {}
         self.runs: dict[str, _Run] = {}
         """Runs (Replicate) and background responses started through this client that had not ended when last
@@ -596,7 +601,7 @@ class _Meter:
         self._routes[key] = route
         return route
 
-    def begin(self, method: str, url: Any, content: Callable[[], bytes]) -> _Try | None:
+    def begin(self, method: str, url: Any, content: Callable[[], bytes], headers: Mapping[str, str]) -> _Try | None:
         """The try for a request computekit records (``None``: it passes through untouched).
 
         Its body is read now when what it asks for matters before its answer has ended: under a budget (its worst
@@ -608,11 +613,12 @@ class _Meter:
         route = self.route(method, path)
         if route is None:
             return None
+        key = _credential(headers)
         if route.poll:  # a look at a run this client started: what it finds ended is recorded (once)
             run_id = path.rstrip("/").removesuffix("/cancel").rsplit("/", 1)[-1]
             started = self.runs.get(run_id)
             if route.background:
-                return self._look(route, url, started)
+                return self._look(route, url, started, key)
             if started is None:
                 return None
             t = _Try(self, route, started.target, started)
@@ -624,17 +630,18 @@ class _Meter:
             body = b""
         if (route.verb in _DEFERRABLE_VERBS and route.normalise is not None and not self.core.budgets.active
                 and not _STARTS_NOW.search(body)):
-            return _Try(self, route, None, None, (method, url, body))
-        return _Try(self, route, *self.read(route, url, body))
+            return _Try(self, route, None, None, (method, url, body, key))
+        return _Try(self, route, *self.read(route, url, body, key))
 
-    def read(self, route: Route, url: Any, content: bytes) -> tuple[Target, Any]:
-        """A request's target and computekit's normalised request (``None``: not priced) from its body."""
+    def read(self, route: Route, url: Any, content: bytes, key: str | None) -> tuple[Target, Any]:
+        """A request's target and computekit's normalised request (``None``: not priced) from its body; ``key``:
+        the credential it carries (see :meth:`_adapter`)."""
         try:
             body = json.loads(content)
         except Exception:  # a body that is not JSON (a streamed upload ...): not priced
             body = None
         body = body if isinstance(body, dict) else {}
-        adapter = self._adapter(url)
+        adapter = self._adapter(url, key)
         path = _path(url)
         model = model_of(adapter, route, path, body)
         req = None
@@ -646,9 +653,9 @@ class _Meter:
                 log.debug("computekit.instrument: a %s request's body could not be read", route.verb, exc_info=True)
         return Target(adapter, model or "unknown"), req
 
-    def _look(self, route: Route, url: Any, started: _Run | None) -> _Try:
+    def _look(self, route: Route, url: Any, started: _Run | None, key: str | None) -> _Try:
         """A look at a background response (started here or anywhere: what it finds ended is recorded once)."""
-        target = started.target if started is not None else Target(self._adapter(url), "")
+        target = started.target if started is not None else Target(self._adapter(url, key), "")
         assert route.normalise is not None
         req = route.normalise(target.model, {})
         params = getattr(url, "params", None)
@@ -676,14 +683,20 @@ class _Meter:
             refusal.args = e.args
             raise refusal from e.__cause__
 
-    def _adapter(self, url: Any) -> Any:
+    def _adapter(self, url: Any, key: str | None) -> Any:
+        """The adapter that reads the answers of ``url``'s origin to requests sent with ``key``.
+
+        The SDK's own origin is the provider's (a proxy, a region, an Azure resource): the adapter is built on it.
+        It only parses and prices here, never sends; it holds the SDK's key (a ``SecretStr``) only to mask it
+        where a server echoes it back (a request id header, an error body), as it masks its own.
+        """
         origin = f"{url.scheme}://{url.netloc.decode() if isinstance(url.netloc, bytes) else url.netloc}"
-        adapter = self._adapters.get(origin)
+        adapter = self._adapters.get((origin, key))
         if adapter is None:
-            # The SDK's own origin is the provider's (a proxy, a region, an Azure resource): the adapter is built
-            # on it, with no key: it only parses and prices here, never sends.
-            adapter = self.core.adapter(self.sdk.provider, base_url=origin)
-            self._adapters[origin] = adapter
+            adapter = self.core.adapter(self.sdk.provider, base_url=origin, api_key=key)
+            if len(self._adapters) >= _ADAPTERS_KEPT:  # keys that rotate (short-lived tokens) must not grow it
+                self._adapters.clear()
+            self._adapters[(origin, key)] = adapter
         return adapter
 
 
@@ -751,7 +764,7 @@ def _classes(lib: Any) -> tuple[type, type]:
             self.inner, self.meter = inner, meter
 
         def handle_request(self, request: Any) -> Any:
-            t = self.meter.begin(request.method, request.url, lambda: request.content)
+            t = self.meter.begin(request.method, request.url, lambda: request.content, request.headers)
             if t is None:
                 return self.inner.handle_request(request)
             self.meter.reserve(t)  # budgets: before the request leaves
@@ -778,7 +791,7 @@ def _classes(lib: Any) -> tuple[type, type]:
             self.inner, self.meter = inner, meter
 
         async def handle_async_request(self, request: Any) -> Any:
-            t = self.meter.begin(request.method, request.url, lambda: request.content)
+            t = self.meter.begin(request.method, request.url, lambda: request.content, request.headers)
             if t is None:
                 return await self.inner.handle_async_request(request)
             core = self.meter.core
@@ -843,6 +856,16 @@ def _refusal_class(error_base: str) -> type[BudgetExceededError]:
     module, name = error_base.split(":")
     base = getattr(importlib.import_module(module), name)  # loaded already: a client of it is being metered
     return type("BudgetExceededError", (BudgetExceededError, base), {"__module__": "computekit"})
+
+
+def _credential(headers: Mapping[str, str]) -> str | None:
+    """The key a request carries (its scheme, ``Bearer``, left out), to be masked where a server echoes it."""
+    for name in _CREDENTIAL_HEADERS:
+        value = headers.get(name)
+        if value:
+            scheme, _, token = value.strip().partition(" ")
+            return token.strip() or scheme
+    return None
 
 
 def _path(url: Any) -> str:

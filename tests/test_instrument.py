@@ -348,15 +348,15 @@ def test_a_body_is_read_at_once_only_when_its_answer_needs_it(tmp_path: Any, oai
     meter = _Meter(ckc._core, SDKS["openai"])
     path = "/v1/responses" if b"background" in body else "/v1/chat/completions"
     url = oai_lib.URL(f"https://api.openai.com{path}")
-    t = meter.begin("POST", url, lambda: body)
+    t = meter.begin("POST", url, lambda: body, {})
     assert t is not None
     assert (t.unread is None) == read_now
-    eager_target, eager_req = meter.read(t.route, url, body)
+    eager_target, eager_req = meter.read(t.route, url, body, None)
     assert (t.target.model, t.req) == (eager_target.model, eager_req)
     assert t.unread is None  # read on first use
     ckc.close()
     under_budget = ck_client(tmp_path / "budget", budget={"limit_usd": "5", "period": "day"})
-    t = _Meter(under_budget._core, SDKS["openai"]).begin("POST", url, lambda: body)
+    t = _Meter(under_budget._core, SDKS["openai"]).begin("POST", url, lambda: body, {})
     assert t is not None
     assert t.unread is None  # its worst case is reserved before it is sent: read at once
     under_budget.close()
@@ -863,13 +863,83 @@ async def test_a_connection_broken_mid_answer_is_a_failed_attempt(tmp_path: Any,
     assert (row.verb, row.outcome, row.error_type) == ("stream", "error", "APIConnectionError")
 
 
-def test_the_sdks_key_never_reaches_the_ledger(tmp_path: Any, oai_lib: Any) -> None:
-    error = {"error": {"message": "bad key", "type": "invalid_request_error"}}
-    server, ckc, client = metered(tmp_path, "openai", [Reply(body=CHAT), Reply(401, error)], False)
-    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    with pytest.raises(openai.AuthenticationError):
-        client.with_options(max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"  # the SDK sent it, as ever
-    recorded = rows(ckc)
-    assert [r.outcome for r in recorded] == ["success", "error"]
-    assert KEY not in repr(recorded)
+def _echo(lib: Any, ok: dict[str, Any], events: list[bytes]) -> Any:
+    """A hostile server: echoes the credential the SDK sent back everywhere it can (the request id header, an
+    error's message, a body that does not parse), by the request's first message."""
+    pieces = Server(lib, [])._pieces
+
+    def serve(request: Any) -> Any:
+        sent = request.headers.get("authorization") or request.headers.get("x-api-key", "")
+        headers = {"x-request-id": sent, "request-id": sent, "content-type": "application/json"}
+        if request.url.path.endswith("/images/generations"):
+            return lib.Response(200, headers=headers, json={"created": 1, "data": []})
+        say = json.loads(request.content)["messages"][0]["content"]
+        if say == "ok":
+            return lib.Response(200, headers=headers, json=ok)
+        if say == "stream":
+            return lib.Response(200, headers={**headers, "content-type": "text/event-stream"},
+                                stream=pieces(events, [0]))
+        if say == "garbage":
+            return lib.Response(200, headers=headers, content=f"<garbage {sent}>".encode())
+        return lib.Response(401, headers=headers, json={"error": {"message": f"Incorrect API key provided: {sent}",
+                                                                  "type": "authentication_error"}})
+
+    return serve
+
+
+@both
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+async def test_the_sdks_key_never_reaches_the_ledger_or_computekits_logs_or_errors(
+        tmp_path: Any, vendor: str, is_async: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """The SDK's key, echoed back by the server in a request id, an error body or a body that does not parse,
+    is masked in every row (answers, errors, malformed answers, canceled streams, unpriced endpoints), in
+    computekit's logs and in a budget's refusal, with a budget or without, sync and async."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="computekit")
+    lib = _lib_of(vendor)
+    model = "gpt-4o-mini" if vendor == "openai" else "claude-3-5-haiku-20241022"
+    transport = lib.MockTransport(_echo(lib, *((CHAT, chat_sse()) if vendor == "openai" else (CLAUDE, claude_sse()))))
+    texts: list[str] = []
+    for budget in ({}, {"budget": {"limit_usd": "0.001", "period": "day"}}):
+        ckc = ck_client(tmp_path / str(bool(budget)), **budget)
+        http = (lib.AsyncClient if is_async else lib.Client)(transport=transport)
+        if vendor == "openai":
+            client: Any = (openai.AsyncOpenAI if is_async else openai.OpenAI)(api_key=KEY, http_client=http,
+                                                                             max_retries=0)
+        else:
+            anthropic = sdk("anthropic")
+            client = (anthropic.AsyncAnthropic if is_async else anthropic.Anthropic)(api_key=KEY, http_client=http,
+                                                                                    max_retries=0)
+        create = client.chat.completions.create if vendor == "openai" else client.messages.create
+        sdk_error = openai.OpenAIError if vendor == "openai" else sdk("anthropic").AnthropicError
+        ck.instrument(client, using=ckc)
+        for say in ("ok", "garbage", "bad", "stream"):
+            def call(say: str = say, create: Any = create) -> Any:
+                return create(model=model, max_tokens=100, stream=say == "stream",
+                              messages=[{"role": "user", "content": say}])
+
+            if say in ("bad", "garbage"):  # the SDK's own error, of the 401 or of the body it cannot parse
+                with pytest.raises((sdk_error, json.JSONDecodeError)):
+                    await run(call())
+                continue
+            answer = await run(call())
+            if say == "stream":  # left after its first event: canceled
+                it = answer.__aiter__() if is_async else iter(answer)
+                await (it.__anext__() if is_async else run(next(it)))
+                await run(answer.close())
+        if vendor == "openai" and not budget:  # unpriced (a budget would refuse it: its price is unknown)
+            await run(client.images.generate(model="dall-e-3", prompt="a cat"))
+        if budget:
+            with pytest.raises(ck.BudgetExceededError) as refused:
+                await run(create(model=model, max_tokens=8000, messages=[{"role": "user", "content": "ok"}]))
+            texts += [str(refused.value), repr(refused.value)]
+        recorded = rows(ckc)
+        assert {r.outcome for r in recorded} >= {"success", "error", "canceled"}
+        assert any(r.request_id and "*" in r.request_id for r in recorded)  # the echo was there, masked
+        texts += [json.dumps(r.as_dict(), default=str) for r in recorded]
+        ckc.close()
+        texts.append(b"".join(p.read_bytes() for p in (tmp_path / str(bool(budget))).iterdir()).decode("latin-1"))
+    texts.append(caplog.text)
+    for i, text in enumerate(texts):
+        assert KEY not in text, f"the key leaked in text #{i}: {text[:300]}"
