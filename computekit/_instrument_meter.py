@@ -925,6 +925,15 @@ def _meter_http(http: Any, meter: _Meter) -> None:
 def _wrapped(transport: Any, cls: type, *kinds_and_meter: Any) -> Any:
     *kinds, meter = kinds_and_meter
     if isinstance(transport, tuple(kinds)):
+        metered_by: _Meter = getattr(transport, "meter")  # noqa: B009 - a metered transport
+        if metered_by.core is not meter.core or metered_by.sdk is not meter.sdk:
+            # Kept, its rows would go to another ledger or be priced as another SDK's; replaced, so would those
+            # of any other SDK client that shares this HTTP client.
+            by = ("another computekit client (using=)" if metered_by.sdk is meter.sdk
+                  else f"a {metered_by.sdk.name} client")
+            raise InvalidRequestError(
+                f"computekit.instrument(): this {meter.sdk.name} client's HTTP client is metered already, by {by}: "
+                "instrument it with the same using=, or give each SDK client its own http_client")
         return transport  # instrumented already: one row per try, not two
     inner = getattr(transport, "_wrapped_transport", None)
     if inner is not None and type(transport).__name__ == "RetryTransport":

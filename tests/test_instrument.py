@@ -605,6 +605,23 @@ def test_instrumenting_twice_records_once(tmp_path: Any, oai_lib: Any) -> None:
     assert len(rows(ckc)) == 1
 
 
+def test_a_client_metered_already_with_other_settings_is_refused_not_silently_kept(tmp_path: Any,
+                                                                                    oai_lib: Any) -> None:
+    """Its rows would go to the first ``using=``'s ledger, or (an Azure client sharing an OpenAI client's
+    ``http_client``) be priced as the other SDK's: a clear error instead, and the first metering stays whole."""
+    server = Server(oai_lib, [Reply(body=CHAT)])
+    first, other = ck_client(tmp_path / "first"), ck_client(tmp_path / "other")
+    client = ck.instrument(sdk_client("openai", server, False), using=first)
+    with pytest.raises(ck.InvalidRequestError, match="metered already"):
+        ck.instrument(client, using=other)
+    azure = openai.AzureOpenAI(api_key=KEY, http_client=client._client, azure_endpoint="https://res.openai.azure.com",
+                               api_version="2024-10-21")
+    with pytest.raises(ck.InvalidRequestError, match="metered already"):
+        ck.instrument(azure, using=first)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert (len(rows(first)), rows(other)) == (1, [])
+
+
 def test_an_unknown_client_is_refused() -> None:
     with pytest.raises(ck.InvalidRequestError, match="does not know"):
         ck.instrument(httpx.Client())
