@@ -93,12 +93,18 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
+def _quietly(step: Callable[..., object], *args: Any) -> None:
+    """Run a step of a try's bookkeeping (``step(*args)``): a failure of computekit's own (its ledger's store
+    down ...) is logged, never raised into the application's SDK call, which has its answer (or its own error)."""
+    try:
+        step(*args)
+    except Exception:  # recorded as well as it could be; the SDK's caller must not see it
+        log.exception("computekit.instrument: the bookkeeping of a call failed")
+
+
 def _run(batch: list[_Try]) -> None:
     for t in batch:
-        try:
-            t.finish_later()
-        except Exception:  # recorded as well as it could be; the SDK's caller must not see it
-            log.exception("computekit.instrument: the bookkeeping of a call failed")
+        _quietly(t.finish_later)
 
 
 _BATCH = 32
@@ -722,13 +728,13 @@ def _classes(lib: Any) -> tuple[type, type]:
                     yield data
             except Exception as e:  # the connection broke mid-answer: a failed try (maybe billed)
                 if not t.done:
-                    t.failed_to_send(e, lib)
+                    _quietly(t.failed_to_send, e, lib)
                 raise
-            t.end()
+            _quietly(t.end)
 
         def close(self) -> None:
             try:
-                self.t.cancel()
+                _quietly(self.t.cancel)
             finally:
                 self.inner.close()
 
@@ -746,14 +752,15 @@ def _classes(lib: Any) -> tuple[type, type]:
                     yield data
             except Exception as e:  # the connection broke mid-answer: a failed try (maybe billed)
                 if not t.done:
-                    await ledger_call(t.meter.core, functools.partial(t.failed_to_send, e, lib))
+                    await ledger_call(t.meter.core, functools.partial(_quietly, t.failed_to_send, e, lib))
                 raise
-            await ledger_call(t.meter.core, t.end, keyed=t.keyed)
+            await ledger_call(t.meter.core, functools.partial(_quietly, t.end), keyed=t.keyed)
 
         async def aclose(self) -> None:
             try:
                 if not self.t.done:
-                    await ledger_call(self.t.meter.core, self.t.cancel, keyed=self.t.keyed)
+                    await ledger_call(self.t.meter.core, functools.partial(_quietly, self.t.cancel),
+                                      keyed=self.t.keyed)
             finally:
                 await self.inner.aclose()
 
@@ -772,12 +779,12 @@ def _classes(lib: Any) -> tuple[type, type]:
             try:
                 response = self.inner.handle_request(request)
             except BaseException as e:
-                t.failed_to_send(e, lib)
+                _quietly(t.failed_to_send, e, lib)
                 raise
-            t.answered(response.status_code, response.headers)
-            if _read(response, t, lib):
-                t.finish()
-            else:
+            read = _answered(response, t, lib)
+            if read:
+                _quietly(t.finish)
+            elif read is not None:
                 response.stream = Tee(response.stream, t)
             return response
 
@@ -800,12 +807,12 @@ def _classes(lib: Any) -> tuple[type, type]:
             try:
                 response = await self.inner.handle_async_request(request)
             except BaseException as e:
-                await ledger_call(core, functools.partial(t.failed_to_send, e, lib))
+                await ledger_call(core, functools.partial(_quietly, t.failed_to_send, e, lib))
                 raise
-            t.answered(response.status_code, response.headers)
-            if _read(response, t, lib):
-                await ledger_call(core, t.finish, keyed=t.keyed)
-            else:
+            read = _answered(response, t, lib)
+            if read:
+                await ledger_call(core, functools.partial(_quietly, t.finish), keyed=t.keyed)
+            elif read is not None:
                 response.stream = AsyncTee(response.stream, t)
             return response
 
@@ -871,6 +878,17 @@ def _credential(headers: Mapping[str, str]) -> str | None:
 def _path(url: Any) -> str:
     """A request URL's path (an ``httpx`` URL's own, or parsed from its text)."""
     return url.path if hasattr(url, "path") else urlsplit(str(url)).path
+
+
+def _answered(response: Any, t: _Try, lib: Any) -> bool | None:
+    """The response's head (and a body read already) handed to its try: whether the body was read whole (the try
+    is finished now) or is to be teed; ``None``: computekit failed to take it (logged), the SDK gets it untouched."""
+    try:
+        t.answered(response.status_code, response.headers)
+        return _read(response, t, lib)
+    except Exception:  # the SDK's caller must not see it
+        log.exception("computekit.instrument: the bookkeeping of a call failed")
+        return None
 
 
 def _read(response: Any, t: _Try, lib: Any) -> bool:

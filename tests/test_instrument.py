@@ -544,6 +544,47 @@ async def test_a_stream_the_application_stops_reading_is_recorded_as_canceled(
 
 
 @both
+@pytest.mark.parametrize("call", ["answer-under-a-budget", "stream", "stream-closed", "error"])
+async def test_a_bookkeeping_failure_never_breaks_the_sdks_call(tmp_path: Any, oai_lib: Any, is_async: bool,
+                                                                call: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The ledger failing as an answer is recorded (its store down: a disk error) leaves the application its SDK
+    call's own result (or the SDK's own error), not computekit's exception; the failure is logged."""
+    import sqlite3
+
+    error = {"error": {"message": "overloaded", "type": "server_error"}}
+    reply = {"stream": Reply(pieces=chat_sse()), "stream-closed": Reply(pieces=chat_sse()),
+             "error": Reply(500, error)}.get(call, Reply(body=CHAT))
+    budget = {"budget": {"limit_usd": "5", "period": "day"}} if call == "answer-under-a-budget" else {}
+    server, ckc, client = metered(tmp_path, "openai", [reply], is_async, **budget)
+    client = client.with_options(max_retries=0)
+
+    def broken(*args: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    for method in ("record", "settle"):
+        setattr(ckc._core.ledger, method, broken)
+    create = client.chat.completions.create
+    if call == "error":
+        with pytest.raises(openai.InternalServerError):
+            await run(create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10))
+    elif call == "stream-closed":
+        stream = await run(create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+        it = stream.__aiter__() if is_async else iter(stream)
+        await (it.__anext__() if is_async else run(next(it)))
+        await run(stream.close())
+    elif call == "stream":
+        chunks = await drain(await run(create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                              stream_options={"include_usage": True})))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello"
+    else:
+        answer = await run(create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10))
+        assert answer.choices[0].message.content == "hello"
+    assert server.hits == 1
+    assert "disk I/O error" in caplog.text
+    assert "bookkeeping" in caplog.text
+
+
+@both
 async def test_each_sdk_retry_is_an_attempt(tmp_path: Any, oai_lib: Any, is_async: bool,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(openai._base_client.BaseClient, "_calculate_retry_timeout", lambda *a, **k: 0)
