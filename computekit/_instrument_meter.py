@@ -49,7 +49,7 @@ from ._bookkeeping import (
 )
 from ._constants import MAX_SSE_EVENT_BYTES
 from ._core import Core, ledger_call, now
-from ._driver import priced
+from ._driver import priced, why_stopped
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -538,6 +538,9 @@ class _Try:
                                                    model=target.model)
         elif isinstance(exc, lib.TransportError):
             error = APIConnectionError(str(exc) or type(exc).__name__, provider=target.provider, model=target.model)
+        elif not isinstance(exc, Exception):  # a task canceled, a KeyboardInterrupt: sent, so maybe billed
+            canceled(core, facts, why_stopped(exc))
+            return
         else:
             core.budgets.release(self.held)
             return

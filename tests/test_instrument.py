@@ -585,6 +585,40 @@ async def test_a_bookkeeping_failure_never_breaks_the_sdks_call(tmp_path: Any, o
 
 
 @both
+async def test_a_request_stopped_by_its_caller_after_it_was_sent_is_recorded_as_canceled(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """A task canceled (or a ``KeyboardInterrupt``) while the request is out: it may be billed, so it is a
+    ``canceled`` row of unknown cost, as computekit's own calls record it, and its reservation is settled."""
+    sent = asyncio.Event()
+
+    class Hang(oai_lib.BaseTransport, oai_lib.AsyncBaseTransport):  # type: ignore[misc,name-defined]
+        def handle_request(self, request: Any) -> Any:
+            raise KeyboardInterrupt
+
+        async def handle_async_request(self, request: Any) -> Any:
+            sent.set()
+            await asyncio.sleep(30)
+
+    ckc = ck_client(tmp_path, budget={"limit_usd": "5", "period": "day"})
+    http = (oai_lib.AsyncClient if is_async else oai_lib.Client)(transport=Hang())
+    cls = openai.AsyncOpenAI if is_async else openai.OpenAI
+    client = ck.instrument(cls(api_key=KEY, http_client=http, max_retries=0), using=ckc)
+    call = client.chat.completions.create
+    if is_async:
+        task = asyncio.ensure_future(call(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10))
+        await sent.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            call(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+    [row] = rows(ckc)
+    assert (row.verb, row.outcome, row.cost) == ("complete", "canceled", None)
+    assert ckc.budget_status()["default"].reserved == 0
+
+
+@both
 async def test_each_sdk_retry_is_an_attempt(tmp_path: Any, oai_lib: Any, is_async: bool,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(openai._base_client.BaseClient, "_calculate_retry_timeout", lambda *a, **k: 0)
