@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import warnings
@@ -712,16 +713,27 @@ class _Meter:
 # ------------------------------------------------------------------------------ transports and teed bodies
 
 
+def _dropped(t: _Try, pid: int) -> None:
+    """A teed body collected before its end and unclosed (a stream the application never read, nor closed): billed,
+    so a canceled try, by the process that sent it (a forked child collecting its copy records nothing), and not
+    while the interpreter shuts down (the ledger is closed by then)."""
+    if not t.done and pid == os.getpid() and not sys.is_finalizing():
+        _quietly(t.cancel)
+
+
 @functools.cache
 def _classes(lib: Any) -> tuple[type, type]:
     """The metered transports (sync, async) built on ``lib`` (``httpx`` or ``httpx2``): each checks the other's
     stream types, so they must be the library's own."""
 
     class Tee(lib.SyncByteStream):  # type: ignore[misc]
-        __slots__ = ("inner", "t")
+        __slots__ = ("inner", "pid", "t")
 
         def __init__(self, inner: Any, t: _Try) -> None:
-            self.inner, self.t = inner, t
+            self.inner, self.t, self.pid = inner, t, os.getpid()
+
+        def __del__(self) -> None:
+            _dropped(self.t, self.pid)
 
         def __iter__(self) -> Iterator[bytes]:
             t = self.t
@@ -742,10 +754,13 @@ def _classes(lib: Any) -> tuple[type, type]:
                 self.inner.close()
 
     class AsyncTee(lib.AsyncByteStream):  # type: ignore[misc]
-        __slots__ = ("inner", "t")
+        __slots__ = ("inner", "pid", "t")
 
         def __init__(self, inner: Any, t: _Try) -> None:
-            self.inner, self.t = inner, t
+            self.inner, self.t, self.pid = inner, t, os.getpid()
+
+        def __del__(self) -> None:
+            _dropped(self.t, self.pid)
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             t = self.t

@@ -619,6 +619,32 @@ async def test_a_request_stopped_by_its_caller_after_it_was_sent_is_recorded_as_
 
 
 @both
+async def test_a_stream_the_application_drops_unread_and_unclosed_is_recorded_as_canceled(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """Billed, though nobody reads it nor closes it: a ``canceled`` row when it is collected; a forked child
+    that collects its parent's never writes its parent's row."""
+    import gc
+    import os
+
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=chat_sse())] * 2, is_async)
+    stream = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    other = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            del other
+            gc.collect()
+            ckc._core.flush()  # what the child would have recorded, written
+        finally:
+            os._exit(0)
+    await asyncio.to_thread(os.waitpid, pid, 0)
+    del stream
+    gc.collect()
+    [row] = rows(ckc)
+    assert (row.verb, row.outcome, row.cost) == ("stream", "canceled", None)
+
+
+@both
 async def test_each_sdk_retry_is_an_attempt(tmp_path: Any, oai_lib: Any, is_async: bool,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(openai._base_client.BaseClient, "_calculate_retry_timeout", lambda *a, **k: 0)
