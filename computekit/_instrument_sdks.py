@@ -187,6 +187,7 @@ _OPENAI_ROUTES = (
     _r("POST", r"/completions$", Route("complete", _openai_text, usage_hint=_INCLUDE_USAGE)),
     _r("POST", r"/embeddings$", Route("embed", _openai_embed)),
     _r("POST", r"/responses$", Route("complete", _openai_responses)),
+    _r("POST", r"/responses/compact$", Route("complete", _openai_responses)),
     _r("GET", r"/responses/[^/]+$", Route("complete", _openai_background_look, "parse_background", poll=True,
                                           background=True)),
     _r("POST", r"/responses/[^/]+/cancel$", Route("complete", _openai_background_look, "parse_background",
@@ -194,6 +195,7 @@ _OPENAI_ROUTES = (
     # Billed, but not priced by computekit (yet): recorded with an unknown cost.
     _r("POST", r"/images/(generations|edits|variations)$", Route("images")),
     _r("POST", r"/audio/(speech|transcriptions|translations)$", Route("audio")),
+    _r("POST", r"/videos(/edits|/extensions|/[^/]+/remix)?$", Route("videos")),
     _r("POST", r"/threads/(runs|[^/]+/runs)$", Route("assistants")),
 )
 

@@ -697,6 +697,46 @@ async def test_unpriced_endpoints_pass_through(tmp_path: Any, oai_lib: Any, is_a
     assert (row.verb, row.model, row.outcome, row.cost) == ("images", "dall-e-3", "success", None)
 
 
+# Answers authored from the examples of OpenAI's spec (``/responses/compact``, ``/videos``), validated against it.
+COMPACTION = {"id": "resp_001", "object": "response.compaction", "created_at": 1764967971,
+              "output": [{"id": "msg_000", "type": "message", "status": "completed", "role": "user",
+                          "content": [{"type": "input_text", "text": "hi"}]},
+                         {"id": "cmp_001", "type": "compaction", "encrypted_content": "gAAAAABpM0Yj-...="}],
+              "usage": {"input_tokens": 139, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                        "output_tokens": 438, "output_tokens_details": {"reasoning_tokens": 64}, "total_tokens": 577}}
+VIDEO = {"id": "video_123", "object": "video", "model": "sora-2", "status": "queued", "progress": 0,
+         "created_at": 1712697600, "size": "1024x1792", "seconds": "8", "quality": "standard",
+         "completed_at": None, "expires_at": None, "prompt": "a cat on a skateboard", "remixed_from_video_id": None,
+         "error": None}
+
+
+@both
+@pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
+async def test_billed_endpoints_beyond_chat_are_recorded(tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """A compaction (``responses.compact``) is billed by its usage: priced like a Responses answer with that
+    usage; a video (``videos.create``) is billed by the second: recorded with an unknown cost (its body, a form
+    that may carry a file, is not read: its model is unknown too)."""
+    from test_background_client import load_spec
+    from test_cassette_specs import errors
+
+    spec = load_spec()
+    assert errors(spec, "CompactResource", COMPACTION) == []
+    assert errors(spec, "VideoResource", VIDEO) == []
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(body=COMPACTION), Reply(body=VIDEO)], is_async)
+    compacted = await run(client.responses.compact(model="gpt-4o-mini", input=[{"role": "user", "content": "hi"}]))
+    assert compacted.usage.output_tokens == 438
+    video = await run(client.videos.create(model="sora-2", prompt="a cat on a skateboard"))
+    assert video.status == "queued"
+    compaction, videos = rows(ckc)
+    assert (compaction.verb, compaction.outcome, compaction.input_tokens, compaction.output_tokens) == (
+        "complete", "success", 139, 438)
+    same_usage = {**RESPONSE, "usage": COMPACTION["usage"]}
+    expected = ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=same_usage), api="responses")
+    assert expected is not None
+    assert compaction.cost == expected
+    assert (videos.verb, videos.model, videos.outcome, videos.cost) == ("videos", "unknown", "success", None)
+
+
 def test_instrumenting_twice_records_once(tmp_path: Any, oai_lib: Any) -> None:
     server = Server(oai_lib, [Reply(body=CHAT)])
     ckc = ck_client(tmp_path)
