@@ -1047,14 +1047,17 @@ def _echo(lib: Any, ok: dict[str, Any], events: list[bytes]) -> Any:
 
 @both
 @pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
 async def test_the_sdks_key_never_reaches_the_ledger_or_computekits_logs_or_errors(
-        tmp_path: Any, vendor: str, is_async: bool, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Any, vendor: str, is_async: bool, traced: bool, caplog: pytest.LogCaptureFixture,
+        request: pytest.FixtureRequest) -> None:
     """The SDK's key, echoed back by the server in a request id, an error body or a body that does not parse,
     is masked in every row (answers, errors, malformed answers, canceled streams, unpriced endpoints), in
-    computekit's logs and in a budget's refusal, with a budget or without, sync and async."""
+    computekit's logs, spans and a budget's refusal, with a budget or without, sync and async."""
     import logging
 
     caplog.set_level(logging.DEBUG, logger="computekit")
+    spans = request.getfixturevalue("spans") if traced else None
     lib = _lib_of(vendor)
     model = "gpt-4o-mini" if vendor == "openai" else "claude-3-5-haiku-20241022"
     transport = lib.MockTransport(_echo(lib, *((CHAT, chat_sse()) if vendor == "openai" else (CLAUDE, claude_sse()))))
@@ -1099,5 +1102,10 @@ async def test_the_sdks_key_never_reaches_the_ledger_or_computekits_logs_or_erro
         ckc.close()
         texts.append(b"".join(p.read_bytes() for p in (tmp_path / str(bool(budget))).iterdir()).decode("latin-1"))
     texts.append(caplog.text)
+    if spans is not None:
+        finished = [span for span in spans.get_finished_spans()  # computekit's (an SDK may trace its own)
+                    if span.instrumentation_scope is not None and span.instrumentation_scope.name == "computekit"]
+        assert finished
+        texts += [repr(dict(span.attributes or {})) + repr(span.status.description) + span.name for span in finished]
     for i, text in enumerate(texts):
         assert KEY not in text, f"the key leaked in text #{i}: {text[:300]}"
