@@ -26,6 +26,7 @@ import importlib
 import json
 import logging
 import os
+import queue
 import re
 import sys
 import threading
@@ -84,11 +85,17 @@ log = logging.getLogger("computekit.instrument")
 _UNPRICED = "computekit does not price this endpoint"
 _METERS: weakref.WeakSet[_Meter] = weakref.WeakSet()
 """Every meter of this process: a forked child drops their pending answers (its parent records them)."""
+_DROPPED: queue.SimpleQueue[_Try] = queue.SimpleQueue()
+"""Tries whose body was collected unread and unclosed, for the reaper thread to record (see :func:`_dropped`)."""
+_REAPER: threading.Thread | None = None
+_REAPER_LOCK = threading.Lock()
 
 
 def _forked() -> None:
+    global _DROPPED, _REAPER, _REAPER_LOCK
     for m in list(_METERS):
         m.forked()
+    _DROPPED, _REAPER, _REAPER_LOCK = queue.SimpleQueue(), None, threading.Lock()  # the parent's, not the child's
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -716,9 +723,30 @@ class _Meter:
 def _dropped(t: _Try, pid: int) -> None:
     """A teed body collected before its end and unclosed (a stream the application never read, nor closed): billed,
     so a canceled try, by the process that sent it (a forked child collecting its copy records nothing), and not
-    while the interpreter shuts down (the ledger is closed by then)."""
+    while the interpreter shuts down (the ledger is closed by then).
+
+    A finalizer runs wherever the garbage collector happens to run, maybe inside the ledger's own locked code on
+    this very thread: the try is only queued here (``SimpleQueue.put`` is safe in a finalizer), and recorded by
+    the reaper thread.
+    """
     if not t.done and pid == os.getpid() and not sys.is_finalizing():
-        _quietly(t.cancel)
+        _DROPPED.put(t)
+
+
+def _reap(dropped: queue.SimpleQueue[_Try]) -> None:
+    """The reaper thread: records the tries of bodies dropped unread (see :func:`_dropped`)."""
+    while True:
+        _quietly(dropped.get().cancel)
+
+
+def _reaper() -> None:
+    """Start the reaper thread of this process (once; again in a forked child, which has none)."""
+    global _REAPER
+    with _REAPER_LOCK:
+        if _REAPER is None:
+            _REAPER = threading.Thread(target=_reap, args=(_DROPPED,), name="computekit-instrument-reaper",
+                                       daemon=True)
+            _REAPER.start()
 
 
 @functools.cache
@@ -731,6 +759,8 @@ def _classes(lib: Any) -> tuple[type, type]:
 
         def __init__(self, inner: Any, t: _Try) -> None:
             self.inner, self.t, self.pid = inner, t, os.getpid()
+            if _REAPER is None:  # a forked child's first
+                _reaper()
 
         def __del__(self) -> None:
             _dropped(self.t, self.pid)
@@ -758,6 +788,8 @@ def _classes(lib: Any) -> tuple[type, type]:
 
         def __init__(self, inner: Any, t: _Try) -> None:
             self.inner, self.t, self.pid = inner, t, os.getpid()
+            if _REAPER is None:  # a forked child's first
+                _reaper()
 
         def __del__(self) -> None:
             _dropped(self.t, self.pid)
@@ -993,3 +1025,4 @@ def meter(client: Any, core: Core) -> None:
     metered = _Meter(core, sdk)
     for http in http_clients(sdk, client):
         _meter_http(http, metered)
+    _reaper()

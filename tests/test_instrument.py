@@ -618,6 +618,16 @@ async def test_a_request_stopped_by_its_caller_after_it_was_sent_is_recorded_as_
     assert ckc.budget_status()["default"].reserved == 0
 
 
+def _rows_within(client: ck.Client, seconds: float, count: int = 1) -> list[Any]:
+    """The ledger's rows once there are ``count`` (written by another thread), or after ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while len(got := rows(client)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return got
+
+
 @both
 async def test_a_stream_the_application_drops_unread_and_unclosed_is_recorded_as_canceled(
         tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
@@ -634,14 +644,50 @@ async def test_a_stream_the_application_drops_unread_and_unclosed_is_recorded_as
         try:
             del other
             gc.collect()
-            ckc._core.flush()  # what the child would have recorded, written
+            _rows_within(ckc, 0.2)  # what the child would have recorded, written
         finally:
             os._exit(0)
     await asyncio.to_thread(os.waitpid, pid, 0)
     del stream
     gc.collect()
-    [row] = rows(ckc)
+    [row] = _rows_within(ckc, 10)  # recorded by the reaper thread (a finalizer must not take the ledger's locks)
     assert (row.verb, row.outcome, row.cost) == ("stream", "canceled", None)
+
+
+def test_a_stream_collected_inside_the_ledgers_own_code_is_recorded_without_reentering_it(
+        tmp_path: Any, oai_lib: Any) -> None:
+    """The garbage collector may run a dropped stream's finalizer anywhere, even inside the ledger's locked code
+    on the same thread: recording it there would take that lock again (a deadlock with a real store's lock)."""
+    import gc
+
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=chat_sse())] * 2, False)
+    ledger = ckc._core.ledger
+    lock, reentered = threading.Lock(), []
+    write = ledger.record
+
+    def record(row: Any) -> None:
+        if not lock.acquire(timeout=1):  # taken already: by this thread, inside the collection below
+            reentered.append(row)
+            return
+        try:
+            gc.collect()  # a collection that finds the dropped stream, inside the ledger's "locked" code
+            write(row)
+        finally:
+            lock.release()
+
+    ledger.record = record
+    gc.disable()  # the collection is the one in record(), nowhere before
+    try:
+        dropped = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        cycle: list[Any] = [dropped]
+        cycle.append(cycle)  # only the cyclic collector frees it
+        del dropped, cycle
+        assert list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    finally:
+        gc.enable()
+    got = _rows_within(ckc, 10, count=2)
+    assert reentered == []
+    assert sorted(r.outcome for r in got) == ["canceled", "success"]
 
 
 @both
