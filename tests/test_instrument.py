@@ -1073,7 +1073,7 @@ def _echo(lib: Any, ok: dict[str, Any], events: list[bytes]) -> Any:
     pieces = Server(lib, [])._pieces
 
     def serve(request: Any) -> Any:
-        sent = request.headers.get("authorization") or request.headers.get("x-api-key", "")
+        sent = request.headers.get("authorization") or request.headers.get("x-api-key") or request.headers["api-key"]
         headers = {"x-request-id": sent, "request-id": sent, "content-type": "application/json"}
         if request.url.path.endswith("/images/generations"):
             return lib.Response(200, headers=headers, json={"created": 1, "data": []})
@@ -1092,7 +1092,7 @@ def _echo(lib: Any, ok: dict[str, Any], events: list[bytes]) -> Any:
 
 
 @both
-@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+@pytest.mark.parametrize("vendor", ["openai", "azure", "anthropic"])
 @pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
 async def test_the_sdks_key_never_reaches_the_ledger_or_computekits_logs_or_errors(
         tmp_path: Any, vendor: str, is_async: bool, traced: bool, caplog: pytest.LogCaptureFixture,
@@ -1105,21 +1105,26 @@ async def test_the_sdks_key_never_reaches_the_ledger_or_computekits_logs_or_erro
     caplog.set_level(logging.DEBUG, logger="computekit")
     spans = request.getfixturevalue("spans") if traced else None
     lib = _lib_of(vendor)
-    model = "gpt-4o-mini" if vendor == "openai" else "claude-3-5-haiku-20241022"
-    transport = lib.MockTransport(_echo(lib, *((CHAT, chat_sse()) if vendor == "openai" else (CLAUDE, claude_sse()))))
+    oai = vendor != "anthropic"
+    model = "gpt-4o-mini" if oai else "claude-3-5-haiku-20241022"
+    transport = lib.MockTransport(_echo(lib, *((CHAT, chat_sse()) if oai else (CLAUDE, claude_sse()))))
     texts: list[str] = []
     for budget in ({}, {"budget": {"limit_usd": "0.001", "period": "day"}}):
         ckc = ck_client(tmp_path / str(bool(budget)), **budget)
         http = (lib.AsyncClient if is_async else lib.Client)(transport=transport)
-        if vendor == "openai":
-            client: Any = (openai.AsyncOpenAI if is_async else openai.OpenAI)(api_key=KEY, http_client=http,
+        if vendor == "azure":  # its key goes in an api-key header
+            client: Any = (openai.AsyncAzureOpenAI if is_async else openai.AzureOpenAI)(
+                api_key=KEY, http_client=http, max_retries=0, azure_endpoint="https://res.openai.azure.com",
+                api_version="2024-10-21")
+        elif vendor == "openai":
+            client = (openai.AsyncOpenAI if is_async else openai.OpenAI)(api_key=KEY, http_client=http,
                                                                              max_retries=0)
         else:
             anthropic = sdk("anthropic")
             client = (anthropic.AsyncAnthropic if is_async else anthropic.Anthropic)(api_key=KEY, http_client=http,
                                                                                     max_retries=0)
-        create = client.chat.completions.create if vendor == "openai" else client.messages.create
-        sdk_error = openai.OpenAIError if vendor == "openai" else sdk("anthropic").AnthropicError
+        create = client.chat.completions.create if oai else client.messages.create
+        sdk_error = openai.OpenAIError if oai else sdk("anthropic").AnthropicError
         ck.instrument(client, using=ckc)
         for say in ("ok", "garbage", "bad", "stream"):
             def call(say: str = say, create: Any = create) -> Any:
