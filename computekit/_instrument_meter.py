@@ -682,16 +682,18 @@ class _Meter:
             t.tags = started.tags
         return t
 
-    def reserve(self, t: _Try) -> None:
-        """Reserve the try's worst case (before it is sent; a poll bills nothing).
+    def reserve(self, t: _Try) -> Any:
+        """Reserve the try's worst case (before it is sent; a poll bills nothing): the reservation, also kept as
+        ``t.held`` (returned, so that an async call canceled while it is made in a worker thread releases it).
 
         Raises:
             BudgetExceededError: A budget refused it (as the SDK's own error too, when it wraps others).
         """
         if t.route.poll or (t.unread is not None and not self.core.budgets.active):
-            return
+            return None
         try:
             t.held = self.core.budgets.reserve(t.target, t.req, t.tags)
+            return t.held
         except BudgetExceededError as e:
             if self._refusal is None:
                 raise

@@ -618,14 +618,19 @@ async def test_a_request_stopped_by_its_caller_after_it_was_sent_is_recorded_as_
     assert ckc.budget_status()["default"].reserved == 0
 
 
-def _rows_within(client: ck.Client, seconds: float, count: int = 1) -> list[Any]:
-    """The ledger's rows once there are ``count`` (written by another thread), or after ``seconds``."""
+def _within(seconds: float, done: Any) -> None:
+    """Wait until ``done()`` (something another thread does), for at most ``seconds``."""
     import time
 
     deadline = time.monotonic() + seconds
-    while len(got := rows(client)) < count and time.monotonic() < deadline:
+    while not done() and time.monotonic() < deadline:
         time.sleep(0.01)
-    return got
+
+
+def _rows_within(client: ck.Client, seconds: float, count: int = 1) -> list[Any]:
+    """The ledger's rows once there are ``count`` (written by another thread), or after ``seconds``."""
+    _within(seconds, lambda: len(rows(client)) >= count)
+    return rows(client)
 
 
 @both
@@ -688,6 +693,38 @@ def test_a_stream_collected_inside_the_ledgers_own_code_is_recorded_without_reen
     got = _rows_within(ckc, 10, count=2)
     assert reentered == []
     assert sorted(r.outcome for r in got) == ["canceled", "success"]
+
+
+async def test_a_call_canceled_while_its_reservation_is_made_off_the_loop_leaves_none_held(
+        tmp_path: Any, oai_lib: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a ledger that waits on the network, the reservation is made in a worker thread; a task canceled
+    meanwhile sends nothing, and the reservation the thread made is released, not left to count until its TTL."""
+    import time
+
+    from computekit._budget import Budgets
+
+    monkeypatch.setattr(Budgets, "blocking", property(lambda self: bool(self.active)))  # as a remote ledger's
+    server, ckc, client = metered(tmp_path, "openai", [Reply(body=CHAT)], True,
+                                  budget={"limit_usd": "5", "period": "day"})
+    ledger = ckc._core.ledger
+    reserve, started = ledger.reserve, threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        time.sleep(0.2)  # the round trip, in the worker thread
+        return reserve(*args, **kwargs)
+
+    ledger.reserve = slow
+    task = asyncio.ensure_future(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                                 max_tokens=10))
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The thread's reservation made, then released (by the loop's executor: waited for, within seconds).
+    await asyncio.to_thread(_within, 10, lambda: ckc.budget_status()["default"].reserved == 0)
+    assert server.hits == 0
+    assert ckc.budget_status()["default"].reserved == 0
 
 
 @both
