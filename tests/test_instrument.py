@@ -728,16 +728,28 @@ async def test_a_call_canceled_while_its_reservation_is_made_off_the_loop_leaves
 
 
 @both
-async def test_each_sdk_retry_is_an_attempt(tmp_path: Any, oai_lib: Any, is_async: bool,
+@pytest.mark.parametrize("budget", [False, True], ids=["no-budget", "budget"])
+async def test_each_sdk_retry_is_an_attempt(tmp_path: Any, oai_lib: Any, is_async: bool, budget: bool,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each try the SDK sends (a 429, a 500, then the answer) is one row; under a budget each reserves before it
+    is sent and is settled once, by its row."""
     monkeypatch.setattr(openai._base_client.BaseClient, "_calculate_retry_timeout", lambda *a, **k: 0)
     error = {"error": {"message": "overloaded", "type": "server_error"}}
-    server = Server(oai_lib, [Reply(500, error), Reply(500, error), Reply(body=CHAT)])
-    ckc = ck_client(tmp_path)
+    server = Server(oai_lib, [Reply(429, error), Reply(500, error), Reply(body=CHAT)])
+    ckc = ck_client(tmp_path, **({"budget": {"limit_usd": "5", "period": "day"}} if budget else {}))
     client = ck.instrument(sdk_client("openai", server, is_async, max_retries=2), using=ckc)
-    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+    settled = _spy_on(ckc, "settle")
+    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10))
     assert server.hits == 3
-    assert [(r.outcome, r.status) for r in rows(ckc)] == [("error", 500), ("error", 500), ("success", None)]
+    got = rows(ckc)
+    assert [(r.outcome, r.status) for r in got] == [("error", 429), ("error", 500), ("success", None)]
+    if budget:
+        assert len(settled) == 3
+        assert all(r.reserved is not None and r.reserved > 0 for r in got)
+        status = ckc.budget_status()["default"]
+        assert (status.reserved, status.spent) == (0, got[-1].cost)
+    else:
+        assert settled == []
 
 
 @both
