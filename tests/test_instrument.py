@@ -1072,13 +1072,28 @@ def test_replicate_polls_of_runs_it_did_not_start_pass_through(tmp_path: Any) ->
 
 
 @both
-@pytest.mark.parametrize("vendor", ["anthropic", "cohere"])
+@pytest.mark.parametrize("vendor", ["openai", "azure", "anthropic", "cohere", "replicate"])
 async def test_every_sdk_gets_the_budget_refusal_with_nothing_sent(tmp_path: Any, vendor: str,
                                                                    is_async: bool) -> None:
-    server, ckc, client = metered(tmp_path, vendor, [], is_async, budget={"limit_usd": "0.000001"})
+    """Refused before it leaves: the transport sees no request, no row is written, no reservation is left held
+    (a Replicate run has no worst case to reserve: refused by the default ``unknown_price``)."""
+    budget = {"limit_usd": "0.000001", "period": "day"}
+    if vendor == "replicate":
+        server = Server(httpx, [])
+        ckc = ck_client(tmp_path, budget=budget, providers={"replicate": {"hardware": {"acme/m": "gpu-a40-large"}}})
+        client = ck.instrument(sdk("replicate").Client(api_token="r8_" + "x" * 30,
+                                                       transport=httpx.MockTransport(server)), using=ckc)
+    else:
+        server, ckc, client = metered(tmp_path, vendor, [], is_async, budget=budget)
+
     def call() -> Any:
+        if vendor in ("openai", "azure"):
+            return client.chat.completions.create(model="gpt-4o-mini", max_tokens=1000, messages=MESSAGES)
         if vendor == "anthropic":
             return client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=1000, messages=MESSAGES)
+        if vendor == "replicate":
+            create = client.models.predictions.async_create if is_async else client.models.predictions.create
+            return create(model="acme/m", input={"prompt": "x"})
         return client.chat(model="command-r-08-2024", messages=MESSAGES, max_tokens=1000)
 
     with pytest.raises(ck.BudgetExceededError, match="nothing was sent") as refused:
@@ -1086,6 +1101,7 @@ async def test_every_sdk_gets_the_budget_refusal_with_nothing_sent(tmp_path: Any
     assert refused.value.budget == "default"
     assert server.hits == 0
     assert rows(ckc) == []
+    assert ckc.budget_status()["default"].reserved == 0
 
 
 @both
