@@ -858,6 +858,21 @@ def test_a_client_metered_already_with_other_settings_is_refused_not_silently_ke
     assert (len(rows(first)), rows(other)) == (1, [])
 
 
+def test_a_subclass_of_an_sdk_client_is_the_sdk_client_it_extends() -> None:
+    """An application's own subclass is recognised by the SDK class it extends, whatever its own name."""
+    from computekit._instrument_sdks import sdk_of
+
+    class Client(openai.AzureOpenAI):
+        pass
+
+    class AzureGateway(openai.OpenAI):  # an OpenAI client, whatever its name says
+        pass
+
+    azure = Client(api_key=KEY, azure_endpoint="https://res.openai.azure.com", api_version="2024-10-21")
+    plain = AzureGateway(api_key=KEY)
+    assert (getattr(sdk_of(azure), "name", None), getattr(sdk_of(plain), "name", None)) == ("azure", "openai")
+
+
 def test_an_unknown_client_is_refused() -> None:
     with pytest.raises(ck.InvalidRequestError, match="does not know"):
         ck.instrument(httpx.Client())
