@@ -35,6 +35,7 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -131,6 +132,7 @@ _ADAPTERS_KEPT = 16
 """Adapters (one per origin and credential) a meter keeps."""
 _CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key")
 """Where the SDKs put their key (``Bearer KEY``, or the key itself)."""
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,14 +153,16 @@ class _Try:
     """
 
     __slots__ = ("_req", "_target", "attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events",
-                 "facts", "failure", "head", "held", "meter", "route", "started", "status", "t0", "tags", "unread",
-                 "unzip")
+                 "facts", "failure", "head", "held", "key", "meter", "route", "started", "status", "t0", "tags",
+                 "unread", "unzip")
 
     def __init__(self, meter: _Meter, route: Route, target: Target | None, req: Any,
-                 unread: tuple[str, Any, bytes, str | None] | None = None) -> None:
+                 unread: tuple[str, Any, bytes] | None = None, key: str | None = None) -> None:
         self.meter, self.route, self._target, self._req = meter, route, target, req
         self.unread = unread
-        """The request's method, URL, body and credential, while its body is unread."""
+        """The request's method, URL and body, while its body is unread."""
+        self.key = key
+        """The credential the request carries, while its body is unread (see :meth:`_Meter._adapter`)."""
         self.t0 = 0.0
         self.started: dt.datetime | None = None
         """When an unread try was sent (its facts are made when it is read)."""
@@ -217,9 +221,10 @@ class _Try:
         """Read the request's body now: what it asks for, and (when sent) the facts of the try."""
         if self.unread is None:
             return
-        method, url, content, key = self.unread
+        method, url, content = self.unread
         self.unread = None
-        self._target, self._req = self.meter.read(self.route, url, content, key)
+        self._target, self._req = self.meter.read(self.route, url, content, self.key)
+        self.key = None
         if self.started is not None:
             self._sent(method, url)
             facts = self.sure_facts
@@ -618,7 +623,8 @@ class _Meter:
         self._routes[key] = route
         return route
 
-    def begin(self, method: str, url: Any, content: Callable[[], bytes], headers: Mapping[str, str]) -> _Try | None:
+    def begin(self, method: str, url: Any, content: Callable[[], bytes],
+              headers: Mapping[str, str] = _NO_HEADERS) -> _Try | None:
         """The try for a request computekit records (``None``: it passes through untouched).
 
         Its body is read now when what it asks for matters before its answer has ended: under a budget (its worst
@@ -647,10 +653,10 @@ class _Meter:
             body = b""
         if (route.verb in _DEFERRABLE_VERBS and route.normalise is not None and not self.core.budgets.active
                 and not _STARTS_NOW.search(body)):
-            return _Try(self, route, None, None, (method, url, body, key))
+            return _Try(self, route, None, None, (method, url, body), key)
         return _Try(self, route, *self.read(route, url, body, key))
 
-    def read(self, route: Route, url: Any, content: bytes, key: str | None) -> tuple[Target, Any]:
+    def read(self, route: Route, url: Any, content: bytes, key: str | None = None) -> tuple[Target, Any]:
         """A request's target and computekit's normalised request (``None``: not priced) from its body; ``key``:
         the credential it carries (see :meth:`_adapter`)."""
         try:

@@ -348,15 +348,15 @@ def test_a_body_is_read_at_once_only_when_its_answer_needs_it(tmp_path: Any, oai
     meter = _Meter(ckc._core, SDKS["openai"])
     path = "/v1/responses" if b"background" in body else "/v1/chat/completions"
     url = oai_lib.URL(f"https://api.openai.com{path}")
-    t = meter.begin("POST", url, lambda: body, {})
+    t = meter.begin("POST", url, lambda: body)
     assert t is not None
     assert (t.unread is None) == read_now
-    eager_target, eager_req = meter.read(t.route, url, body, None)
+    eager_target, eager_req = meter.read(t.route, url, body)
     assert (t.target.model, t.req) == (eager_target.model, eager_req)
     assert t.unread is None  # read on first use
     ckc.close()
     under_budget = ck_client(tmp_path / "budget", budget={"limit_usd": "5", "period": "day"})
-    t = _Meter(under_budget._core, SDKS["openai"]).begin("POST", url, lambda: body, {})
+    t = _Meter(under_budget._core, SDKS["openai"]).begin("POST", url, lambda: body)
     assert t is not None
     assert t.unread is None  # its worst case is reserved before it is sent: read at once
     under_budget.close()
