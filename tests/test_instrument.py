@@ -508,6 +508,31 @@ async def test_a_compressed_answer_is_priced_from_the_body_the_sdk_reads(tmp_pat
 
 
 @both
+async def test_openai_embeddings_asked_in_base64_as_the_sdk_asks_by_default_are_priced(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """The openai SDK asks for ``encoding_format="base64"`` unless told otherwise (the spec's request documents
+    ``float`` or ``base64``): each vector comes as the base64 of its little-endian float32s, which the adapter
+    reads as the SDK does, not as a malformed answer."""
+    import base64
+    import struct
+
+    vector = [0.25, -0.5, 1.0]
+    packed = base64.b64encode(struct.pack("<3f", *vector)).decode()
+    floats = {"object": "list", "model": "text-embedding-3-small", "usage": {"prompt_tokens": 5, "total_tokens": 5},
+              "data": [{"object": "embedding", "index": 0, "embedding": vector}]}
+    answer = {**floats, "data": [{"object": "embedding", "index": 0, "embedding": packed}]}
+    server, ckc, client = metered(tmp_path, "openai", [Reply(body=answer)], is_async)
+    got = await run(client.embeddings.create(model="text-embedding-3-small", input="hello"))
+    assert json.loads(server.requests[0].content)["encoding_format"] == "base64"
+    assert got.data[0].embedding == vector
+    [row] = rows(ckc)
+    assert (row.verb, row.outcome, row.input_tokens) == ("embed", "success", 5)
+    expected = ck_cost(tmp_path, "openai:text-embedding-3-small", Reply(body=floats), verb="embed")
+    assert expected is not None
+    assert row.cost == expected
+
+
+@both
 async def test_a_stream_that_did_not_ask_for_usage_is_unpriced_and_said_once(
         tmp_path: Any, oai_lib: Any, is_async: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The request is sent as the application wrote it (no usage asked for on its behalf: the extra chunk, with
