@@ -1064,6 +1064,24 @@ async def test_cohere_chat_embed_rerank(tmp_path: Any, is_async: bool) -> None:
 
 
 
+@both
+async def test_cohere_embeddings_of_other_types_than_float_are_priced(tmp_path: Any, is_async: bool) -> None:
+    """An application may ask Cohere for compressed embeddings only (``int8``, ``ubinary``, ``base64`` ...): what
+    is billed is the same input, priced from the answer's billed units, not recorded as a malformed answer."""
+    prices = {"cohere:embed-english-v3.0": {"input_mtok": "0.1"}}
+    typed = {**COHERE_EMBED, "embeddings": {"int8": [[12, -7]], "base64": ["AAAAAA=="]}}
+    server = Server(httpx, [Reply(body=typed)])
+    ckc = ck_client(tmp_path, prices=prices)
+    client = ck.instrument(sdk_client("cohere", server, is_async), using=ckc)
+    got = await run(client.embed(model="embed-english-v3.0", texts=["hi"], input_type="search_query",
+                                 embedding_types=["int8", "base64"]))
+    assert got.embeddings.int8 == [[12, -7]]
+    [row] = rows(ckc)
+    assert (row.verb, row.outcome, row.input_tokens) == ("embed", "success", 3)
+    assert row.cost == ck_cost(tmp_path, "cohere:embed-english-v3.0", Reply(body=COHERE_EMBED), verb="embed",
+                               prices=prices)
+
+
 # ---------------------------------------------------------------------------------------- replicate
 
 PREDICTION = {"id": "p1", "model": "acme/m", "version": "v", "input": {"prompt": "x"}, "logs": "", "output": None,
