@@ -41,7 +41,7 @@ __all__ = ["AsyncDriver", "SyncDriver"]
 _T = TypeVar("_T")
 
 
-def _why_stopped(exc: BaseException) -> str:
+def why_stopped(exc: BaseException) -> str:
     """How the caller stopped a try after it was sent (the ``canceled`` row's error starts with it)."""
     if isinstance(exc, GeneratorExit):
         return "stream closed by the caller"
@@ -68,7 +68,7 @@ def _stopped(core: Core, facts: AttemptFacts, exc: BaseException) -> None:
         failed(core, facts, exc)
         note_not_retried(core, facts, exc)
     elif not isinstance(exc, Exception):  # KeyboardInterrupt, GeneratorExit ...: the caller stopped it
-        canceled(core, facts, _why_stopped(exc))
+        canceled(core, facts, why_stopped(exc))
     else:
         core.budgets.release(facts.reservation)
 
@@ -79,7 +79,7 @@ async def _astopped(core: Core, facts: AttemptFacts, exc: BaseException) -> None
         await ledger_call(core, partial(failed, core, facts, exc), offload=facts.record)
         note_not_retried(core, facts, exc)
     elif not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, GeneratorExit ...
-        await ledger_call(core, partial(canceled, core, facts, _why_stopped(exc)), offload=facts.record)
+        await ledger_call(core, partial(canceled, core, facts, why_stopped(exc)), offload=facts.record)
     else:
         held = facts.reservation
         await ledger_call(core, partial(core.budgets.release, held), offload=held is not None)

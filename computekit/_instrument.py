@@ -25,7 +25,7 @@ def instrument(client: _C, *, using: Any = None) -> _C:
     SDK's own retries are each recorded as an attempt. Streams reach the application as they arrive and are
     priced when they end (a stream it stops reading is recorded as ``canceled``). Endpoints computekit does not
     price pass through untouched, recorded with an unknown cost where they bill. Instrumenting a client twice
-    changes nothing.
+    with the same ``using=`` changes nothing.
 
     Args:
         client: The SDK client. It is changed in place and returned.
@@ -36,7 +36,8 @@ def instrument(client: _C, *, using: Any = None) -> _C:
         ``client`` itself, now metered.
 
     Raises:
-        InvalidRequestError: ``client`` is not a client of a supported SDK.
+        InvalidRequestError: ``client`` is not a client of a supported SDK, or its HTTP client is metered already
+            with another ``using=`` (or for another SDK's client that shares it).
     """
     if using is None:
         from ._defaults import default_client

@@ -26,13 +26,16 @@ import importlib
 import json
 import logging
 import os
+import queue
 import re
+import sys
 import threading
 import time
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,7 +52,7 @@ from ._bookkeeping import (
 )
 from ._constants import MAX_SSE_EVENT_BYTES
 from ._core import Core, ledger_call, now
-from ._driver import priced
+from ._driver import priced, why_stopped
 from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
@@ -83,22 +86,34 @@ log = logging.getLogger("computekit.instrument")
 _UNPRICED = "computekit does not price this endpoint"
 _METERS: weakref.WeakSet[_Meter] = weakref.WeakSet()
 """Every meter of this process: a forked child drops their pending answers (its parent records them)."""
+_DROPPED: queue.SimpleQueue[_Try] = queue.SimpleQueue()
+"""Tries whose body was collected unread and unclosed, for the reaper thread to record (see :func:`_dropped`)."""
+_REAPER: threading.Thread | None = None
+_REAPER_LOCK = threading.Lock()
 
 
 def _forked() -> None:
+    global _DROPPED, _REAPER, _REAPER_LOCK
     for m in list(_METERS):
         m.forked()
+    _DROPPED, _REAPER, _REAPER_LOCK = queue.SimpleQueue(), None, threading.Lock()  # the parent's, not the child's
 
 
 os.register_at_fork(after_in_child=_forked)
 
 
+def _quietly(step: Callable[..., object], *args: Any) -> None:
+    """Run a step of a try's bookkeeping (``step(*args)``): a failure of computekit's own (its ledger's store
+    down ...) is logged, never raised into the application's SDK call, which has its answer (or its own error)."""
+    try:
+        step(*args)
+    except Exception:  # recorded as well as it could be; the SDK's caller must not see it
+        log.exception("computekit.instrument: the bookkeeping of a call failed")
+
+
 def _run(batch: list[_Try]) -> None:
     for t in batch:
-        try:
-            t.finish_later()
-        except Exception:  # recorded as well as it could be; the SDK's caller must not see it
-            log.exception("computekit.instrument: the bookkeeping of a call failed")
+        _quietly(t.finish_later)
 
 
 _BATCH = 32
@@ -113,6 +128,11 @@ _STARTS_NOW = re.compile(rb'"(?:stream|background)"\s*:(?!\s*(?:false|null))|\\u
 (``\\u0073tream``): a body with an escaped ASCII letter is read at once too."""
 _ROUTES_KEPT = 256
 """Request paths whose route a meter remembers."""
+_ADAPTERS_KEPT = 16
+"""Adapters (one per origin and credential) a meter keeps."""
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key")
+"""Where the SDKs put their key (``Bearer KEY``, or the key itself)."""
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +153,16 @@ class _Try:
     """
 
     __slots__ = ("_req", "_target", "attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events",
-                 "facts", "failure", "head", "held", "meter", "route", "started", "status", "t0", "tags", "unread")
+                 "facts", "failure", "head", "held", "key", "meter", "route", "started", "status", "t0", "tags",
+                 "unread", "unzip")
 
     def __init__(self, meter: _Meter, route: Route, target: Target | None, req: Any,
-                 unread: tuple[str, Any, bytes] | None = None) -> None:
+                 unread: tuple[str, Any, bytes] | None = None, key: str | None = None) -> None:
         self.meter, self.route, self._target, self._req = meter, route, target, req
         self.unread = unread
         """The request's method, URL and body, while its body is unread."""
+        self.key = key
+        """The credential the request carries, while its body is unread (see :meth:`_Meter._adapter`)."""
         self.t0 = 0.0
         self.started: dt.datetime | None = None
         """When an unread try was sent (its facts are made when it is read)."""
@@ -158,6 +181,8 @@ class _Try:
         self.ended = 0.0
         self.failure: Any = None
         """The stream event that broke the decoding (a background response's ``response.failed``)."""
+        self.unzip: Any = None
+        """The decoder of the body's content encoding (``gzip`` ...): the transport's bytes are the encoded ones."""
 
     @property
     def target(self) -> Target:
@@ -198,7 +223,8 @@ class _Try:
             return
         method, url, content = self.unread
         self.unread = None
-        self._target, self._req = self.meter.read(self.route, url, content)
+        self._target, self._req = self.meter.read(self.route, url, content, self.key)
+        self.key = None
         if self.started is not None:
             self._sent(method, url)
             facts = self.sure_facts
@@ -240,6 +266,12 @@ class _Try:
 
     def feed(self, data: bytes) -> None:
         """Bytes the SDK is about to read: decoded (a stream) or kept (an answer, read whole by the SDK anyway)."""
+        if self.unzip is not None:
+            try:
+                data = _bytes(self.unzip.decode(data))
+            except Exception as e:  # the SDK gets its own error from these bytes; the answer is malformed
+                self._undecodable(e)
+                return
         if self.decoder is None or self.events is None:
             self.body.append(data)
             return
@@ -252,6 +284,26 @@ class _Try:
         except Exception as e:  # the SDK gets its bytes whatever computekit makes of them
             self.broken = self._malformed(e)
             self.failure = event
+
+    def end(self) -> None:
+        """The body ended: what its content decoder still holds is fed, then the try is finished."""
+        unzip, self.unzip = self.unzip, None
+        if unzip is not None:
+            try:
+                rest = _bytes(unzip.flush())
+            except Exception as e:  # a truncated encoding: the answer is malformed
+                self._undecodable(e)
+            else:
+                if rest:
+                    self.feed(rest)
+        self.finish()
+
+    def _undecodable(self, cause: Exception) -> None:
+        """The body does not decode as its content encoding says (the SDK fails on it too): malformed."""
+        self.unzip = None
+        if self.broken is None:
+            self.read()
+            self.broken = self._malformed(cause)
 
     def _malformed(self, cause: BaseException) -> ProviderError:
         return cause if isinstance(cause, ProviderError) else malformed_from(self.sure_facts, None, cause)
@@ -448,7 +500,8 @@ class _Try:
         target, facts = self.target, self.sure_facts
         attempt = Attempt(provider=target.provider, model=target.model, outcome="success",
                           latency_s=facts.latency(), cost=Cost.unknown(_UNPRICED),
-                          request_id=target.adapter.request_id(self.head), started_at=facts.started)
+                          request_id=target.adapter.redact(target.adapter.request_id(self.head)),
+                          started_at=facts.started)
         record(self.meter.core, self.verb, attempt, Usage(), self.tags, self.held)
 
     def cancel(self) -> None:
@@ -498,6 +551,9 @@ class _Try:
                                                    model=target.model)
         elif isinstance(exc, lib.TransportError):
             error = APIConnectionError(str(exc) or type(exc).__name__, provider=target.provider, model=target.model)
+        elif not isinstance(exc, Exception):  # a task canceled, a KeyboardInterrupt: sent, so maybe billed
+            canceled(core, facts, why_stopped(exc))
+            return
         else:
             core.budgets.release(self.held)
             return
@@ -513,7 +569,7 @@ class _Meter:
     def __init__(self, core: Core, sdk: SDK) -> None:
         self.core, self.sdk = core, sdk
         self._refusal = _refusal_class(sdk.error_base) if sdk.error_base else None
-        self._adapters: dict[str, Any] = {}
+        self._adapters: dict[tuple[str, str | None], Any] = {}
         self._routes: dict[tuple[str, str], Route | None] = {}
         self.runs: dict[str, _Run] = {}
         """Runs (Replicate) and background responses started through this client that had not ended when last
@@ -567,7 +623,8 @@ class _Meter:
         self._routes[key] = route
         return route
 
-    def begin(self, method: str, url: Any, content: Callable[[], bytes]) -> _Try | None:
+    def begin(self, method: str, url: Any, content: Callable[[], bytes],
+              headers: Mapping[str, str] = _NO_HEADERS) -> _Try | None:
         """The try for a request computekit records (``None``: it passes through untouched).
 
         Its body is read now when what it asks for matters before its answer has ended: under a budget (its worst
@@ -579,11 +636,12 @@ class _Meter:
         route = self.route(method, path)
         if route is None:
             return None
+        key = _credential(headers)
         if route.poll:  # a look at a run this client started: what it finds ended is recorded (once)
             run_id = path.rstrip("/").removesuffix("/cancel").rsplit("/", 1)[-1]
             started = self.runs.get(run_id)
             if route.background:
-                return self._look(route, url, started)
+                return self._look(route, url, started, key)
             if started is None:
                 return None
             t = _Try(self, route, started.target, started)
@@ -595,17 +653,18 @@ class _Meter:
             body = b""
         if (route.verb in _DEFERRABLE_VERBS and route.normalise is not None and not self.core.budgets.active
                 and not _STARTS_NOW.search(body)):
-            return _Try(self, route, None, None, (method, url, body))
-        return _Try(self, route, *self.read(route, url, body))
+            return _Try(self, route, None, None, (method, url, body), key)
+        return _Try(self, route, *self.read(route, url, body, key))
 
-    def read(self, route: Route, url: Any, content: bytes) -> tuple[Target, Any]:
-        """A request's target and computekit's normalised request (``None``: not priced) from its body."""
+    def read(self, route: Route, url: Any, content: bytes, key: str | None = None) -> tuple[Target, Any]:
+        """A request's target and computekit's normalised request (``None``: not priced) from its body; ``key``:
+        the credential it carries (see :meth:`_adapter`)."""
         try:
             body = json.loads(content)
         except Exception:  # a body that is not JSON (a streamed upload ...): not priced
             body = None
         body = body if isinstance(body, dict) else {}
-        adapter = self._adapter(url)
+        adapter = self._adapter(url, key)
         path = _path(url)
         model = model_of(adapter, route, path, body)
         req = None
@@ -617,9 +676,9 @@ class _Meter:
                 log.debug("computekit.instrument: a %s request's body could not be read", route.verb, exc_info=True)
         return Target(adapter, model or "unknown"), req
 
-    def _look(self, route: Route, url: Any, started: _Run | None) -> _Try:
+    def _look(self, route: Route, url: Any, started: _Run | None, key: str | None) -> _Try:
         """A look at a background response (started here or anywhere: what it finds ended is recorded once)."""
-        target = started.target if started is not None else Target(self._adapter(url), "")
+        target = started.target if started is not None else Target(self._adapter(url, key), "")
         assert route.normalise is not None
         req = route.normalise(target.model, {})
         params = getattr(url, "params", None)
@@ -629,16 +688,18 @@ class _Meter:
             t.tags = started.tags
         return t
 
-    def reserve(self, t: _Try) -> None:
-        """Reserve the try's worst case (before it is sent; a poll bills nothing).
+    def reserve(self, t: _Try) -> Any:
+        """Reserve the try's worst case (before it is sent; a poll bills nothing): the reservation, also kept as
+        ``t.held`` (returned, so that an async call canceled while it is made in a worker thread releases it).
 
         Raises:
             BudgetExceededError: A budget refused it (as the SDK's own error too, when it wraps others).
         """
         if t.route.poll or (t.unread is not None and not self.core.budgets.active):
-            return
+            return None
         try:
             t.held = self.core.budgets.reserve(t.target, t.req, t.tags)
+            return t.held
         except BudgetExceededError as e:
             if self._refusal is None:
                 raise
@@ -647,18 +708,53 @@ class _Meter:
             refusal.args = e.args
             raise refusal from e.__cause__
 
-    def _adapter(self, url: Any) -> Any:
+    def _adapter(self, url: Any, key: str | None) -> Any:
+        """The adapter that reads the answers of ``url``'s origin to requests sent with ``key``.
+
+        The SDK's own origin is the provider's (a proxy, a region, an Azure resource): the adapter is built on it.
+        It only parses and prices here, never sends; it holds the SDK's key (a ``SecretStr``) only to mask it
+        where a server echoes it back (a request id header, an error body), as it masks its own.
+        """
         origin = f"{url.scheme}://{url.netloc.decode() if isinstance(url.netloc, bytes) else url.netloc}"
-        adapter = self._adapters.get(origin)
+        adapter = self._adapters.get((origin, key))
         if adapter is None:
-            # The SDK's own origin is the provider's (a proxy, a region, an Azure resource): the adapter is built
-            # on it, with no key: it only parses and prices here, never sends.
-            adapter = self.core.adapter(self.sdk.provider, base_url=origin)
-            self._adapters[origin] = adapter
+            adapter = self.core.adapter(self.sdk.provider, base_url=origin, api_key=key)
+            if len(self._adapters) >= _ADAPTERS_KEPT:  # keys that rotate (short-lived tokens) must not grow it
+                self._adapters.clear()
+            self._adapters[(origin, key)] = adapter
         return adapter
 
 
 # ------------------------------------------------------------------------------ transports and teed bodies
+
+
+def _dropped(t: _Try, pid: int) -> None:
+    """A teed body collected before its end and unclosed (a stream the application never read, nor closed): billed,
+    so a canceled try, by the process that sent it (a forked child collecting its copy records nothing), and not
+    while the interpreter shuts down (the ledger is closed by then).
+
+    A finalizer runs wherever the garbage collector happens to run, maybe inside the ledger's own locked code on
+    this very thread: the try is only queued here (``SimpleQueue.put`` is safe in a finalizer), and recorded by
+    the reaper thread.
+    """
+    if not t.done and pid == os.getpid() and not sys.is_finalizing():
+        _DROPPED.put(t)
+
+
+def _reap(dropped: queue.SimpleQueue[_Try]) -> None:
+    """The reaper thread: records the tries of bodies dropped unread (see :func:`_dropped`)."""
+    while True:
+        _quietly(dropped.get().cancel)
+
+
+def _reaper() -> None:
+    """Start the reaper thread of this process (once; again in a forked child, which has none)."""
+    global _REAPER
+    with _REAPER_LOCK:
+        if _REAPER is None:
+            _REAPER = threading.Thread(target=_reap, args=(_DROPPED,), name="computekit-instrument-reaper",
+                                       daemon=True)
+            _REAPER.start()
 
 
 @functools.cache
@@ -667,10 +763,15 @@ def _classes(lib: Any) -> tuple[type, type]:
     stream types, so they must be the library's own."""
 
     class Tee(lib.SyncByteStream):  # type: ignore[misc]
-        __slots__ = ("inner", "t")
+        __slots__ = ("inner", "pid", "t")
 
         def __init__(self, inner: Any, t: _Try) -> None:
-            self.inner, self.t = inner, t
+            self.inner, self.t, self.pid = inner, t, os.getpid()
+            if _REAPER is None:  # a forked child's first
+                _reaper()
+
+        def __del__(self) -> None:
+            _dropped(self.t, self.pid)
 
         def __iter__(self) -> Iterator[bytes]:
             t = self.t
@@ -680,21 +781,26 @@ def _classes(lib: Any) -> tuple[type, type]:
                     yield data
             except Exception as e:  # the connection broke mid-answer: a failed try (maybe billed)
                 if not t.done:
-                    t.failed_to_send(e, lib)
+                    _quietly(t.failed_to_send, e, lib)
                 raise
-            t.finish()
+            _quietly(t.end)
 
         def close(self) -> None:
             try:
-                self.t.cancel()
+                _quietly(self.t.cancel)
             finally:
                 self.inner.close()
 
     class AsyncTee(lib.AsyncByteStream):  # type: ignore[misc]
-        __slots__ = ("inner", "t")
+        __slots__ = ("inner", "pid", "t")
 
         def __init__(self, inner: Any, t: _Try) -> None:
-            self.inner, self.t = inner, t
+            self.inner, self.t, self.pid = inner, t, os.getpid()
+            if _REAPER is None:  # a forked child's first
+                _reaper()
+
+        def __del__(self) -> None:
+            _dropped(self.t, self.pid)
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             t = self.t
@@ -704,14 +810,15 @@ def _classes(lib: Any) -> tuple[type, type]:
                     yield data
             except Exception as e:  # the connection broke mid-answer: a failed try (maybe billed)
                 if not t.done:
-                    await ledger_call(t.meter.core, functools.partial(t.failed_to_send, e, lib))
+                    await ledger_call(t.meter.core, functools.partial(_quietly, t.failed_to_send, e, lib))
                 raise
-            await ledger_call(t.meter.core, t.finish, keyed=t.keyed)
+            await ledger_call(t.meter.core, functools.partial(_quietly, t.end), keyed=t.keyed)
 
         async def aclose(self) -> None:
             try:
                 if not self.t.done:
-                    await ledger_call(self.t.meter.core, self.t.cancel, keyed=self.t.keyed)
+                    await ledger_call(self.t.meter.core, functools.partial(_quietly, self.t.cancel),
+                                      keyed=self.t.keyed)
             finally:
                 await self.inner.aclose()
 
@@ -722,7 +829,7 @@ def _classes(lib: Any) -> tuple[type, type]:
             self.inner, self.meter = inner, meter
 
         def handle_request(self, request: Any) -> Any:
-            t = self.meter.begin(request.method, request.url, lambda: request.content)
+            t = self.meter.begin(request.method, request.url, lambda: request.content, request.headers)
             if t is None:
                 return self.inner.handle_request(request)
             self.meter.reserve(t)  # budgets: before the request leaves
@@ -730,12 +837,12 @@ def _classes(lib: Any) -> tuple[type, type]:
             try:
                 response = self.inner.handle_request(request)
             except BaseException as e:
-                t.failed_to_send(e, lib)
+                _quietly(t.failed_to_send, e, lib)
                 raise
-            t.answered(response.status_code, response.headers)
-            if _read(response, t):
-                t.finish()
-            else:
+            read = _answered(response, t, lib)
+            if read:
+                _quietly(t.finish)
+            elif read is not None:
                 response.stream = Tee(response.stream, t)
             return response
 
@@ -749,7 +856,7 @@ def _classes(lib: Any) -> tuple[type, type]:
             self.inner, self.meter = inner, meter
 
         async def handle_async_request(self, request: Any) -> Any:
-            t = self.meter.begin(request.method, request.url, lambda: request.content)
+            t = self.meter.begin(request.method, request.url, lambda: request.content, request.headers)
             if t is None:
                 return await self.inner.handle_async_request(request)
             core = self.meter.core
@@ -758,12 +865,12 @@ def _classes(lib: Any) -> tuple[type, type]:
             try:
                 response = await self.inner.handle_async_request(request)
             except BaseException as e:
-                await ledger_call(core, functools.partial(t.failed_to_send, e, lib))
+                await ledger_call(core, functools.partial(_quietly, t.failed_to_send, e, lib))
                 raise
-            t.answered(response.status_code, response.headers)
-            if _read(response, t):
-                await ledger_call(core, t.finish, keyed=t.keyed)
-            else:
+            read = _answered(response, t, lib)
+            if read:
+                await ledger_call(core, functools.partial(_quietly, t.finish), keyed=t.keyed)
+            elif read is not None:
                 response.stream = AsyncTee(response.stream, t)
             return response
 
@@ -816,19 +923,59 @@ def _refusal_class(error_base: str) -> type[BudgetExceededError]:
     return type("BudgetExceededError", (BudgetExceededError, base), {"__module__": "computekit"})
 
 
+def _credential(headers: Mapping[str, str]) -> str | None:
+    """The key a request carries (its scheme, ``Bearer``, left out), to be masked where a server echoes it."""
+    for name in _CREDENTIAL_HEADERS:
+        value = headers.get(name)
+        if value:
+            scheme, _, token = value.strip().partition(" ")
+            return token.strip() or scheme
+    return None
+
+
 def _path(url: Any) -> str:
     """A request URL's path (an ``httpx`` URL's own, or parsed from its text)."""
     return url.path if hasattr(url, "path") else urlsplit(str(url)).path
 
 
-def _read(response: Any, t: _Try) -> bool:
+def _answered(response: Any, t: _Try, lib: Any) -> bool | None:
+    """The response's head (and a body read already) handed to its try: whether the body was read whole (the try
+    is finished now) or is to be teed; ``None``: computekit failed to take it (logged), the SDK gets it untouched."""
+    try:
+        t.answered(response.status_code, response.headers)
+        return _read(response, t, lib)
+    except Exception:  # the SDK's caller must not see it
+        log.exception("computekit.instrument: the bookkeeping of a call failed")
+        return None
+
+
+def _read(response: Any, t: _Try, lib: Any) -> bool:
     """Whether the transport answered with its body already read (an in-memory or mock transport): then it is
-    fed whole, at once."""
+    fed whole, at once (decoded already). Otherwise the bytes to come are those on the wire: a body with a content
+    encoding (``gzip`` ...) gets the decoder the SDK's HTTP library reads it with."""
     content = getattr(response, "_content", None)
     if content is None:
+        if response.headers.get("content-encoding"):
+            t.unzip = _content_decoder(lib, response)
         return False
     t.feed(content)
     return True
+
+
+def _bytes(decoded: bytes | Iterator[bytes]) -> bytes:
+    """What a content decoder gave (``httpx``: bytes; ``httpx2``: an iterator of them)."""
+    return decoded if isinstance(decoded, bytes) else b"".join(decoded)
+
+
+def _content_decoder(lib: Any, response: Any) -> Any:
+    """A decoder of ``response``'s content encoding of its own (the response keeps the SDK's), as ``lib`` builds it:
+    what the SDK decodes, computekit decodes."""
+    try:
+        return lib.Response(response.status_code, headers=response.headers,
+                            stream=lib.ByteStream(b""))._get_content_decoder()
+    except Exception:  # an HTTP library computekit does not know this of: read as sent (malformed if encoded)
+        log.debug("computekit.instrument: no content decoder for this answer", exc_info=True)
+        return None
 
 
 def _library(http: Any) -> Any:
@@ -854,6 +1001,15 @@ def _meter_http(http: Any, meter: _Meter) -> None:
 def _wrapped(transport: Any, cls: type, *kinds_and_meter: Any) -> Any:
     *kinds, meter = kinds_and_meter
     if isinstance(transport, tuple(kinds)):
+        metered_by: _Meter = getattr(transport, "meter")  # noqa: B009 - a metered transport
+        if metered_by.core is not meter.core or metered_by.sdk is not meter.sdk:
+            # Kept, its rows would go to another ledger or be priced as another SDK's; replaced, so would those
+            # of any other SDK client that shares this HTTP client.
+            by = ("another computekit client (using=)" if metered_by.sdk is meter.sdk
+                  else f"a {metered_by.sdk.name} client")
+            raise InvalidRequestError(
+                f"computekit.instrument(): this {meter.sdk.name} client's HTTP client is metered already, by {by}: "
+                "instrument it with the same using=, or give each SDK client its own http_client")
         return transport  # instrumented already: one row per try, not two
     inner = getattr(transport, "_wrapped_transport", None)
     if inner is not None and type(transport).__name__ == "RetryTransport":
@@ -877,3 +1033,4 @@ def meter(client: Any, core: Core) -> None:
     metered = _Meter(core, sdk)
     for http in http_clients(sdk, client):
         _meter_http(http, metered)
+    _reaper()

@@ -187,6 +187,7 @@ _OPENAI_ROUTES = (
     _r("POST", r"/completions$", Route("complete", _openai_text, usage_hint=_INCLUDE_USAGE)),
     _r("POST", r"/embeddings$", Route("embed", _openai_embed)),
     _r("POST", r"/responses$", Route("complete", _openai_responses)),
+    _r("POST", r"/responses/compact$", Route("complete", _openai_responses)),
     _r("GET", r"/responses/[^/]+$", Route("complete", _openai_background_look, "parse_background", poll=True,
                                           background=True)),
     _r("POST", r"/responses/[^/]+/cancel$", Route("complete", _openai_background_look, "parse_background",
@@ -194,6 +195,7 @@ _OPENAI_ROUTES = (
     # Billed, but not priced by computekit (yet): recorded with an unknown cost.
     _r("POST", r"/images/(generations|edits|variations)$", Route("images")),
     _r("POST", r"/audio/(speech|transcriptions|translations)$", Route("audio")),
+    _r("POST", r"/videos(/edits|/extensions|/[^/]+/remix)?$", Route("videos")),
     _r("POST", r"/threads/(runs|[^/]+/runs)$", Route("assistants")),
 )
 
@@ -233,12 +235,13 @@ _MODEL_PATH = r"/v1/(?:models|deployments)/([^/]+/[^/]+)/predictions$"
 
 
 def sdk_of(client: object) -> SDK | None:
-    """The SDK ``client`` comes from (by its class's module: nothing is imported), ``None`` if none known."""
-    name = type(client).__name__
+    """The SDK ``client`` comes from (by the module of its class, or of the first SDK class it extends: nothing
+    is imported), ``None`` if none known. A class marker is looked for in that SDK class's name, not in the name
+    of an application's subclass."""
     for cls in type(client).__mro__:
         root = cls.__module__.split(".", 1)[0]
         for sdk in SDKS.values():  # an entry with a class marker comes before its package's plain one
-            if sdk.root == root and (sdk.class_marker is None or sdk.class_marker in name):
+            if sdk.root == root and (sdk.class_marker is None or sdk.class_marker in cls.__name__):
                 return sdk
     return None
 

@@ -9,6 +9,7 @@ same answer costs through ``ck.Client`` (the adapter's own path), never with a c
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import threading
 import warnings
@@ -481,6 +482,57 @@ async def test_openai_stream_is_passed_through_as_it_arrives_and_priced_at_its_e
 
 
 @both
+@pytest.mark.parametrize("stream", [False, True], ids=["answer", "stream"])
+async def test_a_compressed_answer_is_priced_from_the_body_the_sdk_reads(tmp_path: Any, oai_lib: Any, is_async: bool,
+                                                                         stream: bool) -> None:
+    """Providers compress what they send (``Content-Encoding: gzip``): the transport's bytes are the compressed
+    ones, and the adapter reads them decoded, as the SDK does."""
+    plain = b"".join(chat_sse()) if stream else json.dumps(CHAT).encode()
+    packed = gzip.compress(plain)
+    headers = {"content-encoding": "gzip", "content-type": "text/event-stream" if stream else "application/json"}
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=[packed[:25], packed[25:]], headers=headers)],
+                                   is_async)
+    if stream:
+        chunks = await drain(await run(client.chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True})))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello"
+    else:
+        answer = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+        assert answer.choices[0].message.content == "hello"
+    [row] = rows(ckc)
+    assert (row.outcome, row.input_tokens, row.output_tokens) == ("success", 12, 5)
+    expected = ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(pieces=chat_sse()) if stream else Reply(body=CHAT),
+                       stream=stream)
+    assert expected is not None
+    assert row.cost == expected
+
+
+@both
+async def test_openai_embeddings_asked_in_base64_as_the_sdk_asks_by_default_are_priced(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """The openai SDK asks for ``encoding_format="base64"`` unless told otherwise (the spec's request documents
+    ``float`` or ``base64``): each vector comes as the base64 of its little-endian float32s, which the adapter
+    reads as the SDK does, not as a malformed answer."""
+    import base64
+    import struct
+
+    vector = [0.25, -0.5, 1.0]
+    packed = base64.b64encode(struct.pack("<3f", *vector)).decode()
+    floats = {"object": "list", "model": "text-embedding-3-small", "usage": {"prompt_tokens": 5, "total_tokens": 5},
+              "data": [{"object": "embedding", "index": 0, "embedding": vector}]}
+    answer = {**floats, "data": [{"object": "embedding", "index": 0, "embedding": packed}]}
+    server, ckc, client = metered(tmp_path, "openai", [Reply(body=answer)], is_async)
+    got = await run(client.embeddings.create(model="text-embedding-3-small", input="hello"))
+    assert json.loads(server.requests[0].content)["encoding_format"] == "base64"
+    assert got.data[0].embedding == vector
+    [row] = rows(ckc)
+    assert (row.verb, row.outcome, row.input_tokens) == ("embed", "success", 5)
+    expected = ck_cost(tmp_path, "openai:text-embedding-3-small", Reply(body=floats), verb="embed")
+    assert expected is not None
+    assert row.cost == expected
+
+
+@both
 async def test_a_stream_that_did_not_ask_for_usage_is_unpriced_and_said_once(
         tmp_path: Any, oai_lib: Any, is_async: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The request is sent as the application wrote it (no usage asked for on its behalf: the extra chunk, with
@@ -517,16 +569,212 @@ async def test_a_stream_the_application_stops_reading_is_recorded_as_canceled(
 
 
 @both
-async def test_each_sdk_retry_is_an_attempt(tmp_path: Any, oai_lib: Any, is_async: bool,
+@pytest.mark.parametrize("call", ["answer-under-a-budget", "stream", "stream-closed", "error"])
+async def test_a_bookkeeping_failure_never_breaks_the_sdks_call(tmp_path: Any, oai_lib: Any, is_async: bool,
+                                                                call: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The ledger failing as an answer is recorded (its store down: a disk error) leaves the application its SDK
+    call's own result (or the SDK's own error), not computekit's exception; the failure is logged."""
+    import sqlite3
+
+    error = {"error": {"message": "overloaded", "type": "server_error"}}
+    reply = {"stream": Reply(pieces=chat_sse()), "stream-closed": Reply(pieces=chat_sse()),
+             "error": Reply(500, error)}.get(call, Reply(body=CHAT))
+    budget = {"budget": {"limit_usd": "5", "period": "day"}} if call == "answer-under-a-budget" else {}
+    server, ckc, client = metered(tmp_path, "openai", [reply], is_async, **budget)
+    client = client.with_options(max_retries=0)
+
+    def broken(*args: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    for method in ("record", "settle"):
+        setattr(ckc._core.ledger, method, broken)
+    create = client.chat.completions.create
+    if call == "error":
+        with pytest.raises(openai.InternalServerError):
+            await run(create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10))
+    elif call == "stream-closed":
+        stream = await run(create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+        it = stream.__aiter__() if is_async else iter(stream)
+        await (it.__anext__() if is_async else run(next(it)))
+        await run(stream.close())
+    elif call == "stream":
+        chunks = await drain(await run(create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                              stream_options={"include_usage": True})))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello"
+    else:
+        answer = await run(create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10))
+        assert answer.choices[0].message.content == "hello"
+    assert server.hits == 1
+    assert "disk I/O error" in caplog.text
+    assert "bookkeeping" in caplog.text
+
+
+@both
+async def test_a_request_stopped_by_its_caller_after_it_was_sent_is_recorded_as_canceled(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """A task canceled (or a ``KeyboardInterrupt``) while the request is out: it may be billed, so it is a
+    ``canceled`` row of unknown cost, as computekit's own calls record it, and its reservation is settled."""
+    sent = asyncio.Event()
+
+    class Hang(oai_lib.BaseTransport, oai_lib.AsyncBaseTransport):  # type: ignore[misc,name-defined]
+        def handle_request(self, request: Any) -> Any:
+            raise KeyboardInterrupt
+
+        async def handle_async_request(self, request: Any) -> Any:
+            sent.set()
+            await asyncio.sleep(30)
+
+    ckc = ck_client(tmp_path, budget={"limit_usd": "5", "period": "day"})
+    http = (oai_lib.AsyncClient if is_async else oai_lib.Client)(transport=Hang())
+    cls = openai.AsyncOpenAI if is_async else openai.OpenAI
+    client = ck.instrument(cls(api_key=KEY, http_client=http, max_retries=0), using=ckc)
+    call = client.chat.completions.create
+    if is_async:
+        task = asyncio.ensure_future(call(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10))
+        await sent.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            call(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10)
+    [row] = rows(ckc)
+    assert (row.verb, row.outcome, row.cost) == ("complete", "canceled", None)
+    assert ckc.budget_status()["default"].reserved == 0
+
+
+def _within(seconds: float, done: Any) -> None:
+    """Wait until ``done()`` (something another thread does), for at most ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _rows_within(client: ck.Client, seconds: float, count: int = 1) -> list[Any]:
+    """The ledger's rows once there are ``count`` (written by another thread), or after ``seconds``."""
+    _within(seconds, lambda: len(rows(client)) >= count)
+    return rows(client)
+
+
+@both
+async def test_a_stream_the_application_drops_unread_and_unclosed_is_recorded_as_canceled(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """Billed, though nobody reads it nor closes it: a ``canceled`` row when it is collected; a forked child
+    that collects its parent's never writes its parent's row."""
+    import gc
+    import os
+
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=chat_sse())] * 2, is_async)
+    stream = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    other = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            del other
+            gc.collect()
+            _rows_within(ckc, 0.2)  # what the child would have recorded, written
+        finally:
+            os._exit(0)
+    await asyncio.to_thread(os.waitpid, pid, 0)
+    del stream
+    gc.collect()
+    [row] = _rows_within(ckc, 10)  # recorded by the reaper thread (a finalizer must not take the ledger's locks)
+    assert (row.verb, row.outcome, row.cost) == ("stream", "canceled", None)
+
+
+def test_a_stream_collected_inside_the_ledgers_own_code_is_recorded_without_reentering_it(
+        tmp_path: Any, oai_lib: Any) -> None:
+    """The garbage collector may run a dropped stream's finalizer anywhere, even inside the ledger's locked code
+    on the same thread: recording it there would take that lock again (a deadlock with a real store's lock)."""
+    import gc
+
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(pieces=chat_sse())] * 2, False)
+    ledger = ckc._core.ledger
+    lock, reentered = threading.Lock(), []
+    write = ledger.record
+
+    def record(row: Any) -> None:
+        if not lock.acquire(timeout=1):  # taken already: by this thread, inside the collection below
+            reentered.append(row)
+            return
+        try:
+            gc.collect()  # a collection that finds the dropped stream, inside the ledger's "locked" code
+            write(row)
+        finally:
+            lock.release()
+
+    ledger.record = record
+    gc.disable()  # the collection is the one in record(), nowhere before
+    try:
+        dropped = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        cycle: list[Any] = [dropped]
+        cycle.append(cycle)  # only the cyclic collector frees it
+        del dropped, cycle
+        assert list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    finally:
+        gc.enable()
+    got = _rows_within(ckc, 10, count=2)
+    assert reentered == []
+    assert sorted(r.outcome for r in got) == ["canceled", "success"]
+
+
+async def test_a_call_canceled_while_its_reservation_is_made_off_the_loop_leaves_none_held(
+        tmp_path: Any, oai_lib: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a ledger that waits on the network, the reservation is made in a worker thread; a task canceled
+    meanwhile sends nothing, and the reservation the thread made is released, not left to count until its TTL."""
+    import time
+
+    from computekit._budget import Budgets
+
+    monkeypatch.setattr(Budgets, "blocking", property(lambda self: bool(self.active)))  # as a remote ledger's
+    server, ckc, client = metered(tmp_path, "openai", [Reply(body=CHAT)], True,
+                                  budget={"limit_usd": "5", "period": "day"})
+    ledger = ckc._core.ledger
+    reserve, started = ledger.reserve, threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        time.sleep(0.2)  # the round trip, in the worker thread
+        return reserve(*args, **kwargs)
+
+    ledger.reserve = slow
+    task = asyncio.ensure_future(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES,
+                                                                 max_tokens=10))
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The thread's reservation made, then released (by the loop's executor: waited for, within seconds).
+    await asyncio.to_thread(_within, 10, lambda: ckc.budget_status()["default"].reserved == 0)
+    assert server.hits == 0
+    assert ckc.budget_status()["default"].reserved == 0
+
+
+@both
+@pytest.mark.parametrize("budget", [False, True], ids=["no-budget", "budget"])
+async def test_each_sdk_retry_is_an_attempt(tmp_path: Any, oai_lib: Any, is_async: bool, budget: bool,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each try the SDK sends (a 429, a 500, then the answer) is one row; under a budget each reserves before it
+    is sent and is settled once, by its row."""
     monkeypatch.setattr(openai._base_client.BaseClient, "_calculate_retry_timeout", lambda *a, **k: 0)
     error = {"error": {"message": "overloaded", "type": "server_error"}}
-    server = Server(oai_lib, [Reply(500, error), Reply(500, error), Reply(body=CHAT)])
-    ckc = ck_client(tmp_path)
+    server = Server(oai_lib, [Reply(429, error), Reply(500, error), Reply(body=CHAT)])
+    ckc = ck_client(tmp_path, **({"budget": {"limit_usd": "5", "period": "day"}} if budget else {}))
     client = ck.instrument(sdk_client("openai", server, is_async, max_retries=2), using=ckc)
-    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+    settled = _spy_on(ckc, "settle")
+    await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10))
     assert server.hits == 3
-    assert [(r.outcome, r.status) for r in rows(ckc)] == [("error", 500), ("error", 500), ("success", None)]
+    got = rows(ckc)
+    assert [(r.outcome, r.status) for r in got] == [("error", 429), ("error", 500), ("success", None)]
+    if budget:
+        assert len(settled) == 3
+        assert all(r.reserved is not None and r.reserved > 0 for r in got)
+        status = ckc.budget_status()["default"]
+        assert (status.reserved, status.spent) == (0, got[-1].cost)
+    else:
+        assert settled == []
 
 
 @both
@@ -569,6 +817,46 @@ async def test_unpriced_endpoints_pass_through(tmp_path: Any, oai_lib: Any, is_a
     assert (row.verb, row.model, row.outcome, row.cost) == ("images", "dall-e-3", "success", None)
 
 
+# Answers authored from the examples of OpenAI's spec (``/responses/compact``, ``/videos``), validated against it.
+COMPACTION = {"id": "resp_001", "object": "response.compaction", "created_at": 1764967971,
+              "output": [{"id": "msg_000", "type": "message", "status": "completed", "role": "user",
+                          "content": [{"type": "input_text", "text": "hi"}]},
+                         {"id": "cmp_001", "type": "compaction", "encrypted_content": "gAAAAABpM0Yj-...="}],
+              "usage": {"input_tokens": 139, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                        "output_tokens": 438, "output_tokens_details": {"reasoning_tokens": 64}, "total_tokens": 577}}
+VIDEO = {"id": "video_123", "object": "video", "model": "sora-2", "status": "queued", "progress": 0,
+         "created_at": 1712697600, "size": "1024x1792", "seconds": "8", "quality": "standard",
+         "completed_at": None, "expires_at": None, "prompt": "a cat on a skateboard", "remixed_from_video_id": None,
+         "error": None}
+
+
+@both
+@pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
+async def test_billed_endpoints_beyond_chat_are_recorded(tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    """A compaction (``responses.compact``) is billed by its usage: priced like a Responses answer with that
+    usage; a video (``videos.create``) is billed by the second: recorded with an unknown cost (its body, a form
+    that may carry a file, is not read: its model is unknown too)."""
+    from test_background_client import load_spec
+    from test_cassette_specs import errors
+
+    spec = load_spec()
+    assert errors(spec, "CompactResource", COMPACTION) == []
+    assert errors(spec, "VideoResource", VIDEO) == []
+    _server, ckc, client = metered(tmp_path, "openai", [Reply(body=COMPACTION), Reply(body=VIDEO)], is_async)
+    compacted = await run(client.responses.compact(model="gpt-4o-mini", input=[{"role": "user", "content": "hi"}]))
+    assert compacted.usage.output_tokens == 438
+    video = await run(client.videos.create(model="sora-2", prompt="a cat on a skateboard"))
+    assert video.status == "queued"
+    compaction, videos = rows(ckc)
+    assert (compaction.verb, compaction.outcome, compaction.input_tokens, compaction.output_tokens) == (
+        "complete", "success", 139, 438)
+    same_usage = {**RESPONSE, "usage": COMPACTION["usage"]}
+    expected = ck_cost(tmp_path, "openai:gpt-4o-mini", Reply(body=same_usage), api="responses")
+    assert expected is not None
+    assert compaction.cost == expected
+    assert (videos.verb, videos.model, videos.outcome, videos.cost) == ("videos", "unknown", "success", None)
+
+
 def test_instrumenting_twice_records_once(tmp_path: Any, oai_lib: Any) -> None:
     server = Server(oai_lib, [Reply(body=CHAT)])
     ckc = ck_client(tmp_path)
@@ -576,6 +864,38 @@ def test_instrumenting_twice_records_once(tmp_path: Any, oai_lib: Any) -> None:
     assert ck.instrument(ck.instrument(client, using=ckc), using=ckc) is client
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert len(rows(ckc)) == 1
+
+
+def test_a_client_metered_already_with_other_settings_is_refused_not_silently_kept(tmp_path: Any,
+                                                                                    oai_lib: Any) -> None:
+    """Its rows would go to the first ``using=``'s ledger, or (an Azure client sharing an OpenAI client's
+    ``http_client``) be priced as the other SDK's: a clear error instead, and the first metering stays whole."""
+    server = Server(oai_lib, [Reply(body=CHAT)])
+    first, other = ck_client(tmp_path / "first"), ck_client(tmp_path / "other")
+    client = ck.instrument(sdk_client("openai", server, False), using=first)
+    with pytest.raises(ck.InvalidRequestError, match="metered already"):
+        ck.instrument(client, using=other)
+    azure = openai.AzureOpenAI(api_key=KEY, http_client=client._client, azure_endpoint="https://res.openai.azure.com",
+                               api_version="2024-10-21")
+    with pytest.raises(ck.InvalidRequestError, match="metered already"):
+        ck.instrument(azure, using=first)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert (len(rows(first)), rows(other)) == (1, [])
+
+
+def test_a_subclass_of_an_sdk_client_is_the_sdk_client_it_extends() -> None:
+    """An application's own subclass is recognised by the SDK class it extends, whatever its own name."""
+    from computekit._instrument_sdks import sdk_of
+
+    class Client(openai.AzureOpenAI):
+        pass
+
+    class AzureGateway(openai.OpenAI):  # an OpenAI client, whatever its name says
+        pass
+
+    azure = Client(api_key=KEY, azure_endpoint="https://res.openai.azure.com", api_version="2024-10-21")
+    plain = AzureGateway(api_key=KEY)
+    assert (getattr(sdk_of(azure), "name", None), getattr(sdk_of(plain), "name", None)) == ("azure", "openai")
 
 
 def test_an_unknown_client_is_refused() -> None:
@@ -744,6 +1064,24 @@ async def test_cohere_chat_embed_rerank(tmp_path: Any, is_async: bool) -> None:
 
 
 
+@both
+async def test_cohere_embeddings_of_other_types_than_float_are_priced(tmp_path: Any, is_async: bool) -> None:
+    """An application may ask Cohere for compressed embeddings only (``int8``, ``ubinary``, ``base64`` ...): what
+    is billed is the same input, priced from the answer's billed units, not recorded as a malformed answer."""
+    prices = {"cohere:embed-english-v3.0": {"input_mtok": "0.1"}}
+    typed = {**COHERE_EMBED, "embeddings": {"int8": [[12, -7]], "base64": ["AAAAAA=="]}}
+    server = Server(httpx, [Reply(body=typed)])
+    ckc = ck_client(tmp_path, prices=prices)
+    client = ck.instrument(sdk_client("cohere", server, is_async), using=ckc)
+    got = await run(client.embed(model="embed-english-v3.0", texts=["hi"], input_type="search_query",
+                                 embedding_types=["int8", "base64"]))
+    assert got.embeddings.int8 == [[12, -7]]
+    [row] = rows(ckc)
+    assert (row.verb, row.outcome, row.input_tokens) == ("embed", "success", 3)
+    assert row.cost == ck_cost(tmp_path, "cohere:embed-english-v3.0", Reply(body=COHERE_EMBED), verb="embed",
+                               prices=prices)
+
+
 # ---------------------------------------------------------------------------------------- replicate
 
 PREDICTION = {"id": "p1", "model": "acme/m", "version": "v", "input": {"prompt": "x"}, "logs": "", "output": None,
@@ -792,13 +1130,28 @@ def test_replicate_polls_of_runs_it_did_not_start_pass_through(tmp_path: Any) ->
 
 
 @both
-@pytest.mark.parametrize("vendor", ["anthropic", "cohere"])
+@pytest.mark.parametrize("vendor", ["openai", "azure", "anthropic", "cohere", "replicate"])
 async def test_every_sdk_gets_the_budget_refusal_with_nothing_sent(tmp_path: Any, vendor: str,
                                                                    is_async: bool) -> None:
-    server, ckc, client = metered(tmp_path, vendor, [], is_async, budget={"limit_usd": "0.000001"})
+    """Refused before it leaves: the transport sees no request, no row is written, no reservation is left held
+    (a Replicate run has no worst case to reserve: refused by the default ``unknown_price``)."""
+    budget = {"limit_usd": "0.000001", "period": "day"}
+    if vendor == "replicate":
+        server = Server(httpx, [])
+        ckc = ck_client(tmp_path, budget=budget, providers={"replicate": {"hardware": {"acme/m": "gpu-a40-large"}}})
+        client = ck.instrument(sdk("replicate").Client(api_token="r8_" + "x" * 30,
+                                                       transport=httpx.MockTransport(server)), using=ckc)
+    else:
+        server, ckc, client = metered(tmp_path, vendor, [], is_async, budget=budget)
+
     def call() -> Any:
+        if vendor in ("openai", "azure"):
+            return client.chat.completions.create(model="gpt-4o-mini", max_tokens=1000, messages=MESSAGES)
         if vendor == "anthropic":
             return client.messages.create(model="claude-3-5-haiku-20241022", max_tokens=1000, messages=MESSAGES)
+        if vendor == "replicate":
+            create = client.models.predictions.async_create if is_async else client.models.predictions.create
+            return create(model="acme/m", input={"prompt": "x"})
         return client.chat(model="command-r-08-2024", messages=MESSAGES, max_tokens=1000)
 
     with pytest.raises(ck.BudgetExceededError, match="nothing was sent") as refused:
@@ -806,6 +1159,7 @@ async def test_every_sdk_gets_the_budget_refusal_with_nothing_sent(tmp_path: Any
     assert refused.value.budget == "default"
     assert server.hits == 0
     assert rows(ckc) == []
+    assert ckc.budget_status()["default"].reserved == 0
 
 
 @both
@@ -836,13 +1190,96 @@ async def test_a_connection_broken_mid_answer_is_a_failed_attempt(tmp_path: Any,
     assert (row.verb, row.outcome, row.error_type) == ("stream", "error", "APIConnectionError")
 
 
-def test_the_sdks_key_never_reaches_the_ledger(tmp_path: Any, oai_lib: Any) -> None:
-    error = {"error": {"message": "bad key", "type": "invalid_request_error"}}
-    server, ckc, client = metered(tmp_path, "openai", [Reply(body=CHAT), Reply(401, error)], False)
-    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    with pytest.raises(openai.AuthenticationError):
-        client.with_options(max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"  # the SDK sent it, as ever
-    recorded = rows(ckc)
-    assert [r.outcome for r in recorded] == ["success", "error"]
-    assert KEY not in repr(recorded)
+def _echo(lib: Any, ok: dict[str, Any], events: list[bytes]) -> Any:
+    """A hostile server: echoes the credential the SDK sent back everywhere it can (the request id header, an
+    error's message, a body that does not parse), by the request's first message."""
+    pieces = Server(lib, [])._pieces
+
+    def serve(request: Any) -> Any:
+        sent = request.headers.get("authorization") or request.headers.get("x-api-key") or request.headers["api-key"]
+        headers = {"x-request-id": sent, "request-id": sent, "content-type": "application/json"}
+        if request.url.path.endswith("/images/generations"):
+            return lib.Response(200, headers=headers, json={"created": 1, "data": []})
+        say = json.loads(request.content)["messages"][0]["content"]
+        if say == "ok":
+            return lib.Response(200, headers=headers, json=ok)
+        if say == "stream":
+            return lib.Response(200, headers={**headers, "content-type": "text/event-stream"},
+                                stream=pieces(events, [0]))
+        if say == "garbage":
+            return lib.Response(200, headers=headers, content=f"<garbage {sent}>".encode())
+        return lib.Response(401, headers=headers, json={"error": {"message": f"Incorrect API key provided: {sent}",
+                                                                  "type": "authentication_error"}})
+
+    return serve
+
+
+@both
+@pytest.mark.parametrize("vendor", ["openai", "azure", "anthropic"])
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
+async def test_the_sdks_key_never_reaches_the_ledger_or_computekits_logs_or_errors(
+        tmp_path: Any, vendor: str, is_async: bool, traced: bool, caplog: pytest.LogCaptureFixture,
+        request: pytest.FixtureRequest) -> None:
+    """The SDK's key, echoed back by the server in a request id, an error body or a body that does not parse,
+    is masked in every row (answers, errors, malformed answers, canceled streams, unpriced endpoints), in
+    computekit's logs, spans and a budget's refusal, with a budget or without, sync and async."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="computekit")
+    spans = request.getfixturevalue("spans") if traced else None
+    lib = _lib_of(vendor)
+    oai = vendor != "anthropic"
+    model = "gpt-4o-mini" if oai else "claude-3-5-haiku-20241022"
+    transport = lib.MockTransport(_echo(lib, *((CHAT, chat_sse()) if oai else (CLAUDE, claude_sse()))))
+    texts: list[str] = []
+    for budget in ({}, {"budget": {"limit_usd": "0.001", "period": "day"}}):
+        ckc = ck_client(tmp_path / str(bool(budget)), **budget)
+        http = (lib.AsyncClient if is_async else lib.Client)(transport=transport)
+        if vendor == "azure":  # its key goes in an api-key header
+            client: Any = (openai.AsyncAzureOpenAI if is_async else openai.AzureOpenAI)(
+                api_key=KEY, http_client=http, max_retries=0, azure_endpoint="https://res.openai.azure.com",
+                api_version="2024-10-21")
+        elif vendor == "openai":
+            client = (openai.AsyncOpenAI if is_async else openai.OpenAI)(api_key=KEY, http_client=http,
+                                                                             max_retries=0)
+        else:
+            anthropic = sdk("anthropic")
+            client = (anthropic.AsyncAnthropic if is_async else anthropic.Anthropic)(api_key=KEY, http_client=http,
+                                                                                    max_retries=0)
+        create = client.chat.completions.create if oai else client.messages.create
+        sdk_error = openai.OpenAIError if oai else sdk("anthropic").AnthropicError
+        ck.instrument(client, using=ckc)
+        for say in ("ok", "garbage", "bad", "stream"):
+            def call(say: str = say, create: Any = create) -> Any:
+                return create(model=model, max_tokens=100, stream=say == "stream",
+                              messages=[{"role": "user", "content": say}])
+
+            if say in ("bad", "garbage"):  # the SDK's own error, of the 401 or of the body it cannot parse
+                with pytest.raises((sdk_error, json.JSONDecodeError)):
+                    await run(call())
+                continue
+            answer = await run(call())
+            if say == "stream":  # left after its first event: canceled
+                it = answer.__aiter__() if is_async else iter(answer)
+                await (it.__anext__() if is_async else run(next(it)))
+                await run(answer.close())
+        if vendor == "openai" and not budget:  # unpriced (a budget would refuse it: its price is unknown)
+            await run(client.images.generate(model="dall-e-3", prompt="a cat"))
+        if budget:
+            with pytest.raises(ck.BudgetExceededError) as refused:
+                await run(create(model=model, max_tokens=8000, messages=[{"role": "user", "content": "ok"}]))
+            texts += [str(refused.value), repr(refused.value)]
+        recorded = rows(ckc)
+        assert {r.outcome for r in recorded} >= {"success", "error", "canceled"}
+        assert any(r.request_id and "*" in r.request_id for r in recorded)  # the echo was there, masked
+        texts += [json.dumps(r.as_dict(), default=str) for r in recorded]
+        ckc.close()
+        texts.append(b"".join(p.read_bytes() for p in (tmp_path / str(bool(budget))).iterdir()).decode("latin-1"))
+    texts.append(caplog.text)
+    if spans is not None:
+        finished = [span for span in spans.get_finished_spans()  # computekit's (an SDK may trace its own)
+                    if span.instrumentation_scope is not None and span.instrumentation_scope.name == "computekit"]
+        assert finished
+        texts += [repr(dict(span.attributes or {})) + repr(span.status.description) + span.name for span in finished]
+    for i, text in enumerate(texts):
+        assert KEY not in text, f"the key leaked in text #{i}: {text[:300]}"

@@ -79,7 +79,9 @@ async def _call(vendor: str, client: Any, e: Exchange) -> None:
     stream = bool(body.get("stream"))
     if vendor == "openai":
         method = (client.embeddings.create if e.path.endswith("/embeddings") else
-                  client.responses.create if e.path.endswith("/responses") else client.chat.completions.create)
+                  client.responses.create if e.path.endswith("/responses") else
+                  client.responses.compact if e.path.endswith("/responses/compact") else
+                  client.chat.completions.create)
     elif vendor == "anthropic":
         method = client.messages.create
     elif e.path.endswith("/chat"):
@@ -109,9 +111,11 @@ def _ck_answer(e: Exchange, provider: str) -> Any:
             return client.embed(model, inputs).cost.total
         if e.path.endswith("/rerank"):
             return client.rerank(model, body["query"], body["documents"]).cost.total
-        # The answer is what is priced (and the request's built-in tools, for the Responses API).
-        options: dict[str, Any] = {"api": "responses", "tools": body["tools"]} if e.path.endswith(
-            "/responses") and body.get("tools") else {"api": "responses"} if e.path.endswith("/responses") else {}
+        # The answer is what is priced (and the request's built-in tools, for the Responses API; a compaction is
+        # priced as a Responses answer).
+        responses = e.path.endswith(("/responses", "/responses/compact"))
+        options: dict[str, Any] = {"api": "responses", "tools": body["tools"]} if responses and body.get(
+            "tools") else {"api": "responses"} if responses else {}
         if body.get("stream"):
             with client.stream(model, "hi", **options) as s:
                 for _ in s:

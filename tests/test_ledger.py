@@ -85,6 +85,33 @@ def test_cost_is_stored_as_text(sqlite_ledger: SQLiteLedger, tmp_path: Path) -> 
     assert values == [("0.1", "text"), (None, "null")]
 
 
+def test_small_amounts_read_back_in_plain_decimals_on_every_backend(ledger: Ledger) -> None:
+    """A cost of a few tokens (1.0E-7 as ``Decimal`` prints it) reads back exact and prints as people read it."""
+    ledger.record(_row(cost=Decimal("1.0E-7"), reserved=Decimal("2E-8")))
+    ledger.record(_row(cost=None))
+    first, unpriced = ledger.rows()
+    assert first.cost == Decimal("1.0E-7")
+    assert first.reserved == Decimal("2E-8")
+    assert (str(first.cost), f"{first.cost}", str(first.reserved)) == ("0.00000010", "0.00000010", "0.00000002")
+    assert unpriced.cost is None  # unknown stays unknown, never 0
+
+
+def test_small_amounts_are_stored_in_plain_decimals(sqlite_ledger: SQLiteLedger, tmp_path: Path) -> None:
+    """Someone reading the SQLite file itself sees 0.00000010, not 1.0E-7; rows written in exponent form by an
+    earlier version read back the same."""
+    sqlite_ledger.record(_row(cost=Decimal("1.0E-7"), reserved=Decimal("2E-8")))
+    con = sqlite3.connect(tmp_path / "l.db")
+    try:
+        assert con.execute("SELECT cost, reserved FROM attempts").fetchall() == [("0.00000010", "0.00000002")]
+        con.execute("UPDATE attempts SET cost = '1.0E-7'")
+        con.commit()
+    finally:
+        con.close()
+    (row,) = sqlite_ledger.rows()
+    assert row.cost == Decimal("1.0E-7")
+    assert str(row.cost) == "0.00000010"
+
+
 def test_rows_are_in_time_order_and_filterable(ledger: Ledger) -> None:
     times = [T0 + dt.timedelta(hours=h) for h in (5, 1, 3)]
     for t in times:

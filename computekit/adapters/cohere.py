@@ -306,6 +306,11 @@ class CohereAdapter(Adapter):
         data = self.json_object(resp, req.model)
         emb = data.get("embeddings")
         vectors = emb.get("float") if isinstance(emb, dict) else emb  # v2 keys by type; v1 is a plain list
+        asked = req.extra.get("embedding_types")
+        if vectors is None and isinstance(emb, dict) and isinstance(asked, list) and "float" not in asked:
+            # Asked for other types only (int8, ubinary, base64 ...: an instrumented SDK's call): no float
+            # vectors to give, the same input billed.
+            vectors = []
         if not isinstance(vectors, list) or not all(isinstance(v, list) for v in vectors):
             raise self.malformed(resp, req.model, "no float embeddings in the response")
         meta = data.get("meta")

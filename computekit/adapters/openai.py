@@ -11,9 +11,11 @@ auth and quirks.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal
 
@@ -501,7 +503,7 @@ class OpenAIWire(Adapter):
         try:
             data = resp.json()
             items = sorted(data["data"], key=lambda d: d.get("index", 0))
-            vectors = [list(d["embedding"]) for d in items]
+            vectors = [_vector(d["embedding"]) for d in items]
         except (ValueError, KeyError, TypeError, AttributeError):
             raise self.malformed(resp, req.model, "not an embeddings list") from None
         raw_usage = data.get("usage")
@@ -1035,3 +1037,18 @@ def to_sdk(result: Completion | Embeddings) -> Any:
     if result.raw.get("object") == "response":
         return openai.types.responses.Response.model_validate(result.raw)
     return openai.types.chat.ChatCompletion.model_validate(result.raw)
+
+
+def _vector(embedding: Any) -> list[float]:
+    """An embedding as a list of floats: as sent, or (``encoding_format="base64"``, what the openai SDK asks for
+    by default) the base64 of its little-endian float32s.
+
+    Raises:
+        ValueError: A text that is not the base64 of whole float32s.
+    """
+    if not isinstance(embedding, str):
+        return list(embedding)
+    raw = base64.b64decode(embedding, validate=True)  # its binascii.Error is a ValueError
+    if len(raw) % 4:
+        raise ValueError("a base64 embedding that is not a whole number of float32s")
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))

@@ -363,6 +363,11 @@ def _failed(adapter: Adapter, data: Mapping[str, Any], model: str, headers: Mapp
     return adapter.map_error(HTTPResponse(carried_status(body, 500), dict(headers), content), model)
 
 
+_RESPONSE_OBJECTS = (None, "response", "response.compaction")
+"""What a whole answer's ``object`` may be: a response, or a compaction of one (``POST /responses/compact``,
+billed by its usage like a response)."""
+
+
 def parse_response(adapter: Adapter, req: CompleteRequest, resp: HTTPResponse) -> Completion:
     """A whole (not streamed) Responses answer.
 
@@ -370,7 +375,7 @@ def parse_response(adapter: Adapter, req: CompleteRequest, resp: HTTPResponse) -
         ProviderError: The response failed (typed by its error), or the body is not a response object.
     """
     data = adapter.json_object(resp, req.model)
-    if data.get("object") not in (None, "response") or "output" not in data:
+    if data.get("object") not in _RESPONSE_OBJECTS or "output" not in data:
         if "error" in data:
             raise _failed(adapter, data, req.model, resp.headers)
         raise adapter.malformed(resp, req.model, "not a Responses response object (no output)")

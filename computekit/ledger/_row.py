@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from .._exceptions import InvalidRequestError
-from .._money import plain
+from .._money import money, plain
 
 __all__ = ["GROUP_KEYS", "GroupBy", "LedgerRow", "day_of", "utc"]
 
@@ -51,6 +51,10 @@ class LedgerRow:
     """The worst case this attempt reserved under a budget (``None``: no budget covered it). When ``cost`` is
     unknown, budgets count this amount: the attempt may have been billed up to it."""
     id: int | None = None
+
+    def __post_init__(self) -> None:
+        # Amounts print as people read them (0.00000010, never 1.0E-7), whichever backend or caller made the row.
+        self.cost, self.reserved = money(self.cost), money(self.reserved)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

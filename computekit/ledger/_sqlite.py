@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from .._constants import LEDGER_FLUSH_INTERVAL_S
+from .._money import plain
 from ._base import Ledger, LedgerRow
 from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter, Buffered
@@ -142,7 +143,7 @@ def _values(row: LedgerRow) -> tuple[object, ...]:
         row.cache_write_tokens,
         row.reasoning_tokens,
         None if row.gpu_seconds is None else str(row.gpu_seconds),
-        None if row.cost is None else str(row.cost),
+        None if row.cost is None else plain(row.cost),
         row.currency,
         int(row.estimated),
         row.price_source,
@@ -151,7 +152,7 @@ def _values(row: LedgerRow) -> tuple[object, ...]:
         row.status,
         json.dumps(row.tags) if row.tags else "{}",
         row.once_key,
-        None if row.reserved is None else str(row.reserved),
+        None if row.reserved is None else plain(row.reserved),
     )
 
 

@@ -301,6 +301,20 @@ def test_malformed_bodies() -> None:
         adapter().parse_embed(EmbedRequest(model="embed-v4.0", inputs=["a"]), HTTPResponse(200, {}, b"[1]"))
 
 
+def test_an_embed_that_asked_for_other_types_only_is_read_for_its_billed_units() -> None:
+    """Asked for ``int8`` or ``base64`` vectors only (an instrumented SDK's call), the answer has no float vectors to
+    give but bills the same input; asked for floats (computekit's own calls) and given none, it is malformed."""
+    body = {"id": "e1", "embeddings": {"int8": [[12, -7]]}, "texts": ["a"],
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": 3}}}
+    resp = HTTPResponse(200, {}, json.dumps(body).encode())
+    got = adapter().parse_embed(EmbedRequest(model="embed-v4.0", inputs=["a"], extra={"embedding_types": ["int8"]}),
+                                resp)
+    assert (got.vectors, got.usage.input_tokens) == ([], 3)
+    for asked in ({}, {"embedding_types": ["float", "int8"]}):
+        with pytest.raises(ck.MalformedResponseError, match="no float embeddings"):
+            adapter().parse_embed(EmbedRequest(model="embed-v4.0", inputs=["a"], extra=asked), resp)
+
+
 def test_rerank_pure_and_unpriced() -> None:
     a = adapter()
     req = RerankRequest(model="rerank-v3.5", query="q", documents=["a", "b"], top_n=1)

@@ -258,3 +258,26 @@ async def test_recorded_mid_stream_bad_request_is_neither_retried_nor_a_fallback
     rows = client.ledger.rows()
     await close(client)
     assert [(r.provider, r.outcome, r.error_type) for r in rows] == [("openrouter", "error", "BadRequestError")]
+
+
+@pytest.mark.parametrize(("embedding", "parses"), [
+    ("AACAPgAAAL8AAIA/", True),  # the base64 of the little-endian float32s 0.25, -0.5, 1.0
+    ("AACAPgAAAL8AAIA", False),  # not base64
+    ("AACAPgAA", False),  # six bytes: not whole float32s
+], ids=["base64", "not-base64", "not-whole-floats"])
+def test_an_embedding_asked_in_base64_is_read_as_its_floats(embedding: str, parses: bool) -> None:
+    """``encoding_format="base64"`` (what the openai SDK asks for by default) answers each vector as the base64
+    of its little-endian float32s."""
+    from computekit.adapters._base import EmbedRequest, HTTPResponse
+
+    adapter = ck.Client(config=None, ledger="none")._core.adapter("openai")
+    body = {"object": "list", "model": "text-embedding-3-small", "usage": {"prompt_tokens": 5, "total_tokens": 5},
+            "data": [{"object": "embedding", "index": 0, "embedding": embedding}]}
+    resp = HTTPResponse(200, {}, json.dumps(body).encode())
+    req = EmbedRequest(model="text-embedding-3-small", inputs=["hi"])
+    if parses:
+        got = adapter.parse_embed(req, resp)
+        assert (got.vectors, got.usage.input_tokens) == ([[0.25, -0.5, 1.0]], 5)
+    else:
+        with pytest.raises(ck.MalformedResponseError, match="not an embeddings list"):
+            adapter.parse_embed(req, resp)
