@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from ._attempt import AttemptFacts, Call, Opened, answer, check_head, malformed_from, note_not_retried
 from ._bookkeeping import canceled, failed, price_success, succeeded
 from ._core import ledger_call
-from ._exceptions import BudgetExceededError, ComputeKitError, ProviderError
+from ._exceptions import APITimeoutError, BudgetExceededError, ComputeKitError, ProviderError
 from ._plan import Plan
 
 if TYPE_CHECKING:
@@ -173,7 +173,14 @@ class SyncDriver:
         core, plan, target = self.core, call.plan, facts.target
         call.bound(facts)
         # Budgets: the worst case is reserved before any HTTP, settled by the attempt's row.
-        facts.begin(core.budgets.reserve(target, facts.request, facts.tags) if plan.record else None)
+        held = core.budgets.reserve(target, facts.request, facts.tags) if plan.record else None
+        if held is not None:
+            try:
+                call.bound(facts)  # the reservation may have waited for the ledger: the deadline counts it
+            except APITimeoutError:
+                core.budgets.release(held)  # nothing is sent
+                raise
+        facts.begin(held)
         if plan.stream:
             return self._open(facts)
         try:
@@ -272,6 +279,12 @@ class AsyncDriver:
         # steps of a plan that records nothing stay inline.
         held = await ledger_call(core, partial(core.budgets.reserve, target, facts.request, facts.tags)) \
             if plan.record else None
+        if held is not None:
+            try:
+                call.bound(facts)  # the reservation may have waited for the ledger: the deadline counts it
+            except APITimeoutError:
+                await ledger_call(core, partial(core.budgets.release, held))  # nothing is sent
+                raise
         facts.begin(held)
         if plan.stream:
             return await self._open(facts)

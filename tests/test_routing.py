@@ -302,6 +302,40 @@ async def test_a_try_gets_no_more_time_than_is_left(is_async: bool) -> None:
     assert seen[0]["read"] <= 7
 
 
+@both
+async def test_the_total_deadline_counts_the_wait_for_a_budget_reservation(is_async: bool, tmp_path: Path) -> None:
+    """A reservation can wait for the ledger (another process's write, up to SQLite's busy timeout): that wait is
+    the call's time too. The try gets only what is left after it; a try with nothing left is not sent, and its
+    reservation is released."""
+    clock = Clock()
+    seen: list[Any] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions.get("timeout"))
+        return ok(chat_json("x", model="gpt-4o-mini"))
+
+    client = client_for(Server([server]), clock, is_async, routing={"deadline_s": 7}, timeout=600,
+                        ledger=f"sqlite:///{tmp_path}/l.db", budget={"limit_usd": "5"})
+    budgets = client._core.budgets
+    reserve, waited = budgets.reserve, [5.0]
+
+    def slow_reserve(*args: Any, **kwargs: Any) -> Any:
+        clock.now += waited[0]  # the ledger was held by another writer this long
+        return reserve(*args, **kwargs)
+
+    budgets.reserve = slow_reserve
+    await call(client, is_async, "openai:gpt-4o-mini")
+    assert seen[0]["read"] <= 2  # the 7 s deadline, less the 5 s the reservation waited
+
+    waited[0] = 8.0
+    with pytest.raises(ck.APITimeoutError):
+        await call(client, is_async, "openai:gpt-4o-mini")
+    assert len(seen) == 1  # not sent
+    (status,) = client.budget_status().values()
+    assert status.reserved == 0
+    assert status.spent > 0  # the first call's row, and no other
+
+
 # ------------------------------------------------------------------------------------------------ idempotency
 
 
