@@ -153,16 +153,17 @@ class _Try:
     """
 
     __slots__ = ("_req", "_target", "attempts", "body", "broken", "decoder", "done", "ended", "error_body", "events",
-                 "facts", "failure", "head", "held", "key", "meter", "route", "started", "status", "t0", "tags",
-                 "unread", "unzip")
+                 "facts", "failure", "head", "held", "meter", "route", "sent_headers", "started", "status", "t0",
+                 "tags", "unread", "unzip")
 
     def __init__(self, meter: _Meter, route: Route, target: Target | None, req: Any,
-                 unread: tuple[str, Any, bytes] | None = None, key: str | None = None) -> None:
+                 unread: tuple[str, Any, bytes] | None = None, sent_headers: Mapping[str, str] = _NO_HEADERS) -> None:
         self.meter, self.route, self._target, self._req = meter, route, target, req
         self.unread = unread
         """The request's method, URL and body, while its body is unread."""
-        self.key = key
-        """The credential the request carries, while its body is unread (see :meth:`_Meter._adapter`)."""
+        self.sent_headers = sent_headers
+        """The request's headers, while its body is unread: its credential is read from them with the body (see
+        :meth:`_Meter._adapter`), off the SDK call's path."""
         self.t0 = 0.0
         self.started: dt.datetime | None = None
         """When an unread try was sent (its facts are made when it is read)."""
@@ -223,8 +224,8 @@ class _Try:
             return
         method, url, content = self.unread
         self.unread = None
-        self._target, self._req = self.meter.read(self.route, url, content, self.key)
-        self.key = None
+        self._target, self._req = self.meter.read(self.route, url, content, _credential(self.sent_headers))
+        self.sent_headers = _NO_HEADERS
         if self.started is not None:
             self._sent(method, url)
             facts = self.sure_facts
@@ -636,12 +637,11 @@ class _Meter:
         route = self.route(method, path)
         if route is None:
             return None
-        key = _credential(headers)
         if route.poll:  # a look at a run this client started: what it finds ended is recorded (once)
             run_id = path.rstrip("/").removesuffix("/cancel").rsplit("/", 1)[-1]
             started = self.runs.get(run_id)
             if route.background:
-                return self._look(route, url, started, key)
+                return self._look(route, url, started, _credential(headers))
             if started is None:
                 return None
             t = _Try(self, route, started.target, started)
@@ -653,8 +653,8 @@ class _Meter:
             body = b""
         if (route.verb in _DEFERRABLE_VERBS and route.normalise is not None and not self.core.budgets.active
                 and not _STARTS_NOW.search(body)):
-            return _Try(self, route, None, None, (method, url, body), key)
-        return _Try(self, route, *self.read(route, url, body, key))
+            return _Try(self, route, None, None, (method, url, body), headers)
+        return _Try(self, route, *self.read(route, url, body, _credential(headers)))
 
     def read(self, route: Route, url: Any, content: bytes, key: str | None = None) -> tuple[Target, Any]:
         """A request's target and computekit's normalised request (``None``: not priced) from its body; ``key``:
