@@ -703,6 +703,7 @@ class Batching:
                 the provider's limits, or an argument is wrong; nothing was uploaded.
             UnsupportedCapabilityError: The provider has no batch API (nothing was sent).
             BudgetExceededError: The batch's worst case does not fit a budget (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             ProviderError: The provider refused or failed after retries.
         """
         if unknown:
@@ -758,6 +759,7 @@ class AsyncBatching:
                 the provider's limits, or an argument is wrong; nothing was uploaded.
             UnsupportedCapabilityError: The provider has no batch API (nothing was sent).
             BudgetExceededError: The batch's worst case does not fit a budget (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             ProviderError: The provider refused or failed after retries.
         """
         if unknown:

@@ -8,6 +8,7 @@ released reservation), to the router (latency, cool-downs) and to the result (it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from ._targets import Target
 from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Prediction, Reranking, Usage
 from .adapters._base import ModelInfo, StreamUpdate
 from .ledger import LedgerRow
+from .ledger._row import logged
 
 if TYPE_CHECKING:
     from ._attempt import AttemptFacts
@@ -43,6 +45,8 @@ __all__ = [
     "record",
     "succeeded",
 ]
+
+log = logging.getLogger("computekit")
 
 ROW_TAPS: list[Callable[[LedgerRow], None]] = []
 """Called with every ledger row as it is recorded, whichever client and ledger (``"none"`` included) wrote it:
@@ -304,12 +308,20 @@ def record(core: Core, verb: str, attempt: Attempt, usage: Usage, tags: Mapping[
         reserved=part if part is not None else reservation.amount if reservation is not None else None,
         once_key=once_key,
     )
-    if reservation is not None and part is not None:
-        core.ledger.settle_part(reservation.id, row, part)
-    elif reservation is not None:
-        core.ledger.settle(reservation.id, row)
-    else:
-        core.ledger.record(row)
+    try:
+        if reservation is not None and part is not None:
+            core.ledger.settle_part(reservation.id, row, part)
+        elif reservation is not None:
+            core.ledger.settle(reservation.id, row)
+        else:
+            core.ledger.record(row)
+    except Exception:
+        # The attempt was billed and its call has its answer (or its own error): a store that fails now (locked
+        # past its busy timeout, unreachable) must not take that from the caller. The row is logged in full, as
+        # the ledger's writer logs a row no store takes; a reservation it was to settle counts its worst case
+        # until its time to live lapses (budgets err on the safe side).
+        log.error("computekit: the ledger could not record an attempt (it was billed); row not written: %s",
+                  logged(row), exc_info=True)
     for tap in ROW_TAPS:  # empty outside tests: computekit.testing's spend fixture listens here
         tap(row)
     attempt_span(verb, attempt, usage, tags)  # OpenTelemetry, when the application configured it

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._config import BudgetConfig
 from ._constants import BACKGROUND_RESERVATION_TTL_S, FINETUNE_RESERVATION_TTL_S, RESERVATION_TTL_S
 from ._costs import context_window
+from ._exceptions import ComputeKitError, LedgerError
 from .adapters._base import CompleteRequest, EmbedRequest, PredictRequest
 from .ledger._budgets import Charge, covers, period_start
 
@@ -265,6 +266,7 @@ class Budgets:
 
         Raises:
             BudgetExceededError: It does not fit in a budget, or its worst case is unknown (nothing was sent).
+            LedgerError: The ledger's store failed (nothing was sent: budgets fail closed).
         """
         if not self.active:
             return None
@@ -274,7 +276,16 @@ class Budgets:
             return None
         if getattr(req, "background", False):  # held until the response ends, which may take an hour or more
             ttl_s = max(ttl_s, BACKGROUND_RESERVATION_TTL_S)
-        rid = self.core.ledger.reserve(wanted, now=when, ttl_s=ttl_s)
+        try:
+            rid = self.core.ledger.reserve(wanted, now=when, ttl_s=ttl_s)
+        except ComputeKitError:  # a refusal, or a ledger that cannot enforce budgets: already said clearly
+            raise
+        except Exception as e:
+            raise LedgerError(
+                f"{target.provider}:{target.model}: the ledger's store failed while reserving this call's worst case "
+                f"under its budgets ({type(e).__name__}, the cause of this error), so nothing was sent. Check that "
+                "the ledger is reachable and writable (SQLite: another process may hold it past its busy timeout)",
+                provider=target.provider, model=target.model) from e
         amounts = [c.amount for c in wanted if c.amount is not None]
         return Reservation(rid, max(amounts) if amounts else None)
 
@@ -310,13 +321,27 @@ class Budgets:
         mine = self.held.pop(key, None)
         if mine is not None:
             return mine
-        amount = self.core.ledger.reservation(key, now=dt.datetime.now(dt.UTC))
+        try:
+            amount = self.core.ledger.reservation(key, now=dt.datetime.now(dt.UTC))
+        except Exception:
+            # Asked when a job has ended, to record it: its row matters more than the reservation, which counts
+            # its worst case until its time to live lapses.
+            log.error("computekit: the ledger could not look up the reservation of %s; it lapses at its time to "
+                      "live", key, exc_info=True)
+            return None
         return None if amount is None else Reservation(key, amount)
 
     def release(self, reservation: Reservation | None) -> None:
-        """Drop the reservation of an attempt that ended without a ledger row (never sent, or a failed launch)."""
-        if reservation is not None:
+        """Drop the reservation of an attempt that ended without a ledger row (never sent, or a failed launch).
+        A store that fails here is logged, never raised: the call's own outcome (its answer, its error) is what
+        its caller must see, and the reservation counts its worst case until its time to live lapses."""
+        if reservation is None:
+            return
+        try:
             self.core.ledger.release(reservation.id)
+        except Exception:
+            log.error("computekit: the ledger could not release a reservation of %s; it lapses at its time to live",
+                      reservation.amount, exc_info=True)
 
     def status(self) -> dict[str, BudgetStatus]:
         """Each configured budget's limit, spend, reservations and what is left, by name (read from the ledger).

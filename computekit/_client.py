@@ -219,6 +219,8 @@ class Client(_BaseClient, Predicting, FineTuning, Batching):
             UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
             StructuredOutputError: ``response_format`` is a type and the model refused, or its answer does not
                 validate (billed: the error carries the cost and the raw text).
+            BudgetExceededError: A budget refused every target's worst case (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             ProviderError: The provider failed after retries; a subclass says how.
         """
         if unknown:
@@ -265,6 +267,8 @@ class Client(_BaseClient, Predicting, FineTuning, Batching):
             InvalidRequestError: The arguments are wrong (nothing was sent).
             ConfigError: The provider is unknown or has no key (nothing was sent).
             UnsupportedCapabilityError: The provider cannot stream (nothing was sent).
+            BudgetExceededError: A budget refused every target's worst case (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             ProviderError: While iterating: the provider failed, before or during the stream.
         """
         if unknown:
@@ -294,6 +298,8 @@ class Client(_BaseClient, Predicting, FineTuning, Batching):
         Raises:
             InvalidRequestError: The inputs are not strings (nothing was sent).
             UnsupportedCapabilityError: The provider has no embeddings API (nothing was sent).
+            BudgetExceededError: A budget refused every target's worst case (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             ProviderError: The provider failed after retries.
         """
         if unknown:
@@ -335,6 +341,8 @@ class Client(_BaseClient, Predicting, FineTuning, Batching):
         Raises:
             InvalidRequestError: The query or documents are not strings (nothing was sent).
             UnsupportedCapabilityError: The provider has no rerank API (nothing was sent).
+            BudgetExceededError: A budget refused every target's worst case (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             ProviderError: The provider failed after retries.
         """
         if unknown:
@@ -446,6 +454,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning, AsyncBatching):
             UnsupportedCapabilityError: The provider cannot do this (nothing was sent).
             StructuredOutputError: ``response_format`` is a type and the model refused, or its answer does not
                 validate (billed: the error carries the cost and the raw text).
+            BudgetExceededError: A budget refused every target's worst case (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             ProviderError: The provider failed after retries; a subclass says how.
         """
         if unknown:
@@ -489,6 +499,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning, AsyncBatching):
             InvalidRequestError: The arguments are wrong (nothing was sent).
             ConfigError: The provider is unknown or has no key (nothing was sent).
             UnsupportedCapabilityError: The provider cannot stream (nothing was sent).
+            BudgetExceededError: A budget refused every target's worst case (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             ProviderError: While iterating: the provider failed, before or during the stream.
         """
         if unknown:
@@ -515,6 +527,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning, AsyncBatching):
         Raises:
             InvalidRequestError: The inputs are not strings (nothing was sent).
             UnsupportedCapabilityError: The provider has no embeddings API (nothing was sent).
+            BudgetExceededError: A budget refused every target's worst case (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             ProviderError: The provider failed after retries.
         """
         if unknown:
@@ -556,6 +570,8 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning, AsyncBatching):
         Raises:
             InvalidRequestError: The query or documents are not strings (nothing was sent).
             UnsupportedCapabilityError: The provider has no rerank API (nothing was sent).
+            BudgetExceededError: A budget refused every target's worst case (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             ProviderError: The provider failed after retries.
         """
         if unknown:

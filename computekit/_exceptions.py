@@ -14,6 +14,8 @@
     ├── BudgetExceededError            a budget refused an attempt: its worst-case cost does not fit, or is
     │                                  unknown (raised before any HTTP; names the budget, limit, spent,
     │                                  reserved and the request's reservation)
+    ├── LedgerError                    the ledger's store failed making a budget's reservation (raised
+    │                                  before any HTTP; the store's error is the cause)
     ├── AllTargetsFailedError          every target of a fallback plan failed (also an ExceptionGroup of
     │                                  each target's last error; ``attempts`` lists every try)
     ├── WebhookVerificationError       a webhook's signature, timestamp or headers do not check out
@@ -76,6 +78,7 @@ __all__ = [
     "FineTuneTimeoutError",
     "InputValidationError",
     "InvalidRequestError",
+    "LedgerError",
     "MalformedResponseError",
     "MissingAPIKeyError",
     "NotFoundError",
@@ -217,6 +220,25 @@ class BudgetExceededError(ComputeKitError):
     def remaining(self) -> Decimal:
         """What is left of the limit once spend and reservations are counted (never below 0)."""
         return max(self.limit - self.spent - self.reserved, Decimal(0))
+
+
+class LedgerError(ComputeKitError):
+    """The ledger's store failed where a call cannot go on without it: a budget's reservation could not be made
+    (the store is locked past its busy timeout, unreachable, read-only ...), so nothing was sent. The store's own
+    error is the cause (``__cause__``); the message names the target.
+
+    A store that fails *after* a call was answered never fails the call: its row is logged in full instead (logger
+    ``computekit``) and its reservation, if any, counts its worst case until its time to live lapses.
+
+    Attributes:
+        provider: The target's provider.
+        model: Its model.
+    """
+
+    def __init__(self, message: str, *, provider: str | None = None, model: str | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.model = model
 
 
 class WebhookVerificationError(ComputeKitError):

@@ -57,7 +57,9 @@ from ._exceptions import (
     APIConnectionError,
     APITimeoutError,
     BudgetExceededError,
+    ComputeKitError,
     InvalidRequestError,
+    LedgerError,
     ProviderError,
 )
 from ._http import HTTPRequest
@@ -565,11 +567,10 @@ class _Meter:
     """What one instrumented SDK client records with: computekit's core (its ledger, prices and budgets), the
     SDK's routes, and the adapters of the origins it talks to."""
 
-    __slots__ = ("__weakref__", "_adapters", "_lock", "_pending", "_refusal", "_routes", "core", "ended", "runs", "sdk")
+    __slots__ = ("__weakref__", "_adapters", "_lock", "_pending", "_routes", "core", "ended", "runs", "sdk")
 
     def __init__(self, core: Core, sdk: SDK) -> None:
         self.core, self.sdk = core, sdk
-        self._refusal = _refusal_class(sdk.error_base) if sdk.error_base else None
         self._adapters: dict[tuple[str, str | None], Any] = {}
         self._routes: dict[tuple[str, str], Route | None] = {}
         self.runs: dict[str, _Run] = {}
@@ -694,16 +695,18 @@ class _Meter:
 
         Raises:
             BudgetExceededError: A budget refused it (as the SDK's own error too, when it wraps others).
+            LedgerError: The ledger's store failed making the reservation (as the SDK's own error too).
         """
         if t.route.poll or (t.unread is not None and not self.core.budgets.active):
             return None
         try:
             t.held = self.core.budgets.reserve(t.target, t.req, t.tags)
             return t.held
-        except BudgetExceededError as e:
-            if self._refusal is None:
+        except (BudgetExceededError, LedgerError) as e:
+            if self.sdk.error_base is None:
                 raise
-            refusal = self._refusal.__new__(self._refusal)
+            cls = _sdk_error_class(type(e), self.sdk.error_base)
+            refusal = cls.__new__(cls)
             refusal.__dict__.update(e.__dict__)
             refusal.args = e.args
             raise refusal from e.__cause__
@@ -915,12 +918,20 @@ def _tell_no_usage(target: Target, hint: str) -> None:
                   UnknownPriceWarning, stacklevel=2)
 
 
-@functools.cache
-def _refusal_class(error_base: str) -> type[BudgetExceededError]:
-    """A :class:`~computekit.BudgetExceededError` that is also the SDK's own base error (see ``SDK.error_base``)."""
-    module, name = error_base.split(":")
-    base = getattr(importlib.import_module(module), name)  # loaded already: a client of it is being metered
-    return type("BudgetExceededError", (BudgetExceededError, base), {"__module__": "computekit"})
+_SDK_ERRORS: dict[tuple[type[ComputeKitError], str], type[ComputeKitError]] = {}
+"""The classes :func:`_sdk_error_class` made, by computekit's class and the SDK's base error."""
+
+
+def _sdk_error_class(error: type[ComputeKitError], error_base: str) -> type[ComputeKitError]:
+    """computekit's ``error`` class (a budget's refusal, a ledger's failure) that is also the SDK's own base error
+    (see ``SDK.error_base``): what the SDK's caller catches already catches it."""
+    made = _SDK_ERRORS.get((error, error_base))
+    if made is None:
+        module, name = error_base.split(":")
+        base = getattr(importlib.import_module(module), name)  # loaded already: a client of it is being metered
+        made = _SDK_ERRORS.setdefault((error, error_base),
+                                      type(error.__name__, (error, base), {"__module__": "computekit"}))
+    return made
 
 
 def _credential(headers: Mapping[str, str]) -> str | None:

@@ -158,6 +158,7 @@ class Predictions:
         Raises:
             InvalidRequestError: An argument is invalid, or the input does not match the model's schema.
             BudgetExceededError: A budget refused the run's worst case (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             PredictionFailedError: ``wait`` and the run failed (its cost is in the ledger).
             PredictionTimeoutError: ``wait`` and ``timeout`` passed first.
             ProviderError: The host failed after retries (``AllTargetsFailedError`` for several targets).
@@ -330,6 +331,7 @@ class AsyncPredictions:
         Raises:
             InvalidRequestError: An argument is invalid, or the input does not match the model's schema.
             BudgetExceededError: A budget refused the run's worst case (nothing was sent).
+            LedgerError: The ledger's store failed making a budget's reservation (nothing was sent).
             PredictionFailedError: ``wait`` and the run failed (its cost is in the ledger).
             PredictionTimeoutError: ``wait`` and ``timeout`` passed first.
             ProviderError: The host failed after retries (``AllTargetsFailedError`` for several targets).

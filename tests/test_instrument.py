@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import sqlite3
 import threading
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ import pytest
 
 import computekit as ck
 from computekit._instrument_meter import _library
+from computekit.ledger import SQLiteLedger
 
 openai = pytest.importorskip("openai")
 
@@ -784,6 +786,27 @@ async def test_a_budget_refuses_before_anything_is_sent(tmp_path: Any, oai_lib: 
     client = ck.instrument(sdk_client("openai", server, is_async), using=ckc)
     with pytest.raises(ck.BudgetExceededError):
         await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=1000))
+    assert server.hits == 0
+    assert rows(ckc) == []
+
+
+@both
+async def test_a_reservation_the_ledger_cannot_make_is_a_ledger_error_the_sdk_catches_and_nothing_is_sent(
+        tmp_path: Any, oai_lib: Any, is_async: bool) -> None:
+    import openai
+
+    class Locked(SQLiteLedger):
+        def reserve(self, charges: Any, *, now: Any, ttl_s: float) -> str:
+            raise sqlite3.OperationalError("database is locked")
+
+    server = Server(oai_lib, [Reply(body=CHAT)])
+    ckc = ck.Client(config=None, ledger=Locked(tmp_path / "ck.db"), budget={"limit_usd": "5", "period": "day"})
+    client = ck.instrument(sdk_client("openai", server, is_async), using=ckc)
+    with pytest.raises(ck.LedgerError) as caught:
+        await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=10))
+    assert isinstance(caught.value, openai.OpenAIError)  # what the application catches already catches it
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    assert (caught.value.provider, caught.value.model) == ("openai", "gpt-4o-mini")
     assert server.hits == 0
     assert rows(ckc) == []
 

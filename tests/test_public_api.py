@@ -54,6 +54,7 @@ EXPECTED = sorted([
     "ImagePart",
     "InputValidationError",
     "InvalidRequestError",
+    "LedgerError",
     "MalformedResponseError",
     "Message",
     "Money",
@@ -129,7 +130,7 @@ def test_error_tree_shape() -> None:
     assert issubclass(ck.MissingAPIKeyError, ck.ConfigError)
     assert issubclass(ck.InvalidRequestError, ValueError)
     for cls in (ck.ConfigError, ck.InvalidRequestError, ck.UnsupportedCapabilityError, ck.BudgetExceededError,
-                ck.ProviderError):
+                ck.LedgerError, ck.ProviderError):
         assert issubclass(cls, ck.ComputeKitError)
     for cls in (ck.BadRequestError, ck.AuthenticationError, ck.PermissionDeniedError, ck.NotFoundError,
                 ck.ConflictError, ck.RateLimitError, ck.ServerError):

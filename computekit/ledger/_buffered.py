@@ -25,7 +25,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -40,6 +39,7 @@ from typing import Any
 
 from .._constants import LEDGER_BATCH_MAX, LEDGER_EXIT_FLUSH_TIMEOUT_S, LEDGER_FLUSH_INTERVAL_S, LEDGER_QUEUE_MAX
 from ._base import LedgerRow
+from ._row import logged
 
 __all__ = ["BatchWriter", "Buffered"]
 
@@ -193,11 +193,6 @@ def flush_all(timeout: float) -> bool:
         log.error("computekit ledger: queued rows were not all written within %.1f s of the process's end", timeout)
         return False
     return True
-
-
-def _facts(row: LedgerRow) -> str:
-    """A row as a log line: every field, so that it can be re-entered by hand."""
-    return json.dumps(row.as_dict(), default=str, sort_keys=True)
 
 
 class BatchWriter:
@@ -355,7 +350,7 @@ class BatchWriter:
         for i, row in enumerate(batch):
             if refused >= _REFUSALS_BEFORE_GIVING_UP:
                 for lost in batch[i:]:
-                    log.error("computekit ledger: row not written (the ledger refuses writes): %s", _facts(lost))
+                    log.error("computekit ledger: row not written (the ledger refuses writes): %s", logged(lost))
                 return
             if self._tried([row]):
                 refused = 0
@@ -363,11 +358,11 @@ class BatchWriter:
             safe = safe_form(row)
             if safe is not None and self._tried([safe]):
                 log.error("computekit ledger: a row the ledger refused was written with its out-of-range values "
-                          "cleared (cost unknown): %s", _facts(row))
+                          "cleared (cost unknown): %s", logged(row))
                 refused = 0
             else:
                 refused += 1
-                log.error("computekit ledger: row not written: %s", _facts(row))
+                log.error("computekit ledger: row not written: %s", logged(row))
 
     def put(self, row: LedgerRow) -> bool:
         """Queue ``row``; ``False`` when the writer is closed, or gone (a forked child): write it yourself."""

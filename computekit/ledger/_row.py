@@ -7,6 +7,7 @@ A leaf of the ledger package: the backends (:mod:`._base` and below), the report
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -14,7 +15,7 @@ from typing import Any, Literal
 from .._exceptions import InvalidRequestError
 from .._money import money, plain
 
-__all__ = ["GROUP_KEYS", "GroupBy", "LedgerRow", "day_of", "utc"]
+__all__ = ["GROUP_KEYS", "GroupBy", "LedgerRow", "day_of", "logged", "utc"]
 
 GroupBy = Literal["provider", "model", "target", "verb", "day", "outcome"]
 GROUP_KEYS: tuple[str, ...] = ("provider", "model", "target", "verb", "day", "outcome")
@@ -85,3 +86,8 @@ def day_of(row: LedgerRow) -> dt.date:
     ts = utc(row.ts)
     assert ts is not None
     return ts.date()
+
+
+def logged(row: LedgerRow) -> str:
+    """A row as a log line: every field, so that a row no store took can be re-entered by hand."""
+    return json.dumps(row.as_dict(), default=str, sort_keys=True)

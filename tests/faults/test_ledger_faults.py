@@ -6,7 +6,11 @@ The process cases run real subprocesses (``sys.executable``) against a real SQLi
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 import os
+import sqlite3
 import stat
 import sys
 from collections.abc import Iterator
@@ -16,7 +20,10 @@ from typing import Any
 import pytest
 from fault_server import Waits, chat, close, make_client, run
 
-from computekit.ledger import SQLiteLedger
+import computekit as ck
+from computekit._config import RoutingConfig
+from computekit.ledger import LedgerRow, SQLiteLedger
+from computekit.routing import Router
 
 both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
@@ -300,3 +307,116 @@ def test_no_sigterm_handler_in_multiprocessing_workers(tmp_path: Path) -> None:
 
     with mp.get_context("spawn").Pool(1) as pool:
         assert pool.apply(sigterm_handler_after_calls, (f"sqlite:///{tmp_path / 'ledger.db'}",)) == "SIG_DFL"
+
+
+# ============================================================================ the store failing on the call's path
+
+
+class StoreDown(SQLiteLedger):
+    """A SQLite ledger whose store fails, as one locked past its busy timeout or unreachable does, in the
+    operations named in ``down`` (``reserve``, ``settle``, ``release``); ``down`` can change while in use."""
+
+    def __init__(self, path: Path, *down: str) -> None:
+        super().__init__(path)
+        self.down = set(down)
+
+    def _fails(self, operation: str) -> None:
+        if operation in self.down:
+            raise sqlite3.OperationalError("database is locked")
+
+    def reserve(self, charges: Any, *, now: dt.datetime, ttl_s: float) -> str:
+        self._fails("reserve")
+        return super().reserve(charges, now=now, ttl_s=ttl_s)
+
+    def settle(self, reservation: str, row: LedgerRow | None) -> None:
+        self._fails("settle")
+        super().settle(reservation, row)
+
+    def release(self, reservation: str) -> None:
+        self._fails("release")
+        super().release(reservation)
+
+
+BUDGET = {"limit_usd": "5", "period": "day"}
+
+
+@both
+async def test_a_reservation_the_store_cannot_make_is_a_ledger_error_and_nothing_is_sent(
+        faults: Any, waits: Waits, is_async: bool, tmp_path: Path) -> None:
+    """Budgets fail closed: a store that fails while reserving is a typed ``LedgerError`` (the store's error its
+    cause, the target named), nothing is sent, and it does not fall back to another target (a ledger's failure
+    is not a provider's)."""
+    srv = faults(chat("Hello"))
+    ledger = StoreDown(tmp_path / "ledger.db", "reserve")
+    client = make_client(is_async, srv.url, waits, ledger=ledger, budget=BUDGET)
+    try:
+        with pytest.raises(ck.LedgerError) as caught:
+            await run(client.complete(["openai:gpt-4o-mini", "openai:gpt-4o"], "hi"))
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+        assert (caught.value.provider, caught.value.model) == ("openai", "gpt-4o-mini")
+        assert "nothing was sent" in str(caught.value)
+        assert srv.hits == 0
+        ledger.down.clear()  # the store is back: the next call goes through and is recorded
+        r = await run(client.complete("openai:gpt-4o-mini", "hi"))
+        assert r.text == "Hello"
+        assert [row.cost for row in client.ledger.rows()] == [r.cost.total]
+    finally:
+        await close(client)
+
+
+@both
+async def test_a_store_failing_after_the_answer_keeps_the_answer_and_logs_the_row(
+        faults: Any, waits: Waits, is_async: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The provider answered (and billed): a store that fails as the row settles the reservation never takes the
+    answer from the caller. The row is logged in full (ERROR) and the reservation keeps counting the call's worst
+    case, as if it could have been billed that much, until its time to live lapses."""
+    srv = faults(chat("Hello"))
+    ledger = StoreDown(tmp_path / "ledger.db", "settle")
+    client = make_client(is_async, srv.url, waits, ledger=ledger, budget=BUDGET)
+    try:
+        with caplog.at_level(logging.ERROR, logger="computekit"):
+            r = await run(client.complete("openai:gpt-4o-mini", "hi", tags={"customer": "acme"}))
+        assert r.text == "Hello"
+        assert r.cost.total is not None
+        assert r.cost.total > 0
+        assert srv.hits == 1
+        [record] = [rec for rec in caplog.records if "row not written" in rec.getMessage()]
+        assert record.levelno == logging.ERROR
+        logged = json.loads(record.getMessage().split("row not written: ", 1)[1])
+        assert (logged["model"], logged["cost"], logged["tags"]) == ("gpt-4o-mini", str(r.cost.total),
+                                                                     {"customer": "acme"})
+        assert client.ledger.rows() == []
+        status = client.budget_status()["default"]
+        assert status.reserved >= r.cost.total  # held, not lost: budgets err on the safe side
+    finally:
+        await close(client)
+
+
+@both
+async def test_a_release_the_store_cannot_make_does_not_hide_the_calls_own_error(
+        faults: Any, waits: Waits, is_async: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A try that ends without a row releases its reservation; when the store fails then, the caller still gets
+    the call's own error (here the total deadline, spent while the reservation waited for the ledger), and the
+    failure is logged."""
+    srv = faults(chat("Hello"))
+    ledger = StoreDown(tmp_path / "ledger.db", "release")
+    now = [1000.0]
+    router = Router(RoutingConfig(deadline_s=7), clock=lambda: now[0])
+    client = make_client(is_async, srv.url, waits, ledger=ledger, budget=BUDGET, router=router)
+    budgets = client._core.budgets
+    reserve = budgets.reserve
+
+    def slow_reserve(*args: Any, **kwargs: Any) -> Any:
+        now[0] += 8  # the ledger was held by another writer past the call's 7 s deadline
+        return reserve(*args, **kwargs)
+
+    budgets.reserve = slow_reserve
+    try:
+        with caplog.at_level(logging.ERROR, logger="computekit"), pytest.raises(ck.APITimeoutError):
+            await run(client.complete("openai:gpt-4o-mini", "hi"))
+        assert srv.hits == 0
+        [record] = [rec for rec in caplog.records if "could not release a reservation" in rec.getMessage()]
+        assert record.exc_info is not None
+        assert isinstance(record.exc_info[1], sqlite3.OperationalError)
+    finally:
+        await close(client)
