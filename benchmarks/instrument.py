@@ -11,6 +11,7 @@ numbers are medians, and the ratio is the median of the rounds' instrumented / p
     python benchmarks/instrument.py --quick    # 6 rounds
     python benchmarks/instrument.py --alone    # computekit's own work per call, without the SDK or the network
     python benchmarks/instrument.py --ablate tee   # where the floor is (diagnostics; see --help)
+    python benchmarks/instrument.py --count    # instructions per call, counted by valgrind (no timing noise)
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -300,14 +305,103 @@ def alone(calls: int = 3000) -> float:
         shutil.rmtree(ledger_dir, ignore_errors=True)
 
 
+COUNTED = ("plain", "instrumented", "tee", "request", "minimal", "async plain", "async instrumented")
+"""What ``--count`` runs: the sequential call, plain, instrumented and under three ablations, and the async one."""
+_COUNT_CALLS = (100, 300)
+"""``--count``: each variant runs twice, with this many measured calls after its warm-up: the difference of the
+two runs' instruction counts, over the difference of calls, is the variant's per call (start-up and warm-up
+cancel out)."""
+
+
+def _count_child(variant: str, calls: int, url: str) -> None:
+    """One counted run (``--count-child``, under valgrind): 100 warm-up calls, then ``calls`` calls."""
+    is_async, _, kind = variant.rpartition(" ")
+    if kind not in ("plain", "instrumented"):
+        global ABLATED
+        ABLATED = kind
+        _ablate(kind)
+    ledger_dir = tempfile.mkdtemp(prefix="ck-bench-count-")
+    metered_ck = None if kind == "plain" else _computekit(ledger_dir, bool(is_async))
+    try:
+        if is_async:
+            async def run() -> None:
+                client = openai.AsyncOpenAI(base_url=url, api_key=API_KEY)
+                if metered_ck is not None:
+                    client = ck.instrument(client, using=metered_ck)
+                for n in (100, calls):  # warm-up, then the counted calls, 100 in flight
+                    left = n
+
+                    async def worker() -> None:
+                        nonlocal left
+                        while left > 0:
+                            left -= 1
+                            await client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+
+                    await asyncio.gather(*(worker() for _ in range(100)))
+                if metered_ck is not None:
+                    await metered_ck.aclose()
+
+            asyncio.run(run())
+        else:
+            client = openai.OpenAI(base_url=url, api_key=API_KEY, max_retries=0)
+            if metered_ck is not None:
+                client = ck.instrument(client, using=metered_ck)
+            for _ in range(100 + calls):
+                client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+            if metered_ck is not None:
+                metered_ck.close()
+    finally:
+        shutil.rmtree(ledger_dir, ignore_errors=True)
+
+
+def _instructions(variant: str, calls: int, url: str) -> int:
+    """The instructions a counted run executes (every thread of its process), as valgrind counts them."""
+    out = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable,
+         os.path.abspath(__file__), "--count-child", variant, str(calls), url],
+        capture_output=True, text=True, check=True)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if found is None:
+        raise SystemExit(f"valgrind gave no instruction count for {variant}: {out.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def count() -> dict[str, float]:
+    """Instructions per call of each variant of :data:`COUNTED` (two counted runs each, two at a time)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--count needs valgrind (apt-get install valgrind)")
+    small, large = _COUNT_CALLS
+    with start_in_subprocess() as server, ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+        runs = {(v, n): pool.submit(_instructions, v, n, server.url) for v in COUNTED for n in (small, large)}
+        return {v: (runs[v, large].result() - runs[v, small].result()) / (large - small) for v in COUNTED}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--alone", action="store_true", help="only computekit's own work per call (no SDK, no network)")
     ap.add_argument("--ablate", choices=sorted(ABLATIONS), help="diagnostics: " + "; ".join(
         f"{k}: {v}" for k, v in ABLATIONS.items()) + " (sequential only)")
+    ap.add_argument("--count", action="store_true",
+                    help="instructions per call, plain, instrumented and ablated, counted by valgrind's cachegrind "
+                         "(deterministic; a few minutes)")
+    ap.add_argument("--count-child", nargs=3, metavar=("VARIANT", "CALLS", "URL"), help=argparse.SUPPRESS)
     ap.add_argument("--out", default="/tmp/computekit-bench-instrument.json")
     args = ap.parse_args()
+    if args.count_child:
+        variant, calls, url = args.count_child
+        _count_child(variant, int(calls), url)
+        return
+    if args.count:
+        per_call = count()
+        print("| variant (openai SDK chat call) | instructions per call | ratio to its plain call |")
+        print("|---|---|---|")
+        for v, n in per_call.items():
+            plain = per_call["async plain" if v.startswith("async") else "plain"]
+            what = f" ({ABLATIONS[v]})" if v in ABLATIONS else ""
+            print(f"| {v}{what} | {n:,.0f} | {n / plain:.3f}x |")
+        Path(args.out).write_text(json.dumps({"instructions_per_call": per_call}, indent=1))
+        return
     if args.ablate:
         global ABLATED, RECORDER_DIR
         ABLATED = args.ablate
