@@ -46,7 +46,7 @@ __all__ = [
     "succeeded",
 ]
 
-log = logging.getLogger("computekit")
+log = logging.getLogger("computekit.ledger")
 
 ROW_TAPS: list[Callable[[LedgerRow], None]] = []
 """Called with every ledger row as it is recorded, whichever client and ledger (``"none"`` included) wrote it:
@@ -102,7 +102,7 @@ def succeeded(core: Core, facts: AttemptFacts, result: object, attempt: Attempt 
         record(core, facts.verb, attempt, result.usage, facts.tags, held)
     elif held is not None:
         if isinstance(result, Prediction) and result.id and not result._recorded:
-            core.budgets.held[result.id] = held  # held until the run ends and is priced
+            core.budgets.keep(result.id, held)  # held until the run ends and is priced
         else:
             core.budgets.release(held)
 

@@ -37,7 +37,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from ._config import BudgetConfig
-from ._constants import BACKGROUND_RESERVATION_TTL_S, FINETUNE_RESERVATION_TTL_S, RESERVATION_TTL_S
+from ._constants import BACKGROUND_RESERVATION_TTL_S, FINETUNE_RESERVATION_TTL_S, RESERVATION_TTL_S, RUNS_KEPT
 from ._costs import context_window
 from ._exceptions import ComputeKitError, LedgerError
 from .adapters._base import CompleteRequest, EmbedRequest, PredictRequest
@@ -312,7 +312,18 @@ class Budgets:
             # process can settle it now; elsewhere it lapses at its TTL.
             log.warning("computekit: the ledger could not name the reservation of %s; only this process will "
                         "settle it", key, exc_info=True)
-            self.held[key] = reservation
+            self.keep(key, reservation)
+
+    def keep(self, key: str, reservation: Reservation) -> None:
+        """Hold ``reservation`` in this process under ``key`` (a run's id) until :meth:`find` takes it back. At most
+        :data:`RUNS_KEPT` are held: past it, the oldest is forgotten, and lapses in the ledger at its time to live
+        (a run nobody looks at again, told of by a webhook, would otherwise hold memory for ever)."""
+        self.held[key] = reservation
+        if len(self.held) > RUNS_KEPT:
+            oldest = next(iter(self.held))
+            del self.held[oldest]
+            log.warning("computekit: more than %d runs under a budget are not seen ending; the reservation of the "
+                        "oldest (%s) is forgotten here and lapses at its time to live", RUNS_KEPT, oldest)
 
     def find(self, key: str) -> Reservation | None:
         """The reservation a job named ``key`` holds (:meth:`hold`), made by this process or another that shares

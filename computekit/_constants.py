@@ -105,6 +105,11 @@ FINETUNE_RESERVATION_TTL_S: Final = 86_400.0
 """How long a fine-tuning job's reservation (its estimate) counts before the job's cost is recorded: a day. It is
 held in the ledger under the job's key and settled by the job's row, in whichever client or process (``attach``)
 records the job's end."""
+RUNS_KEPT: Final = 10_000
+"""Runs not yet seen ending (predictions, background responses) a client keeps in memory, with their reservations
+and the attempts they are recorded with: past it, the oldest is forgotten (its reservation lapses at its time to
+live, and a run never looked at again, as under webhooks, is never recorded here anyway). Bounds the memory of a
+long-running process that starts runs and is told of their end by webhooks, never by a look."""
 BACKGROUND_RESERVATION_TTL_S: Final = 21_600.0
 """How long a background response's reservation (its worst case) counts before its end is recorded: six hours
 (deep-research and pro models run for minutes to an hour or more). It is held in the

@@ -228,7 +228,7 @@ class LedgerError(ComputeKitError):
     error is the cause (``__cause__``); the message names the target.
 
     A store that fails *after* a call was answered never fails the call: its row is logged in full instead (logger
-    ``computekit``) and its reservation, if any, counts its worst case until its time to live lapses.
+    ``computekit.ledger``) and its reservation, if any, counts its worst case until its time to live lapses.
 
     Attributes:
         provider: The target's provider.

@@ -50,7 +50,7 @@ from ._bookkeeping import (
     record,
     succeeded,
 )
-from ._constants import MAX_SSE_EVENT_BYTES
+from ._constants import MAX_SSE_EVENT_BYTES, RUNS_KEPT
 from ._core import Core, ledger_call, now
 from ._driver import priced, why_stopped
 from ._exceptions import (
@@ -396,7 +396,7 @@ class _Try:
         if prediction.done:
             prediction_ended(core, target, prediction, self.tags)
         elif prediction.id:
-            self.meter.runs[prediction.id] = _Run(target, self.tags, prediction.attempts)
+            self.meter.follow(prediction.id, _Run(target, self.tags, prediction.attempts))
 
     def _background(self, result: Completion | BackgroundResponse) -> None:
         """A background response's state, as its create or a look at it found it (a stream of it, the last
@@ -408,7 +408,7 @@ class _Try:
             succeeded(core, self.sure_facts, handle, None)
             started = _Run(self.target, self.tags, handle.attempts)
             if not handle.done:
-                meter.runs[handle.id] = started
+                meter.follow(handle.id, started)
                 return
         elif not handle.done:
             return
@@ -600,6 +600,20 @@ class _Meter:
             _run(batch)
         elif first and not self.core.ledger.defer(self.drain):
             self.drain()  # no writer thread (none, closed, or a forked child's) would: now, t among them
+
+    def follow(self, run_id: str, run: _Run) -> None:
+        """Remember a run started through this client until a look sees it end. At most :data:`RUNS_KEPT`: past
+        it, the oldest is forgotten (a run nobody looks at again, told of by a webhook, would otherwise hold
+        memory for ever; a later look at a forgotten Replicate run records nothing, and its reservation lapses at
+        its time to live)."""
+        with self._lock:  # deferred answers are recorded on two threads
+            self.runs[run_id] = run
+            if len(self.runs) <= RUNS_KEPT:
+                return
+            oldest = next(iter(self.runs))
+            del self.runs[oldest]
+        log.warning("computekit.instrument: more than %d runs started through this client are not seen ending; the "
+                    "oldest (%s) is forgotten: a look that sees it end later may not record it", RUNS_KEPT, oldest)
 
     def drain(self) -> None:
         """Run what is pending now (the ledger's writer, at its commit)."""

@@ -19,8 +19,8 @@ import pytest
 from _support import Chunks, WatchedLedger, chat_chunks, make_client, sse, stream_response, usage_json
 
 import computekit as ck
-from computekit import _costs
-from computekit._budget import FALLBACK_OUTPUT_TOKENS, worst_case
+from computekit import _budget, _costs
+from computekit._budget import FALLBACK_OUTPUT_TOKENS, Reservation, worst_case
 from computekit.adapters._base import CompleteRequest, EmbedRequest, PredictRequest, RerankRequest
 from computekit.ledger import Charge, Ledger, LedgerRow, open_ledger
 from computekit.ledger._budgets import counted, period_start
@@ -1077,3 +1077,20 @@ def test_a_budget_already_over_its_limit_does_not_advise_a_smaller_max_tokens() 
     assert "in flight" in str(busy)
     room = refusal(charge("0.6", limit="1"), spent=Decimal("0.5"), reserved=Decimal(0))
     assert "max_tokens" in str(room)
+
+
+def test_runs_held_in_memory_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Runs under a budget that are never waited for (told of by webhooks) do not hold memory for ever: past
+    ``RUNS_KEPT``, the oldest run's reservation is forgotten here (the ledger lets it lapse at its TTL)."""
+    monkeypatch.setattr(_budget, "RUNS_KEPT", 2)
+    client = ck.Client(config=None, ledger=f"sqlite:///{tmp_path / 'l.db'}", budget={"limit_usd": "5"})
+    budgets = client._core.budgets
+    with caplog.at_level("WARNING", logger="computekit.budgets"):
+        for run_id in ("r1", "r2", "r3"):
+            budgets.keep(run_id, Reservation(f"res-{run_id}", Decimal("0.1")))
+    assert list(budgets.held) == ["r2", "r3"]
+    assert any("oldest (r1)" in r.getMessage() for r in caplog.records)
+    assert budgets.find("r3") == Reservation("res-r3", Decimal("0.1"))
+    assert budgets.find("r1") is None  # forgotten here, and never named in this ledger
+    client.close()

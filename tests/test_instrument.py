@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import sqlite3
 import threading
 import warnings
@@ -1141,6 +1142,32 @@ async def test_replicate_runs_are_recorded_once_when_they_end(tmp_path: Any, is_
     assert per_second is not None
     assert (row.verb, row.model, row.outcome, row.tags) == ("predict", "acme/m", "success", {"customer": "acme"})
     assert (row.gpu_seconds, row.cost) == (Decimal("1.5"), Decimal("1.5") * per_second[0])
+
+
+def test_runs_not_seen_ending_are_kept_up_to_a_bound(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A process told of its runs' end by webhooks never looks at them again: the runs it remembers are bounded
+    (the oldest forgotten, with a warning), and one still remembered is recorded when a look sees it end."""
+    from computekit import _instrument_meter
+
+    monkeypatch.setattr(_instrument_meter, "RUNS_KEPT", 2)
+    started = [{**PREDICTION, "id": f"p{i}", "urls": {"get": f"https://api.replicate.com/v1/predictions/p{i}"}}
+               for i in range(3)]
+    server = Server(httpx, [*(Reply(201, p) for p in started), Reply(body={**ENDED, "id": "p2"}),
+                            Reply(body={**ENDED, "id": "p0"})])
+    ckc = ck_client(tmp_path, providers={"replicate": {"hardware": {"acme/m": "gpu-a40-large"}}})
+    client = ck.instrument(sdk("replicate").Client(api_token="r8_" + "x" * 30, transport=httpx.MockTransport(server)),
+                           using=ckc)
+    with caplog.at_level(logging.WARNING, logger="computekit.instrument"):
+        for _ in started:
+            client.models.predictions.create(model="acme/m", input={"prompt": "x"})
+    [meter] = [m for m in _instrument_meter._METERS if m.core is ckc._core]
+    assert list(meter.runs) == ["p1", "p2"]
+    assert any("(p0) is forgotten" in r.getMessage() for r in caplog.records)
+    assert client.predictions.get("p2").status == "succeeded"  # remembered: recorded when seen ending
+    assert client.predictions.get("p0").status == "succeeded"  # forgotten: passes through
+    assert [(r.verb, r.request_id) for r in rows(ckc)] == [("predict", "p2")]
+    assert list(meter.runs) == ["p1"]
 
 
 def test_replicate_polls_of_runs_it_did_not_start_pass_through(tmp_path: Any) -> None:
