@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import select
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -219,14 +220,37 @@ class PostgresLedger(Buffered, Ledger):
                                    flush_on_sigterm=flush_on_sigterm) if buffered else None
 
     def _connection(self) -> psycopg.Connection[Any]:
-        """The open connection (reconnecting once it has broken). Call with ``self._lock`` held."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
+        """The open connection (reconnecting once it has broken, or once the server has ended it). Call with
+        ``self._lock`` held.
+
+        Raises:
+            ConfigError: The first connection cannot be made (the ledger is being opened).
+            psycopg.OperationalError: A new connection cannot be made (the server is down): the store failed.
+        """
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken or not self._open(conn):
+            if conn is not None:
+                conn.close()
             try:
                 self._conn = self._psycopg.connect(self.url, autocommit=True)
             except self._psycopg.OperationalError as e:
+                if conn is not None:
+                    raise  # it was open before: the store is down, not the configuration wrong
                 raise ConfigError(f"cannot connect to the PostgreSQL ledger at {self._where()}: {e}") from None
             self._conn.execute("SET TIME ZONE 'UTC'")
         return self._conn
+
+    @staticmethod
+    def _open(conn: psycopg.Connection[Any]) -> bool:
+        """Whether an idle connection is still open at the server's end. A server that restarted, or ended the
+        session (``pg_terminate_backend``, an idle timeout, a failover), has said so on the socket, which an idle
+        session of this ledger otherwise never hears from (it listens to nothing): looked at without waiting, so
+        that a statement is never sent on a session that is gone (it would fail, and a write could not tell
+        whether it was applied). A session lost without a word (a host gone) is found by the statement."""
+        try:
+            return not select.select([conn.pgconn.socket], [], [], 0)[0]
+        except (OSError, ValueError, conn.OperationalError):  # no socket left
+            return False
 
     def _where(self) -> str:
         from urllib.parse import urlsplit

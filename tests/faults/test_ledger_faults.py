@@ -420,3 +420,98 @@ async def test_a_release_the_store_cannot_make_does_not_hide_the_calls_own_error
         assert isinstance(record.exc_info[1], sqlite3.OperationalError)
     finally:
         await close(client)
+
+
+# ============================================================================ a real store failing (D14)
+
+
+def end_sessions(dsn: str, ledger: Any) -> None:
+    """End the PostgreSQL ledger's session at the server (as a restart, a failover or an idle timeout does), and
+    wait until its socket has heard the end: what a process sees the next time it uses a session the server
+    ended a while ago."""
+    import select
+
+    import psycopg
+
+    conn = ledger._conn
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+    assert select.select([conn.pgconn.socket], [], [], 10)[0]
+
+
+@both
+@pytest.mark.parametrize("budget", [True, False], ids=["budget", "no-budget"])
+async def test_a_postgres_session_the_server_ended_is_opened_again_before_a_statement_is_sent(
+        faults: Any, waits: Waits, is_async: bool, budget: bool, postgres_dsn: str, postgres_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A server that ended the ledger's session (restarted, failed over, an idle timeout) between two calls, or
+    between a call's reservation and its settlement: the next statement goes on a new session, so the call is
+    neither refused (``LedgerError``) nor its row lost, and nothing is written twice."""
+    srv = faults([chat("Hello")] * 3)
+    client = make_client(is_async, srv.url, waits, ledger=postgres_url, **({"budget": BUDGET} if budget else {}))
+    try:
+        r1 = await run(client.complete("openai:gpt-4o-mini", "hi"))
+        client.ledger.flush()
+        end_sessions(postgres_dsn, client.ledger)  # between two calls
+        with caplog.at_level(logging.DEBUG, logger="computekit"):
+            r2 = await run(client.complete("openai:gpt-4o-mini", "hi"))
+            client.ledger.flush()
+            if budget:  # between the reservation and the settlement of a call
+                budgets = client._core.budgets
+                reserve = budgets.reserve
+
+                def reserve_then_end(*args: Any, **kwargs: Any) -> Any:
+                    held = reserve(*args, **kwargs)
+                    end_sessions(postgres_dsn, client.ledger)
+                    return held
+
+                budgets.reserve = reserve_then_end
+            r3 = await run(client.complete("openai:gpt-4o-mini", "hi"))
+            client.ledger.flush()
+        assert srv.hits == 3
+        assert [rec.getMessage() for rec in caplog.records if rec.name == "computekit.ledger"] == []
+        assert [row.cost for row in client.ledger.rows()] == [r1.cost.total, r2.cost.total, r3.cost.total]
+        if budget:
+            assert client.budget_status()["default"].reserved == 0
+    finally:
+        await close(client)
+
+
+@both
+async def test_a_postgres_server_that_cannot_be_reached_again_is_a_ledger_error_and_nothing_is_sent(
+        faults: Any, waits: Waits, is_async: bool, postgres_dsn: str, postgres_url: str) -> None:
+    """The server is down when a session must be opened again (here: its role may no longer log in): under a
+    budget the call is a ``LedgerError`` (the driver's error its cause), not a ``ConfigError`` as when the ledger
+    is first opened, and nothing is sent; once the server is back, the next call goes through."""
+    import uuid
+
+    import psycopg
+
+    role = f"r_{uuid.uuid4().hex[:12]}"
+    schema = postgres_url.split("search_path%3D", 1)[1].split("&", 1)[0]
+    with psycopg.connect(postgres_dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} LOGIN")  # type: ignore[arg-type]
+        c.execute(f"GRANT ALL ON SCHEMA {schema} TO {role}")  # type: ignore[arg-type]
+    url = postgres_url.replace("postgres@", f"{role}@", 1)
+    srv = faults([chat("Hello")] * 2)
+    client = make_client(is_async, srv.url, waits, ledger=url, budget=BUDGET)
+    try:
+        r1 = await run(client.complete("openai:gpt-4o-mini", "hi"))
+        with psycopg.connect(postgres_dsn, autocommit=True) as c:
+            c.execute(f"ALTER ROLE {role} NOLOGIN")  # type: ignore[arg-type]
+        end_sessions(postgres_dsn, client.ledger)
+        for _ in range(2):  # the session found ended, then a connection refused: each the same error
+            with pytest.raises(ck.LedgerError) as caught:
+                await run(client.complete("openai:gpt-4o-mini", "hi"))
+            assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+        assert srv.hits == 1
+        with psycopg.connect(postgres_dsn, autocommit=True) as c:
+            c.execute(f"ALTER ROLE {role} LOGIN")  # type: ignore[arg-type]
+        r2 = await run(client.complete("openai:gpt-4o-mini", "hi"))
+        assert [row.cost for row in client.ledger.rows()] == [r1.cost.total, r2.cost.total]
+    finally:
+        await close(client)
+        with psycopg.connect(postgres_dsn, autocommit=True) as c:
+            c.execute(f"REVOKE ALL ON SCHEMA {schema} FROM {role}")  # type: ignore[arg-type]
+            c.execute(f"DROP OWNED BY {role}")  # type: ignore[arg-type]
+            c.execute(f"DROP ROLE {role}")  # type: ignore[arg-type]
