@@ -243,6 +243,14 @@ def budget_status(budgets: Mapping[str, BudgetConfig], ledger: Ledger, at: dt.da
     return out
 
 
+def _store_failed(target: Target, error: Exception) -> LedgerError:
+    return LedgerError(
+        f"{target.provider}:{target.model}: the ledger's store failed while reserving this call's worst case under "
+        f"its budgets ({type(error).__name__}, the cause of this error), so nothing was sent. Check that the ledger "
+        "is reachable and writable (SQLite: another process may hold it past its busy timeout)",
+        provider=target.provider, model=target.model)
+
+
 class Budgets:
     """One client's budgets: an attempt's worst case reserved before it is sent, settled by its ledger row;
     the reservations of runs and jobs still going, held until they end.
@@ -278,14 +286,13 @@ class Budgets:
             ttl_s = max(ttl_s, BACKGROUND_RESERVATION_TTL_S)
         try:
             rid = self.core.ledger.reserve(wanted, now=when, ttl_s=ttl_s)
+        except LedgerError as e:  # the store failed as the ledger was opened: said of this call, as below
+            cause = e.__cause__ if isinstance(e.__cause__, Exception) else e
+            raise _store_failed(target, cause) from cause
         except ComputeKitError:  # a refusal, or a ledger that cannot enforce budgets: already said clearly
             raise
         except Exception as e:
-            raise LedgerError(
-                f"{target.provider}:{target.model}: the ledger's store failed while reserving this call's worst case "
-                f"under its budgets ({type(e).__name__}, the cause of this error), so nothing was sent. Check that "
-                "the ledger is reachable and writable (SQLite: another process may hold it past its busy timeout)",
-                provider=target.provider, model=target.model) from e
+            raise _store_failed(target, e) from e
         amounts = [c.amount for c in wanted if c.amount is not None]
         return Reservation(rid, max(amounts) if amounts else None)
 
@@ -359,6 +366,7 @@ class Budgets:
 
         Raises:
             ConfigError: The ledger cannot enforce budgets.
+            LedgerError: The ledger's store failed (it is locked, unreachable ...): its error is the cause.
         """
         if not self.active:
             return {}

@@ -60,7 +60,12 @@ class _BaseClient:
 
     @property
     def ledger(self) -> Ledger:
-        """The cost ledger: every attempt of every call made through this client's settings."""
+        """The cost ledger: every attempt of every call made through this client's settings (opened on first use).
+
+        Raises:
+            LedgerError: Its store cannot be opened (a SQLite file locked past its busy timeout, unreadable ...).
+            ConfigError: Its URL cannot be used (a PostgreSQL server that cannot be reached, psycopg missing).
+        """
         return self._core.ledger
 
     def budget_status(self) -> dict[str, BudgetStatus]:
@@ -72,6 +77,8 @@ class _BaseClient:
 
         Raises:
             ConfigError: The ledger cannot enforce budgets.
+            LedgerError: The ledger's store failed (it is locked past its busy timeout, unreachable ...): its own
+                error is the cause.
         """
         return self._core.budgets.status()
 

@@ -598,8 +598,17 @@ class _Meter:
                 batch, self._pending = self._pending, []
         if batch is not None:
             _run(batch)
-        elif first and not self.core.ledger.defer(self.drain):
+        elif first and not self._deferred():
             self.drain()  # no writer thread (none, closed, or a forked child's) would: now, t among them
+
+    def _deferred(self) -> bool:
+        """Whether the ledger's writer took the job of running what is pending. A ledger whose store cannot be
+        opened has no writer: the bookkeeping is done now, and logs the rows it cannot write (left pending, they
+        would wait for a writer that never comes, and be lost without a word)."""
+        try:
+            return self.core.ledger.defer(self.drain)
+        except Exception:
+            return False
 
     def follow(self, run_id: str, run: _Run) -> None:
         """Remember a run started through this client until a look sees it end. At most :data:`RUNS_KEPT`: past

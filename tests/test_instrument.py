@@ -1333,3 +1333,32 @@ async def test_the_sdks_key_never_reaches_the_ledger_or_computekits_logs_or_erro
         texts += [repr(dict(span.attributes or {})) + repr(span.status.description) + span.name for span in finished]
     for i, text in enumerate(texts):
         assert KEY not in text, f"the key leaked in text #{i}: {text[:300]}"
+
+
+@both
+async def test_answers_whose_ledger_cannot_be_opened_are_logged_in_full_not_left_pending(
+        tmp_path: Any, oai_lib: Any, is_async: bool, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """No budget: an answer's bookkeeping is deferred to the ledger's writer, which the first answer opens. A
+    store that cannot be opened then (locked past its busy timeout) keeps the answer for the SDK's caller, and
+    each answer's row is logged in full at once, not kept pending for a writer that never came."""
+    import computekit.ledger._sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "BUSY_TIMEOUT_MS", 50)
+    db = tmp_path / "ck.db"
+    SQLiteLedger(db).close()
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    server = Server(oai_lib, [Reply(body=CHAT)] * 2)
+    ckc = ck.Client(config=None, ledger=f"sqlite:///{db}")
+    client = ck.instrument(sdk_client("openai", server, is_async), using=ckc)
+    try:
+        with caplog.at_level(logging.ERROR, logger="computekit"):
+            for _ in range(2):
+                answer = await run(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
+                assert answer.choices[0].message.content
+        assert len([r for r in caplog.records if "row not written" in r.getMessage()]) == 2
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        ckc.close()

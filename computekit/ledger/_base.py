@@ -7,15 +7,28 @@ from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, LedgerError
 from ._budgets import Charge
 from ._report import Calls, Report, build_report, check_group_by
 from ._row import GroupBy, LedgerRow, utc
 
-__all__ = ["Ledger", "LedgerRow"]  # LedgerRow: the backends take it from here, with the interface
+__all__ = ["Ledger", "LedgerRow", "store_errors"]  # LedgerRow: the backends take it from here, with the interface
+
+
+@contextmanager
+def store_errors(ledger: object, doing: str, errors: type[Exception] | tuple[type[Exception], ...]) -> Iterator[None]:
+    """A store's own error (one of ``errors``) met while ``doing`` something for its caller (opening the ledger,
+    reading it) raised as a :class:`LedgerError` naming the ledger (its ``repr``: never a password), from it."""
+    try:
+        yield
+    except errors as e:
+        raise LedgerError(f"{ledger!r}: the ledger's store failed while {doing} ({type(e).__name__}: {e}). Check "
+                          "that it is reachable and writable (SQLite: another process may hold it past its busy "
+                          "timeout)") from e
 
 
 class Ledger(ABC):
@@ -41,7 +54,12 @@ class Ledger(ABC):
 
     @abstractmethod
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
-        """The recorded attempts in time order, optionally within ``[since, until)``."""
+        """The recorded attempts in time order, optionally within ``[since, until)``.
+
+        Raises:
+            LedgerError: The store failed (locked past its busy timeout, unreachable ...): its own error is the
+                cause (the SQLite and PostgreSQL ledgers).
+        """
 
     def report(
         self,
@@ -63,6 +81,7 @@ class Ledger(ABC):
         Raises:
             ValueError: ``by`` is not one of the above, or ``by`` and ``group_by`` disagree.
             InvalidRequestError: ``since`` or ``until`` is not a datetime (a ``date`` ...).
+            LedgerError: The store failed (see :meth:`rows`).
         """
         if group_by is not None:
             if by not in ("provider", group_by):
@@ -137,6 +156,7 @@ class Ledger(ABC):
 
         Raises:
             ConfigError: This ledger cannot enforce budgets.
+            LedgerError: The store failed (see :meth:`rows`).
         """
         raise ConfigError(f"{type(self).__name__} cannot enforce budgets: use a SQLite or PostgreSQL ledger")
 

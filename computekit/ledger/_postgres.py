@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._constants import LEDGER_FLUSH_INTERVAL_S
 from .._exceptions import ConfigError
-from ._base import Ledger, LedgerRow
+from ._base import Ledger, LedgerRow, store_errors
 from ._budgets import Charge, fits, refusal
 from ._buffered import BatchWriter, Buffered
 from ._row import utc
@@ -232,13 +232,14 @@ class PostgresLedger(Buffered, Ledger):
             if conn is not None:
                 conn.close()
             try:
-                self._conn = self._psycopg.connect(self.url, autocommit=True)
+                fresh = self._psycopg.connect(self.url, autocommit=True)
             except self._psycopg.OperationalError as e:
                 if conn is not None:
                     raise  # it was open before: the store is down, not the configuration wrong
                 raise ConfigError(f"cannot connect to the PostgreSQL ledger at {self._where()}: {e}") from None
-            self._conn.execute("SET TIME ZONE 'UTC'")
-        return self._conn
+            self._conn = conn = fresh
+            conn.execute("SET TIME ZONE 'UTC'")
+        return conn
 
     @staticmethod
     def _open(conn: psycopg.Connection[Any]) -> bool:
@@ -343,7 +344,7 @@ class PostgresLedger(Buffered, Ledger):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY ts, id"
         self.flush()
-        with self._lock:
+        with store_errors(self, "reading its rows", self._psycopg.Error), self._lock:
             fetched = self._connection().execute(sql, args).fetchall()
         return [
             LedgerRow(
@@ -428,12 +429,13 @@ class PostgresLedger(Buffered, Ledger):
 
     def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
         self.flush()
-        for _ in range(_REFRESH_TRIES):
-            with self._tx() as c:
-                usage = self._locked_usage(c, [charge], now)
-                if isinstance(usage, dict):
-                    return usage[charge.key]
-            self._refresh(usage)
+        with store_errors(self, "reading a budget's spend", self._psycopg.Error):
+            for _ in range(_REFRESH_TRIES):
+                with self._tx() as c:
+                    usage = self._locked_usage(c, [charge], now)
+                    if isinstance(usage, dict):
+                        return usage[charge.key]
+                self._refresh(usage)
         raise RuntimeError("budget totals kept changing period while reading")  # pragma: no cover
 
     @staticmethod

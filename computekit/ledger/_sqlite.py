@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .._constants import LEDGER_FLUSH_INTERVAL_S
 from .._money import plain
-from ._base import Ledger, LedgerRow
+from ._base import Ledger, LedgerRow, store_errors
 from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter, Buffered
 from ._row import utc
@@ -188,6 +188,10 @@ class SQLiteLedger(Buffered, Ledger):
             most a hard kill loses).
         flush_on_sigterm: With ``buffered``: write queued rows on SIGTERM (installed from the main thread only,
             chaining the handler already there; see docs/ledger.md).
+
+    Raises:
+        LedgerError: The file cannot be opened or set up (locked past its busy timeout, read-only, not a
+            database ...): SQLite's error is the cause.
     """
 
     def __init__(self, path: str | Path, *, buffered: bool = False, flush_interval: float = LEDGER_FLUSH_INTERVAL_S,
@@ -195,16 +199,21 @@ class SQLiteLedger(Buffered, Ledger):
         self.path = str(path)
         if self.path != ":memory:":
             _create_private(Path(self.path).expanduser())
-        # One connection per ledger, guarded by a lock: sqlite3 connections are not safe to share unguarded,
-        # and opening one per call would cost more than the insert.
-        self._conn = sqlite3.connect(
-            Path(self.path).expanduser() if self.path != ":memory:" else ":memory:",
-            check_same_thread=False,
-            isolation_level=None,
-            timeout=BUSY_TIMEOUT_MS / 1000,
-        )
         self._lock = threading.Lock()
-        self._setup()
+        with store_errors(self, "opening it", sqlite3.Error):
+            # One connection per ledger, guarded by a lock: sqlite3 connections are not safe to share unguarded,
+            # and opening one per call would cost more than the insert.
+            self._conn = sqlite3.connect(
+                Path(self.path).expanduser() if self.path != ":memory:" else ":memory:",
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            try:
+                self._setup()
+            except BaseException:
+                self._conn.close()
+                raise
         self._writer = BatchWriter(self._record_many, flush_interval=flush_interval,
                                    flush_on_sigterm=flush_on_sigterm) if buffered else None
 
@@ -306,7 +315,7 @@ class SQLiteLedger(Buffered, Ledger):
 
     def budget_usage(self, charge: Charge, *, now: dt.datetime) -> tuple[Decimal, Decimal]:
         self.flush()
-        with self._lock, self._write() as c:
+        with store_errors(self, "reading a budget's spend", sqlite3.Error), self._lock, self._write() as c:
             c.execute("DELETE FROM reservations WHERE expires <= ?", (now.isoformat(),))
             return self._usage(c, charge)
 
@@ -360,7 +369,7 @@ class SQLiteLedger(Buffered, Ledger):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY ts, id"
         self.flush()
-        with self._lock:
+        with store_errors(self, "reading its rows", sqlite3.Error), self._lock:
             fetched = self._conn.execute(sql, args).fetchall()
         return [
             LedgerRow(

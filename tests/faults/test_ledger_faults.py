@@ -515,3 +515,175 @@ async def test_a_postgres_server_that_cannot_be_reached_again_is_a_ledger_error_
             c.execute(f"REVOKE ALL ON SCHEMA {schema} FROM {role}")  # type: ignore[arg-type]
             c.execute(f"DROP OWNED BY {role}")  # type: ignore[arg-type]
             c.execute(f"DROP ROLE {role}")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A SQLite ledger whose write lock another process's connection holds past the busy timeout (shortened
+    here, so that the test does not wait out the real one)."""
+    import computekit.ledger._sqlite as sqlite_ledger
+
+    db = tmp_path / "ledger.db"
+    SQLiteLedger(db).close()
+    monkeypatch.setattr(sqlite_ledger, "BUSY_TIMEOUT_MS", 50)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+BUDGETS_TOML = '[budget]\nlimit_usd = "5"\n'
+
+
+def test_reading_a_ledger_whose_store_fails_is_a_ledger_error(locked: Path, tmp_path: Path) -> None:
+    """Opening a ledger, reading its rows or a report, and a budget's status: a store that fails (here: locked
+    past its busy timeout, as a read needing the write lock and an open that migrates are) is a ``LedgerError``
+    naming the ledger, the store's own error its cause, never the store's exception itself."""
+    with pytest.raises(ck.LedgerError) as opening:
+        SQLiteLedger(locked)
+    assert isinstance(opening.value.__cause__, sqlite3.OperationalError)
+    assert str(locked) in str(opening.value)
+    client = ck.Client(ledger=f"sqlite:///{locked}", budget={"limit_usd": "5"})
+    with pytest.raises(ck.LedgerError) as status:
+        client.budget_status()
+    assert isinstance(status.value.__cause__, sqlite3.OperationalError)
+    client.close()
+
+
+@both
+async def test_a_call_under_a_budget_whose_ledger_cannot_be_opened_is_a_ledger_error_naming_its_target(
+        faults: Any, waits: Waits, is_async: bool, locked: Path) -> None:
+    """The ledger is opened by the first call's reservation: a store that cannot be opened then is the call's
+    ``LedgerError`` (its target named, SQLite's error the cause) and nothing is sent."""
+    srv = faults(chat("Hello"))
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{locked}", budget=BUDGET)
+    try:
+        with pytest.raises(ck.LedgerError) as caught:
+            await run(client.complete("openai:gpt-4o-mini", "hi"))
+        assert (caught.value.provider, caught.value.model) == ("openai", "gpt-4o-mini")
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+        assert "nothing was sent" in str(caught.value)
+        assert srv.hits == 0
+    finally:
+        await close(client)
+
+
+@both
+async def test_reading_a_postgres_ledger_while_the_server_is_down_is_a_ledger_error(
+        is_async: bool, postgres_dsn: str, postgres_url: str) -> None:
+    """``client.ledger.rows()``, ``.report()`` and ``client.budget_status()`` while the server cannot be reached:
+    a ``LedgerError`` from the driver's error; once it is back, they read again."""
+    import uuid
+
+    import psycopg
+
+    role = f"r_{uuid.uuid4().hex[:12]}"
+    schema = postgres_url.split("search_path%3D", 1)[1].split("&", 1)[0]
+    with psycopg.connect(postgres_dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} LOGIN")  # type: ignore[arg-type]
+        c.execute(f"GRANT ALL ON SCHEMA {schema} TO {role}")  # type: ignore[arg-type]
+    url = postgres_url.replace("postgres@", f"{role}@", 1)
+    client = (ck.AsyncClient if is_async else ck.Client)(ledger=url, budget={"limit_usd": "5"})
+    try:
+        assert client.ledger.rows() == []
+        with psycopg.connect(postgres_dsn, autocommit=True) as c:
+            c.execute(f"ALTER ROLE {role} NOLOGIN")  # type: ignore[arg-type]
+        end_sessions(postgres_dsn, client.ledger)
+        for read in (client.ledger.rows, client.ledger.report, client.budget_status):
+            with pytest.raises(ck.LedgerError) as caught:
+                await run(read())
+            assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+        with psycopg.connect(postgres_dsn, autocommit=True) as c:
+            c.execute(f"ALTER ROLE {role} LOGIN")  # type: ignore[arg-type]
+        assert client.ledger.rows() == []
+        assert (await run(client.budget_status()))["default"].remaining == 5
+    finally:
+        await close(client)
+        with psycopg.connect(postgres_dsn, autocommit=True) as c:
+            c.execute(f"REVOKE ALL ON SCHEMA {schema} FROM {role}")  # type: ignore[arg-type]
+            c.execute(f"DROP OWNED BY {role}")  # type: ignore[arg-type]
+            c.execute(f"DROP ROLE {role}")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("command", ["report", "budgets"])
+def test_the_cli_on_a_ledger_whose_store_fails_prints_one_line_and_exits_non_zero(
+        command: str, locked: Path, tmp_path: Path) -> None:
+    """``computekit report`` and ``computekit budgets`` on a ledger locked past its busy timeout: one line naming
+    the ledger and the store's error, exit status 2, no traceback."""
+    from typer.testing import CliRunner
+
+    from computekit.cli import app
+
+    cfg = tmp_path / "computekit.toml"
+    cfg.write_text(BUDGETS_TOML)
+    result = CliRunner().invoke(app, [command, "--ledger", f"sqlite:///{locked}", "--config", str(cfg)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    [line] = result.output.strip().splitlines()
+    assert line.startswith("error: LedgerError:")
+    assert "database is locked" in line
+
+
+@both
+async def test_a_sqlite_ledger_locked_by_another_process_fails_closed_before_and_keeps_the_answer_after(
+        faults: Any, waits: Waits, is_async: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A real lock, held by another connection past the busy timeout: while reserving, a ``LedgerError`` and
+    nothing sent; once the answer is in (the lock taken between reserve and settle), the answer is kept and the
+    row logged in full; without a budget, the writer thread logs the rows it cannot write and goes on writing
+    once the lock is let go."""
+    import computekit.ledger._sqlite as sqlite_ledger
+
+    monkeypatch.setattr(sqlite_ledger, "BUSY_TIMEOUT_MS", 50)
+    db = tmp_path / "ledger.db"
+    srv = faults([chat("Hello")] * 4)
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{db}", budget=BUDGET)
+    other = sqlite3.connect(db, isolation_level=None)
+    try:
+        await run(client.complete("openai:gpt-4o-mini", "hi"))  # opens the ledger
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(ck.LedgerError) as caught:
+            await run(client.complete("openai:gpt-4o-mini", "hi"))
+        assert "database is locked" in str(caught.value.__cause__)
+        assert srv.hits == 1
+        other.execute("ROLLBACK")
+        budgets = client._core.budgets
+        reserve = budgets.reserve
+
+        def reserve_then_lock(*args: Any, **kwargs: Any) -> Any:
+            held = reserve(*args, **kwargs)
+            other.execute("BEGIN IMMEDIATE")
+            return held
+
+        budgets.reserve = reserve_then_lock
+        with caplog.at_level(logging.ERROR, logger="computekit.ledger"):
+            r = await run(client.complete("openai:gpt-4o-mini", "hi"))
+        assert r.text == "Hello"
+        assert srv.hits == 2
+        assert [rec.getMessage() for rec in caplog.records if "row not written" in rec.getMessage()] != []
+        other.execute("ROLLBACK")
+        assert len(client.ledger.rows()) == 1
+    finally:
+        other.close()
+        await close(client)
+    # Without a budget: the writer thread.
+    caplog.clear()
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{db}")
+    other = sqlite3.connect(db, isolation_level=None)
+    try:
+        client.ledger.rows()  # opened before the lock
+        other.execute("BEGIN IMMEDIATE")
+        with caplog.at_level(logging.ERROR, logger="computekit.ledger"):
+            r = await run(client.complete("openai:gpt-4o-mini", "hi", tags={"customer": "acme"}))
+            client.ledger.flush()
+        [lost] = [rec.getMessage() for rec in caplog.records if "row not written" in rec.getMessage()]
+        assert '"customer": "acme"' in lost
+        other.execute("ROLLBACK")
+        await run(client.complete("openai:gpt-4o-mini", "hi"))
+        assert len(client.ledger.rows()) == 2  # the writer survived: the next row is written
+    finally:
+        other.close()
+        await close(client)
