@@ -15,7 +15,7 @@
     │                                  unknown (raised before any HTTP; names the budget, limit, spent,
     │                                  reserved and the request's reservation)
     ├── LedgerError                    the ledger's store failed making a budget's reservation (raised
-    │                                  before any HTTP; the store's error is the cause)
+    │                                  before any HTTP), or being read; the store's error is the cause
     ├── AllTargetsFailedError          every target of a fallback plan failed (also an ExceptionGroup of
     │                                  each target's last error; ``attempts`` lists every try)
     ├── WebhookVerificationError       a webhook's signature, timestamp or headers do not check out
@@ -229,6 +229,9 @@ class LedgerError(ComputeKitError):
 
     A store that fails *after* a call was answered never fails the call: its row is logged in full instead (logger
     ``computekit.ledger``) and its reservation, if any, counts its worst case until its time to live lapses.
+
+    Also raised by reading a ledger whose store fails (opening a ``SQLiteLedger``, ``rows()``, ``report()``,
+    ``budget_status()``): the message names the ledger, and ``provider`` and ``model`` are ``None``.
 
     Attributes:
         provider: The target's provider.
