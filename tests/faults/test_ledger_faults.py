@@ -478,11 +478,14 @@ async def test_a_postgres_session_the_server_ended_is_opened_again_before_a_stat
 
 
 @both
+@pytest.mark.parametrize("budget", [True, False], ids=["budget", "no-budget"])
 async def test_a_postgres_server_that_cannot_be_reached_again_is_a_ledger_error_and_nothing_is_sent(
-        faults: Any, waits: Waits, is_async: bool, postgres_dsn: str, postgres_url: str) -> None:
+        faults: Any, waits: Waits, is_async: bool, budget: bool, postgres_dsn: str, postgres_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
     """The server is down when a session must be opened again (here: its role may no longer log in): under a
     budget the call is a ``LedgerError`` (the driver's error its cause), not a ``ConfigError`` as when the ledger
-    is first opened, and nothing is sent; once the server is back, the next call goes through."""
+    is first opened, and nothing is sent; without one, the call has its answer and the writer thread logs its row
+    in full. Once the server is back, the next call goes through and is written."""
     import uuid
 
     import psycopg
@@ -493,18 +496,27 @@ async def test_a_postgres_server_that_cannot_be_reached_again_is_a_ledger_error_
         c.execute(f"CREATE ROLE {role} LOGIN")  # type: ignore[arg-type]
         c.execute(f"GRANT ALL ON SCHEMA {schema} TO {role}")  # type: ignore[arg-type]
     url = postgres_url.replace("postgres@", f"{role}@", 1)
-    srv = faults([chat("Hello")] * 2)
-    client = make_client(is_async, srv.url, waits, ledger=url, budget=BUDGET)
+    srv = faults([chat("Hello")] * 3)
+    client = make_client(is_async, srv.url, waits, ledger=url, **({"budget": BUDGET} if budget else {}))
     try:
         r1 = await run(client.complete("openai:gpt-4o-mini", "hi"))
+        client.ledger.flush()
         with psycopg.connect(postgres_dsn, autocommit=True) as c:
             c.execute(f"ALTER ROLE {role} NOLOGIN")  # type: ignore[arg-type]
         end_sessions(postgres_dsn, client.ledger)
-        for _ in range(2):  # the session found ended, then a connection refused: each the same error
-            with pytest.raises(ck.LedgerError) as caught:
-                await run(client.complete("openai:gpt-4o-mini", "hi"))
-            assert isinstance(caught.value.__cause__, psycopg.OperationalError)
-        assert srv.hits == 1
+        if budget:
+            for _ in range(2):  # the session found ended, then a connection refused: each the same error
+                with pytest.raises(ck.LedgerError) as caught:
+                    await run(client.complete("openai:gpt-4o-mini", "hi"))
+                assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+            assert srv.hits == 1
+        else:
+            with caplog.at_level(logging.ERROR, logger="computekit.ledger"):
+                lost = await run(client.complete("openai:gpt-4o-mini", "hi", tags={"customer": "acme"}))
+                client.ledger.flush()
+            [logged] = [rec.getMessage() for rec in caplog.records if "row not written" in rec.getMessage()]
+            assert f'"cost": "{lost.cost.total}"' in logged
+            assert srv.hits == 2
         with psycopg.connect(postgres_dsn, autocommit=True) as c:
             c.execute(f"ALTER ROLE {role} LOGIN")  # type: ignore[arg-type]
         r2 = await run(client.complete("openai:gpt-4o-mini", "hi"))
