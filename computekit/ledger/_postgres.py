@@ -182,6 +182,16 @@ def _write_statement(rows: int, settles: str | None) -> str:
     return sql
 
 
+def _heard(fd: int) -> bool:
+    """Whether the socket ``fd`` has something to read, or was closed, looked at without waiting. ``poll``: a
+    process with more than ``FD_SETSIZE`` (1024) files open has sockets ``select`` cannot look at."""
+    if hasattr(select, "poll"):
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        return bool(p.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows: no poll, and no FD_SETSIZE limit on a value
+
+
 def _import_psycopg() -> Any:
     try:
         import psycopg
@@ -249,8 +259,8 @@ class PostgresLedger(Buffered, Ledger):
         that a statement is never sent on a session that is gone (it would fail, and a write could not tell
         whether it was applied). A session lost without a word (a host gone) is found by the statement."""
         try:
-            return not select.select([conn.pgconn.socket], [], [], 0)[0]
-        except (OSError, ValueError, conn.OperationalError):  # no socket left
+            return not _heard(conn.pgconn.socket)
+        except (OSError, conn.OperationalError):  # no socket left
             return False
 
     def _where(self) -> str:

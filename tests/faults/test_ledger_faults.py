@@ -436,7 +436,9 @@ def end_sessions(dsn: str, ledger: Any) -> None:
     conn = ledger._conn
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
-    assert select.select([conn.pgconn.socket], [], [], 10)[0]
+    heard = select.poll()
+    heard.register(conn.pgconn.socket, select.POLLIN)
+    assert heard.poll(10_000)
 
 
 @both
@@ -699,3 +701,31 @@ async def test_a_sqlite_ledger_locked_by_another_process_fails_closed_before_and
     finally:
         other.close()
         await close(client)
+
+
+@posix_only
+def test_a_postgres_session_is_kept_in_a_process_with_more_than_1024_files_open(postgres_url: str) -> None:
+    """Looking whether the server ended the session must work on any socket: in a process with many files open
+    (a busy server), the ledger's socket is past ``select()``'s 1024, and the session is kept, not opened again
+    for every statement nor failed."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("fewer than 2048 files may be open")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    files = [os.dup(0) for _ in range(1100)]
+    ledger = None
+    try:
+        ledger = ck.ledger.PostgresLedger(postgres_url)
+        assert ledger._conn.pgconn.socket > 1024
+        pid = ledger._conn.info.backend_pid
+        assert ledger.rows() == []
+        assert ledger.rows() == []
+        assert ledger._conn.info.backend_pid == pid
+    finally:
+        if ledger is not None:
+            ledger.close()
+        for fd in files:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
