@@ -214,6 +214,8 @@ class PostgresLedger(Buffered, Ledger):
     Raises:
         ConfigError: psycopg is not installed, or the server cannot be reached (the message never shows the
             password).
+        LedgerError: The server refused to set up the tables (a role that may not create them, on a ledger not
+            created yet or older than this computekit): its error is the cause.
     """
 
     blocking_io = True  # every statement is a round trip to the server
@@ -224,7 +226,7 @@ class PostgresLedger(Buffered, Ledger):
         self._psycopg = _import_psycopg()
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
-        with self._lock:
+        with self._lock, store_errors(self, "opening it", self._psycopg.Error):
             self._setup(self._connection())
         self._writer = BatchWriter(self._record_many, flush_interval=flush_interval,
                                    flush_on_sigterm=flush_on_sigterm) if buffered else None
@@ -271,10 +273,13 @@ class PostgresLedger(Buffered, Ledger):
 
     def _setup(self, c: psycopg.Connection[Any]) -> None:
         with c.transaction():
-            c.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            c.execute("CREATE TABLE IF NOT EXISTS computekit_schema_version (version INTEGER NOT NULL)")
-            row = c.execute("SELECT MAX(version) FROM computekit_schema_version").fetchone()
-            current = (row[0] if row else None) or 0
+            current = self._version(c)
+            if current == SCHEMA_VERSION:
+                return  # nothing to create: no lock, no DDL (so a role that may only read can open it)
+            if current < SCHEMA_VERSION:
+                c.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                c.execute("CREATE TABLE IF NOT EXISTS computekit_schema_version (version INTEGER NOT NULL)")
+                current = self._version(c)  # another process may have migrated it meanwhile
             if current > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"ledger {self._where()} has schema v{current}, newer than this computekit (v{SCHEMA_VERSION})"
@@ -284,6 +289,15 @@ class PostgresLedger(Buffered, Ledger):
                     if stmt.strip():
                         c.execute(stmt)  # a constant of this module
                 c.execute("INSERT INTO computekit_schema_version (version) VALUES (%s)", (v,))
+
+    @staticmethod
+    def _version(c: psycopg.Connection[Any]) -> int:
+        """The schema version of the ledger in the connection's ``search_path`` (0: none yet)."""
+        row = c.execute("SELECT to_regclass('computekit_schema_version') IS NOT NULL").fetchone()
+        if not row or not row[0]:
+            return 0
+        found = c.execute("SELECT MAX(version) FROM computekit_schema_version").fetchone()
+        return int(found[0] or 0) if found else 0
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:

@@ -14,6 +14,7 @@ import sqlite3
 import stat
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -729,3 +730,43 @@ def test_a_postgres_session_is_kept_in_a_process_with_more_than_1024_files_open(
         for fd in files:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_postgres_role_that_may_only_read_reads_the_ledger(postgres_dsn: str, postgres_url: str) -> None:
+    """A reporting role granted ``SELECT`` only opens an existing ledger and reads its rows and reports (opening
+    it creates nothing when its tables are there, at this version); on a ledger not created yet, opening it is a
+    ``LedgerError`` from the server's refusal, not the driver's exception."""
+    import uuid
+
+    import psycopg
+
+    from computekit.ledger import open_ledger
+
+    writer = open_ledger(postgres_url)
+    writer.record(LedgerRow(ts=dt.datetime.now(dt.UTC), verb="complete", provider="openai", model="gpt-4o-mini",
+                            outcome="success", latency_ms=1.0, cost=Decimal("0.25")))
+    writer.close()
+    role = f"r_{uuid.uuid4().hex[:12]}"
+    schema = postgres_url.split("search_path%3D", 1)[1].split("&", 1)[0]
+    empty = f"e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} LOGIN")  # type: ignore[arg-type]
+        c.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")  # type: ignore[arg-type]
+        c.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")  # type: ignore[arg-type]
+        c.execute(f"CREATE SCHEMA {empty}")  # type: ignore[arg-type]
+        c.execute(f"GRANT USAGE ON SCHEMA {empty} TO {role}")  # type: ignore[arg-type]
+    try:
+        reader = open_ledger(postgres_url.replace("postgres@", f"{role}@", 1))
+        try:
+            assert [row.cost for row in reader.rows()] == [Decimal("0.25")]
+            assert reader.report().total == Decimal("0.25")
+        finally:
+            reader.close()
+        with pytest.raises(ck.LedgerError) as caught:
+            open_ledger(postgres_url.replace("postgres@", f"{role}@", 1).replace(schema, empty))
+        assert isinstance(caught.value.__cause__, psycopg.errors.InsufficientPrivilege)
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA {empty} CASCADE")  # type: ignore[arg-type]
+            c.execute(f"DROP OWNED BY {role}")  # type: ignore[arg-type]
+            c.execute(f"DROP ROLE {role}")  # type: ignore[arg-type]
