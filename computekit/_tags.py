@@ -35,7 +35,23 @@ def _valid(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
         if not isinstance(value, str):
             raise InvalidRequestError(f"tag {name!r} must have a string value (reports group on it), "
                                       f"not {type(value).__name__}: write str(value)")
+        for text in (name, value):
+            if not _storable(text):
+                raise InvalidRequestError(f"tag {name!r}: {text!r} cannot be stored in a ledger (a NUL character or "
+                                          "a lone surrogate, which PostgreSQL refuses): clean it before tagging")
     return tags
+
+
+def _storable(text: str) -> bool:
+    """Whether every ledger can store ``text``: valid Unicode (no lone surrogate) without NUL, which PostgreSQL's
+    ``jsonb`` refuses (the row of a call already billed would be lost)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def active_tags() -> Mapping[str, str] | None:
@@ -48,7 +64,8 @@ def check_tags(tags: Mapping[str, str] | None) -> Mapping[str, str] | None:
     be stored and grouped on (``report(by="tag:NAME")``): a mapping of non-empty string names to string values.
 
     Raises:
-        InvalidRequestError: ``tags`` is not such a mapping (raised before any HTTP).
+        InvalidRequestError: ``tags`` is not such a mapping, or a name or value holds what no ledger can store (a
+            NUL character, a lone surrogate), raised before any HTTP.
     """
     own = _valid(tags)
     ambient = _ACTIVE.get()
@@ -127,7 +144,8 @@ def tags(**values: str) -> _Tags:
         A context manager that is also a decorator.
 
     Raises:
-        InvalidRequestError: A value is not a string, or no tag is given.
+        InvalidRequestError: A value is not a string, holds what no ledger can store (a NUL character, a lone
+            surrogate), or no tag is given.
     """
     if not values:
         raise InvalidRequestError("computekit.tags() needs at least one tag, e.g. ck.tags(feature='search')")

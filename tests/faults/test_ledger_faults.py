@@ -770,3 +770,33 @@ def test_a_postgres_role_that_may_only_read_reads_the_ledger(postgres_dsn: str, 
             c.execute(f"DROP SCHEMA {empty} CASCADE")  # type: ignore[arg-type]
             c.execute(f"DROP OWNED BY {role}")  # type: ignore[arg-type]
             c.execute(f"DROP ROLE {role}")  # type: ignore[arg-type]
+
+
+@both
+@pytest.mark.parametrize("text", ["acme\x00", "acme\ud800"], ids=["nul", "lone-surrogate"])
+async def test_a_tag_no_ledger_can_store_is_refused_before_anything_is_sent(
+        faults: Any, waits: Waits, is_async: bool, text: str, tmp_path: Path, postgres_url: str) -> None:
+    """A tag holding a NUL character or a lone surrogate (user input put in a tag) is a row PostgreSQL refuses
+    (``jsonb`` cannot hold it): the billed call's row would be lost, and a budget would stop counting it once its
+    reservation lapsed. Such a tag (name or value) is an ``InvalidRequestError`` before anything is sent, in a
+    call's ``tags=`` and in ``ck.tags()``."""
+    import psycopg
+
+    from computekit.ledger import open_ledger
+
+    store = open_ledger(postgres_url)
+    with pytest.raises(psycopg.DataError):  # what the row would meet
+        store.record(LedgerRow(ts=dt.datetime.now(dt.UTC), verb="complete", provider="openai", model="m",
+                               outcome="success", latency_ms=1.0, tags={"customer": text}))
+    store.close()
+    srv = faults(chat("Hello"))
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        for tags in ({"customer": text}, {text: "x"}):
+            with pytest.raises(ck.InvalidRequestError, match="cannot be stored"):
+                await run(client.complete("openai:gpt-4o-mini", "hi", tags=tags))
+        with pytest.raises(ck.InvalidRequestError, match="cannot be stored"):
+            ck.tags(customer=text)
+        assert srv.hits == 0
+    finally:
+        await close(client)
