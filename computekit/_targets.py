@@ -28,17 +28,27 @@ class Target:
         return self.adapter.provider
 
 
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogate): what can be sent, and stored in any ledger."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def split_model_id(model_id: str) -> tuple[str, str]:
     """``"provider:model"`` -> ``("provider", "model")``, split at the first colon.
 
     Raises:
-        InvalidRequestError: It is not a string, there is no colon, or either side is empty.
+        InvalidRequestError: It is not a string, there is no colon, either side is empty, or it holds a NUL
+            character or a lone surrogate (no ledger can store its row).
     """
     if not isinstance(model_id, str):
         raise InvalidRequestError(f"a model id is a 'provider:model' string (e.g. 'openai:gpt-4o-mini'), not "
                                   f"{type(model_id).__name__}")
     provider, sep, model = model_id.partition(":")
-    if not sep or not provider or not model:
+    if not sep or not provider or not model or "\x00" in model_id or not _encodable(model_id):
         raise InvalidRequestError(
             f"{model_id!r} is not a model id: write 'provider:model' (e.g. 'openai:gpt-4o-mini'), "
             "or name a route defined under [routes] in computekit.toml"
