@@ -33,7 +33,7 @@ from pydantic import SecretStr
 from . import _urls
 from ._budget import Budgets, Reservation
 from ._config import MAX_SECONDS, RouteConfig, Settings, adapter_options, load_settings
-from ._constants import NOT_GIVEN, NotGiven
+from ._constants import MODELS_KEPT, NOT_GIVEN, NotGiven
 from ._exceptions import (
     ConfigError,
     InvalidRequestError,
@@ -149,7 +149,8 @@ class Core:
         self._adapters: dict[str, Adapter] = {}
         self._lock = threading.Lock()
         self._model_info: dict[tuple[str, str], ModelInfo] = {}
-        """What hosts published about models (input schemas, hardware), looked up once per client."""
+        """What hosts published about models (input schemas, hardware), looked up once per client (at most
+        :data:`MODELS_KEPT` models: past it, the oldest is forgotten, and looked up again if asked for)."""
         self.budgets = Budgets(self, self.settings.active_budgets())
 
     # ----------------------------------------------------------------------------------------- ledger
@@ -343,8 +344,12 @@ class Core:
                                                  hardware=hardware)
 
     def add_model_info(self, target: Target, info: ModelInfo) -> None:
+        key = (target.provider, target.model)
         with self._lock:
-            self._model_info[(target.provider, target.model)] = info
+            known = self._model_info
+            if key not in known and len(known) >= MODELS_KEPT:
+                del known[next(iter(known))]
+            known[key] = info
 
     def check_input(self, target: Target, value: Mapping[str, Any]) -> None:
         """Check ``value`` against the model's published input schema, when one was found.

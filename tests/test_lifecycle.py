@@ -1,5 +1,5 @@
 """A long-running process: the clients it makes and lets go leave nothing behind (threads, open files, exit
-handlers), whether closed or only dropped."""
+handlers), whether closed or only dropped; what a client remembers per model stays bounded."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import gc
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ import pytest
 from _support import chat_json, make_client, ok
 
 import computekit as ck
+from computekit import _core
+from computekit.adapters._base import ModelInfo
 from computekit.ledger import _buffered
+from computekit.pricing import PriceBook, PriceRef, _book
 
 both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 MODEL = "openai:gpt-4o-mini"
@@ -143,6 +147,47 @@ async def test_a_ledger_kept_from_a_dropped_client_still_works(tmp_path: Path, m
     ledger.record(ledger.rows()[0])  # written at once: its writer has let go
     assert len(ledger.rows()) == 2
     ledger.close()
+
+
+# ------------------------------------------------------------------------------------------- per-model memory
+# A gateway that passes on whatever model its users name meets an unbounded number of names.
+
+
+def test_the_models_told_unpriced_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_book, "TARGETS_KEPT", 3, raising=False)
+    book = PriceBook()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(10):
+            book.warn_unknown(PriceRef("plain", f"m{i}"))
+        book.warn_unknown(PriceRef("plain", "m9"))  # told already: once per model still
+    assert len(caught) == 10
+    assert len(book._warned) <= 3
+
+
+def test_the_models_told_of_streams_without_usage_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from computekit import _instrument_meter
+
+    monkeypatch.setattr(_instrument_meter, "TARGETS_KEPT", 3, raising=False)
+    monkeypatch.setattr(_instrument_meter, "_TOLD", set())
+    core = ck.Client(config=None, ledger="none", providers={"openai": {"api_key": "sk-test"}})._core
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for target in core.targets([f"openai:m{i}" for i in range(10)]):
+            _instrument_meter._tell_no_usage(target, "stream_options")
+    assert len(caught) == 10
+    assert len(_instrument_meter._TOLD) <= 3
+
+
+def test_the_published_model_facts_a_client_keeps_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_core, "MODELS_KEPT", 3, raising=False)
+    core = ck.Client(config=None, ledger="none", providers={"replicate": {"api_key": "r8_test"}})._core
+    targets = core.targets([f"replicate:owner/m{i}" for i in range(10)])
+    for t in targets:
+        core.add_model_info(t, ModelInfo(hardware="gpu-a100-large"))
+    assert len(core._model_info) == 3
+    assert core.model_info(targets[-1]) == ModelInfo(hardware="gpu-a100-large")
+    assert core.model_info(targets[0]) is None  # the oldest, looked up again if asked for
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
