@@ -58,9 +58,9 @@ def _state(exit_handlers: _ExitHandlers) -> tuple[int, int, int, int]:
     return writers, len(os.listdir("/proc/self/fd")), len(exit_handlers.live), len(_buffered._LIVE)
 
 
-async def _one_call(tmp_path: Path, is_async: bool, close: bool, **settings: Any) -> None:
+async def _one_call(tmp_path: Path, is_async: bool, close: bool, url: str | None = None, **settings: Any) -> None:
     client = make_client(lambda request: ok(chat_json()), is_async=is_async,
-                         ledger=f"sqlite:///{tmp_path / 'ledger.db'}", **settings)
+                         ledger=url or f"sqlite:///{tmp_path / 'ledger.db'}", **settings)
     if is_async:
         await client.complete(MODEL, "hi")
         if close:
@@ -71,26 +71,24 @@ async def _one_call(tmp_path: Path, is_async: bool, close: bool, **settings: Any
             client.close()
 
 
-def _rows(tmp_path: Path) -> int:
-    ledger = ck.ledger.SQLiteLedger(tmp_path / "ledger.db")
-    try:
-        return len(ledger.rows())
-    finally:
-        ledger.close()
+def _rows(tmp_path: Path, url: str | None = None) -> int:
+    with ck.Client(config=None, ledger=url or f"sqlite:///{tmp_path / 'ledger.db'}") as client:
+        return len(client.ledger.rows())
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
 @both
 @pytest.mark.parametrize("budget", [False, True], ids=["buffered", "budget"])
-async def test_closing_a_client_releases_the_ledger_it_opened(tmp_path: Path, is_async: bool, budget: bool,
-                                                              exit_handlers: _ExitHandlers) -> None:
+async def test_closing_a_client_releases_the_ledger_it_opened(tmp_path: Path, ledger_url: str, is_async: bool,
+                                                              budget: bool, exit_handlers: _ExitHandlers) -> None:
+    """On PostgreSQL, each connection left open would also hold one of the server's connection slots."""
     settings: dict[str, Any] = {"budget": {"limit_usd": "100"}} if budget else {}
-    await _one_call(tmp_path, is_async, True, **settings)  # the first opens (and creates) the file
+    await _one_call(tmp_path, is_async, True, ledger_url, **settings)  # the first opens (and creates) the file
     before = _state(exit_handlers)
     for _ in range(CLIENTS):
-        await _one_call(tmp_path, is_async, True, **settings)
+        await _one_call(tmp_path, is_async, True, ledger_url, **settings)
     assert _state(exit_handlers) == before
-    assert _rows(tmp_path) == CLIENTS + 1  # every row written, by close()
+    assert _rows(tmp_path, ledger_url) == CLIENTS + 1  # every row written, by close()
 
 
 @both
@@ -221,3 +219,14 @@ def test_instrumented_sdk_clients_made_and_let_go_leave_nothing(tmp_path: Path, 
         time.sleep(0.01)
     assert (_state(exit_handlers), len(_instrument_meter._METERS)) == before
     assert _rows(tmp_path) == CLIENTS + 1
+
+
+def test_the_proxy_decisions_a_transport_keeps_are_bounded() -> None:
+    # Downloads and per-call base URLs reach hosts without end; each one's proxy decision is remembered.
+    from computekit import _transport
+
+    seen: dict[tuple[str, str], str | None] = {}
+    for i in range(3 * _transport._PROXY_DECISIONS_KEPT):
+        _transport._env_proxy(f"https://host{i}.example/v1/x", seen)
+    assert len(seen) <= _transport._PROXY_DECISIONS_KEPT
+    assert ("https", "host0.example") not in seen
