@@ -360,9 +360,11 @@ class Client(_BaseClient, Predicting, FineTuning, Batching):
         return result
 
     def close(self) -> None:
-        """Close pooled connections, and write what the ledger still holds."""
+        """Close pooled connections, write what the ledger still holds, and close the ledger if the client opened
+        it (from its settings; a ``Ledger`` passed in is left open): its writer thread and its connection end. A
+        later use of the client, or of ``client.ledger``, opens it again."""
         self._transport.close()
-        self._core.flush()
+        self._core.close()
 
     def __enter__(self) -> Client:
         return self
@@ -589,9 +591,10 @@ class AsyncClient(_BaseClient, AsyncPredicting, AsyncFineTuning, AsyncBatching):
         return result
 
     async def aclose(self) -> None:
-        """Close pooled connections, and write what the ledger still holds."""
+        """Close pooled connections, write what the ledger still holds, and close the ledger if the client opened
+        it (see :meth:`Client.close`)."""
         await self._transport.close()
-        self._core.flush()
+        self._core.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self

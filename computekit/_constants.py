@@ -110,6 +110,13 @@ RUNS_KEPT: Final = 10_000
 and the attempts they are recorded with: past it, the oldest is forgotten (its reservation lapses at its time to
 live, and a run never looked at again, as under webhooks, is never recorded here anyway). Bounds the memory of a
 long-running process that starts runs and is told of their end by webhooks, never by a look."""
+TARGETS_KEPT: Final = 10_000
+"""Targets (``provider:model``) whose routing state (cooldown, recent failures, observed latency) a client keeps:
+past it, the oldest not cooling down is forgotten. Bounds the memory of a long-running process that passes on
+whatever model its users name."""
+MODELS_KEPT: Final = 1_000
+"""Models whose published facts (input schema, hardware) a client keeps once looked up: past it, the oldest is
+forgotten, and looked up again if asked for. A schema can weigh tens of kilobytes."""
 BACKGROUND_RESERVATION_TTL_S: Final = 21_600.0
 """How long a background response's reservation (its worst case) counts before its end is recorded: six hours
 (deep-research and pro models run for minutes to an hour or more). It is held in the

@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final, TypeVar
@@ -32,7 +33,7 @@ from pydantic import SecretStr
 from . import _urls
 from ._budget import Budgets, Reservation
 from ._config import MAX_SECONDS, RouteConfig, Settings, adapter_options, load_settings
-from ._constants import NOT_GIVEN, NotGiven
+from ._constants import MODELS_KEPT, NOT_GIVEN, NotGiven
 from ._exceptions import (
     ConfigError,
     InvalidRequestError,
@@ -140,10 +141,16 @@ class Core:
         self.retry = retry_policy or RetryPolicy(self.settings.retry)
         self.router = router or Router(self.settings.routing)
         self._ledger = ledger
+        self._owns_ledger = ledger is None
+        """Whether the ledger is this client's own (opened from its settings): then closing the client closes it;
+        a ``Ledger`` passed in is its owner's to close."""
+        self._orphan: weakref.finalize[..., Any] | None = None
+        """Stops the writer thread of the ledger this client opened, if the client is collected unclosed."""
         self._adapters: dict[str, Adapter] = {}
         self._lock = threading.Lock()
         self._model_info: dict[tuple[str, str], ModelInfo] = {}
-        """What hosts published about models (input schemas, hardware), looked up once per client."""
+        """What hosts published about models (input schemas, hardware), looked up once per client (at most
+        :data:`MODELS_KEPT` models: past it, the oldest is forgotten, and looked up again if asked for)."""
         self.budgets = Budgets(self, self.settings.active_budgets())
 
     # ----------------------------------------------------------------------------------------- ledger
@@ -160,12 +167,38 @@ class Core:
                     self._ledger = open_ledger(conf.url, buffered=not self.budgets.active,
                                                flush_interval=conf.flush_interval,
                                                flush_on_sigterm=conf.flush_on_sigterm)
+                    orphan = getattr(self._ledger, "_orphan", None)  # a backend with a writer thread
+                    if orphan is not None:
+                        # A client collected unclosed: its writer thread (which holds the ledger, not the client)
+                        # would run, and hold the connection, for the life of the process.
+                        self._orphan = weakref.finalize(self, orphan)
+                        self._orphan.atexit = False  # at exit, the writer's own handler writes the queue
         return self._ledger
 
     def flush(self) -> None:
         """Write every row recorded so far (the ledger may batch them off the call path)."""
         if self._ledger is not None:
             self._ledger.flush()
+
+    def close(self) -> None:
+        """Write every row recorded so far, and close the ledger if this client opened it: its writer thread, its
+        connection and its exit handler would otherwise outlive the client (a process that makes a client per
+        request would gather them). A later use opens it again."""
+        ledger = self._ledger
+        if ledger is None:
+            return
+        if not self._owns_ledger:
+            ledger.flush()
+            return
+        # Closed before it is let go of: the bookkeeping its writer still runs (an instrumented SDK client's
+        # deferred rows) records through this client, and must find this ledger, not open another.
+        ledger.close()
+        with self._lock:
+            if self._ledger is ledger:
+                self._ledger = None
+                if self._orphan is not None:
+                    self._orphan.detach()
+                    self._orphan = None
 
     # ----------------------------------------------------------------------------------------- resolution
 
@@ -311,8 +344,12 @@ class Core:
                                                  hardware=hardware)
 
     def add_model_info(self, target: Target, info: ModelInfo) -> None:
+        key = (target.provider, target.model)
         with self._lock:
-            self._model_info[(target.provider, target.model)] = info
+            known = self._model_info
+            if key not in known and len(known) >= MODELS_KEPT:
+                del known[next(iter(known))]
+            known[key] = info
 
     def check_input(self, target: Target, value: Mapping[str, Any]) -> None:
         """Check ``value`` against the model's published input schema, when one was found.

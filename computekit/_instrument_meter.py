@@ -50,7 +50,7 @@ from ._bookkeeping import (
     record,
     succeeded,
 )
-from ._constants import MAX_SSE_EVENT_BYTES, RUNS_KEPT
+from ._constants import MAX_SSE_EVENT_BYTES, RUNS_KEPT, TARGETS_KEPT
 from ._core import Core, ledger_call, now
 from ._driver import priced, why_stopped
 from ._exceptions import (
@@ -921,7 +921,8 @@ def _state(target: Target, result: Completion) -> BackgroundResponse:
 
 
 _TOLD: set[tuple[str, str]] = set()
-"""The models already told about their streams without usage (once per process)."""
+"""The models already told about their streams without usage (once per process; at most :data:`TARGETS_KEPT`, then
+all are forgotten, and may be told of once more)."""
 
 
 def _tell_no_usage(target: Target, hint: str) -> None:
@@ -935,6 +936,8 @@ def _tell_no_usage(target: Target, hint: str) -> None:
     key = (target.provider, target.model)
     if key in _TOLD:
         return
+    if len(_TOLD) >= TARGETS_KEPT:
+        _TOLD.clear()
     _TOLD.add(key)
     warnings.warn(f"{target.provider}:{target.model}: an instrumented stream that did not ask for its usage is "
                   f"recorded with an unknown cost (None). Pass {hint} to the SDK call to have it priced.",

@@ -66,6 +66,9 @@ _ACCEPT_ENCODING = "gzip, deflate"
 """What computekit decodes itself, a bounded piece at a time (httpx would inflate a whole network read at once)."""
 _MAX_ORIGINS = 32
 """Origins whose pool a sync transport keeps at hand (beyond them, the pool manager's own LRU finds them)."""
+_PROXY_DECISIONS_KEPT = 1024
+"""Origins whose proxy decision a transport remembers: past it, all are forgotten (and read again). A long-running
+process may reach hosts without end (downloads, per-call base URLs)."""
 _MIN_WAIT_S = 0.001
 """The shortest read timeout handed to a socket once a deadline has passed (zero would mean 'no timeout')."""
 
@@ -287,6 +290,8 @@ def _env_proxy(url: str, seen: dict[tuple[str, str], str | None]) -> str | None:
     try:
         return seen[key]
     except KeyError:
+        if len(seen) >= _PROXY_DECISIONS_KEPT:
+            seen.clear()
         proxy = seen[key] = _env_proxy_for(*key)
         return proxy
 

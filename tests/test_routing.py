@@ -19,7 +19,7 @@ from computekit._attempt import Run
 from computekit._config import RetryConfig, RoutingConfig
 from computekit._retry import RetryPolicy
 from computekit.pricing import PriceBook, PriceRef
-from computekit.routing import Router
+from computekit.routing import Router, _router
 
 both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 pytestmark = pytest.mark.filterwarnings("ignore::computekit.UnknownPriceWarning")  # made-up model names
@@ -382,3 +382,19 @@ async def test_changing_a_route_in_the_config_file_switches_provider(tmp_path: P
     assert str(srv.seen[-1].url).startswith("https://api.together.xyz/v1/")
     assert r.cost.total is not None
     assert r.cost.total > Decimal(0)
+
+
+def test_the_router_keeps_the_state_of_at_most_targets_kept_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A gateway that passes on whatever model its users name would otherwise grow one state per name, for ever.
+    monkeypatch.setattr(_router, "TARGETS_KEPT", 3, raising=False)
+    clock = Clock()
+    router = Router(RoutingConfig(failures_to_cool=1, cooldown_s=100), clock=clock)
+    core = ck.Client(config=None, providers={"openai": {"api_key": KEY}})._core
+    cooled, *others = core.targets([f"openai:m{i}" for i in range(10)])
+    router.failed(cooled, ck.ServerError("x", provider="openai", model=cooled.model, status=500), 60)
+    for t in others:
+        router.order([t])
+        router.succeeded(t, 0.5)
+    assert len(router._states) == 3
+    assert router.cooling(cooled)  # a target cooling down is the last forgotten
+    assert router.latency(others[-1]) == 0.5

@@ -78,6 +78,9 @@ _Item = tuple[float, LedgerRow | Callable[[], None]] | threading.Event | None
 """What the writer's queue holds: a row or a job with the time it was queued, a flush's mark, close()'s end."""
 _POLL_S = 0.1
 """How often a put waiting for room, or a flush, checks that the writer is still there to make it."""
+_IDLE_CHECK_S = 1.0
+"""How often an idle writer looks at its queue unwoken: what a finalizer queues (see :meth:`BatchWriter.orphan`)
+is seen within this time."""
 
 _FINALIZER_PRIORITY = 10
 """multiprocessing runs finalizers with a priority first, highest first: the ledger's before pools and queues."""
@@ -237,6 +240,7 @@ class BatchWriter:
         """Whether a put is waiting for room (on ``_room``), which the writer sets as it takes a batch."""
         self._room = threading.Event()
         self.closed = False
+        self._orphaned = False
         self._thread = threading.Thread(target=self._drain, name="computekit-ledger-writer", daemon=True)
         self._thread.start()
         self._ident = self._thread.ident
@@ -270,7 +274,13 @@ class BatchWriter:
                 wait = head[0] + self._interval - time.monotonic()
                 if wait > 0 and not self._urgent.is_set() and len(items) < self._max_batch:
                     self._urgent.wait(wait)
+            # Not held while idle: a job (an instrumented SDK client's bookkeeping) holds its client, which would
+            # never be collected, nor let this writer go (see orphan()).
+            head = None
             if self._write_next():
+                if self._orphaned:  # nothing will close() it: what close() would do, done here
+                    self.closed = True
+                    atexit.unregister(self._atexit)
                 while items:  # anything a put racing close() queued after its end: written too
                     self._write_next()
                 return
@@ -283,7 +293,7 @@ class BatchWriter:
             self._wake.clear()
             self._idle = True
             if not items:
-                self._wake.wait()
+                self._wake.wait(_IDLE_CHECK_S)
             self._idle = False
 
     def _write_next(self) -> bool:
@@ -428,6 +438,14 @@ class BatchWriter:
                 if self._waiting == 0 and not self.closed:
                     self._urgent.clear()
 
+    def orphan(self) -> None:
+        """Write what is queued and stop the thread, without waiting: its ledger's client was collected unclosed
+        (a finalizer calls this). A finalizer may run on any thread, the writer's own included, inside code that
+        holds a lock: this only queues the end, which the writer sees within :data:`_IDLE_CHECK_S`. The ledger
+        stays usable (its rows are then written at once)."""
+        self._orphaned = True
+        self._items.append(None)
+
     def close(self) -> None:
         """Write what is queued and stop the thread."""
         if self.closed:
@@ -462,3 +480,8 @@ class Buffered:
     def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()
+
+    def _orphan(self) -> None:
+        """Stop the writer thread once it has written its queue (see :meth:`BatchWriter.orphan`)."""
+        if self._writer is not None:
+            self._writer.orphan()

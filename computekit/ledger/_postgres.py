@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import select
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -50,6 +52,18 @@ __all__ = ["SCHEMA_VERSION", "PostgresLedger"]
 
 SCHEMA_VERSION = 3
 _MIGRATION_LOCK = 0x636B6C6564676572  # "ckledger": one process migrates at a time
+
+_OPEN: weakref.WeakSet[PostgresLedger] = weakref.WeakSet()
+"""Every PostgreSQL ledger of this process: a forked child gives each a connection of its own."""
+
+
+def _after_fork_in_child() -> None:
+    for ledger in list(_OPEN):
+        ledger._forked()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -230,6 +244,19 @@ class PostgresLedger(Buffered, Ledger):
             self._setup(self._connection())
         self._writer = BatchWriter(self._record_many, flush_interval=flush_interval,
                                    flush_on_sigterm=flush_on_sigterm) if buffered else None
+        self._parents: list[psycopg.Connection[Any]] = []
+        """The connections of the processes this one was forked from (see :meth:`_forked`)."""
+        _OPEN.add(self)
+
+    def _forked(self) -> None:
+        """In a forked child. The lock may be held by a thread of the parent (its writer mid-statement), which does
+        not exist here: a new one. The connection's socket is the parent's session: used here, the two processes'
+        statements and answers would interleave on it. The child connects anew (on first use), and keeps the
+        parent's unused and unclosed (closing it would end the parent's session)."""
+        self._lock = threading.Lock()
+        if self._conn is not None:
+            self._parents.append(self._conn)
+            self._conn = None
 
     def _connection(self) -> psycopg.Connection[Any]:
         """The open connection (reconnecting once it has broken, or once the server has ended it). Call with
@@ -536,6 +563,7 @@ class PostgresLedger(Buffered, Ledger):
         return Decimal(row[0])
 
     def close(self) -> None:
+        _OPEN.discard(self)  # a child forked from now on has nothing to do for it
         if self._writer is not None:
             self._writer.close()
         with self._lock:

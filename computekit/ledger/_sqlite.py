@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -37,6 +39,20 @@ _WAL_RETRY_S = 0.01
 """The first pause before asking again for WAL mode when the file is busy (then doubling, up to the next)."""
 _WAL_RETRY_MAX_S = 0.25
 """The longest pause between two asks for WAL mode; they go on until ``BUSY_TIMEOUT_MS`` has passed."""
+
+log = logging.getLogger("computekit.ledger")
+
+_OPEN: weakref.WeakSet[SQLiteLedger] = weakref.WeakSet()
+"""Every SQLite ledger of this process: a forked child gives each a connection of its own."""
+
+
+def _after_fork_in_child() -> None:
+    for ledger in list(_OPEN):
+        ledger._forked()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _use_wal(c: sqlite3.Connection, *, clock: Callable[[], float] = time.monotonic,
@@ -203,12 +219,7 @@ class SQLiteLedger(Buffered, Ledger):
         with store_errors(self, "opening it", sqlite3.Error):
             # One connection per ledger, guarded by a lock: sqlite3 connections are not safe to share unguarded,
             # and opening one per call would cost more than the insert.
-            self._conn = sqlite3.connect(
-                Path(self.path).expanduser() if self.path != ":memory:" else ":memory:",
-                check_same_thread=False,
-                isolation_level=None,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )
+            self._conn = self._connect()
             try:
                 self._setup()
             except BaseException:
@@ -216,14 +227,44 @@ class SQLiteLedger(Buffered, Ledger):
                 raise
         self._writer = BatchWriter(self._record_many, flush_interval=flush_interval,
                                    flush_on_sigterm=flush_on_sigterm) if buffered else None
+        self._parents: list[sqlite3.Connection] = []
+        """The connections of the processes this one was forked from (see :meth:`_forked`)."""
+        _OPEN.add(self)
+
+    def _connect(self) -> sqlite3.Connection:
+        c = sqlite3.connect(
+            Path(self.path).expanduser() if self.path != ":memory:" else ":memory:",
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        try:
+            c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if self.path != ":memory:":
+                _use_wal(c)
+            # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the newest commits.
+            c.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            c.close()
+            raise
+        return c
+
+    def _forked(self) -> None:
+        """In a forked child. The lock may be held by a thread of the parent (its writer committing), which does not
+        exist here: a new one. SQLite forbids using a connection opened before a fork (its file locks are the
+        parent's; the two would corrupt the file): the child opens its own, and keeps the parent's unused and
+        unclosed (closing it could end what the parent's is doing). An in-memory ledger is the child's copy."""
+        self._lock = threading.Lock()
+        if self.path != ":memory:":
+            self._parents.append(self._conn)
+            try:
+                self._conn = self._connect()
+            except sqlite3.Error:  # left with the parent's: as before, rather than none
+                log.exception("computekit ledger: a forked child could not open its own connection to %s",
+                              self.path)
 
     def _setup(self) -> None:
         c = self._conn
-        c.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if self.path != ":memory:":
-            _use_wal(c)
-        # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the newest commits.
-        c.execute("PRAGMA synchronous = NORMAL")
         with self._lock:
             c.execute("BEGIN IMMEDIATE")
             try:
@@ -385,6 +426,7 @@ class SQLiteLedger(Buffered, Ledger):
         ]
 
     def close(self) -> None:
+        _OPEN.discard(self)  # a child forked from now on opens nothing for it
         if self._writer is not None:
             self._writer.close()
         with self._lock:

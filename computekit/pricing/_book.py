@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from .._constants import TARGETS_KEPT
 from .._money import Money
 from .._types import Cost, CostLine, PriceSource, Usage
 
@@ -641,12 +642,22 @@ class PriceBook:
         """Warn (once per model) that ``ref`` has no price."""
         self._warn_once(ref)
 
+    def _told(self, what: str) -> bool:
+        """Whether ``what`` was warned of already; it counts as warned of from now. At most :data:`TARGETS_KEPT`
+        are remembered (then all are forgotten, and may be warned of once more): a process that passes on whatever
+        model its users name would otherwise remember every name."""
+        if what in self._warned:
+            return True
+        if len(self._warned) >= TARGETS_KEPT:
+            self._warned.clear()
+        self._warned.add(what)
+        return False
+
     def _warn_unit_once(self, ref: PriceRef, unit: str) -> None:
         """Say once per target and unit that a billed unit (a built-in tool's calls ...) has no price."""
         target = f"{ref.provider}:{ref.model}"
-        if f"{target} {unit}" in self._warned:
+        if self._told(f"{target} {unit}"):
             return
-        self._warned.add(f"{target} {unit}")
         warnings.warn(
             f"no {unit} price known for {target}: the call's cost is None. Add it to computekit.toml, e.g. "
             f'[prices] "{target}" = {{ {unit} = "..." }}',
@@ -656,9 +667,8 @@ class PriceBook:
 
     def _warn_once(self, ref: PriceRef) -> None:
         target = f"{ref.provider}:{ref.model}"
-        if target in self._warned:
+        if self._told(target):
             return
-        self._warned.add(target)
         close = self.similar(ref)
         hint = (f"did you mean {', '.join(f'{ref.provider}:{m}' for m in close)}? If not, add" if close
                 else "Add")

@@ -18,6 +18,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from .._config import RoutingConfig
+from .._constants import TARGETS_KEPT
 from .._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -79,8 +80,16 @@ class Router:
         self._lock = threading.Lock()
 
     def _state(self, key: str) -> _State:
+        """``key``'s state, made if new (call with the lock held). At most :data:`TARGETS_KEPT` are kept: past it,
+        the oldest made that is not cooling down is forgotten (a target cooling down is skipped by what it
+        remembers; the others only lose their latency, measured again)."""
         st = self._states.get(key)
         if st is None:
+            if len(self._states) >= TARGETS_KEPT:
+                now = self.clock()
+                states = self._states
+                oldest = next((k for k, s in states.items() if s.cooled_until <= now), next(iter(states)))
+                del states[oldest]
             st = self._states[key] = _State()
         return st
 

@@ -800,3 +800,76 @@ async def test_a_tag_no_ledger_can_store_is_refused_before_anything_is_sent(
         assert srv.hits == 0
     finally:
         await close(client)
+
+
+# ============================================================================================= D15: forks
+
+
+def _waited(pid: int, seconds: float) -> int | None:
+    """The child's exit status, or ``None`` (then killed) when it has not ended within ``seconds``."""
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+@both
+@pytest.mark.parametrize("budget", [False, True], ids=["buffered", "budget"])
+def test_a_forked_child_records_through_its_own_connection(faults: Any, waits: Waits, ledger_url: str,
+                                                           is_async: bool, budget: bool) -> None:
+    """A client used before a fork (gunicorn --preload, a fork pool), forked while another thread holds its ledger's
+    connection (the writer committing a batch): the child's calls are recorded on a connection of its own, without
+    waiting for a lock nobody in it will release, and every row is written once."""
+    import asyncio
+    import threading
+
+    srv = faults(chat("Hello"))
+    settings: dict[str, Any] = {"budget": {"limit_usd": "100"}} if budget else {}
+    client = make_client(is_async, srv.url, waits, ledger=ledger_url, **settings)
+
+    def call(tag: str) -> None:
+        result = client.complete("openai:gpt-4o-mini", "hi", tags={"who": tag})
+        if is_async:
+            asyncio.run(result)
+
+    call("parent")
+    ledger = client.ledger
+    held, fork_done = threading.Event(), threading.Event()
+
+    def commit() -> None:  # a thread in the middle of a write when the process forks
+        with ledger._lock:
+            held.set()
+            fork_done.wait()
+
+    holder = threading.Thread(target=commit)
+    holder.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            call("child")
+            client.ledger.flush()
+            code = 0
+        finally:
+            os._exit(code)
+    fork_done.set()
+    holder.join()
+    try:
+        assert _waited(pid, 10) == 0, "the child hung on its parent's ledger lock, or failed"
+        call("parent")
+        client.ledger.flush()
+        assert sorted(r.tags["who"] for r in client.ledger.rows()) == ["child", "parent", "parent"]
+        if ledger_url.startswith("sqlite:"):
+            with sqlite3.connect(ledger_url.removeprefix("sqlite:///")) as check:
+                assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        asyncio.run(close(client))
