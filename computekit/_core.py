@@ -187,7 +187,7 @@ class Core:
         ledger = self._ledger
         if ledger is None:
             return
-        if not self._owns_ledger:
+        if not self._owns_ledger or ledger.ephemeral:  # its owner's to close; or closing it would drop its rows
             ledger.flush()
             return
         # Closed before it is let go of: the bookkeeping its writer still runs (an instrumented SDK client's

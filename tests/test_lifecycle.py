@@ -111,6 +111,19 @@ async def test_a_closed_clients_ledger_is_read_after_close(tmp_path: Path, is_as
     client.ledger.close()
 
 
+@both
+async def test_an_in_memory_ledger_keeps_its_rows_after_close(is_async: bool) -> None:
+    """An in-memory ledger's rows live only in it: closing the client flushes it, and does not throw them away."""
+    client = make_client(lambda request: ok(chat_json()), is_async=is_async, ledger="sqlite://:memory:")
+    if is_async:
+        async with client:
+            await client.complete(MODEL, "hi")
+    else:
+        with client:
+            client.complete(MODEL, "hi")
+    assert len(client.ledger.rows()) == 1
+
+
 async def test_a_ledger_passed_in_is_left_open(tmp_path: Path) -> None:
     ledger = ck.ledger.SQLiteLedger(tmp_path / "ledger.db", buffered=True)
     client = make_client(lambda request: ok(chat_json()), ledger=ledger)

@@ -43,6 +43,10 @@ class Ledger(ABC):
     """Whether a write waits on the network (a remote server): async clients then run reservations and their
     settlement in a worker thread, off the event loop. An embedded ledger (SQLite: sub-millisecond) says no."""
 
+    ephemeral: bool = False
+    """Whether its rows live only in this object (an in-memory SQLite ledger): a client that opened it only flushes
+    it when the client is closed, so that its rows stay readable (closed, they would be gone)."""
+
     @abstractmethod
     def record(self, row: LedgerRow) -> None:
         """Append one attempt (committed before returning)."""

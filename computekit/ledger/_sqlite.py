@@ -213,6 +213,7 @@ class SQLiteLedger(Buffered, Ledger):
     def __init__(self, path: str | Path, *, buffered: bool = False, flush_interval: float = LEDGER_FLUSH_INTERVAL_S,
                  flush_on_sigterm: bool = True) -> None:
         self.path = str(path)
+        self.ephemeral = self.path == ":memory:"
         if self.path != ":memory:":
             _create_private(Path(self.path).expanduser())
         self._lock = threading.Lock()
