@@ -16,6 +16,7 @@ from ._exceptions import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    InvalidRequestError,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
@@ -44,12 +45,25 @@ class HTTPRequest:
     """Refuse a host that is, or resolves to, a private, loopback or link-local address (output downloads)."""
 
     def body(self) -> bytes | None:
-        """The encoded body."""
+        """The encoded body.
+
+        Raises:
+            InvalidRequestError: A string in it is not valid Unicode (a lone surrogate, from text decoded with
+                ``surrogateescape`` or cut in the middle of a pair): it cannot be sent (nothing was).
+        """
         if self.content is not None:
             return self.content
         if self.json is None:
             return None
-        return json.dumps(self.json, separators=(",", ":"), ensure_ascii=False).encode()
+        text = json.dumps(self.json, separators=(",", ":"), ensure_ascii=False)
+        try:
+            return text.encode()
+        except UnicodeEncodeError as e:
+            bad = e.object[e.start:e.end]
+            raise InvalidRequestError(
+                f"the request holds text that is not valid Unicode ({bad!r}, a lone surrogate, at character "
+                f"{e.start} of its JSON body), which cannot be sent: clean the text first, e.g. "
+                "text.encode('utf-8', 'replace').decode('utf-8')") from e
 
     def __repr__(self) -> str:
         # Headers hold credentials: never shown.

@@ -742,7 +742,8 @@ class Adapter(ABC):
         """
         media: list[Mapping[str, Any]] = []
         parts = [split_media(v, media) for name in _REQUEST_TEXT_FIELDS if (v := getattr(req, name, None))]
-        tokens = len(json.dumps(parts, default=str, ensure_ascii=False).encode())
+        # A lone surrogate still counts (as its 3 bytes): the request is refused when it is encoded to be sent.
+        tokens = len(json.dumps(parts, default=str, ensure_ascii=False).encode("utf-8", "surrogatepass"))
         for part in media:
             each = self.media_tokens(part, req.model)
             if each is None:

@@ -117,6 +117,28 @@ async def test_model_that_is_not_a_model_id(faults: Any, waits: Waits, is_async:
 
 
 @both
+async def test_text_that_is_not_valid_unicode_is_refused_before_it_is_sent(faults: Any, waits: Waits, is_async: bool,
+                                                                          tmp_path: Path) -> None:
+    """A lone surrogate in a prompt (text decoded with ``surrogateescape``, or cut in the middle of a pair) cannot
+    be encoded: an ``InvalidRequestError`` naming it, nothing sent, and a budget's reservation not left held."""
+    srv = faults(chat("Hello"))
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'l.db'}",
+                         budget={"limit_usd": "5"})
+    try:
+        for call in (lambda: client.complete("openai:gpt-4o-mini", "caf\udce9"),
+                     lambda: client.embed("openai:text-embedding-3-small", ["ok", "caf\udce9"])):
+            with pytest.raises(ck.InvalidRequestError, match="not valid Unicode") as caught:
+                await run(call())
+            assert isinstance(caught.value.__cause__, UnicodeEncodeError)
+        (status,) = client.budget_status().values()
+        assert (status.reserved, status.spent) == (0, 0)
+        assert client.ledger.rows() == []
+    finally:
+        await close(client)
+    assert srv.hits == 0
+
+
+@both
 @pytest.mark.parametrize("schema", [{"type": "object", "default": {1, 2}}, {"type": "object", "x": object()},
                                     {"type": "number", "maximum": float("nan")}],
                          ids=["set", "object", "nan"])
