@@ -6,6 +6,8 @@ Rows are :mod:`._row`'s, reports :mod:`._report`'s: this module sits above both.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +18,29 @@ from ._budgets import Charge
 from ._report import Calls, Report, build_report, check_group_by
 from ._row import GroupBy, LedgerRow, utc
 
-__all__ = ["Ledger", "LedgerRow", "store_errors"]  # LedgerRow: the backends take it from here, with the interface
+# LedgerRow: the backends take it from here, with the interface.
+__all__ = ["Ledger", "LedgerRow", "forks_with", "store_errors"]
+
+
+_FORKED: weakref.WeakSet[Ledger] = weakref.WeakSet()
+"""The open ledgers of this process that hold a connection: a forked child gives each one of its own."""
+
+
+def forks_with(ledger: Ledger, keep: bool = True) -> None:
+    """Have ``ledger._forked()`` run in every child forked from now on (``keep=False``: no longer, once closed)."""
+    if keep:
+        _FORKED.add(ledger)
+    else:
+        _FORKED.discard(ledger)
+
+
+def _after_fork_in_child() -> None:
+    for ledger in list(_FORKED):
+        ledger._forked()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextmanager
@@ -175,3 +199,6 @@ class Ledger(ABC):
 
     def close(self) -> None:  # noqa: B027  (optional for backends)
         """Release the backend's resources."""
+
+    def _forked(self) -> None:  # noqa: B027  (only backends that hold a connection have anything to do)
+        """In a forked child (see :func:`forks_with`): take a lock and a connection of the child's own."""

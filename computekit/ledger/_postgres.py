@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 import select
 import threading
 import uuid
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -40,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._constants import LEDGER_FLUSH_INTERVAL_S
 from .._exceptions import ConfigError
-from ._base import Ledger, LedgerRow, store_errors
+from ._base import Ledger, LedgerRow, forks_with, store_errors
 from ._budgets import Charge, fits, refusal
 from ._buffered import BatchWriter, Buffered
 from ._row import utc
@@ -53,17 +51,6 @@ __all__ = ["SCHEMA_VERSION", "PostgresLedger"]
 SCHEMA_VERSION = 3
 _MIGRATION_LOCK = 0x636B6C6564676572  # "ckledger": one process migrates at a time
 
-_OPEN: weakref.WeakSet[PostgresLedger] = weakref.WeakSet()
-"""Every PostgreSQL ledger of this process: a forked child gives each a connection of its own."""
-
-
-def _after_fork_in_child() -> None:
-    for ledger in list(_OPEN):
-        ledger._forked()
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -246,7 +233,7 @@ class PostgresLedger(Buffered, Ledger):
                                    flush_on_sigterm=flush_on_sigterm) if buffered else None
         self._parents: list[psycopg.Connection[Any]] = []
         """The connections of the processes this one was forked from (see :meth:`_forked`)."""
-        _OPEN.add(self)
+        forks_with(self)
 
     def _forked(self) -> None:
         """In a forked child. The lock may be held by a thread of the parent (its writer mid-statement), which does
@@ -563,7 +550,7 @@ class PostgresLedger(Buffered, Ledger):
         return Decimal(row[0])
 
     def close(self) -> None:
-        _OPEN.discard(self)  # a child forked from now on has nothing to do for it
+        forks_with(self, keep=False)  # a child forked from now on has nothing to do for it
         if self._writer is not None:
             self._writer.close()
         with self._lock:

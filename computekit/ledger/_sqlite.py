@@ -11,7 +11,6 @@ import sqlite3
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from .._constants import LEDGER_FLUSH_INTERVAL_S
 from .._money import plain
-from ._base import Ledger, LedgerRow, store_errors
+from ._base import Ledger, LedgerRow, forks_with, store_errors
 from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter, Buffered
 from ._row import utc
@@ -42,17 +41,6 @@ _WAL_RETRY_MAX_S = 0.25
 
 log = logging.getLogger("computekit.ledger")
 
-_OPEN: weakref.WeakSet[SQLiteLedger] = weakref.WeakSet()
-"""Every SQLite ledger of this process: a forked child gives each a connection of its own."""
-
-
-def _after_fork_in_child() -> None:
-    for ledger in list(_OPEN):
-        ledger._forked()
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _use_wal(c: sqlite3.Connection, *, clock: Callable[[], float] = time.monotonic,
@@ -230,7 +218,7 @@ class SQLiteLedger(Buffered, Ledger):
                                    flush_on_sigterm=flush_on_sigterm) if buffered else None
         self._parents: list[sqlite3.Connection] = []
         """The connections of the processes this one was forked from (see :meth:`_forked`)."""
-        _OPEN.add(self)
+        forks_with(self)
 
     def _connect(self) -> sqlite3.Connection:
         c = sqlite3.connect(
@@ -427,7 +415,7 @@ class SQLiteLedger(Buffered, Ledger):
         ]
 
     def close(self) -> None:
-        _OPEN.discard(self)  # a child forked from now on opens nothing for it
+        forks_with(self, keep=False)  # a child forked from now on opens nothing for it
         if self._writer is not None:
             self._writer.close()
         with self._lock:
