@@ -1072,7 +1072,6 @@ class AiohttpTransport:
                 session.detach()
 
 
-
 def _drop_sessions(sessions: dict[Any, Any]) -> None:
     """Close the sessions of a transport collected without ``close()`` (its finalizer): synchronously, as there is
     no loop to await on, so that aiohttp does not report "Unclosed client session" and "Unclosed connector" on

@@ -51,7 +51,6 @@ __all__ = ["SCHEMA_VERSION", "PostgresLedger"]
 SCHEMA_VERSION = 3
 _MIGRATION_LOCK = 0x636B6C6564676572  # "ckledger": one process migrates at a time
 
-
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE computekit_attempts (

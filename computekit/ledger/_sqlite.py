@@ -42,7 +42,6 @@ _WAL_RETRY_MAX_S = 0.25
 log = logging.getLogger("computekit.ledger")
 
 
-
 def _use_wal(c: sqlite3.Connection, *, clock: Callable[[], float] = time.monotonic,
              sleep: Callable[[float], None] = time.sleep) -> None:
     """Put the file in WAL mode, waiting up to the busy timeout for other processes.

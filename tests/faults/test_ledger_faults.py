@@ -426,6 +426,21 @@ async def test_a_release_the_store_cannot_make_does_not_hide_the_calls_own_error
 # ============================================================================ a real store failing (D14)
 
 
+def _login_role(postgres_dsn: str, postgres_url: str) -> tuple[str, str, str]:
+    """A new login role with every right on the test's schema: the ledger URL that logs in as it, the role and the
+    schema (a test can then stop the role from logging in, as a server that is down refuses every session)."""
+    import uuid
+
+    import psycopg
+
+    role = f"r_{uuid.uuid4().hex[:12]}"
+    schema = postgres_url.split("search_path%3D", 1)[1].split("&", 1)[0]
+    with psycopg.connect(postgres_dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} LOGIN")  # type: ignore[arg-type]
+        c.execute(f"GRANT ALL ON SCHEMA {schema} TO {role}")  # type: ignore[arg-type]
+    return postgres_url.replace("postgres@", f"{role}@", 1), role, schema
+
+
 def end_sessions(dsn: str, ledger: Any) -> None:
     """End the PostgreSQL ledger's session at the server (as a restart, a failover or an idle timeout does), and
     wait until its socket has heard the end: what a process sees the next time it uses a session the server
@@ -489,16 +504,9 @@ async def test_a_postgres_server_that_cannot_be_reached_again_is_a_ledger_error_
     budget the call is a ``LedgerError`` (the driver's error its cause), not a ``ConfigError`` as when the ledger
     is first opened, and nothing is sent; without one, the call has its answer and the writer thread logs its row
     in full. Once the server is back, the next call goes through and is written."""
-    import uuid
-
     import psycopg
 
-    role = f"r_{uuid.uuid4().hex[:12]}"
-    schema = postgres_url.split("search_path%3D", 1)[1].split("&", 1)[0]
-    with psycopg.connect(postgres_dsn, autocommit=True) as c:
-        c.execute(f"CREATE ROLE {role} LOGIN")  # type: ignore[arg-type]
-        c.execute(f"GRANT ALL ON SCHEMA {schema} TO {role}")  # type: ignore[arg-type]
-    url = postgres_url.replace("postgres@", f"{role}@", 1)
+    url, role, schema = _login_role(postgres_dsn, postgres_url)
     srv = faults([chat("Hello")] * 3)
     client = make_client(is_async, srv.url, waits, ledger=url, **({"budget": BUDGET} if budget else {}))
     try:
@@ -591,16 +599,9 @@ async def test_reading_a_postgres_ledger_while_the_server_is_down_is_a_ledger_er
         is_async: bool, postgres_dsn: str, postgres_url: str) -> None:
     """``client.ledger.rows()``, ``.report()`` and ``client.budget_status()`` while the server cannot be reached:
     a ``LedgerError`` from the driver's error; once it is back, they read again."""
-    import uuid
-
     import psycopg
 
-    role = f"r_{uuid.uuid4().hex[:12]}"
-    schema = postgres_url.split("search_path%3D", 1)[1].split("&", 1)[0]
-    with psycopg.connect(postgres_dsn, autocommit=True) as c:
-        c.execute(f"CREATE ROLE {role} LOGIN")  # type: ignore[arg-type]
-        c.execute(f"GRANT ALL ON SCHEMA {schema} TO {role}")  # type: ignore[arg-type]
-    url = postgres_url.replace("postgres@", f"{role}@", 1)
+    url, role, schema = _login_role(postgres_dsn, postgres_url)
     client = (ck.AsyncClient if is_async else ck.Client)(ledger=url, budget={"limit_usd": "5"})
     try:
         assert client.ledger.rows() == []
