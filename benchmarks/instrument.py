@@ -12,12 +12,14 @@ numbers are medians, and the ratio is the median of the rounds' instrumented / p
     python benchmarks/instrument.py --alone    # computekit's own work per call, without the SDK or the network
     python benchmarks/instrument.py --ablate tee   # where the floor is (diagnostics; see --help)
     python benchmarks/instrument.py --count    # instructions per call, counted by valgrind (no timing noise)
+    python benchmarks/instrument.py --ops      # Python bytecode instructions per call, by function (where it goes)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import re
@@ -26,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +57,9 @@ ABLATIONS = {
     "request": "computekit's request side and tee, the answers' bookkeeping skipped (no rows)",
     "minimal": "the bookkeeping cut to its least: the answer's usage, priced for the request's model, one row "
                "(no Completion, no attempt; OpenAI chat only)",
+    "floor": "the least that writes an exact row of this call: the request's model read from its body, the answer's "
+             "usage, priced for that model, one row (none of the request's other reading, no attempt's facts; "
+             "OpenAI chat only)",
     "recorder": "another design: each answer's bookkeeping handed (32 at a time, pickled, over a pipe) to a recorder "
                 "process that parses, prices and records it with the same code, on the other core",
 }
@@ -155,6 +161,22 @@ def _ablate(what: str) -> None:
                 request_id=target.adapter.request_id(self.head), tags=dict(self.tags or {})))
 
         meter._Try.finish_later = finish_later  # type: ignore[method-assign]
+    elif what == "floor":
+        from computekit.ledger import LedgerRow
+
+        def floor(self: Any) -> None:
+            _, url, content = self.unread
+            model = json.loads(content)["model"]
+            adapter, core = self.meter._adapter(url, None), self.meter.core
+            usage = adapter.usage(json.loads(b"".join(self.body)).get("usage"))
+            cost = core.prices.token_cost(adapter.price_ref(model), usage, self.started)
+            core.ledger.record(LedgerRow(
+                ts=self.started, verb="complete", provider=adapter.provider, model=model, outcome="success",
+                latency_ms=(self.ended - self.t0) * 1000, input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens, cost=cost.total, price_source=str(cost.price_source),
+                request_id=adapter.request_id(self.head), tags=dict(self.tags or {})))
+
+        meter._Try.finish_later = floor  # type: ignore[method-assign]
     elif what == "tee":
         import httpx2
 
@@ -305,8 +327,8 @@ def alone(calls: int = 3000) -> float:
         shutil.rmtree(ledger_dir, ignore_errors=True)
 
 
-COUNTED = ("plain", "instrumented", "tee", "request", "minimal", "async plain", "async instrumented")
-"""What ``--count`` runs: the sequential call, plain, instrumented and under three ablations, and the async one."""
+COUNTED = ("plain", "instrumented", "tee", "request", "minimal", "floor", "async plain", "async instrumented")
+"""What ``--count`` runs: the sequential call, plain, instrumented and under four ablations, and the async one."""
 _COUNT_CALLS = (100, 300)
 """``--count``: each variant runs twice, with this many measured calls after its warm-up: the difference of the
 two runs' instruction counts, over the difference of calls, is the variant's per call (start-up and warm-up
@@ -376,6 +398,84 @@ def count() -> dict[str, float]:
         return {v: (runs[v, large].result() - runs[v, small].result()) / (large - small) for v in COUNTED}
 
 
+OPS_VARIANTS = ("plain", "instrumented", "tee", "request", "minimal", "floor")
+"""What ``--ops`` runs: the sequential call, plain, instrumented and under four ablations."""
+_OPS_CALLS = 300
+
+
+def _ops_child(variant: str, calls: int, url: str) -> None:
+    """One traced run (``--ops-child``): 200 warm-up calls, then ``calls`` calls whose Python bytecode
+    instructions are counted by function, on every thread (the ledger's writer too); printed as JSON, per call."""
+    if variant not in ("plain", "instrumented"):
+        global ABLATED
+        ABLATED = variant
+        _ablate(variant)
+    counts: collections.Counter[str] = collections.Counter()
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes, frame.f_trace_lines = True, False
+        code = frame.f_code
+        key = f"{code.co_filename}:{code.co_firstlineno} {code.co_qualname}"
+
+        def each(frame: Any, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                counts[key] += 1
+            return each
+
+        return each
+
+    ledger_dir = tempfile.mkdtemp(prefix="ck-bench-ops-")
+    threading.settrace(tracer)  # the threads computekit starts (its ledger's writer) from here on
+    sys.settrace(tracer)
+    try:
+        # Traced, a call takes ~50 times as long: with the ledger's usual 0.1 s flush interval its writer would
+        # commit every call or two, not every ~60 calls as untraced. A long interval (commits at the flushes)
+        # keeps the count to the work, not to the clock.
+        metered_ck = None if variant == "plain" else ck.Client(config=None, ledger=ck.ledger.open_ledger(
+            f"sqlite:///{ledger_dir}/ledger.db", buffered=True, flush_interval=60))
+        client = openai.OpenAI(base_url=url, api_key=API_KEY, max_retries=0)
+        if metered_ck is not None:
+            client = ck.instrument(client, using=metered_ck)
+        for _ in range(200):
+            client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+        if metered_ck is not None:
+            metered_ck._core.flush()  # the warm-up's deferred bookkeeping, done before the count starts
+        counts.clear()
+        for _ in range(calls):
+            client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+        if metered_ck is not None:
+            metered_ck._core.flush()  # the counted calls' deferred bookkeeping and rows, counted too
+    finally:
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]
+        shutil.rmtree(ledger_dir, ignore_errors=True)
+    print(json.dumps({key: n / calls for key, n in counts.items()}))
+
+
+def _where(key: str) -> str:
+    """A function's file, shortened (``computekit/_costs.py``, ``httpx2/_models.py``, ``json/decoder.py``)."""
+    path = key.rsplit(":", 1)[0]
+    for marker in ("/site-packages/", "/computekit/", "/lib/python3"):
+        if marker in path:
+            tail = path.split(marker, 1)[1]
+            return ("computekit/" + tail) if marker == "/computekit/" else tail.split("/", 1)[-1] \
+                if marker == "/lib/python3" else tail
+    return path
+
+
+def ops() -> dict[str, dict[str, float]]:
+    """Opcodes per call, by function, of each variant of :data:`OPS_VARIANTS` (one traced run each, two at a time)."""
+    def run(variant: str, url: str) -> dict[str, float]:
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--ops-child", variant, str(_OPS_CALLS),
+                              url], capture_output=True, text=True, check=True)
+        found: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+        return found
+
+    with start_in_subprocess() as server, ThreadPoolExecutor(2) as pool:
+        runs = {v: pool.submit(run, v, server.url) for v in OPS_VARIANTS}
+        return {v: runs[v].result() for v in OPS_VARIANTS}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -386,11 +486,37 @@ def main() -> None:
                     help="instructions per call, plain, instrumented and ablated, counted by valgrind's cachegrind "
                          "(deterministic; a few minutes)")
     ap.add_argument("--count-child", nargs=3, metavar=("VARIANT", "CALLS", "URL"), help=argparse.SUPPRESS)
+    ap.add_argument("--ops", action="store_true",
+                    help="Python bytecode instructions per call, plain, instrumented and ablated, and where the "
+                         "instrumented call's extra ones are (deterministic; a minute or two)")
+    ap.add_argument("--ops-child", nargs=3, metavar=("VARIANT", "CALLS", "URL"), help=argparse.SUPPRESS)
     ap.add_argument("--out", default="/tmp/computekit-bench-instrument.json")
     args = ap.parse_args()
     if args.count_child:
         variant, calls, url = args.count_child
         _count_child(variant, int(calls), url)
+        return
+    if args.ops_child:
+        variant, calls, url = args.ops_child
+        _ops_child(variant, int(calls), url)
+        return
+    if args.ops:
+        by_variant = ops()
+        totals = {v: sum(found.values()) for v, found in by_variant.items()}
+        print("| variant (openai SDK chat call, sequential) | opcodes per call | over plain | ratio |")
+        print("|---|---|---|---|")
+        for v, n in totals.items():
+            what = f" ({ABLATIONS[v]})" if v in ABLATIONS else ""
+            print(f"| {v}{what} | {n:,.0f} | {n - totals['plain']:+,.0f} | {n / totals['plain']:.3f}x |")
+        plain, metered = by_variant["plain"], by_variant["instrumented"]
+        extra: collections.Counter[str] = collections.Counter()
+        for key in plain.keys() | metered.keys():
+            extra[_where(key)] += metered.get(key, 0.0) - plain.get(key, 0.0)
+        print("\n| where the instrumented call's extra opcodes run (file) | opcodes per call |\n|---|---|")
+        for where, n in sorted(extra.items(), key=lambda kv: -abs(kv[1]))[:25]:
+            if abs(n) >= 1:
+                print(f"| {where} | {n:+,.0f} |")
+        Path(args.out).write_text(json.dumps({"opcodes_per_call": totals, "by_function": by_variant}, indent=1))
         return
     if args.count:
         per_call = count()
