@@ -153,6 +153,10 @@ class ProviderSettings:
     """The largest server-sent event of a stream."""
     options: AdapterSettings | None = None
     """The adapter's own settings, validated against its :attr:`Adapter.settings_model` (``None``: its defaults)."""
+    ambient_credentials: bool = True
+    """Whether credentials the adapter finds itself (the AWS credential chain, Google's Application Default
+    Credentials) may be sent to ``base_url``: ``False`` for a per-call base URL off the configured origin, which
+    gets no configured key either."""
 
     def __repr__(self) -> str:
         key = "SecretStr('**********')" if self.api_key is not None else "None"

@@ -52,7 +52,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .._exceptions import (
     APIStatusError,
@@ -164,6 +164,32 @@ _SYSTEM_BLOCKS: Final = frozenset({"text", "guardContent", "cachePoint"})
 _IMAGE_FORMATS: Final = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
                          "image/webp": "webp"}
 _HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+# An AWS region is one DNS label in lowercase: it is written into the endpoint's host name and the signature's
+# scope, so anything else ("us-east-1.evil.com/", "../") would send the signed request to another host.
+_REGION = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# Credential headers of a SigV4-signed request (the signature and the session token of temporary credentials).
+_SIGV4_HEADERS: Final = frozenset({"authorization", "x-amz-security-token"})
+
+
+def _aws_endpoint(url: str) -> bool:
+    """Whether ``url`` is one of AWS's own Bedrock Runtime endpoints (``https://bedrock-runtime.REGION...``)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and parts.port is None and bool(_HOST.match(parts.hostname or ""))
+
+
+def check_region(region: str, source: str) -> str:
+    """``region`` when it is an AWS region name (``us-east-1``), else a :class:`ConfigError` naming ``source``.
+
+    Raises:
+        ConfigError: It is not one lowercase DNS label.
+    """
+    if not _REGION.fullmatch(region):
+        shown = region if len(region) <= 64 else region[:64] + "..."
+        raise ConfigError(
+            f"{shown!r} from {source} is not an AWS region name: a region is lowercase letters, digits and "
+            "hyphens, such as us-east-1 (it becomes part of the endpoint's host name)"
+        )
+    return region
 
 
 class BedrockSettings(AdapterSettings):
@@ -178,6 +204,13 @@ class BedrockSettings(AdapterSettings):
                                "(e.g. us-east-1); default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's.")
     profile: str | None = Field(None, min_length=1, description="AWS shared-config profile credentials and region "
                                 "are read from; default: $AWS_PROFILE, else the default profile.")
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION.fullmatch(value):
+            raise ValueError("an AWS region is lowercase letters, digits and hyphens, such as us-east-1")
+        return value
 
 
 def _botocore() -> Any:
@@ -434,19 +467,22 @@ class BedrockAdapter(Adapter):
         host = urlsplit(self.settings.base_url.replace("{region}", "region")).hostname or ""
         found = _HOST.match(host)
         # An endpoint that names its region is signed for that region (AWS rejects any other).
-        region = (
-            (found.group(1) if found and "{region}" not in self.settings.base_url else None)
-            or self.options.region
-            or next((os.environ[v] for v in REGION_ENV_VARS if os.environ.get(v)), None)
-        )
+        region: str | None = None
+        if found and "{region}" not in self.settings.base_url:
+            region, source = found.group(1), f"[providers.{self.provider}] base_url"
+        elif self.options.region:
+            region, source = self.options.region, f"[providers.{self.provider}] region"
+        else:
+            region, source = next(((os.environ[v], f"${v}") for v in REGION_ENV_VARS if os.environ.get(v)),
+                                  (None, ""))
         if region is None and self.settings.api_key is None:
-            region = self._aws_session().get_config_variable("region")
+            region, source = self._aws_session().get_config_variable("region"), "the AWS profile"
         if not region:
             raise ConfigError(
                 f"no AWS region for {self.provider}: set [providers.{self.provider}] region = \"us-east-1\", or "
                 "$AWS_REGION ($AWS_DEFAULT_REGION), or a region in your AWS profile"
             )
-        self._region = str(region)
+        self._region = check_region(str(region), source)
         return self._region
 
     def url(self, path: str) -> str:
@@ -460,10 +496,24 @@ class BedrockAdapter(Adapter):
         # every transport then sends the same bytes, so the SigV4 signature is over what goes on the wire.
         return self.url(f"model/{quote(model, safe=':')}/{action}")
 
+    def without_key(self, headers: Mapping[str, str]) -> dict[str, str]:
+        # A SigV4 signature and the session token of temporary credentials are no configured key: by name too.
+        return {k: v for k, v in super().without_key(headers).items() if k.lower() not in _SIGV4_HEADERS}
+
     def _signed(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
-        """``headers`` plus the credential: a bearer API key, else a SigV4 signature over this exact request."""
+        """``headers`` plus the credential: a bearer API key, else a SigV4 signature over this exact request.
+
+        Raises:
+            MissingAPIKeyError: A per-call base URL that is not a Bedrock Runtime endpoint of AWS, without a key
+                of its own: the AWS chain's credentials are not sent there.
+        """
         if self.settings.api_key is not None:
             return {**headers, "authorization": f"Bearer {self.require_key()}"}
+        if not self.settings.ambient_credentials and not _aws_endpoint(url):
+            raise MissingAPIKeyError(self.provider, (BEARER_ENV_VAR,), (
+                f"the AWS credentials of {self.provider} are not sent to a per-call base_url off AWS's Bedrock "
+                f"Runtime endpoints ({urlsplit(url).hostname}): configure it as [providers.{self.provider}] "
+                "base_url, or pass api_key= (a Bedrock API key) with it"))
         creds = self._aws_credentials().get_frozen_credentials()
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest

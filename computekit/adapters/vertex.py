@@ -27,13 +27,15 @@ provider's.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from .._exceptions import APIConnectionError, AuthenticationError, ConfigError
+from .._exceptions import APIConnectionError, AuthenticationError, ConfigError, MissingAPIKeyError
 from .._types import Embeddings, Usage
 from ._base import AdapterSettings, CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, ProviderSettings
 from .gemini import GeminiWire
@@ -55,6 +57,11 @@ _TRAFFIC_TIERS: Final = {"ON_DEMAND_FLEX": "flex", "ON_DEMAND_PRIORITY": "priori
                          "PROVISIONED_THROUGHPUT": "provisioned"}
 _PROJECT_ENV: Final = ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
 _LOCATION_ENV: Final = ("GOOGLE_CLOUD_LOCATION", "GOOGLE_CLOUD_REGION")
+# A location is one lowercase DNS label: it is written into the endpoint's host name, so anything else
+# ("evil.com/", "../") would send the access token to another host.
+_LOCATION: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_GOOGLE_HOST: Final = re.compile(r"(?:[a-z0-9-]+-)?aiplatform\.googleapis\.com")
+_LOCATION_RULE: Final = "a Vertex AI location is lowercase letters, digits and hyphens, such as us-central1 or global"
 
 
 def _env(names: tuple[str, ...]) -> str | None:
@@ -74,6 +81,19 @@ class VertexSettings(AdapterSettings):
         None, description="Vertex AI location (us-central1, europe-west4 ...); else $GOOGLE_CLOUD_LOCATION, else "
         "global."
     )
+
+    @field_validator("location")
+    @classmethod
+    def _location_name(cls, value: str | None) -> str | None:
+        if value and not _LOCATION.fullmatch(value):  # empty: not set
+            raise ValueError(_LOCATION_RULE)
+        return value
+
+
+def _google_endpoint(url: str) -> bool:
+    """Whether ``url`` is one of Google's own Vertex AI endpoints (``https://[LOCATION-]aiplatform.googleapis.com``)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and parts.port is None and bool(_GOOGLE_HOST.fullmatch(parts.hostname or ""))
 
 
 def _root(location: str) -> str:
@@ -107,8 +127,24 @@ class VertexAdapter(GeminiWire):
     def _root(self) -> str:
         configured = self.settings.base_url.rstrip("/")
         if configured == self.default_base_url:  # not configured: the location picks the host
+            if not _LOCATION.fullmatch(self.location):
+                shown = self.location if len(self.location) <= 64 else self.location[:64] + "..."
+                source = next((f"${v}" for v in _LOCATION_ENV if os.environ.get(v) == self.location),
+                              f"[providers.{self.provider}] location")
+                raise ConfigError(f"{shown!r} from {source} is not a location: {_LOCATION_RULE} (it becomes part "
+                                  "of the endpoint's host name)")
             return _root(self.location)
         return configured
+
+    def url(self, path: str) -> str:
+        """``{root}/{path}``: the root is the location's endpoint unless a ``base_url`` is configured (so that a
+        regional endpoint is the provider's own origin, where the credential goes)."""
+        return f"{self._root()}/{path}"
+
+    def without_key(self, headers: Mapping[str, str]) -> dict[str, str]:
+        # An access token from Application Default Credentials is no configured key: dropped by name too.
+        return {k: v for k, v in super().without_key(headers).items()
+                if k.lower() not in ("authorization", "x-goog-api-key")}
 
     def model_url(self, model: str, method: str) -> str:
         if "/" in model:  # a full resource name (tuned model endpoints, other publishers)
@@ -125,8 +161,20 @@ class VertexAdapter(GeminiWire):
                 f"/publishers/google/models/{model}:{method}")
 
     def auth_headers(self) -> dict[str, str]:
+        """The express-mode key, else an access token of Application Default Credentials.
+
+        Raises:
+            MissingAPIKeyError: A per-call base URL that is not a Vertex AI endpoint of Google, without a key of
+                its own: the credentials' access token is not sent there.
+        """
         if self.settings.api_key is not None:
             return {"x-goog-api-key": self.settings.api_key.get_secret_value()}
+        root = self._root()
+        if not self.settings.ambient_credentials and not _google_endpoint(root):
+            raise MissingAPIKeyError(self.provider, self.key_env_vars, (
+                f"the Google Cloud credentials of {self.provider} are not sent to a per-call base_url off Google's "
+                f"Vertex AI endpoints ({urlsplit(root).hostname}): configure it as [providers.{self.provider}] "
+                "base_url, or pass api_key= (an express-mode key) with it"))
         return {"authorization": f"Bearer {self._token()}"}
 
     def tier_headers(self, service_tier: str | None) -> dict[str, str]:

@@ -1,0 +1,221 @@
+"""Credentials of the cloud providers that are not one API key (cases S9 and S10 of the catalogue in
+``README.md``), through the public API, sync and async.
+
+AWS Bedrock signs with the AWS credential chain (access key id, secret access key, session token) and Vertex AI
+sends an access token of Google's Application Default Credentials. Neither is a configured key, yet each must go
+only to its provider's own host: not to a host a region or location string names (it is written into the
+endpoint's host name), and not to a per-call ``base_url`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fault_server import FaultServer, Reply, Waits, close, policy, run
+
+import computekit as ck
+
+ACCESS_KEY = "AKIA" + "CLOUDCREDSCANARY"
+SECRET_KEY = "cloudcreds-secret-access-key-canary-0123456789"
+SESSION_TOKEN = "cloudcreds-session-token-canary-0123456789"
+ACCESS_TOKEN = "ya29.cloudcreds-access-token-canary-0123456789"
+SECRETS = (SECRET_KEY, SESSION_TOKEN, ACCESS_TOKEN)
+
+BEDROCK = "bedrock:amazon.nova-micro-v1:0"
+VERTEX = "vertex:gemini-2.5-flash"
+
+both = pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+pytestmark = pytest.mark.filterwarnings("ignore::computekit.UnknownPriceWarning")
+
+CONVERSE = {"output": {"message": {"role": "assistant", "content": [{"text": "ok"}]}}, "stopReason": "end_turn",
+            "usage": {"inputTokens": 3, "outputTokens": 1, "totalTokens": 4}}
+GENERATE = {"candidates": [{"content": {"parts": [{"text": "ok"}], "role": "model"}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1, "totalTokenCount": 4}}
+ANSWERS = {BEDROCK: CONVERSE, VERTEX: GENERATE}
+
+
+class _Credentials:
+    """What ``google.auth.default()`` returns: Application Default Credentials holding a fresh access token."""
+
+    token = ACCESS_TOKEN
+    valid = True
+
+    def refresh(self, request: Any) -> None:  # pragma: no cover - the token is valid
+        raise AssertionError("not expected to refresh")
+
+
+@pytest.fixture(autouse=True)
+def cloud_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The AWS chain finds temporary credentials in the environment (no profile, no instance role), and
+    Application Default Credentials an access token for the project ``my-project``."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK", "GOOGLE_CLOUD_API_KEY",
+                 "GOOGLE_CLOUD_LOCATION", "GOOGLE_CLOUD_REGION", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    google_auth = pytest.importorskip("google.auth")
+    monkeypatch.setattr(google_auth, "default", lambda scopes=None: (_Credentials(), "my-project"))
+
+
+def shown(err: BaseException) -> str:
+    """Everything an error shows: its traceback (causes included), repr and notes."""
+    return "".join(traceback.format_exception(err)) + repr(err) + repr(getattr(err, "__notes__", ""))
+
+
+def recording_client(is_async: bool, sent: list[httpx.Request], **settings: Any) -> Any:
+    """A client on an httpx client whose transport answers every request itself, noting it in ``sent``: what
+    would have gone on the wire, to any host, with no network."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        model = BEDROCK if "/converse" in request.url.path else VERTEX
+        return httpx.Response(200, json=ANSWERS[model])
+
+    transport = httpx.MockTransport(answer)
+    http = httpx.AsyncClient(transport=transport) if is_async else httpx.Client(transport=transport)
+    cls = ck.AsyncClient if is_async else ck.Client
+    return cls(config=None, ledger="none", http_client=http, **settings)
+
+
+# ============================================================================================= S9: regions
+
+
+HOSTILE = ["evil.example/", "evil.example#", "evil.example?", "us-east-1.evil.example", "evil.example:443/", "../",
+           "US-EAST-1"]
+
+
+@both
+@pytest.mark.parametrize(("model", "variable"), [(BEDROCK, "AWS_REGION"), (VERTEX, "GOOGLE_CLOUD_LOCATION")],
+                         ids=["bedrock", "vertex"])
+@pytest.mark.parametrize("value", HOSTILE)
+async def test_s9_a_region_that_is_not_one_label_is_refused_before_anything_is_sent(
+        model: str, variable: str, value: str, is_async: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A region (location) from the environment is written into the endpoint's host name: one that is not a
+    lowercase DNS label would move the signed request, or the access token, to another host."""
+    monkeypatch.setenv(variable, value)
+    sent: list[httpx.Request] = []
+    client = recording_client(is_async, sent)
+    with pytest.raises(ck.ConfigError) as ei:
+        await run(client.complete(model, "hi"))
+    await close(client)
+    assert [str(r.url) for r in sent] == []
+    assert f"${variable}" in str(ei.value)
+    assert not [s for s in SECRETS if s in shown(ei.value)]
+
+
+@pytest.mark.parametrize(("provider", "key", "value"), [("bedrock", "region", v) for v in HOSTILE]
+                         + [("vertex", "location", v) for v in HOSTILE])
+def test_s9_a_configured_region_that_is_not_one_label_is_a_config_error(provider: str, key: str, value: str) -> None:
+    with pytest.raises(ck.ConfigError) as ei:
+        ck.Client(config=None, ledger="none", providers={provider: {key: value}})
+    assert f"providers.{provider}.{key}" in str(ei.value)
+
+
+@both
+@pytest.mark.parametrize(("model", "variable", "value", "host"), [
+    (BEDROCK, "AWS_REGION", "eu-west-1", "bedrock-runtime.eu-west-1.amazonaws.com"),
+    (VERTEX, "GOOGLE_CLOUD_LOCATION", "us-central1", "us-central1-aiplatform.googleapis.com"),
+], ids=["bedrock", "vertex"])
+async def test_s9_a_region_picks_the_providers_own_host_and_its_credentials_go_there(
+        model: str, variable: str, value: str, host: str, is_async: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(variable, value)
+    sent: list[httpx.Request] = []
+    client = recording_client(is_async, sent)
+    r = await run(client.complete(model, "hi"))
+    await close(client)
+    assert r.text == "ok"
+    assert [req.url.host for req in sent] == [host]
+    headers = sent[0].headers
+    if model == BEDROCK:
+        assert headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")
+        assert f"/{value}/bedrock/aws4_request" in headers["authorization"]
+        assert headers["x-amz-security-token"] == SESSION_TOKEN
+    else:
+        assert headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+
+
+@both
+async def test_s9_an_express_mode_key_goes_to_its_regional_endpoint(is_async: bool,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Vertex express-mode key in a location other than ``global``: its endpoint is the provider's own
+    origin, so the key goes with the request (it was dropped as if the host were another one)."""
+    monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "europe-west4")
+    key = "AIza" + "E" * 35
+    sent: list[httpx.Request] = []
+    client = recording_client(is_async, sent, providers={"vertex": {"api_key": key}})
+    r = await run(client.complete(VERTEX, "hi"))
+    await close(client)
+    assert r.text == "ok"
+    assert [(req.url.host, req.headers.get("x-goog-api-key")) for req in sent] == [
+        ("europe-west4-aiplatform.googleapis.com", key)]
+
+
+# ============================================================================================= S10: per-call URLs
+
+
+@both
+@pytest.mark.parametrize("model", [BEDROCK, VERTEX], ids=["bedrock", "vertex"])
+async def test_s10_a_per_call_base_url_elsewhere_gets_no_cloud_credentials(
+        model: str, is_async: bool, faults: Callable[..., FaultServer], waits: Waits) -> None:
+    """A per-call ``base_url`` off the provider's hosts gets no configured key, and no credentials of the AWS
+    chain or of Application Default Credentials either: ``MissingAPIKeyError``, nothing sent. A key passed with
+    it goes, alone; the same host configured as ``base_url`` gets the credentials."""
+    srv = faults([Reply(200, ANSWERS[model]), Reply(200, ANSWERS[model])])
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, ledger="none", retry_policy=policy(waits))
+    with pytest.raises(ck.MissingAPIKeyError) as ei:
+        await run(client.complete(model, "hi", base_url=srv.url))
+    assert srv.hits == 0
+    assert "per-call base_url" in str(ei.value)
+    assert not [s for s in SECRETS if s in shown(ei.value)]
+
+    r = await run(client.complete(model, "hi", base_url=srv.url, api_key="per-call-key-0123456789"))
+    assert r.text == "ok"
+    first = srv.requests[0].headers
+    assert not [s for s in SECRETS if s in repr(first)]
+    assert (first.get("authorization"), first.get("x-goog-api-key")) == (
+        ("Bearer per-call-key-0123456789", None) if model == BEDROCK else (None, "per-call-key-0123456789"))
+    await close(client)
+
+    provider = model.split(":", 1)[0]
+    configured = cls(config=None, ledger="none", retry_policy=policy(waits),
+                     providers={provider: {"base_url": srv.url}})
+    await run(configured.complete(model, "hi"))
+    await close(configured)
+    second = srv.requests[1].headers
+    if model == BEDROCK:  # not vacuous: the credentials withheld above are the ones sent to a configured host
+        assert second["x-amz-security-token"] == SESSION_TOKEN
+    else:
+        assert second["authorization"] == f"Bearer {ACCESS_TOKEN}"
+
+
+@both
+@pytest.mark.parametrize(("model", "base_url", "host"), [
+    (BEDROCK, "https://bedrock-runtime.eu-west-1.amazonaws.com", "bedrock-runtime.eu-west-1.amazonaws.com"),
+    (VERTEX, "https://europe-west4-aiplatform.googleapis.com/v1", "europe-west4-aiplatform.googleapis.com"),
+], ids=["bedrock", "vertex"])
+async def test_s10_a_per_call_base_url_on_the_providers_own_hosts_is_signed(
+        model: str, base_url: str, host: str, is_async: bool) -> None:
+    """A per-call ``base_url`` on one of the provider's own endpoints (another AWS region, another Vertex
+    location) keeps the credentials of the chain: it was refused as an unreadable URL (Bedrock)."""
+    sent: list[httpx.Request] = []
+    client = recording_client(is_async, sent)
+    r = await run(client.complete(model, "hi", base_url=base_url))
+    await close(client)
+    assert r.text == "ok"
+    assert [req.url.host for req in sent] == [host]
+    if model == BEDROCK:
+        assert "/eu-west-1/bedrock/aws4_request" in sent[0].headers["authorization"]
+        assert sent[0].headers["x-amz-security-token"] == SESSION_TOKEN
+    else:
+        assert sent[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
