@@ -672,6 +672,12 @@ class Adapter(ABC):
         auth = {k.lower() for k in self.auth_headers()} if key else set()
         return {k: v for k, v in headers.items() if k.lower() not in auth and not (key and key in v)}
 
+    def renew_auth(self, http: HTTPRequest) -> None:
+        """Renew the credential of ``http``, built for an earlier try, before it is sent again: a credential that
+        expires (an access token, a signature over the time it was made) may have since. A key never does:
+        nothing to do here."""
+        return
+
     def require_key(self) -> str:
         """The key's value, for building an auth header.
 
@@ -1131,14 +1137,21 @@ class Adapter(ABC):
         """A more precise error type from the body (context window, content filter ...), or ``None``."""
         return None
 
+    def sent_secrets(self) -> list[str]:
+        """The secret values this adapter's requests carry, masked wherever a host echoes them: the configured
+        key. An adapter whose credentials are not a key (a session token, an access token) adds them."""
+        return [self.settings.api_key.get_secret_value()] if self.settings.api_key is not None else []
+
     def redact(self, value: Any) -> Any:
-        """``value`` (str, or dicts/lists of them) with the configured key's value masked.
+        """``value`` (str, or dicts/lists of them) with the credentials' values masked (:meth:`sent_secrets`).
 
         A server may echo the credential back (in an error body or header); errors keep what the server said,
         but never the key.
         """
-        key = self.settings.api_key.get_secret_value() if self.settings.api_key is not None else ""
-        return _scrub(value, key) if len(key) >= _MIN_REDACTED_KEY else value
+        for secret in self.sent_secrets():
+            if len(secret) >= _MIN_REDACTED_KEY:
+                value = _scrub(value, secret)
+        return value
 
     def map_error(self, resp: HTTPResponse, model: str | None) -> ProviderError:
         """Translate an error response into a typed error that keeps its facts (never the key)."""

@@ -44,6 +44,9 @@ rate. Reasoning is billed inside ``outputTokens``. Reasoning text is kept in ``r
 from __future__ import annotations
 
 import base64
+import collections
+import datetime as dt
+import functools
 import json
 import os
 import re
@@ -52,7 +55,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from .._exceptions import (
     APIStatusError,
@@ -167,8 +170,30 @@ _HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:
 # An AWS region is one DNS label in lowercase: it is written into the endpoint's host name and the signature's
 # scope, so anything else ("us-east-1.evil.com/", "../") would send the signed request to another host.
 _REGION = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_SECRETS_KEPT: Final = 8
+"""Credentials of the last refreshes remembered, to mask a host's echo of one a request was signed with."""
 # Credential headers of a SigV4-signed request (the signature and the session token of temporary credentials).
 _SIGV4_HEADERS: Final = frozenset({"authorization", "x-amz-security-token"})
+
+
+@functools.cache
+def _signer() -> Any:
+    """botocore's SigV4 signer, made quiet: its ``add_auth`` logs the canonical request at DEBUG, and the
+    canonical request holds the session token of temporary credentials (``x-amz-security-token:...``)."""
+    import botocore.auth as aws_auth
+
+    class QuietSigV4Auth(aws_auth.SigV4Auth):  # type: ignore[misc]  # botocore has no type hints
+        def add_auth(self, request: Any) -> None:
+            # botocore's steps in its order, without the three debug records (request, string to sign, signature).
+            if self.credentials is None:
+                raise aws_auth.NoCredentialsError()
+            request.context["timestamp"] = dt.datetime.now(dt.UTC).strftime(aws_auth.SIGV4_TIMESTAMP)
+            self._modify_request_before_signing(request)  # a retry's old signature and token are dropped here
+            canonical = self.canonical_request(request)
+            self._inject_signature_to_request(request, self.signature(self.string_to_sign(request, canonical),
+                                                                      request))
+
+    return QuietSigV4Auth
 
 
 def _aws_endpoint(url: str) -> bool:
@@ -437,6 +462,7 @@ class BedrockAdapter(Adapter):
         self._session: Any = None
         self._credentials: Any = None
         self._region: str | None = None
+        self._sent: collections.deque[SecretStr] = collections.deque(maxlen=_SECRETS_KEPT)
 
     def unsupported_reason(self, capability: str) -> str | None:
         if capability == "finetune":
@@ -515,12 +541,27 @@ class BedrockAdapter(Adapter):
                 f"Runtime endpoints ({urlsplit(url).hostname}): configure it as [providers.{self.provider}] "
                 "base_url, or pass api_key= (a Bedrock API key) with it"))
         creds = self._aws_credentials().get_frozen_credentials()
-        from botocore.auth import SigV4Auth
+        with self._lock:
+            for secret in (creds.secret_key, creds.token):
+                if secret and all(s.get_secret_value() != secret for s in self._sent):
+                    self._sent.append(SecretStr(secret))  # held masked: never in a repr
         from botocore.awsrequest import AWSRequest
 
         aws = AWSRequest(method=method, url=url, data=body, headers=headers)
-        SigV4Auth(creds, SIGNING_NAME, self.region).add_auth(aws)
+        _signer()(creds, SIGNING_NAME, self.region).add_auth(aws)
         return {k.lower(): v for k, v in aws.headers.items()}
+
+    def sent_secrets(self) -> list[str]:
+        # The secret access key and session token of the credentials signed with lately: a host may echo them.
+        with self._lock:
+            return [*super().sent_secrets(), *(s.get_secret_value() for s in self._sent)]
+
+    def renew_auth(self, http: HTTPRequest) -> None:
+        # A SigV4 signature is dated (AWS refuses one minutes old) and temporary credentials expire: a retry after
+        # a long first try is signed again, with the chain's current credentials. A bearer key never expires.
+        if self.settings.api_key is None and "authorization" in http.headers:
+            unsigned = {k: v for k, v in http.headers.items() if k not in _SIGV4_HEADERS and k != "x-amz-date"}
+            http.headers = self._signed(http.method, http.url, unsigned, http.body() or b"")
 
     def _aws_credentials(self) -> Any:
         with self._lock:

@@ -26,6 +26,7 @@ provider's.
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import threading
@@ -33,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from .._exceptions import APIConnectionError, AuthenticationError, ConfigError, MissingAPIKeyError
 from .._types import Embeddings, Usage
@@ -53,6 +54,8 @@ TIER_HEADER: Final = "x-vertex-ai-llm-shared-request-type"
 """The header that asks Vertex AI for flex or priority pay-as-you-go."""
 
 _API_VERSION: Final = "v1"
+_TOKENS_KEPT: Final = 4
+"""Access tokens remembered (the current one and the last few), to mask a host's echo of one."""
 _TRAFFIC_TIERS: Final = {"ON_DEMAND_FLEX": "flex", "ON_DEMAND_PRIORITY": "priority",
                          "PROVISIONED_THROUGHPUT": "provisioned"}
 _PROJECT_ENV: Final = ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
@@ -121,6 +124,7 @@ class VertexAdapter(GeminiWire):
         self.location: str = self.options.location or _env(_LOCATION_ENV) or DEFAULT_LOCATION
         self._credentials: Any = None
         self._lock = threading.Lock()
+        self._tokens: collections.deque[SecretStr] = collections.deque(maxlen=_TOKENS_KEPT)
 
     # ----------------------------------------------------------------------------------------- URLs & auth
 
@@ -176,6 +180,12 @@ class VertexAdapter(GeminiWire):
                 f"Vertex AI endpoints ({urlsplit(root).hostname}): configure it as [providers.{self.provider}] "
                 "base_url, or pass api_key= (an express-mode key) with it"))
         return {"authorization": f"Bearer {self._token()}"}
+
+    def renew_auth(self, http: HTTPRequest) -> None:
+        # An access token lasts an hour: a retry after a long first try gets the current one (refreshed when it
+        # has expired). An express-mode key never expires.
+        if self.settings.api_key is None and "authorization" in http.headers:
+            http.headers["authorization"] = f"Bearer {self._token()}"
 
     def tier_headers(self, service_tier: str | None) -> dict[str, str]:
         if service_tier is None or service_tier in ("default", "standard"):
@@ -234,9 +244,16 @@ class VertexAdapter(GeminiWire):
                     raise AuthenticationError(f"Google refused to refresh the access token: {e}",
                                               provider=self.provider, status=401) from e
             token = creds.token
+            if isinstance(token, str) and token and all(t.get_secret_value() != token for t in self._tokens):
+                self._tokens.append(SecretStr(token))  # held masked: never in a repr
         if not isinstance(token, str) or not token:
             raise AuthenticationError("Google credentials gave no access token", provider=self.provider, status=401)
         return token
+
+    def sent_secrets(self) -> list[str]:
+        # The access tokens sent lately: a host may echo one.
+        with self._lock:
+            return [*super().sent_secrets(), *(t.get_secret_value() for t in self._tokens)]
 
     # ----------------------------------------------------------------------------------------- tiers
 

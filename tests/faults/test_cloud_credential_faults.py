@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fault_server import FaultServer, Reply, Waits, close, policy, run
+from fault_server import FaultServer, Reply, Waits, close, policy, read_stream, run
 
 import computekit as ck
 
@@ -219,3 +219,197 @@ async def test_s10_a_per_call_base_url_on_the_providers_own_hosts_is_signed(
         assert sent[0].headers["x-amz-security-token"] == SESSION_TOKEN
     else:
         assert sent[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+
+
+# ============================================================================================= S11: expiry
+
+
+class _ExpiringCredentials:
+    """Application Default Credentials whose access token expires when the test says (during a long first try);
+    each refresh fetches the next token."""
+
+    def __init__(self) -> None:
+        self.refreshes = 0
+        self.token = "ya29.first-token-0123456789"
+        self.valid = True
+
+    def refresh(self, request: Any) -> None:
+        self.refreshes += 1
+        self.token = f"ya29.refreshed-{self.refreshes}-0123456789"
+        self.valid = True
+
+
+def _vertex_answer(status: int) -> Reply:
+    if status == 200:
+        return Reply(200, GENERATE)
+    return Reply(status, {"error": {"code": status, "message": "injected", "status": "UNAVAILABLE"}})
+
+
+def _bedrock_answer(status: int) -> Reply:
+    if status == 200:
+        return Reply(200, CONVERSE)
+    return Reply(status, {"message": "injected"}, {"x-amzn-errortype": "ServiceUnavailableException:"})
+
+
+def _process_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An AWS profile whose temporary credentials come from a ``credential_process`` handing out a new session
+    token each time it runs (``session-1``, ``session-2`` ...), each close enough to its expiry that botocore
+    fetches the next one whenever it is asked for credentials. Returns the file that counts the runs."""
+    import sys
+
+    count = tmp_path / "runs"
+    script = tmp_path / "creds.py"
+    script.write_text(
+        "import datetime, json, pathlib\n"
+        f"p = pathlib.Path({str(count)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        "exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=8)\n"
+        "print(json.dumps({'Version': 1, 'AccessKeyId': 'ASIACLOUDCREDSCANRY' + str(n % 10), "
+        "'SecretAccessKey': 'process-secret-' + str(n), 'SessionToken': 'session-' + str(n), "
+        "'Expiration': exp.strftime('%Y-%m-%dT%H:%M:%SZ')}))\n")
+    config = tmp_path / "aws-config"
+    config.write_text(f"[profile rotating]\ncredential_process = {sys.executable} {script}\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return count
+
+
+@both
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_s11_a_vertex_token_that_expires_before_a_retry_is_refreshed_once(
+        is_async: bool, stream: bool, faults: Callable[..., FaultServer], waits: Waits,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first try fails (503) after its access token expired: the retry carries a refreshed token, not the
+    expired one the request was built with (which Google answers with a 401 that is not retried)."""
+    import google.auth
+
+    creds = _ExpiringCredentials()
+    monkeypatch.setattr(google.auth, "default", lambda scopes=None: (creds, "my-project"))
+
+    def expire_then_503(srv: FaultServer, req: Any, sock: Any) -> bool:
+        creds.valid = False  # the hour ran out while the host held the first try
+        return _vertex_answer(503)(srv, req, sock)
+
+    ok = Reply(200, b'data: {"candidates":[{"content":{"parts":[{"text":"ok"}],"role":"model"},'
+                    b'"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1,'
+                    b'"totalTokenCount":4}}\r\n\r\n', {"content-type": "text/event-stream"}) if stream else (
+        _vertex_answer(200))
+    srv = faults([expire_then_503, ok])
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, ledger="none", retry_policy=policy(waits), providers={"vertex": {"base_url": srv.url}})
+    if stream:
+        chunks, _ = await read_stream(client, VERTEX)
+        text = "".join(c.text for c in chunks)
+    else:
+        text = (await run(client.complete(VERTEX, "hi"))).text
+    await close(client)
+    assert text == "ok"
+    assert [r.auth for r in srv.requests] == ["Bearer ya29.first-token-0123456789",
+                                              "Bearer ya29.refreshed-1-0123456789"]
+    assert creds.refreshes == 1
+
+
+@both
+async def test_s11_bedrock_temporary_credentials_are_current_on_a_retry(
+        is_async: bool, faults: Callable[..., FaultServer], waits: Waits, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """Temporary AWS credentials near their expiry are replaced by the chain: a retry is signed again (a new date,
+    the current credentials), not sent with the first try's signature and session token."""
+    runs = _process_credentials(monkeypatch, tmp_path)
+    srv = faults([_bedrock_answer(503), _bedrock_answer(200)])
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, ledger="none", retry_policy=policy(waits),
+                 providers={"bedrock": {"base_url": srv.url, "profile": "rotating"}})
+    r = await run(client.complete(BEDROCK, "hi"))
+    await close(client)
+    assert r.text == "ok"
+    tokens = [req.headers["x-amz-security-token"] for req in srv.requests]
+    assert tokens == [tokens[0], f"session-{runs.read_text()}"]
+    assert tokens[0] != tokens[1]
+    first, retry = (req.headers["authorization"] for req in srv.requests)
+    assert first.split("Signature=")[1] != retry.split("Signature=")[1]
+
+
+@both
+async def test_s11_a_401_is_typed_and_not_retried(is_async: bool, faults: Callable[..., FaultServer],
+                                                  waits: Waits) -> None:
+    """A token the host refuses (revoked, expired on its clock): one request, an ``AuthenticationError`` with
+    the host's status, no retry loop, and no token in the error."""
+    srv = faults([Reply(401, {"error": {"code": 401, "message": "Request had invalid authentication credentials.",
+                                        "status": "UNAUTHENTICATED"}})] * 3)
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, ledger="none", retry_policy=policy(waits), providers={"vertex": {"base_url": srv.url}})
+    with pytest.raises(ck.AuthenticationError) as ei:
+        await run(client.complete(VERTEX, "hi"))
+    await close(client)
+    assert (srv.hits, ei.value.status, waits.waits) == (1, 401, [])
+    assert ACCESS_TOKEN not in shown(ei.value)
+
+
+# ============================================================================================= D17: canaries
+
+
+def _files(folder: Path, pattern: str) -> dict[str, str]:
+    """The database and its -wal / -shm files, as text."""
+    return {f.name: f.read_bytes().decode("latin-1") for f in sorted(folder.glob(pattern))}
+
+
+def _echo(status: int, model: str) -> Callable[..., bool]:
+    """A host that sends the request's credentials back everywhere it can: headers, the request id, the
+    error message (or the answer's text)."""
+
+    def behave(srv: FaultServer, req: Any, sock: Any) -> bool:
+        echoed = " ".join(req.headers.get(h, "") for h in ("authorization", "x-amz-security-token"))
+        headers = {"x-echo": echoed, "x-amzn-requestid": echoed, "x-request-id": echoed}
+        if status >= 400:
+            body: Any = ({"message": f"denied: {echoed}"} if model == BEDROCK else
+                         {"error": {"code": status, "message": f"denied: {echoed}", "status": "UNAUTHENTICATED"}})
+            if model == BEDROCK:
+                headers["x-amzn-errortype"] = "UnrecognizedClientException:"
+        else:
+            body = ANSWERS[model]
+        return Reply(status, body, headers)(srv, req, sock)
+
+    return behave
+
+
+@both
+@pytest.mark.parametrize("model", [BEDROCK, VERTEX], ids=["bedrock", "vertex"])
+async def test_d17_cloud_credentials_echoed_back_never_leak(
+        model: str, is_async: bool, faults: Callable[..., FaultServer], waits: Waits, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture, spans: Any) -> None:
+    """The secret access key, the session token and the access token are in no repr (client, settings,
+    adapter), error (message, repr, facts, traceback with its causes, notes), log record at DEBUG (the
+    credential libraries' included), span, ledger row or database file, though the host echoes them."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    srv = faults([_echo(403 if model == BEDROCK else 401, model), _echo(200, model)])
+    db = tmp_path / "cloud.db"
+    cls = ck.AsyncClient if is_async else ck.Client
+    provider = model.split(":", 1)[0]
+    client = cls(config=None, ledger=f"sqlite:///{db}", retry_policy=policy(waits),
+                 providers={provider: {"base_url": srv.url}})
+    with pytest.raises(ck.AuthenticationError) as ei:
+        await run(client.complete(model, "hi"))
+    result = await run(client.complete(model, "hi"))
+    rows = client.ledger.rows()
+    adapter_text = repr(vars(client._core.adapter(provider)))
+    surfaces = {"client": repr(client) + repr(client.settings) + str(client.settings), "adapter": adapter_text,
+                "error": shown(ei.value) + repr(vars(ei.value)), "result": repr(result) + repr(result.attempts),
+                "logs": caplog.text + repr([(r.msg, r.args) for r in caplog.records]),
+                "spans": repr([(s.name, dict(s.attributes or {}), s.status.description, s.events)
+                               for s in spans.get_finished_spans()]),
+                "ledger": repr(rows)}
+    await close(client)
+    surfaces.update(_files(tmp_path, "cloud.db*"))
+    # The host did get (and echo) the credentials: not vacuous.
+    sent = srv.requests[0].headers
+    assert (sent.get("x-amz-security-token") == SESSION_TOKEN) if model == BEDROCK else (
+        sent["authorization"] == f"Bearer {ACCESS_TOKEN}")
+    assert len(rows) == 2
+    assert spans.get_finished_spans()
+    leaked = sorted({name for name, text in surfaces.items() for s in SECRETS if s in text})
+    assert not leaked, f"credentials found in: {', '.join(leaked)}"
