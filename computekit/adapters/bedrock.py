@@ -170,6 +170,11 @@ _HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:
 # An AWS region is one DNS label in lowercase: it is written into the endpoint's host name and the signature's
 # scope, so anything else ("us-east-1.evil.com/", "../") would send the signed request to another host.
 _REGION = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_CHAIN: Final = (BEARER_ENV_VAR, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+                 "an AWS profile (AWS_PROFILE, SSO, instance role)")
+"""Where credentials come from, for the error that says none were found."""
+_MAX_WHY: Final = 300
+"""Characters of the credential chain's own error kept in computekit's."""
 _SECRETS_KEPT: Final = 8
 """Credentials of the last refreshes remembered, to mask a host's echo of one a request was signed with."""
 # Credential headers of a SigV4-signed request (the signature and the session token of temporary credentials).
@@ -502,7 +507,12 @@ class BedrockAdapter(Adapter):
             region, source = next(((os.environ[v], f"${v}") for v in REGION_ENV_VARS if os.environ.get(v)),
                                   (None, ""))
         if region is None and self.settings.api_key is None:
-            region, source = self._aws_session().get_config_variable("region"), "the AWS profile"
+            try:
+                region, source = self._aws_session().get_config_variable("region"), "the AWS profile"
+            except Exception as e:  # an unknown or unreadable profile (botocore's own errors)
+                raise ConfigError(f"the AWS profile of {self.provider} could not be read for its region "
+                                  f"({type(e).__name__}: {str(e)[:_MAX_WHY]}): set [providers.{self.provider}] "
+                                  "region, or $AWS_REGION, or fix AWS_PROFILE") from e
         if not region:
             raise ConfigError(
                 f"no AWS region for {self.provider}: set [providers.{self.provider}] region = \"us-east-1\", or "
@@ -540,7 +550,7 @@ class BedrockAdapter(Adapter):
                 f"the AWS credentials of {self.provider} are not sent to a per-call base_url off AWS's Bedrock "
                 f"Runtime endpoints ({urlsplit(url).hostname}): configure it as [providers.{self.provider}] "
                 "base_url, or pass api_key= (a Bedrock API key) with it"))
-        creds = self._aws_credentials().get_frozen_credentials()
+        creds = self._frozen_credentials()
         with self._lock:
             for secret in (creds.secret_key, creds.token):
                 if secret and all(s.get_secret_value() != secret for s in self._sent):
@@ -563,14 +573,31 @@ class BedrockAdapter(Adapter):
             unsigned = {k: v for k, v in http.headers.items() if k not in _SIGV4_HEADERS and k != "x-amz-date"}
             http.headers = self._signed(http.method, http.url, unsigned, http.body() or b"")
 
+    def _frozen_credentials(self) -> Any:
+        """The AWS chain's current credentials (botocore refreshes temporary ones near their expiry).
+
+        Raises:
+            MissingAPIKeyError: The chain found none, or failed: partial credentials, an unknown profile, an SSO
+                session that expired, a credential process that failed (the message says which).
+        """
+        try:
+            return self._aws_credentials().get_frozen_credentials()
+        except MissingAPIKeyError:
+            raise
+        except Exception as e:  # the chain runs what the profile names (a process, SSO, STS): any failure is "none"
+            why = f"{type(e).__name__}: {e}"
+            raise MissingAPIKeyError(self.provider, _CHAIN, (
+                f"the AWS credentials of {self.provider} could not be loaded ({why[:_MAX_WHY]}): set "
+                f"{BEARER_ENV_VAR}, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or fix the AWS profile "
+                "(AWS_PROFILE; `aws sso login` when its SSO session has expired)")) from e
+
     def _aws_credentials(self) -> Any:
         with self._lock:
             creds = self._credentials
         if creds is None:
             creds = self._aws_session().get_credentials()
             if creds is None:
-                raise MissingAPIKeyError(self.provider, (BEARER_ENV_VAR, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
-                                                         "an AWS profile (AWS_PROFILE, SSO, instance role)"))
+                raise MissingAPIKeyError(self.provider, _CHAIN)
             with self._lock:
                 self._credentials = creds
         return creds

@@ -213,11 +213,12 @@ class VertexAdapter(GeminiWire):
             try:
                 creds, project = auth.default(scopes=list(SCOPES))
             except auth.exceptions.DefaultCredentialsError as e:
-                raise ConfigError(
+                # Like a missing key: a call with other targets goes on to the next one.
+                raise MissingAPIKeyError(self.provider, self.key_env_vars, (
                     "no Google Cloud credentials found for vertex: run `gcloud auth application-default login`, "
                     "set $GOOGLE_APPLICATION_CREDENTIALS to a service-account file, or use an express-mode API key "
                     f"($GOOGLE_CLOUD_API_KEY). google-auth said: {e}"
-                ) from e
+                )) from e
             self._credentials = creds
             if self.project is None and project:
                 self.project = project

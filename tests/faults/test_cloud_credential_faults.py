@@ -413,3 +413,73 @@ async def test_d17_cloud_credentials_echoed_back_never_leak(
     assert spans.get_finished_spans()
     leaked = sorted({name for name, text in surfaces.items() for s in SECRETS if s in text})
     assert not leaked, f"credentials found in: {', '.join(leaked)}"
+
+
+# ============================================================================================= D18: no credentials
+
+PARTIAL_SECRET = "cloudcreds-partial-secret-canary-0123456789"
+PROCESS_SECRET = "cloudcreds-process-secret-canary-0123456789"
+
+
+def _failing_chain(failure: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """Make the AWS chain (or Application Default Credentials) fail as ``failure`` says; returns the model."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "aws-config"
+    config.write_text(
+        "[profile fails]\ncredential_process = sh -c 'echo no session >&2; exit 3'\n"
+        "[profile not-json]\ncredential_process = sh -c "
+        f"'echo \"{{\\\"Version\\\": 1, \\\"AccessKeyId\\\": \\\"AKIA\\\", \\\"SecretAccessKey\\\": "
+        f"\\\"{PROCESS_SECRET}\\\"\"'\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    if failure == "partial":  # a key id without its secret
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    elif failure == "secret-only":
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", PARTIAL_SECRET)
+    elif failure == "unknown-profile":
+        monkeypatch.setenv("AWS_PROFILE", "nowhere")
+    elif failure == "process-fails":
+        monkeypatch.setenv("AWS_PROFILE", "fails")
+    elif failure == "process-not-json":
+        monkeypatch.setenv("AWS_PROFILE", "not-json")
+    elif failure == "no-adc":
+        import google.auth
+        import google.auth.exceptions
+
+        def none(scopes: Any = None) -> Any:
+            raise google.auth.exceptions.DefaultCredentialsError("Your default credentials were not found.")
+
+        monkeypatch.setattr(google.auth, "default", none)
+        return VERTEX
+    return BEDROCK
+
+
+@both
+@pytest.mark.parametrize("failure", ["partial", "secret-only", "unknown-profile", "process-fails",
+                                     "process-not-json", "no-adc"])
+async def test_d18_a_credential_chain_that_fails_is_a_config_error_before_anything_is_sent(
+        failure: str, is_async: bool, faults: Callable[..., FaultServer], waits: Waits,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No usable credentials (a key id without its secret, a secret alone, an unknown profile, a credential
+    process that fails or prints no JSON, no Application Default Credentials): a ``MissingAPIKeyError`` (a
+    ``ConfigError``) that says what to set, nothing sent, no partial secret shown; with another target the call
+    goes on there, as for a missing key. (Botocore's own exceptions came out raw, and Vertex's stopped a
+    fallback.)"""
+    model = _failing_chain(failure, monkeypatch, tmp_path)
+    srv = faults([Reply(200, {"id": "c", "object": "chat.completion", "model": "m", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "from the backup"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})])
+    provider = model.split(":", 1)[0]
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, ledger="none", retry_policy=policy(waits), providers={
+        provider: {"base_url": srv.url},
+        "backup": {"adapter": "openai-compatible", "base_url": srv.url, "api_key": "backup-key-0123456789"}})
+    with pytest.raises(ck.MissingAPIKeyError) as ei:
+        await run(client.complete(model, "hi"))
+    assert srv.hits == 0
+    told = str(ei.value)
+    assert ("application-default login" in told) if model == VERTEX else ("AWS_ACCESS_KEY_ID" in told)
+    assert not [s for s in (PARTIAL_SECRET, PROCESS_SECRET, *SECRETS) if s in shown(ei.value)]
+    r = await run(client.complete([model, "backup:gpt-4o-mini"], "hi"))
+    await close(client)
+    assert (r.text, r.provider, srv.hits) == ("from the backup", "backup", 1)
