@@ -232,7 +232,7 @@ class Core:
         ambient = True
         if base_url is not None:
             url = base_url
-            if _origin(base_url) != _configured_origin(configured_url):
+            if _origin(base_url) != _configured_origin(configured_url) and not cls.own_endpoint(provider, base_url):
                 key = None
                 ambient = False  # nor the credentials an adapter finds itself (AWS's chain, Google's ADC)
         if api_key is not None:

@@ -632,6 +632,12 @@ class Adapter(ABC):
         return True
 
     @classmethod
+    def own_endpoint(cls, provider: str, url: str) -> bool:
+        """Whether ``url`` is one of the provider's own endpoints, whatever ``base_url`` is configured (another
+        region of a cloud provider's): a per-call base URL there keeps the configured credentials."""
+        return False
+
+    @classmethod
     def env_base_url(cls, provider: str) -> str | None:
         """The base URL the vendor's own variable sets (``OPENAI_BASE_URL`` ...), in computekit's convention;
         ``None`` when it is unset or empty. Configured and per-call base URLs win over it."""

@@ -532,6 +532,10 @@ class BedrockAdapter(Adapter):
         # every transport then sends the same bytes, so the SigV4 signature is over what goes on the wire.
         return self.url(f"model/{quote(model, safe=':')}/{action}")
 
+    @classmethod
+    def own_endpoint(cls, provider: str, url: str) -> bool:
+        return _aws_endpoint(url)
+
     def without_key(self, headers: Mapping[str, str]) -> dict[str, str]:
         # A SigV4 signature and the session token of temporary credentials are no configured key: by name too.
         return {k: v for k, v in super().without_key(headers).items() if k.lower() not in _SIGV4_HEADERS}

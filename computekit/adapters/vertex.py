@@ -145,6 +145,10 @@ class VertexAdapter(GeminiWire):
         regional endpoint is the provider's own origin, where the credential goes)."""
         return f"{self._root()}/{path}"
 
+    @classmethod
+    def own_endpoint(cls, provider: str, url: str) -> bool:
+        return _google_endpoint(url)
+
     def without_key(self, headers: Mapping[str, str]) -> dict[str, str]:
         # An access token from Application Default Credentials is no configured key: dropped by name too.
         return {k: v for k, v in super().without_key(headers).items()

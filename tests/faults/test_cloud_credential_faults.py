@@ -483,3 +483,24 @@ async def test_d18_a_credential_chain_that_fails_is_a_config_error_before_anythi
     r = await run(client.complete([model, "backup:gpt-4o-mini"], "hi"))
     await close(client)
     assert (r.text, r.provider, srv.hits) == ("from the backup", "backup", 1)
+
+
+@both
+@pytest.mark.parametrize(("model", "variable", "base_url", "header"), [
+    (BEDROCK, "AWS_BEARER_TOKEN_BEDROCK", "https://bedrock-runtime.eu-west-1.amazonaws.com", "authorization"),
+    (VERTEX, "GOOGLE_CLOUD_API_KEY", "https://europe-west4-aiplatform.googleapis.com/v1", "x-goog-api-key"),
+], ids=["bedrock", "vertex"])
+async def test_s10_a_per_call_base_url_on_the_providers_own_hosts_keeps_the_configured_key(
+        model: str, variable: str, base_url: str, header: str, is_async: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key from the environment (a Bedrock API key, a Vertex express-mode key) goes with a per-call base URL
+    on the provider's own endpoints (another region): they are the provider's origin, whatever is configured."""
+    key = "cloud-key-from-env-0123456789"
+    monkeypatch.setenv(variable, key)
+    sent: list[httpx.Request] = []
+    client = recording_client(is_async, sent)
+    r = await run(client.complete(model, "hi", base_url=base_url))
+    await close(client)
+    assert r.text == "ok"
+    assert [(req.url.host, req.headers.get(header)) for req in sent] == [
+        (httpx.URL(base_url).host, f"Bearer {key}" if model == BEDROCK else key)]
