@@ -195,6 +195,15 @@ def build_http(target: Target, req: Any) -> HTTPRequest:
     return http
 
 
+def renew_auth(facts: AttemptFacts) -> None:
+    """Before a retry: the request was built (and its credential made) for the first try, which may have lasted
+    long enough for an access token or a signature to expire; its adapter renews it (pure but for the
+    credential library's own refresh). A request off the provider's origin carries none to renew."""
+    adapter = facts.target.adapter
+    if adapter.on_origin(facts.http.url):
+        adapter.renew_auth(facts.http)
+
+
 def malformed_from(facts: AttemptFacts, resp: HTTPResponse | None, cause: BaseException) -> MalformedResponseError:
     """The typed error for an answer that could not be parsed (``cause``: what the parser raised)."""
     why = f"{type(cause).__name__}: {cause}"

@@ -37,6 +37,7 @@ from ._constants import MODELS_KEPT, NOT_GIVEN, NotGiven
 from ._exceptions import (
     ConfigError,
     InvalidRequestError,
+    UnsafeURLError,
 )
 from ._retry import RetryPolicy
 from ._targets import Target, split_model_id
@@ -64,6 +65,15 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _MTOK = Decimal(1_000_000)
 
 
+
+
+def _configured_origin(url: str | None) -> tuple[str, str, int | None] | None:
+    """The configured base URL's origin; ``None`` when it is a template its adapter fills in
+    (``https://bedrock-runtime.{region}.amazonaws.com``): no per-call URL is on it."""
+    try:
+        return _origin(url)
+    except UnsafeURLError:
+        return None
 
 
 def _origin(url: str | None) -> tuple[str, str, int | None]:
@@ -219,10 +229,12 @@ class Core:
         configured_url = (conf.base_url if conf else None) or default_url
         key: SecretStr | None = conf.api_key if conf and conf.api_key else env_key(env_vars)
         url = configured_url
+        ambient = True
         if base_url is not None:
             url = base_url
-            if _origin(base_url) != _origin(configured_url):
+            if _origin(base_url) != _configured_origin(configured_url) and not cls.own_endpoint(provider, base_url):
                 key = None
+                ambient = False  # nor the credentials an adapter finds itself (AWS's chain, Google's ADC)
         if api_key is not None:
             key = SecretStr(api_key)
         if not url:
@@ -238,6 +250,7 @@ class Core:
             max_body_bytes=self.settings.limits.body_bytes(),
             max_event_bytes=self.settings.limits.stream_event_bytes,
             options=conf.options if conf and conf.options else adapter_options(provider, cls, {}),
+            ambient_credentials=ambient,
         )
 
     def adapter(self, provider: str, *, base_url: str | None = None, api_key: str | None = None) -> Adapter:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ._attempt import AttemptFacts, Call, Opened, answer, check_head, malformed_from, note_not_retried
+from ._attempt import AttemptFacts, Call, Opened, answer, check_head, malformed_from, note_not_retried, renew_auth
 from ._bookkeeping import canceled, failed, price_success, succeeded
 from ._core import ledger_call
 from ._exceptions import APITimeoutError, BudgetExceededError, ComputeKitError, ProviderError
@@ -166,6 +166,7 @@ class SyncDriver:
         for attempt in retry.retrying(done=1, idempotent=facts.idempotent, remaining=remaining,
                                       at_most_once=facts.at_most_once):
             with attempt:
+                renew_auth(facts)
                 return self._once(call, facts)
         raise AssertionError("tenacity re-raises the last error")  # pragma: no cover
 
@@ -269,6 +270,7 @@ class AsyncDriver:
         async for attempt in retry.aretrying(done=1, idempotent=facts.idempotent, remaining=remaining,
                                              at_most_once=facts.at_most_once):
             with attempt:
+                renew_auth(facts)
                 return await self._once(call, facts)
         raise AssertionError("tenacity re-raises the last error")  # pragma: no cover
 

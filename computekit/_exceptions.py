@@ -116,12 +116,12 @@ class MissingAPIKeyError(ConfigError):
         env_vars: The environment variables that would have been read, in order.
     """
 
-    def __init__(self, provider: str, env_vars: tuple[str, ...]) -> None:
+    def __init__(self, provider: str, env_vars: tuple[str, ...], message: str | None = None) -> None:
         self.provider = provider
         self.env_vars = env_vars
         where = " or ".join(env_vars) if env_vars else f"providers.{provider}.api_key_env"
         super().__init__(
-            f"no API key for provider {provider!r}: set {where}, or pass api_key= "
+            message or f"no API key for provider {provider!r}: set {where}, or pass api_key= "
             f"(in Client(providers={{{provider!r}: {{'api_key': ...}}}}) or computekit.toml)"
         )
 

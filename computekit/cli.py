@@ -433,7 +433,9 @@ def _provider_row(core: Core, name: str) -> dict[str, Any]:
         _, ps = core.provider_settings(name)
     except ComputeKitError:
         return {**row, "base_url": None, "configured": False, "status": f"no: set providers.{name}.base_url"}
-    row["base_url"] = ps.base_url
+    from ._config import masked_url
+
+    row["base_url"] = masked_url(ps.base_url)  # a key in its query, a password in its user info: never printed
     if ps.api_key is not None:
         found = next((v for v in env_vars if os.environ.get(v)), None)
         where = "api_key in config" if conf and conf.api_key else f"key from ${found}" if found else "key set"

@@ -376,6 +376,24 @@ def test_providers_json_is_asked_of_the_registry(monkeypatch: pytest.MonkeyPatch
     assert rows["ollama"]["configured"] is True  # a local server needs no key
 
 
+@pytest.mark.parametrize("json_out", [False, True], ids=["table", "json"])
+def test_providers_never_show_a_base_urls_credentials(tmp_path: Path, json_out: bool) -> None:
+    """A configured base URL holding a key in its query (Gemini's ``?key=``) or a password in its user info is
+    listed with them masked, as everywhere settings are shown (they were printed as they were)."""
+    key, password = "AIza" + "Q" * 35, "cli-url-password-0123456789"
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[providers.gemini]\nbase_url = "https://gw.example.com/v1beta?key={key}"\n'
+                    f'[providers.vertex]\nbase_url = "https://app:{password}@gw.example.com/v1"\n', "utf-8")
+    result = _invoke("providers", *(["--json"] if json_out else []), "--config", str(conf))
+    assert result.exit_code == 0, result.output
+    assert key not in result.output
+    assert password not in result.output
+    if json_out:
+        rows = {r["name"]: r for r in json.loads(result.stdout)}
+        assert rows["gemini"]["base_url"] == "https://gw.example.com/v1beta?key=**********"
+        assert rows["vertex"]["base_url"] == "https://app:**********@gw.example.com/v1"
+
+
 def test_providers_include_configured_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MYHOST_KEY", "myhost-key-123456789")
     conf = tmp_path / "c.toml"

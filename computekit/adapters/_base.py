@@ -153,6 +153,10 @@ class ProviderSettings:
     """The largest server-sent event of a stream."""
     options: AdapterSettings | None = None
     """The adapter's own settings, validated against its :attr:`Adapter.settings_model` (``None``: its defaults)."""
+    ambient_credentials: bool = True
+    """Whether credentials the adapter finds itself (the AWS credential chain, Google's Application Default
+    Credentials) may be sent to ``base_url``: ``False`` for a per-call base URL off the configured origin, which
+    gets no configured key either."""
 
     def __repr__(self) -> str:
         key = "SecretStr('**********')" if self.api_key is not None else "None"
@@ -628,6 +632,12 @@ class Adapter(ABC):
         return True
 
     @classmethod
+    def own_endpoint(cls, provider: str, url: str) -> bool:
+        """Whether ``url`` is one of the provider's own endpoints, whatever ``base_url`` is configured (another
+        region of a cloud provider's): a per-call base URL there keeps the configured credentials."""
+        return False
+
+    @classmethod
     def env_base_url(cls, provider: str) -> str | None:
         """The base URL the vendor's own variable sets (``OPENAI_BASE_URL`` ...), in computekit's convention;
         ``None`` when it is unset or empty. Configured and per-call base URLs win over it."""
@@ -667,6 +677,12 @@ class Adapter(ABC):
         key = self.settings.api_key.get_secret_value() if self.settings.api_key is not None else ""
         auth = {k.lower() for k in self.auth_headers()} if key else set()
         return {k: v for k, v in headers.items() if k.lower() not in auth and not (key and key in v)}
+
+    def renew_auth(self, http: HTTPRequest) -> None:
+        """Renew the credential of ``http``, built for an earlier try, before it is sent again: a credential that
+        expires (an access token, a signature over the time it was made) may have since. A key never does:
+        nothing to do here."""
+        return
 
     def require_key(self) -> str:
         """The key's value, for building an auth header.
@@ -1127,14 +1143,21 @@ class Adapter(ABC):
         """A more precise error type from the body (context window, content filter ...), or ``None``."""
         return None
 
+    def sent_secrets(self) -> list[str]:
+        """The secret values this adapter's requests carry, masked wherever a host echoes them: the configured
+        key. An adapter whose credentials are not a key (a session token, an access token) adds them."""
+        return [self.settings.api_key.get_secret_value()] if self.settings.api_key is not None else []
+
     def redact(self, value: Any) -> Any:
-        """``value`` (str, or dicts/lists of them) with the configured key's value masked.
+        """``value`` (str, or dicts/lists of them) with the credentials' values masked (:meth:`sent_secrets`).
 
         A server may echo the credential back (in an error body or header); errors keep what the server said,
         but never the key.
         """
-        key = self.settings.api_key.get_secret_value() if self.settings.api_key is not None else ""
-        return _scrub(value, key) if len(key) >= _MIN_REDACTED_KEY else value
+        for secret in self.sent_secrets():
+            if len(secret) >= _MIN_REDACTED_KEY:
+                value = _scrub(value, secret)
+        return value
 
     def map_error(self, resp: HTTPResponse, model: str | None) -> ProviderError:
         """Translate an error response into a typed error that keeps its facts (never the key)."""

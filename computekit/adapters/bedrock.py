@@ -44,6 +44,9 @@ rate. Reasoning is billed inside ``outputTokens``. Reasoning text is kept in ``r
 from __future__ import annotations
 
 import base64
+import collections
+import datetime as dt
+import functools
 import json
 import os
 import re
@@ -52,7 +55,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
 from .._exceptions import (
     APIStatusError,
@@ -164,6 +167,59 @@ _SYSTEM_BLOCKS: Final = frozenset({"text", "guardContent", "cachePoint"})
 _IMAGE_FORMATS: Final = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
                          "image/webp": "webp"}
 _HOST = re.compile(r"^bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+# An AWS region is one DNS label in lowercase: it is written into the endpoint's host name and the signature's
+# scope, so anything else ("us-east-1.evil.com/", "../") would send the signed request to another host.
+_REGION = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_CHAIN: Final = (BEARER_ENV_VAR, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+                 "an AWS profile (AWS_PROFILE, SSO, instance role)")
+"""Where credentials come from, for the error that says none were found."""
+_MAX_WHY: Final = 300
+"""Characters of the credential chain's own error kept in computekit's."""
+_SECRETS_KEPT: Final = 8
+"""Credentials of the last refreshes remembered, to mask a host's echo of one a request was signed with."""
+# Credential headers of a SigV4-signed request (the signature and the session token of temporary credentials).
+_SIGV4_HEADERS: Final = frozenset({"authorization", "x-amz-security-token"})
+
+
+@functools.cache
+def _signer() -> Any:
+    """botocore's SigV4 signer, made quiet: its ``add_auth`` logs the canonical request at DEBUG, and the
+    canonical request holds the session token of temporary credentials (``x-amz-security-token:...``)."""
+    import botocore.auth as aws_auth
+
+    class QuietSigV4Auth(aws_auth.SigV4Auth):  # type: ignore[misc]  # botocore has no type hints
+        def add_auth(self, request: Any) -> None:
+            # botocore's steps in its order, without the three debug records (request, string to sign, signature).
+            if self.credentials is None:
+                raise aws_auth.NoCredentialsError()
+            request.context["timestamp"] = dt.datetime.now(dt.UTC).strftime(aws_auth.SIGV4_TIMESTAMP)
+            self._modify_request_before_signing(request)  # a retry's old signature and token are dropped here
+            canonical = self.canonical_request(request)
+            self._inject_signature_to_request(request, self.signature(self.string_to_sign(request, canonical),
+                                                                      request))
+
+    return QuietSigV4Auth
+
+
+def _aws_endpoint(url: str) -> bool:
+    """Whether ``url`` is one of AWS's own Bedrock Runtime endpoints (``https://bedrock-runtime.REGION...``)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and parts.port is None and bool(_HOST.match(parts.hostname or ""))
+
+
+def check_region(region: str, source: str) -> str:
+    """``region`` when it is an AWS region name (``us-east-1``), else a :class:`ConfigError` naming ``source``.
+
+    Raises:
+        ConfigError: It is not one lowercase DNS label.
+    """
+    if not _REGION.fullmatch(region):
+        shown = region if len(region) <= 64 else region[:64] + "..."
+        raise ConfigError(
+            f"{shown!r} from {source} is not an AWS region name: a region is lowercase letters, digits and "
+            "hyphens, such as us-east-1 (it becomes part of the endpoint's host name)"
+        )
+    return region
 
 
 class BedrockSettings(AdapterSettings):
@@ -178,6 +234,13 @@ class BedrockSettings(AdapterSettings):
                                "(e.g. us-east-1); default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's.")
     profile: str | None = Field(None, min_length=1, description="AWS shared-config profile credentials and region "
                                 "are read from; default: $AWS_PROFILE, else the default profile.")
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION.fullmatch(value):
+            raise ValueError("an AWS region is lowercase letters, digits and hyphens, such as us-east-1")
+        return value
 
 
 def _botocore() -> Any:
@@ -404,6 +467,7 @@ class BedrockAdapter(Adapter):
         self._session: Any = None
         self._credentials: Any = None
         self._region: str | None = None
+        self._sent: collections.deque[SecretStr] = collections.deque(maxlen=_SECRETS_KEPT)
 
     def unsupported_reason(self, capability: str) -> str | None:
         if capability == "finetune":
@@ -434,19 +498,27 @@ class BedrockAdapter(Adapter):
         host = urlsplit(self.settings.base_url.replace("{region}", "region")).hostname or ""
         found = _HOST.match(host)
         # An endpoint that names its region is signed for that region (AWS rejects any other).
-        region = (
-            (found.group(1) if found and "{region}" not in self.settings.base_url else None)
-            or self.options.region
-            or next((os.environ[v] for v in REGION_ENV_VARS if os.environ.get(v)), None)
-        )
+        region: str | None = None
+        if found and "{region}" not in self.settings.base_url:
+            region, source = found.group(1), f"[providers.{self.provider}] base_url"
+        elif self.options.region:
+            region, source = self.options.region, f"[providers.{self.provider}] region"
+        else:
+            region, source = next(((os.environ[v], f"${v}") for v in REGION_ENV_VARS if os.environ.get(v)),
+                                  (None, ""))
         if region is None and self.settings.api_key is None:
-            region = self._aws_session().get_config_variable("region")
+            try:
+                region, source = self._aws_session().get_config_variable("region"), "the AWS profile"
+            except Exception as e:  # an unknown or unreadable profile (botocore's own errors)
+                raise ConfigError(f"the AWS profile of {self.provider} could not be read for its region "
+                                  f"({type(e).__name__}: {str(e)[:_MAX_WHY]}): set [providers.{self.provider}] "
+                                  "region, or $AWS_REGION, or fix AWS_PROFILE") from e
         if not region:
             raise ConfigError(
                 f"no AWS region for {self.provider}: set [providers.{self.provider}] region = \"us-east-1\", or "
                 "$AWS_REGION ($AWS_DEFAULT_REGION), or a region in your AWS profile"
             )
-        self._region = str(region)
+        self._region = check_region(str(region), source)
         return self._region
 
     def url(self, path: str) -> str:
@@ -460,17 +532,68 @@ class BedrockAdapter(Adapter):
         # every transport then sends the same bytes, so the SigV4 signature is over what goes on the wire.
         return self.url(f"model/{quote(model, safe=':')}/{action}")
 
+    @classmethod
+    def own_endpoint(cls, provider: str, url: str) -> bool:
+        return _aws_endpoint(url)
+
+    def without_key(self, headers: Mapping[str, str]) -> dict[str, str]:
+        # A SigV4 signature and the session token of temporary credentials are no configured key: by name too.
+        return {k: v for k, v in super().without_key(headers).items() if k.lower() not in _SIGV4_HEADERS}
+
     def _signed(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
-        """``headers`` plus the credential: a bearer API key, else a SigV4 signature over this exact request."""
+        """``headers`` plus the credential: a bearer API key, else a SigV4 signature over this exact request.
+
+        Raises:
+            MissingAPIKeyError: A per-call base URL that is not a Bedrock Runtime endpoint of AWS, without a key
+                of its own: the AWS chain's credentials are not sent there.
+        """
         if self.settings.api_key is not None:
             return {**headers, "authorization": f"Bearer {self.require_key()}"}
-        creds = self._aws_credentials().get_frozen_credentials()
-        from botocore.auth import SigV4Auth
+        if not self.settings.ambient_credentials and not _aws_endpoint(url):
+            raise MissingAPIKeyError(self.provider, (BEARER_ENV_VAR,), (
+                f"the AWS credentials of {self.provider} are not sent to a per-call base_url off AWS's Bedrock "
+                f"Runtime endpoints ({urlsplit(url).hostname}): configure it as [providers.{self.provider}] "
+                "base_url, or pass api_key= (a Bedrock API key) with it"))
+        creds = self._frozen_credentials()
+        with self._lock:
+            for secret in (creds.secret_key, creds.token):
+                if secret and all(s.get_secret_value() != secret for s in self._sent):
+                    self._sent.append(SecretStr(secret))  # held masked: never in a repr
         from botocore.awsrequest import AWSRequest
 
         aws = AWSRequest(method=method, url=url, data=body, headers=headers)
-        SigV4Auth(creds, SIGNING_NAME, self.region).add_auth(aws)
+        _signer()(creds, SIGNING_NAME, self.region).add_auth(aws)
         return {k.lower(): v for k, v in aws.headers.items()}
+
+    def sent_secrets(self) -> list[str]:
+        # The secret access key and session token of the credentials signed with lately: a host may echo them.
+        with self._lock:
+            return [*super().sent_secrets(), *(s.get_secret_value() for s in self._sent)]
+
+    def renew_auth(self, http: HTTPRequest) -> None:
+        # A SigV4 signature is dated (AWS refuses one minutes old) and temporary credentials expire: a retry after
+        # a long first try is signed again, with the chain's current credentials. A bearer key never expires.
+        if self.settings.api_key is None and "authorization" in http.headers:
+            unsigned = {k: v for k, v in http.headers.items() if k not in _SIGV4_HEADERS and k != "x-amz-date"}
+            http.headers = self._signed(http.method, http.url, unsigned, http.body() or b"")
+
+    def _frozen_credentials(self) -> Any:
+        """The AWS chain's current credentials (botocore refreshes temporary ones near their expiry).
+
+        Raises:
+            MissingAPIKeyError: The chain found none, or failed: partial credentials, an unknown profile, an SSO
+                session that expired, a credential process that failed (the message says which).
+        """
+        try:
+            return self._aws_credentials().get_frozen_credentials()
+        except MissingAPIKeyError:
+            raise
+        except Exception as e:  # the chain runs what the profile names (a process, SSO, STS): any failure is "none"
+            why = f"{type(e).__name__}: {e}"
+            raise MissingAPIKeyError(self.provider, _CHAIN, (
+                f"the AWS credentials of {self.provider} could not be loaded ({why[:_MAX_WHY]}): set "
+                f"{BEARER_ENV_VAR}, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or fix the AWS profile "
+                "(AWS_PROFILE; `aws sso login` when its SSO session has expired)")) from e
 
     def _aws_credentials(self) -> Any:
         with self._lock:
@@ -478,8 +601,7 @@ class BedrockAdapter(Adapter):
         if creds is None:
             creds = self._aws_session().get_credentials()
             if creds is None:
-                raise MissingAPIKeyError(self.provider, (BEARER_ENV_VAR, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
-                                                         "an AWS profile (AWS_PROFILE, SSO, instance role)"))
+                raise MissingAPIKeyError(self.provider, _CHAIN)
             with self._lock:
                 self._credentials = creds
         return creds

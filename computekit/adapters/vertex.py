@@ -26,14 +26,17 @@ provider's.
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
-from .._exceptions import APIConnectionError, AuthenticationError, ConfigError
+from .._exceptions import APIConnectionError, AuthenticationError, ConfigError, MissingAPIKeyError
 from .._types import Embeddings, Usage
 from ._base import AdapterSettings, CompleteRequest, EmbedRequest, HTTPRequest, HTTPResponse, ProviderSettings
 from .gemini import GeminiWire
@@ -51,10 +54,17 @@ TIER_HEADER: Final = "x-vertex-ai-llm-shared-request-type"
 """The header that asks Vertex AI for flex or priority pay-as-you-go."""
 
 _API_VERSION: Final = "v1"
+_TOKENS_KEPT: Final = 4
+"""Access tokens remembered (the current one and the last few), to mask a host's echo of one."""
 _TRAFFIC_TIERS: Final = {"ON_DEMAND_FLEX": "flex", "ON_DEMAND_PRIORITY": "priority",
                          "PROVISIONED_THROUGHPUT": "provisioned"}
 _PROJECT_ENV: Final = ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
 _LOCATION_ENV: Final = ("GOOGLE_CLOUD_LOCATION", "GOOGLE_CLOUD_REGION")
+# A location is one lowercase DNS label: it is written into the endpoint's host name, so anything else
+# ("evil.com/", "../") would send the access token to another host.
+_LOCATION: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_GOOGLE_HOST: Final = re.compile(r"(?:[a-z0-9-]+-)?aiplatform\.googleapis\.com")
+_LOCATION_RULE: Final = "a Vertex AI location is lowercase letters, digits and hyphens, such as us-central1 or global"
 
 
 def _env(names: tuple[str, ...]) -> str | None:
@@ -74,6 +84,19 @@ class VertexSettings(AdapterSettings):
         None, description="Vertex AI location (us-central1, europe-west4 ...); else $GOOGLE_CLOUD_LOCATION, else "
         "global."
     )
+
+    @field_validator("location")
+    @classmethod
+    def _location_name(cls, value: str | None) -> str | None:
+        if value and not _LOCATION.fullmatch(value):  # empty: not set
+            raise ValueError(_LOCATION_RULE)
+        return value
+
+
+def _google_endpoint(url: str) -> bool:
+    """Whether ``url`` is one of Google's own Vertex AI endpoints (``https://[LOCATION-]aiplatform.googleapis.com``)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and parts.port is None and bool(_GOOGLE_HOST.fullmatch(parts.hostname or ""))
 
 
 def _root(location: str) -> str:
@@ -101,14 +124,35 @@ class VertexAdapter(GeminiWire):
         self.location: str = self.options.location or _env(_LOCATION_ENV) or DEFAULT_LOCATION
         self._credentials: Any = None
         self._lock = threading.Lock()
+        self._tokens: collections.deque[SecretStr] = collections.deque(maxlen=_TOKENS_KEPT)
 
     # ----------------------------------------------------------------------------------------- URLs & auth
 
     def _root(self) -> str:
         configured = self.settings.base_url.rstrip("/")
         if configured == self.default_base_url:  # not configured: the location picks the host
+            if not _LOCATION.fullmatch(self.location):
+                shown = self.location if len(self.location) <= 64 else self.location[:64] + "..."
+                source = next((f"${v}" for v in _LOCATION_ENV if os.environ.get(v) == self.location),
+                              f"[providers.{self.provider}] location")
+                raise ConfigError(f"{shown!r} from {source} is not a location: {_LOCATION_RULE} (it becomes part "
+                                  "of the endpoint's host name)")
             return _root(self.location)
         return configured
+
+    def url(self, path: str) -> str:
+        """``{root}/{path}``: the root is the location's endpoint unless a ``base_url`` is configured (so that a
+        regional endpoint is the provider's own origin, where the credential goes)."""
+        return f"{self._root()}/{path}"
+
+    @classmethod
+    def own_endpoint(cls, provider: str, url: str) -> bool:
+        return _google_endpoint(url)
+
+    def without_key(self, headers: Mapping[str, str]) -> dict[str, str]:
+        # An access token from Application Default Credentials is no configured key: dropped by name too.
+        return {k: v for k, v in super().without_key(headers).items()
+                if k.lower() not in ("authorization", "x-goog-api-key")}
 
     def model_url(self, model: str, method: str) -> str:
         if "/" in model:  # a full resource name (tuned model endpoints, other publishers)
@@ -125,9 +169,27 @@ class VertexAdapter(GeminiWire):
                 f"/publishers/google/models/{model}:{method}")
 
     def auth_headers(self) -> dict[str, str]:
+        """The express-mode key, else an access token of Application Default Credentials.
+
+        Raises:
+            MissingAPIKeyError: A per-call base URL that is not a Vertex AI endpoint of Google, without a key of
+                its own: the credentials' access token is not sent there.
+        """
         if self.settings.api_key is not None:
             return {"x-goog-api-key": self.settings.api_key.get_secret_value()}
+        root = self._root()
+        if not self.settings.ambient_credentials and not _google_endpoint(root):
+            raise MissingAPIKeyError(self.provider, self.key_env_vars, (
+                f"the Google Cloud credentials of {self.provider} are not sent to a per-call base_url off Google's "
+                f"Vertex AI endpoints ({urlsplit(root).hostname}): configure it as [providers.{self.provider}] "
+                "base_url, or pass api_key= (an express-mode key) with it"))
         return {"authorization": f"Bearer {self._token()}"}
+
+    def renew_auth(self, http: HTTPRequest) -> None:
+        # An access token lasts an hour: a retry after a long first try gets the current one (refreshed when it
+        # has expired). An express-mode key never expires.
+        if self.settings.api_key is None and "authorization" in http.headers:
+            http.headers["authorization"] = f"Bearer {self._token()}"
 
     def tier_headers(self, service_tier: str | None) -> dict[str, str]:
         if service_tier is None or service_tier in ("default", "standard"):
@@ -155,11 +217,12 @@ class VertexAdapter(GeminiWire):
             try:
                 creds, project = auth.default(scopes=list(SCOPES))
             except auth.exceptions.DefaultCredentialsError as e:
-                raise ConfigError(
+                # Like a missing key: a call with other targets goes on to the next one.
+                raise MissingAPIKeyError(self.provider, self.key_env_vars, (
                     "no Google Cloud credentials found for vertex: run `gcloud auth application-default login`, "
                     "set $GOOGLE_APPLICATION_CREDENTIALS to a service-account file, or use an express-mode API key "
                     f"($GOOGLE_CLOUD_API_KEY). google-auth said: {e}"
-                ) from e
+                )) from e
             self._credentials = creds
             if self.project is None and project:
                 self.project = project
@@ -186,9 +249,16 @@ class VertexAdapter(GeminiWire):
                     raise AuthenticationError(f"Google refused to refresh the access token: {e}",
                                               provider=self.provider, status=401) from e
             token = creds.token
+            if isinstance(token, str) and token and all(t.get_secret_value() != token for t in self._tokens):
+                self._tokens.append(SecretStr(token))  # held masked: never in a repr
         if not isinstance(token, str) or not token:
             raise AuthenticationError("Google credentials gave no access token", provider=self.provider, status=401)
         return token
+
+    def sent_secrets(self) -> list[str]:
+        # The access tokens sent lately: a host may echo one.
+        with self._lock:
+            return [*super().sent_secrets(), *(t.get_secret_value() for t in self._tokens)]
 
     # ----------------------------------------------------------------------------------------- tiers
 

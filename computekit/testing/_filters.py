@@ -86,9 +86,18 @@ SECRET_QUERY_PARAMS: tuple[str, ...] = (
     "x-goog-credential",
     "key-pair-id",
     "policy",
+    # OAuth form bodies (application/x-www-form-urlencoded): google-auth refreshing Application Default
+    # Credentials sends the user's refresh token and client secret, a service account its signed assertion.
+    "client_secret",
+    "refresh_token",
+    "id_token",
+    "assertion",
+    "subject_token",
+    "password",
 )
-"""Query-string parameters whose values are masked, in request URLs and in every URL found in a body (signed
-URLs: S3 and GCS presigned URLs, CloudFront, Azure SAS ``sig``, Replicate's signed file URLs)."""
+"""Query-string parameters whose values are masked, in request URLs, in every URL found in a body (signed
+URLs: S3 and GCS presigned URLs, CloudFront, Azure SAS ``sig``, Replicate's signed file URLs) and in form-encoded
+bodies (an OAuth token request)."""
 
 SECRET_FIELDS: tuple[str, ...] = (
     "api_key",
@@ -100,8 +109,11 @@ SECRET_FIELDS: tuple[str, ...] = (
     "secret",
     "password",
     "private_key",
+    "secretaccesskey",  # AWS temporary credentials (STS, SSO, container and instance roles), any capitalisation
+    "sessiontoken",
 )
-"""JSON fields whose string values are masked in request and response bodies."""
+"""JSON fields (and XML elements, as AWS STS answers) whose string values are masked in request and response
+bodies; matched without regard to case."""
 
 # Key-shaped strings, by the prefixes providers give their keys (and the shapes of tokens in general).
 _KEY_SHAPES = re.compile(
@@ -121,8 +133,9 @@ _KEY_SHAPES = re.compile(
     rb"|(?<=Bearer )[A-Za-z0-9._~+/=\-]{16,}"
 )
 
+# A parameter after "?" or "&", or first in a form-encoded body (where nothing comes before it).
 _SIGNED_PARAM = re.compile(
-    rb"(?i)([?&](?:" + b"|".join(re.escape(p.encode()) for p in SECRET_QUERY_PARAMS) + rb")=)([^&\s\"'<>\\]+)"
+    rb"(?i)((?:^|[?&])(?:" + b"|".join(re.escape(p.encode()) for p in SECRET_QUERY_PARAMS) + rb")=)([^&\s\"'<>\\]+)"
 )
 
 # Env vars that hold keys, beyond the adapters' own: *_API_KEY, *_API_TOKEN, *_TOKEN, *_SECRET, *_KEY.
@@ -134,7 +147,7 @@ _MIN_GENERIC_ENV = 12
 # For the scan: names that say "credential" (header names split at "-", JSON field names at "_"/"-").
 _SECRET_NAME_PARTS = frozenset({
     "key", "apikey", "token", "secret", "auth", "authorization", "signature", "cookie", "session", "password",
-    "passwd", "credential", "credentials",
+    "passwd", "credential", "credentials", "assertion",
 })
 _DEFAULT_ALLOW = frozenset({
     "idempotency-key",  # computekit's own per-request key (a random id, not a credential)
@@ -142,6 +155,8 @@ _DEFAULT_ALLOW = frozenset({
     "eos_token", "bos_token", "pad_token", "unk_token", "sep_token", "cls_token", "mask_token",
 })
 _JSON_FIELD = re.compile(rb'"([A-Za-z0-9_\-]{1,64})"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_FORM = re.compile(rb"[A-Za-z0-9_.\-]{1,64}=[A-Za-z0-9_.~%+\-]*(?:&[A-Za-z0-9_.\-]{1,64}=[A-Za-z0-9_.~%+\-]*)*")
+_XML_TEXT = re.compile(rb"<([A-Za-z][A-Za-z0-9_.\-]{0,63})>([^<]*)</\1>")
 # Decoded views of a body, where a secret can hide from a literal search.
 _ESCAPED_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*\\(?:[^"\\]|\\.)*"')  # a JSON string with an escape
 _BASE64_RUN = re.compile(rb"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{12,}={0,2}")
@@ -245,13 +260,12 @@ class Scrubber:
         self._lock = threading.Lock()
         extra_params = sorted(self.query - set(SECRET_QUERY_PARAMS))
         self._signed = _SIGNED_PARAM if not extra_params else re.compile(
-            rb"(?i)([?&](?:" + b"|".join(re.escape(p.encode()) for p in sorted(self.query)) + rb")=)([^&\s\"'<>\\]+)"
+            rb"(?i)((?:^|[?&])(?:" + b"|".join(re.escape(p.encode()) for p in sorted(self.query)) + rb")=)"
+            rb"([^&\s\"'<>\\]+)"
         )
-        self._field = re.compile(
-            rb'("(?:' + b"|".join(re.escape(f.encode()) for f in sorted(self.fields)) + rb')"\s*:\s*")'
-            rb'((?:[^"\\]|\\.)*)(")',
-            re.IGNORECASE,
-        )
+        names = b"|".join(re.escape(f.encode()) for f in sorted(self.fields))
+        self._field = re.compile(rb'("(?:' + names + rb')"\s*:\s*")((?:[^"\\]|\\.)*)(")', re.IGNORECASE)
+        self._element = re.compile(rb"(<(" + names + rb")>)([^<]*)(</\2>)", re.IGNORECASE)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Scrubber:
         # pytest-recording deep-copies vcr_config for each test: the copy must be this scrubber, whose noted
@@ -302,6 +316,7 @@ class Scrubber:
             data = _BASE64_RUN.sub(lambda m: self._mask_base64(m.group(0), secrets, depth), data)
         data = _KEY_SHAPES.sub(_MASK_B, data)
         data = self._signed.sub(rb"\1" + _MASK_B, data)
+        data = self._element.sub(rb"\1" + _MASK_B + rb"\4", data)
         return self._field.sub(rb"\1" + _MASK_B + rb"\3", data)
 
     def _mask_json_string(self, literal: bytes, secrets: list[str], depth: int) -> bytes:
@@ -379,6 +394,9 @@ class Scrubber:
             for m in _JSON_FIELD.finditer(raw):
                 if m.group(1).decode().lower() in self.fields:
                     self.note(m.group(2).decode("utf-8", "replace"))
+            for name, value in _form_pairs(raw):  # an OAuth token request: its secrets, masked wherever seen
+                if name.lower() in self.query and value:
+                    self.note(_unquote(value))
         for name in list(request.headers):
             request.headers[name] = self.mask_text(str(request.headers[name]))
         request.uri = self.mask_text(request.uri)
@@ -576,6 +594,25 @@ def _scan_blob(where: str, data: bytes, scrubber: Scrubber, out: list[Finding]) 
         name, value = m.group(1).decode(), m.group(2).decode("utf-8", "replace")
         if _name_says_secret(name, scrubber.allow) and not _value_is_masked(value) and not value.isdigit():
             out.append(Finding(where, f"a JSON field named like a credential: {name!r} ({len(value)} chars)"))
+    for kind, pairs in (("a form field", _form_pairs(data)), ("an XML element", _xml_elements(data))):
+        for name, value in pairs:
+            if _name_says_secret(name, scrubber.allow) and not _value_is_masked(value) and not value.isdigit():
+                out.append(Finding(where, f"{kind} named like a credential: {name!r} ({len(value)} chars)"))
+
+
+def _form_pairs(data: bytes) -> list[tuple[str, str]]:
+    """The ``name=value`` pairs of a form-encoded body (``a=1&b=2``); none when ``data`` is not one."""
+    if not _FORM.fullmatch(data):
+        return []
+    return [(name.decode(), value.decode("ascii", "replace"))
+            for name, _, value in (pair.partition(b"=") for pair in data.split(b"&"))]
+
+
+def _xml_elements(data: bytes) -> list[tuple[str, str]]:
+    """The elements of an XML body that hold text only (``<SessionToken>...</SessionToken>``)."""
+    if not data.lstrip().startswith(b"<"):
+        return []
+    return [(m.group(1).decode(), m.group(2).decode("utf-8", "replace")) for m in _XML_TEXT.finditer(data)]
 
 
 def _as_bytes(body: Any) -> bytes:

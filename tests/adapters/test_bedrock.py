@@ -258,6 +258,19 @@ def test_session_token_is_signed_and_filtered_from_cassettes(monkeypatch: pytest
     assert SECRET_KEY not in repr(http) + repr(adapter(region=REGION).settings)
 
 
+def test_sigv4_credentials_are_dropped_from_a_request_off_its_origin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SigV4 signature and session token are no configured key, yet a request that leaves the provider's
+    origin loses them like one (they were kept)."""
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    ad = adapter(region=REGION)
+    http = ad.build_complete(CompleteRequest(model="amazon.nova-micro-v1:0",
+                                             messages=[{"role": "user", "content": "hi"}]))
+    signed_by_sigv4(http.headers)
+    kept = ad.without_key(http.headers)
+    assert {"authorization", "x-amz-security-token"} & set(kept) == set()
+    assert kept["content-type"] == "application/json"
+
+
 @pytest.mark.parametrize(("env", "base_url", "want"), [
     ({"AWS_REGION": "eu-west-1"}, None, "eu-west-1"),
     ({"AWS_DEFAULT_REGION": "ap-southeast-2"}, None, "ap-southeast-2"),

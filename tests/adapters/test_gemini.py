@@ -350,6 +350,17 @@ def test_vertex_url_from_project_and_location(adc: FakeCredentials, monkeypatch:
     assert "serviceTier" not in vertex().complete_body(CompleteRequest(model="m", messages=[], service_tier="flex"))
 
 
+def test_vertex_access_token_is_dropped_from_a_request_off_its_origin(adc: FakeCredentials) -> None:
+    """An access token of Application Default Credentials is no configured key, yet a request that leaves the
+    provider's origin loses it like one (it was kept)."""
+    ad = vertex()
+    http = ad.build_complete(CompleteRequest(model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}]))
+    assert ad.on_origin(http.url)
+    assert http.headers["authorization"] == f"Bearer {TOKEN}"
+    assert not ad.on_origin("https://elsewhere.example/v1")
+    assert {k: v for k, v in ad.without_key(http.headers).items() if TOKEN in v or k == "authorization"} == {}
+
+
 def test_vertex_express_mode_uses_the_key_and_no_project() -> None:
     http = vertex(api_key="AQ.express-key-0123456789", project=None).build_complete(
         CompleteRequest(model="gemini-2.5-flash", messages=[{"role": "user", "content": "x"}], service_tier="priority"))
