@@ -33,6 +33,7 @@ __all__ = [
     "inline_refs",
     "output_type",
     "parse_output",
+    "recursive_def",
     "schema_instruction",
     "strict_schema",
     "subset_schema",
@@ -203,6 +204,32 @@ def _free_map(node: Mapping[str, Any]) -> bool:
 
 def _untyped(node: Mapping[str, Any]) -> bool:
     return not any(k in node for k in _TYPING_KEYS)
+
+
+def recursive_def(schema: Mapping[str, Any]) -> str | None:
+    """The name of a definition in ``schema``'s ``$defs`` that refers to itself (directly or through others), or
+    ``None`` when the schema is not recursive."""
+    defs = schema.get("$defs") or {}
+
+    def refs(node: Any) -> set[str]:
+        if isinstance(node, list):
+            return set().union(*(refs(n) for n in node)) if node else set()
+        if not isinstance(node, Mapping):
+            return set()
+        found = {node["$ref"].removeprefix("#/$defs/")} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(refs(v) for k, v in node.items() if k != "$defs"))
+
+    edges = {key: refs(d) for key, d in defs.items()}
+    for start in edges:
+        seen, todo = set(), list(edges[start])
+        while todo:
+            key = todo.pop()
+            if key == start:
+                return str(start)
+            if key not in seen:
+                seen.add(key)
+                todo.extend(edges.get(key, ()))
+    return None
 
 
 def inline_refs(schema: Mapping[str, Any], *, name: str = "response_format") -> dict[str, Any]:

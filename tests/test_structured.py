@@ -32,6 +32,7 @@ from computekit._structured import (
     MAX_SCHEMA_NODES,
     inline_refs,
     output_type,
+    recursive_def,
     strict_schema,
     subset_schema,
 )
@@ -570,6 +571,49 @@ def test_field_names_that_are_schema_keywords_are_sent_as_fields(name: str) -> N
     assert sorted(schema["required"]) == sorted(Bounds.model_fields)
     assert schema["properties"]["default"]["type"] == "string"
     assert result.parsed == Bounds.model_validate(answer)
+
+
+class Tree(BaseModel):
+    label: str
+    children: list[Tree] = []
+
+
+class Even(BaseModel):
+    next: Odd | None = None
+
+
+class Odd(BaseModel):
+    next: Even | None = None
+
+
+TREE = {"label": "root", "children": [{"label": "leaf", "children": []}]}
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_recursive_type_is_refused_before_sending_to_anthropic_structured_outputs(is_async: bool) -> None:
+    """Anthropic's structured outputs refuse a schema that refers to itself (a 400): refused before sending."""
+    case = CASES["anthropic-native"]
+    server = Server([ok(case.body(TREE))])
+    client = make_client(server, is_async=is_async, providers={case.provider: case.settings})
+    with pytest.raises(ck.InvalidRequestError, match="Tree is recursive"):
+        complete(client, is_async, f"{case.provider}:{case.model}", "x", response_format=Tree)
+    assert server.hits == 0
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic-tool", "bedrock"])
+def test_a_recursive_type_goes_where_the_schema_may_refer_to_itself(name: str) -> None:
+    result, server, _ = run(CASES[name], TREE, False, response_format=Tree)
+    assert isinstance(result, ck.Completion), result
+    schema = sent_schema(name, server.seen[0].body)
+    assert schema["type"] == "object"  # pydantic's root {"$ref": ...} resolved: a tool input must be an object
+    assert "$defs" in schema
+    assert result.parsed == Tree.model_validate(TREE)
+
+
+def test_recursive_def_finds_self_and_mutual_reference() -> None:
+    assert recursive_def(Tree.model_json_schema()) == "Tree"
+    assert recursive_def(Even.model_json_schema()) in {"Even", "Odd"}
+    assert recursive_def(Person.model_json_schema()) is None
 
 
 def _nested(depth: int) -> type[BaseModel]:

@@ -69,7 +69,14 @@ from .._exceptions import (
     ServerError,
 )
 from .._extras import require
-from .._structured import FORCED_TOOL_NAME, STRICT_UNSUPPORTED, OutputType, forced_tool_answer, strict_schema
+from .._structured import (
+    FORCED_TOOL_NAME,
+    STRICT_UNSUPPORTED,
+    OutputType,
+    forced_tool_answer,
+    recursive_def,
+    strict_schema,
+)
 from .._types import Chunk, Completion, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -478,6 +485,10 @@ class AnthropicAdapter(Adapter):
             return None
         # Structured outputs close every object; the forced tool is not strict, so a dict field stays open there.
         native = self.native_structured_output(req.model)
+        loop = recursive_def(out.schema) if native else None
+        if loop is not None:  # refused with a 400 ("circular reference ... not supported"): say so before sending
+            raise InvalidRequestError(f"response_format: {loop} is recursive, which Anthropic's structured outputs "
+                                      f"do not support: give the type a fixed depth")
         return strict_schema(out.schema, drop=_STRUCTURED_UNSUPPORTED, all_required=False, open_maps=not native,
                              require_types=False, name=out.name, dialect="Anthropic's structured outputs")
 
