@@ -13,20 +13,30 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import itertools
 import json
 import sys
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import genai_prices
 import httpx
 import pytest
 from _support import Server, chat_chunks, chat_json, make_client, ok, sse, stream_response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 import computekit as ck
-from computekit._structured import FORCED_TOOL_NAME, inline_refs, output_type, strict_schema, subset_schema
+from computekit._structured import (
+    FORCED_TOOL_NAME,
+    MAX_SCHEMA_NODES,
+    inline_refs,
+    output_type,
+    recursive_def,
+    strict_schema,
+    subset_schema,
+)
+from computekit.adapters.anthropic import TOOL_PROMPT_MAX_TOKENS
 
 KEY = "sk-test-0123456789abcdef"
 
@@ -178,12 +188,18 @@ CASES = {
 }
 
 
+_LEDGERS = itertools.count()
+
+
 def run(case: Case, answer: Any, is_async: bool, **kwargs: Any) -> tuple[Any, Server, Any]:
     """``complete(case.model, response_format=Person)`` answered with ``answer``: (result or error, server, client)."""
     server = Server([ok(case.body(answer))])
-    client = make_client(server, is_async=is_async, providers={case.provider: case.settings})
+    # A ledger of its own: a test that runs twice must not read the other client's rows (flushed or not yet).
+    client = make_client(server, is_async=is_async, providers={case.provider: case.settings},
+                         ledger=f"sqlite:///ledger-{next(_LEDGERS)}.db")
+    kwargs.setdefault("response_format", Person)
     try:
-        call = client.complete(f"{case.provider}:{case.model}", "Who is Ada?", response_format=Person, **kwargs)
+        call = client.complete(f"{case.provider}:{case.model}", "Who is Ada?", **kwargs)
         result = asyncio.run(call) if is_async else call
     except ck.StructuredOutputError as e:
         return e, server, client
@@ -413,3 +429,279 @@ def test_parsed_is_typed_for_mypy(tmp_path: Any) -> None:
 def test_cost_is_decimal() -> None:
     result, _, _ = run(CASES["openai"], GOOD, False)
     assert isinstance(result.cost.total, Decimal)
+
+
+# ------------------------------------------------------------------------------------------------ hostile types
+
+
+class Scores(BaseModel):
+    player: str
+    scores: dict[str, int]
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"]
+    meows: int
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"]
+    barks: str
+
+
+class Owner(BaseModel):
+    pet: Annotated[Cat | Dog, Field(discriminator="kind")]
+
+
+class Bounds(BaseModel):
+    """Field names that are JSON-schema keywords: each is a name, not a keyword, wherever it appears."""
+
+    minimum: int
+    maximum: int
+    default: str
+    properties: str
+    required: bool
+
+
+def sent_schema(name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The schema a request carried, wherever the provider takes it."""
+    if "generationConfig" in body:
+        schema: dict[str, Any] = body["generationConfig"]["responseSchema"]
+    elif "output_config" in body:
+        schema = body["output_config"]["format"]["schema"]
+    elif "toolConfig" in body:
+        schema = body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]
+    elif "tools" in body:
+        schema = body["tools"][0]["input_schema"]
+    elif body["response_format"]["type"] == "json_object" and "json_schema" in body["response_format"]:
+        schema = body["response_format"]["json_schema"]
+    elif body["response_format"]["type"] == "json_object":
+        system = body["messages"][0]["content"]
+        schema = json.loads(system[system.index("{"):])
+    else:
+        schema = body["response_format"]["json_schema"]["schema"]
+    return schema
+
+
+def complete(client: Any, is_async: bool, *args: Any, **kwargs: Any) -> Any:
+    """``client.complete(...)``, awaited when the client is async."""
+    call = client.complete(*args, **kwargs)
+    return asyncio.run(call) if is_async else call
+
+
+CLOSED = ["openai", "azure", "mistral", "anthropic-native", "gemini", "vertex"]
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("name", CLOSED)
+def test_a_dict_field_is_refused_before_sending_where_every_object_is_closed(name: str, is_async: bool) -> None:
+    """Strict dialects close every object: a dict[str, int] field sent closed could only be answered {} (which
+    validates), so it is refused before sending, naming the field."""
+    case = CASES[name]
+    server = Server([ok(case.body({"player": "Ada", "scores": {"a": 1}}))])
+    client = make_client(server, is_async=is_async, providers={case.provider: case.settings})
+    with pytest.raises(ck.InvalidRequestError, match=r"Scores\.scores is a dict with free keys"):
+        complete(client, is_async, f"{case.provider}:{case.model}", "x", response_format=Scores)
+    assert server.hits == 0
+
+
+@pytest.mark.parametrize("name", ["anthropic-tool", "bedrock", "cohere", "groq"])
+def test_a_dict_field_stays_open_where_the_schema_is_not_strict(name: str) -> None:
+    case = CASES[name]
+    answer = {"player": "Ada", "scores": {"a": 1, "b": 2}}
+    result, server, _ = run(case, answer, False, response_format=Scores)
+    assert isinstance(result, ck.Completion), result
+    assert sent_schema(name, server.seen[0].body)["properties"]["scores"]["additionalProperties"] == {
+        "type": "integer"}
+    assert result.parsed == Scores.model_validate(answer)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_type_that_is_not_an_object_is_asked_for_as_one(name: str, is_async: bool) -> None:
+    """OpenAI's strict mode and a tool's input schema (Anthropic, Converse) take only an object at the root:
+    list[int] is asked for as {"value": [...]} everywhere, and .parsed is the list."""
+    case = CASES[name]
+    result, server, client = run(case, {"value": [1, 2, 3]}, is_async, response_format=list[int])
+    assert isinstance(result, ck.Completion), result
+    schema = sent_schema(name, server.seen[0].body)
+    assert schema["type"] == "object"
+    assert schema["required"] == ["value"]
+    assert schema["properties"]["value"]["type"] == "array"
+    assert result.parsed == [1, 2, 3]
+    assert [r.outcome for r in client.ledger.rows()] == ["success"]
+
+
+def test_a_wrapped_type_also_takes_the_bare_value_and_refuses_what_fits_neither() -> None:
+    out = output_type(Literal["yes", "no"])
+    assert out is not None
+    assert out.validate('{"value": "yes"}') == "yes"
+    assert out.validate('"no"') == "no"  # a host without a schema mode may answer the bare value
+    with pytest.raises(ValidationError):
+        out.validate('{"value": "maybe"}')
+    with pytest.raises(ValidationError):
+        out.validate('{"value": "yes", "other": 1}')
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_discriminated_union_is_sent_as_anyof_and_parsed(name: str) -> None:
+    """pydantic writes a discriminated union as oneOf, which OpenAI's and Anthropic's strict modes refuse and
+    Gemini's subset does not know: it goes as anyOf (the answer is still validated against the union)."""
+    case = CASES[name]
+    answer = {"pet": {"kind": "dog", "barks": "woof"}}
+    result, server, _ = run(case, answer, False, response_format=Owner)
+    assert isinstance(result, ck.Completion), result
+    schema = sent_schema(name, server.seen[0].body)
+    if name not in ("bedrock", "cohere", "groq", "together", "deepseek", "ai21"):  # pydantic's schema as it is
+        assert "oneOf" not in json.dumps(schema)
+    if name in ("gemini", "vertex"):
+        branches = schema["properties"]["pet"]["anyOf"]
+        assert [b["properties"]["kind"]["enum"] for b in branches] == [["cat"], ["dog"]]
+    assert result.parsed == Owner.model_validate(answer)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_field_names_that_are_schema_keywords_are_sent_as_fields(name: str) -> None:
+    case = CASES[name]
+    answer = {"minimum": 1, "maximum": 2, "default": "d", "properties": "p", "required": True}
+    result, server, _ = run(case, answer, False, response_format=Bounds)
+    assert isinstance(result, ck.Completion), result
+    schema = sent_schema(name, server.seen[0].body)
+    assert list(schema["properties"]) == list(Bounds.model_fields)
+    assert sorted(schema["required"]) == sorted(Bounds.model_fields)
+    assert schema["properties"]["default"]["type"] == "string"
+    assert result.parsed == Bounds.model_validate(answer)
+
+
+class Tree(BaseModel):
+    label: str
+    children: list[Tree] = []
+
+
+class Even(BaseModel):
+    next: Odd | None = None
+
+
+class Odd(BaseModel):
+    next: Even | None = None
+
+
+TREE = {"label": "root", "children": [{"label": "leaf", "children": []}]}
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_recursive_type_is_refused_before_sending_to_anthropic_structured_outputs(is_async: bool) -> None:
+    """Anthropic's structured outputs refuse a schema that refers to itself (a 400): refused before sending."""
+    case = CASES["anthropic-native"]
+    server = Server([ok(case.body(TREE))])
+    client = make_client(server, is_async=is_async, providers={case.provider: case.settings})
+    with pytest.raises(ck.InvalidRequestError, match="Tree is recursive"):
+        complete(client, is_async, f"{case.provider}:{case.model}", "x", response_format=Tree)
+    assert server.hits == 0
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic-tool", "bedrock"])
+def test_a_recursive_type_goes_where_the_schema_may_refer_to_itself(name: str) -> None:
+    result, server, _ = run(CASES[name], TREE, False, response_format=Tree)
+    assert isinstance(result, ck.Completion), result
+    schema = sent_schema(name, server.seen[0].body)
+    assert schema["type"] == "object"  # pydantic's root {"$ref": ...} resolved: a tool input must be an object
+    assert "$defs" in schema
+    assert result.parsed == Tree.model_validate(TREE)
+
+
+def test_recursive_def_finds_self_and_mutual_reference() -> None:
+    assert recursive_def(Tree.model_json_schema()) == "Tree"
+    assert recursive_def(Even.model_json_schema()) in {"Even", "Odd"}
+    assert recursive_def(Person.model_json_schema()) is None
+
+
+def _nested(depth: int) -> type[BaseModel]:
+    """A model that holds the previous one twice, with a description on each: pydantic writes each level once,
+    a dialect that inlines described $refs writes 2**depth copies."""
+    level: type[BaseModel] = create_model("Level0", n=(int, ...))
+    for i in range(1, depth + 1):
+        level = create_model(f"Level{i}", left=(level, Field(description="left")),
+                             right=(level, Field(description="right")))
+    return level
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic-native", "gemini"])
+def test_a_schema_that_explodes_when_inlined_is_refused_before_sending(name: str) -> None:
+    case = CASES[name]
+    server = Server([ok(case.body({}))])
+    client = make_client(server, providers={case.provider: case.settings})
+    with pytest.raises(ck.InvalidRequestError, match=f"past {MAX_SCHEMA_NODES} nodes"):
+        client.complete(f"{case.provider}:{case.model}", "x", response_format=_nested(16))
+    assert server.hits == 0
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(("name", "ref"), [("openai", ("gpt-4o-mini", "openai")),
+                                           ("gemini", ("gemini-2.5-flash", "google"))])
+def test_a_budget_reserves_the_schema_as_it_is_sent(name: str, ref: tuple[str, str], is_async: bool) -> None:
+    """The schema goes as input in the provider's dialect, $refs inlined: a budget's worst case counts that
+    (a token is at least a byte), not pydantic's much smaller form."""
+    case = CASES[name]
+    server = Server([ok(case.body({}))])
+    client = make_client(server, is_async=is_async, providers={case.provider: case.settings},
+                         budget={"limit_usd": "100"})
+    with pytest.raises(ck.StructuredOutputError):  # the answer ({}) does not fit: it is the request that counts
+        complete(client, is_async, f"{case.provider}:{case.model}", "x", response_format=_nested(7), max_tokens=1)
+    sent = len(json.dumps(sent_schema(name, server.seen[0].body)).encode())
+    assert sent > 20 * len(json.dumps(_nested(7).model_json_schema()))  # what made the old bound far too low
+    floor = genai_prices.calc_price(genai_prices.Usage(input_tokens=sent, output_tokens=1), model_ref=ref[0],
+                                    provider_id=ref[1]).total_price
+    [row] = client.ledger.rows()
+    assert row.reserved is not None
+    assert row.reserved >= floor
+
+
+def test_anthropic_forced_tool_reserves_the_tool_use_system_prompt() -> None:
+    """A forced tool is a tool: Anthropic adds its tool-use system prompt, which a budget counts with the tool."""
+    case = CASES["anthropic-tool"]
+    padding = 1000
+
+    def reserve(prompt: str, **options: Any) -> tuple[Decimal, dict[str, Any]]:
+        server = Server([ok(case.body(GOOD))])
+        client = make_client(server, providers={case.provider: case.settings}, budget={"limit_usd": "100"},
+                             ledger=f"sqlite:///ledger-{next(_LEDGERS)}.db")
+        client.complete(f"{case.provider}:{case.model}", prompt, max_tokens=10, **options)
+        [row] = client.ledger.rows()
+        assert row.reserved is not None
+        return row.reserved, server.seen[0].body
+
+    plain, _ = reserve("Who is Ada?")
+    padded, _ = reserve("Who is Ada?" + "x" * padding)
+    per_token = (padded - plain) / padding  # the rate a budget reserves input at, a byte counted as a token
+    typed, body = reserve("Who is Ada?", response_format=Person)
+    schema = len(json.dumps(body["tools"][0]["input_schema"]).encode())
+    assert typed - plain >= (TOOL_PROMPT_MAX_TOKENS + schema) * per_token
+
+
+# ------------------------------------------------------------------------------------------------ what happened
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_tool_call_instead_of_an_answer_says_so(is_async: bool) -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    body = chat_json("", tool_calls=[call], finish_reason="tool_calls")
+    body["choices"][0]["message"]["content"] = None
+    server = Server([ok(body)])
+    client = make_client(server, is_async=is_async)
+    with pytest.raises(ck.StructuredOutputError, match="the model called lookup instead of answering") as info:
+        complete(client, is_async, "openai:gpt-4o-mini", "x", response_format=Person)
+    assert info.value.text == ""
+    assert [t.name for t in info.value.completion.tool_calls] == ["lookup"]
+    assert info.value.cost is not None
+    [row] = client.ledger.rows()
+    assert (row.outcome, row.cost) == ("error", info.value.cost.total)
+
+
+def test_an_empty_answer_says_so() -> None:
+    server = Server([ok(chat_json(""))])
+    client = make_client(server)
+    with pytest.raises(ck.StructuredOutputError, match=r"\(the answer is empty\)") as info:
+        client.complete("openai:gpt-4o-mini", "x", response_format=Person)
+    assert info.value.cost is not None
+    assert [r.outcome for r in client.ledger.rows()] == ["error"]

@@ -757,7 +757,11 @@ class Adapter(ABC):
         times :meth:`sampling_passes`. ``None``: it cannot be bounded (media with no rule and no known window).
         """
         media: list[Mapping[str, Any]] = []
-        parts = [split_media(v, media) for name in _REQUEST_TEXT_FIELDS if (v := getattr(req, name, None))]
+        fields = {name: getattr(req, name, None) for name in _REQUEST_TEXT_FIELDS}
+        if isinstance(req, CompleteRequest) and req.output is not None:
+            # A type's schema is sent in this provider's dialect, which can be much larger ($refs inlined).
+            fields["response_format"] = self.structured_schema(req)
+        parts = [split_media(v, media) for v in fields.values() if v]
         # A lone surrogate still counts (as its 3 bytes): the request is refused when it is encoded to be sent.
         tokens = len(json.dumps(parts, default=str, ensure_ascii=False).encode("utf-8", "surrogatepass"))
         for part in media:
@@ -770,6 +774,15 @@ class Adapter(ABC):
         tokens += self.input_overhead(req) if isinstance(req, CompleteRequest) else 0
         passes = self.sampling_passes(req) if isinstance(req, CompleteRequest) else 1
         return min(tokens * passes, window * passes) if window else tokens * passes
+
+    def structured_schema(self, req: CompleteRequest) -> Any:
+        """The schema sent for ``req.output`` (``response_format=`` a type), in this provider's dialect: what the
+        request carries and a budget counts. ``None`` without a type.
+
+        Raises:
+            InvalidRequestError: The type cannot be expressed in this provider's dialect.
+        """
+        return req.output.schema if req.output is not None else None
 
     def media_tokens(self, part: Mapping[str, Any], model: str) -> int | None:
         """The most tokens one media part (an image, audio clip, file ...) can be billed as on ``model``, by the

@@ -69,7 +69,14 @@ from .._exceptions import (
     ServerError,
 )
 from .._extras import require
-from .._structured import FORCED_TOOL_NAME, STRICT_UNSUPPORTED, OutputType, forced_tool_answer, strict_schema
+from .._structured import (
+    FORCED_TOOL_NAME,
+    STRICT_UNSUPPORTED,
+    OutputType,
+    forced_tool_answer,
+    recursive_def,
+    strict_schema,
+)
 from .._types import Chunk, Completion, Message, Result, ToolCall, Usage
 from ..pricing import PriceRef
 from ._base import (
@@ -472,8 +479,21 @@ class AnthropicAdapter(Adapter):
         """Whether ``model`` takes ``output_config.format`` (else structured output goes through a forced tool)."""
         return _structured_native(model) or model.startswith(tuple(self.options.structured_output_models))
 
+    def structured_schema(self, req: CompleteRequest) -> Any:
+        out = req.output
+        if out is None:
+            return None
+        # Structured outputs close every object; the forced tool is not strict, so a dict field stays open there.
+        native = self.native_structured_output(req.model)
+        loop = recursive_def(out.schema) if native else None
+        if loop is not None:  # refused with a 400 ("circular reference ... not supported"): say so before sending
+            raise InvalidRequestError(f"response_format: {loop} is recursive, which Anthropic's structured outputs "
+                                      f"do not support: give the type a fixed depth")
+        return strict_schema(out.schema, drop=_STRUCTURED_UNSUPPORTED, all_required=False, open_maps=not native,
+                             require_types=False, name=out.name, dialect="Anthropic's structured outputs")
+
     def _structured(self, out: OutputType, req: CompleteRequest, body: dict[str, Any]) -> None:
-        schema = strict_schema(out.schema, drop=_STRUCTURED_UNSUPPORTED, all_required=False)
+        schema = self.structured_schema(req)
         if self.native_structured_output(req.model):
             body["output_config"] = {**body.get("output_config", {}), "format": {"type": "json_schema",
                                                                                 "schema": schema}}
@@ -587,7 +607,8 @@ class AnthropicAdapter(Adapter):
         return None
 
     def input_overhead(self, req: CompleteRequest) -> int:
-        return TOOL_PROMPT_MAX_TOKENS if req.tools else 0
+        forced = req.output is not None and not self.native_structured_output(req.model)  # a tool all the same
+        return TOOL_PROMPT_MAX_TOKENS if req.tools or forced else 0
 
     def sampling_passes(self, req: CompleteRequest) -> int:
         server = any(_is_server_tool(t) for t in req.tools or [])

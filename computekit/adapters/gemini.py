@@ -488,6 +488,9 @@ class GeminiWire(Adapter):
 
     # ----------------------------------------------------------------------------------------- complete
 
+    def structured_schema(self, req: CompleteRequest) -> Any:
+        return subset_schema(req.output.schema, name=req.output.name) if req.output is not None else None
+
     def complete_body(self, req: CompleteRequest) -> dict[str, Any]:
         """The ``GenerateContentRequest`` body (without ``model``: it is in the URL)."""
         if req.prompt is not None:
@@ -503,7 +506,7 @@ class GeminiWire(Adapter):
         config = sampling_options(req, {"temperature": "temperature", "top_p": "topP", "max_tokens": "maxOutputTokens",
                                         "stop": "stopSequences", "seed": "seed"})
         if req.output is not None:  # a type: its schema in responseSchema's OpenAPI subset ($refs inlined)
-            config.update({"responseMimeType": "application/json", "responseSchema": subset_schema(req.output.schema)})
+            config.update({"responseMimeType": "application/json", "responseSchema": self.structured_schema(req)})
         elif req.response_format is not None:
             config.update(_response_format(req.response_format))
         if req.service_tier is not None and self.service_tier_in_body:

@@ -30,7 +30,7 @@ from .._exceptions import (
     OverloadedError,
 )
 from .._extras import require
-from .._structured import OutputType, schema_instruction, strict_schema
+from .._structured import schema_instruction, strict_schema
 from .._types import (
     Chunk,
     Completion,
@@ -402,7 +402,7 @@ class OpenAIWire(Adapter):
             if req.tool_choice is not None:
                 body["tool_choice"] = req.tool_choice
             if req.output is not None:
-                self.structured_body(req.output, req.model, body)
+                self.structured_body(req, body)
             elif req.response_format is not None:
                 body["response_format"] = req.response_format
         if req.stream:
@@ -418,17 +418,25 @@ class OpenAIWire(Adapter):
         ``"json_schema"`` (the schema, best effort) or ``"json_object"`` (JSON mode, the schema in the prompt)."""
         return "strict"
 
-    def structured_body(self, out: OutputType, model: str, body: dict[str, Any]) -> None:
-        """Ask for an answer of type ``out`` the way this host documents it."""
-        mode = self.structured_mode(model)
+    def structured_schema(self, req: CompleteRequest) -> Any:
+        out = req.output
+        if out is None:
+            return None
+        if self.uses_responses(req) or self.structured_mode(req.model) == "strict":
+            return strict_schema(out.schema, name=out.name, dialect=f"{self.provider}'s strict structured outputs")
+        return out.schema
+
+    def structured_body(self, req: CompleteRequest, body: dict[str, Any]) -> None:
+        """Ask for an answer of type ``req.output`` the way this host documents it."""
+        out = req.output
+        assert out is not None
+        mode = self.structured_mode(req.model)
         if mode == "json_object":
             body["response_format"] = {"type": "json_object"}
             body["messages"] = [{"role": "system", "content": schema_instruction(out)}, *body["messages"]]
             return
-        strict = mode == "strict"
-        schema = strict_schema(out.schema) if strict else out.schema
-        body["response_format"] = {"type": "json_schema",
-                                   "json_schema": {"name": out.name, "schema": schema, "strict": strict}}
+        body["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": out.name, "schema": self.structured_schema(req), "strict": mode == "strict"}}
 
     def text_path(self, model: str) -> str:
         """Path of the legacy text-completion endpoint."""

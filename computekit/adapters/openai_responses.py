@@ -180,10 +180,11 @@ def _tool_choice(choice: Any) -> Any:
     return choice
 
 
-def _text_format(req: CompleteRequest) -> dict[str, Any] | None:
+def _text_format(req: CompleteRequest, provider: str) -> dict[str, Any] | None:
     out = req.output
     if out is not None:
-        return {"type": "json_schema", "name": out.name, "schema": strict_schema(out.schema), "strict": True}
+        schema = strict_schema(out.schema, name=out.name, dialect=f"{provider}'s strict structured outputs")
+        return {"type": "json_schema", "name": out.name, "schema": schema, "strict": True}
     fmt = req.response_format
     if fmt is None:
         return None
@@ -214,7 +215,7 @@ def build_body(req: CompleteRequest, provider: str, model: str, *, reasoning: bo
         body["tools"] = [_tool(t) for t in req.tools]
     if req.tool_choice is not None:
         body["tool_choice"] = _tool_choice(req.tool_choice)
-    fmt = _text_format(req)
+    fmt = _text_format(req, provider)
     if fmt is not None:
         body["text"] = {"format": fmt}
     if req.stream:
