@@ -47,6 +47,7 @@ import base64
 import json
 import os
 import re
+import struct
 import threading
 from collections.abc import Mapping
 from typing import Any, Final
@@ -152,6 +153,9 @@ _ERROR_STATUS: Final = {
 }
 # Statuses retried by the client that AWS gives to exceptions it documents as retryable.
 _RETRIED_STATUS: Final = {"ModelErrorException": 503, "ModelTimeoutException": 504, "ModelStreamErrorException": 503}
+
+_MESSAGE_TYPES: Final = ("event", "exception", "error")
+"""The ``:message-type`` of every event-stream frame AWS sends."""
 
 _CONTEXT_PHRASES: Final = ("too many input tokens", "input is too long", "prompt is too long", "context window",
                            "too many total text bytes", "exceeds the maximum")
@@ -697,13 +701,11 @@ class EventStreamDecoder:
             SSETooLarge: A frame exceeds ``max_event_bytes``.
             FrameError: A frame is corrupt (bad CRC, impossible lengths); its ``events``: those before it.
         """
-        from botocore.eventstream import ParserError
-
         self._pending += len(chunk)
         self._buf.add_data(chunk)
         out: list[SSEEvent] = []
         try:
-            for message in self._buf:
+            while (message := self._next()) is not None:
                 size = message.prelude.total_length
                 if size > self._max:
                     raise SSETooLarge(self._max, f"an event-stream frame of {size} bytes")
@@ -711,12 +713,30 @@ class EventStreamDecoder:
                 out.append(_event(message.headers, message.payload))
             if self._pending > self._max:
                 raise SSETooLarge(self._max, "an event-stream frame")
-        except ParserError as e:
-            raise FrameError(f"corrupt event-stream frame: {e}", out) from e
-        except SSETooLarge as e:
+        except FrameError as e:
             e.events = out  # the frames before it are still delivered
             raise
+        except SSETooLarge as e:
+            e.events = out
+            raise
         return out
+
+    def _next(self) -> Any:
+        """The next whole frame, or ``None``.
+
+        Raises:
+            FrameError: The frame does not parse.
+        """
+        from botocore.eventstream import ParserError
+
+        try:
+            return next(self._buf, None)
+        except ParserError as e:  # a checksum that does not match, a length past the limits
+            raise FrameError(f"corrupt event-stream frame: {e}") from e
+        except (ValueError, LookupError, struct.error) as e:
+            # botocore's parser lets these out as they are: a header of an unknown type (KeyError), a name or
+            # value that is not UTF-8 (UnicodeDecodeError), headers that end inside a header (struct.error).
+            raise FrameError(f"corrupt event-stream frame ({type(e).__name__}: {e})") from e
 
     def close(self) -> tuple[list[SSEEvent], bool]:
         """End of stream: no more events, and whether a frame was cut short."""
@@ -724,7 +744,16 @@ class EventStreamDecoder:
 
 
 def _event(headers: Mapping[str, Any], payload: bytes) -> SSEEvent:
+    """One frame as an event.
+
+    Raises:
+        FrameError: The frame is not an event, an exception or an error (its ``:message-type`` is missing or
+            unknown): no frame AWS sends, so not one to read as a server's error either.
+    """
     kind = headers.get(":message-type")
+    if kind not in _MESSAGE_TYPES:
+        raise FrameError(f"corrupt event-stream frame: :message-type {str(kind)[:40]!r} is not one of "
+                         f"{', '.join(_MESSAGE_TYPES)}")
     text = payload.decode("utf-8", "replace")
     if kind == "event":
         return SSEEvent(data=text, event=str(headers.get(":event-type") or ""))

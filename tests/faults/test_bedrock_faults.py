@@ -10,13 +10,16 @@ transports; the retry loop's sleep only records its waits.
 
 from __future__ import annotations
 
+import binascii
 import json
+import struct
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _eventstream import converse_stream, exception_frame
+from _eventstream import converse_stream, exception_frame, frame
 from fault_server import (
     SSE,
     FaultServer,
@@ -74,6 +77,10 @@ def outcomes(r: Any) -> list[tuple[str, str | None, int | None]]:
 
 def ledger(client: Any) -> list[tuple[str, str, int | None, str | None]]:
     return [(row.provider, row.outcome, row.status, row.error_type) for row in client.ledger.rows()]
+
+
+def costs(client: Any) -> list[Decimal | None]:
+    return [row.cost for row in client.ledger.rows()]
 
 
 async def complete(client: Any, model: str = TARGET) -> Any:
@@ -220,21 +227,54 @@ async def test_b5_malformed_converse_body(faults: Callable[..., FaultServer], cl
     assert [row[1:] for row in ledger(client)] == [("error", 200, "MalformedResponseError")]
 
 
+def _flipped(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+def _raw_frame(headers: bytes, payload: bytes) -> bytes:
+    """A frame with ``headers`` as they are (checksums right): for headers ``frame()`` would not write."""
+    prelude = struct.pack("!II", 12 + len(headers) + len(payload) + 4, len(headers))
+    prelude += struct.pack("!I", binascii.crc32(prelude))
+    message = prelude + headers + payload
+    return message + struct.pack("!I", binascii.crc32(message))
+
+
+def _header(name: bytes, kind: int, value: bytes) -> bytes:
+    return struct.pack("!B", len(name)) + name + struct.pack("!B", kind) + struct.pack("!H", len(value)) + value
+
+
+_DELTA = b'{"contentBlockIndex":0,"delta":{"text":"lo"}}'
+CORRUPT = {
+    "message-crc": lambda good: _flipped(good, len(good) - 1),
+    "prelude-crc": lambda good: _flipped(good, 8),
+    "header-of-unknown-type": lambda good: _raw_frame(_header(b":message-type", 99, b"event"), _DELTA),
+    "header-name-not-utf8": lambda good: _raw_frame(_header(b"\xff\xfe", 7, b"event"), _DELTA),
+    "no-message-type": lambda good: frame({":event-type": "contentBlockDelta"}, _DELTA),
+    "unknown-message-type": lambda good: frame({":message-type": "garbage", ":event-type": "contentBlockDelta"},
+                                               _DELTA),
+}
+
+
 @both
 @pytest.mark.parametrize("together", [False, True], ids=["frame-per-write", "one-write"])
+@pytest.mark.parametrize("corrupt", list(CORRUPT))
 async def test_b5_corrupt_frame_is_malformed(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
-                                             is_async: bool, together: bool) -> None:
+                                             is_async: bool, together: bool, corrupt: str) -> None:
+    """A frame that does not parse (a checksum that does not match, a header botocore cannot read, a message type
+    AWS never sends) is a malformed answer, not a raw ``KeyError`` or a server's 500: one ledger row, no retry."""
     good = converse_stream(["Hel", "lo"])
-    bad = bytearray(good[2])
-    bad[-1] ^= 0xFF  # the second delta's message CRC
-    events = [good[0], good[1], bytes(bad), *good[3:]]
+    events = [good[0], good[1], CORRUPT[corrupt](good[2]), *good[3:]]  # the second delta corrupted
     srv = faults([SSE(events, headers=STREAM_TYPE, together=together), frames(["Hello"])])
     client = clients(is_async, srv.url, waits)
     with pytest.raises(ck.MalformedResponseError, match="corrupt event-stream frame") as ei:
         await read_stream(client, TARGET)
+    assert ei.value.status == 200
     # The frames before the corrupt one reach the caller, even when they came in the same read.
     assert "".join(c.text for c in ei.value.partial) == "Hel"  # type: ignore[attr-defined]
     assert srv.hits == 1
+    assert waits.waits == []
+    assert [row[1:] for row in ledger(client)] == [("error", 200, "MalformedResponseError")]
+    assert costs(client) == [None]
 
 
 @both
