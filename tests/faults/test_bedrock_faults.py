@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _eventstream import converse_stream, exception_frame, frame
+from _eventstream import converse_stream, event, exception_frame, frame
 from fault_server import (
     SSE,
     FaultServer,
@@ -345,3 +345,35 @@ async def test_b7_bedrock_api_key_echoed_back_never_leaks(faults: Callable[..., 
     surfaces = {"errors": "".join(f"{e!s}{e!r}{vars(e)!r}" for e in errors), "ledger": repr(rows),
                 **_files(tmp_path, "canary.db*")}
     assert sorted(name for name, text in surfaces.items() if CANARY in text) == []
+
+
+# ============================================================================================= B8: usage counts
+
+
+NOT_COUNTS = {"negative": -5, "a-string": "12", "fractional": 1.5, "a-boolean": True}
+
+
+@both
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+@pytest.mark.parametrize("count", list(NOT_COUNTS))
+async def test_b8_usage_that_is_not_a_count_is_malformed(faults: Callable[..., FaultServer], clients: Any,
+                                                        waits: Waits, is_async: bool, stream: bool,
+                                                        count: str) -> None:
+    """An ``inputTokens`` that is not a whole number of 0 or more is a malformed answer (recorded, its cost unknown,
+    not retried), not a count of 0 that bills the call for fewer tokens than it used."""
+    usage = {"inputTokens": NOT_COUNTS[count], "outputTokens": 5, "totalTokens": 17}
+    if stream:
+        reply: Any = SSE([*converse_stream(["Hel"], metadata=False), event("metadata", {"usage": usage})],
+                         headers=STREAM_TYPE)
+    else:
+        reply = converse("Hello")
+        reply = Reply(200, {**reply.body, "usage": usage}, reply.headers)  # type: ignore[dict-item]
+    srv = faults([reply, converse("Hello")])
+    client = clients(is_async, srv.url, waits)
+    with pytest.raises(ck.MalformedResponseError, match="inputTokens is not a token count") as ei:
+        await (read_stream(client, TARGET) if stream else complete(client))
+    assert ei.value.status == 200
+    assert srv.hits == 1
+    assert waits.waits == []
+    assert [row[1:] for row in ledger(client)] == [("error", 200, "MalformedResponseError")]
+    assert costs(client) == [None]
