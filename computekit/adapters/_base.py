@@ -1127,14 +1127,23 @@ class Adapter(ABC):
         """A more precise error type from the body (context window, content filter ...), or ``None``."""
         return None
 
+    def credential_values(self) -> list[str]:
+        """The secret values :meth:`redact` masks: the configured key. An adapter that signs its requests with
+        credentials of another kind (AWS SigV4) adds the parts of those it signed with."""
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key is not None else ""
+        return [key] if key else []
+
     def redact(self, value: Any) -> Any:
-        """``value`` (str, or dicts/lists of them) with the configured key's value masked.
+        """``value`` (str, or dicts/lists of them) with the credentials' values masked.
 
         A server may echo the credential back (in an error body or header); errors keep what the server said,
         but never the key.
         """
-        key = self.settings.api_key.get_secret_value() if self.settings.api_key is not None else ""
-        return _scrub(value, key) if len(key) >= _MIN_REDACTED_KEY else value
+        # The longest first: a value that holds a shorter one is masked whole.
+        for secret in sorted(self.credential_values(), key=len, reverse=True):
+            if len(secret) >= _MIN_REDACTED_KEY:
+                value = _scrub(value, secret)
+        return value
 
     def map_error(self, resp: HTTPResponse, model: str | None) -> ProviderError:
         """Translate an error response into a typed error that keeps its facts (never the key)."""

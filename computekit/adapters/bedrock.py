@@ -45,10 +45,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import struct
 import threading
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -108,6 +110,13 @@ REGION_ENV_VARS: Final = ("AWS_REGION", "AWS_DEFAULT_REGION")
 PROFILE_ENV_VAR: Final = "AWS_PROFILE"
 SIGNING_NAME: Final = "bedrock"
 """The service name SigV4 signs Bedrock Runtime requests for."""
+
+SIGNED_CREDENTIALS_KEPT: Final = 4
+"""How many sets of AWS credentials (each refresh of temporary ones is a new set) are remembered, to be masked
+wherever an answer echoes them."""
+
+SIGNING_LOGGER: Final = "botocore.auth"
+"""The logger botocore's signer writes each canonical request to (at DEBUG)."""
 
 INFERENCE_PROFILE_PREFIXES: Final = ("us-gov.", "us.", "eu.", "apac.", "global.", "jp.", "au.", "ca.", "in.")
 """Cross-region inference profile prefixes: the rest of the id is the base model."""
@@ -182,6 +191,27 @@ class BedrockSettings(AdapterSettings):
                                "(e.g. us-east-1); default: $AWS_REGION, $AWS_DEFAULT_REGION, the profile's.")
     profile: str | None = Field(None, min_length=1, description="AWS shared-config profile credentials and region "
                                 "are read from; default: $AWS_PROFILE, else the default profile.")
+
+
+_MASKED_LINE: Final = r"\1**********"
+
+
+class _SessionTokenMask(logging.Filter):
+    """Masks the session token in the canonical requests botocore's signer logs at DEBUG: a request signed with
+    temporary credentials has an ``x-amz-security-token`` line there. The rest of the record, what a signature
+    mismatch is debugged with, is kept."""
+
+    _LINE = re.compile(r"^(x-amz-security-token:).+$", re.IGNORECASE | re.MULTILINE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self._LINE.sub(_MASKED_LINE, record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._LINE.sub(_MASKED_LINE, a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+_SESSION_TOKEN_MASK: Final = _SessionTokenMask()
 
 
 def _botocore() -> Any:
@@ -425,6 +455,9 @@ class BedrockAdapter(Adapter):
         self._session: Any = None
         self._credentials: Any = None
         self._region: str | None = None
+        # The credentials requests were signed with (temporary ones are refreshed: an answer may echo the set
+        # its request was signed with after the next one is in use); redact() masks each of their parts.
+        self._signed_with: deque[tuple[str, ...]] = deque(maxlen=SIGNED_CREDENTIALS_KEPT)
 
     def unsupported_reason(self, capability: str) -> str | None:
         if capability == "finetune":
@@ -489,9 +522,21 @@ class BedrockAdapter(Adapter):
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
+        signed = tuple(v for v in (creds.access_key, creds.secret_key, creds.token) if v)
+        with self._lock:
+            if signed not in self._signed_with:
+                self._signed_with.append(signed)
+        logging.getLogger(SIGNING_LOGGER).addFilter(_SESSION_TOKEN_MASK)  # a no-op once it is there
         aws = AWSRequest(method=method, url=url, data=body, headers=headers)
         SigV4Auth(creds, SIGNING_NAME, self.region).add_auth(aws)
         return {k.lower(): v for k, v in aws.headers.items()}
+
+    def credential_values(self) -> list[str]:
+        """The API key, and the access key id, secret access key and session token of the AWS credentials the
+        last requests were signed with."""
+        with self._lock:
+            signed = [value for values in self._signed_with for value in values]
+        return [*super().credential_values(), *signed]
 
     def _aws_credentials(self) -> Any:
         with self._lock:

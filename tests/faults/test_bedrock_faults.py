@@ -1,24 +1,28 @@
-"""The fault catalogue's wire cases on AWS Bedrock's wire format (cases B1 to B6 in README.md): a 429 with its retry
-hint, 5xx, a ConverseStream cut mid-frame, an exception frame mid-stream, malformed bodies and frames, and a
-fallback from Bedrock to another provider.
+"""The fault catalogue's wire cases on AWS Bedrock's wire format (cases B1 to B8 in README.md): a 429 with its retry
+hint, 5xx, a ConverseStream cut mid-frame, an exception frame mid-stream, malformed bodies and frames, a fallback
+from Bedrock to another provider, credentials echoed back, and usage that is not a count.
 
 ``bedrock`` points at the fault server with a Bedrock API key (Bearer auth: nothing to sign, no region needed); the
 server speaks Converse's JSON and ConverseStream's binary event-stream frames (``tests/_eventstream.py``), with
-AWS's error envelope (``x-amzn-errortype`` header, ``{"message"}`` body). Sync and async, on computekit's default
-transports; the retry loop's sleep only records its waits.
+AWS's error envelope (``x-amzn-errortype`` header, ``{"message"}`` body). The B7 cases sign with SigV4 instead,
+with canary AWS credentials in the environment. Sync and async, on computekit's default transports; the retry
+loop's sleep only records its waits.
 """
 
 from __future__ import annotations
 
 import binascii
 import json
+import logging
 import struct
+import traceback
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import vcr
 from _eventstream import converse_stream, event, exception_frame, frame
 from fault_server import (
     SSE,
@@ -345,6 +349,139 @@ async def test_b7_bedrock_api_key_echoed_back_never_leaks(faults: Callable[..., 
     surfaces = {"errors": "".join(f"{e!s}{e!r}{vars(e)!r}" for e in errors), "ledger": repr(rows),
                 **_files(tmp_path, "canary.db*")}
     assert sorted(name for name, text in surfaces.items() if CANARY in text) == []
+
+
+# ============================================================================================= B7: AWS credentials
+
+
+ACCESS_KEY_ID = "AKIAFAULTCANARY00042"
+SECRET_ACCESS_KEY = "fault/Canary+SecretAccessKey0123456789abcd"
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjFAULTcanarySessionToken0123456789abcdefABCDEF/+=="
+AWS_CANARIES = (ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN)
+
+
+@pytest.fixture
+def aws_canaries(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Temporary AWS credentials in the environment (and nothing else of AWS's): requests are signed with SigV4."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    for var in ("AWS_BEARER_TOKEN_BEDROCK", "AWS_PROFILE", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def _echoed(req: Any) -> str:
+    """Everything of the credentials a (hostile) host could send back: the session token and Authorization it got,
+    and the secret access key (which never goes on the wire; echoed all the same, as if it had leaked elsewhere)."""
+    return f"{req.headers.get('x-amz-security-token')} {req.headers.get('authorization')} {SECRET_ACCESS_KEY}"
+
+
+def _echo_error(status: int, kind: str) -> Callable[..., bool]:
+    def behave(srv: FaultServer, req: Any, sock: Any) -> bool:
+        echo = _echoed(req)
+        return aws_error(status, kind, f"The security token included in the request is invalid: {echo}",
+                         **{"x-amzn-requestid": echo, "x-echo": echo})(srv, req, sock)
+
+    return behave
+
+
+def _echo_answer(srv: FaultServer, req: Any, sock: Any) -> bool:
+    answer = converse("Hello")
+    return Reply(answer.status, answer.body, {"x-amzn-requestid": _echoed(req)})(srv, req, sock)
+
+
+def _echo_exception_frame(srv: FaultServer, req: Any, sock: Any) -> bool:
+    sent = converse_stream(["Hel"], metadata=False)[:2]
+    return SSE([*sent, exception_frame("validationException", f"bad request: {_echoed(req)}")],
+               headers={**STREAM_TYPE, "x-amzn-requestid": _echoed(req)})(srv, req, sock)
+
+
+def _echo_page(srv: FaultServer, req: Any, sock: Any) -> bool:
+    return Reply(200, f"<html>{_echoed(req)}</html>", {"content-type": "text/html"})(srv, req, sock)
+
+
+CANARY_SCRIPT: list[Any] = [
+    _echo_error(403, "UnrecognizedClientException"),  # call 1: not retried
+    _echo_error(500, "InternalServerException"), _echo_answer,  # call 2: retried, then an answer
+    _echo_exception_frame,  # call 3: a stream
+    _echo_page,  # call 4: not JSON
+]
+
+
+async def _canary_calls(client: Any) -> tuple[list[Any], list[ck.ProviderError]]:
+    results: list[Any] = []
+    errors: list[ck.ProviderError] = []
+    for call in (complete, complete, read_stream, complete):
+        try:
+            results.append(await call(client, TARGET))
+        except ck.ProviderError as e:
+            errors.append(e)
+    return results, errors
+
+
+@both
+@pytest.mark.usefixtures("aws_canaries")
+async def test_b7_aws_credentials_echoed_back_never_leak(faults: Callable[..., FaultServer], waits: Waits,
+                                                        is_async: bool, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """SigV4 with temporary credentials, and a host that echoes them (the session token, Authorization, the secret
+    key) in headers, error messages, an exception frame and a page: none of the three is in an exception, its repr
+    or traceback, a result, a log record (botocore's signer logs each canonical request at DEBUG), a ledger row or
+    the database files."""
+    caplog.set_level(logging.DEBUG)
+    srv = faults(CANARY_SCRIPT)
+    db = tmp_path / "canary.db"
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, retry_policy=policy(waits), ledger=f"sqlite:///{db}",
+                 providers={"bedrock": {"base_url": srv.url}})
+    try:
+        results, errors = await _canary_calls(client)
+        rows = client.ledger.rows()
+    finally:
+        await close(client)
+    # Signed with the canaries, and echoed back: not vacuous.
+    assert srv.requests[0].headers["x-amz-security-token"] == SESSION_TOKEN
+    assert srv.requests[0].auth.startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/")  # type: ignore[union-attr]
+    assert [type(e) for e in errors] == [ck.AuthenticationError, ck.BadRequestError, ck.MalformedResponseError]
+    assert [r.text for r in results] == ["Hello"]
+    assert srv.hits == 5
+    assert len(rows) == 5
+    assert "**********" in errors[0].message  # masked where the host echoed them
+    surfaces = {"log records": caplog.text + repr([(r.msg, r.args) for r in caplog.records]),
+                "ledger rows": repr(rows), **_files(tmp_path, "canary.db*")}
+    for i, e in enumerate(errors):
+        surfaces[f"error {i}"] = f"{e!s}{e!r}{vars(e)!r}" + "".join(traceback.format_exception(e))
+    for i, r in enumerate(results):
+        surfaces[f"result {i}"] = f"{r.request_id} {r.attempts!r} " + " ".join(str(a.error) for a in r.attempts)
+    assert "CanonicalRequest" in surfaces["log records"]  # botocore did log what it signed
+    leaked = {canary[:8]: sorted(name for name, text in surfaces.items() if canary in text)
+              for canary in AWS_CANARIES}
+    assert leaked == {canary[:8]: [] for canary in AWS_CANARIES}
+
+
+@both
+@pytest.mark.usefixtures("aws_canaries")
+async def test_b7_aws_credentials_not_in_a_recorded_cassette(faults: Callable[..., FaultServer], waits: Waits,
+                                                             is_async: bool, tmp_path: Path,
+                                                             vcr_config: dict[str, Any]) -> None:
+    srv = faults(CANARY_SCRIPT)
+    cassette = tmp_path / "canary.yaml"
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, retry_policy=policy(waits), ledger="none", providers={"bedrock": {"base_url": srv.url}})
+    try:
+        with vcr.VCR(**vcr_config).use_cassette(str(cassette), record_mode="all"):
+            results, errors = await _canary_calls(client)
+    finally:
+        await close(client)
+    assert srv.hits == 5
+    assert [type(e) for e in errors] == [ck.AuthenticationError, ck.BadRequestError, ck.MalformedResponseError]
+    text = cassette.read_text("utf-8")
+    assert "The security token included in the request is invalid" in text  # the echoing answers were recorded
+    assert [canary[:8] for canary in AWS_CANARIES if canary in text] == []
 
 
 # ============================================================================================= B8: usage counts
