@@ -39,6 +39,7 @@ from fault_server import (
 )
 
 import computekit as ck
+from computekit.pricing import PriceBook, PriceRef
 
 KEY = "bedrock-fault-key-0123456789abcdef"
 MODEL = "us.amazon.nova-micro-v1:0"
@@ -73,6 +74,19 @@ async def clients(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """``clients(is_async, url, waits, backup_url=None, **retry)``: ``bedrock`` is the fault server."""
     async with provider_clients(tmp_path, "bedrock", KEY) as make:
         yield make
+
+
+def price(usage: ck.Usage) -> Decimal:
+    """What ``usage`` costs on MODEL, from the price table (a cross-region profile priced as its base model)."""
+    rates = PriceBook().rates(PriceRef("bedrock", MODEL, "aws", alternatives=(MODEL.removeprefix("us."),)))
+    assert rates is not None
+    total = rates.cost(usage).total
+    assert total is not None
+    return total
+
+
+USAGE = ck.Usage(input_tokens=12, output_tokens=5)
+"""What ``converse()`` and ``converse_stream()`` report."""
 
 
 def outcomes(r: Any) -> list[tuple[str, str | None, int | None]]:
@@ -148,9 +162,12 @@ async def test_b2_5xx_is_retried_then_succeeds(faults: Callable[..., FaultServer
         r = await complete(client)
     assert r.text == "Hello"
     assert len(waits.waits) == 1
+    assert srv.hits == 2
     assert outcomes(r) == [("error", "ServerError", code), ("success", None, None)]
     assert r.usage.input_tokens == 12
-    assert r.cost.total is not None
+    assert r.cost.total == price(USAGE)
+    assert ledger(client) == [("bedrock", "error", code, "ServerError"), ("bedrock", "success", None, None)]
+    assert costs(client) == [Decimal(0), price(USAGE)]  # AWS does not bill an error answer
 
 
 # ============================================================================================= B3: stream cut
@@ -177,11 +194,36 @@ async def test_b3_stream_cut_mid_frame(faults: Callable[..., FaultServer], clien
 async def test_b3_stream_ending_before_its_metadata(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
                                                     is_async: bool) -> None:
     """Every frame whole, but no metadata event (the usage): the stream is incomplete, not a success."""
-    srv = faults(frames(["Hel"], metadata=False))
+    srv = faults([frames(["Hel"], metadata=False), frames(["Hello"])])
     client = clients(is_async, srv.url, waits)
-    with pytest.raises(ck.APIConnectionError, match="before its last event"):
+    with pytest.raises(ck.APIConnectionError, match="before its last event") as ei:
         await read_stream(client, TARGET)
+    assert "".join(c.text for c in ei.value.partial) == "Hel"  # type: ignore[attr-defined]
     assert srv.hits == 1
+    assert waits.waits == []
+    assert [row[1:] for row in ledger(client)] == [("error", None, "APIConnectionError")]
+    assert costs(client) == [None]  # no usage was reported: unknown, never 0
+
+
+@both
+@pytest.mark.parametrize("end", ["exception", "cut"])
+async def test_b3_stream_failing_after_its_usage_is_priced(faults: Callable[..., FaultServer], clients: Any,
+                                                           waits: Waits, is_async: bool, end: str) -> None:
+    """The metadata event (the usage) arrived, then an exception frame or a cut: the error is billed that usage."""
+    sent = converse_stream(["Hel", "lo"])
+    if end == "exception":
+        reply = SSE([*sent, exception_frame("internalServerException", "late")], headers=STREAM_TYPE)
+    else:
+        reply = SSE(sent, cut=converse_stream(["x"])[1][:9], headers=STREAM_TYPE)
+    srv = faults([reply, frames(["Hello"])])
+    client = clients(is_async, srv.url, waits)
+    with pytest.raises(ck.ServerError if end == "exception" else ck.APIConnectionError) as ei:
+        await read_stream(client, TARGET)
+    assert "".join(c.text for c in ei.value.partial) == "Hello"  # type: ignore[attr-defined]
+    assert srv.hits == 1
+    assert waits.waits == []
+    assert len(client.ledger.rows()) == 1
+    assert costs(client) == [price(USAGE)]
 
 
 # ============================================================================================= B4: exception frame
@@ -474,7 +516,7 @@ async def test_b7_aws_credentials_not_in_a_recorded_cassette(faults: Callable[..
     client = cls(config=None, retry_policy=policy(waits), ledger="none", providers={"bedrock": {"base_url": srv.url}})
     try:
         with vcr.VCR(**vcr_config).use_cassette(str(cassette), record_mode="all"):
-            results, errors = await _canary_calls(client)
+            _, errors = await _canary_calls(client)
     finally:
         await close(client)
     assert srv.hits == 5
