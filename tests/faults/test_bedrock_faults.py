@@ -556,3 +556,30 @@ async def test_b8_usage_that_is_not_a_count_is_malformed(faults: Callable[..., F
     assert waits.waits == []
     assert [row[1:] for row in ledger(client)] == [("error", 200, "MalformedResponseError")]
     assert costs(client) == [None]
+
+
+AWS_EXAMPLE_KEY = "AKIAIOSFODNN7EXAMPLE"
+"""AWS's documented example access key id: key-shaped, so the recording filter masks it wherever it appears."""
+
+
+@both
+async def test_b7_a_stream_with_something_masked_replays_whole(faults: Callable[..., FaultServer], clients: Any,
+                                                              waits: Waits, is_async: bool, tmp_path: Path,
+                                                              vcr_config: dict[str, Any]) -> None:
+    """A ConverseStream whose frames hold something the recording filter masks (here a model writing AWS's example
+    access key id) is written with each frame's lengths and checksums made right again: it replays as the answer it
+    was, not as a cut stream (frames shorter than their prelude says) or a corrupt one."""
+    srv = faults(frames(["Set AWS_ACCESS_KEY_ID=", AWS_EXAMPLE_KEY, " first."]))
+    cassette = tmp_path / "masked-stream.yaml"
+    client = clients(is_async, srv.url, waits)
+    with vcr.VCR(**vcr_config).use_cassette(str(cassette), record_mode="all"):
+        _, live = await read_stream(client, TARGET)
+    assert AWS_EXAMPLE_KEY in live.result.text  # the model did write it: not vacuous
+    assert AWS_EXAMPLE_KEY not in cassette.read_text("utf-8")
+    replaying = clients(is_async, srv.url, waits)
+    with vcr.VCR(**vcr_config).use_cassette(str(cassette), record_mode="none"):
+        chunks, replayed = await read_stream(replaying, TARGET)
+    assert srv.hits == 1  # the second stream came from the cassette
+    assert replayed.result.text == "Set AWS_ACCESS_KEY_ID=REDACTED first."
+    assert "".join(c.text for c in chunks) == replayed.result.text
+    assert replayed.result.usage.input_tokens == USAGE.input_tokens
