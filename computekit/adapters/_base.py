@@ -1167,7 +1167,8 @@ class Adapter(ABC):
         A server may echo the credential back (in an error body or header); errors keep what the server said,
         but never the key.
         """
-        for secret in self.sent_secrets():
+        # The longest first: a value that holds a shorter one is masked whole.
+        for secret in sorted(self.sent_secrets(), key=len, reverse=True):
             if len(secret) >= _MIN_REDACTED_KEY:
                 value = _scrub(value, secret)
         return value

@@ -45,11 +45,12 @@ from __future__ import annotations
 
 import base64
 import collections
-import datetime as dt
 import functools
 import json
+import logging
 import os
 import re
+import struct
 import threading
 from collections.abc import Mapping
 from typing import Any, Final
@@ -111,6 +112,9 @@ PROFILE_ENV_VAR: Final = "AWS_PROFILE"
 SIGNING_NAME: Final = "bedrock"
 """The service name SigV4 signs Bedrock Runtime requests for."""
 
+SIGNING_LOGGER: Final = "botocore.auth"
+"""The logger botocore's signer writes each canonical request to (at DEBUG)."""
+
 INFERENCE_PROFILE_PREFIXES: Final = ("us-gov.", "us.", "eu.", "apac.", "global.", "jp.", "au.", "ca.", "in.")
 """Cross-region inference profile prefixes: the rest of the id is the base model."""
 
@@ -156,6 +160,9 @@ _ERROR_STATUS: Final = {
 # Statuses retried by the client that AWS gives to exceptions it documents as retryable.
 _RETRIED_STATUS: Final = {"ModelErrorException": 503, "ModelTimeoutException": 504, "ModelStreamErrorException": 503}
 
+_MESSAGE_TYPES: Final = ("event", "exception", "error")
+"""The ``:message-type`` of every event-stream frame AWS sends."""
+
 _CONTEXT_PHRASES: Final = ("too many input tokens", "input is too long", "prompt is too long", "context window",
                            "too many total text bytes", "exceeds the maximum")
 
@@ -182,25 +189,6 @@ _SIGV4_HEADERS: Final = frozenset({"authorization", "x-amz-security-token"})
 
 
 @functools.cache
-def _signer() -> Any:
-    """botocore's SigV4 signer, made quiet: its ``add_auth`` logs the canonical request at DEBUG, and the
-    canonical request holds the session token of temporary credentials (``x-amz-security-token:...``)."""
-    import botocore.auth as aws_auth
-
-    class QuietSigV4Auth(aws_auth.SigV4Auth):  # type: ignore[misc]  # botocore has no type hints
-        def add_auth(self, request: Any) -> None:
-            # botocore's steps in its order, without the three debug records (request, string to sign, signature).
-            if self.credentials is None:
-                raise aws_auth.NoCredentialsError()
-            request.context["timestamp"] = dt.datetime.now(dt.UTC).strftime(aws_auth.SIGV4_TIMESTAMP)
-            self._modify_request_before_signing(request)  # a retry's old signature and token are dropped here
-            canonical = self.canonical_request(request)
-            self._inject_signature_to_request(request, self.signature(self.string_to_sign(request, canonical),
-                                                                      request))
-
-    return QuietSigV4Auth
-
-
 def _aws_endpoint(url: str) -> bool:
     """Whether ``url`` is one of AWS's own Bedrock Runtime endpoints (``https://bedrock-runtime.REGION...``)."""
     parts = urlsplit(url)
@@ -241,6 +229,27 @@ class BedrockSettings(AdapterSettings):
         if value is not None and not _REGION.fullmatch(value):
             raise ValueError("an AWS region is lowercase letters, digits and hyphens, such as us-east-1")
         return value
+
+
+_MASKED_LINE: Final = r"\1**********"
+
+
+class _SessionTokenMask(logging.Filter):
+    """Masks the session token in the canonical requests botocore's signer logs at DEBUG: a request signed with
+    temporary credentials has an ``x-amz-security-token`` line there. The rest of the record, what a signature
+    mismatch is debugged with, is kept."""
+
+    _LINE = re.compile(r"^(x-amz-security-token:).+$", re.IGNORECASE | re.MULTILINE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self._LINE.sub(_MASKED_LINE, record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._LINE.sub(_MASKED_LINE, a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+_SESSION_TOKEN_MASK: Final = _SessionTokenMask()
 
 
 def _botocore() -> Any:
@@ -400,23 +409,40 @@ def wire_tool_choice(choice: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- response side
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+def _count(raw: Mapping[str, Any], *keys: str) -> int:
+    """A token count, under the first of ``keys`` present: absent is 0; anything but a whole number of 0 or more
+    is not a count, and the answer is malformed (read as 0, it would be billed for fewer tokens than it used).
+
+    Raises:
+        ValueError: The field holds something else.
+    """
+    key = next((k for k in keys if raw.get(k) is not None), keys[0])
+    value = raw.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"usage.{key} is not a token count: {str(value)[:40]!r}")
+    return value
 
 
 def _usage(raw: Mapping[str, Any] | None) -> Usage:
+    """Converse's ``usage`` -> :class:`Usage`.
+
+    Raises:
+        ValueError: A count is not a whole number of 0 or more (the client reports a malformed answer).
+    """
     if not raw:
         return Usage()
     # cacheRead/WriteInputTokenCount: the same counts under their older names, still sent beside the new ones.
-    read = _count(raw.get("cacheReadInputTokens", raw.get("cacheReadInputTokenCount")))
-    write = _count(raw.get("cacheWriteInputTokens", raw.get("cacheWriteInputTokenCount")))
+    read = _count(raw, "cacheReadInputTokens", "cacheReadInputTokenCount")
+    write = _count(raw, "cacheWriteInputTokens", "cacheWriteInputTokenCount")
     # The cache writes' split by lifetime (cacheDetails: [{"ttl": "1h", "inputTokens": n}]): 1-hour writes cost more.
     details = raw.get("cacheDetails")
-    write_1h = sum(_count(d.get("inputTokens")) for d in details if isinstance(d, Mapping) and d.get("ttl") == "1h") \
+    write_1h = sum(_count(d, "inputTokens") for d in details if isinstance(d, Mapping) and d.get("ttl") == "1h") \
         if isinstance(details, list) else 0
     return Usage(
-        input_tokens=_count(raw.get("inputTokens")) + read + write,
-        output_tokens=_count(raw.get("outputTokens")),
+        input_tokens=_count(raw, "inputTokens") + read + write,
+        output_tokens=_count(raw, "outputTokens"),
         cached_input_tokens=read,
         cache_write_tokens=write,
         cache_write_1h_tokens=min(write_1h, write),
@@ -556,17 +582,20 @@ class BedrockAdapter(Adapter):
                 "base_url, or pass api_key= (a Bedrock API key) with it"))
         creds = self._frozen_credentials()
         with self._lock:
-            for secret in (creds.secret_key, creds.token):
+            for secret in (creds.access_key, creds.secret_key, creds.token):
                 if secret and all(s.get_secret_value() != secret for s in self._sent):
                     self._sent.append(SecretStr(secret))  # held masked: never in a repr
+        from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
+        logging.getLogger(SIGNING_LOGGER).addFilter(_SESSION_TOKEN_MASK)  # a no-op once it is there
         aws = AWSRequest(method=method, url=url, data=body, headers=headers)
-        _signer()(creds, SIGNING_NAME, self.region).add_auth(aws)
+        SigV4Auth(creds, SIGNING_NAME, self.region).add_auth(aws)
         return {k.lower(): v for k, v in aws.headers.items()}
 
     def sent_secrets(self) -> list[str]:
-        # The secret access key and session token of the credentials signed with lately: a host may echo them.
+        # The access key id, secret access key and session token of the credentials signed with lately: a host
+        # may echo them.
         with self._lock:
             return [*super().sent_secrets(), *(s.get_secret_value() for s in self._sent)]
 
@@ -819,13 +848,11 @@ class EventStreamDecoder:
             SSETooLarge: A frame exceeds ``max_event_bytes``.
             FrameError: A frame is corrupt (bad CRC, impossible lengths); its ``events``: those before it.
         """
-        from botocore.eventstream import ParserError
-
         self._pending += len(chunk)
         self._buf.add_data(chunk)
         out: list[SSEEvent] = []
         try:
-            for message in self._buf:
+            while (message := self._next()) is not None:
                 size = message.prelude.total_length
                 if size > self._max:
                     raise SSETooLarge(self._max, f"an event-stream frame of {size} bytes")
@@ -833,12 +860,30 @@ class EventStreamDecoder:
                 out.append(_event(message.headers, message.payload))
             if self._pending > self._max:
                 raise SSETooLarge(self._max, "an event-stream frame")
-        except ParserError as e:
-            raise FrameError(f"corrupt event-stream frame: {e}", out) from e
-        except SSETooLarge as e:
+        except FrameError as e:
             e.events = out  # the frames before it are still delivered
             raise
+        except SSETooLarge as e:
+            e.events = out
+            raise
         return out
+
+    def _next(self) -> Any:
+        """The next whole frame, or ``None``.
+
+        Raises:
+            FrameError: The frame does not parse.
+        """
+        from botocore.eventstream import ParserError
+
+        try:
+            return next(self._buf, None)
+        except ParserError as e:  # a checksum that does not match, a length past the limits
+            raise FrameError(f"corrupt event-stream frame: {e}") from e
+        except (ValueError, LookupError, struct.error) as e:
+            # botocore's parser lets these out as they are: a header of an unknown type (KeyError), a name or
+            # value that is not UTF-8 (UnicodeDecodeError), headers that end inside a header (struct.error).
+            raise FrameError(f"corrupt event-stream frame ({type(e).__name__}: {e})") from e
 
     def close(self) -> tuple[list[SSEEvent], bool]:
         """End of stream: no more events, and whether a frame was cut short."""
@@ -846,7 +891,16 @@ class EventStreamDecoder:
 
 
 def _event(headers: Mapping[str, Any], payload: bytes) -> SSEEvent:
+    """One frame as an event.
+
+    Raises:
+        FrameError: The frame is not an event, an exception or an error (its ``:message-type`` is missing or
+            unknown): no frame AWS sends, so not one to read as a server's error either.
+    """
     kind = headers.get(":message-type")
+    if kind not in _MESSAGE_TYPES:
+        raise FrameError(f"corrupt event-stream frame: :message-type {str(kind)[:40]!r} is not one of "
+                         f"{', '.join(_MESSAGE_TYPES)}")
     text = payload.decode("utf-8", "replace")
     if kind == "event":
         return SSEEvent(data=text, event=str(headers.get(":event-type") or ""))

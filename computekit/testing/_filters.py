@@ -14,7 +14,9 @@ The filters (a :class:`Scrubber`, plugged into vcrpy as ``before_record_request`
 - look for those secrets in decoded forms too: inside JSON strings written with escapes (``"sk\u002d…"``),
   inside base64 (standard or URL-safe, e.g. a Basic header or an encoded payload in a body), and across the
   events of a server-sent stream (a key split over several deltas, found in each field's joined text). What is
-  found is masked where it sits and the encoding is rebuilt.
+  found is masked where it sits and the encoding is rebuilt; in AWS's binary event-stream (Bedrock's
+  ConverseStream) each frame is masked on its own and written again with its lengths and checksums right, so the
+  cassette still replays.
 
 Filters run on requests both when recording and when matching, so masked requests still match on replay.
 The scan (:func:`scan`, run by :class:`ScanningPersister` as the cassette is written) looks again — for the same
@@ -29,6 +31,7 @@ import binascii
 import json
 import os
 import re
+import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -366,8 +369,28 @@ class Scrubber:
         """:meth:`mask` for a ``str``."""
         return self.mask(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
 
+    def mask_frames(self, data: bytes) -> bytes | None:
+        """An AWS event-stream body (every frame whole, checksums right) with each frame's payload and string
+        header values masked, and each frame written again with its new lengths and checksums: masking the body's
+        bytes as they are would leave frames shorter than their prelude says, which no client can read back.
+        ``None`` when ``data`` is not such a body."""
+        frames = _eventstream_frames(data)
+        if frames is None:
+            return None
+        out = []
+        for headers, payload in frames:
+            masked = _mask_header_values(headers, self.mask)
+            if masked is None:  # a header of a type AWS does not define: the whole frame is masked as bytes
+                return None
+            out.append(_eventstream_frame(masked, self.mask(payload)))
+        rebuilt = b"".join(out)
+        return data if rebuilt == data else rebuilt
+
     def _mask_body(self, body: Any, *, stream: bool = False) -> Any:
         if isinstance(body, bytes):
+            framed = self.mask_frames(body) if stream else None
+            if framed is not None:
+                return framed
             masked = self.mask(body)
             return self.mask_stream(masked) if stream else masked
         if isinstance(body, str):
@@ -527,6 +550,70 @@ def _mask_pieces(events: list[_Event], pieces: list[_Piece], start: int, end: in
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = new
+
+
+# AWS event-stream framing (docs.aws.amazon.com/transcribe/latest/dg/event-stream.html): a prelude (total length,
+# headers length, CRC32 of the two), the headers, the payload, a CRC32 of everything before it.
+_PRELUDE = 12
+_FRAME_OVERHEAD = _PRELUDE + 4
+# Header value types of a fixed size (bool true/false, byte, short, int, long, timestamp, uuid); 6 (bytes) and
+# 7 (string) are a 2-byte length and that many bytes.
+_FIXED_HEADER_SIZES = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
+_SIZED_HEADER_TYPES = (6, 7)
+
+
+def _eventstream_frames(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The headers and payload of each frame of an AWS event-stream body, or ``None`` when ``data`` is not one
+    (a frame cut short or with a wrong checksum included)."""
+    frames: list[tuple[bytes, bytes]] = []
+    at = 0
+    while at < len(data):
+        if len(data) - at < _FRAME_OVERHEAD:
+            return None
+        total, size, prelude_crc = struct.unpack_from("!III", data, at)
+        end = at + total
+        if total < _FRAME_OVERHEAD or size > total - _FRAME_OVERHEAD or end > len(data):
+            return None
+        if binascii.crc32(data[at:at + 8]) != prelude_crc:
+            return None
+        if binascii.crc32(data[at:end - 4]) != struct.unpack_from("!I", data, end - 4)[0]:
+            return None
+        frames.append((data[at + _PRELUDE:at + _PRELUDE + size], data[at + _PRELUDE + size:end - 4]))
+        at = end
+    return frames or None
+
+
+def _mask_header_values(headers: bytes, mask: Callable[[bytes], bytes]) -> bytes | None:
+    """A frame's headers with each string and bytes value masked (names are AWS's own); ``None`` when they do not
+    parse."""
+    out = b""
+    at = 0
+    try:
+        while at < len(headers):
+            start = at
+            at += 1 + headers[at]  # the name's length, the name
+            kind = headers[at]
+            at += 1
+            if kind in _SIZED_HEADER_TYPES:
+                (size,) = struct.unpack_from("!H", headers, at)
+                value = mask(headers[at + 2:at + 2 + size])
+                out += headers[start:at] + struct.pack("!H", len(value)) + value
+                at += 2 + size
+            elif kind in _FIXED_HEADER_SIZES:
+                at += _FIXED_HEADER_SIZES[kind]
+                out += headers[start:at]
+            else:
+                return None
+    except (IndexError, struct.error):
+        return None
+    return out if at == len(headers) else None
+
+
+def _eventstream_frame(headers: bytes, payload: bytes) -> bytes:
+    prelude = struct.pack("!II", _FRAME_OVERHEAD + len(headers) + len(payload), len(headers))
+    prelude += struct.pack("!I", binascii.crc32(prelude))
+    message = prelude + headers + payload
+    return message + struct.pack("!I", binascii.crc32(message))
 
 
 def _name_says_secret(name: str, allow: frozenset[str]) -> bool:

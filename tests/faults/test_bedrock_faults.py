@@ -1,22 +1,29 @@
-"""The fault catalogue's wire cases on AWS Bedrock's wire format (cases B1 to B6 in README.md): a 429 with its retry
-hint, 5xx, a ConverseStream cut mid-frame, an exception frame mid-stream, malformed bodies and frames, and a
-fallback from Bedrock to another provider.
+"""The fault catalogue's wire cases on AWS Bedrock's wire format (cases B1 to B8 in README.md): a 429 with its retry
+hint, 5xx, a ConverseStream cut mid-frame, an exception frame mid-stream, malformed bodies and frames, a fallback
+from Bedrock to another provider, credentials echoed back, and usage that is not a count.
 
 ``bedrock`` points at the fault server with a Bedrock API key (Bearer auth: nothing to sign, no region needed); the
 server speaks Converse's JSON and ConverseStream's binary event-stream frames (``tests/_eventstream.py``), with
-AWS's error envelope (``x-amzn-errortype`` header, ``{"message"}`` body). Sync and async, on computekit's default
-transports; the retry loop's sleep only records its waits.
+AWS's error envelope (``x-amzn-errortype`` header, ``{"message"}`` body). The B7 cases sign with SigV4 instead,
+with canary AWS credentials in the environment. Sync and async, on computekit's default transports; the retry
+loop's sleep only records its waits.
 """
 
 from __future__ import annotations
 
+import binascii
 import json
+import logging
+import struct
+import traceback
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _eventstream import converse_stream, exception_frame
+import vcr
+from _eventstream import converse_stream, event, exception_frame, frame
 from fault_server import (
     SSE,
     FaultServer,
@@ -32,6 +39,7 @@ from fault_server import (
 )
 
 import computekit as ck
+from computekit.pricing import PriceBook, PriceRef
 
 KEY = "bedrock-fault-key-0123456789abcdef"
 MODEL = "us.amazon.nova-micro-v1:0"
@@ -68,12 +76,29 @@ async def clients(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         yield make
 
 
+def price(usage: ck.Usage) -> Decimal:
+    """What ``usage`` costs on MODEL, from the price table (a cross-region profile priced as its base model)."""
+    rates = PriceBook().rates(PriceRef("bedrock", MODEL, "aws", alternatives=(MODEL.removeprefix("us."),)))
+    assert rates is not None
+    total = rates.cost(usage).total
+    assert total is not None
+    return total
+
+
+USAGE = ck.Usage(input_tokens=12, output_tokens=5)
+"""What ``converse()`` and ``converse_stream()`` report."""
+
+
 def outcomes(r: Any) -> list[tuple[str, str | None, int | None]]:
     return [(a.outcome, a.error_type, a.status) for a in r.attempts]
 
 
 def ledger(client: Any) -> list[tuple[str, str, int | None, str | None]]:
     return [(row.provider, row.outcome, row.status, row.error_type) for row in client.ledger.rows()]
+
+
+def costs(client: Any) -> list[Decimal | None]:
+    return [row.cost for row in client.ledger.rows()]
 
 
 async def complete(client: Any, model: str = TARGET) -> Any:
@@ -137,9 +162,12 @@ async def test_b2_5xx_is_retried_then_succeeds(faults: Callable[..., FaultServer
         r = await complete(client)
     assert r.text == "Hello"
     assert len(waits.waits) == 1
+    assert srv.hits == 2
     assert outcomes(r) == [("error", "ServerError", code), ("success", None, None)]
     assert r.usage.input_tokens == 12
-    assert r.cost.total is not None
+    assert r.cost.total == price(USAGE)
+    assert ledger(client) == [("bedrock", "error", code, "ServerError"), ("bedrock", "success", None, None)]
+    assert costs(client) == [Decimal(0), price(USAGE)]  # AWS does not bill an error answer
 
 
 # ============================================================================================= B3: stream cut
@@ -166,11 +194,36 @@ async def test_b3_stream_cut_mid_frame(faults: Callable[..., FaultServer], clien
 async def test_b3_stream_ending_before_its_metadata(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
                                                     is_async: bool) -> None:
     """Every frame whole, but no metadata event (the usage): the stream is incomplete, not a success."""
-    srv = faults(frames(["Hel"], metadata=False))
+    srv = faults([frames(["Hel"], metadata=False), frames(["Hello"])])
     client = clients(is_async, srv.url, waits)
-    with pytest.raises(ck.APIConnectionError, match="before its last event"):
+    with pytest.raises(ck.APIConnectionError, match="before its last event") as ei:
         await read_stream(client, TARGET)
+    assert "".join(c.text for c in ei.value.partial) == "Hel"  # type: ignore[attr-defined]
     assert srv.hits == 1
+    assert waits.waits == []
+    assert [row[1:] for row in ledger(client)] == [("error", None, "APIConnectionError")]
+    assert costs(client) == [None]  # no usage was reported: unknown, never 0
+
+
+@both
+@pytest.mark.parametrize("end", ["exception", "cut"])
+async def test_b3_stream_failing_after_its_usage_is_priced(faults: Callable[..., FaultServer], clients: Any,
+                                                           waits: Waits, is_async: bool, end: str) -> None:
+    """The metadata event (the usage) arrived, then an exception frame or a cut: the error is billed that usage."""
+    sent = converse_stream(["Hel", "lo"])
+    if end == "exception":
+        reply = SSE([*sent, exception_frame("internalServerException", "late")], headers=STREAM_TYPE)
+    else:
+        reply = SSE(sent, cut=converse_stream(["x"])[1][:9], headers=STREAM_TYPE)
+    srv = faults([reply, frames(["Hello"])])
+    client = clients(is_async, srv.url, waits)
+    with pytest.raises(ck.ServerError if end == "exception" else ck.APIConnectionError) as ei:
+        await read_stream(client, TARGET)
+    assert "".join(c.text for c in ei.value.partial) == "Hello"  # type: ignore[attr-defined]
+    assert srv.hits == 1
+    assert waits.waits == []
+    assert len(client.ledger.rows()) == 1
+    assert costs(client) == [price(USAGE)]
 
 
 # ============================================================================================= B4: exception frame
@@ -220,21 +273,54 @@ async def test_b5_malformed_converse_body(faults: Callable[..., FaultServer], cl
     assert [row[1:] for row in ledger(client)] == [("error", 200, "MalformedResponseError")]
 
 
+def _flipped(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+def _raw_frame(headers: bytes, payload: bytes) -> bytes:
+    """A frame with ``headers`` as they are (checksums right): for headers ``frame()`` would not write."""
+    prelude = struct.pack("!II", 12 + len(headers) + len(payload) + 4, len(headers))
+    prelude += struct.pack("!I", binascii.crc32(prelude))
+    message = prelude + headers + payload
+    return message + struct.pack("!I", binascii.crc32(message))
+
+
+def _header(name: bytes, kind: int, value: bytes) -> bytes:
+    return struct.pack("!B", len(name)) + name + struct.pack("!B", kind) + struct.pack("!H", len(value)) + value
+
+
+_DELTA = b'{"contentBlockIndex":0,"delta":{"text":"lo"}}'
+CORRUPT = {
+    "message-crc": lambda good: _flipped(good, len(good) - 1),
+    "prelude-crc": lambda good: _flipped(good, 8),
+    "header-of-unknown-type": lambda good: _raw_frame(_header(b":message-type", 99, b"event"), _DELTA),
+    "header-name-not-utf8": lambda good: _raw_frame(_header(b"\xff\xfe", 7, b"event"), _DELTA),
+    "no-message-type": lambda good: frame({":event-type": "contentBlockDelta"}, _DELTA),
+    "unknown-message-type": lambda good: frame({":message-type": "garbage", ":event-type": "contentBlockDelta"},
+                                               _DELTA),
+}
+
+
 @both
 @pytest.mark.parametrize("together", [False, True], ids=["frame-per-write", "one-write"])
+@pytest.mark.parametrize("corrupt", list(CORRUPT))
 async def test_b5_corrupt_frame_is_malformed(faults: Callable[..., FaultServer], clients: Any, waits: Waits,
-                                             is_async: bool, together: bool) -> None:
+                                             is_async: bool, together: bool, corrupt: str) -> None:
+    """A frame that does not parse (a checksum that does not match, a header botocore cannot read, a message type
+    AWS never sends) is a malformed answer, not a raw ``KeyError`` or a server's 500: one ledger row, no retry."""
     good = converse_stream(["Hel", "lo"])
-    bad = bytearray(good[2])
-    bad[-1] ^= 0xFF  # the second delta's message CRC
-    events = [good[0], good[1], bytes(bad), *good[3:]]
+    events = [good[0], good[1], CORRUPT[corrupt](good[2]), *good[3:]]  # the second delta corrupted
     srv = faults([SSE(events, headers=STREAM_TYPE, together=together), frames(["Hello"])])
     client = clients(is_async, srv.url, waits)
     with pytest.raises(ck.MalformedResponseError, match="corrupt event-stream frame") as ei:
         await read_stream(client, TARGET)
+    assert ei.value.status == 200
     # The frames before the corrupt one reach the caller, even when they came in the same read.
     assert "".join(c.text for c in ei.value.partial) == "Hel"  # type: ignore[attr-defined]
     assert srv.hits == 1
+    assert waits.waits == []
+    assert [row[1:] for row in ledger(client)] == [("error", 200, "MalformedResponseError")]
+    assert costs(client) == [None]
 
 
 @both
@@ -305,3 +391,195 @@ async def test_b7_bedrock_api_key_echoed_back_never_leaks(faults: Callable[..., 
     surfaces = {"errors": "".join(f"{e!s}{e!r}{vars(e)!r}" for e in errors), "ledger": repr(rows),
                 **_files(tmp_path, "canary.db*")}
     assert sorted(name for name, text in surfaces.items() if CANARY in text) == []
+
+
+# ============================================================================================= B7: AWS credentials
+
+
+ACCESS_KEY_ID = "AKIAFAULTCANARY00042"
+SECRET_ACCESS_KEY = "fault/Canary+SecretAccessKey0123456789abcd"
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjFAULTcanarySessionToken0123456789abcdefABCDEF/+=="
+AWS_CANARIES = (ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN)
+
+
+@pytest.fixture
+def aws_canaries(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Temporary AWS credentials in the environment (and nothing else of AWS's): requests are signed with SigV4."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    for var in ("AWS_BEARER_TOKEN_BEDROCK", "AWS_PROFILE", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def _echoed(req: Any) -> str:
+    """Everything of the credentials a (hostile) host could send back: the session token and Authorization it got,
+    and the secret access key (which never goes on the wire; echoed all the same, as if it had leaked elsewhere)."""
+    return f"{req.headers.get('x-amz-security-token')} {req.headers.get('authorization')} {SECRET_ACCESS_KEY}"
+
+
+def _echo_error(status: int, kind: str) -> Callable[..., bool]:
+    def behave(srv: FaultServer, req: Any, sock: Any) -> bool:
+        echo = _echoed(req)
+        return aws_error(status, kind, f"The security token included in the request is invalid: {echo}",
+                         **{"x-amzn-requestid": echo, "x-echo": echo})(srv, req, sock)
+
+    return behave
+
+
+def _echo_answer(srv: FaultServer, req: Any, sock: Any) -> bool:
+    answer = converse("Hello")
+    return Reply(answer.status, answer.body, {"x-amzn-requestid": _echoed(req)})(srv, req, sock)
+
+
+def _echo_exception_frame(srv: FaultServer, req: Any, sock: Any) -> bool:
+    sent = converse_stream(["Hel"], metadata=False)[:2]
+    return SSE([*sent, exception_frame("validationException", f"bad request: {_echoed(req)}")],
+               headers={**STREAM_TYPE, "x-amzn-requestid": _echoed(req)})(srv, req, sock)
+
+
+def _echo_page(srv: FaultServer, req: Any, sock: Any) -> bool:
+    return Reply(200, f"<html>{_echoed(req)}</html>", {"content-type": "text/html"})(srv, req, sock)
+
+
+CANARY_SCRIPT: list[Any] = [
+    _echo_error(403, "UnrecognizedClientException"),  # call 1: not retried
+    _echo_error(500, "InternalServerException"), _echo_answer,  # call 2: retried, then an answer
+    _echo_exception_frame,  # call 3: a stream
+    _echo_page,  # call 4: not JSON
+]
+
+
+async def _canary_calls(client: Any) -> tuple[list[Any], list[ck.ProviderError]]:
+    results: list[Any] = []
+    errors: list[ck.ProviderError] = []
+    for call in (complete, complete, read_stream, complete):
+        try:
+            results.append(await call(client, TARGET))
+        except ck.ProviderError as e:
+            errors.append(e)
+    return results, errors
+
+
+@both
+@pytest.mark.usefixtures("aws_canaries")
+async def test_b7_aws_credentials_echoed_back_never_leak(faults: Callable[..., FaultServer], waits: Waits,
+                                                        is_async: bool, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """SigV4 with temporary credentials, and a host that echoes them (the session token, Authorization, the secret
+    key) in headers, error messages, an exception frame and a page: none of the three is in an exception, its repr
+    or traceback, a result, a log record (botocore's signer logs each canonical request at DEBUG), a ledger row or
+    the database files."""
+    caplog.set_level(logging.DEBUG)
+    srv = faults(CANARY_SCRIPT)
+    db = tmp_path / "canary.db"
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, retry_policy=policy(waits), ledger=f"sqlite:///{db}",
+                 providers={"bedrock": {"base_url": srv.url}})
+    try:
+        results, errors = await _canary_calls(client)
+        rows = client.ledger.rows()
+    finally:
+        await close(client)
+    # Signed with the canaries, and echoed back: not vacuous.
+    assert srv.requests[0].headers["x-amz-security-token"] == SESSION_TOKEN
+    assert srv.requests[0].auth.startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/")  # type: ignore[union-attr]
+    assert [type(e) for e in errors] == [ck.AuthenticationError, ck.BadRequestError, ck.MalformedResponseError]
+    assert [r.text for r in results] == ["Hello"]
+    assert srv.hits == 5
+    assert len(rows) == 5
+    assert "**********" in errors[0].message  # masked where the host echoed them
+    surfaces = {"log records": caplog.text + repr([(r.msg, r.args) for r in caplog.records]),
+                "ledger rows": repr(rows), **_files(tmp_path, "canary.db*")}
+    for i, e in enumerate(errors):
+        surfaces[f"error {i}"] = f"{e!s}{e!r}{vars(e)!r}" + "".join(traceback.format_exception(e))
+    for i, r in enumerate(results):
+        surfaces[f"result {i}"] = f"{r.request_id} {r.attempts!r} " + " ".join(str(a.error) for a in r.attempts)
+    assert "CanonicalRequest" in surfaces["log records"]  # botocore did log what it signed
+    leaked = {canary[:8]: sorted(name for name, text in surfaces.items() if canary in text)
+              for canary in AWS_CANARIES}
+    assert leaked == {canary[:8]: [] for canary in AWS_CANARIES}
+
+
+@both
+@pytest.mark.usefixtures("aws_canaries")
+async def test_b7_aws_credentials_not_in_a_recorded_cassette(faults: Callable[..., FaultServer], waits: Waits,
+                                                             is_async: bool, tmp_path: Path,
+                                                             vcr_config: dict[str, Any]) -> None:
+    srv = faults(CANARY_SCRIPT)
+    cassette = tmp_path / "canary.yaml"
+    cls = ck.AsyncClient if is_async else ck.Client
+    client = cls(config=None, retry_policy=policy(waits), ledger="none", providers={"bedrock": {"base_url": srv.url}})
+    try:
+        with vcr.VCR(**vcr_config).use_cassette(str(cassette), record_mode="all"):
+            _, errors = await _canary_calls(client)
+    finally:
+        await close(client)
+    assert srv.hits == 5
+    assert [type(e) for e in errors] == [ck.AuthenticationError, ck.BadRequestError, ck.MalformedResponseError]
+    text = cassette.read_text("utf-8")
+    assert "The security token included in the request is invalid" in text  # the echoing answers were recorded
+    assert [canary[:8] for canary in AWS_CANARIES if canary in text] == []
+
+
+# ============================================================================================= B8: usage counts
+
+
+NOT_COUNTS = {"negative": -5, "a-string": "12", "fractional": 1.5, "a-boolean": True}
+
+
+@both
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+@pytest.mark.parametrize("count", list(NOT_COUNTS))
+async def test_b8_usage_that_is_not_a_count_is_malformed(faults: Callable[..., FaultServer], clients: Any,
+                                                        waits: Waits, is_async: bool, stream: bool,
+                                                        count: str) -> None:
+    """An ``inputTokens`` that is not a whole number of 0 or more is a malformed answer (recorded, its cost unknown,
+    not retried), not a count of 0 that bills the call for fewer tokens than it used."""
+    usage = {"inputTokens": NOT_COUNTS[count], "outputTokens": 5, "totalTokens": 17}
+    if stream:
+        reply: Any = SSE([*converse_stream(["Hel"], metadata=False), event("metadata", {"usage": usage})],
+                         headers=STREAM_TYPE)
+    else:
+        reply = converse("Hello")
+        reply = Reply(200, {**reply.body, "usage": usage}, reply.headers)  # type: ignore[dict-item]
+    srv = faults([reply, converse("Hello")])
+    client = clients(is_async, srv.url, waits)
+    with pytest.raises(ck.MalformedResponseError, match="inputTokens is not a token count") as ei:
+        await (read_stream(client, TARGET) if stream else complete(client))
+    assert ei.value.status == 200
+    assert srv.hits == 1
+    assert waits.waits == []
+    assert [row[1:] for row in ledger(client)] == [("error", 200, "MalformedResponseError")]
+    assert costs(client) == [None]
+
+
+AWS_EXAMPLE_KEY = "AKIAIOSFODNN7EXAMPLE"
+"""AWS's documented example access key id: key-shaped, so the recording filter masks it wherever it appears."""
+
+
+@both
+async def test_b7_a_stream_with_something_masked_replays_whole(faults: Callable[..., FaultServer], clients: Any,
+                                                              waits: Waits, is_async: bool, tmp_path: Path,
+                                                              vcr_config: dict[str, Any]) -> None:
+    """A ConverseStream whose frames hold something the recording filter masks (here a model writing AWS's example
+    access key id) is written with each frame's lengths and checksums made right again: it replays as the answer it
+    was, not as a cut stream (frames shorter than their prelude says) or a corrupt one."""
+    srv = faults(frames(["Set AWS_ACCESS_KEY_ID=", AWS_EXAMPLE_KEY, " first."]))
+    cassette = tmp_path / "masked-stream.yaml"
+    client = clients(is_async, srv.url, waits)
+    with vcr.VCR(**vcr_config).use_cassette(str(cassette), record_mode="all"):
+        _, live = await read_stream(client, TARGET)
+    assert AWS_EXAMPLE_KEY in live.result.text  # the model did write it: not vacuous
+    assert AWS_EXAMPLE_KEY not in cassette.read_text("utf-8")
+    replaying = clients(is_async, srv.url, waits)
+    with vcr.VCR(**vcr_config).use_cassette(str(cassette), record_mode="none"):
+        chunks, replayed = await read_stream(replaying, TARGET)
+    assert srv.hits == 1  # the second stream came from the cassette
+    assert replayed.result.text == "Set AWS_ACCESS_KEY_ID=REDACTED first."
+    assert "".join(c.text for c in chunks) == replayed.result.text
+    assert replayed.result.usage.input_tokens == USAGE.input_tokens
