@@ -1312,6 +1312,23 @@ def count(value: Any) -> int | None:
     return None
 
 
+def token_count(raw: Mapping[str, Any], *keys: str, where: str = "usage") -> int:
+    """A token count in a usage object ``raw`` (named ``where`` in the message), under the first of ``keys``
+    present: absent is 0; anything but a whole number of 0 or more is not a count, and the answer is malformed
+    (read as 0, it would be billed for fewer tokens than it used).
+
+    Raises:
+        ValueError: The field holds something else (the client reports a malformed answer).
+    """
+    key = next((k for k in keys if raw.get(k) is not None), keys[0])
+    value = raw.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}.{key} is not a token count: {str(value)[:40]!r}")
+    return value
+
+
 def obj(value: Any) -> dict[str, Any]:
     """``value`` when it is a JSON object, else an empty one (provider fields that may be missing or null)."""
     return value if isinstance(value, dict) else {}

@@ -90,6 +90,7 @@ from ._base import (
     SSEEvent,
     StreamDecoder,
     sampling_options,
+    token_count,
 )
 
 __all__ = [
@@ -409,22 +410,6 @@ def wire_tool_choice(choice: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- response side
 
 
-def _count(raw: Mapping[str, Any], *keys: str) -> int:
-    """A token count, under the first of ``keys`` present: absent is 0; anything but a whole number of 0 or more
-    is not a count, and the answer is malformed (read as 0, it would be billed for fewer tokens than it used).
-
-    Raises:
-        ValueError: The field holds something else.
-    """
-    key = next((k for k in keys if raw.get(k) is not None), keys[0])
-    value = raw.get(key)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"usage.{key} is not a token count: {str(value)[:40]!r}")
-    return value
-
-
 def _usage(raw: Mapping[str, Any] | None) -> Usage:
     """Converse's ``usage`` -> :class:`Usage`.
 
@@ -434,15 +419,15 @@ def _usage(raw: Mapping[str, Any] | None) -> Usage:
     if not raw:
         return Usage()
     # cacheRead/WriteInputTokenCount: the same counts under their older names, still sent beside the new ones.
-    read = _count(raw, "cacheReadInputTokens", "cacheReadInputTokenCount")
-    write = _count(raw, "cacheWriteInputTokens", "cacheWriteInputTokenCount")
+    read = token_count(raw, "cacheReadInputTokens", "cacheReadInputTokenCount")
+    write = token_count(raw, "cacheWriteInputTokens", "cacheWriteInputTokenCount")
     # The cache writes' split by lifetime (cacheDetails: [{"ttl": "1h", "inputTokens": n}]): 1-hour writes cost more.
     details = raw.get("cacheDetails")
-    write_1h = sum(_count(d, "inputTokens") for d in details if isinstance(d, Mapping) and d.get("ttl") == "1h") \
+    write_1h = sum(token_count(d, "inputTokens") for d in details if isinstance(d, Mapping) and d.get("ttl") == "1h") \
         if isinstance(details, list) else 0
     return Usage(
-        input_tokens=_count(raw, "inputTokens") + read + write,
-        output_tokens=_count(raw, "outputTokens"),
+        input_tokens=token_count(raw, "inputTokens") + read + write,
+        output_tokens=token_count(raw, "outputTokens"),
         cached_input_tokens=read,
         cache_write_tokens=write,
         cache_write_1h_tokens=min(write_1h, write),

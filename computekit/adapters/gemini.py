@@ -77,6 +77,7 @@ from ._base import (
     count,
     obj,
     sampling_options,
+    token_count,
     unix_time,
 )
 
@@ -365,17 +366,7 @@ def _response_format(fmt: Any) -> dict[str, Any]:
 
 
 def _count(raw: Mapping[str, Any], key: str) -> int:
-    """A token count: absent is 0; anything but a non-negative integer is not a count (the answer is malformed).
-
-    Raises:
-        ValueError: The field holds something else.
-    """
-    value = raw.get(key)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"usageMetadata.{key} is not a token count: {value!r}")
-    return value
+    return token_count(raw, key, where="usageMetadata")
 
 
 def _modality(details: Any, modality: str) -> int:
