@@ -263,3 +263,50 @@ def test_null_ledger_has_empty_reports_and_calls() -> None:
     assert lg.report("tag:x").rows == []
     assert len(lg.calls()) == 0
     assert lg.calls().total == Decimal(0)
+
+
+HOSTILE = ['=HYPERLINK("http://evil.example","click")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", 'a,"b"\nc', "plain"]
+"""Text a user can put in a tag, a model id or a request id that a spreadsheet would run as a formula (OWASP's
+CSV injection), or that breaks a naive CSV line."""
+
+
+def _hostile_ledger(url: str) -> Ledger:
+    from computekit.ledger import open_ledger
+
+    lg = open_ledger(url)
+    lg.record_many([_row(MIDNIGHT + dt.timedelta(seconds=i), model=v, request_id=v, tags={"customer": v})
+                    for i, v in enumerate(HOSTILE)])
+    return lg
+
+
+def _as_text(value: str) -> str:
+    """What a CSV text cell must hold for ``value``: a leading ``'`` when a spreadsheet would run it."""
+    return "'" + value if value.startswith(("=", "+", "-", "@", "\t", "\r")) else value
+
+
+def test_report_csv_never_opens_a_text_cell_as_a_formula(ledger_url: str) -> None:
+    lg = _hostile_ledger(ledger_url)
+    try:
+        for by in ("tag:customer", "model"):
+            rep = lg.report(by)
+            lines = list(csv.reader(io.StringIO(rep.to_csv(), newline="")))
+            body = lines[1:-1]
+            assert len(body) == len(HOSTILE)  # one line per group: a CR inside a value does not split it
+            assert sorted(b[0] for b in body) == sorted(_as_text(v) for v in HOSTILE)
+            assert Decimal(lines[-1][5]) == rep.total == sum((b.cost for b in rep.rows), Decimal(0))
+    finally:
+        lg.close()
+
+
+def test_calls_csv_never_opens_a_text_cell_as_a_formula(ledger_url: str) -> None:
+    lg = _hostile_ledger(ledger_url)
+    try:
+        rows = list(csv.DictReader(io.StringIO(lg.calls().to_csv(), newline="")))
+        assert len(rows) == len(HOSTILE)
+        assert [r["model"] for r in rows] == [_as_text(v) for v in HOSTILE]
+        assert [r["request_id"] for r in rows] == [_as_text(v) for v in HOSTILE]
+        assert [json.loads(r["tags"])["customer"] for r in rows] == HOSTILE  # a JSON object: opens as text as is
+        # the JSON export keeps the values as they are
+        assert [c["model"] for c in json.loads(lg.calls().to_json())["calls"]] == HOSTILE
+    finally:
+        lg.close()

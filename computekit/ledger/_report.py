@@ -9,7 +9,6 @@ priced is counted as *unpriced*, never as 0.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +32,32 @@ UNTAGGED = "(none)"
 """The key of the group of attempts that do not carry the tag a report groups by."""
 
 _PANDAS_HINT = "pip install 'computekit[pandas]' (or pip install pandas)"
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet takes a cell that begins with one of these as a formula (OWASP's CSV injection): a text cell
+(a tag, a model id, a request id) that does is written with a leading ``'``, so that it opens as text."""
+
+_CSV_QUOTED = (",", '"', "\r", "\n")
+"""A CSV cell holding one of these is quoted (RFC 4180). The csv module leaves a lone CR unquoted when lines end
+in LF, and the file then reads back as two lines."""
+
+
+def _csv_cell(value: object, *, text: bool) -> str:
+    """One CSV cell: ``None`` empty, a text cell safe to open in a spreadsheet, quoted when it must be."""
+    cell = "" if value is None else str(value)
+    if text and cell.startswith(FORMULA_START):
+        cell = "'" + cell
+    if any(c in cell for c in _CSV_QUOTED):
+        cell = '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
+def _csv(header: Sequence[str], lines: Sequence[Sequence[object]], text: Sequence[bool]) -> str:
+    """CSV text, one line per item of ``lines``; ``text[i]``: column ``i`` holds text (numbers are left as they
+    are: a cost may be negative)."""
+    out = [",".join(_csv_cell(h, text=True) for h in header)]
+    out += [",".join(_csv_cell(v, text=t) for v, t in zip(line, text, strict=True)) for line in lines]
+    return "\n".join(out) + "\n"
 
 
 def check_group_by(by: str) -> str:
@@ -132,20 +157,12 @@ class Report:
 
     def to_csv(self, path: str | Path | None = None) -> str:
         """The report as CSV (header + one line per group + a total line); written to ``path`` when given."""
-        import csv
-
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow((self.group_by, *self._COLUMNS[1:]))
-        for rec in self.to_records():
-            w.writerow([rec[c] for c in self._COLUMNS])
-        w.writerow(["TOTAL", sum(r.calls for r in self.rows), sum(r.errors for r in self.rows),
-                    sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows),
-                    plain(self.total), self.unpriced])
-        text = buf.getvalue()
-        if path is not None:
-            Path(path).write_text(text, "utf-8")
-        return text
+        lines: list[list[object]] = [[rec[c] for c in self._COLUMNS] for rec in self.to_records()]
+        lines.append(["TOTAL", sum(r.calls for r in self.rows), sum(r.errors for r in self.rows),
+                      sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows),
+                      plain(self.total), self.unpriced])
+        text = _csv((self.group_by, *self._COLUMNS[1:]), lines, [True] + [False] * (len(self._COLUMNS) - 1))
+        return _write(text, path)
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The report as JSON (``group_by``, ``rows``, ``total``, ``unpriced``, ``currency`` and the period);
@@ -238,6 +255,11 @@ _CALL_COLUMNS = (
     "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "gpu_seconds", "cost",
     "currency", "estimated", "price_source", "request_id", "tags",
 )
+_CALL_NUMBERS = frozenset({
+    "id", "latency_ms", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+    "reasoning_tokens", "gpu_seconds", "cost", "status",
+})
+"""The calls view's columns that hold numbers (left as they are in CSV; every other one is text)."""
 
 
 @dataclass(slots=True)
@@ -289,16 +311,12 @@ class Calls:
     def to_csv(self, path: str | Path | None = None) -> str:
         """The attempts as CSV, one line each (an unknown cost is an empty cell; ``tags`` is a JSON object);
         written to ``path`` when given."""
-        import csv
-
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(_CALL_COLUMNS)
+        lines = []
         for rec in self.to_records():
             rec["tags"] = json.dumps(rec["tags"], ensure_ascii=False, sort_keys=True)
             rec["estimated"] = "true" if rec["estimated"] else "false"
-            w.writerow(["" if rec[c] is None else rec[c] for c in _CALL_COLUMNS])
-        return _write(buf.getvalue(), path)
+            lines.append([rec[c] for c in _CALL_COLUMNS])
+        return _write(_csv(_CALL_COLUMNS, lines, [c not in _CALL_NUMBERS for c in _CALL_COLUMNS]), path)
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The attempts as JSON (``calls``, ``total``, ``unpriced``, ``currency`` and the period); written to
