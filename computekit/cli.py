@@ -761,6 +761,8 @@ def report(
         _fail(f"--by: {e}")
     start = _when(since, "--since", end=False)
     stop = _when(until, "--until", end=True)
+    if start is not None and stop is not None and start > stop:  # checked even when there is no ledger to read
+        _fail(f"--since {since} is after --until {until}: swap them")
     if plot is not None or html is not None:
         _check_plotting()
     from .ledger._report import build_report

@@ -1513,3 +1513,12 @@ def test_batch_round_trip_of_embeddings(batch_config: Path, batch_host: BatchHos
     rows = _batch_rows(tmp_path)
     assert sorted((r.tags["custom_id"], r.input_tokens) for r in rows) == [("e1", 2), ("e2", 2)]
     _no_key(submit, results)
+
+
+def test_report_refuses_a_period_that_ends_before_it_starts(recorded: list[Any]) -> None:
+    result = _invoke("report", "--since", "2026-03-04", "--until", "2026-03-01")
+    assert result.exit_code == 2
+    assert "--since 2026-03-04 is after --until 2026-03-01: swap them" in result.output
+    same_day = _invoke("report", "--since", "2026-03-02", "--until", "2026-03-02", "--format", "csv")
+    assert same_day.exit_code == 0, same_day.output  # --until's day is included: one day
+    assert [r["calls"] for r in csv.DictReader(io.StringIO(same_day.stdout))] == ["2", "2"]

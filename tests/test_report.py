@@ -310,3 +310,37 @@ def test_calls_csv_never_opens_a_text_cell_as_a_formula(ledger_url: str) -> None
         assert [c["model"] for c in json.loads(lg.calls().to_json())["calls"]] == HOSTILE
     finally:
         lg.close()
+
+
+def test_a_period_holds_the_rows_of_any_offset_recorded_in_it(ledger_url: str) -> None:
+    from computekit.ledger import open_ledger
+
+    lg = open_ledger(ledger_url)
+    plus5 = dt.timezone(dt.timedelta(hours=5))
+    try:
+        lg.record_many([
+            _row(MIDNIGHT.replace(tzinfo=None), model="naive-midnight"),  # naive: UTC, in the period
+            _row(MIDNIGHT.astimezone(plus5) - dt.timedelta(hours=1), model="before"),  # 23:00 UTC the day before
+            _row(MIDNIGHT.astimezone(plus5) + dt.timedelta(hours=23), model="last-hour"),
+        ])
+        day = {"since": MIDNIGHT, "until": MIDNIGHT + dt.timedelta(days=1)}
+        assert [r.model for r in lg.rows(**day)] == ["naive-midnight", "last-hour"]
+        assert {r.key: r.calls for r in lg.report("day").rows} == {"2026-03-01": 1, MIDNIGHT.date().isoformat(): 2}
+        assert lg.report("model", **day) == lg.calls(**day).report("model")
+    finally:
+        lg.close()
+
+
+def test_a_period_that_ends_before_it_starts_is_refused(ledger_url: str) -> None:
+    from computekit import InvalidRequestError
+    from computekit.ledger import open_ledger
+
+    lg = open_ledger(ledger_url)
+    try:
+        later = MIDNIGHT + dt.timedelta(days=1)
+        for read in (lg.rows, lg.calls, lg.report):
+            with pytest.raises(InvalidRequestError, match=r"since .* is after until .*swap them"):
+                read(since=later, until=MIDNIGHT)
+        assert lg.report(since=MIDNIGHT, until=MIDNIGHT).rows == []  # empty, but not swapped
+    finally:
+        lg.close()

@@ -41,7 +41,7 @@ from .._exceptions import ConfigError
 from ._base import Ledger, LedgerRow, forks_with, store_errors
 from ._budgets import Charge, fits, refusal
 from ._buffered import BatchWriter, Buffered
-from ._row import utc
+from ._row import period
 
 if TYPE_CHECKING:
     import psycopg
@@ -367,7 +367,7 @@ class PostgresLedger(Buffered, Ledger):
                     raise
 
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
-        since, until = utc(since), utc(until, "until")  # any time zone compares right; a date is refused
+        since, until = period(since, until)  # any time zone compares right; a date is refused
         sql = f"SELECT id, {_COLUMNS} FROM computekit_attempts"
         where: list[str] = []
         args: list[Any] = []

@@ -21,7 +21,7 @@ from .._money import plain
 from ._base import Ledger, LedgerRow, forks_with, store_errors
 from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter, Buffered
-from ._row import utc
+from ._row import period
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
@@ -385,7 +385,7 @@ class SQLiteLedger(Buffered, Ledger):
         return spent, reserved_total
 
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
-        since, until = utc(since), utc(until, "until")  # any time zone compares right; a date is refused
+        since, until = period(since, until)  # any time zone compares right; a date is refused
         sql = f"SELECT id, {_COLUMNS} FROM attempts"
         where, args = [], []
         if since is not None:
