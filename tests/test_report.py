@@ -344,3 +344,38 @@ def test_a_period_that_ends_before_it_starts_is_refused(ledger_url: str) -> None
         assert lg.report(since=MIDNIGHT, until=MIDNIGHT).rows == []  # empty, but not swapped
     finally:
         lg.close()
+
+
+def _varied_rows() -> list[LedgerRow]:
+    plus5 = dt.timezone(dt.timedelta(hours=5))
+    rows = list(ROWS)
+    rows += [
+        _row(MIDNIGHT.astimezone(plus5) - dt.timedelta(microseconds=1), model="m'1", cost=Decimal("1E-7"),
+             tags={'we"ird.name': "x", "customer": "ACME"}),
+        _row(MIDNIGHT.replace(tzinfo=None) + dt.timedelta(days=1), verb="embed", cost=None, outcome="error",
+             tags={'we"ird.name': "y", "customer": "acme"}),
+        _row(MIDNIGHT + dt.timedelta(days=2, seconds=1), provider="groq", cost=Decimal("0.10"), tags={"customer": ""}),
+    ]
+    return rows
+
+
+@pytest.mark.parametrize("by", ["provider", "model", "target", "verb", "day", "outcome", "tag:customer",
+                                'tag:we"ird.name', "tag:absent"])
+def test_a_store_sums_its_report_as_python_would_from_its_rows(ledger_url: str, by: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from computekit.ledger import open_ledger
+
+    lg = open_ledger(ledger_url)
+    try:
+        lg.record_many(_varied_rows())
+        for since, until in [(None, None), (MIDNIGHT, None), (MIDNIGHT, MIDNIGHT + dt.timedelta(days=1)),
+                             (None, MIDNIGHT + dt.timedelta(days=2, seconds=1))]:
+            expected = build_report(lg.rows(since=since, until=until), by, since=since, until=until)
+            with monkeypatch.context() as m:  # summed by the store: no row is read into Python
+                m.setattr(type(lg), "rows", lambda *a, **k: pytest.fail("report() read every row"))
+                got = lg.report(by, since=since, until=until)
+            assert got == expected
+            assert got.total == sum((r.cost for r in got.rows), Decimal(0))
+            assert all("E" not in str(r.cost) for r in got.rows)  # 0.0000001, never 1E-7
+    finally:
+        lg.close()

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from .._exceptions import ConfigError, LedgerError
 from ._budgets import Charge
-from ._report import Calls, Report, build_report, check_group_by
+from ._report import Calls, Group, Report, build_report, check_group_by, report_of_groups
 from ._row import GroupBy, LedgerRow, period
 
 # LedgerRow: the backends take it from here, with the interface.
@@ -119,7 +119,15 @@ class Ledger(ABC):
             by = group_by
         check_group_by(by)  # before reading the rows
         since, until = period(since, until)
+        groups = self._groups(by, since, until)
+        if groups is not None:
+            return report_of_groups(groups, by, since=since, until=until)
         return build_report(self.rows(since=since, until=until), by, since=since, until=until)
+
+    def _groups(self, by: str, since: dt.datetime | None, until: dt.datetime | None) -> list[Group] | None:
+        """The report's groups summed by the store itself (``GROUP BY``: no row is read into Python), or ``None``
+        for a backend that cannot (its report is then built from :meth:`rows`)."""
+        return None
 
     def calls(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Calls:
         """The individual attempts of a period (the calls view), with the same exports as a report.

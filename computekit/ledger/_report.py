@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from ._plot import DailyCost
 
 __all__ = [
-    "TAG_PREFIX", "UNTAGGED", "Calls", "Report", "ReportRow", "build_report", "check_group_by", "group_key", "pandas",
-    "utc",
+    "TAG_PREFIX", "UNTAGGED", "Calls", "Group", "Report", "ReportRow", "build_report", "check_group_by", "group_key",
+    "pandas", "report_of_groups", "utc",
 ]
 
 TAG_PREFIX = "tag:"
@@ -207,6 +207,10 @@ class Report:
         return pandas().DataFrame.from_records(records, columns=[self.group_by, *self._COLUMNS[1:]])
 
 
+Group = tuple[str, int, int, int, int, Decimal, int]
+"""One group as a store sums it: key, calls, errors, input tokens, output tokens, priced cost, unpriced attempts."""
+
+
 def build_report(
     rows: Sequence[LedgerRow],
     group_by: str,
@@ -220,25 +224,40 @@ def build_report(
         ValueError: ``group_by`` is not a way to group (see ``Ledger.report``).
     """
     check_group_by(group_by)
-    groups: dict[str, ReportRow] = {}
-    for row in rows:
-        k = group_key(row, group_by)
-        g = groups.get(k)
+    zero = Decimal(0)
+    return report_of_groups(
+        ((group_key(r, group_by), 1, int(r.outcome == "error"), r.input_tokens, r.output_tokens,
+          zero if r.cost is None else r.cost, int(r.cost is None)) for r in rows),
+        group_by, since=since, until=until,
+    )
+
+
+def report_of_groups(
+    groups: Iterable[Group],
+    group_by: str,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Report:
+    """A report from sums made elsewhere (a store's ``GROUP BY``, or :func:`build_report` one row at a time); parts
+    with the same key are added up."""
+    found: dict[str, ReportRow] = {}
+    for key, calls, errors, input_tokens, output_tokens, cost, unpriced in groups:
+        g = found.get(key)
         if g is None:
-            g = groups[k] = ReportRow(k, 0, 0, 0, 0, Decimal(0), 0)
-        g.calls += 1
-        if row.outcome == "error":
-            g.errors += 1
-        g.input_tokens += row.input_tokens
-        g.output_tokens += row.output_tokens
-        if row.cost is not None:
-            g.cost += row.cost
-        else:  # could not be priced (a known-free error is recorded as 0, not None)
-            g.unpriced += 1
+            g = found[key] = ReportRow(key, 0, 0, 0, 0, Decimal(0), 0)
+        g.calls += calls
+        g.errors += errors
+        g.input_tokens += input_tokens
+        g.output_tokens += output_tokens
+        g.cost += cost  # unpriced attempts are counted apart, never as 0 (a known-free error is recorded as 0)
+        g.unpriced += unpriced
+    for g in found.values():
+        g.cost = Money(g.cost)  # a sum is a plain Decimal again: 1E-7 unless made Money
     if group_by == "day":  # a day report reads in time order
-        ordered = sorted(groups.values(), key=lambda r: r.key)
+        ordered = sorted(found.values(), key=lambda r: r.key)
     else:
-        ordered = sorted(groups.values(), key=lambda r: (-r.cost, r.key))
+        ordered = sorted(found.values(), key=lambda r: (-r.cost, r.key))
     total = sum((r.cost for r in ordered), Decimal(0))
     return Report(group_by=group_by, rows=ordered, total=total, unpriced=sum(r.unpriced for r in ordered),
                   since=since, until=until)
