@@ -379,3 +379,9 @@ def test_a_store_sums_its_report_as_python_would_from_its_rows(ledger_url: str, 
             assert all("E" not in str(r.cost) for r in got.rows)  # 0.0000001, never 1E-7
     finally:
         lg.close()
+
+
+def test_a_summed_cost_prints_plainly(ledger: Ledger) -> None:
+    ledger.record(_row(MIDNIGHT + dt.timedelta(days=5), provider="tiny", cost=Decimal("0.0000001")))
+    row = next(r for r in ledger.report().rows if r.key == "tiny")
+    assert str(row.cost) == "0.0000001"  # a plain Decimal sum would print 1E-7
