@@ -380,16 +380,19 @@ class SQLiteLedger(Buffered, Ledger):
         saved = c.execute(
             "SELECT period_start, upto_id, spent FROM budget_totals WHERE budget = ?", (charge.key,)
         ).fetchone()
+        # The rows are read one at a time (a cursor, not fetchall()): the first read of a period may cover a
+        # million of them.
         if saved is not None and saved[0] == start:
-            spent, new = Decimal(saved[2]), c.execute(
+            spent, upto = Decimal(saved[2]), saved[1]
+            new = c.execute(
                 "SELECT id, ts, provider, model, tags, cost, reserved FROM attempts WHERE id > ?", (saved[1],)
-            ).fetchall()
-            upto = saved[1]
+            )
         else:  # a new period, or a budget not seen before: count its period from the start
-            spent, new = Decimal(0), c.execute(
-                "SELECT id, ts, provider, model, tags, cost, reserved FROM attempts WHERE ts >= ?", (start,)
-            ).fetchall()
+            spent = Decimal(0)
             upto = c.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()[0]
+            new = c.execute(
+                "SELECT id, ts, provider, model, tags, cost, reserved FROM attempts WHERE ts >= ?", (start,)
+            )
         for rid, ts, provider, model, tags, cost, reserved in new:
             upto = max(upto, rid)
             if dt.datetime.fromisoformat(ts) < charge.start:
