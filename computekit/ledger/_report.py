@@ -156,7 +156,12 @@ class Report:
         ]
 
     def to_csv(self, path: str | Path | None = None) -> str:
-        """The report as CSV (header + one line per group + a total line); written to ``path`` when given."""
+        """The report as CSV (header + one line per group + a total line); written to ``path`` when given. A text
+        cell a spreadsheet would run as a formula gets a leading ``'`` (see :data:`FORMULA_START`).
+
+        Raises:
+            OSError: ``path`` cannot be written (a folder, no permission, its folder does not exist).
+        """
         lines: list[list[object]] = [[rec[c] for c in self._COLUMNS] for rec in self.to_records()]
         lines.append(["TOTAL", sum(r.calls for r in self.rows), sum(r.errors for r in self.rows),
                       sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows),
@@ -329,7 +334,11 @@ class Calls:
 
     def to_csv(self, path: str | Path | None = None) -> str:
         """The attempts as CSV, one line each (an unknown cost is an empty cell; ``tags`` is a JSON object);
-        written to ``path`` when given."""
+        written to ``path`` when given. A text cell a spreadsheet would run as a formula gets a leading ``'``.
+
+        Raises:
+            OSError: ``path`` cannot be written (a folder, no permission, its folder does not exist).
+        """
         lines = []
         for rec in self.to_records():
             rec["tags"] = json.dumps(rec["tags"], ensure_ascii=False, sort_keys=True)
