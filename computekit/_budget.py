@@ -40,6 +40,7 @@ from ._config import BudgetConfig
 from ._constants import BACKGROUND_RESERVATION_TTL_S, FINETUNE_RESERVATION_TTL_S, RESERVATION_TTL_S, RUNS_KEPT
 from ._costs import context_window
 from ._exceptions import ComputeKitError, LedgerError
+from ._money import plain
 from .adapters._base import CompleteRequest, EmbedRequest, PredictRequest
 from .ledger._budgets import Charge, covers, period_start
 
@@ -218,9 +219,9 @@ class BudgetStatus:
 
     def as_dict(self) -> dict[str, Any]:
         """The status as JSON-ready values (money as exact decimal strings)."""
-        return {"name": self.name, "limit_usd": str(self.limit), "period": self.period,
-                "period_start": self.period_start.isoformat(), "spent": str(self.spent),
-                "reserved": str(self.reserved), "remaining": str(self.remaining), "provider": self.provider,
+        return {"name": self.name, "limit_usd": plain(self.limit), "period": self.period,
+                "period_start": self.period_start.isoformat(), "spent": plain(self.spent),
+                "reserved": plain(self.reserved), "remaining": plain(self.remaining), "provider": self.provider,
                 "model": self.model, "tags": dict(self.tags or {})}
 
 

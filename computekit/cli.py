@@ -512,10 +512,17 @@ def providers_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""C0 and C1 control characters (ESC, CSI, BEL, CR ...)."""
+
+
 def _escape(text: str) -> str:
+    """``text`` (a tag, a model id: anything a user or a provider chose) to print: rich markup escaped, and control
+    characters shown as ``\\x1b`` ..., so that an escape sequence in it cannot clear, retitle or recolor the
+    terminal."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text))
 
 
 # --------------------------------------------------------------------------------------------- prices
@@ -761,6 +768,8 @@ def report(
         _fail(f"--by: {e}")
     start = _when(since, "--since", end=False)
     stop = _when(until, "--until", end=True)
+    if start is not None and stop is not None and start > stop:  # checked even when there is no ledger to read
+        _fail(f"--since {since} is after --until {until}: swap them")
     if plot is not None or html is not None:
         _check_plotting()
     from .ledger._report import build_report

@@ -1094,3 +1094,25 @@ def test_runs_held_in_memory_are_bounded(tmp_path: Path, monkeypatch: pytest.Mon
     assert budgets.find("r3") == Reservation("res-r3", Decimal("0.1"))
     assert budgets.find("r1") is None  # forgotten here, and never named in this ledger
     client.close()
+
+
+def test_a_budgets_first_read_of_a_period_holds_no_rows_in_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    now = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)
+    lg = open_ledger(f"sqlite:///{tmp_path / 'l.db'}")
+    n = 20_000
+    lg.record_many([LedgerRow(ts=now - dt.timedelta(seconds=i), verb="complete", provider="openai", model="m",
+                              outcome="success", latency_ms=1.0, cost=Decimal("0.0001"), tags={"customer": "acme"})
+                    for i in range(n)])
+    charge = Charge(name="default", limit=Decimal(100), period="day", start=period_start("day", now),
+                    amount=Decimal(0))
+    tracemalloc.start()
+    try:
+        spent, _ = lg.budget_usage(charge, now=now)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        lg.close()
+    assert spent == Decimal("0.0001") * n
+    assert peak < 1_000_000, f"{peak:,} bytes traced for {n:,} rows: they were all read at once"

@@ -1513,3 +1513,45 @@ def test_batch_round_trip_of_embeddings(batch_config: Path, batch_host: BatchHos
     rows = _batch_rows(tmp_path)
     assert sorted((r.tags["custom_id"], r.input_tokens) for r in rows) == [("e1", 2), ("e2", 2)]
     _no_key(submit, results)
+
+
+def test_report_refuses_a_period_that_ends_before_it_starts(recorded: list[Any]) -> None:
+    result = _invoke("report", "--since", "2026-03-04", "--until", "2026-03-01")
+    assert result.exit_code == 2
+    assert "--since 2026-03-04 is after --until 2026-03-01: swap them" in result.output
+    same_day = _invoke("report", "--since", "2026-03-02", "--until", "2026-03-02", "--format", "csv")
+    assert same_day.exit_code == 0, same_day.output  # --until's day is included: one day
+    assert [r["calls"] for r in csv.DictReader(io.StringIO(same_day.stdout))] == ["2", "2"]
+
+
+def _tiny_hostile_ledger(tmp_path: Path) -> str:
+    import datetime as dt
+
+    from computekit.ledger import LedgerRow, open_ledger
+
+    url = f"sqlite:///{tmp_path / 'hostile.db'}"
+    lg = open_ledger(url)
+    lg.record(LedgerRow(ts=dt.datetime.now(dt.UTC), verb="complete", provider="openai",
+                        model="m\x1b]0;retitled\x07\x1b[2J", outcome="success", latency_ms=1.0,
+                        cost=Decimal("0.0000001"), tags={"customer": "\x1b[31mred\x9b"}))
+    lg.close()
+    return url
+
+
+def test_report_shows_control_characters_instead_of_sending_them(tmp_path: Path) -> None:
+    url = _tiny_hostile_ledger(tmp_path)
+    for args in (["--by", "tag:customer"], ["--by", "model"], ["--calls"]):
+        result = _invoke("report", *args, "--ledger", url)
+        assert result.exit_code == 0, result.output
+        assert not any(c in result.stdout for c in "\x1b\x07\x9b"), args  # nothing a terminal would run
+    calls = _invoke("report", "--calls", "--ledger", url).stdout
+    assert "m\\x1b]0;retitled\\x07\\x1b[2J" in calls  # shown, escaped
+    assert "customer=\\x1b[31mred\\x9b" in calls
+
+
+def test_budgets_json_writes_money_in_plain_notation(tmp_path: Path) -> None:
+    url = _tiny_hostile_ledger(tmp_path)
+    result = _invoke("budgets", "--json", "--ledger", url, "--config", str(_budget_config(tmp_path)))
+    assert result.exit_code == 0, result.output
+    default = json.loads(result.stdout)["default"]
+    assert (default["spent"], default["remaining"]) == ("0.0000001", "1.9999999")  # never 1E-7

@@ -263,3 +263,125 @@ def test_null_ledger_has_empty_reports_and_calls() -> None:
     assert lg.report("tag:x").rows == []
     assert len(lg.calls()) == 0
     assert lg.calls().total == Decimal(0)
+
+
+HOSTILE = ['=HYPERLINK("http://evil.example","click")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", 'a,"b"\nc', "plain"]
+"""Text a user can put in a tag, a model id or a request id that a spreadsheet would run as a formula (OWASP's
+CSV injection), or that breaks a naive CSV line."""
+
+
+def _hostile_ledger(url: str) -> Ledger:
+    from computekit.ledger import open_ledger
+
+    lg = open_ledger(url)
+    lg.record_many([_row(MIDNIGHT + dt.timedelta(seconds=i), model=v, request_id=v, tags={"customer": v})
+                    for i, v in enumerate(HOSTILE)])
+    return lg
+
+
+def _as_text(value: str) -> str:
+    """What a CSV text cell must hold for ``value``: a leading ``'`` when a spreadsheet would run it."""
+    return "'" + value if value.startswith(("=", "+", "-", "@", "\t", "\r")) else value
+
+
+def test_report_csv_never_opens_a_text_cell_as_a_formula(ledger_url: str) -> None:
+    lg = _hostile_ledger(ledger_url)
+    try:
+        for by in ("tag:customer", "model"):
+            rep = lg.report(by)
+            lines = list(csv.reader(io.StringIO(rep.to_csv(), newline="")))
+            body = lines[1:-1]
+            assert len(body) == len(HOSTILE)  # one line per group: a CR inside a value does not split it
+            assert sorted(b[0] for b in body) == sorted(_as_text(v) for v in HOSTILE)
+            assert Decimal(lines[-1][5]) == rep.total == sum((b.cost for b in rep.rows), Decimal(0))
+    finally:
+        lg.close()
+
+
+def test_calls_csv_never_opens_a_text_cell_as_a_formula(ledger_url: str) -> None:
+    lg = _hostile_ledger(ledger_url)
+    try:
+        rows = list(csv.DictReader(io.StringIO(lg.calls().to_csv(), newline="")))
+        assert len(rows) == len(HOSTILE)
+        assert [r["model"] for r in rows] == [_as_text(v) for v in HOSTILE]
+        assert [r["request_id"] for r in rows] == [_as_text(v) for v in HOSTILE]
+        assert [json.loads(r["tags"])["customer"] for r in rows] == HOSTILE  # a JSON object: opens as text as is
+        # the JSON export keeps the values as they are
+        assert [c["model"] for c in json.loads(lg.calls().to_json())["calls"]] == HOSTILE
+    finally:
+        lg.close()
+
+
+def test_a_period_holds_the_rows_of_any_offset_recorded_in_it(ledger_url: str) -> None:
+    from computekit.ledger import open_ledger
+
+    lg = open_ledger(ledger_url)
+    plus5 = dt.timezone(dt.timedelta(hours=5))
+    try:
+        lg.record_many([
+            _row(MIDNIGHT.replace(tzinfo=None), model="naive-midnight"),  # naive: UTC, in the period
+            _row(MIDNIGHT.astimezone(plus5) - dt.timedelta(hours=1), model="before"),  # 23:00 UTC the day before
+            _row(MIDNIGHT.astimezone(plus5) + dt.timedelta(hours=23), model="last-hour"),
+        ])
+        day = {"since": MIDNIGHT, "until": MIDNIGHT + dt.timedelta(days=1)}
+        assert [r.model for r in lg.rows(**day)] == ["naive-midnight", "last-hour"]
+        assert {r.key: r.calls for r in lg.report("day").rows} == {"2026-03-01": 1, MIDNIGHT.date().isoformat(): 2}
+        assert lg.report("model", **day) == lg.calls(**day).report("model")
+    finally:
+        lg.close()
+
+
+def test_a_period_that_ends_before_it_starts_is_refused(ledger_url: str) -> None:
+    from computekit import InvalidRequestError
+    from computekit.ledger import open_ledger
+
+    lg = open_ledger(ledger_url)
+    try:
+        later = MIDNIGHT + dt.timedelta(days=1)
+        for read in (lg.rows, lg.calls, lg.report):
+            with pytest.raises(InvalidRequestError, match=r"since .* is after until .*swap them"):
+                read(since=later, until=MIDNIGHT)
+        assert lg.report(since=MIDNIGHT, until=MIDNIGHT).rows == []  # empty, but not swapped
+    finally:
+        lg.close()
+
+
+def _varied_rows() -> list[LedgerRow]:
+    plus5 = dt.timezone(dt.timedelta(hours=5))
+    rows = list(ROWS)
+    rows += [
+        _row(MIDNIGHT.astimezone(plus5) - dt.timedelta(microseconds=1), model="m'1", cost=Decimal("1E-7"),
+             tags={'we"ird.name': "x", "customer": "ACME"}),
+        _row(MIDNIGHT.replace(tzinfo=None) + dt.timedelta(days=1), verb="embed", cost=None, outcome="error",
+             tags={'we"ird.name': "y", "customer": "acme"}),
+        _row(MIDNIGHT + dt.timedelta(days=2, seconds=1), provider="groq", cost=Decimal("0.10"), tags={"customer": ""}),
+    ]
+    return rows
+
+
+@pytest.mark.parametrize("by", ["provider", "model", "target", "verb", "day", "outcome", "tag:customer",
+                                'tag:we"ird.name', "tag:absent"])
+def test_a_store_sums_its_report_as_python_would_from_its_rows(ledger_url: str, by: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from computekit.ledger import open_ledger
+
+    lg = open_ledger(ledger_url)
+    try:
+        lg.record_many(_varied_rows())
+        for since, until in [(None, None), (MIDNIGHT, None), (MIDNIGHT, MIDNIGHT + dt.timedelta(days=1)),
+                             (None, MIDNIGHT + dt.timedelta(days=2, seconds=1))]:
+            expected = build_report(lg.rows(since=since, until=until), by, since=since, until=until)
+            with monkeypatch.context() as m:  # summed by the store: no row is read into Python
+                m.setattr(type(lg), "rows", lambda *a, **k: pytest.fail("report() read every row"))
+                got = lg.report(by, since=since, until=until)
+            assert got == expected
+            assert got.total == sum((r.cost for r in got.rows), Decimal(0))
+            assert all("E" not in str(r.cost) for r in got.rows)  # 0.0000001, never 1E-7
+    finally:
+        lg.close()
+
+
+def test_a_summed_cost_prints_plainly(ledger: Ledger) -> None:
+    ledger.record(_row(MIDNIGHT + dt.timedelta(days=5), provider="tiny", cost=Decimal("0.0000001")))
+    row = next(r for r in ledger.report().rows if r.key == "tiny")
+    assert str(row.cost) == "0.0000001"  # a plain Decimal sum would print 1E-7

@@ -15,8 +15,8 @@ from decimal import Decimal
 
 from .._exceptions import ConfigError, LedgerError
 from ._budgets import Charge
-from ._report import Calls, Report, build_report, check_group_by
-from ._row import GroupBy, LedgerRow, utc
+from ._report import Calls, Group, Report, build_report, check_group_by, report_of_groups
+from ._row import GroupBy, LedgerRow, period
 
 # LedgerRow: the backends take it from here, with the interface.
 __all__ = ["Ledger", "LedgerRow", "forks_with", "store_errors"]
@@ -85,6 +85,7 @@ class Ledger(ABC):
         """The recorded attempts in time order, optionally within ``[since, until)``.
 
         Raises:
+            InvalidRequestError: ``since`` or ``until`` is not a datetime, or ``since`` is after ``until``.
             LedgerError: The store failed (locked past its busy timeout, unreachable ...): its own error is the
                 cause (the SQLite and PostgreSQL ledgers).
         """
@@ -108,7 +109,8 @@ class Ledger(ABC):
 
         Raises:
             ValueError: ``by`` is not one of the above, or ``by`` and ``group_by`` disagree.
-            InvalidRequestError: ``since`` or ``until`` is not a datetime (a ``date`` ...).
+            InvalidRequestError: ``since`` or ``until`` is not a datetime (a ``date`` ...), or ``since`` is after
+                ``until``.
             LedgerError: The store failed (see :meth:`rows`).
         """
         if group_by is not None:
@@ -116,12 +118,25 @@ class Ledger(ABC):
                 raise ValueError(f"pass by= or group_by=, not both ({by!r} and {group_by!r})")
             by = group_by
         check_group_by(by)  # before reading the rows
-        since, until = utc(since), utc(until, "until")
+        since, until = period(since, until)
+        groups = self._groups(by, since, until)
+        if groups is not None:
+            return report_of_groups(groups, by, since=since, until=until)
         return build_report(self.rows(since=since, until=until), by, since=since, until=until)
 
+    def _groups(self, by: str, since: dt.datetime | None, until: dt.datetime | None) -> list[Group] | None:
+        """The report's groups summed by the store itself (``GROUP BY``: no row is read into Python), or ``None``
+        for a backend that cannot (its report is then built from :meth:`rows`)."""
+        return None
+
     def calls(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Calls:
-        """The individual attempts of a period (the calls view), with the same exports as a report."""
-        since, until = utc(since), utc(until, "until")
+        """The individual attempts of a period (the calls view), with the same exports as a report.
+
+        Raises:
+            InvalidRequestError: ``since`` or ``until`` is not a datetime, or ``since`` is after ``until``.
+            LedgerError: The store failed (see :meth:`rows`).
+        """
+        since, until = period(since, until)
         return Calls(self.rows(since=since, until=until), since=since, until=until)
 
     # ----------------------------------------------------------------------------------------- budgets

@@ -41,7 +41,8 @@ from .._exceptions import ConfigError
 from ._base import Ledger, LedgerRow, forks_with, store_errors
 from ._budgets import Charge, fits, refusal
 from ._buffered import BatchWriter, Buffered
-from ._row import utc
+from ._report import TAG_PREFIX, UNTAGGED, Group
+from ._row import period
 
 if TYPE_CHECKING:
     import psycopg
@@ -107,6 +108,12 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE computekit_reservations ADD COLUMN reserved NUMERIC;
     """,
 }
+
+_GROUP_SQL = {
+    "provider": "provider", "model": "model", "verb": "verb", "outcome": "outcome",
+    "target": "provider || ':' || model", "day": "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+}
+"""How a report's group is computed in SQL, for each ``by`` but ``tag:NAME``."""
 
 _COLUMNS = (
     "ts, verb, provider, model, outcome, latency_ms, input_tokens, output_tokens, cached_input_tokens, "
@@ -366,8 +373,35 @@ class PostgresLedger(Buffered, Ledger):
                 if attempt == _DEADLOCK_TRIES - 1:
                     raise
 
+    def _groups(self, by: str, since: dt.datetime | None, until: dt.datetime | None) -> list[Group] | None:
+        args: list[Any] = []
+        if by.startswith(TAG_PREFIX):
+            key = "tags ->> %s"
+            args.append(by[len(TAG_PREFIX):])
+        else:
+            key = _GROUP_SQL[by]
+        where = []
+        if since is not None:
+            where.append("ts >= %s")
+            args.append(since)
+        if until is not None:
+            where.append("ts < %s")
+            args.append(until)
+        # NUMERIC sums are exact: no cost is read into Python.
+        sql = ("SELECT " + key + ", COUNT(*), COUNT(*) FILTER (WHERE outcome = 'error'), "
+               "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost), 0), "
+               "COUNT(*) FILTER (WHERE cost IS NULL) FROM computekit_attempts")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " GROUP BY 1"
+        self.flush()
+        with store_errors(self, "reading its rows", self._psycopg.Error), self._lock:
+            fetched = self._connection().execute(sql, args).fetchall()
+        return [(UNTAGGED if k is None else str(k), n, errors, int(tin), int(tout), Decimal(cost), unpriced)
+                for k, n, errors, tin, tout, cost, unpriced in fetched]
+
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
-        since, until = utc(since), utc(until, "until")  # any time zone compares right; a date is refused
+        since, until = period(since, until)  # any time zone compares right; a date is refused
         sql = f"SELECT id, {_COLUMNS} FROM computekit_attempts"
         where: list[str] = []
         args: list[Any] = []

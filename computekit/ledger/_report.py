@@ -9,9 +9,8 @@ priced is counted as *unpriced*, never as 0.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -24,8 +23,8 @@ if TYPE_CHECKING:
     from ._plot import DailyCost
 
 __all__ = [
-    "TAG_PREFIX", "UNTAGGED", "Calls", "Report", "ReportRow", "build_report", "check_group_by", "group_key", "pandas",
-    "utc",
+    "TAG_PREFIX", "UNTAGGED", "Calls", "Group", "Report", "ReportRow", "build_report", "check_group_by", "group_key",
+    "pandas", "report_of_groups", "utc",
 ]
 
 TAG_PREFIX = "tag:"
@@ -33,6 +32,32 @@ UNTAGGED = "(none)"
 """The key of the group of attempts that do not carry the tag a report groups by."""
 
 _PANDAS_HINT = "pip install 'computekit[pandas]' (or pip install pandas)"
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet takes a cell that begins with one of these as a formula (OWASP's CSV injection): a text cell
+(a tag, a model id, a request id) that does is written with a leading ``'``, so that it opens as text."""
+
+_CSV_QUOTED = (",", '"', "\r", "\n")
+"""A CSV cell holding one of these is quoted (RFC 4180). The csv module leaves a lone CR unquoted when lines end
+in LF, and the file then reads back as two lines."""
+
+
+def _csv_cell(value: object, *, text: bool) -> str:
+    """One CSV cell: ``None`` empty, a text cell safe to open in a spreadsheet, quoted when it must be."""
+    cell = "" if value is None else str(value)
+    if text and cell.startswith(FORMULA_START):
+        cell = "'" + cell
+    if any(c in cell for c in _CSV_QUOTED):
+        cell = '"' + cell.replace('"', '""') + '"'
+    return cell
+
+
+def _csv(header: Sequence[str], lines: Sequence[Sequence[object]], text: Sequence[bool]) -> str:
+    """CSV text, one line per item of ``lines``; ``text[i]``: column ``i`` holds text (numbers are left as they
+    are: a cost may be negative)."""
+    out = [",".join(_csv_cell(h, text=True) for h in header)]
+    out += [",".join(_csv_cell(v, text=t) for v, t in zip(line, text, strict=True)) for line in lines]
+    return "\n".join(out) + "\n"
 
 
 def check_group_by(by: str) -> str:
@@ -131,21 +156,18 @@ class Report:
         ]
 
     def to_csv(self, path: str | Path | None = None) -> str:
-        """The report as CSV (header + one line per group + a total line); written to ``path`` when given."""
-        import csv
+        """The report as CSV (header + one line per group + a total line); written to ``path`` when given. A text
+        cell a spreadsheet would run as a formula gets a leading ``'`` (see :data:`FORMULA_START`).
 
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow((self.group_by, *self._COLUMNS[1:]))
-        for rec in self.to_records():
-            w.writerow([rec[c] for c in self._COLUMNS])
-        w.writerow(["TOTAL", sum(r.calls for r in self.rows), sum(r.errors for r in self.rows),
-                    sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows),
-                    plain(self.total), self.unpriced])
-        text = buf.getvalue()
-        if path is not None:
-            Path(path).write_text(text, "utf-8")
-        return text
+        Raises:
+            OSError: ``path`` cannot be written (a folder, no permission, its folder does not exist).
+        """
+        lines: list[list[object]] = [[rec[c] for c in self._COLUMNS] for rec in self.to_records()]
+        lines.append(["TOTAL", sum(r.calls for r in self.rows), sum(r.errors for r in self.rows),
+                      sum(r.input_tokens for r in self.rows), sum(r.output_tokens for r in self.rows),
+                      plain(self.total), self.unpriced])
+        text = _csv((self.group_by, *self._COLUMNS[1:]), lines, [True] + [False] * (len(self._COLUMNS) - 1))
+        return _write(text, path)
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The report as JSON (``group_by``, ``rows``, ``total``, ``unpriced``, ``currency`` and the period);
@@ -190,6 +212,10 @@ class Report:
         return pandas().DataFrame.from_records(records, columns=[self.group_by, *self._COLUMNS[1:]])
 
 
+Group = tuple[str, int, int, int, int, Decimal, int]
+"""One group as a store sums it: key, calls, errors, input tokens, output tokens, priced cost, unpriced attempts."""
+
+
 def build_report(
     rows: Sequence[LedgerRow],
     group_by: str,
@@ -203,25 +229,40 @@ def build_report(
         ValueError: ``group_by`` is not a way to group (see ``Ledger.report``).
     """
     check_group_by(group_by)
-    groups: dict[str, ReportRow] = {}
-    for row in rows:
-        k = group_key(row, group_by)
-        g = groups.get(k)
+    zero = Decimal(0)
+    return report_of_groups(
+        ((group_key(r, group_by), 1, int(r.outcome == "error"), r.input_tokens, r.output_tokens,
+          zero if r.cost is None else r.cost, int(r.cost is None)) for r in rows),
+        group_by, since=since, until=until,
+    )
+
+
+def report_of_groups(
+    groups: Iterable[Group],
+    group_by: str,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> Report:
+    """A report from sums made elsewhere (a store's ``GROUP BY``, or :func:`build_report` one row at a time); parts
+    with the same key are added up."""
+    found: dict[str, ReportRow] = {}
+    for key, calls, errors, input_tokens, output_tokens, cost, unpriced in groups:
+        g = found.get(key)
         if g is None:
-            g = groups[k] = ReportRow(k, 0, 0, 0, 0, Decimal(0), 0)
-        g.calls += 1
-        if row.outcome == "error":
-            g.errors += 1
-        g.input_tokens += row.input_tokens
-        g.output_tokens += row.output_tokens
-        if row.cost is not None:
-            g.cost += row.cost
-        else:  # could not be priced (a known-free error is recorded as 0, not None)
-            g.unpriced += 1
+            g = found[key] = ReportRow(key, 0, 0, 0, 0, Decimal(0), 0)
+        g.calls += calls
+        g.errors += errors
+        g.input_tokens += input_tokens
+        g.output_tokens += output_tokens
+        g.cost += cost  # unpriced attempts are counted apart, never as 0 (a known-free error is recorded as 0)
+        g.unpriced += unpriced
+    for g in found.values():
+        g.cost = Money(g.cost)  # a sum is a plain Decimal again: 1E-7 unless made Money
     if group_by == "day":  # a day report reads in time order
-        ordered = sorted(groups.values(), key=lambda r: r.key)
+        ordered = sorted(found.values(), key=lambda r: r.key)
     else:
-        ordered = sorted(groups.values(), key=lambda r: (-r.cost, r.key))
+        ordered = sorted(found.values(), key=lambda r: (-r.cost, r.key))
     total = sum((r.cost for r in ordered), Decimal(0))
     return Report(group_by=group_by, rows=ordered, total=total, unpriced=sum(r.unpriced for r in ordered),
                   since=since, until=until)
@@ -238,6 +279,11 @@ _CALL_COLUMNS = (
     "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "gpu_seconds", "cost",
     "currency", "estimated", "price_source", "request_id", "tags",
 )
+_CALL_NUMBERS = frozenset({
+    "id", "latency_ms", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+    "reasoning_tokens", "gpu_seconds", "cost", "status",
+})
+"""The calls view's columns that hold numbers (left as they are in CSV; every other one is text)."""
 
 
 @dataclass(slots=True)
@@ -288,17 +334,17 @@ class Calls:
 
     def to_csv(self, path: str | Path | None = None) -> str:
         """The attempts as CSV, one line each (an unknown cost is an empty cell; ``tags`` is a JSON object);
-        written to ``path`` when given."""
-        import csv
+        written to ``path`` when given. A text cell a spreadsheet would run as a formula gets a leading ``'``.
 
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(_CALL_COLUMNS)
+        Raises:
+            OSError: ``path`` cannot be written (a folder, no permission, its folder does not exist).
+        """
+        lines = []
         for rec in self.to_records():
             rec["tags"] = json.dumps(rec["tags"], ensure_ascii=False, sort_keys=True)
             rec["estimated"] = "true" if rec["estimated"] else "false"
-            w.writerow(["" if rec[c] is None else rec[c] for c in _CALL_COLUMNS])
-        return _write(buf.getvalue(), path)
+            lines.append([rec[c] for c in _CALL_COLUMNS])
+        return _write(_csv(_CALL_COLUMNS, lines, [c not in _CALL_NUMBERS for c in _CALL_COLUMNS]), path)
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The attempts as JSON (``calls``, ``total``, ``unpriced``, ``currency`` and the period); written to

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from .._exceptions import InvalidRequestError
 from .._money import money, plain
 
-__all__ = ["GROUP_KEYS", "GroupBy", "LedgerRow", "day_of", "logged", "utc"]
+__all__ = ["GROUP_KEYS", "GroupBy", "LedgerRow", "day_of", "logged", "period", "utc", "when_utc"]
 
 GroupBy = Literal["provider", "model", "target", "verb", "day", "outcome"]
 GROUP_KEYS: tuple[str, ...] = ("provider", "model", "target", "verb", "day", "outcome")
@@ -56,6 +56,10 @@ class LedgerRow:
     def __post_init__(self) -> None:
         # Amounts print as people read them (0.00000010, never 1.0E-7), whichever backend or caller made the row.
         self.cost, self.reserved = money(self.cost), money(self.reserved)
+        # Stored in UTC (a naive time is UTC, as for since/until): SQLite compares times as ISO text, so a row
+        # kept at another offset would fall on the wrong side of a period's bounds.
+        if isinstance(self.ts, dt.datetime):
+            self.ts = when_utc(self.ts)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -78,7 +82,26 @@ def utc(when: dt.datetime | None, name: str = "since") -> dt.datetime | None:
         hint = (f"datetime({when.year}, {when.month}, {when.day}, tzinfo=UTC)" if isinstance(when, dt.date)
                 else "datetime(2026, 1, 1, tzinfo=UTC)")
         raise InvalidRequestError(f"{name} must be a datetime, e.g. {name}={hint}, not {type(when).__name__}")
+    return when_utc(when)
+
+
+def when_utc(when: dt.datetime) -> dt.datetime:
+    """``when`` in UTC, a naive datetime taken as UTC."""
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def period(since: dt.datetime | None, until: dt.datetime | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``[since, until)`` in UTC (see :func:`utc`).
+
+    Raises:
+        InvalidRequestError: One is not a datetime, or ``since`` is after ``until`` (no time is in such a period:
+            the two are likely swapped).
+    """
+    since, until = utc(since), utc(until, "until")
+    if since is not None and until is not None and since > until:
+        raise InvalidRequestError(f"since ({since.isoformat()}) is after until ({until.isoformat()}): the period "
+                                  "is empty; swap them (since is the start, included; until the end, excluded)")
+    return since, until
 
 
 def day_of(row: LedgerRow) -> dt.date:

@@ -21,7 +21,8 @@ from .._money import plain
 from ._base import Ledger, LedgerRow, forks_with, store_errors
 from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter, Buffered
-from ._row import utc
+from ._report import TAG_PREFIX, UNTAGGED, Group
+from ._row import period
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
 
@@ -159,6 +160,29 @@ def _values(row: LedgerRow) -> tuple[object, ...]:
     )
 
 
+_GROUP_SQL = {
+    "provider": "provider", "model": "model", "verb": "verb", "outcome": "outcome",
+    "target": "provider || ':' || model",
+    "day": "date(ts)",  # SQLite's date() turns any +HH:MM offset into UTC (rows of older versions may have one)
+}
+"""How a report's group is computed in SQL, for each ``by`` but ``tag:NAME``."""
+_DECIMAL_SUM = "computekit_decimal_sum"
+
+
+class _DecimalSum:
+    """The exact sum of decimal strings, as an SQL aggregate: SQLite's own ``SUM`` of text would be a float."""
+
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+
+    def step(self, value: str | None) -> None:
+        if value is not None:  # unpriced: counted apart by the query, never as 0
+            self.total += Decimal(value)
+
+    def finalize(self) -> str:
+        return plain(self.total)
+
+
 def path_from_url(url: str) -> str:
     """``sqlite:///path`` -> path (``sqlite://:memory:`` -> ``:memory:``)."""
     if url == "sqlite://:memory:":
@@ -232,6 +256,7 @@ class SQLiteLedger(Buffered, Ledger):
                 _use_wal(c)
             # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the newest commits.
             c.execute("PRAGMA synchronous = NORMAL")
+            c.create_aggregate(_DECIMAL_SUM, 1, _DecimalSum)  # type: ignore[arg-type]  # typeshed: ints only
         except BaseException:
             c.close()
             raise
@@ -355,16 +380,19 @@ class SQLiteLedger(Buffered, Ledger):
         saved = c.execute(
             "SELECT period_start, upto_id, spent FROM budget_totals WHERE budget = ?", (charge.key,)
         ).fetchone()
+        # The rows are read one at a time (a cursor, not fetchall()): the first read of a period may cover a
+        # million of them.
         if saved is not None and saved[0] == start:
-            spent, new = Decimal(saved[2]), c.execute(
+            spent, upto = Decimal(saved[2]), saved[1]
+            new = c.execute(
                 "SELECT id, ts, provider, model, tags, cost, reserved FROM attempts WHERE id > ?", (saved[1],)
-            ).fetchall()
-            upto = saved[1]
+            )
         else:  # a new period, or a budget not seen before: count its period from the start
-            spent, new = Decimal(0), c.execute(
-                "SELECT id, ts, provider, model, tags, cost, reserved FROM attempts WHERE ts >= ?", (start,)
-            ).fetchall()
+            spent = Decimal(0)
             upto = c.execute("SELECT COALESCE(MAX(id), 0) FROM attempts").fetchone()[0]
+            new = c.execute(
+                "SELECT id, ts, provider, model, tags, cost, reserved FROM attempts WHERE ts >= ?", (start,)
+            )
         for rid, ts, provider, model, tags, cost, reserved in new:
             upto = max(upto, rid)
             if dt.datetime.fromisoformat(ts) < charge.start:
@@ -384,8 +412,31 @@ class SQLiteLedger(Buffered, Ledger):
         )
         return spent, reserved_total
 
+    def _groups(self, by: str, since: dt.datetime | None, until: dt.datetime | None) -> list[Group] | None:
+        if by.startswith(TAG_PREFIX):
+            key, args = "(SELECT value FROM json_each(tags) WHERE key = ?)", [by[len(TAG_PREFIX):]]
+        else:
+            key, args = _GROUP_SQL[by], []
+        where = []
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since.isoformat())
+        if until is not None:
+            where.append("ts < ?")
+            args.append(until.isoformat())
+        sql = (f"SELECT {key}, COUNT(*), SUM(outcome = 'error'), SUM(input_tokens), SUM(output_tokens), "
+               f"{_DECIMAL_SUM}(cost), SUM(cost IS NULL) FROM attempts")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " GROUP BY 1"
+        self.flush()
+        with store_errors(self, "reading its rows", sqlite3.Error), self._lock:
+            fetched = self._conn.execute(sql, args).fetchall()
+        return [(UNTAGGED if k is None else str(k), n, errors, tin, tout, Decimal(cost), unpriced)
+                for k, n, errors, tin, tout, cost, unpriced in fetched]
+
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
-        since, until = utc(since), utc(until, "until")  # any time zone compares right; a date is refused
+        since, until = period(since, until)  # any time zone compares right; a date is refused
         sql = f"SELECT id, {_COLUMNS} FROM attempts"
         where, args = [], []
         if since is not None:
