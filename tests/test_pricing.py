@@ -334,3 +334,22 @@ def test_a_tool_fee_past_its_until_leaves_the_call_unpriced_with_a_warning() -> 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         book.token_cost(ref, usage, dt.datetime(2026, 4, 1, tzinfo=dt.UTC))  # said once per target and unit
+
+
+def test_a_training_price_alone_leaves_the_models_calls_at_their_table_prices() -> None:
+    """``training_mtok`` (as docs/finetune.md shows it) prices fine-tuning only: the model's completions keep the
+    table's prices, and a budget can still reserve them."""
+    model = "gpt-4o-mini-2024-07-18"
+    u = usage_json(1_000_000, 1_000_000)
+    server = Server([ok(chat_json(usage=u)), ok(chat_json(usage=u))])
+    client = make_client(server, prices={f"openai:{model}": {"training_mtok": "3.00"}},
+                         budget={"limit_usd": "1000", "period": "total"})
+    for r in (client.complete(f"openai:{model}", "hi", max_tokens=10), client.complete("openai:gpt-4o-mini", "hi",
+                                                                                        max_tokens=10)):
+        assert r.cost.price_source is not None
+        assert r.cost.price_source.table == "genai-prices"
+        assert r.cost.total == _genai_total("openai", model, ck.Usage(input_tokens=1_000_000,
+                                                                      output_tokens=1_000_000))
+    training = PriceBook({f"openai:{model}": {"training_mtok": "3.00"}}).training("openai", model)
+    assert training is not None
+    assert training.per_mtok == Decimal("3.00")  # and the training price still applies

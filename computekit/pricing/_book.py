@@ -447,6 +447,10 @@ class PriceBook:
                 self._training[(provider, model)] = {k: _decimal(prices[k]) for k in _TRAINING_KEYS if k in prices}
             units = {k: (_decimal(v), 1) for k, v in prices.items()
                      if k not in _TOKEN_KEYS and k not in ("per_request", "per_second", *_TRAINING_KEYS)}
+            if not token_prices and per_request is None and not units:
+                # Only a training or hardware price: the model's calls keep their table prices (an empty override
+                # would leave every call unpriced, and refused by a budget).
+                continue
             provider, _, model = key.partition(":")
             self._overrides[(provider, model)] = TokenRates(
                 prices=token_prices,
