@@ -56,6 +56,7 @@ from ._constants import (
     NotGiven,
 )
 from ._exceptions import ConfigError
+from .pricing._book import price_key_error
 
 if TYPE_CHECKING:
     from .adapters._base import Adapter, AdapterSettings
@@ -392,6 +393,8 @@ class Settings(_Section):
             for name, price in prices.items():
                 if price < 0:
                     raise ValueError(f"{key}.{name}: a price cannot be negative")
+                if (problem := price_key_error(name)) is not None:
+                    raise ValueError(f"{key}.{name}: {problem}")
         return v
 
 

@@ -24,7 +24,9 @@ from .._constants import TARGETS_KEPT
 from .._money import Money
 from .._types import Cost, CostLine, PriceSource, Usage
 
-__all__ = ["BATCH_CONTEXT", "PriceBook", "PriceRef", "TokenRates", "TrainingRates", "UnknownPriceWarning"]
+__all__ = [
+    "BATCH_CONTEXT", "PriceBook", "PriceRef", "TokenRates", "TrainingRates", "UnknownPriceWarning", "price_key_error",
+]
 
 log = logging.getLogger("computekit.pricing")
 
@@ -47,6 +49,42 @@ _TOKEN_KEYS = (
 
 _TRAINING_KEYS = ("training_mtok", "training_hour")
 """Config price keys for fine-tuning: per 1M trained tokens, per hour of training."""
+
+_FIXED_KEYS = (*_TOKEN_KEYS, "per_request", "per_second", *_TRAINING_KEYS)
+"""Every ``[prices]`` key with a meaning of its own; any other name is the price of one unit of ``Usage.units``."""
+_TOKEN_COUNTS = {
+    **{k.removesuffix("_mtok") + "_tokens": k for k in _TOKEN_KEYS},
+    "cached_input_tokens": "cache_read_mtok", "cached_input_audio_tokens": "cache_audio_read_mtok",
+    "reasoning_tokens": "output_reasoning_mtok",
+}
+"""Token counts (``Usage`` fields and genai-prices' names) a price may be mistakenly keyed by -> their price key."""
+_NEAR = 0.85
+"""How alike (difflib's ratio) a key must be to a price key to be taken as its misspelling."""
+
+
+def price_key_error(name: str) -> str | None:
+    """Why ``name`` cannot be a ``[prices]`` key, with what to write instead; ``None`` when it can. A misspelled
+    price key would otherwise be taken as the price of a unit no call reports, and its calls priced without it
+    (a cache write at the input rate: understated)."""
+    import difflib
+
+    batch = name.startswith(_BATCH_PREFIX)
+    bare = name.removeprefix(_BATCH_PREFIX)
+    allowed = (*_TOKEN_KEYS, "per_request") if batch else _FIXED_KEYS
+    if bare in allowed:
+        return None
+    if bare in _TOKEN_COUNTS:
+        return (f"prices are per 1M tokens, not per token count: write "
+                f"{_BATCH_PREFIX if batch else ''}{_TOKEN_COUNTS[bare]} (USD per 1M tokens)")
+    close = difflib.get_close_matches(bare.lower(), allowed, n=1, cutoff=_NEAR)
+    if close and not (bare.endswith("_tokens") and not batch):  # a unit reported per token: output_citation_tokens
+        return f"not a price key: did you mean {_BATCH_PREFIX if batch else ''}{close[0]}?"
+    if batch:
+        return f"not a batch price key: write one of {', '.join(_BATCH_PREFIX + k for k in allowed)}"
+    if bare.endswith("_mtok"):
+        return f"not a price key: prices per 1M tokens are {', '.join((*_TOKEN_KEYS, 'training_mtok'))}"
+    return None
+
 
 _SELF_HOSTED_TABLE = "self-hosted"
 BATCH_CONTEXT = ("processing", "batch")
