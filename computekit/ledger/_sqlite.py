@@ -133,8 +133,10 @@ _INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 22)}) ON 
 
 
 def _values(row: LedgerRow) -> tuple[object, ...]:
+    ts = utc(row.ts)
+    assert ts is not None
     return (
-        row.ts.isoformat(),
+        ts.isoformat(),  # in UTC: periods and windows compare the text, which orders by instant only in one zone
         row.verb,
         row.provider,
         row.model,
