@@ -6,6 +6,7 @@ Everything here is pure and offline: no network at import or at pricing time. Ra
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import logging
@@ -16,7 +17,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -378,26 +379,28 @@ def _match(tables: Mapping[tuple[str, str], TokenRates], provider: str, model: s
 
 
 @cache
-def _genai_source() -> PriceSource:
-    from importlib.metadata import version
-
+def _genai_changes() -> tuple[dt.date, ...]:
+    """Every date genai-prices' bundled data records a price change on, in order (announced ones included)."""
     import genai_prices.data as gp_data
 
-    # The table's date: the newest price change it records that is already in force (genai-prices also
-    # carries announced future changes, applied from their own dates).
-    today = dt.datetime.now(dt.UTC).date()
-    newest: dt.date | None = None
-    for provider in gp_data.providers:
-        for model in provider.models:
-            prices = model.prices if isinstance(model.prices, list) else []
-            for cp in prices:
-                start = getattr(cp.constraint, "start_date", None)
-                if isinstance(start, dt.date) and start <= today and (newest is None or start > newest):
-                    newest = start
+    found = {start for provider in gp_data.providers for model in provider.models
+             for cp in (model.prices if isinstance(model.prices, list) else [])
+             if isinstance(start := getattr(cp.constraint, "start_date", None), dt.date)}
+    return tuple(sorted(found))
+
+
+@lru_cache(maxsize=64)
+def _genai_source(day: dt.date) -> PriceSource:
+    """genai-prices as the source of a price used on ``day`` (UTC): dated by the newest change in force that day,
+    not the day the process started (a process running past a change prices at the new rate, and says so)."""
+    from importlib.metadata import version
+
+    changes = _genai_changes()
+    in_force = bisect.bisect_right(changes, day)
     return PriceSource(
         table="genai-prices",
         version=version("genai-prices"),
-        as_of=newest,
+        as_of=changes[in_force - 1] if in_force else None,
         url="https://github.com/pydantic/genai-prices",
     )
 
@@ -441,7 +444,8 @@ def _genai_rates(ref: PriceRef, when: dt.datetime) -> TokenRates | None:
             extra[unit.usage_key] = (price, unit.per)
     per_request = getattr(mp, "requests_kcount", None)
     urls = provider.pricing_urls or []
-    source = _genai_source().model_copy(update={"url": urls[0] if urls else _genai_source().url})
+    general = _genai_source(when.astimezone(dt.UTC).date())
+    source = general.model_copy(update={"url": urls[0] if urls else general.url})
     return TokenRates(
         prices=prices,
         source=source,
