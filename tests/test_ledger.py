@@ -133,7 +133,9 @@ def test_a_row_dated_in_another_time_zone_counts_by_its_instant(ledger: Ledger) 
     ledger.record(_row(ts=dt.datetime(2027, 3, 2, 0, 30, tzinfo=east), cost=Decimal(4)))  # 3/1 22:30 UTC
     ledger.record(_row(ts=dt.datetime(2027, 3, 2, 1), cost=Decimal(5)))  # naive: UTC, as everywhere
     assert [(r.ts, r.cost) for r in ledger.rows(since=day)] == [
-        (dt.datetime(2027, 3, 2, 1, tzinfo=dt.UTC), Decimal(5)), (dt.datetime(2027, 3, 2, 2, tzinfo=dt.UTC), Decimal(3))]
+        (dt.datetime(2027, 3, 2, 1, tzinfo=dt.UTC), Decimal(5)),
+        (dt.datetime(2027, 3, 2, 2, tzinfo=dt.UTC), Decimal(3)),
+    ]
     assert [r.cost for r in ledger.rows(until=day)] == [Decimal(4)]
     budget = Charge(name="b", limit=Decimal(100), period="day", start=period_start("day", day), amount=Decimal(0))
     assert ledger.budget_usage(budget, now=day + dt.timedelta(hours=3)) == (Decimal(8), Decimal(0))
