@@ -388,7 +388,8 @@ class Settings(_Section):
     @classmethod
     def _price_keys(cls, v: dict[str, dict[str, Decimal]]) -> dict[str, dict[str, Decimal]]:
         for key, prices in v.items():
-            if ":" not in key:
+            provider, _, model = key.partition(":")
+            if not provider.strip() or not model.strip():  # no call is ever priced by it
                 raise ValueError(f"{key!r}: price keys are 'provider:model' or 'provider:hardware'")
             for name, price in prices.items():
                 if price < 0:

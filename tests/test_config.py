@@ -161,6 +161,8 @@ def test_ledger_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         ({"ledger": "mysql://db"}, "ledger.url", "postgresql://"),
         ({"budget": {"period": "hour"}}, "budget.period", "day"),
         ({"prices": {"gpt-4o": {"input_mtok": "1"}}}, "prices", "provider:model"),
+        ({"prices": {"openai:": {"input_mtok": "1"}}}, "'openai:'", "provider:model"),
+        ({"prices": {":gpt-4o": {"input_mtok": "1"}}}, "':gpt-4o'", "provider:model"),
         ({"prices": {"openai:x": {"input_mtok": "-1"}}}, "prices", "negative"),
         ({"prices": {"openai:x": {"input_mtok": "cheap"}}}, "prices.openai:x.input_mtok", "decimal"),
         # A misspelled price key is not taken as the price of a unit no call reports: it names what to write.
