@@ -285,6 +285,12 @@ class Budgets:
             return None
         if getattr(req, "background", False):  # held until the response ends, which may take an hour or more
             ttl_s = max(ttl_s, BACKGROUND_RESERVATION_TTL_S)
+        if isinstance(req, PredictRequest):
+            # Held until the run ends: it may bill for max_seconds after it leaves the queue, so it must not lapse
+            # (and free its worst case for other calls) while it can still be running.
+            conf = self.core.settings.providers.get(target.provider)
+            if conf is not None and conf.max_seconds:
+                ttl_s = max(ttl_s, RESERVATION_TTL_S + conf.max_seconds)
         try:
             rid = self.core.ledger.reserve(wanted, now=when, ttl_s=ttl_s)
         except LedgerError as e:  # the store failed as the ledger was opened: said of this call, as below

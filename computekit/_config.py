@@ -56,6 +56,7 @@ from ._constants import (
     NotGiven,
 )
 from ._exceptions import ConfigError
+from .pricing._book import price_key_error
 
 if TYPE_CHECKING:
     from .adapters._base import Adapter, AdapterSettings
@@ -387,11 +388,14 @@ class Settings(_Section):
     @classmethod
     def _price_keys(cls, v: dict[str, dict[str, Decimal]]) -> dict[str, dict[str, Decimal]]:
         for key, prices in v.items():
-            if ":" not in key:
+            provider, _, model = key.partition(":")
+            if not provider.strip() or not model.strip():  # no call is ever priced by it
                 raise ValueError(f"{key!r}: price keys are 'provider:model' or 'provider:hardware'")
             for name, price in prices.items():
                 if price < 0:
                     raise ValueError(f"{key}.{name}: a price cannot be negative")
+                if (problem := price_key_error(name)) is not None:
+                    raise ValueError(f"{key}.{name}: {problem}")
         return v
 
 

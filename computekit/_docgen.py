@@ -241,7 +241,9 @@ def _price_keys() -> list[str]:
         "",
         'Each `[prices]` entry is `"provider:model" = { KEY = "PRICE", ... }` (or `"provider:HARDWARE"` for '
         "GPU time), with prices written as strings so that they stay exact decimals. A price cannot be negative. "
-        "See [Pricing](../pricing.md) for how an entry is matched.",
+        "A key that reads as a misspelled price key (`cache_writes_mtok`, `per_seconds`, another `*_mtok`, a token "
+        "count such as `input_tokens`) is refused with the key to write, rather than taken as the price of a unit "
+        "no call reports. See [Pricing](../pricing.md) for how an entry is matched.",
         "",
         "| Price key | Unit |",
         "|---|---|",
@@ -250,6 +252,9 @@ def _price_keys() -> list[str]:
     lines += [
         "| `per_request` | USD per request |",
         "| `per_second` | USD per second of the hardware named by the key (`\"replicate:gpu-a100-large\"`) |",
+        "| `training_mtok` | USD per 1M trained tokens (fine-tuning only: the model's calls keep their prices) |",
+        "| `training_hour` | USD per hour of training (fine-tuning only) |",
+        "| `batch_` + a token key or `per_request` | the same, for the model's batch mode (`batch_input_mtok`) |",
         "| any other name | USD per one unit of that name in `Usage.units` (`search_units`, `image`, "
         "`billable_units` ...) |",
         "",

@@ -161,8 +161,20 @@ def test_ledger_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         ({"ledger": "mysql://db"}, "ledger.url", "postgresql://"),
         ({"budget": {"period": "hour"}}, "budget.period", "day"),
         ({"prices": {"gpt-4o": {"input_mtok": "1"}}}, "prices", "provider:model"),
+        ({"prices": {"openai:": {"input_mtok": "1"}}}, "'openai:'", "provider:model"),
+        ({"prices": {":gpt-4o": {"input_mtok": "1"}}}, "':gpt-4o'", "provider:model"),
         ({"prices": {"openai:x": {"input_mtok": "-1"}}}, "prices", "negative"),
         ({"prices": {"openai:x": {"input_mtok": "cheap"}}}, "prices.openai:x.input_mtok", "decimal"),
+        # A misspelled price key is not taken as the price of a unit no call reports: it names what to write.
+        ({"prices": {"openai:x": {"cache_writes_mtok": "3.75"}}}, "openai:x.cache_writes_mtok", "cache_write_mtok"),
+        ({"prices": {"openai:x": {"Input_MTOK": "1"}}}, "openai:x.Input_MTOK", "did you mean input_mtok"),
+        ({"prices": {"openai:x": {"input_tokens": "1"}}}, "openai:x.input_tokens", "write input_mtok"),
+        ({"prices": {"openai:x": {"input_text_mtok": "1"}}}, "openai:x.input_text_mtok", "output_reasoning_mtok"),
+        ({"prices": {"replicate:gpu-t4": {"per_seconds": "1"}}}, "gpu-t4.per_seconds", "did you mean per_second"),
+        ({"prices": {"openai:x": {"per_requests": "1"}}}, "openai:x.per_requests", "did you mean per_request"),
+        ({"prices": {"openai:x": {"traning_mtok": "3"}}}, "openai:x.traning_mtok", "did you mean training_mtok"),
+        ({"prices": {"openai:x": {"batch_imput_mtok": "1"}}}, "batch_imput_mtok", "did you mean batch_input_mtok"),
+        ({"prices": {"openai:x": {"batch_search_units": "1"}}}, "batch_search_units", "batch_per_request"),
         # Keys an adapter declares are validated against its settings model, and named the same way.
         ({"providers": {"azure": {"api_version": 2024}}}, "providers.azure.api_version", "string"),
         ({"providers": {"azure": {"deployments": ["x"]}}}, "providers.azure.deployments", "dictionary"),
@@ -360,3 +372,26 @@ def test_the_settings_module_names_no_provider() -> None:
     words = {"together", "fake"}  # provider names that are also plain English
     named = [n for n in BUILTIN if n not in words and re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", source)]
     assert named == []
+
+
+def test_every_unit_computekit_reports_or_prices_is_a_valid_price_key() -> None:
+    """Keys checked for misspellings are only the fixed ones: a unit's own name (every unit computekit's tables
+    price, and those genai-prices names) is still a price of one unit."""
+    import tomllib
+    from importlib import resources
+
+    from genai_prices.units import _get_registry
+
+    from computekit.pricing._book import _TOKEN_KEYS, price_key_error
+
+    data = resources.files("computekit.pricing").joinpath("data")
+    units = {u.usage_key for k, u in _get_registry()._units_by_price_key.items() if k not in _TOKEN_KEYS}
+    for table in ("units.toml", "tools.toml"):
+        for entry in tomllib.loads(data.joinpath(table).read_text("utf-8")).get("models", []):
+            units |= set(entry.get("units", {}))
+        units |= {fee["unit"] for fee in tomllib.loads(data.joinpath(table).read_text("utf-8")).get("fees", [])}
+    units |= {"search_units", "billable_units", "input_token_count", "output_token_count", "web_searches"}
+    assert len(units) > 20
+    assert {u: price_key_error(u) for u in units} == dict.fromkeys(units)
+    settings = load_settings(None, prices={"cohere:rerank-v3.5": {"search_units": "0.002"}})
+    assert settings.prices["cohere:rerank-v3.5"]["search_units"] == Decimal("0.002")

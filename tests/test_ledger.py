@@ -122,6 +122,25 @@ def test_rows_are_in_time_order_and_filterable(ledger: Ledger) -> None:
     assert ledger.rows(since=T0 + dt.timedelta(hours=3), until=T0 + dt.timedelta(hours=5)) == ledger.rows()[1:2]
 
 
+def test_a_row_dated_in_another_time_zone_counts_by_its_instant(ledger: Ledger) -> None:
+    """A row of one's own dated in local time (``datetime.now().astimezone()``), or a provider's time with an
+    offset, falls in the period and window its instant is in: SQLite compared the text of its time."""
+    from computekit.ledger._budgets import Charge, period_start
+
+    day = dt.datetime(2027, 3, 2, tzinfo=dt.UTC)
+    west, east = dt.timezone(dt.timedelta(hours=-5)), dt.timezone(dt.timedelta(hours=2))
+    ledger.record(_row(ts=dt.datetime(2027, 3, 1, 21, tzinfo=west), cost=Decimal(3)))  # 3/2 02:00 UTC
+    ledger.record(_row(ts=dt.datetime(2027, 3, 2, 0, 30, tzinfo=east), cost=Decimal(4)))  # 3/1 22:30 UTC
+    ledger.record(_row(ts=dt.datetime(2027, 3, 2, 1), cost=Decimal(5)))  # naive: UTC, as everywhere
+    assert [(r.ts, r.cost) for r in ledger.rows(since=day)] == [
+        (dt.datetime(2027, 3, 2, 1, tzinfo=dt.UTC), Decimal(5)),
+        (dt.datetime(2027, 3, 2, 2, tzinfo=dt.UTC), Decimal(3)),
+    ]
+    assert [r.cost for r in ledger.rows(until=day)] == [Decimal(4)]
+    budget = Charge(name="b", limit=Decimal(100), period="day", start=period_start("day", day), amount=Decimal(0))
+    assert ledger.budget_usage(budget, now=day + dt.timedelta(hours=3)) == (Decimal(8), Decimal(0))
+
+
 def _fill(ledger: Ledger) -> None:
     d1 = T0
     d2 = T0 + dt.timedelta(days=1)

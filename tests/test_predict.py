@@ -1090,3 +1090,27 @@ async def test_a_lifecycle_method_of_the_other_flavour_fails_at_once(is_async: b
     assert "coroutine" not in str(ei.value)
     assert host.server.hits == sent  # nothing was sent
     assert p.status == "queued"  # and the prediction is as it was
+
+
+@both
+async def test_a_runs_reservation_lives_as_long_as_the_run_may_bill(is_async: bool) -> None:
+    """With ``max_seconds`` past the reservation's usual hour, the run's worst case stays reserved while it may
+    still be billing: lapsed after an hour, another call could take the money the run goes on spending."""
+    import datetime as dt
+
+    from computekit._budget import budget_status
+    from computekit._constants import RESERVATION_TTL_S
+
+    seconds = 3 * RESERVATION_TTL_S
+    worst = Decimal(str(seconds)) * price("gpu-a40-large")
+    host = Host(resp(pred("starting"), 201), [resp(pred("processing"))])
+    client, _, _ = make(is_async, host.server, replicate={"max_seconds": seconds},
+                        budget={"limit_usd": str(worst * 2), "period": "total"})
+    p = await run(client.predict(MODEL, {"x": 1}, wait=False, hardware="gpu-a40-large", validate=False))
+    assert p.status == "queued"
+    budgets = client._core.settings.active_budgets()
+    start = dt.datetime.now(dt.UTC)
+    for later in (RESERVATION_TTL_S + 1, seconds):
+        status = budget_status(budgets, client._core.ledger, start + dt.timedelta(seconds=later))
+        assert status["default"].reserved == worst
+    await run(client.aclose() if is_async else client.close())

@@ -334,3 +334,66 @@ def test_a_tool_fee_past_its_until_leaves_the_call_unpriced_with_a_warning() -> 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         book.token_cost(ref, usage, dt.datetime(2026, 4, 1, tzinfo=dt.UTC))  # said once per target and unit
+
+
+def test_a_training_price_alone_leaves_the_models_calls_at_their_table_prices() -> None:
+    """``training_mtok`` (as docs/finetune.md shows it) prices fine-tuning only: the model's completions keep the
+    table's prices, and a budget can still reserve them."""
+    model = "gpt-4o-mini-2024-07-18"
+    u = usage_json(1_000_000, 1_000_000)
+    server = Server([ok(chat_json(usage=u)), ok(chat_json(usage=u))])
+    client = make_client(server, prices={f"openai:{model}": {"training_mtok": "3.00"}},
+                         budget={"limit_usd": "1000", "period": "total"})
+    for r in (client.complete(f"openai:{model}", "hi", max_tokens=10), client.complete("openai:gpt-4o-mini", "hi",
+                                                                                        max_tokens=10)):
+        assert r.cost.price_source is not None
+        assert r.cost.price_source.table == "genai-prices"
+        assert r.cost.total == _genai_total("openai", model, ck.Usage(input_tokens=1_000_000,
+                                                                      output_tokens=1_000_000))
+    training = PriceBook({f"openai:{model}": {"training_mtok": "3.00"}}).training("openai", model)
+    assert training is not None
+    assert training.per_mtok == Decimal("3.00")  # and the training price still applies
+
+
+def _dated_change() -> tuple[str, str, str, dt.date]:
+    """The latest dated price change in genai-prices, on a provider computekit prices from it, that changes what
+    1M input and 1M output tokens cost: (provider, table id, model, date)."""
+    from genai_prices import data_snapshot
+    from genai_prices.types import StartDateConstraint
+
+    tables = {"openai": "openai", "google": "gemini", "deepseek": "deepseek", "fireworks": "fireworks",
+              "together": "together", "groq": "groq", "baseten": "baseten"}
+    changes = sorted(((cp.constraint.start_date, provider.id, model.id)
+                      for provider in data_snapshot.get_snapshot().providers if provider.id in tables
+                      for model in provider.models for cp in (model.prices if isinstance(model.prices, list) else [])
+                      if isinstance(cp.constraint, StartDateConstraint)), reverse=True)
+    u = ck.Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownPriceWarning)
+        for start, table, model in changes:
+            ref = PriceRef(tables[table], model, table)
+            at = dt.datetime.combine(start, dt.time(), dt.UTC)
+            new, old = (PriceBook().token_cost(ref, u, t).total for t in (at, at - dt.timedelta(microseconds=1)))
+            if new is not None and old is not None and new != old:
+                return tables[table], table, model, start
+    raise AssertionError("genai-prices has no dated price change to test with")
+
+
+def test_a_call_at_a_price_changes_instant_is_priced_and_dated_by_the_new_price() -> None:
+    """At the instant a dated change takes effect (00:00 UTC of its date, whatever zone the time is given in) the
+    call gets the new price, a microsecond before the old one; its source is dated by the change in force then,
+    not by the day the process started."""
+    provider, table, model, start = _dated_change()
+    at = dt.datetime.combine(start, dt.time(), dt.UTC)
+    before = at - dt.timedelta(microseconds=1)
+    u = ck.Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    ref = PriceRef(provider, model, table)
+    for when in (before, at, at.astimezone(dt.timezone(dt.timedelta(hours=-5)))):
+        cost = PriceBook().token_cost(ref, u, when)
+        assert cost.total == _genai_total(table, model, u, when=when)
+        assert cost.price_source is not None
+        assert cost.price_source.as_of is not None
+        assert cost.price_source.as_of <= when.astimezone(dt.UTC).date()
+    new = PriceBook().token_cost(ref, u, at).price_source
+    assert new is not None
+    assert new.as_of == start

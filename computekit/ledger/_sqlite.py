@@ -135,7 +135,7 @@ _INSERT = f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * 22)}) ON 
 
 def _values(row: LedgerRow) -> tuple[object, ...]:
     return (
-        row.ts.isoformat(),
+        row.ts.isoformat(),  # in UTC (see LedgerRow): periods and windows compare the text
         row.verb,
         row.provider,
         row.model,

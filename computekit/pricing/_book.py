@@ -6,6 +6,7 @@ Everything here is pure and offline: no network at import or at pricing time. Ra
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import logging
@@ -16,7 +17,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +25,9 @@ from .._constants import TARGETS_KEPT
 from .._money import Money
 from .._types import Cost, CostLine, PriceSource, Usage
 
-__all__ = ["BATCH_CONTEXT", "PriceBook", "PriceRef", "TokenRates", "TrainingRates", "UnknownPriceWarning"]
+__all__ = [
+    "BATCH_CONTEXT", "PriceBook", "PriceRef", "TokenRates", "TrainingRates", "UnknownPriceWarning", "price_key_error",
+]
 
 log = logging.getLogger("computekit.pricing")
 
@@ -47,6 +50,42 @@ _TOKEN_KEYS = (
 
 _TRAINING_KEYS = ("training_mtok", "training_hour")
 """Config price keys for fine-tuning: per 1M trained tokens, per hour of training."""
+
+_FIXED_KEYS = (*_TOKEN_KEYS, "per_request", "per_second", *_TRAINING_KEYS)
+"""Every ``[prices]`` key with a meaning of its own; any other name is the price of one unit of ``Usage.units``."""
+_TOKEN_COUNTS = {
+    **{k.removesuffix("_mtok") + "_tokens": k for k in _TOKEN_KEYS},
+    "cached_input_tokens": "cache_read_mtok", "cached_input_audio_tokens": "cache_audio_read_mtok",
+    "reasoning_tokens": "output_reasoning_mtok",
+}
+"""Token counts (``Usage`` fields and genai-prices' names) a price may be mistakenly keyed by -> their price key."""
+_NEAR = 0.85
+"""How alike (difflib's ratio) a key must be to a price key to be taken as its misspelling."""
+
+
+def price_key_error(name: str) -> str | None:
+    """Why ``name`` cannot be a ``[prices]`` key, with what to write instead; ``None`` when it can. A misspelled
+    price key would otherwise be taken as the price of a unit no call reports, and its calls priced without it
+    (a cache write at the input rate: understated)."""
+    import difflib
+
+    batch = name.startswith(_BATCH_PREFIX)
+    bare = name.removeprefix(_BATCH_PREFIX)
+    allowed = (*_TOKEN_KEYS, "per_request") if batch else _FIXED_KEYS
+    if bare in allowed:
+        return None
+    if bare in _TOKEN_COUNTS:
+        return (f"prices are per 1M tokens, not per token count: write "
+                f"{_BATCH_PREFIX if batch else ''}{_TOKEN_COUNTS[bare]} (USD per 1M tokens)")
+    close = difflib.get_close_matches(bare.lower(), allowed, n=1, cutoff=_NEAR)
+    if close and not (bare.endswith("_tokens") and not batch):  # a unit reported per token: output_citation_tokens
+        return f"not a price key: did you mean {_BATCH_PREFIX if batch else ''}{close[0]}?"
+    if batch:
+        return f"not a batch price key: write one of {', '.join(_BATCH_PREFIX + k for k in allowed)}"
+    if bare.endswith("_mtok"):
+        return f"not a price key: prices per 1M tokens are {', '.join((*_TOKEN_KEYS, 'training_mtok'))}"
+    return None
+
 
 _SELF_HOSTED_TABLE = "self-hosted"
 BATCH_CONTEXT = ("processing", "batch")
@@ -340,26 +379,28 @@ def _match(tables: Mapping[tuple[str, str], TokenRates], provider: str, model: s
 
 
 @cache
-def _genai_source() -> PriceSource:
-    from importlib.metadata import version
-
+def _genai_changes() -> tuple[dt.date, ...]:
+    """Every date genai-prices' bundled data records a price change on, in order (announced ones included)."""
     import genai_prices.data as gp_data
 
-    # The table's date: the newest price change it records that is already in force (genai-prices also
-    # carries announced future changes, applied from their own dates).
-    today = dt.datetime.now(dt.UTC).date()
-    newest: dt.date | None = None
-    for provider in gp_data.providers:
-        for model in provider.models:
-            prices = model.prices if isinstance(model.prices, list) else []
-            for cp in prices:
-                start = getattr(cp.constraint, "start_date", None)
-                if isinstance(start, dt.date) and start <= today and (newest is None or start > newest):
-                    newest = start
+    found = {start for provider in gp_data.providers for model in provider.models
+             for cp in (model.prices if isinstance(model.prices, list) else [])
+             if isinstance(start := getattr(cp.constraint, "start_date", None), dt.date)}
+    return tuple(sorted(found))
+
+
+@lru_cache(maxsize=64)
+def _genai_source(day: dt.date) -> PriceSource:
+    """genai-prices as the source of a price used on ``day`` (UTC): dated by the newest change in force that day,
+    not the day the process started (a process running past a change prices at the new rate, and says so)."""
+    from importlib.metadata import version
+
+    changes = _genai_changes()
+    in_force = bisect.bisect_right(changes, day)
     return PriceSource(
         table="genai-prices",
         version=version("genai-prices"),
-        as_of=newest,
+        as_of=changes[in_force - 1] if in_force else None,
         url="https://github.com/pydantic/genai-prices",
     )
 
@@ -403,7 +444,8 @@ def _genai_rates(ref: PriceRef, when: dt.datetime) -> TokenRates | None:
             extra[unit.usage_key] = (price, unit.per)
     per_request = getattr(mp, "requests_kcount", None)
     urls = provider.pricing_urls or []
-    source = _genai_source().model_copy(update={"url": urls[0] if urls else _genai_source().url})
+    general = _genai_source(when.astimezone(dt.UTC).date())
+    source = general.model_copy(update={"url": urls[0] if urls else general.url})
     return TokenRates(
         prices=prices,
         source=source,
@@ -447,6 +489,10 @@ class PriceBook:
                 self._training[(provider, model)] = {k: _decimal(prices[k]) for k in _TRAINING_KEYS if k in prices}
             units = {k: (_decimal(v), 1) for k, v in prices.items()
                      if k not in _TOKEN_KEYS and k not in ("per_request", "per_second", *_TRAINING_KEYS)}
+            if not token_prices and per_request is None and not units:
+                # Only a training or hardware price: the model's calls keep their table prices (an empty override
+                # would leave every call unpriced, and refused by a budget).
+                continue
             provider, _, model = key.partition(":")
             self._overrides[(provider, model)] = TokenRates(
                 prices=token_prices,
