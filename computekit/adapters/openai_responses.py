@@ -40,7 +40,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from .._background import BACKGROUND_ENDED, BackgroundResponse
-from .._exceptions import InvalidRequestError
+from .._exceptions import InvalidRequestError, ProviderError
 from .._http import HTTPResponse, SSEEvent
 from .._structured import strict_schema
 from .._types import Chunk, Completion, Message, ToolCall, Usage
@@ -353,7 +353,7 @@ def completion(adapter: Adapter, req: CompleteRequest, data: Mapping[str, Any],
     return result
 
 
-def _failed(adapter: Adapter, data: Mapping[str, Any], model: str, headers: Mapping[str, str]) -> Exception:
+def _failed(adapter: Adapter, data: Mapping[str, Any], model: str, headers: Mapping[str, str]) -> ProviderError:
     """The typed error of a response whose status is ``failed`` (or an ``error`` event): typed by what it carries."""
     found = data.get("error")
     err = dict(found if isinstance(found, Mapping) else data)
@@ -381,8 +381,17 @@ def parse_response(adapter: Adapter, req: CompleteRequest, resp: HTTPResponse) -
             raise _failed(adapter, data, req.model, resp.headers)
         raise adapter.malformed(resp, req.model, "not a Responses response object (no output)")
     if data.get("status") == "failed":
-        raise _failed(adapter, data, req.model, resp.headers)
+        raise _ran_and_failed(adapter, req, data, resp.headers, adapter.request_id(resp.headers))
     return completion(adapter, req, data, adapter.request_id(resp.headers))
+
+
+def _ran_and_failed(adapter: Adapter, req: CompleteRequest, data: Mapping[str, Any], headers: Mapping[str, str],
+                    request_id: str | None) -> ProviderError:
+    """The typed error of a response object whose status is ``failed``: the model ran, so the attempt is billed
+    what the response reports (its usage, or unknown when it reports none), not the 0 of an error response."""
+    error = _failed(adapter, data, req.model, headers)
+    error._billed = completion(adapter, req, data, request_id)
+    return error
 
 
 class ResponsesStream(StreamDecoder):
@@ -410,7 +419,8 @@ class ResponsesStream(StreamDecoder):
             raise _failed(self.adapter, data, self.req.model, {})
         response = data.get("response")
         if kind == "response.failed" and isinstance(response, Mapping):
-            raise _failed(self.adapter, response.get("error") or {}, self.req.model, {})
+            raise _ran_and_failed(self.adapter, self.req, {**response, "error": response.get("error") or {}}, {},
+                                  None)
         if kind in ("response.created", "response.in_progress", "response.queued") and isinstance(response, Mapping):
             self.meta.update({k: response[k] for k in ("id", "model", "service_tier") if response.get(k)})
             return []

@@ -429,3 +429,66 @@ def test_to_sdk_gives_the_sdk_response_object() -> None:
     sdk = to_sdk(result)
     assert type(sdk).__name__ == "Response"
     assert sdk.output_text == "Paris."
+
+
+# ------------------------------------------------------------------------------------------------ failed, billed
+
+
+def table_cost(client: Any, row: Any) -> Any:
+    """What the price tables say the row's tokens cost (a ``failed`` answer is billed what it used)."""
+    usage = ck.Usage(input_tokens=row.input_tokens, output_tokens=row.output_tokens,
+                     cached_input_tokens=row.cached_input_tokens, reasoning_tokens=row.reasoning_tokens)
+    return PriceBook().token_cost(client._core.adapter("openai").price_ref("gpt-4o-2024-08-06"), usage, row.ts).total
+
+
+def test_a_failed_answer_is_billed_its_usage_and_unknown_without_it(is_async: bool, spec: dict[str, Any]) -> None:
+    """A 200 answer whose status is ``failed`` ran on the model: its row is priced from the usage it reports (not
+    the 0 of an error response), and a failed answer that reports no usage costs unknown (``None``), never 0."""
+    failed = response(message("Partial"), model="gpt-4o-2024-08-06", status="failed",
+                      error={"code": "server_error", "message": "The model failed."})
+    silent = {k: v for k, v in failed.items() if k != "usage"}
+    for answer in (failed, silent):
+        assert spec_errors(spec, "Response", answer) == []
+    client = make_client(Server([ok(failed), ok(silent)]), is_async=is_async, retry={"max_retries": 0})
+    for _ in range(2):
+        with pytest.raises(ck.ServerError, match="The model failed"):
+            complete(client, is_async, "openai:gpt-4o", "x", api="responses")
+    billed, unknown = client.ledger.rows()
+    assert (billed.outcome, billed.error_type, billed.input_tokens, billed.output_tokens,
+            billed.cached_input_tokens, billed.reasoning_tokens) == ("error", "ServerError", 120, 80, 20, 64)
+    assert billed.cost is not None
+    assert billed.cost > 0
+    assert billed.cost == table_cost(client, billed)
+    assert (unknown.outcome, unknown.input_tokens, unknown.cost) == ("error", 0, None)
+
+
+def test_a_failed_event_after_text_is_billed_the_usage_it_carries(is_async: bool, spec: dict[str, Any]) -> None:
+    """``response.failed`` in a 200 stream carries the response and its usage: the failed attempt's row is priced
+    from it, once."""
+    failed = response(message("Hel"), model="gpt-4o-2024-08-06", status="failed",
+                      error={"code": "server_error", "message": "The model failed."})
+    events = [{"type": "response.created", "sequence_number": 0,
+               "response": {**{k: v for k, v in failed.items() if k != "usage"}, "status": "in_progress",
+                            "output": [], "error": None}},
+              {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "msg_1", "output_index": 0,
+               "content_index": 0, "delta": "Hel", "logprobs": []},
+              {"type": "response.failed", "sequence_number": 2, "response": failed}]
+    for event in events:
+        assert spec_errors(spec, "ResponseStreamEvent", event) == []
+    client = make_client(Server([stream_response(sse(*events))]), is_async=is_async, retry={"max_retries": 0})
+    stream = client.stream("openai:gpt-4o", "x", api="responses")
+    seen: list[str] = []
+
+    async def drain() -> None:
+        async for chunk in stream:
+            seen.append(chunk.text)
+
+    with pytest.raises(ck.ServerError, match="The model failed"):
+        asyncio.run(drain()) if is_async else seen.extend(c.text for c in stream)
+    assert "".join(seen) == "Hel"
+    (row,) = client.ledger.rows()
+    assert (row.outcome, row.error_type, row.input_tokens, row.output_tokens, row.reasoning_tokens) == (
+        "error", "ServerError", 120, 80, 64)
+    assert row.cost is not None
+    assert row.cost > 0
+    assert row.cost == table_cost(client, row)
