@@ -26,9 +26,9 @@ What maps to what:
 - Usage: ``input_tokens`` (cached included), ``input_tokens_details.cached_tokens``, ``output_tokens`` (reasoning
   included), ``output_tokens_details.reasoning_tokens``: computekit's own convention, unchanged. Built-in tool
   calls billed per call are counted in ``usage.units`` (``web_search_calls``, or ``web_search_preview_calls`` for
-  the older preview tool, ``file_search_calls``, and ``containers``: the distinct code-interpreter containers the
-  answer used), each priced on a line of its own from ``tools.toml`` (or unpriced, with a warning, where no price
-  is known).
+  the older preview tool, ``file_search_calls``, ``image_generation_calls``, and ``containers``: the distinct
+  code-interpreter containers the answer used), each priced on a line of its own from ``tools.toml`` (or
+  unpriced, with a warning, where no price is known).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from ._base import Adapter, CompleteRequest, StreamDecoder, carried_status, even
 
 __all__ = [
     "FEE_ITEMS",
+    "IMAGE_GENERATIONS",
     "PREVIEW_SEARCHES",
     "RESPONSES_ONLY",
     "ResponsesStream",
@@ -69,7 +70,13 @@ RESPONSES_ONLY: Final = ("o1-pro", "o3-pro", "o3-deep-research", "o4-mini-deep-r
 """Model families OpenAI serves on the Responses API only (its model pages): a call to one of them goes there
 whatever the provider's ``api`` setting. Also: any ``gpt-5.x`` whose name has ``-pro`` or ``-codex``."""
 
-FEE_ITEMS: Final = {"web_search_call": "web_search_calls", "file_search_call": "file_search_calls"}
+IMAGE_GENERATIONS: Final = "image_generation_calls"
+"""The ``usage.units`` key of ``image_generation`` calls: OpenAI bills each image at the image model's rates (by
+quality and size), outside the answer's ``usage`` (which counts the mainline model's tokens only); unpriced in
+computekit's table (see ``tools.toml``), so such an answer's cost is unknown rather than short of the image."""
+
+FEE_ITEMS: Final = {"web_search_call": "web_search_calls", "file_search_call": "file_search_calls",
+                    "image_generation_call": IMAGE_GENERATIONS}
 """Output items billed per call, and the ``usage.units`` key each is counted under (priced in
 ``computekit/pricing/data/tools.toml``)."""
 CONTAINERS: Final = "containers"
@@ -81,7 +88,8 @@ price depends on the model family), and unpriced in computekit's table (see ``to
 
 _FEE_TOOLS: Final = {"web_search": "web_search_calls", "web_search_preview": PREVIEW_SEARCHES,
                      "web_search_2025_08_26": "web_search_calls", "web_search_preview_2025_03_11": PREVIEW_SEARCHES,
-                     "file_search": "file_search_calls", "code_interpreter": CONTAINERS}
+                     "file_search": "file_search_calls", "code_interpreter": CONTAINERS,
+                     "image_generation": IMAGE_GENERATIONS}
 _ENCRYPTED_REASONING: Final = "reasoning.encrypted_content"
 _ROLE_PART: Final = {"user": "input_text", "system": "input_text", "developer": "input_text",
                      "assistant": "output_text"}

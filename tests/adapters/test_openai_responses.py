@@ -289,6 +289,35 @@ def test_web_search_preview_calls_are_counted_apart_and_left_unpriced(spec: dict
                           max_tokens=10, extra_body={"max_tool_calls": 1})
 
 
+def test_image_generation_calls_are_counted_and_left_unpriced(is_async: bool, spec: dict[str, Any]) -> None:
+    """Each image of the ``image_generation`` tool is billed at the image model's rates, outside the answer's usage
+    (tools.toml): its calls are counted, the cost is unknown with a warning (not the text tokens alone, as if the
+    image were free), a budget refuses a call that could make them, and a ``[prices]`` entry prices them."""
+    item = {"type": "image_generation_call", "id": "ig_1", "status": "completed", "result": "aGVsbG8="}
+    answer = response(item, message("Here it is."), model="gpt-4o-2024-08-06")
+    assert spec_errors(spec, "Response", answer) == []
+    tools = [{"type": "image_generation"}]
+    client = make_client(Server([ok(answer)]), is_async=is_async)
+    with pytest.warns(ck.UnknownPriceWarning, match="image_generation_calls"):
+        result = complete(client, is_async, "openai:gpt-4o", "x", tools=tools, api="responses")
+    assert result.usage.units == {"image_generation_calls": Decimal(1)}
+    assert result.cost.total is None
+    assert [r.cost for r in client.ledger.rows()] == [None]
+    budgeted = make_client(Server([ok(answer)]), is_async=is_async, budget={"limit_usd": "5"})
+    with pytest.raises(ck.BudgetExceededError):
+        complete(budgeted, is_async, "openai:gpt-4o", "x", tools=tools, api="responses", max_tokens=10,
+                 extra_body={"max_tool_calls": 1})
+    per_image = Decimal("0.25")
+    priced = make_client(Server([ok(answer)]), is_async=is_async,
+                         prices={"openai:gpt-4o-2024-08-06": {"image_generation_calls": str(per_image)}})
+    result = complete(priced, is_async, "openai:gpt-4o", "x", tools=tools, api="responses")
+    tokens = PriceBook().token_cost(priced._core.adapter("openai").price_ref("gpt-4o-2024-08-06"),
+                                    ck.Usage(input_tokens=120, cached_input_tokens=20, output_tokens=80,
+                                             reasoning_tokens=64), result.attempts[0].started_at).total
+    assert tokens is not None
+    assert result.cost.total == tokens + per_image
+
+
 # ------------------------------------------------------------------------------------------------ budgets
 
 
