@@ -51,6 +51,7 @@ __all__ = [
     "IMAGE_GENERATIONS",
     "PREVIEW_SEARCHES",
     "RESPONSES_ONLY",
+    "STORED_CONTEXT",
     "ResponsesStream",
     "build_body",
     "builtin_tools",
@@ -63,6 +64,7 @@ __all__ = [
     "path_id",
     "responses_only",
     "responses_usage",
+    "stored_context",
 ]
 
 RESPONSES_ONLY: Final = ("o1-pro", "o3-pro", "o3-deep-research", "o4-mini-deep-research", "computer-use-preview",
@@ -247,6 +249,17 @@ def build_body(req: CompleteRequest, provider: str, model: str, *, reasoning: bo
 def builtin_tools(req: CompleteRequest) -> list[str]:
     """The types of the request's built-in (server-side) tools: every tool that is not a function."""
     return [str(t.get("type")) for t in req.tools or [] if t.get("type") not in (None, "function", "custom")]
+
+
+STORED_CONTEXT: Final = ("previous_response_id", "conversation", "prompt")
+"""``extra_body`` keys that make the host prepend input the request does not carry (an earlier response and its
+context, a stored conversation's items, a stored prompt template), billed as input tokens."""
+
+
+def stored_context(req: CompleteRequest) -> bool:
+    """Whether ``req`` asks the host to prepend stored input (:data:`STORED_CONTEXT`): its input tokens are not
+    bounded by its own size."""
+    return any(req.extra.get(key) for key in STORED_CONTEXT)
 
 
 def fee_tools(req: CompleteRequest) -> list[str]:

@@ -347,6 +347,40 @@ def test_budget_refuses_built_in_tools_without_a_bound_and_reserves_the_bounded_
     assert result.text == "ok"
 
 
+@pytest.mark.parametrize("stored", [{"previous_response_id": "resp_0"}, {"conversation": "conv_1"},
+                                    {"prompt": {"id": "pmpt_1"}}], ids=["previous_response_id", "conversation",
+                                                                        "prompt"])
+def test_budget_bounds_the_stored_context_the_host_prepends(is_async: bool, stored: dict[str, Any]) -> None:
+    """With a previous response, a conversation or a stored prompt, the host bills input the request does not
+    carry (up to the model's context window): the worst case reserves the window, not the few bytes sent."""
+    model = "gpt-4.1-2025-04-14"
+    client = make_client(Server([]), is_async=is_async)
+    core = client._core
+    target = core.targets("openai:gpt-4.1")[0]
+    from computekit._budget import worst_case
+    from computekit._costs import context_window
+
+    window = context_window(core.prices, target)
+    assert window is not None
+    msgs = [{"role": "user", "content": "And then?"}]
+    chained = core.complete_request(target, msgs, {"api": "responses", "max_tokens": 10, "extra": stored},
+                                    stream=False)
+    bound = worst_case(core, target, chained)
+    # What the host may bill: the whole window of input, and the output asked for.
+    full = PriceBook().token_cost(target.adapter.price_ref(model), ck.Usage(input_tokens=window, output_tokens=10))
+    assert full.total is not None
+    assert bound is not None
+    assert bound >= full.total
+    # Through the client: a budget that covers the few bytes sent but not the window refuses before sending.
+    server = Server([ok(response(message("ok"), model=model))])
+    budgeted = make_client(server, is_async=is_async, budget={"limit_usd": str(full.total / 2)})
+    with pytest.raises(ck.BudgetExceededError):
+        complete(budgeted, is_async, "openai:gpt-4.1", "And then?", api="responses", max_tokens=10,
+                 extra_body=stored)
+    assert server.hits == 0
+    assert complete(budgeted, is_async, "openai:gpt-4.1", "And then?", api="responses", max_tokens=10).text == "ok"
+
+
 # ------------------------------------------------------------------------------------------------ structured output
 
 
