@@ -381,6 +381,36 @@ def test_budget_bounds_the_stored_context_the_host_prepends(is_async: bool, stor
     assert complete(budgeted, is_async, "openai:gpt-4.1", "And then?", api="responses", max_tokens=10).text == "ok"
 
 
+def test_budget_counts_instructions_sent_in_extra_body(is_async: bool) -> None:
+    """``instructions`` (the Responses system prompt) goes in ``extra_body`` and is billed as input: the worst case
+    counts its size like the messages', so a long one is not reserved as if it were free."""
+    model = "gpt-4.1-2025-04-14"
+    instructions = "Answer in the voice of a ship's log. " * 10_000
+    client = make_client(Server([]), is_async=is_async)
+    core = client._core
+    target = core.targets("openai:gpt-4.1")[0]
+    from computekit._budget import worst_case
+
+    msgs = [{"role": "user", "content": "x"}]
+    plain = worst_case(core, target, core.complete_request(target, msgs, {"api": "responses", "max_tokens": 10},
+                                                           stream=False))
+    long = worst_case(core, target, core.complete_request(
+        target, msgs, {"api": "responses", "max_tokens": 10, "extra": {"instructions": instructions}}, stream=False))
+    # A token is at least one byte: the instructions can bill at most their size in input tokens, and at least
+    # a quarter of it (about four characters a token), which the worst case must cover.
+    least = PriceBook().token_cost(target.adapter.price_ref(model), ck.Usage(input_tokens=len(instructions) // 4))
+    assert plain is not None
+    assert long is not None
+    assert least.total is not None
+    assert long - plain >= least.total
+    server = Server([ok(response(message("ok"), model=model))])
+    budgeted = make_client(server, is_async=is_async, budget={"limit_usd": str(plain + least.total / 2)})
+    with pytest.raises(ck.BudgetExceededError):
+        complete(budgeted, is_async, "openai:gpt-4.1", "x", api="responses", max_tokens=10,
+                 extra_body={"instructions": instructions})
+    assert server.hits == 0
+
+
 # ------------------------------------------------------------------------------------------------ structured output
 
 
