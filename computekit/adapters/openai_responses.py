@@ -315,7 +315,9 @@ def _finish(data: Mapping[str, Any], called: bool) -> str | None:
     status = data.get("status")
     if status == "incomplete":
         reason = (data.get("incomplete_details") or {}).get("reason")
-        return {"max_output_tokens": "length", "content_filter": "content_filter"}.get(str(reason), str(reason))
+        if not isinstance(reason, str) or not reason:
+            return "incomplete"  # no reason given: the status itself, not the string "None"
+        return {"max_output_tokens": "length", "content_filter": "content_filter"}.get(reason, reason)
     if status in ("completed", "complete"):
         return "tool_calls" if called else "stop"
     return str(status) if status else None

@@ -506,6 +506,17 @@ def test_failed_and_incomplete_responses() -> None:
     assert result.text == "Hel"
 
 
+def test_incomplete_without_a_reason_is_not_the_string_none(is_async: bool, spec: dict[str, Any]) -> None:
+    """``incomplete_details`` is nullable: an incomplete answer that gives no reason finishes ``incomplete``, priced
+    as any other, never with the text ``"None"``."""
+    cut = response(message("Hel"), model="gpt-4o", status="incomplete", incomplete_details=None)
+    assert spec_errors(spec, "Response", cut) == []
+    client = make_client(Server([ok(cut)]), is_async=is_async)
+    result = complete(client, is_async, "openai:gpt-4o", "x", api="responses")
+    assert result.finish_reason == "incomplete"
+    assert result.cost.total is not None
+
+
 def test_http_error_is_typed_like_chat() -> None:
     bad = httpx.Response(400, json={"error": {"message": "Invalid 'temperature'.", "type": "invalid_request_error",
                                               "param": "temperature", "code": "decimal_below_min_value"}})
