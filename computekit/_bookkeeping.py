@@ -109,9 +109,11 @@ def succeeded(core: Core, facts: AttemptFacts, result: object, attempt: Attempt 
 
 def failed(core: Core, facts: AttemptFacts, error: ProviderError) -> None:
     """Record a failed try (settling its reservation: an error of unknown cost keeps its worst case). An answer
-    that failed validation was billed: it is priced from its usage."""
+    that failed validation, or that the provider ran and reported failed, was billed: it is priced from its usage
+    (unknown when it reported none)."""
     target = facts.target
-    billed = error.completion if isinstance(error, StructuredOutputError) else None
+    # An answer that failed validation, or that the provider ran and reported as failed, was billed.
+    billed = error.completion if isinstance(error, StructuredOutputError) else error._billed
     if billed is not None:
         billed.cost = _costs.price(core.prices, target, billed, facts.started)
         billed.attempts = facts.attempts

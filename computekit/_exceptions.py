@@ -291,6 +291,10 @@ class ProviderError(ComputeKitError):
 
     maybe_processed: bool = True
     _cost: Any = None
+    _billed: Any = None
+    """The answer this failure was billed for, when the provider ran the call and said so (a Responses answer
+    whose status is ``failed``, whole or in a stream's ``response.failed`` event): its attempt's ledger row is
+    priced from its usage, or unknown when it reported none, never the 0 of an error response."""
 
     def __init__(
         self,

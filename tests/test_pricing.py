@@ -397,3 +397,21 @@ def test_a_call_at_a_price_changes_instant_is_priced_and_dated_by_the_new_price(
     new = PriceBook().token_cost(ref, u, at).price_source
     assert new is not None
     assert new.as_of == start
+
+
+def test_an_override_of_a_fee_alone_adds_to_the_model_token_rates() -> None:
+    """``[prices] "openai:gpt-4o" = { web_search_preview_calls = "0.025" }`` (as the OpenAI page documents it)
+    prices the fee and keeps the model's token rates from the tables: the call is not left unpriced."""
+    ref = PriceRef("openai", "gpt-4o-2024-08-06", "openai")
+    tokens = ck.Usage(input_tokens=1000, output_tokens=100)
+    with_fee = ck.Usage(input_tokens=1000, output_tokens=100, units={"web_search_preview_calls": Decimal(2)})
+    fee = Decimal("0.025")
+    table = PriceBook().token_cost(ref, tokens, NOON).total
+    assert table is not None
+    book = PriceBook({"openai:gpt-4o": {"web_search_preview_calls": str(fee)}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownPriceWarning)
+        assert book.token_cost(ref, with_fee, NOON).total == table + 2 * fee
+    # An entry with a token price is still the model's whole price, as before.
+    own = PriceBook({"openai:gpt-4o": {"input_mtok": "1", "output_mtok": "2", "web_search_preview_calls": str(fee)}})
+    assert own.token_cost(ref, with_fee, NOON).total == Decimal("0.001") + Decimal("0.0002") + 2 * fee

@@ -478,7 +478,9 @@ _E = TypeVar("_E", bound=ProviderError)
 # bytes and can cost thousands of tokens, an audio clip or a file is fetched or decoded by the provider.
 MEDIA_PARTS = frozenset({"image_url", "image", "input_image", "input_audio", "audio", "file", "input_file",
                          "document", "video", "video_url", "container_upload"})
-_REQUEST_TEXT_FIELDS = ("messages", "prompt", "tools", "inputs", "response_format", "tool_choice", "stop")
+# ``extra`` (extra_body) is sent as it is, and can carry input billed as such (the Responses API's
+# ``instructions``, a host's own system prompt field): counted by its size like the rest.
+_REQUEST_TEXT_FIELDS = ("messages", "prompt", "tools", "inputs", "response_format", "tool_choice", "stop", "extra")
 
 
 def split_media(value: Any, media: list[Mapping[str, Any]]) -> Any:
@@ -751,10 +753,11 @@ class Adapter(ABC):
     def input_bound(self, req: CompleteRequest | EmbedRequest, window: int | None) -> int | None:
         """The most input tokens ``req`` can be billed for: a budget's worst case reserves this many.
 
-        Text (messages, tool definitions, the response format ...) counts its size in UTF-8 bytes, as JSON (a token
-        is at least one byte); each media part counts :meth:`media_tokens` (the provider's published rule), else
-        the model's whole context ``window``; :meth:`input_overhead` is added; the total is capped at ``window``
-        times :meth:`sampling_passes`. ``None``: it cannot be bounded (media with no rule and no known window).
+        Text (messages, tool definitions, the response format, ``extra_body`` ...) counts its size in UTF-8 bytes,
+        as JSON (a token is at least one byte); each media part counts :meth:`media_tokens` (the provider's
+        published rule), else the model's whole context ``window``; :meth:`input_overhead` is added; the total is
+        capped at ``window`` times :meth:`sampling_passes`. ``None``: it cannot be bounded (media with no rule and
+        no known window).
         """
         media: list[Mapping[str, Any]] = []
         fields = {name: getattr(req, name, None) for name in _REQUEST_TEXT_FIELDS}

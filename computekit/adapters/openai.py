@@ -78,6 +78,7 @@ from .openai_responses import (
     parse_response,
     path_id,
     responses_only,
+    stored_context,
 )
 
 __all__ = ["OpenAIAdapter", "OpenAISettings", "OpenAIWire", "ReasoningModelSettings", "ResponsesSettings", "to_sdk"]
@@ -347,6 +348,10 @@ class OpenAIWire(Adapter):
     def input_bound(self, req: CompleteRequest | EmbedRequest, window: int | None) -> int | None:
         if isinstance(req, CompleteRequest) and self._tool_loop(req) is None:
             return None  # each built-in tool call bills the input again, and nothing bounds how many
+        if isinstance(req, CompleteRequest) and stored_context(req) and self.uses_responses(req):
+            # The host prepends a stored conversation (or prompt) the request does not carry, billed as input:
+            # its size is not in the request, only the model's context window bounds it.
+            return None if window is None else window * self.sampling_passes(req)
         return super().input_bound(req, window)
 
     def sampling_passes(self, req: CompleteRequest) -> int:

@@ -26,9 +26,9 @@ What maps to what:
 - Usage: ``input_tokens`` (cached included), ``input_tokens_details.cached_tokens``, ``output_tokens`` (reasoning
   included), ``output_tokens_details.reasoning_tokens``: computekit's own convention, unchanged. Built-in tool
   calls billed per call are counted in ``usage.units`` (``web_search_calls``, or ``web_search_preview_calls`` for
-  the older preview tool, ``file_search_calls``, and ``containers``: the distinct code-interpreter containers the
-  answer used), each priced on a line of its own from ``tools.toml`` (or unpriced, with a warning, where no price
-  is known).
+  the older preview tool, ``file_search_calls``, ``image_generation_calls``, and ``containers``: the distinct
+  code-interpreter containers the answer used), each priced on a line of its own from ``tools.toml`` (or
+  unpriced, with a warning, where no price is known).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from .._background import BACKGROUND_ENDED, BackgroundResponse
-from .._exceptions import InvalidRequestError
+from .._exceptions import InvalidRequestError, ProviderError
 from .._http import HTTPResponse, SSEEvent
 from .._structured import strict_schema
 from .._types import Chunk, Completion, Message, ToolCall, Usage
@@ -48,8 +48,10 @@ from ._base import Adapter, CompleteRequest, StreamDecoder, carried_status, even
 
 __all__ = [
     "FEE_ITEMS",
+    "IMAGE_GENERATIONS",
     "PREVIEW_SEARCHES",
     "RESPONSES_ONLY",
+    "STORED_CONTEXT",
     "ResponsesStream",
     "build_body",
     "builtin_tools",
@@ -62,6 +64,7 @@ __all__ = [
     "path_id",
     "responses_only",
     "responses_usage",
+    "stored_context",
 ]
 
 RESPONSES_ONLY: Final = ("o1-pro", "o3-pro", "o3-deep-research", "o4-mini-deep-research", "computer-use-preview",
@@ -69,7 +72,13 @@ RESPONSES_ONLY: Final = ("o1-pro", "o3-pro", "o3-deep-research", "o4-mini-deep-r
 """Model families OpenAI serves on the Responses API only (its model pages): a call to one of them goes there
 whatever the provider's ``api`` setting. Also: any ``gpt-5.x`` whose name has ``-pro`` or ``-codex``."""
 
-FEE_ITEMS: Final = {"web_search_call": "web_search_calls", "file_search_call": "file_search_calls"}
+IMAGE_GENERATIONS: Final = "image_generation_calls"
+"""The ``usage.units`` key of ``image_generation`` calls: OpenAI bills each image at the image model's rates (by
+quality and size), outside the answer's ``usage`` (which counts the mainline model's tokens only); unpriced in
+computekit's table (see ``tools.toml``), so such an answer's cost is unknown rather than short of the image."""
+
+FEE_ITEMS: Final = {"web_search_call": "web_search_calls", "file_search_call": "file_search_calls",
+                    "image_generation_call": IMAGE_GENERATIONS}
 """Output items billed per call, and the ``usage.units`` key each is counted under (priced in
 ``computekit/pricing/data/tools.toml``)."""
 CONTAINERS: Final = "containers"
@@ -81,7 +90,8 @@ price depends on the model family), and unpriced in computekit's table (see ``to
 
 _FEE_TOOLS: Final = {"web_search": "web_search_calls", "web_search_preview": PREVIEW_SEARCHES,
                      "web_search_2025_08_26": "web_search_calls", "web_search_preview_2025_03_11": PREVIEW_SEARCHES,
-                     "file_search": "file_search_calls", "code_interpreter": CONTAINERS}
+                     "file_search": "file_search_calls", "code_interpreter": CONTAINERS,
+                     "image_generation": IMAGE_GENERATIONS}
 _ENCRYPTED_REASONING: Final = "reasoning.encrypted_content"
 _ROLE_PART: Final = {"user": "input_text", "system": "input_text", "developer": "input_text",
                      "assistant": "output_text"}
@@ -241,6 +251,17 @@ def builtin_tools(req: CompleteRequest) -> list[str]:
     return [str(t.get("type")) for t in req.tools or [] if t.get("type") not in (None, "function", "custom")]
 
 
+STORED_CONTEXT: Final = ("previous_response_id", "conversation", "prompt")
+"""``extra_body`` keys that make the host prepend input the request does not carry (an earlier response and its
+context, a stored conversation's items, a stored prompt template), billed as input tokens."""
+
+
+def stored_context(req: CompleteRequest) -> bool:
+    """Whether ``req`` asks the host to prepend stored input (:data:`STORED_CONTEXT`): its input tokens are not
+    bounded by its own size."""
+    return any(req.extra.get(key) for key in STORED_CONTEXT)
+
+
 def fee_tools(req: CompleteRequest) -> list[str]:
     """The ``usage.units`` keys the request's built-in tools can bill (per call or per container)."""
     return sorted({_FEE_TOOLS[t["type"]] for t in req.tools or [] if t.get("type") in _FEE_TOOLS})
@@ -294,7 +315,9 @@ def _finish(data: Mapping[str, Any], called: bool) -> str | None:
     status = data.get("status")
     if status == "incomplete":
         reason = (data.get("incomplete_details") or {}).get("reason")
-        return {"max_output_tokens": "length", "content_filter": "content_filter"}.get(str(reason), str(reason))
+        if not isinstance(reason, str) or not reason:
+            return "incomplete"  # no reason given: the status itself, not the string "None"
+        return {"max_output_tokens": "length", "content_filter": "content_filter"}.get(reason, reason)
     if status in ("completed", "complete"):
         return "tool_calls" if called else "stop"
     return str(status) if status else None
@@ -353,7 +376,7 @@ def completion(adapter: Adapter, req: CompleteRequest, data: Mapping[str, Any],
     return result
 
 
-def _failed(adapter: Adapter, data: Mapping[str, Any], model: str, headers: Mapping[str, str]) -> Exception:
+def _failed(adapter: Adapter, data: Mapping[str, Any], model: str, headers: Mapping[str, str]) -> ProviderError:
     """The typed error of a response whose status is ``failed`` (or an ``error`` event): typed by what it carries."""
     found = data.get("error")
     err = dict(found if isinstance(found, Mapping) else data)
@@ -381,8 +404,17 @@ def parse_response(adapter: Adapter, req: CompleteRequest, resp: HTTPResponse) -
             raise _failed(adapter, data, req.model, resp.headers)
         raise adapter.malformed(resp, req.model, "not a Responses response object (no output)")
     if data.get("status") == "failed":
-        raise _failed(adapter, data, req.model, resp.headers)
+        raise _ran_and_failed(adapter, req, data, resp.headers, adapter.request_id(resp.headers))
     return completion(adapter, req, data, adapter.request_id(resp.headers))
+
+
+def _ran_and_failed(adapter: Adapter, req: CompleteRequest, data: Mapping[str, Any], headers: Mapping[str, str],
+                    request_id: str | None) -> ProviderError:
+    """The typed error of a response object whose status is ``failed``: the model ran, so the attempt is billed
+    what the response reports (its usage, or unknown when it reports none), not the 0 of an error response."""
+    error = _failed(adapter, data, req.model, headers)
+    error._billed = completion(adapter, req, data, request_id)
+    return error
 
 
 class ResponsesStream(StreamDecoder):
@@ -410,7 +442,8 @@ class ResponsesStream(StreamDecoder):
             raise _failed(self.adapter, data, self.req.model, {})
         response = data.get("response")
         if kind == "response.failed" and isinstance(response, Mapping):
-            raise _failed(self.adapter, response.get("error") or {}, self.req.model, {})
+            raise _ran_and_failed(self.adapter, self.req, {**response, "error": response.get("error") or {}}, {},
+                                  None)
         if kind in ("response.created", "response.in_progress", "response.queued") and isinstance(response, Mapping):
             self.meta.update({k: response[k] for k in ("id", "model", "service_tier") if response.get(k)})
             return []

@@ -544,8 +544,11 @@ class PriceBook:
         return found
 
     def _lookup(self, ref: PriceRef, slot: dt.datetime) -> TokenRates | None:
+        override = None if BATCH_CONTEXT in ref.context else _match(self._overrides, ref.provider, ref.model)
+        fees_only = (override is not None and bool(override.extra_units) and not override.prices
+                     and override.per_request is None)
         found = self._batch_rates(ref, slot) if BATCH_CONTEXT in ref.context else (
-            _match(self._overrides, ref.provider, ref.model)
+            (None if fees_only else override)
             or (_reported_rates(ref) if ref.reported else None)
             or _own_tables()[2].get((ref.provider, ref.model))
             or _match(_own_tables()[0], ref.provider, ref.model)
@@ -555,6 +558,10 @@ class PriceBook:
             found = self.rates(dataclasses.replace(ref, model=alt, alternatives=()), slot)
             if found is not None:
                 break
+        if fees_only and override is not None:
+            # An entry of fees alone (a tool's per-call price) adds to the model's token rates, not replaces them.
+            found = override if found is None else dataclasses.replace(
+                found, extra_units={**found.extra_units, **override.extra_units})
         if found is not None:
             found = _with_tool_fees(found, ref.table_provider or ref.provider, slot)
         return found

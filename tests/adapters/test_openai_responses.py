@@ -289,6 +289,35 @@ def test_web_search_preview_calls_are_counted_apart_and_left_unpriced(spec: dict
                           max_tokens=10, extra_body={"max_tool_calls": 1})
 
 
+def test_image_generation_calls_are_counted_and_left_unpriced(is_async: bool, spec: dict[str, Any]) -> None:
+    """Each image of the ``image_generation`` tool is billed at the image model's rates, outside the answer's usage
+    (tools.toml): its calls are counted, the cost is unknown with a warning (not the text tokens alone, as if the
+    image were free), a budget refuses a call that could make them, and a ``[prices]`` entry prices them."""
+    item = {"type": "image_generation_call", "id": "ig_1", "status": "completed", "result": "aGVsbG8="}
+    answer = response(item, message("Here it is."), model="gpt-4o-2024-08-06")
+    assert spec_errors(spec, "Response", answer) == []
+    tools = [{"type": "image_generation"}]
+    client = make_client(Server([ok(answer)]), is_async=is_async)
+    with pytest.warns(ck.UnknownPriceWarning, match="image_generation_calls"):
+        result = complete(client, is_async, "openai:gpt-4o", "x", tools=tools, api="responses")
+    assert result.usage.units == {"image_generation_calls": Decimal(1)}
+    assert result.cost.total is None
+    assert [r.cost for r in client.ledger.rows()] == [None]
+    budgeted = make_client(Server([ok(answer)]), is_async=is_async, budget={"limit_usd": "5"})
+    with pytest.raises(ck.BudgetExceededError):
+        complete(budgeted, is_async, "openai:gpt-4o", "x", tools=tools, api="responses", max_tokens=10,
+                 extra_body={"max_tool_calls": 1})
+    per_image = Decimal("0.25")
+    priced = make_client(Server([ok(answer)]), is_async=is_async,
+                         prices={"openai:gpt-4o-2024-08-06": {"image_generation_calls": str(per_image)}})
+    result = complete(priced, is_async, "openai:gpt-4o", "x", tools=tools, api="responses")
+    tokens = PriceBook().token_cost(priced._core.adapter("openai").price_ref("gpt-4o-2024-08-06"),
+                                    ck.Usage(input_tokens=120, cached_input_tokens=20, output_tokens=80,
+                                             reasoning_tokens=64), result.attempts[0].started_at).total
+    assert tokens is not None
+    assert result.cost.total == tokens + per_image
+
+
 # ------------------------------------------------------------------------------------------------ budgets
 
 
@@ -316,6 +345,70 @@ def test_budget_refuses_built_in_tools_without_a_bound_and_reserves_the_bounded_
     result = client.complete("openai:gpt-4.1", "x", tools=tools, api="responses", max_tokens=100,
                              extra_body={"max_tool_calls": 3})
     assert result.text == "ok"
+
+
+@pytest.mark.parametrize("stored", [{"previous_response_id": "resp_0"}, {"conversation": "conv_1"},
+                                    {"prompt": {"id": "pmpt_1"}}], ids=["previous_response_id", "conversation",
+                                                                        "prompt"])
+def test_budget_bounds_the_stored_context_the_host_prepends(is_async: bool, stored: dict[str, Any]) -> None:
+    """With a previous response, a conversation or a stored prompt, the host bills input the request does not
+    carry (up to the model's context window): the worst case reserves the window, not the few bytes sent."""
+    model = "gpt-4.1-2025-04-14"
+    client = make_client(Server([]), is_async=is_async)
+    core = client._core
+    target = core.targets("openai:gpt-4.1")[0]
+    from computekit._budget import worst_case
+    from computekit._costs import context_window
+
+    window = context_window(core.prices, target)
+    assert window is not None
+    msgs = [{"role": "user", "content": "And then?"}]
+    chained = core.complete_request(target, msgs, {"api": "responses", "max_tokens": 10, "extra": stored},
+                                    stream=False)
+    bound = worst_case(core, target, chained)
+    # What the host may bill: the whole window of input, and the output asked for.
+    full = PriceBook().token_cost(target.adapter.price_ref(model), ck.Usage(input_tokens=window, output_tokens=10))
+    assert full.total is not None
+    assert bound is not None
+    assert bound >= full.total
+    # Through the client: a budget that covers the few bytes sent but not the window refuses before sending.
+    server = Server([ok(response(message("ok"), model=model))])
+    budgeted = make_client(server, is_async=is_async, budget={"limit_usd": str(full.total / 2)})
+    with pytest.raises(ck.BudgetExceededError):
+        complete(budgeted, is_async, "openai:gpt-4.1", "And then?", api="responses", max_tokens=10,
+                 extra_body=stored)
+    assert server.hits == 0
+    assert complete(budgeted, is_async, "openai:gpt-4.1", "And then?", api="responses", max_tokens=10).text == "ok"
+
+
+def test_budget_counts_instructions_sent_in_extra_body(is_async: bool) -> None:
+    """``instructions`` (the Responses system prompt) goes in ``extra_body`` and is billed as input: the worst case
+    counts its size like the messages', so a long one is not reserved as if it were free."""
+    model = "gpt-4.1-2025-04-14"
+    instructions = "Answer in the voice of a ship's log. " * 10_000
+    client = make_client(Server([]), is_async=is_async)
+    core = client._core
+    target = core.targets("openai:gpt-4.1")[0]
+    from computekit._budget import worst_case
+
+    msgs = [{"role": "user", "content": "x"}]
+    plain = worst_case(core, target, core.complete_request(target, msgs, {"api": "responses", "max_tokens": 10},
+                                                           stream=False))
+    long = worst_case(core, target, core.complete_request(
+        target, msgs, {"api": "responses", "max_tokens": 10, "extra": {"instructions": instructions}}, stream=False))
+    # A token is at least one byte: the instructions can bill at most their size in input tokens, and at least
+    # a quarter of it (about four characters a token), which the worst case must cover.
+    least = PriceBook().token_cost(target.adapter.price_ref(model), ck.Usage(input_tokens=len(instructions) // 4))
+    assert plain is not None
+    assert long is not None
+    assert least.total is not None
+    assert long - plain >= least.total
+    server = Server([ok(response(message("ok"), model=model))])
+    budgeted = make_client(server, is_async=is_async, budget={"limit_usd": str(plain + least.total / 2)})
+    with pytest.raises(ck.BudgetExceededError):
+        complete(budgeted, is_async, "openai:gpt-4.1", "x", api="responses", max_tokens=10,
+                 extra_body={"instructions": instructions})
+    assert server.hits == 0
 
 
 # ------------------------------------------------------------------------------------------------ structured output
@@ -413,6 +506,17 @@ def test_failed_and_incomplete_responses() -> None:
     assert result.text == "Hel"
 
 
+def test_incomplete_without_a_reason_is_not_the_string_none(is_async: bool, spec: dict[str, Any]) -> None:
+    """``incomplete_details`` is nullable: an incomplete answer that gives no reason finishes ``incomplete``, priced
+    as any other, never with the text ``"None"``."""
+    cut = response(message("Hel"), model="gpt-4o", status="incomplete", incomplete_details=None)
+    assert spec_errors(spec, "Response", cut) == []
+    client = make_client(Server([ok(cut)]), is_async=is_async)
+    result = complete(client, is_async, "openai:gpt-4o", "x", api="responses")
+    assert result.finish_reason == "incomplete"
+    assert result.cost.total is not None
+
+
 def test_http_error_is_typed_like_chat() -> None:
     bad = httpx.Response(400, json={"error": {"message": "Invalid 'temperature'.", "type": "invalid_request_error",
                                               "param": "temperature", "code": "decimal_below_min_value"}})
@@ -429,3 +533,66 @@ def test_to_sdk_gives_the_sdk_response_object() -> None:
     sdk = to_sdk(result)
     assert type(sdk).__name__ == "Response"
     assert sdk.output_text == "Paris."
+
+
+# ------------------------------------------------------------------------------------------------ failed, billed
+
+
+def table_cost(client: Any, row: Any) -> Any:
+    """What the price tables say the row's tokens cost (a ``failed`` answer is billed what it used)."""
+    usage = ck.Usage(input_tokens=row.input_tokens, output_tokens=row.output_tokens,
+                     cached_input_tokens=row.cached_input_tokens, reasoning_tokens=row.reasoning_tokens)
+    return PriceBook().token_cost(client._core.adapter("openai").price_ref("gpt-4o-2024-08-06"), usage, row.ts).total
+
+
+def test_a_failed_answer_is_billed_its_usage_and_unknown_without_it(is_async: bool, spec: dict[str, Any]) -> None:
+    """A 200 answer whose status is ``failed`` ran on the model: its row is priced from the usage it reports (not
+    the 0 of an error response), and a failed answer that reports no usage costs unknown (``None``), never 0."""
+    failed = response(message("Partial"), model="gpt-4o-2024-08-06", status="failed",
+                      error={"code": "server_error", "message": "The model failed."})
+    silent = {k: v for k, v in failed.items() if k != "usage"}
+    for answer in (failed, silent):
+        assert spec_errors(spec, "Response", answer) == []
+    client = make_client(Server([ok(failed), ok(silent)]), is_async=is_async, retry={"max_retries": 0})
+    for _ in range(2):
+        with pytest.raises(ck.ServerError, match="The model failed"):
+            complete(client, is_async, "openai:gpt-4o", "x", api="responses")
+    billed, unknown = client.ledger.rows()
+    assert (billed.outcome, billed.error_type, billed.input_tokens, billed.output_tokens,
+            billed.cached_input_tokens, billed.reasoning_tokens) == ("error", "ServerError", 120, 80, 20, 64)
+    assert billed.cost is not None
+    assert billed.cost > 0
+    assert billed.cost == table_cost(client, billed)
+    assert (unknown.outcome, unknown.input_tokens, unknown.cost) == ("error", 0, None)
+
+
+def test_a_failed_event_after_text_is_billed_the_usage_it_carries(is_async: bool, spec: dict[str, Any]) -> None:
+    """``response.failed`` in a 200 stream carries the response and its usage: the failed attempt's row is priced
+    from it, once."""
+    failed = response(message("Hel"), model="gpt-4o-2024-08-06", status="failed",
+                      error={"code": "server_error", "message": "The model failed."})
+    events = [{"type": "response.created", "sequence_number": 0,
+               "response": {**{k: v for k, v in failed.items() if k != "usage"}, "status": "in_progress",
+                            "output": [], "error": None}},
+              {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "msg_1", "output_index": 0,
+               "content_index": 0, "delta": "Hel", "logprobs": []},
+              {"type": "response.failed", "sequence_number": 2, "response": failed}]
+    for event in events:
+        assert spec_errors(spec, "ResponseStreamEvent", event) == []
+    client = make_client(Server([stream_response(sse(*events))]), is_async=is_async, retry={"max_retries": 0})
+    stream = client.stream("openai:gpt-4o", "x", api="responses")
+    seen: list[str] = []
+
+    async def drain() -> None:
+        async for chunk in stream:
+            seen.append(chunk.text)
+
+    with pytest.raises(ck.ServerError, match="The model failed"):
+        asyncio.run(drain()) if is_async else seen.extend(c.text for c in stream)
+    assert "".join(seen) == "Hel"
+    (row,) = client.ledger.rows()
+    assert (row.outcome, row.error_type, row.input_tokens, row.output_tokens, row.reasoning_tokens) == (
+        "error", "ServerError", 120, 80, 64)
+    assert row.cost is not None
+    assert row.cost > 0
+    assert row.cost == table_cost(client, row)

@@ -145,6 +145,7 @@ def expected_fees(data: dict[str, Any]) -> dict[str, int]:
     items = data["output"]
     fees = {"web_search_calls": sum(i["type"] == "web_search_call" for i in items),
             "file_search_calls": sum(i["type"] == "file_search_call" for i in items),
+            "image_generation_calls": sum(i["type"] == "image_generation_call" for i in items),
             "containers": len({i["container_id"] for i in items if i["type"] == "code_interpreter_call"})}
     return {k: v for k, v in fees.items() if v}
 
