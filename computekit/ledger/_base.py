@@ -26,6 +26,20 @@ _FORKED: weakref.WeakSet[Ledger] = weakref.WeakSet()
 """The open ledgers of this process that hold a connection: a forked child gives each one of its own."""
 
 
+def window(since: dt.datetime | None, until: dt.datetime | None, mark: str,
+           value: Callable[[dt.datetime], object] = lambda t: t) -> tuple[str, list[object]]:
+    """The SQL ``WHERE`` clause of a period (``since`` included, ``until`` excluded; empty: all time) with the
+    store's parameter ``mark`` (``?``, ``%s``), and its arguments (each time as ``value`` makes it)."""
+    where, args = [], []
+    if since is not None:
+        where.append(f"ts >= {mark}")
+        args.append(value(since))
+    if until is not None:
+        where.append(f"ts < {mark}")
+        args.append(value(until))
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
 def forks_with(ledger: Ledger, keep: bool = True) -> None:
     """Have ``ledger._forked()`` run in every child forked from now on (``keep=False``: no longer, once closed)."""
     if keep:

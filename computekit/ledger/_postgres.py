@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._constants import LEDGER_FLUSH_INTERVAL_S
 from .._exceptions import ConfigError
-from ._base import Ledger, LedgerRow, forks_with, store_errors
+from ._base import Ledger, LedgerRow, forks_with, store_errors, window
 from ._budgets import Charge, fits, refusal
 from ._buffered import BatchWriter, Buffered
 from ._report import TAG_PREFIX, UNTAGGED, Group
@@ -380,20 +380,12 @@ class PostgresLedger(Buffered, Ledger):
             args.append(by[len(TAG_PREFIX):])
         else:
             key = _GROUP_SQL[by]
-        where = []
-        if since is not None:
-            where.append("ts >= %s")
-            args.append(since)
-        if until is not None:
-            where.append("ts < %s")
-            args.append(until)
+        where, period_args = window(since, until, "%s")
+        args += period_args
         # NUMERIC sums are exact: no cost is read into Python.
         sql = ("SELECT " + key + ", COUNT(*), COUNT(*) FILTER (WHERE outcome = 'error'), "
                "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost), 0), "
-               "COUNT(*) FILTER (WHERE cost IS NULL) FROM computekit_attempts")
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " GROUP BY 1"
+               "COUNT(*) FILTER (WHERE cost IS NULL) FROM computekit_attempts" + where + " GROUP BY 1")
         self.flush()
         with store_errors(self, "reading its rows", self._psycopg.Error), self._lock:
             fetched = self._connection().execute(sql, args).fetchall()
@@ -402,18 +394,8 @@ class PostgresLedger(Buffered, Ledger):
 
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
         since, until = period(since, until)  # any time zone compares right; a date is refused
-        sql = f"SELECT id, {_COLUMNS} FROM computekit_attempts"
-        where: list[str] = []
-        args: list[Any] = []
-        if since is not None:
-            where.append("ts >= %s")
-            args.append(since)
-        if until is not None:
-            where.append("ts < %s")
-            args.append(until)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts, id"
+        where, args = window(since, until, "%s")
+        sql = f"SELECT id, {_COLUMNS} FROM computekit_attempts{where} ORDER BY ts, id"
         self.flush()
         with store_errors(self, "reading its rows", self._psycopg.Error), self._lock:
             fetched = self._connection().execute(sql, args).fetchall()

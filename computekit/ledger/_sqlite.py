@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .._constants import LEDGER_FLUSH_INTERVAL_S
 from .._money import plain
-from ._base import Ledger, LedgerRow, forks_with, store_errors
+from ._base import Ledger, LedgerRow, forks_with, store_errors, window
 from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter, Buffered
 from ._report import TAG_PREFIX, UNTAGGED, Group
@@ -413,22 +413,15 @@ class SQLiteLedger(Buffered, Ledger):
         return spent, reserved_total
 
     def _groups(self, by: str, since: dt.datetime | None, until: dt.datetime | None) -> list[Group] | None:
+        args: list[object]
         if by.startswith(TAG_PREFIX):
             key, args = "(SELECT value FROM json_each(tags) WHERE key = ?)", [by[len(TAG_PREFIX):]]
         else:
             key, args = _GROUP_SQL[by], []
-        where = []
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(since.isoformat())
-        if until is not None:
-            where.append("ts < ?")
-            args.append(until.isoformat())
+        where, period_args = window(since, until, "?", dt.datetime.isoformat)
+        args += period_args
         sql = (f"SELECT {key}, COUNT(*), SUM(outcome = 'error'), SUM(input_tokens), SUM(output_tokens), "
-               f"{_DECIMAL_SUM}(cost), SUM(cost IS NULL) FROM attempts")
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " GROUP BY 1"
+               f"{_DECIMAL_SUM}(cost), SUM(cost IS NULL) FROM attempts{where} GROUP BY 1")
         self.flush()
         with store_errors(self, "reading its rows", sqlite3.Error), self._lock:
             fetched = self._conn.execute(sql, args).fetchall()
@@ -437,17 +430,8 @@ class SQLiteLedger(Buffered, Ledger):
 
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
         since, until = period(since, until)  # any time zone compares right; a date is refused
-        sql = f"SELECT id, {_COLUMNS} FROM attempts"
-        where, args = [], []
-        if since is not None:
-            where.append("ts >= ?")
-            args.append(since.isoformat())
-        if until is not None:
-            where.append("ts < ?")
-            args.append(until.isoformat())
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts, id"
+        where, args = window(since, until, "?", dt.datetime.isoformat)
+        sql = f"SELECT id, {_COLUMNS} FROM attempts{where} ORDER BY ts, id"
         self.flush()
         with store_errors(self, "reading its rows", sqlite3.Error), self._lock:
             fetched = self._conn.execute(sql, args).fetchall()
