@@ -19,6 +19,7 @@ from typing import Any
 from ._core import flatten_prompt, normalise_messages
 from ._exceptions import InvalidRequestError
 from ._finetune import _Counter, count_example_tokens
+from ._http import encode_json
 from ._types import Completion, Cost, Embeddings, Usage
 from .adapters._base import Adapter, BatchItem, CompleteRequest, EmbedRequest
 from .pricing import BATCH_CONTEXT, PriceBook, PriceRef, TokenRates
@@ -214,6 +215,7 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
             if kind == "embed" and not spec.embed:
                 raise adapter.unsupported("batch embeddings")
             line = adapter.batch_line(custom_id, req)
+            encoded = encode_json(line) + b"\n"
         except (InvalidRequestError, ValueError) as e:
             problems.append(f"line {n}: {e}")
             continue
@@ -221,7 +223,6 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
         kinds.add(kind)
         if isinstance(line.get("url"), str):
             endpoints.add(line["url"])
-        encoded = json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
         size += len(encoded)
         out.append((custom_id, req))
         lines.append(line)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._constants import CHARS_PER_TOKEN_ESTIMATE
 from ._exceptions import FineTuneFailedError, FineTuneTimeoutError, InvalidRequestError, TrainingDataError
+from ._http import encode_json
 from ._types import Cost, CostLine, FineTuneJob, PriceSource
 from .adapters._base import Adapter, FineTuneBilling, FineTuneRequest, FineTuneSpec, TrainingFile
 
@@ -293,16 +294,19 @@ def load_training(data: Any, spec: FineTuneSpec, method: str, max_example_tokens
         raise _refuse(source, None, f"{len(examples)} example(s); the provider needs at least {spec.min_examples}")
     count = _Counter(spec.encoding)
     total = 0
-    lines: list[str] = []
+    lines: list[bytes] = []
     for line, ex in examples:
         _check_example(ex, method, source, line)
         n = count_example_tokens(ex, count)
         if max_example_tokens is not None and n > max_example_tokens:
             raise _refuse(source, line, f"the example has {n} tokens; the model takes at most {max_example_tokens}")
         total += n
-        lines.append(json.dumps(ex, ensure_ascii=False, separators=(",", ":")))
+        try:
+            lines.append(encode_json(ex, "the example"))
+        except InvalidRequestError as e:  # NaN (which json.loads reads from a file), a lone surrogate
+            raise _refuse(source, line, str(e)) from e
     filename = Path(str(data)).name if is_path else f"{argument}.jsonl"
-    content = ("\n".join(lines) + "\n").encode("utf-8")
+    content = b"\n".join(lines) + b"\n"
     return TrainingFile(filename=filename, content=content, examples=len(examples), tokens=total,
                         counted_by=count.name)
 

@@ -7,6 +7,7 @@ other for them.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,49 @@ from ._exceptions import (
     RateLimitError,
 )
 
-__all__ = ["STATUS_ERRORS", "HTTPRequest", "HTTPResponse", "SSEEvent"]
+__all__ = ["STATUS_ERRORS", "HTTPRequest", "HTTPResponse", "SSEEvent", "encode_json"]
+
+
+def encode_json(value: Any, what: str = "the request") -> bytes:
+    """``value`` as compact UTF-8 JSON, as it goes on the wire (a request body, a batch's or a training file's line).
+
+    Raises:
+        InvalidRequestError: ``value`` holds what JSON cannot carry, which the provider would refuse (or, in a file,
+            fail on later): a number that is not finite (``NaN``, ``Infinity``; ``json.dumps`` writes them as
+            bare words, which are not JSON), or text that is not valid Unicode (a lone surrogate). Nothing is sent.
+    """
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as e:
+        found = _non_finite(value)
+        where = f" ({found[1]!r} at {found[0]})" if found else ""
+        raise InvalidRequestError(
+            f"{what} holds a number JSON cannot carry{where}: NaN and Infinity are not JSON, and a provider "
+            "refuses them; pass a finite number") from e
+    try:
+        return text.encode()
+    except UnicodeEncodeError as e:
+        bad = e.object[e.start:e.end]
+        raise InvalidRequestError(
+            f"{what} holds text that is not valid Unicode ({bad!r}, a lone surrogate, at character {e.start} of "
+            "its JSON), which cannot be sent: clean the text first, e.g. "
+            "text.encode('utf-8', 'replace').decode('utf-8')") from e
+
+
+def _non_finite(value: Any) -> tuple[str, float] | None:
+    """Where in ``value`` the first float that is not finite is (a path such as ``messages[0].content``), and it.
+    Walked without recursion: only ever on a value that failed to encode, which may be deeply nested."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return path or "its top level", v
+        if isinstance(v, Mapping):
+            stack.extend(reversed([(f"{path}.{k}" if path else str(k), x) for k, x in v.items()]))
+        elif isinstance(v, list | tuple):
+            stack.extend(reversed([(f"{path}[{i}]", x) for i, x in enumerate(v)]))
+    return None
+
 
 
 @dataclass(slots=True)
@@ -48,22 +91,15 @@ class HTTPRequest:
         """The encoded body.
 
         Raises:
-            InvalidRequestError: A string in it is not valid Unicode (a lone surrogate, from text decoded with
-                ``surrogateescape`` or cut in the middle of a pair): it cannot be sent (nothing was).
+            InvalidRequestError: It holds what JSON cannot carry (see :func:`encode_json`): a number that is not
+                finite, or a string that is not valid Unicode (a lone surrogate, from text decoded with
+                ``surrogateescape`` or cut in the middle of a pair). It cannot be sent (nothing was).
         """
         if self.content is not None:
             return self.content
         if self.json is None:
             return None
-        text = json.dumps(self.json, separators=(",", ":"), ensure_ascii=False)
-        try:
-            return text.encode()
-        except UnicodeEncodeError as e:
-            bad = e.object[e.start:e.end]
-            raise InvalidRequestError(
-                f"the request holds text that is not valid Unicode ({bad!r}, a lone surrogate, at character "
-                f"{e.start} of its JSON body), which cannot be sent: clean the text first, e.g. "
-                "text.encode('utf-8', 'replace').decode('utf-8')") from e
+        return encode_json(self.json)
 
     def __repr__(self) -> str:
         # Headers hold credentials: never shown.

@@ -103,6 +103,22 @@ def test_bad_batches_are_refused(requests: Any, match: str) -> None:
         prepare_batch(openai(), "gpt-4o-mini", requests)
 
 
+def test_lines_json_cannot_carry_are_named_and_nothing_is_built(tmp_path: Path) -> None:
+    """``json.loads`` reads ``NaN`` in a JSONL file, and ``json.dumps`` writes it back as a bare word: the uploaded
+    file would not be JSON. Such a line, and one with text that is not valid Unicode, is a problem named by line."""
+    path = tmp_path / "requests.jsonl"
+    path.write_text("\n".join([json.dumps(chat(1)), '{"custom_id": "r2", "prompt": "hi", "temperature": NaN}']) + "\n")
+    with pytest.raises(InvalidRequestError, match=r"line 2: the request holds a number JSON cannot carry "
+                                                  r"\(nan at body\.temperature\)"):
+        prepare_batch(openai(), "gpt-4o-mini", path)
+    with pytest.raises(InvalidRequestError) as info:
+        prepare_batch(openai(), "gpt-4o-mini", [chat(1), {**chat(2), "top_p": float("inf")}, chat(3, "caf\udce9")])
+    msg = str(info.value)
+    assert "line 2: the request holds a number JSON cannot carry (inf at body.top_p)" in msg
+    assert "line 3: the request holds text that is not valid Unicode" in msg
+    assert "line 1:" not in msg
+
+
 def test_a_batch_of_a_dict_is_refused_with_what_to_pass() -> None:
     with pytest.raises(InvalidRequestError, match="list of request dicts or a path"):
         list(read_requests({"custom_id": "x"}))

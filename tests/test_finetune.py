@@ -328,6 +328,11 @@ async def test_events_and_checkpoints(mode: str, tmp_path: Path) -> None:
     ([{"prompt": "a", "completion": "b"}], 1, 'needs "messages"'),
     ([{"messages": [{"role": "user"}, {"role": "assistant", "content": "x"}]}], 1, "has no content"),
     ([{"messages": []}], 1, "non-empty list"),
+    (['{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x"}], "tools": [{"type": '
+      '"function", "function": {"name": "f", "parameters": {"type": "number", "maximum": Infinity}}}]}'],
+     1, "number JSON cannot carry (inf at tools[0].function.parameters.maximum)"),
+    (['{"messages": [{"role": "user", "content": "caf\\udce9"}, {"role": "assistant", "content": "x"}]}'],
+     1, "not valid Unicode"),
 ])
 async def test_bad_data_is_refused_with_its_line_and_nothing_is_sent(mode: str, tmp_path: Path, rows: list[Any],
                                                                      line: int, words: str) -> None:

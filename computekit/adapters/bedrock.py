@@ -74,6 +74,7 @@ from .._exceptions import (
     RateLimitError,
     ServerError,
 )
+from .._http import encode_json
 from .._sse import FrameError, SSETooLarge
 from .._structured import FORCED_TOOL_NAME, forced_tool, forced_tool_answer
 from .._types import Chunk, Completion, Embeddings, Message, Result, ToolCall, Usage
@@ -622,7 +623,7 @@ class BedrockAdapter(Adapter):
 
     def _request(self, url: str, body: dict[str, Any], *, stream: bool = False,
                  accept: str = "application/json") -> HTTPRequest:
-        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        content = encode_json(body)  # signed as it is sent: encoded once, here
         headers = {"content-type": "application/json", "accept": accept}
         headers.update(self.settings.headers)
         return HTTPRequest("POST", url, self._signed("POST", url, headers, content), content=content, stream=stream)

@@ -507,6 +507,18 @@ def test_native_blocks_and_pass_through_fields() -> None:
     assert body["performanceConfig"] == {"latency": "optimized"}
 
 
+@pytest.mark.parametrize(("req", "match"), [
+    ({"temperature": float("nan")}, r"number JSON cannot carry \(nan at inferenceConfig\.temperature\)"),
+    ({"messages": [{"role": "user", "content": "caf\udce9"}]}, "not valid Unicode"),
+], ids=["nan", "lone-surrogate"])
+def test_a_body_json_cannot_carry_is_refused_before_it_is_signed(req: dict[str, Any], match: str) -> None:
+    """Bedrock encodes its body itself (it signs those bytes): NaN, Infinity and lone surrogates are refused
+    there, typed, as on the other providers (json.dumps would write NaN, which AWS refuses as not JSON)."""
+    with pytest.raises(InvalidRequestError, match=match):
+        adapter(region=REGION).build_complete(CompleteRequest(**{
+            "model": "amazon.nova-micro-v1:0", "messages": [{"role": "user", "content": "hi"}], **req}))
+
+
 def test_application_inference_profile_arn_is_escaped_and_unpriced() -> None:
     arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123"
     ad = adapter(region=REGION)

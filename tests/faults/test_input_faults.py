@@ -139,6 +139,32 @@ async def test_text_that_is_not_valid_unicode_is_refused_before_it_is_sent(fault
 
 
 @both
+@pytest.mark.parametrize(("kwargs", "where"), [({"temperature": float("nan")}, "nan at temperature"),
+                                               ({"top_p": float("inf")}, "inf at top_p"),
+                                               ({"extra_body": {"metadata": {"w": [1.0, -float("inf")]}}},
+                                                r"-inf at metadata\.w\[1\]")],
+                         ids=["temperature-nan", "top-p-inf", "extra-body-minus-inf"])
+async def test_numbers_json_cannot_carry_are_refused_before_they_are_sent(faults: Any, waits: Waits, is_async: bool,
+                                                                          tmp_path: Path, kwargs: dict[str, Any],
+                                                                          where: str) -> None:
+    """``json.dumps`` writes NaN and Infinity as bare words, which are not JSON: sent, the provider answers 400.
+    An ``InvalidRequestError`` naming where the number is, nothing sent, and a budget's reservation not left held."""
+    srv = faults(chat("Hello"))
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'l.db'}",
+                         budget={"limit_usd": "5"})
+    try:
+        with pytest.raises(ck.InvalidRequestError, match=f"number JSON cannot carry \\({where}\\)") as caught:
+            await run(client.complete("openai:gpt-4o-mini", "hi", **kwargs))
+        assert isinstance(caught.value.__cause__, ValueError)
+        (status,) = client.budget_status().values()
+        assert (status.reserved, status.spent) == (0, 0)
+        assert client.ledger.rows() == []
+    finally:
+        await close(client)
+    assert srv.hits == 0
+
+
+@both
 @pytest.mark.parametrize("schema", [{"type": "object", "default": {1, 2}}, {"type": "object", "x": object()},
                                     {"type": "number", "maximum": float("nan")}],
                          ids=["set", "object", "nan"])
