@@ -208,3 +208,32 @@ async def test_a_reset_on_the_schema_lookup_is_retried(faults: Any, waits: Waits
     ]
     assert waits.waits == ([] if is_async else BACKOFF[:1])  # (aiohttp resends a reset GET itself, see above)
     assert len(client.ledger.rows()) == 1  # lookups are not billed: only the run is in the ledger
+
+
+# ============================================================================================= recorded once
+
+
+@both
+async def test_a_run_seen_ending_twice_is_recorded_once(faults: Any, waits: Waits, is_async: bool,
+                                                        tmp_path: Path) -> None:
+    """The same running handle refreshed twice, then a second client on the same ledger (another process: a
+    webhook handler that looks the run up by its id) seeing it end: one row, under the run's once-only key."""
+    srv = faults([prediction("starting", 201),
+                  prediction("succeeded", output=["ok"], metrics={"predict_time": 2.0})])
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    other = client_for(is_async, srv.url, waits, tmp_path)
+    try:
+        p = await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4", wait=False))
+        first = await run(client.predictions.refresh(p))
+        second = await run(client.predictions.refresh(p))  # the same handle, still "starting"
+        told = ck.Prediction(provider="replicate", model="acme/upscaler", id=p.id, status="running")
+        told._bind(other, None)
+        third = await run(other.predictions.refresh(told))
+    finally:
+        await close(client)
+        await close(other)
+    assert [x.status for x in (first, second, third)] == ["succeeded"] * 3
+    assert [r.method for r in srv.requests] == ["POST", "GET", "GET", "GET"]
+    rows = client.ledger.rows()
+    assert [(r.outcome, r.request_id, r.once_key) for r in rows] == [("success", p.id, f"predict:replicate:{p.id}")]
+    assert rows[0].cost == Decimal("2.0") * per_second("gpu-t4")
