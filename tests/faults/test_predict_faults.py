@@ -237,3 +237,22 @@ async def test_a_run_seen_ending_twice_is_recorded_once(faults: Any, waits: Wait
     rows = client.ledger.rows()
     assert [(r.outcome, r.request_id, r.once_key) for r in rows] == [("success", p.id, f"predict:replicate:{p.id}")]
     assert rows[0].cost == Decimal("2.0") * per_second("gpu-t4")
+
+
+@both
+async def test_a_poll_answered_with_another_run_is_malformed(faults: Any, waits: Waits, is_async: bool,
+                                                             tmp_path: Path) -> None:
+    """A poll whose answer is another run's state is not taken for this run's end: recorded under the other id,
+    it would take that run's once-only key and leave this one unrecorded."""
+    srv = faults([prediction("starting", 201),
+                  prediction("succeeded", pid="someone-elses", output=["ok"], metrics={"predict_time": 2.0})])
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    try:
+        p = await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4", wait=False))
+        with pytest.raises(ck.MalformedResponseError, match="someone-elses") as info:
+            await run(client.predictions.refresh(p))
+    finally:
+        await close(client)
+    assert info.value.status == 200
+    assert [r.method for r in srv.requests] == ["POST", "GET"]  # a malformed answer is not retried
+    assert client.ledger.rows() == []  # nothing recorded under the other run's id
