@@ -259,6 +259,11 @@ def lifecycle_plan(core: Core, prediction: Prediction, action: str) -> Plan:
             # this run's reservation and row lost.
             raise t.adapter.malformed(resp, t.model, f"asked for prediction {prediction.id!r}, the answer is "
                                                      f"prediction {fresh.id[:80]!r}")
-        return fresh._carry_from(prediction)
+        fresh._carry_from(prediction)
+        if fresh.usage.hardware is None:
+            # A run this client did not start (looked up by its id, as a webhook handler does) is priced on the
+            # hardware config names for its model, as predict() would have.
+            fresh._set_hardware(*core.hardware(t, None))
+        return fresh
 
     return Plan(f"predict.{action}", [prediction_target(core, prediction)], build, parse, None, record=False)

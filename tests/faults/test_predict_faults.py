@@ -227,7 +227,6 @@ async def test_a_run_seen_ending_twice_is_recorded_once(faults: Any, waits: Wait
         first = await run(client.predictions.refresh(p))
         second = await run(client.predictions.refresh(p))  # the same handle, still "starting"
         told = ck.Prediction(provider="replicate", model="acme/upscaler", id=p.id, status="running")
-        told._bind(other, None)
         third = await run(other.predictions.refresh(told))
     finally:
         await close(client)
@@ -256,3 +255,22 @@ async def test_a_poll_answered_with_another_run_is_malformed(faults: Any, waits:
     assert info.value.status == 200
     assert [r.method for r in srv.requests] == ["POST", "GET"]  # a malformed answer is not retried
     assert client.ledger.rows() == []  # nothing recorded under the other run's id
+
+
+@both
+async def test_a_run_looked_up_by_its_id_is_priced_on_the_configured_hardware(faults: Any, waits: Waits,
+                                                                              is_async: bool,
+                                                                              tmp_path: Path) -> None:
+    """A process that did not start the run (a webhook handler) looks it up by the id a delivery names: its row
+    is priced on the hardware config names for the model, as predict() would have priced it."""
+    srv = faults(prediction("succeeded", output=["ok"], metrics={"predict_time": 2.0}))
+    client = client_for(is_async, srv.url, waits, tmp_path, hardware={"acme/upscaler": "gpu-t4"})
+    try:
+        told = ck.Prediction(provider="replicate", model="acme/upscaler", id="pf01", status="running")
+        p = await run(client.predictions.refresh(told))
+    finally:
+        await close(client)
+    assert (p.status, p.usage.hardware) == ("succeeded", "gpu-t4")
+    assert p.cost.total == Decimal("2.0") * per_second("gpu-t4")
+    [row] = client.ledger.rows()
+    assert (row.cost, row.estimated, row.once_key) == (p.cost.total, False, "predict:replicate:pf01")
