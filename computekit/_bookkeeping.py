@@ -66,6 +66,12 @@ def price_success(core: Core, facts: AttemptFacts, result: object) -> Attempt | 
         # The host reports no run time: the measured time of the call stands in for it (an estimate).
         result.usage.gpu_seconds = Decimal(str(round(latency, 6)))
     result.request_id = target.adapter.redact(result.request_id)  # a header a server could abuse
+    if isinstance(result, Prediction):
+        # A run's id, and the error, logs and body a host reports for it, become the text of errors
+        # (PredictionFailedError), spans and ledger rows: a key the host echoes there is masked, as in an error body.
+        redact = target.adapter.redact
+        result.id, result.error, result.logs, result.raw = (redact(result.id), redact(result.error),
+                                                            redact(result.logs), redact(result.raw))
     result.cost = _costs.price(core.prices, target, result, facts.started)
     attempt = Attempt(provider=target.provider, model=target.model, outcome="success", latency_s=latency,
                       cost=result.cost, request_id=result.request_id, started_at=facts.started)

@@ -10,7 +10,9 @@ asked for (recorded, never slept).
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -274,3 +276,50 @@ async def test_a_run_looked_up_by_its_id_is_priced_on_the_configured_hardware(fa
     assert p.cost.total == Decimal("2.0") * per_second("gpu-t4")
     [row] = client.ledger.rows()
     assert (row.cost, row.estimated, row.once_key) == (p.cost.total, False, "predict:replicate:pf01")
+
+
+def echoing(status: str, code: int = 200, **fields: str | float) -> Callable[..., bool]:
+    """A prediction whose text fields hold the request's Authorization value wherever they say ``{auth}``."""
+
+    def behave(srv: FaultServer, req: Request, sock: Any) -> bool:
+        filled = {k: v.replace("{auth}", req.auth or "") if isinstance(v, str) else v for k, v in fields.items()}
+        return prediction(status, code, pid=(req.auth or "") if filled.pop("pid_is_auth", "") else "pf01",
+                          **filled)(srv, req, sock)
+
+    return behave
+
+
+@both
+async def test_a_key_the_host_echoes_in_a_failed_run_never_leaks(faults: Any, waits: Waits, is_async: bool,
+                                                                 tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A host that puts the key in a failed run's error, logs and body (and, on another run, in the run's id):
+    masked in the error (message, repr, traceback, body), the prediction it carries, its attempts (and so its
+    span), the log records, the ledger rows and the database files."""
+    caplog.set_level(logging.DEBUG)
+    srv = faults([prediction("starting", 201),
+                  echoing("failed", error="invalid token {auth}", logs="sent {auth}\n",
+                          metrics={"predict_time": 1.0}),
+                  echoing("succeeded", 201, pid_is_auth="yes", metrics={"predict_time": 1.0})])
+    db = tmp_path / "ledger.db"
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    try:
+        with pytest.raises(ck.PredictionFailedError) as info:
+            await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4", poll_interval=0))
+        other = await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4"))
+        rows = client.ledger.rows()
+    finally:
+        await close(client)
+    assert srv.requests[1].auth == f"Bearer {KEY}"  # the host did have the key to echo
+    err, failed = info.value, info.value.prediction
+    assert "invalid token Bearer **********" in str(err)
+    surfaces = {
+        "error": str(err), "repr": repr(err), "traceback": "".join(traceback.format_exception(err)),
+        "body": repr(err.body), "prediction": repr(failed), "fields": repr((failed.error, failed.logs, failed.raw)),
+        "attempts": repr(failed.attempts), "other run": repr((other.id, other.raw, other.attempts)),
+        "log records": caplog.text, "ledger rows": repr(rows),
+    }
+    for name in sorted(db.parent.glob(db.name + "*")):  # the database, and its -wal / -shm files
+        surfaces[name.name] = name.read_bytes().decode("latin-1")
+    assert [(r.outcome, r.error_type) for r in rows] == [("error", "PredictionFailedError"), ("success", None)]
+    assert sorted(name for name, text in surfaces.items() if KEY in text) == []
