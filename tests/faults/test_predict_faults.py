@@ -323,3 +323,28 @@ async def test_a_key_the_host_echoes_in_a_failed_run_never_leaks(faults: Any, wa
         surfaces[name.name] = name.read_bytes().decode("latin-1")
     assert [(r.outcome, r.error_type) for r in rows] == [("error", "PredictionFailedError"), ("success", None)]
     assert sorted(name for name, text in surfaces.items() if KEY in text) == []
+
+
+@both
+async def test_a_poll_that_fails_names_the_run_still_going(faults: Any, waits: Waits, is_async: bool,
+                                                          tmp_path: Path) -> None:
+    """predict() (waiting) whose poll is answered with a page that is not JSON: the error names the run, which goes
+    on (and bills) on the host, so the caller can follow it; followed by that id, it is recorded once."""
+    srv = faults([prediction("starting", 201), Reply(200, b"<html>maintenance</html>", {"content-type": "text/html"}),
+                  prediction("succeeded", output=["ok"], metrics={"predict_time": 2.0})])
+    client = client_for(is_async, srv.url, waits, tmp_path, hardware={"acme/upscaler": "gpu-t4"})
+    try:
+        with pytest.raises(ck.MalformedResponseError) as info:
+            await run(client.predict(MODEL, {"x": 1}, validate=False, poll_interval=0))
+        assert client.ledger.rows() == []  # the run has not ended: nothing to record yet
+        [note] = [n for n in info.value.__notes__ if "pf01" in n]
+        assert "may still be running" in note
+        followed = ck.Prediction(provider="replicate", model="acme/upscaler", id="pf01", status="running")
+        done = await run(client.predictions.wait(followed, poll_interval=0))
+    finally:
+        await close(client)
+    assert info.value.status == 200
+    assert [r.method for r in srv.requests] == ["POST", "GET", "GET"]  # the malformed poll was not retried
+    assert done.status == "succeeded"
+    [row] = client.ledger.rows()
+    assert (row.outcome, row.cost) == ("success", Decimal("2.0") * per_second("gpu-t4"))
