@@ -66,6 +66,12 @@ def price_success(core: Core, facts: AttemptFacts, result: object) -> Attempt | 
         # The host reports no run time: the measured time of the call stands in for it (an estimate).
         result.usage.gpu_seconds = Decimal(str(round(latency, 6)))
     result.request_id = target.adapter.redact(result.request_id)  # a header a server could abuse
+    if isinstance(result, Prediction):
+        # A run's id, and the error, logs and body a host reports for it, become the text of errors
+        # (PredictionFailedError), spans and ledger rows: a key the host echoes there is masked, as in an error body.
+        redact = target.adapter.redact
+        result.id, result.error, result.logs, result.raw = (redact(result.id), redact(result.error),
+                                                            redact(result.logs), redact(result.raw))
     result.cost = _costs.price(core.prices, target, result, facts.started)
     attempt = Attempt(provider=target.provider, model=target.model, outcome="success", latency_s=latency,
                       cost=result.cost, request_id=result.request_id, started_at=facts.started)
@@ -174,8 +180,16 @@ def canceled(core: Core, facts: AttemptFacts, why: str) -> None:
     record(core, facts.verb, attempt, usage or Usage(), facts.tags, facts.reservation)
 
 
+def prediction_key(provider: str, prediction_id: str) -> str:
+    """A run's ``once_key`` in the ledger (hosts whose run ids are their own: ``Adapter.unique_run_ids``)."""
+    return f"predict:{provider}:{prediction_id}"
+
+
 def prediction_ended(core: Core, target: Target, prediction: Prediction, tags: Mapping[str, str] | None) -> None:
-    """Price a finished prediction from its reported GPU time and record it in the ledger, once."""
+    """Price a finished prediction from its reported GPU time and record it in the ledger, once: keyed by
+    provider and run id where the host's ids are unique, so that another handle of the run (a second
+    ``refresh()`` of the same running prediction), another client or another process (a webhook handler that
+    looks the run up) does not write it again."""
     if prediction._recorded:
         return
     prediction.cost = _costs.price(core.prices, target, prediction, now())
@@ -192,7 +206,8 @@ def prediction_ended(core: Core, target: Target, prediction: Prediction, tags: M
     attempt.cost = prediction.cost
     attempt.request_id = attempt.request_id or prediction.id
     held = core.budgets.held.pop(prediction.id, None) if prediction.id else None
-    record(core, "predict", attempt, prediction.usage, tags, held)
+    key = prediction_key(target.provider, prediction.id) if prediction.id and target.adapter.unique_run_ids else None
+    record(core, "predict", attempt, prediction.usage, tags, held, once_key=key)
 
 
 def _background_submitted(core: Core, facts: AttemptFacts, handle: BackgroundResponse, latency: float) -> None:

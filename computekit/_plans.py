@@ -253,6 +253,17 @@ def lifecycle_plan(core: Core, prediction: Prediction, action: str) -> Plan:
         return t.adapter.build_get(prediction) if action == "get" else t.adapter.build_cancel(prediction)
 
     def parse(t: Target, req: HTTPRequest, resp: HTTPResponse) -> Prediction:
-        return t.adapter.parse_prediction(t.model, resp)._carry_from(prediction)
+        fresh = t.adapter.parse_prediction(t.model, resp)
+        if fresh.id != prediction.id:
+            # Another run's state: taken as this one's, it would be recorded (and keyed) under the other's id, and
+            # this run's reservation and row lost.
+            raise t.adapter.malformed(resp, t.model, f"asked for prediction {prediction.id!r}, the answer is "
+                                                     f"prediction {fresh.id[:80]!r}")
+        fresh._carry_from(prediction)
+        if fresh.usage.hardware is None:
+            # A run this client did not start (looked up by its id, as a webhook handler does) is priced on the
+            # hardware config names for its model, as predict() would have.
+            fresh._set_hardware(*core.hardware(t, None))
+        return fresh
 
     return Plan(f"predict.{action}", [prediction_target(core, prediction)], build, parse, None, record=False)

@@ -23,6 +23,7 @@ from ._exceptions import (
     MissingAPIKeyError,
     PredictionFailedError,
     PredictionTimeoutError,
+    ProviderError,
 )
 from ._plans import ModelSpec, lifecycle_plan, lookup_plan, predict_plan, prediction_stream_plan, prediction_target
 from ._streaming import AsyncPredictionStream, PredictionStream, _PredictionStreamState
@@ -122,6 +123,20 @@ def _failed(prediction: Prediction) -> PredictionFailedError:
     return err
 
 
+def _note_still_running(error: ProviderError, prediction: Prediction) -> None:
+    """A wait that ``predict()`` began failed (a poll the host answered badly, after its retries): the caller
+    has no handle of the run, which goes on (and bills) on the host, so the error names it. A run that ended or
+    was canceled (``PredictionFailedError``, ``PredictionTimeoutError``) carries it in ``.prediction``."""
+    if isinstance(error, PredictionFailedError | PredictionTimeoutError):
+        return
+    error.add_note(
+        f"prediction {prediction.id} was created and was not canceled: it may still be running (and billed) on "
+        f"{prediction.provider}. Follow it with client.predictions.refresh(ck.Prediction(provider="
+        f"{prediction.provider!r}, model={prediction.model!r}, id={prediction.id!r}, status='running')), or "
+        "cancel it the same way; it is recorded once, when a look sees it end"
+    )
+
+
 def _ended_step(core: Core, prediction: Prediction) -> Callable[[], None]:
     """Pricing and recording an ended prediction, as one ledger step (run inline, or off the event loop)."""
     return partial(prediction_ended, core, prediction_target(core, prediction), prediction, prediction._tags)
@@ -184,7 +199,11 @@ class Predictions:
             raise _create_timed_out(e, timeout) from e
         prediction._bind(client, plan.tags)  # with the enclosing ck.tags() blocks' tags
         if wait:
-            return self.wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
+            try:
+                return self.wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
+            except ProviderError as e:
+                _note_still_running(e, prediction)
+                raise
         if prediction.done:
             self._ended(prediction)
         return prediction
@@ -357,7 +376,11 @@ class AsyncPredictions:
             raise _create_timed_out(e, timeout) from e
         prediction._bind(client, plan.tags)  # with the enclosing ck.tags() blocks' tags
         if wait:
-            return await self.wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
+            try:
+                return await self.wait(prediction, timeout, poll_interval, cancel_on_timeout, progress, deadline)
+            except ProviderError as e:
+                _note_still_running(e, prediction)
+                raise
         if prediction.done:
             await self._ended(prediction)
         return prediction

@@ -588,6 +588,11 @@ class Adapter(ABC):
     """Added to that variable's value when missing: the vendor's convention may leave out the API version
     (``ANTHROPIC_BASE_URL=https://api.anthropic.com``, where computekit's base URL ends in ``/v1``)."""
     requires_key: ClassVar[bool] = True
+    unique_run_ids: ClassVar[bool] = False
+    """Whether a prediction's id is the host's own id for the run, unique on the host (Replicate, RunPod, fal):
+    the run's ledger row is then written once under that id, whichever handle, client or process sees it end.
+    A synchronous host's id stands in for one it does not give (a request id, a hash of the output): two runs
+    may share it, so its rows are not keyed."""
     table_provider: ClassVar[str | None] = None
     """The provider id in genai-prices, when it prices this provider's models."""
     docs_url: ClassVar[str | None] = None

@@ -37,6 +37,7 @@ class FakeAdapter(OpenAIWire, ReplicateAdapter):
     default_base_url = "inproc://fake"
     base_url_env = None  # type: ignore[assignment]  # not REPLICATE_BASE_URL: a fake lives in-process
     requires_key = False
+    unique_run_ids = False  # each FakeProvider counts its runs from 1: two share ids in one ledger
     table_provider = None
     docs_url = None  # type: ignore[assignment]
 

@@ -44,6 +44,7 @@ class FalAdapter(Adapter):
     auth_scheme = "Key"
     capabilities = Capabilities(predict=True)
     key_env_vars = ("FAL_KEY",)
+    unique_run_ids = True
     default_base_url = "https://queue.fal.run"
     docs_url = "https://fal.ai/docs/documentation/model-apis/inference/queue"
 

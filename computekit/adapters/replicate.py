@@ -81,6 +81,7 @@ class ReplicateAdapter(Adapter):
     name = "replicate"
     capabilities = Capabilities(predict=True, predict_stream=True, finetune=True)
     key_env_vars = ("REPLICATE_API_TOKEN",)
+    unique_run_ids = True
     default_base_url = "https://api.replicate.com/v1"
     base_url_env = "REPLICATE_BASE_URL"  # replicate-python: the host, without /v1
     base_url_env_suffix = "/v1"

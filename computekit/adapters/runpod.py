@@ -46,6 +46,7 @@ class RunPodAdapter(Adapter):
     name = "runpod"
     capabilities = Capabilities(predict=True, predict_stream=True)
     key_env_vars = ("RUNPOD_API_KEY",)
+    unique_run_ids = True
     default_base_url = "https://api.runpod.ai/v2"
     docs_url = "https://docs.runpod.io/serverless/endpoints/operation-reference"
 

@@ -10,7 +10,9 @@ asked for (recorded, never slept).
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -208,3 +210,141 @@ async def test_a_reset_on_the_schema_lookup_is_retried(faults: Any, waits: Waits
     ]
     assert waits.waits == ([] if is_async else BACKOFF[:1])  # (aiohttp resends a reset GET itself, see above)
     assert len(client.ledger.rows()) == 1  # lookups are not billed: only the run is in the ledger
+
+
+# ============================================================================================= recorded once
+
+
+@both
+async def test_a_run_seen_ending_twice_is_recorded_once(faults: Any, waits: Waits, is_async: bool,
+                                                        tmp_path: Path) -> None:
+    """The same running handle refreshed twice, then a second client on the same ledger (another process: a
+    webhook handler that looks the run up by its id) seeing it end: one row, under the run's once-only key."""
+    srv = faults([prediction("starting", 201),
+                  prediction("succeeded", output=["ok"], metrics={"predict_time": 2.0})])
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    other = client_for(is_async, srv.url, waits, tmp_path)
+    try:
+        p = await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4", wait=False))
+        first = await run(client.predictions.refresh(p))
+        second = await run(client.predictions.refresh(p))  # the same handle, still "starting"
+        told = ck.Prediction(provider="replicate", model="acme/upscaler", id=p.id, status="running")
+        third = await run(other.predictions.refresh(told))
+    finally:
+        await close(client)
+        await close(other)
+    assert [x.status for x in (first, second, third)] == ["succeeded"] * 3
+    assert [r.method for r in srv.requests] == ["POST", "GET", "GET", "GET"]
+    rows = client.ledger.rows()
+    assert [(r.outcome, r.request_id, r.once_key) for r in rows] == [("success", p.id, f"predict:replicate:{p.id}")]
+    assert rows[0].cost == Decimal("2.0") * per_second("gpu-t4")
+
+
+@both
+async def test_a_poll_answered_with_another_run_is_malformed(faults: Any, waits: Waits, is_async: bool,
+                                                             tmp_path: Path) -> None:
+    """A poll whose answer is another run's state is not taken for this run's end: recorded under the other id,
+    it would take that run's once-only key and leave this one unrecorded."""
+    srv = faults([prediction("starting", 201),
+                  prediction("succeeded", pid="someone-elses", output=["ok"], metrics={"predict_time": 2.0})])
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    try:
+        p = await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4", wait=False))
+        with pytest.raises(ck.MalformedResponseError, match="someone-elses") as info:
+            await run(client.predictions.refresh(p))
+    finally:
+        await close(client)
+    assert info.value.status == 200
+    assert [r.method for r in srv.requests] == ["POST", "GET"]  # a malformed answer is not retried
+    assert client.ledger.rows() == []  # nothing recorded under the other run's id
+
+
+@both
+async def test_a_run_looked_up_by_its_id_is_priced_on_the_configured_hardware(faults: Any, waits: Waits,
+                                                                              is_async: bool,
+                                                                              tmp_path: Path) -> None:
+    """A process that did not start the run (a webhook handler) looks it up by the id a delivery names: its row
+    is priced on the hardware config names for the model, as predict() would have priced it."""
+    srv = faults(prediction("succeeded", output=["ok"], metrics={"predict_time": 2.0}))
+    client = client_for(is_async, srv.url, waits, tmp_path, hardware={"acme/upscaler": "gpu-t4"})
+    try:
+        told = ck.Prediction(provider="replicate", model="acme/upscaler", id="pf01", status="running")
+        p = await run(client.predictions.refresh(told))
+    finally:
+        await close(client)
+    assert (p.status, p.usage.hardware) == ("succeeded", "gpu-t4")
+    assert p.cost.total == Decimal("2.0") * per_second("gpu-t4")
+    [row] = client.ledger.rows()
+    assert (row.cost, row.estimated, row.once_key) == (p.cost.total, False, "predict:replicate:pf01")
+
+
+def echoing(status: str, code: int = 200, **fields: str | float) -> Callable[..., bool]:
+    """A prediction whose text fields hold the request's Authorization value wherever they say ``{auth}``."""
+
+    def behave(srv: FaultServer, req: Request, sock: Any) -> bool:
+        filled = {k: v.replace("{auth}", req.auth or "") if isinstance(v, str) else v for k, v in fields.items()}
+        return prediction(status, code, pid=(req.auth or "") if filled.pop("pid_is_auth", "") else "pf01",
+                          **filled)(srv, req, sock)
+
+    return behave
+
+
+@both
+async def test_a_key_the_host_echoes_in_a_failed_run_never_leaks(faults: Any, waits: Waits, is_async: bool,
+                                                                 tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A host that puts the key in a failed run's error, logs and body (and, on another run, in the run's id):
+    masked in the error (message, repr, traceback, body), the prediction it carries, its attempts (and so its
+    span), the log records, the ledger rows and the database files."""
+    caplog.set_level(logging.DEBUG)
+    srv = faults([prediction("starting", 201),
+                  echoing("failed", error="invalid token {auth}", logs="sent {auth}\n",
+                          metrics={"predict_time": 1.0}),
+                  echoing("succeeded", 201, pid_is_auth="yes", metrics={"predict_time": 1.0})])
+    db = tmp_path / "ledger.db"
+    client = client_for(is_async, srv.url, waits, tmp_path)
+    try:
+        with pytest.raises(ck.PredictionFailedError) as info:
+            await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4", poll_interval=0))
+        other = await run(client.predict(MODEL, {"x": 1}, validate=False, hardware="gpu-t4"))
+        rows = client.ledger.rows()
+    finally:
+        await close(client)
+    assert srv.requests[1].auth == f"Bearer {KEY}"  # the host did have the key to echo
+    err, failed = info.value, info.value.prediction
+    assert "invalid token Bearer **********" in str(err)
+    surfaces = {
+        "error": str(err), "repr": repr(err), "traceback": "".join(traceback.format_exception(err)),
+        "body": repr(err.body), "prediction": repr(failed), "fields": repr((failed.error, failed.logs, failed.raw)),
+        "attempts": repr(failed.attempts), "other run": repr((other.id, other.raw, other.attempts)),
+        "log records": caplog.text, "ledger rows": repr(rows),
+    }
+    for name in sorted(db.parent.glob(db.name + "*")):  # the database, and its -wal / -shm files
+        surfaces[name.name] = name.read_bytes().decode("latin-1")
+    assert [(r.outcome, r.error_type) for r in rows] == [("error", "PredictionFailedError"), ("success", None)]
+    assert sorted(name for name, text in surfaces.items() if KEY in text) == []
+
+
+@both
+async def test_a_poll_that_fails_names_the_run_still_going(faults: Any, waits: Waits, is_async: bool,
+                                                          tmp_path: Path) -> None:
+    """predict() (waiting) whose poll is answered with a page that is not JSON: the error names the run, which goes
+    on (and bills) on the host, so the caller can follow it; followed by that id, it is recorded once."""
+    srv = faults([prediction("starting", 201), Reply(200, b"<html>maintenance</html>", {"content-type": "text/html"}),
+                  prediction("succeeded", output=["ok"], metrics={"predict_time": 2.0})])
+    client = client_for(is_async, srv.url, waits, tmp_path, hardware={"acme/upscaler": "gpu-t4"})
+    try:
+        with pytest.raises(ck.MalformedResponseError) as info:
+            await run(client.predict(MODEL, {"x": 1}, validate=False, poll_interval=0))
+        assert client.ledger.rows() == []  # the run has not ended: nothing to record yet
+        [note] = [n for n in info.value.__notes__ if "pf01" in n]
+        assert "may still be running" in note
+        followed = ck.Prediction(provider="replicate", model="acme/upscaler", id="pf01", status="running")
+        done = await run(client.predictions.wait(followed, poll_interval=0))
+    finally:
+        await close(client)
+    assert info.value.status == 200
+    assert [r.method for r in srv.requests] == ["POST", "GET", "GET"]  # the malformed poll was not retried
+    assert done.status == "succeeded"
+    [row] = client.ledger.rows()
+    assert (row.outcome, row.cost) == ("success", Decimal("2.0") * per_second("gpu-t4"))

@@ -241,6 +241,19 @@ def test_failed_prediction_is_typed_and_billed(mode: str) -> None:
     assert p.cost.total == 2 * Decimal("0.003")
 
 
+@both
+def test_runs_of_two_fakes_sharing_one_ledger_are_both_recorded(mode: str, tmp_path: Path) -> None:
+    # Each FakeProvider numbers its runs from 1 (fake-run-1): its ids are not unique, so they are not once-only keys.
+    ledger = f"sqlite:///{tmp_path / 'ledger.db'}"
+    for _ in range(2):
+        with FakeProvider([Run(output="img", gpu_seconds=1.0)]) as f:
+            c = client(f, mode, ledger=ledger)
+            call(c, "predict", "fake:owner/model", {"prompt": "x"}, hardware="gpu-t4")
+            c.ledger.flush()
+    rows = ck.Client(config=None, ledger=ledger).ledger.rows()
+    assert [(r.request_id, r.once_key) for r in rows] == [("fake-run-1", None)] * 2
+
+
 # --------------------------------------------------------------------------------------------- wiring
 
 
