@@ -33,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
+from . import _inprocess
 from ._constants import (
     CONFIG_ENV,
     CONFIG_FILENAME,
@@ -194,6 +195,9 @@ class ProviderConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, v: str | None) -> str | None:
+        if v and not v.lower().startswith(("https://", "http://", _inprocess.SCHEME)):
+            # Otherwise each call failed as a connection error (and was retried) on a URL no transport speaks.
+            raise ValueError(f"{masked_url(v)!r} is not a URL computekit can call: write 'https://host/path'")
         return _check_port(v)
 
     @field_validator("api_key", mode="before")

@@ -131,12 +131,17 @@ URL = "https://llm.example.com/v1"
     # A budget's worst case reserves this many output tokens: a negative count lowered it below zero.
     ({"providers": {"openai": {"max_output_tokens": {"gpt-4o-mini": -100000}}}},
      "providers.openai.max_output_tokens: Value error, gpt-4o-mini: -100000 tokens cannot bound an answer"),
+    # A URL no transport speaks failed each call as a connection error, retried.
+    ({"providers": {"openai": {"base_url": "ftp://llm.example.com/v1"}}},
+     "providers.openai.base_url: Value error, 'ftp://llm.example.com/v1' is not a URL computekit can call"),
+    ({"providers": {"openai": {"base_url": "llm.example.com/v1"}}},
+     "providers.openai.base_url: Value error, 'llm.example.com/v1' is not a URL computekit can call"),
     # A price near Decimal's largest exponent: a raw decimal.Overflow when a budget's worst case was multiplied out.
     ({"prices": {CHAT: {"input_mtok": "9e999999", "output_mtok": "1"}}},
      f"prices: Value error, {CHAT}.input_mtok: 9E+999999 USD is not a price"),
 ], ids=["provider-table", "adapter", "budget-provider", "budget-model-provider", "budget-model-empty",
         "budget-model-spaces", "route-provider", "route-empty-provider", "route-spaces", "route-duplicate",
-        "max-output-tokens", "price-overflow"])
+        "max-output-tokens", "base-url-scheme", "base-url-no-scheme", "price-overflow"])
 def test_d19_a_name_or_limit_no_call_can_use_is_a_config_error_when_the_client_is_made(
     settings: dict[str, Any], line: str
 ) -> None:
@@ -218,3 +223,20 @@ def test_d19_a_shorthand_argument_keeps_the_files_other_settings(tmp_path: Path)
     assert (settings.ledger.url, settings.ledger.flush_on_sigterm, settings.ledger.flush_interval) == (
         f"sqlite:///{tmp_path / 'l.db'}", False, 1)
     assert (settings.retry.max_retries, settings.retry.backoff_max) == (5, 2)
+
+
+def test_d19_an_azure_endpoint_variable_ending_in_a_newline_is_called_as_written(
+    faults: Any, waits: Waits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``$AZURE_OPENAI_ENDPOINT`` is read like the vendors' other base-URL variables: stripped, without its last
+    slash (before, an ``UnsafeURLError`` on every call)."""
+    srv = faults(chat("Hello"))
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", srv.url.removesuffix("/v1") + "/\n")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+    client = ck.Client(config=None, ledger="none", retry_policy=policy(waits),
+                       providers={"azure": {"api_version": "2024-10-21"}})
+    try:
+        assert client.complete("azure:gpt-4o-mini", "hi").text == "Hello"
+    finally:
+        client.close()
+    assert srv.requests[0].path == "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
