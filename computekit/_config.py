@@ -137,6 +137,8 @@ class _Section(BaseModel):
 
 _URL_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 """Control characters, which no URL holds."""
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""An environment variable's name, as a shell writes it."""
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 """An HTTP header name (RFC 9110's token)."""
 _HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -216,6 +218,17 @@ class ProviderConfig(_Section):
             return None
         if (problem := key_problem(v)) is not None:
             raise ValueError(problem)
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _api_key_env(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.fullmatch(v):
+            if _ENV_NAME.fullmatch(v.removeprefix("$").strip("{}")):
+                raise ValueError(f"write the variable's name without the $: {v.removeprefix('$').strip('{}')!r}")
+            # Not shown: what lands here is often the key itself, pasted in the wrong place.
+            raise ValueError("it is not the name of an environment variable (letters, digits and _): name the "
+                             "variable that holds the key, not the key")
         return v
 
     @field_validator("headers")
