@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -33,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
+from . import _inprocess
 from ._constants import (
     CONFIG_ENV,
     CONFIG_FILENAME,
@@ -95,6 +96,12 @@ ten million seconds, about 16 weeks. Longer is a mistake, and the operating syst
 beyond (``inf`` and ``NaN`` are refused as well)."""
 
 
+MAX_PRICE_USD = Decimal(1_000_000)
+"""The highest price a ``[prices]`` entry may give (per million tokens, per request, per second, per unit): a
+million dollars. Higher is a typo, and a worst case multiplied out of a price near ``Decimal``'s largest exponent
+overflows (a raw ``decimal.Overflow`` while reserving a budget)."""
+
+
 MAX_FLUSH_INTERVAL_S = 60
 """The longest ``ledger.flush_interval``: a minute of calls is already a lot to lose to a hard kill."""
 
@@ -128,6 +135,16 @@ class _Section(BaseModel):
             yield name, value if shown is None or value is None else shown(value)
 
 
+_URL_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""Control characters, which no URL holds."""
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""An environment variable's name, as a shell writes it."""
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP header name (RFC 9110's token)."""
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""What a header value may not hold: control characters but the tab (a CR or LF would start another header)."""
+
+
 def _masked_headers(headers: Mapping[str, str]) -> dict[str, str]:
     # Any extra header may carry a credential (a gateway's key, a proxy token): names are shown, values never.
     return dict.fromkeys(headers, _SHOWN_SECRET)
@@ -156,7 +173,8 @@ class ProviderConfig(_Section):
     )
     max_output_tokens: dict[str, int] = Field(
         default_factory=dict,
-        description="Budgets: model -> the most tokens it can generate, reserved when a call sets no max_tokens.",
+        description="Budgets: model -> the most tokens it can generate (above 0), reserved when a call sets no "
+        "max_tokens.",
     )
     max_seconds: float | None = Field(
         None,
@@ -179,7 +197,67 @@ class ProviderConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, v: str | None) -> str | None:
+        if v and not v.lower().startswith(("https://", "http://", _inprocess.SCHEME)):
+            # Otherwise each call failed as a connection error (and was retried) on a URL no transport speaks.
+            raise ValueError(f"{masked_url(v)!r} is not a URL computekit can call: write 'https://host/path'")
         return _check_port(v)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _api_key(cls, v: Any) -> Any:
+        # The whitespace around a pasted key is not part of it; a key no header can carry is refused here, where
+        # its key is named, rather than on the wire, where the error would quote the header whole.
+        if isinstance(v, SecretStr):
+            v = v.get_secret_value()
+        if not isinstance(v, str):
+            return v
+        from .adapters._base import key_problem
+
+        v = v.strip()
+        if not v:
+            return None
+        if (problem := key_problem(v)) is not None:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _api_key_env(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.fullmatch(v):
+            if _ENV_NAME.fullmatch(v.removeprefix("$").strip("{}")):
+                raise ValueError(f"write the variable's name without the $: {v.removeprefix('$').strip('{}')!r}")
+            # Not shown: what lands here is often the key itself, pasted in the wrong place.
+            raise ValueError("it is not the name of an environment variable (letters, digits and _): name the "
+                             "variable that holds the key, not the key")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)")
+            if _HEADER_VALUE_BAD.search(value):
+                # The value may be a credential: named by its header, never shown.
+                raise ValueError(f"the value of header {name!r} holds a control character (a line break?), which "
+                                 "would split the request's headers")
+        return v
+
+    @field_validator("max_output_tokens")
+    @classmethod
+    def _max_output_tokens(cls, v: dict[str, int]) -> dict[str, int]:
+        # A budget reserves this many output tokens: 0 or fewer would lower (or turn negative) a call's worst case.
+        for model, tokens in v.items():
+            if tokens <= 0:
+                raise ValueError(f"{model}: {tokens} tokens cannot bound an answer: give a number above 0")
+        return v
+
+    @field_validator("idempotency_header")
+    @classmethod
+    def _idempotency_header(cls, v: str | None) -> str | None:
+        if v is not None and not _HEADER_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)")
+        return v
 
     @field_serializer("headers")
     def _dump_headers(self, headers: dict[str, str]) -> dict[str, str]:
@@ -214,9 +292,25 @@ class RouteConfig(_Section):
     @classmethod
     def _ids(cls, v: list[str]) -> list[str]:
         for t in v:
-            if ":" not in t:
-                raise ValueError(f"{t!r} is not a model id: write 'provider:model'")
+            if (problem := _model_id_problem(t)) is not None:
+                raise ValueError(problem)
+        if len(set(v)) < len(v):
+            # Tried twice, a failing target gets twice its retries (and is billed twice if it answers slowly).
+            twice = next(t for t in v if v.count(t) > 1)
+            raise ValueError(f"{twice!r} is listed twice: list each target once")
         return v
+
+
+def _model_id_problem(model_id: str, *, bare: bool = False) -> str | None:
+    """What is wrong with ``model_id`` as a ``provider:model`` (or, with ``bare``, a model name alone too)."""
+    provider, sep, model = model_id.partition(":")
+    if model_id != model_id.strip() or provider != provider.strip() or model != model.strip():
+        return f"{model_id!r} has spaces around a name: write 'provider:model' without them"
+    if not sep and bare and model_id:
+        return None
+    if not sep or not provider or not model:
+        return f"{model_id!r} is not a model id: write 'provider:model'"
+    return None
 
 
 class RetryConfig(_Section):
@@ -295,6 +389,9 @@ class LedgerConfig(_Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str | None) -> str | None:
+        if v is not None and _URL_CONTROL.search(v):
+            # 'sqlite:///ledger.db\n' would open another file than 'sqlite:///ledger.db': budgets split in two.
+            raise ValueError(f"{masked_url(v)!r} holds a control character (a line break?): write the URL alone")
         if v is None or v == "none" or v.startswith("sqlite:///") or v == "sqlite://:memory:":
             return v
         if v.startswith(("postgresql://", "postgres://")):
@@ -327,6 +424,14 @@ class BudgetConfig(_Section):
     unknown_price: Literal["refuse", "allow"] = Field(
         "refuse", description="A call this budget covers whose worst-case cost is unknown: refuse it, or allow it."
     )
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str | None) -> str | None:
+        # A scope no call can match would leave the budget covering nothing, silently.
+        if v is not None and (problem := _model_id_problem(v, bare=True)) is not None:
+            raise ValueError(problem)
+        return v
 
 
 class Settings(_Section):
@@ -361,11 +466,7 @@ class Settings(_Section):
     @model_validator(mode="before")
     @classmethod
     def _shorthands(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("ledger"), str):
-            data = {**data, "ledger": {"url": data["ledger"]}}
-        if isinstance(data, dict) and isinstance(data.get("retry"), int):
-            data = {**data, "retry": {"max_retries": data["retry"]}}
-        return data
+        return _expanded(data)
 
     @model_validator(mode="after")
     def _budgets(self) -> Settings:
@@ -394,9 +495,21 @@ class Settings(_Section):
             for name, price in prices.items():
                 if price < 0:
                     raise ValueError(f"{key}.{name}: a price cannot be negative")
+                if price > MAX_PRICE_USD:
+                    raise ValueError(f"{key}.{name}: {price} USD is not a price: give one of at most {MAX_PRICE_USD}")
                 if (problem := price_key_error(name)) is not None:
                     raise ValueError(f"{key}.{name}: {problem}")
         return v
+
+
+def _expanded(data: Any) -> Any:
+    """``data`` with its shorthands written out: ``ledger = "..."`` is ``ledger.url``, ``retry = 3`` is
+    ``retry.max_retries``."""
+    if isinstance(data, Mapping) and isinstance(data.get("ledger"), str):
+        data = {**data, "ledger": {"url": data["ledger"]}}
+    if isinstance(data, Mapping) and isinstance(data.get("retry"), int):
+        data = {**data, "retry": {"max_retries": data["retry"]}}
+    return data
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -409,31 +522,75 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL character: answered by _not_a_file
+        return False
+
+
+def _not_a_file(path: Path) -> str:
+    """What ``path`` is instead of a config file."""
+    try:
+        if path.is_dir():
+            return "is a folder: name the computekit.toml file in it"
+        return "exists, but is not a file" if path.exists() else "does not exist"
+    except OSError as e:
+        return f"cannot be looked at: {e.strerror or e}"
+    except ValueError:
+        return "is not a file name (it holds a NUL character)"
+
+
 def _find_file(config: str | os.PathLike[str] | NotGiven | None) -> Path | None:
     if config is None:
         return None  # explicitly no file
     if config is not NOT_GIVEN:
         path = Path(config)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
+        if not _is_file(path):
+            raise ConfigError(f"config file {str(path)!r} {_not_a_file(path)}")
         return path
     env = os.environ.get(CONFIG_ENV)
     if env:
         path = Path(env)
-        if not path.is_file():
-            raise ConfigError(f"${CONFIG_ENV} points to {env!r}, which does not exist")
+        if not _is_file(path):
+            raise ConfigError(f"${CONFIG_ENV} points to {env!r}, which {_not_a_file(path)}")
         return path
     local = Path.cwd() / CONFIG_FILENAME
     return local if local.is_file() else None
 
 
-def _explain(e: ValidationError, origin: str, prefix: tuple[str, ...] = ()) -> str:
+def _keys_at(model: type[BaseModel], path: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at ``path`` (under ``model``) takes, or ``[]`` when that is not one model's table."""
+    parts = list(path)
+    while parts:
+        field = model.model_fields.get(str(parts.pop(0)))
+        if field is None:
+            return []
+        inner: Any = field.annotation
+        if get_origin(inner) is dict:  # [providers.NAME], [routes.NAME] ...: NAME is the next part
+            if not parts:
+                return []
+            parts.pop(0)
+            inner = get_args(inner)[1]
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _explain(e: ValidationError, origin: str, prefix: tuple[str, ...] = (), model: type[BaseModel] | None = None,
+             also: Iterable[str] = ()) -> str:
+    from .adapters._registry import did_you_mean
+
     lines = []
     for err in e.errors():
         loc = ".".join(str(p) for p in (*prefix, *err["loc"])) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling against the configuration reference)"
+            # A misspelt key is the likeliest reason: name the one it is close to.
+            keys = [*_keys_at(model or Settings, err["loc"][:-1]), *also]
+            hint = did_you_mean(str(err["loc"][-1]), keys)
+            msg = f"unknown key{hint or ' (check its spelling against the configuration reference)'}"
         lines.append(f"  {loc}: {msg}")
     return f"invalid configuration in {origin}:\n" + "\n".join(lines)
 
@@ -482,16 +639,19 @@ def load_settings(
             data = _read_toml(path)
     if overrides:
         try:
-            data = _merge(data, overrides)
+            # Shorthands written out first: Client(ledger="...") names the ledger, and keeps the file's other
+            # [ledger] settings (flush_on_sigterm = false), as $COMPUTEKIT_LEDGER does.
+            data = _merge(_expanded(data), _expanded(overrides))
         except RecursionError as e:  # mappings of arguments nested thousands deep
             raise ConfigError(f"invalid configuration in {origin} + keyword arguments: nested too deeply") from e
         if origin != "keyword arguments":
             origin += " + keyword arguments"
-    env_ledger = os.environ.get(LEDGER_ENV)
+    env_ledger = (os.environ.get(LEDGER_ENV) or "").strip()  # a value set from a file may end in a newline
     if env_ledger and "ledger" not in overrides:
         # The variable names the ledger; the file's other ledger settings (flush_interval ...) still apply.
         kept = data.get("ledger")
         data["ledger"] = {**(kept if isinstance(kept, Mapping) else {}), "url": env_ledger}
+        origin += f" + ${LEDGER_ENV}"  # an error about the ledger's URL names where it came from
     data, own = _adapter_keys(data)
     try:
         settings = Settings.model_validate(data)
@@ -501,7 +661,42 @@ def load_settings(
         raise ConfigError(f"invalid configuration in {origin}: nested too deeply") from e
     for name, (cls, keys) in own.items():
         settings.providers[name]._options = adapter_options(name, cls, keys, origin)
+    if problems := _unknown_names(settings):
+        raise ConfigError(f"invalid configuration in {origin}:\n" + "\n".join(f"  {p}" for p in problems))
     return settings
+
+
+def _unknown_names(settings: Settings) -> list[str]:
+    """Each provider a setting names that no adapter serves, as ``"key: what is wrong"``. Checked when the settings
+    are made: a misspelt ``[providers.NAME]`` would be silently unused (its base_url, its limits), a budget scoped
+    to a provider no call has would silently cover nothing, and a route's bad target would fail only when called."""
+    from .adapters._registry import adapter_class
+
+    problems: list[str] = []
+
+    def check(key: str, provider: str, *, table: bool = False) -> None:
+        if provider in settings.providers and not table:
+            return  # a name of the user's own, served by its table's adapter (checked as that table)
+        try:
+            adapter_class(provider)
+        except ConfigError as e:
+            problems.append(f"{key}: {e}")
+
+    for name, conf in settings.providers.items():
+        if conf.adapter is not None:
+            check(f"providers.{name}.adapter", conf.adapter, table=True)
+        else:
+            check(f"providers.{name}", name, table=True)
+    for name, route in settings.routes.items():
+        for i, target in enumerate(route.targets):
+            check(f"routes.{name}.targets.{i}", target.partition(":")[0])
+    for name, budget in settings.active_budgets().items():
+        key = "budget" if name == DEFAULT_BUDGET_NAME and budget is settings.budget else f"budgets.{name}"
+        if budget.provider is not None:
+            check(f"{key}.provider", budget.provider)
+        if budget.model is not None and ":" in budget.model:
+            check(f"{key}.model", budget.model.partition(":")[0])
+    return problems
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -561,4 +756,5 @@ def adapter_options(
     try:
         return adapter.settings_model.model_validate(keys)
     except ValidationError as e:
-        raise ConfigError(_explain(e, origin, ("providers", provider))) from _scrubbed(e)
+        raise ConfigError(_explain(e, origin, ("providers", provider), adapter.settings_model,
+                                   also=ProviderConfig.model_fields)) from _scrubbed(e)

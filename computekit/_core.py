@@ -37,6 +37,7 @@ from ._constants import MODELS_KEPT, NOT_GIVEN, NotGiven
 from ._exceptions import (
     ConfigError,
     InvalidRequestError,
+    MissingAPIKeyError,
     UnsafeURLError,
 )
 from ._retry import RetryPolicy
@@ -51,6 +52,8 @@ from .adapters._base import (
     ProviderSettings,
     RerankRequest,
     env_key,
+    env_key_source,
+    key_problem,
 )
 from .adapters._registry import adapter_class
 from .ledger import Ledger, open_ledger
@@ -236,7 +239,13 @@ class Core:
                 key = None
                 ambient = False  # nor the credentials an adapter finds itself (AWS's chain, Google's ADC)
         if api_key is not None:
-            key = SecretStr(api_key)
+            key = SecretStr(api_key.strip() if isinstance(api_key, str) else api_key)
+        if key is not None and (problem := key_problem(key.get_secret_value())) is not None:
+            # Refused here, for every adapter: sent, it would be a raw ValueError quoting the whole header.
+            source = ("api_key=" if api_key is not None else f"providers.{provider}.api_key"
+                      if conf and conf.api_key else env_key_source(env_vars) or "the environment")
+            raise MissingAPIKeyError(provider, env_vars, f"the API key for provider {provider!r} ({source}) is not "
+                                                         f"usable: {problem}")
         if not url:
             raise ConfigError(f"provider {provider!r} has no base_url: set [providers.{provider}] base_url")
         return cls, ProviderSettings(

@@ -1360,12 +1360,36 @@ def unix_time(value: Any) -> Any:
 
 
 def env_key(env_vars: Sequence[str]) -> SecretStr | None:
-    """The first non-empty key among ``env_vars``."""
+    """The first non-empty key among ``env_vars``, without the whitespace around it (a secret mounted from a file
+    often ends in a newline, which no header can carry)."""
     for var in env_vars:
-        v = os.environ.get(var)
+        v = (os.environ.get(var) or "").strip()
         if v:
             return SecretStr(v)
     return None
+
+
+def env_key_source(env_vars: Sequence[str]) -> str | None:
+    """``"$NAME"`` of the variable :func:`env_key` reads its key from (``None``: none is set)."""
+    return next((f"${var}" for var in env_vars if (os.environ.get(var) or "").strip()), None)
+
+
+_HEADER_SAFE = frozenset(map(chr, range(0x21, 0x7F)))
+"""The characters a key may hold: visible ASCII. A control character (a newline inside the key) would split the
+header, and a space or a non-ASCII letter (a typographic dash pasted in) is never part of a real key."""
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` (already stripped) cannot be sent in a header, or ``None``; the message never shows the key."""
+    if not key:
+        return "it is empty"
+    at = next((i for i, c in enumerate(key) if c not in _HEADER_SAFE), None)
+    if at is None:
+        return None
+    bad = key[at]
+    kind = ("a control character" if ord(bad) < 0x20 or ord(bad) == 0x7F else "a space" if bad.isspace()
+            else "a character that is not ASCII")
+    return f"it holds {kind} at character {at + 1}, which no HTTP header can carry: set it to the key alone"
 
 
 def base_url_from_env(var: str | None, suffix: str = "") -> str | None:

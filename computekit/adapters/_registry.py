@@ -92,7 +92,8 @@ def did_you_mean(name: str, candidates: list[str]) -> str:
     """``" (did you mean 'openai'?)"`` when a candidate is close to ``name``, else ``""``."""
     import difflib
 
-    close = difflib.get_close_matches(name, candidates, n=2, cutoff=0.6)
+    by_lower = {c.lower(): c for c in candidates}  # 'OpenAI' is 'openai' written as a brand name
+    close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=2, cutoff=0.6)]
     return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 

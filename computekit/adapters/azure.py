@@ -11,13 +11,12 @@ a deployed fine-tuned model bills hourly hosting on top of its tokens, whether i
 
 from __future__ import annotations
 
-import os
 from typing import Any, Final
 
 from pydantic import Field
 
 from .._exceptions import ConfigError
-from ._base import Capabilities
+from ._base import Capabilities, base_url_from_env
 from .openai import OpenAIWire, ResponsesSettings, configured_api, image_tokens
 
 __all__ = ["AzureOpenAIAdapter", "AzureSettings"]
@@ -53,7 +52,8 @@ class AzureOpenAIAdapter(OpenAIWire):
 
     @classmethod
     def defaults_for(cls, provider: str) -> tuple[str | None, tuple[str, ...], bool]:
-        return os.environ.get("AZURE_OPENAI_ENDPOINT"), cls.key_env_vars, True
+        # Stripped like the vendors' other base-URL variables: a value set from a file ends in a newline.
+        return base_url_from_env("AZURE_OPENAI_ENDPOINT"), cls.key_env_vars, True
 
     def media_tokens(self, part: Any, model: str) -> int | None:
         return image_tokens(part, model)  # OpenAI's models, OpenAI's published image rules

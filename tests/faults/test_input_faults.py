@@ -100,11 +100,14 @@ def test_ledger_url_port_out_of_range() -> None:
 
 @both
 @pytest.mark.parametrize("model", [None, 42, ["openai:gpt-4o-mini", None], "openai:gpt-4o\x00mini",
-                                   "openai:gpt-4o\ud800"],
-                         ids=["None", "int", "list-with-None", "nul", "lone-surrogate"])
+                                   "openai:gpt-4o\ud800", "openai:gpt-4o-mini\n", "openai: gpt-4o-mini",
+                                   " openai:gpt-4o-mini", "openai:gpt-4o\tmini"],
+                         ids=["None", "int", "list-with-None", "nul", "lone-surrogate", "newline", "space-inside",
+                              "space-before", "tab"])
 async def test_model_that_is_not_a_model_id(faults: Any, waits: Waits, is_async: bool, model: Any) -> None:
     """Also a model id no ledger can store (a NUL character, which PostgreSQL refuses; a lone surrogate, which
-    cannot even be sent): its attempt's row would be lost."""
+    cannot even be sent): its attempt's row would be lost; and one with spaces or a line break around a name (read
+    from a file or a variable), which was sent as written and escaped a budget scoped to the model."""
     srv = faults(chat("Hello"))
     client = make_client(is_async, srv.url, waits)
     try:
