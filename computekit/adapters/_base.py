@@ -1082,6 +1082,17 @@ class Adapter(ABC):
                                   request_id=request_id)
         return BatchItem(custom_id=custom_id, error=error, billed=billed)
 
+    def batch_line_id(self, line: bytes | Mapping[str, Any]) -> str | None:
+        """The ``custom_id`` a result line names, read as leniently as can be (the line did not parse as a
+        result): ``None`` when it names none (it is not JSON, or has no such field)."""
+        data = line if isinstance(line, Mapping) else _json_object(line)
+        found = self.batch_record_id(data) if data is not None else None
+        return found if isinstance(found, str) and found else None
+
+    def batch_record_id(self, data: Mapping[str, Any]) -> Any:
+        """Where a result line keeps its request's ``custom_id``."""
+        return data.get("custom_id")
+
     def batch_record(self, state: BatchState, line: bytes | Mapping[str, Any]) -> dict[str, Any]:
         """One result line as a JSON object.
 
@@ -1258,6 +1269,15 @@ class Adapter(ABC):
             body=self.redact(resp.body_for_error()),
             request_id=self.request_id(headers),
         )
+
+
+def _json_object(raw: bytes) -> Mapping[str, Any] | None:
+    """``raw`` as a JSON object, or ``None`` (not JSON, nested too deep, or not an object)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, Mapping) else None
 
 
 def refused_values(e: ValidationError) -> str:

@@ -833,9 +833,12 @@ class GeminiAdapter(GeminiWire):
         items = inlined.get("inlinedResponses") if isinstance(inlined, dict) else inlined
         return list(items) if isinstance(items, list) else []
 
+    def batch_record_id(self, data: Mapping[str, Any]) -> Any:
+        return obj(data.get("metadata")).get("key", data.get("key"))
+
     def parse_batch_line(self, state: BatchState, line: bytes | Mapping[str, Any]) -> BatchItem:
         data = self.batch_record(state, line)
-        key = obj(data.get("metadata")).get("key", data.get("key"))
+        key = self.batch_record_id(data)
         if not isinstance(key, str):
             raise self.malformed(self.batch_response(200, data), state.model, "a batch result has no key")
         if isinstance(data.get("response"), dict):

@@ -244,3 +244,107 @@ async def test_a_reservation_the_ledger_cannot_name_stays_with_the_submitter(
         assert budget_state(client) == (expected_cost(), 0)
     finally:
         await close(client)
+
+
+def answer_line(cid: str, usage: Any) -> str:
+    """A result line whose answer reports ``usage`` as it is (any shape a hostile host may send)."""
+    body = {"id": f"chatcmpl-{cid}", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": usage}
+    return json.dumps({"custom_id": cid, "response": {"status_code": 200, "request_id": f"req-{cid}", "body": body},
+                       "error": None}) + "\n"
+
+
+def item_cost(prompt: int, completion: int) -> Decimal:
+    ref = ck.Client(config=None, ledger="none")._core.adapter("openai").price_ref("gpt-4o-mini-2024-07-18")
+    rates = PriceBook().rates(PriceRef(ref.provider, ref.model, ref.table_provider, context=(BATCH_CONTEXT,)))
+    assert rates is not None
+    return (prompt * rates.prices["input_mtok"] + completion * rates.prices["output_mtok"]) / Decimal(1_000_000)
+
+
+async def read_all(client: Any, job: ck.BatchJob) -> list[tuple[str, Any]]:
+    it = client.batches.results(job)
+    if isinstance(client, ck.AsyncClient):
+        return [item async for item in it]
+    return list(it)
+
+
+@both
+async def test_malformed_result_lines_are_typed_and_never_hide_the_rest(faults: Any, waits: Waits, is_async: bool,
+                                                                        tmp_path: Path) -> None:
+    """A line that is not JSON, one nested past the parser's depth, and answers whose usage is negative,
+    fractional or a string: each is a MalformedResponseError (never a raw ValidationError or RecursionError), the
+    lines after them are read and recorded, each once; under a budget the reservation is settled and released."""
+    bad_usage = [{"prompt_tokens": -9, "completion_tokens": 3, "total_tokens": -6},
+                 {"prompt_tokens": 9.5, "completion_tokens": 3, "total_tokens": 12.5},
+                 {"prompt_tokens": "nine", "completion_tokens": 3, "total_tokens": 12}]
+    output = (line("q1", 9, 2) + "not json at all\n" + "[" * 100_000 + "]" * 100_000 + "\n"
+              + "".join(answer_line(f"q{i}", u) for i, u in enumerate(bad_usage, 2)) + line("q5", 9, 4))
+    requests = [{**REQUESTS[0], "custom_id": f"q{i}"} for i in range(1, 6)]
+    ended = batch("completed", output_file_id="file-out", completed_at=1_764_240_060,
+                  request_counts={"total": 5, "completed": 2, "failed": 3})
+    srv = faults([*SUBMIT, ended, Reply(200, output), ended, Reply(200, output)])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}", budget=BUDGET)
+    try:
+        job = await run(client.batch(MODEL, requests))
+        estimate = job.estimate.total
+        job = await run(client.batches.wait(job, poll_interval=0))
+        got: list[tuple[str, Any]] = []
+
+        async def collect() -> None:
+            it = client.batches.results(job)
+            if is_async:
+                async for item in it:
+                    got.append(item)
+            else:
+                got.extend(it)
+
+        with pytest.raises(ck.MalformedResponseError) as info:
+            await collect()
+        assert "2 result line(s) could not be read" in str(info.value)
+        assert "result file 1, line 2" in str(info.value)
+        assert "result file 1, line 3" in str(info.value)
+        assert [cid for cid, _ in got] == ["q1", "q2", "q3", "q4", "q5"]
+        assert [type(r).__name__ for _, r in got] == ["Completion", *["MalformedResponseError"] * 3, "Completion"]
+        for _, err in got[1:4]:
+            assert isinstance(err.__cause__, ValueError)  # raised from the parser's own error (pydantic's)
+            assert err.cost.total is None  # it may have been billed: unknown, never 0
+        assert job.cost.total is None
+        assert job.items == 7
+        written = rows(client)
+        assert sorted(r.once_key for r in written) == sorted(
+            [f"batch:openai:{BATCH_ID}:q{i}" for i in range(1, 6)]
+            + [f"batch:openai:{BATCH_ID}:(unreadable: result file 1, line {n})" for n in (2, 3)])
+        spent, reserved = budget_state(client)
+        assert reserved == 0
+        # The two priced items at their cost; the five that cannot be priced count their share of the worst case.
+        assert spent == item_cost(9, 2) + item_cost(9, 4) + 5 * (estimate / 5)
+        with pytest.raises(ck.MalformedResponseError):  # a second read writes nothing again
+            await collect()
+        assert len(rows(client)) == 7
+    finally:
+        await close(client)
+
+
+@both
+async def test_a_custom_id_the_results_repeat_is_yielded_priced_and_recorded_once(
+    faults: Any, waits: Waits, is_async: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same custom_id twice in a result file (the same line again, then with other usage): the first is
+    yielded and billed, the repeats are logged and skipped, so the batch's cost is its items' and no more."""
+    output = line("q1", 9, 2) + line("q1", 9, 2) + line("q2", 9, 3) + line("q1", 900, 900) + line("q3", 9, 4)
+    srv = faults([*SUBMIT, done(), Reply(200, output)])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        job = await run(client.batch(MODEL, REQUESTS))
+        job = await run(client.batches.wait(job, poll_interval=0))
+        with caplog.at_level("WARNING", logger="computekit"):
+            got = await read_all(client, job)
+    finally:
+        await close(client)
+    assert [cid for cid, _ in got] == ["q1", "q2", "q3"]
+    assert got[0][1].usage.input_tokens == 9
+    assert job.items == 3
+    assert job.cost.total == expected_cost()
+    assert sorted(r.tags["custom_id"] for r in rows(client)) == ["q1", "q2", "q3"]
+    assert caplog.text.count("repeats custom_id 'q1'") == 2
