@@ -348,3 +348,83 @@ async def test_a_custom_id_the_results_repeat_is_yielded_priced_and_recorded_onc
     assert job.cost.total == expected_cost()
     assert sorted(r.tags["custom_id"] for r in rows(client)) == ["q1", "q2", "q3"]
     assert caplog.text.count("repeats custom_id 'q1'") == 2
+
+
+HOSTILE_LINES = [  # (a line of a requests file, what the refusal says)
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "8"}',
+     "max_tokens must be a whole number of tokens"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": -8}',
+     "max_tokens must be a whole number of tokens"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": true}',
+     "max_tokens must be a whole number of tokens"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "temperature": NaN}',
+     "NaN is not a JSON value"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "\\ud800"}], "max_tokens": 8}',
+     "not valid Unicode"),
+    (b'{"custom_id": "q\\u0000", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}',
+     "holds a NUL character"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "caf\xe9"}], "max_tokens": 8}', "not UTF-8"),
+    (b'{"custom_id": "q1", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "extra_body": [1]}',
+     "extra_body must be an object"),
+]
+
+
+@both
+@pytest.mark.parametrize(("bad", "said"), HOSTILE_LINES, ids=[
+    "max_tokens-string", "max_tokens-negative", "max_tokens-boolean", "nan", "lone-surrogate", "nul-custom_id",
+    "not-utf8", "nested", "extra_body-list"])
+async def test_hostile_request_lines_are_refused_by_line_before_anything_is_sent(
+    faults: Any, waits: Waits, is_async: bool, tmp_path: Path, bad: bytes, said: str
+) -> None:
+    """Each line a careless or hostile requests file can hold is an InvalidRequestError naming its line (never a
+    raw TypeError, ValidationError, UnicodeEncodeError or RecursionError): nothing uploaded, nothing reserved."""
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(json.dumps(REQUESTS[1]).encode() + b"\n" + bad + b"\n")
+    srv = faults([Reply(500, "never asked")])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}", budget=BUDGET)
+    try:
+        with pytest.raises(ck.InvalidRequestError, match=f"nothing uploaded: line 2: .*{said}"):
+            await run(client.batch(MODEL, str(path)))
+        assert budget_state(client) == (0, 0)
+    finally:
+        await close(client)
+    assert srv.hits == 0
+
+
+@both
+async def test_a_requests_file_over_the_providers_size_is_refused_in_bounded_memory(
+    faults: Any, waits: Waits, is_async: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line of 64 MiB with no newline, and a file of lines four times the provider's size limit: each is
+    refused with what to fix, having kept no more than the lines up to the limit, nothing sent."""
+    import tracemalloc
+
+    from computekit.adapters import openai as openai_adapter
+
+    limit = 4 * 1024 * 1024
+    monkeypatch.setattr(openai_adapter, "OPENAI_BATCH_MAX_BYTES", limit)
+    one_line = tmp_path / "one-line.jsonl"
+    with one_line.open("wb") as fh:
+        fh.write(json.dumps(REQUESTS[0]).encode() + b"\n" + b'{"custom_id": "q2", "prompt": "')
+        for _ in range(64):
+            fh.write(b"x" * (1024 * 1024))
+    many = tmp_path / "many.jsonl"
+    text = "y" * 1000
+    many.write_text("".join(json.dumps({"custom_id": f"q{i}", "prompt": text, "max_tokens": 8}) + "\n"
+                            for i in range(4 * limit // 1000)))
+    srv = faults([Reply(500, "never asked")])
+    client = make_client(is_async, srv.url, waits)
+    try:
+        for path, said in ((one_line, "line 2: longer than 4,194,304 bytes"), (many, "bytes; openai takes at most")):
+            tracemalloc.start()
+            try:
+                with pytest.raises(ck.InvalidRequestError, match=said):
+                    await run(client.batch(MODEL, str(path)))
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert peak < 5 * limit, path.name  # the lines kept up to the limit, in three forms
+    finally:
+        await close(client)
+    assert srv.hits == 0
