@@ -8,7 +8,6 @@ refused before any upload.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,7 @@ from typing import Any
 from ._constants import MAX_USAGE_COUNT
 from ._core import check_tools, flatten_prompt, normalise_messages
 from ._exceptions import InvalidRequestError
-from ._finetune import _Counter, count_example_tokens
+from ._finetune import BLANK_LINE, _Counter, count_example_tokens, decode_line, encode_line
 from ._types import Completion, Cost, Embeddings, Usage
 from .adapters._base import Adapter, BatchItem, CompleteRequest, EmbedRequest
 from .pricing import BATCH_CONTEXT, PriceBook, PriceRef, TokenRates
@@ -58,7 +57,6 @@ _RESPONSES_FIELDS = frozenset({"input", "instructions", "max_output_tokens"})
 _EMBED_OPTIONS = frozenset({"dimensions"})
 _ID_KEYS = frozenset({"custom_id", "model"})
 _ZERO = Decimal(0)
-_BLANK = object()  # a blank line (the trailing newline): no request
 _SKIP_CHUNK = 1024 * 1024
 
 
@@ -120,7 +118,7 @@ def read_requests(requests: Any, max_line: int | None = None) -> Iterator[tuple[
                     _skip_line(fh)
                     yield n, ValueError(f"longer than {max_line:,} bytes, the most one batch takes")
                     continue
-                yield n, _decode(raw)
+                yield n, decode_line(raw)
         return
     if isinstance(requests, Iterable) and not isinstance(requests, str | bytes | bytearray | Mapping):
         yield from enumerate(requests, 1)
@@ -135,29 +133,6 @@ def _skip_line(fh: Any) -> None:
     while chunk := fh.readline(_SKIP_CHUNK):
         if chunk.endswith(b"\n"):
             return
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value (a number must be finite)")
-
-
-def _decode(raw: bytes) -> Any:
-    """One JSONL line -> its value, or the ``ValueError`` that says why it is none (blank: ``_BLANK``)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return ValueError(f"not UTF-8 (byte {e.start + 1} is {raw[e.start:e.start + 1]!r}): save the file as UTF-8")
-    text = text.strip()
-    if not text:
-        return _BLANK
-    try:
-        return json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as e:
-        return ValueError(f"not valid JSON ({e.msg} at column {e.colno})")
-    except RecursionError:
-        return ValueError("not valid JSON here: nested too deeply")
-    except ValueError as e:
-        return ValueError(f"not valid JSON ({e})")
 
 
 def _request(adapter: Adapter, model: str, raw: Any) -> tuple[str, CompleteRequest | EmbedRequest]:
@@ -242,23 +217,6 @@ def _from_responses(body: Mapping[str, Any]) -> dict[str, Any]:
     return {**out, "messages": messages, "api": "responses"}
 
 
-def _encode(line: dict[str, Any]) -> bytes:
-    """A wire line as the JSONL bytes uploaded.
-
-    Raises:
-        ValueError: It holds what JSON cannot carry (``NaN``, a value of another type) or text that is not valid
-            Unicode (a lone surrogate).
-    """
-    try:
-        return json.dumps(line, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode() + b"\n"
-    except UnicodeEncodeError as e:
-        raise ValueError(f"holds text that is not valid Unicode ({e.object[e.start:e.end]!r}, a lone surrogate): "
-                         "it cannot be sent") from e
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"cannot be sent as JSON ({e}): a request holds only objects, lists, strings, finite "
-                         "numbers, booleans and null") from e
-
-
 def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
     """Check every request and translate it into the provider's batch line; refuse the batch if any is wrong.
 
@@ -280,7 +238,7 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
     size = count = 0
     over = False  # past a limit: the lines after are still checked, no longer kept (the batch is refused)
     for n, raw in read_requests(requests, spec.max_bytes):
-        if raw is _BLANK:
+        if raw is BLANK_LINE:  # the trailing newline: no request
             continue
         try:
             custom_id, req = _request(adapter, model, raw)
@@ -290,7 +248,7 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
             if kind == "embed" and not spec.embed:
                 raise adapter.unsupported("batch embeddings")
             line = adapter.batch_line(custom_id, req)
-            encoded = _encode(line)
+            encoded = encode_line(line).encode() + b"\n"
         except (InvalidRequestError, ValueError, TypeError, RecursionError) as e:
             # A request of the wrong shape can fail anywhere in its translation: it is that line's problem.
             problems.append(f"line {n}: {e}")

@@ -37,9 +37,12 @@ if TYPE_CHECKING:
     from .pricing import PriceBook
 
 __all__ = [
+    "BLANK_LINE",
     "Launch",
     "actual_cost",
     "count_example_tokens",
+    "decode_line",
+    "encode_line",
     "estimate",
     "load_training",
     "prepare",
@@ -189,6 +192,54 @@ def count_example_tokens(example: Mapping[str, Any], count: Any) -> int:
 
 # --------------------------------------------------------------------------------------------- training data
 
+BLANK_LINE = object()
+"""What :func:`decode_line` gives for a blank line (the trailing newline): no value."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value (a number must be finite)")
+
+
+def decode_line(raw: bytes) -> Any:
+    """One line of a JSONL file -> its value, :data:`BLANK_LINE`, or the ``ValueError`` that says why it has none
+    (not UTF-8, not JSON, ``NaN`` or ``Infinity``, nested too deeply): returned, not raised, so the caller names
+    the line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # Replaced, the bad bytes would be trained on (or sent) as U+FFFD: the file is refused instead.
+        return ValueError(f"not UTF-8 (byte {e.start + 1} is {raw[e.start:e.start + 1]!r}): save the file as UTF-8")
+    text = text.strip()
+    if not text:
+        return BLANK_LINE
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        return ValueError(f"not valid JSON ({e.msg} at column {e.colno})")
+    except RecursionError:
+        return ValueError("not valid JSON here: nested too deeply")
+    except ValueError as e:
+        return ValueError(f"not valid JSON ({e})")
+
+
+def encode_line(value: Any) -> str:
+    """A value as one JSONL line, as it is uploaded.
+
+    Raises:
+        ValueError: It holds what JSON cannot carry (``NaN``, a value of another type) or text that is not valid
+            Unicode (a lone surrogate).
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"holds text that is not valid Unicode ({e.object[e.start:e.end]!r}, a lone surrogate): "
+                         "it cannot be sent") from e
+    except (TypeError, ValueError, RecursionError) as e:
+        raise ValueError(f"cannot be sent as JSON ({e}): it may hold only objects, lists, strings, finite numbers, "
+                         "booleans and null") from e
+    return text
+
 
 def _refuse(source: str, line: int | None, what: str) -> TrainingDataError:
     return TrainingDataError(what, line=line, source=source)
@@ -249,13 +300,12 @@ def _read_examples(data: Any, source: str) -> list[tuple[int, Any]]:
         out: list[tuple[int, Any]] = []
         with path.open("rb") as fh:
             for n, raw in enumerate(fh, 1):
-                text = raw.decode("utf-8", "replace").strip()
-                if not text:
+                value = decode_line(raw)
+                if value is BLANK_LINE:
                     continue  # blank lines (a trailing newline) carry no example
-                try:
-                    out.append((n, json.loads(text)))
-                except json.JSONDecodeError as e:
-                    raise _refuse(str(path), n, f"not valid JSON ({e.msg} at column {e.colno})") from None
+                if isinstance(value, ValueError):
+                    raise _refuse(str(path), n, str(value)) from None
+                out.append((n, value))
         return out
     if isinstance(data, Sequence) and not isinstance(data, bytes | bytearray):
         return [(i, ex) for i, ex in enumerate(data, 1)]
@@ -300,7 +350,10 @@ def load_training(data: Any, spec: FineTuneSpec, method: str, max_example_tokens
         if max_example_tokens is not None and n > max_example_tokens:
             raise _refuse(source, line, f"the example has {n} tokens; the model takes at most {max_example_tokens}")
         total += n
-        lines.append(json.dumps(ex, ensure_ascii=False, separators=(",", ":")))
+        try:
+            lines.append(encode_line(ex))
+        except ValueError as e:
+            raise _refuse(source, line, str(e)) from e
     filename = Path(str(data)).name if is_path else f"{argument}.jsonl"
     content = ("\n".join(lines) + "\n").encode("utf-8")
     return TrainingFile(filename=filename, content=content, examples=len(examples), tokens=total,

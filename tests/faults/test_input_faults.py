@@ -195,3 +195,38 @@ async def test_report_since_that_is_not_a_datetime(faults: Any, waits: Waits, is
         assert len(client.ledger.rows(until=future.astimezone(paris))) == 1
     finally:
         await close(client)
+
+
+# ============================================================================================= training files
+
+_EXAMPLE = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}'
+
+
+@both
+@pytest.mark.parametrize(("bad", "said"), [
+    (b'{"messages": [{"role": "user", "content": "caf\xe9"}, {"role": "assistant", "content": "yo"}]}',
+     r"not UTF-8 \(byte 47 is b'\\xe9'\): save the file as UTF-8"),
+    (b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "x": NaN}]}, '
+     b'{"role": "assistant", "content": "yo"}]}', "NaN is not a JSON value"),
+    (b'{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "yo"}]}',
+     "not valid Unicode"),
+    (b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+], ids=["not-utf8", "nan", "lone-surrogate", "nested"])
+async def test_a_training_file_that_cannot_be_sent_names_its_line(faults: Any, waits: Waits, is_async: bool,
+                                                                 tmp_path: Path, bad: bytes, said: str) -> None:
+    """A training file's line that is not UTF-8 (once sent as U+FFFD), holds NaN (once uploaded as a line that is
+    not JSON), a lone surrogate (once a UnicodeEncodeError) or JSON nested 100,000 deep (once a RecursionError):
+    a TrainingDataError naming the line, for an estimate and a launch alike, nothing sent."""
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b"\n".join([_EXAMPLE] * 10 + [bad]) + b"\n")
+    srv = faults([chat("never asked")])
+    client = make_client(is_async, srv.url, waits)
+    try:
+        for dry_run in (True, False):
+            with pytest.raises(ck.TrainingDataError, match=said) as info:
+                await run(client.finetune("openai:gpt-4o-mini-2024-07-18", training_file=str(path),
+                                          dry_run=dry_run))
+            assert info.value.line == 11
+    finally:
+        await close(client)
+    assert srv.hits == 0
