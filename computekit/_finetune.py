@@ -26,7 +26,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._constants import CHARS_PER_TOKEN_ESTIMATE
+from ._constants import CHARS_PER_TOKEN_ESTIMATE, MAX_USAGE_COUNT
 from ._exceptions import FineTuneFailedError, FineTuneTimeoutError, InvalidRequestError, TrainingDataError
 from ._types import Cost, CostLine, FineTuneJob, PriceSource
 from .adapters._base import Adapter, FineTuneBilling, FineTuneRequest, FineTuneSpec, TrainingFile
@@ -45,6 +45,7 @@ __all__ = [
     "encode_line",
     "estimate",
     "load_training",
+    "not_billable",
     "prepare",
 ]
 
@@ -396,8 +397,8 @@ def estimate(prices: PriceBook, adapter: Adapter, req: FineTuneRequest) -> Cost:
 def with_provider_estimate(local: Cost, bill: FineTuneBilling, provider: str) -> Cost:
     """The estimate once the provider priced the job itself: its figure is the total, computekit's own line is
     kept beside it (marked not added)."""
-    if bill.reported_total is None:
-        return local
+    if bill.reported_total is None or not_billable(bill) is not None:
+        return local  # a figure that cannot be a price (negative, infinite) is no estimate: computekit's own stays
     total = bill.reported_total
     lines = [CostLine(item=f"estimated by {provider} ({bill.reported_as})", quantity=Decimal(1), unit="job",
                       unit_price=total, amount=total)]
@@ -405,12 +406,36 @@ def with_provider_estimate(local: Cost, bill: FineTuneBilling, provider: str) ->
     return Cost(total=total, lines=lines, price_source=PriceSource(table=f"{provider} (estimate)"), estimated=True)
 
 
+def not_billable(bill: FineTuneBilling) -> str | None:
+    """What in ``bill`` is not a quantity a host can have billed (a negative, fractional, boolean or absurd token
+    count; an amount that is negative, not finite or absurd), said plainly; ``None`` when all of it is."""
+    tokens = bill.trained_tokens
+    if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool)
+                               or not 0 <= tokens <= MAX_USAGE_COUNT):
+        return f"trained tokens {tokens!r}, which is not a count"
+    for name, amount in (("GPU-seconds", bill.gpu_seconds), ("training hours", bill.hours),
+                         ("a price", bill.reported_total)):
+        if amount is None:
+            continue
+        try:
+            fine = isinstance(amount, int | float | Decimal) and not isinstance(amount, bool) and (
+                Decimal(amount).is_finite() and 0 <= amount <= MAX_USAGE_COUNT)
+        except (TypeError, ValueError, ArithmeticError):
+            fine = False
+        if not fine:
+            return f"{name} {amount!r}, which is not an amount it can have billed"
+    return None
+
+
 def actual_cost(prices: PriceBook, adapter: Adapter, job: FineTuneJob, hardware: str | None) -> Cost:
     """A finished job's cost from what the provider reported: its own price when it gives one (with the figure
     computed from the price tables kept beside it), else trained tokens x the training price, or GPU-seconds x
-    the hardware's per-second price; ``total=None`` (never 0) when nothing billable was reported or priced."""
+    the hardware's per-second price; ``total=None`` (never 0) when nothing billable was reported or priced, or
+    when what was reported is not a quantity (a negative count would lower a budget's spend)."""
     provider = adapter.provider
     bill = adapter.finetune_billing(job)
+    if (bad := not_billable(bill)) is not None:
+        return Cost.unknown(f"{provider} reported {bad}: the cost of this {job.status} job is unknown")
     computed: list[CostLine] = []
     source: PriceSource | None = None
     why: list[str] = []

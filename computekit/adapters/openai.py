@@ -634,7 +634,9 @@ class OpenAIWire(Adapter):
             base_model=str(data.get("model") or model),
             status=status,
             fine_tuned_model=self.fine_tuned_id(data["fine_tuned_model"]) if data.get("fine_tuned_model") else None,
-            trained_tokens=data.get("trained_tokens") if isinstance(data.get("trained_tokens"), int) else None,
+            # a boolean is no count (True would be billed as 1 token); other bad counts are refused by the pricing
+            trained_tokens=data["trained_tokens"] if isinstance(data.get("trained_tokens"), int)
+            and not isinstance(data["trained_tokens"], bool) else None,
             epochs=epochs if isinstance(epochs, int) else None,
             hyperparameters=dict(hyper),
             training_file=data.get("training_file"),
