@@ -428,3 +428,23 @@ async def test_a_requests_file_over_the_providers_size_is_refused_in_bounded_mem
     finally:
         await close(client)
     assert srv.hits == 0
+
+
+@both
+@pytest.mark.parametrize("ref", ["../../v1/files/file-other", "file-other/content?x=", "..", "file other"])
+async def test_a_result_file_id_that_points_elsewhere_is_never_downloaded(faults: Any, waits: Waits, is_async: bool,
+                                                                         tmp_path: Path, ref: str) -> None:
+    """A batch object whose output_file_id is not one path segment (dot segments, a slash and a query, a space)
+    would send the download, with the key, to another resource of the host, whose lines would then be recorded
+    as this batch's: it is a MalformedResponseError, nothing is downloaded, nothing recorded."""
+    srv = faults([*SUBMIT, batch("completed", output_file_id=ref, completed_at=1_764_240_060),
+                  Reply(200, OUTPUT)])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        job = await run(client.batch(MODEL, REQUESTS))
+        with pytest.raises(ck.MalformedResponseError, match="output_file_id .* is not an id"):
+            await run(client.batches.wait(job, poll_interval=0))
+    finally:
+        await close(client)
+    assert paths(srv) == ["POST /v1/files", "POST /v1/batches", f"GET /v1/batches/{BATCH_ID}"]
+    assert rows(client) == []
