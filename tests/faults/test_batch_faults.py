@@ -442,7 +442,7 @@ async def test_a_result_file_id_that_points_elsewhere_is_never_downloaded(faults
     client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
     try:
         job = await run(client.batch(MODEL, REQUESTS))
-        with pytest.raises(ck.MalformedResponseError, match="output_file_id .* is not an id"):
+        with pytest.raises(ck.MalformedResponseError, match=r"output_file_id .* is not an id"):
             await run(client.batches.wait(job, poll_interval=0))
     finally:
         await close(client)
