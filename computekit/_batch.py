@@ -303,8 +303,11 @@ class LineReader:
             ValueError: A line is longer than ``max_line`` bytes (the caller types it as a malformed answer).
         """
         pending, out, start = self.pending, [], 0
+        # What was pending holds no newline (each was split off): only the new bytes are searched, so a long line
+        # arriving in small chunks costs its length once, not its length once a chunk.
+        seek = len(pending)
         pending += chunk
-        while (end := pending.find(b"\n", start)) >= 0:
+        while (end := pending.find(b"\n", max(start, seek))) >= 0:
             self.number += 1
             line = bytes(pending[start:end]).strip()
             if line:

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from computekit._batch import (
     MAX_NAMED_PROBLEMS,
     ItemPrices,
+    LineReader,
     batch_estimate,
     prepare_batch,
     price_item,
@@ -310,3 +311,26 @@ def test_a_line_beyond_the_bound_is_refused_not_buffered() -> None:
 
     with pytest.raises(ValueError, match="result line 1 is longer than 4,096 bytes"):
         list(result_lines(endless(), max_line=4096))
+
+
+class _Searched(bytearray):
+    """A line reader's buffer that counts the bytes its newline searches go over."""
+
+    searched = 0
+
+    def find(self, sub: Any, start: Any = 0, *args: Any) -> int:
+        _Searched.searched += len(self) - start
+        return super().find(sub, start, *args)
+
+
+def test_a_long_line_in_small_chunks_is_searched_once_not_once_a_chunk() -> None:
+    """A host that drips a long line a KiB at a time: each byte is searched for a newline once (the bytes already
+    pending hold none), not once per chunk, which took minutes of CPU for a line near the bound."""
+    reader = LineReader(max_line=8 * 1024 * 1024)
+    reader.pending = _Searched()
+    _Searched.searched = 0
+    size = 4 * 1024 * 1024
+    for _ in range(size // 1024):
+        assert reader.feed(b"x" * 1024) == []
+    assert reader.feed(b"\n") == [(1, b"x" * size)]
+    assert _Searched.searched <= size + 1
