@@ -21,9 +21,11 @@ from computekit._batch import (
     result_lines,
     summarise,
 )
-from computekit._exceptions import InvalidRequestError
+from computekit._exceptions import InvalidRequestError, MalformedResponseError
 from computekit._finetune import _Counter, count_example_tokens
+from computekit._http import HTTPResponse
 from computekit._types import Completion, Usage
+from computekit.adapters import adapter_class
 from computekit.adapters._base import BatchItem, ProviderSettings
 from computekit.adapters.anthropic import AnthropicAdapter
 from computekit.adapters.gemini import GEMINI_BATCH_MAX_BYTES, GeminiAdapter
@@ -334,3 +336,24 @@ def test_a_long_line_in_small_chunks_is_searched_once_not_once_a_chunk() -> None
         assert reader.feed(b"x" * 1024) == []
     assert reader.feed(b"\n") == [(1, b"x" * size)]
     assert _Searched.searched <= size + 1
+
+
+_BAD_IDS = ["../../v1/files/other", "x/content?y=", "..", "a b"]
+_BATCH_OBJECTS: dict[str, Any] = {  # a batch object of each provider, whose id or result file id is ``ref``
+    "openai": lambda ref: {"id": "batch_1", "status": "completed", "output_file_id": ref},
+    "mistral": lambda ref: {"id": "job-1", "status": "SUCCESS", "output_file": ref},
+    "anthropic": lambda ref: {"id": ref, "processing_status": "ended"},
+    "gemini": lambda ref: {"name": "batches/b1", "state": "BATCH_STATE_SUCCEEDED", "responsesFile": f"files/{ref}"},
+}
+
+
+@pytest.mark.parametrize("provider", list(_BATCH_OBJECTS))
+@pytest.mark.parametrize("ref", _BAD_IDS)
+def test_a_batch_object_whose_ids_point_elsewhere_is_malformed(provider: str, ref: str) -> None:
+    """A batch id or a result file id that is not one path segment would point the polls or the downloads (with the
+    key) at another resource of the host: the batch object is malformed."""
+    adapter = adapter_class(provider)(ProviderSettings(provider, "https://example.test/v1", SecretStr("k-test"), 30))
+    state = adapter.parse_batch("m", HTTPResponse(200, {}, json.dumps(_BATCH_OBJECTS[provider]("file-1")).encode()))
+    assert state.id  # the same object with a good id is read
+    with pytest.raises(MalformedResponseError, match="is not an id"):
+        adapter.parse_batch("m", HTTPResponse(200, {}, json.dumps(_BATCH_OBJECTS[provider](ref)).encode()))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -1082,6 +1083,20 @@ class Adapter(ABC):
                                   request_id=request_id)
         return BatchItem(custom_id=custom_id, error=error, billed=billed)
 
+    def check_batch_ids(self, resp: HTTPResponse, model: str, ids: Mapping[str, Any]) -> None:
+        """Refuse a batch object whose ids (named by their field) are not one path segment each.
+
+        A batch's or a file's id goes into the URLs of its polls and downloads: anything else (a slash, dot
+        segments, a query) would point them, with the key, at another resource of the host, whose lines would be
+        recorded as this batch's.
+
+        Raises:
+            MalformedResponseError: An id is not one.
+        """
+        for key, ref in ids.items():
+            if ref not in (None, "") and not (isinstance(ref, str) and _ID_SEGMENT.fullmatch(ref)):
+                raise self.malformed(resp, model, f"the batch's {key} {ref!r} is not an id")
+
     def batch_line_id(self, line: bytes | Mapping[str, Any]) -> str | None:
         """The ``custom_id`` a result line names, read as leniently as can be (the line did not parse as a
         result): ``None`` when it names none (it is not JSON, or has no such field)."""
@@ -1269,6 +1284,10 @@ class Adapter(ABC):
             body=self.redact(resp.body_for_error()),
             request_id=self.request_id(headers),
         )
+
+
+_ID_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._:-]*")
+"""One path segment that names a batch or a file: no slash, no dot segment, no query."""
 
 
 def _json_object(raw: bytes) -> Mapping[str, Any] | None:

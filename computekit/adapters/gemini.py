@@ -804,6 +804,9 @@ class GeminiAdapter(GeminiWire):
         stats = obj(batch.get("batchStats"))
         output = {**obj(batch.get("output")), **{k: v for k, v in batch.items() if k in ("responsesFile",
                                                                                          "inlinedResponses")}}
+        responses = output.get("responsesFile")
+        self.check_batch_ids(resp, model, {"name": name.removeprefix("batches/"), "responsesFile": (
+            responses.removeprefix("files/") if isinstance(responses, str) else None)})
         return BatchState(
             id=name.removeprefix("batches/"), model=model or str(batch.get("model") or "").removeprefix("models/"),
             status=_BATCH_STATES[short], provider_status=state,

@@ -15,7 +15,6 @@ import base64
 import functools
 import json
 import math
-import re
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal
@@ -144,9 +143,6 @@ OPENAI_BATCH_MAX_REQUESTS: Final = 50_000
 OPENAI_BATCH_MAX_BYTES: Final = 200 * 1024 * 1024
 """OpenAI's batch input limits: 50,000 requests, 200 MB (https://platform.openai.com/docs/guides/batch)."""
 OPENAI_BATCH_WINDOW: Final = "24h"
-# A batch's or a file's id is one path segment of the URLs built from it: anything else (a slash, dot segments, a
-# query) would point a poll or a download at another resource on the host, read as this batch's results.
-_ID_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._:-]*")
 _OPENAI_BATCH_STATUS: Final = {
     "validating": "validating", "in_progress": "in_progress", "finalizing": "finalizing", "completed": "completed",
     "failed": "failed", "expired": "expired", "cancelling": "canceling", "cancelled": "canceled",
@@ -759,10 +755,7 @@ class OpenAIWire(Adapter):
         status = data.get("status")
         if not isinstance(data.get("id"), str) or status not in _OPENAI_BATCH_STATUS:
             raise self.malformed(resp, model, "not a batch object")
-        for key in ("id", "output_file_id", "error_file_id"):
-            ref = data.get(key)
-            if ref not in (None, "") and not (isinstance(ref, str) and _ID_SEGMENT.fullmatch(ref)):
-                raise self.malformed(resp, model, f"the batch's {key} {ref!r} is not an id")
+        self.check_batch_ids(resp, model, {k: data.get(k) for k in ("id", "output_file_id", "error_file_id")})
         counts = obj(data.get("request_counts"))
         endpoint = str(data.get("endpoint") or "")
         ended = next((data[k] for k in ("completed_at", "failed_at", "expired_at", "cancelled_at") if data.get(k)),
