@@ -19,7 +19,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -293,12 +293,18 @@ def _check_example(example: Any, method: str, source: str, line: int) -> None:
         raise _refuse(source, line, "no assistant message: every example needs the answer to train on")
 
 
-def _read_examples(data: Any, source: str) -> list[tuple[int, Any]]:
+def _read_examples(data: Any, source: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, example)`` of a JSONL path, read a line at a time (only the line being checked is held as
+    parsed JSON), or ``(index + 1, example)`` of a list.
+
+    Raises:
+        InvalidRequestError: ``data`` is neither, or the file is missing.
+        TrainingDataError: A line is not an example's JSON (not UTF-8, not JSON, ``NaN``, nested too deeply).
+    """
     if isinstance(data, str | os.PathLike):
         path = Path(data)
         if not path.is_file():
             raise InvalidRequestError(f"{source}: no such file {str(path)!r}")
-        out: list[tuple[int, Any]] = []
         with path.open("rb") as fh:
             for n, raw in enumerate(fh, 1):
                 value = decode_line(raw)
@@ -306,10 +312,11 @@ def _read_examples(data: Any, source: str) -> list[tuple[int, Any]]:
                     continue  # blank lines (a trailing newline) carry no example
                 if isinstance(value, ValueError):
                     raise _refuse(str(path), n, str(value)) from None
-                out.append((n, value))
-        return out
+                yield n, value
+        return
     if isinstance(data, Sequence) and not isinstance(data, bytes | bytearray):
-        return [(i, ex) for i, ex in enumerate(data, 1)]
+        yield from enumerate(data, 1)
+        return
     raise InvalidRequestError(
         f"{source} must be a path to a JSONL file or a list of examples, not {type(data).__name__}"
     )
@@ -339,25 +346,26 @@ def load_training(data: Any, spec: FineTuneSpec, method: str, max_example_tokens
         )
     is_path = isinstance(data, str | os.PathLike)
     source = str(data) if is_path else "examples"
-    examples = _read_examples(data, argument)
-    if len(examples) < spec.min_examples:
-        raise _refuse(source, None, f"{len(examples)} example(s); the provider needs at least {spec.min_examples}")
     count = _Counter(spec.encoding)
-    total = 0
-    lines: list[str] = []
-    for line, ex in examples:
+    total = examples = 0
+    # Each example is checked, counted and written out as it is read: what is held is the file to upload, not
+    # every example parsed as well (several times its size).
+    content = bytearray()
+    for line, ex in _read_examples(data, argument):
         _check_example(ex, method, source, line)
         n = count_example_tokens(ex, count)
         if max_example_tokens is not None and n > max_example_tokens:
             raise _refuse(source, line, f"the example has {n} tokens; the model takes at most {max_example_tokens}")
         total += n
+        examples += 1
         try:
-            lines.append(encode_line(ex))
+            content += encode_line(ex).encode("utf-8") + b"\n"
         except ValueError as e:
             raise _refuse(source, line, str(e)) from e
+    if examples < spec.min_examples:
+        raise _refuse(source, None, f"{examples} example(s); the provider needs at least {spec.min_examples}")
     filename = Path(str(data)).name if is_path else f"{argument}.jsonl"
-    content = ("\n".join(lines) + "\n").encode("utf-8")
-    return TrainingFile(filename=filename, content=content, examples=len(examples), tokens=total,
+    return TrainingFile(filename=filename, content=bytes(content), examples=examples, tokens=total,
                         counted_by=count.name)
 
 

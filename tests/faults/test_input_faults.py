@@ -230,3 +230,33 @@ async def test_a_training_file_that_cannot_be_sent_names_its_line(faults: Any, w
     finally:
         await close(client)
     assert srv.hits == 0
+
+
+@both
+async def test_a_training_file_is_checked_in_memory_near_its_size(faults: Any, waits: Waits, is_async: bool,
+                                                                 tmp_path: Path) -> None:
+    """A 1 MiB training file's estimate holds the file to upload, not every example parsed as well: peak memory
+    under three times the file's size (it was 7.6 times), nothing sent."""
+    import tracemalloc
+
+    path = tmp_path / "train.jsonl"
+    example = (b'{"messages": [{"role": "user", "content": "' + b"q " * 50 + b'"}, {"role": "assistant", '
+               b'"content": "' + b"a " * 50 + b'"}]}\n')
+    path.write_bytes(example * (1024 * 1024 // len(example)))
+    size = path.stat().st_size
+    srv = faults([chat("never asked")])
+    client = make_client(is_async, srv.url, waits)
+    try:
+        await run(client.finetune("openai:gpt-4o-mini-2024-07-18", training_file=str(path), dry_run=True))
+        tracemalloc.start()
+        try:
+            job = await run(client.finetune("openai:gpt-4o-mini-2024-07-18", training_file=str(path),
+                                            dry_run=True))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    finally:
+        await close(client)
+    assert job.estimate.total is not None
+    assert peak < 3 * size
+    assert srv.hits == 0
