@@ -8,7 +8,6 @@ refused before any upload.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -16,9 +15,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ._core import flatten_prompt, normalise_messages
+from ._constants import MAX_USAGE_COUNT
+from ._core import check_tools, flatten_prompt, normalise_messages
 from ._exceptions import InvalidRequestError
-from ._finetune import _Counter, count_example_tokens
+from ._finetune import BLANK_LINE, _Counter, count_example_tokens, decode_line
 from ._http import encode_json
 from ._types import Completion, Cost, Embeddings, Usage
 from .adapters._base import Adapter, BatchItem, CompleteRequest, EmbedRequest
@@ -58,6 +58,7 @@ _RESPONSES_FIELDS = frozenset({"input", "instructions", "max_output_tokens"})
 _EMBED_OPTIONS = frozenset({"dimensions"})
 _ID_KEYS = frozenset({"custom_id", "model"})
 _ZERO = Decimal(0)
+_SKIP_CHUNK = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -97,26 +98,28 @@ class ItemCost:
 # --------------------------------------------------------------------------------------------- reading
 
 
-def read_requests(requests: Any) -> Iterator[tuple[int, Any]]:
-    """``(line number, request)`` from a JSONL path, or ``(index + 1, request)`` from a list of dicts.
+def read_requests(requests: Any, max_line: int | None = None) -> Iterator[tuple[int, Any]]:
+    """``(line number, request)`` from a JSONL path, or ``(index + 1, request)`` from a list of dicts. A line that
+    cannot be a request (not JSON or not UTF-8, ``NaN``, nested too deep, longer than ``max_line`` bytes) is
+    yielded as the ``ValueError`` that says so, and named with the others; a file is read a line at a time, and a
+    line over ``max_line`` is skipped unread, so a file of any size is checked in bounded memory.
 
     Raises:
-        InvalidRequestError: ``requests`` is neither, or the file is missing; a line that is not JSON is yielded
-            as the exception that says so (and named with the others).
+        InvalidRequestError: ``requests`` is neither, or the file is missing.
     """
     if isinstance(requests, str | os.PathLike):
         path = Path(requests)
         if not path.is_file():
             raise InvalidRequestError(f"batch requests: no such file {str(path)!r}")
         with path.open("rb") as fh:
-            for n, raw in enumerate(fh, 1):
-                text = raw.decode("utf-8", "replace").strip()
-                if not text:
-                    continue  # a blank line (the trailing newline) is no request
-                try:
-                    yield n, json.loads(text)
-                except json.JSONDecodeError as e:
-                    yield n, ValueError(f"not valid JSON ({e.msg} at column {e.colno})")
+            n = 0
+            while raw := fh.readline(-1 if max_line is None else max_line + 1):
+                n += 1
+                if max_line is not None and len(raw) > max_line and not raw.endswith(b"\n"):
+                    _skip_line(fh)
+                    yield n, ValueError(f"longer than {max_line:,} bytes, the most one batch takes")
+                    continue
+                yield n, decode_line(raw)
         return
     if isinstance(requests, Iterable) and not isinstance(requests, str | bytes | bytearray | Mapping):
         yield from enumerate(requests, 1)
@@ -124,6 +127,13 @@ def read_requests(requests: Any) -> Iterator[tuple[int, Any]]:
     raise InvalidRequestError(
         f"batch requests must be a list of request dicts or a path to a JSONL file, not {type(requests).__name__}"
     )
+
+
+def _skip_line(fh: Any) -> None:
+    """Read past the rest of a line, a chunk at a time."""
+    while chunk := fh.readline(_SKIP_CHUNK):
+        if chunk.endswith(b"\n"):
+            return
 
 
 def _request(adapter: Adapter, model: str, raw: Any) -> tuple[str, CompleteRequest | EmbedRequest]:
@@ -137,11 +147,18 @@ def _request(adapter: Adapter, model: str, raw: Any) -> tuple[str, CompleteReque
     custom_id = raw.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
         raise InvalidRequestError("no custom_id (a non-empty string naming the request in the results)")
+    if "\x00" in custom_id or not _encodable(custom_id):
+        # It keys the item's ledger row and is one of its tags: no ledger could store the row of a billed item.
+        raise InvalidRequestError(f"custom_id {custom_id!r} holds a NUL character or a lone surrogate")
     body: Mapping[str, Any] = raw["body"] if isinstance(raw.get("body"), Mapping) else raw
     if body.get("model") not in (None, model):
         raise InvalidRequestError(f"model {body.get('model')!r} differs from the batch's model {model!r}")
     if str(raw.get("url") or "").endswith("/responses"):
         body = _from_responses(body)
+    if not isinstance(body.get("extra_body") or {}, Mapping):
+        raise InvalidRequestError("extra_body must be an object of fields sent as they are")
+    if body.get("tools") is not None:
+        check_tools(body["tools"])
     extra = dict(body.get("extra_body") or {})
     if "input" in body or "inputs" in body:
         unknown = set(body) - _EMBED_OPTIONS - _ID_KEYS - {"input", "inputs", "extra_body", "encoding_format"}
@@ -162,7 +179,21 @@ def _request(adapter: Adapter, model: str, raw: Any) -> tuple[str, CompleteReque
     req = CompleteRequest(model=model, messages=messages, extra=extra, **options)
     if adapter.uses_text_endpoint(model):  # as complete() sends it: the legacy endpoint takes one prompt
         req.prompt, req.messages = flatten_prompt(messages), []
+    limit = adapter.output_limit(req)
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                              or not 0 < limit <= MAX_USAGE_COUNT):
+        # The estimate (and a budget's reservation) counts it as the request's output: it must be a count.
+        raise InvalidRequestError(f"max_tokens must be a whole number of tokens from 1 to {MAX_USAGE_COUNT:,}, "
+                                  f"not {limit!r}")
     return custom_id, req
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _from_responses(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,8 +236,11 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
     out: list[tuple[str, CompleteRequest | EmbedRequest]] = []
     lines: list[dict[str, Any]] = []
     chunks: list[bytes] = []
-    size = 0
-    for n, raw in read_requests(requests):
+    size = count = 0
+    over = False  # past a limit: the lines after are still checked, no longer kept (the batch is refused)
+    for n, raw in read_requests(requests, spec.max_bytes):
+        if raw is BLANK_LINE:  # the trailing newline: no request
+            continue
         try:
             custom_id, req = _request(adapter, model, raw)
             if custom_id in seen:
@@ -216,7 +250,8 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
                 raise adapter.unsupported("batch embeddings")
             line = adapter.batch_line(custom_id, req)
             encoded = encode_json(line) + b"\n"
-        except (InvalidRequestError, ValueError) as e:
+        except (InvalidRequestError, ValueError, TypeError, RecursionError) as e:
+            # A request of the wrong shape can fail anywhere in its translation: it is that line's problem.
             problems.append(f"line {n}: {e}")
             continue
         seen[custom_id] = n
@@ -224,18 +259,21 @@ def prepare_batch(adapter: Adapter, model: str, requests: Any) -> PreparedBatch:
         if isinstance(line.get("url"), str):
             endpoints.add(line["url"])
         size += len(encoded)
-        out.append((custom_id, req))
-        lines.append(line)
-        chunks.append(encoded)
+        count += 1
+        over = over or size > spec.max_bytes or (spec.max_requests is not None and count > spec.max_requests)
+        if not over:
+            out.append((custom_id, req))
+            lines.append(line)
+            chunks.append(encoded)
     if len(kinds) > 1:
         problems.append("the batch mixes complete() and embed() requests: one batch runs one kind")
     elif len(endpoints) > 1:
         problems.append(f"the batch mixes endpoints ({', '.join(sorted(endpoints))}): one batch runs one (pass the "
                         "same api= to every request)")
-    if not out and not problems:
+    if not count and not problems:
         problems.append("no requests")
-    if spec.max_requests is not None and len(out) > spec.max_requests:
-        problems.append(f"{len(out)} requests; {adapter.provider} takes at most {spec.max_requests:,} in one batch")
+    if spec.max_requests is not None and count > spec.max_requests:
+        problems.append(f"{count} requests; {adapter.provider} takes at most {spec.max_requests:,} in one batch")
     if size > spec.max_bytes:
         problems.append(f"{size:,} bytes; {adapter.provider} takes at most {spec.max_bytes:,} in one batch")
     if problems:
@@ -266,8 +304,11 @@ class LineReader:
             ValueError: A line is longer than ``max_line`` bytes (the caller types it as a malformed answer).
         """
         pending, out, start = self.pending, [], 0
+        # What was pending holds no newline (each was split off): only the new bytes are searched, so a long line
+        # arriving in small chunks costs its length once, not its length once a chunk.
+        seek = len(pending)
         pending += chunk
-        while (end := pending.find(b"\n", start)) >= 0:
+        while (end := pending.find(b"\n", max(start, seek))) >= 0:
             self.number += 1
             line = bytes(pending[start:end]).strip()
             if line:
@@ -342,7 +383,12 @@ def batch_estimate(book: PriceBook, adapter: Adapter, batch: PreparedBatch) -> C
     """What ``batch`` should cost, before anything is sent: every request's input tokens counted locally (the
     model's tokenizer where the fine-tuning estimate has one, else the byte bound), and its output at the most it
     may produce (its max_tokens), all at the batch price. Always ``estimated=True``; ``total=None`` (never 0)
-    when the batch price or an output limit is unknown, with the reason."""
+    when the batch price or an output limit is unknown, with the reason.
+
+    Raises:
+        InvalidRequestError: The requests' tokens add up to more than :data:`MAX_USAGE_COUNT` (their max_tokens
+            are absurd).
+    """
     ref = adapter.batch_price_ref(batch.model)
     counter = _Counter(_encoding(adapter, batch.model))
     window = book.context_window(adapter.price_ref(batch.model))
@@ -365,6 +411,9 @@ def batch_estimate(book: PriceBook, adapter: Adapter, batch: PreparedBatch) -> C
         if limit is None:
             return Cost.unknown(f"{custom_id}: no max_tokens, so its output is unbounded: pass max_tokens")
         output_tokens += limit
+    if max(input_tokens, output_tokens) > MAX_USAGE_COUNT:
+        raise InvalidRequestError(f"the batch may use {input_tokens:,} input and {output_tokens:,} output tokens, "
+                                  f"more than the {MAX_USAGE_COUNT:,} computekit prices: lower its max_tokens")
     usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
     cost = book.token_cost(ref, usage)
     if cost.total is None:

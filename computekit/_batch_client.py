@@ -24,14 +24,19 @@ result lines (:class:`_Reading`) and the bookkeeping of ``wait()`` (:class:`_Fol
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Never
 
+from pydantic import ValidationError
+
 from ._arguments import refuse
 from ._batch import (
+    MAX_NAMED_PROBLEMS,
     BatchTotals,
+    ItemCost,
     ItemPrices,
     LineReader,
     PreparedBatch,
@@ -48,7 +53,9 @@ from ._exceptions import (
     APIConnectionError,
     BatchFailedError,
     BatchTimeoutError,
+    ComputeKitError,
     InvalidRequestError,
+    MalformedResponseError,
     ProviderError,
 )
 from ._http import HTTPRequest, HTTPResponse
@@ -56,7 +63,7 @@ from ._plan import Plan
 from ._tags import check_tags
 from ._targets import Target, split_model_id
 from ._types import Attempt, BatchJob, Completion, Cost, Embeddings, Usage, _adopt
-from .adapters._base import BatchItem, BatchState
+from .adapters._base import BatchItem, BatchState, refused_values
 
 if TYPE_CHECKING:
     from ._attempt import Opened
@@ -67,6 +74,12 @@ __all__ = ["AsyncBatches", "AsyncBatching", "Batches", "Batching", "item_key"]
 
 BatchResult = tuple[str, Completion | Embeddings | ProviderError]
 """One item of ``results()``: its ``custom_id``, and its answer or its typed error."""
+UNREADABLE_LINE = "(unreadable: {where})"
+"""What stands for the ``custom_id`` of a result line that names none it can be read by (its ledger row's key and
+``custom_id`` tag): its place in the results, the same for every reader."""
+_MAX_WHY_CHARS = 500
+
+log = logging.getLogger("computekit")
 
 
 def item_key(provider: str, batch_id: str, custom_id: str) -> str:
@@ -273,24 +286,49 @@ class _Reading:
         # Each item settles its share of the batch's worst case; the last one's rounding is released at the end.
         self.share = (self.held.amount / count if self.held is not None and self.held.amount is not None and count
                       else None)
+        self.seen: dict[str, str] = {}  # each custom_id read, and where (bounded by the provider's request limit)
+        self.unreadable: list[tuple[str, MalformedResponseError]] = []  # lines naming no custom_id, and where
 
-    def item(self, line: bytes | Mapping[str, Any]) -> tuple[BatchResult, Callable[[], None] | None]:
+    def item(self, line: bytes | Mapping[str, Any],
+             where: str) -> tuple[BatchResult | None, Callable[[], None] | None]:
         """A result line's outcome, priced, and the step that records it (``None``: recorded already).
 
-        Raises:
-            MalformedResponseError: The line is not what the API documents.
+        A line that does not parse is the item's :class:`MalformedResponseError` (its cost unknown: it may have
+        been billed), and the lines after it are read on: one bad line never hides the rest of a billed batch.
+        A line with no ``custom_id`` to read is recorded under its place (``where``) and not yielded: the read
+        raises once every other line is read. A ``custom_id`` already read is logged and skipped: it is yielded,
+        priced and recorded once.
         """
         job = self.job
-        item = self.adapter.parse_batch_line(self.state, line)
+        parsed = self._parse(line, where)
+        if isinstance(parsed, BatchItem):
+            item = parsed
+        else:
+            custom_id = self.adapter.batch_line_id(line)
+            if custom_id is None:
+                self.unreadable.append((where, parsed))
+                custom_id = UNREADABLE_LINE.format(where=where)
+            item = BatchItem(custom_id=custom_id, error=parsed, billed=True)
+        if item.custom_id in self.seen:
+            log.warning("computekit: batch %s: %s repeats custom_id %r (read at %s): skipped, so it is yielded, "
+                        "priced and recorded once", job.id, where, item.custom_id, self.seen[item.custom_id])
+            return None, None
+        self.seen[item.custom_id] = where
         if not job.model and item.result is not None:
             self._learn_model(item.result)
-        priced = price_item(self.prices, self.adapter, job.model, item)
+        if isinstance(parsed, BatchItem):
+            priced = price_item(self.prices, self.adapter, job.model, item)
+        else:  # billed or not, its usage cannot be read: unknown, never 0
+            unknown = Cost.unknown(f"its result line is malformed ({where})")
+            priced = ItemCost(unknown, unknown)
         if item.result is not None:
             item.result.cost = priced.cost
             item.result.request_id = self.adapter.redact(item.result.request_id)  # as a live answer's is
         self.totals.add(priced)
         self.index += 1
         step = partial(self._record, item, priced.cost, self.index) if self.index > job._read else None
+        if self.unreadable and item.error is self.unreadable[-1][1]:
+            return None, step
         out: Completion | Embeddings | ProviderError
         if item.result is not None:
             out = item.result
@@ -298,6 +336,38 @@ class _Reading:
             out = item.error or ProviderError("batch item failed", provider=job.provider, model=job.model)
             out._cost = priced.cost  # 0 unless the provider billed it: the same figure as its ledger row
         return (item.custom_id, out), step
+
+    def _parse(self, line: bytes | Mapping[str, Any], where: str) -> BatchItem | MalformedResponseError:
+        """The adapter's reading of ``line``, or the malformed answer it is (whatever its parser raised, typed as
+        a synchronous answer's would be)."""
+        adapter, model = self.adapter, self.job.model
+        try:
+            return adapter.parse_batch_line(self.state, line)
+        except MalformedResponseError as e:
+            return e
+        except ComputeKitError:
+            raise
+        except Exception as e:
+            why = refused_values(e) if isinstance(e, ValidationError) else \
+                f"could not be parsed ({type(e).__name__}: {e})"[:_MAX_WHY_CHARS]
+            resp = HTTPResponse(200, {}, bytes(line)) if isinstance(line, bytes) else adapter.batch_response(200, line)
+            bad = adapter.malformed(resp, model, f"a batch result line {why}")
+            bad.__cause__ = e  # raised from what the parser raised, as a synchronous answer's is
+            return bad
+
+    def unread(self) -> MalformedResponseError | None:
+        """The error that names the lines with no ``custom_id`` to read, once every other line has been read."""
+        if not self.unreadable:
+            return None
+        named = [f"{where}: {e.message}" for where, e in self.unreadable[:MAX_NAMED_PROBLEMS]]
+        more = len(self.unreadable) - len(named)
+        err = MalformedResponseError(
+            f"batch {self.job.id}: {len(self.unreadable)} result line(s) could not be read, so their requests are "
+            f"unknown (each is in the ledger, its cost unknown; every other item was read and recorded): "
+            + "; ".join(named) + (f"; and {more} more" if more else ""),
+            provider=self.job.provider, model=self.job.model, request_id=self.job.id)
+        err.__cause__ = self.unreadable[0][1]
+        return err
 
     def _learn_model(self, result: Completion | Embeddings) -> None:
         """A batch attached by id whose provider's batch object names no model (Anthropic's): the first answer
@@ -467,19 +537,22 @@ class Batches:
 
     def _read(self, job: BatchJob) -> Iterator[BatchResult]:
         reading = _Reading(self.core, job, self.core.budgets.find(_held_key(job)))
-        for http in reading.adapter.build_batch_results(reading.state):
-            yield from self._file(reading, http)
-        for line in reading.adapter.batch_inline_results(reading.state):
-            yield self._one(reading, line)
+        for n, http in enumerate(reading.adapter.build_batch_results(reading.state), 1):
+            yield from self._file(reading, http, n)
+        for n, line in enumerate(reading.adapter.batch_inline_results(reading.state), 1):
+            if (out := self._one(reading, line, f"inline result {n}")) is not None:
+                yield out
         reading.finish()
+        if (unread := reading.unread()) is not None:
+            raise unread
 
-    def _one(self, reading: _Reading, line: bytes | Mapping[str, Any]) -> BatchResult:
-        out, step = reading.item(line)
+    def _one(self, reading: _Reading, line: bytes | Mapping[str, Any], where: str) -> BatchResult | None:
+        out, step = reading.item(line, where)
         if step is not None:
             step()
         return out
 
-    def _file(self, reading: _Reading, http: HTTPRequest) -> Iterator[BatchResult]:
+    def _file(self, reading: _Reading, http: HTTPRequest, file: int) -> Iterator[BatchResult]:
         """One result file's items; a body that breaks is downloaded again from the start, its lines already
         read skipped (they are numbered the same each time)."""
         done, restarts = 0, 0
@@ -490,9 +563,10 @@ class Batches:
                     for number, line in _lines(reading, opened.body):
                         if number <= done:
                             continue
-                        out = self._one(reading, line)
+                        out = self._one(reading, line, f"result file {file}, line {number}")
                         done = number
-                        yield out
+                        if out is not None:
+                            yield out
                 self.driver.settle(opened.facts, None, None)
                 return
             except APIConnectionError as e:
@@ -611,20 +685,23 @@ class AsyncBatches:
                 raise _not_ended(job)
         held = await ledger_call(self.core, partial(self.core.budgets.find, _held_key(job)), keyed=True)
         reading = _Reading(self.core, job, held)
-        for http in reading.adapter.build_batch_results(reading.state):
-            async for out in self._file(reading, http):
+        for n, http in enumerate(reading.adapter.build_batch_results(reading.state), 1):
+            async for out in self._file(reading, http, n):
                 yield out
-        for line in reading.adapter.batch_inline_results(reading.state):
-            yield await self._one(reading, line)
+        for n, line in enumerate(reading.adapter.batch_inline_results(reading.state), 1):
+            if (item := await self._one(reading, line, f"inline result {n}")) is not None:
+                yield item
         await ledger_call(self.core, reading.finish, offload=reading.held is not None, keyed=True)
+        if (unread := reading.unread()) is not None:
+            raise unread
 
-    async def _one(self, reading: _Reading, line: bytes | Mapping[str, Any]) -> BatchResult:
-        out, step = reading.item(line)
+    async def _one(self, reading: _Reading, line: bytes | Mapping[str, Any], where: str) -> BatchResult | None:
+        out, step = reading.item(line, where)
         if step is not None:
             await ledger_call(self.core, step, keyed=reading.held is not None)
         return out
 
-    async def _file(self, reading: _Reading, http: HTTPRequest) -> AsyncIterator[BatchResult]:
+    async def _file(self, reading: _Reading, http: HTTPRequest, file: int) -> AsyncIterator[BatchResult]:
         """:meth:`Batches._file`, awaited."""
         done, restarts = 0, 0
         while True:
@@ -634,9 +711,10 @@ class AsyncBatches:
                     async for number, line in _alines(reading, opened.body):
                         if number <= done:
                             continue
-                        out = await self._one(reading, line)
+                        out = await self._one(reading, line, f"result file {file}, line {number}")
                         done = number
-                        yield out
+                        if out is not None:
+                            yield out
                 await self.driver.settle(opened.facts, None, None)
                 return
             except APIConnectionError as e:

@@ -22,7 +22,7 @@ from ._otel import attempt_span, note_response
 from ._structured import parse_output
 from ._targets import Target
 from ._types import Attempt, Completion, Cost, Embeddings, FineTuneJob, Prediction, Reranking, Usage
-from .adapters._base import ModelInfo, StreamUpdate
+from .adapters._base import FineTuneBilling, ModelInfo, StreamUpdate
 from .ledger import LedgerRow
 from .ledger._row import logged
 
@@ -271,14 +271,16 @@ def finetune_ended(core: Core, target: Target, job: FineTuneJob, tags: Mapping[s
     provider and job id, so another process or a second ``wait()`` does not write it again)."""
     if job._recorded or not job.done or job.id is None:
         return
-    from ._finetune import actual_cost
+    from ._finetune import actual_cost, not_billable
 
     hardware, assumed = core.hardware(target, None)
     job.cost = actual_cost(core.prices, target.adapter, job, hardware)
     if assumed and job.cost.total is not None:
         job.cost.estimated = True
-    job._recorded = True
     bill = target.adapter.finetune_billing(job)
+    if not_billable(bill) is not None:  # no count to store (its cost is unknown, and says why): the row keeps none
+        bill = FineTuneBilling()
+    job._recorded = True
     # Dated when the job ended, which is when it is billed: a job that runs past midnight (UTC) counts in the
     # day, budget period and report it finished in, not the one it was created in.
     attempt = Attempt(provider=target.provider, model=job.base_model, outcome="success",

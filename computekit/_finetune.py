@@ -19,14 +19,14 @@ import math
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._constants import CHARS_PER_TOKEN_ESTIMATE
+from ._constants import CHARS_PER_TOKEN_ESTIMATE, MAX_USAGE_COUNT
 from ._exceptions import FineTuneFailedError, FineTuneTimeoutError, InvalidRequestError, TrainingDataError
 from ._http import encode_json
 from ._types import Cost, CostLine, FineTuneJob, PriceSource
@@ -38,11 +38,14 @@ if TYPE_CHECKING:
     from .pricing import PriceBook
 
 __all__ = [
+    "BLANK_LINE",
     "Launch",
     "actual_cost",
     "count_example_tokens",
+    "decode_line",
     "estimate",
     "load_training",
+    "not_billable",
     "prepare",
 ]
 
@@ -190,6 +193,35 @@ def count_example_tokens(example: Mapping[str, Any], count: Any) -> int:
 
 # --------------------------------------------------------------------------------------------- training data
 
+BLANK_LINE = object()
+"""What :func:`decode_line` gives for a blank line (the trailing newline): no value."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value (a number must be finite)")
+
+
+def decode_line(raw: bytes) -> Any:
+    """One line of a JSONL file -> its value, :data:`BLANK_LINE`, or the ``ValueError`` that says why it has none
+    (not UTF-8, not JSON, ``NaN`` or ``Infinity``, nested too deeply): returned, not raised, so the caller names
+    the line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # Replaced, the bad bytes would be trained on (or sent) as U+FFFD: the file is refused instead.
+        return ValueError(f"not UTF-8 (byte {e.start + 1} is {raw[e.start:e.start + 1]!r}): save the file as UTF-8")
+    text = text.strip()
+    if not text:
+        return BLANK_LINE
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        return ValueError(f"not valid JSON ({e.msg} at column {e.colno})")
+    except RecursionError:
+        return ValueError("not valid JSON here: nested too deeply")
+    except ValueError as e:
+        return ValueError(f"not valid JSON ({e})")
+
 
 def _refuse(source: str, line: int | None, what: str) -> TrainingDataError:
     return TrainingDataError(what, line=line, source=source)
@@ -242,24 +274,30 @@ def _check_example(example: Any, method: str, source: str, line: int) -> None:
         raise _refuse(source, line, "no assistant message: every example needs the answer to train on")
 
 
-def _read_examples(data: Any, source: str) -> list[tuple[int, Any]]:
+def _read_examples(data: Any, source: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, example)`` of a JSONL path, read a line at a time (only the line being checked is held as
+    parsed JSON), or ``(index + 1, example)`` of a list.
+
+    Raises:
+        InvalidRequestError: ``data`` is neither, or the file is missing.
+        TrainingDataError: A line is not an example's JSON (not UTF-8, not JSON, ``NaN``, nested too deeply).
+    """
     if isinstance(data, str | os.PathLike):
         path = Path(data)
         if not path.is_file():
             raise InvalidRequestError(f"{source}: no such file {str(path)!r}")
-        out: list[tuple[int, Any]] = []
         with path.open("rb") as fh:
             for n, raw in enumerate(fh, 1):
-                text = raw.decode("utf-8", "replace").strip()
-                if not text:
+                value = decode_line(raw)
+                if value is BLANK_LINE:
                     continue  # blank lines (a trailing newline) carry no example
-                try:
-                    out.append((n, json.loads(text)))
-                except json.JSONDecodeError as e:
-                    raise _refuse(str(path), n, f"not valid JSON ({e.msg} at column {e.colno})") from None
-        return out
+                if isinstance(value, ValueError):
+                    raise _refuse(str(path), n, str(value)) from None
+                yield n, value
+        return
     if isinstance(data, Sequence) and not isinstance(data, bytes | bytearray):
-        return [(i, ex) for i, ex in enumerate(data, 1)]
+        yield from enumerate(data, 1)
+        return
     raise InvalidRequestError(
         f"{source} must be a path to a JSONL file or a list of examples, not {type(data).__name__}"
     )
@@ -289,25 +327,26 @@ def load_training(data: Any, spec: FineTuneSpec, method: str, max_example_tokens
         )
     is_path = isinstance(data, str | os.PathLike)
     source = str(data) if is_path else "examples"
-    examples = _read_examples(data, argument)
-    if len(examples) < spec.min_examples:
-        raise _refuse(source, None, f"{len(examples)} example(s); the provider needs at least {spec.min_examples}")
     count = _Counter(spec.encoding)
-    total = 0
-    lines: list[bytes] = []
-    for line, ex in examples:
+    total = examples = 0
+    # Each example is checked, counted and written out as it is read: what is held is the file to upload, not
+    # every example parsed as well (several times its size).
+    content = bytearray()
+    for line, ex in _read_examples(data, argument):
         _check_example(ex, method, source, line)
         n = count_example_tokens(ex, count)
         if max_example_tokens is not None and n > max_example_tokens:
             raise _refuse(source, line, f"the example has {n} tokens; the model takes at most {max_example_tokens}")
         total += n
+        examples += 1
         try:
-            lines.append(encode_json(ex, "the example"))
-        except InvalidRequestError as e:  # NaN (which json.loads reads from a file), a lone surrogate
+            content += encode_json(ex, "the example") + b"\n"
+        except InvalidRequestError as e:  # a lone surrogate; a value of another type, given as a list
             raise _refuse(source, line, str(e)) from e
+    if examples < spec.min_examples:
+        raise _refuse(source, None, f"{examples} example(s); the provider needs at least {spec.min_examples}")
     filename = Path(str(data)).name if is_path else f"{argument}.jsonl"
-    content = b"\n".join(lines) + b"\n"
-    return TrainingFile(filename=filename, content=content, examples=len(examples), tokens=total,
+    return TrainingFile(filename=filename, content=bytes(content), examples=examples, tokens=total,
                         counted_by=count.name)
 
 
@@ -347,8 +386,8 @@ def estimate(prices: PriceBook, adapter: Adapter, req: FineTuneRequest) -> Cost:
 def with_provider_estimate(local: Cost, bill: FineTuneBilling, provider: str) -> Cost:
     """The estimate once the provider priced the job itself: its figure is the total, computekit's own line is
     kept beside it (marked not added)."""
-    if bill.reported_total is None:
-        return local
+    if bill.reported_total is None or not_billable(bill) is not None:
+        return local  # a figure that cannot be a price (negative, infinite) is no estimate: computekit's own stays
     total = bill.reported_total
     lines = [CostLine(item=f"estimated by {provider} ({bill.reported_as})", quantity=Decimal(1), unit="job",
                       unit_price=total, amount=total)]
@@ -356,12 +395,36 @@ def with_provider_estimate(local: Cost, bill: FineTuneBilling, provider: str) ->
     return Cost(total=total, lines=lines, price_source=PriceSource(table=f"{provider} (estimate)"), estimated=True)
 
 
+def not_billable(bill: FineTuneBilling) -> str | None:
+    """What in ``bill`` is not a quantity a host can have billed (a negative, fractional, boolean or absurd token
+    count; an amount that is negative, not finite or absurd), said plainly; ``None`` when all of it is."""
+    tokens = bill.trained_tokens
+    if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool)
+                               or not 0 <= tokens <= MAX_USAGE_COUNT):
+        return f"trained tokens {tokens!r}, which is not a count"
+    for name, amount in (("GPU-seconds", bill.gpu_seconds), ("training hours", bill.hours),
+                         ("a price", bill.reported_total)):
+        if amount is None:
+            continue
+        try:
+            fine = isinstance(amount, int | float | Decimal) and not isinstance(amount, bool) and (
+                Decimal(amount).is_finite() and 0 <= amount <= MAX_USAGE_COUNT)
+        except (TypeError, ValueError, ArithmeticError):
+            fine = False
+        if not fine:
+            return f"{name} {amount!r}, which is not an amount it can have billed"
+    return None
+
+
 def actual_cost(prices: PriceBook, adapter: Adapter, job: FineTuneJob, hardware: str | None) -> Cost:
     """A finished job's cost from what the provider reported: its own price when it gives one (with the figure
     computed from the price tables kept beside it), else trained tokens x the training price, or GPU-seconds x
-    the hardware's per-second price; ``total=None`` (never 0) when nothing billable was reported or priced."""
+    the hardware's per-second price; ``total=None`` (never 0) when nothing billable was reported or priced, or
+    when what was reported is not a quantity (a negative count would lower a budget's spend)."""
     provider = adapter.provider
     bill = adapter.finetune_billing(job)
+    if (bad := not_billable(bill)) is not None:
+        return Cost.unknown(f"{provider} reported {bad}: the cost of this {job.status} job is unknown")
     computed: list[CostLine] = []
     source: PriceSource | None = None
     why: list[str] = []

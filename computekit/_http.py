@@ -33,7 +33,8 @@ def encode_json(value: Any, what: str = "the request") -> bytes:
     Raises:
         InvalidRequestError: ``value`` holds what JSON cannot carry, which the provider would refuse (or, in a file,
             fail on later): a number that is not finite (``NaN``, ``Infinity``; ``json.dumps`` writes them as
-            bare words, which are not JSON), or text that is not valid Unicode (a lone surrogate). Nothing is sent.
+            bare words, which are not JSON), text that is not valid Unicode (a lone surrogate), a value of
+            another type (a set, an object), or nesting too deep to encode. Nothing is sent.
     """
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -43,6 +44,10 @@ def encode_json(value: Any, what: str = "the request") -> bytes:
         raise InvalidRequestError(
             f"{what} holds a number JSON cannot carry{where}: NaN and Infinity are not JSON, and a provider "
             "refuses them; pass a finite number") from e
+    except (TypeError, RecursionError) as e:
+        raise InvalidRequestError(
+            f"{what} cannot be sent as JSON ({e}): it may hold only objects, lists, strings, finite numbers, "
+            "booleans and null") from e
     try:
         return text.encode()
     except UnicodeEncodeError as e:

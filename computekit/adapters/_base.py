@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -1087,6 +1088,31 @@ class Adapter(ABC):
                                   request_id=request_id)
         return BatchItem(custom_id=custom_id, error=error, billed=billed)
 
+    def check_batch_ids(self, resp: HTTPResponse, model: str, ids: Mapping[str, Any]) -> None:
+        """Refuse a batch object whose ids (named by their field) are not one path segment each.
+
+        A batch's or a file's id goes into the URLs of its polls and downloads: anything else (a slash, dot
+        segments, a query) would point them, with the key, at another resource of the host, whose lines would be
+        recorded as this batch's.
+
+        Raises:
+            MalformedResponseError: An id is not one.
+        """
+        for key, ref in ids.items():
+            if ref not in (None, "") and not (isinstance(ref, str) and _ID_SEGMENT.fullmatch(ref)):
+                raise self.malformed(resp, model, f"the batch's {key} {ref!r} is not an id")
+
+    def batch_line_id(self, line: bytes | Mapping[str, Any]) -> str | None:
+        """The ``custom_id`` a result line names, read as leniently as can be (the line did not parse as a
+        result): ``None`` when it names none (it is not JSON, or has no such field)."""
+        data = line if isinstance(line, Mapping) else _json_object(line)
+        found = self.batch_record_id(data) if data is not None else None
+        return found if isinstance(found, str) and found else None
+
+    def batch_record_id(self, data: Mapping[str, Any]) -> Any:
+        """Where a result line keeps its request's ``custom_id``."""
+        return data.get("custom_id")
+
     def batch_record(self, state: BatchState, line: bytes | Mapping[str, Any]) -> dict[str, Any]:
         """One result line as a JSON object.
 
@@ -1263,6 +1289,19 @@ class Adapter(ABC):
             body=self.redact(resp.body_for_error()),
             request_id=self.request_id(headers),
         )
+
+
+_ID_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._:-]*")
+"""One path segment that names a batch or a file: no slash, no dot segment, no query."""
+
+
+def _json_object(raw: bytes) -> Mapping[str, Any] | None:
+    """``raw`` as a JSON object, or ``None`` (not JSON, nested too deep, or not an object)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, Mapping) else None
 
 
 def refused_values(e: ValidationError) -> str:

@@ -672,6 +672,7 @@ class AnthropicAdapter(Adapter):
         status = data.get("processing_status")
         if not isinstance(data.get("id"), str) or status not in ("in_progress", "canceling", "ended"):
             raise self.malformed(resp, model, "not a message batch")
+        self.check_batch_ids(resp, model, {"id": data["id"]})
         counts = {k: n for k, v in obj(data.get("request_counts")).items() if (n := count(v)) is not None}
         normal = str(status)
         if status == "ended":

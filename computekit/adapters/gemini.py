@@ -804,6 +804,9 @@ class GeminiAdapter(GeminiWire):
         stats = obj(batch.get("batchStats"))
         output = {**obj(batch.get("output")), **{k: v for k, v in batch.items() if k in ("responsesFile",
                                                                                          "inlinedResponses")}}
+        responses = output.get("responsesFile")
+        self.check_batch_ids(resp, model, {"name": name.removeprefix("batches/"), "responsesFile": (
+            responses.removeprefix("files/") if isinstance(responses, str) else None)})
         return BatchState(
             id=name.removeprefix("batches/"), model=model or str(batch.get("model") or "").removeprefix("models/"),
             status=_BATCH_STATES[short], provider_status=state,
@@ -833,9 +836,12 @@ class GeminiAdapter(GeminiWire):
         items = inlined.get("inlinedResponses") if isinstance(inlined, dict) else inlined
         return list(items) if isinstance(items, list) else []
 
+    def batch_record_id(self, data: Mapping[str, Any]) -> Any:
+        return obj(data.get("metadata")).get("key", data.get("key"))
+
     def parse_batch_line(self, state: BatchState, line: bytes | Mapping[str, Any]) -> BatchItem:
         data = self.batch_record(state, line)
-        key = obj(data.get("metadata")).get("key", data.get("key"))
+        key = self.batch_record_id(data)
         if not isinstance(key, str):
             raise self.malformed(self.batch_response(200, data), state.model, "a batch result has no key")
         if isinstance(data.get("response"), dict):

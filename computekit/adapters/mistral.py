@@ -138,6 +138,7 @@ class MistralAdapter(OpenAIWire):
         status = data.get("status")
         if not isinstance(data.get("id"), str) or status not in _BATCH_STATUS:
             raise self.malformed(resp, model, "not a batch job")
+        self.check_batch_ids(resp, model, {k: data.get(k) for k in ("id", "output_file", "error_file")})
         return BatchState(
             id=data["id"], model=model or str(data.get("model") or ""), status=_BATCH_STATUS[status],
             provider_status=str(status),

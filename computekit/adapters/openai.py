@@ -634,7 +634,9 @@ class OpenAIWire(Adapter):
             base_model=str(data.get("model") or model),
             status=status,
             fine_tuned_model=self.fine_tuned_id(data["fine_tuned_model"]) if data.get("fine_tuned_model") else None,
-            trained_tokens=data.get("trained_tokens") if isinstance(data.get("trained_tokens"), int) else None,
+            # a boolean is no count (True would be billed as 1 token); other bad counts are refused by the pricing
+            trained_tokens=data["trained_tokens"] if isinstance(data.get("trained_tokens"), int)
+            and not isinstance(data["trained_tokens"], bool) else None,
             epochs=epochs if isinstance(epochs, int) else None,
             hyperparameters=dict(hyper),
             training_file=data.get("training_file"),
@@ -753,6 +755,7 @@ class OpenAIWire(Adapter):
         status = data.get("status")
         if not isinstance(data.get("id"), str) or status not in _OPENAI_BATCH_STATUS:
             raise self.malformed(resp, model, "not a batch object")
+        self.check_batch_ids(resp, model, {k: data.get(k) for k in ("id", "output_file_id", "error_file_id")})
         counts = obj(data.get("request_counts"))
         endpoint = str(data.get("endpoint") or "")
         ended = next((data[k] for k in ("completed_at", "failed_at", "expired_at", "cancelled_at") if data.get(k)),

@@ -244,3 +244,207 @@ async def test_a_reservation_the_ledger_cannot_name_stays_with_the_submitter(
         assert budget_state(client) == (expected_cost(), 0)
     finally:
         await close(client)
+
+
+def answer_line(cid: str, usage: Any) -> str:
+    """A result line whose answer reports ``usage`` as it is (any shape a hostile host may send)."""
+    body = {"id": f"chatcmpl-{cid}", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": usage}
+    return json.dumps({"custom_id": cid, "response": {"status_code": 200, "request_id": f"req-{cid}", "body": body},
+                       "error": None}) + "\n"
+
+
+def item_cost(prompt: int, completion: int) -> Decimal:
+    ref = ck.Client(config=None, ledger="none")._core.adapter("openai").price_ref("gpt-4o-mini-2024-07-18")
+    rates = PriceBook().rates(PriceRef(ref.provider, ref.model, ref.table_provider, context=(BATCH_CONTEXT,)))
+    assert rates is not None
+    return (prompt * rates.prices["input_mtok"] + completion * rates.prices["output_mtok"]) / Decimal(1_000_000)
+
+
+async def read_all(client: Any, job: ck.BatchJob) -> list[tuple[str, Any]]:
+    it = client.batches.results(job)
+    if isinstance(client, ck.AsyncClient):
+        return [item async for item in it]
+    return list(it)
+
+
+@both
+async def test_malformed_result_lines_are_typed_and_never_hide_the_rest(faults: Any, waits: Waits, is_async: bool,
+                                                                        tmp_path: Path) -> None:
+    """A line that is not JSON, one nested past the parser's depth, and answers whose usage is negative,
+    fractional or a string: each is a MalformedResponseError (never a raw ValidationError or RecursionError), the
+    lines after them are read and recorded, each once; under a budget the reservation is settled and released."""
+    bad_usage = [{"prompt_tokens": -9, "completion_tokens": 3, "total_tokens": -6},
+                 {"prompt_tokens": 9.5, "completion_tokens": 3, "total_tokens": 12.5},
+                 {"prompt_tokens": "nine", "completion_tokens": 3, "total_tokens": 12}]
+    output = (line("q1", 9, 2) + "not json at all\n" + "[" * 100_000 + "]" * 100_000 + "\n"
+              + "".join(answer_line(f"q{i}", u) for i, u in enumerate(bad_usage, 2)) + line("q5", 9, 4))
+    requests = [{**REQUESTS[0], "custom_id": f"q{i}"} for i in range(1, 6)]
+    ended = batch("completed", output_file_id="file-out", completed_at=1_764_240_060,
+                  request_counts={"total": 5, "completed": 2, "failed": 3})
+    srv = faults([*SUBMIT, ended, Reply(200, output), ended, Reply(200, output)])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}", budget=BUDGET)
+    try:
+        job = await run(client.batch(MODEL, requests))
+        estimate = job.estimate.total
+        job = await run(client.batches.wait(job, poll_interval=0))
+        got: list[tuple[str, Any]] = []
+
+        async def collect() -> None:
+            it = client.batches.results(job)
+            if is_async:
+                async for item in it:
+                    got.append(item)
+            else:
+                got.extend(it)
+
+        with pytest.raises(ck.MalformedResponseError) as info:
+            await collect()
+        assert "2 result line(s) could not be read" in str(info.value)
+        assert "result file 1, line 2" in str(info.value)
+        assert "result file 1, line 3" in str(info.value)
+        assert [cid for cid, _ in got] == ["q1", "q2", "q3", "q4", "q5"]
+        assert [type(r).__name__ for _, r in got] == ["Completion", *["MalformedResponseError"] * 3, "Completion"]
+        for _, err in got[1:4]:
+            assert isinstance(err.__cause__, ValueError)  # raised from the parser's own error (pydantic's)
+            assert err.cost.total is None  # it may have been billed: unknown, never 0
+        assert job.cost.total is None
+        assert job.items == 7
+        written = rows(client)
+        assert sorted(r.once_key for r in written) == sorted(
+            [f"batch:openai:{BATCH_ID}:q{i}" for i in range(1, 6)]
+            + [f"batch:openai:{BATCH_ID}:(unreadable: result file 1, line {n})" for n in (2, 3)])
+        spent, reserved = budget_state(client)
+        assert reserved == 0
+        # The two priced items at their cost; the five that cannot be priced count their share of the worst case.
+        assert spent == item_cost(9, 2) + item_cost(9, 4) + 5 * (estimate / 5)
+        with pytest.raises(ck.MalformedResponseError):  # a second read writes nothing again
+            await collect()
+        assert len(rows(client)) == 7
+    finally:
+        await close(client)
+
+
+@both
+async def test_a_custom_id_the_results_repeat_is_yielded_priced_and_recorded_once(
+    faults: Any, waits: Waits, is_async: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same custom_id twice in a result file (the same line again, then with other usage): the first is
+    yielded and billed, the repeats are logged and skipped, so the batch's cost is its items' and no more."""
+    output = line("q1", 9, 2) + line("q1", 9, 2) + line("q2", 9, 3) + line("q1", 900, 900) + line("q3", 9, 4)
+    srv = faults([*SUBMIT, done(), Reply(200, output)])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        job = await run(client.batch(MODEL, REQUESTS))
+        job = await run(client.batches.wait(job, poll_interval=0))
+        with caplog.at_level("WARNING", logger="computekit"):
+            got = await read_all(client, job)
+    finally:
+        await close(client)
+    assert [cid for cid, _ in got] == ["q1", "q2", "q3"]
+    assert got[0][1].usage.input_tokens == 9
+    assert job.items == 3
+    assert job.cost.total == expected_cost()
+    assert sorted(r.tags["custom_id"] for r in rows(client)) == ["q1", "q2", "q3"]
+    assert caplog.text.count("repeats custom_id 'q1'") == 2
+
+
+HOSTILE_LINES = [  # (a line of a requests file, what the refusal says)
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "8"}',
+     "max_tokens must be a whole number of tokens"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": -8}',
+     "max_tokens must be a whole number of tokens"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": true}',
+     "max_tokens must be a whole number of tokens"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "temperature": NaN}',
+     "NaN is not a JSON value"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "\\ud800"}], "max_tokens": 8}',
+     "not valid Unicode"),
+    (b'{"custom_id": "q\\u0000", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}',
+     "holds a NUL character"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "caf\xe9"}], "max_tokens": 8}', "not UTF-8"),
+    (b'{"custom_id": "q1", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    (b'{"custom_id": "q1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "extra_body": [1]}',
+     "extra_body must be an object"),
+]
+
+
+@both
+@pytest.mark.parametrize(("bad", "said"), HOSTILE_LINES, ids=[
+    "max_tokens-string", "max_tokens-negative", "max_tokens-boolean", "nan", "lone-surrogate", "nul-custom_id",
+    "not-utf8", "nested", "extra_body-list"])
+async def test_hostile_request_lines_are_refused_by_line_before_anything_is_sent(
+    faults: Any, waits: Waits, is_async: bool, tmp_path: Path, bad: bytes, said: str
+) -> None:
+    """Each line a careless or hostile requests file can hold is an InvalidRequestError naming its line (never a
+    raw TypeError, ValidationError, UnicodeEncodeError or RecursionError): nothing uploaded, nothing reserved."""
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(json.dumps(REQUESTS[1]).encode() + b"\n" + bad + b"\n")
+    srv = faults([Reply(500, "never asked")])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}", budget=BUDGET)
+    try:
+        with pytest.raises(ck.InvalidRequestError, match=f"nothing uploaded: line 2: .*{said}"):
+            await run(client.batch(MODEL, str(path)))
+        assert budget_state(client) == (0, 0)
+    finally:
+        await close(client)
+    assert srv.hits == 0
+
+
+@both
+async def test_a_requests_file_over_the_providers_size_is_refused_in_bounded_memory(
+    faults: Any, waits: Waits, is_async: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line of 64 MiB with no newline, and a file of lines four times the provider's size limit: each is
+    refused with what to fix, having kept no more than the lines up to the limit, nothing sent."""
+    import tracemalloc
+
+    from computekit.adapters import openai as openai_adapter
+
+    limit = 4 * 1024 * 1024
+    monkeypatch.setattr(openai_adapter, "OPENAI_BATCH_MAX_BYTES", limit)
+    one_line = tmp_path / "one-line.jsonl"
+    with one_line.open("wb") as fh:
+        fh.write(json.dumps(REQUESTS[0]).encode() + b"\n" + b'{"custom_id": "q2", "prompt": "')
+        for _ in range(64):
+            fh.write(b"x" * (1024 * 1024))
+    many = tmp_path / "many.jsonl"
+    text = "y" * 1000
+    many.write_text("".join(json.dumps({"custom_id": f"q{i}", "prompt": text, "max_tokens": 8}) + "\n"
+                            for i in range(4 * limit // 1000)))
+    srv = faults([Reply(500, "never asked")])
+    client = make_client(is_async, srv.url, waits)
+    try:
+        for path, said in ((one_line, "line 2: longer than 4,194,304 bytes"), (many, "bytes; openai takes at most")):
+            tracemalloc.start()
+            try:
+                with pytest.raises(ck.InvalidRequestError, match=said):
+                    await run(client.batch(MODEL, str(path)))
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert peak < 5 * limit, path.name  # the lines kept up to the limit, in three forms
+    finally:
+        await close(client)
+    assert srv.hits == 0
+
+
+@both
+@pytest.mark.parametrize("ref", ["../../v1/files/file-other", "file-other/content?x=", "..", "file other"])
+async def test_a_result_file_id_that_points_elsewhere_is_never_downloaded(faults: Any, waits: Waits, is_async: bool,
+                                                                         tmp_path: Path, ref: str) -> None:
+    """A batch object whose output_file_id is not one path segment (dot segments, a slash and a query, a space)
+    would send the download, with the key, to another resource of the host, whose lines would then be recorded
+    as this batch's: it is a MalformedResponseError, nothing is downloaded, nothing recorded."""
+    srv = faults([*SUBMIT, batch("completed", output_file_id=ref, completed_at=1_764_240_060),
+                  Reply(200, OUTPUT)])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        job = await run(client.batch(MODEL, REQUESTS))
+        with pytest.raises(ck.MalformedResponseError, match=r"output_file_id .* is not an id"):
+            await run(client.batches.wait(job, poll_interval=0))
+    finally:
+        await close(client)
+    assert paths(srv) == ["POST /v1/files", "POST /v1/batches", f"GET /v1/batches/{BATCH_ID}"]
+    assert rows(client) == []

@@ -224,3 +224,68 @@ async def test_report_since_that_is_not_a_datetime(faults: Any, waits: Waits, is
         assert len(client.ledger.rows(until=future.astimezone(paris))) == 1
     finally:
         await close(client)
+
+
+# ============================================================================================= training files
+
+_EXAMPLE = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}'
+
+
+@both
+@pytest.mark.parametrize(("bad", "said"), [
+    (b'{"messages": [{"role": "user", "content": "caf\xe9"}, {"role": "assistant", "content": "yo"}]}',
+     r"not UTF-8 \(byte 47 is b'\\xe9'\): save the file as UTF-8"),
+    (b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "x": NaN}]}, '
+     b'{"role": "assistant", "content": "yo"}]}', "NaN is not a JSON value"),
+    (b'{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "yo"}]}',
+     "not valid Unicode"),
+    (b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+], ids=["not-utf8", "nan", "lone-surrogate", "nested"])
+async def test_a_training_file_that_cannot_be_sent_names_its_line(faults: Any, waits: Waits, is_async: bool,
+                                                                 tmp_path: Path, bad: bytes, said: str) -> None:
+    """A training file's line that is not UTF-8 (once sent as U+FFFD), holds NaN (once uploaded as a line that is
+    not JSON), a lone surrogate (once a UnicodeEncodeError) or JSON nested 100,000 deep (once a RecursionError):
+    a TrainingDataError naming the line, for an estimate and a launch alike, nothing sent."""
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b"\n".join([_EXAMPLE] * 10 + [bad]) + b"\n")
+    srv = faults([chat("never asked")])
+    client = make_client(is_async, srv.url, waits)
+    try:
+        for dry_run in (True, False):
+            with pytest.raises(ck.TrainingDataError, match=said) as info:
+                await run(client.finetune("openai:gpt-4o-mini-2024-07-18", training_file=str(path),
+                                          dry_run=dry_run))
+            assert info.value.line == 11
+    finally:
+        await close(client)
+    assert srv.hits == 0
+
+
+@both
+async def test_a_training_file_is_checked_in_memory_near_its_size(faults: Any, waits: Waits, is_async: bool,
+                                                                 tmp_path: Path) -> None:
+    """A 1 MiB training file's estimate holds the file to upload, not every example parsed as well: peak memory
+    under three times the file's size (it was 7.6 times), nothing sent."""
+    import tracemalloc
+
+    path = tmp_path / "train.jsonl"
+    example = (b'{"messages": [{"role": "user", "content": "' + b"q " * 50 + b'"}, {"role": "assistant", '
+               b'"content": "' + b"a " * 50 + b'"}]}\n')
+    path.write_bytes(example * (1024 * 1024 // len(example)))
+    size = path.stat().st_size
+    srv = faults([chat("never asked")])
+    client = make_client(is_async, srv.url, waits)
+    try:
+        await run(client.finetune("openai:gpt-4o-mini-2024-07-18", training_file=str(path), dry_run=True))
+        tracemalloc.start()
+        try:
+            job = await run(client.finetune("openai:gpt-4o-mini-2024-07-18", training_file=str(path),
+                                            dry_run=True))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    finally:
+        await close(client)
+    assert job.estimate.total is not None
+    assert peak < 3 * size
+    assert srv.hits == 0

@@ -172,3 +172,47 @@ def test_a_store_that_refuses_everything_logs_every_row(tmp_path: Path, caplog: 
     lost = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert sorted(int(m.split('"request_id": "r')[1].split('"')[0]) for m in lost) == list(range(50))
     assert tries == [50, 50, 50, 1, 1, 1]  # the batch three times, then three rows alone: the store is at fault
+
+
+# ============================================================================================= fine-tuning
+
+_FT_MODEL = "openai:gpt-4o-mini-2024-07-18"
+_EXAMPLES = [{"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "yes"}]}
+             for i in range(10)]
+
+
+def _ft_job(status: str, **extra: Any) -> Reply:
+    """An OpenAI fine-tuning job object."""
+    return Reply(200, {"object": "fine_tuning.job", "id": "ftjob-d20", "model": "gpt-4o-mini-2024-07-18",
+                       "created_at": 1_764_000_000, "finished_at": None, "fine_tuned_model": None,
+                       "status": status, "training_file": "file-d20", "validation_file": None,
+                       "hyperparameters": {"n_epochs": 3}, "trained_tokens": None, "error": {}, **extra})
+
+
+@both
+@pytest.mark.parametrize("tokens", [-1_000_000, True, 10**30, 12.5], ids=["negative", "boolean", "absurd",
+                                                                         "fractional"])
+async def test_trained_tokens_that_are_not_a_count_leave_the_cost_unknown(faults: Any, waits: Waits,
+                                                                          is_async: bool, tmp_path: Path,
+                                                                          tokens: Any) -> None:
+    """A job that ends reporting trained tokens that are no count: its cost is unknown (never negative, never a
+    guess from 1 token), its one row says so, and under a budget the reserved worst case counts, settled once."""
+    ended = {"finished_at": 1_764_000_600, "trained_tokens": tokens, "fine_tuned_model": "ft:gpt-4o-mini:org::d20"}
+    srv = faults([Reply(200, {"object": "file", "id": "file-d20", "purpose": "fine-tune", "bytes": 1}),
+                  _ft_job("validating_files"), _ft_job("succeeded", **ended)])
+    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'ledger.db'}",
+                         budget={"limit_usd": "5", "period": "total"})
+    try:
+        job = await run(client.finetune(_FT_MODEL, training_file=_EXAMPLES))
+        estimate = job.estimate.total
+        assert estimate is not None
+        job = await run(client.finetunes.wait(job, poll_interval=0))
+        status = client.budget_status()["default"]
+    finally:
+        await close(client)
+    assert job.status == "succeeded"
+    assert job.cost.total is None
+    assert "not a count" in (job.cost.reason or "") or "no billable quantity" in (job.cost.reason or "")
+    [row] = client.ledger.rows()
+    assert row.cost is None
+    assert (status.spent, status.reserved) == (estimate, 0)  # the worst case it reserved counts, nothing held
