@@ -72,7 +72,8 @@ def store_errors(ledger: object, doing: str, errors: type[Exception] | tuple[typ
 class Ledger(ABC):
     """Where every attempt is recorded, and where budgets are enforced.
 
-    A backend implements :meth:`record` and :meth:`rows`; one that can enforce budgets also implements
+    A backend implements :meth:`record` and :meth:`rows` (and :meth:`iter_rows`, when it can read a chunk at a
+    time: the default lists :meth:`rows`); one that can enforce budgets also implements
     :meth:`reserve`, :meth:`settle` and :meth:`budget_usage`, each atomic across threads and processes that share
     the ledger.
     """
@@ -155,7 +156,7 @@ class Ledger(ABC):
 
     def _groups(self, by: str, since: dt.datetime | None, until: dt.datetime | None) -> list[Group] | None:
         """The report's groups summed by the store itself (``GROUP BY``: no row is read into Python), or ``None``
-        for a backend that cannot (its report is then built from :meth:`rows`)."""
+        for a backend that cannot (its report is then built from :meth:`iter_rows`, one row at a time)."""
         return None
 
     def _daily(self, since: dt.datetime | None, until: dt.datetime | None) -> list[DayCell] | None:
