@@ -584,7 +584,7 @@ _ALL_TEXT = [True] * len(_CALL_COLUMNS)
 def _opened(out: str | Path | TextIO) -> Iterator[TextIO]:
     """``out`` to write to: a path opened (and closed after), or an open text file as it is."""
     if isinstance(out, (str, Path)):
-        with Path(out).open("w", encoding="utf-8", newline="") as f:
+        with Path(out).open("w", encoding="utf-8") as f:  # as to_csv(path) writes it (Path.write_text)
             yield f
     else:
         yield out
