@@ -133,6 +133,12 @@ LEDGER_FLUSH_INTERVAL_S: Final = 0.1
 """The background ledger writer commits each row within this long of its ``record()`` (``ledger.flush_interval``),
 while the disk keeps up: a process killed with SIGKILL or ended by ``os._exit()`` loses at most the rows of its
 last flush interval. Reads, ``flush()``, ``close()``, exit and SIGTERM do not wait for it."""
+LEDGER_READ_CHUNK: Final = 2_000
+"""Rows a ledger reads from its store at a time when they are iterated (``Ledger.iter_rows``, the calls view's
+exports): the memory a read holds stays this many rows, however many the period has."""
+CALLS_TABLE_MAX: Final = 1_000
+"""The most attempts ``computekit report --calls`` prints as a table (the first ones of the period; the footer
+and the total count them all): ``--format csv`` and ``--format json`` list every one."""
 LEDGER_EXIT_FLUSH_TIMEOUT_S: Final = 5.0
 """The longest the SIGTERM handler waits for queued ledger rows to be written before the process goes on to end
 (a container's stop grants 10 s or more before SIGKILL)."""

@@ -20,6 +20,7 @@ import this module, typer or rich.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import re
 import sys
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from ._constants import CALLS_TABLE_MAX
 from ._exceptions import ComputeKitError
 
 if TYPE_CHECKING:
@@ -672,38 +674,54 @@ def print_report(console: Console, report: Report, *, title: str) -> None:
     console.print(line, markup=False, style="bold")
 
 
-def print_calls(console: Console, calls: Calls, *, title: str) -> None:
-    """The calls view as a table: one line per attempt, oldest first, with the exact total."""
+def print_calls(console: Console, calls: Calls, *, title: str, most: int | None = None) -> None:
+    """The calls view as a table: one line per attempt, oldest first, with the exact total. A period of more than
+    ``most`` attempts (default ``CALLS_TABLE_MAX``) shows its first ``most`` (a table of a million lines helps no
+    one, and would be held in memory) and says so; the footer and the total still count them all (summed by the
+    store)."""
     from rich.table import Table
 
+    most = CALLS_TABLE_MAX if most is None else most
+    summary = calls.report("outcome")  # count, tokens, total and unpriced of the whole period
+    it = iter(calls)
+    try:
+        rows = list(itertools.islice(it, most))
+    finally:
+        close = getattr(it, "close", None)  # stop a lazy read early: its cursor and connection go now
+        if close is not None:
+            close()
+    n = summary.calls
     table = Table(title=title, title_justify="left", show_footer=True)
-    tokens_in = sum(r.input_tokens for r in calls.rows)
-    tokens_out = sum(r.output_tokens for r in calls.rows)
+    tokens_in = sum(r.input_tokens for r in summary.rows)
+    tokens_out = sum(r.output_tokens for r in summary.rows)
     costs = _aligned([
-        "unpriced" if r.cost is None else _money(r.cost) + (" (est.)" if r.estimated else "") for r in calls.rows
-    ] + [_money(calls.total) if not calls.unpriced else f"≥ {_money(calls.total)}"])
+        "unpriced" if r.cost is None else _money(r.cost) + (" (est.)" if r.estimated else "") for r in rows
+    ] + [_money(summary.total) if not summary.unpriced else f"≥ {_money(summary.total)}"])
     total = costs[-1]
     outcomes = [r.outcome if r.outcome != "error" else
                 (r.error_type or "error").removesuffix("Error") + (f" {r.status}" if r.status else "")
-                for r in calls.rows]
+                for r in rows]
     table.add_column("time (UTC)", footer="TOTAL", no_wrap=True, min_width=19)
     table.add_column("verb", no_wrap=True, min_width=8)
-    table.add_column("target", footer=f"{len(calls)} calls", overflow="fold")
+    table.add_column("target", footer=f"{n} calls", overflow="fold")
     table.add_column("outcome", no_wrap=True, min_width=max((len(o) for o in outcomes), default=7))
-    tokens = [f"{r.input_tokens:,} → {r.output_tokens:,}" for r in calls.rows] + [f"{tokens_in:,} → {tokens_out:,}"]
+    tokens = [f"{r.input_tokens:,} → {r.output_tokens:,}" for r in rows] + [f"{tokens_in:,} → {tokens_out:,}"]
     table.add_column("tokens in → out", justify="right", footer=tokens[-1], no_wrap=True,
                      min_width=max(len(t) for t in tokens))
     table.add_column("cost (USD)", justify="right", footer=total, no_wrap=True, min_width=max(len(c) for c in costs))
     table.add_column("tags", overflow="fold")  # the one column that gives way on a narrow terminal (one tag a line)
-    for r, cost, outcome in zip(calls.rows, costs, outcomes, strict=False):
+    for r, cost, outcome in zip(rows, costs, outcomes, strict=False):
         tags = " ".join(f"{k}={v}" for k, v in sorted(r.tags.items()))
         table.add_row(r.ts.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), r.verb,
                       _escape(f"{r.provider}:{r.model}"), _escape(outcome),
                       f"{r.input_tokens:,} → {r.output_tokens:,}", cost, _escape(tags))
     _print_table(console, table)
-    line = f"total: {_money(calls.total)} USD"
-    if calls.unpriced:
-        line += (f" + {calls.unpriced} unpriced call{'s' if calls.unpriced != 1 else ''} not included "
+    if n > len(rows):
+        console.print(f"showing the first {len(rows):,} of {n:,} calls (oldest first): --format csv or --format "
+                      "json lists them all, or narrow the period with --since/--until", markup=False, style="yellow")
+    line = f"total: {_money(summary.total)} USD"
+    if summary.unpriced:
+        line += (f" + {summary.unpriced} unpriced call{'s' if summary.unpriced != 1 else ''} not included "
                  "(the real total is higher)")
     console.print(line, markup=False, style="bold")
 
@@ -774,31 +792,43 @@ def report(
         _check_plotting()
     from .ledger._report import build_report
 
-    need_rows = calls or plot is not None or html is not None
     with _errors():
         ledger, where = _reading_ledger(_core(config), ledger_url)
         if ledger is None:  # nothing recorded yet: an empty report
-            rep = build_report([], by, since=start, until=stop)
-            view = Calls([], since=start, until=stop)
-        else:
-            try:
-                rep = ledger.report(by, since=start, until=stop)
-                view = ledger.calls(since=start, until=stop) if need_rows else Calls([], since=start, until=stop)
-            finally:
-                ledger.close()
+            _show_report(build_report([], by, since=start, until=stop), Calls([], since=start, until=stop),
+                         by=by, fmt=fmt, calls=calls, plot=plot, html=html, where=where, period=bool(start or stop))
+            return
+        try:
+            # The calls view reads the ledger as it is used (rows streamed, sums made by the store): before close.
+            _show_report(ledger.report(by, since=start, until=stop), ledger.calls(since=start, until=stop),
+                         by=by, fmt=fmt, calls=calls, plot=plot, html=html, where=where, period=bool(start or stop))
+        finally:
+            ledger.close()
+
+
+def _show_report(rep: Report, view: Calls, *, by: str, fmt: FormatChoice, calls: bool, plot: Path | None,
+                 html: Path | None, where: str, period: bool) -> None:
+    """Write the chart and the page asked for, then print the report or the calls view. The calls' CSV and JSON
+    are written as the rows are read, one at a time: memory stays bounded however many the period has."""
     if plot is not None:
         view.plot(plot)
         _console(stderr=True).print(f"wrote the cost chart to {plot}", markup=False)
     if html is not None:
         view.to_html(html, by=by)
         _console(stderr=True).print(f"wrote the HTML report to {html}", markup=False)
-    out: Report | Calls = view if calls else rep
     if fmt is FormatChoice.csv:
-        sys.stdout.write(out.to_csv())
+        if calls:
+            view.write_csv(sys.stdout)
+        else:
+            sys.stdout.write(rep.to_csv())
     elif fmt is FormatChoice.json:
-        typer.echo(out.to_json())
+        if calls:
+            view.write_json(sys.stdout)
+            sys.stdout.write("\n")  # as typer.echo ends the report's
+        else:
+            typer.echo(rep.to_json())
     elif not rep.rows:
-        typer.echo(f"no calls recorded in {where}" + (" for that period" if start or stop else ""))
+        typer.echo(f"no calls recorded in {where}" + (" for that period" if period else ""))
     elif calls:
         print_calls(_console(), view, title=f"calls — {where}")
     else:

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from .._exceptions import ConfigError, LedgerError
 from ._budgets import Charge
-from ._report import Calls, Group, Report, build_report, check_group_by, report_of_groups
+from ._report import Calls, DayCell, Group, Report, build_report, check_group_by, report_of_groups
 from ._row import GroupBy, LedgerRow, period
 
 # LedgerRow: the backends take it from here, with the interface.
@@ -72,7 +72,8 @@ def store_errors(ledger: object, doing: str, errors: type[Exception] | tuple[typ
 class Ledger(ABC):
     """Where every attempt is recorded, and where budgets are enforced.
 
-    A backend implements :meth:`record` and :meth:`rows`; one that can enforce budgets also implements
+    A backend implements :meth:`record` and :meth:`rows` (and :meth:`iter_rows`, when it can read a chunk at a
+    time: the default lists :meth:`rows`); one that can enforce budgets also implements
     :meth:`reserve`, :meth:`settle` and :meth:`budget_usage`, each atomic across threads and processes that share
     the ledger.
     """
@@ -96,13 +97,28 @@ class Ledger(ABC):
 
     @abstractmethod
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
-        """The recorded attempts in time order, optionally within ``[since, until)``.
+        """The recorded attempts in time order, optionally within ``[since, until)``, all in one list (in memory:
+        on a large ledger, iterate :meth:`iter_rows` instead).
 
         Raises:
             InvalidRequestError: ``since`` or ``until`` is not a datetime, or ``since`` is after ``until``.
             LedgerError: The store failed (locked past its busy timeout, unreachable ...): its own error is the
                 cause (the SQLite and PostgreSQL ledgers).
         """
+
+    def iter_rows(self, *, since: dt.datetime | None = None,
+                  until: dt.datetime | None = None) -> Iterator[LedgerRow]:
+        """The recorded attempts in time order, optionally within ``[since, until)``, read lazily: the SQLite and
+        PostgreSQL ledgers fetch ``LEDGER_READ_CHUNK`` rows at a time, so memory stays bounded however many rows
+        the period holds. The same rows as :meth:`rows`; a row recorded while you iterate may or may not be
+        included, never twice. ``since`` and ``until`` are checked at once, before the first row is read.
+
+        Raises:
+            InvalidRequestError: ``since`` or ``until`` is not a datetime, or ``since`` is after ``until``.
+            LedgerError: The store failed (see :meth:`rows`), raised by the iteration when it reads.
+        """
+        # A backend that cannot read lazily (one written before this method) lists its rows.
+        return iter(self.rows(since=since, until=until))
 
     def report(
         self,
@@ -136,22 +152,29 @@ class Ledger(ABC):
         groups = self._groups(by, since, until)
         if groups is not None:
             return report_of_groups(groups, by, since=since, until=until)
-        return build_report(self.rows(since=since, until=until), by, since=since, until=until)
+        return build_report(self.iter_rows(since=since, until=until), by, since=since, until=until)
 
     def _groups(self, by: str, since: dt.datetime | None, until: dt.datetime | None) -> list[Group] | None:
         """The report's groups summed by the store itself (``GROUP BY``: no row is read into Python), or ``None``
-        for a backend that cannot (its report is then built from :meth:`rows`)."""
+        for a backend that cannot (its report is then built from :meth:`iter_rows`, one row at a time)."""
+        return None
+
+    def _daily(self, since: dt.datetime | None, until: dt.datetime | None) -> list[DayCell] | None:
+        """The cost per UTC day and provider summed by the store itself, or ``None`` for a backend that cannot
+        (the chart is then summed from :meth:`iter_rows`)."""
         return None
 
     def calls(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Calls:
-        """The individual attempts of a period (the calls view), with the same exports as a report.
+        """The individual attempts of a period (the calls view), with the same exports as a report. Nothing is
+        read until it is used: its CSV and JSON writers stream the rows, its totals, report and chart are summed
+        by the store; only :attr:`Calls.rows` lists them all in memory.
 
         Raises:
             InvalidRequestError: ``since`` or ``until`` is not a datetime, or ``since`` is after ``until``.
-            LedgerError: The store failed (see :meth:`rows`).
+            LedgerError: The store failed (see :meth:`rows`), raised when the view reads it.
         """
         since, until = period(since, until)
-        return Calls(self.rows(since=since, until=until), since=since, until=until)
+        return Calls.of_ledger(self, since=since, until=until)
 
     # ----------------------------------------------------------------------------------------- budgets
 

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from ._row import day_of
 
 if TYPE_CHECKING:
-    from ._report import Calls, Report
+    from ._report import Calls, DayCell, Report
     from ._row import LedgerRow
 
-__all__ = ["DailyCost", "daily_cost", "html_report", "plot_daily_cost", "usd"]
+__all__ = ["DailyCost", "daily_cost", "daily_cost_of_cells", "html_report", "plot_daily_cost", "plot_of_data", "usd"]
 
 _PLOT_HINT = "pip install 'computekit[plot]' (or pip install matplotlib)"
 _DPI = 150
@@ -74,27 +74,37 @@ class DailyCost:
 
 
 def daily_cost(rows: Iterable[LedgerRow]) -> DailyCost:
-    """Group attempts by UTC day and provider (pure)."""
+    """Group attempts by UTC day and provider (pure; one row at a time, so ``rows`` may be read lazily)."""
+    return daily_cost_of_cells(
+        (day_of(row), row.provider, Decimal(0) if row.cost is None else row.cost, 1, int(row.cost is None))
+        for row in rows
+    )
+
+
+def daily_cost_of_cells(cells: Iterable[DayCell]) -> DailyCost:
+    """The chart's data from sums per day and provider (a store's ``GROUP BY``, or :func:`daily_cost` one row at a
+    time); parts with the same day and provider are added up. Unpriced attempts are counted apart, never as 0."""
     by_day: dict[dt.date, dict[str, Decimal]] = {}
     unpriced: dict[dt.date, int] = {}
     unpriced_by_provider: dict[str, int] = {}
     spent: dict[str, Decimal] = {}
-    for row in rows:
-        day = day_of(row)
+    priced: set[str] = set()
+    for day, provider, cost, calls, n_unpriced in cells:
         cell = by_day.setdefault(day, {})
-        if row.cost is None:
-            unpriced[day] = unpriced.get(day, 0) + 1
-            unpriced_by_provider[row.provider] = unpriced_by_provider.get(row.provider, 0) + 1
-        else:
-            cell[row.provider] = cell.get(row.provider, Decimal(0)) + row.cost
-            spent[row.provider] = spent.get(row.provider, Decimal(0)) + row.cost
+        if n_unpriced:
+            unpriced[day] = unpriced.get(day, 0) + n_unpriced
+            unpriced_by_provider[provider] = unpriced_by_provider.get(provider, 0) + n_unpriced
+        if calls > n_unpriced:  # a priced attempt (one that cost exactly 0 included: a known-free error)
+            cell[provider] = cell.get(provider, Decimal(0)) + cost
+            spent[provider] = spent.get(provider, Decimal(0)) + cost
+            priced.add(provider)
     if not by_day:
         return DailyCost([], [], {}, [], {})
     first, last = min(by_day), max(by_day)
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    providers = sorted(spent, key=lambda p: (-spent[p], p))
-    cost = {p: [by_day.get(d, {}).get(p, Decimal(0)) for d in days] for p in providers}
-    return DailyCost(days, providers, cost, [unpriced.get(d, 0) for d in days], unpriced_by_provider)
+    providers = sorted(priced, key=lambda p: (-spent[p], p))
+    cost_of = {p: [by_day.get(d, {}).get(p, Decimal(0)) for d in days] for p in providers}
+    return DailyCost(days, providers, cost_of, [unpriced.get(d, 0) for d in days], unpriced_by_provider)
 
 
 def _matplotlib() -> None:
@@ -174,7 +184,16 @@ def plot_daily_cost(rows: Iterable[LedgerRow], path: str | Path | None = None, *
     Raises:
         ImportError: matplotlib is not installed.
     """
-    fig = figure(daily_cost(rows), title=title)
+    return plot_of_data(daily_cost(rows), path, title=title)
+
+
+def plot_of_data(data: DailyCost, path: str | Path | None = None, *, title: str | None = None) -> Any:
+    """The chart of ``data`` as a matplotlib ``Figure``; saved to ``path`` when given.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    fig = figure(data, title=title)
     if path is not None:
         fig.savefig(path, dpi=_DPI)
     return fig
@@ -259,8 +278,9 @@ def html_report(calls: Calls, path: str | Path | None = None, *, by: str = "prov
         ImportError: matplotlib is not installed.
         ValueError: ``by`` is not a way to group.
     """
+    # Both summed by the store for a ledger's view: the page never holds the period's rows.
     report = calls.report(by)
-    data = daily_cost(calls.rows)
+    data = calls.daily_cost()
     png = base64.b64encode(png_bytes(figure(data))).decode("ascii")
     heading = title or "computekit cost report"
     meta = f"{_period(calls)} · {report.calls} call{'s' if report.calls != 1 else ''} · total {usd(report.total)}"

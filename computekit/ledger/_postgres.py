@@ -36,12 +36,12 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .._constants import LEDGER_FLUSH_INTERVAL_S
+from .._constants import LEDGER_FLUSH_INTERVAL_S, LEDGER_READ_CHUNK
 from .._exceptions import ConfigError
 from ._base import Ledger, LedgerRow, forks_with, store_errors, window
 from ._budgets import Charge, fits, refusal
 from ._buffered import BatchWriter, Buffered
-from ._report import TAG_PREFIX, UNTAGGED, Group
+from ._report import TAG_PREFIX, UNTAGGED, DayCell, Group
 from ._row import period
 
 if TYPE_CHECKING:
@@ -197,6 +197,17 @@ def _heard(fd: int) -> bool:
         p.register(fd, select.POLLIN)
         return bool(p.poll(0))
     return bool(select.select([fd], [], [], 0)[0])  # Windows: no poll, and no FD_SETSIZE limit on a value
+
+
+def _row_of(r: Any) -> LedgerRow:
+    """A row as ``SELECT id, {_COLUMNS}`` reads it (NUMERIC as Decimal, timestamptz as an aware datetime)."""
+    return LedgerRow(
+        id=r[0], ts=r[1], verb=r[2], provider=r[3], model=r[4], outcome=r[5], latency_ms=r[6],
+        input_tokens=r[7], output_tokens=r[8], cached_input_tokens=r[9], cache_write_tokens=r[10],
+        reasoning_tokens=r[11], gpu_seconds=r[12], cost=r[13], currency=r[14], estimated=r[15],
+        price_source=r[16], request_id=r[17], error_type=r[18], status=r[19], tags=dict(r[20]),
+        once_key=r[21], reserved=r[22],
+    )
 
 
 def _import_psycopg() -> Any:
@@ -392,6 +403,15 @@ class PostgresLedger(Buffered, Ledger):
         return [(UNTAGGED if k is None else str(k), n, errors, int(tin), int(tout), Decimal(cost), unpriced)
                 for k, n, errors, tin, tout, cost, unpriced in fetched]
 
+    def _daily(self, since: dt.datetime | None, until: dt.datetime | None) -> list[DayCell] | None:
+        where, args = window(since, until, "%s")
+        sql = ("SELECT (ts AT TIME ZONE 'UTC')::date, provider, COALESCE(SUM(cost), 0), COUNT(*), "
+               "COUNT(*) FILTER (WHERE cost IS NULL) FROM computekit_attempts" + where + " GROUP BY 1, 2")
+        self.flush()
+        with store_errors(self, "reading its rows", self._psycopg.Error), self._lock:
+            fetched = self._connection().execute(sql, args).fetchall()
+        return [(day, provider, Decimal(cost), n, unpriced) for day, provider, cost, n, unpriced in fetched]
+
     def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
         since, until = period(since, until)  # any time zone compares right; a date is refused
         where, args = window(since, until, "%s")
@@ -399,16 +419,37 @@ class PostgresLedger(Buffered, Ledger):
         self.flush()
         with store_errors(self, "reading its rows", self._psycopg.Error), self._lock:
             fetched = self._connection().execute(sql, args).fetchall()
-        return [
-            LedgerRow(
-                id=r[0], ts=r[1], verb=r[2], provider=r[3], model=r[4], outcome=r[5], latency_ms=r[6],
-                input_tokens=r[7], output_tokens=r[8], cached_input_tokens=r[9], cache_write_tokens=r[10],
-                reasoning_tokens=r[11], gpu_seconds=r[12], cost=r[13], currency=r[14], estimated=r[15],
-                price_source=r[16], request_id=r[17], error_type=r[18], status=r[19], tags=dict(r[20]),
-                once_key=r[21], reserved=r[22],
-            )
-            for r in fetched
-        ]
+        return [_row_of(r) for r in fetched]
+
+    def iter_rows(self, *, since: dt.datetime | None = None,
+                  until: dt.datetime | None = None) -> Iterator[LedgerRow]:
+        since, until = period(since, until)  # checked now, not at the first row
+        return self._iter_rows(since, until)
+
+    def _iter_rows(self, since: dt.datetime | None, until: dt.datetime | None) -> Iterator[LedgerRow]:
+        """A server-side cursor, ``LEDGER_READ_CHUNK`` rows a fetch, on a connection of its own: its transaction
+        (one snapshot of the rows) stays open while the caller iterates, which the ledger's shared connection
+        (autocommit, and used by writes meanwhile) cannot do, and nothing here holds the ledger's lock."""
+        where, args = window(since, until, "%s")
+        sql = f"SELECT id, {_COLUMNS} FROM computekit_attempts{where} ORDER BY ts, id"
+        self.flush()
+        errors = self._psycopg.Error
+        with store_errors(self, "reading its rows", errors):
+            conn = self._psycopg.connect(self.url)  # a transaction from the first statement: a cursor needs one
+        try:
+            with store_errors(self, "reading its rows", errors):
+                conn.execute("SET TIME ZONE 'UTC'")
+                cur = conn.cursor(name=f"computekit_rows_{uuid.uuid4().hex}")
+                cur.execute(sql, args)
+            while True:
+                with store_errors(self, "reading its rows", errors):
+                    chunk = cur.fetchmany(LEDGER_READ_CHUNK)
+                if not chunk:
+                    return
+                for r in chunk:
+                    yield _row_of(r)
+        finally:
+            conn.close()  # ends the transaction and the cursor, also when the caller stops early
 
     # ----------------------------------------------------------------------------------------- budgets
 

@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-from .._constants import LEDGER_FLUSH_INTERVAL_S
+from .._constants import LEDGER_FLUSH_INTERVAL_S, LEDGER_READ_CHUNK
 from .._money import plain
 from ._base import Ledger, LedgerRow, forks_with, store_errors, window
 from ._budgets import Charge, counted, covers, fits, refusal
 from ._buffered import BatchWriter, Buffered
-from ._report import TAG_PREFIX, UNTAGGED, Group
+from ._report import TAG_PREFIX, UNTAGGED, DayCell, Group
 from ._row import period
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLedger"]
@@ -181,6 +182,18 @@ class _DecimalSum:
 
     def finalize(self) -> str:
         return plain(self.total)
+
+
+def _row_of(r: tuple[Any, ...]) -> LedgerRow:
+    """A row as ``SELECT id, {_COLUMNS}`` reads it."""
+    return LedgerRow(
+        id=r[0], ts=dt.datetime.fromisoformat(r[1]), verb=r[2], provider=r[3], model=r[4], outcome=r[5],
+        latency_ms=r[6], input_tokens=r[7], output_tokens=r[8], cached_input_tokens=r[9],
+        cache_write_tokens=r[10], reasoning_tokens=r[11], gpu_seconds=None if r[12] is None else Decimal(r[12]),
+        cost=None if r[13] is None else Decimal(r[13]), currency=r[14], estimated=bool(r[15]),
+        price_source=r[16], request_id=r[17], error_type=r[18], status=r[19],
+        tags=json.loads(r[20]), once_key=r[21], reserved=None if r[22] is None else Decimal(r[22]),
+    )
 
 
 def path_from_url(url: str) -> str:
@@ -428,25 +441,45 @@ class SQLiteLedger(Buffered, Ledger):
         return [(UNTAGGED if k is None else str(k), n, errors, tin, tout, Decimal(cost), unpriced)
                 for k, n, errors, tin, tout, cost, unpriced in fetched]
 
-    def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
-        since, until = period(since, until)  # any time zone compares right; a date is refused
+    def _daily(self, since: dt.datetime | None, until: dt.datetime | None) -> list[DayCell] | None:
         where, args = window(since, until, "?", dt.datetime.isoformat)
-        sql = f"SELECT id, {_COLUMNS} FROM attempts{where} ORDER BY ts, id"
+        sql = (f"SELECT date(ts), provider, {_DECIMAL_SUM}(cost), COUNT(*), SUM(cost IS NULL) FROM attempts{where} "
+               "GROUP BY 1, 2")
         self.flush()
         with store_errors(self, "reading its rows", sqlite3.Error), self._lock:
             fetched = self._conn.execute(sql, args).fetchall()
-        return [
-            LedgerRow(
-                id=r[0], ts=dt.datetime.fromisoformat(r[1]), verb=r[2], provider=r[3], model=r[4], outcome=r[5],
-                latency_ms=r[6], input_tokens=r[7], output_tokens=r[8], cached_input_tokens=r[9],
-                cache_write_tokens=r[10], reasoning_tokens=r[11],
-                gpu_seconds=None if r[12] is None else Decimal(r[12]),
-                cost=None if r[13] is None else Decimal(r[13]), currency=r[14], estimated=bool(r[15]),
-                price_source=r[16], request_id=r[17], error_type=r[18], status=r[19],
-                tags=json.loads(r[20]), once_key=r[21], reserved=None if r[22] is None else Decimal(r[22]),
-            )
-            for r in fetched
-        ]
+        return [(dt.date.fromisoformat(day), provider, Decimal(cost), n, unpriced)
+                for day, provider, cost, n, unpriced in fetched]
+
+    def rows(self, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> list[LedgerRow]:
+        return list(self.iter_rows(since=since, until=until))
+
+    def iter_rows(self, *, since: dt.datetime | None = None,
+                  until: dt.datetime | None = None) -> Iterator[LedgerRow]:
+        since, until = period(since, until)  # any time zone compares right; a date is refused: checked now
+        return self._iter_rows(since, until)
+
+    def _iter_rows(self, since: dt.datetime | None, until: dt.datetime | None) -> Iterator[LedgerRow]:
+        """Chunks of ``LEDGER_READ_CHUNK`` rows, each read from where the last one ended (its ``(ts, id)``): the
+        lock is held only while a chunk is read, never while the caller works on a row (it may record one), and
+        no statement stays open on the shared connection between chunks."""
+        where, args = window(since, until, "?", dt.datetime.isoformat)
+        sql = f"SELECT id, {_COLUMNS} FROM attempts{where}"
+        after = sql + (" AND" if where else " WHERE") + " (ts, id) > (?, ?)"
+        self.flush()
+        last: tuple[str, int] | None = None
+        while True:
+            with store_errors(self, "reading its rows", sqlite3.Error), self._lock:
+                if last is None:
+                    chunk = self._conn.execute(f"{sql} ORDER BY ts, id LIMIT ?", [*args, LEDGER_READ_CHUNK]).fetchall()
+                else:
+                    chunk = self._conn.execute(f"{after} ORDER BY ts, id LIMIT ?",
+                                               [*args, *last, LEDGER_READ_CHUNK]).fetchall()
+            for r in chunk:
+                yield _row_of(r)
+            if len(chunk) < LEDGER_READ_CHUNK:
+                return
+            last = (chunk[-1][1], chunk[-1][0])
 
     def close(self) -> None:
         forks_with(self, keep=False)  # a child forked from now on opens nothing for it
