@@ -20,6 +20,7 @@ from ._core import check_tools, flatten_prompt, normalise_messages
 from ._exceptions import InvalidRequestError
 from ._finetune import BLANK_LINE, _Counter, count_example_tokens, decode_line
 from ._http import encode_json
+from ._targets import _encodable
 from ._types import Completion, Cost, Embeddings, Usage
 from .adapters._base import Adapter, BatchItem, CompleteRequest, EmbedRequest
 from .pricing import BATCH_CONTEXT, PriceBook, PriceRef, TokenRates
@@ -186,14 +187,6 @@ def _request(adapter: Adapter, model: str, raw: Any) -> tuple[str, CompleteReque
         raise InvalidRequestError(f"max_tokens must be a whole number of tokens from 1 to {MAX_USAGE_COUNT:,}, "
                                   f"not {limit!r}")
     return custom_id, req
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _from_responses(body: Mapping[str, Any]) -> dict[str, Any]:
