@@ -6,6 +6,7 @@ UnicodeDecodeError, RecursionError, TypeError, AttributeError or a hang on ``inf
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,26 +120,35 @@ async def test_model_that_is_not_a_model_id(faults: Any, waits: Waits, is_async:
     assert srv.hits == 0
 
 
-@both
-async def test_text_that_is_not_valid_unicode_is_refused_before_it_is_sent(faults: Any, waits: Waits, is_async: bool,
-                                                                          tmp_path: Path) -> None:
-    """A lone surrogate in a prompt (text decoded with ``surrogateescape``, or cut in the middle of a pair) cannot
-    be encoded: an ``InvalidRequestError`` naming it, nothing sent, and a budget's reservation not left held."""
+async def _refused_before_sending(faults: Any, waits: Waits, is_async: bool, tmp_path: Path,
+                                  calls: list[Callable[[Any], Any]], match: str, cause: type[Exception]) -> None:
+    """Each of ``calls`` (given the client) is an ``InvalidRequestError`` matching ``match``, raised from ``cause``:
+    nothing sent, no row, and the budget's reservation not left held."""
     srv = faults(chat("Hello"))
     client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'l.db'}",
                          budget={"limit_usd": "5"})
     try:
-        for call in (lambda: client.complete("openai:gpt-4o-mini", "caf\udce9"),
-                     lambda: client.embed("openai:text-embedding-3-small", ["ok", "caf\udce9"])):
-            with pytest.raises(ck.InvalidRequestError, match="not valid Unicode") as caught:
-                await run(call())
-            assert isinstance(caught.value.__cause__, UnicodeEncodeError)
+        for call in calls:
+            with pytest.raises(ck.InvalidRequestError, match=match) as caught:
+                await run(call(client))
+            assert isinstance(caught.value.__cause__, cause)
         (status,) = client.budget_status().values()
         assert (status.reserved, status.spent) == (0, 0)
         assert client.ledger.rows() == []
     finally:
         await close(client)
     assert srv.hits == 0
+
+
+@both
+async def test_text_that_is_not_valid_unicode_is_refused_before_it_is_sent(faults: Any, waits: Waits, is_async: bool,
+                                                                          tmp_path: Path) -> None:
+    """A lone surrogate in a prompt (text decoded with ``surrogateescape``, or cut in the middle of a pair) cannot
+    be encoded: an ``InvalidRequestError`` naming it, nothing sent, and a budget's reservation not left held."""
+    await _refused_before_sending(faults, waits, is_async, tmp_path, [
+        lambda client: client.complete("openai:gpt-4o-mini", "caf\udce9"),
+        lambda client: client.embed("openai:text-embedding-3-small", ["ok", "caf\udce9"]),
+    ], "not valid Unicode", UnicodeEncodeError)
 
 
 @both
@@ -152,19 +162,9 @@ async def test_numbers_json_cannot_carry_are_refused_before_they_are_sent(faults
                                                                           where: str) -> None:
     """``json.dumps`` writes NaN and Infinity as bare words, which are not JSON: sent, the provider answers 400.
     An ``InvalidRequestError`` naming where the number is, nothing sent, and a budget's reservation not left held."""
-    srv = faults(chat("Hello"))
-    client = make_client(is_async, srv.url, waits, ledger=f"sqlite:///{tmp_path / 'l.db'}",
-                         budget={"limit_usd": "5"})
-    try:
-        with pytest.raises(ck.InvalidRequestError, match=f"number JSON cannot carry \\({where}\\)") as caught:
-            await run(client.complete("openai:gpt-4o-mini", "hi", **kwargs))
-        assert isinstance(caught.value.__cause__, ValueError)
-        (status,) = client.budget_status().values()
-        assert (status.reserved, status.spent) == (0, 0)
-        assert client.ledger.rows() == []
-    finally:
-        await close(client)
-    assert srv.hits == 0
+    await _refused_before_sending(faults, waits, is_async, tmp_path, [
+        lambda client: client.complete("openai:gpt-4o-mini", "hi", **kwargs),
+    ], f"number JSON cannot carry \\({where}\\)", ValueError)
 
 
 @both
